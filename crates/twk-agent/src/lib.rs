@@ -1,0 +1,1 @@
+//! twk-agent (work in progress)

@@ -1,0 +1,128 @@
+//! The record of one exchange: what the agent hands to the store, and what the store gives back
+//! to `log`, `replay`, `export` and the inspector.
+//!
+//! This is the contract between the tunnel agent (producer) and everything that reads history.
+
+use serde::{Deserialize, Serialize};
+
+/// A stable exchange id, assigned by the store, that survives restarts.
+pub type ExchangeId = i64;
+
+/// Which side of the path a failure belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Side {
+    /// The sender (the webhook provider): e.g. body over the cap, aborted upload.
+    Sender,
+    /// The relay or the tunnel between relay and client.
+    Tunnel,
+    /// The developer's local target (the app on localhost).
+    Target,
+}
+
+/// A failure that stopped the exchange from completing normally.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Failure {
+    /// Which side failed.
+    pub side: Side,
+    /// A short, human message (already free of secrets).
+    pub message: String,
+}
+
+/// One header as it travelled: the name as received (lowercased by HTTP/2 on the tunnel leg),
+/// and the raw value bytes (usually UTF-8, but not always).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Header {
+    /// Header name.
+    pub name: String,
+    /// Raw header value bytes.
+    pub value: Vec<u8>,
+}
+
+/// A captured body: the stored bytes (possibly truncated to the store's cap), the true length
+/// and the SHA-256 of the complete body as it was forwarded.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CapturedBody {
+    /// Stored bytes: the whole body unless `truncated`.
+    pub bytes: Vec<u8>,
+    /// Length of the complete body in bytes.
+    pub len: u64,
+    /// Hex SHA-256 of the complete body.
+    pub sha256: String,
+    /// True when `bytes` holds only a prefix of the body.
+    pub truncated: bool,
+}
+
+/// Request or response head plus body.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Message {
+    /// Headers in the order they travelled; multi-valued headers appear once per value.
+    pub headers: Vec<Header>,
+    /// The body.
+    pub body: CapturedBody,
+}
+
+/// Points in time of one exchange, as Unix milliseconds (UTC).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Timings {
+    /// When the relay received the request head.
+    pub received_ms: i64,
+    /// When the client forwarded the request to the local target.
+    pub forwarded_ms: Option<i64>,
+    /// When the first response byte (the head) came back from the target.
+    pub first_byte_ms: Option<i64>,
+    /// When the exchange finished (response body complete, or failure).
+    pub done_ms: Option<i64>,
+}
+
+/// One request/response pair as seen by the tunnel client (or produced by a replay).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Exchange {
+    /// Assigned by the store; `None` before it is recorded.
+    pub id: Option<ExchangeId>,
+    /// Tunnel name the request arrived on (for replays: the original's name).
+    pub tunnel: String,
+    /// Relay request id (`x-twk-request-id`), or a local id for replays.
+    pub request_id: String,
+    /// The exact public URL the sender used: scheme, host, port, path and raw query.
+    pub public_url: String,
+    /// The sender's address as the relay saw it (`ip:port`).
+    pub remote_addr: Option<String>,
+    /// Request method.
+    pub method: String,
+    /// Path and raw query as forwarded to the local target (path prefix removed).
+    pub path: String,
+    /// Local target the request was forwarded to (e.g. `http://127.0.0.1:3000`).
+    pub target: String,
+    /// Request as forwarded.
+    pub request: Message,
+    /// Response status; `None` when no response came back.
+    pub status: Option<u16>,
+    /// Response as returned to the sender; `None` when no response came back.
+    pub response: Option<Message>,
+    /// Timings.
+    pub timings: Timings,
+    /// Set when the exchange failed.
+    pub failure: Option<Failure>,
+    /// Provider id as named by twk-providers (e.g. `twilio`, `stripe`), if detected.
+    pub provider: Option<String>,
+    /// Event name (e.g. `challenge.approved`), if known.
+    pub event: Option<String>,
+    /// One-line event summary.
+    pub summary: Option<String>,
+    /// Signature verdict (`valid`, `invalid`, `stale`, `unsigned`, `no_secret`, `malformed`).
+    pub verdict: Option<String>,
+    /// The provider crate's full analysis (verdict details, diagnosis), as JSON.
+    pub analysis: Option<serde_json::Value>,
+    /// For replays: the id of the exchange this one replays.
+    pub replay_of: Option<ExchangeId>,
+}
+
+impl Exchange {
+    /// Duration from relay receipt to done, in milliseconds, when both are known.
+    pub fn duration_ms(&self) -> Option<i64> {
+        self.timings
+            .done_ms
+            .map(|done| done.saturating_sub(self.timings.received_ms))
+    }
+}

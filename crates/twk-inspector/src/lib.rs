@@ -1,0 +1,1 @@
+//! twk-inspector (work in progress)

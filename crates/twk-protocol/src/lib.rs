@@ -1,0 +1,1 @@
+//! twk-protocol (work in progress)

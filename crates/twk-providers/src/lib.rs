@@ -1,0 +1,1 @@
+//! twk-providers (work in progress)

@@ -1,0 +1,1 @@
+//! twk-relay (work in progress)

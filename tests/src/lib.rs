@@ -1,0 +1,1 @@
+//! twk end-to-end test harness
