@@ -1,5 +1,40 @@
-//! twk-capture: the capture store (work in progress: the SQLite store lands with the capture issue).
+//! twk-capture: the capture store of twk — every exchange the tunnel forwards, kept on the
+//! developer's own disk in an embedded SQLite database, queryable and exportable.
+//!
+//! What it is:
+//! - [`Recorder`]: a non-blocking handle the tunnel agent uses to record [`Exchange`]s; a
+//!   dedicated writer thread stores them in batched transactions and announces each new row
+//!   ([`Recorder::subscribe`]) for the live inspector.
+//! - [`Store`]: one SQLite connection for reading (and synchronous writes): [`Store::get`],
+//!   [`Store::list`] (cheap [`Summary`] rows), [`Store::query`], [`Store::count`] with a
+//!   [`Filter`].
+//! - Exports: `log --json` objects ([`export::json`]), HAR 1.2 ([`export::har`]) and curl
+//!   commands ([`export::curl`]), all redacted by the one shared rule in [`redact`].
+//! - Time bounds for `--since`/`--until` ([`time`]).
+//!
+//! What it is NOT: it does not forward, replay or sign anything (that is `twk-agent` and
+//! `twk-providers`), does not analyse payloads (it stores the provider crate's verdict), and
+//! never truncates forwarded traffic — only the stored copy of a body is capped.
+//!
+//! Storage: `$XDG_DATA_HOME/twk/captures.sqlite3` (or `~/.local/share/twk/`), directory 0700,
+//! file 0600, WAL mode, schema versioned with `PRAGMA user_version`.
 #![warn(missing_docs)]
 
+pub mod error;
+pub mod export;
+pub mod grouping;
 pub mod model;
+pub mod paths;
+pub mod query;
+pub mod recorder;
+pub mod redact;
+mod schema;
+pub mod store;
+pub mod time;
+
+pub use error::{CaptureError, Result};
 pub use model::*;
+pub use query::{Filter, Order, StatusFilter, StoredExchange, Summary};
+pub use recorder::{Health, NewExchange, PendingId, Recorder, RecorderStatus};
+pub use schema::SCHEMA_VERSION;
+pub use store::{DEFAULT_BODY_CAP, DEFAULT_QUEUE_CAPACITY, DEFAULT_RETENTION, Store, StoreOptions};

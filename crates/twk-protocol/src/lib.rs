@@ -1,1 +1,260 @@
-//! twk-protocol (work in progress)
+//! twk-protocol: what the twk relay and the twk tunnel client agree on.
+//!
+//! The tunnel is an HTTP/2 connection carried inside one websocket: the relay is the HTTP/2
+//! client, the tunnel client is the HTTP/2 server. This crate holds the few things both ends must
+//! agree on beyond HTTP/2 itself: the websocket upgrade path and handshake headers, the protocol
+//! version, the `x-twk-*` metadata headers that travel with every forwarded request, tunnel-name
+//! rules, and every limit and timeout as a named constant.
+//!
+//! It is sans-IO: no sockets, no async runtime. It is not the multiplexer (HTTP/2 is) and not
+//! the transport (see `twk-relay` and `twk-agent`).
+#![warn(missing_docs)]
+
+use std::time::Duration;
+
+pub mod names;
+
+pub use names::{NameError, random_name, validate_name};
+
+/// Version of the tunnel protocol. Bumped on any incompatible change to the handshake, the
+/// metadata headers or their meaning. Checked during the websocket upgrade.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// Path of the websocket upgrade on the relay's ordinary HTTP listener.
+pub const CONNECT_PATH: &str = "/_twk/connect";
+/// Health endpoint of the relay.
+pub const HEALTH_PATH: &str = "/_twk/health";
+/// Prefix of the relay's own endpoints; never forwarded to a tunnel.
+pub const RESERVED_PREFIX: &str = "/_twk/";
+/// Path-routing prefix: `/t/<name>/…` reaches tunnel `<name>`, with `/t/<name>` removed.
+pub const PATH_ROUTE_PREFIX: &str = "/t/";
+
+/// Handshake request and response headers (on the websocket upgrade).
+pub mod handshake {
+    /// Request: protocol version the client speaks. Response: version the relay speaks.
+    pub const PROTOCOL: &str = "x-twk-protocol";
+    /// Request: tunnel name the client asks for (optional). Response: the name granted.
+    pub const NAME: &str = "x-twk-name";
+    /// Response: public URL of the tunnel (path-routing or subdomain form).
+    pub const PUBLIC_URL: &str = "x-twk-public-url";
+    /// Response on a refused upgrade: a machine-readable reason (see [`super::RefusalCode`]).
+    pub const ERROR: &str = "x-twk-error";
+}
+
+/// Metadata headers that the relay adds to every request it forwards over the tunnel.
+/// The client reads them and strips every `x-twk-*` header before forwarding to the target.
+pub mod meta {
+    /// The relay's id for this request (unique per relay process).
+    pub const REQUEST_ID: &str = "x-twk-request-id";
+    /// The exact public URL the sender used: scheme, host (with port as sent), path, raw query.
+    pub const PUBLIC_URL: &str = "x-twk-public-url";
+    /// The sender's address as the relay saw it (`ip:port`).
+    pub const REMOTE_ADDR: &str = "x-twk-remote-addr";
+    /// When the relay received the request head, Unix milliseconds.
+    pub const RECEIVED_AT: &str = "x-twk-received-at";
+    /// Present under path routing: the prefix the relay removed (`/t/<name>`).
+    pub const FORWARDED_PREFIX: &str = "x-twk-forwarded-prefix";
+    /// Scheme of the public URL (`http` or `https`).
+    pub const PROTO: &str = "x-twk-proto";
+    /// Host the sender addressed (the `Host` header as sent).
+    pub const HOST: &str = "x-twk-host";
+    /// Deadline for the local target, in milliseconds (the relay's per-request deadline).
+    pub const DEADLINE_MS: &str = "x-twk-deadline-ms";
+    /// Prefix shared by all metadata headers.
+    pub const PREFIX: &str = "x-twk-";
+}
+
+/// Response header set by whichever twk component produced an error response (`relay` or
+/// `client`), so that senders, tests and the inspector can tell twk's answers from the app's.
+pub const ERROR_SOURCE_HEADER: &str = "x-twk-error-source";
+
+/// Why the relay refused a websocket upgrade. Sent in [`handshake::ERROR`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RefusalCode {
+    /// Missing or wrong token (HTTP 401).
+    Unauthorized,
+    /// Name held by another token (HTTP 409).
+    NameTaken,
+    /// Name fails validation or is reserved (HTTP 400).
+    InvalidName,
+    /// Protocol version mismatch (HTTP 400).
+    ProtocolVersion,
+    /// The relay is at its tunnel limit (HTTP 503).
+    Capacity,
+}
+
+impl RefusalCode {
+    /// Wire form of the code.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RefusalCode::Unauthorized => "unauthorized",
+            RefusalCode::NameTaken => "name-taken",
+            RefusalCode::InvalidName => "invalid-name",
+            RefusalCode::ProtocolVersion => "protocol-version",
+            RefusalCode::Capacity => "capacity",
+        }
+    }
+
+    /// Parses the wire form.
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "unauthorized" => RefusalCode::Unauthorized,
+            "name-taken" => RefusalCode::NameTaken,
+            "invalid-name" => RefusalCode::InvalidName,
+            "protocol-version" => RefusalCode::ProtocolVersion,
+            "capacity" => RefusalCode::Capacity,
+            _ => return None,
+        })
+    }
+}
+
+/// Checks the version a peer announced. Returns a human error naming both versions.
+pub fn check_version(announced: Option<&str>) -> Result<(), String> {
+    match announced.map(str::trim) {
+        None => Err(format!(
+            "the peer did not announce a twk protocol version (this side speaks {PROTOCOL_VERSION}); \
+             is it a twk relay, and is it up to date?"
+        )),
+        Some(v) if v == PROTOCOL_VERSION.to_string() => Ok(()),
+        Some(v) => Err(format!(
+            "twk protocol version mismatch: this side speaks {PROTOCOL_VERSION}, the peer speaks {v}; \
+             upgrade the older of twk-relay and twk-tunnel"
+        )),
+    }
+}
+
+/// Hop-by-hop headers (RFC 9110 §7.6.1) and framing headers that are never forwarded: the
+/// receiving HTTP stack re-frames the message itself. Headers named in `Connection` are removed
+/// too (see [`is_hop_by_hop`] callers).
+pub const HOP_BY_HOP: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
+
+/// True when `name` (any case) is a hop-by-hop header.
+pub fn is_hop_by_hop(name: &str) -> bool {
+    HOP_BY_HOP.iter().any(|h| h.eq_ignore_ascii_case(name))
+}
+
+/// Removes hop-by-hop headers, and every header listed in `Connection`, from `headers`.
+pub fn strip_hop_by_hop(headers: &mut http::HeaderMap) {
+    let listed: Vec<String> = headers
+        .get_all(http::header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|s| s.trim().to_ascii_lowercase())
+        .filter(|s| !s.is_empty())
+        .collect();
+    for name in listed {
+        // Never let a sender strip the forwarding headers twk adds (Traefik CVE-2024-45410).
+        if name.starts_with("x-forwarded-") || name == "forwarded" || name.starts_with(meta::PREFIX)
+        {
+            continue;
+        }
+        headers.remove(name.as_str());
+    }
+    for h in HOP_BY_HOP {
+        headers.remove(*h);
+    }
+}
+
+/// Limits and timeouts. Every one is set explicitly on the library that enforces it.
+pub mod limits {
+    use super::Duration;
+
+    /// Default cap on a request body (GitHub's own payload cap).
+    pub const DEFAULT_MAX_BODY: u64 = 25 * 1024 * 1024;
+    /// Default deadline for the local target's response head (below GitHub's and Bandwidth's 10 s).
+    pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(9);
+    /// How much longer than the deadline the relay waits for the client before it answers 504 itself.
+    pub const RELAY_DEADLINE_MARGIN: Duration = Duration::from_secs(2);
+    /// Time a sender has to send a complete request head.
+    pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+    /// Maximum number of request headers (beyond: 431).
+    pub const MAX_HEADERS: usize = 100;
+    /// Maximum size of the HTTP/1 read buffer, bounding a request head (64 KiB).
+    pub const MAX_HEAD_BYTES: usize = 64 * 1024;
+    /// Maximum websocket message and frame size. HTTP/2 frames are far smaller.
+    pub const WS_MAX_MESSAGE: usize = 1024 * 1024;
+    /// Largest chunk written into one websocket message.
+    pub const WS_WRITE_CHUNK: usize = 64 * 1024;
+    /// Websocket write buffer hint.
+    pub const WS_WRITE_BUFFER: usize = 128 * 1024;
+    /// Hard cap on the websocket write buffer: a stuck peer errors out instead of growing memory.
+    pub const WS_MAX_WRITE_BUFFER: usize = 4 * 1024 * 1024;
+    /// HTTP/2 PING interval on the tunnel.
+    pub const PING_INTERVAL: Duration = Duration::from_secs(10);
+    /// A peer silent this long after a PING is dead (10 s + 15 s = 25 s of silence).
+    pub const PING_TIMEOUT: Duration = Duration::from_secs(15);
+    /// Maximum concurrent in-flight requests on one tunnel (HTTP/2 streams).
+    pub const MAX_CONCURRENT_STREAMS: u32 = 1024;
+    /// HTTP/2 per-stream flow-control window.
+    pub const H2_STREAM_WINDOW: u32 = 1024 * 1024;
+    /// HTTP/2 connection flow-control window.
+    pub const H2_CONN_WINDOW: u32 = 16 * 1024 * 1024;
+    /// Time allowed for the TLS and websocket handshakes.
+    pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+    /// `Retry-After` sent with 503 when no client is connected.
+    pub const OFFLINE_RETRY_AFTER_SECS: u32 = 30;
+    /// Reconnect backoff: first delay cap.
+    pub const BACKOFF_BASE: Duration = Duration::from_millis(500);
+    /// Reconnect backoff: largest delay.
+    pub const BACKOFF_CAP: Duration = Duration::from_secs(30);
+    /// A session that lived this long resets the backoff.
+    pub const BACKOFF_RESET_AFTER: Duration = Duration::from_secs(60);
+    /// Graceful shutdown: how long in-flight requests may drain.
+    pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn version_check_is_human() {
+        assert!(check_version(Some("1")).is_ok());
+        let e = check_version(Some("7")).unwrap_err();
+        assert!(e.contains("speaks 1") && e.contains("speaks 7"), "{e}");
+        assert!(check_version(None).is_err());
+    }
+
+    #[test]
+    fn strips_hop_by_hop_and_connection_listed_but_not_forwarding_headers() {
+        let mut h = http::HeaderMap::new();
+        h.insert("connection", "close, x-secret, x-forwarded-for".parse().unwrap());
+        h.insert("x-secret", "1".parse().unwrap());
+        h.insert("x-forwarded-for", "1.2.3.4".parse().unwrap());
+        h.insert("transfer-encoding", "chunked".parse().unwrap());
+        h.insert("upgrade", "websocket".parse().unwrap());
+        h.insert("content-type", "text/plain".parse().unwrap());
+        strip_hop_by_hop(&mut h);
+        assert!(h.get("x-secret").is_none());
+        assert!(h.get("transfer-encoding").is_none());
+        assert!(h.get("upgrade").is_none());
+        assert!(h.get("connection").is_none());
+        assert_eq!(h.get("x-forwarded-for").unwrap(), "1.2.3.4");
+        assert_eq!(h.get("content-type").unwrap(), "text/plain");
+    }
+
+    #[test]
+    fn refusal_codes_round_trip() {
+        for c in [
+            RefusalCode::Unauthorized,
+            RefusalCode::NameTaken,
+            RefusalCode::InvalidName,
+            RefusalCode::ProtocolVersion,
+            RefusalCode::Capacity,
+        ] {
+            assert_eq!(RefusalCode::parse(c.as_str()), Some(c));
+        }
+        assert_eq!(RefusalCode::parse("nope"), None);
+    }
+}

@@ -1,1 +1,26 @@
-//! twk-relay (work in progress)
+//! twk-relay: the public side of a twk tunnel, as a library.
+//!
+//! [`serve`] takes a bound listener, a [`RelayConfig`] and a shutdown token. On that one
+//! listener it answers
+//! - `GET /_twk/health` with JSON (version, protocol, tunnels connected);
+//! - `GET /_twk/connect`, a websocket upgrade authenticated with a bearer token, which becomes a
+//!   tunnel: an HTTP/2 connection over the websocket on which the relay is the HTTP/2 client;
+//! - every other request, routed by subdomain (`<name>.<domain>`) or path (`/t/<name>/…`) to
+//!   the tunnel that holds the name, streamed both ways, with explicit answers when the tunnel
+//!   is offline (503 + `Retry-After`), the body is too large (413), the tunnel is lost (502) or
+//!   too slow (504).
+//!
+//! It never needs webhook secrets, never buffers a whole body, and never acknowledges a
+//! webhook on the developer's behalf. It is not the tunnel client (`twk-agent`) and has no
+//! command line (`relay-server`).
+#![warn(missing_docs)]
+
+mod body;
+mod config;
+mod connect;
+mod ingress;
+mod registry;
+mod server;
+
+pub use config::{Auth, RelayConfig, Scheme, TokenSet, UrlStyle};
+pub use server::{RelayError, serve};

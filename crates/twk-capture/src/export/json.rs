@@ -1,0 +1,68 @@
+//! The `log --json` object of one exchange (one line of NDJSON).
+//!
+//! Shape (stable; fields may be added):
+//! `id`, `time` (RFC 3339), `name`, `method`, `url` (public URL), `path`, `target`,
+//! `remote_addr`, `status`, `duration_ms`, `provider`, `event`, `summary`, `verdict`,
+//! `attempt`, `replay_of`, `failure` ({`side`, `message`} or null), `timings` (Unix ms),
+//! `request` and `response` (null when none came back), each
+//! {`headers`: [[name, value], …] in order, `body` (UTF-8 text) or `body_base64`,
+//! `body_len`, `body_sha256`, `body_truncated`}.
+//! Header values that are not UTF-8 are shown lossily; secret headers are redacted unless
+//! `reveal_secrets`.
+
+use super::{BodyText, body_text};
+use crate::model::Message;
+use crate::query::StoredExchange;
+use crate::redact::redact_headers;
+use crate::time::rfc3339_ms;
+use serde_json::{Map, Value, json};
+
+/// Builds the JSON object of one exchange.
+pub fn exchange_json(sx: &StoredExchange, reveal_secrets: bool) -> Value {
+    let ex = &sx.exchange;
+    json!({
+        "id": ex.id,
+        "time": rfc3339_ms(ex.timings.received_ms),
+        "name": ex.tunnel,
+        "method": ex.method,
+        "url": ex.public_url,
+        "path": ex.path,
+        "target": ex.target,
+        "remote_addr": ex.remote_addr,
+        "status": ex.status,
+        "duration_ms": ex.duration_ms(),
+        "provider": ex.provider,
+        "event": ex.event,
+        "summary": ex.summary,
+        "verdict": ex.verdict,
+        "attempt": sx.attempt,
+        "replay_of": ex.replay_of,
+        "failure": ex.failure.as_ref().map(|f| json!({"side": f.side, "message": f.message})),
+        "timings": {
+            "received_ms": ex.timings.received_ms,
+            "forwarded_ms": ex.timings.forwarded_ms,
+            "first_byte_ms": ex.timings.first_byte_ms,
+            "done_ms": ex.timings.done_ms,
+        },
+        "request": message_json(&ex.request, reveal_secrets),
+        "response": ex.response.as_ref().map(|m| message_json(m, reveal_secrets)),
+    })
+}
+
+/// The `request`/`response` object.
+pub fn message_json(m: &Message, reveal_secrets: bool) -> Value {
+    let headers: Vec<Value> = redact_headers(&m.headers, reveal_secrets)
+        .iter()
+        .map(|h| json!([h.name, String::from_utf8_lossy(&h.value)]))
+        .collect();
+    let mut o = Map::new();
+    o.insert("headers".into(), Value::Array(headers));
+    match body_text(&m.body.bytes) {
+        BodyText::Text(t) => o.insert("body".into(), Value::String(t)),
+        BodyText::Base64(b) => o.insert("body_base64".into(), Value::String(b)),
+    };
+    o.insert("body_len".into(), json!(m.body.len));
+    o.insert("body_sha256".into(), json!(m.body.sha256));
+    o.insert("body_truncated".into(), json!(m.body.truncated));
+    Value::Object(o)
+}

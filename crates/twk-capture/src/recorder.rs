@@ -1,0 +1,290 @@
+//! The recorder: a dedicated writer thread fed by a bounded queue, so recording never slows
+//! or blocks forwarding.
+//!
+//! - [`Recorder::record`] never blocks and never fails loudly: when the queue is full the
+//!   exchange is dropped and counted (a warning is logged once); when the database cannot be
+//!   written (disk full, database locked by another process, I/O error) the batch is dropped,
+//!   counted, reported once with `tracing::error!`, and the [`RecorderStatus`] carries the
+//!   message for the UI until a later write succeeds.
+//! - The writer drains whatever is queued and writes it in one transaction (batching).
+//! - Each stored exchange is announced on a broadcast channel ([`Recorder::subscribe`]) and,
+//!   if the caller kept it, through the [`PendingId`] returned by `record`.
+
+use crate::error::Result;
+use crate::model::{Exchange, ExchangeId};
+use crate::query::Summary;
+use crate::store::{Store, StoreOptions};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use tokio::sync::{broadcast, mpsc, oneshot};
+
+/// Largest number of exchanges written in one transaction.
+const MAX_BATCH: usize = 1024;
+/// Capacity of the new-exchange broadcast; slower subscribers see `Lagged` and should re-query.
+const BROADCAST_CAPACITY: usize = 1024;
+
+/// A newly stored exchange, as announced to subscribers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewExchange {
+    /// Its id.
+    pub id: ExchangeId,
+    /// Its list row.
+    pub summary: Summary,
+}
+
+/// Whether recording currently works.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Health {
+    /// Writes succeed.
+    Ok,
+    /// The last write failed; exchanges are not being recorded. Forwarding goes on.
+    Failing {
+        /// Human message (e.g. "database or disk is full").
+        message: String,
+    },
+}
+
+/// Counters and health of a recorder, for a status line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecorderStatus {
+    /// Current health.
+    pub health: Health,
+    /// Exchanges stored since start.
+    pub recorded: u64,
+    /// Exchanges dropped because the queue was full (or the writer had stopped).
+    pub dropped: u64,
+    /// Exchanges lost because the database write failed.
+    pub failed: u64,
+}
+
+/// The future id of a recorded exchange.
+#[derive(Debug)]
+pub struct PendingId(Option<oneshot::Receiver<ExchangeId>>);
+
+impl PendingId {
+    /// Whether the exchange was accepted into the queue (false: dropped right away).
+    pub fn accepted(&self) -> bool {
+        self.0.is_some()
+    }
+
+    /// Waits for the id; `None` when the exchange was dropped or its write failed.
+    pub async fn id(self) -> Option<ExchangeId> {
+        match self.0 {
+            Some(rx) => rx.await.ok(),
+            None => None,
+        }
+    }
+}
+
+enum Cmd {
+    Record(Box<Exchange>, oneshot::Sender<ExchangeId>),
+    Flush(oneshot::Sender<()>),
+}
+
+struct Shared {
+    recorded: AtomicU64,
+    dropped: AtomicU64,
+    failed: AtomicU64,
+    drop_reported: AtomicBool,
+    failing: Mutex<Option<String>>,
+}
+
+/// Handle to the writer. Cheap to clone; the writer thread ends when every clone is dropped
+/// (after writing what is queued).
+#[derive(Clone)]
+pub struct Recorder {
+    tx: mpsc::Sender<Cmd>,
+    events: broadcast::Sender<NewExchange>,
+    shared: Arc<Shared>,
+    opts: StoreOptions,
+}
+
+impl std::fmt::Debug for Recorder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Recorder")
+            .field("db", &self.opts.db_path())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Recorder {
+    /// Opens the store (creating it) and starts the writer thread. Fails only if the database
+    /// cannot be opened at all; later write errors are reported through [`Recorder::status`].
+    pub fn start(opts: StoreOptions) -> Result<Recorder> {
+        let store = Store::open(&opts)?;
+        let (tx, rx) = mpsc::channel(opts.queue_capacity.max(1));
+        let (events, _) = broadcast::channel(BROADCAST_CAPACITY);
+        let shared = Arc::new(Shared {
+            recorded: AtomicU64::new(0),
+            dropped: AtomicU64::new(0),
+            failed: AtomicU64::new(0),
+            drop_reported: AtomicBool::new(false),
+            failing: Mutex::new(None),
+        });
+        let writer = Writer {
+            store,
+            rx,
+            events: events.clone(),
+            shared: shared.clone(),
+        };
+        std::thread::Builder::new()
+            .name("twk-capture-writer".into())
+            .spawn(move || writer.run())
+            .map_err(|e| crate::CaptureError::io("starting writer thread for", opts.db_path(), e))?;
+        Ok(Recorder {
+            tx,
+            events,
+            shared,
+            opts,
+        })
+    }
+
+    /// Queues an exchange for storage without blocking. If the queue is full it is dropped
+    /// (counted in [`RecorderStatus::dropped`]; the first drop is logged).
+    pub fn record(&self, exchange: Exchange) -> PendingId {
+        let (id_tx, id_rx) = oneshot::channel();
+        match self.tx.try_send(Cmd::Record(Box::new(exchange), id_tx)) {
+            Ok(()) => PendingId(Some(id_rx)),
+            Err(e) => {
+                let n = self.shared.dropped.fetch_add(1, Ordering::Relaxed) + 1;
+                if !self.shared.drop_reported.swap(true, Ordering::Relaxed) {
+                    let why = match e {
+                        mpsc::error::TrySendError::Full(_) => "capture queue is full",
+                        mpsc::error::TrySendError::Closed(_) => "capture writer has stopped",
+                    };
+                    tracing::warn!(
+                        dropped = n,
+                        "{why}: exchanges are not being recorded (forwarding is unaffected)"
+                    );
+                }
+                PendingId(None)
+            }
+        }
+    }
+
+    /// New exchanges, as they are stored.
+    pub fn subscribe(&self) -> broadcast::Receiver<NewExchange> {
+        self.events.subscribe()
+    }
+
+    /// Waits until everything queued before this call has been written (or failed).
+    pub async fn flush(&self) {
+        let (done_tx, done_rx) = oneshot::channel();
+        if self.tx.send(Cmd::Flush(done_tx)).await.is_ok() {
+            let _ = done_rx.await;
+        }
+    }
+
+    /// Current counters and health.
+    pub fn status(&self) -> RecorderStatus {
+        let failing = self
+            .shared
+            .failing
+            .lock()
+            .map(|g| g.clone())
+            .unwrap_or_else(|p| p.into_inner().clone());
+        RecorderStatus {
+            health: match failing {
+                Some(message) => Health::Failing { message },
+                None => Health::Ok,
+            },
+            recorded: self.shared.recorded.load(Ordering::Relaxed),
+            dropped: self.shared.dropped.load(Ordering::Relaxed),
+            failed: self.shared.failed.load(Ordering::Relaxed),
+        }
+    }
+
+    /// The options the store was opened with.
+    pub fn options(&self) -> &StoreOptions {
+        &self.opts
+    }
+
+    /// Opens a separate read connection to the same database (for list/get/count).
+    pub fn reader(&self) -> Result<Store> {
+        Store::open(&self.opts)
+    }
+}
+
+struct Writer {
+    store: Store,
+    rx: mpsc::Receiver<Cmd>,
+    events: broadcast::Sender<NewExchange>,
+    shared: Arc<Shared>,
+}
+
+impl Writer {
+    fn run(mut self) {
+        let mut batch: Vec<Exchange> = Vec::new();
+        let mut waiters: Vec<oneshot::Sender<ExchangeId>> = Vec::new();
+        let mut flushes: Vec<oneshot::Sender<()>> = Vec::new();
+        while let Some(first) = self.rx.blocking_recv() {
+            let mut next = Some(first);
+            while let Some(cmd) = next.take() {
+                match cmd {
+                    Cmd::Record(ex, w) => {
+                        batch.push(*ex);
+                        waiters.push(w);
+                    }
+                    Cmd::Flush(f) => flushes.push(f),
+                }
+                if batch.len() < MAX_BATCH {
+                    next = self.rx.try_recv().ok();
+                }
+            }
+            self.write(&mut batch, &mut waiters);
+            for f in flushes.drain(..) {
+                let _ = f.send(());
+            }
+        }
+        if let Err(e) = self.store.optimize() {
+            tracing::debug!(error = %e, "PRAGMA optimize at writer exit failed");
+        }
+    }
+
+    fn write(&mut self, batch: &mut Vec<Exchange>, waiters: &mut Vec<oneshot::Sender<ExchangeId>>) {
+        if batch.is_empty() {
+            return;
+        }
+        let n = batch.len() as u64;
+        match self.store.insert_batch(batch) {
+            Ok(rows) => {
+                self.shared.recorded.fetch_add(n, Ordering::Relaxed);
+                let recovered = self
+                    .shared
+                    .failing
+                    .lock()
+                    .map(|mut g| g.take())
+                    .unwrap_or_else(|p| p.into_inner().take());
+                if recovered.is_some() {
+                    tracing::info!("capture database writable again: recording resumed");
+                }
+                for (summary, w) in rows.into_iter().zip(waiters.drain(..)) {
+                    let _ = w.send(summary.id);
+                    let _ = self.events.send(NewExchange {
+                        id: summary.id,
+                        summary,
+                    });
+                }
+            }
+            Err(e) => {
+                self.shared.failed.fetch_add(n, Ordering::Relaxed);
+                let message = e.to_string();
+                let mut g = self
+                    .shared
+                    .failing
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner());
+                if g.is_none() {
+                    tracing::error!(
+                        error = %message,
+                        db = %self.store.options().db_path().display(),
+                        "cannot record exchanges (forwarding continues; will retry on the next one)"
+                    );
+                }
+                *g = Some(message);
+                waiters.clear();
+            }
+        }
+        batch.clear();
+    }
+}

@@ -1,0 +1,689 @@
+//! The synchronous SQLite store: open, insert, query.
+//!
+//! One [`Store`] is one SQLite connection. The tunnel writes through a
+//! [`Recorder`](crate::Recorder) (which owns its own `Store` on a writer thread); readers such
+//! as `log`, `export` and the inspector open their own `Store` and query it. WAL mode lets
+//! readers and the writer work at the same time.
+
+use crate::error::{CaptureError, Result};
+use crate::grouping::{BODY_HASH_WINDOW_MS, group_key};
+use crate::model::{
+    CapturedBody, Exchange, ExchangeId, Failure, Header, Message, Side, Timings,
+};
+use crate::paths;
+use crate::query::{Filter, Order, StatusFilter, StoredExchange, Summary};
+use base64::Engine as _;
+use rusqlite::types::Value;
+use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, params, params_from_iter};
+use sha2::Digest as _;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Default cap on stored body bytes per body: 1 MiB.
+pub const DEFAULT_BODY_CAP: usize = 1024 * 1024;
+/// Default number of exchanges kept per tunnel name.
+pub const DEFAULT_RETENTION: u64 = 10_000;
+/// Default capacity of the recorder's queue.
+pub const DEFAULT_QUEUE_CAPACITY: usize = 4096;
+
+/// Where the store lives and its limits.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreOptions {
+    /// Directory holding the database (created 0700).
+    pub data_dir: PathBuf,
+    /// Stored bytes per body; longer bodies are truncated (their true length and SHA-256 kept).
+    pub body_cap: usize,
+    /// Exchanges kept per tunnel name; older ones are deleted on insert. `0` keeps everything.
+    pub retention_per_tunnel: u64,
+    /// Capacity of the recorder's queue; when full, new exchanges are dropped (and counted).
+    pub queue_capacity: usize,
+    /// How long a connection waits for a lock held by another connection.
+    pub busy_timeout: Duration,
+    /// Optional size limit of the database file in bytes (SQLite `max_page_count`); writes
+    /// beyond it fail like a full disk.
+    pub max_db_bytes: Option<u64>,
+}
+
+impl StoreOptions {
+    /// Defaults with the database in `data_dir`.
+    pub fn new(data_dir: impl Into<PathBuf>) -> Self {
+        StoreOptions {
+            data_dir: data_dir.into(),
+            body_cap: DEFAULT_BODY_CAP,
+            retention_per_tunnel: DEFAULT_RETENTION,
+            queue_capacity: DEFAULT_QUEUE_CAPACITY,
+            busy_timeout: Duration::from_secs(5),
+            max_db_bytes: None,
+        }
+    }
+
+    /// Defaults at the default location (`$XDG_DATA_HOME/twk`, else `~/.local/share/twk`),
+    /// or in `dir` when given.
+    pub fn at(dir: Option<&Path>) -> Result<Self> {
+        match dir {
+            Some(d) => Ok(Self::new(d)),
+            None => Ok(Self::new(paths::default_data_dir()?)),
+        }
+    }
+
+    /// Path of the database file.
+    pub fn db_path(&self) -> PathBuf {
+        self.data_dir.join(paths::DB_FILE_NAME)
+    }
+}
+
+/// A connection to the capture database.
+pub struct Store {
+    conn: Connection,
+    opts: StoreOptions,
+    /// Cached row counts per tunnel, for cheap retention checks. Cleared on any write error.
+    tunnel_counts: HashMap<String, u64>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").field("db", &self.opts.db_path()).finish()
+    }
+}
+
+const SUMMARY_COLS: &str = "e.id, e.tunnel, e.received_ms, e.method, e.path, e.status, \
+     e.duration_ms, e.provider, e.event, e.summary, e.verdict, e.attempt, e.replay_of, \
+     e.failure_side, e.req_body_len";
+
+const FULL_COLS: &str = "e.id, e.tunnel, e.request_id, e.received_ms, e.forwarded_ms, \
+     e.first_byte_ms, e.done_ms, e.method, e.public_url, e.path, e.target, e.remote_addr, \
+     e.status, e.failure_side, e.failure_message, e.provider, e.event, e.summary, e.verdict, \
+     e.analysis, e.replay_of, e.attempt, e.group_key, e.req_body_len, e.req_body_sha256, \
+     e.req_body_truncated, e.has_response, e.resp_body_len, e.resp_body_sha256, \
+     e.resp_body_truncated, e.handshake, e.lints, \
+     p.req_headers, p.req_body, p.resp_headers, p.resp_body";
+
+impl Store {
+    /// Opens (creating if needed) the database described by `opts`: directory 0700, file 0600,
+    /// WAL mode, schema migrated to the current version.
+    pub fn open(opts: &StoreOptions) -> Result<Store> {
+        paths::ensure_private_dir(&opts.data_dir)?;
+        let path = opts.db_path();
+        paths::ensure_private_file(&path)?;
+        let conn = Connection::open_with_flags(
+            &path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE
+                | OpenFlags::SQLITE_OPEN_CREATE
+                | OpenFlags::SQLITE_OPEN_NO_MUTEX
+                | OpenFlags::SQLITE_OPEN_URI,
+        )?;
+        conn.busy_timeout(opts.busy_timeout)?;
+        let mode: String = conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            tracing::warn!(mode, "capture database is not in WAL mode");
+        }
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        if let Some(max) = opts.max_db_bytes {
+            let page: i64 = conn.query_row("PRAGMA page_size", [], |r| r.get(0))?;
+            let pages = (max / page.max(512) as u64).max(1);
+            conn.pragma_update(None, "max_page_count", pages as i64)?;
+        }
+        let mut store = Store {
+            conn,
+            opts: opts.clone(),
+            tunnel_counts: HashMap::new(),
+        };
+        crate::schema::migrate(&mut store.conn)?;
+        // WAL and SHM exist now: make sure they are private too.
+        paths::ensure_private_file(&path)?;
+        Ok(store)
+    }
+
+    /// The options this store was opened with.
+    pub fn options(&self) -> &StoreOptions {
+        &self.opts
+    }
+
+    /// Stores one exchange (in its own transaction) and returns its new id.
+    /// Bodies over the cap are truncated; the attempt number and retention are applied.
+    pub fn insert(&mut self, ex: &Exchange) -> Result<ExchangeId> {
+        let out = self.insert_batch(std::slice::from_ref(ex))?;
+        out.first()
+            .map(|s| s.id)
+            .ok_or_else(|| CaptureError::Corrupt {
+                id: 0,
+                what: "insert returned no id".into(),
+            })
+    }
+
+    /// Stores several exchanges in one transaction; returns their summaries in order.
+    pub fn insert_batch(&mut self, batch: &[Exchange]) -> Result<Vec<Summary>> {
+        let res = self.insert_batch_inner(batch);
+        if res.is_err() {
+            self.tunnel_counts.clear();
+        }
+        res
+    }
+
+    fn insert_batch_inner(&mut self, batch: &[Exchange]) -> Result<Vec<Summary>> {
+        let cap = self.opts.body_cap;
+        let retention = self.opts.retention_per_tunnel;
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let mut out = Vec::with_capacity(batch.len());
+        let mut touched: HashMap<&str, u64> = HashMap::new();
+        {
+            let mut ins = tx.prepare_cached(
+                "INSERT INTO exchanges (tunnel, request_id, received_ms, forwarded_ms, \
+                 first_byte_ms, done_ms, duration_ms, method, public_url, path, target, \
+                 remote_addr, status, failure_side, failure_message, provider, event, summary, \
+                 verdict, analysis, replay_of, attempt, group_key, req_body_len, \
+                 req_body_sha256, req_body_truncated, has_response, resp_body_len, \
+                 resp_body_sha256, resp_body_truncated) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, \
+                 ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, \
+                 ?24, ?25, ?26, ?27, ?28, ?29, ?30)",
+            )?;
+            let mut ins_payload = tx.prepare_cached(
+                "INSERT INTO payloads (id, req_headers, req_body, resp_headers, resp_body) \
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?;
+            let mut last_in_group = tx.prepare_cached(
+                "SELECT attempt, received_ms FROM exchanges WHERE group_key = ?1 \
+                 ORDER BY id DESC LIMIT 1",
+            )?;
+            for ex in batch {
+                let req_body = cap_body(&ex.request.body, cap);
+                let resp = ex.response.as_ref().map(|m| (m, cap_body(&m.body, cap)));
+                let key = group_key(ex);
+                let attempt: Option<u32> = match (&key, ex.replay_of) {
+                    (_, Some(_)) => None,
+                    (None, None) => Some(1),
+                    (Some(k), None) => {
+                        let prev: Option<(Option<i64>, i64)> = last_in_group
+                            .query_row([&k.key], |r| Ok((r.get(0)?, r.get(1)?)))
+                            .optional()?;
+                        Some(match prev {
+                            Some((Some(a), at))
+                                if !k.windowed
+                                    || ex.timings.received_ms.saturating_sub(at)
+                                        <= BODY_HASH_WINDOW_MS =>
+                            {
+                                u32::try_from(a).unwrap_or(u32::MAX - 1).saturating_add(1)
+                            }
+                            _ => 1,
+                        })
+                    }
+                };
+                let failure_side = ex.failure.as_ref().map(|f| side_str(f.side));
+                let analysis = match &ex.analysis {
+                    Some(v) => Some(serde_json::to_string(v)?),
+                    None => None,
+                };
+                ins.execute(params![
+                    ex.tunnel,
+                    ex.request_id,
+                    ex.timings.received_ms,
+                    ex.timings.forwarded_ms,
+                    ex.timings.first_byte_ms,
+                    ex.timings.done_ms,
+                    ex.duration_ms(),
+                    ex.method,
+                    ex.public_url,
+                    ex.path,
+                    ex.target,
+                    ex.remote_addr,
+                    ex.status,
+                    failure_side,
+                    ex.failure.as_ref().map(|f| f.message.as_str()),
+                    ex.provider,
+                    ex.event,
+                    ex.summary,
+                    ex.verdict,
+                    analysis,
+                    ex.replay_of,
+                    attempt,
+                    key.as_ref().map(|k| k.key.as_str()),
+                    clamp_i64(req_body.len),
+                    req_body.sha256,
+                    req_body.truncated,
+                    resp.is_some(),
+                    resp.as_ref().map(|(_, b)| clamp_i64(b.len)),
+                    resp.as_ref().map(|(_, b)| b.sha256.as_str()),
+                    resp.as_ref().map(|(_, b)| b.truncated),
+                ])?;
+                let id = tx.last_insert_rowid();
+                ins_payload.execute(params![
+                    id,
+                    encode_headers(&ex.request.headers),
+                    req_body.bytes,
+                    resp.as_ref().map(|(m, _)| encode_headers(&m.headers)),
+                    resp.as_ref().map(|(_, b)| b.bytes.as_slice()),
+                ])?;
+                *touched.entry(ex.tunnel.as_str()).or_default() += 1;
+                out.push(Summary::of(id, ex, attempt));
+            }
+        }
+        if retention > 0 {
+            for (tunnel, added) in touched {
+                let count = match self.tunnel_counts.get(tunnel) {
+                    Some(c) => c.saturating_add(added),
+                    None => tx.query_row(
+                        "SELECT count(*) FROM exchanges WHERE tunnel = ?1",
+                        [tunnel],
+                        |r| r.get::<_, i64>(0),
+                    )? as u64,
+                };
+                let count = if count > retention {
+                    let cutoff: Option<i64> = tx
+                        .query_row(
+                            "SELECT id FROM exchanges WHERE tunnel = ?1 ORDER BY id DESC \
+                             LIMIT 1 OFFSET ?2",
+                            params![tunnel, clamp_i64(retention)],
+                            |r| r.get(0),
+                        )
+                        .optional()?;
+                    let deleted = match cutoff {
+                        Some(c) => tx.execute(
+                            "DELETE FROM exchanges WHERE tunnel = ?1 AND id <= ?2",
+                            params![tunnel, c],
+                        )?,
+                        None => 0,
+                    };
+                    tracing::debug!(tunnel, deleted, "retention cap applied");
+                    count.saturating_sub(deleted as u64)
+                } else {
+                    count
+                };
+                self.tunnel_counts.insert(tunnel.to_owned(), count);
+            }
+        }
+        tx.commit()?;
+        Ok(out)
+    }
+
+    /// The exchange with this id, with heads and stored bodies.
+    pub fn get(&self, id: ExchangeId) -> Result<Option<StoredExchange>> {
+        let sql = format!(
+            "SELECT {FULL_COLS} FROM exchanges e JOIN payloads p ON p.id = e.id WHERE e.id = ?1"
+        );
+        let mut stmt = self.conn.prepare_cached(&sql)?;
+        let row = stmt
+            .query_row([id], |r| Ok(read_full(r)))
+            .optional()?;
+        row.transpose()
+    }
+
+    /// Summary rows matching `filter` (no heads or bodies: cheap).
+    pub fn list(&self, filter: &Filter) -> Result<Vec<Summary>> {
+        let (where_sql, args) = where_clause(filter);
+        let sql = format!(
+            "SELECT {SUMMARY_COLS} FROM exchanges e {where_sql} {}",
+            order_limit(filter)
+        );
+        let mut stmt = self.conn.prepare(&sql)?;
+        let rows = stmt.query_map(params_from_iter(args), read_summary)?;
+        rows.collect::<rusqlite::Result<Vec<_>>>().map_err(Into::into)
+    }
+
+    /// Full exchanges matching `filter`, passed one by one to `each` (memory stays flat for
+    /// big exports). Stops at the first error `each` returns.
+    pub fn for_each<E>(
+        &self,
+        filter: &Filter,
+        mut each: impl FnMut(StoredExchange) -> std::result::Result<(), E>,
+    ) -> std::result::Result<(), E>
+    where
+        E: From<CaptureError>,
+    {
+        let (where_sql, args) = where_clause(filter);
+        let sql = format!(
+            "SELECT {FULL_COLS} FROM exchanges e JOIN payloads p ON p.id = e.id {where_sql} {}",
+            order_limit(filter)
+        );
+        let mut stmt = self.conn.prepare(&sql).map_err(CaptureError::from)?;
+        let mut rows = stmt
+            .query(params_from_iter(args))
+            .map_err(CaptureError::from)?;
+        while let Some(r) = rows.next().map_err(CaptureError::from)? {
+            each(read_full(r)?)?;
+        }
+        Ok(())
+    }
+
+    /// Full exchanges matching `filter`, collected.
+    pub fn query(&self, filter: &Filter) -> Result<Vec<StoredExchange>> {
+        let mut out = Vec::new();
+        self.for_each(filter, |x| {
+            out.push(x);
+            Ok::<(), CaptureError>(())
+        })?;
+        Ok(out)
+    }
+
+    /// Number of exchanges matching `filter` (its `limit`/`offset`/`order` are ignored).
+    pub fn count(&self, filter: &Filter) -> Result<u64> {
+        let (where_sql, args) = where_clause(filter);
+        let sql = format!("SELECT count(*) FROM exchanges e {where_sql}");
+        let n: i64 = self
+            .conn
+            .query_row(&sql, params_from_iter(args), |r| r.get(0))?;
+        Ok(n.max(0) as u64)
+    }
+
+    /// All attempts in the same delivery group as `id` (oldest first), including `id`.
+    pub fn attempts_of(&self, id: ExchangeId) -> Result<Vec<Summary>> {
+        let sql = format!(
+            "SELECT {SUMMARY_COLS} FROM exchanges e WHERE e.group_key = \
+             (SELECT group_key FROM exchanges WHERE id = ?1) ORDER BY e.id ASC"
+        );
+        let mut stmt = self.conn.prepare(&sql)?;
+        let rows = stmt.query_map([id], read_summary)?;
+        rows.collect::<rusqlite::Result<Vec<_>>>().map_err(Into::into)
+    }
+
+    /// The highest id stored, if any.
+    pub fn max_id(&self) -> Result<Option<ExchangeId>> {
+        Ok(self
+            .conn
+            .query_row("SELECT max(id) FROM exchanges", [], |r| r.get(0))?)
+    }
+
+    /// Runs SQLite's `PRAGMA optimize` (refreshes planner statistics; cheap).
+    pub fn optimize(&self) -> Result<()> {
+        self.conn.execute_batch("PRAGMA optimize")?;
+        Ok(())
+    }
+}
+
+fn clamp_i64(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+/// Applies the body cap: keeps at most `cap` bytes, the true length, and the SHA-256 of the
+/// complete body (computed here when the producer left it empty and has the whole body).
+pub(crate) fn cap_body(b: &CapturedBody, cap: usize) -> CapturedBody {
+    let stored = b.bytes.len();
+    let len = b.len.max(stored as u64);
+    let sha256 = if b.sha256.is_empty() && !b.truncated && len == stored as u64 {
+        hex::encode(sha2::Sha256::digest(&b.bytes))
+    } else {
+        b.sha256.clone()
+    };
+    let keep = stored.min(cap);
+    CapturedBody {
+        bytes: b.bytes.get(..keep).unwrap_or_default().to_vec(),
+        len,
+        sha256,
+        truncated: b.truncated || (keep as u64) < len,
+    }
+}
+
+fn side_str(s: Side) -> &'static str {
+    match s {
+        Side::Sender => "sender",
+        Side::Tunnel => "tunnel",
+        Side::Target => "target",
+    }
+}
+
+fn parse_side(s: &str) -> Option<Side> {
+    match s {
+        "sender" => Some(Side::Sender),
+        "tunnel" => Some(Side::Tunnel),
+        "target" => Some(Side::Target),
+        _ => None,
+    }
+}
+
+/// Headers as JSON text: `[["name","value"], ["name", null, "<base64>"]]` (the second form
+/// for values that are not UTF-8). Text keeps `grep` working on heads.
+pub(crate) fn encode_headers(h: &[Header]) -> String {
+    let arr: Vec<serde_json::Value> = h
+        .iter()
+        .map(|h| match std::str::from_utf8(&h.value) {
+            Ok(s) => serde_json::json!([h.name, s]),
+            Err(_) => serde_json::json!([
+                h.name,
+                null,
+                base64::engine::general_purpose::STANDARD.encode(&h.value)
+            ]),
+        })
+        .collect();
+    serde_json::Value::Array(arr).to_string()
+}
+
+pub(crate) fn decode_headers(id: i64, s: &str) -> Result<Vec<Header>> {
+    let corrupt = |what: &str| CaptureError::Corrupt {
+        id,
+        what: format!("headers: {what}"),
+    };
+    let v: Vec<Vec<serde_json::Value>> =
+        serde_json::from_str(s).map_err(|e| corrupt(&e.to_string()))?;
+    v.into_iter()
+        .map(|pair| {
+            let name = pair
+                .first()
+                .and_then(|n| n.as_str())
+                .ok_or_else(|| corrupt("name"))?
+                .to_owned();
+            let value = match (pair.get(1), pair.get(2)) {
+                (Some(serde_json::Value::String(s)), _) => s.clone().into_bytes(),
+                (_, Some(serde_json::Value::String(b))) => base64::engine::general_purpose::STANDARD
+                    .decode(b)
+                    .map_err(|_| corrupt("base64 value"))?,
+                _ => return Err(corrupt("value")),
+            };
+            Ok(Header { name, value })
+        })
+        .collect()
+}
+
+fn where_clause(f: &Filter) -> (String, Vec<Value>) {
+    let mut conds: Vec<String> = Vec::new();
+    let mut args: Vec<Value> = Vec::new();
+    let mut eq = |col: &str, v: &Option<String>, conds: &mut Vec<String>| {
+        if let Some(v) = v {
+            args.push(Value::Text(v.clone()));
+            conds.push(format!("{col} = ?{}", args.len()));
+        }
+    };
+    eq("e.tunnel", &f.name, &mut conds);
+    eq("e.provider", &f.provider, &mut conds);
+    eq("e.event", &f.event, &mut conds);
+    eq("e.verdict", &f.verdict, &mut conds);
+    let mut push = |sql: &str, v: Value, conds: &mut Vec<String>| {
+        args.push(v);
+        conds.push(sql.replace('#', &format!("?{}", args.len())));
+    };
+    match f.status {
+        Some(StatusFilter::Exact(c)) => push("e.status = #", Value::Integer(c.into()), &mut conds),
+        Some(StatusFilter::Class(c)) => {
+            let lo = i64::from(c) * 100;
+            push("e.status >= #", Value::Integer(lo), &mut conds);
+            push("e.status < #", Value::Integer(lo + 100), &mut conds);
+        }
+        Some(StatusFilter::NoResponse) => conds.push("e.status IS NULL".into()),
+        None => {}
+    }
+    if let Some(s) = f.since_ms {
+        push("e.received_ms >= #", Value::Integer(s), &mut conds);
+    }
+    if let Some(u) = f.until_ms {
+        push("e.received_ms <= #", Value::Integer(u), &mut conds);
+    }
+    if let Some(r) = f.replay_of {
+        push("e.replay_of = #", Value::Integer(r), &mut conds);
+    }
+    if let Some(a) = f.after_id {
+        push("e.id > #", Value::Integer(a), &mut conds);
+    }
+    if let Some(g) = f.grep.as_deref().filter(|g| !g.is_empty()) {
+        let pat = format!("%{}%", like_escape(g));
+        push(
+            "(e.public_url LIKE # ESCAPE '\\' OR e.path LIKE # ESCAPE '\\' \
+             OR e.summary LIKE # ESCAPE '\\' OR EXISTS (SELECT 1 FROM payloads p2 \
+             WHERE p2.id = e.id AND (p2.req_headers LIKE # ESCAPE '\\' \
+             OR p2.req_body LIKE # ESCAPE '\\' OR p2.resp_headers LIKE # ESCAPE '\\' \
+             OR p2.resp_body LIKE # ESCAPE '\\')))",
+            Value::Text(pat),
+            &mut conds,
+        );
+    }
+    let sql = if conds.is_empty() {
+        String::new()
+    } else {
+        format!("WHERE {}", conds.join(" AND "))
+    };
+    (sql, args)
+}
+
+fn like_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+fn order_limit(f: &Filter) -> String {
+    let dir = match f.order {
+        Order::NewestFirst => "DESC",
+        Order::OldestFirst => "ASC",
+    };
+    let limit = f.limit.map(clamp_i64).unwrap_or(-1);
+    format!(
+        "ORDER BY e.id {dir} LIMIT {limit} OFFSET {}",
+        clamp_i64(f.offset)
+    )
+}
+
+fn read_summary(r: &Row<'_>) -> rusqlite::Result<Summary> {
+    Ok(Summary {
+        id: r.get(0)?,
+        tunnel: r.get(1)?,
+        received_ms: r.get(2)?,
+        method: r.get(3)?,
+        path: r.get(4)?,
+        status: r.get(5)?,
+        duration_ms: r.get(6)?,
+        provider: r.get(7)?,
+        event: r.get(8)?,
+        summary: r.get(9)?,
+        verdict: r.get(10)?,
+        attempt: r.get(11)?,
+        replay_of: r.get(12)?,
+        failure_side: r.get::<_, Option<String>>(13)?.as_deref().and_then(parse_side),
+        request_body_len: r.get::<_, i64>(14)?.max(0) as u64,
+    })
+}
+
+fn read_full(r: &Row<'_>) -> Result<StoredExchange> {
+    let id: i64 = r.get(0)?;
+    let json_col = |idx: usize| -> Result<Option<serde_json::Value>> {
+        match r.get::<_, Option<String>>(idx)? {
+            Some(s) => serde_json::from_str(&s).map(Some).map_err(|e| CaptureError::Corrupt {
+                id,
+                what: e.to_string(),
+            }),
+            None => Ok(None),
+        }
+    };
+    let failure = match r.get::<_, Option<String>>(13)?.as_deref().and_then(parse_side) {
+        Some(side) => Some(Failure {
+            side,
+            message: r.get::<_, Option<String>>(14)?.unwrap_or_default(),
+        }),
+        None => None,
+    };
+    let request = Message {
+        headers: decode_headers(id, &r.get::<_, String>(32)?)?,
+        body: CapturedBody {
+            bytes: r.get(33)?,
+            len: r.get::<_, i64>(23)?.max(0) as u64,
+            sha256: r.get(24)?,
+            truncated: r.get(25)?,
+        },
+    };
+    let response = if r.get::<_, bool>(26)? {
+        Some(Message {
+            headers: decode_headers(id, &r.get::<_, Option<String>>(34)?.unwrap_or_default())?,
+            body: CapturedBody {
+                bytes: r.get::<_, Option<Vec<u8>>>(35)?.unwrap_or_default(),
+                len: r.get::<_, Option<i64>>(27)?.unwrap_or(0).max(0) as u64,
+                sha256: r.get::<_, Option<String>>(28)?.unwrap_or_default(),
+                truncated: r.get::<_, Option<bool>>(29)?.unwrap_or(false),
+            },
+        })
+    } else {
+        None
+    };
+    let exchange = Exchange {
+        id: Some(id),
+        tunnel: r.get(1)?,
+        request_id: r.get(2)?,
+        timings: Timings {
+            received_ms: r.get(3)?,
+            forwarded_ms: r.get(4)?,
+            first_byte_ms: r.get(5)?,
+            done_ms: r.get(6)?,
+        },
+        method: r.get(7)?,
+        public_url: r.get(8)?,
+        path: r.get(9)?,
+        target: r.get(10)?,
+        remote_addr: r.get(11)?,
+        status: r.get(12)?,
+        failure,
+        provider: r.get(15)?,
+        event: r.get(16)?,
+        summary: r.get(17)?,
+        verdict: r.get(18)?,
+        analysis: json_col(19)?,
+        replay_of: r.get(20)?,
+        request,
+        response,
+    };
+    Ok(StoredExchange {
+        exchange,
+        attempt: r.get(21)?,
+        group_key: r.get(22)?,
+        handshake: json_col(30)?,
+        lints: json_col(31)?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn header_encoding_round_trips() {
+        let h = vec![
+            Header {
+                name: "a".into(),
+                value: b"x \"y\"".to_vec(),
+            },
+            Header {
+                name: "b".into(),
+                value: vec![0xff, 0x80, b'z'],
+            },
+        ];
+        let s = encode_headers(&h);
+        assert_eq!(decode_headers(1, &s).ok(), Some(h));
+    }
+
+    #[test]
+    fn cap_keeps_true_len_and_hash() {
+        let b = CapturedBody {
+            bytes: b"hello world".to_vec(),
+            len: 11,
+            sha256: String::new(),
+            truncated: false,
+        };
+        let c = cap_body(&b, 5);
+        assert_eq!(c.bytes, b"hello");
+        assert_eq!(c.len, 11);
+        assert!(c.truncated);
+        assert_eq!(c.sha256, hex::encode(sha2::Sha256::digest(b"hello world")));
+    }
+}

@@ -1,0 +1,268 @@
+//! Relay configuration, validated before the listener is used.
+
+use sha2::{Digest, Sha256};
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+use subtle::ConstantTimeEq;
+use twk_protocol::limits;
+
+/// Scheme of the public URLs the relay hands out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scheme {
+    /// Plain HTTP (loopback, or behind a TLS-terminating proxy that does not say so).
+    Http,
+    /// HTTPS.
+    Https,
+}
+
+impl Scheme {
+    /// `http` or `https`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scheme::Http => "http",
+            Scheme::Https => "https",
+        }
+    }
+}
+
+/// Which form of public URL the relay reports to clients. Both forms are always routed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UrlStyle {
+    /// `https://<name>.<domain>` (needs wildcard DNS).
+    Subdomain,
+    /// `https://<domain>/t/<name>` (works with any DNS, and on loopback).
+    Path,
+}
+
+/// Tokens accepted on the tunnel upgrade, kept only as SHA-256 hashes.
+#[derive(Clone, Default)]
+pub struct TokenSet {
+    hashes: Vec<[u8; 32]>,
+}
+
+impl fmt::Debug for TokenSet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "TokenSet({} tokens, hashed)", self.hashes.len())
+    }
+}
+
+impl TokenSet {
+    /// Builds a set from plaintext tokens (blank entries and `#` comments ignored). The
+    /// plaintext is dropped after hashing.
+    pub fn from_plaintext<'a>(tokens: impl IntoIterator<Item = &'a str>) -> Self {
+        let hashes = tokens
+            .into_iter()
+            .map(str::trim)
+            .filter(|t| !t.is_empty() && !t.starts_with('#'))
+            .map(|t| Sha256::digest(t.as_bytes()).into())
+            .collect();
+        TokenSet { hashes }
+    }
+
+    /// Adds the tokens of a tokens file (one per line) or of `TWK_RELAY_TOKENS` (comma or
+    /// newline separated).
+    pub fn extend_from_text(&mut self, text: &str) {
+        let more = TokenSet::from_plaintext(text.split([',', '\n']));
+        self.hashes.extend(more.hashes);
+    }
+
+    /// Number of tokens.
+    pub fn len(&self) -> usize {
+        self.hashes.len()
+    }
+
+    /// True when no token is configured.
+    pub fn is_empty(&self) -> bool {
+        self.hashes.is_empty()
+    }
+
+    /// Checks a presented token in constant time against every configured hash. On success
+    /// returns the owner id: a short, non-reversible fingerprint of the token.
+    ///
+    /// ```
+    /// let set = twk_relay::TokenSet::from_plaintext(["s3cret"]);
+    /// assert!(set.verify("s3cret").is_some());
+    /// assert!(set.verify("s3cret ").is_none());
+    /// ```
+    pub fn verify(&self, presented: &str) -> Option<String> {
+        let h: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
+        let mut found = subtle::Choice::from(0u8);
+        for stored in &self.hashes {
+            found |= stored.ct_eq(&h);
+        }
+        bool::from(found).then(|| hex::encode(&h[..8]))
+    }
+}
+
+/// Who may open tunnels.
+#[derive(Debug, Clone)]
+pub enum Auth {
+    /// A bearer token from this set is required.
+    Tokens(TokenSet),
+    /// Anyone may connect (the client's embedded loopback relay only).
+    Open,
+}
+
+/// Relay settings. Every limit is explicit.
+#[derive(Debug, Clone)]
+pub struct RelayConfig {
+    /// Public host (and port, if not the scheme's default) as senders address it, e.g.
+    /// `relay.example.com` or `127.0.0.1:8787`.
+    pub domain: String,
+    /// Scheme of public URLs when the listener itself is plain HTTP (a TLS listener is https).
+    pub public_scheme: Scheme,
+    /// Form of the public URL reported to clients.
+    pub url_style: UrlStyle,
+    /// Authentication of tunnel clients.
+    pub auth: Auth,
+    /// TLS for the listener (then public URLs are https).
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// Cap on a request body; larger: 413.
+    pub max_body: u64,
+    /// Deadline for the local target's response head; the relay answers 504 a margin later.
+    pub request_timeout: Duration,
+    /// Time a sender has to send its request head.
+    pub header_read_timeout: Duration,
+    /// Maximum number of request headers.
+    pub max_headers: usize,
+    /// Maximum request head size in bytes.
+    pub max_head_bytes: usize,
+    /// Maximum number of connected tunnels.
+    pub max_tunnels: usize,
+    /// How long in-flight requests may drain on shutdown.
+    pub shutdown_grace: Duration,
+}
+
+impl RelayConfig {
+    /// Defaults from [`twk_protocol::limits`] for a relay at `domain`.
+    pub fn new(domain: impl Into<String>, auth: Auth) -> Self {
+        RelayConfig {
+            domain: domain.into(),
+            public_scheme: Scheme::Http,
+            url_style: UrlStyle::Subdomain,
+            auth,
+            tls: None,
+            max_body: limits::DEFAULT_MAX_BODY,
+            request_timeout: limits::DEFAULT_REQUEST_TIMEOUT,
+            header_read_timeout: limits::HEADER_READ_TIMEOUT,
+            max_headers: limits::MAX_HEADERS,
+            max_head_bytes: limits::MAX_HEAD_BYTES,
+            max_tunnels: 10_000,
+            shutdown_grace: limits::SHUTDOWN_GRACE,
+        }
+    }
+
+    /// Checks the configuration before anything is bound.
+    pub fn validate(&self) -> Result<(), String> {
+        let host = self.domain_host();
+        if host.is_empty()
+            || self
+                .domain
+                .chars()
+                .any(|c| c.is_whitespace() || c == '/' || c.is_control())
+        {
+            return Err(format!("invalid domain {:?}", self.domain));
+        }
+        if self.max_body == 0 {
+            return Err("max body must be at least 1 byte".into());
+        }
+        if self.request_timeout.is_zero() {
+            return Err("request timeout must be positive".into());
+        }
+        if self.max_head_bytes < 8192 {
+            return Err("max head size must be at least 8192 bytes".into());
+        }
+        if let Auth::Tokens(t) = &self.auth
+            && t.is_empty()
+        {
+            return Err("no tunnel tokens configured".into());
+        }
+        Ok(())
+    }
+
+    /// The scheme of public URLs.
+    pub fn scheme(&self) -> Scheme {
+        if self.tls.is_some() {
+            Scheme::Https
+        } else {
+            self.public_scheme
+        }
+    }
+
+    /// The domain without its port, lowercased.
+    pub fn domain_host(&self) -> String {
+        strip_port(&self.domain).to_ascii_lowercase()
+    }
+
+    /// The public URL of tunnel `name`.
+    pub fn public_url(&self, name: &str) -> String {
+        let scheme = self.scheme().as_str();
+        match self.url_style {
+            UrlStyle::Subdomain => format!("{scheme}://{name}.{}", self.domain),
+            UrlStyle::Path => format!("{scheme}://{}/t/{name}", self.domain),
+        }
+    }
+}
+
+/// `host:port` → `host`; `[::1]:80` → `[::1]`.
+pub(crate) fn strip_port(host: &str) -> &str {
+    if host.starts_with('[') {
+        match host.find(']') {
+            Some(i) => &host[..=i],
+            None => host,
+        }
+    } else {
+        match host.rfind(':') {
+            Some(i) if host[i + 1..].bytes().all(|b| b.is_ascii_digit()) => &host[..i],
+            _ => host,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_are_hashed_and_verified() {
+        let mut set = TokenSet::from_plaintext(["alpha", "  ", "# comment"]);
+        set.extend_from_text("beta,gamma\ndelta");
+        assert_eq!(set.len(), 4);
+        let a = set.verify("alpha").unwrap();
+        let b = set.verify("beta").unwrap();
+        assert_ne!(a, b);
+        assert!(set.verify("alph").is_none());
+        assert!(set.verify("").is_none());
+        assert!(!format!("{set:?}").contains("alpha"));
+    }
+
+    #[test]
+    fn public_urls() {
+        let mut c = RelayConfig::new("relay.example.com", Auth::Open);
+        c.public_scheme = Scheme::Https;
+        assert_eq!(c.public_url("abc"), "https://abc.relay.example.com");
+        c.url_style = UrlStyle::Path;
+        assert_eq!(c.public_url("abc"), "https://relay.example.com/t/abc");
+    }
+
+    #[test]
+    fn strip_port_handles_ipv6_and_names() {
+        assert_eq!(strip_port("a.b:80"), "a.b");
+        assert_eq!(strip_port("a.b"), "a.b");
+        assert_eq!(strip_port("[::1]:8080"), "[::1]");
+        assert_eq!(strip_port("127.0.0.1:1"), "127.0.0.1");
+    }
+
+    #[test]
+    fn validation_catches_bad_configs() {
+        assert!(RelayConfig::new("", Auth::Open).validate().is_err());
+        assert!(RelayConfig::new("a b", Auth::Open).validate().is_err());
+        assert!(
+            RelayConfig::new("x.y", Auth::Tokens(TokenSet::default()))
+                .validate()
+                .is_err()
+        );
+        assert!(RelayConfig::new("x.y", Auth::Open).validate().is_ok());
+    }
+}

@@ -1,0 +1,208 @@
+//! The accept loop, connection handling and graceful shutdown.
+
+use crate::body::{RelayBody, full};
+use crate::config::RelayConfig;
+use crate::registry::Registry;
+use crate::{connect, ingress};
+use http::{Request, Response, StatusCode};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{Instrument, debug, info, info_span, warn};
+use twk_protocol::{CONNECT_PATH, HEALTH_PATH, RESERVED_PREFIX};
+use twk_transport::BoxedIo;
+
+/// Errors that stop the relay.
+#[derive(Debug, thiserror::Error)]
+pub enum RelayError {
+    /// The configuration is invalid.
+    #[error("invalid relay configuration: {0}")]
+    Config(String),
+    /// The listener failed in a way that cannot be retried.
+    #[error("listener failed: {0}")]
+    Listener(#[source] std::io::Error),
+}
+
+/// State shared by every connection of one relay.
+pub(crate) struct State {
+    pub(crate) cfg: RelayConfig,
+    pub(crate) registry: Registry,
+    /// Parent of every tunnel session's token; cancelled once ingress has drained.
+    pub(crate) sessions: CancellationToken,
+    /// Tracks tunnel sessions and connections for the final wait.
+    pub(crate) tracker: TaskTracker,
+    /// Distinguishes request ids of this relay process from those of a previous one.
+    request_prefix: String,
+    next_request: AtomicU64,
+}
+
+impl State {
+    pub(crate) fn next_request_id(&self) -> String {
+        let n = self.next_request.fetch_add(1, Ordering::Relaxed) + 1;
+        format!("{}-{n}", self.request_prefix)
+    }
+}
+
+/// Runs a relay on `listener` until `shutdown` is cancelled, then stops accepting, lets
+/// in-flight requests finish for up to `cfg.shutdown_grace`, and closes every tunnel.
+pub async fn serve(
+    listener: TcpListener,
+    cfg: RelayConfig,
+    shutdown: CancellationToken,
+) -> Result<(), RelayError> {
+    cfg.validate().map_err(RelayError::Config)?;
+    let grace = cfg.shutdown_grace;
+    let tls = cfg.tls.clone().map(tokio_rustls::TlsAcceptor::from);
+    let state = Arc::new(State {
+        cfg,
+        registry: Registry::default(),
+        sessions: CancellationToken::new(),
+        tracker: TaskTracker::new(),
+        request_prefix: twk_protocol::random_name()[..6].to_string(),
+        next_request: AtomicU64::new(0),
+    });
+    // Ingress connections, drained on shutdown; tunnel sessions live in `state.tracker`.
+    let conns = TaskTracker::new();
+    let drain = CancellationToken::new();
+    let mut accept_errors = 0u32;
+    loop {
+        let (tcp, remote) = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            r = listener.accept() => match r {
+                Ok(c) => { accept_errors = 0; c }
+                Err(e) => {
+                    // EMFILE and friends: back off and keep serving.
+                    accept_errors = accept_errors.saturating_add(1);
+                    warn!(error = %e, "accept failed");
+                    let backoff = Duration::from_millis(10u64 << accept_errors.min(6));
+                    tokio::time::sleep(backoff).await;
+                    continue;
+                }
+            }
+        };
+        let _ = tcp.set_nodelay(true);
+        let state2 = state.clone();
+        let tls = tls.clone();
+        let drain = drain.clone();
+        conns.spawn(
+            async move {
+                let io: BoxedIo = match tls {
+                    None => Box::new(tcp),
+                    Some(acceptor) => {
+                        match tokio::time::timeout(
+                            twk_protocol::limits::HANDSHAKE_TIMEOUT,
+                            acceptor.accept(tcp),
+                        )
+                        .await
+                        {
+                            Ok(Ok(s)) => Box::new(s),
+                            Ok(Err(e)) => {
+                                debug!(error = %e, "tls handshake failed");
+                                return;
+                            }
+                            Err(_) => {
+                                debug!("tls handshake timed out");
+                                return;
+                            }
+                        }
+                    }
+                };
+                let svc_state = state2.clone();
+                let svc = service_fn(move |req| handle(svc_state.clone(), remote, req));
+                let conn = hyper::server::conn::http1::Builder::new()
+                    .timer(TokioTimer::new())
+                    .header_read_timeout(state2.cfg.header_read_timeout)
+                    .max_headers(state2.cfg.max_headers)
+                    .max_buf_size(state2.cfg.max_head_bytes)
+                    .keep_alive(true)
+                    .serve_connection(TokioIo::new(io), svc)
+                    .with_upgrades();
+                let mut conn = std::pin::pin!(conn);
+                let result = tokio::select! {
+                    r = conn.as_mut() => r,
+                    _ = drain.cancelled() => {
+                        conn.as_mut().graceful_shutdown();
+                        conn.await
+                    }
+                };
+                if let Err(e) = result {
+                    debug!(error = %e, "connection ended with an error");
+                }
+            }
+            .instrument(info_span!("conn", peer = %remote)),
+        );
+    }
+    drop(listener);
+    info!("shutting down: draining in-flight requests");
+    drain.cancel();
+    conns.close();
+    if tokio::time::timeout(grace, conns.wait()).await.is_err() {
+        warn!(?grace, "grace period over; closing remaining connections");
+    }
+    state.sessions.cancel();
+    state.tracker.close();
+    if tokio::time::timeout(Duration::from_secs(5), state.tracker.wait())
+        .await
+        .is_err()
+    {
+        warn!("some tasks did not stop within 5 s of shutdown");
+    }
+    Ok(())
+}
+
+async fn handle(
+    state: Arc<State>,
+    remote: SocketAddr,
+    req: Request<Incoming>,
+) -> Result<Response<RelayBody>, Infallible> {
+    let path = req.uri().path();
+    let resp = if path == HEALTH_PATH {
+        health(&state)
+    } else if path == CONNECT_PATH {
+        connect::upgrade(state, remote, req).await
+    } else if path.starts_with(RESERVED_PREFIX) {
+        text(StatusCode::NOT_FOUND, "twk relay: no such relay endpoint\n")
+    } else {
+        ingress::forward(state, remote, req).await
+    };
+    Ok(resp)
+}
+
+fn health(state: &State) -> Response<RelayBody> {
+    let body = serde_json::json!({
+        "status": "ok",
+        "version": env!("CARGO_PKG_VERSION"),
+        "protocol": twk_protocol::PROTOCOL_VERSION,
+        "tunnels": state.registry.connected(),
+    });
+    let mut r = Response::new(full(format!("{body}\n")));
+    r.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
+    r
+}
+
+/// A short plain-text answer produced by the relay itself.
+pub(crate) fn text(status: StatusCode, body: impl Into<String>) -> Response<RelayBody> {
+    let mut r = Response::new(full(body.into()));
+    *r.status_mut() = status;
+    let h = r.headers_mut();
+    h.insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    h.insert(
+        twk_protocol::ERROR_SOURCE_HEADER,
+        http::HeaderValue::from_static("relay"),
+    );
+    r
+}

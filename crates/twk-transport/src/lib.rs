@@ -1,0 +1,35 @@
+//! twk-transport: the I/O that the twk relay and the tunnel client share.
+//!
+//! - [`WsIo`] turns a websocket into the ordered byte stream that HTTP/2 runs over (binary
+//!   messages carry the bytes; ping/pong and close are handled by tungstenite).
+//! - [`ws_config`] sets every websocket limit explicitly (tungstenite's defaults are 64 MiB
+//!   messages and an unbounded write buffer).
+//! - [`tls`] builds rustls configurations (ring provider, no global state).
+//!
+//! It is not a multiplexer (HTTP/2 is) and holds no tunnel logic.
+#![warn(missing_docs)]
+
+pub mod tls;
+mod wsio;
+
+pub use wsio::WsIo;
+
+use tokio::io::{AsyncRead, AsyncWrite};
+use tungstenite::protocol::WebSocketConfig;
+
+/// Websocket configuration with every limit set from [`twk_protocol::limits`].
+pub fn ws_config() -> WebSocketConfig {
+    use twk_protocol::limits::*;
+    WebSocketConfig::default()
+        .max_message_size(Some(WS_MAX_MESSAGE))
+        .max_frame_size(Some(WS_MAX_MESSAGE))
+        .write_buffer_size(WS_WRITE_BUFFER)
+        .max_write_buffer_size(WS_MAX_WRITE_BUFFER)
+}
+
+/// A bidirectional byte stream (plain TCP or TLS).
+pub trait Io: AsyncRead + AsyncWrite + Unpin + Send + 'static {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> Io for T {}
+
+/// A boxed [`Io`], so plain and TLS connections share one type.
+pub type BoxedIo = Box<dyn Io>;

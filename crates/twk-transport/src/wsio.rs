@@ -1,0 +1,160 @@
+//! A websocket as an `AsyncRead + AsyncWrite` byte stream.
+
+use bytes::{Buf, Bytes};
+use futures_util::{Sink, Stream};
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio_tungstenite::WebSocketStream;
+use tungstenite::Message;
+
+/// Carries an ordered byte stream in binary websocket messages.
+///
+/// Reads return the payload of binary messages in order; a close frame or the end of the
+/// websocket is end-of-file. Text messages are a protocol violation. Each write becomes one
+/// binary message of at most [`twk_protocol::limits::WS_WRITE_CHUNK`] bytes.
+pub struct WsIo<S> {
+    ws: WebSocketStream<S>,
+    pending: Bytes,
+    eof: bool,
+}
+
+impl<S> WsIo<S> {
+    /// Wraps an established websocket.
+    pub fn new(ws: WebSocketStream<S>) -> Self {
+        WsIo {
+            ws,
+            pending: Bytes::new(),
+            eof: false,
+        }
+    }
+}
+
+fn to_io(e: tungstenite::Error) -> io::Error {
+    match e {
+        tungstenite::Error::ConnectionClosed | tungstenite::Error::AlreadyClosed => {
+            io::Error::new(io::ErrorKind::BrokenPipe, "websocket closed")
+        }
+        tungstenite::Error::Io(e) => e,
+        other => io::Error::other(other),
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for WsIo<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = &mut *self;
+        loop {
+            if !this.pending.is_empty() {
+                let n = this.pending.len().min(buf.remaining());
+                buf.put_slice(&this.pending[..n]);
+                this.pending.advance(n);
+                return Poll::Ready(Ok(()));
+            }
+            if this.eof {
+                return Poll::Ready(Ok(()));
+            }
+            match ready!(Pin::new(&mut this.ws).poll_next(cx)) {
+                Some(Ok(Message::Binary(b))) => this.pending = b,
+                Some(Ok(Message::Close(_))) | None => this.eof = true,
+                Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => {}
+                Some(Ok(Message::Text(_))) => {
+                    return Poll::Ready(Err(io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        "unexpected text message on the tunnel websocket",
+                    )));
+                }
+                Some(Err(tungstenite::Error::ConnectionClosed)) => this.eof = true,
+                Some(Err(e)) => return Poll::Ready(Err(to_io(e))),
+            }
+        }
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for WsIo<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        if buf.is_empty() {
+            return Poll::Ready(Ok(0));
+        }
+        let ws = Pin::new(&mut self.ws);
+        ready!(Sink::<Message>::poll_ready(ws, cx)).map_err(to_io)?;
+        let n = buf.len().min(twk_protocol::limits::WS_WRITE_CHUNK);
+        let msg = Message::Binary(Bytes::copy_from_slice(&buf[..n]));
+        Pin::new(&mut self.ws).start_send(msg).map_err(to_io)?;
+        Poll::Ready(Ok(n))
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Sink::<Message>::poll_flush(Pin::new(&mut self.ws), cx).map_err(to_io)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match ready!(Sink::<Message>::poll_close(Pin::new(&mut self.ws), cx)) {
+            Ok(()) | Err(tungstenite::Error::ConnectionClosed) => Poll::Ready(Ok(())),
+            Err(e) => Poll::Ready(Err(to_io(e))),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tungstenite::protocol::Role;
+
+    #[tokio::test]
+    async fn bytes_round_trip_in_order_over_a_duplex_websocket() {
+        let (a, b) = tokio::io::duplex(64 * 1024);
+        let cfg = crate::ws_config();
+        let wa = WebSocketStream::from_raw_socket(a, Role::Client, Some(cfg)).await;
+        let wb = WebSocketStream::from_raw_socket(b, Role::Server, Some(cfg)).await;
+        let mut ia = WsIo::new(wa);
+        let mut ib = WsIo::new(wb);
+        let data: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+        let expect = data.clone();
+        let writer = tokio::spawn(async move {
+            ia.write_all(&data).await.unwrap();
+            ia.shutdown().await.unwrap();
+        });
+        let mut got = Vec::new();
+        ib.read_to_end(&mut got).await.unwrap();
+        writer.await.unwrap();
+        assert_eq!(got, expect);
+    }
+
+    #[tokio::test]
+    async fn an_oversized_websocket_message_is_an_error_not_an_allocation() {
+        let (a, b) = tokio::io::duplex(64 * 1024);
+        // The hostile peer has no limits of its own.
+        let wa = WebSocketStream::from_raw_socket(
+            a,
+            Role::Client,
+            Some(
+                tungstenite::protocol::WebSocketConfig::default()
+                    .max_message_size(None)
+                    .max_frame_size(None),
+            ),
+        )
+        .await;
+        let wb = WebSocketStream::from_raw_socket(b, Role::Server, Some(crate::ws_config())).await;
+        let mut ib = WsIo::new(wb);
+        let big = vec![7u8; twk_protocol::limits::WS_MAX_MESSAGE + 1];
+        let mut wa = wa;
+        let sender = tokio::spawn(async move {
+            use futures_util::SinkExt;
+            let _ = wa.send(Message::Binary(Bytes::from(big))).await;
+        });
+        let mut buf = [0u8; 16];
+        let r = ib.read(&mut buf).await;
+        assert!(r.is_err(), "oversized message was accepted: {r:?}");
+        sender.abort();
+    }
+}
