@@ -23,7 +23,9 @@ pub enum CaptureError {
     #[error("capture database: {0}")]
     Sqlite(#[from] rusqlite::Error),
     /// The database was written by a newer twk with a schema this version does not know.
-    #[error("capture database schema version {found} is newer than this twk understands ({known}); upgrade twk")]
+    #[error(
+        "capture database schema version {found} is newer than this twk understands ({known}); upgrade twk"
+    )]
     SchemaTooNew {
         /// Version found in the file.
         found: i64,
@@ -39,7 +41,9 @@ pub enum CaptureError {
         what: String,
     },
     /// A time bound (`--since`/`--until`) could not be parsed.
-    #[error("invalid time {input:?}: expected RFC 3339 (2018-01-31T23:59:59Z), a date (2018-01-31) or a relative age (30m, 2h, 3d, 1w)")]
+    #[error(
+        "invalid time {input:?}: expected RFC 3339 (2018-01-31T23:59:59Z), a date (2018-01-31) or a relative age (30m, 2h, 3d, 1w)"
+    )]
     BadTime {
         /// The text given.
         input: String,
@@ -59,7 +63,11 @@ pub enum CaptureError {
 pub type Result<T, E = CaptureError> = std::result::Result<T, E>;
 
 impl CaptureError {
-    pub(crate) fn io(action: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+    pub(crate) fn io(
+        action: &'static str,
+        path: impl Into<PathBuf>,
+        source: std::io::Error,
+    ) -> Self {
         CaptureError::Io {
             action,
             path: path.into(),

@@ -122,7 +122,9 @@ fn form_field(body: &[u8], field: &str) -> Option<String> {
         let mut it = pair.splitn(2, |b| *b == b'=');
         let k = percent_decode(it.next()?);
         (k == field.as_bytes())
-            .then(|| String::from_utf8_lossy(&percent_decode(it.next().unwrap_or(b""))).into_owned())
+            .then(|| {
+                String::from_utf8_lossy(&percent_decode(it.next().unwrap_or(b""))).into_owned()
+            })
             .filter(|v| !v.is_empty())
     })
 }
@@ -135,7 +137,9 @@ pub(crate) fn percent_decode(s: &[u8]) -> Vec<u8> {
         match b {
             b'+' => out.push(b' '),
             b'%' => {
-                let hex = s.get(i + 1..i + 3).and_then(|h| std::str::from_utf8(h).ok());
+                let hex = s
+                    .get(i + 1..i + 3)
+                    .and_then(|h| std::str::from_utf8(h).ok());
                 if let Some(v) = hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
                     out.push(v);
                     i += 3;
@@ -176,7 +180,11 @@ mod tests {
                 body: CapturedBody {
                     bytes: body.as_bytes().to_vec(),
                     len: body.len() as u64,
-                    sha256: if body.is_empty() { String::new() } else { "abc".into() },
+                    sha256: if body.is_empty() {
+                        String::new()
+                    } else {
+                        "abc".into()
+                    },
                     truncated: false,
                 },
             },
@@ -216,7 +224,11 @@ mod tests {
             Some("t|stripe:evt_1")
         );
         assert_eq!(
-            key(&ex(&[], r#"[{"type":"message-delivered","message":{"id":"m1"}}]"#)).as_deref(),
+            key(&ex(
+                &[],
+                r#"[{"type":"message-delivered","message":{"id":"m1"}}]"#
+            ))
+            .as_deref(),
             Some("t|bandwidth:m1:message-delivered")
         );
         assert_eq!(

@@ -22,7 +22,9 @@ impl FromStr for StatusFilter {
     type Err = CaptureError;
 
     fn from_str(s: &str) -> Result<Self> {
-        let bad = || CaptureError::BadStatus { input: s.to_owned() };
+        let bad = || CaptureError::BadStatus {
+            input: s.to_owned(),
+        };
         let t = s.trim().to_ascii_lowercase();
         if t == "none" || t == "-" {
             return Ok(StatusFilter::NoResponse);
@@ -85,7 +87,11 @@ pub struct Filter {
 
 impl Filter {
     /// Sets `since_ms`/`until_ms` from timestamps.
-    pub fn between(mut self, since: Option<jiff::Timestamp>, until: Option<jiff::Timestamp>) -> Self {
+    pub fn between(
+        mut self,
+        since: Option<jiff::Timestamp>,
+        until: Option<jiff::Timestamp>,
+    ) -> Self {
         self.since_ms = since.map(|t| t.as_millisecond());
         self.until_ms = until.map(|t| t.as_millisecond());
         self
@@ -183,10 +189,22 @@ mod tests {
 
     #[test]
     fn status_filter_parses() {
-        assert_eq!("404".parse::<StatusFilter>().ok(), Some(StatusFilter::Exact(404)));
-        assert_eq!("4xx".parse::<StatusFilter>().ok(), Some(StatusFilter::Class(4)));
-        assert_eq!("5XX".parse::<StatusFilter>().ok(), Some(StatusFilter::Class(5)));
-        assert_eq!("none".parse::<StatusFilter>().ok(), Some(StatusFilter::NoResponse));
+        assert_eq!(
+            "404".parse::<StatusFilter>().ok(),
+            Some(StatusFilter::Exact(404))
+        );
+        assert_eq!(
+            "4xx".parse::<StatusFilter>().ok(),
+            Some(StatusFilter::Class(4))
+        );
+        assert_eq!(
+            "5XX".parse::<StatusFilter>().ok(),
+            Some(StatusFilter::Class(5))
+        );
+        assert_eq!(
+            "none".parse::<StatusFilter>().ok(),
+            Some(StatusFilter::NoResponse)
+        );
         for bad in ["", "6xx", "40", "4044", "abc", "0xx", "45xx"] {
             assert!(bad.parse::<StatusFilter>().is_err(), "{bad}");
         }

@@ -130,7 +130,9 @@ impl Recorder {
         std::thread::Builder::new()
             .name("twk-capture-writer".into())
             .spawn(move || writer.run())
-            .map_err(|e| crate::CaptureError::io("starting writer thread for", opts.db_path(), e))?;
+            .map_err(|e| {
+                crate::CaptureError::io("starting writer thread for", opts.db_path(), e)
+            })?;
         Ok(Recorder {
             tx,
             events,

@@ -133,6 +133,9 @@ mod tests {
             redact_value("Stripe-Signature", b"t=1,v1=abc").as_ref(),
             REDACTED.as_bytes()
         );
-        assert_eq!(redact_value("Content-Type", b"text/plain").as_ref(), b"text/plain");
+        assert_eq!(
+            redact_value("Content-Type", b"text/plain").as_ref(),
+            b"text/plain"
+        );
     }
 }

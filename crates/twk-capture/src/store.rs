@@ -7,9 +7,7 @@
 
 use crate::error::{CaptureError, Result};
 use crate::grouping::{BODY_HASH_WINDOW_MS, group_key};
-use crate::model::{
-    CapturedBody, Exchange, ExchangeId, Failure, Header, Message, Side, Timings,
-};
+use crate::model::{CapturedBody, Exchange, ExchangeId, Failure, Header, Message, Side, Timings};
 use crate::paths;
 use crate::query::{Filter, Order, StatusFilter, StoredExchange, Summary};
 use base64::Engine as _;
@@ -83,7 +81,9 @@ pub struct Store {
 
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Store").field("db", &self.opts.db_path()).finish()
+        f.debug_struct("Store")
+            .field("db", &self.opts.db_path())
+            .finish()
     }
 }
 
@@ -304,9 +304,7 @@ impl Store {
             "SELECT {FULL_COLS} FROM exchanges e JOIN payloads p ON p.id = e.id WHERE e.id = ?1"
         );
         let mut stmt = self.conn.prepare_cached(&sql)?;
-        let row = stmt
-            .query_row([id], |r| Ok(read_full(r)))
-            .optional()?;
+        let row = stmt.query_row([id], |r| Ok(read_full(r))).optional()?;
         row.transpose()
     }
 
@@ -319,7 +317,8 @@ impl Store {
         );
         let mut stmt = self.conn.prepare(&sql)?;
         let rows = stmt.query_map(params_from_iter(args), read_summary)?;
-        rows.collect::<rusqlite::Result<Vec<_>>>().map_err(Into::into)
+        rows.collect::<rusqlite::Result<Vec<_>>>()
+            .map_err(Into::into)
     }
 
     /// Full exchanges matching `filter`, passed one by one to `each` (memory stays flat for
@@ -375,7 +374,8 @@ impl Store {
         );
         let mut stmt = self.conn.prepare(&sql)?;
         let rows = stmt.query_map([id], read_summary)?;
-        rows.collect::<rusqlite::Result<Vec<_>>>().map_err(Into::into)
+        rows.collect::<rusqlite::Result<Vec<_>>>()
+            .map_err(Into::into)
     }
 
     /// The highest id stored, if any.
@@ -465,9 +465,11 @@ pub(crate) fn decode_headers(id: i64, s: &str) -> Result<Vec<Header>> {
                 .to_owned();
             let value = match (pair.get(1), pair.get(2)) {
                 (Some(serde_json::Value::String(s)), _) => s.clone().into_bytes(),
-                (_, Some(serde_json::Value::String(b))) => base64::engine::general_purpose::STANDARD
-                    .decode(b)
-                    .map_err(|_| corrupt("base64 value"))?,
+                (_, Some(serde_json::Value::String(b))) => {
+                    base64::engine::general_purpose::STANDARD
+                        .decode(b)
+                        .map_err(|_| corrupt("base64 value"))?
+                }
                 _ => return Err(corrupt("value")),
             };
             Ok(Header { name, value })
@@ -572,7 +574,10 @@ fn read_summary(r: &Row<'_>) -> rusqlite::Result<Summary> {
         verdict: r.get(10)?,
         attempt: r.get(11)?,
         replay_of: r.get(12)?,
-        failure_side: r.get::<_, Option<String>>(13)?.as_deref().and_then(parse_side),
+        failure_side: r
+            .get::<_, Option<String>>(13)?
+            .as_deref()
+            .and_then(parse_side),
         request_body_len: r.get::<_, i64>(14)?.max(0) as u64,
     })
 }
@@ -581,14 +586,20 @@ fn read_full(r: &Row<'_>) -> Result<StoredExchange> {
     let id: i64 = r.get(0)?;
     let json_col = |idx: usize| -> Result<Option<serde_json::Value>> {
         match r.get::<_, Option<String>>(idx)? {
-            Some(s) => serde_json::from_str(&s).map(Some).map_err(|e| CaptureError::Corrupt {
-                id,
-                what: e.to_string(),
-            }),
+            Some(s) => serde_json::from_str(&s)
+                .map(Some)
+                .map_err(|e| CaptureError::Corrupt {
+                    id,
+                    what: e.to_string(),
+                }),
             None => Ok(None),
         }
     };
-    let failure = match r.get::<_, Option<String>>(13)?.as_deref().and_then(parse_side) {
+    let failure = match r
+        .get::<_, Option<String>>(13)?
+        .as_deref()
+        .and_then(parse_side)
+    {
         Some(side) => Some(Failure {
             side,
             message: r.get::<_, Option<String>>(14)?.unwrap_or_default(),

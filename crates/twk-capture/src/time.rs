@@ -64,7 +64,11 @@ fn parse_relative_ms(s: &str) -> Option<i64> {
     let mut any = false;
     for c in s.chars() {
         if let Some(d) = c.to_digit(10) {
-            num = Some(num.unwrap_or(0).checked_mul(10)?.checked_add(i64::from(d))?);
+            num = Some(
+                num.unwrap_or(0)
+                    .checked_mul(10)?
+                    .checked_add(i64::from(d))?,
+            );
             continue;
         }
         let unit_ms: i64 = match c {
@@ -141,7 +145,15 @@ mod tests {
 
     #[test]
     fn rejects_garbage() {
-        for s in ["", "2", "h", "2x", "yesterday", "2h-", "99999999999999999999d"] {
+        for s in [
+            "",
+            "2",
+            "h",
+            "2x",
+            "yesterday",
+            "2h-",
+            "99999999999999999999d",
+        ] {
             assert!(p(s, Bound::Since).starts_with("error"), "{s:?} accepted");
         }
     }
