@@ -1,1 +1,31 @@
-//! twk-agent (work in progress)
+//! twk-agent: the tunnel client, as a library (headless).
+//!
+//! [`run`] dials the relay (`ws://` or `wss://`), authenticates, claims a tunnel name and then
+//! serves HTTP/2 over the websocket: every stream is one webhook, forwarded to the local target
+//! with a hyper client, its response streamed back. It reconnects forever with full-jitter
+//! backoff, reports connection states and finished exchanges to an [`Observer`], and stops
+//! gracefully on its shutdown token.
+//!
+//! It does not draw anything (see `twk-inspector`), does not store anything itself (the
+//! observer does, e.g. into `twk-capture`), and never contacts any host but the relay and the
+//! configured local target.
+#![warn(missing_docs)]
+
+mod backoff;
+mod config;
+mod forward;
+mod session;
+mod tap;
+
+pub use backoff::Backoff;
+pub use config::{AgentConfig, HostHeader, RelayUrl, Target, TargetError};
+pub use session::{AgentError, ConnState, Observer, run};
+pub use tap::{Tap, TapResult};
+
+/// Current time as Unix milliseconds.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}

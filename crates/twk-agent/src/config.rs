@@ -1,0 +1,237 @@
+//! Agent configuration: the relay to dial, the local target, forwarding options.
+
+use std::fmt;
+use std::time::Duration;
+use twk_protocol::limits;
+
+/// How the `Host` header reaches the local target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum HostHeader {
+    /// `Host` is the target's `host:port` (what most local servers expect).
+    #[default]
+    Rewrite,
+    /// `Host` is the public host the sender used.
+    Preserve,
+}
+
+/// Why a target could not be parsed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TargetError {
+    /// Not a port, `host:port` or URL.
+    #[error("invalid target {0:?}: expected a port (3000), host:port (localhost:3000) or a URL (http://localhost:3000)")]
+    Invalid(String),
+    /// A URL scheme other than http.
+    #[error("unsupported target scheme in {0:?}: only http:// local targets are supported")]
+    Scheme(String),
+}
+
+/// The local target requests are forwarded to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    /// `host:port`, e.g. `localhost:3000`.
+    pub authority: String,
+    /// Path prefix from a URL target (`http://localhost:3000/api` → `/api`), without a
+    /// trailing slash; empty when none.
+    pub base_path: String,
+}
+
+impl Target {
+    /// Parses `3000`, `host:port` or `http://host:port[/base]`.
+    pub fn parse(s: &str) -> Result<Target, TargetError> {
+        let s = s.trim();
+        let invalid = || TargetError::Invalid(s.to_string());
+        if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) {
+            let port: u16 = s.parse().map_err(|_| invalid())?;
+            if port == 0 {
+                return Err(invalid());
+            }
+            return Ok(Target {
+                authority: format!("localhost:{port}"),
+                base_path: String::new(),
+            });
+        }
+        let (rest, had_scheme) = match s.split_once("://") {
+            Some(("http", rest)) => (rest, true),
+            Some(_) => return Err(TargetError::Scheme(s.to_string())),
+            None => (s, false),
+        };
+        let (authority, path) = match rest.find('/') {
+            Some(i) => (&rest[..i], &rest[i..]),
+            None => (rest, ""),
+        };
+        if authority.is_empty() || !had_scheme && !path.is_empty() {
+            return Err(invalid());
+        }
+        let uri: http::uri::Authority = authority.parse().map_err(|_| invalid())?;
+        let authority = match uri.port_u16() {
+            Some(0) => return Err(invalid()),
+            Some(_) => uri.as_str().to_string(),
+            None if had_scheme => format!("{}:80", uri.host()),
+            None => return Err(invalid()),
+        };
+        Ok(Target {
+            authority,
+            base_path: path.trim_end_matches('/').to_string(),
+        })
+    }
+
+    /// `http://host:port[/base]`.
+    pub fn url(&self) -> String {
+        format!("http://{}{}", self.authority, self.base_path)
+    }
+}
+
+impl fmt::Display for Target {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.url())
+    }
+}
+
+/// Where the relay is: `ws://`, `wss://`, `http://` or `https://` plus host and port.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RelayUrl {
+    /// True for `wss://` / `https://`.
+    pub tls: bool,
+    /// Host name (for TLS server name and `Host`).
+    pub host: String,
+    /// Port.
+    pub port: u16,
+}
+
+impl RelayUrl {
+    /// Parses a relay URL.
+    pub fn parse(s: &str) -> Result<RelayUrl, String> {
+        let uri: http::Uri = s
+            .trim()
+            .parse()
+            .map_err(|e| format!("invalid relay URL {s:?}: {e}"))?;
+        let tls = match uri.scheme_str() {
+            Some("wss" | "https") => true,
+            Some("ws" | "http") => false,
+            _ => {
+                return Err(format!(
+                    "invalid relay URL {s:?}: expected wss://, ws://, https:// or http://"
+                ));
+            }
+        };
+        let host = uri
+            .host()
+            .ok_or_else(|| format!("invalid relay URL {s:?}: no host"))?
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_string();
+        let port = uri.port_u16().unwrap_or(if tls { 443 } else { 80 });
+        Ok(RelayUrl { tls, host, port })
+    }
+
+    /// The websocket URL of the tunnel endpoint.
+    pub fn connect_url(&self) -> String {
+        let scheme = if self.tls { "wss" } else { "ws" };
+        let host = if self.host.contains(':') {
+            format!("[{}]", self.host)
+        } else {
+            self.host.clone()
+        };
+        format!("{scheme}://{host}:{}{}", self.port, twk_protocol::CONNECT_PATH)
+    }
+}
+
+/// Agent settings.
+#[derive(Clone)]
+pub struct AgentConfig {
+    /// The relay to dial.
+    pub relay: RelayUrl,
+    /// Bearer token for the relay (never printed).
+    pub token: Option<String>,
+    /// Tunnel name to claim; the relay assigns one when `None`.
+    pub name: Option<String>,
+    /// Local target.
+    pub target: Target,
+    /// Host header handling.
+    pub host_header: HostHeader,
+    /// Extra CA certificates (PEM) to trust for `wss://`.
+    pub extra_ca_pem: Option<Vec<u8>>,
+    /// Deadline for the target's response head when the relay does not send one.
+    pub request_timeout: Duration,
+    /// How many body bytes of each request and response are kept for the observer.
+    pub capture_cap: usize,
+    /// How long in-flight requests may finish on shutdown.
+    pub shutdown_grace: Duration,
+}
+
+impl fmt::Debug for AgentConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AgentConfig")
+            .field("relay", &self.relay)
+            .field("token", &self.token.as_ref().map(|_| "***"))
+            .field("name", &self.name)
+            .field("target", &self.target)
+            .field("host_header", &self.host_header)
+            .field("request_timeout", &self.request_timeout)
+            .field("capture_cap", &self.capture_cap)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AgentConfig {
+    /// A configuration with defaults for everything but relay and target.
+    pub fn new(relay: RelayUrl, target: Target) -> Self {
+        AgentConfig {
+            relay,
+            token: None,
+            name: None,
+            target,
+            host_header: HostHeader::Rewrite,
+            extra_ca_pem: None,
+            request_timeout: limits::DEFAULT_REQUEST_TIMEOUT,
+            capture_cap: 1024 * 1024,
+            shutdown_grace: limits::SHUTDOWN_GRACE,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn targets() {
+        assert_eq!(Target::parse("3000").unwrap().url(), "http://localhost:3000");
+        assert_eq!(
+            Target::parse("127.0.0.1:8080").unwrap().url(),
+            "http://127.0.0.1:8080"
+        );
+        assert_eq!(
+            Target::parse("http://localhost:3000/api/").unwrap().url(),
+            "http://localhost:3000/api"
+        );
+        assert_eq!(Target::parse("http://example").unwrap().url(), "http://example:80");
+        assert_eq!(Target::parse("[::1]:9").unwrap().authority, "[::1]:9");
+        for bad in ["", "0", "99999", "localhost", "host:port", "ftp://x:1", "https://x:1", "a b:1", "x:1/path"] {
+            assert!(Target::parse(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn relay_urls() {
+        let r = RelayUrl::parse("wss://relay.example.com").unwrap();
+        assert!(r.tls);
+        assert_eq!(r.port, 443);
+        assert_eq!(r.connect_url(), "wss://relay.example.com:443/_twk/connect");
+        let r = RelayUrl::parse("http://127.0.0.1:8787").unwrap();
+        assert!(!r.tls);
+        assert_eq!(r.connect_url(), "ws://127.0.0.1:8787/_twk/connect");
+        assert!(RelayUrl::parse("ftp://x").is_err());
+        assert!(RelayUrl::parse("nonsense").is_err());
+    }
+
+    #[test]
+    fn debug_masks_the_token() {
+        let mut c = AgentConfig::new(
+            RelayUrl::parse("ws://a:1").unwrap(),
+            Target::parse("1").unwrap(),
+        );
+        c.token = Some("supersecret".into());
+        assert!(!format!("{c:?}").contains("supersecret"));
+    }
+}

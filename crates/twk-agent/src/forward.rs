@@ -1,0 +1,400 @@
+//! One tunnelled request: rebuild it for the local target, forward, stream the answer back,
+//! and report the exchange.
+
+use crate::config::{AgentConfig, HostHeader};
+use crate::session::Observer;
+use crate::tap::{Tap, TapResult};
+use crate::now_ms;
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, Request, Response, StatusCode, header};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::oneshot;
+use tracing::debug;
+use twk_capture::{CapturedBody, Exchange, Failure, Header, Message, Side, Timings};
+use twk_protocol::meta;
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+/// Body type on the tunnel and towards the target.
+pub(crate) type AgentBody = http_body_util::combinators::BoxBody<Bytes, BoxError>;
+
+/// State shared by all requests of one agent.
+pub(crate) struct Shared {
+    cfg: AgentConfig,
+    client: Client<HttpConnector, AgentBody>,
+    observer: Arc<dyn Observer>,
+    /// Name granted by the relay on the current session.
+    name: Mutex<String>,
+}
+
+impl Shared {
+    pub(crate) fn new(cfg: AgentConfig, observer: Arc<dyn Observer>) -> Self {
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        connector.enforce_http(true);
+        connector.set_connect_timeout(Some(Duration::from_secs(5)));
+        let client = Client::builder(TokioExecutor::new())
+            .pool_timer(TokioTimer::new())
+            .timer(TokioTimer::new())
+            .pool_idle_timeout(Duration::from_secs(30))
+            .build(connector);
+        Shared {
+            cfg,
+            client,
+            observer,
+            name: Mutex::new(String::new()),
+        }
+    }
+
+    pub(crate) fn set_name(&self, name: &str) {
+        let mut n = self.name.lock().unwrap_or_else(|p| p.into_inner());
+        *n = name.to_string();
+    }
+
+    fn name(&self) -> String {
+        self.name.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
+
+/// The relay's metadata about one request, taken from the `x-twk-*` headers.
+#[derive(Debug, Default)]
+struct Meta {
+    request_id: String,
+    public_url: String,
+    remote_addr: Option<String>,
+    received_ms: Option<i64>,
+    proto: Option<String>,
+    host: Option<String>,
+    prefix: Option<String>,
+    deadline: Option<Duration>,
+}
+
+impl Meta {
+    /// Reads and removes every `x-twk-*` header.
+    fn take(headers: &mut HeaderMap) -> Meta {
+        let get = |h: &HeaderMap, n: &str| {
+            h.get(n)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string)
+        };
+        let m = Meta {
+            request_id: get(headers, meta::REQUEST_ID).unwrap_or_default(),
+            public_url: get(headers, meta::PUBLIC_URL).unwrap_or_default(),
+            remote_addr: get(headers, meta::REMOTE_ADDR),
+            received_ms: get(headers, meta::RECEIVED_AT).and_then(|v| v.parse().ok()),
+            proto: get(headers, meta::PROTO),
+            host: get(headers, meta::HOST),
+            prefix: get(headers, meta::FORWARDED_PREFIX),
+            deadline: get(headers, meta::DEADLINE_MS)
+                .and_then(|v| v.parse::<u64>().ok())
+                .filter(|&ms| ms > 0)
+                .map(Duration::from_millis),
+        };
+        let ours: Vec<_> = headers
+            .keys()
+            .filter(|k| k.as_str().starts_with(meta::PREFIX))
+            .cloned()
+            .collect();
+        for k in ours {
+            headers.remove(k);
+        }
+        m
+    }
+
+    fn remote_ip(&self) -> Option<String> {
+        let addr = self.remote_addr.as_deref()?;
+        Some(match addr.parse::<std::net::SocketAddr>() {
+            Ok(sa) => sa.ip().to_string(),
+            Err(_) => addr.to_string(),
+        })
+    }
+}
+
+/// Copies headers in order, one entry per value.
+pub(crate) fn headers_to_vec(h: &HeaderMap) -> Vec<Header> {
+    h.iter()
+        .map(|(n, v)| Header {
+            name: n.as_str().to_string(),
+            value: v.as_bytes().to_vec(),
+        })
+        .collect()
+}
+
+fn put(h: &mut HeaderMap, name: &'static str, value: &str) {
+    if let Ok(v) = HeaderValue::from_str(value) {
+        h.insert(name, v);
+    }
+}
+
+/// Adds `X-Forwarded-*` and `Forwarded` so the app can rebuild the public URL.
+fn add_forwarding_headers(h: &mut HeaderMap, m: &Meta) {
+    if let Some(ip) = m.remote_ip() {
+        let prior: Vec<String> = h
+            .get_all("x-forwarded-for")
+            .iter()
+            .filter_map(|v| v.to_str().ok().map(str::to_string))
+            .collect();
+        let value = if prior.is_empty() {
+            ip.clone()
+        } else {
+            format!("{}, {ip}", prior.join(", "))
+        };
+        put(h, "x-forwarded-for", &value);
+    }
+    if let Some(p) = &m.proto {
+        put(h, "x-forwarded-proto", p);
+    }
+    if let Some(host) = &m.host {
+        put(h, "x-forwarded-host", host);
+    }
+    if let Some(prefix) = &m.prefix {
+        put(h, "x-forwarded-prefix", prefix);
+    }
+    let mut parts = Vec::new();
+    if let Some(ip) = m.remote_ip() {
+        // RFC 7239 §6: IPv6 addresses are bracketed and quoted.
+        if ip.contains(':') {
+            parts.push(format!("for=\"[{ip}]\""));
+        } else {
+            parts.push(format!("for={ip}"));
+        }
+    }
+    if let Some(host) = &m.host {
+        parts.push(format!("host=\"{}\"", host.replace(['"', '\\'], "")));
+    }
+    if let Some(p) = &m.proto {
+        parts.push(format!("proto={p}"));
+    }
+    if !parts.is_empty() {
+        let mine = parts.join(";");
+        let prior: Vec<String> = h
+            .get_all(header::FORWARDED)
+            .iter()
+            .filter_map(|v| v.to_str().ok().map(str::to_string))
+            .collect();
+        let value = if prior.is_empty() {
+            mine
+        } else {
+            format!("{}, {mine}", prior.join(", "))
+        };
+        if let Ok(v) = HeaderValue::from_str(&value) {
+            h.insert(header::FORWARDED, v);
+        }
+    }
+}
+
+fn twk_text(status: StatusCode, body: String) -> Response<AgentBody> {
+    let mut r = Response::new(
+        http_body_util::Full::new(Bytes::from(body))
+            .map_err(|never| match never {})
+            .boxed(),
+    );
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    r.headers_mut().insert(
+        twk_protocol::ERROR_SOURCE_HEADER,
+        HeaderValue::from_static("client"),
+    );
+    r
+}
+
+/// The innermost cause of an error, for a one-line message.
+fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut cur = e;
+    while let Some(next) = cur.source() {
+        cur = next;
+    }
+    cur.to_string()
+}
+
+/// Handles one request arriving over the tunnel.
+pub(crate) async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Response<AgentBody> {
+    let cfg = &shared.cfg;
+    let (mut parts, body) = req.into_parts();
+    let m = Meta::take(&mut parts.headers);
+    twk_protocol::strip_hop_by_hop(&mut parts.headers);
+    let path = parts
+        .uri
+        .path_and_query()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| "/".into());
+    let target = &cfg.target;
+    let uri: http::Uri = match format!("http://{}{}{}", target.authority, target.base_path, path).parse() {
+        Ok(u) => u,
+        Err(e) => {
+            return twk_text(
+                StatusCode::BAD_REQUEST,
+                format!("twk: cannot forward this request target: {e} (sender side)\n"),
+            );
+        }
+    };
+    let host = match cfg.host_header {
+        HostHeader::Rewrite => target.authority.clone(),
+        HostHeader::Preserve => m.host.clone().unwrap_or_else(|| target.authority.clone()),
+    };
+    put(&mut parts.headers, "host", &host);
+    add_forwarding_headers(&mut parts.headers, &m);
+
+    let request_headers = headers_to_vec(&parts.headers);
+    let (tap, req_rx) = Tap::new(body, cfg.capture_cap);
+    let mut out = Request::new(tap.map_err(BoxError::from).boxed());
+    *out.method_mut() = parts.method.clone();
+    *out.uri_mut() = uri;
+    *out.headers_mut() = parts.headers;
+
+    let mut record = Pending {
+        shared: shared.clone(),
+        exchange: Exchange {
+            id: None,
+            tunnel: shared.name(),
+            request_id: m.request_id.clone(),
+            public_url: m.public_url.clone(),
+            remote_addr: m.remote_addr.clone(),
+            method: parts.method.as_str().to_string(),
+            path: path.clone(),
+            target: target.url(),
+            request: Message {
+                headers: request_headers,
+                body: CapturedBody::default(),
+            },
+            status: None,
+            response: None,
+            timings: Timings {
+                received_ms: m.received_ms.unwrap_or_else(now_ms),
+                forwarded_ms: Some(now_ms()),
+                first_byte_ms: None,
+                done_ms: None,
+            },
+            failure: None,
+            provider: None,
+            event: None,
+            summary: None,
+            verdict: None,
+            analysis: None,
+            replay_of: None,
+        },
+        req_rx,
+    };
+    let deadline = m.deadline.unwrap_or(cfg.request_timeout);
+    match tokio::time::timeout(deadline, shared.client.request(out)).await {
+        Ok(Ok(resp)) => {
+            record.exchange.timings.first_byte_ms = Some(now_ms());
+            let (mut parts, body) = resp.into_parts();
+            twk_protocol::strip_hop_by_hop(&mut parts.headers);
+            record.exchange.status = Some(parts.status.as_u16());
+            let headers = headers_to_vec(&parts.headers);
+            let (tap, resp_rx) = Tap::new(body, cfg.capture_cap);
+            tokio::spawn(record.finish(Some((headers, resp_rx))));
+            Response::from_parts(parts, tap.map_err(BoxError::from).boxed())
+        }
+        Ok(Err(e)) => {
+            let cause = root_cause(&e);
+            let (status, msg) = if e.is_connect() {
+                (
+                    StatusCode::BAD_GATEWAY,
+                    format!("twk: local target {target} is unreachable: {cause} (target side)\n"),
+                )
+            } else {
+                (
+                    StatusCode::BAD_GATEWAY,
+                    format!("twk: local target {target} failed: {cause} (target side)\n"),
+                )
+            };
+            debug!(request_id = %m.request_id, error = %cause, "target failed");
+            record.fail(Side::Target, msg.trim_end(), status);
+            let resp = twk_text(status, msg.clone());
+            record.exchange.response = Some(Message {
+                headers: headers_to_vec(resp.headers()),
+                body: text_body(&msg),
+            });
+            tokio::spawn(record.finish(None));
+            resp
+        }
+        Err(_) => {
+            let msg = format!(
+                "twk: local target {target} did not respond within {} ms (target side)\n",
+                deadline.as_millis()
+            );
+            record.fail(Side::Target, msg.trim_end(), StatusCode::GATEWAY_TIMEOUT);
+            let resp = twk_text(StatusCode::GATEWAY_TIMEOUT, msg.clone());
+            record.exchange.response = Some(Message {
+                headers: headers_to_vec(resp.headers()),
+                body: text_body(&msg),
+            });
+            tokio::spawn(record.finish(None));
+            resp
+        }
+    }
+}
+
+fn text_body(s: &str) -> CapturedBody {
+    use sha2::Digest;
+    CapturedBody {
+        bytes: s.as_bytes().to_vec(),
+        len: s.len() as u64,
+        sha256: hex::encode(sha2::Sha256::digest(s.as_bytes())),
+        truncated: false,
+    }
+}
+
+/// An exchange waiting for its bodies to finish.
+struct Pending {
+    shared: Arc<Shared>,
+    exchange: Exchange,
+    req_rx: oneshot::Receiver<TapResult>,
+}
+
+impl Pending {
+    fn fail(&mut self, side: Side, message: &str, status: StatusCode) {
+        self.exchange.failure = Some(Failure {
+            side,
+            message: message.to_string(),
+        });
+        self.exchange.status = Some(status.as_u16());
+    }
+
+    async fn finish(
+        mut self,
+        response: Option<(Vec<Header>, oneshot::Receiver<TapResult>)>,
+    ) {
+        if let Some((headers, rx)) = response {
+            let r = rx.await.ok();
+            self.exchange.timings.done_ms = Some(now_ms());
+            if let Some(r) = &r
+                && !r.complete
+                && self.exchange.failure.is_none()
+            {
+                self.exchange.failure = Some(Failure {
+                    side: Side::Tunnel,
+                    message: match &r.error {
+                        Some(e) => format!("response body interrupted: {e}"),
+                        None => "response body not delivered: the sender or the tunnel went away"
+                            .into(),
+                    },
+                });
+            }
+            self.exchange.response = Some(Message {
+                headers,
+                body: r.map(|r| r.body).unwrap_or_default(),
+            });
+        } else {
+            self.exchange.timings.done_ms = Some(now_ms());
+        }
+        if let Ok(r) = self.req_rx.await {
+            if !r.complete && self.exchange.failure.is_none() && self.exchange.status.is_some() {
+                // The target answered without reading the whole body; that is its right.
+                debug!("target answered before reading the whole request body");
+            }
+            self.exchange.request.body = r.body;
+        }
+        self.shared.observer.exchange(self.exchange);
+    }
+}

@@ -1,0 +1,315 @@
+//! The tunnel session: dial, handshake, serve HTTP/2, reconnect.
+
+use crate::backoff::Backoff;
+use crate::config::AgentConfig;
+use crate::forward::{self, Shared};
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::net::TcpStream;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+use tungstenite::client::IntoClientRequest;
+use twk_capture::Exchange;
+use twk_protocol::{RefusalCode, handshake, limits};
+use twk_transport::{BoxedIo, WsIo};
+
+/// Connection state, reported on every change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConnState {
+    /// Dialing the relay (attempt 0 is the first).
+    Connecting {
+        /// Attempts since the last stable session.
+        attempt: u32,
+    },
+    /// The tunnel is up.
+    Connected {
+        /// The tunnel name granted by the relay.
+        name: String,
+        /// The public URL senders use.
+        public_url: String,
+    },
+    /// The tunnel is down; the next attempt comes after `delay`.
+    Reconnecting {
+        /// Wait before the next attempt.
+        delay: Duration,
+        /// Why the last attempt or session ended.
+        reason: String,
+    },
+    /// The agent stopped (shutdown or a fatal refusal).
+    Stopped,
+}
+
+impl ConnState {
+    /// A short label: `connecting`, `connected`, `reconnecting`, `stopped`.
+    pub fn label(&self) -> &'static str {
+        match self {
+            ConnState::Connecting { .. } => "connecting",
+            ConnState::Connected { .. } => "connected",
+            ConnState::Reconnecting { .. } => "reconnecting",
+            ConnState::Stopped => "stopped",
+        }
+    }
+}
+
+/// Receives what the agent does. Called from the agent's tasks: implementations must not block.
+pub trait Observer: Send + Sync + 'static {
+    /// The connection state changed.
+    fn connection(&self, state: &ConnState);
+    /// An exchange finished (successfully or not).
+    fn exchange(&self, exchange: Exchange);
+}
+
+/// Errors that stop the agent: retrying cannot fix them.
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    /// Missing or wrong token.
+    #[error("the relay refused the tunnel token (HTTP 401): {0}")]
+    Unauthorized(String),
+    /// The name is held by another token.
+    #[error("the tunnel name is taken (HTTP 409): {0}")]
+    NameTaken(String),
+    /// Invalid name, protocol mismatch, or another permanent refusal.
+    #[error("the relay refused the tunnel: {0}")]
+    Refused(String),
+    /// The TLS configuration could not be built.
+    #[error("tls: {0}")]
+    Tls(#[from] twk_transport::tls::TlsError),
+}
+
+enum ConnectError {
+    Fatal(AgentError),
+    Transient(String),
+}
+
+struct Session {
+    ws: tokio_tungstenite::WebSocketStream<BoxedIo>,
+    name: String,
+    public_url: String,
+}
+
+/// Runs the tunnel client until `shutdown` is cancelled (returns `Ok`) or the relay refuses it
+/// for good (returns the reason). Transient failures are retried forever with backoff.
+pub async fn run(
+    cfg: AgentConfig,
+    observer: Arc<dyn Observer>,
+    shutdown: CancellationToken,
+) -> Result<(), AgentError> {
+    let tls = if cfg.relay.tls {
+        Some(tokio_rustls::TlsConnector::from(
+            twk_transport::tls::client_config(cfg.extra_ca_pem.as_deref())?,
+        ))
+    } else {
+        None
+    };
+    let shared = Arc::new(Shared::new(cfg.clone(), observer.clone()));
+    let mut backoff = Backoff::default();
+    let mut attempt = 0u32;
+    loop {
+        observer.connection(&ConnState::Connecting { attempt });
+        let connected = tokio::select! {
+            r = connect(&cfg, tls.as_ref()) => r,
+            _ = shutdown.cancelled() => break,
+        };
+        let reason = match connected {
+            Ok(session) => {
+                shared.set_name(&session.name);
+                observer.connection(&ConnState::Connected {
+                    name: session.name.clone(),
+                    public_url: session.public_url.clone(),
+                });
+                info!(name = %session.name, public_url = %session.public_url, "tunnel connected");
+                let started = Instant::now();
+                let reason = serve(session, shared.clone(), &cfg, &shutdown).await;
+                if shutdown.is_cancelled() {
+                    break;
+                }
+                if started.elapsed() >= limits::BACKOFF_RESET_AFTER {
+                    backoff.reset();
+                    attempt = 0;
+                }
+                reason
+            }
+            Err(ConnectError::Fatal(e)) => {
+                observer.connection(&ConnState::Stopped);
+                return Err(e);
+            }
+            Err(ConnectError::Transient(reason)) => reason,
+        };
+        let delay = backoff.next_delay();
+        warn!(%reason, ?delay, "tunnel down; reconnecting");
+        observer.connection(&ConnState::Reconnecting { delay, reason });
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => {}
+            _ = shutdown.cancelled() => break,
+        }
+        attempt = attempt.saturating_add(1);
+    }
+    observer.connection(&ConnState::Stopped);
+    Ok(())
+}
+
+async fn serve(
+    session: Session,
+    shared: Arc<Shared>,
+    cfg: &AgentConfig,
+    shutdown: &CancellationToken,
+) -> String {
+    let io = TokioIo::new(WsIo::new(session.ws));
+    let svc = service_fn(move |req| {
+        let shared = shared.clone();
+        async move { Ok::<_, Infallible>(forward::handle(shared, req).await) }
+    });
+    let conn = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+        .timer(TokioTimer::new())
+        .keep_alive_interval(limits::PING_INTERVAL)
+        .keep_alive_timeout(limits::PING_TIMEOUT)
+        .max_concurrent_streams(limits::MAX_CONCURRENT_STREAMS)
+        .initial_stream_window_size(limits::H2_STREAM_WINDOW)
+        .initial_connection_window_size(limits::H2_CONN_WINDOW)
+        .max_header_list_size(256 * 1024)
+        .max_send_buf_size(1024 * 1024)
+        .serve_connection(io, svc);
+    let mut conn = std::pin::pin!(conn);
+    tokio::select! {
+        r = conn.as_mut() => match r {
+            Ok(()) => "the relay closed the tunnel".to_string(),
+            Err(e) => format!("tunnel lost: {e}"),
+        },
+        _ = shutdown.cancelled() => {
+            conn.as_mut().graceful_shutdown();
+            if tokio::time::timeout(cfg.shutdown_grace, conn).await.is_err() {
+                warn!("in-flight requests did not finish within the grace period");
+            }
+            "shutting down".to_string()
+        }
+    }
+}
+
+fn header<'a>(resp: &'a http::Response<Option<Vec<u8>>>, name: &str) -> Option<&'a str> {
+    resp.headers().get(name).and_then(|v| v.to_str().ok())
+}
+
+async fn connect(
+    cfg: &AgentConfig,
+    tls: Option<&tokio_rustls::TlsConnector>,
+) -> Result<Session, ConnectError> {
+    let relay = &cfg.relay;
+    let addr = (relay.host.as_str(), relay.port);
+    let tcp = tokio::time::timeout(limits::HANDSHAKE_TIMEOUT, TcpStream::connect(addr))
+        .await
+        .map_err(|_| ConnectError::Transient("relay unreachable: connect timed out".into()))?
+        .map_err(|e| ConnectError::Transient(format!("relay unreachable: {e}")))?;
+    let _ = tcp.set_nodelay(true);
+    let io: BoxedIo = match tls {
+        None => Box::new(tcp),
+        Some(connector) => {
+            let server_name = rustls::pki_types::ServerName::try_from(relay.host.clone())
+                .map_err(|e| {
+                    ConnectError::Fatal(AgentError::Refused(format!(
+                        "invalid relay host name {:?}: {e}",
+                        relay.host
+                    )))
+                })?;
+            let tls = tokio::time::timeout(
+                limits::HANDSHAKE_TIMEOUT,
+                connector.connect(server_name, tcp),
+            )
+            .await
+            .map_err(|_| ConnectError::Transient("tls handshake with the relay timed out".into()))?
+            .map_err(|e| ConnectError::Transient(format!("tls handshake with the relay failed: {e}")))?;
+            Box::new(tls)
+        }
+    };
+    let mut request = relay
+        .connect_url()
+        .into_client_request()
+        .map_err(|e| ConnectError::Fatal(AgentError::Refused(format!("bad relay URL: {e}"))))?;
+    let h = request.headers_mut();
+    h.insert(
+        handshake::PROTOCOL,
+        http::HeaderValue::from(twk_protocol::PROTOCOL_VERSION),
+    );
+    if let Some(name) = &cfg.name {
+        let v = http::HeaderValue::from_str(name).map_err(|_| {
+            ConnectError::Fatal(AgentError::Refused(format!("invalid tunnel name {name:?}")))
+        })?;
+        h.insert(handshake::NAME, v);
+    }
+    if let Some(token) = &cfg.token {
+        let mut v = http::HeaderValue::from_str(&format!("Bearer {token}")).map_err(|_| {
+            ConnectError::Fatal(AgentError::Unauthorized(
+                "the token contains characters that cannot be sent in a header".into(),
+            ))
+        })?;
+        v.set_sensitive(true);
+        h.insert(http::header::AUTHORIZATION, v);
+    }
+    let handshake = tokio::time::timeout(
+        limits::HANDSHAKE_TIMEOUT,
+        tokio_tungstenite::client_async_with_config(request, io, Some(twk_transport::ws_config())),
+    )
+    .await
+    .map_err(|_| ConnectError::Transient("websocket handshake with the relay timed out".into()))?;
+    let (ws, response) = match handshake {
+        Ok(pair) => pair,
+        Err(tungstenite::Error::Http(resp)) => return Err(refusal(&resp)),
+        Err(e) => {
+            return Err(ConnectError::Transient(format!(
+                "websocket handshake with the relay failed: {e}"
+            )));
+        }
+    };
+    if let Err(msg) = twk_protocol::check_version(
+        response
+            .headers()
+            .get(handshake::PROTOCOL)
+            .and_then(|v| v.to_str().ok()),
+    ) {
+        return Err(ConnectError::Fatal(AgentError::Refused(msg)));
+    }
+    let get = |n: &str| {
+        response
+            .headers()
+            .get(n)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    };
+    let name = get(handshake::NAME).unwrap_or_default();
+    let public_url = get(handshake::PUBLIC_URL).unwrap_or_default();
+    debug!(%name, "websocket established");
+    Ok(Session {
+        ws,
+        name,
+        public_url,
+    })
+}
+
+fn refusal(resp: &http::Response<Option<Vec<u8>>>) -> ConnectError {
+    let body = resp
+        .body()
+        .as_deref()
+        .map(|b| String::from_utf8_lossy(b).trim().to_string())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| {
+            resp.status()
+                .canonical_reason()
+                .unwrap_or("refused")
+                .to_string()
+        });
+    let code = header(resp, handshake::ERROR).and_then(RefusalCode::parse);
+    match (resp.status().as_u16(), code) {
+        (401, _) | (_, Some(RefusalCode::Unauthorized)) => {
+            ConnectError::Fatal(AgentError::Unauthorized(body))
+        }
+        (409, _) | (_, Some(RefusalCode::NameTaken)) => {
+            ConnectError::Fatal(AgentError::NameTaken(body))
+        }
+        (_, Some(RefusalCode::InvalidName | RefusalCode::ProtocolVersion)) => {
+            ConnectError::Fatal(AgentError::Refused(body))
+        }
+        (status, _) => ConnectError::Transient(format!("relay answered HTTP {status}: {body}")),
+    }
+}

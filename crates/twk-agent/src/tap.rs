@@ -1,0 +1,148 @@
+//! A body that streams through unchanged while keeping a capped copy and a SHA-256.
+
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use sha2::{Digest, Sha256};
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use tokio::sync::oneshot;
+use twk_capture::CapturedBody;
+
+/// What a [`Tap`] saw.
+#[derive(Debug, Clone)]
+pub struct TapResult {
+    /// The captured prefix, total length and hash.
+    pub body: CapturedBody,
+    /// True when the body reached its end (false: dropped or failed midway).
+    pub complete: bool,
+    /// The error that ended the body, if any.
+    pub error: Option<String>,
+}
+
+/// Streams `inner` through untouched; reports a [`TapResult`] once, when the body ends, fails,
+/// or is dropped.
+pub struct Tap<B> {
+    inner: B,
+    cap: usize,
+    buf: Vec<u8>,
+    len: u64,
+    hasher: Sha256,
+    done: Option<oneshot::Sender<TapResult>>,
+}
+
+impl<B> Tap<B> {
+    /// Wraps `inner`, keeping at most `cap` bytes.
+    pub fn new(inner: B, cap: usize) -> (Self, oneshot::Receiver<TapResult>) {
+        let (tx, rx) = oneshot::channel();
+        (
+            Tap {
+                inner,
+                cap,
+                buf: Vec::new(),
+                len: 0,
+                hasher: Sha256::new(),
+                done: Some(tx),
+            },
+            rx,
+        )
+    }
+
+    fn finish(&mut self, complete: bool, error: Option<String>) {
+        if let Some(tx) = self.done.take() {
+            let hasher = std::mem::take(&mut self.hasher);
+            let body = CapturedBody {
+                bytes: std::mem::take(&mut self.buf),
+                len: self.len,
+                sha256: hex::encode(hasher.finalize()),
+                truncated: self.len > self.cap as u64,
+            };
+            let _ = tx.send(TapResult {
+                body,
+                complete,
+                error,
+            });
+        }
+    }
+}
+
+impl<B> Drop for Tap<B> {
+    fn drop(&mut self) {
+        self.finish(false, None);
+    }
+}
+
+impl<B> Body for Tap<B>
+where
+    B: Body<Data = Bytes> + Unpin,
+    B::Error: std::fmt::Display,
+{
+    type Data = Bytes;
+    type Error = B::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
+        let this = &mut *self;
+        match Pin::new(&mut this.inner).poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    this.len += data.len() as u64;
+                    this.hasher.update(data);
+                    let room = this.cap.saturating_sub(this.buf.len());
+                    this.buf.extend_from_slice(&data[..data.len().min(room)]);
+                }
+                if this.inner.is_end_stream() {
+                    this.finish(true, None);
+                }
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Poll::Ready(Some(Err(e))) => {
+                this.finish(false, Some(e.to_string()));
+                Poll::Ready(Some(Err(e)))
+            }
+            Poll::Ready(None) => {
+                this.finish(true, None);
+                Poll::Ready(None)
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::{BodyExt, Full};
+
+    #[tokio::test]
+    async fn passes_bytes_through_and_caps_the_copy() {
+        let data = Bytes::from(vec![b'x'; 10_000]);
+        let (tap, rx) = Tap::new(Full::new(data.clone()), 100);
+        let out = tap.collect().await.unwrap().to_bytes();
+        assert_eq!(out, data);
+        let r = rx.await.unwrap();
+        assert!(r.complete);
+        assert_eq!(r.body.len, 10_000);
+        assert_eq!(r.body.bytes.len(), 100);
+        assert!(r.body.truncated);
+        assert_eq!(r.body.sha256, hex::encode(Sha256::digest(&data)));
+    }
+
+    #[tokio::test]
+    async fn a_dropped_body_reports_incomplete() {
+        let (tap, rx) = Tap::new(Full::new(Bytes::from_static(b"abc")), 100);
+        drop(tap);
+        let r = rx.await.unwrap();
+        assert!(!r.complete);
+        assert_eq!(r.body.len, 0);
+    }
+}
