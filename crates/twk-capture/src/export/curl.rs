@@ -8,8 +8,10 @@
 //!
 //! Byte for byte: headers are sent in their captured order with their captured names, and
 //! the headers curl would add on its own (`User-Agent`, `Accept`, `Content-Type`, `Expect`)
-//! are suppressed when the captured request did not have them. curl always sends `Host`
-//! first; if the capture had it elsewhere, only that position differs.
+//! are suppressed when the captured request did not have them. The one exception is `Host`:
+//! curl always writes it itself, first and spelled `Host` (the captured value is kept).
+//! A large body makes a long command: save it to a file and run it (`bash again.sh`) rather
+//! than pasting it into `bash -c`, whose single argument is limited to 128 KiB on Linux.
 //!
 //! By default secret headers are redacted (so the command does not reproduce them); a
 //! truncated body can only be sent as its stored prefix. Both cases add a `#` comment line.

@@ -1,0 +1,101 @@
+//! The recorder: ids, live subscription, batching, and failures that must not stop forwarding.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use common::*;
+use std::time::Duration;
+use twk_capture::{Filter, Health, Recorder, StoreOptions};
+
+fn opts(dir: &std::path::Path) -> StoreOptions {
+    StoreOptions::new(dir.join("twk"))
+}
+
+#[tokio::test]
+async fn records_announces_and_hands_back_ids() {
+    let dir = tempfile::tempdir().unwrap();
+    let rec = Recorder::start(opts(dir.path())).unwrap();
+    let mut sub = rec.subscribe();
+    let pending: Vec<_> = (0..500)
+        .map(|i| rec.record(exchange("t", i, &format!("/p{i}"), b"{}")))
+        .collect();
+    let mut ids = vec![];
+    for p in pending {
+        assert!(p.accepted());
+        ids.push(p.id().await.unwrap());
+    }
+    assert!(
+        ids.windows(2).all(|w| w[0] < w[1]),
+        "ids grow in record order"
+    );
+    for (i, id) in ids.iter().enumerate() {
+        let n = sub.recv().await.unwrap();
+        assert_eq!(n.id, *id);
+        assert_eq!(n.summary.path, format!("/p{i}"));
+    }
+    rec.flush().await;
+    let st = rec.status();
+    assert_eq!(
+        (st.recorded, st.dropped, st.failed, st.health),
+        (500, 0, 0, Health::Ok)
+    );
+    let reader = rec.reader().unwrap();
+    assert_eq!(reader.count(&Filter::default()).unwrap(), 500);
+    assert_eq!(reader.get(ids[7]).unwrap().unwrap().exchange.path, "/p7");
+}
+
+#[tokio::test]
+async fn locked_database_is_reported_and_recording_resumes() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut o = opts(dir.path());
+    o.busy_timeout = Duration::from_millis(100);
+    o.queue_capacity = 1;
+    let rec = Recorder::start(o.clone()).unwrap();
+    // Another process holds the write lock.
+    let other = rusqlite::Connection::open(o.db_path()).unwrap();
+    other.execute_batch("BEGIN EXCLUSIVE").unwrap();
+    // record() never waits: with a queue of 1 and a stuck writer, most are dropped at once.
+    let pending: Vec<_> = (0..10)
+        .map(|i| rec.record(exchange("t", i, "/", b"x")))
+        .collect();
+    let accepted = pending.iter().filter(|p| p.accepted()).count();
+    assert!(accepted <= 2, "{accepted} accepted");
+    for p in pending {
+        assert_eq!(p.id().await, None, "nothing can be written while locked");
+    }
+    let st = rec.status();
+    assert_eq!(st.dropped, 10 - accepted as u64);
+    assert_eq!(st.failed, accepted as u64);
+    match &st.health {
+        Health::Failing { message } => assert!(message.contains("locked"), "{message}"),
+        h => panic!("expected failing, got {h:?}"),
+    }
+    other.execute_batch("COMMIT").unwrap();
+    let id = rec.record(exchange("t", 99, "/after", b"x")).id().await;
+    assert!(id.is_some());
+    assert_eq!(rec.status().health, Health::Ok);
+}
+
+#[tokio::test]
+async fn full_disk_is_reported_and_does_not_block() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut o = opts(dir.path());
+    o.max_db_bytes = Some(256 * 1024);
+    o.retention_per_tunnel = 0;
+    let rec = Recorder::start(o).unwrap();
+    let big = vec![b'z'; 32 * 1024];
+    let mut failed_at = None;
+    for i in 0..64 {
+        if rec.record(exchange("t", i, "/", &big)).id().await.is_none() {
+            failed_at = Some(i);
+            break;
+        }
+    }
+    assert!(failed_at.is_some(), "the quota was never hit");
+    match rec.status().health {
+        Health::Failing { message } => assert!(message.contains("full"), "{message}"),
+        h => panic!("expected failing, got {h:?}"),
+    }
+    // Still accepting (and failing) without blocking; small rows may fit again.
+    assert!(rec.record(exchange("t", 100, "/", &big)).accepted());
+}
