@@ -18,7 +18,9 @@ pub enum HostHeader {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TargetError {
     /// Not a port, `host:port` or URL.
-    #[error("invalid target {0:?}: expected a port (3000), host:port (localhost:3000) or a URL (http://localhost:3000)")]
+    #[error(
+        "invalid target {0:?}: expected a port (3000), host:port (localhost:3000) or a URL (http://localhost:3000)"
+    )]
     Invalid(String),
     /// A URL scheme other than http.
     #[error("unsupported target scheme in {0:?}: only http:// local targets are supported")]
@@ -132,7 +134,11 @@ impl RelayUrl {
         } else {
             self.host.clone()
         };
-        format!("{scheme}://{host}:{}{}", self.port, twk_protocol::CONNECT_PATH)
+        format!(
+            "{scheme}://{host}:{}{}",
+            self.port,
+            twk_protocol::CONNECT_PATH
+        )
     }
 }
 
@@ -196,7 +202,10 @@ mod tests {
 
     #[test]
     fn targets() {
-        assert_eq!(Target::parse("3000").unwrap().url(), "http://localhost:3000");
+        assert_eq!(
+            Target::parse("3000").unwrap().url(),
+            "http://localhost:3000"
+        );
         assert_eq!(
             Target::parse("127.0.0.1:8080").unwrap().url(),
             "http://127.0.0.1:8080"
@@ -205,9 +214,22 @@ mod tests {
             Target::parse("http://localhost:3000/api/").unwrap().url(),
             "http://localhost:3000/api"
         );
-        assert_eq!(Target::parse("http://example").unwrap().url(), "http://example:80");
+        assert_eq!(
+            Target::parse("http://example").unwrap().url(),
+            "http://example:80"
+        );
         assert_eq!(Target::parse("[::1]:9").unwrap().authority, "[::1]:9");
-        for bad in ["", "0", "99999", "localhost", "host:port", "ftp://x:1", "https://x:1", "a b:1", "x:1/path"] {
+        for bad in [
+            "",
+            "0",
+            "99999",
+            "localhost",
+            "host:port",
+            "ftp://x:1",
+            "https://x:1",
+            "a b:1",
+            "x:1/path",
+        ] {
             assert!(Target::parse(bad).is_err(), "{bad:?} accepted");
         }
     }

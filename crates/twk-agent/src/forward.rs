@@ -2,9 +2,9 @@
 //! and report the exchange.
 
 use crate::config::{AgentConfig, HostHeader};
+use crate::now_ms;
 use crate::session::Observer;
 use crate::tap::{Tap, TapResult};
-use crate::now_ms;
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Request, Response, StatusCode, header};
 use http_body_util::BodyExt;
@@ -77,11 +77,8 @@ struct Meta {
 impl Meta {
     /// Reads and removes every `x-twk-*` header.
     fn take(headers: &mut HeaderMap) -> Meta {
-        let get = |h: &HeaderMap, n: &str| {
-            h.get(n)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_string)
-        };
+        let get =
+            |h: &HeaderMap, n: &str| h.get(n).and_then(|v| v.to_str().ok()).map(str::to_string);
         let m = Meta {
             request_id: get(headers, meta::REQUEST_ID).unwrap_or_default(),
             public_url: get(headers, meta::PUBLIC_URL).unwrap_or_default(),
@@ -227,15 +224,16 @@ pub(crate) async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Respo
         .map(|p| p.as_str().to_string())
         .unwrap_or_else(|| "/".into());
     let target = &cfg.target;
-    let uri: http::Uri = match format!("http://{}{}{}", target.authority, target.base_path, path).parse() {
-        Ok(u) => u,
-        Err(e) => {
-            return twk_text(
-                StatusCode::BAD_REQUEST,
-                format!("twk: cannot forward this request target: {e} (sender side)\n"),
-            );
-        }
-    };
+    let uri: http::Uri =
+        match format!("http://{}{}{}", target.authority, target.base_path, path).parse() {
+            Ok(u) => u,
+            Err(e) => {
+                return twk_text(
+                    StatusCode::BAD_REQUEST,
+                    format!("twk: cannot forward this request target: {e} (sender side)\n"),
+                );
+            }
+        };
     let host = match cfg.host_header {
         HostHeader::Rewrite => target.authority.clone(),
         HostHeader::Preserve => m.host.clone().unwrap_or_else(|| target.authority.clone()),
@@ -361,10 +359,7 @@ impl Pending {
         self.exchange.status = Some(status.as_u16());
     }
 
-    async fn finish(
-        mut self,
-        response: Option<(Vec<Header>, oneshot::Receiver<TapResult>)>,
-    ) {
+    async fn finish(mut self, response: Option<(Vec<Header>, oneshot::Receiver<TapResult>)>) {
         if let Some((headers, rx)) = response {
             let r = rx.await.ok();
             self.exchange.timings.done_ms = Some(now_ms());
@@ -376,8 +371,9 @@ impl Pending {
                     side: Side::Tunnel,
                     message: match &r.error {
                         Some(e) => format!("response body interrupted: {e}"),
-                        None => "response body not delivered: the sender or the tunnel went away"
-                            .into(),
+                        None => {
+                            "response body not delivered: the sender or the tunnel went away".into()
+                        }
                     },
                 });
             }

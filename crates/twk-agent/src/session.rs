@@ -206,8 +206,8 @@ async fn connect(
     let io: BoxedIo = match tls {
         None => Box::new(tcp),
         Some(connector) => {
-            let server_name = rustls::pki_types::ServerName::try_from(relay.host.clone())
-                .map_err(|e| {
+            let server_name =
+                rustls::pki_types::ServerName::try_from(relay.host.clone()).map_err(|e| {
                     ConnectError::Fatal(AgentError::Refused(format!(
                         "invalid relay host name {:?}: {e}",
                         relay.host
@@ -219,7 +219,9 @@ async fn connect(
             )
             .await
             .map_err(|_| ConnectError::Transient("tls handshake with the relay timed out".into()))?
-            .map_err(|e| ConnectError::Transient(format!("tls handshake with the relay failed: {e}")))?;
+            .map_err(|e| {
+                ConnectError::Transient(format!("tls handshake with the relay failed: {e}"))
+            })?;
             Box::new(tls)
         }
     };

@@ -229,7 +229,10 @@ mod tests {
     #[test]
     fn strips_hop_by_hop_and_connection_listed_but_not_forwarding_headers() {
         let mut h = http::HeaderMap::new();
-        h.insert("connection", "close, x-secret, x-forwarded-for".parse().unwrap());
+        h.insert(
+            "connection",
+            "close, x-secret, x-forwarded-for".parse().unwrap(),
+        );
         h.insert("x-secret", "1".parse().unwrap());
         h.insert("x-forwarded-for", "1.2.3.4".parse().unwrap());
         h.insert("transfer-encoding", "chunked".parse().unwrap());

@@ -4,8 +4,24 @@ use rand::Rng;
 
 /// Names a client may never claim: they would be confused with the relay's own hosts.
 pub const RESERVED: &[&str] = &[
-    "www", "api", "admin", "relay", "twk", "app", "mail", "smtp", "ftp", "status", "health",
-    "connect", "dashboard", "static", "assets", "root", "localhost", "t",
+    "www",
+    "api",
+    "admin",
+    "relay",
+    "twk",
+    "app",
+    "mail",
+    "smtp",
+    "ftp",
+    "status",
+    "health",
+    "connect",
+    "dashboard",
+    "static",
+    "assets",
+    "root",
+    "localhost",
+    "t",
 ];
 
 /// Why a name was refused.
@@ -38,9 +54,7 @@ pub fn validate_name(name: &str) -> Result<(), NameError> {
     let bytes = name.as_bytes();
     let ok_inner = |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-';
     let ok_edge = |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit();
-    if !bytes.iter().all(|&b| ok_inner(b))
-        || !ok_edge(bytes[0])
-        || !ok_edge(bytes[bytes.len() - 1])
+    if !bytes.iter().all(|&b| ok_inner(b)) || !ok_edge(bytes[0]) || !ok_edge(bytes[bytes.len() - 1])
     {
         return Err(NameError::Charset);
     }

@@ -1,9 +1,9 @@
 //! The tunnel upgrade: authenticate, claim a name, switch to websocket, run HTTP/2 over it.
 
+use crate::Auth;
 use crate::body::RelayBody;
 use crate::registry::Claim;
 use crate::server::{State, text};
-use crate::Auth;
 use http::{HeaderValue, Request, Response, StatusCode, header};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -33,7 +33,10 @@ fn refuse(status: StatusCode, code: RefusalCode, msg: &str) -> Response<RelayBod
     r
 }
 
-fn header_str<'a>(req: &'a Request<Incoming>, name: impl http::header::AsHeaderName) -> Option<&'a str> {
+fn header_str<'a>(
+    req: &'a Request<Incoming>,
+    name: impl http::header::AsHeaderName,
+) -> Option<&'a str> {
     req.headers().get(name).and_then(|v| v.to_str().ok())
 }
 
@@ -67,7 +70,10 @@ pub(crate) async fn upgrade(
         );
     }
     let Some(key) = req.headers().get(header::SEC_WEBSOCKET_KEY).cloned() else {
-        return text(StatusCode::BAD_REQUEST, "twk relay: missing Sec-WebSocket-Key\n");
+        return text(
+            StatusCode::BAD_REQUEST,
+            "twk relay: missing Sec-WebSocket-Key\n",
+        );
     };
     let owner = match &state.cfg.auth {
         Auth::Open => "anonymous".to_string(),
@@ -91,7 +97,11 @@ pub(crate) async fn upgrade(
     let name = match header_str(&req, handshake::NAME).filter(|n| !n.is_empty()) {
         Some(n) => {
             if let Err(e) = twk_protocol::validate_name(n) {
-                return refuse(StatusCode::BAD_REQUEST, RefusalCode::InvalidName, &e.to_string());
+                return refuse(
+                    StatusCode::BAD_REQUEST,
+                    RefusalCode::InvalidName,
+                    &e.to_string(),
+                );
             }
             n.to_string()
         }

@@ -174,7 +174,10 @@ pub(crate) async fn forward(
     {
         Ok(u) => u,
         Err(_) => {
-            return text(StatusCode::BAD_REQUEST, "twk relay: invalid request target\n");
+            return text(
+                StatusCode::BAD_REQUEST,
+                "twk relay: invalid request target\n",
+            );
         }
     };
     let (capped, exceeded) = Capped::new(body, max);
@@ -200,7 +203,9 @@ pub(crate) async fn forward(
             if exceeded.load(Ordering::SeqCst) {
                 let mut r = text(
                     StatusCode::PAYLOAD_TOO_LARGE,
-                    format!("twk relay: request body exceeds the cap of {max} bytes (sender side)\n"),
+                    format!(
+                        "twk relay: request body exceeds the cap of {max} bytes (sender side)\n"
+                    ),
                 );
                 r.headers_mut()
                     .insert(header::CONNECTION, HeaderValue::from_static("close"));

@@ -84,7 +84,12 @@ impl Registry {
     }
 
     /// Marks the session ready to carry requests.
-    pub(crate) fn activate(&self, name: &str, session: u64, sender: SendRequest<RelayBody>) -> bool {
+    pub(crate) fn activate(
+        &self,
+        name: &str,
+        session: u64,
+        sender: SendRequest<RelayBody>,
+    ) -> bool {
         let mut map = self.lock();
         match map.get_mut(name) {
             Some(e) if e.session == session => {

@@ -121,7 +121,8 @@ pub async fn serve(
                     .timer(TokioTimer::new())
                     .header_read_timeout(state2.cfg.header_read_timeout)
                     .max_headers(state2.cfg.max_headers)
-                    .max_buf_size(state2.cfg.max_head_bytes)
+                    .max_header_size(state2.cfg.max_head_bytes)
+                    .max_buf_size(state2.cfg.max_head_bytes.max(8192) * 2)
                     .keep_alive(true)
                     .serve_connection(TokioIo::new(io), svc)
                     .with_upgrades();

@@ -1,0 +1,426 @@
+//! Builders and handles for relays, agents, local targets and senders.
+
+use bytes::Bytes;
+use http::{HeaderMap, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use twk_agent::{AgentConfig, AgentError, ConnState, Observer, RelayUrl, Target};
+use twk_capture::Exchange;
+use twk_relay::{Auth, RelayConfig, TokenSet, UrlStyle};
+
+/// Installs a test tracing subscriber once (respects `RUST_LOG`).
+pub fn trace_init() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
+        .with_test_writer()
+        .try_init();
+}
+
+/// A running relay.
+pub struct RelayHandle {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    /// Cancel to shut it down.
+    pub shutdown: CancellationToken,
+    /// The serve task.
+    pub task: JoinHandle<Result<(), twk_relay::RelayError>>,
+}
+
+impl RelayHandle {
+    /// `http://127.0.0.1:port` (or https with TLS).
+    pub fn url(&self, tls: bool) -> String {
+        format!("{}://{}", if tls { "https" } else { "http" }, self.addr)
+    }
+
+    /// Shuts down and waits.
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        let _ = self.task.await;
+    }
+}
+
+/// A relay config for tests: path-style URLs on the bound address, short deadlines.
+pub fn relay_config(auth: Auth) -> RelayConfig {
+    let mut c = RelayConfig::new("relay.test", auth);
+    c.url_style = UrlStyle::Path;
+    c.shutdown_grace = Duration::from_secs(5);
+    c
+}
+
+/// A token set of the given plaintext tokens.
+pub fn tokens(t: &[&str]) -> Auth {
+    Auth::Tokens(TokenSet::from_plaintext(t.iter().copied()))
+}
+
+/// Starts a relay on a fresh loopback port. When `cfg.domain` is `relay.test` it is replaced
+/// by the bound address, so path-routed public URLs work as given.
+pub async fn spawn_relay(cfg: RelayConfig) -> RelayHandle {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    spawn_relay_on(listener, cfg)
+}
+
+/// Starts a relay on a given listener.
+pub fn spawn_relay_on(listener: TcpListener, mut cfg: RelayConfig) -> RelayHandle {
+    let addr = listener.local_addr().unwrap();
+    if cfg.domain == "relay.test" {
+        cfg.domain = addr.to_string();
+    }
+    let shutdown = CancellationToken::new();
+    let task = tokio::spawn(twk_relay::serve(listener, cfg, shutdown.clone()));
+    RelayHandle {
+        addr,
+        shutdown,
+        task,
+    }
+}
+
+/// Records everything an agent reports.
+struct ChannelObserver {
+    states: mpsc::UnboundedSender<ConnState>,
+    exchanges: mpsc::UnboundedSender<Exchange>,
+}
+
+impl Observer for ChannelObserver {
+    fn connection(&self, state: &ConnState) {
+        let _ = self.states.send(state.clone());
+    }
+    fn exchange(&self, exchange: Exchange) {
+        let _ = self.exchanges.send(exchange);
+    }
+}
+
+/// A running agent.
+pub struct AgentHandle {
+    /// Cancel to shut it down.
+    pub shutdown: CancellationToken,
+    /// State changes, in order.
+    pub states: mpsc::UnboundedReceiver<ConnState>,
+    /// Finished exchanges.
+    pub exchanges: mpsc::UnboundedReceiver<Exchange>,
+    /// The run task.
+    pub task: JoinHandle<Result<(), AgentError>>,
+}
+
+impl AgentHandle {
+    /// Waits (up to 10 s) for the next `Connected` state; returns (name, public URL).
+    pub async fn connected(&mut self) -> (String, String) {
+        let fut = async {
+            while let Some(s) = self.states.recv().await {
+                if let ConnState::Connected { name, public_url } = s {
+                    return (name, public_url);
+                }
+            }
+            panic!("agent stopped before connecting");
+        };
+        tokio::time::timeout(Duration::from_secs(10), fut)
+            .await
+            .expect("agent did not connect within 10 s")
+    }
+
+    /// Waits (up to 10 s) for a state matching `pred`.
+    pub async fn state(&mut self, pred: impl Fn(&ConnState) -> bool) -> ConnState {
+        let fut = async {
+            while let Some(s) = self.states.recv().await {
+                if pred(&s) {
+                    return s;
+                }
+            }
+            panic!("agent state stream ended");
+        };
+        tokio::time::timeout(Duration::from_secs(10), fut)
+            .await
+            .expect("state not reached within 10 s")
+    }
+
+    /// Waits (up to 10 s) for the next finished exchange.
+    pub async fn exchange(&mut self) -> Exchange {
+        tokio::time::timeout(Duration::from_secs(10), self.exchanges.recv())
+            .await
+            .expect("no exchange within 10 s")
+            .expect("agent gone")
+    }
+
+    /// Shuts down and returns the run result.
+    pub async fn stop(self) -> Result<(), AgentError> {
+        self.shutdown.cancel();
+        self.task.await.unwrap()
+    }
+}
+
+/// An agent config for `relay` forwarding to `target`.
+pub fn agent_config(relay: &RelayHandle, target: SocketAddr) -> AgentConfig {
+    let mut c = AgentConfig::new(
+        RelayUrl::parse(&relay.url(false)).unwrap(),
+        Target::parse(&target.to_string()).unwrap(),
+    );
+    c.shutdown_grace = Duration::from_secs(5);
+    c
+}
+
+/// Starts an agent.
+pub fn spawn_agent(cfg: AgentConfig) -> AgentHandle {
+    let (stx, states) = mpsc::unbounded_channel();
+    let (etx, exchanges) = mpsc::unbounded_channel();
+    let observer = Arc::new(ChannelObserver {
+        states: stx,
+        exchanges: etx,
+    });
+    let shutdown = CancellationToken::new();
+    let task = tokio::spawn(twk_agent::run(cfg, observer, shutdown.clone()));
+    AgentHandle {
+        shutdown,
+        states,
+        exchanges,
+        task,
+    }
+}
+
+/// What a local target received.
+#[derive(Debug, Clone)]
+pub struct Received {
+    /// Method.
+    pub method: String,
+    /// Path and raw query.
+    pub path_and_query: String,
+    /// Headers in order, one entry per value.
+    pub headers: Vec<(String, Vec<u8>)>,
+    /// Body.
+    pub body: Bytes,
+}
+
+impl Received {
+    /// All values of a header, in order, as text.
+    pub fn header_all(&self, name: &str) -> Vec<String> {
+        self.headers
+            .iter()
+            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
+            .collect()
+    }
+
+    /// The first value of a header.
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.header_all(name).into_iter().next()
+    }
+}
+
+type Responder = Arc<dyn Fn(&Received) -> Response<Full<Bytes>> + Send + Sync>;
+
+/// A local HTTP/1.1 server that records requests and answers through a closure.
+pub struct FakeTarget {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    /// Every request received, in order of completion.
+    pub received: mpsc::UnboundedReceiver<Received>,
+    /// Cancel to stop accepting.
+    pub shutdown: CancellationToken,
+}
+
+impl FakeTarget {
+    /// A target that answers 200 with the request body echoed and `x-echo-*` headers.
+    pub async fn echo() -> FakeTarget {
+        FakeTarget::start(Arc::new(|r: &Received| {
+            let mut resp = Response::new(Full::new(r.body.clone()));
+            let h = resp.headers_mut();
+            h.insert("x-echo-method", r.method.parse().unwrap());
+            if let Ok(v) = r.path_and_query.parse() {
+                h.insert("x-echo-path", v);
+            }
+            resp
+        }))
+        .await
+    }
+
+    /// A target answering with `f`.
+    pub async fn with(
+        f: impl Fn(&Received) -> Response<Full<Bytes>> + Send + Sync + 'static,
+    ) -> FakeTarget {
+        FakeTarget::start(Arc::new(f)).await
+    }
+
+    /// A target that waits `delay` before answering 200 (for deadline tests).
+    pub async fn slow(delay: Duration) -> FakeTarget {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (tx, received) = mpsc::unbounded_channel();
+        let shutdown = CancellationToken::new();
+        let stop = shutdown.clone();
+        tokio::spawn(async move {
+            loop {
+                let (tcp, _) = tokio::select! {
+                    r = listener.accept() => r.unwrap(),
+                    _ = stop.cancelled() => return,
+                };
+                let tx = tx.clone();
+                tokio::spawn(async move {
+                    let svc = service_fn(move |req: Request<Incoming>| {
+                        let tx = tx.clone();
+                        async move {
+                            let r = read_request(req).await;
+                            let slow = r.path_and_query.starts_with("/slow");
+                            let _ = tx.send(r);
+                            if slow {
+                                tokio::time::sleep(delay).await;
+                            }
+                            Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(b"ok"))))
+                        }
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(tcp), svc)
+                        .await;
+                });
+            }
+        });
+        FakeTarget {
+            addr,
+            received,
+            shutdown,
+        }
+    }
+
+    async fn start(f: Responder) -> FakeTarget {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (tx, received) = mpsc::unbounded_channel();
+        let shutdown = CancellationToken::new();
+        let stop = shutdown.clone();
+        tokio::spawn(async move {
+            loop {
+                let (tcp, _) = tokio::select! {
+                    r = listener.accept() => r.unwrap(),
+                    _ = stop.cancelled() => return,
+                };
+                let tx = tx.clone();
+                let f = f.clone();
+                tokio::spawn(async move {
+                    let svc = service_fn(move |req: Request<Incoming>| {
+                        let tx = tx.clone();
+                        let f = f.clone();
+                        async move {
+                            let r = read_request(req).await;
+                            let resp = f(&r);
+                            let _ = tx.send(r);
+                            Ok::<_, Infallible>(resp)
+                        }
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(tcp), svc)
+                        .await;
+                });
+            }
+        });
+        FakeTarget {
+            addr,
+            received,
+            shutdown,
+        }
+    }
+
+    /// The next received request (waits up to 10 s).
+    pub async fn next(&mut self) -> Received {
+        tokio::time::timeout(Duration::from_secs(10), self.received.recv())
+            .await
+            .expect("target received nothing within 10 s")
+            .expect("target gone")
+    }
+}
+
+async fn read_request(req: Request<Incoming>) -> Received {
+    let (parts, body) = req.into_parts();
+    let body = body
+        .collect()
+        .await
+        .map(|c| c.to_bytes())
+        .unwrap_or_default();
+    Received {
+        method: parts.method.to_string(),
+        path_and_query: parts
+            .uri
+            .path_and_query()
+            .map(|p| p.to_string())
+            .unwrap_or_default(),
+        headers: parts
+            .headers
+            .iter()
+            .map(|(n, v)| (n.to_string(), v.as_bytes().to_vec()))
+            .collect(),
+        body,
+    }
+}
+
+/// A reply as the sender saw it.
+#[derive(Debug)]
+pub struct Reply {
+    /// Status.
+    pub status: StatusCode,
+    /// Headers.
+    pub headers: HeaderMap,
+    /// Body.
+    pub body: Bytes,
+}
+
+impl Reply {
+    /// Body as lossy text.
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+/// Sends one HTTP/1.1 request on a fresh connection to `addr`. `headers` go out in order.
+pub async fn send(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: impl Into<Bytes>,
+) -> anyhow::Result<Reply> {
+    let tcp = tokio::net::TcpStream::connect(addr).await?;
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp)).await?;
+    tokio::spawn(conn);
+    let mut req = Request::builder().method(method).uri(path);
+    let mut has_host = false;
+    for (n, v) in headers {
+        has_host |= n.eq_ignore_ascii_case("host");
+        req = req.header(*n, *v);
+    }
+    if !has_host {
+        req = req.header("host", addr.to_string());
+    }
+    let resp = sender
+        .send_request(req.body(Full::new(body.into()))?)
+        .await?;
+    let (parts, body) = resp.into_parts();
+    let body = body.collect().await?.to_bytes();
+    Ok(Reply {
+        status: parts.status,
+        headers: parts.headers,
+        body,
+    })
+}
+
+/// A shared pooled client for load.
+pub fn pooled_client() -> hyper_util::client::legacy::Client<
+    hyper_util::client::legacy::connect::HttpConnector,
+    Full<Bytes>,
+> {
+    hyper_util::client::legacy::Client::builder(TokioExecutor::new()).build_http()
+}
+
+/// A self-signed certificate for `localhost` and 127.0.0.1: (cert PEM, key PEM).
+pub fn self_signed() -> (String, String) {
+    let ck =
+        rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()]).unwrap();
+    (ck.cert.pem(), ck.signing_key.serialize_pem())
+}

@@ -1,0 +1,286 @@
+//! Every failure is explicit, fast, and names the side that failed.
+
+use crate::*;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+fn source(r: &Reply) -> Option<&str> {
+    r.headers
+        .get(twk_protocol::ERROR_SOURCE_HEADER)
+        .and_then(|v| v.to_str().ok())
+}
+
+#[tokio::test]
+async fn offline_tunnel_answers_503_with_retry_after_never_2xx() {
+    trace_init();
+    let relay = spawn_relay(relay_config(twk_relay::Auth::Open)).await;
+    let r = send(relay.addr, "POST", "/t/nobody/hook", &[], "{}")
+        .await
+        .unwrap();
+    assert_eq!(r.status, 503);
+    assert_eq!(r.headers["retry-after"], "30");
+    assert!(
+        r.text().contains("no tunnel client is connected"),
+        "{}",
+        r.text()
+    );
+    assert_eq!(source(&r), Some("relay"));
+}
+
+#[tokio::test]
+async fn unreachable_target_answers_502_naming_the_target() {
+    trace_init();
+    let relay = spawn_relay(relay_config(twk_relay::Auth::Open)).await;
+    // A port that was free a moment ago: bind, note, drop.
+    let dead = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let mut agent = spawn_agent(agent_config(&relay, dead));
+    let (name, _) = agent.connected().await;
+    let r = send(relay.addr, "POST", &format!("/t/{name}/x"), &[], "body")
+        .await
+        .unwrap();
+    assert_eq!(r.status, 502);
+    assert!(r.text().contains(&dead.to_string()), "{}", r.text());
+    assert!(r.text().contains("target side"), "{}", r.text());
+    assert_eq!(source(&r), Some("client"));
+    let ex = agent.exchange().await;
+    assert_eq!(ex.status, Some(502));
+    let f = ex.failure.unwrap();
+    assert_eq!(f.side, twk_capture::Side::Target);
+}
+
+#[tokio::test]
+async fn slow_target_answers_504_at_the_deadline() {
+    trace_init();
+    let mut cfg = relay_config(twk_relay::Auth::Open);
+    cfg.request_timeout = Duration::from_millis(300);
+    let relay = spawn_relay(cfg).await;
+    let target = FakeTarget::slow(Duration::from_secs(30)).await;
+    let mut agent = spawn_agent(agent_config(&relay, target.addr));
+    let (name, _) = agent.connected().await;
+    let t0 = Instant::now();
+    let r = send(relay.addr, "POST", &format!("/t/{name}/slow"), &[], "")
+        .await
+        .unwrap();
+    assert_eq!(r.status, 504, "{}", r.text());
+    assert!(
+        r.text().contains("did not respond within 300 ms"),
+        "{}",
+        r.text()
+    );
+    assert!(t0.elapsed() >= Duration::from_millis(300));
+    let ex = agent.exchange().await;
+    assert_eq!(ex.status, Some(504));
+    assert_eq!(ex.failure.unwrap().side, twk_capture::Side::Target);
+}
+
+#[tokio::test]
+async fn body_over_the_cap_is_refused_with_413_before_it_is_read() {
+    trace_init();
+    let mut cfg = relay_config(twk_relay::Auth::Open);
+    cfg.max_body = 1024 * 1024;
+    let relay = spawn_relay(cfg).await;
+    let mut target = FakeTarget::echo().await;
+    let mut agent = spawn_agent(agent_config(&relay, target.addr));
+    let (name, _) = agent.connected().await;
+
+    // Declared too large: the relay answers from the head alone. The hostile sender claims
+    // 1 GiB and sends nothing.
+    let mut s = tokio::net::TcpStream::connect(relay.addr).await.unwrap();
+    s.write_all(
+        format!("POST /t/{name}/x HTTP/1.1\r\nhost: a\r\ncontent-length: 1073741824\r\n\r\n")
+            .as_bytes(),
+    )
+    .await
+    .unwrap();
+    let mut buf = vec![0u8; 4096];
+    let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf))
+        .await
+        .expect("no answer to an oversized declared body")
+        .unwrap();
+    let head = String::from_utf8_lossy(&buf[..n]);
+    assert!(head.starts_with("HTTP/1.1 413"), "{head}");
+
+    // Chunked, no length: cut off while streaming, still 413.
+    let big = vec![b'a'; 1024 * 1024 + 10];
+    let client = pooled_client();
+    let body = http_body_util::StreamBody::new(futures_util::stream::iter(
+        big.chunks(64 * 1024)
+            .map(|c| {
+                Ok::<_, std::convert::Infallible>(hyper::body::Frame::data(
+                    bytes::Bytes::copy_from_slice(c),
+                ))
+            })
+            .collect::<Vec<_>>(),
+    ));
+    let tcp = tokio::net::TcpStream::connect(relay.addr).await.unwrap();
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tcp))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    let req = http::Request::post(format!("/t/{name}/y"))
+        .header("host", "a")
+        .body(body)
+        .unwrap();
+    let resp = sender.send_request(req).await.unwrap();
+    assert_eq!(resp.status(), 413);
+    drop(client);
+    // Nothing over the cap was recorded as a complete delivery.
+    let within = send(
+        relay.addr,
+        "POST",
+        &format!("/t/{name}/ok"),
+        &[],
+        vec![b'b'; 1000],
+    )
+    .await
+    .unwrap();
+    assert_eq!(within.status, 200);
+    let _ = agent.exchange().await;
+    let _ = target.next().await;
+}
+
+#[tokio::test]
+async fn hostile_requests_are_refused_clearly() {
+    trace_init();
+    let relay = spawn_relay(relay_config(twk_relay::Auth::Open)).await;
+    let target = FakeTarget::echo().await;
+    let mut agent = spawn_agent(agent_config(&relay, target.addr));
+    let (name, _) = agent.connected().await;
+
+    async fn raw(addr: std::net::SocketAddr, req: String) -> String {
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        s.write_all(req.as_bytes()).await.unwrap();
+        let mut buf = vec![0u8; 8192];
+        let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf))
+            .await
+            .expect("no answer")
+            .unwrap_or(0);
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    }
+    let a = relay.addr;
+    let r = raw(a, format!("CONNECT {a} HTTP/1.1\r\nhost: {a}\r\n\r\n")).await;
+    assert!(
+        r.starts_with("HTTP/1.1 405") || r.starts_with("HTTP/1.1 400"),
+        "{r}"
+    );
+    let r = raw(
+        a,
+        format!("GET http://evil.example/t/{name}/ HTTP/1.1\r\nhost: evil.example\r\n\r\n"),
+    )
+    .await;
+    assert!(r.starts_with("HTTP/1.1 400"), "{r}");
+    let mut many = format!("GET /t/{name}/ HTTP/1.1\r\nhost: a\r\n");
+    for i in 0..150 {
+        many.push_str(&format!("x-h{i}: v\r\n"));
+    }
+    many.push_str("\r\n");
+    let r = raw(a, many).await;
+    assert!(r.starts_with("HTTP/1.1 431"), "{r}");
+    let huge = format!(
+        "GET /t/{name}/ HTTP/1.1\r\nhost: a\r\nx-big: {}\r\n\r\n",
+        "v".repeat(100 * 1024)
+    );
+    let r = raw(a, huge).await;
+    assert!(r.starts_with("HTTP/1.1 431"), "{r}");
+    let r = send(a, "GET", "/_twk/nope", &[], "").await.unwrap();
+    assert_eq!(r.status, 404);
+    let r = send(a, "GET", "/t/Bad_Name/x", &[], "").await.unwrap();
+    assert_eq!(r.status, 404);
+}
+
+#[tokio::test]
+async fn a_slowloris_sender_is_cut_off_at_the_header_read_timeout() {
+    trace_init();
+    let mut cfg = relay_config(twk_relay::Auth::Open);
+    cfg.header_read_timeout = Duration::from_millis(500);
+    let relay = spawn_relay(cfg).await;
+    let mut s = tokio::net::TcpStream::connect(relay.addr).await.unwrap();
+    s.write_all(b"POST /t/abc/ HTTP/1.1\r\nhost: a\r\nx-slow: ")
+        .await
+        .unwrap();
+    let t0 = Instant::now();
+    let mut buf = vec![0u8; 1024];
+    // Keep dribbling a byte at a time; the relay must hang up regardless.
+    let closed = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            tokio::select! {
+                r = s.read(&mut buf) => return r.map(|n| n).unwrap_or(0),
+                _ = tokio::time::sleep(Duration::from_millis(100)) => {
+                    if s.write_all(b"a").await.is_err() { return 0; }
+                }
+            }
+        }
+    })
+    .await
+    .expect("relay kept a slowloris connection open for 5 s");
+    let answer = String::from_utf8_lossy(&buf[..closed]);
+    assert!(
+        closed == 0 || answer.starts_with("HTTP/1.1 408"),
+        "{answer}"
+    );
+    assert!(t0.elapsed() < Duration::from_secs(3));
+}
+
+#[tokio::test]
+async fn health_reports_connected_tunnels() {
+    trace_init();
+    let relay = spawn_relay(relay_config(twk_relay::Auth::Open)).await;
+    let r = send(relay.addr, "GET", "/_twk/health", &[], "")
+        .await
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+    assert_eq!(v["tunnels"], 0);
+    assert_eq!(v["protocol"], twk_protocol::PROTOCOL_VERSION);
+    assert!(v["version"].is_string());
+    let target = FakeTarget::echo().await;
+    let mut agent = spawn_agent(agent_config(&relay, target.addr));
+    agent.connected().await;
+    // The agent reports connected once the relay granted the name; the relay marks the
+    // tunnel ready after its HTTP/2 handshake, so poll briefly.
+    let mut tunnels = 0;
+    for _ in 0..100 {
+        let r = send(relay.addr, "GET", "/_twk/health", &[], "")
+            .await
+            .unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+        tunnels = v["tunnels"].as_u64().unwrap();
+        if tunnels == 1 {
+            break;
+        }
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(tunnels, 1);
+}
+
+#[tokio::test]
+async fn client_gone_mid_request_answers_502_within_a_second() {
+    trace_init();
+    let relay = spawn_relay(relay_config(twk_relay::Auth::Open)).await;
+    let mut target = FakeTarget::slow(Duration::from_secs(30)).await;
+    let mut agent = spawn_agent(agent_config(&relay, target.addr));
+    let (name, _) = agent.connected().await;
+    let addr = relay.addr;
+    let pending =
+        tokio::spawn(async move { send(addr, "POST", &format!("/t/{name}/slow"), &[], "").await });
+    // The request is at the target: now the client vanishes without a goodbye.
+    let _ = target.next().await;
+    let t0 = Instant::now();
+    agent.task.abort();
+    let r = pending.await.unwrap().unwrap();
+    assert_eq!(r.status, 502, "{}", r.text());
+    assert!(
+        r.text().contains("tunnel client disconnected"),
+        "{}",
+        r.text()
+    );
+    assert!(
+        t0.elapsed() < Duration::from_secs(1),
+        "took {:?}",
+        t0.elapsed()
+    );
+}

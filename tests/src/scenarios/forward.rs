@@ -1,0 +1,254 @@
+//! Byte-exact forwarding, routing, forwarding headers, concurrency, large bodies.
+
+use crate::*;
+use sha2::{Digest, Sha256};
+use std::time::Duration;
+
+async fn setup() -> (RelayHandle, FakeTarget, AgentHandle, String) {
+    trace_init();
+    let relay = spawn_relay(relay_config(twk_relay::Auth::Open)).await;
+    let target = FakeTarget::echo().await;
+    let mut agent = spawn_agent(agent_config(&relay, target.addr));
+    let (name, _) = agent.connected().await;
+    (relay, target, agent, name)
+}
+
+#[tokio::test]
+async fn request_and_response_are_byte_exact() {
+    let (relay, mut target, mut agent, name) = setup().await;
+    let body: Vec<u8> = (0..=255u8).cycle().take(70_000).collect();
+    let path = format!("/t/{name}/hooks/in%20put?b=2&a=1&a=%27x%27&empty=&raw=%E2%9C%93");
+    let reply = send(
+        relay.addr,
+        "PATCH",
+        &path,
+        &[
+            ("content-type", "application/octet-stream"),
+            ("x-multi", "first"),
+            ("x-other", "o"),
+            ("x-multi", "second"),
+            ("x-multi", "third, with comma"),
+            ("x-spaces", "a  b\tc"),
+            ("x-twk-request-id", "forged"),
+        ],
+        body.clone(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(reply.status, 200);
+    assert_eq!(
+        reply.body.as_ref(),
+        body.as_slice(),
+        "response body differs"
+    );
+    let got = target.next().await;
+    assert_eq!(got.method, "PATCH");
+    assert_eq!(
+        got.path_and_query,
+        "/hooks/in%20put?b=2&a=1&a=%27x%27&empty=&raw=%E2%9C%93"
+    );
+    assert_eq!(got.body.as_ref(), body.as_slice());
+    assert_eq!(
+        got.header_all("x-multi"),
+        vec!["first", "second", "third, with comma"]
+    );
+    assert_eq!(got.header("x-spaces").as_deref(), Some("a  b\tc"));
+    assert!(
+        got.headers.iter().all(|(n, _)| !n.starts_with("x-twk-")),
+        "x-twk-* headers reached the target: {:?}",
+        got.headers
+    );
+    // Host rewritten to the target; forwarding headers rebuild the public URL.
+    assert_eq!(got.header("host"), Some(target.addr.to_string()));
+    assert_eq!(got.header("x-forwarded-proto").as_deref(), Some("http"));
+    assert_eq!(got.header("x-forwarded-host"), Some(relay.addr.to_string()));
+    assert_eq!(got.header("x-forwarded-for").as_deref(), Some("127.0.0.1"));
+    assert_eq!(got.header("x-forwarded-prefix"), Some(format!("/t/{name}")));
+    let fwd = got.header("forwarded").unwrap();
+    assert!(
+        fwd.contains("for=127.0.0.1") && fwd.contains("proto=http"),
+        "{fwd}"
+    );
+
+    let ex = agent.exchange().await;
+    assert_eq!(ex.method, "PATCH");
+    assert_eq!(
+        ex.public_url,
+        format!("http://{}{path}", relay.addr),
+        "public URL must be exactly what the sender used"
+    );
+    assert_eq!(ex.status, Some(200));
+    assert_eq!(ex.request.body.len, body.len() as u64);
+    assert_eq!(ex.request.body.sha256, hex::encode(Sha256::digest(&body)));
+    assert!(ex.request_id.contains('-'));
+    assert!(ex.timings.done_ms.unwrap() >= ex.timings.received_ms);
+}
+
+#[tokio::test]
+async fn response_status_headers_and_body_come_back_unchanged_and_redirects_are_not_followed() {
+    trace_init();
+    let relay = spawn_relay(relay_config(twk_relay::Auth::Open)).await;
+    let target = FakeTarget::with(|_| {
+        http::Response::builder()
+            .status(302)
+            .header("location", "http://example.invalid/elsewhere")
+            .header("set-cookie", "a=1")
+            .header("set-cookie", "b=2")
+            .header("x-app", "yes")
+            .body(http_body_util::Full::new(bytes::Bytes::from_static(
+                b"moved\x00\xff",
+            )))
+            .unwrap()
+    })
+    .await;
+    let mut agent = spawn_agent(agent_config(&relay, target.addr));
+    let (name, _) = agent.connected().await;
+    let r = send(relay.addr, "GET", &format!("/t/{name}/"), &[], "")
+        .await
+        .unwrap();
+    assert_eq!(r.status, 302);
+    assert_eq!(r.headers["location"], "http://example.invalid/elsewhere");
+    let cookies: Vec<_> = r.headers.get_all("set-cookie").iter().collect();
+    assert_eq!(cookies, vec!["a=1", "b=2"]);
+    assert_eq!(r.body.as_ref(), b"moved\x00\xff");
+}
+
+#[tokio::test]
+async fn subdomain_routing_and_host_preserve() {
+    trace_init();
+    let mut cfg = relay_config(twk_relay::Auth::Open);
+    cfg.domain = "relay.example".into();
+    cfg.url_style = twk_relay::UrlStyle::Subdomain;
+    let relay = spawn_relay(cfg).await;
+    let mut target = FakeTarget::echo().await;
+    let mut acfg = agent_config(&relay, target.addr);
+    acfg.name = Some("myapp".into());
+    acfg.host_header = twk_agent::HostHeader::Preserve;
+    let mut agent = spawn_agent(acfg);
+    let (name, url) = agent.connected().await;
+    assert_eq!(name, "myapp");
+    assert_eq!(url, "http://myapp.relay.example");
+    let r = send(
+        relay.addr,
+        "POST",
+        "/sms?x=1",
+        &[("host", "myapp.relay.example:8080")],
+        "hi",
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
+    let got = target.next().await;
+    assert_eq!(got.path_and_query, "/sms?x=1");
+    assert_eq!(
+        got.header("host").as_deref(),
+        Some("myapp.relay.example:8080")
+    );
+    assert!(got.header("x-forwarded-prefix").is_none());
+    let ex = agent.exchange().await;
+    assert_eq!(ex.public_url, "http://myapp.relay.example:8080/sms?x=1");
+    // An unknown subdomain is not routed anywhere.
+    let r = send(
+        relay.addr,
+        "POST",
+        "/",
+        &[("host", "other.relay.example")],
+        "",
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status, 503);
+}
+
+#[tokio::test]
+async fn five_hundred_concurrent_requests_without_cross_talk() {
+    let (relay, _target, _agent, name) = setup().await;
+    let client = pooled_client();
+    let mut tasks = Vec::new();
+    for i in 0..500u32 {
+        let client = client.clone();
+        let url = format!("http://{}/t/{name}/req/{i}?i={i}", relay.addr);
+        tasks.push(tokio::spawn(async move {
+            let body = format!("request-{i}-{}", "x".repeat((i as usize * 37) % 5000));
+            let req = http::Request::post(url)
+                .header("x-id", i.to_string())
+                .body(http_body_util::Full::new(bytes::Bytes::from(body.clone())))
+                .unwrap();
+            let resp = client.request(req).await.unwrap();
+            assert_eq!(resp.status(), 200);
+            let path = resp.headers()["x-echo-path"].to_str().unwrap().to_string();
+            let got = http_body_util::BodyExt::collect(resp.into_body())
+                .await
+                .unwrap()
+                .to_bytes();
+            assert_eq!(path, format!("/req/{i}?i={i}"));
+            assert_eq!(
+                hex::encode(Sha256::digest(&got)),
+                hex::encode(Sha256::digest(body.as_bytes())),
+                "cross-talk on request {i}"
+            );
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn an_8_mib_body_is_byte_identical_both_ways() {
+    let (relay, mut target, mut agent, name) = setup().await;
+    let body: Vec<u8> = (0..8 * 1024 * 1024u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    let r = send(
+        relay.addr,
+        "POST",
+        &format!("/t/{name}/big"),
+        &[],
+        body.clone(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body.len(), body.len());
+    assert!(r.body.as_ref() == body.as_slice(), "echoed body differs");
+    let got = target.next().await;
+    assert!(got.body.as_ref() == body.as_slice(), "target body differs");
+    let ex = agent.exchange().await;
+    assert_eq!(ex.request.body.len, body.len() as u64);
+    assert!(ex.request.body.truncated, "capture must be capped at 1 MiB");
+    assert_eq!(ex.request.body.bytes.len(), 1024 * 1024);
+    assert_eq!(ex.request.body.sha256, hex::encode(Sha256::digest(&body)));
+}
+
+#[tokio::test]
+async fn one_slow_request_never_delays_the_others() {
+    trace_init();
+    let relay = spawn_relay(relay_config(twk_relay::Auth::Open)).await;
+    let target = FakeTarget::slow(Duration::from_secs(5)).await;
+    let mut agent = spawn_agent(agent_config(&relay, target.addr));
+    let (name, _) = agent.connected().await;
+    let addr = relay.addr;
+    let slow_name = name.clone();
+    let slow =
+        tokio::spawn(
+            async move { send(addr, "POST", &format!("/t/{slow_name}/slow"), &[], "").await },
+        );
+    // While the slow one is held by the target, fast ones complete.
+    let started = std::time::Instant::now();
+    for i in 0..20 {
+        let r = send(addr, "POST", &format!("/t/{name}/fast/{i}"), &[], "")
+            .await
+            .unwrap();
+        assert_eq!(r.status, 200);
+    }
+    assert!(
+        !slow.is_finished(),
+        "the slow request should still be in flight"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "fast requests waited for the slow one"
+    );
+    slow.abort();
+}

@@ -1,0 +1,5 @@
+//! End-to-end scenarios: one test binary, one module per behaviour.
+
+mod failures;
+mod forward;
+mod sessions;
