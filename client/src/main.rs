@@ -1,16 +1,28 @@
 //! `twk-tunnel`: forwards webhooks from a twk relay to a local target, records and inspects them.
 
 mod cmd;
+mod output;
+mod sanitize;
+mod tunnel;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
+use tokio_util::sync::CancellationToken;
 
 /// Command line of `twk-tunnel`.
 #[derive(Debug, Parser)]
-#[command(name = "twk-tunnel", version, about, args_conflicts_with_subcommands = true)]
+#[command(
+    name = "twk-tunnel",
+    version,
+    about = "Webhook tunnel and inspector: public webhooks to your localhost, checked and recorded",
+    args_conflicts_with_subcommands = true,
+    subcommand_negates_reqs = true
+)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
+    #[command(flatten)]
+    tunnel: tunnel::TunnelArgs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -27,21 +39,49 @@ enum Command {
     Export(cmd::history::ExportArgs),
 }
 
+/// Cancels `token` on SIGINT or SIGTERM.
+pub(crate) async fn signals(token: CancellationToken) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        tracing::error!("cannot install signal handlers");
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+    token.cancel();
+}
+
+fn init_logging() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("TWK_LOG")
+                .unwrap_or_else(|_| "error".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
+    init_logging();
     let result = match cli.command {
         Some(Command::Verify(a)) => cmd::verify::run_verify(a),
         Some(Command::Sign(a)) => cmd::verify::run_sign(a),
         Some(Command::Log(a)) => cmd::history::run_log(a).await,
         Some(Command::Replay(a)) => cmd::history::run_replay(a).await,
         Some(Command::Export(a)) => cmd::history::run_export(a).await,
-        None => Ok(ExitCode::SUCCESS),
+        None => tunnel::run(cli.tunnel).await,
     };
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("twk-tunnel: {e:#}");
+            eprintln!("twk-tunnel: {}", sanitize::clean(&format!("{e:#}")));
             ExitCode::FAILURE
         }
     }

@@ -1,0 +1,148 @@
+//! Plain and NDJSON output of the tunnel (used with --no-tui or when stdout is not a terminal).
+
+use std::io::Write;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use twk_agent::{ConnState, Observer};
+use twk_capture::Exchange;
+
+/// Output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutputMode {
+    /// Human lines.
+    Plain,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Prints connection states and exchanges, flushing each line.
+pub struct Printer {
+    mode: OutputMode,
+    target: String,
+    ready: AtomicBool,
+    next_id: AtomicU64,
+    out: Mutex<()>,
+}
+
+impl Printer {
+    /// A printer for `target`.
+    pub fn new(mode: OutputMode, target: String) -> Self {
+        Printer {
+            mode,
+            target,
+            ready: AtomicBool::new(false),
+            next_id: AtomicU64::new(1),
+            out: Mutex::new(()),
+        }
+    }
+
+    fn line(&self, s: &str) {
+        let _guard = self.out.lock().unwrap_or_else(|p| p.into_inner());
+        let mut out = std::io::stdout().lock();
+        // A closed stdout (e.g. `| head`) must not stop forwarding.
+        let _ = writeln!(out, "{s}");
+        let _ = out.flush();
+    }
+}
+
+/// Renders a time (Unix ms) as local-agnostic UTC `HH:MM:SS`.
+fn clock(ms: i64) -> String {
+    jiff::Timestamp::from_millisecond(ms)
+        .map(|t| t.strftime("%H:%M:%S").to_string())
+        .unwrap_or_else(|_| "--:--:--".into())
+}
+
+impl Observer for Printer {
+    fn connection(&self, state: &ConnState) {
+        let first = matches!(state, ConnState::Connected { .. }) && !self.ready.swap(true, Ordering::SeqCst);
+        match self.mode {
+            OutputMode::Plain => match state {
+                ConnState::Connected { public_url, .. } if first => {
+                    self.line(&format!("Forwarding {public_url} -> {}", self.target));
+                }
+                ConnState::Connected { public_url, .. } => {
+                    eprintln!("twk: reconnected: {public_url}");
+                }
+                ConnState::Reconnecting { delay, reason } => {
+                    eprintln!(
+                        "twk: {}; reconnecting in {:.1} s",
+                        crate::sanitize::clean(reason),
+                        delay.as_secs_f64()
+                    );
+                }
+                ConnState::Connecting { .. } | ConnState::Stopped => {}
+            },
+            OutputMode::Json => {
+                let v = match state {
+                    ConnState::Connected { name, public_url } if first => serde_json::json!({
+                        "event": "ready",
+                        "public_url": public_url,
+                        "target": self.target,
+                        "name": name,
+                    }),
+                    _ if !self.ready.load(Ordering::SeqCst) => {
+                        if let ConnState::Reconnecting { reason, .. } = state {
+                            eprintln!("twk: {}", crate::sanitize::clean(reason));
+                        }
+                        return;
+                    }
+                    ConnState::Connected { name, public_url } => serde_json::json!({
+                        "event": "connection", "state": "connected",
+                        "public_url": public_url, "name": name,
+                    }),
+                    ConnState::Reconnecting { delay, reason } => serde_json::json!({
+                        "event": "connection", "state": "reconnecting",
+                        "retry_in_ms": delay.as_millis() as u64, "reason": reason,
+                    }),
+                    other => serde_json::json!({"event": "connection", "state": other.label()}),
+                };
+                self.line(&v.to_string());
+            }
+        }
+    }
+
+    fn exchange(&self, ex: Exchange) {
+        let id = ex
+            .id
+            .unwrap_or_else(|| self.next_id.fetch_add(1, Ordering::Relaxed) as i64);
+        let duration = ex.duration_ms().unwrap_or(0);
+        match self.mode {
+            OutputMode::Plain => {
+                let status = ex
+                    .status
+                    .map(|s| s.to_string())
+                    .unwrap_or_else(|| "---".into());
+                let mut line = format!(
+                    "{}  {:<6} {}  {}  {} ms",
+                    clock(ex.timings.received_ms),
+                    crate::sanitize::clean(&ex.method),
+                    crate::sanitize::clean(&ex.path),
+                    status,
+                    duration
+                );
+                if let Some(f) = &ex.failure {
+                    line.push_str(&format!("  ({})", crate::sanitize::clean(&f.message)));
+                }
+                self.line(&line);
+            }
+            OutputMode::Json => {
+                let v = serde_json::json!({
+                    "event": "exchange",
+                    "id": id,
+                    "time": jiff::Timestamp::from_millisecond(ex.timings.received_ms).ok().map(|t| t.to_string()),
+                    "method": ex.method,
+                    "path": ex.path,
+                    "url": ex.public_url,
+                    "status": ex.status,
+                    "duration_ms": duration,
+                    "request_id": ex.request_id,
+                    "provider": ex.provider,
+                    "event_name": ex.event,
+                    "verdict": ex.verdict,
+                    "failure": ex.failure,
+                });
+                self.line(&v.to_string());
+            }
+        }
+    }
+}
