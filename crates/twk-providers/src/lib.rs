@@ -72,6 +72,7 @@ pub use model::{
 };
 pub use request::{OwnedRequest, RequestView};
 pub use secret::{Secret, Secrets, SecretsError};
+pub use util::escape_bytes;
 
 /// The 23 public Authy event-webhook event names, in the order the Authy webhooks demo lists
 /// them.

@@ -1,0 +1,265 @@
+//! Authy OneTouch callbacks: `X-Authy-Signature` = base64(HMAC-SHA256(API key,
+//! `nonce|METHOD|url_without_query|sorted_params`)), with nested JSON flattened PHP-style.
+
+use crate::Cx;
+use crate::check::{self, Computed, Mode, Variant};
+use crate::form::{Encoding, decode_pairs, encode, flatten_json};
+use crate::model::{Analysis, Event, Provider, SignError, SignOptions, Signed, Verdict};
+use crate::request::RequestView;
+use crate::secret::Secret;
+use crate::url::UrlParts;
+use crate::util::{abbrev, b64, ct_eq, hmac_sha256, json_str, parse_json};
+use serde_json::Value;
+
+const SIG: &str = "X-Authy-Signature";
+const NONCE: &str = "X-Authy-Signature-Nonce";
+
+/// The URL Authy signs: scheme://host/path, no query, no fragment.
+fn url_without_query(url: &str) -> Option<String> {
+    let p = UrlParts::parse(url)?;
+    Some(
+        UrlParts {
+            query: None,
+            fragment: None,
+            ..p
+        }
+        .build(),
+    )
+}
+
+/// The parameters Authy signs: the query for GET, the (flattened) JSON or form body otherwise.
+/// `Err` when a JSON body does not parse.
+fn params(req: &RequestView<'_>) -> Result<Vec<(String, String)>, String> {
+    if req.is_get() {
+        return Ok(UrlParts::parse(req.url)
+            .map(|p| p.query_pairs())
+            .unwrap_or_default());
+    }
+    let trimmed = req.body.trim_ascii();
+    if trimmed.is_empty() {
+        return Ok(Vec::new());
+    }
+    if req.is_json() || (!req.is_form() && matches!(trimmed.first(), Some(b'{' | b'['))) {
+        return match serde_json::from_slice::<Value>(req.body) {
+            Ok(v) => Ok(flatten_json(&v)),
+            Err(e) => Err(format!("the body is not valid JSON ({e})")),
+        };
+    }
+    Ok(decode_pairs(req.body))
+}
+
+/// The sorted parameter string.
+pub(crate) fn params_string(params: &[(String, String)], mode: Mode) -> String {
+    let enc = if mode == Mode::AuthyJava {
+        Encoding::JavaUrlEncoder
+    } else {
+        Encoding::Rfc3986Plus
+    };
+    let mut kv: Vec<(String, String)> = params
+        .iter()
+        .map(|(k, v)| (encode(k, enc), encode(v, enc)))
+        .collect();
+    match mode {
+        Mode::AuthyEmptyParams => return String::new(),
+        Mode::AuthyKeySort => kv.sort_by(|a, b| a.0.cmp(&b.0)),
+        _ => kv.sort_by(|a, b| format!("{}={}", a.0, a.1).cmp(&format!("{}={}", b.0, b.1))),
+    }
+    kv.iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+fn signed_string(nonce: &str, method: &str, url: &str, params: &str) -> String {
+    format!("{nonce}|{}|{url}|{params}", method.to_ascii_uppercase())
+}
+
+pub(crate) fn analyze(cx: &Cx<'_, '_>) -> Analysis {
+    let req = cx.req;
+    let a = Analysis::new(Some(Provider::AuthyOnetouch), event(req));
+    let Some(raw) = req.header(SIG) else {
+        return a.verdict_with(
+            Verdict::Unsigned,
+            "The request has no X-Authy-Signature header: Authy signs OneTouch callbacks, so \
+             this was not sent by Authy (or a proxy dropped the header).",
+        );
+    };
+    let Ok(received) = std::str::from_utf8(raw).map(str::trim) else {
+        return a.verdict_with(Verdict::Malformed, "X-Authy-Signature is not text.");
+    };
+    let Some(nonce) = req.header_str(NONCE) else {
+        return a.verdict_with(
+            Verdict::Malformed,
+            "X-Authy-Signature is present but X-Authy-Signature-Nonce is missing or not text: \
+             the nonce is the first part of the signed string.",
+        );
+    };
+    let Some(secret) = cx.secrets.get(Provider::AuthyOnetouch) else {
+        return a.verdict_with(
+            Verdict::NoSecret,
+            "No Authy API key is configured (AUTHY_API_KEY or secrets.authy-onetouch).",
+        );
+    };
+    let Some(url) = url_without_query(req.url) else {
+        return a.verdict_with(
+            Verdict::Malformed,
+            format!(
+                "The URL {:?} is not absolute: Authy signs scheme://host/path.",
+                req.url
+            ),
+        );
+    };
+    let params = match params(req) {
+        Ok(p) => p,
+        Err(e) => {
+            return a.verdict_with(
+                Verdict::Malformed,
+                format!(
+                    "{e}; the signature covers the parsed parameters, so it cannot be checked."
+                ),
+            );
+        }
+    };
+    let key = secret.expose();
+    let base = Variant::base("canonical", key, &url, req.body);
+    let mut accepted = vec![base.clone()];
+    let canonical = params_string(&params, Mode::Canonical);
+    for (mode, label) in [
+        (Mode::AuthyKeySort, "key-sort (node snippet)"),
+        (Mode::AuthyJava, "java-urlencoder"),
+    ] {
+        if params_string(&params, mode) != canonical {
+            accepted.push(base.named(label, "").with_mode(mode));
+        }
+    }
+    if !canonical.is_empty() {
+        accepted.push(
+            base.named("empty-params (authy-python quirk)", "")
+                .with_mode(Mode::AuthyEmptyParams),
+        );
+    }
+
+    let mut mistakes = Vec::new();
+    for (label, why, k) in check::key_variants(cx, Provider::AuthyOnetouch, key) {
+        mistakes.push(base.named(label, why).with_key(k));
+    }
+    if req.url != url {
+        mistakes.push(
+            base.named(
+                "query kept in URL",
+                format!(
+                    "the sender signed the URL with its query string ({}); Authy signs the URL \
+                 without it",
+                    req.url
+                ),
+            )
+            .with_url(req.url.to_owned()),
+        );
+    }
+    for m in check::url_mistakes(cx) {
+        if let Some(u) = url_without_query(&m.url)
+            && u != url
+        {
+            mistakes.push(base.named(m.label, m.why).with_url(u));
+        }
+    }
+    let method = req.method;
+    let compute = |v: &Variant<'_>| {
+        let s = signed_string(nonce, method, &v.url, &params_string(&params, v.mode));
+        Some(Computed {
+            sig: b64(&hmac_sha256(&v.key, s.as_bytes())),
+            signed: s.into_bytes(),
+        })
+    };
+    let matches = |sig: &str| ct_eq(sig.as_bytes(), received.as_bytes());
+    let out = check::run(&accepted, &mistakes, compute, matches);
+    let summary = "X-Authy-Signature does not match base64(HMAC-SHA256(API key, \
+                   nonce|METHOD|url|sorted params)).";
+    let mut a = check::conclude(a, out, received, summary, check::url_hints(req.url));
+    if a.verdict == Verdict::Valid
+        && a.matched_variant.as_deref() == Some("empty-params (authy-python quirk)")
+    {
+        a.notes.push(
+            "matched with an EMPTY parameter string (the authy-python test literal quirk): \
+             the signature does not cover the body"
+                .to_owned(),
+        );
+    }
+    a
+}
+
+/// Produces `X-Authy-Signature` and `X-Authy-Signature-Nonce`. The nonce is `opts.id`, else
+/// `opts.timestamp`, else the request's existing nonce.
+pub(crate) fn sign(
+    req: &RequestView<'_>,
+    secret: &Secret,
+    opts: &SignOptions,
+) -> Result<Signed, SignError> {
+    let nonce = opts
+        .id
+        .clone()
+        .or_else(|| opts.timestamp.map(|t| t.to_string()))
+        .or_else(|| req.header_str(NONCE).map(str::to_owned))
+        .ok_or(SignError::MissingTimestamp(Provider::AuthyOnetouch))?;
+    let url = url_without_query(req.url).ok_or_else(|| SignError::BadRequest {
+        provider: Provider::AuthyOnetouch,
+        reason: format!("{:?} is not an absolute URL", req.url),
+    })?;
+    let params = params(req).map_err(|reason| SignError::BadRequest {
+        provider: Provider::AuthyOnetouch,
+        reason,
+    })?;
+    let s = signed_string(
+        &nonce,
+        req.method,
+        &url,
+        &params_string(&params, Mode::Canonical),
+    );
+    let sig = b64(&hmac_sha256(secret.expose(), s.as_bytes()));
+    Ok(Signed::headers(vec![
+        (SIG.to_owned(), sig),
+        (NONCE.to_owned(), nonce),
+    ]))
+}
+
+/// Whether an unsigned request looks like a OneTouch callback.
+pub(crate) fn looks_like(req: &RequestView<'_>) -> bool {
+    parse_json(req.body)
+        .is_some_and(|v| v.get("callback_action").is_some() && v.get("authy_id").is_some())
+}
+
+/// `approval_request_status` callbacks: status, authy_id, request uuid.
+pub(crate) fn event(req: &RequestView<'_>) -> Option<Event> {
+    let v = parse_json(req.body).or_else(|| {
+        let pairs = decode_pairs(req.body);
+        pairs.iter().any(|(k, _)| k == "callback_action").then(|| {
+            Value::Object(
+                pairs
+                    .into_iter()
+                    .map(|(k, v)| (k, Value::String(v)))
+                    .collect(),
+            )
+        })
+    })?;
+    let action = v.get("callback_action").and_then(json_str)?;
+    let status = v
+        .get("status")
+        .and_then(json_str)
+        .unwrap_or_else(|| "?".to_owned());
+    let mut summary = format!("{action} · {status}");
+    if let Some(id) = v.get("authy_id").and_then(json_str) {
+        summary.push_str(&format!(" · authy_id {id}"));
+    }
+    if let Some(msg) = v
+        .pointer("/approval_request/transaction/message")
+        .and_then(Value::as_str)
+    {
+        summary.push_str(&format!(" · “{}”", abbrev(msg, 32)));
+    }
+    let mut e = Event::new(action, summary);
+    e.id = v.get("uuid").and_then(json_str);
+    if let Value::Object(m) = v {
+        e.details = m;
+    }
+    Some(e)
+}

@@ -1,0 +1,408 @@
+//! The public data model: providers, verdicts, events, analyses and signing options.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::str::FromStr;
+
+/// A webhook sender twk knows. Serialized as its stable lowercase id (see [`Provider::as_str`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Provider {
+    /// Twilio `X-Twilio-Signature` (HMAC-SHA1), including Verify Push webhooks.
+    Twilio,
+    /// Authy OneTouch callbacks (`X-Authy-Signature` + nonce, HMAC-SHA256).
+    AuthyOnetouch,
+    /// Authy event webhooks (HS256 JWT in the body field `body`).
+    AuthyWebhook,
+    /// Bandwidth messaging, 2FA and voice callbacks (HTTP Basic auth).
+    Bandwidth,
+    /// Stripe `Stripe-Signature`.
+    Stripe,
+    /// GitHub `X-Hub-Signature-256` (and legacy `X-Hub-Signature`).
+    Github,
+    /// Slack `X-Slack-Signature` (`v0`).
+    Slack,
+    /// Shopify `X-Shopify-Hmac-Sha256`.
+    Shopify,
+    /// Standard Webhooks (`webhook-id` / `webhook-timestamp` / `webhook-signature`).
+    StandardWebhooks,
+    /// Svix (`svix-id` / `svix-timestamp` / `svix-signature`).
+    Svix,
+}
+
+impl Provider {
+    /// Every provider, in a stable order.
+    pub const ALL: [Provider; 10] = [
+        Provider::Twilio,
+        Provider::AuthyOnetouch,
+        Provider::AuthyWebhook,
+        Provider::Bandwidth,
+        Provider::Stripe,
+        Provider::Github,
+        Provider::Slack,
+        Provider::Shopify,
+        Provider::StandardWebhooks,
+        Provider::Svix,
+    ];
+
+    /// The stable lowercase id (`twilio`, `authy-onetouch`, `authy-webhook`, `bandwidth`,
+    /// `stripe`, `github`, `slack`, `shopify`, `standard-webhooks`, `svix`).
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Provider::Twilio => "twilio",
+            Provider::AuthyOnetouch => "authy-onetouch",
+            Provider::AuthyWebhook => "authy-webhook",
+            Provider::Bandwidth => "bandwidth",
+            Provider::Stripe => "stripe",
+            Provider::Github => "github",
+            Provider::Slack => "slack",
+            Provider::Shopify => "shopify",
+            Provider::StandardWebhooks => "standard-webhooks",
+            Provider::Svix => "svix",
+        }
+    }
+
+    /// A human name (`Twilio`, `Authy OneTouch`, …).
+    pub const fn display_name(self) -> &'static str {
+        match self {
+            Provider::Twilio => "Twilio",
+            Provider::AuthyOnetouch => "Authy OneTouch",
+            Provider::AuthyWebhook => "Authy webhooks",
+            Provider::Bandwidth => "Bandwidth",
+            Provider::Stripe => "Stripe",
+            Provider::Github => "GitHub",
+            Provider::Slack => "Slack",
+            Provider::Shopify => "Shopify",
+            Provider::StandardWebhooks => "Standard Webhooks",
+            Provider::Svix => "Svix",
+        }
+    }
+
+    /// Whether the scheme carries a timestamp checked against a tolerance.
+    pub const fn is_timestamped(self) -> bool {
+        matches!(
+            self,
+            Provider::Stripe | Provider::Slack | Provider::StandardWebhooks | Provider::Svix
+        )
+    }
+}
+
+impl fmt::Display for Provider {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Error of [`Provider::from_str`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "unknown provider {0:?} (expected one of: twilio, authy-onetouch, authy-webhook, bandwidth, \
+     stripe, github, slack, shopify, standard-webhooks, svix)"
+)]
+pub struct ParseProviderError(pub String);
+
+impl FromStr for Provider {
+    type Err = ParseProviderError;
+
+    /// Parses a provider id. Case-insensitive; `_` and `-` are interchangeable; a few aliases
+    /// are accepted (`authy` and `onetouch` → authy-onetouch, `standardwebhooks` →
+    /// standard-webhooks).
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let norm = s.trim().to_ascii_lowercase().replace('_', "-");
+        let p = match norm.as_str() {
+            "twilio" | "twilio-verify-push" | "verify-push" => Provider::Twilio,
+            "authy-onetouch" | "authy-one-touch" | "onetouch" | "authy" => Provider::AuthyOnetouch,
+            "authy-webhook" | "authy-webhooks" => Provider::AuthyWebhook,
+            "bandwidth" => Provider::Bandwidth,
+            "stripe" => Provider::Stripe,
+            "github" => Provider::Github,
+            "slack" => Provider::Slack,
+            "shopify" => Provider::Shopify,
+            "standard-webhooks" | "standardwebhooks" | "standard-webhook" => {
+                Provider::StandardWebhooks
+            }
+            "svix" => Provider::Svix,
+            _ => return Err(ParseProviderError(s.to_owned())),
+        };
+        Ok(p)
+    }
+}
+
+/// The outcome of a signature or credentials check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    /// The signature (or credentials) hold; see [`Analysis::matched_variant`].
+    Valid,
+    /// The signature does not match; see [`Analysis::diagnosis`].
+    Invalid,
+    /// The signature matches but the timestamp is outside the tolerance; see
+    /// [`Analysis::skew_secs`].
+    Stale,
+    /// The request carries no signature or credentials.
+    Unsigned,
+    /// The provider is known but no secret is configured for it.
+    NoSecret,
+    /// A signature header (or the signed envelope) is present but cannot be parsed.
+    Malformed,
+}
+
+impl Verdict {
+    /// The snake_case id (`valid`, `invalid`, `stale`, `unsigned`, `no_secret`, `malformed`).
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Valid => "valid",
+            Verdict::Invalid => "invalid",
+            Verdict::Stale => "stale",
+            Verdict::Unsigned => "unsigned",
+            Verdict::NoSecret => "no_secret",
+            Verdict::Malformed => "malformed",
+        }
+    }
+
+    /// True only for [`Verdict::Valid`].
+    pub const fn is_valid(self) -> bool {
+        matches!(self, Verdict::Valid)
+    }
+}
+
+impl fmt::Display for Verdict {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What the webhook is about.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    /// Event name, e.g. `challenge.approved`, `message-failed`, `payment_intent.succeeded`.
+    pub name: String,
+    /// One line, e.g. `challenge.approved · entity ff48… · factor YF…`.
+    pub summary: String,
+    /// The provider's delivery/event id when there is one (for de-duplication).
+    pub id: Option<String>,
+    /// Decoded fields worth showing (JSON-in-form fields are decoded to JSON).
+    pub details: serde_json::Map<String, serde_json::Value>,
+}
+
+impl Event {
+    pub(crate) fn new(name: impl Into<String>, summary: impl Into<String>) -> Self {
+        Event {
+            name: name.into(),
+            summary: summary.into(),
+            id: None,
+            details: serde_json::Map::new(),
+        }
+    }
+}
+
+/// Why a check failed, in plain words.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Diagnosis {
+    /// One or two sentences saying what is wrong.
+    pub summary: String,
+    /// The signature twk computed for the request as received (the primary variant).
+    pub expected: Option<String>,
+    /// The signature (or credentials, masked) the request carried.
+    pub received: Option<String>,
+    /// The exact string that was signed for `expected`, escaped: control characters as `\n`,
+    /// `\r`, `\t`, `\u{..}`, backslash as `\\`, invalid UTF-8 as `\xNN`.
+    pub signed_string: Option<String>,
+    /// The plausible mistake that would have matched, when one did.
+    pub likely_cause: Option<String>,
+    /// Further advice that does not depend on a match (e.g. "this is a localhost URL").
+    pub hints: Vec<String>,
+    /// Every variant and plausible mistake that was checked, by label.
+    pub checked: Vec<String>,
+}
+
+/// The result of [`crate::analyze`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Analysis {
+    /// The provider (detected or given); `None` when nothing was recognised.
+    pub provider: Option<Provider>,
+    /// The event, when the body could be understood.
+    pub event: Option<Event>,
+    /// The verdict.
+    pub verdict: Verdict,
+    /// For `valid` and `stale`: which accepted variant matched (e.g. `as-is`,
+    /// `port-stripped`, `v1`).
+    pub matched_variant: Option<String>,
+    /// The exact signed string (escaped like [`Diagnosis::signed_string`]) of the matched
+    /// variant, or of the primary variant when nothing matched.
+    pub signed_string: Option<String>,
+    /// For timestamped schemes: `now - timestamp` in seconds (positive = in the past).
+    pub skew_secs: Option<i64>,
+    /// Present for every verdict except `valid`: what is wrong and what would have matched.
+    pub diagnosis: Option<Diagnosis>,
+    /// Facts worth showing alongside the verdict (retry behaviour, quirks, warnings).
+    pub notes: Vec<String>,
+}
+
+impl Analysis {
+    pub(crate) fn new(provider: Option<Provider>, event: Option<Event>) -> Self {
+        Analysis {
+            provider,
+            event,
+            verdict: Verdict::Unsigned,
+            matched_variant: None,
+            signed_string: None,
+            skew_secs: None,
+            diagnosis: None,
+            notes: Vec::new(),
+        }
+    }
+
+    /// Sets a verdict with a plain-words diagnosis summary.
+    pub(crate) fn verdict_with(mut self, verdict: Verdict, summary: impl Into<String>) -> Self {
+        self.verdict = verdict;
+        self.diagnosis = Some(Diagnosis {
+            summary: summary.into(),
+            ..Diagnosis::default()
+        });
+        self
+    }
+
+    /// One line: `provider · event · verdict (variant)`.
+    pub fn headline(&self) -> String {
+        let provider = self.provider.map_or("unknown", Provider::as_str);
+        let mut s = format!("{provider} · ");
+        match &self.event {
+            Some(e) => s.push_str(&e.summary),
+            None => s.push_str("(event unknown)"),
+        }
+        s.push_str(" · ");
+        s.push_str(self.verdict.as_str());
+        if let Some(v) = &self.matched_variant {
+            s.push_str(" (");
+            s.push_str(v);
+            s.push(')');
+        }
+        s
+    }
+}
+
+/// Options of [`crate::analyze`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifyOptions {
+    /// The current time (Unix seconds) used for timestamp tolerances. The caller supplies it:
+    /// the crate never reads the clock.
+    pub now_unix: i64,
+    /// Timestamp tolerance in seconds. `None` = the scheme's default (300 s for Stripe, Slack,
+    /// Standard Webhooks and Svix; 0 s leeway for an Authy JWT `exp`). `Some(0)` turns the
+    /// timestamp check off, as the SDKs allow.
+    pub tolerance_secs: Option<u64>,
+    /// Check as this provider; `None` = detect it.
+    pub provider: Option<Provider>,
+    /// Other URLs this request may have been signed for (e.g. the public tunnel URL when
+    /// `url` is what the local app saw, or the local URL). Used only to explain failures.
+    pub alternate_urls: Vec<String>,
+}
+
+impl VerifyOptions {
+    /// Options for checking at `now_unix`, detecting the provider, default tolerances.
+    pub fn at(now_unix: i64) -> Self {
+        VerifyOptions {
+            now_unix,
+            tolerance_secs: None,
+            provider: None,
+            alternate_urls: Vec::new(),
+        }
+    }
+
+    /// Forces the provider (`None` = detect).
+    #[must_use]
+    pub fn with_provider(mut self, provider: Option<Provider>) -> Self {
+        self.provider = provider;
+        self
+    }
+
+    /// Sets the tolerance (`Some(0)` = off, `None` = scheme default).
+    #[must_use]
+    pub fn with_tolerance(mut self, tolerance_secs: Option<u64>) -> Self {
+        self.tolerance_secs = tolerance_secs;
+        self
+    }
+
+    /// Adds an alternate URL (see [`VerifyOptions::alternate_urls`]).
+    #[must_use]
+    pub fn with_alternate_url(mut self, url: impl Into<String>) -> Self {
+        self.alternate_urls.push(url.into());
+        self
+    }
+
+    /// The effective tolerance for a scheme whose default is `default`; `None` = check off.
+    pub(crate) fn tolerance(&self, default: u64) -> Option<u64> {
+        match self.tolerance_secs {
+            Some(0) => None,
+            Some(t) => Some(t),
+            None => Some(default),
+        }
+    }
+}
+
+/// Options of [`crate::sign`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SignOptions {
+    /// Unix timestamp to sign with (Stripe, Slack, Standard Webhooks, Svix; the nonce of Authy
+    /// OneTouch when `id` is not given; a fresh `iat` for Authy JWTs). Required by the
+    /// timestamped schemes.
+    pub timestamp: Option<i64>,
+    /// Message id (Standard Webhooks/Svix `webhook-id`) or Authy OneTouch nonce. When absent
+    /// the request's existing id header is reused, else one is derived from the timestamp and
+    /// body.
+    pub id: Option<String>,
+}
+
+/// What [`crate::sign_request`] produced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Signed {
+    /// Headers to set (replacing any existing header of the same name), in order.
+    pub headers: Vec<(String, String)>,
+    /// A new URL to send to, when the scheme signs something in the URL that had to change
+    /// (Twilio `bodySHA256`).
+    pub url: Option<String>,
+    /// A new body, when the signature lives in the body (Authy event webhooks).
+    pub body: Option<Vec<u8>>,
+}
+
+impl Signed {
+    pub(crate) fn headers(headers: Vec<(String, String)>) -> Self {
+        Signed {
+            headers,
+            url: None,
+            body: None,
+        }
+    }
+}
+
+/// Why signing failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SignError {
+    /// No secret is configured for the provider.
+    #[error("no secret configured for {0}")]
+    NoSecret(Provider),
+    /// The scheme needs a timestamp and none was given.
+    #[error("{0} signatures include a timestamp: pass one")]
+    MissingTimestamp(Provider),
+    /// The secret cannot be used with this scheme (e.g. Svix secret is not base64).
+    #[error("the {provider} secret cannot be used: {reason}")]
+    BadSecret {
+        /// The provider.
+        provider: Provider,
+        /// What is wrong, in plain words.
+        reason: String,
+    },
+    /// The request cannot be signed as given (e.g. a relative URL for Twilio).
+    #[error("cannot sign this {provider} request: {reason}")]
+    BadRequest {
+        /// The provider.
+        provider: Provider,
+        /// What is wrong, in plain words.
+        reason: String,
+    },
+    /// Signing changes the URL or body, so headers alone are not enough: use
+    /// [`crate::sign_request`].
+    #[error("signing {0} also rewrites the URL or body: use sign_request")]
+    RewritesRequest(Provider),
+}

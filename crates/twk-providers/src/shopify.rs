@@ -1,0 +1,103 @@
+//! Shopify `X-Shopify-Hmac-Sha256: base64(HMAC-SHA256(app client secret, raw body))`.
+
+use crate::Cx;
+use crate::check::{self, Computed, Variant};
+use crate::model::{Analysis, Event, Provider, Signed, Verdict};
+use crate::request::RequestView;
+use crate::secret::Secret;
+use crate::util::{b64, b64_decode_strict, ct_eq, hmac_sha256, parse_json};
+
+const HEADER: &str = "X-Shopify-Hmac-Sha256";
+
+fn compute(key: &[u8], body: &[u8]) -> Computed {
+    Computed {
+        sig: b64(&hmac_sha256(key, body)),
+        signed: body.to_vec(),
+    }
+}
+
+pub(crate) fn analyze(cx: &Cx<'_, '_>) -> Analysis {
+    let req = cx.req;
+    let a = Analysis::new(Some(Provider::Shopify), event(req));
+    let Some(raw) = req.header(HEADER) else {
+        return a.verdict_with(
+            Verdict::Unsigned,
+            "No X-Shopify-Hmac-Sha256 header: Shopify signs HTTPS webhook deliveries, so this \
+             was not sent by Shopify (or a proxy dropped the header).",
+        );
+    };
+    let received = match std::str::from_utf8(raw).map(str::trim) {
+        Ok(s) if b64_decode_strict(s).is_some() => s,
+        _ => {
+            return a.verdict_with(Verdict::Malformed, "X-Shopify-Hmac-Sha256 is not base64.");
+        }
+    };
+    let Some(secret) = cx.secrets.get(Provider::Shopify) else {
+        return a.verdict_with(
+            Verdict::NoSecret,
+            "No Shopify app client secret is configured (SHOPIFY_API_SECRET or secrets.shopify).",
+        );
+    };
+    let key = secret.expose();
+    let base = Variant::base("base64", key, "", req.body);
+    let mut mistakes = Vec::new();
+    for (label, why, body) in check::body_variants(req.body) {
+        mistakes.push(base.named(label, why).with_body(body));
+    }
+    for (label, why, k) in check::key_variants(cx, Provider::Shopify, key) {
+        mistakes.push(base.named(label, why).with_key(k));
+    }
+    let out = check::run(
+        std::slice::from_ref(&base),
+        &mistakes,
+        |v| Some(compute(&v.key, &v.body)),
+        |sig| ct_eq(sig.as_bytes(), received.as_bytes()),
+    );
+    let mut hints = vec![
+        "after a secret rotation Shopify may keep signing with the old secret for up to an hour"
+            .to_owned(),
+    ];
+    if req.body.is_empty() {
+        hints.push("the body is empty; Shopify's libraries reject empty bodies".to_owned());
+    }
+    let mut a = check::conclude(
+        a,
+        out,
+        received,
+        "X-Shopify-Hmac-Sha256 does not match base64(HMAC-SHA256(app client secret, raw body)).",
+        hints,
+    );
+    if a.verdict == Verdict::Valid {
+        a.notes.clear();
+    }
+    a
+}
+
+/// `X-Shopify-Hmac-Sha256`.
+pub(crate) fn sign(req: &RequestView<'_>, secret: &Secret) -> Signed {
+    Signed::headers(vec![(
+        HEADER.to_owned(),
+        compute(secret.expose(), req.body).sig,
+    )])
+}
+
+/// `X-Shopify-Topic` · shop · API version.
+pub(crate) fn event(req: &RequestView<'_>) -> Option<Event> {
+    let topic = req.header_str("x-shopify-topic")?;
+    let mut summary = topic.to_owned();
+    if let Some(shop) = req.header_str("x-shopify-shop-domain") {
+        summary.push_str(&format!(" · {shop}"));
+    }
+    if let Some(v) = req.header_str("x-shopify-api-version") {
+        summary.push_str(&format!(" · API {v}"));
+    }
+    let mut e = Event::new(topic, summary);
+    e.id = req
+        .header_str("x-shopify-webhook-id")
+        .or_else(|| req.header_str("x-shopify-event-id"))
+        .map(str::to_owned);
+    if let Some(serde_json::Value::Object(m)) = parse_json(req.body) {
+        e.details = m;
+    }
+    Some(e)
+}

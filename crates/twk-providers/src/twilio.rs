@@ -1,0 +1,582 @@
+//! Twilio `X-Twilio-Signature` (HMAC-SHA1 over the URL + sorted form params, or the URL with
+//! `bodySHA256` for JSON bodies), and the events Twilio sends (Verify Push webhooks v1/v2,
+//! messaging and call status callbacks, Event Streams CloudEvents).
+
+use crate::Cx;
+use crate::check::{self, Computed, Mode, Variant};
+use crate::form::decode_pairs;
+use crate::model::{Analysis, Event, Provider, SignError, Signed, Verdict};
+use crate::request::RequestView;
+use crate::secret::Secret;
+use crate::url::{UrlParts, add_default_port, strip_port};
+use crate::util::{abbrev, b64, ct_eq, hmac_sha1, parse_json, sha256_hex};
+use serde_json::{Map, Value};
+use std::collections::BTreeMap;
+
+const HEADER: &str = "X-Twilio-Signature";
+
+/// Verify Push event types (`type`).
+pub(crate) const VERIFY_PUSH_EVENTS: [&str; 5] = [
+    "factor.created",
+    "factor.verified",
+    "factor.deleted",
+    "challenge.approved",
+    "challenge.denied",
+];
+
+/// Verify Push fields that carry JSON strings.
+const JSON_FIELDS: [&str; 4] = [
+    "challenge_details",
+    "challenge_hidden_details",
+    "challenge_metadata",
+    "factor_metadata",
+];
+
+/// Fields only v2 Verify Push webhooks carry.
+const V2_FIELDS: [&str; 6] = [
+    "factor_type",
+    "factor_friendly_name",
+    "factor_metadata",
+    "challenge_details",
+    "challenge_hidden_details",
+    "challenge_metadata",
+];
+
+/// Whether the body is signed through `bodySHA256` (JSON) rather than as form params.
+fn json_mode(req: &RequestView<'_>, parts: &UrlParts<'_>) -> bool {
+    parts.raw_query_param("bodySHA256").is_some()
+        || req.is_json()
+        || (!req.is_form() && matches!(req.body.trim_ascii_start().first(), Some(b'{' | b'[')))
+}
+
+/// The params Twilio signs for a request: decoded form fields for POST forms, none for GET
+/// and JSON bodies.
+fn signed_params(req: &RequestView<'_>, json: bool) -> Vec<(String, String)> {
+    if json || req.is_get() {
+        Vec::new()
+    } else {
+        decode_pairs(req.body)
+    }
+}
+
+/// The params part of the signed string.
+pub(crate) fn params_string(params: &[(String, String)], mode: Mode) -> String {
+    let mut grouped: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    for (k, v) in params {
+        grouped.entry(k.as_str()).or_default().push(v.as_str());
+    }
+    let mut s = String::new();
+    match mode {
+        Mode::TwilioKeyValueSort => {
+            let mut kv: Vec<String> = params.iter().map(|(k, v)| format!("{k}{v}")).collect();
+            kv.sort();
+            kv.dedup();
+            s = kv.concat();
+        }
+        Mode::TwilioGivenOrder => {
+            for (k, vs) in &grouped {
+                for v in vs {
+                    s.push_str(k);
+                    s.push_str(v);
+                }
+            }
+        }
+        Mode::TwilioCommaJoin => {
+            for (k, vs) in &grouped {
+                s.push_str(k);
+                s.push_str(&vs.join(","));
+            }
+        }
+        Mode::TwilioFirstOnly => {
+            for (k, vs) in &grouped {
+                s.push_str(k);
+                s.push_str(vs.first().copied().unwrap_or(""));
+            }
+        }
+        _ => {
+            for (k, vs) in &mut grouped {
+                vs.sort_unstable();
+                vs.dedup();
+                for v in vs.iter() {
+                    s.push_str(k);
+                    s.push_str(v);
+                }
+            }
+        }
+    }
+    s
+}
+
+/// The URL variants every official SDK accepts: as-is, port stripped or default port added,
+/// the fragment removed, and `'` ↔ `%27` in the query.
+pub(crate) fn accepted_urls(url: &str) -> Vec<(String, String)> {
+    let mut bases: Vec<(String, String)> = vec![("as-is".to_owned(), url.to_owned())];
+    if let Some(u) = strip_port(url) {
+        bases.push(("port-stripped".to_owned(), u));
+    } else if let Some(u) = add_default_port(url) {
+        bases.push(("default-port-added".to_owned(), u));
+    }
+    if url.contains('#') {
+        let more: Vec<(String, String)> = bases
+            .iter()
+            .filter_map(|(l, u)| {
+                let p = UrlParts::parse(u)?;
+                Some((
+                    format!("{l}+fragment-removed"),
+                    UrlParts {
+                        fragment: None,
+                        ..p
+                    }
+                    .build(),
+                ))
+            })
+            .collect();
+        bases.extend(more);
+    }
+    let mut out = bases.clone();
+    for (l, u) in &bases {
+        let Some(p) = UrlParts::parse(u) else {
+            continue;
+        };
+        let Some(q) = p.query else { continue };
+        if q.contains('\'') {
+            let q2 = q.replace('\'', "%27");
+            out.push((
+                format!("{l}+quote-encoded"),
+                UrlParts {
+                    query: Some(&q2),
+                    ..p
+                }
+                .build(),
+            ));
+        }
+        if q.contains("%27") {
+            let q2 = q.replace("%27", "'");
+            out.push((
+                format!("{l}+quote-decoded"),
+                UrlParts {
+                    query: Some(&q2),
+                    ..p
+                }
+                .build(),
+            ));
+        }
+    }
+    out
+}
+
+pub(crate) fn analyze(cx: &Cx<'_, '_>) -> Analysis {
+    let req = cx.req;
+    let a = Analysis::new(Some(Provider::Twilio), event(req));
+    let Some(raw) = req.header(HEADER) else {
+        return a.verdict_with(
+            Verdict::Unsigned,
+            "The request has no X-Twilio-Signature header. Twilio signs every webhook, so this \
+             was not sent by Twilio (or a proxy dropped the header).",
+        );
+    };
+    let received = match std::str::from_utf8(raw) {
+        Ok(s) if !s.trim().is_empty() => s.trim(),
+        _ => {
+            return a.verdict_with(
+                Verdict::Malformed,
+                "X-Twilio-Signature is empty or not text; Twilio sends base64.",
+            );
+        }
+    };
+    let Some(secret) = cx.secrets.get(Provider::Twilio) else {
+        return a.verdict_with(
+            Verdict::NoSecret,
+            "No Twilio auth token is configured (TWILIO_AUTH_TOKEN or secrets.twilio).",
+        );
+    };
+    let Some(parts) = UrlParts::parse(req.url) else {
+        return a.verdict_with(
+            Verdict::Malformed,
+            format!(
+                "The URL {:?} is not absolute: Twilio signs the full URL it called \
+                 (scheme://host/path?query); pass that URL.",
+                req.url
+            ),
+        );
+    };
+    let json = json_mode(req, &parts);
+    let params = signed_params(req, json);
+    let key = secret.expose();
+
+    let base = Variant::base("as-is", key, req.url, req.body);
+    let accepted: Vec<Variant<'_>> = accepted_urls(req.url)
+        .into_iter()
+        .map(|(l, u)| base.named(l, "").with_url(u))
+        .collect();
+
+    let mut mistakes: Vec<Variant<'_>> = Vec::new();
+    if let Some(sec) = cx.secrets.twilio_secondary() {
+        for v in &accepted {
+            mistakes.push(
+                v.named(
+                    format!("secondary token, {}", v.label),
+                    "the signature matches your secondary auth token: Twilio signs with the \
+                     secondary token only once it has been promoted to primary in the Console. \
+                     Your app still validates with the old primary: update TWILIO_AUTH_TOKEN \
+                     (Twilio reports this as error 57012)",
+                )
+                .with_key(sec.expose().to_vec()),
+            );
+        }
+    }
+    for (label, why, k) in check::key_variants(cx, Provider::Twilio, key) {
+        mistakes.push(base.named(label, why).with_key(k));
+    }
+    for m in check::url_mistakes(cx) {
+        for (l, u) in accepted_urls(&m.url) {
+            let label = if l == "as-is" {
+                m.label.clone()
+            } else {
+                format!("{}, {l}", m.label)
+            };
+            mistakes.push(base.named(label, m.why.clone()).with_url(u));
+        }
+    }
+    let multi = {
+        let mut keys: Vec<&str> = params.iter().map(|(k, _)| k.as_str()).collect();
+        let n = keys.len();
+        keys.sort_unstable();
+        keys.dedup();
+        keys.len() != n
+    };
+    mistakes.push(
+        base.named(
+            "params sorted as key+value",
+            "the sender sorted the parameters as key+value strings instead of by key (a bug some \
+         validators had, e.g. `ReasonConferenceEnded` before `Reason`); Twilio sorts by key",
+        )
+        .with_mode(Mode::TwilioKeyValueSort),
+    );
+    if multi {
+        for (mode, label, why) in [
+            (
+                Mode::TwilioGivenOrder,
+                "repeated params in received order",
+                "the sender signed repeated parameters in received order without sorting or \
+                 de-duplicating them (twilio-ruby's behaviour); Twilio's canonical form sorts \
+                 and de-duplicates the values of a repeated key",
+            ),
+            (
+                Mode::TwilioCommaJoin,
+                "repeated params comma-joined",
+                "the sender joined the values of a repeated parameter with commas \
+                 (twilio-csharp's NameValueCollection behaviour)",
+            ),
+            (
+                Mode::TwilioFirstOnly,
+                "repeated params first value only",
+                "the sender kept only the first value of each repeated parameter \
+                 (twilio-go/twilio-java behaviour)",
+            ),
+        ] {
+            mistakes.push(base.named(label, why).with_mode(mode));
+        }
+    }
+
+    let compute = |v: &Variant<'_>| {
+        let mut signed = v.url.as_bytes().to_vec();
+        signed.extend_from_slice(params_string(&params, v.mode).as_bytes());
+        Some(Computed {
+            sig: b64(&hmac_sha1(&v.key, &signed)),
+            signed,
+        })
+    };
+    let matches = |sig: &str| ct_eq(sig.as_bytes(), received.as_bytes());
+    let out = check::run(&accepted, &mistakes, compute, matches);
+    let url_matched = out.matched.as_ref().map(|(l, _)| l.clone());
+
+    let mut hints = check::url_hints(req.url);
+    if json {
+        hints.push(
+            "JSON body: Twilio signs the URL including its bodySHA256 query parameter (no \
+             form params) and the body is covered by that SHA-256."
+                .to_owned(),
+        );
+    }
+    let summary = "X-Twilio-Signature does not match HMAC-SHA1(auth token, URL + sorted POST \
+                   params) for any URL variant Twilio's SDKs accept (as-is, port stripped or \
+                   added, ' vs %27).";
+    let mut a = check::conclude(a, out, received, summary, hints);
+
+    // JSON bodies: the body is covered by bodySHA256 in the URL.
+    if json {
+        let actual = sha256_hex(req.body);
+        match parts.raw_query_param("bodySHA256") {
+            None => {
+                let d = a.diagnosis.get_or_insert_with(Default::default);
+                a.verdict = Verdict::Invalid;
+                a.matched_variant = None;
+                d.summary = format!(
+                    "The body is JSON but the URL has no bodySHA256 query parameter. For JSON \
+                     webhooks Twilio appends bodySHA256=<SHA-256 of the body> to the URL and \
+                     signs that URL, so without it the body is not covered and the SDKs \
+                     reject the request. Is the URL missing its query string? This body's \
+                     SHA-256 is {actual}. {}",
+                    d.summary
+                )
+                .trim_end()
+                .to_owned();
+            }
+            Some(claimed) if !ct_eq(claimed.to_ascii_lowercase().as_bytes(), actual.as_bytes()) => {
+                let cause = check::body_variants(req.body)
+                    .into_iter()
+                    .find(|(_, _, b)| sha256_hex(b) == claimed.to_ascii_lowercase())
+                    .map(|(_, why, _)| why);
+                let url_note = match &url_matched {
+                    Some(l) => format!("The URL signature holds ({l}), but the"),
+                    None => "Also, the".to_owned(),
+                };
+                let d = a.diagnosis.get_or_insert_with(Default::default);
+                let prefix = format!(
+                    "{url_note} body's SHA-256 is {actual} while the URL says \
+                     bodySHA256={claimed}: the body changed after Twilio signed it."
+                );
+                d.summary = if d.summary.is_empty() {
+                    prefix
+                } else {
+                    format!("{prefix} {}", d.summary)
+                };
+                if d.likely_cause.is_none() {
+                    d.likely_cause = cause;
+                }
+                if d.received.is_none() {
+                    d.received = Some(received.to_owned());
+                }
+                a.verdict = Verdict::Invalid;
+                a.matched_variant = None;
+            }
+            Some(_) => {}
+        }
+    }
+    if a.verdict == Verdict::Valid
+        && let Some(l) = &a.matched_variant
+        && l != "as-is"
+    {
+        a.notes.push(format!(
+            "matched the {l} URL variant: every official SDK accepts it, but code that \
+             compares against the URL exactly as-is would not"
+        ));
+    }
+    a
+}
+
+/// Produces `X-Twilio-Signature` for the request's URL (and, for JSON bodies, a URL with a
+/// fresh `bodySHA256`).
+pub(crate) fn sign(req: &RequestView<'_>, secret: &Secret) -> Result<Signed, SignError> {
+    let parts = UrlParts::parse(req.url).ok_or_else(|| SignError::BadRequest {
+        provider: Provider::Twilio,
+        reason: format!(
+            "{:?} is not an absolute URL; Twilio signs the full URL",
+            req.url
+        ),
+    })?;
+    let json = json_mode(req, &parts);
+    let (url, signed) = if json {
+        let hash = sha256_hex(req.body);
+        let query = match parts.query {
+            Some(q) if parts.raw_query_param("bodySHA256").is_some() => {
+                let mut replaced = false;
+                q.split('&')
+                    .map(|kv| {
+                        if !replaced && kv.split('=').next() == Some("bodySHA256") {
+                            replaced = true;
+                            format!("bodySHA256={hash}")
+                        } else {
+                            kv.to_owned()
+                        }
+                    })
+                    .collect::<Vec<_>>()
+                    .join("&")
+            }
+            Some(q) if !q.is_empty() => format!("{q}&bodySHA256={hash}"),
+            _ => format!("bodySHA256={hash}"),
+        };
+        let url = UrlParts {
+            query: Some(&query),
+            ..parts
+        }
+        .build();
+        (url.clone(), url.into_bytes())
+    } else {
+        let params = signed_params(req, false);
+        let mut s = req.url.as_bytes().to_vec();
+        s.extend_from_slice(params_string(&params, Mode::Canonical).as_bytes());
+        (req.url.to_owned(), s)
+    };
+    let sig = b64(&hmac_sha1(secret.expose(), &signed));
+    Ok(Signed {
+        headers: vec![(HEADER.to_owned(), sig)],
+        url: (url != req.url).then_some(url),
+        body: None,
+    })
+}
+
+/// Whether a request without a signature still looks like Twilio.
+pub(crate) fn looks_like(req: &RequestView<'_>) -> bool {
+    if req.has_header("i-twilio-idempotency-token") {
+        return true;
+    }
+    let params = form_or_query(req);
+    let has = |k: &str| params.iter().any(|(kk, _)| kk == k);
+    (has("AccountSid") && (has("CallSid") || has("MessageSid") || has("SmsSid")))
+        || (has("account_sid") && has("service_sid") && has("type"))
+}
+
+fn form_or_query(req: &RequestView<'_>) -> Vec<(String, String)> {
+    if req.is_get() {
+        UrlParts::parse(req.url)
+            .map(|p| p.query_pairs())
+            .unwrap_or_default()
+    } else if req.is_json() {
+        Vec::new()
+    } else {
+        decode_pairs(req.body)
+    }
+}
+
+/// Names the event: Verify Push, messaging/call status, CloudEvents.
+pub(crate) fn event(req: &RequestView<'_>) -> Option<Event> {
+    if let Some(v) = parse_json(req.body) {
+        let first = match &v {
+            Value::Array(items) => items.first().cloned(),
+            other => Some(other.clone()),
+        };
+        if let Some(obj) = first
+            && let Some(t) = obj.get("type").and_then(Value::as_str)
+        {
+            let mut e = Event::new(t, t);
+            if obj.get("specversion").is_some() {
+                let source = obj.get("source").and_then(Value::as_str).unwrap_or("");
+                e.summary = format!("{t} · {}", abbrev(source, 40));
+            }
+            e.id = obj.get("id").and_then(Value::as_str).map(str::to_owned);
+            if let Value::Object(m) = obj {
+                e.details = m;
+            }
+            return Some(e);
+        }
+        return None;
+    }
+    let params = form_or_query(req);
+    let get = |k: &str| {
+        params
+            .iter()
+            .find(|(kk, _)| kk == k)
+            .map(|(_, v)| v.as_str())
+    };
+    if let Some(t) = get("type")
+        && (get("entity_identity").is_some() || get("factor_sid").is_some())
+    {
+        return Some(verify_push_event(t, &params));
+    }
+    let route = |a: Option<&str>, b: Option<&str>| -> String {
+        format!("{} → {}", a.unwrap_or("?"), b.unwrap_or("?"))
+    };
+    if let Some(status) = get("MessageStatus").or_else(|| get("SmsStatus")) {
+        let sid = get("MessageSid").or_else(|| get("SmsSid")).unwrap_or("");
+        let name = if status == "received" {
+            "message.received".to_owned()
+        } else {
+            format!("message.{status}")
+        };
+        let mut summary = format!(
+            "{name} · {} · {}",
+            abbrev(sid, 8),
+            route(get("From"), get("To"))
+        );
+        if let Some(code) = get("ErrorCode") {
+            summary.push_str(&format!(" · error {code}"));
+        }
+        let mut e = Event::new(name, summary);
+        e.id = Some(sid.to_owned()).filter(|s| !s.is_empty());
+        e.details = string_map(&params);
+        return Some(e);
+    }
+    if let Some(status) = get("CallStatus") {
+        let sid = get("CallSid").unwrap_or("");
+        let name = format!("call.{status}");
+        let summary = format!(
+            "{name} · {} · {}",
+            abbrev(sid, 8),
+            route(get("From"), get("To"))
+        );
+        let mut e = Event::new(name, summary);
+        e.id = Some(sid.to_owned()).filter(|s| !s.is_empty());
+        e.details = string_map(&params);
+        return Some(e);
+    }
+    if get("AccountSid").is_some() {
+        let mut e = Event::new("webhook", "Twilio webhook");
+        e.details = string_map(&params);
+        return Some(e);
+    }
+    None
+}
+
+fn string_map(params: &[(String, String)]) -> Map<String, Value> {
+    let mut m = Map::new();
+    for (k, v) in params {
+        m.entry(k.clone())
+            .or_insert_with(|| Value::String(v.clone()));
+    }
+    m
+}
+
+/// A Verify Push webhook: `type`, entity, factor, and the JSON-string fields decoded.
+fn verify_push_event(t: &str, params: &[(String, String)]) -> Event {
+    let get = |k: &str| {
+        params
+            .iter()
+            .find(|(kk, _)| kk == k)
+            .map(|(_, v)| v.as_str())
+    };
+    let mut details = Map::new();
+    for (k, v) in params {
+        let value = if JSON_FIELDS.contains(&k.as_str()) {
+            serde_json::from_str::<Value>(v).unwrap_or_else(|_| Value::String(v.clone()))
+        } else {
+            Value::String(v.clone())
+        };
+        details.entry(k.clone()).or_insert(value);
+    }
+    let v2 = V2_FIELDS.iter().any(|f| get(f).is_some());
+    details.insert(
+        "webhook_version".to_owned(),
+        Value::String(if v2 { "v2" } else { "v1" }.to_owned()),
+    );
+    if !VERIFY_PUSH_EVENTS.contains(&t) {
+        details.insert(
+            "undocumented_type".to_owned(),
+            Value::String(format!(
+                "{t} is not one of the documented Verify Push events ({})",
+                VERIFY_PUSH_EVENTS.join(", ")
+            )),
+        );
+    }
+    let mut summary = t.to_owned();
+    if let Some(entity) = get("entity_identity") {
+        summary.push_str(&format!(" · entity {}", abbrev(entity, 4)));
+    }
+    if let Some(factor) = get("factor_sid") {
+        summary.push_str(&format!(" · factor {}", abbrev(factor, 2)));
+    }
+    if t.starts_with("challenge.")
+        && let Some(Value::Object(d)) = details.get("challenge_details")
+        && let Some(msg) = d.get("message").and_then(Value::as_str)
+    {
+        summary.push_str(&format!(" · “{}”", abbrev(msg, 32)));
+    }
+    if !v2 {
+        summary.push_str(" · v1 (legacy)");
+    }
+    let mut e = Event::new(t, summary);
+    e.id = get("uuid").map(str::to_owned);
+    e.details = details;
+    e
+}
