@@ -1,0 +1,161 @@
+//! The `twk-tunnel` binary end to end: real processes, real relay, real signals.
+#![allow(clippy::unwrap_used)]
+
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+use twk_e2e::*;
+
+const BIN: &str = env!("CARGO_BIN_EXE_twk-tunnel");
+
+struct Running {
+    child: Child,
+    lines: tokio::io::Lines<BufReader<tokio::process::ChildStdout>>,
+}
+
+impl Running {
+    async fn line(&mut self) -> String {
+        tokio::time::timeout(Duration::from_secs(10), self.lines.next_line())
+            .await
+            .expect("no output line within 10 s")
+            .unwrap()
+            .expect("stdout closed")
+    }
+}
+
+fn spawn(args: &[&str], envs: &[(&str, &str)]) -> Running {
+    let mut cmd = Command::new(BIN);
+    cmd.args(args)
+        .env_remove("TWK_RELAY")
+        .env_remove("TWK_TOKEN")
+        .env_remove("TWK_NAME")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    for (k, v) in envs {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().unwrap();
+    let lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    Running { child, lines }
+}
+
+async fn stderr_of(child: Child) -> (Option<i32>, String) {
+    let out = tokio::time::timeout(Duration::from_secs(10), child.wait_with_output())
+        .await
+        .expect("process did not exit within 10 s")
+        .unwrap();
+    (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+#[tokio::test]
+async fn ndjson_output_then_sigkill_mid_request_gives_502_within_a_second() {
+    trace_init();
+    let relay = spawn_relay(relay_config(tokens(&["tok"]))).await;
+    let mut target = FakeTarget::slow(Duration::from_secs(60)).await;
+    let relay_url = relay.url(false);
+    let target_arg = target.addr.to_string();
+    let mut run = spawn(
+        &["--relay", &relay_url, "--name", "killme", "--json", &target_arg],
+        &[("TWK_TOKEN", "tok")],
+    );
+    let ready: serde_json::Value = serde_json::from_str(&run.line().await).unwrap();
+    assert_eq!(ready["event"], "ready");
+    assert_eq!(ready["public_url"], format!("http://{}/t/killme", relay.addr));
+    assert_eq!(ready["target"], format!("http://{}", target.addr));
+
+    // One quick exchange shows up as an NDJSON line.
+    let r = send(relay.addr, "POST", "/t/killme/quick?x=1", &[], "hello").await.unwrap();
+    assert_eq!(r.status, 200);
+    let _ = target.next().await;
+    let ex: serde_json::Value = serde_json::from_str(&run.line().await).unwrap();
+    assert_eq!(ex["event"], "exchange");
+    assert_eq!(ex["method"], "POST");
+    assert_eq!(ex["path"], "/quick?x=1");
+    assert_eq!(ex["status"], 200);
+    assert!(ex["id"].as_i64().is_some());
+    assert!(ex["duration_ms"].as_i64().is_some());
+
+    // A request is held by the target; the client is killed without a chance to say goodbye.
+    let addr = relay.addr;
+    let pending = tokio::spawn(async move { send(addr, "POST", "/t/killme/slow", &[], "").await });
+    let _ = target.next().await;
+    let pid = nix::unistd::Pid::from_raw(run.child.id().unwrap() as i32);
+    let t0 = Instant::now();
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL).unwrap();
+    let r = pending.await.unwrap().unwrap();
+    let took = t0.elapsed();
+    assert_eq!(r.status, 502, "{}", r.text());
+    assert!(r.text().contains("(tunnel side)"), "{}", r.text());
+    assert!(took < Duration::from_secs(1), "502 took {took:?}");
+    // And the name is free again: new requests get 503, not a hang.
+    let r = send(relay.addr, "POST", "/t/killme/again", &[], "").await.unwrap();
+    assert_eq!(r.status, 503);
+}
+
+#[tokio::test]
+async fn a_bad_token_exits_non_zero_with_a_clear_message() {
+    trace_init();
+    let relay = spawn_relay(relay_config(tokens(&["right"]))).await;
+    let run = spawn(&["--relay", &relay.url(false), "--no-tui", "3000"], &[("TWK_TOKEN", "zq-not-the-token-81")]);
+    let (code, stderr) = stderr_of(run.child).await;
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stderr.contains("401") && stderr.contains("token"), "{stderr}");
+    assert!(!stderr.contains("zq-not-the-token-81"), "the token was printed: {stderr}");
+}
+
+#[tokio::test]
+async fn a_name_held_by_another_token_exits_with_409() {
+    trace_init();
+    let relay = spawn_relay(relay_config(tokens(&["owner", "other"]))).await;
+    let target = FakeTarget::echo().await;
+    let mut cfg = agent_config(&relay, target.addr);
+    cfg.token = Some("owner".into());
+    cfg.name = Some("taken".into());
+    let mut holder = spawn_agent(cfg);
+    holder.connected().await;
+    let run = spawn(
+        &["--relay", &relay.url(false), "--name", "taken", "--no-tui", "3000"],
+        &[("TWK_TOKEN", "other")],
+    );
+    let (code, stderr) = stderr_of(run.child).await;
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stderr.contains("409") && stderr.contains("taken"), "{stderr}");
+}
+
+#[tokio::test]
+async fn plain_output_on_the_embedded_relay_and_graceful_sigterm() {
+    trace_init();
+    let mut target = FakeTarget::echo().await;
+    let target_arg = target.addr.to_string();
+    // Port 0 asks for any free port, so parallel tests never collide.
+    let mut run = spawn(&["--no-tui", "--embedded-port", "0", &target_arg], &[]);
+    let first = run.line().await;
+    let rest = first.strip_prefix("Forwarding ").expect(&first);
+    let (url, tgt) = rest.split_once(" -> ").unwrap();
+    assert_eq!(tgt, format!("http://{}", target.addr));
+    let rest = url.strip_prefix("http://").expect(url);
+    let (hostport, path) = rest.split_once('/').unwrap();
+    let addr: std::net::SocketAddr = hostport.parse().unwrap();
+    assert!(addr.ip().is_loopback());
+    let r = send(addr, "PUT", &format!("/{path}/plain?q=1"), &[], "x").await.unwrap();
+    assert_eq!(r.status, 200);
+    let _ = target.next().await;
+    let line = run.line().await;
+    assert!(line.contains("PUT") && line.contains("/plain?q=1") && line.contains("200"), "{line}");
+    let pid = nix::unistd::Pid::from_raw(run.child.id().unwrap() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    let (code, stderr) = stderr_of(run.child).await;
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(stderr.contains("embedded relay"), "{stderr}");
+}
+
+#[tokio::test]
+async fn usage_errors_exit_2() {
+    let out = Command::new(BIN).output().await.unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let out = Command::new(BIN).args(["--host-header", "sideways", "3000"]).output().await.unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}
