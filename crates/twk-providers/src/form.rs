@@ -158,4 +158,26 @@ mod tests {
             ]
         );
     }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: 256, failure_persistence: None, ..Default::default() })]
+
+        #[test]
+        fn decoding_never_panics(data in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..256)) {
+            let _ = decode_pairs(&data);
+            let _ = percent_decode(&data);
+            if let Ok(v) = serde_json::from_slice::<Value>(&data) {
+                let _ = flatten_json(&v);
+            }
+        }
+
+        #[test]
+        fn encode_then_decode_roundtrips(s in "\\PC{0,40}") {
+            for enc in [Encoding::Rfc3986Plus, Encoding::JavaUrlEncoder] {
+                let e = encode(&s, enc);
+                proptest::prop_assert!(e.is_ascii());
+                proptest::prop_assert_eq!(percent_decode(e.as_bytes()), s.clone());
+            }
+        }
+    }
 }
