@@ -171,7 +171,10 @@ pub fn prepare(original: &Exchange, opts: &ReplayOptions) -> Result<PreparedRepl
             // The scheme signs the public URL's query (Twilio `bodySHA256`): carry the new
             // query over to the local path.
             let new_query = url.split_once('?').map(|(_, q)| q.to_owned());
-            let local = path.split_once('?').map_or(path.as_str(), |(p, _)| p).to_owned();
+            let local = path
+                .split_once('?')
+                .map_or(path.as_str(), |(p, _)| p)
+                .to_owned();
             path = match new_query {
                 Some(q) => format!("{local}?{q}"),
                 None => local,
@@ -209,9 +212,9 @@ pub fn prepare(original: &Exchange, opts: &ReplayOptions) -> Result<PreparedRepl
         map.insert(HOST, host);
     }
     let uri_text = format!("{base_path}{path}");
-    let uri: http::Uri = uri_text.parse().map_err(|e: http::uri::InvalidUri| {
-        ReplayError::BadTarget(format!("{base}{path}: {e}"))
-    })?;
+    let uri: http::Uri = uri_text
+        .parse()
+        .map_err(|e: http::uri::InvalidUri| ReplayError::BadTarget(format!("{base}{path}: {e}")))?;
     let mut request = Request::new(Full::new(Bytes::from(body)));
     *request.method_mut() = method;
     *request.uri_mut() = uri;
@@ -255,7 +258,12 @@ pub async fn replay(original: &Exchange, opts: &ReplayOptions) -> Result<Exchang
         target,
         request: Message {
             headers: sent_headers,
-            body: capture(&sent_body, sent_body.len() as u64, hex_sha256(&sent_body), opts.capture_cap),
+            body: capture(
+                &sent_body,
+                sent_body.len() as u64,
+                hex_sha256(&sent_body),
+                opts.capture_cap,
+            ),
         },
         status: None,
         response: None,
@@ -358,12 +366,18 @@ fn analyze_into(ex: &mut Exchange, secrets: &Secrets) {
     for h in &ex.request.headers {
         view = view.with_header(&h.name, &h.value);
     }
-    let provider = ex.provider.as_deref().and_then(|p| p.parse::<Provider>().ok());
+    let provider = ex
+        .provider
+        .as_deref()
+        .and_then(|p| p.parse::<Provider>().ok());
     let opts = VerifyOptions::at(jiff::Timestamp::now().as_second()).with_provider(provider);
     let a = twk_providers::analyze(&view, secrets, &opts);
     let verdict = a.verdict.as_str().to_owned();
     let provider = a.provider.map(|p| p.as_str().to_owned());
-    let event = a.event.as_ref().map(|e| (e.name.clone(), e.summary.clone()));
+    let event = a
+        .event
+        .as_ref()
+        .map(|e| (e.name.clone(), e.summary.clone()));
     let analysis = serde_json::to_value(&a).ok();
     if provider.is_some() {
         ex.provider = provider;
@@ -471,13 +485,34 @@ mod tests {
             target: target.into(),
             request: Message {
                 headers: vec![
-                    Header { name: "host".into(), value: b"t.example".to_vec() },
-                    Header { name: "content-type".into(), value: b"application/json".to_vec() },
-                    Header { name: "stripe-signature".into(), value: b"t=1,v1=00".to_vec() },
-                    Header { name: "connection".into(), value: b"x-drop-me".to_vec() },
-                    Header { name: "x-drop-me".into(), value: b"1".to_vec() },
-                    Header { name: "transfer-encoding".into(), value: b"chunked".to_vec() },
-                    Header { name: "content-length".into(), value: b"999".to_vec() },
+                    Header {
+                        name: "host".into(),
+                        value: b"t.example".to_vec(),
+                    },
+                    Header {
+                        name: "content-type".into(),
+                        value: b"application/json".to_vec(),
+                    },
+                    Header {
+                        name: "stripe-signature".into(),
+                        value: b"t=1,v1=00".to_vec(),
+                    },
+                    Header {
+                        name: "connection".into(),
+                        value: b"x-drop-me".to_vec(),
+                    },
+                    Header {
+                        name: "x-drop-me".into(),
+                        value: b"1".to_vec(),
+                    },
+                    Header {
+                        name: "transfer-encoding".into(),
+                        value: b"chunked".to_vec(),
+                    },
+                    Header {
+                        name: "content-length".into(),
+                        value: b"999".to_vec(),
+                    },
                 ],
                 body: CapturedBody {
                     len: body.len() as u64,
@@ -501,19 +536,25 @@ mod tests {
 
     #[test]
     fn verbatim_strips_hop_by_hop_and_recomputes_length() {
-        let p = prepare(&original("http://127.0.0.1:3000/base/"), &ReplayOptions::default())
-            .expect("prepared");
+        let p = prepare(
+            &original("http://127.0.0.1:3000/base/"),
+            &ReplayOptions::default(),
+        )
+        .expect("prepared");
         assert_eq!(p.authority, "127.0.0.1:3000");
         assert_eq!(p.request.uri(), "/base/hook?x=1");
         let h = p.request.headers();
         assert_eq!(h["host"], "t.example");
         assert_eq!(h["stripe-signature"], "t=1,v1=00");
-        assert_eq!(h["content-length"], "54");
+        assert_eq!(h["content-length"], "53");
         for gone in ["connection", "x-drop-me", "transfer-encoding"] {
             assert!(!h.contains_key(gone), "{gone} kept");
         }
         let names: Vec<&str> = h.keys().map(|k| k.as_str()).collect();
-        assert_eq!(names, ["host", "content-type", "stripe-signature", "content-length"]);
+        assert_eq!(
+            names,
+            ["host", "content-type", "stripe-signature", "content-length"]
+        );
     }
 
     #[test]
@@ -602,14 +643,18 @@ mod tests {
         secrets.set(Provider::Stripe, twk_providers::Secret::new("whsec_test"));
         let opts = ReplayOptions {
             resign: true,
-            body: Some(b"{\"id\":\"evt_1\",\"object\":\"event\",\"type\":\"invoice.edited\"}".to_vec()),
+            body: Some(
+                b"{\"id\":\"evt_1\",\"object\":\"event\",\"type\":\"invoice.edited\"}".to_vec(),
+            ),
             secrets: secrets.clone(),
             ..ReplayOptions::default()
         };
         let p = prepare(&original("http://127.0.0.1:3000"), &opts).expect("prepared");
         let h = p.request.headers();
         let body = p.request.body().clone();
-        let rt = tokio::runtime::Builder::new_current_thread().build().expect("rt");
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("rt");
         let body = rt
             .block_on(body.collect())
             .map(|c| c.to_bytes())
@@ -624,5 +669,74 @@ mod tests {
             &VerifyOptions::at(jiff::Timestamp::now().as_second()),
         );
         assert_eq!(a.verdict, twk_providers::Verdict::Valid, "{a:?}");
+    }
+
+    /// One raw HTTP/1.1 exchange on 127.0.0.1:0: returns the bytes received; answers 302.
+    async fn raw_server() -> (String, tokio::task::JoinHandle<Vec<u8>>) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = l.local_addr().expect("addr");
+        let h = tokio::spawn(async move {
+            let (mut c, _) = l.accept().await.expect("accept");
+            let mut raw = Vec::new();
+            let mut buf = [0u8; 4096];
+            loop {
+                let n = c.read(&mut buf).await.expect("read");
+                raw.extend_from_slice(buf.get(..n).unwrap_or_default());
+                let head_end = raw.windows(4).position(|w| w == b"\r\n\r\n");
+                if n == 0 || head_end.is_some_and(|e| raw.len() >= e + 4 + 53) {
+                    break;
+                }
+            }
+            c.write_all(b"HTTP/1.1 302 Found\r\nlocation: http://elsewhere.invalid/\r\ncontent-length: 5\r\n\r\nmoved")
+                .await
+                .expect("write");
+            raw
+        });
+        (format!("http://{addr}"), h)
+    }
+
+    #[tokio::test]
+    async fn verbatim_replay_is_byte_identical_and_redirects_are_not_followed() {
+        let (url, server) = raw_server().await;
+        let o = original("http://127.0.0.1:9");
+        let opts = ReplayOptions {
+            to: Some(url.clone()),
+            ..ReplayOptions::default()
+        };
+        let ex = replay(&o, &opts).await.expect("replayed");
+        let raw = server.await.expect("server");
+        let mut expected = b"POST /hook?x=1 HTTP/1.1\r\nhost: t.example\r\ncontent-type: application/json\r\nstripe-signature: t=1,v1=00\r\ncontent-length: 53\r\n\r\n".to_vec();
+        expected.extend_from_slice(&o.request.body.bytes);
+        assert_eq!(
+            String::from_utf8_lossy(&raw),
+            String::from_utf8_lossy(&expected)
+        );
+        assert_eq!(ex.status, Some(302));
+        assert_eq!(ex.replay_of, Some(41));
+        assert_eq!(ex.target, url);
+        assert_eq!(
+            ex.response.as_ref().map(|r| r.body.bytes.clone()),
+            Some(b"moved".to_vec())
+        );
+        assert_eq!(ex.request.body.bytes, o.request.body.bytes);
+        assert!(ex.failure.is_none());
+        assert_eq!(ex.verdict.as_deref(), Some("no_secret"));
+    }
+
+    #[tokio::test]
+    async fn unreachable_target_is_a_target_failure() {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let url = format!("http://{}", l.local_addr().expect("addr"));
+        drop(l);
+        let ex = replay(&original(&url), &ReplayOptions::default())
+            .await
+            .expect("replayed");
+        assert_eq!(ex.status, None);
+        assert_eq!(ex.failure.map(|f| f.side), Some(Side::Target));
     }
 }

@@ -130,6 +130,11 @@ impl Store {
             tunnel_counts: HashMap::new(),
         };
         crate::schema::migrate(&mut store.conn)?;
+        // Keep planner statistics fresh (bounded work: analysis_limit), as SQLite recommends
+        // for connections opened on a database that may have grown.
+        store
+            .conn
+            .execute_batch("PRAGMA analysis_limit=1000; PRAGMA optimize=0x10002;")?;
         // WAL and SHM exist now: make sure they are private too.
         paths::ensure_private_file(&path)?;
         Ok(store)
@@ -504,11 +509,20 @@ fn where_clause(f: &Filter) -> (String, Vec<Value>) {
         Some(StatusFilter::NoResponse) => conds.push("e.status IS NULL".into()),
         None => {}
     }
+    // With an equality filter, its (col, id) index is the better access path: keep the
+    // planner off the received_ms index (unary `+`) so `--event X --since T` stays fast.
+    let has_eq =
+        f.name.is_some() || f.provider.is_some() || f.event.is_some() || f.verdict.is_some();
+    let time_col = if has_eq {
+        "+e.received_ms"
+    } else {
+        "e.received_ms"
+    };
     if let Some(s) = f.since_ms {
-        push("e.received_ms >= #", Value::Integer(s), &mut conds);
+        push(&format!("{time_col} >= #"), Value::Integer(s), &mut conds);
     }
     if let Some(u) = f.until_ms {
-        push("e.received_ms <= #", Value::Integer(u), &mut conds);
+        push(&format!("{time_col} <= #"), Value::Integer(u), &mut conds);
     }
     if let Some(r) = f.replay_of {
         push("e.replay_of = #", Value::Integer(r), &mut conds);
