@@ -44,7 +44,9 @@ CREATE TABLE exchanges (
     resp_body_truncated  INTEGER,
     -- Reserved for the Basic-auth handshake pairing and lints (issue 6): JSON, NULL until then.
     handshake            TEXT,
-    lints                TEXT
+    lints                TEXT,
+    -- 4 for 4xx…, so `--status 5xx` is an indexed equality (ordered by id) instead of a sort.
+    status_class         INTEGER GENERATED ALWAYS AS (status / 100) VIRTUAL
 );
 -- Heads and bodies live apart so that list/count/filter scans touch only small rows.
 CREATE TABLE payloads (
@@ -63,6 +65,7 @@ CREATE INDEX exchanges_event    ON exchanges (event, id);
 CREATE INDEX exchanges_provider ON exchanges (provider, id);
 CREATE INDEX exchanges_verdict  ON exchanges (verdict, id);
 CREATE INDEX exchanges_status   ON exchanges (status, id);
+CREATE INDEX exchanges_class    ON exchanges (status_class, id);
 CREATE INDEX exchanges_received ON exchanges (received_ms);
 CREATE INDEX exchanges_group    ON exchanges (group_key, id) WHERE group_key IS NOT NULL;
 CREATE INDEX exchanges_replay   ON exchanges (replay_of) WHERE replay_of IS NOT NULL;

@@ -119,6 +119,9 @@ impl Store {
             tracing::warn!(mode, "capture database is not in WAL mode");
         }
         conn.pragma_update(None, "synchronous", "NORMAL")?;
+        // 16 MiB page cache (SQLite's default is 2 MiB): list views re-read the same pages.
+        conn.pragma_update(None, "cache_size", -16384)?;
+        conn.pragma_update(None, "temp_store", "MEMORY")?;
         if let Some(max) = opts.max_db_bytes {
             let page: i64 = conn.query_row("PRAGMA page_size", [], |r| r.get(0))?;
             let pages = (max / page.max(512) as u64).max(1);
@@ -502,9 +505,7 @@ fn where_clause(f: &Filter) -> (String, Vec<Value>) {
     match f.status {
         Some(StatusFilter::Exact(c)) => push("e.status = #", Value::Integer(c.into()), &mut conds),
         Some(StatusFilter::Class(c)) => {
-            let lo = i64::from(c) * 100;
-            push("e.status >= #", Value::Integer(lo), &mut conds);
-            push("e.status < #", Value::Integer(lo + 100), &mut conds);
+            push("e.status_class = #", Value::Integer(c.into()), &mut conds)
         }
         Some(StatusFilter::NoResponse) => conds.push("e.status IS NULL".into()),
         None => {}
