@@ -1,8 +1,8 @@
 //! Plain and NDJSON output of the tunnel (used with --no-tui or when stdout is not a terminal).
 
 use std::io::Write;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{SyncSender, TrySendError, sync_channel};
 use twk_agent::{ConnState, Observer};
 use twk_capture::Exchange;
 
@@ -15,33 +15,80 @@ pub enum OutputMode {
     Json,
 }
 
-/// Prints connection states and exchanges, flushing each line.
+/// What the output thread is asked to do.
+enum Out {
+    Line(String),
+    /// Write everything queued so far, then answer.
+    Flush(std::sync::mpsc::Sender<()>),
+}
+
+/// Lines waiting for a slow stdout before new ones are dropped (and counted).
+const QUEUE_LINES: usize = 65_536;
+
+/// Prints connection states and exchanges, flushing each line. Writing happens on a dedicated
+/// thread: a stdout nobody reads must never slow or block forwarding.
 pub struct Printer {
     mode: OutputMode,
     target: String,
     ready: AtomicBool,
     next_id: AtomicU64,
-    out: Mutex<()>,
+    tx: SyncSender<Out>,
+    dropped: AtomicU64,
 }
 
 impl Printer {
     /// A printer for `target`.
     pub fn new(mode: OutputMode, target: String) -> Self {
+        let (tx, rx) = sync_channel::<Out>(QUEUE_LINES);
+        std::thread::Builder::new()
+            .name("twk-output".into())
+            .spawn(move || {
+                let stdout = std::io::stdout();
+                for msg in rx {
+                    match msg {
+                        Out::Line(line) => {
+                            let mut out = stdout.lock();
+                            // A closed stdout (e.g. `| head`) must not stop forwarding.
+                            let _ = writeln!(out, "{line}");
+                            let _ = out.flush();
+                        }
+                        Out::Flush(done) => {
+                            let _ = done.send(());
+                        }
+                    }
+                }
+            })
+            .ok();
         Printer {
             mode,
             target,
             ready: AtomicBool::new(false),
             next_id: AtomicU64::new(1),
-            out: Mutex::new(()),
+            tx,
+            dropped: AtomicU64::new(0),
         }
     }
 
     fn line(&self, s: &str) {
-        let _guard = self.out.lock().unwrap_or_else(|p| p.into_inner());
-        let mut out = std::io::stdout().lock();
-        // A closed stdout (e.g. `| head`) must not stop forwarding.
-        let _ = writeln!(out, "{s}");
-        let _ = out.flush();
+        match self.tx.try_send(Out::Line(s.to_string())) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) => {
+                if self.dropped.fetch_add(1, Ordering::Relaxed) == 0 {
+                    eprintln!(
+                        "twk: stdout is not keeping up; output lines are being dropped (forwarding goes on)"
+                    );
+                }
+            }
+            Err(TrySendError::Disconnected(_)) => {}
+        }
+    }
+
+    /// Waits (up to 2 s) until every queued line is written; called before exiting.
+    pub fn flush(&self) {
+        let (tx, rx) = std::sync::mpsc::channel();
+        if self.tx.send(Out::Flush(tx)).is_ok() {
+            let _ = rx.recv_timeout(std::time::Duration::from_secs(2));
+        }
     }
 }
 
@@ -54,7 +101,8 @@ fn clock(ms: i64) -> String {
 
 impl Observer for Printer {
     fn connection(&self, state: &ConnState) {
-        let first = matches!(state, ConnState::Connected { .. }) && !self.ready.swap(true, Ordering::SeqCst);
+        let first = matches!(state, ConnState::Connected { .. })
+            && !self.ready.swap(true, Ordering::SeqCst);
         match self.mode {
             OutputMode::Plain => match state {
                 ConnState::Connected { public_url, .. } if first => {

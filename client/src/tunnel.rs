@@ -99,7 +99,9 @@ pub async fn run(args: TunnelArgs) -> anyhow::Result<ExitCode> {
         Some(url) => RelayUrl::parse(url).map_err(anyhow::Error::msg)?,
         None => {
             let listener = bind_embedded(args.embedded_port).await?;
-            let addr = listener.local_addr().context("reading the embedded relay address")?;
+            let addr = listener
+                .local_addr()
+                .context("reading the embedded relay address")?;
             let mut cfg = twk_relay::RelayConfig::new(addr.to_string(), twk_relay::Auth::Open);
             cfg.url_style = twk_relay::UrlStyle::Path;
             cfg.request_timeout = args.request_timeout;
@@ -131,16 +133,17 @@ pub async fn run(args: TunnelArgs) -> anyhow::Result<ExitCode> {
     let printer = Arc::new(Printer::new(mode, target.url()));
     let result = twk_agent::run(cfg, printer.clone(), shutdown.clone()).await;
     shutdown.cancel();
+    printer.flush();
     if let Some(task) = embedded {
         let _ = task.await;
     }
     match result {
         Ok(()) => Ok(ExitCode::SUCCESS),
-        Err(e @ AgentError::Unauthorized(_)) => {
-            Err(anyhow::Error::new(e).context("the relay did not accept this tunnel; check --token / TWK_TOKEN"))
-        }
-        Err(e @ AgentError::NameTaken(_)) => Err(anyhow::Error::new(e)
-            .context("another token holds this name; pick another --name or stop the other tunnel")),
+        Err(e @ AgentError::Unauthorized(_)) => Err(anyhow::Error::new(e)
+            .context("the relay did not accept this tunnel; check --token / TWK_TOKEN")),
+        Err(e @ AgentError::NameTaken(_)) => Err(anyhow::Error::new(e).context(
+            "another token holds this name; pick another --name or stop the other tunnel",
+        )),
         Err(e) => Err(e.into()),
     }
 }

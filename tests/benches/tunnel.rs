@@ -1,0 +1,237 @@
+//! Tunnel throughput and latency against a direct request, in one run.
+//!
+//! Starts a local HTTP server, the real `twk-relay` and `twk-tunnel` binaries (release build),
+//! then drives the server directly and through the tunnel at 1, 16 and 64 concurrent
+//! keep-alive connections. Prints req/s, p50, p99, the tunnel/direct ratio and the peak RSS of
+//! the relay and client processes.
+//!
+//! Run: `cargo build --release -p twk-relay-server -p twk-tunnel && cargo bench -p twk-e2e --bench tunnel`
+//! Env: `TWK_BENCH_SECS` (seconds per phase, default 3), `TWK_BIN_DIR` (default target/release),
+//! `TWK_BENCH_BODY` (request body bytes, default 1024).
+#![allow(clippy::unwrap_used)]
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_util::rt::TokioIo;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+fn bin_dir() -> PathBuf {
+    if let Ok(d) = std::env::var("TWK_BIN_DIR") {
+        return PathBuf::from(d);
+    }
+    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    manifest.parent().unwrap().join("target").join("release")
+}
+
+fn peak_rss_kib(pid: u32) -> Option<u64> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    s.lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+}
+
+struct Stats {
+    rps: f64,
+    p50: Duration,
+    p99: Duration,
+    errors: u64,
+}
+
+async fn drive(addr: SocketAddr, path: &str, conns: usize, secs: u64, body: Bytes) -> Stats {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..conns {
+        let path = path.to_string();
+        let body = body.clone();
+        tasks.push(tokio::spawn(async move {
+            let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+            tcp.set_nodelay(true).unwrap();
+            let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
+                .await
+                .unwrap();
+            tokio::spawn(conn);
+            let mut lat = Vec::new();
+            let mut errors = 0u64;
+            while Instant::now() < deadline {
+                let req = http::Request::post(path.as_str())
+                    .header("host", addr.to_string())
+                    .header("content-type", "application/json")
+                    .body(Full::new(body.clone()))
+                    .unwrap();
+                let t0 = Instant::now();
+                match sender.send_request(req).await {
+                    Ok(resp) => {
+                        let ok = resp.status() == 200;
+                        let _ = resp.into_body().collect().await;
+                        if ok {
+                            lat.push(t0.elapsed());
+                        } else {
+                            errors += 1;
+                        }
+                    }
+                    Err(_) => {
+                        errors += 1;
+                        break;
+                    }
+                }
+            }
+            (lat, errors)
+        }));
+    }
+    let mut all = Vec::new();
+    let mut errors = 0;
+    for t in tasks {
+        let (l, e) = t.await.unwrap();
+        all.extend(l);
+        errors += e;
+    }
+    let elapsed = started.elapsed();
+    all.sort();
+    let pct = |p: f64| {
+        if all.is_empty() {
+            Duration::ZERO
+        } else {
+            all[((all.len() as f64 - 1.0) * p) as usize]
+        }
+    };
+    Stats {
+        rps: all.len() as f64 / elapsed.as_secs_f64(),
+        p50: pct(0.50),
+        p99: pct(0.99),
+        errors,
+    }
+}
+
+async fn first_line(
+    child: &mut Child,
+) -> (
+    String,
+    tokio::io::Lines<BufReader<tokio::process::ChildStdout>>,
+) {
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let line = tokio::time::timeout(Duration::from_secs(20), lines.next_line())
+        .await
+        .expect("no first line within 20 s")
+        .unwrap()
+        .expect("process exited");
+    (line, lines)
+}
+
+#[tokio::main]
+async fn main() {
+    let secs: u64 = std::env::var("TWK_BENCH_SECS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3);
+    let body_len: usize = std::env::var("TWK_BENCH_BODY")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1024);
+    let dir = bin_dir();
+    let relay_bin = dir.join("twk-relay");
+    let tunnel_bin = dir.join("twk-tunnel");
+    if !relay_bin.exists() || !tunnel_bin.exists() {
+        eprintln!(
+            "benchmark needs release binaries in {}: run `cargo build --release -p twk-relay-server -p twk-tunnel` first",
+            dir.display()
+        );
+        std::process::exit(2);
+    }
+    // The local target: answers 200 with a small JSON body.
+    let target = twk_e2e::FakeTarget::with(|_| {
+        http::Response::new(Full::new(Bytes::from_static(b"{\"ok\":true}")))
+    })
+    .await;
+    let mut relay = Command::new(&relay_bin)
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--domain",
+            "bench.test",
+            "--url-style",
+            "path",
+        ])
+        .env("TWK_RELAY_TOKENS", "bench-token")
+        .env("TWK_LOG", "error")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let (line, _relay_lines) = first_line(&mut relay).await;
+    let relay_addr: SocketAddr = line.strip_prefix("listening on ").unwrap().parse().unwrap();
+    let mut tunnel = Command::new(&tunnel_bin)
+        .args([
+            "--relay",
+            &format!("http://{relay_addr}"),
+            "--name",
+            "bench",
+            "--json",
+            &target.addr.to_string(),
+        ])
+        .env("TWK_TOKEN", "bench-token")
+        .env("TWK_LOG", "error")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let (ready, mut lines) = first_line(&mut tunnel).await;
+    assert!(ready.contains("\"ready\""), "{ready}");
+    // Drain the per-exchange NDJSON lines, as a consumer would.
+    let drained = tokio::spawn(async move {
+        let mut n = 0u64;
+        while let Ok(Some(_)) = lines.next_line().await {
+            n += 1;
+        }
+        n
+    });
+
+    let body = Bytes::from(vec![b'x'; body_len]);
+    println!(
+        "twk tunnel benchmark: {secs} s per phase, POST with a {body_len}-byte body, keep-alive connections"
+    );
+    println!(
+        "{:>5}  {:>12} {:>9} {:>9}  {:>12} {:>9} {:>9}  {:>9} {:>8}",
+        "conns", "direct rps", "p50", "p99", "tunnel rps", "p50", "p99", "rps ratio", "errors"
+    );
+    for conns in [1usize, 16, 64] {
+        let d = drive(target.addr, "/hook", conns, secs, body.clone()).await;
+        let t = drive(relay_addr, "/t/bench/hook", conns, secs, body.clone()).await;
+        println!(
+            "{:>5}  {:>12.0} {:>9.2?} {:>9.2?}  {:>12.0} {:>9.2?} {:>9.2?}  {:>9.3} {:>8}",
+            conns,
+            d.rps,
+            d.p50,
+            d.p99,
+            t.rps,
+            t.p50,
+            t.p99,
+            t.rps / d.rps,
+            d.errors + t.errors
+        );
+    }
+    let relay_rss = relay.id().and_then(peak_rss_kib);
+    let tunnel_rss = tunnel.id().and_then(peak_rss_kib);
+    println!(
+        "peak RSS: relay {} MiB, client {} MiB",
+        relay_rss
+            .map(|k| format!("{:.1}", k as f64 / 1024.0))
+            .unwrap_or("?".into()),
+        tunnel_rss
+            .map(|k| format!("{:.1}", k as f64 / 1024.0))
+            .unwrap_or("?".into())
+    );
+    let _ = tunnel.start_kill();
+    let _ = tunnel.wait().await;
+    let lines = drained.await.unwrap_or(0);
+    println!("client printed {lines} exchange lines");
+    let _ = relay.start_kill();
+}
