@@ -1,0 +1,360 @@
+//! `twk-tunnel verify` / `twk-tunnel sign` as a user runs them: exit codes 0/1/2 and the
+//! `--json` fields.
+#![allow(clippy::unwrap_used)]
+
+use std::io::Write as _;
+use std::process::{Command, Output, Stdio};
+
+const BIN: &str = env!("CARGO_BIN_EXE_twk-tunnel");
+
+const TWILIO_URL: &str = "https://mycompany.com/myapp.php?foo=1&bar=2";
+const TWILIO_BODY: &str = "CallSid=CA1234567890ABCDE&Caller=%2B14158675309&Digits=1234&From=%2B14158675309&To=%2B18005551212";
+const TWILIO_SIG: &str = "RSOYDt4T1cUTdK1PDd93/VVr8B8=";
+
+fn run(args: &[&str]) -> Output {
+    Command::new(BIN)
+        .args(args)
+        .env_remove("TWK_SECRET")
+        .env_remove("TWILIO_SECONDARY_AUTH_TOKEN")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn twilio_args<'a>(url: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut v = vec![
+        "verify",
+        "--secret",
+        "12345",
+        "--url",
+        url,
+        "-H",
+        "Content-Type: application/x-www-form-urlencoded",
+        "-H",
+        "X-Twilio-Signature: RSOYDt4T1cUTdK1PDd93/VVr8B8=",
+        "--body",
+        TWILIO_BODY,
+    ];
+    v.extend_from_slice(extra);
+    v
+}
+
+#[test]
+fn verify_valid_exits_0() {
+    let o = run(&twilio_args(TWILIO_URL, &[]));
+    assert_eq!(o.status.code(), Some(0), "{o:?}");
+    let out = stdout(&o);
+    assert!(out.contains("twilio"), "{out}");
+    assert!(out.contains("valid (matched: as-is)"), "{out}");
+}
+
+#[test]
+fn verify_invalid_exits_1_with_a_diagnosis() {
+    let o = run(&twilio_args(
+        "http://mycompany.com/myapp.php?foo=1&bar=2",
+        &[],
+    ));
+    assert_eq!(o.status.code(), Some(1), "{o:?}");
+    let out = stdout(&o);
+    assert!(out.contains("verdict    invalid"), "{out}");
+    assert!(out.contains("expected"), "{out}");
+    assert!(out.contains(&format!("received   {TWILIO_SIG}")), "{out}");
+    assert!(out.contains("likely"), "{out}");
+    assert!(out.contains("https://mycompany.com/myapp.php"), "{out}");
+}
+
+#[test]
+fn verify_json_has_the_contract_fields() {
+    let o = run(&twilio_args(
+        "https://mycompany.com:8080/myapp.php?foo=1&bar=2",
+        &["--json"],
+    ));
+    assert_eq!(o.status.code(), Some(0), "{o:?}");
+    let v: serde_json::Value = serde_json::from_str(stdout(&o).trim()).unwrap();
+    for k in [
+        "provider",
+        "event",
+        "verdict",
+        "matched_variant",
+        "diagnosis",
+    ] {
+        assert!(v.get(k).is_some(), "missing {k}: {v}");
+    }
+    assert_eq!(v["provider"], "twilio");
+    assert_eq!(v["verdict"], "valid");
+    assert_eq!(v["matched_variant"], "port-stripped");
+    assert!(v["diagnosis"].is_null());
+
+    let o = run(&twilio_args(
+        "http://mycompany.com/myapp.php?foo=1&bar=2",
+        &["--json"],
+    ));
+    assert_eq!(o.status.code(), Some(1));
+    let v: serde_json::Value = serde_json::from_str(stdout(&o).trim()).unwrap();
+    assert_eq!(v["verdict"], "invalid");
+    assert_eq!(v["diagnosis"]["received"], TWILIO_SIG);
+    assert!(
+        v["diagnosis"]["likely_cause"]
+            .as_str()
+            .unwrap()
+            .contains("https://")
+    );
+    // The secret never appears.
+    assert!(!stdout(&o).contains("12345\""));
+}
+
+#[test]
+fn verify_other_verdicts_exit_1() {
+    // A wrong Stripe signature.
+    let o = run(&[
+        "verify",
+        "--provider",
+        "stripe",
+        "--secret",
+        "whsec_test_secret",
+        "--url",
+        "https://x.example/h",
+        "-H",
+        "Stripe-Signature: t=12345,v1=00",
+        "--body",
+        "{}",
+        "--json",
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    let v: serde_json::Value = serde_json::from_str(stdout(&o).trim()).unwrap();
+    assert_eq!(v["verdict"], "invalid");
+
+    // Unsigned: nothing recognisable.
+    let o = run(&[
+        "verify",
+        "--secret",
+        "s",
+        "--url",
+        "https://x.example/h",
+        "--body",
+        "hi",
+        "--json",
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    let v: serde_json::Value = serde_json::from_str(stdout(&o).trim()).unwrap();
+    assert_eq!(v["verdict"], "unsigned");
+    assert!(v["provider"].is_null());
+
+    // Malformed header.
+    let o = run(&[
+        "verify",
+        "--secret",
+        "s",
+        "--url",
+        "https://x.example/h",
+        "-H",
+        "Stripe-Signature: bad_header",
+        "--json",
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    let v: serde_json::Value = serde_json::from_str(stdout(&o).trim()).unwrap();
+    assert_eq!(v["verdict"], "malformed");
+}
+
+#[test]
+fn stale_exits_1_and_tolerance_0_turns_the_check_off() {
+    let sign = run(&[
+        "sign",
+        "--provider",
+        "stripe",
+        "--secret",
+        "whsec_k",
+        "--url",
+        "https://x.example/h",
+        "--body",
+        "{}",
+        "--timestamp",
+        "1000",
+    ]);
+    assert_eq!(sign.status.code(), Some(0));
+    let header = stdout(&sign).trim().to_owned();
+    assert!(
+        header.starts_with("Stripe-Signature: t=1000,v1="),
+        "{header}"
+    );
+    let verify = |extra: &[&str]| {
+        let mut args = vec![
+            "verify",
+            "--secret",
+            "whsec_k",
+            "--url",
+            "https://x.example/h",
+            "-H",
+            &header,
+            "--body",
+            "{}",
+            "--now",
+            "5000",
+            "--json",
+        ];
+        args.extend_from_slice(extra);
+        run(&args)
+    };
+    let o = verify(&[]);
+    assert_eq!(o.status.code(), Some(1));
+    let v: serde_json::Value = serde_json::from_str(stdout(&o).trim()).unwrap();
+    assert_eq!(v["verdict"], "stale");
+    assert_eq!(v["skew_secs"], 4000);
+    assert_eq!(verify(&["--tolerance", "0"]).status.code(), Some(0));
+    assert_eq!(verify(&["--tolerance", "5000"]).status.code(), Some(0));
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    // A bad -H line.
+    let o = run(&[
+        "verify",
+        "--secret",
+        "s",
+        "--url",
+        "https://x",
+        "-H",
+        "no colon here",
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{o:?}");
+    assert!(String::from_utf8_lossy(&o.stderr).contains("Name: value"));
+    // An unreadable body file.
+    let o = run(&[
+        "verify",
+        "--secret",
+        "s",
+        "--url",
+        "https://x",
+        "--body-file",
+        "/nonexistent/twk-body",
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{o:?}");
+    assert!(String::from_utf8_lossy(&o.stderr).contains("/nonexistent/twk-body"));
+    // clap's own: missing --url, unknown provider, --body with --body-file.
+    assert_eq!(run(&["verify", "--secret", "s"]).status.code(), Some(2));
+    assert_eq!(
+        run(&[
+            "verify",
+            "--secret",
+            "s",
+            "--url",
+            "https://x",
+            "--provider",
+            "paypal"
+        ])
+        .status
+        .code(),
+        Some(2)
+    );
+    assert_eq!(
+        run(&[
+            "verify",
+            "--secret",
+            "s",
+            "--url",
+            "https://x",
+            "--body",
+            "a",
+            "--body-file",
+            "f"
+        ])
+        .status
+        .code(),
+        Some(2)
+    );
+    // sign without a detectable provider.
+    assert_eq!(
+        run(&["sign", "--secret", "s", "--url", "https://x", "--body", "a"])
+            .status
+            .code(),
+        Some(2)
+    );
+}
+
+#[test]
+fn sign_prints_headers_that_verify() {
+    let o = run(&[
+        "sign",
+        "--provider",
+        "svix",
+        "--secret",
+        "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+        "--url",
+        "https://x.example/h",
+        "--body",
+        r#"{"test": 2432232314}"#,
+        "--timestamp",
+        "1614265330",
+        "--id",
+        "msg_p5jXN8AQM9LWM0D4loKWxJek",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{o:?}");
+    let out = stdout(&o);
+    assert!(
+        out.contains("svix-signature: v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="),
+        "{out}"
+    );
+
+    // Twilio: sign, then verify with the printed header.
+    let o = run(&[
+        "sign",
+        "--provider",
+        "twilio",
+        "--secret",
+        "12345",
+        "--url",
+        TWILIO_URL,
+        "-H",
+        "Content-Type: application/x-www-form-urlencoded",
+        "--body",
+        TWILIO_BODY,
+    ]);
+    assert_eq!(o.status.code(), Some(0));
+    let line = stdout(&o).trim().to_owned();
+    assert_eq!(line, format!("X-Twilio-Signature: {TWILIO_SIG}"));
+    let o = run(&[
+        "verify",
+        "--secret",
+        "12345",
+        "--url",
+        TWILIO_URL,
+        "-H",
+        "Content-Type: application/x-www-form-urlencoded",
+        "-H",
+        &line,
+        "--body",
+        TWILIO_BODY,
+    ]);
+    assert_eq!(o.status.code(), Some(0));
+}
+
+#[test]
+fn body_file_from_stdin_is_byte_exact() {
+    let mut child = Command::new(BIN)
+        .args([
+            "verify", "--provider", "github", "--secret", "It's a Secret to Everybody", "--url",
+            "https://x.example/gh", "-H",
+            "X-Hub-Signature-256: sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17",
+            "--body-file", "-", "--json",
+        ])
+        .env_remove("TWK_SECRET")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"Hello, World!")
+        .unwrap();
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(o.status.code(), Some(0), "{o:?}");
+    let v: serde_json::Value = serde_json::from_str(stdout(&o).trim()).unwrap();
+    assert_eq!(v["verdict"], "valid");
+    assert_eq!(v["provider"], "github");
+}
