@@ -1,1 +1,51 @@
-//! twk-inspector (work in progress)
+//! twk-inspector: the terminal inspector of twk, as a library — every webhook live, its
+//! signature verdict, its details, and replay with one key.
+//!
+//! It follows the Elm Architecture: one [`Model`], one [`Msg`] enum, [`update`] (pure: no I/O,
+//! no clock, no store) and [`view`] (draws the model into a ratatui frame). `update` answers
+//! with [`Cmd`]s: [`Load`]s, which [`Data`] executes against the capture store (a local SQLite
+//! file) and feeds back as messages, and [`Intent`]s (replay, edit-and-replay, copy, quit),
+//! which the host carries out.
+//!
+//! Layout:
+//! - [`model`]: Model, Msg, update, intents; [`layout`]: the screen regions.
+//! - [`view`]: drawing; [`detail`]: the detail tabs; [`body`]: pretty bodies (JSON, form
+//!   table, XML, JWT decoded, hex).
+//! - [`data`]: paging rows from the store by window (never loading all of them), so a frame
+//!   costs the same with 100,000 stored exchanges.
+//! - [`filter`]: the `/` filter language; [`keymap`]: the keys.
+//! - [`sanitize`]: THE sanitizer for untrusted text (views, log lines, clipboard);
+//!   [`clipboard`]: OSC 52; [`edit`]: the request as an editable HTTP message.
+//!
+//! What it is NOT: it never touches the network and never sends anything (the host replays
+//! through `twk-agent`); it does not own the terminal (the host enters raw mode, reads events
+//! and writes OSC 52); it does not verify signatures (it shows the verdict `twk-providers`
+//! stored; a JWT body is decoded for reading, never verified here).
+#![warn(missing_docs)]
+
+pub mod body;
+pub mod clipboard;
+pub mod data;
+pub mod detail;
+pub mod edit;
+pub mod filter;
+pub mod keymap;
+pub mod layout;
+pub mod model;
+pub mod sanitize;
+pub mod view;
+
+pub use data::Data;
+pub use detail::{Detail, Tab};
+pub use model::{
+    Cmd, Conn, CopyWhat, Counts, Focus, Intent, Level, Load, Model, Msg, Start, update,
+};
+pub use view::view;
+
+/// Errors of the inspector library.
+#[derive(Debug, thiserror::Error)]
+pub enum InspectorError {
+    /// Reading the capture store failed.
+    #[error("capture store: {0}")]
+    Capture(#[from] twk_capture::CaptureError),
+}

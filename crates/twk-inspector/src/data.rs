@@ -1,0 +1,123 @@
+//! Executes the model's [`Load`] requests against the capture store (a local SQLite file) and
+//! turns the answers into [`Msg`]s. This is the only place the inspector reads data.
+
+use crate::InspectorError;
+use crate::model::{Cmd, Counts, Intent, Load, Model, Msg, Start, update};
+use twk_capture::{Filter, Order, StatusFilter, Store};
+
+/// A read connection to the capture store.
+#[derive(Debug)]
+pub struct Data {
+    store: Store,
+}
+
+impl Data {
+    /// Wraps a store opened for reading (e.g. `Recorder::reader()`).
+    pub fn new(store: Store) -> Data {
+        Data { store }
+    }
+
+    /// The underlying store.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Answers one request.
+    pub fn load(&self, load: &Load) -> Result<Msg, InspectorError> {
+        match load {
+            Load::Rows {
+                generation,
+                filter,
+                start,
+                limit,
+            } => {
+                let total = self.store.count(filter)?;
+                let (offset, anchor) = match *start {
+                    Start::Offset(o) => (o.min(total.saturating_sub(1)), None),
+                    Start::Around { id, before } => {
+                        let newer = self.store.count(&Filter {
+                            after_id: Some(id),
+                            ..(**filter).clone()
+                        })?;
+                        let pos = newer.min(total.saturating_sub(1));
+                        (pos.saturating_sub(before), Some(pos))
+                    }
+                };
+                let rows = self.store.list(&Filter {
+                    order: Order::NewestFirst,
+                    offset,
+                    limit: Some(*limit),
+                    ..(**filter).clone()
+                })?;
+                Ok(Msg::Rows {
+                    generation: *generation,
+                    start: offset,
+                    total,
+                    anchor,
+                    rows,
+                })
+            }
+            Load::Detail(id) => Ok(match self.store.get(*id)? {
+                Some(x) => Msg::Detail(Box::new(x)),
+                None => Msg::DetailMissing(*id),
+            }),
+            Load::Counts => {
+                let all = Filter::default();
+                let status = |s| Filter {
+                    status: Some(s),
+                    ..Filter::default()
+                };
+                let verdict = |v: &str| Filter {
+                    verdict: Some(v.to_owned()),
+                    ..Filter::default()
+                };
+                let max_id = self.store.max_id()?.unwrap_or(0);
+                Ok(Msg::Counts(Counts {
+                    total: self.store.count(&all)?,
+                    errors: self.store.count(&status(StatusFilter::Class(4)))?
+                        + self.store.count(&status(StatusFilter::Class(5)))?
+                        + self.store.count(&status(StatusFilter::NoResponse))?,
+                    invalid: self.store.count(&verdict("invalid"))?
+                        + self.store.count(&verdict("malformed"))?,
+                    max_id,
+                }))
+            }
+        }
+    }
+
+    /// Runs `msg` through [`update`], answers every load it asks for (feeding the answers
+    /// back in), and returns the intents for the host. A failed load becomes an error notice.
+    pub fn dispatch(&self, model: &mut Model, msg: Msg) -> Vec<Intent> {
+        let mut intents = Vec::new();
+        let mut queue = vec![msg];
+        // Bounded: each answer can only ask for a few more loads.
+        let mut budget = 64;
+        while let Some(msg) = queue.pop() {
+            for cmd in update(model, msg) {
+                match cmd {
+                    Cmd::Intent(i) => intents.push(i),
+                    Cmd::Load(load) => {
+                        budget -= 1;
+                        if budget == 0 {
+                            tracing::warn!("inspector load loop cut short");
+                            return intents;
+                        }
+                        match self.load(&load) {
+                            Ok(answer) => queue.push(answer),
+                            Err(e) => {
+                                if let Load::Rows { .. } = load {
+                                    model.list.loading = false;
+                                }
+                                queue.push(Msg::Notice(
+                                    format!("cannot read the capture store: {e}"),
+                                    crate::model::Level::Error,
+                                ));
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        intents
+    }
+}

@@ -1,0 +1,602 @@
+//! The detail pane's content: one list of display lines per tab, built once when an exchange
+//! is loaded (so drawing a frame only slices them).
+//!
+//! Secrets: header values that carry credentials or signatures (the capture crate's
+//! [`twk_capture::redact`] rule: `Authorization`, cookies, every `*signature*` header, …) are
+//! shown as `[REDACTED]` in the Request and Response tabs unless the user reveals them with
+//! `s`. The Signature tab shows the expected and received signatures (comparing them is its
+//! purpose; a signature is not the secret), and Basic-auth passwords are always masked.
+
+use crate::body::{self, BodyKind};
+use crate::sanitize::{clean, clean_line, clean_lines};
+use base64::Engine as _;
+use jiff::tz::TimeZone;
+use ratatui::style::{Color, Modifier, Style};
+use ratatui::text::{Line, Span};
+use serde::Deserialize;
+use twk_capture::{Exchange, Header, Message, StoredExchange, redact};
+
+/// The detail tabs, in order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Tab {
+    /// Request head and pretty body.
+    #[default]
+    Request,
+    /// Response head and pretty body.
+    Response,
+    /// Signature verdict and diagnosis.
+    Signature,
+    /// Basic-auth handshake (issue 6 fills the timeline).
+    Auth,
+    /// Timings.
+    Timing,
+}
+
+impl Tab {
+    /// All tabs in display order.
+    pub const ALL: [Tab; 5] = [
+        Tab::Request,
+        Tab::Response,
+        Tab::Signature,
+        Tab::Auth,
+        Tab::Timing,
+    ];
+
+    /// Title shown in the tab bar.
+    pub fn title(self) -> &'static str {
+        match self {
+            Tab::Request => "Request",
+            Tab::Response => "Response",
+            Tab::Signature => "Signature",
+            Tab::Auth => "Auth",
+            Tab::Timing => "Timing",
+        }
+    }
+
+    /// Position in [`Tab::ALL`].
+    pub fn index(self) -> usize {
+        Tab::ALL.iter().position(|t| *t == self).unwrap_or(0)
+    }
+
+    /// The next tab (wrapping).
+    pub fn next(self) -> Tab {
+        Tab::ALL[(self.index() + 1) % Tab::ALL.len()]
+    }
+
+    /// The previous tab (wrapping).
+    pub fn prev(self) -> Tab {
+        Tab::ALL[(self.index() + Tab::ALL.len() - 1) % Tab::ALL.len()]
+    }
+}
+
+/// A loaded exchange and its rendered tabs.
+#[derive(Debug, Clone)]
+pub struct Detail {
+    /// The exchange as stored.
+    pub stored: StoredExchange,
+    /// Whether secret headers are shown.
+    pub revealed: bool,
+    /// One header line for the pane title.
+    pub title: String,
+    /// Rendered Request tab.
+    pub request: Vec<Line<'static>>,
+    /// Rendered Response tab.
+    pub response: Vec<Line<'static>>,
+    /// Rendered Signature tab.
+    pub signature: Vec<Line<'static>>,
+    /// Rendered Auth tab.
+    pub auth: Vec<Line<'static>>,
+    /// Rendered Timing tab.
+    pub timing: Vec<Line<'static>>,
+}
+
+impl Detail {
+    /// Renders every tab of `stored`.
+    pub fn build(stored: StoredExchange, revealed: bool, tz: &TimeZone) -> Detail {
+        let ex = &stored.exchange;
+        let title = clean_line(
+            &format!(
+                "#{} {} {} → {}",
+                stored.id(),
+                ex.method,
+                ex.path,
+                ex.status
+                    .map_or("no response".to_owned(), |s| s.to_string())
+            ),
+            512,
+        );
+        Detail {
+            request: request_tab(ex, revealed),
+            response: response_tab(ex, revealed),
+            signature: signature_tab(ex),
+            auth: auth_tab(&stored),
+            timing: timing_tab(&stored, tz),
+            title,
+            revealed,
+            stored,
+        }
+    }
+
+    /// The lines of `tab`.
+    pub fn lines(&self, tab: Tab) -> &[Line<'static>] {
+        match tab {
+            Tab::Request => &self.request,
+            Tab::Response => &self.response,
+            Tab::Signature => &self.signature,
+            Tab::Auth => &self.auth,
+            Tab::Timing => &self.timing,
+        }
+    }
+
+    /// The exchange id.
+    pub fn id(&self) -> twk_capture::ExchangeId {
+        self.stored.id()
+    }
+}
+
+fn dim() -> Style {
+    Style::new().fg(Color::DarkGray)
+}
+
+fn key() -> Style {
+    Style::new().fg(Color::Cyan)
+}
+
+fn bold() -> Style {
+    Style::new().add_modifier(Modifier::BOLD)
+}
+
+fn kv(k: &str, v: &str) -> Line<'static> {
+    Line::from(vec![
+        Span::styled(format!("{:<14}", clean_line(k, 14)), key()),
+        Span::raw(clean(v)),
+    ])
+}
+
+fn section(title: &str) -> Line<'static> {
+    Line::styled(clean_line(title, 256), bold())
+}
+
+fn header_lines(headers: &[Header], revealed: bool) -> Vec<Line<'static>> {
+    if headers.is_empty() {
+        return vec![Line::styled("(no headers)", dim())];
+    }
+    headers
+        .iter()
+        .map(|h| {
+            let shown = if revealed {
+                std::borrow::Cow::Borrowed(h.value.as_slice())
+            } else {
+                redact::redact_value(&h.name, &h.value)
+            };
+            let masked = !revealed && redact::is_secret_header(&h.name);
+            let value = String::from_utf8_lossy(&shown);
+            Line::from(vec![
+                Span::styled(clean_line(&h.name, 128), key()),
+                Span::styled(": ", dim()),
+                Span::styled(
+                    clean(&value),
+                    if masked {
+                        Style::new().fg(Color::Yellow)
+                    } else {
+                        Style::new()
+                    },
+                ),
+            ])
+        })
+        .collect()
+}
+
+fn message_lines(m: &Message, revealed: bool) -> Vec<Line<'static>> {
+    let mut out = vec![section(&format!("Headers ({})", m.headers.len()))];
+    out.extend(header_lines(&m.headers, revealed));
+    if !revealed && m.headers.iter().any(|h| redact::is_secret_header(&h.name)) {
+        out.push(Line::styled(
+            "(secret values redacted: press s to reveal)",
+            dim(),
+        ));
+    }
+    out.push(Line::raw(""));
+    let (kind, lines) = body::render(&m.headers, &m.body);
+    let label = if kind == BodyKind::Empty {
+        "Body".to_owned()
+    } else {
+        format!("Body ({}, {} bytes)", kind.label(), m.body.len)
+    };
+    out.push(section(&label));
+    out.extend(lines);
+    out
+}
+
+fn request_tab(ex: &Exchange, revealed: bool) -> Vec<Line<'static>> {
+    let mut out = vec![
+        Line::from(vec![
+            Span::styled(clean_line(&ex.method, 32), bold()),
+            Span::raw(" "),
+            Span::raw(clean(&ex.path)),
+        ]),
+        kv("public URL", &ex.public_url),
+        kv("from", ex.remote_addr.as_deref().unwrap_or("-")),
+        kv("target", &ex.target),
+    ];
+    if let Some(of) = ex.replay_of {
+        out.push(kv("replay of", &format!("#{of}")));
+    }
+    out.push(Line::raw(""));
+    out.extend(message_lines(&ex.request, revealed));
+    out
+}
+
+fn response_tab(ex: &Exchange, revealed: bool) -> Vec<Line<'static>> {
+    let mut out = Vec::new();
+    if let Some(f) = &ex.failure {
+        let side = match f.side {
+            twk_capture::Side::Sender => "sender",
+            twk_capture::Side::Tunnel => "tunnel",
+            twk_capture::Side::Target => "local target",
+        };
+        out.push(Line::styled(
+            format!("failed ({side}): {}", clean(&f.message)),
+            Style::new().fg(Color::Red),
+        ));
+        out.push(Line::raw(""));
+    }
+    match (&ex.response, ex.status) {
+        (Some(m), status) => {
+            out.push(Line::from(vec![
+                Span::styled("Status ", key()),
+                status_span(status),
+            ]));
+            out.push(Line::raw(""));
+            out.extend(message_lines(m, revealed));
+        }
+        (None, _) => out.push(Line::styled("No response came back.", dim())),
+    }
+    out
+}
+
+/// A coloured status code.
+pub fn status_span(status: Option<u16>) -> Span<'static> {
+    match status {
+        None => Span::styled("---", Style::new().fg(Color::Red)),
+        Some(s) => {
+            let color = match s {
+                200..=299 => Color::Green,
+                300..=399 => Color::Cyan,
+                400..=499 => Color::Yellow,
+                _ => Color::Red,
+            };
+            Span::styled(s.to_string(), Style::new().fg(color))
+        }
+    }
+}
+
+/// The verdict mark of the list: (symbol, style).
+pub fn verdict_mark(verdict: Option<&str>) -> (&'static str, Style) {
+    match verdict {
+        Some("valid") => ("✓", Style::new().fg(Color::Green)),
+        Some("invalid") => (
+            "✗",
+            Style::new().fg(Color::Red).add_modifier(Modifier::BOLD),
+        ),
+        Some("malformed") => ("✗", Style::new().fg(Color::Magenta)),
+        Some("stale") => ("!", Style::new().fg(Color::Yellow)),
+        Some("no_secret") => ("?", Style::new().fg(Color::Blue)),
+        Some("unsigned") | None => ("–", dim()),
+        Some(_) => ("?", dim()),
+    }
+}
+
+/// The provider crate's analysis, read leniently from the stored JSON (unknown fields and
+/// missing fields are fine).
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct AnalysisView {
+    provider: Option<String>,
+    event: Option<EventView>,
+    verdict: Option<String>,
+    matched_variant: Option<String>,
+    signed_string: Option<String>,
+    skew_secs: Option<i64>,
+    diagnosis: Option<DiagnosisView>,
+    notes: Vec<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct EventView {
+    name: Option<String>,
+    summary: Option<String>,
+    id: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct DiagnosisView {
+    summary: Option<String>,
+    expected: Option<String>,
+    received: Option<String>,
+    signed_string: Option<String>,
+    likely_cause: Option<String>,
+    hints: Vec<String>,
+    checked: Vec<String>,
+}
+
+fn verdict_words(v: &str) -> &'static str {
+    match v {
+        "valid" => "valid: the signature matches",
+        "invalid" => "invalid: the signature does not match",
+        "stale" => "stale: the signature matches but the timestamp is too old",
+        "unsigned" => "unsigned: the request carries no signature",
+        "no_secret" => "no secret: configure the provider's secret to check this",
+        "malformed" => "malformed: the signature header cannot be parsed",
+        _ => "unknown verdict",
+    }
+}
+
+fn wrapped(label: &str, text: &str, style: Style) -> Vec<Line<'static>> {
+    let mut out = vec![Line::styled(format!("{label}:"), key())];
+    out.extend(
+        clean_lines(text)
+            .into_iter()
+            .map(|l| Line::styled(format!("  {l}"), style)),
+    );
+    out
+}
+
+fn signature_tab(ex: &Exchange) -> Vec<Line<'static>> {
+    let verdict = ex.verdict.as_deref();
+    let (mark, style) = verdict_mark(verdict);
+    let mut out = vec![Line::from(vec![
+        Span::styled(format!("{mark} "), style),
+        Span::styled(
+            verdict.map_or("not checked", verdict_words).to_owned(),
+            style.add_modifier(Modifier::BOLD),
+        ),
+    ])];
+    let Some(json) = &ex.analysis else {
+        out.push(Line::raw(""));
+        out.push(Line::styled(
+            "No analysis stored for this exchange (no provider recognised, or recorded without one).",
+            dim(),
+        ));
+        return out;
+    };
+    let a: AnalysisView = match serde_json::from_value(json.clone()) {
+        Ok(a) => a,
+        Err(_) => {
+            out.push(Line::styled("analysis (raw):", key()));
+            let pretty = serde_json::to_string_pretty(json).unwrap_or_default();
+            out.extend(clean_lines(&pretty).into_iter().map(Line::from));
+            return out;
+        }
+    };
+    out.push(Line::raw(""));
+    out.push(kv(
+        "provider",
+        a.provider
+            .as_deref()
+            .or(ex.provider.as_deref())
+            .unwrap_or("unknown"),
+    ));
+    if let Some(e) = &a.event {
+        let name = e.name.as_deref().unwrap_or("-");
+        out.push(kv("event", name));
+        if let Some(s) = &e.summary {
+            out.push(kv("summary", s));
+        }
+        if let Some(id) = &e.id {
+            out.push(kv("delivery id", id));
+        }
+    }
+    if let Some(v) = &a.matched_variant {
+        out.push(kv("matched", v));
+    }
+    if let Some(s) = a.skew_secs {
+        out.push(kv("clock skew", &format!("{s} s (now − signed timestamp)")));
+    }
+    if let Some(d) = &a.diagnosis {
+        out.push(Line::raw(""));
+        if let Some(s) = &d.summary {
+            out.extend(wrapped("diagnosis", s, Style::new()));
+        }
+        if let Some(s) = &d.likely_cause {
+            out.extend(wrapped("likely cause", s, Style::new().fg(Color::Yellow)));
+        }
+        if let Some(s) = &d.expected {
+            out.push(kv("expected", s));
+        }
+        if let Some(s) = &d.received {
+            out.push(kv("received", s));
+        }
+        for h in &d.hints {
+            out.extend(wrapped("hint", h, dim()));
+        }
+        if !d.checked.is_empty() {
+            out.push(kv("checked", &d.checked.join(", ")));
+        }
+    }
+    let signed = a.signed_string.as_deref().or(a
+        .diagnosis
+        .as_ref()
+        .and_then(|d| d.signed_string.as_deref()));
+    if let Some(s) = signed {
+        out.push(Line::raw(""));
+        out.extend(wrapped(
+            "signed string (escaped)",
+            s,
+            Style::new().fg(Color::Gray),
+        ));
+    }
+    for n in &a.notes {
+        out.extend(wrapped("note", n, dim()));
+    }
+    if a.verdict.as_deref().is_some_and(|v| Some(v) != verdict) {
+        out.push(kv("stored verdict", verdict.unwrap_or("-")));
+    }
+    out
+}
+
+/// The Basic-auth user of an `Authorization: Basic …` header (password never returned).
+pub fn basic_auth_user(headers: &[Header]) -> Option<String> {
+    let h = headers
+        .iter()
+        .find(|h| h.name.eq_ignore_ascii_case("authorization"))?;
+    let v = std::str::from_utf8(&h.value).ok()?;
+    let (scheme, cred) = v.trim().split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(cred.trim())
+        .ok()?;
+    let text = String::from_utf8_lossy(&decoded);
+    Some(
+        text.split_once(':')
+            .map_or(text.as_ref(), |(u, _)| u)
+            .to_owned(),
+    )
+}
+
+fn auth_tab(stored: &StoredExchange) -> Vec<Line<'static>> {
+    let ex = &stored.exchange;
+    let mut out = Vec::new();
+    match &stored.handshake {
+        Some(h) => {
+            out.push(section("Basic-auth handshake"));
+            let pretty = serde_json::to_string_pretty(h).unwrap_or_default();
+            out.extend(clean_lines(&pretty).into_iter().map(Line::from));
+        }
+        None => out.push(Line::styled(
+            "no Basic-auth handshake on this exchange",
+            dim(),
+        )),
+    }
+    if let Some(lints) = &stored.lints {
+        out.push(Line::raw(""));
+        out.push(section("Lints"));
+        let pretty = serde_json::to_string_pretty(lints).unwrap_or_default();
+        out.extend(clean_lines(&pretty).into_iter().map(Line::from));
+    }
+    out.push(Line::raw(""));
+    match basic_auth_user(&ex.request.headers) {
+        Some(user) => out.push(kv(
+            "credentials",
+            &format!("Basic, user {user:?}, password ********"),
+        )),
+        None if ex
+            .request
+            .headers
+            .iter()
+            .any(|h| h.name.eq_ignore_ascii_case("authorization")) =>
+        {
+            out.push(kv("credentials", "Authorization present (not Basic)"))
+        }
+        None => out.push(kv("credentials", "none (no Authorization header)")),
+    }
+    if let Some(resp) = &ex.response {
+        if let Some(h) = resp
+            .headers
+            .iter()
+            .find(|h| h.name.eq_ignore_ascii_case("www-authenticate"))
+        {
+            out.push(kv("challenge", &String::from_utf8_lossy(&h.value)));
+        } else if ex.status == Some(401) {
+            out.push(Line::styled(
+                "401 without WWW-Authenticate: a Basic-auth sender (Bandwidth) will not retry",
+                Style::new().fg(Color::Red),
+            ));
+        }
+    }
+    out
+}
+
+/// `HH:MM:SS.mmm` in `tz`.
+pub fn clock(ms: i64, tz: &TimeZone, millis: bool) -> String {
+    match jiff::Timestamp::from_millisecond(ms) {
+        Ok(ts) => {
+            let z = ts.to_zoned(tz.clone());
+            if millis {
+                z.strftime("%H:%M:%S%.3f").to_string()
+            } else {
+                z.strftime("%H:%M:%S").to_string()
+            }
+        }
+        Err(_) => "??:??:??".to_owned(),
+    }
+}
+
+fn timing_tab(stored: &StoredExchange, tz: &TimeZone) -> Vec<Line<'static>> {
+    let ex = &stored.exchange;
+    let t = &ex.timings;
+    let date = jiff::Timestamp::from_millisecond(t.received_ms)
+        .map(|ts| ts.to_zoned(tz.clone()).strftime("%Y-%m-%d %Z").to_string())
+        .unwrap_or_default();
+    let mut out = vec![kv("date", &date)];
+    let points = [
+        ("received", Some(t.received_ms)),
+        ("forwarded", t.forwarded_ms),
+        ("first byte", t.first_byte_ms),
+        ("done", t.done_ms),
+    ];
+    let total = t
+        .done_ms
+        .map(|d| d.saturating_sub(t.received_ms))
+        .unwrap_or(0)
+        .max(1);
+    for (label, at) in points {
+        match at {
+            Some(at) => {
+                let delta = at.saturating_sub(t.received_ms);
+                let bar = usize::try_from((delta.clamp(0, total) * 40) / total).unwrap_or(0);
+                out.push(Line::from(vec![
+                    Span::styled(format!("{label:<14}"), key()),
+                    Span::raw(format!("{}  +{delta:>6} ms  ", clock(at, tz, true))),
+                    Span::styled("█".repeat(bar), Style::new().fg(Color::Blue)),
+                ]));
+            }
+            None => out.push(kv(label, "-")),
+        }
+    }
+    out.push(Line::raw(""));
+    out.push(kv(
+        "total",
+        &ex.duration_ms()
+            .map_or("-".to_owned(), |d| format!("{d} ms")),
+    ));
+    out.push(kv("tunnel", &ex.tunnel));
+    out.push(kv("request id", &ex.request_id));
+    if let Some(a) = stored.attempt {
+        out.push(kv("attempt", &a.to_string()));
+    }
+    if let Some(g) = &stored.group_key {
+        out.push(kv("group", g));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tabs_cycle() {
+        assert_eq!(Tab::Timing.next(), Tab::Request);
+        assert_eq!(Tab::Request.prev(), Tab::Timing);
+        assert_eq!(Tab::Signature.index(), 2);
+    }
+
+    #[test]
+    fn basic_user_only() {
+        let h = vec![Header {
+            name: "Authorization".into(),
+            value: b"Basic YWxpY2U6czNjcmV0".to_vec(),
+        }];
+        assert_eq!(basic_auth_user(&h).as_deref(), Some("alice"));
+        let bad = vec![Header {
+            name: "authorization".into(),
+            value: b"Basic !!!".to_vec(),
+        }];
+        assert_eq!(basic_auth_user(&bad), None);
+    }
+}

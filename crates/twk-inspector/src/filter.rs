@@ -1,0 +1,170 @@
+//! The `/` filter language: free text plus `provider:`, `event:`, `status:` and `verdict:`
+//! terms, turned into a capture-store [`Filter`].
+//!
+//! ```
+//! use twk_inspector::filter::parse;
+//! let f = parse("provider:stripe status:5xx invoice paid").unwrap();
+//! assert_eq!(f.provider.as_deref(), Some("stripe"));
+//! assert_eq!(f.grep.as_deref(), Some("invoice paid"));
+//! ```
+
+use std::str::FromStr;
+use twk_capture::{Filter, StatusFilter, Summary};
+
+/// Why a filter text was refused (the previous filter stays in force).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FilterError {
+    /// `status:` needs `404`, `4xx` or `none`.
+    #[error("status:{0} is not a status (use e.g. 404, 4xx or none)")]
+    BadStatus(String),
+    /// `verdict:` needs one of the verdict names.
+    #[error(
+        "verdict:{0} is not a verdict (use valid, invalid, stale, unsigned, no_secret or malformed)"
+    )]
+    BadVerdict(String),
+    /// A term with an empty value, e.g. `provider:`.
+    #[error("{0}: needs a value")]
+    Empty(String),
+    /// The same key twice.
+    #[error("{0}: given twice")]
+    Twice(String),
+}
+
+/// The verdict ids the store uses.
+pub const VERDICTS: [&str; 6] = [
+    "valid",
+    "invalid",
+    "stale",
+    "unsigned",
+    "no_secret",
+    "malformed",
+];
+
+fn verdict(v: &str) -> Option<&'static str> {
+    let v = v.to_ascii_lowercase().replace('-', "_");
+    match v.as_str() {
+        "ok" | "✓" => Some("valid"),
+        "bad" | "✗" => Some("invalid"),
+        "nosecret" => Some("no_secret"),
+        _ => VERDICTS.iter().copied().find(|x| *x == v),
+    }
+}
+
+/// Parses filter text. Recognised `key:value` terms (keys case-insensitive) set the matching
+/// field; every other word is free text, matched as one substring (words joined by single
+/// spaces) against URL, path, summary, headers and bodies. Empty text selects everything.
+pub fn parse(text: &str) -> Result<Filter, FilterError> {
+    let mut f = Filter::default();
+    let mut free: Vec<&str> = Vec::new();
+    for word in text.split_whitespace() {
+        let Some((key, value)) = word.split_once(':') else {
+            free.push(word);
+            continue;
+        };
+        let key_l = key.to_ascii_lowercase();
+        if !matches!(key_l.as_str(), "provider" | "event" | "status" | "verdict") {
+            free.push(word);
+            continue;
+        }
+        if value.is_empty() {
+            return Err(FilterError::Empty(key_l));
+        }
+        let slot_taken = match key_l.as_str() {
+            "provider" => f.provider.is_some(),
+            "event" => f.event.is_some(),
+            "status" => f.status.is_some(),
+            _ => f.verdict.is_some(),
+        };
+        if slot_taken {
+            return Err(FilterError::Twice(key_l));
+        }
+        match key_l.as_str() {
+            "provider" => f.provider = Some(value.to_ascii_lowercase()),
+            "event" => f.event = Some(value.to_owned()),
+            "status" => {
+                f.status = Some(
+                    StatusFilter::from_str(value)
+                        .map_err(|_| FilterError::BadStatus(value.to_owned()))?,
+                )
+            }
+            _ => {
+                f.verdict = Some(
+                    verdict(value)
+                        .ok_or_else(|| FilterError::BadVerdict(value.to_owned()))?
+                        .to_owned(),
+                )
+            }
+        }
+    }
+    if !free.is_empty() {
+        f.grep = Some(free.join(" "));
+    }
+    Ok(f)
+}
+
+/// Whether a freshly stored row matches `f` on the fields a [`Summary`] carries. `None` when
+/// the filter has free text (which needs headers and bodies: ask the store instead).
+pub fn matches(f: &Filter, s: &Summary) -> Option<bool> {
+    if f.grep.as_deref().is_some_and(|g| !g.is_empty()) {
+        return None;
+    }
+    let eq = |want: &Option<String>, have: &Option<String>| {
+        want.as_ref().is_none_or(|w| have.as_ref() == Some(w))
+    };
+    let status_ok = match f.status {
+        None => true,
+        Some(StatusFilter::Exact(c)) => s.status == Some(c),
+        Some(StatusFilter::Class(c)) => s.status.is_some_and(|st| st / 100 == u16::from(c)),
+        Some(StatusFilter::NoResponse) => s.status.is_none(),
+    };
+    Some(
+        eq(&f.provider, &s.provider)
+            && eq(&f.event, &s.event)
+            && eq(&f.verdict, &s.verdict)
+            && f.name.as_ref().is_none_or(|n| *n == s.tunnel)
+            && f.replay_of.is_none_or(|r| s.replay_of == Some(r))
+            && f.since_ms.is_none_or(|t| s.received_ms >= t)
+            && f.until_ms.is_none_or(|t| s.received_ms <= t)
+            && status_ok,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn terms_and_free_text() {
+        let f = parse("  Provider:Twilio event:message-failed status:4xx verdict:no-secret  a  b ")
+            .unwrap_or_default();
+        assert_eq!(f.provider.as_deref(), Some("twilio"));
+        assert_eq!(f.event.as_deref(), Some("message-failed"));
+        assert_eq!(f.status, Some(StatusFilter::Class(4)));
+        assert_eq!(f.verdict.as_deref(), Some("no_secret"));
+        assert_eq!(f.grep.as_deref(), Some("a b"));
+    }
+
+    #[test]
+    fn unknown_keys_are_free_text() {
+        let f = parse("foo:bar http://x").unwrap_or_default();
+        assert_eq!(f.grep.as_deref(), Some("foo:bar http://x"));
+        assert_eq!(parse("").ok(), Some(Filter::default()));
+    }
+
+    #[test]
+    fn errors() {
+        assert_eq!(
+            parse("status:abc"),
+            Err(FilterError::BadStatus("abc".into()))
+        );
+        assert_eq!(
+            parse("verdict:maybe"),
+            Err(FilterError::BadVerdict("maybe".into()))
+        );
+        assert_eq!(parse("event:"), Err(FilterError::Empty("event".into())));
+        assert_eq!(
+            parse("status:200 status:201"),
+            Err(FilterError::Twice("status".into()))
+        );
+    }
+}

@@ -1,0 +1,169 @@
+//! The one sanitizer for untrusted text on its way to a terminal, a log line or the clipboard.
+//!
+//! C0 and C1 controls, DEL, bidirectional overrides/isolates/marks, line and paragraph
+//! separators and invisible zero-width characters are replaced by visible placeholders;
+//! nothing that a terminal would interpret is ever emitted. Escape sequences therefore arrive
+//! as harmless text (`␛]0;title␇`). Forwarded bytes are never passed through here: only what
+//! twk itself displays.
+//!
+//! - [`clean`]: one line of text, cut at [`MAX_CHARS`] (status lines, list cells, log lines).
+//! - [`clean_line`]: the same with an explicit cut.
+//! - [`clean_lines`]: multi-line text (bodies) split into display lines; tabs become spaces.
+//! - [`clean_multiline`]: text for the clipboard: keeps `\n` and `\t`, replaces everything else.
+//!
+//! ```
+//! use twk_inspector::sanitize::clean;
+//! assert_eq!(clean("a\u{1b}]52;c;SGk=\u{7}b"), "a␛]52;c;SGk=␇b");
+//! assert_eq!(clean("evil\u{202e}txt.exe"), "evil�txt.exe");
+//! ```
+
+/// Longest text kept by [`clean`]; beyond it the text is cut with `…`.
+pub const MAX_CHARS: usize = 4096;
+
+/// Longest display line produced by [`clean_lines`]; beyond it the line is cut with `…`.
+pub const MAX_LINE_CHARS: usize = 2048;
+
+/// Spaces a tab becomes in [`clean_lines`].
+const TAB: &str = "    ";
+
+/// The placeholder for `c` when it must not reach a terminal, or `None` when `c` is safe.
+///
+/// Unsafe: C0 controls (including `\t`, `\n`, `\r`), DEL, C1 controls (`U+0080`–`U+009F`, e.g.
+/// the 8-bit CSI `U+009B`), bidi controls (`U+061C`, `U+200E`/`U+200F`, `U+202A`–`U+202E`,
+/// `U+2066`–`U+2069`), line/paragraph separators (`U+2028`/`U+2029`), and invisible
+/// zero-width characters (`U+200B`, `U+2060`, `U+FEFF`).
+pub fn placeholder(c: char) -> Option<char> {
+    Some(match c {
+        '\u{1b}' => '␛',
+        '\t' => '␉',
+        '\n' => '␤',
+        '\r' => '␍',
+        '\u{0}'..='\u{1f}' => char::from_u32(0x2400 + c as u32).unwrap_or('�'),
+        '\u{7f}' => '␡',
+        '\u{80}'..='\u{9f}' => '�',
+        '\u{202a}'..='\u{202e}'
+        | '\u{2066}'..='\u{2069}'
+        | '\u{200e}'
+        | '\u{200f}'
+        | '\u{061c}' => '�',
+        '\u{2028}' | '\u{2029}' => '␤',
+        '\u{200b}' | '\u{2060}' | '\u{feff}' => '·',
+        _ => return None,
+    })
+}
+
+/// True when `c` would be replaced by [`clean`] (a control, bidi or invisible character).
+pub fn is_unsafe(c: char) -> bool {
+    placeholder(c).is_some()
+}
+
+/// Replaces every control character with a visible placeholder and cuts very long text
+/// (at [`MAX_CHARS`] characters).
+pub fn clean(s: &str) -> String {
+    clean_line(s, MAX_CHARS)
+}
+
+/// Like [`clean`], cutting after `max_chars` characters (a `…` marks the cut).
+pub fn clean_line(s: &str, max_chars: usize) -> String {
+    let mut out = String::with_capacity(s.len().min(max_chars.saturating_mul(4)));
+    for (i, c) in s.chars().enumerate() {
+        if i >= max_chars {
+            out.push('…');
+            break;
+        }
+        out.push(placeholder(c).unwrap_or(c));
+    }
+    out
+}
+
+/// Splits untrusted multi-line text into display lines: `\n` (and `\r\n`) end a line, tabs
+/// become four spaces, every other unsafe character becomes its placeholder (a lone `\r`
+/// shows as `␍`), and each line is cut at [`MAX_LINE_CHARS`].
+pub fn clean_lines(s: &str) -> Vec<String> {
+    s.split('\n')
+        .map(|line| {
+            let line = line.strip_suffix('\r').unwrap_or(line);
+            let mut out = String::with_capacity(line.len().min(MAX_LINE_CHARS));
+            for (i, c) in line.chars().enumerate() {
+                if i >= MAX_LINE_CHARS {
+                    out.push('…');
+                    break;
+                }
+                match c {
+                    '\t' => out.push_str(TAB),
+                    c => out.push(placeholder(c).unwrap_or(c)),
+                }
+            }
+            out
+        })
+        .collect()
+}
+
+/// Text for the clipboard: keeps `\n` and `\t` (pasted text keeps its shape), replaces every
+/// other unsafe character, never cuts.
+pub fn clean_multiline(s: &str) -> String {
+    s.chars()
+        .map(|c| match c {
+            '\n' | '\t' => c,
+            c => placeholder(c).unwrap_or(c),
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn safe(s: &str) -> bool {
+        s.chars().all(|c| !c.is_control() && !is_unsafe(c))
+    }
+
+    #[test]
+    fn no_control_character_survives() {
+        let hostile =
+            "a\u{1b}]0;pwned\u{7}b\u{9b}31mc\u{202e}d\u{7f}e\r\nf\u{1b}]52;c;SGVsbG8=\u{7}";
+        let out = clean(hostile);
+        assert!(
+            out.chars()
+                .all(|c| !c.is_control() && !('\u{202a}'..='\u{202e}').contains(&c)),
+            "{out:?}"
+        );
+        assert!(out.contains('␛'));
+        assert!(out.starts_with('a') && out.contains('f'));
+    }
+
+    #[test]
+    fn long_text_is_cut() {
+        let out = clean(&"x".repeat(10_000));
+        assert_eq!(out.chars().count(), MAX_CHARS + 1);
+        assert!(out.ends_with('…'));
+    }
+
+    #[test]
+    fn every_char_below_0x100_and_the_bidi_set_is_neutralised() {
+        let mut all: String = (0u32..0x100).filter_map(char::from_u32).collect();
+        all.push_str("\u{061c}\u{200e}\u{200f}\u{202a}\u{202b}\u{202c}\u{202d}\u{202e}");
+        all.push_str("\u{2066}\u{2067}\u{2068}\u{2069}\u{2028}\u{2029}\u{200b}\u{2060}\u{feff}");
+        assert!(safe(&clean(&all)));
+        assert!(clean_lines(&all).iter().all(|l| safe(l)));
+        let clip = clean_multiline(&all);
+        assert!(
+            clip.chars()
+                .all(|c| c == '\n' || c == '\t' || (!c.is_control() && !is_unsafe(c)))
+        );
+    }
+
+    #[test]
+    fn lines_split_and_cut() {
+        let lines = clean_lines("a\tb\r\nc\rd\n");
+        assert_eq!(lines, vec!["a    b", "c␍d", ""]);
+        let long = clean_lines(&"y".repeat(MAX_LINE_CHARS + 10));
+        assert_eq!(long[0].chars().count(), MAX_LINE_CHARS + 1);
+    }
+
+    #[test]
+    fn explicit_cut() {
+        assert_eq!(clean_line("abcdef", 3), "abc…");
+        assert_eq!(clean_line("abc", 3), "abc");
+    }
+}
