@@ -1,8 +1,10 @@
 //! `twk-tunnel`: forwards webhooks from a twk relay to a local target, records and inspects them.
 
 mod cmd;
+mod config;
 mod output;
 mod sanitize;
+mod tui;
 mod tunnel;
 
 use clap::{Parser, Subcommand};
@@ -56,20 +58,36 @@ pub(crate) async fn signals(token: CancellationToken) {
     token.cancel();
 }
 
-fn init_logging() {
+/// Logs go to stderr, or to a file while the inspector owns the terminal. Returns the guard
+/// that flushes the file writer on exit.
+fn init_logging(to_file: bool) -> Option<tracing_appender::non_blocking::WorkerGuard> {
+    let filter =
+        || tracing_subscriber::EnvFilter::try_from_env("TWK_LOG").unwrap_or_else(|_| "warn".into());
+    if to_file {
+        let dir = twk_capture::paths::default_data_dir()
+            .unwrap_or_else(|_| std::env::temp_dir().join("twk"));
+        if std::fs::create_dir_all(&dir).is_ok() {
+            let appender = tracing_appender::rolling::never(&dir, "twk-tunnel.log");
+            let (writer, guard) = tracing_appender::non_blocking(appender);
+            tracing_subscriber::fmt()
+                .with_env_filter(filter())
+                .with_ansi(false)
+                .with_writer(writer)
+                .init();
+            return Some(guard);
+        }
+    }
     tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("TWK_LOG")
-                .unwrap_or_else(|_| "error".into()),
-        )
+        .with_env_filter(filter())
         .with_writer(std::io::stderr)
         .init();
+    None
 }
 
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging();
+    let _log_guard = init_logging(cli.command.is_none() && tunnel::wants_tui(&cli.tunnel));
     let result = match cli.command {
         Some(Command::Verify(a)) => cmd::verify::run_verify(a),
         Some(Command::Sign(a)) => cmd::verify::run_sign(a),

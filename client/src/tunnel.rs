@@ -1,14 +1,19 @@
 //! `twk-tunnel <TARGET>`: run the tunnel (embedded relay when none is configured).
 
+use crate::config::Config;
 use crate::output::{OutputMode, Printer};
 use anyhow::{Context, bail};
 use clap::{Args, ValueEnum};
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use twk_agent::{AgentConfig, AgentError, HostHeader, RelayUrl, Target};
+use twk_agent::{ConnState, Observer};
+use twk_capture::{Exchange, Recorder, StoreOptions};
 
 /// How the Host header reaches the local target.
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -56,6 +61,19 @@ pub struct TunnelArgs {
     /// Cap on a request body in bytes (embedded relay).
     #[arg(long, default_value_t = twk_protocol::limits::DEFAULT_MAX_BODY)]
     pub max_body: u64,
+    /// Provider secret for signature checks, PROVIDER=VALUE (repeatable), e.g.
+    /// `--secret stripe=whsec_…`. Also from env (STRIPE_WEBHOOK_SECRET, …) and the config file.
+    #[arg(long = "secret", value_name = "PROVIDER=VALUE")]
+    pub secrets: Vec<String>,
+    /// Capture directory (default: `data_dir` from the config, else $XDG_DATA_HOME/twk).
+    #[arg(long, value_name = "DIR", env = "TWK_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Config file (default: $XDG_CONFIG_HOME/twk/config.toml).
+    #[arg(long, value_name = "FILE", env = "TWK_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Do not record exchanges on disk.
+    #[arg(long)]
+    pub no_capture: bool,
 }
 
 impl TunnelArgs {
@@ -80,16 +98,92 @@ async fn bind_embedded(port: u16) -> anyhow::Result<tokio::net::TcpListener> {
     }
 }
 
+/// Fans the agent's reports out to the printer (or inspector), the capture store and the
+/// connection-state watch.
+struct TunnelObserver {
+    printer: Option<Arc<Printer>>,
+    recorder: Option<Recorder>,
+    conn: watch::Sender<ConnState>,
+}
+
+impl Observer for TunnelObserver {
+    fn connection(&self, state: &ConnState) {
+        if let Some(p) = &self.printer {
+            p.connection(state);
+        }
+        self.conn.send_replace(state.clone());
+    }
+
+    fn exchange(&self, exchange: Exchange) {
+        let Some(recorder) = &self.recorder else {
+            if let Some(p) = &self.printer {
+                p.exchange(exchange);
+            }
+            return;
+        };
+        let Some(printer) = self.printer.clone() else {
+            recorder.record(exchange);
+            return;
+        };
+        // Print with the stable store id once the writer assigned it (never blocks forwarding).
+        let pending = recorder.record(exchange.clone());
+        tokio::spawn(async move {
+            let mut exchange = exchange;
+            exchange.id = pending.id().await;
+            printer.exchange(exchange);
+        });
+    }
+}
+
+/// Whether the full-screen inspector runs.
+pub fn wants_tui(args: &TunnelArgs) -> bool {
+    crate::tui::AVAILABLE && !args.no_tui && !args.json && std::io::stdout().is_terminal()
+}
+
 /// Runs the tunnel until SIGINT/SIGTERM or a fatal refusal.
-pub async fn run(args: TunnelArgs) -> anyhow::Result<ExitCode> {
+pub async fn run(mut args: TunnelArgs) -> anyhow::Result<ExitCode> {
     let Some(target) = args.target.as_deref() else {
         bail!("missing TARGET: e.g. `twk-tunnel 3000`");
     };
     let target = Target::parse(target)?;
+    let config = Config::load(args.config.as_deref())?;
+    args.relay = args.relay.take().or_else(|| config.relay.clone());
+    args.token = args
+        .token
+        .take()
+        .or_else(|| config.token.as_ref().map(|t| t.expose().to_string()));
+    args.name = args.name.take().or_else(|| config.name.clone());
+    let secrets = Arc::new(config.secrets(&args.secrets, |k| std::env::var(k).ok())?);
+    let tui = wants_tui(&args);
     let mode = if args.json {
         OutputMode::Json
     } else {
         OutputMode::Plain
+    };
+    let recorder = if args.no_capture {
+        None
+    } else {
+        let dir = args.data_dir.clone().or_else(|| config.data_dir.clone());
+        let mut opts =
+            StoreOptions::at(dir.as_deref()).context("locating the capture directory")?;
+        if let Some(cap) = config.capture.body_cap {
+            opts.body_cap = cap;
+        }
+        if let Some(r) = config.capture.retention {
+            opts.retention_per_tunnel = r;
+        }
+        match Recorder::start(opts.clone()) {
+            Ok(r) => Some(r),
+            Err(e) => {
+                // Forwarding matters more than history: go on, and say so once.
+                eprintln!(
+                    "twk: warning: captures will not be recorded: {} ({})",
+                    crate::sanitize::clean(&e.to_string()),
+                    opts.db_path().display()
+                );
+                None
+            }
+        }
     };
     let shutdown = CancellationToken::new();
     tokio::spawn(crate::signals(shutdown.clone()));
@@ -108,10 +202,13 @@ pub async fn run(args: TunnelArgs) -> anyhow::Result<ExitCode> {
             cfg.max_body = args.max_body;
             cfg.shutdown_grace = Duration::from_secs(5);
             cfg.validate().map_err(anyhow::Error::msg)?;
-            eprintln!(
-                "twk: no relay configured (--relay / TWK_RELAY); started an embedded relay on {addr} \
-                 (loopback only, no token needed)"
-            );
+            if !tui {
+                eprintln!(
+                    "twk: no relay configured (--relay / TWK_RELAY); started an embedded relay on {addr} \
+                     (loopback only, no token needed)"
+                );
+            }
+            tracing::info!(%addr, "embedded relay started (loopback only, no token needed)");
             let token = shutdown.child_token();
             embedded = Some(tokio::spawn(twk_relay::serve(listener, cfg, token)));
             RelayUrl::parse(&format!("http://{addr}")).map_err(anyhow::Error::msg)?
@@ -122,6 +219,10 @@ pub async fn run(args: TunnelArgs) -> anyhow::Result<ExitCode> {
     cfg.name = args.name.clone();
     cfg.host_header = args.host_header();
     cfg.request_timeout = args.request_timeout;
+    cfg.secrets = secrets.clone();
+    if let Some(r) = &recorder {
+        cfg.capture_cap = r.options().body_cap;
+    }
     if let Some(path) = &args.relay_ca {
         cfg.extra_ca_pem = Some(
             std::fs::read(path).with_context(|| format!("reading CA file {}", path.display()))?,
@@ -130,10 +231,38 @@ pub async fn run(args: TunnelArgs) -> anyhow::Result<ExitCode> {
     if let Some(name) = &cfg.name {
         twk_protocol::validate_name(name).with_context(|| format!("invalid --name {name:?}"))?;
     }
-    let printer = Arc::new(Printer::new(mode, target.url()));
-    let result = twk_agent::run(cfg, printer.clone(), shutdown.clone()).await;
+    let (conn_tx, conn_rx) = watch::channel(ConnState::Connecting { attempt: 0 });
+    let printer = (!tui).then(|| Arc::new(Printer::new(mode, target.url())));
+    let observer = Arc::new(TunnelObserver {
+        printer: printer.clone(),
+        recorder: recorder.clone(),
+        conn: conn_tx,
+    });
+    let agent = tokio::spawn(twk_agent::run(cfg, observer, shutdown.clone()));
+    let result = match (tui, recorder) {
+        (true, Some(recorder)) => {
+            let ctx = crate::tui::TuiContext {
+                recorder,
+                conn: conn_rx,
+                target: target.url(),
+                secrets,
+                shutdown: shutdown.clone(),
+            };
+            let ui = crate::tui::run(ctx).await;
+            shutdown.cancel();
+            let agent_result = agent.await.context("agent task")?;
+            ui?;
+            agent_result
+        }
+        _ => {
+            drop(conn_rx);
+            agent.await.context("agent task")?
+        }
+    };
     shutdown.cancel();
-    printer.flush();
+    if let Some(p) = &printer {
+        p.flush();
+    }
     if let Some(task) = embedded {
         let _ = task.await;
     }

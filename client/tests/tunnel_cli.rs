@@ -10,6 +10,7 @@ use twk_e2e::*;
 const BIN: &str = env!("CARGO_BIN_EXE_twk-tunnel");
 
 struct Running {
+    _home: tempfile::TempDir,
     child: Child,
     lines: tokio::io::Lines<BufReader<tokio::process::ChildStdout>>,
 }
@@ -25,8 +26,14 @@ impl Running {
 }
 
 fn spawn(args: &[&str], envs: &[(&str, &str)]) -> Running {
+    // A private data and config directory: tests never touch the developer's history.
+    let home = tempfile::tempdir().unwrap();
     let mut cmd = Command::new(BIN);
     cmd.args(args)
+        .env("XDG_DATA_HOME", home.path().join("data"))
+        .env("XDG_CONFIG_HOME", home.path().join("config"))
+        .env_remove("TWK_DATA_DIR")
+        .env_remove("TWK_CONFIG")
         .env_remove("TWK_RELAY")
         .env_remove("TWK_TOKEN")
         .env_remove("TWK_NAME")
@@ -39,7 +46,11 @@ fn spawn(args: &[&str], envs: &[(&str, &str)]) -> Running {
     }
     let mut child = cmd.spawn().unwrap();
     let lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    Running { child, lines }
+    Running {
+        _home: home,
+        child,
+        lines,
+    }
 }
 
 async fn stderr_of(child: Child) -> (Option<i32>, String) {
@@ -47,7 +58,10 @@ async fn stderr_of(child: Child) -> (Option<i32>, String) {
         .await
         .expect("process did not exit within 10 s")
         .unwrap();
-    (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 #[tokio::test]
@@ -58,16 +72,28 @@ async fn ndjson_output_then_sigkill_mid_request_gives_502_within_a_second() {
     let relay_url = relay.url(false);
     let target_arg = target.addr.to_string();
     let mut run = spawn(
-        &["--relay", &relay_url, "--name", "killme", "--json", &target_arg],
+        &[
+            "--relay",
+            &relay_url,
+            "--name",
+            "killme",
+            "--json",
+            &target_arg,
+        ],
         &[("TWK_TOKEN", "tok")],
     );
     let ready: serde_json::Value = serde_json::from_str(&run.line().await).unwrap();
     assert_eq!(ready["event"], "ready");
-    assert_eq!(ready["public_url"], format!("http://{}/t/killme", relay.addr));
+    assert_eq!(
+        ready["public_url"],
+        format!("http://{}/t/killme", relay.addr)
+    );
     assert_eq!(ready["target"], format!("http://{}", target.addr));
 
     // One quick exchange shows up as an NDJSON line.
-    let r = send(relay.addr, "POST", "/t/killme/quick?x=1", &[], "hello").await.unwrap();
+    let r = send(relay.addr, "POST", "/t/killme/quick?x=1", &[], "hello")
+        .await
+        .unwrap();
     assert_eq!(r.status, 200);
     let _ = target.next().await;
     let ex: serde_json::Value = serde_json::from_str(&run.line().await).unwrap();
@@ -91,7 +117,9 @@ async fn ndjson_output_then_sigkill_mid_request_gives_502_within_a_second() {
     assert!(r.text().contains("(tunnel side)"), "{}", r.text());
     assert!(took < Duration::from_secs(1), "502 took {took:?}");
     // And the name is free again: new requests get 503, not a hang.
-    let r = send(relay.addr, "POST", "/t/killme/again", &[], "").await.unwrap();
+    let r = send(relay.addr, "POST", "/t/killme/again", &[], "")
+        .await
+        .unwrap();
     assert_eq!(r.status, 503);
 }
 
@@ -99,11 +127,20 @@ async fn ndjson_output_then_sigkill_mid_request_gives_502_within_a_second() {
 async fn a_bad_token_exits_non_zero_with_a_clear_message() {
     trace_init();
     let relay = spawn_relay(relay_config(tokens(&["right"]))).await;
-    let run = spawn(&["--relay", &relay.url(false), "--no-tui", "3000"], &[("TWK_TOKEN", "zq-not-the-token-81")]);
+    let run = spawn(
+        &["--relay", &relay.url(false), "--no-tui", "3000"],
+        &[("TWK_TOKEN", "zq-not-the-token-81")],
+    );
     let (code, stderr) = stderr_of(run.child).await;
     assert_eq!(code, Some(1), "{stderr}");
-    assert!(stderr.contains("401") && stderr.contains("token"), "{stderr}");
-    assert!(!stderr.contains("zq-not-the-token-81"), "the token was printed: {stderr}");
+    assert!(
+        stderr.contains("401") && stderr.contains("token"),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("zq-not-the-token-81"),
+        "the token was printed: {stderr}"
+    );
 }
 
 #[tokio::test]
@@ -117,12 +154,22 @@ async fn a_name_held_by_another_token_exits_with_409() {
     let mut holder = spawn_agent(cfg);
     holder.connected().await;
     let run = spawn(
-        &["--relay", &relay.url(false), "--name", "taken", "--no-tui", "3000"],
+        &[
+            "--relay",
+            &relay.url(false),
+            "--name",
+            "taken",
+            "--no-tui",
+            "3000",
+        ],
         &[("TWK_TOKEN", "other")],
     );
     let (code, stderr) = stderr_of(run.child).await;
     assert_eq!(code, Some(1), "{stderr}");
-    assert!(stderr.contains("409") && stderr.contains("taken"), "{stderr}");
+    assert!(
+        stderr.contains("409") && stderr.contains("taken"),
+        "{stderr}"
+    );
 }
 
 #[tokio::test]
@@ -140,11 +187,16 @@ async fn plain_output_on_the_embedded_relay_and_graceful_sigterm() {
     let (hostport, path) = rest.split_once('/').unwrap();
     let addr: std::net::SocketAddr = hostport.parse().unwrap();
     assert!(addr.ip().is_loopback());
-    let r = send(addr, "PUT", &format!("/{path}/plain?q=1"), &[], "x").await.unwrap();
+    let r = send(addr, "PUT", &format!("/{path}/plain?q=1"), &[], "x")
+        .await
+        .unwrap();
     assert_eq!(r.status, 200);
     let _ = target.next().await;
     let line = run.line().await;
-    assert!(line.contains("PUT") && line.contains("/plain?q=1") && line.contains("200"), "{line}");
+    assert!(
+        line.contains("PUT") && line.contains("/plain?q=1") && line.contains("200"),
+        "{line}"
+    );
     let pid = nix::unistd::Pid::from_raw(run.child.id().unwrap() as i32);
     nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
     let (code, stderr) = stderr_of(run.child).await;
@@ -156,6 +208,10 @@ async fn plain_output_on_the_embedded_relay_and_graceful_sigterm() {
 async fn usage_errors_exit_2() {
     let out = Command::new(BIN).output().await.unwrap();
     assert_eq!(out.status.code(), Some(2));
-    let out = Command::new(BIN).args(["--host-header", "sideways", "3000"]).output().await.unwrap();
+    let out = Command::new(BIN)
+        .args(["--host-header", "sideways", "3000"])
+        .output()
+        .await
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
 }

@@ -163,6 +163,8 @@ pub struct AgentConfig {
     pub capture_cap: usize,
     /// How long in-flight requests may finish on shutdown.
     pub shutdown_grace: Duration,
+    /// Provider secrets for signature checks (masked in Debug).
+    pub secrets: std::sync::Arc<twk_providers::Secrets>,
 }
 
 impl fmt::Debug for AgentConfig {
@@ -192,6 +194,7 @@ impl AgentConfig {
             request_timeout: limits::DEFAULT_REQUEST_TIMEOUT,
             capture_cap: 1024 * 1024,
             shutdown_grace: limits::SHUTDOWN_GRACE,
+            secrets: Default::default(),
         }
     }
 }

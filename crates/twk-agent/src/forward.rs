@@ -391,6 +391,47 @@ impl Pending {
             }
             self.exchange.request.body = r.body;
         }
+        annotate(&mut self.exchange, &self.shared.cfg.secrets);
         self.shared.observer.exchange(self.exchange);
     }
+}
+
+/// Names the provider and event of an exchange and checks its signature against `secrets`,
+/// using the public URL the sender signed. The local URL the app sees is passed as an
+/// alternate so a failure can be explained ("your app used the localhost URL").
+pub fn annotate(ex: &mut Exchange, secrets: &twk_providers::Secrets) {
+    use twk_providers::{RequestView, VerifyOptions, analyze};
+    let headers: Vec<(&str, &[u8])> = ex
+        .request
+        .headers
+        .iter()
+        .map(|h| (h.name.as_str(), h.value.as_slice()))
+        .collect();
+    let req = RequestView {
+        method: &ex.method,
+        url: &ex.public_url,
+        headers,
+        body: &ex.request.body.bytes,
+    };
+    let mut opts = VerifyOptions::at(ex.timings.received_ms / 1000);
+    opts.alternate_urls
+        .push(format!("{}{}", ex.target, ex.path));
+    let mut analysis = analyze(&req, secrets, &opts);
+    if ex.request.body.truncated {
+        // The stored body is a prefix: a body signature cannot be checked from it.
+        analysis.notes.push(format!(
+            "the body ({} bytes) is larger than the capture cap; the signature was checked \
+             against a truncated copy and is not reliable",
+            ex.request.body.len
+        ));
+    }
+    ex.provider = analysis.provider.map(|p| p.as_str().to_string());
+    ex.event = analysis.event.as_ref().map(|e| e.name.clone());
+    ex.summary = analysis.event.as_ref().map(|e| e.summary.clone());
+    let unreliable = ex.request.body.truncated && analysis.verdict.as_str() != "valid";
+    ex.verdict = analysis
+        .provider
+        .filter(|_| !unreliable)
+        .map(|_| analysis.verdict.as_str().to_string());
+    ex.analysis = serde_json::to_value(&analysis).ok();
 }

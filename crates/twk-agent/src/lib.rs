@@ -14,11 +14,13 @@
 mod backoff;
 mod config;
 mod forward;
+pub mod replay;
 mod session;
 mod tap;
 
 pub use backoff::Backoff;
 pub use config::{AgentConfig, HostHeader, RelayUrl, Target, TargetError};
+pub use forward::annotate;
 pub use session::{AgentError, ConnState, Observer, run};
 pub use tap::{Tap, TapResult};
 
