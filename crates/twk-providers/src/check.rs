@@ -267,8 +267,7 @@ pub(crate) fn url_mistakes(cx: &Cx<'_, '_>) -> Vec<UrlMistake> {
     let segments: Vec<&str> = p.path.split('/').filter(|s| !s.is_empty()).collect();
     for k in 1..segments.len().min(4) {
         let prefix: String = segments[..k].iter().map(|s| format!("/{s}")).collect();
-        let rest = &p.path[prefix.len().min(p.path.len())..];
-        if p.path.starts_with(&prefix) {
+        if let Some(rest) = p.path.strip_prefix(prefix.as_str()) {
             let u = UrlParts { path: rest, ..p }.build();
             push(
                 format!("path prefix {prefix} removed"),

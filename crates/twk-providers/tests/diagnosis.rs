@@ -524,6 +524,12 @@ fn unknown_no_secret_and_malformed() {
     );
     assert_eq!(a.verdict, Verdict::Malformed);
 
+    // Odd paths (empty segments before multi-byte characters) are handled.
+    let req = OwnedRequest::new("POST", "https://h.example//ñ/x?q=1", FORM)
+        .with_header("X-Twilio-Signature", "abc=");
+    let a = check(&req, &twilio_secrets().1, VerifyOptions::at(NOW));
+    assert_eq!(a.verdict, Verdict::Invalid);
+
     // Twilio needs an absolute URL.
     let req = OwnedRequest::new("POST", "/sms", FORM).with_header("X-Twilio-Signature", "abc=");
     let a = check(&req, &twilio_secrets().1, VerifyOptions::at(NOW));

@@ -287,6 +287,7 @@ proptest! {
         url in prop_oneof![
             "\\PC{0,60}",
             "https?://[a-z0-9.:@\\[\\]]{0,20}/[a-z0-9/?=&%#']{0,30}",
+            "https?://[a-zé.]{1,10}(:[0-9]{0,5})?(/{1,2}[a-zñé%'/]{0,4}){0,4}(\\?[a-zñ=&%']{0,10})?",
         ],
         headers in prop::collection::vec(
             (prop::sample::select(PARSED_HEADERS.to_vec()), hostile_value()), 0..8),
@@ -319,5 +320,34 @@ proptest! {
         for p in Provider::ALL {
             let _ = sign_with_secret(p, &view, &secret, &SignOptions { timestamp: Some(now), id: None });
         }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, failure_persistence: None, ..ProptestConfig::default() })]
+
+    /// URL-signed schemes rebuild many candidate URLs from the URL and the Host/X-Forwarded-*
+    /// headers when explaining a failure: none of that may panic on odd URLs.
+    #[test]
+    fn url_diagnosis_never_panics(
+        provider in prop::sample::select(vec![Provider::Twilio, Provider::AuthyOnetouch]),
+        url in "https?://[a-zé.\\[\\]:@]{0,12}(:[0-9]{0,5})?(/{1,2}[a-zñé%'/#?]{0,4}){0,5}(\\?[a-zñ=&%'#]{0,10})?",
+        host in "\\PC{0,12}",
+        prefix in "/?[a-zñ/]{0,6}",
+        alternate in "\\PC{0,30}",
+    ) {
+        let req = OwnedRequest::new("POST", url, "a=1&b=%C3%B1")
+            .with_header("X-Twilio-Signature", "AAAA")
+            .with_header("X-Authy-Signature", "AAAA")
+            .with_header("X-Authy-Signature-Nonce", "1")
+            .with_header("Host", host.clone())
+            .with_header("X-Forwarded-Host", host)
+            .with_header("X-Forwarded-Prefix", prefix);
+        let secrets = Secrets::new().with(provider, Secret::new("k"));
+        let opts = VerifyOptions::at(NOW)
+            .with_provider(Some(provider))
+            .with_alternate_url(alternate);
+        let a = analyze(&req.view(), &secrets, &opts);
+        prop_assert_ne!(a.verdict, Verdict::Valid);
     }
 }
