@@ -121,7 +121,7 @@ pub fn as_text(bytes: &[u8], truncated: bool) -> Option<&str> {
         .chars()
         .filter(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t' | '\u{1b}'))
         .count();
-    if text.contains('\0') || controls * 20 > text.chars().count().max(1) {
+    if text.contains('\0') || controls * 10 > text.chars().count().max(1) {
         return None;
     }
     Some(text)

@@ -334,11 +334,52 @@ fn verdict_words(v: &str) -> &'static str {
     }
 }
 
+/// Width prose (diagnosis, hints, notes) is wrapped at.
+const PROSE_WIDTH: usize = 100;
+
+/// Word-wraps one display line at `width` characters (long words are split).
+pub fn wrap(line: &str, width: usize) -> Vec<String> {
+    let width = width.max(8);
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    let mut cur_len = 0;
+    for word in line.split(' ') {
+        let mut word = word.to_owned();
+        let mut wlen = word.chars().count();
+        while wlen > width {
+            if cur_len > 0 {
+                out.push(std::mem::take(&mut cur));
+                cur_len = 0;
+            }
+            let head: String = word.chars().take(width).collect();
+            word = word.chars().skip(width).collect();
+            wlen -= width;
+            out.push(head);
+        }
+        let sep = usize::from(cur_len > 0);
+        if cur_len + sep + wlen > width && cur_len > 0 {
+            out.push(std::mem::take(&mut cur));
+            cur_len = 0;
+        }
+        if cur_len > 0 {
+            cur.push(' ');
+            cur_len += 1;
+        }
+        cur.push_str(&word);
+        cur_len += wlen;
+    }
+    if cur_len > 0 || out.is_empty() {
+        out.push(cur);
+    }
+    out
+}
+
 fn wrapped(label: &str, text: &str, style: Style) -> Vec<Line<'static>> {
     let mut out = vec![Line::styled(format!("{label}:"), key())];
     out.extend(
         clean_lines(text)
-            .into_iter()
+            .iter()
+            .flat_map(|l| wrap(l, PROSE_WIDTH))
             .map(|l| Line::styled(format!("  {l}"), style)),
     );
     out
@@ -422,11 +463,20 @@ fn signature_tab(ex: &Exchange) -> Vec<Line<'static>> {
         .and_then(|d| d.signed_string.as_deref()));
     if let Some(s) = signed {
         out.push(Line::raw(""));
-        out.extend(wrapped(
-            "signed string (escaped)",
-            s,
-            Style::new().fg(Color::Gray),
+        // Cut at a fixed width, never at spaces, so every character stays visible.
+        out.push(Line::styled(
+            "signed string (escaped; cut every 100 characters):",
+            key(),
         ));
+        for l in clean_lines(s) {
+            let chars: Vec<char> = l.chars().collect();
+            for chunk in chars.chunks(PROSE_WIDTH) {
+                out.push(Line::styled(
+                    format!("  {}", chunk.iter().collect::<String>()),
+                    Style::new().fg(Color::Gray),
+                ));
+            }
+        }
     }
     for n in &a.notes {
         out.extend(wrapped("note", n, dim()));
@@ -584,6 +634,13 @@ mod tests {
         assert_eq!(Tab::Timing.next(), Tab::Request);
         assert_eq!(Tab::Request.prev(), Tab::Timing);
         assert_eq!(Tab::Signature.index(), 2);
+    }
+
+    #[test]
+    fn wraps_words() {
+        assert_eq!(wrap("aaa bbb ccc", 8), vec!["aaa bbb", "ccc"]);
+        assert_eq!(wrap("abcdefghijkl", 8), vec!["abcdefgh", "ijkl"]);
+        assert_eq!(wrap("", 8), vec![""]);
     }
 
     #[test]

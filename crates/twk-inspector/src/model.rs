@@ -385,7 +385,9 @@ impl Model {
     }
 
     fn window_limit(&self) -> u64 {
-        (self.list_rows() * 3).clamp(60, MAX_WINDOW_ROWS as u64)
+        (self.list_rows() * 3)
+            .clamp(60, MAX_WINDOW_ROWS as u64)
+            .max(self.list_rows())
     }
 
     fn rows_at(&self, start: Start) -> Load {
@@ -415,7 +417,10 @@ impl Model {
         if l.covers(l.top, end) {
             return;
         }
-        let start = l.top.saturating_sub(self.list_rows());
+        // Centre the window on the viewport: paging either way stays inside it for a while.
+        let start = l
+            .top
+            .saturating_sub(self.window_limit().saturating_sub(self.list_rows()) / 2);
         self.list.loading = true;
         out.push(Cmd::Load(self.rows_at(Start::Offset(start))));
     }
@@ -566,6 +571,9 @@ impl Model {
             Some(false) => {}
             None => self.list.stale = true,
             Some(true) => {
+                let cap = usize::try_from(self.window_limit())
+                    .unwrap_or(MAX_WINDOW_ROWS)
+                    .max(MAX_WINDOW_ROWS);
                 let l = &mut self.list;
                 let already = l.window_start == 0 && l.rows.first().is_some_and(|r| r.id >= s.id);
                 if already {
@@ -574,7 +582,7 @@ impl Model {
                 l.total += 1;
                 if l.window_start == 0 && !l.loading {
                     l.rows.insert(0, s);
-                    l.rows.truncate(MAX_WINDOW_ROWS);
+                    l.rows.truncate(cap);
                 } else {
                     l.window_start += 1;
                 }
@@ -781,7 +789,7 @@ impl Model {
                 if m.row == a.detail.y + 1 {
                     let mut x = a.detail.x + 1;
                     for t in Tab::ALL {
-                        let w = t.title().chars().count() as u16 + 3;
+                        let w = t.title().chars().count() as u16 + 5;
                         if m.column >= x && m.column < x + w {
                             self.set_tab(t);
                         }

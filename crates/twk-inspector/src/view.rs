@@ -88,28 +88,46 @@ fn top_bar(m: &Model, f: &mut Frame, area: Rect) {
             .map_or("rtt –".to_owned(), |r| format!("rtt {r} ms")),
         bar,
     ));
-    spans.push(Span::styled(" │ ", bar.fg(Color::Gray)));
     let c = m.counts;
-    spans.push(Span::styled(format!("{} total", group(c.total)), bar));
-    spans.push(Span::styled(" · ", bar.fg(Color::Gray)));
-    spans.push(Span::styled(
-        format!("{} errors", group(c.errors)),
-        if c.errors > 0 {
-            bar.fg(Color::Red)
-        } else {
-            bar
-        },
-    ));
-    spans.push(Span::styled(" · ", bar.fg(Color::Gray)));
-    spans.push(Span::styled(
-        format!("{} invalid signatures", group(c.invalid)),
-        if c.invalid > 0 {
-            bar.fg(Color::Red)
-        } else {
-            bar
-        },
-    ));
-    f.render_widget(Paragraph::new(Line::from(spans)).style(bar), area);
+    let counts = vec![
+        Span::styled(format!(" {} total", group(c.total)), bar),
+        Span::styled(" · ", bar.fg(Color::Gray)),
+        Span::styled(
+            format!("{} errors", group(c.errors)),
+            if c.errors > 0 {
+                bar.fg(Color::Red)
+            } else {
+                bar
+            },
+        ),
+        Span::styled(" · ", bar.fg(Color::Gray)),
+        Span::styled(
+            format!("{} invalid sig ", group(c.invalid)),
+            if c.invalid > 0 {
+                bar.fg(Color::Red)
+            } else {
+                bar
+            },
+        ),
+    ];
+    let counts = Line::from(counts);
+    let cw = (counts.width() as u16).min(area.width);
+    let left = Rect {
+        width: area.width.saturating_sub(cw + 1),
+        ..area
+    };
+    f.render_widget(Paragraph::new("").style(bar), area);
+    f.render_widget(Paragraph::new(Line::from(spans)).style(bar), left);
+    f.render_widget(
+        Paragraph::new(counts)
+            .style(bar)
+            .alignment(Alignment::Right),
+        area.intersection(Rect {
+            x: area.right().saturating_sub(cw),
+            width: cw,
+            ..area
+        }),
+    );
 }
 
 fn duration(ms: Option<i64>) -> String {
@@ -310,7 +328,7 @@ fn detail(m: &Model, f: &mut Frame, area: Rect) {
     }
     let tabs = Tabs::new(Tab::ALL.iter().enumerate().map(|(i, t)| {
         Line::from(vec![
-            Span::styled(format!("{}", i + 1), dim()),
+            Span::styled(format!("{} ", i + 1), dim()),
             Span::raw(t.title()),
         ])
     }))

@@ -1,0 +1,285 @@
+//! Fixtures shared by the update and view tests: a real capture store in a tempdir, realistic
+//! exchanges (with analyses from the real provider crate), a model with a fixed clock.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+use ratatui::Terminal;
+use ratatui::backend::TestBackend;
+use twk_capture::{
+    CapturedBody, Exchange, Failure, Header, Message, Side, Store, StoreOptions, Timings,
+};
+use twk_inspector::{Conn, Data, Intent, Model, Msg};
+use twk_providers::{Provider, RequestView, Secret, Secrets, SignOptions, VerifyOptions};
+
+/// 2023-11-14T22:13:20Z.
+pub const T0: i64 = 1_700_000_000_000;
+pub const W: u16 = 120;
+pub const H: u16 = 32;
+pub const GITHUB_SECRET: &str = "It's a Secret to Everybody";
+
+pub fn h(name: &str, value: &[u8]) -> Header {
+    Header {
+        name: name.into(),
+        value: value.to_vec(),
+    }
+}
+
+pub fn body(b: &[u8]) -> CapturedBody {
+    CapturedBody {
+        bytes: b.to_vec(),
+        len: b.len() as u64,
+        sha256: String::new(),
+        truncated: false,
+    }
+}
+
+/// A plain exchange `i` (received at T0 + i s).
+pub fn plain(i: i64, method: &str, path: &str, status: Option<u16>) -> Exchange {
+    let received = T0 + i * 1000;
+    Exchange {
+        id: None,
+        tunnel: "demo".into(),
+        request_id: format!("req-{i}"),
+        public_url: format!("https://relay.example/t/demo{path}"),
+        remote_addr: Some("203.0.113.7:51234".into()),
+        method: method.into(),
+        path: path.into(),
+        target: "http://127.0.0.1:3000".into(),
+        request: Message {
+            headers: vec![
+                h("host", b"relay.example"),
+                h("user-agent", b"curl/8.5.0"),
+                h("content-type", b"text/plain"),
+            ],
+            body: body(b"ping"),
+        },
+        status,
+        response: status.map(|_| Message {
+            headers: vec![h("content-type", b"text/plain")],
+            body: body(b"ok"),
+        }),
+        timings: Timings {
+            received_ms: received,
+            forwarded_ms: Some(received + 2),
+            first_byte_ms: Some(received + 30),
+            done_ms: Some(received + 34),
+        },
+        failure: None,
+        provider: None,
+        event: None,
+        summary: None,
+        verdict: Some("unsigned".into()),
+        analysis: None,
+        replay_of: None,
+    }
+}
+
+fn secrets() -> Secrets {
+    let mut s = Secrets::new();
+    s.set(Provider::Github, Secret::new(GITHUB_SECRET));
+    s
+}
+
+/// Fills provider, event, verdict and analysis with what twk-providers says.
+pub fn analyze(ex: &mut Exchange) {
+    let mut view = RequestView::new(&ex.method, &ex.public_url, &ex.request.body.bytes);
+    for hd in &ex.request.headers {
+        view = view.with_header(&hd.name, &hd.value);
+    }
+    let a = twk_providers::analyze(&view, &secrets(), &VerifyOptions::at(T0 / 1000 + 60));
+    ex.provider = a.provider.map(|p| p.as_str().to_owned());
+    ex.event = a.event.as_ref().map(|e| e.name.clone());
+    ex.summary = a.event.as_ref().map(|e| e.summary.clone());
+    ex.verdict = Some(a.verdict.as_str().to_owned());
+    ex.analysis = serde_json::to_value(&a).ok();
+}
+
+/// A GitHub `push` webhook, signed with `secret`.
+pub fn github(i: i64, secret: &str) -> Exchange {
+    let payload = br#"{"ref":"refs/heads/main","before":"6113728f","after":"59b20b8d","repository":{"id":1296269,"full_name":"octo/hello"},"pusher":{"name":"octo"}}"#;
+    let mut ex = plain(i, "POST", "/github", Some(200));
+    let mut s = Secrets::new();
+    s.set(Provider::Github, Secret::new(secret));
+    let view = RequestView::new("POST", &ex.public_url, payload);
+    let sig = twk_providers::sign(Provider::Github, &view, &s, &SignOptions::default())
+        .unwrap()
+        .remove(0)
+        .1;
+    ex.request.headers = vec![
+        h("host", b"relay.example"),
+        h("user-agent", b"GitHub-Hookshot/7c5b0f2"),
+        h("content-type", b"application/json"),
+        h("x-github-event", b"push"),
+        h("x-github-delivery", b"72d3162e-cc78-11e3-81ab-4c9367dc0958"),
+        h("x-hub-signature-256", sig.as_bytes()),
+    ];
+    ex.request.body = body(payload);
+    ex.response = Some(Message {
+        headers: vec![h("content-type", b"application/json")],
+        body: body(br#"{"received":true}"#),
+    });
+    analyze(&mut ex);
+    ex
+}
+
+/// A Twilio SMS status callback (form body), unsigned-by-secret (no Twilio secret set).
+pub fn twilio_form(i: i64) -> Exchange {
+    let mut ex = plain(i, "POST", "/sms/status", Some(204));
+    ex.request.headers = vec![
+        h("host", b"relay.example"),
+        h("user-agent", b"TwilioProxy/1.1"),
+        h(
+            "content-type",
+            b"application/x-www-form-urlencoded; charset=utf-8",
+        ),
+        h("x-twilio-signature", b"6dSb0/RkK1fr6G4wsFh1eRHVu6A="),
+    ];
+    ex.request.body = body(b"MessageSid=SM1f0e8ae6ade43cb3c0ce4525424e404f&MessageStatus=delivered&To=%2B15558675310&From=%2B15017122661&AccountSid=AC00000000000000000000000000000000");
+    ex.response = Some(Message {
+        headers: vec![],
+        body: body(b""),
+    });
+    analyze(&mut ex);
+    ex
+}
+
+/// A request to a local app that failed.
+pub fn failed(i: i64) -> Exchange {
+    let mut ex = plain(i, "POST", "/hooks/stripe", None);
+    ex.response = None;
+    ex.failure = Some(Failure {
+        side: Side::Target,
+        message: "connection refused (is your app running on 127.0.0.1:3000?)".into(),
+    });
+    ex.timings.first_byte_ms = None;
+    ex
+}
+
+/// A request full of terminal escapes in path, headers and body.
+pub fn hostile(i: i64) -> Exchange {
+    let nasty = "\u{1b}]0;pwned\u{7}\u{1b}]52;c;ZWNobyBwd25lZA==\u{7}\u{9b}31m\u{1b}[2J\u{202e}gpj.exe\u{1b}P+q\u{1b}\\\u{7f}\r";
+    let mut ex = plain(i, "POST", &format!("/x{nasty}/y"), Some(200));
+    ex.public_url = format!("https://relay.example/t/demo/x{nasty}");
+    ex.request.headers = vec![
+        h("host", b"relay.example"),
+        h("x-evil", nasty.as_bytes()),
+        h(&format!("x-name{nasty}"), b"v"),
+        h("content-type", b"text/plain"),
+    ];
+    ex.request.body = body(format!("line1 {nasty}\nline2 \u{1b}[6n\u{9d}0;t\u{9c}").as_bytes());
+    ex.response = Some(Message {
+        headers: vec![h("x-reply", nasty.as_bytes())],
+        body: body(format!("{{\"echo\":\"{}\"}}", "\\u001b]0;x\\u0007\\u202e").as_bytes()),
+    });
+    ex.provider = Some(format!("prov{nasty}"));
+    ex.event = Some(format!("ev{nasty}"));
+    ex.summary = Some(format!("sum{nasty}"));
+    ex.analysis = Some(serde_json::json!({
+        "provider": format!("p{nasty}"),
+        "verdict": "invalid",
+        "signed_string": format!("signed{nasty}"),
+        "diagnosis": {"summary": format!("diag{nasty}"), "expected": nasty, "received": nasty, "hints": [nasty], "checked": [nasty]},
+        "notes": [nasty],
+    }));
+    ex.failure = None;
+    ex
+}
+
+/// A store in a tempdir holding `exchanges` (ids 1..).
+pub fn store(exchanges: &[Exchange]) -> (tempfile::TempDir, Data) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut opts = StoreOptions::new(dir.path());
+    opts.retention_per_tunnel = 0;
+    let mut s = Store::open(&opts).unwrap();
+    if !exchanges.is_empty() {
+        s.insert_batch(exchanges).unwrap();
+    }
+    (dir, Data::new(s))
+}
+
+/// Stores one more exchange through a second connection; returns its list row.
+pub fn add(dir: &tempfile::TempDir, ex: &Exchange) -> twk_capture::Summary {
+    let mut opts = StoreOptions::new(dir.path());
+    opts.retention_per_tunnel = 0;
+    let mut s = Store::open(&opts).unwrap();
+    s.insert_batch(std::slice::from_ref(ex)).unwrap().remove(0)
+}
+
+/// A model at T0 + 60 s, UTC, 120×32, connected, initialised against `data`.
+pub fn model(data: &Data) -> Model {
+    let mut m = Model::new(
+        "http://127.0.0.1:3000",
+        T0 + 60_000,
+        (W, H),
+        jiff::tz::TimeZone::UTC,
+    );
+    m.conn = Conn::Connected {
+        name: "demo".into(),
+        public_url: "https://relay.example/t/demo".into(),
+    };
+    m.rtt_ms = Some(12);
+    for cmd in m.init() {
+        if let twk_inspector::Cmd::Load(l) = cmd {
+            let answer = data.load(&l).unwrap();
+            let _ = data.dispatch(&mut m, answer);
+        }
+    }
+    m
+}
+
+pub fn key(c: char) -> Msg {
+    Msg::Key(KeyEvent::new(KeyCode::Char(c), KeyModifiers::NONE))
+}
+
+pub fn code(c: KeyCode) -> Msg {
+    Msg::Key(KeyEvent::new(c, KeyModifiers::NONE))
+}
+
+pub fn press(data: &Data, m: &mut Model, keys: &str) -> Vec<Intent> {
+    let mut out = Vec::new();
+    for c in keys.chars() {
+        out.extend(data.dispatch(m, key(c)));
+    }
+    out
+}
+
+pub fn render(m: &Model) -> (String, ratatui::buffer::Buffer) {
+    let mut t = Terminal::new(TestBackend::new(m.size.0, m.size.1)).unwrap();
+    t.draw(|f| twk_inspector::view(m, f)).unwrap();
+    let buf = t.backend().buffer().clone();
+    (twk_inspector::view::buffer_text(&buf), buf)
+}
+
+/// Panics when any cell holds a control, bidi or invisible character.
+pub fn assert_clean(buf: &ratatui::buffer::Buffer) {
+    for y in 0..buf.area.height {
+        for x in 0..buf.area.width {
+            let sym = buf[(x, y)].symbol();
+            for c in sym.chars() {
+                assert!(
+                    !c.is_control() && !twk_inspector::sanitize::is_unsafe(c),
+                    "cell ({x},{y}) holds {c:?} (U+{:04X})",
+                    c as u32
+                );
+            }
+        }
+    }
+}
+
+/// The usual mix: oldest first, so the newest (a replay) gets the highest id.
+pub fn mix() -> Vec<Exchange> {
+    let mut v = vec![
+        plain(1, "GET", "/health", Some(200)),
+        github(2, GITHUB_SECRET),
+        twilio_form(3),
+        github(4, "wrong secret"),
+        failed(5),
+    ];
+    let mut retry = github(6, "wrong secret");
+    retry.timings.received_ms += 10;
+    v.push(retry);
+    let mut replay = github(7, GITHUB_SECRET);
+    replay.replay_of = Some(2);
+    v.push(replay);
+    v
+}

@@ -1,0 +1,415 @@
+//! `update` tests: navigation, following, pause, filtering, tabs, intents, paging.
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use crossterm::event::{KeyCode, KeyEvent, KeyModifiers, MouseButton, MouseEvent, MouseEventKind};
+use support::*;
+use twk_inspector::model::MAX_WINDOW_ROWS;
+use twk_inspector::{CopyWhat, Focus, Intent, Level, Msg, Tab, layout};
+
+#[test]
+fn starts_on_the_newest_and_follows() {
+    let (_d, data) = store(&mix());
+    let m = model(&data);
+    assert_eq!(m.list.total, 7);
+    assert_eq!(m.list.selected, 0);
+    assert_eq!(m.list.selected_id, Some(7));
+    assert!(m.list.follow);
+    assert_eq!(m.detail.as_ref().map(|d| d.id()), Some(7));
+    assert_eq!(m.counts.total, 7);
+    assert_eq!(m.counts.errors, 1);
+    assert_eq!(m.counts.invalid, 2);
+}
+
+#[test]
+fn navigation() {
+    let (_d, data) = store(&mix());
+    let mut m = model(&data);
+    press(&data, &mut m, "j");
+    assert_eq!(m.list.selected_id, Some(6));
+    assert!(!m.list.follow, "moving away stops following");
+    assert_eq!(m.detail.as_ref().map(|d| d.id()), Some(6));
+    data.dispatch(&mut m, code(KeyCode::Down));
+    assert_eq!(m.list.selected_id, Some(5));
+    press(&data, &mut m, "k");
+    assert_eq!(m.list.selected_id, Some(6));
+    press(&data, &mut m, "G");
+    assert_eq!(m.list.selected_id, Some(1));
+    press(&data, &mut m, "j");
+    assert_eq!(m.list.selected_id, Some(1), "stays on the oldest");
+    press(&data, &mut m, "g");
+    assert_eq!(m.list.selected_id, Some(7));
+    assert!(m.list.follow, "g goes back to following");
+    data.dispatch(&mut m, code(KeyCode::PageDown));
+    assert_eq!(m.list.selected_id, Some(1), "a page is more than 7 rows");
+    data.dispatch(&mut m, code(KeyCode::PageUp));
+    assert_eq!(m.list.selected_id, Some(7));
+    data.dispatch(&mut m, code(KeyCode::End));
+    data.dispatch(&mut m, code(KeyCode::Home));
+    assert_eq!(m.list.selected_id, Some(7));
+}
+
+#[test]
+fn new_rows_are_followed_unless_scrolled_away() {
+    let many: Vec<_> = (1..=40)
+        .map(|i| plain(i, "POST", "/e", Some(200)))
+        .collect();
+    let (dir, data) = store(&many);
+    let mut m = model(&data);
+    let s = add(&dir, &plain(41, "POST", "/new", Some(201)));
+    data.dispatch(&mut m, Msg::Captured(Box::new(s)));
+    assert_eq!(m.list.total, 41);
+    assert_eq!(
+        m.list.selected_id,
+        Some(41),
+        "following: the new row is selected"
+    );
+    assert_eq!(m.counts.total, 41);
+    // The detail follows on the next tick (not on every arrival).
+    data.dispatch(&mut m, Msg::Tick(T0 + 61_000));
+    assert_eq!(m.detail.as_ref().map(|d| d.id()), Some(41));
+
+    for _ in 0..20 {
+        press(&data, &mut m, "j");
+    }
+    assert_eq!(m.list.selected_id, Some(21));
+    let top_before = m.list.top;
+    assert!(top_before > 0);
+    let s = add(&dir, &plain(42, "POST", "/newer", Some(200)));
+    data.dispatch(&mut m, Msg::Captured(Box::new(s)));
+    assert_eq!(
+        m.list.selected_id,
+        Some(21),
+        "scrolled away: selection stays put"
+    );
+    assert_eq!(m.list.selected, 21);
+    assert_eq!(m.list.top, top_before + 1, "the same rows stay on screen");
+    assert_eq!(m.list.unseen, 1);
+    assert_eq!(m.list.row(0).map(|r| r.id), Some(42));
+    press(&data, &mut m, "g");
+    assert_eq!(m.list.selected_id, Some(42));
+    assert_eq!(m.list.unseen, 0);
+}
+
+#[test]
+fn duplicate_announcements_are_ignored() {
+    let (dir, data) = store(&mix());
+    let mut m = model(&data);
+    let s = add(&dir, &plain(8, "POST", "/new", Some(201)));
+    // Reloaded before the announcement arrived: the row is already in the window.
+    data.dispatch(&mut m, Msg::Lagged);
+    assert_eq!(m.list.total, 8);
+    data.dispatch(&mut m, Msg::Captured(Box::new(s)));
+    assert_eq!(m.list.total, 8);
+    assert_eq!(m.counts.total, 8);
+}
+
+#[test]
+fn pause_keeps_the_selection() {
+    let (dir, data) = store(&mix());
+    let mut m = model(&data);
+    press(&data, &mut m, "p");
+    assert!(m.list.paused && !m.list.follow);
+    let s = add(&dir, &plain(8, "POST", "/new", Some(201)));
+    data.dispatch(&mut m, Msg::Captured(Box::new(s)));
+    assert_eq!(m.list.selected_id, Some(7), "paused: not following");
+    press(&data, &mut m, "g");
+    assert!(!m.list.follow, "g while paused does not follow");
+    press(&data, &mut m, "p");
+    assert!(m.list.follow && !m.list.paused);
+    assert_eq!(m.list.selected_id, Some(8));
+}
+
+#[test]
+fn filtering() {
+    let (dir, data) = store(&mix());
+    let mut m = model(&data);
+    press(&data, &mut m, "/verdict:invalid");
+    assert_eq!(m.input.as_deref(), Some("verdict:invalid"));
+    assert_eq!(m.list.total, 7, "not applied while typing");
+    data.dispatch(&mut m, code(KeyCode::Enter));
+    assert_eq!(m.input, None);
+    assert_eq!(m.list.total, 2);
+    assert_eq!(m.list.selected_id, Some(6));
+    assert_eq!(m.filter.verdict.as_deref(), Some("invalid"));
+    // A matching arrival is listed, a non-matching one only counted.
+    let s = add(&dir, &plain(8, "GET", "/other", Some(200)));
+    data.dispatch(&mut m, Msg::Captured(Box::new(s)));
+    assert_eq!(m.list.total, 2);
+    assert_eq!(m.counts.total, 8);
+
+    // Free text goes to the store on the next tick.
+    press(&data, &mut m, "/");
+    data.dispatch(
+        &mut m,
+        Msg::Key(KeyEvent::new(KeyCode::Char('u'), KeyModifiers::CONTROL)),
+    );
+    press(&data, &mut m, "health");
+    data.dispatch(&mut m, code(KeyCode::Enter));
+    assert_eq!(m.list.total, 1);
+    assert_eq!(m.list.selected_id, Some(1));
+    let s = add(&dir, &plain(9, "GET", "/health", Some(200)));
+    data.dispatch(&mut m, Msg::Captured(Box::new(s)));
+    assert!(m.list.stale);
+    data.dispatch(&mut m, Msg::Tick(T0 + 61_000));
+    assert_eq!(m.list.total, 2);
+    assert_eq!(m.list.selected_id, Some(9));
+
+    // A bad filter is refused with a message; the old one stays.
+    press(&data, &mut m, "/");
+    data.dispatch(
+        &mut m,
+        Msg::Key(KeyEvent::new(KeyCode::Char('u'), KeyModifiers::CONTROL)),
+    );
+    press(&data, &mut m, "status:abc");
+    data.dispatch(&mut m, code(KeyCode::Enter));
+    assert!(m.input.is_some(), "prompt stays open to fix it");
+    let n = m.notice.clone().unwrap();
+    assert_eq!(n.level, Level::Error);
+    assert!(n.text.contains("status:abc"), "{}", n.text);
+    assert_eq!(m.filter.grep.as_deref(), Some("health"));
+    data.dispatch(&mut m, code(KeyCode::Esc));
+    assert_eq!(m.input, None);
+
+    // Clearing.
+    press(&data, &mut m, "/");
+    data.dispatch(
+        &mut m,
+        Msg::Key(KeyEvent::new(KeyCode::Char('u'), KeyModifiers::CONTROL)),
+    );
+    data.dispatch(&mut m, code(KeyCode::Enter));
+    assert_eq!(m.list.total, 9);
+}
+
+#[test]
+fn keys_while_typing_do_not_act() {
+    let (_d, data) = store(&mix());
+    let mut m = model(&data);
+    let intents = press(&data, &mut m, "/qrRecy");
+    assert!(intents.is_empty());
+    assert!(m.running);
+    assert_eq!(m.input.as_deref(), Some("qrRecy"));
+}
+
+#[test]
+fn tab_switching() {
+    let (_d, data) = store(&mix());
+    let mut m = model(&data);
+    data.dispatch(&mut m, code(KeyCode::Enter));
+    assert_eq!(m.focus, Focus::Detail);
+    assert_eq!(m.tab, Tab::Request);
+    data.dispatch(&mut m, code(KeyCode::Tab));
+    assert_eq!(m.tab, Tab::Response);
+    press(&data, &mut m, "l");
+    assert_eq!(m.tab, Tab::Signature);
+    data.dispatch(&mut m, code(KeyCode::BackTab));
+    assert_eq!(m.tab, Tab::Response);
+    press(&data, &mut m, "5");
+    assert_eq!(m.tab, Tab::Timing);
+    data.dispatch(&mut m, code(KeyCode::Right));
+    assert_eq!(m.tab, Tab::Request, "wraps");
+    // j scrolls the detail, n moves to the next exchange.
+    press(&data, &mut m, "jjj");
+    assert!(m.detail_scroll > 0);
+    assert_eq!(m.list.selected_id, Some(7));
+    press(&data, &mut m, "n");
+    assert_eq!(m.list.selected_id, Some(6));
+    assert_eq!(m.detail_scroll, 0);
+    data.dispatch(&mut m, code(KeyCode::Esc));
+    assert_eq!(m.focus, Focus::List);
+    data.dispatch(&mut m, code(KeyCode::Tab));
+    assert_eq!(m.focus, Focus::Detail);
+    data.dispatch(&mut m, code(KeyCode::Enter));
+    assert_eq!(m.focus, Focus::List);
+}
+
+#[test]
+fn replay_and_copy_intents() {
+    let (_d, data) = store(&mix());
+    let mut m = model(&data);
+    press(&data, &mut m, "j");
+    assert_eq!(
+        press(&data, &mut m, "r"),
+        vec![Intent::Replay {
+            id: 6,
+            resign: false
+        }]
+    );
+    assert!(m.notice.as_ref().unwrap().text.contains("replaying #6"));
+    assert_eq!(
+        press(&data, &mut m, "R"),
+        vec![Intent::Replay {
+            id: 6,
+            resign: true
+        }]
+    );
+    assert_eq!(
+        press(&data, &mut m, "e"),
+        vec![Intent::EditAndReplay { id: 6 }]
+    );
+    assert_eq!(
+        press(&data, &mut m, "cy"),
+        vec![
+            Intent::Copy {
+                id: 6,
+                what: CopyWhat::Curl
+            },
+            Intent::Copy {
+                id: 6,
+                what: CopyWhat::Body
+            }
+        ]
+    );
+    // The host reports back through a notice.
+    data.dispatch(
+        &mut m,
+        Msg::Notice("replayed #6 as #8 → 200".into(), Level::Info),
+    );
+    assert_eq!(m.notice.as_ref().unwrap().text, "replayed #6 as #8 → 200");
+    data.dispatch(&mut m, Msg::Tick(T0 + 600_000));
+    assert_eq!(m.notice, None, "notices expire");
+}
+
+#[test]
+fn no_intent_without_a_selection() {
+    let (_d, data) = store(&[]);
+    let mut m = model(&data);
+    assert!(press(&data, &mut m, "rRecy").is_empty());
+    assert_eq!(m.notice.as_ref().unwrap().level, Level::Error);
+}
+
+#[test]
+fn quit() {
+    let (_d, data) = store(&mix());
+    let mut m = model(&data);
+    assert_eq!(press(&data, &mut m, "q"), vec![Intent::Quit]);
+    assert!(!m.running);
+    let mut m = model(&data);
+    let i = data.dispatch(
+        &mut m,
+        Msg::Key(KeyEvent::new(KeyCode::Char('c'), KeyModifiers::CONTROL)),
+    );
+    assert_eq!(i, vec![Intent::Quit]);
+    // Ctrl-C works even in the filter prompt.
+    let mut m = model(&data);
+    press(&data, &mut m, "/abc");
+    let i = data.dispatch(
+        &mut m,
+        Msg::Key(KeyEvent::new(KeyCode::Char('c'), KeyModifiers::CONTROL)),
+    );
+    assert_eq!(i, vec![Intent::Quit]);
+}
+
+#[test]
+fn help_toggles_and_any_key_closes_it() {
+    let (_d, data) = store(&mix());
+    let mut m = model(&data);
+    press(&data, &mut m, "?");
+    assert!(m.help);
+    assert!(
+        press(&data, &mut m, "r").is_empty(),
+        "the key only closes help"
+    );
+    assert!(!m.help);
+}
+
+#[test]
+fn secrets_toggle_rebuilds_the_detail() {
+    let (_d, data) = store(&mix());
+    let mut m = model(&data);
+    let text = |m: &twk_inspector::Model| {
+        twk_inspector::body::lines_text(m.detail.as_ref().unwrap().lines(Tab::Request)).join("\n")
+    };
+    assert!(text(&m).contains("x-hub-signature-256: [REDACTED]"));
+    press(&data, &mut m, "s");
+    assert!(text(&m).contains("x-hub-signature-256: sha256="));
+    press(&data, &mut m, "s");
+    assert!(text(&m).contains("[REDACTED]"));
+}
+
+#[test]
+fn mouse_click_and_wheel() {
+    let (_d, data) = store(&mix());
+    let mut m = model(&data);
+    let a = layout::areas(m.size, m.focus);
+    let click = |row| {
+        Msg::Mouse(MouseEvent {
+            kind: MouseEventKind::Down(MouseButton::Left),
+            column: 10,
+            row,
+            modifiers: KeyModifiers::NONE,
+        })
+    };
+    data.dispatch(&mut m, click(a.list_first_row() + 2));
+    assert_eq!(m.list.selected_id, Some(5));
+    let wheel = Msg::Mouse(MouseEvent {
+        kind: MouseEventKind::ScrollDown,
+        column: 10,
+        row: a.list_first_row(),
+        modifiers: KeyModifiers::NONE,
+    });
+    data.dispatch(&mut m, wheel);
+    assert_eq!(m.list.selected_id, Some(2));
+    // A click on the detail pane's tab bar picks the tab.
+    let tab_click = Msg::Mouse(MouseEvent {
+        kind: MouseEventKind::Down(MouseButton::Left),
+        column: a.detail.x + 1 + 11 + 2,
+        row: a.detail.y + 1,
+        modifiers: KeyModifiers::NONE,
+    });
+    data.dispatch(&mut m, tab_click);
+    assert_eq!(m.tab, Tab::Response);
+    assert_eq!(m.focus, Focus::Detail);
+}
+
+#[test]
+fn pages_rows_instead_of_loading_everything() {
+    let n = 5_000;
+    let exchanges: Vec<_> = (0..n)
+        .map(|i| plain(i, "POST", &format!("/e/{i}"), Some(200)))
+        .collect();
+    let (_d, data) = store(&exchanges);
+    let mut m = model(&data);
+    assert_eq!(m.list.total, n as u64);
+    assert!(m.list.rows.len() <= MAX_WINDOW_ROWS);
+    assert_eq!(m.list.window_start, 0);
+    press(&data, &mut m, "G");
+    assert_eq!(m.list.selected_id, Some(1));
+    assert!(m.list.window_start > 4_000, "window moved to the end");
+    assert!(m.list.rows.len() <= MAX_WINDOW_ROWS);
+    // Scrolling up from the bottom pages in the rows above.
+    let page = m.list_rows();
+    for _ in 0..(n as u64 / page + 1) {
+        data.dispatch(&mut m, code(KeyCode::PageUp));
+        assert!(
+            m.list.row(m.list.selected).is_some(),
+            "selected row is loaded"
+        );
+    }
+    assert_eq!(m.list.selected_id, Some(n));
+    // A lost broadcast reloads around the selection.
+    press(&data, &mut m, "jjjjj");
+    data.dispatch(&mut m, Msg::Lagged);
+    assert_eq!(m.list.selected_id, Some(n - 5));
+    assert_eq!(m.list.selected, 5);
+}
+
+#[test]
+fn resize_keeps_the_selection_visible() {
+    let (_d, data) = store(
+        &(0..100)
+            .map(|i| plain(i, "GET", "/", Some(200)))
+            .collect::<Vec<_>>(),
+    );
+    let mut m = model(&data);
+    for _ in 0..50 {
+        press(&data, &mut m, "j");
+    }
+    data.dispatch(&mut m, Msg::Resize(80, 12));
+    let rows = m.list_rows();
+    assert!(m.list.selected >= m.list.top && m.list.selected < m.list.top + rows);
+    data.dispatch(&mut m, Msg::Resize(0, 0));
+    data.dispatch(&mut m, Msg::Resize(200, 60));
+    assert_eq!(m.list.selected_id, Some(50));
+}
