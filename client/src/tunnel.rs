@@ -74,6 +74,21 @@ pub struct TunnelArgs {
     /// Do not record exchanges on disk.
     #[arg(long)]
     pub no_capture: bool,
+    /// Answer the Basic-auth challenge in twk: requests without these credentials get 401 with
+    /// `WWW-Authenticate: Basic realm="…"`, as Bandwidth's callbacks expect. `user:password`.
+    #[arg(
+        long,
+        value_name = "USER:PASS",
+        env = "TWK_BASIC_AUTH",
+        hide_env_values = true
+    )]
+    pub basic_auth: Option<String>,
+    /// Realm of the Basic-auth challenge.
+    #[arg(long, value_name = "REALM")]
+    pub realm: Option<String>,
+    /// Remove `Authorization` before forwarding an authenticated request to the local app.
+    #[arg(long)]
+    pub strip_auth: bool,
 }
 
 impl TunnelArgs {
@@ -220,6 +235,21 @@ pub async fn run(mut args: TunnelArgs) -> anyhow::Result<ExitCode> {
     cfg.host_header = args.host_header();
     cfg.request_timeout = args.request_timeout;
     cfg.secrets = secrets.clone();
+    let basic = args
+        .basic_auth
+        .clone()
+        .or_else(|| config.basic_auth.as_ref().map(|b| b.expose().to_string()));
+    if let Some(spec) = basic {
+        let realm = args
+            .realm
+            .clone()
+            .or_else(|| config.realm.clone())
+            .unwrap_or_else(|| "twk".to_string());
+        cfg.basic_auth = Some(
+            twk_agent::BasicAuth::parse(&spec, &realm, args.strip_auth)
+                .context("invalid --basic-auth (expected user:password)")?,
+        );
+    }
     if let Some(r) = &recorder {
         cfg.capture_cap = r.options().body_cap;
     }

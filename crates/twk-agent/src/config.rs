@@ -165,6 +165,8 @@ pub struct AgentConfig {
     pub shutdown_grace: Duration,
     /// Provider secrets for signature checks (masked in Debug).
     pub secrets: std::sync::Arc<twk_providers::Secrets>,
+    /// Basic-auth credentials twk enforces itself (the 401 challenge), if any.
+    pub basic_auth: Option<crate::BasicAuth>,
 }
 
 impl fmt::Debug for AgentConfig {
@@ -177,6 +179,7 @@ impl fmt::Debug for AgentConfig {
             .field("host_header", &self.host_header)
             .field("request_timeout", &self.request_timeout)
             .field("capture_cap", &self.capture_cap)
+            .field("basic_auth", &self.basic_auth)
             .finish_non_exhaustive()
     }
 }
@@ -195,6 +198,7 @@ impl AgentConfig {
             capture_cap: 1024 * 1024,
             shutdown_grace: limits::SHUTDOWN_GRACE,
             secrets: Default::default(),
+            basic_auth: None,
         }
     }
 }

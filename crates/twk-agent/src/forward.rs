@@ -241,6 +241,24 @@ pub(crate) async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Respo
     put(&mut parts.headers, "host", &host);
     add_forwarding_headers(&mut parts.headers, &m);
 
+    let mut challenge = None;
+    if let Some(auth) = &cfg.basic_auth {
+        let check = auth.check(
+            parts
+                .headers
+                .get_all(header::AUTHORIZATION)
+                .iter()
+                .map(|v| v.as_bytes()),
+        );
+        match check {
+            crate::basic_auth::Check::Pass => {
+                if auth.strip {
+                    parts.headers.remove(header::AUTHORIZATION);
+                }
+            }
+            other => challenge = Some((other, auth.challenge())),
+        }
+    }
     let request_headers = headers_to_vec(&parts.headers);
     let (tap, req_rx) = Tap::new(body, cfg.capture_cap);
     let mut out = Request::new(tap.map_err(BoxError::from).boxed());
@@ -281,6 +299,27 @@ pub(crate) async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Respo
         },
         req_rx,
     };
+    if let Some((check, www_authenticate)) = challenge {
+        // Answer the challenge ourselves; the local app never sees this leg. The body is read
+        // (and hashed) first so the two legs of the handshake can be paired by body hash.
+        let _ = out.into_body().collect().await;
+        let msg = match check {
+            crate::basic_auth::Check::Missing => "twk: authentication required\n",
+            _ => "twk: wrong credentials\n",
+        };
+        let mut resp = twk_text(StatusCode::UNAUTHORIZED, msg.to_string());
+        if let Ok(v) = HeaderValue::from_str(&www_authenticate) {
+            resp.headers_mut().insert(header::WWW_AUTHENTICATE, v);
+        }
+        record.exchange.status = Some(401);
+        record.exchange.timings.first_byte_ms = Some(now_ms());
+        record.exchange.response = Some(Message {
+            headers: headers_to_vec(resp.headers()),
+            body: text_body(msg),
+        });
+        tokio::spawn(record.finish(None));
+        return resp;
+    }
     let deadline = m.deadline.unwrap_or(cfg.request_timeout);
     match tokio::time::timeout(deadline, shared.client.request(out)).await {
         Ok(Ok(resp)) => {

@@ -12,6 +12,7 @@
 #![warn(missing_docs)]
 
 mod backoff;
+pub mod basic_auth;
 mod config;
 mod forward;
 pub mod replay;
@@ -19,6 +20,7 @@ mod session;
 mod tap;
 
 pub use backoff::Backoff;
+pub use basic_auth::BasicAuth;
 pub use config::{AgentConfig, HostHeader, RelayUrl, Target, TargetError};
 pub use forward::annotate;
 pub use session::{AgentError, ConnState, Observer, run};

@@ -33,10 +33,7 @@ fn refuse(status: StatusCode, code: RefusalCode, msg: &str) -> Response<RelayBod
     r
 }
 
-fn header_str<'a>(
-    req: &'a Request<Incoming>,
-    name: impl http::header::AsHeaderName,
-) -> Option<&'a str> {
+fn header_str(req: &Request<Incoming>, name: impl http::header::AsHeaderName) -> Option<&str> {
     req.headers().get(name).and_then(|v| v.to_str().ok())
 }
 

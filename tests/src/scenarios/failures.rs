@@ -209,7 +209,7 @@ async fn a_slowloris_sender_is_cut_off_at_the_header_read_timeout() {
     let closed = tokio::time::timeout(Duration::from_secs(5), async {
         loop {
             tokio::select! {
-                r = s.read(&mut buf) => return r.map(|n| n).unwrap_or(0),
+                r = s.read(&mut buf) => return r.unwrap_or(0),
                 _ = tokio::time::sleep(Duration::from_millis(100)) => {
                     if s.write_all(b"a").await.is_err() { return 0; }
                 }

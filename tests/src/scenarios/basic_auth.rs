@@ -1,0 +1,198 @@
+//! The 401 Basic-auth challenge through the real tunnel, with a sender that behaves like
+//! Bandwidth: no credentials first; on 401 **with** `WWW-Authenticate: Basic` it resends with
+//! credentials; on a bare 401 it gives up (the callback is lost).
+
+use crate::*;
+use base64::Engine;
+use http::Response;
+use http_body_util::Full;
+
+/// What the Bandwidth-like sender did.
+#[derive(Debug)]
+struct Delivery {
+    /// Status of each attempt, in order.
+    statuses: Vec<u16>,
+    /// True when it gave up without delivering.
+    lost: bool,
+}
+
+fn basic(user: &str, pass: &str) -> String {
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}"))
+    )
+}
+
+async fn bandwidth_sender(
+    addr: std::net::SocketAddr,
+    path: &str,
+    body: &str,
+    user: &str,
+    pass: &str,
+) -> Delivery {
+    let headers = [
+        ("content-type", "application/json"),
+        ("user-agent", "BandwidthAPI/v2"),
+    ];
+    let first = send(addr, "POST", path, &headers, body.to_string())
+        .await
+        .unwrap();
+    let mut statuses = vec![first.status.as_u16()];
+    if first.status != 401 {
+        return Delivery {
+            lost: !first.status.is_success(),
+            statuses,
+        };
+    }
+    let challenge = first
+        .headers
+        .get("www-authenticate")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if !challenge.to_ascii_lowercase().starts_with("basic") {
+        // Bandwidth's documented behaviour: no challenge, no retry.
+        return Delivery {
+            statuses,
+            lost: true,
+        };
+    }
+    let auth = basic(user, pass);
+    let mut with = headers.to_vec();
+    with.push(("authorization", auth.as_str()));
+    let second = send(addr, "POST", path, &with, body.to_string())
+        .await
+        .unwrap();
+    statuses.push(second.status.as_u16());
+    Delivery {
+        lost: !second.status.is_success(),
+        statuses,
+    }
+}
+
+const BODY: &str = r#"[{"type":"message-delivered","to":"+15551234567","message":{"id":"m-1"}}]"#;
+
+#[tokio::test]
+async fn twk_enforces_the_challenge_and_the_app_sees_only_the_authenticated_leg() {
+    trace_init();
+    let relay = spawn_relay(relay_config(twk_relay::Auth::Open)).await;
+    let mut target = FakeTarget::echo().await;
+    let mut cfg = agent_config(&relay, target.addr);
+    cfg.basic_auth =
+        Some(twk_agent::BasicAuth::parse("bw-user:s3cret:pw", "callbacks", false).unwrap());
+    let mut agent = spawn_agent(cfg);
+    let (name, _) = agent.connected().await;
+    let path = format!("/t/{name}/bandwidth/status");
+
+    let d = bandwidth_sender(relay.addr, &path, BODY, "bw-user", "s3cret:pw").await;
+    assert_eq!(d.statuses, vec![401, 200]);
+    assert!(!d.lost);
+    // The local app received exactly one request: the authenticated one, Authorization kept.
+    let got = target.next().await;
+    assert_eq!(got.body.as_ref(), BODY.as_bytes());
+    assert_eq!(
+        got.header("authorization"),
+        Some(basic("bw-user", "s3cret:pw"))
+    );
+    assert!(target.received.try_recv().is_err(), "leg 1 reached the app");
+    let leg1 = agent.exchange().await;
+    let leg2 = agent.exchange().await;
+    assert_eq!(leg1.status, Some(401));
+    let resp = leg1.response.unwrap();
+    let www: Vec<_> = resp
+        .headers
+        .iter()
+        .filter(|h| h.name == "www-authenticate")
+        .map(|h| String::from_utf8_lossy(&h.value).into_owned())
+        .collect();
+    assert_eq!(
+        www,
+        vec!["Basic realm=\"callbacks\", charset=\"UTF-8\"".to_string()]
+    );
+    assert_eq!(leg2.status, Some(200));
+    assert_eq!(
+        leg1.request.body.sha256, leg2.request.body.sha256,
+        "legs must pair by body hash"
+    );
+
+    // Wrong credentials: challenged again, never forwarded.
+    let d = bandwidth_sender(relay.addr, &path, BODY, "bw-user", "guess").await;
+    assert_eq!(d.statuses, vec![401, 401]);
+    assert!(d.lost);
+    assert!(target.received.try_recv().is_err());
+}
+
+#[tokio::test]
+async fn strip_auth_removes_the_credentials_before_the_app() {
+    trace_init();
+    let relay = spawn_relay(relay_config(twk_relay::Auth::Open)).await;
+    let mut target = FakeTarget::echo().await;
+    let mut cfg = agent_config(&relay, target.addr);
+    cfg.basic_auth = Some(twk_agent::BasicAuth::parse("u:p", "twk", true).unwrap());
+    let mut agent = spawn_agent(cfg);
+    let (name, _) = agent.connected().await;
+    let d = bandwidth_sender(relay.addr, &format!("/t/{name}/cb"), BODY, "u", "p").await;
+    assert_eq!(d.statuses, vec![401, 200]);
+    let got = target.next().await;
+    assert!(got.header("authorization").is_none());
+}
+
+#[tokio::test]
+async fn an_app_that_challenges_correctly_gets_the_retry() {
+    trace_init();
+    let relay = spawn_relay(relay_config(twk_relay::Auth::Open)).await;
+    let expected = basic("app", "pw");
+    let mut target = FakeTarget::with(move |r| {
+        if r.header("authorization").as_deref() == Some(expected.as_str()) {
+            Response::new(Full::new(bytes::Bytes::from_static(b"ok")))
+        } else {
+            Response::builder()
+                .status(401)
+                .header("www-authenticate", "Basic realm=\"app\"")
+                .body(Full::new(bytes::Bytes::new()))
+                .unwrap()
+        }
+    })
+    .await;
+    let mut agent = spawn_agent(agent_config(&relay, target.addr));
+    let (name, _) = agent.connected().await;
+    let d = bandwidth_sender(relay.addr, &format!("/t/{name}/cb"), BODY, "app", "pw").await;
+    assert_eq!(d.statuses, vec![401, 200]);
+    assert!(!d.lost);
+    // Both legs reached the app, which ran the challenge itself; twk observed both.
+    assert!(target.next().await.header("authorization").is_none());
+    assert!(target.next().await.header("authorization").is_some());
+    let leg1 = agent.exchange().await;
+    let leg2 = agent.exchange().await;
+    assert_eq!((leg1.status, leg2.status), (Some(401), Some(200)));
+}
+
+#[tokio::test]
+async fn an_app_that_answers_a_bare_401_loses_the_callback() {
+    trace_init();
+    let relay = spawn_relay(relay_config(twk_relay::Auth::Open)).await;
+    let mut target = FakeTarget::with(|_| {
+        Response::builder()
+            .status(401)
+            .body(Full::new(bytes::Bytes::from_static(b"unauthorized")))
+            .unwrap()
+    })
+    .await;
+    let mut agent = spawn_agent(agent_config(&relay, target.addr));
+    let (name, _) = agent.connected().await;
+    let d = bandwidth_sender(relay.addr, &format!("/t/{name}/cb"), BODY, "app", "pw").await;
+    assert_eq!(d.statuses, vec![401]);
+    assert!(
+        d.lost,
+        "a bare 401 must make the Bandwidth-like sender give up"
+    );
+    let _ = target.next().await;
+    let leg1 = agent.exchange().await;
+    assert_eq!(leg1.status, Some(401));
+    assert!(
+        leg1.response
+            .unwrap()
+            .headers
+            .iter()
+            .all(|h| h.name != "www-authenticate")
+    );
+}
