@@ -1,30 +1,569 @@
-//! `twk-tunnel log`, `replay` and `export` (capture issue). Placeholder until it lands.
+//! `twk-tunnel log`, `replay` and `export`: the capture history on the developer's disk.
 
+use crate::config::Config;
+use twk_agent::replay::{ReplayOptions, replay};
+use twk_capture::redact::redact_headers;
+
+use anyhow::{Context, bail};
+use std::io::Write;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use twk_capture::export::curl::{CurlOptions, curl_command};
+use twk_capture::export::har::HarWriter;
+use twk_capture::export::json::exchange_json;
+use twk_capture::time::{Bound, parse_time, rfc3339_ms};
+use twk_capture::{Filter, Order, StatusFilter, Store, StoreOptions, Summary};
+
+/// Where the capture store is.
+#[derive(Debug, Clone, clap::Args)]
+pub struct StoreArgs {
+    /// Capture directory (default: `data_dir` from the config, else $XDG_DATA_HOME/twk).
+    #[arg(long, value_name = "DIR", env = "TWK_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Config file (default: $XDG_CONFIG_HOME/twk/config.toml).
+    #[arg(long, value_name = "FILE", env = "TWK_CONFIG")]
+    pub config: Option<PathBuf>,
+}
+
+/// Filters shared by `log` and `export --har`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct FilterArgs {
+    /// Tunnel name.
+    #[arg(long, value_name = "N")]
+    pub name: Option<String>,
+    /// Provider id (twilio, stripe, github, …).
+    #[arg(long, value_name = "P")]
+    pub provider: Option<String>,
+    /// Event name, e.g. device_registration_completed.
+    #[arg(long, value_name = "E")]
+    pub event: Option<String>,
+    /// Response status: a code (404), a class (4xx, 5xx) or `none`.
+    #[arg(long, value_name = "STATUS", value_parser = parse_status)]
+    pub status: Option<StatusFilter>,
+    /// Signature verdict.
+    #[arg(long, value_parser = ["valid", "invalid", "stale", "unsigned", "no_secret", "malformed"])]
+    pub verdict: Option<String>,
+    /// Received at or after: RFC 3339, a date (2018-01-01) or an age (30m, 2h, 3d).
+    #[arg(long, value_name = "T")]
+    pub since: Option<String>,
+    /// Received at or before: RFC 3339, a date (whole day included) or an age.
+    #[arg(long, value_name = "T")]
+    pub until: Option<String>,
+    /// Text in the URL, path, a header or a body (ASCII case-insensitive).
+    #[arg(long, value_name = "TEXT")]
+    pub grep: Option<String>,
+    /// At most N exchanges, the most recent (0: all).
+    #[arg(long, value_name = "N")]
+    pub limit: Option<u64>,
+}
+
+fn parse_status(s: &str) -> Result<StatusFilter, String> {
+    s.parse()
+        .map_err(|e: twk_capture::CaptureError| e.to_string())
+}
+
+impl FilterArgs {
+    fn to_filter(&self, default_limit: Option<u64>) -> anyhow::Result<Filter> {
+        let now = jiff::Timestamp::now();
+        let since = self
+            .since
+            .as_deref()
+            .map(|s| parse_time(s, Bound::Since, now))
+            .transpose()?;
+        let until = self
+            .until
+            .as_deref()
+            .map(|s| parse_time(s, Bound::Until, now))
+            .transpose()?;
+        Ok(Filter {
+            name: self.name.clone(),
+            provider: self.provider.clone(),
+            event: self.event.clone(),
+            status: self.status,
+            verdict: self.verdict.clone(),
+            grep: self.grep.clone(),
+            limit: match self.limit {
+                Some(0) => None,
+                Some(n) => Some(n),
+                None => default_limit,
+            },
+            order: Order::NewestFirst,
+            ..Filter::default()
+        }
+        .between(since, until))
+    }
+}
 
 /// Arguments of `twk-tunnel log`.
 #[derive(Debug, clap::Args)]
-pub struct LogArgs {}
+pub struct LogArgs {
+    #[command(flatten)]
+    filter: FilterArgs,
+    /// One JSON object per line (NDJSON) instead of a table.
+    #[arg(long)]
+    json: bool,
+    /// Show secret-bearing headers (Authorization, Cookie, signatures) in --json output.
+    #[arg(long)]
+    reveal_secrets: bool,
+    #[command(flatten)]
+    store: StoreArgs,
+}
 
 /// Arguments of `twk-tunnel replay`.
 #[derive(Debug, clap::Args)]
-pub struct ReplayArgs {}
+pub struct ReplayArgs {
+    /// Id of the exchange to replay (see `twk-tunnel log`).
+    id: i64,
+    /// Send to this URL (http://host:port[/base]) instead of the recorded local target.
+    #[arg(long, value_name = "URL")]
+    to: Option<String>,
+    /// Set a header ('Name: value'); 'Name:' removes it, 'Name;' sends it empty. Repeatable.
+    #[arg(short = 'H', long = "header", value_name = "HEADER")]
+    headers: Vec<String>,
+    /// Replace the body with this file's bytes (`-` reads stdin).
+    #[arg(long, value_name = "FILE")]
+    body_file: Option<PathBuf>,
+    /// Recompute the provider signature (fresh timestamp) with the configured secret.
+    #[arg(long)]
+    resign: bool,
+    /// Provider secret PROVIDER=VALUE (overrides env and config). Repeatable.
+    #[arg(long = "secret", value_name = "PROVIDER=VALUE")]
+    secrets: Vec<String>,
+    /// Deadline for the target's complete response, in seconds.
+    #[arg(long, value_name = "SECS", default_value_t = 30)]
+    timeout: u64,
+    /// Print the new exchange as one JSON object.
+    #[arg(long)]
+    json: bool,
+    /// Show secret-bearing headers in the output.
+    #[arg(long)]
+    reveal_secrets: bool,
+    #[command(flatten)]
+    store: StoreArgs,
+}
 
 /// Arguments of `twk-tunnel export`.
 #[derive(Debug, clap::Args)]
-pub struct ExportArgs {}
+#[command(group(clap::ArgGroup::new("format").required(true).args(["har", "curl"])))]
+pub struct ExportArgs {
+    /// Write a HAR 1.2 file of the exchanges matching the filters (`-` for stdout).
+    #[arg(long, value_name = "FILE")]
+    har: Option<PathBuf>,
+    /// Print a curl command reproducing exchange ID.
+    #[arg(long, value_name = "ID")]
+    curl: Option<i64>,
+    /// With --curl: send to this base URL instead of the recorded local target.
+    #[arg(long, value_name = "URL", requires = "curl")]
+    to: Option<String>,
+    #[command(flatten)]
+    filter: FilterArgs,
+    /// Keep secret-bearing headers (Authorization, Cookie, signatures) in the export.
+    #[arg(long)]
+    reveal_secrets: bool,
+    #[command(flatten)]
+    store: StoreArgs,
+}
+
+/// Store options from flags, env and config.
+fn store_options(args: &StoreArgs) -> anyhow::Result<(StoreOptions, Config)> {
+    let config = Config::load(args.config.as_deref())?;
+    let dir = args.data_dir.clone().or_else(|| config.data_dir.clone());
+    let mut opts = StoreOptions::at(dir.as_deref())?;
+    if let Some(cap) = config.capture.body_cap {
+        opts.body_cap = cap;
+    }
+    if let Some(r) = config.capture.retention {
+        opts.retention_per_tunnel = r;
+    }
+    Ok((opts, config))
+}
+
+/// Opens the store for reading; `None` when nothing was ever captured there.
+fn open_existing(opts: &StoreOptions) -> anyhow::Result<Option<Store>> {
+    if !opts.db_path().exists() {
+        return Ok(None);
+    }
+    Ok(Some(Store::open(opts).with_context(|| {
+        format!("opening captures in {}", opts.data_dir.display())
+    })?))
+}
+
+fn nothing_yet(opts: &StoreOptions) {
+    eprintln!(
+        "twk-tunnel: no captures yet in {}",
+        sanitize(&opts.data_dir.display().to_string())
+    );
+}
 
 /// Runs `log`.
-pub async fn run_log(_args: LogArgs) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("log is not implemented yet")
+pub async fn run_log(args: LogArgs) -> anyhow::Result<ExitCode> {
+    let (opts, _) = store_options(&args.store)?;
+    let Some(store) = open_existing(&opts)? else {
+        nothing_yet(&opts);
+        return Ok(ExitCode::SUCCESS);
+    };
+    let filter = args.filter.to_filter(Some(100))?;
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    if args.json {
+        // Oldest first within the selection, one object per line.
+        let mut rows = Vec::new();
+        store.for_each(&filter, |x| {
+            rows.push(x);
+            Ok::<_, anyhow::Error>(())
+        })?;
+        for x in rows.iter().rev() {
+            serde_json::to_writer(&mut out, &exchange_json(x, args.reveal_secrets))?;
+            out.write_all(b"\n")?;
+        }
+    } else {
+        let mut rows = store.list(&filter)?;
+        rows.reverse();
+        write_table(&mut out, &rows)?;
+        if rows.is_empty() {
+            writeln!(out, "(no matching exchanges)")?;
+        }
+    }
+    out.flush()?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn write_table(out: &mut impl Write, rows: &[Summary]) -> std::io::Result<()> {
+    let header = [
+        "ID", "TIME", "NAME", "METHOD", "STATUS", "MS", "PROVIDER", "EVENT", "VERDICT", "ATT",
+        "PATH",
+    ];
+    let cells: Vec<[String; 11]> = rows
+        .iter()
+        .map(|r| {
+            let status = match (r.status, r.failure_side) {
+                (Some(s), _) => s.to_string(),
+                (None, Some(side)) => format!("ERR:{}", format!("{side:?}").to_lowercase()),
+                (None, None) => "-".into(),
+            };
+            let att = match (r.replay_of, r.attempt) {
+                (Some(o), _) => format!("r#{o}"),
+                (None, Some(a)) => a.to_string(),
+                (None, None) => "-".into(),
+            };
+            let time = rfc3339_ms(r.received_ms);
+            [
+                r.id.to_string(),
+                time,
+                clip(&sanitize(&r.tunnel), 16),
+                clip(&sanitize(&r.method), 7),
+                status,
+                r.duration_ms.map_or("-".into(), |d| d.to_string()),
+                clip(&sanitize(r.provider.as_deref().unwrap_or("-")), 18),
+                clip(&sanitize(r.event.as_deref().unwrap_or("-")), 32),
+                sanitize(r.verdict.as_deref().unwrap_or("-")),
+                att,
+                clip(&sanitize(&r.path), 60),
+            ]
+        })
+        .collect();
+    let mut widths = header.map(|h| h.chars().count());
+    for row in &cells {
+        for (w, c) in widths.iter_mut().zip(row) {
+            *w = (*w).max(c.chars().count());
+        }
+    }
+    let line = |out: &mut dyn Write, cols: &[&str]| -> std::io::Result<()> {
+        let last = cols.len() - 1;
+        let mut s = String::new();
+        for (i, (c, w)) in cols.iter().zip(widths).enumerate() {
+            if i == last {
+                s.push_str(c);
+            } else {
+                s.push_str(c);
+                s.extend(std::iter::repeat_n(
+                    ' ',
+                    w.saturating_sub(c.chars().count()) + 2,
+                ));
+            }
+        }
+        writeln!(out, "{}", s.trim_end())
+    };
+    line(out, &header)?;
+    for row in &cells {
+        let cols: Vec<&str> = row.iter().map(String::as_str).collect();
+        line(out, &cols)?;
+    }
+    Ok(())
+}
+
+/// Makes untrusted text safe to print on a terminal: control characters (C0, DEL, C1) and
+/// bidi/zero-width format characters are shown as `\u{…}` escapes (reliability §2.8).
+fn sanitize(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if c.is_control()
+            || matches!(c, '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' | '\u{feff}')
+        {
+            out.push_str(&c.escape_unicode().to_string());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+fn clip(s: &str, max: usize) -> String {
+    if s.chars().count() <= max {
+        return s.to_owned();
+    }
+    let mut t: String = s.chars().take(max.saturating_sub(1)).collect();
+    t.push('…');
+    t
 }
 
 /// Runs `replay`.
-pub async fn run_replay(_args: ReplayArgs) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("replay is not implemented yet")
+pub async fn run_replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
+    let (opts, config) = store_options(&args.store)?;
+    let Some(mut store) = open_existing(&opts)? else {
+        nothing_yet(&opts);
+        return Ok(ExitCode::FAILURE);
+    };
+    let original = store
+        .get(args.id)?
+        .with_context(|| format!("no exchange with id {}", args.id))?
+        .exchange;
+    let mut headers = Vec::new();
+    for h in &args.headers {
+        headers.push(parse_header_arg(h)?);
+    }
+    let body = match &args.body_file {
+        Some(p) => Some(read_body(p)?),
+        None => None,
+    };
+    let secrets = config.secrets(&args.secrets, |k| std::env::var(k).ok())?;
+    let ropts = ReplayOptions {
+        to: args.to.clone(),
+        headers,
+        body,
+        resign: args.resign,
+        secrets,
+        timeout: std::time::Duration::from_secs(args.timeout.max(1)),
+        capture_cap: opts.body_cap,
+    };
+    let ex = replay(&original, &ropts).await?;
+    let id = store.insert(&ex).context("recording the replay")?;
+    let stored = store
+        .get(id)?
+        .with_context(|| format!("replay {id} vanished from the store"))?;
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    if args.json {
+        serde_json::to_writer(&mut out, &exchange_json(&stored, args.reveal_secrets))?;
+        writeln!(out)?;
+    } else {
+        let ex = &stored.exchange;
+        let took = ex
+            .duration_ms()
+            .map_or(String::new(), |d| format!(" in {d} ms"));
+        match (&ex.response, &ex.failure) {
+            (Some(resp), _) => {
+                let status = ex.status.unwrap_or_default();
+                writeln!(
+                    out,
+                    "replayed #{} as #{id} → {} {} {}{took} (verdict now: {})",
+                    args.id,
+                    sanitize(&ex.target),
+                    status,
+                    twk_capture::export::har::reason(status),
+                    ex.verdict.as_deref().unwrap_or("-")
+                )?;
+                for h in redact_headers(&resp.headers, args.reveal_secrets).iter() {
+                    writeln!(
+                        out,
+                        "{}: {}",
+                        sanitize(&h.name),
+                        sanitize(&String::from_utf8_lossy(&h.value))
+                    )?;
+                }
+                writeln!(out)?;
+                match std::str::from_utf8(&resp.body.bytes) {
+                    Ok(t) => writeln!(out, "{}", sanitize_body(t))?,
+                    Err(_) => writeln!(out, "<{} bytes of binary body>", resp.body.len)?,
+                }
+                if resp.body.truncated {
+                    writeln!(out, "… ({} bytes in total)", resp.body.len)?;
+                }
+            }
+            (None, f) => {
+                let why = f
+                    .as_ref()
+                    .map_or("no response".to_owned(), |f| f.message.clone());
+                writeln!(
+                    out,
+                    "replayed #{} as #{id}: failed{took}: {}",
+                    args.id,
+                    sanitize(&why)
+                )?;
+                return Ok(ExitCode::FAILURE);
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Like [`sanitize`] but keeps newlines and tabs of a text body.
+fn sanitize_body(s: &str) -> String {
+    s.split('\n')
+        .map(|l| l.split('\t').map(sanitize).collect::<Vec<_>>().join("\t"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// `Name: value` → set; `Name:` → remove; `Name;` → empty value.
+fn parse_header_arg(s: &str) -> anyhow::Result<(String, Option<String>)> {
+    if let Some(name) = s.strip_suffix(';')
+        && !name.contains(':')
+    {
+        return Ok((name.trim().to_owned(), Some(String::new())));
+    }
+    let Some((name, value)) = s.split_once(':') else {
+        bail!("header {:?} must look like 'Name: value'", sanitize(s));
+    };
+    let name = name.trim();
+    if name.is_empty() {
+        bail!("header {:?} has no name", sanitize(s));
+    }
+    let value = value.trim_start_matches([' ', '\t']);
+    Ok((
+        name.to_owned(),
+        (!value.is_empty()).then(|| value.to_owned()),
+    ))
+}
+
+fn read_body(p: &Path) -> anyhow::Result<Vec<u8>> {
+    if p == Path::new("-") {
+        let mut v = Vec::new();
+        std::io::Read::read_to_end(&mut std::io::stdin(), &mut v)?;
+        return Ok(v);
+    }
+    std::fs::read(p).with_context(|| format!("reading body file {}", p.display()))
 }
 
 /// Runs `export`.
-pub async fn run_export(_args: ExportArgs) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("export is not implemented yet")
+pub async fn run_export(args: ExportArgs) -> anyhow::Result<ExitCode> {
+    let (opts, _) = store_options(&args.store)?;
+    let Some(store) = open_existing(&opts)? else {
+        nothing_yet(&opts);
+        return Ok(ExitCode::FAILURE);
+    };
+    if let Some(id) = args.curl {
+        let x = store
+            .get(id)?
+            .with_context(|| format!("no exchange with id {id}"))?;
+        let cmd = curl_command(
+            &x.exchange,
+            &CurlOptions {
+                base_url: args.to.clone(),
+                reveal_secrets: args.reveal_secrets,
+            },
+        );
+        print!("{cmd}");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let Some(path) = &args.har else {
+        bail!("pass --har FILE or --curl ID");
+    };
+    let mut filter = args.filter.to_filter(None)?;
+    filter.order = Order::OldestFirst;
+    if let Some(limit) = filter.limit {
+        // "the most recent N", written oldest first
+        let total = store.count(&filter)?;
+        filter.offset = total.saturating_sub(limit);
+    }
+    let out: Box<dyn Write> = if path == Path::new("-") {
+        Box::new(std::io::stdout().lock())
+    } else {
+        use std::os::unix::fs::OpenOptionsExt;
+        let f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(path)
+            .with_context(|| format!("creating {}", path.display()))?;
+        Box::new(f)
+    };
+    let mut w = HarWriter::new(std::io::BufWriter::new(out), args.reveal_secrets)?;
+    let mut n = 0u64;
+    store.for_each(&filter, |x| {
+        w.push(&x)?;
+        n += 1;
+        Ok::<_, anyhow::Error>(())
+    })?;
+    w.finish()?;
+    if path != Path::new("-") {
+        eprintln!(
+            "wrote {n} exchanges to {}",
+            sanitize(&path.display().to_string())
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn header_args() {
+        let p = |s: &str| parse_header_arg(s).ok();
+        assert_eq!(p("X-A: 1"), Some(("X-A".into(), Some("1".into()))));
+        assert_eq!(p("X-A:"), Some(("X-A".into(), None)));
+        assert_eq!(p("X-A;"), Some(("X-A".into(), Some(String::new()))));
+        assert_eq!(p("X-A: a:b"), Some(("X-A".into(), Some("a:b".into()))));
+        assert_eq!(p("nocolon"), None);
+        assert_eq!(p(": v"), None);
+    }
+
+    #[test]
+    fn sanitizes_terminal_escapes() {
+        assert_eq!(sanitize("a\x1b[2Jb"), "a\\u{1b}[2Jb");
+        assert_eq!(sanitize("\u{9b}x\u{202e}"), "\\u{9b}x\\u{202e}");
+        assert_eq!(sanitize_body("a\n\tb\r"), "a\n\tb\\u{d}");
+    }
+
+    #[test]
+    fn filter_args_build_filters() {
+        let f = FilterArgs {
+            name: None,
+            provider: None,
+            event: Some("device_registration_completed".into()),
+            status: Some(StatusFilter::Class(4)),
+            verdict: None,
+            since: Some("2018-01-01".into()),
+            until: Some("2018-01-31".into()),
+            grep: None,
+            limit: Some(0),
+        }
+        .to_filter(Some(100))
+        .ok();
+        let f = f.unwrap_or_default();
+        assert_eq!(f.limit, None);
+        assert_eq!(f.since_ms, Some(1_514_764_800_000));
+        assert_eq!(f.until_ms, Some(1_517_443_199_999));
+        assert!(
+            FilterArgs {
+                since: Some("yesterday".into()),
+                ..FilterArgs {
+                    name: None,
+                    provider: None,
+                    event: None,
+                    status: None,
+                    verdict: None,
+                    since: None,
+                    until: None,
+                    grep: None,
+                    limit: None,
+                }
+            }
+            .to_filter(None)
+            .is_err()
+        );
+    }
 }
