@@ -107,15 +107,21 @@ pub async fn run(
     let shared = Arc::new(Shared::new(cfg.clone(), observer.clone()));
     let mut backoff = Backoff::default();
     let mut attempt = 0u32;
+    // After the first session, ask for the granted name again so the public URL stays the same
+    // across reconnects, even when the relay picked it.
+    let mut name = cfg.name.clone();
     loop {
         observer.connection(&ConnState::Connecting { attempt });
         let connected = tokio::select! {
-            r = connect(&cfg, tls.as_ref()) => r,
+            r = connect(&cfg, name.as_deref(), tls.as_ref()) => r,
             _ = shutdown.cancelled() => break,
         };
         let reason = match connected {
             Ok(session) => {
                 shared.set_name(&session.name);
+                if !session.name.is_empty() {
+                    name = Some(session.name.clone());
+                }
                 observer.connection(&ConnState::Connected {
                     name: session.name.clone(),
                     public_url: session.public_url.clone(),
@@ -194,6 +200,7 @@ fn header<'a>(resp: &'a http::Response<Option<Vec<u8>>>, name: &str) -> Option<&
 
 async fn connect(
     cfg: &AgentConfig,
+    name: Option<&str>,
     tls: Option<&tokio_rustls::TlsConnector>,
 ) -> Result<Session, ConnectError> {
     let relay = &cfg.relay;
@@ -234,7 +241,7 @@ async fn connect(
         handshake::PROTOCOL,
         http::HeaderValue::from(twk_protocol::PROTOCOL_VERSION),
     );
-    if let Some(name) = &cfg.name {
+    if let Some(name) = name {
         let v = http::HeaderValue::from_str(name).map_err(|_| {
             ConnectError::Fatal(AgentError::Refused(format!("invalid tunnel name {name:?}")))
         })?;

@@ -126,9 +126,9 @@ async fn after_a_relay_restart_the_agent_reconnects_and_the_same_url_works() {
     let target = FakeTarget::echo().await;
     let mut cfg = agent_config(&relay, target.addr);
     cfg.token = Some("t".into());
-    cfg.name = Some("steady".into());
+    // No name asked for: the relay picks one, and the agent must get the same one back.
     let mut agent = spawn_agent(cfg);
-    let (_, url1) = agent.connected().await;
+    let (name1, url1) = agent.connected().await;
     relay.stop().await;
     let down = agent
         .state(|s| matches!(s, ConnState::Reconnecting { .. }))
@@ -151,9 +151,9 @@ async fn after_a_relay_restart_the_agent_reconnects_and_the_same_url_works() {
     })
     .await
     .expect("agent did not reconnect within 60 s");
-    assert_eq!(name, "steady");
+    assert_eq!(name, name1);
     assert_eq!(url1, url2);
-    let r = send(relay.addr, "POST", "/t/steady/again", &[], "x")
+    let r = send(relay.addr, "POST", &format!("/t/{name}/again"), &[], "x")
         .await
         .unwrap();
     assert_eq!(r.status, 200);
