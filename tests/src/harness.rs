@@ -424,3 +424,67 @@ pub fn self_signed() -> (String, String) {
         rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()]).unwrap();
     (ck.cert.pem(), ck.signing_key.serialize_pem())
 }
+
+/// A TCP proxy that can be told to go silent without closing anything: a half-open link, as
+/// when a NAT forgets the connection or a laptop sleeps.
+pub struct Blackhole {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    cut: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Blackhole {
+    /// Proxies every connection to `upstream`.
+    pub async fn start(upstream: SocketAddr) -> Blackhole {
+        use std::sync::atomic::Ordering;
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let cut = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let cut2 = cut.clone();
+        tokio::spawn(async move {
+            while let Ok((down, _)) = listener.accept().await {
+                let Ok(up) = tokio::net::TcpStream::connect(upstream).await else {
+                    continue;
+                };
+                let (mut dr, mut dw) = down.into_split();
+                let (mut ur, mut uw) = up.into_split();
+                let c1 = cut2.clone();
+                let c2 = cut2.clone();
+                tokio::spawn(async move {
+                    let mut buf = vec![0u8; 16 * 1024];
+                    while let Ok(n) = dr.read(&mut buf).await {
+                        if n == 0 {
+                            break;
+                        }
+                        if !c1.load(Ordering::SeqCst) && uw.write_all(&buf[..n]).await.is_err() {
+                            break;
+                        }
+                    }
+                    // Hold the other half open: silence, not a close.
+                    std::future::pending::<()>().await;
+                    drop(uw);
+                });
+                tokio::spawn(async move {
+                    let mut buf = vec![0u8; 16 * 1024];
+                    while let Ok(n) = ur.read(&mut buf).await {
+                        if n == 0 {
+                            break;
+                        }
+                        if !c2.load(Ordering::SeqCst) && dw.write_all(&buf[..n]).await.is_err() {
+                            break;
+                        }
+                    }
+                    std::future::pending::<()>().await;
+                    drop(dw);
+                });
+            }
+        });
+        Blackhole { addr, cut }
+    }
+
+    /// From now on, bytes are swallowed in both directions; sockets stay open.
+    pub fn cut(&self) {
+        self.cut.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}

@@ -167,6 +167,10 @@ pub struct AgentConfig {
     pub secrets: std::sync::Arc<twk_providers::Secrets>,
     /// Basic-auth credentials twk enforces itself (the 401 challenge), if any.
     pub basic_auth: Option<crate::BasicAuth>,
+    /// HTTP/2 PING interval on the tunnel.
+    pub ping_interval: Duration,
+    /// The relay is dead when silent this long after a PING.
+    pub ping_timeout: Duration,
 }
 
 impl fmt::Debug for AgentConfig {
@@ -199,6 +203,8 @@ impl AgentConfig {
             shutdown_grace: limits::SHUTDOWN_GRACE,
             secrets: Default::default(),
             basic_auth: None,
+            ping_interval: limits::PING_INTERVAL,
+            ping_timeout: limits::PING_TIMEOUT,
         }
     }
 }

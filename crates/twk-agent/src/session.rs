@@ -170,8 +170,8 @@ async fn serve(
     });
     let conn = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
         .timer(TokioTimer::new())
-        .keep_alive_interval(limits::PING_INTERVAL)
-        .keep_alive_timeout(limits::PING_TIMEOUT)
+        .keep_alive_interval(cfg.ping_interval)
+        .keep_alive_timeout(cfg.ping_timeout)
         .max_concurrent_streams(limits::MAX_CONCURRENT_STREAMS)
         .initial_stream_window_size(limits::H2_STREAM_WINDOW)
         .initial_connection_window_size(limits::H2_CONN_WINDOW)

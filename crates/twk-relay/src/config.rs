@@ -132,6 +132,10 @@ pub struct RelayConfig {
     pub max_tunnels: usize,
     /// How long in-flight requests may drain on shutdown.
     pub shutdown_grace: Duration,
+    /// HTTP/2 PING interval on each tunnel.
+    pub ping_interval: Duration,
+    /// A tunnel silent this long after a PING is dead.
+    pub ping_timeout: Duration,
 }
 
 impl RelayConfig {
@@ -150,6 +154,8 @@ impl RelayConfig {
             max_head_bytes: limits::MAX_HEAD_BYTES,
             max_tunnels: 10_000,
             shutdown_grace: limits::SHUTDOWN_GRACE,
+            ping_interval: limits::PING_INTERVAL,
+            ping_timeout: limits::PING_TIMEOUT,
         }
     }
 

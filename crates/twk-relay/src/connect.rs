@@ -183,8 +183,8 @@ async fn run_session(
     let io = TokioIo::new(WsIo::new(ws));
     let handshake = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
         .timer(TokioTimer::new())
-        .keep_alive_interval(limits::PING_INTERVAL)
-        .keep_alive_timeout(limits::PING_TIMEOUT)
+        .keep_alive_interval(state.cfg.ping_interval)
+        .keep_alive_timeout(state.cfg.ping_timeout)
         .keep_alive_while_idle(true)
         .initial_stream_window_size(limits::H2_STREAM_WINDOW)
         .initial_connection_window_size(limits::H2_CONN_WINDOW)

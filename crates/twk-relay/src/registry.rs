@@ -110,7 +110,12 @@ impl Registry {
 
     /// The request sender for `name`, if a session is connected.
     pub(crate) fn sender(&self, name: &str) -> Option<SendRequest<RelayBody>> {
-        self.lock().get(name).and_then(|e| e.sender.clone())
+        // A session that is closing (the client sent GOAWAY on shutdown) takes no new
+        // requests: the sender is told the tunnel is offline and retries later.
+        self.lock()
+            .get(name)
+            .and_then(|e| e.sender.clone())
+            .filter(|s| !s.is_closed())
     }
 
     /// Number of connected tunnels.

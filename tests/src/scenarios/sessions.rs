@@ -257,3 +257,50 @@ async fn shutdown_drains_in_flight_requests() {
     // And the port no longer accepts.
     assert!(tokio::net::TcpStream::connect(addr).await.is_err());
 }
+
+#[tokio::test]
+async fn a_half_open_link_is_detected_by_ping_and_both_sides_recover() {
+    trace_init();
+    let mut rcfg = relay_config(tokens(&["t"]));
+    rcfg.ping_interval = Duration::from_millis(200);
+    rcfg.ping_timeout = Duration::from_millis(300);
+    let relay = spawn_relay(rcfg).await;
+    let target = FakeTarget::echo().await;
+    // The first session goes through a proxy that will go silent; later ones go direct.
+    let hole = Blackhole::start(relay.addr).await;
+    let mut cfg = agent_config(&relay, target.addr);
+    cfg.relay = twk_agent::RelayUrl::parse(&format!("http://{}", hole.addr)).unwrap();
+    cfg.token = Some("t".into());
+    cfg.name = Some("sleepy".into());
+    cfg.ping_interval = Duration::from_millis(200);
+    cfg.ping_timeout = Duration::from_millis(300);
+    let mut agent = spawn_agent(cfg);
+    agent.connected().await;
+    let r = send(relay.addr, "POST", "/t/sleepy/a", &[], "x")
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200);
+    hole.cut();
+    // The agent notices the silence by itself (no FIN, no RST ever arrives)...
+    let s = agent
+        .state(|s| matches!(s, ConnState::Reconnecting { .. }))
+        .await;
+    if let ConnState::Reconnecting { reason, .. } = s {
+        assert!(reason.contains("tunnel lost"), "{reason}");
+    }
+    // ...and the relay frees the dead session: the name answers 503, not a hang.
+    let mut freed = false;
+    for _ in 0..50 {
+        let r = send(relay.addr, "POST", "/t/sleepy/b", &[], "x")
+            .await
+            .unwrap();
+        if r.status == 503 {
+            freed = true;
+            break;
+        }
+        assert_eq!(r.status, 502, "{}", r.text());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(freed, "the relay kept a dead session");
+    agent.stop().await.unwrap();
+}
