@@ -430,15 +430,22 @@ impl Pending {
             }
             self.exchange.request.body = r.body;
         }
-        annotate(&mut self.exchange, &self.shared.cfg.secrets);
+        let now = self.exchange.timings.received_ms / 1000;
+        annotate(&mut self.exchange, &self.shared.cfg.secrets, now, None);
         self.shared.observer.exchange(self.exchange);
     }
 }
 
 /// Names the provider and event of an exchange and checks its signature against `secrets`,
-/// using the public URL the sender signed. The local URL the app sees is passed as an
-/// alternate so a failure can be explained ("your app used the localhost URL").
-pub fn annotate(ex: &mut Exchange, secrets: &twk_providers::Secrets) {
+/// using the public URL the sender signed, at time `now_unix` (seconds), as `provider` when
+/// given (else detected). The local URL the app sees is passed as an alternate so a failure
+/// can be explained ("your app used the localhost URL").
+pub fn annotate(
+    ex: &mut Exchange,
+    secrets: &twk_providers::Secrets,
+    now_unix: i64,
+    provider: Option<twk_providers::Provider>,
+) {
     use twk_providers::{RequestView, VerifyOptions, analyze};
     let headers: Vec<(&str, &[u8])> = ex
         .request
@@ -452,7 +459,7 @@ pub fn annotate(ex: &mut Exchange, secrets: &twk_providers::Secrets) {
         headers,
         body: &ex.request.body.bytes,
     };
-    let mut opts = VerifyOptions::at(ex.timings.received_ms / 1000);
+    let mut opts = VerifyOptions::at(now_unix).with_provider(provider);
     opts.alternate_urls
         .push(format!("{}{}", ex.target, ex.path));
     let mut analysis = analyze(&req, secrets, &opts);

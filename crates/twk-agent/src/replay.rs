@@ -20,7 +20,7 @@ use http_body_util::{BodyExt, Full};
 use sha2::Digest as _;
 use std::time::Duration;
 use twk_capture::{CapturedBody, Exchange, Failure, Header, Message, Side, Timings};
-use twk_providers::{Provider, RequestView, Secrets, SignOptions, VerifyOptions};
+use twk_providers::{Provider, RequestView, Secrets, SignOptions};
 
 /// Default deadline for the whole replay (connect, send, response complete).
 pub const DEFAULT_REPLAY_TIMEOUT: Duration = Duration::from_secs(30);
@@ -359,35 +359,13 @@ pub async fn replay(original: &Exchange, opts: &ReplayOptions) -> Result<Exchang
     Ok(ex)
 }
 
-/// Gives the replay its own verdict (as the app will judge it now).
+/// Gives the replay its own verdict (as the app will judge it now), as the original's provider.
 fn analyze_into(ex: &mut Exchange, secrets: &Secrets) {
-    let method = ex.method.clone();
-    let mut view = RequestView::new(&method, &ex.public_url, &ex.request.body.bytes);
-    for h in &ex.request.headers {
-        view = view.with_header(&h.name, &h.value);
-    }
     let provider = ex
         .provider
         .as_deref()
         .and_then(|p| p.parse::<Provider>().ok());
-    let opts = VerifyOptions::at(jiff::Timestamp::now().as_second()).with_provider(provider);
-    let a = twk_providers::analyze(&view, secrets, &opts);
-    let verdict = a.verdict.as_str().to_owned();
-    let provider = a.provider.map(|p| p.as_str().to_owned());
-    let event = a
-        .event
-        .as_ref()
-        .map(|e| (e.name.clone(), e.summary.clone()));
-    let analysis = serde_json::to_value(&a).ok();
-    if provider.is_some() {
-        ex.provider = provider;
-    }
-    if let Some((name, summary)) = event {
-        ex.event = Some(name);
-        ex.summary = Some(summary);
-    }
-    ex.verdict = Some(verdict);
-    ex.analysis = analysis;
+    crate::annotate(ex, secrets, jiff::Timestamp::now().as_second(), provider);
 }
 
 fn view_of<'a>(
@@ -666,7 +644,7 @@ mod tests {
         let a = twk_providers::analyze(
             &view,
             &secrets,
-            &VerifyOptions::at(jiff::Timestamp::now().as_second()),
+            &twk_providers::VerifyOptions::at(jiff::Timestamp::now().as_second()),
         );
         assert_eq!(a.verdict, twk_providers::Verdict::Valid, "{a:?}");
     }
