@@ -16,11 +16,12 @@
 //! - [`filter`]: the `/` filter language; [`keymap`]: the keys.
 //! - [`sanitize`]: THE sanitizer for untrusted text (views, log lines, clipboard);
 //!   [`clipboard`]: OSC 52; [`edit`]: the request as an editable HTTP message.
+//! - [`input`]: terminal events from the host's crossterm `EventStream` as messages.
 //!
 //! What it is NOT: it never touches the network and never sends anything (the host replays
-//! through `twk-agent`); it does not own the terminal (the host enters raw mode, reads events
-//! and writes OSC 52); it does not verify signatures (it shows the verdict `twk-providers`
-//! stored; a JWT body is decoded for reading, never verified here).
+//! through `twk-agent`); it does not own the terminal (the host enters raw mode, owns the
+//! event stream and writes OSC 52); it does not verify signatures (it shows the verdict
+//! `twk-providers` stored; a JWT body is decoded for reading, never verified here).
 #![warn(missing_docs)]
 
 pub mod body;
@@ -29,6 +30,7 @@ pub mod data;
 pub mod detail;
 pub mod edit;
 pub mod filter;
+pub mod input;
 pub mod keymap;
 pub mod layout;
 pub mod model;

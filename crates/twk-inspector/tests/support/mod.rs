@@ -71,6 +71,7 @@ pub fn plain(i: i64, method: &str, path: &str, status: Option<u16>) -> Exchange 
         verdict: Some("unsigned".into()),
         analysis: None,
         replay_of: None,
+        auth: None,
     }
 }
 

@@ -1,0 +1,251 @@
+//! The terminal inspector end to end: the real `twk-tunnel` binary in a real terminal (tmux),
+//! driven with `send-keys` and read with `capture-pane`.
+//!
+//! A signed GitHub webhook arrives and is listed with its verdict (✓); Enter shows its
+//! details; `r` replays it and the replay appears as a new row linked to the original (↻1).
+//!
+//! Needs `tmux`; without it the test fails, unless `TWK_SKIP_TMUX=1`.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+use twk_e2e::*;
+use twk_providers::{Provider, RequestView, Secret, Secrets, SignOptions};
+
+const BIN: &str = env!("CARGO_BIN_EXE_twk-tunnel");
+const SECRET: &str = "e2e-github-secret";
+
+/// One tmux server (own socket) per test, killed on drop whatever happens.
+struct Tmux {
+    socket: String,
+    session: String,
+}
+
+impl Tmux {
+    fn cmd(&self, args: &[&str]) -> Output {
+        Command::new("tmux")
+            .arg("-u")
+            .arg("-L")
+            .arg(&self.socket)
+            .args(args)
+            .env("LC_ALL", "C.UTF-8")
+            .output()
+            .expect("running tmux")
+    }
+
+    fn start(tag: &str, shell_cmd: &str) -> Tmux {
+        let unique = format!("twk-{tag}-{}-{}", std::process::id(), twk_agent::now_ms());
+        let t = Tmux {
+            socket: unique.clone(),
+            session: unique,
+        };
+        let out = t.cmd(&[
+            "new-session",
+            "-d",
+            "-s",
+            &t.session,
+            "-x",
+            "160",
+            "-y",
+            "45",
+            shell_cmd,
+        ]);
+        assert!(
+            out.status.success(),
+            "tmux new-session failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        t
+    }
+
+    fn screen(&self) -> String {
+        let out = self.cmd(&["capture-pane", "-p", "-t", &self.session]);
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn keys(&self, keys: &[&str]) {
+        let mut args = vec!["send-keys", "-t", &self.session];
+        args.extend_from_slice(keys);
+        let out = self.cmd(&args);
+        assert!(out.status.success(), "send-keys failed");
+    }
+
+    /// Polls the screen until `pred` holds (bounded); panics with the last screen otherwise.
+    fn wait_for(&self, what: &str, pred: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let s = self.screen();
+            if pred(&s) {
+                return s;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what}; screen:\n{s}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = self.cmd(&["kill-server"]);
+    }
+}
+
+fn tmux_available() -> bool {
+    let ok = Command::new("tmux")
+        .arg("-V")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !ok {
+        assert!(
+            std::env::var("TWK_SKIP_TMUX").as_deref() == Ok("1"),
+            "tmux is not installed: install it (apt-get install -y tmux) or set TWK_SKIP_TMUX=1 to skip this test"
+        );
+    }
+    ok
+}
+
+fn quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', r"'\''"))
+}
+
+/// The `host:port` after `http://` in `line`.
+fn relay_addr(screen: &str) -> Option<std::net::SocketAddr> {
+    let line = screen.lines().find(|l| l.contains("connected http://"))?;
+    let rest = line.split("connected http://").nth(1)?;
+    let hostport: String = rest
+        .chars()
+        .take_while(|c| c.is_ascii_digit() || *c == '.' || *c == ':')
+        .collect();
+    hostport.parse().ok()
+}
+
+fn row_with<'a>(screen: &'a str, needles: &[&str]) -> Option<&'a str> {
+    screen
+        .lines()
+        .find(|l| needles.iter().all(|n| l.contains(n)))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signed_webhook_listed_with_verdict_details_and_replay() {
+    if !tmux_available() {
+        eprintln!("skipping: tmux is not installed and TWK_SKIP_TMUX=1");
+        return;
+    }
+    let mut target = FakeTarget::echo().await;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let config = dir.path().join("config");
+    std::fs::create_dir_all(&config).unwrap();
+    let shell_cmd = format!(
+        "env -u TWK_RELAY -u TWK_TOKEN -u TWK_NAME -u TWK_CONFIG XDG_DATA_HOME={data} \
+         TWK_DATA_DIR={twk} XDG_CONFIG_HOME={config} GITHUB_WEBHOOK_SECRET={secret} \
+         LC_ALL=C.UTF-8 {bin} --embedded-port 0 --name e2e {target}; \
+         echo; echo \"twk-tunnel exited with $?\"; sleep 60",
+        data = quote(&data.to_string_lossy()),
+        twk = quote(&data.join("twk").to_string_lossy()),
+        config = quote(&config.to_string_lossy()),
+        secret = quote(SECRET),
+        bin = quote(BIN),
+        target = target.addr,
+    );
+    let tmux = Tmux::start("inspector", &shell_cmd);
+
+    // The inspector is up and connected; its top bar names the public URL.
+    let screen = tmux.wait_for("the connected top bar", |s| relay_addr(s).is_some());
+    let relay = relay_addr(&screen).unwrap();
+    assert!(
+        screen.contains("/t/e2e"),
+        "public URL with the tunnel name:\n{screen}"
+    );
+
+    // A webhook signed like GitHub does.
+    let body = r#"{"ref":"refs/heads/main","repository":{"full_name":"octo/hello"},"pusher":{"name":"octo"}}"#;
+    let mut secrets = Secrets::new();
+    secrets.set(Provider::Github, Secret::new(SECRET));
+    let url = format!("http://{relay}/t/e2e/github");
+    let sig = twk_providers::sign(
+        Provider::Github,
+        &RequestView::new("POST", &url, body.as_bytes()),
+        &secrets,
+        &SignOptions::default(),
+    )
+    .unwrap()
+    .remove(0)
+    .1;
+    let reply = send(
+        relay,
+        "POST",
+        "/t/e2e/github",
+        &[
+            ("content-type", "application/json"),
+            ("x-github-event", "push"),
+            ("x-github-delivery", "d6f8e4a0-0000-4000-8000-000000000001"),
+            ("x-hub-signature-256", &sig),
+        ],
+        body,
+    )
+    .await
+    .unwrap();
+    assert_eq!(reply.status, 200);
+    let got = tokio::time::timeout(Duration::from_secs(10), target.received.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(got.body, body.as_bytes());
+
+    // Listed with its verdict.
+    let screen = tmux.wait_for("the row with a valid verdict", |s| {
+        row_with(s, &["POST", "/github", "200", "✓", "github · push"]).is_some()
+    });
+    let row = row_with(&screen, &["/github", "✓"]).unwrap();
+    assert!(
+        row.trim_start_matches(['│', '▶', ' ']).starts_with("1 "),
+        "first exchange has id 1: {row:?}"
+    );
+
+    // Enter shows the details: headers (signature redacted) and the pretty JSON body.
+    tmux.keys(&["Enter"]);
+    let screen = tmux.wait_for("the request details", |s| {
+        s.contains("x-github-event: push") && s.contains("x-hub-signature-256: [REDACTED]")
+    });
+    assert!(screen.contains("#1 POST /github → 200"), "{screen}");
+    tmux.keys(&["3"]);
+    tmux.wait_for("the signature tab", |s| {
+        s.contains("valid: the signature matches")
+    });
+
+    // r replays; the replay is a new row linked to #1, and the target got it byte for byte.
+    tmux.keys(&["r"]);
+    let screen = tmux.wait_for("the replay row", |s| {
+        row_with(s, &["/github", "↻1"]).is_some()
+    });
+    let replay_row = row_with(&screen, &["/github", "↻1"]).unwrap();
+    assert!(replay_row.contains("200"), "{replay_row:?}");
+    assert!(
+        replay_row.contains('✓'),
+        "verbatim replay keeps a valid signature: {replay_row:?}"
+    );
+    let again = tokio::time::timeout(Duration::from_secs(10), target.received.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(again.body, body.as_bytes());
+    assert_eq!(
+        again.header("x-hub-signature-256").as_deref(),
+        Some(sig.as_str())
+    );
+    tmux.wait_for("the replay notice", |s| s.contains("replayed #1 as #2"));
+
+    // q quits, and the terminal is given back (the shell's exit line shows).
+    tmux.keys(&["q"]);
+    let screen = tmux.wait_for("the process to exit", |s| {
+        s.contains("twk-tunnel exited with")
+    });
+    assert!(
+        screen.contains("twk-tunnel exited with 0"),
+        "clean exit:\n{screen}"
+    );
+}
