@@ -1,0 +1,139 @@
+//! The `twk-relay` binary: startup line, health, tokens file, TLS, refusal without tokens,
+//! graceful SIGTERM.
+#![allow(clippy::unwrap_used)]
+
+use std::process::Stdio;
+use std::time::Duration;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::Command;
+use twk_e2e::*;
+
+const BIN: &str = env!("CARGO_BIN_EXE_twk-relay");
+
+#[tokio::test]
+async fn starts_serves_health_accepts_a_token_from_the_file_and_stops_on_sigterm() {
+    trace_init();
+    let dir = tempfile::tempdir().unwrap();
+    let tokens = dir.path().join("tokens");
+    std::fs::write(&tokens, "# one per line\nfile-token\n").unwrap();
+    let mut child = Command::new(BIN)
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--domain",
+            "relay.test",
+            "--url-style",
+            "path",
+        ])
+        .arg("--tokens-file")
+        .arg(&tokens)
+        .env_remove("TWK_RELAY_TOKENS")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let first = tokio::time::timeout(Duration::from_secs(10), lines.next_line())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    let addr: std::net::SocketAddr = first
+        .strip_prefix("listening on ")
+        .expect(&first)
+        .parse()
+        .unwrap();
+    let r = send(addr, "GET", "/_twk/health", &[], "").await.unwrap();
+    assert_eq!(r.status, 200);
+    let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+    assert_eq!(v["tunnels"], 0);
+
+    // A tunnel with the file's token works end to end.
+    let mut target = FakeTarget::echo().await;
+    let mut cfg = twk_agent::AgentConfig::new(
+        twk_agent::RelayUrl::parse(&format!("http://{addr}")).unwrap(),
+        twk_agent::Target::parse(&target.addr.to_string()).unwrap(),
+    );
+    cfg.token = Some("file-token".into());
+    cfg.name = Some("bin".into());
+    let mut agent = spawn_agent(cfg);
+    let (_, url) = agent.connected().await;
+    assert_eq!(url, "http://relay.test/t/bin");
+    let r = send(addr, "POST", "/t/bin/x", &[], "hi").await.unwrap();
+    assert_eq!(r.status, 200);
+    assert_eq!(target.next().await.body.as_ref(), b"hi");
+    agent.stop().await.unwrap();
+
+    let pid = nix::unistd::Pid::from_raw(child.id().unwrap() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    let status = tokio::time::timeout(Duration::from_secs(10), child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(status.success(), "{status:?}");
+}
+
+#[tokio::test]
+async fn refuses_to_start_without_tokens_and_with_a_bad_domain() {
+    let out = Command::new(BIN)
+        .args(["--listen", "127.0.0.1:0", "--domain", "relay.test"])
+        .env_remove("TWK_RELAY_TOKENS")
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("no tunnel tokens configured"), "{err}");
+    let out = Command::new(BIN)
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--domain",
+            "bad domain",
+            "--allow-anonymous",
+        ])
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("invalid domain"));
+}
+
+#[tokio::test]
+async fn serves_https_with_a_generated_certificate() {
+    trace_init();
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = self_signed();
+    std::fs::write(dir.path().join("cert.pem"), &cert).unwrap();
+    std::fs::write(dir.path().join("key.pem"), &key).unwrap();
+    let mut child = Command::new(BIN)
+        .args(["--listen", "127.0.0.1:0", "--domain", "localhost"])
+        .arg("--tls-cert")
+        .arg(dir.path().join("cert.pem"))
+        .arg("--tls-key")
+        .arg(dir.path().join("key.pem"))
+        .env("TWK_RELAY_TOKENS", "a,b")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let first = lines.next_line().await.unwrap().unwrap();
+    let addr: std::net::SocketAddr = first
+        .strip_prefix("listening on ")
+        .unwrap()
+        .parse()
+        .unwrap();
+    let mut cfg = twk_agent::AgentConfig::new(
+        twk_agent::RelayUrl::parse(&format!("wss://localhost:{}", addr.port())).unwrap(),
+        twk_agent::Target::parse("3000").unwrap(),
+    );
+    cfg.token = Some("b".into());
+    cfg.extra_ca_pem = Some(cert.into_bytes());
+    let mut agent = spawn_agent(cfg);
+    let (_, url) = agent.connected().await;
+    assert!(url.starts_with("https://"), "{url}");
+    agent.stop().await.unwrap();
+}
