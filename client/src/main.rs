@@ -9,7 +9,6 @@ mod tunnel;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
-use tokio_util::sync::CancellationToken;
 
 /// Command line of `twk-tunnel`.
 #[derive(Debug, Parser)]
@@ -39,23 +38,6 @@ enum Command {
     Replay(cmd::history::ReplayArgs),
     /// Export recorded exchanges (HAR, curl).
     Export(cmd::history::ExportArgs),
-}
-
-/// Cancels `token` on SIGINT or SIGTERM.
-pub(crate) async fn signals(token: CancellationToken) {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
-        tracing::error!("cannot install signal handlers");
-        return;
-    };
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
-    }
-    token.cancel();
 }
 
 /// Logs go to stderr, or to a file while the inspector owns the terminal. Returns the guard

@@ -201,7 +201,7 @@ pub async fn run(mut args: TunnelArgs) -> anyhow::Result<ExitCode> {
         }
     };
     let shutdown = CancellationToken::new();
-    tokio::spawn(crate::signals(shutdown.clone()));
+    tokio::spawn(twk_transport::cancel_on_signal(shutdown.clone()));
 
     let mut embedded = None;
     let relay = match &args.relay {

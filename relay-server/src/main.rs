@@ -113,28 +113,11 @@ async fn run(args: Args, cfg: RelayConfig) -> anyhow::Result<()> {
     }
     tracing::info!(%addr, domain = %cfg.domain, tls = cfg.tls.is_some(), "relay started");
     let shutdown = CancellationToken::new();
-    tokio::spawn(signals(shutdown.clone()));
+    tokio::spawn(twk_transport::cancel_on_signal(shutdown.clone()));
     twk_relay::serve(listener, cfg, shutdown)
         .await
         .context("relay stopped")?;
     Ok(())
-}
-
-async fn signals(token: CancellationToken) {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
-        tracing::error!("cannot install signal handlers");
-        return;
-    };
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
-    }
-    tracing::info!("signal received: shutting down");
-    token.cancel();
 }
 
 #[tokio::main]

@@ -33,3 +33,21 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> Io for T {}
 
 /// A boxed [`Io`], so plain and TLS connections share one type.
 pub type BoxedIo = Box<dyn Io>;
+
+/// Waits for SIGINT or SIGTERM, then cancels `token` (both binaries' shutdown trigger).
+pub async fn cancel_on_signal(token: tokio_util::sync::CancellationToken) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        tracing::error!("cannot install signal handlers");
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+    tracing::info!("signal received: shutting down");
+    token.cancel();
+}
