@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::oneshot;
 use tracing::debug;
-use twk_capture::{CapturedBody, Exchange, Failure, Header, Message, Side, Timings};
+use twk_capture::{AuthInfo, CapturedBody, Exchange, Failure, Header, Message, Side, Timings};
 use twk_protocol::meta;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -242,6 +242,7 @@ pub(crate) async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Respo
     add_forwarding_headers(&mut parts.headers, &m);
 
     let mut challenge = None;
+    let mut auth_info = None;
     if let Some(auth) = &cfg.basic_auth {
         let check = auth.check(
             parts
@@ -250,6 +251,20 @@ pub(crate) async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Respo
                 .iter()
                 .map(|v| v.as_bytes()),
         );
+        // Recorded for the handshake view and lints: the user presented, never the password.
+        auth_info = Some(AuthInfo {
+            user: parts
+                .headers
+                .get_all(header::AUTHORIZATION)
+                .iter()
+                .find_map(|v| crate::basic_auth::decode(v.as_bytes()))
+                .map(|(user, _password)| user),
+            matched: match check {
+                crate::basic_auth::Check::Missing => None,
+                crate::basic_auth::Check::Pass => Some(true),
+                crate::basic_auth::Check::Wrong => Some(false),
+            },
+        });
         match check {
             crate::basic_auth::Check::Pass => {
                 if auth.strip {
@@ -296,6 +311,7 @@ pub(crate) async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Respo
             verdict: None,
             analysis: None,
             replay_of: None,
+            auth: auth_info,
         },
         req_rx,
     };

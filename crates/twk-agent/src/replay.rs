@@ -280,6 +280,7 @@ pub async fn replay(original: &Exchange, opts: &ReplayOptions) -> Result<Exchang
         verdict: None,
         analysis: None,
         replay_of: original.id,
+        auth: None,
     };
     analyze_into(&mut ex, &opts.secrets);
 
@@ -509,6 +510,7 @@ mod tests {
             verdict: None,
             analysis: None,
             replay_of: None,
+            auth: None,
         }
     }
 

@@ -198,6 +198,7 @@ mod tests {
             verdict: None,
             analysis: None,
             replay_of: None,
+            auth: None,
         }
     }
 

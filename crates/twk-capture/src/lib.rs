@@ -11,6 +11,8 @@
 //! - Exports: `log --json` objects ([`export::json`]), HAR 1.2 ([`export::har`]) and curl
 //!   commands ([`export::curl`]), all redacted by the one shared rule in [`redact`].
 //! - Time bounds for `--since`/`--until` ([`time`]).
+//! - The Basic-auth challenge as one handshake, and its lints ([`handshake`]): pairing on
+//!   insert, lints stored per exchange (`retry-never-came` judged at read time).
 //!
 //! What it is NOT: it does not forward, replay or sign anything (that is `twk-agent` and
 //! `twk-providers`), does not analyse payloads (it stores the provider crate's verdict), and
@@ -23,6 +25,7 @@
 pub mod error;
 pub mod export;
 pub mod grouping;
+pub mod handshake;
 pub mod model;
 pub mod paths;
 pub mod query;
@@ -33,6 +36,7 @@ pub mod store;
 pub mod time;
 
 pub use error::{CaptureError, Result};
+pub use handshake::{HANDSHAKE_WINDOW_MS, Handshake, Lint, LintCode, Severity, UnknownLint};
 pub use model::*;
 pub use query::{Filter, Order, StatusFilter, StoredExchange, Summary};
 pub use recorder::{Health, NewExchange, PendingId, Recorder, RecorderStatus};

@@ -116,6 +116,26 @@ pub struct Exchange {
     pub analysis: Option<serde_json::Value>,
     /// For replays: the id of the exchange this one replays.
     pub replay_of: Option<ExchangeId>,
+    /// What twk's own Basic-auth check (`--basic-auth`) saw; `None` when twk did not enforce
+    /// Basic auth on this request (the local app may still have run the challenge itself).
+    #[serde(default)]
+    pub auth: Option<AuthInfo>,
+}
+
+/// The outcome of twk's Basic-auth check on one request (`twk-tunnel --basic-auth`).
+///
+/// Never holds the password: only the user name the sender presented and whether the
+/// credentials matched the configured ones.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuthInfo {
+    /// The user of the request's `Authorization: Basic` credentials, when it sent decodable
+    /// ones.
+    #[serde(default)]
+    pub user: Option<String>,
+    /// Whether the credentials matched the configured ones; `None` when the request sent none
+    /// (the unauthenticated first leg, answered with the challenge).
+    #[serde(default)]
+    pub matched: Option<bool>,
 }
 
 impl Exchange {

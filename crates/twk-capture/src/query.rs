@@ -2,6 +2,7 @@
 //! ([`Summary`], [`StoredExchange`]).
 
 use crate::error::{CaptureError, Result};
+use crate::handshake::{Handshake, Lint, LintCode};
 use crate::model::{Exchange, ExchangeId, Side};
 use serde::{Deserialize, Serialize};
 use std::str::FromStr;
@@ -77,6 +78,11 @@ pub struct Filter {
     pub replay_of: Option<ExchangeId>,
     /// Only exchanges with an id above this (for "what's new since").
     pub after_id: Option<ExchangeId>,
+    /// Only exchanges carrying this lint (`retry-never-came` is judged against now).
+    pub lint: Option<LintCode>,
+    /// Show a paired handshake as one row: leave out leg-1 rows that have a leg 2 (the leg-2
+    /// row names it in [`Summary::handshake`]).
+    pub collapse_handshakes: bool,
     /// At most this many rows (`None`: no limit).
     pub limit: Option<u64>,
     /// Skip this many rows first.
@@ -131,10 +137,18 @@ pub struct Summary {
     pub failure_side: Option<Side>,
     /// Full length of the request body.
     pub request_body_len: u64,
+    /// Basic-auth handshake leg and partner (lock mark); `None` when not part of one.
+    #[serde(default)]
+    pub handshake: Option<Handshake>,
+    /// Codes of the exchange's lints (`retry-never-came` as of the read), in display order;
+    /// [`LintCode::severity`] gives each one's severity.
+    #[serde(default)]
+    pub lints: Vec<LintCode>,
 }
 
 impl Summary {
-    /// Builds the summary of an exchange about to be (or just) stored.
+    /// Builds the summary of an exchange about to be (or just) stored, without handshake and
+    /// lints (the store fills those in).
     pub fn of(id: ExchangeId, ex: &Exchange, attempt: Option<u32>) -> Self {
         Summary {
             id,
@@ -152,6 +166,8 @@ impl Summary {
             replay_of: ex.replay_of,
             failure_side: ex.failure.as_ref().map(|f| f.side),
             request_body_len: ex.request.body.len,
+            handshake: None,
+            lints: Vec::new(),
         }
     }
 }
@@ -165,10 +181,11 @@ pub struct StoredExchange {
     pub attempt: Option<u32>,
     /// The attempt group key (provider delivery id or body hash), scoped by tunnel.
     pub group_key: Option<String>,
-    /// Reserved for the Basic-auth handshake pairing (issue 6); `None` for now.
-    pub handshake: Option<serde_json::Value>,
-    /// Reserved for handshake lints (issue 6); `None` for now.
-    pub lints: Option<serde_json::Value>,
+    /// Basic-auth handshake leg and partner; `None` when not part of one.
+    pub handshake: Option<Handshake>,
+    /// The exchange's lints in display order (`retry-never-came` as of the read); `None` when
+    /// there are none (never `Some` of an empty list).
+    pub lints: Option<Vec<Lint>>,
 }
 
 impl StoredExchange {
@@ -179,7 +196,10 @@ impl StoredExchange {
 
     /// The list row of this exchange.
     pub fn summary(&self) -> Summary {
-        Summary::of(self.id(), &self.exchange, self.attempt)
+        let mut s = Summary::of(self.id(), &self.exchange, self.attempt);
+        s.handshake = self.handshake;
+        s.lints = self.lints.iter().flatten().map(|l| l.code).collect();
+        s
     }
 }
 

@@ -70,6 +70,23 @@ CREATE INDEX exchanges_received ON exchanges (received_ms);
 CREATE INDEX exchanges_group    ON exchanges (group_key, id) WHERE group_key IS NOT NULL;
 CREATE INDEX exchanges_replay   ON exchanges (replay_of) WHERE replay_of IS NOT NULL;
 "#,
+    // v2: the Basic-auth handshake and lints (issue 6). See `crate::handshake`.
+    // The v1 `handshake` column stays unused (typed `hs_leg`/`hs_with` replace it); `lints`
+    // holds the stored lints as JSON. Rows captured before v2 are neither paired nor linted.
+    r#"
+ALTER TABLE exchanges ADD COLUMN auth           TEXT;    -- JSON AuthInfo (twk's own check)
+ALTER TABLE exchanges ADD COLUMN hs_leg         INTEGER; -- 1 | 2 | NULL
+ALTER TABLE exchanges ADD COLUMN hs_with        INTEGER; -- the other leg's id
+-- Set while the row may still pair: role tag + hash of (tunnel, method, path, body hash, IP).
+ALTER TABLE exchanges ADD COLUMN hs_key         TEXT;
+-- An unpaired leg 1 with a Basic challenge: `retry-never-came` applies after this instant.
+ALTER TABLE exchanges ADD COLUMN hs_deadline_ms INTEGER;
+-- ",code,code," of the stored lints, for `--lint` (NULL when none).
+ALTER TABLE exchanges ADD COLUMN lint_codes     TEXT;
+CREATE INDEX exchanges_hs_open  ON exchanges (hs_key, received_ms) WHERE hs_key IS NOT NULL;
+CREATE INDEX exchanges_hs_wait  ON exchanges (hs_deadline_ms) WHERE hs_deadline_ms IS NOT NULL;
+CREATE INDEX exchanges_linted   ON exchanges (id) WHERE lint_codes IS NOT NULL;
+"#,
 ];
 
 /// The schema version this build writes.
@@ -97,4 +114,39 @@ pub(crate) fn migrate(conn: &mut Connection) -> Result<()> {
     tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
     tx.commit()?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_v1_database_is_migrated_and_keeps_its_rows() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch(MIGRATIONS[0]).unwrap();
+        conn.pragma_update(None, "user_version", 1).unwrap();
+        conn.execute(
+            "INSERT INTO exchanges (tunnel, request_id, received_ms, method, public_url, path, \
+             target, req_body_len, req_body_sha256, req_body_truncated, has_response) \
+             VALUES ('t', 'r', 1, 'POST', 'https://x/', '/', 'http://l', 0, '', 0, 0)",
+            [],
+        )
+        .unwrap();
+        migrate(&mut conn).unwrap();
+        let v: i64 = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(v, SCHEMA_VERSION);
+        const { assert!(SCHEMA_VERSION >= 2) };
+        let (leg, key, codes): (Option<i64>, Option<String>, Option<String>) = conn
+            .query_row(
+                "SELECT hs_leg, hs_key, lint_codes FROM exchanges",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .unwrap();
+        assert_eq!((leg, key, codes), (None, None, None));
+        // Idempotent.
+        migrate(&mut conn).unwrap();
+    }
 }

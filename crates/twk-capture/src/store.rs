@@ -7,7 +7,10 @@
 
 use crate::error::{CaptureError, Result};
 use crate::grouping::{BODY_HASH_WINDOW_MS, group_key};
-use crate::model::{CapturedBody, Exchange, ExchangeId, Failure, Header, Message, Side, Timings};
+use crate::handshake::{self, HANDSHAKE_WINDOW_MS, Handshake, Lint, LintCode, Role};
+use crate::model::{
+    AuthInfo, CapturedBody, Exchange, ExchangeId, Failure, Header, Message, Side, Timings,
+};
 use crate::paths;
 use crate::query::{Filter, Order, StatusFilter, StoredExchange, Summary};
 use base64::Engine as _;
@@ -77,6 +80,8 @@ pub struct Store {
     opts: StoreOptions,
     /// Cached row counts per tunnel, for cheap retention checks. Cleared on any write error.
     tunnel_counts: HashMap<String, u64>,
+    /// Fixed "now" for time-dependent lints; `None`: the system clock.
+    now_ms: Option<i64>,
 }
 
 impl std::fmt::Debug for Store {
@@ -89,15 +94,16 @@ impl std::fmt::Debug for Store {
 
 const SUMMARY_COLS: &str = "e.id, e.tunnel, e.received_ms, e.method, e.path, e.status, \
      e.duration_ms, e.provider, e.event, e.summary, e.verdict, e.attempt, e.replay_of, \
-     e.failure_side, e.req_body_len";
+     e.failure_side, e.req_body_len, e.hs_leg, e.hs_with, e.lint_codes, e.hs_deadline_ms";
 
 const FULL_COLS: &str = "e.id, e.tunnel, e.request_id, e.received_ms, e.forwarded_ms, \
      e.first_byte_ms, e.done_ms, e.method, e.public_url, e.path, e.target, e.remote_addr, \
      e.status, e.failure_side, e.failure_message, e.provider, e.event, e.summary, e.verdict, \
      e.analysis, e.replay_of, e.attempt, e.group_key, e.req_body_len, e.req_body_sha256, \
      e.req_body_truncated, e.has_response, e.resp_body_len, e.resp_body_sha256, \
-     e.resp_body_truncated, e.handshake, e.lints, \
-     p.req_headers, p.req_body, p.resp_headers, p.resp_body";
+     e.resp_body_truncated, e.hs_leg, e.lints, \
+     p.req_headers, p.req_body, p.resp_headers, p.resp_body, \
+     e.hs_with, e.hs_deadline_ms, e.auth";
 
 impl Store {
     /// Opens (creating if needed) the database described by `opts`: directory 0700, file 0600,
@@ -131,6 +137,7 @@ impl Store {
             conn,
             opts: opts.clone(),
             tunnel_counts: HashMap::new(),
+            now_ms: None,
         };
         crate::schema::migrate(&mut store.conn)?;
         // Keep planner statistics fresh (bounded work: analysis_limit), as SQLite recommends
@@ -146,6 +153,18 @@ impl Store {
     /// The options this store was opened with.
     pub fn options(&self) -> &StoreOptions {
         &self.opts
+    }
+
+    /// Fixes the clock that time-dependent lints (`retry-never-came`) are judged against, in
+    /// Unix ms (tests, reproducible output); `None` goes back to the system clock.
+    pub fn set_now_ms(&mut self, now_ms: Option<i64>) {
+        self.now_ms = now_ms;
+    }
+
+    /// The instant time-dependent lints are judged against, Unix ms.
+    pub fn now_ms(&self) -> i64 {
+        self.now_ms
+            .unwrap_or_else(|| jiff::Timestamp::now().as_millisecond())
     }
 
     /// Stores one exchange (in its own transaction) and returns its new id.
@@ -172,10 +191,11 @@ impl Store {
     fn insert_batch_inner(&mut self, batch: &[Exchange]) -> Result<Vec<Summary>> {
         let cap = self.opts.body_cap;
         let retention = self.opts.retention_per_tunnel;
+        let now = self.now_ms();
         let tx = self
             .conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        let mut out = Vec::with_capacity(batch.len());
+        let mut out: Vec<Summary> = Vec::with_capacity(batch.len());
         let mut touched: HashMap<&str, u64> = HashMap::new();
         {
             let mut ins = tx.prepare_cached(
@@ -184,10 +204,31 @@ impl Store {
                  remote_addr, status, failure_side, failure_message, provider, event, summary, \
                  verdict, analysis, replay_of, attempt, group_key, req_body_len, \
                  req_body_sha256, req_body_truncated, has_response, resp_body_len, \
-                 resp_body_sha256, resp_body_truncated) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, \
+                 resp_body_sha256, resp_body_truncated, auth, hs_leg, hs_with, hs_key, \
+                 hs_deadline_ms, lints, lint_codes) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, \
                  ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, \
-                 ?24, ?25, ?26, ?27, ?28, ?29, ?30)",
+                 ?24, ?25, ?26, ?27, ?28, ?29, ?30, ?31, ?32, ?33, ?34, ?35, ?36, ?37)",
             )?;
+            // Open candidates only carry `hs_key`: both lookups are one probe of the partial
+            // index `exchanges_hs_open (hs_key, received_ms)`.
+            let mut find_leg1 = tx.prepare_cached(
+                "SELECT id FROM exchanges WHERE hs_key = ?1 AND received_ms BETWEEN ?2 AND ?3 \
+                 ORDER BY received_ms DESC, id DESC LIMIT 1",
+            )?;
+            let mut find_leg2 = tx.prepare_cached(
+                "SELECT id FROM exchanges WHERE hs_key = ?1 AND received_ms BETWEEN ?2 AND ?3 \
+                 ORDER BY received_ms ASC, id ASC LIMIT 1",
+            )?;
+            let mut pair_leg1 = tx.prepare_cached(
+                "UPDATE exchanges SET hs_with = ?2, hs_key = NULL, hs_deadline_ms = NULL \
+                 WHERE id = ?1",
+            )?;
+            let mut pair_leg2 = tx.prepare_cached(
+                "UPDATE exchanges SET hs_leg = 2, hs_with = ?2, hs_key = NULL, lints = ?3, \
+                 lint_codes = ?4 WHERE id = ?1",
+            )?;
+            let mut lints_of = tx.prepare_cached("SELECT lints FROM exchanges WHERE id = ?1")?;
+            let mut batch_pos: HashMap<ExchangeId, usize> = HashMap::new();
             let mut ins_payload = tx.prepare_cached(
                 "INSERT INTO payloads (id, req_headers, req_body, resp_headers, resp_body) \
                  VALUES (?1, ?2, ?3, ?4, ?5)",
@@ -224,6 +265,69 @@ impl Store {
                     Some(v) => Some(serde_json::to_string(v)?),
                     None => None,
                 };
+                let auth = match &ex.auth {
+                    Some(a) => Some(serde_json::to_string(a)?),
+                    None => None,
+                };
+                // Pairing: look for the partner before inserting, so this row is written in
+                // its final state and only the partner needs an update.
+                let hs_found = handshake::analyze(ex, &req_body.sha256);
+                let t = ex.timings.received_ms;
+                let mut hs: Option<Handshake> = None;
+                let mut open_key: Option<String> = None;
+                let mut deadline = hs_found.deadline_ms;
+                let mut partner: Option<(ExchangeId, Role)> = None;
+                match &hs_found.role {
+                    Some((Role::Leg1, k)) => {
+                        let found: Option<ExchangeId> = find_leg2
+                            .query_row(
+                                params![
+                                    handshake::partner_key(k),
+                                    t,
+                                    t.saturating_add(HANDSHAKE_WINDOW_MS)
+                                ],
+                                |r| r.get(0),
+                            )
+                            .optional()?;
+                        hs = Some(Handshake {
+                            leg: 1,
+                            with: found,
+                        });
+                        match found {
+                            Some(p) => {
+                                deadline = None;
+                                partner = Some((p, Role::Leg2));
+                            }
+                            None => open_key = Some(k.clone()),
+                        }
+                    }
+                    Some((Role::Leg2, k)) => {
+                        let found: Option<ExchangeId> = find_leg1
+                            .query_row(
+                                params![
+                                    handshake::partner_key(k),
+                                    t.saturating_sub(HANDSHAKE_WINDOW_MS),
+                                    t
+                                ],
+                                |r| r.get(0),
+                            )
+                            .optional()?;
+                        match found {
+                            Some(p) => {
+                                hs = Some(Handshake {
+                                    leg: 2,
+                                    with: Some(p),
+                                });
+                                partner = Some((p, Role::Leg1));
+                            }
+                            None => open_key = Some(k.clone()),
+                        }
+                    }
+                    None => {}
+                }
+                let open_leg2 = matches!(hs_found.role, Some((Role::Leg2, _))) && hs.is_none();
+                let lints = handshake::with_pairing(hs_found.lints, open_leg2);
+                let (lints_json, lint_codes) = encode_lints(&lints)?;
                 ins.execute(params![
                     ex.tunnel,
                     ex.request_id,
@@ -255,6 +359,13 @@ impl Store {
                     resp.as_ref().map(|(_, b)| clamp_i64(b.len)),
                     resp.as_ref().map(|(_, b)| b.sha256.as_str()),
                     resp.as_ref().map(|(_, b)| b.truncated),
+                    auth,
+                    hs.map(|h| h.leg),
+                    hs.and_then(|h| h.with),
+                    open_key,
+                    deadline,
+                    lints_json,
+                    lint_codes,
                 ])?;
                 let id = tx.last_insert_rowid();
                 ins_payload.execute(params![
@@ -265,7 +376,47 @@ impl Store {
                     resp.as_ref().map(|(_, b)| b.bytes.as_slice()),
                 ])?;
                 *touched.entry(ex.tunnel.as_str()).or_default() += 1;
-                out.push(Summary::of(id, ex, attempt));
+                if let Some((p, role)) = partner {
+                    let leg = match role {
+                        Role::Leg1 => {
+                            pair_leg1.execute(params![p, id])?;
+                            1
+                        }
+                        Role::Leg2 => {
+                            // The partner stops being an unpaired retry: recompute its lints.
+                            let old: Option<String> =
+                                lints_of.query_row([p], |r| r.get(0)).optional()?.flatten();
+                            let old = decode_lints(p, old.as_deref()).unwrap_or_else(|e| {
+                                tracing::warn!(error = %e, "re-linting a handshake partner");
+                                Vec::new()
+                            });
+                            let (j, c) = encode_lints(&handshake::with_pairing(old, false))?;
+                            pair_leg2.execute(params![p, id, j, c])?;
+                            2
+                        }
+                    };
+                    if let Some(row) = batch_pos.get(&p).and_then(|&i| out.get_mut(i)) {
+                        row.handshake = Some(Handshake {
+                            leg,
+                            with: Some(id),
+                        });
+                        row.lints.retain(|c| {
+                            !matches!(
+                                c,
+                                LintCode::PreemptiveCredentials | LintCode::RetryNeverCame
+                            )
+                        });
+                    }
+                }
+                let mut summary = Summary::of(id, ex, attempt);
+                summary.handshake = hs;
+                summary.lints = lints.iter().map(|l| l.code).collect();
+                if deadline.is_some_and(|d| d < now) {
+                    summary.lints.push(LintCode::RetryNeverCame);
+                    summary.lints.sort();
+                }
+                batch_pos.insert(id, out.len());
+                out.push(summary);
             }
         }
         if retention > 0 {
@@ -311,20 +462,22 @@ impl Store {
         let sql = format!(
             "SELECT {FULL_COLS} FROM exchanges e JOIN payloads p ON p.id = e.id WHERE e.id = ?1"
         );
+        let now = self.now_ms();
         let mut stmt = self.conn.prepare_cached(&sql)?;
-        let row = stmt.query_row([id], |r| Ok(read_full(r))).optional()?;
+        let row = stmt.query_row([id], |r| Ok(read_full(r, now))).optional()?;
         row.transpose()
     }
 
     /// Summary rows matching `filter` (no heads or bodies: cheap).
     pub fn list(&self, filter: &Filter) -> Result<Vec<Summary>> {
-        let (where_sql, args) = where_clause(filter);
+        let now = self.now_ms();
+        let (where_sql, args) = where_clause(filter, now);
         let sql = format!(
             "SELECT {SUMMARY_COLS} FROM exchanges e {where_sql} {}",
             order_limit(filter)
         );
         let mut stmt = self.conn.prepare(&sql)?;
-        let rows = stmt.query_map(params_from_iter(args), read_summary)?;
+        let rows = stmt.query_map(params_from_iter(args), |r| read_summary(r, now))?;
         rows.collect::<rusqlite::Result<Vec<_>>>()
             .map_err(Into::into)
     }
@@ -339,7 +492,8 @@ impl Store {
     where
         E: From<CaptureError>,
     {
-        let (where_sql, args) = where_clause(filter);
+        let now = self.now_ms();
+        let (where_sql, args) = where_clause(filter, now);
         let sql = format!(
             "SELECT {FULL_COLS} FROM exchanges e JOIN payloads p ON p.id = e.id {where_sql} {}",
             order_limit(filter)
@@ -349,7 +503,7 @@ impl Store {
             .query(params_from_iter(args))
             .map_err(CaptureError::from)?;
         while let Some(r) = rows.next().map_err(CaptureError::from)? {
-            each(read_full(r)?)?;
+            each(read_full(r, now)?)?;
         }
         Ok(())
     }
@@ -366,7 +520,7 @@ impl Store {
 
     /// Number of exchanges matching `filter` (its `limit`/`offset`/`order` are ignored).
     pub fn count(&self, filter: &Filter) -> Result<u64> {
-        let (where_sql, args) = where_clause(filter);
+        let (where_sql, args) = where_clause(filter, self.now_ms());
         let sql = format!("SELECT count(*) FROM exchanges e {where_sql}");
         let n: i64 = self
             .conn
@@ -380,8 +534,9 @@ impl Store {
             "SELECT {SUMMARY_COLS} FROM exchanges e WHERE e.group_key = \
              (SELECT group_key FROM exchanges WHERE id = ?1) ORDER BY e.id ASC"
         );
+        let now = self.now_ms();
         let mut stmt = self.conn.prepare(&sql)?;
-        let rows = stmt.query_map([id], read_summary)?;
+        let rows = stmt.query_map([id], |r| read_summary(r, now))?;
         rows.collect::<rusqlite::Result<Vec<_>>>()
             .map_err(Into::into)
     }
@@ -485,7 +640,7 @@ pub(crate) fn decode_headers(id: i64, s: &str) -> Result<Vec<Header>> {
         .collect()
 }
 
-fn where_clause(f: &Filter) -> (String, Vec<Value>) {
+fn where_clause(f: &Filter, now_ms: i64) -> (String, Vec<Value>) {
     let mut conds: Vec<String> = Vec::new();
     let mut args: Vec<Value> = Vec::new();
     let mut eq = |col: &str, v: &Option<String>, conds: &mut Vec<String>| {
@@ -531,6 +686,20 @@ fn where_clause(f: &Filter) -> (String, Vec<Value>) {
     if let Some(a) = f.after_id {
         push("e.id > #", Value::Integer(a), &mut conds);
     }
+    match f.lint {
+        Some(LintCode::RetryNeverCame) => {
+            push("e.hs_deadline_ms < #", Value::Integer(now_ms), &mut conds)
+        }
+        Some(code) => push(
+            "e.lint_codes IS NOT NULL AND instr(e.lint_codes, #) > 0",
+            Value::Text(format!(",{},", code.as_str())),
+            &mut conds,
+        ),
+        None => {}
+    }
+    if f.collapse_handshakes {
+        conds.push("(e.hs_leg IS NOT 1 OR e.hs_with IS NULL)".into());
+    }
     if let Some(g) = f.grep.as_deref().filter(|g| !g.is_empty()) {
         let pat = format!("%{}%", like_escape(g));
         push(
@@ -574,7 +743,17 @@ fn order_limit(f: &Filter) -> String {
     )
 }
 
-fn read_summary(r: &Row<'_>) -> rusqlite::Result<Summary> {
+fn read_summary(r: &Row<'_>, now_ms: i64) -> rusqlite::Result<Summary> {
+    let mut lints: Vec<LintCode> = r
+        .get::<_, Option<String>>(17)?
+        .unwrap_or_default()
+        .split(',')
+        .filter_map(|c| c.parse().ok())
+        .collect();
+    if r.get::<_, Option<i64>>(18)?.is_some_and(|d| d < now_ms) {
+        lints.push(LintCode::RetryNeverCame);
+    }
+    lints.sort();
     Ok(Summary {
         id: r.get(0)?,
         tunnel: r.get(1)?,
@@ -594,10 +773,43 @@ fn read_summary(r: &Row<'_>) -> rusqlite::Result<Summary> {
             .as_deref()
             .and_then(parse_side),
         request_body_len: r.get::<_, i64>(14)?.max(0) as u64,
+        handshake: read_handshake(r.get(15)?, r.get(16)?),
+        lints,
     })
 }
 
-fn read_full(r: &Row<'_>) -> Result<StoredExchange> {
+/// The handshake of a row from its `hs_leg`/`hs_with` columns.
+fn read_handshake(leg: Option<i64>, with: Option<ExchangeId>) -> Option<Handshake> {
+    match leg {
+        Some(l @ 1..=2) => Some(Handshake { leg: l as u8, with }),
+        _ => None,
+    }
+}
+
+/// Stored lints as (`lints` JSON, `lint_codes`), both `NULL` when there are none.
+fn encode_lints(lints: &[Lint]) -> Result<(Option<String>, Option<String>)> {
+    if lints.is_empty() {
+        return Ok((None, None));
+    }
+    let codes: String = lints.iter().fold(String::from(","), |mut s, l| {
+        s.push_str(l.code.as_str());
+        s.push(',');
+        s
+    });
+    Ok((Some(serde_json::to_string(lints)?), Some(codes)))
+}
+
+fn decode_lints(id: ExchangeId, json: Option<&str>) -> Result<Vec<Lint>> {
+    match json {
+        Some(s) => serde_json::from_str(s).map_err(|e| CaptureError::Corrupt {
+            id,
+            what: format!("lints: {e}"),
+        }),
+        None => Ok(Vec::new()),
+    }
+}
+
+fn read_full(r: &Row<'_>, now_ms: i64) -> Result<StoredExchange> {
     let id: i64 = r.get(0)?;
     let json_col = |idx: usize| -> Result<Option<serde_json::Value>> {
         match r.get::<_, Option<String>>(idx)? {
@@ -643,38 +855,53 @@ fn read_full(r: &Row<'_>) -> Result<StoredExchange> {
     } else {
         None
     };
-    let exchange = Exchange {
-        id: Some(id),
-        tunnel: r.get(1)?,
-        request_id: r.get(2)?,
-        timings: Timings {
-            received_ms: r.get(3)?,
-            forwarded_ms: r.get(4)?,
-            first_byte_ms: r.get(5)?,
-            done_ms: r.get(6)?,
-        },
-        method: r.get(7)?,
-        public_url: r.get(8)?,
-        path: r.get(9)?,
-        target: r.get(10)?,
-        remote_addr: r.get(11)?,
-        status: r.get(12)?,
-        failure,
-        provider: r.get(15)?,
-        event: r.get(16)?,
-        summary: r.get(17)?,
-        verdict: r.get(18)?,
-        analysis: json_col(19)?,
-        replay_of: r.get(20)?,
-        request,
-        response,
-    };
+    let exchange =
+        Exchange {
+            id: Some(id),
+            tunnel: r.get(1)?,
+            request_id: r.get(2)?,
+            timings: Timings {
+                received_ms: r.get(3)?,
+                forwarded_ms: r.get(4)?,
+                first_byte_ms: r.get(5)?,
+                done_ms: r.get(6)?,
+            },
+            method: r.get(7)?,
+            public_url: r.get(8)?,
+            path: r.get(9)?,
+            target: r.get(10)?,
+            remote_addr: r.get(11)?,
+            status: r.get(12)?,
+            failure,
+            provider: r.get(15)?,
+            event: r.get(16)?,
+            summary: r.get(17)?,
+            verdict: r.get(18)?,
+            analysis: json_col(19)?,
+            replay_of: r.get(20)?,
+            request,
+            response,
+            auth: match r.get::<_, Option<String>>(38)? {
+                Some(s) => Some(serde_json::from_str::<AuthInfo>(&s).map_err(|e| {
+                    CaptureError::Corrupt {
+                        id,
+                        what: format!("auth: {e}"),
+                    }
+                })?),
+                None => None,
+            },
+        };
+    let mut lints = decode_lints(id, r.get::<_, Option<String>>(31)?.as_deref())?;
+    if r.get::<_, Option<i64>>(37)?.is_some_and(|d| d < now_ms) {
+        lints.push(Lint::retry_never_came());
+        lints.sort_by_key(|l| l.code);
+    }
     Ok(StoredExchange {
         exchange,
         attempt: r.get(21)?,
         group_key: r.get(22)?,
-        handshake: json_col(30)?,
-        lints: json_col(31)?,
+        handshake: read_handshake(r.get(30)?, r.get(36)?),
+        lints: (!lints.is_empty()).then_some(lints),
     })
 }
 
@@ -696,6 +923,42 @@ mod tests {
         ];
         let s = encode_headers(&h);
         assert_eq!(decode_headers(1, &s).ok(), Some(h));
+    }
+
+    fn plan(store: &Store, sql: &str, args: &[&dyn rusqlite::ToSql]) -> String {
+        let mut stmt = store
+            .conn
+            .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
+            .unwrap();
+        let rows = stmt.query_map(args, |r| r.get::<_, String>(3)).unwrap();
+        rows.map(|r| r.unwrap()).collect::<Vec<_>>().join("; ")
+    }
+
+    #[test]
+    fn pairing_and_lint_lookups_use_their_indexes() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&StoreOptions::new(dir.path())).unwrap();
+        let p = plan(
+            &store,
+            "SELECT id FROM exchanges WHERE hs_key = ?1 AND received_ms BETWEEN ?2 AND ?3 \
+             ORDER BY received_ms DESC, id DESC LIMIT 1",
+            &[&"1abc", &0i64, &1i64],
+        );
+        assert!(p.contains("exchanges_hs_open"), "{p}");
+        assert!(!p.contains("TEMP B-TREE"), "{p}");
+        let (w, args) = where_clause(
+            &Filter {
+                lint: Some(LintCode::RetryNeverCame),
+                ..Filter::default()
+            },
+            5,
+        );
+        let p = plan(
+            &store,
+            &format!("SELECT count(*) FROM exchanges e {w}"),
+            &[&args[0] as &dyn rusqlite::ToSql],
+        );
+        assert!(p.contains("exchanges_hs_wait"), "{p}");
     }
 
     #[test]

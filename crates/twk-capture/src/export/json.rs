@@ -6,7 +6,12 @@
 //! `attempt`, `replay_of`, `failure` ({`side`, `message`} or null), `timings` (Unix ms),
 //! `request` and `response` (null when none came back), each
 //! {`headers`: [[name, value], …] in order, `body` (UTF-8 text) or `body_base64`,
-//! `body_len`, `body_sha256`, `body_truncated`}.
+//! `body_len`, `body_sha256`, `body_truncated`},
+//! `handshake` (`{"leg": 1|2, "with": <the other leg's id or null>}`, or `null` when the
+//! exchange is not part of a Basic-auth handshake: the key is always present),
+//! `lints` (always an array, `[]` when none: `[{"code", "severity", "message"}]`, with
+//! `retry-never-came` judged at export time) and `auth` (twk's own Basic-auth check:
+//! `{"user", "matched"}`, or `null` when twk did not enforce; never a password).
 //! Header values that are not UTF-8 are shown lossily; secret headers are redacted unless
 //! `reveal_secrets`.
 
@@ -46,6 +51,13 @@ pub fn exchange_json(sx: &StoredExchange, reveal_secrets: bool) -> Value {
         },
         "request": message_json(&ex.request, reveal_secrets),
         "response": ex.response.as_ref().map(|m| message_json(m, reveal_secrets)),
+        "handshake": sx.handshake.map(|h| json!({"leg": h.leg, "with": h.with})),
+        "lints": sx.lints.iter().flatten().map(|l| json!({
+            "code": l.code.as_str(),
+            "severity": l.severity.as_str(),
+            "message": l.message,
+        })).collect::<Vec<_>>(),
+        "auth": ex.auth.as_ref().map(|a| json!({"user": a.user, "matched": a.matched})),
     })
 }
 

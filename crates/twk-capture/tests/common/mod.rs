@@ -59,6 +59,7 @@ pub fn exchange(tunnel: &str, at_ms: i64, path: &str, body_bytes: &[u8]) -> Exch
         verdict: None,
         analysis: None,
         replay_of: None,
+        auth: None,
     }
 }
 

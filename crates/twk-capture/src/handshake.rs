@@ -1,0 +1,544 @@
+//! The Basic-auth challenge as one handshake, and the lints that catch the mistakes that lose
+//! callbacks (issue 6).
+//!
+//! Bandwidth (and Twilio with credentials in the callback URL) first send a callback without
+//! `Authorization`; the receiver must answer 401 **with** `WWW-Authenticate: Basic realm="…"`;
+//! the sender then resends the same request with `Authorization: Basic …`. A 401 without the
+//! header makes Bandwidth give up: the callback is lost without a trace.
+//!
+//! # Pairing rule
+//! Leg 1 is an exchange that sent no credentials and was answered 401 (with or without a
+//! challenge). Leg 2 is an exchange that sent Basic credentials. They pair when they came
+//! from the same sender IP (from `remote_addr`), on the same tunnel, with the same method,
+//! the same path (and query) and the same request-body SHA-256, and leg 2 was received at
+//! most 60 s after leg 1 (`0 ≤ t2 − t1 ≤ 60 000 ms`). A leg 1 pairs with one leg 2 at most:
+//! the most recent open leg 1 wins (or, when a leg 2 was stored before its leg 1, the
+//! earliest open leg 2). Replays and exchanges without a sender address never pair.
+//!
+//! Both rows get a [`Handshake`]: `{leg: 1, with: <leg 2 id>}` and `{leg: 2, with: <leg 1
+//! id>}`. A leg 1 still waiting has `with: None`. A leg 2 candidate that never paired is not
+//! part of a handshake (it carries the `preemptive-credentials` lint instead).
+//!
+//! # Lints
+//! See [`LintCode`] for the table. All lints are computed by the store on insert and stored,
+//! except `retry-never-came`, which depends on the clock and is computed at read time
+//! ([`crate::Store::get`], [`crate::Store::list`], `log`) relative to now. Pairing-dependent
+//! lints (`preemptive-credentials`) are recomputed on the partner row when a pairing arrives.
+
+use crate::model::{Exchange, ExchangeId, Header};
+use base64::Engine as _;
+use serde::{Deserialize, Serialize};
+use sha2::Digest as _;
+use std::fmt;
+use std::str::FromStr;
+
+/// Longest gap between leg 1 and leg 2 that still pairs: 60 s.
+pub const HANDSHAKE_WINDOW_MS: i64 = 60_000;
+
+/// Where an exchange stands in a Basic-auth handshake.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Handshake {
+    /// `1`: the unauthenticated first leg (answered 401); `2`: the authenticated retry.
+    pub leg: u8,
+    /// The other leg's id; `None` for a leg 1 still waiting for (or never getting) its retry.
+    /// May name a row that retention has since removed.
+    pub with: Option<ExchangeId>,
+}
+
+/// How bad a lint is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Severity {
+    /// The callback is (or will be) lost.
+    Error,
+    /// Probably wrong; check it.
+    Warning,
+    /// Worth knowing; usually fine.
+    Info,
+}
+
+impl Severity {
+    /// `error`, `warning` or `info`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Severity::Error => "error",
+            Severity::Warning => "warning",
+            Severity::Info => "info",
+        }
+    }
+}
+
+/// The stable code of a lint (its `code` in `log --json`).
+///
+/// | code | severity | when |
+/// |---|---|---|
+/// | `401-without-www-authenticate` | error | a 401 response without `WWW-Authenticate` |
+/// | `www-authenticate-not-basic` | error | a 401 whose challenges are not Basic |
+/// | `credentials-mismatch` | error | credentials twk rejected (`--basic-auth`), or Basic credentials the app answered 401 |
+/// | `retry-never-came` | warning | a leg 1 with a Basic challenge and no leg 2 within 60 s (read time) |
+/// | `port-not-accepted` | warning | public URL port not 80, 443 or ≥ 1024, on a Bandwidth request or one taking part in a Basic-auth challenge |
+/// | `preemptive-credentials` | info | Basic credentials sent with no challenge before (an unpaired leg 2) |
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum LintCode {
+    /// `401-without-www-authenticate`.
+    #[serde(rename = "401-without-www-authenticate")]
+    Unauthorized401WithoutChallenge,
+    /// `www-authenticate-not-basic`.
+    #[serde(rename = "www-authenticate-not-basic")]
+    ChallengeNotBasic,
+    /// `credentials-mismatch`.
+    #[serde(rename = "credentials-mismatch")]
+    CredentialsMismatch,
+    /// `retry-never-came`.
+    #[serde(rename = "retry-never-came")]
+    RetryNeverCame,
+    /// `port-not-accepted`.
+    #[serde(rename = "port-not-accepted")]
+    PortNotAccepted,
+    /// `preemptive-credentials`.
+    #[serde(rename = "preemptive-credentials")]
+    PreemptiveCredentials,
+}
+
+impl LintCode {
+    /// Every code, in display order.
+    pub const ALL: [LintCode; 6] = [
+        LintCode::Unauthorized401WithoutChallenge,
+        LintCode::ChallengeNotBasic,
+        LintCode::CredentialsMismatch,
+        LintCode::RetryNeverCame,
+        LintCode::PortNotAccepted,
+        LintCode::PreemptiveCredentials,
+    ];
+
+    /// The stable code text.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            LintCode::Unauthorized401WithoutChallenge => "401-without-www-authenticate",
+            LintCode::ChallengeNotBasic => "www-authenticate-not-basic",
+            LintCode::CredentialsMismatch => "credentials-mismatch",
+            LintCode::RetryNeverCame => "retry-never-came",
+            LintCode::PortNotAccepted => "port-not-accepted",
+            LintCode::PreemptiveCredentials => "preemptive-credentials",
+        }
+    }
+
+    /// The severity of this code.
+    pub const fn severity(self) -> Severity {
+        match self {
+            LintCode::Unauthorized401WithoutChallenge
+            | LintCode::ChallengeNotBasic
+            | LintCode::CredentialsMismatch => Severity::Error,
+            LintCode::RetryNeverCame | LintCode::PortNotAccepted => Severity::Warning,
+            LintCode::PreemptiveCredentials => Severity::Info,
+        }
+    }
+
+    /// Whether the lint depends on the exchange's pairing (recomputed when one arrives).
+    const fn pairing_dependent(self) -> bool {
+        matches!(self, LintCode::PreemptiveCredentials)
+    }
+}
+
+impl fmt::Display for LintCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// An unknown lint code.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "unknown lint code {0:?}; known: 401-without-www-authenticate, www-authenticate-not-basic, credentials-mismatch, retry-never-came, port-not-accepted, preemptive-credentials"
+)]
+pub struct UnknownLint(pub String);
+
+impl FromStr for LintCode {
+    type Err = UnknownLint;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let t = s.trim();
+        LintCode::ALL
+            .into_iter()
+            .find(|c| c.as_str().eq_ignore_ascii_case(t))
+            .ok_or_else(|| UnknownLint(s.to_owned()))
+    }
+}
+
+/// One finding about an exchange.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Lint {
+    /// Stable code.
+    pub code: LintCode,
+    /// Severity (always `code.severity()`).
+    pub severity: Severity,
+    /// Plain-words explanation (never contains a password; user names are quoted and
+    /// escaped, at most 64 characters).
+    pub message: String,
+}
+
+impl Lint {
+    fn new(code: LintCode, message: String) -> Lint {
+        Lint {
+            code,
+            severity: code.severity(),
+            message,
+        }
+    }
+
+    /// The `retry-never-came` lint (computed at read time).
+    pub(crate) fn retry_never_came() -> Lint {
+        Lint::new(
+            LintCode::RetryNeverCame,
+            "the 401 challenge was sent but no retry with credentials came within 60 s: check \
+             the credentials configured at the sender (e.g. the Bandwidth application or \
+             subscription) and that it can reach this URL"
+                .into(),
+        )
+    }
+}
+
+/// The role an exchange can play in pairing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Role {
+    /// No credentials, answered 401.
+    Leg1,
+    /// Sent Basic credentials.
+    Leg2,
+}
+
+/// What the store derives from one exchange for pairing and lints.
+#[derive(Debug, Clone)]
+pub(crate) struct Analysis {
+    /// Pairing role and open-candidate key, when the exchange can pair.
+    pub role: Option<(Role, String)>,
+    /// For a leg 1 answered with a Basic challenge: when `retry-never-came` starts to apply.
+    pub deadline_ms: Option<i64>,
+    /// Lints that do not depend on pairing.
+    pub lints: Vec<Lint>,
+}
+
+/// Analyses an exchange about to be stored. `body_sha256` is the SHA-256 of the complete
+/// request body (as stored).
+pub(crate) fn analyze(ex: &Exchange, body_sha256: &str) -> Analysis {
+    let authz: Vec<&Header> = ex
+        .request
+        .headers
+        .iter()
+        .filter(|h| h.name.eq_ignore_ascii_case("authorization"))
+        .collect();
+    let header_user = authz.iter().find_map(|h| basic_user(&h.value));
+    let header_basic = authz.iter().any(|h| is_basic_scheme(&h.value));
+    // `--strip-auth` removes the header before it is captured: twk's own check still knows.
+    let auth_checked = ex.auth.as_ref().is_some_and(|a| a.matched.is_some());
+    let has_credentials = !authz.is_empty() || auth_checked;
+    let basic_credentials = header_basic || ex.auth.as_ref().is_some_and(|a| a.matched.is_some());
+    let user = ex
+        .auth
+        .as_ref()
+        .and_then(|a| a.user.clone())
+        .or(header_user);
+    let challenges: Vec<&[u8]> = ex
+        .response
+        .iter()
+        .flat_map(|m| m.headers.iter())
+        .filter(|h| h.name.eq_ignore_ascii_case("www-authenticate"))
+        .map(|h| h.value.as_slice())
+        .collect();
+    let is_401 = ex.status == Some(401);
+    let basic_challenge = challenges.iter().any(|v| has_basic_challenge(v));
+
+    let mut lints = Vec::new();
+    if is_401 && challenges.is_empty() {
+        lints.push(Lint::new(
+            LintCode::Unauthorized401WithoutChallenge,
+            "401 without a WWW-Authenticate header: Bandwidth will not retry: this callback is \
+             lost. Answer 401 with `WWW-Authenticate: Basic realm=\"…\"` (or let twk answer \
+             the challenge: --basic-auth user:pass)"
+                .into(),
+        ));
+    }
+    if is_401 && !challenges.is_empty() && !basic_challenge {
+        let scheme = challenges
+            .first()
+            .map(|v| first_token(v))
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| "an unreadable scheme".into());
+        lints.push(Lint::new(
+            LintCode::ChallengeNotBasic,
+            format!(
+                "the 401 challenges with {scheme} instead of Basic: Bandwidth answers only a \
+                 Basic challenge, so it will not retry and the callback is lost"
+            ),
+        ));
+    }
+    let who = match &user {
+        Some(u) => format!("user {}, password ********", show_user(u)),
+        None => "not a decodable Basic user:password".into(),
+    };
+    match ex.auth.as_ref().and_then(|a| a.matched) {
+        Some(false) => lints.push(Lint::new(
+            LintCode::CredentialsMismatch,
+            format!(
+                "the credentials sent ({who}) do not match the configured --basic-auth; twk \
+                 answered 401 again and the callback did not reach the app"
+            ),
+        )),
+        Some(true) => {}
+        None if has_credentials && is_401 && ex.auth.is_none() => lints.push(Lint::new(
+            LintCode::CredentialsMismatch,
+            format!(
+                "the app answered 401 to the credentials sent ({who}): they do not match what \
+                 it expects; check the user and password configured at the sender"
+            ),
+        )),
+        None => {}
+    }
+    let involved = ex.provider.as_deref() == Some("bandwidth") || basic_credentials || is_401;
+    if involved
+        && let Some(port) = public_port(&ex.public_url)
+        && !(port == 80 || port == 443 || port >= 1024)
+    {
+        lints.push(Lint::new(
+            LintCode::PortNotAccepted,
+            format!(
+                "the public URL uses port {port}: Bandwidth sends callbacks only to ports 80, \
+                 443 and 1024 or above, so it will not deliver to this URL"
+            ),
+        ));
+    }
+
+    let pairable = ex.replay_of.is_none() && ex.remote_addr.is_some();
+    let role = if !pairable {
+        None
+    } else if !has_credentials && is_401 {
+        Some(Role::Leg1)
+    } else if basic_credentials {
+        Some(Role::Leg2)
+    } else {
+        None
+    };
+    let role = role.map(|r| (r, pair_key(r, ex, body_sha256)));
+    let deadline_ms = match role {
+        Some((Role::Leg1, _)) if basic_challenge => {
+            Some(ex.timings.received_ms.saturating_add(HANDSHAKE_WINDOW_MS))
+        }
+        _ => None,
+    };
+    Analysis {
+        role,
+        deadline_ms,
+        lints,
+    }
+}
+
+/// The lints of a row given its stored (pairing-independent plus pairing-dependent) lints
+/// and its current pairing: pairing-dependent lints are recomputed.
+pub(crate) fn with_pairing(mut lints: Vec<Lint>, open_leg2: bool) -> Vec<Lint> {
+    lints.retain(|l| !l.code.pairing_dependent());
+    if open_leg2 {
+        lints.push(Lint::new(
+            LintCode::PreemptiveCredentials,
+            "Basic credentials were sent without a prior 401 challenge (no unauthenticated \
+             first leg from this sender in the 60 s before): fine for most senders, but \
+             Bandwidth always waits for the challenge first"
+                .into(),
+        ));
+    }
+    lints.sort_by_key(|l| l.code);
+    lints
+}
+
+/// The open-candidate key of a role: the role (`1`/`2`) and a hash of tunnel, method, path,
+/// body hash and sender IP. The other role's key for the same request is `partner_key`.
+fn pair_key(role: Role, ex: &Exchange, body_sha256: &str) -> String {
+    let ip = sender_ip(ex.remote_addr.as_deref().unwrap_or_default());
+    let mut h = sha2::Sha256::new();
+    for part in [
+        ex.tunnel.as_bytes(),
+        ex.method.as_bytes(),
+        ex.path.as_bytes(),
+        body_sha256.as_bytes(),
+        ip.as_bytes(),
+    ] {
+        h.update((part.len() as u64).to_le_bytes());
+        h.update(part);
+    }
+    let digest = hex::encode(h.finalize());
+    let tag = match role {
+        Role::Leg1 => '1',
+        Role::Leg2 => '2',
+    };
+    format!("{tag}{}", digest.get(..32).unwrap_or(&digest))
+}
+
+/// The key under which the partner of `key` waits (same hash, other role).
+pub(crate) fn partner_key(key: &str) -> String {
+    match key.split_at_checked(1) {
+        Some(("1", rest)) => format!("2{rest}"),
+        Some(("2", rest)) => format!("1{rest}"),
+        _ => String::new(),
+    }
+}
+
+/// The IP of `ip:port` (`[v6]:port` too); the text itself when it does not parse.
+fn sender_ip(addr: &str) -> String {
+    match addr.parse::<std::net::SocketAddr>() {
+        Ok(sa) => sa.ip().to_string(),
+        Err(_) => addr.to_owned(),
+    }
+}
+
+/// Whether an `Authorization` value uses the Basic scheme.
+fn is_basic_scheme(value: &[u8]) -> bool {
+    let t = value.trim_ascii_start();
+    t.len() >= 5
+        && t.get(..5).is_some_and(|s| s.eq_ignore_ascii_case(b"basic"))
+        && t.get(5).is_none_or(|c| c.is_ascii_whitespace())
+}
+
+/// The user of `Basic base64(user:pass)`; the password is dropped at once.
+fn basic_user(value: &[u8]) -> Option<String> {
+    let s = std::str::from_utf8(value).ok()?.trim();
+    let (scheme, rest) = s.split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
+    let raw = base64::engine::general_purpose::STANDARD
+        .decode(rest.trim())
+        .ok()?;
+    let text = String::from_utf8(raw).ok()?;
+    text.split_once(':').map(|(u, _)| u.to_owned())
+}
+
+/// Whether a `WWW-Authenticate` value holds a Basic challenge (RFC 7235 allows several
+/// challenges per value, separated by commas, and several values).
+fn has_basic_challenge(value: &[u8]) -> bool {
+    let Ok(s) = std::str::from_utf8(value) else {
+        return false;
+    };
+    s.split(',').any(|piece| {
+        let p = piece.trim_start();
+        let tok: String = p.chars().take_while(|c| is_token_char(*c)).collect();
+        tok.eq_ignore_ascii_case("basic")
+            && !p.get(tok.len()..).unwrap_or_default().starts_with('=')
+    })
+}
+
+fn is_token_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c)
+}
+
+/// The leading auth-scheme token of a challenge, limited to token characters (safe to show)
+/// and 32 characters.
+fn first_token(value: &[u8]) -> String {
+    String::from_utf8_lossy(value)
+        .trim_start()
+        .chars()
+        .take_while(|c| is_token_char(*c))
+        .take(32)
+        .collect()
+}
+
+/// A user name for a message: escaped (no control or format characters reach a terminal)
+/// and clipped to 64 characters.
+fn show_user(u: &str) -> String {
+    let clipped: String = u.chars().take(64).collect();
+    let mut out = String::from("\"");
+    for c in clipped.chars() {
+        if c.is_control()
+            || c == '"'
+            || c == '\\'
+            || matches!(c, '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' | '\u{feff}')
+        {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    if u.chars().count() > 64 {
+        out.push('…');
+    }
+    out.push('"');
+    out
+}
+
+/// The port of a public URL: explicit, else 80 for `http`/`ws` and 443 for `https`/`wss`.
+/// `None` when the URL cannot be read.
+pub fn public_port(url: &str) -> Option<u16> {
+    let (scheme, rest) = url.split_once("://")?;
+    let authority = rest.split(['/', '?', '#']).next()?;
+    let hostport = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let explicit = match hostport.strip_prefix('[') {
+        Some(v6) => v6.split_once(']')?.1.strip_prefix(':'),
+        None => hostport.rsplit_once(':').map(|(_, p)| p),
+    };
+    match explicit {
+        Some(p) if !p.is_empty() => p.parse().ok(),
+        _ => match scheme.to_ascii_lowercase().as_str() {
+            "http" | "ws" => Some(80),
+            "https" | "wss" => Some(443),
+            _ => None,
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ports() {
+        assert_eq!(public_port("https://a.example/x"), Some(443));
+        assert_eq!(public_port("http://a.example?x"), Some(80));
+        assert_eq!(public_port("http://a.example:8080/x"), Some(8080));
+        assert_eq!(public_port("https://u:p@a.example:444/x"), Some(444));
+        assert_eq!(public_port("http://[::1]:81/"), Some(81));
+        assert_eq!(public_port("http://[::1]/"), Some(80));
+        assert_eq!(public_port("http://a.example:/"), Some(80));
+        assert_eq!(public_port("http://a.example:99999/"), None);
+        assert_eq!(public_port("nonsense"), None);
+        assert_eq!(public_port("ftp://a.example/"), None);
+    }
+
+    #[test]
+    fn challenges() {
+        assert!(has_basic_challenge(b"Basic realm=\"x\""));
+        assert!(has_basic_challenge(b"basic"));
+        assert!(has_basic_challenge(
+            b"Digest realm=\"a\", nonce=\"b\", Basic realm=\"c\""
+        ));
+        assert!(!has_basic_challenge(b"Bearer realm=\"basic\""));
+        assert!(!has_basic_challenge(b"Digest realm=\"x\", basic=1"));
+        assert!(!has_basic_challenge(b"Basically"));
+        assert!(!has_basic_challenge(b"\xff"));
+        assert_eq!(first_token(b"Bearer\x1b[31m realm"), "Bearer");
+        assert!(is_basic_scheme(b"Basic abc"));
+        assert!(is_basic_scheme(b"basic"));
+        assert!(!is_basic_scheme(b"Basically x"));
+        assert!(!is_basic_scheme(b"Bearer x"));
+    }
+
+    #[test]
+    fn codes_round_trip() {
+        for c in LintCode::ALL {
+            assert_eq!(c.as_str().parse::<LintCode>(), Ok(c));
+            assert_eq!(
+                serde_json::to_value(c).ok(),
+                Some(serde_json::Value::String(c.as_str().into()))
+            );
+        }
+        assert!("nope".parse::<LintCode>().is_err());
+        assert!("a,b".parse::<LintCode>().is_err());
+    }
+
+    #[test]
+    fn user_names_are_escaped_and_clipped() {
+        assert_eq!(show_user("bob"), "\"bob\"");
+        assert_eq!(show_user("a\"\x1b[2J"), "\"a\\\"\\u{1b}[2J\"");
+        assert_eq!(show_user(&"x".repeat(100)).chars().count(), 64 + 3);
+        assert_eq!(partner_key("1abc"), "2abc");
+        assert_eq!(partner_key("2abc"), "1abc");
+        assert_eq!(partner_key(""), "");
+    }
+}
