@@ -203,6 +203,15 @@ fn main() {
         Some(key(KeyCode::Char(if i % 2 == 0 { 'g' } else { 'G' })))
     })
     .print("g/G per frame (jump newest <-> oldest)");
+    // The worst case for OFFSET paging: the middle of the list (50,000 rows from either end).
+    m.list.selected = m.list.total / 2;
+    m.list.top = m.list.total / 2;
+    m.list.follow = false;
+    let _ = data.dispatch(&mut m, Msg::Resize(160, 45));
+    frames(&data, &mut m, &mut term, nframes, |_| {
+        Some(key(KeyCode::PageDown))
+    })
+    .print("PgDn per frame in the middle (worst case)");
     let _ = data.dispatch(&mut m, key(KeyCode::Char('g')));
     let mut next_id = n as i64;
     frames(&data, &mut m, &mut term, nframes, |_| {

@@ -3,7 +3,7 @@
 
 use crate::InspectorError;
 use crate::model::{Cmd, Counts, Intent, Load, Model, Msg, Start, update};
-use twk_capture::{Filter, Order, StatusFilter, Store};
+use twk_capture::{Filter, Order, StatusFilter, Store, Summary};
 
 /// A read connection to the capture store.
 #[derive(Debug)]
@@ -22,6 +22,38 @@ impl Data {
         &self.store
     }
 
+    /// Rows `[offset, offset + limit)` of the newest-first list. SQLite skips `OFFSET` rows one
+    /// by one, so the window is read from whichever end is nearer (oldest-first, then
+    /// reversed, for the bottom half): the cost is bounded by half the list, and near either
+    /// end it is a few rows.
+    fn window(
+        &self,
+        filter: &Filter,
+        total: u64,
+        offset: u64,
+        limit: u64,
+    ) -> Result<Vec<Summary>, InspectorError> {
+        let end = offset.saturating_add(limit).min(total);
+        let from_oldest = total.saturating_sub(end);
+        if from_oldest < offset {
+            let mut rows = self.store.list(&Filter {
+                order: Order::OldestFirst,
+                offset: from_oldest,
+                limit: Some(end.saturating_sub(offset)),
+                ..filter.clone()
+            })?;
+            rows.reverse();
+            Ok(rows)
+        } else {
+            Ok(self.store.list(&Filter {
+                order: Order::NewestFirst,
+                offset,
+                limit: Some(limit),
+                ..filter.clone()
+            })?)
+        }
+    }
+
     /// Answers one request.
     pub fn load(&self, load: &Load) -> Result<Msg, InspectorError> {
         match load {
@@ -30,8 +62,12 @@ impl Data {
                 filter,
                 start,
                 limit,
+                known_total,
             } => {
-                let total = self.store.count(filter)?;
+                let total = match known_total {
+                    Some(t) => *t,
+                    None => self.store.count(filter)?,
+                };
                 let (offset, anchor) = match *start {
                     Start::Offset(o) => (o.min(total.saturating_sub(1)), None),
                     Start::Around { id, before } => {
@@ -43,12 +79,7 @@ impl Data {
                         (pos.saturating_sub(before), Some(pos))
                     }
                 };
-                let rows = self.store.list(&Filter {
-                    order: Order::NewestFirst,
-                    offset,
-                    limit: Some(*limit),
-                    ..(**filter).clone()
-                })?;
+                let rows = self.window(filter, total, offset, *limit)?;
                 Ok(Msg::Rows {
                     generation: *generation,
                     start: offset,

@@ -113,6 +113,9 @@ pub enum Load {
         start: Start,
         /// Rows wanted.
         limit: u64,
+        /// The number of matching rows when the model already knows it (paging); `None` to
+        /// count them (first load, filter change, refresh).
+        known_total: Option<u64>,
     },
     /// One exchange in full.
     Detail(ExchangeId),
@@ -396,6 +399,7 @@ impl Model {
             filter: Box::new(self.filter.clone()),
             start,
             limit: self.window_limit(),
+            known_total: None,
         }
     }
 
@@ -422,7 +426,11 @@ impl Model {
             .top
             .saturating_sub(self.window_limit().saturating_sub(self.list_rows()) / 2);
         self.list.loading = true;
-        out.push(Cmd::Load(self.rows_at(Start::Offset(start))));
+        let mut load = self.rows_at(Start::Offset(start));
+        if let Load::Rows { known_total, .. } = &mut load {
+            *known_total = Some(self.list.total);
+        }
+        out.push(Cmd::Load(load));
     }
 
     /// Keeps the selection visible, then syncs `selected_id` and asks for the detail.

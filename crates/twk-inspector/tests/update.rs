@@ -413,3 +413,38 @@ fn resize_keeps_the_selection_visible() {
     data.dispatch(&mut m, Msg::Resize(200, 60));
     assert_eq!(m.list.selected_id, Some(50));
 }
+
+#[test]
+fn windows_read_from_either_end_match() {
+    use twk_capture::{Filter, Order};
+    use twk_inspector::{Load, Start};
+    let exchanges: Vec<_> = (0..300).map(|i| plain(i, "GET", "/", Some(200))).collect();
+    let (_d, data) = store(&exchanges);
+    for offset in [0u64, 1, 100, 149, 150, 151, 250, 290, 299] {
+        let load = Load::Rows {
+            generation: 0,
+            filter: Box::default(),
+            start: Start::Offset(offset),
+            limit: 20,
+            known_total: Some(300),
+        };
+        let Msg::Rows { rows, start, .. } = data.load(&load).unwrap() else {
+            panic!("rows expected");
+        };
+        let expected = data
+            .store()
+            .list(&Filter {
+                order: Order::NewestFirst,
+                offset,
+                limit: Some(20),
+                ..Filter::default()
+            })
+            .unwrap();
+        assert_eq!(start, offset);
+        assert_eq!(
+            rows.iter().map(|r| r.id).collect::<Vec<_>>(),
+            expected.iter().map(|r| r.id).collect::<Vec<_>>(),
+            "offset {offset}"
+        );
+    }
+}
