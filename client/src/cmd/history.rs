@@ -12,7 +12,7 @@ use twk_capture::export::curl::{CurlOptions, curl_command};
 use twk_capture::export::har::HarWriter;
 use twk_capture::export::json::exchange_json;
 use twk_capture::time::{Bound, parse_time, rfc3339_ms};
-use twk_capture::{Filter, Order, StatusFilter, Store, StoreOptions, Summary};
+use twk_capture::{Filter, LintCode, Order, Severity, StatusFilter, Store, StoreOptions, Summary};
 
 /// Where the capture store is.
 #[derive(Debug, Clone, clap::Args)]
@@ -55,6 +55,15 @@ pub struct FilterArgs {
     /// At most N exchanges, the most recent (0: all).
     #[arg(long, value_name = "N")]
     pub limit: Option<u64>,
+    /// Only exchanges with this lint: 401-without-www-authenticate, www-authenticate-not-basic,
+    /// credentials-mismatch, retry-never-came, port-not-accepted, preemptive-credentials.
+    #[arg(long, value_name = "CODE", value_parser = parse_lint)]
+    pub lint: Option<LintCode>,
+}
+
+fn parse_lint(s: &str) -> Result<LintCode, String> {
+    s.parse()
+        .map_err(|e: twk_capture::UnknownLint| e.to_string())
 }
 
 fn parse_status(s: &str) -> Result<StatusFilter, String> {
@@ -82,6 +91,7 @@ impl FilterArgs {
             status: self.status,
             verdict: self.verdict.clone(),
             grep: self.grep.clone(),
+            lint: self.lint,
             limit: match self.limit {
                 Some(0) => None,
                 Some(n) => Some(n),
@@ -228,12 +238,49 @@ pub async fn run_log(args: LogArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// The `AUTH` cell of the table: a lock for a Basic-auth handshake leg (`🔒1>7`: leg 1,
+/// retried as #7; `🔒1>?`: leg 1 whose retry has not come; `🔒2<6`: leg 2 of #6), then one
+/// mark per lint (`!` error, `?` warning, `i` info), e.g. `🔒1>? !`. `-` when neither.
+fn auth_cell(r: &Summary) -> String {
+    let mut cell = match r.handshake {
+        Some(h) => {
+            let dir = if h.leg == 1 { '>' } else { '<' };
+            let other = h.with.map_or_else(|| "?".to_string(), |id| id.to_string());
+            format!("\u{1f512}{}{dir}{other}", h.leg)
+        }
+        None => String::new(),
+    };
+    let marks: String = r
+        .lints
+        .iter()
+        .map(|c| match c.severity() {
+            Severity::Error => '!',
+            Severity::Warning => '?',
+            Severity::Info => 'i',
+        })
+        .collect();
+    if !marks.is_empty() {
+        if !cell.is_empty() {
+            cell.push(' ');
+        }
+        cell.push_str(&marks);
+    }
+    if cell.is_empty() { "-".into() } else { cell }
+}
+
+/// Terminal columns of a cell: one per character, two for the (wide) lock.
+fn cell_width(s: &str) -> usize {
+    s.chars()
+        .map(|c| if c == '\u{1f512}' { 2 } else { 1 })
+        .sum()
+}
+
 fn write_table(out: &mut impl Write, rows: &[Summary]) -> std::io::Result<()> {
     let header = [
         "ID", "TIME", "NAME", "METHOD", "STATUS", "MS", "PROVIDER", "EVENT", "VERDICT", "ATT",
-        "PATH",
+        "AUTH", "PATH",
     ];
-    let cells: Vec<[String; 11]> = rows
+    let cells: Vec<[String; 12]> = rows
         .iter()
         .map(|r| {
             let status = match (r.status, r.failure_side) {
@@ -258,14 +305,15 @@ fn write_table(out: &mut impl Write, rows: &[Summary]) -> std::io::Result<()> {
                 clip(&sanitize(r.event.as_deref().unwrap_or("-")), 32),
                 sanitize(r.verdict.as_deref().unwrap_or("-")),
                 att,
+                auth_cell(r),
                 clip(&sanitize(&r.path), 60),
             ]
         })
         .collect();
-    let mut widths = header.map(|h| h.chars().count());
+    let mut widths = header.map(cell_width);
     for row in &cells {
         for (w, c) in widths.iter_mut().zip(row) {
-            *w = (*w).max(c.chars().count());
+            *w = (*w).max(cell_width(c));
         }
     }
     let line = |out: &mut dyn Write, cols: &[&str]| -> std::io::Result<()> {
@@ -278,7 +326,7 @@ fn write_table(out: &mut impl Write, rows: &[Summary]) -> std::io::Result<()> {
                 s.push_str(c);
                 s.extend(std::iter::repeat_n(
                     ' ',
-                    w.saturating_sub(c.chars().count()) + 2,
+                    w.saturating_sub(cell_width(c)) + 2,
                 ));
             }
         }
@@ -288,6 +336,28 @@ fn write_table(out: &mut impl Write, rows: &[Summary]) -> std::io::Result<()> {
     for row in &cells {
         let cols: Vec<&str> = row.iter().map(String::as_str).collect();
         line(out, &cols)?;
+    }
+    // Spell out the lints below the table, once per code present.
+    let mut seen: Vec<LintCode> = rows.iter().flat_map(|r| r.lints.iter().copied()).collect();
+    seen.sort();
+    seen.dedup();
+    if !seen.is_empty() {
+        writeln!(out)?;
+        for code in seen {
+            let ids: Vec<String> = rows
+                .iter()
+                .filter(|r| r.lints.contains(&code))
+                .map(|r| r.id.to_string())
+                .collect();
+            writeln!(
+                out,
+                "{} {}: {} (see `log --json --lint {}`)",
+                code.severity().as_str(),
+                code,
+                ids.join(", "),
+                code
+            )?;
+        }
     }
     Ok(())
 }
@@ -528,6 +598,67 @@ mod tests {
         assert_eq!(sanitize_body("a\n\tb\r"), "a\n\tb\\u{d}");
     }
 
+    fn row(id: i64) -> Summary {
+        Summary {
+            id,
+            tunnel: "bw".into(),
+            received_ms: 0,
+            method: "POST".into(),
+            path: "/cb".into(),
+            status: Some(401),
+            duration_ms: None,
+            provider: None,
+            event: None,
+            summary: None,
+            verdict: None,
+            attempt: Some(1),
+            replay_of: None,
+            failure_side: None,
+            request_body_len: 0,
+            handshake: None,
+            lints: vec![],
+        }
+    }
+
+    #[test]
+    fn table_shows_handshake_locks_and_lint_marks() {
+        use twk_capture::Handshake;
+        let mut a = row(6);
+        a.handshake = Some(Handshake {
+            leg: 1,
+            with: Some(7),
+        });
+        let mut b = row(7);
+        b.handshake = Some(Handshake {
+            leg: 2,
+            with: Some(6),
+        });
+        let mut c = row(8);
+        c.handshake = Some(Handshake { leg: 1, with: None });
+        c.lints = vec![LintCode::RetryNeverCame];
+        let mut d = row(9);
+        d.lints = vec![
+            LintCode::Unauthorized401WithoutChallenge,
+            LintCode::PreemptiveCredentials,
+        ];
+        assert_eq!(auth_cell(&a), "\u{1f512}1>7");
+        assert_eq!(auth_cell(&b), "\u{1f512}2<6");
+        assert_eq!(auth_cell(&c), "\u{1f512}1>? ?");
+        assert_eq!(auth_cell(&d), "!i");
+        assert_eq!(auth_cell(&row(1)), "-");
+        let mut out = Vec::new();
+        write_table(&mut out, &[a, b, c, d]).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.lines().next().unwrap().contains("AUTH"), "{text}");
+        assert!(
+            text.contains("error 401-without-www-authenticate: 9"),
+            "{text}"
+        );
+        assert!(text.contains("warning retry-never-came: 8"), "{text}");
+        assert!("credentials-mismatch".parse::<LintCode>().is_ok());
+        assert!(parse_lint("nope").is_err());
+    }
+
     #[test]
     fn filter_args_build_filters() {
         let f = FilterArgs {
@@ -540,11 +671,13 @@ mod tests {
             until: Some("2018-01-31".into()),
             grep: None,
             limit: Some(0),
+            lint: Some(LintCode::RetryNeverCame),
         }
         .to_filter(Some(100))
         .ok();
         let f = f.unwrap_or_default();
         assert_eq!(f.limit, None);
+        assert_eq!(f.lint, Some(LintCode::RetryNeverCame));
         assert_eq!(f.since_ms, Some(1_514_764_800_000));
         assert_eq!(f.until_ms, Some(1_517_443_199_999));
         assert!(
@@ -560,6 +693,7 @@ mod tests {
                     until: None,
                     grep: None,
                     limit: None,
+                    lint: None,
                 }
             }
             .to_filter(None)
