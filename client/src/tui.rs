@@ -200,10 +200,13 @@ async fn run_inner(ctx: &TuiContext) -> anyhow::Result<()> {
                     drop(guard);
                     let edited = edit_in_editor(&data, id).await;
                     guard = TerminalGuard::enter()?;
-                    guard
-                        .terminal
-                        .clear()
-                        .context("redrawing after the editor")?;
+                    // A fresh terminal has blank buffers: blank the screen to match (without
+                    // `Terminal::clear`, which queries the cursor position).
+                    crossterm::execute!(
+                        std::io::stdout(),
+                        crossterm::terminal::Clear(crossterm::terminal::ClearType::All)
+                    )
+                    .context("redrawing after the editor")?;
                     events = EventStream::new();
                     dirty = true;
                     match edited {

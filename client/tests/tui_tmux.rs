@@ -142,7 +142,7 @@ async fn signed_webhook_listed_with_verdict_details_and_replay() {
     let shell_cmd = format!(
         "env -u TWK_RELAY -u TWK_TOKEN -u TWK_NAME -u TWK_CONFIG XDG_DATA_HOME={data} \
          TWK_DATA_DIR={twk} XDG_CONFIG_HOME={config} GITHUB_WEBHOOK_SECRET={secret} \
-         LC_ALL=C.UTF-8 {bin} --embedded-port 0 --name e2e {target}; \
+         VISUAL= EDITOR='sed -i s/octo/edited/g' LC_ALL=C.UTF-8 {bin} --embedded-port 0 --name e2e {target}; \
          echo; echo \"twk-tunnel exited with $?\"; sleep 60",
         data = quote(&data.to_string_lossy()),
         twk = quote(&data.join("twk").to_string_lossy()),
@@ -238,6 +238,33 @@ async fn signed_webhook_listed_with_verdict_details_and_replay() {
         Some(sig.as_str())
     );
     tmux.wait_for("the replay notice", |s| s.contains("replayed #1 as #2"));
+
+    // e: edit in $EDITOR (here a sed that changes the body), then replay the edit. The body no
+    // longer matches the signature, and the row says so.
+    // The list followed the replay (#2, newest): go back to the list and select #1 (oldest).
+    tmux.keys(&["Escape"]);
+    tmux.keys(&["G"]);
+    tmux.wait_for("#1 selected", |s| s.contains("#1 POST /github"));
+    tmux.keys(&["e"]);
+    let screen = tmux.wait_for("the edit outcome", |s| {
+        s.contains("replayed #1 as #3") || s.contains("not sent")
+    });
+    assert!(screen.contains("replayed #1 as #3"), "{screen}");
+    let edited = tokio::time::timeout(Duration::from_secs(10), target.received.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(edited.body, body.replace("octo", "edited").as_bytes());
+    let screen = tmux.wait_for("the edited replay row", |s| s.contains("replayed #1 as #3"));
+    let edited_row = row_with(&screen, &["/github", "↻1", "✗"]);
+    assert!(
+        edited_row.is_some(),
+        "edited replay with an invalid signature:\n{screen}"
+    );
+
+    // c: copy as curl (OSC 52); the status line confirms.
+    tmux.keys(&["c"]);
+    tmux.wait_for("the copy notice", |s| s.contains("copied the curl command"));
 
     // q quits, and the terminal is given back (the shell's exit line shows).
     tmux.keys(&["q"]);
