@@ -143,7 +143,7 @@ async fn signed_webhook_listed_with_verdict_details_and_replay() {
         "env -u TWK_RELAY -u TWK_TOKEN -u TWK_NAME -u TWK_CONFIG XDG_DATA_HOME={data} \
          TWK_DATA_DIR={twk} XDG_CONFIG_HOME={config} GITHUB_WEBHOOK_SECRET={secret} \
          VISUAL= EDITOR='sed -i s/octo/edited/g' LC_ALL=C.UTF-8 {bin} --embedded-port 0 --name e2e {target}; \
-         echo; echo \"twk-tunnel exited with $?\"; sleep 60",
+         code=$?; echo; echo \"twk-tunnel exited with $code\"; sleep 60",
         data = quote(&data.to_string_lossy()),
         twk = quote(&data.join("twk").to_string_lossy()),
         config = quote(&config.to_string_lossy()),
