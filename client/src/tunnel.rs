@@ -200,6 +200,8 @@ pub async fn run(mut args: TunnelArgs) -> anyhow::Result<ExitCode> {
             }
         }
     };
+    // The inspector reads the capture store; without one, fall back to plain lines.
+    let tui = tui && recorder.is_some();
     let shutdown = CancellationToken::new();
     tokio::spawn(twk_transport::cancel_on_signal(shutdown.clone()));
 
