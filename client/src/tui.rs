@@ -27,6 +27,8 @@ pub struct TuiContext {
     pub secrets: Arc<twk_providers::Secrets>,
     /// Cancelled when the user quits (the tunnel then shuts down), or by a signal.
     pub shutdown: CancellationToken,
+    /// Last relay round trip in ms, 0 until measured (updated by the agent's websocket pings).
+    pub rtt_ms: Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// True when the inspector is available in this build.
@@ -135,6 +137,7 @@ async fn run_inner(ctx: &TuiContext) -> anyhow::Result<()> {
     let mut live = true;
     let mut conn_live = true;
     let mut last_recorder = (None, 0);
+    let mut last_rtt = 0u64;
     let mut dirty = true;
     loop {
         if dirty {
@@ -162,6 +165,11 @@ async fn run_inner(ctx: &TuiContext) -> anyhow::Result<()> {
                     last_recorder = state.clone();
                     let (error, dropped) = state;
                     data.dispatch(&mut model, Msg::Recorder { error, dropped });
+                }
+                let rtt = ctx.rtt_ms.load(std::sync::atomic::Ordering::Relaxed);
+                if rtt != last_rtt {
+                    last_rtt = rtt;
+                    data.dispatch(&mut model, Msg::Rtt(rtt));
                 }
                 (Msg::Tick(twk_agent::now_ms()), true)
             }

@@ -8,6 +8,7 @@ use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -119,6 +120,8 @@ struct TunnelObserver {
     printer: Option<Arc<Printer>>,
     recorder: Option<Recorder>,
     conn: watch::Sender<ConnState>,
+    /// Last relay round trip in ms (0: not measured yet).
+    rtt_ms: Arc<AtomicU64>,
 }
 
 impl Observer for TunnelObserver {
@@ -127,6 +130,11 @@ impl Observer for TunnelObserver {
             p.connection(state);
         }
         self.conn.send_replace(state.clone());
+    }
+
+    fn rtt(&self, rtt: Duration) {
+        self.rtt_ms
+            .store((rtt.as_millis() as u64).max(1), Ordering::Relaxed);
     }
 
     fn exchange(&self, exchange: Exchange) {
@@ -265,10 +273,12 @@ pub async fn run(mut args: TunnelArgs) -> anyhow::Result<ExitCode> {
     }
     let (conn_tx, conn_rx) = watch::channel(ConnState::Connecting { attempt: 0 });
     let printer = (!tui).then(|| Arc::new(Printer::new(mode, target.url())));
+    let rtt_ms = Arc::new(AtomicU64::new(0));
     let observer = Arc::new(TunnelObserver {
         printer: printer.clone(),
         recorder: recorder.clone(),
         conn: conn_tx,
+        rtt_ms: rtt_ms.clone(),
     });
     let agent = tokio::spawn(twk_agent::run(cfg, observer, shutdown.clone()));
     let result = match (tui, recorder) {
@@ -279,6 +289,7 @@ pub async fn run(mut args: TunnelArgs) -> anyhow::Result<ExitCode> {
                 target: target.url(),
                 secrets,
                 shutdown: shutdown.clone(),
+                rtt_ms,
             };
             let ui = crate::tui::run(ctx).await;
             shutdown.cancel();

@@ -90,6 +90,7 @@ pub fn spawn_relay_on(listener: TcpListener, mut cfg: RelayConfig) -> RelayHandl
 struct ChannelObserver {
     states: mpsc::UnboundedSender<ConnState>,
     exchanges: mpsc::UnboundedSender<Exchange>,
+    rtts: mpsc::UnboundedSender<Duration>,
 }
 
 impl Observer for ChannelObserver {
@@ -98,6 +99,9 @@ impl Observer for ChannelObserver {
     }
     fn exchange(&self, exchange: Exchange) {
         let _ = self.exchanges.send(exchange);
+    }
+    fn rtt(&self, rtt: Duration) {
+        let _ = self.rtts.send(rtt);
     }
 }
 
@@ -109,6 +113,8 @@ pub struct AgentHandle {
     pub states: mpsc::UnboundedReceiver<ConnState>,
     /// Finished exchanges.
     pub exchanges: mpsc::UnboundedReceiver<Exchange>,
+    /// Measured relay round trips.
+    pub rtts: mpsc::UnboundedReceiver<Duration>,
     /// The run task.
     pub task: JoinHandle<Result<(), AgentError>>,
 }
@@ -173,9 +179,11 @@ pub fn agent_config(relay: &RelayHandle, target: SocketAddr) -> AgentConfig {
 pub fn spawn_agent(cfg: AgentConfig) -> AgentHandle {
     let (stx, states) = mpsc::unbounded_channel();
     let (etx, exchanges) = mpsc::unbounded_channel();
+    let (rtx, rtts) = mpsc::unbounded_channel();
     let observer = Arc::new(ChannelObserver {
         states: stx,
         exchanges: etx,
+        rtts: rtx,
     });
     let shutdown = CancellationToken::new();
     let task = tokio::spawn(twk_agent::run(cfg, observer, shutdown.clone()));
@@ -183,6 +191,7 @@ pub fn spawn_agent(cfg: AgentConfig) -> AgentHandle {
         shutdown,
         states,
         exchanges,
+        rtts,
         task,
     }
 }

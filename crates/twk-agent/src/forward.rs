@@ -51,6 +51,10 @@ impl Shared {
         }
     }
 
+    pub(crate) fn observer(&self) -> Arc<dyn Observer> {
+        self.observer.clone()
+    }
+
     pub(crate) fn set_name(&self, name: &str) {
         let mut n = self.name.lock().unwrap_or_else(|p| p.into_inner());
         *n = name.to_string();

@@ -60,6 +60,8 @@ pub trait Observer: Send + Sync + 'static {
     fn connection(&self, state: &ConnState);
     /// An exchange finished (successfully or not).
     fn exchange(&self, exchange: Exchange);
+    /// A round trip to the relay was measured (websocket ping, about every ping interval).
+    fn rtt(&self, _rtt: Duration) {}
 }
 
 /// Errors that stop the agent: retrying cannot fix them.
@@ -163,7 +165,10 @@ async fn serve(
     cfg: &AgentConfig,
     shutdown: &CancellationToken,
 ) -> String {
-    let io = TokioIo::new(WsIo::new(session.ws));
+    let observer = shared.observer();
+    let io = TokioIo::new(
+        WsIo::new(session.ws).with_rtt_probe(cfg.ping_interval, Arc::new(move |d| observer.rtt(d))),
+    );
     let svc = service_fn(move |req| {
         let shared = shared.clone();
         async move { Ok::<_, Infallible>(forward::handle(shared, req).await) }

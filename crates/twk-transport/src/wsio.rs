@@ -4,7 +4,9 @@ use bytes::{Buf, Bytes};
 use futures_util::{Sink, Stream};
 use std::io;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll, ready};
+use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio_tungstenite::WebSocketStream;
 use tungstenite::Message;
@@ -18,6 +20,16 @@ pub struct WsIo<S> {
     ws: WebSocketStream<S>,
     pending: Bytes,
     eof: bool,
+    probe: Option<RttProbe>,
+}
+
+/// Measures the round trip to the peer with websocket pings carrying a send time. The peer's
+/// websocket answers them by itself (RFC 6455 §5.5.2); no tunnel protocol is involved.
+struct RttProbe {
+    every: Duration,
+    epoch: Instant,
+    last_sent: Option<Instant>,
+    report: Arc<dyn Fn(Duration) + Send + Sync>,
 }
 
 impl<S> WsIo<S> {
@@ -27,6 +39,54 @@ impl<S> WsIo<S> {
             ws,
             pending: Bytes::new(),
             eof: false,
+            probe: None,
+        }
+    }
+
+    /// Sends a timestamped ping at most every `every`, piggybacked on writes (HTTP/2 writes at
+    /// least a PING of its own every keep-alive interval), and reports each round trip.
+    pub fn with_rtt_probe(
+        mut self,
+        every: Duration,
+        report: Arc<dyn Fn(Duration) + Send + Sync>,
+    ) -> Self {
+        self.probe = Some(RttProbe {
+            every,
+            epoch: Instant::now(),
+            last_sent: None,
+            report,
+        });
+        self
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> WsIo<S> {
+    /// Queues a probe ping when one is due and the sink has room; never waits for room.
+    fn maybe_ping(&mut self, cx: &mut Context<'_>) {
+        let Some(probe) = &mut self.probe else { return };
+        let now = Instant::now();
+        if probe
+            .last_sent
+            .is_some_and(|t| now.duration_since(t) < probe.every)
+        {
+            return;
+        }
+        if let Poll::Ready(Ok(())) = Sink::<Message>::poll_ready(Pin::new(&mut self.ws), cx) {
+            let nanos = now.duration_since(probe.epoch).as_nanos() as u64;
+            let ping = Message::Ping(Bytes::copy_from_slice(&nanos.to_be_bytes()));
+            if Pin::new(&mut self.ws).start_send(ping).is_ok() {
+                probe.last_sent = Some(now);
+            }
+        }
+    }
+
+    fn on_pong(&self, payload: &[u8]) {
+        let (Some(probe), Ok(bytes)) = (&self.probe, <[u8; 8]>::try_from(payload)) else {
+            return;
+        };
+        let sent = Duration::from_nanos(u64::from_be_bytes(bytes));
+        if let Some(rtt) = probe.epoch.elapsed().checked_sub(sent) {
+            (probe.report)(rtt);
         }
     }
 }
@@ -61,7 +121,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for WsIo<S> {
             match ready!(Pin::new(&mut this.ws).poll_next(cx)) {
                 Some(Ok(Message::Binary(b))) => this.pending = b,
                 Some(Ok(Message::Close(_))) | None => this.eof = true,
-                Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => {}
+                Some(Ok(Message::Pong(p))) => this.on_pong(&p),
+                Some(Ok(Message::Ping(_) | Message::Frame(_))) => {}
                 Some(Ok(Message::Text(_))) => {
                     return Poll::Ready(Err(io::Error::new(
                         io::ErrorKind::InvalidData,
@@ -84,6 +145,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for WsIo<S> {
         if buf.is_empty() {
             return Poll::Ready(Ok(0));
         }
+        self.maybe_ping(cx);
         let ws = Pin::new(&mut self.ws);
         ready!(Sink::<Message>::poll_ready(ws, cx)).map_err(to_io)?;
         let n = buf.len().min(twk_protocol::limits::WS_WRITE_CHUNK);
@@ -128,6 +190,38 @@ mod tests {
         ib.read_to_end(&mut got).await.unwrap();
         writer.await.unwrap();
         assert_eq!(got, expect);
+    }
+
+    #[tokio::test]
+    async fn the_rtt_probe_reports_a_round_trip() {
+        let (a, b) = tokio::io::duplex(64 * 1024);
+        let cfg = crate::ws_config();
+        let wa = WebSocketStream::from_raw_socket(a, Role::Client, Some(cfg)).await;
+        let wb = WebSocketStream::from_raw_socket(b, Role::Server, Some(cfg)).await;
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let mut ia = WsIo::new(wa).with_rtt_probe(
+            Duration::from_secs(10),
+            Arc::new(move |d| {
+                let _ = tx.send(d);
+            }),
+        );
+        let mut ib = WsIo::new(wb);
+        // The peer echoes bytes back; its websocket answers the ping while reading.
+        let echo = tokio::spawn(async move {
+            let mut buf = [0u8; 5];
+            ib.read_exact(&mut buf).await.unwrap();
+            ib.write_all(&buf).await.unwrap();
+            ib.flush().await.unwrap();
+            buf
+        });
+        ia.write_all(b"hello").await.unwrap();
+        ia.flush().await.unwrap();
+        let mut back = [0u8; 5];
+        ia.read_exact(&mut back).await.unwrap();
+        assert_eq!(&back, b"hello");
+        assert_eq!(&echo.await.unwrap(), b"hello");
+        let rtt = rx.try_recv().expect("no round trip reported");
+        assert!(rtt < Duration::from_secs(5));
     }
 
     #[tokio::test]

@@ -255,6 +255,12 @@ async fn health_reports_connected_tunnels() {
         tokio::task::yield_now().await;
     }
     assert_eq!(tunnels, 1);
+    // The agent measured the round trip to the relay (shown in the inspector's top bar).
+    let rtt = tokio::time::timeout(Duration::from_secs(10), agent.rtts.recv())
+        .await
+        .expect("no round trip measured")
+        .unwrap();
+    assert!(rtt < Duration::from_secs(5), "{rtt:?}");
 }
 
 #[tokio::test]
