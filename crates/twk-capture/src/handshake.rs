@@ -285,7 +285,7 @@ pub(crate) fn analyze(ex: &Exchange, body_sha256: &str) -> Analysis {
             ),
         )),
         Some(true) => {}
-        None if has_credentials && is_401 && ex.auth.is_none() => lints.push(Lint::new(
+        None if header_basic && is_401 && ex.auth.is_none() => lints.push(Lint::new(
             LintCode::CredentialsMismatch,
             format!(
                 "the app answered 401 to the credentials sent ({who}): they do not match what \

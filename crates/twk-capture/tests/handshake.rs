@@ -337,6 +337,17 @@ fn wrong_credentials_are_a_mismatch_and_the_password_never_shows() {
         .message;
     assert!(m.contains("the app answered 401"));
     assert!(!m.contains('\u{1b}') && !m.contains("hunter2"), "{m}");
+
+    // A Bearer token the app refuses is not a Basic-auth credentials mismatch.
+    let mut bearer = leg1(T + 300);
+    bearer.path = "/api".into();
+    bearer
+        .request
+        .headers
+        .extend(headers(&[("authorization", "Bearer expired")]));
+    let e = s.insert(&bearer).unwrap();
+    assert!(codes(&s, e).is_empty(), "{:?}", codes(&s, e));
+    assert_eq!(hs(&s, e), None);
 }
 
 #[test]
