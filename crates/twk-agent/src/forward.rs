@@ -393,13 +393,7 @@ pub(crate) async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Respo
 }
 
 fn text_body(s: &str) -> CapturedBody {
-    use sha2::Digest;
-    CapturedBody {
-        bytes: s.as_bytes().to_vec(),
-        len: s.len() as u64,
-        sha256: hex::encode(sha2::Sha256::digest(s.as_bytes())),
-        truncated: false,
-    }
+    CapturedBody::from_bytes(s.as_bytes())
 }
 
 /// An exchange waiting for its bodies to finish.

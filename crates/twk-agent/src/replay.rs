@@ -13,13 +13,14 @@
 //! - verbatim by default (the original signature headers are kept); re-signing happens only
 //!   when asked ([`ReplayOptions::resign`]).
 
+use crate::forward::headers_to_vec;
 use bytes::Bytes;
 use http::header::{CONTENT_LENGTH, HOST};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request};
 use http_body_util::{BodyExt, Full};
 use sha2::Digest as _;
 use std::time::Duration;
-use twk_capture::{CapturedBody, Exchange, Failure, Header, Message, Side, Timings};
+use twk_capture::{CapturedBody, Exchange, Failure, Message, Side, Timings};
 use twk_providers::{Provider, RequestView, Secrets, SignOptions};
 
 /// Default deadline for the whole replay (connect, send, response complete).
@@ -424,15 +425,6 @@ fn parse_target(base: &str) -> Result<(String, String), ReplayError> {
     Ok((authority, path.trim_end_matches('/').to_owned()))
 }
 
-fn headers_to_vec(h: &HeaderMap) -> Vec<Header> {
-    h.iter()
-        .map(|(n, v)| Header {
-            name: n.as_str().to_owned(),
-            value: v.as_bytes().to_vec(),
-        })
-        .collect()
-}
-
 fn hex_sha256(b: &[u8]) -> String {
     hex::encode(sha2::Sha256::digest(b))
 }
@@ -450,6 +442,7 @@ fn capture(bytes: &[u8], len: u64, sha256: String, cap: usize) -> CapturedBody {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use twk_capture::Header;
 
     fn original(target: &str) -> Exchange {
         let body = b"{\"id\":\"evt_1\",\"object\":\"event\",\"type\":\"invoice.paid\"}".to_vec();

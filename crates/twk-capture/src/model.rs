@@ -53,6 +53,19 @@ pub struct CapturedBody {
     pub truncated: bool,
 }
 
+impl CapturedBody {
+    /// A complete (untruncated) body: the bytes, their length and SHA-256.
+    pub fn from_bytes(bytes: &[u8]) -> Self {
+        use sha2::Digest as _;
+        CapturedBody {
+            bytes: bytes.to_vec(),
+            len: bytes.len() as u64,
+            sha256: hex::encode(sha2::Sha256::digest(bytes)),
+            truncated: false,
+        }
+    }
+}
+
 /// Request or response head plus body.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Message {

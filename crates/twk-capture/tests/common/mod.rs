@@ -1,16 +1,10 @@
 //! Helpers shared by the store tests.
 #![allow(dead_code, clippy::unwrap_used)]
 
-use sha2::Digest as _;
 use twk_capture::{CapturedBody, Exchange, Header, Message, Side, Store, StoreOptions, Timings};
 
 pub fn body(bytes: &[u8]) -> CapturedBody {
-    CapturedBody {
-        bytes: bytes.to_vec(),
-        len: bytes.len() as u64,
-        sha256: hex::encode(sha2::Sha256::digest(bytes)),
-        truncated: false,
-    }
+    CapturedBody::from_bytes(bytes)
 }
 
 pub fn headers(h: &[(&str, &str)]) -> Vec<Header> {
