@@ -89,8 +89,23 @@ impl Data {
                 })
             }
             Load::Detail(id) => Ok(match self.store.get(*id)? {
-                Some(x) => Msg::Detail(Box::new(x)),
+                Some(x) => {
+                    // The other leg of a Basic-auth handshake, for the Auth tab's timeline
+                    // (retention may have removed it: then the tab says so).
+                    let partner = match x.handshake.and_then(|h| h.with) {
+                        Some(p) => self.store.get(p)?.map(Box::new),
+                        None => None,
+                    };
+                    Msg::Detail {
+                        stored: Box::new(x),
+                        partner,
+                    }
+                }
                 None => Msg::DetailMissing(*id),
+            }),
+            Load::Leg1 { row, id } => Ok(Msg::Leg1 {
+                row: *row,
+                summary: self.store.get(*id)?.map(|x| Box::new(x.summary())),
             }),
             Load::Counts => {
                 let all = Filter::default();

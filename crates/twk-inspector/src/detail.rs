@@ -14,7 +14,7 @@ use jiff::tz::TimeZone;
 use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::{Line, Span};
 use serde::Deserialize;
-use twk_capture::{Exchange, Header, Message, StoredExchange, redact};
+use twk_capture::{Exchange, Header, Lint, LintCode, Message, Severity, StoredExchange, redact};
 
 /// The detail tabs, in order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -26,7 +26,7 @@ pub enum Tab {
     Response,
     /// Signature verdict and diagnosis.
     Signature,
-    /// Basic-auth handshake (issue 6 fills the timeline).
+    /// Basic-auth handshake timeline and lints.
     Auth,
     /// Timings.
     Timing,
@@ -74,10 +74,14 @@ impl Tab {
 pub struct Detail {
     /// The exchange as stored.
     pub stored: StoredExchange,
+    /// The other leg of its Basic-auth handshake, when it has one still stored.
+    pub partner: Option<StoredExchange>,
     /// Whether secret headers are shown.
     pub revealed: bool,
     /// One header line for the pane title.
     pub title: String,
+    /// The exchange's lints for the pane title (`⚠ code +N`), shown on every tab.
+    pub lint_badge: Option<Span<'static>>,
     /// Rendered Request tab.
     pub request: Vec<Line<'static>>,
     /// Rendered Response tab.
@@ -91,8 +95,13 @@ pub struct Detail {
 }
 
 impl Detail {
-    /// Renders every tab of `stored`.
-    pub fn build(stored: StoredExchange, revealed: bool, tz: &TimeZone) -> Detail {
+    /// Renders every tab of `stored`; `partner` is the other leg of its Basic-auth handshake.
+    pub fn build(
+        stored: StoredExchange,
+        partner: Option<StoredExchange>,
+        revealed: bool,
+        tz: &TimeZone,
+    ) -> Detail {
         let ex = &stored.exchange;
         let title = clean_line(
             &format!(
@@ -109,11 +118,13 @@ impl Detail {
             request: request_tab(ex, revealed),
             response: response_tab(ex, revealed),
             signature: signature_tab(ex),
-            auth: auth_tab(&stored),
+            auth: auth_tab(&stored, partner.as_ref(), tz),
             timing: timing_tab(&stored, tz),
+            lint_badge: lint_badge(stored.lints.as_deref().unwrap_or_default()),
             title,
             revealed,
             stored,
+            partner,
         }
     }
 
@@ -508,53 +519,406 @@ pub fn basic_auth_user(headers: &[Header]) -> Option<String> {
     )
 }
 
-fn auth_tab(stored: &StoredExchange) -> Vec<Line<'static>> {
+/// The mark of a lint severity in the list and the detail: (glyph, style).
+pub fn severity_mark(sev: Severity) -> (&'static str, Style) {
+    match sev {
+        Severity::Error => (
+            "⚠",
+            Style::new().fg(Color::Red).add_modifier(Modifier::BOLD),
+        ),
+        Severity::Warning => ("⚠", Style::new().fg(Color::Yellow)),
+        Severity::Info => ("i", Style::new().fg(Color::Blue)),
+    }
+}
+
+/// A short label of a lint for the list's marks column.
+pub fn lint_label(code: LintCode) -> &'static str {
+    match code {
+        LintCode::Unauthorized401WithoutChallenge => "bare 401",
+        LintCode::ChallengeNotBasic => "not Basic",
+        LintCode::CredentialsMismatch => "mismatch",
+        LintCode::RetryNeverCame => "no retry",
+        LintCode::PortNotAccepted => "port",
+        LintCode::PreemptiveCredentials => "preemptive",
+    }
+}
+
+/// The style of a lint's mark. The mistake that silently loses callbacks
+/// (`401-without-www-authenticate`) is white on red so that it cannot be missed.
+pub fn lint_style(code: LintCode) -> Style {
+    match code {
+        LintCode::Unauthorized401WithoutChallenge => Style::new()
+            .fg(Color::White)
+            .bg(Color::Red)
+            .add_modifier(Modifier::BOLD),
+        c => severity_mark(c.severity()).1,
+    }
+}
+
+/// The pane-title badge of an exchange's lints: the first (most severe) code and how many more.
+fn lint_badge(lints: &[Lint]) -> Option<Span<'static>> {
+    let first = lints.first()?;
+    let (glyph, _) = severity_mark(first.severity);
+    let more = match lints.len() {
+        0 | 1 => String::new(),
+        n => format!(" +{}", n - 1),
+    };
+    Some(Span::styled(
+        format!("{glyph} {}{more} (4 Auth) ", first.code),
+        lint_style(first.code),
+    ))
+}
+
+/// `180 ms` or `12.5 s`.
+fn gap(ms: i64) -> String {
+    if ms.abs() < 10_000 {
+        format!("{ms} ms")
+    } else {
+        format!("{:.1} s", ms as f64 / 1000.0)
+    }
+}
+
+/// An indented `label  value` line of a leg.
+fn leg_kv(label: &str, value: Vec<Span<'static>>) -> Line<'static> {
+    let mut spans = vec![Span::styled(format!("      {label:<13}"), key())];
+    spans.extend(value);
+    Line::from(spans)
+}
+
+fn has_lint(st: &StoredExchange, code: LintCode) -> bool {
+    st.lints.iter().flatten().any(|l| l.code == code)
+}
+
+/// `leg N  #id  HH:MM:SS.mmm  METHOD /path → status`.
+fn leg_head(label: &str, st: &StoredExchange, tz: &TimeZone) -> Line<'static> {
+    let ex = &st.exchange;
+    Line::from(vec![
+        Span::styled(
+            format!("{label:<6}"),
+            Style::new().fg(Color::Yellow).add_modifier(Modifier::BOLD),
+        ),
+        Span::styled(format!("#{:<6}", st.id()), dim()),
+        Span::raw(format!("{}  ", clock(ex.timings.received_ms, tz, true))),
+        Span::styled(clean_line(&ex.method, 16), bold()),
+        Span::raw(" "),
+        Span::raw(clean_line(&ex.path, 200)),
+        Span::raw(" → "),
+        status_span(ex.status),
+    ])
+}
+
+/// Leg 1: no credentials, answered 401, with (or without) the challenge.
+fn leg1_lines(st: &StoredExchange, tz: &TimeZone) -> Vec<Line<'static>> {
+    let ex = &st.exchange;
+    let lost = Style::new().fg(Color::Red).add_modifier(Modifier::BOLD);
+    let mut out = vec![
+        leg_head("leg 1", st, tz),
+        leg_kv(
+            "credentials",
+            vec![Span::raw("none (no Authorization header)")],
+        ),
+        leg_kv(
+            "answered by",
+            vec![Span::raw(if ex.auth.is_some() {
+                "twk (--basic-auth): the app never saw this request"
+            } else {
+                "the app"
+            })],
+        ),
+    ];
+    let challenges: Vec<&Header> = ex
+        .response
+        .iter()
+        .flat_map(|m| m.headers.iter())
+        .filter(|h| h.name.eq_ignore_ascii_case("www-authenticate"))
+        .collect();
+    if challenges.is_empty() {
+        out.push(leg_kv(
+            "challenge",
+            vec![Span::styled(
+                "no WWW-Authenticate: Bandwidth will not retry — this callback is lost",
+                lost,
+            )],
+        ));
+    }
+    for h in &challenges {
+        out.push(leg_kv(
+            "challenge",
+            vec![
+                Span::styled("WWW-Authenticate: ", dim()),
+                Span::raw(clean_line(&String::from_utf8_lossy(&h.value), 300)),
+            ],
+        ));
+    }
+    if has_lint(st, LintCode::ChallengeNotBasic) {
+        out.push(leg_kv(
+            "",
+            vec![Span::styled(
+                "not a Basic challenge: Bandwidth will not retry — this callback is lost",
+                lost,
+            )],
+        ));
+    }
+    out
+}
+
+/// Leg 2 (or a lone request with credentials): who the credentials name, whether they match,
+/// what the app answered.
+fn leg2_lines(label: &str, st: &StoredExchange, tz: &TimeZone) -> Vec<Line<'static>> {
+    let ex = &st.exchange;
+    let user = ex
+        .auth
+        .as_ref()
+        .and_then(|a| a.user.clone())
+        .or_else(|| basic_auth_user(&ex.request.headers));
+    let header = ex
+        .request
+        .headers
+        .iter()
+        .any(|h| h.name.eq_ignore_ascii_case("authorization"));
+    let matched = ex.auth.as_ref().and_then(|a| a.matched);
+    let creds = match (&user, header) {
+        (Some(u), _) => format!("Basic, user \"{}\", password ********", clean_line(u, 64)),
+        (None, true) => "Authorization present, not a decodable Basic user:password".to_owned(),
+        (None, false) => "Basic (not decodable)".to_owned(),
+    };
+    let mut out = vec![
+        leg_head(label, st, tz),
+        leg_kv("credentials", vec![Span::raw(creds)]),
+    ];
+    if !header && matched == Some(true) {
+        out.push(leg_kv(
+            "",
+            vec![Span::styled(
+                "Authorization removed before forwarding (--strip-auth)",
+                dim(),
+            )],
+        ));
+    }
+    out.push(leg_kv(
+        "check",
+        vec![match matched {
+            Some(true) => Span::styled(
+                "✓ match: the configured --basic-auth credentials; twk forwarded it to the app",
+                Style::new().fg(Color::Green),
+            ),
+            Some(false) => Span::styled(
+                "✗ mismatch: not the configured --basic-auth credentials; twk answered 401 again",
+                Style::new().fg(Color::Red).add_modifier(Modifier::BOLD),
+            ),
+            None => Span::styled(
+                "not checked by twk (no --basic-auth): the app checks them",
+                dim(),
+            ),
+        }],
+    ));
+    let app = if matched == Some(false) {
+        vec![Span::styled(
+            "– not forwarded: the app never saw this request",
+            dim(),
+        )]
+    } else {
+        let words = match ex.status {
+            Some(200..=299) => "the app accepted the callback",
+            Some(401) => "the app refused these credentials",
+            Some(400..=599) => "the app answered with an error",
+            Some(_) => "",
+            None => "no response (tab 2 Response says why)",
+        };
+        vec![
+            status_span(ex.status),
+            Span::raw(if words.is_empty() { "" } else { "  " }),
+            Span::raw(words),
+        ]
+    };
+    out.push(leg_kv("app status", app));
+    out
+}
+
+fn lint_lines(title: &str, lints: &[Lint]) -> Vec<Line<'static>> {
+    if lints.is_empty() {
+        return vec![Line::from(vec![
+            Span::styled(format!("{title:<14}"), bold()),
+            Span::styled("none", Style::new().fg(Color::Green)),
+        ])];
+    }
+    let mut out = vec![section(&format!("{title} ({})", lints.len()))];
+    for l in lints {
+        let (glyph, _) = severity_mark(l.severity);
+        out.push(Line::from(vec![
+            Span::raw("  "),
+            Span::styled(
+                format!("{glyph} {:<8}", l.severity.as_str()),
+                lint_style(l.code),
+            ),
+            Span::raw(" "),
+            Span::styled(l.code.as_str(), lint_style(l.code)),
+        ]));
+        out.extend(
+            clean_lines(&l.message)
+                .iter()
+                .flat_map(|m| wrap(m, PROSE_WIDTH))
+                .map(|m| Line::raw(format!("      {m}"))),
+        );
+    }
+    out
+}
+
+fn auth_tab(
+    stored: &StoredExchange,
+    partner: Option<&StoredExchange>,
+    tz: &TimeZone,
+) -> Vec<Line<'static>> {
     let ex = &stored.exchange;
     let mut out = Vec::new();
-    match &stored.handshake {
+    match stored.handshake {
         Some(h) => {
-            out.push(section("Basic-auth handshake"));
-            let pretty = serde_json::to_string_pretty(h).unwrap_or_default();
-            out.extend(clean_lines(&pretty).into_iter().map(Line::from));
+            let (leg1, leg2) = if h.leg == 1 {
+                (Some(stored), partner)
+            } else {
+                (partner, Some(stored))
+            };
+            let (words, style) = match (leg1, leg2) {
+                (Some(a), Some(b)) => (
+                    format!(
+                        "two legs, retried {} after the challenge",
+                        gap(b.exchange.timings.received_ms - a.exchange.timings.received_ms)
+                    ),
+                    Style::new(),
+                ),
+                _ if h.with.is_some() => (
+                    format!(
+                        "the other leg (#{}) is no longer stored",
+                        h.with.unwrap_or_default()
+                    ),
+                    dim(),
+                ),
+                _ if has_lint(stored, LintCode::Unauthorized401WithoutChallenge) => (
+                    "leg 1 only: the 401 carried no challenge, so no retry will come".to_owned(),
+                    Style::new().fg(Color::Red).add_modifier(Modifier::BOLD),
+                ),
+                _ if has_lint(stored, LintCode::ChallengeNotBasic) => (
+                    "leg 1 only: the challenge is not Basic, so Bandwidth will not retry"
+                        .to_owned(),
+                    Style::new().fg(Color::Red).add_modifier(Modifier::BOLD),
+                ),
+                _ if has_lint(stored, LintCode::RetryNeverCame) => (
+                    "leg 1 only: the retry never came".to_owned(),
+                    Style::new().fg(Color::Yellow).add_modifier(Modifier::BOLD),
+                ),
+                _ => (
+                    "leg 1 only so far: waiting for the retry".to_owned(),
+                    Style::new().fg(Color::Cyan),
+                ),
+            };
+            out.push(Line::from(vec![
+                Span::styled("🔒 Basic-auth handshake: ", bold()),
+                Span::styled(words, style),
+            ]));
+            out.push(Line::styled(
+                format!("this exchange (#{}) is leg {}", stored.id(), h.leg),
+                dim(),
+            ));
+            out.push(Line::raw(""));
+            match leg1 {
+                Some(l) => out.extend(leg1_lines(l, tz)),
+                None => out.push(Line::from(vec![
+                    Span::styled("leg 1 ", bold().fg(Color::Yellow)),
+                    Span::styled(
+                        format!("#{} (no longer stored)", h.with.unwrap_or_default()),
+                        dim(),
+                    ),
+                ])),
+            }
+            if let (Some(a), Some(b)) = (leg1, leg2) {
+                out.push(Line::styled(
+                    format!(
+                        "  ↓ {} later: the same request again, with credentials",
+                        gap(b.exchange.timings.received_ms - a.exchange.timings.received_ms)
+                    ),
+                    dim(),
+                ));
+            }
+            match leg2 {
+                Some(l) => out.extend(leg2_lines("leg 2", l, tz)),
+                None => {
+                    let lost = Style::new().fg(Color::Red).add_modifier(Modifier::BOLD);
+                    let (text, style) = if h.with.is_some() {
+                        (
+                            format!("#{} (no longer stored)", h.with.unwrap_or_default()),
+                            dim(),
+                        )
+                    } else if has_lint(stored, LintCode::Unauthorized401WithoutChallenge) {
+                        (
+                            "none: without WWW-Authenticate Bandwidth will not retry — this callback is lost".to_owned(),
+                            lost,
+                        )
+                    } else if has_lint(stored, LintCode::ChallengeNotBasic) {
+                        (
+                            "none: Bandwidth answers only a Basic challenge — this callback is lost"
+                                .to_owned(),
+                            lost,
+                        )
+                    } else if has_lint(stored, LintCode::RetryNeverCame) {
+                        (
+                            "never came: no retry with credentials within 60 s of leg 1".to_owned(),
+                            Style::new().fg(Color::Yellow).add_modifier(Modifier::BOLD),
+                        )
+                    } else {
+                        (
+                            "not yet: the sender has 60 s to retry with credentials".to_owned(),
+                            Style::new().fg(Color::Cyan),
+                        )
+                    };
+                    out.push(Line::from(vec![
+                        Span::styled(
+                            "leg 2 ",
+                            Style::new().fg(Color::Yellow).add_modifier(Modifier::BOLD),
+                        ),
+                        Span::styled(text, style),
+                    ]));
+                }
+            }
         }
-        None => out.push(Line::styled(
-            "no Basic-auth handshake on this exchange",
-            dim(),
-        )),
-    }
-    if let Some(lints) = &stored.lints {
-        out.push(Line::raw(""));
-        out.push(section("Lints"));
-        let pretty = serde_json::to_string_pretty(lints).unwrap_or_default();
-        out.extend(clean_lines(&pretty).into_iter().map(Line::from));
+        None => {
+            let credentials = ex
+                .request
+                .headers
+                .iter()
+                .any(|h| h.name.eq_ignore_ascii_case("authorization"))
+                || ex.auth.as_ref().is_some_and(|a| a.matched.is_some());
+            if credentials {
+                out.push(section("Credentials without a challenge"));
+                out.push(Line::styled(
+                    "not part of a handshake: no unauthenticated first leg from this sender in the 60 s before",
+                    dim(),
+                ));
+                out.push(Line::raw(""));
+                out.extend(leg2_lines("this", stored, tz));
+            } else {
+                out.push(Line::styled(
+                    "no Basic-auth handshake on this exchange",
+                    dim(),
+                ));
+                out.push(Line::raw(""));
+                out.push(kv("credentials", "none (no Authorization header)"));
+                if ex.status == Some(401) {
+                    out.extend(leg1_lines(stored, tz).into_iter().skip(3));
+                }
+            }
+        }
     }
     out.push(Line::raw(""));
-    match basic_auth_user(&ex.request.headers) {
-        Some(user) => out.push(kv(
-            "credentials",
-            &format!("Basic, user {user:?}, password ********"),
-        )),
-        None if ex
-            .request
-            .headers
-            .iter()
-            .any(|h| h.name.eq_ignore_ascii_case("authorization")) =>
-        {
-            out.push(kv("credentials", "Authorization present (not Basic)"))
-        }
-        None => out.push(kv("credentials", "none (no Authorization header)")),
-    }
-    if let Some(resp) = &ex.response {
-        if let Some(h) = resp
-            .headers
-            .iter()
-            .find(|h| h.name.eq_ignore_ascii_case("www-authenticate"))
-        {
-            out.push(kv("challenge", &String::from_utf8_lossy(&h.value)));
-        } else if ex.status == Some(401) {
-            out.push(Line::styled(
-                "401 without WWW-Authenticate: a Basic-auth sender (Bandwidth) will not retry",
-                Style::new().fg(Color::Red),
+    out.extend(lint_lines(
+        "Lints",
+        stored.lints.as_deref().unwrap_or_default(),
+    ));
+    if let (Some(p), Some(h)) = (partner, stored.handshake) {
+        if let Some(l) = p.lints.as_deref() {
+            out.push(Line::raw(""));
+            out.extend(lint_lines(
+                &format!("Lints of leg {} (#{})", 3 - h.leg, p.id()),
+                l,
             ));
         }
     }

@@ -1,5 +1,10 @@
-//! The `/` filter language: free text plus `provider:`, `event:`, `status:` and `verdict:`
-//! terms, turned into a capture-store [`Filter`].
+//! The `/` filter language: free text plus `provider:`, `event:`, `status:`, `verdict:` and
+//! `lint:` terms, turned into a capture-store [`Filter`].
+//!
+//! Basic-auth handshakes are listed as one row (the store's `collapse_handshakes`: the leg-1
+//! row of a paired handshake is left out, its leg-2 row stands for both) unless the filter
+//! has a `status:` or `lint:` term or free text: those can match one leg and not the other,
+//! and a filter must never hide a matching leg behind a row that does not match.
 //!
 //! ```
 //! use twk_inspector::filter::parse;
@@ -9,7 +14,7 @@
 //! ```
 
 use std::str::FromStr;
-use twk_capture::{Filter, StatusFilter, Summary};
+use twk_capture::{Filter, LintCode, StatusFilter, Summary};
 
 /// Why a filter text was refused (the previous filter stays in force).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -28,6 +33,11 @@ pub enum FilterError {
     /// The same key twice.
     #[error("{0}: given twice")]
     Twice(String),
+    /// `lint:` needs a lint code.
+    #[error(
+        "lint:{0} is not a lint code (use 401-without-www-authenticate, www-authenticate-not-basic, credentials-mismatch, retry-never-came, port-not-accepted or preemptive-credentials)"
+    )]
+    BadLint(String),
 }
 
 /// The verdict ids the store uses.
@@ -62,7 +72,10 @@ pub fn parse(text: &str) -> Result<Filter, FilterError> {
             continue;
         };
         let key_l = key.to_ascii_lowercase();
-        if !matches!(key_l.as_str(), "provider" | "event" | "status" | "verdict") {
+        if !matches!(
+            key_l.as_str(),
+            "provider" | "event" | "status" | "verdict" | "lint"
+        ) {
             free.push(word);
             continue;
         }
@@ -73,6 +86,7 @@ pub fn parse(text: &str) -> Result<Filter, FilterError> {
             "provider" => f.provider.is_some(),
             "event" => f.event.is_some(),
             "status" => f.status.is_some(),
+            "lint" => f.lint.is_some(),
             _ => f.verdict.is_some(),
         };
         if slot_taken {
@@ -87,6 +101,13 @@ pub fn parse(text: &str) -> Result<Filter, FilterError> {
                         .map_err(|_| FilterError::BadStatus(value.to_owned()))?,
                 )
             }
+            "lint" => {
+                f.lint = Some(
+                    value
+                        .parse::<LintCode>()
+                        .map_err(|_| FilterError::BadLint(value.to_owned()))?,
+                )
+            }
             _ => {
                 f.verdict = Some(
                     verdict(value)
@@ -99,7 +120,14 @@ pub fn parse(text: &str) -> Result<Filter, FilterError> {
     if !free.is_empty() {
         f.grep = Some(free.join(" "));
     }
+    f.collapse_handshakes = collapses(&f);
     Ok(f)
+}
+
+/// Whether a filter lists a paired Basic-auth handshake as one row: yes, unless it has a term
+/// that can match one leg and not the other (`status:`, `lint:`, free text).
+pub fn collapses(f: &Filter) -> bool {
+    f.status.is_none() && f.lint.is_none() && f.grep.as_deref().is_none_or(str::is_empty)
 }
 
 /// Whether a freshly stored row matches `f` on the fields a [`Summary`] carries. `None` when
@@ -125,6 +153,9 @@ pub fn matches(f: &Filter, s: &Summary) -> Option<bool> {
             && f.replay_of.is_none_or(|r| s.replay_of == Some(r))
             && f.since_ms.is_none_or(|t| s.received_ms >= t)
             && f.until_ms.is_none_or(|t| s.received_ms <= t)
+            && f.lint.is_none_or(|c| s.lints.contains(&c))
+            && !(f.collapse_handshakes
+                && s.handshake.is_some_and(|h| h.leg == 1 && h.with.is_some()))
             && status_ok,
     )
 }
@@ -145,10 +176,34 @@ mod tests {
     }
 
     #[test]
+    fn handshakes_collapse_unless_a_term_can_split_the_legs() {
+        let f = parse("provider:bandwidth verdict:unsigned").unwrap_or_default();
+        assert!(f.collapse_handshakes);
+        for text in ["status:401", "lint:retry-never-came", "realm"] {
+            assert!(
+                !parse(text).unwrap_or_default().collapse_handshakes,
+                "{text}"
+            );
+        }
+        assert_eq!(
+            parse("LINT:401-without-www-authenticate")
+                .unwrap_or_default()
+                .lint,
+            Some(LintCode::Unauthorized401WithoutChallenge)
+        );
+    }
+
+    #[test]
     fn unknown_keys_are_free_text() {
         let f = parse("foo:bar http://x").unwrap_or_default();
         assert_eq!(f.grep.as_deref(), Some("foo:bar http://x"));
-        assert_eq!(parse("").ok(), Some(Filter::default()));
+        assert_eq!(
+            parse("").ok(),
+            Some(Filter {
+                collapse_handshakes: true,
+                ..Filter::default()
+            })
+        );
     }
 
     #[test]
@@ -162,6 +217,7 @@ mod tests {
             Err(FilterError::BadVerdict("maybe".into()))
         );
         assert_eq!(parse("event:"), Err(FilterError::Empty("event".into())));
+        assert_eq!(parse("lint:nope"), Err(FilterError::BadLint("nope".into())));
         assert_eq!(
             parse("status:200 status:201"),
             Err(FilterError::Twice("status".into()))

@@ -10,6 +10,10 @@ pub const KEYS: &[(&str, &str)] = &[
     ),
     ("Enter", "switch between the list and the detail pane"),
     (
+        "space",
+        "expand / collapse a handshake row (🔒▸) to show both legs",
+    ),
+    (
         "Tab S-Tab",
         "list → detail; in the detail pane: next / previous tab",
     ),
@@ -23,7 +27,10 @@ pub const KEYS: &[(&str, &str)] = &[
         "replay with a fresh signature (re-signed with your secret)",
     ),
     ("e", "edit the request in $EDITOR, then replay it"),
-    ("/", "filter: text, provider:, event:, status:, verdict:"),
+    (
+        "/",
+        "filter: text, provider:, event:, status:, verdict:, lint:",
+    ),
     ("c", "copy as curl (OSC 52 clipboard; secrets redacted)"),
     ("y", "copy the request body (OSC 52 clipboard)"),
     ("s", "show / hide secret header values"),
@@ -33,13 +40,30 @@ pub const KEYS: &[(&str, &str)] = &[
     ("mouse", "click selects a row or a tab; the wheel scrolls"),
 ];
 
-/// The list marks, for the help overlay.
+/// The list marks, for the help overlay (grouped so that keys and marks fit a 32-line screen).
 pub const MARKS: &[(&str, &str)] = &[
-    ("✓", "signature valid"),
-    ("✗", "signature invalid (magenta: malformed)"),
-    ("!", "stale: valid signature, timestamp too old"),
-    ("–", "unsigned"),
-    ("?", "no secret configured for the provider"),
-    ("×N", "delivery attempt N of the same webhook"),
-    ("↻N", "replay of exchange #N"),
+    (
+        "✓ ✗ ! – ?",
+        "signature ok, invalid/malformed, stale, unsigned, no secret",
+    ),
+    (
+        "×N ↻N",
+        "delivery attempt N of the same webhook; replay of #N",
+    ),
+    (
+        "🔒▸ 🔒▾",
+        "Basic-auth handshake, both legs (space: expand / collapse)",
+    ),
+    (
+        "🔒1",
+        "leg 1 (the 401) alone, or the leg-1 line of an expanded row",
+    ),
+    (
+        "⚠ label",
+        "lint (red error, yellow warning, i info): see tab 4 Auth",
+    ),
+    (
+        "⚠ bare 401",
+        "401 without WWW-Authenticate: no retry, the callback is lost",
+    ),
 ];

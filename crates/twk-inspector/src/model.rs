@@ -8,7 +8,7 @@ use crate::layout;
 use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers, MouseEvent, MouseEventKind};
 use jiff::tz::TimeZone;
 use std::time::Duration;
-use twk_capture::{ExchangeId, Filter, StoredExchange, Summary};
+use twk_capture::{ExchangeId, Filter, Handshake, StoredExchange, Summary};
 
 /// How long a notice stays in the status line.
 pub const NOTICE_MS: i64 = 6_000;
@@ -117,8 +117,15 @@ pub enum Load {
         /// count them (first load, filter change, refresh).
         known_total: Option<u64>,
     },
-    /// One exchange in full.
+    /// One exchange in full (with its Basic-auth handshake partner, if any).
     Detail(ExchangeId),
+    /// The list row of leg 1 of the handshake whose leg-2 row `row` is being expanded.
+    Leg1 {
+        /// The leg-2 row being expanded.
+        row: ExchangeId,
+        /// The leg-1 exchange.
+        id: ExchangeId,
+    },
     /// Totals for the top bar.
     Counts,
 }
@@ -195,7 +202,23 @@ pub struct Notice {
     pub until_ms: i64,
 }
 
+/// An expanded Basic-auth handshake row: the leg-2 row and, once loaded, the leg-1 row drawn
+/// under it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Expanded {
+    /// The leg-2 row (the one the collapsed list shows).
+    pub row: ExchangeId,
+    /// Leg 1's id.
+    pub leg1_id: ExchangeId,
+    /// Leg 1's list row, once loaded.
+    pub leg1: Option<Summary>,
+}
+
 /// The request list: a window of rows paged from the store, positions newest first.
+///
+/// A paired Basic-auth handshake is one row (its leg 2); `space` expands it ([`Expanded`]):
+/// leg 1 is then drawn as an extra line under it, which the selection can move onto
+/// (`on_leg1`) without it having a position of its own.
 #[derive(Debug, Clone, Default)]
 pub struct List {
     /// Rows matching the filter.
@@ -220,6 +243,10 @@ pub struct List {
     pub unseen: u64,
     /// Free-text filter active and new rows came: refresh on the next tick.
     pub stale: bool,
+    /// The expanded handshake row (one at a time).
+    pub expanded: Option<Expanded>,
+    /// The selection is on the leg-1 line under the expanded row at `selected`.
+    pub on_leg1: bool,
 }
 
 impl List {
@@ -227,6 +254,35 @@ impl List {
     pub fn row(&self, pos: u64) -> Option<&Summary> {
         let i = pos.checked_sub(self.window_start)?;
         self.rows.get(usize::try_from(i).ok()?)
+    }
+
+    /// Position of the expanded row when its leg 1 is loaded and the row is in the window.
+    pub fn open_pos(&self) -> Option<u64> {
+        let e = self.expanded.as_ref()?;
+        e.leg1.as_ref()?;
+        let i = self.rows.iter().position(|r| r.id == e.row)?;
+        Some(self.window_start + i as u64)
+    }
+
+    /// Leg 1's row of the expanded handshake, once loaded.
+    pub fn open_leg1(&self) -> Option<&Summary> {
+        self.expanded.as_ref()?.leg1.as_ref()
+    }
+
+    /// The screen lines of the list from `top`, at most `height`: (position, is the leg-1 line
+    /// of the expanded row).
+    pub fn lines(&self, height: u64) -> Vec<(u64, bool)> {
+        let open = self.open_pos();
+        let mut out = Vec::new();
+        let mut pos = self.top;
+        while (out.len() as u64) < height && pos < self.total {
+            out.push((pos, false));
+            if Some(pos) == open && (out.len() as u64) < height {
+                out.push((pos, true));
+            }
+            pos += 1;
+        }
+        out
     }
 
     fn covers(&self, from: u64, to: u64) -> bool {
@@ -326,7 +382,19 @@ pub enum Msg {
         rows: Vec<Summary>,
     },
     /// Answer to [`Load::Detail`].
-    Detail(Box<StoredExchange>),
+    Detail {
+        /// The exchange.
+        stored: Box<StoredExchange>,
+        /// The other leg of its Basic-auth handshake, when it has one that is still stored.
+        partner: Option<Box<StoredExchange>>,
+    },
+    /// Answer to [`Load::Leg1`]: leg 1's row, `None` when it is no longer stored.
+    Leg1 {
+        /// The leg-2 row being expanded.
+        row: ExchangeId,
+        /// Leg 1's row.
+        summary: Option<Box<Summary>>,
+    },
     /// The exchange is gone (retention) or could not be read.
     DetailMissing(ExchangeId),
     /// Answer to [`Load::Counts`].
@@ -348,7 +416,10 @@ impl Model {
             recorder_error: None,
             dropped: 0,
             counts: Counts::default(),
-            filter: Filter::default(),
+            filter: Filter {
+                collapse_handshakes: true,
+                ..Filter::default()
+            },
             filter_text: String::new(),
             generation: 0,
             input: None,
@@ -448,13 +519,29 @@ impl Model {
                 l.top = l.selected + 1 - vh;
             }
             l.top = l.top.min(l.total.saturating_sub(vh));
+            // The leg-1 line of an expanded handshake takes one line of the viewport.
+            if let Some(p) = l.open_pos() {
+                let line = (l.selected - l.top)
+                    + u64::from(p >= l.top && p < l.selected)
+                    + u64::from(l.on_leg1 && p == l.selected);
+                if line >= vh {
+                    l.top = (l.top + line + 1 - vh).min(l.selected);
+                }
+            }
         }
         self.ensure_window(out);
         self.sync_selected(out, detail_now);
     }
 
     fn sync_selected(&mut self, out: &mut Vec<Cmd>, detail_now: bool) {
-        let id = self.list.row(self.list.selected).map(|s| s.id);
+        if self.list.on_leg1 && self.list.open_pos() != Some(self.list.selected) {
+            self.list.on_leg1 = false;
+        }
+        let id = if self.list.on_leg1 {
+            self.list.open_leg1().map(|s| s.id)
+        } else {
+            self.list.row(self.list.selected).map(|s| s.id)
+        };
         if id.is_none() && self.list.loading {
             return;
         }
@@ -481,6 +568,7 @@ impl Model {
     }
 
     fn move_to(&mut self, pos: u64, out: &mut Vec<Cmd>) {
+        self.list.on_leg1 = false;
         self.list.selected = pos;
         self.list.follow = pos == 0 && !self.list.paused;
         if self.list.follow {
@@ -494,6 +582,22 @@ impl Model {
             return;
         }
         let max = self.list.total - 1;
+        // One step onto, off and across the leg-1 line of an expanded handshake.
+        let open = self.list.open_pos();
+        let sel = self.list.selected;
+        let onto = |m: &mut Model, on: bool, pos: u64, out: &mut Vec<Cmd>| {
+            m.list.selected = pos;
+            m.list.on_leg1 = on;
+            m.list.follow = pos == 0 && !on && !m.list.paused;
+            m.after_move(out, true);
+        };
+        match delta {
+            1 if open == Some(sel) && !self.list.on_leg1 => return onto(self, true, sel, out),
+            1 if self.list.on_leg1 && sel == max => return,
+            -1 if self.list.on_leg1 => return onto(self, false, sel, out),
+            -1 if open.is_some_and(|p| p + 1 == sel) => return onto(self, true, sel - 1, out),
+            _ => {}
+        }
         let pos = if delta < 0 {
             self.list.selected.saturating_sub(delta.unsigned_abs())
         } else {
@@ -542,7 +646,11 @@ impl Model {
     fn refresh(&mut self, out: &mut Vec<Cmd>) {
         self.list.stale = false;
         self.list.loading = true;
-        let start = match (self.list.follow, self.list.selected_id) {
+        let anchor = match (&self.list.expanded, self.list.on_leg1) {
+            (Some(e), true) => Some(e.row),
+            _ => self.list.selected_id,
+        };
+        let start = match (self.list.follow, anchor) {
             (false, Some(id)) => Start::Around {
                 id,
                 before: self.list.selected.saturating_sub(self.list.top),
@@ -573,8 +681,66 @@ impl Model {
         }
     }
 
+    /// `space` on the list: expands (or collapses) the selected Basic-auth handshake row.
+    fn toggle_expand(&mut self, out: &mut Vec<Cmd>) {
+        let l = &mut self.list;
+        if l.on_leg1 {
+            l.expanded = None;
+            l.on_leg1 = false;
+            self.after_move(out, true);
+            return;
+        }
+        let Some((id, handshake)) = l.row(l.selected).map(|s| (s.id, s.handshake)) else {
+            return;
+        };
+        if l.expanded.as_ref().is_some_and(|e| e.row == id) {
+            l.expanded = None;
+            self.after_move(out, false);
+            return;
+        }
+        match handshake {
+            Some(Handshake {
+                leg: 2,
+                with: Some(p),
+            }) => {
+                l.expanded = Some(Expanded {
+                    row: id,
+                    leg1_id: p,
+                    leg1: None,
+                });
+                out.push(Cmd::Load(Load::Leg1 { row: id, id: p }));
+            }
+            Some(Handshake { leg: 1, with: None }) => self.notify(
+                format!("#{id} is leg 1 of a Basic-auth handshake and no retry came: nothing to expand (tab 4 Auth)"),
+                Level::Info,
+            ),
+            Some(Handshake {
+                leg: 1,
+                with: Some(p),
+            }) => self.notify(
+                format!("#{id} is leg 1 of a Basic-auth handshake; its leg 2 is #{p} (listed separately while the filter has status:, lint: or free text)"),
+                Level::Info,
+            ),
+            Some(Handshake { .. }) => self.notify(
+                format!("#{id}: the other leg of this handshake is no longer stored"),
+                Level::Info,
+            ),
+            None => self.notify(
+                format!("#{id} is not part of a Basic-auth handshake (space expands rows marked 🔒▸)"),
+                Level::Info,
+            ),
+        }
+    }
+
     fn on_captured(&mut self, s: Summary, out: &mut Vec<Cmd>) {
         self.counts.add(&s);
+        // A retry that completes a handshake replaces its leg-1 row in a collapsed list: the
+        // leg-1 row is somewhere below, so reload (keeping the selection) on the next tick.
+        if self.filter.collapse_handshakes
+            && s.handshake.is_some_and(|h| h.leg == 2 && h.with.is_some())
+        {
+            self.list.stale = true;
+        }
         match filter::matches(&self.filter, &s) {
             Some(false) => {}
             None => self.list.stale = true,
@@ -597,6 +763,7 @@ impl Model {
                 if l.follow && !l.paused {
                     l.selected = 0;
                     l.top = 0;
+                    l.on_leg1 = false;
                     l.selected_id = None;
                     self.after_move(out, false);
                 } else {
@@ -671,7 +838,13 @@ impl Model {
             KeyCode::Char('s') => {
                 self.reveal = !self.reveal;
                 if let Some(d) = self.detail.take() {
-                    self.detail = Some(Box::new(Detail::build(d.stored, self.reveal, &self.tz)));
+                    let d = *d;
+                    self.detail = Some(Box::new(Detail::build(
+                        d.stored,
+                        d.partner,
+                        self.reveal,
+                        &self.tz,
+                    )));
                 }
                 self.notify(
                     if self.reveal {
@@ -753,6 +926,7 @@ impl Model {
                         self.focus = Focus::Detail;
                         self.after_move(out, true);
                     }
+                    KeyCode::Char(' ') => self.toggle_expand(out),
                     _ => {}
                 },
                 Focus::Detail => match k.code {
@@ -786,9 +960,12 @@ impl Model {
             MouseEventKind::Down(_) if over_list => {
                 let first = a.list_first_row();
                 if m.row >= first {
-                    let pos = self.list.top + u64::from(m.row - first);
-                    if pos < self.list.total {
+                    let lines = self.list.lines(u64::from(a.list_rows()));
+                    if let Some(&(pos, leg1)) = lines.get(usize::from(m.row - first)) {
                         self.move_to(pos, out);
+                        if leg1 {
+                            self.move_by(1, out);
+                        }
                     }
                 }
             }
@@ -873,10 +1050,31 @@ pub fn update(m: &mut Model, msg: Msg) -> Vec<Cmd> {
             }
             m.after_move(&mut out, true);
         }
-        Msg::Detail(stored) => {
+        Msg::Detail { stored, partner } => {
             if m.list.selected_id == Some(stored.id()) || m.list.selected_id.is_none() {
-                m.detail = Some(Box::new(Detail::build(*stored, m.reveal, &m.tz)));
+                m.detail = Some(Box::new(Detail::build(
+                    *stored,
+                    partner.map(|p| *p),
+                    m.reveal,
+                    &m.tz,
+                )));
                 m.detail_wanted = None;
+            }
+        }
+        Msg::Leg1 { row, summary } => {
+            if m.list.expanded.as_ref().is_some_and(|e| e.row == row) {
+                match summary {
+                    Some(s) => {
+                        if let Some(e) = &mut m.list.expanded {
+                            e.leg1 = Some(*s);
+                        }
+                        m.after_move(&mut out, false);
+                    }
+                    None => {
+                        m.list.expanded = None;
+                        m.notify(format!("leg 1 of #{row} is no longer stored"), Level::Error);
+                    }
+                }
             }
         }
         Msg::DetailMissing(id) => {

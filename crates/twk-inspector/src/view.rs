@@ -4,7 +4,7 @@
 //!
 //! All untrusted text reaches the buffer through [`crate::sanitize`].
 
-use crate::detail::{Tab, clock, status_span, verdict_mark};
+use crate::detail::{Tab, clock, lint_label, lint_style, severity_mark, status_span, verdict_mark};
 use crate::keymap;
 use crate::layout::{self, Areas};
 use crate::model::{Conn, Focus, Level, Model};
@@ -138,23 +138,77 @@ fn duration(ms: Option<i64>) -> String {
     }
 }
 
-/// The marks column: reserved first cell for the Basic-auth lock (issue 6), then attempt and
-/// replay marks.
-fn marks(s: &Summary) -> String {
-    let mut out = String::new();
-    if let Some(a) = s.attempt.filter(|a| *a > 1) {
-        out.push_str(&format!("×{a}"));
-    }
-    if let Some(of) = s.replay_of {
-        if !out.is_empty() {
-            out.push(' ');
-        }
-        out.push_str(&format!("↻{of}"));
-    }
-    out
+/// The lock of a Basic-auth handshake row (two columns wide: U+1F512 is an emoji).
+pub const LOCK: &str = "\u{1f512}";
+
+/// How a row takes part in a Basic-auth handshake, for the marks column.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fold {
+    /// The row as listed.
+    Row,
+    /// The listed row of a handshake that is expanded.
+    Open,
+    /// The leg-1 line drawn under an expanded row.
+    Leg1,
 }
 
-fn row<'a>(m: &Model, s: &'a Summary) -> Row<'a> {
+/// The marks column: the Basic-auth lock (`🔒▸` a handshake of two legs, expandable with
+/// space; `🔒▾` expanded; `🔒1` a leg 1 alone or the leg-1 line; `🔒2` a leg 2 whose leg 1
+/// is gone), the first (most severe) lint as `⚠ label` (`+N` more), then attempt and replay
+/// marks (a handshake counts as one delivery attempt).
+fn marks(s: &Summary, fold: Fold) -> Line<'static> {
+    let mut spans: Vec<Span<'static>> = Vec::new();
+    let sep = |spans: &mut Vec<Span<'static>>| {
+        if !spans.is_empty() {
+            spans.push(Span::raw(" "));
+        }
+    };
+    if let Some(h) = s.handshake {
+        let tail = match (fold, h.leg, h.with) {
+            (Fold::Leg1, ..) => "1",
+            (Fold::Open, ..) => "▾",
+            (Fold::Row, 2, Some(_)) => "▸",
+            (Fold::Row, 1, _) => "1",
+            (Fold::Row, ..) => "2",
+        };
+        spans.push(Span::styled(
+            format!("{LOCK}{tail}"),
+            Style::new().fg(Color::Yellow),
+        ));
+    }
+    if let Some(first) = s.lints.first() {
+        sep(&mut spans);
+        let (glyph, _) = severity_mark(first.severity());
+        spans.push(Span::styled(
+            format!("{glyph} {}", lint_label(*first)),
+            lint_style(*first),
+        ));
+        if s.lints.len() > 1 {
+            spans.push(Span::styled(
+                format!("+{}", s.lints.len() - 1),
+                lint_style(*first),
+            ));
+        }
+    }
+    let magenta = Style::new().fg(Color::Magenta);
+    // A handshake's retry is the same delivery as its leg 1 (the store counts it as the next
+    // attempt): the handshake row shows the delivery's attempt, not the retry's.
+    let retry = fold != Fold::Leg1 && s.handshake.is_some_and(|h| h.leg == 2 && h.with.is_some());
+    let attempt = s
+        .attempt
+        .map(|a| if retry { a.saturating_sub(1) } else { a });
+    if let Some(a) = attempt.filter(|a| *a > 1) {
+        sep(&mut spans);
+        spans.push(Span::styled(format!("×{a}"), magenta));
+    }
+    if let Some(of) = s.replay_of {
+        sep(&mut spans);
+        spans.push(Span::styled(format!("↻{of}"), magenta));
+    }
+    Line::from(spans)
+}
+
+fn row<'a>(m: &Model, s: &'a Summary, fold: Fold) -> Row<'a> {
     let (mark, mark_style) = verdict_mark(s.verdict.as_deref());
     let pe = match (&s.provider, &s.event) {
         (Some(p), Some(e)) => format!("{p} · {e}"),
@@ -163,8 +217,12 @@ fn row<'a>(m: &Model, s: &'a Summary) -> Row<'a> {
         (None, None) => String::new(),
     };
     let failed = s.failure_side.is_some();
+    let id = match fold {
+        Fold::Leg1 => format!(" └{}", s.id),
+        _ => s.id.to_string(),
+    };
     Row::new(vec![
-        Cell::from(Span::styled(s.id.to_string(), dim())),
+        Cell::from(Span::styled(id, dim())),
         Cell::from(clock(s.received_ms, &m.tz, false)),
         Cell::from(Span::styled(
             clean_line(&s.method, 7),
@@ -185,7 +243,7 @@ fn row<'a>(m: &Model, s: &'a Summary) -> Row<'a> {
         ),
         Cell::from(Span::styled(mark, mark_style)),
         Cell::from(clean_line(&pe, 64)),
-        Cell::from(Span::styled(marks(s), Style::new().fg(Color::Magenta))),
+        Cell::from(marks(s, fold)),
     ])
 }
 
@@ -249,10 +307,28 @@ fn list(m: &Model, f: &mut Frame, a: &Areas) {
         return;
     }
     let vh = u64::from(a.list_rows());
-    let rows: Vec<Row> = (l.top..(l.top + vh).min(l.total))
-        .map(|pos| match l.row(pos) {
-            Some(s) => row(m, s),
-            None => Row::new(vec![Cell::from(""), Cell::from(Span::styled("…", dim()))]),
+    let open = l.expanded.as_ref().map(|e| e.row);
+    let lines = l.lines(vh);
+    let selected_line = lines
+        .iter()
+        .position(|&(pos, leg1)| pos == l.selected && leg1 == l.on_leg1);
+    let rows: Vec<Row> = lines
+        .iter()
+        .map(|&(pos, leg1)| match (l.row(pos), leg1) {
+            (Some(_), true) => match l.open_leg1() {
+                Some(s) => row(m, s, Fold::Leg1),
+                None => Row::new(vec![Cell::from("")]),
+            },
+            (Some(s), false) => row(
+                m,
+                s,
+                if Some(s.id) == open {
+                    Fold::Open
+                } else {
+                    Fold::Row
+                },
+            ),
+            (None, _) => Row::new(vec![Cell::from(""), Cell::from(Span::styled("…", dim()))]),
         })
         .collect();
     let header = Row::new(vec![
@@ -275,8 +351,8 @@ fn list(m: &Model, f: &mut Frame, a: &Areas) {
         Constraint::Length(3),
         Constraint::Length(8),
         Constraint::Length(3),
-        Constraint::Length(34),
-        Constraint::Length(10),
+        Constraint::Length(30),
+        Constraint::Length(16),
     ];
     let highlight = if m.focus == Focus::List {
         Style::new()
@@ -293,7 +369,7 @@ fn list(m: &Model, f: &mut Frame, a: &Areas) {
         .highlight_spacing(ratatui::widgets::HighlightSpacing::Always);
     let mut state = TableState::default();
     if l.total > 0 {
-        state.select(usize::try_from(l.selected.saturating_sub(l.top)).ok());
+        state.select(selected_line);
     }
     f.render_stateful_widget(table, inner, &mut state);
 }
@@ -308,13 +384,18 @@ fn detail(m: &Model, f: &mut Frame, area: Rect) {
         .detail
         .as_ref()
         .map_or(" Detail ".to_owned(), |d| format!(" {} ", d.title));
+    let mut title = vec![Span::styled(
+        title,
+        Style::new().add_modifier(Modifier::BOLD),
+    )];
+    // The lints are visible from every tab, next to the title.
+    if let Some(badge) = m.detail.as_ref().and_then(|d| d.lint_badge.clone()) {
+        title.push(badge);
+    }
     let mut block = Block::new()
         .borders(Borders::ALL)
         .border_style(border)
-        .title(Span::styled(
-            title,
-            Style::new().add_modifier(Modifier::BOLD),
-        ));
+        .title(Line::from(title));
     if m.reveal {
         block = block.title_top(
             Line::styled(" secrets shown (s) ", Style::new().fg(Color::Yellow))
@@ -403,6 +484,7 @@ fn status_line(m: &Model, f: &mut Frame, area: Rect) {
         for (k, what) in [
             ("?", "help"),
             ("Enter", "details"),
+            ("space", "expand 🔒"),
             ("/", "filter"),
             ("r", "replay"),
             ("R", "re-sign"),
@@ -441,7 +523,7 @@ fn help(f: &mut Frame, screen: Rect) {
         .iter()
         .map(|(k, what)| {
             Line::from(vec![
-                Span::styled(format!(" {k:<14}"), key),
+                Span::styled(format!(" {}", pad(k, 14)), key),
                 Span::raw(*what),
             ])
         })
@@ -453,7 +535,7 @@ fn help(f: &mut Frame, screen: Rect) {
     ));
     lines.extend(keymap::MARKS.iter().map(|(k, what)| {
         Line::from(vec![
-            Span::styled(format!(" {k:<14}"), key),
+            Span::styled(format!(" {}", pad(k, 14)), key),
             Span::raw(*what),
         ])
     }));
@@ -472,15 +554,29 @@ fn help(f: &mut Frame, screen: Rect) {
     );
 }
 
+/// `s` padded with spaces to `width` terminal columns (the lock is two columns wide).
+fn pad(s: &str, width: usize) -> String {
+    let w = Span::raw(s).width();
+    format!("{s}{}", " ".repeat(width.saturating_sub(w)))
+}
+
 /// The buffer's text, one line per row with trailing spaces removed (for snapshots and docs).
+/// A wide symbol (the lock) covers two cells; the cell it hides is skipped, so the text lines
+/// up as on a terminal.
 pub fn buffer_text(buf: &Buffer) -> String {
     let area = buf.area;
     let mut out = String::new();
     for y in area.top()..area.bottom() {
         let mut line = String::new();
+        let mut hidden = 0usize;
         for x in area.left()..area.right() {
+            if hidden > 0 {
+                hidden -= 1;
+                continue;
+            }
             if let Some(cell) = buf.cell((x, y)) {
                 line.push_str(cell.symbol());
+                hidden = Span::raw(cell.symbol()).width().saturating_sub(1);
             }
         }
         out.push_str(line.trim_end());

@@ -448,3 +448,181 @@ fn windows_read_from_either_end_match() {
         );
     }
 }
+
+/// Ids of the list's screen lines (the leg-1 line of an expanded row as `-id`).
+fn line_ids(m: &twk_inspector::Model) -> Vec<i64> {
+    m.list
+        .lines(m.list_rows())
+        .into_iter()
+        .map(|(pos, leg1)| match leg1 {
+            true => -m.list.open_leg1().map_or(0, |s| s.id),
+            false => m.list.row(pos).map_or(0, |s| s.id),
+        })
+        .collect()
+}
+
+#[test]
+fn handshakes_are_one_row_until_expanded() {
+    let (_d, data) = store(&handshakes());
+    let mut m = model(&data);
+    assert!(m.filter.collapse_handshakes);
+    assert_eq!(
+        line_ids(&m),
+        vec![7, 6, 5, 3, 1],
+        "leg-1 rows #2 and #4 are folded"
+    );
+    select(&data, &mut m, 3);
+    press(&data, &mut m, " ");
+    let e = m.list.expanded.clone().unwrap();
+    assert_eq!((e.row, e.leg1_id), (3, 2));
+    assert_eq!(
+        e.leg1.as_ref().map(|s| s.id),
+        Some(2),
+        "leg 1 loaded from the store"
+    );
+    assert_eq!(line_ids(&m), vec![7, 6, 5, 3, -2, 1]);
+    assert_eq!(m.list.selected_id, Some(3), "expanding keeps the selection");
+    // Space again collapses.
+    press(&data, &mut m, " ");
+    assert_eq!(m.list.expanded, None);
+    assert_eq!(line_ids(&m), vec![7, 6, 5, 3, 1]);
+    // Expanding another row closes the first (one at a time).
+    press(&data, &mut m, " ");
+    select(&data, &mut m, 5);
+    press(&data, &mut m, " ");
+    assert_eq!(line_ids(&m), vec![7, 6, 5, -4, 3, 1]);
+    // Rows without a second leg explain why nothing opens.
+    select(&data, &mut m, 6);
+    press(&data, &mut m, " ");
+    assert_eq!(m.list.expanded.as_ref().map(|e| e.row), Some(5));
+    let n = m.notice.clone().unwrap();
+    assert!(n.text.contains("no retry came"), "{}", n.text);
+    select(&data, &mut m, 1);
+    press(&data, &mut m, " ");
+    assert!(
+        m.notice
+            .unwrap()
+            .text
+            .contains("not part of a Basic-auth handshake")
+    );
+}
+
+#[test]
+fn navigation_across_an_expanded_handshake() {
+    let (_d, data) = store(&handshakes());
+    let mut m = model(&data);
+    select(&data, &mut m, 3);
+    press(&data, &mut m, " ");
+    // j: onto the leg-1 line; the detail and the intents are leg 1's.
+    press(&data, &mut m, "j");
+    assert!(m.list.on_leg1);
+    assert_eq!(m.list.selected_id, Some(2));
+    assert_eq!(m.detail.as_ref().map(|d| d.id()), Some(2));
+    assert_eq!(
+        press(&data, &mut m, "r"),
+        vec![Intent::Replay {
+            id: 2,
+            resign: false
+        }]
+    );
+    // j: past it to the next row; k: back onto it; k: the handshake row.
+    press(&data, &mut m, "j");
+    assert_eq!((m.list.selected_id, m.list.on_leg1), (Some(1), false));
+    press(&data, &mut m, "k");
+    assert_eq!((m.list.selected_id, m.list.on_leg1), (Some(2), true));
+    press(&data, &mut m, "k");
+    assert_eq!((m.list.selected_id, m.list.on_leg1), (Some(3), false));
+    assert_eq!(m.detail.as_ref().map(|d| d.id()), Some(3));
+    press(&data, &mut m, "k");
+    assert_eq!(m.list.selected_id, Some(5));
+    // Space on the leg-1 line folds the handshake and selects its row.
+    press(&data, &mut m, "jj");
+    assert!(m.list.on_leg1);
+    press(&data, &mut m, " ");
+    assert_eq!(m.list.expanded, None);
+    assert_eq!((m.list.selected_id, m.list.on_leg1), (Some(3), false));
+    // A click on the leg-1 line selects leg 1.
+    press(&data, &mut m, " ");
+    let a = layout::areas(m.size, m.focus);
+    let line = line_ids(&m).iter().position(|&id| id == -2).unwrap() as u16;
+    data.dispatch(
+        &mut m,
+        Msg::Mouse(MouseEvent {
+            kind: MouseEventKind::Down(MouseButton::Left),
+            column: 20,
+            row: a.list_first_row() + line,
+            modifiers: KeyModifiers::NONE,
+        }),
+    );
+    assert_eq!((m.list.selected_id, m.list.on_leg1), (Some(2), true));
+    // g: back to the newest and following; the leg-1 line is left.
+    press(&data, &mut m, "g");
+    assert_eq!((m.list.selected_id, m.list.on_leg1), (Some(7), false));
+    assert!(m.list.follow);
+}
+
+#[test]
+fn the_viewport_makes_room_for_the_leg1_line() {
+    let mut v = handshakes();
+    v.extend((10..40).map(|i| plain(i, "POST", "/e", Some(200))));
+    let (_d, data) = store(&v);
+    let mut m = model(&data);
+    select(&data, &mut m, 3);
+    press(&data, &mut m, " ");
+    let vh = m.list_rows();
+    for _ in 0..3 {
+        press(&data, &mut m, "j");
+        let lines = m.list.lines(vh);
+        let at = lines
+            .iter()
+            .position(|&(pos, leg1)| pos == m.list.selected && leg1 == m.list.on_leg1);
+        assert!(at.is_some(), "the selection stays on screen");
+    }
+}
+
+#[test]
+fn a_retry_folds_its_leg1_row_live() {
+    let hs = handshakes();
+    // #1 plain, #2 leg 1 of the "ok" handshake; its retry arrives live.
+    let (dir, data) = store(&hs[..2]);
+    let mut m = model(&data);
+    assert_eq!(line_ids(&m), vec![2, 1]);
+    let s = add(&dir, &hs[2]);
+    assert_eq!(s.handshake.map(|h| (h.leg, h.with)), Some((2, Some(2))));
+    data.dispatch(&mut m, Msg::Captured(Box::new(s)));
+    data.dispatch(&mut m, Msg::Tick(T0 + 61_000));
+    assert_eq!(
+        line_ids(&m),
+        vec![3, 1],
+        "leg 1 is now inside the handshake row"
+    );
+    assert_eq!(m.list.selected_id, Some(3), "following the newest");
+    assert_eq!(m.counts.total, 3);
+}
+
+#[test]
+fn filters_that_can_split_the_legs_list_both() {
+    let (_d, data) = store(&handshakes());
+    let mut m = model(&data);
+    press(&data, &mut m, "/status:401");
+    data.dispatch(&mut m, code(KeyCode::Enter));
+    assert!(!m.filter.collapse_handshakes);
+    assert_eq!(line_ids(&m), vec![7, 6, 5, 4, 2], "every 401 leg is listed");
+    press(&data, &mut m, "/");
+    data.dispatch(
+        &mut m,
+        Msg::Key(KeyEvent::new(KeyCode::Char('u'), KeyModifiers::CONTROL)),
+    );
+    press(&data, &mut m, "lint:401-without-www-authenticate");
+    data.dispatch(&mut m, code(KeyCode::Enter));
+    assert_eq!(line_ids(&m), vec![6]);
+    press(&data, &mut m, "/");
+    data.dispatch(
+        &mut m,
+        Msg::Key(KeyEvent::new(KeyCode::Char('u'), KeyModifiers::CONTROL)),
+    );
+    press(&data, &mut m, "provider:bandwidth");
+    data.dispatch(&mut m, code(KeyCode::Enter));
+    assert!(m.filter.collapse_handshakes);
+    assert_eq!(line_ids(&m), vec![7, 6, 5, 3]);
+}

@@ -190,3 +190,149 @@ fn tiny_and_odd_sizes_do_not_panic() {
         m.help = false;
     }
 }
+
+/// The cell style where `needle` starts on screen (the first match).
+fn style_of(buf: &ratatui::buffer::Buffer, needle: &str) -> ratatui::style::Style {
+    let text = twk_inspector::view::buffer_text(buf);
+    for (y, line) in text.lines().enumerate() {
+        if let Some(i) = line.find(needle) {
+            // Columns, not bytes: every character left of the match is one cell, the lock two.
+            let x: usize = line[..i]
+                .chars()
+                .map(|c| if c == '\u{1f512}' { 2 } else { 1 })
+                .sum();
+            return buf[(x as u16, y as u16)].style();
+        }
+    }
+    panic!("{needle:?} not on screen:\n{text}");
+}
+
+#[test]
+fn handshake_list_collapsed() {
+    let (_d, data) = store(&handshakes());
+    let m = model(&data);
+    assert_eq!(
+        m.list.total, 5,
+        "leg-1 rows of paired handshakes are folded"
+    );
+    let (text, buf) = render(&m);
+    assert_clean(&buf);
+    assert!(text.contains("🔒▸ ⚠ mismatch"), "{text}");
+    assert!(text.contains("🔒1 ⚠ bare 401"), "{text}");
+    // The lost-callback mistake is white on red; other lints keep their severity colour.
+    let bare = style_of(&buf, "⚠ bare 401");
+    assert_eq!(bare.bg, Some(ratatui::style::Color::Red));
+    assert_eq!(
+        style_of(&buf, "⚠ no retry").fg,
+        Some(ratatui::style::Color::Yellow)
+    );
+    insta::assert_snapshot!("handshake_list", text);
+}
+
+#[test]
+fn handshake_list_expanded() {
+    let (_d, data) = store(&handshakes());
+    let mut m = model(&data);
+    select(&data, &mut m, 3);
+    press(&data, &mut m, " ");
+    snap("handshake_list_expanded", &m);
+    let (text, _) = render(&m);
+    assert!(text.contains("🔒▾"), "{text}");
+    assert!(text.contains(" └2"), "{text}");
+    // On the leg-1 line: the detail is leg 1's.
+    press(&data, &mut m, "j");
+    assert_eq!(m.detail.as_ref().map(|d| d.id()), Some(2));
+    snap("handshake_list_expanded_leg1", &m);
+}
+
+fn auth_of(id: i64) -> twk_inspector::Model {
+    let (_d, data) = store(&handshakes());
+    let mut m = model(&data);
+    select(&data, &mut m, id);
+    data.dispatch(&mut m, code(KeyCode::Enter));
+    press(&data, &mut m, "4");
+    m
+}
+
+#[test]
+fn handshake_auth_match() {
+    let m = auth_of(3);
+    let (text, _) = render(&m);
+    assert!(
+        text.contains("retried 180 ms after the challenge"),
+        "{text}"
+    );
+    assert!(
+        text.contains("WWW-Authenticate: Basic realm=\"twk\""),
+        "{text}"
+    );
+    assert!(
+        text.contains("user \"bw-user\", password ********"),
+        "{text}"
+    );
+    assert!(!text.contains("s3cret"), "the password never shows");
+    snap("handshake_auth_match", &m);
+}
+
+#[test]
+fn handshake_auth_mismatch() {
+    let m = auth_of(5);
+    let (text, _) = render(&m);
+    assert!(text.contains("✗ mismatch"), "{text}");
+    assert!(text.contains("credentials-mismatch"), "{text}");
+    assert!(!text.contains("s3cret"), "the password never shows");
+    snap("handshake_auth_mismatch", &m);
+}
+
+#[test]
+fn handshake_auth_bare_401() {
+    let m = auth_of(6);
+    let (text, buf) = render(&m);
+    assert!(
+        text.contains("no WWW-Authenticate: Bandwidth will not retry — this callback is lost"),
+        "{text}"
+    );
+    assert_eq!(
+        style_of(&buf, "no WWW-Authenticate: Bandwidth").fg,
+        Some(ratatui::style::Color::Red)
+    );
+    // The pane title carries the lint on every tab.
+    assert!(
+        text.contains("⚠ 401-without-www-authenticate (4 Auth)"),
+        "{text}"
+    );
+    snap("handshake_auth_bare_401", &m);
+}
+
+#[test]
+fn handshake_auth_retry_never_came() {
+    let m = auth_of(7);
+    let (text, _) = render(&m);
+    assert!(text.contains("the retry never came"), "{text}");
+    assert!(text.contains("retry-never-came"), "{text}");
+    snap("handshake_auth_retry_never_came", &m);
+}
+
+#[test]
+fn hostile_handshake_never_reaches_a_cell() {
+    let (_d, data) = store(&hostile_handshake());
+    let mut m = model(&data);
+    let (text, buf) = render(&m);
+    assert_clean(&buf);
+    assert!(text.contains('🔒'), "{text}");
+    for id in [2, 3] {
+        select(&data, &mut m, id);
+        press(&data, &mut m, " ");
+        let (_, buf) = render(&m);
+        assert_clean(&buf);
+        press(&data, &mut m, "j");
+        data.dispatch(&mut m, code(KeyCode::Enter));
+        press(&data, &mut m, "4");
+        for _ in 0..30 {
+            press(&data, &mut m, "j");
+            let (_, buf) = render(&m);
+            assert_clean(&buf);
+        }
+        data.dispatch(&mut m, code(KeyCode::Esc));
+    }
+}

@@ -2,11 +2,12 @@
 //! exchanges (with analyses from the real provider crate), a model with a fixed clock.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
+use base64::Engine as _;
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use ratatui::Terminal;
 use ratatui::backend::TestBackend;
 use twk_capture::{
-    CapturedBody, Exchange, Failure, Header, Message, Side, Store, StoreOptions, Timings,
+    AuthInfo, CapturedBody, Exchange, Failure, Header, Message, Side, Store, StoreOptions, Timings,
 };
 use twk_inspector::{Conn, Data, Intent, Model, Msg};
 use twk_providers::{Provider, RequestView, Secret, Secrets, SignOptions, VerifyOptions};
@@ -283,4 +284,132 @@ pub fn mix() -> Vec<Exchange> {
     replay.replay_of = Some(2);
     v.push(replay);
     v
+}
+
+/// The challenge twk (or a correct app) answers leg 1 with.
+pub const CHALLENGE: &str = "Basic realm=\"twk\"";
+pub const BW_USER: &str = "bw-user";
+
+/// Leg 1 of a Bandwidth-style Basic-auth handshake at `T0 + ms`: a callback without
+/// credentials, answered 401 with `challenge` (or a bare 401); `twk`: twk's `--basic-auth`
+/// answered it (else the app did).
+pub fn bw_leg1(ms: i64, path: &str, challenge: Option<&str>, twk: bool) -> Exchange {
+    let mut ex = plain(0, "POST", path, Some(401));
+    let t = T0 + ms;
+    ex.request_id = format!("bw{ms}");
+    ex.timings = Timings {
+        received_ms: t,
+        forwarded_ms: Some(t + 1),
+        first_byte_ms: Some(t + 3),
+        done_ms: Some(t + 4),
+    };
+    ex.request.headers = vec![
+        h("host", b"relay.example"),
+        h("user-agent", b"BandwidthAPI/v1"),
+        h("content-type", b"application/json"),
+    ];
+    // One callback per leg 1 (its own message id): different handshakes are different
+    // deliveries, not attempts of one.
+    ex.request.body = body(
+        format!(r#"[{{"type":"message-delivered","time":"2023-11-14T22:13:20Z","to":"+15551234567","message":{{"id":"1589228074636lm4k2je{ms}"}}}}]"#).as_bytes(),
+    );
+    ex.response = Some(Message {
+        headers: challenge
+            .map(|c| vec![h("www-authenticate", c.as_bytes())])
+            .unwrap_or_default(),
+        body: body(b""),
+    });
+    ex.provider = Some("bandwidth".into());
+    ex.event = Some("message-delivered".into());
+    ex.verdict = Some("unsigned".into());
+    ex.auth = twk.then(AuthInfo::default);
+    ex
+}
+
+/// Leg 2: the same request `after_ms` later with `Authorization: Basic user:pass`, answered
+/// `status`; `matched`: twk's `--basic-auth` verdict (`None`: the app checked).
+pub fn bw_leg2(
+    leg1: &Exchange,
+    after_ms: i64,
+    user: &str,
+    status: u16,
+    matched: Option<bool>,
+) -> Exchange {
+    let mut ex = leg1.clone();
+    let t = leg1.timings.received_ms + after_ms;
+    ex.request_id = format!("{}-2", leg1.request_id);
+    ex.timings = Timings {
+        received_ms: t,
+        forwarded_ms: Some(t + 1),
+        first_byte_ms: Some(t + 20),
+        done_ms: Some(t + 22),
+    };
+    let cred = base64::engine::general_purpose::STANDARD.encode(format!("{user}:s3cret-pw"));
+    ex.request
+        .headers
+        .push(h("authorization", format!("Basic {cred}").as_bytes()));
+    ex.status = Some(status);
+    if status != 401 {
+        ex.response = Some(Message {
+            headers: vec![h("content-type", b"text/plain")],
+            body: body(b"ok"),
+        });
+    }
+    ex.auth = matched.map(|m| AuthInfo {
+        user: Some(user.to_owned()),
+        matched: Some(m),
+    });
+    ex
+}
+
+/// Every handshake case, oldest first (ids 1..=7):
+/// 1 a plain request; 2+3 twk answers the challenge, the retry matches (app 200);
+/// 4+5 the retry's credentials do not match (twk answers 401 again); 6 the app's bare 401
+/// (no WWW-Authenticate: the callback is lost); 7 a challenge whose retry never came.
+pub fn handshakes() -> Vec<Exchange> {
+    let ok = bw_leg1(2_000, "/bandwidth/ok", Some(CHALLENGE), true);
+    let ok2 = bw_leg2(&ok, 180, BW_USER, 200, Some(true));
+    let wrong = bw_leg1(4_000, "/bandwidth/wrong", Some(CHALLENGE), true);
+    let mut wrong2 = bw_leg2(&wrong, 150, "bw-usr", 401, Some(false));
+    wrong2.timings.first_byte_ms = Some(wrong2.timings.received_ms + 1);
+    wrong2.timings.done_ms = Some(wrong2.timings.received_ms + 2);
+    vec![
+        plain(1, "GET", "/health", Some(200)),
+        ok,
+        ok2,
+        wrong,
+        wrong2,
+        bw_leg1(6_000, "/bandwidth/bare", None, false),
+        bw_leg1(
+            8_000,
+            "/bandwidth/noretry",
+            Some("Basic realm=\"callbacks\""),
+            false,
+        ),
+    ]
+}
+
+/// A handshake with terminal escapes in the path, the challenge and the user name.
+pub fn hostile_handshake() -> Vec<Exchange> {
+    let nasty = "\u{1b}]0;pwned\u{7}\u{9b}31m\u{1b}[2J\u{202e}gpj.exe\u{7f}\r";
+    let challenge = format!("Basic realm=\"{nasty}\"");
+    let leg1 = bw_leg1(2_000, &format!("/bw{nasty}"), Some(&challenge), true);
+    let leg2 = bw_leg2(&leg1, 90, &format!("u{nasty}"), 401, Some(false));
+    vec![
+        leg1,
+        leg2,
+        bw_leg1(5_000, &format!("/bare{nasty}"), None, false),
+    ]
+}
+
+/// Selects the row (or leg-1 line) of exchange `id` by moving down from the top.
+pub fn select(data: &Data, m: &mut Model, id: i64) {
+    press(data, m, "g");
+    for _ in 0..50 {
+        if m.list.selected_id == Some(id) {
+            return;
+        }
+        press(data, m, "j");
+    }
+    panic!("exchange #{id} not reachable");
 }
