@@ -6,7 +6,6 @@
 //! relay: the relay never holds the password, and both legs are recorded where the developer
 //! can see them.
 
-use base64::Engine;
 use std::fmt;
 use subtle::ConstantTimeEq;
 
@@ -109,24 +108,15 @@ impl BasicAuth {
     }
 }
 
-/// Decodes `Basic base64(user:pass)`.
+/// Decodes `Basic base64(user:pass)` (see [`twk_providers::decode_basic`]).
 pub fn decode(value: &[u8]) -> Option<(String, String)> {
-    let s = std::str::from_utf8(value).ok()?.trim();
-    let (scheme, rest) = s.split_once(' ')?;
-    if !scheme.eq_ignore_ascii_case("basic") {
-        return None;
-    }
-    let raw = base64::engine::general_purpose::STANDARD
-        .decode(rest.trim())
-        .ok()?;
-    let text = String::from_utf8(raw).ok()?;
-    let (u, p) = text.split_once(':')?;
-    Some((u.to_string(), p.to_string()))
+    twk_providers::decode_basic(value)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use base64::Engine;
 
     fn header(user: &str, pass: &str) -> String {
         format!(

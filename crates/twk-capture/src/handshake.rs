@@ -26,7 +26,6 @@
 //! lints (`preemptive-credentials`) are recomputed on the partner row when a pairing arrives.
 
 use crate::model::{Exchange, ExchangeId, Header};
-use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 use sha2::Digest as _;
 use std::fmt;
@@ -399,16 +398,7 @@ fn is_basic_scheme(value: &[u8]) -> bool {
 
 /// The user of `Basic base64(user:pass)`; the password is dropped at once.
 fn basic_user(value: &[u8]) -> Option<String> {
-    let s = std::str::from_utf8(value).ok()?.trim();
-    let (scheme, rest) = s.split_once(' ')?;
-    if !scheme.eq_ignore_ascii_case("basic") {
-        return None;
-    }
-    let raw = base64::engine::general_purpose::STANDARD
-        .decode(rest.trim())
-        .ok()?;
-    let text = String::from_utf8(raw).ok()?;
-    text.split_once(':').map(|(u, _)| u.to_owned())
+    twk_providers::decode_basic(value).map(|(user, _)| user)
 }
 
 /// Whether a `WWW-Authenticate` value holds a Basic challenge (RFC 7235 allows several

@@ -207,8 +207,8 @@ fn voice_event(o: &Map<String, Value>) -> Event {
     e
 }
 
-/// Parsed `Authorization: Basic` credentials.
-fn basic_credentials(value: &str) -> Result<(String, String), String> {
+/// Parsed `Authorization: Basic` credentials, or why they could not be parsed.
+pub fn basic_credentials(value: &str) -> Result<(String, String), String> {
     let (scheme, rest) = value
         .split_once(' ')
         .ok_or_else(|| "the Authorization header has no scheme".to_owned())?;

@@ -74,6 +74,13 @@ pub use request::{OwnedRequest, RequestView};
 pub use secret::{Secret, Secrets, SecretsError};
 pub use util::escape_bytes;
 
+/// Decodes an `Authorization: Basic base64(user:password)` value into (user, password);
+/// `None` for another scheme or a malformed value. The one Basic decoder of twk.
+pub fn decode_basic(value: &[u8]) -> Option<(String, String)> {
+    let s = std::str::from_utf8(value).ok()?;
+    bandwidth::basic_credentials(s.trim()).ok()
+}
+
 /// The 23 public Authy event-webhook event names, in the order the Authy webhooks demo lists
 /// them.
 pub const AUTHY_WEBHOOK_EVENTS: [&str; 23] = authy_webhook::EVENTS;
