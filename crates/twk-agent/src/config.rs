@@ -161,6 +161,8 @@ pub struct AgentConfig {
     pub request_timeout: Duration,
     /// How many body bytes of each request and response are kept for the observer.
     pub capture_cap: usize,
+    /// How many captured body bytes all in-flight exchanges may hold together (default 64 MiB).
+    pub capture_budget: usize,
     /// How long in-flight requests may finish on shutdown.
     pub shutdown_grace: Duration,
     /// Provider secrets for signature checks (masked in Debug).
@@ -200,6 +202,7 @@ impl AgentConfig {
             extra_ca_pem: None,
             request_timeout: limits::DEFAULT_REQUEST_TIMEOUT,
             capture_cap: 1024 * 1024,
+            capture_budget: 64 * 1024 * 1024,
             shutdown_grace: limits::SHUTDOWN_GRACE,
             secrets: Default::default(),
             basic_auth: None,

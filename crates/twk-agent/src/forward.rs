@@ -4,7 +4,7 @@
 use crate::config::{AgentConfig, HostHeader};
 use crate::now_ms;
 use crate::session::Observer;
-use crate::tap::{Tap, TapResult};
+use crate::tap::{CaptureBudget, Tap, TapResult};
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Request, Response, StatusCode, header};
 use http_body_util::BodyExt;
@@ -30,6 +30,8 @@ pub(crate) struct Shared {
     observer: Arc<dyn Observer>,
     /// Name granted by the relay on the current session.
     name: Mutex<String>,
+    /// Memory all in-flight body captures may hold together.
+    budget: CaptureBudget,
 }
 
 impl Shared {
@@ -43,11 +45,13 @@ impl Shared {
             .timer(TokioTimer::new())
             .pool_idle_timeout(Duration::from_secs(30))
             .build(connector);
+        let budget = CaptureBudget::new(cfg.capture_budget);
         Shared {
             cfg,
             client,
             observer,
             name: Mutex::new(String::new()),
+            budget,
         }
     }
 
@@ -280,6 +284,7 @@ pub(crate) async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Respo
     }
     let request_headers = headers_to_vec(&parts.headers);
     let (tap, req_rx) = Tap::new(body, cfg.capture_cap);
+    let tap = tap.with_budget(shared.budget.clone());
     let mut out = Request::new(tap.map_err(BoxError::from).boxed());
     *out.method_mut() = parts.method.clone();
     *out.uri_mut() = uri;
@@ -349,6 +354,7 @@ pub(crate) async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Respo
             record.exchange.status = Some(parts.status.as_u16());
             let headers = headers_to_vec(&parts.headers);
             let (tap, resp_rx) = Tap::new(body, cfg.capture_cap);
+            let tap = tap.with_budget(shared.budget.clone());
             tokio::spawn(record.finish(Some((headers, resp_rx))));
             Response::from_parts(parts, tap.map_err(BoxError::from).boxed())
         }

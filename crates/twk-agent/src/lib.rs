@@ -24,7 +24,7 @@ pub use basic_auth::BasicAuth;
 pub use config::{AgentConfig, HostHeader, RelayUrl, Target, TargetError};
 pub use forward::annotate;
 pub use session::{AgentError, ConnState, Observer, run};
-pub use tap::{Tap, TapResult};
+pub use tap::{CaptureBudget, Tap, TapResult};
 
 /// Current time as Unix milliseconds.
 pub fn now_ms() -> i64 {

@@ -28,6 +28,52 @@ pub struct Tap<B> {
     len: u64,
     hasher: Sha256,
     done: Option<oneshot::Sender<TapResult>>,
+    budget: Option<CaptureBudget>,
+}
+
+/// Bytes that all in-flight taps together may hold, so that many concurrent large bodies
+/// cannot grow the client's memory without bound: when the budget is spent, further bytes
+/// stream through uncopied (the capture is marked truncated; length and hash stay exact).
+#[derive(Clone, Debug)]
+pub struct CaptureBudget(std::sync::Arc<std::sync::atomic::AtomicUsize>);
+
+impl CaptureBudget {
+    /// A budget of `bytes`.
+    pub fn new(bytes: usize) -> Self {
+        CaptureBudget(std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(
+            bytes,
+        )))
+    }
+
+    /// Takes up to `want` bytes; returns how many were granted.
+    fn take(&self, want: usize) -> usize {
+        use std::sync::atomic::Ordering;
+        let mut avail = self.0.load(Ordering::Relaxed);
+        loop {
+            let take = want.min(avail);
+            if take == 0 {
+                return 0;
+            }
+            match self.0.compare_exchange_weak(
+                avail,
+                avail - take,
+                Ordering::AcqRel,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return take,
+                Err(now) => avail = now,
+            }
+        }
+    }
+
+    fn give_back(&self, n: usize) {
+        self.0.fetch_add(n, std::sync::atomic::Ordering::AcqRel);
+    }
+
+    /// Bytes currently available.
+    pub fn available(&self) -> usize {
+        self.0.load(std::sync::atomic::Ordering::Relaxed)
+    }
 }
 
 impl<B> Tap<B> {
@@ -42,13 +88,24 @@ impl<B> Tap<B> {
                 len: 0,
                 hasher: Sha256::new(),
                 done: Some(tx),
+                budget: None,
             },
             rx,
         )
     }
 
+    /// Draws the copy from a shared budget (returned when the tap finishes).
+    pub fn with_budget(mut self, budget: CaptureBudget) -> Self {
+        self.budget = Some(budget);
+        self
+    }
+
     fn finish(&mut self, complete: bool, error: Option<String>) {
         if let Some(tx) = self.done.take() {
+            if let Some(b) = &self.budget {
+                // The copy now belongs to the exchange on its way to the store.
+                b.give_back(self.buf.len());
+            }
             let hasher = std::mem::take(&mut self.hasher);
             let body = CapturedBody {
                 bytes: std::mem::take(&mut self.buf),
@@ -90,7 +147,16 @@ where
                     this.len += data.len() as u64;
                     this.hasher.update(data);
                     let room = this.cap.saturating_sub(this.buf.len());
-                    this.buf.extend_from_slice(&data[..data.len().min(room)]);
+                    let want = data.len().min(room);
+                    // Once a byte was refused, copy no more: the capture stays a prefix.
+                    let granted = match &this.budget {
+                        Some(b) if this.buf.len() as u64 == this.len - data.len() as u64 => {
+                            b.take(want)
+                        }
+                        Some(_) => 0,
+                        None => want,
+                    };
+                    this.buf.extend_from_slice(&data[..granted]);
                 }
                 if this.inner.is_end_stream() {
                     this.finish(true, None);
@@ -144,5 +210,29 @@ mod tests {
         let r = rx.await.unwrap();
         assert!(!r.complete);
         assert_eq!(r.body.len, 0);
+    }
+
+    #[tokio::test]
+    async fn a_spent_budget_truncates_the_copy_but_not_the_stream_and_is_returned() {
+        let budget = CaptureBudget::new(150);
+        let data = Bytes::from(vec![b'y'; 1000]);
+        let (a, rx_a) = Tap::new(Full::new(data.clone()), 100);
+        let (b, rx_b) = Tap::new(Full::new(data.clone()), 100);
+        let a = a.with_budget(budget.clone());
+        let b = b.with_budget(budget.clone());
+        assert_eq!(a.collect().await.unwrap().to_bytes(), data);
+        let ra = rx_a.await.unwrap();
+        assert_eq!(ra.body.bytes.len(), 100);
+        assert_eq!(budget.available(), 150, "a finished tap returns its bytes");
+        // Hold one copy's worth while the second tap runs.
+        let held = budget.take(100);
+        assert_eq!(b.collect().await.unwrap().to_bytes(), data);
+        let rb = rx_b.await.unwrap();
+        assert_eq!(rb.body.bytes.len(), 50);
+        assert!(rb.body.truncated);
+        assert_eq!(rb.body.len, 1000);
+        assert_eq!(rb.body.sha256, hex::encode(Sha256::digest(&data)));
+        budget.give_back(held);
+        assert_eq!(budget.available(), 150);
     }
 }
