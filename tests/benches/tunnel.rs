@@ -167,15 +167,25 @@ async fn main() {
         .unwrap();
     let (line, _relay_lines) = first_line(&mut relay).await;
     let relay_addr: SocketAddr = line.strip_prefix("listening on ").unwrap().parse().unwrap();
+    // Captures go to a private directory (recording is on, as for a user, unless
+    // TWK_BENCH_NO_CAPTURE=1).
+    let data = tempfile::tempdir().unwrap();
+    let no_capture = std::env::var("TWK_BENCH_NO_CAPTURE").is_ok_and(|v| v == "1");
+    let mut args = vec![
+        "--relay".to_string(),
+        format!("http://{relay_addr}"),
+        "--name".into(),
+        "bench".into(),
+        "--json".into(),
+        target.addr.to_string(),
+    ];
+    if no_capture {
+        args.push("--no-capture".into());
+    }
     let mut tunnel = Command::new(&tunnel_bin)
-        .args([
-            "--relay",
-            &format!("http://{relay_addr}"),
-            "--name",
-            "bench",
-            "--json",
-            &target.addr.to_string(),
-        ])
+        .args(&args)
+        .env("TWK_DATA_DIR", data.path())
+        .env("XDG_CONFIG_HOME", data.path())
         .env("TWK_TOKEN", "bench-token")
         .env("TWK_LOG", "error")
         .stdout(Stdio::piped())
@@ -196,7 +206,8 @@ async fn main() {
 
     let body = Bytes::from(vec![b'x'; body_len]);
     println!(
-        "twk tunnel benchmark: {secs} s per phase, POST with a {body_len}-byte body, keep-alive connections"
+        "twk tunnel benchmark: {secs} s per phase, POST with a {body_len}-byte body, keep-alive connections, capture {}",
+        if no_capture { "off" } else { "on (SQLite)" }
     );
     println!(
         "{:>5}  {:>12} {:>9} {:>9}  {:>12} {:>9} {:>9}  {:>9} {:>8}",
