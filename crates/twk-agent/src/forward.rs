@@ -305,22 +305,13 @@ pub(crate) async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Respo
                 headers: request_headers,
                 body: CapturedBody::default(),
             },
-            status: None,
-            response: None,
             timings: Timings {
                 received_ms: m.received_ms.unwrap_or_else(now_ms),
                 forwarded_ms: Some(now_ms()),
-                first_byte_ms: None,
-                done_ms: None,
+                ..Timings::default()
             },
-            failure: None,
-            provider: None,
-            event: None,
-            summary: None,
-            verdict: None,
-            analysis: None,
-            replay_of: None,
             auth: auth_info,
+            ..Exchange::default()
         },
         req_rx,
     };

@@ -281,7 +281,7 @@ pub async fn replay(original: &Exchange, opts: &ReplayOptions) -> Result<Exchang
         verdict: None,
         analysis: None,
         replay_of: original.id,
-        auth: None,
+        ..Default::default()
     };
     analyze_into(&mut ex, &opts.secrets);
 
@@ -498,12 +498,7 @@ mod tests {
             timings: Timings::default(),
             failure: None,
             provider: Some("stripe".into()),
-            event: None,
-            summary: None,
-            verdict: None,
-            analysis: None,
-            replay_of: None,
-            auth: None,
+            ..Default::default()
         }
     }
 

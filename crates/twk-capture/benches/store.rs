@@ -103,9 +103,7 @@ fn exchange(i: u64, base_ms: i64) -> Exchange {
         event: Some(event.into()),
         summary: None,
         verdict: Some(if i % 13 == 0 { "invalid" } else { "valid" }.into()),
-        analysis: None,
-        replay_of: None,
-        auth: None,
+        ..Default::default()
     }
 }
 

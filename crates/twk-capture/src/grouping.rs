@@ -191,14 +191,7 @@ mod tests {
             status: None,
             response: None,
             timings: Timings::default(),
-            failure: None,
-            provider: None,
-            event: None,
-            summary: None,
-            verdict: None,
-            analysis: None,
-            replay_of: None,
-            auth: None,
+            ..Default::default()
         }
     }
 

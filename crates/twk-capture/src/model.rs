@@ -89,7 +89,7 @@ pub struct Timings {
 }
 
 /// One request/response pair as seen by the tunnel client (or produced by a replay).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Exchange {
     /// Assigned by the store; `None` before it is recorded.
     pub id: Option<ExchangeId>,

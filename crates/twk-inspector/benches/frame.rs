@@ -92,8 +92,7 @@ fn exchange(i: usize) -> Exchange {
             "diagnosis": {"summary": "The signature does not match.", "expected": "v1=00", "received": "v1=11", "hints": [], "checked": ["v1"]},
             "notes": []
         })),
-        replay_of: None,
-        auth: None,
+        ..Default::default()
     }
 }
 

@@ -46,14 +46,7 @@ pub fn exchange(tunnel: &str, at_ms: i64, path: &str, body_bytes: &[u8]) -> Exch
             first_byte_ms: Some(at_ms + 10),
             done_ms: Some(at_ms + 12),
         },
-        failure: None,
-        provider: None,
-        event: None,
-        summary: None,
-        verdict: None,
-        analysis: None,
-        replay_of: None,
-        auth: None,
+        ..Default::default()
     }
 }
 

@@ -70,9 +70,7 @@ pub fn plain(i: i64, method: &str, path: &str, status: Option<u16>) -> Exchange 
         event: None,
         summary: None,
         verdict: Some("unsigned".into()),
-        analysis: None,
-        replay_of: None,
-        auth: None,
+        ..Default::default()
     }
 }
 
