@@ -231,7 +231,7 @@ type Responder = Arc<dyn Fn(&Received) -> Response<Full<Bytes>> + Send + Sync>;
 pub struct FakeTarget {
     /// Where it listens.
     pub addr: SocketAddr,
-    /// Every request received, in order of completion.
+    /// Every request received, in order of arrival (recorded before the answer is sent).
     pub received: mpsc::UnboundedReceiver<Received>,
     /// Cancel to stop accepting.
     pub shutdown: CancellationToken,
@@ -240,7 +240,7 @@ pub struct FakeTarget {
 impl FakeTarget {
     /// A target that answers 200 with the request body echoed and `x-echo-*` headers.
     pub async fn echo() -> FakeTarget {
-        FakeTarget::start(Arc::new(|r: &Received| {
+        FakeTarget::with(|r: &Received| {
             let mut resp = Response::new(Full::new(r.body.clone()));
             let h = resp.headers_mut();
             h.insert("x-echo-method", r.method.parse().unwrap());
@@ -248,7 +248,7 @@ impl FakeTarget {
                 h.insert("x-echo-path", v);
             }
             resp
-        }))
+        })
         .await
     }
 
@@ -256,50 +256,17 @@ impl FakeTarget {
     pub async fn with(
         f: impl Fn(&Received) -> Response<Full<Bytes>> + Send + Sync + 'static,
     ) -> FakeTarget {
-        FakeTarget::start(Arc::new(f)).await
+        FakeTarget::start(Arc::new(f), Duration::ZERO).await
     }
 
-    /// A target that waits `delay` before answering 200 (for deadline tests).
+    /// A target that waits `delay` before answering 200 `ok` to paths starting with `/slow`
+    /// (for deadline and concurrency tests), and answers other paths at once.
     pub async fn slow(delay: Duration) -> FakeTarget {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let (tx, received) = mpsc::unbounded_channel();
-        let shutdown = CancellationToken::new();
-        let stop = shutdown.clone();
-        tokio::spawn(async move {
-            loop {
-                let (tcp, _) = tokio::select! {
-                    r = listener.accept() => r.unwrap(),
-                    _ = stop.cancelled() => return,
-                };
-                let tx = tx.clone();
-                tokio::spawn(async move {
-                    let svc = service_fn(move |req: Request<Incoming>| {
-                        let tx = tx.clone();
-                        async move {
-                            let r = read_request(req).await;
-                            let slow = r.path_and_query.starts_with("/slow");
-                            let _ = tx.send(r);
-                            if slow {
-                                tokio::time::sleep(delay).await;
-                            }
-                            Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(b"ok"))))
-                        }
-                    });
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(tcp), svc)
-                        .await;
-                });
-            }
-        });
-        FakeTarget {
-            addr,
-            received,
-            shutdown,
-        }
+        let ok: Responder = Arc::new(|_| Response::new(Full::new(Bytes::from_static(b"ok"))));
+        FakeTarget::start(ok, delay).await
     }
 
-    async fn start(f: Responder) -> FakeTarget {
+    async fn start(f: Responder, slow_delay: Duration) -> FakeTarget {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (tx, received) = mpsc::unbounded_channel();
@@ -320,7 +287,11 @@ impl FakeTarget {
                         async move {
                             let r = read_request(req).await;
                             let resp = f(&r);
+                            let slow = r.path_and_query.starts_with("/slow");
                             let _ = tx.send(r);
+                            if slow && !slow_delay.is_zero() {
+                                tokio::time::sleep(slow_delay).await;
+                            }
                             Ok::<_, Infallible>(resp)
                         }
                     });
