@@ -520,6 +520,29 @@ impl Store {
 
     /// Number of exchanges matching `filter` (its `limit`/`offset`/`order` are ignored).
     pub fn count(&self, filter: &Filter) -> Result<u64> {
+        if filter.collapse_handshakes {
+            // Collapsed = every matching row minus the matching leg-1 rows folded into a
+            // retry; both counts use indexes (the second the `exchanges_hs_folded` one).
+            let all = Filter {
+                collapse_handshakes: false,
+                ..filter.clone()
+            };
+            let total = self.count(&all)?;
+            let (where_sql, args) = where_clause(&all, self.now_ms());
+            let joiner = if where_sql.trim().is_empty() {
+                "WHERE"
+            } else {
+                "AND"
+            };
+            let sql = format!(
+                "SELECT count(*) FROM exchanges e {where_sql} {joiner} \
+                 e.hs_leg = 1 AND e.hs_with IS NOT NULL"
+            );
+            let folded: i64 = self
+                .conn
+                .query_row(&sql, params_from_iter(args), |r| r.get(0))?;
+            return Ok(total.saturating_sub(folded.max(0) as u64));
+        }
         let (where_sql, args) = where_clause(filter, self.now_ms());
         let sql = format!("SELECT count(*) FROM exchanges e {where_sql}");
         let n: i64 = self

@@ -483,6 +483,19 @@ fn lint_filter_and_collapsed_handshakes() {
         .unwrap(),
         3
     );
+    // Counting with other conditions agrees with listing (count = all − folded leg-1 rows).
+    for path in ["/cb", "/plain", "/nope"] {
+        let f = Filter {
+            collapse_handshakes: true,
+            grep: Some(path.to_owned()),
+            ..Filter::default()
+        };
+        assert_eq!(
+            s.count(&f).unwrap(),
+            s.list(&f).unwrap().len() as u64,
+            "{path}"
+        );
+    }
 }
 
 #[test]
