@@ -14,7 +14,7 @@ use crate::error::Result;
 use crate::model::{Exchange, ExchangeId};
 use crate::query::Summary;
 use crate::store::{Store, StoreOptions};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::sync::{broadcast, mpsc, oneshot};
 
@@ -82,6 +82,8 @@ enum Cmd {
 }
 
 struct Shared {
+    /// Body bytes of the exchanges waiting in the queue.
+    queued_bytes: AtomicUsize,
     recorded: AtomicU64,
     dropped: AtomicU64,
     failed: AtomicU64,
@@ -117,6 +119,7 @@ impl Recorder {
         let shared = Arc::new(Shared {
             recorded: AtomicU64::new(0),
             dropped: AtomicU64::new(0),
+            queued_bytes: AtomicUsize::new(0),
             failed: AtomicU64::new(0),
             drop_reported: AtomicBool::new(false),
             failing: Mutex::new(None),
@@ -145,15 +148,25 @@ impl Recorder {
     /// (counted in [`RecorderStatus::dropped`]; the first drop is logged).
     pub fn record(&self, exchange: Exchange) -> PendingId {
         let (id_tx, id_rx) = oneshot::channel();
-        match self.tx.try_send(Cmd::Record(Box::new(exchange), id_tx)) {
+        let size = body_bytes(&exchange);
+        let queued = self.shared.queued_bytes.fetch_add(size, Ordering::AcqRel);
+        let over_bytes = queued.saturating_add(size) > self.opts.queue_bytes && queued > 0;
+        let sent = if over_bytes {
+            Err("capture queue holds too many body bytes")
+        } else {
+            self.tx
+                .try_send(Cmd::Record(Box::new(exchange), id_tx))
+                .map_err(|e| match e {
+                    mpsc::error::TrySendError::Full(_) => "capture queue is full",
+                    mpsc::error::TrySendError::Closed(_) => "capture writer has stopped",
+                })
+        };
+        match sent {
             Ok(()) => PendingId(Some(id_rx)),
-            Err(e) => {
+            Err(why) => {
+                self.shared.queued_bytes.fetch_sub(size, Ordering::AcqRel);
                 let n = self.shared.dropped.fetch_add(1, Ordering::Relaxed) + 1;
                 if !self.shared.drop_reported.swap(true, Ordering::Relaxed) {
-                    let why = match e {
-                        mpsc::error::TrySendError::Full(_) => "capture queue is full",
-                        mpsc::error::TrySendError::Closed(_) => "capture writer has stopped",
-                    };
                     tracing::warn!(
                         dropped = n,
                         "{why}: exchanges are not being recorded (forwarding is unaffected)"
@@ -220,10 +233,12 @@ impl Writer {
         let mut waiters: Vec<oneshot::Sender<ExchangeId>> = Vec::new();
         let mut flushes: Vec<oneshot::Sender<()>> = Vec::new();
         while let Some(first) = self.rx.blocking_recv() {
+            let mut batch_bytes = 0usize;
             let mut next = Some(first);
             while let Some(cmd) = next.take() {
                 match cmd {
                     Cmd::Record(ex, w) => {
+                        batch_bytes += body_bytes(&ex);
                         batch.push(*ex);
                         waiters.push(w);
                     }
@@ -234,6 +249,9 @@ impl Writer {
                 }
             }
             self.write(&mut batch, &mut waiters);
+            self.shared
+                .queued_bytes
+                .fetch_sub(batch_bytes, Ordering::AcqRel);
             for f in flushes.drain(..) {
                 let _ = f.send(());
             }
@@ -289,4 +307,9 @@ impl Writer {
         }
         batch.clear();
     }
+}
+
+/// Body bytes an exchange holds in memory (what the queue's byte budget counts).
+fn body_bytes(ex: &Exchange) -> usize {
+    ex.request.body.bytes.len() + ex.response.as_ref().map_or(0, |r| r.body.bytes.len())
 }

@@ -25,6 +25,8 @@ use std::time::Duration;
 pub const DEFAULT_BODY_CAP: usize = 1024 * 1024;
 /// Default number of exchanges kept per tunnel name.
 pub const DEFAULT_RETENTION: u64 = 10_000;
+/// Default cap on the body bytes waiting in the recorder's queue (256 MiB).
+pub const DEFAULT_QUEUE_BYTES: usize = 256 * 1024 * 1024;
 /// Default capacity of the recorder's queue.
 pub const DEFAULT_QUEUE_CAPACITY: usize = 4096;
 
@@ -39,6 +41,9 @@ pub struct StoreOptions {
     pub retention_per_tunnel: u64,
     /// Capacity of the recorder's queue; when full, new exchanges are dropped (and counted).
     pub queue_capacity: usize,
+    /// Body bytes the queue may hold at once; beyond it new exchanges are dropped (and
+    /// counted), so a flood of large bodies on a slow disk cannot exhaust memory.
+    pub queue_bytes: usize,
     /// How long a connection waits for a lock held by another connection.
     pub busy_timeout: Duration,
     /// Optional size limit of the database file in bytes (SQLite `max_page_count`); writes
@@ -54,6 +59,7 @@ impl StoreOptions {
             body_cap: DEFAULT_BODY_CAP,
             retention_per_tunnel: DEFAULT_RETENTION,
             queue_capacity: DEFAULT_QUEUE_CAPACITY,
+            queue_bytes: DEFAULT_QUEUE_BYTES,
             busy_timeout: Duration::from_secs(5),
             max_db_bytes: None,
         }

@@ -77,6 +77,36 @@ async fn locked_database_is_reported_and_recording_resumes() {
 }
 
 #[tokio::test]
+async fn the_queue_holds_a_bounded_number_of_body_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut o = opts(dir.path());
+    o.busy_timeout = Duration::from_millis(300);
+    o.queue_bytes = 3 * 64 * 1024;
+    let rec = Recorder::start(o.clone()).unwrap();
+    // A stuck writer (the database is locked) and a flood of 64 KiB bodies: the queue takes
+    // about three bodies' worth and drops the rest at once instead of growing.
+    let other = rusqlite::Connection::open(o.db_path()).unwrap();
+    other.execute_batch("BEGIN EXCLUSIVE").unwrap();
+    let big = vec![b'q'; 64 * 1024];
+    let pending: Vec<_> = (0..200)
+        .map(|i| rec.record(exchange("t", i, "/flood", &big)))
+        .collect();
+    let accepted = pending.iter().filter(|p| p.accepted()).count();
+    assert!((1..=4).contains(&accepted), "{accepted} of 200 accepted");
+    assert_eq!(rec.status().dropped, 200 - accepted as u64);
+    other.execute_batch("COMMIT").unwrap();
+    for p in pending {
+        let _ = p.id().await;
+    }
+    // The budget is returned once the writer is done with a batch.
+    let id = rec.record(exchange("t", 500, "/after", &big)).id().await;
+    assert!(
+        id.is_some(),
+        "budget not returned after the writer caught up"
+    );
+}
+
+#[tokio::test]
 async fn full_disk_is_reported_and_does_not_block() {
     let dir = tempfile::tempdir().unwrap();
     let mut o = opts(dir.path());
