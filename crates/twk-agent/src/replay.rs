@@ -140,7 +140,7 @@ pub fn prepare(original: &Exchange, opts: &ReplayOptions) -> Result<PreparedRepl
         .collect();
     for (name, value) in &opts.headers {
         match value {
-            Some(v) => set_header(&mut headers, name, v.as_bytes().to_vec()),
+            Some(v) => twk_providers::set_header(&mut headers, name, v.as_bytes().to_vec()),
             None => headers.retain(|(n, _)| !n.eq_ignore_ascii_case(name)),
         }
     }
@@ -166,7 +166,7 @@ pub fn prepare(original: &Exchange, opts: &ReplayOptions) -> Result<PreparedRepl
         };
         let signed = twk_providers::sign_request(provider, &view, &opts.secrets, &sign_opts)?;
         for (n, v) in &signed.headers {
-            set_header(&mut headers, n, v.as_bytes().to_vec());
+            twk_providers::set_header(&mut headers, n, v.as_bytes().to_vec());
         }
         if let Some(url) = signed.url {
             // The scheme signs the public URL's query (Twilio `bodySHA256`): carry the new
@@ -381,25 +381,6 @@ fn view_of<'a>(
         v = v.with_header(n, val);
     }
     v
-}
-
-/// Replaces every header named `name` (first position kept) or appends it.
-fn set_header(headers: &mut Vec<(String, Vec<u8>)>, name: &str, value: Vec<u8>) {
-    let mut placed = false;
-    headers.retain_mut(|(n, v)| {
-        if !n.eq_ignore_ascii_case(name) {
-            return true;
-        }
-        if placed {
-            return false;
-        }
-        placed = true;
-        *v = value.clone();
-        true
-    });
-    if !placed {
-        headers.push((name.to_owned(), value));
-    }
 }
 
 /// `http://host:port[/base]` → (`host:port`, `/base` without trailing slash).

@@ -70,7 +70,7 @@ pub use model::{
     Analysis, Diagnosis, Event, ParseProviderError, Provider, SignError, SignOptions, Signed,
     Verdict, VerifyOptions,
 };
-pub use request::{OwnedRequest, RequestView};
+pub use request::{OwnedRequest, RequestView, set_header};
 pub use secret::{Secret, Secrets, SecretsError};
 pub use util::escape_bytes;
 

@@ -116,22 +116,7 @@ impl OwnedRequest {
 
     /// Sets a header, replacing every existing header of that name (case-insensitive).
     pub fn set_header(&mut self, name: &str, value: impl Into<Vec<u8>>) {
-        let value = value.into();
-        let mut placed = false;
-        self.headers.retain_mut(|(n, v)| {
-            if !n.eq_ignore_ascii_case(name) {
-                return true;
-            }
-            if placed {
-                return false;
-            }
-            placed = true;
-            *v = value.clone();
-            true
-        });
-        if !placed {
-            self.headers.push((name.to_owned(), value));
-        }
+        set_header(&mut self.headers, name, value.into());
     }
 
     /// Applies a [`crate::Signed`]: sets its headers and replaces URL and body when given.
@@ -159,5 +144,25 @@ impl OwnedRequest {
                 .collect(),
             body: &self.body,
         }
+    }
+}
+
+/// Sets header `name` in an ordered header list: the first header of that name
+/// (case-insensitive) takes the value in place, later ones are removed; appended when absent.
+pub fn set_header(headers: &mut Vec<(String, Vec<u8>)>, name: &str, value: Vec<u8>) {
+    let mut placed = false;
+    headers.retain_mut(|(n, v)| {
+        if !n.eq_ignore_ascii_case(name) {
+            return true;
+        }
+        if placed {
+            return false;
+        }
+        placed = true;
+        *v = value.clone();
+        true
+    });
+    if !placed {
+        headers.push((name.to_owned(), value));
     }
 }
