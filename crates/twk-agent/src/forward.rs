@@ -5,7 +5,6 @@ use crate::config::{AgentConfig, HostHeader};
 use crate::now_ms;
 use crate::session::Observer;
 use crate::tap::{CaptureBudget, Tap, TapResult};
-use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Request, Response, StatusCode, header};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
@@ -19,9 +18,8 @@ use tracing::debug;
 use twk_capture::{AuthInfo, CapturedBody, Exchange, Failure, Header, Message, Side, Timings};
 use twk_protocol::meta;
 
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// Body type on the tunnel and towards the target.
-pub(crate) type AgentBody = http_body_util::combinators::BoxBody<Bytes, BoxError>;
+pub(crate) use twk_transport::body::{BoxError, TunnelBody as AgentBody};
 
 /// State shared by all requests of one agent.
 pub(crate) struct Shared {
@@ -136,20 +134,25 @@ fn put(h: &mut HeaderMap, name: &'static str, value: &str) {
     }
 }
 
+/// Appends `mine` to a list-valued header (`X-Forwarded-For`, `Forwarded`), keeping what
+/// proxies before twk put there, as one comma-separated value.
+fn append_list(h: &mut HeaderMap, name: header::HeaderName, mine: &str) {
+    let mut values: Vec<&str> = h
+        .get_all(&name)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect();
+    values.push(mine);
+    if let Ok(v) = HeaderValue::from_str(&values.join(", ")) {
+        h.insert(name, v);
+    }
+}
+
 /// Adds `X-Forwarded-*` and `Forwarded` so the app can rebuild the public URL.
 fn add_forwarding_headers(h: &mut HeaderMap, m: &Meta) {
-    if let Some(ip) = m.remote_ip() {
-        let prior: Vec<String> = h
-            .get_all("x-forwarded-for")
-            .iter()
-            .filter_map(|v| v.to_str().ok().map(str::to_string))
-            .collect();
-        let value = if prior.is_empty() {
-            ip.clone()
-        } else {
-            format!("{}, {ip}", prior.join(", "))
-        };
-        put(h, "x-forwarded-for", &value);
+    let ip = m.remote_ip();
+    if let Some(ip) = &ip {
+        append_list(h, header::HeaderName::from_static("x-forwarded-for"), ip);
     }
     if let Some(p) = &m.proto {
         put(h, "x-forwarded-proto", p);
@@ -161,7 +164,7 @@ fn add_forwarding_headers(h: &mut HeaderMap, m: &Meta) {
         put(h, "x-forwarded-prefix", prefix);
     }
     let mut parts = Vec::new();
-    if let Some(ip) = m.remote_ip() {
+    if let Some(ip) = &ip {
         // RFC 7239 §6: IPv6 addresses are bracketed and quoted.
         if ip.contains(':') {
             parts.push(format!("for=\"[{ip}]\""));
@@ -176,39 +179,12 @@ fn add_forwarding_headers(h: &mut HeaderMap, m: &Meta) {
         parts.push(format!("proto={p}"));
     }
     if !parts.is_empty() {
-        let mine = parts.join(";");
-        let prior: Vec<String> = h
-            .get_all(header::FORWARDED)
-            .iter()
-            .filter_map(|v| v.to_str().ok().map(str::to_string))
-            .collect();
-        let value = if prior.is_empty() {
-            mine
-        } else {
-            format!("{}, {mine}", prior.join(", "))
-        };
-        if let Ok(v) = HeaderValue::from_str(&value) {
-            h.insert(header::FORWARDED, v);
-        }
+        append_list(h, header::FORWARDED, &parts.join(";"));
     }
 }
 
 fn twk_text(status: StatusCode, body: String) -> Response<AgentBody> {
-    let mut r = Response::new(
-        http_body_util::Full::new(Bytes::from(body))
-            .map_err(|never| match never {})
-            .boxed(),
-    );
-    *r.status_mut() = status;
-    r.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    r.headers_mut().insert(
-        twk_protocol::ERROR_SOURCE_HEADER,
-        HeaderValue::from_static("client"),
-    );
-    r
+    twk_transport::body::text_response(status, body, "client")
 }
 
 /// The innermost cause of an error, for a one-line message.
@@ -491,4 +467,34 @@ pub fn annotate(
         .filter(|_| !unreliable)
         .map(|_| analysis.verdict.as_str().to_string());
     ex.analysis = serde_json::to_value(&analysis).ok();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn forwarding_headers_append_to_what_earlier_proxies_set() {
+        let mut h = HeaderMap::new();
+        h.append("x-forwarded-for", HeaderValue::from_static("10.0.0.1"));
+        h.append("x-forwarded-for", HeaderValue::from_static("10.0.0.2"));
+        h.append("forwarded", HeaderValue::from_static("for=10.0.0.1"));
+        let m = Meta {
+            remote_addr: Some("[2001:db8::1]:443".into()),
+            proto: Some("https".into()),
+            host: Some("a.relay.example".into()),
+            prefix: Some("/t/a".into()),
+            ..Meta::default()
+        };
+        add_forwarding_headers(&mut h, &m);
+        assert_eq!(h["x-forwarded-for"], "10.0.0.1, 10.0.0.2, 2001:db8::1");
+        assert_eq!(
+            h["forwarded"],
+            "for=10.0.0.1, for=\"[2001:db8::1]\";host=\"a.relay.example\";proto=https"
+        );
+        assert_eq!(h["x-forwarded-proto"], "https");
+        assert_eq!(h["x-forwarded-host"], "a.relay.example");
+        assert_eq!(h["x-forwarded-prefix"], "/t/a");
+        assert_eq!(h.get_all("x-forwarded-for").iter().count(), 1);
+    }
 }

@@ -26,10 +26,5 @@ pub use forward::annotate;
 pub use session::{AgentError, ConnState, Observer, run};
 pub use tap::{CaptureBudget, Tap, TapResult};
 
-/// Current time as Unix milliseconds.
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
+/// Current time as Unix milliseconds (the capture store's clock).
+pub use twk_capture::time::now_ms;

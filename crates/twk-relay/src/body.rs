@@ -2,23 +2,12 @@
 
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
-use http_body_util::BodyExt;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 
-/// Error type carried by boxed bodies.
-pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
-/// The body type on both legs of the relay.
-pub(crate) type RelayBody = http_body_util::combinators::BoxBody<Bytes, BoxError>;
-
-/// A body of fixed text.
-pub(crate) fn full(text: impl Into<Bytes>) -> RelayBody {
-    http_body_util::Full::new(text.into())
-        .map_err(|never| match never {})
-        .boxed()
-}
+pub(crate) use twk_transport::body::{BoxError, TunnelBody as RelayBody, full};
 
 /// The sender's body exceeded the cap.
 #[derive(Debug, thiserror::Error)]

@@ -194,16 +194,5 @@ fn health(state: &State) -> Response<RelayBody> {
 
 /// A short plain-text answer produced by the relay itself.
 pub(crate) fn text(status: StatusCode, body: impl Into<String>) -> Response<RelayBody> {
-    let mut r = Response::new(full(body.into()));
-    *r.status_mut() = status;
-    let h = r.headers_mut();
-    h.insert(
-        http::header::CONTENT_TYPE,
-        http::HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    h.insert(
-        twk_protocol::ERROR_SOURCE_HEADER,
-        http::HeaderValue::from_static("relay"),
-    );
-    r
+    twk_transport::body::text_response(status, body, "relay")
 }

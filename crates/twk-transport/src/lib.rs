@@ -9,6 +9,7 @@
 //! It is not a multiplexer (HTTP/2 is) and holds no tunnel logic.
 #![warn(missing_docs)]
 
+pub mod body;
 pub mod tls;
 mod wsio;
 
