@@ -150,6 +150,24 @@ impl Config {
         Ok(c)
     }
 
+    /// Where the capture store lives and its limits: `data_dir` (from a flag or env) over the
+    /// file's `data_dir`, else the default location; `[capture]` limits applied.
+    pub fn store_options(
+        &self,
+        data_dir: Option<&Path>,
+    ) -> anyhow::Result<twk_capture::StoreOptions> {
+        let dir = data_dir.or(self.data_dir.as_deref());
+        let mut opts =
+            twk_capture::StoreOptions::at(dir).context("locating the capture directory")?;
+        if let Some(cap) = self.capture.body_cap {
+            opts.body_cap = cap;
+        }
+        if let Some(r) = self.capture.retention {
+            opts.retention_per_tunnel = r;
+        }
+        Ok(opts)
+    }
+
     /// Provider secrets with precedence `flags` (`PROVIDER=VALUE`) > environment (`env`
     /// looks a variable up) > this file.
     pub fn secrets(

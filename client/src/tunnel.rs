@@ -14,7 +14,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use twk_agent::{AgentConfig, AgentError, HostHeader, RelayUrl, Target};
 use twk_agent::{ConnState, Observer};
-use twk_capture::{Exchange, Recorder, StoreOptions};
+use twk_capture::{Exchange, Recorder};
 
 /// How the Host header reaches the local target.
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -186,15 +186,7 @@ pub async fn run(mut args: TunnelArgs) -> anyhow::Result<ExitCode> {
     let recorder = if args.no_capture {
         None
     } else {
-        let dir = args.data_dir.clone().or_else(|| config.data_dir.clone());
-        let mut opts =
-            StoreOptions::at(dir.as_deref()).context("locating the capture directory")?;
-        if let Some(cap) = config.capture.body_cap {
-            opts.body_cap = cap;
-        }
-        if let Some(r) = config.capture.retention {
-            opts.retention_per_tunnel = r;
-        }
+        let opts = config.store_options(args.data_dir.as_deref())?;
         match Recorder::start(opts.clone()) {
             Ok(r) => Some(r),
             Err(e) => {

@@ -177,14 +177,7 @@ pub struct ExportArgs {
 /// Store options from flags, env and config.
 fn store_options(args: &StoreArgs) -> anyhow::Result<(StoreOptions, Config)> {
     let config = Config::load(args.config.as_deref())?;
-    let dir = args.data_dir.clone().or_else(|| config.data_dir.clone());
-    let mut opts = StoreOptions::at(dir.as_deref())?;
-    if let Some(cap) = config.capture.body_cap {
-        opts.body_cap = cap;
-    }
-    if let Some(r) = config.capture.retention {
-        opts.retention_per_tunnel = r;
-    }
+    let opts = config.store_options(args.data_dir.as_deref())?;
     Ok((opts, config))
 }
 
