@@ -22,6 +22,14 @@ enum Out {
     Flush(std::sync::mpsc::Sender<()>),
 }
 
+/// An exchange line rendered ahead of its store id.
+pub enum Prepared {
+    /// A human line.
+    Plain(String),
+    /// An NDJSON object whose `id` is set on emit.
+    Json(serde_json::Value),
+}
+
 /// Lines waiting for a slow stdout before new ones are dropped (and counted).
 const QUEUE_LINES: usize = 65_536;
 
@@ -80,6 +88,60 @@ impl Printer {
                 }
             }
             Err(TrySendError::Disconnected(_)) => {}
+        }
+    }
+
+    /// Renders the line for an exchange now, so the exchange itself (with its bodies) can move
+    /// on to the store; the id is filled in by [`Printer::emit`] once the store assigned it.
+    pub fn prepare(&self, ex: &Exchange) -> Prepared {
+        let duration = ex.duration_ms().unwrap_or(0);
+        match self.mode {
+            OutputMode::Plain => {
+                let status = ex
+                    .status
+                    .map(|s| s.to_string())
+                    .unwrap_or_else(|| "---".into());
+                let mut line = format!(
+                    "{}  {:<6} {}  {}  {} ms",
+                    clock(ex.timings.received_ms),
+                    crate::sanitize::clean(&ex.method),
+                    crate::sanitize::clean(&ex.path),
+                    status,
+                    duration
+                );
+                if let Some(f) = &ex.failure {
+                    line.push_str(&format!("  ({})", crate::sanitize::clean(&f.message)));
+                }
+                Prepared::Plain(line)
+            }
+            OutputMode::Json => Prepared::Json(serde_json::json!({
+                "event": "exchange",
+                "id": null,
+                "time": jiff::Timestamp::from_millisecond(ex.timings.received_ms).ok().map(|t| t.to_string()),
+                "method": ex.method,
+                "path": ex.path,
+                "url": ex.public_url,
+                "status": ex.status,
+                "duration_ms": duration,
+                "request_id": ex.request_id,
+                "provider": ex.provider,
+                "event_name": ex.event,
+                "verdict": ex.verdict,
+                "failure": ex.failure,
+            })),
+        }
+    }
+
+    /// Writes a prepared exchange line with its store id (a local sequence number when the
+    /// exchange was not stored).
+    pub fn emit(&self, line: Prepared, id: Option<i64>) {
+        match line {
+            Prepared::Plain(text) => self.line(&text),
+            Prepared::Json(mut v) => {
+                let id = id.unwrap_or_else(|| self.next_id.fetch_add(1, Ordering::Relaxed) as i64);
+                v["id"] = id.into();
+                self.line(&v.to_string());
+            }
         }
     }
 
@@ -150,47 +212,7 @@ impl Observer for Printer {
     }
 
     fn exchange(&self, ex: Exchange) {
-        let id = ex
-            .id
-            .unwrap_or_else(|| self.next_id.fetch_add(1, Ordering::Relaxed) as i64);
-        let duration = ex.duration_ms().unwrap_or(0);
-        match self.mode {
-            OutputMode::Plain => {
-                let status = ex
-                    .status
-                    .map(|s| s.to_string())
-                    .unwrap_or_else(|| "---".into());
-                let mut line = format!(
-                    "{}  {:<6} {}  {}  {} ms",
-                    clock(ex.timings.received_ms),
-                    crate::sanitize::clean(&ex.method),
-                    crate::sanitize::clean(&ex.path),
-                    status,
-                    duration
-                );
-                if let Some(f) = &ex.failure {
-                    line.push_str(&format!("  ({})", crate::sanitize::clean(&f.message)));
-                }
-                self.line(&line);
-            }
-            OutputMode::Json => {
-                let v = serde_json::json!({
-                    "event": "exchange",
-                    "id": id,
-                    "time": jiff::Timestamp::from_millisecond(ex.timings.received_ms).ok().map(|t| t.to_string()),
-                    "method": ex.method,
-                    "path": ex.path,
-                    "url": ex.public_url,
-                    "status": ex.status,
-                    "duration_ms": duration,
-                    "request_id": ex.request_id,
-                    "provider": ex.provider,
-                    "event_name": ex.event,
-                    "verdict": ex.verdict,
-                    "failure": ex.failure,
-                });
-                self.line(&v.to_string());
-            }
-        }
+        let id = ex.id;
+        self.emit(self.prepare(&ex), id);
     }
 }

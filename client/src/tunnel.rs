@@ -148,12 +148,12 @@ impl Observer for TunnelObserver {
             recorder.record(exchange);
             return;
         };
-        // Print with the stable store id once the writer assigned it (never blocks forwarding).
-        let pending = recorder.record(exchange.clone());
+        // Render now, print with the stable store id once the writer assigned it (never blocks
+        // forwarding, and the bodies are not copied for the sake of one line).
+        let line = printer.prepare(&exchange);
+        let pending = recorder.record(exchange);
         tokio::spawn(async move {
-            let mut exchange = exchange;
-            exchange.id = pending.id().await;
-            printer.exchange(exchange);
+            printer.emit(line, pending.id().await);
         });
     }
 }
