@@ -125,7 +125,7 @@ pub fn check_version(announced: Option<&str>) -> Result<(), String> {
 
 /// Hop-by-hop headers (RFC 9110 §7.6.1) and framing headers that are never forwarded: the
 /// receiving HTTP stack re-frames the message itself. Headers named in `Connection` are removed
-/// too (see [`is_hop_by_hop`] callers).
+/// too (see [`strip_hop_by_hop`]).
 pub const HOP_BY_HOP: &[&str] = &[
     "connection",
     "keep-alive",
@@ -137,11 +137,6 @@ pub const HOP_BY_HOP: &[&str] = &[
     "transfer-encoding",
     "upgrade",
 ];
-
-/// True when `name` (any case) is a hop-by-hop header.
-pub fn is_hop_by_hop(name: &str) -> bool {
-    HOP_BY_HOP.iter().any(|h| h.eq_ignore_ascii_case(name))
-}
 
 /// Removes hop-by-hop headers, and every header listed in `Connection`, from `headers`.
 pub fn strip_hop_by_hop(headers: &mut http::HeaderMap) {
