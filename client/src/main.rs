@@ -43,26 +43,28 @@ enum Command {
 /// Logs go to stderr, or to a file while the inspector owns the terminal. Returns the guard
 /// that flushes the file writer on exit.
 fn init_logging(to_file: bool) -> Option<tracing_appender::non_blocking::WorkerGuard> {
-    let filter =
-        || tracing_subscriber::EnvFilter::try_from_env("TWK_LOG").unwrap_or_else(|_| "warn".into());
+    use tracing_subscriber::Layer;
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    let filter = || twk_transport::logging::filter("warn");
     if to_file {
         let dir = twk_capture::paths::default_data_dir()
             .unwrap_or_else(|_| std::env::temp_dir().join("twk"));
         if std::fs::create_dir_all(&dir).is_ok() {
             let appender = tracing_appender::rolling::never(&dir, "twk-tunnel.log");
             let (writer, guard) = tracing_appender::non_blocking(appender);
-            tracing_subscriber::fmt()
-                .with_env_filter(filter())
+            let layer = tracing_subscriber::fmt::layer()
                 .with_ansi(false)
                 .with_writer(writer)
-                .init();
+                .with_filter(filter());
+            tracing_subscriber::registry().with(layer).init();
             return Some(guard);
         }
     }
-    tracing_subscriber::fmt()
-        .with_env_filter(filter())
+    let layer = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
-        .init();
+        .with_filter(filter());
+    tracing_subscriber::registry().with(layer).init();
     None
 }
 

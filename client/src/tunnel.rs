@@ -35,7 +35,8 @@ pub struct TunnelArgs {
     /// 127.0.0.1.
     #[arg(long, env = "TWK_RELAY")]
     pub relay: Option<String>,
-    /// Tunnel token for the relay.
+    /// Tunnel token for the relay. Prefer env TWK_TOKEN or the config file: a --token on the
+    /// command line is visible to every user of this machine in `ps`.
     #[arg(long, env = "TWK_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
     /// Tunnel name to claim (the relay assigns a random one otherwise).
@@ -218,6 +219,9 @@ pub async fn run(mut args: TunnelArgs) -> anyhow::Result<ExitCode> {
             cfg.request_timeout = args.request_timeout;
             cfg.max_body = args.max_body;
             cfg.shutdown_grace = Duration::from_secs(5);
+            // Loopback only, one user: the public relay's abuse limits would only get in the way.
+            cfg.abuse = twk_relay::AbuseLimits::none();
+            cfg.health_detail = true;
             cfg.validate().map_err(anyhow::Error::msg)?;
             if !tui {
                 eprintln!(

@@ -24,6 +24,8 @@ async fn starts_serves_health_accepts_a_token_from_the_file_and_stops_on_sigterm
             "relay.test",
             "--url-style",
             "path",
+            "--health-detail",
+            "--no-state-file",
         ])
         .arg("--tokens-file")
         .arg(&tokens)
@@ -77,7 +79,7 @@ async fn starts_serves_health_accepts_a_token_from_the_file_and_stops_on_sigterm
 #[tokio::test]
 async fn refuses_to_start_without_tokens_and_with_a_bad_domain() {
     let out = Command::new(BIN)
-        .args(["--listen", "127.0.0.1:0", "--domain", "relay.test"])
+        .args(["--listen", "127.0.0.1:0", "--domain", "relay.test", "--no-state-file"])
         .env_remove("TWK_RELAY_TOKENS")
         .output()
         .await
@@ -108,7 +110,7 @@ async fn serves_https_with_a_generated_certificate() {
     std::fs::write(dir.path().join("cert.pem"), &cert).unwrap();
     std::fs::write(dir.path().join("key.pem"), &key).unwrap();
     let mut child = Command::new(BIN)
-        .args(["--listen", "127.0.0.1:0", "--domain", "localhost"])
+        .args(["--listen", "127.0.0.1:0", "--domain", "localhost", "--no-state-file"])
         .arg("--tls-cert")
         .arg(dir.path().join("cert.pem"))
         .arg("--tls-key")

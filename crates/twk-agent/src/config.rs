@@ -77,6 +77,33 @@ impl Target {
         })
     }
 
+    /// The local URL for a request whose target (path and query) was `path_and_query`.
+    ///
+    /// The URL is built from parts: scheme and authority are always the target's, and the
+    /// path is parsed only as a path, so no byte of it (`*`, `//evil/x`, `@x`, `\x`, `:80`)
+    /// can ever change the host or port that is contacted.
+    ///
+    /// ```
+    /// let t = twk_agent::Target::parse("3000").unwrap();
+    /// let u = t.local_uri("//evil.example:80/x").unwrap();
+    /// assert_eq!(u.authority().unwrap().as_str(), "localhost:3000");
+    /// assert_eq!(u.path(), "//evil.example:80/x");
+    /// ```
+    pub fn local_uri(&self, path_and_query: &str) -> Result<http::Uri, http::Error> {
+        let mut pq = String::with_capacity(self.base_path.len() + path_and_query.len() + 1);
+        pq.push_str(&self.base_path);
+        if !path_and_query.starts_with('/') {
+            pq.push('/');
+        }
+        pq.push_str(path_and_query);
+        let pq: http::uri::PathAndQuery = pq.parse()?;
+        http::Uri::builder()
+            .scheme(http::uri::Scheme::HTTP)
+            .authority(self.authority.as_str())
+            .path_and_query(pq)
+            .build()
+    }
+
     /// `http://host:port[/base]`.
     pub fn url(&self) -> String {
         format!("http://{}{}", self.authority, self.base_path)

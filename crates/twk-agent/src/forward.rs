@@ -208,16 +208,15 @@ pub(crate) async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Respo
         .map(|p| p.as_str().to_string())
         .unwrap_or_else(|| "/".into());
     let target = &cfg.target;
-    let uri: http::Uri =
-        match format!("http://{}{}{}", target.authority, target.base_path, path).parse() {
-            Ok(u) => u,
-            Err(e) => {
-                return twk_text(
-                    StatusCode::BAD_REQUEST,
-                    format!("twk: cannot forward this request target: {e} (sender side)\n"),
-                );
-            }
-        };
+    let uri = match target.local_uri(&path) {
+        Ok(u) => u,
+        Err(e) => {
+            return twk_text(
+                StatusCode::BAD_REQUEST,
+                format!("twk: cannot forward this request target: {e} (sender side)\n"),
+            );
+        }
+    };
     let host = match cfg.host_header {
         HostHeader::Rewrite => target.authority.clone(),
         HostHeader::Preserve => m.host.clone().unwrap_or_else(|| target.authority.clone()),
@@ -289,7 +288,7 @@ pub(crate) async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Respo
             auth: auth_info,
             ..Exchange::default()
         },
-        req_rx,
+        req_rx: Some(req_rx),
     };
     if let Some((check, www_authenticate)) = challenge {
         // Answer the challenge ourselves; the local app never sees this leg. The body is read
@@ -326,6 +325,21 @@ pub(crate) async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Respo
             Response::from_parts(parts, tap.map_err(BoxError::from).boxed())
         }
         Ok(Err(e)) => {
+            // The relay cuts the request body off when the sender's was malformed or cut
+            // short: that is the sender's failure, not the target's.
+            if let Some(broken) = record.sender_body_error().await {
+                let msg = format!(
+                    "twk: the sender's request body is malformed or incomplete: {broken} (sender side)\n"
+                );
+                record.fail(Side::Sender, msg.trim_end(), StatusCode::BAD_REQUEST);
+                let resp = twk_text(StatusCode::BAD_REQUEST, msg.clone());
+                record.exchange.response = Some(Message {
+                    headers: headers_to_vec(resp.headers()),
+                    body: text_body(&msg),
+                });
+                tokio::spawn(record.finish(None));
+                return resp;
+            }
             let cause = root_cause(&e);
             let (status, msg) = if e.is_connect() {
                 (
@@ -373,10 +387,20 @@ fn text_body(s: &str) -> CapturedBody {
 struct Pending {
     shared: Arc<Shared>,
     exchange: Exchange,
-    req_rx: oneshot::Receiver<TapResult>,
+    /// The request body's tap result; taken early when a failure needs it.
+    req_rx: Option<oneshot::Receiver<TapResult>>,
 }
 
 impl Pending {
+    /// When the request body failed on the way in (an error from the relay's side, not the
+    /// target hanging up), that error. Records the request body either way.
+    async fn sender_body_error(&mut self) -> Option<String> {
+        // The client has dropped or finished the body when `request` returned: no wait.
+        let r = self.req_rx.take()?.await.ok()?;
+        self.exchange.request.body = r.body;
+        r.error.filter(|_| !r.complete)
+    }
+
     fn fail(&mut self, side: Side, message: &str, status: StatusCode) {
         self.exchange.failure = Some(Failure {
             side,
@@ -393,13 +417,17 @@ impl Pending {
                 && !r.complete
                 && self.exchange.failure.is_none()
             {
-                self.exchange.failure = Some(Failure {
-                    side: Side::Tunnel,
-                    message: match &r.error {
-                        Some(e) => format!("response body interrupted: {e}"),
-                        None => {
-                            "response body not delivered: the sender or the tunnel went away".into()
-                        }
+                // An error inside the body came from the target's connection; a body dropped
+                // unfinished means the relay stopped reading (the sender or tunnel went away).
+                self.exchange.failure = Some(match &r.error {
+                    Some(e) => Failure {
+                        side: Side::Target,
+                        message: format!("the local target broke off its response: {e}"),
+                    },
+                    None => Failure {
+                        side: Side::Tunnel,
+                        message: "response body not delivered: the sender or the tunnel went away"
+                            .into(),
                     },
                 });
             }
@@ -410,7 +438,11 @@ impl Pending {
         } else {
             self.exchange.timings.done_ms = Some(now_ms());
         }
-        if let Ok(r) = self.req_rx.await {
+        let req = match self.req_rx.take() {
+            Some(rx) => rx.await.ok(),
+            None => None,
+        };
+        if let Some(r) = req {
             if !r.complete && self.exchange.failure.is_none() && self.exchange.status.is_some() {
                 // The target answered without reading the whole body; that is its right.
                 debug!("target answered before reading the whole request body");

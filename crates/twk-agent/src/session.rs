@@ -73,6 +73,14 @@ pub enum AgentError {
     /// The name is held by another token.
     #[error("the tunnel name is taken (HTTP 409): {0}")]
     NameTaken(String),
+    /// Another twk-tunnel using the same token took this tunnel over (HTTP 409).
+    #[error(
+        "this tunnel was taken over by another twk-tunnel using the same token; stop it or pick another --name"
+    )]
+    TakenOver,
+    /// The token has as many tunnels open as the relay allows (HTTP 429).
+    #[error("the relay refused another tunnel for this token (HTTP 429): {0}")]
+    TooManyTunnels(String),
     /// Invalid name, protocol mismatch, or another permanent refusal.
     #[error("the relay refused the tunnel: {0}")]
     Refused(String),
@@ -112,10 +120,13 @@ pub async fn run(
     // After the first session, ask for the granted name again so the public URL stays the same
     // across reconnects, even when the relay picked it.
     let mut name = cfg.name.clone();
+    // The same id on every reconnect: the relay tells our own reconnect (which replaces our
+    // stale session) from another process using the same token (a takeover).
+    let client_id = twk_protocol::random_name();
     loop {
         observer.connection(&ConnState::Connecting { attempt });
         let connected = tokio::select! {
-            r = connect(&cfg, name.as_deref(), tls.as_ref()) => r,
+            r = connect(&cfg, name.as_deref(), &client_id, tls.as_ref()) => r,
             _ = shutdown.cancelled() => break,
         };
         let reason = match connected {
@@ -206,6 +217,7 @@ fn header<'a>(resp: &'a http::Response<Option<Vec<u8>>>, name: &str) -> Option<&
 async fn connect(
     cfg: &AgentConfig,
     name: Option<&str>,
+    client_id: &str,
     tls: Option<&tokio_rustls::TlsConnector>,
 ) -> Result<Session, ConnectError> {
     let relay = &cfg.relay;
@@ -246,6 +258,9 @@ async fn connect(
         handshake::PROTOCOL,
         http::HeaderValue::from(twk_protocol::PROTOCOL_VERSION),
     );
+    if let Ok(v) = http::HeaderValue::from_str(client_id) {
+        h.insert(handshake::CLIENT_ID, v);
+    }
     if let Some(name) = name {
         let v = http::HeaderValue::from_str(name).map_err(|_| {
             ConnectError::Fatal(AgentError::Refused(format!("invalid tunnel name {name:?}")))
@@ -318,7 +333,11 @@ fn refusal(resp: &http::Response<Option<Vec<u8>>>) -> ConnectError {
         (401, _) | (_, Some(RefusalCode::Unauthorized)) => {
             ConnectError::Fatal(AgentError::Unauthorized(body))
         }
-        (409, _) | (_, Some(RefusalCode::NameTaken)) => {
+        (_, Some(RefusalCode::TakenOver)) => ConnectError::Fatal(AgentError::TakenOver),
+        (_, Some(RefusalCode::TooManyTunnels)) => {
+            ConnectError::Fatal(AgentError::TooManyTunnels(body))
+        }
+        (409, _) | (_, Some(RefusalCode::NameTaken | RefusalCode::NameReserved)) => {
             ConnectError::Fatal(AgentError::NameTaken(body))
         }
         (_, Some(RefusalCode::InvalidName | RefusalCode::ProtocolVersion)) => {

@@ -39,6 +39,10 @@ pub mod handshake {
     pub const PUBLIC_URL: &str = "x-twk-public-url";
     /// Response on a refused upgrade: a machine-readable reason (see [`super::RefusalCode`]).
     pub const ERROR: &str = "x-twk-error";
+    /// Request: a random id of the client process, the same across its reconnects. The relay
+    /// tells a reconnect of the same process (which replaces its own stale session) from a
+    /// second process using the same token (a takeover).
+    pub const CLIENT_ID: &str = "x-twk-client-id";
 }
 
 /// Metadata headers that the relay adds to every request it forwards over the tunnel.
@@ -81,6 +85,14 @@ pub enum RefusalCode {
     ProtocolVersion,
     /// The relay is at its tunnel limit (HTTP 503).
     Capacity,
+    /// Another client process using the same token took this tunnel over (HTTP 409).
+    TakenOver,
+    /// The name is reserved for another token for a while after it was last used (HTTP 409).
+    NameReserved,
+    /// This token already has as many tunnels open as the relay allows (HTTP 429).
+    TooManyTunnels,
+    /// Too many upgrade attempts or failed tokens from this address (HTTP 429).
+    RateLimited,
 }
 
 impl RefusalCode {
@@ -92,6 +104,10 @@ impl RefusalCode {
             RefusalCode::InvalidName => "invalid-name",
             RefusalCode::ProtocolVersion => "protocol-version",
             RefusalCode::Capacity => "capacity",
+            RefusalCode::TakenOver => "taken-over",
+            RefusalCode::NameReserved => "name-reserved",
+            RefusalCode::TooManyTunnels => "too-many-tunnels",
+            RefusalCode::RateLimited => "rate-limited",
         }
     }
 
@@ -103,6 +119,10 @@ impl RefusalCode {
             "invalid-name" => RefusalCode::InvalidName,
             "protocol-version" => RefusalCode::ProtocolVersion,
             "capacity" => RefusalCode::Capacity,
+            "taken-over" => RefusalCode::TakenOver,
+            "name-reserved" => RefusalCode::NameReserved,
+            "too-many-tunnels" => RefusalCode::TooManyTunnels,
+            "rate-limited" => RefusalCode::RateLimited,
             _ => return None,
         })
     }
@@ -177,6 +197,9 @@ pub mod limits {
     pub const MAX_HEADERS: usize = 100;
     /// Maximum size of the HTTP/1 read buffer, bounding a request head (64 KiB).
     pub const MAX_HEAD_BYTES: usize = 64 * 1024;
+    /// Largest response head a tunnel client may send back (HTTP/2 header list); larger is
+    /// the client's fault and answered 502 at once.
+    pub const MAX_RESPONSE_HEAD_BYTES: u32 = 256 * 1024;
     /// Maximum websocket message and frame size. HTTP/2 frames are far smaller.
     pub const WS_MAX_MESSAGE: usize = 1024 * 1024;
     /// Largest chunk written into one websocket message.
@@ -207,6 +230,30 @@ pub mod limits {
     pub const BACKOFF_RESET_AFTER: Duration = Duration::from_secs(60);
     /// Graceful shutdown: how long in-flight requests may drain.
     pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+    /// How long a released name stays reserved for the token that last held it (ngrok's
+    /// reserved names, for self-hosting): a sender's retries within a day reach the same owner.
+    pub const NAME_HOLD: Duration = Duration::from_secs(24 * 3600);
+    /// Names one token may keep reserved while they are not in use; the oldest goes first.
+    pub const MAX_RESERVED_PER_TOKEN: usize = 64;
+    /// Tunnels one token may have connected at once.
+    pub const MAX_TUNNELS_PER_TOKEN: usize = 16;
+    /// Tunnel upgrade attempts per source address: sustained rate per second and burst.
+    pub const UPGRADE_RATE: f64 = 2.0;
+    /// Burst of [`UPGRADE_RATE`].
+    pub const UPGRADE_BURST: f64 = 20.0;
+    /// Failed tokens per source address: burst, then one more every [`AUTH_FAILURE_REFILL`].
+    /// A token-guessing loop gets 429 after a handful of tries.
+    pub const AUTH_FAILURE_BURST: f64 = 5.0;
+    /// Time in which one failed-token allowance comes back.
+    pub const AUTH_FAILURE_REFILL: Duration = Duration::from_secs(12);
+    /// Open connections per source address (a trusted proxy is exempt).
+    pub const MAX_CONNS_PER_IP: usize = 256;
+    /// Requests per second into one tunnel (sustained); 0 means unlimited.
+    pub const TUNNEL_RATE: f64 = 100.0;
+    /// Burst of [`TUNNEL_RATE`].
+    pub const TUNNEL_BURST: f64 = 200.0;
+    /// Source addresses whose rate-limit state is kept; the least recently seen is dropped.
+    pub const MAX_TRACKED_ADDRS: usize = 65_536;
 }
 
 #[cfg(test)]
@@ -250,6 +297,10 @@ mod tests {
             RefusalCode::InvalidName,
             RefusalCode::ProtocolVersion,
             RefusalCode::Capacity,
+            RefusalCode::TakenOver,
+            RefusalCode::NameReserved,
+            RefusalCode::TooManyTunnels,
+            RefusalCode::RateLimited,
         ] {
             assert_eq!(RefusalCode::parse(c.as_str()), Some(c));
         }

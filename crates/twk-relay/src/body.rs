@@ -4,7 +4,9 @@ use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
+use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
+use std::future::Future;
 use std::task::{Context, Poll};
 
 pub(crate) use twk_transport::body::{BoxError, TunnelBody as RelayBody, full};
@@ -14,27 +16,46 @@ pub(crate) use twk_transport::body::{BoxError, TunnelBody as RelayBody, full};
 #[error("request body exceeds the relay's cap of {0} bytes")]
 pub(crate) struct TooLarge(pub u64);
 
-/// Streams a body through, failing once more than `max` bytes have passed. The flag tells
-/// the request handler afterwards that the failure was the cap (answer 413), not the tunnel.
+/// What went wrong with the sender's body, if anything: the sender's fault, not the tunnel's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum SenderFault {
+    /// More than the cap arrived (answer 413).
+    TooLarge,
+    /// The body was malformed (bad chunked framing, oversized chunk extension) or cut short
+    /// (answer 400).
+    Broken(String),
+}
+
+/// Shared between a [`Capped`] body and the request handler that reads it afterwards.
+pub(crate) type FaultCell = Arc<Mutex<Option<SenderFault>>>;
+
+/// Streams a body through, failing once more than `max` bytes have passed, and notes in the
+/// fault cell why the sender's body failed, so the handler can blame the sender (413, 400)
+/// rather than the tunnel.
 pub(crate) struct Capped<B> {
     inner: B,
     seen: u64,
     max: u64,
-    exceeded: Arc<AtomicBool>,
+    fault: FaultCell,
 }
 
 impl<B> Capped<B> {
-    pub(crate) fn new(inner: B, max: u64) -> (Self, Arc<AtomicBool>) {
-        let exceeded = Arc::new(AtomicBool::new(false));
+    pub(crate) fn new(inner: B, max: u64) -> (Self, FaultCell) {
+        let fault = FaultCell::default();
         (
             Capped {
                 inner,
                 seen: 0,
                 max,
-                exceeded: exceeded.clone(),
+                fault: fault.clone(),
             },
-            exceeded,
+            fault,
         )
+    }
+
+    fn note(&self, f: SenderFault) {
+        let mut cell = self.fault.lock().unwrap_or_else(|p| p.into_inner());
+        cell.get_or_insert(f);
     }
 }
 
@@ -56,15 +77,71 @@ where
                 if let Some(data) = frame.data_ref() {
                     this.seen = this.seen.saturating_add(data.len() as u64);
                     if this.seen > this.max {
-                        this.exceeded.store(true, Ordering::SeqCst);
+                        this.note(SenderFault::TooLarge);
                         return Poll::Ready(Some(Err(Box::new(TooLarge(this.max)))));
                     }
                 }
                 Poll::Ready(Some(Ok(frame)))
             }
-            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e.into()))),
+            Poll::Ready(Some(Err(e))) => {
+                let e: BoxError = e.into();
+                this.note(SenderFault::Broken(e.to_string()));
+                Poll::Ready(Some(Err(e)))
+            }
             Poll::Ready(None) => Poll::Ready(None),
             Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// The tunnel session ended while this body was still streaming.
+#[derive(Debug, thiserror::Error)]
+#[error("the tunnel was lost while the response was streaming")]
+pub(crate) struct SessionLost;
+
+/// Streams a response body from a tunnel session, failing at once when the session dies
+/// instead of waiting on a stream nobody will ever finish.
+pub(crate) struct UntilDead<B> {
+    inner: B,
+    dead: Pin<Box<WaitForCancellationFutureOwned>>,
+}
+
+impl<B> UntilDead<B> {
+    pub(crate) fn new(inner: B, dead: CancellationToken) -> Self {
+        UntilDead {
+            inner,
+            dead: Box::pin(dead.cancelled_owned()),
+        }
+    }
+}
+
+impl<B> Body for UntilDead<B>
+where
+    B: Body<Data = Bytes> + Unpin,
+    B::Error: Into<BoxError>,
+{
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = &mut *self;
+        match Pin::new(&mut this.inner).poll_frame(cx) {
+            Poll::Pending => match this.dead.as_mut().poll(cx) {
+                Poll::Ready(()) => Poll::Ready(Some(Err(Box::new(SessionLost)))),
+                Poll::Pending => Poll::Pending,
+            },
+            other => other.map(|o| o.map(|r| r.map_err(Into::into))),
         }
     }
 

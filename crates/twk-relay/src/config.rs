@@ -104,6 +104,66 @@ pub enum Auth {
     Open,
 }
 
+/// Limits against abuse from the open internet. Each has a default in
+/// [`twk_protocol::limits`]; [`AbuseLimits::none`] turns them all off (the embedded loopback
+/// relay, benchmarks).
+#[derive(Debug, Clone, PartialEq)]
+pub struct AbuseLimits {
+    /// Tunnel upgrade attempts per source address and second (sustained); beyond: 429.
+    pub upgrade_rate: f64,
+    /// Burst of `upgrade_rate`.
+    pub upgrade_burst: f64,
+    /// Failed tokens per source address before 429; one comes back every `auth_failure_refill`.
+    pub auth_failure_burst: f64,
+    /// Time in which one failed-token allowance comes back.
+    pub auth_failure_refill: Duration,
+    /// Open connections per source address (trusted proxies exempt); 0: unlimited.
+    pub max_conns_per_ip: usize,
+    /// Tunnels one token may have connected at once; 0: unlimited.
+    pub max_tunnels_per_token: usize,
+    /// Requests per second into one tunnel (sustained); 0: unlimited.
+    pub tunnel_rate: f64,
+    /// Burst of `tunnel_rate`.
+    pub tunnel_burst: f64,
+    /// Senders on the relay's own machine (loopback) are not limited: they are the operator
+    /// (benchmarks, health checks) or a local proxy not named in `trust_proxy`, which would
+    /// otherwise make every sender one address.
+    pub exempt_loopback: bool,
+}
+
+impl Default for AbuseLimits {
+    fn default() -> Self {
+        AbuseLimits {
+            upgrade_rate: limits::UPGRADE_RATE,
+            upgrade_burst: limits::UPGRADE_BURST,
+            auth_failure_burst: limits::AUTH_FAILURE_BURST,
+            auth_failure_refill: limits::AUTH_FAILURE_REFILL,
+            max_conns_per_ip: limits::MAX_CONNS_PER_IP,
+            max_tunnels_per_token: limits::MAX_TUNNELS_PER_TOKEN,
+            tunnel_rate: limits::TUNNEL_RATE,
+            tunnel_burst: limits::TUNNEL_BURST,
+            exempt_loopback: true,
+        }
+    }
+}
+
+impl AbuseLimits {
+    /// No limits at all: for a relay only this machine can reach.
+    pub fn none() -> Self {
+        AbuseLimits {
+            upgrade_rate: 0.0,
+            upgrade_burst: 0.0,
+            auth_failure_burst: 0.0,
+            auth_failure_refill: Duration::ZERO,
+            max_conns_per_ip: 0,
+            max_tunnels_per_token: 0,
+            tunnel_rate: 0.0,
+            tunnel_burst: 0.0,
+            exempt_loopback: true,
+        }
+    }
+}
+
 /// Relay settings. Every limit is explicit.
 #[derive(Debug, Clone)]
 pub struct RelayConfig {
@@ -136,6 +196,20 @@ pub struct RelayConfig {
     pub ping_interval: Duration,
     /// A tunnel silent this long after a PING is dead.
     pub ping_timeout: Duration,
+    /// How long a released name stays reserved for the token that last held it.
+    pub name_hold: Duration,
+    /// Names one token may keep reserved while unused (oldest released first to go).
+    pub max_reserved_per_token: usize,
+    /// Where name reservations are kept across restarts (JSON, 0600, written atomically);
+    /// `None`: in memory only.
+    pub state_file: Option<std::path::PathBuf>,
+    /// Limits against abuse.
+    pub abuse: AbuseLimits,
+    /// Proxies in front of the relay whose `X-Forwarded-For` is believed (addresses or CIDR
+    /// ranges). Everyone else's `X-Forwarded-For` is only passed on, never used.
+    pub trust_proxy: Vec<ipnet::IpNet>,
+    /// `/_twk/health` reports version, protocol and tunnel count (default: only `ok`).
+    pub health_detail: bool,
 }
 
 impl RelayConfig {
@@ -156,6 +230,12 @@ impl RelayConfig {
             shutdown_grace: limits::SHUTDOWN_GRACE,
             ping_interval: limits::PING_INTERVAL,
             ping_timeout: limits::PING_TIMEOUT,
+            name_hold: limits::NAME_HOLD,
+            max_reserved_per_token: limits::MAX_RESERVED_PER_TOKEN,
+            state_file: None,
+            abuse: AbuseLimits::default(),
+            trust_proxy: Vec::new(),
+            health_detail: false,
         }
     }
 
@@ -178,6 +258,24 @@ impl RelayConfig {
         }
         if self.max_head_bytes < 8192 {
             return Err("max head size must be at least 8192 bytes".into());
+        }
+        let a = &self.abuse;
+        for (what, v) in [
+            ("upgrade rate", a.upgrade_rate),
+            ("upgrade burst", a.upgrade_burst),
+            ("auth failure burst", a.auth_failure_burst),
+            ("tunnel rate", a.tunnel_rate),
+            ("tunnel burst", a.tunnel_burst),
+        ] {
+            if !v.is_finite() || v < 0.0 {
+                return Err(format!("{what} must be a number >= 0, not {v}"));
+            }
+        }
+        if a.tunnel_rate > 0.0 && a.tunnel_burst < 1.0 {
+            return Err("tunnel burst must be at least 1 when a tunnel rate is set".into());
+        }
+        if a.upgrade_rate > 0.0 && a.upgrade_burst < 1.0 {
+            return Err("upgrade burst must be at least 1 when an upgrade rate is set".into());
         }
         if let Auth::Tokens(t) = &self.auth
             && t.is_empty()

@@ -2,13 +2,15 @@
 
 use crate::Auth;
 use crate::body::RelayBody;
+use crate::abuse::Refusal;
 use crate::registry::Claim;
-use crate::server::{State, text};
+use crate::server::{State, now_ms, text};
 use http::{HeaderValue, Request, Response, StatusCode, header};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio_tungstenite::WebSocketStream;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, info, info_span, warn};
@@ -20,15 +22,21 @@ fn refuse(status: StatusCode, code: RefusalCode, msg: &str) -> Response<RelayBod
     let mut r = text(status, format!("twk relay: {msg}\n"));
     r.headers_mut()
         .insert(handshake::ERROR, HeaderValue::from_static(code.as_str()));
-    r.headers_mut().insert(
-        handshake::PROTOCOL,
-        HeaderValue::from(twk_protocol::PROTOCOL_VERSION),
-    );
-    if status == StatusCode::UNAUTHORIZED {
-        r.headers_mut().insert(
-            header::WWW_AUTHENTICATE,
-            HeaderValue::from_static("Bearer realm=\"twk\""),
-        );
+    match status {
+        // Nothing about the relay (its protocol version) is told to an unauthenticated caller.
+        StatusCode::UNAUTHORIZED => {
+            r.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"twk\""),
+            );
+        }
+        StatusCode::TOO_MANY_REQUESTS => {}
+        _ => {
+            r.headers_mut().insert(
+                handshake::PROTOCOL,
+                HeaderValue::from(twk_protocol::PROTOCOL_VERSION),
+            );
+        }
     }
     r
 }
@@ -51,14 +59,70 @@ fn is_websocket_upgrade(req: &Request<Incoming>) -> bool {
         && header_str(req, header::SEC_WEBSOCKET_VERSION) == Some("13")
 }
 
+fn rate_limited(r: Refusal) -> Response<RelayBody> {
+    let (wait, msg) = match r {
+        Refusal::Upgrades(w) => (w, "too many tunnel connection attempts from your address"),
+        Refusal::AuthFailures(w) => (w, "too many wrong tokens from your address"),
+    };
+    let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
+    let mut resp = refuse(
+        StatusCode::TOO_MANY_REQUESTS,
+        RefusalCode::RateLimited,
+        &format!("{msg}; retry in {secs} s"),
+    );
+    resp.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+    resp
+}
+
+/// The owner id for the presented token, or `None` when it is missing or wrong.
+fn authenticate(state: &State, req: &Request<Incoming>) -> Option<String> {
+    match &state.cfg.auth {
+        Auth::Open => Some("anonymous".to_string()),
+        Auth::Tokens(set) => header_str(req, header::AUTHORIZATION)
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::trim)
+            .and_then(|t| set.verify(t)),
+    }
+}
+
+/// A client id as sent (letters, digits, `-`, `_`; 1 to 64), or a fresh one for a client
+/// that sends none (each of its connections is then a new client).
+fn client_id(req: &Request<Incoming>) -> String {
+    header_str(req, handshake::CLIENT_ID)
+        .filter(|c| {
+            (1..=64).contains(&c.len())
+                && c.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        })
+        .map(str::to_string)
+        .unwrap_or_else(twk_protocol::random_name)
+}
+
+fn until(ms: i64) -> String {
+    let at = UNIX_EPOCH + Duration::from_millis(u64::try_from(ms).unwrap_or(0));
+    let left = at
+        .duration_since(SystemTime::now())
+        .unwrap_or_default()
+        .as_secs();
+    format!(
+        "{} (in {}h {:02}m)",
+        humantime::format_rfc3339_seconds(at),
+        left / 3600,
+        left % 3600 / 60
+    )
+}
+
 /// Handles `GET /_twk/connect`.
 pub(crate) async fn upgrade(
     state: Arc<State>,
     remote: SocketAddr,
     req: Request<Incoming>,
 ) -> Response<RelayBody> {
-    if let Err(msg) = twk_protocol::check_version(header_str(&req, handshake::PROTOCOL)) {
-        return refuse(StatusCode::BAD_REQUEST, RefusalCode::ProtocolVersion, &msg);
+    let now = Instant::now();
+    let client = state.abuse.client_addr(remote.ip(), req.headers());
+    if let Err(r) = state.abuse.upgrade_attempt(client.ip, now) {
+        warn!(peer = %client.ip, "tunnel upgrade rate-limited");
+        return rate_limited(r);
     }
     if !is_websocket_upgrade(&req) {
         return text(
@@ -72,25 +136,18 @@ pub(crate) async fn upgrade(
             "twk relay: missing Sec-WebSocket-Key\n",
         );
     };
-    let owner = match &state.cfg.auth {
-        Auth::Open => "anonymous".to_string(),
-        Auth::Tokens(set) => {
-            let presented = header_str(&req, header::AUTHORIZATION)
-                .and_then(|v| v.strip_prefix("Bearer "))
-                .map(str::trim);
-            match presented.and_then(|t| set.verify(t)) {
-                Some(owner) => owner,
-                None => {
-                    warn!(peer = %remote, "tunnel refused: missing or wrong token");
-                    return refuse(
-                        StatusCode::UNAUTHORIZED,
-                        RefusalCode::Unauthorized,
-                        "missing or wrong tunnel token",
-                    );
-                }
-            }
-        }
+    let Some(owner) = authenticate(&state, &req) else {
+        state.abuse.auth_failed(client.ip, now);
+        warn!(peer = %client.ip, "tunnel refused: missing or wrong token");
+        return refuse(
+            StatusCode::UNAUTHORIZED,
+            RefusalCode::Unauthorized,
+            "missing or wrong tunnel token",
+        );
     };
+    if let Err(msg) = twk_protocol::check_version(header_str(&req, handshake::PROTOCOL)) {
+        return refuse(StatusCode::BAD_REQUEST, RefusalCode::ProtocolVersion, &msg);
+    }
     let name = match header_str(&req, handshake::NAME).filter(|n| !n.is_empty()) {
         Some(n) => {
             if let Err(e) = twk_protocol::validate_name(n) {
@@ -104,75 +161,122 @@ pub(crate) async fn upgrade(
         }
         None => loop {
             let n = twk_protocol::random_name();
-            if !state.registry.is_held(&n) {
+            if state.registry.is_free(&n, now_ms()) {
                 break n;
             }
         },
     };
-    let (session, cancel) =
-        match state
-            .registry
-            .claim(&name, &owner, state.cfg.max_tunnels, &state.sessions)
-        {
-            Claim::Granted { session, cancel } => (session, cancel),
-            Claim::Taken => {
-                return refuse(
-                    StatusCode::CONFLICT,
-                    RefusalCode::NameTaken,
-                    &format!("tunnel name '{name}' is held by another token"),
-                );
-            }
-            Claim::Full => {
-                return refuse(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    RefusalCode::Capacity,
-                    "the relay has reached its tunnel limit",
-                );
-            }
-        };
+    let client_id = client_id(&req);
+    let claim = state
+        .registry
+        .claim(&name, &owner, &client_id, &state.sessions, now_ms());
+    let (session, cancel, dead) = match claim {
+        Claim::Granted {
+            session,
+            cancel,
+            dead,
+        } => (session, cancel, dead),
+        refused => return refuse_claim(&name, refused),
+    };
     let accept = tungstenite::handshake::derive_accept_key(key.as_bytes());
     let public_url = state.cfg.public_url(&name);
     let on_upgrade = hyper::upgrade::on(req);
-    let span = info_span!("tunnel", name = %name, session, peer = %remote);
-    state.tracker.spawn(
-        run_session(state.clone(), name.clone(), session, cancel, on_upgrade).instrument(span),
-    );
+    let span = info_span!("tunnel", name = %name, session, peer = %client.ip);
+    let s = Session {
+        name: name.clone(),
+        session,
+        cancel,
+        dead,
+    };
+    state
+        .tracker
+        .spawn(run_session(state.clone(), s, on_upgrade).instrument(span));
+    switching_protocols(&accept, &name, &public_url)
+}
 
+fn refuse_claim(name: &str, claim: Claim) -> Response<RelayBody> {
+    let (status, code, msg) = match claim {
+        Claim::Taken => (
+            StatusCode::CONFLICT,
+            RefusalCode::NameTaken,
+            format!("tunnel name '{name}' is held by another token"),
+        ),
+        Claim::Reserved { until_ms } => (
+            StatusCode::CONFLICT,
+            RefusalCode::NameReserved,
+            format!(
+                "tunnel name '{name}' is reserved for the token that last used it until {}",
+                until(until_ms)
+            ),
+        ),
+        Claim::TakenOver => (
+            StatusCode::CONFLICT,
+            RefusalCode::TakenOver,
+            format!(
+                "tunnel '{name}' was taken over by another twk-tunnel using the same token; \
+                 stop it or pick another --name"
+            ),
+        ),
+        Claim::TooManyTunnels(max) => (
+            StatusCode::TOO_MANY_REQUESTS,
+            RefusalCode::TooManyTunnels,
+            format!("this token already has {max} tunnels connected, the most this relay allows"),
+        ),
+        Claim::Full | Claim::Granted { .. } => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            RefusalCode::Capacity,
+            "the relay has reached its tunnel limit".to_string(),
+        ),
+    };
+    refuse(status, code, &msg)
+}
+
+fn switching_protocols(accept: &str, name: &str, public_url: &str) -> Response<RelayBody> {
     let mut r = Response::new(crate::body::full(""));
     *r.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
     let h = r.headers_mut();
     h.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
     h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
-    if let Ok(v) = HeaderValue::from_str(&accept) {
+    if let Ok(v) = HeaderValue::from_str(accept) {
         h.insert(header::SEC_WEBSOCKET_ACCEPT, v);
     }
     h.insert(
         handshake::PROTOCOL,
         HeaderValue::from(twk_protocol::PROTOCOL_VERSION),
     );
-    if let Ok(v) = HeaderValue::from_str(&name) {
+    if let Ok(v) = HeaderValue::from_str(name) {
         h.insert(handshake::NAME, v);
     }
-    if let Ok(v) = HeaderValue::from_str(&public_url) {
+    if let Ok(v) = HeaderValue::from_str(public_url) {
         h.insert(handshake::PUBLIC_URL, v);
     }
     r
 }
 
-async fn run_session(
-    state: Arc<State>,
+/// One granted session, until it ends.
+struct Session {
     name: String,
     session: u64,
     cancel: CancellationToken,
-    on_upgrade: hyper::upgrade::OnUpgrade,
-) {
+    dead: CancellationToken,
+}
+
+async fn run_session(state: Arc<State>, s: Session, on_upgrade: hyper::upgrade::OnUpgrade) {
+    // However the session ends, requests in flight on it fail at once, and the name is
+    // released (it stays reserved for its owner).
+    let _dead = s.dead.clone().drop_guard();
+    run_session_inner(&state, &s, on_upgrade).await;
+    state.registry.release(&s.name, s.session, now_ms());
+}
+
+async fn run_session_inner(state: &State, s: &Session, on_upgrade: hyper::upgrade::OnUpgrade) {
     let upgraded = tokio::select! {
         r = tokio::time::timeout(limits::HANDSHAKE_TIMEOUT, on_upgrade) => match r {
             Ok(Ok(u)) => u,
-            Ok(Err(e)) => { warn!(error = %e, "upgrade failed"); state.registry.release(&name, session); return; }
-            Err(_) => { warn!("upgrade timed out"); state.registry.release(&name, session); return; }
+            Ok(Err(e)) => { warn!(error = %e, "upgrade failed"); return; }
+            Err(_) => { warn!("upgrade timed out"); return; }
         },
-        _ = cancel.cancelled() => { state.registry.release(&name, session); return; }
+        _ = s.cancel.cancelled() => return,
     };
     let ws = WebSocketStream::from_raw_socket(
         TokioIo::new(upgraded),
@@ -189,18 +293,17 @@ async fn run_session(
         .initial_stream_window_size(limits::H2_STREAM_WINDOW)
         .initial_connection_window_size(limits::H2_CONN_WINDOW)
         .max_send_buf_size(1024 * 1024)
-        .max_header_list_size(256 * 1024)
+        .max_header_list_size(limits::MAX_RESPONSE_HEAD_BYTES)
         .handshake::<_, RelayBody>(io)
         .await;
     let (sender, conn) = match handshake {
         Ok(pair) => pair,
         Err(e) => {
             warn!(error = %e, "http/2 handshake over the tunnel failed");
-            state.registry.release(&name, session);
             return;
         }
     };
-    if !state.registry.activate(&name, session, sender) {
+    if !state.registry.activate(&s.name, s.session, sender) {
         // Replaced before it became ready.
         return;
     }
@@ -210,7 +313,6 @@ async fn run_session(
             Ok(()) => info!("tunnel closed by the client"),
             Err(e) => info!(error = %e, "tunnel lost"),
         },
-        _ = cancel.cancelled() => info!("tunnel session closed by the relay (replaced or shutting down)"),
+        _ = s.cancel.cancelled() => info!("tunnel session closed by the relay (replaced, taken over or shutting down)"),
     }
-    state.registry.release(&name, session);
 }

@@ -1,15 +1,16 @@
 //! Public requests: route to a tunnel, forward over HTTP/2, stream the answer back.
 
-use crate::body::{Capped, RelayBody};
+use crate::abuse::ClientAddr;
+use crate::body::{Capped, FaultCell, RelayBody, SenderFault, UntilDead};
 use crate::config::strip_port;
-use crate::server::{State, text};
+use crate::registry::Lookup;
+use crate::server::{State, now_ms, text};
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 use tracing::{debug, info};
 use twk_protocol::{PATH_ROUTE_PREFIX, limits, meta};
 
@@ -24,49 +25,103 @@ pub(crate) struct Route {
     pub(crate) prefix: Option<String>,
 }
 
-/// Routes by path (`/t/<name>/…`) first, then by subdomain (`<name>.<domain>`).
+/// Routes a request. The Host decides first: `Host: <name>.<domain>` is that tunnel, and the
+/// path goes through untouched (an app behind a subdomain may have its own `/t/…` paths).
+/// Any other Host (the bare domain, an IP address) routes by path: `/t/<name>/…`.
 pub(crate) fn route(path_and_query: &str, host: Option<&str>, domain_host: &str) -> Option<Route> {
-    if let Some(rest) = path_and_query.strip_prefix(PATH_ROUTE_PREFIX) {
-        let end = rest.find(['/', '?']).unwrap_or(rest.len());
-        let name = &rest[..end];
-        if twk_protocol::validate_name(name).is_err() {
+    if let Some(label) = host.and_then(|h| subdomain(h, domain_host)) {
+        if twk_protocol::validate_name(&label).is_err() {
             return None;
         }
-        let tail = &rest[end..];
-        let path_and_query = if tail.starts_with('/') {
-            tail.to_string()
-        } else {
-            format!("/{tail}")
-        };
         return Some(Route {
-            name: name.to_string(),
-            path_and_query,
-            prefix: Some(format!("{PATH_ROUTE_PREFIX}{name}")),
+            name: label,
+            path_and_query: path_and_query.to_string(),
+            prefix: None,
         });
     }
-    let host = strip_port(host?).to_ascii_lowercase();
-    let label = host.strip_suffix(domain_host)?.strip_suffix('.')?;
-    if label.contains('.') || twk_protocol::validate_name(label).is_err() {
+    let rest = path_and_query.strip_prefix(PATH_ROUTE_PREFIX)?;
+    let end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let name = &rest[..end];
+    if twk_protocol::validate_name(name).is_err() {
         return None;
     }
+    let tail = &rest[end..];
+    let path_and_query = if tail.starts_with('/') {
+        tail.to_string()
+    } else {
+        format!("/{tail}")
+    };
     Some(Route {
-        name: label.to_string(),
-        path_and_query: path_and_query.to_string(),
-        prefix: None,
+        name: name.to_string(),
+        path_and_query,
+        prefix: Some(format!("{PATH_ROUTE_PREFIX}{name}")),
     })
 }
 
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
+/// `abc.relay.test:8443` under `relay.test` → `abc`; a deeper or foreign host → `None`.
+fn subdomain(host: &str, domain_host: &str) -> Option<String> {
+    let host = strip_port(host).to_ascii_lowercase();
+    let label = host.strip_suffix(domain_host)?.strip_suffix('.')?;
+    (!label.is_empty() && !label.contains('.')).then(|| label.to_string())
 }
 
 fn set(h: &mut http::HeaderMap, name: &'static str, value: &str) {
     if let Ok(v) = HeaderValue::from_str(value) {
         h.insert(name, v);
     }
+}
+
+fn with_retry_after(mut r: Response<RelayBody>, secs: u64) -> Response<RelayBody> {
+    r.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
+    r
+}
+
+fn closing(mut r: Response<RelayBody>) -> Response<RelayBody> {
+    r.headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    r
+}
+
+fn offline(name: &str, why: &str) -> Response<RelayBody> {
+    with_retry_after(
+        text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("twk relay: {why} for '{name}' (tunnel side); retry later\n"),
+        ),
+        u64::from(limits::OFFLINE_RETRY_AFTER_SECS),
+    )
+}
+
+fn too_large(max: u64) -> Response<RelayBody> {
+    closing(text(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        format!("twk relay: request body exceeds the cap of {max} bytes (sender side)\n"),
+    ))
+}
+
+/// Refuses what a webhook never is: proxy requests and targets other than `/…`.
+fn refuse_target(req: &Request<Incoming>) -> Option<Response<RelayBody>> {
+    if req.method() == Method::CONNECT {
+        return Some(text(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "twk relay: CONNECT is not accepted\n",
+        ));
+    }
+    if req.uri().scheme().is_some() || req.uri().authority().is_some() {
+        return Some(text(
+            StatusCode::BAD_REQUEST,
+            "twk relay: absolute-form request targets are not accepted\n",
+        ));
+    }
+    // `*` (asterisk-form) and anything else that is not origin-form never reaches a tunnel.
+    if !req.uri().path().starts_with('/') {
+        return Some(text(
+            StatusCode::BAD_REQUEST,
+            "twk relay: the request target must start with '/' (sender side)\n",
+        ));
+    }
+    None
 }
 
 /// Forwards one public request through its tunnel.
@@ -76,17 +131,8 @@ pub(crate) async fn forward(
     req: Request<Incoming>,
 ) -> Response<RelayBody> {
     let received_ms = now_ms();
-    if req.method() == Method::CONNECT {
-        return text(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "twk relay: CONNECT is not accepted\n",
-        );
-    }
-    if req.uri().scheme().is_some() || req.uri().authority().is_some() {
-        return text(
-            StatusCode::BAD_REQUEST,
-            "twk relay: absolute-form request targets are not accepted\n",
-        );
+    if let Some(refusal) = refuse_target(&req) {
+        return refusal;
     }
     let path_and_query = req
         .uri()
@@ -104,19 +150,23 @@ pub(crate) async fn forward(
             "twk relay: no tunnel at this address; use https://<name>.<domain>/… or /t/<name>/…\n",
         );
     };
-    let Some(mut sender) = state.registry.sender(&route.name) else {
-        let mut r = text(
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!(
-                "twk relay: no tunnel client is connected for '{}' (tunnel side); retry later\n",
-                route.name
-            ),
-        );
-        r.headers_mut().insert(
-            header::RETRY_AFTER,
-            HeaderValue::from(limits::OFFLINE_RETRY_AFTER_SECS),
-        );
-        return r;
+    let client = state.abuse.client_addr(remote.ip(), req.headers());
+    let limited = !state.abuse.exempt(client.ip);
+    let (mut sender, dead) = match state.registry.lookup(&route.name, Instant::now(), limited) {
+        Lookup::Ready { sender, dead } => (sender, dead),
+        Lookup::Offline => return offline(&route.name, "no tunnel client is connected"),
+        Lookup::RateLimited(wait) => {
+            return with_retry_after(
+                text(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    format!(
+                        "twk relay: tunnel '{}' is over its request rate (sender side); retry later\n",
+                        route.name
+                    ),
+                ),
+                wait.as_secs_f64().ceil() as u64,
+            );
+        }
     };
     let max = state.cfg.max_body;
     let declared = req
@@ -126,19 +176,106 @@ pub(crate) async fn forward(
         .and_then(|v| v.trim().parse::<u64>().ok());
     if declared.is_some_and(|n| n > max) {
         // Answered before a byte of the body is read (no 100 Continue is sent).
-        let mut r = text(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            format!("twk relay: request body exceeds the cap of {max} bytes (sender side)\n"),
-        );
-        r.headers_mut()
-            .insert(header::CONNECTION, HeaderValue::from_static("close"));
-        return r;
+        return too_large(max);
     }
-
     let request_id = state.next_request_id();
+    let (out, fault) = match tunnel_request(&state, req, &route, &client, remote, host, received_ms, &request_id) {
+        Ok(pair) => pair,
+        Err(resp) => return resp,
+    };
+
+    let wait = state.cfg.request_timeout + limits::RELAY_DEADLINE_MARGIN;
+    let result = tokio::select! {
+        r = tokio::time::timeout(wait, sender.send_request(out)) => r,
+        _ = dead.cancelled() => {
+            info!(request_id, "tunnel lost with the request in flight");
+            return text(
+                StatusCode::BAD_GATEWAY,
+                "twk relay: the tunnel client was lost before it answered (tunnel side)\n",
+            );
+        }
+    };
+    let sender_fault = || fault.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    match result {
+        Err(_) => {
+            info!(request_id, "tunnel client did not answer in time");
+            text(
+                StatusCode::GATEWAY_TIMEOUT,
+                format!(
+                    "twk relay: the tunnel client did not answer within {} s (tunnel side)\n",
+                    wait.as_secs()
+                ),
+            )
+        }
+        Ok(Err(e)) => match sender_fault() {
+            Some(SenderFault::TooLarge) => too_large(max),
+            Some(SenderFault::Broken(why)) => broken_body(&request_id, &why),
+            None if never_processed(&e) => {
+                debug!(request_id, error = %e, "tunnel refused the request unprocessed");
+                offline(&route.name, "the tunnel client is going away")
+            }
+            None => {
+                debug!(request_id, error = %e, "tunnel request failed");
+                text(
+                    StatusCode::BAD_GATEWAY,
+                    "twk relay: the tunnel client disconnected before answering (tunnel side)\n",
+                )
+            }
+        },
+        Ok(Ok(resp)) => {
+            if let Some(SenderFault::Broken(why)) = sender_fault() {
+                return broken_body(&request_id, &why);
+            }
+            let (mut parts, body) = resp.into_parts();
+            twk_protocol::strip_hop_by_hop(&mut parts.headers);
+            Response::from_parts(parts, UntilDead::new(body, dead).boxed())
+        }
+    }
+}
+
+fn broken_body(request_id: &str, why: &str) -> Response<RelayBody> {
+    info!(request_id, error = %why, "sender's request body was malformed or cut short");
+    closing(text(
+        StatusCode::BAD_REQUEST,
+        "twk relay: the request body is malformed or incomplete (sender side)\n",
+    ))
+}
+
+/// True when the tunnel client provably never processed the request (RFC 9113 §8.7:
+/// REFUSED_STREAM, or a stream above a GOAWAY's last id, or never sent at all), so telling
+/// the sender to retry is safe.
+fn never_processed(e: &hyper::Error) -> bool {
+    if e.is_canceled() {
+        return true;
+    }
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = cur {
+        if let Some(h2) = err.downcast_ref::<h2::Error>() {
+            return h2.reason() == Some(h2::Reason::REFUSED_STREAM)
+                || (h2.is_go_away() && h2.reason() == Some(h2::Reason::NO_ERROR));
+        }
+        cur = err.source();
+    }
+    false
+}
+
+/// Builds the request that goes over the tunnel: twk's metadata, no hop-by-hop headers, the
+/// body streamed through the cap.
+#[allow(clippy::too_many_arguments)]
+fn tunnel_request(
+    state: &State,
+    req: Request<Incoming>,
+    route: &Route,
+    client: &ClientAddr,
+    remote: SocketAddr,
+    host: Option<String>,
+    received_ms: i64,
+    request_id: &str,
+) -> Result<(Request<RelayBody>, FaultCell), Response<RelayBody>> {
     let scheme = state.cfg.scheme().as_str();
-    let public_host = host.clone().unwrap_or_else(|| state.cfg.domain.clone());
-    let public_url = format!("{scheme}://{public_host}{path_and_query}");
+    let public_host = host.unwrap_or_else(|| state.cfg.domain.clone());
+    let sent_target = req.uri().path_and_query().map_or("/", |p| p.as_str());
+    let public_url = format!("{scheme}://{public_host}{sent_target}");
     let (parts, body) = req.into_parts();
     let mut headers = parts.headers;
     twk_protocol::strip_hop_by_hop(&mut headers);
@@ -152,9 +289,21 @@ pub(crate) async fn forward(
         headers.remove(k);
     }
     headers.remove(header::EXPECT);
-    set(&mut headers, meta::REQUEST_ID, &request_id);
+    if client.via_proxy {
+        // The trusted proxies' own entries end here; the sender's claims travel on.
+        headers.remove("x-forwarded-for");
+        if let Some(rest) = client.forwarded_rest.as_deref().filter(|r| !r.is_empty()) {
+            set(&mut headers, "x-forwarded-for", rest);
+        }
+    }
+    let remote_addr = if client.via_proxy {
+        client.ip.to_string()
+    } else {
+        remote.to_string()
+    };
+    set(&mut headers, meta::REQUEST_ID, request_id);
     set(&mut headers, meta::PUBLIC_URL, &public_url);
-    set(&mut headers, meta::REMOTE_ADDR, &remote.to_string());
+    set(&mut headers, meta::REMOTE_ADDR, &remote_addr);
     set(&mut headers, meta::RECEIVED_AT, &received_ms.to_string());
     set(&mut headers, meta::PROTO, scheme);
     set(&mut headers, meta::HOST, &public_host);
@@ -166,63 +315,23 @@ pub(crate) async fn forward(
     if let Some(p) = &route.prefix {
         set(&mut headers, meta::FORWARDED_PREFIX, p);
     }
-    let uri = match http::Uri::builder()
+    let uri = http::Uri::builder()
         .scheme("http")
         .authority(format!("{}.tunnel", route.name).as_str())
         .path_and_query(route.path_and_query.as_str())
         .build()
-    {
-        Ok(u) => u,
-        Err(_) => {
-            return text(
+        .map_err(|_| {
+            text(
                 StatusCode::BAD_REQUEST,
-                "twk relay: invalid request target\n",
-            );
-        }
-    };
-    let (capped, exceeded) = Capped::new(body, max);
+                "twk relay: invalid request target (sender side)\n",
+            )
+        })?;
+    let (capped, fault) = Capped::new(body, state.cfg.max_body);
     let mut out = Request::new(capped.boxed());
-    *out.method_mut() = parts.method.clone();
+    *out.method_mut() = parts.method;
     *out.uri_mut() = uri;
     *out.headers_mut() = headers;
-
-    let wait = state.cfg.request_timeout + limits::RELAY_DEADLINE_MARGIN;
-    let result = tokio::time::timeout(wait, sender.send_request(out)).await;
-    match result {
-        Err(_) => {
-            info!(request_id, "tunnel client did not answer in time");
-            text(
-                StatusCode::GATEWAY_TIMEOUT,
-                format!(
-                    "twk relay: the tunnel client did not answer within {} s (tunnel side)\n",
-                    wait.as_secs()
-                ),
-            )
-        }
-        Ok(Err(e)) => {
-            if exceeded.load(Ordering::SeqCst) {
-                let mut r = text(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    format!(
-                        "twk relay: request body exceeds the cap of {max} bytes (sender side)\n"
-                    ),
-                );
-                r.headers_mut()
-                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
-                return r;
-            }
-            debug!(request_id, error = %e, "tunnel request failed");
-            text(
-                StatusCode::BAD_GATEWAY,
-                "twk relay: the tunnel client disconnected before answering (tunnel side)\n",
-            )
-        }
-        Ok(Ok(resp)) => {
-            let (mut parts, body) = resp.into_parts();
-            twk_protocol::strip_hop_by_hop(&mut parts.headers);
-            Response::from_parts(parts, body.map_err(Into::into).boxed())
-        }
-    }
+    Ok((out, fault))
 }
 
 #[cfg(test)]
@@ -254,5 +363,21 @@ mod tests {
         assert!(route("/", Some("abcrelay.test"), "relay.test").is_none());
         assert!(route("/", Some("evil.test"), "relay.test").is_none());
         assert!(route("/", None, "relay.test").is_none());
+    }
+
+    #[test]
+    fn the_host_decides_before_the_path() {
+        // A subdomain tunnel's app may have its own /t/ paths: they are not re-routed.
+        let r = route("/t/abc/x", Some("other.relay.test"), "relay.test").unwrap();
+        assert_eq!(r.name, "other");
+        assert_eq!(r.path_and_query, "/t/abc/x");
+        assert!(r.prefix.is_none());
+        // The bare domain or an address routes by path.
+        let r = route("/t/abc/x", Some("relay.test:443"), "relay.test").unwrap();
+        assert_eq!(r.name, "abc");
+        let r = route("/t/abc/x", Some("127.0.0.1:9"), "relay.test").unwrap();
+        assert_eq!(r.name, "abc");
+        // An invalid subdomain label is not a tunnel, whatever the path says.
+        assert!(route("/t/abc/x", Some("www.relay.test"), "relay.test").is_none());
     }
 }

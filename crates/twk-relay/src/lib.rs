@@ -2,7 +2,8 @@
 //!
 //! [`serve`] takes a bound listener, a [`RelayConfig`] and a shutdown token. On that one
 //! listener it answers
-//! - `GET /_twk/health` with JSON (version, protocol, tunnels connected);
+//! - `GET /_twk/health` with JSON (`ok`; version, protocol and tunnels connected only with
+//!   `health_detail`);
 //! - `GET /_twk/connect`, a websocket upgrade authenticated with a bearer token, which becomes a
 //!   tunnel: an HTTP/2 connection over the websocket on which the relay is the HTTP/2 client;
 //! - every other request, routed by subdomain (`<name>.<domain>`) or path (`/t/<name>/…`) to
@@ -15,12 +16,14 @@
 //! command line (`relay-server`).
 #![warn(missing_docs)]
 
+mod abuse;
 mod body;
 mod config;
 mod connect;
 mod ingress;
 mod registry;
+mod reservations;
 mod server;
 
-pub use config::{Auth, RelayConfig, Scheme, TokenSet, UrlStyle};
+pub use config::{AbuseLimits, Auth, RelayConfig, Scheme, TokenSet, UrlStyle};
 pub use server::{RelayError, serve};

@@ -1,86 +1,266 @@
-//! Which tunnel holds which name.
+//! Which tunnel holds which name, who a released name stays reserved for, and the rule for a
+//! second client of the same token.
+//!
+//! The rules, in one place:
+//! - A name belongs to the token (owner) that holds it. Another token is refused while the
+//!   owner is connected ([`Claim::Taken`]) and for `name_hold` after the owner last let go
+//!   ([`Claim::Reserved`]).
+//! - The same client process reconnecting (same client id: a half-open link, a network
+//!   change) replaces its own stale session.
+//! - Another client process of the same token takes the name over: the newest session wins,
+//!   the displaced client is closed, and its reconnects are refused with
+//!   [`Claim::TakenOver`], so two processes never split traffic or flap.
 
 use crate::body::RelayBody;
+use crate::reservations::{Reservation, Store};
 use hyper::client::conn::http2::SendRequest;
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
-/// One name's holder.
-struct Entry {
-    /// Fingerprint of the token that holds the name.
-    owner: String,
+/// Client ids displaced by a takeover that are remembered per name.
+const MAX_DISPLACED: usize = 8;
+
+/// A connected (or connecting) session.
+struct Live {
     /// Unique id of the session, so a replaced session cannot unregister its successor.
     session: u64,
+    /// The client process's id, the same across its reconnects.
+    client_id: String,
     /// Requests go here once the HTTP/2 handshake completed; `None` while it runs.
     sender: Option<SendRequest<RelayBody>>,
-    /// Cancelled to close the session (replaced by a reconnect of the same owner, or shutdown).
+    /// Cancelled to close the session (replaced, taken over, revoked or shutdown).
     cancel: CancellationToken,
+    /// Cancelled once the session has ended, so requests in flight on it fail at once.
+    dead: CancellationToken,
+    /// Requests-per-second budget of the tunnel.
+    rate: Bucket,
+}
+
+/// One name: its owner, and its session if connected.
+struct Entry {
+    /// Fingerprint of the token that holds or last held the name.
+    owner: String,
+    live: Option<Live>,
+    /// Unix ms when the name was last released; the reservation runs `name_hold` from here.
+    released_ms: i64,
+    /// Client ids whose sessions were taken over by a newer client of the same token.
+    displaced: Vec<String>,
 }
 
 /// Outcome of a claim.
 pub(crate) enum Claim {
-    /// The name is reserved for this new session.
+    /// The name is granted to this new session.
     Granted {
         session: u64,
         cancel: CancellationToken,
+        dead: CancellationToken,
     },
-    /// Another token holds the name.
+    /// Another token holds the name and is connected.
     Taken,
+    /// Another token held the name until recently; free at this Unix ms.
+    Reserved { until_ms: i64 },
+    /// This client was displaced by a newer client of the same token.
+    TakenOver,
+    /// The token has as many tunnels connected as allowed.
+    TooManyTunnels(usize),
     /// The relay is full.
     Full,
 }
 
+/// Where a request for a name goes.
+pub(crate) enum Lookup {
+    /// A connected session: send here; `dead` fires if the session ends first.
+    Ready {
+        sender: SendRequest<RelayBody>,
+        dead: CancellationToken,
+    },
+    /// The tunnel's request rate is used up; retry after this long.
+    RateLimited(Duration),
+    /// No session is connected.
+    Offline,
+}
+
+/// Limits the registry enforces.
+#[derive(Debug, Clone)]
+pub(crate) struct Rules {
+    pub(crate) max_tunnels: usize,
+    pub(crate) max_per_token: usize,
+    pub(crate) max_reserved_per_token: usize,
+    pub(crate) name_hold: Duration,
+    pub(crate) tunnel_rate: f64,
+    pub(crate) tunnel_burst: f64,
+}
+
 /// The name → tunnel table. Short critical sections only; never held across `.await`.
-#[derive(Default)]
 pub(crate) struct Registry {
     map: Mutex<HashMap<String, Entry>>,
     next_session: AtomicU64,
+    rules: Rules,
+    store: Option<Store>,
 }
 
 impl Registry {
+    /// A registry that persists reservations in `store` (if any), loading what it holds.
+    pub(crate) fn new(rules: Rules, store: Option<Store>, now_ms: i64) -> Self {
+        let mut map = HashMap::new();
+        if let Some(store) = &store {
+            for r in store.load() {
+                if r.released_ms.unwrap_or(now_ms) + hold_ms(&rules) > now_ms {
+                    map.insert(
+                        r.name,
+                        Entry {
+                            owner: r.owner,
+                            live: None,
+                            // A name live when the relay stopped is held from the restart on.
+                            released_ms: r.released_ms.unwrap_or(now_ms),
+                            displaced: Vec::new(),
+                        },
+                    );
+                }
+            }
+        }
+        Registry {
+            map: Mutex::new(map),
+            next_session: AtomicU64::new(0),
+            rules,
+            store,
+        }
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Entry>> {
         // A panic while holding this lock cannot leave the map inconsistent (single inserts
         // and removes), so a poisoned lock is still usable.
         self.map.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Claims `name` for `owner`. The same owner replaces its previous session, which is
-    /// cancelled; another owner is refused while the name is held.
+    /// Claims `name` for `owner`'s client `client_id` (see the module rules).
     pub(crate) fn claim(
         &self,
         name: &str,
         owner: &str,
-        max: usize,
+        client_id: &str,
         parent: &CancellationToken,
+        now_ms: i64,
     ) -> Claim {
-        let mut map = self.lock();
+        let claim = {
+            let mut map = self.lock();
+            self.claim_locked(&mut map, name, owner, client_id, parent, now_ms)
+        };
+        if matches!(claim, Claim::Granted { .. }) {
+            self.persist();
+        }
+        claim
+    }
+
+    fn claim_locked(
+        &self,
+        map: &mut HashMap<String, Entry>,
+        name: &str,
+        owner: &str,
+        client_id: &str,
+        parent: &CancellationToken,
+        now_ms: i64,
+    ) -> Claim {
+        let hold = hold_ms(&self.rules);
+        let mut displaced = Vec::new();
+        let mut replaces_own = false;
         if let Some(e) = map.get(name) {
             if e.owner != owner {
-                return Claim::Taken;
+                if e.live.is_some() {
+                    return Claim::Taken;
+                }
+                if e.released_ms + hold > now_ms {
+                    return Claim::Reserved {
+                        until_ms: e.released_ms + hold,
+                    };
+                }
+            } else {
+                if e.displaced.iter().any(|c| c == client_id) {
+                    return Claim::TakenOver;
+                }
+                displaced = e.displaced.clone();
+                if let Some(live) = &e.live {
+                    replaces_own = true;
+                    if live.client_id != client_id {
+                        displaced.push(live.client_id.clone());
+                        if displaced.len() > MAX_DISPLACED {
+                            displaced.remove(0);
+                        }
+                    }
+                }
             }
-            e.cancel.cancel();
-        } else if map.len() >= max {
+        }
+        let live_total = map.values().filter(|e| e.live.is_some()).count();
+        if !replaces_own && live_total >= self.rules.max_tunnels {
             return Claim::Full;
+        }
+        let max_own = self.rules.max_per_token;
+        if max_own > 0 && !replaces_own {
+            let own = map
+                .values()
+                .filter(|e| e.owner == owner && e.live.is_some())
+                .count();
+            if own >= max_own {
+                return Claim::TooManyTunnels(max_own);
+            }
+        }
+        if let Some(old) = map.get(name).and_then(|e| e.live.as_ref()) {
+            old.cancel.cancel();
         }
         let session = self.next_session.fetch_add(1, Ordering::Relaxed) + 1;
         let cancel = parent.child_token();
+        let dead = CancellationToken::new();
         map.insert(
             name.to_string(),
             Entry {
                 owner: owner.to_string(),
-                session,
-                sender: None,
-                cancel: cancel.clone(),
+                live: Some(Live {
+                    session,
+                    client_id: client_id.to_string(),
+                    sender: None,
+                    cancel: cancel.clone(),
+                    dead: dead.clone(),
+                    rate: Bucket::full(self.rules.tunnel_burst),
+                }),
+                released_ms: now_ms,
+                displaced,
             },
         );
-        Claim::Granted { session, cancel }
+        self.evict_reservations(map, owner);
+        Claim::Granted {
+            session,
+            cancel,
+            dead,
+        }
     }
 
-    /// True when `name` is held (connected or connecting).
-    pub(crate) fn is_held(&self, name: &str) -> bool {
-        self.lock().contains_key(name)
+    /// Keeps at most `max_reserved_per_token` unused names per owner, dropping the oldest.
+    fn evict_reservations(&self, map: &mut HashMap<String, Entry>, owner: &str) {
+        let mut idle: Vec<(i64, String)> = map
+            .iter()
+            .filter(|(_, e)| e.owner == owner && e.live.is_none())
+            .map(|(n, e)| (e.released_ms, n.clone()))
+            .collect();
+        if idle.len() <= self.rules.max_reserved_per_token {
+            return;
+        }
+        idle.sort();
+        let excess = idle.len() - self.rules.max_reserved_per_token;
+        for (_, name) in idle.into_iter().take(excess) {
+            map.remove(&name);
+        }
+    }
+
+    /// True when nobody holds or reserves `name` (for picking random names).
+    pub(crate) fn is_free(&self, name: &str, now_ms: i64) -> bool {
+        let hold = hold_ms(&self.rules);
+        match self.lock().get(name) {
+            None => true,
+            Some(e) => e.live.is_none() && e.released_ms + hold <= now_ms,
+        }
     }
 
     /// Marks the session ready to carry requests.
@@ -91,35 +271,232 @@ impl Registry {
         sender: SendRequest<RelayBody>,
     ) -> bool {
         let mut map = self.lock();
-        match map.get_mut(name) {
-            Some(e) if e.session == session => {
-                e.sender = Some(sender);
+        match map.get_mut(name).and_then(|e| e.live.as_mut()) {
+            Some(live) if live.session == session => {
+                live.sender = Some(sender);
                 true
             }
             _ => false,
         }
     }
 
-    /// Removes the session if it still holds the name.
-    pub(crate) fn release(&self, name: &str, session: u64) {
-        let mut map = self.lock();
-        if map.get(name).is_some_and(|e| e.session == session) {
-            map.remove(name);
+    /// Ends the session if it still holds the name; the name stays reserved for its owner.
+    pub(crate) fn release(&self, name: &str, session: u64, now_ms: i64) {
+        let released = {
+            let mut map = self.lock();
+            match map.get_mut(name) {
+                Some(e) if e.live.as_ref().is_some_and(|l| l.session == session) => {
+                    if let Some(live) = e.live.take() {
+                        live.dead.cancel();
+                    }
+                    e.released_ms = now_ms;
+                    let owner = e.owner.clone();
+                    if self.rules.name_hold.is_zero() {
+                        map.remove(name);
+                    }
+                    self.evict_reservations(&mut map, &owner);
+                    true
+                }
+                _ => false,
+            }
+        };
+        if released {
+            self.persist();
         }
     }
 
-    /// The request sender for `name`, if a session is connected.
-    pub(crate) fn sender(&self, name: &str) -> Option<SendRequest<RelayBody>> {
+    /// Where a request for `name` goes, taking one request from the tunnel's rate budget
+    /// when `limited`.
+    pub(crate) fn lookup(&self, name: &str, now: Instant, limited: bool) -> Lookup {
+        let mut map = self.lock();
+        let Some(live) = map.get_mut(name).and_then(|e| e.live.as_mut()) else {
+            return Lookup::Offline;
+        };
         // A session that is closing (the client sent GOAWAY on shutdown) takes no new
         // requests: the sender is told the tunnel is offline and retries later.
-        self.lock()
-            .get(name)
-            .and_then(|e| e.sender.clone())
-            .filter(|s| !s.is_closed())
+        let Some(sender) = live.sender.clone().filter(|s| !s.is_closed()) else {
+            return Lookup::Offline;
+        };
+        if limited
+            && self.rules.tunnel_rate > 0.0
+            && let Err(wait) = live.rate.take(
+                now,
+                self.rules.tunnel_rate,
+                self.rules.tunnel_burst,
+                1.0,
+            )
+        {
+            return Lookup::RateLimited(wait);
+        }
+        Lookup::Ready {
+            sender,
+            dead: live.dead.clone(),
+        }
     }
 
     /// Number of connected tunnels.
     pub(crate) fn connected(&self) -> usize {
-        self.lock().values().filter(|e| e.sender.is_some()).count()
+        self.lock()
+            .values()
+            .filter(|e| e.live.as_ref().is_some_and(|l| l.sender.is_some()))
+            .count()
+    }
+
+    /// Writes the reservations out (atomically, off the async threads).
+    fn persist(&self) {
+        let Some(store) = &self.store else { return };
+        let snapshot: Vec<Reservation> = self
+            .lock()
+            .iter()
+            .map(|(name, e)| Reservation {
+                name: name.clone(),
+                owner: e.owner.clone(),
+                released_ms: e.live.is_none().then_some(e.released_ms),
+            })
+            .collect();
+        store.save(snapshot);
+    }
+}
+
+fn hold_ms(rules: &Rules) -> i64 {
+    i64::try_from(rules.name_hold.as_millis()).unwrap_or(i64::MAX / 2)
+}
+
+/// A token bucket: `burst` tokens, refilled at `rate` per second.
+#[derive(Debug, Clone)]
+pub(crate) struct Bucket {
+    tokens: f64,
+    last: Option<Instant>,
+}
+
+impl Bucket {
+    pub(crate) fn full(burst: f64) -> Self {
+        Bucket {
+            tokens: burst,
+            last: None,
+        }
+    }
+
+    /// Takes `cost` tokens, or says how long until they are there.
+    pub(crate) fn take(
+        &mut self,
+        now: Instant,
+        rate: f64,
+        burst: f64,
+        cost: f64,
+    ) -> Result<(), Duration> {
+        self.refill(now, rate, burst);
+        if self.tokens >= cost {
+            self.tokens -= cost;
+            Ok(())
+        } else {
+            let missing = cost - self.tokens;
+            Err(Duration::from_secs_f64((missing / rate).clamp(0.001, 86_400.0)))
+        }
+    }
+
+    /// True when the bucket would be full at `now` (its state can be forgotten).
+    pub(crate) fn is_full(&self, now: Instant, rate: f64, burst: f64) -> bool {
+        let mut b = self.clone();
+        b.refill(now, rate, burst);
+        b.tokens >= burst
+    }
+
+    fn refill(&mut self, now: Instant, rate: f64, burst: f64) {
+        if let Some(last) = self.last {
+            let dt = now.saturating_duration_since(last).as_secs_f64();
+            self.tokens = (self.tokens + dt * rate).min(burst);
+        }
+        self.last = Some(now);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rules() -> Rules {
+        Rules {
+            max_tunnels: 100,
+            max_per_token: 2,
+            max_reserved_per_token: 2,
+            name_hold: Duration::from_secs(60),
+            tunnel_rate: 0.0,
+            tunnel_burst: 0.0,
+        }
+    }
+
+    fn granted(c: Claim) -> u64 {
+        match c {
+            Claim::Granted { session, .. } => session,
+            _ => panic!("not granted"),
+        }
+    }
+
+    #[test]
+    fn reservation_holds_for_the_owner_then_frees() {
+        let r = Registry::new(rules(), None, 0);
+        let p = CancellationToken::new();
+        let s = granted(r.claim("shop", "alice", "c1", &p, 1_000));
+        assert!(matches!(r.claim("shop", "bob", "c9", &p, 1_000), Claim::Taken));
+        r.release("shop", s, 2_000);
+        match r.claim("shop", "bob", "c9", &p, 3_000) {
+            Claim::Reserved { until_ms } => assert_eq!(until_ms, 62_000),
+            _ => panic!("not reserved"),
+        }
+        assert!(!r.is_free("shop", 3_000));
+        assert!(r.is_free("shop", 62_000));
+        granted(r.claim("shop", "bob", "c9", &p, 62_000));
+    }
+
+    #[test]
+    fn same_client_resumes_another_client_takes_over_and_the_displaced_is_refused() {
+        let r = Registry::new(rules(), None, 0);
+        let p = CancellationToken::new();
+        let Claim::Granted { cancel: c1, .. } = r.claim("shop", "alice", "a", &p, 0) else {
+            panic!()
+        };
+        let Claim::Granted { cancel: c2, .. } = r.claim("shop", "alice", "a", &p, 1) else {
+            panic!()
+        };
+        assert!(c1.is_cancelled(), "a reconnect replaces its stale session");
+        let Claim::Granted { cancel: c3, .. } = r.claim("shop", "alice", "b", &p, 2) else {
+            panic!()
+        };
+        assert!(c2.is_cancelled(), "the newest client wins");
+        assert!(!c3.is_cancelled());
+        assert!(matches!(r.claim("shop", "alice", "a", &p, 3), Claim::TakenOver));
+    }
+
+    #[test]
+    fn per_token_tunnels_and_reservations_are_bounded() {
+        let r = Registry::new(rules(), None, 0);
+        let p = CancellationToken::new();
+        let a = granted(r.claim("a", "alice", "c", &p, 0));
+        granted(r.claim("b", "alice", "c", &p, 0));
+        assert!(matches!(
+            r.claim("c", "alice", "c", &p, 0),
+            Claim::TooManyTunnels(2)
+        ));
+        r.release("a", a, 10);
+        let c = granted(r.claim("c", "alice", "c", &p, 20));
+        r.release("c", c, 30);
+        let d = granted(r.claim("d", "alice", "c", &p, 40));
+        r.release("d", d, 50);
+        // Three idle names, two allowed: the oldest released ("a") went.
+        assert!(r.is_free("a", 60));
+        assert!(!r.is_free("c", 60) && !r.is_free("d", 60));
+    }
+
+    #[test]
+    fn bucket_refills_and_says_when() {
+        let t0 = Instant::now();
+        let mut b = Bucket::full(2.0);
+        assert!(b.take(t0, 1.0, 2.0, 1.0).is_ok());
+        assert!(b.take(t0, 1.0, 2.0, 1.0).is_ok());
+        let wait = b.take(t0, 1.0, 2.0, 1.0).unwrap_err();
+        assert!(wait > Duration::from_millis(900) && wait <= Duration::from_secs(1));
+        assert!(b.take(t0 + Duration::from_secs(1), 1.0, 2.0, 1.0).is_ok());
+        assert!(b.is_full(t0 + Duration::from_secs(10), 1.0, 2.0));
     }
 }

@@ -1,8 +1,10 @@
 //! The accept loop, connection handling and graceful shutdown.
 
+use crate::abuse::Abuse;
 use crate::body::{RelayBody, full};
 use crate::config::RelayConfig;
-use crate::registry::Registry;
+use crate::registry::{Registry, Rules};
+use crate::reservations::Store;
 use crate::{connect, ingress};
 use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
@@ -35,6 +37,7 @@ pub enum RelayError {
 pub(crate) struct State {
     pub(crate) cfg: RelayConfig,
     pub(crate) registry: Registry,
+    pub(crate) abuse: Arc<Abuse>,
     /// Parent of every tunnel session's token; cancelled once ingress has drained.
     pub(crate) sessions: CancellationToken,
     /// Tracks tunnel sessions and connections for the final wait.
@@ -61,9 +64,25 @@ pub async fn serve(
     cfg.validate().map_err(RelayError::Config)?;
     let grace = cfg.shutdown_grace;
     let tls = cfg.tls.clone().map(tokio_rustls::TlsAcceptor::from);
+    let store = match &cfg.state_file {
+        Some(path) => Some(Store::open(path).map_err(|e| {
+            RelayError::Config(format!("state file {}: {e}", path.display()))
+        })?),
+        None => None,
+    };
+    let rules = Rules {
+        max_tunnels: cfg.max_tunnels,
+        max_per_token: cfg.abuse.max_tunnels_per_token,
+        max_reserved_per_token: cfg.max_reserved_per_token,
+        name_hold: cfg.name_hold,
+        tunnel_rate: cfg.abuse.tunnel_rate,
+        tunnel_burst: cfg.abuse.tunnel_burst,
+    };
+    let abuse = Arc::new(Abuse::new(cfg.abuse.clone(), cfg.trust_proxy.clone()));
     let state = Arc::new(State {
         cfg,
-        registry: Registry::default(),
+        registry: Registry::new(rules, store.clone(), now_ms()),
+        abuse,
         sessions: CancellationToken::new(),
         tracker: TaskTracker::new(),
         request_prefix: twk_protocol::random_name()[..6].to_string(),
@@ -89,6 +108,7 @@ pub async fn serve(
             }
         };
         let _ = tcp.set_nodelay(true);
+        let slot = state.abuse.open_conn(remote.ip());
         let state2 = state.clone();
         let tls = tls.clone();
         let drain = drain.clone();
@@ -116,6 +136,10 @@ pub async fn serve(
                     }
                 };
                 let svc_state = state2.clone();
+                let Some(_slot) = slot else {
+                    refuse_connection(io, state2.cfg.header_read_timeout).await;
+                    return;
+                };
                 let svc = service_fn(move |req| handle(svc_state.clone(), remote, req));
                 let conn = hyper::server::conn::http1::Builder::new()
                     .timer(TokioTimer::new())
@@ -150,6 +174,9 @@ pub async fn serve(
     }
     state.sessions.cancel();
     state.tracker.close();
+    if let Some(store) = &store {
+        let _ = tokio::time::timeout(Duration::from_secs(5), store.flush()).await;
+    }
     if tokio::time::timeout(Duration::from_secs(5), state.tracker.wait())
         .await
         .is_err()
@@ -159,11 +186,48 @@ pub async fn serve(
     Ok(())
 }
 
+/// Answers one request with 429 and closes: the address has too many connections open.
+async fn refuse_connection(io: BoxedIo, header_read_timeout: Duration) {
+    let svc = service_fn(|_req: Request<Incoming>| async {
+        let mut r = text(
+            StatusCode::TOO_MANY_REQUESTS,
+            "twk relay: too many open connections from your address (sender side)\n",
+        );
+        r.headers_mut()
+            .insert(http::header::CONNECTION, http::HeaderValue::from_static("close"));
+        r.headers_mut()
+            .insert(http::header::RETRY_AFTER, http::HeaderValue::from(1u32));
+        Ok::<_, Infallible>(r)
+    });
+    let conn = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_read_timeout)
+        .keep_alive(false)
+        .serve_connection(TokioIo::new(io), svc);
+    let _ = tokio::time::timeout(header_read_timeout, conn).await;
+}
+
+pub(crate) fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
 async fn handle(
     state: Arc<State>,
     remote: SocketAddr,
     req: Request<Incoming>,
 ) -> Result<Response<RelayBody>, Infallible> {
+    // RFC 9112 §3.2: an HTTP/1.1 request with no Host, or more than one, is refused.
+    if req.version() == http::Version::HTTP_11
+        && req.headers().get_all(http::header::HOST).iter().count() != 1
+    {
+        return Ok(text(
+            StatusCode::BAD_REQUEST,
+            "twk relay: an HTTP/1.1 request needs exactly one Host header (sender side)\n",
+        ));
+    }
     let path = req.uri().path();
     let resp = if path == HEALTH_PATH {
         health(&state)
@@ -178,12 +242,17 @@ async fn handle(
 }
 
 fn health(state: &State) -> Response<RelayBody> {
-    let body = serde_json::json!({
-        "status": "ok",
-        "version": env!("CARGO_PKG_VERSION"),
-        "protocol": twk_protocol::PROTOCOL_VERSION,
-        "tunnels": state.registry.connected(),
-    });
+    // Version and tunnel count help an attacker more than a load balancer: only on request.
+    let body = if state.cfg.health_detail {
+        serde_json::json!({
+            "status": "ok",
+            "version": env!("CARGO_PKG_VERSION"),
+            "protocol": twk_protocol::PROTOCOL_VERSION,
+            "tunnels": state.registry.connected(),
+        })
+    } else {
+        serde_json::json!({ "status": "ok" })
+    };
     let mut r = Response::new(full(format!("{body}\n")));
     r.headers_mut().insert(
         http::header::CONTENT_TYPE,

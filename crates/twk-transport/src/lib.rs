@@ -5,11 +5,13 @@
 //! - [`ws_config`] sets every websocket limit explicitly (tungstenite's defaults are 64 MiB
 //!   messages and an unbounded write buffer).
 //! - [`tls`] builds rustls configurations (ring provider, no global state).
+//! - [`logging`] is the log filter of both binaries (it never passes the tunnel token).
 //!
 //! It is not a multiplexer (HTTP/2 is) and holds no tunnel logic.
 #![warn(missing_docs)]
 
 pub mod body;
+pub mod logging;
 pub mod tls;
 mod wsio;
 

@@ -1,0 +1,168 @@
+//! Name reservations on disk, so a relay restart does not free every name.
+//!
+//! One small JSON file, mode 0600, replaced atomically (write a temporary file in the same
+//! directory, then rename), so a crash leaves either the old or the new version. It holds
+//! token fingerprints, never tokens.
+
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use tracing::warn;
+
+/// One reserved (or held) name.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Reservation {
+    pub(crate) name: String,
+    /// Fingerprint of the owning token.
+    pub(crate) owner: String,
+    /// Unix ms of the release; `None` while connected.
+    pub(crate) released_ms: Option<i64>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct File {
+    version: u32,
+    names: Vec<Reservation>,
+}
+
+/// The state file. Saves are serialised and the newest snapshot always lands last.
+#[derive(Clone)]
+pub(crate) struct Store {
+    path: PathBuf,
+    /// Generation of the newest snapshot handed to `save`, and of the one on disk.
+    generation: Arc<Mutex<(u64, u64)>>,
+}
+
+impl Store {
+    /// A store at `path`; its directory is created (0700) if missing.
+    pub(crate) fn open(path: &Path) -> std::io::Result<Store> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)?;
+        }
+        Ok(Store {
+            path: path.to_path_buf(),
+            generation: Arc::new(Mutex::new((0, 0))),
+        })
+    }
+
+    /// Reads the reservations; a missing file is empty, an unreadable one is reported and
+    /// treated as empty (the relay still starts).
+    pub(crate) fn load(&self) -> Vec<Reservation> {
+        let text = match std::fs::read_to_string(&self.path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Vec::new(),
+            Err(e) => {
+                warn!(path = %self.path.display(), error = %e, "cannot read the name reservations");
+                return Vec::new();
+            }
+        };
+        match serde_json::from_str::<File>(&text) {
+            Ok(f) => f
+                .names
+                .into_iter()
+                .filter(|r| twk_protocol::validate_name(&r.name).is_ok())
+                .collect(),
+            Err(e) => {
+                warn!(path = %self.path.display(), error = %e, "name reservations file is corrupt; starting empty");
+                Vec::new()
+            }
+        }
+    }
+
+    /// Saves `names` in the background; a later snapshot supersedes an earlier one.
+    pub(crate) fn save(&self, names: Vec<Reservation>) {
+        let generation = {
+            let mut g = self.generation.lock().unwrap_or_else(|p| p.into_inner());
+            g.0 += 1;
+            g.0
+        };
+        let store = self.clone();
+        let write = move || store.write(generation, &names);
+        match tokio::runtime::Handle::try_current() {
+            Ok(h) => {
+                h.spawn_blocking(write);
+            }
+            Err(_) => write(),
+        }
+    }
+
+    fn write(&self, generation: u64, names: &[Reservation]) {
+        // Holding the lock across the write keeps older snapshots from landing after newer.
+        let mut g = self.generation.lock().unwrap_or_else(|p| p.into_inner());
+        if g.1 >= generation {
+            return;
+        }
+        match self.write_file(names) {
+            Ok(()) => g.1 = generation,
+            Err(e) => {
+                warn!(path = %self.path.display(), error = %e, "cannot save the name reservations")
+            }
+        }
+    }
+
+    fn write_file(&self, names: &[Reservation]) -> std::io::Result<()> {
+        use std::io::Write;
+        let dir = match self.path.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d,
+            _ => Path::new("."),
+        };
+        let body = serde_json::to_vec_pretty(&File {
+            version: 1,
+            names: names.to_vec(),
+        })
+        .map_err(std::io::Error::other)?;
+        // tempfile creates the file 0600 and in the same directory, so the rename is atomic.
+        let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
+        tmp.write_all(&body)?;
+        tmp.as_file().sync_all()?;
+        tmp.persist(&self.path).map_err(|e| e.error)?;
+        Ok(())
+    }
+
+    /// Waits until every snapshot handed to `save` is on disk (tests, shutdown).
+    pub(crate) async fn flush(&self) {
+        loop {
+            {
+                let g = self.generation.lock().unwrap_or_else(|p| p.into_inner());
+                if g.1 >= g.0 {
+                    return;
+                }
+            }
+            tokio::task::yield_now().await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip_is_0600_and_ignores_bad_names() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state").join("names.json");
+        let s = Store::open(&path).unwrap();
+        let names = vec![
+            Reservation {
+                name: "shop".into(),
+                owner: "abcd".into(),
+                released_ms: Some(5),
+            },
+            Reservation {
+                name: "../etc".into(),
+                owner: "x".into(),
+                released_ms: None,
+            },
+        ];
+        s.write(1, &names);
+        assert_eq!(s.load(), names[..1].to_vec());
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        std::fs::write(&path, "{not json").unwrap();
+        assert!(s.load().is_empty());
+    }
+}
