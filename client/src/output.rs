@@ -140,7 +140,7 @@ impl Printer {
             Prepared::Json(mut v) => {
                 let id = id.unwrap_or_else(|| self.next_id.fetch_add(1, Ordering::Relaxed) as i64);
                 v["id"] = id.into();
-                self.line(&v.to_string());
+                self.line(&crate::sanitize::json_string(&v).unwrap_or_default());
             }
         }
     }
@@ -206,7 +206,7 @@ impl Observer for Printer {
                     }),
                     other => serde_json::json!({"event": "connection", "state": other.label()}),
                 };
-                self.line(&v.to_string());
+                self.line(&crate::sanitize::json_string(&v).unwrap_or_default());
             }
         }
     }

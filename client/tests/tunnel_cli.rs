@@ -215,3 +215,86 @@ async fn usage_errors_exit_2() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
 }
+
+#[tokio::test]
+async fn the_token_never_reaches_the_client_log_even_at_trace_level() {
+    trace_init();
+    let token = "tok-0a1b2c3d4e5f60718293";
+    let relay = spawn_relay(relay_config(tokens(&[token]))).await;
+    let mut target = FakeTarget::echo().await;
+    let relay_url = relay.url(false);
+    let target_arg = target.addr.to_string();
+    let mut run = spawn(
+        &[
+            "--relay",
+            &relay_url,
+            "--name",
+            "traced",
+            "--no-tui",
+            &target_arg,
+        ],
+        &[("TWK_TOKEN", token), ("TWK_LOG", "trace")],
+    );
+    // Read the trace as it comes: a full pipe would stall the client.
+    let mut err = run.child.stderr.take().unwrap();
+    let stderr = tokio::spawn(async move {
+        use tokio::io::AsyncReadExt;
+        let mut buf = Vec::new();
+        let _ = err.read_to_end(&mut buf).await;
+        String::from_utf8_lossy(&buf).into_owned()
+    });
+    let first = run.line().await;
+    assert!(first.starts_with("Forwarding "), "{first}");
+    let r = send(
+        relay.addr,
+        "POST",
+        "/t/traced/x",
+        &[("authorization", "Bearer app-level")],
+        "hi",
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status, 200);
+    let _ = target.next().await;
+    let _ = run.line().await;
+    let pid = nix::unistd::Pid::from_raw(run.child.id().unwrap() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    let (code, _) = stderr_of(run.child).await;
+    let log = stderr.await.unwrap();
+    assert_eq!(code, Some(0), "{log}");
+    assert!(log.contains("TRACE"), "not a trace log:\n{log}");
+    assert!(!log.contains(token), "token in the client log");
+}
+
+#[tokio::test]
+async fn a_client_displaced_by_another_with_the_same_token_exits_1_and_says_why() {
+    trace_init();
+    let relay = spawn_relay(relay_config(tokens(&["tok"]))).await;
+    let target = FakeTarget::echo().await;
+    let relay_url = relay.url(false);
+    let target_arg = target.addr.to_string();
+    let args = [
+        "--relay",
+        relay_url.as_str(),
+        "--name",
+        "shared",
+        "--no-tui",
+        target_arg.as_str(),
+    ];
+    let mut first = spawn(&args, &[("TWK_TOKEN", "tok")]);
+    assert!(first.line().await.starts_with("Forwarding "));
+    let mut second = spawn(&args, &[("TWK_TOKEN", "tok")]);
+    assert!(second.line().await.starts_with("Forwarding "));
+    let (code, err) = stderr_of(first.child).await;
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains(
+            "taken over by another twk-tunnel using the same token; stop it or pick another --name"
+        ),
+        "{err}"
+    );
+    let pid = nix::unistd::Pid::from_raw(second.child.id().unwrap() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    let (code, _) = stderr_of(second.child).await;
+    assert_eq!(code, Some(0));
+}

@@ -79,7 +79,13 @@ async fn starts_serves_health_accepts_a_token_from_the_file_and_stops_on_sigterm
 #[tokio::test]
 async fn refuses_to_start_without_tokens_and_with_a_bad_domain() {
     let out = Command::new(BIN)
-        .args(["--listen", "127.0.0.1:0", "--domain", "relay.test", "--no-state-file"])
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--domain",
+            "relay.test",
+            "--no-state-file",
+        ])
         .env_remove("TWK_RELAY_TOKENS")
         .output()
         .await
@@ -110,7 +116,13 @@ async fn serves_https_with_a_generated_certificate() {
     std::fs::write(dir.path().join("cert.pem"), &cert).unwrap();
     std::fs::write(dir.path().join("key.pem"), &key).unwrap();
     let mut child = Command::new(BIN)
-        .args(["--listen", "127.0.0.1:0", "--domain", "localhost", "--no-state-file"])
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--domain",
+            "localhost",
+            "--no-state-file",
+        ])
         .arg("--tls-cert")
         .arg(dir.path().join("cert.pem"))
         .arg("--tls-key")
@@ -138,4 +150,114 @@ async fn serves_https_with_a_generated_certificate() {
     let (_, url) = agent.connected().await;
     assert!(url.starts_with("https://"), "{url}");
     agent.stop().await.unwrap();
+}
+
+/// Reads a child's stderr to the end in the background (a full pipe would stall it).
+fn drain_stderr(child: &mut tokio::process::Child) -> tokio::task::JoinHandle<String> {
+    use tokio::io::AsyncReadExt;
+    let mut err = child.stderr.take().unwrap();
+    tokio::spawn(async move {
+        let mut buf = Vec::new();
+        let _ = err.read_to_end(&mut buf).await;
+        String::from_utf8_lossy(&buf).into_owned()
+    })
+}
+
+/// Starts the binary with `args` and TWK_LOG=trace; returns it and its address.
+async fn start_traced(args: &[&str], token: &str) -> (tokio::process::Child, std::net::SocketAddr) {
+    let mut child = Command::new(BIN)
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--domain",
+            "relay.test",
+            "--url-style",
+            "path",
+        ])
+        .args(args)
+        .env("TWK_RELAY_TOKENS", token)
+        .env("TWK_LOG", "trace")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let first = tokio::time::timeout(Duration::from_secs(10), lines.next_line())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    let addr = first
+        .strip_prefix("listening on ")
+        .unwrap()
+        .parse()
+        .unwrap();
+    (child, addr)
+}
+
+#[tokio::test]
+async fn the_token_never_reaches_the_relay_log_even_at_trace_level() {
+    trace_init();
+    let token = "tok-9f8e7d6c5b4a39281706";
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("names.json");
+    let state_arg = state.to_str().unwrap();
+    let (mut child, addr) = start_traced(&["--state-file", state_arg], token).await;
+    let stderr = drain_stderr(&mut child);
+    let mut target = FakeTarget::echo().await;
+    let mut cfg = twk_agent::AgentConfig::new(
+        twk_agent::RelayUrl::parse(&format!("http://{addr}")).unwrap(),
+        twk_agent::Target::parse(&target.addr.to_string()).unwrap(),
+    );
+    cfg.token = Some(token.into());
+    cfg.name = Some("traced".into());
+    let mut agent = spawn_agent(cfg.clone());
+    agent.connected().await;
+    let r = send(addr, "POST", "/t/traced/x", &[], "hi").await.unwrap();
+    assert_eq!(r.status, 200);
+    let _ = target.next().await;
+    agent.stop().await.unwrap();
+    // A wrong token, too, is never echoed.
+    cfg.token = Some("wrong-5a4b3c2d1e0f".into());
+    let _ = spawn_agent(cfg).task.await;
+    let pid = nix::unistd::Pid::from_raw(child.id().unwrap() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    let status = tokio::time::timeout(Duration::from_secs(10), child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(status.success(), "{status:?}");
+    let log = stderr.await.unwrap();
+    assert!(log.contains("TRACE"), "not a trace log:\n{log}");
+    assert!(log.contains("tunnel connected"), "{log}");
+    assert!(!log.contains(token), "token in the relay log");
+    assert!(
+        !log.contains("wrong-5a4b3c2d1e0f"),
+        "wrong token in the relay log"
+    );
+    // Nor in the reservations file, which holds only a fingerprint.
+    let saved = std::fs::read_to_string(&state).unwrap();
+    assert!(
+        saved.contains("traced") && !saved.contains(token),
+        "{saved}"
+    );
+}
+
+#[tokio::test]
+async fn the_open_file_limit_is_raised_to_the_hard_limit() {
+    trace_init();
+    let (mut child, _addr) = start_traced(&["--no-state-file"], "t").await;
+    let _stderr = drain_stderr(&mut child);
+    let pid = child.id().unwrap();
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
+    let line = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .unwrap()
+        .to_string();
+    let fields: Vec<&str> = line.split_whitespace().collect();
+    // "Max open files  <soft>  <hard>  files"
+    assert_eq!(fields[3], fields[4], "{line}");
+    child.kill().await.unwrap();
 }

@@ -409,65 +409,150 @@ pub fn self_signed() -> (String, String) {
 }
 
 /// A TCP proxy that can be told to go silent without closing anything: a half-open link, as
-/// when a NAT forgets the connection or a laptop sleeps.
+/// when a NAT forgets the connection or a laptop sleeps. A cut silences the connections open
+/// at that moment; later connections pass (the network came back).
 pub struct Blackhole {
     /// Where it listens.
     pub addr: SocketAddr,
-    cut: Arc<std::sync::atomic::AtomicBool>,
+    cuts: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Blackhole {
     /// Proxies every connection to `upstream`.
     pub async fn start(upstream: SocketAddr) -> Blackhole {
-        use std::sync::atomic::Ordering;
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let cut = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let cut2 = cut.clone();
+        let cuts = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let cuts2 = cuts.clone();
         tokio::spawn(async move {
             while let Ok((down, _)) = listener.accept().await {
                 let Ok(up) = tokio::net::TcpStream::connect(upstream).await else {
                     continue;
                 };
-                let (mut dr, mut dw) = down.into_split();
-                let (mut ur, mut uw) = up.into_split();
-                let c1 = cut2.clone();
-                let c2 = cut2.clone();
-                tokio::spawn(async move {
-                    let mut buf = vec![0u8; 16 * 1024];
-                    while let Ok(n) = dr.read(&mut buf).await {
-                        if n == 0 {
-                            break;
-                        }
-                        if !c1.load(Ordering::SeqCst) && uw.write_all(&buf[..n]).await.is_err() {
-                            break;
-                        }
-                    }
-                    // Hold the other half open: silence, not a close.
-                    std::future::pending::<()>().await;
-                    drop(uw);
-                });
-                tokio::spawn(async move {
-                    let mut buf = vec![0u8; 16 * 1024];
-                    while let Ok(n) = ur.read(&mut buf).await {
-                        if n == 0 {
-                            break;
-                        }
-                        if !c2.load(Ordering::SeqCst) && dw.write_all(&buf[..n]).await.is_err() {
-                            break;
-                        }
-                    }
-                    std::future::pending::<()>().await;
-                    drop(dw);
-                });
+                let born = cuts2.load(std::sync::atomic::Ordering::SeqCst);
+                let (dr, dw) = down.into_split();
+                let (ur, uw) = up.into_split();
+                tokio::spawn(pipe_until_cut(dr, uw, cuts2.clone(), born));
+                tokio::spawn(pipe_until_cut(ur, dw, cuts2.clone(), born));
             }
         });
-        Blackhole { addr, cut }
+        Blackhole { addr, cuts }
     }
 
-    /// From now on, bytes are swallowed in both directions; sockets stay open.
+    /// From now on, bytes on the connections open now are swallowed in both directions;
+    /// their sockets stay open.
     pub fn cut(&self) {
-        self.cut.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.cuts.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+async fn pipe_until_cut(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    cuts: Arc<std::sync::atomic::AtomicU64>,
+    born: u64,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut buf = vec![0u8; 16 * 1024];
+    while let Ok(n) = from.read(&mut buf).await {
+        if n == 0 {
+            break;
+        }
+        let cut = cuts.load(std::sync::atomic::Ordering::SeqCst) > born;
+        if !cut && to.write_all(&buf[..n]).await.is_err() {
+            break;
+        }
+    }
+    // Hold the other half open: silence, not a close.
+    std::future::pending::<()>().await;
+    drop(to);
+}
+
+/// A hand-made tunnel client for hostile tests: upgrades with the given headers and serves
+/// HTTP/2 over the websocket with `svc`, as any program could (not `twk-agent`).
+pub async fn raw_agent<F>(
+    relay: SocketAddr,
+    headers: &[(&str, &str)],
+    respond: F,
+) -> anyhow::Result<JoinHandle<()>>
+where
+    F: Fn(Request<Incoming>) -> Response<Full<Bytes>> + Send + Sync + 'static,
+{
+    use tungstenite::client::IntoClientRequest;
+    let tcp = tokio::net::TcpStream::connect(relay).await?;
+    let mut req = format!("ws://{relay}{}", twk_protocol::CONNECT_PATH).into_client_request()?;
+    req.headers_mut().insert(
+        twk_protocol::handshake::PROTOCOL,
+        http::HeaderValue::from(twk_protocol::PROTOCOL_VERSION),
+    );
+    for (n, v) in headers {
+        req.headers_mut().insert(
+            http::HeaderName::from_bytes(n.as_bytes())?,
+            http::HeaderValue::from_str(v)?,
+        );
+    }
+    let (ws, _) =
+        tokio_tungstenite::client_async_with_config(req, tcp, Some(twk_transport::ws_config()))
+            .await?;
+    let respond = Arc::new(respond);
+    let io = TokioIo::new(twk_transport::WsIo::new(ws));
+    let svc = service_fn(move |req| {
+        let respond = respond.clone();
+        async move { Ok::<_, Infallible>(respond(req)) }
+    });
+    Ok(tokio::spawn(async move {
+        let _ = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+            .max_send_buf_size(4 * 1024 * 1024)
+            .serve_connection(io, svc)
+            .await;
+    }))
+}
+
+/// Sends raw bytes on a fresh connection from `from` (any 127.0.0.0/8 address) and returns
+/// what came back until the relay closed or 5 s passed.
+pub async fn raw_from(from: std::net::IpAddr, addr: SocketAddr, bytes: &[u8]) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let sock = tokio::net::TcpSocket::new_v4().unwrap();
+    sock.bind(SocketAddr::new(from, 0)).unwrap();
+    let mut s = sock.connect(addr).await.unwrap();
+    let _ = s.write_all(bytes).await;
+    let mut out = Vec::new();
+    let mut buf = vec![0u8; 16 * 1024];
+    let _ = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            match s.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    out.extend_from_slice(&buf[..n]);
+                    // One complete answer is enough: stop at the end of a known-length body.
+                    if answer_complete(&out) {
+                        break;
+                    }
+                }
+            }
+        }
+    })
+    .await;
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Sends raw bytes from 127.0.0.1.
+pub async fn raw(addr: SocketAddr, bytes: &[u8]) -> String {
+    raw_from([127, 0, 0, 1].into(), addr, bytes).await
+}
+
+fn answer_complete(out: &[u8]) -> bool {
+    let text = String::from_utf8_lossy(out);
+    let Some(head_end) = text.find("\r\n\r\n") else {
+        return false;
+    };
+    let head = text[..head_end].to_ascii_lowercase();
+    let len = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length:"))
+        .and_then(|v| v.trim().parse::<usize>().ok());
+    match len {
+        Some(n) => out.len() >= head_end + 4 + n,
+        None => head.starts_with("http/1.1 101"),
     }
 }

@@ -216,7 +216,7 @@ pub async fn run_log(args: LogArgs) -> anyhow::Result<ExitCode> {
             Ok::<_, anyhow::Error>(())
         })?;
         for x in rows.iter().rev() {
-            serde_json::to_writer(&mut out, &exchange_json(x, args.reveal_secrets))?;
+            crate::sanitize::json_to_writer(&mut out, &exchange_json(x, args.reveal_secrets))?;
             out.write_all(b"\n")?;
         }
     } else {
@@ -417,7 +417,7 @@ pub async fn run_replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     if args.json {
-        serde_json::to_writer(&mut out, &exchange_json(&stored, args.reveal_secrets))?;
+        crate::sanitize::json_to_writer(&mut out, &exchange_json(&stored, args.reveal_secrets))?;
         writeln!(out)?;
     } else {
         let ex = &stored.exchange;

@@ -181,7 +181,7 @@ pub fn run_verify(args: VerifyArgs) -> anyhow::Result<ExitCode> {
     if args.json {
         println!(
             "{}",
-            serde_json::to_string(&analysis).context("serialising the analysis")?
+            crate::sanitize::json_string(&analysis).context("serialising the analysis")?
         );
     } else {
         print!("{}", render(&analysis));

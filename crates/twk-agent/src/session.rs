@@ -182,7 +182,23 @@ async fn serve(
     );
     let svc = service_fn(move |req| {
         let shared = shared.clone();
-        async move { Ok::<_, Infallible>(forward::handle(shared, req).await) }
+        async move {
+            // Its own task: when the relay resets the stream (the sender went away, or sent a
+            // broken body), hyper drops this future, but the exchange still finishes and is
+            // recorded with the side that failed.
+            let resp = match tokio::spawn(forward::handle(shared, req)).await {
+                Ok(resp) => resp,
+                Err(e) => {
+                    warn!(error = %e, "request handler failed");
+                    twk_transport::body::text_response(
+                        http::StatusCode::INTERNAL_SERVER_ERROR,
+                        "twk: the tunnel client failed while handling this request (tunnel side)\n",
+                        "client",
+                    )
+                }
+            };
+            Ok::<_, Infallible>(resp)
+        }
     });
     let conn = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
         .timer(TokioTimer::new())

@@ -2,12 +2,12 @@
 
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::Mutex;
-use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
-use std::future::Future;
 use std::task::{Context, Poll};
+use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 
 pub(crate) use twk_transport::body::{BoxError, TunnelBody as RelayBody, full};
 

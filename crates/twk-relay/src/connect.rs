@@ -1,8 +1,8 @@
 //! The tunnel upgrade: authenticate, claim a name, switch to websocket, run HTTP/2 over it.
 
 use crate::Auth;
-use crate::body::RelayBody;
 use crate::abuse::Refusal;
+use crate::body::RelayBody;
 use crate::registry::Claim;
 use crate::server::{State, now_ms, text};
 use http::{HeaderValue, Request, Response, StatusCode, header};
@@ -92,7 +92,8 @@ fn client_id(req: &Request<Incoming>) -> String {
     header_str(req, handshake::CLIENT_ID)
         .filter(|c| {
             (1..=64).contains(&c.len())
-                && c.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+                && c.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
         })
         .map(str::to_string)
         .unwrap_or_else(twk_protocol::random_name)

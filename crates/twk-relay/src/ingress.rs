@@ -179,7 +179,16 @@ pub(crate) async fn forward(
         return too_large(max);
     }
     let request_id = state.next_request_id();
-    let (out, fault) = match tunnel_request(&state, req, &route, &client, remote, host, received_ms, &request_id) {
+    let (out, fault) = match tunnel_request(
+        &state,
+        req,
+        &route,
+        &client,
+        remote,
+        host,
+        received_ms,
+        &request_id,
+    ) {
         Ok(pair) => pair,
         Err(resp) => return resp,
     };
@@ -191,7 +200,7 @@ pub(crate) async fn forward(
             info!(request_id, "tunnel lost with the request in flight");
             return text(
                 StatusCode::BAD_GATEWAY,
-                "twk relay: the tunnel client was lost before it answered (tunnel side)\n",
+                "twk relay: the tunnel client disconnected before answering (tunnel side)\n",
             );
         }
     };

@@ -319,12 +319,9 @@ impl Registry {
         };
         if limited
             && self.rules.tunnel_rate > 0.0
-            && let Err(wait) = live.rate.take(
-                now,
-                self.rules.tunnel_rate,
-                self.rules.tunnel_burst,
-                1.0,
-            )
+            && let Err(wait) =
+                live.rate
+                    .take(now, self.rules.tunnel_rate, self.rules.tunnel_burst, 1.0)
         {
             return Lookup::RateLimited(wait);
         }
@@ -391,7 +388,9 @@ impl Bucket {
             Ok(())
         } else {
             let missing = cost - self.tokens;
-            Err(Duration::from_secs_f64((missing / rate).clamp(0.001, 86_400.0)))
+            Err(Duration::from_secs_f64(
+                (missing / rate).clamp(0.001, 86_400.0),
+            ))
         }
     }
 
@@ -438,7 +437,10 @@ mod tests {
         let r = Registry::new(rules(), None, 0);
         let p = CancellationToken::new();
         let s = granted(r.claim("shop", "alice", "c1", &p, 1_000));
-        assert!(matches!(r.claim("shop", "bob", "c9", &p, 1_000), Claim::Taken));
+        assert!(matches!(
+            r.claim("shop", "bob", "c9", &p, 1_000),
+            Claim::Taken
+        ));
         r.release("shop", s, 2_000);
         match r.claim("shop", "bob", "c9", &p, 3_000) {
             Claim::Reserved { until_ms } => assert_eq!(until_ms, 62_000),
@@ -465,7 +467,10 @@ mod tests {
         };
         assert!(c2.is_cancelled(), "the newest client wins");
         assert!(!c3.is_cancelled());
-        assert!(matches!(r.claim("shop", "alice", "a", &p, 3), Claim::TakenOver));
+        assert!(matches!(
+            r.claim("shop", "alice", "a", &p, 3),
+            Claim::TakenOver
+        ));
     }
 
     #[test]

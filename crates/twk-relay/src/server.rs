@@ -65,9 +65,10 @@ pub async fn serve(
     let grace = cfg.shutdown_grace;
     let tls = cfg.tls.clone().map(tokio_rustls::TlsAcceptor::from);
     let store = match &cfg.state_file {
-        Some(path) => Some(Store::open(path).map_err(|e| {
-            RelayError::Config(format!("state file {}: {e}", path.display()))
-        })?),
+        Some(path) => Some(
+            Store::open(path)
+                .map_err(|e| RelayError::Config(format!("state file {}: {e}", path.display())))?,
+        ),
         None => None,
     };
     let rules = Rules {
@@ -193,8 +194,10 @@ async fn refuse_connection(io: BoxedIo, header_read_timeout: Duration) {
             StatusCode::TOO_MANY_REQUESTS,
             "twk relay: too many open connections from your address (sender side)\n",
         );
-        r.headers_mut()
-            .insert(http::header::CONNECTION, http::HeaderValue::from_static("close"));
+        r.headers_mut().insert(
+            http::header::CONNECTION,
+            http::HeaderValue::from_static("close"),
+        );
         r.headers_mut()
             .insert(http::header::RETRY_AFTER, http::HeaderValue::from(1u32));
         Ok::<_, Infallible>(r)

@@ -229,7 +229,9 @@ async fn a_slowloris_sender_is_cut_off_at_the_header_read_timeout() {
 #[tokio::test]
 async fn health_reports_connected_tunnels() {
     trace_init();
-    let relay = spawn_relay(relay_config(twk_relay::Auth::Open)).await;
+    let mut cfg = relay_config(twk_relay::Auth::Open);
+    cfg.health_detail = true;
+    let relay = spawn_relay(cfg).await;
     let r = send(relay.addr, "GET", "/_twk/health", &[], "")
         .await
         .unwrap();

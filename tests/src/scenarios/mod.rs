@@ -3,4 +3,5 @@
 mod basic_auth;
 mod failures;
 mod forward;
+mod hardening;
 mod sessions;

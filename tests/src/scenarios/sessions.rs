@@ -49,7 +49,8 @@ async fn a_live_name_belongs_to_its_token_and_the_same_token_replaces_its_sessio
     assert!(matches!(err, AgentError::NameTaken(_)), "{err}");
     assert!(err.to_string().contains("409"), "{err}");
 
-    // The same token reconnecting (e.g. after a half-open link) replaces the stale session.
+    // Another client of the same token takes the name over (the newest wins); the first is
+    // told so and stops (see scenarios::hardening for the whole rule).
     let mut second = spawn_agent(cfg);
     second.connected().await;
     let r = send(relay.addr, "POST", "/t/shop/x", &[], "one")
@@ -59,12 +60,9 @@ async fn a_live_name_belongs_to_its_token_and_the_same_token_replaces_its_sessio
     let _ = target.next().await;
     let ex = second.exchange().await;
     assert_eq!(ex.tunnel, "shop");
-    // The first session was closed by the relay and goes on trying (its name is now held by
-    // the second session of the same token, so it would replace it in turn): stop it.
-    first
-        .state(|s| matches!(s, ConnState::Reconnecting { .. }))
-        .await;
-    first.stop().await.unwrap();
+    let err = first.task.await.unwrap().unwrap_err();
+    assert!(matches!(err, AgentError::TakenOver), "{err}");
+    second.stop().await.unwrap();
 }
 
 #[tokio::test]

@@ -1,0 +1,668 @@
+//! The public relay under hostile input: one scenario per hole closed (docs/security.md).
+
+use crate::*;
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
+use twk_agent::{AgentError, ConnState};
+use twk_relay::AbuseLimits;
+
+/// A relay that routes subdomains of `hooks.test` (and paths on any other Host).
+async fn subdomain_relay(mut cfg: twk_relay::RelayConfig) -> RelayHandle {
+    cfg.domain = "hooks.test".into();
+    spawn_relay(cfg).await
+}
+
+fn status_of(answer: &str) -> u16 {
+    answer
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0)
+}
+
+fn loopback(last: u8) -> IpAddr {
+    [127, 0, 0, last].into()
+}
+
+/// A websocket upgrade request for `/_twk/connect`, as raw bytes.
+fn upgrade_bytes(token: Option<&str>, name: &str, extra: &str) -> Vec<u8> {
+    let auth = token
+        .map(|t| format!("authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
+    format!(
+        "GET /_twk/connect HTTP/1.1\r\nhost: relay\r\nconnection: upgrade\r\nupgrade: websocket\r\n\
+         sec-websocket-version: 13\r\nsec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+         x-twk-protocol: 1\r\nx-twk-name: {name}\r\n{auth}{extra}\r\n"
+    )
+    .into_bytes()
+}
+
+// ---- 1. request targets ---------------------------------------------------------------------
+
+#[tokio::test]
+async fn odd_request_targets_never_reach_another_host_or_port() {
+    trace_init();
+    let relay = subdomain_relay(relay_config(twk_relay::Auth::Open)).await;
+    let mut target = FakeTarget::echo().await;
+    let mut cfg = agent_config(&relay, target.addr);
+    cfg.name = Some("demo".into());
+    let mut agent = spawn_agent(cfg);
+    agent.connected().await;
+    for odd in [
+        "*",
+        "//evil.example/x",
+        "@x",
+        "\\x",
+        "%2F%2Fevil",
+        "/a:80/b",
+        "//127.0.0.1:1/",
+    ] {
+        let req =
+            format!("POST {odd} HTTP/1.1\r\nhost: demo.hooks.test\r\ncontent-length: 2\r\n\r\nhi");
+        let answer = raw(relay.addr, req.as_bytes()).await;
+        match status_of(&answer) {
+            // Refused before any tunnel: by the relay (origin-form only) or by hyper's parser.
+            400 => {}
+            200 => {
+                // Delivered, and only ever to the local target, with the path as sent.
+                let got = target.next().await;
+                assert_eq!(got.path_and_query, odd, "{answer}");
+                assert_eq!(got.body, "hi");
+                let ex = agent.exchange().await;
+                assert_eq!(ex.target, format!("http://{}", target.addr));
+            }
+            other => panic!("{odd:?}: unexpected {other}: {answer}"),
+        }
+    }
+    let star = raw(
+        relay.addr,
+        b"POST * HTTP/1.1\r\nhost: demo.hooks.test\r\ncontent-length: 0\r\n\r\n",
+    )
+    .await;
+    assert_eq!(status_of(&star), 400, "{star}");
+    assert!(star.contains("must start with '/'"), "{star}");
+    assert!(
+        target.received.try_recv().is_err(),
+        "a refused target was forwarded"
+    );
+}
+
+// ---- 2. malformed chunked bodies ------------------------------------------------------------
+
+#[tokio::test]
+async fn malformed_chunked_bodies_are_refused_as_the_senders_fault() {
+    trace_init();
+    let relay = spawn_relay(relay_config(twk_relay::Auth::Open)).await;
+    let target = FakeTarget::echo().await;
+    let mut first = spawn_agent(agent_config(&relay, target.addr));
+    let (name, _) = first.connected().await;
+    let head =
+        format!("POST /t/{name}/hook HTTP/1.1\r\nhost: a\r\ntransfer-encoding: chunked\r\n\r\n");
+    let ext = format!("1;ext={}\r\na\r\n0\r\n\r\n", "x".repeat(64 * 1024));
+    let bodies: [&str; 4] = [
+        "fffffffffffffffffffffff\r\nabc\r\n0\r\n\r\n", // chunk size overflows u64
+        "5\r\nhello\r\nzz\r\n",                        // a chunk size that is not hex
+        "3\r\nabcdef\r\n0\r\n\r\n",                    // more data than the chunk said
+        &ext,                                          // a 64 KiB chunk extension
+    ];
+    for body in bodies {
+        let answer = raw(relay.addr, format!("{head}{body}").as_bytes()).await;
+        assert_eq!(status_of(&answer), 400, "{answer}");
+        assert!(answer.contains("sender side"), "{answer}");
+        assert!(!answer.contains("disconnected"), "{answer}");
+    }
+    // A body that breaks off after the app started reading it is recorded as the sender's
+    // failure too: the head and a first chunk go out, the app sees them, then garbage.
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let app = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let app_addr = app.local_addr().unwrap();
+    let (seen_tx, seen_rx) = tokio::sync::oneshot::channel();
+    tokio::spawn(async move {
+        let (mut s, _) = app.accept().await.unwrap();
+        let mut got = Vec::new();
+        let mut buf = vec![0u8; 4096];
+        let mut seen_tx = Some(seen_tx);
+        while let Ok(n) = s.read(&mut buf).await {
+            if n == 0 {
+                break;
+            }
+            got.extend_from_slice(&buf[..n]);
+            if String::from_utf8_lossy(&got).contains("hello")
+                && let Some(tx) = seen_tx.take()
+            {
+                let _ = tx.send(());
+            }
+        }
+    });
+    let mut agent = spawn_agent(agent_config(&relay, app_addr));
+    let (name, _) = agent.connected().await;
+    let mut sender = tokio::net::TcpStream::connect(relay.addr).await.unwrap();
+    let head =
+        format!("POST /t/{name}/hook HTTP/1.1\r\nhost: a\r\ntransfer-encoding: chunked\r\n\r\n");
+    sender
+        .write_all(format!("{head}5\r\nhello\r\n").as_bytes())
+        .await
+        .unwrap();
+    seen_rx.await.unwrap();
+    sender.write_all(b"zz\r\n").await.unwrap();
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), sender.read_to_end(&mut answer)).await;
+    let answer = String::from_utf8_lossy(&answer);
+    assert_eq!(status_of(&answer), 400, "{answer}");
+    let ex = agent.exchange().await;
+    let f = ex.failure.expect("failure recorded");
+    assert_eq!(f.side, twk_capture::Side::Sender, "{}", f.message);
+    assert_eq!(ex.status, Some(400));
+    assert_eq!(ex.request.body.bytes, b"hello");
+}
+
+// ---- 3. one live name, one client -----------------------------------------------------------
+
+#[tokio::test]
+async fn a_second_client_of_the_same_token_takes_over_and_the_first_stops_without_flapping() {
+    trace_init();
+    let relay = spawn_relay(relay_config(tokens(&["alice"]))).await;
+    let mut first_app = FakeTarget::echo().await;
+    let mut second_app = FakeTarget::echo().await;
+    let mut cfg = agent_config(&relay, first_app.addr);
+    cfg.token = Some("alice".into());
+    cfg.name = Some("shop".into());
+    let mut first = spawn_agent(cfg.clone());
+    first.connected().await;
+    cfg.target = twk_agent::Target::parse(&second_app.addr.to_string()).unwrap();
+    let mut second = spawn_agent(cfg);
+    second.connected().await;
+    // The displaced client is told why and stops for good (exit 1 in the binary).
+    let err = tokio::time::timeout(Duration::from_secs(10), first.task)
+        .await
+        .expect("the displaced client kept running")
+        .unwrap()
+        .unwrap_err();
+    assert!(matches!(err, AgentError::TakenOver), "{err}");
+    assert!(
+        err.to_string().contains("taken over by another twk-tunnel"),
+        "{err}"
+    );
+    // Every request now reaches the newest client's app, none the old one's.
+    for i in 0..20 {
+        let r = send(relay.addr, "POST", "/t/shop/x", &[], format!("{i}"))
+            .await
+            .unwrap();
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert_eq!(second_app.next().await.body, format!("{i}"));
+    }
+    assert!(first_app.received.try_recv().is_err());
+    // The winner was never disturbed: no reconnect since it connected.
+    while let Ok(s) = second.states.try_recv() {
+        assert!(!matches!(s, ConnState::Reconnecting { .. }), "{s:?}");
+    }
+    second.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_half_open_client_that_reconnects_resumes_its_own_name() {
+    trace_init();
+    // The relay would notice the dead link only after its default 25 s; the client sooner.
+    let relay = spawn_relay(relay_config(tokens(&["t"]))).await;
+    let mut app = FakeTarget::echo().await;
+    let hole = Blackhole::start(relay.addr).await;
+    let mut cfg = agent_config(&relay, app.addr);
+    cfg.relay = twk_agent::RelayUrl::parse(&format!("http://{}", hole.addr)).unwrap();
+    cfg.token = Some("t".into());
+    cfg.name = Some("laptop".into());
+    cfg.ping_interval = Duration::from_millis(200);
+    cfg.ping_timeout = Duration::from_millis(300);
+    let mut agent = spawn_agent(cfg);
+    agent.connected().await;
+    hole.cut();
+    agent
+        .state(|s| matches!(s, ConnState::Reconnecting { .. }))
+        .await;
+    // Its new session replaces the stale one the relay still holds: no takeover, no 409.
+    let (name, _) = agent.connected().await;
+    assert_eq!(name, "laptop");
+    let r = send(relay.addr, "POST", "/t/laptop/x", &[], "back")
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(app.next().await.body, "back");
+    agent.stop().await.unwrap();
+}
+
+// ---- 4. reserved names ----------------------------------------------------------------------
+
+#[tokio::test]
+async fn a_released_name_stays_reserved_for_its_token_across_a_relay_restart() {
+    trace_init();
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("names.json");
+    let relay_cfg = || {
+        let mut c = relay_config(tokens(&["alice", "mallory"]));
+        c.state_file = Some(state.clone());
+        c
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let relay = spawn_relay_on(listener, relay_cfg());
+    let app = FakeTarget::echo().await;
+    let mut cfg = agent_config(&relay, app.addr);
+    cfg.name = Some("shop".into());
+    cfg.token = Some("alice".into());
+    let mut alice = spawn_agent(cfg.clone());
+    alice.connected().await;
+    alice.stop().await.unwrap();
+
+    let mut thief = cfg.clone();
+    thief.token = Some("mallory".into());
+    let err = spawn_agent(thief.clone()).task.await.unwrap().unwrap_err();
+    assert!(matches!(err, AgentError::NameTaken(_)), "{err}");
+    let msg = err.to_string();
+    assert!(
+        msg.contains("409") && msg.contains("reserved") && msg.contains("until"),
+        "{msg}"
+    );
+
+    relay.stop().await;
+    let mode = std::fs::metadata(&state).unwrap().permissions();
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777,
+        0o600
+    );
+    assert!(!std::fs::read_to_string(&state).unwrap().contains("alice"));
+    let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
+    let relay = spawn_relay_on(listener, relay_cfg());
+    let err = spawn_agent(thief).task.await.unwrap().unwrap_err();
+    assert!(err.to_string().contains("reserved"), "{err}");
+    let mut alice = spawn_agent(cfg);
+    let (name, _) = alice.connected().await;
+    assert_eq!(name, "shop");
+    alice.stop().await.unwrap();
+    relay.stop().await;
+}
+
+// ---- 5. abuse limits ------------------------------------------------------------------------
+
+fn limited() -> AbuseLimits {
+    AbuseLimits {
+        exempt_loopback: false,
+        ..AbuseLimits::default()
+    }
+}
+
+#[tokio::test]
+async fn a_token_guessing_loop_gets_429_and_other_addresses_are_unaffected() {
+    trace_init();
+    let mut cfg = relay_config(tokens(&["right"]));
+    cfg.abuse = limited();
+    let relay = spawn_relay(cfg).await;
+    let guesser = loopback(21);
+    let mut statuses = Vec::new();
+    for i in 0..8 {
+        let answer = raw_from(
+            guesser,
+            relay.addr,
+            &upgrade_bytes(Some(&format!("guess{i}")), "x", ""),
+        )
+        .await;
+        statuses.push(status_of(&answer));
+        if status_of(&answer) == 429 {
+            assert!(
+                answer.to_ascii_lowercase().contains("retry-after:"),
+                "{answer}"
+            );
+            assert!(answer.contains("rate-limited"), "{answer}");
+            // Nothing about the relay's version goes to a stranger.
+            assert!(!answer.contains("x-twk-protocol"), "{answer}");
+        }
+    }
+    assert_eq!(&statuses[..5], &[401; 5], "{statuses:?}");
+    assert!(statuses[5..].iter().all(|&s| s == 429), "{statuses:?}");
+    // Even the right token waits while this address is locked out...
+    let answer = raw_from(guesser, relay.addr, &upgrade_bytes(Some("right"), "x", "")).await;
+    assert_eq!(status_of(&answer), 429, "{answer}");
+    // ...while another address is served.
+    let answer = raw_from(
+        loopback(22),
+        relay.addr,
+        &upgrade_bytes(Some("right"), "x", ""),
+    )
+    .await;
+    assert_eq!(status_of(&answer), 101, "{answer}");
+}
+
+#[tokio::test]
+async fn connections_per_address_are_capped_with_429() {
+    trace_init();
+    let mut cfg = relay_config(twk_relay::Auth::Open);
+    cfg.abuse = AbuseLimits {
+        max_conns_per_ip: 4,
+        ..limited()
+    };
+    let relay = spawn_relay(cfg).await;
+    let from = loopback(31);
+    let mut idle = Vec::new();
+    for _ in 0..4 {
+        let sock = tokio::net::TcpSocket::new_v4().unwrap();
+        sock.bind(std::net::SocketAddr::new(from, 0)).unwrap();
+        idle.push(sock.connect(relay.addr).await.unwrap());
+    }
+    let answer = raw_from(
+        from,
+        relay.addr,
+        b"GET /_twk/health HTTP/1.1\r\nhost: a\r\n\r\n",
+    )
+    .await;
+    assert_eq!(status_of(&answer), 429, "{answer}");
+    assert!(answer.contains("too many open connections"), "{answer}");
+    // Another address is not affected.
+    let answer = raw_from(
+        loopback(32),
+        relay.addr,
+        b"GET /_twk/health HTTP/1.1\r\nhost: a\r\n\r\n",
+    )
+    .await;
+    assert_eq!(status_of(&answer), 200, "{answer}");
+    // A slot comes back once a connection closes (the relay notices asynchronously).
+    drop(idle.pop());
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let answer = raw_from(
+            from,
+            relay.addr,
+            b"GET /_twk/health HTTP/1.1\r\nhost: a\r\n\r\n",
+        )
+        .await;
+        if status_of(&answer) == 200 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "slot never freed: {answer}");
+        tokio::task::yield_now().await;
+    }
+}
+
+#[tokio::test]
+async fn tunnels_per_token_and_requests_per_tunnel_are_limited() {
+    trace_init();
+    let mut cfg = relay_config(tokens(&["t"]));
+    cfg.abuse = AbuseLimits {
+        max_tunnels_per_token: 2,
+        tunnel_rate: 1.0,
+        tunnel_burst: 3.0,
+        ..limited()
+    };
+    let relay = spawn_relay(cfg).await;
+    let app = FakeTarget::echo().await;
+    let mut agents = Vec::new();
+    for name in ["one", "two"] {
+        let mut c = agent_config(&relay, app.addr);
+        c.token = Some("t".into());
+        c.name = Some(name.into());
+        let mut a = spawn_agent(c);
+        a.connected().await;
+        agents.push(a);
+    }
+    let mut c = agent_config(&relay, app.addr);
+    c.token = Some("t".into());
+    c.name = Some("three".into());
+    let err = spawn_agent(c).task.await.unwrap().unwrap_err();
+    assert!(matches!(err, AgentError::TooManyTunnels(_)), "{err}");
+    assert!(err.to_string().contains("2 tunnels"), "{err}");
+
+    let mut statuses = Vec::new();
+    for _ in 0..4 {
+        let r = send(relay.addr, "POST", "/t/one/x", &[], "x")
+            .await
+            .unwrap();
+        if r.status == 429 {
+            assert!(r.headers.contains_key("retry-after"));
+            assert!(r.text().contains("request rate"), "{}", r.text());
+        }
+        statuses.push(r.status.as_u16());
+    }
+    assert_eq!(statuses, [200, 200, 200, 429]);
+    // The other tunnel has its own budget.
+    let r = send(relay.addr, "POST", "/t/two/x", &[], "x")
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200);
+    for a in agents {
+        a.stop().await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn forwarded_for_is_believed_only_from_a_trusted_proxy() {
+    trace_init();
+    let mut cfg = relay_config(twk_relay::Auth::Open);
+    cfg.trust_proxy = vec!["127.0.0.41/32".parse().unwrap()];
+    cfg.abuse = limited();
+    let relay = spawn_relay(cfg).await;
+    let mut app = FakeTarget::echo().await;
+    let mut agent = spawn_agent(agent_config(&relay, app.addr));
+    let (name, _) = agent.connected().await;
+    let req = format!(
+        "POST /t/{name}/x HTTP/1.1\r\nhost: a\r\nx-forwarded-for: 198.51.100.9, 203.0.113.7\r\ncontent-length: 0\r\n\r\n"
+    );
+    // Through the trusted proxy: the sender is the right-most address the proxy added.
+    let answer = raw_from(loopback(41), relay.addr, req.as_bytes()).await;
+    assert_eq!(status_of(&answer), 200, "{answer}");
+    let got = app.next().await;
+    assert_eq!(
+        got.header("x-forwarded-for").unwrap(),
+        "198.51.100.9, 203.0.113.7"
+    );
+    let ex = agent.exchange().await;
+    assert_eq!(ex.remote_addr.as_deref(), Some("203.0.113.7"));
+    // From anyone else: the header is only passed on; the sender is the TCP peer.
+    let answer = raw_from(loopback(42), relay.addr, req.as_bytes()).await;
+    assert_eq!(status_of(&answer), 200, "{answer}");
+    let got = app.next().await;
+    assert_eq!(
+        got.header("x-forwarded-for").unwrap(),
+        "198.51.100.9, 203.0.113.7, 127.0.0.42"
+    );
+    let ex = agent.exchange().await;
+    assert!(ex.remote_addr.unwrap().starts_with("127.0.0.42:"));
+}
+
+// ---- 7. shutdown window ---------------------------------------------------------------------
+
+#[tokio::test]
+async fn while_a_client_shuts_down_senders_get_503_never_502() {
+    trace_init();
+    let relay = spawn_relay(relay_config(twk_relay::Auth::Open)).await;
+    let app = FakeTarget::echo().await;
+    let mut agent = spawn_agent(agent_config(&relay, app.addr));
+    let (name, _) = agent.connected().await;
+    let stop = tokio_util::sync::CancellationToken::new();
+    let mut senders = Vec::new();
+    for _ in 0..4 {
+        let stop = stop.clone();
+        let path = format!("/t/{name}/x");
+        let addr = relay.addr;
+        senders.push(tokio::spawn(async move {
+            let mut seen = Vec::new();
+            while !stop.is_cancelled() {
+                let r = send(addr, "POST", &path, &[], "x").await.unwrap();
+                seen.push((r.status.as_u16(), r.text()));
+            }
+            seen
+        }));
+    }
+    // Let traffic flow, then stop the client in the middle of it.
+    for _ in 0..20 {
+        agent.exchange().await;
+    }
+    agent.shutdown.cancel();
+    agent.task.await.unwrap().unwrap();
+    // Keep sending a little after the client is gone, then stop.
+    let r = send(relay.addr, "POST", &format!("/t/{name}/x"), &[], "x")
+        .await
+        .unwrap();
+    assert_eq!(r.status, 503);
+    stop.cancel();
+    let mut statuses = std::collections::BTreeMap::new();
+    for s in senders {
+        for (status, text) in s.await.unwrap() {
+            assert!(status == 200 || status == 503, "{status}: {text}");
+            *statuses.entry(status).or_insert(0) += 1;
+        }
+    }
+    assert!(statuses.contains_key(&200), "{statuses:?}");
+}
+
+// ---- 8. smaller holes -----------------------------------------------------------------------
+
+#[tokio::test]
+async fn the_host_decides_the_tunnel_and_host_must_be_there_exactly_once() {
+    trace_init();
+    let relay = subdomain_relay(relay_config(twk_relay::Auth::Open)).await;
+    let mut alpha_app = FakeTarget::echo().await;
+    let beta_app = FakeTarget::echo().await;
+    let mut agents = Vec::new();
+    for (name, app) in [("alpha", &alpha_app), ("beta", &beta_app)] {
+        let mut c = agent_config(&relay, app.addr);
+        c.name = Some(name.into());
+        let mut a = spawn_agent(c);
+        a.connected().await;
+        agents.push(a);
+    }
+    let r = send(
+        relay.addr,
+        "POST",
+        "/t/beta/x",
+        &[("host", "alpha.hooks.test")],
+        "",
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status, 200);
+    assert_eq!(alpha_app.next().await.path_and_query, "/t/beta/x");
+    for bad in [
+        "POST /t/alpha/x HTTP/1.1\r\ncontent-length: 0\r\n\r\n".to_string(),
+        "POST /t/alpha/x HTTP/1.1\r\nhost: a\r\nhost: b\r\ncontent-length: 0\r\n\r\n".to_string(),
+    ] {
+        let answer = raw(relay.addr, bad.as_bytes()).await;
+        assert_eq!(status_of(&answer), 400, "{answer}");
+        assert!(answer.contains("exactly one Host"), "{answer}");
+    }
+    assert!(alpha_app.received.try_recv().is_err());
+    let _ = beta_app;
+    for a in agents {
+        a.stop().await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn a_target_that_breaks_off_its_response_is_recorded_as_the_targets_failure() {
+    trace_init();
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let app = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            let mut buf = vec![0u8; 4096];
+            let _ = s.read(&mut buf).await;
+            let _ = s
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\nonly part")
+                .await;
+            // and hang up, 91 bytes short
+        }
+    });
+    let relay = spawn_relay(relay_config(twk_relay::Auth::Open)).await;
+    let mut agent = spawn_agent(agent_config(&relay, app));
+    let (name, _) = agent.connected().await;
+    let r = send(relay.addr, "POST", &format!("/t/{name}/x"), &[], "x").await;
+    // The sender never sees a short body presented as complete.
+    assert!(r.is_err(), "{:?}", r.map(|r| r.body));
+    let ex = agent.exchange().await;
+    let f = ex.failure.expect("failure recorded");
+    assert_eq!(f.side, twk_capture::Side::Target, "{}", f.message);
+}
+
+#[tokio::test]
+async fn a_hostile_client_with_a_1_mib_response_head_gets_a_prompt_502() {
+    trace_init();
+    let relay = spawn_relay(relay_config(twk_relay::Auth::Open)).await;
+    let _client = raw_agent(relay.addr, &[("x-twk-name", "hostile")], |_req| {
+        let mut r = http::Response::new(http_body_util::Full::new(bytes::Bytes::new()));
+        for i in 0..1024 {
+            r.headers_mut().insert(
+                http::HeaderName::from_bytes(format!("x-h{i}").as_bytes()).unwrap(),
+                http::HeaderValue::from_str(&"v".repeat(1024)).unwrap(),
+            );
+        }
+        r
+    })
+    .await
+    .unwrap();
+    let t0 = Instant::now();
+    let r = send(relay.addr, "POST", "/t/hostile/x", &[], "x")
+        .await
+        .unwrap();
+    assert_eq!(r.status, 502, "{}", r.text());
+    assert!(
+        t0.elapsed() < Duration::from_secs(3),
+        "took {:?}",
+        t0.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn requests_on_a_session_declared_dead_fail_at_once() {
+    trace_init();
+    let mut rcfg = relay_config(twk_relay::Auth::Open);
+    rcfg.ping_interval = Duration::from_millis(200);
+    rcfg.ping_timeout = Duration::from_millis(300);
+    let relay = spawn_relay(rcfg).await;
+    let mut app = FakeTarget::slow(Duration::from_secs(30)).await;
+    let hole = Blackhole::start(relay.addr).await;
+    let mut cfg = agent_config(&relay, app.addr);
+    cfg.relay = twk_agent::RelayUrl::parse(&format!("http://{}", hole.addr)).unwrap();
+    cfg.name = Some("sleepy".into());
+    let mut agent = spawn_agent(cfg);
+    agent.connected().await;
+    let addr = relay.addr;
+    let pending = tokio::spawn(async move { send(addr, "POST", "/t/sleepy/slow", &[], "x").await });
+    let _ = app.next().await;
+    let t0 = Instant::now();
+    hole.cut();
+    let r = pending.await.unwrap().unwrap();
+    assert_eq!(r.status, 502, "{}", r.text());
+    // Dead after 0.2 s + 0.3 s of silence; not the 11 s request deadline.
+    assert!(
+        t0.elapsed() < Duration::from_secs(3),
+        "took {:?}",
+        t0.elapsed()
+    );
+    agent.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn health_and_connect_tell_strangers_nothing_unless_the_operator_chooses() {
+    trace_init();
+    let relay = spawn_relay(relay_config(tokens(&["t"]))).await;
+    let r = send(relay.addr, "GET", "/_twk/health", &[], "")
+        .await
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+    assert_eq!(v, serde_json::json!({"status": "ok"}));
+    let answer = raw(relay.addr, &upgrade_bytes(Some("wrong"), "x", "")).await;
+    assert_eq!(status_of(&answer), 401, "{answer}");
+    assert!(
+        !answer.to_ascii_lowercase().contains("x-twk-protocol"),
+        "{answer}"
+    );
+    let answer = raw(relay.addr, &upgrade_bytes(None, "x", "")).await;
+    assert_eq!(status_of(&answer), 401, "{answer}");
+
+    let mut cfg = relay_config(tokens(&["t"]));
+    cfg.health_detail = true;
+    let relay = spawn_relay(cfg).await;
+    let r = send(relay.addr, "GET", "/_twk/health", &[], "")
+        .await
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+    assert_eq!(v["tunnels"], 0);
+    assert!(v["version"].is_string());
+}
