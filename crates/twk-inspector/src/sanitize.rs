@@ -110,6 +110,57 @@ pub fn clean_multiline(s: &str) -> String {
         .collect()
 }
 
+/// JSON output (`--json`, NDJSON) that is safe to print: every character [`is_unsafe`] is
+/// written as a `\uXXXX` escape. serde_json escapes only C0 controls; a C1 control such as
+/// `U+009B` (8-bit CSI) or a bidi override would otherwise reach the terminal raw. The JSON
+/// means exactly the same: a parser reads the escapes back as the original characters.
+///
+/// ```
+/// let v = serde_json::json!({"h": "a\u{9b}2Jb\u{202e}"});
+/// let s = twk_inspector::sanitize::json_string(&v).unwrap();
+/// assert_eq!(s, r#"{"h":"a\u009b2Jb\u202e"}"#);
+/// assert_eq!(serde_json::from_str::<serde_json::Value>(&s).unwrap(), v);
+/// ```
+pub fn json_to_writer<W: std::io::Write, T: serde::Serialize + ?Sized>(
+    writer: W,
+    value: &T,
+) -> serde_json::Result<()> {
+    let mut ser = serde_json::Serializer::with_formatter(writer, SafeJson);
+    value.serialize(&mut ser)
+}
+
+/// [`json_to_writer`] into a `String`.
+pub fn json_string<T: serde::Serialize + ?Sized>(value: &T) -> serde_json::Result<String> {
+    let mut out = Vec::new();
+    json_to_writer(&mut out, value)?;
+    // serde_json writes UTF-8 only.
+    Ok(String::from_utf8_lossy(&out).into_owned())
+}
+
+/// A compact serde_json formatter that escapes what [`is_unsafe`] names.
+struct SafeJson;
+
+impl serde_json::ser::Formatter for SafeJson {
+    fn write_string_fragment<W: ?Sized + std::io::Write>(
+        &mut self,
+        writer: &mut W,
+        fragment: &str,
+    ) -> std::io::Result<()> {
+        let mut start = 0;
+        for (i, c) in fragment.char_indices() {
+            if is_unsafe(c) {
+                writer.write_all(&fragment.as_bytes()[start..i])?;
+                let mut units = [0u16; 2];
+                for u in c.encode_utf16(&mut units) {
+                    write!(writer, "\\u{u:04x}")?;
+                }
+                start = i + c.len_utf8();
+            }
+        }
+        writer.write_all(&fragment.as_bytes()[start..])
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -165,56 +216,5 @@ mod tests {
     fn explicit_cut() {
         assert_eq!(clean_line("abcdef", 3), "abc…");
         assert_eq!(clean_line("abc", 3), "abc");
-    }
-}
-
-/// JSON output (`--json`, NDJSON) that is safe to print: every character [`is_unsafe`] is
-/// written as a `\uXXXX` escape. serde_json escapes only C0 controls; a C1 control such as
-/// `U+009B` (8-bit CSI) or a bidi override would otherwise reach the terminal raw. The JSON
-/// means exactly the same: a parser reads the escapes back as the original characters.
-///
-/// ```
-/// let v = serde_json::json!({"h": "a\u{9b}2Jb\u{202e}"});
-/// let s = twk_inspector::sanitize::json_string(&v).unwrap();
-/// assert_eq!(s, r#"{"h":"a\u009b2Jb\u202e"}"#);
-/// assert_eq!(serde_json::from_str::<serde_json::Value>(&s).unwrap(), v);
-/// ```
-pub fn json_to_writer<W: std::io::Write, T: serde::Serialize + ?Sized>(
-    writer: W,
-    value: &T,
-) -> serde_json::Result<()> {
-    let mut ser = serde_json::Serializer::with_formatter(writer, SafeJson);
-    value.serialize(&mut ser)
-}
-
-/// [`json_to_writer`] into a `String`.
-pub fn json_string<T: serde::Serialize + ?Sized>(value: &T) -> serde_json::Result<String> {
-    let mut out = Vec::new();
-    json_to_writer(&mut out, value)?;
-    // serde_json writes UTF-8 only.
-    Ok(String::from_utf8_lossy(&out).into_owned())
-}
-
-/// A compact serde_json formatter that escapes what [`is_unsafe`] names.
-struct SafeJson;
-
-impl serde_json::ser::Formatter for SafeJson {
-    fn write_string_fragment<W: ?Sized + std::io::Write>(
-        &mut self,
-        writer: &mut W,
-        fragment: &str,
-    ) -> std::io::Result<()> {
-        let mut start = 0;
-        for (i, c) in fragment.char_indices() {
-            if is_unsafe(c) {
-                writer.write_all(&fragment.as_bytes()[start..i])?;
-                let mut units = [0u16; 2];
-                for u in c.encode_utf16(&mut units) {
-                    write!(writer, "\\u{u:04x}")?;
-                }
-                start = i + c.len_utf8();
-            }
-        }
-        writer.write_all(&fragment.as_bytes()[start..])
     }
 }

@@ -230,9 +230,11 @@ mod tests {
     use super::*;
 
     fn abuse(trusted: &[&str]) -> Arc<Abuse> {
-        let mut cfg = AbuseLimits::default();
-        cfg.max_conns_per_ip = 2;
-        cfg.exempt_loopback = false;
+        let cfg = AbuseLimits {
+            max_conns_per_ip: 2,
+            exempt_loopback: false,
+            ..AbuseLimits::default()
+        };
         Arc::new(Abuse::new(
             cfg,
             trusted.iter().map(|t| t.parse().unwrap()).collect(),

@@ -178,20 +178,26 @@ pub(crate) async fn forward(
         // Answered before a byte of the body is read (no 100 Continue is sent).
         return too_large(max);
     }
+    let Ok(uri) = http::Uri::builder()
+        .scheme("http")
+        .authority(format!("{}.tunnel", route.name).as_str())
+        .path_and_query(route.path_and_query.as_str())
+        .build()
+    else {
+        return text(
+            StatusCode::BAD_REQUEST,
+            "twk relay: invalid request target (sender side)\n",
+        );
+    };
     let request_id = state.next_request_id();
-    let (out, fault) = match tunnel_request(
-        &state,
-        req,
-        &route,
-        &client,
+    let origin = Origin {
+        client,
         remote,
         host,
         received_ms,
-        &request_id,
-    ) {
-        Ok(pair) => pair,
-        Err(resp) => return resp,
+        request_id: request_id.clone(),
     };
+    let (out, fault) = tunnel_request(&state, req, uri, &route, &origin);
 
     let wait = state.cfg.request_timeout + limits::RELAY_DEADLINE_MARGIN;
     let result = tokio::select! {
@@ -268,21 +274,29 @@ fn never_processed(e: &hyper::Error) -> bool {
     false
 }
 
-/// Builds the request that goes over the tunnel: twk's metadata, no hop-by-hop headers, the
-/// body streamed through the cap.
-#[allow(clippy::too_many_arguments)]
-fn tunnel_request(
-    state: &State,
-    req: Request<Incoming>,
-    route: &Route,
-    client: &ClientAddr,
+/// Where a request came from, as the relay saw it.
+struct Origin {
+    client: ClientAddr,
     remote: SocketAddr,
     host: Option<String>,
     received_ms: i64,
-    request_id: &str,
-) -> Result<(Request<RelayBody>, FaultCell), Response<RelayBody>> {
+    request_id: String,
+}
+
+/// Builds the request that goes over the tunnel to `uri`: twk's metadata, no hop-by-hop
+/// headers, the body streamed through the cap.
+fn tunnel_request(
+    state: &State,
+    req: Request<Incoming>,
+    uri: http::Uri,
+    route: &Route,
+    origin: &Origin,
+) -> (Request<RelayBody>, FaultCell) {
     let scheme = state.cfg.scheme().as_str();
-    let public_host = host.unwrap_or_else(|| state.cfg.domain.clone());
+    let public_host = origin
+        .host
+        .clone()
+        .unwrap_or_else(|| state.cfg.domain.clone());
     let sent_target = req.uri().path_and_query().map_or("/", |p| p.as_str());
     let public_url = format!("{scheme}://{public_host}{sent_target}");
     let (parts, body) = req.into_parts();
@@ -298,22 +312,25 @@ fn tunnel_request(
         headers.remove(k);
     }
     headers.remove(header::EXPECT);
-    if client.via_proxy {
+    let client = &origin.client;
+    let remote_addr = if client.via_proxy {
         // The trusted proxies' own entries end here; the sender's claims travel on.
         headers.remove("x-forwarded-for");
         if let Some(rest) = client.forwarded_rest.as_deref().filter(|r| !r.is_empty()) {
             set(&mut headers, "x-forwarded-for", rest);
         }
-    }
-    let remote_addr = if client.via_proxy {
         client.ip.to_string()
     } else {
-        remote.to_string()
+        origin.remote.to_string()
     };
-    set(&mut headers, meta::REQUEST_ID, request_id);
+    set(&mut headers, meta::REQUEST_ID, &origin.request_id);
     set(&mut headers, meta::PUBLIC_URL, &public_url);
     set(&mut headers, meta::REMOTE_ADDR, &remote_addr);
-    set(&mut headers, meta::RECEIVED_AT, &received_ms.to_string());
+    set(
+        &mut headers,
+        meta::RECEIVED_AT,
+        &origin.received_ms.to_string(),
+    );
     set(&mut headers, meta::PROTO, scheme);
     set(&mut headers, meta::HOST, &public_host);
     set(
@@ -324,23 +341,12 @@ fn tunnel_request(
     if let Some(p) = &route.prefix {
         set(&mut headers, meta::FORWARDED_PREFIX, p);
     }
-    let uri = http::Uri::builder()
-        .scheme("http")
-        .authority(format!("{}.tunnel", route.name).as_str())
-        .path_and_query(route.path_and_query.as_str())
-        .build()
-        .map_err(|_| {
-            text(
-                StatusCode::BAD_REQUEST,
-                "twk relay: invalid request target (sender side)\n",
-            )
-        })?;
     let (capped, fault) = Capped::new(body, state.cfg.max_body);
     let mut out = Request::new(capped.boxed());
     *out.method_mut() = parts.method;
     *out.uri_mut() = uri;
     *out.headers_mut() = headers;
-    Ok((out, fault))
+    (out, fault)
 }
 
 #[cfg(test)]
