@@ -449,3 +449,41 @@ async fn capture_query_replay_and_export_through_the_real_tunnel() {
     assert_eq!(dmode, 0o700, "dir mode {dmode:o}");
     tunnel.stop().await;
 }
+
+/// A header value with an 8-bit CSI (U+009B, bytes C2 9B: hyper accepts obs-text) and a bidi
+/// override: `--json` and `log --json` print them as `\u` escapes, never raw.
+#[tokio::test]
+async fn c1_controls_never_reach_json_output_raw() {
+    trace_init();
+    let home_dir = tempfile::tempdir().unwrap();
+    let home: PathBuf = home_dir.path().to_path_buf();
+    let relay = spawn_relay(relay_config(tokens(&["tok"]))).await;
+    let mut app = FakeTarget::echo().await;
+    let mut tunnel = Tunnel::start(&relay, &app, &home);
+    let _ready = tunnel.json_line().await;
+    let raw_req = "POST /t/capt/hook HTTP/1.1\r\nhost: a\r\nx-evil: a\u{9b}2Jb\u{202e}c\r\n\
+                   content-length: 9\r\n\r\n\u{9b}31mbody";
+    let answer = raw(relay.addr, raw_req.as_bytes()).await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    let seen = app.next().await;
+    // Forwarded bytes are untouched.
+    assert_eq!(seen.header("x-evil").unwrap(), "a\u{9b}2Jb\u{202e}c");
+    let line = tokio::time::timeout(Duration::from_secs(10), tunnel.lines.next_line())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert!(
+        !line.contains('\u{9b}') && !line.contains('\u{202e}'),
+        "{line}"
+    );
+    tunnel.stop().await;
+    let (code, out, err) = cli(&home, &["log", "--json", "--reveal-secrets"]).await;
+    assert_eq!(code, 0, "{err}");
+    assert!(!out.contains('\u{9b}'), "raw C1 in log --json");
+    assert!(!out.contains('\u{202e}'), "raw bidi override in log --json");
+    assert!(out.contains("\\u009b") && out.contains("\\u202e"), "{out}");
+    // Still the same JSON: the escapes read back as the original characters.
+    let row: serde_json::Value = serde_json::from_str(out.lines().next().unwrap()).unwrap();
+    assert!(row.to_string().contains("a\u{9b}2Jb\u{202e}c"), "{row}");
+}

@@ -201,6 +201,9 @@ pub(crate) async fn forward(
 
     let wait = state.cfg.request_timeout + limits::RELAY_DEADLINE_MARGIN;
     let result = tokio::select! {
+        // An answer that arrived before the session ended wins (a client that answers, then
+        // closes, on shutdown).
+        biased;
         r = tokio::time::timeout(wait, sender.send_request(out)) => r,
         _ = dead.cancelled() => {
             info!(request_id, "tunnel lost with the request in flight");

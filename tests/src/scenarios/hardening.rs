@@ -666,3 +666,151 @@ async fn health_and_connect_tell_strangers_nothing_unless_the_operator_chooses()
     assert_eq!(v["tunnels"], 0);
     assert!(v["version"].is_string());
 }
+
+// ---- reliability.md §4 items 19 and 20: smuggling corpus and proxy-shaped requests -------
+
+/// Sends `bytes` (one or more pipelined requests, the last with `connection: close`) and
+/// reads until the relay closes.
+async fn exchange_all(addr: std::net::SocketAddr, bytes: &[u8]) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let _ = s.write_all(bytes).await;
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut out)).await;
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[tokio::test]
+async fn a_smuggling_corpus_becomes_400_or_exactly_the_requests_the_relay_answered() {
+    trace_init();
+    let relay = spawn_relay(relay_config(twk_relay::Auth::Open)).await;
+    let mut app = FakeTarget::with(|_| {
+        http::Response::new(http_body_util::Full::new(bytes::Bytes::from_static(b"ok")))
+    })
+    .await;
+    let mut agent = spawn_agent(agent_config(&relay, app.addr));
+    let (name, _) = agent.connected().await;
+    let t = format!("/t/{name}");
+    let tail = format!("GET {t}/smuggled HTTP/1.1\r\nhost: a\r\nconnection: close\r\n\r\n");
+    let corpus: Vec<(&str, String)> = vec![
+        (
+            "CL and TE",
+            format!(
+                "POST {t}/a HTTP/1.1\r\nhost: a\r\ncontent-length: 4\r\ntransfer-encoding: chunked\r\n\r\n0\r\n\r\n{tail}"
+            ),
+        ),
+        (
+            "two CLs",
+            format!(
+                "POST {t}/a HTTP/1.1\r\nhost: a\r\ncontent-length: 0\r\ncontent-length: 44\r\n\r\n{tail}"
+            ),
+        ),
+        (
+            "TE chunked, identity",
+            format!(
+                "POST {t}/a HTTP/1.1\r\nhost: a\r\ntransfer-encoding: chunked, identity\r\n\r\n0\r\n\r\n{tail}"
+            ),
+        ),
+        (
+            "TE identity",
+            format!(
+                "POST {t}/a HTTP/1.1\r\nhost: a\r\ntransfer-encoding: identity\r\ncontent-length: 0\r\n\r\n{tail}"
+            ),
+        ),
+        (
+            "obs-fold",
+            format!(
+                "POST {t}/a HTTP/1.1\r\nhost: a\r\nx-a: b\r\n c\r\ncontent-length: 0\r\n\r\n{tail}"
+            ),
+        ),
+        (
+            "bare LF",
+            format!("POST {t}/a HTTP/1.1\nhost: a\ncontent-length: 0\n\n{tail}"),
+        ),
+        (
+            "GET with a body",
+            format!("GET {t}/a HTTP/1.1\r\nhost: a\r\ncontent-length: 5\r\n\r\nhello{tail}"),
+        ),
+        (
+            "HTTP/1.0 with TE",
+            format!(
+                "POST {t}/a HTTP/1.0\r\nhost: a\r\ntransfer-encoding: chunked\r\n\r\n0\r\n\r\n{tail}"
+            ),
+        ),
+        (
+            "space before colon",
+            format!("POST {t}/a HTTP/1.1\r\nhost: a\r\ncontent-length : 44\r\n\r\n{tail}"),
+        ),
+        (
+            "negative CL",
+            format!("POST {t}/a HTTP/1.1\r\nhost: a\r\ncontent-length: -1\r\n\r\n{tail}"),
+        ),
+        (
+            "Connection lists forwarding headers",
+            format!(
+                "POST {t}/a HTTP/1.1\r\nhost: a\r\nconnection: x-forwarded-for, forwarded, keep-alive\r\ncontent-length: 0\r\n\r\n{tail}"
+            ),
+        ),
+        (
+            "websocket upgrade to a tunnel",
+            format!(
+                "GET {t}/ws HTTP/1.1\r\nhost: a\r\nconnection: upgrade\r\nupgrade: websocket\r\nsec-websocket-version: 13\r\nsec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n{tail}"
+            ),
+        ),
+        (
+            "proxy-authorization",
+            format!(
+                "POST {t}/a HTTP/1.1\r\nhost: a\r\nproxy-authorization: Basic eDp5\r\ncontent-length: 0\r\n\r\n{tail}"
+            ),
+        ),
+    ];
+    for (what, bytes) in corpus {
+        let answer = exchange_all(relay.addr, bytes.as_bytes()).await;
+        let statuses: Vec<u16> = answer
+            .match_indices("HTTP/1.1 ")
+            .filter_map(|(i, _)| answer[i + 9..].get(..3)?.parse().ok())
+            .collect();
+        assert!(!statuses.is_empty(), "{what}: no answer");
+        assert!(
+            !statuses.contains(&101),
+            "{what}: switched protocols: {answer}"
+        );
+        let answered = statuses.iter().filter(|&&s| s == 200).count();
+        let mut seen = Vec::new();
+        while let Ok(r) = app.received.try_recv() {
+            seen.push(r);
+        }
+        for _ in 0..seen.len() {
+            agent.exchange().await;
+        }
+        // Exactly the requests the sender got answers for reached the app, no more.
+        assert_eq!(seen.len(), answered, "{what}: {answer}");
+        assert!(
+            statuses.iter().all(|&s| s == 200 || s == 400 || s == 501),
+            "{what}: {statuses:?}"
+        );
+        for r in &seen {
+            for hop in [
+                "connection",
+                "upgrade",
+                "keep-alive",
+                "te",
+                "proxy-authorization",
+            ] {
+                assert!(r.header(hop).is_none(), "{what}: {hop} reached the app");
+            }
+            // The client's HTTP stack frames the body itself: chunked when the length is not
+            // known up front, never a sender's transfer-coding list.
+            let te = r.header_all("transfer-encoding");
+            assert!(te.is_empty() || te == ["chunked"], "{what}: {te:?}");
+            let cl = r
+                .header("content-length")
+                .map(|v| v.parse::<usize>().unwrap());
+            assert_eq!(cl.unwrap_or(0), r.body.len(), "{what}: framing recomputed");
+            assert!(
+                r.header("x-forwarded-for").is_some(),
+                "{what}: forwarding header stripped"
+            );
+        }
+    }
+}
