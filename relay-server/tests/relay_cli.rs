@@ -10,6 +10,21 @@ use twk_e2e::*;
 
 const BIN: &str = env!("CARGO_BIN_EXE_twk-relay");
 
+/// Reads the binary's first stdout line, `listening on <addr>`, and returns the address.
+async fn listening_addr(child: &mut tokio::process::Child) -> std::net::SocketAddr {
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let first = tokio::time::timeout(Duration::from_secs(10), lines.next_line())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    first
+        .strip_prefix("listening on ")
+        .expect(&first)
+        .parse()
+        .unwrap()
+}
+
 #[tokio::test]
 async fn starts_serves_health_accepts_a_token_from_the_file_and_stops_on_sigterm() {
     trace_init();
@@ -35,17 +50,7 @@ async fn starts_serves_health_accepts_a_token_from_the_file_and_stops_on_sigterm
         .kill_on_drop(true)
         .spawn()
         .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let first = tokio::time::timeout(Duration::from_secs(10), lines.next_line())
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
-    let addr: std::net::SocketAddr = first
-        .strip_prefix("listening on ")
-        .expect(&first)
-        .parse()
-        .unwrap();
+    let addr = listening_addr(&mut child).await;
     let r = send(addr, "GET", "/_twk/health", &[], "").await.unwrap();
     assert_eq!(r.status, 200);
     let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
@@ -182,17 +187,7 @@ async fn start_traced(args: &[&str], token: &str) -> (tokio::process::Child, std
         .kill_on_drop(true)
         .spawn()
         .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let first = tokio::time::timeout(Duration::from_secs(10), lines.next_line())
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
-    let addr = first
-        .strip_prefix("listening on ")
-        .unwrap()
-        .parse()
-        .unwrap();
+    let addr = listening_addr(&mut child).await;
     (child, addr)
 }
 
