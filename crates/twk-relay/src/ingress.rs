@@ -8,9 +8,11 @@ use crate::server::{State, now_ms, text};
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
+use hyper::client::conn::http2::SendRequest;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
+use tokio_util::sync::CancellationToken;
 use tracing::{debug, info};
 use twk_protocol::{PATH_ROUTE_PREFIX, limits, meta};
 
@@ -124,6 +126,16 @@ fn refuse_target(req: &Request<Incoming>) -> Option<Response<RelayBody>> {
     None
 }
 
+/// A request let through to a connected tunnel.
+struct Admitted {
+    route: Route,
+    client: ClientAddr,
+    host: Option<String>,
+    sender: SendRequest<RelayBody>,
+    dead: CancellationToken,
+    uri: http::Uri,
+}
+
 /// Forwards one public request through its tunnel.
 pub(crate) async fn forward(
     state: Arc<State>,
@@ -131,89 +143,32 @@ pub(crate) async fn forward(
     req: Request<Incoming>,
 ) -> Response<RelayBody> {
     let received_ms = now_ms();
-    if let Some(refusal) = refuse_target(&req) {
-        return refusal;
-    }
-    let path_and_query = req
-        .uri()
-        .path_and_query()
-        .map(|p| p.as_str().to_string())
-        .unwrap_or_else(|| "/".into());
-    let host = req
-        .headers()
-        .get(header::HOST)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string);
-    let Some(route) = route(&path_and_query, host.as_deref(), &state.cfg.domain_host()) else {
-        return text(
-            StatusCode::NOT_FOUND,
-            "twk relay: no tunnel at this address; use https://<name>.<domain>/… or /t/<name>/…\n",
-        );
-    };
-    let client = state.abuse.client_addr(remote.ip(), req.headers());
-    let limited = !state.abuse.exempt(client.ip);
-    let (mut sender, dead) = match state.registry.lookup(&route.name, Instant::now(), limited) {
-        Lookup::Ready { sender, dead } => (sender, dead),
-        Lookup::Offline => return offline(&route.name, "no tunnel client is connected"),
-        Lookup::RateLimited(wait) => {
-            return with_retry_after(
-                text(
-                    StatusCode::TOO_MANY_REQUESTS,
-                    format!(
-                        "twk relay: tunnel '{}' is over its request rate (sender side); retry later\n",
-                        route.name
-                    ),
-                ),
-                wait.as_secs_f64().ceil() as u64,
-            );
-        }
-    };
-    let max = state.cfg.max_body;
-    let declared = req
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok());
-    if declared.is_some_and(|n| n > max) {
-        // Answered before a byte of the body is read (no 100 Continue is sent).
-        return too_large(max);
-    }
-    let Ok(uri) = http::Uri::builder()
-        .scheme("http")
-        .authority(format!("{}.tunnel", route.name).as_str())
-        .path_and_query(route.path_and_query.as_str())
-        .build()
-    else {
-        return text(
-            StatusCode::BAD_REQUEST,
-            "twk relay: invalid request target (sender side)\n",
-        );
+    let a = match admit(&state, remote, &req) {
+        Ok(a) => a,
+        Err(refusal) => return *refusal,
     };
     let request_id = state.next_request_id();
     let origin = Origin {
-        client,
+        client: a.client,
         remote,
-        host,
+        host: a.host,
         received_ms,
         request_id: request_id.clone(),
     };
-    let (out, fault) = tunnel_request(&state, req, uri, &route, &origin);
-
+    let (out, fault) = tunnel_request(&state, req, a.uri, &a.route, &origin);
     let wait = state.cfg.request_timeout + limits::RELAY_DEADLINE_MARGIN;
+    let mut sender = a.sender;
     let result = tokio::select! {
         // An answer that arrived before the session ended wins (a client that answers, then
         // closes, on shutdown).
         biased;
         r = tokio::time::timeout(wait, sender.send_request(out)) => r,
-        _ = dead.cancelled() => {
+        _ = a.dead.cancelled() => {
             info!(request_id, "tunnel lost with the request in flight");
-            return text(
-                StatusCode::BAD_GATEWAY,
-                "twk relay: the tunnel client disconnected before answering (tunnel side)\n",
-            );
+            return tunnel_gone();
         }
     };
-    let sender_fault = || fault.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    let fault = fault.lock().unwrap_or_else(|p| p.into_inner()).clone();
     match result {
         Err(_) => {
             info!(request_id, "tunnel client did not answer in time");
@@ -225,30 +180,111 @@ pub(crate) async fn forward(
                 ),
             )
         }
-        Ok(Err(e)) => match sender_fault() {
-            Some(SenderFault::TooLarge) => too_large(max),
+        Ok(Err(e)) => match fault {
+            Some(SenderFault::TooLarge) => too_large(state.cfg.max_body),
             Some(SenderFault::Broken(why)) => broken_body(&request_id, &why),
             None if never_processed(&e) => {
                 debug!(request_id, error = %e, "tunnel refused the request unprocessed");
-                offline(&route.name, "the tunnel client is going away")
+                offline(&a.route.name, "the tunnel client is going away")
             }
             None => {
                 debug!(request_id, error = %e, "tunnel request failed");
-                text(
-                    StatusCode::BAD_GATEWAY,
-                    "twk relay: the tunnel client disconnected before answering (tunnel side)\n",
-                )
+                tunnel_gone()
             }
         },
         Ok(Ok(resp)) => {
-            if let Some(SenderFault::Broken(why)) = sender_fault() {
+            if let Some(SenderFault::Broken(why)) = fault {
                 return broken_body(&request_id, &why);
             }
             let (mut parts, body) = resp.into_parts();
             twk_protocol::strip_hop_by_hop(&mut parts.headers);
-            Response::from_parts(parts, UntilDead::new(body, dead).boxed())
+            Response::from_parts(parts, UntilDead::new(body, a.dead).boxed())
         }
     }
+}
+
+fn tunnel_gone() -> Response<RelayBody> {
+    text(
+        StatusCode::BAD_GATEWAY,
+        "twk relay: the tunnel client disconnected before answering (tunnel side)\n",
+    )
+}
+
+/// Decides whether a request may go to a tunnel: its target, its route, the tunnel's
+/// presence and rate, its declared size. Refusals are boxed (the rare path).
+fn admit(
+    state: &State,
+    remote: SocketAddr,
+    req: &Request<Incoming>,
+) -> Result<Admitted, Box<Response<RelayBody>>> {
+    if let Some(refusal) = refuse_target(req) {
+        return Err(Box::new(refusal));
+    }
+    let path_and_query = req.uri().path_and_query().map_or("/", |p| p.as_str());
+    let host = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let Some(route) = route(path_and_query, host.as_deref(), &state.cfg.domain_host()) else {
+        return Err(Box::new(text(
+            StatusCode::NOT_FOUND,
+            "twk relay: no tunnel at this address; use https://<name>.<domain>/… or /t/<name>/…\n",
+        )));
+    };
+    let client = state.abuse.client_addr(remote.ip(), req.headers());
+    let limited = !state.abuse.exempt(client.ip);
+    let (sender, dead) = match state.registry.lookup(&route.name, Instant::now(), limited) {
+        Lookup::Ready { sender, dead } => (sender, dead),
+        Lookup::Offline => {
+            return Err(Box::new(offline(
+                &route.name,
+                "no tunnel client is connected",
+            )));
+        }
+        Lookup::RateLimited(wait) => return Err(Box::new(over_rate(&route.name, wait))),
+    };
+    let max = state.cfg.max_body;
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if declared.is_some_and(|n| n > max) {
+        // Answered before a byte of the body is read (no 100 Continue is sent).
+        return Err(Box::new(too_large(max)));
+    }
+    let uri = http::Uri::builder()
+        .scheme("http")
+        .authority(format!("{}.tunnel", route.name).as_str())
+        .path_and_query(route.path_and_query.as_str())
+        .build()
+        .map_err(|_| {
+            Box::new(text(
+                StatusCode::BAD_REQUEST,
+                "twk relay: invalid request target (sender side)\n",
+            ))
+        })?;
+    Ok(Admitted {
+        route,
+        client,
+        host,
+        sender,
+        dead,
+        uri,
+    })
+}
+
+fn over_rate(name: &str, wait: std::time::Duration) -> Response<RelayBody> {
+    with_retry_after(
+        text(
+            StatusCode::TOO_MANY_REQUESTS,
+            format!(
+                "twk relay: tunnel '{name}' is over its request rate (sender side); retry later\n"
+            ),
+        ),
+        wait.as_secs_f64().ceil() as u64,
+    )
 }
 
 fn broken_body(request_id: &str, why: &str) -> Response<RelayBody> {

@@ -164,48 +164,12 @@ impl Registry {
         parent: &CancellationToken,
         now_ms: i64,
     ) -> Claim {
-        let hold = hold_ms(&self.rules);
-        let mut displaced = Vec::new();
-        let mut replaces_own = false;
-        if let Some(e) = map.get(name) {
-            if e.owner != owner {
-                if e.live.is_some() {
-                    return Claim::Taken;
-                }
-                if e.released_ms + hold > now_ms {
-                    return Claim::Reserved {
-                        until_ms: e.released_ms + hold,
-                    };
-                }
-            } else {
-                if e.displaced.iter().any(|c| c == client_id) {
-                    return Claim::TakenOver;
-                }
-                displaced = e.displaced.clone();
-                if let Some(live) = &e.live {
-                    replaces_own = true;
-                    if live.client_id != client_id {
-                        displaced.push(live.client_id.clone());
-                        if displaced.len() > MAX_DISPLACED {
-                            displaced.remove(0);
-                        }
-                    }
-                }
-            }
-        }
-        let live_total = map.values().filter(|e| e.live.is_some()).count();
-        if !replaces_own && live_total >= self.rules.max_tunnels {
-            return Claim::Full;
-        }
-        let max_own = self.rules.max_per_token;
-        if max_own > 0 && !replaces_own {
-            let own = map
-                .values()
-                .filter(|e| e.owner == owner && e.live.is_some())
-                .count();
-            if own >= max_own {
-                return Claim::TooManyTunnels(max_own);
-            }
+        let (displaced, replaces_own) = match self.vet(map.get(name), owner, client_id, now_ms) {
+            Ok(v) => v,
+            Err(refusal) => return refusal,
+        };
+        if !replaces_own && let Some(refusal) = self.over_capacity(map, owner) {
+            return refusal;
         }
         if let Some(old) = map.get(name).and_then(|e| e.live.as_ref()) {
             old.cancel.cancel();
@@ -213,18 +177,19 @@ impl Registry {
         let session = self.next_session.fetch_add(1, Ordering::Relaxed) + 1;
         let cancel = parent.child_token();
         let dead = CancellationToken::new();
+        let live = Live {
+            session,
+            client_id: client_id.to_string(),
+            sender: None,
+            cancel: cancel.clone(),
+            dead: dead.clone(),
+            rate: Bucket::full(self.rules.tunnel_burst),
+        };
         map.insert(
             name.to_string(),
             Entry {
                 owner: owner.to_string(),
-                live: Some(Live {
-                    session,
-                    client_id: client_id.to_string(),
-                    sender: None,
-                    cancel: cancel.clone(),
-                    dead: dead.clone(),
-                    rate: Bucket::full(self.rules.tunnel_burst),
-                }),
+                live: Some(live),
                 released_ms: now_ms,
                 displaced,
             },
@@ -235,6 +200,57 @@ impl Registry {
             cancel,
             dead,
         }
+    }
+
+    /// Applies the ownership rules to the name's current entry. On success: the client ids
+    /// to remember as displaced, and whether this claim replaces a live session of the same
+    /// owner (which then needs no new capacity).
+    fn vet(
+        &self,
+        entry: Option<&Entry>,
+        owner: &str,
+        client_id: &str,
+        now_ms: i64,
+    ) -> Result<(Vec<String>, bool), Claim> {
+        let Some(e) = entry else {
+            return Ok((Vec::new(), false));
+        };
+        if e.owner != owner {
+            let until_ms = e.released_ms + hold_ms(&self.rules);
+            return if e.live.is_some() {
+                Err(Claim::Taken)
+            } else if until_ms > now_ms {
+                Err(Claim::Reserved { until_ms })
+            } else {
+                Ok((Vec::new(), false))
+            };
+        }
+        if e.displaced.iter().any(|c| c == client_id) {
+            return Err(Claim::TakenOver);
+        }
+        let mut displaced = e.displaced.clone();
+        let Some(live) = &e.live else {
+            return Ok((displaced, false));
+        };
+        if live.client_id != client_id {
+            // Another process of the same token: the newest wins, the old one is remembered.
+            displaced.push(live.client_id.clone());
+            if displaced.len() > MAX_DISPLACED {
+                displaced.remove(0);
+            }
+        }
+        Ok((displaced, true))
+    }
+
+    /// A refusal when the relay, or this owner, has no room for another live tunnel.
+    fn over_capacity(&self, map: &HashMap<String, Entry>, owner: &str) -> Option<Claim> {
+        let live = || map.values().filter(|e| e.live.is_some());
+        if live().count() >= self.rules.max_tunnels {
+            return Some(Claim::Full);
+        }
+        let max_own = self.rules.max_per_token;
+        (max_own > 0 && live().filter(|e| e.owner == owner).count() >= max_own)
+            .then_some(Claim::TooManyTunnels(max_own))
     }
 
     /// Keeps at most `max_reserved_per_token` unused names per owner, dropping the oldest.
