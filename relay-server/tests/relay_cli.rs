@@ -256,3 +256,88 @@ async fn the_open_file_limit_is_raised_to_the_hard_limit() {
     assert_eq!(fields[3], fields[4], "{line}");
     child.kill().await.unwrap();
 }
+
+/// `--acme-email` against Pebble: the binary obtains a certificate and serves https with it.
+#[tokio::test]
+async fn acme_on_the_command_line_serves_https_with_an_obtained_certificate() {
+    trace_init();
+    if !twk_e2e::pebble::Pebble::available() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "pebble must be installed in CI"
+        );
+        eprintln!("SKIPPED: pebble is not installed");
+        return;
+    }
+    // Pebble must know the relay's port before either starts: take a free one.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let pebble = twk_e2e::pebble::Pebble::start(port).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(BIN)
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .args(["--domain", &format!("localhost:{port}")])
+        .args([
+            "--acme-email",
+            "ops@example.com",
+            "--acme-directory",
+            &pebble.directory,
+        ])
+        .arg("--acme-ca-root")
+        .arg(&pebble.api_root)
+        .arg("--acme-cache")
+        .arg(dir.path().join("acme"))
+        .arg("--state-file")
+        .arg(dir.path().join("names.json"))
+        .args(["--log-format", "json"])
+        .env("TWK_RELAY_TOKENS", "t")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let stderr = drain_stderr(&mut child);
+    let addr = listening_addr(&mut child).await;
+    let root = pebble.issuing_root().await.unwrap();
+    let tls = twk_transport::tls::client_config(Some(root.as_bytes())).unwrap();
+    // The first handshakes fail until the certificate is there.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let stream = loop {
+        let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+        match tokio_rustls::TlsConnector::from(tls.clone())
+            .connect(name, tcp)
+            .await
+        {
+            Ok(s) => break s,
+            Err(e) => assert!(std::time::Instant::now() < deadline, "no certificate: {e}"),
+        }
+        tokio::task::yield_now().await;
+    };
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    let req = http::Request::get("/_twk/health")
+        .header("host", format!("localhost:{port}"))
+        .body(http_body_util::Empty::<bytes::Bytes>::new())
+        .unwrap();
+    assert_eq!(sender.send_request(req).await.unwrap().status(), 200);
+    let pid = nix::unistd::Pid::from_raw(child.id().unwrap() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    let _ = child.wait().await;
+    // JSON logs: every line parses, and the certificate was logged.
+    let log = stderr.await.unwrap();
+    for line in log.lines() {
+        serde_json::from_str::<serde_json::Value>(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+    }
+    assert!(log.contains("certificate obtained"), "{log}");
+    assert!(
+        !log.contains('\u{1b}'),
+        "ANSI escapes in a non-terminal log"
+    );
+}

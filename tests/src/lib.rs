@@ -8,6 +8,7 @@
 #![allow(clippy::unwrap_used)]
 
 pub mod harness;
+pub mod pebble;
 pub use harness::*;
 
 #[cfg(test)]

@@ -33,6 +33,9 @@ pub enum RelayError {
     Listener(#[source] std::io::Error),
 }
 
+/// The ALPN protocol of ACME TLS-ALPN-01 validation.
+const ACME_TLS_ALPN: &[u8] = b"acme-tls/1";
+
 /// State shared by every connection of one relay.
 pub(crate) struct State {
     pub(crate) cfg: RelayConfig,
@@ -124,6 +127,12 @@ pub async fn serve(
                         )
                         .await
                         {
+                            // TLS-ALPN-01 validation (RFC 8737): the handshake was the whole
+                            // answer; such a connection carries no HTTP.
+                            Ok(Ok(s)) if s.get_ref().1.alpn_protocol() == Some(ACME_TLS_ALPN) => {
+                                debug!("answered an ACME TLS-ALPN-01 validation");
+                                return;
+                            }
                             Ok(Ok(s)) => Box::new(s),
                             Ok(Err(e)) => {
                                 debug!(error = %e, "tls handshake failed");

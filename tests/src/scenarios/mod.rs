@@ -1,5 +1,6 @@
 //! End-to-end scenarios: one test binary, one module per behaviour.
 
+mod acme;
 mod basic_auth;
 mod failures;
 mod forward;

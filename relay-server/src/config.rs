@@ -1,0 +1,129 @@
+//! From the command line to a relay configuration (and its ACME manager).
+
+use crate::args::{Args, Style};
+use anyhow::{Context, bail};
+use std::path::PathBuf;
+use std::sync::Arc;
+use twk_relay::{AbuseLimits, Auth, RelayConfig, Scheme, TokenSet, UrlStyle};
+
+/// The state directory: $STATE_DIRECTORY (systemd), else $XDG_STATE_HOME/twk.
+fn state_dir() -> Option<PathBuf> {
+    if let Some(dir) = std::env::var_os("STATE_DIRECTORY").filter(|d| !d.is_empty()) {
+        // systemd may pass several, colon-separated: the first is ours.
+        return std::env::split_paths(&dir).next();
+    }
+    let base = std::env::var_os("XDG_STATE_HOME")
+        .filter(|d| !d.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/state")))?;
+    Some(base.join("twk"))
+}
+
+/// Where reservations go when no --state-file is given.
+fn default_state_file() -> Option<PathBuf> {
+    let in_systemd = std::env::var_os("STATE_DIRECTORY").is_some_and(|d| !d.is_empty());
+    let name = if in_systemd {
+        "names.json"
+    } else {
+        "relay-names.json"
+    };
+    Some(state_dir()?.join(name))
+}
+
+/// The ACME manager, when --acme or --acme-email asks for one.
+fn acme(args: &Args) -> anyhow::Result<Option<Arc<twk_acme::Acme>>> {
+    if !args.acme && args.acme_email.is_none() {
+        return Ok(None);
+    }
+    let domain = twk_relay::RelayConfig::new(args.domain.clone(), Auth::Open).domain_host();
+    let cache = match &args.acme_cache {
+        Some(dir) => dir.clone(),
+        None => state_dir()
+            .context("no --acme-cache given and no state directory ($STATE_DIRECTORY, $HOME)")?
+            .join("acme"),
+    };
+    let mut cfg = twk_acme::AcmeConfig::new(domain, cache);
+    cfg.email = args.acme_email.clone();
+    cfg.directory = match args.acme_directory.as_str() {
+        "letsencrypt" => twk_acme::LETS_ENCRYPT.to_string(),
+        "letsencrypt-staging" => twk_acme::LETS_ENCRYPT_STAGING.to_string(),
+        url if url.starts_with("https://") || url.starts_with("http://") => url.to_string(),
+        other => {
+            bail!("--acme-directory {other:?}: expected letsencrypt, letsencrypt-staging or a URL")
+        }
+    };
+    cfg.dns_hook = args.acme_dns_hook.clone();
+    cfg.ca_root = args.acme_ca_root.clone();
+    let acme = twk_acme::Acme::new(cfg).context("preparing ACME")?;
+    Ok(Some(Arc::new(acme)))
+}
+
+/// The relay configuration, and the ACME manager that serves its certificate, if any.
+pub(crate) fn config(args: &Args) -> anyhow::Result<(RelayConfig, Option<Arc<twk_acme::Acme>>)> {
+    let mut tokens = TokenSet::default();
+    if let Some(path) = &args.tokens_file {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading tokens file {}", path.display()))?;
+        tokens.extend_from_text(&text);
+    }
+    if let Ok(env) = std::env::var("TWK_RELAY_TOKENS") {
+        tokens.extend_from_text(&env);
+    }
+    let auth = match (tokens.is_empty(), args.allow_anonymous) {
+        (false, _) => Auth::Tokens(tokens),
+        (true, true) => Auth::Open,
+        (true, false) => bail!(
+            "no tunnel tokens configured: pass --tokens-file or set TWK_RELAY_TOKENS \
+             (or --allow-anonymous for a relay nobody else can reach)"
+        ),
+    };
+    let mut cfg = RelayConfig::new(args.domain.clone(), auth);
+    let acme = acme(args)?;
+    let wildcard = args.acme_dns_hook.is_some();
+    cfg.url_style = match (args.url_style, &acme) {
+        (Some(Style::Subdomain), Some(_)) if !wildcard => bail!(
+            "subdomain URLs need a wildcard certificate: pass --acme-dns-hook, or use --url-style path"
+        ),
+        (Some(Style::Subdomain), _) => UrlStyle::Subdomain,
+        (Some(Style::Path), _) => UrlStyle::Path,
+        (None, Some(_)) if !wildcard => UrlStyle::Path,
+        (None, _) => UrlStyle::Subdomain,
+    };
+    if args.public_https {
+        cfg.public_scheme = Scheme::Https;
+    }
+    if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
+        cfg.tls = Some(
+            twk_transport::tls::server_config_from_files(cert, key)
+                .context("loading the TLS certificate and key")?,
+        );
+    }
+    if let Some(acme) = &acme {
+        cfg.tls = Some(acme.server_config().context("ACME TLS configuration")?);
+    }
+    cfg.max_body = args.max_body;
+    cfg.request_timeout = args.request_timeout;
+    cfg.shutdown_grace = args.grace;
+    cfg.max_tunnels = args.max_tunnels;
+    cfg.name_hold = args.name_hold;
+    cfg.state_file = if args.no_state_file {
+        None
+    } else {
+        args.state_file.clone().or_else(default_state_file)
+    };
+    cfg.abuse = AbuseLimits {
+        upgrade_rate: args.upgrade_rate,
+        upgrade_burst: args.upgrade_burst,
+        auth_failure_burst: args.auth_failures,
+        auth_failure_refill: twk_protocol::limits::AUTH_FAILURE_REFILL,
+        max_conns_per_ip: args.max_conns_per_ip,
+        max_tunnels_per_token: args.max_tunnels_per_token,
+        tunnel_rate: args.tunnel_rate,
+        tunnel_burst: args.tunnel_burst,
+        exempt_loopback: !args.limit_loopback,
+    };
+    cfg.trust_proxy = args.trust_proxy.clone();
+    cfg.health_detail = args.health_detail;
+    cfg.validate().map_err(anyhow::Error::msg)?;
+    Ok((cfg, acme))
+}
