@@ -1,6 +1,6 @@
 //! The command line of `twk-relay`.
 
-use clap::{Parser, ValueEnum};
+use clap::{Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -24,14 +24,77 @@ pub(crate) enum Style {
 
 /// The twk relay: public webhooks in, multiplexed over one websocket per tunnel client.
 #[derive(Debug, Parser)]
-#[command(name = "twk-relay", version, about)]
+#[command(
+    name = "twk-relay",
+    version,
+    about,
+    args_conflicts_with_subcommands = true,
+    subcommand_negates_reqs = true
+)]
+pub(crate) struct Cli {
+    #[command(subcommand)]
+    pub(crate) command: Option<Command>,
+    #[command(flatten)]
+    pub(crate) serve: Args,
+}
+
+/// Commands besides serving.
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Manage tunnel tokens (the file keeps only their hashes).
+    #[command(subcommand)]
+    Token(TokenCmd),
+}
+
+/// `twk-relay token …`
+#[derive(Debug, Subcommand)]
+pub(crate) enum TokenCmd {
+    /// Create a token, print it once, and store only its hash.
+    Add {
+        /// A name for it: who or what uses it (e.g. alice, ci, laptop-2).
+        label: String,
+        #[command(flatten)]
+        files: TokenFiles,
+    },
+    /// List tokens: label, created, last tunnel connect.
+    List {
+        #[command(flatten)]
+        files: TokenFiles,
+        /// One JSON object per token.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove a token. A running relay picks this up within a second (or on SIGHUP), closes
+    /// that token's tunnels and frees its names.
+    Revoke {
+        /// The label given to `token add`.
+        label: String,
+        #[command(flatten)]
+        files: TokenFiles,
+    },
+}
+
+/// The files the token commands work on.
+#[derive(Debug, clap::Args)]
+pub(crate) struct TokenFiles {
+    /// The tokens file (default: $STATE_DIRECTORY/tokens under systemd, else
+    /// $XDG_STATE_HOME/twk/relay-tokens).
+    #[arg(long, env = "TWK_RELAY_TOKENS_FILE")]
+    pub(crate) tokens_file: Option<PathBuf>,
+    /// The relay's state file, read for the last use of each token.
+    #[arg(long, env = "TWK_RELAY_STATE_FILE")]
+    pub(crate) state_file: Option<PathBuf>,
+}
+
+/// Serving: the relay itself.
+#[derive(Debug, clap::Args)]
 pub(crate) struct Args {
     /// Address to listen on, e.g. 0.0.0.0:443 or 127.0.0.1:8080.
     #[arg(long, env = "TWK_RELAY_LISTEN", default_value = "127.0.0.1:8080")]
     pub(crate) listen: String,
     /// Public domain (with port if not the default), e.g. relay.example.com.
-    #[arg(long, env = "TWK_RELAY_DOMAIN")]
-    pub(crate) domain: String,
+    #[arg(long, env = "TWK_RELAY_DOMAIN", required = true)]
+    pub(crate) domain: Option<String>,
     /// Obtain and renew the TLS certificate automatically (ACME), with this contact e-mail.
     /// Needs the domain's DNS pointing here and --listen on port 443 (TLS-ALPN-01).
     #[arg(long, conflicts_with_all = ["tls_cert", "tls_key"])]
@@ -63,9 +126,11 @@ pub(crate) struct Args {
     /// TLS private key (PEM).
     #[arg(long, requires = "tls_cert")]
     pub(crate) tls_key: Option<PathBuf>,
-    /// File of accepted tunnel tokens, one per line (kept only as hashes in memory).
-    /// Tokens may also come from env TWK_RELAY_TOKENS (comma separated).
-    #[arg(long)]
+    /// File of accepted tunnel tokens (`twk-relay token add`, or one plain token per line),
+    /// re-read when it changes or on SIGHUP. Default: $STATE_DIRECTORY/tokens, else
+    /// $XDG_STATE_HOME/twk/relay-tokens, if it exists. Tokens may also come from env
+    /// TWK_RELAY_TOKENS (comma separated).
+    #[arg(long, env = "TWK_RELAY_TOKENS_FILE")]
     pub(crate) tokens_file: Option<PathBuf>,
     /// Accept tunnel clients without a token. Only for a relay nobody else can reach.
     #[arg(long)]

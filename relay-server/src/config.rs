@@ -19,8 +19,37 @@ fn state_dir() -> Option<PathBuf> {
     Some(base.join("twk"))
 }
 
+/// The tokens file: the one named, else the default if it exists.
+pub(crate) fn tokens_file(named: Option<&PathBuf>) -> Option<PathBuf> {
+    if let Some(p) = named {
+        return Some(p.clone());
+    }
+    let in_systemd = std::env::var_os("STATE_DIRECTORY").is_some_and(|d| !d.is_empty());
+    let name = if in_systemd { "tokens" } else { "relay-tokens" };
+    Some(state_dir()?.join(name))
+}
+
+/// Reads the accepted tokens: the tokens file (which must exist when named) and
+/// TWK_RELAY_TOKENS.
+pub(crate) fn load_tokens(file: Option<&PathBuf>, must_exist: bool) -> anyhow::Result<TokenSet> {
+    let mut tokens = TokenSet::default();
+    if let Some(path) = file {
+        match std::fs::read_to_string(path) {
+            Ok(text) => tokens.extend_from_file(&text),
+            Err(e) if !must_exist && e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                return Err(e).with_context(|| format!("reading tokens file {}", path.display()));
+            }
+        }
+    }
+    if let Ok(env) = std::env::var("TWK_RELAY_TOKENS") {
+        tokens.extend_from_text(&env);
+    }
+    Ok(tokens)
+}
+
 /// Where reservations go when no --state-file is given.
-fn default_state_file() -> Option<PathBuf> {
+pub(crate) fn default_state_file() -> Option<PathBuf> {
     let in_systemd = std::env::var_os("STATE_DIRECTORY").is_some_and(|d| !d.is_empty());
     let name = if in_systemd {
         "names.json"
@@ -35,7 +64,8 @@ fn acme(args: &Args) -> anyhow::Result<Option<Arc<twk_acme::Acme>>> {
     if !args.acme && args.acme_email.is_none() {
         return Ok(None);
     }
-    let domain = twk_relay::RelayConfig::new(args.domain.clone(), Auth::Open).domain_host();
+    let domain =
+        RelayConfig::new(args.domain.clone().unwrap_or_default(), Auth::Open).domain_host();
     let cache = match &args.acme_cache {
         Some(dir) => dir.clone(),
         None => state_dir()
@@ -60,24 +90,18 @@ fn acme(args: &Args) -> anyhow::Result<Option<Arc<twk_acme::Acme>>> {
 
 /// The relay configuration, and the ACME manager that serves its certificate, if any.
 pub(crate) fn config(args: &Args) -> anyhow::Result<(RelayConfig, Option<Arc<twk_acme::Acme>>)> {
-    let mut tokens = TokenSet::default();
-    if let Some(path) = &args.tokens_file {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("reading tokens file {}", path.display()))?;
-        tokens.extend_from_text(&text);
-    }
-    if let Ok(env) = std::env::var("TWK_RELAY_TOKENS") {
-        tokens.extend_from_text(&env);
-    }
+    let file = tokens_file(args.tokens_file.as_ref());
+    let tokens = load_tokens(file.as_ref(), args.tokens_file.is_some())?;
     let auth = match (tokens.is_empty(), args.allow_anonymous) {
         (false, _) => Auth::Tokens(tokens),
         (true, true) => Auth::Open,
         (true, false) => bail!(
-            "no tunnel tokens configured: pass --tokens-file or set TWK_RELAY_TOKENS \
-             (or --allow-anonymous for a relay nobody else can reach)"
+            "no tunnel tokens configured: create one with `twk-relay token add <label>`, pass \
+             --tokens-file or set TWK_RELAY_TOKENS (or --allow-anonymous for a relay nobody \
+             else can reach)"
         ),
     };
-    let mut cfg = RelayConfig::new(args.domain.clone(), auth);
+    let mut cfg = RelayConfig::new(args.domain.clone().unwrap_or_default(), auth);
     let acme = acme(args)?;
     let wildcard = args.acme_dns_hook.is_some();
     cfg.url_style = match (args.url_style, &acme) {

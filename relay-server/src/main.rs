@@ -2,9 +2,10 @@
 
 mod args;
 mod config;
+mod token;
 
 use anyhow::Context;
-use args::{Args, LogFormat};
+use args::{Args, Cli, Command, LogFormat};
 use clap::Parser;
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
@@ -23,10 +24,19 @@ fn raise_open_files() {
 
 async fn run(
     args: Args,
-    cfg: RelayConfig,
+    mut cfg: RelayConfig,
     acme: Option<Arc<twk_acme::Acme>>,
 ) -> anyhow::Result<()> {
     raise_open_files();
+    let shutdown = CancellationToken::new();
+    if let (twk_relay::Auth::Tokens(set), Some(path)) =
+        (&cfg.auth, config::tokens_file(args.tokens_file.as_ref()))
+    {
+        // Tokens added or revoked with `twk-relay token` take effect without a restart.
+        let (tx, rx) = tokio::sync::watch::channel(set.clone());
+        cfg.token_updates = Some(rx);
+        tokio::spawn(token::watch_file(path, tx, shutdown.clone()));
+    }
     let listener = tokio::net::TcpListener::bind(&args.listen)
         .await
         .with_context(|| format!("binding {}", args.listen))?;
@@ -44,7 +54,6 @@ async fn run(
         state_file = ?cfg.state_file,
         "relay started"
     );
-    let shutdown = CancellationToken::new();
     tokio::spawn(twk_transport::cancel_on_signal(shutdown.clone()));
     if let Some(acme) = acme {
         let stop = shutdown.clone();
@@ -79,7 +88,17 @@ fn init_logging(format: LogFormat) {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let args = Args::parse();
+    let cli = Cli::parse();
+    if let Some(Command::Token(cmd)) = cli.command {
+        return match token::run(cmd) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("twk-relay: {e:#}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    let args = cli.serve;
     init_logging(args.log_format);
     let (cfg, acme) = match config::config(&args) {
         Ok(c) => c,

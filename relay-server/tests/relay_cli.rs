@@ -341,3 +341,125 @@ async fn acme_on_the_command_line_serves_https_with_an_obtained_certificate() {
         "ANSI escapes in a non-terminal log"
     );
 }
+
+/// Runs `twk-relay token …` and returns (exit code, stdout, stderr).
+async fn token_cmd(args: &[&str], files: &[&std::path::Path]) -> (i32, String, String) {
+    let mut cmd = Command::new(BIN);
+    cmd.arg("token").args(args);
+    cmd.arg("--tokens-file").arg(files[0]);
+    if let Some(state) = files.get(1) {
+        cmd.arg("--state-file").arg(state);
+    }
+    let out = cmd.env_remove("TWK_RELAY_TOKENS").output().await.unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test]
+async fn tokens_are_added_listed_and_revoked_without_a_restart() {
+    trace_init();
+    let dir = tempfile::tempdir().unwrap();
+    let tokens = dir.path().join("tokens");
+    let state = dir.path().join("names.json");
+    let (code, out, err) = token_cmd(&["add", "alice"], &[&tokens]).await;
+    assert_eq!(code, 0, "{err}");
+    let alice = out.trim().to_string();
+    assert!(alice.starts_with("twk_"), "{out}");
+    assert!(err.contains("shown only now"), "{err}");
+    let file = std::fs::read_to_string(&tokens).unwrap();
+    assert!(file.contains("alice") && !file.contains(&alice), "{file}");
+    let mode = std::fs::metadata(&tokens).unwrap().permissions();
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777,
+        0o600
+    );
+    let (code, _, err) = token_cmd(&["add", "alice"], &[&tokens]).await;
+    assert_eq!(code, 1);
+    assert!(err.contains("already exists"), "{err}");
+
+    let mut child = Command::new(BIN)
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--domain",
+            "relay.test",
+            "--url-style",
+            "path",
+        ])
+        .arg("--tokens-file")
+        .arg(&tokens)
+        .arg("--state-file")
+        .arg(&state)
+        .env_remove("TWK_RELAY_TOKENS")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let stderr = drain_stderr(&mut child);
+    let addr = listening_addr(&mut child).await;
+    let target = FakeTarget::echo().await;
+    let mut cfg = twk_agent::AgentConfig::new(
+        twk_agent::RelayUrl::parse(&format!("http://{addr}")).unwrap(),
+        twk_agent::Target::parse(&target.addr.to_string()).unwrap(),
+    );
+    cfg.token = Some(alice.clone());
+    cfg.name = Some("alices".into());
+    let mut agent = spawn_agent(cfg);
+    agent.connected().await;
+
+    // `token list` shows the label and, once the relay saved it, the last use.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let (code, out, err) = token_cmd(&["list"], &[&tokens, &state]).await;
+        assert_eq!(code, 0, "{err}");
+        let row = out.lines().find(|l| l.starts_with("alice")).expect(&out);
+        if !row.ends_with("never") {
+            assert!(row.contains('T') && row.contains('Z'), "{row}");
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "last use never saved: {out}"
+        );
+    }
+
+    // Revoking closes the live tunnel; the client's reconnect is refused and it stops.
+    let (code, _, err) = token_cmd(&["revoke", "alice"], &[&tokens]).await;
+    assert_eq!(code, 0, "{err}");
+    let result = tokio::time::timeout(Duration::from_secs(15), agent.task)
+        .await
+        .expect("the revoked token's tunnel stayed open")
+        .unwrap();
+    assert!(
+        matches!(result, Err(twk_agent::AgentError::Unauthorized(_))),
+        "{result:?}"
+    );
+    let r = send(
+        addr,
+        "GET",
+        "/_twk/connect",
+        &[
+            ("authorization", &format!("Bearer {alice}")),
+            ("x-twk-protocol", "1"),
+            ("connection", "upgrade"),
+            ("upgrade", "websocket"),
+            ("sec-websocket-version", "13"),
+            ("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ=="),
+        ],
+        "",
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status, 401);
+    let (code, _, err) = token_cmd(&["revoke", "alice"], &[&tokens]).await;
+    assert_eq!(code, 1);
+    assert!(err.contains("no token is labelled"), "{err}");
+    child.kill().await.unwrap();
+    let log = stderr.await.unwrap();
+    assert!(log.contains("token revoked"), "{log}");
+    assert!(!log.contains(&alice), "token in the log");
+}

@@ -1,10 +1,8 @@
 //! Relay configuration, validated before the listener is used.
 
-use sha2::{Digest, Sha256};
-use std::fmt;
+use crate::tokens::TokenSet;
 use std::sync::Arc;
 use std::time::Duration;
-use subtle::ConstantTimeEq;
 use twk_protocol::limits;
 
 /// Scheme of the public URLs the relay hands out.
@@ -33,66 +31,6 @@ pub enum UrlStyle {
     Subdomain,
     /// `https://<domain>/t/<name>` (works with any DNS, and on loopback).
     Path,
-}
-
-/// Tokens accepted on the tunnel upgrade, kept only as SHA-256 hashes.
-#[derive(Clone, Default)]
-pub struct TokenSet {
-    hashes: Vec<[u8; 32]>,
-}
-
-impl fmt::Debug for TokenSet {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "TokenSet({} tokens, hashed)", self.hashes.len())
-    }
-}
-
-impl TokenSet {
-    /// Builds a set from plaintext tokens (blank entries and `#` comments ignored). The
-    /// plaintext is dropped after hashing.
-    pub fn from_plaintext<'a>(tokens: impl IntoIterator<Item = &'a str>) -> Self {
-        let hashes = tokens
-            .into_iter()
-            .map(str::trim)
-            .filter(|t| !t.is_empty() && !t.starts_with('#'))
-            .map(|t| Sha256::digest(t.as_bytes()).into())
-            .collect();
-        TokenSet { hashes }
-    }
-
-    /// Adds the tokens of a tokens file (one per line) or of `TWK_RELAY_TOKENS` (comma or
-    /// newline separated).
-    pub fn extend_from_text(&mut self, text: &str) {
-        let more = TokenSet::from_plaintext(text.split([',', '\n']));
-        self.hashes.extend(more.hashes);
-    }
-
-    /// Number of tokens.
-    pub fn len(&self) -> usize {
-        self.hashes.len()
-    }
-
-    /// True when no token is configured.
-    pub fn is_empty(&self) -> bool {
-        self.hashes.is_empty()
-    }
-
-    /// Checks a presented token in constant time against every configured hash. On success
-    /// returns the owner id: a short, non-reversible fingerprint of the token.
-    ///
-    /// ```
-    /// let set = twk_relay::TokenSet::from_plaintext(["s3cret"]);
-    /// assert!(set.verify("s3cret").is_some());
-    /// assert!(set.verify("s3cret ").is_none());
-    /// ```
-    pub fn verify(&self, presented: &str) -> Option<String> {
-        let h: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
-        let mut found = subtle::Choice::from(0u8);
-        for stored in &self.hashes {
-            found |= stored.ct_eq(&h);
-        }
-        bool::from(found).then(|| hex::encode(&h[..8]))
-    }
 }
 
 /// Who may open tunnels.
@@ -205,6 +143,9 @@ pub struct RelayConfig {
     pub state_file: Option<std::path::PathBuf>,
     /// Limits against abuse.
     pub abuse: AbuseLimits,
+    /// New token sets to switch to while running (a reloaded tokens file): tunnels of tokens
+    /// no longer in the set are closed, and their names freed.
+    pub token_updates: Option<tokio::sync::watch::Receiver<TokenSet>>,
     /// Proxies in front of the relay whose `X-Forwarded-For` is believed (addresses or CIDR
     /// ranges). Everyone else's `X-Forwarded-For` is only passed on, never used.
     pub trust_proxy: Vec<ipnet::IpNet>,
@@ -234,6 +175,7 @@ impl RelayConfig {
             max_reserved_per_token: limits::MAX_RESERVED_PER_TOKEN,
             state_file: None,
             abuse: AbuseLimits::default(),
+            token_updates: None,
             trust_proxy: Vec::new(),
             health_detail: false,
         }
@@ -327,19 +269,6 @@ pub(crate) fn strip_port(host: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn tokens_are_hashed_and_verified() {
-        let mut set = TokenSet::from_plaintext(["alpha", "  ", "# comment"]);
-        set.extend_from_text("beta,gamma\ndelta");
-        assert_eq!(set.len(), 4);
-        let a = set.verify("alpha").unwrap();
-        let b = set.verify("beta").unwrap();
-        assert_ne!(a, b);
-        assert!(set.verify("alph").is_none());
-        assert!(set.verify("").is_none());
-        assert!(!format!("{set:?}").contains("alpha"));
-    }
 
     #[test]
     fn public_urls() {

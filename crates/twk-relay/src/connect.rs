@@ -79,10 +79,13 @@ fn rate_limited(r: Refusal) -> Response<RelayBody> {
 fn authenticate(state: &State, req: &Request<Incoming>) -> Option<String> {
     match &state.cfg.auth {
         Auth::Open => Some("anonymous".to_string()),
-        Auth::Tokens(set) => header_str(req, header::AUTHORIZATION)
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .map(str::trim)
-            .and_then(|t| set.verify(t)),
+        Auth::Tokens(_) => {
+            let presented = header_str(req, header::AUTHORIZATION)
+                .and_then(|v| v.strip_prefix("Bearer "))
+                .map(str::trim)?;
+            let tokens = state.tokens.read().unwrap_or_else(|p| p.into_inner());
+            tokens.verify(presented)
+        }
     }
 }
 

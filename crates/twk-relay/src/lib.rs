@@ -24,6 +24,9 @@ mod ingress;
 mod registry;
 mod reservations;
 mod server;
+mod tokens;
 
-pub use config::{AbuseLimits, Auth, RelayConfig, Scheme, TokenSet, UrlStyle};
+pub use config::{AbuseLimits, Auth, RelayConfig, Scheme, UrlStyle};
+pub use reservations::last_used;
 pub use server::{RelayError, serve};
+pub use tokens::{TokenEntry, TokenFileError, TokenSet, file_add, file_revoke};

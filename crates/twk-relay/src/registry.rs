@@ -12,8 +12,9 @@
 //!   [`Claim::TakenOver`], so two processes never split traffic or flap.
 
 use crate::body::RelayBody;
-use crate::reservations::{Reservation, Store};
+use crate::reservations::{Reservation, Snapshot, Store};
 use hyper::client::conn::http2::SendRequest;
+use std::collections::BTreeMap;
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -100,14 +101,19 @@ pub(crate) struct Registry {
     next_session: AtomicU64,
     rules: Rules,
     store: Option<Store>,
+    /// Token fingerprint → Unix ms of its last granted tunnel (shown by `token list`).
+    last_used: Mutex<BTreeMap<String, i64>>,
 }
 
 impl Registry {
     /// A registry that persists reservations in `store` (if any), loading what it holds.
     pub(crate) fn new(rules: Rules, store: Option<Store>, now_ms: i64) -> Self {
         let mut map = HashMap::new();
+        let mut last_used = BTreeMap::new();
         if let Some(store) = &store {
-            for r in store.load() {
+            let snap = store.load();
+            last_used = snap.last_used;
+            for r in snap.names {
                 if r.released_ms.unwrap_or(now_ms) + hold_ms(&rules) > now_ms {
                     map.insert(
                         r.name,
@@ -127,6 +133,7 @@ impl Registry {
             next_session: AtomicU64::new(0),
             rules,
             store,
+            last_used: Mutex::new(last_used),
         }
     }
 
@@ -150,6 +157,10 @@ impl Registry {
             self.claim_locked(&mut map, name, owner, client_id, parent, now_ms)
         };
         if matches!(claim, Claim::Granted { .. }) {
+            self.last_used
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(owner.to_string(), now_ms);
             self.persist();
         }
         claim
@@ -355,10 +366,37 @@ impl Registry {
             .count()
     }
 
+    /// Closes every tunnel of `owner` (a revoked token) and frees its names. Returns how many
+    /// tunnels were closed.
+    pub(crate) fn revoke_owner(&self, owner: &str) -> usize {
+        let closed = {
+            let mut map = self.lock();
+            let mut closed = 0;
+            map.retain(|_, e| {
+                if e.owner != owner {
+                    return true;
+                }
+                if let Some(live) = e.live.take() {
+                    live.cancel.cancel();
+                    live.dead.cancel();
+                    closed += 1;
+                }
+                false
+            });
+            closed
+        };
+        self.last_used
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(owner);
+        self.persist();
+        closed
+    }
+
     /// Writes the reservations out (atomically, off the async threads).
     fn persist(&self) {
         let Some(store) = &self.store else { return };
-        let snapshot: Vec<Reservation> = self
+        let names: Vec<Reservation> = self
             .lock()
             .iter()
             .map(|(name, e)| Reservation {
@@ -367,7 +405,12 @@ impl Registry {
                 released_ms: e.live.is_none().then_some(e.released_ms),
             })
             .collect();
-        store.save(snapshot);
+        let last_used = self
+            .last_used
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        store.save(Snapshot { names, last_used });
     }
 }
 

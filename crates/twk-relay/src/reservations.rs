@@ -5,6 +5,7 @@
 //! token fingerprints, never tokens.
 
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use tracing::warn;
@@ -23,6 +24,26 @@ pub(crate) struct Reservation {
 struct File {
     version: u32,
     names: Vec<Reservation>,
+    /// Token fingerprint → Unix ms of its last tunnel connect (for `twk-relay token list`).
+    #[serde(default)]
+    last_used: BTreeMap<String, i64>,
+}
+
+/// What the state file holds.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Snapshot {
+    pub(crate) names: Vec<Reservation>,
+    pub(crate) last_used: BTreeMap<String, i64>,
+}
+
+/// Token fingerprint → Unix ms of its last tunnel connect, from a relay's state file (empty
+/// when the file is missing or unreadable).
+pub fn last_used(path: &Path) -> BTreeMap<String, i64> {
+    std::fs::read_to_string(path)
+        .ok()
+        .and_then(|t| serde_json::from_str::<File>(&t).ok())
+        .map(|f| f.last_used)
+        .unwrap_or_default()
 }
 
 /// The state file. Saves are serialised and the newest snapshot always lands last.
@@ -47,37 +68,40 @@ impl Store {
 
     /// Reads the reservations; a missing file is empty, an unreadable one is reported and
     /// treated as empty (the relay still starts).
-    pub(crate) fn load(&self) -> Vec<Reservation> {
+    pub(crate) fn load(&self) -> Snapshot {
         let text = match std::fs::read_to_string(&self.path) {
             Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Vec::new(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Snapshot::default(),
             Err(e) => {
                 warn!(path = %self.path.display(), error = %e, "cannot read the name reservations");
-                return Vec::new();
+                return Snapshot::default();
             }
         };
         match serde_json::from_str::<File>(&text) {
-            Ok(f) => f
-                .names
-                .into_iter()
-                .filter(|r| twk_protocol::validate_name(&r.name).is_ok())
-                .collect(),
+            Ok(f) => Snapshot {
+                names: f
+                    .names
+                    .into_iter()
+                    .filter(|r| twk_protocol::validate_name(&r.name).is_ok())
+                    .collect(),
+                last_used: f.last_used,
+            },
             Err(e) => {
                 warn!(path = %self.path.display(), error = %e, "name reservations file is corrupt; starting empty");
-                Vec::new()
+                Snapshot::default()
             }
         }
     }
 
     /// Saves `names` in the background; a later snapshot supersedes an earlier one.
-    pub(crate) fn save(&self, names: Vec<Reservation>) {
+    pub(crate) fn save(&self, snapshot: Snapshot) {
         let generation = {
             let mut g = self.generation.lock().unwrap_or_else(|p| p.into_inner());
             g.0 += 1;
             g.0
         };
         let store = self.clone();
-        let write = move || store.write(generation, &names);
+        let write = move || store.write(generation, &snapshot);
         match tokio::runtime::Handle::try_current() {
             Ok(h) => {
                 h.spawn_blocking(write);
@@ -86,13 +110,13 @@ impl Store {
         }
     }
 
-    fn write(&self, generation: u64, names: &[Reservation]) {
+    fn write(&self, generation: u64, snapshot: &Snapshot) {
         // Holding the lock across the write keeps older snapshots from landing after newer.
         let mut g = self.generation.lock().unwrap_or_else(|p| p.into_inner());
         if g.1 >= generation {
             return;
         }
-        match self.write_file(names) {
+        match self.write_file(snapshot) {
             Ok(()) => g.1 = generation,
             Err(e) => {
                 warn!(path = %self.path.display(), error = %e, "cannot save the name reservations")
@@ -100,7 +124,7 @@ impl Store {
         }
     }
 
-    fn write_file(&self, names: &[Reservation]) -> std::io::Result<()> {
+    fn write_file(&self, snapshot: &Snapshot) -> std::io::Result<()> {
         use std::io::Write;
         let dir = match self.path.parent() {
             Some(d) if !d.as_os_str().is_empty() => d,
@@ -108,7 +132,8 @@ impl Store {
         };
         let body = serde_json::to_vec_pretty(&File {
             version: 1,
-            names: names.to_vec(),
+            names: snapshot.names.clone(),
+            last_used: snapshot.last_used.clone(),
         })
         .map_err(std::io::Error::other)?;
         // tempfile creates the file 0600 and in the same directory, so the rename is atomic.
@@ -154,8 +179,13 @@ mod tests {
                 released_ms: None,
             },
         ];
-        s.write(1, &names);
-        assert_eq!(s.load(), names[..1].to_vec());
+        let snap = Snapshot {
+            names: names.clone(),
+            last_used: BTreeMap::from([("abcd".to_string(), 7)]),
+        };
+        s.write(1, &snap);
+        assert_eq!(s.load().names, names[..1].to_vec());
+        assert_eq!(last_used(&path)["abcd"], 7);
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
@@ -163,6 +193,6 @@ mod tests {
             assert_eq!(mode & 0o777, 0o600);
         }
         std::fs::write(&path, "{not json").unwrap();
-        assert!(s.load().is_empty());
+        assert!(s.load().names.is_empty());
     }
 }

@@ -41,6 +41,8 @@ pub(crate) struct State {
     pub(crate) cfg: RelayConfig,
     pub(crate) registry: Registry,
     pub(crate) abuse: Arc<Abuse>,
+    /// Accepted tokens (with `Auth::Tokens`); replaced when the tokens file is reloaded.
+    pub(crate) tokens: std::sync::RwLock<crate::tokens::TokenSet>,
     /// Parent of every tunnel session's token; cancelled once ingress has drained.
     pub(crate) sessions: CancellationToken,
     /// Tracks tunnel sessions and connections for the final wait.
@@ -83,7 +85,13 @@ pub async fn serve(
         tunnel_burst: cfg.abuse.tunnel_burst,
     };
     let abuse = Arc::new(Abuse::new(cfg.abuse.clone(), cfg.trust_proxy.clone()));
+    let tokens = match &cfg.auth {
+        crate::Auth::Tokens(set) => set.clone(),
+        crate::Auth::Open => Default::default(),
+    };
+    let updates = cfg.token_updates.clone();
     let state = Arc::new(State {
+        tokens: std::sync::RwLock::new(tokens),
         cfg,
         registry: Registry::new(rules, store.clone(), now_ms()),
         abuse,
@@ -92,6 +100,9 @@ pub async fn serve(
         request_prefix: twk_protocol::random_name()[..6].to_string(),
         next_request: AtomicU64::new(0),
     });
+    if let Some(rx) = updates {
+        tokio::spawn(follow_tokens(state.clone(), rx, shutdown.clone()));
+    }
     // Ingress connections, drained on shutdown; tunnel sessions live in `state.tracker`.
     let conns = TaskTracker::new();
     let drain = CancellationToken::new();
@@ -194,6 +205,34 @@ pub async fn serve(
         warn!("some tasks did not stop within 5 s of shutdown");
     }
     Ok(())
+}
+
+/// Switches to each new token set; tunnels of tokens no longer in it are closed.
+async fn follow_tokens(
+    state: Arc<State>,
+    mut rx: tokio::sync::watch::Receiver<crate::tokens::TokenSet>,
+    shutdown: CancellationToken,
+) {
+    loop {
+        tokio::select! {
+            r = rx.changed() => if r.is_err() { return },
+            _ = shutdown.cancelled() => return,
+        }
+        let new = rx.borrow_and_update().clone();
+        let kept = new.owners();
+        let old = {
+            let mut tokens = state.tokens.write().unwrap_or_else(|p| p.into_inner());
+            std::mem::replace(&mut *tokens, new)
+        };
+        info!(tokens = kept.len(), "tokens reloaded");
+        for entry in old.entries() {
+            let owner = entry.owner();
+            if !kept.contains(&owner) {
+                let closed = state.registry.revoke_owner(&owner);
+                info!(label = ?entry.label, tunnels_closed = closed, "token revoked");
+            }
+        }
+    }
 }
 
 /// Answers one request with 429 and closes: the address has too many connections open.
