@@ -194,6 +194,10 @@ pub(crate) struct Args {
     /// otherwise make every sender one address.
     #[arg(long)]
     pub(crate) limit_loopback: bool,
+    /// Serve /_twk/metrics (Prometheus text format) on this address, e.g. 127.0.0.1:9090.
+    /// Off by default; never on the public port.
+    #[arg(long, env = "TWK_RELAY_METRICS_LISTEN")]
+    pub(crate) metrics_listen: Option<String>,
     /// /_twk/health also reports version, protocol and tunnel count (default: only "ok").
     #[arg(long)]
     pub(crate) health_detail: bool,

@@ -41,9 +41,24 @@ async fn run(
         .await
         .with_context(|| format!("binding {}", args.listen))?;
     let addr = listener.local_addr().context("reading the bound address")?;
+    let metrics = match &args.metrics_listen {
+        Some(a) => Some(
+            tokio::net::TcpListener::bind(a)
+                .await
+                .with_context(|| format!("binding the metrics address {a}"))?,
+        ),
+        None => None,
+    };
     {
         let mut out = std::io::stdout().lock();
         writeln!(out, "listening on {addr}")?;
+        if let Some(m) = &metrics {
+            writeln!(
+                out,
+                "metrics on {}",
+                m.local_addr().context("metrics address")?
+            )?;
+        }
         out.flush()?;
     }
     tracing::info!(
@@ -59,7 +74,7 @@ async fn run(
         let stop = shutdown.clone();
         tokio::spawn(async move { acme.run(stop).await });
     }
-    twk_relay::serve(listener, cfg, shutdown)
+    twk_relay::serve_with_metrics(listener, metrics, cfg, shutdown)
         .await
         .context("relay stopped")?;
     Ok(())

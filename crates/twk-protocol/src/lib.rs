@@ -24,6 +24,8 @@ pub const PROTOCOL_VERSION: u32 = 1;
 pub const CONNECT_PATH: &str = "/_twk/connect";
 /// Health endpoint of the relay.
 pub const HEALTH_PATH: &str = "/_twk/health";
+/// Metrics of the relay (Prometheus text format), only on its `--metrics-listen` address.
+pub const METRICS_PATH: &str = "/_twk/metrics";
 /// Prefix of the relay's own endpoints; never forwarded to a tunnel.
 pub const RESERVED_PREFIX: &str = "/_twk/";
 /// Path-routing prefix: `/t/<name>/…` reaches tunnel `<name>`, with `/t/<name>` removed.

@@ -2,6 +2,7 @@
 
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
+use prometheus_client::metrics::counter::Counter;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -37,10 +38,12 @@ pub(crate) struct Capped<B> {
     seen: u64,
     max: u64,
     fault: FaultCell,
+    bytes: Counter,
 }
 
 impl<B> Capped<B> {
-    pub(crate) fn new(inner: B, max: u64) -> (Self, FaultCell) {
+    /// Caps `inner` at `max`, counting what passes in `bytes`.
+    pub(crate) fn new(inner: B, max: u64, bytes: Counter) -> (Self, FaultCell) {
         let fault = FaultCell::default();
         (
             Capped {
@@ -48,6 +51,7 @@ impl<B> Capped<B> {
                 seen: 0,
                 max,
                 fault: fault.clone(),
+                bytes,
             },
             fault,
         )
@@ -75,6 +79,7 @@ where
         match Pin::new(&mut this.inner).poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {
                 if let Some(data) = frame.data_ref() {
+                    this.bytes.inc_by(data.len() as u64);
                     this.seen = this.seen.saturating_add(data.len() as u64);
                     if this.seen > this.max {
                         this.note(SenderFault::TooLarge);
@@ -112,13 +117,16 @@ pub(crate) struct SessionLost;
 pub(crate) struct UntilDead<B> {
     inner: B,
     dead: Pin<Box<WaitForCancellationFutureOwned>>,
+    bytes: Counter,
 }
 
 impl<B> UntilDead<B> {
-    pub(crate) fn new(inner: B, dead: CancellationToken) -> Self {
+    /// Streams `inner` until `dead` fires, counting what passes in `bytes`.
+    pub(crate) fn new(inner: B, dead: CancellationToken, bytes: Counter) -> Self {
         UntilDead {
             inner,
             dead: Box::pin(dead.cancelled_owned()),
+            bytes,
         }
     }
 }
@@ -141,6 +149,12 @@ where
                 Poll::Ready(()) => Poll::Ready(Some(Err(Box::new(SessionLost)))),
                 Poll::Pending => Poll::Pending,
             },
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    this.bytes.inc_by(data.len() as u64);
+                }
+                Poll::Ready(Some(Ok(frame)))
+            }
             other => other.map(|o| o.map(|r| r.map_err(Into::into))),
         }
     }

@@ -116,8 +116,29 @@ fn until(ms: i64) -> String {
     )
 }
 
-/// Handles `GET /_twk/connect`.
+/// Handles `GET /_twk/connect`; every refusal is counted and logged once (reason and source
+/// address, never the token).
 pub(crate) async fn upgrade(
+    state: Arc<State>,
+    remote: SocketAddr,
+    req: Request<Incoming>,
+) -> Response<RelayBody> {
+    let peer = state.abuse.client_addr(remote.ip(), req.headers()).ip;
+    let resp = upgrade_inner(state.clone(), remote, req).await;
+    if resp.status() != StatusCode::SWITCHING_PROTOCOLS {
+        let reason = resp
+            .headers()
+            .get(handshake::ERROR)
+            .and_then(|v| v.to_str().ok())
+            .and_then(RefusalCode::parse)
+            .map_or("not-websocket", RefusalCode::as_str);
+        state.metrics.refused(reason);
+        info!(%peer, reason, status = resp.status().as_u16(), "tunnel upgrade refused");
+    }
+    resp
+}
+
+async fn upgrade_inner(
     state: Arc<State>,
     remote: SocketAddr,
     req: Request<Incoming>,
@@ -125,7 +146,6 @@ pub(crate) async fn upgrade(
     let now = Instant::now();
     let client = state.abuse.client_addr(remote.ip(), req.headers());
     if let Err(r) = state.abuse.upgrade_attempt(client.ip, now) {
-        warn!(peer = %client.ip, "tunnel upgrade rate-limited");
         return rate_limited(r);
     }
     if !is_websocket_upgrade(&req) {
@@ -142,7 +162,6 @@ pub(crate) async fn upgrade(
     };
     let Some(owner) = authenticate(&state, &req) else {
         state.abuse.auth_failed(client.ip, now);
-        warn!(peer = %client.ip, "tunnel refused: missing or wrong token");
         return refuse(
             StatusCode::UNAUTHORIZED,
             RefusalCode::Unauthorized,
@@ -179,7 +198,11 @@ pub(crate) async fn upgrade(
             session,
             cancel,
             dead,
-        } => (session, cancel, dead),
+            reconnect,
+        } => {
+            state.metrics.connected(reconnect);
+            (session, cancel, dead)
+        }
         refused => return refuse_claim(&name, refused),
     };
     let accept = tungstenite::handshake::derive_accept_key(key.as_bytes());

@@ -198,7 +198,8 @@ pub(crate) async fn forward(
             }
             let (mut parts, body) = resp.into_parts();
             twk_protocol::strip_hop_by_hop(&mut parts.headers);
-            Response::from_parts(parts, UntilDead::new(body, a.dead).boxed())
+            let bytes = state.metrics.bytes_out.clone();
+            Response::from_parts(parts, UntilDead::new(body, a.dead, bytes).boxed())
         }
     }
 }
@@ -380,7 +381,7 @@ fn tunnel_request(
     if let Some(p) = &route.prefix {
         set(&mut headers, meta::FORWARDED_PREFIX, p);
     }
-    let (capped, fault) = Capped::new(body, state.cfg.max_body);
+    let (capped, fault) = Capped::new(body, state.cfg.max_body, state.metrics.bytes_in.clone());
     let mut out = Request::new(capped.boxed());
     *out.method_mut() = parts.method;
     *out.uri_mut() = uri;

@@ -21,6 +21,7 @@ mod body;
 mod config;
 mod connect;
 mod ingress;
+mod metrics;
 mod registry;
 mod reservations;
 mod server;
@@ -28,5 +29,5 @@ mod tokens;
 
 pub use config::{AbuseLimits, Auth, RelayConfig, Scheme, UrlStyle};
 pub use reservations::last_used;
-pub use server::{RelayError, serve};
+pub use server::{RelayError, serve, serve_with_metrics};
 pub use tokens::{TokenEntry, TokenFileError, TokenSet, file_add, file_revoke};

@@ -58,6 +58,8 @@ pub(crate) enum Claim {
         session: u64,
         cancel: CancellationToken,
         dead: CancellationToken,
+        /// The same token held this name before (a reconnect, not a first connect).
+        reconnect: bool,
     },
     /// Another token holds the name and is connected.
     Taken,
@@ -175,6 +177,7 @@ impl Registry {
         parent: &CancellationToken,
         now_ms: i64,
     ) -> Claim {
+        let reconnect = map.get(name).is_some_and(|e| e.owner == owner);
         let (displaced, replaces_own) = match self.vet(map.get(name), owner, client_id, now_ms) {
             Ok(v) => v,
             Err(refusal) => return refusal,
@@ -210,6 +213,7 @@ impl Registry {
             session,
             cancel,
             dead,
+            reconnect,
         }
     }
 

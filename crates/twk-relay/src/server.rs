@@ -41,6 +41,7 @@ pub(crate) struct State {
     pub(crate) cfg: RelayConfig,
     pub(crate) registry: Registry,
     pub(crate) abuse: Arc<Abuse>,
+    pub(crate) metrics: crate::metrics::Metrics,
     /// Accepted tokens (with `Auth::Tokens`); replaced when the tokens file is reloaded.
     pub(crate) tokens: std::sync::RwLock<crate::tokens::TokenSet>,
     /// Parent of every tunnel session's token; cancelled once ingress has drained.
@@ -63,6 +64,17 @@ impl State {
 /// in-flight requests finish for up to `cfg.shutdown_grace`, and closes every tunnel.
 pub async fn serve(
     listener: TcpListener,
+    cfg: RelayConfig,
+    shutdown: CancellationToken,
+) -> Result<(), RelayError> {
+    serve_with_metrics(listener, None, cfg, shutdown).await
+}
+
+/// [`serve`], plus `/_twk/metrics` (Prometheus text format) on `metrics`, a listener of the
+/// operator's choosing that the public port never exposes.
+pub async fn serve_with_metrics(
+    listener: TcpListener,
+    metrics: Option<TcpListener>,
     cfg: RelayConfig,
     shutdown: CancellationToken,
 ) -> Result<(), RelayError> {
@@ -91,6 +103,7 @@ pub async fn serve(
     };
     let updates = cfg.token_updates.clone();
     let state = Arc::new(State {
+        metrics: crate::metrics::Metrics::default(),
         tokens: std::sync::RwLock::new(tokens),
         cfg,
         registry: Registry::new(rules, store.clone(), now_ms()),
@@ -102,6 +115,9 @@ pub async fn serve(
     });
     if let Some(rx) = updates {
         tokio::spawn(follow_tokens(state.clone(), rx, shutdown.clone()));
+    }
+    if let Some(m) = metrics {
+        tokio::spawn(serve_metrics(m, state.clone(), shutdown.clone()));
     }
     // Ingress connections, drained on shutdown; tunnel sessions live in `state.tracker`.
     let conns = TaskTracker::new();
@@ -207,6 +223,53 @@ pub async fn serve(
     Ok(())
 }
 
+/// Answers `GET /_twk/metrics` on the operator's metrics listener.
+async fn serve_metrics(listener: TcpListener, state: Arc<State>, shutdown: CancellationToken) {
+    loop {
+        let tcp = tokio::select! {
+            r = listener.accept() => match r {
+                Ok((tcp, _)) => tcp,
+                Err(e) => {
+                    warn!(error = %e, "metrics accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            _ = shutdown.cancelled() => return,
+        };
+        let state = state.clone();
+        tokio::spawn(async move {
+            let svc = service_fn(move |req: Request<Incoming>| {
+                let state = state.clone();
+                async move {
+                    let resp = if req.uri().path() == twk_protocol::METRICS_PATH {
+                        let mut r =
+                            Response::new(full(state.metrics.encode(state.registry.connected())));
+                        r.headers_mut().insert(
+                            http::header::CONTENT_TYPE,
+                            http::HeaderValue::from_static(
+                                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                            ),
+                        );
+                        r
+                    } else {
+                        text(
+                            StatusCode::NOT_FOUND,
+                            "twk relay: metrics are at /_twk/metrics\n",
+                        )
+                    };
+                    Ok::<_, Infallible>(resp)
+                }
+            });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(Duration::from_secs(10))
+                .serve_connection(TokioIo::new(tcp), svc)
+                .await;
+        });
+    }
+}
+
 /// Switches to each new token set; tunnels of tokens no longer in it are closed.
 async fn follow_tokens(
     state: Arc<State>,
@@ -287,7 +350,16 @@ async fn handle(
     } else if path.starts_with(RESERVED_PREFIX) {
         text(StatusCode::NOT_FOUND, "twk relay: no such relay endpoint\n")
     } else {
-        ingress::forward(state, remote, req).await
+        let t0 = std::time::Instant::now();
+        let resp = ingress::forward(state.clone(), remote, req).await;
+        let source = resp
+            .headers()
+            .get(twk_protocol::ERROR_SOURCE_HEADER)
+            .and_then(|v| v.to_str().ok());
+        state
+            .metrics
+            .request(resp.status().as_u16(), source, t0.elapsed());
+        resp
     };
     Ok(resp)
 }

@@ -5,4 +5,5 @@ mod basic_auth;
 mod failures;
 mod forward;
 mod hardening;
+mod metrics;
 mod sessions;

@@ -1,0 +1,195 @@
+//! The relay's metrics, in the Prometheus / OpenMetrics text format, served only on the
+//! operator's `--metrics-listen` address (never on the public port).
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+use std::time::Duration;
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct RequestLabels {
+    class: &'static str,
+    /// The side an error answer blames: `sender`, `tunnel`, `target`; `none` for the app's
+    /// own answers.
+    side: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct RefusalLabels {
+    reason: &'static str,
+}
+
+/// Every metric of one relay.
+pub(crate) struct Metrics {
+    registry: Registry,
+    tunnels: Gauge,
+    requests: Family<RequestLabels, Counter>,
+    duration: Histogram,
+    pub(crate) bytes_in: Counter,
+    pub(crate) bytes_out: Counter,
+    refused: Family<RefusalLabels, Counter>,
+    connects: Counter,
+    reconnects: Counter,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("twk_relay");
+        let tunnels = Gauge::default();
+        registry.register(
+            "tunnels_connected",
+            "Tunnels connected now",
+            tunnels.clone(),
+        );
+        let requests = Family::<RequestLabels, Counter>::default();
+        registry.register(
+            "requests",
+            "Public requests by status class and the side an error answer blames",
+            requests.clone(),
+        );
+        // 1 ms … ~16 s: webhooks answer in milliseconds, deadlines are 9–11 s.
+        let duration = Histogram::new([
+            0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 9.0, 11.0, 16.0,
+        ]);
+        registry.register(
+            "request_duration_seconds",
+            "Time from the request head to the response head",
+            duration.clone(),
+        );
+        let bytes_in = Counter::default();
+        registry.register(
+            "request_body_bytes",
+            "Request body bytes forwarded into tunnels",
+            bytes_in.clone(),
+        );
+        let bytes_out = Counter::default();
+        registry.register(
+            "response_body_bytes",
+            "Response body bytes sent back to senders",
+            bytes_out.clone(),
+        );
+        let refused = Family::<RefusalLabels, Counter>::default();
+        registry.register(
+            "upgrades_refused",
+            "Tunnel upgrades refused, by reason",
+            refused.clone(),
+        );
+        let connects = Counter::default();
+        registry.register(
+            "tunnel_connects",
+            "Tunnel sessions granted",
+            connects.clone(),
+        );
+        let reconnects = Counter::default();
+        registry.register(
+            "tunnel_reconnects",
+            "Tunnel sessions granted for a name the same token held before",
+            reconnects.clone(),
+        );
+        Metrics {
+            registry,
+            tunnels,
+            requests,
+            duration,
+            bytes_in,
+            bytes_out,
+            refused,
+            connects,
+            reconnects,
+        }
+    }
+}
+
+impl Metrics {
+    /// Counts one answered public request.
+    pub(crate) fn request(&self, status: u16, source: Option<&str>, took: Duration) {
+        let class = match status {
+            100..=199 => "1xx",
+            200..=299 => "2xx",
+            300..=399 => "3xx",
+            400..=499 => "4xx",
+            _ => "5xx",
+        };
+        // twk's own answers say who made them; a 4xx from twk is the sender's fault.
+        let side = match (source, status) {
+            (None, _) => "none",
+            (Some(_), 400..=499) => "sender",
+            (Some("client"), _) => "target",
+            (Some(_), _) => "tunnel",
+        };
+        self.requests
+            .get_or_create(&RequestLabels { class, side })
+            .inc();
+        self.duration.observe(took.as_secs_f64());
+    }
+
+    pub(crate) fn refused(&self, reason: &'static str) {
+        self.refused.get_or_create(&RefusalLabels { reason }).inc();
+    }
+
+    pub(crate) fn connected(&self, reconnect: bool) {
+        self.connects.inc();
+        if reconnect {
+            self.reconnects.inc();
+        }
+    }
+
+    /// The text exposition, with the tunnel gauge set to `tunnels` first.
+    pub(crate) fn encode(&self, tunnels: usize) -> String {
+        self.tunnels.set(i64::try_from(tunnels).unwrap_or(i64::MAX));
+        let mut out = String::new();
+        if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
+            out.clear();
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn answers_are_counted_by_class_and_side() {
+        let m = Metrics::default();
+        m.request(200, None, Duration::from_millis(3));
+        m.request(503, Some("relay"), Duration::from_millis(1));
+        m.request(502, Some("client"), Duration::from_millis(1));
+        m.request(413, Some("relay"), Duration::from_millis(1));
+        m.refused("unauthorized");
+        m.connected(true);
+        let text = m.encode(2);
+        assert!(text.contains("twk_relay_tunnels_connected 2"), "{text}");
+        assert!(
+            text.contains(r#"twk_relay_requests_total{class="2xx",side="none"} 1"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"twk_relay_requests_total{class="5xx",side="tunnel"} 1"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"twk_relay_requests_total{class="5xx",side="target"} 1"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"twk_relay_requests_total{class="4xx",side="sender"} 1"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"twk_relay_upgrades_refused_total{reason="unauthorized"} 1"#),
+            "{text}"
+        );
+        assert!(
+            text.contains("twk_relay_tunnel_reconnects_total 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("twk_relay_request_duration_seconds_count 4"),
+            "{text}"
+        );
+    }
+}

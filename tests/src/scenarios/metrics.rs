@@ -1,0 +1,110 @@
+//! `/_twk/metrics` on the operator's listener: the values move as traffic passes.
+
+use crate::*;
+use std::time::Duration;
+
+fn value(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+#[tokio::test]
+async fn metrics_count_tunnels_requests_bytes_and_refusals_on_their_own_listener() {
+    trace_init();
+    let public = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = public.local_addr().unwrap();
+    let metrics = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let maddr = metrics.local_addr().unwrap();
+    let mut cfg = relay_config(tokens(&["t"]));
+    cfg.domain = addr.to_string();
+    let stop = tokio_util::sync::CancellationToken::new();
+    let relay = tokio::spawn(twk_relay::serve_with_metrics(
+        public,
+        Some(metrics),
+        cfg,
+        stop.clone(),
+    ));
+    let scrape = || async move {
+        let r = send(maddr, "GET", "/_twk/metrics", &[], "").await.unwrap();
+        assert_eq!(r.status, 200);
+        assert!(
+            r.headers["content-type"]
+                .to_str()
+                .unwrap()
+                .contains("openmetrics-text")
+        );
+        r.text()
+    };
+    let before = scrape().await;
+    assert_eq!(value(&before, "twk_relay_tunnels_connected"), 0.0);
+
+    let mut app = FakeTarget::echo().await;
+    let mut c = twk_agent::AgentConfig::new(
+        twk_agent::RelayUrl::parse(&format!("http://{addr}")).unwrap(),
+        twk_agent::Target::parse(&app.addr.to_string()).unwrap(),
+    );
+    c.token = Some("t".into());
+    c.name = Some("metered".into());
+    let mut agent = spawn_agent(c.clone());
+    agent.connected().await;
+    let body = "x".repeat(1000);
+    for _ in 0..3 {
+        let r = send(addr, "POST", "/t/metered/in", &[], body.clone())
+            .await
+            .unwrap();
+        assert_eq!(r.status, 200);
+        let _ = app.next().await;
+    }
+    let r = send(addr, "POST", "/t/nobody/in", &[], "").await.unwrap();
+    assert_eq!(r.status, 503);
+    c.token = Some("wrong".into());
+    let _ = spawn_agent(c).task.await;
+    // The public port never serves metrics.
+    let r = send(addr, "GET", "/_twk/metrics", &[], "").await.unwrap();
+    assert_eq!(r.status, 404);
+
+    let after = scrape().await;
+    assert_eq!(value(&after, "twk_relay_tunnels_connected"), 1.0, "{after}");
+    assert_eq!(
+        value(
+            &after,
+            r#"twk_relay_requests_total{class="2xx",side="none"}"#
+        ),
+        3.0,
+        "{after}"
+    );
+    assert_eq!(
+        value(
+            &after,
+            r#"twk_relay_requests_total{class="5xx",side="tunnel"}"#
+        ),
+        1.0
+    );
+    assert_eq!(
+        value(&after, "twk_relay_request_body_bytes_total"),
+        3000.0,
+        "{after}"
+    );
+    assert_eq!(
+        value(&after, "twk_relay_response_body_bytes_total"),
+        3000.0,
+        "{after}"
+    );
+    assert_eq!(
+        value(&after, "twk_relay_request_duration_seconds_count"),
+        4.0,
+        "{after}"
+    );
+    assert_eq!(
+        value(
+            &after,
+            r#"twk_relay_upgrades_refused_total{reason="unauthorized"}"#
+        ),
+        1.0
+    );
+    assert_eq!(value(&after, "twk_relay_tunnel_connects_total"), 1.0);
+    agent.stop().await.unwrap();
+    stop.cancel();
+    let _ = tokio::time::timeout(Duration::from_secs(10), relay).await;
+}
