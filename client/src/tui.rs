@@ -29,6 +29,8 @@ pub struct TuiContext {
     pub shutdown: CancellationToken,
     /// Last relay round trip in ms, 0 until measured (updated by the agent's websocket pings).
     pub rtt_ms: Arc<std::sync::atomic::AtomicU64>,
+    /// The relay is the embedded loopback one (the top bar says providers cannot reach it).
+    pub embedded: bool,
 }
 
 /// True when the inspector is available in this build.
@@ -124,6 +126,7 @@ async fn run_inner(ctx: &TuiContext) -> anyhow::Result<()> {
         tz,
     );
     model.conn = conn_of(&conn.borrow_and_update(), model.now_ms);
+    model.embedded = ctx.embedded;
     for cmd in model.init() {
         if let twk_inspector::Cmd::Load(load) = cmd {
             let answer = data.load(&load).context("reading the capture store")?;
@@ -229,6 +232,10 @@ async fn run_inner(ctx: &TuiContext) -> anyhow::Result<()> {
                 }
                 Intent::Copy { id, what } => {
                     let msg = copy(&data, id, what);
+                    data.dispatch(&mut model, msg);
+                }
+                Intent::CopyUrl { url } => {
+                    let msg = copy_text(&url, "public URL");
                     data.dispatch(&mut model, msg);
                 }
             }
@@ -392,14 +399,19 @@ fn copy(data: &Data, id: ExchangeId, what: CopyWhat) -> Msg {
             }
         }
     };
-    let (seq, cut) = twk_inspector::clipboard::osc52(&text);
+    copy_text(&text, &format!("{label} of #{id}"))
+}
+
+/// Puts `text` on the clipboard (OSC 52) and says so.
+fn copy_text(text: &str, what: &str) -> Msg {
+    let (seq, cut) = twk_inspector::clipboard::osc52(text);
     let mut out = std::io::stdout();
     if let Err(e) = out.write_all(seq.as_bytes()).and_then(|()| out.flush()) {
         return Msg::Notice(format!("copy failed: {e}"), Level::Error);
     }
     Msg::Notice(
         format!(
-            "copied the {label} of #{id} via OSC 52{}",
+            "copied the {what} via OSC 52{}",
             if cut { " (cut at 100 kB)" } else { "" }
         ),
         Level::Info,

@@ -225,8 +225,9 @@ pub async fn run(mut args: TunnelArgs) -> anyhow::Result<ExitCode> {
             cfg.validate().map_err(anyhow::Error::msg)?;
             if !tui {
                 eprintln!(
-                    "twk: no relay configured (--relay / TWK_RELAY); started an embedded relay on {addr} \
-                     (loopback only, no token needed)"
+                    "twk: no relay configured (--relay / TWK_RELAY): using an embedded relay on {addr}. \
+                     It is loopback only: providers cannot reach this URL; run twk-relay on a server \
+                     (docs/deploy.md) and pass --relay."
                 );
             }
             tracing::info!(%addr, "embedded relay started (loopback only, no token needed)");
@@ -286,6 +287,7 @@ pub async fn run(mut args: TunnelArgs) -> anyhow::Result<ExitCode> {
                 secrets,
                 shutdown: shutdown.clone(),
                 rtt_ms,
+                embedded: embedded.is_some(),
             };
             let ui = crate::tui::run(ctx).await;
             shutdown.cancel();

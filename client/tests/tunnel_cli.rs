@@ -202,6 +202,10 @@ async fn plain_output_on_the_embedded_relay_and_graceful_sigterm() {
     let (code, stderr) = stderr_of(run.child).await;
     assert_eq!(code, Some(0), "{stderr}");
     assert!(stderr.contains("embedded relay"), "{stderr}");
+    assert!(
+        stderr.contains("providers cannot reach this URL") && stderr.contains("docs/deploy.md"),
+        "{stderr}"
+    );
 }
 
 #[tokio::test]
@@ -297,4 +301,62 @@ async fn a_client_displaced_by_another_with_the_same_token_exits_1_and_says_why(
     nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
     let (code, _) = stderr_of(second.child).await;
     assert_eq!(code, Some(0));
+}
+
+#[tokio::test]
+async fn each_reconnect_is_reported_once_in_plain_mode() {
+    trace_init();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let relay = spawn_relay_on(listener, relay_config(tokens(&["tok"])));
+    let target = FakeTarget::echo().await;
+    let relay_url = relay.url(false);
+    let target_arg = target.addr.to_string();
+    let mut run = spawn(
+        &[
+            "--relay",
+            &relay_url,
+            "--name",
+            "flaky",
+            "--no-tui",
+            &target_arg,
+        ],
+        &[("TWK_TOKEN", "tok")],
+    );
+    assert!(run.line().await.starts_with("Forwarding "));
+    let err = run.child.stderr.take().unwrap();
+    let mut lines = BufReader::new(err).lines();
+    relay.stop().await;
+    // The relay is gone: one line says so and when the client retries.
+    let first = tokio::time::timeout(Duration::from_secs(10), lines.next_line())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert!(
+        first.starts_with("twk: ") && first.contains("reconnecting in"),
+        "{first}"
+    );
+    let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
+    let _relay = spawn_relay_on(listener, relay_config(tokens(&["tok"])));
+    let mut seen = vec![first];
+    let back = tokio::time::timeout(Duration::from_secs(60), async {
+        while let Some(l) = lines.next_line().await.unwrap() {
+            let done = l.contains("reconnected");
+            seen.push(l);
+            if done {
+                return;
+            }
+        }
+    })
+    .await;
+    assert!(back.is_ok(), "never reconnected: {seen:?}");
+    // Only the client's own lines: no tracing WARN duplicates of the same news.
+    for l in &seen {
+        assert!(l.starts_with("twk: "), "{l}");
+        assert!(!l.contains("WARN"), "{l}");
+    }
+    let pid = nix::unistd::Pid::from_raw(run.child.id().unwrap() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    let _ = run.child.wait().await;
 }

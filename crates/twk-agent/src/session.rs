@@ -158,7 +158,8 @@ pub async fn run(
             Err(ConnectError::Transient(reason)) => reason,
         };
         let delay = backoff.next_delay();
-        warn!(%reason, ?delay, "tunnel down; reconnecting");
+        // The observer tells the user; at WARN this would print every reconnect twice.
+        info!(%reason, ?delay, "tunnel down; reconnecting");
         observer.connection(&ConnState::Reconnecting { delay, reason });
         tokio::select! {
             _ = tokio::time::sleep(delay) => {}

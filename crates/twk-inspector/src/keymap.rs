@@ -32,6 +32,7 @@ pub const KEYS: &[(&str, &str)] = &[
         "filter: text, provider:, event:, status:, verdict:, lint:",
     ),
     ("c", "copy as curl (OSC 52 clipboard; secrets redacted)"),
+    ("u", "copy the tunnel's public URL (OSC 52 clipboard)"),
     ("y", "copy the request body (OSC 52 clipboard)"),
     ("s", "show / hide secret header values"),
     ("p", "pause / resume following the newest exchange"),

@@ -96,6 +96,11 @@ pub enum Intent {
         /// What to copy.
         what: CopyWhat,
     },
+    /// Copy the tunnel's public URL through the OSC 52 clipboard.
+    CopyUrl {
+        /// The URL.
+        url: String,
+    },
     /// Leave the inspector.
     Quit,
 }
@@ -304,6 +309,8 @@ pub struct Model {
     pub conn: Conn,
     /// Local target URL.
     pub target: String,
+    /// The relay is the embedded loopback one: no provider can reach the public URL.
+    pub embedded: bool,
     /// Relay round trip, when known.
     pub rtt_ms: Option<u64>,
     /// Recorder problem (writes failing), if any.
@@ -412,6 +419,7 @@ impl Model {
             size,
             conn: Conn::Connecting { attempt: 0 },
             target: target.into(),
+            embedded: false,
             rtt_ms: None,
             recorder_error: None,
             dropped: 0,
@@ -869,6 +877,15 @@ impl Model {
                 },
                 out,
             ),
+            KeyCode::Char('u') => match &self.conn {
+                Conn::Connected { public_url, .. } => out.push(Cmd::Intent(Intent::CopyUrl {
+                    url: public_url.clone(),
+                })),
+                _ => self.notify(
+                    "no public URL yet: the tunnel is not connected",
+                    Level::Error,
+                ),
+            },
             KeyCode::Char('y') => self.intent_for_selected(
                 |id| Intent::Copy {
                     id,

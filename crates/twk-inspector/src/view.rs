@@ -55,6 +55,14 @@ fn top_bar(m: &Model, f: &mut Frame, area: Rect) {
                 clean_line(public_url, 200),
                 bar.add_modifier(Modifier::BOLD),
             ));
+            if m.embedded {
+                spans.push(Span::styled(
+                    // Short enough to survive next to the counts at 120 columns; the plain
+                    // output and docs/deploy.md say what to do instead.
+                    " ⚠ loopback: providers can't reach",
+                    bar.fg(Color::Yellow),
+                ));
+            }
         }
         Conn::Connecting { attempt } => spans.push(Span::styled(
             if *attempt == 0 {

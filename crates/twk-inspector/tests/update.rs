@@ -626,3 +626,34 @@ fn filters_that_can_split_the_legs_list_both() {
     assert!(m.filter.collapse_handshakes);
     assert_eq!(line_ids(&m), vec![7, 6, 5, 3]);
 }
+
+#[test]
+fn u_copies_the_public_url_once_connected() {
+    let (_d, data) = store(&mix());
+    let mut m = model(&data);
+    data.dispatch(
+        &mut m,
+        Msg::Conn(twk_inspector::Conn::Connecting { attempt: 0 }),
+    );
+    assert!(press(&data, &mut m, "u").is_empty());
+    assert!(
+        m.notice
+            .as_ref()
+            .unwrap()
+            .text
+            .contains("no public URL yet")
+    );
+    data.dispatch(
+        &mut m,
+        Msg::Conn(twk_inspector::Conn::Connected {
+            name: "a".into(),
+            public_url: "http://127.0.0.1:8787/t/a".into(),
+        }),
+    );
+    assert_eq!(
+        press(&data, &mut m, "u"),
+        vec![Intent::CopyUrl {
+            url: "http://127.0.0.1:8787/t/a".into()
+        }]
+    );
+}

@@ -336,3 +336,22 @@ fn hostile_handshake_never_reaches_a_cell() {
         data.dispatch(&mut m, code(KeyCode::Esc));
     }
 }
+
+#[test]
+fn embedded_relay_says_providers_cannot_reach_it() {
+    let (_d, data) = store(&mix());
+    let mut m = model(&data);
+    m.embedded = true;
+    data.dispatch(
+        &mut m,
+        Msg::Conn(Conn::Connected {
+            name: "a1b2c3".into(),
+            public_url: "http://127.0.0.1:8787/t/a1b2c3".into(),
+        }),
+    );
+    let (text, _) = render(&m);
+    let top = text.lines().next().unwrap();
+    assert!(top.contains("http://127.0.0.1:8787/t/a1b2c3"), "{top}");
+    assert!(top.contains("loopback: providers can't reach"), "{top}");
+    snap("embedded_relay", &m);
+}
