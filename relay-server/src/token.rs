@@ -24,6 +24,12 @@ fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let mut tmp = tempfile::NamedTempFile::new_in(dir)
         .with_context(|| format!("writing in {}", dir.display()))?;
+    // Root editing the relay's file keeps it the relay's: a root-owned 0600 file would lock
+    // the running (unprivileged) relay out of its own tokens.
+    if let Ok(old) = std::fs::metadata(path) {
+        use std::os::unix::fs::MetadataExt;
+        let _ = std::os::unix::fs::chown(tmp.path(), Some(old.uid()), Some(old.gid()));
+    }
     tmp.write_all(text.as_bytes())?;
     tmp.as_file().sync_all()?;
     tmp.persist(path)
