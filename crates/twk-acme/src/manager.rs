@@ -118,7 +118,10 @@ impl Acme {
         };
         if let (Some(chain), Some(key)) = (acme.cache.read("cert"), acme.cache.read("key")) {
             match acme.install(&chain, &key) {
-                Ok(i) if i.names == acme.cfg.names() && i.not_after > SystemTime::now() => {
+                Ok(i)
+                    if same_names(&i.names, &acme.cfg.names())
+                        && i.not_after > SystemTime::now() =>
+                {
                     info!(serial = %i.serial, "serving the cached certificate");
                 }
                 Ok(_) => info!("the cached certificate does not fit; obtaining a new one"),
@@ -356,6 +359,14 @@ impl Acme {
             Err(fail(format!("{action} {record}: {status}")))
         }
     }
+}
+
+/// True when both lists hold the same names, in any order.
+fn same_names(a: &[String], b: &[String]) -> bool {
+    let (mut a, mut b) = (a.to_vec(), b.to_vec());
+    a.sort();
+    b.sort();
+    a == b
 }
 
 /// Serial, validity and names of the first certificate in `chain_pem`.

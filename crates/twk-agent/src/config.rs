@@ -184,6 +184,9 @@ pub struct AgentConfig {
     pub host_header: HostHeader,
     /// Extra CA certificates (PEM) to trust for `wss://`.
     pub extra_ca_pem: Option<Vec<u8>>,
+    /// Dial this address instead of resolving the relay's host (like curl's `--connect-to`;
+    /// TLS still verifies the host name). For a relay whose DNS is not there yet.
+    pub connect_to: Option<std::net::SocketAddr>,
     /// Deadline for the target's response head when the relay does not send one.
     pub request_timeout: Duration,
     /// How many body bytes of each request and response are kept for the observer.
@@ -227,6 +230,7 @@ impl AgentConfig {
             target,
             host_header: HostHeader::Rewrite,
             extra_ca_pem: None,
+            connect_to: None,
             request_timeout: limits::DEFAULT_REQUEST_TIMEOUT,
             capture_cap: 1024 * 1024,
             capture_budget: 64 * 1024 * 1024,

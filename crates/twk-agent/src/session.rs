@@ -238,8 +238,13 @@ async fn connect(
     tls: Option<&tokio_rustls::TlsConnector>,
 ) -> Result<Session, ConnectError> {
     let relay = &cfg.relay;
-    let addr = (relay.host.as_str(), relay.port);
-    let tcp = tokio::time::timeout(limits::HANDSHAKE_TIMEOUT, TcpStream::connect(addr))
+    let dial = async {
+        match cfg.connect_to {
+            Some(addr) => TcpStream::connect(addr).await,
+            None => TcpStream::connect((relay.host.as_str(), relay.port)).await,
+        }
+    };
+    let tcp = tokio::time::timeout(limits::HANDSHAKE_TIMEOUT, dial)
         .await
         .map_err(|_| ConnectError::Transient("relay unreachable: connect timed out".into()))?
         .map_err(|e| ConnectError::Transient(format!("relay unreachable: {e}")))?;

@@ -51,6 +51,7 @@ async fn the_relay_obtains_serves_and_renews_its_certificate_without_dropping_a_
         eprintln!("SKIPPED: pebble is not installed (apt-get install pebble)");
         return;
     }
+    let _turn = crate::pebble::exclusive().await;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let pebble = Pebble::start(addr.port()).await.unwrap();
@@ -134,6 +135,63 @@ async fn the_relay_obtains_serves_and_renews_its_certificate_without_dropping_a_
     assert!(renewed.not_after >= first.not_after);
     stop.cancel();
     runner.await.unwrap();
+    agent.stop().await.unwrap();
+    relay.stop().await;
+}
+
+#[tokio::test]
+async fn a_dns_hook_gets_the_wildcard_and_subdomain_urls_work() {
+    trace_init();
+    if !Pebble::available() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "pebble must be installed in CI"
+        );
+        eprintln!("SKIPPED: pebble is not installed (apt-get install pebble)");
+        return;
+    }
+    let _turn = crate::pebble::exclusive().await;
+    let dns = crate::pebble::ChallTestSrv::start().await.unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let pebble = Pebble::start_with(addr.port(), Some(dns.dns))
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut acfg = twk_acme::AcmeConfig::new("hooks.localhost", dir.path().join("acme"));
+    acfg.directory = pebble.directory.clone();
+    acfg.ca_root = Some(pebble.api_root.clone());
+    acfg.dns_hook = Some(dns.hook_script(dir.path()).unwrap());
+    let acme = Arc::new(twk_acme::Acme::new(acfg).unwrap());
+    let info = tokio::time::timeout(Duration::from_secs(60), acme.obtain())
+        .await
+        .expect("no certificate within 60 s")
+        .unwrap();
+    let mut names = info.names.clone();
+    names.sort();
+    assert_eq!(names, ["*.hooks.localhost", "hooks.localhost"]);
+
+    let mut rcfg = relay_config(twk_relay::Auth::Open);
+    rcfg.domain = format!("hooks.localhost:{}", addr.port());
+    rcfg.url_style = twk_relay::UrlStyle::Subdomain;
+    rcfg.tls = Some(acme.server_config().unwrap());
+    let relay = spawn_relay_on(listener, rcfg);
+    let root = pebble.issuing_root().await.unwrap();
+    let mut app = FakeTarget::echo().await;
+    let mut cfg = agent_config(&relay, app.addr);
+    // The client dials the apex; the relay hands out a subdomain URL.
+    cfg.relay =
+        twk_agent::RelayUrl::parse(&format!("wss://hooks.localhost:{}", addr.port())).unwrap();
+    cfg.extra_ca_pem = Some(root.clone().into_bytes());
+    cfg.name = Some("shop".into());
+    // hooks.localhost resolves nowhere: dial loopback, still verifying the name.
+    cfg.connect_to = Some(addr);
+    let mut agent = spawn_agent(cfg);
+    let (_, url) = agent.connected().await;
+    assert_eq!(url, format!("https://shop.hooks.localhost:{}", addr.port()));
+    let (_, status) = https_get(addr, "shop.hooks.localhost", &root, "/wild").await;
+    assert_eq!(status, 200);
+    assert_eq!(app.next().await.path_and_query, "/wild");
     agent.stop().await.unwrap();
     relay.stop().await;
 }
