@@ -61,7 +61,9 @@ fn init_logging(to_file: bool) -> Option<tracing_appender::non_blocking::WorkerG
             return Some(guard);
         }
     }
+    use std::io::IsTerminal;
     let layer = tracing_subscriber::fmt::layer()
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr)
         .with_filter(filter());
     tracing_subscriber::registry().with(layer).init();

@@ -268,6 +268,10 @@ async fn the_token_never_reaches_the_client_log_even_at_trace_level() {
     assert_eq!(code, Some(0), "{log}");
     assert!(log.contains("TRACE"), "not a trace log:\n{log}");
     assert!(!log.contains(token), "token in the client log");
+    assert!(
+        !log.contains('\u{1b}'),
+        "ANSI escapes in a non-terminal log"
+    );
 }
 
 #[tokio::test]

@@ -226,6 +226,12 @@ async fn the_token_never_reaches_the_relay_log_even_at_trace_level() {
     let log = stderr.await.unwrap();
     assert!(log.contains("TRACE"), "not a trace log:\n{log}");
     assert!(log.contains("tunnel connected"), "{log}");
+    // stderr is a pipe here, as under journald: plain text, no colour codes.
+    assert!(
+        !log.contains('\u{1b}'),
+        "ANSI escapes in a non-terminal log"
+    );
+    assert!(log.contains("tunnel upgrade refused"), "{log}");
     assert!(!log.contains(token), "token in the relay log");
     assert!(
         !log.contains("wrong-5a4b3c2d1e0f"),
