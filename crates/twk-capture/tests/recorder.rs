@@ -59,7 +59,9 @@ async fn locked_database_is_reported_and_recording_resumes() {
         .map(|i| rec.record(exchange("t", i, "/", b"x")))
         .collect();
     let accepted = pending.iter().filter(|p| p.accepted()).count();
-    assert!(accepted <= 2, "{accepted} accepted");
+    // At most: one the writer took, one it gathered into the same batch before blocking on
+    // the lock, and one in the queue of 1 (a loaded machine sees all three).
+    assert!(accepted <= 3, "{accepted} accepted");
     for p in pending {
         assert_eq!(p.id().await, None, "nothing can be written while locked");
     }
