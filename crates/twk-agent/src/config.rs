@@ -61,10 +61,18 @@ impl Target {
             Some(i) => (&rest[..i], &rest[i..]),
             None => (rest, ""),
         };
-        if authority.is_empty() || !had_scheme && !path.is_empty() {
+        // No user info, query or fragment: a target is a host, a port and a base path.
+        if authority.is_empty()
+            || !had_scheme && !path.is_empty()
+            || authority.contains('@')
+            || rest.contains(['?', '#'])
+        {
             return Err(invalid());
         }
         let uri: http::uri::Authority = authority.parse().map_err(|_| invalid())?;
+        if uri.host().is_empty() {
+            return Err(invalid());
+        }
         let authority = match uri.port_u16() {
             Some(0) => return Err(invalid()),
             Some(_) => uri.as_str().to_string(),
@@ -276,6 +284,10 @@ mod tests {
             "https://x:1",
             "a b:1",
             "x:1/path",
+            "http://user@h:1",
+            "http://h:1/a?b",
+            "http://h:1/#x",
+            "http://:3000",
         ] {
             assert!(Target::parse(bad).is_err(), "{bad:?} accepted");
         }

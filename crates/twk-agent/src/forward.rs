@@ -37,11 +37,11 @@ impl Shared {
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
         connector.enforce_http(true);
-        connector.set_connect_timeout(Some(Duration::from_secs(5)));
+        connector.set_connect_timeout(Some(twk_protocol::limits::TARGET_CONNECT_TIMEOUT));
         let client = Client::builder(TokioExecutor::new())
             .pool_timer(TokioTimer::new())
             .timer(TokioTimer::new())
-            .pool_idle_timeout(Duration::from_secs(30))
+            .pool_idle_timeout(twk_protocol::limits::TARGET_POOL_IDLE)
             .build(connector);
         let budget = CaptureBudget::new(cfg.capture_budget);
         Shared {
@@ -98,14 +98,7 @@ impl Meta {
                 .filter(|&ms| ms > 0)
                 .map(Duration::from_millis),
         };
-        let ours: Vec<_> = headers
-            .keys()
-            .filter(|k| k.as_str().starts_with(meta::PREFIX))
-            .cloned()
-            .collect();
-        for k in ours {
-            headers.remove(k);
-        }
+        meta::strip_all(headers);
         m
     }
 

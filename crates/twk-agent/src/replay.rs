@@ -161,7 +161,7 @@ pub fn prepare(original: &Exchange, opts: &ReplayOptions) -> Result<PreparedRepl
             .or_else(|| twk_providers::detect(&view))
             .ok_or(ReplayError::UnknownProvider)?;
         let sign_opts = SignOptions {
-            timestamp: Some(jiff::Timestamp::now().as_second()),
+            timestamp: Some(crate::now_ms() / 1000),
             id: None,
         };
         let signed = twk_providers::sign_request(provider, &view, &opts.secrets, &sign_opts)?;
@@ -247,7 +247,7 @@ pub async fn replay(original: &Exchange, opts: &ReplayOptions) -> Result<Exchang
         .map(|c| c.to_bytes())
         .unwrap_or_default();
     let method = request.method().as_str().to_owned();
-    let received_ms = jiff::Timestamp::now().as_millisecond();
+    let received_ms = crate::now_ms();
     let mut ex = Exchange {
         id: None,
         tunnel: original.tunnel.clone(),
@@ -259,12 +259,7 @@ pub async fn replay(original: &Exchange, opts: &ReplayOptions) -> Result<Exchang
         target,
         request: Message {
             headers: sent_headers,
-            body: capture(
-                &sent_body,
-                sent_body.len() as u64,
-                hex_sha256(&sent_body),
-                opts.capture_cap,
-            ),
+            body: CapturedBody::capped(&sent_body, opts.capture_cap),
         },
         status: None,
         response: None,
@@ -300,7 +295,7 @@ pub async fn replay(original: &Exchange, opts: &ReplayOptions) -> Result<Exchang
             .send_request(request)
             .await
             .map_err(|e| format!("{authority} failed: {e}"))?;
-        let first_byte_ms = jiff::Timestamp::now().as_millisecond();
+        let first_byte_ms = crate::now_ms();
         let (parts, mut body) = resp.into_parts();
         let mut kept = Vec::new();
         let mut hasher = sha2::Sha256::new();
@@ -329,7 +324,7 @@ pub async fn replay(original: &Exchange, opts: &ReplayOptions) -> Result<Exchang
         ))
     })
     .await;
-    let done_ms = jiff::Timestamp::now().as_millisecond();
+    let done_ms = crate::now_ms();
     ex.timings.done_ms = Some(done_ms);
     match outcome {
         Ok(Ok((parts, first_byte_ms, body))) => {
@@ -367,7 +362,7 @@ fn analyze_into(ex: &mut Exchange, secrets: &Secrets) {
         .provider
         .as_deref()
         .and_then(|p| p.parse::<Provider>().ok());
-    crate::annotate(ex, secrets, jiff::Timestamp::now().as_second(), provider);
+    crate::annotate(ex, secrets, crate::now_ms() / 1000, provider);
 }
 
 fn view_of<'a>(
@@ -383,41 +378,11 @@ fn view_of<'a>(
     v
 }
 
-/// `http://host:port[/base]` → (`host:port`, `/base` without trailing slash).
+/// A replay target in `twk-tunnel`'s TARGET syntax (`3000`, `host:port`,
+/// `http://host:port[/base]`) → (`host:port`, `/base` without trailing slash).
 fn parse_target(base: &str) -> Result<(String, String), ReplayError> {
-    let bad = || ReplayError::BadTarget(base.to_owned());
-    let rest = base.trim().strip_prefix("http://").ok_or_else(bad)?;
-    let (authority, path) = match rest.find(['/', '?', '#']) {
-        Some(i) => rest.split_at(i),
-        None => (rest, ""),
-    };
-    if path.contains(['?', '#']) || authority.contains('@') {
-        return Err(bad());
-    }
-    let auth: http::uri::Authority = authority.parse().map_err(|_| bad())?;
-    if auth.host().is_empty() {
-        return Err(bad());
-    }
-    let authority = match auth.port_u16() {
-        Some(0) => return Err(bad()),
-        Some(_) => auth.as_str().to_owned(),
-        None => format!("{}:80", auth.host()),
-    };
-    Ok((authority, path.trim_end_matches('/').to_owned()))
-}
-
-fn hex_sha256(b: &[u8]) -> String {
-    hex::encode(sha2::Sha256::digest(b))
-}
-
-fn capture(bytes: &[u8], len: u64, sha256: String, cap: usize) -> CapturedBody {
-    let keep = bytes.len().min(cap);
-    CapturedBody {
-        bytes: bytes.get(..keep).unwrap_or_default().to_vec(),
-        len,
-        sha256,
-        truncated: (keep as u64) < len,
-    }
+    let t = crate::Target::parse(base).map_err(|_| ReplayError::BadTarget(base.to_owned()))?;
+    Ok((t.authority, t.base_path))
 }
 
 #[cfg(test)]
@@ -467,12 +432,7 @@ mod tests {
                         value: b"999".to_vec(),
                     },
                 ],
-                body: CapturedBody {
-                    len: body.len() as u64,
-                    sha256: hex_sha256(&body),
-                    bytes: body,
-                    truncated: false,
-                },
+                body: CapturedBody::from_bytes(&body),
             },
             status: Some(200),
             response: None,
@@ -527,8 +487,8 @@ mod tests {
     fn only_plain_http_targets() {
         for bad in [
             "https://127.0.0.1:3000",
-            "127.0.0.1:3000",
             "http://user@127.0.0.1:3000",
+            "http://h:1/base?q",
             "http://:3000",
             "http://h:0",
             "ftp://x",
@@ -538,6 +498,11 @@ mod tests {
         assert_eq!(
             parse_target("http://localhost").ok(),
             Some(("localhost:80".to_owned(), String::new()))
+        );
+        // The same syntax as the tunnel's TARGET.
+        assert_eq!(
+            parse_target("127.0.0.1:3000").ok(),
+            Some(("127.0.0.1:3000".to_owned(), String::new()))
         );
     }
 
@@ -615,7 +580,7 @@ mod tests {
         let a = twk_providers::analyze(
             &view,
             &secrets,
-            &twk_providers::VerifyOptions::at(jiff::Timestamp::now().as_second()),
+            &twk_providers::VerifyOptions::at(crate::now_ms() / 1000),
         );
         assert_eq!(a.verdict, twk_providers::Verdict::Valid, "{a:?}");
     }

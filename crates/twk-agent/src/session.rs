@@ -4,7 +4,7 @@ use crate::backoff::Backoff;
 use crate::config::AgentConfig;
 use crate::forward::{self, Shared};
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::TokioIo;
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -201,15 +201,7 @@ async fn serve(
             Ok::<_, Infallible>(resp)
         }
     });
-    let conn = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
-        .timer(TokioTimer::new())
-        .keep_alive_interval(cfg.ping_interval)
-        .keep_alive_timeout(cfg.ping_timeout)
-        .max_concurrent_streams(limits::MAX_CONCURRENT_STREAMS)
-        .initial_stream_window_size(limits::H2_STREAM_WINDOW)
-        .initial_connection_window_size(limits::H2_CONN_WINDOW)
-        .max_header_list_size(256 * 1024)
-        .max_send_buf_size(1024 * 1024)
+    let conn = twk_transport::h2_server_builder(cfg.ping_interval, cfg.ping_timeout)
         .serve_connection(io, svc);
     let mut conn = std::pin::pin!(conn);
     tokio::select! {

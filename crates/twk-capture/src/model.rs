@@ -56,12 +56,19 @@ pub struct CapturedBody {
 impl CapturedBody {
     /// A complete (untruncated) body: the bytes, their length and SHA-256.
     pub fn from_bytes(bytes: &[u8]) -> Self {
+        CapturedBody::capped(bytes, usize::MAX)
+    }
+
+    /// A whole body of which at most `cap` bytes are kept; length and SHA-256 are always of
+    /// the whole (streamed bodies are captured by the client's tap instead).
+    pub fn capped(bytes: &[u8], cap: usize) -> Self {
         use sha2::Digest as _;
+        let keep = bytes.len().min(cap);
         CapturedBody {
-            bytes: bytes.to_vec(),
+            bytes: bytes.get(..keep).unwrap_or_default().to_vec(),
             len: bytes.len() as u64,
             sha256: hex::encode(sha2::Sha256::digest(bytes)),
-            truncated: false,
+            truncated: keep < bytes.len(),
         }
     }
 }

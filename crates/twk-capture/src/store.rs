@@ -169,8 +169,7 @@ impl Store {
 
     /// The instant time-dependent lints are judged against, Unix ms.
     pub fn now_ms(&self) -> i64 {
-        self.now_ms
-            .unwrap_or_else(|| jiff::Timestamp::now().as_millisecond())
+        self.now_ms.unwrap_or_else(crate::time::now_ms)
     }
 
     /// Stores one exchange (in its own transaction) and returns its new id.

@@ -98,10 +98,8 @@ pub fn rfc3339_ms(ms: i64) -> String {
     }
 }
 
-/// Current time as Unix milliseconds.
-pub fn now_ms() -> i64 {
-    Timestamp::now().as_millisecond()
-}
+/// Current time as Unix milliseconds (the one clock, `twk_protocol::now_ms`).
+pub use twk_protocol::now_ms;
 
 #[cfg(test)]
 mod tests {

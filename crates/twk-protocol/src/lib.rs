@@ -68,6 +68,28 @@ pub mod meta {
     pub const DEADLINE_MS: &str = "x-twk-deadline-ms";
     /// Prefix shared by all metadata headers.
     pub const PREFIX: &str = "x-twk-";
+
+    /// Removes every `x-twk-*` header: the relay drops forged ones from senders, the client
+    /// drops the relay's once it has read them.
+    pub fn strip_all(headers: &mut http::HeaderMap) {
+        let ours: Vec<http::HeaderName> = headers
+            .keys()
+            .filter(|k| k.as_str().starts_with(PREFIX))
+            .cloned()
+            .collect();
+        for k in ours {
+            headers.remove(k);
+        }
+    }
+}
+
+/// The one clock: the current time as Unix milliseconds (relay metadata, capture timestamps,
+/// reservations all agree).
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
 }
 
 /// Response header set by whichever twk component produced an error response (`relay` or
@@ -199,9 +221,13 @@ pub mod limits {
     pub const MAX_HEADERS: usize = 100;
     /// Maximum size of the HTTP/1 read buffer, bounding a request head (64 KiB).
     pub const MAX_HEAD_BYTES: usize = 64 * 1024;
-    /// Largest response head a tunnel client may send back (HTTP/2 header list); larger is
-    /// the client's fault and answered 502 at once.
-    pub const MAX_RESPONSE_HEAD_BYTES: u32 = 256 * 1024;
+    /// Largest header list either end of the tunnel accepts (HTTP/2 `MAX_HEADER_LIST_SIZE`):
+    /// four times the public port's 64 KiB head, for twk's own metadata and forwarding
+    /// headers; a larger response head from a client is its fault and answered 502 at once.
+    pub const H2_MAX_HEADER_LIST: u32 = 256 * 1024;
+    /// Bytes HTTP/2 buffers per stream before back-pressure reaches the body (one stream
+    /// window's worth).
+    pub const H2_MAX_SEND_BUF: usize = 1024 * 1024;
     /// Maximum websocket message and frame size. HTTP/2 frames are far smaller.
     pub const WS_MAX_MESSAGE: usize = 1024 * 1024;
     /// Largest chunk written into one websocket message.
@@ -220,6 +246,11 @@ pub mod limits {
     pub const H2_STREAM_WINDOW: u32 = 1024 * 1024;
     /// HTTP/2 connection flow-control window.
     pub const H2_CONN_WINDOW: u32 = 16 * 1024 * 1024;
+    /// Time the client allows for connecting to the local target (a local app that does not
+    /// accept within this is down, and the sender gets 502 well inside its own deadline).
+    pub const TARGET_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+    /// Idle connections to the local target are kept this long for reuse.
+    pub const TARGET_POOL_IDLE: Duration = Duration::from_secs(30);
     /// Time allowed for the TLS and websocket handshakes.
     pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
     /// `Retry-After` sent with 503 when no client is connected.

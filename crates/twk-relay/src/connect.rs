@@ -4,10 +4,10 @@ use crate::Auth;
 use crate::abuse::Refusal;
 use crate::body::RelayBody;
 use crate::registry::Claim;
-use crate::server::{State, now_ms, text};
+use crate::server::{State, text};
 use http::{HeaderValue, Request, Response, StatusCode, header};
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::TokioIo;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -15,6 +15,7 @@ use tokio_tungstenite::WebSocketStream;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, info, info_span, warn};
 use tungstenite::protocol::Role;
+use twk_protocol::now_ms;
 use twk_protocol::{RefusalCode, handshake, limits};
 use twk_transport::WsIo;
 
@@ -312,17 +313,10 @@ async fn run_session_inner(state: &State, s: &Session, on_upgrade: hyper::upgrad
     )
     .await;
     let io = TokioIo::new(WsIo::new(ws));
-    let handshake = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
-        .timer(TokioTimer::new())
-        .keep_alive_interval(state.cfg.ping_interval)
-        .keep_alive_timeout(state.cfg.ping_timeout)
-        .keep_alive_while_idle(true)
-        .initial_stream_window_size(limits::H2_STREAM_WINDOW)
-        .initial_connection_window_size(limits::H2_CONN_WINDOW)
-        .max_send_buf_size(1024 * 1024)
-        .max_header_list_size(limits::MAX_RESPONSE_HEAD_BYTES)
-        .handshake::<_, RelayBody>(io)
-        .await;
+    let handshake =
+        twk_transport::h2_client_builder(state.cfg.ping_interval, state.cfg.ping_timeout)
+            .handshake::<_, RelayBody>(io)
+            .await;
     let (sender, conn) = match handshake {
         Ok(pair) => pair,
         Err(e) => {

@@ -4,7 +4,7 @@ use crate::abuse::ClientAddr;
 use crate::body::{Capped, FaultCell, RelayBody, SenderFault, UntilDead};
 use crate::config::strip_port;
 use crate::registry::Lookup;
-use crate::server::{State, now_ms, text};
+use crate::server::{State, text};
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
@@ -14,6 +14,7 @@ use std::sync::Arc;
 use std::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info};
+use twk_protocol::now_ms;
 use twk_protocol::{PATH_ROUTE_PREFIX, limits, meta};
 
 /// Where a public request goes.
@@ -343,14 +344,7 @@ fn tunnel_request(
     let mut headers = parts.headers;
     twk_protocol::strip_hop_by_hop(&mut headers);
     // A sender must not be able to forge twk's own metadata.
-    let forged: Vec<_> = headers
-        .keys()
-        .filter(|k| k.as_str().starts_with(meta::PREFIX))
-        .cloned()
-        .collect();
-    for k in forged {
-        headers.remove(k);
-    }
+    meta::strip_all(&mut headers);
     headers.remove(header::EXPECT);
     let client = &origin.client;
     let remote_addr = if client.via_proxy {

@@ -106,7 +106,7 @@ pub async fn serve_with_metrics(
         metrics: crate::metrics::Metrics::default(),
         tokens: std::sync::RwLock::new(tokens),
         cfg,
-        registry: Registry::new(rules, store.clone(), now_ms()),
+        registry: Registry::new(rules, store.clone(), twk_protocol::now_ms()),
         abuse,
         sessions: CancellationToken::new(),
         tracker: TaskTracker::new(),
@@ -319,13 +319,6 @@ async fn refuse_connection(io: BoxedIo, header_read_timeout: Duration) {
         .keep_alive(false)
         .serve_connection(TokioIo::new(io), svc);
     let _ = tokio::time::timeout(header_read_timeout, conn).await;
-}
-
-pub(crate) fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
 }
 
 async fn handle(

@@ -30,6 +30,44 @@ pub fn ws_config() -> WebSocketConfig {
         .max_write_buffer_size(WS_MAX_WRITE_BUFFER)
 }
 
+/// The relay's side of the tunnel: an HTTP/2 client with every limit from
+/// [`twk_protocol::limits`] and PINGs every `ping` (dead after `timeout` more).
+pub fn h2_client_builder(
+    ping: std::time::Duration,
+    timeout: std::time::Duration,
+) -> hyper::client::conn::http2::Builder<hyper_util::rt::TokioExecutor> {
+    use twk_protocol::limits::*;
+    let mut b = hyper::client::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new());
+    b.timer(hyper_util::rt::TokioTimer::new())
+        .keep_alive_interval(ping)
+        .keep_alive_timeout(timeout)
+        .keep_alive_while_idle(true)
+        .initial_stream_window_size(H2_STREAM_WINDOW)
+        .initial_connection_window_size(H2_CONN_WINDOW)
+        .max_send_buf_size(H2_MAX_SEND_BUF)
+        .max_header_list_size(H2_MAX_HEADER_LIST);
+    b
+}
+
+/// The client's side of the tunnel: an HTTP/2 server with the same limits, at most
+/// [`twk_protocol::limits::MAX_CONCURRENT_STREAMS`] requests at once.
+pub fn h2_server_builder(
+    ping: std::time::Duration,
+    timeout: std::time::Duration,
+) -> hyper::server::conn::http2::Builder<hyper_util::rt::TokioExecutor> {
+    use twk_protocol::limits::*;
+    let mut b = hyper::server::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new());
+    b.timer(hyper_util::rt::TokioTimer::new())
+        .keep_alive_interval(ping)
+        .keep_alive_timeout(timeout)
+        .max_concurrent_streams(MAX_CONCURRENT_STREAMS)
+        .initial_stream_window_size(H2_STREAM_WINDOW)
+        .initial_connection_window_size(H2_CONN_WINDOW)
+        .max_send_buf_size(H2_MAX_SEND_BUF)
+        .max_header_list_size(H2_MAX_HEADER_LIST);
+    b
+}
+
 /// A bidirectional byte stream (plain TCP or TLS).
 pub trait Io: AsyncRead + AsyncWrite + Unpin + Send + 'static {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> Io for T {}
