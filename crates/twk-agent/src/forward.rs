@@ -189,6 +189,81 @@ fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
     cur.to_string()
 }
 
+/// The outcome of the Basic-auth check twk enforces itself (`--basic-auth`).
+enum Gate {
+    /// No check configured, or the credentials passed: forward.
+    Open,
+    /// Answer 401 with this `WWW-Authenticate` challenge; the app never sees the request.
+    Challenge {
+        missing: bool,
+        www_authenticate: String,
+    },
+}
+
+/// Runs the Basic-auth check on `headers` (stripping the credentials when asked), and says
+/// what to record: the user presented, never the password.
+fn basic_auth_gate(cfg: &AgentConfig, headers: &mut HeaderMap) -> (Gate, Option<AuthInfo>) {
+    use crate::basic_auth::Check;
+    let Some(auth) = &cfg.basic_auth else {
+        return (Gate::Open, None);
+    };
+    let presented = headers.get_all(header::AUTHORIZATION);
+    let check = auth.check(presented.iter().map(|v| v.as_bytes()));
+    let info = AuthInfo {
+        user: presented
+            .iter()
+            .find_map(|v| crate::basic_auth::decode(v.as_bytes()))
+            .map(|(user, _password)| user),
+        matched: match check {
+            Check::Missing => None,
+            Check::Pass => Some(true),
+            Check::Wrong => Some(false),
+        },
+    };
+    let gate = match check {
+        Check::Pass => {
+            if auth.strip {
+                headers.remove(header::AUTHORIZATION);
+            }
+            Gate::Open
+        }
+        other => Gate::Challenge {
+            missing: matches!(other, Check::Missing),
+            www_authenticate: auth.challenge(),
+        },
+    };
+    (gate, Some(info))
+}
+
+/// The exchange as recorded from the moment the request is forwarded.
+fn new_exchange(
+    shared: &Shared,
+    m: &Meta,
+    method: &str,
+    path: &str,
+    headers: &HeaderMap,
+) -> Exchange {
+    Exchange {
+        tunnel: shared.name(),
+        request_id: m.request_id.clone(),
+        public_url: m.public_url.clone(),
+        remote_addr: m.remote_addr.clone(),
+        method: method.to_string(),
+        path: path.to_string(),
+        target: shared.cfg.target.url(),
+        request: Message {
+            headers: headers_to_vec(headers),
+            body: CapturedBody::default(),
+        },
+        timings: Timings {
+            received_ms: m.received_ms.unwrap_or_else(now_ms),
+            forwarded_ms: Some(now_ms()),
+            ..Timings::default()
+        },
+        ..Exchange::default()
+    }
+}
+
 /// Handles one request arriving over the tunnel.
 pub(crate) async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Response<AgentBody> {
     let cfg = &shared.cfg;
@@ -198,10 +273,8 @@ pub(crate) async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Respo
     let path = parts
         .uri
         .path_and_query()
-        .map(|p| p.as_str().to_string())
-        .unwrap_or_else(|| "/".into());
-    let target = &cfg.target;
-    let uri = match target.local_uri(&path) {
+        .map_or_else(|| "/".to_string(), |p| p.as_str().to_string());
+    let uri = match cfg.target.local_uri(&path) {
         Ok(u) => u,
         Err(e) => {
             return twk_text(
@@ -211,98 +284,42 @@ pub(crate) async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Respo
         }
     };
     let host = match cfg.host_header {
-        HostHeader::Rewrite => target.authority.clone(),
-        HostHeader::Preserve => m.host.clone().unwrap_or_else(|| target.authority.clone()),
+        HostHeader::Rewrite => cfg.target.authority.clone(),
+        HostHeader::Preserve => m
+            .host
+            .clone()
+            .unwrap_or_else(|| cfg.target.authority.clone()),
     };
     put(&mut parts.headers, "host", &host);
     add_forwarding_headers(&mut parts.headers, &m);
-
-    let mut challenge = None;
-    let mut auth_info = None;
-    if let Some(auth) = &cfg.basic_auth {
-        let check = auth.check(
-            parts
-                .headers
-                .get_all(header::AUTHORIZATION)
-                .iter()
-                .map(|v| v.as_bytes()),
-        );
-        // Recorded for the handshake view and lints: the user presented, never the password.
-        auth_info = Some(AuthInfo {
-            user: parts
-                .headers
-                .get_all(header::AUTHORIZATION)
-                .iter()
-                .find_map(|v| crate::basic_auth::decode(v.as_bytes()))
-                .map(|(user, _password)| user),
-            matched: match check {
-                crate::basic_auth::Check::Missing => None,
-                crate::basic_auth::Check::Pass => Some(true),
-                crate::basic_auth::Check::Wrong => Some(false),
-            },
-        });
-        match check {
-            crate::basic_auth::Check::Pass => {
-                if auth.strip {
-                    parts.headers.remove(header::AUTHORIZATION);
-                }
-            }
-            other => challenge = Some((other, auth.challenge())),
-        }
-    }
-    let request_headers = headers_to_vec(&parts.headers);
+    let (gate, auth) = basic_auth_gate(cfg, &mut parts.headers);
+    let mut exchange = new_exchange(&shared, &m, parts.method.as_str(), &path, &parts.headers);
+    exchange.auth = auth;
     let (tap, req_rx) = Tap::new(body, cfg.capture_cap);
     let tap = tap.with_budget(shared.budget.clone());
     let mut out = Request::new(tap.map_err(BoxError::from).boxed());
-    *out.method_mut() = parts.method.clone();
+    *out.method_mut() = parts.method;
     *out.uri_mut() = uri;
     *out.headers_mut() = parts.headers;
-
     let mut record = Pending {
         shared: shared.clone(),
-        exchange: Exchange {
-            id: None,
-            tunnel: shared.name(),
-            request_id: m.request_id.clone(),
-            public_url: m.public_url.clone(),
-            remote_addr: m.remote_addr.clone(),
-            method: parts.method.as_str().to_string(),
-            path: path.clone(),
-            target: target.url(),
-            request: Message {
-                headers: request_headers,
-                body: CapturedBody::default(),
-            },
-            timings: Timings {
-                received_ms: m.received_ms.unwrap_or_else(now_ms),
-                forwarded_ms: Some(now_ms()),
-                ..Timings::default()
-            },
-            auth: auth_info,
-            ..Exchange::default()
-        },
+        exchange,
         req_rx: Some(req_rx),
     };
-    if let Some((check, www_authenticate)) = challenge {
+    if let Gate::Challenge {
+        missing,
+        www_authenticate,
+    } = gate
+    {
         // Answer the challenge ourselves; the local app never sees this leg. The body is read
         // (and hashed) first so the two legs of the handshake can be paired by body hash.
         let _ = out.into_body().collect().await;
-        let msg = match check {
-            crate::basic_auth::Check::Missing => "twk: authentication required\n",
-            _ => "twk: wrong credentials\n",
+        let msg = if missing {
+            "twk: authentication required\n"
+        } else {
+            "twk: wrong credentials\n"
         };
-        let mut resp = twk_text(StatusCode::UNAUTHORIZED, msg.to_string());
-        if let Ok(v) = HeaderValue::from_str(&www_authenticate) {
-            resp.headers_mut().insert(header::WWW_AUTHENTICATE, v);
-        }
-        record.exchange.status = Some(401);
-        record.exchange.timings.first_byte_ms = Some(now_ms());
-        record.exchange.response = Some(Message {
-            headers: headers_to_vec(resp.headers()),
-            body: text_body(msg),
-        });
-        tokio::spawn(record.finish(None));
-        return resp;
+        return record.answer(StatusCode::UNAUTHORIZED, None, msg, Some(&www_authenticate));
     }
     let deadline = m.deadline.unwrap_or(cfg.request_timeout);
     match tokio::time::timeout(deadline, shared.client.request(out)).await {
@@ -324,50 +341,25 @@ pub(crate) async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Respo
                 let msg = format!(
                     "twk: the sender's request body is malformed or incomplete: {broken} (sender side)\n"
                 );
-                record.fail(Side::Sender, msg.trim_end(), StatusCode::BAD_REQUEST);
-                let resp = twk_text(StatusCode::BAD_REQUEST, msg.clone());
-                record.exchange.response = Some(Message {
-                    headers: headers_to_vec(resp.headers()),
-                    body: text_body(&msg),
-                });
-                tokio::spawn(record.finish(None));
-                return resp;
+                return record.answer(StatusCode::BAD_REQUEST, Some(Side::Sender), &msg, None);
             }
             let cause = root_cause(&e);
-            let (status, msg) = if e.is_connect() {
-                (
-                    StatusCode::BAD_GATEWAY,
-                    format!("twk: local target {target} is unreachable: {cause} (target side)\n"),
-                )
+            let target = &cfg.target;
+            let msg = if e.is_connect() {
+                format!("twk: local target {target} is unreachable: {cause} (target side)\n")
             } else {
-                (
-                    StatusCode::BAD_GATEWAY,
-                    format!("twk: local target {target} failed: {cause} (target side)\n"),
-                )
+                format!("twk: local target {target} failed: {cause} (target side)\n")
             };
             debug!(request_id = %m.request_id, error = %cause, "target failed");
-            record.fail(Side::Target, msg.trim_end(), status);
-            let resp = twk_text(status, msg.clone());
-            record.exchange.response = Some(Message {
-                headers: headers_to_vec(resp.headers()),
-                body: text_body(&msg),
-            });
-            tokio::spawn(record.finish(None));
-            resp
+            record.answer(StatusCode::BAD_GATEWAY, Some(Side::Target), &msg, None)
         }
         Err(_) => {
             let msg = format!(
-                "twk: local target {target} did not respond within {} ms (target side)\n",
+                "twk: local target {} did not respond within {} ms (target side)\n",
+                cfg.target,
                 deadline.as_millis()
             );
-            record.fail(Side::Target, msg.trim_end(), StatusCode::GATEWAY_TIMEOUT);
-            let resp = twk_text(StatusCode::GATEWAY_TIMEOUT, msg.clone());
-            record.exchange.response = Some(Message {
-                headers: headers_to_vec(resp.headers()),
-                body: text_body(&msg),
-            });
-            tokio::spawn(record.finish(None));
-            resp
+            record.answer(StatusCode::GATEWAY_TIMEOUT, Some(Side::Target), &msg, None)
         }
     }
 }
@@ -394,12 +386,35 @@ impl Pending {
         r.error.filter(|_| !r.complete)
     }
 
-    fn fail(&mut self, side: Side, message: &str, status: StatusCode) {
-        self.exchange.failure = Some(Failure {
-            side,
-            message: message.to_string(),
-        });
+    /// twk answers the sender itself (`status`, `msg`, and a `WWW-Authenticate` challenge if
+    /// given), records that answer, blames `side` when it is a failure, and finishes.
+    fn answer(
+        mut self,
+        status: StatusCode,
+        side: Option<Side>,
+        msg: &str,
+        www_authenticate: Option<&str>,
+    ) -> Response<AgentBody> {
+        let mut resp = twk_text(status, msg.to_string());
+        if let Some(v) = www_authenticate.and_then(|c| HeaderValue::from_str(c).ok()) {
+            resp.headers_mut().insert(header::WWW_AUTHENTICATE, v);
+        }
         self.exchange.status = Some(status.as_u16());
+        if side.is_none() {
+            // An answer on the app's behalf (the 401 challenge) has a first byte; a failure
+            // means nothing answered.
+            self.exchange.timings.first_byte_ms = Some(now_ms());
+        }
+        self.exchange.failure = side.map(|side| Failure {
+            side,
+            message: msg.trim_end().to_string(),
+        });
+        self.exchange.response = Some(Message {
+            headers: headers_to_vec(resp.headers()),
+            body: text_body(msg),
+        });
+        tokio::spawn(self.finish(None));
+        resp
     }
 
     async fn finish(mut self, response: Option<(Vec<Header>, oneshot::Receiver<TapResult>)>) {
