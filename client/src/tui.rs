@@ -33,9 +33,6 @@ pub struct TuiContext {
     pub embedded: bool,
 }
 
-/// True when the inspector is available in this build.
-pub const AVAILABLE: bool = true;
-
 /// How often the screen is redrawn (when something changed) and the clock advances.
 const FRAME: Duration = Duration::from_millis(50);
 

@@ -161,7 +161,7 @@ impl Observer for TunnelObserver {
 
 /// Whether the full-screen inspector runs.
 pub fn wants_tui(args: &TunnelArgs) -> bool {
-    crate::tui::AVAILABLE && !args.no_tui && !args.json && std::io::stdout().is_terminal()
+    !args.no_tui && !args.json && std::io::stdout().is_terminal()
 }
 
 /// Runs the tunnel until SIGINT/SIGTERM or a fatal refusal.

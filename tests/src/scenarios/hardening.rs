@@ -667,7 +667,7 @@ async fn health_and_connect_tell_strangers_nothing_unless_the_operator_chooses()
     assert!(v["version"].is_string());
 }
 
-// ---- reliability.md §4 items 19 and 20: smuggling corpus and proxy-shaped requests -------
+// ---- smuggling corpus and proxy-shaped requests (the research notes' test list, items 19-20)
 
 /// Sends `bytes` (one or more pipelined requests, the last with `connection: close`) and
 /// reads until the relay closes.
