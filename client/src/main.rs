@@ -3,7 +3,6 @@
 mod cmd;
 mod config;
 mod output;
-mod sanitize;
 mod tui;
 mod tunnel;
 
@@ -85,7 +84,7 @@ async fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("twk-tunnel: {}", sanitize::clean(&format!("{e:#}")));
+            eprintln!("twk-tunnel: {}", twk_sanitize::clean(&format!("{e:#}")));
             ExitCode::FAILURE
         }
     }

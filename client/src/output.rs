@@ -104,13 +104,13 @@ impl Printer {
                 let mut line = format!(
                     "{}  {:<6} {}  {}  {} ms",
                     clock(ex.timings.received_ms),
-                    crate::sanitize::clean(&ex.method),
-                    crate::sanitize::clean(&ex.path),
+                    twk_sanitize::clean(&ex.method),
+                    twk_sanitize::clean(&ex.path),
                     status,
                     duration
                 );
                 if let Some(f) = &ex.failure {
-                    line.push_str(&format!("  ({})", crate::sanitize::clean(&f.message)));
+                    line.push_str(&format!("  ({})", twk_sanitize::clean(&f.message)));
                 }
                 Prepared::Plain(line)
             }
@@ -140,7 +140,7 @@ impl Printer {
             Prepared::Json(mut v) => {
                 let id = id.unwrap_or_else(|| self.next_id.fetch_add(1, Ordering::Relaxed) as i64);
                 v["id"] = id.into();
-                self.line(&crate::sanitize::json_string(&v).unwrap_or_default());
+                self.line(&twk_sanitize::json_string(&v).unwrap_or_default());
             }
         }
     }
@@ -176,7 +176,7 @@ impl Observer for Printer {
                 ConnState::Reconnecting { delay, reason } => {
                     eprintln!(
                         "twk: {}; reconnecting in {:.1} s",
-                        crate::sanitize::clean(reason),
+                        twk_sanitize::clean(reason),
                         delay.as_secs_f64()
                     );
                 }
@@ -192,7 +192,7 @@ impl Observer for Printer {
                     }),
                     _ if !self.ready.load(Ordering::SeqCst) => {
                         if let ConnState::Reconnecting { reason, .. } = state {
-                            eprintln!("twk: {}", crate::sanitize::clean(reason));
+                            eprintln!("twk: {}", twk_sanitize::clean(reason));
                         }
                         return;
                     }
@@ -206,7 +206,7 @@ impl Observer for Printer {
                     }),
                     other => serde_json::json!({"event": "connection", "state": other.label()}),
                 };
-                self.line(&crate::sanitize::json_string(&v).unwrap_or_default());
+                self.line(&twk_sanitize::json_string(&v).unwrap_or_default());
             }
         }
     }

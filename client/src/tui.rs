@@ -13,7 +13,8 @@ use tokio::sync::{broadcast, mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use twk_agent::ConnState;
 use twk_capture::{Exchange, ExchangeId, Health};
-use twk_inspector::{Conn, CopyWhat, Data, Intent, Level, Model, Msg, input, sanitize};
+use twk_inspector::{Conn, CopyWhat, Data, Intent, Level, Model, Msg, input};
+use twk_sanitize as sanitize;
 
 /// Everything the inspector needs from a running tunnel.
 pub struct TuiContext {

@@ -194,7 +194,7 @@ pub async fn run(mut args: TunnelArgs) -> anyhow::Result<ExitCode> {
                 // Forwarding matters more than history: go on, and say so once.
                 eprintln!(
                     "twk: warning: captures will not be recorded: {} ({})",
-                    crate::sanitize::clean(&e.to_string()),
+                    twk_sanitize::clean(&e.to_string()),
                     opts.db_path().display()
                 );
                 None

@@ -194,7 +194,7 @@ fn open_existing(opts: &StoreOptions) -> anyhow::Result<Option<Store>> {
 fn nothing_yet(opts: &StoreOptions) {
     eprintln!(
         "twk-tunnel: no captures yet in {}",
-        sanitize(&opts.data_dir.display().to_string())
+        twk_sanitize::escape(&opts.data_dir.display().to_string())
     );
 }
 
@@ -216,7 +216,7 @@ pub async fn run_log(args: LogArgs) -> anyhow::Result<ExitCode> {
             Ok::<_, anyhow::Error>(())
         })?;
         for x in rows.iter().rev() {
-            crate::sanitize::json_to_writer(&mut out, &exchange_json(x, args.reveal_secrets))?;
+            twk_sanitize::json_to_writer(&mut out, &exchange_json(x, args.reveal_secrets))?;
             out.write_all(b"\n")?;
         }
     } else {
@@ -290,16 +290,19 @@ fn write_table(out: &mut impl Write, rows: &[Summary]) -> std::io::Result<()> {
             [
                 r.id.to_string(),
                 time,
-                clip(&sanitize(&r.tunnel), 16),
-                clip(&sanitize(&r.method), 7),
+                clip(&twk_sanitize::escape(&r.tunnel), 16),
+                clip(&twk_sanitize::escape(&r.method), 7),
                 status,
                 r.duration_ms.map_or("-".into(), |d| d.to_string()),
-                clip(&sanitize(r.provider.as_deref().unwrap_or("-")), 18),
-                clip(&sanitize(r.event.as_deref().unwrap_or("-")), 32),
-                sanitize(r.verdict.as_deref().unwrap_or("-")),
+                clip(
+                    &twk_sanitize::escape(r.provider.as_deref().unwrap_or("-")),
+                    18,
+                ),
+                clip(&twk_sanitize::escape(r.event.as_deref().unwrap_or("-")), 32),
+                twk_sanitize::escape(r.verdict.as_deref().unwrap_or("-")),
                 att,
                 auth_cell(r),
-                clip(&sanitize(&r.path), 60),
+                clip(&twk_sanitize::escape(&r.path), 60),
             ]
         })
         .collect();
@@ -355,22 +358,6 @@ fn write_table(out: &mut impl Write, rows: &[Summary]) -> std::io::Result<()> {
     Ok(())
 }
 
-/// Makes untrusted text safe to print on a terminal: control characters (C0, DEL, C1) and
-/// bidi/zero-width format characters are shown as `\u{…}` escapes (reliability §2.8).
-fn sanitize(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        if c.is_control()
-            || matches!(c, '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' | '\u{feff}')
-        {
-            out.push_str(&c.escape_unicode().to_string());
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
-
 fn clip(s: &str, max: usize) -> String {
     if s.chars().count() <= max {
         return s.to_owned();
@@ -417,7 +404,7 @@ pub async fn run_replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     if args.json {
-        crate::sanitize::json_to_writer(&mut out, &exchange_json(&stored, args.reveal_secrets))?;
+        twk_sanitize::json_to_writer(&mut out, &exchange_json(&stored, args.reveal_secrets))?;
         writeln!(out)?;
     } else {
         let ex = &stored.exchange;
@@ -431,7 +418,7 @@ pub async fn run_replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
                     out,
                     "replayed #{} as #{id} → {} {} {}{took} (verdict now: {})",
                     args.id,
-                    sanitize(&ex.target),
+                    twk_sanitize::escape(&ex.target),
                     status,
                     twk_capture::export::har::reason(status),
                     ex.verdict.as_deref().unwrap_or("-")
@@ -440,13 +427,13 @@ pub async fn run_replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
                     writeln!(
                         out,
                         "{}: {}",
-                        sanitize(&h.name),
-                        sanitize(&String::from_utf8_lossy(&h.value))
+                        twk_sanitize::escape(&h.name),
+                        twk_sanitize::escape(&String::from_utf8_lossy(&h.value))
                     )?;
                 }
                 writeln!(out)?;
                 match std::str::from_utf8(&resp.body.bytes) {
-                    Ok(t) => writeln!(out, "{}", sanitize_body(t))?,
+                    Ok(t) => writeln!(out, "{}", twk_sanitize::escape_body(t))?,
                     Err(_) => writeln!(out, "<{} bytes of binary body>", resp.body.len)?,
                 }
                 if resp.body.truncated {
@@ -461,21 +448,13 @@ pub async fn run_replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
                     out,
                     "replayed #{} as #{id}: failed{took}: {}",
                     args.id,
-                    sanitize(&why)
+                    twk_sanitize::escape(&why)
                 )?;
                 return Ok(ExitCode::FAILURE);
             }
         }
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// Like [`sanitize`] but keeps newlines and tabs of a text body.
-fn sanitize_body(s: &str) -> String {
-    s.split('\n')
-        .map(|l| l.split('\t').map(sanitize).collect::<Vec<_>>().join("\t"))
-        .collect::<Vec<_>>()
-        .join("\n")
 }
 
 /// `Name: value` → set; `Name:` → remove; `Name;` → empty value.
@@ -486,11 +465,14 @@ fn parse_header_arg(s: &str) -> anyhow::Result<(String, Option<String>)> {
         return Ok((name.trim().to_owned(), Some(String::new())));
     }
     let Some((name, value)) = s.split_once(':') else {
-        bail!("header {:?} must look like 'Name: value'", sanitize(s));
+        bail!(
+            "header {:?} must look like 'Name: value'",
+            twk_sanitize::escape(s)
+        );
     };
     let name = name.trim();
     if name.is_empty() {
-        bail!("header {:?} has no name", sanitize(s));
+        bail!("header {:?} has no name", twk_sanitize::escape(s));
     }
     let value = value.trim_start_matches([' ', '\t']);
     Ok((
@@ -563,7 +545,7 @@ pub async fn run_export(args: ExportArgs) -> anyhow::Result<ExitCode> {
     if path != Path::new("-") {
         eprintln!(
             "wrote {n} exchanges to {}",
-            sanitize(&path.display().to_string())
+            twk_sanitize::escape(&path.display().to_string())
         );
     }
     Ok(ExitCode::SUCCESS)
@@ -586,9 +568,9 @@ mod tests {
 
     #[test]
     fn sanitizes_terminal_escapes() {
-        assert_eq!(sanitize("a\x1b[2Jb"), "a\\u{1b}[2Jb");
-        assert_eq!(sanitize("\u{9b}x\u{202e}"), "\\u{9b}x\\u{202e}");
-        assert_eq!(sanitize_body("a\n\tb\r"), "a\n\tb\\u{d}");
+        assert_eq!(twk_sanitize::escape("a\x1b[2Jb"), "a\\u{1b}[2Jb");
+        assert_eq!(twk_sanitize::escape("\u{9b}x\u{202e}"), "\\u{9b}x\\u{202e}");
+        assert_eq!(twk_sanitize::escape_body("a\n\tb\r"), "a\n\tb\\u{d}");
     }
 
     fn row(id: i64) -> Summary {

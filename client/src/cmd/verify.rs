@@ -5,7 +5,6 @@
 //! own, a bad `-H` line, an unreadable body file). `sign` 0 on success, 2 when the request or
 //! secret cannot be signed.
 
-use crate::sanitize::clean;
 use anyhow::Context as _;
 use clap::builder::{PossibleValuesParser, TypedValueParser as _};
 use std::io::Read as _;
@@ -14,6 +13,7 @@ use std::process::ExitCode;
 use twk_providers::{
     Analysis, OwnedRequest, Provider, Secret, Secrets, SignOptions, Verdict, VerifyOptions,
 };
+use twk_sanitize::clean;
 
 /// Exit code for usage errors (same as clap's).
 const USAGE: u8 = 2;
@@ -181,7 +181,7 @@ pub fn run_verify(args: VerifyArgs) -> anyhow::Result<ExitCode> {
     if args.json {
         println!(
             "{}",
-            crate::sanitize::json_string(&analysis).context("serialising the analysis")?
+            twk_sanitize::json_string(&analysis).context("serialising the analysis")?
         );
     } else {
         print!("{}", render(&analysis));

@@ -433,24 +433,7 @@ fn first_token(value: &[u8]) -> String {
 /// A user name for a message: escaped (no control or format characters reach a terminal)
 /// and clipped to 64 characters.
 fn show_user(u: &str) -> String {
-    let clipped: String = u.chars().take(64).collect();
-    let mut out = String::from("\"");
-    for c in clipped.chars() {
-        if c.is_control()
-            || c == '"'
-            || c == '\\'
-            || matches!(c, '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' | '\u{feff}')
-        {
-            out.extend(c.escape_default());
-        } else {
-            out.push(c);
-        }
-    }
-    if u.chars().count() > 64 {
-        out.push('…');
-    }
-    out.push('"');
-    out
+    twk_sanitize::quoted(u, 64)
 }
 
 /// The port of a public URL: explicit, else 80 for `http`/`ws` and 443 for `https`/`wss`.

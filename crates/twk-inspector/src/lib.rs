@@ -34,7 +34,8 @@ pub mod input;
 pub mod keymap;
 pub mod layout;
 pub mod model;
-pub mod sanitize;
+/// The one sanitizer (its own crate, shared with every plain output).
+pub use twk_sanitize as sanitize;
 pub mod view;
 
 pub use data::Data;

@@ -1,4 +1,7 @@
-//! The one sanitizer for untrusted text on its way to a terminal, a log line or the clipboard.
+//! twk-sanitize: the one sanitizer for untrusted text on its way to a terminal, a log line,
+//! the clipboard or JSON output. Every twk output that shows a sender's bytes goes through
+//! here: the inspector's views, the plain and NDJSON lines, `log`, `export`, the clipboard.
+//! It never touches forwarded bytes, and it is not a renderer (see `twk-inspector`).
 //!
 //! C0 and C1 controls, DEL, bidirectional overrides/isolates/marks, line and paragraph
 //! separators and invisible zero-width characters are replaced by visible placeholders;
@@ -10,9 +13,12 @@
 //! - [`clean_line`]: the same with an explicit cut.
 //! - [`clean_lines`]: multi-line text (bodies) split into display lines; tabs become spaces.
 //! - [`clean_multiline`]: text for the clipboard: keeps `\n` and `\t`, replaces everything else.
+//! - [`escape`], [`escape_body`], [`quoted`]: the same characters as `\u{…}` escapes, for
+//!   command-line output a user may copy back (`log`, lint messages).
+//! - [`json_to_writer`], [`json_string`]: JSON with those characters as `\uXXXX`.
 //!
 //! ```
-//! use twk_inspector::sanitize::clean;
+//! use twk_sanitize::clean;
 //! assert_eq!(clean("a\u{1b}]52;c;SGk=\u{7}b"), "a␛]52;c;SGk=␇b");
 //! assert_eq!(clean("evil\u{202e}txt.exe"), "evil�txt.exe");
 //! ```
@@ -110,6 +116,54 @@ pub fn clean_multiline(s: &str) -> String {
         .collect()
 }
 
+/// `s` with every character [`is_unsafe`] names written as a `\u{…}` escape: for command-line
+/// output, where a visible escape can be copied back.
+///
+/// ```
+/// assert_eq!(twk_sanitize::escape("a\u{1b}[2Jb"), "a\\u{1b}[2Jb");
+/// ```
+pub fn escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if is_unsafe(c) {
+            out.extend(c.escape_unicode());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// [`escape`] for a text body: newlines and tabs stay.
+pub fn escape_body(s: &str) -> String {
+    s.split('\n')
+        .map(|l| l.split('\t').map(escape).collect::<Vec<_>>().join("\t"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// `s` in double quotes, cut at `max` characters (`…`), with quotes, backslashes and every
+/// character [`is_unsafe`] names escaped Rust-style (`\"`, `\\`, `\u{1b}`).
+///
+/// ```
+/// assert_eq!(twk_sanitize::quoted("a\"b\u{1b}", 64), r#""a\"b\u{1b}""#);
+/// ```
+pub fn quoted(s: &str, max: usize) -> String {
+    let mut out = String::from("\"");
+    for c in s.chars().take(max) {
+        if is_unsafe(c) || c == '"' || c == '\\' {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    if s.chars().count() > max {
+        out.push('…');
+    }
+    out.push('"');
+    out
+}
+
 /// JSON output (`--json`, NDJSON) that is safe to print: every character [`is_unsafe`] is
 /// written as a `\uXXXX` escape. serde_json escapes only C0 controls; a C1 control such as
 /// `U+009B` (8-bit CSI) or a bidi override would otherwise reach the terminal raw. The JSON
@@ -117,7 +171,7 @@ pub fn clean_multiline(s: &str) -> String {
 ///
 /// ```
 /// let v = serde_json::json!({"h": "a\u{9b}2Jb\u{202e}"});
-/// let s = twk_inspector::sanitize::json_string(&v).unwrap();
+/// let s = twk_sanitize::json_string(&v).unwrap();
 /// assert_eq!(s, r#"{"h":"a\u009b2Jb\u202e"}"#);
 /// assert_eq!(serde_json::from_str::<serde_json::Value>(&s).unwrap(), v);
 /// ```
