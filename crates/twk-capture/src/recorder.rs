@@ -248,10 +248,7 @@ impl Writer {
                     next = self.rx.try_recv().ok();
                 }
             }
-            self.write(&mut batch, &mut waiters);
-            self.shared
-                .queued_bytes
-                .fetch_sub(batch_bytes, Ordering::AcqRel);
+            self.write(&mut batch, &mut waiters, batch_bytes);
             for f in flushes.drain(..) {
                 let _ = f.send(());
             }
@@ -261,12 +258,27 @@ impl Writer {
         }
     }
 
-    fn write(&mut self, batch: &mut Vec<Exchange>, waiters: &mut Vec<oneshot::Sender<ExchangeId>>) {
-        if batch.is_empty() {
+    fn write(
+        &mut self,
+        batch: &mut Vec<Exchange>,
+        waiters: &mut Vec<oneshot::Sender<ExchangeId>>,
+        batch_bytes: usize,
+    ) {
+        let n = batch.len() as u64;
+        let result = if batch.is_empty() {
+            Ok(Vec::new())
+        } else {
+            self.store.insert_batch(batch)
+        };
+        // Written or failed, the batch's bytes leave the budget before any waiter hears of
+        // it: someone told "done" may record again at once.
+        self.shared
+            .queued_bytes
+            .fetch_sub(batch_bytes, Ordering::AcqRel);
+        if n == 0 {
             return;
         }
-        let n = batch.len() as u64;
-        match self.store.insert_batch(batch) {
+        match result {
             Ok(rows) => {
                 self.shared.recorded.fetch_add(n, Ordering::Relaxed);
                 let recovered = self
