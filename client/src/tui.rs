@@ -295,7 +295,7 @@ fn start_replay(
                     (None, Some(s)) => format!("→ {s}"),
                     (None, None) => "no response".to_owned(),
                 };
-                let verdict = new.verdict.clone().unwrap_or_default();
+                let verdict = new.verdict.map_or("not checked", |v| v.as_str());
                 match recorder.record(new).id().await {
                     Some(new_id) => Msg::Notice(
                         format!("replayed #{id} as #{new_id} {outcome} (signature {verdict})"),

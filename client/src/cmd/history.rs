@@ -3,6 +3,7 @@
 use crate::config::Config;
 use twk_agent::replay::{ReplayOptions, replay};
 use twk_capture::redact::redact_headers;
+use twk_providers::Verdict;
 
 use anyhow::{Context, bail};
 use std::io::Write;
@@ -40,9 +41,9 @@ pub struct FilterArgs {
     /// Response status: a code (404), a class (4xx, 5xx) or `none`.
     #[arg(long, value_name = "STATUS", value_parser = parse_status)]
     pub status: Option<StatusFilter>,
-    /// Signature verdict.
-    #[arg(long, value_parser = ["valid", "invalid", "stale", "unsigned", "no_secret", "malformed"])]
-    pub verdict: Option<String>,
+    /// Signature verdict: valid, invalid, stale, unsigned, no_secret or malformed.
+    #[arg(long, value_parser = str::parse::<Verdict>)]
+    pub verdict: Option<Verdict>,
     /// Received at or after: RFC 3339, a date (2018-01-01) or an age (30m, 2h, 3d).
     #[arg(long, value_name = "T")]
     pub since: Option<String>,
@@ -89,7 +90,7 @@ impl FilterArgs {
             provider: self.provider.clone(),
             event: self.event.clone(),
             status: self.status,
-            verdict: self.verdict.clone(),
+            verdict: self.verdict,
             grep: self.grep.clone(),
             lint: self.lint,
             limit: match self.limit {
@@ -299,7 +300,7 @@ fn write_table(out: &mut impl Write, rows: &[Summary]) -> std::io::Result<()> {
                     18,
                 ),
                 clip(&twk_sanitize::escape(r.event.as_deref().unwrap_or("-")), 32),
-                twk_sanitize::escape(r.verdict.as_deref().unwrap_or("-")),
+                r.verdict.map_or("-", Verdict::as_str).to_string(),
                 att,
                 auth_cell(r),
                 clip(&twk_sanitize::escape(&r.path), 60),
@@ -421,7 +422,7 @@ pub async fn run_replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
                     twk_sanitize::escape(&ex.target),
                     status,
                     twk_capture::export::har::reason(status),
-                    ex.verdict.as_deref().unwrap_or("-")
+                    ex.verdict.map_or("-", Verdict::as_str)
                 )?;
                 for h in redact_headers(&resp.headers, args.reveal_secrets).iter() {
                     writeln!(

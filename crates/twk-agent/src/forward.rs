@@ -501,11 +501,11 @@ pub fn annotate(
     ex.provider = analysis.provider.map(|p| p.as_str().to_string());
     ex.event = analysis.event.as_ref().map(|e| e.name.clone());
     ex.summary = analysis.event.as_ref().map(|e| e.summary.clone());
-    let unreliable = ex.request.body.truncated && analysis.verdict.as_str() != "valid";
+    let unreliable = ex.request.body.truncated && !analysis.verdict.is_valid();
     ex.verdict = analysis
         .provider
         .filter(|_| !unreliable)
-        .map(|_| analysis.verdict.as_str().to_string());
+        .map(|_| analysis.verdict);
     ex.analysis = serde_json::to_value(&analysis).ok();
 }
 

@@ -637,7 +637,7 @@ mod tests {
         );
         assert_eq!(ex.request.body.bytes, o.request.body.bytes);
         assert!(ex.failure.is_none());
-        assert_eq!(ex.verdict.as_deref(), Some("no_secret"));
+        assert_eq!(ex.verdict, Some(twk_providers::Verdict::NoSecret));
     }
 
     #[tokio::test]

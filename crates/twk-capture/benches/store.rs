@@ -102,7 +102,11 @@ fn exchange(i: u64, base_ms: i64) -> Exchange {
         provider: Some("stripe".into()),
         event: Some(event.into()),
         summary: None,
-        verdict: Some(if i % 13 == 0 { "invalid" } else { "valid" }.into()),
+        verdict: Some(if i % 13 == 0 {
+            twk_providers::Verdict::Invalid
+        } else {
+            twk_providers::Verdict::Valid
+        }),
         ..Default::default()
     }
 }
@@ -237,7 +241,7 @@ fn main() {
     };
     time("log --status 5xx --limit 50", || store.list(&s5).unwrap());
     let inv = Filter {
-        verdict: Some("invalid".into()),
+        verdict: Some(twk_providers::Verdict::Invalid),
         limit: Some(50),
         ..Filter::default()
     };

@@ -130,8 +130,8 @@ pub struct Exchange {
     pub event: Option<String>,
     /// One-line event summary.
     pub summary: Option<String>,
-    /// Signature verdict (`valid`, `invalid`, `stale`, `unsigned`, `no_secret`, `malformed`).
-    pub verdict: Option<String>,
+    /// Signature verdict (text only at the SQLite boundary).
+    pub verdict: Option<twk_providers::Verdict>,
     /// The provider crate's full analysis (verdict details, diagnosis), as JSON.
     pub analysis: Option<serde_json::Value>,
     /// For replays: the id of the exchange this one replays.

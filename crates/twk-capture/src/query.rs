@@ -65,8 +65,8 @@ pub struct Filter {
     pub event: Option<String>,
     /// Response status.
     pub status: Option<StatusFilter>,
-    /// Signature verdict, exact (`valid`, `invalid`, `stale`, `unsigned`, `no_secret`, `malformed`).
-    pub verdict: Option<String>,
+    /// Signature verdict, exact.
+    pub verdict: Option<twk_providers::Verdict>,
     /// Received at or after (inclusive), Unix ms.
     pub since_ms: Option<i64>,
     /// Received at or before (inclusive), Unix ms.
@@ -128,7 +128,7 @@ pub struct Summary {
     /// One-line event summary.
     pub summary: Option<String>,
     /// Signature verdict.
-    pub verdict: Option<String>,
+    pub verdict: Option<twk_providers::Verdict>,
     /// Delivery attempt number within its group (1 = first); `None` for replays.
     pub attempt: Option<u32>,
     /// The exchange this one replays.
@@ -161,7 +161,7 @@ impl Summary {
             provider: ex.provider.clone(),
             event: ex.event.clone(),
             summary: ex.summary.clone(),
-            verdict: ex.verdict.clone(),
+            verdict: ex.verdict,
             attempt,
             replay_of: ex.replay_of,
             failure_side: ex.failure.as_ref().map(|f| f.side),

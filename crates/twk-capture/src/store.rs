@@ -20,6 +20,7 @@ use sha2::Digest as _;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
+use twk_providers::Verdict;
 
 /// Default cap on stored body bytes per body: 1 MiB.
 pub const DEFAULT_BODY_CAP: usize = 1024 * 1024;
@@ -352,7 +353,7 @@ impl Store {
                     ex.provider,
                     ex.event,
                     ex.summary,
-                    ex.verdict,
+                    ex.verdict.map(Verdict::as_str),
                     analysis,
                     ex.replay_of,
                     attempt,
@@ -680,7 +681,11 @@ fn where_clause(f: &Filter, now_ms: i64) -> (String, Vec<Value>) {
     eq("e.tunnel", &f.name, &mut conds);
     eq("e.provider", &f.provider, &mut conds);
     eq("e.event", &f.event, &mut conds);
-    eq("e.verdict", &f.verdict, &mut conds);
+    eq(
+        "e.verdict",
+        &f.verdict.map(|v| v.as_str().to_string()),
+        &mut conds,
+    );
     let mut push = |sql: &str, v: Value, conds: &mut Vec<String>| {
         args.push(v);
         conds.push(sql.replace('#', &format!("?{}", args.len())));
@@ -793,7 +798,7 @@ fn read_summary(r: &Row<'_>, now_ms: i64) -> rusqlite::Result<Summary> {
         provider: r.get(7)?,
         event: r.get(8)?,
         summary: r.get(9)?,
-        verdict: r.get(10)?,
+        verdict: verdict_col(r.get(10)?),
         attempt: r.get(11)?,
         replay_of: r.get(12)?,
         failure_side: r
@@ -904,7 +909,7 @@ fn read_full(r: &Row<'_>, now_ms: i64) -> Result<StoredExchange> {
             provider: r.get(15)?,
             event: r.get(16)?,
             summary: r.get(17)?,
-            verdict: r.get(18)?,
+            verdict: verdict_col(r.get(18)?),
             analysis: json_col(19)?,
             replay_of: r.get(20)?,
             request,
@@ -931,6 +936,11 @@ fn read_full(r: &Row<'_>, now_ms: i64) -> Result<StoredExchange> {
         handshake: read_handshake(r.get(30)?, r.get(36)?),
         lints: (!lints.is_empty()).then_some(lints),
     })
+}
+
+/// A verdict column: text in SQLite, typed everywhere else (an unknown word reads as none).
+fn verdict_col(text: Option<String>) -> Option<Verdict> {
+    text.and_then(|t| t.parse().ok())
 }
 
 #[cfg(test)]

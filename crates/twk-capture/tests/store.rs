@@ -198,7 +198,7 @@ fn every_filter() {
         ids(
             &s,
             Filter {
-                verdict: Some("valid".into()),
+                verdict: Some(twk_providers::Verdict::Valid),
                 ..all.clone()
             }
         ),
@@ -208,7 +208,7 @@ fn every_filter() {
         ids(
             &s,
             Filter {
-                verdict: Some("no_secret".into()),
+                verdict: Some(twk_providers::Verdict::NoSecret),
                 ..all.clone()
             }
         ),
@@ -330,7 +330,7 @@ fn every_filter() {
             &s,
             Filter {
                 name: Some("alpha".into()),
-                verdict: Some("valid".into()),
+                verdict: Some(twk_providers::Verdict::Valid),
                 ..all.clone()
             }
         ),

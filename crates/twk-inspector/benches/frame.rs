@@ -84,7 +84,7 @@ fn exchange(i: usize) -> Exchange {
         provider: Some(provider.into()),
         event: Some(event.into()),
         summary: Some(format!("{event} · in_{i}")),
-        verdict: Some(verdict.into()),
+        verdict: verdict.parse().ok(),
         analysis: Some(serde_json::json!({
             "provider": provider, "verdict": verdict,
             "event": {"name": event, "summary": format!("{event} · in_{i}"), "id": format!("evt_{i}")},

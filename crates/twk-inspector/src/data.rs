@@ -4,6 +4,7 @@
 use crate::InspectorError;
 use crate::model::{Cmd, Counts, Intent, Load, Model, Msg, Start, update};
 use twk_capture::{Filter, Order, StatusFilter, Store, Summary};
+use twk_providers::Verdict;
 
 /// A read connection to the capture store.
 #[derive(Debug)]
@@ -113,8 +114,8 @@ impl Data {
                     status: Some(s),
                     ..Filter::default()
                 };
-                let verdict = |v: &str| Filter {
-                    verdict: Some(v.to_owned()),
+                let verdict = |v: Verdict| Filter {
+                    verdict: Some(v),
                     ..Filter::default()
                 };
                 let max_id = self.store.max_id()?.unwrap_or(0);
@@ -123,8 +124,8 @@ impl Data {
                     errors: self.store.count(&status(StatusFilter::Class(4)))?
                         + self.store.count(&status(StatusFilter::Class(5)))?
                         + self.store.count(&status(StatusFilter::NoResponse))?,
-                    invalid: self.store.count(&verdict("invalid"))?
-                        + self.store.count(&verdict("malformed"))?,
+                    invalid: self.store.count(&verdict(Verdict::Invalid))?
+                        + self.store.count(&verdict(Verdict::Malformed))?,
                     max_id,
                 }))
             }

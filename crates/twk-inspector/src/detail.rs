@@ -15,6 +15,7 @@ use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::{Line, Span};
 use serde::Deserialize;
 use twk_capture::{Exchange, Header, Lint, LintCode, Message, Severity, StoredExchange, redact};
+use twk_providers::Verdict;
 
 /// The detail tabs, in order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -283,18 +284,17 @@ pub fn status_span(status: Option<u16>) -> Span<'static> {
 }
 
 /// The verdict mark of the list: (symbol, style).
-pub fn verdict_mark(verdict: Option<&str>) -> (&'static str, Style) {
+pub fn verdict_mark(verdict: Option<Verdict>) -> (&'static str, Style) {
     match verdict {
-        Some("valid") => ("✓", Style::new().fg(Color::Green)),
-        Some("invalid") => (
+        Some(Verdict::Valid) => ("✓", Style::new().fg(Color::Green)),
+        Some(Verdict::Invalid) => (
             "✗",
             Style::new().fg(Color::Red).add_modifier(Modifier::BOLD),
         ),
-        Some("malformed") => ("✗", Style::new().fg(Color::Magenta)),
-        Some("stale") => ("!", Style::new().fg(Color::Yellow)),
-        Some("no_secret") => ("?", Style::new().fg(Color::Blue)),
-        Some("unsigned") | None => ("–", dim()),
-        Some(_) => ("?", dim()),
+        Some(Verdict::Malformed) => ("✗", Style::new().fg(Color::Magenta)),
+        Some(Verdict::Stale) => ("!", Style::new().fg(Color::Yellow)),
+        Some(Verdict::NoSecret) => ("?", Style::new().fg(Color::Blue)),
+        Some(Verdict::Unsigned) | None => ("–", dim()),
     }
 }
 
@@ -305,7 +305,7 @@ pub fn verdict_mark(verdict: Option<&str>) -> (&'static str, Style) {
 struct AnalysisView {
     provider: Option<String>,
     event: Option<EventView>,
-    verdict: Option<String>,
+    verdict: Option<Verdict>,
     matched_variant: Option<String>,
     signed_string: Option<String>,
     skew_secs: Option<i64>,
@@ -333,15 +333,14 @@ struct DiagnosisView {
     checked: Vec<String>,
 }
 
-fn verdict_words(v: &str) -> &'static str {
+fn verdict_words(v: Verdict) -> &'static str {
     match v {
-        "valid" => "valid: the signature matches",
-        "invalid" => "invalid: the signature does not match",
-        "stale" => "stale: the signature matches but the timestamp is too old",
-        "unsigned" => "unsigned: the request carries no signature",
-        "no_secret" => "no secret: configure the provider's secret to check this",
-        "malformed" => "malformed: the signature header cannot be parsed",
-        _ => "unknown verdict",
+        Verdict::Valid => "valid: the signature matches",
+        Verdict::Invalid => "invalid: the signature does not match",
+        Verdict::Stale => "stale: the signature matches but the timestamp is too old",
+        Verdict::Unsigned => "unsigned: the request carries no signature",
+        Verdict::NoSecret => "no secret: configure the provider's secret to check this",
+        Verdict::Malformed => "malformed: the signature header cannot be parsed",
     }
 }
 
@@ -397,7 +396,7 @@ fn wrapped(label: &str, text: &str, style: Style) -> Vec<Line<'static>> {
 }
 
 fn signature_tab(ex: &Exchange) -> Vec<Line<'static>> {
-    let verdict = ex.verdict.as_deref();
+    let verdict = ex.verdict;
     let (mark, style) = verdict_mark(verdict);
     let mut out = vec![Line::from(vec![
         Span::styled(format!("{mark} "), style),
@@ -492,8 +491,8 @@ fn signature_tab(ex: &Exchange) -> Vec<Line<'static>> {
     for n in &a.notes {
         out.extend(wrapped("note", n, dim()));
     }
-    if a.verdict.as_deref().is_some_and(|v| Some(v) != verdict) {
-        out.push(kv("stored verdict", verdict.unwrap_or("-")));
+    if a.verdict.is_some_and(|v| Some(v) != verdict) {
+        out.push(kv("stored verdict", verdict.map_or("-", Verdict::as_str)));
     }
     out
 }

@@ -15,6 +15,7 @@
 
 use std::str::FromStr;
 use twk_capture::{Filter, LintCode, StatusFilter, Summary};
+use twk_providers::Verdict;
 
 /// Why a filter text was refused (the previous filter stays in force).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -40,23 +41,15 @@ pub enum FilterError {
     BadLint(String),
 }
 
-/// The verdict ids the store uses.
-pub const VERDICTS: [&str; 6] = [
-    "valid",
-    "invalid",
-    "stale",
-    "unsigned",
-    "no_secret",
-    "malformed",
-];
-
-fn verdict(v: &str) -> Option<&'static str> {
+/// A verdict as typed in a filter: its id (`valid`, `no_secret`, `no-secret`) or a shorthand
+/// (`ok`, `✓`, `bad`, `✗`, `nosecret`).
+fn verdict(v: &str) -> Option<Verdict> {
     let v = v.to_ascii_lowercase().replace('-', "_");
     match v.as_str() {
-        "ok" | "✓" => Some("valid"),
-        "bad" | "✗" => Some("invalid"),
-        "nosecret" => Some("no_secret"),
-        _ => VERDICTS.iter().copied().find(|x| *x == v),
+        "ok" | "✓" => Some(Verdict::Valid),
+        "bad" | "✗" => Some(Verdict::Invalid),
+        "nosecret" => Some(Verdict::NoSecret),
+        _ => v.parse().ok(),
     }
 }
 
@@ -109,11 +102,8 @@ pub fn parse(text: &str) -> Result<Filter, FilterError> {
                 )
             }
             _ => {
-                f.verdict = Some(
-                    verdict(value)
-                        .ok_or_else(|| FilterError::BadVerdict(value.to_owned()))?
-                        .to_owned(),
-                )
+                f.verdict =
+                    Some(verdict(value).ok_or_else(|| FilterError::BadVerdict(value.to_owned()))?)
             }
         }
     }
@@ -148,7 +138,7 @@ pub fn matches(f: &Filter, s: &Summary) -> Option<bool> {
     Some(
         eq(&f.provider, &s.provider)
             && eq(&f.event, &s.event)
-            && eq(&f.verdict, &s.verdict)
+            && f.verdict.is_none_or(|v| s.verdict == Some(v))
             && f.name.as_ref().is_none_or(|n| *n == s.tunnel)
             && f.replay_of.is_none_or(|r| s.replay_of == Some(r))
             && f.since_ms.is_none_or(|t| s.received_ms >= t)
@@ -171,7 +161,7 @@ mod tests {
         assert_eq!(f.provider.as_deref(), Some("twilio"));
         assert_eq!(f.event.as_deref(), Some("message-failed"));
         assert_eq!(f.status, Some(StatusFilter::Class(4)));
-        assert_eq!(f.verdict.as_deref(), Some("no_secret"));
+        assert_eq!(f.verdict, Some(Verdict::NoSecret));
         assert_eq!(f.grep.as_deref(), Some("a b"));
     }
 

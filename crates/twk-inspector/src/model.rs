@@ -9,6 +9,7 @@ use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers, MouseEvent
 use jiff::tz::TimeZone;
 use std::time::Duration;
 use twk_capture::{ExchangeId, Filter, Handshake, StoredExchange, Summary};
+use twk_providers::Verdict;
 
 /// How long a notice stays in the status line.
 pub const NOTICE_MS: i64 = 6_000;
@@ -181,7 +182,7 @@ impl Counts {
         if s.status.is_none_or(|c| c >= 400) {
             self.errors += 1;
         }
-        if matches!(s.verdict.as_deref(), Some("invalid" | "malformed")) {
+        if matches!(s.verdict, Some(Verdict::Invalid | Verdict::Malformed)) {
             self.invalid += 1;
         }
     }

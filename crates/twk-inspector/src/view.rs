@@ -217,7 +217,7 @@ fn marks(s: &Summary, fold: Fold) -> Line<'static> {
 }
 
 fn row<'a>(m: &Model, s: &'a Summary, fold: Fold) -> Row<'a> {
-    let (mark, mark_style) = verdict_mark(s.verdict.as_deref());
+    let (mark, mark_style) = verdict_mark(s.verdict);
     let pe = match (&s.provider, &s.event) {
         (Some(p), Some(e)) => format!("{p} · {e}"),
         (Some(p), None) => p.clone(),

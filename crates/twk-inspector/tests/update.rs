@@ -132,7 +132,7 @@ fn filtering() {
     assert_eq!(m.input, None);
     assert_eq!(m.list.total, 2);
     assert_eq!(m.list.selected_id, Some(6));
-    assert_eq!(m.filter.verdict.as_deref(), Some("invalid"));
+    assert_eq!(m.filter.verdict, Some(twk_providers::Verdict::Invalid));
     // A matching arrival is listed, a non-matching one only counted.
     let s = add(&dir, &plain(8, "GET", "/other", Some(200)));
     data.dispatch(&mut m, Msg::Captured(Box::new(s)));

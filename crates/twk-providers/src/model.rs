@@ -128,6 +128,21 @@ impl FromStr for Provider {
     }
 }
 
+impl std::str::FromStr for Verdict {
+    type Err = String;
+
+    /// The snake_case id, as [`Verdict::as_str`] writes it (stored and filtered as text).
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Verdict::ALL
+            .into_iter()
+            .find(|v| v.as_str() == s)
+            .ok_or_else(|| {
+                let all: Vec<&str> = Verdict::ALL.iter().map(|v| v.as_str()).collect();
+                format!("unknown verdict {s:?}: expected one of {}", all.join(", "))
+            })
+    }
+}
+
 /// The outcome of a signature or credentials check.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -148,6 +163,16 @@ pub enum Verdict {
 }
 
 impl Verdict {
+    /// Every verdict, in order of how good the news is.
+    pub const ALL: [Verdict; 6] = [
+        Verdict::Valid,
+        Verdict::Stale,
+        Verdict::Invalid,
+        Verdict::Malformed,
+        Verdict::Unsigned,
+        Verdict::NoSecret,
+    ];
+
     /// The snake_case id (`valid`, `invalid`, `stale`, `unsigned`, `no_secret`, `malformed`).
     pub const fn as_str(self) -> &'static str {
         match self {

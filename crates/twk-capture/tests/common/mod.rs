@@ -53,7 +53,7 @@ pub fn exchange(tunnel: &str, at_ms: i64, path: &str, body_bytes: &[u8]) -> Exch
 pub fn with_event(mut ex: Exchange, provider: &str, event: &str, verdict: &str) -> Exchange {
     ex.provider = Some(provider.into());
     ex.event = Some(event.into());
-    ex.verdict = Some(verdict.into());
+    ex.verdict = Some(verdict.parse().expect("a verdict id"));
     ex
 }
 

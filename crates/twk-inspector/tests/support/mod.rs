@@ -69,7 +69,7 @@ pub fn plain(i: i64, method: &str, path: &str, status: Option<u16>) -> Exchange 
         provider: None,
         event: None,
         summary: None,
-        verdict: Some("unsigned".into()),
+        verdict: Some(twk_providers::Verdict::Unsigned),
         ..Default::default()
     }
 }
@@ -90,7 +90,7 @@ pub fn analyze(ex: &mut Exchange) {
     ex.provider = a.provider.map(|p| p.as_str().to_owned());
     ex.event = a.event.as_ref().map(|e| e.name.clone());
     ex.summary = a.event.as_ref().map(|e| e.summary.clone());
-    ex.verdict = Some(a.verdict.as_str().to_owned());
+    ex.verdict = Some(a.verdict);
     ex.analysis = serde_json::to_value(&a).ok();
 }
 
@@ -319,7 +319,7 @@ pub fn bw_leg1(ms: i64, path: &str, challenge: Option<&str>, twk: bool) -> Excha
     });
     ex.provider = Some("bandwidth".into());
     ex.event = Some("message-delivered".into());
-    ex.verdict = Some("unsigned".into());
+    ex.verdict = Some(twk_providers::Verdict::Unsigned);
     ex.auth = twk.then(AuthInfo::default);
     ex
 }
