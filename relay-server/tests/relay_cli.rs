@@ -267,14 +267,9 @@ async fn the_open_file_limit_is_raised_to_the_hard_limit() {
 #[tokio::test]
 async fn acme_on_the_command_line_serves_https_with_an_obtained_certificate() {
     trace_init();
-    if !twk_e2e::pebble::Pebble::available() {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "pebble must be installed in CI"
-        );
-        eprintln!("SKIPPED: pebble is not installed");
+    let Some(_turn) = twk_e2e::pebble::turn_or_skip().await else {
         return;
-    }
+    };
     // Pebble must know the relay's port before either starts: take a free one.
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()

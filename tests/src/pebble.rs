@@ -39,6 +39,21 @@ pub async fn exclusive() -> tokio::sync::MutexGuard<'static, ()> {
     TURN.lock().await
 }
 
+/// The turn to run a Pebble, or `None` (test skipped, said loudly) when Pebble is not
+/// installed on a developer machine. In CI (`CI` set) a missing Pebble fails the test:
+/// `.ci/run` installs it, so CI never skips.
+pub async fn turn_or_skip() -> Option<tokio::sync::MutexGuard<'static, ()>> {
+    if !Pebble::available() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "pebble must be installed in CI"
+        );
+        eprintln!("SKIPPED: pebble is not installed (apt-get install pebble)");
+        return None;
+    }
+    Some(exclusive().await)
+}
+
 impl Pebble {
     /// True when the `pebble` binary is installed (`.ci/run` installs it).
     pub fn available() -> bool {

@@ -42,16 +42,9 @@ async fn https_get(
 #[tokio::test]
 async fn the_relay_obtains_serves_and_renews_its_certificate_without_dropping_a_tunnel() {
     trace_init();
-    if !Pebble::available() {
-        // .ci/run installs pebble, so CI never skips; a developer machine says so loudly.
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "pebble must be installed in CI"
-        );
-        eprintln!("SKIPPED: pebble is not installed (apt-get install pebble)");
+    let Some(_turn) = crate::pebble::turn_or_skip().await else {
         return;
-    }
-    let _turn = crate::pebble::exclusive().await;
+    };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let pebble = Pebble::start(addr.port()).await.unwrap();
@@ -142,15 +135,9 @@ async fn the_relay_obtains_serves_and_renews_its_certificate_without_dropping_a_
 #[tokio::test]
 async fn a_dns_hook_gets_the_wildcard_and_subdomain_urls_work() {
     trace_init();
-    if !Pebble::available() {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "pebble must be installed in CI"
-        );
-        eprintln!("SKIPPED: pebble is not installed (apt-get install pebble)");
+    let Some(_turn) = crate::pebble::turn_or_skip().await else {
         return;
-    }
-    let _turn = crate::pebble::exclusive().await;
+    };
     let dns = crate::pebble::ChallTestSrv::start().await.unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
