@@ -238,7 +238,11 @@ pub async fn run_log(args: LogArgs) -> anyhow::Result<ExitCode> {
 fn auth_cell(r: &Summary) -> String {
     let mut cell = match r.handshake {
         Some(h) => {
-            let dir = if h.leg == 1 { '>' } else { '<' };
+            let dir = if h.leg == twk_capture::Leg::Challenge {
+                '>'
+            } else {
+                '<'
+            };
             let other = h.with.map_or_else(|| "?".to_string(), |id| id.to_string());
             format!("\u{1f512}{}{dir}{other}", h.leg)
         }
@@ -601,16 +605,19 @@ mod tests {
         use twk_capture::Handshake;
         let mut a = row(6);
         a.handshake = Some(Handshake {
-            leg: 1,
+            leg: twk_capture::Leg::Challenge,
             with: Some(7),
         });
         let mut b = row(7);
         b.handshake = Some(Handshake {
-            leg: 2,
+            leg: twk_capture::Leg::Retry,
             with: Some(6),
         });
         let mut c = row(8);
-        c.handshake = Some(Handshake { leg: 1, with: None });
+        c.handshake = Some(Handshake {
+            leg: twk_capture::Leg::Challenge,
+            with: None,
+        });
         c.lints = vec![LintCode::RetryNeverCame];
         let mut d = row(9);
         d.lints = vec![

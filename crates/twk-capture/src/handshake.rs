@@ -15,7 +15,7 @@
 //! the most recent open leg 1 wins (or, when a leg 2 was stored before its leg 1, the
 //! earliest open leg 2). Replays and exchanges without a sender address never pair.
 //!
-//! Both rows get a [`Handshake`]: `{leg: 1, with: <leg 2 id>}` and `{leg: 2, with: <leg 1
+//! Both rows get a [`Handshake`]: `{leg: Leg::Challenge, with: <leg 2 id>}` and `{leg: Leg::Retry, with: <leg 1
 //! id>}`. A leg 1 still waiting has `with: None`. A leg 2 candidate that never paired is not
 //! part of a handshake (it carries the `preemptive-credentials` lint instead).
 //!
@@ -34,11 +34,67 @@ use std::str::FromStr;
 /// Longest gap between leg 1 and leg 2 that still pairs: 60 s.
 pub const HANDSHAKE_WINDOW_MS: i64 = 60_000;
 
+/// One of the two legs of a Basic-auth handshake. Shown and exported as its number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(into = "u8", try_from = "u8")]
+pub enum Leg {
+    /// Leg 1: the request without credentials, answered 401 with the challenge.
+    Challenge,
+    /// Leg 2: the retry with credentials.
+    Retry,
+}
+
+impl Leg {
+    /// `1` or `2`.
+    pub const fn number(self) -> u8 {
+        match self {
+            Leg::Challenge => 1,
+            Leg::Retry => 2,
+        }
+    }
+
+    /// The leg for a stored number.
+    pub const fn from_number(n: i64) -> Option<Leg> {
+        match n {
+            1 => Some(Leg::Challenge),
+            2 => Some(Leg::Retry),
+            _ => None,
+        }
+    }
+
+    /// The other leg of the pair.
+    pub const fn other(self) -> Leg {
+        match self {
+            Leg::Challenge => Leg::Retry,
+            Leg::Retry => Leg::Challenge,
+        }
+    }
+}
+
+impl From<Leg> for u8 {
+    fn from(l: Leg) -> u8 {
+        l.number()
+    }
+}
+
+impl TryFrom<u8> for Leg {
+    type Error = String;
+    fn try_from(n: u8) -> Result<Leg, String> {
+        Leg::from_number(i64::from(n)).ok_or_else(|| format!("no handshake leg {n}"))
+    }
+}
+
+impl fmt::Display for Leg {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.number())
+    }
+}
+
 /// Where an exchange stands in a Basic-auth handshake.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Handshake {
-    /// `1`: the unauthenticated first leg (answered 401); `2`: the authenticated retry.
-    pub leg: u8,
+    /// Which leg this exchange is.
+    pub leg: Leg,
     /// The other leg's id; `None` for a leg 1 still waiting for (or never getting) its retry.
     /// May name a row that retention has since removed.
     pub with: Option<ExchangeId>,

@@ -36,7 +36,7 @@ pub mod store;
 pub mod time;
 
 pub use error::{CaptureError, Result};
-pub use handshake::{HANDSHAKE_WINDOW_MS, Handshake, Lint, LintCode, Severity, UnknownLint};
+pub use handshake::{HANDSHAKE_WINDOW_MS, Handshake, Leg, Lint, LintCode, Severity, UnknownLint};
 pub use model::*;
 pub use query::{Filter, Order, StatusFilter, StoredExchange, Summary};
 pub use recorder::{Health, NewExchange, PendingId, Recorder, RecorderStatus};

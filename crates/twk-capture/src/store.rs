@@ -7,6 +7,7 @@
 
 use crate::error::{CaptureError, Result};
 use crate::grouping::{BODY_HASH_WINDOW_MS, group_key};
+use crate::handshake::Leg;
 use crate::handshake::{self, HANDSHAKE_WINDOW_MS, Handshake, Lint, LintCode, Role};
 use crate::model::{
     AuthInfo, CapturedBody, Exchange, ExchangeId, Failure, Header, Message, Side, Timings,
@@ -296,7 +297,7 @@ impl Store {
                             )
                             .optional()?;
                         hs = Some(Handshake {
-                            leg: 1,
+                            leg: Leg::Challenge,
                             with: found,
                         });
                         match found {
@@ -321,7 +322,7 @@ impl Store {
                         match found {
                             Some(p) => {
                                 hs = Some(Handshake {
-                                    leg: 2,
+                                    leg: Leg::Retry,
                                     with: Some(p),
                                 });
                                 partner = Some((p, Role::Leg1));
@@ -366,7 +367,7 @@ impl Store {
                     resp.as_ref().map(|(_, b)| b.sha256.as_str()),
                     resp.as_ref().map(|(_, b)| b.truncated),
                     auth,
-                    hs.map(|h| h.leg),
+                    hs.map(|h| h.leg.number()),
                     hs.and_then(|h| h.with),
                     open_key,
                     deadline,
@@ -386,7 +387,7 @@ impl Store {
                     let leg = match role {
                         Role::Leg1 => {
                             pair_leg1.execute(params![p, id])?;
-                            1
+                            Leg::Challenge
                         }
                         Role::Leg2 => {
                             // The partner stops being an unpaired retry: recompute its lints.
@@ -398,7 +399,7 @@ impl Store {
                             });
                             let (j, c) = encode_lints(&handshake::with_pairing(old, false))?;
                             pair_leg2.execute(params![p, id, j, c])?;
-                            2
+                            Leg::Retry
                         }
                     };
                     if let Some(row) = batch_pos.get(&p).and_then(|&i| out.get_mut(i)) {
@@ -814,7 +815,7 @@ fn read_summary(r: &Row<'_>, now_ms: i64) -> rusqlite::Result<Summary> {
 /// The handshake of a row from its `hs_leg`/`hs_with` columns.
 fn read_handshake(leg: Option<i64>, with: Option<ExchangeId>) -> Option<Handshake> {
     match leg {
-        Some(l @ 1..=2) => Some(Handshake { leg: l as u8, with }),
+        Some(l) => Leg::from_number(l).map(|leg| Handshake { leg, with }),
         _ => None,
     }
 }

@@ -79,11 +79,11 @@ fn codes(s: &Store, id: ExchangeId) -> Vec<LintCode> {
 fn paired(a: ExchangeId, b: ExchangeId) -> (Option<Handshake>, Option<Handshake>) {
     (
         Some(Handshake {
-            leg: 1,
+            leg: twk_capture::Leg::Challenge,
             with: Some(b),
         }),
         Some(Handshake {
-            leg: 2,
+            leg: twk_capture::Leg::Retry,
             with: Some(a),
         }),
     )
@@ -96,7 +96,10 @@ fn the_retry_pairs_with_the_challenged_leg_both_ways() {
     let a = s.insert(&leg1(T)).unwrap();
     assert_eq!(
         hs(&s, a),
-        Some(Handshake { leg: 1, with: None }),
+        Some(Handshake {
+            leg: twk_capture::Leg::Challenge,
+            with: None
+        }),
         "a waiting leg 1 has with: null"
     );
     let b = s.insert(&leg2(T + 800)).unwrap();
@@ -162,7 +165,10 @@ fn each_mismatch_does_not_pair() {
         let b = s.insert(&second).unwrap();
         assert_eq!(
             hs(&s, a),
-            Some(Handshake { leg: 1, with: None }),
+            Some(Handshake {
+                leg: twk_capture::Leg::Challenge,
+                with: None
+            }),
             "{what}: leg 1 paired"
         );
         assert_eq!(hs(&s, b), None, "{what}: leg 2 paired");
@@ -177,7 +183,14 @@ fn each_mismatch_does_not_pair() {
         let mut s = store(&dir);
         let b = s.insert(&second).unwrap();
         let a = s.insert(&leg1(T)).unwrap();
-        assert_eq!(hs(&s, a), Some(Handshake { leg: 1, with: None }), "{what}");
+        assert_eq!(
+            hs(&s, a),
+            Some(Handshake {
+                leg: twk_capture::Leg::Challenge,
+                with: None
+            }),
+            "{what}"
+        );
         assert_eq!(hs(&s, b), None, "{what}");
     }
 }
@@ -201,7 +214,13 @@ fn one_leg_1_pairs_one_retry_and_the_latest_challenge_wins() {
     let recent = s.insert(&leg1(T + 2_000)).unwrap();
     let b = s.insert(&leg2(T + 3_000)).unwrap();
     assert_eq!((hs(&s, recent), hs(&s, b)), paired(recent, b));
-    assert_eq!(hs(&s, old), Some(Handshake { leg: 1, with: None }));
+    assert_eq!(
+        hs(&s, old),
+        Some(Handshake {
+            leg: twk_capture::Leg::Challenge,
+            with: None
+        })
+    );
     // A second retry takes the challenge still open (two deliveries, two handshakes)…
     let c = s.insert(&leg2(T + 4_000)).unwrap();
     assert_eq!((hs(&s, old), hs(&s, c)), paired(old, c));
@@ -252,7 +271,13 @@ fn a_bare_401_is_lost_and_says_so() {
         "{}",
         lints[0].message
     );
-    assert_eq!(got.handshake, Some(Handshake { leg: 1, with: None }));
+    assert_eq!(
+        got.handshake,
+        Some(Handshake {
+            leg: twk_capture::Leg::Challenge,
+            with: None
+        })
+    );
     // No retry will come, but that is already explained: no retry-never-came on top.
     s.set_now_ms(Some(T + 3_600_000));
     assert_eq!(
@@ -563,7 +588,7 @@ fn hostile_volumes_stay_fast_and_correct() {
     let b = s.insert(&leg2(T + 40_000)).unwrap();
     let probe = probe.elapsed();
     let h = hs(&s, b).unwrap();
-    assert_eq!(h.leg, 2);
+    assert_eq!(h.leg, twk_capture::Leg::Retry);
     let partner = s.get(h.with.unwrap()).unwrap().unwrap();
     assert_eq!(partner.exchange.timings.received_ms, T + 38_999);
     assert!(
@@ -580,5 +605,11 @@ fn hostile_volumes_stay_fast_and_correct() {
     huge.path = format!("/{}", "a".repeat(1 << 20));
     huge.request.body = body(&[0xff; 4096]);
     let id = s.insert(&huge).unwrap();
-    assert_eq!(hs(&s, id), Some(Handshake { leg: 1, with: None }));
+    assert_eq!(
+        hs(&s, id),
+        Some(Handshake {
+            leg: twk_capture::Leg::Challenge,
+            with: None
+        })
+    );
 }

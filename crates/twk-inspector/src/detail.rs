@@ -772,7 +772,7 @@ fn auth_tab(
     let mut out = Vec::new();
     match stored.handshake {
         Some(h) => {
-            let (leg1, leg2) = if h.leg == 1 {
+            let (leg1, leg2) = if h.leg == twk_capture::Leg::Challenge {
                 (Some(stored), partner)
             } else {
                 (partner, Some(stored))
@@ -916,7 +916,7 @@ fn auth_tab(
         if let Some(l) = p.lints.as_deref() {
             out.push(Line::raw(""));
             out.extend(lint_lines(
-                &format!("Lints of leg {} (#{})", 3 - h.leg, p.id()),
+                &format!("Lints of leg {} (#{})", h.leg.other(), p.id()),
                 l,
             ));
         }

@@ -145,7 +145,8 @@ pub fn matches(f: &Filter, s: &Summary) -> Option<bool> {
             && f.until_ms.is_none_or(|t| s.received_ms <= t)
             && f.lint.is_none_or(|c| s.lints.contains(&c))
             && !(f.collapse_handshakes
-                && s.handshake.is_some_and(|h| h.leg == 1 && h.with.is_some()))
+                && s.handshake
+                    .is_some_and(|h| h.leg == twk_capture::Leg::Challenge && h.with.is_some()))
             && status_ok,
     )
 }

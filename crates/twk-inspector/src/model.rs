@@ -709,7 +709,7 @@ impl Model {
         }
         match handshake {
             Some(Handshake {
-                leg: 2,
+                leg: twk_capture::Leg::Retry,
                 with: Some(p),
             }) => {
                 l.expanded = Some(Expanded {
@@ -719,12 +719,12 @@ impl Model {
                 });
                 out.push(Cmd::Load(Load::Leg1 { row: id, id: p }));
             }
-            Some(Handshake { leg: 1, with: None }) => self.notify(
+            Some(Handshake { leg: twk_capture::Leg::Challenge, with: None }) => self.notify(
                 format!("#{id} is leg 1 of a Basic-auth handshake and no retry came: nothing to expand (tab 4 Auth)"),
                 Level::Info,
             ),
             Some(Handshake {
-                leg: 1,
+                leg: twk_capture::Leg::Challenge,
                 with: Some(p),
             }) => self.notify(
                 format!("#{id} is leg 1 of a Basic-auth handshake; its leg 2 is #{p} (listed separately while the filter has status:, lint: or free text)"),
@@ -746,7 +746,8 @@ impl Model {
         // A retry that completes a handshake replaces its leg-1 row in a collapsed list: the
         // leg-1 row is somewhere below, so reload (keeping the selection) on the next tick.
         if self.filter.collapse_handshakes
-            && s.handshake.is_some_and(|h| h.leg == 2 && h.with.is_some())
+            && s.handshake
+                .is_some_and(|h| h.leg == twk_capture::Leg::Retry && h.with.is_some())
         {
             self.list.stale = true;
         }

@@ -175,8 +175,8 @@ fn marks(s: &Summary, fold: Fold) -> Line<'static> {
         let tail = match (fold, h.leg, h.with) {
             (Fold::Leg1, ..) => "1",
             (Fold::Open, ..) => "▾",
-            (Fold::Row, 2, Some(_)) => "▸",
-            (Fold::Row, 1, _) => "1",
+            (Fold::Row, twk_capture::Leg::Retry, Some(_)) => "▸",
+            (Fold::Row, twk_capture::Leg::Challenge, _) => "1",
             (Fold::Row, ..) => "2",
         };
         spans.push(Span::styled(
@@ -201,7 +201,9 @@ fn marks(s: &Summary, fold: Fold) -> Line<'static> {
     let magenta = Style::new().fg(Color::Magenta);
     // A handshake's retry is the same delivery as its leg 1 (the store counts it as the next
     // attempt): the handshake row shows the delivery's attempt, not the retry's.
-    let retry = fold != Fold::Leg1 && s.handshake.is_some_and(|h| h.leg == 2 && h.with.is_some());
+    let retry = fold != Fold::Leg1
+        && s.handshake
+            .is_some_and(|h| h.leg == twk_capture::Leg::Retry && h.with.is_some());
     let attempt = s
         .attempt
         .map(|a| if retry { a.saturating_sub(1) } else { a });

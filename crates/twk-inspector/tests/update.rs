@@ -588,7 +588,10 @@ fn a_retry_folds_its_leg1_row_live() {
     let mut m = model(&data);
     assert_eq!(line_ids(&m), vec![2, 1]);
     let s = add(&dir, &hs[2]);
-    assert_eq!(s.handshake.map(|h| (h.leg, h.with)), Some((2, Some(2))));
+    assert_eq!(
+        s.handshake.map(|h| (h.leg, h.with)),
+        Some((twk_capture::Leg::Retry, Some(2)))
+    );
     data.dispatch(&mut m, Msg::Captured(Box::new(s)));
     data.dispatch(&mut m, Msg::Tick(T0 + 61_000));
     assert_eq!(

@@ -60,14 +60,14 @@ fn assert_paired(store: &Store, a: ExchangeId, b: ExchangeId) {
     assert_eq!(
         handshake(store, a),
         Some(Handshake {
-            leg: 1,
+            leg: twk_capture::Leg::Challenge,
             with: Some(b)
         })
     );
     assert_eq!(
         handshake(store, b),
         Some(Handshake {
-            leg: 2,
+            leg: twk_capture::Leg::Retry,
             with: Some(a)
         })
     );
@@ -332,7 +332,13 @@ async fn an_app_that_answers_a_bare_401_loses_the_callback() {
     // The store shows a lonely leg 1 and says why the callback is lost.
     let (_dir, store, ids) = record(vec![leg1]).await;
     let a = ids[0];
-    assert_eq!(handshake(&store, a), Some(Handshake { leg: 1, with: None }));
+    assert_eq!(
+        handshake(&store, a),
+        Some(Handshake {
+            leg: twk_capture::Leg::Challenge,
+            with: None
+        })
+    );
     assert_eq!(
         lints(&store, a),
         vec![LintCode::Unauthorized401WithoutChallenge]

@@ -51,7 +51,7 @@ pub fn exchange_json(sx: &StoredExchange, reveal_secrets: bool) -> Value {
         },
         "request": message_json(&ex.request, reveal_secrets),
         "response": ex.response.as_ref().map(|m| message_json(m, reveal_secrets)),
-        "handshake": sx.handshake.map(|h| json!({"leg": h.leg, "with": h.with})),
+        "handshake": sx.handshake.map(|h| json!({"leg": h.leg.number(), "with": h.with})),
         "lints": sx.lints.iter().flatten().map(|l| json!({
             "code": l.code.as_str(),
             "severity": l.severity.as_str(),
