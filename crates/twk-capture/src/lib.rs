@@ -26,6 +26,7 @@ pub mod error;
 pub mod export;
 pub mod grouping;
 pub mod handshake;
+mod insert;
 pub mod model;
 pub mod paths;
 pub mod query;

@@ -6,9 +6,8 @@
 //! readers and the writer work at the same time.
 
 use crate::error::{CaptureError, Result};
-use crate::grouping::{BODY_HASH_WINDOW_MS, group_key};
-use crate::handshake::Leg;
-use crate::handshake::{self, HANDSHAKE_WINDOW_MS, Handshake, Lint, LintCode, Role};
+use crate::handshake::{Handshake, Leg, Lint, LintCode};
+use crate::insert::Inserter;
 use crate::model::{
     AuthInfo, CapturedBody, Exchange, ExchangeId, Failure, Header, Message, Side, Timings,
 };
@@ -196,269 +195,18 @@ impl Store {
     }
 
     fn insert_batch_inner(&mut self, batch: &[Exchange]) -> Result<Vec<Summary>> {
-        let cap = self.opts.body_cap;
-        let retention = self.opts.retention_per_tunnel;
         let now = self.now_ms();
         let tx = self
             .conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        let mut out: Vec<Summary> = Vec::with_capacity(batch.len());
-        let mut touched: HashMap<&str, u64> = HashMap::new();
-        {
-            let mut ins = tx.prepare_cached(
-                "INSERT INTO exchanges (tunnel, request_id, received_ms, forwarded_ms, \
-                 first_byte_ms, done_ms, duration_ms, method, public_url, path, target, \
-                 remote_addr, status, failure_side, failure_message, provider, event, summary, \
-                 verdict, analysis, replay_of, attempt, group_key, req_body_len, \
-                 req_body_sha256, req_body_truncated, has_response, resp_body_len, \
-                 resp_body_sha256, resp_body_truncated, auth, hs_leg, hs_with, hs_key, \
-                 hs_deadline_ms, lints, lint_codes) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, \
-                 ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, \
-                 ?24, ?25, ?26, ?27, ?28, ?29, ?30, ?31, ?32, ?33, ?34, ?35, ?36, ?37)",
-            )?;
-            // Open candidates only carry `hs_key`: both lookups are one probe of the partial
-            // index `exchanges_hs_open (hs_key, received_ms)`.
-            let mut find_leg1 = tx.prepare_cached(
-                "SELECT id FROM exchanges WHERE hs_key = ?1 AND received_ms BETWEEN ?2 AND ?3 \
-                 ORDER BY received_ms DESC, id DESC LIMIT 1",
-            )?;
-            let mut find_leg2 = tx.prepare_cached(
-                "SELECT id FROM exchanges WHERE hs_key = ?1 AND received_ms BETWEEN ?2 AND ?3 \
-                 ORDER BY received_ms ASC, id ASC LIMIT 1",
-            )?;
-            let mut pair_leg1 = tx.prepare_cached(
-                "UPDATE exchanges SET hs_with = ?2, hs_key = NULL, hs_deadline_ms = NULL \
-                 WHERE id = ?1",
-            )?;
-            let mut pair_leg2 = tx.prepare_cached(
-                "UPDATE exchanges SET hs_leg = 2, hs_with = ?2, hs_key = NULL, lints = ?3, \
-                 lint_codes = ?4 WHERE id = ?1",
-            )?;
-            let mut lints_of = tx.prepare_cached("SELECT lints FROM exchanges WHERE id = ?1")?;
-            let mut batch_pos: HashMap<ExchangeId, usize> = HashMap::new();
-            let mut ins_payload = tx.prepare_cached(
-                "INSERT INTO payloads (id, req_headers, req_body, resp_headers, resp_body) \
-                 VALUES (?1, ?2, ?3, ?4, ?5)",
-            )?;
-            let mut last_in_group = tx.prepare_cached(
-                "SELECT attempt, received_ms FROM exchanges WHERE group_key = ?1 \
-                 ORDER BY id DESC LIMIT 1",
-            )?;
-            for ex in batch {
-                let req_body = cap_body(&ex.request.body, cap);
-                let resp = ex.response.as_ref().map(|m| (m, cap_body(&m.body, cap)));
-                let key = group_key(ex);
-                let attempt: Option<u32> = match (&key, ex.replay_of) {
-                    (_, Some(_)) => None,
-                    (None, None) => Some(1),
-                    (Some(k), None) => {
-                        let prev: Option<(Option<i64>, i64)> = last_in_group
-                            .query_row([&k.key], |r| Ok((r.get(0)?, r.get(1)?)))
-                            .optional()?;
-                        Some(match prev {
-                            Some((Some(a), at))
-                                if !k.windowed
-                                    || ex.timings.received_ms.saturating_sub(at)
-                                        <= BODY_HASH_WINDOW_MS =>
-                            {
-                                u32::try_from(a).unwrap_or(u32::MAX - 1).saturating_add(1)
-                            }
-                            _ => 1,
-                        })
-                    }
-                };
-                let failure_side = ex.failure.as_ref().map(|f| side_str(f.side));
-                let analysis = match &ex.analysis {
-                    Some(v) => Some(serde_json::to_string(v)?),
-                    None => None,
-                };
-                let auth = match &ex.auth {
-                    Some(a) => Some(serde_json::to_string(a)?),
-                    None => None,
-                };
-                // Pairing: look for the partner before inserting, so this row is written in
-                // its final state and only the partner needs an update.
-                let hs_found = handshake::analyze(ex, &req_body.sha256);
-                let t = ex.timings.received_ms;
-                let mut hs: Option<Handshake> = None;
-                let mut open_key: Option<String> = None;
-                let mut deadline = hs_found.deadline_ms;
-                let mut partner: Option<(ExchangeId, Role)> = None;
-                match &hs_found.role {
-                    Some((Role::Leg1, k)) => {
-                        let found: Option<ExchangeId> = find_leg2
-                            .query_row(
-                                params![
-                                    handshake::partner_key(k),
-                                    t,
-                                    t.saturating_add(HANDSHAKE_WINDOW_MS)
-                                ],
-                                |r| r.get(0),
-                            )
-                            .optional()?;
-                        hs = Some(Handshake {
-                            leg: Leg::Challenge,
-                            with: found,
-                        });
-                        match found {
-                            Some(p) => {
-                                deadline = None;
-                                partner = Some((p, Role::Leg2));
-                            }
-                            None => open_key = Some(k.clone()),
-                        }
-                    }
-                    Some((Role::Leg2, k)) => {
-                        let found: Option<ExchangeId> = find_leg1
-                            .query_row(
-                                params![
-                                    handshake::partner_key(k),
-                                    t.saturating_sub(HANDSHAKE_WINDOW_MS),
-                                    t
-                                ],
-                                |r| r.get(0),
-                            )
-                            .optional()?;
-                        match found {
-                            Some(p) => {
-                                hs = Some(Handshake {
-                                    leg: Leg::Retry,
-                                    with: Some(p),
-                                });
-                                partner = Some((p, Role::Leg1));
-                            }
-                            None => open_key = Some(k.clone()),
-                        }
-                    }
-                    None => {}
-                }
-                let open_leg2 = matches!(hs_found.role, Some((Role::Leg2, _))) && hs.is_none();
-                let lints = handshake::with_pairing(hs_found.lints, open_leg2);
-                let (lints_json, lint_codes) = encode_lints(&lints)?;
-                ins.execute(params![
-                    ex.tunnel,
-                    ex.request_id,
-                    ex.timings.received_ms,
-                    ex.timings.forwarded_ms,
-                    ex.timings.first_byte_ms,
-                    ex.timings.done_ms,
-                    ex.duration_ms(),
-                    ex.method,
-                    ex.public_url,
-                    ex.path,
-                    ex.target,
-                    ex.remote_addr,
-                    ex.status,
-                    failure_side,
-                    ex.failure.as_ref().map(|f| f.message.as_str()),
-                    ex.provider,
-                    ex.event,
-                    ex.summary,
-                    ex.verdict.map(Verdict::as_str),
-                    analysis,
-                    ex.replay_of,
-                    attempt,
-                    key.as_ref().map(|k| k.key.as_str()),
-                    clamp_i64(req_body.len),
-                    req_body.sha256,
-                    req_body.truncated,
-                    resp.is_some(),
-                    resp.as_ref().map(|(_, b)| clamp_i64(b.len)),
-                    resp.as_ref().map(|(_, b)| b.sha256.as_str()),
-                    resp.as_ref().map(|(_, b)| b.truncated),
-                    auth,
-                    hs.map(|h| h.leg.number()),
-                    hs.and_then(|h| h.with),
-                    open_key,
-                    deadline,
-                    lints_json,
-                    lint_codes,
-                ])?;
-                let id = tx.last_insert_rowid();
-                ins_payload.execute(params![
-                    id,
-                    encode_headers(&ex.request.headers),
-                    req_body.bytes,
-                    resp.as_ref().map(|(m, _)| encode_headers(&m.headers)),
-                    resp.as_ref().map(|(_, b)| b.bytes.as_slice()),
-                ])?;
-                *touched.entry(ex.tunnel.as_str()).or_default() += 1;
-                if let Some((p, role)) = partner {
-                    let leg = match role {
-                        Role::Leg1 => {
-                            pair_leg1.execute(params![p, id])?;
-                            Leg::Challenge
-                        }
-                        Role::Leg2 => {
-                            // The partner stops being an unpaired retry: recompute its lints.
-                            let old: Option<String> =
-                                lints_of.query_row([p], |r| r.get(0)).optional()?.flatten();
-                            let old = decode_lints(p, old.as_deref()).unwrap_or_else(|e| {
-                                tracing::warn!(error = %e, "re-linting a handshake partner");
-                                Vec::new()
-                            });
-                            let (j, c) = encode_lints(&handshake::with_pairing(old, false))?;
-                            pair_leg2.execute(params![p, id, j, c])?;
-                            Leg::Retry
-                        }
-                    };
-                    if let Some(row) = batch_pos.get(&p).and_then(|&i| out.get_mut(i)) {
-                        row.handshake = Some(Handshake {
-                            leg,
-                            with: Some(id),
-                        });
-                        row.lints.retain(|c| {
-                            !matches!(
-                                c,
-                                LintCode::PreemptiveCredentials | LintCode::RetryNeverCame
-                            )
-                        });
-                    }
-                }
-                let mut summary = Summary::of(id, ex, attempt);
-                summary.handshake = hs;
-                summary.lints = lints.iter().map(|l| l.code).collect();
-                if deadline.is_some_and(|d| d < now) {
-                    summary.lints.push(LintCode::RetryNeverCame);
-                    summary.lints.sort();
-                }
-                batch_pos.insert(id, out.len());
-                out.push(summary);
-            }
+        let out = Inserter::prepare(&tx, self.opts.body_cap, now)?.write_all(batch)?;
+        let mut added: HashMap<&str, u64> = HashMap::new();
+        for ex in batch {
+            *added.entry(ex.tunnel.as_str()).or_default() += 1;
         }
+        let retention = self.opts.retention_per_tunnel;
         if retention > 0 {
-            for (tunnel, added) in touched {
-                let count = match self.tunnel_counts.get(tunnel) {
-                    Some(c) => c.saturating_add(added),
-                    None => tx.query_row(
-                        "SELECT count(*) FROM exchanges WHERE tunnel = ?1",
-                        [tunnel],
-                        |r| r.get::<_, i64>(0),
-                    )? as u64,
-                };
-                let count = if count > retention {
-                    let cutoff: Option<i64> = tx
-                        .query_row(
-                            "SELECT id FROM exchanges WHERE tunnel = ?1 ORDER BY id DESC \
-                             LIMIT 1 OFFSET ?2",
-                            params![tunnel, clamp_i64(retention)],
-                            |r| r.get(0),
-                        )
-                        .optional()?;
-                    let deleted = match cutoff {
-                        Some(c) => tx.execute(
-                            "DELETE FROM exchanges WHERE tunnel = ?1 AND id <= ?2",
-                            params![tunnel, c],
-                        )?,
-                        None => 0,
-                    };
-                    tracing::debug!(tunnel, deleted, "retention cap applied");
-                    count.saturating_sub(deleted as u64)
-                } else {
-                    count
-                };
-                self.tunnel_counts.insert(tunnel.to_owned(), count);
-            }
+            apply_retention(&tx, &mut self.tunnel_counts, retention, added)?;
         }
         tx.commit()?;
         Ok(out)
@@ -585,7 +333,50 @@ impl Store {
     }
 }
 
-fn clamp_i64(v: u64) -> i64 {
+/// Keeps at most `retention` exchanges per tunnel that `added` rows went to, oldest first to
+/// go; `counts` caches each tunnel's row count between batches.
+fn apply_retention(
+    conn: &Connection,
+    counts: &mut HashMap<String, u64>,
+    retention: u64,
+    added: HashMap<&str, u64>,
+) -> Result<()> {
+    for (tunnel, n) in added {
+        let count = match counts.get(tunnel) {
+            Some(c) => c.saturating_add(n),
+            None => conn.query_row(
+                "SELECT count(*) FROM exchanges WHERE tunnel = ?1",
+                [tunnel],
+                |r| r.get::<_, i64>(0),
+            )? as u64,
+        };
+        let count = if count > retention {
+            let cutoff: Option<i64> = conn
+                .query_row(
+                    "SELECT id FROM exchanges WHERE tunnel = ?1 ORDER BY id DESC \
+                     LIMIT 1 OFFSET ?2",
+                    params![tunnel, clamp_i64(retention)],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            let deleted = match cutoff {
+                Some(c) => conn.execute(
+                    "DELETE FROM exchanges WHERE tunnel = ?1 AND id <= ?2",
+                    params![tunnel, c],
+                )?,
+                None => 0,
+            };
+            tracing::debug!(tunnel, deleted, "retention cap applied");
+            count.saturating_sub(deleted as u64)
+        } else {
+            count
+        };
+        counts.insert(tunnel.to_owned(), count);
+    }
+    Ok(())
+}
+
+pub(crate) fn clamp_i64(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
 }
 
@@ -608,7 +399,7 @@ pub(crate) fn cap_body(b: &CapturedBody, cap: usize) -> CapturedBody {
     }
 }
 
-fn side_str(s: Side) -> &'static str {
+pub(crate) fn side_str(s: Side) -> &'static str {
     match s {
         Side::Sender => "sender",
         Side::Tunnel => "tunnel",
@@ -821,7 +612,7 @@ fn read_handshake(leg: Option<i64>, with: Option<ExchangeId>) -> Option<Handshak
 }
 
 /// Stored lints as (`lints` JSON, `lint_codes`), both `NULL` when there are none.
-fn encode_lints(lints: &[Lint]) -> Result<(Option<String>, Option<String>)> {
+pub(crate) fn encode_lints(lints: &[Lint]) -> Result<(Option<String>, Option<String>)> {
     if lints.is_empty() {
         return Ok((None, None));
     }
@@ -833,7 +624,7 @@ fn encode_lints(lints: &[Lint]) -> Result<(Option<String>, Option<String>)> {
     Ok((Some(serde_json::to_string(lints)?), Some(codes)))
 }
 
-fn decode_lints(id: ExchangeId, json: Option<&str>) -> Result<Vec<Lint>> {
+pub(crate) fn decode_lints(id: ExchangeId, json: Option<&str>) -> Result<Vec<Lint>> {
     match json {
         Some(s) => serde_json::from_str(s).map_err(|e| CaptureError::Corrupt {
             id,
