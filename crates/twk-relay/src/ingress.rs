@@ -144,7 +144,7 @@ pub(crate) async fn forward(
     req: Request<Incoming>,
 ) -> Response<RelayBody> {
     let received_ms = now_ms();
-    let a = match admit(&state, remote, &req) {
+    let a = match admit(&state, remote, &req).await {
         Ok(a) => a,
         Err(refusal) => return *refusal,
     };
@@ -214,7 +214,7 @@ fn tunnel_gone() -> Response<RelayBody> {
 
 /// Decides whether a request may go to a tunnel: its target, its route, the tunnel's
 /// presence and rate, its declared size. Refusals are boxed (the rare path).
-fn admit(
+async fn admit(
     state: &State,
     remote: SocketAddr,
     req: &Request<Incoming>,
@@ -236,15 +236,28 @@ fn admit(
     };
     let client = state.abuse.client_addr(remote.ip(), req.headers());
     let limited = !state.abuse.exempt(client.ip);
-    let (sender, dead) = match state.registry.lookup(&route.name, Instant::now(), limited) {
-        Lookup::Ready { sender, dead } => (sender, dead),
-        Lookup::Offline => {
-            return Err(Box::new(offline(
-                &route.name,
-                "no tunnel client is connected",
-            )));
+    let (sender, dead) = loop {
+        match state.registry.lookup(&route.name, Instant::now(), limited) {
+            Lookup::Ready { sender, dead } => break (sender, dead),
+            Lookup::Offline => {
+                return Err(Box::new(offline(
+                    &route.name,
+                    "no tunnel client is connected",
+                )));
+            }
+            Lookup::RateLimited(wait) => return Err(Box::new(over_rate(&route.name, wait))),
+            // The client has its name and finishes the HTTP/2 handshake within milliseconds:
+            // a webhook arriving now waits for it rather than being told "offline".
+            Lookup::Connecting(mut ready) => {
+                let up = tokio::time::timeout(limits::HANDSHAKE_TIMEOUT, ready.wait_for(|r| *r));
+                if !matches!(up.await, Ok(Ok(_))) {
+                    return Err(Box::new(offline(
+                        &route.name,
+                        "no tunnel client is connected",
+                    )));
+                }
+            }
         }
-        Lookup::RateLimited(wait) => return Err(Box::new(over_rate(&route.name, wait))),
     };
     let max = state.cfg.max_body;
     let declared = req

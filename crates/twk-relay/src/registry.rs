@@ -38,6 +38,9 @@ struct Live {
     dead: CancellationToken,
     /// Requests-per-second budget of the tunnel.
     rate: Bucket,
+    /// True once `sender` is set: requests that arrive during the HTTP/2 handshake wait for
+    /// it instead of being told the tunnel is offline.
+    ready: tokio::sync::watch::Sender<bool>,
 }
 
 /// One name: its owner, and its session if connected.
@@ -82,6 +85,8 @@ pub(crate) enum Lookup {
     },
     /// The tunnel's request rate is used up; retry after this long.
     RateLimited(Duration),
+    /// The session is being set up (its HTTP/2 handshake runs); wait for this to turn true.
+    Connecting(tokio::sync::watch::Receiver<bool>),
     /// No session is connected.
     Offline,
 }
@@ -198,6 +203,7 @@ impl Registry {
             cancel: cancel.clone(),
             dead: dead.clone(),
             rate: Bucket::full(self.rules.tunnel_burst),
+            ready: tokio::sync::watch::channel(false).0,
         };
         map.insert(
             name.to_string(),
@@ -305,6 +311,7 @@ impl Registry {
         match map.get_mut(name).and_then(|e| e.live.as_mut()) {
             Some(live) if live.session == session => {
                 live.sender = Some(sender);
+                live.ready.send_replace(true);
                 true
             }
             _ => false,
@@ -343,11 +350,14 @@ impl Registry {
         let Some(live) = map.get_mut(name).and_then(|e| e.live.as_mut()) else {
             return Lookup::Offline;
         };
+        let Some(sender) = live.sender.clone() else {
+            return Lookup::Connecting(live.ready.subscribe());
+        };
         // A session that is closing (the client sent GOAWAY on shutdown) takes no new
         // requests: the sender is told the tunnel is offline and retries later.
-        let Some(sender) = live.sender.clone().filter(|s| !s.is_closed()) else {
+        if sender.is_closed() {
             return Lookup::Offline;
-        };
+        }
         if limited
             && self.rules.tunnel_rate > 0.0
             && let Err(wait) =
