@@ -99,6 +99,7 @@ impl std::fmt::Debug for Store {
     }
 }
 
+// Rows are read by column name (`read_summary`, `read_full`), so the order below is free.
 const SUMMARY_COLS: &str = "e.id, e.tunnel, e.received_ms, e.method, e.path, e.status, \
      e.duration_ms, e.provider, e.event, e.summary, e.verdict, e.attempt, e.replay_of, \
      e.failure_side, e.req_body_len, e.hs_leg, e.hs_with, e.lint_codes, e.hs_deadline_ms";
@@ -580,25 +581,25 @@ fn read_summary(r: &Row<'_>, now_ms: i64) -> rusqlite::Result<Summary> {
     }
     lints.sort();
     Ok(Summary {
-        id: r.get(0)?,
-        tunnel: r.get(1)?,
-        received_ms: r.get(2)?,
-        method: r.get(3)?,
-        path: r.get(4)?,
-        status: r.get(5)?,
-        duration_ms: r.get(6)?,
-        provider: r.get(7)?,
-        event: r.get(8)?,
-        summary: r.get(9)?,
-        verdict: verdict_col(r.get(10)?),
-        attempt: r.get(11)?,
-        replay_of: r.get(12)?,
+        id: r.get("id")?,
+        tunnel: r.get("tunnel")?,
+        received_ms: r.get("received_ms")?,
+        method: r.get("method")?,
+        path: r.get("path")?,
+        status: r.get("status")?,
+        duration_ms: r.get("duration_ms")?,
+        provider: r.get("provider")?,
+        event: r.get("event")?,
+        summary: r.get("summary")?,
+        verdict: verdict_col(r.get("verdict")?),
+        attempt: r.get("attempt")?,
+        replay_of: r.get("replay_of")?,
         failure_side: r
             .get::<_, Option<String>>(13)?
             .as_deref()
             .and_then(parse_side),
-        request_body_len: r.get::<_, i64>(14)?.max(0) as u64,
-        handshake: read_handshake(r.get(15)?, r.get(16)?),
+        request_body_len: r.get::<_, i64>("req_body_len")?.max(0) as u64,
+        handshake: read_handshake(r.get("hs_leg")?, r.get("hs_with")?),
         lints,
     })
 }
@@ -635,9 +636,9 @@ pub(crate) fn decode_lints(id: ExchangeId, json: Option<&str>) -> Result<Vec<Lin
 }
 
 fn read_full(r: &Row<'_>, now_ms: i64) -> Result<StoredExchange> {
-    let id: i64 = r.get(0)?;
-    let json_col = |idx: usize| -> Result<Option<serde_json::Value>> {
-        match r.get::<_, Option<String>>(idx)? {
+    let id: i64 = r.get("id")?;
+    let json_col = |col: &str| -> Result<Option<serde_json::Value>> {
+        match r.get::<_, Option<String>>(col)? {
             Some(s) => serde_json::from_str(&s)
                 .map(Some)
                 .map_err(|e| CaptureError::Corrupt {
@@ -659,15 +660,15 @@ fn read_full(r: &Row<'_>, now_ms: i64) -> Result<StoredExchange> {
         None => None,
     };
     let request = Message {
-        headers: decode_headers(id, &r.get::<_, String>(32)?)?,
+        headers: decode_headers(id, &r.get::<_, String>("req_headers")?)?,
         body: CapturedBody {
-            bytes: r.get(33)?,
-            len: r.get::<_, i64>(23)?.max(0) as u64,
-            sha256: r.get(24)?,
-            truncated: r.get(25)?,
+            bytes: r.get("req_body")?,
+            len: r.get::<_, i64>("req_body_len")?.max(0) as u64,
+            sha256: r.get("req_body_sha256")?,
+            truncated: r.get("req_body_truncated")?,
         },
     };
-    let response = if r.get::<_, bool>(26)? {
+    let response = if r.get::<_, bool>("has_response")? {
         Some(Message {
             headers: decode_headers(id, &r.get::<_, Option<String>>(34)?.unwrap_or_default())?,
             body: CapturedBody {
@@ -683,27 +684,27 @@ fn read_full(r: &Row<'_>, now_ms: i64) -> Result<StoredExchange> {
     let exchange =
         Exchange {
             id: Some(id),
-            tunnel: r.get(1)?,
-            request_id: r.get(2)?,
+            tunnel: r.get("tunnel")?,
+            request_id: r.get("request_id")?,
             timings: Timings {
-                received_ms: r.get(3)?,
-                forwarded_ms: r.get(4)?,
-                first_byte_ms: r.get(5)?,
-                done_ms: r.get(6)?,
+                received_ms: r.get("received_ms")?,
+                forwarded_ms: r.get("forwarded_ms")?,
+                first_byte_ms: r.get("first_byte_ms")?,
+                done_ms: r.get("done_ms")?,
             },
-            method: r.get(7)?,
-            public_url: r.get(8)?,
-            path: r.get(9)?,
-            target: r.get(10)?,
-            remote_addr: r.get(11)?,
-            status: r.get(12)?,
+            method: r.get("method")?,
+            public_url: r.get("public_url")?,
+            path: r.get("path")?,
+            target: r.get("target")?,
+            remote_addr: r.get("remote_addr")?,
+            status: r.get("status")?,
             failure,
-            provider: r.get(15)?,
-            event: r.get(16)?,
-            summary: r.get(17)?,
-            verdict: verdict_col(r.get(18)?),
-            analysis: json_col(19)?,
-            replay_of: r.get(20)?,
+            provider: r.get("provider")?,
+            event: r.get("event")?,
+            summary: r.get("summary")?,
+            verdict: verdict_col(r.get("verdict")?),
+            analysis: json_col("analysis")?,
+            replay_of: r.get("replay_of")?,
             request,
             response,
             auth: match r.get::<_, Option<String>>(38)? {
@@ -723,9 +724,9 @@ fn read_full(r: &Row<'_>, now_ms: i64) -> Result<StoredExchange> {
     }
     Ok(StoredExchange {
         exchange,
-        attempt: r.get(21)?,
-        group_key: r.get(22)?,
-        handshake: read_handshake(r.get(30)?, r.get(36)?),
+        attempt: r.get("attempt")?,
+        group_key: r.get("group_key")?,
+        handshake: read_handshake(r.get("hs_leg")?, r.get("hs_with")?),
         lints: (!lints.is_empty()).then_some(lints),
     })
 }
