@@ -482,7 +482,7 @@ where
     let tcp = tokio::net::TcpStream::connect(relay).await?;
     let mut req = format!("ws://{relay}{}", twk_protocol::CONNECT_PATH).into_client_request()?;
     req.headers_mut().insert(
-        twk_protocol::handshake::PROTOCOL,
+        twk_protocol::upgrade::PROTOCOL,
         http::HeaderValue::from(twk_protocol::PROTOCOL_VERSION),
     );
     for (n, v) in headers {

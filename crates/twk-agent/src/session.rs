@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 use tungstenite::client::IntoClientRequest;
 use twk_capture::Exchange;
-use twk_protocol::{RefusalCode, handshake, limits};
+use twk_protocol::{RefusalCode, limits, upgrade};
 use twk_transport::{BoxedIo, WsIo};
 
 /// Connection state, reported on every change.
@@ -269,17 +269,17 @@ async fn connect(
         .map_err(|e| ConnectError::Fatal(AgentError::Refused(format!("bad relay URL: {e}"))))?;
     let h = request.headers_mut();
     h.insert(
-        handshake::PROTOCOL,
+        upgrade::PROTOCOL,
         http::HeaderValue::from(twk_protocol::PROTOCOL_VERSION),
     );
     if let Ok(v) = http::HeaderValue::from_str(client_id) {
-        h.insert(handshake::CLIENT_ID, v);
+        h.insert(upgrade::CLIENT_ID, v);
     }
     if let Some(name) = name {
         let v = http::HeaderValue::from_str(name).map_err(|_| {
             ConnectError::Fatal(AgentError::Refused(format!("invalid tunnel name {name:?}")))
         })?;
-        h.insert(handshake::NAME, v);
+        h.insert(upgrade::NAME, v);
     }
     if let Some(token) = &cfg.token {
         let mut v = http::HeaderValue::from_str(&format!("Bearer {token}")).map_err(|_| {
@@ -308,7 +308,7 @@ async fn connect(
     if let Err(msg) = twk_protocol::check_version(
         response
             .headers()
-            .get(handshake::PROTOCOL)
+            .get(upgrade::PROTOCOL)
             .and_then(|v| v.to_str().ok()),
     ) {
         return Err(ConnectError::Fatal(AgentError::Refused(msg)));
@@ -320,8 +320,8 @@ async fn connect(
             .and_then(|v| v.to_str().ok())
             .map(str::to_string)
     };
-    let name = get(handshake::NAME).unwrap_or_default();
-    let public_url = get(handshake::PUBLIC_URL).unwrap_or_default();
+    let name = get(upgrade::NAME).unwrap_or_default();
+    let public_url = get(upgrade::PUBLIC_URL).unwrap_or_default();
     debug!(%name, "websocket established");
     Ok(Session {
         ws,
@@ -342,7 +342,7 @@ fn refusal(resp: &http::Response<Option<Vec<u8>>>) -> ConnectError {
                 .unwrap_or("refused")
                 .to_string()
         });
-    let code = header(resp, handshake::ERROR).and_then(RefusalCode::parse);
+    let code = header(resp, upgrade::ERROR).and_then(RefusalCode::parse);
     match (resp.status().as_u16(), code) {
         (401, _) | (_, Some(RefusalCode::Unauthorized)) => {
             ConnectError::Fatal(AgentError::Unauthorized(body))

@@ -31,8 +31,9 @@ pub const RESERVED_PREFIX: &str = "/_twk/";
 /// Path-routing prefix: `/t/<name>/…` reaches tunnel `<name>`, with `/t/<name>` removed.
 pub const PATH_ROUTE_PREFIX: &str = "/t/";
 
-/// Handshake request and response headers (on the websocket upgrade).
-pub mod handshake {
+/// Request and response headers of the tunnel upgrade (`GET /_twk/connect`). Named `upgrade`,
+/// not handshake: in twk a "handshake" is the Basic-auth challenge and retry.
+pub mod upgrade {
     /// Request: protocol version the client speaks. Response: version the relay speaks.
     pub const PROTOCOL: &str = "x-twk-protocol";
     /// Request: tunnel name the client asks for (optional). Response: the name granted.
@@ -96,7 +97,7 @@ pub fn now_ms() -> i64 {
 /// `client`), so that senders, tests and the inspector can tell twk's answers from the app's.
 pub const ERROR_SOURCE_HEADER: &str = "x-twk-error-source";
 
-/// Why the relay refused a websocket upgrade. Sent in [`handshake::ERROR`].
+/// Why the relay refused a websocket upgrade. Sent in [`upgrade::ERROR`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RefusalCode {
     /// Missing or wrong token (HTTP 401).

@@ -16,13 +16,13 @@ use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, info, info_span, warn};
 use tungstenite::protocol::Role;
 use twk_protocol::now_ms;
-use twk_protocol::{RefusalCode, handshake, limits};
+use twk_protocol::{RefusalCode, limits, upgrade};
 use twk_transport::WsIo;
 
 fn refuse(status: StatusCode, code: RefusalCode, msg: &str) -> Response<RelayBody> {
     let mut r = text(status, format!("twk relay: {msg}\n"));
     r.headers_mut()
-        .insert(handshake::ERROR, HeaderValue::from_static(code.as_str()));
+        .insert(upgrade::ERROR, HeaderValue::from_static(code.as_str()));
     match status {
         // Nothing about the relay (its protocol version) is told to an unauthenticated caller.
         StatusCode::UNAUTHORIZED => {
@@ -34,7 +34,7 @@ fn refuse(status: StatusCode, code: RefusalCode, msg: &str) -> Response<RelayBod
         StatusCode::TOO_MANY_REQUESTS => {}
         _ => {
             r.headers_mut().insert(
-                handshake::PROTOCOL,
+                upgrade::PROTOCOL,
                 HeaderValue::from(twk_protocol::PROTOCOL_VERSION),
             );
         }
@@ -93,7 +93,7 @@ fn authenticate(state: &State, req: &Request<Incoming>) -> Option<String> {
 /// A client id as sent (letters, digits, `-`, `_`; 1 to 64), or a fresh one for a client
 /// that sends none (each of its connections is then a new client).
 fn client_id(req: &Request<Incoming>) -> String {
-    header_str(req, handshake::CLIENT_ID)
+    header_str(req, upgrade::CLIENT_ID)
         .filter(|c| {
             (1..=64).contains(&c.len())
                 && c.bytes()
@@ -129,7 +129,7 @@ pub(crate) async fn upgrade(
     if resp.status() != StatusCode::SWITCHING_PROTOCOLS {
         let reason = resp
             .headers()
-            .get(handshake::ERROR)
+            .get(upgrade::ERROR)
             .and_then(|v| v.to_str().ok())
             .and_then(RefusalCode::parse)
             .map_or("not-websocket", RefusalCode::as_str);
@@ -169,10 +169,10 @@ async fn upgrade_inner(
             "missing or wrong tunnel token",
         );
     };
-    if let Err(msg) = twk_protocol::check_version(header_str(&req, handshake::PROTOCOL)) {
+    if let Err(msg) = twk_protocol::check_version(header_str(&req, upgrade::PROTOCOL)) {
         return refuse(StatusCode::BAD_REQUEST, RefusalCode::ProtocolVersion, &msg);
     }
-    let name = match header_str(&req, handshake::NAME).filter(|n| !n.is_empty()) {
+    let name = match header_str(&req, upgrade::NAME).filter(|n| !n.is_empty()) {
         Some(n) => {
             if let Err(e) = twk_protocol::validate_name(n) {
                 return refuse(
@@ -269,14 +269,14 @@ fn switching_protocols(accept: &str, name: &str, public_url: &str) -> Response<R
         h.insert(header::SEC_WEBSOCKET_ACCEPT, v);
     }
     h.insert(
-        handshake::PROTOCOL,
+        upgrade::PROTOCOL,
         HeaderValue::from(twk_protocol::PROTOCOL_VERSION),
     );
     if let Ok(v) = HeaderValue::from_str(name) {
-        h.insert(handshake::NAME, v);
+        h.insert(upgrade::NAME, v);
     }
     if let Ok(v) = HeaderValue::from_str(public_url) {
-        h.insert(handshake::PUBLIC_URL, v);
+        h.insert(upgrade::PUBLIC_URL, v);
     }
     r
 }
