@@ -9,22 +9,13 @@ use std::borrow::Cow;
 /// The text that replaces a secret value.
 pub const REDACTED: &str = "[REDACTED]";
 
-/// Header names (lowercase) whose values are always secret.
+/// Header names (lowercase) whose values are always secret, besides every provider's
+/// signature headers ([`twk_providers::Provider::signature_headers`]).
 const SECRET_HEADERS: &[&str] = &[
     "authorization",
     "proxy-authorization",
     "cookie",
     "set-cookie",
-    "x-twilio-signature",
-    "x-authy-signature",
-    "stripe-signature",
-    "x-hub-signature",
-    "x-hub-signature-256",
-    "x-slack-signature",
-    "x-shopify-hmac-sha256",
-    "webhook-signature",
-    "svix-signature",
-    "x-bandwidth-signature-hmac-sha256",
     "x-twk-token",
     "x-api-key",
     "api-key",
@@ -33,11 +24,15 @@ const SECRET_HEADERS: &[&str] = &[
 
 /// Whether a header with this name carries a secret (case-insensitive).
 ///
-/// Besides the fixed list this matches any name containing `signature`, `hmac`, `secret`,
+/// Besides the fixed list and the providers' signature headers, this matches any name
+/// containing `signature`, `hmac`, `secret`,
 /// `password` or `passwd`, which covers the `X-*-Signature*` family.
 pub fn is_secret_header(name: &str) -> bool {
     let lower = name.trim().to_ascii_lowercase();
     SECRET_HEADERS.contains(&lower.as_str())
+        || twk_providers::Provider::ALL
+            .iter()
+            .any(|p| p.signature_headers().contains(&lower.as_str()))
         || ["signature", "hmac", "secret", "password", "passwd"]
             .iter()
             .any(|frag| lower.contains(frag))
@@ -86,6 +81,16 @@ pub fn redact_headers<'a>(headers: &'a [Header], reveal: bool) -> Cow<'a, [Heade
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_providers_signature_headers_are_secret() {
+        for p in twk_providers::Provider::ALL {
+            for h in p.signature_headers() {
+                assert!(is_secret_header(h), "{p:?}: {h}");
+                assert!(is_secret_header(&h.to_ascii_uppercase()), "{p:?}: {h}");
+            }
+        }
+    }
 
     #[test]
     fn known_and_pattern_headers_are_secret() {

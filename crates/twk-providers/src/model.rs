@@ -45,6 +45,24 @@ impl Provider {
         Provider::Svix,
     ];
 
+    /// The headers that carry this provider's signature (lowercase). They are replayable
+    /// credentials: shared outputs redact them. Authy's webhooks sign a JWT in the body;
+    /// Bandwidth's callbacks otherwise use Basic auth (`Authorization`).
+    pub const fn signature_headers(self) -> &'static [&'static str] {
+        match self {
+            Provider::Twilio => &["x-twilio-signature"],
+            Provider::AuthyOnetouch => &["x-authy-signature"],
+            Provider::AuthyWebhook => &[],
+            Provider::Bandwidth => &["x-bandwidth-signature-hmac-sha256"],
+            Provider::Stripe => &["stripe-signature"],
+            Provider::Github => &["x-hub-signature-256", "x-hub-signature"],
+            Provider::Slack => &["x-slack-signature"],
+            Provider::Shopify => &["x-shopify-hmac-sha256"],
+            Provider::StandardWebhooks => &["webhook-signature"],
+            Provider::Svix => &["svix-signature"],
+        }
+    }
+
     /// The stable lowercase id (`twilio`, `authy-onetouch`, `authy-webhook`, `bandwidth`,
     /// `stripe`, `github`, `slack`, `shopify`, `standard-webhooks`, `svix`).
     pub const fn as_str(self) -> &'static str {
