@@ -15,26 +15,10 @@ fn file_of(files: &TokenFiles) -> anyhow::Result<PathBuf> {
         .context("no --tokens-file given and no state directory ($STATE_DIRECTORY, $HOME)")
 }
 
-/// Replaces `path` atomically with `text`, mode 0600 (directory created 0700).
+/// Replaces the tokens file atomically (0600, owner kept).
 fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
-    let dir = path
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let mut tmp = tempfile::NamedTempFile::new_in(dir)
-        .with_context(|| format!("writing in {}", dir.display()))?;
-    // Root editing the relay's file keeps it the relay's: a root-owned 0600 file would lock
-    // the running (unprivileged) relay out of its own tokens.
-    if let Ok(old) = std::fs::metadata(path) {
-        use std::os::unix::fs::MetadataExt;
-        let _ = std::os::unix::fs::chown(tmp.path(), Some(old.uid()), Some(old.gid()));
-    }
-    tmp.write_all(text.as_bytes())?;
-    tmp.as_file().sync_all()?;
-    tmp.persist(path)
-        .with_context(|| format!("replacing {}", path.display()))?;
-    Ok(())
+    twk_relay::write_private(path, text.as_bytes())
+        .with_context(|| format!("writing {}", path.display()))
 }
 
 fn read_or_empty(path: &Path) -> anyhow::Result<String> {

@@ -28,6 +28,6 @@ mod server;
 mod tokens;
 
 pub use config::{AbuseLimits, Auth, RelayConfig, Scheme, UrlStyle};
-pub use reservations::last_used;
+pub use reservations::{last_used, write_private};
 pub use server::{RelayError, serve, serve_with_metrics};
 pub use tokens::{TokenEntry, TokenFileError, TokenSet, file_add, file_revoke};

@@ -46,12 +46,37 @@ pub fn last_used(path: &Path) -> BTreeMap<String, i64> {
         .unwrap_or_default()
 }
 
+/// Replaces `path` atomically with `bytes`, mode 0600: a temporary file in the same
+/// directory (created if missing), then a rename, so a crash leaves the old or the new file.
+/// An existing file keeps its owner: root editing the relay's file (`twk-relay token`) must
+/// not lock the running, unprivileged relay out of it.
+pub fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir)?;
+    // tempfile creates the file 0600 and in the same directory, so the rename is atomic.
+    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
+    if let Ok(old) = std::fs::metadata(path) {
+        use std::os::unix::fs::MetadataExt;
+        let _ = std::os::unix::fs::chown(tmp.path(), Some(old.uid()), Some(old.gid()));
+    }
+    tmp.write_all(bytes)?;
+    tmp.as_file().sync_all()?;
+    tmp.persist(path).map_err(|e| e.error)?;
+    Ok(())
+}
+
 /// The state file. Saves are serialised and the newest snapshot always lands last.
 #[derive(Clone)]
 pub(crate) struct Store {
     path: PathBuf,
     /// Generation of the newest snapshot handed to `save`, and of the one on disk.
     generation: Arc<Mutex<(u64, u64)>>,
+    /// The newest generation whose write is over (written, superseded or failed).
+    handled: Arc<tokio::sync::watch::Sender<u64>>,
 }
 
 impl Store {
@@ -63,6 +88,7 @@ impl Store {
         Ok(Store {
             path: path.to_path_buf(),
             generation: Arc::new(Mutex::new((0, 0))),
+            handled: Arc::new(tokio::sync::watch::channel(0).0),
         })
     }
 
@@ -113,48 +139,39 @@ impl Store {
     fn write(&self, generation: u64, snapshot: &Snapshot) {
         // Holding the lock across the write keeps older snapshots from landing after newer.
         let mut g = self.generation.lock().unwrap_or_else(|p| p.into_inner());
-        if g.1 >= generation {
-            return;
-        }
-        match self.write_file(snapshot) {
-            Ok(()) => g.1 = generation,
-            Err(e) => {
-                warn!(path = %self.path.display(), error = %e, "cannot save the name reservations")
+        if g.1 < generation {
+            match self.write_file(snapshot) {
+                Ok(()) => g.1 = generation,
+                Err(e) => {
+                    warn!(path = %self.path.display(), error = %e, "cannot save the name reservations")
+                }
             }
         }
+        self.handled.send_if_modified(|h| {
+            let newer = generation > *h;
+            if newer {
+                *h = generation;
+            }
+            newer
+        });
     }
 
     fn write_file(&self, snapshot: &Snapshot) -> std::io::Result<()> {
-        use std::io::Write;
-        let dir = match self.path.parent() {
-            Some(d) if !d.as_os_str().is_empty() => d,
-            _ => Path::new("."),
-        };
         let body = serde_json::to_vec_pretty(&File {
             version: 1,
             names: snapshot.names.clone(),
             last_used: snapshot.last_used.clone(),
         })
         .map_err(std::io::Error::other)?;
-        // tempfile creates the file 0600 and in the same directory, so the rename is atomic.
-        let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
-        tmp.write_all(&body)?;
-        tmp.as_file().sync_all()?;
-        tmp.persist(&self.path).map_err(|e| e.error)?;
-        Ok(())
+        write_private(&self.path, &body)
     }
 
-    /// Waits until every snapshot handed to `save` is on disk (tests, shutdown).
+    /// Waits until every snapshot handed to `save` so far has been written (or its write
+    /// failed and was logged): at shutdown.
     pub(crate) async fn flush(&self) {
-        loop {
-            {
-                let g = self.generation.lock().unwrap_or_else(|p| p.into_inner());
-                if g.1 >= g.0 {
-                    return;
-                }
-            }
-            tokio::task::yield_now().await;
-        }
+        let target = self.generation.lock().unwrap_or_else(|p| p.into_inner()).0;
+        let mut handled = self.handled.subscribe();
+        let _ = handled.wait_for(|h| *h >= target).await;
     }
 }
 
