@@ -1,7 +1,7 @@
 //! The tunnel upgrade: authenticate, claim a name, switch to websocket, run HTTP/2 over it.
 
 use crate::Auth;
-use crate::abuse::Refusal;
+use crate::abuse::{ClientAddr, Refusal};
 use crate::body::RelayBody;
 use crate::registry::Claim;
 use crate::server::{State, text};
@@ -124,8 +124,9 @@ pub(crate) async fn upgrade(
     remote: SocketAddr,
     req: Request<Incoming>,
 ) -> Response<RelayBody> {
-    let peer = state.abuse.client_addr(remote.ip(), req.headers()).ip;
-    let resp = upgrade_inner(state.clone(), remote, req).await;
+    let client = state.abuse.client_addr(remote.ip(), req.headers());
+    let peer = client.ip;
+    let resp = upgrade_inner(state.clone(), client, req).await;
     if resp.status() != StatusCode::SWITCHING_PROTOCOLS {
         let reason = resp
             .headers()
@@ -141,11 +142,10 @@ pub(crate) async fn upgrade(
 
 async fn upgrade_inner(
     state: Arc<State>,
-    remote: SocketAddr,
+    client: ClientAddr,
     req: Request<Incoming>,
 ) -> Response<RelayBody> {
     let now = Instant::now();
-    let client = state.abuse.client_addr(remote.ip(), req.headers());
     if let Err(r) = state.abuse.upgrade_attempt(client.ip, now) {
         return rate_limited(r);
     }
