@@ -240,13 +240,7 @@ async fn the_token_never_reaches_the_client_log_even_at_trace_level() {
         &[("TWK_TOKEN", token), ("TWK_LOG", "trace")],
     );
     // Read the trace as it comes: a full pipe would stall the client.
-    let mut err = run.child.stderr.take().unwrap();
-    let stderr = tokio::spawn(async move {
-        use tokio::io::AsyncReadExt;
-        let mut buf = Vec::new();
-        let _ = err.read_to_end(&mut buf).await;
-        String::from_utf8_lossy(&buf).into_owned()
-    });
+    let stderr = drain_stderr(&mut run.child);
     let first = run.line().await;
     assert!(first.starts_with("Forwarding "), "{first}");
     let r = send(

@@ -157,17 +157,6 @@ async fn serves_https_with_a_generated_certificate() {
     agent.stop().await.unwrap();
 }
 
-/// Reads a child's stderr to the end in the background (a full pipe would stall it).
-fn drain_stderr(child: &mut tokio::process::Child) -> tokio::task::JoinHandle<String> {
-    use tokio::io::AsyncReadExt;
-    let mut err = child.stderr.take().unwrap();
-    tokio::spawn(async move {
-        let mut buf = Vec::new();
-        let _ = err.read_to_end(&mut buf).await;
-        String::from_utf8_lossy(&buf).into_owned()
-    })
-}
-
 /// Starts the binary with `args` and TWK_LOG=trace; returns it and its address.
 async fn start_traced(args: &[&str], token: &str) -> (tokio::process::Child, std::net::SocketAddr) {
     let mut child = Command::new(BIN)

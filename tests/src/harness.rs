@@ -556,3 +556,15 @@ fn answer_complete(out: &[u8]) -> bool {
         None => head.starts_with("http/1.1 101"),
     }
 }
+
+/// Reads a child process's stderr to the end in the background (a full pipe would stall a
+/// chatty process, e.g. one logging at trace level), returning it as text.
+pub fn drain_stderr(child: &mut tokio::process::Child) -> JoinHandle<String> {
+    use tokio::io::AsyncReadExt;
+    let mut err = child.stderr.take().expect("stderr piped");
+    tokio::spawn(async move {
+        let mut buf = Vec::new();
+        let _ = err.read_to_end(&mut buf).await;
+        String::from_utf8_lossy(&buf).into_owned()
+    })
+}
