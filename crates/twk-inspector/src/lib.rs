@@ -9,7 +9,8 @@
 //!
 //! Layout:
 //! - [`model`]: Model, Msg, update, intents; [`layout`]: the screen regions.
-//! - [`view`]: drawing; [`detail`]: the detail tabs; [`body`]: pretty bodies (JSON, form
+//! - [`view`]: drawing; [`detail`]: the detail tabs (one file each); [`style`]: the shared
+//!   colours, marks, wrap and time formats; [`body`]: pretty bodies (JSON, form
 //!   table, XML, JWT decoded, hex).
 //! - [`data`]: paging rows from the store by window (never loading all of them), so a frame
 //!   costs the same with 100,000 stored exchanges.
@@ -34,6 +35,7 @@ pub mod input;
 pub mod keymap;
 pub mod layout;
 pub mod model;
+pub mod style;
 /// The one sanitizer (its own crate, shared with every plain output).
 pub use twk_sanitize as sanitize;
 pub mod view;

@@ -4,11 +4,14 @@
 //!
 //! All untrusted text reaches the buffer through [`crate::sanitize`].
 
-use crate::detail::{Tab, clock, lint_label, lint_style, severity_mark, status_span, verdict_mark};
+use crate::detail::Tab;
 use crate::keymap;
 use crate::layout::{self, Areas};
 use crate::model::{Conn, Focus, Level, Model};
 use crate::sanitize::clean_line;
+use crate::style::{
+    clock, dim, lint_label, lint_style, millis, severity_mark, status_span, verdict_mark,
+};
 use ratatui::Frame;
 use ratatui::buffer::Buffer;
 use ratatui::layout::{Alignment, Constraint, Rect};
@@ -16,10 +19,6 @@ use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Cell, Clear, Paragraph, Row, Table, TableState, Tabs};
 use twk_capture::Summary;
-
-fn dim() -> Style {
-    Style::new().fg(Color::DarkGray)
-}
 
 /// Draws the whole screen.
 pub fn view(m: &Model, f: &mut Frame) {
@@ -139,11 +138,7 @@ fn top_bar(m: &Model, f: &mut Frame, area: Rect) {
 }
 
 fn duration(ms: Option<i64>) -> String {
-    match ms {
-        None => "–".to_owned(),
-        Some(ms) if ms < 10_000 => format!("{ms} ms"),
-        Some(ms) => format!("{:.1} s", ms as f64 / 1000.0),
-    }
+    ms.map_or_else(|| "–".to_owned(), millis)
 }
 
 /// The lock of a Basic-auth handshake row (two columns wide: U+1F512 is an emoji).

@@ -1,0 +1,107 @@
+//! The Request and Response tabs: heads (secret values redacted unless revealed) and pretty
+//! bodies.
+
+use crate::body::{self, BodyKind};
+use crate::sanitize::{clean, clean_line};
+use crate::style::{bold, dim, key, kv, section, status_span};
+use ratatui::style::{Color, Style};
+use ratatui::text::{Line, Span};
+use twk_capture::{Exchange, Header, Message, redact};
+
+fn header_lines(headers: &[Header], revealed: bool) -> Vec<Line<'static>> {
+    if headers.is_empty() {
+        return vec![Line::styled("(no headers)", dim())];
+    }
+    headers
+        .iter()
+        .map(|h| {
+            let shown = if revealed {
+                std::borrow::Cow::Borrowed(h.value.as_slice())
+            } else {
+                redact::redact_value(&h.name, &h.value)
+            };
+            let masked = !revealed && redact::is_secret_header(&h.name);
+            let value = String::from_utf8_lossy(&shown);
+            Line::from(vec![
+                Span::styled(clean_line(&h.name, 128), key()),
+                Span::styled(": ", dim()),
+                Span::styled(
+                    clean(&value),
+                    if masked {
+                        Style::new().fg(Color::Yellow)
+                    } else {
+                        Style::new()
+                    },
+                ),
+            ])
+        })
+        .collect()
+}
+
+fn message_lines(m: &Message, revealed: bool) -> Vec<Line<'static>> {
+    let mut out = vec![section(&format!("Headers ({})", m.headers.len()))];
+    out.extend(header_lines(&m.headers, revealed));
+    if !revealed && m.headers.iter().any(|h| redact::is_secret_header(&h.name)) {
+        out.push(Line::styled(
+            "(secret values redacted: press s to reveal)",
+            dim(),
+        ));
+    }
+    out.push(Line::raw(""));
+    let (kind, lines) = body::render(&m.headers, &m.body);
+    let label = if kind == BodyKind::Empty {
+        "Body".to_owned()
+    } else {
+        format!("Body ({}, {} bytes)", kind.label(), m.body.len)
+    };
+    out.push(section(&label));
+    out.extend(lines);
+    out
+}
+
+pub(super) fn request_tab(ex: &Exchange, revealed: bool) -> Vec<Line<'static>> {
+    let mut out = vec![
+        Line::from(vec![
+            Span::styled(clean_line(&ex.method, 32), bold()),
+            Span::raw(" "),
+            Span::raw(clean(&ex.path)),
+        ]),
+        kv("public URL", &ex.public_url),
+        kv("from", ex.remote_addr.as_deref().unwrap_or("-")),
+        kv("target", &ex.target),
+    ];
+    if let Some(of) = ex.replay_of {
+        out.push(kv("replay of", &format!("#{of}")));
+    }
+    out.push(Line::raw(""));
+    out.extend(message_lines(&ex.request, revealed));
+    out
+}
+
+pub(super) fn response_tab(ex: &Exchange, revealed: bool) -> Vec<Line<'static>> {
+    let mut out = Vec::new();
+    if let Some(f) = &ex.failure {
+        let side = match f.side {
+            twk_capture::Side::Sender => "sender",
+            twk_capture::Side::Tunnel => "tunnel",
+            twk_capture::Side::Target => "local target",
+        };
+        out.push(Line::styled(
+            format!("failed ({side}): {}", clean(&f.message)),
+            Style::new().fg(Color::Red),
+        ));
+        out.push(Line::raw(""));
+    }
+    match (&ex.response, ex.status) {
+        (Some(m), status) => {
+            out.push(Line::from(vec![
+                Span::styled("Status ", key()),
+                status_span(status),
+            ]));
+            out.push(Line::raw(""));
+            out.extend(message_lines(m, revealed));
+        }
+        (None, _) => out.push(Line::styled("No response came back.", dim())),
+    }
+    out
+}

@@ -1,0 +1,175 @@
+//! The detail pane's content: one list of display lines per tab, built once when an exchange
+//! is loaded (so drawing a frame only slices them). One file per tab: [`http`] (Request and
+//! Response), [`signature`], [`auth`] (the Basic-auth handshake), [`timing`].
+//!
+//! Secrets: header values that carry credentials or signatures (the capture crate's
+//! [`twk_capture::redact`] rule: `Authorization`, cookies, every `*signature*` header, …) are
+//! shown as `[REDACTED]` in the Request and Response tabs unless the user reveals them with
+//! `s`. The Signature tab shows the expected and received signatures (comparing them is its
+//! purpose; a signature is not the secret), and Basic-auth passwords are always masked.
+
+use crate::sanitize::clean_line;
+use crate::style::{lint_style, severity_mark};
+use jiff::tz::TimeZone;
+use ratatui::text::{Line, Span};
+
+mod auth;
+mod http;
+mod signature;
+mod timing;
+use twk_capture::{Lint, StoredExchange};
+
+/// The detail tabs, in order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Tab {
+    /// Request head and pretty body.
+    #[default]
+    Request,
+    /// Response head and pretty body.
+    Response,
+    /// Signature verdict and diagnosis.
+    Signature,
+    /// Basic-auth handshake timeline and lints.
+    Auth,
+    /// Timings.
+    Timing,
+}
+
+impl Tab {
+    /// All tabs in display order.
+    pub const ALL: [Tab; 5] = [
+        Tab::Request,
+        Tab::Response,
+        Tab::Signature,
+        Tab::Auth,
+        Tab::Timing,
+    ];
+
+    /// Title shown in the tab bar.
+    pub fn title(self) -> &'static str {
+        match self {
+            Tab::Request => "Request",
+            Tab::Response => "Response",
+            Tab::Signature => "Signature",
+            Tab::Auth => "Auth",
+            Tab::Timing => "Timing",
+        }
+    }
+
+    /// Position in [`Tab::ALL`].
+    pub fn index(self) -> usize {
+        Tab::ALL.iter().position(|t| *t == self).unwrap_or(0)
+    }
+
+    /// The next tab (wrapping).
+    pub fn next(self) -> Tab {
+        Tab::ALL[(self.index() + 1) % Tab::ALL.len()]
+    }
+
+    /// The previous tab (wrapping).
+    pub fn prev(self) -> Tab {
+        Tab::ALL[(self.index() + Tab::ALL.len() - 1) % Tab::ALL.len()]
+    }
+}
+
+/// A loaded exchange and its rendered tabs.
+#[derive(Debug, Clone)]
+pub struct Detail {
+    /// The exchange as stored.
+    pub stored: StoredExchange,
+    /// The other leg of its Basic-auth handshake, when it has one still stored.
+    pub partner: Option<StoredExchange>,
+    /// Whether secret headers are shown.
+    pub revealed: bool,
+    /// One header line for the pane title.
+    pub title: String,
+    /// The exchange's lints for the pane title (`⚠ code +N`), shown on every tab.
+    pub lint_badge: Option<Span<'static>>,
+    /// Rendered Request tab.
+    pub request: Vec<Line<'static>>,
+    /// Rendered Response tab.
+    pub response: Vec<Line<'static>>,
+    /// Rendered Signature tab.
+    pub signature: Vec<Line<'static>>,
+    /// Rendered Auth tab.
+    pub auth: Vec<Line<'static>>,
+    /// Rendered Timing tab.
+    pub timing: Vec<Line<'static>>,
+}
+
+impl Detail {
+    /// Renders every tab of `stored`; `partner` is the other leg of its Basic-auth handshake.
+    pub fn build(
+        stored: StoredExchange,
+        partner: Option<StoredExchange>,
+        revealed: bool,
+        tz: &TimeZone,
+    ) -> Detail {
+        let ex = &stored.exchange;
+        let title = clean_line(
+            &format!(
+                "#{} {} {} → {}",
+                stored.id(),
+                ex.method,
+                ex.path,
+                ex.status
+                    .map_or("no response".to_owned(), |s| s.to_string())
+            ),
+            512,
+        );
+        Detail {
+            request: http::request_tab(ex, revealed),
+            response: http::response_tab(ex, revealed),
+            signature: signature::signature_tab(ex),
+            auth: auth::auth_tab(&stored, partner.as_ref(), tz),
+            timing: timing::timing_tab(&stored, tz),
+            lint_badge: lint_badge(stored.lints.as_deref().unwrap_or_default()),
+            title,
+            revealed,
+            stored,
+            partner,
+        }
+    }
+
+    /// The lines of `tab`.
+    pub fn lines(&self, tab: Tab) -> &[Line<'static>] {
+        match tab {
+            Tab::Request => &self.request,
+            Tab::Response => &self.response,
+            Tab::Signature => &self.signature,
+            Tab::Auth => &self.auth,
+            Tab::Timing => &self.timing,
+        }
+    }
+
+    /// The exchange id.
+    pub fn id(&self) -> twk_capture::ExchangeId {
+        self.stored.id()
+    }
+}
+
+/// The pane-title badge of an exchange's lints: the first (most severe) code and how many more.
+fn lint_badge(lints: &[Lint]) -> Option<Span<'static>> {
+    let first = lints.first()?;
+    let (glyph, _) = severity_mark(first.severity);
+    let more = match lints.len() {
+        0 | 1 => String::new(),
+        n => format!(" +{}", n - 1),
+    };
+    Some(Span::styled(
+        format!("{glyph} {}{more} (4 Auth) ", first.code),
+        lint_style(first.code),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tabs_cycle() {
+        assert_eq!(Tab::Timing.next(), Tab::Request);
+        assert_eq!(Tab::Request.prev(), Tab::Timing);
+        assert_eq!(Tab::Signature.index(), 2);
+    }
+}

@@ -1,0 +1,309 @@
+//! Keyboard and mouse: what each key does in the filter prompt, the list and the detail pane
+//! (the bindings shown in help are in [`crate::keymap`]).
+
+use super::{Cmd, Conn, CopyWhat, Focus, Intent, Level, List, MAX_FILTER_CHARS, Model, Start};
+use crate::detail::{Detail, Tab};
+use crate::filter;
+use crate::layout;
+use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers, MouseEvent, MouseEventKind};
+use twk_capture::ExchangeId;
+
+impl Model {
+    pub(super) fn scroll_detail(&mut self, delta: i64) {
+        let len = self.detail.as_ref().map_or(0, |d| d.lines(self.tab).len());
+        let max = len.saturating_sub(self.detail_rows().max(1));
+        let cur = self.detail_scroll as i64;
+        self.detail_scroll = usize::try_from((cur + delta).clamp(0, max as i64)).unwrap_or(0);
+    }
+
+    pub(super) fn set_tab(&mut self, tab: Tab) {
+        self.tab = tab;
+        self.detail_scroll = 0;
+    }
+
+    pub(super) fn apply_filter(&mut self, text: String, out: &mut Vec<Cmd>) {
+        match filter::parse(&text) {
+            Ok(f) => {
+                self.filter = f;
+                self.filter_text = text.trim().to_owned();
+                self.generation += 1;
+                self.input = None;
+                self.list = List {
+                    follow: !self.list.paused,
+                    paused: self.list.paused,
+                    loading: true,
+                    ..List::default()
+                };
+                self.detail = None;
+                self.detail_wanted = None;
+                out.push(Cmd::Load(self.rows_at(Start::Offset(0))));
+            }
+            Err(e) => self.notify(format!("filter not applied: {e}"), Level::Error),
+        }
+    }
+
+    pub(super) fn intent_for_selected(
+        &mut self,
+        f: impl FnOnce(ExchangeId) -> Intent,
+        out: &mut Vec<Cmd>,
+    ) {
+        match self.list.selected_id {
+            Some(id) => {
+                let intent = f(id);
+                let what = match &intent {
+                    Intent::Replay { resign: false, .. } => Some(format!("replaying #{id}…")),
+                    Intent::Replay { resign: true, .. } => {
+                        Some(format!("replaying #{id} with a fresh signature…"))
+                    }
+                    Intent::EditAndReplay { .. } => Some(format!("editing #{id} in $EDITOR…")),
+                    _ => None,
+                };
+                if let Some(w) = what {
+                    self.notify(w, Level::Info);
+                }
+                out.push(Cmd::Intent(intent));
+            }
+            None => self.notify("no exchange selected", Level::Error),
+        }
+    }
+
+    pub(super) fn on_key(&mut self, k: KeyEvent, out: &mut Vec<Cmd>) {
+        if k.kind == KeyEventKind::Release {
+            return;
+        }
+        let ctrl = k.modifiers.contains(KeyModifiers::CONTROL);
+        if ctrl && matches!(k.code, KeyCode::Char('c')) {
+            self.running = false;
+            out.push(Cmd::Intent(Intent::Quit));
+            return;
+        }
+        if self.input.is_some() {
+            return self.on_prompt_key(k, ctrl, out);
+        }
+        if self.help {
+            self.help = false;
+            if !matches!(k.code, KeyCode::Char('q')) {
+                return;
+            }
+        }
+        match k.code {
+            KeyCode::Char('q') => {
+                self.running = false;
+                out.push(Cmd::Intent(Intent::Quit));
+            }
+            KeyCode::Char('?') => self.help = true,
+            KeyCode::Char('/') => self.input = Some(self.filter_text.clone()),
+            KeyCode::Char('p') => {
+                self.list.paused = !self.list.paused;
+                if self.list.paused {
+                    self.list.follow = false;
+                    self.notify(
+                        "paused: new exchanges do not move the selection",
+                        Level::Info,
+                    );
+                } else {
+                    self.notify("following the newest exchange", Level::Info);
+                    self.move_to(0, out);
+                }
+            }
+            KeyCode::Char('s') => self.toggle_reveal(),
+            KeyCode::Char('r') => {
+                self.intent_for_selected(|id| Intent::Replay { id, resign: false }, out)
+            }
+            KeyCode::Char('R') => {
+                self.intent_for_selected(|id| Intent::Replay { id, resign: true }, out)
+            }
+            KeyCode::Char('e') => self.intent_for_selected(|id| Intent::EditAndReplay { id }, out),
+            KeyCode::Char('c') => self.intent_for_selected(
+                |id| Intent::Copy {
+                    id,
+                    what: CopyWhat::Curl,
+                },
+                out,
+            ),
+            KeyCode::Char('u') => match &self.conn {
+                Conn::Connected { public_url, .. } => out.push(Cmd::Intent(Intent::CopyUrl {
+                    url: public_url.clone(),
+                })),
+                _ => self.notify(
+                    "no public URL yet: the tunnel is not connected",
+                    Level::Error,
+                ),
+            },
+            KeyCode::Char('y') => self.intent_for_selected(
+                |id| Intent::Copy {
+                    id,
+                    what: CopyWhat::Body,
+                },
+                out,
+            ),
+            KeyCode::Char(c @ '1'..='5') => {
+                let i = usize::from(c as u8 - b'1');
+                if let Some(t) = Tab::ALL.get(i) {
+                    self.set_tab(*t);
+                    self.focus = Focus::Detail;
+                    self.after_move(out, true);
+                }
+            }
+            KeyCode::Enter => {
+                self.focus = match self.focus {
+                    Focus::List => Focus::Detail,
+                    Focus::Detail => Focus::List,
+                };
+                self.after_move(out, true);
+            }
+            KeyCode::Esc => {
+                if self.focus == Focus::Detail {
+                    self.focus = Focus::List;
+                    self.after_move(out, true);
+                }
+            }
+            KeyCode::Tab => match self.focus {
+                Focus::List => {
+                    self.focus = Focus::Detail;
+                    self.after_move(out, true);
+                }
+                Focus::Detail => self.set_tab(self.tab.next()),
+            },
+            KeyCode::BackTab => match self.focus {
+                Focus::List => {
+                    self.focus = Focus::Detail;
+                    self.set_tab(self.tab.prev());
+                    self.after_move(out, true);
+                }
+                Focus::Detail => self.set_tab(self.tab.prev()),
+            },
+            _ => match self.focus {
+                Focus::List => self.on_list_key(k.code, out),
+                Focus::Detail => self.on_detail_key(k.code, out),
+            },
+        }
+    }
+
+    /// A key while the `/` filter prompt is open: editing keys edit, everything else is ignored.
+    fn on_prompt_key(&mut self, k: KeyEvent, ctrl: bool, out: &mut Vec<Cmd>) {
+        let Some(input) = &mut self.input else {
+            return;
+        };
+        match k.code {
+            KeyCode::Esc => self.input = None,
+            KeyCode::Enter => {
+                let text = input.clone();
+                self.apply_filter(text, out);
+            }
+            KeyCode::Backspace => {
+                input.pop();
+            }
+            KeyCode::Char('u') if ctrl => input.clear(),
+            KeyCode::Char(c)
+                if !ctrl && input.chars().count() < MAX_FILTER_CHARS && !c.is_control() =>
+            {
+                input.push(c);
+            }
+            _ => {}
+        }
+    }
+
+    /// `s`: shows or redacts secret header values (the detail is rebuilt with the new choice).
+    fn toggle_reveal(&mut self) {
+        self.reveal = !self.reveal;
+        if let Some(d) = self.detail.take() {
+            let d = *d;
+            self.detail = Some(Box::new(Detail::build(
+                d.stored,
+                d.partner,
+                self.reveal,
+                &self.tz,
+            )));
+        }
+        self.notify(
+            if self.reveal {
+                "secret header values shown"
+            } else {
+                "secret header values redacted"
+            },
+            Level::Info,
+        );
+    }
+
+    /// Movement keys with the list focused.
+    fn on_list_key(&mut self, code: KeyCode, out: &mut Vec<Cmd>) {
+        let page = self.list_rows().max(1) as i64;
+        match code {
+            KeyCode::Char('j') | KeyCode::Down => self.move_by(1, out),
+            KeyCode::Char('k') | KeyCode::Up => self.move_by(-1, out),
+            KeyCode::PageDown => self.move_by(page, out),
+            KeyCode::PageUp => self.move_by(-page, out),
+            KeyCode::Char('g') | KeyCode::Home => self.move_to(0, out),
+            KeyCode::Char('G') | KeyCode::End => {
+                self.move_to(self.list.total.saturating_sub(1), out)
+            }
+            KeyCode::Right | KeyCode::Char('l') => {
+                self.focus = Focus::Detail;
+                self.after_move(out, true);
+            }
+            KeyCode::Char(' ') => self.toggle_expand(out),
+            _ => {}
+        }
+    }
+
+    /// Movement keys with the detail focused: scroll, tabs, and `n`/`N` for the next row.
+    fn on_detail_key(&mut self, code: KeyCode, out: &mut Vec<Cmd>) {
+        let page = self.detail_rows().max(1) as i64;
+        match code {
+            KeyCode::Char('j') | KeyCode::Down => self.scroll_detail(1),
+            KeyCode::Char('k') | KeyCode::Up => self.scroll_detail(-1),
+            KeyCode::PageDown | KeyCode::Char(' ') => self.scroll_detail(page),
+            KeyCode::PageUp => self.scroll_detail(-page),
+            KeyCode::Char('g') | KeyCode::Home => self.detail_scroll = 0,
+            KeyCode::Char('G') | KeyCode::End => self.scroll_detail(i64::MAX / 4),
+            KeyCode::Right | KeyCode::Char('l') => self.set_tab(self.tab.next()),
+            KeyCode::Left | KeyCode::Char('h') => self.set_tab(self.tab.prev()),
+            KeyCode::Char('n') => self.move_by(1, out),
+            KeyCode::Char('N') => self.move_by(-1, out),
+            _ => {}
+        }
+    }
+
+    pub(super) fn on_mouse(&mut self, m: MouseEvent, out: &mut Vec<Cmd>) {
+        let a = layout::areas(self.size, self.focus);
+        let inside = |r: ratatui::layout::Rect| {
+            m.column >= r.x && m.column < r.x + r.width && m.row >= r.y && m.row < r.y + r.height
+        };
+        let over_list = inside(a.list);
+        match m.kind {
+            MouseEventKind::ScrollDown if over_list => self.move_by(3, out),
+            MouseEventKind::ScrollUp if over_list => self.move_by(-3, out),
+            MouseEventKind::ScrollDown if inside(a.detail) => self.scroll_detail(3),
+            MouseEventKind::ScrollUp if inside(a.detail) => self.scroll_detail(-3),
+            MouseEventKind::Down(_) if over_list => {
+                let first = a.list_first_row();
+                if m.row >= first {
+                    let lines = self.list.lines(u64::from(a.list_rows()));
+                    if let Some(&(pos, leg1)) = lines.get(usize::from(m.row - first)) {
+                        self.move_to(pos, out);
+                        if leg1 {
+                            self.move_by(1, out);
+                        }
+                    }
+                }
+            }
+            MouseEventKind::Down(_) if inside(a.detail) => {
+                // A click on the tab bar picks a tab; elsewhere it focuses the pane.
+                if m.row == a.detail.y + 1 {
+                    let mut x = a.detail.x + 1;
+                    for t in Tab::ALL {
+                        let w = t.title().chars().count() as u16 + 5;
+                        if m.column >= x && m.column < x + w {
+                            self.set_tab(t);
+                        }
+                        x += w;
+                    }
+                }
+                self.focus = Focus::Detail;
+                self.after_move(out, true);
+            }
+            _ => {}
+        }
+    }
+}

@@ -1,0 +1,145 @@
+//! The Elm Architecture core: one [`Model`], one [`Msg`] enum, and [`update`], which changes the
+//! model and returns [`Cmd`]s (data to load from the store, or [`Intent`]s for the host) but
+//! never performs I/O itself.
+//!
+//! Files: [`msg`] (messages, commands, intents), [`list`] (the row window and the selection),
+//! [`keys`] (keyboard and mouse), [`update`](mod@update) (the dispatcher).
+
+mod keys;
+mod list;
+mod msg;
+mod update;
+
+pub use list::{Counts, Expanded, List};
+pub use msg::{Cmd, Conn, CopyWhat, Focus, Intent, Level, Load, Msg, Notice, Start};
+pub use update::update;
+
+use crate::detail::{Detail, Tab};
+use crate::layout;
+use jiff::tz::TimeZone;
+use twk_capture::{ExchangeId, Filter};
+
+/// How long a notice stays in the status line.
+pub const NOTICE_MS: i64 = 6_000;
+/// Longest filter text.
+pub const MAX_FILTER_CHARS: usize = 256;
+/// Most rows kept in the list window (a few screens around the viewport).
+pub const MAX_WINDOW_ROWS: usize = 600;
+
+/// Everything the inspector shows.
+#[derive(Debug, Clone)]
+pub struct Model {
+    /// Current time (Unix ms), advanced by [`Msg::Tick`].
+    pub now_ms: i64,
+    /// Time zone for clock columns.
+    pub tz: TimeZone,
+    /// Terminal size (columns, rows).
+    pub size: (u16, u16),
+    /// Tunnel connection.
+    pub conn: Conn,
+    /// Local target URL.
+    pub target: String,
+    /// The relay is the embedded loopback one: no provider can reach the public URL.
+    pub embedded: bool,
+    /// Relay round trip, when known.
+    pub rtt_ms: Option<u64>,
+    /// Recorder problem (writes failing), if any.
+    pub recorder_error: Option<String>,
+    /// Exchanges dropped by the recorder.
+    pub dropped: u64,
+    /// Totals.
+    pub counts: Counts,
+    /// Active filter and its text.
+    pub filter: Filter,
+    /// The text the active filter was parsed from.
+    pub filter_text: String,
+    /// Bumped on every filter change.
+    pub generation: u64,
+    /// Filter being typed (`/` mode).
+    pub input: Option<String>,
+    /// The list.
+    pub list: List,
+    /// Keyboard focus.
+    pub focus: Focus,
+    /// Selected detail tab.
+    pub tab: Tab,
+    /// First visible line of the detail tab.
+    pub detail_scroll: usize,
+    /// Show secret header values.
+    pub reveal: bool,
+    /// The loaded detail.
+    pub detail: Option<Box<Detail>>,
+    /// Detail wanted but not loaded yet (loaded on the next tick when following).
+    pub detail_wanted: Option<ExchangeId>,
+    /// Help overlay shown.
+    pub help: bool,
+    /// Status line message.
+    pub notice: Option<Notice>,
+    /// False once the user quit.
+    pub running: bool,
+}
+
+impl Model {
+    /// A fresh model for `target` at time `now_ms`, terminal `size`, clock zone `tz`.
+    pub fn new(target: impl Into<String>, now_ms: i64, size: (u16, u16), tz: TimeZone) -> Model {
+        Model {
+            now_ms,
+            tz,
+            size,
+            conn: Conn::Connecting { attempt: 0 },
+            target: target.into(),
+            embedded: false,
+            rtt_ms: None,
+            recorder_error: None,
+            dropped: 0,
+            counts: Counts::default(),
+            filter: Filter {
+                collapse_handshakes: true,
+                ..Filter::default()
+            },
+            filter_text: String::new(),
+            generation: 0,
+            input: None,
+            list: List {
+                follow: true,
+                ..List::default()
+            },
+            focus: Focus::List,
+            tab: Tab::Request,
+            detail_scroll: 0,
+            reveal: false,
+            detail: None,
+            detail_wanted: None,
+            help: false,
+            notice: None,
+            running: true,
+        }
+    }
+
+    /// The commands that load the initial state (rows, counts).
+    pub fn init(&mut self) -> Vec<Cmd> {
+        self.list.loading = true;
+        vec![
+            Cmd::Load(Load::Counts),
+            Cmd::Load(self.rows_at(Start::Offset(0))),
+        ]
+    }
+
+    /// Visible list rows for the current size and focus.
+    pub fn list_rows(&self) -> u64 {
+        u64::from(layout::areas(self.size, self.focus).list_rows())
+    }
+
+    /// Visible detail lines for the current size and focus.
+    pub fn detail_rows(&self) -> usize {
+        usize::from(layout::areas(self.size, self.focus).detail_rows())
+    }
+
+    pub(super) fn notify(&mut self, text: impl Into<String>, level: Level) {
+        self.notice = Some(Notice {
+            text: text.into(),
+            level,
+            until_ms: self.now_ms.saturating_add(NOTICE_MS),
+        });
+    }
+}

@@ -1,0 +1,104 @@
+//! [`update`]: applies one [`Msg`] to the [`Model`].
+
+use super::{Cmd, Level, Load, Model, Msg};
+use crate::detail::Detail;
+
+/// Applies `msg` to the model. Pure: the returned commands describe data to load and intents
+/// for the host; nothing here reads a file, the store, the clock or the network.
+pub fn update(m: &mut Model, msg: Msg) -> Vec<Cmd> {
+    let mut out = Vec::new();
+    match msg {
+        Msg::Key(k) => m.on_key(k, &mut out),
+        Msg::Mouse(e) => m.on_mouse(e, &mut out),
+        Msg::Resize(w, h) => {
+            m.size = (w, h);
+            m.after_move(&mut out, false);
+        }
+        Msg::Tick(now) => {
+            m.now_ms = now;
+            if m.notice.as_ref().is_some_and(|n| n.until_ms <= now) {
+                m.notice = None;
+            }
+            if m.list.stale && !m.list.loading {
+                m.refresh(&mut out);
+            } else if let Some(id) = m.detail_wanted.take() {
+                if m.detail.as_ref().map(|d| d.id()) != Some(id) {
+                    out.push(Cmd::Load(Load::Detail(id)));
+                }
+            }
+        }
+        Msg::Captured(s) => m.on_captured(*s, &mut out),
+        Msg::Lagged => {
+            out.push(Cmd::Load(Load::Counts));
+            m.refresh(&mut out);
+        }
+        Msg::Conn(c) => m.conn = c,
+        Msg::Rtt(ms) => m.rtt_ms = Some(ms),
+        Msg::Recorder { error, dropped } => {
+            m.recorder_error = error;
+            m.dropped = dropped;
+        }
+        Msg::Rows {
+            generation,
+            start,
+            total,
+            anchor,
+            rows,
+        } => {
+            if generation != m.generation {
+                return out;
+            }
+            let l = &mut m.list;
+            l.loading = false;
+            l.total = total;
+            l.window_start = start;
+            l.rows = rows;
+            if let Some(pos) = anchor {
+                let before = l.selected.saturating_sub(l.top);
+                l.selected = pos;
+                l.top = pos.saturating_sub(before);
+            }
+            if l.follow && !l.paused {
+                l.selected = 0;
+                l.top = 0;
+            }
+            m.after_move(&mut out, true);
+        }
+        Msg::Detail { stored, partner } => {
+            if m.list.selected_id == Some(stored.id()) || m.list.selected_id.is_none() {
+                m.detail = Some(Box::new(Detail::build(
+                    *stored,
+                    partner.map(|p| *p),
+                    m.reveal,
+                    &m.tz,
+                )));
+                m.detail_wanted = None;
+            }
+        }
+        Msg::Leg1 { row, summary } => {
+            if m.list.expanded.as_ref().is_some_and(|e| e.row == row) {
+                match summary {
+                    Some(s) => {
+                        if let Some(e) = &mut m.list.expanded {
+                            e.leg1 = Some(*s);
+                        }
+                        m.after_move(&mut out, false);
+                    }
+                    None => {
+                        m.list.expanded = None;
+                        m.notify(format!("leg 1 of #{row} is no longer stored"), Level::Error);
+                    }
+                }
+            }
+        }
+        Msg::DetailMissing(id) => {
+            if m.list.selected_id == Some(id) {
+                m.detail = None;
+                m.notify(format!("exchange #{id} is no longer stored"), Level::Error);
+            }
+        }
+        Msg::Counts(c) => m.counts = c,
+        Msg::Notice(text, level) => m.notify(text, level),
+    }
+    out
+}
