@@ -12,6 +12,7 @@ use crate::sanitize::clean_line;
 use crate::style::{lint_style, severity_mark};
 use jiff::tz::TimeZone;
 use ratatui::text::{Line, Span};
+use std::cell::OnceCell;
 
 mod auth;
 mod http;
@@ -72,7 +73,9 @@ impl Tab {
     }
 }
 
-/// A loaded exchange and its rendered tabs.
+/// A loaded exchange. Its tabs are rendered on first use (by the view, when the tab is shown
+/// or scrolled) and kept, so loading an exchange in `update` costs no drawing work and drawing
+/// a frame only slices lines already built.
 #[derive(Debug, Clone)]
 pub struct Detail {
     /// The exchange as stored.
@@ -85,20 +88,12 @@ pub struct Detail {
     pub title: String,
     /// The exchange's lints for the pane title (`⚠ code +N`), shown on every tab.
     pub lint_badge: Option<Span<'static>>,
-    /// Rendered Request tab.
-    pub request: Vec<Line<'static>>,
-    /// Rendered Response tab.
-    pub response: Vec<Line<'static>>,
-    /// Rendered Signature tab.
-    pub signature: Vec<Line<'static>>,
-    /// Rendered Auth tab.
-    pub auth: Vec<Line<'static>>,
-    /// Rendered Timing tab.
-    pub timing: Vec<Line<'static>>,
+    tz: TimeZone,
+    rendered: [OnceCell<Vec<Line<'static>>>; Tab::ALL.len()],
 }
 
 impl Detail {
-    /// Renders every tab of `stored`; `partner` is the other leg of its Basic-auth handshake.
+    /// The detail of `stored`; `partner` is the other leg of its Basic-auth handshake.
     pub fn build(
         stored: StoredExchange,
         partner: Option<StoredExchange>,
@@ -118,27 +113,29 @@ impl Detail {
             512,
         );
         Detail {
-            request: http::request_tab(ex, revealed),
-            response: http::response_tab(ex, revealed),
-            signature: signature::signature_tab(ex),
-            auth: auth::auth_tab(&stored, partner.as_ref(), tz),
-            timing: timing::timing_tab(&stored, tz),
             lint_badge: lint_badge(stored.lints.as_deref().unwrap_or_default()),
             title,
             revealed,
             stored,
             partner,
+            tz: tz.clone(),
+            rendered: Default::default(),
         }
     }
 
-    /// The lines of `tab`.
+    /// The lines of `tab`, rendered on the first call.
     pub fn lines(&self, tab: Tab) -> &[Line<'static>] {
+        self.rendered[tab.index()].get_or_init(|| self.render(tab))
+    }
+
+    fn render(&self, tab: Tab) -> Vec<Line<'static>> {
+        let ex = &self.stored.exchange;
         match tab {
-            Tab::Request => &self.request,
-            Tab::Response => &self.response,
-            Tab::Signature => &self.signature,
-            Tab::Auth => &self.auth,
-            Tab::Timing => &self.timing,
+            Tab::Request => http::request_tab(ex, self.revealed),
+            Tab::Response => http::response_tab(ex, self.revealed),
+            Tab::Signature => signature::signature_tab(ex),
+            Tab::Auth => auth::auth_tab(&self.stored, self.partner.as_ref(), &self.tz),
+            Tab::Timing => timing::timing_tab(&self.stored, &self.tz),
         }
     }
 
