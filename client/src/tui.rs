@@ -12,7 +12,7 @@ use std::time::Duration;
 use tokio::sync::{broadcast, mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use twk_agent::ConnState;
-use twk_capture::{Exchange, ExchangeId, Health};
+use twk_capture::{Exchange, ExchangeId};
 use twk_inspector::{Conn, CopyWhat, Data, Intent, Level, Model, Msg, input};
 use twk_sanitize as sanitize;
 
@@ -20,16 +20,14 @@ use twk_sanitize as sanitize;
 pub struct TuiContext {
     /// The capture store's writer handle: `subscribe()` for live rows, `reader()` for queries.
     pub recorder: twk_capture::Recorder,
-    /// Connection state of the tunnel, updated on every change.
-    pub conn: watch::Receiver<twk_agent::ConnState>,
+    /// The tunnel's connection and round trip, updated on every change.
+    pub link: watch::Receiver<crate::tunnel::Link>,
     /// The local target URL (e.g. `http://localhost:3000`).
     pub target: String,
     /// Provider secrets, for replay with re-signing.
     pub secrets: Arc<twk_providers::Secrets>,
     /// Cancelled when the user quits (the tunnel then shuts down), or by a signal.
     pub shutdown: CancellationToken,
-    /// Last relay round trip in ms, 0 until measured (updated by the agent's websocket pings).
-    pub rtt_ms: Arc<std::sync::atomic::AtomicU64>,
     /// The relay is the embedded loopback one (the top bar says providers cannot reach it).
     pub embedded: bool,
 }
@@ -89,13 +87,21 @@ fn conn_of(state: &ConnState, now_ms: i64) -> Conn {
     }
 }
 
-fn recorder_state(recorder: &twk_capture::Recorder) -> (Option<String>, u64) {
-    let st = recorder.status();
-    let error = match st.health {
-        Health::Ok => None,
-        Health::Failing { message } => Some(message),
-    };
-    (error, st.dropped)
+/// The messages a change of the link watch means for the inspector.
+fn link_msgs(link: &crate::tunnel::Link, last_rtt: &mut Option<u64>, now_ms: i64) -> Vec<Msg> {
+    let mut out = vec![Msg::Conn(conn_of(&link.conn, now_ms))];
+    if let Some(rtt) = link.rtt_ms.filter(|r| Some(*r) != *last_rtt) {
+        *last_rtt = Some(rtt);
+        out.push(Msg::Rtt(rtt));
+    }
+    out
+}
+
+fn recorder_msg(alerts: &twk_capture::Alerts) -> Msg {
+    Msg::Recorder {
+        error: alerts.failing.clone(),
+        dropped: alerts.dropped,
+    }
 }
 
 /// Runs the inspector until the user quits or `ctx.shutdown` is cancelled; then cancels
@@ -113,7 +119,8 @@ async fn run_inner(ctx: &TuiContext) -> anyhow::Result<()> {
             .context("opening the capture store for the inspector")?,
     );
     let mut subscription = ctx.recorder.subscribe();
-    let mut conn = ctx.conn.clone();
+    let mut link = ctx.link.clone();
+    let mut alerts = ctx.recorder.alerts();
     let mut guard = TerminalGuard::enter()?;
     let size = guard.terminal.size().context("reading the terminal size")?;
     let tz = jiff::tz::TimeZone::try_system().unwrap_or(jiff::tz::TimeZone::UTC);
@@ -123,7 +130,11 @@ async fn run_inner(ctx: &TuiContext) -> anyhow::Result<()> {
         (size.width, size.height),
         tz,
     );
-    model.conn = conn_of(&conn.borrow_and_update(), model.now_ms);
+    let mut last_rtt = None;
+    for msg in link_msgs(&link.borrow_and_update(), &mut last_rtt, model.now_ms) {
+        twk_inspector::update(&mut model, msg);
+    }
+    twk_inspector::update(&mut model, recorder_msg(&alerts.borrow_and_update()));
     model.embedded = ctx.embedded;
     for cmd in model.init() {
         if let twk_inspector::Cmd::Load(load) = cmd {
@@ -136,9 +147,8 @@ async fn run_inner(ctx: &TuiContext) -> anyhow::Result<()> {
     let mut frame = tokio::time::interval(FRAME);
     frame.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut live = true;
-    let mut conn_live = true;
-    let mut last_recorder = (None, 0);
-    let mut last_rtt = 0u64;
+    let mut link_live = true;
+    let mut alerts_live = true;
     let mut dirty = true;
     loop {
         if dirty {
@@ -160,20 +170,7 @@ async fn run_inner(ctx: &TuiContext) -> anyhow::Result<()> {
                 Some(Err(e)) => return Err(e).context("reading terminal input"),
                 None => break,
             },
-            _ = frame.tick() => {
-                let state = recorder_state(&ctx.recorder);
-                if state != last_recorder {
-                    last_recorder = state.clone();
-                    let (error, dropped) = state;
-                    data.dispatch(&mut model, Msg::Recorder { error, dropped });
-                }
-                let rtt = ctx.rtt_ms.load(std::sync::atomic::Ordering::Relaxed);
-                if rtt != last_rtt {
-                    last_rtt = rtt;
-                    data.dispatch(&mut model, Msg::Rtt(rtt));
-                }
-                (Msg::Tick(twk_agent::now_ms()), true)
-            }
+            _ = frame.tick() => (Msg::Tick(twk_agent::now_ms()), true),
             new = subscription.recv(), if live => match new {
                 Ok(n) => (Msg::Captured(Box::new(n.summary)), false),
                 Err(broadcast::error::RecvError::Lagged(_)) => (Msg::Lagged, false),
@@ -182,15 +179,27 @@ async fn run_inner(ctx: &TuiContext) -> anyhow::Result<()> {
                     continue;
                 }
             },
-            changed = conn.changed(), if conn_live => match changed {
+            changed = link.changed(), if link_live => match changed {
                 Ok(()) => {
-                    let state = conn.borrow_and_update().clone();
-                    (Msg::Conn(conn_of(&state, twk_agent::now_ms())), true)
+                    let msgs = link_msgs(&link.borrow_and_update(), &mut last_rtt, twk_agent::now_ms());
+                    let mut msgs = msgs.into_iter();
+                    let first = msgs.next().unwrap_or(Msg::Tick(twk_agent::now_ms()));
+                    for m in msgs {
+                        data.dispatch(&mut model, m);
+                    }
+                    (first, true)
                 }
                 // The agent is gone: the tunnel is over.
                 Err(_) => {
-                    conn_live = false;
+                    link_live = false;
                     (Msg::Conn(Conn::Stopped), true)
+                }
+            },
+            changed = alerts.changed(), if alerts_live => match changed {
+                Ok(()) => (recorder_msg(&alerts.borrow_and_update()), true),
+                Err(_) => {
+                    alerts_live = false;
+                    continue;
                 }
             },
             Some(n) = notices.recv() => (n, false),

@@ -8,7 +8,6 @@ use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -115,14 +114,21 @@ async fn bind_embedded(port: u16) -> anyhow::Result<tokio::net::TcpListener> {
     }
 }
 
+/// The tunnel's link as the inspector shows it: one watch channel carries every change.
+#[derive(Debug, Clone)]
+pub struct Link {
+    /// Connection state.
+    pub conn: ConnState,
+    /// Last relay round trip in ms, once measured.
+    pub rtt_ms: Option<u64>,
+}
+
 /// Fans the agent's reports out to the printer (or inspector), the capture store and the
-/// connection-state watch.
+/// link watch.
 struct TunnelObserver {
     printer: Option<Arc<Printer>>,
     recorder: Option<Recorder>,
-    conn: watch::Sender<ConnState>,
-    /// Last relay round trip in ms (0: not measured yet).
-    rtt_ms: Arc<AtomicU64>,
+    link: watch::Sender<Link>,
 }
 
 impl Observer for TunnelObserver {
@@ -130,12 +136,16 @@ impl Observer for TunnelObserver {
         if let Some(p) = &self.printer {
             p.connection(state);
         }
-        self.conn.send_replace(state.clone());
+        self.link.send_modify(|l| l.conn = state.clone());
     }
 
     fn rtt(&self, rtt: Duration) {
-        self.rtt_ms
-            .store((rtt.as_millis() as u64).max(1), Ordering::Relaxed);
+        let ms = u64::try_from(rtt.as_millis()).unwrap_or(u64::MAX).max(1);
+        self.link.send_if_modified(|l| {
+            let changed = l.rtt_ms != Some(ms);
+            l.rtt_ms = Some(ms);
+            changed
+        });
     }
 
     fn exchange(&self, exchange: Exchange) {
@@ -268,25 +278,25 @@ pub async fn run(mut args: TunnelArgs) -> anyhow::Result<ExitCode> {
     if let Some(name) = &cfg.name {
         twk_protocol::validate_name(name).with_context(|| format!("invalid --name {name:?}"))?;
     }
-    let (conn_tx, conn_rx) = watch::channel(ConnState::Connecting { attempt: 0 });
+    let (link_tx, link_rx) = watch::channel(Link {
+        conn: ConnState::Connecting { attempt: 0 },
+        rtt_ms: None,
+    });
     let printer = (!tui).then(|| Arc::new(Printer::new(mode, target.url())));
-    let rtt_ms = Arc::new(AtomicU64::new(0));
     let observer = Arc::new(TunnelObserver {
         printer: printer.clone(),
         recorder: recorder.clone(),
-        conn: conn_tx,
-        rtt_ms: rtt_ms.clone(),
+        link: link_tx,
     });
     let agent = tokio::spawn(twk_agent::run(cfg, observer, shutdown.clone()));
     let result = match (tui, recorder) {
         (true, Some(recorder)) => {
             let ctx = crate::tui::TuiContext {
                 recorder,
-                conn: conn_rx,
+                link: link_rx,
                 target: target.url(),
                 secrets,
                 shutdown: shutdown.clone(),
-                rtt_ms,
                 embedded: embedded.is_some(),
             };
             let ui = crate::tui::run(ctx).await;
@@ -296,7 +306,7 @@ pub async fn run(mut args: TunnelArgs) -> anyhow::Result<ExitCode> {
             agent_result
         }
         _ => {
-            drop(conn_rx);
+            drop(link_rx);
             agent.await.context("agent task")?
         }
     };

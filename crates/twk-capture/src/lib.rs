@@ -40,6 +40,6 @@ pub use error::{CaptureError, Result};
 pub use handshake::{HANDSHAKE_WINDOW_MS, Handshake, Leg, Lint, LintCode, Severity, UnknownLint};
 pub use model::*;
 pub use query::{Filter, Order, StatusFilter, StoredExchange, Summary};
-pub use recorder::{Health, NewExchange, PendingId, Recorder, RecorderStatus};
+pub use recorder::{Alerts, Health, NewExchange, PendingId, Recorder, RecorderStatus};
 pub use schema::SCHEMA_VERSION;
 pub use store::{DEFAULT_BODY_CAP, DEFAULT_QUEUE_CAPACITY, DEFAULT_RETENTION, Store, StoreOptions};

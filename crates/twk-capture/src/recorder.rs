@@ -16,7 +16,7 @@ use crate::query::Summary;
 use crate::store::{Store, StoreOptions};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
 /// Largest number of exchanges written in one transaction.
 const MAX_BATCH: usize = 1024;
@@ -57,6 +57,17 @@ pub struct RecorderStatus {
     pub failed: u64,
 }
 
+/// What a status line must show at once: whether writes fail, and how many exchanges were
+/// dropped. Published on a watch channel ([`Recorder::alerts`]) whenever either changes, so
+/// a UI is told instead of polling.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Alerts {
+    /// `Some(message)` while writes fail.
+    pub failing: Option<String>,
+    /// Exchanges dropped because the queue was full (or the writer had stopped).
+    pub dropped: u64,
+}
+
 /// The future id of a recorded exchange.
 #[derive(Debug)]
 pub struct PendingId(Option<oneshot::Receiver<ExchangeId>>);
@@ -89,6 +100,7 @@ struct Shared {
     failed: AtomicU64,
     drop_reported: AtomicBool,
     failing: Mutex<Option<String>>,
+    alerts: watch::Sender<Alerts>,
 }
 
 /// Handle to the writer. Cheap to clone; the writer thread ends when every clone is dropped
@@ -123,6 +135,7 @@ impl Recorder {
             failed: AtomicU64::new(0),
             drop_reported: AtomicBool::new(false),
             failing: Mutex::new(None),
+            alerts: watch::Sender::new(Alerts::default()),
         });
         let writer = Writer {
             store,
@@ -166,6 +179,11 @@ impl Recorder {
             Err(why) => {
                 self.shared.queued_bytes.fetch_sub(size, Ordering::AcqRel);
                 let n = self.shared.dropped.fetch_add(1, Ordering::Relaxed) + 1;
+                self.shared.alerts.send_if_modified(|a| {
+                    let newer = n > a.dropped;
+                    a.dropped = a.dropped.max(n);
+                    newer
+                });
                 if !self.shared.drop_reported.swap(true, Ordering::Relaxed) {
                     tracing::warn!(
                         dropped = n,
@@ -188,6 +206,11 @@ impl Recorder {
         if self.tx.send(Cmd::Flush(done_tx)).await.is_ok() {
             let _ = done_rx.await;
         }
+    }
+
+    /// Health and drops as they change (see [`Alerts`]).
+    pub fn alerts(&self) -> watch::Receiver<Alerts> {
+        self.shared.alerts.subscribe()
     }
 
     /// Current counters and health.
@@ -289,6 +312,7 @@ impl Writer {
                     .unwrap_or_else(|p| p.into_inner().take());
                 if recovered.is_some() {
                     tracing::info!("capture database writable again: recording resumed");
+                    self.shared.alerts.send_modify(|a| a.failing = None);
                 }
                 for (summary, w) in rows.into_iter().zip(waiters.drain(..)) {
                     let _ = w.send(summary.id);
@@ -313,6 +337,11 @@ impl Writer {
                         "cannot record exchanges (forwarding continues; will retry on the next one)"
                     );
                 }
+                self.shared.alerts.send_if_modified(|a| {
+                    let changed = a.failing.as_deref() != Some(message.as_str());
+                    a.failing = Some(message.clone());
+                    changed
+                });
                 *g = Some(message);
                 waiters.clear();
             }

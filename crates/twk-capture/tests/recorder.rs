@@ -51,6 +51,8 @@ async fn locked_database_is_reported_and_recording_resumes() {
     o.busy_timeout = Duration::from_millis(100);
     o.queue_capacity = 1;
     let rec = Recorder::start(o.clone()).unwrap();
+    let mut alerts = rec.alerts();
+    assert_eq!(*alerts.borrow_and_update(), twk_capture::Alerts::default());
     // Another process holds the write lock.
     let other = rusqlite::Connection::open(o.db_path()).unwrap();
     other.execute_batch("BEGIN EXCLUSIVE").unwrap();
@@ -72,10 +74,26 @@ async fn locked_database_is_reported_and_recording_resumes() {
         Health::Failing { message } => assert!(message.contains("locked"), "{message}"),
         h => panic!("expected failing, got {h:?}"),
     }
+    // The UI is told (a watch, not polling): the same drops and the same failure.
+    assert!(alerts.has_changed().unwrap());
+    let told = alerts.borrow_and_update().clone();
+    assert_eq!(told.dropped, st.dropped);
+    assert!(
+        told.failing
+            .as_deref()
+            .is_some_and(|m| m.contains("locked")),
+        "{told:?}"
+    );
     other.execute_batch("COMMIT").unwrap();
     let id = rec.record(exchange("t", 99, "/after", b"x")).id().await;
     assert!(id.is_some());
     assert_eq!(rec.status().health, Health::Ok);
+    alerts.changed().await.unwrap();
+    assert_eq!(
+        alerts.borrow_and_update().failing,
+        None,
+        "recovery is told too"
+    );
 }
 
 #[tokio::test]
