@@ -70,16 +70,7 @@ pub(crate) fn analyze(cx: &Cx<'_, '_>) -> Analysis {
 pub(crate) fn analyze_flavour(cx: &Cx<'_, '_>, provider: Provider) -> Analysis {
     let req = cx.req;
     let a = Analysis::new(Some(provider), event(req, provider));
-    let (first, second) = if provider == Provider::Svix {
-        (&SVIX, &WEBHOOK)
-    } else {
-        (&WEBHOOK, &SVIX)
-    };
-    let names = if req.has_header(first.sig) || !req.has_header(second.sig) {
-        first
-    } else {
-        second
-    };
+    let (own, names) = header_families(req, provider);
     let Some(raw) = req.header(names.sig) else {
         return a.verdict_with(
             Verdict::Unsigned,
@@ -109,34 +100,100 @@ pub(crate) fn analyze_flavour(cx: &Cx<'_, '_>, provider: Provider) -> Analysis {
     };
     let (v1, other) = parse_signatures(sig_value);
     let Some(secret) = cx.secrets.get(provider) else {
-        let var = if provider == Provider::Svix {
-            "SVIX_WEBHOOK_SECRET or secrets.svix"
-        } else {
-            "STANDARD_WEBHOOKS_SECRET or secrets.standard-webhooks"
-        };
-        return a.verdict_with(
-            Verdict::NoSecret,
-            format!(
-                "No {} secret is configured ({var}).",
-                provider.display_name()
-            ),
-        );
+        return no_secret(a, provider);
     };
     if v1.is_empty() {
-        return a.verdict_with(
-            Verdict::Invalid,
-            format!(
-                "{} has no v1 signature (found: {}); only v1 (HMAC-SHA256) is supported.",
-                names.sig,
-                if other.is_empty() {
-                    "nothing".to_owned()
-                } else {
-                    other.join(", ")
-                }
-            ),
-        );
+        return no_v1(a, names, &other);
     }
-    let raw_key = secret.expose();
+    let carried = Carried {
+        id,
+        ts: ts_str,
+        v1: &v1,
+    };
+    let mut a = check_signature(cx, a, provider, secret.expose(), names, &carried);
+    a.skew_secs = Some(cx.opts.now_unix.saturating_sub(ts));
+    if a.verdict == Verdict::Valid {
+        if names.sig != own.sig {
+            a.notes.push(format!(
+                "signed with the {} headers (the libraries accept both families)",
+                names.sig.split('-').next().unwrap_or("")
+            ));
+        }
+        let tol = cx.opts.tolerance(DEFAULT_TOLERANCE);
+        if let (Some(skew), Some(tol)) = (check::stale_skew(cx.opts.now_unix, ts, tol, false), tol)
+        {
+            return check::mark_stale(a, skew, tol);
+        }
+    }
+    a
+}
+
+/// (the provider's own header family, the family the request uses): its own when present or
+/// when neither is, else the other one.
+fn header_families(req: &RequestView<'_>, provider: Provider) -> (&'static Names, &'static Names) {
+    let (own, other) = if provider == Provider::Svix {
+        (&SVIX, &WEBHOOK)
+    } else {
+        (&WEBHOOK, &SVIX)
+    };
+    if req.has_header(own.sig) || !req.has_header(other.sig) {
+        (own, own)
+    } else {
+        (own, other)
+    }
+}
+
+/// `no_secret`, naming where the secret is configured.
+fn no_secret(a: Analysis, provider: Provider) -> Analysis {
+    let var = if provider == Provider::Svix {
+        "SVIX_WEBHOOK_SECRET or secrets.svix"
+    } else {
+        "STANDARD_WEBHOOKS_SECRET or secrets.standard-webhooks"
+    };
+    a.verdict_with(
+        Verdict::NoSecret,
+        format!(
+            "No {} secret is configured ({var}).",
+            provider.display_name()
+        ),
+    )
+}
+
+/// `invalid` for a signature header without any `v1` entry: only v1 can be checked.
+fn no_v1(a: Analysis, names: &Names, other: &[String]) -> Analysis {
+    a.verdict_with(
+        Verdict::Invalid,
+        format!(
+            "{} has no v1 signature (found: {}); only v1 (HMAC-SHA256) is supported.",
+            names.sig,
+            if other.is_empty() {
+                "nothing".to_owned()
+            } else {
+                other.join(", ")
+            }
+        ),
+    )
+}
+
+/// What the request carries for the signed string: message id, timestamp as sent, and the
+/// `v1` signatures.
+struct Carried<'a> {
+    id: &'a str,
+    ts: &'a str,
+    v1: &'a [String],
+}
+
+/// The signature with the decoded key (or the raw secret when it is not base64), then the
+/// plausible mistakes, concluded into a verdict and a diagnosis.
+fn check_signature(
+    cx: &Cx<'_, '_>,
+    a: Analysis,
+    provider: Provider,
+    raw_key: &[u8],
+    names: &Names,
+    carried: &Carried<'_>,
+) -> Analysis {
+    let req = cx.req;
     let decoded = decode_key(raw_key);
     let mut hints = Vec::new();
     if decoded.is_none() {
@@ -153,26 +210,7 @@ pub(crate) fn analyze_flavour(cx: &Cx<'_, '_>, provider: Provider) -> Analysis {
         mistakes.push(base.named(label, why).with_body(body));
     }
     if decoded.is_some() {
-        mistakes.push(
-            base.named(
-                "key not decoded (Stripe style)",
-                "the signature matches when the whole whsec_… string is used as the key \
-                 (Stripe's key handling); Standard Webhooks/Svix strip whsec_ and \
-                 base64-decode the rest. Is this really a Stripe webhook (try --provider \
-                 stripe)?",
-            )
-            .with_key(raw_key.to_vec()),
-        );
-        if let Some(rest) = raw_key.strip_prefix(b"whsec_") {
-            mistakes.push(
-                base.named(
-                    "key not base64-decoded",
-                    "the signature matches when the secret without whsec_ is used as text, \
-                     not base64-decoded",
-                )
-                .with_key(rest.to_vec()),
-            );
-        }
+        mistakes.extend(key_handling_mistakes(&base, raw_key));
     }
     for (label, why, k) in check::key_variants(cx, provider, raw_key) {
         if let Some(dk) = decode_key(&k) {
@@ -182,38 +220,51 @@ pub(crate) fn analyze_flavour(cx: &Cx<'_, '_>, provider: Provider) -> Analysis {
     let out = check::run(
         std::slice::from_ref(&base),
         &mistakes,
-        |v| Some(compute(&v.key, id, ts_str, &v.body)),
+        |v| Some(compute(&v.key, carried.id, carried.ts, &v.body)),
         |sig| {
-            v1.iter()
+            carried
+                .v1
+                .iter()
                 .fold(false, |acc, r| ct_eq(sig.as_bytes(), r.as_bytes()) | acc)
         },
     );
-    let mut a = check::conclude(
+    check::conclude(
         a,
         out,
-        &v1.join(" "),
+        &carried.v1.join(" "),
         &format!(
             "No v1 signature in {} matches base64(HMAC-SHA256(base64-decoded secret, id + \".\" \
              + timestamp + \".\" + raw body)).",
             names.sig
         ),
         hints,
-    );
-    a.skew_secs = Some(cx.opts.now_unix.saturating_sub(ts));
-    if a.verdict == Verdict::Valid {
-        if names.sig != first.sig {
-            a.notes.push(format!(
-                "signed with the {} headers (the libraries accept both families)",
-                names.sig.split('-').next().unwrap_or("")
-            ));
-        }
-        let tol = cx.opts.tolerance(DEFAULT_TOLERANCE);
-        if let (Some(skew), Some(tol)) = (check::stale_skew(cx.opts.now_unix, ts, tol, false), tol)
-        {
-            return check::mark_stale(a, skew, tol);
-        }
+    )
+}
+
+/// Other ways to turn a `whsec_…` secret into a key: Stripe uses the whole string, and some
+/// hand-written validators strip the prefix but do not base64-decode.
+fn key_handling_mistakes<'a>(base: &Variant<'a>, raw_key: &[u8]) -> Vec<Variant<'a>> {
+    let mut out = vec![
+        base.named(
+            "key not decoded (Stripe style)",
+            "the signature matches when the whole whsec_… string is used as the key \
+             (Stripe's key handling); Standard Webhooks/Svix strip whsec_ and \
+             base64-decode the rest. Is this really a Stripe webhook (try --provider \
+             stripe)?",
+        )
+        .with_key(raw_key.to_vec()),
+    ];
+    if let Some(rest) = raw_key.strip_prefix(b"whsec_") {
+        out.push(
+            base.named(
+                "key not base64-decoded",
+                "the signature matches when the secret without whsec_ is used as text, \
+                 not base64-decoded",
+            )
+            .with_key(rest.to_vec()),
+        );
     }
-    a
+    out
 }
 
 /// `*-id`, `*-timestamp`, `*-signature` (svix-* when `svix`).

@@ -165,6 +165,8 @@ pub(crate) fn accepted_urls(url: &str) -> Vec<(String, String)> {
     out
 }
 
+/// Checks `X-Twilio-Signature`: the header, the auth token and an absolute URL first, then the
+/// signature over every accepted URL variant, then (JSON bodies) the body against `bodySHA256`.
 pub(crate) fn analyze(cx: &Cx<'_, '_>) -> Analysis {
     let req = cx.req;
     let a = Analysis::new(Some(Provider::Twilio), event(req));
@@ -201,83 +203,37 @@ pub(crate) fn analyze(cx: &Cx<'_, '_>) -> Analysis {
         );
     };
     let json = json_mode(req, &parts);
-    let params = signed_params(req, json);
-    let key = secret.expose();
+    let a = check_signature(cx, a, secret.expose(), received, json);
+    let a = if json {
+        check_body_hash(a, req, &parts, received)
+    } else {
+        a
+    };
+    note_lenient_variant(a)
+}
 
+/// The signature over the URL (+ form params): every accepted URL variant, then the plausible
+/// mistakes, concluded into a verdict and a diagnosis.
+fn check_signature(
+    cx: &Cx<'_, '_>,
+    a: Analysis,
+    key: &[u8],
+    received: &str,
+    json: bool,
+) -> Analysis {
+    let req = cx.req;
+    let params = signed_params(req, json);
     let base = Variant::base("as-is", key, req.url, req.body);
     let accepted: Vec<Variant<'_>> = accepted_urls(req.url)
         .into_iter()
         .map(|(l, u)| base.named(l, "").with_url(u))
         .collect();
-
-    let mut mistakes: Vec<Variant<'_>> = Vec::new();
-    if let Some(sec) = cx.secrets.twilio_secondary() {
-        for v in &accepted {
-            mistakes.push(
-                v.named(
-                    format!("secondary token, {}", v.label),
-                    "the signature matches your secondary auth token: Twilio signs with the \
-                     secondary token only once it has been promoted to primary in the Console. \
-                     Your app still validates with the old primary: update TWILIO_AUTH_TOKEN \
-                     (Twilio reports this as error 57012)",
-                )
-                .with_key(sec.expose().to_vec()),
-            );
-        }
-    }
+    let mut mistakes = secondary_token_mistakes(cx, &accepted);
     for (label, why, k) in check::key_variants(cx, Provider::Twilio, key) {
         mistakes.push(base.named(label, why).with_key(k));
     }
-    for m in check::url_mistakes(cx) {
-        for (l, u) in accepted_urls(&m.url) {
-            let label = if l == "as-is" {
-                m.label.clone()
-            } else {
-                format!("{}, {l}", m.label)
-            };
-            mistakes.push(base.named(label, m.why.clone()).with_url(u));
-        }
-    }
-    let multi = {
-        let mut keys: Vec<&str> = params.iter().map(|(k, _)| k.as_str()).collect();
-        let n = keys.len();
-        keys.sort_unstable();
-        keys.dedup();
-        keys.len() != n
-    };
-    mistakes.push(
-        base.named(
-            "params sorted as key+value",
-            "the sender sorted the parameters as key+value strings instead of by key (a bug some \
-         validators had, e.g. `ReasonConferenceEnded` before `Reason`); Twilio sorts by key",
-        )
-        .with_mode(Mode::TwilioKeyValueSort),
-    );
-    if multi {
-        for (mode, label, why) in [
-            (
-                Mode::TwilioGivenOrder,
-                "repeated params in received order",
-                "the sender signed repeated parameters in received order without sorting or \
-                 de-duplicating them (twilio-ruby's behaviour); Twilio's canonical form sorts \
-                 and de-duplicates the values of a repeated key",
-            ),
-            (
-                Mode::TwilioCommaJoin,
-                "repeated params comma-joined",
-                "the sender joined the values of a repeated parameter with commas \
-                 (twilio-csharp's NameValueCollection behaviour)",
-            ),
-            (
-                Mode::TwilioFirstOnly,
-                "repeated params first value only",
-                "the sender kept only the first value of each repeated parameter \
-                 (twilio-go/twilio-java behaviour)",
-            ),
-        ] {
-            mistakes.push(base.named(label, why).with_mode(mode));
-        }
-    }
+    mistakes.extend(url_mistakes(cx, &base, &accepted));
+    mistakes.extend(param_mistakes(&base, &params));
 
     let compute = |v: &Variant<'_>| {
         let mut signed = v.url.as_bytes().to_vec();
@@ -289,7 +245,6 @@ pub(crate) fn analyze(cx: &Cx<'_, '_>) -> Analysis {
     };
     let matches = |sig: &str| ct_eq(sig.as_bytes(), received.as_bytes());
     let out = check::run(&accepted, &mistakes, compute, matches);
-    let url_matched = out.matched.as_ref().map(|(l, _)| l.clone());
 
     let mut hints = check::url_hints(req.url);
     if json {
@@ -302,58 +257,183 @@ pub(crate) fn analyze(cx: &Cx<'_, '_>) -> Analysis {
     let summary = "X-Twilio-Signature does not match HMAC-SHA1(auth token, URL + sorted POST \
                    params) for any URL variant Twilio's SDKs accept (as-is, port stripped or \
                    added, ' vs %27).";
-    let mut a = check::conclude(a, out, received, summary, hints);
+    check::conclude(a, out, received, summary, hints)
+}
 
-    // JSON bodies: the body is covered by bodySHA256 in the URL.
-    if json {
-        let actual = sha256_hex(req.body);
-        match parts.raw_query_param("bodySHA256") {
-            None => {
-                let d = a.diagnosis.get_or_insert_with(Default::default);
-                a.verdict = Verdict::Invalid;
-                a.matched_variant = None;
-                d.summary = format!(
-                    "The body is JSON but the URL has no bodySHA256 query parameter. For JSON \
-                     webhooks Twilio appends bodySHA256=<SHA-256 of the body> to the URL and \
-                     signs that URL, so without it the body is not covered and the SDKs \
-                     reject the request. Is the URL missing its query string? This body's \
-                     SHA-256 is {actual}. {}",
-                    d.summary
-                )
-                .trim_end()
-                .to_owned();
+/// The secondary auth token over every accepted URL: Twilio signs with it only once it is
+/// promoted, which leaves apps validating with the old primary (error 57012).
+fn secondary_token_mistakes<'a>(cx: &Cx<'_, '_>, accepted: &[Variant<'a>]) -> Vec<Variant<'a>> {
+    let Some(sec) = cx.secrets.twilio_secondary() else {
+        return Vec::new();
+    };
+    accepted
+        .iter()
+        .map(|v| {
+            v.named(
+                format!("secondary token, {}", v.label),
+                "the signature matches your secondary auth token: Twilio signs with the \
+                 secondary token only once it has been promoted to primary in the Console. \
+                 Your app still validates with the old primary: update TWILIO_AUTH_TOKEN \
+                 (Twilio reports this as error 57012)",
+            )
+            .with_key(sec.expose().to_vec())
+        })
+        .collect()
+}
+
+/// Every URL the sender may have signed instead, each with the variants the SDKs accept (a
+/// mistake in the URL does not stop the SDK from also stripping its port). A URL already
+/// tried (an accepted variant, or a variant of an earlier mistake) is skipped: with the same
+/// key and params it cannot match now, and the list of what was checked stays readable.
+fn url_mistakes<'a>(
+    cx: &Cx<'_, '_>,
+    base: &Variant<'a>,
+    accepted: &[Variant<'a>],
+) -> Vec<Variant<'a>> {
+    let mut tried: Vec<String> = accepted.iter().map(|v| v.url.to_string()).collect();
+    let mut out = Vec::new();
+    for m in check::url_mistakes(cx) {
+        for (l, u) in accepted_urls(&m.url) {
+            if tried.contains(&u) {
+                continue;
             }
-            Some(claimed) if !ct_eq(claimed.to_ascii_lowercase().as_bytes(), actual.as_bytes()) => {
-                let cause = check::body_variants(req.body)
-                    .into_iter()
-                    .find(|(_, _, b)| sha256_hex(b) == claimed.to_ascii_lowercase())
-                    .map(|(_, why, _)| why);
-                let url_note = match &url_matched {
-                    Some(l) => format!("The URL signature holds ({l}), but the"),
-                    None => "Also, the".to_owned(),
-                };
-                let d = a.diagnosis.get_or_insert_with(Default::default);
-                let prefix = format!(
-                    "{url_note} body's SHA-256 is {actual} while the URL says \
-                     bodySHA256={claimed}: the body changed after Twilio signed it."
-                );
-                d.summary = if d.summary.is_empty() {
-                    prefix
-                } else {
-                    format!("{prefix} {}", d.summary)
-                };
-                if d.likely_cause.is_none() {
-                    d.likely_cause = cause;
-                }
-                if d.received.is_none() {
-                    d.received = Some(received.to_owned());
-                }
-                a.verdict = Verdict::Invalid;
-                a.matched_variant = None;
-            }
-            Some(_) => {}
+            tried.push(u.clone());
+            let label = if l == "as-is" {
+                m.label.clone()
+            } else {
+                format!("{}, {l}", m.label)
+            };
+            out.push(base.named(label, m.why.clone()).with_url(u));
         }
     }
+    out
+}
+
+/// Parameter orderings of validators that differ from Twilio's: key+value sorting (always
+/// tried), and the three SDK behaviours for repeated keys (tried when a key repeats, the only
+/// case where they differ).
+fn param_mistakes<'a>(base: &Variant<'a>, params: &[(String, String)]) -> Vec<Variant<'a>> {
+    let mut out = vec![
+        base.named(
+            "params sorted as key+value",
+            "the sender sorted the parameters as key+value strings instead of by key (a bug some \
+         validators had, e.g. `ReasonConferenceEnded` before `Reason`); Twilio sorts by key",
+        )
+        .with_mode(Mode::TwilioKeyValueSort),
+    ];
+    let multi = {
+        let mut keys: Vec<&str> = params.iter().map(|(k, _)| k.as_str()).collect();
+        let n = keys.len();
+        keys.sort_unstable();
+        keys.dedup();
+        keys.len() != n
+    };
+    if !multi {
+        return out;
+    }
+    for (mode, label, why) in [
+        (
+            Mode::TwilioGivenOrder,
+            "repeated params in received order",
+            "the sender signed repeated parameters in received order without sorting or \
+             de-duplicating them (twilio-ruby's behaviour); Twilio's canonical form sorts \
+             and de-duplicates the values of a repeated key",
+        ),
+        (
+            Mode::TwilioCommaJoin,
+            "repeated params comma-joined",
+            "the sender joined the values of a repeated parameter with commas \
+             (twilio-csharp's NameValueCollection behaviour)",
+        ),
+        (
+            Mode::TwilioFirstOnly,
+            "repeated params first value only",
+            "the sender kept only the first value of each repeated parameter \
+             (twilio-go/twilio-java behaviour)",
+        ),
+    ] {
+        out.push(base.named(label, why).with_mode(mode));
+    }
+    out
+}
+
+/// JSON bodies: the URL signature covers only `bodySHA256`, so the body itself must hash to it.
+/// A missing or different hash makes the request invalid even when the URL signature holds.
+fn check_body_hash(
+    a: Analysis,
+    req: &RequestView<'_>,
+    parts: &UrlParts<'_>,
+    received: &str,
+) -> Analysis {
+    let actual = sha256_hex(req.body);
+    match parts.raw_query_param("bodySHA256") {
+        None => missing_body_hash(a, &actual),
+        Some(claimed) if !ct_eq(claimed.to_ascii_lowercase().as_bytes(), actual.as_bytes()) => {
+            body_hash_mismatch(a, req, claimed, &actual, received)
+        }
+        Some(_) => a,
+    }
+}
+
+/// JSON without `bodySHA256` in the URL: the body is not covered, so the SDKs reject it.
+fn missing_body_hash(mut a: Analysis, actual: &str) -> Analysis {
+    let d = a.diagnosis.get_or_insert_with(Default::default);
+    a.verdict = Verdict::Invalid;
+    a.matched_variant = None;
+    d.summary = format!(
+        "The body is JSON but the URL has no bodySHA256 query parameter. For JSON \
+         webhooks Twilio appends bodySHA256=<SHA-256 of the body> to the URL and \
+         signs that URL, so without it the body is not covered and the SDKs \
+         reject the request. Is the URL missing its query string? This body's \
+         SHA-256 is {actual}. {}",
+        d.summary
+    )
+    .trim_end()
+    .to_owned();
+    a
+}
+
+/// The body changed after Twilio signed it: says whether the URL signature itself holds and
+/// which re-encoding of the body would hash to the claimed value.
+fn body_hash_mismatch(
+    mut a: Analysis,
+    req: &RequestView<'_>,
+    claimed: &str,
+    actual: &str,
+    received: &str,
+) -> Analysis {
+    let cause = check::body_variants(req.body)
+        .into_iter()
+        .find(|(_, _, b)| sha256_hex(b) == claimed.to_ascii_lowercase())
+        .map(|(_, why, _)| why);
+    let url_note = match &a.matched_variant {
+        Some(l) => format!("The URL signature holds ({l}), but the"),
+        None => "Also, the".to_owned(),
+    };
+    let d = a.diagnosis.get_or_insert_with(Default::default);
+    let prefix = format!(
+        "{url_note} body's SHA-256 is {actual} while the URL says \
+         bodySHA256={claimed}: the body changed after Twilio signed it."
+    );
+    d.summary = if d.summary.is_empty() {
+        prefix
+    } else {
+        format!("{prefix} {}", d.summary)
+    };
+    if d.likely_cause.is_none() {
+        d.likely_cause = cause;
+    }
+    if d.received.is_none() {
+        d.received = Some(received.to_owned());
+    }
+    a.verdict = Verdict::Invalid;
+    a.matched_variant = None;
+    a
+}
+
+/// A match on a lenient variant holds for the SDKs but not for code that compares the URL
+/// byte for byte: say so.
+fn note_lenient_variant(mut a: Analysis) -> Analysis {
     if a.verdict == Verdict::Valid
         && let Some(l) = &a.matched_variant
         && l != "as-is"

@@ -131,7 +131,8 @@ pub(crate) fn is_local_host(host: &str) -> bool {
         || lower == "host.docker.internal"
 }
 
-fn split_host_port(hostport: &str) -> (&str, Option<&str>) {
+/// `host[:port]` split into the host (IPv6 literals keep their brackets) and the port text.
+pub(crate) fn split_host_port(hostport: &str) -> (&str, Option<&str>) {
     if hostport.starts_with('[') {
         // IPv6 literal: [::1]:8080
         if let Some(end) = hostport.find(']') {

@@ -565,3 +565,172 @@ fn json_output_has_the_documented_fields() {
     // Secrets never appear.
     assert!(!v.to_string().contains("primary-token"));
 }
+
+/// The labels of everything the diagnosis checked.
+fn checked(a: &Analysis) -> &[String] {
+    a.diagnosis.as_ref().map_or(&[], |d| d.checked.as_slice())
+}
+
+#[test]
+fn twilio_signed_for_port_9999_is_not_blamed_on_the_secret() {
+    let (s, secrets) = twilio_secrets();
+    let req = signed(
+        Provider::Twilio,
+        form_request("https://example.test:9999/hook"),
+        &s,
+    );
+    // Checked against the URL without the port, with nothing in the headers naming it (as
+    // `twk-tunnel verify --url … --header X-Twilio-Signature:…` does).
+    let bare = with_url(&req, "https://example.test/hook");
+    let a = check(&bare, &secrets, VerifyOptions::at(NOW));
+    assert_eq!(a.verdict, Verdict::Invalid);
+    let d = a.diagnosis.as_ref().unwrap();
+    assert!(
+        !d.summary.contains("secret is probably not"),
+        "{}",
+        d.summary
+    );
+    assert!(cause(&a).contains("signed for port 9999"), "{}", cause(&a));
+    assert!(cause(&a).contains("https://example.test:9999/hook"));
+    assert!(cause(&a).contains("has no port"), "{}", cause(&a));
+    // The same when the checked URL has another port, and when the Host header carries the
+    // port the sender used: the explanation names where the port came from.
+    let other = with_url(&req, "https://example.test:8443/hook");
+    let a = check(&other, &secrets, VerifyOptions::at(NOW));
+    assert!(cause(&a).contains("signed for port 9999"), "{}", cause(&a));
+    assert!(cause(&a).contains("has :8443"), "{}", cause(&a));
+    let mut hosted = bare.clone();
+    hosted.set_header("Host", "example.test:9999");
+    let a = check(&hosted, &secrets, VerifyOptions::at(NOW));
+    assert!(cause(&a).contains("signed for port 9999"), "{}", cause(&a));
+    assert!(cause(&a).contains("Host header"), "{}", cause(&a));
+}
+
+#[test]
+fn twilio_and_authy_find_the_port_in_forwarding_headers() {
+    // 7443 is in no list of common ports: only the request can name it.
+    let (s, secrets) = twilio_secrets();
+    let req = signed(
+        Provider::Twilio,
+        form_request("https://example.test:7443/hook"),
+        &s,
+    );
+    let bare = with_url(&req, "https://example.test/hook");
+    let a = check(&bare, &secrets, VerifyOptions::at(NOW));
+    assert!(cause_or_none(&a).is_none(), "{a:#?}");
+    for (name, value, source) in [
+        ("X-Forwarded-Port", "7443, 443", "X-Forwarded-Port"),
+        ("X-Forwarded-Host", "example.test:7443", "X-Forwarded-Host"),
+        (
+            "Forwarded",
+            "for=192.0.2.60;proto=https;host=\"example.test:7443\", for=10.0.0.1",
+            "Forwarded",
+        ),
+        ("x-twk-host", "example.test:7443", "x-twk-host"),
+        (
+            "x-twk-public-url",
+            "https://example.test:7443/hook",
+            "x-twk-public-url",
+        ),
+    ] {
+        let mut r = bare.clone();
+        r.set_header(name, value);
+        let a = check(&r, &secrets, VerifyOptions::at(NOW));
+        assert_eq!(a.verdict, Verdict::Invalid, "{name}");
+        assert!(
+            cause(&a).contains("signed for port 7443"),
+            "{name}: {}",
+            cause(&a)
+        );
+        assert!(cause(&a).contains(source), "{name}: {}", cause(&a));
+    }
+
+    // Authy OneTouch signs the URL too and gets the same explanation.
+    let key = Secret::new("api-key");
+    let secrets = Secrets::new().with(Provider::AuthyOnetouch, key.clone());
+    let req = OwnedRequest::new("POST", "https://example.test:7443/authy", "a=1")
+        .with_header("Content-Type", "application/x-www-form-urlencoded");
+    let mut r = with_url(
+        &signed(Provider::AuthyOnetouch, req, &key),
+        "https://example.test/authy",
+    );
+    r.set_header("X-Forwarded-Port", "7443");
+    let a = check(&r, &secrets, VerifyOptions::at(NOW));
+    assert_eq!(a.verdict, Verdict::Invalid);
+    assert!(cause(&a).contains("signed for port 7443"), "{}", cause(&a));
+}
+
+fn cause_or_none(a: &Analysis) -> Option<String> {
+    a.diagnosis.as_ref().and_then(|d| d.likely_cause.clone())
+}
+
+#[test]
+fn hostile_port_headers_try_a_bounded_number_of_ports() {
+    let (_, secrets) = twilio_secrets();
+    let many: Vec<String> = (1..5000).map(|p| p.to_string()).collect();
+    let many_hosts: Vec<String> = (1..5000).map(|p| format!("h.example:{p}")).collect();
+    let forwarded: Vec<String> = (1..5000).map(|p| format!("host=h.example:{p}")).collect();
+    let req = form_request("https://example.test/hook")
+        .with_header("X-Twilio-Signature", "bm90IGl0")
+        .with_header("Host", "example.test:99999999999")
+        .with_header("X-Forwarded-Port", many.join(","))
+        .with_header("X-Forwarded-Host", many_hosts.join(","))
+        .with_header("Forwarded", forwarded.join(", "))
+        .with_header("x-twk-host", "example.test:-1");
+    let a = check(&req, &secrets, VerifyOptions::at(NOW));
+    assert_eq!(a.verdict, Verdict::Invalid);
+    let ports = checked(&a)
+        .iter()
+        .filter(|l| l.starts_with("port "))
+        .count();
+    // One port per header at most, plus the fixed list of common ports.
+    assert!(ports <= 16, "{ports} ports tried: {:?}", checked(&a));
+    assert!(
+        checked(&a).iter().any(|l| l == "port 1"),
+        "{:?}",
+        checked(&a)
+    );
+}
+
+#[test]
+fn checked_lists_each_label_once() {
+    let (s, _) = twilio_secrets();
+    let req = signed(
+        Provider::Twilio,
+        form_request("https://pub.example.com:8443/t/demo/sms?x=1"),
+        &s,
+    );
+    let mut req = req;
+    req.set_header("Host", "localhost:3000");
+    req.set_header("X-Forwarded-Proto", "https");
+    let wrong = Secrets::new().with(Provider::Twilio, Secret::new("not-the-token"));
+    // Two alternates: each is an "alternate URL" and an "alternate origin".
+    let opts = VerifyOptions::at(NOW)
+        .with_alternate_url("https://abc.relay.example/t/demo")
+        .with_alternate_url("http://localhost:3000/");
+    let a = check(&req, &wrong, opts.clone());
+    assert_eq!(a.verdict, Verdict::Invalid);
+    let labels = checked(&a);
+    assert!(labels.len() > 10, "{labels:?}");
+    for (i, l) in labels.iter().enumerate() {
+        assert!(
+            !labels[..i].contains(l),
+            "{l:?} appears twice in {labels:?}"
+        );
+    }
+    // The same for the other URL-signing scheme.
+    let key = Secret::new("api-key");
+    let authy = OwnedRequest::new("POST", "https://pub.example.com:8443/authy", "a=1")
+        .with_header("Content-Type", "application/x-www-form-urlencoded");
+    let authy = signed(Provider::AuthyOnetouch, authy, &key);
+    let wrong = Secrets::new().with(Provider::AuthyOnetouch, Secret::new("other"));
+    let a = check(&authy, &wrong, opts);
+    assert_eq!(a.verdict, Verdict::Invalid);
+    let labels = checked(&a);
+    for (i, l) in labels.iter().enumerate() {
+        assert!(
+            !labels[..i].contains(l),
+            "{l:?} appears twice in {labels:?}"
+        );
+    }
+}
