@@ -34,10 +34,13 @@ impl Areas {
     }
 }
 
-/// Regions for a terminal of `size` (columns, rows) with `focus`.
-pub fn areas(size: (u16, u16), focus: Focus) -> Areas {
+/// Regions for a terminal of `size` (columns, rows) with `focus` and a top bar of `top`
+/// lines (1, or 2 when the public URL and the counts do not fit on one line; see
+/// [`crate::topbar::height`]).
+pub fn areas(size: (u16, u16), focus: Focus, top: u16) -> Areas {
     let (w, h) = size;
-    let mid = h.saturating_sub(2);
+    let top = top.clamp(1, 2).min(h.saturating_sub(1)).max(h.min(1));
+    let mid = h.saturating_sub(1 + top);
     let list_h = match focus {
         Focus::List => (mid * 45 / 100).max(6),
         Focus::Detail => (mid / 4).clamp(5, 8),
@@ -45,9 +48,9 @@ pub fn areas(size: (u16, u16), focus: Focus) -> Areas {
     .min(mid);
     let detail_h = mid - list_h;
     Areas {
-        top: Rect::new(0, 0, w, h.min(1)),
-        list: Rect::new(0, 1.min(h), w, list_h),
-        detail: Rect::new(0, (1 + list_h).min(h), w, detail_h),
+        top: Rect::new(0, 0, w, top.min(h)),
+        list: Rect::new(0, top.min(h), w, list_h),
+        detail: Rect::new(0, (top + list_h).min(h), w, detail_h),
         status: Rect::new(0, h.saturating_sub(1), w, h.min(1)),
     }
 }
@@ -59,15 +62,18 @@ mod tests {
     #[test]
     fn regions_tile_the_screen() {
         for focus in [Focus::List, Focus::Detail] {
-            for h in 0..60u16 {
-                let a = areas((100, h), focus);
-                if h >= 2 {
-                    assert_eq!(a.list.height + a.detail.height + 2, h, "{h}");
+            for top in [1, 2] {
+                for h in 0..60u16 {
+                    let a = areas((100, h), focus, top);
+                    if h >= 3 {
+                        assert_eq!(a.list.height + a.detail.height + 1 + top, h, "{h}");
+                        assert_eq!(a.top.height, top);
+                    }
+                    assert!(a.list.bottom() <= h.max(1) && a.detail.bottom() <= h.max(1));
                 }
-                assert!(a.list.bottom() <= h.max(1) && a.detail.bottom() <= h.max(1));
             }
         }
-        let a = areas((160, 45), Focus::List);
+        let a = areas((160, 45), Focus::List, 1);
         assert_eq!(a.list_rows(), 16);
     }
 }

@@ -31,11 +31,13 @@ pub mod data;
 pub mod detail;
 pub mod edit;
 pub mod filter;
+pub mod help;
 pub mod input;
 pub mod keymap;
 pub mod layout;
 pub mod model;
 pub mod style;
+pub mod topbar;
 /// The one sanitizer (its own crate, shared with every plain output).
 pub use twk_sanitize as sanitize;
 pub mod view;

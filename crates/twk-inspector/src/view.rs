@@ -5,136 +5,32 @@
 //! All untrusted text reaches the buffer through [`crate::sanitize`].
 
 use crate::detail::Tab;
-use crate::keymap;
 use crate::layout::{self, Areas};
 use crate::model::{Conn, Focus, Level, Model};
 use crate::sanitize::clean_line;
 use crate::style::{
     clock, dim, lint_label, lint_style, millis, severity_mark, status_span, verdict_mark,
 };
+use crate::topbar::{self, group};
 use ratatui::Frame;
 use ratatui::buffer::Buffer;
 use ratatui::layout::{Alignment, Constraint, Rect};
 use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Block, Borders, Cell, Clear, Paragraph, Row, Table, TableState, Tabs};
+use ratatui::widgets::{Block, Borders, Cell, Paragraph, Row, Table, TableState, Tabs};
 use twk_capture::Summary;
 
 /// Draws the whole screen.
 pub fn view(m: &Model, f: &mut Frame) {
-    let a = layout::areas((f.area().width, f.area().height), m.focus);
-    top_bar(m, f, a.top);
+    let size = (f.area().width, f.area().height);
+    let a = layout::areas(size, m.focus, topbar::height(m, size.0));
+    topbar::draw(m, f, a.top);
     list(m, f, &a);
     detail(m, f, a.detail);
     status_line(m, f, a.status);
     if m.help {
-        help(f, f.area());
+        crate::help::draw(f, f.area(), m.help_scroll);
     }
-}
-
-fn group(n: u64) -> String {
-    let s = n.to_string();
-    let mut out = String::with_capacity(s.len() + s.len() / 3);
-    for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
-}
-
-fn top_bar(m: &Model, f: &mut Frame, area: Rect) {
-    let bar = Style::new().bg(Color::Rgb(30, 30, 46)).fg(Color::White);
-    let mut spans = vec![Span::styled(" twk ", bar.add_modifier(Modifier::BOLD))];
-    match &m.conn {
-        Conn::Connected { public_url, .. } => {
-            spans.push(Span::styled("● connected ", bar.fg(Color::Green)));
-            spans.push(Span::styled(
-                clean_line(public_url, 200),
-                bar.add_modifier(Modifier::BOLD),
-            ));
-            if m.embedded {
-                spans.push(Span::styled(
-                    // Short enough to survive next to the counts at 120 columns; the plain
-                    // output and docs/deploy.md say what to do instead.
-                    " ⚠ loopback: providers can't reach",
-                    bar.fg(Color::Yellow),
-                ));
-            }
-        }
-        Conn::Connecting { attempt } => spans.push(Span::styled(
-            if *attempt == 0 {
-                "◌ connecting…".to_owned()
-            } else {
-                format!("◌ connecting (attempt {})…", attempt + 1)
-            },
-            bar.fg(Color::Yellow),
-        )),
-        Conn::Reconnecting {
-            retry_at_ms,
-            reason,
-        } => {
-            let secs = (retry_at_ms.saturating_sub(m.now_ms) + 999).max(0) / 1000;
-            spans.push(Span::styled(
-                format!("◌ reconnecting in {secs} s "),
-                bar.fg(Color::Yellow).add_modifier(Modifier::BOLD),
-            ));
-            spans.push(Span::styled(
-                format!("relay unreachable: {}", clean_line(reason, 120)),
-                bar.fg(Color::Red),
-            ));
-        }
-        Conn::Stopped => spans.push(Span::styled("■ stopped", bar.fg(Color::Red))),
-    }
-    spans.push(Span::styled(" → ", bar.fg(Color::Gray)));
-    spans.push(Span::styled(clean_line(&m.target, 120), bar));
-    spans.push(Span::styled(" │ ", bar.fg(Color::Gray)));
-    spans.push(Span::styled(
-        m.rtt_ms
-            .map_or("rtt –".to_owned(), |r| format!("rtt {r} ms")),
-        bar,
-    ));
-    let c = m.counts;
-    let counts = vec![
-        Span::styled(format!(" {} total", group(c.total)), bar),
-        Span::styled(" · ", bar.fg(Color::Gray)),
-        Span::styled(
-            format!("{} errors", group(c.errors)),
-            if c.errors > 0 {
-                bar.fg(Color::Red)
-            } else {
-                bar
-            },
-        ),
-        Span::styled(" · ", bar.fg(Color::Gray)),
-        Span::styled(
-            format!("{} invalid sig ", group(c.invalid)),
-            if c.invalid > 0 {
-                bar.fg(Color::Red)
-            } else {
-                bar
-            },
-        ),
-    ];
-    let counts = Line::from(counts);
-    let cw = (counts.width() as u16).min(area.width);
-    let left = Rect {
-        width: area.width.saturating_sub(cw + 1),
-        ..area
-    };
-    f.render_widget(Paragraph::new("").style(bar), area);
-    f.render_widget(Paragraph::new(Line::from(spans)).style(bar), left);
-    f.render_widget(
-        Paragraph::new(counts)
-            .style(bar)
-            .alignment(Alignment::Right),
-        area.intersection(Rect {
-            x: area.right().saturating_sub(cw),
-            width: cw,
-            ..area
-        }),
-    );
 }
 
 fn duration(ms: Option<i64>) -> String {
@@ -159,7 +55,7 @@ enum Fold {
 /// space; `🔒▾` expanded; `🔒1` a leg 1 alone or the leg-1 line; `🔒2` a leg 2 whose leg 1
 /// is gone), the first (most severe) lint as `⚠ label` (`+N` more), then attempt and replay
 /// marks (a handshake counts as one delivery attempt).
-fn marks(s: &Summary, fold: Fold) -> Line<'static> {
+fn marks(s: &Summary, fold: Fold, compact: bool) -> Line<'static> {
     let mut spans: Vec<Span<'static>> = Vec::new();
     let sep = |spans: &mut Vec<Span<'static>>| {
         if !spans.is_empty() {
@@ -182,10 +78,13 @@ fn marks(s: &Summary, fold: Fold) -> Line<'static> {
     if let Some(first) = s.lints.first() {
         sep(&mut spans);
         let (glyph, _) = severity_mark(first.severity());
-        spans.push(Span::styled(
-            format!("{glyph} {}", lint_label(*first)),
-            lint_style(*first),
-        ));
+        // Narrow screens show the glyph alone; the detail's title names the lint.
+        let text = if compact {
+            glyph.to_owned()
+        } else {
+            format!("{glyph} {}", lint_label(*first))
+        };
+        spans.push(Span::styled(text, lint_style(*first)));
         if s.lints.len() > 1 {
             spans.push(Span::styled(
                 format!("+{}", s.lints.len() - 1),
@@ -213,14 +112,71 @@ fn marks(s: &Summary, fold: Fold) -> Line<'static> {
     Line::from(spans)
 }
 
-fn row<'a>(m: &Model, s: &'a Summary, fold: Fold) -> Row<'a> {
-    let (mark, mark_style) = verdict_mark(s.verdict);
-    let pe = match (&s.provider, &s.event) {
-        (Some(p), Some(e)) => format!("{p} · {e}"),
+/// The provider · event label of a row; `full: false` drops the provider (narrow screens:
+/// the event name is what tells rows apart; the provider is in the detail).
+fn event_label(s: &Summary, full: bool) -> String {
+    let label = match (&s.provider, &s.event) {
+        (Some(p), Some(e)) if full => format!("{p} · {e}"),
+        (_, Some(e)) => e.clone(),
         (Some(p), None) => p.clone(),
-        (None, Some(e)) => e.clone(),
         (None, None) => String::new(),
     };
+    clean_line(&label, 64)
+}
+
+/// Column widths of the list for the rows on screen.
+#[derive(Debug, Clone, Copy)]
+struct Cols {
+    id: u16,
+    method: u16,
+    event: u16,
+    marks: u16,
+    /// Provider and event (`false`: event alone).
+    full_event: bool,
+    /// Lint marks as a glyph without their label.
+    compact: bool,
+}
+
+/// Columns by priority: number, time, method, status, duration and verdict always whole;
+/// then event names (with the provider when it fits) and marks as wide as the rows on
+/// screen need; the path takes what is left (at least [`MIN_PATH`]).
+fn columns(rows: &[(&Summary, Fold)], width: u16) -> Cols {
+    let cells = |f: &dyn Fn(&Summary, Fold) -> usize| {
+        rows.iter().map(|(s, fold)| f(s, *fold)).max().unwrap_or(0)
+    };
+    let id = cells(&|s, _| s.id.to_string().len() + 2).clamp(3, 12) as u16;
+    let method = cells(&|s, _| s.method.chars().count()).clamp(4, 7) as u16;
+    let full = cells(&|s, _| Span::raw(event_label(s, true)).width()) as u16;
+    let short = cells(&|s, _| Span::raw(event_label(s, false)).width()) as u16;
+    let marks_full = (cells(&|s, fold| marks(s, fold, false).width()) as u16).max(5);
+    let marks_compact = (cells(&|s, fold| marks(s, fold, true).width()) as u16).max(5);
+    // Highlight symbol, 8 gaps and the fixed columns (time 8, status 3, duration 7, verdict 3).
+    let fixed = 1 + 8 + id + 8 + method + 3 + 7 + 3;
+    let rest = width.saturating_sub(fixed + MIN_PATH);
+    let (full_event, event, compact) = if full.max(16) + marks_full <= rest {
+        (true, full.max(16), false)
+    } else if short.max(5) + marks_full <= rest {
+        (false, short.max(5), false)
+    } else {
+        let event = short.min(rest.saturating_sub(marks_compact)).max(5);
+        (false, event, true)
+    };
+    let marks = if compact { marks_compact } else { marks_full };
+    Cols {
+        id,
+        method,
+        event,
+        marks: marks.min(rest.saturating_sub(event)).max(1),
+        full_event,
+        compact,
+    }
+}
+
+/// The path column never shrinks below this (when the screen has room at all).
+const MIN_PATH: u16 = 10;
+
+fn row<'a>(m: &Model, s: &'a Summary, fold: Fold, cols: Cols) -> Row<'a> {
+    let (mark, mark_style) = verdict_mark(s.verdict);
     let failed = s.failure_side.is_some();
     let id = match fold {
         Fold::Leg1 => format!(" └{}", s.id),
@@ -247,8 +203,8 @@ fn row<'a>(m: &Model, s: &'a Summary, fold: Fold) -> Row<'a> {
             .alignment(Alignment::Right),
         ),
         Cell::from(Span::styled(mark, mark_style)),
-        Cell::from(clean_line(&pe, 64)),
-        Cell::from(marks(s, fold)),
+        Cell::from(event_label(s, cols.full_event)),
+        Cell::from(marks(s, fold, cols.compact)),
     ])
 }
 
@@ -317,23 +273,30 @@ fn list(m: &Model, f: &mut Frame, a: &Areas) {
     let selected_line = lines
         .iter()
         .position(|&(pos, leg1)| pos == l.selected && leg1 == l.on_leg1);
-    let rows: Vec<Row> = lines
+    let shown: Vec<Option<(&Summary, Fold)>> = lines
         .iter()
         .map(|&(pos, leg1)| match (l.row(pos), leg1) {
-            (Some(_), true) => match l.open_leg1() {
-                Some(s) => row(m, s, Fold::Leg1),
-                None => Row::new(vec![Cell::from("")]),
-            },
-            (Some(s), false) => row(
-                m,
+            (Some(_), true) => l.open_leg1().map(|s| (s, Fold::Leg1)),
+            (Some(s), false) => Some((
                 s,
                 if Some(s.id) == open {
                     Fold::Open
                 } else {
                     Fold::Row
                 },
-            ),
-            (None, _) => Row::new(vec![Cell::from(""), Cell::from(Span::styled("…", dim()))]),
+            )),
+            (None, _) => None,
+        })
+        .collect();
+    let present: Vec<(&Summary, Fold)> = shown.iter().flatten().copied().collect();
+    let cols = columns(&present, inner.width);
+    let rows: Vec<Row> = shown
+        .iter()
+        .zip(&lines)
+        .map(|(r, &(_, leg1))| match r {
+            Some((s, fold)) => row(m, s, *fold, cols),
+            None if leg1 => Row::new(vec![Cell::from("")]),
+            None => Row::new(vec![Cell::from(""), Cell::from(Span::styled("…", dim()))]),
         })
         .collect();
     let header = Row::new(vec![
@@ -344,20 +307,24 @@ fn list(m: &Model, f: &mut Frame, a: &Areas) {
         "st",
         "took",
         "sig",
-        "provider · event",
+        if cols.full_event {
+            "provider · event"
+        } else {
+            "event"
+        },
         "marks",
     ])
     .style(Style::new().fg(Color::Gray).add_modifier(Modifier::BOLD));
     let widths = [
-        Constraint::Length(7),
+        Constraint::Length(cols.id),
         Constraint::Length(8),
-        Constraint::Length(7),
+        Constraint::Length(cols.method),
         Constraint::Fill(1),
         Constraint::Length(3),
-        Constraint::Length(8),
+        Constraint::Length(7),
         Constraint::Length(3),
-        Constraint::Length(30),
-        Constraint::Length(16),
+        Constraint::Length(cols.event),
+        Constraint::Length(cols.marks),
     ];
     let highlight = if m.focus == Focus::List {
         Style::new()
@@ -455,6 +422,47 @@ fn detail(m: &Model, f: &mut Frame, area: Rect) {
     }
 }
 
+/// Key hints in display order, with as many as fit `width`, most useful first (help and quit
+/// always).
+fn hints(width: usize) -> Vec<Span<'static>> {
+    // (key, what, priority: lower is kept first)
+    const HINTS: [(&str, &str, u8); 11] = [
+        ("?", "help", 0),
+        ("Enter", "details", 2),
+        ("space", "expand 🔒", 5),
+        ("/", "filter", 3),
+        ("r", "replay", 4),
+        ("R", "re-sign", 6),
+        ("e", "edit", 8),
+        ("c", "curl", 7),
+        ("y", "body", 9),
+        ("p", "pause", 10),
+        ("q", "quit", 1),
+    ];
+    let cost = |(k, what, _): &(&str, &str, u8)| Span::raw(format!("{k} {what}  ")).width();
+    let mut by_priority: Vec<_> = HINTS.iter().collect();
+    by_priority.sort_by_key(|h| h.2);
+    let mut used = 0;
+    let mut keep = Vec::new();
+    for h in by_priority {
+        if used + cost(h) <= width {
+            used += cost(h);
+            keep.push(h.2);
+        }
+    }
+    let key = Style::new().fg(Color::Cyan);
+    HINTS
+        .iter()
+        .filter(|h| keep.contains(&h.2))
+        .flat_map(|(k, what, _)| {
+            [
+                Span::styled(*k, key),
+                Span::styled(format!(" {what}  "), dim()),
+            ]
+        })
+        .collect()
+}
+
 fn status_line(m: &Model, f: &mut Frame, area: Rect) {
     let line = if let Some(input) = &m.input {
         Line::from(vec![
@@ -484,24 +492,7 @@ fn status_line(m: &Model, f: &mut Frame, area: Rect) {
             Style::new().fg(Color::Red),
         )
     } else {
-        let key = Style::new().fg(Color::Cyan);
-        let mut spans = Vec::new();
-        for (k, what) in [
-            ("?", "help"),
-            ("Enter", "details"),
-            ("space", "expand 🔒"),
-            ("/", "filter"),
-            ("r", "replay"),
-            ("R", "re-sign"),
-            ("e", "edit"),
-            ("c", "curl"),
-            ("y", "body"),
-            ("p", "pause"),
-            ("q", "quit"),
-        ] {
-            spans.push(Span::styled(k, key));
-            spans.push(Span::styled(format!(" {what}  "), dim()));
-        }
+        let mut spans = hints(usize::from(area.width));
         if m.dropped > 0 {
             spans.push(Span::styled(
                 format!("{} not recorded (queue full)", group(m.dropped)),
@@ -511,58 +502,6 @@ fn status_line(m: &Model, f: &mut Frame, area: Rect) {
         Line::from(spans)
     };
     f.render_widget(Paragraph::new(line), area);
-}
-
-fn help(f: &mut Frame, screen: Rect) {
-    let rows = keymap::KEYS.len() + keymap::MARKS.len() + 5;
-    let h = (rows as u16).min(screen.height);
-    let w = 78.min(screen.width);
-    let area = Rect::new(
-        screen.x + (screen.width - w) / 2,
-        screen.y + (screen.height - h) / 2,
-        w,
-        h,
-    );
-    let key = Style::new().fg(Color::Cyan);
-    let mut lines: Vec<Line> = keymap::KEYS
-        .iter()
-        .map(|(k, what)| {
-            Line::from(vec![
-                Span::styled(format!(" {}", pad(k, 14)), key),
-                Span::raw(*what),
-            ])
-        })
-        .collect();
-    lines.push(Line::raw(""));
-    lines.push(Line::styled(
-        " Marks",
-        Style::new().add_modifier(Modifier::BOLD),
-    ));
-    lines.extend(keymap::MARKS.iter().map(|(k, what)| {
-        Line::from(vec![
-            Span::styled(format!(" {}", pad(k, 14)), key),
-            Span::raw(*what),
-        ])
-    }));
-    f.render_widget(Clear, area);
-    f.render_widget(
-        Paragraph::new(lines).block(
-            Block::bordered()
-                .title(Span::styled(
-                    " Keys ",
-                    Style::new().add_modifier(Modifier::BOLD),
-                ))
-                .title_bottom(Line::styled(" any key closes ", dim()).alignment(Alignment::Right))
-                .border_style(Style::new().fg(Color::Cyan)),
-        ),
-        area,
-    );
-}
-
-/// `s` padded with spaces to `width` terminal columns (the lock is two columns wide).
-fn pad(s: &str, width: usize) -> String {
-    let w = Span::raw(s).width();
-    format!("{s}{}", " ".repeat(width.saturating_sub(w)))
 }
 
 /// The buffer's text, one line per row with trailing spaces removed (for snapshots and docs).

@@ -6,7 +6,7 @@ mod support;
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers, MouseButton, MouseEvent, MouseEventKind};
 use support::*;
 use twk_inspector::model::MAX_WINDOW_ROWS;
-use twk_inspector::{CopyWhat, Focus, Intent, Level, Msg, Tab, layout};
+use twk_inspector::{CopyWhat, Focus, Intent, Level, Msg, Tab};
 
 #[test]
 fn starts_on_the_newest_and_follows() {
@@ -332,7 +332,7 @@ fn secrets_toggle_rebuilds_the_detail() {
 fn mouse_click_and_wheel() {
     let (_d, data) = store(&mix());
     let mut m = model(&data);
-    let a = layout::areas(m.size, m.focus);
+    let a = m.areas();
     let click = |row| {
         Msg::Mouse(MouseEvent {
             kind: MouseEventKind::Down(MouseButton::Left),
@@ -543,7 +543,7 @@ fn navigation_across_an_expanded_handshake() {
     assert_eq!((m.list.selected_id, m.list.on_leg1), (Some(3), false));
     // A click on the leg-1 line selects leg 1.
     press(&data, &mut m, " ");
-    let a = layout::areas(m.size, m.focus);
+    let a = m.areas();
     let line = line_ids(&m).iter().position(|&id| id == -2).unwrap() as u16;
     data.dispatch(
         &mut m,

@@ -355,3 +355,110 @@ fn embedded_relay_says_providers_cannot_reach_it() {
     assert!(top.contains("loopback: providers can't reach"), "{top}");
     snap("embedded_relay", &m);
 }
+
+/// The screens a new user sees, at 80×24, 120×32 and 200×50: an embedded relay's URL (the
+/// name at its end), Stripe events with long names, a lost Bandwidth callback and handshakes.
+fn sized(w: u16, h: u16) -> twk_inspector::Model {
+    let mut all = handshakes();
+    let n = all.len() as i64;
+    all.push(stripe(n + 1, "whsec_demo", "/hooks/stripe"));
+    all.push(stripe(
+        n + 2,
+        "whsec_demo",
+        "/webhooks/payments/stripe/events?account=acct_1",
+    ));
+    all.push(github(n + 3, GITHUB_SECRET));
+    let (_d, data) = store(&all);
+    let mut m = model(&data);
+    m.conn = Conn::Connected {
+        name: "pb81lhazzp".into(),
+        public_url: "http://127.0.0.1:8787/t/pb81lhazzp".into(),
+    };
+    m.embedded = true;
+    data.dispatch(&mut m, Msg::Resize(w, h));
+    m
+}
+
+fn essentials_whole(text: &str) {
+    let first: Vec<&str> = text.lines().take(2).collect();
+    assert!(
+        first
+            .iter()
+            .any(|l| l.contains("http://127.0.0.1:8787/t/pb81lhazzp")),
+        "the public URL is cut: {first:?}"
+    );
+    assert!(
+        text.contains("payment_intent.succeeded"),
+        "event name cut:\n{text}"
+    );
+    assert!(text.contains("22:13:2"), "time cut:\n{text}");
+    assert!(
+        regex_lite_ms(text),
+        "durations must keep their unit:\n{text}"
+    );
+    assert!(text.contains("⚠"), "lint mark gone:\n{text}");
+    assert!(
+        text.contains("q quit"),
+        "how to quit is always shown:\n{text}"
+    );
+}
+
+/// A duration cell (`34 ms`) survives whole somewhere on screen.
+fn regex_lite_ms(text: &str) -> bool {
+    text.split_whitespace()
+        .zip(text.split_whitespace().skip(1))
+        .any(|(n, unit)| unit == "ms" && n.parse::<u32>().is_ok())
+}
+
+#[test]
+fn narrow_80x24_keeps_the_url_times_and_event_names_whole() {
+    let m = sized(80, 24);
+    let (text, buf) = render(&m);
+    assert_clean(&buf);
+    essentials_whole(&text);
+    insta::assert_snapshot!("size_80x24", text);
+}
+
+#[test]
+fn medium_120x32_keeps_the_url_times_and_event_names_whole() {
+    let m = sized(120, 32);
+    let (text, buf) = render(&m);
+    assert_clean(&buf);
+    essentials_whole(&text);
+    assert!(text.contains("⚠ bare 401"), "{text}");
+    insta::assert_snapshot!("size_120x32", text);
+}
+
+#[test]
+fn wide_200x50_gives_event_names_their_width_before_paths() {
+    let m = sized(200, 50);
+    let (text, buf) = render(&m);
+    assert_clean(&buf);
+    essentials_whole(&text);
+    assert!(text.contains("stripe · payment_intent.succeeded"), "{text}");
+    insta::assert_snapshot!("size_200x50", text);
+}
+
+#[test]
+fn help_at_80x24_is_whole_and_scrolls() {
+    let (_d, data) = store(&mix());
+    let mut m = model(&data);
+    data.dispatch(&mut m, Msg::Resize(80, 24));
+    press(&data, &mut m, "?");
+    let (first, _) = render(&m);
+    assert!(first.contains("top / bottom"), "{first}");
+    assert!(first.contains("j/PgDn more"), "{first}");
+    insta::assert_snapshot!("help_80x24", first);
+    for _ in 0..40 {
+        press(&data, &mut m, "j");
+    }
+    assert!(m.help, "scrolling keeps help open");
+    let (last, _) = render(&m);
+    assert!(
+        last.contains("bare 401"),
+        "the last mark is reachable: {last}"
+    );
+    assert!(last.contains("k/PgUp back"), "{last}");
+    press(&data, &mut m, "x");
+    assert!(!m.help);
+}

@@ -4,7 +4,6 @@
 use super::{Cmd, Conn, CopyWhat, Focus, Intent, Level, List, MAX_FILTER_CHARS, Model, Start};
 use crate::detail::{Detail, Tab};
 use crate::filter;
-use crate::layout;
 use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers, MouseEvent, MouseEventKind};
 use twk_capture::ExchangeId;
 
@@ -80,11 +79,8 @@ impl Model {
         if self.input.is_some() {
             return self.on_prompt_key(k, ctrl, out);
         }
-        if self.help {
-            self.help = false;
-            if !matches!(k.code, KeyCode::Char('q')) {
-                return;
-            }
+        if self.help && self.on_help_key(k.code) {
+            return;
         }
         match k.code {
             KeyCode::Char('q') => {
@@ -180,6 +176,25 @@ impl Model {
         }
     }
 
+    /// A key with help open: scroll keys scroll it, any other key closes it (`q` then quits).
+    /// True when the key was used up.
+    fn on_help_key(&mut self, code: KeyCode) -> bool {
+        let max = crate::help::max_scroll(self.size);
+        let by = |cur: usize, d: isize| cur.saturating_add_signed(d).min(max);
+        match code {
+            KeyCode::Char('j') | KeyCode::Down => self.help_scroll = by(self.help_scroll, 1),
+            KeyCode::Char('k') | KeyCode::Up => self.help_scroll = by(self.help_scroll, -1),
+            KeyCode::PageDown | KeyCode::Char(' ') => self.help_scroll = by(self.help_scroll, 10),
+            KeyCode::PageUp => self.help_scroll = by(self.help_scroll, -10),
+            other => {
+                self.help = false;
+                self.help_scroll = 0;
+                return !matches!(other, KeyCode::Char('q'));
+            }
+        }
+        true
+    }
+
     /// A key while the `/` filter prompt is open: editing keys edit, everything else is ignored.
     fn on_prompt_key(&mut self, k: KeyEvent, ctrl: bool, out: &mut Vec<Cmd>) {
         let Some(input) = &mut self.input else {
@@ -266,7 +281,7 @@ impl Model {
     }
 
     pub(super) fn on_mouse(&mut self, m: MouseEvent, out: &mut Vec<Cmd>) {
-        let a = layout::areas(self.size, self.focus);
+        let a = self.areas();
         let inside = |r: ratatui::layout::Rect| {
             m.column >= r.x && m.column < r.x + r.width && m.row >= r.y && m.row < r.y + r.height
         };

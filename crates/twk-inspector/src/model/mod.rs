@@ -73,6 +73,8 @@ pub struct Model {
     pub detail_wanted: Option<ExchangeId>,
     /// Help overlay shown.
     pub help: bool,
+    /// First line of the help overlay shown (it scrolls on short screens).
+    pub help_scroll: usize,
     /// Status line message.
     pub notice: Option<Notice>,
     /// False once the user quit.
@@ -111,6 +113,7 @@ impl Model {
             detail: None,
             detail_wanted: None,
             help: false,
+            help_scroll: 0,
             notice: None,
             running: true,
         }
@@ -127,12 +130,21 @@ impl Model {
 
     /// Visible list rows for the current size and focus.
     pub fn list_rows(&self) -> u64 {
-        u64::from(layout::areas(self.size, self.focus).list_rows())
+        u64::from(self.areas().list_rows())
     }
 
     /// Visible detail lines for the current size and focus.
     pub fn detail_rows(&self) -> usize {
-        usize::from(layout::areas(self.size, self.focus).detail_rows())
+        usize::from(self.areas().detail_rows())
+    }
+
+    /// The screen regions for the current size, focus and top bar.
+    pub fn areas(&self) -> layout::Areas {
+        layout::areas(
+            self.size,
+            self.focus,
+            crate::topbar::height(self, self.size.0),
+        )
     }
 
     pub(super) fn notify(&mut self, text: impl Into<String>, level: Level) {

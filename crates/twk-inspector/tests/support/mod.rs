@@ -122,6 +122,38 @@ pub fn github(i: i64, secret: &str) -> Exchange {
     ex
 }
 
+/// A Stripe `payment_intent.succeeded` event signed with `secret` (the analysis has no Stripe
+/// secret, so its verdict is "no secret"), at `path`.
+pub fn stripe(i: i64, secret: &str, path: &str) -> Exchange {
+    let payload = format!(
+        r#"{{"id":"evt_3Q{i:04}abcdefghijkl","object":"event","type":"payment_intent.succeeded","data":{{"object":{{"id":"pi_1","amount":2000,"currency":"usd"}}}}}}"#
+    );
+    let mut ex = plain(i, "POST", path, Some(200));
+    let mut s = Secrets::new();
+    s.set(Provider::Stripe, Secret::new(secret));
+    let view = RequestView::new("POST", &ex.public_url, payload.as_bytes());
+    let opts = SignOptions {
+        timestamp: Some(T0 / 1000),
+        ..SignOptions::default()
+    };
+    let sig = twk_providers::sign(Provider::Stripe, &view, &s, &opts)
+        .unwrap()
+        .remove(0)
+        .1;
+    ex.request.headers = vec![
+        h("host", b"relay.example"),
+        h(
+            "user-agent",
+            b"Stripe/1.0 (+https://stripe.com/docs/webhooks)",
+        ),
+        h("content-type", b"application/json; charset=utf-8"),
+        h("stripe-signature", sig.as_bytes()),
+    ];
+    ex.request.body = body(payload.as_bytes());
+    analyze(&mut ex);
+    ex
+}
+
 /// A Twilio SMS status callback (form body), unsigned-by-secret (no Twilio secret set).
 pub fn twilio_form(i: i64) -> Exchange {
     let mut ex = plain(i, "POST", "/sms/status", Some(204));
