@@ -101,6 +101,10 @@ fn detail_auth() {
 #[test]
 fn detail_timing() {
     let m = detail_of(3, '5');
+    let (text, _) = render(&m);
+    // The grouping key is internal (it leaked as `group demo␟github:…`).
+    assert!(!text.contains('␟') && !text.contains("group"), "{text}");
+    assert!(text.contains("same webhook once before"), "{text}");
     snap("detail_timing", &m);
 }
 

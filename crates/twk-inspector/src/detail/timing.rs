@@ -46,11 +46,18 @@ pub(super) fn timing_tab(stored: &StoredExchange, tz: &TimeZone) -> Vec<Line<'st
     ));
     out.push(kv("tunnel", &ex.tunnel));
     out.push(kv("request id", &ex.request_id));
+    // The group key itself is internal (tunnel, separator, delivery id or body hash): the
+    // attempt number says what it means.
     if let Some(a) = stored.attempt {
-        out.push(kv("attempt", &a.to_string()));
-    }
-    if let Some(g) = &stored.group_key {
-        out.push(kv("group", g));
+        let what = match a {
+            0 | 1 => "1 (first delivery of this webhook)".to_owned(),
+            2 => "2 (the sender delivered the same webhook once before)".to_owned(),
+            n => format!(
+                "{n} (the sender delivered the same webhook {} times before)",
+                n - 1
+            ),
+        };
+        out.push(kv("attempt", &what));
     }
     out
 }
