@@ -465,18 +465,31 @@ fn hints(width: usize) -> Vec<Span<'static>> {
 
 fn status_line(m: &Model, f: &mut Frame, area: Rect) {
     let line = if let Some(input) = &m.input {
-        Line::from(vec![
+        let text = if m.input_fresh {
+            // Selected: the first key replaces it.
+            Style::new().add_modifier(Modifier::REVERSED)
+        } else {
+            Style::new()
+        };
+        let mut spans = vec![
             Span::styled(
                 "/",
                 Style::new().fg(Color::Yellow).add_modifier(Modifier::BOLD),
             ),
-            Span::raw(clean_line(input, 256)),
+            Span::styled(clean_line(input, 256), text),
             Span::styled("█", Style::new().fg(Color::Yellow)),
-            Span::styled(
-                "   Enter apply · Esc cancel · terms: provider: event: status: verdict:",
+        ];
+        match &m.input_error {
+            Some(e) => spans.push(Span::styled(
+                format!("  {}", clean_line(e, 200)),
+                Style::new().fg(Color::Red).add_modifier(Modifier::BOLD),
+            )),
+            None => spans.push(Span::styled(
+                "   Enter apply (empty: clear) · Esc cancel · provider: event: status: verdict: lint:",
                 dim(),
-            ),
-        ])
+            )),
+        }
+        Line::from(spans)
     } else if let Some(n) = &m.notice {
         let style = match n.level {
             Level::Info => Style::new().fg(Color::Cyan),

@@ -165,19 +165,36 @@ fn filtering() {
     press(&data, &mut m, "status:abc");
     data.dispatch(&mut m, code(KeyCode::Enter));
     assert!(m.input.is_some(), "prompt stays open to fix it");
-    let n = m.notice.clone().unwrap();
-    assert_eq!(n.level, Level::Error);
-    assert!(n.text.contains("status:abc"), "{}", n.text);
+    // The reason is in the prompt line at once (it used to wait behind the open prompt).
+    let e = m.input_error.clone().unwrap();
+    assert!(e.contains("status:abc"), "{e}");
+    let (screen, _) = render(&m);
+    assert!(
+        screen.lines().last().unwrap().contains("status:abc"),
+        "{screen}"
+    );
     assert_eq!(m.filter.grep.as_deref(), Some("health"));
+    press(&data, &mut m, "x");
+    assert_eq!(m.input_error, None, "typing clears the error");
+    assert_eq!(m.input.as_deref(), Some("status:abcx"));
     data.dispatch(&mut m, code(KeyCode::Esc));
     assert_eq!(m.input, None);
 
-    // Clearing.
+    // The prompt reopens with the active filter selected: Backspace then Enter clears it
+    // (no Ctrl-U needed), and typing replaces it.
     press(&data, &mut m, "/");
-    data.dispatch(
-        &mut m,
-        Msg::Key(KeyEvent::new(KeyCode::Char('u'), KeyModifiers::CONTROL)),
+    assert_eq!(m.input.as_deref(), Some("health"));
+    assert!(m.input_fresh);
+    press(&data, &mut m, "g");
+    assert_eq!(
+        m.input.as_deref(),
+        Some("g"),
+        "typing replaces the selected filter"
     );
+    data.dispatch(&mut m, code(KeyCode::Esc));
+    press(&data, &mut m, "/");
+    data.dispatch(&mut m, code(KeyCode::Backspace));
+    assert_eq!(m.input.as_deref(), Some(""));
     data.dispatch(&mut m, code(KeyCode::Enter));
     assert_eq!(m.list.total, 9);
 }

@@ -37,7 +37,7 @@ impl Model {
                 self.detail_wanted = None;
                 out.push(Cmd::Load(self.rows_at(Start::Offset(0))));
             }
-            Err(e) => self.notify(format!("filter not applied: {e}"), Level::Error),
+            Err(e) => self.input_error = Some(format!("not applied: {e}")),
         }
     }
 
@@ -88,7 +88,11 @@ impl Model {
                 out.push(Cmd::Intent(Intent::Quit));
             }
             KeyCode::Char('?') => self.help = true,
-            KeyCode::Char('/') => self.input = Some(self.filter_text.clone()),
+            KeyCode::Char('/') => {
+                self.input = Some(self.filter_text.clone());
+                self.input_fresh = !self.filter_text.is_empty();
+                self.input_error = None;
+            }
             KeyCode::Char('p') => {
                 self.list.paused = !self.list.paused;
                 if self.list.paused {
@@ -200,20 +204,26 @@ impl Model {
         let Some(input) = &mut self.input else {
             return;
         };
+        let fresh = std::mem::take(&mut self.input_fresh);
+        self.input_error = None;
         match k.code {
             KeyCode::Esc => self.input = None,
             KeyCode::Enter => {
                 let text = input.clone();
                 self.apply_filter(text, out);
             }
+            KeyCode::Backspace if fresh => input.clear(),
             KeyCode::Backspace => {
                 input.pop();
             }
             KeyCode::Char('u') if ctrl => input.clear(),
-            KeyCode::Char(c)
-                if !ctrl && input.chars().count() < MAX_FILTER_CHARS && !c.is_control() =>
-            {
-                input.push(c);
+            KeyCode::Char(c) if !ctrl && !c.is_control() => {
+                if fresh {
+                    input.clear();
+                }
+                if input.chars().count() < MAX_FILTER_CHARS {
+                    input.push(c);
+                }
             }
             _ => {}
         }

@@ -57,6 +57,11 @@ pub struct Model {
     pub generation: u64,
     /// Filter being typed (`/` mode).
     pub input: Option<String>,
+    /// Why the prompt's filter was refused (shown in the prompt line until the next key).
+    pub input_error: Option<String>,
+    /// The prompt holds the active filter as opened: the first character typed replaces it
+    /// and Backspace clears it (as a selected text field does).
+    pub input_fresh: bool,
     /// The list.
     pub list: List,
     /// Keyboard focus.
@@ -102,6 +107,8 @@ impl Model {
             filter_text: String::new(),
             generation: 0,
             input: None,
+            input_error: None,
+            input_fresh: false,
             list: List {
                 follow: true,
                 ..List::default()
