@@ -253,6 +253,82 @@ impl Lint {
     }
 }
 
+/// A sender that answers a `401` Basic challenge by retrying with credentials.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChallengeSender {
+    /// Bandwidth: callbacks with credentials configured on the application.
+    Bandwidth,
+    /// Twilio: with `user:password@` in the callback URL.
+    Twilio,
+}
+
+impl ChallengeSender {
+    /// The provider's name in prose.
+    pub const fn name(self) -> &'static str {
+        match self {
+            ChallengeSender::Bandwidth => "Bandwidth",
+            ChallengeSender::Twilio => "Twilio",
+        }
+    }
+
+    /// Where this sender keeps the credentials it retries with.
+    pub const fn credentials_at(self) -> &'static str {
+        match self {
+            ChallengeSender::Bandwidth => "the Bandwidth application or subscription",
+            ChallengeSender::Twilio => "the user:password@ part of the Twilio callback URL",
+        }
+    }
+}
+
+/// The challenge sender a stored provider name stands for (`None`: senders that do not retry
+/// with credentials, or unknown).
+pub fn challenge_sender(provider: Option<&str>) -> Option<ChallengeSender> {
+    match provider? {
+        "bandwidth" => Some(ChallengeSender::Bandwidth),
+        "twilio" => Some(ChallengeSender::Twilio),
+        _ => None,
+    }
+}
+
+/// The lints of a challenge sender's leg 1: a 401 without a challenge, or not a Basic one,
+/// loses the callback.
+fn challenge_lints(
+    sender: ChallengeSender,
+    is_401: bool,
+    challenges: &[&[u8]],
+    basic_challenge: bool,
+) -> Vec<Lint> {
+    let name = sender.name();
+    let mut out = Vec::new();
+    if is_401 && challenges.is_empty() {
+        out.push(Lint::new(
+            LintCode::Unauthorized401WithoutChallenge,
+            format!(
+                "401 without a WWW-Authenticate header: {name} sends the credentials from {} \
+                 only after a Basic challenge, so it will not retry: this callback is lost. \
+                 Answer 401 with `WWW-Authenticate: Basic realm=\"…\"` (or let twk answer the \
+                 challenge: --basic-auth user:pass)",
+                sender.credentials_at()
+            ),
+        ));
+    }
+    if is_401 && !challenges.is_empty() && !basic_challenge {
+        let scheme = challenges
+            .first()
+            .map(|v| first_token(v))
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| "an unreadable scheme".into());
+        out.push(Lint::new(
+            LintCode::ChallengeNotBasic,
+            format!(
+                "the 401 challenges with {scheme} instead of Basic: {name} answers only a \
+                 Basic challenge, so it will not retry and the callback is lost"
+            ),
+        ));
+    }
+    out
+}
+
 /// The role an exchange can play in pairing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Role {
@@ -303,28 +379,16 @@ pub(crate) fn analyze(ex: &Exchange, body_sha256: &str) -> Analysis {
     let is_401 = ex.status == Some(401);
     let basic_challenge = challenges.iter().any(|v| has_basic_challenge(v));
 
+    let sender = challenge_sender(ex.provider.as_deref());
     let mut lints = Vec::new();
-    if is_401 && challenges.is_empty() {
-        lints.push(Lint::new(
-            LintCode::Unauthorized401WithoutChallenge,
-            "401 without a WWW-Authenticate header: Bandwidth will not retry: this callback is \
-             lost. Answer 401 with `WWW-Authenticate: Basic realm=\"…\"` (or let twk answer \
-             the challenge: --basic-auth user:pass)"
-                .into(),
-        ));
-    }
-    if is_401 && !challenges.is_empty() && !basic_challenge {
-        let scheme = challenges
-            .first()
-            .map(|v| first_token(v))
-            .filter(|s| !s.is_empty())
-            .unwrap_or_else(|| "an unreadable scheme".into());
-        lints.push(Lint::new(
-            LintCode::ChallengeNotBasic,
-            format!(
-                "the 401 challenges with {scheme} instead of Basic: Bandwidth answers only a \
-                 Basic challenge, so it will not retry and the callback is lost"
-            ),
+    // The challenge lints are about senders that answer a 401 challenge with credentials; a
+    // Stripe or GitHub webhook rejected with 401 is an ordinary refusal.
+    if let Some(sender) = sender {
+        lints.extend(challenge_lints(
+            sender,
+            is_401,
+            &challenges,
+            basic_challenge,
         ));
     }
     let who = match &user {
@@ -349,8 +413,7 @@ pub(crate) fn analyze(ex: &Exchange, body_sha256: &str) -> Analysis {
         )),
         None => {}
     }
-    let involved = ex.provider.as_deref() == Some("bandwidth") || basic_credentials || is_401;
-    if involved
+    if sender == Some(ChallengeSender::Bandwidth)
         && let Some(port) = public_port(&ex.public_url)
         && !(port == 80 || port == 443 || port >= 1024)
     {
@@ -364,9 +427,13 @@ pub(crate) fn analyze(ex: &Exchange, body_sha256: &str) -> Analysis {
     }
 
     let pairable = ex.replay_of.is_none() && ex.remote_addr.is_some();
+    // A leg 1 is a 401 to a sender that answers challenges, or (sender unknown) a 401 with a
+    // Basic challenge that any HTTP client could answer; a known webhook sender that never
+    // retries with credentials (Stripe, GitHub, …) has no leg 1.
+    let may_retry = sender.is_some() || (ex.provider.is_none() && basic_challenge);
     let role = if !pairable {
         None
-    } else if !has_credentials && is_401 {
+    } else if !has_credentials && is_401 && may_retry {
         Some(Role::Leg1)
     } else if basic_credentials {
         Some(Role::Leg2)
@@ -374,8 +441,9 @@ pub(crate) fn analyze(ex: &Exchange, body_sha256: &str) -> Analysis {
         None
     };
     let role = role.map(|r| (r, pair_key(r, ex, body_sha256)));
+    // "The retry never came" is only news for a sender known to retry.
     let deadline_ms = match role {
-        Some((Role::Leg1, _)) if basic_challenge => {
+        Some((Role::Leg1, _)) if basic_challenge && sender.is_some() => {
             Some(ex.timings.received_ms.saturating_add(HANDSHAKE_WINDOW_MS))
         }
         _ => None,

@@ -37,7 +37,10 @@ pub mod store;
 pub mod time;
 
 pub use error::{CaptureError, Result};
-pub use handshake::{HANDSHAKE_WINDOW_MS, Handshake, Leg, Lint, LintCode, Severity, UnknownLint};
+pub use handshake::{
+    ChallengeSender, HANDSHAKE_WINDOW_MS, Handshake, Leg, Lint, LintCode, Severity, UnknownLint,
+    challenge_sender,
+};
 pub use model::*;
 pub use query::{Filter, Order, StatusFilter, StoredExchange, Summary};
 pub use recorder::{Alerts, Health, NewExchange, PendingId, Recorder, RecorderStatus};

@@ -24,9 +24,10 @@ fn basic(user: &str, pass: &str) -> String {
     )
 }
 
-/// The unauthenticated first leg, answered 401 with a Basic challenge.
+/// The unauthenticated first leg of a Bandwidth callback, answered 401 with a Basic challenge.
 fn leg1(at: i64) -> Exchange {
     let mut ex = exchange("bw", at, PATH, BODY);
+    ex.provider = Some("bandwidth".into());
     ex.status = Some(401);
     ex.response = Some(twk_capture::Message {
         headers: headers(&[("www-authenticate", "Basic realm=\"twk\", charset=\"UTF-8\"")]),
@@ -38,6 +39,7 @@ fn leg1(at: i64) -> Exchange {
 /// The authenticated retry.
 fn leg2(at: i64) -> Exchange {
     let mut ex = exchange("bw", at, PATH, BODY);
+    ex.provider = Some("bandwidth".into());
     ex.request
         .headers
         .extend(headers(&[("authorization", &basic("bw-user", "s3cret"))]));
@@ -267,7 +269,7 @@ fn a_bare_401_is_lost_and_says_so() {
     assert!(
         lints[0]
             .message
-            .contains("Bandwidth will not retry: this callback is lost"),
+            .contains("Bandwidth sends the credentials from the Bandwidth application"),
         "{}",
         lints[0].message
     );
@@ -611,5 +613,79 @@ fn hostile_volumes_stay_fast_and_correct() {
             leg: twk_capture::Leg::Challenge,
             with: None
         })
+    );
+}
+
+#[test]
+fn a_401_to_a_sender_that_never_retries_with_credentials_is_no_handshake() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = store(&dir);
+    // The app refuses a Stripe webhook with 401 (a common answer to a bad signature): an
+    // ordinary refusal, not a lost Bandwidth callback.
+    let mut stripe = exchange("st", T, "/hooks/stripe", b"{}");
+    stripe.provider = Some("stripe".into());
+    stripe.status = Some(401);
+    let id = s.insert(&stripe).unwrap();
+    let got = s.get(id).unwrap().unwrap();
+    assert_eq!(got.lints, None);
+    assert_eq!(got.handshake, None);
+    // Even with a Basic challenge: Stripe will not retry with credentials.
+    stripe.request_id = "st-2".into();
+    stripe.response = Some(twk_capture::Message {
+        headers: headers(&[("www-authenticate", "Basic realm=\"app\"")]),
+        body: body(b""),
+    });
+    let id = s.insert(&stripe).unwrap();
+    s.set_now_ms(Some(T + 3_600_000));
+    let got = s.get(id).unwrap().unwrap();
+    assert_eq!((got.lints, got.handshake), (None, None));
+}
+
+#[test]
+fn an_unknown_sender_pairs_when_it_retries_but_is_never_blamed() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = store(&dir);
+    let mut a = leg1(T);
+    a.provider = None;
+    let mut b = leg2(T + 150);
+    b.provider = None;
+    let a_id = s.insert(&a).unwrap();
+    let b_id = s.insert(&b).unwrap();
+    assert_eq!((hs(&s, a_id), hs(&s, b_id)), paired(a_id, b_id));
+    // A lone leg 1 of an unknown sender: no "retry never came", no "bare 401".
+    let mut lone = leg1(T + 5_000);
+    lone.provider = None;
+    lone.request_id = "lone".into();
+    lone.request.body = body(b"other");
+    let id = s.insert(&lone).unwrap();
+    s.set_now_ms(Some(T + 3_600_000));
+    assert!(codes(&s, id).is_empty());
+    let mut bare = lone.clone();
+    bare.request_id = "bare".into();
+    bare.response.as_mut().unwrap().headers.clear();
+    let id = s.insert(&bare).unwrap();
+    assert!(codes(&s, id).is_empty());
+}
+
+#[test]
+fn a_bare_401_to_twilio_names_twilio_and_its_callback_url() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = store(&dir);
+    let mut ex = leg1(T);
+    ex.provider = Some("twilio".into());
+    ex.response.as_mut().unwrap().headers.clear();
+    let id = s.insert(&ex).unwrap();
+    let lints = s.get(id).unwrap().unwrap().lints.unwrap();
+    assert_eq!(lints[0].code, LintCode::Unauthorized401WithoutChallenge);
+    assert!(lints[0].message.contains("Twilio"), "{}", lints[0].message);
+    assert!(
+        lints[0].message.contains("callback URL"),
+        "{}",
+        lints[0].message
+    );
+    assert!(
+        !lints[0].message.contains("Bandwidth"),
+        "{}",
+        lints[0].message
     );
 }

@@ -466,3 +466,19 @@ fn help_at_80x24_is_whole_and_scrolls() {
     press(&data, &mut m, "x");
     assert!(!m.help);
 }
+
+#[test]
+fn a_stripe_webhook_refused_with_401_is_not_a_lost_bandwidth_callback() {
+    let mut refused = stripe(1, "whsec_demo", "/hooks/stripe");
+    refused.status = Some(401);
+    let (_d, data) = store(&[refused]);
+    let mut m = model(&data);
+    let (list, _) = render(&m);
+    let row = list.lines().find(|l| l.contains("/hooks/stripe")).unwrap();
+    assert!(!row.contains('⚠') && !row.contains('🔒'), "{row}");
+    data.dispatch(&mut m, code(KeyCode::Enter));
+    press(&data, &mut m, "4");
+    let (auth, _) = render(&m);
+    assert!(!auth.contains("Bandwidth"), "{auth}");
+    assert!(auth.contains("plain refusal"), "{auth}");
+}

@@ -10,7 +10,7 @@ use base64::Engine as _;
 use jiff::tz::TimeZone;
 use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::{Line, Span};
-use twk_capture::{Handshake, Header, Leg, Lint, LintCode, StoredExchange};
+use twk_capture::{Handshake, Header, Leg, Lint, LintCode, StoredExchange, challenge_sender};
 
 /// The Basic-auth user of an `Authorization: Basic …` header (password never returned).
 pub(crate) fn basic_auth_user(headers: &[Header]) -> Option<String> {
@@ -38,6 +38,12 @@ fn leg_kv(label: &str, value: Vec<Span<'static>>) -> Line<'static> {
     let mut spans = vec![Span::styled(format!("      {label:<13}"), key())];
     spans.extend(value);
     Line::from(spans)
+}
+
+/// The sender in prose ("Bandwidth", "Twilio"; "the sender" when it is not one that answers
+/// challenges).
+fn sender(st: &StoredExchange) -> &'static str {
+    challenge_sender(st.exchange.provider.as_deref()).map_or("the sender", |s| s.name())
 }
 
 fn has_lint(st: &StoredExchange, code: LintCode) -> bool {
@@ -88,13 +94,22 @@ fn leg1_lines(st: &StoredExchange, tz: &TimeZone) -> Vec<Line<'static>> {
         .filter(|h| h.name.eq_ignore_ascii_case("www-authenticate"))
         .collect();
     if challenges.is_empty() {
-        out.push(leg_kv(
-            "challenge",
-            vec![Span::styled(
-                "no WWW-Authenticate: Bandwidth will not retry — this callback is lost",
+        // Lost only for a sender that waits for the challenge; otherwise a plain refusal.
+        let (text, style) = if has_lint(st, LintCode::Unauthorized401WithoutChallenge) {
+            (
+                format!(
+                    "no WWW-Authenticate: {} will not retry — this callback is lost",
+                    sender(st)
+                ),
                 lost,
-            )],
-        ));
+            )
+        } else {
+            (
+                "none (a plain refusal: this sender does not retry with credentials)".to_owned(),
+                dim(),
+            )
+        };
+        out.push(leg_kv("challenge", vec![Span::styled(text, style)]));
     }
     for h in &challenges {
         out.push(leg_kv(
@@ -109,7 +124,10 @@ fn leg1_lines(st: &StoredExchange, tz: &TimeZone) -> Vec<Line<'static>> {
         out.push(leg_kv(
             "",
             vec![Span::styled(
-                "not a Basic challenge: Bandwidth will not retry — this callback is lost",
+                format!(
+                    "not a Basic challenge: {} will not retry — this callback is lost",
+                    sender(st)
+                ),
                 lost,
             )],
         ));
@@ -336,7 +354,10 @@ fn handshake_summary(
             lost(),
         ),
         _ if has_lint(stored, LintCode::ChallengeNotBasic) => (
-            "leg 1 only: the challenge is not Basic, so Bandwidth will not retry".to_owned(),
+            format!(
+                "leg 1 only: the challenge is not Basic, so {} will not retry",
+                sender(stored)
+            ),
             lost(),
         ),
         _ if has_lint(stored, LintCode::RetryNeverCame) => {
@@ -358,13 +379,18 @@ fn missing_leg2(stored: &StoredExchange, h: Handshake) -> (String, Style) {
         )
     } else if has_lint(stored, LintCode::Unauthorized401WithoutChallenge) {
         (
-            "none: without WWW-Authenticate Bandwidth will not retry — this callback is lost"
-                .to_owned(),
+            format!(
+                "none: without WWW-Authenticate {} will not retry — this callback is lost",
+                sender(stored)
+            ),
             lost(),
         )
     } else if has_lint(stored, LintCode::ChallengeNotBasic) {
         (
-            "none: Bandwidth answers only a Basic challenge — this callback is lost".to_owned(),
+            format!(
+                "none: {} answers only a Basic challenge — this callback is lost",
+                sender(stored)
+            ),
             lost(),
         )
     } else if has_lint(stored, LintCode::RetryNeverCame) {
