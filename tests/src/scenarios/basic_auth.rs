@@ -350,6 +350,6 @@ async fn an_app_that_answers_a_bare_401_loses_the_callback() {
         j["lints"][0]["message"]
             .as_str()
             .unwrap()
-            .contains("Bandwidth will not retry: this callback is lost")
+            .contains("Bandwidth sends the credentials from the Bandwidth application")
     );
 }
