@@ -389,23 +389,7 @@ fn copy(data: &Data, id: ExchangeId, what: CopyWhat) -> Msg {
         }
         Err(e) => return Msg::Notice(format!("cannot read exchange #{id}: {e}"), Level::Error),
     };
-    let ex = &stored.exchange;
-    let (text, label) = match what {
-        CopyWhat::Curl => (
-            twk_capture::export::curl::curl_command(
-                ex,
-                &twk_capture::export::curl::CurlOptions::default(),
-            ),
-            "curl command (secrets redacted)",
-        ),
-        CopyWhat::Body => {
-            let b = &ex.request.body.bytes;
-            match std::str::from_utf8(b) {
-                Ok(t) => (t.to_owned(), "request body"),
-                Err(_) => (hex::encode(b), "request body (binary, as hex)"),
-            }
-        }
-    };
+    let (text, label) = twk_inspector::clipboard::content(&stored.exchange, what);
     copy_text(&text, &format!("{label} of #{id}"))
 }
 

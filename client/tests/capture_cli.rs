@@ -393,24 +393,24 @@ async fn capture_query_replay_and_export_through_the_real_tunnel() {
     assert_eq!(stripe_entry["request"]["postData"]["text"], body);
     assert!(!String::from_utf8_lossy(&std::fs::read(&har).unwrap()).contains("v1="));
 
-    // curl export: redacted by default; revealed, it reproduces the request byte for byte.
-    let (code, out, _) = cli(&home, &["export", "--curl", &stripe_id.to_string()]).await;
-    assert_eq!(code, 0);
-    assert!(
-        !out.contains("v1="),
-        "signature in a default curl export: {out}"
-    );
-    let (code, cmd, err) = cli(
+    // curl export: made to be re-sent, so exact by default (it reproduces the request byte
+    // for byte); `--redact` is for sharing it.
+    let (code, out, _) = cli(
         &home,
-        &[
-            "export",
-            "--curl",
-            &stripe_id.to_string(),
-            "--reveal-secrets",
-        ],
+        &["export", "--curl", &stripe_id.to_string(), "--redact"],
     )
     .await;
+    assert_eq!(code, 0);
+    assert!(
+        !out.contains("v1=") && out.contains("[REDACTED]"),
+        "signature in a --redact curl export: {out}"
+    );
+    let (code, cmd, err) = cli(&home, &["export", "--curl", &stripe_id.to_string()]).await;
     assert_eq!(code, 0, "{err}");
+    assert!(
+        cmd.contains("v1="),
+        "the default curl export must be exact: {cmd}"
+    );
     let script = home.join("curl.sh");
     std::fs::write(&script, &cmd).unwrap();
     let status = Command::new("bash")

@@ -168,9 +168,14 @@ pub struct ExportArgs {
     to: Option<String>,
     #[command(flatten)]
     filter: FilterArgs,
-    /// Keep secret-bearing headers (Authorization, Cookie, signatures) in the export.
+    /// Keep secret-bearing headers (Authorization, Cookie, signatures) in the HAR file (a curl
+    /// command keeps them anyway: it is made to be re-sent).
     #[arg(long)]
     reveal_secrets: bool,
+    /// With --curl: replace secret-bearing headers with [REDACTED], for sharing the command
+    /// (it then no longer reproduces the request).
+    #[arg(long, requires = "curl")]
+    redact: bool,
     #[command(flatten)]
     store: StoreArgs,
 }
@@ -510,7 +515,8 @@ pub async fn run_export(args: ExportArgs) -> anyhow::Result<ExitCode> {
             &x.exchange,
             &CurlOptions {
                 base_url: args.to.clone(),
-                reveal_secrets: args.reveal_secrets,
+                // A curl command exists to re-send the request: exact unless asked to redact.
+                reveal_secrets: !args.redact,
             },
         );
         print!("{cmd}");

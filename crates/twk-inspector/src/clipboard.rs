@@ -3,7 +3,40 @@
 //! sequence early; the text is sanitized first ([`crate::sanitize::clean_multiline`]) so a
 //! later paste cannot carry escape sequences either.
 
+use crate::model::CopyWhat;
 use base64::Engine as _;
+use twk_capture::Exchange;
+use twk_capture::export::curl::{CurlOptions, curl_command};
+
+/// What `what` of `ex` puts on the clipboard, and how to name it in the notice.
+///
+/// Curl: the exact request, secret headers included: the clipboard is the user's own, and a
+/// curl command is made to re-send the request (the screen, HAR and `log --json` redact).
+/// Body: the text, or hex when it is not UTF-8.
+pub fn content(ex: &Exchange, what: CopyWhat) -> (String, &'static str) {
+    match what {
+        CopyWhat::Curl => (
+            curl_command(
+                ex,
+                &CurlOptions {
+                    reveal_secrets: true,
+                    ..CurlOptions::default()
+                },
+            ),
+            "curl command (exact, secret headers included)",
+        ),
+        CopyWhat::Body => {
+            let b = &ex.request.body.bytes;
+            match std::str::from_utf8(b) {
+                Ok(t) => (t.to_owned(), "request body"),
+                Err(_) => (
+                    b.iter().map(|x| format!("{x:02x}")).collect(),
+                    "request body (binary, as hex)",
+                ),
+            }
+        }
+    }
+}
 
 /// Most bytes of text put on the clipboard (many terminals refuse longer OSC 52 payloads).
 pub const MAX_CLIPBOARD_BYTES: usize = 100_000;

@@ -31,7 +31,10 @@ pub const KEYS: &[(&str, &str)] = &[
         "/",
         "filter: text, provider:, event:, status:, verdict:, lint:",
     ),
-    ("c", "copy as curl (OSC 52 clipboard; secrets redacted)"),
+    (
+        "c",
+        "copy as curl: the exact request, secret headers included (OSC 52)",
+    ),
     ("u", "copy the tunnel's public URL (OSC 52 clipboard)"),
     ("y", "copy the request body (OSC 52 clipboard)"),
     ("s", "show / hide secret header values"),

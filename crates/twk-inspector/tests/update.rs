@@ -677,3 +677,22 @@ fn u_copies_the_public_url_once_connected() {
         }]
     );
 }
+
+#[test]
+fn copy_as_curl_reproduces_the_request_with_its_signature() {
+    // The screen redacts the signature; the copy (to re-send) must not.
+    let ex = github(1, GITHUB_SECRET);
+    let sig = ex
+        .request
+        .headers
+        .iter()
+        .find(|h| h.name == "x-hub-signature-256")
+        .map(|h| String::from_utf8(h.value.clone()).unwrap())
+        .unwrap();
+    let (curl, label) = twk_inspector::clipboard::content(&ex, CopyWhat::Curl);
+    assert!(curl.contains(&sig), "{curl}");
+    assert!(!curl.contains("[REDACTED]"), "{curl}");
+    assert!(label.contains("exact"));
+    let (body, _) = twk_inspector::clipboard::content(&ex, CopyWhat::Body);
+    assert_eq!(body.as_bytes(), ex.request.body.bytes.as_slice());
+}

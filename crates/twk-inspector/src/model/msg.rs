@@ -57,7 +57,8 @@ pub enum Focus {
 /// What to put on the clipboard.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CopyWhat {
-    /// The request as a shell-safe curl command (secrets redacted).
+    /// The request as a shell-safe curl command that reproduces it exactly (secret headers
+    /// included: it goes to the user's own clipboard to be re-sent).
     Curl,
     /// The request body.
     Body,
