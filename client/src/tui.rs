@@ -22,6 +22,8 @@ pub struct TuiContext {
     pub recorder: twk_capture::Recorder,
     /// The tunnel's connection and round trip, updated on every change.
     pub link: watch::Receiver<crate::tunnel::Link>,
+    /// Requests starting and finishing (the inspector's in-flight rows).
+    pub flights: mpsc::Receiver<Msg>,
     /// The local target URL (e.g. `http://localhost:3000`).
     pub target: String,
     /// Provider secrets, for replay with re-signing.
@@ -106,13 +108,13 @@ fn recorder_msg(alerts: &twk_capture::Alerts) -> Msg {
 
 /// Runs the inspector until the user quits or `ctx.shutdown` is cancelled; then cancels
 /// `ctx.shutdown` (quitting the inspector stops the tunnel).
-pub async fn run(ctx: TuiContext) -> anyhow::Result<()> {
-    let result = run_inner(&ctx).await;
+pub async fn run(mut ctx: TuiContext) -> anyhow::Result<()> {
+    let result = run_inner(&mut ctx).await;
     ctx.shutdown.cancel();
     result
 }
 
-async fn run_inner(ctx: &TuiContext) -> anyhow::Result<()> {
+async fn run_inner(ctx: &mut TuiContext) -> anyhow::Result<()> {
     let data = Data::new(
         ctx.recorder
             .reader()
@@ -203,6 +205,7 @@ async fn run_inner(ctx: &TuiContext) -> anyhow::Result<()> {
                 }
             },
             Some(n) = notices.recv() => (n, false),
+            Some(f) = ctx.flights.recv() => (f, false),
         };
         let intents = data.dispatch(&mut model, msg);
         dirty |= draw_now;

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use twk_agent::{AgentConfig, AgentError, HostHeader, RelayUrl, Target};
 use twk_agent::{ConnState, Observer};
@@ -129,6 +129,35 @@ struct TunnelObserver {
     printer: Option<Arc<Printer>>,
     recorder: Option<Recorder>,
     link: watch::Sender<Link>,
+    /// Requests in flight, for the inspector (bounded: under a flood, rows are skipped,
+    /// never forwarding).
+    flights: Option<mpsc::Sender<twk_inspector::Msg>>,
+}
+
+/// The inspector's in-flight row of a request whose head just arrived.
+fn in_flight(ex: &Exchange) -> twk_inspector::InFlight {
+    let mut view = twk_providers::RequestView::new(&ex.method, &ex.public_url, &[]);
+    for h in &ex.request.headers {
+        view = view.with_header(&h.name, &h.value);
+    }
+    let provider = twk_providers::detect(&view);
+    let header = |name: &str| {
+        ex.request
+            .headers
+            .iter()
+            .find(|h| h.name.eq_ignore_ascii_case(name))
+            .map(|h| String::from_utf8_lossy(&h.value).into_owned())
+    };
+    twk_inspector::InFlight {
+        request_id: ex.request_id.clone(),
+        received_ms: ex.timings.received_ms,
+        method: ex.method.clone(),
+        path: ex.path.clone(),
+        provider: provider.map(|p| p.as_str().to_owned()),
+        // The events a head names; others are in the body, which has not arrived yet.
+        event: header("x-github-event").or_else(|| header("x-shopify-topic")),
+        done_ms: None,
+    }
 }
 
 impl Observer for TunnelObserver {
@@ -148,7 +177,18 @@ impl Observer for TunnelObserver {
         });
     }
 
+    fn started(&self, exchange: &Exchange) {
+        if let Some(tx) = &self.flights {
+            let _ = tx.try_send(twk_inspector::Msg::Started(Box::new(in_flight(exchange))));
+        }
+    }
+
     fn exchange(&self, exchange: Exchange) {
+        if let Some(tx) = &self.flights {
+            let _ = tx.try_send(twk_inspector::Msg::Finished {
+                request_id: exchange.request_id.clone(),
+            });
+        }
         let Some(recorder) = &self.recorder else {
             if let Some(p) = &self.printer {
                 p.exchange(exchange);
@@ -283,10 +323,12 @@ pub async fn run(mut args: TunnelArgs) -> anyhow::Result<ExitCode> {
         rtt_ms: None,
     });
     let printer = (!tui).then(|| Arc::new(Printer::new(mode, target.url())));
+    let (flights_tx, flights_rx) = mpsc::channel(1024);
     let observer = Arc::new(TunnelObserver {
         printer: printer.clone(),
         recorder: recorder.clone(),
         link: link_tx,
+        flights: tui.then_some(flights_tx),
     });
     let agent = tokio::spawn(twk_agent::run(cfg, observer, shutdown.clone()));
     let result = match (tui, recorder) {
@@ -294,6 +336,7 @@ pub async fn run(mut args: TunnelArgs) -> anyhow::Result<ExitCode> {
             let ctx = crate::tui::TuiContext {
                 recorder,
                 link: link_rx,
+                flights: flights_rx,
                 target: target.url(),
                 secrets,
                 shutdown: shutdown.clone(),

@@ -34,6 +34,10 @@ impl Tmux {
     }
 
     fn start(tag: &str, shell_cmd: &str) -> Tmux {
+        Tmux::start_sized(tag, shell_cmd, (160, 45))
+    }
+
+    fn start_sized(tag: &str, shell_cmd: &str, (w, h): (u16, u16)) -> Tmux {
         let unique = format!("twk-{tag}-{}-{}", std::process::id(), twk_agent::now_ms());
         let t = Tmux {
             socket: unique.clone(),
@@ -45,9 +49,9 @@ impl Tmux {
             "-s",
             &t.session,
             "-x",
-            "160",
+            &w.to_string(),
             "-y",
-            "45",
+            &h.to_string(),
             shell_cmd,
         ]);
         assert!(
@@ -274,5 +278,98 @@ async fn signed_webhook_listed_with_verdict_details_and_replay() {
     assert!(
         screen.contains("twk-tunnel exited with 0"),
         "clean exit:\n{screen}"
+    );
+}
+
+/// The README's first command (`twk-tunnel PORT`) on an 80×24 terminal: the public URL is
+/// whole, a request to a slow handler is listed while in flight, a signed webhook is listed
+/// with its verdict, and `q` gives the terminal back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readme_first_command_at_80x24() {
+    if !tmux_available() {
+        eprintln!("skipping: tmux is not installed and TWK_SKIP_TMUX=1");
+        return;
+    }
+    // Answers /slow… after 3 s, everything else at once.
+    let mut target = FakeTarget::slow(Duration::from_secs(3)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let config = dir.path().join("config");
+    std::fs::create_dir_all(&config).unwrap();
+    let shell_cmd = format!(
+        "env -u TWK_RELAY -u TWK_TOKEN -u TWK_NAME -u TWK_CONFIG XDG_DATA_HOME={data} \
+         TWK_DATA_DIR={twk} XDG_CONFIG_HOME={config} GITHUB_WEBHOOK_SECRET={secret} \
+         LC_ALL=C.UTF-8 {bin} --embedded-port 0 --name readme80 {port}; \
+         code=$?; echo; echo \"twk-tunnel exited with $code\"; sleep 60",
+        data = quote(&data.to_string_lossy()),
+        twk = quote(&data.join("twk").to_string_lossy()),
+        config = quote(&config.to_string_lossy()),
+        secret = quote(SECRET),
+        bin = quote(BIN),
+        port = target.addr.port(),
+    );
+    let tmux = Tmux::start_sized("readme80", &shell_cmd, (80, 24));
+    let screen = tmux.wait_for("the connected top bar", |s| relay_addr(s).is_some());
+    let relay = relay_addr(&screen).unwrap();
+    let url = format!("http://{relay}/t/readme80");
+    assert!(
+        screen.lines().take(2).any(|l| l.contains(&url)),
+        "the public URL must be whole at 80 columns:\n{screen}"
+    );
+    assert!(screen.contains("q quit"), "how to quit is shown:\n{screen}");
+
+    // A slow handler: listed while the app has not answered yet.
+    let slow =
+        tokio::spawn(async move { send(relay, "POST", "/t/readme80/slow/job", &[], "{}").await });
+    tmux.wait_for("the in-flight row", |s| {
+        row_with(s, &["/slow/job", "in flight"]).is_some()
+    });
+    assert_eq!(slow.await.unwrap().unwrap().status, 200);
+    tmux.wait_for("the completed row", |s| {
+        row_with(s, &["/slow/job", "200"]).is_some()
+            && row_with(s, &["/slow/job", "in flight"]).is_none()
+    });
+
+    // A webhook signed like GitHub does, listed with its verdict.
+    let body = r#"{"ref":"refs/heads/main","repository":{"full_name":"octo/hello"}}"#;
+    let mut secrets = Secrets::new();
+    secrets.set(Provider::Github, Secret::new(SECRET));
+    let sig = twk_providers::sign(
+        Provider::Github,
+        &RequestView::new("POST", &format!("{url}/github"), body.as_bytes()),
+        &secrets,
+        &SignOptions::default(),
+    )
+    .unwrap()
+    .remove(0)
+    .1;
+    let reply = send(
+        relay,
+        "POST",
+        "/t/readme80/github",
+        &[
+            ("content-type", "application/json"),
+            ("x-github-event", "push"),
+            ("x-github-delivery", "d6f8e4a0-0000-4000-8000-000000000080"),
+            ("x-hub-signature-256", &sig),
+        ],
+        body,
+    )
+    .await
+    .unwrap();
+    assert_eq!(reply.status, 200);
+    let _ = target.received.recv().await;
+    tmux.wait_for("the signed row with its verdict", |s| {
+        row_with(s, &["/github", "200", "✓", "push"]).is_some()
+    });
+
+    tmux.keys(&["q"]);
+    let screen = tmux.wait_for("the process to exit", |s| {
+        s.contains("twk-tunnel exited with")
+    });
+    assert!(screen.contains("twk-tunnel exited with 0"), "{screen}");
+    assert!(
+        !screen.contains("Exchanges"),
+        "the inspector's screen is gone (alternate screen left):\n{screen}"
     );
 }

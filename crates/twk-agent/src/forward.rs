@@ -295,6 +295,7 @@ pub(crate) async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Respo
     let (gate, auth) = basic_auth_gate(cfg, &mut parts.headers);
     let mut exchange = new_exchange(&shared, &m, parts.method.as_str(), &path, &parts.headers);
     exchange.auth = auth;
+    shared.observer.started(&exchange);
     let (tap, req_rx) = Tap::new(body, cfg.capture_cap);
     let tap = tap.with_budget(shared.budget.clone());
     let mut out = Request::new(tap.map_err(BoxError::from).boxed());

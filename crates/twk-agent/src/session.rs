@@ -58,6 +58,10 @@ impl ConnState {
 pub trait Observer: Send + Sync + 'static {
     /// The connection state changed.
     fn connection(&self, state: &ConnState);
+    /// A request's head arrived and is being forwarded: `exchange` holds its metadata and
+    /// head (no body, no response yet). [`Observer::exchange`] follows with the same
+    /// `request_id` when it finishes, however it ends.
+    fn started(&self, _exchange: &Exchange) {}
     /// An exchange finished (successfully or not).
     fn exchange(&self, exchange: Exchange);
     /// A round trip to the relay was measured (websocket ping, about every ping interval).

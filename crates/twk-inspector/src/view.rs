@@ -6,7 +6,7 @@
 
 use crate::detail::Tab;
 use crate::layout::{self, Areas};
-use crate::model::{Conn, Focus, Level, Model};
+use crate::model::{Conn, Focus, InFlight, Level, Model};
 use crate::sanitize::clean_line;
 use crate::style::{
     clock, dim, lint_label, lint_style, millis, severity_mark, status_span, verdict_mark,
@@ -124,6 +124,55 @@ fn event_label(s: &Summary, full: bool) -> String {
     clean_line(&label, 64)
 }
 
+/// The provider · event label of an in-flight request (what its head shows).
+fn flight_label(f: &InFlight, full: bool) -> String {
+    let label = match (&f.provider, &f.event) {
+        (Some(p), Some(e)) if full => format!("{p} · {e}"),
+        (_, Some(e)) => e.clone(),
+        (Some(p), None) => p.clone(),
+        (None, None) => String::new(),
+    };
+    clean_line(&label, 64)
+}
+
+/// A request still being forwarded: a spinner for its status and the time so far (the
+/// stored row replaces it when it is done).
+fn flight_row(m: &Model, f: &InFlight, cols: Cols) -> Row<'static> {
+    const SPIN: [&str; 4] = ["◐", "◓", "◑", "◒"];
+    let end = f.done_ms.unwrap_or(m.now_ms);
+    let elapsed = end.saturating_sub(f.received_ms).max(0);
+    let frame = usize::try_from((m.now_ms / 125).rem_euclid(4)).unwrap_or(0);
+    let waiting = Style::new().fg(Color::Cyan);
+    Row::new(vec![
+        Cell::from(Span::styled("…", dim())),
+        Cell::from(clock(f.received_ms, &m.tz, false)),
+        Cell::from(Span::styled(
+            clean_line(&f.method, 7),
+            Style::new().add_modifier(Modifier::BOLD),
+        )),
+        Cell::from(clean_line(&f.path, 512)),
+        Cell::from(Span::styled(
+            if f.done_ms.is_some() {
+                "✓"
+            } else {
+                SPIN[frame]
+            },
+            waiting,
+        )),
+        Cell::from(Line::from(Span::styled(millis(elapsed), waiting)).alignment(Alignment::Right)),
+        Cell::from(""),
+        Cell::from(flight_label(f, cols.full_event)),
+        Cell::from(Span::styled(
+            if f.done_ms.is_some() {
+                "done"
+            } else {
+                "in flight"
+            },
+            waiting,
+        )),
+    ])
+}
+
 /// Column widths of the list for the rows on screen.
 #[derive(Debug, Clone, Copy)]
 struct Cols {
@@ -140,16 +189,33 @@ struct Cols {
 /// Columns by priority: number, time, method, status, duration and verdict always whole;
 /// then event names (with the provider when it fits) and marks as wide as the rows on
 /// screen need; the path takes what is left (at least [`MIN_PATH`]).
-fn columns(rows: &[(&Summary, Fold)], width: u16) -> Cols {
+fn columns(rows: &[(&Summary, Fold)], flying: &[&InFlight], width: u16) -> Cols {
     let cells = |f: &dyn Fn(&Summary, Fold) -> usize| {
         rows.iter().map(|(s, fold)| f(s, *fold)).max().unwrap_or(0)
     };
+    let flights = |full: bool| {
+        flying
+            .iter()
+            .map(|f| Span::raw(flight_label(f, full)).width())
+            .max()
+            .unwrap_or(0)
+    };
     let id = cells(&|s, _| s.id.to_string().len() + 2).clamp(3, 12) as u16;
-    let method = cells(&|s, _| s.method.chars().count()).clamp(4, 7) as u16;
-    let full = cells(&|s, _| Span::raw(event_label(s, true)).width()) as u16;
-    let short = cells(&|s, _| Span::raw(event_label(s, false)).width()) as u16;
-    let marks_full = (cells(&|s, fold| marks(s, fold, false).width()) as u16).max(5);
-    let marks_compact = (cells(&|s, fold| marks(s, fold, true).width()) as u16).max(5);
+    let method = cells(&|s, _| s.method.chars().count())
+        .max(
+            flying
+                .iter()
+                .map(|f| f.method.chars().count())
+                .max()
+                .unwrap_or(0),
+        )
+        .clamp(4, 7) as u16;
+    let full = cells(&|s, _| Span::raw(event_label(s, true)).width()).max(flights(true)) as u16;
+    let short = cells(&|s, _| Span::raw(event_label(s, false)).width()).max(flights(false)) as u16;
+    // "in flight" is the widest mark an in-flight row has.
+    let flight_marks = if flying.is_empty() { 5 } else { 9 };
+    let marks_full = (cells(&|s, fold| marks(s, fold, false).width()) as u16).max(flight_marks);
+    let marks_compact = (cells(&|s, fold| marks(s, fold, true).width()) as u16).max(flight_marks);
     // Highlight symbol, 8 gaps and the fixed columns (time 8, status 3, duration 7, verdict 3).
     let fixed = 1 + 8 + id + 8 + method + 3 + 7 + 3;
     let rest = width.saturating_sub(fixed + MIN_PATH);
@@ -251,7 +317,7 @@ fn list(m: &Model, f: &mut Frame, a: &Areas) {
         .title_top(Line::from(state).alignment(Alignment::Right));
     let inner = block.inner(a.list);
     f.render_widget(block, a.list);
-    if l.total == 0 && !l.loading {
+    if l.total == 0 && !l.loading && m.in_flight.is_empty() {
         let text = if m.filter_text.is_empty() {
             match &m.conn {
                 Conn::Connected { public_url, .. } => format!(
@@ -267,12 +333,18 @@ fn list(m: &Model, f: &mut Frame, a: &Areas) {
         f.render_widget(Paragraph::new(Line::styled(text, dim())), inner);
         return;
     }
-    let vh = u64::from(a.list_rows());
+    let vh = m.list_rows();
+    let flying: Vec<&InFlight> = m
+        .in_flight
+        .iter()
+        .take(usize::from(m.in_flight_lines(a.list_rows())))
+        .collect();
     let open = l.expanded.as_ref().map(|e| e.row);
     let lines = l.lines(vh);
     let selected_line = lines
         .iter()
-        .position(|&(pos, leg1)| pos == l.selected && leg1 == l.on_leg1);
+        .position(|&(pos, leg1)| pos == l.selected && leg1 == l.on_leg1)
+        .map(|i| i + flying.len());
     let shown: Vec<Option<(&Summary, Fold)>> = lines
         .iter()
         .map(|&(pos, leg1)| match (l.row(pos), leg1) {
@@ -289,15 +361,14 @@ fn list(m: &Model, f: &mut Frame, a: &Areas) {
         })
         .collect();
     let present: Vec<(&Summary, Fold)> = shown.iter().flatten().copied().collect();
-    let cols = columns(&present, inner.width);
-    let rows: Vec<Row> = shown
-        .iter()
-        .zip(&lines)
-        .map(|(r, &(_, leg1))| match r {
+    let cols = columns(&present, &flying, inner.width);
+    let flight_rows = flying.iter().map(|f| flight_row(m, f, cols));
+    let rows: Vec<Row> = flight_rows
+        .chain(shown.iter().zip(&lines).map(|(r, &(_, leg1))| match r {
             Some((s, fold)) => row(m, s, *fold, cols),
             None if leg1 => Row::new(vec![Cell::from("")]),
             None => Row::new(vec![Cell::from(""), Cell::from(Span::styled("…", dim()))]),
-        })
+        }))
         .collect();
     let header = Row::new(vec![
         "#",

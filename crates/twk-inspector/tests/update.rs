@@ -696,3 +696,78 @@ fn copy_as_curl_reproduces_the_request_with_its_signature() {
     let (body, _) = twk_inspector::clipboard::content(&ex, CopyWhat::Body);
     assert_eq!(body.as_bytes(), ex.request.body.bytes.as_slice());
 }
+
+fn flight(id: &str, received_ms: i64, path: &str) -> twk_inspector::InFlight {
+    twk_inspector::InFlight {
+        request_id: id.into(),
+        received_ms,
+        method: "POST".into(),
+        path: path.into(),
+        provider: Some("github".into()),
+        event: Some("push".into()),
+        done_ms: None,
+    }
+}
+
+#[test]
+fn a_slow_request_is_listed_when_its_head_arrives_and_completed_in_place() {
+    let (dir, data) = store(&mix());
+    let mut m = model(&data);
+    let rows_before = m.list_rows();
+    let now = m.now_ms;
+    data.dispatch(
+        &mut m,
+        Msg::Started(Box::new(flight("r-slow", now, "/slow"))),
+    );
+    assert_eq!(m.in_flight.len(), 1);
+    assert_eq!(
+        m.list_rows(),
+        rows_before - 1,
+        "the in-flight line takes a list line"
+    );
+    data.dispatch(&mut m, Msg::Tick(now + 9_000));
+    let (screen, _) = render(&m);
+    let line = screen.lines().find(|l| l.contains("/slow")).unwrap();
+    assert!(
+        line.contains("9000 ms") && line.contains("in flight"),
+        "{line}"
+    );
+    // Its stored row replaces it (same received time, method and path).
+    let mut ex = plain(8, "POST", "/slow", Some(200));
+    ex.timings.received_ms = now;
+    let s = add(&dir, &ex);
+    data.dispatch(
+        &mut m,
+        Msg::Finished {
+            request_id: "r-slow".into(),
+        },
+    );
+    data.dispatch(&mut m, Msg::Captured(Box::new(s)));
+    assert!(m.in_flight.is_empty());
+    assert_eq!(m.list_rows(), rows_before);
+    // A finished request whose row never comes (dropped, filtered) goes after a moment.
+    data.dispatch(
+        &mut m,
+        Msg::Started(Box::new(flight("r-lost", now + 9_500, "/lost"))),
+    );
+    data.dispatch(
+        &mut m,
+        Msg::Finished {
+            request_id: "r-lost".into(),
+        },
+    );
+    assert_eq!(m.in_flight[0].done_ms, Some(now + 9_000));
+    data.dispatch(
+        &mut m,
+        Msg::Tick(now + 9_000 + twk_inspector::model::FINISHED_LINGER_MS),
+    );
+    assert!(m.in_flight.is_empty());
+    // A flood keeps a bounded number of rows.
+    for i in 0..500 {
+        data.dispatch(
+            &mut m,
+            Msg::Started(Box::new(flight(&format!("f{i}"), now, "/f"))),
+        );
+    }
+    assert_eq!(m.in_flight.len(), twk_inspector::model::MAX_IN_FLIGHT);
+}

@@ -482,3 +482,26 @@ fn a_stripe_webhook_refused_with_401_is_not_a_lost_bandwidth_callback() {
     assert!(!auth.contains("Bandwidth"), "{auth}");
     assert!(auth.contains("plain refusal"), "{auth}");
 }
+
+#[test]
+fn in_flight_requests_show_above_the_list_with_a_spinner_and_elapsed_time() {
+    let (_d, data) = store(&mix());
+    let mut m = model(&data);
+    let now = m.now_ms;
+    for (id, ago, path) in [("a", 12_300, "/slow/handler"), ("b", 800, "/github")] {
+        let f = twk_inspector::InFlight {
+            request_id: id.into(),
+            received_ms: now - ago,
+            method: "POST".into(),
+            path: path.into(),
+            provider: Some("github".into()),
+            event: Some("push".into()),
+            done_ms: None,
+        };
+        data.dispatch(&mut m, Msg::Started(Box::new(f)));
+    }
+    let (text, buf) = render(&m);
+    assert_clean(&buf);
+    assert!(text.contains("12.3 s"), "{text}");
+    snap("in_flight", &m);
+}

@@ -302,9 +302,10 @@ impl Model {
             MouseEventKind::ScrollDown if inside(a.detail) => self.scroll_detail(3),
             MouseEventKind::ScrollUp if inside(a.detail) => self.scroll_detail(-3),
             MouseEventKind::Down(_) if over_list => {
-                let first = a.list_first_row();
+                // In-flight lines come first and are not selectable.
+                let first = a.list_first_row() + self.in_flight_lines(a.list_rows());
                 if m.row >= first {
-                    let lines = self.list.lines(u64::from(a.list_rows()));
+                    let lines = self.list.lines(self.list_rows());
                     if let Some(&(pos, leg1)) = lines.get(usize::from(m.row - first)) {
                         self.move_to(pos, out);
                         if leg1 {

@@ -11,7 +11,7 @@ mod msg;
 mod update;
 
 pub use list::{Counts, Expanded, List};
-pub use msg::{Cmd, Conn, CopyWhat, Focus, Intent, Level, Load, Msg, Notice, Start};
+pub use msg::{Cmd, Conn, CopyWhat, Focus, InFlight, Intent, Level, Load, Msg, Notice, Start};
 pub use update::update;
 
 use crate::detail::{Detail, Tab};
@@ -25,6 +25,13 @@ pub const NOTICE_MS: i64 = 6_000;
 pub const MAX_FILTER_CHARS: usize = 256;
 /// Most rows kept in the list window (a few screens around the viewport).
 pub const MAX_WINDOW_ROWS: usize = 600;
+/// Most in-flight requests tracked (a flood shows the newest; each row is transient).
+pub const MAX_IN_FLIGHT: usize = 64;
+/// How long a finished request keeps its in-flight row when its stored row does not come
+/// (the recorder dropped it, or it is filtered out).
+pub const FINISHED_LINGER_MS: i64 = 1_500;
+/// An in-flight row older than this is dropped (its end was never heard of).
+pub const FLIGHT_MAX_MS: i64 = 600_000;
 
 /// Everything the inspector shows.
 #[derive(Debug, Clone)]
@@ -64,6 +71,8 @@ pub struct Model {
     pub input_fresh: bool,
     /// The list.
     pub list: List,
+    /// Requests being forwarded, newest first, drawn above the list.
+    pub in_flight: Vec<InFlight>,
     /// Keyboard focus.
     pub focus: Focus,
     /// Selected detail tab.
@@ -113,6 +122,7 @@ impl Model {
                 follow: true,
                 ..List::default()
             },
+            in_flight: Vec::new(),
             focus: Focus::List,
             tab: Tab::Request,
             detail_scroll: 0,
@@ -135,9 +145,17 @@ impl Model {
         ]
     }
 
-    /// Visible list rows for the current size and focus.
+    /// Visible list rows (stored exchanges) for the current size and focus: what the
+    /// in-flight lines above them leave.
     pub fn list_rows(&self) -> u64 {
-        u64::from(self.areas().list_rows())
+        let all = self.areas().list_rows();
+        u64::from(all - self.in_flight_lines(all))
+    }
+
+    /// In-flight lines drawn above the list when it has `rows` lines: at most half of them.
+    pub fn in_flight_lines(&self, rows: u16) -> u16 {
+        let n = u16::try_from(self.in_flight.len()).unwrap_or(u16::MAX);
+        n.min(rows / 2)
     }
 
     /// Visible detail lines for the current size and focus.

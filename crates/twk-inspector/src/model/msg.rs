@@ -149,6 +149,25 @@ pub enum Cmd {
     Intent(Intent),
 }
 
+/// A request being forwarded: the head arrived, the response has not finished.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InFlight {
+    /// The relay's request id (matches [`Msg::Finished`]).
+    pub request_id: String,
+    /// When the relay received it (Unix ms; the stored row has the same value).
+    pub received_ms: i64,
+    /// Method.
+    pub method: String,
+    /// Path and query.
+    pub path: String,
+    /// The provider, when the head shows it.
+    pub provider: Option<String>,
+    /// The event, when the head names it (e.g. GitHub's `X-GitHub-Event`).
+    pub event: Option<String>,
+    /// When it finished (Unix ms), while its stored row has not arrived yet.
+    pub done_ms: Option<i64>,
+}
+
 /// Severity of a notice.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Level {
@@ -228,4 +247,12 @@ pub enum Msg {
     Counts(Counts),
     /// A message for the status line from the host (replay done, copy done, …).
     Notice(String, Level),
+    /// A request's head arrived: listed at once, completed when it is stored.
+    Started(Box<InFlight>),
+    /// The request `request_id` finished (its stored row follows shortly, unless the
+    /// recorder dropped it).
+    Finished {
+        /// The request.
+        request_id: String,
+    },
 }

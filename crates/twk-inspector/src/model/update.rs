@@ -16,6 +16,17 @@ pub fn update(m: &mut Model, msg: Msg) -> Vec<Cmd> {
         }
         Msg::Tick(now) => {
             m.now_ms = now;
+            let before = m.in_flight.len();
+            // A row whose end was never heard of (its message dropped under a flood) goes
+            // after FLIGHT_MAX_MS rather than staying forever.
+            m.in_flight.retain(|f| {
+                f.done_ms
+                    .is_none_or(|d| now - d < super::FINISHED_LINGER_MS)
+                    && now - f.received_ms < super::FLIGHT_MAX_MS
+            });
+            if m.in_flight.len() != before {
+                m.after_move(&mut out, false);
+            }
             if m.notice.as_ref().is_some_and(|n| n.until_ms <= now) {
                 m.notice = None;
             }
@@ -27,7 +38,14 @@ pub fn update(m: &mut Model, msg: Msg) -> Vec<Cmd> {
                 }
             }
         }
-        Msg::Captured(s) => m.on_captured(*s, &mut out),
+        Msg::Captured(s) => {
+            // Its in-flight line is replaced by the stored row.
+            m.in_flight.retain(|f| {
+                (f.received_ms, f.method.as_str(), f.path.as_str())
+                    != (s.received_ms, s.method.as_str(), s.path.as_str())
+            });
+            m.on_captured(*s, &mut out);
+        }
         Msg::Lagged => {
             out.push(Cmd::Load(Load::Counts));
             m.refresh(&mut out);
@@ -99,6 +117,17 @@ pub fn update(m: &mut Model, msg: Msg) -> Vec<Cmd> {
         }
         Msg::Counts(c) => m.counts = c,
         Msg::Notice(text, level) => m.notify(text, level),
+        Msg::Started(f) => {
+            m.in_flight.insert(0, *f);
+            m.in_flight.truncate(super::MAX_IN_FLIGHT);
+            m.after_move(&mut out, false);
+        }
+        Msg::Finished { request_id } => {
+            let now = m.now_ms;
+            if let Some(f) = m.in_flight.iter_mut().find(|f| f.request_id == request_id) {
+                f.done_ms = Some(now);
+            }
+        }
     }
     out
 }
