@@ -108,25 +108,38 @@ impl Data {
                 row: *row,
                 summary: self.store.get(*id)?.map(|x| Box::new(x.summary())),
             }),
-            Load::Counts => {
-                let all = Filter::default();
-                let status = |s| Filter {
-                    status: Some(s),
-                    ..Filter::default()
+            Load::Counts(tunnel) => {
+                let scoped = |f: Filter| Filter {
+                    name: tunnel.clone(),
+                    ..f
                 };
-                let verdict = |v: Verdict| Filter {
-                    verdict: Some(v),
-                    ..Filter::default()
+                let status = |s| {
+                    scoped(Filter {
+                        status: Some(s),
+                        ..Filter::default()
+                    })
+                };
+                let verdict = |v: Verdict| {
+                    scoped(Filter {
+                        verdict: Some(v),
+                        ..Filter::default()
+                    })
                 };
                 let max_id = self.store.max_id()?.unwrap_or(0);
+                let total = self.store.count(&scoped(Filter::default()))?;
+                let other = match tunnel {
+                    Some(_) => self.store.count(&Filter::default())? - total,
+                    None => 0,
+                };
                 Ok(Msg::Counts(Counts {
-                    total: self.store.count(&all)?,
+                    total,
                     errors: self.store.count(&status(StatusFilter::Class(4)))?
                         + self.store.count(&status(StatusFilter::Class(5)))?
                         + self.store.count(&status(StatusFilter::NoResponse))?,
                     invalid: self.store.count(&verdict(Verdict::Invalid))?
                         + self.store.count(&verdict(Verdict::Malformed))?,
                     max_id,
+                    other,
                 }))
             }
         }

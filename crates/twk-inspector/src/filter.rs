@@ -1,5 +1,6 @@
-//! The `/` filter language: free text plus `provider:`, `event:`, `status:`, `verdict:` and
-//! `lint:` terms, turned into a capture-store [`Filter`].
+//! The `/` filter language: free text plus `provider:`, `event:`, `status:`, `verdict:`,
+//! `lint:` and `tunnel:` terms, turned into a capture-store [`Filter`]. Without `tunnel:` the
+//! inspector lists this tunnel's history; `tunnel:all` lists every tunnel's.
 //!
 //! Basic-auth handshakes are listed as one row (the store's `collapse_handshakes`: the leg-1
 //! row of a paired handshake is left out, its leg-2 row stands for both) unless the filter
@@ -16,6 +17,10 @@
 use std::str::FromStr;
 use twk_capture::{Filter, LintCode, StatusFilter, Summary};
 use twk_providers::Verdict;
+
+/// The `tunnel:` value that lists every tunnel's history (`tunnel:all` or `tunnel:*` set the
+/// filter's name to this; no tunnel can be named `*`).
+pub const ALL_TUNNELS: &str = "*";
 
 /// Why a filter text was refused (the previous filter stays in force).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -67,7 +72,7 @@ pub fn parse(text: &str) -> Result<Filter, FilterError> {
         let key_l = key.to_ascii_lowercase();
         if !matches!(
             key_l.as_str(),
-            "provider" | "event" | "status" | "verdict" | "lint"
+            "provider" | "event" | "status" | "verdict" | "lint" | "tunnel"
         ) {
             free.push(word);
             continue;
@@ -80,6 +85,7 @@ pub fn parse(text: &str) -> Result<Filter, FilterError> {
             "event" => f.event.is_some(),
             "status" => f.status.is_some(),
             "lint" => f.lint.is_some(),
+            "tunnel" => f.name.is_some(),
             _ => f.verdict.is_some(),
         };
         if slot_taken {
@@ -88,6 +94,10 @@ pub fn parse(text: &str) -> Result<Filter, FilterError> {
         match key_l.as_str() {
             "provider" => f.provider = Some(value.to_ascii_lowercase()),
             "event" => f.event = Some(value.to_owned()),
+            "tunnel" if value == "all" || value == ALL_TUNNELS => {
+                f.name = Some(ALL_TUNNELS.to_owned())
+            }
+            "tunnel" => f.name = Some(value.to_owned()),
             "status" => {
                 f.status = Some(
                     StatusFilter::from_str(value)

@@ -29,7 +29,7 @@ pub const KEYS: &[(&str, &str)] = &[
     ("e", "edit the request in $EDITOR, then replay it"),
     (
         "/",
-        "filter: text, provider:, event:, status:, verdict:, lint:",
+        "filter: text, provider:, event:, status:, verdict:, lint:, tunnel:",
     ),
     (
         "c",
@@ -38,6 +38,10 @@ pub const KEYS: &[(&str, &str)] = &[
     ("u", "copy the tunnel's public URL (OSC 52 clipboard)"),
     ("y", "copy the request body (OSC 52 clipboard)"),
     ("s", "show / hide secret header values"),
+    (
+        "a",
+        "this tunnel's history / every tunnel's (filter: tunnel:NAME, tunnel:all)",
+    ),
     ("p", "pause / resume following the newest exchange"),
     ("?", "this help"),
     ("q Ctrl-C", "quit (stops the tunnel)"),

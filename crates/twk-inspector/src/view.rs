@@ -293,6 +293,21 @@ fn list(m: &Model, f: &mut Frame, a: &Areas) {
             Style::new().fg(Color::Yellow),
         ));
     }
+    match m.scope() {
+        Some(t) if m.counts.other > 0 => title.push(Span::styled(
+            format!(
+                "tunnel {} · {} more in other tunnels (a: all) ",
+                clean_line(&t, 40),
+                group(m.counts.other)
+            ),
+            dim(),
+        )),
+        None if m.tunnel.is_some() => title.push(Span::styled(
+            "all tunnels (a: this one) ",
+            Style::new().fg(Color::Magenta),
+        )),
+        _ => {}
+    }
     let state = if l.paused {
         Span::styled(" paused ", Style::new().fg(Color::Black).bg(Color::Yellow))
     } else if l.follow {

@@ -771,3 +771,46 @@ fn a_slow_request_is_listed_when_its_head_arrives_and_completed_in_place() {
     }
     assert_eq!(m.in_flight.len(), twk_inspector::model::MAX_IN_FLIGHT);
 }
+
+#[test]
+fn the_list_shows_this_tunnels_history_and_says_how_much_else_is_stored() {
+    let mut rows = mix();
+    for (i, ex) in rows.iter_mut().enumerate().take(3) {
+        ex.tunnel = format!("yesterday-{i}");
+    }
+    let (dir, data) = store(&rows);
+    let mut m = model(&data);
+    assert_eq!(m.list.total, 7, "before the tunnel has a name: everything");
+    let conn = |name: &str| {
+        Msg::Conn(twk_inspector::Conn::Connected {
+            name: name.into(),
+            public_url: format!("https://relay.example/t/{name}"),
+        })
+    };
+    data.dispatch(&mut m, conn("demo"));
+    assert_eq!(m.list.total, 4, "this tunnel's rows only");
+    assert_eq!((m.counts.total, m.counts.other), (4, 3));
+    let (screen, _) = render(&m);
+    assert!(
+        screen.contains("3 more in other tunnels (a: all)"),
+        "{screen}"
+    );
+    // A live row of another tunnel is counted as other, not listed.
+    let mut foreign = plain(8, "GET", "/elsewhere", Some(200));
+    foreign.tunnel = "other".into();
+    data.dispatch(&mut m, Msg::Captured(Box::new(add(&dir, &foreign))));
+    assert_eq!((m.list.total, m.counts.other), (4, 4));
+    // `a` shows everything, and back.
+    press(&data, &mut m, "a");
+    assert_eq!(m.list.total, 8);
+    assert_eq!(m.counts.total, 8);
+    press(&data, &mut m, "a");
+    assert_eq!(m.list.total, 4);
+    // A filter term picks a tunnel, or all of them.
+    press(&data, &mut m, "/tunnel:yesterday-1");
+    data.dispatch(&mut m, code(KeyCode::Enter));
+    assert_eq!(m.list.total, 1);
+    press(&data, &mut m, "/tunnel:all");
+    data.dispatch(&mut m, code(KeyCode::Enter));
+    assert_eq!(m.list.total, 8);
+}

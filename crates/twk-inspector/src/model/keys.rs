@@ -1,7 +1,7 @@
 //! Keyboard and mouse: what each key does in the filter prompt, the list and the detail pane
 //! (the bindings shown in help are in [`crate::keymap`]).
 
-use super::{Cmd, Conn, CopyWhat, Focus, Intent, Level, List, MAX_FILTER_CHARS, Model, Start};
+use super::{Cmd, Conn, CopyWhat, Focus, Intent, Level, MAX_FILTER_CHARS, Model};
 use crate::detail::{Detail, Tab};
 use crate::filter;
 use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers, MouseEvent, MouseEventKind};
@@ -25,17 +25,8 @@ impl Model {
             Ok(f) => {
                 self.filter = f;
                 self.filter_text = text.trim().to_owned();
-                self.generation += 1;
                 self.input = None;
-                self.list = List {
-                    follow: !self.list.paused,
-                    paused: self.list.paused,
-                    loading: true,
-                    ..List::default()
-                };
-                self.detail = None;
-                self.detail_wanted = None;
-                out.push(Cmd::Load(self.rows_at(Start::Offset(0))));
+                self.reload(out);
             }
             Err(e) => self.input_error = Some(format!("not applied: {e}")),
         }
@@ -107,6 +98,15 @@ impl Model {
                 }
             }
             KeyCode::Char('s') => self.toggle_reveal(),
+            KeyCode::Char('a') => {
+                self.all_tunnels = !self.all_tunnels;
+                let what = match self.scope() {
+                    None => "listing every tunnel's history (a: this tunnel only)".to_owned(),
+                    Some(t) => format!("listing tunnel {t} only (a: every tunnel)"),
+                };
+                self.notify(what, Level::Info);
+                self.reload(out);
+            }
             KeyCode::Char('r') => {
                 self.intent_for_selected(|id| Intent::Replay { id, resign: false }, out)
             }

@@ -17,14 +17,21 @@ pub struct Counts {
     pub invalid: u64,
     /// Highest id counted (rows at or below it are already in the totals).
     pub max_id: ExchangeId,
+    /// Exchanges of other tunnels (and earlier sessions under other names), not in the
+    /// totals while the list shows this tunnel only.
+    pub other: u64,
 }
 
 impl Counts {
-    pub(super) fn add(&mut self, s: &Summary) {
+    pub(super) fn add(&mut self, s: &Summary, scope: Option<&str>) {
         if s.id <= self.max_id {
             return;
         }
         self.max_id = s.id;
+        if scope.is_some_and(|t| t != s.tunnel) {
+            self.other += 1;
+            return;
+        }
         self.total += 1;
         if s.status.is_none_or(|c| c >= 400) {
             self.errors += 1;
@@ -125,6 +132,33 @@ impl List {
 }
 
 impl Model {
+    /// Starts the list over (after the filter or the tunnel scope changed): rows and counts.
+    pub(super) fn reload(&mut self, out: &mut Vec<Cmd>) {
+        self.generation += 1;
+        self.list = super::List {
+            follow: !self.list.paused,
+            paused: self.list.paused,
+            loading: true,
+            ..super::List::default()
+        };
+        self.detail = None;
+        self.detail_wanted = None;
+        out.push(Cmd::Load(self.rows_at(Start::Offset(0))));
+        out.push(Cmd::Load(Load::Counts(self.scope())));
+    }
+
+    /// This tunnel's name is known (or changed): the default scope follows it.
+    pub(super) fn set_tunnel(&mut self, name: &str, out: &mut Vec<Cmd>) {
+        if self.tunnel.as_deref() == Some(name) {
+            return;
+        }
+        let before = self.scope();
+        self.tunnel = Some(name.to_owned());
+        if self.scope() != before {
+            self.reload(out);
+        }
+    }
+
     pub(super) fn window_limit(&self) -> u64 {
         (self.list_rows() * 3)
             .clamp(60, MAX_WINDOW_ROWS as u64)
@@ -134,7 +168,7 @@ impl Model {
     pub(super) fn rows_at(&self, start: Start) -> Load {
         Load::Rows {
             generation: self.generation,
-            filter: Box::new(self.filter.clone()),
+            filter: Box::new(self.store_filter()),
             start,
             limit: self.window_limit(),
             known_total: None,
@@ -338,7 +372,8 @@ impl Model {
     }
 
     pub(super) fn on_captured(&mut self, s: Summary, out: &mut Vec<Cmd>) {
-        self.counts.add(&s);
+        let scope = self.scope();
+        self.counts.add(&s, scope.as_deref());
         // A retry that completes a handshake replaces its leg-1 row in a collapsed list: the
         // leg-1 row is somewhere below, so reload (keeping the selection) on the next tick.
         if self.filter.collapse_handshakes
@@ -347,7 +382,7 @@ impl Model {
         {
             self.list.stale = true;
         }
-        match filter::matches(&self.filter, &s) {
+        match filter::matches(&self.store_filter(), &s) {
             Some(false) => {}
             None => self.list.stale = true,
             Some(true) => {

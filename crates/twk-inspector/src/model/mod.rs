@@ -69,6 +69,11 @@ pub struct Model {
     /// The prompt holds the active filter as opened: the first character typed replaces it
     /// and Backspace clears it (as a selected text field does).
     pub input_fresh: bool,
+    /// This tunnel's name, once connected: the list and counts show its history only,
+    /// unless `all_tunnels` or a `tunnel:` filter term says otherwise.
+    pub tunnel: Option<String>,
+    /// Every tunnel's history is listed (`a`).
+    pub all_tunnels: bool,
     /// The list.
     pub list: List,
     /// Requests being forwarded, newest first, drawn above the list.
@@ -123,6 +128,8 @@ impl Model {
                 ..List::default()
             },
             in_flight: Vec::new(),
+            tunnel: None,
+            all_tunnels: false,
             focus: Focus::List,
             tab: Tab::Request,
             detail_scroll: 0,
@@ -140,9 +147,27 @@ impl Model {
     pub fn init(&mut self) -> Vec<Cmd> {
         self.list.loading = true;
         vec![
-            Cmd::Load(Load::Counts),
+            Cmd::Load(Load::Counts(self.scope())),
             Cmd::Load(self.rows_at(Start::Offset(0))),
         ]
+    }
+
+    /// The tunnel the list is scoped to (`None`: every tunnel).
+    pub fn scope(&self) -> Option<String> {
+        match self.filter.name.as_deref() {
+            Some(crate::filter::ALL_TUNNELS) => None,
+            Some(name) => Some(name.to_owned()),
+            None if self.all_tunnels => None,
+            None => self.tunnel.clone(),
+        }
+    }
+
+    /// The filter as the store is asked: the typed one, scoped to [`Model::scope`].
+    pub fn store_filter(&self) -> Filter {
+        Filter {
+            name: self.scope(),
+            ..self.filter.clone()
+        }
     }
 
     /// Visible list rows (stored exchanges) for the current size and focus: what the

@@ -122,8 +122,8 @@ pub enum Load {
         /// The leg-1 exchange.
         id: ExchangeId,
     },
-    /// Totals for the top bar.
-    Counts,
+    /// Totals for the top bar, of this tunnel (`Some(name)`) or of all.
+    Counts(Option<String>),
 }
 
 /// Where a row window starts.

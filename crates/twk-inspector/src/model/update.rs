@@ -1,6 +1,6 @@
 //! [`update`]: applies one [`Msg`] to the [`Model`].
 
-use super::{Cmd, Level, Load, Model, Msg};
+use super::{Cmd, Conn, Level, Load, Model, Msg};
 use crate::detail::Detail;
 
 /// Applies `msg` to the model. Pure: the returned commands describe data to load and intents
@@ -47,10 +47,15 @@ pub fn update(m: &mut Model, msg: Msg) -> Vec<Cmd> {
             m.on_captured(*s, &mut out);
         }
         Msg::Lagged => {
-            out.push(Cmd::Load(Load::Counts));
+            out.push(Cmd::Load(Load::Counts(m.scope())));
             m.refresh(&mut out);
         }
-        Msg::Conn(c) => m.conn = c,
+        Msg::Conn(c) => {
+            if let Conn::Connected { name, .. } = &c {
+                m.set_tunnel(&name.clone(), &mut out);
+            }
+            m.conn = c;
+        }
         Msg::Rtt(ms) => m.rtt_ms = Some(ms),
         Msg::Recorder { error, dropped } => {
             m.recorder_error = error;
