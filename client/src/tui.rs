@@ -149,6 +149,8 @@ async fn run_inner(ctx: &mut TuiContext) -> anyhow::Result<()> {
     let mut frame = tokio::time::interval(FRAME);
     frame.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut live = true;
+    // The edited copy waiting for "re-sign or send as is".
+    let mut pending_edit: Option<(ExchangeId, Exchange)> = None;
     let mut link_live = true;
     let mut alerts_live = true;
     let mut dirty = true;
@@ -231,7 +233,16 @@ async fn run_inner(ctx: &mut TuiContext) -> anyhow::Result<()> {
                     events = EventStream::new();
                     dirty = true;
                     match edited {
-                        Ok(ex) => start_replay(ctx, &data, id, false, Some(ex), notices_tx.clone()),
+                        Ok(ex) => match stale_signature(&ex, &ctx.secrets) {
+                            // Ask before sending a signature the edit made stale.
+                            Some(stale) => {
+                                pending_edit = Some((id, ex));
+                                data.dispatch(&mut model, Msg::EditedStale(stale.with_id(id)));
+                            }
+                            None => {
+                                start_replay(ctx, &data, id, false, Some(ex), notices_tx.clone())
+                            }
+                        },
                         Err(e) => {
                             data.dispatch(
                                 &mut model,
@@ -239,6 +250,24 @@ async fn run_inner(ctx: &mut TuiContext) -> anyhow::Result<()> {
                             );
                         }
                     }
+                }
+                Intent::SendEdited { id, resign } => match pending_edit.take() {
+                    Some((edited_id, ex)) if edited_id == id => {
+                        start_replay(ctx, &data, id, resign, Some(ex), notices_tx.clone());
+                    }
+                    _ => {
+                        data.dispatch(
+                            &mut model,
+                            Msg::Notice(format!("no edit of #{id} is waiting"), Level::Error),
+                        );
+                    }
+                },
+                Intent::DropEdited { id } => {
+                    pending_edit = None;
+                    data.dispatch(
+                        &mut model,
+                        Msg::Notice(format!("edit of #{id} dropped, nothing sent"), Level::Info),
+                    );
                 }
                 Intent::Copy { id, what } => {
                     let msg = copy(&data, id, what);
@@ -256,6 +285,42 @@ async fn run_inner(ctx: &mut TuiContext) -> anyhow::Result<()> {
     }
     drop(guard);
     Ok(())
+}
+
+/// The question to ask when `edited` carries a provider signature that no longer matches it
+/// (or cannot be checked): `None` when it is unsigned, unknown, or still valid.
+fn stale_signature(edited: &Exchange, secrets: &twk_providers::Secrets) -> Option<StaleQuestion> {
+    use twk_providers::Verdict;
+    let mut checked = edited.clone();
+    twk_agent::annotate(&mut checked, secrets, twk_agent::now_ms() / 1000, None);
+    let provider = checked.provider?;
+    let can_resign = twk_providers::Provider::ALL
+        .iter()
+        .find(|p| p.as_str() == provider)
+        .is_some_and(|p| secrets.get(*p).is_some());
+    match checked.verdict {
+        Some(Verdict::Valid | Verdict::Unsigned) | None => None,
+        Some(_) => Some(StaleQuestion {
+            provider,
+            can_resign,
+        }),
+    }
+}
+
+/// [`twk_inspector::StaleEdit`] before its exchange id is attached.
+struct StaleQuestion {
+    provider: String,
+    can_resign: bool,
+}
+
+impl StaleQuestion {
+    fn with_id(self, id: ExchangeId) -> twk_inspector::StaleEdit {
+        twk_inspector::StaleEdit {
+            id,
+            provider: self.provider,
+            can_resign: self.can_resign,
+        }
+    }
 }
 
 /// Replays exchange `id` (or `edited`, a modified copy of it) in the background; the new

@@ -243,13 +243,18 @@ async fn signed_webhook_listed_with_verdict_details_and_replay() {
     );
     tmux.wait_for("the replay notice", |s| s.contains("replayed #1 as #2"));
 
-    // e: edit in $EDITOR (here a sed that changes the body), then replay the edit. The body no
-    // longer matches the signature, and the row says so.
+    // e: edit in $EDITOR (here a sed that changes the body). The edit made the signature
+    // stale: the inspector asks first; `r` sends it as is, and the row says it is invalid.
     // The list followed the replay (#2, newest): go back to the list and select #1 (oldest).
-    tmux.keys(&["Escape"]);
+    // (Enter, not Escape: an Escape followed quickly by G reads as Alt-G.)
+    tmux.keys(&["Enter"]);
     tmux.keys(&["G"]);
     tmux.wait_for("#1 selected", |s| s.contains("#1 POST /github"));
     tmux.keys(&["e"]);
+    tmux.wait_for("the stale-signature question", |s| {
+        s.contains("signature no longer matches") && s.contains("R re-sign and send")
+    });
+    tmux.keys(&["r"]);
     let screen = tmux.wait_for("the edit outcome", |s| {
         s.contains("replayed #1 as #3") || s.contains("not sent")
     });
@@ -265,6 +270,26 @@ async fn signed_webhook_listed_with_verdict_details_and_replay() {
         edited_row.is_some(),
         "edited replay with an invalid signature:\n{screen}"
     );
+
+    // e again, and `R`: re-signed with the configured secret, the edit arrives valid.
+    tmux.keys(&["G"]);
+    tmux.wait_for("#1 selected", |s| s.contains("#1 POST /github"));
+    tmux.keys(&["e"]);
+    tmux.wait_for("the stale-signature question", |s| {
+        s.contains("signature no longer matches")
+    });
+    tmux.keys(&["R"]);
+    let screen = tmux.wait_for("the re-signed edit", |s| s.contains("replayed #1 as #4"));
+    let resent = tokio::time::timeout(Duration::from_secs(10), target.received.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(resent.body, body.replace("octo", "edited").as_bytes());
+    assert_ne!(
+        resent.header("x-hub-signature-256").as_deref(),
+        Some(sig.as_str())
+    );
+    assert!(screen.contains("(signature valid)"), "{screen}");
 
     // c: copy as curl (OSC 52); the status line confirms.
     tmux.keys(&["c"]);

@@ -45,7 +45,8 @@ pub mod view;
 pub use data::Data;
 pub use detail::{Detail, Tab};
 pub use model::{
-    Cmd, Conn, CopyWhat, Counts, Focus, InFlight, Intent, Level, Load, Model, Msg, Start, update,
+    Cmd, Conn, CopyWhat, Counts, Focus, InFlight, Intent, Level, Load, Model, Msg, StaleEdit,
+    Start, update,
 };
 pub use view::view;
 

@@ -576,6 +576,26 @@ fn status_line(m: &Model, f: &mut Frame, area: Rect) {
             )),
         }
         Line::from(spans)
+    } else if let Some(e) = &m.stale_edit {
+        let key = Style::new().fg(Color::Cyan).add_modifier(Modifier::BOLD);
+        let mut spans = vec![Span::styled(
+            format!(
+                "edited #{}: its {} signature no longer matches  ",
+                e.id,
+                clean_line(&e.provider, 20)
+            ),
+            Style::new().fg(Color::Yellow),
+        )];
+        if e.can_resign {
+            spans.extend([Span::styled("R", key), Span::raw(" re-sign and send  ")]);
+        }
+        spans.extend([
+            Span::styled("r", key),
+            Span::raw(" send as is  "),
+            Span::styled("Esc", key),
+            Span::raw(" drop the edit"),
+        ]);
+        Line::from(spans)
     } else if let Some(n) = &m.notice {
         let style = match n.level {
             Level::Info => Style::new().fg(Color::Cyan),

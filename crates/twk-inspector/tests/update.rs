@@ -814,3 +814,49 @@ fn the_list_shows_this_tunnels_history_and_says_how_much_else_is_stored() {
     data.dispatch(&mut m, code(KeyCode::Enter));
     assert_eq!(m.list.total, 8);
 }
+
+#[test]
+fn an_edit_that_made_the_signature_stale_asks_before_sending() {
+    let (_d, data) = store(&mix());
+    let mut m = model(&data);
+    let ask = |can_resign| {
+        Msg::EditedStale(twk_inspector::StaleEdit {
+            id: 2,
+            provider: "github".into(),
+            can_resign,
+        })
+    };
+    data.dispatch(&mut m, ask(true));
+    let (screen, _) = render(&m);
+    assert!(screen.contains("R re-sign and send"), "{screen}");
+    assert!(
+        press(&data, &mut m, "j").is_empty(),
+        "other keys keep asking"
+    );
+    assert_eq!(
+        press(&data, &mut m, "R"),
+        vec![Intent::SendEdited {
+            id: 2,
+            resign: true
+        }]
+    );
+    assert_eq!(m.stale_edit, None);
+    data.dispatch(&mut m, ask(false));
+    assert!(
+        press(&data, &mut m, "R").is_empty(),
+        "no secret: cannot re-sign"
+    );
+    assert!(m.notice.as_ref().unwrap().text.contains("no github secret"));
+    assert_eq!(
+        press(&data, &mut m, "r"),
+        vec![Intent::SendEdited {
+            id: 2,
+            resign: false
+        }]
+    );
+    data.dispatch(&mut m, ask(true));
+    assert_eq!(
+        data.dispatch(&mut m, code(KeyCode::Esc)),
+        vec![Intent::DropEdited { id: 2 }]
+    );
+}

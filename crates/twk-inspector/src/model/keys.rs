@@ -70,6 +70,9 @@ impl Model {
         if self.input.is_some() {
             return self.on_prompt_key(k, ctrl, out);
         }
+        if self.stale_edit.is_some() {
+            return self.on_stale_edit_key(k.code, out);
+        }
         if self.help && self.on_help_key(k.code) {
             return;
         }
@@ -227,6 +230,33 @@ impl Model {
             }
             _ => {}
         }
+    }
+
+    /// The choice after an edit made the signature stale: `R` re-signs and sends, `r` or
+    /// Enter sends as is, Esc drops the edit; other keys keep asking.
+    fn on_stale_edit_key(&mut self, code: KeyCode, out: &mut Vec<Cmd>) {
+        let Some(e) = self.stale_edit.clone() else {
+            return;
+        };
+        let id = e.id;
+        let intent = match code {
+            KeyCode::Char('R') if e.can_resign => Intent::SendEdited { id, resign: true },
+            KeyCode::Char('R') => {
+                self.notify(
+                    format!(
+                        "no {} secret configured: cannot re-sign (r sends as is)",
+                        e.provider
+                    ),
+                    Level::Error,
+                );
+                return;
+            }
+            KeyCode::Char('r') | KeyCode::Enter => Intent::SendEdited { id, resign: false },
+            KeyCode::Esc => Intent::DropEdited { id },
+            _ => return,
+        };
+        self.stale_edit = None;
+        out.push(Cmd::Intent(intent));
     }
 
     /// `s`: shows or redacts secret header values (the detail is rebuilt with the new choice).

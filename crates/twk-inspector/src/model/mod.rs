@@ -11,7 +11,9 @@ mod msg;
 mod update;
 
 pub use list::{Counts, Expanded, List};
-pub use msg::{Cmd, Conn, CopyWhat, Focus, InFlight, Intent, Level, Load, Msg, Notice, Start};
+pub use msg::{
+    Cmd, Conn, CopyWhat, Focus, InFlight, Intent, Level, Load, Msg, Notice, StaleEdit, Start,
+};
 pub use update::update;
 
 use crate::detail::{Detail, Tab};
@@ -90,6 +92,8 @@ pub struct Model {
     pub detail: Option<Box<Detail>>,
     /// Detail wanted but not loaded yet (loaded on the next tick when following).
     pub detail_wanted: Option<ExchangeId>,
+    /// An edited request waiting for "re-sign or send as is".
+    pub stale_edit: Option<StaleEdit>,
     /// Help overlay shown.
     pub help: bool,
     /// First line of the help overlay shown (it scrolls on short screens).
@@ -136,6 +140,7 @@ impl Model {
             reveal: false,
             detail: None,
             detail_wanted: None,
+            stale_edit: None,
             help: false,
             help_scroll: 0,
             notice: None,

@@ -92,6 +92,19 @@ pub enum Intent {
         /// The URL.
         url: String,
     },
+    /// Send the edited copy of `id` the host holds (after [`Msg::EditedStale`]), re-signed
+    /// or as is.
+    SendEdited {
+        /// The exchange that was edited.
+        id: ExchangeId,
+        /// Re-sign with the configured secret and a fresh timestamp.
+        resign: bool,
+    },
+    /// Forget the edited copy of `id` without sending it.
+    DropEdited {
+        /// The exchange that was edited.
+        id: ExchangeId,
+    },
     /// Leave the inspector.
     Quit,
 }
@@ -147,6 +160,17 @@ pub enum Cmd {
     Load(Load),
     /// For the host.
     Intent(Intent),
+}
+
+/// An edited request whose signature went stale, waiting for the user's choice.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StaleEdit {
+    /// The exchange that was edited.
+    pub id: ExchangeId,
+    /// The provider whose signature it carries.
+    pub provider: String,
+    /// A secret for that provider is configured, so it can be re-signed.
+    pub can_resign: bool,
 }
 
 /// A request being forwarded: the head arrived, the response has not finished.
@@ -247,6 +271,9 @@ pub enum Msg {
     Counts(Counts),
     /// A message for the status line from the host (replay done, copy done, …).
     Notice(String, Level),
+    /// The host's edited copy of `id` carries a signature that no longer matches it: ask
+    /// whether to re-sign before sending.
+    EditedStale(StaleEdit),
     /// A request's head arrived: listed at once, completed when it is stored.
     Started(Box<InFlight>),
     /// The request `request_id` finished (its stored row follows shortly, unless the

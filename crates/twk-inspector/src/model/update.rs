@@ -122,6 +122,7 @@ pub fn update(m: &mut Model, msg: Msg) -> Vec<Cmd> {
         }
         Msg::Counts(c) => m.counts = c,
         Msg::Notice(text, level) => m.notify(text, level),
+        Msg::EditedStale(e) => m.stale_edit = Some(e),
         Msg::Started(f) => {
             m.in_flight.insert(0, *f);
             m.in_flight.truncate(super::MAX_IN_FLIGHT);
