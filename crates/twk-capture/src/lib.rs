@@ -24,6 +24,7 @@
 
 pub mod error;
 pub mod export;
+mod filter_sql;
 pub mod grouping;
 pub mod handshake;
 mod insert;
@@ -32,8 +33,9 @@ pub mod paths;
 pub mod query;
 pub mod recorder;
 pub mod redact;
+mod rows;
 mod schema;
-pub mod store;
+mod store;
 pub mod time;
 
 pub use error::{CaptureError, Result};
