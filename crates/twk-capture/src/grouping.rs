@@ -1,16 +1,11 @@
 //! Attempt grouping: deliveries of the same event share a group key; the store numbers them
 //! 1, 2, 3… in arrival order.
 //!
-//! Keys, first match wins (all scoped by tunnel name):
-//! 1. `I-Twilio-Idempotency-Token` header (Twilio);
-//! 2. `X-GitHub-Delivery` header (GitHub; redeliveries keep it);
-//! 3. `webhook-id` / `svix-id` header (Standard Webhooks / Svix);
-//! 4. a JSON body that is a Stripe event (`"object": "event"`, `"id": "evt_…"`): the event id;
-//! 5. a Bandwidth callback (JSON object or one-element array with `type` and `message.id`):
-//!    message id + type;
-//! 6. a `uuid` field in a form or JSON body (Twilio Verify push / Authy);
-//! 7. otherwise, for a non-empty body: method + path + body SHA-256, grouped only with an
-//!    earlier delivery less than 24 h before (see [`BODY_HASH_WINDOW_MS`]).
+//! Keys (all scoped by tunnel name): the provider's delivery identity
+//! ([`twk_providers::delivery_id`]: idempotency tokens, delivery ids, event ids, where each
+//! provider keeps them); otherwise, for a non-empty body: method + path + body SHA-256,
+//! grouped only with an earlier delivery less than 24 h before (see [`BODY_HASH_WINDOW_MS`]).
+//! The provider knowledge lives in `twk-providers`; this module is the grouping policy.
 //!
 //! Replays (`replay_of` set) are not deliveries and are never grouped.
 
@@ -37,39 +32,23 @@ pub fn group_key(ex: &Exchange) -> Option<GroupKey> {
         key: format!("{}\u{1f}{}", ex.tunnel, k),
         windowed: false,
     };
-    let header = |name: &str| {
-        ex.request
-            .headers
-            .iter()
-            .find(|h| h.name.eq_ignore_ascii_case(name))
-            .and_then(|h| std::str::from_utf8(&h.value).ok())
-            .map(str::trim)
-            .filter(|v| !v.is_empty() && v.len() <= 512)
-    };
-    if let Some(v) = header("i-twilio-idempotency-token") {
-        return Some(scoped(format!("twilio-idempotency:{v}")));
-    }
-    if let Some(v) = header("x-github-delivery") {
-        return Some(scoped(format!("github:{v}")));
-    }
-    if let Some(v) = header("webhook-id").or_else(|| header("svix-id")) {
-        return Some(scoped(format!("webhook-id:{v}")));
-    }
     let body = &ex.request.body;
-    let complete = !body.truncated;
-    if complete && let Some(json) = parse_json_body(&body.bytes) {
-        if let Some(k) = stripe_key(&json).or_else(|| bandwidth_key(&json)) {
-            return Some(scoped(k));
-        }
-        if let Some(u) = json.get("uuid").and_then(|v| v.as_str()) {
-            return Some(scoped(format!("uuid:{u}")));
-        }
-    }
-    if complete
-        && is_form(ex)
-        && let Some(u) = form_field(&body.bytes, "uuid")
-    {
-        return Some(scoped(format!("uuid:{u}")));
+    // Body-derived ids need the whole body: a kept prefix counts as no body.
+    let complete: &[u8] = if body.truncated { &[] } else { &body.bytes };
+    let headers: Vec<(&str, &[u8])> = ex
+        .request
+        .headers
+        .iter()
+        .map(|h| (h.name.as_str(), h.value.as_slice()))
+        .collect();
+    let req = twk_providers::RequestView {
+        method: &ex.method,
+        url: &ex.public_url,
+        headers,
+        body: complete,
+    };
+    if let Some(id) = twk_providers::delivery_id(&req) {
+        return Some(scoped(id));
     }
     if body.len == 0 || body.sha256.is_empty() {
         return None;
@@ -81,77 +60,6 @@ pub fn group_key(ex: &Exchange) -> Option<GroupKey> {
         ),
         windowed: true,
     })
-}
-
-fn parse_json_body(bytes: &[u8]) -> Option<serde_json::Value> {
-    let first = bytes.iter().find(|b| !b.is_ascii_whitespace())?;
-    if *first != b'{' && *first != b'[' {
-        return None;
-    }
-    serde_json::from_slice(bytes).ok()
-}
-
-fn stripe_key(v: &serde_json::Value) -> Option<String> {
-    let id = v.get("id")?.as_str()?;
-    (v.get("object")?.as_str()? == "event" && id.starts_with("evt_"))
-        .then(|| format!("stripe:{id}"))
-}
-
-fn bandwidth_key(v: &serde_json::Value) -> Option<String> {
-    let obj = match v {
-        serde_json::Value::Array(a) if a.len() == 1 => a.first()?,
-        other => other,
-    };
-    let ty = obj.get("type")?.as_str()?;
-    let id = obj.get("message")?.get("id")?.as_str()?;
-    Some(format!("bandwidth:{id}:{ty}"))
-}
-
-fn is_form(ex: &Exchange) -> bool {
-    ex.request.headers.iter().any(|h| {
-        h.name.eq_ignore_ascii_case("content-type")
-            && h.value
-                .to_ascii_lowercase()
-                .starts_with(b"application/x-www-form-urlencoded")
-    })
-}
-
-/// Value of `field` in an `application/x-www-form-urlencoded` body.
-fn form_field(body: &[u8], field: &str) -> Option<String> {
-    body.split(|b| *b == b'&').find_map(|pair| {
-        let mut it = pair.splitn(2, |b| *b == b'=');
-        let k = percent_decode(it.next()?);
-        (k == field.as_bytes())
-            .then(|| {
-                String::from_utf8_lossy(&percent_decode(it.next().unwrap_or(b""))).into_owned()
-            })
-            .filter(|v| !v.is_empty())
-    })
-}
-
-/// Decodes `%XX` escapes and `+` (form encoding). Invalid escapes are kept literally.
-pub(crate) fn percent_decode(s: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(s.len());
-    let mut i = 0;
-    while let Some(&b) = s.get(i) {
-        match b {
-            b'+' => out.push(b' '),
-            b'%' => {
-                let hex = s
-                    .get(i + 1..i + 3)
-                    .and_then(|h| std::str::from_utf8(h).ok());
-                if let Some(v) = hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
-                    out.push(v);
-                    i += 3;
-                    continue;
-                }
-                out.push(b'%');
-            }
-            _ => out.push(b),
-        }
-        i += 1;
-    }
-    out
 }
 
 #[cfg(test)]

@@ -46,6 +46,7 @@
 #![warn(missing_docs)]
 
 mod check;
+mod delivery;
 mod detect;
 mod form;
 mod model;
@@ -65,6 +66,7 @@ mod stripe;
 mod svix;
 mod twilio;
 
+pub use delivery::delivery_id;
 pub use detect::detect;
 pub use model::{
     Analysis, Diagnosis, Event, ParseProviderError, Provider, SignError, SignOptions, Signed,

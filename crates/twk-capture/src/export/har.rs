@@ -418,10 +418,8 @@ fn query_string(url: &str) -> Vec<NameValue> {
         .map(|p| {
             let (k, v) = p.split_once('=').unwrap_or((p, ""));
             NameValue {
-                name: String::from_utf8_lossy(&crate::grouping::percent_decode(k.as_bytes()))
-                    .into_owned(),
-                value: String::from_utf8_lossy(&crate::grouping::percent_decode(v.as_bytes()))
-                    .into_owned(),
+                name: String::from_utf8_lossy(&percent_decode(k.as_bytes())).into_owned(),
+                value: String::from_utf8_lossy(&percent_decode(v.as_bytes())).into_owned(),
             }
         })
         .collect()
@@ -461,4 +459,28 @@ pub fn reason(status: u16) -> &'static str {
         504 => "Gateway Timeout",
         _ => "",
     }
+}
+/// Decodes `%XX` escapes and `+` (form encoding). Invalid escapes are kept literally.
+fn percent_decode(s: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(s.len());
+    let mut i = 0;
+    while let Some(&b) = s.get(i) {
+        match b {
+            b'+' => out.push(b' '),
+            b'%' => {
+                let hex = s
+                    .get(i + 1..i + 3)
+                    .and_then(|h| std::str::from_utf8(h).ok());
+                if let Some(v) = hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
+                    out.push(v);
+                    i += 3;
+                    continue;
+                }
+                out.push(b'%');
+            }
+            _ => out.push(b),
+        }
+        i += 1;
+    }
+    out
 }

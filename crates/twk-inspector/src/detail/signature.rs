@@ -5,44 +5,8 @@ use crate::sanitize::clean_lines;
 use crate::style::{PROSE_WIDTH, dim, key, kv, verdict_mark, wrapped};
 use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::{Line, Span};
-use serde::Deserialize;
 use twk_capture::Exchange;
-use twk_providers::Verdict;
-
-/// The provider crate's analysis, read leniently from the stored JSON (unknown fields and
-/// missing fields are fine).
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-struct AnalysisView {
-    provider: Option<String>,
-    event: Option<EventView>,
-    verdict: Option<Verdict>,
-    matched_variant: Option<String>,
-    signed_string: Option<String>,
-    skew_secs: Option<i64>,
-    diagnosis: Option<DiagnosisView>,
-    notes: Vec<String>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-struct EventView {
-    name: Option<String>,
-    summary: Option<String>,
-    id: Option<String>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-struct DiagnosisView {
-    summary: Option<String>,
-    expected: Option<String>,
-    received: Option<String>,
-    signed_string: Option<String>,
-    likely_cause: Option<String>,
-    hints: Vec<String>,
-    checked: Vec<String>,
-}
+use twk_providers::{Analysis, Verdict};
 
 fn verdict_words(v: Verdict) -> &'static str {
     match v {
@@ -73,7 +37,9 @@ pub(super) fn signature_tab(ex: &Exchange) -> Vec<Line<'static>> {
         ));
         return out;
     };
-    let a: AnalysisView = match serde_json::from_value(json.clone()) {
+    // The provider crate's own type: a row stored by another version that does not read
+    // back is shown raw.
+    let a: Analysis = match serde_json::from_value(json.clone()) {
         Ok(a) => a,
         Err(_) => {
             out.push(Line::styled("analysis (raw):", key()));
@@ -86,15 +52,14 @@ pub(super) fn signature_tab(ex: &Exchange) -> Vec<Line<'static>> {
     out.push(kv(
         "provider",
         a.provider
-            .as_deref()
+            .map(|p| p.as_str())
             .or(ex.provider.as_deref())
             .unwrap_or("unknown"),
     ));
     if let Some(e) = &a.event {
-        let name = e.name.as_deref().unwrap_or("-");
-        out.push(kv("event", name));
-        if let Some(s) = &e.summary {
-            out.push(kv("summary", s));
+        out.push(kv("event", &e.name));
+        if !e.summary.is_empty() {
+            out.push(kv("summary", &e.summary));
         }
         if let Some(id) = &e.id {
             out.push(kv("delivery id", id));
@@ -108,8 +73,8 @@ pub(super) fn signature_tab(ex: &Exchange) -> Vec<Line<'static>> {
     }
     if let Some(d) = &a.diagnosis {
         out.push(Line::raw(""));
-        if let Some(s) = &d.summary {
-            out.extend(wrapped("diagnosis", s, Style::new()));
+        if !d.summary.is_empty() {
+            out.extend(wrapped("diagnosis", &d.summary, Style::new()));
         }
         if let Some(s) = &d.likely_cause {
             out.extend(wrapped("likely cause", s, Style::new().fg(Color::Yellow)));
@@ -151,7 +116,7 @@ pub(super) fn signature_tab(ex: &Exchange) -> Vec<Line<'static>> {
     for n in &a.notes {
         out.extend(wrapped("note", n, dim()));
     }
-    if a.verdict.is_some_and(|v| Some(v) != verdict) {
+    if Some(a.verdict) != verdict {
         out.push(kv("stored verdict", verdict.map_or("-", Verdict::as_str)));
     }
     out

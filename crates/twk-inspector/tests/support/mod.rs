@@ -206,8 +206,12 @@ pub fn hostile(i: i64) -> Exchange {
     ex.provider = Some(format!("prov{nasty}"));
     ex.event = Some(format!("ev{nasty}"));
     ex.summary = Some(format!("sum{nasty}"));
+    // The analysis is the provider crate's type: its provider is an enum, every text in it
+    // is hostile.
     ex.analysis = Some(serde_json::json!({
-        "provider": format!("p{nasty}"),
+        "provider": "github",
+        "event": {"name": format!("ev{nasty}"), "summary": format!("sum{nasty}"), "id": nasty, "details": {}},
+        "matched_variant": nasty,
         "verdict": "invalid",
         "signed_string": format!("signed{nasty}"),
         "diagnosis": {"summary": format!("diag{nasty}"), "expected": nasty, "received": nasty, "hints": [nasty], "checked": [nasty]},
