@@ -4,7 +4,7 @@
 use crate::Cx;
 use crate::check::{self, Computed, Mode, Variant};
 use crate::form::{Encoding, decode_pairs, encode, flatten_json};
-use crate::model::{Analysis, Event, Provider, SignError, SignOptions, Signed, Verdict};
+use crate::analysis::{Analysis, Event, Provider, SignError, SignOptions, Signed, Verdict};
 use crate::request::RequestView;
 use crate::secret::Secret;
 use crate::url::UrlParts;

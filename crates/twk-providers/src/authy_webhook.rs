@@ -4,7 +4,7 @@
 use crate::Cx;
 use crate::check::{self, Computed, Variant};
 use crate::form::decode_pairs;
-use crate::model::{Analysis, Event, Provider, SignError, SignOptions, Signed, Verdict};
+use crate::analysis::{Analysis, Event, Provider, SignError, SignOptions, Signed, Verdict};
 use crate::request::RequestView;
 use crate::secret::Secret;
 use crate::util::{b64_decode_lenient, b64url, b64url_decode, ct_eq, hmac_sha256, json_str};

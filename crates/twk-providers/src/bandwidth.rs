@@ -3,7 +3,7 @@
 //! credentials are checked against the configured `user:pass`.
 
 use crate::Cx;
-use crate::model::{Analysis, Diagnosis, Event, Provider, SignError, Signed, Verdict};
+use crate::analysis::{Analysis, Diagnosis, Event, Provider, SignError, Signed, Verdict};
 use crate::request::RequestView;
 use crate::secret::Secret;
 use crate::url::UrlParts;

@@ -1,6 +1,6 @@
 //! Provider detection from headers and body (no secrets involved).
 
-use crate::model::Provider;
+use crate::analysis::Provider;
 use crate::request::RequestView;
 
 /// Detects the provider from signature headers first, then provider-specific headers, then

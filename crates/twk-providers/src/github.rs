@@ -3,7 +3,7 @@
 
 use crate::Cx;
 use crate::check::{self, Computed, Variant};
-use crate::model::{Analysis, Event, Provider, Signed, Verdict};
+use crate::analysis::{Analysis, Event, Provider, Signed, Verdict};
 use crate::request::RequestView;
 use crate::secret::Secret;
 use crate::util::{ct_eq, field, hmac_sha1, hmac_sha256, parse_json};

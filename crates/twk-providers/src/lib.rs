@@ -49,7 +49,7 @@ mod check;
 mod delivery;
 mod detect;
 mod form;
-mod model;
+mod analysis;
 mod request;
 mod secret;
 mod url;
@@ -68,7 +68,7 @@ mod twilio;
 
 pub use delivery::delivery_id;
 pub use detect::detect;
-pub use model::{
+pub use analysis::{
     Analysis, Diagnosis, Event, ParseProviderError, Provider, SignError, SignOptions, Signed,
     Verdict, VerifyOptions,
 };

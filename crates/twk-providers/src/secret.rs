@@ -1,6 +1,6 @@
 //! Secrets: a masked newtype and the per-provider set.
 
-use crate::model::Provider;
+use crate::analysis::Provider;
 use std::collections::BTreeMap;
 use std::fmt;
 use subtle::ConstantTimeEq;

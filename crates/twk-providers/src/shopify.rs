@@ -2,7 +2,7 @@
 
 use crate::Cx;
 use crate::check::{self, Computed, Variant};
-use crate::model::{Analysis, Event, Provider, Signed, Verdict};
+use crate::analysis::{Analysis, Event, Provider, Signed, Verdict};
 use crate::request::RequestView;
 use crate::secret::Secret;
 use crate::util::{b64, b64_decode_strict, ct_eq, hmac_sha256, parse_json};

@@ -4,7 +4,7 @@
 use crate::Cx;
 use crate::check::{self, Computed, Variant};
 use crate::form::decode_pairs;
-use crate::model::{Analysis, Event, Provider, SignError, SignOptions, Signed, Verdict};
+use crate::analysis::{Analysis, Event, Provider, SignError, SignOptions, Signed, Verdict};
 use crate::request::RequestView;
 use crate::secret::Secret;
 use crate::util::{ct_eq, field, hmac_sha256, parse_json, parse_unix};

@@ -3,7 +3,7 @@
 
 use crate::Cx;
 use crate::check::{self, Computed, Variant};
-use crate::model::{Analysis, Event, Provider, SignError, SignOptions, Signed, Verdict};
+use crate::analysis::{Analysis, Event, Provider, SignError, SignOptions, Signed, Verdict};
 use crate::request::RequestView;
 use crate::secret::Secret;
 use crate::util::{b64_decode_lenient, ct_eq, field, hmac_sha256, json_str, parse_json};

@@ -3,7 +3,7 @@
 //! stripped, the rest base64-decoded.
 
 use crate::Cx;
-use crate::model::{Analysis, Provider};
+use crate::analysis::{Analysis, Provider};
 
 pub(crate) fn analyze(cx: &Cx<'_, '_>) -> Analysis {
     crate::standard_webhooks::analyze_flavour(cx, Provider::Svix)

@@ -5,7 +5,7 @@
 use crate::Cx;
 use crate::check::{self, Computed, Mode, Variant};
 use crate::form::decode_pairs;
-use crate::model::{Analysis, Event, Provider, SignError, Signed, Verdict};
+use crate::analysis::{Analysis, Event, Provider, SignError, Signed, Verdict};
 use crate::request::RequestView;
 use crate::secret::Secret;
 use crate::url::{UrlParts, add_default_port, strip_port};

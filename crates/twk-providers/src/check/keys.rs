@@ -1,7 +1,7 @@
 //! Keys the sender may have used instead of the configured one.
 
 use crate::Cx;
-use crate::model::Provider;
+use crate::analysis::Provider;
 
 /// Keys the sender may have used instead of the configured one: the configured secret
 /// trimmed of whitespace, and the secrets configured for the other providers.

@@ -12,7 +12,7 @@ pub(crate) use bodies::body_variants;
 pub(crate) use keys::key_variants;
 pub(crate) use urls::{url_hints, url_mistakes};
 
-use crate::model::{Analysis, Diagnosis, Verdict};
+use crate::analysis::{Analysis, Diagnosis, Verdict};
 use crate::util::escape_bytes;
 use std::borrow::Cow;
 
