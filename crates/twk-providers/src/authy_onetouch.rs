@@ -97,7 +97,7 @@ pub(crate) fn analyze(cx: &Cx<'_, '_>) -> Analysis {
     let Some(secret) = cx.secrets.get(Provider::AuthyOnetouch) else {
         return a.verdict_with(
             Verdict::NoSecret,
-            "No Authy API key is configured (AUTHY_API_KEY or secrets.authy-onetouch).",
+            crate::no_secret_message(Provider::AuthyOnetouch),
         );
     };
     let Some(url) = url_without_query(req.url) else {

@@ -234,8 +234,7 @@ pub(crate) fn analyze(cx: &Cx<'_, '_>) -> Analysis {
     let Some(secret) = cx.secrets.get(Provider::AuthyWebhook) else {
         return a.verdict_with(
             Verdict::NoSecret,
-            "No Authy webhook signing key is configured (AUTHY_WEBHOOK_SIGNING_KEY or \
-             secrets.authy-webhook; the WSK_… value returned when the webhook was created).",
+            crate::no_secret_message(Provider::AuthyWebhook),
         );
     };
     let signing_input = format!("{h}.{p}");

@@ -60,7 +60,7 @@ pub(crate) fn analyze(cx: &Cx<'_, '_>) -> Analysis {
     let Some(secret) = cx.secrets.get(Provider::Github) else {
         return a.verdict_with(
             Verdict::NoSecret,
-            "No GitHub webhook secret is configured (GITHUB_WEBHOOK_SECRET or secrets.github).",
+            crate::no_secret_message(Provider::Github),
         );
     };
     let key = secret.expose();

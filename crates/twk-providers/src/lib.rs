@@ -71,7 +71,7 @@ pub use model::{
     Verdict, VerifyOptions,
 };
 pub use request::{OwnedRequest, RequestView, set_header};
-pub use secret::{Secret, Secrets, SecretsError};
+pub use secret::{Secret, Secrets, SecretsError, no_secret_message};
 pub use util::escape_bytes;
 
 /// Decodes an `Authorization: Basic base64(user:password)` value into (user, password);

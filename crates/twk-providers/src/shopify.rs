@@ -35,7 +35,7 @@ pub(crate) fn analyze(cx: &Cx<'_, '_>) -> Analysis {
     let Some(secret) = cx.secrets.get(Provider::Shopify) else {
         return a.verdict_with(
             Verdict::NoSecret,
-            "No Shopify app client secret is configured (SHOPIFY_API_SECRET or secrets.shopify).",
+            crate::no_secret_message(Provider::Shopify),
         );
     };
     let key = secret.expose();

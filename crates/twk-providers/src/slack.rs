@@ -62,10 +62,7 @@ pub(crate) fn analyze(cx: &Cx<'_, '_>) -> Analysis {
         );
     };
     let Some(secret) = cx.secrets.get(Provider::Slack) else {
-        return a.verdict_with(
-            Verdict::NoSecret,
-            "No Slack signing secret is configured (SLACK_SIGNING_SECRET or secrets.slack).",
-        );
+        return a.verdict_with(Verdict::NoSecret, crate::no_secret_message(Provider::Slack));
     };
     let key = secret.expose();
     let base = Variant::base("v0", key, "", req.body);

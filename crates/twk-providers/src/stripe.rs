@@ -72,7 +72,7 @@ pub(crate) fn analyze(cx: &Cx<'_, '_>) -> Analysis {
     let Some(secret) = cx.secrets.get(Provider::Stripe) else {
         return a.verdict_with(
             Verdict::NoSecret,
-            "No Stripe webhook secret is configured (STRIPE_WEBHOOK_SECRET or secrets.stripe).",
+            crate::no_secret_message(Provider::Stripe),
         );
     };
     let key = secret.expose();

@@ -189,7 +189,7 @@ pub(crate) fn analyze(cx: &Cx<'_, '_>) -> Analysis {
     let Some(secret) = cx.secrets.get(Provider::Twilio) else {
         return a.verdict_with(
             Verdict::NoSecret,
-            "No Twilio auth token is configured (TWILIO_AUTH_TOKEN or secrets.twilio).",
+            crate::no_secret_message(Provider::Twilio),
         );
     };
     let Some(parts) = UrlParts::parse(req.url) else {
