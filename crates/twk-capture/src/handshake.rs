@@ -189,6 +189,19 @@ impl LintCode {
         }
     }
 
+    /// A short label (`bare 401`, `mismatch`, …) for a mark beside a one-line row: the
+    /// inspector's list and the tunnel's `--no-tui` lines.
+    pub const fn label(self) -> &'static str {
+        match self {
+            LintCode::Unauthorized401WithoutChallenge => "bare 401",
+            LintCode::ChallengeNotBasic => "not Basic",
+            LintCode::CredentialsMismatch => "mismatch",
+            LintCode::RetryNeverCame => "no retry",
+            LintCode::PortNotAccepted => "port",
+            LintCode::PreemptiveCredentials => "preemptive",
+        }
+    }
+
     /// Whether the lint depends on the exchange's pairing (recomputed when one arrives).
     const fn pairing_dependent(self) -> bool {
         matches!(self, LintCode::PreemptiveCredentials)
@@ -385,6 +398,17 @@ pub(crate) fn analyze(ex: &Exchange, body_sha256: &str) -> Analysis {
         deadline_ms,
         lints,
     }
+}
+
+/// The lints an exchange has on its own, before it is stored, most severe first: those that
+/// need other exchanges (`preemptive-credentials`, which depends on pairing) or the clock
+/// (`retry-never-came`) are left to the store. The same rules the store applies on insert,
+/// for output that cannot wait for the store (the tunnel's `--no-tui` lines).
+pub fn lints_of(ex: &Exchange) -> Vec<Lint> {
+    // The body hash only keys pairing; no lint reads it.
+    let mut lints = analyze(ex, "").lints;
+    lints.sort_by_key(|l| l.code);
+    lints
 }
 
 /// The lints of a row given its stored (pairing-independent plus pairing-dependent) lints

@@ -37,7 +37,9 @@ pub mod store;
 pub mod time;
 
 pub use error::{CaptureError, Result};
-pub use handshake::{HANDSHAKE_WINDOW_MS, Handshake, Leg, Lint, LintCode, Severity, UnknownLint};
+pub use handshake::{
+    HANDSHAKE_WINDOW_MS, Handshake, Leg, Lint, LintCode, Severity, UnknownLint, lints_of,
+};
 pub use model::*;
 pub use query::{Filter, Order, StatusFilter, StoredExchange, Summary};
 pub use recorder::{Alerts, Health, NewExchange, PendingId, Recorder, RecorderStatus};
