@@ -67,20 +67,28 @@ struct Tunnel {
 
 impl Tunnel {
     fn start(relay: &RelayHandle, target: &FakeTarget, home: &Path) -> Tunnel {
+        let stripe = format!("stripe={STRIPE}");
+        let twilio = format!("twilio={TWILIO}");
+        let args = ["--json", "--secret", &stripe, "--secret", &twilio];
+        Tunnel::spawn(relay, target, home, "capt", &args)
+    }
+
+    /// `twk-tunnel --relay … --name NAME ARGS… TARGET` with the test's private directories.
+    fn spawn(
+        relay: &RelayHandle,
+        target: &FakeTarget,
+        home: &Path,
+        name: &str,
+        args: &[&str],
+    ) -> Tunnel {
         let mut child = Command::new(BIN)
-            .args([
-                "--relay",
-                &relay.url(false),
-                "--name",
-                "capt",
-                "--json",
-                "--secret",
-                &format!("stripe={STRIPE}"),
-                "--secret",
-                &format!("twilio={TWILIO}"),
-                &target.addr.to_string(),
-            ])
+            .args(["--relay", &relay.url(false), "--name", name])
+            .args(args)
+            .arg(target.addr.to_string())
             .env("TWK_TOKEN", "tok")
+            .env_remove("STRIPE_WEBHOOK_SECRET")
+            .env_remove("BANDWIDTH_CALLBACK_CREDENTIALS")
+            .env_remove("TWK_BASIC_AUTH")
             .env("TWK_DATA_DIR", home.join("data"))
             .env("XDG_CONFIG_HOME", home.join("config"))
             .env_remove("TWK_RELAY")
@@ -93,13 +101,16 @@ impl Tunnel {
         Tunnel { child, lines }
     }
 
-    async fn json_line(&mut self) -> serde_json::Value {
-        let line = tokio::time::timeout(Duration::from_secs(10), self.lines.next_line())
+    async fn line(&mut self) -> String {
+        tokio::time::timeout(Duration::from_secs(10), self.lines.next_line())
             .await
             .expect("no line within 10 s")
             .unwrap()
-            .expect("tunnel exited");
-        serde_json::from_str(&line).unwrap()
+            .expect("tunnel exited")
+    }
+
+    async fn json_line(&mut self) -> serde_json::Value {
+        serde_json::from_str(&self.line().await).unwrap()
     }
 
     async fn stop(mut self) {
@@ -245,6 +256,10 @@ async fn capture_query_replay_and_export_through_the_real_tunnel() {
     let _ = app.next().await;
     let bad_line = tunnel.json_line().await;
     assert_eq!(stripe_line["verdict"], "valid");
+    assert_eq!(stripe_line["provider"], "stripe");
+    assert_eq!(stripe_line["event_name"], "payment_intent.succeeded");
+    assert_eq!(stripe_line["event_id"], "evt_100");
+    assert_eq!(stripe_line["lints"], serde_json::json!([]));
     assert_eq!(twilio_line["verdict"], "valid");
     assert_eq!(bad_line["verdict"], "invalid");
 
@@ -486,4 +501,114 @@ async fn c1_controls_never_reach_json_output_raw() {
     // Still the same JSON: the escapes read back as the original characters.
     let row: serde_json::Value = serde_json::from_str(out.lines().next().unwrap()).unwrap();
     assert!(row.to_string().contains("a\u{9b}2Jb\u{202e}c"), "{row}");
+}
+
+/// A Stripe event signed with `secret` for the public URL, as (headers, body).
+fn stripe_signed(public: &str, amount: u32, secret: &str) -> (Vec<(String, String)>, String) {
+    let body = stripe_body(amount);
+    let view = RequestView::new("POST", public, body.as_bytes());
+    let opts = SignOptions {
+        timestamp: Some(now()),
+        id: None,
+    };
+    let key = Secrets::new().with(Provider::Stripe, Secret::new(secret));
+    let mut headers = vec![("content-type".to_owned(), "application/json".to_owned())];
+    headers.extend(twk_providers::sign(Provider::Stripe, &view, &key, &opts).unwrap());
+    (headers, body)
+}
+
+async fn send_owned(
+    relay: &RelayHandle,
+    path: &str,
+    headers: &[(String, String)],
+    body: String,
+) -> Reply {
+    let h: Vec<(&str, &str)> = headers
+        .iter()
+        .map(|(n, v)| (n.as_str(), v.as_str()))
+        .collect();
+    send(relay.addr, "POST", path, &h, body).await.unwrap()
+}
+
+/// Issue 12 item 3: `--no-tui` lines say which webhook came in and whether it holds: a valid
+/// Stripe event and one signed with another secret no longer print the same line; a 401
+/// without a challenge shows its lint.
+#[tokio::test]
+async fn no_tui_lines_name_the_event_and_its_verdict() {
+    trace_init();
+    let home_dir = tempfile::tempdir().unwrap();
+    let home: PathBuf = home_dir.path().to_path_buf();
+    let relay = spawn_relay(relay_config(tokens(&["tok"]))).await;
+    let mut app = FakeTarget::with(|r| {
+        let status = if r.path_and_query.ends_with("/bare") {
+            401
+        } else {
+            200
+        };
+        http::Response::builder()
+            .status(status)
+            .body(Full::new(Bytes::from_static(b"ok")))
+            .unwrap()
+    })
+    .await;
+    let secret = format!("stripe={STRIPE}");
+    let mut tunnel = Tunnel::spawn(
+        &relay,
+        &app,
+        &home,
+        "plain",
+        &["--no-tui", "--secret", &secret],
+    );
+    let ready = tunnel.line().await;
+    let public = ready
+        .strip_prefix("Forwarding ")
+        .and_then(|r| r.split(" -> ").next())
+        .unwrap_or_else(|| panic!("{ready}"))
+        .to_owned();
+
+    let (headers, body) = stripe_signed(&public, 100, STRIPE);
+    assert_eq!(
+        send_owned(&relay, "/t/plain/hooks/stripe", &headers, body)
+            .await
+            .status,
+        200
+    );
+    let _ = app.next().await;
+    let valid = tunnel.line().await;
+    let (headers, body) = stripe_signed(&public, 5, "whsec_not_the_configured_one");
+    assert_eq!(
+        send_owned(&relay, "/t/plain/hooks/stripe", &headers, body)
+            .await
+            .status,
+        200
+    );
+    let _ = app.next().await;
+    let wrong = tunnel.line().await;
+
+    assert!(
+        valid.contains("--> stripe payment_intent.succeeded [evt_100] ✓ valid POST /hooks/stripe"),
+        "{valid}"
+    );
+    assert!(valid.contains("<-- 200 "), "{valid}");
+    assert!(
+        wrong.contains("--> stripe payment_intent.succeeded [evt_5] ✗ invalid POST /hooks/stripe"),
+        "{wrong}"
+    );
+    let verdict_part = |l: &str| l.split("<--").next().unwrap().replace(char::is_numeric, "");
+    assert_ne!(verdict_part(&valid), verdict_part(&wrong));
+
+    // A 401 without WWW-Authenticate: the lint that loses Bandwidth callbacks shows at once.
+    assert_eq!(
+        send_owned(&relay, "/t/plain/cb/bare", &[], String::new())
+            .await
+            .status,
+        401
+    );
+    let _ = app.next().await;
+    let bare = tunnel.line().await;
+    assert!(
+        bare.contains("⚠ bare 401 POST /cb/bare  <-- 401 "),
+        "{bare}"
+    );
+    tunnel.stop().await;
 }

@@ -121,6 +121,15 @@ impl Severity {
             Severity::Info => "info",
         }
     }
+
+    /// The glyph beside a lint's label: `⚠` for errors and warnings, `i` for info (the same
+    /// the inspector shows).
+    pub const fn mark(self) -> &'static str {
+        match self {
+            Severity::Error | Severity::Warning => "⚠",
+            Severity::Info => "i",
+        }
+    }
 }
 
 /// The stable code of a lint (its `code` in `log --json`).
