@@ -465,39 +465,15 @@ impl Pending {
 
 /// Names the provider and event of an exchange and checks its signature against `secrets`,
 /// using the public URL the sender signed, at time `now_unix` (seconds), as `provider` when
-/// given (else detected). The local URL the app sees is passed as an alternate so a failure
-/// can be explained ("your app used the localhost URL").
+/// given (else detected), and records the outcome on the exchange. See [`analyze_exchange`].
 pub fn annotate(
     ex: &mut Exchange,
     secrets: &twk_providers::Secrets,
     now_unix: i64,
     provider: Option<twk_providers::Provider>,
 ) {
-    use twk_providers::{RequestView, VerifyOptions, analyze};
-    let headers: Vec<(&str, &[u8])> = ex
-        .request
-        .headers
-        .iter()
-        .map(|h| (h.name.as_str(), h.value.as_slice()))
-        .collect();
-    let req = RequestView {
-        method: &ex.method,
-        url: &ex.public_url,
-        headers,
-        body: &ex.request.body.bytes,
-    };
-    let mut opts = VerifyOptions::at(now_unix).with_provider(provider);
-    opts.alternate_urls
-        .push(format!("{}{}", ex.target, ex.path));
-    let mut analysis = analyze(&req, secrets, &opts);
-    if ex.request.body.truncated {
-        // The stored body is a prefix: a body signature cannot be checked from it.
-        analysis.notes.push(format!(
-            "the body ({} bytes) is larger than the capture cap; the signature was checked \
-             against a truncated copy and is not reliable",
-            ex.request.body.len
-        ));
-    }
+    let opts = twk_providers::VerifyOptions::at(now_unix).with_provider(provider);
+    let analysis = analyze_exchange(ex, secrets, opts);
     ex.provider = analysis.provider.map(|p| p.as_str().to_string());
     ex.event = analysis.event.as_ref().map(|e| e.name.clone());
     ex.summary = analysis.event.as_ref().map(|e| e.summary.clone());
@@ -507,6 +483,41 @@ pub fn annotate(
         .filter(|_| !unreliable)
         .map(|_| analysis.verdict);
     ex.analysis = serde_json::to_value(&analysis).ok();
+}
+
+/// Checks the signature of a recorded exchange: the request as the sender sent it (the
+/// public URL, the headers and body as captured). The local URL the app sees is added to
+/// `opts.alternate_urls` so a failure can be explained ("your app used the localhost URL").
+/// A body longer than the capture cap gets a note: the check ran on a prefix.
+pub fn analyze_exchange(
+    ex: &Exchange,
+    secrets: &twk_providers::Secrets,
+    mut opts: twk_providers::VerifyOptions,
+) -> twk_providers::Analysis {
+    let headers: Vec<(&str, &[u8])> = ex
+        .request
+        .headers
+        .iter()
+        .map(|h| (h.name.as_str(), h.value.as_slice()))
+        .collect();
+    let req = twk_providers::RequestView {
+        method: &ex.method,
+        url: &ex.public_url,
+        headers,
+        body: &ex.request.body.bytes,
+    };
+    opts.alternate_urls
+        .push(format!("{}{}", ex.target, ex.path));
+    let mut analysis = twk_providers::analyze(&req, secrets, &opts);
+    if ex.request.body.truncated {
+        // The stored body is a prefix: a body signature cannot be checked from it.
+        analysis.notes.push(format!(
+            "the body ({} bytes) is larger than the capture cap; the signature was checked \
+             against a truncated copy and is not reliable",
+            ex.request.body.len
+        ));
+    }
+    analysis
 }
 
 #[cfg(test)]
