@@ -126,15 +126,23 @@ impl Tunnel {
 
 /// Runs a `twk-tunnel` subcommand against the test's data directory.
 async fn cli(home: &Path, args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(BIN)
-        .args(args)
+    cli_env(home, args, &[]).await
+}
+
+/// [`cli`] with environment variables set: no secret reaches it from elsewhere.
+async fn cli_env(home: &Path, args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
+    let mut cmd = Command::new(BIN);
+    cmd.args(args)
         .env("TWK_DATA_DIR", home.join("data"))
         .env("XDG_CONFIG_HOME", home.join("config"))
-        .env_remove("STRIPE_WEBHOOK_SECRET")
-        .env_remove("TWILIO_AUTH_TOKEN")
-        .output()
-        .await
-        .unwrap();
+        .env_remove("TWK_CONFIG")
+        .env_remove("TWK_SECRET")
+        .env_remove("TWK_BASIC_AUTH");
+    for p in Provider::ALL {
+        cmd.env_remove(p.secret_env_var());
+    }
+    cmd.envs(env.iter().copied());
+    let out = cmd.output().await.unwrap();
     (
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -611,4 +619,174 @@ async fn no_tui_lines_name_the_event_and_its_verdict() {
         "{bare}"
     );
     tunnel.stop().await;
+}
+
+/// Writes the test's config file (0600, as twk wants it).
+fn write_config(home: &Path, text: &str) {
+    let dir = home.join("config").join("twk");
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("config.toml");
+    std::fs::write(&file, text).unwrap();
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
+}
+
+/// Issue 12 item 5: with `--basic-auth`, those credentials are the Bandwidth secret, so the
+/// retry that passes twk's check is `valid`, not `no_secret`; a later `replay` or `verify` in
+/// another process finds the same credentials in the environment or the config file, and
+/// says where to put them when it finds none.
+#[tokio::test]
+async fn basic_auth_credentials_are_the_bandwidth_secret_for_every_command() {
+    trace_init();
+    let home_dir = tempfile::tempdir().unwrap();
+    let home: PathBuf = home_dir.path().to_path_buf();
+    let relay = spawn_relay(relay_config(tokens(&["tok"]))).await;
+    let mut app = FakeTarget::echo().await;
+    let mut tunnel = Tunnel::spawn(
+        &relay,
+        &app,
+        &home,
+        "bw",
+        &["--json", "--basic-auth", "bw-user:s3cret"],
+    );
+    let _ready = tunnel.json_line().await;
+    let body = r#"[{"type":"message-delivered","to":"+15551234567","message":{"id":"m-1"}}]"#;
+    let mut headers = vec![
+        ("content-type", "application/json".to_owned()),
+        ("user-agent", "BandwidthAPI/v2".to_owned()),
+    ];
+    let h = |v: &[(&'static str, String)]| -> Vec<(String, String)> {
+        v.iter()
+            .map(|(n, v)| ((*n).to_owned(), v.clone()))
+            .collect()
+    };
+    let r = send_owned(&relay, "/t/bw/status", &h(&headers), body.to_owned()).await;
+    assert_eq!(r.status, 401);
+    let leg1 = tunnel.json_line().await;
+    // What Bandwidth sends on the retry: the credentials of its application, as Basic auth.
+    let creds = Secrets::new().with(Provider::Bandwidth, Secret::new("bw-user:s3cret"));
+    let view = RequestView::new("POST", "", body.as_bytes());
+    let signed =
+        twk_providers::sign(Provider::Bandwidth, &view, &creds, &SignOptions::default()).unwrap();
+    for (n, v) in signed {
+        assert!(n.eq_ignore_ascii_case("authorization"), "{n}");
+        headers.push(("authorization", v));
+    }
+    let r = send_owned(&relay, "/t/bw/status", &h(&headers), body.to_owned()).await;
+    assert_eq!(r.status, 200);
+    let _ = app.next().await;
+    let leg2 = tunnel.json_line().await;
+    assert_eq!(leg1["provider"], "bandwidth");
+    assert_eq!(leg1["verdict"], "unsigned", "{leg1}");
+    assert_eq!(leg2["provider"], "bandwidth");
+    assert_eq!(leg2["verdict"], "valid", "{leg2}");
+    tunnel.stop().await;
+    let id = leg2["id"].as_i64().unwrap().to_string();
+
+    // Another process, no credentials anywhere: no_secret, and where to put them.
+    let (code, out, err) = cli(&home, &["replay", &id]).await;
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("(verdict now: no_secret)"), "{out}");
+    for place in [
+        "--secret bandwidth=user:pass",
+        "BANDWIDTH_CALLBACK_CREDENTIALS",
+        "[secrets] as bandwidth = ",
+        "--basic-auth",
+    ] {
+        assert!(err.contains(place), "{place} missing: {err}");
+    }
+    // The tunnel's own environment variable for --basic-auth…
+    let (code, out, err) = cli_env(
+        &home,
+        &["replay", &id],
+        &[("TWK_BASIC_AUTH", "bw-user:s3cret")],
+    )
+    .await;
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("(verdict now: valid)"), "{out}");
+    // …or the config file's basic_auth.
+    write_config(&home, "basic_auth = \"bw-user:s3cret\"\n");
+    let (code, out, err) = cli(&home, &["verify", &id]).await;
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("verdict    valid"), "{out}");
+}
+
+/// Issue 12 items 5 and 12: secrets given to the tunnel with --secret are not stored; a
+/// later `replay` or `verify ID` reads them from the same places as the tunnel
+/// (environment, config file, flag), and `verify ID --secret` re-checks with another one.
+#[tokio::test]
+async fn replay_and_verify_id_find_secrets_where_the_tunnel_does() {
+    trace_init();
+    let home_dir = tempfile::tempdir().unwrap();
+    let home: PathBuf = home_dir.path().to_path_buf();
+    let relay = spawn_relay(relay_config(tokens(&["tok"]))).await;
+    let mut app = FakeTarget::echo().await;
+    let mut tunnel = Tunnel::spawn(&relay, &app, &home, "sec", &["--json"]);
+    let ready = tunnel.json_line().await;
+    let public = ready["public_url"].as_str().unwrap().to_owned();
+    let (headers, body) = stripe_signed(&public, 42, STRIPE);
+    assert_eq!(
+        send_owned(&relay, "/t/sec/hook", &headers, body)
+            .await
+            .status,
+        200
+    );
+    let _ = app.next().await;
+    let line = tunnel.json_line().await;
+    assert_eq!(line["verdict"], "no_secret", "{line}");
+    tunnel.stop().await;
+    let id = line["id"].as_i64().unwrap().to_string();
+
+    let (code, out, err) = cli(&home, &["replay", &id]).await;
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("(verdict now: no_secret)"), "{out}");
+    for place in [
+        "--secret stripe=whsec_",
+        "STRIPE_WEBHOOK_SECRET",
+        "[secrets]",
+    ] {
+        assert!(err.contains(place), "{place} missing: {err}");
+    }
+    let _ = app.next().await;
+    let (code, out, err) = cli_env(
+        &home,
+        &["replay", &id, "--json"],
+        &[("STRIPE_WEBHOOK_SECRET", STRIPE)],
+    )
+    .await;
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(v["verdict"], "valid", "{v}");
+    let _ = app.next().await;
+
+    // verify ID: no secret, then each source, then another secret on the command line.
+    let (code, out, _) = cli(&home, &["verify", &id]).await;
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("no_secret") && out.contains("--secret stripe="),
+        "{out}"
+    );
+    write_config(&home, &format!("[secrets]\nstripe = \"{STRIPE}\"\n"));
+    let (code, out, err) = cli(&home, &["replay", &id, "--json"]).await;
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(v["verdict"], "valid", "{v}");
+    let (code, out, err) = cli(&home, &["verify", &id, "--json"]).await;
+    assert_eq!(code, 0, "{out}{err}");
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(v["provider"], "stripe");
+    assert_eq!(v["verdict"], "valid");
+    assert_eq!(v["event"]["id"], "evt_42");
+    let (code, out, _) = cli(&home, &["verify", &id, "--secret", "whsec_other"]).await;
+    assert_eq!(code, 1, "a flag beats the config file: {out}");
+    assert!(out.contains("verdict    invalid"), "{out}");
+    let named = format!("stripe={STRIPE}");
+    write_config(&home, "");
+    let (code, out, _) = cli(&home, &["verify", &id, "--secret", &named]).await;
+    assert_eq!(code, 0, "{out}");
+    // Usage errors: an id that is not stored; an id with a request.
+    let (code, _, err) = cli(&home, &["verify", "99999"]).await;
+    assert_eq!(code, 2);
+    assert!(err.contains("no exchange with id 99999"), "{err}");
+    let (code, _, _) = cli(&home, &["verify", &id, "--body", "x"]).await;
+    assert_eq!(code, 2);
 }

@@ -391,7 +391,7 @@ pub async fn run_replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
         Some(p) => Some(read_body(p)?),
         None => None,
     };
-    let secrets = config.secrets(&args.secrets, |k| std::env::var(k).ok())?;
+    let secrets = config.secrets(&args.secrets, None, |k| std::env::var(k).ok())?;
     let ropts = ReplayOptions {
         to: args.to.clone(),
         headers,
@@ -411,55 +411,76 @@ pub async fn run_replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
     if args.json {
         twk_sanitize::json_to_writer(&mut out, &exchange_json(&stored, args.reveal_secrets))?;
         writeln!(out)?;
-    } else {
-        let ex = &stored.exchange;
-        let took = ex
-            .duration_ms()
-            .map_or(String::new(), |d| format!(" in {d} ms"));
-        match (&ex.response, &ex.failure) {
-            (Some(resp), _) => {
-                let status = ex.status.unwrap_or_default();
-                writeln!(
-                    out,
-                    "replayed #{} as #{id} → {} {} {}{took} (verdict now: {})",
-                    args.id,
-                    twk_sanitize::escape(&ex.target),
-                    status,
-                    twk_capture::export::har::reason(status),
-                    ex.verdict.map_or("-", Verdict::as_str)
-                )?;
-                for h in redact_headers(&resp.headers, args.reveal_secrets).iter() {
-                    writeln!(
-                        out,
-                        "{}: {}",
-                        twk_sanitize::escape(&h.name),
-                        twk_sanitize::escape(&String::from_utf8_lossy(&h.value))
-                    )?;
-                }
-                writeln!(out)?;
-                match std::str::from_utf8(&resp.body.bytes) {
-                    Ok(t) => writeln!(out, "{}", twk_sanitize::escape_body(t))?,
-                    Err(_) => writeln!(out, "<{} bytes of binary body>", resp.body.len)?,
-                }
-                if resp.body.truncated {
-                    writeln!(out, "… ({} bytes in total)", resp.body.len)?;
-                }
-            }
-            (None, f) => {
-                let why = f
-                    .as_ref()
-                    .map_or("no response".to_owned(), |f| f.message.clone());
-                writeln!(
-                    out,
-                    "replayed #{} as #{id}: failed{took}: {}",
-                    args.id,
-                    twk_sanitize::escape(&why)
-                )?;
-                return Ok(ExitCode::FAILURE);
-            }
-        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    print_replay(&mut out, args.id, &stored, args.reveal_secrets)
+}
+
+/// The human report of a replay: status line with the new verdict (and, when it is not
+/// valid, why, on stderr: for `no_secret` that names where the secret goes), the response's
+/// headers and body. Exit 1 when no response came back.
+fn print_replay(
+    out: &mut impl Write,
+    original: i64,
+    stored: &twk_capture::StoredExchange,
+    reveal_secrets: bool,
+) -> anyhow::Result<ExitCode> {
+    let ex = &stored.exchange;
+    let id = stored.id();
+    let took = ex
+        .duration_ms()
+        .map_or(String::new(), |d| format!(" in {d} ms"));
+    let Some(resp) = &ex.response else {
+        let why = ex
+            .failure
+            .as_ref()
+            .map_or("no response".to_owned(), |f| f.message.clone());
+        writeln!(
+            out,
+            "replayed #{original} as #{id}: failed{took}: {}",
+            twk_sanitize::escape(&why)
+        )?;
+        return Ok(ExitCode::FAILURE);
+    };
+    let status = ex.status.unwrap_or_default();
+    writeln!(
+        out,
+        "replayed #{original} as #{id} → {} {} {}{took} (verdict now: {})",
+        twk_sanitize::escape(&ex.target),
+        status,
+        twk_capture::export::har::reason(status),
+        ex.verdict.map_or("-", Verdict::as_str)
+    )?;
+    if let Some(verdict) = ex.verdict.filter(|v| !v.is_valid())
+        && let Some(why) = diagnosis_summary(ex)
+    {
+        eprintln!("twk-tunnel: {verdict}: {}", twk_sanitize::escape(why));
+    }
+    for h in redact_headers(&resp.headers, reveal_secrets).iter() {
+        writeln!(
+            out,
+            "{}: {}",
+            twk_sanitize::escape(&h.name),
+            twk_sanitize::escape(&String::from_utf8_lossy(&h.value))
+        )?;
+    }
+    writeln!(out)?;
+    match std::str::from_utf8(&resp.body.bytes) {
+        Ok(t) => writeln!(out, "{}", twk_sanitize::escape_body(t))?,
+        Err(_) => writeln!(out, "<{} bytes of binary body>", resp.body.len)?,
+    }
+    if resp.body.truncated {
+        writeln!(out, "… ({} bytes in total)", resp.body.len)?;
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The one-line reason of a verdict, from the analysis stored with the exchange.
+fn diagnosis_summary(ex: &twk_capture::Exchange) -> Option<&str> {
+    ex.analysis
+        .as_ref()?
+        .pointer("/diagnosis/summary")?
+        .as_str()
 }
 
 /// `Name: value` → set; `Name:` → remove; `Name;` → empty value.
