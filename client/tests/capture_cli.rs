@@ -790,3 +790,58 @@ async fn replay_and_verify_id_find_secrets_where_the_tunnel_does() {
     let (code, _, _) = cli(&home, &["verify", &id, "--body", "x"]).await;
     assert_eq!(code, 2);
 }
+
+/// Issue 12 item 12: `log` stops at 100 rows by default and now says so (on stderr: stdout
+/// stays a table or NDJSON), and a table with AUTH marks explains them.
+#[tokio::test]
+async fn log_says_when_rows_are_left_out_and_explains_auth_marks() {
+    let home_dir = tempfile::tempdir().unwrap();
+    let home: PathBuf = home_dir.path().to_path_buf();
+    let opts = twk_capture::StoreOptions::at(Some(&home.join("data"))).unwrap();
+    let mut store = twk_capture::Store::open(&opts).unwrap();
+    let t0 = now() * 1000 - 60_000;
+    for i in 0..101 {
+        let mut ex = twk_capture::Exchange {
+            tunnel: "many".into(),
+            method: "POST".into(),
+            path: format!("/n/{i}"),
+            public_url: format!("https://many.example/n/{i}"),
+            remote_addr: Some("203.0.113.9:4000".into()),
+            status: Some(200),
+            ..Default::default()
+        };
+        ex.timings.received_ms = t0 + i;
+        if i == 100 {
+            // The newest: a 401 without a challenge (a leg 1 with a lint).
+            ex.status = Some(401);
+            ex.response = Some(twk_capture::Message::default());
+        }
+        store.insert(&ex).unwrap();
+    }
+    drop(store);
+
+    let (code, out, err) = cli(&home, &["log"]).await;
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        err.contains("100 of 101 shown; --limit N for more"),
+        "{err}"
+    );
+    assert!(!out.contains("shown;"), "the footer is not table output");
+    assert!(out.contains("AUTH: \u{1f512}1>7 leg 1"), "{out}");
+    assert!(out.contains("lints: ! error, ? warning, i info"), "{out}");
+
+    let (code, out, err) = cli(&home, &["log", "--json", "--limit", "3"]).await;
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("3 of 101 shown"), "{err}");
+    assert_eq!(out.lines().count(), 3);
+    for l in out.lines() {
+        let _: serde_json::Value = serde_json::from_str(l).unwrap();
+    }
+    // Everything shown: no footer; no AUTH marks: no legend.
+    let (_, out, err) = cli(&home, &["log", "--limit", "0", "--status", "200"]).await;
+    assert!(err.is_empty(), "{err}");
+    assert_eq!(out.lines().filter(|l| l.contains("/n/")).count(), 100);
+    assert!(!out.contains("AUTH:"), "{out}");
+    let (_, _, err) = cli(&home, &["log", "--limit", "101"]).await;
+    assert!(err.is_empty(), "{err}");
+}

@@ -206,10 +206,10 @@ pub async fn run_log(args: LogArgs) -> anyhow::Result<ExitCode> {
         nothing_yet(&opts);
         return Ok(ExitCode::SUCCESS);
     };
-    let filter = args.filter.to_filter(Some(100))?;
+    let filter = args.filter.to_filter(Some(DEFAULT_LOG_LIMIT))?;
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
-    if args.json {
+    let shown = if args.json {
         // Oldest first within the selection, one object per line.
         let mut rows = Vec::new();
         store.for_each(&filter, |x| {
@@ -220,6 +220,7 @@ pub async fn run_log(args: LogArgs) -> anyhow::Result<ExitCode> {
             twk_sanitize::json_to_writer(&mut out, &exchange_json(x, args.reveal_secrets))?;
             out.write_all(b"\n")?;
         }
+        rows.len()
     } else {
         let mut rows = store.list(&filter)?;
         rows.reverse();
@@ -227,10 +228,45 @@ pub async fn run_log(args: LogArgs) -> anyhow::Result<ExitCode> {
         if rows.is_empty() {
             writeln!(out, "(no matching exchanges)")?;
         }
-    }
+        rows.len()
+    };
     out.flush()?;
+    // A full page may not be everything: say so on stderr (stdout stays a table or NDJSON).
+    if let Some(limit) = filter.limit
+        && shown as u64 >= limit
+    {
+        let total = store.count(&filter)?;
+        if total > shown as u64 {
+            eprintln!(
+                "{} of {} shown; --limit N for more (--limit 0 for all)",
+                thousands(shown as u64),
+                thousands(total)
+            );
+        }
+    }
     Ok(ExitCode::SUCCESS)
 }
+
+/// Rows `log` prints without --limit.
+const DEFAULT_LOG_LIMIT: u64 = 100;
+
+/// `4210` → `4,210`.
+fn thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// What the `AUTH` marks mean, printed under a table that shows any.
+const AUTH_LEGEND: &str = "AUTH: \u{1f512}1>7 leg 1 (the 401 challenge), retried as #7 · \
+     \u{1f512}1>? leg 1, no retry yet · \u{1f512}2<6 leg 2 (the retry with credentials) of #6 · \
+     lints: ! error, ? warning, i info";
 
 /// The `AUTH` cell of the table: a lock for a Basic-auth handshake leg (`🔒1>7`: leg 1,
 /// retried as #7; `🔒1>?`: leg 1 whose retry has not come; `🔒2<6`: leg 2 of #6), then one
@@ -337,6 +373,10 @@ fn write_table(out: &mut impl Write, rows: &[Summary]) -> std::io::Result<()> {
     for row in &cells {
         let cols: Vec<&str> = row.iter().map(String::as_str).collect();
         line(out, &cols)?;
+    }
+    if rows.iter().any(|r| auth_cell(r) != "-") {
+        writeln!(out)?;
+        writeln!(out, "{AUTH_LEGEND}")?;
     }
     // Spell out the lints below the table, once per code present.
     let mut seen: Vec<LintCode> = rows.iter().flat_map(|r| r.lints.iter().copied()).collect();
@@ -654,6 +694,14 @@ mod tests {
         write_table(&mut out, &[a, b, c, d]).unwrap();
         let text = String::from_utf8(out).unwrap();
         assert!(text.lines().next().unwrap().contains("AUTH"), "{text}");
+        assert!(text.contains(AUTH_LEGEND), "{text}");
+        let mut plain = Vec::new();
+        write_table(&mut plain, &[row(1)]).unwrap();
+        let plain = String::from_utf8(plain).unwrap();
+        assert!(
+            !plain.contains("AUTH:"),
+            "a legend for marks not shown: {plain}"
+        );
         assert!(
             text.contains("error 401-without-www-authenticate: 9"),
             "{text}"
@@ -661,6 +709,14 @@ mod tests {
         assert!(text.contains("warning retry-never-came: 8"), "{text}");
         assert!("credentials-mismatch".parse::<LintCode>().is_ok());
         assert!(parse_lint("nope").is_err());
+    }
+
+    #[test]
+    fn counts_read_in_thousands() {
+        assert_eq!(thousands(0), "0");
+        assert_eq!(thousands(100), "100");
+        assert_eq!(thousands(4210), "4,210");
+        assert_eq!(thousands(1_234_567), "1,234,567");
     }
 
     #[test]
