@@ -414,6 +414,63 @@ async fn capture_query_replay_and_export_through_the_real_tunnel() {
         })
         .unwrap();
     assert_eq!(stripe_entry["request"]["postData"]["text"], body);
+    // The HAR's Host is its URL's (the public one), not the one the local app saw.
+    let host_of = |e: &serde_json::Value| {
+        e["request"]["headers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|h| h["name"] == "host")
+            .map(|h| h["value"].as_str().unwrap().to_owned())
+    };
+    let public_authority = public
+        .split_once("://")
+        .and_then(|(_, r)| r.split('/').next())
+        .unwrap()
+        .to_owned();
+    assert_eq!(host_of(stripe_entry), Some(public_authority));
+    let kept = home.join("kept.har");
+    let (code, _, err) = cli(
+        &home,
+        &["export", "--har", kept.to_str().unwrap(), "--keep-host"],
+    )
+    .await;
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&kept).unwrap()).unwrap();
+    assert_eq!(
+        host_of(&v["log"]["entries"][0]),
+        stripe_seen.header("host"),
+        "--keep-host keeps what the app saw"
+    );
+
+    // replay --to another host: Host names that host (here the same app, spelled
+    // `localhost`, so the recorded `127.0.0.1:port` would disagree with the URL).
+    let elsewhere = format!("http://localhost:{}", app.addr.port());
+    let (code, _, err) = cli(
+        &home,
+        &["replay", &stripe_id.to_string(), "--to", &elsewhere],
+    )
+    .await;
+    assert_eq!(code, 0, "{err}");
+    let got = app.next().await;
+    assert_eq!(
+        got.header("host"),
+        Some(format!("localhost:{}", app.addr.port()))
+    );
+    let (code, _, err) = cli(
+        &home,
+        &[
+            "replay",
+            &stripe_id.to_string(),
+            "--to",
+            &elsewhere,
+            "--keep-host",
+        ],
+    )
+    .await;
+    assert_eq!(code, 0, "{err}");
+    let got = app.next().await;
+    assert_eq!(got.header("host"), stripe_seen.header("host"));
     assert!(!String::from_utf8_lossy(&std::fs::read(&har).unwrap()).contains("v1="));
 
     // curl export: redacted by default; revealed, it reproduces the request byte for byte.

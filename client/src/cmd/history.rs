@@ -10,7 +10,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use twk_capture::export::curl::{CurlOptions, curl_command};
-use twk_capture::export::har::HarWriter;
+use twk_capture::export::har::{HarOptions, HarWriter};
 use twk_capture::export::json::exchange_json;
 use twk_capture::time::{Bound, parse_time, rfc3339_ms};
 use twk_capture::{Filter, LintCode, Order, Severity, StatusFilter, Store, StoreOptions, Summary};
@@ -125,9 +125,13 @@ pub struct LogArgs {
 pub struct ReplayArgs {
     /// Id of the exchange to replay (see `twk-tunnel log`).
     id: i64,
-    /// Send to this URL (http://host:port[/base]) instead of the recorded local target.
+    /// Send to this URL (http://host:port[/base]) instead of the recorded local target. On
+    /// another host, `Host` names that host (--keep-host keeps the recorded one).
     #[arg(long, value_name = "URL")]
     to: Option<String>,
+    /// With --to on another host: send the recorded Host header unchanged.
+    #[arg(long, requires = "to")]
+    keep_host: bool,
     /// Set a header ('Name: value'); 'Name:' removes it, 'Name;' sends it empty. Repeatable.
     #[arg(short = 'H', long = "header", value_name = "HEADER")]
     headers: Vec<String>,
@@ -166,6 +170,10 @@ pub struct ExportArgs {
     /// With --curl: send to this base URL instead of the recorded local target.
     #[arg(long, value_name = "URL", requires = "curl")]
     to: Option<String>,
+    /// Keep the recorded Host header (the one the local app saw). By default a HAR's Host is
+    /// its URL's host (the public one) and `--curl --to` names the --to host.
+    #[arg(long)]
+    keep_host: bool,
     #[command(flatten)]
     filter: FilterArgs,
     /// Keep secret-bearing headers (Authorization, Cookie, signatures) in the export.
@@ -434,6 +442,7 @@ pub async fn run_replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
     let secrets = config.secrets(&args.secrets, None, |k| std::env::var(k).ok())?;
     let ropts = ReplayOptions {
         to: args.to.clone(),
+        keep_host: args.keep_host,
         headers,
         body,
         resign: args.resign,
@@ -572,6 +581,7 @@ pub async fn run_export(args: ExportArgs) -> anyhow::Result<ExitCode> {
             &CurlOptions {
                 base_url: args.to.clone(),
                 reveal_secrets: args.reveal_secrets,
+                keep_host: args.keep_host,
             },
         );
         print!("{cmd}");
@@ -600,7 +610,11 @@ pub async fn run_export(args: ExportArgs) -> anyhow::Result<ExitCode> {
             .with_context(|| format!("creating {}", path.display()))?;
         Box::new(f)
     };
-    let mut w = HarWriter::new(std::io::BufWriter::new(out), args.reveal_secrets)?;
+    let har = HarOptions {
+        reveal_secrets: args.reveal_secrets,
+        keep_host: args.keep_host,
+    };
+    let mut w = HarWriter::new(std::io::BufWriter::new(out), har)?;
     let mut n = 0u64;
     store.for_each(&filter, |x| {
         w.push(&x)?;
