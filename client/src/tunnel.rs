@@ -77,6 +77,7 @@ pub struct TunnelArgs {
     pub no_capture: bool,
     /// Answer the Basic-auth challenge in twk: requests without these credentials get 401 with
     /// `WWW-Authenticate: Basic realm="…"`, as Bandwidth's callbacks expect. `user:password`.
+    /// Also the Bandwidth secret for verdicts unless `--secret bandwidth=…` names another.
     #[arg(
         long,
         value_name = "USER:PASS",
