@@ -739,6 +739,26 @@ async fn basic_auth_credentials_are_the_bandwidth_secret_for_every_command() {
     tunnel.stop().await;
     let id = leg2["id"].as_i64().unwrap().to_string();
 
+    // With --strip-auth the stored retry has no Authorization; twk's own check vouches for it.
+    let mut stripping = Tunnel::spawn(
+        &relay,
+        &app,
+        &home,
+        "bw-strip",
+        &["--json", "--basic-auth", "bw-user:s3cret", "--strip-auth"],
+    );
+    let _ready = stripping.json_line().await;
+    let without: Vec<_> = headers[..2].to_vec();
+    let r = send_owned(&relay, "/t/bw-strip/status", &h(&without), body.to_owned()).await;
+    assert_eq!(r.status, 401);
+    assert_eq!(stripping.json_line().await["verdict"], "unsigned");
+    let r = send_owned(&relay, "/t/bw-strip/status", &h(&headers), body.to_owned()).await;
+    assert_eq!(r.status, 200);
+    assert!(app.next().await.header("authorization").is_none());
+    let stripped = stripping.json_line().await;
+    assert_eq!(stripped["verdict"], "valid", "{stripped}");
+    stripping.stop().await;
+
     // Another process, no credentials anywhere: no_secret, and where to put them.
     let (code, out, err) = cli(&home, &["replay", &id]).await;
     assert_eq!(code, 0, "{err}");

@@ -457,8 +457,12 @@ impl Pending {
             }
             self.exchange.request.body = r.body;
         }
+        let cfg = &self.shared.cfg;
         let now = self.exchange.timings.received_ms / 1000;
-        annotate(&mut self.exchange, &self.shared.cfg.secrets, now, None);
+        let opts = twk_providers::VerifyOptions::at(now);
+        let mut analysis = analyze_exchange(&self.exchange, &cfg.secrets, opts);
+        credit_stripped_credentials(&mut analysis, &self.exchange, cfg);
+        record_analysis(&mut self.exchange, analysis);
         self.shared.observer.exchange(self.exchange);
     }
 }
@@ -474,6 +478,12 @@ pub fn annotate(
 ) {
     let opts = twk_providers::VerifyOptions::at(now_unix).with_provider(provider);
     let analysis = analyze_exchange(ex, secrets, opts);
+    record_analysis(ex, analysis);
+}
+
+/// Puts an analysis on its exchange: provider, event, summary, verdict (none when the body
+/// was cut and the check did not pass: it could not have), and the whole analysis as JSON.
+fn record_analysis(ex: &mut Exchange, analysis: twk_providers::Analysis) {
     ex.provider = analysis.provider.map(|p| p.as_str().to_string());
     ex.event = analysis.event.as_ref().map(|e| e.name.clone());
     ex.summary = analysis.event.as_ref().map(|e| e.summary.clone());
@@ -483,6 +493,31 @@ pub fn annotate(
         .filter(|_| !unreliable)
         .map(|_| analysis.verdict);
     ex.analysis = serde_json::to_value(&analysis).ok();
+}
+
+/// With `--strip-auth` the captured retry no longer carries the credentials twk checked, so
+/// the Bandwidth check finds none (`unsigned`) although twk's own check passed (the Auth tab
+/// says so). When the Bandwidth secret is those same credentials, the callback did carry
+/// them: `valid`, saying how it is known.
+fn credit_stripped_credentials(
+    a: &mut twk_providers::Analysis,
+    ex: &Exchange,
+    cfg: &crate::AgentConfig,
+) {
+    use twk_providers::{Provider, Verdict};
+    let stripped = cfg.basic_auth.as_ref().filter(|b| b.strip);
+    let passed = ex.auth.as_ref().and_then(|a| a.matched) == Some(true);
+    let same = stripped
+        .zip(cfg.secrets.get(Provider::Bandwidth))
+        .is_some_and(|(b, secret)| b.is(secret));
+    if a.provider == Some(Provider::Bandwidth) && a.verdict == Verdict::Unsigned && passed && same {
+        a.verdict = Verdict::Valid;
+        a.matched_variant = Some(
+            "twk's --basic-auth check (Authorization removed by --strip-auth before capture)"
+                .to_owned(),
+        );
+        a.diagnosis = None;
+    }
 }
 
 /// Checks the signature of a recorded exchange: the request as the sender sent it (the
