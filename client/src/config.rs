@@ -26,7 +26,10 @@ use anyhow::{Context, bail};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use twk_providers::Secrets;
+use twk_providers::{Provider, Secrets};
+
+/// Environment variable holding the Basic-auth credentials (`user:pass`), like `--basic-auth`.
+pub const BASIC_AUTH_ENV: &str = "TWK_BASIC_AUTH";
 
 /// A string that must not be printed: `Debug` shows `***`.
 #[derive(Clone, Default, PartialEq, Eq, Deserialize)]
@@ -168,9 +171,45 @@ impl Config {
         Ok(opts)
     }
 
-    /// Provider secrets with precedence `flags` (`PROVIDER=VALUE`) > environment (`env`
-    /// looks a variable up) > this file.
+    /// The Basic-auth credentials (`user:pass`) twk enforces on the public URL: the tunnel's
+    /// `--basic-auth` flag, else the environment's `TWK_BASIC_AUTH`, else this file's
+    /// `basic_auth`.
+    pub fn basic_auth(
+        &self,
+        flag: Option<&str>,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Option<String> {
+        flag.map(str::to_owned)
+            .or_else(|| env(BASIC_AUTH_ENV).filter(|v| !v.is_empty()))
+            .or_else(|| self.basic_auth.as_ref().map(|b| b.expose().to_owned()))
+    }
+
+    /// The one way every command that checks or makes signatures (the tunnel, `replay`,
+    /// `verify`, `sign`) gets its provider secrets, so a secret that works for one works for
+    /// all: `flags` (`--secret PROVIDER=VALUE`) over the providers' environment variables
+    /// (`env` looks one up) over this file's `[secrets]`. When none of them names a Bandwidth
+    /// secret, the Basic-auth credentials twk enforces ([`Config::basic_auth`] with
+    /// `basic_auth_flag`) are it: they are exactly what a Bandwidth callback must carry.
     pub fn secrets(
+        &self,
+        flags: &[String],
+        basic_auth_flag: Option<&str>,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> anyhow::Result<Secrets> {
+        let mut s = self.explicit_secrets(flags, &env)?;
+        if s.get(Provider::Bandwidth).is_none()
+            && let Some(creds) = self.basic_auth(basic_auth_flag, &env)
+            && creds
+                .split_once(':')
+                .is_some_and(|(user, _)| !user.is_empty())
+        {
+            s.set(Provider::Bandwidth, twk_providers::Secret::new(creds));
+        }
+        Ok(s)
+    }
+
+    /// Secrets named as such: file < environment < flags.
+    fn explicit_secrets(
         &self,
         flags: &[String],
         env: impl Fn(&str) -> Option<String>,
@@ -217,7 +256,6 @@ fn loose_mode(path: &Path) -> Option<u32> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use twk_providers::Provider;
 
     const FULL: &str = r#"
 relay = "wss://relay.example.com"
@@ -301,13 +339,44 @@ retention = 500
             _ => None,
         };
         let s = c
-            .secrets(&["github=gh_flag".to_owned()], env)
+            .secrets(&["github=gh_flag".to_owned()], None, env)
             .expect("merges");
         let get = |p| s.get(p).and_then(|x| x.expose_str()).map(str::to_owned);
         assert_eq!(get(Provider::Twilio).as_deref(), Some("file-twilio"));
         assert_eq!(get(Provider::Stripe).as_deref(), Some("whsec_env"));
         assert_eq!(get(Provider::Github).as_deref(), Some("gh_flag"));
-        assert!(c.secrets(&["nope".to_owned()], |_| None).is_err());
+        assert!(c.secrets(&["nope".to_owned()], None, |_| None).is_err());
+    }
+
+    #[test]
+    fn basic_auth_is_the_bandwidth_secret_unless_one_is_named() {
+        let get = |s: &Secrets| {
+            s.get(Provider::Bandwidth)
+                .and_then(|x| x.expose_str())
+                .map(str::to_owned)
+        };
+        // The file's basic_auth, the environment's, the flag's: the same precedence as the
+        // Basic-auth check itself.
+        let c = Config::parse(FULL).expect("parses");
+        let s = c.secrets(&[], None, |_| None).expect("loads");
+        assert_eq!(get(&s).as_deref(), Some("user:pass"));
+        let env = |k: &str| (k == BASIC_AUTH_ENV).then(|| "env:pw".to_owned());
+        let s = c.secrets(&[], None, env).expect("loads");
+        assert_eq!(get(&s).as_deref(), Some("env:pw"));
+        let s = c.secrets(&[], Some("flag:pw"), env).expect("loads");
+        assert_eq!(get(&s).as_deref(), Some("flag:pw"));
+        // A Bandwidth secret given as such wins, wherever it comes from.
+        let named = ["bandwidth=named:pw".to_owned()];
+        let s = c.secrets(&named, Some("flag:pw"), env).expect("loads");
+        assert_eq!(get(&s).as_deref(), Some("named:pw"));
+        let env = |k: &str| (k == "BANDWIDTH_CALLBACK_CREDENTIALS").then(|| "bwenv:pw".to_owned());
+        let s = c.secrets(&[], Some("flag:pw"), env).expect("loads");
+        assert_eq!(get(&s).as_deref(), Some("bwenv:pw"));
+        // Nothing configured: none.
+        let s = Config::default()
+            .secrets(&[], None, |_| None)
+            .expect("loads");
+        assert_eq!(get(&s), None);
     }
 
     #[test]

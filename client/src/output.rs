@@ -94,41 +94,9 @@ impl Printer {
     /// Renders the line for an exchange now, so the exchange itself (with its bodies) can move
     /// on to the store; the id is filled in by [`Printer::emit`] once the store assigned it.
     pub fn prepare(&self, ex: &Exchange) -> Prepared {
-        let duration = ex.duration_ms().unwrap_or(0);
         match self.mode {
-            OutputMode::Plain => {
-                let status = ex
-                    .status
-                    .map(|s| s.to_string())
-                    .unwrap_or_else(|| "---".into());
-                let mut line = format!(
-                    "{}  {:<6} {}  {}  {} ms",
-                    clock(ex.timings.received_ms),
-                    twk_sanitize::clean(&ex.method),
-                    twk_sanitize::clean(&ex.path),
-                    status,
-                    duration
-                );
-                if let Some(f) = &ex.failure {
-                    line.push_str(&format!("  ({})", twk_sanitize::clean(&f.message)));
-                }
-                Prepared::Plain(line)
-            }
-            OutputMode::Json => Prepared::Json(serde_json::json!({
-                "event": "exchange",
-                "id": null,
-                "time": jiff::Timestamp::from_millisecond(ex.timings.received_ms).ok().map(|t| t.to_string()),
-                "method": ex.method,
-                "path": ex.path,
-                "url": ex.public_url,
-                "status": ex.status,
-                "duration_ms": duration,
-                "request_id": ex.request_id,
-                "provider": ex.provider,
-                "event_name": ex.event,
-                "verdict": ex.verdict,
-                "failure": ex.failure,
-            })),
+            OutputMode::Plain => Prepared::Plain(plain_line(ex)),
+            OutputMode::Json => Prepared::Json(json_object(ex)),
         }
     }
 
@@ -152,6 +120,101 @@ impl Printer {
             let _ = rx.recv_timeout(std::time::Duration::from_secs(2));
         }
     }
+}
+
+/// The provider's id of the event (`evt_…`, a delivery id), from the stored analysis.
+fn event_id(ex: &Exchange) -> Option<&str> {
+    ex.analysis
+        .as_ref()?
+        .pointer("/event/id")?
+        .as_str()
+        .filter(|s| !s.is_empty())
+}
+
+/// One line per exchange, written when it is complete (the verdict needs the whole body, so
+/// there is nothing to say about the webhook earlier): what came in (`-->` provider, event,
+/// `[id]`, the verdict as a mark and a word, the first lint), then what went back (`<--`
+/// status, time), e.g.
+/// `12:00:01  --> stripe payment_intent.succeeded [evt_1] ✓ valid  POST /hooks  <-- 200 8 ms`.
+/// Every piece the sender controls goes through the sanitizer.
+fn plain_line(ex: &Exchange) -> String {
+    let mut incoming = Vec::new();
+    if let Some(p) = &ex.provider {
+        incoming.push(twk_sanitize::clean_line(p, 32));
+    }
+    if let Some(e) = &ex.event {
+        incoming.push(twk_sanitize::clean_line(e, 64));
+    }
+    if let Some(id) = event_id(ex) {
+        incoming.push(format!("[{}]", twk_sanitize::clean_line(id, 64)));
+    }
+    if let Some(v) = ex.verdict {
+        incoming.push(format!("{} {}", v.mark(), v.label()));
+    }
+    let lints = twk_capture::lints_of(ex);
+    if let Some(first) = lints.first() {
+        let more = match lints.len() {
+            1 => String::new(),
+            n => format!(" +{}", n - 1),
+        };
+        incoming.push(format!(
+            "{} {}{more}",
+            first.severity.mark(),
+            first.code.label()
+        ));
+    }
+    incoming.push(format!(
+        "{} {}",
+        twk_sanitize::clean(&ex.method),
+        twk_sanitize::clean(&ex.path)
+    ));
+    let status = ex
+        .status
+        .map_or_else(|| "---".to_owned(), |s| s.to_string());
+    let mut line = format!(
+        "{}  --> {}  <-- {status} {} ms",
+        clock(ex.timings.received_ms),
+        incoming.join(" "),
+        ex.duration_ms().unwrap_or(0)
+    );
+    if let Some(f) = &ex.failure {
+        line.push_str(&format!("  ({})", twk_sanitize::clean(&f.message)));
+    }
+    line
+}
+
+/// The NDJSON object of an exchange. The first fields are the stable contract; `event_id`,
+/// `summary` and `lints` (`[{"code", "severity", "message"}]`, the exchange's own lints, as
+/// in `log --json`) came later. The event's name is `event_name`: `event` names the line.
+fn json_object(ex: &Exchange) -> serde_json::Value {
+    let lints: Vec<serde_json::Value> = twk_capture::lints_of(ex)
+        .iter()
+        .map(|l| {
+            serde_json::json!({
+                "code": l.code.as_str(),
+                "severity": l.severity.as_str(),
+                "message": l.message,
+            })
+        })
+        .collect();
+    serde_json::json!({
+        "event": "exchange",
+        "id": null,
+        "time": jiff::Timestamp::from_millisecond(ex.timings.received_ms).ok().map(|t| t.to_string()),
+        "method": ex.method,
+        "path": ex.path,
+        "url": ex.public_url,
+        "status": ex.status,
+        "duration_ms": ex.duration_ms().unwrap_or(0),
+        "request_id": ex.request_id,
+        "provider": ex.provider,
+        "event_name": ex.event,
+        "verdict": ex.verdict,
+        "failure": ex.failure,
+        "event_id": event_id(ex),
+        "summary": ex.summary,
+        "lints": lints,
+    })
 }
 
 /// Renders a time (Unix ms) as local-agnostic UTC `HH:MM:SS`.
@@ -214,5 +277,79 @@ impl Observer for Printer {
     fn exchange(&self, ex: Exchange) {
         let id = ex.id;
         self.emit(self.prepare(&ex), id);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use twk_capture::{Message, Timings};
+
+    fn bare_401() -> Exchange {
+        Exchange {
+            method: "POST".into(),
+            path: "/cb\u{1b}[2J".into(),
+            status: Some(401),
+            response: Some(Message::default()),
+            provider: Some("bandwidth".into()),
+            event: Some("message-delivered\u{202e}".into()),
+            verdict: Some(twk_providers::Verdict::NoSecret),
+            analysis: Some(serde_json::json!({"event": {"id": "m-1\u{9b}31m"}})),
+            timings: Timings {
+                received_ms: 0,
+                done_ms: Some(8),
+                ..Timings::default()
+            },
+            ..Exchange::default()
+        }
+    }
+
+    #[test]
+    fn plain_line_names_the_webhook_and_is_sanitized() {
+        let line = plain_line(&bare_401());
+        assert!(
+            line.starts_with("00:00:00  --> bandwidth message-delivered"),
+            "{line}"
+        );
+        assert!(line.contains(" [m-1"), "{line}");
+        assert!(line.contains("? no secret ⚠ bare 401 POST /cb"), "{line}");
+        assert!(line.ends_with("<-- 401 8 ms"), "{line}");
+        assert!(
+            !line.chars().any(twk_sanitize::is_unsafe),
+            "unsafe character reached the line: {line:?}"
+        );
+        let plain = Exchange {
+            method: "GET".into(),
+            path: "/x".into(),
+            ..Exchange::default()
+        };
+        assert_eq!(plain_line(&plain), "00:00:00  --> GET /x  <-- --- 0 ms");
+    }
+
+    #[test]
+    fn json_object_keeps_its_fields_and_adds_the_webhook() {
+        let v = json_object(&bare_401());
+        for stable in [
+            "event",
+            "id",
+            "time",
+            "method",
+            "path",
+            "url",
+            "status",
+            "duration_ms",
+            "request_id",
+            "provider",
+            "event_name",
+            "verdict",
+            "failure",
+        ] {
+            assert!(v.get(stable).is_some(), "{stable} missing: {v}");
+        }
+        assert_eq!(v["event"], "exchange");
+        assert_eq!(v["verdict"], "no_secret");
+        assert_eq!(v["event_id"], "m-1\u{9b}31m");
+        assert_eq!(v["lints"][0]["code"], "401-without-www-authenticate");
+        assert_eq!(v["lints"][0]["severity"], "error");
     }
 }

@@ -77,6 +77,7 @@ pub struct TunnelArgs {
     pub no_capture: bool,
     /// Answer the Basic-auth challenge in twk: requests without these credentials get 401 with
     /// `WWW-Authenticate: Basic realm="…"`, as Bandwidth's callbacks expect. `user:password`.
+    /// Also the Bandwidth secret for verdicts unless `--secret bandwidth=…` names another.
     #[arg(
         long,
         value_name = "USER:PASS",
@@ -227,7 +228,9 @@ pub async fn run(mut args: TunnelArgs) -> anyhow::Result<ExitCode> {
         .take()
         .or_else(|| config.token.as_ref().map(|t| t.expose().to_string()));
     args.name = args.name.take().or_else(|| config.name.clone());
-    let secrets = Arc::new(config.secrets(&args.secrets, |k| std::env::var(k).ok())?);
+    let env = |k: &str| std::env::var(k).ok();
+    let basic = config.basic_auth(args.basic_auth.as_deref(), env);
+    let secrets = Arc::new(config.secrets(&args.secrets, basic.as_deref(), env)?);
     let tui = wants_tui(&args);
     let mode = if args.json {
         OutputMode::Json
@@ -292,10 +295,6 @@ pub async fn run(mut args: TunnelArgs) -> anyhow::Result<ExitCode> {
     cfg.host_header = args.host_header();
     cfg.request_timeout = args.request_timeout;
     cfg.secrets = secrets.clone();
-    let basic = args
-        .basic_auth
-        .clone()
-        .or_else(|| config.basic_auth.as_ref().map(|b| b.expose().to_string()));
     if let Some(spec) = basic {
         let realm = args
             .realm

@@ -67,20 +67,28 @@ struct Tunnel {
 
 impl Tunnel {
     fn start(relay: &RelayHandle, target: &FakeTarget, home: &Path) -> Tunnel {
+        let stripe = format!("stripe={STRIPE}");
+        let twilio = format!("twilio={TWILIO}");
+        let args = ["--json", "--secret", &stripe, "--secret", &twilio];
+        Tunnel::spawn(relay, target, home, "capt", &args)
+    }
+
+    /// `twk-tunnel --relay … --name NAME ARGS… TARGET` with the test's private directories.
+    fn spawn(
+        relay: &RelayHandle,
+        target: &FakeTarget,
+        home: &Path,
+        name: &str,
+        args: &[&str],
+    ) -> Tunnel {
         let mut child = Command::new(BIN)
-            .args([
-                "--relay",
-                &relay.url(false),
-                "--name",
-                "capt",
-                "--json",
-                "--secret",
-                &format!("stripe={STRIPE}"),
-                "--secret",
-                &format!("twilio={TWILIO}"),
-                &target.addr.to_string(),
-            ])
+            .args(["--relay", &relay.url(false), "--name", name])
+            .args(args)
+            .arg(target.addr.to_string())
             .env("TWK_TOKEN", "tok")
+            .env_remove("STRIPE_WEBHOOK_SECRET")
+            .env_remove("BANDWIDTH_CALLBACK_CREDENTIALS")
+            .env_remove("TWK_BASIC_AUTH")
             .env("TWK_DATA_DIR", home.join("data"))
             .env("XDG_CONFIG_HOME", home.join("config"))
             .env_remove("TWK_RELAY")
@@ -93,13 +101,16 @@ impl Tunnel {
         Tunnel { child, lines }
     }
 
-    async fn json_line(&mut self) -> serde_json::Value {
-        let line = tokio::time::timeout(Duration::from_secs(10), self.lines.next_line())
+    async fn line(&mut self) -> String {
+        tokio::time::timeout(Duration::from_secs(10), self.lines.next_line())
             .await
             .expect("no line within 10 s")
             .unwrap()
-            .expect("tunnel exited");
-        serde_json::from_str(&line).unwrap()
+            .expect("tunnel exited")
+    }
+
+    async fn json_line(&mut self) -> serde_json::Value {
+        serde_json::from_str(&self.line().await).unwrap()
     }
 
     async fn stop(mut self) {
@@ -115,15 +126,23 @@ impl Tunnel {
 
 /// Runs a `twk-tunnel` subcommand against the test's data directory.
 async fn cli(home: &Path, args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(BIN)
-        .args(args)
+    cli_env(home, args, &[]).await
+}
+
+/// [`cli`] with environment variables set: no secret reaches it from elsewhere.
+async fn cli_env(home: &Path, args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
+    let mut cmd = Command::new(BIN);
+    cmd.args(args)
         .env("TWK_DATA_DIR", home.join("data"))
         .env("XDG_CONFIG_HOME", home.join("config"))
-        .env_remove("STRIPE_WEBHOOK_SECRET")
-        .env_remove("TWILIO_AUTH_TOKEN")
-        .output()
-        .await
-        .unwrap();
+        .env_remove("TWK_CONFIG")
+        .env_remove("TWK_SECRET")
+        .env_remove("TWK_BASIC_AUTH");
+    for p in Provider::ALL {
+        cmd.env_remove(p.secret_env_var());
+    }
+    cmd.envs(env.iter().copied());
+    let out = cmd.output().await.unwrap();
     (
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -245,6 +264,10 @@ async fn capture_query_replay_and_export_through_the_real_tunnel() {
     let _ = app.next().await;
     let bad_line = tunnel.json_line().await;
     assert_eq!(stripe_line["verdict"], "valid");
+    assert_eq!(stripe_line["provider"], "stripe");
+    assert_eq!(stripe_line["event_name"], "payment_intent.succeeded");
+    assert_eq!(stripe_line["event_id"], "evt_100");
+    assert_eq!(stripe_line["lints"], serde_json::json!([]));
     assert_eq!(twilio_line["verdict"], "valid");
     assert_eq!(bad_line["verdict"], "invalid");
 
@@ -391,6 +414,63 @@ async fn capture_query_replay_and_export_through_the_real_tunnel() {
         })
         .unwrap();
     assert_eq!(stripe_entry["request"]["postData"]["text"], body);
+    // The HAR's Host is its URL's (the public one), not the one the local app saw.
+    let host_of = |e: &serde_json::Value| {
+        e["request"]["headers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|h| h["name"] == "host")
+            .map(|h| h["value"].as_str().unwrap().to_owned())
+    };
+    let public_authority = public
+        .split_once("://")
+        .and_then(|(_, r)| r.split('/').next())
+        .unwrap()
+        .to_owned();
+    assert_eq!(host_of(stripe_entry), Some(public_authority));
+    let kept = home.join("kept.har");
+    let (code, _, err) = cli(
+        &home,
+        &["export", "--har", kept.to_str().unwrap(), "--keep-host"],
+    )
+    .await;
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&kept).unwrap()).unwrap();
+    assert_eq!(
+        host_of(&v["log"]["entries"][0]),
+        stripe_seen.header("host"),
+        "--keep-host keeps what the app saw"
+    );
+
+    // replay --to another host: Host names that host (here the same app, spelled
+    // `localhost`, so the recorded `127.0.0.1:port` would disagree with the URL).
+    let elsewhere = format!("http://localhost:{}", app.addr.port());
+    let (code, _, err) = cli(
+        &home,
+        &["replay", &stripe_id.to_string(), "--to", &elsewhere],
+    )
+    .await;
+    assert_eq!(code, 0, "{err}");
+    let got = app.next().await;
+    assert_eq!(
+        got.header("host"),
+        Some(format!("localhost:{}", app.addr.port()))
+    );
+    let (code, _, err) = cli(
+        &home,
+        &[
+            "replay",
+            &stripe_id.to_string(),
+            "--to",
+            &elsewhere,
+            "--keep-host",
+        ],
+    )
+    .await;
+    assert_eq!(code, 0, "{err}");
+    let got = app.next().await;
+    assert_eq!(got.header("host"), stripe_seen.header("host"));
     assert!(!String::from_utf8_lossy(&std::fs::read(&har).unwrap()).contains("v1="));
 
     // curl export: made to be re-sent, so exact by default (it reproduces the request byte
@@ -486,4 +566,363 @@ async fn c1_controls_never_reach_json_output_raw() {
     // Still the same JSON: the escapes read back as the original characters.
     let row: serde_json::Value = serde_json::from_str(out.lines().next().unwrap()).unwrap();
     assert!(row.to_string().contains("a\u{9b}2Jb\u{202e}c"), "{row}");
+}
+
+/// A Stripe event signed with `secret` for the public URL, as (headers, body).
+fn stripe_signed(public: &str, amount: u32, secret: &str) -> (Vec<(String, String)>, String) {
+    let body = stripe_body(amount);
+    let view = RequestView::new("POST", public, body.as_bytes());
+    let opts = SignOptions {
+        timestamp: Some(now()),
+        id: None,
+    };
+    let key = Secrets::new().with(Provider::Stripe, Secret::new(secret));
+    let mut headers = vec![("content-type".to_owned(), "application/json".to_owned())];
+    headers.extend(twk_providers::sign(Provider::Stripe, &view, &key, &opts).unwrap());
+    (headers, body)
+}
+
+async fn send_owned(
+    relay: &RelayHandle,
+    path: &str,
+    headers: &[(String, String)],
+    body: String,
+) -> Reply {
+    let h: Vec<(&str, &str)> = headers
+        .iter()
+        .map(|(n, v)| (n.as_str(), v.as_str()))
+        .collect();
+    send(relay.addr, "POST", path, &h, body).await.unwrap()
+}
+
+/// Issue 12 item 3: `--no-tui` lines say which webhook came in and whether it holds: a valid
+/// Stripe event and one signed with another secret no longer print the same line; a 401
+/// without a challenge shows its lint.
+#[tokio::test]
+async fn no_tui_lines_name_the_event_and_its_verdict() {
+    trace_init();
+    let home_dir = tempfile::tempdir().unwrap();
+    let home: PathBuf = home_dir.path().to_path_buf();
+    let relay = spawn_relay(relay_config(tokens(&["tok"]))).await;
+    let mut app = FakeTarget::with(|r| {
+        let status = if r.path_and_query.ends_with("/bare") {
+            401
+        } else {
+            200
+        };
+        http::Response::builder()
+            .status(status)
+            .body(Full::new(Bytes::from_static(b"ok")))
+            .unwrap()
+    })
+    .await;
+    let secret = format!("stripe={STRIPE}");
+    let mut tunnel = Tunnel::spawn(
+        &relay,
+        &app,
+        &home,
+        "plain",
+        &["--no-tui", "--secret", &secret],
+    );
+    let ready = tunnel.line().await;
+    let public = ready
+        .strip_prefix("Forwarding ")
+        .and_then(|r| r.split(" -> ").next())
+        .unwrap_or_else(|| panic!("{ready}"))
+        .to_owned();
+
+    let (headers, body) = stripe_signed(&public, 100, STRIPE);
+    assert_eq!(
+        send_owned(&relay, "/t/plain/hooks/stripe", &headers, body)
+            .await
+            .status,
+        200
+    );
+    let _ = app.next().await;
+    let valid = tunnel.line().await;
+    let (headers, body) = stripe_signed(&public, 5, "whsec_not_the_configured_one");
+    assert_eq!(
+        send_owned(&relay, "/t/plain/hooks/stripe", &headers, body)
+            .await
+            .status,
+        200
+    );
+    let _ = app.next().await;
+    let wrong = tunnel.line().await;
+
+    assert!(
+        valid.contains("--> stripe payment_intent.succeeded [evt_100] ✓ valid POST /hooks/stripe"),
+        "{valid}"
+    );
+    assert!(valid.contains("<-- 200 "), "{valid}");
+    assert!(
+        wrong.contains("--> stripe payment_intent.succeeded [evt_5] ✗ invalid POST /hooks/stripe"),
+        "{wrong}"
+    );
+    let verdict_part = |l: &str| l.split("<--").next().unwrap().replace(char::is_numeric, "");
+    assert_ne!(verdict_part(&valid), verdict_part(&wrong));
+
+    // A Bandwidth callback answered 401 without WWW-Authenticate: the lint that loses it shows
+    // at once.
+    let bandwidth = [("user-agent".to_owned(), "BandwidthAPI/v2".to_owned())];
+    assert_eq!(
+        send_owned(&relay, "/t/plain/cb/bare", &bandwidth, String::new())
+            .await
+            .status,
+        401
+    );
+    let _ = app.next().await;
+    let bare = tunnel.line().await;
+    assert!(
+        bare.contains("⚠ bare 401 POST /cb/bare  <-- 401 "),
+        "{bare}"
+    );
+    tunnel.stop().await;
+}
+
+/// Writes the test's config file (0600, as twk wants it).
+fn write_config(home: &Path, text: &str) {
+    let dir = home.join("config").join("twk");
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("config.toml");
+    std::fs::write(&file, text).unwrap();
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
+}
+
+/// Issue 12 item 5: with `--basic-auth`, those credentials are the Bandwidth secret, so the
+/// retry that passes twk's check is `valid`, not `no_secret`; a later `replay` or `verify` in
+/// another process finds the same credentials in the environment or the config file, and
+/// says where to put them when it finds none.
+#[tokio::test]
+async fn basic_auth_credentials_are_the_bandwidth_secret_for_every_command() {
+    trace_init();
+    let home_dir = tempfile::tempdir().unwrap();
+    let home: PathBuf = home_dir.path().to_path_buf();
+    let relay = spawn_relay(relay_config(tokens(&["tok"]))).await;
+    let mut app = FakeTarget::echo().await;
+    let mut tunnel = Tunnel::spawn(
+        &relay,
+        &app,
+        &home,
+        "bw",
+        &["--json", "--basic-auth", "bw-user:s3cret"],
+    );
+    let _ready = tunnel.json_line().await;
+    let body = r#"[{"type":"message-delivered","to":"+15551234567","message":{"id":"m-1"}}]"#;
+    let mut headers = vec![
+        ("content-type", "application/json".to_owned()),
+        ("user-agent", "BandwidthAPI/v2".to_owned()),
+    ];
+    let h = |v: &[(&'static str, String)]| -> Vec<(String, String)> {
+        v.iter()
+            .map(|(n, v)| ((*n).to_owned(), v.clone()))
+            .collect()
+    };
+    let r = send_owned(&relay, "/t/bw/status", &h(&headers), body.to_owned()).await;
+    assert_eq!(r.status, 401);
+    let leg1 = tunnel.json_line().await;
+    // What Bandwidth sends on the retry: the credentials of its application, as Basic auth.
+    let creds = Secrets::new().with(Provider::Bandwidth, Secret::new("bw-user:s3cret"));
+    let view = RequestView::new("POST", "", body.as_bytes());
+    let signed =
+        twk_providers::sign(Provider::Bandwidth, &view, &creds, &SignOptions::default()).unwrap();
+    for (n, v) in signed {
+        assert!(n.eq_ignore_ascii_case("authorization"), "{n}");
+        headers.push(("authorization", v));
+    }
+    let r = send_owned(&relay, "/t/bw/status", &h(&headers), body.to_owned()).await;
+    assert_eq!(r.status, 200);
+    let _ = app.next().await;
+    let leg2 = tunnel.json_line().await;
+    assert_eq!(leg1["provider"], "bandwidth");
+    assert_eq!(leg1["verdict"], "unsigned", "{leg1}");
+    assert_eq!(leg2["provider"], "bandwidth");
+    assert_eq!(leg2["verdict"], "valid", "{leg2}");
+    tunnel.stop().await;
+    let id = leg2["id"].as_i64().unwrap().to_string();
+
+    // With --strip-auth the stored retry has no Authorization; twk's own check vouches for it.
+    let mut stripping = Tunnel::spawn(
+        &relay,
+        &app,
+        &home,
+        "bw-strip",
+        &["--json", "--basic-auth", "bw-user:s3cret", "--strip-auth"],
+    );
+    let _ready = stripping.json_line().await;
+    let without: Vec<_> = headers[..2].to_vec();
+    let r = send_owned(&relay, "/t/bw-strip/status", &h(&without), body.to_owned()).await;
+    assert_eq!(r.status, 401);
+    assert_eq!(stripping.json_line().await["verdict"], "unsigned");
+    let r = send_owned(&relay, "/t/bw-strip/status", &h(&headers), body.to_owned()).await;
+    assert_eq!(r.status, 200);
+    assert!(app.next().await.header("authorization").is_none());
+    let stripped = stripping.json_line().await;
+    assert_eq!(stripped["verdict"], "valid", "{stripped}");
+    stripping.stop().await;
+
+    // Another process, no credentials anywhere: no_secret, and where to put them.
+    let (code, out, err) = cli(&home, &["replay", &id]).await;
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("(verdict now: no_secret)"), "{out}");
+    for place in [
+        "--secret bandwidth=user:pass",
+        "BANDWIDTH_CALLBACK_CREDENTIALS",
+        "[secrets] as bandwidth = ",
+        "--basic-auth",
+    ] {
+        assert!(err.contains(place), "{place} missing: {err}");
+    }
+    // The tunnel's own environment variable for --basic-auth…
+    let (code, out, err) = cli_env(
+        &home,
+        &["replay", &id],
+        &[("TWK_BASIC_AUTH", "bw-user:s3cret")],
+    )
+    .await;
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("(verdict now: valid)"), "{out}");
+    // …or the config file's basic_auth.
+    write_config(&home, "basic_auth = \"bw-user:s3cret\"\n");
+    let (code, out, err) = cli(&home, &["verify", &id]).await;
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("verdict    valid"), "{out}");
+}
+
+/// Issue 12 items 5 and 12: secrets given to the tunnel with --secret are not stored; a
+/// later `replay` or `verify ID` reads them from the same places as the tunnel
+/// (environment, config file, flag), and `verify ID --secret` re-checks with another one.
+#[tokio::test]
+async fn replay_and_verify_id_find_secrets_where_the_tunnel_does() {
+    trace_init();
+    let home_dir = tempfile::tempdir().unwrap();
+    let home: PathBuf = home_dir.path().to_path_buf();
+    let relay = spawn_relay(relay_config(tokens(&["tok"]))).await;
+    let mut app = FakeTarget::echo().await;
+    let mut tunnel = Tunnel::spawn(&relay, &app, &home, "sec", &["--json"]);
+    let ready = tunnel.json_line().await;
+    let public = ready["public_url"].as_str().unwrap().to_owned();
+    let (headers, body) = stripe_signed(&public, 42, STRIPE);
+    assert_eq!(
+        send_owned(&relay, "/t/sec/hook", &headers, body)
+            .await
+            .status,
+        200
+    );
+    let _ = app.next().await;
+    let line = tunnel.json_line().await;
+    assert_eq!(line["verdict"], "no_secret", "{line}");
+    tunnel.stop().await;
+    let id = line["id"].as_i64().unwrap().to_string();
+
+    let (code, out, err) = cli(&home, &["replay", &id]).await;
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("(verdict now: no_secret)"), "{out}");
+    for place in [
+        "--secret stripe=whsec_",
+        "STRIPE_WEBHOOK_SECRET",
+        "[secrets]",
+    ] {
+        assert!(err.contains(place), "{place} missing: {err}");
+    }
+    let _ = app.next().await;
+    let (code, out, err) = cli_env(
+        &home,
+        &["replay", &id, "--json"],
+        &[("STRIPE_WEBHOOK_SECRET", STRIPE)],
+    )
+    .await;
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(v["verdict"], "valid", "{v}");
+    let _ = app.next().await;
+
+    // verify ID: no secret, then each source, then another secret on the command line.
+    let (code, out, _) = cli(&home, &["verify", &id]).await;
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("no_secret") && out.contains("--secret stripe="),
+        "{out}"
+    );
+    write_config(&home, &format!("[secrets]\nstripe = \"{STRIPE}\"\n"));
+    let (code, out, err) = cli(&home, &["replay", &id, "--json"]).await;
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(v["verdict"], "valid", "{v}");
+    let (code, out, err) = cli(&home, &["verify", &id, "--json"]).await;
+    assert_eq!(code, 0, "{out}{err}");
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(v["provider"], "stripe");
+    assert_eq!(v["verdict"], "valid");
+    assert_eq!(v["event"]["id"], "evt_42");
+    let (code, out, _) = cli(&home, &["verify", &id, "--secret", "whsec_other"]).await;
+    assert_eq!(code, 1, "a flag beats the config file: {out}");
+    assert!(out.contains("verdict    invalid"), "{out}");
+    let named = format!("stripe={STRIPE}");
+    write_config(&home, "");
+    let (code, out, _) = cli(&home, &["verify", &id, "--secret", &named]).await;
+    assert_eq!(code, 0, "{out}");
+    // Usage errors: an id that is not stored; an id with a request.
+    let (code, _, err) = cli(&home, &["verify", "99999"]).await;
+    assert_eq!(code, 2);
+    assert!(err.contains("no exchange with id 99999"), "{err}");
+    let (code, _, _) = cli(&home, &["verify", &id, "--body", "x"]).await;
+    assert_eq!(code, 2);
+}
+
+/// Issue 12 item 12: `log` stops at 100 rows by default and now says so (on stderr: stdout
+/// stays a table or NDJSON), and a table with AUTH marks explains them.
+#[tokio::test]
+async fn log_says_when_rows_are_left_out_and_explains_auth_marks() {
+    let home_dir = tempfile::tempdir().unwrap();
+    let home: PathBuf = home_dir.path().to_path_buf();
+    let opts = twk_capture::StoreOptions::at(Some(&home.join("data"))).unwrap();
+    let mut store = twk_capture::Store::open(&opts).unwrap();
+    let t0 = now() * 1000 - 60_000;
+    for i in 0..101 {
+        let mut ex = twk_capture::Exchange {
+            tunnel: "many".into(),
+            method: "POST".into(),
+            path: format!("/n/{i}"),
+            public_url: format!("https://many.example/n/{i}"),
+            remote_addr: Some("203.0.113.9:4000".into()),
+            status: Some(200),
+            ..Default::default()
+        };
+        ex.timings.received_ms = t0 + i;
+        if i == 100 {
+            // The newest: a Bandwidth callback answered 401 without a challenge (a leg 1
+            // with a lint).
+            ex.provider = Some("bandwidth".into());
+            ex.status = Some(401);
+            ex.response = Some(twk_capture::Message::default());
+        }
+        store.insert(&ex).unwrap();
+    }
+    drop(store);
+
+    let (code, out, err) = cli(&home, &["log"]).await;
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        err.contains("100 of 101 shown; --limit N for more"),
+        "{err}"
+    );
+    assert!(!out.contains("shown;"), "the footer is not table output");
+    assert!(out.contains("AUTH: \u{1f512}1>7 leg 1"), "{out}");
+    assert!(out.contains("lints: ! error, ? warning, i info"), "{out}");
+
+    let (code, out, err) = cli(&home, &["log", "--json", "--limit", "3"]).await;
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("3 of 101 shown"), "{err}");
+    assert_eq!(out.lines().count(), 3);
+    for l in out.lines() {
+        let _: serde_json::Value = serde_json::from_str(l).unwrap();
+    }
+    // Everything shown: no footer; no AUTH marks: no legend.
+    let (_, out, err) = cli(&home, &["log", "--limit", "0", "--status", "200"]).await;
+    assert!(err.is_empty(), "{err}");
+    assert_eq!(out.lines().filter(|l| l.contains("/n/")).count(), 100);
+    assert!(!out.contains("AUTH:"), "{out}");
+    let (_, _, err) = cli(&home, &["log", "--limit", "101"]).await;
+    assert!(err.is_empty(), "{err}");
 }

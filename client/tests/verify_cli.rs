@@ -12,13 +12,19 @@ const TWILIO_BODY: &str = "CallSid=CA1234567890ABCDE&Caller=%2B14158675309&Digit
 const TWILIO_SIG: &str = "RSOYDt4T1cUTdK1PDd93/VVr8B8=";
 
 fn run(args: &[&str]) -> Output {
-    Command::new(BIN)
-        .args(args)
+    let mut cmd = Command::new(BIN);
+    cmd.args(args)
         .env_remove("TWK_SECRET")
         .env_remove("TWILIO_SECONDARY_AUTH_TOKEN")
-        .stdin(Stdio::null())
-        .output()
-        .unwrap()
+        .env_remove("TWK_CONFIG")
+        .env_remove("TWK_BASIC_AUTH")
+        // No config file of the developer's: secrets come only from the test's flags.
+        .env("XDG_CONFIG_HOME", "/nonexistent/twk-verify-cli")
+        .stdin(Stdio::null());
+    for p in twk_providers::Provider::ALL {
+        cmd.env_remove(p.secret_env_var());
+    }
+    cmd.output().unwrap()
 }
 
 fn stdout(o: &Output) -> String {
@@ -357,4 +363,98 @@ fn body_file_from_stdin_is_byte_exact() {
     let v: serde_json::Value = serde_json::from_str(stdout(&o).trim()).unwrap();
     assert_eq!(v["verdict"], "valid");
     assert_eq!(v["provider"], "github");
+}
+
+/// Issue 12 item 12: Stripe does not sign the URL, so `sign` and `verify` do not need one;
+/// Twilio does, and says so.
+#[test]
+fn the_url_is_needed_only_where_it_is_signed() {
+    let o = run(&[
+        "sign",
+        "--provider",
+        "stripe",
+        "--secret",
+        "whsec_k",
+        "--body",
+        "{}",
+        "--timestamp",
+        "1000",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{o:?}");
+    let header = stdout(&o).trim().to_owned();
+    let o = run(&[
+        "verify", "--secret", "whsec_k", "-H", &header, "--body", "{}", "--now", "1000",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{o:?}");
+    assert!(stdout(&o).contains("verdict    valid"), "{}", stdout(&o));
+
+    for args in [
+        &[
+            "sign",
+            "--provider",
+            "twilio",
+            "--secret",
+            "12345",
+            "--body",
+            "A=1",
+        ][..],
+        &[
+            "verify",
+            "--secret",
+            "12345",
+            "-H",
+            "X-Twilio-Signature: RSOYDt4T1cUTdK1PDd93/VVr8B8=",
+            "--body",
+            TWILIO_BODY,
+        ][..],
+    ] {
+        let o = run(args);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {o:?}");
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(
+            err.contains("Twilio signs the URL") && err.contains("--url"),
+            "{err}"
+        );
+    }
+}
+
+/// Issue 12 item 5: without a secret the verdict says where to put one.
+#[test]
+fn no_secret_says_where_the_secret_goes() {
+    let o = run(&[
+        "verify",
+        "-H",
+        "Stripe-Signature: t=1000,v1=00",
+        "--body",
+        "{}",
+        "--json",
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{o:?}");
+    let v: serde_json::Value = serde_json::from_str(stdout(&o).trim()).unwrap();
+    assert_eq!(v["verdict"], "no_secret");
+    let why = v["diagnosis"]["summary"].as_str().unwrap();
+    for place in ["--secret stripe=", "STRIPE_WEBHOOK_SECRET", "[secrets]"] {
+        assert!(why.contains(place), "{place}: {why}");
+    }
+    // The environment variable it names is read.
+    let header = {
+        let o = run(&[
+            "sign",
+            "--provider",
+            "stripe",
+            "--secret",
+            "whsec_env",
+            "--body",
+            "{}",
+        ]);
+        stdout(&o).trim().to_owned()
+    };
+    let o = Command::new(BIN)
+        .args(["verify", "-H", &header, "--body", "{}"])
+        .env_remove("TWK_SECRET")
+        .env("XDG_CONFIG_HOME", "/nonexistent/twk-verify-cli")
+        .env("STRIPE_WEBHOOK_SECRET", "whsec_env")
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{o:?}");
 }

@@ -10,7 +10,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use twk_capture::export::curl::{CurlOptions, curl_command};
-use twk_capture::export::har::HarWriter;
+use twk_capture::export::har::{HarOptions, HarWriter};
 use twk_capture::export::json::exchange_json;
 use twk_capture::time::{Bound, parse_time, rfc3339_ms};
 use twk_capture::{Filter, LintCode, Order, Severity, StatusFilter, Store, StoreOptions, Summary};
@@ -125,9 +125,13 @@ pub struct LogArgs {
 pub struct ReplayArgs {
     /// Id of the exchange to replay (see `twk-tunnel log`).
     id: i64,
-    /// Send to this URL (http://host:port[/base]) instead of the recorded local target.
+    /// Send to this URL (http://host:port[/base]) instead of the recorded local target. On
+    /// another host, `Host` names that host (--keep-host keeps the recorded one).
     #[arg(long, value_name = "URL")]
     to: Option<String>,
+    /// With --to on another host: send the recorded Host header unchanged.
+    #[arg(long, requires = "to")]
+    keep_host: bool,
     /// Set a header ('Name: value'); 'Name:' removes it, 'Name;' sends it empty. Repeatable.
     #[arg(short = 'H', long = "header", value_name = "HEADER")]
     headers: Vec<String>,
@@ -166,6 +170,10 @@ pub struct ExportArgs {
     /// With --curl: send to this base URL instead of the recorded local target.
     #[arg(long, value_name = "URL", requires = "curl")]
     to: Option<String>,
+    /// Keep the recorded Host header (the one the local app saw). By default a HAR's Host is
+    /// its URL's host (the public one) and `--curl --to` names the --to host.
+    #[arg(long)]
+    keep_host: bool,
     #[command(flatten)]
     filter: FilterArgs,
     /// Keep secret-bearing headers (Authorization, Cookie, signatures) in the HAR file (a curl
@@ -211,10 +219,10 @@ pub async fn run_log(args: LogArgs) -> anyhow::Result<ExitCode> {
         nothing_yet(&opts);
         return Ok(ExitCode::SUCCESS);
     };
-    let filter = args.filter.to_filter(Some(100))?;
+    let filter = args.filter.to_filter(Some(DEFAULT_LOG_LIMIT))?;
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
-    if args.json {
+    let shown = if args.json {
         // Oldest first within the selection, one object per line.
         let mut rows = Vec::new();
         store.for_each(&filter, |x| {
@@ -225,6 +233,7 @@ pub async fn run_log(args: LogArgs) -> anyhow::Result<ExitCode> {
             twk_sanitize::json_to_writer(&mut out, &exchange_json(x, args.reveal_secrets))?;
             out.write_all(b"\n")?;
         }
+        rows.len()
     } else {
         let mut rows = store.list(&filter)?;
         rows.reverse();
@@ -232,10 +241,45 @@ pub async fn run_log(args: LogArgs) -> anyhow::Result<ExitCode> {
         if rows.is_empty() {
             writeln!(out, "(no matching exchanges)")?;
         }
-    }
+        rows.len()
+    };
     out.flush()?;
+    // A full page may not be everything: say so on stderr (stdout stays a table or NDJSON).
+    if let Some(limit) = filter.limit
+        && shown as u64 >= limit
+    {
+        let total = store.count(&filter)?;
+        if total > shown as u64 {
+            eprintln!(
+                "{} of {} shown; --limit N for more (--limit 0 for all)",
+                thousands(shown as u64),
+                thousands(total)
+            );
+        }
+    }
     Ok(ExitCode::SUCCESS)
 }
+
+/// Rows `log` prints without --limit.
+const DEFAULT_LOG_LIMIT: u64 = 100;
+
+/// `4210` → `4,210`.
+fn thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// What the `AUTH` marks mean, printed under a table that shows any.
+const AUTH_LEGEND: &str = "AUTH: \u{1f512}1>7 leg 1 (the 401 challenge), retried as #7 · \
+     \u{1f512}1>? leg 1, no retry yet · \u{1f512}2<6 leg 2 (the retry with credentials) of #6 · \
+     lints: ! error, ? warning, i info";
 
 /// The `AUTH` cell of the table: a lock for a Basic-auth handshake leg (`🔒1>7`: leg 1,
 /// retried as #7; `🔒1>?`: leg 1 whose retry has not come; `🔒2<6`: leg 2 of #6), then one
@@ -343,6 +387,10 @@ fn write_table(out: &mut impl Write, rows: &[Summary]) -> std::io::Result<()> {
         let cols: Vec<&str> = row.iter().map(String::as_str).collect();
         line(out, &cols)?;
     }
+    if rows.iter().any(|r| auth_cell(r) != "-") {
+        writeln!(out)?;
+        writeln!(out, "{AUTH_LEGEND}")?;
+    }
     // Spell out the lints below the table, once per code present.
     let mut seen: Vec<LintCode> = rows.iter().flat_map(|r| r.lints.iter().copied()).collect();
     seen.sort();
@@ -396,9 +444,10 @@ pub async fn run_replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
         Some(p) => Some(read_body(p)?),
         None => None,
     };
-    let secrets = config.secrets(&args.secrets, |k| std::env::var(k).ok())?;
+    let secrets = config.secrets(&args.secrets, None, |k| std::env::var(k).ok())?;
     let ropts = ReplayOptions {
         to: args.to.clone(),
+        keep_host: args.keep_host,
         headers,
         body,
         resign: args.resign,
@@ -416,55 +465,76 @@ pub async fn run_replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
     if args.json {
         twk_sanitize::json_to_writer(&mut out, &exchange_json(&stored, args.reveal_secrets))?;
         writeln!(out)?;
-    } else {
-        let ex = &stored.exchange;
-        let took = ex
-            .duration_ms()
-            .map_or(String::new(), |d| format!(" in {d} ms"));
-        match (&ex.response, &ex.failure) {
-            (Some(resp), _) => {
-                let status = ex.status.unwrap_or_default();
-                writeln!(
-                    out,
-                    "replayed #{} as #{id} → {} {} {}{took} (verdict now: {})",
-                    args.id,
-                    twk_sanitize::escape(&ex.target),
-                    status,
-                    twk_capture::export::har::reason(status),
-                    ex.verdict.map_or("-", Verdict::as_str)
-                )?;
-                for h in redact_headers(&resp.headers, args.reveal_secrets).iter() {
-                    writeln!(
-                        out,
-                        "{}: {}",
-                        twk_sanitize::escape(&h.name),
-                        twk_sanitize::escape(&String::from_utf8_lossy(&h.value))
-                    )?;
-                }
-                writeln!(out)?;
-                match std::str::from_utf8(&resp.body.bytes) {
-                    Ok(t) => writeln!(out, "{}", twk_sanitize::escape_body(t))?,
-                    Err(_) => writeln!(out, "<{} bytes of binary body>", resp.body.len)?,
-                }
-                if resp.body.truncated {
-                    writeln!(out, "… ({} bytes in total)", resp.body.len)?;
-                }
-            }
-            (None, f) => {
-                let why = f
-                    .as_ref()
-                    .map_or("no response".to_owned(), |f| f.message.clone());
-                writeln!(
-                    out,
-                    "replayed #{} as #{id}: failed{took}: {}",
-                    args.id,
-                    twk_sanitize::escape(&why)
-                )?;
-                return Ok(ExitCode::FAILURE);
-            }
-        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    print_replay(&mut out, args.id, &stored, args.reveal_secrets)
+}
+
+/// The human report of a replay: status line with the new verdict (and, when it is not
+/// valid, why, on stderr: for `no_secret` that names where the secret goes), the response's
+/// headers and body. Exit 1 when no response came back.
+fn print_replay(
+    out: &mut impl Write,
+    original: i64,
+    stored: &twk_capture::StoredExchange,
+    reveal_secrets: bool,
+) -> anyhow::Result<ExitCode> {
+    let ex = &stored.exchange;
+    let id = stored.id();
+    let took = ex
+        .duration_ms()
+        .map_or(String::new(), |d| format!(" in {d} ms"));
+    let Some(resp) = &ex.response else {
+        let why = ex
+            .failure
+            .as_ref()
+            .map_or("no response".to_owned(), |f| f.message.clone());
+        writeln!(
+            out,
+            "replayed #{original} as #{id}: failed{took}: {}",
+            twk_sanitize::escape(&why)
+        )?;
+        return Ok(ExitCode::FAILURE);
+    };
+    let status = ex.status.unwrap_or_default();
+    writeln!(
+        out,
+        "replayed #{original} as #{id} → {} {} {}{took} (verdict now: {})",
+        twk_sanitize::escape(&ex.target),
+        status,
+        twk_capture::export::har::reason(status),
+        ex.verdict.map_or("-", Verdict::as_str)
+    )?;
+    if let Some(verdict) = ex.verdict.filter(|v| !v.is_valid())
+        && let Some(why) = diagnosis_summary(ex)
+    {
+        eprintln!("twk-tunnel: {verdict}: {}", twk_sanitize::escape(why));
+    }
+    for h in redact_headers(&resp.headers, reveal_secrets).iter() {
+        writeln!(
+            out,
+            "{}: {}",
+            twk_sanitize::escape(&h.name),
+            twk_sanitize::escape(&String::from_utf8_lossy(&h.value))
+        )?;
+    }
+    writeln!(out)?;
+    match std::str::from_utf8(&resp.body.bytes) {
+        Ok(t) => writeln!(out, "{}", twk_sanitize::escape_body(t))?,
+        Err(_) => writeln!(out, "<{} bytes of binary body>", resp.body.len)?,
+    }
+    if resp.body.truncated {
+        writeln!(out, "… ({} bytes in total)", resp.body.len)?;
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The one-line reason of a verdict, from the analysis stored with the exchange.
+fn diagnosis_summary(ex: &twk_capture::Exchange) -> Option<&str> {
+    ex.analysis
+        .as_ref()?
+        .pointer("/diagnosis/summary")?
+        .as_str()
 }
 
 /// `Name: value` → set; `Name:` → remove; `Name;` → empty value.
@@ -517,6 +587,7 @@ pub async fn run_export(args: ExportArgs) -> anyhow::Result<ExitCode> {
                 base_url: args.to.clone(),
                 // A curl command exists to re-send the request: exact unless asked to redact.
                 reveal_secrets: !args.redact,
+                keep_host: args.keep_host,
             },
         );
         print!("{cmd}");
@@ -545,7 +616,11 @@ pub async fn run_export(args: ExportArgs) -> anyhow::Result<ExitCode> {
             .with_context(|| format!("creating {}", path.display()))?;
         Box::new(f)
     };
-    let mut w = HarWriter::new(std::io::BufWriter::new(out), args.reveal_secrets)?;
+    let har = HarOptions {
+        reveal_secrets: args.reveal_secrets,
+        keep_host: args.keep_host,
+    };
+    let mut w = HarWriter::new(std::io::BufWriter::new(out), har)?;
     let mut n = 0u64;
     store.for_each(&filter, |x| {
         w.push(&x)?;
@@ -639,6 +714,14 @@ mod tests {
         write_table(&mut out, &[a, b, c, d]).unwrap();
         let text = String::from_utf8(out).unwrap();
         assert!(text.lines().next().unwrap().contains("AUTH"), "{text}");
+        assert!(text.contains(AUTH_LEGEND), "{text}");
+        let mut plain = Vec::new();
+        write_table(&mut plain, &[row(1)]).unwrap();
+        let plain = String::from_utf8(plain).unwrap();
+        assert!(
+            !plain.contains("AUTH:"),
+            "a legend for marks not shown: {plain}"
+        );
         assert!(
             text.contains("error 401-without-www-authenticate: 9"),
             "{text}"
@@ -646,6 +729,14 @@ mod tests {
         assert!(text.contains("warning retry-never-came: 8"), "{text}");
         assert!("credentials-mismatch".parse::<LintCode>().is_ok());
         assert!(parse_lint("nope").is_err());
+    }
+
+    #[test]
+    fn counts_read_in_thousands() {
+        assert_eq!(thousands(0), "0");
+        assert_eq!(thousands(100), "100");
+        assert_eq!(thousands(4210), "4,210");
+        assert_eq!(thousands(1_234_567), "1,234,567");
     }
 
     #[test]

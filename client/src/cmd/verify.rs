@@ -1,17 +1,26 @@
 //! `twk-tunnel verify` and `twk-tunnel sign`: check or produce a webhook signature from the
-//! command line, without a tunnel. Thin over `twk-providers`.
+//! command line, without a tunnel; `verify ID` re-checks an exchange from the capture store
+//! (e.g. with another secret). Thin over `twk-providers`.
+//!
+//! Secrets come from the same places as for the tunnel and `replay` (flag, environment,
+//! config file: [`crate::config::Config::secrets`]); a bare `--secret VALUE` is used for
+//! whichever provider the request is from.
 //!
 //! Exit codes: `verify` 0 when valid, 1 for every other verdict, 2 for usage errors (clap's
-//! own, a bad `-H` line, an unreadable body file). `sign` 0 on success, 2 when the request or
-//! secret cannot be signed.
+//! own, a bad `-H` line, an unreadable body file, a URL-signing scheme without `--url`, an id
+//! that is not in the store, an unreadable config or store). `sign` 0 on success, 2 when the
+//! request or secret cannot be signed.
 
+use crate::cmd::history::StoreArgs;
+use crate::config::Config;
 use anyhow::Context as _;
 use clap::builder::{PossibleValuesParser, TypedValueParser as _};
 use std::io::Read as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use twk_providers::{
-    Analysis, OwnedRequest, Provider, Secret, Secrets, SignOptions, Verdict, VerifyOptions,
+    Analysis, OwnedRequest, Provider, Secret, Secrets, SecretsError, SignOptions, Verdict,
+    VerifyOptions,
 };
 use twk_sanitize::clean;
 
@@ -36,9 +45,16 @@ pub struct RequestArgs {
     #[arg(long, default_value = "auto", value_parser = provider_parser())]
     provider: ProviderChoice,
     /// The secret: auth token, signing secret, `whsec_…`, `WSK_…`, or `user:pass` for
-    /// Bandwidth Basic auth.
-    #[arg(long, env = "TWK_SECRET", hide_env_values = true)]
-    secret: String,
+    /// Bandwidth Basic auth. A bare VALUE is used for whichever provider the request is from;
+    /// PROVIDER=VALUE names one (repeatable, like the tunnel's --secret). Without it: the
+    /// providers' environment variables and the config file's [secrets], as for the tunnel.
+    #[arg(
+        long = "secret",
+        env = "TWK_SECRET",
+        hide_env_values = true,
+        value_name = "[PROVIDER=]VALUE"
+    )]
+    secrets: Vec<String>,
     /// Twilio secondary auth token (only used to explain a failure).
     #[arg(long, env = "TWILIO_SECONDARY_AUTH_TOKEN", hide_env_values = true)]
     secondary_secret: Option<String>,
@@ -46,8 +62,9 @@ pub struct RequestArgs {
     #[arg(long, default_value = "POST")]
     method: String,
     /// The public URL exactly as the sender called it (scheme, host, port, path, query).
+    /// Needed only where the signature covers it (Twilio, Authy OneTouch).
     #[arg(long)]
-    url: String,
+    url: Option<String>,
     /// A request header, `Name: value`; repeat for several, in order.
     #[arg(short = 'H', long = "header", value_name = "NAME: VALUE")]
     headers: Vec<String>,
@@ -61,10 +78,26 @@ pub struct RequestArgs {
 
 /// Arguments of `twk-tunnel verify`.
 #[derive(Debug, clap::Args)]
+#[command(group(
+    // What to check: a recorded exchange, or a request from the flags.
+    clap::ArgGroup::new("input")
+        .required(true)
+        .multiple(true)
+        .args(["id", "url", "headers", "body", "body_file"])
+))]
 pub struct VerifyArgs {
+    /// Re-check the recorded exchange ID (see `twk-tunnel log`) instead of a request given
+    /// with --url/-H/--body: its public URL, headers and body as captured, at the time it
+    /// arrived (--now to change it).
+    #[arg(
+        value_name = "ID",
+        conflicts_with_all = ["url", "headers", "body", "body_file", "method"]
+    )]
+    id: Option<i64>,
     #[command(flatten)]
     request: RequestArgs,
-    /// The current time as Unix seconds (default: now), for timestamp tolerances.
+    /// The current time as Unix seconds (default: now; for ID, when it arrived), for
+    /// timestamp tolerances.
     #[arg(long, value_name = "UNIX")]
     now: Option<i64>,
     /// Timestamp tolerance in seconds (default: the scheme's, 300 s); 0 turns the check off.
@@ -77,6 +110,8 @@ pub struct VerifyArgs {
     /// Print one JSON object (provider, event, verdict, matched_variant, diagnosis, …).
     #[arg(long)]
     json: bool,
+    #[command(flatten)]
+    store: StoreArgs,
 }
 
 /// Arguments of `twk-tunnel sign`.
@@ -94,10 +129,19 @@ pub struct SignArgs {
     /// Print one JSON object {headers, url, body} instead of `Name: value` lines.
     #[arg(long)]
     json: bool,
+    /// Config file with [secrets] (default: $XDG_CONFIG_HOME/twk/config.toml).
+    #[arg(long, value_name = "FILE", env = "TWK_CONFIG")]
+    config: Option<PathBuf>,
 }
 
 /// A usage error: printed, exit 2.
 struct Usage(String);
+
+impl From<anyhow::Error> for Usage {
+    fn from(e: anyhow::Error) -> Self {
+        Usage(format!("{e:#}"))
+    }
+}
 
 fn usage(msg: String) -> anyhow::Result<ExitCode> {
     eprintln!("twk-tunnel: {}", clean(&msg));
@@ -138,8 +182,11 @@ fn read_body(args: &RequestArgs) -> Result<Vec<u8>, Usage> {
     }
 }
 
+/// The request from the flags. Without --url the URL is empty: only schemes that sign it
+/// need it, which [`require_url`] checks once the provider is known.
 fn build_request(args: &RequestArgs) -> Result<OwnedRequest, Usage> {
-    let mut req = OwnedRequest::new(args.method.clone(), args.url.clone(), read_body(args)?);
+    let url = args.url.clone().unwrap_or_default();
+    let mut req = OwnedRequest::new(args.method.clone(), url, read_body(args)?);
     for h in &args.headers {
         let (n, v) = parse_header(h)?;
         req = req.with_header(n, v);
@@ -147,25 +194,63 @@ fn build_request(args: &RequestArgs) -> Result<OwnedRequest, Usage> {
     Ok(req)
 }
 
-fn secrets(args: &RequestArgs) -> Secrets {
-    let mut s = Secrets::for_all(&Secret::new(args.secret.clone()));
+/// A usage error when `provider` signs the URL and none was given.
+fn require_url(args: &RequestArgs, provider: Option<Provider>) -> Result<(), Usage> {
+    match provider {
+        Some(p) if p.signs_url() && args.url.is_none() => Err(Usage(format!(
+            "{} signs the URL the sender called: pass --url with it exactly (scheme, host, \
+             port, path, query)",
+            p.display_name()
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// Whether a --secret value names its provider (`stripe=whsec_…`) rather than being a bare
+/// secret (which may itself contain `=`, e.g. base64 padding).
+fn names_provider(value: &str) -> bool {
+    !matches!(
+        Secrets::new().insert_spec(value),
+        Err(SecretsError::MissingEquals | SecretsError::UnknownProvider(_))
+    )
+}
+
+/// The secrets of `verify` and `sign`: the loader every command shares (`PROVIDER=VALUE`
+/// flags over the environment over the config file), then a bare `--secret VALUE` for every
+/// provider no flag named (the provider may only be known once detected).
+fn secrets(args: &RequestArgs, config: &Config) -> anyhow::Result<Secrets> {
+    let (named, bare): (Vec<String>, Vec<String>) = args
+        .secrets
+        .iter()
+        .cloned()
+        .partition(|v| names_provider(v));
+    let env = |k: &str| std::env::var(k).ok();
+    let mut s = config.secrets(&named, None, env)?;
+    if let Some(value) = bare.last() {
+        // Only the flags: which providers they name.
+        let flagged = Config::default().secrets(&named, None, |_| None)?;
+        for p in Provider::ALL {
+            if flagged.get(p).is_none() {
+                s.set(p, Secret::new(value.clone()));
+            }
+        }
+    }
     if let Some(sec) = &args.secondary_secret {
         s.set_twilio_secondary(Secret::new(sec.clone()));
     }
-    s
+    Ok(s)
 }
 
 /// Runs `verify`.
 pub fn run_verify(args: VerifyArgs) -> anyhow::Result<ExitCode> {
-    let req = match build_request(&args.request) {
-        Ok(r) => r,
+    let checked = match args.id {
+        Some(id) => check_stored(&args, id),
+        None => check_given(&args),
+    };
+    let analysis = match checked {
+        Ok(a) => a,
         Err(Usage(m)) => return usage(m),
     };
-    let mut opts = VerifyOptions::at(args.now.unwrap_or_else(now_unix))
-        .with_tolerance(args.tolerance)
-        .with_provider(args.request.provider.0);
-    opts.alternate_urls = args.alternate_urls.clone();
-    let analysis = twk_providers::analyze(&req.view(), &secrets(&args.request), &opts);
     if args.json {
         println!(
             "{}",
@@ -179,6 +264,58 @@ pub fn run_verify(args: VerifyArgs) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::FAILURE
     })
+}
+
+fn verify_options(args: &VerifyArgs, now: i64, provider: Option<Provider>) -> VerifyOptions {
+    let mut opts = VerifyOptions::at(args.now.unwrap_or(now))
+        .with_tolerance(args.tolerance)
+        .with_provider(provider);
+    opts.alternate_urls = args.alternate_urls.clone();
+    opts
+}
+
+/// `verify --url … -H … --body …`: the request from the flags.
+fn check_given(args: &VerifyArgs) -> Result<Analysis, Usage> {
+    let req = build_request(&args.request)?;
+    let provider = args
+        .request
+        .provider
+        .0
+        .or_else(|| twk_providers::detect(&req.view()));
+    require_url(&args.request, provider)?;
+    let config = Config::load(args.store.config.as_deref())?;
+    let secrets = secrets(&args.request, &config)?;
+    let opts = verify_options(args, now_unix(), args.request.provider.0);
+    Ok(twk_providers::analyze(&req.view(), &secrets, &opts))
+}
+
+/// `verify ID`: the exchange as recorded, checked as the tunnel checks it (with the local
+/// URL the app saw as an alternate), as the provider given or recorded, at the time it
+/// arrived unless --now says otherwise.
+fn check_stored(args: &VerifyArgs, id: i64) -> Result<Analysis, Usage> {
+    let config = Config::load(args.store.config.as_deref())?;
+    let opts = config.store_options(args.store.data_dir.as_deref())?;
+    if !opts.db_path().exists() {
+        return Err(Usage(format!(
+            "no captures yet in {}",
+            opts.data_dir.display()
+        )));
+    }
+    let store = twk_capture::Store::open(&opts)
+        .with_context(|| format!("opening captures in {}", opts.data_dir.display()))?;
+    let ex = store
+        .get(id)
+        .context("reading the capture store")?
+        .ok_or_else(|| Usage(format!("no exchange with id {id} (see `twk-tunnel log`)")))?
+        .exchange;
+    let provider = args
+        .request
+        .provider
+        .0
+        .or_else(|| ex.provider.as_deref().and_then(|p| p.parse().ok()));
+    let secrets = secrets(&args.request, &config)?;
+    let at = verify_options(args, ex.timings.received_ms / 1000, provider);
+    Ok(twk_agent::analyze_exchange(&ex, &secrets, at))
 }
 
 /// Human-readable report; every piece of request-derived text goes through the sanitizer.
@@ -236,29 +373,37 @@ fn render(a: &Analysis) -> String {
     out
 }
 
-/// Runs `sign`.
-pub fn run_sign(args: SignArgs) -> anyhow::Result<ExitCode> {
-    let req = match build_request(&args.request) {
-        Ok(r) => r,
-        Err(Usage(m)) => return usage(m),
-    };
-    let Some(provider) = args
+/// The request, provider and secrets of `sign`, or why it cannot sign.
+fn sign_inputs(args: &SignArgs) -> Result<(OwnedRequest, Provider, Secrets), Usage> {
+    let req = build_request(&args.request)?;
+    let provider = args
         .request
         .provider
         .0
         .or_else(|| twk_providers::detect(&req.view()))
-    else {
-        return usage("cannot detect the provider from this request: pass --provider".to_owned());
+        .ok_or_else(|| {
+            Usage("cannot detect the provider from this request: pass --provider".to_owned())
+        })?;
+    require_url(&args.request, Some(provider))?;
+    let config = Config::load(args.config.as_deref())?;
+    let secrets = secrets(&args.request, &config)?;
+    Ok((req, provider, secrets))
+}
+
+/// Runs `sign`.
+pub fn run_sign(args: SignArgs) -> anyhow::Result<ExitCode> {
+    let (req, provider, secrets) = match sign_inputs(&args) {
+        Ok(x) => x,
+        Err(Usage(m)) => return usage(m),
     };
     let opts = SignOptions {
         timestamp: Some(args.timestamp.unwrap_or_else(now_unix)),
         id: args.id.clone(),
     };
-    let signed =
-        match twk_providers::sign_request(provider, &req.view(), &secrets(&args.request), &opts) {
-            Ok(s) => s,
-            Err(e) => return usage(e.to_string()),
-        };
+    let signed = match twk_providers::sign_request(provider, &req.view(), &secrets, &opts) {
+        Ok(s) => s,
+        Err(e) => return usage(e.to_string()),
+    };
     if args.json {
         let body = signed
             .body
@@ -312,5 +457,50 @@ mod tests {
         assert!(parse_header("no colon").is_err());
         assert!(parse_header(": value").is_err());
         assert!(parse_header("bad name: v").is_err());
+    }
+
+    #[test]
+    fn a_secret_flag_names_its_provider_or_is_bare() {
+        assert!(names_provider("stripe=whsec_x"));
+        assert!(names_provider("twilio-secondary=t"));
+        // Named, and refused later with a message that says why.
+        assert!(names_provider("bandwidth=nocolon"));
+        assert!(!names_provider("whsec_abc=="));
+        assert!(!names_provider("12345"));
+        assert!(!names_provider("user:pa=ss"));
+    }
+
+    #[test]
+    fn a_named_secret_beats_a_bare_one_for_its_provider() {
+        #[derive(clap::Parser)]
+        struct Cmd {
+            #[command(flatten)]
+            request: RequestArgs,
+        }
+        use clap::Parser as _;
+        let cmd = Cmd::try_parse_from([
+            "verify",
+            "--secret",
+            "bare",
+            "--secret",
+            "stripe=whsec_named",
+            "--body",
+            "{}",
+        ])
+        .expect("parses");
+        let s = secrets(&cmd.request, &Config::default()).expect("loads");
+        let get = |p| s.get(p).and_then(|x| x.expose_str()).map(str::to_owned);
+        assert_eq!(get(Provider::Stripe).as_deref(), Some("whsec_named"));
+        assert_eq!(get(Provider::Github).as_deref(), Some("bare"));
+        assert_eq!(get(Provider::Twilio).as_deref(), Some("bare"));
+    }
+
+    #[test]
+    fn only_url_signing_schemes_need_the_url() {
+        let signing: Vec<Provider> = Provider::ALL
+            .into_iter()
+            .filter(|p| p.signs_url())
+            .collect();
+        assert_eq!(signing, [Provider::Twilio, Provider::AuthyOnetouch]);
     }
 }

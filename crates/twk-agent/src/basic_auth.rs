@@ -82,6 +82,13 @@ impl BasicAuth {
         &self.user
     }
 
+    /// Whether `secret` (a Bandwidth `user:pass` secret) is these credentials; constant
+    /// time.
+    pub fn is(&self, secret: &twk_providers::Secret) -> bool {
+        let mine = format!("{}:{}", self.user, self.password);
+        mine.as_bytes().ct_eq(secret.expose()).into()
+    }
+
     /// The challenge header value: `Basic realm="…", charset="UTF-8"`.
     pub fn challenge(&self) -> String {
         format!("Basic realm=\"{}\", charset=\"UTF-8\"", self.realm)
@@ -154,5 +161,7 @@ mod tests {
         );
         let a = BasicAuth::parse("u:hunter2", "r", true).unwrap();
         assert!(!format!("{a:?}").contains("hunter2"));
+        assert!(a.is(&twk_providers::Secret::new("u:hunter2")));
+        assert!(!a.is(&twk_providers::Secret::new("u:hunter")));
     }
 }

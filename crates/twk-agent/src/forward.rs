@@ -458,47 +458,33 @@ impl Pending {
             }
             self.exchange.request.body = r.body;
         }
+        let cfg = &self.shared.cfg;
         let now = self.exchange.timings.received_ms / 1000;
-        annotate(&mut self.exchange, &self.shared.cfg.secrets, now, None);
+        let opts = twk_providers::VerifyOptions::at(now);
+        let mut analysis = analyze_exchange(&self.exchange, &cfg.secrets, opts);
+        credit_stripped_credentials(&mut analysis, &self.exchange, cfg);
+        record_analysis(&mut self.exchange, analysis);
         self.shared.observer.exchange(self.exchange);
     }
 }
 
 /// Names the provider and event of an exchange and checks its signature against `secrets`,
 /// using the public URL the sender signed, at time `now_unix` (seconds), as `provider` when
-/// given (else detected). The local URL the app sees is passed as an alternate so a failure
-/// can be explained ("your app used the localhost URL").
+/// given (else detected), and records the outcome on the exchange. See [`analyze_exchange`].
 pub fn annotate(
     ex: &mut Exchange,
     secrets: &twk_providers::Secrets,
     now_unix: i64,
     provider: Option<twk_providers::Provider>,
 ) {
-    use twk_providers::{RequestView, VerifyOptions, analyze};
-    let headers: Vec<(&str, &[u8])> = ex
-        .request
-        .headers
-        .iter()
-        .map(|h| (h.name.as_str(), h.value.as_slice()))
-        .collect();
-    let req = RequestView {
-        method: &ex.method,
-        url: &ex.public_url,
-        headers,
-        body: &ex.request.body.bytes,
-    };
-    let mut opts = VerifyOptions::at(now_unix).with_provider(provider);
-    opts.alternate_urls
-        .push(format!("{}{}", ex.target, ex.path));
-    let mut analysis = analyze(&req, secrets, &opts);
-    if ex.request.body.truncated {
-        // The stored body is a prefix: a body signature cannot be checked from it.
-        analysis.notes.push(format!(
-            "the body ({} bytes) is larger than the capture cap; the signature was checked \
-             against a truncated copy and is not reliable",
-            ex.request.body.len
-        ));
-    }
+    let opts = twk_providers::VerifyOptions::at(now_unix).with_provider(provider);
+    let analysis = analyze_exchange(ex, secrets, opts);
+    record_analysis(ex, analysis);
+}
+
+/// Puts an analysis on its exchange: provider, event, summary, verdict (none when the body
+/// was cut and the check did not pass: it could not have), and the whole analysis as JSON.
+fn record_analysis(ex: &mut Exchange, analysis: twk_providers::Analysis) {
     ex.provider = analysis.provider.map(|p| p.as_str().to_string());
     ex.event = analysis.event.as_ref().map(|e| e.name.clone());
     ex.summary = analysis.event.as_ref().map(|e| e.summary.clone());
@@ -508,6 +494,66 @@ pub fn annotate(
         .filter(|_| !unreliable)
         .map(|_| analysis.verdict);
     ex.analysis = serde_json::to_value(&analysis).ok();
+}
+
+/// With `--strip-auth` the captured retry no longer carries the credentials twk checked, so
+/// the Bandwidth check finds none (`unsigned`) although twk's own check passed (the Auth tab
+/// says so). When the Bandwidth secret is those same credentials, the callback did carry
+/// them: `valid`, saying how it is known.
+fn credit_stripped_credentials(
+    a: &mut twk_providers::Analysis,
+    ex: &Exchange,
+    cfg: &crate::AgentConfig,
+) {
+    use twk_providers::{Provider, Verdict};
+    let stripped = cfg.basic_auth.as_ref().filter(|b| b.strip);
+    let passed = ex.auth.as_ref().and_then(|a| a.matched) == Some(true);
+    let same = stripped
+        .zip(cfg.secrets.get(Provider::Bandwidth))
+        .is_some_and(|(b, secret)| b.is(secret));
+    if a.provider == Some(Provider::Bandwidth) && a.verdict == Verdict::Unsigned && passed && same {
+        a.verdict = Verdict::Valid;
+        a.matched_variant = Some(
+            "twk's --basic-auth check (Authorization removed by --strip-auth before capture)"
+                .to_owned(),
+        );
+        a.diagnosis = None;
+    }
+}
+
+/// Checks the signature of a recorded exchange: the request as the sender sent it (the
+/// public URL, the headers and body as captured). The local URL the app sees is added to
+/// `opts.alternate_urls` so a failure can be explained ("your app used the localhost URL").
+/// A body longer than the capture cap gets a note: the check ran on a prefix.
+pub fn analyze_exchange(
+    ex: &Exchange,
+    secrets: &twk_providers::Secrets,
+    mut opts: twk_providers::VerifyOptions,
+) -> twk_providers::Analysis {
+    let headers: Vec<(&str, &[u8])> = ex
+        .request
+        .headers
+        .iter()
+        .map(|h| (h.name.as_str(), h.value.as_slice()))
+        .collect();
+    let req = twk_providers::RequestView {
+        method: &ex.method,
+        url: &ex.public_url,
+        headers,
+        body: &ex.request.body.bytes,
+    };
+    opts.alternate_urls
+        .push(format!("{}{}", ex.target, ex.path));
+    let mut analysis = twk_providers::analyze(&req, secrets, &opts);
+    if ex.request.body.truncated {
+        // The stored body is a prefix: a body signature cannot be checked from it.
+        analysis.notes.push(format!(
+            "the body ({} bytes) is larger than the capture cap; the signature was checked \
+             against a truncated copy and is not reliable",
+            ex.request.body.len
+        ));
+    }
+    analysis
 }
 
 #[cfg(test)]

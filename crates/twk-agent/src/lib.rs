@@ -22,7 +22,7 @@ mod tap;
 pub use backoff::Backoff;
 pub use basic_auth::BasicAuth;
 pub use config::{AgentConfig, HostHeader, RelayUrl, Target, TargetError};
-pub use forward::annotate;
+pub use forward::{analyze_exchange, annotate};
 pub use session::{AgentError, ConnState, Observer, run};
 pub use tap::{CaptureBudget, Tap, TapResult};
 

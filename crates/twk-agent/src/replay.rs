@@ -11,7 +11,11 @@
 //! - the only host contacted is the recorded local target or the explicit `to` URL
 //!   (plain `http://`), once: redirects are returned, never followed;
 //! - verbatim by default (the original signature headers are kept); re-signing happens only
-//!   when asked ([`ReplayOptions::resign`]).
+//!   when asked ([`ReplayOptions::resign`]);
+//! - sent elsewhere ([`ReplayOptions::to`] on another host than the recorded target), `Host`
+//!   names that host: the recorded `Host` is the one the recorded target saw, and a request
+//!   whose `Host` names another server than the one it reaches is misrouted by virtual hosts
+//!   and proxies. [`ReplayOptions::keep_host`] keeps it; a `Host` header edit always wins.
 
 use crate::forward::headers_to_vec;
 use bytes::Bytes;
@@ -31,6 +35,8 @@ pub const DEFAULT_REPLAY_TIMEOUT: Duration = Duration::from_secs(30);
 pub struct ReplayOptions {
     /// Send here instead of the recorded target: `http://host:port[/base]`.
     pub to: Option<String>,
+    /// With `to` on another host: keep the recorded `Host` instead of naming that host.
+    pub keep_host: bool,
     /// Header edits, applied in order: `(name, Some(value))` replaces every header of that
     /// name (keeping the first one's position) or appends it; `(name, None)` removes it.
     pub headers: Vec<(String, Option<String>)>,
@@ -51,6 +57,7 @@ impl Default for ReplayOptions {
     fn default() -> Self {
         ReplayOptions {
             to: None,
+            keep_host: false,
             headers: Vec::new(),
             body: None,
             resign: false,
@@ -138,6 +145,12 @@ pub fn prepare(original: &Exchange, opts: &ReplayOptions) -> Result<PreparedRepl
         .iter()
         .map(|h| (h.name.clone(), h.value.clone()))
         .collect();
+    if opts.to.is_some()
+        && !opts.keep_host
+        && parse_target(&original.target).ok().map(|(a, _)| a) != Some(authority.clone())
+    {
+        twk_providers::set_header(&mut headers, "host", authority.as_bytes().to_vec());
+    }
     for (name, value) in &opts.headers {
         match value {
             Some(v) => twk_providers::set_header(&mut headers, name, v.as_bytes().to_vec()),
@@ -467,6 +480,46 @@ mod tests {
     }
 
     #[test]
+    fn host_names_the_server_the_replay_goes_to() {
+        let o = original("http://127.0.0.1:3000");
+        let host = |opts: &ReplayOptions| {
+            let p = prepare(&o, opts).expect("prepared");
+            p.request.headers()["host"].to_str().map(str::to_owned).ok()
+        };
+        let to = |url: &str| ReplayOptions {
+            to: Some(url.into()),
+            ..ReplayOptions::default()
+        };
+        // The recorded target, however it is spelled: verbatim.
+        assert_eq!(
+            host(&ReplayOptions::default()).as_deref(),
+            Some("t.example")
+        );
+        assert_eq!(host(&to("127.0.0.1:3000")).as_deref(), Some("t.example"));
+        // Elsewhere: that host, in the recorded header's place.
+        assert_eq!(
+            host(&to("http://localhost:4000")).as_deref(),
+            Some("localhost:4000")
+        );
+        let p = prepare(&o, &to("http://localhost:4000")).expect("prepared");
+        assert_eq!(
+            p.request.headers().keys().next().map(|k| k.as_str()),
+            Some("host")
+        );
+        // Unless asked to keep it, or set by hand.
+        let keep = ReplayOptions {
+            keep_host: true,
+            ..to("http://localhost:4000")
+        };
+        assert_eq!(host(&keep).as_deref(), Some("t.example"));
+        let edited = ReplayOptions {
+            headers: vec![("Host".into(), Some("hand.example".into()))],
+            ..to("http://localhost:4000")
+        };
+        assert_eq!(host(&edited).as_deref(), Some("hand.example"));
+    }
+
+    #[test]
     fn crlf_injection_is_rejected() {
         let opts = ReplayOptions {
             headers: vec![("x-a".into(), Some("v\r\nInjected: 1".into()))],
@@ -618,6 +671,7 @@ mod tests {
         let o = original("http://127.0.0.1:9");
         let opts = ReplayOptions {
             to: Some(url.clone()),
+            keep_host: true,
             ..ReplayOptions::default()
         };
         let ex = replay(&o, &opts).await.expect("replayed");

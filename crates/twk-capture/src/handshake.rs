@@ -121,6 +121,15 @@ impl Severity {
             Severity::Info => "info",
         }
     }
+
+    /// The glyph beside a lint's label: `⚠` for errors and warnings, `i` for info (the same
+    /// the inspector shows).
+    pub const fn mark(self) -> &'static str {
+        match self {
+            Severity::Error | Severity::Warning => "⚠",
+            Severity::Info => "i",
+        }
+    }
 }
 
 /// The stable code of a lint (its `code` in `log --json`).
@@ -186,6 +195,19 @@ impl LintCode {
             | LintCode::CredentialsMismatch => Severity::Error,
             LintCode::RetryNeverCame | LintCode::PortNotAccepted => Severity::Warning,
             LintCode::PreemptiveCredentials => Severity::Info,
+        }
+    }
+
+    /// A short label (`bare 401`, `mismatch`, …) for a mark beside a one-line row: the
+    /// inspector's list and the tunnel's `--no-tui` lines.
+    pub const fn label(self) -> &'static str {
+        match self {
+            LintCode::Unauthorized401WithoutChallenge => "bare 401",
+            LintCode::ChallengeNotBasic => "not Basic",
+            LintCode::CredentialsMismatch => "mismatch",
+            LintCode::RetryNeverCame => "no retry",
+            LintCode::PortNotAccepted => "port",
+            LintCode::PreemptiveCredentials => "preemptive",
         }
     }
 
@@ -453,6 +475,17 @@ pub(crate) fn analyze(ex: &Exchange, body_sha256: &str) -> Analysis {
         deadline_ms,
         lints,
     }
+}
+
+/// The lints an exchange has on its own, before it is stored, most severe first: those that
+/// need other exchanges (`preemptive-credentials`, which depends on pairing) or the clock
+/// (`retry-never-came`) are left to the store. The same rules the store applies on insert,
+/// for output that cannot wait for the store (the tunnel's `--no-tui` lines).
+pub fn lints_of(ex: &Exchange) -> Vec<Lint> {
+    // The body hash only keys pairing; no lint reads it.
+    let mut lints = analyze(ex, "").lints;
+    lints.sort_by_key(|l| l.code);
+    lints
 }
 
 /// The lints of a row given its stored (pairing-independent plus pairing-dependent) lints

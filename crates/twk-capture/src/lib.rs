@@ -41,7 +41,7 @@ pub mod time;
 pub use error::{CaptureError, Result};
 pub use handshake::{
     ChallengeSender, HANDSHAKE_WINDOW_MS, Handshake, Leg, Lint, LintCode, Severity, UnknownLint,
-    challenge_sender,
+    challenge_sender, lints_of,
 };
 pub use model::*;
 pub use query::{Filter, Order, StatusFilter, StoredExchange, Summary};

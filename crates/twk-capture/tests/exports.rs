@@ -7,7 +7,7 @@ use base64::Engine as _;
 use common::*;
 use std::io::{Read, Write};
 use twk_capture::export::curl::{CurlOptions, curl_command};
-use twk_capture::export::har::{Har, HarWriter};
+use twk_capture::export::har::{Har, HarOptions, HarWriter};
 use twk_capture::export::json::exchange_json;
 use twk_capture::{Exchange, Header, StoredExchange};
 
@@ -70,7 +70,7 @@ fn secrets_are_redacted_in_every_export_unless_revealed() {
 
     let json = exchange_json(&sx, false).to_string();
     let mut har = Vec::new();
-    let mut w = HarWriter::new(&mut har, false).unwrap();
+    let mut w = HarWriter::new(&mut har, HarOptions::default()).unwrap();
     w.push(&sx).unwrap();
     w.finish().unwrap();
     let har = String::from_utf8(har).unwrap();
@@ -86,7 +86,11 @@ fn secrets_are_redacted_in_every_export_unless_revealed() {
     assert!(curl.starts_with("# secret headers are redacted"));
 
     let json = exchange_json(&sx, true).to_string();
-    let har = serde_json::to_string(&Har::of([&sx], true)).unwrap();
+    let revealed = HarOptions {
+        reveal_secrets: true,
+        ..HarOptions::default()
+    };
+    let har = serde_json::to_string(&Har::of([&sx], revealed)).unwrap();
     let curl = curl_command(
         &sx.exchange,
         &CurlOptions {
@@ -149,7 +153,7 @@ fn har_structure_and_body_round_trip() {
     let xs: Vec<_> = ids.iter().map(|id| s.get(*id).unwrap().unwrap()).collect();
 
     let mut buf = Vec::new();
-    let mut w = HarWriter::new(&mut buf, false).unwrap();
+    let mut w = HarWriter::new(&mut buf, HarOptions::default()).unwrap();
     for x in &xs {
         w.push(x).unwrap();
     }
@@ -239,7 +243,7 @@ fn har_structure_and_body_round_trip() {
     assert_eq!(decode(&pd.text, &pd.encoding), "héllo {\"a\":1}".as_bytes());
     assert_eq!(pd.mime_type, "application/json");
     // Same document as the non-streaming builder.
-    assert_eq!(Har::of(&xs, false), har);
+    assert_eq!(Har::of(&xs, HarOptions::default()), har);
 }
 
 /// A one-shot HTTP/1.1 server on 127.0.0.1:0 that returns the raw bytes it received.
@@ -289,6 +293,8 @@ fn run_curl(ex: &Exchange) -> Vec<u8> {
         &CurlOptions {
             base_url: Some(base),
             reveal_secrets: true,
+            // Byte for byte, Host included.
+            keep_host: true,
         },
     );
     // Run it as a script file, as a user would (`export --curl 7 > again.sh; bash again.sh`);
@@ -401,4 +407,53 @@ fn curl_export_warns_about_truncated_bodies() {
         cmd.starts_with("# WARNING: the captured body was truncated"),
         "{cmd}"
     );
+}
+
+/// Issue 12 item 12: the `Host` of an export agrees with the URL it names. The recorded
+/// `Host` is what the local app saw; a HAR names the public URL, a curl command with another
+/// base URL names that one.
+#[test]
+fn exports_name_the_host_of_their_url() {
+    let mut ex = exchange("t", 1, "/hook?x=1", b"{}");
+    ex.public_url = "https://t.relay.example/t/shop/hook?x=1".into();
+    ex.target = "http://localhost:3000".into();
+    ex.request.headers = headers(&[
+        ("host", "localhost:3000"),
+        ("content-type", "application/json"),
+    ]);
+    let sx = stored(ex.clone());
+    let host = |e: &twk_capture::export::har::Entry| {
+        e.request
+            .headers
+            .iter()
+            .find(|h| h.name == "host")
+            .map(|h| h.value.clone())
+    };
+    let entry = twk_capture::export::har::entry(&sx, HarOptions::default());
+    assert_eq!(entry.request.url, "https://t.relay.example/t/shop/hook?x=1");
+    assert_eq!(host(&entry).as_deref(), Some("t.relay.example"));
+    assert_eq!(entry.request.headers[1].name, "content-type", "order kept");
+    let kept = HarOptions {
+        keep_host: true,
+        ..HarOptions::default()
+    };
+    let entry = twk_capture::export::har::entry(&sx, kept);
+    assert_eq!(host(&entry).as_deref(), Some("localhost:3000"));
+
+    // curl: to the recorded target, Host as recorded; elsewhere, that host unless kept.
+    let cmd = curl_command(&ex, &CurlOptions::default());
+    assert!(cmd.contains("-H 'host: localhost:3000'"), "{cmd}");
+    let to = |keep_host| CurlOptions {
+        base_url: Some("http://127.0.0.1:4000".into()),
+        keep_host,
+        ..CurlOptions::default()
+    };
+    let cmd = curl_command(&ex, &to(false));
+    assert!(cmd.contains("-H 'host: 127.0.0.1:4000'"), "{cmd}");
+    assert!(
+        cmd.contains("--url 'http://127.0.0.1:4000/hook?x=1'"),
+        "{cmd}"
+    );
+    let cmd = curl_command(&ex, &to(true));
+    assert!(cmd.contains("-H 'host: localhost:3000'"), "{cmd}");
 }

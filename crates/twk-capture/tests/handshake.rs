@@ -260,9 +260,16 @@ fn a_bare_401_is_lost_and_says_so() {
     let mut s = store(&dir);
     let mut ex = leg1(T);
     ex.response.as_mut().unwrap().headers = headers(&[("content-type", "text/plain")]);
+    // Known before the store has it (the tunnel's live lines), the same as stored.
+    let early = twk_capture::lints_of(&ex);
     let id = s.insert(&ex).unwrap();
     let got = s.get(id).unwrap().unwrap();
     let lints = got.lints.unwrap();
+    assert_eq!(early, lints);
+    assert_eq!(
+        LintCode::Unauthorized401WithoutChallenge.label(),
+        "bare 401"
+    );
     assert_eq!(lints.len(), 1);
     assert_eq!(lints[0].code, LintCode::Unauthorized401WithoutChallenge);
     assert_eq!(lints[0].severity, Severity::Error);
@@ -410,6 +417,8 @@ fn preemptive_credentials_are_informational() {
     let id = s.insert(&leg2(T)).unwrap();
     let lints = s.get(id).unwrap().unwrap().lints.unwrap();
     assert_eq!(lints[0].code, LintCode::PreemptiveCredentials);
+    // Pairing decides this one: the store says it, lints_of (before pairing) cannot.
+    assert!(twk_capture::lints_of(&leg2(T)).is_empty());
     assert_eq!(lints[0].severity, Severity::Info);
     // Other schemes are not Basic credentials.
     let mut bearer = exchange("bw", T + 1, "/api", b"{}");

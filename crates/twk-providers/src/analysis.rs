@@ -96,6 +96,45 @@ impl Provider {
         }
     }
 
+    /// Whether the signature covers the URL the sender called (Twilio; Authy OneTouch signs
+    /// it without the query). Only these need the exact public URL to check or sign; for the
+    /// others the URL plays no part.
+    pub const fn signs_url(self) -> bool {
+        matches!(self, Provider::Twilio | Provider::AuthyOnetouch)
+    }
+
+    /// What the provider's console calls the value twk needs (`auth token`, `webhook
+    /// secret`, …), for messages.
+    pub const fn secret_name(self) -> &'static str {
+        match self {
+            Provider::Twilio => "auth token",
+            Provider::AuthyOnetouch => "API key",
+            Provider::AuthyWebhook => "webhook signing key",
+            Provider::Bandwidth => "callback credentials",
+            Provider::Stripe | Provider::Github => "webhook secret",
+            Provider::Slack => "signing secret",
+            Provider::Shopify => "app client secret",
+            Provider::StandardWebhooks | Provider::Svix => "signing secret",
+        }
+    }
+
+    /// The environment variable [`crate::Secrets::from_env`] reads this provider's secret
+    /// from (the name the provider's own SDKs and docs use).
+    pub const fn secret_env_var(self) -> &'static str {
+        match self {
+            Provider::Twilio => "TWILIO_AUTH_TOKEN",
+            Provider::AuthyOnetouch => "AUTHY_API_KEY",
+            Provider::AuthyWebhook => "AUTHY_WEBHOOK_SIGNING_KEY",
+            Provider::Bandwidth => "BANDWIDTH_CALLBACK_CREDENTIALS",
+            Provider::Stripe => "STRIPE_WEBHOOK_SECRET",
+            Provider::Github => "GITHUB_WEBHOOK_SECRET",
+            Provider::Slack => "SLACK_SIGNING_SECRET",
+            Provider::Shopify => "SHOPIFY_API_SECRET",
+            Provider::StandardWebhooks => "STANDARD_WEBHOOKS_SECRET",
+            Provider::Svix => "SVIX_WEBHOOK_SECRET",
+        }
+    }
+
     /// Whether the scheme carries a timestamp checked against a tolerance.
     pub const fn is_timestamped(self) -> bool {
         matches!(
@@ -200,6 +239,27 @@ impl Verdict {
             Verdict::Unsigned => "unsigned",
             Verdict::NoSecret => "no_secret",
             Verdict::Malformed => "malformed",
+        }
+    }
+
+    /// The verdict in words for people (`no secret` rather than `no_secret`).
+    pub const fn label(self) -> &'static str {
+        match self {
+            Verdict::NoSecret => "no secret",
+            other => other.as_str(),
+        }
+    }
+
+    /// A one-character mark (`✓` valid, `✗` invalid or malformed, `!` stale, `–` unsigned,
+    /// `?` no secret), the same the inspector's list shows. Always printed with
+    /// [`Verdict::label`] where colour may be missing.
+    pub const fn mark(self) -> &'static str {
+        match self {
+            Verdict::Valid => "✓",
+            Verdict::Invalid | Verdict::Malformed => "✗",
+            Verdict::Stale => "!",
+            Verdict::Unsigned => "–",
+            Verdict::NoSecret => "?",
         }
     }
 

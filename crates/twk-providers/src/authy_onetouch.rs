@@ -2,9 +2,9 @@
 //! `nonce|METHOD|url_without_query|sorted_params`)), with nested JSON flattened PHP-style.
 
 use crate::Cx;
+use crate::analysis::{Analysis, Event, Provider, SignError, SignOptions, Signed, Verdict};
 use crate::check::{self, Computed, Mode, Variant};
 use crate::form::{Encoding, decode_pairs, encode, flatten_json};
-use crate::analysis::{Analysis, Event, Provider, SignError, SignOptions, Signed, Verdict};
 use crate::request::RequestView;
 use crate::secret::Secret;
 use crate::url::UrlParts;
@@ -97,7 +97,7 @@ pub(crate) fn analyze(cx: &Cx<'_, '_>) -> Analysis {
     let Some(secret) = cx.secrets.get(Provider::AuthyOnetouch) else {
         return a.verdict_with(
             Verdict::NoSecret,
-            "No Authy API key is configured (AUTHY_API_KEY or secrets.authy-onetouch).",
+            crate::no_secret_message(Provider::AuthyOnetouch),
         );
     };
     let Some(url) = url_without_query(req.url) else {

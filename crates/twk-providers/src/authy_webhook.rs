@@ -2,9 +2,9 @@
 //! with the webhook's signing key (the `WSK_…` string itself, as UTF-8). HS256 is pinned.
 
 use crate::Cx;
+use crate::analysis::{Analysis, Event, Provider, SignError, SignOptions, Signed, Verdict};
 use crate::check::{self, Computed, Variant};
 use crate::form::decode_pairs;
-use crate::analysis::{Analysis, Event, Provider, SignError, SignOptions, Signed, Verdict};
 use crate::request::RequestView;
 use crate::secret::Secret;
 use crate::util::{b64_decode_lenient, b64url, b64url_decode, ct_eq, hmac_sha256, json_str};
@@ -234,8 +234,7 @@ pub(crate) fn analyze(cx: &Cx<'_, '_>) -> Analysis {
     let Some(secret) = cx.secrets.get(Provider::AuthyWebhook) else {
         return a.verdict_with(
             Verdict::NoSecret,
-            "No Authy webhook signing key is configured (AUTHY_WEBHOOK_SIGNING_KEY or \
-             secrets.authy-webhook; the WSK_… value returned when the webhook was created).",
+            crate::no_secret_message(Provider::AuthyWebhook),
         );
     };
     let signing_input = format!("{h}.{p}");

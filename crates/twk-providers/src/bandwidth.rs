@@ -261,8 +261,7 @@ pub(crate) fn analyze(cx: &Cx<'_, '_>) -> Analysis {
     let Some(secret) = cx.secrets.get(Provider::Bandwidth) else {
         return a.verdict_with(
             Verdict::NoSecret,
-            "No Bandwidth callback credentials are configured \
-             (BANDWIDTH_CALLBACK_CREDENTIALS=user:pass or secrets.bandwidth).",
+            crate::no_secret_message(Provider::Bandwidth),
         );
     };
     let parsed = std::str::from_utf8(auth)

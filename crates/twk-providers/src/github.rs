@@ -2,8 +2,8 @@
 //! `X-Hub-Signature: sha1=<hex>` when that is all there is.
 
 use crate::Cx;
-use crate::check::{self, Computed, Variant};
 use crate::analysis::{Analysis, Event, Provider, Signed, Verdict};
+use crate::check::{self, Computed, Variant};
 use crate::request::RequestView;
 use crate::secret::Secret;
 use crate::util::{ct_eq, field, hmac_sha1, hmac_sha256, parse_json};
@@ -60,7 +60,7 @@ pub(crate) fn analyze(cx: &Cx<'_, '_>) -> Analysis {
     let Some(secret) = cx.secrets.get(Provider::Github) else {
         return a.verdict_with(
             Verdict::NoSecret,
-            "No GitHub webhook secret is configured (GITHUB_WEBHOOK_SECRET or secrets.github).",
+            crate::no_secret_message(Provider::Github),
         );
     };
     let key = secret.expose();

@@ -45,11 +45,11 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod analysis;
 mod check;
 mod delivery;
 mod detect;
 mod form;
-mod analysis;
 mod request;
 mod secret;
 mod url;
@@ -66,14 +66,14 @@ mod stripe;
 mod svix;
 mod twilio;
 
-pub use delivery::delivery_id;
-pub use detect::detect;
 pub use analysis::{
     Analysis, Diagnosis, Event, ParseProviderError, Provider, SignError, SignOptions, Signed,
     Verdict, VerifyOptions,
 };
+pub use delivery::delivery_id;
+pub use detect::detect;
 pub use request::{OwnedRequest, RequestView, set_header};
-pub use secret::{Secret, Secrets, SecretsError};
+pub use secret::{Secret, Secrets, SecretsError, no_secret_message};
 pub use util::escape_bytes;
 
 /// Decodes an `Authorization: Basic base64(user:password)` value into (user, password);

@@ -127,6 +127,38 @@ const ENV_VARS: [(&str, &str); 12] = [
     ("WEBHOOK_SECRET", "standard-webhooks"),
 ];
 
+/// The `no_secret` explanation: which value is missing and the three places twk reads it
+/// from (the same for every command that checks signatures: `--secret PROVIDER=VALUE`, the
+/// provider's environment variable, the config file's `[secrets]` table).
+pub fn no_secret_message(provider: Provider) -> String {
+    let id = provider.as_str();
+    let value = match provider {
+        Provider::Bandwidth => "user:pass",
+        Provider::AuthyWebhook => "WSK_…",
+        Provider::Stripe | Provider::StandardWebhooks | Provider::Svix => "whsec_…",
+        _ => "…",
+    };
+    let mut m = format!(
+        "No {} {} is configured. Give it to twk as --secret {id}={value} (tunnel, replay, \
+         verify), in the environment as {}, or in the config file under [secrets] as \
+         {id} = \"{value}\".",
+        provider.display_name(),
+        provider.secret_name(),
+        provider.secret_env_var(),
+    );
+    match provider {
+        Provider::Bandwidth => m.push_str(
+            " A tunnel started with --basic-auth user:pass checks Bandwidth callbacks against \
+             those credentials.",
+        ),
+        Provider::AuthyWebhook => {
+            m.push_str(" It is the WSK_… value returned when the webhook was created.");
+        }
+        _ => {}
+    }
+    m
+}
+
 /// Per-provider secrets, plus an optional Twilio secondary auth token.
 ///
 /// Deserializes from a table whose keys are provider ids (TOML `[secrets] stripe = "whsec_…"`),
@@ -336,6 +368,34 @@ mod tests {
         assert!(s.twilio_secondary().is_some());
         let bad: Result<Secrets, _> = serde_json::from_str(r#"{"nope":"x"}"#);
         assert!(bad.unwrap_err().to_string().contains("unknown provider"));
+    }
+
+    #[test]
+    fn every_provider_reads_its_documented_variable() {
+        for p in Provider::ALL {
+            assert!(
+                ENV_VARS.contains(&(p.secret_env_var(), p.as_str())),
+                "{p}: {} is not read by from_env",
+                p.secret_env_var()
+            );
+            let value = "x:y";
+            let s = Secrets::from_lookup(|k| (k == p.secret_env_var()).then(|| value.to_owned()));
+            assert!(s.get(p).is_some(), "{p}");
+        }
+    }
+
+    #[test]
+    fn no_secret_message_names_flag_env_and_config_key() {
+        for p in Provider::ALL {
+            let m = no_secret_message(p);
+            assert!(m.contains(&format!("--secret {}=", p.as_str())), "{m}");
+            assert!(m.contains(p.secret_env_var()), "{m}");
+            assert!(
+                m.contains(&format!("[secrets] as {} = ", p.as_str())),
+                "{m}"
+            );
+        }
+        assert!(no_secret_message(Provider::Bandwidth).contains("--basic-auth"));
     }
 
     #[test]

@@ -1,8 +1,8 @@
 //! Shopify `X-Shopify-Hmac-Sha256: base64(HMAC-SHA256(app client secret, raw body))`.
 
 use crate::Cx;
-use crate::check::{self, Computed, Variant};
 use crate::analysis::{Analysis, Event, Provider, Signed, Verdict};
+use crate::check::{self, Computed, Variant};
 use crate::request::RequestView;
 use crate::secret::Secret;
 use crate::util::{b64, b64_decode_strict, ct_eq, hmac_sha256, parse_json};
@@ -35,7 +35,7 @@ pub(crate) fn analyze(cx: &Cx<'_, '_>) -> Analysis {
     let Some(secret) = cx.secrets.get(Provider::Shopify) else {
         return a.verdict_with(
             Verdict::NoSecret,
-            "No Shopify app client secret is configured (SHOPIFY_API_SECRET or secrets.shopify).",
+            crate::no_secret_message(Provider::Shopify),
         );
     };
     let key = secret.expose();

@@ -2,9 +2,9 @@
 //! with `X-Slack-Request-Timestamp`; rejected when `|now - ts| > 300`.
 
 use crate::Cx;
+use crate::analysis::{Analysis, Event, Provider, SignError, SignOptions, Signed, Verdict};
 use crate::check::{self, Computed, Variant};
 use crate::form::decode_pairs;
-use crate::analysis::{Analysis, Event, Provider, SignError, SignOptions, Signed, Verdict};
 use crate::request::RequestView;
 use crate::secret::Secret;
 use crate::util::{ct_eq, field, hmac_sha256, parse_json, parse_unix};
@@ -62,10 +62,7 @@ pub(crate) fn analyze(cx: &Cx<'_, '_>) -> Analysis {
         );
     };
     let Some(secret) = cx.secrets.get(Provider::Slack) else {
-        return a.verdict_with(
-            Verdict::NoSecret,
-            "No Slack signing secret is configured (SLACK_SIGNING_SECRET or secrets.slack).",
-        );
+        return a.verdict_with(Verdict::NoSecret, crate::no_secret_message(Provider::Slack));
     };
     let key = secret.expose();
     let base = Variant::base("v0", key, "", req.body);

@@ -3,8 +3,8 @@
 //! ±5 minutes. Svix uses the same scheme with `svix-*` headers (see `svix.rs`).
 
 use crate::Cx;
-use crate::check::{self, Computed, Variant};
 use crate::analysis::{Analysis, Event, Provider, SignError, SignOptions, Signed, Verdict};
+use crate::check::{self, Computed, Variant};
 use crate::request::RequestView;
 use crate::secret::Secret;
 use crate::util::{
@@ -145,18 +145,7 @@ fn header_families(req: &RequestView<'_>, provider: Provider) -> (&'static Names
 
 /// `no_secret`, naming where the secret is configured.
 fn no_secret(a: Analysis, provider: Provider) -> Analysis {
-    let var = if provider == Provider::Svix {
-        "SVIX_WEBHOOK_SECRET or secrets.svix"
-    } else {
-        "STANDARD_WEBHOOKS_SECRET or secrets.standard-webhooks"
-    };
-    a.verdict_with(
-        Verdict::NoSecret,
-        format!(
-            "No {} secret is configured ({var}).",
-            provider.display_name()
-        ),
-    )
+    a.verdict_with(Verdict::NoSecret, crate::no_secret_message(provider))
 }
 
 /// `invalid` for a signature header without any `v1` entry: only v1 can be checked.

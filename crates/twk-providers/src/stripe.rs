@@ -2,8 +2,8 @@
 //! `whsec_…` string as UTF-8, `t.body`)); any `v1` may match; tolerance 300 s (old only).
 
 use crate::Cx;
-use crate::check::{self, Computed, Variant};
 use crate::analysis::{Analysis, Event, Provider, SignError, SignOptions, Signed, Verdict};
+use crate::check::{self, Computed, Variant};
 use crate::request::RequestView;
 use crate::secret::Secret;
 use crate::util::{b64_decode_lenient, ct_eq, field, hmac_sha256, json_str, parse_json};
@@ -72,7 +72,7 @@ pub(crate) fn analyze(cx: &Cx<'_, '_>) -> Analysis {
     let Some(secret) = cx.secrets.get(Provider::Stripe) else {
         return a.verdict_with(
             Verdict::NoSecret,
-            "No Stripe webhook secret is configured (STRIPE_WEBHOOK_SECRET or secrets.stripe).",
+            crate::no_secret_message(Provider::Stripe),
         );
     };
     let key = secret.expose();

@@ -3,9 +3,9 @@
 //! messaging and call status callbacks, Event Streams CloudEvents).
 
 use crate::Cx;
+use crate::analysis::{Analysis, Event, Provider, SignError, Signed, Verdict};
 use crate::check::{self, Computed, Mode, Variant};
 use crate::form::decode_pairs;
-use crate::analysis::{Analysis, Event, Provider, SignError, Signed, Verdict};
 use crate::request::RequestView;
 use crate::secret::Secret;
 use crate::url::{UrlParts, add_default_port, strip_port};
@@ -189,7 +189,7 @@ pub(crate) fn analyze(cx: &Cx<'_, '_>) -> Analysis {
     let Some(secret) = cx.secrets.get(Provider::Twilio) else {
         return a.verdict_with(
             Verdict::NoSecret,
-            "No Twilio auth token is configured (TWILIO_AUTH_TOKEN or secrets.twilio).",
+            crate::no_secret_message(Provider::Twilio),
         );
     };
     let Some(parts) = UrlParts::parse(req.url) else {

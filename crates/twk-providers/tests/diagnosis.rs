@@ -513,6 +513,15 @@ fn unknown_no_secret_and_malformed() {
         (a.provider, a.verdict),
         (Some(Provider::Stripe), Verdict::NoSecret)
     );
+    // The diagnosis says where the secret goes: flag, environment variable, config key.
+    let why = a.diagnosis.map(|d| d.summary).unwrap_or_default();
+    for place in [
+        "--secret stripe=whsec_",
+        "STRIPE_WEBHOOK_SECRET",
+        "[secrets] as stripe = ",
+    ] {
+        assert!(why.contains(place), "{place} missing: {why}");
+    }
 
     let req = OwnedRequest::new("POST", "https://x.example/h", b"{}".to_vec())
         .with_header("X-Slack-Signature", "v0=00")

@@ -9,7 +9,9 @@
 //! Byte for byte: headers are sent in their captured order with their captured names, and
 //! the headers curl would add on its own (`User-Agent`, `Accept`, `Content-Type`, `Expect`)
 //! are suppressed when the captured request did not have them. The one exception is `Host`:
-//! curl always writes it itself, first and spelled `Host` (the captured value is kept).
+//! curl always writes it itself, first and spelled `Host` (the captured value is kept; with
+//! [`CurlOptions::base_url`] naming another host, that host, unless
+//! [`CurlOptions::keep_host`]: the URL and `Host` must agree).
 //! A large body makes a long command: save it to a file and run it (`bash again.sh`) rather
 //! than pasting it into `bash -c`, whose single argument is limited to 128 KiB on Linux.
 //!
@@ -28,6 +30,8 @@ pub struct CurlOptions {
     pub base_url: Option<String>,
     /// Keep secret headers instead of redacting them.
     pub reveal_secrets: bool,
+    /// With `base_url` on another host: keep the recorded `Host` instead of that host's.
+    pub keep_host: bool,
 }
 
 /// Builds the command (possibly preceded by `#` comment lines).
@@ -42,7 +46,14 @@ pub fn curl_command(ex: &Exchange, opts: &CurlOptions) -> String {
             body.len
         );
     }
-    let headers = redact_headers(&ex.request.headers, opts.reveal_secrets);
+    let base = opts.base_url.as_deref().unwrap_or(&ex.target);
+    let moved = super::authority_of(base)
+        .filter(|a| !opts.keep_host && super::authority_of(&ex.target) != Some(*a));
+    let captured: std::borrow::Cow<'_, [Header]> = match moved {
+        Some(authority) => super::with_host(&ex.request.headers, authority).into(),
+        None => ex.request.headers.as_slice().into(),
+    };
+    let headers = redact_headers(&captured, opts.reveal_secrets);
     if !opts.reveal_secrets && ex.request.headers.iter().any(|h| is_secret_header(&h.name)) {
         out.push_str(
             "# secret headers are redacted: export with --reveal-secrets to reproduce them\n",
@@ -80,7 +91,6 @@ pub fn curl_command(ex: &Exchange, opts: &CurlOptions) -> String {
     if send_body {
         out.push_str(" \\\n  --data-binary @-");
     }
-    let base = opts.base_url.as_deref().unwrap_or(&ex.target);
     let path = if ex.path.is_empty() {
         "/"
     } else {

@@ -5,6 +5,11 @@
 //! HAR 1.3 draft). A truncated stored body is marked with `_truncated`, its true `size`, and
 //! `_sha256`. twk's own fields live under `_twk` on each entry (HAR custom fields start with
 //! `_`). Secret headers are redacted unless asked otherwise.
+//!
+//! `request.url` is the public URL the sender called, so `Host` is set to that URL's
+//! authority: the recorded `Host` is the one the local app saw (`localhost:3000` when twk
+//! rewrote it), and a HAR whose URL and `Host` disagree replays to the wrong virtual host.
+//! [`HarOptions::keep_host`] keeps the recorded value.
 
 use super::{BodyText, body_text};
 use crate::model::{Header, Message};
@@ -192,14 +197,23 @@ pub struct Timings {
     pub ssl: f64,
 }
 
+/// What a HAR keeps of the recorded request.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct HarOptions {
+    /// Keep secret-bearing headers instead of redacting them.
+    pub reveal_secrets: bool,
+    /// Keep the recorded `Host` (the one the local app saw) instead of the URL's authority.
+    pub keep_host: bool,
+}
+
 impl Har {
     /// A HAR of these exchanges.
-    pub fn of<'a>(xs: impl IntoIterator<Item = &'a StoredExchange>, reveal_secrets: bool) -> Har {
+    pub fn of<'a>(xs: impl IntoIterator<Item = &'a StoredExchange>, opts: HarOptions) -> Har {
         Har {
             log: Log {
                 version: "1.2".into(),
                 creator: creator(),
-                entries: xs.into_iter().map(|x| entry(x, reveal_secrets)).collect(),
+                entries: xs.into_iter().map(|x| entry(x, opts)).collect(),
             },
         }
     }
@@ -217,12 +231,12 @@ fn creator() -> Creator {
 pub struct HarWriter<W: Write> {
     out: W,
     first: bool,
-    reveal_secrets: bool,
+    opts: HarOptions,
 }
 
 impl<W: Write> HarWriter<W> {
     /// Writes the document head.
-    pub fn new(mut out: W, reveal_secrets: bool) -> std::io::Result<Self> {
+    pub fn new(mut out: W, opts: HarOptions) -> std::io::Result<Self> {
         let creator = serde_json::to_string(&creator()).map_err(std::io::Error::other)?;
         write!(
             out,
@@ -231,7 +245,7 @@ impl<W: Write> HarWriter<W> {
         Ok(HarWriter {
             out,
             first: true,
-            reveal_secrets,
+            opts,
         })
     }
 
@@ -242,8 +256,7 @@ impl<W: Write> HarWriter<W> {
         }
         self.first = false;
         self.out.write_all(b"\n")?;
-        serde_json::to_writer(&mut self.out, &entry(x, self.reveal_secrets))
-            .map_err(std::io::Error::other)
+        serde_json::to_writer(&mut self.out, &entry(x, self.opts)).map_err(std::io::Error::other)
     }
 
     /// Closes the document and returns the writer.
@@ -255,7 +268,8 @@ impl<W: Write> HarWriter<W> {
 }
 
 /// The HAR entry of one exchange.
-pub fn entry(x: &StoredExchange, reveal_secrets: bool) -> Entry {
+pub fn entry(x: &StoredExchange, opts: HarOptions) -> Entry {
+    let reveal_secrets = opts.reveal_secrets;
     let ex = &x.exchange;
     let t = &ex.timings;
     let total = ex.duration_ms().unwrap_or(0).max(0);
@@ -277,7 +291,13 @@ pub fn entry(x: &StoredExchange, reveal_secrets: bool) -> Entry {
     } else {
         ex.public_url.clone()
     };
-    let req_headers = name_values(&ex.request.headers, reveal_secrets);
+    let req_headers = match super::authority_of(&url).filter(|_| !opts.keep_host) {
+        Some(authority) => name_values(
+            &super::with_host(&ex.request.headers, authority),
+            reveal_secrets,
+        ),
+        None => name_values(&ex.request.headers, reveal_secrets),
+    };
     let post_data = (ex.request.body.len > 0 || !ex.request.body.bytes.is_empty()).then(|| {
         let (text, encoding) = text_and_encoding(&ex.request.body.bytes);
         PostData {
