@@ -52,43 +52,34 @@ pub fn status_span(status: Option<u16>) -> Span<'static> {
     }
 }
 
-/// The verdict mark of the list: (symbol, style).
+/// The verdict mark of the list: (symbol, style); the symbol is [`Verdict::mark`], the one
+/// the plain output prints too.
 pub fn verdict_mark(verdict: Option<Verdict>) -> (&'static str, Style) {
-    match verdict {
-        Some(Verdict::Valid) => ("✓", Style::new().fg(Color::Green)),
-        Some(Verdict::Invalid) => (
-            "✗",
-            Style::new().fg(Color::Red).add_modifier(Modifier::BOLD),
-        ),
-        Some(Verdict::Malformed) => ("✗", Style::new().fg(Color::Magenta)),
-        Some(Verdict::Stale) => ("!", Style::new().fg(Color::Yellow)),
-        Some(Verdict::NoSecret) => ("?", Style::new().fg(Color::Blue)),
-        Some(Verdict::Unsigned) | None => ("–", dim()),
-    }
+    let style = match verdict {
+        Some(Verdict::Valid) => Style::new().fg(Color::Green),
+        Some(Verdict::Invalid) => Style::new().fg(Color::Red).add_modifier(Modifier::BOLD),
+        Some(Verdict::Malformed) => Style::new().fg(Color::Magenta),
+        Some(Verdict::Stale) => Style::new().fg(Color::Yellow),
+        Some(Verdict::NoSecret) => Style::new().fg(Color::Blue),
+        Some(Verdict::Unsigned) | None => dim(),
+    };
+    (verdict.unwrap_or(Verdict::Unsigned).mark(), style)
 }
 
-/// The mark of a lint severity in the list and the detail: (glyph, style).
+/// The mark of a lint severity in the list and the detail: (glyph, style); the glyph is
+/// [`Severity::mark`].
 pub fn severity_mark(sev: Severity) -> (&'static str, Style) {
-    match sev {
-        Severity::Error => (
-            "⚠",
-            Style::new().fg(Color::Red).add_modifier(Modifier::BOLD),
-        ),
-        Severity::Warning => ("⚠", Style::new().fg(Color::Yellow)),
-        Severity::Info => ("i", Style::new().fg(Color::Blue)),
-    }
+    let style = match sev {
+        Severity::Error => Style::new().fg(Color::Red).add_modifier(Modifier::BOLD),
+        Severity::Warning => Style::new().fg(Color::Yellow),
+        Severity::Info => Style::new().fg(Color::Blue),
+    };
+    (sev.mark(), style)
 }
 
-/// A short label of a lint for the list's marks column.
+/// A short label of a lint for the list's marks column ([`LintCode::label`], as `log`).
 pub fn lint_label(code: LintCode) -> &'static str {
-    match code {
-        LintCode::Unauthorized401WithoutChallenge => "bare 401",
-        LintCode::ChallengeNotBasic => "not Basic",
-        LintCode::CredentialsMismatch => "mismatch",
-        LintCode::RetryNeverCame => "no retry",
-        LintCode::PortNotAccepted => "port",
-        LintCode::PreemptiveCredentials => "preemptive",
-    }
+    code.label()
 }
 
 /// The style of a lint's mark. The mistake that silently loses callbacks
