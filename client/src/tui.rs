@@ -13,7 +13,7 @@ use tokio::sync::{broadcast, mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use twk_agent::ConnState;
 use twk_capture::{Exchange, ExchangeId};
-use twk_inspector::{Conn, CopyWhat, Data, Intent, Level, Model, Msg, input};
+use twk_inspector::{Conn, CopyWhat, Intent, Level, Loader, Model, Msg, input};
 use twk_sanitize as sanitize;
 
 /// Everything the inspector needs from a running tunnel.
@@ -115,7 +115,7 @@ pub async fn run(mut ctx: TuiContext) -> anyhow::Result<()> {
 }
 
 async fn run_inner(ctx: &mut TuiContext) -> anyhow::Result<()> {
-    let data = Data::new(
+    let data = Loader::new(
         ctx.recorder
             .reader()
             .context("opening the capture store for the inspector")?,
@@ -328,7 +328,7 @@ impl StaleQuestion {
 /// as a notice.
 fn start_replay(
     ctx: &TuiContext,
-    data: &Data,
+    data: &Loader,
     id: ExchangeId,
     resign: bool,
     edited: Option<Exchange>,
@@ -394,7 +394,7 @@ fn start_replay(
 
 /// Opens exchange `id` as an HTTP message in `$VISUAL`/`$EDITOR` (default `vi`), and returns
 /// the edited copy (with `replay_of` pointing at `id`). Invalid edits are errors: never sent.
-async fn edit_in_editor(data: &Data, id: ExchangeId) -> anyhow::Result<Exchange> {
+async fn edit_in_editor(data: &Loader, id: ExchangeId) -> anyhow::Result<Exchange> {
     let stored = data
         .store()
         .get(id)?
@@ -449,7 +449,7 @@ async fn run_editor(path: &std::path::Path) -> anyhow::Result<()> {
 }
 
 /// Puts the curl command or the body of exchange `id` on the clipboard (OSC 52).
-fn copy(data: &Data, id: ExchangeId, what: CopyWhat) -> Msg {
+fn copy(data: &Loader, id: ExchangeId, what: CopyWhat) -> Msg {
     let stored = match data.store().get(id) {
         Ok(Some(s)) => s,
         Ok(None) => {

@@ -9,7 +9,7 @@
 //!
 //! Replays (`replay_of` set) are not deliveries and are never grouped.
 
-use crate::model::Exchange;
+use crate::exchange::Exchange;
 
 /// How far back a body-hash match counts as the same event.
 pub const BODY_HASH_WINDOW_MS: i64 = 24 * 3_600_000;
@@ -65,7 +65,7 @@ pub fn group_key(ex: &Exchange) -> Option<GroupKey> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{CapturedBody, Header, Message, Timings};
+    use crate::exchange::{CapturedBody, Header, Message, Timings};
 
     fn ex(headers: &[(&str, &str)], body: &str) -> Exchange {
         Exchange {

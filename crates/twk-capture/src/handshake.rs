@@ -25,7 +25,7 @@
 //! ([`crate::Store::get`], [`crate::Store::list`], `log`) relative to now. Pairing-dependent
 //! lints (`preemptive-credentials`) are recomputed on the partner row when a pairing arrives.
 
-use crate::model::{Exchange, ExchangeId, Header};
+use crate::exchange::{Exchange, ExchangeId, Header};
 use serde::{Deserialize, Serialize};
 use sha2::Digest as _;
 use std::fmt;

@@ -2,9 +2,9 @@
 //! (named columns), its payload, the partner's update. Retention is the store's last step.
 
 use crate::error::Result;
+use crate::exchange::{CapturedBody, Exchange, ExchangeId, Message};
 use crate::grouping::{BODY_HASH_WINDOW_MS, GroupKey, group_key};
 use crate::handshake::{self, HANDSHAKE_WINDOW_MS, Handshake, Leg, Lint, LintCode, Role};
-use crate::model::{CapturedBody, Exchange, ExchangeId, Message};
 use crate::query::Summary;
 use crate::store::{cap_body, clamp_i64, decode_lints, encode_headers, encode_lints, side_str};
 use rusqlite::{CachedStatement, Connection, OptionalExtension, named_params, params};

@@ -23,12 +23,12 @@
 #![warn(missing_docs)]
 
 pub mod error;
+pub mod exchange;
 pub mod export;
 mod filter_sql;
 pub mod grouping;
 pub mod handshake;
 mod insert;
-pub mod model;
 pub mod paths;
 pub mod query;
 pub mod recorder;
@@ -39,11 +39,11 @@ mod store;
 pub mod time;
 
 pub use error::{CaptureError, Result};
+pub use exchange::*;
 pub use handshake::{
     ChallengeSender, HANDSHAKE_WINDOW_MS, Handshake, Leg, Lint, LintCode, Severity, UnknownLint,
     challenge_sender, lints_of,
 };
-pub use model::*;
 pub use query::{Filter, Order, StatusFilter, StoredExchange, Summary};
 pub use recorder::{Alerts, Health, NewExchange, PendingId, Recorder, RecorderStatus};
 pub use schema::SCHEMA_VERSION;

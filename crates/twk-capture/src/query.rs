@@ -2,8 +2,8 @@
 //! ([`Summary`], [`StoredExchange`]).
 
 use crate::error::{CaptureError, Result};
+use crate::exchange::{Exchange, ExchangeId, Side};
 use crate::handshake::{Handshake, Lint, LintCode};
-use crate::model::{Exchange, ExchangeId, Side};
 use serde::{Deserialize, Serialize};
 use std::str::FromStr;
 

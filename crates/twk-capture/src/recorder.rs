@@ -11,7 +11,7 @@
 //!   if the caller kept it, through the [`PendingId`] returned by `record`.
 
 use crate::error::Result;
-use crate::model::{Exchange, ExchangeId};
+use crate::exchange::{Exchange, ExchangeId};
 use crate::query::Summary;
 use crate::store::{Store, StoreOptions};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};

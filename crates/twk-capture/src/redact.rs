@@ -3,7 +3,7 @@
 //! Secret-bearing headers keep their name (and for `Authorization`-style headers the scheme,
 //! e.g. `Basic`) but their value is replaced by [`REDACTED`]. Bodies are not redacted.
 
-use crate::model::Header;
+use crate::exchange::Header;
 use std::borrow::Cow;
 
 /// The text that replaces a secret value.

@@ -2,8 +2,8 @@
 //! into a [`Summary`] or a [`StoredExchange`].
 
 use crate::error::{CaptureError, Result};
+use crate::exchange::*;
 use crate::handshake::{Handshake, Leg, Lint, LintCode};
-use crate::model::*;
 use crate::query::{StoredExchange, Summary};
 use base64::Engine as _;
 use rusqlite::Row;

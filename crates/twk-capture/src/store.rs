@@ -6,9 +6,9 @@
 //! readers and the writer work at the same time.
 
 use crate::error::{CaptureError, Result};
+use crate::exchange::{CapturedBody, Exchange, ExchangeId};
 use crate::filter_sql::{order_limit, where_clause};
 use crate::insert::Inserter;
-use crate::model::{CapturedBody, Exchange, ExchangeId};
 use crate::paths;
 use crate::query::{Filter, StoredExchange, Summary};
 pub(crate) use crate::rows::{decode_lints, encode_headers, encode_lints, side_str};
@@ -400,8 +400,8 @@ pub(crate) fn cap_body(b: &CapturedBody, cap: usize) -> CapturedBody {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::exchange::Header;
     use crate::handshake::LintCode;
-    use crate::model::Header;
     use crate::rows::decode_headers;
 
     #[test]

@@ -15,7 +15,7 @@ use ratatui::Terminal;
 use ratatui::backend::TestBackend;
 use std::time::{Duration, Instant};
 use twk_capture::{CapturedBody, Exchange, Header, Message, Store, StoreOptions, Timings};
-use twk_inspector::{Data, Model, Msg};
+use twk_inspector::{Loader, Model, Msg};
 
 fn env_usize(name: &str, default: usize) -> usize {
     std::env::var(name)
@@ -123,7 +123,7 @@ impl Stats {
 }
 
 fn frames(
-    data: &Data,
+    data: &Loader,
     m: &mut Model,
     term: &mut Terminal<TestBackend>,
     n: usize,
@@ -161,7 +161,7 @@ fn main() {
         opts.db_path().display()
     );
     drop(store);
-    let data = Data::new(Store::open(&opts).unwrap());
+    let data = Loader::new(Store::open(&opts).unwrap());
     let mut m = Model::new(
         "http://127.0.0.1:3000",
         1_700_000_000_000,

@@ -3,7 +3,7 @@
 //!
 //! It follows the Elm Architecture: one [`Model`], one [`Msg`] enum, [`update`] (pure: no I/O,
 //! no clock, no store) and [`view`] (draws the model into a ratatui frame). `update` answers
-//! with [`Cmd`]s: [`Load`]s, which [`Data`] executes against the capture store (a local SQLite
+//! with [`Cmd`]s: [`Load`]s, which [`Loader`] executes against the capture store (a local SQLite
 //! file) and feeds back as messages, and [`Intent`]s (replay, edit-and-replay, copy, quit),
 //! which the host carries out.
 //!
@@ -12,7 +12,7 @@
 //! - [`view`]: drawing; [`detail`]: the detail tabs (one file each); [`style`]: the shared
 //!   colours, marks, wrap and time formats; [`body`]: pretty bodies (JSON, form
 //!   table, XML, JWT decoded, hex).
-//! - [`data`]: paging rows from the store by window (never loading all of them), so a frame
+//! - [`loader`]: paging rows from the store by window (never loading all of them), so a frame
 //!   costs the same with 100,000 stored exchanges.
 //! - [`filter`]: the `/` filter language; [`keymap`]: the keys.
 //! - [`sanitize`]: THE sanitizer for untrusted text (views, log lines, clipboard);
@@ -27,7 +27,6 @@
 
 pub mod body;
 pub mod clipboard;
-pub mod data;
 pub mod detail;
 pub mod edit;
 pub mod filter;
@@ -35,6 +34,7 @@ pub mod help;
 pub mod input;
 pub mod keymap;
 pub mod layout;
+pub mod loader;
 pub mod model;
 pub mod style;
 pub mod topbar;
@@ -42,8 +42,8 @@ pub mod topbar;
 pub use twk_sanitize as sanitize;
 pub mod view;
 
-pub use data::Data;
 pub use detail::{Detail, Tab};
+pub use loader::Loader;
 pub use model::{
     Cmd, Conn, CopyWhat, Counts, Focus, InFlight, Intent, Level, Load, Model, Msg, StaleEdit,
     Start, update,

@@ -18,7 +18,7 @@
 //! By default secret headers are redacted (so the command does not reproduce them); a
 //! truncated body can only be sent as its stored prefix. Both cases add a `#` comment line.
 
-use crate::model::{Exchange, Header};
+use crate::exchange::{Exchange, Header};
 use crate::redact::{is_secret_header, redact_headers};
 use std::fmt::Write as _;
 

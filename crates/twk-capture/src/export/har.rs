@@ -12,7 +12,7 @@
 //! [`HarOptions::keep_host`] keeps the recorded value.
 
 use super::{BodyText, body_text};
-use crate::model::{Header, Message};
+use crate::exchange::{Header, Message};
 use crate::query::StoredExchange;
 use crate::redact::redact_headers;
 use crate::time::rfc3339_ms;

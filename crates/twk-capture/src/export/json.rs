@@ -16,7 +16,7 @@
 //! `reveal_secrets`.
 
 use super::{BodyText, body_text};
-use crate::model::Message;
+use crate::exchange::Message;
 use crate::query::StoredExchange;
 use crate::redact::redact_headers;
 use crate::time::rfc3339_ms;

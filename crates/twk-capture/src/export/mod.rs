@@ -7,7 +7,7 @@ pub mod curl;
 pub mod har;
 pub mod json;
 
-use crate::model::Header;
+use crate::exchange::Header;
 use base64::Engine as _;
 
 /// A body as text when it is valid UTF-8, else base64.

@@ -109,7 +109,7 @@ pub enum Intent {
     Quit,
 }
 
-/// Data the model asks for; executed against the capture store by [`crate::Data`].
+/// Loader the model asks for; executed against the capture store by [`crate::Loader`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Load {
     /// Rows of the filtered list, newest first.

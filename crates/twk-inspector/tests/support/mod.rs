@@ -9,7 +9,7 @@ use ratatui::backend::TestBackend;
 use twk_capture::{
     AuthInfo, CapturedBody, Exchange, Failure, Header, Message, Side, Store, StoreOptions, Timings,
 };
-use twk_inspector::{Conn, Data, Intent, Model, Msg};
+use twk_inspector::{Conn, Intent, Loader, Model, Msg};
 use twk_providers::{Provider, RequestView, Secret, Secrets, SignOptions, VerifyOptions};
 
 /// 2023-11-14T22:13:20Z.
@@ -222,7 +222,7 @@ pub fn hostile(i: i64) -> Exchange {
 }
 
 /// A store in a tempdir holding `exchanges` (ids 1..).
-pub fn store(exchanges: &[Exchange]) -> (tempfile::TempDir, Data) {
+pub fn store(exchanges: &[Exchange]) -> (tempfile::TempDir, Loader) {
     let dir = tempfile::tempdir().unwrap();
     let mut opts = StoreOptions::new(dir.path());
     opts.retention_per_tunnel = 0;
@@ -230,7 +230,7 @@ pub fn store(exchanges: &[Exchange]) -> (tempfile::TempDir, Data) {
     if !exchanges.is_empty() {
         s.insert_batch(exchanges).unwrap();
     }
-    (dir, Data::new(s))
+    (dir, Loader::new(s))
 }
 
 /// Stores one more exchange through a second connection; returns its list row.
@@ -242,7 +242,7 @@ pub fn add(dir: &tempfile::TempDir, ex: &Exchange) -> twk_capture::Summary {
 }
 
 /// A model at T0 + 60 s, UTC, 120×32, connected, initialised against `data`.
-pub fn model(data: &Data) -> Model {
+pub fn model(data: &Loader) -> Model {
     let mut m = Model::new(
         "http://127.0.0.1:3000",
         T0 + 60_000,
@@ -271,7 +271,7 @@ pub fn code(c: KeyCode) -> Msg {
     Msg::Key(KeyEvent::new(c, KeyModifiers::NONE))
 }
 
-pub fn press(data: &Data, m: &mut Model, keys: &str) -> Vec<Intent> {
+pub fn press(data: &Loader, m: &mut Model, keys: &str) -> Vec<Intent> {
     let mut out = Vec::new();
     for c in keys.chars() {
         out.extend(data.dispatch(m, key(c)));
@@ -437,7 +437,7 @@ pub fn hostile_handshake() -> Vec<Exchange> {
 }
 
 /// Selects the row (or leg-1 line) of exchange `id` by moving down from the top.
-pub fn select(data: &Data, m: &mut Model, id: i64) {
+pub fn select(data: &Loader, m: &mut Model, id: i64) {
     press(data, m, "g");
     for _ in 0..50 {
         if m.list.selected_id == Some(id) {

@@ -8,14 +8,14 @@ use twk_providers::Verdict;
 
 /// A read connection to the capture store.
 #[derive(Debug)]
-pub struct Data {
+pub struct Loader {
     store: Store,
 }
 
-impl Data {
+impl Loader {
     /// Wraps a store opened for reading (e.g. `Recorder::reader()`).
-    pub fn new(store: Store) -> Data {
-        Data { store }
+    pub fn new(store: Store) -> Loader {
+        Loader { store }
     }
 
     /// The underlying store.
