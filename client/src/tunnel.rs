@@ -137,11 +137,7 @@ struct TunnelObserver {
 
 /// The inspector's in-flight row of a request whose head just arrived.
 fn in_flight(ex: &Exchange) -> twk_inspector::InFlight {
-    let mut view = twk_providers::RequestView::new(&ex.method, &ex.public_url, &[]);
-    for h in &ex.request.headers {
-        view = view.with_header(&h.name, &h.value);
-    }
-    let provider = twk_providers::detect(&view);
+    let provider = twk_providers::detect(&ex.request_view(&[]));
     let header = |name: &str| {
         ex.request
             .headers

@@ -111,6 +111,26 @@ fn tmux_available() -> bool {
     ok
 }
 
+/// The shell command tmux runs: `twk-tunnel ARGS` on an embedded relay with its data and
+/// config under `dir`, no relay settings from the environment, the GitHub secret, `env`
+/// added; then the exit code is printed and the pane stays open.
+fn twk_in_shell(dir: &std::path::Path, env: &str, args: &str) -> String {
+    let data = dir.join("data");
+    let config = dir.join("config");
+    std::fs::create_dir_all(&config).unwrap();
+    format!(
+        "env -u TWK_RELAY -u TWK_TOKEN -u TWK_NAME -u TWK_CONFIG XDG_DATA_HOME={data} \
+         TWK_DATA_DIR={twk} XDG_CONFIG_HOME={config} GITHUB_WEBHOOK_SECRET={secret} \
+         {env} LC_ALL=C.UTF-8 {bin} --embedded-port 0 {args}; \
+         code=$?; echo; echo \"twk-tunnel exited with $code\"; sleep 60",
+        data = quote(&data.to_string_lossy()),
+        twk = quote(&data.join("twk").to_string_lossy()),
+        config = quote(&config.to_string_lossy()),
+        secret = quote(SECRET),
+        bin = quote(BIN),
+    )
+}
+
 fn quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', r"'\''"))
 }
@@ -140,20 +160,10 @@ async fn signed_webhook_listed_with_verdict_details_and_replay() {
     }
     let mut target = FakeTarget::echo().await;
     let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    let config = dir.path().join("config");
-    std::fs::create_dir_all(&config).unwrap();
-    let shell_cmd = format!(
-        "env -u TWK_RELAY -u TWK_TOKEN -u TWK_NAME -u TWK_CONFIG XDG_DATA_HOME={data} \
-         TWK_DATA_DIR={twk} XDG_CONFIG_HOME={config} GITHUB_WEBHOOK_SECRET={secret} \
-         VISUAL= EDITOR='sed -i s/octo/edited/g' LC_ALL=C.UTF-8 {bin} --embedded-port 0 --name e2e {target}; \
-         code=$?; echo; echo \"twk-tunnel exited with $code\"; sleep 60",
-        data = quote(&data.to_string_lossy()),
-        twk = quote(&data.join("twk").to_string_lossy()),
-        config = quote(&config.to_string_lossy()),
-        secret = quote(SECRET),
-        bin = quote(BIN),
-        target = target.addr,
+    let shell_cmd = twk_in_shell(
+        dir.path(),
+        "VISUAL= EDITOR='sed -i s/octo/edited/g'",
+        &format!("--name e2e {}", target.addr),
     );
     let tmux = Tmux::start("inspector", &shell_cmd);
 
@@ -318,20 +328,10 @@ async fn readme_first_command_at_80x24() {
     // Answers /slow… after 3 s, everything else at once.
     let mut target = FakeTarget::slow(Duration::from_secs(3)).await;
     let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    let config = dir.path().join("config");
-    std::fs::create_dir_all(&config).unwrap();
-    let shell_cmd = format!(
-        "env -u TWK_RELAY -u TWK_TOKEN -u TWK_NAME -u TWK_CONFIG XDG_DATA_HOME={data} \
-         TWK_DATA_DIR={twk} XDG_CONFIG_HOME={config} GITHUB_WEBHOOK_SECRET={secret} \
-         LC_ALL=C.UTF-8 {bin} --embedded-port 0 --name readme80 {port}; \
-         code=$?; echo; echo \"twk-tunnel exited with $code\"; sleep 60",
-        data = quote(&data.to_string_lossy()),
-        twk = quote(&data.join("twk").to_string_lossy()),
-        config = quote(&config.to_string_lossy()),
-        secret = quote(SECRET),
-        bin = quote(BIN),
-        port = target.addr.port(),
+    let shell_cmd = twk_in_shell(
+        dir.path(),
+        "",
+        &format!("--name readme80 {}", target.addr.port()),
     );
     let tmux = Tmux::start_sized("readme80", &shell_cmd, (80, 24));
     let screen = tmux.wait_for("the connected top bar", |s| relay_addr(s).is_some());

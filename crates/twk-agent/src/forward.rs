@@ -530,18 +530,7 @@ pub fn analyze_exchange(
     secrets: &twk_providers::Secrets,
     mut opts: twk_providers::VerifyOptions,
 ) -> twk_providers::Analysis {
-    let headers: Vec<(&str, &[u8])> = ex
-        .request
-        .headers
-        .iter()
-        .map(|h| (h.name.as_str(), h.value.as_slice()))
-        .collect();
-    let req = twk_providers::RequestView {
-        method: &ex.method,
-        url: &ex.public_url,
-        headers,
-        body: &ex.request.body.bytes,
-    };
+    let req = ex.request_view(&ex.request.body.bytes);
     opts.alternate_urls
         .push(format!("{}{}", ex.target, ex.path));
     let mut analysis = twk_providers::analyze(&req, secrets, &opts);

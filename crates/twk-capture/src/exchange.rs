@@ -159,6 +159,23 @@ pub struct AuthInfo {
 }
 
 impl Exchange {
+    /// The request as the sender sent it, for `twk-providers`: the public URL, the headers as
+    /// captured, and `body` (the captured body, or an empty one where only a whole body will
+    /// do).
+    pub fn request_view<'a>(&'a self, body: &'a [u8]) -> twk_providers::RequestView<'a> {
+        twk_providers::RequestView {
+            method: &self.method,
+            url: &self.public_url,
+            headers: self
+                .request
+                .headers
+                .iter()
+                .map(|h| (h.name.as_str(), h.value.as_slice()))
+                .collect(),
+            body,
+        }
+    }
+
     /// Duration from relay receipt to done, in milliseconds, when both are known.
     pub fn duration_ms(&self) -> Option<i64> {
         self.timings

@@ -35,19 +35,7 @@ pub fn group_key(ex: &Exchange) -> Option<GroupKey> {
     let body = &ex.request.body;
     // Body-derived ids need the whole body: a kept prefix counts as no body.
     let complete: &[u8] = if body.truncated { &[] } else { &body.bytes };
-    let headers: Vec<(&str, &[u8])> = ex
-        .request
-        .headers
-        .iter()
-        .map(|h| (h.name.as_str(), h.value.as_slice()))
-        .collect();
-    let req = twk_providers::RequestView {
-        method: &ex.method,
-        url: &ex.public_url,
-        headers,
-        body: complete,
-    };
-    if let Some(id) = twk_providers::delivery_id(&req) {
+    if let Some(id) = twk_providers::delivery_id(&ex.request_view(complete)) {
         return Some(scoped(id));
     }
     if body.len == 0 || body.sha256.is_empty() {
