@@ -14,7 +14,6 @@ use tokio_util::sync::CancellationToken;
 use twk_agent::ConnState;
 use twk_capture::{Exchange, ExchangeId};
 use twk_inspector::{Conn, CopyWhat, Intent, Level, Loader, Model, Msg, input};
-use twk_sanitize as sanitize;
 
 /// Everything the inspector needs from a running tunnel.
 pub struct TuiContext {
@@ -339,17 +338,14 @@ fn start_replay(
         None => match data.store().get(id) {
             Ok(Some(stored)) => stored.exchange,
             Ok(None) => {
-                let _ = notices.send(Msg::Notice(
-                    format!("exchange #{id} is no longer stored"),
-                    Level::Error,
+                let _ = notices.send(twk_inspector::notices::not_replayed(
+                    id,
+                    &"it is no longer stored",
                 ));
                 return;
             }
             Err(e) => {
-                let _ = notices.send(Msg::Notice(
-                    format!("cannot read exchange #{id}: {e}"),
-                    Level::Error,
-                ));
+                let _ = notices.send(twk_inspector::notices::not_replayed(id, &e));
                 return;
             }
         },
@@ -367,26 +363,11 @@ fn start_replay(
         original.id = Some(id);
         let notice = match twk_agent::replay::replay(&original, &opts).await {
             Ok(new) => {
-                let outcome = match (&new.failure, new.status) {
-                    (Some(f), _) => format!("failed: {}", sanitize::clean(&f.message)),
-                    (None, Some(s)) => format!("→ {s}"),
-                    (None, None) => "no response".to_owned(),
-                };
-                let verdict = new.verdict.map_or("not checked", |v| v.as_str());
-                match recorder.record(new).id().await {
-                    Some(new_id) => Msg::Notice(
-                        format!("replayed #{id} as #{new_id} {outcome} (signature {verdict})"),
-                        Level::Info,
-                    ),
-                    None => Msg::Notice(
-                        format!(
-                            "replayed #{id} {outcome}, but the capture store did not record it"
-                        ),
-                        Level::Error,
-                    ),
-                }
+                let summary = new.clone();
+                let new_id = recorder.record(new).id().await;
+                twk_inspector::notices::replayed(id, &summary, new_id)
             }
-            Err(e) => Msg::Notice(format!("replay of #{id} not sent: {e}"), Level::Error),
+            Err(e) => twk_inspector::notices::not_replayed(id, &e),
         };
         let _ = notices.send(notice);
     });

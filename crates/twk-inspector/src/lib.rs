@@ -36,6 +36,7 @@ pub mod keymap;
 pub mod layout;
 pub mod loader;
 pub mod model;
+pub mod notices;
 pub mod style;
 pub mod topbar;
 /// The one sanitizer (its own crate, shared with every plain output).

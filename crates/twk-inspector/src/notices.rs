@@ -1,0 +1,58 @@
+//! The status-line words for what the host did on the inspector's behalf (replays), so every
+//! host says the same thing and the binary only carries the intent out.
+
+use crate::model::{Level, Msg};
+use crate::sanitize::clean;
+use twk_capture::{Exchange, ExchangeId};
+
+/// A replay of `#id` came back as `new`; `new_id` is its stored id (`None`: the store did not
+/// record it).
+pub fn replayed(id: ExchangeId, new: &Exchange, new_id: Option<ExchangeId>) -> Msg {
+    let outcome = match (&new.failure, new.status) {
+        (Some(f), _) => format!("failed: {}", clean(&f.message)),
+        (None, Some(s)) => format!("→ {s}"),
+        (None, None) => "no response".to_owned(),
+    };
+    let verdict = new.verdict.map_or("not checked", |v| v.as_str());
+    match new_id {
+        Some(new_id) => Msg::Notice(
+            format!("replayed #{id} as #{new_id} {outcome} (signature {verdict})"),
+            Level::Info,
+        ),
+        None => Msg::Notice(
+            format!("replayed #{id} {outcome}, but the capture store did not record it"),
+            Level::Error,
+        ),
+    }
+}
+
+/// A replay of `#id` could not be sent (or `#id` could not be read).
+pub fn not_replayed(id: ExchangeId, why: &dyn std::fmt::Display) -> Msg {
+    Msg::Notice(format!("replay of #{id} not sent: {why}"), Level::Error)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replay_outcomes_are_sanitized_and_name_both_ids() {
+        let mut new = Exchange {
+            status: Some(200),
+            verdict: Some(twk_providers::Verdict::Valid),
+            ..Exchange::default()
+        };
+        let Msg::Notice(text, Level::Info) = replayed(3, &new, Some(9)) else {
+            panic!("info notice expected");
+        };
+        assert_eq!(text, "replayed #3 as #9 → 200 (signature valid)");
+        new.failure = Some(twk_capture::Failure {
+            side: twk_capture::Side::Target,
+            message: "refused\u{1b}[2J".into(),
+        });
+        let Msg::Notice(text, Level::Error) = replayed(3, &new, None) else {
+            panic!("error notice expected");
+        };
+        assert!(!text.contains('\u{1b}'), "{text}");
+    }
+}
