@@ -122,7 +122,7 @@ async fn run_inner(ctx: &mut TuiContext) -> anyhow::Result<()> {
     let mut subscription = ctx.recorder.subscribe();
     let mut link = ctx.link.clone();
     let mut alerts = ctx.recorder.alerts();
-    let mut guard = TerminalGuard::enter()?;
+    let guard = TerminalGuard::enter()?;
     let size = guard.terminal.size().context("reading the terminal size")?;
     let tz = jiff::tz::TimeZone::try_system().unwrap_or(jiff::tz::TimeZone::UTC);
     let mut model = Model::new(
@@ -144,19 +144,23 @@ async fn run_inner(ctx: &mut TuiContext) -> anyhow::Result<()> {
         }
     }
     let (notices_tx, mut notices) = mpsc::unbounded_channel::<Msg>();
-    let mut events = EventStream::new();
+    let mut flights = std::mem::replace(&mut ctx.flights, mpsc::channel(1).1);
+    let mut host = Host {
+        ctx,
+        guard: Some(guard),
+        events: Some(EventStream::new()),
+        notices: notices_tx,
+        pending_edit: None,
+    };
     let mut frame = tokio::time::interval(FRAME);
     frame.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut live = true;
-    // The edited copy waiting for "re-sign or send as is".
-    let mut pending_edit: Option<(ExchangeId, Exchange)> = None;
     let mut link_live = true;
     let mut alerts_live = true;
     let mut dirty = true;
     loop {
-        if dirty {
-            guard
-                .terminal
+        if dirty && let Some(g) = host.guard.as_mut() {
+            g.terminal
                 .draw(|f| twk_inspector::view(&model, f))
                 .context("drawing the inspector")?;
             dirty = false;
@@ -164,8 +168,8 @@ async fn run_inner(ctx: &mut TuiContext) -> anyhow::Result<()> {
         // Input redraws at once; everything else (a flood of captures included) on the next
         // frame tick, so drawing never costs more than one frame per interval.
         let (msg, draw_now) = tokio::select! {
-            _ = ctx.shutdown.cancelled() => break,
-            ev = input::next_event(&mut events) => match ev {
+            _ = host.ctx.shutdown.cancelled() => break,
+            ev = next_input(&mut host.events) => match ev {
                 Some(Ok(ev)) => match input::msg_of(ev) {
                     Some(m) => (m, true),
                     None => continue,
@@ -206,84 +210,127 @@ async fn run_inner(ctx: &mut TuiContext) -> anyhow::Result<()> {
                 }
             },
             Some(n) = notices.recv() => (n, false),
-            Some(f) = ctx.flights.recv() => (f, false),
+            Some(f) = flights.recv() => (f, false),
         };
         let intents = data.dispatch(&mut model, msg);
         dirty |= draw_now;
         for intent in intents {
-            match intent {
-                Intent::Quit => {}
-                Intent::Replay { id, resign } => {
-                    start_replay(ctx, &data, id, resign, None, notices_tx.clone());
-                }
-                Intent::EditAndReplay { id } => {
-                    // The editor needs the terminal (and its input) to itself.
-                    drop(events);
-                    drop(guard);
-                    let edited = edit_in_editor(&data, id).await;
-                    guard = TerminalGuard::enter()?;
-                    // A fresh terminal has blank buffers: blank the screen to match (without
-                    // `Terminal::clear`, which queries the cursor position).
-                    crossterm::execute!(
-                        std::io::stdout(),
-                        crossterm::terminal::Clear(crossterm::terminal::ClearType::All)
-                    )
-                    .context("redrawing after the editor")?;
-                    events = EventStream::new();
-                    dirty = true;
-                    match edited {
-                        Ok(ex) => match stale_signature(&ex, &ctx.secrets) {
-                            // Ask before sending a signature the edit made stale.
-                            Some(stale) => {
-                                pending_edit = Some((id, ex));
-                                data.dispatch(&mut model, Msg::EditedStale(stale.with_id(id)));
-                            }
-                            None => {
-                                start_replay(ctx, &data, id, false, Some(ex), notices_tx.clone())
-                            }
-                        },
-                        Err(e) => {
-                            data.dispatch(
-                                &mut model,
-                                Msg::Notice(format!("edit not sent: {e:#}"), Level::Error),
-                            );
-                        }
-                    }
-                }
-                Intent::SendEdited { id, resign } => match pending_edit.take() {
-                    Some((edited_id, ex)) if edited_id == id => {
-                        start_replay(ctx, &data, id, resign, Some(ex), notices_tx.clone());
-                    }
-                    _ => {
-                        data.dispatch(
-                            &mut model,
-                            Msg::Notice(format!("no edit of #{id} is waiting"), Level::Error),
-                        );
-                    }
-                },
-                Intent::DropEdited { id } => {
-                    pending_edit = None;
-                    data.dispatch(
-                        &mut model,
-                        Msg::Notice(format!("edit of #{id} dropped, nothing sent"), Level::Info),
-                    );
-                }
-                Intent::Copy { id, what } => {
-                    let msg = copy(&data, id, what);
-                    data.dispatch(&mut model, msg);
-                }
-                Intent::CopyUrl { url } => {
-                    let msg = copy_text(&url, "public URL");
-                    data.dispatch(&mut model, msg);
-                }
-            }
+            dirty |= host.carry_out(intent, &data, &mut model).await?;
         }
         if !model.running {
             break;
         }
     }
-    drop(guard);
     Ok(())
+}
+
+/// The next terminal event; never, while the editor has the terminal.
+async fn next_input(
+    events: &mut Option<EventStream>,
+) -> Option<std::io::Result<crossterm::event::Event>> {
+    match events {
+        Some(e) => input::next_event(e).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// What the loop needs to carry out the inspector's intents: the terminal (given up to the
+/// editor and taken back), its input stream, the channel notices come back on, and the edit
+/// waiting for "re-sign or send as is".
+struct Host<'a> {
+    ctx: &'a TuiContext,
+    /// `None` only while the editor has the terminal.
+    guard: Option<TerminalGuard>,
+    /// `None` only while the editor has the terminal (a live stream would read its keys).
+    events: Option<EventStream>,
+    notices: mpsc::UnboundedSender<Msg>,
+    pending_edit: Option<(ExchangeId, Exchange)>,
+}
+
+impl Host<'_> {
+    /// Carries out one intent; true when the screen must be redrawn in full.
+    async fn carry_out(
+        &mut self,
+        intent: Intent,
+        data: &Loader,
+        model: &mut Model,
+    ) -> anyhow::Result<bool> {
+        let ctx = self.ctx;
+        let notice = match intent {
+            Intent::Quit => None,
+            Intent::Replay { id, resign } => {
+                start_replay(ctx, data, id, resign, None, self.notices.clone());
+                None
+            }
+            Intent::EditAndReplay { id } => {
+                self.edit(id, data, model).await?;
+                return Ok(true);
+            }
+            Intent::SendEdited { id, resign } => match self.pending_edit.take() {
+                Some((edited_id, ex)) if edited_id == id => {
+                    start_replay(ctx, data, id, resign, Some(ex), self.notices.clone());
+                    None
+                }
+                _ => Some(Msg::Notice(
+                    format!("no edit of #{id} is waiting"),
+                    Level::Error,
+                )),
+            },
+            Intent::DropEdited { id } => {
+                self.pending_edit = None;
+                Some(Msg::Notice(
+                    format!("edit of #{id} dropped, nothing sent"),
+                    Level::Info,
+                ))
+            }
+            Intent::Copy { id, what } => Some(copy(data, id, what)),
+            Intent::CopyUrl { url } => Some(copy_text(&url, "public URL")),
+        };
+        if let Some(n) = notice {
+            data.dispatch(model, n);
+        }
+        Ok(false)
+    }
+
+    /// `e`: gives the terminal to `$EDITOR`, takes it back, then sends the edit, or asks
+    /// first when the edit made its signature stale.
+    async fn edit(
+        &mut self,
+        id: ExchangeId,
+        data: &Loader,
+        model: &mut Model,
+    ) -> anyhow::Result<()> {
+        // The editor needs the terminal (and its input) to itself: dropping the guard restores
+        // it, a new one takes it back.
+        self.events = None;
+        self.guard = None;
+        let edited = edit_in_editor(data, id).await;
+        self.guard = Some(TerminalGuard::enter()?);
+        // A fresh terminal has blank buffers: blank the screen to match (without
+        // `Terminal::clear`, which queries the cursor position).
+        crossterm::execute!(
+            std::io::stdout(),
+            crossterm::terminal::Clear(crossterm::terminal::ClearType::All)
+        )
+        .context("redrawing after the editor")?;
+        self.events = Some(EventStream::new());
+        match edited {
+            Ok(ex) => match stale_signature(&ex, &self.ctx.secrets) {
+                Some(stale) => {
+                    self.pending_edit = Some((id, ex));
+                    data.dispatch(model, Msg::EditedStale(stale.with_id(id)));
+                }
+                None => start_replay(self.ctx, data, id, false, Some(ex), self.notices.clone()),
+            },
+            Err(e) => {
+                data.dispatch(
+                    model,
+                    Msg::Notice(format!("edit not sent: {e:#}"), Level::Error),
+                );
+            }
+        }
+        Ok(())
+    }
 }
 
 /// The question to ask when `edited` carries a provider signature that no longer matches it
