@@ -274,7 +274,8 @@ fn row<'a>(m: &Model, s: &'a Summary, fold: Fold, cols: Cols) -> Row<'a> {
     ])
 }
 
-fn list(m: &Model, f: &mut Frame, a: &Areas) {
+/// The list's title: position, filter and tunnel scope.
+fn list_title(m: &Model) -> Line<'static> {
     let l = &m.list;
     let mut title = vec![Span::styled(
         " Exchanges ",
@@ -308,7 +309,12 @@ fn list(m: &Model, f: &mut Frame, a: &Areas) {
         )),
         _ => {}
     }
-    let state = if l.paused {
+    Line::from(title)
+}
+
+/// Following, paused, or how many new rows arrived above.
+fn list_state(l: &crate::model::List) -> Span<'static> {
+    if l.paused {
         Span::styled(" paused ", Style::new().fg(Color::Black).bg(Color::Yellow))
     } else if l.follow {
         Span::styled(" following ", Style::new().fg(Color::Green))
@@ -319,7 +325,13 @@ fn list(m: &Model, f: &mut Frame, a: &Areas) {
         )
     } else {
         Span::styled(" scrolled (g: newest) ", dim())
-    };
+    }
+}
+
+fn list(m: &Model, f: &mut Frame, a: &Areas) {
+    let l = &m.list;
+    let title = list_title(m);
+    let state = list_state(l);
     let border = if m.focus == Focus::List {
         Style::new().fg(Color::Cyan)
     } else {
@@ -328,7 +340,7 @@ fn list(m: &Model, f: &mut Frame, a: &Areas) {
     let block = Block::new()
         .borders(Borders::ALL)
         .border_style(border)
-        .title(Line::from(title))
+        .title(title)
         .title_top(Line::from(state).alignment(Alignment::Right));
     let inner = block.inner(a.list);
     f.render_widget(block, a.list);
