@@ -140,66 +140,10 @@ pub async fn serve_with_metrics(
         };
         let _ = tcp.set_nodelay(true);
         let slot = state.abuse.open_conn(remote.ip());
-        let state2 = state.clone();
-        let tls = tls.clone();
-        let drain = drain.clone();
+        let (state2, tls, drain) = (state.clone(), tls.clone(), drain.clone());
         conns.spawn(
-            async move {
-                let io: BoxedIo = match tls {
-                    None => Box::new(tcp),
-                    Some(acceptor) => {
-                        match tokio::time::timeout(
-                            twk_protocol::limits::HANDSHAKE_TIMEOUT,
-                            acceptor.accept(tcp),
-                        )
-                        .await
-                        {
-                            // TLS-ALPN-01 validation (RFC 8737): the handshake was the whole
-                            // answer; such a connection carries no HTTP.
-                            Ok(Ok(s)) if s.get_ref().1.alpn_protocol() == Some(ACME_TLS_ALPN) => {
-                                debug!("answered an ACME TLS-ALPN-01 validation");
-                                return;
-                            }
-                            Ok(Ok(s)) => Box::new(s),
-                            Ok(Err(e)) => {
-                                debug!(error = %e, "tls handshake failed");
-                                return;
-                            }
-                            Err(_) => {
-                                debug!("tls handshake timed out");
-                                return;
-                            }
-                        }
-                    }
-                };
-                let svc_state = state2.clone();
-                let Some(_slot) = slot else {
-                    refuse_connection(io, state2.cfg.header_read_timeout).await;
-                    return;
-                };
-                let svc = service_fn(move |req| handle(svc_state.clone(), remote, req));
-                let conn = hyper::server::conn::http1::Builder::new()
-                    .timer(TokioTimer::new())
-                    .header_read_timeout(state2.cfg.header_read_timeout)
-                    .max_headers(state2.cfg.max_headers)
-                    .max_header_size(state2.cfg.max_head_bytes)
-                    .max_buf_size(state2.cfg.max_head_bytes.max(8192) * 2)
-                    .keep_alive(true)
-                    .serve_connection(TokioIo::new(io), svc)
-                    .with_upgrades();
-                let mut conn = std::pin::pin!(conn);
-                let result = tokio::select! {
-                    r = conn.as_mut() => r,
-                    _ = drain.cancelled() => {
-                        conn.as_mut().graceful_shutdown();
-                        conn.await
-                    }
-                };
-                if let Err(e) = result {
-                    debug!(error = %e, "connection ended with an error");
-                }
-            }
-            .instrument(info_span!("conn", peer = %remote)),
+            serve_conn(state2, tcp, remote, slot, tls, drain)
+                .instrument(info_span!("conn", peer = %remote)),
         );
     }
     drop(listener);
@@ -221,6 +165,80 @@ pub async fn serve_with_metrics(
         warn!("some tasks did not stop within 5 s of shutdown");
     }
     Ok(())
+}
+
+/// The TLS handshake of a public connection (bounded by the handshake timeout); `None` when
+/// it failed, timed out, or was an ACME TLS-ALPN-01 validation (which carries no HTTP).
+async fn tls_accept(
+    acceptor: tokio_rustls::TlsAcceptor,
+    tcp: tokio::net::TcpStream,
+) -> Option<BoxedIo> {
+    match tokio::time::timeout(
+        twk_protocol::limits::HANDSHAKE_TIMEOUT,
+        acceptor.accept(tcp),
+    )
+    .await
+    {
+        // TLS-ALPN-01 validation (RFC 8737): the handshake was the whole answer.
+        Ok(Ok(s)) if s.get_ref().1.alpn_protocol() == Some(ACME_TLS_ALPN) => {
+            debug!("answered an ACME TLS-ALPN-01 validation");
+            None
+        }
+        Ok(Ok(s)) => Some(Box::new(s)),
+        Ok(Err(e)) => {
+            debug!(error = %e, "tls handshake failed");
+            None
+        }
+        Err(_) => {
+            debug!("tls handshake timed out");
+            None
+        }
+    }
+}
+
+/// One public connection: TLS, the per-address slot (refused politely without one), then
+/// HTTP/1.1 with the configured limits until it ends or the relay drains.
+async fn serve_conn(
+    state: Arc<State>,
+    tcp: tokio::net::TcpStream,
+    remote: SocketAddr,
+    slot: Option<crate::abuse::ConnSlot>,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    drain: CancellationToken,
+) {
+    let io: BoxedIo = match tls {
+        None => Box::new(tcp),
+        Some(acceptor) => match tls_accept(acceptor, tcp).await {
+            Some(io) => io,
+            None => return,
+        },
+    };
+    let Some(_slot) = slot else {
+        refuse_connection(io, state.cfg.header_read_timeout).await;
+        return;
+    };
+    let svc_state = state.clone();
+    let svc = service_fn(move |req| handle(svc_state.clone(), remote, req));
+    let conn = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(state.cfg.header_read_timeout)
+        .max_headers(state.cfg.max_headers)
+        .max_header_size(state.cfg.max_head_bytes)
+        .max_buf_size(state.cfg.max_head_bytes.max(8192) * 2)
+        .keep_alive(true)
+        .serve_connection(TokioIo::new(io), svc)
+        .with_upgrades();
+    let mut conn = std::pin::pin!(conn);
+    let result = tokio::select! {
+        r = conn.as_mut() => r,
+        _ = drain.cancelled() => {
+            conn.as_mut().graceful_shutdown();
+            conn.await
+        }
+    };
+    if let Err(e) = result {
+        debug!(error = %e, "connection ended with an error");
+    }
 }
 
 /// Answers `GET /_twk/metrics` on the operator's metrics listener.
