@@ -174,8 +174,17 @@ pub fn wants_tui(args: &TunnelArgs) -> bool {
     !args.no_tui && !args.json && std::io::stdout().is_terminal()
 }
 
-/// Runs the tunnel until SIGINT/SIGTERM or a fatal refusal.
-pub async fn run(mut args: TunnelArgs) -> anyhow::Result<ExitCode> {
+/// The tunnel's options once the command line, the environment and the config file are merged.
+struct Settings {
+    args: TunnelArgs,
+    config: Config,
+    target: Target,
+    secrets: Arc<twk_providers::Secrets>,
+    mode: OutputMode,
+}
+
+/// Step 1: the target, the config file and the precedence of flags over the file.
+fn settings(mut args: TunnelArgs) -> anyhow::Result<Settings> {
     let Some(target) = args.target.as_deref() else {
         bail!("missing TARGET: e.g. `twk-tunnel 3000`");
     };
@@ -188,86 +197,107 @@ pub async fn run(mut args: TunnelArgs) -> anyhow::Result<ExitCode> {
         .or_else(|| config.token.as_ref().map(|t| t.expose().to_string()));
     args.name = args.name.take().or_else(|| config.name.clone());
     let secrets = Arc::new(config.secrets(&args.secrets, |k| std::env::var(k).ok())?);
-    let tui = wants_tui(&args);
     let mode = if args.json {
         OutputMode::Json
     } else {
         OutputMode::Plain
     };
-    let recorder = if args.no_capture {
-        None
-    } else {
-        let opts = config.store_options(args.data_dir.as_deref())?;
-        match Recorder::start(opts.clone()) {
-            Ok(r) => Some(r),
-            Err(e) => {
-                // Forwarding matters more than history: go on, and say so once.
-                eprintln!(
-                    "twk: warning: captures will not be recorded: {} ({})",
-                    twk_sanitize::clean(&e.to_string()),
-                    opts.db_path().display()
-                );
-                None
-            }
-        }
-    };
-    // The inspector reads the capture store; without one, fall back to plain lines.
-    let tui = tui && recorder.is_some();
-    let shutdown = CancellationToken::new();
-    tokio::spawn(twk_transport::cancel_on_signal(shutdown.clone()));
+    Ok(Settings {
+        args,
+        config,
+        target,
+        secrets,
+        mode,
+    })
+}
 
-    let mut embedded = None;
-    let relay = match &args.relay {
-        Some(url) => RelayUrl::parse(url).map_err(anyhow::Error::msg)?,
-        None => {
-            let listener = bind_embedded(args.embedded_port).await?;
-            let addr = listener
-                .local_addr()
-                .context("reading the embedded relay address")?;
-            let mut cfg = twk_relay::RelayConfig::new(addr.to_string(), twk_relay::Auth::Open);
-            cfg.url_style = twk_relay::UrlStyle::Path;
-            cfg.request_timeout = args.request_timeout;
-            cfg.max_body = args.max_body;
-            cfg.shutdown_grace = Duration::from_secs(5);
-            // Loopback only, one user: the public relay's abuse limits would only get in the way.
-            cfg.abuse = twk_relay::AbuseLimits::none();
-            cfg.health_detail = true;
-            cfg.validate().map_err(anyhow::Error::msg)?;
-            if !tui {
-                eprintln!(
-                    "twk: no relay configured (--relay / TWK_RELAY): using an embedded relay on {addr}. \
-                     It is loopback only: providers cannot reach this URL; run twk-relay on a server \
-                     (docs/deploy.md) and pass --relay."
-                );
-            }
-            tracing::info!(%addr, "embedded relay started (loopback only, no token needed)");
-            let token = shutdown.child_token();
-            embedded = Some(tokio::spawn(twk_relay::serve(listener, cfg, token)));
-            RelayUrl::parse(&format!("http://{addr}")).map_err(anyhow::Error::msg)?
+/// The capture store's writer, unless `--no-capture` or it cannot start (then a warning).
+fn start_recorder(s: &Settings) -> anyhow::Result<Option<Recorder>> {
+    if s.args.no_capture {
+        return Ok(None);
+    }
+    let opts = s.config.store_options(s.args.data_dir.as_deref())?;
+    match Recorder::start(opts.clone()) {
+        Ok(r) => Ok(Some(r)),
+        Err(e) => {
+            // Forwarding matters more than history: go on, and say so once.
+            eprintln!(
+                "twk: warning: captures will not be recorded: {} ({})",
+                twk_sanitize::clean(&e.to_string()),
+                opts.db_path().display()
+            );
+            Ok(None)
         }
-    };
-    let mut cfg = AgentConfig::new(relay, target.clone());
+    }
+}
+
+/// The relay to dial: `--relay`, or an embedded one on loopback (then also its serve task).
+async fn relay(
+    s: &Settings,
+    tui: bool,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<(RelayUrl, Option<EmbeddedRelay>)> {
+    if let Some(url) = &s.args.relay {
+        return Ok((RelayUrl::parse(url).map_err(anyhow::Error::msg)?, None));
+    }
+    let listener = bind_embedded(s.args.embedded_port).await?;
+    let addr = listener
+        .local_addr()
+        .context("reading the embedded relay address")?;
+    let mut cfg = twk_relay::RelayConfig::new(addr.to_string(), twk_relay::Auth::Open);
+    cfg.url_style = twk_relay::UrlStyle::Path;
+    cfg.request_timeout = s.args.request_timeout;
+    cfg.max_body = s.args.max_body;
+    cfg.shutdown_grace = Duration::from_secs(5);
+    // Loopback only, one user: the public relay's abuse limits would only get in the way.
+    cfg.abuse = twk_relay::AbuseLimits::none();
+    cfg.health_detail = true;
+    cfg.validate().map_err(anyhow::Error::msg)?;
+    if !tui {
+        eprintln!(
+            "twk: no relay configured (--relay / TWK_RELAY): using an embedded relay on {addr}. \
+             It is loopback only: providers cannot reach this URL; run twk-relay on a server \
+             (docs/deploy.md) and pass --relay."
+        );
+    }
+    tracing::info!(%addr, "embedded relay started (loopback only, no token needed)");
+    let task = tokio::spawn(twk_relay::serve(listener, cfg, shutdown.child_token()));
+    let url = RelayUrl::parse(&format!("http://{addr}")).map_err(anyhow::Error::msg)?;
+    Ok((url, Some(task)))
+}
+
+/// The embedded relay's serve task.
+type EmbeddedRelay = tokio::task::JoinHandle<Result<(), twk_relay::RelayError>>;
+
+/// Step 2: the agent's configuration, every option checked.
+fn agent_config(
+    s: &Settings,
+    relay: RelayUrl,
+    recorder: Option<&Recorder>,
+) -> anyhow::Result<AgentConfig> {
+    let args = &s.args;
+    let mut cfg = AgentConfig::new(relay, s.target.clone());
     cfg.token = args.token.clone();
     cfg.name = args.name.clone();
     cfg.host_header = args.host_header();
     cfg.request_timeout = args.request_timeout;
-    cfg.secrets = secrets.clone();
+    cfg.secrets = s.secrets.clone();
     let basic = args
         .basic_auth
         .clone()
-        .or_else(|| config.basic_auth.as_ref().map(|b| b.expose().to_string()));
+        .or_else(|| s.config.basic_auth.as_ref().map(|b| b.expose().to_string()));
     if let Some(spec) = basic {
         let realm = args
             .realm
             .clone()
-            .or_else(|| config.realm.clone())
+            .or_else(|| s.config.realm.clone())
             .unwrap_or_else(|| "twk".to_string());
         cfg.basic_auth = Some(
             twk_agent::BasicAuth::parse(&spec, &realm, args.strip_auth)
                 .context("invalid --basic-auth (expected user:password)")?,
         );
     }
-    if let Some(r) = &recorder {
+    if let Some(r) = recorder {
         cfg.capture_cap = r.options().body_cap;
     }
     if let Some(path) = &args.relay_ca {
@@ -278,11 +308,24 @@ pub async fn run(mut args: TunnelArgs) -> anyhow::Result<ExitCode> {
     if let Some(name) = &cfg.name {
         twk_protocol::validate_name(name).with_context(|| format!("invalid --name {name:?}"))?;
     }
+    Ok(cfg)
+}
+
+/// Runs the agent to its end, with the inspector in front of it when `tui` has a store to
+/// read; returns how the agent ended.
+async fn drive(
+    s: &Settings,
+    cfg: AgentConfig,
+    recorder: Option<Recorder>,
+    tui: bool,
+    embedded: bool,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<(Result<(), AgentError>, Option<Arc<Printer>>)> {
     let (link_tx, link_rx) = watch::channel(Link {
         conn: ConnState::Connecting { attempt: 0 },
         rtt_ms: None,
     });
-    let printer = (!tui).then(|| Arc::new(Printer::new(mode, target.url())));
+    let printer = (!tui).then(|| Arc::new(Printer::new(s.mode, s.target.url())));
     let observer = Arc::new(TunnelObserver {
         printer: printer.clone(),
         recorder: recorder.clone(),
@@ -294,10 +337,10 @@ pub async fn run(mut args: TunnelArgs) -> anyhow::Result<ExitCode> {
             let ctx = crate::tui::TuiContext {
                 recorder,
                 link: link_rx,
-                target: target.url(),
-                secrets,
+                target: s.target.url(),
+                secrets: s.secrets.clone(),
                 shutdown: shutdown.clone(),
-                embedded: embedded.is_some(),
+                embedded,
             };
             let ui = crate::tui::run(ctx).await;
             shutdown.cancel();
@@ -310,13 +353,11 @@ pub async fn run(mut args: TunnelArgs) -> anyhow::Result<ExitCode> {
             agent.await.context("agent task")?
         }
     };
-    shutdown.cancel();
-    if let Some(p) = &printer {
-        p.flush();
-    }
-    if let Some(task) = embedded {
-        let _ = task.await;
-    }
+    Ok((result, printer))
+}
+
+/// How the agent's end becomes the process's: success, or the refusal with what to do.
+fn exit(result: Result<(), AgentError>) -> anyhow::Result<ExitCode> {
     match result {
         Ok(()) => Ok(ExitCode::SUCCESS),
         Err(e @ AgentError::Unauthorized(_)) => Err(anyhow::Error::new(e)
@@ -326,4 +367,25 @@ pub async fn run(mut args: TunnelArgs) -> anyhow::Result<ExitCode> {
         )),
         Err(e) => Err(e.into()),
     }
+}
+
+/// Runs the tunnel until SIGINT/SIGTERM or a fatal refusal.
+pub async fn run(args: TunnelArgs) -> anyhow::Result<ExitCode> {
+    let s = settings(args)?;
+    let recorder = start_recorder(&s)?;
+    // The inspector reads the capture store; without one, fall back to plain lines.
+    let tui = wants_tui(&s.args) && recorder.is_some();
+    let shutdown = CancellationToken::new();
+    tokio::spawn(twk_transport::cancel_on_signal(shutdown.clone()));
+    let (relay, embedded) = relay(&s, tui, &shutdown).await?;
+    let cfg = agent_config(&s, relay, recorder.as_ref())?;
+    let (result, printer) = drive(&s, cfg, recorder, tui, embedded.is_some(), &shutdown).await?;
+    shutdown.cancel();
+    if let Some(p) = &printer {
+        p.flush();
+    }
+    if let Some(task) = embedded {
+        let _ = task.await;
+    }
+    exit(result)
 }
