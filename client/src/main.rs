@@ -5,6 +5,7 @@ mod config;
 mod output;
 mod tui;
 mod tunnel;
+mod usage;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -84,8 +85,11 @@ async fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("twk-tunnel: {}", twk_sanitize::clean(&format!("{e:#}")));
-            ExitCode::FAILURE
+            eprintln!(
+                "twk-tunnel: {}",
+                twk_sanitize::clean(&twk_sanitize::error_chain(e.as_ref()))
+            );
+            usage::exit_code(&e)
         }
     }
 }

@@ -232,7 +232,10 @@ async fn run_inner(ctx: &TuiContext) -> anyhow::Result<()> {
                         Err(e) => {
                             data.dispatch(
                                 &mut model,
-                                Msg::Notice(format!("edit not sent: {e:#}"), Level::Error),
+                                Msg::Notice(
+                                    format!("edit not sent: {}", sanitize::error_chain(e.as_ref())),
+                                    Level::Error,
+                                ),
                             );
                         }
                     }

@@ -2,7 +2,8 @@
 
 use crate::config::Config;
 use crate::output::{OutputMode, Printer};
-use anyhow::{Context, bail};
+use crate::usage::{UsageExt, usage_error};
+use anyhow::Context;
 use clap::{Args, ValueEnum};
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -174,59 +175,109 @@ pub fn wants_tui(args: &TunnelArgs) -> bool {
     !args.no_tui && !args.json && std::io::stdout().is_terminal()
 }
 
-/// The tunnel's options once the command line, the environment and the config file are merged.
+/// The tunnel's options once the command line, the environment and the config file are
+/// merged, every one of them checked: nothing has started yet.
 struct Settings {
     args: TunnelArgs,
-    config: Config,
     target: Target,
     secrets: Arc<twk_providers::Secrets>,
     mode: OutputMode,
+    /// `--relay`, or `None` for the embedded relay.
+    relay: Option<RelayUrl>,
+    basic_auth: Option<twk_agent::BasicAuth>,
+    /// The `--relay-ca` file's PEM, certificates checked.
+    relay_ca: Option<Vec<u8>>,
+    /// Where captures go, unless `--no-capture`.
+    store: Option<twk_capture::StoreOptions>,
 }
 
-/// Step 1: the target, the config file and the precedence of flags over the file.
+/// Step 1: the target, the config file, the precedence of flags over the file, and every
+/// option checked. All errors here are the user's to fix (exit 2).
 fn settings(mut args: TunnelArgs) -> anyhow::Result<Settings> {
     let Some(target) = args.target.as_deref() else {
-        bail!("missing TARGET: e.g. `twk-tunnel 3000`");
+        return Err(usage_error("missing TARGET: e.g. `twk-tunnel 3000`"));
     };
-    let target = Target::parse(target)?;
-    let config = Config::load(args.config.as_deref())?;
+    let target = Target::parse(target).usage()?;
+    let config = Config::load(args.config.as_deref()).usage()?;
     args.relay = args.relay.take().or_else(|| config.relay.clone());
     args.token = args
         .token
         .take()
         .or_else(|| config.token.as_ref().map(|t| t.expose().to_string()));
     args.name = args.name.take().or_else(|| config.name.clone());
-    let secrets = Arc::new(config.secrets(&args.secrets, |k| std::env::var(k).ok())?);
-    let mode = if args.json {
-        OutputMode::Json
-    } else {
-        OutputMode::Plain
+    if let Some(name) = &args.name {
+        twk_protocol::validate_name(name)
+            .with_context(|| format!("invalid --name {name:?}"))
+            .usage()?;
+    }
+    let secrets = config
+        .secrets(&args.secrets, |k| std::env::var(k).ok())
+        .usage()?;
+    let relay = match &args.relay {
+        Some(url) => Some(RelayUrl::parse(url).map_err(anyhow::Error::msg).usage()?),
+        None => None,
+    };
+    let store = match args.no_capture {
+        true => None,
+        false => Some(config.store_options(args.data_dir.as_deref()).usage()?),
     };
     Ok(Settings {
+        basic_auth: basic_auth(&args, &config).usage()?,
+        relay_ca: args.relay_ca.as_deref().map(relay_ca).transpose().usage()?,
+        mode: if args.json {
+            OutputMode::Json
+        } else {
+            OutputMode::Plain
+        },
         args,
-        config,
         target,
-        secrets,
-        mode,
+        secrets: Arc::new(secrets),
+        relay,
+        store,
     })
 }
 
-/// The capture store's writer, unless `--no-capture` or it cannot start (then a warning).
-fn start_recorder(s: &Settings) -> anyhow::Result<Option<Recorder>> {
-    if s.args.no_capture {
+/// `--basic-auth` (or the config file's `basic_auth`) with its realm.
+fn basic_auth(args: &TunnelArgs, config: &Config) -> anyhow::Result<Option<twk_agent::BasicAuth>> {
+    let basic = args
+        .basic_auth
+        .clone()
+        .or_else(|| config.basic_auth.as_ref().map(|b| b.expose().to_string()));
+    let Some(spec) = basic else {
         return Ok(None);
-    }
-    let opts = s.config.store_options(s.args.data_dir.as_deref())?;
+    };
+    let realm = args
+        .realm
+        .clone()
+        .or_else(|| config.realm.clone())
+        .unwrap_or_else(|| "twk".to_string());
+    let auth = twk_agent::BasicAuth::parse(&spec, &realm, args.strip_auth)
+        .context("invalid --basic-auth (expected user:password)")?;
+    Ok(Some(auth))
+}
+
+/// The `--relay-ca` file, read and parsed now so that a wrong file is a usage error at start,
+/// not a connection that fails later.
+fn relay_ca(path: &std::path::Path) -> anyhow::Result<Vec<u8>> {
+    let pem = std::fs::read(path).with_context(|| format!("reading CA file {}", path.display()))?;
+    twk_transport::tls::certs_from_pem(&pem)
+        .with_context(|| format!("in CA file {}", path.display()))?;
+    Ok(pem)
+}
+
+/// The capture store's writer, unless `--no-capture` or it cannot start (then a warning).
+fn start_recorder(s: &Settings) -> Option<Recorder> {
+    let opts = s.store.clone()?;
     match Recorder::start(opts.clone()) {
-        Ok(r) => Ok(Some(r)),
+        Ok(r) => Some(r),
         Err(e) => {
             // Forwarding matters more than history: go on, and say so once.
             eprintln!(
                 "twk: warning: captures will not be recorded: {} ({})",
-                twk_sanitize::clean(&e.to_string()),
+                twk_sanitize::clean(&twk_sanitize::error_chain(&e)),
                 opts.db_path().display()
             );
-            Ok(None)
+            None
         }
     }
 }
@@ -237,8 +288,8 @@ async fn relay(
     tui: bool,
     shutdown: &CancellationToken,
 ) -> anyhow::Result<(RelayUrl, Option<EmbeddedRelay>)> {
-    if let Some(url) = &s.args.relay {
-        return Ok((RelayUrl::parse(url).map_err(anyhow::Error::msg)?, None));
+    if let Some(url) = &s.relay {
+        return Ok((url.clone(), None));
     }
     let listener = bind_embedded(s.args.embedded_port).await?;
     let addr = listener
@@ -252,7 +303,8 @@ async fn relay(
     // Loopback only, one user: the public relay's abuse limits would only get in the way.
     cfg.abuse = twk_relay::AbuseLimits::none();
     cfg.health_detail = true;
-    cfg.validate().map_err(anyhow::Error::msg)?;
+    // Only --request-timeout and --max-body come from the user here.
+    cfg.validate().map_err(anyhow::Error::msg).usage()?;
     if !tui {
         eprintln!(
             "twk: no relay configured (--relay / TWK_RELAY): using an embedded relay on {addr}. \
@@ -269,12 +321,8 @@ async fn relay(
 /// The embedded relay's serve task.
 type EmbeddedRelay = tokio::task::JoinHandle<Result<(), twk_relay::RelayError>>;
 
-/// Step 2: the agent's configuration, every option checked.
-fn agent_config(
-    s: &Settings,
-    relay: RelayUrl,
-    recorder: Option<&Recorder>,
-) -> anyhow::Result<AgentConfig> {
+/// Step 2: the agent's configuration.
+fn agent_config(s: &Settings, relay: RelayUrl, recorder: Option<&Recorder>) -> AgentConfig {
     let args = &s.args;
     let mut cfg = AgentConfig::new(relay, s.target.clone());
     cfg.token = args.token.clone();
@@ -282,33 +330,12 @@ fn agent_config(
     cfg.host_header = args.host_header();
     cfg.request_timeout = args.request_timeout;
     cfg.secrets = s.secrets.clone();
-    let basic = args
-        .basic_auth
-        .clone()
-        .or_else(|| s.config.basic_auth.as_ref().map(|b| b.expose().to_string()));
-    if let Some(spec) = basic {
-        let realm = args
-            .realm
-            .clone()
-            .or_else(|| s.config.realm.clone())
-            .unwrap_or_else(|| "twk".to_string());
-        cfg.basic_auth = Some(
-            twk_agent::BasicAuth::parse(&spec, &realm, args.strip_auth)
-                .context("invalid --basic-auth (expected user:password)")?,
-        );
-    }
+    cfg.basic_auth = s.basic_auth.clone();
+    cfg.extra_ca_pem = s.relay_ca.clone();
     if let Some(r) = recorder {
         cfg.capture_cap = r.options().body_cap;
     }
-    if let Some(path) = &args.relay_ca {
-        cfg.extra_ca_pem = Some(
-            std::fs::read(path).with_context(|| format!("reading CA file {}", path.display()))?,
-        );
-    }
-    if let Some(name) = &cfg.name {
-        twk_protocol::validate_name(name).with_context(|| format!("invalid --name {name:?}"))?;
-    }
-    Ok(cfg)
+    cfg
 }
 
 /// Runs the agent to its end, with the inspector in front of it when `tui` has a store to
@@ -365,6 +392,8 @@ fn exit(result: Result<(), AgentError>) -> anyhow::Result<ExitCode> {
         Err(e @ AgentError::NameTaken(_)) => Err(anyhow::Error::new(e).context(
             "another token holds this name; pick another --name or stop the other tunnel",
         )),
+        // The CA file was checked at start; rustls may still refuse one of its certificates.
+        Err(e @ AgentError::Tls(_)) => Err(e).usage(),
         Err(e) => Err(e.into()),
     }
 }
@@ -372,13 +401,13 @@ fn exit(result: Result<(), AgentError>) -> anyhow::Result<ExitCode> {
 /// Runs the tunnel until SIGINT/SIGTERM or a fatal refusal.
 pub async fn run(args: TunnelArgs) -> anyhow::Result<ExitCode> {
     let s = settings(args)?;
-    let recorder = start_recorder(&s)?;
+    let recorder = start_recorder(&s);
     // The inspector reads the capture store; without one, fall back to plain lines.
     let tui = wants_tui(&s.args) && recorder.is_some();
     let shutdown = CancellationToken::new();
     tokio::spawn(twk_transport::cancel_on_signal(shutdown.clone()));
     let (relay, embedded) = relay(&s, tui, &shutdown).await?;
-    let cfg = agent_config(&s, relay, recorder.as_ref())?;
+    let cfg = agent_config(&s, relay, recorder.as_ref());
     let (result, printer) = drive(&s, cfg, recorder, tui, embedded.is_some(), &shutdown).await?;
     shutdown.cancel();
     if let Some(p) = &printer {

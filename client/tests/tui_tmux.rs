@@ -276,3 +276,47 @@ async fn signed_webhook_listed_with_verdict_details_and_replay() {
         "clean exit:\n{screen}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_relay_is_reported_once_in_the_top_bar() {
+    if !tmux_available() {
+        eprintln!("skipping: tmux is not installed and TWK_SKIP_TMUX=1");
+        return;
+    }
+    // A port nobody listens on: the first attempt is refused, and the tunnel keeps retrying
+    // (the relay may still be starting).
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let config = dir.path().join("config");
+    std::fs::create_dir_all(&config).unwrap();
+    let shell_cmd = format!(
+        "env -u TWK_RELAY -u TWK_TOKEN -u TWK_NAME -u TWK_CONFIG TWK_DATA_DIR={data} \
+         XDG_CONFIG_HOME={config} LC_ALL=C.UTF-8 {bin} --relay http://{closed} 3000; \
+         code=$?; echo; echo \"twk-tunnel exited with $code\"; sleep 60",
+        data = quote(&data.to_string_lossy()),
+        config = quote(&config.to_string_lossy()),
+        bin = quote(BIN),
+    );
+    let tmux = Tmux::start("unreachable", &shell_cmd);
+    let screen = tmux.wait_for("the reconnecting top bar", |s| {
+        s.contains("reconnecting in") && s.contains("refused")
+    });
+    // Issue 12 item 11: the bar said "relay unreachable: relay unreachable: …".
+    assert_eq!(
+        screen.matches("relay unreachable").count(),
+        1,
+        "the reason once:\n{screen}"
+    );
+    tmux.keys(&["q"]);
+    let screen = tmux.wait_for("the process to exit", |s| {
+        s.contains("twk-tunnel exited with")
+    });
+    assert!(
+        screen.contains("twk-tunnel exited with 0"),
+        "clean exit:\n{screen}"
+    );
+}

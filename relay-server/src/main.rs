@@ -101,14 +101,33 @@ fn init_logging(format: LogFormat) {
     tracing_subscriber::registry().with(layer).init();
 }
 
+/// Prints an error and each of its causes once, on one line.
+fn report(e: &anyhow::Error) {
+    eprintln!(
+        "twk-relay: {}",
+        twk_sanitize::clean(&twk_sanitize::error_chain(e.as_ref()))
+    );
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     if let Some(Command::Token(cmd)) = cli.command {
         return match token::run(cmd) {
             Ok(()) => ExitCode::SUCCESS,
+            // A malformed label is a usage error; a label taken or unknown is a lookup in the
+            // file's current state (like `twk-tunnel replay` of an unknown id): exit 1.
+            Err(e)
+                if matches!(
+                    e.downcast_ref::<twk_relay::TokenFileError>(),
+                    Some(twk_relay::TokenFileError::Label(_))
+                ) =>
+            {
+                report(&e);
+                ExitCode::from(2)
+            }
             Err(e) => {
-                eprintln!("twk-relay: {e:#}");
+                report(&e);
                 ExitCode::FAILURE
             }
         };
@@ -118,14 +137,14 @@ async fn main() -> ExitCode {
     let (cfg, acme) = match config::config(&args) {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("twk-relay: {e:#}");
+            report(&e);
             return ExitCode::from(2);
         }
     };
     match run(args, cfg, acme).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("twk-relay: {e:#}");
+            report(&e);
             ExitCode::FAILURE
         }
     }

@@ -85,7 +85,7 @@ pub enum AgentError {
     #[error("the relay refused the tunnel: {0}")]
     Refused(String),
     /// The TLS configuration could not be built.
-    #[error("tls: {0}")]
+    #[error("cannot set up TLS for the relay")]
     Tls(#[from] twk_transport::tls::TlsError),
 }
 

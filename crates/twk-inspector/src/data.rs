@@ -156,7 +156,7 @@ impl Data {
                                     model.list.loading = false;
                                 }
                                 queue.push(Msg::Notice(
-                                    format!("cannot read the capture store: {e}"),
+                                    twk_sanitize::error_chain(&e),
                                     crate::model::Level::Error,
                                 ));
                             }
