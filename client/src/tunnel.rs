@@ -358,7 +358,18 @@ async fn drive(
         recorder: recorder.clone(),
         link: link_tx,
     });
-    let agent = tokio::spawn(twk_agent::run(cfg, observer, shutdown.clone()));
+    let agent = {
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            let result = twk_agent::run(cfg, observer, shutdown.clone()).await;
+            // A tunnel that ended in error also ends the inspector, so that the reason is
+            // printed instead of a "stopped" bar waiting for `q`.
+            if result.is_err() {
+                shutdown.cancel();
+            }
+            result
+        })
+    };
     let result = match (tui, recorder) {
         (true, Some(recorder)) => {
             let ctx = crate::tui::TuiContext {

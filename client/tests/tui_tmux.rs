@@ -320,3 +320,32 @@ async fn an_unreachable_relay_is_reported_once_in_the_top_bar() {
         "clean exit:\n{screen}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_url_that_leads_to_an_app_ends_the_inspector_with_the_reason() {
+    if !tmux_available() {
+        eprintln!("skipping: tmux is not installed and TWK_SKIP_TMUX=1");
+        return;
+    }
+    let app = FakeTarget::echo().await;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let config = dir.path().join("config");
+    std::fs::create_dir_all(&config).unwrap();
+    let shell_cmd = format!(
+        "env -u TWK_RELAY -u TWK_TOKEN -u TWK_NAME -u TWK_CONFIG TWK_DATA_DIR={data} \
+         XDG_CONFIG_HOME={config} LC_ALL=C.UTF-8 {bin} --relay http://{app} 3000; \
+         code=$?; echo; echo \"twk-tunnel exited with $code\"; sleep 60",
+        data = quote(&data.to_string_lossy()),
+        config = quote(&config.to_string_lossy()),
+        bin = quote(BIN),
+        app = app.addr,
+    );
+    let tmux = Tmux::start("notarelay", &shell_cmd);
+    // No key pressed: the inspector closes by itself and the reason is printed.
+    let screen = tmux.wait_for("the process to exit", |s| {
+        s.contains("twk-tunnel exited with")
+    });
+    assert!(screen.contains("twk-tunnel exited with 1"), "{screen}");
+    assert!(screen.contains("it is not a twk relay"), "{screen}");
+}

@@ -358,3 +358,118 @@ async fn each_reconnect_is_reported_once_in_plain_mode() {
     nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
     let _ = run.child.wait().await;
 }
+
+/// Runs `twk-tunnel` with `args` to its end (10 s at most): (exit code, stderr).
+async fn run_to_end(args: &[&str]) -> (Option<i32>, String) {
+    let run = spawn(args, &[]);
+    stderr_of(run.child).await
+}
+
+#[tokio::test]
+async fn targets_without_a_host_or_with_a_query_are_refused_at_start() {
+    // Issue 12 item 6: `:3000` forwarded to `http://:3000`, a query ended up mid-path.
+    let (code, err) = run_to_end(&["--no-tui", ":3000"]).await;
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("`3000` or `localhost:3000`"), "{err}");
+    let (code, err) = run_to_end(&["--no-tui", "http://localhost:3000/base?x=1"]).await;
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("remove the query"), "{err}");
+    // Nothing started: no embedded relay was announced.
+    assert!(!err.contains("embedded relay"), "{err}");
+}
+
+#[tokio::test]
+async fn a_relay_url_that_leads_to_an_app_exits_1_saying_so() {
+    trace_init();
+    let app = FakeTarget::echo().await;
+    let relay = format!("http://{}", app.addr);
+    let (code, err) = run_to_end(&["--relay", &relay, "--no-tui", "3000"]).await;
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains(&format!(
+            "the relay at ws://{} answered HTTP 200 without upgrading: it is not a twk relay (check --relay)",
+            app.addr
+        )),
+        "{err}"
+    );
+    assert!(!err.contains("reconnecting"), "{err}");
+}
+
+#[tokio::test]
+async fn wss_to_a_plain_http_relay_exits_1_saying_to_use_ws() {
+    trace_init();
+    let relay = spawn_relay(relay_config(tokens(&["tok"]))).await;
+    let url = format!("wss://{}", relay.addr);
+    let (code, err) = run_to_end(&["--relay", &url, "--no-tui", "3000"]).await;
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains("the server speaks plain HTTP; use ws:// or http://"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn an_untrusted_relay_certificate_exits_1_with_the_fix() {
+    trace_init();
+    let (cert, key) = self_signed();
+    let relay = spawn_tls_relay(relay_config(tokens(&["tok"])), &cert, &key).await;
+    let url = format!("wss://localhost:{}", relay.addr.port());
+    let (code, err) = run_to_end(&["--relay", &url, "--no-tui", "3000"]).await;
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains("not trusted") && err.contains("--relay-ca FILE"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn a_self_signed_ca_flagged_relay_certificate_given_with_relay_ca_connects() {
+    trace_init();
+    // As `openssl req -x509` makes it: curl --cacert accepts it; webpki alone says
+    // CaUsedAsEndEntity.
+    let (cert, key) = self_signed_ca_flagged();
+    let relay = spawn_tls_relay(relay_config(tokens(&["tok"])), &cert, &key).await;
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("relay.pem");
+    std::fs::write(&ca, &cert).unwrap();
+    let url = format!("wss://localhost:{}", relay.addr.port());
+    let mut run = spawn(
+        &[
+            "--relay",
+            &url,
+            "--relay-ca",
+            ca.to_str().unwrap(),
+            "--name",
+            "pinned",
+            "--no-tui",
+            "3000",
+        ],
+        &[("TWK_TOKEN", "tok")],
+    );
+    let first = run.line().await;
+    assert_eq!(
+        first,
+        format!(
+            "Forwarding https://{}/t/pinned -> http://localhost:3000",
+            relay.addr
+        )
+    );
+    let pid = nix::unistd::Pid::from_raw(run.child.id().unwrap() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    let (code, err) = stderr_of(run.child).await;
+    assert_eq!(code, Some(0), "{err}");
+}
+
+#[tokio::test]
+async fn ws_to_a_tls_relay_exits_1_saying_to_use_wss() {
+    trace_init();
+    let (cert, key) = self_signed();
+    let relay = spawn_tls_relay(relay_config(tokens(&["tok"])), &cert, &key).await;
+    let url = format!("ws://localhost:{}", relay.addr.port());
+    let (code, err) = run_to_end(&["--relay", &url, "--no-tui", "3000"]).await;
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains("does not answer in HTTP; if it speaks TLS, use wss://"),
+        "{err}"
+    );
+}
