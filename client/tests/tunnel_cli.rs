@@ -473,3 +473,85 @@ async fn ws_to_a_tls_relay_exits_1_saying_to_use_wss() {
         "{err}"
     );
 }
+
+#[tokio::test]
+async fn completions_for_bash_zsh_and_fish_know_the_subcommands() {
+    for shell in ["bash", "zsh", "fish"] {
+        let out = Command::new(BIN)
+            .args(["completions", shell])
+            .output()
+            .await
+            .unwrap();
+        assert_eq!(out.status.code(), Some(0), "{shell}");
+        let script = String::from_utf8(out.stdout).unwrap();
+        for word in [
+            "log",
+            "replay",
+            "export",
+            "verify",
+            "completions",
+            "relay-ca",
+        ] {
+            assert!(script.contains(word), "{shell} completions lack {word}");
+        }
+    }
+    let out = Command::new(BIN)
+        .args(["completions", "tcsh"])
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[tokio::test]
+async fn man_prints_roff_and_writes_a_page_per_command() {
+    let out = Command::new(BIN).arg("man").output().await.unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let page = String::from_utf8(out.stdout).unwrap();
+    assert_roff(&page, "twk-tunnel");
+    assert!(page.contains(".SH SUBCOMMANDS"), "{page}");
+    assert!(page.contains("twk\\-tunnel\\-log(1)"), "{page}");
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(BIN)
+        .args(["man", "--dir"])
+        .arg(dir.path())
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    for name in ["twk-tunnel", "twk-tunnel-log", "twk-tunnel-replay"] {
+        let page = std::fs::read_to_string(dir.path().join(format!("{name}.1"))).unwrap();
+        assert_roff(&page, name);
+    }
+}
+
+/// A man page: roff whose first request (after clap_mangen's `Aq` string definition) is
+/// `.TH NAME 1`, with the usual sections; when groff is installed, it renders the page
+/// without a warning.
+fn assert_roff(page: &str, name: &str) {
+    let first = page
+        .lines()
+        .find(|l| !l.starts_with(".ie ") && !l.starts_with(".el "))
+        .unwrap_or_default();
+    assert!(first.starts_with(&format!(".TH {name} 1 ")), "{first}");
+    for section in [".SH NAME", ".SH SYNOPSIS", ".SH OPTIONS"] {
+        assert!(page.contains(section), "{name}: no {section}");
+    }
+    let groff = std::process::Command::new("groff")
+        .args(["-k", "-man", "-Tutf8", "-ww", "-z"])
+        .stdin(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn();
+    if let Ok(mut groff) = groff {
+        use std::io::Write as _;
+        groff
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(page.as_bytes())
+            .unwrap();
+        let out = groff.wait_with_output().unwrap();
+        let warnings = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success() && warnings.is_empty(), "{warnings}");
+    }
+}

@@ -2,11 +2,12 @@
 
 mod args;
 mod config;
+mod shell;
 mod token;
 
 use anyhow::Context;
 use args::{Args, Cli, Command, LogFormat};
-use clap::Parser;
+use clap::{CommandFactory, Parser};
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -109,30 +110,21 @@ fn report(e: &anyhow::Error) {
     );
 }
 
-#[tokio::main]
-async fn main() -> ExitCode {
-    let cli = Cli::parse();
-    if let Some(Command::Token(cmd)) = cli.command {
-        return match token::run(cmd) {
-            Ok(()) => ExitCode::SUCCESS,
-            // A malformed label is a usage error; a label taken or unknown is a lookup in the
-            // file's current state (like `twk-tunnel replay` of an unknown id): exit 1.
-            Err(e)
-                if matches!(
-                    e.downcast_ref::<twk_relay::TokenFileError>(),
-                    Some(twk_relay::TokenFileError::Label(_))
-                ) =>
-            {
-                report(&e);
-                ExitCode::from(2)
-            }
-            Err(e) => {
-                report(&e);
-                ExitCode::FAILURE
-            }
-        };
+/// `twk-relay token …`. A malformed label is a usage error (2); a label taken or unknown is a
+/// lookup in the file's current state (like `twk-tunnel replay` of an unknown id): 1.
+fn token_main(cmd: args::TokenCmd) -> ExitCode {
+    let Err(e) = token::run(cmd) else {
+        return ExitCode::SUCCESS;
+    };
+    report(&e);
+    match e.downcast_ref::<twk_relay::TokenFileError>() {
+        Some(twk_relay::TokenFileError::Label(_)) => ExitCode::from(2),
+        _ => ExitCode::FAILURE,
     }
-    let args = cli.serve;
+}
+
+/// Serving: configuration errors exit 2, failures at run time 1.
+async fn serve_main(args: Args) -> ExitCode {
     init_logging(args.log_format);
     let (cfg, acme) = match config::config(&args) {
         Ok(c) => c,
@@ -148,4 +140,19 @@ async fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let generated = match cli.command {
+        Some(Command::Token(cmd)) => return token_main(cmd),
+        Some(Command::Completions(a)) => shell::completions(&a, Cli::command()),
+        Some(Command::Man(a)) => shell::man(&a, Cli::command()),
+        None => return serve_main(cli.serve).await,
+    };
+    generated.unwrap_or_else(|e| {
+        report(&e);
+        ExitCode::FAILURE
+    })
 }

@@ -500,3 +500,38 @@ async fn tokens_are_added_listed_and_revoked_without_a_restart() {
     assert!(log.contains("token revoked"), "{log}");
     assert!(!log.contains(&alice), "token in the log");
 }
+
+#[tokio::test]
+async fn completions_and_man_pages_are_generated() {
+    for shell in ["bash", "zsh", "fish"] {
+        let out = Command::new(BIN)
+            .args(["completions", shell])
+            .output()
+            .await
+            .unwrap();
+        assert_eq!(out.status.code(), Some(0), "{shell}");
+        let script = String::from_utf8(out.stdout).unwrap();
+        for word in ["token", "revoke", "tls-cert", "acme-email"] {
+            assert!(script.contains(word), "{shell} completions lack {word}");
+        }
+    }
+    let out = Command::new(BIN).arg("man").output().await.unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let page = String::from_utf8(out.stdout).unwrap();
+    let first = page
+        .lines()
+        .find(|l| !l.starts_with(".ie ") && !l.starts_with(".el "))
+        .unwrap_or_default();
+    assert!(first.starts_with(".TH twk-relay 1 "), "{first}");
+    assert!(page.contains(".SH OPTIONS") && page.contains("twk\\-relay\\-token(1)"));
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(BIN)
+        .args(["man", "--dir"])
+        .arg(dir.path())
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let token = std::fs::read_to_string(dir.path().join("twk-relay-token-add.1")).unwrap();
+    assert!(token.contains(".TH twk-relay-token-add 1 "), "{token}");
+}
