@@ -54,7 +54,8 @@ pub struct TunnelArgs {
     /// Port of the embedded relay (a free port is used if it is taken).
     #[arg(long, default_value_t = 8787)]
     pub embedded_port: u16,
-    /// Extra CA certificate (PEM) to trust for a wss:// relay with a private certificate.
+    /// Certificates (PEM) to trust for a wss:// relay with a private certificate: its CA, or
+    /// the relay's self-signed certificate itself.
     #[arg(long)]
     pub relay_ca: Option<PathBuf>,
     /// Deadline for the local target's answer, e.g. 9s (embedded relay; a remote relay sets its own).
