@@ -242,7 +242,9 @@ async fn signed_webhook_listed_with_verdict_details_and_replay() {
     // e: edit in $EDITOR (here a sed that changes the body), then replay the edit. The body no
     // longer matches the signature, and the row says so.
     // The list followed the replay (#2, newest): go back to the list and select #1 (oldest).
-    tmux.keys(&["Escape"]);
+    // Enter, not Escape: under load the terminal can deliver Escape and the next key in one
+    // read, which reads as Alt-G, and the focus stays in the detail pane.
+    tmux.keys(&["Enter"]);
     tmux.keys(&["G"]);
     tmux.wait_for("#1 selected", |s| s.contains("#1 POST /github"));
     tmux.keys(&["e"]);
