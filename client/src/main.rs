@@ -5,8 +5,9 @@ mod config;
 mod output;
 mod tui;
 mod tunnel;
+mod usage;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use std::process::ExitCode;
 
 /// Command line of `twk-tunnel`.
@@ -37,6 +38,10 @@ enum Command {
     Replay(cmd::history::ReplayArgs),
     /// Export recorded exchanges (HAR, curl).
     Export(cmd::history::ExportArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions(cmd::shell::CompletionsArgs),
+    /// Print the man page (roff), or write one page per command with --dir.
+    Man(cmd::shell::ManArgs),
 }
 
 /// Logs go to stderr, or to a file while the inspector owns the terminal. Returns the guard
@@ -79,13 +84,18 @@ async fn main() -> ExitCode {
         Some(Command::Log(a)) => cmd::history::run_log(a).await,
         Some(Command::Replay(a)) => cmd::history::run_replay(a).await,
         Some(Command::Export(a)) => cmd::history::run_export(a).await,
+        Some(Command::Completions(a)) => cmd::shell::completions(&a, Cli::command()),
+        Some(Command::Man(a)) => cmd::shell::man(&a, Cli::command()),
         None => tunnel::run(cli.tunnel).await,
     };
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("twk-tunnel: {}", twk_sanitize::clean(&format!("{e:#}")));
-            ExitCode::FAILURE
+            eprintln!(
+                "twk-tunnel: {}",
+                twk_sanitize::clean(&twk_sanitize::error_chain(e.as_ref()))
+            );
+            usage::exit_code(&e)
         }
     }
 }

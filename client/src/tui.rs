@@ -325,7 +325,10 @@ impl Host<'_> {
             Err(e) => {
                 data.dispatch(
                     model,
-                    Msg::Notice(format!("edit not sent: {e:#}"), Level::Error),
+                    Msg::Notice(
+                        format!("edit not sent: {}", twk_sanitize::error_chain(e.as_ref())),
+                        Level::Error,
+                    ),
                 );
             }
         }

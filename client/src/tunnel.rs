@@ -2,7 +2,8 @@
 
 use crate::config::Config;
 use crate::output::{OutputMode, Printer};
-use anyhow::{Context, bail};
+use crate::usage::{UsageExt, usage_error};
+use anyhow::Context;
 use clap::{Args, ValueEnum};
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -53,7 +54,8 @@ pub struct TunnelArgs {
     /// Port of the embedded relay (a free port is used if it is taken).
     #[arg(long, default_value_t = 8787)]
     pub embedded_port: u16,
-    /// Extra CA certificate (PEM) to trust for a wss:// relay with a private certificate.
+    /// Certificates (PEM) to trust for a wss:// relay with a private certificate: its CA, or
+    /// the relay's self-signed certificate itself.
     #[arg(long)]
     pub relay_ca: Option<PathBuf>,
     /// Deadline for the local target's answer, e.g. 9s (embedded relay; a remote relay sets its own).
@@ -211,113 +213,187 @@ pub fn wants_tui(args: &TunnelArgs) -> bool {
     !args.no_tui && !args.json && std::io::stdout().is_terminal()
 }
 
-/// Runs the tunnel until SIGINT/SIGTERM or a fatal refusal.
-pub async fn run(mut args: TunnelArgs) -> anyhow::Result<ExitCode> {
+/// The tunnel's options once the command line, the environment and the config file are
+/// merged, every one of them checked: nothing has started yet.
+struct Settings {
+    args: TunnelArgs,
+    target: Target,
+    secrets: Arc<twk_providers::Secrets>,
+    mode: OutputMode,
+    /// `--relay`, or `None` for the embedded relay.
+    relay: Option<RelayUrl>,
+    basic_auth: Option<twk_agent::BasicAuth>,
+    /// The `--relay-ca` file's PEM, certificates checked.
+    relay_ca: Option<Vec<u8>>,
+    /// Where captures go, unless `--no-capture`.
+    store: Option<twk_capture::StoreOptions>,
+}
+
+/// Step 1: the target, the config file, the precedence of flags over the file, and every
+/// option checked. All errors here are the user's to fix (exit 2).
+fn settings(mut args: TunnelArgs) -> anyhow::Result<Settings> {
     let Some(target) = args.target.as_deref() else {
-        bail!("missing TARGET: e.g. `twk-tunnel 3000`");
+        return Err(usage_error("missing TARGET: e.g. `twk-tunnel 3000`"));
     };
-    let target = Target::parse(target)?;
-    let config = Config::load(args.config.as_deref())?;
+    let target = Target::parse(target).usage()?;
+    let config = Config::load(args.config.as_deref()).usage()?;
     args.relay = args.relay.take().or_else(|| config.relay.clone());
     args.token = args
         .token
         .take()
         .or_else(|| config.token.as_ref().map(|t| t.expose().to_string()));
     args.name = args.name.take().or_else(|| config.name.clone());
+    if let Some(name) = &args.name {
+        twk_protocol::validate_name(name)
+            .with_context(|| format!("invalid --name {name:?}"))
+            .usage()?;
+    }
     let env = |k: &str| std::env::var(k).ok();
     let basic = config.basic_auth(args.basic_auth.as_deref(), env);
-    let secrets = Arc::new(config.secrets(&args.secrets, basic.as_deref(), env)?);
-    let tui = wants_tui(&args);
-    let mode = if args.json {
-        OutputMode::Json
-    } else {
-        OutputMode::Plain
-    };
-    let recorder = if args.no_capture {
-        None
-    } else {
-        let opts = config.store_options(args.data_dir.as_deref())?;
-        match Recorder::start(opts.clone()) {
-            Ok(r) => Some(r),
-            Err(e) => {
-                // Forwarding matters more than history: go on, and say so once.
-                eprintln!(
-                    "twk: warning: captures will not be recorded: {} ({})",
-                    twk_sanitize::clean(&e.to_string()),
-                    opts.db_path().display()
-                );
-                None
-            }
-        }
-    };
-    // The inspector reads the capture store; without one, fall back to plain lines.
-    let tui = tui && recorder.is_some();
-    let shutdown = CancellationToken::new();
-    tokio::spawn(twk_transport::cancel_on_signal(shutdown.clone()));
-
-    let mut embedded = None;
+    let secrets = config
+        .secrets(&args.secrets, basic.as_deref(), env)
+        .usage()?;
     let relay = match &args.relay {
-        Some(url) => RelayUrl::parse(url).map_err(anyhow::Error::msg)?,
-        None => {
-            let listener = bind_embedded(args.embedded_port).await?;
-            let addr = listener
-                .local_addr()
-                .context("reading the embedded relay address")?;
-            let mut cfg = twk_relay::RelayConfig::new(addr.to_string(), twk_relay::Auth::Open);
-            cfg.url_style = twk_relay::UrlStyle::Path;
-            cfg.request_timeout = args.request_timeout;
-            cfg.max_body = args.max_body;
-            cfg.shutdown_grace = Duration::from_secs(5);
-            // Loopback only, one user: the public relay's abuse limits would only get in the way.
-            cfg.abuse = twk_relay::AbuseLimits::none();
-            cfg.health_detail = true;
-            cfg.validate().map_err(anyhow::Error::msg)?;
-            if !tui {
-                eprintln!(
-                    "twk: no relay configured (--relay / TWK_RELAY): using an embedded relay on {addr}. \
-                     It is loopback only: providers cannot reach this URL; run twk-relay on a server \
-                     (docs/deploy.md) and pass --relay."
-                );
-            }
-            tracing::info!(%addr, "embedded relay started (loopback only, no token needed)");
-            let token = shutdown.child_token();
-            embedded = Some(tokio::spawn(twk_relay::serve(listener, cfg, token)));
-            RelayUrl::parse(&format!("http://{addr}")).map_err(anyhow::Error::msg)?
-        }
+        Some(url) => Some(RelayUrl::parse(url).map_err(anyhow::Error::msg).usage()?),
+        None => None,
     };
-    let mut cfg = AgentConfig::new(relay, target.clone());
+    let store = match args.no_capture {
+        true => None,
+        false => Some(config.store_options(args.data_dir.as_deref()).usage()?),
+    };
+    Ok(Settings {
+        basic_auth: basic_auth(basic.as_deref(), &args, &config).usage()?,
+        relay_ca: args.relay_ca.as_deref().map(relay_ca).transpose().usage()?,
+        mode: if args.json {
+            OutputMode::Json
+        } else {
+            OutputMode::Plain
+        },
+        args,
+        target,
+        secrets: Arc::new(secrets),
+        relay,
+        store,
+    })
+}
+
+/// The Basic-auth credentials twk enforces (`--basic-auth`, `TWK_BASIC_AUTH` or the config
+/// file's `basic_auth`: [`Config::basic_auth`]) with their realm.
+fn basic_auth(
+    spec: Option<&str>,
+    args: &TunnelArgs,
+    config: &Config,
+) -> anyhow::Result<Option<twk_agent::BasicAuth>> {
+    let Some(spec) = spec else {
+        return Ok(None);
+    };
+    let realm = args
+        .realm
+        .clone()
+        .or_else(|| config.realm.clone())
+        .unwrap_or_else(|| "twk".to_string());
+    let auth = twk_agent::BasicAuth::parse(spec, &realm, args.strip_auth)
+        .context("invalid --basic-auth (expected user:password)")?;
+    Ok(Some(auth))
+}
+
+/// The `--relay-ca` file, read and parsed now so that a wrong file is a usage error at start,
+/// not a connection that fails later.
+fn relay_ca(path: &std::path::Path) -> anyhow::Result<Vec<u8>> {
+    let pem = std::fs::read(path).with_context(|| format!("reading CA file {}", path.display()))?;
+    twk_transport::tls::certs_from_pem(&pem)
+        .with_context(|| format!("in CA file {}", path.display()))?;
+    Ok(pem)
+}
+
+/// The capture store's writer, unless `--no-capture` or it cannot start (then a warning).
+fn start_recorder(s: &Settings) -> Option<Recorder> {
+    let opts = s.store.clone()?;
+    match Recorder::start(opts.clone()) {
+        Ok(r) => Some(r),
+        Err(e) => {
+            // Forwarding matters more than history: go on, and say so once.
+            eprintln!(
+                "twk: warning: captures will not be recorded: {} ({})",
+                twk_sanitize::clean(&twk_sanitize::error_chain(&e)),
+                opts.db_path().display()
+            );
+            None
+        }
+    }
+}
+
+/// The relay to dial: `--relay`, or an embedded one on loopback (then also its serve task).
+async fn relay(
+    s: &Settings,
+    tui: bool,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<(RelayUrl, Option<EmbeddedRelay>)> {
+    if let Some(url) = &s.relay {
+        return Ok((url.clone(), None));
+    }
+    let listener = bind_embedded(s.args.embedded_port).await?;
+    let addr = listener
+        .local_addr()
+        .context("reading the embedded relay address")?;
+    let mut cfg = twk_relay::RelayConfig::new(addr.to_string(), twk_relay::Auth::Open);
+    cfg.url_style = twk_relay::UrlStyle::Path;
+    cfg.request_timeout = s.args.request_timeout;
+    cfg.max_body = s.args.max_body;
+    cfg.shutdown_grace = Duration::from_secs(5);
+    // Loopback only, one user: the public relay's abuse limits would only get in the way.
+    cfg.abuse = twk_relay::AbuseLimits::none();
+    cfg.health_detail = true;
+    // Only --request-timeout and --max-body come from the user here.
+    cfg.validate().map_err(anyhow::Error::msg).usage()?;
+    if !tui {
+        eprintln!(
+            "twk: no relay configured (--relay / TWK_RELAY): using an embedded relay on {addr}. \
+             It is loopback only: providers cannot reach this URL; run twk-relay on a server \
+             (docs/deploy.md) and pass --relay."
+        );
+    }
+    tracing::info!(%addr, "embedded relay started (loopback only, no token needed)");
+    let task = tokio::spawn(twk_relay::serve(listener, cfg, shutdown.child_token()));
+    let url = RelayUrl::parse(&format!("http://{addr}")).map_err(anyhow::Error::msg)?;
+    Ok((url, Some(task)))
+}
+
+/// The embedded relay's serve task.
+type EmbeddedRelay = tokio::task::JoinHandle<Result<(), twk_relay::RelayError>>;
+
+/// Step 2: the agent's configuration.
+fn agent_config(s: &Settings, relay: RelayUrl, recorder: Option<&Recorder>) -> AgentConfig {
+    let args = &s.args;
+    let mut cfg = AgentConfig::new(relay, s.target.clone());
     cfg.token = args.token.clone();
     cfg.name = args.name.clone();
     cfg.host_header = args.host_header();
     cfg.request_timeout = args.request_timeout;
-    cfg.secrets = secrets.clone();
-    if let Some(spec) = basic {
-        let realm = args
-            .realm
-            .clone()
-            .or_else(|| config.realm.clone())
-            .unwrap_or_else(|| "twk".to_string());
-        cfg.basic_auth = Some(
-            twk_agent::BasicAuth::parse(&spec, &realm, args.strip_auth)
-                .context("invalid --basic-auth (expected user:password)")?,
-        );
-    }
-    if let Some(r) = &recorder {
+    cfg.secrets = s.secrets.clone();
+    cfg.basic_auth = s.basic_auth.clone();
+    cfg.extra_ca_pem = s.relay_ca.clone();
+    if let Some(r) = recorder {
         cfg.capture_cap = r.options().body_cap;
     }
-    if let Some(path) = &args.relay_ca {
-        cfg.extra_ca_pem = Some(
-            std::fs::read(path).with_context(|| format!("reading CA file {}", path.display()))?,
-        );
-    }
-    if let Some(name) = &cfg.name {
-        twk_protocol::validate_name(name).with_context(|| format!("invalid --name {name:?}"))?;
-    }
+    cfg
+}
+
+/// Runs the agent to its end, with the inspector in front of it when `tui` has a store to
+/// read; returns how the agent ended.
+async fn drive(
+    s: &Settings,
+    cfg: AgentConfig,
+    recorder: Option<Recorder>,
+    tui: bool,
+    embedded: bool,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<(Result<(), AgentError>, Option<Arc<Printer>>)> {
     let (link_tx, link_rx) = watch::channel(Link {
         conn: ConnState::Connecting { attempt: 0 },
         rtt_ms: None,
     });
-    let printer = (!tui).then(|| Arc::new(Printer::new(mode, target.url())));
+    let printer = (!tui).then(|| Arc::new(Printer::new(s.mode, s.target.url())));
     let (flights_tx, flights_rx) = mpsc::channel(1024);
     let observer = Arc::new(TunnelObserver {
         printer: printer.clone(),
@@ -325,17 +401,28 @@ pub async fn run(mut args: TunnelArgs) -> anyhow::Result<ExitCode> {
         link: link_tx,
         flights: tui.then_some(flights_tx),
     });
-    let agent = tokio::spawn(twk_agent::run(cfg, observer, shutdown.clone()));
+    let agent = {
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            let result = twk_agent::run(cfg, observer, shutdown.clone()).await;
+            // A tunnel that ended in error also ends the inspector, so that the reason is
+            // printed instead of a "stopped" bar waiting for `q`.
+            if result.is_err() {
+                shutdown.cancel();
+            }
+            result
+        })
+    };
     let result = match (tui, recorder) {
         (true, Some(recorder)) => {
             let ctx = crate::tui::TuiContext {
                 recorder,
                 link: link_rx,
                 flights: flights_rx,
-                target: target.url(),
-                secrets,
+                target: s.target.url(),
+                secrets: s.secrets.clone(),
                 shutdown: shutdown.clone(),
-                embedded: embedded.is_some(),
+                embedded,
             };
             let ui = crate::tui::run(ctx).await;
             shutdown.cancel();
@@ -348,13 +435,11 @@ pub async fn run(mut args: TunnelArgs) -> anyhow::Result<ExitCode> {
             agent.await.context("agent task")?
         }
     };
-    shutdown.cancel();
-    if let Some(p) = &printer {
-        p.flush();
-    }
-    if let Some(task) = embedded {
-        let _ = task.await;
-    }
+    Ok((result, printer))
+}
+
+/// How the agent's end becomes the process's: success, or the refusal with what to do.
+fn exit(result: Result<(), AgentError>) -> anyhow::Result<ExitCode> {
     match result {
         Ok(()) => Ok(ExitCode::SUCCESS),
         Err(e @ AgentError::Unauthorized(_)) => Err(anyhow::Error::new(e)
@@ -362,6 +447,29 @@ pub async fn run(mut args: TunnelArgs) -> anyhow::Result<ExitCode> {
         Err(e @ AgentError::NameTaken(_)) => Err(anyhow::Error::new(e).context(
             "another token holds this name; pick another --name or stop the other tunnel",
         )),
+        // The CA file was checked at start; rustls may still refuse one of its certificates.
+        Err(e @ AgentError::Tls(_)) => Err(e).usage(),
         Err(e) => Err(e.into()),
     }
+}
+
+/// Runs the tunnel until SIGINT/SIGTERM or a fatal refusal.
+pub async fn run(args: TunnelArgs) -> anyhow::Result<ExitCode> {
+    let s = settings(args)?;
+    let recorder = start_recorder(&s);
+    // The inspector reads the capture store; without one, fall back to plain lines.
+    let tui = wants_tui(&s.args) && recorder.is_some();
+    let shutdown = CancellationToken::new();
+    tokio::spawn(twk_transport::cancel_on_signal(shutdown.clone()));
+    let (relay, embedded) = relay(&s, tui, &shutdown).await?;
+    let cfg = agent_config(&s, relay, recorder.as_ref());
+    let (result, printer) = drive(&s, cfg, recorder, tui, embedded.is_some(), &shutdown).await?;
+    shutdown.cancel();
+    if let Some(p) = &printer {
+        p.flush();
+    }
+    if let Some(task) = embedded {
+        let _ = task.await;
+    }
+    exit(result)
 }

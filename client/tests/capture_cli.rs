@@ -357,6 +357,15 @@ async fn capture_query_replay_and_export_through_the_real_tunnel() {
     .unwrap();
     let edited_json = home.join("stripe.json");
     std::fs::write(&edited_json, stripe_body(999)).unwrap();
+    // --resign without a secret is the user's to fix (exit 2), and says so once (issue 12
+    // item 11: "no secret configured for stripe: no secret configured for stripe").
+    let (code, _, err) = cli(&home, &["replay", &stripe_id.to_string(), "--resign"]).await;
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("cannot re-sign: no secret configured for stripe"),
+        "{err}"
+    );
+    assert_eq!(err.matches("no secret configured").count(), 1, "{err}");
     for (id, file) in [(twilio_id, &edited_form), (stripe_id, &edited_json)] {
         let id = id.to_string();
         let file = file.to_str().unwrap();

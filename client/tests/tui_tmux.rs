@@ -256,7 +256,8 @@ async fn signed_webhook_listed_with_verdict_details_and_replay() {
     // e: edit in $EDITOR (here a sed that changes the body). The edit made the signature
     // stale: the inspector asks first; `r` sends it as is, and the row says it is invalid.
     // The list followed the replay (#2, newest): go back to the list and select #1 (oldest).
-    // (Enter, not Escape: an Escape followed quickly by G reads as Alt-G.)
+    // Enter, not Escape: under load the terminal can deliver Escape and the next key in one
+    // read, which reads as Alt-G, and the focus stays in the detail pane.
     tmux.keys(&["Enter"]);
     tmux.keys(&["G"]);
     tmux.wait_for("#1 selected", |s| s.contains("#1 POST /github"));
@@ -397,4 +398,77 @@ async fn readme_first_command_at_80x24() {
         !screen.contains("Exchanges"),
         "the inspector's screen is gone (alternate screen left):\n{screen}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_relay_is_reported_once_in_the_top_bar() {
+    if !tmux_available() {
+        eprintln!("skipping: tmux is not installed and TWK_SKIP_TMUX=1");
+        return;
+    }
+    // A port nobody listens on: the first attempt is refused, and the tunnel keeps retrying
+    // (the relay may still be starting).
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let config = dir.path().join("config");
+    std::fs::create_dir_all(&config).unwrap();
+    let shell_cmd = format!(
+        "env -u TWK_RELAY -u TWK_TOKEN -u TWK_NAME -u TWK_CONFIG TWK_DATA_DIR={data} \
+         XDG_CONFIG_HOME={config} LC_ALL=C.UTF-8 {bin} --relay http://{closed} 3000; \
+         code=$?; echo; echo \"twk-tunnel exited with $code\"; sleep 60",
+        data = quote(&data.to_string_lossy()),
+        config = quote(&config.to_string_lossy()),
+        bin = quote(BIN),
+    );
+    let tmux = Tmux::start("unreachable", &shell_cmd);
+    let screen = tmux.wait_for("the reconnecting top bar", |s| {
+        s.contains("reconnecting in") && s.contains("refused")
+    });
+    // Issue 12 item 11: the bar said "relay unreachable: relay unreachable: …".
+    assert_eq!(
+        screen.matches("relay unreachable").count(),
+        1,
+        "the reason once:\n{screen}"
+    );
+    tmux.keys(&["q"]);
+    let screen = tmux.wait_for("the process to exit", |s| {
+        s.contains("twk-tunnel exited with")
+    });
+    assert!(
+        screen.contains("twk-tunnel exited with 0"),
+        "clean exit:\n{screen}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_url_that_leads_to_an_app_ends_the_inspector_with_the_reason() {
+    if !tmux_available() {
+        eprintln!("skipping: tmux is not installed and TWK_SKIP_TMUX=1");
+        return;
+    }
+    let app = FakeTarget::echo().await;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let config = dir.path().join("config");
+    std::fs::create_dir_all(&config).unwrap();
+    let shell_cmd = format!(
+        "env -u TWK_RELAY -u TWK_TOKEN -u TWK_NAME -u TWK_CONFIG TWK_DATA_DIR={data} \
+         XDG_CONFIG_HOME={config} LC_ALL=C.UTF-8 {bin} --relay http://{app} 3000; \
+         code=$?; echo; echo \"twk-tunnel exited with $code\"; sleep 60",
+        data = quote(&data.to_string_lossy()),
+        config = quote(&config.to_string_lossy()),
+        bin = quote(BIN),
+        app = app.addr,
+    );
+    let tmux = Tmux::start("notarelay", &shell_cmd);
+    // No key pressed: the inspector closes by itself and the reason is printed.
+    let screen = tmux.wait_for("the process to exit", |s| {
+        s.contains("twk-tunnel exited with")
+    });
+    assert!(screen.contains("twk-tunnel exited with 1"), "{screen}");
+    assert!(screen.contains("it is not a twk relay"), "{screen}");
 }

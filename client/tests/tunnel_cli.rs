@@ -358,3 +358,200 @@ async fn each_reconnect_is_reported_once_in_plain_mode() {
     nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
     let _ = run.child.wait().await;
 }
+
+/// Runs `twk-tunnel` with `args` to its end (10 s at most): (exit code, stderr).
+async fn run_to_end(args: &[&str]) -> (Option<i32>, String) {
+    let run = spawn(args, &[]);
+    stderr_of(run.child).await
+}
+
+#[tokio::test]
+async fn targets_without_a_host_or_with_a_query_are_refused_at_start() {
+    // Issue 12 item 6: `:3000` forwarded to `http://:3000`, a query ended up mid-path.
+    let (code, err) = run_to_end(&["--no-tui", ":3000"]).await;
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("`3000` or `localhost:3000`"), "{err}");
+    let (code, err) = run_to_end(&["--no-tui", "http://localhost:3000/base?x=1"]).await;
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("remove the query"), "{err}");
+    // Nothing started: no embedded relay was announced.
+    assert!(!err.contains("embedded relay"), "{err}");
+}
+
+#[tokio::test]
+async fn a_relay_url_that_leads_to_an_app_exits_1_saying_so() {
+    trace_init();
+    let app = FakeTarget::echo().await;
+    let relay = format!("http://{}", app.addr);
+    let (code, err) = run_to_end(&["--relay", &relay, "--no-tui", "3000"]).await;
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains(&format!(
+            "the relay at ws://{} answered HTTP 200 without upgrading: it is not a twk relay (check --relay)",
+            app.addr
+        )),
+        "{err}"
+    );
+    assert!(!err.contains("reconnecting"), "{err}");
+}
+
+#[tokio::test]
+async fn wss_to_a_plain_http_relay_exits_1_saying_to_use_ws() {
+    trace_init();
+    let relay = spawn_relay(relay_config(tokens(&["tok"]))).await;
+    let url = format!("wss://{}", relay.addr);
+    let (code, err) = run_to_end(&["--relay", &url, "--no-tui", "3000"]).await;
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains("the server speaks plain HTTP; use ws:// or http://"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn an_untrusted_relay_certificate_exits_1_with_the_fix() {
+    trace_init();
+    let (cert, key) = self_signed();
+    let relay = spawn_tls_relay(relay_config(tokens(&["tok"])), &cert, &key).await;
+    let url = format!("wss://localhost:{}", relay.addr.port());
+    let (code, err) = run_to_end(&["--relay", &url, "--no-tui", "3000"]).await;
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains("not trusted") && err.contains("--relay-ca FILE"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn a_self_signed_ca_flagged_relay_certificate_given_with_relay_ca_connects() {
+    trace_init();
+    // As `openssl req -x509` makes it: curl --cacert accepts it; webpki alone says
+    // CaUsedAsEndEntity.
+    let (cert, key) = self_signed_ca_flagged();
+    let relay = spawn_tls_relay(relay_config(tokens(&["tok"])), &cert, &key).await;
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("relay.pem");
+    std::fs::write(&ca, &cert).unwrap();
+    let url = format!("wss://localhost:{}", relay.addr.port());
+    let mut run = spawn(
+        &[
+            "--relay",
+            &url,
+            "--relay-ca",
+            ca.to_str().unwrap(),
+            "--name",
+            "pinned",
+            "--no-tui",
+            "3000",
+        ],
+        &[("TWK_TOKEN", "tok")],
+    );
+    let first = run.line().await;
+    assert_eq!(
+        first,
+        format!(
+            "Forwarding https://{}/t/pinned -> http://localhost:3000",
+            relay.addr
+        )
+    );
+    let pid = nix::unistd::Pid::from_raw(run.child.id().unwrap() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    let (code, err) = stderr_of(run.child).await;
+    assert_eq!(code, Some(0), "{err}");
+}
+
+#[tokio::test]
+async fn ws_to_a_tls_relay_exits_1_saying_to_use_wss() {
+    trace_init();
+    let (cert, key) = self_signed();
+    let relay = spawn_tls_relay(relay_config(tokens(&["tok"])), &cert, &key).await;
+    let url = format!("ws://localhost:{}", relay.addr.port());
+    let (code, err) = run_to_end(&["--relay", &url, "--no-tui", "3000"]).await;
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains("does not answer in HTTP; if it speaks TLS, use wss://"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn completions_for_bash_zsh_and_fish_know_the_subcommands() {
+    for shell in ["bash", "zsh", "fish"] {
+        let out = Command::new(BIN)
+            .args(["completions", shell])
+            .output()
+            .await
+            .unwrap();
+        assert_eq!(out.status.code(), Some(0), "{shell}");
+        let script = String::from_utf8(out.stdout).unwrap();
+        for word in [
+            "log",
+            "replay",
+            "export",
+            "verify",
+            "completions",
+            "relay-ca",
+        ] {
+            assert!(script.contains(word), "{shell} completions lack {word}");
+        }
+    }
+    let out = Command::new(BIN)
+        .args(["completions", "tcsh"])
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[tokio::test]
+async fn man_prints_roff_and_writes_a_page_per_command() {
+    let out = Command::new(BIN).arg("man").output().await.unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let page = String::from_utf8(out.stdout).unwrap();
+    assert_roff(&page, "twk-tunnel");
+    assert!(page.contains(".SH SUBCOMMANDS"), "{page}");
+    assert!(page.contains("twk\\-tunnel\\-log(1)"), "{page}");
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(BIN)
+        .args(["man", "--dir"])
+        .arg(dir.path())
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    for name in ["twk-tunnel", "twk-tunnel-log", "twk-tunnel-replay"] {
+        let page = std::fs::read_to_string(dir.path().join(format!("{name}.1"))).unwrap();
+        assert_roff(&page, name);
+    }
+}
+
+/// A man page: roff whose first request (after clap_mangen's `Aq` string definition) is
+/// `.TH NAME 1`, with the usual sections; when groff is installed, it renders the page
+/// without a warning.
+fn assert_roff(page: &str, name: &str) {
+    let first = page
+        .lines()
+        .find(|l| !l.starts_with(".ie ") && !l.starts_with(".el "))
+        .unwrap_or_default();
+    assert!(first.starts_with(&format!(".TH {name} 1 ")), "{first}");
+    for section in [".SH NAME", ".SH SYNOPSIS", ".SH OPTIONS"] {
+        assert!(page.contains(section), "{name}: no {section}");
+    }
+    let groff = std::process::Command::new("groff")
+        .args(["-k", "-man", "-Tutf8", "-ww", "-z"])
+        .stdin(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn();
+    if let Ok(mut groff) = groff {
+        use std::io::Write as _;
+        groff
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(page.as_bytes())
+            .unwrap();
+        let out = groff.wait_with_output().unwrap();
+        let warnings = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success() && warnings.is_empty(), "{warnings}");
+    }
+}

@@ -44,6 +44,10 @@ pub(crate) enum Command {
     /// Manage tunnel tokens (the file keeps only their hashes).
     #[command(subcommand)]
     Token(TokenCmd),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions(crate::shell::CompletionsArgs),
+    /// Print the man page (roff), or write one page per command with --dir.
+    Man(crate::shell::ManArgs),
 }
 
 /// `twk-relay token …`

@@ -2,11 +2,12 @@
 
 mod args;
 mod config;
+mod shell;
 mod token;
 
 use anyhow::Context;
 use args::{Args, Cli, Command, LogFormat};
-use clap::Parser;
+use clap::{CommandFactory, Parser};
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -101,32 +102,57 @@ fn init_logging(format: LogFormat) {
     tracing_subscriber::registry().with(layer).init();
 }
 
-#[tokio::main]
-async fn main() -> ExitCode {
-    let cli = Cli::parse();
-    if let Some(Command::Token(cmd)) = cli.command {
-        return match token::run(cmd) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("twk-relay: {e:#}");
-                ExitCode::FAILURE
-            }
-        };
+/// Prints an error and each of its causes once, on one line.
+fn report(e: &anyhow::Error) {
+    eprintln!(
+        "twk-relay: {}",
+        twk_sanitize::clean(&twk_sanitize::error_chain(e.as_ref()))
+    );
+}
+
+/// `twk-relay token …`. A malformed label is a usage error (2); a label taken or unknown is a
+/// lookup in the file's current state (like `twk-tunnel replay` of an unknown id): 1.
+fn token_main(cmd: args::TokenCmd) -> ExitCode {
+    let Err(e) = token::run(cmd) else {
+        return ExitCode::SUCCESS;
+    };
+    report(&e);
+    match e.downcast_ref::<twk_relay::TokenFileError>() {
+        Some(twk_relay::TokenFileError::Label(_)) => ExitCode::from(2),
+        _ => ExitCode::FAILURE,
     }
-    let args = cli.serve;
+}
+
+/// Serving: configuration errors exit 2, failures at run time 1.
+async fn serve_main(args: Args) -> ExitCode {
     init_logging(args.log_format);
     let (cfg, acme) = match config::config(&args) {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("twk-relay: {e:#}");
+            report(&e);
             return ExitCode::from(2);
         }
     };
     match run(args, cfg, acme).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("twk-relay: {e:#}");
+            report(&e);
             ExitCode::FAILURE
         }
     }
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let generated = match cli.command {
+        Some(Command::Token(cmd)) => return token_main(cmd),
+        Some(Command::Completions(a)) => shell::completions(&a, Cli::command()),
+        Some(Command::Man(a)) => shell::man(&a, Cli::command()),
+        None => return serve_main(cli.serve).await,
+    };
+    generated.unwrap_or_else(|e| {
+        report(&e);
+        ExitCode::FAILURE
+    })
 }

@@ -132,7 +132,10 @@ pub(crate) async fn watch_file(
                     changed
                 });
             }
-            Err(e) => tracing::warn!(error = %format!("{e:#}"), "tokens file not reloaded"),
+            Err(e) => tracing::warn!(
+                error = %twk_sanitize::error_chain(e.as_ref()),
+                "tokens file not reloaded"
+            ),
         }
     }
 }

@@ -114,6 +114,53 @@ async fn refuses_to_start_without_tokens_and_with_a_bad_domain() {
 }
 
 #[tokio::test]
+async fn a_missing_certificate_file_is_a_usage_error_naming_its_cause_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("missing.pem");
+    let out = Command::new(BIN)
+        .args(["--listen", "127.0.0.1:0", "--domain", "relay.test"])
+        .args(["--allow-anonymous", "--no-state-file"])
+        .arg("--tls-cert")
+        .arg(&missing)
+        .arg("--tls-key")
+        .arg(&missing)
+        .output()
+        .await
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains(&missing.display().to_string()), "{err}");
+    // Issue 12 item 11: the cause was printed twice.
+    assert_eq!(err.matches("No such file or directory").count(), 1, "{err}");
+}
+
+#[tokio::test]
+async fn a_malformed_token_label_exits_2_an_unknown_one_1() {
+    let dir = tempfile::tempdir().unwrap();
+    let tokens = dir.path().join("tokens");
+    let run = |args: &'static [&'static str]| {
+        let tokens = tokens.clone();
+        async move {
+            let out = Command::new(BIN)
+                .args(args)
+                .arg("--tokens-file")
+                .arg(&tokens)
+                .output()
+                .await
+                .unwrap();
+            let err = String::from_utf8_lossy(&out.stderr).into_owned();
+            (out.status.code(), err)
+        }
+    };
+    let (code, err) = run(&["token", "add", "no spaces please"]).await;
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("invalid label"), "{err}");
+    let (code, err) = run(&["token", "revoke", "nobody"]).await;
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("no token is labelled \"nobody\""), "{err}");
+}
+
+#[tokio::test]
 async fn serves_https_with_a_generated_certificate() {
     trace_init();
     let dir = tempfile::tempdir().unwrap();
@@ -452,4 +499,39 @@ async fn tokens_are_added_listed_and_revoked_without_a_restart() {
     let log = stderr.await.unwrap();
     assert!(log.contains("token revoked"), "{log}");
     assert!(!log.contains(&alice), "token in the log");
+}
+
+#[tokio::test]
+async fn completions_and_man_pages_are_generated() {
+    for shell in ["bash", "zsh", "fish"] {
+        let out = Command::new(BIN)
+            .args(["completions", shell])
+            .output()
+            .await
+            .unwrap();
+        assert_eq!(out.status.code(), Some(0), "{shell}");
+        let script = String::from_utf8(out.stdout).unwrap();
+        for word in ["token", "revoke", "tls-cert", "acme-email"] {
+            assert!(script.contains(word), "{shell} completions lack {word}");
+        }
+    }
+    let out = Command::new(BIN).arg("man").output().await.unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let page = String::from_utf8(out.stdout).unwrap();
+    let first = page
+        .lines()
+        .find(|l| !l.starts_with(".ie ") && !l.starts_with(".el "))
+        .unwrap_or_default();
+    assert!(first.starts_with(".TH twk-relay 1 "), "{first}");
+    assert!(page.contains(".SH OPTIONS") && page.contains("twk\\-relay\\-token(1)"));
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(BIN)
+        .args(["man", "--dir"])
+        .arg(dir.path())
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let token = std::fs::read_to_string(dir.path().join("twk-relay-token-add.1")).unwrap();
+    assert!(token.contains(".TH twk-relay-token-add 1 "), "{token}");
 }

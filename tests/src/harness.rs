@@ -243,16 +243,25 @@ pub struct FakeTarget {
 impl FakeTarget {
     /// A target that answers 200 with the request body echoed and `x-echo-*` headers.
     pub async fn echo() -> FakeTarget {
-        FakeTarget::with(|r: &Received| {
-            let mut resp = Response::new(Full::new(r.body.clone()));
-            let h = resp.headers_mut();
-            h.insert("x-echo-method", r.method.parse().unwrap());
-            if let Ok(v) = r.path_and_query.parse() {
-                h.insert("x-echo-path", v);
-            }
-            resp
-        })
-        .await
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        FakeTarget::echo_on(listener)
+    }
+
+    /// [`FakeTarget::echo`] on a given listener (e.g. an address a relay used to have).
+    pub fn echo_on(listener: TcpListener) -> FakeTarget {
+        FakeTarget::start_on(
+            listener,
+            Arc::new(|r: &Received| {
+                let mut resp = Response::new(Full::new(r.body.clone()));
+                let h = resp.headers_mut();
+                h.insert("x-echo-method", r.method.parse().unwrap());
+                if let Ok(v) = r.path_and_query.parse() {
+                    h.insert("x-echo-path", v);
+                }
+                resp
+            }),
+            Duration::ZERO,
+        )
     }
 
     /// A target answering with `f`.
@@ -271,6 +280,10 @@ impl FakeTarget {
 
     async fn start(f: Responder, slow_delay: Duration) -> FakeTarget {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        FakeTarget::start_on(listener, f, slow_delay)
+    }
+
+    fn start_on(listener: TcpListener, f: Responder, slow_delay: Duration) -> FakeTarget {
         let addr = listener.local_addr().unwrap();
         let (tx, received) = mpsc::unbounded_channel();
         let shutdown = CancellationToken::new();
@@ -406,6 +419,23 @@ pub fn self_signed() -> (String, String) {
     let ck =
         rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()]).unwrap();
     (ck.cert.pem(), ck.signing_key.serialize_pem())
+}
+
+/// A self-signed certificate for `localhost` marked as a CA (`basicConstraints CA:TRUE`), as
+/// `openssl req -x509` makes them by default: (cert PEM, key PEM).
+pub fn self_signed_ca_flagged() -> (String, String) {
+    let mut params = rcgen::CertificateParams::new(vec!["localhost".into()]).unwrap();
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = params.self_signed(&key).unwrap();
+    (cert.pem(), key.serialize_pem())
+}
+
+/// A relay speaking TLS with `cert`/`key` (PEM) on a fresh loopback port.
+pub async fn spawn_tls_relay(mut cfg: RelayConfig, cert: &str, key: &str) -> RelayHandle {
+    cfg.tls =
+        Some(twk_transport::tls::server_config_from_pem(cert.as_bytes(), key.as_bytes()).unwrap());
+    spawn_relay(cfg).await
 }
 
 /// A TCP proxy that can be told to go silent without closing anything: a half-open link, as

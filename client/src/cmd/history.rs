@@ -5,7 +5,8 @@ use twk_agent::replay::{ReplayOptions, replay};
 use twk_capture::redact::redact_headers;
 use twk_providers::Verdict;
 
-use anyhow::{Context, bail};
+use crate::usage::{UsageExt, usage_error};
+use anyhow::Context;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -79,12 +80,14 @@ impl FilterArgs {
             .since
             .as_deref()
             .map(|s| parse_time(s, Bound::Since, now))
-            .transpose()?;
+            .transpose()
+            .usage()?;
         let until = self
             .until
             .as_deref()
             .map(|s| parse_time(s, Bound::Until, now))
-            .transpose()?;
+            .transpose()
+            .usage()?;
         Ok(Filter {
             name: self.name.clone(),
             provider: self.provider.clone(),
@@ -188,10 +191,10 @@ pub struct ExportArgs {
     store: StoreArgs,
 }
 
-/// Store options from flags, env and config.
+/// Store options from flags, env and config (a usage error when they are wrong).
 fn store_options(args: &StoreArgs) -> anyhow::Result<(StoreOptions, Config)> {
-    let config = Config::load(args.config.as_deref())?;
-    let opts = config.store_options(args.data_dir.as_deref())?;
+    let config = Config::load(args.config.as_deref()).usage()?;
+    let opts = config.store_options(args.data_dir.as_deref()).usage()?;
     Ok((opts, config))
 }
 
@@ -215,11 +218,12 @@ fn nothing_yet(opts: &StoreOptions) {
 /// Runs `log`.
 pub async fn run_log(args: LogArgs) -> anyhow::Result<ExitCode> {
     let (opts, _) = store_options(&args.store)?;
+    // A wrong filter is a usage error even before anything was captured.
+    let filter = args.filter.to_filter(Some(DEFAULT_LOG_LIMIT))?;
     let Some(store) = open_existing(&opts)? else {
         nothing_yet(&opts);
         return Ok(ExitCode::SUCCESS);
     };
-    let filter = args.filter.to_filter(Some(DEFAULT_LOG_LIMIT))?;
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     let shown = if args.json {
@@ -438,13 +442,15 @@ pub async fn run_replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
         .exchange;
     let mut headers = Vec::new();
     for h in &args.headers {
-        headers.push(parse_header_arg(h)?);
+        headers.push(parse_header_arg(h).usage()?);
     }
     let body = match &args.body_file {
-        Some(p) => Some(read_body(p)?),
+        Some(p) => Some(read_body(p).usage()?),
         None => None,
     };
-    let secrets = config.secrets(&args.secrets, None, |k| std::env::var(k).ok())?;
+    let secrets = config
+        .secrets(&args.secrets, None, |k| std::env::var(k).ok())
+        .usage()?;
     let ropts = ReplayOptions {
         to: args.to.clone(),
         keep_host: args.keep_host,
@@ -455,7 +461,9 @@ pub async fn run_replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
         timeout: std::time::Duration::from_secs(args.timeout.max(1)),
         capture_cap: opts.body_cap,
     };
-    let ex = replay(&original, &ropts).await?;
+    // A replay that cannot be attempted as asked (--to, -H, --resign without a secret) is the
+    // user's to fix; one that was sent and failed comes back as an exchange with a failure.
+    let ex = replay(&original, &ropts).await.usage()?;
     let id = store.insert(&ex).context("recording the replay")?;
     let stored = store
         .get(id)?
@@ -545,14 +553,14 @@ fn parse_header_arg(s: &str) -> anyhow::Result<(String, Option<String>)> {
         return Ok((name.trim().to_owned(), Some(String::new())));
     }
     let Some((name, value)) = s.split_once(':') else {
-        bail!(
+        anyhow::bail!(
             "header {:?} must look like 'Name: value'",
             twk_sanitize::escape(s)
         );
     };
     let name = name.trim();
     if name.is_empty() {
-        bail!("header {:?} has no name", twk_sanitize::escape(s));
+        anyhow::bail!("header {:?} has no name", twk_sanitize::escape(s));
     }
     let value = value.trim_start_matches([' ', '\t']);
     Ok((
@@ -594,7 +602,7 @@ pub async fn run_export(args: ExportArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     let Some(path) = &args.har else {
-        bail!("pass --har FILE or --curl ID");
+        return Err(usage_error("pass --har FILE or --curl ID"));
     };
     let mut filter = args.filter.to_filter(None)?;
     filter.order = Order::OldestFirst;

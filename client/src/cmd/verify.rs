@@ -24,9 +24,6 @@ use twk_providers::{
 };
 use twk_sanitize::clean;
 
-/// Exit code for usage errors (same as clap's).
-const USAGE: u8 = 2;
-
 /// `auto` or a provider id.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ProviderChoice(Option<Provider>);
@@ -145,7 +142,7 @@ impl From<anyhow::Error> for Usage {
 
 fn usage(msg: String) -> anyhow::Result<ExitCode> {
     eprintln!("twk-tunnel: {}", clean(&msg));
-    Ok(ExitCode::from(USAGE))
+    Ok(ExitCode::from(crate::usage::USAGE))
 }
 
 fn now_unix() -> i64 {

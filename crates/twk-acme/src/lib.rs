@@ -25,7 +25,7 @@ pub use resolver::{ACME_TLS_ALPN, CertResolver};
 #[derive(Debug, thiserror::Error)]
 pub enum AcmeError {
     /// The ACME server refused or failed (account, order, challenge, finalization).
-    #[error("ACME: {0}")]
+    #[error("ACME request failed")]
     Protocol(#[from] instant_acme::Error),
     /// A challenge did not validate.
     #[error("ACME order for {domain} ended {status}: {detail}")]
@@ -49,7 +49,7 @@ pub enum AcmeError {
     #[error("certificate: {0}")]
     Cert(String),
     /// The cache directory could not be used.
-    #[error("ACME cache {path}: {source}")]
+    #[error("ACME cache {path}")]
     Cache {
         /// The file or directory.
         path: String,

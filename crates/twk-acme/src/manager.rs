@@ -126,7 +126,7 @@ impl Acme {
                 }
                 Ok(_) => info!("the cached certificate does not fit; obtaining a new one"),
                 Err(e) => {
-                    warn!(error = %e, "the cached certificate is unreadable; obtaining a new one")
+                    warn!(error = %twk_sanitize::error_chain(&e), "the cached certificate is unreadable; obtaining a new one")
                 }
             }
         }
@@ -177,7 +177,7 @@ impl Acme {
                 }
                 Err(e) => {
                     failures = failures.saturating_add(1);
-                    warn!(error = %e, retry_in = ?self.next_wait(failures), "certificate not obtained");
+                    warn!(error = %twk_sanitize::error_chain(&e), retry_in = ?self.next_wait(failures), "certificate not obtained");
                 }
             }
         }
@@ -215,7 +215,7 @@ impl Acme {
         self.resolver.clear_challenges();
         for (record, value) in published {
             if let Err(e) = self.hook("clear", &record, &value).await {
-                warn!(error = %e, "DNS hook could not clear a challenge record");
+                warn!(error = %twk_sanitize::error_chain(&e), "DNS hook could not clear a challenge record");
             }
         }
         let status = ready?;

@@ -25,6 +25,25 @@ pub enum TargetError {
     /// A URL scheme other than http.
     #[error("unsupported target scheme in {0:?}: only http:// local targets are supported")]
     Scheme(String),
+    /// A port without a host (`:3000`, `http://:3000`): refused rather than guessed.
+    #[error(
+        "invalid target {target:?}: there is no host before the port; write `{port}` or `localhost:{port}`"
+    )]
+    NoHost {
+        /// The target as given.
+        target: String,
+        /// The port as given.
+        port: String,
+    },
+    /// A query or fragment: each request's own path and query are appended to the target's
+    /// base path, so a query there would end up in the middle of the forwarded path.
+    #[error(
+        "invalid target {0:?}: remove the query or fragment (`?…`, `#…`); each webhook's own path and query are appended to the target"
+    )]
+    QueryOrFragment(String),
+    /// A base path without the URL form.
+    #[error("invalid target {0:?}: a base path needs the URL form, e.g. http://{0}")]
+    PathNeedsScheme(String),
 }
 
 /// The local target requests are forwarded to.
@@ -57,17 +76,28 @@ impl Target {
             Some(_) => return Err(TargetError::Scheme(s.to_string())),
             None => (s, false),
         };
+        // No user info, query or fragment: a target is a host, a port and a base path.
+        if rest.contains(['?', '#']) {
+            return Err(TargetError::QueryOrFragment(s.to_string()));
+        }
         let (authority, path) = match rest.find('/') {
             Some(i) => (&rest[..i], &rest[i..]),
             None => (rest, ""),
         };
-        // No user info, query or fragment: a target is a host, a port and a base path.
-        if authority.is_empty()
-            || !had_scheme && !path.is_empty()
-            || authority.contains('@')
-            || rest.contains(['?', '#'])
+        if let Some(port) = authority.strip_prefix(':')
+            && !port.is_empty()
+            && port.bytes().all(|b| b.is_ascii_digit())
         {
+            return Err(TargetError::NoHost {
+                target: s.to_string(),
+                port: port.to_string(),
+            });
+        }
+        if authority.is_empty() || authority.contains('@') {
             return Err(invalid());
+        }
+        if !had_scheme && !path.is_empty() {
+            return Err(TargetError::PathNeedsScheme(s.to_string()));
         }
         let uri: http::uri::Authority = authority.parse().map_err(|_| invalid())?;
         if uri.host().is_empty() {
@@ -161,19 +191,19 @@ impl RelayUrl {
         Ok(RelayUrl { tls, host, port })
     }
 
+    /// `ws://host:port` or `wss://host:port`, for messages.
+    pub fn origin(&self) -> String {
+        let scheme = if self.tls { "wss" } else { "ws" };
+        if self.host.contains(':') {
+            format!("{scheme}://[{}]:{}", self.host, self.port)
+        } else {
+            format!("{scheme}://{}:{}", self.host, self.port)
+        }
+    }
+
     /// The websocket URL of the tunnel endpoint.
     pub fn connect_url(&self) -> String {
-        let scheme = if self.tls { "wss" } else { "ws" };
-        let host = if self.host.contains(':') {
-            format!("[{}]", self.host)
-        } else {
-            self.host.clone()
-        };
-        format!(
-            "{scheme}://{host}:{}{}",
-            self.port,
-            twk_protocol::CONNECT_PATH
-        )
+        format!("{}{}", self.origin(), twk_protocol::CONNECT_PATH)
     }
 }
 
@@ -288,9 +318,26 @@ mod tests {
             "http://h:1/a?b",
             "http://h:1/#x",
             "http://:3000",
+            ":3000",
+            "localhost:3000?x=1",
         ] {
             assert!(Target::parse(bad).is_err(), "{bad:?} accepted");
         }
+        // The mistakes of issue 12 item 6 are named, with what to write instead.
+        for no_host in [":3000", "http://:3000/base"] {
+            let e = Target::parse(no_host).unwrap_err().to_string();
+            assert!(e.contains("`3000` or `localhost:3000`"), "{e}");
+        }
+        for query in ["http://localhost:3000/base?x=1", "localhost:3000#top"] {
+            assert!(
+                matches!(Target::parse(query), Err(TargetError::QueryOrFragment(_))),
+                "{query}"
+            );
+        }
+        assert!(matches!(
+            Target::parse("localhost:3000/base"),
+            Err(TargetError::PathNeedsScheme(_))
+        ));
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! The tunnel session: dial, handshake, serve HTTP/2, reconnect.
 
 use crate::backoff::Backoff;
-use crate::config::AgentConfig;
+use crate::config::{AgentConfig, RelayUrl};
 use crate::forward::{self, Shared};
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
@@ -89,12 +89,81 @@ pub enum AgentError {
     #[error("the relay refused the tunnel: {0}")]
     Refused(String),
     /// The TLS configuration could not be built.
-    #[error("tls: {0}")]
+    #[error("cannot set up TLS for the relay")]
     Tls(#[from] twk_transport::tls::TlsError),
+    /// The server at the relay URL answered the upgrade with an HTTP response that is not a
+    /// twk relay's (e.g. 200 from an app, 404 from another server).
+    #[error(
+        "the relay at {relay} answered HTTP {status} without upgrading: it is not a twk relay (check --relay)"
+    )]
+    NotARelay {
+        /// The relay URL dialled.
+        relay: String,
+        /// The status it answered.
+        status: u16,
+    },
+    /// The server at the relay URL did not answer the upgrade in HTTP.
+    #[error("the server at {relay} does not answer in HTTP{}", not_http_hint(*.tls))]
+    NotHttp {
+        /// The relay URL dialled.
+        relay: String,
+        /// Whether TLS was spoken.
+        tls: bool,
+    },
+    /// TLS was spoken to a server that answered in plain HTTP.
+    #[error("TLS to {relay} failed: the server speaks plain HTTP; use ws:// or http:// in --relay")]
+    TlsToPlainHttp {
+        /// The relay URL dialled.
+        relay: String,
+    },
+    /// The relay's certificate does not chain to a trusted root.
+    #[error(
+        "the certificate of {relay} is not trusted ({detail}): pass the relay's certificate or its CA with --relay-ca FILE"
+    )]
+    CertificateNotTrusted {
+        /// The relay URL dialled.
+        relay: String,
+        /// rustls's words.
+        detail: String,
+    },
+    /// The relay's certificate is for other names.
+    #[error(
+        "the certificate of {relay} is not valid for that name ({detail}): check the host in --relay"
+    )]
+    CertificateName {
+        /// The relay URL dialled.
+        relay: String,
+        /// rustls's words.
+        detail: String,
+    },
+    /// Another TLS failure that retrying will not fix (an expired certificate, no common
+    /// protocol version or cipher suite, a server that does not speak TLS).
+    #[error("TLS to {relay} failed: {detail}")]
+    TlsHandshake {
+        /// The relay URL dialled.
+        relay: String,
+        /// rustls's words.
+        detail: String,
+    },
+}
+
+fn not_http_hint(tls: bool) -> &'static str {
+    if tls {
+        " over TLS: it is not a twk relay (check --relay)"
+    } else {
+        "; if it speaks TLS, use wss:// or https:// in --relay"
+    }
 }
 
 enum ConnectError {
+    /// Retrying cannot fix it, ever (the relay refused this token or name).
     Fatal(AgentError),
+    /// A wrong --relay or TLS setup: fatal before the first session; after one, the relay
+    /// worked, so it is retried like any outage (a certificate being renewed, a proxy
+    /// restarting in front of the relay).
+    Config(AgentError),
+    /// An outage: retried forever, also on the first attempt (connection refused or timed
+    /// out: the relay may be starting, or the network not up yet).
     Transient(String),
 }
 
@@ -105,7 +174,10 @@ struct Session {
 }
 
 /// Runs the tunnel client until `shutdown` is cancelled (returns `Ok`) or the relay refuses it
-/// for good (returns the reason). Transient failures are retried forever with backoff.
+/// for good (returns the reason). Transient failures are retried forever with backoff. Until
+/// the first session, a relay URL that does not lead to a twk relay (another server, TLS to a
+/// plain-HTTP port, an untrusted certificate) ends the run too: retrying would loop forever
+/// on a configuration mistake.
 pub async fn run(
     cfg: AgentConfig,
     observer: Arc<dyn Observer>,
@@ -127,6 +199,7 @@ pub async fn run(
     // The same id on every reconnect: the relay tells our own reconnect (which replaces our
     // stale session) from another process using the same token (a takeover).
     let client_id = twk_protocol::random_name();
+    let mut worked_once = false;
     loop {
         observer.connection(&ConnState::Connecting { attempt });
         let connected = tokio::select! {
@@ -135,6 +208,7 @@ pub async fn run(
         };
         let reason = match connected {
             Ok(session) => {
+                worked_once = true;
                 shared.set_name(&session.name);
                 if !session.name.is_empty() {
                     name = Some(session.name.clone());
@@ -159,6 +233,11 @@ pub async fn run(
                 observer.connection(&ConnState::Stopped);
                 return Err(e);
             }
+            Err(ConnectError::Config(e)) if !worked_once => {
+                observer.connection(&ConnState::Stopped);
+                return Err(e);
+            }
+            Err(ConnectError::Config(e)) => twk_sanitize::error_chain(&e),
             Err(ConnectError::Transient(reason)) => reason,
         };
         let delay = backoff.next_delay();
@@ -227,12 +306,11 @@ fn header<'a>(resp: &'a http::Response<Option<Vec<u8>>>, name: &str) -> Option<&
     resp.headers().get(name).and_then(|v| v.to_str().ok())
 }
 
-async fn connect(
+/// TCP, then TLS for `wss://`, to the relay.
+async fn dial(
     cfg: &AgentConfig,
-    name: Option<&str>,
-    client_id: &str,
     tls: Option<&tokio_rustls::TlsConnector>,
-) -> Result<Session, ConnectError> {
+) -> Result<BoxedIo, ConnectError> {
     let relay = &cfg.relay;
     let dial = async {
         match cfg.connect_to {
@@ -245,29 +323,33 @@ async fn connect(
         .map_err(|_| ConnectError::Transient("relay unreachable: connect timed out".into()))?
         .map_err(|e| ConnectError::Transient(format!("relay unreachable: {e}")))?;
     let _ = tcp.set_nodelay(true);
-    let io: BoxedIo = match tls {
-        None => Box::new(tcp),
-        Some(connector) => {
-            let server_name =
-                rustls::pki_types::ServerName::try_from(relay.host.clone()).map_err(|e| {
-                    ConnectError::Fatal(AgentError::Refused(format!(
-                        "invalid relay host name {:?}: {e}",
-                        relay.host
-                    )))
-                })?;
-            let tls = tokio::time::timeout(
-                limits::HANDSHAKE_TIMEOUT,
-                connector.connect(server_name, tcp),
-            )
-            .await
-            .map_err(|_| ConnectError::Transient("tls handshake with the relay timed out".into()))?
-            .map_err(|e| {
-                ConnectError::Transient(format!("tls handshake with the relay failed: {e}"))
-            })?;
-            Box::new(tls)
-        }
+    let Some(connector) = tls else {
+        return Ok(Box::new(tcp));
     };
-    let mut request = relay
+    let server_name = rustls::pki_types::ServerName::try_from(relay.host.clone()).map_err(|e| {
+        ConnectError::Fatal(AgentError::Refused(format!(
+            "invalid relay host name {:?}: {e}",
+            relay.host
+        )))
+    })?;
+    let tls = tokio::time::timeout(
+        limits::HANDSHAKE_TIMEOUT,
+        connector.connect(server_name, tcp),
+    )
+    .await
+    .map_err(|_| ConnectError::Transient("tls handshake with the relay timed out".into()))?
+    .map_err(|e| tls_failure(&e, relay))?;
+    Ok(Box::new(tls))
+}
+
+/// The websocket upgrade request: protocol version, client id, name and token.
+fn upgrade_request(
+    cfg: &AgentConfig,
+    name: Option<&str>,
+    client_id: &str,
+) -> Result<http::Request<()>, ConnectError> {
+    let mut request = cfg
+        .relay
         .connect_url()
         .into_client_request()
         .map_err(|e| ConnectError::Fatal(AgentError::Refused(format!("bad relay URL: {e}"))))?;
@@ -294,6 +376,19 @@ async fn connect(
         v.set_sensitive(true);
         h.insert(http::header::AUTHORIZATION, v);
     }
+    Ok(request)
+}
+
+/// Dials the relay and upgrades to the tunnel's websocket.
+async fn connect(
+    cfg: &AgentConfig,
+    name: Option<&str>,
+    client_id: &str,
+    tls: Option<&tokio_rustls::TlsConnector>,
+) -> Result<Session, ConnectError> {
+    let relay = &cfg.relay;
+    let io = dial(cfg, tls).await?;
+    let request = upgrade_request(cfg, name, client_id)?;
     let handshake = tokio::time::timeout(
         limits::HANDSHAKE_TIMEOUT,
         tokio_tungstenite::client_async_with_config(request, io, Some(twk_transport::ws_config())),
@@ -302,21 +397,21 @@ async fn connect(
     .map_err(|_| ConnectError::Transient("websocket handshake with the relay timed out".into()))?;
     let (ws, response) = match handshake {
         Ok(pair) => pair,
-        Err(tungstenite::Error::Http(resp)) => return Err(refusal(&resp)),
+        Err(tungstenite::Error::Http(resp)) => return Err(refusal(&resp, relay)),
+        // Not HTTP at all: typically a TLS server's alert in answer to plain text.
+        Err(tungstenite::Error::Protocol(tungstenite::error::ProtocolError::HttparseError(_))) => {
+            return Err(ConnectError::Config(AgentError::NotHttp {
+                relay: relay.origin(),
+                tls: relay.tls,
+            }));
+        }
         Err(e) => {
             return Err(ConnectError::Transient(format!(
-                "websocket handshake with the relay failed: {e}"
+                "websocket handshake with the relay failed: {}",
+                twk_sanitize::error_chain(&e)
             )));
         }
     };
-    if let Err(msg) = twk_protocol::check_version(
-        response
-            .headers()
-            .get(upgrade::PROTOCOL)
-            .and_then(|v| v.to_str().ok()),
-    ) {
-        return Err(ConnectError::Fatal(AgentError::Refused(msg)));
-    }
     let get = |n: &str| {
         response
             .headers()
@@ -324,6 +419,9 @@ async fn connect(
             .and_then(|v| v.to_str().ok())
             .map(str::to_string)
     };
+    if let Err(msg) = twk_protocol::check_version(get(upgrade::PROTOCOL).as_deref()) {
+        return Err(ConnectError::Fatal(AgentError::Refused(msg)));
+    }
     let name = get(upgrade::NAME).unwrap_or_default();
     let public_url = get(upgrade::PUBLIC_URL).unwrap_or_default();
     debug!(%name, "websocket established");
@@ -334,7 +432,49 @@ async fn connect(
     })
 }
 
-fn refusal(resp: &http::Response<Option<Vec<u8>>>) -> ConnectError {
+/// Sorts a failed TLS handshake: what rustls rejected is a configuration mistake (see
+/// [`ConnectError::Config`]); a connection that broke off is an outage.
+fn tls_failure(e: &std::io::Error, relay: &RelayUrl) -> ConnectError {
+    use rustls::CertificateError as C;
+    let Some(tls) = e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) else {
+        return ConnectError::Transient(format!(
+            "tls handshake with the relay failed: {}",
+            twk_sanitize::error_chain(e)
+        ));
+    };
+    let relay = relay.origin();
+    let detail = tls.to_string();
+    let e = match tls {
+        // A plain-HTTP server answers the ClientHello with `HTTP/1.1 400 …`: `H` is no TLS
+        // record type.
+        rustls::Error::InvalidMessage(rustls::InvalidMessage::InvalidContentType) => {
+            AgentError::TlsToPlainHttp { relay }
+        }
+        rustls::Error::InvalidCertificate(
+            C::NotValidForName | C::NotValidForNameContext { .. },
+        ) => AgentError::CertificateName { relay, detail },
+        rustls::Error::InvalidCertificate(
+            C::UnknownIssuer
+            | C::BadSignature
+            | C::UnsupportedSignatureAlgorithmContext { .. }
+            | C::Other(_),
+        ) => AgentError::CertificateNotTrusted { relay, detail },
+        rustls::Error::InvalidCertificate(_)
+        | rustls::Error::InvalidMessage(_)
+        | rustls::Error::PeerIncompatible(_)
+        | rustls::Error::NoCertificatesPresented => AgentError::TlsHandshake { relay, detail },
+        // An alert is the server's decision, which may change: a relay still obtaining its
+        // first ACME certificate refuses handshakes until it has one.
+        _ => {
+            return ConnectError::Transient(format!(
+                "tls handshake with the relay failed: {detail}"
+            ));
+        }
+    };
+    ConnectError::Config(e)
+}
+
+fn refusal(resp: &http::Response<Option<Vec<u8>>>, relay: &RelayUrl) -> ConnectError {
     let body = resp
         .body()
         .as_deref()
@@ -361,6 +501,18 @@ fn refusal(resp: &http::Response<Option<Vec<u8>>>) -> ConnectError {
         (_, Some(RefusalCode::InvalidName | RefusalCode::ProtocolVersion)) => {
             ConnectError::Fatal(AgentError::Refused(body))
         }
-        (status, _) => ConnectError::Transient(format!("relay answered HTTP {status}: {body}")),
+        // A twk relay that is full or limiting, or a proxy in front of one that is restarting.
+        (status @ (429 | 502 | 503 | 504), _) | (status, Some(_)) => {
+            ConnectError::Transient(format!("relay answered HTTP {status}: {body}"))
+        }
+        // The relay's own words without a refusal code: the upgrade did not reach it intact
+        // (a proxy in front of it dropped the Upgrade header).
+        _ if body.starts_with("twk relay:") => ConnectError::Config(AgentError::Refused(format!(
+            "{body} (is a proxy in front of the relay dropping the websocket upgrade?)"
+        ))),
+        (status, None) => ConnectError::Config(AgentError::NotARelay {
+            relay: relay.origin(),
+            status,
+        }),
     }
 }

@@ -9,7 +9,7 @@ pub enum CaptureError {
     #[error("cannot find a data directory: set $XDG_DATA_HOME or $HOME, or pass --data-dir")]
     NoDataDir,
     /// A filesystem operation on the data directory or database file failed.
-    #[error("{action} {path}: {source}")]
+    #[error("{action} {path}")]
     Io {
         /// What was being done.
         action: &'static str,
@@ -20,7 +20,7 @@ pub enum CaptureError {
         source: std::io::Error,
     },
     /// SQLite reported an error.
-    #[error("capture database: {0}")]
+    #[error("capture database")]
     Sqlite(#[from] rusqlite::Error),
     /// The database was written by a newer twk with a schema this version does not know.
     #[error(
@@ -55,7 +55,7 @@ pub enum CaptureError {
         input: String,
     },
     /// Serialising an export failed.
-    #[error("export: {0}")]
+    #[error("export")]
     Json(#[from] serde_json::Error),
 }
 

@@ -315,7 +315,7 @@ impl<'c> Inserter<'c> {
                     .optional()?
                     .flatten();
                 let old = decode_lints(p, old.as_deref()).unwrap_or_else(|e| {
-                    tracing::warn!(error = %e, "re-linting a handshake partner");
+                    tracing::warn!(error = %twk_sanitize::error_chain(&e), "re-linting a handshake partner");
                     Vec::new()
                 });
                 let (j, c) = encode_lints(&handshake::with_pairing(old, false))?;

@@ -277,7 +277,7 @@ impl Writer {
             }
         }
         if let Err(e) = self.store.optimize() {
-            tracing::debug!(error = %e, "PRAGMA optimize at writer exit failed");
+            tracing::debug!(error = %twk_sanitize::error_chain(&e), "PRAGMA optimize at writer exit failed");
         }
     }
 
@@ -324,7 +324,7 @@ impl Writer {
             }
             Err(e) => {
                 self.shared.failed.fetch_add(n, Ordering::Relaxed);
-                let message = e.to_string();
+                let message = twk_sanitize::error_chain(&e);
                 let mut g = self
                     .shared
                     .failing

@@ -55,6 +55,6 @@ pub use view::view;
 #[derive(Debug, thiserror::Error)]
 pub enum InspectorError {
     /// Reading the capture store failed.
-    #[error("capture store: {0}")]
+    #[error("cannot read the capture store")]
     Capture(#[from] twk_capture::CaptureError),
 }

@@ -169,7 +169,7 @@ impl Loader {
                                     model.list.loading = false;
                                 }
                                 queue.push(Msg::Notice(
-                                    format!("cannot read the capture store: {e}"),
+                                    twk_sanitize::error_chain(&e),
                                     crate::model::Level::Error,
                                 ));
                             }

@@ -71,10 +71,9 @@ fn status(m: &Model, width: usize) -> Vec<Span<'static>> {
                 format!("◌ reconnecting in {secs} s "),
                 bar.fg(Color::Yellow).add_modifier(Modifier::BOLD),
             ));
-            spans.push(Span::styled(
-                format!("relay unreachable: {}", clean_line(reason, 120)),
-                bar.fg(Color::Red),
-            ));
+            // The agent's reason says what failed ("relay unreachable: …", "tunnel lost: …");
+            // a prefix here would repeat it, or be wrong.
+            spans.push(Span::styled(clean_line(reason, 120), bar.fg(Color::Red)));
         }
         Conn::Stopped => spans.push(Span::styled("■ stopped", bar.fg(Color::Red))),
     }

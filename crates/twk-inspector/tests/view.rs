@@ -134,10 +134,13 @@ fn reconnecting() {
         Msg::Conn(Conn::reconnecting(
             now,
             Duration::from_millis(4_200),
-            "connection refused (relay.example:443)",
+            "relay unreachable: Connection refused (os error 111)",
         )),
     );
     snap("reconnecting", &m);
+    // The agent's reason, said once (issue 12 item 11).
+    let (text, _) = render(&m);
+    assert_eq!(text.matches("relay unreachable").count(), 1, "{text}");
     // The countdown moves with the clock.
     data.dispatch(&mut m, Msg::Tick(now + 2_000));
     let (text, _) = render(&m);

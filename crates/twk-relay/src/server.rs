@@ -29,7 +29,7 @@ pub enum RelayError {
     #[error("invalid relay configuration: {0}")]
     Config(String),
     /// The listener failed in a way that cannot be retried.
-    #[error("listener failed: {0}")]
+    #[error("listener failed")]
     Listener(#[source] std::io::Error),
 }
 

@@ -16,6 +16,8 @@
 //! - [`escape`], [`escape_body`], [`quoted`]: the same characters as `\u{…}` escapes, for
 //!   command-line output a user may copy back (`log`, lint messages).
 //! - [`json_to_writer`], [`json_string`]: JSON with those characters as `\uXXXX`.
+//! - [`error_chain`]: an error and its causes as one line, each cause once (for the same
+//!   outputs; pass it through [`clean`] before a terminal).
 //!
 //! ```
 //! use twk_sanitize::clean;
@@ -164,6 +166,45 @@ pub fn quoted(s: &str, max: usize) -> String {
     out
 }
 
+/// An error and its causes (`source()`) as one line, `outer: cause: root cause`, each message
+/// once.
+///
+/// twk's own errors name only their context in `Display` and give the cause through
+/// `source()`, so a chain prints every cause once. Some dependencies' errors print their cause
+/// in `Display` *and* return it from `source()` (tungstenite's `IO error: {0}`, instant-acme's
+/// `HTTP request failure: {0}`): a cause whose text already ends the previous message is not
+/// repeated. Returns raw text: clean it ([`clean`]) before it reaches a terminal.
+///
+/// ```
+/// let io = std::io::Error::new(std::io::ErrorKind::NotFound, "gone");
+/// # #[derive(Debug)] struct Ctx(std::io::Error);
+/// # impl std::fmt::Display for Ctx {
+/// #     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result { write!(f, "reading x: {}", self.0) }
+/// # }
+/// # impl std::error::Error for Ctx {
+/// #     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> { Some(&self.0) }
+/// # }
+/// // `Ctx` prints `reading x: gone` and returns the io::Error as its source.
+/// assert_eq!(twk_sanitize::error_chain(&Ctx(io)), "reading x: gone");
+/// ```
+pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = error.to_string();
+    let mut previous = out.clone();
+    let mut next = error.source();
+    while let Some(cause) = next {
+        let text = cause.to_string();
+        if !text.is_empty() && !previous.ends_with(&text) {
+            if !out.is_empty() {
+                out.push_str(": ");
+            }
+            out.push_str(&text);
+        }
+        previous = text;
+        next = cause.source();
+    }
+    out
+}
+
 /// JSON output (`--json`, NDJSON) that is safe to print: every character [`is_unsafe`] is
 /// written as a `\uXXXX` escape. serde_json escapes only C0 controls; a C1 control such as
 /// `U+009B` (8-bit CSI) or a bidi override would otherwise reach the terminal raw. The JSON
@@ -270,5 +311,44 @@ mod tests {
     fn explicit_cut() {
         assert_eq!(clean_line("abcdef", 3), "abc…");
         assert_eq!(clean_line("abc", 3), "abc");
+    }
+
+    /// An error with a context message and an optional cause, like a thiserror variant.
+    #[derive(Debug)]
+    struct Layer(&'static str, Option<Box<Layer>>);
+
+    impl std::fmt::Display for Layer {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str(self.0)
+        }
+    }
+
+    impl std::error::Error for Layer {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            self.1.as_deref().map(|e| e as _)
+        }
+    }
+
+    #[test]
+    fn error_chain_names_each_cause_once() {
+        let root = Layer("No such file or directory (os error 2)", None);
+        let doubled = Layer(
+            "reading /x: No such file or directory (os error 2)",
+            Some(Box::new(root)),
+        );
+        let top = Layer("loading the TLS certificate", Some(Box::new(doubled)));
+        assert_eq!(
+            error_chain(&top),
+            "loading the TLS certificate: reading /x: No such file or directory (os error 2)"
+        );
+        let plain = Layer(
+            "cannot re-sign",
+            Some(Box::new(Layer("no secret configured for stripe", None))),
+        );
+        assert_eq!(
+            error_chain(&plain),
+            "cannot re-sign: no secret configured for stripe"
+        );
+        assert_eq!(error_chain(&Layer("alone", None)), "alone");
     }
 }

@@ -171,15 +171,19 @@ async fn wss_with_a_generated_certificate() {
         twk_agent::Target::parse(&target.addr.to_string()).unwrap(),
     );
     acfg.token = Some("tls-token".into());
-    // Without the CA the handshake must fail (and be retried), never silently succeed.
-    let mut untrusting = spawn_agent(acfg.clone());
-    let s = untrusting
-        .state(|s| matches!(s, ConnState::Reconnecting { .. }))
-        .await;
-    if let ConnState::Reconnecting { reason, .. } = s {
-        assert!(reason.contains("tls"), "{reason}");
-    }
-    untrusting.stop().await.unwrap();
+    // Without the CA the handshake must fail, never silently succeed; on the first attempt
+    // that ends the run with what to do (issue 12 item 6).
+    let untrusting = spawn_agent(acfg.clone());
+    let err = tokio::time::timeout(Duration::from_secs(10), untrusting.task)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap_err();
+    assert!(
+        matches!(err, AgentError::CertificateNotTrusted { .. }),
+        "{err}"
+    );
+    assert!(err.to_string().contains("--relay-ca"), "{err}");
 
     acfg.extra_ca_pem = Some(cert.clone().into_bytes());
     let mut agent = spawn_agent(acfg);
@@ -301,4 +305,51 @@ async fn a_half_open_link_is_detected_by_ping_and_both_sides_recover() {
     }
     assert!(freed, "the relay kept a dead session");
     agent.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_relay_that_worked_once_is_retried_whatever_answers_in_its_place() {
+    trace_init();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let relay = spawn_relay_on(listener, relay_config(twk_relay::Auth::Open));
+    let target = FakeTarget::echo().await;
+    let mut agent = spawn_agent(agent_config(&relay, target.addr));
+    agent.connected().await;
+    relay.stop().await;
+    // An app answers 200 on the relay's port now. On a first attempt that ends the run (not a
+    // twk relay: check --relay); after a session it is an outage like any other.
+    let imposter = FakeTarget::echo_on(tokio::net::TcpListener::bind(addr).await.unwrap());
+    let s = agent
+        .state(
+            |s| matches!(s, ConnState::Reconnecting { reason, .. } if reason.contains("HTTP 200")),
+        )
+        .await;
+    assert!(
+        matches!(&s, ConnState::Reconnecting { reason, .. } if reason.contains("not a twk relay")),
+        "{s:?}"
+    );
+    agent.stop().await.unwrap();
+    imposter.shutdown.cancel();
+}
+
+#[tokio::test]
+async fn an_app_in_place_of_the_relay_ends_the_first_attempt() {
+    trace_init();
+    let app = FakeTarget::echo().await;
+    let mut cfg = twk_agent::AgentConfig::new(
+        twk_agent::RelayUrl::parse(&format!("http://{}", app.addr)).unwrap(),
+        twk_agent::Target::parse("3000").unwrap(),
+    );
+    cfg.shutdown_grace = Duration::from_secs(1);
+    let agent = spawn_agent(cfg);
+    let err = tokio::time::timeout(Duration::from_secs(10), agent.task)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap_err();
+    assert!(
+        matches!(err, AgentError::NotARelay { status: 200, .. }),
+        "{err}"
+    );
 }
