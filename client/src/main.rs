@@ -39,9 +39,9 @@ enum Command {
     /// Export recorded exchanges (HAR, curl).
     Export(cmd::history::ExportArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
-    Completions(cmd::shell::CompletionsArgs),
+    Completions(twk_cli::CompletionsArgs),
     /// Print the man page (roff), or write one page per command with --dir.
-    Man(cmd::shell::ManArgs),
+    Man(twk_cli::ManArgs),
 }
 
 /// Logs go to stderr, or to a file while the inspector owns the terminal. Returns the guard
@@ -84,8 +84,12 @@ async fn main() -> ExitCode {
         Some(Command::Log(a)) => cmd::history::run_log(a).await,
         Some(Command::Replay(a)) => cmd::history::run_replay(a).await,
         Some(Command::Export(a)) => cmd::history::run_export(a).await,
-        Some(Command::Completions(a)) => cmd::shell::completions(&a, Cli::command()),
-        Some(Command::Man(a)) => cmd::shell::man(&a, Cli::command()),
+        Some(Command::Completions(a)) => twk_cli::completions(&a, Cli::command())
+            .map(|()| ExitCode::SUCCESS)
+            .map_err(anyhow::Error::from),
+        Some(Command::Man(a)) => twk_cli::man(&a, Cli::command())
+            .map(|()| ExitCode::SUCCESS)
+            .map_err(anyhow::Error::from),
         None => tunnel::run(cli.tunnel).await,
     };
     match result {

@@ -45,9 +45,9 @@ pub(crate) enum Command {
     #[command(subcommand)]
     Token(TokenCmd),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
-    Completions(crate::shell::CompletionsArgs),
+    Completions(twk_cli::CompletionsArgs),
     /// Print the man page (roff), or write one page per command with --dir.
-    Man(crate::shell::ManArgs),
+    Man(twk_cli::ManArgs),
 }
 
 /// `twk-relay token …`

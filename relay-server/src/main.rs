@@ -2,7 +2,6 @@
 
 mod args;
 mod config;
-mod shell;
 mod token;
 
 use anyhow::Context;
@@ -147,12 +146,15 @@ async fn main() -> ExitCode {
     let cli = Cli::parse();
     let generated = match cli.command {
         Some(Command::Token(cmd)) => return token_main(cmd),
-        Some(Command::Completions(a)) => shell::completions(&a, Cli::command()),
-        Some(Command::Man(a)) => shell::man(&a, Cli::command()),
+        Some(Command::Completions(a)) => twk_cli::completions(&a, Cli::command()),
+        Some(Command::Man(a)) => twk_cli::man(&a, Cli::command()),
         None => return serve_main(cli.serve).await,
     };
-    generated.unwrap_or_else(|e| {
-        report(&e);
-        ExitCode::FAILURE
-    })
+    match generated {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            report(&anyhow::Error::from(e));
+            ExitCode::FAILURE
+        }
+    }
 }

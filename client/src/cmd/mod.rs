@@ -1,5 +1,4 @@
 //! Subcommands of `twk-tunnel` other than running the tunnel itself.
 
 pub mod history;
-pub mod shell;
 pub mod verify;
