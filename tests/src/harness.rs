@@ -240,6 +240,13 @@ pub struct FakeTarget {
     pub shutdown: CancellationToken,
 }
 
+/// The usual start of a scenario: tracing, an open relay (no tokens) and an echo target.
+pub async fn open_relay_and_echo() -> (RelayHandle, FakeTarget) {
+    trace_init();
+    let relay = spawn_relay(relay_config(Auth::Open)).await;
+    (relay, FakeTarget::echo().await)
+}
+
 impl FakeTarget {
     /// A target that answers 200 with the request body echoed and `x-echo-*` headers.
     pub async fn echo() -> FakeTarget {

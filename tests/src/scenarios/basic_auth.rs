@@ -142,9 +142,7 @@ const BODY: &str = r#"[{"type":"message-delivered","to":"+15551234567","message"
 
 #[tokio::test]
 async fn twk_enforces_the_challenge_and_the_app_sees_only_the_authenticated_leg() {
-    trace_init();
-    let relay = spawn_relay(relay_config(twk_relay::Auth::Open)).await;
-    let mut target = FakeTarget::echo().await;
+    let (relay, mut target) = open_relay_and_echo().await;
     let mut cfg = agent_config(&relay, target.addr);
     cfg.basic_auth =
         Some(twk_agent::BasicAuth::parse("bw-user:s3cret:pw", "callbacks", false).unwrap());
@@ -226,9 +224,7 @@ async fn twk_enforces_the_challenge_and_the_app_sees_only_the_authenticated_leg(
 
 #[tokio::test]
 async fn strip_auth_removes_the_credentials_before_the_app() {
-    trace_init();
-    let relay = spawn_relay(relay_config(twk_relay::Auth::Open)).await;
-    let mut target = FakeTarget::echo().await;
+    let (relay, mut target) = open_relay_and_echo().await;
     let mut cfg = agent_config(&relay, target.addr);
     cfg.basic_auth = Some(twk_agent::BasicAuth::parse("u:p", "twk", true).unwrap());
     let mut agent = spawn_agent(cfg);

@@ -146,9 +146,7 @@ async fn body_over_the_cap_is_refused_with_413_before_it_is_read() {
 
 #[tokio::test]
 async fn hostile_requests_are_refused_clearly() {
-    trace_init();
-    let relay = spawn_relay(relay_config(twk_relay::Auth::Open)).await;
-    let target = FakeTarget::echo().await;
+    let (relay, target) = open_relay_and_echo().await;
     let mut agent = spawn_agent(agent_config(&relay, target.addr));
     let (name, _) = agent.connected().await;
 

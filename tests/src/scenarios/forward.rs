@@ -5,9 +5,7 @@ use sha2::{Digest, Sha256};
 use std::time::Duration;
 
 async fn setup() -> (RelayHandle, FakeTarget, AgentHandle, String) {
-    trace_init();
-    let relay = spawn_relay(relay_config(twk_relay::Auth::Open)).await;
-    let target = FakeTarget::echo().await;
+    let (relay, target) = open_relay_and_echo().await;
     let mut agent = spawn_agent(agent_config(&relay, target.addr));
     let (name, _) = agent.connected().await;
     (relay, target, agent, name)
@@ -255,9 +253,7 @@ async fn one_slow_request_never_delays_the_others() {
 
 #[tokio::test]
 async fn many_large_bodies_at_once_stay_within_the_capture_budget_and_forward_intact() {
-    trace_init();
-    let relay = spawn_relay(relay_config(twk_relay::Auth::Open)).await;
-    let target = FakeTarget::echo().await;
+    let (relay, target) = open_relay_and_echo().await;
     let mut cfg = agent_config(&relay, target.addr);
     // Hostile: 32 concurrent 2 MiB bodies against a 4 MiB budget for all captured copies.
     cfg.capture_budget = 4 * 1024 * 1024;

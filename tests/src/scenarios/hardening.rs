@@ -91,9 +91,7 @@ async fn odd_request_targets_never_reach_another_host_or_port() {
 
 #[tokio::test]
 async fn malformed_chunked_bodies_are_refused_as_the_senders_fault() {
-    trace_init();
-    let relay = spawn_relay(relay_config(twk_relay::Auth::Open)).await;
-    let target = FakeTarget::echo().await;
+    let (relay, target) = open_relay_and_echo().await;
     let mut first = spawn_agent(agent_config(&relay, target.addr));
     let (name, _) = first.connected().await;
     let head =

@@ -67,9 +67,7 @@ async fn a_live_name_belongs_to_its_token_and_the_same_token_replaces_its_sessio
 
 #[tokio::test]
 async fn invalid_names_are_refused_and_random_names_are_assigned() {
-    trace_init();
-    let relay = spawn_relay(relay_config(twk_relay::Auth::Open)).await;
-    let target = FakeTarget::echo().await;
+    let (relay, target) = open_relay_and_echo().await;
     let mut cfg = agent_config(&relay, target.addr);
     cfg.name = Some("Bad_Name".into());
     let err = spawn_agent(cfg.clone()).task.await.unwrap().unwrap_err();
