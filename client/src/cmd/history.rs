@@ -256,8 +256,8 @@ pub async fn run_log(args: LogArgs) -> anyhow::Result<ExitCode> {
         if total > shown as u64 {
             eprintln!(
                 "{} of {} shown; --limit N for more (--limit 0 for all)",
-                thousands(shown as u64),
-                thousands(total)
+                twk_inspector::topbar::group(shown as u64),
+                twk_inspector::topbar::group(total)
             );
         }
     }
@@ -266,19 +266,6 @@ pub async fn run_log(args: LogArgs) -> anyhow::Result<ExitCode> {
 
 /// Rows `log` prints without --limit.
 const DEFAULT_LOG_LIMIT: u64 = 100;
-
-/// `4210` → `4,210`.
-fn thousands(n: u64) -> String {
-    let digits = n.to_string();
-    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
-}
 
 /// What the `AUTH` marks mean, printed under a table that shows any.
 const AUTH_LEGEND: &str = "AUTH: \u{1f512}1>7 leg 1 (the 401 challenge), retried as #7 · \
@@ -737,14 +724,6 @@ mod tests {
         assert!(text.contains("warning retry-never-came: 8"), "{text}");
         assert!("credentials-mismatch".parse::<LintCode>().is_ok());
         assert!(parse_lint("nope").is_err());
-    }
-
-    #[test]
-    fn counts_read_in_thousands() {
-        assert_eq!(thousands(0), "0");
-        assert_eq!(thousands(100), "100");
-        assert_eq!(thousands(4210), "4,210");
-        assert_eq!(thousands(1_234_567), "1,234,567");
     }
 
     #[test]

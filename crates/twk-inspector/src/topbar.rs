@@ -168,3 +168,16 @@ pub fn draw(m: &Model, f: &mut Frame, area: Rect) {
         }),
     );
 }
+
+#[cfg(test)]
+mod tests {
+    use super::group;
+
+    #[test]
+    fn counts_read_in_thousands() {
+        assert_eq!(group(0), "0");
+        assert_eq!(group(100), "100");
+        assert_eq!(group(4210), "4,210");
+        assert_eq!(group(1_234_567), "1,234,567");
+    }
+}

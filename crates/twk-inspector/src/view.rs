@@ -115,21 +115,19 @@ fn marks(s: &Summary, fold: Fold, compact: bool) -> Line<'static> {
 /// The provider · event label of a row; `full: false` drops the provider (narrow screens:
 /// the event name is what tells rows apart; the provider is in the detail).
 fn event_label(s: &Summary, full: bool) -> String {
-    let label = match (&s.provider, &s.event) {
-        (Some(p), Some(e)) if full => format!("{p} · {e}"),
-        (_, Some(e)) => e.clone(),
-        (Some(p), None) => p.clone(),
-        (None, None) => String::new(),
-    };
-    clean_line(&label, 64)
+    provider_event(s.provider.as_deref(), s.event.as_deref(), full)
 }
 
 /// The provider · event label of an in-flight request (what its head shows).
 fn flight_label(f: &InFlight, full: bool) -> String {
-    let label = match (&f.provider, &f.event) {
+    provider_event(f.provider.as_deref(), f.event.as_deref(), full)
+}
+
+fn provider_event(provider: Option<&str>, event: Option<&str>, full: bool) -> String {
+    let label = match (provider, event) {
         (Some(p), Some(e)) if full => format!("{p} · {e}"),
-        (_, Some(e)) => e.clone(),
-        (Some(p), None) => p.clone(),
+        (_, Some(e)) => e.to_owned(),
+        (Some(p), None) => p.to_owned(),
         (None, None) => String::new(),
     };
     clean_line(&label, 64)

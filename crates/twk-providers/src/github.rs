@@ -69,13 +69,7 @@ pub(crate) fn analyze(cx: &Cx<'_, '_>) -> Analysis {
         Algo::Sha1 => "sha1 (legacy X-Hub-Signature)",
     };
     let base = Variant::base(label, key, "", req.body);
-    let mut mistakes = Vec::new();
-    for (label, why, body) in check::body_variants(req.body) {
-        mistakes.push(base.named(label, why).with_body(body));
-    }
-    for (label, why, k) in check::key_variants(cx, Provider::Github, key) {
-        mistakes.push(base.named(label, why).with_key(k));
-    }
+    let mistakes = base.body_and_key_mistakes(cx, Provider::Github, req.body, key);
     let out = check::run(
         std::slice::from_ref(&base),
         &mistakes,

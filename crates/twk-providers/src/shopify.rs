@@ -40,13 +40,7 @@ pub(crate) fn analyze(cx: &Cx<'_, '_>) -> Analysis {
     };
     let key = secret.expose();
     let base = Variant::base("base64", key, "", req.body);
-    let mut mistakes = Vec::new();
-    for (label, why, body) in check::body_variants(req.body) {
-        mistakes.push(base.named(label, why).with_body(body));
-    }
-    for (label, why, k) in check::key_variants(cx, Provider::Shopify, key) {
-        mistakes.push(base.named(label, why).with_key(k));
-    }
+    let mistakes = base.body_and_key_mistakes(cx, Provider::Shopify, req.body, key);
     let out = check::run(
         std::slice::from_ref(&base),
         &mistakes,

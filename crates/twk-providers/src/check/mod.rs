@@ -12,7 +12,8 @@ pub(crate) use bodies::body_variants;
 pub(crate) use keys::key_variants;
 pub(crate) use urls::{url_hints, url_mistakes};
 
-use crate::analysis::{Analysis, Diagnosis, Verdict};
+use crate::Cx;
+use crate::analysis::{Analysis, Diagnosis, Provider, Verdict};
 use crate::util::escape_bytes;
 use std::borrow::Cow;
 
@@ -83,6 +84,28 @@ impl<'a> Variant<'a> {
     pub fn with_key(mut self, key: Vec<u8>) -> Self {
         self.key = Cow::Owned(key);
         self
+    }
+
+    /// The plausible mistakes around this variant for a scheme that signs the body with a
+    /// key: each way the body may have been re-encoded, then each way the key may have been
+    /// mishandled ([`body_variants`], [`key_variants`]).
+    pub fn body_and_key_mistakes(
+        &self,
+        cx: &Cx<'_, '_>,
+        provider: Provider,
+        body: &[u8],
+        key: &[u8],
+    ) -> Vec<Variant<'a>> {
+        let mut out: Vec<Variant<'a>> = body_variants(body)
+            .into_iter()
+            .map(|(label, why, b)| self.named(label, why).with_body(b))
+            .collect();
+        out.extend(
+            key_variants(cx, provider, key)
+                .into_iter()
+                .map(|(label, why, k)| self.named(label, why).with_key(k)),
+        );
+        out
     }
 
     pub fn with_mode(mut self, mode: Mode) -> Self {
