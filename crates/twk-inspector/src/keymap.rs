@@ -26,7 +26,10 @@ pub const KEYS: &[(&str, &str)] = &[
         "R",
         "replay with a fresh signature (re-signed with your secret)",
     ),
-    ("e", "edit the request in $EDITOR, then replay it"),
+    (
+        "e",
+        "edit the request in $EDITOR, then replay it (R re-signs a stale signature)",
+    ),
     (
         "/",
         "filter: text, provider:, event:, status:, verdict:, lint:, tunnel:",

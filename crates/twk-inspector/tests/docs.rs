@@ -41,6 +41,25 @@ fn regenerate(doc: &str) -> (String, Vec<String>) {
     (out, stale)
 }
 
+/// The key table, from the one key map the help overlay draws.
+fn keymap_table() -> String {
+    let mut out = String::from("| Keys | What they do |\n|---|---|\n");
+    for (keys, what) in twk_inspector::keymap::KEYS {
+        out.push_str(&format!("| `{keys}` | {what} |\n"));
+    }
+    out
+}
+
+/// `doc` with the region between the keymap markers holding [`keymap_table`].
+fn with_keymap(doc: &str) -> String {
+    const OPEN: &str = "<!-- keymap -->\n";
+    const CLOSE: &str = "<!-- /keymap -->";
+    let (Some(a), Some(b)) = (doc.find(OPEN), doc.find(CLOSE)) else {
+        panic!("docs/inspector.md lost its keymap markers");
+    };
+    format!("{}{OPEN}{}{}", &doc[..a], keymap_table(), &doc[b..])
+}
+
 #[test]
 fn docs_screens_are_the_snapshots() {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/inspector.md");
@@ -49,7 +68,11 @@ fn docs_screens_are_the_snapshots() {
         doc.matches(MARK).count() >= 20,
         "the screens lost their markers"
     );
-    let (fresh, stale) = regenerate(&doc);
+    let (fresh, mut stale) = regenerate(&doc);
+    let fresh = with_keymap(&fresh);
+    if fresh != doc && stale.is_empty() {
+        stale.push("the key table".to_owned());
+    }
     if std::env::var_os("TWK_UPDATE_DOCS").is_some() {
         std::fs::write(&path, fresh).unwrap();
         return;
