@@ -1,5 +1,6 @@
 //! Twilio `X-Twilio-Signature` (HMAC-SHA1 over the URL + sorted form params, or the URL with
-//! `bodySHA256` for JSON bodies). The events Twilio sends are in [`events`].
+//! `bodySHA256` for JSON bodies; HMAC-SHA256 when `X-Twilio-Webhooks-Signature-Settings` says
+//! so, see [`algorithm`]). The events Twilio sends are in [`events`].
 
 use crate::Cx;
 use crate::analysis::{Analysis, Provider, SignError, Signed, Verdict};
@@ -8,10 +9,13 @@ use crate::form::decode_pairs;
 use crate::request::RequestView;
 use crate::secret::Secret;
 use crate::url::{UrlParts, add_default_port, strip_port};
-use crate::util::{b64, ct_eq, hmac_sha1, sha256_hex};
+use crate::util::{b64, ct_eq, sha256_hex};
 use std::collections::BTreeMap;
 
+mod algorithm;
 mod events;
+
+use algorithm::{Algorithm, Settings};
 
 pub(crate) use events::{event, looks_like};
 
@@ -177,14 +181,44 @@ pub(crate) fn analyze(cx: &Cx<'_, '_>) -> Analysis {
             ),
         );
     };
+    let settings = match algorithm::settings(req) {
+        Ok(s) => s,
+        Err(name) => return unknown_algorithm(a, &name),
+    };
     let json = json_mode(req, &parts);
-    let a = check_signature(cx, a, secret.expose(), received, json);
+    let a = check_signature(cx, a, secret.expose(), received, json, &settings);
     let a = if json {
         check_body_hash(a, req, &parts, received)
     } else {
         a
     };
-    note_lenient_variant(a)
+    note_algorithm(note_lenient_variant(a), &settings)
+}
+
+/// The settings header names an algorithm the SDKs do not know: they reject the request, so
+/// twk does too rather than guess.
+fn unknown_algorithm(a: Analysis, name: &str) -> Analysis {
+    a.verdict_with(
+        Verdict::Invalid,
+        format!(
+            "{} names algorithm {name:?}; Twilio's SDKs know HMAC_SHA1 and HMAC_SHA256 \
+             and reject a request signed with any other, so twk cannot check it either.",
+            algorithm::SETTINGS
+        ),
+    )
+}
+
+/// A SharedKey (HMAC-SHA256) signature that holds: say which key, since it is not the auth
+/// token.
+fn note_algorithm(mut a: Analysis, settings: &Settings) -> Analysis {
+    if a.verdict == Verdict::Valid && settings.algorithm == Algorithm::Sha256 {
+        a.notes.push(format!(
+            "HMAC-SHA256 as {} says (SharedKey {})",
+            algorithm::SETTINGS,
+            settings.key_id.as_deref().unwrap_or("not named")
+        ));
+    }
+    a
 }
 
 /// The signature over the URL (+ form params): every accepted URL variant, then the plausible
@@ -195,8 +229,10 @@ fn check_signature(
     key: &[u8],
     received: &str,
     json: bool,
+    settings: &Settings,
 ) -> Analysis {
     let req = cx.req;
+    let alg = settings.algorithm;
     let params = signed_params(req, json);
     let base = Variant::base("as-is", key, req.url, req.body);
     let accepted: Vec<Variant<'_>> = accepted_urls(req.url)
@@ -209,12 +245,18 @@ fn check_signature(
     }
     mistakes.extend(url_mistakes(cx, &base, &accepted));
     mistakes.extend(param_mistakes(&base, &params));
+    mistakes.extend(algorithm_mistakes(&accepted, settings));
 
     let compute = |v: &Variant<'_>| {
         let mut signed = v.url.as_bytes().to_vec();
         signed.extend_from_slice(params_string(&params, v.mode).as_bytes());
+        let alg = if v.mode == Mode::TwilioOtherAlgorithm {
+            alg.other()
+        } else {
+            alg
+        };
         Some(Computed {
-            sig: b64(&hmac_sha1(&v.key, &signed)),
+            sig: b64(&alg.mac(&v.key, &signed)),
             signed,
         })
     };
@@ -229,10 +271,58 @@ fn check_signature(
                 .to_owned(),
         );
     }
-    let summary = "X-Twilio-Signature does not match HMAC-SHA1(auth token, URL + sorted POST \
-                   params) for any URL variant Twilio's SDKs accept (as-is, port stripped or \
-                   added, ' vs %27).";
-    check::conclude(a, out, received, summary, hints)
+    let summary = match alg {
+        Algorithm::Sha1 => "X-Twilio-Signature does not match HMAC-SHA1(auth token, URL + \
+                            sorted POST params) for any URL variant Twilio's SDKs accept (as-is, \
+                            port stripped or added, ' vs %27)."
+            .to_owned(),
+        Algorithm::Sha256 => {
+            hints.push(format!(
+                "signed with a SharedKey ({}): the secret is that key's secret, not the \
+                 account auth token",
+                settings.key_id.as_deref().unwrap_or("key not named")
+            ));
+            format!(
+                "X-Twilio-Signature does not match HMAC-SHA256(SharedKey secret, URL + sorted \
+                 POST params) for any URL variant Twilio's SDKs accept (as-is, port stripped \
+                 or added, ' vs %27); {} says HMAC_SHA256.",
+                algorithm::SETTINGS
+            )
+        }
+    };
+    check::conclude(a, out, received, &summary, hints)
+}
+
+/// The other algorithm over every accepted URL: a SharedKey signature whose settings header
+/// was dropped on the way (or an auth-token signature with a stray header). The SDKs validate
+/// with the header's algorithm only, so this explains a failure and never validates.
+fn algorithm_mistakes<'a>(accepted: &[Variant<'a>], settings: &Settings) -> Vec<Variant<'a>> {
+    let why = match settings.algorithm {
+        Algorithm::Sha1 if settings.present => format!(
+            "the signature is HMAC-SHA256 (a SharedKey signature), but {} does not say \
+             algorithm=HMAC_SHA256; the SDKs validate with the algorithm the header names",
+            algorithm::SETTINGS
+        ),
+        Algorithm::Sha1 => format!(
+            "the signature is HMAC-SHA256 (a SharedKey signature), but the request has no {} \
+             header saying algorithm=HMAC_SHA256 (did a proxy drop it?); the SDKs validate \
+             with SHA-1 without it",
+            algorithm::SETTINGS
+        ),
+        Algorithm::Sha256 => format!(
+            "the signature is HMAC-SHA1, but {} says algorithm=HMAC_SHA256; the SDKs validate \
+             with the algorithm the header names",
+            algorithm::SETTINGS
+        ),
+    };
+    let other = settings.algorithm.other().name();
+    accepted
+        .iter()
+        .map(|v| {
+            v.named(format!("{other}, {}", v.label), why.clone())
+                .with_mode(Mode::TwilioOtherAlgorithm)
+        })
+        .collect()
 }
 
 /// The secondary auth token over every accepted URL: Twilio signs with it only once it is
@@ -422,8 +512,18 @@ fn note_lenient_variant(mut a: Analysis) -> Analysis {
 }
 
 /// Produces `X-Twilio-Signature` for the request's URL (and, for JSON bodies, a URL with a
-/// fresh `bodySHA256`).
+/// fresh `bodySHA256`), with the algorithm the request's settings header names (SHA-1 without
+/// one).
 pub(crate) fn sign(req: &RequestView<'_>, secret: &Secret) -> Result<Signed, SignError> {
+    let alg = algorithm::settings(req)
+        .map_err(|name| SignError::BadRequest {
+            provider: Provider::Twilio,
+            reason: format!(
+                "{} names algorithm {name:?}; twk signs with HMAC_SHA1 or HMAC_SHA256",
+                algorithm::SETTINGS
+            ),
+        })?
+        .algorithm;
     let parts = UrlParts::parse(req.url).ok_or_else(|| SignError::BadRequest {
         provider: Provider::Twilio,
         reason: format!(
@@ -464,7 +564,7 @@ pub(crate) fn sign(req: &RequestView<'_>, secret: &Secret) -> Result<Signed, Sig
         s.extend_from_slice(params_string(&params, Mode::Canonical).as_bytes());
         (req.url.to_owned(), s)
     };
-    let sig = b64(&hmac_sha1(secret.expose(), &signed));
+    let sig = b64(&alg.mac(secret.expose(), &signed));
     Ok(Signed {
         headers: vec![(HEADER.to_owned(), sig)],
         url: (url != req.url).then_some(url),
