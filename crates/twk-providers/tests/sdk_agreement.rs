@@ -129,3 +129,137 @@ fn twilio_sign_uses_the_algorithm_the_header_names() {
         .is_err()
     );
 }
+
+// Class 2: Authy OneTouch arrays, ordered as authy-python 2.2.6 orders them.
+
+const AUTHY_KEY: &str = "foobar123";
+const AUTHY_URL: &str = "https://example.com/authy";
+const AUTHY_NONCE: &str = "1455825429";
+
+fn onetouch(body: &str, sig: &str) -> OwnedRequest {
+    OwnedRequest::new("POST", AUTHY_URL, body)
+        .with_header("Content-Type", "application/json")
+        .with_header("X-Authy-Signature-Nonce", AUTHY_NONCE)
+        .with_header("X-Authy-Signature", sig)
+}
+
+/// (body, the signature authy-python 2.2.6 computes for it with key foobar123, nonce
+/// 1455825429, POST, https://example.com/authy, the exact params string).
+const AUTHY_ARRAYS: [(&str, &str, &str); 2] = [
+    (
+        r#"{"l":[{"a":"1","b":"2"},{"a":"3","b":"4"}]}"#,
+        "lsY+34A6tQKURn3BbVI+vnoY9O1riTmBXJgyFeV1PHU=",
+        "l%5B%5D%5Ba%5D=1&l%5B%5D%5Bb%5D=2&l%5B%5D%5Ba%5D=3&l%5B%5D%5Bb%5D=4",
+    ),
+    (
+        r#"{"n": ["0", "1", "2", "3", "4", "5", "6", "7", "8", "9", "10", "11"], "a": "x y/~*"}"#,
+        "oH+G6pNwdYEz51Z21E9st9kLki1Hg8kbRd1fZMpqzCY=",
+        "a=x+y%2F~%2A&n%5B%5D=0&n%5B%5D=1&n%5B%5D=10&n%5B%5D=11&n%5B%5D=2&n%5B%5D=3&\
+         n%5B%5D=4&n%5B%5D=5&n%5B%5D=6&n%5B%5D=7&n%5B%5D=8&n%5B%5D=9",
+    ),
+];
+
+#[test]
+fn authy_arrays_keep_their_order_with_positions_compared_as_text() {
+    for (body, sig, params) in AUTHY_ARRAYS {
+        let a = check(
+            Provider::AuthyOnetouch,
+            &onetouch(body, sig),
+            AUTHY_KEY,
+            NOW,
+        );
+        assert_eq!(a.verdict, Verdict::Valid, "{body}: {a:#?}");
+        assert_eq!(a.matched_variant.as_deref(), Some("canonical"));
+        let want = format!("{AUTHY_NONCE}|POST|{AUTHY_URL}|{params}");
+        assert_eq!(a.signed_string.as_deref(), Some(want.as_str()), "{body}");
+    }
+}
+
+#[test]
+fn authy_sign_reproduces_the_sdk_for_arrays() {
+    for (body, sig, _) in AUTHY_ARRAYS {
+        let req = OwnedRequest::new("POST", AUTHY_URL, body)
+            .with_header("Content-Type", "application/json")
+            .with_header("X-Authy-Signature-Nonce", AUTHY_NONCE);
+        let s = sign_with_secret(
+            Provider::AuthyOnetouch,
+            &req.view(),
+            &Secret::new(AUTHY_KEY),
+            &SignOptions::default(),
+        )
+        .unwrap();
+        let got: Vec<(&str, &str)> = s
+            .headers
+            .iter()
+            .map(|(n, v)| (n.as_str(), v.as_str()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("X-Authy-Signature", sig),
+                ("X-Authy-Signature-Nonce", AUTHY_NONCE)
+            ]
+        );
+    }
+}
+
+#[test]
+fn authy_rejects_reordered_or_repaired_array_elements() {
+    // The signature of the first body over elements re-paired ({a:1,b:4},{a:3,b:2}) or
+    // reordered: every validator variant must reject them, as authy-python does.
+    let (_, sig, _) = AUTHY_ARRAYS[0];
+    for body in [
+        r#"{"l":[{"a":"1","b":"4"},{"a":"3","b":"2"}]}"#,
+        r#"{"l":[{"a":"3","b":"4"},{"a":"1","b":"2"}]}"#,
+    ] {
+        let a = check(
+            Provider::AuthyOnetouch,
+            &onetouch(body, sig),
+            AUTHY_KEY,
+            NOW,
+        );
+        assert_eq!(a.verdict, Verdict::Invalid, "{body}: {a:#?}");
+    }
+}
+
+// Class 3: no "empty params" fallback.
+
+/// authy-python's test literal: HMAC over `1427849783.886085|POST|<url>|` (an empty params
+/// string, because the test mocks the query builder away), key foobar123.
+const AUTHY_EMPTY_PARAMS_SIG: &str = "UJRjviTdXFA0xu4duxW9BWVDRZGsmSUDd4RglmzcX4o=";
+const AUTHY_DOCS_URL: &str = "https://api.authy.com/dashboard/json/application/webhooks";
+
+#[test]
+fn authy_signature_over_empty_params_does_not_cover_a_request_with_params() {
+    for (method, url, body) in [
+        (
+            "POST",
+            AUTHY_DOCS_URL.to_owned(),
+            r#"{"b":"val|ue&2","a":"value1"}"#,
+        ),
+        ("POST", AUTHY_DOCS_URL.to_owned(), r#"{"anything":"else"}"#),
+        ("GET", format!("{AUTHY_DOCS_URL}?a=1"), ""),
+    ] {
+        let req = OwnedRequest::new(method, url.as_str(), body)
+            .with_header("Content-Type", "application/json")
+            .with_header("X-Authy-Signature-Nonce", "1427849783.886085")
+            .with_header("X-Authy-Signature", AUTHY_EMPTY_PARAMS_SIG);
+        let a = check(Provider::AuthyOnetouch, &req, AUTHY_KEY, NOW);
+        assert_eq!(a.verdict, Verdict::Invalid, "{method} {url} {body}: {a:#?}");
+        assert!(
+            !a.diagnosis
+                .unwrap()
+                .checked
+                .iter()
+                .any(|c| c.contains("empty")),
+            "no empty-params variant is tried"
+        );
+    }
+    // Without parameters, the same signature is simply the canonical one.
+    let req = OwnedRequest::new("POST", AUTHY_DOCS_URL, "")
+        .with_header("X-Authy-Signature-Nonce", "1427849783.886085")
+        .with_header("X-Authy-Signature", AUTHY_EMPTY_PARAMS_SIG);
+    let a = check(Provider::AuthyOnetouch, &req, AUTHY_KEY, NOW);
+    assert_eq!(a.verdict, Verdict::Valid, "{a:#?}");
+    assert_eq!(a.matched_variant.as_deref(), Some("canonical"));
+}

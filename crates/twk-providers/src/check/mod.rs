@@ -36,8 +36,6 @@ pub(crate) enum Mode {
     AuthyKeySort,
     /// Authy: Java `URLEncoder` percent-encoding.
     AuthyJava,
-    /// Authy: empty parameter string (authy-python's test literal quirk).
-    AuthyEmptyParams,
 }
 
 /// One way the request might have been signed.
