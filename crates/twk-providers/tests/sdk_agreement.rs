@@ -263,3 +263,75 @@ fn authy_signature_over_empty_params_does_not_cover_a_request_with_params() {
     assert_eq!(a.verdict, Verdict::Valid, "{a:#?}");
     assert_eq!(a.matched_variant.as_deref(), Some("canonical"));
 }
+
+// Class 4: Authy webhook JWT times, as RFC 7519 and PyJWT 2.15 check them.
+
+const WSK: &str = "WSK_0123456789abcdefghijklmnopqrstuv";
+
+/// A webhook request whose `body` field is a JWT of `claims`, signed with [`WSK`].
+fn jwt_request(claims: &str) -> OwnedRequest {
+    let req = OwnedRequest::new("POST", "https://example.com/authy-events", claims)
+        .with_header("Content-Type", "application/json");
+    let s = sign_with_secret(
+        Provider::AuthyWebhook,
+        &req.view(),
+        &Secret::new(WSK),
+        &SignOptions::default(),
+    )
+    .unwrap();
+    let mut req = req;
+    req.apply(&s);
+    req
+}
+
+fn jwt_verdict(claims: &str, now: i64, tolerance: Option<u64>) -> Verdict {
+    let secrets = Secrets::new().with(Provider::AuthyWebhook, Secret::new(WSK));
+    let opts = VerifyOptions::at(now)
+        .with_provider(Some(Provider::AuthyWebhook))
+        .with_tolerance(tolerance);
+    analyze(&jwt_request(claims).view(), &secrets, &opts).verdict
+}
+
+#[test]
+fn authy_jwt_is_expired_from_the_second_exp_on() {
+    let claims = format!(r#"{{"event":"user_added","exp":{NOW}}}"#);
+    assert_eq!(jwt_verdict(&claims, NOW - 1, None), Verdict::Valid);
+    assert_eq!(jwt_verdict(&claims, NOW, None), Verdict::Stale);
+    // Leeway (the tolerance) moves the boundary by exactly that much.
+    assert_eq!(jwt_verdict(&claims, NOW + 4, Some(5)), Verdict::Valid);
+    assert_eq!(jwt_verdict(&claims, NOW + 5, Some(5)), Verdict::Stale);
+    // --tolerance 0 turns time checks off.
+    assert_eq!(jwt_verdict(&claims, NOW + 1000, Some(0)), Verdict::Valid);
+    // A fractional exp counts as its whole seconds (PyJWT's int()).
+    let frac = format!(r#"{{"event":"user_added","exp":{NOW}.9}}"#);
+    assert_eq!(jwt_verdict(&frac, NOW, None), Verdict::Stale);
+}
+
+#[test]
+fn authy_jwt_issued_or_valid_only_in_the_future_is_rejected() {
+    for claim in ["iat", "nbf"] {
+        let claims = format!(r#"{{"event":"user_added","{claim}":{}}}"#, NOW + 1);
+        assert_eq!(
+            jwt_verdict(&claims, NOW + 1, None),
+            Verdict::Valid,
+            "{claim}"
+        );
+        assert_eq!(jwt_verdict(&claims, NOW, None), Verdict::Stale, "{claim}");
+        assert_eq!(
+            jwt_verdict(&claims, NOW - 4, Some(5)),
+            Verdict::Valid,
+            "{claim}"
+        );
+        assert_eq!(
+            jwt_verdict(&claims, NOW - 5, Some(5)),
+            Verdict::Stale,
+            "{claim}"
+        );
+    }
+}
+
+#[test]
+fn authy_jwt_time_claim_that_is_not_a_number_is_malformed() {
+    let claims = r#"{"event":"user_added","exp":"tomorrow"}"#;
+    assert_eq!(jwt_verdict(claims, NOW, None), Verdict::Malformed);
+}
