@@ -116,6 +116,12 @@ pub(crate) fn looks_like(req: &RequestView<'_>) -> bool {
     find_jwt(req).is_some_and(|(jwt, _)| looks_like_jwt(&jwt))
 }
 
+/// The `iat` of the JWT the request carries (unverified: only to re-sign it unchanged).
+pub(crate) fn carried_iat(req: &RequestView<'_>) -> Option<i64> {
+    let (jwt, _) = find_jwt(req)?;
+    peek_claims(&jwt)?.get("iat")?.as_i64()
+}
+
 /// Claims decoded without verification (for naming the event only).
 fn peek_claims(jwt: &str) -> Option<Value> {
     let payload = jwt.split('.').nth(1)?;
