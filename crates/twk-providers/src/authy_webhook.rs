@@ -116,10 +116,14 @@ pub(crate) fn looks_like(req: &RequestView<'_>) -> bool {
     find_jwt(req).is_some_and(|(jwt, _)| looks_like_jwt(&jwt))
 }
 
-/// The `iat` of the JWT the request carries (unverified: only to re-sign it unchanged).
+/// The `iat` of the claims `sign` would sign: the JWT's in the body (unverified: only to
+/// re-sign it unchanged), else a JSON claims body's.
 pub(crate) fn carried_iat(req: &RequestView<'_>) -> Option<i64> {
-    let (jwt, _) = find_jwt(req)?;
-    peek_claims(&jwt)?.get("iat")?.as_i64()
+    let claims = match find_jwt(req) {
+        Some((jwt, _)) => peek_claims(&jwt)?,
+        None => serde_json::from_slice::<Value>(req.body).ok()?,
+    };
+    claims.get("iat")?.as_i64()
 }
 
 /// Claims decoded without verification (for naming the event only).
