@@ -458,3 +458,95 @@ fn no_secret_says_where_the_secret_goes() {
         .unwrap();
     assert_eq!(o.status.code(), Some(0), "{o:?}");
 }
+
+/// Issue 13 class 1, verbatim: a Twilio HMAC-SHA256 (SharedKey) signature is valid.
+#[test]
+fn twilio_sha256_settings_header_is_honoured() {
+    let o = run(&[
+        "verify",
+        "--provider",
+        "twilio",
+        "--secret=12345",
+        "--url",
+        "https://example.com/sms",
+        "-H",
+        "X-Twilio-Webhooks-Signature-Settings: key=KS1,algorithm=HMAC_SHA256",
+        "-H",
+        "X-Twilio-Signature: WH21wBmNlq44d15s5yqOSWZT4daaBsN63/F6CU9WoMQ=",
+        "--body",
+        "Body=hi&From=%2B15551234567",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{o:?}");
+    let o = run(&[
+        "sign",
+        "--provider",
+        "twilio",
+        "--secret=12345",
+        "--url",
+        "https://example.com/sms",
+        "-H",
+        "X-Twilio-Webhooks-Signature-Settings: key=KS1,algorithm=HMAC_SHA256",
+        "--body",
+        "Body=hi&From=%2B15551234567",
+    ]);
+    assert_eq!(
+        stdout(&o).trim(),
+        "X-Twilio-Signature: WH21wBmNlq44d15s5yqOSWZT4daaBsN63/F6CU9WoMQ="
+    );
+}
+
+/// Issue 13 class 5: `sign` keeps the nonce, timestamp and id the request gives, and takes
+/// verify's --now/--tolerance.
+#[test]
+fn sign_reproduces_a_given_request() {
+    let sign_json = |args: &[&str]| -> serde_json::Value {
+        let mut all = vec![
+            "sign",
+            "--json",
+            "--now",
+            "1700000000",
+            "--tolerance",
+            "300",
+        ];
+        all.extend_from_slice(args);
+        let o = run(&all);
+        assert_eq!(o.status.code(), Some(0), "{o:?}");
+        serde_json::from_str(stdout(&o).trim()).unwrap()
+    };
+    // Authy OneTouch: the given nonce, not a new one (authy-python's signature for it).
+    let v = sign_json(&[
+        "--provider",
+        "authy-onetouch",
+        "--secret",
+        "foobar123",
+        "--url",
+        "https://example.com/authy",
+        "-H",
+        "Content-Type: application/json",
+        "-H",
+        "X-Authy-Signature-Nonce: 1455825429",
+        "--body",
+        r#"{"l":[{"a":"1","b":"2"},{"a":"3","b":"4"}]}"#,
+    ]);
+    assert_eq!(v["headers"]["X-Authy-Signature-Nonce"], "1455825429");
+    assert_eq!(
+        v["headers"]["X-Authy-Signature"],
+        "lsY+34A6tQKURn3BbVI+vnoY9O1riTmBXJgyFeV1PHU="
+    );
+    // Stripe: the t= of the given header, not --now.
+    let v = sign_json(&[
+        "--provider",
+        "stripe",
+        "--secret",
+        "whsec_k",
+        "-H",
+        "Stripe-Signature: t=1600000000,v1=00",
+        "--body",
+        "{}",
+    ]);
+    let header = v["headers"]["Stripe-Signature"].as_str().unwrap();
+    assert!(header.starts_with("t=1600000000,v1="), "{header}");
+    // Nothing given: --now is the timestamp.
+    let v = sign_json(&["--provider", "slack", "--secret", "s", "--body", "a=b"]);
+    assert_eq!(v["headers"]["X-Slack-Request-Timestamp"], "1700000000");
+}

@@ -116,13 +116,24 @@ pub struct VerifyArgs {
 pub struct SignArgs {
     #[command(flatten)]
     request: RequestArgs,
-    /// Unix timestamp to sign with (default: now) where the scheme has one.
+    /// Unix timestamp to sign with where the scheme has one (default: the one the request
+    /// carries, e.g. a -H 'Stripe-Signature: t=…' or -H 'X-Slack-Request-Timestamp: …', else
+    /// --now).
     #[arg(long, value_name = "UNIX")]
     timestamp: Option<i64>,
     /// Message id (Standard Webhooks/Svix) or nonce (Authy OneTouch); default: the request's
-    /// own, else derived from the timestamp and body.
+    /// own (-H 'webhook-id: …', -H 'X-Authy-Signature-Nonce: …'), else the timestamp (Authy)
+    /// or one derived from the timestamp and body.
     #[arg(long)]
     id: Option<String>,
+    /// The current time as Unix seconds (default: now): the timestamp used when neither
+    /// --timestamp nor the request gives one. Accepted like verify's, so one set of flags
+    /// serves both.
+    #[arg(long, value_name = "UNIX")]
+    now: Option<i64>,
+    /// Accepted (and ignored) like verify's --tolerance: signing has no tolerance.
+    #[arg(long, value_name = "SECS")]
+    tolerance: Option<u64>,
     /// Print one JSON object {headers, url, body} instead of `Name: value` lines.
     #[arg(long)]
     json: bool,
@@ -393,10 +404,13 @@ pub fn run_sign(args: SignArgs) -> anyhow::Result<ExitCode> {
         Ok(x) => x,
         Err(Usage(m)) => return usage(m),
     };
+    // What the flags give, else what the request carries, else the clock: a given request is
+    // reproduced, not re-stamped.
     let opts = SignOptions {
-        timestamp: Some(args.timestamp.unwrap_or_else(now_unix)),
+        timestamp: args.timestamp,
         id: args.id.clone(),
-    };
+    }
+    .or_carried(provider, &req.view(), args.now.unwrap_or_else(now_unix));
     let signed = match twk_providers::sign_request(provider, &req.view(), &secrets, &opts) {
         Ok(s) => s,
         Err(e) => return usage(e.to_string()),

@@ -444,7 +444,8 @@ impl VerifyOptions {
     }
 }
 
-/// Options of [`crate::sign`].
+/// Options of [`crate::sign`]: values given explicitly. [`SignOptions::or_carried`] fills
+/// in what the request already carries, so a given request is reproduced.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SignOptions {
     /// Unix timestamp to sign with (Stripe, Slack, Standard Webhooks, Svix; the nonce of Authy

@@ -116,6 +116,16 @@ pub(crate) fn looks_like(req: &RequestView<'_>) -> bool {
     find_jwt(req).is_some_and(|(jwt, _)| looks_like_jwt(&jwt))
 }
 
+/// The `iat` of the claims `sign` would sign: the JWT's in the body (unverified: only to
+/// re-sign it unchanged), else a JSON claims body's.
+pub(crate) fn carried_iat(req: &RequestView<'_>) -> Option<i64> {
+    let claims = match find_jwt(req) {
+        Some((jwt, _)) => peek_claims(&jwt)?,
+        None => serde_json::from_slice::<Value>(req.body).ok()?,
+    };
+    claims.get("iat")?.as_i64()
+}
+
 /// Claims decoded without verification (for naming the event only).
 fn peek_claims(jwt: &str) -> Option<Value> {
     let payload = jwt.split('.').nth(1)?;
@@ -324,37 +334,87 @@ pub(crate) fn analyze(cx: &Cx<'_, '_>) -> Analysis {
     }
 }
 
-/// After a valid signature: `exp`/`nbf` against the clock (leeway = tolerance; `0` = off).
-fn check_times(mut a: Analysis, claims: &Value, cx: &Cx<'_, '_>) -> Analysis {
+/// A NumericDate claim: `None` when absent, `Err` when present but not a number. A
+/// fractional value counts as its whole seconds, as PyJWT's `int()` does.
+fn time_claim(claims: &Value, name: &str) -> Result<Option<i64>, String> {
+    match claims.get(name) {
+        None => Ok(None),
+        Some(v) => v
+            .as_i64()
+            .or_else(|| {
+                v.as_f64()
+                    .filter(|f| f.is_finite())
+                    .map(|f| f.trunc() as i64)
+            })
+            .map(Some)
+            .ok_or_else(|| format!("the JWT claim {name} is {v}, not a NumericDate (seconds)")),
+    }
+}
+
+/// After a valid signature: `exp`, `nbf` and `iat` against the clock, as RFC 7519 and PyJWT
+/// check them (leeway = tolerance, default 0 s; `0` given explicitly turns the check off):
+/// expired once `now >= exp` (exp is the first second the token is no longer valid), not yet
+/// valid while `nbf > now` or `iat > now` (a token issued in the future).
+fn check_times(a: Analysis, claims: &Value, cx: &Cx<'_, '_>) -> Analysis {
     let Some(leeway) = cx.opts.tolerance(0) else {
         return a;
     };
     let leeway_i = i64::try_from(leeway).unwrap_or(i64::MAX);
     let now = cx.opts.now_unix;
-    if let Some(exp) = claims.get("exp").and_then(Value::as_i64)
-        && now > exp.saturating_add(leeway_i)
+    let claim = |name| time_claim(claims, name);
+    let (exp, nbf, iat) = match (claim("exp"), claim("nbf"), claim("iat")) {
+        (Ok(exp), Ok(nbf), Ok(iat)) => (exp, nbf, iat),
+        (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => {
+            return a.verdict_with(
+                Verdict::Malformed,
+                format!("{e}; the SDKs reject such a token."),
+            );
+        }
+    };
+    if let Some(exp) = exp
+        && now.saturating_sub(leeway_i) >= exp
     {
         let skew = now.saturating_sub(exp);
-        a = check::mark_stale(a, skew, leeway);
-        if let Some(d) = a.diagnosis.as_mut() {
-            d.summary = format!(
+        return stale(
+            a,
+            skew,
+            leeway,
+            format!(
                 "The JWT signature is correct but it expired {skew} s ago (exp {exp}, leeway \
-                 {leeway} s)."
-            );
-        }
-        return a;
+                 {leeway} s; a token is expired from the second exp on)."
+            ),
+        );
     }
-    if let Some(nbf) = claims.get("nbf").and_then(Value::as_i64)
-        && now.saturating_add(leeway_i) < nbf
-    {
-        let skew = now.saturating_sub(nbf);
-        a = check::mark_stale(a, skew, leeway);
-        if let Some(d) = a.diagnosis.as_mut() {
-            d.summary = format!(
-                "The JWT signature is correct but it is not valid before {nbf} ({} s from now).",
-                skew.unsigned_abs()
+    for (name, t) in [("nbf", nbf), ("iat", iat)] {
+        if let Some(t) = t
+            && t > now.saturating_add(leeway_i)
+        {
+            let skew = now.saturating_sub(t);
+            let what = if name == "nbf" {
+                format!("it is not valid before {t}")
+            } else {
+                format!("it was issued in the future (iat {t})")
+            };
+            return stale(
+                a,
+                skew,
+                leeway,
+                format!(
+                    "The JWT signature is correct but {what}: {} s from now, leeway {leeway} s \
+                     (is the sender's or this machine's clock wrong?).",
+                    skew.unsigned_abs()
+                ),
             );
         }
+    }
+    a
+}
+
+/// `stale` with a JWT-specific summary.
+fn stale(a: Analysis, skew: i64, leeway: u64, summary: String) -> Analysis {
+    let mut a = check::mark_stale(a, skew, leeway);
+    if let Some(d) = a.diagnosis.as_mut() {
+        d.summary = summary;
     }
     a
 }

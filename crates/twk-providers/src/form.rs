@@ -83,34 +83,51 @@ pub(crate) fn encode(s: &str, enc: Encoding) -> String {
     out
 }
 
-/// Flattens JSON PHP/`qs`-style: `{"a":{"b":1}}` → `a[b]=1`, arrays as `a[]`, `null` as an
-/// empty value, booleans as `true`/`false`; empty objects and arrays produce nothing.
-pub(crate) fn flatten_json(v: &Value) -> Vec<(String, String)> {
+/// One step of a flattened JSON key: an object member or an array index.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Segment {
+    /// An object member name.
+    Key(String),
+    /// An array position. Kept (not collapsed to `[]`) because authy-python sorts the
+    /// parameters while the indices are still in them.
+    Index(usize),
+}
+
+/// Flattens a JSON object PHP-style: `{"a":{"b":1},"l":["x"]}` → `a`,`b` = `1` and `l`,`0` =
+/// `x`; `null` is an empty value, booleans are `true`/`false`, numbers as serde_json writes
+/// them; empty objects and arrays produce nothing (as with PHP's and authy-python's query
+/// builders). Anything but an object flattens to nothing.
+pub(crate) fn flatten_json(v: &Value) -> Vec<(Vec<Segment>, String)> {
     let mut out = Vec::new();
     if let Value::Object(map) = v {
         for (k, v) in map {
-            flatten_into(k.clone(), v, &mut out);
+            flatten_into(vec![Segment::Key(k.clone())], v, &mut out);
         }
     }
     out
 }
 
-fn flatten_into(key: String, v: &Value, out: &mut Vec<(String, String)>) {
+fn flatten_into(path: Vec<Segment>, v: &Value, out: &mut Vec<(Vec<Segment>, String)>) {
+    let child = |seg: Segment| {
+        let mut p = path.clone();
+        p.push(seg);
+        p
+    };
     match v {
         Value::Object(map) => {
             for (k, v) in map {
-                flatten_into(format!("{key}[{k}]"), v, out);
+                flatten_into(child(Segment::Key(k.clone())), v, out);
             }
         }
         Value::Array(items) => {
-            for v in items {
-                flatten_into(format!("{key}[]"), v, out);
+            for (i, v) in items.iter().enumerate() {
+                flatten_into(child(Segment::Index(i)), v, out);
             }
         }
-        Value::Null => out.push((key, String::new())),
-        Value::Bool(b) => out.push((key, b.to_string())),
-        Value::Number(n) => out.push((key, n.to_string())),
-        Value::String(s) => out.push((key, s.clone())),
+        Value::Null => out.push((path, String::new())),
+        Value::Bool(b) => out.push((path, b.to_string())),
+        Value::Number(n) => out.push((path, n.to_string())),
+        Value::String(s) => out.push((path, s.clone())),
     }
 }
 
@@ -144,17 +161,18 @@ mod tests {
     #[test]
     fn flattens_nested_json() {
         let v: Value = serde_json::from_str(
-            r#"{"qux":"net","foo":{"bar":{"biz":"foo"}},"e":{},"n":null,"l":[1,true]}"#,
+            r#"{"qux":"net","foo":{"bar":{"biz":"foo"}},"e":{},"n":null,"l":[1,true],"z":[]}"#,
         )
         .unwrap_or(Value::Null);
+        let key = |s: &str| Segment::Key(s.to_owned());
         assert_eq!(
             flatten_json(&v),
             vec![
-                ("qux".into(), "net".into()),
-                ("foo[bar][biz]".into(), "foo".into()),
-                ("n".into(), String::new()),
-                ("l[]".into(), "1".into()),
-                ("l[]".into(), "true".into()),
+                (vec![key("qux")], "net".to_owned()),
+                (vec![key("foo"), key("bar"), key("biz")], "foo".to_owned()),
+                (vec![key("n")], String::new()),
+                (vec![key("l"), Segment::Index(0)], "1".to_owned()),
+                (vec![key("l"), Segment::Index(1)], "true".to_owned()),
             ]
         );
     }

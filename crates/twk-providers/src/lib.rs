@@ -46,6 +46,7 @@
 #![warn(missing_docs)]
 
 mod analysis;
+mod carried;
 mod check;
 mod delivery;
 mod detect;

@@ -2,6 +2,8 @@
 //! `shared/reference/vectors.json`): valid ones verify (with the expected URL variant and
 //! signed string), signing reproduces the exact header where the scheme is deterministic,
 //! invalid ones are rejected with the right verdict.
+//!
+//! One vector is rejected on purpose although the file says valid: see [`REJECTED_ON_PURPOSE`].
 #![allow(clippy::unwrap_used)]
 
 use base64::Engine as _;
@@ -12,6 +14,15 @@ use twk_providers::{
 };
 
 const PLACEHOLDER_URL: &str = "https://example.com/webhook";
+
+/// Vectors the file marks valid that twk rejects, and why (docs/signatures.md, "SDK quirks twk
+/// does not copy").
+const REJECTED_ON_PURPOSE: [(&str, &str); 1] = [(
+    "authy/python-post",
+    "authy-python's test literal signs an EMPTY params string (its test mocks the query \
+     builder away); the real SDK recomputes the params and rejects it for this body, and \
+     accepting it would accept any body (issue 13 class 3)",
+)];
 
 struct Vector {
     id: String,
@@ -72,7 +83,8 @@ fn vector(v: &Value) -> Vector {
         provider,
         secret,
         request,
-        expected_valid: v.get("expected_valid").and_then(Value::as_bool).unwrap(),
+        expected_valid: v.get("expected_valid").and_then(Value::as_bool).unwrap()
+            && !REJECTED_ON_PURPOSE.iter().any(|(r, _)| *r == id),
         detail: s("recompute_detail").unwrap_or_default(),
         signing_input: s("signing_input"),
         now,

@@ -30,12 +30,13 @@ pub(crate) enum Mode {
     TwilioCommaJoin,
     /// Twilio: only the first value of a repeated key (twilio-go, twilio-java).
     TwilioFirstOnly,
+    /// Twilio: the canonical string, MACed with the algorithm the settings header does not
+    /// name (SHA-1 vs SHA-256).
+    TwilioOtherAlgorithm,
     /// Authy: parameters sorted by key only (node snippet's stable sort).
     AuthyKeySort,
     /// Authy: Java `URLEncoder` percent-encoding.
     AuthyJava,
-    /// Authy: empty parameter string (authy-python's test literal quirk).
-    AuthyEmptyParams,
 }
 
 /// One way the request might have been signed.

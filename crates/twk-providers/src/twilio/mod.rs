@@ -1,46 +1,25 @@
 //! Twilio `X-Twilio-Signature` (HMAC-SHA1 over the URL + sorted form params, or the URL with
-//! `bodySHA256` for JSON bodies), and the events Twilio sends (Verify Push webhooks v1/v2,
-//! messaging and call status callbacks, Event Streams CloudEvents).
+//! `bodySHA256` for JSON bodies; HMAC-SHA256 when `X-Twilio-Webhooks-Signature-Settings` says
+//! so, see [`algorithm`]). The events Twilio sends are in [`events`].
 
 use crate::Cx;
-use crate::analysis::{Analysis, Event, Provider, SignError, Signed, Verdict};
+use crate::analysis::{Analysis, Provider, SignError, Signed, Verdict};
 use crate::check::{self, Computed, Mode, Variant};
 use crate::form::decode_pairs;
 use crate::request::RequestView;
 use crate::secret::Secret;
 use crate::url::{UrlParts, add_default_port, strip_port};
-use crate::util::{abbrev, b64, ct_eq, hmac_sha1, parse_json, sha256_hex};
-use serde_json::{Map, Value};
+use crate::util::{b64, ct_eq, sha256_hex};
 use std::collections::BTreeMap;
 
+mod algorithm;
+mod events;
+
+use algorithm::{Algorithm, Settings};
+
+pub(crate) use events::{event, looks_like};
+
 const HEADER: &str = "X-Twilio-Signature";
-
-/// Verify Push event types (`type`).
-pub(crate) const VERIFY_PUSH_EVENTS: [&str; 5] = [
-    "factor.created",
-    "factor.verified",
-    "factor.deleted",
-    "challenge.approved",
-    "challenge.denied",
-];
-
-/// Verify Push fields that carry JSON strings.
-const JSON_FIELDS: [&str; 4] = [
-    "challenge_details",
-    "challenge_hidden_details",
-    "challenge_metadata",
-    "factor_metadata",
-];
-
-/// Fields only v2 Verify Push webhooks carry.
-const V2_FIELDS: [&str; 6] = [
-    "factor_type",
-    "factor_friendly_name",
-    "factor_metadata",
-    "challenge_details",
-    "challenge_hidden_details",
-    "challenge_metadata",
-];
 
 /// Whether the body is signed through `bodySHA256` (JSON) rather than as form params.
 fn json_mode(req: &RequestView<'_>, parts: &UrlParts<'_>) -> bool {
@@ -202,14 +181,44 @@ pub(crate) fn analyze(cx: &Cx<'_, '_>) -> Analysis {
             ),
         );
     };
+    let settings = match algorithm::settings(req) {
+        Ok(s) => s,
+        Err(name) => return unknown_algorithm(a, &name),
+    };
     let json = json_mode(req, &parts);
-    let a = check_signature(cx, a, secret.expose(), received, json);
+    let a = check_signature(cx, a, secret.expose(), received, json, &settings);
     let a = if json {
         check_body_hash(a, req, &parts, received)
     } else {
         a
     };
-    note_lenient_variant(a)
+    note_algorithm(note_lenient_variant(a), &settings)
+}
+
+/// The settings header names an algorithm the SDKs do not know: they reject the request, so
+/// twk does too rather than guess.
+fn unknown_algorithm(a: Analysis, name: &str) -> Analysis {
+    a.verdict_with(
+        Verdict::Invalid,
+        format!(
+            "{} names algorithm {name:?}; Twilio's SDKs know HMAC_SHA1 and HMAC_SHA256 \
+             and reject a request signed with any other, so twk cannot check it either.",
+            algorithm::SETTINGS
+        ),
+    )
+}
+
+/// A SharedKey (HMAC-SHA256) signature that holds: say which key, since it is not the auth
+/// token.
+fn note_algorithm(mut a: Analysis, settings: &Settings) -> Analysis {
+    if a.verdict == Verdict::Valid && settings.algorithm == Algorithm::Sha256 {
+        a.notes.push(format!(
+            "HMAC-SHA256 as {} says (SharedKey {})",
+            algorithm::SETTINGS,
+            settings.key_id.as_deref().unwrap_or("not named")
+        ));
+    }
+    a
 }
 
 /// The signature over the URL (+ form params): every accepted URL variant, then the plausible
@@ -220,8 +229,10 @@ fn check_signature(
     key: &[u8],
     received: &str,
     json: bool,
+    settings: &Settings,
 ) -> Analysis {
     let req = cx.req;
+    let alg = settings.algorithm;
     let params = signed_params(req, json);
     let base = Variant::base("as-is", key, req.url, req.body);
     let accepted: Vec<Variant<'_>> = accepted_urls(req.url)
@@ -234,12 +245,18 @@ fn check_signature(
     }
     mistakes.extend(url_mistakes(cx, &base, &accepted));
     mistakes.extend(param_mistakes(&base, &params));
+    mistakes.extend(algorithm_mistakes(&accepted, settings));
 
     let compute = |v: &Variant<'_>| {
         let mut signed = v.url.as_bytes().to_vec();
         signed.extend_from_slice(params_string(&params, v.mode).as_bytes());
+        let alg = if v.mode == Mode::TwilioOtherAlgorithm {
+            alg.other()
+        } else {
+            alg
+        };
         Some(Computed {
-            sig: b64(&hmac_sha1(&v.key, &signed)),
+            sig: b64(&alg.mac(&v.key, &signed)),
             signed,
         })
     };
@@ -254,10 +271,58 @@ fn check_signature(
                 .to_owned(),
         );
     }
-    let summary = "X-Twilio-Signature does not match HMAC-SHA1(auth token, URL + sorted POST \
-                   params) for any URL variant Twilio's SDKs accept (as-is, port stripped or \
-                   added, ' vs %27).";
-    check::conclude(a, out, received, summary, hints)
+    let summary = match alg {
+        Algorithm::Sha1 => "X-Twilio-Signature does not match HMAC-SHA1(auth token, URL + \
+                            sorted POST params) for any URL variant Twilio's SDKs accept (as-is, \
+                            port stripped or added, ' vs %27)."
+            .to_owned(),
+        Algorithm::Sha256 => {
+            hints.push(format!(
+                "signed with a SharedKey ({}): the secret is that key's secret, not the \
+                 account auth token",
+                settings.key_id.as_deref().unwrap_or("key not named")
+            ));
+            format!(
+                "X-Twilio-Signature does not match HMAC-SHA256(SharedKey secret, URL + sorted \
+                 POST params) for any URL variant Twilio's SDKs accept (as-is, port stripped \
+                 or added, ' vs %27); {} says HMAC_SHA256.",
+                algorithm::SETTINGS
+            )
+        }
+    };
+    check::conclude(a, out, received, &summary, hints)
+}
+
+/// The other algorithm over every accepted URL: a SharedKey signature whose settings header
+/// was dropped on the way (or an auth-token signature with a stray header). The SDKs validate
+/// with the header's algorithm only, so this explains a failure and never validates.
+fn algorithm_mistakes<'a>(accepted: &[Variant<'a>], settings: &Settings) -> Vec<Variant<'a>> {
+    let why = match settings.algorithm {
+        Algorithm::Sha1 if settings.present => format!(
+            "the signature is HMAC-SHA256 (a SharedKey signature), but {} does not say \
+             algorithm=HMAC_SHA256; the SDKs validate with the algorithm the header names",
+            algorithm::SETTINGS
+        ),
+        Algorithm::Sha1 => format!(
+            "the signature is HMAC-SHA256 (a SharedKey signature), but the request has no {} \
+             header saying algorithm=HMAC_SHA256 (did a proxy drop it?); the SDKs validate \
+             with SHA-1 without it",
+            algorithm::SETTINGS
+        ),
+        Algorithm::Sha256 => format!(
+            "the signature is HMAC-SHA1, but {} says algorithm=HMAC_SHA256; the SDKs validate \
+             with the algorithm the header names",
+            algorithm::SETTINGS
+        ),
+    };
+    let other = settings.algorithm.other().name();
+    accepted
+        .iter()
+        .map(|v| {
+            v.named(format!("{other}, {}", v.label), why.clone())
+                .with_mode(Mode::TwilioOtherAlgorithm)
+        })
+        .collect()
 }
 
 /// The secondary auth token over every accepted URL: Twilio signs with it only once it is
@@ -447,8 +512,18 @@ fn note_lenient_variant(mut a: Analysis) -> Analysis {
 }
 
 /// Produces `X-Twilio-Signature` for the request's URL (and, for JSON bodies, a URL with a
-/// fresh `bodySHA256`).
+/// fresh `bodySHA256`), with the algorithm the request's settings header names (SHA-1 without
+/// one).
 pub(crate) fn sign(req: &RequestView<'_>, secret: &Secret) -> Result<Signed, SignError> {
+    let alg = algorithm::settings(req)
+        .map_err(|name| SignError::BadRequest {
+            provider: Provider::Twilio,
+            reason: format!(
+                "{} names algorithm {name:?}; twk signs with HMAC_SHA1 or HMAC_SHA256",
+                algorithm::SETTINGS
+            ),
+        })?
+        .algorithm;
     let parts = UrlParts::parse(req.url).ok_or_else(|| SignError::BadRequest {
         provider: Provider::Twilio,
         reason: format!(
@@ -489,174 +564,10 @@ pub(crate) fn sign(req: &RequestView<'_>, secret: &Secret) -> Result<Signed, Sig
         s.extend_from_slice(params_string(&params, Mode::Canonical).as_bytes());
         (req.url.to_owned(), s)
     };
-    let sig = b64(&hmac_sha1(secret.expose(), &signed));
+    let sig = b64(&alg.mac(secret.expose(), &signed));
     Ok(Signed {
         headers: vec![(HEADER.to_owned(), sig)],
         url: (url != req.url).then_some(url),
         body: None,
     })
-}
-
-/// Whether a request without a signature still looks like Twilio.
-pub(crate) fn looks_like(req: &RequestView<'_>) -> bool {
-    if req.has_header("i-twilio-idempotency-token") {
-        return true;
-    }
-    let params = form_or_query(req);
-    let has = |k: &str| params.iter().any(|(kk, _)| kk == k);
-    (has("AccountSid") && (has("CallSid") || has("MessageSid") || has("SmsSid")))
-        || (has("account_sid") && has("service_sid") && has("type"))
-}
-
-fn form_or_query(req: &RequestView<'_>) -> Vec<(String, String)> {
-    if req.is_get() {
-        UrlParts::parse(req.url)
-            .map(|p| p.query_pairs())
-            .unwrap_or_default()
-    } else if req.is_json() {
-        Vec::new()
-    } else {
-        decode_pairs(req.body)
-    }
-}
-
-/// Names the event: Verify Push, messaging/call status, CloudEvents.
-pub(crate) fn event(req: &RequestView<'_>) -> Option<Event> {
-    if let Some(v) = parse_json(req.body) {
-        let first = match &v {
-            Value::Array(items) => items.first().cloned(),
-            other => Some(other.clone()),
-        };
-        if let Some(obj) = first
-            && let Some(t) = obj.get("type").and_then(Value::as_str)
-        {
-            let mut e = Event::new(t, t);
-            if obj.get("specversion").is_some() {
-                let source = obj.get("source").and_then(Value::as_str).unwrap_or("");
-                e.summary = format!("{t} · {}", abbrev(source, 40));
-            }
-            e.id = obj.get("id").and_then(Value::as_str).map(str::to_owned);
-            if let Value::Object(m) = obj {
-                e.details = m;
-            }
-            return Some(e);
-        }
-        return None;
-    }
-    let params = form_or_query(req);
-    let get = |k: &str| {
-        params
-            .iter()
-            .find(|(kk, _)| kk == k)
-            .map(|(_, v)| v.as_str())
-    };
-    if let Some(t) = get("type")
-        && (get("entity_identity").is_some() || get("factor_sid").is_some())
-    {
-        return Some(verify_push_event(t, &params));
-    }
-    let route = |a: Option<&str>, b: Option<&str>| -> String {
-        format!("{} → {}", a.unwrap_or("?"), b.unwrap_or("?"))
-    };
-    if let Some(status) = get("MessageStatus").or_else(|| get("SmsStatus")) {
-        let sid = get("MessageSid").or_else(|| get("SmsSid")).unwrap_or("");
-        let name = if status == "received" {
-            "message.received".to_owned()
-        } else {
-            format!("message.{status}")
-        };
-        let mut summary = format!(
-            "{name} · {} · {}",
-            abbrev(sid, 8),
-            route(get("From"), get("To"))
-        );
-        if let Some(code) = get("ErrorCode") {
-            summary.push_str(&format!(" · error {code}"));
-        }
-        let mut e = Event::new(name, summary);
-        e.id = Some(sid.to_owned()).filter(|s| !s.is_empty());
-        e.details = string_map(&params);
-        return Some(e);
-    }
-    if let Some(status) = get("CallStatus") {
-        let sid = get("CallSid").unwrap_or("");
-        let name = format!("call.{status}");
-        let summary = format!(
-            "{name} · {} · {}",
-            abbrev(sid, 8),
-            route(get("From"), get("To"))
-        );
-        let mut e = Event::new(name, summary);
-        e.id = Some(sid.to_owned()).filter(|s| !s.is_empty());
-        e.details = string_map(&params);
-        return Some(e);
-    }
-    if get("AccountSid").is_some() {
-        let mut e = Event::new("webhook", "Twilio webhook");
-        e.details = string_map(&params);
-        return Some(e);
-    }
-    None
-}
-
-fn string_map(params: &[(String, String)]) -> Map<String, Value> {
-    let mut m = Map::new();
-    for (k, v) in params {
-        m.entry(k.clone())
-            .or_insert_with(|| Value::String(v.clone()));
-    }
-    m
-}
-
-/// A Verify Push webhook: `type`, entity, factor, and the JSON-string fields decoded.
-fn verify_push_event(t: &str, params: &[(String, String)]) -> Event {
-    let get = |k: &str| {
-        params
-            .iter()
-            .find(|(kk, _)| kk == k)
-            .map(|(_, v)| v.as_str())
-    };
-    let mut details = Map::new();
-    for (k, v) in params {
-        let value = if JSON_FIELDS.contains(&k.as_str()) {
-            serde_json::from_str::<Value>(v).unwrap_or_else(|_| Value::String(v.clone()))
-        } else {
-            Value::String(v.clone())
-        };
-        details.entry(k.clone()).or_insert(value);
-    }
-    let v2 = V2_FIELDS.iter().any(|f| get(f).is_some());
-    details.insert(
-        "webhook_version".to_owned(),
-        Value::String(if v2 { "v2" } else { "v1" }.to_owned()),
-    );
-    if !VERIFY_PUSH_EVENTS.contains(&t) {
-        details.insert(
-            "undocumented_type".to_owned(),
-            Value::String(format!(
-                "{t} is not one of the documented Verify Push events ({})",
-                VERIFY_PUSH_EVENTS.join(", ")
-            )),
-        );
-    }
-    let mut summary = t.to_owned();
-    if let Some(entity) = get("entity_identity") {
-        summary.push_str(&format!(" · entity {}", abbrev(entity, 4)));
-    }
-    if let Some(factor) = get("factor_sid") {
-        summary.push_str(&format!(" · factor {}", abbrev(factor, 2)));
-    }
-    if t.starts_with("challenge.")
-        && let Some(Value::Object(d)) = details.get("challenge_details")
-        && let Some(msg) = d.get("message").and_then(Value::as_str)
-    {
-        summary.push_str(&format!(" · “{}”", abbrev(msg, 32)));
-    }
-    if !v2 {
-        summary.push_str(" · v1 (legacy)");
-    }
-    let mut e = Event::new(t, summary);
-    e.id = get("uuid").map(str::to_owned);
-    e.details = details;
-    e
 }

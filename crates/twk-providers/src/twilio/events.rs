@@ -1,0 +1,200 @@
+//! The events Twilio sends: Verify Push webhooks (v1/v2), messaging and call status callbacks,
+//! Event Streams CloudEvents; and whether an unsigned request still looks like Twilio.
+
+use crate::analysis::Event;
+use crate::form::decode_pairs;
+use crate::request::RequestView;
+use crate::url::UrlParts;
+use crate::util::{abbrev, parse_json};
+use serde_json::{Map, Value};
+
+/// Verify Push event types (`type`).
+pub(crate) const VERIFY_PUSH_EVENTS: [&str; 5] = [
+    "factor.created",
+    "factor.verified",
+    "factor.deleted",
+    "challenge.approved",
+    "challenge.denied",
+];
+
+/// Verify Push fields that carry JSON strings.
+const JSON_FIELDS: [&str; 4] = [
+    "challenge_details",
+    "challenge_hidden_details",
+    "challenge_metadata",
+    "factor_metadata",
+];
+
+/// Fields only v2 Verify Push webhooks carry.
+const V2_FIELDS: [&str; 6] = [
+    "factor_type",
+    "factor_friendly_name",
+    "factor_metadata",
+    "challenge_details",
+    "challenge_hidden_details",
+    "challenge_metadata",
+];
+
+/// Whether a request without a signature still looks like Twilio.
+pub(crate) fn looks_like(req: &RequestView<'_>) -> bool {
+    if req.has_header("i-twilio-idempotency-token") {
+        return true;
+    }
+    let params = form_or_query(req);
+    let has = |k: &str| params.iter().any(|(kk, _)| kk == k);
+    (has("AccountSid") && (has("CallSid") || has("MessageSid") || has("SmsSid")))
+        || (has("account_sid") && has("service_sid") && has("type"))
+}
+
+fn form_or_query(req: &RequestView<'_>) -> Vec<(String, String)> {
+    if req.is_get() {
+        UrlParts::parse(req.url)
+            .map(|p| p.query_pairs())
+            .unwrap_or_default()
+    } else if req.is_json() {
+        Vec::new()
+    } else {
+        decode_pairs(req.body)
+    }
+}
+
+/// Names the event: Verify Push, messaging/call status, CloudEvents.
+pub(crate) fn event(req: &RequestView<'_>) -> Option<Event> {
+    if let Some(v) = parse_json(req.body) {
+        let first = match &v {
+            Value::Array(items) => items.first().cloned(),
+            other => Some(other.clone()),
+        };
+        if let Some(obj) = first
+            && let Some(t) = obj.get("type").and_then(Value::as_str)
+        {
+            let mut e = Event::new(t, t);
+            if obj.get("specversion").is_some() {
+                let source = obj.get("source").and_then(Value::as_str).unwrap_or("");
+                e.summary = format!("{t} · {}", abbrev(source, 40));
+            }
+            e.id = obj.get("id").and_then(Value::as_str).map(str::to_owned);
+            if let Value::Object(m) = obj {
+                e.details = m;
+            }
+            return Some(e);
+        }
+        return None;
+    }
+    let params = form_or_query(req);
+    let get = |k: &str| {
+        params
+            .iter()
+            .find(|(kk, _)| kk == k)
+            .map(|(_, v)| v.as_str())
+    };
+    if let Some(t) = get("type")
+        && (get("entity_identity").is_some() || get("factor_sid").is_some())
+    {
+        return Some(verify_push_event(t, &params));
+    }
+    let route = |a: Option<&str>, b: Option<&str>| -> String {
+        format!("{} → {}", a.unwrap_or("?"), b.unwrap_or("?"))
+    };
+    if let Some(status) = get("MessageStatus").or_else(|| get("SmsStatus")) {
+        let sid = get("MessageSid").or_else(|| get("SmsSid")).unwrap_or("");
+        let name = if status == "received" {
+            "message.received".to_owned()
+        } else {
+            format!("message.{status}")
+        };
+        let mut summary = format!(
+            "{name} · {} · {}",
+            abbrev(sid, 8),
+            route(get("From"), get("To"))
+        );
+        if let Some(code) = get("ErrorCode") {
+            summary.push_str(&format!(" · error {code}"));
+        }
+        let mut e = Event::new(name, summary);
+        e.id = Some(sid.to_owned()).filter(|s| !s.is_empty());
+        e.details = string_map(&params);
+        return Some(e);
+    }
+    if let Some(status) = get("CallStatus") {
+        let sid = get("CallSid").unwrap_or("");
+        let name = format!("call.{status}");
+        let summary = format!(
+            "{name} · {} · {}",
+            abbrev(sid, 8),
+            route(get("From"), get("To"))
+        );
+        let mut e = Event::new(name, summary);
+        e.id = Some(sid.to_owned()).filter(|s| !s.is_empty());
+        e.details = string_map(&params);
+        return Some(e);
+    }
+    if get("AccountSid").is_some() {
+        let mut e = Event::new("webhook", "Twilio webhook");
+        e.details = string_map(&params);
+        return Some(e);
+    }
+    None
+}
+
+fn string_map(params: &[(String, String)]) -> Map<String, Value> {
+    let mut m = Map::new();
+    for (k, v) in params {
+        m.entry(k.clone())
+            .or_insert_with(|| Value::String(v.clone()));
+    }
+    m
+}
+
+/// A Verify Push webhook: `type`, entity, factor, and the JSON-string fields decoded.
+fn verify_push_event(t: &str, params: &[(String, String)]) -> Event {
+    let get = |k: &str| {
+        params
+            .iter()
+            .find(|(kk, _)| kk == k)
+            .map(|(_, v)| v.as_str())
+    };
+    let mut details = Map::new();
+    for (k, v) in params {
+        let value = if JSON_FIELDS.contains(&k.as_str()) {
+            serde_json::from_str::<Value>(v).unwrap_or_else(|_| Value::String(v.clone()))
+        } else {
+            Value::String(v.clone())
+        };
+        details.entry(k.clone()).or_insert(value);
+    }
+    let v2 = V2_FIELDS.iter().any(|f| get(f).is_some());
+    details.insert(
+        "webhook_version".to_owned(),
+        Value::String(if v2 { "v2" } else { "v1" }.to_owned()),
+    );
+    if !VERIFY_PUSH_EVENTS.contains(&t) {
+        details.insert(
+            "undocumented_type".to_owned(),
+            Value::String(format!(
+                "{t} is not one of the documented Verify Push events ({})",
+                VERIFY_PUSH_EVENTS.join(", ")
+            )),
+        );
+    }
+    let mut summary = t.to_owned();
+    if let Some(entity) = get("entity_identity") {
+        summary.push_str(&format!(" · entity {}", abbrev(entity, 4)));
+    }
+    if let Some(factor) = get("factor_sid") {
+        summary.push_str(&format!(" · factor {}", abbrev(factor, 2)));
+    }
+    if t.starts_with("challenge.")
+        && let Some(Value::Object(d)) = details.get("challenge_details")
+        && let Some(msg) = d.get("message").and_then(Value::as_str)
+    {
+        summary.push_str(&format!(" · “{}”", abbrev(msg, 32)));
+    }
+    if !v2 {
+        summary.push_str(" · v1 (legacy)");
+    }
+    let mut e = Event::new(t, summary);
+    e.id = get("uuid").map(str::to_owned);
+    e.details = details;
+    e
+}
