@@ -10,8 +10,9 @@
 //! - `twk-tunnel sign` signs, and the SDK's validator (and `twk-tunnel verify`) must accept.
 //!
 //! The SDKs live in a Python venv made by `tests/oracle/setup.sh` (pinned versions in
-//! `tests/oracle/requirements.txt`; `.ci/run` runs it). Without the venv this test fails and
-//! says how to create it, unless `TWK_SKIP_SDK_ORACLE=1`. `TWK_ORACLE_VENV` points elsewhere;
+//! `tests/oracle/requirements.txt`; `.ci/run` runs it, and this test runs it when the venv is
+//! missing, so `cargo test` works on a fresh machine with python3-venv and PyPI). When it
+//! cannot be made this test fails and says why, unless `TWK_SKIP_SDK_ORACLE=1`. `TWK_ORACLE_VENV` points elsewhere;
 //! `TWK_ORACLE_SEED` generates other cases.
 #![allow(clippy::unwrap_used)]
 
@@ -42,7 +43,7 @@ fn oracle_python() -> Option<PathBuf> {
     let venv = std::env::var_os("TWK_ORACLE_VENV")
         .map_or_else(|| workspace().join("target/oracle-venv"), PathBuf::from);
     let python = venv.join("bin/python");
-    if python.exists() {
+    if python.exists() || make_venv(&venv) {
         return Some(python);
     }
     assert!(
@@ -53,6 +54,20 @@ fn oracle_python() -> Option<PathBuf> {
     );
     eprintln!("skipping: no SDK oracle venv and TWK_SKIP_SDK_ORACLE=1");
     None
+}
+
+/// Runs `tests/oracle/setup.sh` for `venv`; true when it made it.
+fn make_venv(venv: &Path) -> bool {
+    if std::env::var("TWK_SKIP_SDK_ORACLE").as_deref() == Ok("1") {
+        return false;
+    }
+    eprintln!("creating the SDK oracle venv {} (once)", venv.display());
+    Command::new("bash")
+        .arg(workspace().join("tests/oracle/setup.sh"))
+        .env("TWK_ORACLE_VENV", venv)
+        .status()
+        .is_ok_and(|s| s.success())
+        && venv.join("bin/python").exists()
 }
 
 /// Runs the Python oracle once over `ops`; one result per op.
