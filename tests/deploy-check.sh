@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 
 # Step 2: build the binaries (up to date in a moment when they already are).
 cargo build --locked -q -p twk-relay-server -p twk-tunnel
-BIN=${TWK_BIN:-target/debug}
+BIN=${TWK_BIN:-${CARGO_TARGET_DIR:-target}/debug}
 BIN=$(cd "$BIN" && pwd)
 passed=0
 failed=0
