@@ -147,7 +147,7 @@ pub fn slack(rng: &mut Rng) -> Vec<Case> {
 fn slack_case(rng: &mut Rng, n: usize) -> Case {
     let secret = rng.alnum(32);
     let (skew, in_time) = window(n);
-    let req = if n % 2 == 0 {
+    let req = if n.is_multiple_of(2) {
         let params = vec![
             ("token".to_owned(), rng.alnum(24)),
             ("team_domain".to_owned(), "acme".to_owned()),

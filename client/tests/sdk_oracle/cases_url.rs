@@ -73,7 +73,7 @@ fn twilio_case(rng: &mut Rng, n: usize) -> Case {
         "form" => {
             let count = if n == 13 { 300 } else { 1 + rng.below(6) };
             let mut params = pairs(rng, TWILIO_KEYS, count);
-            if n % 5 == 0 {
+            if n.is_multiple_of(5) {
                 // Repeated keys: another value, and the same value twice.
                 let (k, v) = params[0].clone();
                 params.push((k.clone(), text(rng)));

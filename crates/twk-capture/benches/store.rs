@@ -82,7 +82,7 @@ fn exchange(i: u64, base_ms: i64) -> Exchange {
                 truncated: false,
             },
         },
-        status: Some(if i % 17 == 0 { 500 } else { 200 }),
+        status: Some(if i.is_multiple_of(17) { 500 } else { 200 }),
         response: Some(Message {
             headers: vec![h("content-type", "text/plain".into())],
             body: CapturedBody {
@@ -102,7 +102,7 @@ fn exchange(i: u64, base_ms: i64) -> Exchange {
         provider: Some("stripe".into()),
         event: Some(event.into()),
         summary: None,
-        verdict: Some(if i % 13 == 0 {
+        verdict: Some(if i.is_multiple_of(13) {
             twk_providers::Verdict::Invalid
         } else {
             twk_providers::Verdict::Valid

@@ -134,20 +134,18 @@ fn render_bytes(ct: Option<&str>, bytes: &[u8], truncated: bool) -> (BodyKind, V
     let ct = ct.unwrap_or_default();
     let trimmed = text.trim();
     let json_like = ct.contains("json") || trimmed.starts_with('{') || trimmed.starts_with('[');
-    if json_like {
-        if let Ok(v) = serde_json::from_str::<serde_json::Value>(text) {
-            let mut lines = json_lines(&v, 0);
-            lines.extend(embedded_jwts_json(&v));
-            return (BodyKind::Json, lines);
-        }
+    if json_like && let Ok(v) = serde_json::from_str::<serde_json::Value>(text) {
+        let mut lines = json_lines(&v, 0);
+        lines.extend(embedded_jwts_json(&v));
+        return (BodyKind::Json, lines);
     }
     if let Some(lines) = jwt_lines(trimmed) {
         return (BodyKind::Jwt, lines);
     }
-    if ct == "application/x-www-form-urlencoded" || (ct.is_empty() && looks_like_form(trimmed)) {
-        if let Some(lines) = form_table(bytes) {
-            return (BodyKind::Form, lines);
-        }
+    if (ct == "application/x-www-form-urlencoded" || (ct.is_empty() && looks_like_form(trimmed)))
+        && let Some(lines) = form_table(bytes)
+    {
+        return (BodyKind::Form, lines);
     }
     if ct.contains("xml")
         || trimmed.starts_with("<?xml")
@@ -209,14 +207,14 @@ fn form_table(bytes: &[u8]) -> Option<Vec<Line<'static>>> {
             ]));
         }
         let v = value.trim();
-        if v.starts_with('{') || v.starts_with('[') {
-            if let Ok(json) = serde_json::from_str::<serde_json::Value>(v) {
-                out.push(Line::styled(
-                    format!("{:width$}   ↳ {key} as JSON:", ""),
-                    dim(),
-                ));
-                out.extend(json_lines(&json, width + 5));
-            }
+        if (v.starts_with('{') || v.starts_with('['))
+            && let Ok(json) = serde_json::from_str::<serde_json::Value>(v)
+        {
+            out.push(Line::styled(
+                format!("{:width$}   ↳ {key} as JSON:", ""),
+                dim(),
+            ));
+            out.extend(json_lines(&json, width + 5));
         }
         if let Some(jwt) = jwt_lines(v) {
             out.push(Line::styled(
@@ -239,14 +237,14 @@ fn embedded_jwts_json(v: &serde_json::Value) -> Vec<Line<'static>> {
     let mut out = Vec::new();
     if let serde_json::Value::Object(map) = v {
         for (k, val) in map {
-            if let Some(s) = val.as_str() {
-                if let Some(lines) = jwt_lines(s) {
-                    out.push(Line::styled(
-                        format!("↳ field {} as JWT:", clean_line(k, MAX_KEY_WIDTH)),
-                        dim(),
-                    ));
-                    out.extend(lines.into_iter().map(|l| indent_line(l, 2)));
-                }
+            if let Some(s) = val.as_str()
+                && let Some(lines) = jwt_lines(s)
+            {
+                out.push(Line::styled(
+                    format!("↳ field {} as JWT:", clean_line(k, MAX_KEY_WIDTH)),
+                    dim(),
+                ));
+                out.extend(lines.into_iter().map(|l| indent_line(l, 2)));
             }
         }
     }
@@ -288,10 +286,10 @@ fn jwt_lines(s: &str) -> Option<Vec<Line<'static>>> {
     out.push(Line::styled("claims:", key_style()));
     out.extend(json_lines(&claims, 2));
     for claim in ["iat", "nbf", "exp"] {
-        if let Some(t) = claims.get(claim).and_then(serde_json::Value::as_i64) {
-            if let Ok(ts) = jiff::Timestamp::from_second(t) {
-                out.push(Line::styled(format!("  {claim} = {ts}"), dim()));
-            }
+        if let Some(t) = claims.get(claim).and_then(serde_json::Value::as_i64)
+            && let Ok(ts) = jiff::Timestamp::from_second(t)
+        {
+            out.push(Line::styled(format!("  {claim} = {ts}"), dim()));
         }
     }
     Some(out)

@@ -251,14 +251,14 @@ pub(super) fn auth_tab(
         "Lints",
         stored.lints.as_deref().unwrap_or_default(),
     ));
-    if let (Some(p), Some(h)) = (partner, stored.handshake) {
-        if let Some(l) = p.lints.as_deref() {
-            out.push(Line::raw(""));
-            out.extend(lint_lines(
-                &format!("Lints of leg {} (#{})", h.leg.other(), p.id()),
-                l,
-            ));
-        }
+    if let (Some(p), Some(h)) = (partner, stored.handshake)
+        && let Some(l) = p.lints.as_deref()
+    {
+        out.push(Line::raw(""));
+        out.extend(lint_lines(
+            &format!("Lints of leg {} (#{})", h.leg.other(), p.id()),
+            l,
+        ));
     }
     out
 }

@@ -32,10 +32,10 @@ pub fn update(m: &mut Model, msg: Msg) -> Vec<Cmd> {
             }
             if m.list.stale && !m.list.loading {
                 m.refresh(&mut out);
-            } else if let Some(id) = m.detail_wanted.take() {
-                if m.detail.as_ref().map(|d| d.id()) != Some(id) {
-                    out.push(Cmd::Load(Load::Detail(id)));
-                }
+            } else if let Some(id) = m.detail_wanted.take()
+                && m.detail.as_ref().map(|d| d.id()) != Some(id)
+            {
+                out.push(Cmd::Load(Load::Detail(id)));
             }
         }
         Msg::Captured(s) => {
