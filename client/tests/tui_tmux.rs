@@ -413,17 +413,7 @@ async fn an_unreachable_relay_is_reported_once_in_the_top_bar() {
         .local_addr()
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    let config = dir.path().join("config");
-    std::fs::create_dir_all(&config).unwrap();
-    let shell_cmd = format!(
-        "env -u TWK_RELAY -u TWK_TOKEN -u TWK_NAME -u TWK_CONFIG TWK_DATA_DIR={data} \
-         XDG_CONFIG_HOME={config} LC_ALL=C.UTF-8 {bin} --relay http://{closed} 3000; \
-         code=$?; echo; echo \"twk-tunnel exited with $code\"; sleep 60",
-        data = quote(&data.to_string_lossy()),
-        config = quote(&config.to_string_lossy()),
-        bin = quote(BIN),
-    );
+    let shell_cmd = twk_in_shell(dir.path(), "", &format!("--relay http://{} 3000", closed));
     let tmux = Tmux::start("unreachable", &shell_cmd);
     let screen = tmux.wait_for("the reconnecting top bar", |s| {
         s.contains("reconnecting in") && s.contains("refused")
@@ -452,18 +442,7 @@ async fn a_relay_url_that_leads_to_an_app_ends_the_inspector_with_the_reason() {
     }
     let app = FakeTarget::echo().await;
     let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    let config = dir.path().join("config");
-    std::fs::create_dir_all(&config).unwrap();
-    let shell_cmd = format!(
-        "env -u TWK_RELAY -u TWK_TOKEN -u TWK_NAME -u TWK_CONFIG TWK_DATA_DIR={data} \
-         XDG_CONFIG_HOME={config} LC_ALL=C.UTF-8 {bin} --relay http://{app} 3000; \
-         code=$?; echo; echo \"twk-tunnel exited with $code\"; sleep 60",
-        data = quote(&data.to_string_lossy()),
-        config = quote(&config.to_string_lossy()),
-        bin = quote(BIN),
-        app = app.addr,
-    );
+    let shell_cmd = twk_in_shell(dir.path(), "", &format!("--relay http://{} 3000", app.addr));
     let tmux = Tmux::start("notarelay", &shell_cmd);
     // No key pressed: the inspector closes by itself and the reason is printed.
     let screen = tmux.wait_for("the process to exit", |s| {
