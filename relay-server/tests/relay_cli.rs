@@ -135,6 +135,34 @@ async fn a_missing_certificate_file_is_a_usage_error_naming_its_cause_once() {
 }
 
 #[tokio::test]
+async fn a_missing_or_empty_acme_ca_root_is_a_usage_error_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let empty = dir.path().join("empty.pem");
+    std::fs::write(&empty, "not a certificate\n").unwrap();
+    for (root, cause) in [
+        (dir.path().join("missing.pem"), "No such file or directory"),
+        (empty, "holds no PEM certificate"),
+    ] {
+        let out = Command::new(BIN)
+            .args(["--listen", "127.0.0.1:0", "--domain", "relay.test"])
+            .args(["--allow-anonymous", "--no-state-file"])
+            .args(["--acme-email", "ops@relay.test"])
+            .arg("--acme-cache")
+            .arg(dir.path().join("acme"))
+            .arg("--acme-ca-root")
+            .arg(&root)
+            .output()
+            .await
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        // It used to start and retry the first order forever.
+        assert_eq!(out.status.code(), Some(2), "{err}");
+        assert!(err.contains(&root.display().to_string()), "{err}");
+        assert_eq!(err.matches(cause).count(), 1, "{err}");
+    }
+}
+
+#[tokio::test]
 async fn a_malformed_token_label_exits_2_an_unknown_one_1() {
     let dir = tempfile::tempdir().unwrap();
     let tokens = dir.path().join("tokens");

@@ -48,6 +48,22 @@ pub enum AcmeError {
     /// A certificate or key could not be built or read.
     #[error("certificate: {0}")]
     Cert(String),
+    /// The CA root file (`ca_root`) cannot be read: a configuration error, found at start
+    /// rather than on every retry of the first order.
+    #[error("ACME CA root {path}")]
+    CaRootUnreadable {
+        /// The file.
+        path: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The CA root file holds no PEM certificate.
+    #[error("ACME CA root {path} holds no PEM certificate")]
+    CaRootEmpty {
+        /// The file.
+        path: String,
+    },
     /// The cache directory could not be used.
     #[error("ACME cache {path}")]
     Cache {

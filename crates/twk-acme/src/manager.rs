@@ -106,6 +106,9 @@ pub struct Acme {
 impl Acme {
     /// Opens the cache and serves a cached certificate at once if it covers the names.
     pub fn new(cfg: AcmeConfig) -> Result<Acme, AcmeError> {
+        if let Some(root) = &cfg.ca_root {
+            check_ca_root(root)?;
+        }
         let cache = Cache::open(&cfg.cache_dir, &cfg.directory, &cfg.domain)?;
         let resolver = Arc::new(CertResolver::default());
         let (info, _) = watch::channel(None);
@@ -391,6 +394,23 @@ fn cert_info(chain_pem: &str) -> Result<CertInfo, AcmeError> {
         not_after: at(validity.not_after.timestamp()),
         names,
     })
+}
+
+/// The CA root file must hold at least one PEM certificate: a wrong path is a mistake in the
+/// configuration, to report at start instead of retrying the first order forever.
+fn check_ca_root(path: &std::path::Path) -> Result<(), AcmeError> {
+    let shown = path.display().to_string();
+    let pem = std::fs::read(path).map_err(|source| AcmeError::CaRootUnreadable {
+        path: shown.clone(),
+        source,
+    })?;
+    let certs = rustls_pemfile::certs(&mut pem.as_slice())
+        .filter(Result::is_ok)
+        .count();
+    if certs == 0 {
+        return Err(AcmeError::CaRootEmpty { path: shown });
+    }
+    Ok(())
 }
 
 #[cfg(test)]
