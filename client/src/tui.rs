@@ -315,10 +315,10 @@ impl Host<'_> {
         .context("redrawing after the editor")?;
         self.events = Some(EventStream::new());
         match edited {
-            Ok(ex) => match stale_signature(&ex, &self.ctx.secrets) {
+            Ok(ex) => match stale_signature(id, &ex, &self.ctx.secrets) {
                 Some(stale) => {
                     self.pending_edit = Some((id, ex));
-                    data.dispatch(model, Msg::EditedStale(stale.with_id(id)));
+                    data.dispatch(model, Msg::EditedStale(stale));
                 }
                 None => start_replay(self.ctx, data, id, false, Some(ex), self.notices.clone()),
             },
@@ -336,39 +336,26 @@ impl Host<'_> {
     }
 }
 
-/// The question to ask when `edited` carries a provider signature that no longer matches it
-/// (or cannot be checked): `None` when it is unsigned, unknown, or still valid.
-fn stale_signature(edited: &Exchange, secrets: &twk_providers::Secrets) -> Option<StaleQuestion> {
+/// The question to ask when `edited` (a copy of exchange `id`) carries a provider signature
+/// that no longer matches it: `None` when it is unsigned, unknown, still valid, or cannot be
+/// judged (a truncated body).
+fn stale_signature(
+    id: ExchangeId,
+    edited: &Exchange,
+    secrets: &twk_providers::Secrets,
+) -> Option<twk_inspector::StaleEdit> {
     use twk_providers::Verdict;
-    let mut checked = edited.clone();
-    twk_agent::annotate(&mut checked, secrets, twk_agent::now_ms() / 1000, None);
-    let provider = checked.provider?;
-    let can_resign = twk_providers::Provider::ALL
-        .iter()
-        .find(|p| p.as_str() == provider)
-        .is_some_and(|p| secrets.get(*p).is_some());
-    match checked.verdict {
-        Some(Verdict::Valid | Verdict::Unsigned) | None => None,
-        Some(_) => Some(StaleQuestion {
-            provider,
-            can_resign,
-        }),
-    }
-}
-
-/// [`twk_inspector::StaleEdit`] before its exchange id is attached.
-struct StaleQuestion {
-    provider: String,
-    can_resign: bool,
-}
-
-impl StaleQuestion {
-    fn with_id(self, id: ExchangeId) -> twk_inspector::StaleEdit {
-        twk_inspector::StaleEdit {
+    let opts = twk_providers::VerifyOptions::at(twk_agent::now_ms() / 1000);
+    let analysis = twk_agent::analyze_exchange(edited, secrets, opts);
+    let provider = analysis.provider?;
+    match analysis.verdict {
+        Verdict::Valid | Verdict::Unsigned => None,
+        _ if edited.request.body.truncated => None,
+        _ => Some(twk_inspector::StaleEdit {
             id,
-            provider: self.provider,
-            can_resign: self.can_resign,
-        }
+            provider: provider.as_str().to_owned(),
+            can_resign: secrets.get(provider).is_some(),
+        }),
     }
 }
 
@@ -413,9 +400,9 @@ fn start_replay(
         original.id = Some(id);
         let notice = match twk_agent::replay::replay(&original, &opts).await {
             Ok(new) => {
-                let summary = new.clone();
+                let replayed = twk_inspector::notices::Replayed::of(&new);
                 let new_id = recorder.record(new).id().await;
-                twk_inspector::notices::replayed(id, &summary, new_id)
+                replayed.notice(id, new_id)
             }
             Err(e) => twk_inspector::notices::not_replayed(id, &e),
         };

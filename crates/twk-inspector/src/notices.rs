@@ -5,24 +5,42 @@ use crate::model::{Level, Msg};
 use crate::sanitize::clean;
 use twk_capture::{Exchange, ExchangeId};
 
-/// A replay of `#id` came back as `new`; `new_id` is its stored id (`None`: the store did not
-/// record it).
-pub fn replayed(id: ExchangeId, new: &Exchange, new_id: Option<ExchangeId>) -> Msg {
-    let outcome = match (&new.failure, new.status) {
-        (Some(f), _) => format!("failed: {}", clean(&f.message)),
-        (None, Some(s)) => format!("→ {s}"),
-        (None, None) => "no response".to_owned(),
-    };
-    let verdict = new.verdict.map_or("not checked", |v| v.as_str());
-    match new_id {
-        Some(new_id) => Msg::Notice(
-            format!("replayed #{id} as #{new_id} {outcome} (signature {verdict})"),
-            Level::Info,
-        ),
-        None => Msg::Notice(
-            format!("replayed #{id} {outcome}, but the capture store did not record it"),
-            Level::Error,
-        ),
+/// What a replay's outcome says, taken from the new exchange before it is handed to the
+/// recorder (so the exchange, bodies included, need not be kept or copied for the notice).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Replayed {
+    outcome: String,
+    verdict: &'static str,
+}
+
+impl Replayed {
+    /// The outcome of the replay `new`: failure, status or no response, and its verdict.
+    pub fn of(new: &Exchange) -> Replayed {
+        let outcome = match (&new.failure, new.status) {
+            (Some(f), _) => format!("failed: {}", clean(&f.message)),
+            (None, Some(s)) => format!("→ {s}"),
+            (None, None) => "no response".to_owned(),
+        };
+        Replayed {
+            outcome,
+            verdict: new.verdict.map_or("not checked", |v| v.as_str()),
+        }
+    }
+
+    /// The notice for the replay of `#id`; `new_id` is its stored id (`None`: the store did
+    /// not record it).
+    pub fn notice(self, id: ExchangeId, new_id: Option<ExchangeId>) -> Msg {
+        let Replayed { outcome, verdict } = self;
+        match new_id {
+            Some(new_id) => Msg::Notice(
+                format!("replayed #{id} as #{new_id} {outcome} (signature {verdict})"),
+                Level::Info,
+            ),
+            None => Msg::Notice(
+                format!("replayed #{id} {outcome}, but the capture store did not record it"),
+                Level::Error,
+            ),
+        }
     }
 }
 
@@ -42,7 +60,7 @@ mod tests {
             verdict: Some(twk_providers::Verdict::Valid),
             ..Exchange::default()
         };
-        let Msg::Notice(text, Level::Info) = replayed(3, &new, Some(9)) else {
+        let Msg::Notice(text, Level::Info) = Replayed::of(&new).notice(3, Some(9)) else {
             panic!("info notice expected");
         };
         assert_eq!(text, "replayed #3 as #9 → 200 (signature valid)");
@@ -50,7 +68,7 @@ mod tests {
             side: twk_capture::Side::Target,
             message: "refused\u{1b}[2J".into(),
         });
-        let Msg::Notice(text, Level::Error) = replayed(3, &new, None) else {
+        let Msg::Notice(text, Level::Error) = Replayed::of(&new).notice(3, None) else {
             panic!("error notice expected");
         };
         assert!(!text.contains('\u{1b}'), "{text}");
