@@ -64,10 +64,11 @@ pub fn max_scroll(screen: (u16, u16)) -> usize {
 pub fn draw(f: &mut Frame, screen: Rect, scroll: usize) {
     let area = area(screen);
     let all = lines(area.width);
+    let total = all.len();
     let rows = usize::from(area.height.saturating_sub(2));
-    let start = scroll.min(all.len().saturating_sub(rows));
+    let start = scroll.min(total.saturating_sub(rows));
     let shown: Vec<Line> = all.into_iter().skip(start).take(rows).collect();
-    let more = start + rows < lines(area.width).len();
+    let more = start + rows < total;
     let footer = match (start > 0, more) {
         (_, true) => " j/PgDn more · any other key closes ",
         (true, false) => " k/PgUp back · any other key closes ",
