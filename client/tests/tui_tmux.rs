@@ -74,6 +74,20 @@ impl Tmux {
         assert!(out.status.success(), "send-keys failed");
     }
 
+    /// `q`, then the shell's exit line with code 0 (the terminal was given back); returns
+    /// that last screen.
+    fn quit_cleanly(&self) -> String {
+        self.keys(&["q"]);
+        let screen = self.wait_for("the process to exit", |s| {
+            s.contains("twk-tunnel exited with")
+        });
+        assert!(
+            screen.contains("twk-tunnel exited with 0"),
+            "clean exit:\n{screen}"
+        );
+        screen
+    }
+
     /// Polls the screen until `pred` holds (bounded); panics with the last screen otherwise.
     fn wait_for(&self, what: &str, pred: impl Fn(&str) -> bool) -> String {
         let deadline = Instant::now() + Duration::from_secs(20);
@@ -307,14 +321,7 @@ async fn signed_webhook_listed_with_verdict_details_and_replay() {
     tmux.wait_for("the copy notice", |s| s.contains("copied the curl command"));
 
     // q quits, and the terminal is given back (the shell's exit line shows).
-    tmux.keys(&["q"]);
-    let screen = tmux.wait_for("the process to exit", |s| {
-        s.contains("twk-tunnel exited with")
-    });
-    assert!(
-        screen.contains("twk-tunnel exited with 0"),
-        "clean exit:\n{screen}"
-    );
+    tmux.quit_cleanly();
 }
 
 /// The README's first command (`twk-tunnel PORT`) on an 80×24 terminal: the public URL is
@@ -389,11 +396,7 @@ async fn readme_first_command_at_80x24() {
         row_with(s, &["/github", "200", "✓", "push"]).is_some()
     });
 
-    tmux.keys(&["q"]);
-    let screen = tmux.wait_for("the process to exit", |s| {
-        s.contains("twk-tunnel exited with")
-    });
-    assert!(screen.contains("twk-tunnel exited with 0"), "{screen}");
+    let screen = tmux.quit_cleanly();
     assert!(
         !screen.contains("Exchanges"),
         "the inspector's screen is gone (alternate screen left):\n{screen}"
@@ -424,14 +427,7 @@ async fn an_unreachable_relay_is_reported_once_in_the_top_bar() {
         1,
         "the reason once:\n{screen}"
     );
-    tmux.keys(&["q"]);
-    let screen = tmux.wait_for("the process to exit", |s| {
-        s.contains("twk-tunnel exited with")
-    });
-    assert!(
-        screen.contains("twk-tunnel exited with 0"),
-        "clean exit:\n{screen}"
-    );
+    tmux.quit_cleanly();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
