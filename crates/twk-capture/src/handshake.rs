@@ -305,11 +305,15 @@ impl ChallengeSender {
 /// The challenge sender a stored provider name stands for (`None`: senders that do not retry
 /// with credentials, or unknown).
 pub fn challenge_sender(provider: Option<&str>) -> Option<ChallengeSender> {
-    match provider? {
-        "bandwidth" => Some(ChallengeSender::Bandwidth),
-        "twilio" => Some(ChallengeSender::Twilio),
-        _ => None,
-    }
+    use twk_providers::Provider;
+    // Stored names are `Provider::as_str`: compare with those, not with spelled-out ids.
+    let provider = provider?;
+    [
+        (Provider::Bandwidth, ChallengeSender::Bandwidth),
+        (Provider::Twilio, ChallengeSender::Twilio),
+    ]
+    .into_iter()
+    .find_map(|(p, sender)| (p.as_str() == provider).then_some(sender))
 }
 
 /// The lints of a challenge sender's leg 1: a 401 without a challenge, or not a Basic one,
