@@ -139,13 +139,11 @@ struct TunnelObserver {
 
 /// The inspector's in-flight row of a request whose head just arrived.
 fn in_flight(ex: &Exchange) -> twk_inspector::InFlight {
-    let provider = twk_providers::detect(&ex.request_view(&[]));
+    let head = ex.request_view(&[]);
+    let provider = twk_providers::detect(&head);
     let header = |name: &str| {
-        ex.request
-            .headers
-            .iter()
-            .find(|h| h.name.eq_ignore_ascii_case(name))
-            .map(|h| String::from_utf8_lossy(&h.value).into_owned())
+        head.header(name)
+            .map(|v| String::from_utf8_lossy(v).into_owned())
     };
     twk_inspector::InFlight {
         request_id: ex.request_id.clone(),
