@@ -13,6 +13,7 @@
 
 use crate::cmd::history::StoreArgs;
 use crate::config::Config;
+use crate::usage::{UsageExt as _, usage_error};
 use anyhow::Context as _;
 use clap::builder::{PossibleValuesParser, TypedValueParser as _};
 use std::io::Read as _;
@@ -142,20 +143,6 @@ pub struct SignArgs {
     config: Option<PathBuf>,
 }
 
-/// A usage error: printed, exit 2.
-struct Usage(String);
-
-impl From<anyhow::Error> for Usage {
-    fn from(e: anyhow::Error) -> Self {
-        Usage(format!("{e:#}"))
-    }
-}
-
-fn usage(msg: String) -> anyhow::Result<ExitCode> {
-    eprintln!("twk-tunnel: {}", clean(&msg));
-    Ok(ExitCode::from(crate::usage::USAGE))
-}
-
 fn now_unix() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -163,8 +150,8 @@ fn now_unix() -> i64 {
 }
 
 /// Parses one `-H 'Name: value'`.
-fn parse_header(line: &str) -> Result<(String, Vec<u8>), Usage> {
-    let bad = || Usage(format!("bad header {line:?}: expected 'Name: value'"));
+fn parse_header(line: &str) -> anyhow::Result<(String, Vec<u8>)> {
+    let bad = || usage_error(format!("bad header {line:?}: expected 'Name: value'"));
     let (name, value) = line.split_once(':').ok_or_else(bad)?;
     let name = name.trim();
     let token = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
@@ -174,25 +161,25 @@ fn parse_header(line: &str) -> Result<(String, Vec<u8>), Usage> {
     Ok((name.to_owned(), value.trim().as_bytes().to_vec()))
 }
 
-fn read_body(args: &RequestArgs) -> Result<Vec<u8>, Usage> {
+fn read_body(args: &RequestArgs) -> anyhow::Result<Vec<u8>> {
     match (&args.body, &args.body_file) {
         (Some(b), _) => Ok(b.clone().into_bytes()),
         (None, Some(p)) if p.as_os_str() == "-" => {
             let mut buf = Vec::new();
             std::io::stdin()
                 .read_to_end(&mut buf)
-                .map_err(|e| Usage(format!("cannot read the body from stdin: {e}")))?;
+                .map_err(|e| usage_error(format!("cannot read the body from stdin: {e}")))?;
             Ok(buf)
         }
         (None, Some(p)) => std::fs::read(p)
-            .map_err(|e| Usage(format!("cannot read body file {}: {e}", p.display()))),
+            .map_err(|e| usage_error(format!("cannot read body file {}: {e}", p.display()))),
         (None, None) => Ok(Vec::new()),
     }
 }
 
 /// The request from the flags. Without --url the URL is empty: only schemes that sign it
 /// need it, which [`require_url`] checks once the provider is known.
-fn build_request(args: &RequestArgs) -> Result<OwnedRequest, Usage> {
+fn build_request(args: &RequestArgs) -> anyhow::Result<OwnedRequest> {
     let url = args.url.clone().unwrap_or_default();
     let mut req = OwnedRequest::new(args.method.clone(), url, read_body(args)?);
     for h in &args.headers {
@@ -203,9 +190,9 @@ fn build_request(args: &RequestArgs) -> Result<OwnedRequest, Usage> {
 }
 
 /// A usage error when `provider` signs the URL and none was given.
-fn require_url(args: &RequestArgs, provider: Option<Provider>) -> Result<(), Usage> {
+fn require_url(args: &RequestArgs, provider: Option<Provider>) -> anyhow::Result<()> {
     match provider {
-        Some(p) if p.signs_url() && args.url.is_none() => Err(Usage(format!(
+        Some(p) if p.signs_url() && args.url.is_none() => Err(usage_error(format!(
             "{} signs the URL the sender called: pass --url with it exactly (scheme, host, \
              port, path, query)",
             p.display_name()
@@ -255,10 +242,7 @@ pub fn run_verify(args: VerifyArgs) -> anyhow::Result<ExitCode> {
         Some(id) => check_stored(&args, id),
         None => check_given(&args),
     };
-    let analysis = match checked {
-        Ok(a) => a,
-        Err(Usage(m)) => return usage(m),
-    };
+    let analysis = checked?;
     if args.json {
         println!(
             "{}",
@@ -283,7 +267,7 @@ fn verify_options(args: &VerifyArgs, now: i64, provider: Option<Provider>) -> Ve
 }
 
 /// `verify --url … -H … --body …`: the request from the flags.
-fn check_given(args: &VerifyArgs) -> Result<Analysis, Usage> {
+fn check_given(args: &VerifyArgs) -> anyhow::Result<Analysis> {
     let req = build_request(&args.request)?;
     let provider = args
         .request
@@ -291,8 +275,8 @@ fn check_given(args: &VerifyArgs) -> Result<Analysis, Usage> {
         .0
         .or_else(|| twk_providers::detect(&req.view()));
     require_url(&args.request, provider)?;
-    let config = Config::load(args.store.config.as_deref())?;
-    let secrets = secrets(&args.request, &config)?;
+    let config = Config::load(args.store.config.as_deref()).usage()?;
+    let secrets = secrets(&args.request, &config).usage()?;
     let opts = verify_options(args, now_unix(), args.request.provider.0);
     Ok(twk_providers::analyze(&req.view(), &secrets, &opts))
 }
@@ -300,28 +284,32 @@ fn check_given(args: &VerifyArgs) -> Result<Analysis, Usage> {
 /// `verify ID`: the exchange as recorded, checked as the tunnel checks it (with the local
 /// URL the app saw as an alternate), as the provider given or recorded, at the time it
 /// arrived unless --now says otherwise.
-fn check_stored(args: &VerifyArgs, id: i64) -> Result<Analysis, Usage> {
-    let config = Config::load(args.store.config.as_deref())?;
-    let opts = config.store_options(args.store.data_dir.as_deref())?;
+fn check_stored(args: &VerifyArgs, id: i64) -> anyhow::Result<Analysis> {
+    let config = Config::load(args.store.config.as_deref()).usage()?;
+    let opts = config
+        .store_options(args.store.data_dir.as_deref())
+        .usage()?;
     if !opts.db_path().exists() {
-        return Err(Usage(format!(
+        return Err(usage_error(format!(
             "no captures yet in {}",
             opts.data_dir.display()
         )));
     }
     let store = twk_capture::Store::open(&opts)
-        .with_context(|| format!("opening captures in {}", opts.data_dir.display()))?;
+        .with_context(|| format!("opening captures in {}", opts.data_dir.display()))
+        .usage()?;
     let ex = store
         .get(id)
-        .context("reading the capture store")?
-        .ok_or_else(|| Usage(format!("no exchange with id {id} (see `twk-tunnel log`)")))?
+        .context("reading the capture store")
+        .usage()?
+        .ok_or_else(|| usage_error(format!("no exchange with id {id} (see `twk-tunnel log`)")))?
         .exchange;
     let provider = args
         .request
         .provider
         .0
         .or_else(|| ex.provider.as_deref().and_then(|p| p.parse().ok()));
-    let secrets = secrets(&args.request, &config)?;
+    let secrets = secrets(&args.request, &config).usage()?;
     let at = verify_options(args, ex.timings.received_ms / 1000, provider);
     Ok(twk_agent::analyze_exchange(&ex, &secrets, at))
 }
@@ -382,7 +370,7 @@ fn render(a: &Analysis) -> String {
 }
 
 /// The request, provider and secrets of `sign`, or why it cannot sign.
-fn sign_inputs(args: &SignArgs) -> Result<(OwnedRequest, Provider, Secrets), Usage> {
+fn sign_inputs(args: &SignArgs) -> anyhow::Result<(OwnedRequest, Provider, Secrets)> {
     let req = build_request(&args.request)?;
     let provider = args
         .request
@@ -390,20 +378,17 @@ fn sign_inputs(args: &SignArgs) -> Result<(OwnedRequest, Provider, Secrets), Usa
         .0
         .or_else(|| twk_providers::detect(&req.view()))
         .ok_or_else(|| {
-            Usage("cannot detect the provider from this request: pass --provider".to_owned())
+            usage_error("cannot detect the provider from this request: pass --provider".to_owned())
         })?;
     require_url(&args.request, Some(provider))?;
-    let config = Config::load(args.config.as_deref())?;
-    let secrets = secrets(&args.request, &config)?;
+    let config = Config::load(args.config.as_deref()).usage()?;
+    let secrets = secrets(&args.request, &config).usage()?;
     Ok((req, provider, secrets))
 }
 
 /// Runs `sign`.
 pub fn run_sign(args: SignArgs) -> anyhow::Result<ExitCode> {
-    let (req, provider, secrets) = match sign_inputs(&args) {
-        Ok(x) => x,
-        Err(Usage(m)) => return usage(m),
-    };
+    let (req, provider, secrets) = sign_inputs(&args)?;
     // What the flags give, else what the request carries, else the clock: a given request is
     // reproduced, not re-stamped.
     let opts = SignOptions {
@@ -413,7 +398,7 @@ pub fn run_sign(args: SignArgs) -> anyhow::Result<ExitCode> {
     .or_carried(provider, &req.view(), args.now.unwrap_or_else(now_unix));
     let signed = match twk_providers::sign_request(provider, &req.view(), &secrets, &opts) {
         Ok(s) => s,
-        Err(e) => return usage(e.to_string()),
+        Err(e) => return Err(usage_error(e.to_string())),
     };
     if args.json {
         let body = signed
