@@ -62,6 +62,7 @@ fn init_logging(to_file: bool) -> Option<tracing_appender::non_blocking::WorkerG
                 .with_writer(writer)
                 .with_filter(filter());
             tracing_subscriber::registry().with(layer).init();
+            twk_transport::logging::narrow_log_gate();
             return Some(guard);
         }
     }
@@ -71,6 +72,7 @@ fn init_logging(to_file: bool) -> Option<tracing_appender::non_blocking::WorkerG
         .with_writer(std::io::stderr)
         .with_filter(filter());
     tracing_subscriber::registry().with(layer).init();
+    twk_transport::logging::narrow_log_gate();
     None
 }
 

@@ -33,6 +33,54 @@ pub enum Prepared {
 /// Lines waiting for a slow stdout before new ones are dropped (and counted).
 const QUEUE_LINES: usize = 65_536;
 
+/// How long the output thread lets lines gather after a write (at most ~1000 writes a second).
+const COALESCE: std::time::Duration = std::time::Duration::from_millis(1);
+
+/// Most bytes gathered from the queue into one write.
+const BATCH_BYTES: usize = 64 * 1024;
+
+/// The output thread: writes each line as it comes, and under load everything already queued
+/// in one write and one flush (a line per syscall and wake-up costs more than forwarding).
+fn write_lines(rx: std::sync::mpsc::Receiver<Out>) {
+    let stdout = std::io::stdout();
+    let mut batch = String::with_capacity(BATCH_BYTES);
+    let emit = |batch: &mut String| {
+        if batch.is_empty() {
+            return;
+        }
+        let mut out = stdout.lock();
+        // A closed stdout (e.g. `| head`) must not stop forwarding.
+        let _ = out.write_all(batch.as_bytes());
+        let _ = out.flush();
+        batch.clear();
+    };
+    while let Ok(first) = rx.recv() {
+        let mut msg = Some(first);
+        while let Some(m) = msg {
+            match m {
+                Out::Line(line) => {
+                    batch.push_str(&line);
+                    batch.push('\n');
+                }
+                Out::Flush(done) => {
+                    emit(&mut batch);
+                    let _ = done.send(());
+                }
+            }
+            msg = if batch.len() < BATCH_BYTES {
+                rx.try_recv().ok()
+            } else {
+                None
+            };
+        }
+        emit(&mut batch);
+        // Under load, let lines gather for a moment instead of blocking in `recv` again:
+        // a blocked receiver costs every sender a futex wake-up and this thread a context
+        // switch per line. An idle tunnel's line still goes out at once (the wait comes after).
+        std::thread::sleep(COALESCE);
+    }
+}
+
 /// Prints connection states and exchanges, flushing each line. Writing happens on a dedicated
 /// thread: a stdout nobody reads must never slow or block forwarding.
 pub struct Printer {
@@ -50,22 +98,7 @@ impl Printer {
         let (tx, rx) = sync_channel::<Out>(QUEUE_LINES);
         std::thread::Builder::new()
             .name("twk-output".into())
-            .spawn(move || {
-                let stdout = std::io::stdout();
-                for msg in rx {
-                    match msg {
-                        Out::Line(line) => {
-                            let mut out = stdout.lock();
-                            // A closed stdout (e.g. `| head`) must not stop forwarding.
-                            let _ = writeln!(out, "{line}");
-                            let _ = out.flush();
-                        }
-                        Out::Flush(done) => {
-                            let _ = done.send(());
-                        }
-                    }
-                }
-            })
+            .spawn(move || write_lines(rx))
             .ok();
         Printer {
             mode,

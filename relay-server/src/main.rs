@@ -99,6 +99,7 @@ fn init_logging(format: LogFormat) {
             .boxed(),
     };
     tracing_subscriber::registry().with(layer).init();
+    twk_transport::logging::narrow_log_gate();
 }
 
 /// Prints an error and each of its causes once, on one line.

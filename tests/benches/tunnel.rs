@@ -157,6 +157,8 @@ async fn main() {
             "bench.test",
             "--url-style",
             "path",
+            // The bench's name and token must not linger in the user's own relay state.
+            "--no-state-file",
         ])
         .env("TWK_RELAY_TOKENS", "bench-token")
         .env("TWK_LOG", "error")

@@ -25,8 +25,31 @@ where
     S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
 {
     let env = EnvFilter::try_from_env("TWK_LOG").unwrap_or_else(|_| EnvFilter::new(default));
-    let safe = tracing_subscriber::filter::filter_fn(|meta| !may_carry_secrets(meta));
+    // A filter without a level hint makes the combination hint-less, and then tracing cannot
+    // turn off the disabled levels statically: every `trace!` in h2 and hyper would be
+    // checked against the filter at run time, on every frame.
+    let safe = tracing_subscriber::filter::filter_fn(|meta| !may_carry_secrets(meta))
+        .with_max_level_hint(tracing::level_filters::LevelFilter::TRACE);
     env.and(safe)
+}
+
+/// Lowers the `log` crate's level gate to what the installed subscriber passes.
+///
+/// `init()` bridges `log` records into tracing with the gate wide open (TRACE), so every
+/// `log::trace!` in tungstenite (several per websocket frame) went through
+/// the subscriber's filter only to be dropped: a measurable share of per-request CPU. Call after
+/// installing the global subscriber.
+pub fn narrow_log_gate() {
+    use tracing::level_filters::LevelFilter;
+    let level = match LevelFilter::current() {
+        LevelFilter::OFF => log::LevelFilter::Off,
+        LevelFilter::ERROR => log::LevelFilter::Error,
+        LevelFilter::WARN => log::LevelFilter::Warn,
+        LevelFilter::INFO => log::LevelFilter::Info,
+        LevelFilter::DEBUG => log::LevelFilter::Debug,
+        _ => log::LevelFilter::Trace,
+    };
+    log::set_max_level(level);
 }
 
 #[cfg(test)]
@@ -34,6 +57,16 @@ mod tests {
     use super::*;
     use tracing_subscriber::Layer;
     use tracing_subscriber::layer::SubscriberExt;
+
+    #[test]
+    fn the_filter_keeps_the_level_hint_so_disabled_levels_cost_nothing() {
+        use tracing_subscriber::registry::Registry;
+        let f = filter::<Registry>("warn");
+        assert_eq!(
+            Filter::<Registry>::max_level_hint(&f),
+            Some(tracing::level_filters::LevelFilter::WARN)
+        );
+    }
 
     #[test]
     fn the_handshake_trace_is_dropped_even_at_trace_level() {
