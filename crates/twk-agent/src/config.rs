@@ -229,7 +229,9 @@ pub struct AgentConfig {
     pub request_timeout: Duration,
     /// How many body bytes of each request and response are kept for the observer.
     pub capture_cap: usize,
-    /// How many captured body bytes all in-flight exchanges may hold together (default 64 MiB).
+    /// How many captured body bytes the exchanges between tap and hand-off may hold together
+    /// (default 16 MiB: sixteen 1 MiB bodies at once; beyond it copies are truncated, never
+    /// forwarding slowed).
     pub capture_budget: usize,
     /// How long in-flight requests may finish on shutdown.
     pub shutdown_grace: Duration,
@@ -271,7 +273,7 @@ impl AgentConfig {
             connect_to: None,
             request_timeout: limits::DEFAULT_REQUEST_TIMEOUT,
             capture_cap: 1024 * 1024,
-            capture_budget: 64 * 1024 * 1024,
+            capture_budget: 8 * 1024 * 1024,
             shutdown_grace: limits::SHUTDOWN_GRACE,
             secrets: Default::default(),
             basic_auth: None,

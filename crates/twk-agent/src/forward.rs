@@ -4,7 +4,7 @@
 use crate::config::{AgentConfig, HostHeader};
 use crate::now_ms;
 use crate::session::Observer;
-use crate::tap::{CaptureBudget, Tap, TapResult};
+use crate::tap::{CaptureBudget, Lease, Tap, TapResult};
 use http::{HeaderMap, HeaderValue, Request, Response, StatusCode, header};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
@@ -306,6 +306,7 @@ pub(crate) async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Respo
         shared: shared.clone(),
         exchange,
         req_rx: Some(req_rx),
+        leases: Vec::new(),
     };
     if let Gate::Challenge {
         missing,
@@ -365,6 +366,10 @@ pub(crate) async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Respo
     }
 }
 
+/// Request bodies up to this size are analysed on the runtime thread that finished them (a
+/// hand-off to another thread costs more than checking a webhook of a few KiB).
+const INLINE_ANALYSIS_BYTES: usize = 64 * 1024;
+
 fn text_body(s: &str) -> CapturedBody {
     CapturedBody::from_bytes(s.as_bytes())
 }
@@ -375,6 +380,8 @@ struct Pending {
     exchange: Exchange,
     /// The request body's tap result; taken early when a failure needs it.
     req_rx: Option<oneshot::Receiver<TapResult>>,
+    /// The captured copies' share of the capture budget, held until the exchange is handed on.
+    leases: Vec<Lease>,
 }
 
 impl Pending {
@@ -382,7 +389,8 @@ impl Pending {
     /// target hanging up), that error. Records the request body either way.
     async fn sender_body_error(&mut self) -> Option<String> {
         // The client has dropped or finished the body when `request` returned: no wait.
-        let r = self.req_rx.take()?.await.ok()?;
+        let mut r = self.req_rx.take()?.await.ok()?;
+        self.leases.push(std::mem::take(&mut r.lease));
         self.exchange.request.body = r.body;
         r.error.filter(|_| !r.complete)
     }
@@ -420,7 +428,10 @@ impl Pending {
 
     async fn finish(mut self, response: Option<(Vec<Header>, oneshot::Receiver<TapResult>)>) {
         if let Some((headers, rx)) = response {
-            let r = rx.await.ok();
+            let mut r = rx.await.ok();
+            if let Some(r) = &mut r {
+                self.leases.push(std::mem::take(&mut r.lease));
+            }
             self.exchange.timings.done_ms = Some(now_ms());
             if let Some(r) = &r
                 && !r.complete
@@ -451,13 +462,25 @@ impl Pending {
             Some(rx) => rx.await.ok(),
             None => None,
         };
-        if let Some(r) = req {
+        if let Some(mut r) = req {
+            self.leases.push(std::mem::take(&mut r.lease));
             if !r.complete && self.exchange.failure.is_none() && self.exchange.status.is_some() {
                 // The target answered without reading the whole body; that is its right.
                 debug!("target answered before reading the whole request body");
             }
             self.exchange.request.body = r.body;
         }
+        if self.exchange.request.body.bytes.len() > INLINE_ANALYSIS_BYTES {
+            // Parsing and checking a large body takes milliseconds: not on the threads that
+            // forward.
+            tokio::task::spawn_blocking(move || self.report());
+        } else {
+            self.report();
+        }
+    }
+
+    /// Analyses the finished exchange and hands it to the observer.
+    fn report(mut self) {
         let cfg = &self.shared.cfg;
         let now = self.exchange.timings.received_ms / 1000;
         let opts = twk_providers::VerifyOptions::at(now);

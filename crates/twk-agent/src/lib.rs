@@ -24,7 +24,7 @@ pub use basic_auth::BasicAuth;
 pub use config::{AgentConfig, HostHeader, RelayUrl, Target, TargetError};
 pub use forward::{analyze_exchange, annotate};
 pub use session::{AgentError, ConnState, Observer, run};
-pub use tap::{CaptureBudget, Tap, TapResult};
+pub use tap::{CaptureBudget, Lease, Tap, TapResult};
 
 /// Current time as Unix milliseconds (the capture store's clock).
 pub use twk_capture::time::now_ms;

@@ -9,7 +9,7 @@ use tokio::sync::oneshot;
 use twk_capture::CapturedBody;
 
 /// What a [`Tap`] saw.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct TapResult {
     /// The captured prefix, total length and hash.
     pub body: CapturedBody,
@@ -17,6 +17,26 @@ pub struct TapResult {
     pub complete: bool,
     /// The error that ended the body, if any.
     pub error: Option<String>,
+    /// The copy's bytes, still counted against the tap's budget until this is dropped.
+    pub lease: Lease,
+}
+
+/// Bytes drawn from a [`CaptureBudget`], given back when dropped. A captured copy counts
+/// from the first byte the tap keeps until the exchange holding it has been handed on (to the
+/// store's queue, which bounds its own bytes, or to the printer), so every stage in between
+/// (the wait for the other body, the signature check) is inside the one bound.
+#[derive(Debug, Default)]
+pub struct Lease {
+    budget: Option<CaptureBudget>,
+    bytes: usize,
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        if let Some(b) = &self.budget {
+            b.give_back(self.bytes);
+        }
+    }
 }
 
 /// Streams `inner` through untouched; reports a [`TapResult`] once, when the body ends, fails,
@@ -29,11 +49,17 @@ pub struct Tap<B> {
     hasher: Sha256,
     done: Option<oneshot::Sender<TapResult>>,
     budget: Option<CaptureBudget>,
+    /// Capacity granted for the copy (from the budget when there is one); `buf` never
+    /// outgrows it, so the budget counts the memory actually held.
+    allowance: usize,
+    /// A byte was not copied: the copy stays a prefix.
+    refused: bool,
 }
 
-/// Bytes that all in-flight taps together may hold, so that many concurrent large bodies
-/// cannot grow the client's memory without bound: when the budget is spent, further bytes
-/// stream through uncopied (the capture is marked truncated; length and hash stay exact).
+/// Bytes that all captured copies together may hold until handed on (see [`Lease`]), so that
+/// many concurrent large bodies cannot grow the client's memory: when the budget is spent,
+/// further bytes stream through uncopied (the capture is marked truncated; length and hash
+/// stay exact) and forwarding never waits for it.
 #[derive(Clone, Debug)]
 pub struct CaptureBudget(std::sync::Arc<std::sync::atomic::AtomicUsize>);
 
@@ -89,6 +115,8 @@ impl<B> Tap<B> {
                 hasher: Sha256::new(),
                 done: Some(tx),
                 budget: None,
+                allowance: 0,
+                refused: false,
             },
             rx,
         )
@@ -102,23 +130,60 @@ impl<B> Tap<B> {
 
     fn finish(&mut self, complete: bool, error: Option<String>) {
         if let Some(tx) = self.done.take() {
-            if let Some(b) = &self.budget {
-                // The copy now belongs to the exchange on its way to the store.
-                b.give_back(self.buf.len());
-            }
+            let lease = Lease {
+                budget: self.budget.clone(),
+                bytes: self.allowance,
+            };
             let hasher = std::mem::take(&mut self.hasher);
+            let truncated = self.len > self.buf.len() as u64;
             let body = CapturedBody {
                 bytes: std::mem::take(&mut self.buf),
                 len: self.len,
                 sha256: hex::encode(hasher.finalize()),
-                truncated: self.len > self.cap as u64,
+                truncated,
             };
             let _ = tx.send(TapResult {
                 body,
                 complete,
                 error,
+                lease,
             });
         }
+    }
+}
+
+impl<B> Tap<B> {
+    /// Copies what the cap and the allowance let through of `data`; `rest` is how many more
+    /// body bytes are announced.
+    fn keep(&mut self, data: &[u8], rest: u64) {
+        let want = data.len().min(self.cap.saturating_sub(self.buf.len()));
+        if self.refused || want == 0 {
+            return;
+        }
+        if self.buf.len() + want > self.allowance {
+            self.grow(want, rest);
+        }
+        let n = want.min(self.allowance - self.buf.len());
+        self.buf.extend_from_slice(&data[..n]);
+        self.refused = n < want;
+    }
+
+    /// Raises the allowance for `want` more bytes: to the announced length the first time,
+    /// else by doubling (chunked bodies), within the cap and what the budget grants.
+    fn grow(&mut self, want: usize, rest: u64) {
+        let needed = self.buf.len() + want;
+        let announced = needed.saturating_add(usize::try_from(rest).unwrap_or(usize::MAX));
+        let target = needed
+            .max(announced)
+            .max(self.allowance.saturating_mul(2))
+            .min(self.cap);
+        let extra = target.saturating_sub(self.allowance);
+        let granted = match &self.budget {
+            Some(b) => b.take(extra),
+            None => extra,
+        };
+        self.allowance += granted;
+        self.buf.reserve_exact(self.allowance - self.buf.len());
     }
 }
 
@@ -146,17 +211,8 @@ where
                 if let Some(data) = frame.data_ref() {
                     this.len += data.len() as u64;
                     this.hasher.update(data);
-                    let room = this.cap.saturating_sub(this.buf.len());
-                    let want = data.len().min(room);
-                    // Once a byte was refused, copy no more: the capture stays a prefix.
-                    let granted = match &this.budget {
-                        Some(b) if this.buf.len() as u64 == this.len - data.len() as u64 => {
-                            b.take(want)
-                        }
-                        Some(_) => 0,
-                        None => want,
-                    };
-                    this.buf.extend_from_slice(&data[..granted]);
+                    let rest = this.inner.size_hint().lower();
+                    this.keep(data, rest);
                 }
                 if this.inner.is_end_stream() {
                     this.finish(true, None);
@@ -204,6 +260,39 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_copy_cut_by_the_budget_is_truncated_even_below_the_cap() {
+        let budget = CaptureBudget::new(40);
+        let data = Bytes::from(vec![b'z'; 60]);
+        let (tap, rx) = Tap::new(Full::new(data.clone()), 100);
+        let tap = tap.with_budget(budget.clone());
+        assert_eq!(tap.collect().await.unwrap().to_bytes(), data);
+        let r = rx.await.unwrap();
+        assert_eq!(
+            (r.body.bytes.len(), r.body.len, r.body.truncated),
+            (40, 60, true)
+        );
+        assert!(
+            r.body.bytes.capacity() <= 40,
+            "holds more than the budget counts"
+        );
+        assert_eq!(budget.available(), 0);
+        drop(r);
+        assert_eq!(budget.available(), 40);
+    }
+
+    #[tokio::test]
+    async fn a_whole_copy_is_not_truncated() {
+        let (tap, rx) = Tap::new(Full::new(Bytes::from_static(b"abc")), 100);
+        let tap = tap.with_budget(CaptureBudget::new(100));
+        tap.collect().await.unwrap();
+        let r = rx.await.unwrap();
+        assert_eq!(
+            (r.body.bytes.as_slice(), r.body.truncated),
+            (&b"abc"[..], false)
+        );
+    }
+
+    #[tokio::test]
     async fn a_dropped_body_reports_incomplete() {
         let (tap, rx) = Tap::new(Full::new(Bytes::from_static(b"abc")), 100);
         drop(tap);
@@ -223,7 +312,17 @@ mod tests {
         assert_eq!(a.collect().await.unwrap().to_bytes(), data);
         let ra = rx_a.await.unwrap();
         assert_eq!(ra.body.bytes.len(), 100);
-        assert_eq!(budget.available(), 150, "a finished tap returns its bytes");
+        assert_eq!(
+            budget.available(),
+            50,
+            "the copy counts until its result is dropped"
+        );
+        drop(ra);
+        assert_eq!(
+            budget.available(),
+            150,
+            "a dropped result returns its bytes"
+        );
         // Hold one copy's worth while the second tap runs.
         let held = budget.take(100);
         assert_eq!(b.collect().await.unwrap().to_bytes(), data);
@@ -232,6 +331,7 @@ mod tests {
         assert!(rb.body.truncated);
         assert_eq!(rb.body.len, 1000);
         assert_eq!(rb.body.sha256, hex::encode(Sha256::digest(&data)));
+        drop(rb);
         budget.give_back(held);
         assert_eq!(budget.available(), 150);
     }

@@ -2,11 +2,13 @@
 //! (named columns), its payload, the partner's update. Retention is the store's last step.
 
 use crate::error::Result;
-use crate::exchange::{CapturedBody, Exchange, ExchangeId, Message};
+use crate::exchange::{Exchange, ExchangeId, Message};
 use crate::grouping::{BODY_HASH_WINDOW_MS, GroupKey, group_key};
 use crate::handshake::{self, HANDSHAKE_WINDOW_MS, Handshake, Leg, Lint, LintCode, Role};
 use crate::query::Summary;
-use crate::store::{cap_body, clamp_i64, decode_lints, encode_headers, encode_lints, side_str};
+use crate::store::{
+    CappedBody, cap_body, clamp_i64, decode_lints, encode_headers, encode_lints, side_str,
+};
 use rusqlite::{CachedStatement, Connection, OptionalExtension, named_params, params};
 use std::collections::HashMap;
 use twk_providers::Verdict;
@@ -132,7 +134,7 @@ impl<'c> Inserter<'c> {
             encode_headers(&ex.request.headers),
             req_body.bytes,
             resp.as_ref().map(|(m, _)| encode_headers(&m.headers)),
-            resp.as_ref().map(|(_, b)| b.bytes.as_slice()),
+            resp.as_ref().map(|(_, b)| b.bytes),
         ])?;
         if let Some((p, role)) = pairing.partner {
             let leg = self.pair_partner(p, role, id)?;
@@ -243,8 +245,8 @@ impl<'c> Inserter<'c> {
     fn insert_row(
         &mut self,
         ex: &Exchange,
-        req_body: &CapturedBody,
-        resp: Option<&(&Message, CapturedBody)>,
+        req_body: &CappedBody<'_>,
+        resp: Option<&(&Message, CappedBody<'_>)>,
         attempt: Option<u32>,
         key: Option<&GroupKey>,
         p: &Pairing,
@@ -286,7 +288,7 @@ impl<'c> Inserter<'c> {
             ":req_body_truncated": req_body.truncated,
             ":has_response": resp.is_some(),
             ":resp_body_len": resp_body.map(|b| clamp_i64(b.len)),
-            ":resp_body_sha256": resp_body.map(|b| b.sha256.as_str()),
+            ":resp_body_sha256": resp_body.map(|b| b.sha256.as_ref()),
             ":resp_body_truncated": resp_body.map(|b| b.truncated),
             ":auth": auth,
             ":hs_leg": p.hs.map(|h| h.leg.number()),

@@ -45,6 +45,6 @@ pub use handshake::{
     challenge_sender, lints_of,
 };
 pub use query::{Filter, Order, StatusFilter, StoredExchange, Summary};
-pub use recorder::{Alerts, Health, NewExchange, PendingId, Recorder, RecorderStatus};
+pub use recorder::{Alerts, Health, NewExchange, PendingId, Recorder, RecorderStatus, SHED_KEEP};
 pub use schema::SCHEMA_VERSION;
 pub use store::{DEFAULT_BODY_CAP, DEFAULT_QUEUE_CAPACITY, DEFAULT_RETENTION, Store, StoreOptions};

@@ -1,8 +1,11 @@
 //! The recorder: a dedicated writer thread fed by a bounded queue, so recording never slows
 //! or blocks forwarding.
 //!
-//! - [`Recorder::record`] never blocks and never fails loudly: when the queue is full the
-//!   exchange is dropped and counted (a warning is logged once); when the database cannot be
+//! - [`Recorder::record`] never blocks and never fails loudly. When the writer falls behind
+//!   and the queued body bytes reach their bound, new exchanges keep their heads, lengths
+//!   and hashes but shed their body bytes beyond a short prefix (counted, logged once); only
+//!   when the queue is full by count is an exchange dropped and counted (a warning is logged
+//!   once). When the database cannot be
 //!   written (disk full, database locked by another process, I/O error) the batch is dropped,
 //!   counted, reported once with `tracing::error!`, and the [`RecorderStatus`] carries the
 //!   message for the UI until a later write succeeds.
@@ -20,6 +23,10 @@ use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
 /// Largest number of exchanges written in one transaction.
 const MAX_BATCH: usize = 1024;
+/// How long the writer lets exchanges gather after a write.
+const GATHER: std::time::Duration = std::time::Duration::from_millis(2);
+/// Body bytes an exchange keeps when the queue sheds bodies: enough for a preview.
+pub const SHED_KEEP: usize = 4 * 1024;
 /// Capacity of the new-exchange broadcast; slower subscribers see `Lagged` and should re-query.
 const BROADCAST_CAPACITY: usize = 1024;
 
@@ -55,6 +62,9 @@ pub struct RecorderStatus {
     pub dropped: u64,
     /// Exchanges lost because the database write failed.
     pub failed: u64,
+    /// Exchanges recorded without their body bytes (beyond [`SHED_KEEP`]) because the
+    /// writer was behind.
+    pub shed: u64,
 }
 
 /// What a status line must show at once: whether writes fail, and how many exchanges were
@@ -66,6 +76,8 @@ pub struct Alerts {
     pub failing: Option<String>,
     /// Exchanges dropped because the queue was full (or the writer had stopped).
     pub dropped: u64,
+    /// Exchanges recorded with their body bytes shed (see [`RecorderStatus::shed`]).
+    pub shed: u64,
 }
 
 /// The future id of a recorded exchange.
@@ -99,6 +111,8 @@ struct Shared {
     dropped: AtomicU64,
     failed: AtomicU64,
     drop_reported: AtomicBool,
+    shed: AtomicU64,
+    shed_reported: AtomicBool,
     failing: Mutex<Option<String>>,
     alerts: watch::Sender<Alerts>,
 }
@@ -126,6 +140,9 @@ impl Recorder {
     /// cannot be opened at all; later write errors are reported through [`Recorder::status`].
     pub fn start(opts: StoreOptions) -> Result<Recorder> {
         let store = Store::open(&opts)?;
+        // The writer re-reads little (indexes), and a large cache would only keep the pages
+        // of bodies it just wrote: SQLite's 2 MiB default.
+        store.set_cache_kib(2048)?;
         let (tx, rx) = mpsc::channel(opts.queue_capacity.max(1));
         let (events, _) = broadcast::channel(BROADCAST_CAPACITY);
         let shared = Arc::new(Shared {
@@ -134,6 +151,8 @@ impl Recorder {
             queued_bytes: AtomicUsize::new(0),
             failed: AtomicU64::new(0),
             drop_reported: AtomicBool::new(false),
+            shed: AtomicU64::new(0),
+            shed_reported: AtomicBool::new(false),
             failing: Mutex::new(None),
             alerts: watch::Sender::new(Alerts::default()),
         });
@@ -159,21 +178,24 @@ impl Recorder {
 
     /// Queues an exchange for storage without blocking. If the queue is full it is dropped
     /// (counted in [`RecorderStatus::dropped`]; the first drop is logged).
-    pub fn record(&self, exchange: Exchange) -> PendingId {
+    pub fn record(&self, mut exchange: Exchange) -> PendingId {
         let (id_tx, id_rx) = oneshot::channel();
-        let size = body_bytes(&exchange);
+        let mut size = body_bytes(&exchange);
         let queued = self.shared.queued_bytes.fetch_add(size, Ordering::AcqRel);
-        let over_bytes = queued.saturating_add(size) > self.opts.queue_bytes && queued > 0;
-        let sent = if over_bytes {
-            Err("capture queue holds too many body bytes")
-        } else {
-            self.tx
-                .try_send(Cmd::Record(Box::new(exchange), id_tx))
-                .map_err(|e| match e {
-                    mpsc::error::TrySendError::Full(_) => "capture queue is full",
-                    mpsc::error::TrySendError::Closed(_) => "capture writer has stopped",
-                })
-        };
+        if queued > 0 && queued.saturating_add(size) > self.opts.queue_bytes {
+            self.shared.queued_bytes.fetch_sub(size, Ordering::AcqRel);
+            shed_bodies(&mut exchange);
+            size = body_bytes(&exchange);
+            self.shared.queued_bytes.fetch_add(size, Ordering::AcqRel);
+            self.note_shed();
+        }
+        let sent = self
+            .tx
+            .try_send(Cmd::Record(Box::new(exchange), id_tx))
+            .map_err(|e| match e {
+                mpsc::error::TrySendError::Full(_) => "capture queue is full",
+                mpsc::error::TrySendError::Closed(_) => "capture writer has stopped",
+            });
         match sent {
             Ok(()) => PendingId(Some(id_rx)),
             Err(why) => {
@@ -192,6 +214,22 @@ impl Recorder {
                 }
                 PendingId(None)
             }
+        }
+    }
+
+    /// Counts an exchange whose bodies were shed, and says so once.
+    fn note_shed(&self) {
+        let n = self.shared.shed.fetch_add(1, Ordering::Relaxed) + 1;
+        self.shared.alerts.send_if_modified(|a| {
+            let newer = n > a.shed;
+            a.shed = a.shed.max(n);
+            newer
+        });
+        if !self.shared.shed_reported.swap(true, Ordering::Relaxed) {
+            tracing::warn!(
+                "capture is behind: exchanges are recorded without their body bytes (head, \
+                 length and SHA-256 kept; forwarding is unaffected)"
+            );
         }
     }
 
@@ -229,6 +267,7 @@ impl Recorder {
             recorded: self.shared.recorded.load(Ordering::Relaxed),
             dropped: self.shared.dropped.load(Ordering::Relaxed),
             failed: self.shared.failed.load(Ordering::Relaxed),
+            shed: self.shared.shed.load(Ordering::Relaxed),
         }
     }
 
@@ -275,6 +314,10 @@ impl Writer {
             for f in flushes.drain(..) {
                 let _ = f.send(());
             }
+            // Group commit: under load, let exchanges gather for a moment rather than paying
+            // a transaction (and a wake-up) for each. An idle tunnel's exchange is written at
+            // once; the pause comes after.
+            std::thread::sleep(GATHER);
         }
         if let Err(e) = self.store.optimize() {
             tracing::debug!(error = %twk_sanitize::error_chain(&e), "PRAGMA optimize at writer exit failed");
@@ -347,6 +390,20 @@ impl Writer {
             }
         }
         batch.clear();
+    }
+}
+
+/// Cuts both bodies to [`SHED_KEEP`] bytes (marked truncated; length and hash are of the
+/// whole body already) and gives the memory back.
+fn shed_bodies(ex: &mut Exchange) {
+    let bodies =
+        std::iter::once(&mut ex.request.body).chain(ex.response.as_mut().map(|r| &mut r.body));
+    for b in bodies {
+        if b.bytes.len() > SHED_KEEP {
+            b.bytes.truncate(SHED_KEEP);
+            b.bytes.shrink_to_fit();
+            b.truncated = true;
+        }
     }
 }
 

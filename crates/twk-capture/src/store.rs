@@ -23,8 +23,9 @@ use std::time::Duration;
 pub const DEFAULT_BODY_CAP: usize = 1024 * 1024;
 /// Default number of exchanges kept per tunnel name.
 pub const DEFAULT_RETENTION: u64 = 10_000;
-/// Default cap on the body bytes waiting in the recorder's queue (256 MiB).
-pub const DEFAULT_QUEUE_BYTES: usize = 256 * 1024 * 1024;
+/// Default cap on the body bytes waiting in the recorder's queue (16 MiB): beyond it new
+/// exchanges shed their bodies rather than grow memory while the disk catches up.
+pub const DEFAULT_QUEUE_BYTES: usize = 8 * 1024 * 1024;
 /// Default capacity of the recorder's queue.
 pub const DEFAULT_QUEUE_CAPACITY: usize = 4096;
 
@@ -39,8 +40,8 @@ pub struct StoreOptions {
     pub retention_per_tunnel: u64,
     /// Capacity of the recorder's queue; when full, new exchanges are dropped (and counted).
     pub queue_capacity: usize,
-    /// Body bytes the queue may hold at once; beyond it new exchanges are dropped (and
-    /// counted), so a flood of large bodies on a slow disk cannot exhaust memory.
+    /// Body bytes the queue may hold at once; beyond it new exchanges are queued with their
+    /// bodies shed (counted), so a flood of large bodies on a slow disk cannot exhaust memory.
     pub queue_bytes: usize,
     /// How long a connection waits for a lock held by another connection.
     pub busy_timeout: Duration,
@@ -324,6 +325,12 @@ impl Store {
             .query_row("SELECT max(id) FROM exchanges", [], |r| r.get(0))?)
     }
 
+    /// Sets this connection's page cache size.
+    pub(crate) fn set_cache_kib(&self, kib: i64) -> Result<()> {
+        self.conn.pragma_update(None, "cache_size", -kib)?;
+        Ok(())
+    }
+
     /// Runs SQLite's `PRAGMA optimize` (refreshes planner statistics; cheap).
     pub fn optimize(&self) -> Result<()> {
         self.conn.execute_batch("PRAGMA optimize")?;
@@ -349,21 +356,13 @@ fn apply_retention(
             )? as u64,
         };
         let count = if count > retention {
-            let cutoff: Option<i64> = conn
-                .query_row(
-                    "SELECT id FROM exchanges WHERE tunnel = ?1 ORDER BY id DESC \
-                     LIMIT 1 OFFSET ?2",
-                    params![tunnel, clamp_i64(retention)],
-                    |r| r.get(0),
-                )
-                .optional()?;
-            let deleted = match cutoff {
-                Some(c) => conn.execute(
-                    "DELETE FROM exchanges WHERE tunnel = ?1 AND id <= ?2",
-                    params![tunnel, c],
-                )?,
-                None => 0,
-            };
+            // The excess is the oldest `count - retention` rows (usually this batch's size):
+            // one index walk of that length, not a scan past every row kept.
+            let deleted = conn.execute(
+                "DELETE FROM exchanges WHERE id IN (SELECT id FROM exchanges WHERE tunnel = ?1 \
+                 ORDER BY id ASC LIMIT ?2)",
+                params![tunnel, clamp_i64(count - retention)],
+            )?;
             tracing::debug!(tunnel, deleted, "retention cap applied");
             count.saturating_sub(deleted as u64)
         } else {
@@ -378,19 +377,28 @@ pub(crate) fn clamp_i64(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
 }
 
-/// Applies the body cap: keeps at most `cap` bytes, the true length, and the SHA-256 of the
-/// complete body (computed here when the producer left it empty and has the whole body).
-pub(crate) fn cap_body(b: &CapturedBody, cap: usize) -> CapturedBody {
+/// A body as stored: a borrowed prefix of at most the cap, the true length and hash.
+pub(crate) struct CappedBody<'a> {
+    pub(crate) bytes: &'a [u8],
+    pub(crate) len: u64,
+    pub(crate) sha256: std::borrow::Cow<'a, str>,
+    pub(crate) truncated: bool,
+}
+
+/// Applies the body cap: keeps at most `cap` bytes (borrowed, not copied: bodies are up to a
+/// MiB each), the true length, and the SHA-256 of the complete body (computed here when the
+/// producer left it empty and has the whole body).
+pub(crate) fn cap_body(b: &CapturedBody, cap: usize) -> CappedBody<'_> {
     let stored = b.bytes.len();
     let len = b.len.max(stored as u64);
     let sha256 = if b.sha256.is_empty() && !b.truncated && len == stored as u64 {
-        hex::encode(sha2::Sha256::digest(&b.bytes))
+        hex::encode(sha2::Sha256::digest(&b.bytes)).into()
     } else {
-        b.sha256.clone()
+        b.sha256.as_str().into()
     };
     let keep = stored.min(cap);
-    CapturedBody {
-        bytes: b.bytes.get(..keep).unwrap_or_default().to_vec(),
+    CappedBody {
+        bytes: b.bytes.get(..keep).unwrap_or_default(),
         len,
         sha256,
         truncated: b.truncated || (keep as u64) < len,

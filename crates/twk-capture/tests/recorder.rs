@@ -97,32 +97,59 @@ async fn locked_database_is_reported_and_recording_resumes() {
 }
 
 #[tokio::test]
-async fn the_queue_holds_a_bounded_number_of_body_bytes() {
+async fn a_writer_behind_sheds_body_bytes_but_keeps_every_exchange() {
+    use sha2::Digest as _;
     let dir = tempfile::tempdir().unwrap();
     let mut o = opts(dir.path());
-    o.busy_timeout = Duration::from_millis(300);
     o.queue_bytes = 3 * 64 * 1024;
     let rec = Recorder::start(o.clone()).unwrap();
-    // A stuck writer (the database is locked) and a flood of 64 KiB bodies: the queue takes
-    // about three bodies' worth and drops the rest at once instead of growing.
+    let mut alerts = rec.alerts();
+    // A stuck writer (another process holds the write lock) and a flood of 64 KiB bodies:
+    // the queue keeps about three bodies' worth; the rest are queued without their bytes.
     let other = rusqlite::Connection::open(o.db_path()).unwrap();
     other.execute_batch("BEGIN EXCLUSIVE").unwrap();
     let big = vec![b'q'; 64 * 1024];
     let pending: Vec<_> = (0..200)
         .map(|i| rec.record(exchange("t", i, "/flood", &big)))
         .collect();
-    let accepted = pending.iter().filter(|p| p.accepted()).count();
-    assert!((1..=4).contains(&accepted), "{accepted} of 200 accepted");
-    assert_eq!(rec.status().dropped, 200 - accepted as u64);
-    other.execute_batch("COMMIT").unwrap();
-    for p in pending {
-        let _ = p.id().await;
-    }
-    // The budget is returned once the writer is done with a batch.
-    let id = rec.record(exchange("t", 500, "/after", &big)).id().await;
     assert!(
-        id.is_some(),
-        "budget not returned after the writer caught up"
+        pending.iter().all(|p| p.accepted()),
+        "an exchange was dropped"
+    );
+    let st = rec.status();
+    assert!((196..=199).contains(&st.shed), "{} of 200 shed", st.shed);
+    assert_eq!(st.dropped, 0);
+    alerts.changed().await.unwrap();
+    assert_eq!(alerts.borrow_and_update().shed, st.shed, "the UI is told");
+    other.execute_batch("COMMIT").unwrap();
+    let mut ids = vec![];
+    for p in pending {
+        ids.push(p.id().await.expect("a queued exchange was not stored"));
+    }
+    let reader = rec.reader().unwrap();
+    let first = reader.get(ids[0]).unwrap().unwrap().exchange.request.body;
+    assert_eq!((first.bytes.len(), first.truncated), (big.len(), false));
+    let last = reader.get(ids[199]).unwrap().unwrap().exchange.request.body;
+    assert_eq!(last.bytes, big[..twk_capture::SHED_KEEP]);
+    assert!(last.truncated);
+    assert_eq!(
+        last.len,
+        big.len() as u64,
+        "the length is of the whole body"
+    );
+    assert_eq!(last.sha256, hex::encode(sha2::Sha256::digest(&big)));
+    // The bytes leave the bound once the writer is done with a batch.
+    let id = rec.record(exchange("t", 500, "/after", &big)).id().await;
+    let after = reader
+        .get(id.unwrap())
+        .unwrap()
+        .unwrap()
+        .exchange
+        .request
+        .body;
+    assert!(
+        !after.truncated,
+        "bound not returned after the writer caught up"
     );
 }
 

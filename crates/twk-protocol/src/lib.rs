@@ -226,13 +226,19 @@ pub mod limits {
     /// four times the public port's 64 KiB head, for twk's own metadata and forwarding
     /// headers; a larger response head from a client is its fault and answered 502 at once.
     pub const H2_MAX_HEADER_LIST: u32 = 256 * 1024;
-    /// Bytes HTTP/2 buffers per stream before back-pressure reaches the body (one stream
-    /// window's worth).
-    pub const H2_MAX_SEND_BUF: usize = 1024 * 1024;
+    /// Bytes HTTP/2 buffers per stream before back-pressure reaches the body. A quarter of
+    /// the stream window: what is buffered pins the reading side's buffers, and sixteen
+    /// concurrent 1 MiB bodies held 23 MiB here at a full window (measured,
+    /// docs/performance.md) without moving them any faster.
+    pub const H2_MAX_SEND_BUF: usize = 256 * 1024;
     /// Maximum websocket message and frame size. HTTP/2 frames are far smaller.
     pub const WS_MAX_MESSAGE: usize = 1024 * 1024;
-    /// Largest chunk written into one websocket message.
-    pub const WS_WRITE_CHUNK: usize = 64 * 1024;
+    /// Largest chunk gathered into one websocket message.
+    pub const WS_WRITE_CHUNK: usize = 256 * 1024;
+    /// Largest HTTP/2 frame payload either end accepts (`SETTINGS_MAX_FRAME_SIZE`). Four
+    /// times the 16 KiB default: a quarter of the frames for a large body, while a small
+    /// response behind a large one still waits for 64 KiB at most, not a whole window.
+    pub const H2_MAX_FRAME: u32 = 64 * 1024;
     /// Websocket write buffer hint.
     pub const WS_WRITE_BUFFER: usize = 128 * 1024;
     /// Hard cap on the websocket write buffer: a stuck peer errors out instead of growing memory.

@@ -17,6 +17,18 @@ pub(crate) fn decode_pairs(data: &[u8]) -> Vec<(String, String)> {
         .collect()
 }
 
+/// The decoded keys of a form body or query string, values skipped: what detection needs to
+/// recognise a sender, at a cost that does not grow with the values. A part longer than any
+/// key a sender uses is skipped undecoded (a 1 MiB binary body is one huge "key").
+pub(crate) fn decode_keys(data: &[u8]) -> Vec<String> {
+    const LONGEST_KEY: usize = 256;
+    data.split(|&b| b == b'&')
+        .map(|part| part.split(|&b| b == b'=').next().unwrap_or(part))
+        .filter(|k| !k.is_empty() && k.len() <= LONGEST_KEY)
+        .map(percent_decode)
+        .collect()
+}
+
 /// Decodes `%XX` escapes and `+` (form rules), lossy UTF-8.
 pub(crate) fn percent_decode(data: &[u8]) -> String {
     let mut out = Vec::with_capacity(data.len());
@@ -134,6 +146,14 @@ fn flatten_into(path: Vec<Segment>, v: &Value, out: &mut Vec<(Vec<Segment>, Stri
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn keys_are_decoded_without_the_values_and_oversized_parts_are_skipped() {
+        let mut body = b"Account%53id=AC1&Call+Sid=".to_vec();
+        body.extend(std::iter::repeat_n(b'x', 10_000));
+        body.extend(b"&".iter().chain(std::iter::repeat_n(&b'y', 300)));
+        assert_eq!(decode_keys(&body), ["AccountSid", "Call Sid"]);
+    }
 
     #[test]
     fn decodes_like_a_browser_form() {

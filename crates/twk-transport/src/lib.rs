@@ -45,6 +45,7 @@ pub fn h2_client_builder(
         .initial_stream_window_size(H2_STREAM_WINDOW)
         .initial_connection_window_size(H2_CONN_WINDOW)
         .max_send_buf_size(H2_MAX_SEND_BUF)
+        .max_frame_size(H2_MAX_FRAME)
         .max_header_list_size(H2_MAX_HEADER_LIST);
     b
 }
@@ -64,6 +65,7 @@ pub fn h2_server_builder(
         .initial_stream_window_size(H2_STREAM_WINDOW)
         .initial_connection_window_size(H2_CONN_WINDOW)
         .max_send_buf_size(H2_MAX_SEND_BUF)
+        .max_frame_size(H2_MAX_FRAME)
         .max_header_list_size(H2_MAX_HEADER_LIST);
     b
 }

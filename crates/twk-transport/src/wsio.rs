@@ -1,6 +1,6 @@
 //! A websocket as an `AsyncRead + AsyncWrite` byte stream.
 
-use bytes::{Buf, Bytes};
+use bytes::{Buf, Bytes, BytesMut};
 use futures_util::{Sink, Stream};
 use std::io;
 use std::pin::Pin;
@@ -14,11 +14,16 @@ use tungstenite::Message;
 /// Carries an ordered byte stream in binary websocket messages.
 ///
 /// Reads return the payload of binary messages in order; a close frame or the end of the
-/// websocket is end-of-file. Text messages are a protocol violation. Each write becomes one
-/// binary message of at most [`twk_protocol::limits::WS_WRITE_CHUNK`] bytes.
+/// websocket is end-of-file. Text messages are a protocol violation.
+///
+/// Writes gather in a buffer that becomes one binary message on flush, or when it reaches
+/// [`twk_protocol::limits::WS_WRITE_CHUNK`] bytes: HTTP/2 writes a frame head and its payload
+/// separately and flushes once per batch of frames, and a message per write cost a websocket
+/// frame, a copy and often a syscall each.
 pub struct WsIo<S> {
     ws: WebSocketStream<S>,
     pending: Bytes,
+    out: BytesMut,
     eof: bool,
     probe: Option<RttProbe>,
 }
@@ -38,6 +43,7 @@ impl<S> WsIo<S> {
         WsIo {
             ws,
             pending: Bytes::new(),
+            out: BytesMut::new(),
             eof: false,
             probe: None,
         }
@@ -136,6 +142,32 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for WsIo<S> {
     }
 }
 
+impl<S: AsyncRead + AsyncWrite + Unpin> WsIo<S> {
+    /// Hands the gathered bytes to the websocket as one binary message.
+    fn poll_send_out(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if self.out.is_empty() {
+            return Poll::Ready(Ok(()));
+        }
+        self.maybe_ping(cx);
+        ready!(Sink::<Message>::poll_ready(Pin::new(&mut self.ws), cx)).map_err(to_io)?;
+        let msg = Message::Binary(self.out.split().freeze());
+        Pin::new(&mut self.ws).start_send(msg).map_err(to_io)?;
+        Poll::Ready(Ok(()))
+    }
+
+    /// Room left in the current message; sends the full one first.
+    fn poll_room(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
+        let chunk = twk_protocol::limits::WS_WRITE_CHUNK;
+        if self.out.len() >= chunk {
+            ready!(self.poll_send_out(cx))?;
+        }
+        if self.out.capacity() == 0 {
+            self.out.reserve(chunk);
+        }
+        Poll::Ready(Ok(chunk - self.out.len()))
+    }
+}
+
 impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for WsIo<S> {
     fn poll_write(
         mut self: Pin<&mut Self>,
@@ -145,20 +177,45 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for WsIo<S> {
         if buf.is_empty() {
             return Poll::Ready(Ok(0));
         }
-        self.maybe_ping(cx);
-        let ws = Pin::new(&mut self.ws);
-        ready!(Sink::<Message>::poll_ready(ws, cx)).map_err(to_io)?;
-        let n = buf.len().min(twk_protocol::limits::WS_WRITE_CHUNK);
-        let msg = Message::Binary(Bytes::copy_from_slice(&buf[..n]));
-        Pin::new(&mut self.ws).start_send(msg).map_err(to_io)?;
+        let room = ready!(self.poll_room(cx))?;
+        let n = buf.len().min(room);
+        self.out.extend_from_slice(&buf[..n]);
         Poll::Ready(Ok(n))
     }
 
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        if bufs.iter().all(|b| b.is_empty()) {
+            return Poll::Ready(Ok(0));
+        }
+        let mut room = ready!(self.poll_room(cx))?;
+        let mut n = 0;
+        for b in bufs {
+            let take = b.len().min(room);
+            self.out.extend_from_slice(&b[..take]);
+            n += take;
+            room -= take;
+            if room == 0 {
+                break;
+            }
+        }
+        Poll::Ready(Ok(n))
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        true
+    }
+
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        ready!(self.poll_send_out(cx))?;
         Sink::<Message>::poll_flush(Pin::new(&mut self.ws), cx).map_err(to_io)
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        ready!(self.poll_send_out(cx))?;
         match ready!(Sink::<Message>::poll_close(Pin::new(&mut self.ws), cx)) {
             Ok(()) | Err(tungstenite::Error::ConnectionClosed) => Poll::Ready(Ok(())),
             Err(e) => Poll::Ready(Err(to_io(e))),

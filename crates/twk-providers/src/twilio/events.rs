@@ -40,10 +40,24 @@ pub(crate) fn looks_like(req: &RequestView<'_>) -> bool {
     if req.has_header("i-twilio-idempotency-token") {
         return true;
     }
-    let params = form_or_query(req);
-    let has = |k: &str| params.iter().any(|(kk, _)| kk == k);
+    let keys = form_or_query_keys(req);
+    let has = |k: &str| keys.iter().any(|kk| kk == k);
     (has("AccountSid") && (has("CallSid") || has("MessageSid") || has("SmsSid")))
         || (has("account_sid") && has("service_sid") && has("type"))
+}
+
+/// The parameter names Twilio would have sent: detection looks at names only, so a large body
+/// costs one pass, not a decoded copy.
+fn form_or_query_keys(req: &RequestView<'_>) -> Vec<String> {
+    if req.is_get() {
+        UrlParts::parse(req.url)
+            .map(|p| p.query_pairs().into_iter().map(|(k, _)| k).collect())
+            .unwrap_or_default()
+    } else if req.is_json() {
+        Vec::new()
+    } else {
+        crate::form::decode_keys(req.body)
+    }
 }
 
 fn form_or_query(req: &RequestView<'_>) -> Vec<(String, String)> {
