@@ -135,6 +135,9 @@ struct TunnelObserver {
     /// Requests in flight, for the inspector (bounded: under a flood, rows are skipped,
     /// never forwarding).
     flights: Option<mpsc::Sender<twk_inspector::Msg>>,
+    /// The main runtime: lines waiting for their store id wait there, not on the forwarding
+    /// thread's runtime (which ends with the tunnel).
+    main: tokio::runtime::Handle,
 }
 
 /// The inspector's in-flight row of a request whose head just arrived.
@@ -200,7 +203,7 @@ impl Observer for TunnelObserver {
         // forwarding, and the bodies are not copied for the sake of one line).
         let line = printer.prepare(&exchange);
         let pending = recorder.record(exchange);
-        tokio::spawn(async move {
+        self.main.spawn(async move {
             printer.emit(line, pending.id().await);
         });
     }
@@ -398,19 +401,9 @@ async fn drive(
         recorder: recorder.clone(),
         link: link_tx,
         flights: tui.then_some(flights_tx),
+        main: tokio::runtime::Handle::current(),
     });
-    let agent = {
-        let shutdown = shutdown.clone();
-        tokio::spawn(async move {
-            let result = twk_agent::run(cfg, observer, shutdown.clone()).await;
-            // A tunnel that ended in error also ends the inspector, so that the reason is
-            // printed instead of a "stopped" bar waiting for `q`.
-            if result.is_err() {
-                shutdown.cancel();
-            }
-            result
-        })
-    };
+    let agent = forward_on_own_thread(cfg, observer, shutdown.clone())?;
     let result = match (tui, recorder) {
         (true, Some(recorder)) => {
             let ctx = crate::tui::TuiContext {
@@ -424,16 +417,50 @@ async fn drive(
             };
             let ui = crate::tui::run(ctx).await;
             shutdown.cancel();
-            let agent_result = agent.await.context("agent task")?;
+            let agent_result = agent.await.context("forwarding thread")?;
             ui?;
             agent_result
         }
         _ => {
             drop(link_rx);
-            agent.await.context("agent task")?
+            agent.await.context("forwarding thread")?
         }
     };
     Ok((result, printer))
+}
+
+/// Runs the tunnel's forwarding on a thread of its own with a single-threaded runtime, and
+/// hands back its result.
+///
+/// Every request crosses several tasks (the HTTP/2 stream, the target connection, the
+/// recording): on a multi-threaded runtime each hand-off could wake the other worker, a
+/// context switch that cost more than the forwarding itself (docs/performance.md). One
+/// thread keeps them on one core's cache; the inspector and the recorder live elsewhere, so
+/// drawing the screen never delays a webhook.
+fn forward_on_own_thread(
+    cfg: AgentConfig,
+    observer: Arc<TunnelObserver>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<tokio::sync::oneshot::Receiver<Result<(), AgentError>>> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .thread_name("twk-forward")
+        .build()
+        .context("cannot start the forwarding runtime")?;
+    std::thread::Builder::new()
+        .name("twk-forward".into())
+        .spawn(move || {
+            let result = rt.block_on(twk_agent::run(cfg, observer, shutdown.clone()));
+            // A tunnel that ended in error also ends the inspector, so that the reason is
+            // printed instead of a "stopped" bar waiting for `q`.
+            if result.is_err() {
+                shutdown.cancel();
+            }
+            let _ = tx.send(result);
+        })
+        .context("cannot start the forwarding thread")?;
+    Ok(rx)
 }
 
 /// How the agent's end becomes the process's: success, or the refusal with what to do.

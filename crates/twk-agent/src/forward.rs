@@ -42,6 +42,9 @@ impl Shared {
             .pool_timer(TokioTimer::new())
             .timer(TokioTimer::new())
             .pool_idle_timeout(twk_protocol::limits::TARGET_POOL_IDLE)
+            // Response bodies move through in chunks of this size; hyper's default (~400 KiB
+            // per connection) was 25 MiB of client memory for 64 large answers at once.
+            .http1_max_buf_size(twk_protocol::limits::TARGET_READ_BUF)
             .build(connector);
         let budget = CaptureBudget::new(cfg.capture_budget);
         Shared {

@@ -251,11 +251,14 @@ pub mod limits {
     pub const MAX_CONCURRENT_STREAMS: u32 = 1024;
     /// HTTP/2 per-stream flow-control window.
     pub const H2_STREAM_WINDOW: u32 = 1024 * 1024;
-    /// HTTP/2 connection flow-control window.
-    pub const H2_CONN_WINDOW: u32 = 16 * 1024 * 1024;
+    /// HTTP/2 connection flow-control window: what one tunnel may have in flight in each
+    /// direction, all streams together, and so what a receiver may have to buffer.
+    pub const H2_CONN_WINDOW: u32 = 4 * 1024 * 1024;
     /// Time the client allows for connecting to the local target (a local app that does not
     /// accept within this is down, and the sender gets 502 well inside its own deadline).
     pub const TARGET_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+    /// Largest read buffer of a connection to the local target (bounds a response head too).
+    pub const TARGET_READ_BUF: usize = 64 * 1024;
     /// Idle connections to the local target are kept this long for reuse.
     pub const TARGET_POOL_IDLE: Duration = Duration::from_secs(30);
     /// Time allowed for the TLS and websocket handshakes.
