@@ -2,8 +2,8 @@
 //!
 //! Starts a local HTTP server, the real `twk-relay` and `twk-tunnel` binaries (release build),
 //! then drives the server directly and through the tunnel at 1, 16 and 64 concurrent
-//! keep-alive connections. Prints req/s, p50, p99, the tunnel/direct ratio and the peak RSS of
-//! the relay and client processes.
+//! keep-alive connections. Prints req/s, p50, p99, the tunnel/direct ratio, the CPU time the
+//! relay and client burnt per tunnelled request, and the peak RSS of both processes.
 //!
 //! Run: `cargo build --release -p twk-relay-server -p twk-tunnel && cargo bench -p twk-e2e --bench tunnel`
 //! Env: `TWK_BENCH_SECS` (seconds per phase, default 3), `TWK_BIN_DIR` (default target/release),
@@ -28,6 +28,26 @@ fn bin_dir() -> PathBuf {
     manifest.parent().unwrap().join("target").join("release")
 }
 
+/// User + system CPU time of a process so far, in clock ticks (`/proc/<pid>/stat`).
+fn cpu_ticks(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name (which may hold spaces) start after the last ')'.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?)
+}
+
+/// Clock ticks per second (`getconf CLK_TCK`; 100 on Linux when unknown).
+fn clk_tck() -> f64 {
+    std::process::Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(100.0)
+}
+
 fn peak_rss_kib(pid: u32) -> Option<u64> {
     let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     s.lines()
@@ -37,6 +57,7 @@ fn peak_rss_kib(pid: u32) -> Option<u64> {
 }
 
 struct Stats {
+    requests: u64,
     rps: f64,
     p50: Duration,
     p99: Duration,
@@ -102,6 +123,7 @@ async fn drive(addr: SocketAddr, path: &str, conns: usize, secs: u64, body: Byte
         }
     };
     Stats {
+        requests: all.len() as u64,
         rps: all.len() as f64 / elapsed.as_secs_f64(),
         p50: pct(0.50),
         p99: pct(0.99),
@@ -212,14 +234,28 @@ async fn main() {
         if no_capture { "off" } else { "on (SQLite)" }
     );
     println!(
-        "{:>5}  {:>12} {:>9} {:>9}  {:>12} {:>9} {:>9}  {:>9} {:>8}",
-        "conns", "direct rps", "p50", "p99", "tunnel rps", "p50", "p99", "rps ratio", "errors"
+        "{:>5}  {:>12} {:>9} {:>9}  {:>12} {:>9} {:>9}  {:>9} {:>10} {:>8}",
+        "conns",
+        "direct rps",
+        "p50",
+        "p99",
+        "tunnel rps",
+        "p50",
+        "p99",
+        "rps ratio",
+        "cpu us/req",
+        "errors"
     );
+    let pids: Vec<u32> = [relay.id(), tunnel.id()].into_iter().flatten().collect();
+    let ticks = || pids.iter().filter_map(|&p| cpu_ticks(p)).sum::<u64>();
+    let tck = clk_tck();
     for conns in [1usize, 16, 64] {
         let d = drive(target.addr, "/hook", conns, secs, body.clone()).await;
+        let before = ticks();
         let t = drive(relay_addr, "/t/bench/hook", conns, secs, body.clone()).await;
+        let cpu_us = (ticks() - before) as f64 * 1e6 / tck / t.requests.max(1) as f64;
         println!(
-            "{:>5}  {:>12.0} {:>9.2?} {:>9.2?}  {:>12.0} {:>9.2?} {:>9.2?}  {:>9.3} {:>8}",
+            "{:>5}  {:>12.0} {:>9.2?} {:>9.2?}  {:>12.0} {:>9.2?} {:>9.2?}  {:>9.3} {:>10.1} {:>8}",
             conns,
             d.rps,
             d.p50,
@@ -228,6 +264,7 @@ async fn main() {
             t.p50,
             t.p99,
             t.rps / d.rps,
+            cpu_us,
             d.errors + t.errors
         );
     }

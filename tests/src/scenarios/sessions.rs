@@ -288,13 +288,14 @@ async fn a_half_open_link_is_detected_by_ping_and_both_sides_recover() {
     if let ConnState::Reconnecting { reason, .. } = s {
         assert!(reason.contains("tunnel lost"), "{reason}");
     }
-    // ...and the relay frees the dead session: the name answers 503, not a hang.
+    // ...and the relay frees the dead session: the name answers 503, not a hang (or, when
+    // the agent's reconnection wins the race on a loaded machine, the new session's 200).
     let mut freed = false;
     for _ in 0..50 {
         let r = send(relay.addr, "POST", "/t/sleepy/b", &[], "x")
             .await
             .unwrap();
-        if r.status == 503 {
+        if r.status == 503 || r.status == 200 {
             freed = true;
             break;
         }
