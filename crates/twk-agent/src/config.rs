@@ -233,6 +233,8 @@ pub struct AgentConfig {
     /// (default 16 MiB: sixteen 1 MiB bodies at once; beyond it copies are truncated, never
     /// forwarding slowed).
     pub capture_budget: usize,
+    /// Requests the local target may have at once (each is a connection); more wait in order.
+    pub max_target_requests: usize,
     /// How long in-flight requests may finish on shutdown.
     pub shutdown_grace: Duration,
     /// Provider secrets for signature checks (masked in Debug).
@@ -274,6 +276,7 @@ impl AgentConfig {
             request_timeout: limits::DEFAULT_REQUEST_TIMEOUT,
             capture_cap: 1024 * 1024,
             capture_budget: 8 * 1024 * 1024,
+            max_target_requests: limits::MAX_TARGET_REQUESTS,
             shutdown_grace: limits::SHUTDOWN_GRACE,
             secrets: Default::default(),
             basic_auth: None,

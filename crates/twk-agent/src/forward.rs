@@ -30,6 +30,9 @@ pub(crate) struct Shared {
     name: Mutex<String>,
     /// Memory all in-flight body captures may hold together.
     budget: CaptureBudget,
+    /// Requests the local target may have at once (each one is a connection to it, with
+    /// hyper's buffers); the rest wait their turn, within their deadline.
+    target_slots: Arc<tokio::sync::Semaphore>,
 }
 
 impl Shared {
@@ -47,12 +50,14 @@ impl Shared {
             .http1_max_buf_size(twk_protocol::limits::TARGET_READ_BUF)
             .build(connector);
         let budget = CaptureBudget::new(cfg.capture_budget);
+        let target_slots = Arc::new(tokio::sync::Semaphore::new(cfg.max_target_requests.max(1)));
         Shared {
             cfg,
             client,
             observer,
             name: Mutex::new(String::new()),
             budget,
+            target_slots,
         }
     }
 
@@ -310,6 +315,7 @@ pub(crate) async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Respo
         exchange,
         req_rx: Some(req_rx),
         leases: Vec::new(),
+        slot: None,
     };
     if let Gate::Challenge {
         missing,
@@ -327,7 +333,13 @@ pub(crate) async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Respo
         return record.answer(StatusCode::UNAUTHORIZED, None, msg, Some(&www_authenticate));
     }
     let deadline = m.deadline.unwrap_or(cfg.request_timeout);
-    match tokio::time::timeout(deadline, shared.client.request(out)).await {
+    let slots = shared.target_slots.clone();
+    let sent = tokio::time::timeout(deadline, async {
+        // The slot is held until the exchange is reported (its response body has ended).
+        record.slot = slots.acquire_owned().await.ok();
+        shared.client.request(out).await
+    });
+    match sent.await {
         Ok(Ok(resp)) => {
             record.exchange.timings.first_byte_ms = Some(now_ms());
             let (mut parts, body) = resp.into_parts();
@@ -385,6 +397,8 @@ struct Pending {
     req_rx: Option<oneshot::Receiver<TapResult>>,
     /// The captured copies' share of the capture budget, held until the exchange is handed on.
     leases: Vec<Lease>,
+    /// This request's turn at the local target.
+    slot: Option<tokio::sync::OwnedSemaphorePermit>,
 }
 
 impl Pending {

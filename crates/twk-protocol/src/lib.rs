@@ -257,6 +257,10 @@ pub mod limits {
     /// Time the client allows for connecting to the local target (a local app that does not
     /// accept within this is down, and the sender gets 502 well inside its own deadline).
     pub const TARGET_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+    /// Requests the client has at the local target at once; more wait, in order, within
+    /// their deadline. Each is a connection with its buffers: 1000 concurrent senders held
+    /// 679 connections and 32 MiB of them (measured, docs/performance.md).
+    pub const MAX_TARGET_REQUESTS: usize = 256;
     /// Largest read buffer of a connection to the local target (bounds a response head too).
     pub const TARGET_READ_BUF: usize = 64 * 1024;
     /// Idle connections to the local target are kept this long for reuse.

@@ -1,7 +1,11 @@
 //! Byte-exact forwarding, routing, forwarding headers, concurrency, large bodies.
 
 use crate::*;
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper_util::rt::TokioIo;
 use sha2::{Digest, Sha256};
+use std::sync::Arc;
 use std::time::Duration;
 
 async fn setup() -> (RelayHandle, FakeTarget, AgentHandle, String) {
@@ -289,4 +293,68 @@ async fn many_large_bodies_at_once_stay_within_the_capture_budget_and_forward_in
         assert!(ex.request.body.truncated);
         assert!(ex.request.body.bytes.len() <= 1024 * 1024);
     }
+}
+
+/// A local app that answers every request after `hold` and records how many connections
+/// it had open at most.
+async fn counting_app(
+    hold: Duration,
+) -> (std::net::SocketAddr, Arc<std::sync::atomic::AtomicUsize>) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let open = Arc::new(AtomicUsize::new(0));
+    let max = Arc::new(AtomicUsize::new(0));
+    let seen = max.clone();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let now = open.fetch_add(1, Ordering::SeqCst) + 1;
+            max.fetch_max(now, Ordering::SeqCst);
+            let open = open.clone();
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(move |_req| async move {
+                    tokio::time::sleep(hold).await;
+                    Ok::<_, std::convert::Infallible>(http::Response::new(Full::new(
+                        Bytes::from_static(b"ok"),
+                    )))
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(tcp), svc)
+                    .await;
+                open.fetch_sub(1, Ordering::SeqCst);
+            });
+        }
+    });
+    (addr, seen)
+}
+
+#[tokio::test]
+async fn a_flood_of_senders_reaches_a_slow_app_over_a_bounded_number_of_connections() {
+    // Hostile: 64 senders at once against an app that takes 200 ms per request, with room
+    // for 8 at the app. Every one is answered, in turn; the app never sees more than 8
+    // connections (each costs the client a connection's buffers). Unbounded, it saw all 64.
+    let (relay, _echo) = open_relay_and_echo().await;
+    let (app, max_open) = counting_app(Duration::from_millis(200)).await;
+    let mut cfg = agent_config(&relay, app);
+    cfg.max_target_requests = 8;
+    let mut agent = spawn_agent(cfg);
+    let (name, _) = agent.connected().await;
+    let client = pooled_client();
+    let tasks: Vec<_> = (0..64)
+        .map(|i| {
+            let client = client.clone();
+            let url = format!("http://{}/t/{name}/flood/{i}", relay.addr);
+            tokio::spawn(async move {
+                let req = http::Request::post(url)
+                    .body(Full::new(Bytes::new()))
+                    .unwrap();
+                client.request(req).await.unwrap().status()
+            })
+        })
+        .collect();
+    for t in tasks {
+        assert_eq!(t.await.unwrap(), 200);
+    }
+    let max = max_open.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(max <= 8, "the app saw {max} connections at once");
 }
