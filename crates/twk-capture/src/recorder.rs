@@ -200,13 +200,9 @@ impl Recorder {
             Ok(()) => PendingId(Some(id_rx)),
             Err(why) => {
                 self.shared.queued_bytes.fetch_sub(size, Ordering::AcqRel);
-                let n = self.shared.dropped.fetch_add(1, Ordering::Relaxed) + 1;
-                self.shared.alerts.send_if_modified(|a| {
-                    let newer = n > a.dropped;
-                    a.dropped = a.dropped.max(n);
-                    newer
-                });
-                if !self.shared.drop_reported.swap(true, Ordering::Relaxed) {
+                let sh = &self.shared;
+                let (n, first) = self.bump(&sh.dropped, &sh.drop_reported, |a| &mut a.dropped);
+                if first {
                     tracing::warn!(
                         dropped = n,
                         "{why}: exchanges are not being recorded (forwarding is unaffected)"
@@ -217,15 +213,28 @@ impl Recorder {
         }
     }
 
-    /// Counts an exchange whose bodies were shed, and says so once.
-    fn note_shed(&self) {
-        let n = self.shared.shed.fetch_add(1, Ordering::Relaxed) + 1;
+    /// Adds one to `counter` and publishes it on the alerts watch (`field`); returns the
+    /// count and whether it is the first (said once in the log).
+    fn bump(
+        &self,
+        counter: &AtomicU64,
+        reported: &AtomicBool,
+        field: fn(&mut Alerts) -> &mut u64,
+    ) -> (u64, bool) {
+        let n = counter.fetch_add(1, Ordering::Relaxed) + 1;
         self.shared.alerts.send_if_modified(|a| {
-            let newer = n > a.shed;
-            a.shed = a.shed.max(n);
+            let f = field(a);
+            let newer = n > *f;
+            *f = (*f).max(n);
             newer
         });
-        if !self.shared.shed_reported.swap(true, Ordering::Relaxed) {
+        (n, !reported.swap(true, Ordering::Relaxed))
+    }
+
+    /// Counts an exchange whose bodies were shed, and says so once.
+    fn note_shed(&self) {
+        let sh = &self.shared;
+        if self.bump(&sh.shed, &sh.shed_reported, |a| &mut a.shed).1 {
             tracing::warn!(
                 "capture is behind: exchanges are recorded without their body bytes (head, \
                  length and SHA-256 kept; forwarding is unaffected)"
