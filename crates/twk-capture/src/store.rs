@@ -26,8 +26,10 @@ pub const DEFAULT_RETENTION: u64 = 10_000;
 /// Default cap on the body bytes waiting in the recorder's queue (16 MiB): beyond it new
 /// exchanges shed their bodies rather than grow memory while the disk catches up.
 pub const DEFAULT_QUEUE_BYTES: usize = 8 * 1024 * 1024;
-/// Default capacity of the recorder's queue.
-pub const DEFAULT_QUEUE_CAPACITY: usize = 4096;
+/// Default capacity of the recorder's queue: a burst of 1024 exchanges waits for the writer.
+/// A longer queue only delays the drops of a sustained overload (at 10k exchanges/s, 4096
+/// were 0.4 s of traffic) while holding ~13 KiB per exchange (measured at c1000: 55 MiB).
+pub const DEFAULT_QUEUE_CAPACITY: usize = 1024;
 
 /// Where the store lives and its limits.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -260,7 +260,7 @@ pub mod limits {
     /// Requests the client has at the local target at once; more wait, in order, within
     /// their deadline. Each is a connection with its buffers: 1000 concurrent senders held
     /// 679 connections and 32 MiB of them (measured, docs/performance.md).
-    pub const MAX_TARGET_REQUESTS: usize = 256;
+    pub const MAX_TARGET_REQUESTS: usize = 128;
     /// Largest read buffer of a connection to the local target (bounds a response head too).
     pub const TARGET_READ_BUF: usize = 64 * 1024;
     /// Idle connections to the local target are kept this long for reuse.
