@@ -1,6 +1,7 @@
 //! Plain and NDJSON output of the tunnel (used with --no-tui or when stdout is not a terminal).
 
 use std::io::Write;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{SyncSender, TrySendError, sync_channel};
 use twk_agent::{ConnState, Observer};
@@ -18,6 +19,8 @@ pub enum OutputMode {
 /// What the output thread is asked to do.
 enum Out {
     Line(String),
+    /// An exchange line to print once the store has given the exchange its id.
+    Stored(Prepared, twk_capture::PendingId),
     /// Write everything queued so far, then answer.
     Flush(std::sync::mpsc::Sender<()>),
 }
@@ -41,7 +44,7 @@ const BATCH_BYTES: usize = 64 * 1024;
 
 /// The output thread: writes each line as it comes, and under load everything already queued
 /// in one write and one flush (a line per syscall and wake-up costs more than forwarding).
-fn write_lines(rx: std::sync::mpsc::Receiver<Out>) {
+fn write_lines(rx: std::sync::mpsc::Receiver<Out>, next_id: Arc<AtomicU64>) {
     let stdout = std::io::stdout();
     let mut batch = String::with_capacity(BATCH_BYTES);
     let emit = |batch: &mut String| {
@@ -60,6 +63,11 @@ fn write_lines(rx: std::sync::mpsc::Receiver<Out>) {
             match m {
                 Out::Line(line) => {
                     batch.push_str(&line);
+                    batch.push('\n');
+                }
+                Out::Stored(line, pending) => {
+                    // In record order: the writer hands out ids in the same order.
+                    batch.push_str(&render(line, pending.blocking_id(), &next_id));
                     batch.push('\n');
                 }
                 Out::Flush(done) => {
@@ -87,7 +95,8 @@ pub struct Printer {
     mode: OutputMode,
     target: String,
     ready: AtomicBool,
-    next_id: AtomicU64,
+    /// Local sequence numbers for lines of exchanges the store did not take.
+    next_id: Arc<AtomicU64>,
     tx: SyncSender<Out>,
     dropped: AtomicU64,
 }
@@ -96,22 +105,28 @@ impl Printer {
     /// A printer for `target`.
     pub fn new(mode: OutputMode, target: String) -> Self {
         let (tx, rx) = sync_channel::<Out>(QUEUE_LINES);
+        let next_id = Arc::new(AtomicU64::new(1));
+        let thread_ids = next_id.clone();
         std::thread::Builder::new()
             .name("twk-output".into())
-            .spawn(move || write_lines(rx))
+            .spawn(move || write_lines(rx, thread_ids))
             .ok();
         Printer {
             mode,
             target,
             ready: AtomicBool::new(false),
-            next_id: AtomicU64::new(1),
+            next_id,
             tx,
             dropped: AtomicU64::new(0),
         }
     }
 
     fn line(&self, s: &str) {
-        match self.tx.try_send(Out::Line(s.to_string())) {
+        self.send(Out::Line(s.to_string()));
+    }
+
+    fn send(&self, out: Out) {
+        match self.tx.try_send(out) {
             Ok(()) => {}
             Err(TrySendError::Full(_)) => {
                 if self.dropped.fetch_add(1, Ordering::Relaxed) == 0 {
@@ -136,14 +151,14 @@ impl Printer {
     /// Writes a prepared exchange line with its store id (a local sequence number when the
     /// exchange was not stored).
     pub fn emit(&self, line: Prepared, id: Option<i64>) {
-        match line {
-            Prepared::Plain(text) => self.line(&text),
-            Prepared::Json(mut v) => {
-                let id = id.unwrap_or_else(|| self.next_id.fetch_add(1, Ordering::Relaxed) as i64);
-                v["id"] = id.into();
-                self.line(&twk_sanitize::json_string(&v).unwrap_or_default());
-            }
-        }
+        self.line(&render(line, id, &self.next_id));
+    }
+
+    /// Prints a prepared exchange line once the store has assigned its id, in record order,
+    /// without a task or a wake-up of the caller's runtime per line: the output thread waits
+    /// for the id itself.
+    pub fn emit_stored(&self, line: Prepared, pending: twk_capture::PendingId) {
+        self.send(Out::Stored(line, pending));
     }
 
     /// Waits (up to 2 s) until every queued line is written; called before exiting.
@@ -151,6 +166,18 @@ impl Printer {
         let (tx, rx) = std::sync::mpsc::channel();
         if self.tx.send(Out::Flush(tx)).is_ok() {
             let _ = rx.recv_timeout(std::time::Duration::from_secs(2));
+        }
+    }
+}
+
+/// A prepared line with its id (a local sequence number from `next_id` when there is none).
+fn render(line: Prepared, id: Option<i64>, next_id: &AtomicU64) -> String {
+    match line {
+        Prepared::Plain(text) => text,
+        Prepared::Json(mut v) => {
+            let id = id.unwrap_or_else(|| next_id.fetch_add(1, Ordering::Relaxed) as i64);
+            v["id"] = id.into();
+            twk_sanitize::json_string(&v).unwrap_or_default()
         }
     }
 }

@@ -135,9 +135,6 @@ struct TunnelObserver {
     /// Requests in flight, for the inspector (bounded: under a flood, rows are skipped,
     /// never forwarding).
     flights: Option<mpsc::Sender<twk_inspector::Msg>>,
-    /// The main runtime: lines waiting for their store id wait there, not on the forwarding
-    /// thread's runtime (which ends with the tunnel).
-    main: tokio::runtime::Handle,
 }
 
 /// The inspector's in-flight row of a request whose head just arrived.
@@ -195,7 +192,7 @@ impl Observer for TunnelObserver {
             }
             return;
         };
-        let Some(printer) = self.printer.clone() else {
+        let Some(printer) = &self.printer else {
             recorder.record(exchange);
             return;
         };
@@ -203,9 +200,7 @@ impl Observer for TunnelObserver {
         // forwarding, and the bodies are not copied for the sake of one line).
         let line = printer.prepare(&exchange);
         let pending = recorder.record(exchange);
-        self.main.spawn(async move {
-            printer.emit(line, pending.id().await);
-        });
+        printer.emit_stored(line, pending);
     }
 }
 
@@ -401,7 +396,6 @@ async fn drive(
         recorder: recorder.clone(),
         link: link_tx,
         flights: tui.then_some(flights_tx),
-        main: tokio::runtime::Handle::current(),
     });
     let agent = forward_on_own_thread(cfg, observer, shutdown.clone())?;
     let result = match (tui, recorder) {

@@ -97,6 +97,12 @@ impl PendingId {
             None => None,
         }
     }
+
+    /// [`PendingId::id`] for a plain thread (panics inside an async runtime, like
+    /// `blocking_recv`).
+    pub fn blocking_id(self) -> Option<ExchangeId> {
+        self.0.and_then(|rx| rx.blocking_recv().ok())
+    }
 }
 
 enum Cmd {
