@@ -52,8 +52,6 @@ pub struct Tap<B> {
     /// Capacity granted for the copy (from the budget when there is one); `buf` never
     /// outgrows it, so the budget counts the memory actually held.
     allowance: usize,
-    /// A byte was not copied: the copy stays a prefix.
-    refused: bool,
 }
 
 /// Bytes that all captured copies together may hold until handed on (see [`Lease`]), so that
@@ -116,7 +114,6 @@ impl<B> Tap<B> {
                 done: Some(tx),
                 budget: None,
                 allowance: 0,
-                refused: false,
             },
             rx,
         )
@@ -150,14 +147,15 @@ impl<B> Tap<B> {
             });
         }
     }
-}
 
-impl<B> Tap<B> {
-    /// Copies what the cap and the allowance let through of `data`; `rest` is how many more
-    /// body bytes are announced.
+    /// Copies what the cap and the allowance let through of `data` (already counted in
+    /// `len`); `rest` is how many more body bytes are announced.
     fn keep(&mut self, data: &[u8], rest: u64) {
         let want = data.len().min(self.cap.saturating_sub(self.buf.len()));
-        if self.refused || want == 0 {
+        // Once a byte was refused (the copy is shorter than what came before), copy no
+        // more: the capture stays a prefix.
+        let refused = (self.buf.len() as u64) < self.len - data.len() as u64;
+        if refused || want == 0 {
             return;
         }
         if self.buf.len() + want > self.allowance {
@@ -165,7 +163,6 @@ impl<B> Tap<B> {
         }
         let n = want.min(self.allowance - self.buf.len());
         self.buf.extend_from_slice(&data[..n]);
-        self.refused = n < want;
     }
 
     /// Raises the allowance for `want` more bytes: to the announced length the first time,
