@@ -23,13 +23,7 @@ const BODY: usize = 8 * 1024 * 1024;
 const LIMIT_KIB: u64 = 96 * 1024;
 
 fn kib(pid: u32, field: &str) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix(field))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .unwrap()
+    twk_e2e::procfs::status_kib(pid, field).unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

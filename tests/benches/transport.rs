@@ -13,27 +13,14 @@ use std::time::{Duration, Instant};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_tungstenite::WebSocketStream;
 use tungstenite::protocol::Role;
+use twk_e2e::procfs::{clk_tck, cpu_ticks};
 use twk_transport::WsIo;
 
 type Sender = hyper::client::conn::http2::SendRequest<Full<Bytes>>;
 
 /// User + system CPU of this process, in clock ticks.
-fn cpu_ticks() -> u64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap();
-    let f: Vec<&str> = stat[stat.rfind(')').unwrap() + 2..]
-        .split_whitespace()
-        .collect();
-    f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap()
-}
-
-fn clk_tck() -> f64 {
-    std::process::Command::new("getconf")
-        .arg("CLK_TCK")
-        .output()
-        .ok()
-        .and_then(|o| String::from_utf8(o.stdout).ok())
-        .and_then(|s| s.trim().parse().ok())
-        .unwrap_or(100.0)
+fn own_cpu_ticks() -> u64 {
+    cpu_ticks(std::process::id()).unwrap()
 }
 
 /// A connected pair of loopback sockets.
@@ -132,9 +119,9 @@ async fn main() {
             ("HTTP/2 over TCP", over_tcp().await),
             ("HTTP/2 over websocket", over_websocket().await),
         ] {
-            let t0 = cpu_ticks();
+            let t0 = own_cpu_ticks();
             let (n, p50) = drive(sender, streams, secs).await;
-            let cpu = (cpu_ticks() - t0) as f64 * 1e6 / tck / n.max(1) as f64;
+            let cpu = (own_cpu_ticks() - t0) as f64 * 1e6 / tck / n.max(1) as f64;
             println!(
                 "{:<22} {:>7} {:>10.0} {:>9.2?} {:>11.1}",
                 name,

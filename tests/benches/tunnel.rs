@@ -19,6 +19,7 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
+use twk_e2e::procfs::{clk_tck, cpu_ticks, status_kib};
 
 fn bin_dir() -> PathBuf {
     if let Ok(d) = std::env::var("TWK_BIN_DIR") {
@@ -26,34 +27,6 @@ fn bin_dir() -> PathBuf {
     }
     let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     manifest.parent().unwrap().join("target").join("release")
-}
-
-/// User + system CPU time of a process so far, in clock ticks (`/proc/<pid>/stat`).
-fn cpu_ticks(pid: u32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // Fields after the command name (which may hold spaces) start after the last ')'.
-    let rest = &stat[stat.rfind(')')? + 2..];
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?)
-}
-
-/// Clock ticks per second (`getconf CLK_TCK`; 100 on Linux when unknown).
-fn clk_tck() -> f64 {
-    std::process::Command::new("getconf")
-        .arg("CLK_TCK")
-        .output()
-        .ok()
-        .and_then(|o| String::from_utf8(o.stdout).ok())
-        .and_then(|s| s.trim().parse().ok())
-        .unwrap_or(100.0)
-}
-
-fn peak_rss_kib(pid: u32) -> Option<u64> {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    s.lines()
-        .find(|l| l.starts_with("VmHWM:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
 }
 
 struct Stats {
@@ -268,8 +241,8 @@ async fn main() {
             d.errors + t.errors
         );
     }
-    let relay_rss = relay.id().and_then(peak_rss_kib);
-    let tunnel_rss = tunnel.id().and_then(peak_rss_kib);
+    let relay_rss = relay.id().and_then(|p| status_kib(p, "VmHWM:"));
+    let tunnel_rss = tunnel.id().and_then(|p| status_kib(p, "VmHWM:"));
     println!(
         "peak RSS: relay {} MiB, client {} MiB",
         relay_rss

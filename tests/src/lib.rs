@@ -9,6 +9,7 @@
 
 pub mod harness;
 pub mod pebble;
+pub mod procfs;
 pub use harness::*;
 
 #[cfg(test)]
