@@ -2,7 +2,9 @@
 
 mod cmd;
 mod config;
+mod missed;
 mod output;
+mod runtime;
 mod tui;
 mod tunnel;
 mod usage;
@@ -36,6 +38,9 @@ enum Command {
     Log(cmd::history::LogArgs),
     /// Re-send a recorded request to the local target.
     Replay(cmd::history::ReplayArgs),
+    /// Send the webhook a provider would send (signed, with its sender's behaviour) through
+    /// the running tunnel, or --to anywhere; --list shows providers and events.
+    Trigger(cmd::trigger::TriggerArgs),
     /// Export recorded exchanges (HAR, curl).
     Export(cmd::history::ExportArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
@@ -86,6 +91,7 @@ async fn main() -> ExitCode {
         Some(Command::Log(a)) => cmd::history::run_log(a).await,
         Some(Command::Replay(a)) => cmd::history::run_replay(a).await,
         Some(Command::Export(a)) => cmd::history::run_export(a).await,
+        Some(Command::Trigger(a)) => cmd::trigger::run(a).await,
         Some(Command::Completions(a)) => twk_cli::completions(&a, Cli::command())
             .map(|()| ExitCode::SUCCESS)
             .map_err(anyhow::Error::from),

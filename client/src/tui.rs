@@ -31,6 +31,8 @@ pub struct TuiContext {
     pub shutdown: CancellationToken,
     /// The relay is the embedded loopback one (the top bar says providers cannot reach it).
     pub embedded: bool,
+    /// `--relay-ca`: certificates to trust when triggering into a relay with a private CA.
+    pub relay_ca: Option<Vec<u8>>,
 }
 
 /// How often the screen is redrawn (when something changed) and the clock advances.
@@ -137,6 +139,7 @@ async fn run_inner(ctx: &mut TuiContext) -> anyhow::Result<()> {
     }
     twk_inspector::update(&mut model, recorder_msg(&alerts.borrow_and_update()));
     model.embedded = ctx.embedded;
+    model.triggers = trigger_choices();
     for cmd in model.init() {
         if let twk_inspector::Cmd::Load(load) = cmd {
             let answer = data.load(&load).context("reading the capture store")?;
@@ -285,6 +288,12 @@ impl Host<'_> {
             }
             Intent::Copy { id, what } => Some(copy(data, id, what)),
             Intent::CopyUrl { url } => Some(copy_text(&url, "public URL")),
+            Intent::Trigger {
+                provider,
+                event,
+                url,
+            } => start_trigger(ctx, &provider, &event, url, self.notices.clone()),
+            Intent::DeliverMissed => deliver_missed(ctx, data, model, self.notices.clone()),
         };
         if let Some(n) = notice {
             data.dispatch(model, n);
@@ -357,6 +366,140 @@ fn stale_signature(
             can_resign: secrets.get(provider).is_some(),
         }),
     }
+}
+
+/// `D`: replays every missed request of the listed tunnel(s) that has no replay yet to the
+/// local target, oldest first, one after the other; each replay is recorded (linked to its
+/// missed row) and the count reported. `None` when it started.
+fn deliver_missed(
+    ctx: &TuiContext,
+    data: &Loader,
+    model: &Model,
+    notices: mpsc::UnboundedSender<Msg>,
+) -> Option<Msg> {
+    let filter = twk_capture::Filter {
+        missed: true,
+        name: model.scope(),
+        order: twk_capture::Order::OldestFirst,
+        ..twk_capture::Filter::default()
+    };
+    let rows = match data.store().list(&filter) {
+        Ok(rows) => rows,
+        Err(e) => {
+            return Some(Msg::Notice(
+                format!("cannot read missed requests: {e}"),
+                Level::Error,
+            ));
+        }
+    };
+    let mut pending = Vec::new();
+    for row in rows {
+        let replayed = twk_capture::Filter {
+            replay_of: Some(row.id),
+            limit: Some(1),
+            ..twk_capture::Filter::default()
+        };
+        if data.store().list(&replayed).is_ok_and(|r| r.is_empty())
+            && let Ok(Some(stored)) = data.store().get(row.id)
+        {
+            pending.push(stored.exchange);
+        }
+    }
+    if pending.is_empty() {
+        return Some(Msg::Notice(
+            "no missed request waits for delivery".into(),
+            Level::Info,
+        ));
+    }
+    let opts = twk_agent::replay::ReplayOptions {
+        secrets: (*ctx.secrets).clone(),
+        capture_cap: ctx.recorder.options().body_cap,
+        ..Default::default()
+    };
+    let recorder = ctx.recorder.clone();
+    tokio::spawn(async move {
+        let (mut ok, total) = (0usize, pending.len());
+        for original in pending {
+            if let Ok(new) = twk_agent::replay::replay(&original, &opts).await {
+                let delivered = new.status.is_some_and(|s| (200..300).contains(&s));
+                if recorder.record(new).id().await.is_some() && delivered {
+                    ok += 1;
+                }
+            }
+        }
+        let level = if ok == total {
+            Level::Info
+        } else {
+            Level::Error
+        };
+        let _ = notices.send(Msg::Notice(
+            format!("delivered {ok} of {total} missed requests to the app (2xx); each is a replay (↻) of its ⊘ row"),
+            level,
+        ));
+    });
+    None
+}
+
+/// Every event `trigger` knows, for the picker.
+fn trigger_choices() -> Vec<twk_inspector::TriggerChoice> {
+    twk_providers::Provider::ALL
+        .iter()
+        .flat_map(|p| twk_trigger::events(*p))
+        .map(|spec| twk_inspector::TriggerChoice {
+            provider: spec.provider.as_str().to_owned(),
+            event: spec.name.to_owned(),
+            about: spec.about.to_owned(),
+        })
+        .collect()
+}
+
+/// Fires `provider`'s `event` at the tunnel's public `url` in the background, as the
+/// provider's sender would (challenge, deadline; a later retry is reported, not waited
+/// for); the exchanges appear as rows, the outcome as a notice. `None` when it started.
+fn start_trigger(
+    ctx: &TuiContext,
+    provider: &str,
+    event: &str,
+    url: String,
+    notices: mpsc::UnboundedSender<Msg>,
+) -> Option<Msg> {
+    let error = |why: String| Some(Msg::Notice(why, Level::Error));
+    let Ok(p) = provider.parse::<twk_providers::Provider>() else {
+        return error(format!("unknown provider {provider}"));
+    };
+    let draft = match twk_trigger::find(p, event)
+        .and_then(|spec| twk_trigger::build(&spec, Vec::new(), twk_agent::now_ms() / 1000))
+    {
+        Ok(d) => d,
+        Err(e) => return error(e.to_string()),
+    };
+    // No secret for it: signed with a throwaway one (the row then says "no secret").
+    let secret = ctx.secrets.get(p).cloned().or_else(|| {
+        (p != twk_providers::Provider::Bandwidth)
+            .then(|| twk_providers::Secret::new(twk_trigger::generated_secret(p)))
+    });
+    let opts = twk_trigger::FireOptions {
+        url: format!("{}/", url.trim_end_matches('/')),
+        secret,
+        sender_behaviour: true,
+        retry_speed: None,
+        deadline: None,
+        extra_ca_pem: ctx.relay_ca.clone(),
+    };
+    tokio::spawn(async move {
+        let what = format!("{} {} {}", draft.provider.as_str(), draft.event, draft.id);
+        let mut last = String::new();
+        let fate = twk_trigger::fire(&draft, &opts, |a| last.clone_from(&a.says)).await;
+        let notice = match fate {
+            Ok(twk_trigger::Fate::Delivered) => {
+                twk_inspector::notices::triggered(&what, true, "delivered")
+            }
+            Ok(_) => twk_inspector::notices::triggered(&what, false, &last),
+            Err(e) => twk_inspector::notices::triggered(&what, false, &e.to_string()),
+        };
+        let _ = notices.send(notice);
+    });
+    None
 }
 
 /// Replays exchange `id` (or `edited`, a modified copy of it) in the background; the new

@@ -93,6 +93,11 @@ pub struct TunnelArgs {
     /// Remove `Authorization` before forwarding an authenticated request to the local app.
     #[arg(long)]
     pub strip_auth: bool,
+    /// Deliver requests that arrived while this tunnel was offline (kept by the relay) to the
+    /// local target once, in order, as replays linked to their missed rows. Without it they
+    /// are recorded only (`log --missed`; replay them with `replay ID` or the inspector).
+    #[arg(long)]
+    pub deliver_missed: bool,
 }
 
 impl TunnelArgs {
@@ -135,6 +140,44 @@ struct TunnelObserver {
     /// Requests in flight, for the inspector (bounded: under a flood, rows are skipped,
     /// never forwarding).
     flights: Option<mpsc::Sender<twk_inspector::Msg>>,
+    /// The local target, for the runtime file.
+    target: String,
+    /// This tunnel's runtime file while connected (`trigger` finds the public URL there).
+    published: std::sync::Mutex<Option<crate::runtime::Published>>,
+    /// What happens to requests that arrived while offline.
+    missed: crate::missed::MissedPolicy,
+}
+
+impl TunnelObserver {
+    /// Publishes (or withdraws) the public URL for `trigger`; a failure costs only that.
+    fn publish(&self, state: &ConnState) {
+        let Ok(mut slot) = self.published.lock() else {
+            return;
+        };
+        match state {
+            ConnState::Connected { name, public_url } => {
+                let live = crate::runtime::LiveTunnel {
+                    name: name.clone(),
+                    public_url: public_url.clone(),
+                    target: self.target.clone(),
+                    pid: std::process::id(),
+                };
+                let written = match slot.as_ref() {
+                    Some(p) => p.rewrite(&live),
+                    None => crate::runtime::Published::write(&live).map(|p| *slot = Some(p)),
+                };
+                if let Err(e) = written {
+                    tracing::warn!(
+                        error = %twk_sanitize::error_chain(e.as_ref()),
+                        "cannot publish the tunnel's URL for `trigger`"
+                    );
+                }
+            }
+            ConnState::Stopped => *slot = None,
+            // Reconnecting keeps the file: the URL usually comes back the same.
+            ConnState::Connecting { .. } | ConnState::Reconnecting { .. } => {}
+        }
+    }
 }
 
 /// The inspector's in-flight row of a request whose head just arrived.
@@ -159,6 +202,8 @@ fn in_flight(ex: &Exchange) -> twk_inspector::InFlight {
 
 impl Observer for TunnelObserver {
     fn connection(&self, state: &ConnState) {
+        // Published before "ready" is printed: a script that waits for it can trigger.
+        self.publish(state);
         if let Some(p) = &self.printer {
             p.connection(state);
         }
@@ -178,6 +223,21 @@ impl Observer for TunnelObserver {
         if let Some(tx) = &self.flights {
             let _ = tx.try_send(twk_inspector::Msg::Started(Box::new(in_flight(exchange))));
         }
+    }
+
+    fn missed(&self, exchange: Exchange, recorded: tokio::sync::oneshot::Sender<bool>) {
+        // Without a store it cannot be kept here: the relay keeps it for a client that can.
+        let Some(recorder) = self.recorder.clone() else {
+            let _ = recorded.send(false);
+            return;
+        };
+        let (printer, policy) = (self.printer.clone(), self.missed.clone());
+        let runtime = tokio::runtime::Handle::current();
+        tokio::task::spawn_blocking(move || {
+            let ok =
+                crate::missed::record(&recorder, printer.as_ref(), &policy, &runtime, exchange);
+            let _ = recorded.send(ok);
+        });
     }
 
     fn exchange(&self, exchange: Exchange) {
@@ -302,6 +362,40 @@ fn relay_ca(path: &std::path::Path) -> anyhow::Result<Vec<u8>> {
     Ok(pem)
 }
 
+/// This client's key for requests the relay keeps while it is offline: `owner.key` (0600)
+/// in the capture directory, made on first use. Only with a capture store (kept requests are
+/// recorded there); a failure costs only that feature.
+fn owner_key(s: &Settings) -> Option<twk_protocol::kept::OwnerKey> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let path = s.store.as_ref()?.data_dir.join("owner.key");
+    if let Ok(text) = std::fs::read_to_string(&path) {
+        match twk_protocol::kept::OwnerKey::from_base64(&text) {
+            Ok(k) => return Some(k),
+            Err(e) => {
+                tracing::warn!(path = %path.display(), error = %e, "unreadable owner key; making a new one")
+            }
+        }
+    }
+    let key = twk_protocol::kept::OwnerKey::generate();
+    let written = std::fs::create_dir_all(path.parent()?).and_then(|()| {
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&path)?;
+        f.write_all(key.to_base64().as_bytes())
+    });
+    match written {
+        Ok(()) => Some(key),
+        Err(e) => {
+            tracing::warn!(path = %path.display(), error = %e, "cannot store the owner key: nothing will be kept while offline");
+            None
+        }
+    }
+}
+
 /// The capture store's writer, unless `--no-capture` or it cannot start (then a warning).
 fn start_recorder(s: &Settings) -> Option<Recorder> {
     let opts = s.store.clone()?;
@@ -369,6 +463,7 @@ fn agent_config(s: &Settings, relay: RelayUrl, recorder: Option<&Recorder>) -> A
     cfg.secrets = s.secrets.clone();
     cfg.basic_auth = s.basic_auth.clone();
     cfg.extra_ca_pem = s.relay_ca.clone();
+    cfg.owner_key = owner_key(s);
     if let Some(r) = recorder {
         cfg.capture_cap = r.options().body_cap;
     }
@@ -396,6 +491,18 @@ async fn drive(
         recorder: recorder.clone(),
         link: link_tx,
         flights: tui.then_some(flights_tx),
+        target: s.target.url(),
+        published: std::sync::Mutex::new(None),
+        missed: crate::missed::MissedPolicy {
+            deliver: s
+                .args
+                .deliver_missed
+                .then(|| twk_agent::replay::ReplayOptions {
+                    secrets: (*s.secrets).clone(),
+                    capture_cap: recorder.as_ref().map_or(1 << 20, |r| r.options().body_cap),
+                    ..Default::default()
+                }),
+        },
     });
     let agent = forward_on_own_thread(cfg, observer, shutdown.clone())?;
     let result = match (tui, recorder) {
@@ -408,6 +515,7 @@ async fn drive(
                 secrets: s.secrets.clone(),
                 shutdown: shutdown.clone(),
                 embedded,
+                relay_ca: s.relay_ca.clone(),
             };
             let ui = crate::tui::run(ctx).await;
             shutdown.cancel();

@@ -24,51 +24,18 @@ mod cases_body;
 mod cases_url;
 #[path = "sdk_oracle/tamper.rs"]
 mod tamper;
+#[path = "support/venv.rs"]
+mod venv;
 
 use cases::{Case, Req};
 use serde_json::{Value, json};
 use std::io::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
+use venv::{oracle_python, workspace};
 
 const BIN: &str = env!("CARGO_BIN_EXE_twk-tunnel");
 const DEFAULT_SEED: u64 = 0x7477_6b5f_7364_6b13;
-
-fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-/// The venv's python, or `None` (after saying why) when the test is to be skipped.
-fn oracle_python() -> Option<PathBuf> {
-    let venv = std::env::var_os("TWK_ORACLE_VENV")
-        .map_or_else(|| workspace().join("target/oracle-venv"), PathBuf::from);
-    let python = venv.join("bin/python");
-    if python.exists() || make_venv(&venv) {
-        return Some(python);
-    }
-    assert!(
-        std::env::var("TWK_SKIP_SDK_ORACLE").as_deref() == Ok("1"),
-        "the SDK oracle venv {} does not exist: create it with `bash tests/oracle/setup.sh` \
-         (needs python3-venv and PyPI), or set TWK_SKIP_SDK_ORACLE=1 to skip this test",
-        venv.display()
-    );
-    eprintln!("skipping: no SDK oracle venv and TWK_SKIP_SDK_ORACLE=1");
-    None
-}
-
-/// Runs `tests/oracle/setup.sh` for `venv`; true when it made it.
-fn make_venv(venv: &Path) -> bool {
-    if std::env::var("TWK_SKIP_SDK_ORACLE").as_deref() == Ok("1") {
-        return false;
-    }
-    eprintln!("creating the SDK oracle venv {} (once)", venv.display());
-    Command::new("bash")
-        .arg(workspace().join("tests/oracle/setup.sh"))
-        .env("TWK_ORACLE_VENV", venv)
-        .status()
-        .is_ok_and(|s| s.success())
-        && venv.join("bin/python").exists()
-}
 
 /// Runs the Python oracle once over `ops`; one result per op.
 fn oracle(python: &Path, ops: &[Value]) -> Vec<Value> {

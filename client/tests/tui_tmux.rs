@@ -447,3 +447,33 @@ async fn a_relay_url_that_leads_to_an_app_ends_the_inspector_with_the_reason() {
     assert!(screen.contains("twk-tunnel exited with 1"), "{screen}");
     assert!(screen.contains("it is not a twk relay"), "{screen}");
 }
+
+/// `t` in a real terminal: the picker opens, typing narrows it, Enter fires the GitHub
+/// event into the tunnel, and the webhook arrives as a row signed with the tunnel's secret.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t_triggers_a_picked_event_into_the_tunnel() {
+    if !tmux_available() {
+        eprintln!("skipping: tmux is not installed and TWK_SKIP_TMUX=1");
+        return;
+    }
+    let target = FakeTarget::echo().await;
+    let dir = tempfile::tempdir().unwrap();
+    let shell_cmd = twk_in_shell(dir.path(), "", &format!("--name pick {}", target.addr));
+    let tmux = Tmux::start("picker", &shell_cmd);
+    tmux.wait_for("the connected top bar", |s| relay_addr(s).is_some());
+    tmux.keys(&["t"]);
+    tmux.wait_for("the picker", |s| {
+        s.contains("Trigger a webhook into this tunnel")
+    });
+    tmux.keys(&["-l", "github pull_request.op"]);
+    tmux.wait_for("the narrowed picker", |s| s.contains("1 of "));
+    tmux.keys(&["Enter"]);
+    let screen = tmux.wait_for("the triggered row", |s| {
+        row_with(s, &["pull_request.opened", "✓"]).is_some() && s.contains("triggered github")
+    });
+    assert!(
+        !screen.contains("Trigger a webhook into this tunnel"),
+        "{screen}"
+    );
+    tmux.quit_cleanly();
+}

@@ -158,6 +158,31 @@ pub(crate) struct Args {
     /// Maximum number of connected tunnels.
     #[arg(long, default_value_t = 10_000)]
     pub(crate) max_tunnels: usize,
+    /// How long a request waits for a tunnel client that was connected within the last
+    /// minute to come back (a laptop waking, Wi-Fi switching, `twk-tunnel` restarting);
+    /// then 503 + Retry-After. 0 turns it off; at most 8s (below senders' 10 s deadlines).
+    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+    pub(crate) hold: Duration,
+    /// Requests held at once per tunnel; more get 503 at once.
+    #[arg(long, default_value_t = twk_protocol::limits::DEFAULT_HOLD_MAX)]
+    pub(crate) hold_max: usize,
+    /// Where requests that arrive while a tunnel's client is offline are kept (sealed to the
+    /// tunnel's owner: the relay cannot read them) until it reconnects. Default: `kept/`
+    /// beside the state file.
+    #[arg(long, env = "TWK_RELAY_KEEP_DIR", value_name = "DIR")]
+    pub(crate) keep_dir: Option<PathBuf>,
+    /// Keep nothing for offline tunnels: 503 only.
+    #[arg(long, conflicts_with = "keep_dir")]
+    pub(crate) no_keep: bool,
+    /// Requests kept per tunnel (the oldest go first).
+    #[arg(long, default_value_t = twk_protocol::limits::DEFAULT_KEEP_COUNT)]
+    pub(crate) keep_max: usize,
+    /// Bytes kept per tunnel (the oldest go first).
+    #[arg(long, default_value_t = twk_protocol::limits::DEFAULT_KEEP_BYTES)]
+    pub(crate) keep_bytes: u64,
+    /// How long a kept request is kept.
+    #[arg(long, default_value = "24h", value_parser = humantime::parse_duration)]
+    pub(crate) keep_ttl: Duration,
     /// How long a released tunnel name stays reserved for the token that last held it.
     #[arg(long, default_value = "24h", value_parser = humantime::parse_duration)]
     pub(crate) name_hold: Duration,

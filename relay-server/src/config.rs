@@ -130,10 +130,28 @@ pub(crate) fn config(args: &Args) -> anyhow::Result<(RelayConfig, Option<Arc<twk
     cfg.shutdown_grace = args.grace;
     cfg.max_tunnels = args.max_tunnels;
     cfg.name_hold = args.name_hold;
+    cfg.hold = args.hold;
+    cfg.hold_max = args.hold_max;
     cfg.state_file = if args.no_state_file {
         None
     } else {
         args.state_file.clone().or_else(default_state_file)
+    };
+    // Kept requests live beside the state (an owner's key is in the state file: without
+    // it nothing can be sealed, so no state file means nothing kept unless --keep-dir).
+    cfg.keep_dir = match (&args.keep_dir, args.no_keep) {
+        (_, true) => None,
+        (Some(d), false) => Some(d.clone()),
+        (None, false) => cfg
+            .state_file
+            .as_ref()
+            .and_then(|f| f.parent())
+            .map(|d| d.join("kept")),
+    };
+    cfg.keep = twk_relay::KeepLimits {
+        count: args.keep_max,
+        bytes: args.keep_bytes,
+        ttl: args.keep_ttl,
     };
     cfg.abuse = AbuseLimits {
         upgrade_rate: args.upgrade_rate,

@@ -605,3 +605,20 @@ pub fn drain_stderr(child: &mut tokio::process::Child) -> JoinHandle<String> {
         String::from_utf8_lossy(&buf).into_owned()
     })
 }
+
+/// The value of one series (name and labels, e.g. `twk_relay_holds_total{reason="offline"}`)
+/// in a Prometheus text exposition; 0 when absent.
+pub fn metric_value(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// Scrapes the relay's metrics listener at `addr` and returns one series' value.
+pub async fn scrape_metric(addr: SocketAddr, series: &str) -> f64 {
+    let text = send(addr, "GET", "/_twk/metrics", &[], "")
+        .await
+        .unwrap()
+        .text();
+    metric_value(&text, series)
+}

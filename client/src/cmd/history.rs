@@ -57,6 +57,10 @@ pub struct FilterArgs {
     /// At most N exchanges, the most recent (0: all).
     #[arg(long, value_name = "N")]
     pub limit: Option<u64>,
+    /// Only requests that arrived while twk-tunnel was offline (the relay answered 503 and
+    /// kept them, sealed, until the tunnel reconnected).
+    #[arg(long)]
+    pub missed: bool,
     /// Only exchanges with this lint: 401-without-www-authenticate, www-authenticate-not-basic,
     /// credentials-mismatch, retry-never-came, port-not-accepted, preemptive-credentials.
     #[arg(long, value_name = "CODE", value_parser = parse_lint)]
@@ -96,6 +100,7 @@ impl FilterArgs {
             verdict: self.verdict,
             grep: self.grep.clone(),
             lint: self.lint,
+            missed: self.missed,
             limit: match self.limit {
                 Some(0) => None,
                 Some(n) => Some(n),
@@ -669,6 +674,7 @@ mod tests {
             verdict: None,
             attempt: Some(1),
             replay_of: None,
+            missed: false,
             failure_side: None,
             request_body_len: 0,
             handshake: None,
@@ -739,12 +745,14 @@ mod tests {
             grep: None,
             limit: Some(0),
             lint: Some(LintCode::RetryNeverCame),
+            missed: true,
         }
         .to_filter(Some(100))
         .ok();
         let f = f.unwrap_or_default();
         assert_eq!(f.limit, None);
         assert_eq!(f.lint, Some(LintCode::RetryNeverCame));
+        assert!(f.missed);
         assert_eq!(f.since_ms, Some(1_514_764_800_000));
         assert_eq!(f.until_ms, Some(1_517_443_199_999));
         assert!(
@@ -761,6 +769,7 @@ mod tests {
                     grep: None,
                     limit: None,
                     lint: None,
+                    missed: false,
                 }
             }
             .to_filter(None)

@@ -143,7 +143,8 @@ pub struct SignArgs {
     config: Option<PathBuf>,
 }
 
-fn now_unix() -> i64 {
+/// The current time, Unix seconds.
+pub(crate) fn now_unix() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))

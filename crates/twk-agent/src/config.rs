@@ -245,6 +245,10 @@ pub struct AgentConfig {
     pub ping_interval: Duration,
     /// The relay is dead when silent this long after a PING.
     pub ping_timeout: Duration,
+    /// This client's key: its public half goes to the relay, which keeps requests that
+    /// arrive while the client is offline sealed to it and hands them over on reconnect
+    /// ([`crate::Observer::missed`]). `None`: nothing is kept for this client.
+    pub owner_key: Option<twk_protocol::kept::OwnerKey>,
 }
 
 impl fmt::Debug for AgentConfig {
@@ -282,6 +286,7 @@ impl AgentConfig {
             basic_auth: None,
             ping_interval: limits::PING_INTERVAL,
             ping_timeout: limits::PING_TIMEOUT,
+            owner_key: None,
         }
     }
 }

@@ -61,6 +61,10 @@ impl Shared {
         }
     }
 
+    pub(crate) fn cfg(&self) -> &AgentConfig {
+        &self.cfg
+    }
+
     pub(crate) fn observer(&self) -> Arc<dyn Observer> {
         self.observer.clone()
     }
@@ -70,7 +74,7 @@ impl Shared {
         *n = name.to_string();
     }
 
-    fn name(&self) -> String {
+    pub(crate) fn name(&self) -> String {
         self.name.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 }
@@ -274,6 +278,9 @@ fn new_exchange(
 
 /// Handles one request arriving over the tunnel.
 pub(crate) async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Response<AgentBody> {
+    if req.headers().contains_key(meta::KEPT) {
+        return crate::kept::receive(shared, req).await;
+    }
     let cfg = &shared.cfg;
     let (mut parts, body) = req.into_parts();
     let m = Meta::take(&mut parts.headers);

@@ -15,6 +15,7 @@ mod backoff;
 pub mod basic_auth;
 mod config;
 mod forward;
+mod kept;
 pub mod replay;
 mod session;
 mod tap;

@@ -66,6 +66,15 @@ pub trait Observer: Send + Sync + 'static {
     fn exchange(&self, exchange: Exchange);
     /// A round trip to the relay was measured (websocket ping, about every ping interval).
     fn rtt(&self, _rtt: Duration) {}
+    /// A request that arrived while this client was offline, kept by the relay and handed
+    /// over now (`exchange.missed`; never forwarded to the target). Answer `recorded` with
+    /// `true` once it is stored (or was already, from an earlier hand-off of the same
+    /// `request_id`): only then does the relay delete its copy. The default reports it as an
+    /// exchange and answers at once.
+    fn missed(&self, exchange: Exchange, recorded: tokio::sync::oneshot::Sender<bool>) {
+        self.exchange(exchange);
+        let _ = recorded.send(true);
+    }
 }
 
 /// Errors that stop the agent: retrying cannot fix them.
@@ -360,6 +369,11 @@ fn upgrade_request(
     );
     if let Ok(v) = http::HeaderValue::from_str(client_id) {
         h.insert(upgrade::CLIENT_ID, v);
+    }
+    if let Some(k) = &cfg.owner_key
+        && let Ok(v) = http::HeaderValue::from_str(&k.public().to_base64())
+    {
+        h.insert(upgrade::OWNER_KEY, v);
     }
     if let Some(name) = name {
         let v = http::HeaderValue::from_str(name).map_err(|_| {

@@ -140,6 +140,10 @@ pub struct Exchange {
     /// Basic auth on this request (the local app may still have run the challenge itself).
     #[serde(default)]
     pub auth: Option<AuthInfo>,
+    /// It arrived while this tunnel's client was offline: the relay kept it (sealed) and
+    /// answered the sender 503; it was handed over on reconnect, never forwarded to the app.
+    #[serde(default)]
+    pub missed: bool,
 }
 
 /// The outcome of twk's Basic-auth check on one request (`twk-tunnel --basic-auth`).

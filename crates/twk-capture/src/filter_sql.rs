@@ -52,6 +52,9 @@ pub(crate) fn where_clause(f: &Filter, now_ms: i64) -> (String, Vec<Value>) {
     if let Some(r) = f.replay_of {
         push("e.replay_of = #", Value::Integer(r), &mut conds);
     }
+    if f.missed {
+        conds.push("e.missed = 1".into());
+    }
     if let Some(a) = f.after_id {
         push("e.id > #", Value::Integer(a), &mut conds);
     }

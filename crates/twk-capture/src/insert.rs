@@ -18,13 +18,13 @@ const INSERT_ROW: &str = "INSERT INTO exchanges (tunnel, request_id, received_ms
      failure_side, failure_message, provider, event, summary, verdict, analysis, replay_of, \
      attempt, group_key, req_body_len, req_body_sha256, req_body_truncated, has_response, \
      resp_body_len, resp_body_sha256, resp_body_truncated, auth, hs_leg, hs_with, hs_key, \
-     hs_deadline_ms, lints, lint_codes) VALUES (:tunnel, :request_id, :received_ms, \
+     hs_deadline_ms, lints, lint_codes, missed) VALUES (:tunnel, :request_id, :received_ms, \
      :forwarded_ms, :first_byte_ms, :done_ms, :duration_ms, :method, :public_url, :path, \
      :target, :remote_addr, :status, :failure_side, :failure_message, :provider, :event, \
      :summary, :verdict, :analysis, :replay_of, :attempt, :group_key, :req_body_len, \
      :req_body_sha256, :req_body_truncated, :has_response, :resp_body_len, :resp_body_sha256, \
      :resp_body_truncated, :auth, :hs_leg, :hs_with, :hs_key, :hs_deadline_ms, :lints, \
-     :lint_codes)";
+     :lint_codes, :missed)";
 
 /// Where an exchange stands in a Basic-auth handshake as it is written.
 struct Pairing {
@@ -297,6 +297,7 @@ impl<'c> Inserter<'c> {
             ":hs_deadline_ms": p.deadline,
             ":lints": lints,
             ":lint_codes": lint_codes,
+            ":missed": ex.missed,
         })?;
         Ok(self.conn.last_insert_rowid())
     }

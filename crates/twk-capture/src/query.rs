@@ -76,6 +76,8 @@ pub struct Filter {
     pub grep: Option<String>,
     /// Only replays of this exchange.
     pub replay_of: Option<ExchangeId>,
+    /// Only requests that arrived while the client was offline (kept by the relay).
+    pub missed: bool,
     /// Only exchanges with an id above this (for "what's new since").
     pub after_id: Option<ExchangeId>,
     /// Only exchanges carrying this lint (`retry-never-came` is judged against now).
@@ -133,6 +135,9 @@ pub struct Summary {
     pub attempt: Option<u32>,
     /// The exchange this one replays.
     pub replay_of: Option<ExchangeId>,
+    /// It arrived while the client was offline (kept by the relay, recorded on reconnect).
+    #[serde(default)]
+    pub missed: bool,
     /// Which side failed, if any.
     pub failure_side: Option<Side>,
     /// Full length of the request body.
@@ -164,6 +169,7 @@ impl Summary {
             verdict: ex.verdict,
             attempt,
             replay_of: ex.replay_of,
+            missed: ex.missed,
             failure_side: ex.failure.as_ref().map(|f| f.side),
             request_body_len: ex.request.body.len,
             handshake: None,

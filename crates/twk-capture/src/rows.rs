@@ -98,6 +98,7 @@ pub(crate) fn read_summary(r: &Row<'_>, now_ms: i64) -> rusqlite::Result<Summary
         verdict: verdict_col(r.get("verdict")?),
         attempt: r.get("attempt")?,
         replay_of: r.get("replay_of")?,
+        missed: r.get("missed")?,
         failure_side: r
             .get::<_, Option<String>>("failure_side")?
             .as_deref()
@@ -224,6 +225,7 @@ pub(crate) fn read_full(r: &Row<'_>, now_ms: i64) -> Result<StoredExchange> {
             verdict: verdict_col(r.get("verdict")?),
             analysis: json_col("analysis")?,
             replay_of: r.get("replay_of")?,
+            missed: r.get("missed")?,
             request,
             response,
             auth: match r.get::<_, Option<String>>("auth")? {

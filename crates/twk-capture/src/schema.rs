@@ -92,6 +92,13 @@ CREATE INDEX exchanges_linted   ON exchanges (id) WHERE lint_codes IS NOT NULL;
     r#"
 CREATE INDEX exchanges_hs_folded ON exchanges (id) WHERE hs_leg = 1 AND hs_with IS NOT NULL;
 "#,
+    // v4: requests kept by the relay while the client was offline (issue 16), recorded on
+    // reconnect; `request_id` de-duplicates a hand-off repeated after a crash.
+    r#"
+ALTER TABLE exchanges ADD COLUMN missed INTEGER NOT NULL DEFAULT 0;
+CREATE INDEX exchanges_missed ON exchanges (id) WHERE missed = 1;
+CREATE INDEX exchanges_missed_req ON exchanges (request_id) WHERE missed = 1;
+"#,
 ];
 
 /// The schema version this build writes.

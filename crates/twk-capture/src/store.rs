@@ -102,7 +102,8 @@ impl std::fmt::Debug for Store {
 // Rows are read by column name (`read_summary`, `read_full`), so the order below is free.
 const SUMMARY_COLS: &str = "e.id, e.tunnel, e.received_ms, e.method, e.path, e.status, \
      e.duration_ms, e.provider, e.event, e.summary, e.verdict, e.attempt, e.replay_of, \
-     e.failure_side, e.req_body_len, e.hs_leg, e.hs_with, e.lint_codes, e.hs_deadline_ms";
+     e.failure_side, e.req_body_len, e.hs_leg, e.hs_with, e.lint_codes, e.hs_deadline_ms, \
+     e.missed";
 
 const FULL_COLS: &str = "e.id, e.tunnel, e.request_id, e.received_ms, e.forwarded_ms, \
      e.first_byte_ms, e.done_ms, e.method, e.public_url, e.path, e.target, e.remote_addr, \
@@ -111,7 +112,7 @@ const FULL_COLS: &str = "e.id, e.tunnel, e.request_id, e.received_ms, e.forwarde
      e.req_body_truncated, e.has_response, e.resp_body_len, e.resp_body_sha256, \
      e.resp_body_truncated, e.hs_leg, e.lints, \
      p.req_headers, p.req_body, p.resp_headers, p.resp_body, \
-     e.hs_with, e.hs_deadline_ms, e.auth";
+     e.hs_with, e.hs_deadline_ms, e.auth, e.missed";
 
 impl Store {
     /// Opens (creating if needed) the database described by `opts`: directory 0700, file 0600,
@@ -211,6 +212,15 @@ impl Store {
         }
         tx.commit()?;
         Ok(out)
+    }
+
+    /// The row of a request kept by the relay while the client was offline, by its relay
+    /// request id, if recorded (a hand-off repeated after a crash is not recorded twice).
+    pub fn missed_id(&self, request_id: &str) -> Result<Option<ExchangeId>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT id FROM exchanges WHERE missed = 1 AND request_id = ?1 ORDER BY id LIMIT 1",
+        )?;
+        Ok(stmt.query_row([request_id], |r| r.get(0)).optional()?)
     }
 
     /// The exchange with this id, with heads and stored bodies.

@@ -38,12 +38,20 @@ pub const KEYS: &[(&str, &str)] = &[
         "c",
         "copy as curl: the exact request, secret headers included (OSC 52)",
     ),
+    (
+        "t",
+        "trigger a provider's webhook into this tunnel (a picker)",
+    ),
     ("u", "copy the tunnel's public URL (OSC 52 clipboard)"),
     ("y", "copy the request body (OSC 52 clipboard)"),
     ("s", "show / hide secret header values"),
     (
         "a",
         "this tunnel's history / every tunnel's (filter: tunnel:NAME, tunnel:all)",
+    ),
+    (
+        "D",
+        "deliver every missed request (arrived while offline) to the app, in order, once",
     ),
     ("p", "pause / resume following the newest exchange"),
     ("?", "this help"),
@@ -60,6 +68,10 @@ pub const MARKS: &[(&str, &str)] = &[
     (
         "×N ↻N",
         "delivery attempt N of the same webhook; replay of #N",
+    ),
+    (
+        "⊘ missed",
+        "arrived while twk-tunnel was offline: the sender got 503, the relay kept it",
     ),
     (
         "🔒▸ 🔒▾",

@@ -14,7 +14,8 @@
 //!   table, XML, JWT decoded, hex).
 //! - [`loader`]: paging rows from the store by window (never loading all of them), so a frame
 //!   costs the same with 100,000 stored exchanges.
-//! - [`filter`]: the `/` filter language; [`keymap`]: the keys.
+//! - [`filter`]: the `/` filter language; [`keymap`]: the keys; [`picker`]: the `t` trigger
+//!   picker.
 //! - [`sanitize`]: THE sanitizer for untrusted text (views, log lines, clipboard);
 //!   [`clipboard`]: OSC 52; [`edit`]: the request as an editable HTTP message.
 //! - [`input`]: terminal events from the host's crossterm `EventStream` as messages.
@@ -37,6 +38,7 @@ pub mod layout;
 pub mod loader;
 pub mod model;
 pub mod notices;
+pub mod picker;
 pub mod style;
 pub mod topbar;
 /// The one sanitizer (its own crate, shared with every plain output).
@@ -49,6 +51,7 @@ pub use model::{
     Cmd, Conn, CopyWhat, Counts, Focus, InFlight, Intent, Level, Load, Model, Msg, StaleEdit,
     Start, update,
 };
+pub use picker::{Picker, TriggerChoice};
 pub use view::view;
 
 /// Errors of the inspector library.

@@ -44,6 +44,13 @@ impl Replayed {
     }
 }
 
+/// What a trigger (`t`) came to: `what` names the webhook (provider, event, id), `how` is
+/// the sender's last word; an error notice unless `delivered`.
+pub fn triggered(what: &str, delivered: bool, how: &str) -> Msg {
+    let level = if delivered { Level::Info } else { Level::Error };
+    Msg::Notice(format!("triggered {}: {}", clean(what), clean(how)), level)
+}
+
 /// A replay of `#id` could not be sent (or `#id` could not be read).
 pub fn not_replayed(id: ExchangeId, why: &dyn std::fmt::Display) -> Msg {
     Msg::Notice(format!("replay of #{id} not sent: {why}"), Level::Error)

@@ -28,6 +28,9 @@ pub fn view(m: &Model, f: &mut Frame) {
     list(m, f, &a);
     detail(m, f, a.detail);
     status_line(m, f, a.status);
+    if let Some(p) = &m.picker {
+        crate::picker::draw(f, f.area(), p, &m.triggers);
+    }
     if m.help {
         crate::help::draw(f, f.area(), m.help_scroll);
     }
@@ -36,6 +39,9 @@ pub fn view(m: &Model, f: &mut Frame) {
 fn duration(ms: Option<i64>) -> String {
     ms.map_or_else(|| "–".to_owned(), millis)
 }
+
+/// The mark of a request that arrived while the tunnel was offline (kept by the relay).
+pub const MISSED: &str = "⊘ missed";
 
 /// The lock of a Basic-auth handshake row (two columns wide: U+1F512 is an emoji).
 pub const LOCK: &str = "\u{1f512}";
@@ -108,6 +114,10 @@ fn marks(s: &Summary, fold: Fold, compact: bool) -> Line<'static> {
     if let Some(of) = s.replay_of {
         sep(&mut spans);
         spans.push(Span::styled(format!("↻{of}"), magenta));
+    }
+    if s.missed {
+        sep(&mut spans);
+        spans.push(Span::styled(MISSED, Style::new().fg(Color::Yellow)));
     }
     Line::from(spans)
 }

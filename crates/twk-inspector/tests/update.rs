@@ -860,3 +860,107 @@ fn an_edit_that_made_the_signature_stale_asks_before_sending() {
         vec![Intent::DropEdited { id: 2 }]
     );
 }
+
+fn choices() -> Vec<twk_inspector::TriggerChoice> {
+    [
+        ("stripe", "payment_intent.succeeded"),
+        ("stripe", "charge.refunded"),
+        ("bandwidth", "message-delivered"),
+    ]
+    .iter()
+    .map(|(p, e)| twk_inspector::TriggerChoice {
+        provider: (*p).into(),
+        event: (*e).into(),
+        about: "about it".into(),
+    })
+    .collect()
+}
+
+#[test]
+fn t_picks_an_event_and_asks_the_host_to_trigger_it_into_the_tunnel() {
+    let (_d, data) = store(&mix());
+    let mut m = model(&data);
+    m.triggers = choices();
+    m.conn = twk_inspector::Conn::Connecting { attempt: 1 };
+    // Not connected: nothing to trigger into.
+    assert!(press(&data, &mut m, "t").is_empty());
+    assert!(m.picker.is_none());
+    assert_eq!(m.notice.as_ref().unwrap().level, Level::Error);
+    let url = "http://127.0.0.1:8787/t/demo".to_owned();
+    m.conn = twk_inspector::Conn::Connected {
+        name: "demo".into(),
+        public_url: url.clone(),
+    };
+    press(&data, &mut m, "t");
+    assert!(m.picker.is_some());
+    // Typing filters (keys that act elsewhere are text here), arrows choose.
+    assert!(press(&data, &mut m, "stripe r").is_empty());
+    assert_eq!(m.list.selected_id, Some(7), "r did not replay or move");
+    data.dispatch(&mut m, code(KeyCode::Backspace));
+    data.dispatch(&mut m, code(KeyCode::Backspace));
+    data.dispatch(&mut m, code(KeyCode::Down));
+    let mut out = Vec::new();
+    for cmd in twk_inspector::update(&mut m, code(KeyCode::Enter)) {
+        if let twk_inspector::Cmd::Intent(i) = cmd {
+            out.push(i);
+        }
+    }
+    assert_eq!(
+        out,
+        vec![Intent::Trigger {
+            provider: "stripe".into(),
+            event: "charge.refunded".into(),
+            url,
+        }]
+    );
+    assert!(m.picker.is_none());
+    assert!(
+        m.notice
+            .as_ref()
+            .unwrap()
+            .text
+            .contains("triggering stripe charge.refunded")
+    );
+    // Esc closes without sending; nothing matching sends nothing.
+    press(&data, &mut m, "t");
+    press(&data, &mut m, "zzz");
+    assert!(twk_inspector::update(&mut m, code(KeyCode::Enter)).is_empty());
+    data.dispatch(&mut m, code(KeyCode::Esc));
+    assert!(m.picker.is_none());
+}
+
+#[test]
+fn missed_rows_are_counted_in_a_notice_and_d_asks_to_deliver_them() {
+    let many: Vec<_> = (1..=3).map(|i| plain(i, "POST", "/e", Some(200))).collect();
+    let (dir, data) = store(&many);
+    let mut m = model(&data);
+    for i in 4..=5 {
+        let mut ex = plain(i, "POST", "/while-away", Some(503));
+        ex.missed = true;
+        let s = add(&dir, &ex);
+        assert!(s.missed);
+        data.dispatch(&mut m, Msg::Captured(Box::new(s)));
+    }
+    let notice = m.notice.as_ref().unwrap();
+    assert!(
+        notice
+            .text
+            .contains("2 webhooks arrived while you were offline"),
+        "{}",
+        notice.text
+    );
+    assert_eq!(press(&data, &mut m, "D"), vec![Intent::DeliverMissed]);
+    // A new session counts afresh.
+    data.dispatch(
+        &mut m,
+        Msg::Conn(twk_inspector::Conn::Connecting { attempt: 1 }),
+    );
+    data.dispatch(
+        &mut m,
+        Msg::Conn(twk_inspector::Conn::Connected {
+            name: "demo".into(),
+            public_url: "http://127.0.0.1:1/t/demo".into(),
+        }),
+    );
+    assert_eq!(m.missed_since_connect, 0);
+}

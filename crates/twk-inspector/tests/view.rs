@@ -508,3 +508,44 @@ fn in_flight_requests_show_above_the_list_with_a_spinner_and_elapsed_time() {
     assert!(text.contains("12.3 s"), "{text}");
     snap("in_flight", &m);
 }
+
+#[test]
+fn the_trigger_picker_lists_matches_with_the_selection_and_sanitizes() {
+    let (_d, data) = store(&mix());
+    let mut m = model(&data);
+    m.triggers = [
+        "payment_intent.succeeded",
+        "charge.refunded",
+        "evil\u{1b}[2J",
+    ]
+    .iter()
+    .map(|e| twk_inspector::TriggerChoice {
+        provider: "stripe".into(),
+        event: (*e).into(),
+        about: "an event".into(),
+    })
+    .collect();
+    m.picker = Some(twk_inspector::Picker {
+        query: "stripe".into(),
+        selected: 1,
+    });
+    let (text, buf) = render(&m);
+    assert!(
+        text.contains("Trigger a webhook into this tunnel"),
+        "{text}"
+    );
+    assert!(text.contains("3 of 3"), "{text}");
+    assert!(text.contains("payment_intent.succeeded") && text.contains("charge.refunded"));
+    assert_clean(&buf);
+}
+
+#[test]
+fn a_missed_row_carries_its_mark() {
+    let mut ex = plain(1, "POST", "/while-away", Some(503));
+    ex.missed = true;
+    let (_d, data) = store(&[ex]);
+    let m = model(&data);
+    let (text, buf) = render(&m);
+    assert!(text.contains(twk_inspector::view::MISSED), "{text}");
+    assert_clean(&buf);
+}

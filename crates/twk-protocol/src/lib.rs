@@ -12,6 +12,7 @@
 
 use std::time::Duration;
 
+pub mod kept;
 pub mod names;
 
 pub use names::{NameError, random_name, validate_name};
@@ -46,6 +47,9 @@ pub mod upgrade {
     /// tells a reconnect of the same process (which replaces its own stale session) from a
     /// second process using the same token (a takeover).
     pub const CLIENT_ID: &str = "x-twk-client-id";
+    /// Request: the client's public key ([`crate::kept::OwnerPublic`], base64): requests that
+    /// arrive while it is offline are kept sealed to it.
+    pub const OWNER_KEY: &str = "x-twk-owner-key";
 }
 
 /// Metadata headers that the relay adds to every request it forwards over the tunnel.
@@ -67,6 +71,10 @@ pub mod meta {
     pub const HOST: &str = "x-twk-host";
     /// Deadline for the local target, in milliseconds (the relay's per-request deadline).
     pub const DEADLINE_MS: &str = "x-twk-deadline-ms";
+    /// On a request the relay hands over on reconnect: it is not a live request but one kept
+    /// while the client was offline (the value is its request id); the body is the sealed
+    /// [`crate::kept::KeptRequest`]. The client answers 2xx once it is recorded.
+    pub const KEPT: &str = "x-twk-kept";
     /// Prefix shared by all metadata headers.
     pub const PREFIX: &str = "x-twk-";
 
@@ -267,6 +275,22 @@ pub mod limits {
     pub const TARGET_POOL_IDLE: Duration = Duration::from_secs(30);
     /// Time allowed for the TLS and websocket handshakes.
     pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+    /// How long a request for a tunnel whose client is reconnecting waits for it to come back
+    /// (the hold), by default. Kept well below the shortest sender deadline (Bandwidth's and
+    /// GitHub's 10 s) minus the app's own time.
+    pub const DEFAULT_HOLD: Duration = Duration::from_secs(5);
+    /// The longest hold the relay accepts.
+    pub const MAX_HOLD: Duration = Duration::from_secs(8);
+    /// A client that was connected this recently is "reconnecting": requests for it are held.
+    pub const RECONNECT_WINDOW: Duration = Duration::from_secs(60);
+    /// Requests kept per tunnel while its client is offline, by default (oldest dropped).
+    pub const DEFAULT_KEEP_COUNT: usize = 100;
+    /// Bytes of sealed requests kept per tunnel, by default (oldest dropped).
+    pub const DEFAULT_KEEP_BYTES: u64 = 16 * 1024 * 1024;
+    /// How long a kept request is kept, by default.
+    pub const DEFAULT_KEEP_TTL: Duration = Duration::from_secs(24 * 3600);
+    /// Requests held at once per tunnel, by default; more are told 503 at once.
+    pub const DEFAULT_HOLD_MAX: usize = 64;
     /// `Retry-After` sent with 503 when no client is connected.
     pub const OFFLINE_RETRY_AFTER_SECS: u32 = 30;
     /// Reconnect backoff: first delay cap.

@@ -40,7 +40,7 @@ pub(crate) const EVENTS: [&str; 23] = [
 ];
 
 /// One-line descriptions, same order as [`EVENTS`].
-const DESCRIPTIONS: [&str; 23] = [
+pub(crate) const DESCRIPTIONS: [&str; 23] = [
     "account recovery approved",
     "account recovery canceled",
     "account recovery started",

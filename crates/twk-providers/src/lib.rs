@@ -88,6 +88,9 @@ pub fn decode_basic(value: &[u8]) -> Option<(String, String)> {
 /// them.
 pub const AUTHY_WEBHOOK_EVENTS: [&str; 23] = authy_webhook::EVENTS;
 
+/// What each of [`AUTHY_WEBHOOK_EVENTS`] means, in the same order.
+pub const AUTHY_WEBHOOK_DESCRIPTIONS: [&str; 23] = authy_webhook::DESCRIPTIONS;
+
 /// Context shared by the per-provider analyzers.
 pub(crate) struct Cx<'a, 'r> {
     pub req: &'a RequestView<'r>,

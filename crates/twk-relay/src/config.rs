@@ -136,6 +136,18 @@ pub struct RelayConfig {
     pub ping_timeout: Duration,
     /// How long a released name stays reserved for the token that last held it.
     pub name_hold: Duration,
+    /// How long a request waits for a client that was connected within the last minute to
+    /// come back (0: no hold; at most [`limits::MAX_HOLD`], and never more than half the
+    /// request timeout). The time held is taken off the request's deadline, so the sender's
+    /// own deadline is never passed.
+    pub hold: Duration,
+    /// Requests held at once per tunnel; more get 503 at once.
+    pub hold_max: usize,
+    /// Where requests that arrive while a tunnel's client is offline are kept, sealed to the
+    /// tunnel's owner, until it reconnects (`None`: not kept, 503 only).
+    pub keep_dir: Option<std::path::PathBuf>,
+    /// Bounds of what is kept per tunnel.
+    pub keep: crate::keep::KeepLimits,
     /// Names one token may keep reserved while unused (oldest released first to go).
     pub max_reserved_per_token: usize,
     /// Where name reservations are kept across restarts (JSON, 0600, written atomically);
@@ -172,6 +184,10 @@ impl RelayConfig {
             ping_interval: limits::PING_INTERVAL,
             ping_timeout: limits::PING_TIMEOUT,
             name_hold: limits::NAME_HOLD,
+            hold: limits::DEFAULT_HOLD,
+            hold_max: limits::DEFAULT_HOLD_MAX,
+            keep_dir: None,
+            keep: crate::keep::KeepLimits::default(),
             max_reserved_per_token: limits::MAX_RESERVED_PER_TOKEN,
             state_file: None,
             abuse: AbuseLimits::default(),
@@ -197,6 +213,13 @@ impl RelayConfig {
         }
         if self.request_timeout.is_zero() {
             return Err("request timeout must be positive".into());
+        }
+        if self.hold > limits::MAX_HOLD {
+            return Err(format!(
+                "hold must be at most {} s: a held request must still be answered within the \
+                 shortest sender deadline (10 s)",
+                limits::MAX_HOLD.as_secs()
+            ));
         }
         if self.max_head_bytes < 8192 {
             return Err("max head size must be at least 8192 bytes".into());

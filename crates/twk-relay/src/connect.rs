@@ -202,6 +202,12 @@ async fn upgrade_inner(
             reconnect,
         } => {
             state.metrics.connected(reconnect);
+            // A malformed key is ignored: that client only misses out on kept requests.
+            if let Some(k) = header_str(&req, upgrade::OWNER_KEY)
+                .and_then(|k| twk_protocol::kept::OwnerPublic::parse(k).ok())
+            {
+                state.registry.set_owner_key(&name, session, k);
+            }
             (session, cancel, dead)
         }
         refused => return refuse_claim(&name, refused),
@@ -297,7 +303,7 @@ async fn run_session(state: Arc<State>, s: Session, on_upgrade: hyper::upgrade::
     state.registry.release(&s.name, s.session, now_ms());
 }
 
-async fn run_session_inner(state: &State, s: &Session, on_upgrade: hyper::upgrade::OnUpgrade) {
+async fn run_session_inner(state: &Arc<State>, s: &Session, on_upgrade: hyper::upgrade::OnUpgrade) {
     let upgraded = tokio::select! {
         r = tokio::time::timeout(limits::HANDSHAKE_TIMEOUT, on_upgrade) => match r {
             Ok(Ok(u)) => u,
@@ -324,11 +330,15 @@ async fn run_session_inner(state: &State, s: &Session, on_upgrade: hyper::upgrad
             return;
         }
     };
-    if !state.registry.activate(&s.name, s.session, sender) {
+    if !state.registry.activate(&s.name, s.session, sender.clone()) {
         // Replaced before it became ready.
         return;
     }
     info!("tunnel connected");
+    if state.keep.is_some() {
+        let hand_off = crate::keep::hand_off(state.clone(), s.name.clone(), sender);
+        state.tracker.spawn(hand_off.in_current_span());
+    }
     tokio::select! {
         r = conn => match r {
             Ok(()) => info!("tunnel closed by the client"),

@@ -11,7 +11,7 @@ use hyper::body::Incoming;
 use hyper::client::conn::http2::SendRequest;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info};
 use twk_protocol::now_ms;
@@ -135,6 +135,8 @@ struct Admitted {
     sender: SendRequest<RelayBody>,
     dead: CancellationToken,
     uri: http::Uri,
+    /// How long the request waited for its client to come back.
+    held: Duration,
 }
 
 /// Forwards one public request through its tunnel.
@@ -146,7 +148,21 @@ pub(crate) async fn forward(
     let received_ms = now_ms();
     let a = match admit(&state, remote, &req).await {
         Ok(a) => a,
-        Err(refusal) => return *refusal,
+        Err(Refused::Answer(refusal)) => return *refusal,
+        Err(Refused::Offline {
+            route,
+            client,
+            host,
+        }) => {
+            let origin = Origin {
+                client,
+                remote,
+                host,
+                received_ms,
+                request_id: state.next_request_id(),
+            };
+            return offline_keeping(&state, req, &route, &origin).await;
+        }
     };
     let request_id = state.next_request_id();
     let origin = Origin {
@@ -156,8 +172,10 @@ pub(crate) async fn forward(
         received_ms,
         request_id: request_id.clone(),
     };
-    let (out, fault) = tunnel_request(&state, req, a.uri, &a.route, &origin);
-    let wait = state.cfg.request_timeout + limits::RELAY_DEADLINE_MARGIN;
+    // Time spent held comes off the deadline: the sender's own clock kept running.
+    let deadline = state.cfg.request_timeout.saturating_sub(a.held);
+    let (out, fault) = tunnel_request(&state, req, a.uri, &a.route, &origin, deadline);
+    let wait = deadline + limits::RELAY_DEADLINE_MARGIN;
     let mut sender = a.sender;
     let result = tokio::select! {
         // An answer that arrived before the session ended wins (a client that answers, then
@@ -212,15 +230,96 @@ fn tunnel_gone() -> Response<RelayBody> {
     )
 }
 
+/// Why a request does not go to a tunnel now.
+enum Refused {
+    /// Answered as is.
+    Answer(Box<Response<RelayBody>>),
+    /// No client connected (after any hold): 503, and the request may be kept.
+    Offline {
+        route: Route,
+        client: ClientAddr,
+        host: Option<String>,
+    },
+}
+
+impl From<Box<Response<RelayBody>>> for Refused {
+    fn from(r: Box<Response<RelayBody>>) -> Refused {
+        Refused::Answer(r)
+    }
+}
+
+/// 503 for an offline tunnel; the request is kept first when the relay keeps requests and
+/// the tunnel's owner has a key (the sender's answer is the same either way: the relay
+/// never acknowledges a webhook the app has not).
+async fn offline_keeping(
+    state: &State,
+    req: Request<Incoming>,
+    route: &Route,
+    origin: &Origin,
+) -> Response<RelayBody> {
+    let (Some(store), Some(owner)) = (&state.keep, state.registry.owner_key(&route.name)) else {
+        return offline(&route.name, "no tunnel client is connected");
+    };
+    if declared_len(&req).is_some_and(|n| n > state.cfg.max_body) {
+        return too_large(state.cfg.max_body);
+    }
+    let mut headers = req.headers().clone();
+    twk_protocol::strip_hop_by_hop(&mut headers);
+    meta::strip_all(&mut headers);
+    let meta = twk_protocol::kept::KeptRequest {
+        request_id: origin.request_id.clone(),
+        received_ms: origin.received_ms,
+        method: req.method().to_string(),
+        path: route.path_and_query.clone(),
+        public_url: public_url(state, origin, &req),
+        remote_addr: remote_addr(origin),
+        headers: headers
+            .iter()
+            .map(|(k, v)| (k.as_str().to_owned(), v.as_bytes().to_vec()))
+            .collect(),
+        body: Vec::new(),
+        answered: StatusCode::SERVICE_UNAVAILABLE.as_u16(),
+    };
+    let why = match crate::keep::keep_offline(state, store, owner, &route.name, req, meta).await {
+        true => "no tunnel client is connected (the request is kept for it)",
+        false => "no tunnel client is connected",
+    };
+    offline(&route.name, why)
+}
+
+fn declared_len(req: &Request<Incoming>) -> Option<u64> {
+    req.headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+}
+
+/// The exact public URL the sender used.
+fn public_url(state: &State, origin: &Origin, req: &Request<Incoming>) -> String {
+    let scheme = state.cfg.scheme().as_str();
+    let host = origin.host.as_deref().unwrap_or(&state.cfg.domain);
+    let target = req.uri().path_and_query().map_or("/", |p| p.as_str());
+    format!("{scheme}://{host}{target}")
+}
+
+/// The sender's address: behind a trusted proxy, the one it reported.
+fn remote_addr(origin: &Origin) -> String {
+    if origin.client.via_proxy {
+        origin.client.ip.to_string()
+    } else {
+        origin.remote.to_string()
+    }
+}
+
 /// Decides whether a request may go to a tunnel: its target, its route, the tunnel's
 /// presence and rate, its declared size. Refusals are boxed (the rare path).
 async fn admit(
     state: &State,
     remote: SocketAddr,
     req: &Request<Incoming>,
-) -> Result<Admitted, Box<Response<RelayBody>>> {
+) -> Result<Admitted, Refused> {
     if let Some(refusal) = refuse_target(req) {
-        return Err(Box::new(refusal));
+        return Err(Box::new(refusal).into());
     }
     let path_and_query = req.uri().path_and_query().map_or("/", |p| p.as_str());
     let host = req
@@ -232,42 +331,26 @@ async fn admit(
         return Err(Box::new(text(
             StatusCode::NOT_FOUND,
             "twk relay: no tunnel at this address; use https://<name>.<domain>/… or /t/<name>/…\n",
-        )));
+        ))
+        .into());
     };
     let client = state.abuse.client_addr(remote.ip(), req.headers());
     let limited = !state.abuse.exempt(client.ip);
-    let (sender, dead) = loop {
-        match state.registry.lookup(&route.name, Instant::now(), limited) {
-            Lookup::Ready { sender, dead } => break (sender, dead),
-            Lookup::Offline => {
-                return Err(Box::new(offline(
-                    &route.name,
-                    "no tunnel client is connected",
-                )));
-            }
-            Lookup::RateLimited(wait) => return Err(Box::new(over_rate(&route.name, wait))),
-            // The client has its name and finishes the HTTP/2 handshake within milliseconds:
-            // a webhook arriving now waits for it rather than being told "offline".
-            Lookup::Connecting(mut ready) => {
-                let up = tokio::time::timeout(limits::HANDSHAKE_TIMEOUT, ready.wait_for(|r| *r));
-                if !matches!(up.await, Ok(Ok(_))) {
-                    return Err(Box::new(offline(
-                        &route.name,
-                        "no tunnel client is connected",
-                    )));
-                }
-            }
+    let (sender, dead, held) = match session_for(state, &route.name, limited).await {
+        Ok(s) => s,
+        Err(Some(answer)) => return Err(Refused::Answer(answer)),
+        Err(None) => {
+            return Err(Refused::Offline {
+                route,
+                client,
+                host,
+            });
         }
     };
     let max = state.cfg.max_body;
-    let declared = req
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok());
-    if declared.is_some_and(|n| n > max) {
+    if declared_len(req).is_some_and(|n| n > max) {
         // Answered before a byte of the body is read (no 100 Continue is sent).
-        return Err(Box::new(too_large(max)));
+        return Err(Box::new(too_large(max)).into());
     }
     let uri = http::Uri::builder()
         .scheme("http")
@@ -275,10 +358,10 @@ async fn admit(
         .path_and_query(route.path_and_query.as_str())
         .build()
         .map_err(|_| {
-            Box::new(text(
+            Refused::Answer(Box::new(text(
                 StatusCode::BAD_REQUEST,
                 "twk relay: invalid request target (sender side)\n",
-            ))
+            )))
         })?;
     Ok(Admitted {
         route,
@@ -287,7 +370,60 @@ async fn admit(
         sender,
         dead,
         uri,
+        held,
     })
+}
+
+/// The session to send a request for `name` to, waiting for one that is finishing its
+/// handshake, or (the hold) for a client that was connected within the last minute to come
+/// back; also how long the request was held. `Err(None)`: the tunnel is offline.
+async fn session_for(
+    state: &State,
+    name: &str,
+    limited: bool,
+) -> Result<(SendRequest<RelayBody>, CancellationToken, Duration), Option<Box<Response<RelayBody>>>>
+{
+    // Only time spent held counts (and comes off the deadline), not a lookup's microseconds.
+    let mut held = Duration::ZERO;
+    let gone = || None;
+    loop {
+        match state.registry.lookup(name, Instant::now(), limited) {
+            Lookup::Ready { sender, dead } => return Ok((sender, dead, held)),
+            Lookup::Offline => return Err(gone()),
+            Lookup::RateLimited(wait) => return Err(Some(Box::new(over_rate(name, wait)))),
+            // The client has its name and finishes the HTTP/2 handshake within milliseconds:
+            // a webhook arriving now waits for it rather than being told "offline".
+            Lookup::Connecting(mut ready) => {
+                let up = tokio::time::timeout(limits::HANDSHAKE_TIMEOUT, ready.wait_for(|r| *r));
+                if !matches!(up.await, Ok(Ok(_))) {
+                    return Err(gone());
+                }
+            }
+            Lookup::Reconnecting {
+                mut back,
+                slots,
+                owner,
+            } => {
+                let hold = state.cfg.hold.min(state.cfg.request_timeout / 2);
+                let left = hold.saturating_sub(held);
+                let start = Instant::now();
+                // Bounded: past `hold_max` held requests, the sender is told at once.
+                let Ok(_slot) = slots.try_acquire_owned() else {
+                    return Err(gone());
+                };
+                state.metrics.held.inc();
+                let came_back = tokio::time::timeout(left, back.changed()).await;
+                state.metrics.held.dec();
+                held += start.elapsed();
+                if !matches!(came_back, Ok(Ok(()))) || !state.registry.owned_by(name, &owner) {
+                    debug!(name, held_ms = held.as_millis(), "hold ended offline");
+                    state.metrics.hold_ended("offline");
+                    return Err(gone());
+                }
+                state.metrics.hold_ended("delivered");
+            }
+        }
+    }
 }
 
 fn over_rate(name: &str, wait: std::time::Duration) -> Response<RelayBody> {
@@ -345,14 +481,14 @@ fn tunnel_request(
     uri: http::Uri,
     route: &Route,
     origin: &Origin,
+    deadline: Duration,
 ) -> (Request<RelayBody>, FaultCell) {
     let scheme = state.cfg.scheme().as_str();
     let public_host = origin
         .host
         .clone()
         .unwrap_or_else(|| state.cfg.domain.clone());
-    let sent_target = req.uri().path_and_query().map_or("/", |p| p.as_str());
-    let public_url = format!("{scheme}://{public_host}{sent_target}");
+    let public_url = public_url(state, origin, &req);
     let (parts, body) = req.into_parts();
     let mut headers = parts.headers;
     twk_protocol::strip_hop_by_hop(&mut headers);
@@ -360,16 +496,14 @@ fn tunnel_request(
     meta::strip_all(&mut headers);
     headers.remove(header::EXPECT);
     let client = &origin.client;
-    let remote_addr = if client.via_proxy {
+    if client.via_proxy {
         // The trusted proxies' own entries end here; the sender's claims travel on.
         headers.remove("x-forwarded-for");
         if let Some(rest) = client.forwarded_rest.as_deref().filter(|r| !r.is_empty()) {
             set(&mut headers, "x-forwarded-for", rest);
         }
-        client.ip.to_string()
-    } else {
-        origin.remote.to_string()
-    };
+    }
+    let remote_addr = remote_addr(origin);
     set(&mut headers, meta::REQUEST_ID, &origin.request_id);
     set(&mut headers, meta::PUBLIC_URL, &public_url);
     set(&mut headers, meta::REMOTE_ADDR, &remote_addr);
@@ -383,7 +517,7 @@ fn tunnel_request(
     set(
         &mut headers,
         meta::DEADLINE_MS,
-        &state.cfg.request_timeout.as_millis().to_string(),
+        &deadline.as_millis().to_string(),
     );
     if let Some(p) = &route.prefix {
         set(&mut headers, meta::FORWARDED_PREFIX, p);

@@ -11,8 +11,12 @@
 //!   is offline (503 + `Retry-After`), the body is too large (413), the tunnel is lost (502) or
 //!   too slow (504).
 //!
-//! It never needs webhook secrets, never buffers a whole body, and never acknowledges a
-//! webhook on the developer's behalf. It is not the tunnel client (`twk-agent`) and has no
+//! With a `keep_dir`, a request that arrives while a tunnel's client is offline is answered
+//! 503 as always, and also kept on disk sealed to the tunnel's owner (the relay cannot read
+//! it back) until the client reconnects and takes it.
+//!
+//! It never needs webhook secrets, never buffers a whole body of a live request, and never
+//! acknowledges a webhook on the developer's behalf. It is not the tunnel client (`twk-agent`) and has no
 //! command line (`relay-server`).
 #![warn(missing_docs)]
 
@@ -21,6 +25,7 @@ mod body;
 mod config;
 mod connect;
 mod ingress;
+mod keep;
 mod metrics;
 mod registry;
 mod reservations;
@@ -28,6 +33,7 @@ mod server;
 mod tokens;
 
 pub use config::{AbuseLimits, Auth, RelayConfig, Scheme, UrlStyle};
+pub use keep::KeepLimits;
 pub use reservations::{last_used, write_private};
 pub use server::{RelayError, serve, serve_with_metrics};
 pub use tokens::{TokenEntry, TokenFileError, TokenSet, file_add, file_revoke};

@@ -33,6 +33,16 @@ pub(crate) struct Metrics {
     refused: Family<RefusalLabels, Counter>,
     connects: Counter,
     reconnects: Counter,
+    /// Requests waiting for their tunnel client to come back now.
+    pub(crate) held: Gauge,
+    /// Held requests, by how the hold ended.
+    hold_ends: Family<RefusalLabels, Counter>,
+    /// Requests kept for offline tunnels, dropped by the bounds, handed to clients.
+    kept: Counter,
+    kept_dropped: Counter,
+    kept_handed_off: Counter,
+    kept_refused: Counter,
+    kept_skipped: Counter,
 }
 
 impl Default for Metrics {
@@ -89,7 +99,56 @@ impl Default for Metrics {
             "Tunnel sessions granted for a name the same token held before",
             reconnects.clone(),
         );
+        let held = Gauge::default();
+        registry.register(
+            "requests_held",
+            "Requests waiting now for their tunnel client to come back",
+            held.clone(),
+        );
+        let hold_ends = Family::<RefusalLabels, Counter>::default();
+        registry.register(
+            "holds",
+            "Requests held for a reconnecting client, by outcome (delivered, offline)",
+            hold_ends.clone(),
+        );
+        let kept = Counter::default();
+        registry.register(
+            "kept",
+            "Requests kept (sealed) while their tunnel's client was offline",
+            kept.clone(),
+        );
+        let kept_dropped = Counter::default();
+        registry.register(
+            "kept_dropped",
+            "Kept requests dropped by the per-tunnel bounds or their age",
+            kept_dropped.clone(),
+        );
+        let kept_handed_off = Counter::default();
+        registry.register(
+            "kept_handed_off",
+            "Kept requests taken by their tunnel's client on reconnect",
+            kept_handed_off.clone(),
+        );
+        let kept_refused = Counter::default();
+        registry.register(
+            "kept_refused",
+            "Requests for offline tunnels not kept: too many being kept at once, or too large",
+            kept_refused.clone(),
+        );
+        let kept_skipped = Counter::default();
+        registry.register(
+            "kept_skipped",
+            "Kept requests a connecting client could not open (sealed to another key of its owner): left for that key",
+            kept_skipped.clone(),
+        );
         Metrics {
+            kept_skipped,
+            kept_refused,
+            kept,
+            kept_dropped,
+            kept_handed_off,
+            held,
+            hold_ends,
             registry,
             tunnels,
             requests,
@@ -128,6 +187,35 @@ impl Metrics {
 
     pub(crate) fn refused(&self, reason: &'static str) {
         self.refused.get_or_create(&RefusalLabels { reason }).inc();
+    }
+
+    /// Counts a kept request and the older ones its bounds dropped.
+    pub(crate) fn kept(&self, dropped: usize) {
+        self.kept.inc();
+        self.kept_dropped
+            .inc_by(u64::try_from(dropped).unwrap_or(u64::MAX));
+    }
+
+    /// Counts a kept request left for another key of its owner.
+    pub(crate) fn kept_skipped(&self) {
+        self.kept_skipped.inc();
+    }
+
+    /// Counts a request that could not be kept.
+    pub(crate) fn kept_refused(&self) {
+        self.kept_refused.inc();
+    }
+
+    /// Counts a kept request handed to its client.
+    pub(crate) fn kept_handed_off(&self) {
+        self.kept_handed_off.inc();
+    }
+
+    /// Counts a hold that ended: the client came back (`delivered`) or not (`offline`).
+    pub(crate) fn hold_ended(&self, reason: &'static str) {
+        self.hold_ends
+            .get_or_create(&RefusalLabels { reason })
+            .inc();
     }
 
     pub(crate) fn connected(&self, reconnect: bool) {

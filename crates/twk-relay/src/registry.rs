@@ -16,10 +16,12 @@ use crate::reservations::{Reservation, Snapshot, Store};
 use hyper::client::conn::http2::SendRequest;
 use std::collections::BTreeMap;
 use std::collections::HashMap;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
+use twk_protocol::kept::OwnerPublic;
+use twk_protocol::limits;
 
 /// Client ids displaced by a takeover that are remembered per name.
 const MAX_DISPLACED: usize = 8;
@@ -47,6 +49,13 @@ struct Live {
 struct Entry {
     /// Fingerprint of the token that holds or last held the name.
     owner: String,
+    /// Bumped each time a session of this name becomes ready: held requests wait for it.
+    back: Arc<tokio::sync::watch::Sender<u64>>,
+    /// Room for held requests (see [`Lookup::Reconnecting`]).
+    held: Arc<tokio::sync::Semaphore>,
+    /// The owner's client public key, once one connected with it: what arrives while it is
+    /// offline is kept sealed to it.
+    owner_key: Option<OwnerPublic>,
     live: Option<Live>,
     /// Unix ms when the name was last released; the reservation runs `name_hold` from here.
     released_ms: i64,
@@ -87,6 +96,17 @@ pub(crate) enum Lookup {
     RateLimited(Duration),
     /// The session is being set up (its HTTP/2 handshake runs); wait for this to turn true.
     Connecting(tokio::sync::watch::Receiver<bool>),
+    /// No session is connected, but one was within [`limits::RECONNECT_WINDOW`]: hold the
+    /// request (taking a permit from `slots`) until `back` changes, then look up again; a
+    /// session of another `owner` by then is not this tunnel.
+    Reconnecting {
+        /// Changes when a session of the name becomes ready.
+        back: tokio::sync::watch::Receiver<u64>,
+        /// Held requests of this tunnel.
+        slots: Arc<tokio::sync::Semaphore>,
+        /// The name's owner now.
+        owner: String,
+    },
     /// No session is connected.
     Offline,
 }
@@ -98,6 +118,8 @@ pub(crate) struct Rules {
     pub(crate) max_per_token: usize,
     pub(crate) max_reserved_per_token: usize,
     pub(crate) name_hold: Duration,
+    pub(crate) hold: Duration,
+    pub(crate) hold_max: usize,
     pub(crate) tunnel_rate: f64,
     pub(crate) tunnel_burst: f64,
 }
@@ -125,6 +147,12 @@ impl Registry {
                     map.insert(
                         r.name,
                         Entry {
+                            back: Arc::new(tokio::sync::watch::channel(0).0),
+                            held: Arc::new(tokio::sync::Semaphore::new(rules.hold_max)),
+                            owner_key: r
+                                .owner_key
+                                .as_deref()
+                                .and_then(|k| OwnerPublic::parse(k).ok()),
                             owner: r.owner,
                             live: None,
                             // A name live when the relay stopped is held from the restart on.
@@ -205,9 +233,26 @@ impl Registry {
             rate: Bucket::full(self.rules.tunnel_burst),
             ready: tokio::sync::watch::channel(false).0,
         };
+        // Held requests keep waiting on the same signal across sessions of the name; the
+        // owner's key stays until the owner changes (set again by the new session).
+        let (back, held, owner_key) = match map.get(name) {
+            Some(e) => (
+                e.back.clone(),
+                e.held.clone(),
+                e.owner_key.filter(|_| e.owner == owner),
+            ),
+            None => (
+                Arc::new(tokio::sync::watch::channel(0).0),
+                Arc::new(tokio::sync::Semaphore::new(self.rules.hold_max)),
+                None,
+            ),
+        };
         map.insert(
             name.to_string(),
             Entry {
+                back,
+                held,
+                owner_key,
                 owner: owner.to_string(),
                 live: Some(live),
                 released_ms: now_ms,
@@ -308,10 +353,14 @@ impl Registry {
         sender: SendRequest<RelayBody>,
     ) -> bool {
         let mut map = self.lock();
-        match map.get_mut(name).and_then(|e| e.live.as_mut()) {
+        let Some(e) = map.get_mut(name) else {
+            return false;
+        };
+        match e.live.as_mut() {
             Some(live) if live.session == session => {
                 live.sender = Some(sender);
                 live.ready.send_replace(true);
+                e.back.send_modify(|n| *n += 1);
                 true
             }
             _ => false,
@@ -329,7 +378,9 @@ impl Registry {
                     }
                     e.released_ms = now_ms;
                     let owner = e.owner.clone();
-                    if self.rules.name_hold.is_zero() {
+                    // Without reservations the entry still marks "reconnecting" for the hold
+                    // (others may claim the name at once: `vet` sees it released).
+                    if self.rules.name_hold.is_zero() && self.rules.hold.is_zero() {
                         map.remove(name);
                     }
                     self.evict_reservations(&mut map, &owner);
@@ -347,7 +398,19 @@ impl Registry {
     /// when `limited`.
     pub(crate) fn lookup(&self, name: &str, now: Instant, limited: bool) -> Lookup {
         let mut map = self.lock();
-        let Some(live) = map.get_mut(name).and_then(|e| e.live.as_mut()) else {
+        let Some(entry) = map.get_mut(name) else {
+            return Lookup::Offline;
+        };
+        let Some(live) = entry.live.as_mut() else {
+            let window = i64::try_from(limits::RECONNECT_WINDOW.as_millis()).unwrap_or(i64::MAX);
+            let recent = twk_protocol::now_ms().saturating_sub(entry.released_ms) < window;
+            if recent && !self.rules.hold.is_zero() {
+                return Lookup::Reconnecting {
+                    back: entry.back.subscribe(),
+                    slots: entry.held.clone(),
+                    owner: entry.owner.clone(),
+                };
+            }
             return Lookup::Offline;
         };
         let Some(sender) = live.sender.clone() else {
@@ -370,6 +433,35 @@ impl Registry {
             sender,
             dead: live.dead.clone(),
         }
+    }
+
+    /// Records the public key the session's client sent: requests that arrive while the
+    /// owner is offline are kept sealed to it. Only the session holding the name may set it.
+    pub(crate) fn set_owner_key(&self, name: &str, session: u64, key: OwnerPublic) {
+        let changed = {
+            let mut map = self.lock();
+            match map.get_mut(name) {
+                Some(e) if e.live.as_ref().is_some_and(|l| l.session == session) => {
+                    let changed = e.owner_key != Some(key);
+                    e.owner_key = Some(key);
+                    changed
+                }
+                _ => false,
+            }
+        };
+        if changed {
+            self.persist();
+        }
+    }
+
+    /// The key to seal a request for `name` to, while its owner is offline.
+    pub(crate) fn owner_key(&self, name: &str) -> Option<OwnerPublic> {
+        self.lock().get(name).and_then(|e| e.owner_key)
+    }
+
+    /// Whether `name` is (still) held by `owner`.
+    pub(crate) fn owned_by(&self, name: &str, owner: &str) -> bool {
+        self.lock().get(name).is_some_and(|e| e.owner == owner)
     }
 
     /// Number of connected tunnels.
@@ -417,6 +509,7 @@ impl Registry {
                 name: name.clone(),
                 owner: e.owner.clone(),
                 released_ms: e.live.is_none().then_some(e.released_ms),
+                owner_key: e.owner_key.map(|k| k.to_base64()),
             })
             .collect();
         let last_used = self
@@ -493,6 +586,8 @@ mod tests {
             max_per_token: 2,
             max_reserved_per_token: 2,
             name_hold: Duration::from_secs(60),
+            hold: Duration::ZERO,
+            hold_max: 4,
             tunnel_rate: 0.0,
             tunnel_burst: 0.0,
         }

@@ -18,6 +18,10 @@ pub(crate) struct Reservation {
     pub(crate) owner: String,
     /// Unix ms of the release; `None` while connected.
     pub(crate) released_ms: Option<i64>,
+    /// The owner client's public key (base64): requests kept while it is offline are sealed
+    /// to it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) owner_key: Option<String>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -189,11 +193,17 @@ mod tests {
                 name: "shop".into(),
                 owner: "abcd".into(),
                 released_ms: Some(5),
+                owner_key: Some(
+                    twk_protocol::kept::OwnerKey::generate()
+                        .public()
+                        .to_base64(),
+                ),
             },
             Reservation {
                 name: "../etc".into(),
                 owner: "x".into(),
                 released_ms: None,
+                owner_key: None,
             },
         ];
         let snap = Snapshot {

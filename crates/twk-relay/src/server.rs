@@ -48,6 +48,8 @@ pub(crate) struct State {
     pub(crate) sessions: CancellationToken,
     /// Tracks tunnel sessions and connections for the final wait.
     pub(crate) tracker: TaskTracker,
+    /// Requests kept while their tunnel's client is offline.
+    pub(crate) keep: Option<crate::keep::KeepStore>,
     /// Distinguishes request ids of this relay process from those of a previous one.
     request_prefix: String,
     next_request: AtomicU64,
@@ -93,6 +95,8 @@ pub async fn serve_with_metrics(
         max_per_token: cfg.abuse.max_tunnels_per_token,
         max_reserved_per_token: cfg.max_reserved_per_token,
         name_hold: cfg.name_hold,
+        hold: cfg.hold,
+        hold_max: cfg.hold_max,
         tunnel_rate: cfg.abuse.tunnel_rate,
         tunnel_burst: cfg.abuse.tunnel_burst,
     };
@@ -102,6 +106,10 @@ pub async fn serve_with_metrics(
         crate::Auth::Open => Default::default(),
     };
     let updates = cfg.token_updates.clone();
+    let keep_store = cfg
+        .keep_dir
+        .clone()
+        .map(|d| crate::keep::KeepStore::new(d, cfg.keep.clone()));
     let state = Arc::new(State {
         metrics: crate::metrics::Metrics::default(),
         tokens: std::sync::RwLock::new(tokens),
@@ -110,6 +118,7 @@ pub async fn serve_with_metrics(
         abuse,
         sessions: CancellationToken::new(),
         tracker: TaskTracker::new(),
+        keep: keep_store,
         request_prefix: twk_protocol::random_name()[..6].to_string(),
         next_request: AtomicU64::new(0),
     });

@@ -3,12 +3,6 @@
 use crate::*;
 use std::time::Duration;
 
-fn value(text: &str, series: &str) -> f64 {
-    text.lines()
-        .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
-        .unwrap_or(0.0)
-}
-
 #[tokio::test]
 async fn metrics_count_tunnels_requests_bytes_and_refusals_on_their_own_listener() {
     trace_init();
@@ -37,7 +31,7 @@ async fn metrics_count_tunnels_requests_bytes_and_refusals_on_their_own_listener
         r.text()
     };
     let before = scrape().await;
-    assert_eq!(value(&before, "twk_relay_tunnels_connected"), 0.0);
+    assert_eq!(metric_value(&before, "twk_relay_tunnels_connected"), 0.0);
 
     let mut app = FakeTarget::echo().await;
     let mut c = twk_agent::AgentConfig::new(
@@ -65,9 +59,13 @@ async fn metrics_count_tunnels_requests_bytes_and_refusals_on_their_own_listener
     assert_eq!(r.status, 404);
 
     let after = scrape().await;
-    assert_eq!(value(&after, "twk_relay_tunnels_connected"), 1.0, "{after}");
     assert_eq!(
-        value(
+        metric_value(&after, "twk_relay_tunnels_connected"),
+        1.0,
+        "{after}"
+    );
+    assert_eq!(
+        metric_value(
             &after,
             r#"twk_relay_requests_total{class="2xx",side="none"}"#
         ),
@@ -75,35 +73,35 @@ async fn metrics_count_tunnels_requests_bytes_and_refusals_on_their_own_listener
         "{after}"
     );
     assert_eq!(
-        value(
+        metric_value(
             &after,
             r#"twk_relay_requests_total{class="5xx",side="tunnel"}"#
         ),
         1.0
     );
     assert_eq!(
-        value(&after, "twk_relay_request_body_bytes_total"),
+        metric_value(&after, "twk_relay_request_body_bytes_total"),
         3000.0,
         "{after}"
     );
     assert_eq!(
-        value(&after, "twk_relay_response_body_bytes_total"),
+        metric_value(&after, "twk_relay_response_body_bytes_total"),
         3000.0,
         "{after}"
     );
     assert_eq!(
-        value(&after, "twk_relay_request_duration_seconds_count"),
+        metric_value(&after, "twk_relay_request_duration_seconds_count"),
         4.0,
         "{after}"
     );
     assert_eq!(
-        value(
+        metric_value(
             &after,
             r#"twk_relay_upgrades_refused_total{reason="unauthorized"}"#
         ),
         1.0
     );
-    assert_eq!(value(&after, "twk_relay_tunnel_connects_total"), 1.0);
+    assert_eq!(metric_value(&after, "twk_relay_tunnel_connects_total"), 1.0);
     agent.stop().await.unwrap();
     stop.cancel();
     let _ = tokio::time::timeout(Duration::from_secs(10), relay).await;

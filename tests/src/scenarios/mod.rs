@@ -5,5 +5,7 @@ mod basic_auth;
 mod failures;
 mod forward;
 mod hardening;
+mod hold;
+mod keep;
 mod metrics;
 mod sessions;

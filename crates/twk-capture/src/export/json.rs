@@ -3,7 +3,8 @@
 //! Shape (stable; fields may be added):
 //! `id`, `time` (RFC 3339), `name`, `method`, `url` (public URL), `path`, `target`,
 //! `remote_addr`, `status`, `duration_ms`, `provider`, `event`, `summary`, `verdict`,
-//! `attempt`, `replay_of`, `failure` ({`side`, `message`} or null), `timings` (Unix ms),
+//! `attempt`, `replay_of`, `missed` (true: kept by the relay while the client was offline),
+//! `failure` ({`side`, `message`} or null), `timings` (Unix ms),
 //! `request` and `response` (null when none came back), each
 //! {`headers`: [[name, value], …] in order, `body` (UTF-8 text) or `body_base64`,
 //! `body_len`, `body_sha256`, `body_truncated`},
@@ -42,6 +43,7 @@ pub fn exchange_json(sx: &StoredExchange, reveal_secrets: bool) -> Value {
         "verdict": ex.verdict,
         "attempt": sx.attempt,
         "replay_of": ex.replay_of,
+        "missed": ex.missed,
         "failure": ex.failure.as_ref().map(|f| json!({"side": f.side, "message": f.message})),
         "timings": {
             "received_ms": ex.timings.received_ms,

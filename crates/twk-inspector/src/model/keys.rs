@@ -70,6 +70,9 @@ impl Model {
         if self.input.is_some() {
             return self.on_prompt_key(k, ctrl, out);
         }
+        if self.picker.is_some() {
+            return self.on_picker_key(k.code, out);
+        }
         if self.stale_edit.is_some() {
             return self.on_stale_edit_key(k.code, out);
         }
@@ -101,6 +104,11 @@ impl Model {
                 }
             }
             KeyCode::Char('s') => self.toggle_reveal(),
+            KeyCode::Char('t') => self.open_picker(),
+            KeyCode::Char('D') => {
+                self.notify("delivering missed requests to the app…", Level::Info);
+                out.push(Cmd::Intent(Intent::DeliverMissed));
+            }
             KeyCode::Char('a') => {
                 self.all_tunnels = !self.all_tunnels;
                 let what = match self.scope() {
@@ -180,6 +188,70 @@ impl Model {
                 Focus::List => self.on_list_key(k.code, out),
                 Focus::Detail => self.on_detail_key(k.code, out),
             },
+        }
+    }
+
+    fn open_picker(&mut self) {
+        if self.triggers.is_empty() {
+            self.notify("triggering is not available here", Level::Error);
+        } else if !matches!(self.conn, Conn::Connected { .. }) {
+            self.notify(
+                "the tunnel is not connected: nothing to trigger into yet",
+                Level::Error,
+            );
+        } else {
+            self.picker = Some(crate::picker::Picker::default());
+        }
+    }
+
+    /// A key with the trigger picker open: typing filters, arrows choose, Enter sends.
+    fn on_picker_key(&mut self, code: KeyCode, out: &mut Vec<Cmd>) {
+        let Some(p) = self.picker.as_mut() else {
+            return;
+        };
+        match code {
+            KeyCode::Esc => self.picker = None,
+            KeyCode::Down => p.step(1, &self.triggers),
+            KeyCode::Up => p.step(-1, &self.triggers),
+            KeyCode::PageDown => p.step(10, &self.triggers),
+            KeyCode::PageUp => p.step(-10, &self.triggers),
+            KeyCode::Backspace => {
+                p.query.pop();
+                p.selected = 0;
+            }
+            KeyCode::Char(c)
+                if !c.is_control() && p.query.chars().count() < crate::picker::MAX_QUERY_CHARS =>
+            {
+                p.query.push(c);
+                p.selected = 0;
+            }
+            KeyCode::Enter => {
+                let chosen = p.chosen(&self.triggers).cloned();
+                let url = match &self.conn {
+                    Conn::Connected { public_url, .. } => Some(public_url.clone()),
+                    _ => None,
+                };
+                match (chosen, url) {
+                    (Some(c), Some(url)) => {
+                        self.picker = None;
+                        self.notify(
+                            format!("triggering {} {}…", c.provider, c.event),
+                            Level::Info,
+                        );
+                        out.push(Cmd::Intent(Intent::Trigger {
+                            provider: c.provider,
+                            event: c.event,
+                            url,
+                        }));
+                    }
+                    (None, _) => self.notify("nothing matches", Level::Error),
+                    (_, None) => {
+                        self.picker = None;
+                        self.notify("the tunnel is not connected", Level::Error);
+                    }
+                }
+            }
+            _ => {}
         }
     }
 

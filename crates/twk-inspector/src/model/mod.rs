@@ -94,6 +94,13 @@ pub struct Model {
     pub detail_wanted: Option<ExchangeId>,
     /// An edited request waiting for "re-sign or send as is".
     pub stale_edit: Option<StaleEdit>,
+    /// Events the host can trigger into the tunnel (`t`); empty: the key says it cannot.
+    pub triggers: Vec<crate::picker::TriggerChoice>,
+    /// Missed requests (kept by the relay while offline) handed over since the tunnel last
+    /// connected: the notice says how many.
+    pub missed_since_connect: u64,
+    /// The trigger picker, while open.
+    pub picker: Option<crate::picker::Picker>,
     /// Help overlay shown.
     pub help: bool,
     /// First line of the help overlay shown (it scrolls on short screens).
@@ -141,6 +148,9 @@ impl Model {
             detail: None,
             detail_wanted: None,
             stale_edit: None,
+            triggers: Vec::new(),
+            missed_since_connect: 0,
+            picker: None,
             help: false,
             help_scroll: 0,
             notice: None,

@@ -105,6 +105,18 @@ pub enum Intent {
         /// The exchange that was edited.
         id: ExchangeId,
     },
+    /// Send `provider`'s `event` webhook, as its sender would, to the tunnel's public `url`.
+    Trigger {
+        /// Provider id.
+        provider: String,
+        /// Event name.
+        event: String,
+        /// The tunnel's public URL.
+        url: String,
+    },
+    /// Deliver the missed requests (kept by the relay while the tunnel was offline) that have
+    /// no replay yet to the local target, oldest first, once each.
+    DeliverMissed,
     /// Leave the inspector.
     Quit,
 }

@@ -44,6 +44,17 @@ pub fn update(m: &mut Model, msg: Msg) -> Vec<Cmd> {
                 (f.received_ms, f.method.as_str(), f.path.as_str())
                     != (s.received_ms, s.method.as_str(), s.path.as_str())
             });
+            if s.missed && s.replay_of.is_none() {
+                m.missed_since_connect += 1;
+                let n = m.missed_since_connect;
+                let what = if n == 1 { "webhook" } else { "webhooks" };
+                m.notify(
+                    format!(
+                        "{n} {what} arrived while you were offline (⊘): D delivers them to the app"
+                    ),
+                    Level::Error,
+                );
+            }
             m.on_captured(*s, &mut out);
         }
         Msg::Lagged => {
@@ -53,6 +64,10 @@ pub fn update(m: &mut Model, msg: Msg) -> Vec<Cmd> {
         Msg::Conn(c) => {
             if let Conn::Connected { name, .. } = &c {
                 m.set_tunnel(&name.clone(), &mut out);
+                // A new session: the missed requests it hands over are counted afresh.
+                if !matches!(m.conn, Conn::Connected { .. }) {
+                    m.missed_since_connect = 0;
+                }
             }
             m.conn = c;
         }

@@ -1,0 +1,404 @@
+//! `twk-tunnel trigger PROVIDER EVENT`: send the webhook a provider would send — same
+//! fields, same signature, same sender behaviour — through the running tunnel (or `--to`
+//! anywhere), and say what the provider would make of the answer. Thin over `twk-trigger`.
+//!
+//! Exit codes: 0 delivered (a 2xx in the end), 1 not delivered (lost, or the provider would
+//! retry later), 2 usage (unknown provider or event, a bad `--set`, no tunnel to send to).
+
+use crate::config::Config;
+use crate::runtime::{self, LiveTunnel};
+use crate::usage::{UsageExt as _, usage_error};
+use anyhow::Context as _;
+use clap::builder::PossibleValuesParser;
+use serde_json::{Value, json};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+use twk_providers::{Provider, Secret};
+use twk_sanitize::clean;
+use twk_trigger::{AttemptReport, Fate, FireOptions, Leg, Next, Set};
+
+/// Arguments of `twk-tunnel trigger`.
+#[derive(Debug, clap::Args)]
+pub struct TriggerArgs {
+    /// Provider whose webhook to send (`--list` shows them with their events).
+    #[arg(value_name = "PROVIDER", value_parser = provider_ids())]
+    provider: Option<String>,
+    /// Event to send, e.g. payment_intent.succeeded, factor.verified, message-delivered.
+    #[arg(value_name = "EVENT")]
+    event: Option<String>,
+    /// List the providers and their events (only PROVIDER's with one) instead of sending.
+    #[arg(long)]
+    list: bool,
+    /// Send here instead of the running tunnel's public URL (any http:// or https:// URL,
+    /// e.g. straight to the app).
+    #[arg(long, value_name = "URL")]
+    to: Option<String>,
+    /// Path (and query) appended to the running tunnel's public URL.
+    #[arg(long, value_name = "PATH", default_value = "/", conflicts_with = "to")]
+    path: String,
+    /// Which running tunnel to send through when several are running.
+    #[arg(long, value_name = "NAME", conflicts_with = "to")]
+    name: Option<String>,
+    /// Override a field: a dot path into JSON (data.object.amount=2000), a key of a form
+    /// body (MessageStatus=failed), or an event parameter (version=v1 for Twilio Verify
+    /// Push, to=+447700900123 for a Bandwidth 2FA callback). The value is JSON when it parses
+    /// as JSON, else a string. Repeatable.
+    #[arg(long = "set", value_name = "FIELD=VALUE")]
+    sets: Vec<String>,
+    /// The secret to sign with (else the provider's environment variable, then the config
+    /// file's [secrets], as for `verify`; else a generated one, printed with where to put
+    /// it). Bandwidth: the callback's `user:password`.
+    #[arg(
+        long,
+        value_name = "[PROVIDER=]SECRET",
+        env = "TWK_SECRET",
+        hide_env_values = true
+    )]
+    secret: Vec<String>,
+    /// Behave like the provider's sender: its deadline, the Basic-auth challenge, its
+    /// retries (the default).
+    #[arg(long, overrides_with = "no_sender_behaviour")]
+    sender_behaviour: bool,
+    /// Send one signed request (credentials up front), no challenge, no retries, 30 s
+    /// deadline. The last of the two flags wins.
+    #[arg(long, overrides_with = "sender_behaviour")]
+    no_sender_behaviour: bool,
+    /// Wait for the provider's retries, this many times faster than real time (3600: a day
+    /// in 24 s). Without it, trigger stops at the first later retry and says when it would
+    /// come.
+    #[arg(long, value_name = "FACTOR", value_parser = parse_speed)]
+    retry_speed: Option<f64>,
+    /// Override the sender's deadline (e.g. 2s).
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    deadline: Option<Duration>,
+    /// Certificates (PEM) to trust for an https:// destination with a private CA.
+    #[arg(long, value_name = "FILE")]
+    ca: Option<PathBuf>,
+    /// One JSON object per attempt (NDJSON).
+    #[arg(long)]
+    json: bool,
+    /// Config file with [secrets] (default: $XDG_CONFIG_HOME/twk/config.toml).
+    #[arg(long, value_name = "FILE", env = "TWK_CONFIG")]
+    config: Option<PathBuf>,
+}
+
+fn provider_ids() -> PossibleValuesParser {
+    PossibleValuesParser::new(Provider::ALL.iter().map(|p| p.as_str()))
+}
+
+fn parse_speed(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if (1.0..=1e7).contains(&v) => Ok(v),
+        _ => Err(format!("{s:?} is not a factor between 1 and 10000000")),
+    }
+}
+
+/// Runs `trigger`.
+pub async fn run(args: TriggerArgs) -> anyhow::Result<ExitCode> {
+    let provider: Option<Provider> = args.provider.as_deref().and_then(|p| p.parse().ok());
+    if args.list {
+        print!("{}", list(provider));
+        return Ok(ExitCode::SUCCESS);
+    }
+    let (Some(provider), Some(event)) = (provider, args.event.as_deref()) else {
+        return Err(usage_error(
+            "trigger needs PROVIDER and EVENT, e.g. `twk-tunnel trigger stripe \
+             payment_intent.succeeded` (`twk-tunnel trigger --list` shows them)",
+        ));
+    };
+    let spec = twk_trigger::find(provider, event).usage()?;
+    let sets = args
+        .sets
+        .iter()
+        .map(|s| s.parse::<Set>())
+        .collect::<Result<Vec<_>, _>>()
+        .usage()?;
+    let draft = twk_trigger::build(&spec, sets, super::verify::now_unix()).usage()?;
+    let (url, via) = destination(&args)?;
+    let secret = secret(&args, provider)?;
+    let extra_ca_pem = match &args.ca {
+        Some(p) => Some(
+            std::fs::read(p)
+                .with_context(|| format!("reading {}", p.display()))
+                .usage()?,
+        ),
+        None => None,
+    };
+    let opts = FireOptions {
+        url,
+        secret,
+        sender_behaviour: !args.no_sender_behaviour,
+        retry_speed: args.retry_speed,
+        deadline: args.deadline,
+        extra_ca_pem,
+    };
+    if !args.json {
+        println!(
+            "→ {} {} {} → {}{}",
+            provider.as_str(),
+            clean(&draft.event),
+            clean(&draft.id),
+            clean(&shown_url(&opts.url)),
+            via.map(|v| format!("  (tunnel {})", clean(&v)))
+                .unwrap_or_default()
+        );
+    }
+    let json = args.json;
+    let fate = twk_trigger::fire(&draft, &opts, |a| {
+        if json {
+            println!("{}", attempt_json(&draft, a));
+        } else {
+            println!("{}", attempt_line(a));
+        }
+    })
+    .await
+    .context("sending the webhook")?;
+    if !json {
+        println!("{}", fate_line(&fate));
+    }
+    Ok(match fate {
+        Fate::Delivered => ExitCode::SUCCESS,
+        Fate::WillRetry { .. } | Fate::Lost { .. } => ExitCode::FAILURE,
+    })
+}
+
+/// `--to`, or the running tunnel's public URL and path (with its name).
+fn destination(args: &TriggerArgs) -> anyhow::Result<(String, Option<String>)> {
+    if let Some(to) = &args.to {
+        return Ok((to.clone(), None));
+    }
+    let live = runtime::live().usage()?;
+    let pick = pick_tunnel(&live, args.name.as_deref())?;
+    let base = pick.public_url.trim_end_matches('/');
+    let path = if args.path.starts_with('/') {
+        args.path.clone()
+    } else {
+        format!("/{}", args.path)
+    };
+    Ok((format!("{base}{path}"), Some(pick.name.clone())))
+}
+
+fn pick_tunnel<'a>(live: &'a [LiveTunnel], name: Option<&str>) -> anyhow::Result<&'a LiveTunnel> {
+    let names = || {
+        live.iter()
+            .map(|t| format!("{} ({})", t.name, t.public_url))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    match (name, live) {
+        (Some(n), _) => live.iter().find(|t| t.name == n).ok_or_else(|| {
+            usage_error(format!(
+                "no running tunnel is named {n:?}; running: {}",
+                if live.is_empty() {
+                    "none".to_owned()
+                } else {
+                    names()
+                }
+            ))
+        }),
+        (None, []) => Err(usage_error(
+            "no running twk-tunnel to send through: start one (`twk-tunnel 3000`) or pass \
+             --to URL",
+        )),
+        (None, [one]) => Ok(one),
+        (None, _) => Err(usage_error(format!(
+            "several tunnels are running: pick one with --name ({})",
+            names()
+        ))),
+    }
+}
+
+/// The secret for `provider` from the shared loader, or a generated one (said on stderr
+/// with where to put it). Bandwidth without credentials sends none.
+fn secret(args: &TriggerArgs, provider: Provider) -> anyhow::Result<Option<Secret>> {
+    let config = Config::load(args.config.as_deref()).usage()?;
+    let (named, bare): (Vec<String>, Vec<String>) = args.secret.iter().cloned().partition(|v| {
+        v.split_once('=')
+            .is_some_and(|(p, _)| p.parse::<Provider>().is_ok())
+    });
+    let env = |k: &str| std::env::var(k).ok();
+    let secrets = config.secrets(&named, None, env).usage()?;
+    if let Some(bare) = bare.last() {
+        return Ok(Some(Secret::new(bare.clone())));
+    }
+    if let Some(s) = secrets.get(provider) {
+        return Ok(Some(s.clone()));
+    }
+    if provider == Provider::Bandwidth {
+        return Ok(None);
+    }
+    let generated = twk_trigger::generated_secret(provider);
+    eprintln!(
+        "twk: no {} secret configured: signed with a generated one, {generated}\n\
+         twk: to have the tunnel and your app check it: export {}={generated} \
+         (or --secret {}=… on the tunnel, or [secrets] {} = \"…\" in the config file)",
+        provider.display_name(),
+        provider.secret_env_var(),
+        provider.as_str(),
+        provider.as_str(),
+    );
+    Ok(Some(Secret::new(generated)))
+}
+
+/// The URL as shown: a password in the userinfo is masked.
+fn shown_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let auth_end = rest.find('/').unwrap_or(rest.len());
+    match rest[..auth_end].rsplit_once('@') {
+        Some((userinfo, host)) => {
+            let user = userinfo.split(':').next().unwrap_or("");
+            format!("{scheme}://{user}:***@{host}{}", &rest[auth_end..])
+        }
+        None => url.to_owned(),
+    }
+}
+
+fn leg_label(leg: Leg) -> &'static str {
+    match leg {
+        Leg::Plain => "",
+        Leg::Unauthenticated => " without credentials",
+        Leg::WithCredentials => " with credentials",
+    }
+}
+
+fn attempt_line(a: &AttemptReport) -> String {
+    let result = match &a.reply.answer {
+        twk_trigger::Answer::Status { code, .. } => code.to_string(),
+        twk_trigger::Answer::TimedOut => "timeout".to_owned(),
+        twk_trigger::Answer::ConnectFailed(_) => "no connection".to_owned(),
+    };
+    format!(
+        "  #{} POST{} → {result} in {} ms: {}",
+        a.n,
+        leg_label(a.leg),
+        a.reply.took.as_millis(),
+        clean(&a.says)
+    )
+}
+
+fn fate_line(fate: &Fate) -> String {
+    match fate {
+        Fate::Delivered => "✓ delivered".to_owned(),
+        Fate::WillRetry { after } => format!(
+            "… not delivered yet: the provider retries in {}",
+            twk_trigger::human(*after)
+        ),
+        Fate::Lost { why } => format!("✗ not delivered: {}", clean(why)),
+    }
+}
+
+/// One NDJSON object per attempt; the last carries `fate`.
+fn attempt_json(draft: &twk_trigger::Draft, a: &AttemptReport) -> String {
+    let (outcome, status, error) = match &a.reply.answer {
+        twk_trigger::Answer::Status { code, .. } => ("answered", Some(*code), None),
+        twk_trigger::Answer::TimedOut => ("timeout", None, None),
+        twk_trigger::Answer::ConnectFailed(e) => ("connect_failed", None, Some(e.clone())),
+    };
+    let (next, retry_in_ms) = match &a.next {
+        Next::Delivered => ("delivered", None),
+        Next::Challenge => ("challenge", None),
+        Next::Retry { after, .. } => (
+            "retry",
+            Some(u64::try_from(after.as_millis()).unwrap_or(u64::MAX)),
+        ),
+        Next::GivesUp { .. } => ("gives_up", None),
+    };
+    let fate = a.fate.as_ref().map(Fate::as_str);
+    let mut v = json!({
+        "provider": draft.provider.as_str(),
+        "event": draft.event,
+        "id": draft.id,
+        "attempt": a.n,
+        "leg": a.leg.as_str(),
+        "url": shown_url(&a.url),
+        "sent_at_ms": a.sent_unix_ms,
+        "outcome": outcome,
+        "status": status,
+        "took_ms": u64::try_from(a.reply.took.as_millis()).unwrap_or(u64::MAX),
+        "deadline_ms": u64::try_from(a.deadline.as_millis()).unwrap_or(u64::MAX),
+        "next": next,
+        "says": a.says,
+    });
+    let extra = [
+        ("error", error.map(Value::from)),
+        ("retry_in_ms", retry_in_ms.map(Value::from)),
+        ("fate", fate.map(Value::from)),
+    ];
+    for (k, val) in extra {
+        if let Some(val) = val {
+            v[k] = val;
+        }
+    }
+    twk_sanitize::json_string(&v).unwrap_or_default()
+}
+
+/// `trigger --list [PROVIDER]`.
+fn list(only: Option<Provider>) -> String {
+    let mut out = String::new();
+    for p in Provider::ALL {
+        if only.is_some_and(|o| o != p) {
+            continue;
+        }
+        out.push_str(&format!("{} ({})\n", p.as_str(), p.display_name()));
+        for spec in twk_trigger::events(p) {
+            let params = if spec.params.is_empty() {
+                String::new()
+            } else {
+                format!("  [--set {}]", spec.params)
+            };
+            out.push_str(&format!("  {:<58} {}{params}\n", spec.name, spec.about));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_in_urls_are_masked() {
+        assert_eq!(
+            shown_url("https://user:secret@example.com/a?b=1"),
+            "https://user:***@example.com/a?b=1"
+        );
+        assert_eq!(
+            shown_url("http://127.0.0.1:1/t/x"),
+            "http://127.0.0.1:1/t/x"
+        );
+    }
+
+    #[test]
+    fn the_tunnel_is_picked_by_name_or_being_the_only_one() {
+        let t = |name: &str, pid| LiveTunnel {
+            name: name.into(),
+            public_url: format!("http://127.0.0.1:1/t/{name}"),
+            target: "http://localhost:3000".into(),
+            pid,
+        };
+        assert!(pick_tunnel(&[], None).is_err());
+        let one = [t("a", 1)];
+        assert_eq!(pick_tunnel(&one, None).expect("one").name, "a");
+        let two = [t("a", 1), t("b", 2)];
+        let e = pick_tunnel(&two, None).expect_err("ambiguous").to_string();
+        assert!(e.contains("--name") && e.contains("b (http"), "{e}");
+        assert_eq!(pick_tunnel(&two, Some("b")).expect("b").name, "b");
+        assert!(pick_tunnel(&two, Some("c")).is_err());
+    }
+
+    #[test]
+    fn the_list_names_every_provider_and_the_seed_events() {
+        let all = list(None);
+        for p in Provider::ALL {
+            assert!(all.contains(p.as_str()), "{p:?}");
+        }
+        for e in twk_trigger::VERIFY_PUSH_EVENTS {
+            assert!(all.contains(e), "{e}");
+        }
+        let one = list(Some(Provider::Bandwidth));
+        assert!(one.contains("2fa.message-failed") && !one.contains("stripe"));
+    }
+}

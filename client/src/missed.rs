@@ -1,0 +1,95 @@
+//! Requests that arrived while this tunnel was offline (kept by the relay, handed over on
+//! reconnect): recorded once as missed rows, and with `--deliver-missed` delivered to the
+//! local target once, as replays linked to them.
+//!
+//! Exactly once, as far as a crash allows: a hand-off is acknowledged only after the row is
+//! stored (the relay keeps its copy until then), a repeated hand-off of the same relay
+//! request id finds its row and records nothing, and a missed row is delivered only while it
+//! has no replay yet.
+
+use crate::output::Printer;
+use std::sync::Arc;
+use twk_capture::{Exchange, ExchangeId, Filter, Recorder, Store};
+
+/// What to do with missed requests besides recording them.
+#[derive(Clone)]
+pub struct MissedPolicy {
+    /// Replay each missed request to the local target once (`--deliver-missed`).
+    pub deliver: Option<twk_agent::replay::ReplayOptions>,
+}
+
+/// Records `exchange` (unless an earlier hand-off did), delivers it when asked, and answers
+/// `recorded` (true: the relay may delete its copy). Blocking: runs on the blocking pool.
+pub fn record(
+    recorder: &Recorder,
+    printer: Option<&Arc<Printer>>,
+    policy: &MissedPolicy,
+    runtime: &tokio::runtime::Handle,
+    exchange: Exchange,
+) -> bool {
+    let store = match recorder.reader() {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(error = %twk_sanitize::error_chain(&e), "cannot read the capture store for a kept request");
+            return false;
+        }
+    };
+    let id = match store.missed_id(&exchange.request_id) {
+        Ok(Some(id)) => id,
+        Ok(None) => match store_row(recorder, printer, exchange) {
+            Some(id) => id,
+            None => return false,
+        },
+        Err(e) => {
+            tracing::warn!(error = %twk_sanitize::error_chain(&e), "cannot read the capture store for a kept request");
+            return false;
+        }
+    };
+    if let Some(opts) = &policy.deliver {
+        deliver(&store, recorder, printer, opts, runtime, id);
+    }
+    true
+}
+
+fn store_row(
+    recorder: &Recorder,
+    printer: Option<&Arc<Printer>>,
+    ex: Exchange,
+) -> Option<ExchangeId> {
+    let line = printer.map(|p| p.prepare(&ex));
+    let id = recorder.record(ex).blocking_id();
+    if let (Some(p), Some(line)) = (printer, line) {
+        p.emit(line, id);
+    }
+    id
+}
+
+/// Replays missed row `id` to the target unless it already has a replay.
+fn deliver(
+    store: &Store,
+    recorder: &Recorder,
+    printer: Option<&Arc<Printer>>,
+    opts: &twk_agent::replay::ReplayOptions,
+    runtime: &tokio::runtime::Handle,
+    id: ExchangeId,
+) {
+    let replayed = Filter {
+        replay_of: Some(id),
+        limit: Some(1),
+        ..Filter::default()
+    };
+    if store.list(&replayed).is_ok_and(|rows| !rows.is_empty()) {
+        return;
+    }
+    let Ok(Some(stored)) = store.get(id) else {
+        return;
+    };
+    match runtime.block_on(twk_agent::replay::replay(&stored.exchange, opts)) {
+        Ok(new) => {
+            store_row(recorder, printer, new);
+        }
+        Err(e) => {
+            tracing::warn!(id, error = %twk_sanitize::error_chain(&e), "could not deliver a missed request")
+        }
+    }
+}

@@ -1,0 +1,267 @@
+//! Never miss a webhook (issue 16), with the real `twk-tunnel` binary killed (SIGKILL) and
+//! restarted in front of an in-process relay:
+//!
+//! - within the hold, the sender's request completes with the app's answer;
+//! - offline past the hold, senders get 503 and the restarted client records every request,
+//!   byte-identical, as missed (`log --missed --json`);
+//! - a hand-off repeated after the client died between recording and acknowledging (the
+//!   relay still has the request) is not recorded twice.
+#![allow(clippy::unwrap_used)]
+
+use serde_json::Value;
+use std::io::{BufRead as _, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use twk_e2e::*;
+
+const BIN: &str = env!("CARGO_BIN_EXE_twk-tunnel");
+
+struct Tunnel(Child);
+
+impl Drop for Tunnel {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts `twk-tunnel` against `relay` as token `t`, name `away`, data under `home`; returns
+/// once it printed `ready`.
+fn tunnel(home: &Path, relay: &RelayHandle, app: std::net::SocketAddr) -> Tunnel {
+    tunnel_with(home, relay, app, &[])
+}
+
+fn tunnel_with(
+    home: &Path,
+    relay: &RelayHandle,
+    app: std::net::SocketAddr,
+    extra: &[&str],
+) -> Tunnel {
+    let mut child = Command::new(BIN)
+        .args([
+            "--relay",
+            &relay.url(false),
+            "--name",
+            "away",
+            "--json",
+            &app.to_string(),
+        ])
+        .args(extra)
+        .env("TWK_TOKEN", "t")
+        .env("XDG_DATA_HOME", home.join("data"))
+        .env("XDG_CONFIG_HOME", home.join("config"))
+        .env("XDG_RUNTIME_DIR", home.join("run"))
+        .env_remove("TWK_DATA_DIR")
+        .env_remove("TWK_RELAY")
+        .env_remove("TWK_NAME")
+        .env_remove("TWK_CONFIG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let ready = lines.next().unwrap().unwrap();
+    assert!(ready.contains("\"ready\""), "{ready}");
+    std::thread::spawn(move || lines.for_each(drop));
+    Tunnel(child)
+}
+
+/// Kills the tunnel (SIGKILL: no goodbye) and waits until the relay has seen it go.
+async fn kill(t: Tunnel, relay: &RelayHandle) {
+    drop(t);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let h = send(relay.addr, "GET", "/_twk/health", &[], "")
+            .await
+            .unwrap();
+        let v: Value = serde_json::from_str(&h.text()).unwrap();
+        if v["tunnels"] == 0 {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the relay never saw the client go"
+        );
+        tokio::task::yield_now().await;
+    }
+}
+
+fn relay_cfg(dir: &Path, hold: Duration) -> twk_relay::RelayConfig {
+    let mut cfg = relay_config(tokens(&["t"]));
+    cfg.health_detail = true;
+    cfg.hold = hold;
+    cfg.state_file = Some(dir.join("names.json"));
+    cfg.keep_dir = Some(dir.join("kept"));
+    cfg
+}
+
+fn kept_files(dir: &Path) -> Vec<PathBuf> {
+    std::fs::read_dir(dir.join("kept/away"))
+        .map(|d| d.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default()
+}
+
+async fn until_taken(dir: &Path) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !kept_files(dir).is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "the client never took the kept requests"
+        );
+        tokio::task::yield_now().await;
+    }
+}
+
+fn missed(home: &Path) -> Vec<Value> {
+    log(home, &["--missed"])
+}
+
+fn log(home: &Path, filter: &[&str]) -> Vec<Value> {
+    let out = Command::new(BIN)
+        .args(["log", "--json", "--limit", "0"])
+        .args(filter)
+        .env("XDG_DATA_HOME", home.join("data"))
+        .env("XDG_CONFIG_HOME", home.join("config"))
+        .env_remove("TWK_DATA_DIR")
+        .env_remove("TWK_CONFIG")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_killed_and_restarted_within_the_hold_answers_the_waiting_sender() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = tempfile::tempdir().unwrap();
+    let relay = spawn_relay(relay_cfg(dir.path(), Duration::from_secs(5))).await;
+    let mut app = FakeTarget::echo().await;
+    let t = tunnel(home.path(), &relay, app.addr);
+    kill(t, &relay).await;
+    let addr = relay.addr;
+    let waiting =
+        tokio::spawn(
+            async move { send(addr, "POST", "/t/away/hook", &[], "while restarting").await },
+        );
+    let _back = tunnel(home.path(), &relay, app.addr);
+    let r = waiting.await.unwrap().unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(&app.next().await.body[..], b"while restarting");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_arrived_while_offline_is_recorded_as_missed_exactly_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = tempfile::tempdir().unwrap();
+    let relay = spawn_relay(relay_cfg(dir.path(), Duration::ZERO)).await;
+    let app = FakeTarget::echo().await;
+    let t = tunnel(home.path(), &relay, app.addr);
+    kill(t, &relay).await;
+    let bodies = [b"{\"a\":1}".to_vec(), vec![0u8, 159, 146, 150, b'x']];
+    for (i, b) in bodies.iter().enumerate() {
+        let r = send(
+            relay.addr,
+            "POST",
+            &format!("/t/away/cb/{i}"),
+            &[],
+            b.clone(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(r.status, 503);
+    }
+    // What the relay holds now, to hand over again as if the client had died after recording
+    // but before acknowledging.
+    let copies: Vec<(PathBuf, Vec<u8>)> = kept_files(dir.path())
+        .into_iter()
+        .map(|p| (p.clone(), std::fs::read(&p).unwrap()))
+        .collect();
+    assert_eq!(copies.len(), 2);
+
+    let back = tunnel(home.path(), &relay, app.addr);
+    until_taken(dir.path()).await;
+    let rows = missed(home.path());
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    // `log` lists oldest first: the order they arrived in.
+    for (row, (i, b)) in rows.iter().zip(bodies.iter().enumerate()) {
+        assert_eq!(row["missed"], true);
+        assert_eq!(row["status"], 503);
+        assert_eq!(row["path"], format!("/cb/{i}"));
+        use sha2::Digest as _;
+        assert_eq!(
+            row["request"]["body_sha256"],
+            hex::encode(sha2::Sha256::digest(b)),
+            "byte-identical"
+        );
+    }
+    kill(back, &relay).await;
+
+    for (p, bytes) in &copies {
+        std::fs::write(p, bytes).unwrap();
+    }
+    let _again = tunnel(home.path(), &relay, app.addr);
+    until_taken(dir.path()).await;
+    assert_eq!(
+        missed(home.path()).len(),
+        2,
+        "a repeated hand-off is recorded once"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deliver_missed_replays_each_to_the_app_once_even_when_handed_over_twice() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = tempfile::tempdir().unwrap();
+    let relay = spawn_relay(relay_cfg(dir.path(), Duration::ZERO)).await;
+    let mut app = FakeTarget::echo().await;
+    let t = tunnel(home.path(), &relay, app.addr);
+    kill(t, &relay).await;
+    for i in 0..2 {
+        let r = send(
+            relay.addr,
+            "POST",
+            &format!("/t/away/d/{i}"),
+            &[],
+            format!("body {i}"),
+        )
+        .await
+        .unwrap();
+        assert_eq!(r.status, 503);
+    }
+    let copies: Vec<(PathBuf, Vec<u8>)> = kept_files(dir.path())
+        .into_iter()
+        .map(|p| (p.clone(), std::fs::read(&p).unwrap()))
+        .collect();
+    let back = tunnel_with(home.path(), &relay, app.addr, &["--deliver-missed"]);
+    // Delivered in the order they arrived, each once.
+    assert_eq!(&app.next().await.body[..], b"body 0");
+    assert_eq!(&app.next().await.body[..], b"body 1");
+    until_taken(dir.path()).await;
+    let all = log(home.path(), &[]);
+    let replays: Vec<&Value> = all.iter().filter(|r| !r["replay_of"].is_null()).collect();
+    assert_eq!(replays.len(), 2, "{all:?}");
+    for r in &replays {
+        assert_eq!(r["status"], 200);
+    }
+    kill(back, &relay).await;
+
+    // The client died after delivering but before the relay heard back: the same requests
+    // come again. Nothing is recorded or delivered twice.
+    for (p, bytes) in &copies {
+        std::fs::write(p, bytes).unwrap();
+    }
+    let _again = tunnel_with(home.path(), &relay, app.addr, &["--deliver-missed"]);
+    until_taken(dir.path()).await;
+    assert!(app.received.try_recv().is_err(), "delivered twice");
+    assert_eq!(log(home.path(), &[]).len(), 4);
+}

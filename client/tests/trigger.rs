@@ -1,0 +1,400 @@
+//! `twk-tunnel trigger` end to end (issue 15): real processes — an app that checks every
+//! webhook with the providers' **official** SDKs (tests/oracle/webhook_app.py, in the venv
+//! of tests/oracle/setup.sh), a real `twk-tunnel` on its embedded relay in front of it, and
+//! `trigger` finding the tunnel through its runtime file.
+//!
+//! - every event of every provider passes the SDK's check through the tunnel, and the tunnel
+//!   records each as valid; a tampered secret makes the SDK reject it (trigger exits 1);
+//! - Bandwidth's sender: challenge then credentials (both legs paired in the capture), a
+//!   bare 401 loses the callback, North America retried on a compressed clock,
+//!   international never;
+//! - a slow app is reported as the provider timing out; no tunnel is a clear usage error.
+#![allow(clippy::unwrap_used)]
+
+#[path = "support/venv.rs"]
+mod venv;
+
+use serde_json::Value;
+use std::io::{BufRead as _, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use twk_providers::Provider;
+
+const BIN: &str = env!("CARGO_BIN_EXE_twk-tunnel");
+
+/// The secret each provider's webhooks are signed with, known to the app and the tunnel.
+fn secret(p: Provider) -> &'static str {
+    match p {
+        Provider::Twilio => "12345678901234567890123456789012",
+        Provider::AuthyOnetouch => "onetouch-api-key-0123456789",
+        Provider::AuthyWebhook => "WSK_trigger_test_signing_key_0123456789",
+        Provider::Bandwidth => "bw-user:bw-pass-123",
+        Provider::Stripe => "whsec_trigger_test_secret",
+        Provider::Github => "It's a Secret to Everybody",
+        Provider::Slack => "8f742231b10e8888abcd99yyyzzz85a5",
+        Provider::Shopify => "test_secret_key",
+        Provider::StandardWebhooks | Provider::Svix => "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+    }
+}
+
+/// An app, a tunnel in front of it, and the private directories they use.
+struct Setup {
+    home: tempfile::TempDir,
+    app: Child,
+    tunnel: Option<Child>,
+}
+
+impl Drop for Setup {
+    fn drop(&mut self) {
+        let _ = self.app.kill();
+        if let Some(t) = &mut self.tunnel {
+            let _ = t.kill();
+            let _ = t.wait();
+        }
+        let _ = self.app.wait();
+    }
+}
+
+/// Environment every twk process of a test gets: private data, config and runtime
+/// directories, and the providers' secrets in their environment variables.
+fn envs(home: &Path) -> Vec<(String, String)> {
+    let mut v: Vec<(String, String)> = [
+        ("XDG_DATA_HOME", "data"),
+        ("XDG_CONFIG_HOME", "config"),
+        ("XDG_RUNTIME_DIR", "run"),
+        ("HOME", ""),
+    ]
+    .iter()
+    .map(|(k, d)| ((*k).to_owned(), home.join(d).display().to_string()))
+    .collect();
+    for p in Provider::ALL {
+        v.push((p.secret_env_var().to_owned(), secret(p).to_owned()));
+    }
+    v
+}
+
+fn twk(home: &Path) -> Command {
+    let mut c = Command::new(BIN);
+    for k in [
+        "TWK_DATA_DIR",
+        "TWK_CONFIG",
+        "TWK_RELAY",
+        "TWK_TOKEN",
+        "TWK_NAME",
+        "TWK_SECRET",
+        "TWK_BASIC_AUTH",
+        "TWK_RUNTIME_DIR",
+    ] {
+        c.env_remove(k);
+    }
+    c.envs(envs(home)).stdin(Stdio::null());
+    c
+}
+
+/// Starts the SDK app and, when `tunnel`, a tunnel to it; `None` when the SDK venv is
+/// unavailable and skipping was asked for.
+fn setup(tunnel: bool) -> Option<Setup> {
+    let python = venv::oracle_python()?;
+    let home = tempfile::tempdir().unwrap();
+    let secrets: serde_json::Map<String, Value> = Provider::ALL
+        .iter()
+        .map(|p| (p.as_str().to_owned(), Value::from(secret(*p))))
+        .collect();
+    let mut app = Command::new(python)
+        .arg(venv::workspace().join("tests/oracle/webhook_app.py"))
+        .arg(Value::Object(secrets).to_string())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    BufReader::new(app.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    let port = first
+        .trim()
+        .strip_prefix("PORT ")
+        .expect("the app's port line")
+        .to_owned();
+    let mut s = Setup {
+        home,
+        app,
+        tunnel: None,
+    };
+    if tunnel {
+        let mut child = twk(s.home.path())
+            .args([&port, "--json", "--embedded-port", "0"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        // The tunnel publishes its URL before it prints "ready".
+        let ready = lines.next().expect("tunnel output").unwrap();
+        assert!(ready.contains("\"ready\""), "{ready}");
+        // Keep draining: a full pipe would stall the tunnel's printer.
+        std::thread::spawn(move || lines.for_each(drop));
+        s.tunnel = Some(child);
+    }
+    Some(s)
+}
+
+/// What one `trigger` run printed.
+struct Run {
+    code: i32,
+    attempts: Vec<Value>,
+    stderr: String,
+}
+
+fn trigger(s: &Setup, args: &[&str]) -> Run {
+    let out = twk(s.home.path())
+        .arg("trigger")
+        .args(args)
+        .arg("--json")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        attempts: stdout
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+            .collect(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+fn log(s: &Setup) -> Vec<Value> {
+    let out = twk(s.home.path())
+        .args(["log", "--json", "--limit", "0"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// How many requests reached `route` of the app (its own count, over HTTP).
+fn app_count(s: &Setup, route: &str) -> u64 {
+    use std::io::{Read as _, Write as _};
+    let mut c = std::net::TcpStream::connect(format!("127.0.0.1:{}", app_port(s))).unwrap();
+    write!(
+        c,
+        "GET /count{route} HTTP/1.1\r\nHost: app\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    c.read_to_string(&mut response).unwrap();
+    let body = response.split("\r\n\r\n").nth(1).unwrap_or("");
+    serde_json::from_str::<Value>(body).unwrap()["count"]
+        .as_u64()
+        .unwrap()
+}
+
+fn app_port(s: &Setup) -> String {
+    let dir = s.home.path().join("run/twk");
+    let file = std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .next()
+        .unwrap()
+        .path();
+    let v: Value = serde_json::from_slice(&std::fs::read(file).unwrap()).unwrap();
+    v["target"]
+        .as_str()
+        .unwrap()
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .to_owned()
+}
+
+#[test]
+fn every_event_of_every_provider_passes_the_official_sdks_through_the_tunnel() {
+    let Some(s) = setup(true) else { return };
+    let (mut attempts, mut refused) = (0, 0);
+    for p in Provider::ALL
+        .into_iter()
+        .filter(|p| *p != Provider::Bandwidth)
+    {
+        let path = format!("/{}", p.as_str());
+        for spec in twk_trigger::events(p) {
+            let r = trigger(&s, &[p.as_str(), spec.name, "--path", &path]);
+            let what = format!(
+                "{} {}: {:?} {}",
+                p.as_str(),
+                spec.name,
+                r.attempts,
+                r.stderr
+            );
+            assert_eq!(r.code, 0, "{what}");
+            let last = r.attempts.last().unwrap();
+            assert_eq!(last["fate"], "delivered", "{what}");
+            assert_eq!(
+                (&last["status"], &last["event"]),
+                (&Value::from(200), &Value::from(spec.name))
+            );
+            attempts += r.attempts.len();
+        }
+        // Signed with another secret: the official SDK must refuse it (a sender that
+        // retries at once tries twice).
+        let first = twk_trigger::events(p)[0].name;
+        let wrong = ["--secret", "tampered-secret-0000"];
+        let r = trigger(
+            &s,
+            &[&[p.as_str(), first, "--path", &path][..], &wrong[..]].concat(),
+        );
+        assert_eq!(r.code, 1, "{}: the SDK accepted a wrong secret", p.as_str());
+        assert!(
+            r.attempts.iter().all(|a| a["status"] == 400),
+            "{:?}",
+            r.attempts
+        );
+        attempts += r.attempts.len();
+        refused += r.attempts.len();
+    }
+    // The tunnel recorded every attempt, with the verdict the SDK gave.
+    let rows = log(&s);
+    assert_eq!(rows.len(), attempts);
+    let valid = rows.iter().filter(|r| r["verdict"] == "valid").count();
+    assert_eq!(valid, attempts - refused, "{rows:?}");
+}
+
+#[test]
+fn bandwidth_challenges_retries_and_loses_like_the_real_sender() {
+    let Some(s) = setup(true) else { return };
+    // The app enforces Basic auth: 401 + WWW-Authenticate, then the credentials leg.
+    let r = trigger(
+        &s,
+        &["bandwidth", "message-delivered", "--path", "/bandwidth"],
+    );
+    assert_eq!(r.code, 0, "{:?}", r.attempts);
+    let legs: Vec<&str> = r
+        .attempts
+        .iter()
+        .map(|a| a["leg"].as_str().unwrap())
+        .collect();
+    assert_eq!(legs, ["unauthenticated", "with_credentials"]);
+    assert_eq!(r.attempts[0]["status"], 401);
+    assert_eq!(r.attempts[0]["next"], "challenge");
+    // Both legs are paired in the capture.
+    let rows = log(&s);
+    let hs: Vec<&Value> = rows.iter().map(|r| &r["handshake"]).collect();
+    assert_eq!(hs.len(), 2);
+    assert!(hs.iter().all(|h| !h.is_null()), "{hs:?}");
+    let (newest, oldest) = (&rows[0], &rows[1]);
+    assert_eq!(newest["handshake"]["with"], oldest["id"]);
+    // A bare 401: Bandwidth never sends the credentials; the callback is lost.
+    let r = trigger(
+        &s,
+        &[
+            "bandwidth",
+            "message-delivered",
+            "--path",
+            "/bandwidth-bare",
+        ],
+    );
+    assert_eq!(r.code, 1);
+    assert_eq!(r.attempts.len(), 1);
+    assert_eq!(r.attempts[0]["fate"], "lost");
+    assert!(
+        r.attempts[0]["says"]
+            .as_str()
+            .unwrap()
+            .contains("without WWW-Authenticate")
+    );
+    // North America: retried (a day compressed into seconds) until the app recovers.
+    let r = trigger(
+        &s,
+        &[
+            "bandwidth",
+            "2fa.message-delivered",
+            "--path",
+            "/flaky/3",
+            "--retry-speed",
+            "3600",
+        ],
+    );
+    assert_eq!(r.code, 0, "{:?}", r.attempts);
+    assert_eq!(r.attempts.len(), 4);
+    assert_eq!(r.attempts[2]["next"], "retry");
+    assert_eq!(app_count(&s, "/flaky/3"), 4);
+    // Without --retry-speed: said, not waited for.
+    let r = trigger(&s, &["bandwidth", "2fa.message-failed", "--path", "/fail"]);
+    assert_eq!(r.code, 1);
+    assert_eq!(r.attempts.len(), 1);
+    assert_eq!(r.attempts[0]["fate"], "will_retry");
+    assert_eq!(r.attempts[0]["retry_in_ms"], 60_000);
+    // International: never retried, even with the clock compressed.
+    let r = trigger(
+        &s,
+        &[
+            "bandwidth",
+            "2fa.message-failed",
+            "--set",
+            "to=+447700900123",
+            "--path",
+            "/fail",
+            "--retry-speed",
+            "3600",
+        ],
+    );
+    assert_eq!(r.code, 1);
+    assert_eq!(r.attempts.len(), 1);
+    assert_eq!(r.attempts[0]["fate"], "lost");
+    assert!(
+        r.attempts[0]["says"]
+            .as_str()
+            .unwrap()
+            .contains("international")
+    );
+    assert_eq!(app_count(&s, "/fail"), 2);
+}
+
+#[test]
+fn a_slow_app_is_the_provider_timing_out_and_no_tunnel_is_a_usage_error() {
+    let Some(s) = setup(true) else { return };
+    let r = trigger(
+        &s,
+        &[
+            "twilio",
+            "message.delivered",
+            "--path",
+            "/slow/2000",
+            "--deadline",
+            "300ms",
+        ],
+    );
+    assert_eq!(r.code, 1, "{:?}", r.attempts);
+    // Twilio retries a timeout once, at once, then gives up.
+    assert_eq!(r.attempts.len(), 2);
+    assert!(r.attempts.iter().all(|a| a["outcome"] == "timeout"));
+    assert_eq!(r.attempts[1]["fate"], "lost");
+    assert!(
+        r.attempts[0]["says"]
+            .as_str()
+            .unwrap()
+            .contains("would have given up")
+    );
+    // Straight to the app, bypassing the tunnel.
+    let to = format!("http://127.0.0.1:{}/github", app_port(&s));
+    let r = trigger(&s, &["github", "ping", "--to", &to]);
+    assert_eq!(r.code, 0, "{:?}", r.attempts);
+
+    let Some(none) = setup(false) else { return };
+    let r = trigger(&none, &["stripe", "payment_intent.succeeded"]);
+    assert_eq!(r.code, 2);
+    assert!(r.stderr.contains("no running twk-tunnel"), "{}", r.stderr);
+    let r = trigger(
+        &none,
+        &["stripe", "no.such.event", "--to", "http://127.0.0.1:9/"],
+    );
+    assert_eq!(r.code, 2);
+    assert!(r.stderr.contains("trigger --list stripe"), "{}", r.stderr);
+}
