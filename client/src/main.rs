@@ -41,6 +41,9 @@ enum Command {
     /// Send the webhook a provider would send (signed, with its sender's behaviour) through
     /// the running tunnel, or --to anywhere; --list shows providers and events.
     Trigger(cmd::trigger::TriggerArgs),
+    /// Run a local Twilio Verify / Authy: the webhook-management and reporting APIs, and
+    /// events delivered to the webhooks registered with it (docs/emulator.md).
+    Emulate(cmd::emulate::EmulateArgs),
     /// Export recorded exchanges (HAR, curl).
     Export(cmd::history::ExportArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
@@ -92,6 +95,7 @@ async fn main() -> ExitCode {
         Some(Command::Replay(a)) => cmd::history::run_replay(a).await,
         Some(Command::Export(a)) => cmd::history::run_export(a).await,
         Some(Command::Trigger(a)) => cmd::trigger::run(a).await,
+        Some(Command::Emulate(a)) => cmd::emulate::run(a).await,
         Some(Command::Completions(a)) => twk_cli::completions(&a, Cli::command())
             .map(|()| ExitCode::SUCCESS)
             .map_err(anyhow::Error::from),

@@ -1,7 +1,9 @@
-//! The running tunnels' public URLs, for `trigger` to find: each `twk-tunnel` writes
-//! `tunnel-<pid>.json` (name, public URL, target, pid; mode 0600 in a 0700 directory) once
-//! connected, rewrites it on reconnect, and removes it on exit. A file whose process is gone
-//! (a crash, a kill -9) is ignored and cleaned up by the next reader.
+//! The running tunnels' public URLs and emulators' addresses, for `trigger` to find: each
+//! `twk-tunnel` writes `tunnel-<pid>.json` (name, public URL, target, pid) once connected,
+//! rewrites it on reconnect, and removes it on exit; a running emulator writes
+//! `emulator-<pid>.json` (base URL, control token, pid). Mode 0600 in a 0700 directory: the
+//! control token lets whoever reads it fire events. A file whose process is gone (a crash,
+//! a kill -9) is ignored and cleaned up by the next reader.
 //!
 //! Directory: `$TWK_RUNTIME_DIR`, else `$XDG_RUNTIME_DIR/twk`, else `run/` in the default
 //! data directory.
@@ -23,6 +25,48 @@ pub struct LiveTunnel {
     pub target: String,
     /// Its process.
     pub pid: u32,
+}
+
+/// One running emulator as its runtime file says.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LiveEmulator {
+    /// `http://127.0.0.1:PORT`.
+    pub base_url: String,
+    /// The bearer token of its control endpoint.
+    pub control_token: String,
+    /// Its process.
+    pub pid: u32,
+}
+
+impl std::fmt::Debug for LiveEmulator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LiveEmulator")
+            .field("base_url", &self.base_url)
+            .field("pid", &self.pid)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What a runtime file describes: its name's prefix and its process.
+pub trait Kind: Serialize + serde::de::DeserializeOwned {
+    /// `tunnel` or `emulator`.
+    const PREFIX: &'static str;
+    /// The process that wrote it.
+    fn pid(&self) -> u32;
+}
+
+impl Kind for LiveTunnel {
+    const PREFIX: &'static str = "tunnel";
+    fn pid(&self) -> u32 {
+        self.pid
+    }
+}
+
+impl Kind for LiveEmulator {
+    const PREFIX: &'static str = "emulator";
+    fn pid(&self) -> u32 {
+        self.pid
+    }
 }
 
 /// The runtime directory (not created).
@@ -52,17 +96,17 @@ pub struct Published {
 
 impl Published {
     /// Writes (or rewrites) this process's file in [`dir`].
-    pub fn write(tunnel: &LiveTunnel) -> anyhow::Result<Published> {
-        Published::write_in(&dir()?, tunnel)
+    pub fn write<K: Kind>(entry: &K) -> anyhow::Result<Published> {
+        Published::write_in(&dir()?, entry)
     }
 
     /// Rewrites the file (a reconnect granted another name or URL).
-    pub fn rewrite(&self, tunnel: &LiveTunnel) -> anyhow::Result<()> {
-        write_file(&self.dir, tunnel).map(drop)
+    pub fn rewrite<K: Kind>(&self, entry: &K) -> anyhow::Result<()> {
+        write_file(&self.dir, entry).map(drop)
     }
 
-    fn write_in(dir: &Path, tunnel: &LiveTunnel) -> anyhow::Result<Published> {
-        let path = write_file(dir, tunnel)?;
+    fn write_in<K: Kind>(dir: &Path, entry: &K) -> anyhow::Result<Published> {
+        let path = write_file(dir, entry)?;
         Ok(Published {
             dir: dir.to_owned(),
             path,
@@ -70,17 +114,18 @@ impl Published {
     }
 }
 
-/// Writes `tunnel`'s file in `dir` (created 0700), atomically; returns its path.
-fn write_file(dir: &Path, tunnel: &LiveTunnel) -> anyhow::Result<PathBuf> {
+/// Writes `entry`'s file in `dir` (created 0700), atomically; returns its path.
+fn write_file<K: Kind>(dir: &Path, entry: &K) -> anyhow::Result<PathBuf> {
     {
         std::fs::DirBuilder::new()
             .recursive(true)
             .mode(0o700)
             .create(dir)
             .with_context(|| format!("creating {}", dir.display()))?;
-        let path = dir.join(format!("tunnel-{}.json", tunnel.pid));
-        let tmp = dir.join(format!(".tunnel-{}.json.tmp", tunnel.pid));
-        let json = serde_json::to_vec(tunnel).context("encoding the runtime file")?;
+        let (prefix, pid) = (K::PREFIX, entry.pid());
+        let path = dir.join(format!("{prefix}-{pid}.json"));
+        let tmp = dir.join(format!(".{prefix}-{pid}.json.tmp"));
+        let json = serde_json::to_vec(entry).context("encoding the runtime file")?;
         let mut f = std::fs::OpenOptions::new()
             .write(true)
             .create(true)
@@ -108,12 +153,12 @@ fn alive(pid: u32) -> bool {
     !proc_root.join("self").exists() || proc_root.join(pid.to_string()).exists()
 }
 
-/// The live tunnels, oldest pid first; stale files are removed.
-pub fn live() -> anyhow::Result<Vec<LiveTunnel>> {
+/// The live tunnels (or emulators), oldest pid first; stale files are removed.
+pub fn live<K: Kind>() -> anyhow::Result<Vec<K>> {
     live_in(&dir()?)
 }
 
-fn live_in(dir: &Path) -> anyhow::Result<Vec<LiveTunnel>> {
+fn live_in<K: Kind>(dir: &Path) -> anyhow::Result<Vec<K>> {
     let entries = match std::fs::read_dir(dir) {
         Ok(e) => e,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
@@ -122,24 +167,24 @@ fn live_in(dir: &Path) -> anyhow::Result<Vec<LiveTunnel>> {
     let mut out = Vec::new();
     for entry in entries.flatten() {
         let path = entry.path();
-        let is_ours = path
-            .file_name()
-            .and_then(|n| n.to_str())
-            .is_some_and(|n| n.starts_with("tunnel-") && n.ends_with(".json"));
+        let is_ours = path.file_name().and_then(|n| n.to_str()).is_some_and(|n| {
+            n.strip_prefix(K::PREFIX)
+                .is_some_and(|r| r.starts_with('-') && r.ends_with(".json"))
+        });
         if !is_ours {
             continue;
         }
         let Ok(bytes) = std::fs::read(&path) else {
             continue;
         };
-        match serde_json::from_slice::<LiveTunnel>(&bytes) {
-            Ok(t) if alive(t.pid) => out.push(t),
+        match serde_json::from_slice::<K>(&bytes) {
+            Ok(t) if alive(t.pid()) => out.push(t),
             _ => {
                 let _ = std::fs::remove_file(&path);
             }
         }
     }
-    out.sort_by_key(|t| t.pid);
+    out.sort_by_key(K::pid);
     Ok(out)
 }
 
@@ -163,12 +208,21 @@ mod tests {
         let stale = dir.join("tunnel-4000000000.json");
         std::fs::write(&stale, serde_json::to_vec(&gone).expect("json")).expect("stale");
         std::fs::write(dir.join("tunnel-garbage.json"), b"{not json").expect("garbage");
-        assert_eq!(live_in(&dir).expect("live"), vec![me.clone()]);
+        assert_eq!(live_in::<LiveTunnel>(&dir).expect("live"), vec![me.clone()]);
         assert!(!stale.exists(), "a dead process's file is removed");
         let meta = std::fs::metadata(dir.join(format!("tunnel-{}.json", me.pid))).expect("meta");
         use std::os::unix::fs::PermissionsExt as _;
         assert_eq!(meta.permissions().mode() & 0o777, 0o600);
         drop(published);
-        assert!(live_in(&dir).expect("live").is_empty());
+        assert!(live_in::<LiveTunnel>(&dir).expect("live").is_empty());
+        let emu = LiveEmulator {
+            base_url: "http://127.0.0.1:2".into(),
+            control_token: "t".into(),
+            pid: std::process::id(),
+        };
+        let kept = Published::write_in(&dir, &emu).expect("emulator");
+        assert!(live_in::<LiveTunnel>(&dir).expect("tunnels").is_empty());
+        assert_eq!(live_in::<LiveEmulator>(&dir).expect("emulators"), vec![emu]);
+        drop(kept);
     }
 }

@@ -98,6 +98,13 @@ pub struct TunnelArgs {
     /// are recorded only (`log --missed`; replay them with `replay ID` or the inspector).
     #[arg(long)]
     pub deliver_missed: bool,
+    /// Also run the local Twilio Verify / Authy emulator (docs/emulator.md) in this process,
+    /// on --emulate-listen; `trigger … --emulator` fires through it.
+    #[arg(long)]
+    pub emulate: bool,
+    /// Where --emulate's emulator listens (port 0 picks a free one).
+    #[arg(long, value_name = "ADDR", default_value = crate::cmd::emulate::DEFAULT_LISTEN)]
+    pub emulate_listen: std::net::SocketAddr,
 }
 
 impl TunnelArgs {
@@ -581,11 +588,34 @@ fn exit(result: Result<(), AgentError>) -> anyhow::Result<ExitCode> {
 }
 
 /// Runs the tunnel until SIGINT/SIGTERM or a fatal refusal.
+/// `--emulate`: the emulator, kept in the capture store's directory, its banner on stderr
+/// (stdout may be NDJSON).
+async fn emulator(
+    s: &Settings,
+) -> anyhow::Result<Option<(twk_emulator::Emulator, Option<crate::runtime::Published>)>> {
+    if !s.args.emulate {
+        return Ok(None);
+    }
+    let data_dir = match &s.store {
+        Some(o) => o.data_dir.clone(),
+        None => {
+            twk_capture::StoreOptions::at(s.args.data_dir.as_deref())
+                .context("locating the data directory for the emulator")?
+                .data_dir
+        }
+    };
+    let cfg = crate::cmd::emulate::config(s.args.emulate_listen, &data_dir, None, None, None)?;
+    let started = crate::cmd::emulate::start(cfg).await?;
+    eprintln!("{}", crate::cmd::emulate::banner(&started.0));
+    Ok(Some(started))
+}
+
 pub async fn run(args: TunnelArgs) -> anyhow::Result<ExitCode> {
     let s = settings(args)?;
     let recorder = start_recorder(&s);
     // The inspector reads the capture store; without one, fall back to plain lines.
     let tui = wants_tui(&s.args) && recorder.is_some();
+    let _emulator = emulator(&s).await?;
     let shutdown = CancellationToken::new();
     tokio::spawn(twk_transport::cancel_on_signal(shutdown.clone()));
     let (relay, embedded) = relay(&s, tui, &shutdown).await?;

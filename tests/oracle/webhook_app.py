@@ -14,6 +14,11 @@ Prints `PORT <n>` once listening on 127.0.0.1. Routes (the first path segment):
     /fail              always 500
     /slow/<ms>         answers 200 after <ms> milliseconds
     GET /count/<path>  how many requests reached /<path> so far (JSON)
+    GET /last/<path>   the last request to /<path>: method, query, body (JSON)
+    PUT /secret/<provider>  sets that provider's secret to the body (a key known only later,
+                       such as an Authy webhook's WSK_ key)
+
+GET requests to /<provider> are verified too (Twilio signs a GET webhook's URL alone).
 
 The public URL the sender signed is rebuilt from X-Forwarded-Proto/Host/Prefix, as an app
 behind any proxy does.
@@ -33,6 +38,7 @@ import sdk_oracle
 SECRETS = json.loads(sys.argv[1]) if len(sys.argv) > 1 else {}
 COUNTS = collections.Counter()
 SEEN = collections.Counter()
+LAST = {}
 LOCK = threading.Lock()
 
 
@@ -58,18 +64,35 @@ class Handler(http.server.BaseHTTPRequestHandler):
         return "%s://%s%s%s" % (proto, host, prefix, self.path)
 
     def do_GET(self):
-        parts = self.path.strip("/").split("/")
+        parts = self.path.split("?")[0].strip("/").split("/")
         if parts[0] == "count":
             with LOCK:
                 n = COUNTS["/" + "/".join(parts[1:])]
             return self.answer(200, json.dumps({"count": n}))
+        if parts[0] == "last":
+            with LOCK:
+                last = LAST.get("/" + "/".join(parts[1:]))
+            return self.answer(200, json.dumps(last))
+        if parts[0] in sdk_oracle.VERIFY:
+            return self.do_POST()
+        self.answer(404, "no such route")
+
+    def do_PUT(self):
+        raw = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+        parts = self.path.strip("/").split("/")
+        if parts[0] == "secret" and len(parts) == 2:
+            with LOCK:
+                SECRETS[parts[1]] = raw.decode("utf-8")
+            return self.answer(204)
         self.answer(404, "no such route")
 
     def do_POST(self):
         raw = self.rfile.read(int(self.headers.get("Content-Length", "0")))
         route = "/" + self.path.split("?")[0].strip("/")
+        query = self.path.split("?", 1)[1] if "?" in self.path else ""
         with LOCK:
             COUNTS[route] += 1
+            LAST[route] = {"method": self.command, "query": query, "body": raw.decode("utf-8")}
         parts = route.strip("/").split("/")
         head = parts[0]
         if head == "bandwidth":

@@ -75,7 +75,16 @@ pub struct TriggerArgs {
     /// Certificates (PEM) to trust for an https:// destination with a private CA.
     #[arg(long, value_name = "FILE")]
     ca: Option<PathBuf>,
-    /// One JSON object per attempt (NDJSON).
+    /// Fire through the running emulator (`twk-tunnel emulate`, or a tunnel's --emulate):
+    /// it delivers the event to every enabled webhook registered with it and subscribed to
+    /// the event, each in its version and method, signed with that webhook's key (twilio:
+    /// Verify Push events; authy-webhook: the 23 Authy events).
+    #[arg(long, conflicts_with_all = ["to", "name", "secret", "retry_speed", "deadline", "ca"])]
+    emulator: bool,
+    /// With --emulator: only this Verify service's webhooks.
+    #[arg(long, value_name = "VA…", requires = "emulator")]
+    service: Option<String>,
+    /// One JSON object per attempt (NDJSON); with --emulator, one per webhook delivery.
     #[arg(long)]
     json: bool,
     /// Config file with [secrets] (default: $XDG_CONFIG_HOME/twk/config.toml).
@@ -114,6 +123,10 @@ pub async fn run(args: TriggerArgs) -> anyhow::Result<ExitCode> {
         .map(|s| s.parse::<Set>())
         .collect::<Result<Vec<_>, _>>()
         .usage()?;
+    if args.emulator {
+        let pairs = sets.into_iter().map(|s| (s.path, s.value)).collect();
+        return super::emulate::trigger(provider, spec.name, pairs, args.service, args.json).await;
+    }
     let draft = twk_trigger::build(&spec, sets, super::verify::now_unix()).usage()?;
     let (url, via) = destination(&args)?;
     let secret = secret(&args, provider)?;

@@ -1,0 +1,308 @@
+//! Firing an event: one event, built once by `twk-trigger` (so every webhook gets the same
+//! factor, challenge and user), delivered to each enabled webhook subscribed to it in that
+//! webhook's shape (v1 keeps the legacy fields), by its method (GET puts the fields in the
+//! query), signed with the account's auth token over the registered URL (Twilio) or with
+//! the webhook's own `WSK_` key (Authy), by `twk-trigger`'s sender; then recorded for the
+//! reporting API. Also the control endpoint other processes fire through.
+
+use crate::model::{Api, EventRecord, Method, Version, guid, now_ms};
+use crate::wire::{ApiRequest, ApiResponse};
+use crate::{EmulatorError, Shared};
+use http::StatusCode;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
+use twk_providers::{Provider, Secret};
+use twk_trigger::{Body, Draft, Fate, FireOptions, Set};
+
+/// The control endpoint (bearer token: [`crate::Emulator::control_token`]).
+pub(crate) const CONTROL_PATH: &str = "/twk/v1/fire";
+
+/// The fields a v1 Verify webhook carries (seed: "Webhooks v1 is legacy").
+const V1_FIELDS: [&str; 7] = [
+    "uuid",
+    "type",
+    "account_sid",
+    "service_sid",
+    "entity_identity",
+    "factor_sid",
+    "challenge_sid",
+];
+
+/// What to fire.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FireRequest {
+    /// Through which API.
+    #[serde(with = "api_name")]
+    pub api: Api,
+    /// The event (`challenge.approved`, `phone_verification_started`).
+    pub event: String,
+    /// Field overrides (`--set`), as `twk-trigger` applies them.
+    #[serde(default)]
+    pub sets: Vec<(String, String)>,
+    /// Only this Verify service's webhooks.
+    #[serde(default)]
+    pub service_sid: Option<String>,
+}
+
+/// One webhook's delivery.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Delivery {
+    /// The webhook (`YW…` or `WH_…`).
+    pub webhook: String,
+    /// Where it went.
+    pub url: String,
+    /// `GET` or `POST`.
+    pub method: String,
+    /// `v1`/`v2` for Verify.
+    pub version: Option<String>,
+    /// The last answer's status, if any.
+    pub status: Option<u16>,
+    /// How many attempts were made.
+    pub attempts: u32,
+    /// `delivered`, `will_retry` or `lost`.
+    pub fate: String,
+    /// The sender's words for the last attempt.
+    pub says: String,
+}
+
+/// One fired event.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Fired {
+    /// The event.
+    pub event: String,
+    /// Its id in the reporting API.
+    pub request_id: String,
+    /// When, Unix ms.
+    pub time_ms: i64,
+    /// One per webhook it went to; empty when none is subscribed (or all are disabled).
+    pub deliveries: Vec<Delivery>,
+}
+
+mod api_name {
+    use crate::model::Api;
+    use serde::{Deserialize as _, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(api: &Api, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(api.as_str())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Api, D::Error> {
+        String::deserialize(d)?
+            .parse()
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+fn fire_error(e: impl std::fmt::Display) -> EmulatorError {
+    EmulatorError::Fire(e.to_string())
+}
+
+/// Fires `req` (see the module docs).
+pub(crate) async fn fire(sh: &Shared, req: FireRequest) -> Result<Fired, EmulatorError> {
+    let provider = match req.api {
+        Api::Verify => Provider::Twilio,
+        Api::Authy => Provider::AuthyWebhook,
+    };
+    if req.api == Api::Verify && !twk_trigger::VERIFY_PUSH_EVENTS.contains(&req.event.as_str()) {
+        return Err(fire_error(format!(
+            "{:?} is not a Verify webhook event; one of {}",
+            req.event,
+            twk_trigger::VERIFY_PUSH_EVENTS.join(", ")
+        )));
+    }
+    let spec = twk_trigger::find(provider, &req.event).map_err(fire_error)?;
+    let now = now_ms();
+    let mut sets = vec![set("account_sid", &sh.creds.account_sid)];
+    if req.api == Api::Authy {
+        sets.push(set("app_id", &sh.creds.authy_app_id));
+    } else {
+        sets.push(set("version", "v2"));
+    }
+    // A Verify event's shape is each webhook's `version`, not the caller's.
+    let own = |k: &str| req.api == Api::Verify && k == "version";
+    sets.extend(
+        req.sets
+            .iter()
+            .filter(|(k, _)| !own(k))
+            .map(|(k, v)| set(k, v)),
+    );
+    let base = twk_trigger::build(&spec, sets, now / 1000).map_err(fire_error)?;
+    let deliveries = match req.api {
+        Api::Verify => verify(sh, &base, req.service_sid.as_deref()).await?,
+        Api::Authy => authy(sh, &base).await?,
+    };
+    let fired = Fired {
+        event: req.event.clone(),
+        request_id: guid(),
+        time_ms: now,
+        deliveries,
+    };
+    let record = EventRecord {
+        api: req.api,
+        event: req.event,
+        time_ms: now,
+        request_id: fired.request_id.clone(),
+        objects: objects(&base),
+        deliveries: serde_json::to_value(&fired.deliveries).unwrap_or(Value::Null),
+    };
+    sh.store(|st| st.insert_event(&record))
+        .map_err(|_| EmulatorError::State("recording the event failed".to_owned()))?;
+    Ok(fired)
+}
+
+fn set(path: &str, value: &str) -> Set {
+    Set {
+        path: path.to_owned(),
+        value: value.to_owned(),
+    }
+}
+
+/// What the event was about, for the reporting API: the form fields, or the JWT's
+/// `objects` claim (all claims when it has none).
+fn objects(d: &Draft) -> Value {
+    match &d.body {
+        Body::Form(pairs) => Value::Object(
+            pairs
+                .iter()
+                .filter(|(k, _)| k != "uuid")
+                .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+                .collect::<Map<_, _>>(),
+        ),
+        Body::Json(v) | Body::JwtClaims(v) => v.get("objects").cloned().unwrap_or(v.clone()),
+    }
+}
+
+async fn verify(
+    sh: &Shared,
+    base: &Draft,
+    service: Option<&str>,
+) -> Result<Vec<Delivery>, EmulatorError> {
+    let hooks = sh
+        .store(|st| st.all_webhooks(service))
+        .map_err(|_| EmulatorError::State("reading the webhooks failed".to_owned()))?;
+    let mut out = Vec::new();
+    for w in hooks.iter().filter(|w| w.wants(&base.event)) {
+        let mut d = base.clone();
+        let uuid = guid();
+        d.set(&set("service_sid", &w.service_sid))
+            .map_err(fire_error)?;
+        d.set(&set("uuid", &uuid)).map_err(fire_error)?;
+        d.id = uuid;
+        // Each delivery is its own request to Twilio's sender, not a retry of another.
+        for (k, v) in &mut d.headers {
+            if k.eq_ignore_ascii_case("I-Twilio-Idempotency-Token") {
+                *v = guid();
+            }
+        }
+        if w.version == Version::V1
+            && let Body::Form(pairs) = &mut d.body
+        {
+            pairs.retain(|(k, _)| V1_FIELDS.contains(&k.as_str()));
+        }
+        let (d, url) = match w.method {
+            Method::Post => (d, w.url.clone()),
+            Method::Get => as_get(d, &w.url)?,
+        };
+        let mut delivery = send(sh, &d, url, &sh.creds.auth_token).await?;
+        delivery.webhook.clone_from(&w.sid);
+        delivery.version = Some(w.version.as_str().to_owned());
+        out.push(delivery);
+    }
+    Ok(out)
+}
+
+async fn authy(sh: &Shared, base: &Draft) -> Result<Vec<Delivery>, EmulatorError> {
+    let hooks = sh
+        .store(|st| st.authy_webhooks())
+        .map_err(|_| EmulatorError::State("reading the webhooks failed".to_owned()))?;
+    let mut out = Vec::new();
+    for w in hooks.iter().filter(|w| w.events.contains(&base.event)) {
+        let mut delivery = send(sh, base, w.url.clone(), &w.signing_key).await?;
+        delivery.webhook.clone_from(&w.id);
+        out.push(delivery);
+    }
+    Ok(out)
+}
+
+/// A sender configured for GET puts the fields in the URL's query (Twilio then signs the
+/// URL alone, as for any GET webhook).
+fn as_get(mut d: Draft, url: &str) -> Result<(Draft, String), EmulatorError> {
+    let Body::Form(pairs) = std::mem::replace(&mut d.body, Body::Form(Vec::new())) else {
+        return Err(fire_error("only form webhooks can be sent by GET"));
+    };
+    let query = serde_urlencoded::to_string(&pairs).map_err(fire_error)?;
+    let sep = if url.contains('?') { '&' } else { '?' };
+    d.method = "GET";
+    d.headers
+        .retain(|(k, _)| !k.eq_ignore_ascii_case("content-type"));
+    Ok((d, format!("{url}{sep}{query}")))
+}
+
+async fn send(
+    sh: &Shared,
+    d: &Draft,
+    url: String,
+    secret: &Secret,
+) -> Result<Delivery, EmulatorError> {
+    let opts = FireOptions {
+        url: url.clone(),
+        secret: Some(secret.clone()),
+        sender_behaviour: true,
+        retry_speed: None,
+        deadline: None,
+        extra_ca_pem: sh.extra_ca_pem.clone(),
+    };
+    let mut last = None;
+    let fate = twk_trigger::fire(d, &opts, |a| last = Some(a.clone()))
+        .await
+        .map_err(fire_error)?;
+    let status = last.as_ref().and_then(|a| match a.reply.answer {
+        twk_trigger::Answer::Status { code, .. } => Some(code),
+        _ => None,
+    });
+    Ok(Delivery {
+        webhook: String::new(),
+        url,
+        method: d.method.to_owned(),
+        version: None,
+        status,
+        attempts: last.as_ref().map_or(0, |a| a.n),
+        fate: fate.as_str().to_owned(),
+        says: match (&fate, last) {
+            (Fate::Lost { why }, _) => why.clone(),
+            (_, Some(a)) => a.says,
+            (_, None) => String::new(),
+        },
+    })
+}
+
+/// `POST /twk/v1/fire` with `Authorization: Bearer <control token>` and a JSON
+/// [`FireRequest`]; answers the [`Fired`] document.
+pub(crate) async fn control(sh: &Shared, req: &ApiRequest) -> ApiResponse {
+    let token = req
+        .header("authorization")
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    if req.method != http::Method::POST || !sh.is_control_token(token.as_bytes()) {
+        return ApiResponse::json(
+            StatusCode::UNAUTHORIZED,
+            json!({"error": "the control endpoint needs this run's token (see the runtime file)"}),
+        );
+    }
+    let fire_req: FireRequest = match serde_json::from_slice(&req.body) {
+        Ok(r) => r,
+        Err(e) => {
+            return ApiResponse::json(
+                StatusCode::BAD_REQUEST,
+                json!({"error": format!("not a fire request: {e}")}),
+            );
+        }
+    };
+    match fire(sh, fire_req).await {
+        Ok(f) => ApiResponse::json(StatusCode::OK, serde_json::to_value(f).unwrap_or_default()),
+        Err(e) => ApiResponse::json(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            json!({"error": e.to_string()}),
+        ),
+    }
+}
