@@ -33,6 +33,9 @@ pub struct TuiContext {
     pub embedded: bool,
     /// `--relay-ca`: certificates to trust when triggering into a relay with a private CA.
     pub relay_ca: Option<Vec<u8>>,
+    /// `--emulate`: `t` on a Twilio Verify or Authy event fires through the emulator, to
+    /// the webhooks registered with it.
+    pub emulator: Option<twk_emulator::Handle>,
 }
 
 /// How often the screen is redrawn (when something changed) and the clock advances.
@@ -486,7 +489,14 @@ fn start_trigger(
         deadline: None,
         extra_ca_pem: ctx.relay_ca.clone(),
     };
+    let emulated = ctx.emulator.clone().zip(emulated_api(&draft));
     tokio::spawn(async move {
+        if let Some((emulator, api)) = emulated
+            && let Some(notice) = trigger_emulated(&emulator, api, &draft.event).await
+        {
+            let _ = notices.send(notice);
+            return;
+        }
         let what = format!("{} {} {}", draft.provider.as_str(), draft.event, draft.id);
         let mut last = String::new();
         let fate = twk_trigger::fire(&draft, &opts, |a| last.clone_from(&a.says)).await;
@@ -500,6 +510,54 @@ fn start_trigger(
         let _ = notices.send(notice);
     });
     None
+}
+
+/// The emulator's API for a drafted event, when it serves it.
+fn emulated_api(draft: &twk_trigger::Draft) -> Option<twk_emulator::model::Api> {
+    use twk_emulator::model::Api;
+    match draft.provider {
+        twk_providers::Provider::Twilio
+            if twk_trigger::VERIFY_PUSH_EVENTS.contains(&draft.event.as_str()) =>
+        {
+            Some(Api::Verify)
+        }
+        twk_providers::Provider::AuthyWebhook => Some(Api::Authy),
+        _ => None,
+    }
+}
+
+/// Fires `event` through the emulator; `None` when no webhook of it is subscribed (the
+/// event is then sent to the tunnel directly, as without `--emulate`).
+async fn trigger_emulated(
+    emulator: &twk_emulator::Handle,
+    api: twk_emulator::model::Api,
+    event: &str,
+) -> Option<Msg> {
+    let req = twk_emulator::FireRequest {
+        api,
+        event: event.to_owned(),
+        sets: Vec::new(),
+        service_sid: None,
+    };
+    let what = format!("{event} via the emulator");
+    match emulator.fire(req).await {
+        Ok(f) if f.deliveries.is_empty() => None,
+        Ok(f) => {
+            let ok = f
+                .deliveries
+                .iter()
+                .filter(|d| d.fate == "delivered")
+                .count();
+            let n = f.deliveries.len();
+            let how = format!("delivered to {ok} of {n} registered webhooks");
+            Some(twk_inspector::notices::triggered(&what, ok == n, &how))
+        }
+        Err(e) => Some(twk_inspector::notices::triggered(
+            &what,
+            false,
+            &e.to_string(),
+        )),
+    }
 }
 
 /// Replays exchange `id` (or `edited`, a modified copy of it) in the background; the new

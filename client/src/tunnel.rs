@@ -485,6 +485,7 @@ async fn drive(
     recorder: Option<Recorder>,
     tui: bool,
     embedded: bool,
+    emulator: Option<twk_emulator::Handle>,
     shutdown: &CancellationToken,
 ) -> anyhow::Result<(Result<(), AgentError>, Option<Arc<Printer>>)> {
     let (link_tx, link_rx) = watch::channel(Link {
@@ -523,6 +524,7 @@ async fn drive(
                 shutdown: shutdown.clone(),
                 embedded,
                 relay_ca: s.relay_ca.clone(),
+                emulator,
             };
             let ui = crate::tui::run(ctx).await;
             shutdown.cancel();
@@ -615,12 +617,23 @@ pub async fn run(args: TunnelArgs) -> anyhow::Result<ExitCode> {
     let recorder = start_recorder(&s);
     // The inspector reads the capture store; without one, fall back to plain lines.
     let tui = wants_tui(&s.args) && recorder.is_some();
-    let _emulator = emulator(&s).await?;
+    let emulator = emulator(&s).await?;
+    let handle = emulator.as_ref().map(|(e, _)| e.handle());
     let shutdown = CancellationToken::new();
     tokio::spawn(twk_transport::cancel_on_signal(shutdown.clone()));
     let (relay, embedded) = relay(&s, tui, &shutdown).await?;
     let cfg = agent_config(&s, relay, recorder.as_ref());
-    let (result, printer) = drive(&s, cfg, recorder, tui, embedded.is_some(), &shutdown).await?;
+    let (result, printer) = drive(
+        &s,
+        cfg,
+        recorder,
+        tui,
+        embedded.is_some(),
+        handle,
+        &shutdown,
+    )
+    .await?;
+    drop(emulator);
     shutdown.cancel();
     if let Some(p) = &printer {
         p.flush();

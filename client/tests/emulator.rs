@@ -272,6 +272,18 @@ fn state_survives_a_restart_and_a_tunnel_can_run_the_emulator_itself() {
     ] {
         assert_eq!(after(&a, key), after(&b, key));
     }
+    // `--credentials` reads the same ones without listening.
+    let out = twk(home.path())
+        .args(["emulate", "--credentials"])
+        .output()
+        .unwrap();
+    let env = String::from_utf8(out.stdout).unwrap();
+    assert!(out.status.success());
+    let token = after(&b, "TWILIO_AUTH_TOKEN=");
+    assert!(
+        env.contains(&format!("TWILIO_AUTH_TOKEN={token}\n")),
+        "{env}"
+    );
     let db = home.path().join("data/twk/emulator.sqlite");
     use std::os::unix::fs::PermissionsExt as _;
     assert_eq!(

@@ -48,6 +48,11 @@ pub struct EmulateArgs {
     /// Config file (default: $XDG_CONFIG_HOME/twk/config.toml).
     #[arg(long, value_name = "FILE", env = "TWK_CONFIG")]
     config: Option<PathBuf>,
+    /// Print the emulated credentials as environment assignments (for an app's `.env`, or
+    /// `eval`) and exit, without listening: the same ones a running emulator (or a tunnel's
+    /// --emulate) takes.
+    #[arg(long)]
+    credentials: bool,
 }
 
 /// The emulator's configuration for a state directory.
@@ -131,6 +136,25 @@ pub fn banner(e: &Emulator) -> String {
     )
 }
 
+/// `NAME=value` lines, named as Twilio's samples and the Authy demo's `demo.env` name them.
+fn env_lines(c: &twk_emulator::Credentials) -> String {
+    let show = |s: &Secret| s.expose_str().unwrap_or_default().to_owned();
+    [
+        ("TWILIO_ACCOUNT_SID", c.account_sid.clone()),
+        ("TWILIO_AUTH_TOKEN", show(&c.auth_token)),
+        ("TWILIO_API_KEY", c.api_key_sid.clone()),
+        ("TWILIO_API_SECRET", show(&c.api_key_secret)),
+        ("WEBHOOKS_APP_API_KEY", show(&c.authy_api_key)),
+        ("WEBHOOKS_AUTHY_API_KEY", show(&c.authy_api_key)),
+        ("WEBHOOKS_ACCESS_KEY", show(&c.authy_access_key)),
+        ("WEBHOOKS_API_SIGNING_KEY", show(&c.authy_signing_key)),
+        ("WEBHOOKS_AUTHY_APP_ID", c.authy_app_id.clone()),
+    ]
+    .iter()
+    .map(|(k, v)| format!("{k}={v}\n"))
+    .collect()
+}
+
 /// Runs `emulate` until Ctrl-C.
 pub async fn run(args: EmulateArgs) -> anyhow::Result<ExitCode> {
     let file = Config::load(args.config.as_deref()).usage()?;
@@ -142,6 +166,11 @@ pub async fn run(args: EmulateArgs) -> anyhow::Result<ExitCode> {
         args.auth_token,
         args.ca.as_deref(),
     )?;
+    if args.credentials {
+        let c = twk_emulator::stored_credentials(&cfg).context("reading the emulator's state")?;
+        print!("{}", env_lines(&c));
+        return Ok(ExitCode::SUCCESS);
+    }
     let (emulator, _published) = start(cfg).await?;
     println!("{}", banner(&emulator));
     println!("ready");

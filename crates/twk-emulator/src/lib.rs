@@ -241,6 +241,46 @@ impl Emulator {
     pub async fn fire(&self, req: FireRequest) -> Result<Fired, EmulatorError> {
         deliver::fire(&self.shared, req).await
     }
+
+    /// A handle that fires through this emulator from elsewhere in the process (the
+    /// inspector's `t`); it does not keep the emulator running.
+    pub fn handle(&self) -> Handle {
+        Handle {
+            shared: Arc::clone(&self.shared),
+        }
+    }
+}
+
+/// Fires through a running [`Emulator`] of this process.
+#[derive(Clone)]
+pub struct Handle {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for Handle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Handle")
+            .field("base_url", &self.shared.base_url)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Handle {
+    /// As [`Emulator::fire`].
+    pub async fn fire(&self, req: FireRequest) -> Result<Fired, EmulatorError> {
+        deliver::fire(&self.shared, req).await
+    }
+
+    /// The emulator's base URL.
+    pub fn base_url(&self) -> &str {
+        &self.shared.base_url
+    }
+}
+
+/// The credentials a state file holds (made and kept if it has none yet), with `cfg`'s
+/// overrides, without listening: what `twk-tunnel emulate --credentials` prints.
+pub fn stored_credentials(cfg: &EmulatorConfig) -> Result<Credentials, EmulatorError> {
+    credentials(&Store::open(&cfg.state_path)?, cfg)
 }
 
 impl Drop for Emulator {
