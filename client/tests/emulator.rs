@@ -222,7 +222,7 @@ fn log(w: &World, args: &[&str]) -> Vec<Value> {
 fn the_twilio_sdk_manages_verify_webhooks_and_emulated_events_pass_its_validator() {
     let Some(w) = world() else { return };
     let report = flow(&w, "verify");
-    assert_eq!(report["fired"], 4);
+    assert_eq!(report["fired"], 5);
     // The tunnel saw the deliveries as they arrived (challenge.approved went to two
     // webhooks, two again by GET, then one), signed with the account's token, each its own
     // delivery rather than a retry of another.

@@ -477,3 +477,93 @@ async fn t_triggers_a_picked_event_into_the_tunnel() {
     );
     tmux.quit_cleanly();
 }
+
+/// A raw HTTP/1.1 request to the emulator with the account's Basic credentials; the JSON
+/// answer.
+fn emulator_post(base: &str, auth: &str, path: &str, form: &str) -> serde_json::Value {
+    use base64::Engine as _;
+    use std::io::{Read as _, Write as _};
+    let addr = base.trim_start_matches("http://");
+    let mut c = std::net::TcpStream::connect(addr).unwrap();
+    let basic = base64::engine::general_purpose::STANDARD.encode(auth);
+    write!(
+        c,
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Basic {basic}\r\n\
+         Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\
+         Connection: close\r\n\r\n{form}",
+        form.len()
+    )
+    .unwrap();
+    let mut answer = String::new();
+    c.read_to_string(&mut answer).unwrap();
+    let body = answer.split("\r\n\r\n").nth(1).unwrap_or("");
+    serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {answer}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t_with_emulate_delivers_through_the_emulator_to_registered_webhooks() {
+    if !tmux_available() {
+        eprintln!("skipping: tmux is not installed and TWK_SKIP_TMUX=1");
+        return;
+    }
+    let target = FakeTarget::echo().await;
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("run");
+    // The emulator's credentials, made once in the data directory the tunnel will use.
+    let creds = Command::new(BIN)
+        .args(["emulate", "--credentials"])
+        .env("TWK_DATA_DIR", dir.path().join("data/twk"))
+        .output()
+        .unwrap();
+    let creds = String::from_utf8(creds.stdout).unwrap();
+    let value = |k: &str| {
+        creds
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{k}=")))
+            .unwrap()
+            .to_owned()
+    };
+    let (sid, token) = (value("TWILIO_ACCOUNT_SID"), value("TWILIO_AUTH_TOKEN"));
+    let env = format!(
+        "TWK_RUNTIME_DIR={} TWILIO_AUTH_TOKEN={}",
+        quote(&run.to_string_lossy()),
+        quote(&token)
+    );
+    let args = format!(
+        "--name emu --emulate --emulate-listen 127.0.0.1:0 {}",
+        target.addr
+    );
+    let tmux = Tmux::start("emulate", &twk_in_shell(dir.path(), &env, &args));
+    let screen = tmux.wait_for("the connected top bar", |s| relay_addr(s).is_some());
+    let public = format!("http://{}/t/emu", relay_addr(&screen).unwrap());
+    let file = std::fs::read_dir(&run)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.to_string_lossy().contains("emulator-"))
+        .expect("the emulator's runtime file");
+    let live: serde_json::Value = serde_json::from_slice(&std::fs::read(file).unwrap()).unwrap();
+    let base = live["base_url"].as_str().unwrap().to_owned();
+    let auth = format!("{sid}:{token}");
+    let svc = emulator_post(&base, &auth, "/v2/Services", "FriendlyName=tmux");
+    let va = svc["sid"].as_str().unwrap();
+    let form = format!(
+        "FriendlyName=hook&EventTypes=challenge.approved&WebhookUrl={}",
+        public.replace(':', "%3A").replace('/', "%2F") + "%2Femu-hook"
+    );
+    let hook = emulator_post(&base, &auth, &format!("/v2/Services/{va}/Webhooks"), &form);
+    assert_eq!(hook["status"], "enabled", "{hook}");
+
+    tmux.keys(&["t"]);
+    tmux.wait_for("the picker", |s| {
+        s.contains("Trigger a webhook into this tunnel")
+    });
+    tmux.keys(&["-l", "twilio challenge.appr"]);
+    tmux.wait_for("the narrowed picker", |s| s.contains("1 of "));
+    tmux.keys(&["Enter"]);
+    tmux.wait_for("the delivery through the emulator", |s| {
+        row_with(s, &["challenge.approved", "✓", "/emu-hook"]).is_some()
+            && s.contains("via the emulator: delivered to 1 of 1")
+    });
+    tmux.quit_cleanly();
+}

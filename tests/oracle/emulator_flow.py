@@ -128,6 +128,12 @@ def verify_flow():
     keyed = client(CFG["api_key_sid"], CFG["api_key_secret"], CFG["account_sid"])
     assert len(keyed.verify.v2.services(svc.sid).webhooks.list()) == 3
 
+    # And back v1 -> v2: the next delivery carries the v2 fields again.
+    hooks(b.sid).update(resource_version="v2")
+    code, sent, err = fire("twilio", "factor.created")
+    assert code == 0 and [s["version"] for s in sent] == ["v2"], (sent, err)
+    assert "factor_type" in dict(urllib.parse.parse_qsl(app("GET", "/last/twilio/b")["body"]))
+
     # Delete: gone, and gets nothing more.
     hooks(a.sid).delete()
     assert rest_error(lambda: hooks(a.sid).fetch()).status == 404
@@ -135,7 +141,7 @@ def verify_flow():
     code, sent, err = fire("twilio", "challenge.approved")
     assert [s["webhook"] for s in sent] == [b.sid], sent
     assert app("GET", "/count/twilio/a")["count"] == before
-    return {"service": svc.sid, "fired": 4}
+    return {"service": svc.sid, "fired": 5}
 
 
 def authy_signature(method, url, params, nonce):
