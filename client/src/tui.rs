@@ -143,6 +143,15 @@ async fn run_inner(ctx: &mut TuiContext) -> anyhow::Result<()> {
     twk_inspector::update(&mut model, recorder_msg(&alerts.borrow_and_update()));
     model.embedded = ctx.embedded;
     model.triggers = trigger_choices();
+    if let Some(e) = &ctx.emulator {
+        // Its banner went to stderr before the inspector took the screen.
+        let says = format!(
+            "emulator on {}: credentials with `twk-tunnel emulate --credentials`; t fires \
+             Verify and Authy events to its webhooks",
+            e.base_url()
+        );
+        twk_inspector::update(&mut model, Msg::Notice(says, Level::Info));
+    }
     for cmd in model.init() {
         if let twk_inspector::Cmd::Load(load) = cmd {
             let answer = data.load(&load).context("reading the capture store")?;
@@ -476,11 +485,19 @@ fn start_trigger(
         Ok(d) => d,
         Err(e) => return error(e.to_string()),
     };
-    // No secret for it: signed with a throwaway one (the row then says "no secret").
-    let secret = ctx.secrets.get(p).cloned().or_else(|| {
-        (p != twk_providers::Provider::Bandwidth)
-            .then(|| twk_providers::Secret::new(twk_trigger::generated_secret(p)))
-    });
+    let emulated = ctx.emulator.clone().zip(emulated_api(&draft));
+    // With an emulator, Twilio's key is its account's auth token (the app checks with it);
+    // else the configured secret, or a throwaway one (the row then says "no secret").
+    let emulator_token = emulated
+        .as_ref()
+        .filter(|_| p == twk_providers::Provider::Twilio)
+        .map(|(e, _)| e.auth_token().clone());
+    let secret = emulator_token
+        .or_else(|| ctx.secrets.get(p).cloned())
+        .or_else(|| {
+            (p != twk_providers::Provider::Bandwidth)
+                .then(|| twk_providers::Secret::new(twk_trigger::generated_secret(p)))
+        });
     let opts = twk_trigger::FireOptions {
         url: format!("{}/", url.trim_end_matches('/')),
         secret,
@@ -489,7 +506,6 @@ fn start_trigger(
         deadline: None,
         extra_ca_pem: ctx.relay_ca.clone(),
     };
-    let emulated = ctx.emulator.clone().zip(emulated_api(&draft));
     tokio::spawn(async move {
         if let Some((emulator, api)) = emulated
             && let Some(notice) = trigger_emulated(&emulator, api, &draft.event).await
@@ -527,12 +543,16 @@ fn emulated_api(draft: &twk_trigger::Draft) -> Option<twk_emulator::model::Api> 
 }
 
 /// Fires `event` through the emulator; `None` when no webhook of it is subscribed (the
-/// event is then sent to the tunnel directly, as without `--emulate`).
+/// event is then sent to the tunnel directly, as without `--emulate`, and not recorded as
+/// an emulated event).
 async fn trigger_emulated(
     emulator: &twk_emulator::Handle,
     api: twk_emulator::model::Api,
     event: &str,
 ) -> Option<Msg> {
+    if emulator.subscribed(api, event).unwrap_or(0) == 0 {
+        return None;
+    }
     let req = twk_emulator::FireRequest {
         api,
         event: event.to_owned(),
@@ -541,7 +561,6 @@ async fn trigger_emulated(
     };
     let what = format!("{event} via the emulator");
     match emulator.fire(req).await {
-        Ok(f) if f.deliveries.is_empty() => None,
         Ok(f) => {
             let ok = f
                 .deliveries

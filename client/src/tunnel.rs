@@ -606,7 +606,13 @@ async fn emulator(
                 .data_dir
         }
     };
-    let cfg = crate::cmd::emulate::config(s.args.emulate_listen, &data_dir, None, None, None)?;
+    let token = std::env::var("TWK_EMULATOR_AUTH_TOKEN")
+        .ok()
+        .filter(|t| !t.is_empty())
+        .map(twk_providers::Secret::new);
+    let mut cfg = crate::cmd::emulate::config(s.args.emulate_listen, &data_dir, None, token, None)?;
+    // Deliveries go to the tunnel's public URL: a relay with a private CA is trusted here too.
+    cfg.extra_ca_pem.clone_from(&s.relay_ca);
     let started = crate::cmd::emulate::start(cfg).await?;
     eprintln!("{}", crate::cmd::emulate::banner(&started.0));
     Ok(Some(started))

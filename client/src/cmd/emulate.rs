@@ -36,9 +36,10 @@ pub struct EmulateArgs {
         long,
         value_name = "TOKEN",
         env = "TWK_EMULATOR_AUTH_TOKEN",
-        hide_env_values = true
+        hide_env_values = true,
+        value_parser = secret_arg
     )]
-    auth_token: Option<String>,
+    auth_token: Option<Secret>,
     /// Where state is kept (default: the capture store's directory).
     #[arg(long, value_name = "DIR", env = "TWK_DATA_DIR")]
     data_dir: Option<PathBuf>,
@@ -55,14 +56,30 @@ pub struct EmulateArgs {
     credentials: bool,
 }
 
-/// The emulator's configuration for a state directory.
+/// A secret from the command line or the environment, masked from then on.
+fn secret_arg(s: &str) -> Result<Secret, String> {
+    match s.is_empty() {
+        true => Err("the auth token is empty".to_owned()),
+        false => Ok(Secret::new(s)),
+    }
+}
+
+/// The emulator's configuration for a state directory. A listening address off loopback is
+/// allowed (a container, a VM) but warned about: the APIs and the control endpoint then face
+/// the network.
 pub fn config(
     listen: SocketAddr,
     data_dir: &Path,
     account_sid: Option<String>,
-    auth_token: Option<String>,
+    auth_token: Option<Secret>,
     ca: Option<&Path>,
 ) -> anyhow::Result<EmulatorConfig> {
+    if !listen.ip().is_loopback() {
+        eprintln!(
+            "twk: warning: the emulator listens on {listen}, not loopback: anyone who can \
+             reach it can call its APIs with the printed credentials"
+        );
+    }
     if let Some(sid) = &account_sid
         && !(sid.len() == 34 && sid.starts_with("AC"))
     {
@@ -79,7 +96,7 @@ pub fn config(
         listen,
         state_path: data_dir.join("emulator.sqlite"),
         account_sid,
-        auth_token: auth_token.map(Secret::new),
+        auth_token,
         extra_ca_pem,
     })
 }
@@ -201,6 +218,11 @@ pub async fn trigger(
     json: bool,
 ) -> anyhow::Result<ExitCode> {
     let api = api_of(provider)?;
+    if service_sid.is_some() && api != Api::Verify {
+        return Err(usage_error(
+            "--service picks a Verify service: it is for twilio events",
+        ));
+    }
     let live: Vec<LiveEmulator> = runtime::live().usage()?;
     let em = match live.as_slice() {
         [] => {
@@ -210,7 +232,16 @@ pub async fn trigger(
             ));
         }
         [one] => one,
-        several => several.last().unwrap_or(&several[0]),
+        several => {
+            let all: Vec<String> = several
+                .iter()
+                .map(|e| format!("{} (pid {})", e.base_url, e.pid))
+                .collect();
+            return Err(usage_error(format!(
+                "several emulators are running: stop all but one ({})",
+                all.join(", ")
+            )));
+        }
     };
     let req = FireRequest {
         api,
@@ -218,9 +249,13 @@ pub async fn trigger(
         sets,
         service_sid,
     };
-    let fired = twk_emulator::fire_remote(&em.base_url, &em.control_token, &req)
-        .await
-        .map_err(|e| usage_error(e.to_string()))?;
+    // Refused (an unknown event): usage. Not reached or no answer: a run-time failure, and
+    // some webhooks may have been delivered meanwhile.
+    let fired = match twk_emulator::fire_remote(&em.base_url, &em.control_token, &req).await {
+        Ok(f) => f,
+        Err(e @ twk_emulator::EmulatorError::Refused(_)) => return Err(usage_error(e.to_string())),
+        Err(e) => return Err(anyhow::Error::new(e).context("firing through the emulator")),
+    };
     print_fired(provider, &em.base_url, &fired, json);
     let all =
         !fired.deliveries.is_empty() && fired.deliveries.iter().all(|d| d.fate == "delivered");

@@ -152,7 +152,7 @@ pub async fn run(args: TriggerArgs) -> anyhow::Result<ExitCode> {
             provider.as_str(),
             clean(&draft.event),
             clean(&draft.id),
-            clean(&shown_url(&opts.url)),
+            clean(&twk_trigger::shown_url(&opts.url)),
             via.map(|v| format!("  (tunnel {})", clean(&v)))
                 .unwrap_or_default()
         );
@@ -254,21 +254,6 @@ fn secret(args: &TriggerArgs, provider: Provider) -> anyhow::Result<Option<Secre
     Ok(Some(Secret::new(generated)))
 }
 
-/// The URL as shown: a password in the userinfo is masked.
-fn shown_url(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_owned();
-    };
-    let auth_end = rest.find('/').unwrap_or(rest.len());
-    match rest[..auth_end].rsplit_once('@') {
-        Some((userinfo, host)) => {
-            let user = userinfo.split(':').next().unwrap_or("");
-            format!("{scheme}://{user}:***@{host}{}", &rest[auth_end..])
-        }
-        None => url.to_owned(),
-    }
-}
-
 fn leg_label(leg: Leg) -> &'static str {
     match leg {
         Leg::Plain => "",
@@ -326,7 +311,7 @@ fn attempt_json(draft: &twk_trigger::Draft, a: &AttemptReport) -> String {
         "id": draft.id,
         "attempt": a.n,
         "leg": a.leg.as_str(),
-        "url": shown_url(&a.url),
+        "url": twk_trigger::shown_url(&a.url),
         "sent_at_ms": a.sent_unix_ms,
         "outcome": outcome,
         "status": status,
@@ -371,18 +356,6 @@ fn list(only: Option<Provider>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn passwords_in_urls_are_masked() {
-        assert_eq!(
-            shown_url("https://user:secret@example.com/a?b=1"),
-            "https://user:***@example.com/a?b=1"
-        );
-        assert_eq!(
-            shown_url("http://127.0.0.1:1/t/x"),
-            "http://127.0.0.1:1/t/x"
-        );
-    }
 
     #[test]
     fn the_tunnel_is_picked_by_name_or_being_the_only_one() {

@@ -12,6 +12,7 @@ use crate::store::EventQuery;
 use crate::wire::{ApiRequest, ApiResponse, check_url};
 use http::StatusCode;
 use serde_json::{Value, json};
+use std::sync::Arc;
 use subtle::ConstantTimeEq as _;
 use twk_providers::{
     AUTHY_WEBHOOK_EVENTS, Provider, RequestView, Secret, Secrets, Verdict, VerifyOptions,
@@ -108,19 +109,18 @@ fn signature_verdict(sh: &Shared, req: &ApiRequest) -> Verdict {
     twk_providers::analyze(&view, &secrets, &opts).verdict
 }
 
-fn webhook_json(sh: &Shared, w: &AuthyWebhook, with_key: bool) -> Value {
-    let mut v = json!({
+/// A webhook as the Webhooks API shows it. The seed's list answer carries `signing_key`
+/// too (the demo reads the `WSK_` key from the list), so both create and list show it.
+fn webhook_json(sh: &Shared, w: &AuthyWebhook) -> Value {
+    json!({
         "id": w.id,
         "name": w.name,
         "account_sid": sh.creds.account_sid,
         "service_id": sh.creds.authy_app_id,
         "url": w.url,
+        "signing_key": w.signing_key.expose_str().unwrap_or_default(),
         "events": w.events,
-    });
-    if with_key {
-        v["signing_key"] = json!(w.signing_key.expose_str().unwrap_or_default());
-    }
-    v
+    })
 }
 
 /// `/dashboard/json/application/webhooks[/{id}]`.
@@ -173,9 +173,6 @@ fn create(sh: &Shared, req: &ApiRequest) -> Result<ApiResponse, ApiResponse> {
     if events.is_empty() {
         return Err(bad_request("events is required: at least one event"));
     }
-    if sh.store(|st| st.authy_webhooks())?.len() >= MAX_WEBHOOKS {
-        return Err(bad_request("this application has too many webhooks"));
-    }
     let w = AuthyWebhook {
         id: format!("WH_{}", guid()),
         name: name.to_owned(),
@@ -184,16 +181,27 @@ fn create(sh: &Shared, req: &ApiRequest) -> Result<ApiResponse, ApiResponse> {
         signing_key: Secret::new(token("WSK_", 40)),
         created: sh.now(),
     };
-    sh.store(|st| st.insert_authy(&w))?;
+    // Counted and inserted under one lock: concurrent creates cannot pass the bound.
+    let full = sh.store(|st| {
+        if st.authy_webhooks()?.len() >= MAX_WEBHOOKS {
+            return Ok(true);
+        }
+        st.insert_authy(&w).map(|()| false)
+    })?;
+    if full {
+        return Err(bad_request(&format!(
+            "this application has {MAX_WEBHOOKS} webhooks, the most the emulator keeps"
+        )));
+    }
     Ok(ApiResponse::json(
         StatusCode::OK,
-        json!({"webhook": webhook_json(sh, &w, true), "message": "Webhook created", "success": true}),
+        json!({"webhook": webhook_json(sh, &w), "message": "Webhook created", "success": true}),
     ))
 }
 
 fn list(sh: &Shared) -> Result<ApiResponse, ApiResponse> {
     let all = sh.store(|st| st.authy_webhooks())?;
-    let rows: Vec<Value> = all.iter().map(|w| webhook_json(sh, w, false)).collect();
+    let rows: Vec<Value> = all.iter().map(|w| webhook_json(sh, w)).collect();
     Ok(ApiResponse::json(
         StatusCode::OK,
         json!({"webhooks": rows, "message": "Webhooks retrieved", "success": true}),
@@ -211,7 +219,7 @@ fn delete(sh: &Shared, id: &str) -> Result<ApiResponse, ApiResponse> {
 }
 
 /// `/protected/json/…`: authenticated by `X-Authy-API-Key` (or `api_key`).
-pub(crate) async fn protected(sh: &Shared, req: &ApiRequest) -> ApiResponse {
+pub(crate) async fn protected(sh: &Arc<Shared>, req: &ApiRequest) -> ApiResponse {
     let key = req
         .header("x-authy-api-key")
         .or_else(|| req.param("api_key"));
@@ -220,7 +228,7 @@ pub(crate) async fn protected(sh: &Shared, req: &ApiRequest) -> ApiResponse {
     }
     let out = match (req.method.as_str(), req.path.as_str()) {
         ("GET", REPORTING_EVENTS) => reporting(sh, req),
-        ("POST", VERIFICATION_START) => verification_start(sh, req).await,
+        ("POST", VERIFICATION_START) => verification_start(sh, req),
         _ => Err(error(StatusCode::NOT_FOUND, "60000", "Not found")),
     };
     out.unwrap_or_else(|e| e)
@@ -305,12 +313,18 @@ fn reporting(sh: &Shared, req: &ApiRequest) -> Result<ApiResponse, ApiResponse> 
 
 /// Starts a (pretend) phone verification: nothing is sent, but the
 /// `phone_verification_started` event fires, as it does at Authy.
-async fn verification_start(sh: &Shared, req: &ApiRequest) -> Result<ApiResponse, ApiResponse> {
+fn verification_start(sh: &Arc<Shared>, req: &ApiRequest) -> Result<ApiResponse, ApiResponse> {
     let phone = req.param("phone_number").filter(|p| !p.is_empty());
     let country = req.param("country_code").filter(|p| !p.is_empty());
     let (Some(phone), Some(country)) = (phone, country) else {
         return Err(bad_request("phone_number and country_code are required"));
     };
+    let digits = |s: &str, max: usize| s.len() <= max && s.bytes().all(|b| b.is_ascii_digit());
+    if !digits(phone, 20) || !digits(country, 4) {
+        return Err(bad_request(
+            "phone_number (up to 20 digits) and country_code (up to 4 digits) must be digits",
+        ));
+    }
     let via = req.param("via").unwrap_or("sms");
     if !matches!(via, "sms" | "call") {
         return Err(bad_request("via must be sms or call"));
@@ -324,21 +338,13 @@ async fn verification_start(sh: &Shared, req: &ApiRequest) -> Result<ApiResponse
         ("objects.country_code".to_owned(), text(country)),
         ("objects.via".to_owned(), text(via)),
     ];
-    let fired = deliver::fire(
-        sh,
-        FireRequest {
-            api: crate::model::Api::Authy,
-            event: "phone_verification_started".to_owned(),
-            sets,
-            service_sid: None,
-        },
-    )
-    .await
-    .map_err(|e| bad_request(&e.to_string()))?;
-    tracing::debug!(
-        deliveries = fired.deliveries.len(),
-        "verification start fired"
-    );
+    let fired = FireRequest {
+        api: crate::model::Api::Authy,
+        event: "phone_verification_started".to_owned(),
+        sets,
+        service_sid: None,
+    };
+    deliver::fire_detached(sh, fired).map_err(|e| bad_request(&e.to_string()))?;
     Ok(ApiResponse::json(
         StatusCode::OK,
         json!({

@@ -11,6 +11,7 @@ use crate::{EmulatorError, Shared};
 use http::StatusCode;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
+use std::sync::Arc;
 use twk_providers::{Provider, Secret};
 use twk_trigger::{Body, Draft, Fate, FireOptions, Set};
 
@@ -97,8 +98,55 @@ fn fire_error(e: impl std::fmt::Display) -> EmulatorError {
     EmulatorError::Fire(e.to_string())
 }
 
-/// Fires `req` (see the module docs).
+/// Webhooks delivered to at once (each may take a sender's whole deadline).
+const AT_ONCE: usize = 8;
+
+/// Fires `req` (see the module docs): the event is recorded first, then delivered to every
+/// subscribed webhook, [`AT_ONCE`] at a time; a webhook that cannot be sent to is a `lost`
+/// delivery, not a failure of the others.
 pub(crate) async fn fire(sh: &Shared, req: FireRequest) -> Result<Fired, EmulatorError> {
+    let (base, record) = prepare(sh, &req)?;
+    finish(sh, &req, &base, record).await
+}
+
+/// Like [`fire`], but only the recording is waited for: the deliveries go on in the
+/// background (an API call that causes an event answers at once, as Authy's do).
+pub(crate) fn fire_detached(sh: &Arc<Shared>, req: FireRequest) -> Result<String, EmulatorError> {
+    let (base, record) = prepare(sh, &req)?;
+    let id = record.request_id.clone();
+    let sh = Arc::clone(sh);
+    tokio::spawn(async move {
+        if let Err(e) = finish(&sh, &req, &base, record).await {
+            tracing::warn!(error = %e, "emulator delivery");
+        }
+    });
+    Ok(id)
+}
+
+/// Delivers a prepared event and records how each delivery went.
+async fn finish(
+    sh: &Shared,
+    req: &FireRequest,
+    base: &Draft,
+    record: EventRecord,
+) -> Result<Fired, EmulatorError> {
+    let deliveries = match req.api {
+        Api::Verify => verify(sh, base, req.service_sid.as_deref()).await?,
+        Api::Authy => authy(sh, base).await?,
+    };
+    let done = serde_json::to_value(&deliveries).unwrap_or(Value::Null);
+    sh.store(|st| st.set_deliveries(&record.request_id, &done))
+        .map_err(|_| EmulatorError::State("recording the deliveries failed".to_owned()))?;
+    Ok(Fired {
+        event: record.event,
+        request_id: record.request_id,
+        time_ms: record.time_ms,
+        deliveries,
+    })
+}
+
+/// Builds the event once and records it (its deliveries still empty).
+fn prepare(sh: &Shared, req: &FireRequest) -> Result<(Draft, EventRecord), EmulatorError> {
     let provider = match req.api {
         Api::Verify => Provider::Twilio,
         Api::Authy => Provider::AuthyWebhook,
@@ -127,27 +175,37 @@ pub(crate) async fn fire(sh: &Shared, req: FireRequest) -> Result<Fired, Emulato
             .map(|(k, v)| set(k, v)),
     );
     let base = twk_trigger::build(&spec, sets, now / 1000).map_err(fire_error)?;
-    let deliveries = match req.api {
-        Api::Verify => verify(sh, &base, req.service_sid.as_deref()).await?,
-        Api::Authy => authy(sh, &base).await?,
-    };
-    let fired = Fired {
-        event: req.event.clone(),
-        request_id: guid(),
-        time_ms: now,
-        deliveries,
-    };
     let record = EventRecord {
         api: req.api,
-        event: req.event,
+        event: req.event.clone(),
         time_ms: now,
-        request_id: fired.request_id.clone(),
+        request_id: guid(),
         objects: objects(&base),
-        deliveries: serde_json::to_value(&fired.deliveries).unwrap_or(Value::Null),
+        deliveries: Value::Array(Vec::new()),
     };
     sh.store(|st| st.insert_event(&record))
         .map_err(|_| EmulatorError::State("recording the event failed".to_owned()))?;
-    Ok(fired)
+    Ok((base, record))
+}
+
+/// How many webhooks `event` would go to now (the inspector falls back to a direct send
+/// when none).
+pub(crate) fn subscribed(sh: &Shared, api: Api, event: &str) -> Result<usize, EmulatorError> {
+    let failed = |_| EmulatorError::State("reading the webhooks failed".to_owned());
+    Ok(match api {
+        Api::Verify => sh
+            .store(|st| st.all_webhooks(None))
+            .map_err(failed)?
+            .iter()
+            .filter(|w| w.wants(event))
+            .count(),
+        Api::Authy => sh
+            .store(|st| st.authy_webhooks())
+            .map_err(failed)?
+            .iter()
+            .filter(|w| w.events.iter().any(|e| e == event))
+            .count(),
+    })
 }
 
 fn set(path: &str, value: &str) -> Set {
@@ -172,6 +230,15 @@ fn objects(d: &Draft) -> Value {
     }
 }
 
+/// One webhook's copy of the event: its draft, URL and key, and what to call it.
+struct Job {
+    draft: Draft,
+    url: String,
+    secret: Secret,
+    webhook: String,
+    version: Option<String>,
+}
+
 async fn verify(
     sh: &Shared,
     base: &Draft,
@@ -180,7 +247,7 @@ async fn verify(
     let hooks = sh
         .store(|st| st.all_webhooks(service))
         .map_err(|_| EmulatorError::State("reading the webhooks failed".to_owned()))?;
-    let mut out = Vec::new();
+    let mut jobs = Vec::new();
     for w in hooks.iter().filter(|w| w.wants(&base.event)) {
         let mut d = base.clone();
         let uuid = guid();
@@ -199,29 +266,47 @@ async fn verify(
         {
             pairs.retain(|(k, _)| V1_FIELDS.contains(&k.as_str()));
         }
-        let (d, url) = match w.method {
+        let (draft, url) = match w.method {
             Method::Post => (d, w.url.clone()),
             Method::Get => as_get(d, &w.url)?,
         };
-        let mut delivery = send(sh, &d, url, &sh.creds.auth_token).await?;
-        delivery.webhook.clone_from(&w.sid);
-        delivery.version = Some(w.version.as_str().to_owned());
-        out.push(delivery);
+        jobs.push(Job {
+            draft,
+            url,
+            secret: sh.creds.auth_token.clone(),
+            webhook: w.sid.clone(),
+            version: Some(w.version.as_str().to_owned()),
+        });
     }
-    Ok(out)
+    Ok(deliver_all(sh, jobs).await)
 }
 
 async fn authy(sh: &Shared, base: &Draft) -> Result<Vec<Delivery>, EmulatorError> {
     let hooks = sh
         .store(|st| st.authy_webhooks())
         .map_err(|_| EmulatorError::State("reading the webhooks failed".to_owned()))?;
-    let mut out = Vec::new();
-    for w in hooks.iter().filter(|w| w.events.contains(&base.event)) {
-        let mut delivery = send(sh, base, w.url.clone(), &w.signing_key).await?;
-        delivery.webhook.clone_from(&w.id);
-        out.push(delivery);
-    }
-    Ok(out)
+    let jobs = hooks
+        .into_iter()
+        .filter(|w| w.events.contains(&base.event))
+        .map(|w| Job {
+            draft: base.clone(),
+            url: w.url,
+            secret: w.signing_key,
+            webhook: w.id,
+            version: None,
+        })
+        .collect();
+    Ok(deliver_all(sh, jobs).await)
+}
+
+/// Sends every job, [`AT_ONCE`] at a time; results in the jobs' order.
+async fn deliver_all(sh: &Shared, jobs: Vec<Job>) -> Vec<Delivery> {
+    use futures_util::StreamExt as _;
+    futures_util::stream::iter(jobs)
+        .map(|job| send(sh, job))
+        .buffered(AT_ONCE)
+        .collect()
+        .await
 }
 
 /// A sender configured for GET puts the fields in the URL's query (Twilio then signs the
@@ -238,42 +323,39 @@ fn as_get(mut d: Draft, url: &str) -> Result<(Draft, String), EmulatorError> {
     Ok((d, format!("{url}{sep}{query}")))
 }
 
-async fn send(
-    sh: &Shared,
-    d: &Draft,
-    url: String,
-    secret: &Secret,
-) -> Result<Delivery, EmulatorError> {
+/// One webhook's delivery by its provider's sender; whatever goes wrong is that delivery's
+/// fate. Its URL is kept with any password masked (it is printed and stored).
+async fn send(sh: &Shared, job: Job) -> Delivery {
     let opts = FireOptions {
-        url: url.clone(),
-        secret: Some(secret.clone()),
+        url: job.url.clone(),
+        secret: Some(job.secret),
         sender_behaviour: true,
         retry_speed: None,
         deadline: None,
         extra_ca_pem: sh.extra_ca_pem.clone(),
     };
     let mut last = None;
-    let fate = twk_trigger::fire(d, &opts, |a| last = Some(a.clone()))
-        .await
-        .map_err(fire_error)?;
+    let fate = twk_trigger::fire(&job.draft, &opts, |a| last = Some(a.clone())).await;
     let status = last.as_ref().and_then(|a| match a.reply.answer {
         twk_trigger::Answer::Status { code, .. } => Some(code),
         _ => None,
     });
-    Ok(Delivery {
-        webhook: String::new(),
-        url,
-        method: d.method.to_owned(),
-        version: None,
+    let (fate, says) = match (fate, &last) {
+        (Ok(Fate::Lost { why }), _) => ("lost".to_owned(), why),
+        (Ok(f), Some(a)) => (f.as_str().to_owned(), a.says.clone()),
+        (Ok(f), None) => (f.as_str().to_owned(), String::new()),
+        (Err(e), _) => ("lost".to_owned(), format!("not sent: {e}")),
+    };
+    Delivery {
+        webhook: job.webhook,
+        url: twk_trigger::shown_url(&job.url),
+        method: job.draft.method.to_owned(),
+        version: job.version,
         status,
         attempts: last.as_ref().map_or(0, |a| a.n),
-        fate: fate.as_str().to_owned(),
-        says: match (&fate, last) {
-            (Fate::Lost { why }, _) => why.clone(),
-            (_, Some(a)) => a.says,
-            (_, None) => String::new(),
-        },
-    })
+        fate,
+        says,
+    }
 }
 
 /// `POST /twk/v1/fire` with `Authorization: Bearer <control token>` and a JSON

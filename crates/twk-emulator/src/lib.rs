@@ -50,9 +50,12 @@ pub enum EmulatorError {
         /// Why.
         source: std::io::Error,
     },
-    /// A fire request that cannot be carried out.
+    /// A fire request that cannot be carried out, or the emulator could not be asked.
     #[error("{0}")]
     Fire(String),
+    /// The emulator refused a fire request (an unknown event, a bad token).
+    #[error("{0}")]
+    Refused(String),
 }
 
 /// The emulated account's and Authy application's credentials: generated on first start
@@ -152,6 +155,22 @@ impl Shared {
             Ok(())
         } else {
             Err(verify::unauthenticated())
+        }
+    }
+
+    /// The base URL as the client called it (its `Host`), so the URLs in answers (a
+    /// resource's `url`, `next_page_url`) lead back here from wherever it called from; the
+    /// bound address when `Host` is missing or not a plain host and port.
+    pub(crate) fn base_for(&self, req: &ApiRequest) -> String {
+        let plain = |h: &&str| {
+            !h.is_empty()
+                && h.len() <= 255
+                && h.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b))
+        };
+        match req.header("host").filter(plain) {
+            Some(h) => format!("http://{h}"),
+            None => self.base_url.clone(),
         }
     }
 
@@ -274,6 +293,16 @@ impl Handle {
     /// The emulator's base URL.
     pub fn base_url(&self) -> &str {
         &self.shared.base_url
+    }
+
+    /// How many webhooks `event` would be delivered to now.
+    pub fn subscribed(&self, api: model::Api, event: &str) -> Result<usize, EmulatorError> {
+        deliver::subscribed(&self.shared, api, event)
+    }
+
+    /// The emulated account's auth token (the key of `X-Twilio-Signature`).
+    pub fn auth_token(&self) -> &Secret {
+        &self.shared.creds.auth_token
     }
 }
 

@@ -38,7 +38,12 @@ pub async fn fire_remote(
         .map_err(remote)?;
     let exchange = async {
         let port = authority.port_u16().unwrap_or(80);
-        let stream = tokio::net::TcpStream::connect((authority.host(), port))
+        // `[::1]` in a URL is `::1` to connect to.
+        let host = authority
+            .host()
+            .trim_start_matches('[')
+            .trim_end_matches(']');
+        let stream = tokio::net::TcpStream::connect((host, port))
             .await
             .map_err(remote)?;
         let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
@@ -57,7 +62,7 @@ pub async fn fire_remote(
                 .ok()
                 .and_then(|v| v["error"].as_str().map(str::to_owned))
                 .unwrap_or_else(|| format!("answered {status}"));
-            return Err(EmulatorError::Fire(why));
+            return Err(EmulatorError::Refused(why));
         }
         serde_json::from_slice::<Fired>(&bytes).map_err(remote)
     };

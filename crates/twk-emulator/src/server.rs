@@ -20,6 +20,8 @@ pub const MAX_BODY: usize = 64 * 1024;
 /// Connections served at once; more wait in the kernel's backlog.
 const MAX_CONNECTIONS: usize = 256;
 const HEADER_DEADLINE: Duration = Duration::from_secs(10);
+/// A body must arrive within this (a slow body would hold one of the connection slots).
+const BODY_DEADLINE: Duration = Duration::from_secs(10);
 
 pub(crate) async fn serve(
     listener: TcpListener,
@@ -64,7 +66,7 @@ pub(crate) async fn serve(
     }
 }
 
-async fn answer(shared: &Shared, req: Request<Incoming>) -> Response<Full<Bytes>> {
+async fn answer(shared: &Arc<Shared>, req: Request<Incoming>) -> Response<Full<Bytes>> {
     let api = match read(req).await {
         Ok(api) => api,
         Err(refused) => return render(refused),
@@ -74,7 +76,7 @@ async fn answer(shared: &Shared, req: Request<Incoming>) -> Response<Full<Bytes>
     render(out)
 }
 
-async fn route(shared: &Shared, req: &ApiRequest) -> ApiResponse {
+async fn route(shared: &Arc<Shared>, req: &ApiRequest) -> ApiResponse {
     let path = req.path.as_str();
     if path.starts_with("/v2/") {
         return crate::verify::handle(shared, req);
@@ -94,9 +96,18 @@ async fn route(shared: &Shared, req: &ApiRequest) -> ApiResponse {
 /// Reads the body (bounded) and decodes the parameters.
 async fn read(req: Request<Incoming>) -> Result<ApiRequest, ApiResponse> {
     let (parts, body) = req.into_parts();
-    let body = match Limited::new(body, MAX_BODY).collect().await {
-        Ok(b) => b.to_bytes(),
+    let read = tokio::time::timeout(BODY_DEADLINE, Limited::new(body, MAX_BODY).collect()).await;
+    let body = match read {
+        Ok(Ok(b)) => b.to_bytes(),
         Err(_) => {
+            let mut r = twilio_error(
+                TwilioCode::TooLarge,
+                "the request body did not arrive within 10 s",
+            );
+            r.status = StatusCode::REQUEST_TIMEOUT;
+            return Err(r);
+        }
+        Ok(Err(_)) => {
             return Err(twilio_error(
                 TwilioCode::TooLarge,
                 format!("the request body is over {} KiB", MAX_BODY / 1024),

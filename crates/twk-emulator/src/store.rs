@@ -28,6 +28,7 @@ CREATE TABLE IF NOT EXISTS events (
   time_ms INTEGER NOT NULL, request_id TEXT NOT NULL, objects TEXT NOT NULL,
   deliveries TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS events_time ON events (time_ms);
+CREATE INDEX IF NOT EXISTS events_request ON events (request_id);
 ";
 
 /// The most events kept for the reporting API; older ones are dropped.
@@ -169,11 +170,28 @@ impl Store {
         if let Some(v) = self.meta(key)? {
             return Ok(v);
         }
-        let v = make();
+        // Another process may be making it at the same moment: whichever wrote first wins,
+        // and both read that one.
         self.conn
-            .execute("INSERT INTO meta (key, value) VALUES (?1, ?2)", [key, &v])
+            .execute(
+                "INSERT OR IGNORE INTO meta (key, value) VALUES (?1, ?2)",
+                [key, &make()],
+            )
             .map_err(db)?;
-        Ok(v)
+        self.meta(key)?
+            .ok_or_else(|| EmulatorError::State(format!("{key} vanished from the state file")))
+    }
+
+    /// Sets a `meta` value.
+    pub fn set_meta(&self, key: &str, value: &str) -> Result<(), EmulatorError> {
+        self.conn
+            .execute(
+                "INSERT INTO meta (key, value) VALUES (?1, ?2)
+                 ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                [key, value],
+            )
+            .map(drop)
+            .map_err(db)
     }
 
     /// Adds a service.
@@ -223,15 +241,15 @@ impl Store {
             .map_err(db)
     }
 
-    /// Deletes a service and its webhooks; whether it existed.
+    /// Deletes a service and its webhooks, both or neither; whether it existed.
     pub fn delete_service(&self, sid: &str) -> Result<bool, EmulatorError> {
-        self.conn
-            .execute("DELETE FROM webhooks WHERE service_sid = ?1", [sid])
+        let tx = self.conn.unchecked_transaction().map_err(db)?;
+        tx.execute("DELETE FROM webhooks WHERE service_sid = ?1", [sid])
             .map_err(db)?;
-        let n = self
-            .conn
+        let n = tx
             .execute("DELETE FROM services WHERE sid = ?1", [sid])
             .map_err(db)?;
+        tx.commit().map_err(db)?;
         Ok(n > 0)
     }
 
@@ -401,6 +419,21 @@ impl Store {
             .map_err(db)
     }
 
+    /// Fills in an event's deliveries once they are done.
+    pub fn set_deliveries(
+        &self,
+        request_id: &str,
+        deliveries: &Value,
+    ) -> Result<(), EmulatorError> {
+        self.conn
+            .execute(
+                "UPDATE events SET deliveries = ?2 WHERE request_id = ?1",
+                params![request_id, deliveries.to_string()],
+            )
+            .map(drop)
+            .map_err(db)
+    }
+
     /// Past events matching `q`, oldest first, and how many match in all.
     pub fn events(&self, q: &EventQuery) -> Result<(Vec<EventRecord>, i64), EmulatorError> {
         let names = serde_json::to_string(&q.events).unwrap_or_else(|_| "[]".to_owned());
@@ -430,7 +463,7 @@ impl Store {
         Ok((rows, n))
     }
 
-    /// How many Authy webhooks and Verify webhooks there are (for the start banner).
+    /// How many Verify webhooks and Authy webhooks there are (for the start banner).
     pub fn counts(&self) -> Result<(i64, i64), EmulatorError> {
         let count = |sql: &str| self.conn.query_row(sql, [], |r| r.get::<_, i64>(0));
         Ok((

@@ -22,9 +22,14 @@ pub const EVENT_TYPES: [&str; 6] = [
     "challenge.denied",
 ];
 
-/// The longest `FriendlyName` taken (Twilio's own limit is not published; 64 is what its
-/// Console allows for a service name).
+/// The longest webhook `FriendlyName` taken (Twilio publishes no limit for it).
 const MAX_NAME: usize = 64;
+/// A service's `FriendlyName`: "up to 32 characters" in Twilio's API reference.
+const MAX_SERVICE_NAME: usize = 32;
+/// Services per account and webhooks per service the emulator keeps (a bound on what one
+/// event fans out to).
+const MAX_SERVICES: i64 = 100;
+const MAX_WEBHOOKS: i64 = 100;
 
 type Answer = Result<ApiResponse, ApiResponse>;
 
@@ -38,12 +43,12 @@ pub(crate) fn handle(sh: &Shared, req: &ApiRequest) -> ApiResponse {
     let out = match segs.as_slice() {
         ["Services"] if m == "POST" => create_service(sh, req),
         ["Services"] if m == "GET" => list_services(sh, req),
-        ["Services", s] if m == "GET" => fetch_service(sh, s),
+        ["Services", s] if m == "GET" => fetch_service(sh, s, req),
         ["Services", s] if m == "POST" => update_service(sh, s, req),
         ["Services", s] if m == "DELETE" => delete_service(sh, s, &req.path),
         ["Services", s, "Webhooks"] if m == "POST" => create_webhook(sh, s, req),
         ["Services", s, "Webhooks"] if m == "GET" => list_webhooks(sh, s, req),
-        ["Services", s, "Webhooks", w] if m == "GET" => fetch_webhook(sh, s, w, &req.path),
+        ["Services", s, "Webhooks", w] if m == "GET" => fetch_webhook(sh, s, w, req),
         ["Services", s, "Webhooks", w] if m == "POST" => update_webhook(sh, s, w, req),
         ["Services", s, "Webhooks", w] if m == "DELETE" => delete_webhook(sh, s, w, &req.path),
         _ => Err(not_found(&req.path)),
@@ -51,8 +56,8 @@ pub(crate) fn handle(sh: &Shared, req: &ApiRequest) -> ApiResponse {
     out.unwrap_or_else(|e| e)
 }
 
-fn service_json(sh: &Shared, s: &Service) -> Value {
-    let url = format!("{}/v2/Services/{}", sh.base_url, s.sid);
+fn service_json(sh: &Shared, base: &str, s: &Service) -> Value {
+    let url = format!("{base}/v2/Services/{}", s.sid);
     json!({
         "sid": s.sid,
         "account_sid": sh.creds.account_sid,
@@ -81,9 +86,9 @@ fn service_json(sh: &Shared, s: &Service) -> Value {
     })
 }
 
-fn webhook_json(sh: &Shared, w: &Webhook) -> Value {
+fn webhook_json(sh: &Shared, base: &str, w: &Webhook) -> Value {
     json!({
-        "url": format!("{}/v2/Services/{}/Webhooks/{}", sh.base_url, w.service_sid, w.sid),
+        "url": format!("{base}/v2/Services/{}/Webhooks/{}", w.service_sid, w.sid),
         "sid": w.sid,
         "account_sid": sh.creds.account_sid,
         "service_sid": w.service_sid,
@@ -98,11 +103,11 @@ fn webhook_json(sh: &Shared, w: &Webhook) -> Value {
     })
 }
 
-fn friendly_name(v: &str) -> Result<String, ApiResponse> {
-    if v.chars().count() > MAX_NAME {
+fn friendly_name(v: &str, max: usize) -> Result<String, ApiResponse> {
+    if v.chars().count() > max {
         return Err(invalid(
             "FriendlyName",
-            format!("longer than {MAX_NAME} characters"),
+            format!("longer than {max} characters"),
         ));
     }
     Ok(v.to_owned())
@@ -117,7 +122,7 @@ fn ok(body: Value) -> Answer {
 }
 
 fn create_service(sh: &Shared, req: &ApiRequest) -> Answer {
-    let name = friendly_name(required(req, "FriendlyName")?)?;
+    let name = friendly_name(required(req, "FriendlyName")?, MAX_SERVICE_NAME)?;
     let now = sh.now();
     let s = Service {
         sid: sid("VA"),
@@ -125,15 +130,27 @@ fn create_service(sh: &Shared, req: &ApiRequest) -> Answer {
         created: now,
         updated: now,
     };
-    sh.store(|st| st.insert_service(&s))?;
-    created(service_json(sh, &s))
+    let full = sh.store(|st| {
+        if st.services(0, 1)?.1 >= MAX_SERVICES {
+            return Ok(true);
+        }
+        st.insert_service(&s).map(|()| false)
+    })?;
+    if full {
+        return Err(invalid(
+            "FriendlyName",
+            format!("this account has {MAX_SERVICES} services, the most the emulator keeps"),
+        ));
+    }
+    created(service_json(sh, &sh.base_for(req), &s))
 }
 
 fn list_services(sh: &Shared, req: &ApiRequest) -> Answer {
     let page = Page::from_request(req)?;
     let (rows, total) = sh.store(|st| st.services(page.offset(), page.size))?;
-    let rows = rows.iter().map(|s| service_json(sh, s)).collect();
-    let list_url = format!("{}/v2/Services", sh.base_url);
+    let base = sh.base_for(req);
+    let rows = rows.iter().map(|s| service_json(sh, &base, s)).collect();
+    let list_url = format!("{base}/v2/Services");
     ok(page.document("services", &list_url, rows, total))
 }
 
@@ -142,19 +159,19 @@ fn the_service(sh: &Shared, sid: &str, path: &str) -> Result<Service, ApiRespons
         .ok_or_else(|| not_found(path))
 }
 
-fn fetch_service(sh: &Shared, s: &str) -> Answer {
-    let path = format!("/v2/Services/{s}");
-    ok(service_json(sh, &the_service(sh, s, &path)?))
+fn fetch_service(sh: &Shared, s: &str, req: &ApiRequest) -> Answer {
+    let svc = the_service(sh, s, &req.path)?;
+    ok(service_json(sh, &sh.base_for(req), &svc))
 }
 
 fn update_service(sh: &Shared, s: &str, req: &ApiRequest) -> Answer {
     let mut svc = the_service(sh, s, &req.path)?;
     if let Some(n) = req.param("FriendlyName") {
-        svc.friendly_name = friendly_name(n)?;
+        svc.friendly_name = friendly_name(n, MAX_SERVICE_NAME)?;
     }
     svc.updated = sh.now();
     sh.store(|st| st.update_service(&svc))?;
-    ok(service_json(sh, &svc))
+    ok(service_json(sh, &sh.base_for(req), &svc))
 }
 
 fn delete_service(sh: &Shared, s: &str, path: &str) -> Answer {
@@ -204,7 +221,7 @@ fn webhook_url(v: &str) -> Result<String, ApiResponse> {
 
 fn create_webhook(sh: &Shared, s: &str, req: &ApiRequest) -> Answer {
     let service = the_service(sh, s, &req.path)?;
-    let name = friendly_name(required(req, "FriendlyName")?)?;
+    let name = friendly_name(required(req, "FriendlyName")?, MAX_NAME)?;
     let events = match event_types(req)? {
         Some(e) => e,
         None => required(req, "EventTypes").map(|_| Vec::new())?,
@@ -223,16 +240,28 @@ fn create_webhook(sh: &Shared, s: &str, req: &ApiRequest) -> Answer {
         created: now,
         updated: now,
     };
-    sh.store(|st| st.insert_webhook(&w))?;
-    created(webhook_json(sh, &w))
+    let full = sh.store(|st| {
+        if st.webhooks(&w.service_sid, 0, 1)?.1 >= MAX_WEBHOOKS {
+            return Ok(true);
+        }
+        st.insert_webhook(&w).map(|()| false)
+    })?;
+    if full {
+        return Err(invalid(
+            "WebhookUrl",
+            format!("this service has {MAX_WEBHOOKS} webhooks, the most the emulator keeps"),
+        ));
+    }
+    created(webhook_json(sh, &sh.base_for(req), &w))
 }
 
 fn list_webhooks(sh: &Shared, s: &str, req: &ApiRequest) -> Answer {
     let service = the_service(sh, s, &req.path)?;
     let page = Page::from_request(req)?;
     let (rows, total) = sh.store(|st| st.webhooks(&service.sid, page.offset(), page.size))?;
-    let rows = rows.iter().map(|w| webhook_json(sh, w)).collect();
-    let list_url = format!("{}/v2/Services/{}/Webhooks", sh.base_url, service.sid);
+    let base = sh.base_for(req);
+    let rows = rows.iter().map(|w| webhook_json(sh, &base, w)).collect();
+    let list_url = format!("{base}/v2/Services/{}/Webhooks", service.sid);
     ok(page.document("webhooks", &list_url, rows, total))
 }
 
@@ -241,14 +270,18 @@ fn the_webhook(sh: &Shared, s: &str, w: &str, path: &str) -> Result<Webhook, Api
         .ok_or_else(|| not_found(path))
 }
 
-fn fetch_webhook(sh: &Shared, s: &str, w: &str, path: &str) -> Answer {
-    ok(webhook_json(sh, &the_webhook(sh, s, w, path)?))
+fn fetch_webhook(sh: &Shared, s: &str, w: &str, req: &ApiRequest) -> Answer {
+    let hook = the_webhook(sh, s, w, &req.path)?;
+    ok(webhook_json(sh, &sh.base_for(req), &hook))
 }
 
 fn update_webhook(sh: &Shared, s: &str, w: &str, req: &ApiRequest) -> Answer {
     let mut hook = the_webhook(sh, s, w, &req.path)?;
     // Everything is checked before anything changes: a bad field leaves the webhook as it was.
-    let name = req.param("FriendlyName").map(friendly_name).transpose()?;
+    let name = req
+        .param("FriendlyName")
+        .map(|n| friendly_name(n, MAX_NAME))
+        .transpose()?;
     let events = event_types(req)?;
     let url = req.param("WebhookUrl").map(webhook_url).transpose()?;
     let method = parse_param(req, "WebhookMethod")?;
@@ -268,7 +301,7 @@ fn update_webhook(sh: &Shared, s: &str, w: &str, req: &ApiRequest) -> Answer {
     hook.version = version.unwrap_or(hook.version);
     hook.updated = sh.now();
     sh.store(|st| st.update_webhook(&hook))?;
-    ok(webhook_json(sh, &hook))
+    ok(webhook_json(sh, &sh.base_for(req), &hook))
 }
 
 fn delete_webhook(sh: &Shared, s: &str, w: &str, path: &str) -> Answer {

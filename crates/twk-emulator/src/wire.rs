@@ -6,8 +6,8 @@ use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use serde_json::{Value, json};
 
-/// One API request, its body read and its parameters decoded.
-#[derive(Debug)]
+/// One API request, its body read and its parameters decoded. Its `Debug` shows the method
+/// and path only: headers and parameters carry credentials.
 pub struct ApiRequest {
     /// Method.
     pub method: Method,
@@ -21,6 +21,15 @@ pub struct ApiRequest {
     pub body: Bytes,
     /// Headers.
     pub headers: HeaderMap,
+}
+
+impl std::fmt::Debug for ApiRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiRequest")
+            .field("method", &self.method)
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
 }
 
 impl ApiRequest {

@@ -68,6 +68,22 @@ impl Destination {
     }
 }
 
+/// The URL as shown (printed, logged, stored in a report): a password in the userinfo is
+/// masked (`https://user:***@host/…`).
+pub fn shown_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let auth_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    match rest[..auth_end].rsplit_once('@') {
+        Some((userinfo, host)) => {
+            let user = userinfo.split(':').next().unwrap_or("");
+            format!("{scheme}://{user}:***@{host}{}", &rest[auth_end..])
+        }
+        None => url.to_owned(),
+    }
+}
+
 /// What came back from one attempt.
 #[derive(Debug, Clone)]
 pub struct Reply {
@@ -187,5 +203,22 @@ mod tests {
         for bad in ["ftp://x/", "localhost:3000", "http://", "not a url"] {
             assert!(Destination::parse(bad).is_err(), "{bad}");
         }
+    }
+}
+
+#[cfg(test)]
+mod shown_tests {
+    use super::shown_url;
+
+    #[test]
+    fn passwords_in_urls_are_masked() {
+        assert_eq!(
+            shown_url("https://user:secret@example.com/a?b=1"),
+            "https://user:***@example.com/a?b=1"
+        );
+        assert_eq!(
+            shown_url("http://127.0.0.1:1/t/x"),
+            "http://127.0.0.1:1/t/x"
+        );
     }
 }

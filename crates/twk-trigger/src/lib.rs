@@ -26,7 +26,7 @@ mod sender;
 pub use catalog::{EventSpec, build, events, find};
 pub use draft::{Body, Draft, Set};
 pub use fire::{AttemptReport, Fate, FireOptions, Leg, fire};
-pub use http::{KEPT_BODY, Reply};
+pub use http::{KEPT_BODY, Reply, shown_url};
 pub use ids::generated_secret;
 pub use sender::{Answer, Next, Retry, RetryOn, RetryReason, Sender, human};
 
