@@ -200,3 +200,26 @@ async fn the_control_endpoint_takes_only_this_runs_token() {
         .unwrap();
     assert!(fired.deliveries.is_empty());
 }
+
+#[tokio::test]
+async fn a_service_takes_at_most_100_webhooks_and_answers_name_the_host_called() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = start(dir.path()).await;
+    let va = service(&e).await;
+    let hooks = format!("/v2/Services/{va}/Webhooks");
+    let ok = b"FriendlyName=a&EventTypes=*&WebhookUrl=http://127.0.0.1:9/x";
+    for _ in 0..100 {
+        assert_eq!(raw(&e, &form(&hooks), ok).await.0, 201);
+    }
+    let (status, v) = raw(&e, &form(&hooks), ok).await;
+    assert_eq!((status, &v["code"]), (400, &Value::from(60200)), "{v}");
+    // Resource URLs lead back the way the client came (its Host), not to the bound address.
+    let list = format!("GET {hooks}?PageSize=2 HTTP/1.1\r\n{}", basic());
+    let (_, v) = raw(&e, &list, b"").await;
+    let next = v["meta"]["next_page_url"].as_str().unwrap();
+    assert!(next.starts_with("http://emu/v2/Services/"), "{next}");
+    assert_eq!(v["meta"]["page_size"], 2);
+    // A service name is at most 32 characters, as Twilio's reference says.
+    let long = format!("FriendlyName={}", "s".repeat(33));
+    assert_eq!(raw(&e, &form("/v2/Services"), long.as_bytes()).await.0, 400);
+}
