@@ -6,6 +6,8 @@
 //! app. The flows' own asserts are listed in that script.
 #![allow(clippy::unwrap_used)]
 
+#[path = "support/ndjson.rs"]
+mod ndjson;
 #[path = "support/venv.rs"]
 mod venv;
 
@@ -206,16 +208,7 @@ fn log(w: &World, args: &[&str]) -> Vec<Value> {
         .args(args)
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
+    ndjson::lines(&out)
 }
 
 #[test]

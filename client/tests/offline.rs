@@ -8,6 +8,9 @@
 //!   relay still has the request) is not recorded twice.
 #![allow(clippy::unwrap_used)]
 
+#[path = "support/ndjson.rs"]
+mod ndjson;
+
 use serde_json::Value;
 use std::io::{BufRead as _, BufReader};
 use std::path::{Path, PathBuf};
@@ -128,16 +131,7 @@ fn log(home: &Path, filter: &[&str]) -> Vec<Value> {
         .env_remove("TWK_CONFIG")
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
+    ndjson::lines(&out)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -11,6 +11,8 @@
 //! - a slow app is reported as the provider timing out; no tunnel is a clear usage error.
 #![allow(clippy::unwrap_used)]
 
+#[path = "support/ndjson.rs"]
+mod ndjson;
 #[path = "support/venv.rs"]
 mod venv;
 
@@ -168,16 +170,7 @@ fn log(s: &Setup) -> Vec<Value> {
         .args(["log", "--json", "--limit", "0"])
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
+    ndjson::lines(&out)
 }
 
 /// How many requests reached `route` of the app (its own count, over HTTP).

@@ -178,35 +178,17 @@ pub fn now_ms() -> i64 {
 
 /// `prefix` + 32 lowercase hex: a Twilio SID.
 pub fn sid(prefix: &str) -> String {
-    let raw: [u8; 16] = rand::random();
-    format!("{prefix}{}", hex::encode(raw))
+    twk_trigger::ids::twilio_sid(prefix)
 }
 
 /// A random GUID (version 4).
 pub fn guid() -> String {
-    let mut b: [u8; 16] = rand::random();
-    b[6] = (b[6] & 0x0f) | 0x40;
-    b[8] = (b[8] & 0x3f) | 0x80;
-    let h = hex::encode(b);
-    format!(
-        "{}-{}-{}-{}-{}",
-        &h[0..8],
-        &h[8..12],
-        &h[12..16],
-        &h[16..20],
-        &h[20..32]
-    )
+    twk_trigger::ids::guid()
 }
 
 /// `prefix` + `n` random letters and digits (keys: `WSK_…`, auth tokens).
 pub fn token(prefix: &str, n: usize) -> String {
-    use rand::Rng as _;
-    let tail: String = rand::rng()
-        .sample_iter(&rand::distr::Alphanumeric)
-        .take(n)
-        .map(char::from)
-        .collect();
-    format!("{prefix}{tail}")
+    twk_trigger::ids::alnum(prefix, n)
 }
 
 #[cfg(test)]

@@ -20,7 +20,7 @@ pub mod catalog;
 mod draft;
 mod fire;
 mod http;
-mod ids;
+pub mod ids;
 mod sender;
 
 pub use catalog::{EventSpec, build, events, find};
