@@ -18,17 +18,6 @@ use twk_trigger::{Body, Draft, Fate, FireOptions, Set};
 /// The control endpoint (bearer token: [`crate::Emulator::control_token`]).
 pub(crate) const CONTROL_PATH: &str = "/twk/v1/fire";
 
-/// The fields a v1 Verify webhook carries (seed: "Webhooks v1 is legacy").
-const V1_FIELDS: [&str; 7] = [
-    "uuid",
-    "type",
-    "account_sid",
-    "service_sid",
-    "entity_identity",
-    "factor_sid",
-    "challenge_sid",
-];
-
 /// What to fire.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct FireRequest {
@@ -264,7 +253,7 @@ async fn verify(
         if w.version == Version::V1
             && let Body::Form(pairs) = &mut d.body
         {
-            pairs.retain(|(k, _)| V1_FIELDS.contains(&k.as_str()));
+            pairs.retain(|(k, _)| twk_trigger::VERIFY_PUSH_V1_FIELDS.contains(&k.as_str()));
         }
         let (draft, url) = match w.method {
             Method::Post => (d, w.url.clone()),

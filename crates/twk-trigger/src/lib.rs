@@ -32,6 +32,7 @@ pub use sender::{Answer, Next, Retry, RetryOn, RetryReason, Sender, human};
 
 /// The Verify Push event types of the seed, in its order.
 pub const VERIFY_PUSH_EVENTS: [&str; 5] = catalog::VERIFY_PUSH_EVENTS;
+pub use catalog::VERIFY_PUSH_V1_FIELDS;
 
 /// What can go wrong before or while firing.
 #[derive(Debug, thiserror::Error)]

@@ -15,7 +15,7 @@ use crate::TriggerError;
 use crate::draft::{Body, Draft, Params, Set};
 use twk_providers::Provider;
 
-pub use twilio::VERIFY_PUSH_EVENTS;
+pub use twilio::{VERIFY_PUSH_EVENTS, VERIFY_PUSH_V1_FIELDS};
 
 /// What an event's builder gets.
 pub struct Build<'a> {

@@ -18,6 +18,18 @@ pub const VERIFY_PUSH_EVENTS: [&str; 5] = [
     "challenge.denied",
 ];
 
+/// The fields a legacy (v1) Verify Push webhook carries, as the seed lists them
+/// (`challenge_sid` for challenge events only).
+pub const VERIFY_PUSH_V1_FIELDS: [&str; 7] = [
+    "uuid",
+    "type",
+    "account_sid",
+    "service_sid",
+    "entity_identity",
+    "factor_sid",
+    "challenge_sid",
+];
+
 const UA: &str = "TwilioProxy/1.1";
 
 pub(super) fn events() -> Vec<EventSpec> {
