@@ -123,6 +123,17 @@ impl Pebble {
         if !matches!(up, Ok(Ok(true))) {
             anyhow::bail!("pebble did not start: {up:?}");
         }
+        // Pebble logs that line just *before* it binds: under load a client could still be
+        // refused. Ready is when its API port takes a connection.
+        let bound = tokio::time::timeout(Duration::from_secs(20), async {
+            while tokio::net::TcpStream::connect(listen).await.is_err() {
+                tokio::task::yield_now().await;
+            }
+        })
+        .await;
+        if bound.is_err() {
+            anyhow::bail!("pebble logged that it listens on {listen} but took no connection");
+        }
         // Keep reading its log so a full pipe never stalls it.
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
         if let Some(err) = child.stderr.take() {
