@@ -41,6 +41,22 @@ fn error(status: StatusCode, code: &str, message: &str) -> ApiResponse {
     )
 }
 
+/// Whether `path` belongs to the emulated Authy APIs.
+pub(crate) fn is_authy_path(path: &str) -> bool {
+    path == WEBHOOKS || path.starts_with(WEBHOOKS_SLASH) || path.starts_with("/protected/")
+}
+
+/// A refusal made in Twilio's shape (an oversized or malformed body), in Authy's.
+pub(crate) fn reshape(r: ApiResponse) -> ApiResponse {
+    let message = r
+        .body
+        .as_ref()
+        .and_then(|b| b["message"].as_str())
+        .unwrap_or("Bad request")
+        .to_owned();
+    error(r.status, "60000", &message)
+}
+
 fn bad_request(message: &str) -> ApiResponse {
     error(StatusCode::BAD_REQUEST, "60000", message)
 }

@@ -67,8 +67,11 @@ pub(crate) async fn serve(
 }
 
 async fn answer(shared: &Arc<Shared>, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    let authy = crate::authy::is_authy_path(req.uri().path());
     let api = match read(req).await {
         Ok(api) => api,
+        // Refused before routing: still in the shape of the API the path belongs to.
+        Err(refused) if authy => return render(crate::authy::reshape(refused)),
         Err(refused) => return render(refused),
     };
     tracing::debug!(method = %api.method, path = %twk_sanitize::clean(&api.path), "emulator request");

@@ -223,3 +223,20 @@ async fn a_service_takes_at_most_100_webhooks_and_answers_name_the_host_called()
     let long = format!("FriendlyName={}", "s".repeat(33));
     assert_eq!(raw(&e, &form("/v2/Services"), long.as_bytes()).await.0, 400);
 }
+
+#[tokio::test]
+async fn authy_refusals_before_routing_keep_authys_shape() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = start(dir.path()).await;
+    let big = vec![b'a'; 65 * 1024];
+    let head = "POST /dashboard/json/application/webhooks HTTP/1.1\r\n\
+                Content-Type: application/x-www-form-urlencoded";
+    let (status, v) = raw(&e, head, &big).await;
+    assert_eq!(status, 413);
+    assert_eq!(
+        (&v["success"], &v["error_code"]),
+        (&Value::Bool(false), &Value::from("60000")),
+        "{v}"
+    );
+    assert!(v["message"].as_str().unwrap().contains("64 KiB"), "{v}");
+}
