@@ -285,35 +285,13 @@ fn credentials(provider: Provider, dest: &Destination, secret: Option<&Secret>) 
         Provider::Twilio => dest.userinfo.as_deref().map(|u| {
             let decoded = u
                 .split(':')
-                .map(percent_decode)
+                .map(|part| percent_encoding::percent_decode_str(part).decode_utf8_lossy())
                 .collect::<Vec<_>>()
                 .join(":");
             basic(&decoded)
         }),
         _ => None,
     }
-}
-
-fn percent_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        let hex = b
-            .get(i + 1..i + 3)
-            .and_then(|h| std::str::from_utf8(h).ok());
-        match (b[i], hex.and_then(|h| u8::from_str_radix(h, 16).ok())) {
-            (b'%', Some(v)) => {
-                out.push(v);
-                i += 3;
-            }
-            (c, _) => {
-                out.push(c);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// The request of attempt `n`, signed now.
@@ -382,4 +360,22 @@ fn signed_request(
         .body(Full::new(Bytes::from(body)))
         .map_err(|e| TriggerError::Encode(e.to_string()))?;
     Ok((request, url))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_twilio_urls_userinfo_is_percent_decoded_into_basic_credentials() {
+        let dest = Destination::parse("https://us%40er:p%3As+s@app.example/hook").expect("url");
+        let header = credentials(Provider::Twilio, &dest, None).expect("credentials");
+        let b64 = header.strip_prefix("Basic ").expect("basic");
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(b64)
+            .expect("base64");
+        // `+` is not a space in a URL's userinfo (only in form bodies).
+        assert_eq!(decoded, b"us@er:p:s+s");
+        assert!(credentials(Provider::Stripe, &dest, None).is_none());
+    }
 }
