@@ -485,7 +485,10 @@ fn start_trigger(
         Ok(d) => d,
         Err(e) => return error(e.to_string()),
     };
-    let emulated = ctx.emulator.clone().zip(emulated_api(&draft));
+    let emulated = ctx.emulator.clone().zip(twk_emulator::model::Api::serving(
+        draft.provider,
+        &draft.event,
+    ));
     // With an emulator, Twilio's key is its account's auth token (the app checks with it);
     // else the configured secret, or a throwaway one (the row then says "no secret").
     let emulator_token = emulated
@@ -526,20 +529,6 @@ fn start_trigger(
         let _ = notices.send(notice);
     });
     None
-}
-
-/// The emulator's API for a drafted event, when it serves it.
-fn emulated_api(draft: &twk_trigger::Draft) -> Option<twk_emulator::model::Api> {
-    use twk_emulator::model::Api;
-    match draft.provider {
-        twk_providers::Provider::Twilio
-            if twk_trigger::VERIFY_PUSH_EVENTS.contains(&draft.event.as_str()) =>
-        {
-            Some(Api::Verify)
-        }
-        twk_providers::Provider::AuthyWebhook => Some(Api::Authy),
-        _ => None,
-    }
 }
 
 /// Fires `event` through the emulator; `None` when no webhook of it is subscribed (the

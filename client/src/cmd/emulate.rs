@@ -197,16 +197,17 @@ pub async fn run(args: EmulateArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// The API the emulator fires `provider`'s events through.
-fn api_of(provider: Provider) -> anyhow::Result<Api> {
-    match provider {
-        Provider::Twilio => Ok(Api::Verify),
-        Provider::AuthyWebhook => Ok(Api::Authy),
-        other => Err(usage_error(format!(
-            "the emulator fires Twilio Verify (twilio) and Authy (authy-webhook) events, not {}",
-            other.as_str()
-        ))),
-    }
+/// The API the emulator fires `provider`'s `event` through.
+fn api_of(provider: Provider, event: &str) -> anyhow::Result<Api> {
+    Api::serving(provider, event).ok_or_else(|| {
+        usage_error(format!(
+            "the emulator fires Twilio Verify Push events (twilio: {}) and Authy events \
+             (authy-webhook), not {} {}",
+            twk_trigger::VERIFY_PUSH_EVENTS.join(", "),
+            provider.as_str(),
+            clean(event)
+        ))
+    })
 }
 
 /// `trigger PROVIDER EVENT --emulator`: fire through the one running emulator.
@@ -217,7 +218,7 @@ pub async fn trigger(
     service_sid: Option<String>,
     json: bool,
 ) -> anyhow::Result<ExitCode> {
-    let api = api_of(provider)?;
+    let api = api_of(provider, event)?;
     if service_sid.is_some() && api != Api::Verify {
         return Err(usage_error(
             "--service picks a Verify service: it is for twilio events",

@@ -12,7 +12,7 @@ use http::StatusCode;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use std::sync::Arc;
-use twk_providers::{Provider, Secret};
+use twk_providers::Secret;
 use twk_trigger::{Body, Draft, Fate, FireOptions, Set};
 
 /// The control endpoint (bearer token: [`crate::Emulator::control_token`]).
@@ -124,8 +124,7 @@ async fn finish(
         Api::Authy => authy(sh, base).await?,
     };
     let done = serde_json::to_value(&deliveries).unwrap_or(Value::Null);
-    sh.store(|st| st.set_deliveries(&record.request_id, &done))
-        .map_err(|_| EmulatorError::State("recording the deliveries failed".to_owned()))?;
+    sh.with_store(|st| st.set_deliveries(&record.request_id, &done))?;
     Ok(Fired {
         event: record.event,
         request_id: record.request_id,
@@ -136,11 +135,8 @@ async fn finish(
 
 /// Builds the event once and records it (its deliveries still empty).
 fn prepare(sh: &Shared, req: &FireRequest) -> Result<(Draft, EventRecord), EmulatorError> {
-    let provider = match req.api {
-        Api::Verify => Provider::Twilio,
-        Api::Authy => Provider::AuthyWebhook,
-    };
-    if req.api == Api::Verify && !twk_trigger::VERIFY_PUSH_EVENTS.contains(&req.event.as_str()) {
+    let provider = req.api.provider();
+    if Api::serving(provider, &req.event) != Some(req.api) {
         return Err(fire_error(format!(
             "{:?} is not a Verify webhook event; one of {}",
             req.event,
@@ -172,29 +168,35 @@ fn prepare(sh: &Shared, req: &FireRequest) -> Result<(Draft, EventRecord), Emula
         objects: objects(&base),
         deliveries: Value::Array(Vec::new()),
     };
-    sh.store(|st| st.insert_event(&record))
-        .map_err(|_| EmulatorError::State("recording the event failed".to_owned()))?;
+    sh.with_store(|st| st.insert_event(&record))?;
     Ok((base, record))
 }
 
 /// How many webhooks `event` would go to now (the inspector falls back to a direct send
 /// when none).
 pub(crate) fn subscribed(sh: &Shared, api: Api, event: &str) -> Result<usize, EmulatorError> {
-    let failed = |_| EmulatorError::State("reading the webhooks failed".to_owned());
     Ok(match api {
-        Api::Verify => sh
-            .store(|st| st.all_webhooks(None))
-            .map_err(failed)?
-            .iter()
-            .filter(|w| w.wants(event))
-            .count(),
-        Api::Authy => sh
-            .store(|st| st.authy_webhooks())
-            .map_err(failed)?
-            .iter()
-            .filter(|w| w.events.iter().any(|e| e == event))
-            .count(),
+        Api::Verify => verify_hooks(sh, None, event)?.len(),
+        Api::Authy => authy_hooks(sh, event)?.len(),
     })
+}
+
+/// The enabled Verify webhooks (of one service, when given) subscribed to `event`.
+fn verify_hooks(
+    sh: &Shared,
+    service: Option<&str>,
+    event: &str,
+) -> Result<Vec<crate::model::Webhook>, EmulatorError> {
+    let mut hooks = sh.with_store(|st| st.all_webhooks(service))?;
+    hooks.retain(|w| w.wants(event));
+    Ok(hooks)
+}
+
+/// The Authy webhooks subscribed to `event`.
+fn authy_hooks(sh: &Shared, event: &str) -> Result<Vec<crate::model::AuthyWebhook>, EmulatorError> {
+    let mut hooks = sh.with_store(|st| st.authy_webhooks())?;
+    hooks.retain(|w| w.wants(event));
+    Ok(hooks)
 }
 
 fn set(path: &str, value: &str) -> Set {
@@ -233,11 +235,8 @@ async fn verify(
     base: &Draft,
     service: Option<&str>,
 ) -> Result<Vec<Delivery>, EmulatorError> {
-    let hooks = sh
-        .store(|st| st.all_webhooks(service))
-        .map_err(|_| EmulatorError::State("reading the webhooks failed".to_owned()))?;
     let mut jobs = Vec::new();
-    for w in hooks.iter().filter(|w| w.wants(&base.event)) {
+    for w in &verify_hooks(sh, service, &base.event)? {
         let mut d = base.clone();
         let uuid = guid();
         d.set(&set("service_sid", &w.service_sid))
@@ -271,12 +270,8 @@ async fn verify(
 }
 
 async fn authy(sh: &Shared, base: &Draft) -> Result<Vec<Delivery>, EmulatorError> {
-    let hooks = sh
-        .store(|st| st.authy_webhooks())
-        .map_err(|_| EmulatorError::State("reading the webhooks failed".to_owned()))?;
-    let jobs = hooks
+    let jobs = authy_hooks(sh, &base.event)?
         .into_iter()
-        .filter(|w| w.events.contains(&base.event))
         .map(|w| Job {
             draft: base.clone(),
             url: w.url,

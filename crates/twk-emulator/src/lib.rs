@@ -105,13 +105,21 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
-    /// Runs `f` on the store; a failure is logged and becomes a 500.
+    /// Runs `f` on the store, under its lock.
+    pub(crate) fn with_store<T>(
+        &self,
+        f: impl FnOnce(&Store) -> Result<T, EmulatorError>,
+    ) -> Result<T, EmulatorError> {
+        let guard = self.store.lock().unwrap_or_else(|p| p.into_inner());
+        f(&guard)
+    }
+
+    /// [`Shared::with_store`] for an API answer: a failure is logged and becomes a 500.
     pub(crate) fn store<T>(
         &self,
         f: impl FnOnce(&Store) -> Result<T, EmulatorError>,
     ) -> Result<T, ApiResponse> {
-        let guard = self.store.lock().unwrap_or_else(|p| p.into_inner());
-        f(&guard).map_err(|e| {
+        self.with_store(f).map_err(|e| {
             tracing::error!(error = %e, "emulator state");
             ApiResponse::json(
                 http::StatusCode::INTERNAL_SERVER_ERROR,
@@ -252,7 +260,7 @@ impl Emulator {
 
     /// How many Verify and Authy webhooks are registered.
     pub fn counts(&self) -> (i64, i64) {
-        self.shared.store(Store::counts).unwrap_or((0, 0))
+        self.shared.with_store(Store::counts).unwrap_or((0, 0))
     }
 
     /// Delivers an event to every enabled webhook subscribed to it, and records it for the

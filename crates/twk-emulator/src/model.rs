@@ -78,6 +78,29 @@ wire_enum!(Version, "Version", Version::V1 => "v1", Version::V2 => "v2");
 wire_enum!(Method, "WebhookMethod", Method::Get => "GET", Method::Post => "POST");
 wire_enum!(Api, "api", Api::Verify => "verify", Api::Authy => "authy");
 
+impl Api {
+    /// The API that serves `provider`'s `event`: Verify for Twilio's Verify Push events,
+    /// Authy for Authy's event webhooks; `None` for anything else.
+    pub fn serving(provider: twk_providers::Provider, event: &str) -> Option<Api> {
+        use twk_providers::Provider;
+        match provider {
+            Provider::Twilio if twk_trigger::VERIFY_PUSH_EVENTS.contains(&event) => {
+                Some(Api::Verify)
+            }
+            Provider::AuthyWebhook => Some(Api::Authy),
+            _ => None,
+        }
+    }
+
+    /// The provider whose webhooks this API sends.
+    pub fn provider(self) -> twk_providers::Provider {
+        match self {
+            Api::Verify => twk_providers::Provider::Twilio,
+            Api::Authy => twk_providers::Provider::AuthyWebhook,
+        }
+    }
+}
+
 /// A Verify service (`VA…`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Service {
@@ -138,6 +161,13 @@ pub struct AuthyWebhook {
     pub signing_key: Secret,
     /// Unix seconds.
     pub created: i64,
+}
+
+impl AuthyWebhook {
+    /// Whether it gets `event` (Authy webhooks have no enabled flag).
+    pub fn wants(&self, event: &str) -> bool {
+        self.events.iter().any(|e| e == event)
+    }
 }
 
 /// An event the emulator delivered, as the reporting API returns it.
