@@ -37,6 +37,17 @@ async fn pair() -> (TcpStream, TcpStream) {
     (c, s)
 }
 
+/// What every row's far end does: reads the body, as the client's forwarding reads it into
+/// the app, and answers 200 with a small JSON body.
+async fn answer(
+    req: http::Request<hyper::body::Incoming>,
+) -> Result<http::Response<Full<Bytes>>, std::convert::Infallible> {
+    let _ = req.into_body().collect().await;
+    Ok(http::Response::new(Full::new(Bytes::from_static(
+        b"{\"ok\":true}",
+    ))))
+}
+
 /// Serves 200 "ok" over HTTP/2 on `io`, and returns a client for it over `io`'s peer.
 async fn connect<C, S>(client_io: C, server_io: S) -> Sender
 where
@@ -44,13 +55,7 @@ where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     use twk_protocol::limits::{PING_INTERVAL, PING_TIMEOUT};
-    // The body is read, as the client's forwarding reads it into the app.
-    let svc = hyper::service::service_fn(|req: http::Request<hyper::body::Incoming>| async {
-        let _ = req.into_body().collect().await;
-        Ok::<_, std::convert::Infallible>(http::Response::new(Full::new(Bytes::from_static(
-            b"{\"ok\":true}",
-        ))))
-    });
+    let svc = hyper::service::service_fn(answer);
     let server = twk_transport::h2_server_builder(PING_INTERVAL, PING_TIMEOUT);
     tokio::spawn(async move { server.serve_connection(TokioIo::new(server_io), svc).await });
     let (sender, conn) = twk_transport::h2_client_builder(PING_INTERVAL, PING_TIMEOUT)
@@ -126,15 +131,85 @@ async fn over_yamux() -> tokio::sync::mpsc::Sender<tokio::sync::oneshot::Sender<
 /// HTTP/1.1 on one yamux stream, answering as [`connect`]'s server does.
 async fn serve_h1(stream: yamux::Stream) {
     use tokio_util::compat::FuturesAsyncReadCompatExt as _;
-    let svc = hyper::service::service_fn(|req: http::Request<hyper::body::Incoming>| async {
-        let _ = req.into_body().collect().await;
-        Ok::<_, std::convert::Infallible>(http::Response::new(Full::new(Bytes::from_static(
-            b"{\"ok\":true}",
-        ))))
-    });
+    let svc = hyper::service::service_fn(answer);
     let _ = hyper::server::conn::http1::Builder::new()
         .serve_connection(TokioIo::new(stream.compat()), svc)
         .await;
+}
+
+/// The two kinds of request sender the rows use: each makes the 1 KiB POST in its form.
+trait Post: Send + 'static {
+    fn request() -> http::Request<Full<Bytes>>;
+
+    fn post(
+        &mut self,
+        req: http::Request<Full<Bytes>>,
+    ) -> impl std::future::Future<Output = http::Response<hyper::body::Incoming>> + Send;
+}
+
+fn kib() -> Full<Bytes> {
+    Full::new(Bytes::from_static(&[b'x'; 1024]))
+}
+
+impl Post for Sender {
+    /// HTTP/2: the authority is in the URI.
+    fn request() -> http::Request<Full<Bytes>> {
+        http::Request::post("http://t/hook").body(kib()).unwrap()
+    }
+
+    async fn post(
+        &mut self,
+        req: http::Request<Full<Bytes>>,
+    ) -> http::Response<hyper::body::Incoming> {
+        self.send_request(req).await.unwrap()
+    }
+}
+
+impl Post for hyper::client::conn::http1::SendRequest<Full<Bytes>> {
+    /// HTTP/1.1: origin form and a `Host` header.
+    fn request() -> http::Request<Full<Bytes>> {
+        http::Request::post("/hook")
+            .header("host", "t")
+            .body(kib())
+            .unwrap()
+    }
+
+    async fn post(
+        &mut self,
+        req: http::Request<Full<Bytes>>,
+    ) -> http::Response<hyper::body::Incoming> {
+        self.send_request(req).await.unwrap()
+    }
+}
+
+/// One loop: POST 1 KiB and read the answer until `deadline`; the latencies.
+fn posts_until<P: Post>(
+    mut sender: P,
+    deadline: Instant,
+) -> tokio::task::JoinHandle<Vec<Duration>> {
+    tokio::spawn(async move {
+        let mut lat = Vec::new();
+        while Instant::now() < deadline {
+            let t0 = Instant::now();
+            let resp = sender.post(P::request()).await;
+            let _ = resp.into_body().collect().await.unwrap();
+            lat.push(t0.elapsed());
+        }
+        lat
+    })
+}
+
+/// All loops' requests and their p50.
+async fn summary(loops: Vec<tokio::task::JoinHandle<Vec<Duration>>>) -> (u64, Duration) {
+    let mut all = Vec::new();
+    for l in loops {
+        all.extend(l.await.unwrap());
+    }
+    all.sort();
+    (
+        all.len() as u64,
+        all.get(all.len() / 2).copied().unwrap_or_default(),
+    )
 }
 
 /// `streams` loops, each over its own yamux stream with HTTP/1.1 keep-alive.
@@ -145,72 +220,27 @@ async fn drive_yamux(
 ) -> (u64, Duration) {
     use tokio_util::compat::FuturesAsyncReadCompatExt as _;
     let deadline = Instant::now() + Duration::from_secs(secs);
-    let mut tasks = Vec::new();
+    let mut loops = Vec::new();
     for _ in 0..streams {
         let (tx, rx) = tokio::sync::oneshot::channel();
         opener.send(tx).await.unwrap();
         let stream = rx.await.unwrap();
-        let (mut sender, conn) =
-            hyper::client::conn::http1::handshake(TokioIo::new(stream.compat()))
-                .await
-                .unwrap();
+        let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream.compat()))
+            .await
+            .unwrap();
         tokio::spawn(conn);
-        tasks.push(tokio::spawn(async move {
-            let mut lat = Vec::new();
-            while Instant::now() < deadline {
-                let req = http::Request::post("/hook")
-                    .header("host", "t")
-                    .body(Full::new(Bytes::from_static(&[b'x'; 1024])))
-                    .unwrap();
-                let t0 = Instant::now();
-                let resp = sender.send_request(req).await.unwrap();
-                let _ = resp.into_body().collect().await.unwrap();
-                lat.push(t0.elapsed());
-            }
-            lat
-        }));
+        loops.push(posts_until(sender, deadline));
     }
-    let mut all = Vec::new();
-    for t in tasks {
-        all.extend(t.await.unwrap());
-    }
-    all.sort();
-    (
-        all.len() as u64,
-        all.get(all.len() / 2).copied().unwrap_or_default(),
-    )
+    summary(loops).await
 }
 
-/// `streams` loops of requests for `secs`: (requests, p50).
+/// `streams` loops of requests over one HTTP/2 connection for `secs`: (requests, p50).
 async fn drive(sender: Sender, streams: usize, secs: u64) -> (u64, Duration) {
     let deadline = Instant::now() + Duration::from_secs(secs);
-    let tasks: Vec<_> = (0..streams)
-        .map(|_| {
-            let mut sender = sender.clone();
-            tokio::spawn(async move {
-                let mut lat = Vec::new();
-                while Instant::now() < deadline {
-                    let req = http::Request::post("http://t/hook")
-                        .body(Full::new(Bytes::from_static(&[b'x'; 1024])))
-                        .unwrap();
-                    let t0 = Instant::now();
-                    let resp = sender.send_request(req).await.unwrap();
-                    let _ = resp.into_body().collect().await.unwrap();
-                    lat.push(t0.elapsed());
-                }
-                lat
-            })
-        })
+    let loops = (0..streams)
+        .map(|_| posts_until(sender.clone(), deadline))
         .collect();
-    let mut all = Vec::new();
-    for t in tasks {
-        all.extend(t.await.unwrap());
-    }
-    all.sort();
-    (
-        all.len() as u64,
-        all.get(all.len() / 2).copied().unwrap_or_default(),
-    )
+    summary(loops).await
 }
 
 #[tokio::main]
