@@ -106,6 +106,22 @@ fn kept_files(dir: &Path) -> Vec<PathBuf> {
         .unwrap_or_default()
 }
 
+/// The kept files and their bytes, to put back later: a hand-off repeated as if the client
+/// had died after recording but before acknowledging.
+fn kept_copies(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    kept_files(dir)
+        .into_iter()
+        .map(|p| (p.clone(), std::fs::read(&p).unwrap()))
+        .collect()
+}
+
+/// Puts back what [`kept_copies`] took.
+fn restore(copies: &[(PathBuf, Vec<u8>)]) {
+    for (p, bytes) in copies {
+        std::fs::write(p, bytes).unwrap();
+    }
+}
+
 async fn until_taken(dir: &Path) {
     let deadline = Instant::now() + Duration::from_secs(10);
     while !kept_files(dir).is_empty() {
@@ -176,10 +192,7 @@ async fn what_arrived_while_offline_is_recorded_as_missed_exactly_once() {
     }
     // What the relay holds now, to hand over again as if the client had died after recording
     // but before acknowledging.
-    let copies: Vec<(PathBuf, Vec<u8>)> = kept_files(dir.path())
-        .into_iter()
-        .map(|p| (p.clone(), std::fs::read(&p).unwrap()))
-        .collect();
+    let copies = kept_copies(dir.path());
     assert_eq!(copies.len(), 2);
 
     let back = tunnel(home.path(), &relay, app.addr);
@@ -200,9 +213,7 @@ async fn what_arrived_while_offline_is_recorded_as_missed_exactly_once() {
     }
     kill(back, &relay).await;
 
-    for (p, bytes) in &copies {
-        std::fs::write(p, bytes).unwrap();
-    }
+    restore(&copies);
     let _again = tunnel(home.path(), &relay, app.addr);
     until_taken(dir.path()).await;
     assert_eq!(
@@ -232,10 +243,7 @@ async fn deliver_missed_replays_each_to_the_app_once_even_when_handed_over_twice
         .unwrap();
         assert_eq!(r.status, 503);
     }
-    let copies: Vec<(PathBuf, Vec<u8>)> = kept_files(dir.path())
-        .into_iter()
-        .map(|p| (p.clone(), std::fs::read(&p).unwrap()))
-        .collect();
+    let copies = kept_copies(dir.path());
     let back = tunnel_with(home.path(), &relay, app.addr, &["--deliver-missed"]);
     // Delivered in the order they arrived, each once.
     assert_eq!(&app.next().await.body[..], b"body 0");
@@ -251,9 +259,7 @@ async fn deliver_missed_replays_each_to_the_app_once_even_when_handed_over_twice
 
     // The client died after delivering but before the relay heard back: the same requests
     // come again. Nothing is recorded or delivered twice.
-    for (p, bytes) in &copies {
-        std::fs::write(p, bytes).unwrap();
-    }
+    restore(&copies);
     let _again = tunnel_with(home.path(), &relay, app.addr, &["--deliver-missed"]);
     until_taken(dir.path()).await;
     assert!(app.received.try_recv().is_err(), "delivered twice");
