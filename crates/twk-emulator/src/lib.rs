@@ -26,7 +26,6 @@ mod wire;
 
 pub use deliver::{Delivery, FireRequest, Fired};
 pub use remote::fire_remote;
-pub use verify::EVENT_TYPES as VERIFY_EVENT_TYPES;
 
 use crate::store::Store;
 use crate::wire::{ApiRequest, ApiResponse};
