@@ -6,6 +6,8 @@
 //! app. The flows' own asserts are listed in that script.
 #![allow(clippy::unwrap_used)]
 
+#[path = "support/home.rs"]
+mod home;
 #[path = "support/ndjson.rs"]
 mod ndjson;
 #[path = "support/venv.rs"]
@@ -32,34 +34,10 @@ impl Drop for Procs {
     }
 }
 
+/// A twk process of a test: its own home, and the emulator's token as the Twilio secret.
 fn twk(home: &Path) -> Command {
-    let mut c = Command::new(BIN);
-    for k in [
-        "TWK_DATA_DIR",
-        "TWK_CONFIG",
-        "TWK_RELAY",
-        "TWK_TOKEN",
-        "TWK_NAME",
-    ] {
-        c.env_remove(k);
-    }
-    for k in [
-        "TWK_SECRET",
-        "TWK_BASIC_AUTH",
-        "TWK_RUNTIME_DIR",
-        "TWK_EMULATOR_AUTH_TOKEN",
-    ] {
-        c.env_remove(k);
-    }
-    for (k, d) in [
-        ("XDG_DATA_HOME", "data"),
-        ("XDG_CONFIG_HOME", "config"),
-        ("XDG_RUNTIME_DIR", "run"),
-        ("HOME", ""),
-    ] {
-        c.env(k, home.join(d));
-    }
-    c.env("TWILIO_AUTH_TOKEN", TOKEN).stdin(Stdio::null());
+    let mut c = home::command(BIN, home);
+    c.env("TWILIO_AUTH_TOKEN", TOKEN);
     c
 }
 

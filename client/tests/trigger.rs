@@ -11,6 +11,8 @@
 //! - a slow app is reported as the provider timing out; no tunnel is a clear usage error.
 #![allow(clippy::unwrap_used)]
 
+#[path = "support/home.rs"]
+mod home;
 #[path = "support/ndjson.rs"]
 mod ndjson;
 #[path = "support/venv.rs"]
@@ -57,39 +59,13 @@ impl Drop for Setup {
     }
 }
 
-/// Environment every twk process of a test gets: private data, config and runtime
-/// directories, and the providers' secrets in their environment variables.
-fn envs(home: &Path) -> Vec<(String, String)> {
-    let mut v: Vec<(String, String)> = [
-        ("XDG_DATA_HOME", "data"),
-        ("XDG_CONFIG_HOME", "config"),
-        ("XDG_RUNTIME_DIR", "run"),
-        ("HOME", ""),
-    ]
-    .iter()
-    .map(|(k, d)| ((*k).to_owned(), home.join(d).display().to_string()))
-    .collect();
-    for p in Provider::ALL {
-        v.push((p.secret_env_var().to_owned(), secret(p).to_owned()));
-    }
-    v
-}
-
+/// A twk process of a test: its own home, and the providers' secrets in their environment
+/// variables.
 fn twk(home: &Path) -> Command {
-    let mut c = Command::new(BIN);
-    for k in [
-        "TWK_DATA_DIR",
-        "TWK_CONFIG",
-        "TWK_RELAY",
-        "TWK_TOKEN",
-        "TWK_NAME",
-        "TWK_SECRET",
-        "TWK_BASIC_AUTH",
-        "TWK_RUNTIME_DIR",
-    ] {
-        c.env_remove(k);
+    let mut c = home::command(BIN, home);
+    for p in Provider::ALL {
+        c.env(p.secret_env_var(), secret(p));
     }
-    c.envs(envs(home)).stdin(Stdio::null());
     c
 }
 
