@@ -97,9 +97,7 @@ fn authenticate(sh: &Shared, req: &ApiRequest) -> Result<(), ApiResponse> {
 /// `curl -X GET -d`): they are signed all the same, so they are moved into the query the
 /// verifier reads for a GET.
 fn signature_verdict(sh: &Shared, req: &ApiRequest) -> Verdict {
-    let host = req.header("host").map(str::to_owned);
-    let base = host.map_or_else(|| sh.base_url.clone(), |h| format!("http://{h}"));
-    let mut url = format!("{base}{}", req.path);
+    let mut url = format!("{}{}", sh.base_for(req), req.path);
     let get = req.method == http::Method::GET;
     let all: Vec<&(String, String)> = req.query.iter().chain(&req.form).collect();
     if get && !all.is_empty() {
