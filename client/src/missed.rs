@@ -64,6 +64,20 @@ fn store_row(
     id
 }
 
+/// Missed row `id`'s request, unless it was delivered already (it has a replay) or cannot be
+/// read.
+pub fn undelivered(store: &Store, id: ExchangeId) -> Option<Exchange> {
+    let replayed = Filter {
+        replay_of: Some(id),
+        limit: Some(1),
+        ..Filter::default()
+    };
+    if !store.list(&replayed).ok()?.is_empty() {
+        return None;
+    }
+    store.get(id).ok()?.map(|stored| stored.exchange)
+}
+
 /// Replays missed row `id` to the target unless it already has a replay.
 fn deliver(
     store: &Store,
@@ -73,18 +87,10 @@ fn deliver(
     runtime: &tokio::runtime::Handle,
     id: ExchangeId,
 ) {
-    let replayed = Filter {
-        replay_of: Some(id),
-        limit: Some(1),
-        ..Filter::default()
-    };
-    if store.list(&replayed).is_ok_and(|rows| !rows.is_empty()) {
-        return;
-    }
-    let Ok(Some(stored)) = store.get(id) else {
+    let Some(original) = undelivered(store, id) else {
         return;
     };
-    match runtime.block_on(twk_agent::replay::replay(&stored.exchange, opts)) {
+    match runtime.block_on(twk_agent::replay::replay(&original, opts)) {
         Ok(new) => {
             store_row(recorder, printer, new);
         }

@@ -404,19 +404,10 @@ fn deliver_missed(
             ));
         }
     };
-    let mut pending = Vec::new();
-    for row in rows {
-        let replayed = twk_capture::Filter {
-            replay_of: Some(row.id),
-            limit: Some(1),
-            ..twk_capture::Filter::default()
-        };
-        if data.store().list(&replayed).is_ok_and(|r| r.is_empty())
-            && let Ok(Some(stored)) = data.store().get(row.id)
-        {
-            pending.push(stored.exchange);
-        }
-    }
+    let pending: Vec<_> = rows
+        .iter()
+        .filter_map(|row| crate::missed::undelivered(data.store(), row.id))
+        .collect();
     if pending.is_empty() {
         return Some(Msg::Notice(
             "no missed request waits for delivery".into(),
