@@ -75,13 +75,35 @@ pub async fn spawn_relay(cfg: RelayConfig) -> RelayHandle {
 }
 
 /// Starts a relay on a given listener.
-pub fn spawn_relay_on(listener: TcpListener, mut cfg: RelayConfig) -> RelayHandle {
+pub fn spawn_relay_on(listener: TcpListener, cfg: RelayConfig) -> RelayHandle {
+    serve_on(listener, None, cfg)
+}
+
+/// Starts a relay, as [`spawn_relay`], with the operator's metrics listener on a loopback
+/// port of its own; returns the relay and the metrics address.
+pub async fn spawn_relay_with_metrics(cfg: RelayConfig) -> (RelayHandle, SocketAddr) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let metrics = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let maddr = metrics.local_addr().unwrap();
+    (serve_on(listener, Some(metrics), cfg), maddr)
+}
+
+fn serve_on(
+    listener: TcpListener,
+    metrics: Option<TcpListener>,
+    mut cfg: RelayConfig,
+) -> RelayHandle {
     let addr = listener.local_addr().unwrap();
     if cfg.domain == "relay.test" {
         cfg.domain = addr.to_string();
     }
     let shutdown = CancellationToken::new();
-    let task = tokio::spawn(twk_relay::serve(listener, cfg, shutdown.clone()));
+    let task = tokio::spawn(twk_relay::serve_with_metrics(
+        listener,
+        metrics,
+        cfg,
+        shutdown.clone(),
+    ));
     RelayHandle {
         addr,
         shutdown,

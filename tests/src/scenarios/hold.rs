@@ -6,40 +6,29 @@
 use crate::*;
 use std::net::SocketAddr;
 use std::time::Duration;
-use tokio_util::sync::CancellationToken;
 
+/// The relay of these tests and its metrics listener; shut down when dropped.
 struct Relay {
     addr: SocketAddr,
     metrics: SocketAddr,
-    stop: CancellationToken,
+    handle: RelayHandle,
 }
 
 impl Drop for Relay {
     fn drop(&mut self) {
-        self.stop.cancel();
+        self.handle.shutdown.cancel();
     }
 }
 
 async fn relay(hold: Duration, hold_max: usize) -> Relay {
-    let public = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = public.local_addr().unwrap();
-    let metrics = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let maddr = metrics.local_addr().unwrap();
     let mut cfg = relay_config(tokens(&["t"]));
-    cfg.domain = addr.to_string();
     cfg.hold = hold;
     cfg.hold_max = hold_max;
-    let stop = CancellationToken::new();
-    tokio::spawn(twk_relay::serve_with_metrics(
-        public,
-        Some(metrics),
-        cfg,
-        stop.clone(),
-    ));
+    let (handle, metrics) = spawn_relay_with_metrics(cfg).await;
     Relay {
-        addr,
-        metrics: maddr,
-        stop,
+        addr: handle.addr,
+        metrics,
+        handle,
     }
 }
 

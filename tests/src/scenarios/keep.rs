@@ -199,19 +199,8 @@ async fn a_client_with_another_key_leaves_them_for_the_key_they_were_sealed_to()
     let dir = tempfile::tempdir().unwrap();
     let app = FakeTarget::echo().await;
     let (laptop, desktop) = (OwnerKey::generate(), OwnerKey::generate());
-    let public = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let metrics = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let maddr = metrics.local_addr().unwrap();
-    let addr = public.local_addr().unwrap();
-    let mut cfg = relay_cfg(dir.path(), 100);
-    cfg.domain = addr.to_string();
-    let stop = tokio_util::sync::CancellationToken::new();
-    tokio::spawn(twk_relay::serve_with_metrics(
-        public,
-        Some(metrics),
-        cfg,
-        stop.clone(),
-    ));
+    let (relay, maddr) = spawn_relay_with_metrics(relay_cfg(dir.path(), 100)).await;
+    let addr = relay.addr;
     let mut a = spawn_agent(agent(addr, app.addr, "t", "shared", &laptop));
     a.connected().await;
     a.stop().await.unwrap();
@@ -239,5 +228,5 @@ async fn a_client_with_another_key_leaves_them_for_the_key_they_were_sealed_to()
     assert_eq!(ex.request.body.bytes, body(7));
     until_no_files(&dir.path().join("kept")).await;
     back.stop().await.unwrap();
-    stop.cancel();
+    relay.stop().await;
 }

@@ -6,19 +6,8 @@ use std::time::Duration;
 #[tokio::test]
 async fn metrics_count_tunnels_requests_bytes_and_refusals_on_their_own_listener() {
     trace_init();
-    let public = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = public.local_addr().unwrap();
-    let metrics = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let maddr = metrics.local_addr().unwrap();
-    let mut cfg = relay_config(tokens(&["t"]));
-    cfg.domain = addr.to_string();
-    let stop = tokio_util::sync::CancellationToken::new();
-    let relay = tokio::spawn(twk_relay::serve_with_metrics(
-        public,
-        Some(metrics),
-        cfg,
-        stop.clone(),
-    ));
+    let (relay, maddr) = spawn_relay_with_metrics(relay_config(tokens(&["t"]))).await;
+    let addr = relay.addr;
     let scrape = || async move {
         let r = send(maddr, "GET", "/_twk/metrics", &[], "").await.unwrap();
         assert_eq!(r.status, 200);
@@ -103,6 +92,5 @@ async fn metrics_count_tunnels_requests_bytes_and_refusals_on_their_own_listener
     );
     assert_eq!(metric_value(&after, "twk_relay_tunnel_connects_total"), 1.0);
     agent.stop().await.unwrap();
-    stop.cancel();
-    let _ = tokio::time::timeout(Duration::from_secs(10), relay).await;
+    let _ = tokio::time::timeout(Duration::from_secs(10), relay.stop()).await;
 }
