@@ -6,6 +6,8 @@
 //! app. The flows' own asserts are listed in that script.
 #![allow(clippy::unwrap_used)]
 
+#[path = "support/app.rs"]
+mod app;
 #[path = "support/home.rs"]
 mod home;
 #[path = "support/ndjson.rs"]
@@ -79,17 +81,7 @@ fn world() -> Option<World> {
     let python = venv::oracle_python()?;
     let home = tempfile::tempdir().unwrap();
     let secrets = json!({"twilio": TOKEN});
-    let mut app = Command::new(&python)
-        .arg(venv::workspace().join("tests/oracle/webhook_app.py"))
-        .arg(secrets.to_string())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut first = String::new();
-    BufReader::new(app.stdout.take().unwrap())
-        .read_line(&mut first)
-        .unwrap();
-    let port = first.trim().strip_prefix("PORT ").unwrap().to_owned();
+    let (app, port) = app::start(&python, &venv::workspace(), &secrets);
     let mut procs = Procs(vec![app]);
     let mut tunnel = twk(home.path())
         .args([&port, "--json", "--embedded-port", "0"])

@@ -11,6 +11,8 @@
 //! - a slow app is reported as the provider timing out; no tunnel is a clear usage error.
 #![allow(clippy::unwrap_used)]
 
+#[path = "support/app.rs"]
+mod app;
 #[path = "support/home.rs"]
 mod home;
 #[path = "support/ndjson.rs"]
@@ -78,21 +80,7 @@ fn setup(tunnel: bool) -> Option<Setup> {
         .iter()
         .map(|p| (p.as_str().to_owned(), Value::from(secret(*p))))
         .collect();
-    let mut app = Command::new(python)
-        .arg(venv::workspace().join("tests/oracle/webhook_app.py"))
-        .arg(Value::Object(secrets).to_string())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut first = String::new();
-    BufReader::new(app.stdout.take().unwrap())
-        .read_line(&mut first)
-        .unwrap();
-    let port = first
-        .trim()
-        .strip_prefix("PORT ")
-        .expect("the app's port line")
-        .to_owned();
+    let (app, port) = app::start(&python, &venv::workspace(), &Value::Object(secrets));
     let mut s = Setup {
         home,
         app,
