@@ -2,7 +2,7 @@
 
 use std::io::Write;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{SyncSender, TrySendError, sync_channel};
 use twk_agent::{ConnState, Observer};
 use twk_capture::Exchange;
@@ -25,16 +25,33 @@ enum Out {
     Flush(std::sync::mpsc::Sender<()>),
 }
 
+impl Out {
+    /// The text this message holds while queued (what the byte budget counts).
+    fn bytes(&self) -> usize {
+        match self {
+            Out::Line(line) => line.len(),
+            Out::Stored(Prepared::Plain(line) | Prepared::Json(line), _) => line.len(),
+            Out::Flush(_) => 0,
+        }
+    }
+}
+
 /// An exchange line rendered ahead of its store id.
 pub enum Prepared {
     /// A human line.
     Plain(String),
-    /// An NDJSON object whose `id` is set on emit.
-    Json(serde_json::Value),
+    /// The NDJSON object without its leading `event` and `id` (`{"time":…}`), serialized
+    /// already: a queued line is one compact string, not a tree of maps (at c1000 the queue
+    /// of `serde_json::Value`s waiting for their ids took ~16 MiB).
+    Json(String),
 }
 
 /// Lines waiting for a slow stdout before new ones are dropped (and counted).
 const QUEUE_LINES: usize = 65_536;
+
+/// Bytes of text waiting for a slow stdout (or for the store's ids) before new lines are
+/// dropped (and counted): what the output may add to the tunnel's memory.
+const QUEUE_BYTES: usize = 8 * 1024 * 1024;
 
 /// How long the output thread lets lines gather after a write (at most ~1000 writes a second).
 const COALESCE: std::time::Duration = std::time::Duration::from_millis(1);
@@ -44,7 +61,11 @@ const BATCH_BYTES: usize = 64 * 1024;
 
 /// The output thread: writes each line as it comes, and under load everything already queued
 /// in one write and one flush (a line per syscall and wake-up costs more than forwarding).
-fn write_lines(rx: std::sync::mpsc::Receiver<Out>, next_id: Arc<AtomicU64>) {
+fn write_lines(
+    rx: std::sync::mpsc::Receiver<Out>,
+    next_id: Arc<AtomicU64>,
+    queued: Arc<AtomicUsize>,
+) {
     let stdout = std::io::stdout();
     let mut batch = String::with_capacity(BATCH_BYTES);
     let emit = |batch: &mut String| {
@@ -60,6 +81,7 @@ fn write_lines(rx: std::sync::mpsc::Receiver<Out>, next_id: Arc<AtomicU64>) {
     while let Ok(first) = rx.recv() {
         let mut msg = Some(first);
         while let Some(m) = msg {
+            queued.fetch_sub(m.bytes(), Ordering::Relaxed);
             match m {
                 Out::Line(line) => {
                     batch.push_str(&line);
@@ -98,6 +120,8 @@ pub struct Printer {
     /// Local sequence numbers for lines of exchanges the store did not take.
     next_id: Arc<AtomicU64>,
     tx: SyncSender<Out>,
+    /// Bytes of text in the queue (see [`QUEUE_BYTES`]).
+    queued: Arc<AtomicUsize>,
     dropped: AtomicU64,
 }
 
@@ -106,10 +130,11 @@ impl Printer {
     pub fn new(mode: OutputMode, target: String) -> Self {
         let (tx, rx) = sync_channel::<Out>(QUEUE_LINES);
         let next_id = Arc::new(AtomicU64::new(1));
-        let thread_ids = next_id.clone();
+        let queued = Arc::new(AtomicUsize::new(0));
+        let (thread_ids, thread_queued) = (next_id.clone(), queued.clone());
         std::thread::Builder::new()
             .name("twk-output".into())
-            .spawn(move || write_lines(rx, thread_ids))
+            .spawn(move || write_lines(rx, thread_ids, thread_queued))
             .ok();
         Printer {
             mode,
@@ -117,6 +142,7 @@ impl Printer {
             ready: AtomicBool::new(false),
             next_id,
             tx,
+            queued,
             dropped: AtomicU64::new(0),
         }
     }
@@ -126,16 +152,28 @@ impl Printer {
     }
 
     fn send(&self, out: Out) {
+        let bytes = out.bytes();
+        if self.queued.fetch_add(bytes, Ordering::Relaxed) + bytes > QUEUE_BYTES {
+            self.queued.fetch_sub(bytes, Ordering::Relaxed);
+            return self.count_dropped();
+        }
         match self.tx.try_send(out) {
             Ok(()) => {}
             Err(TrySendError::Full(_)) => {
-                if self.dropped.fetch_add(1, Ordering::Relaxed) == 0 {
-                    eprintln!(
-                        "twk: stdout is not keeping up; output lines are being dropped (forwarding goes on)"
-                    );
-                }
+                self.queued.fetch_sub(bytes, Ordering::Relaxed);
+                self.count_dropped();
             }
-            Err(TrySendError::Disconnected(_)) => {}
+            Err(TrySendError::Disconnected(_)) => {
+                self.queued.fetch_sub(bytes, Ordering::Relaxed);
+            }
+        }
+    }
+
+    fn count_dropped(&self) {
+        if self.dropped.fetch_add(1, Ordering::Relaxed) == 0 {
+            eprintln!(
+                "twk: stdout is not keeping up; output lines are being dropped (forwarding goes on)"
+            );
         }
     }
 
@@ -144,7 +182,7 @@ impl Printer {
     pub fn prepare(&self, ex: &Exchange) -> Prepared {
         match self.mode {
             OutputMode::Plain => Prepared::Plain(plain_line(ex)),
-            OutputMode::Json => Prepared::Json(json_object(ex)),
+            OutputMode::Json => Prepared::Json(json_rest(ex)),
         }
     }
 
@@ -174,10 +212,10 @@ impl Printer {
 fn render(line: Prepared, id: Option<i64>, next_id: &AtomicU64) -> String {
     match line {
         Prepared::Plain(text) => text,
-        Prepared::Json(mut v) => {
+        Prepared::Json(rest) => {
             let id = id.unwrap_or_else(|| next_id.fetch_add(1, Ordering::Relaxed) as i64);
-            v["id"] = id.into();
-            twk_sanitize::json_string(&v).unwrap_or_default()
+            let fields = rest.strip_prefix('{').unwrap_or(&rest);
+            format!("{{\"event\":\"exchange\",\"id\":{id},{fields}")
         }
     }
 }
@@ -243,38 +281,65 @@ fn plain_line(ex: &Exchange) -> String {
     line
 }
 
-/// The NDJSON object of an exchange. The first fields are the stable contract; `event_id`,
-/// `summary` and `lints` (`[{"code", "severity", "message"}]`, the exchange's own lints, as
-/// in `log --json`) came later. The event's name is `event_name`: `event` names the line.
-fn json_object(ex: &Exchange) -> serde_json::Value {
-    let lints: Vec<serde_json::Value> = twk_capture::lints_of(ex)
-        .iter()
-        .map(|l| {
-            serde_json::json!({
-                "code": l.code.as_str(),
-                "severity": l.severity.as_str(),
-                "message": l.message,
+/// The NDJSON object of an exchange after its leading `"event":"exchange"` and `id`. The
+/// first fields are the stable contract; `event_id`, `summary` and `lints`
+/// (`[{"code", "severity", "message"}]`, the exchange's own lints, as in `log --json`) came
+/// later. The event's name is `event_name`: `event` names the line.
+#[derive(serde::Serialize)]
+struct JsonRest<'a> {
+    time: Option<String>,
+    method: &'a str,
+    path: &'a str,
+    url: &'a str,
+    status: Option<u16>,
+    duration_ms: i64,
+    request_id: &'a str,
+    provider: Option<&'a str>,
+    event_name: Option<&'a str>,
+    verdict: Option<twk_providers::Verdict>,
+    failure: Option<&'a twk_capture::Failure>,
+    event_id: Option<&'a str>,
+    summary: Option<&'a str>,
+    lints: Vec<JsonLint<'a>>,
+}
+
+#[derive(serde::Serialize)]
+struct JsonLint<'a> {
+    code: &'static str,
+    severity: &'static str,
+    message: &'a str,
+}
+
+/// Serializes [`JsonRest`] straight from the exchange (through the sanitizing formatter),
+/// without building a `serde_json::Value` first.
+fn json_rest(ex: &Exchange) -> String {
+    let lints = twk_capture::lints_of(ex);
+    let rest = JsonRest {
+        time: jiff::Timestamp::from_millisecond(ex.timings.received_ms)
+            .ok()
+            .map(|t| t.to_string()),
+        method: &ex.method,
+        path: &ex.path,
+        url: &ex.public_url,
+        status: ex.status,
+        duration_ms: ex.duration_ms().unwrap_or(0),
+        request_id: &ex.request_id,
+        provider: ex.provider.as_deref(),
+        event_name: ex.event.as_deref(),
+        verdict: ex.verdict,
+        failure: ex.failure.as_ref(),
+        event_id: event_id(ex),
+        summary: ex.summary.as_deref(),
+        lints: lints
+            .iter()
+            .map(|l| JsonLint {
+                code: l.code.as_str(),
+                severity: l.severity.as_str(),
+                message: &l.message,
             })
-        })
-        .collect();
-    serde_json::json!({
-        "event": "exchange",
-        "id": null,
-        "time": jiff::Timestamp::from_millisecond(ex.timings.received_ms).ok().map(|t| t.to_string()),
-        "method": ex.method,
-        "path": ex.path,
-        "url": ex.public_url,
-        "status": ex.status,
-        "duration_ms": ex.duration_ms().unwrap_or(0),
-        "request_id": ex.request_id,
-        "provider": ex.provider,
-        "event_name": ex.event,
-        "verdict": ex.verdict,
-        "failure": ex.failure,
-        "event_id": event_id(ex),
-        "summary": ex.summary,
-        "lints": lints,
-    })
+            .collect(),
+    };
+    twk_sanitize::json_string(&rest).unwrap_or_else(|_| "{}".to_owned())
 }
 
 /// Renders a time (Unix ms) as local-agnostic UTC `HH:MM:SS`.
@@ -388,7 +453,20 @@ mod tests {
 
     #[test]
     fn json_object_keeps_its_fields_and_adds_the_webhook() {
-        let v = json_object(&bare_401());
+        let line = render(
+            Prepared::Json(json_rest(&bare_401())),
+            Some(7),
+            &AtomicU64::new(1),
+        );
+        assert!(
+            line.starts_with(r#"{"event":"exchange","id":7,"time":"#),
+            "{line}"
+        );
+        assert!(
+            !line.chars().any(twk_sanitize::is_unsafe),
+            "unsafe character reached the line: {line:?}"
+        );
+        let v: serde_json::Value = serde_json::from_str(&line).expect("one JSON object");
         for stable in [
             "event",
             "id",
@@ -407,9 +485,22 @@ mod tests {
             assert!(v.get(stable).is_some(), "{stable} missing: {v}");
         }
         assert_eq!(v["event"], "exchange");
+        assert_eq!(v["id"], 7);
         assert_eq!(v["verdict"], "no_secret");
         assert_eq!(v["event_id"], "m-1\u{9b}31m");
         assert_eq!(v["lints"][0]["code"], "401-without-www-authenticate");
         assert_eq!(v["lints"][0]["severity"], "error");
+    }
+
+    #[test]
+    fn a_line_past_the_byte_budget_is_dropped_and_counted() {
+        let printer = Printer::new(OutputMode::Plain, "t".into());
+        printer.line(&"x".repeat(QUEUE_BYTES + 1));
+        assert_eq!(printer.dropped.load(Ordering::Relaxed), 1);
+        assert_eq!(
+            printer.queued.load(Ordering::Relaxed),
+            0,
+            "nothing stays counted"
+        );
     }
 }
