@@ -74,10 +74,47 @@ async fn run(
         let stop = shutdown.clone();
         tokio::spawn(async move { acme.run(stop).await });
     }
-    twk_relay::serve_with_metrics(listener, metrics, cfg, shutdown)
+    let peer = join_cluster(&args.cluster, &mut cfg, &shutdown).await?;
+    twk_relay::serve_node(listener, metrics, peer, cfg, shutdown)
         .await
         .context("relay stopped")?;
     Ok(())
+}
+
+/// With --cluster: binds the peer listener and joins the cluster (NATS must answer now).
+async fn join_cluster(
+    args: &args::ClusterArgs,
+    cfg: &mut RelayConfig,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<Option<tokio::net::TcpListener>> {
+    if args.servers.is_empty() {
+        return Ok(None);
+    }
+    let peer = tokio::net::TcpListener::bind(&args.listen)
+        .await
+        .with_context(|| format!("binding the cluster peer address {}", args.listen))?;
+    let bound = peer.local_addr().context("cluster peer address")?;
+    let advertise = args
+        .advertise
+        .clone()
+        .unwrap_or_else(|| format!("http://{bound}"));
+    let cluster = twk_cluster::Cluster::join(
+        twk_cluster::ClusterConfig {
+            servers: args.servers.clone(),
+            creds: args.creds.clone(),
+            ca: args.ca.clone(),
+            advertise,
+            lease: args.lease,
+        },
+        shutdown.child_token(),
+    )
+    .await
+    .context("joining the relay cluster")?;
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "cluster node {} peers on {bound}", cluster.node())?;
+    out.flush()?;
+    cfg.cluster = Some(cluster);
+    Ok(Some(peer))
 }
 
 /// Logs to stderr: colour only on a terminal, JSON on request, never the token.

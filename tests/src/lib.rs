@@ -8,6 +8,7 @@
 #![allow(clippy::unwrap_used)]
 
 pub mod harness;
+pub mod nats;
 pub mod pebble;
 pub mod procfs;
 pub use harness::*;

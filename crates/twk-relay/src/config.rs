@@ -163,6 +163,9 @@ pub struct RelayConfig {
     pub trust_proxy: Vec<ipnet::IpNet>,
     /// `/_twk/health` reports version, protocol and tunnel count (default: only `ok`).
     pub health_detail: bool,
+    /// Membership of a relay cluster (names leased through NATS; requests for tunnels held
+    /// by other nodes sent there). `None`: the relay runs alone.
+    pub cluster: Option<Arc<twk_cluster::Cluster>>,
 }
 
 impl RelayConfig {
@@ -194,6 +197,7 @@ impl RelayConfig {
             token_updates: None,
             trust_proxy: Vec::new(),
             health_detail: false,
+            cluster: None,
         }
     }
 

@@ -212,20 +212,62 @@ async fn upgrade_inner(
         }
         refused => return refuse_claim(&name, refused),
     };
+    let lease = match cluster_claim(&state, &name, &owner, session).await {
+        Ok(lease) => lease,
+        Err(refusal) => return refusal,
+    };
     let accept = tungstenite::handshake::derive_accept_key(key.as_bytes());
     let public_url = state.cfg.public_url(&name);
     let on_upgrade = hyper::upgrade::on(req);
     let span = info_span!("tunnel", name = %name, session, peer = %client.ip);
+    if let Some(lease) = &lease {
+        // Another node's session of the same owner took the name: this one closes.
+        let (lost, cancel) = (lease.lost(), cancel.clone());
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = lost.cancelled() => cancel.cancel(),
+                _ = cancel.cancelled() => {}
+            }
+        });
+    }
     let s = Session {
         name: name.clone(),
         session,
         cancel,
         dead,
+        _lease: lease,
     };
     state
         .tracker
         .spawn(run_session(state.clone(), s, on_upgrade).instrument(span));
     switching_protocols(&accept, &name, &public_url)
+}
+
+/// With a cluster, the name must also be granted cluster-wide (after the local rules passed);
+/// a refusal there releases the local claim.
+async fn cluster_claim(
+    state: &State,
+    name: &str,
+    owner: &str,
+    session: u64,
+) -> Result<Option<twk_cluster::Lease>, Response<RelayBody>> {
+    let Some(cluster) = &state.cfg.cluster else {
+        return Ok(None);
+    };
+    let refusal = match cluster.claim(name, owner).await {
+        Ok(lease) => return Ok(Some(lease)),
+        Err(twk_cluster::ClaimError::Taken) => refuse_claim(name, Claim::Taken),
+        Err(e @ twk_cluster::ClaimError::Unavailable(_)) => {
+            warn!(name, error = %e, "cluster claim failed");
+            refuse(
+                StatusCode::SERVICE_UNAVAILABLE,
+                RefusalCode::Capacity,
+                "the relay cluster cannot grant tunnel names right now (its NATS is unreachable); retry shortly",
+            )
+        }
+    };
+    state.registry.release(name, session, now_ms());
+    Err(refusal)
 }
 
 fn refuse_claim(name: &str, claim: Claim) -> Response<RelayBody> {
@@ -293,6 +335,8 @@ struct Session {
     session: u64,
     cancel: CancellationToken,
     dead: CancellationToken,
+    /// The cluster-wide lease of the name, ended when the session is (dropped with it).
+    _lease: Option<twk_cluster::Lease>,
 }
 
 async fn run_session(state: Arc<State>, s: Session, on_upgrade: hyper::upgrade::OnUpgrade) {

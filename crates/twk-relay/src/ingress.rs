@@ -139,16 +139,39 @@ struct Admitted {
     held: Duration,
 }
 
+/// Where a request reached this relay from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Hop {
+    /// A sender on the public listener: may be sent on to the cluster node holding the tunnel.
+    Public,
+    /// Another node of the cluster, on the peer listener: served here or not at all.
+    FromPeer,
+}
+
 /// Forwards one public request through its tunnel.
 pub(crate) async fn forward(
     state: Arc<State>,
     remote: SocketAddr,
     req: Request<Incoming>,
 ) -> Response<RelayBody> {
+    forward_as(state, remote, req, Hop::Public).await
+}
+
+/// Forwards a request through its tunnel, here or (from the public side) on the cluster node
+/// that holds it.
+pub(crate) async fn forward_as(
+    state: Arc<State>,
+    remote: SocketAddr,
+    req: Request<Incoming>,
+    hop: Hop,
+) -> Response<RelayBody> {
     let received_ms = now_ms();
-    let a = match admit(&state, remote, &req).await {
+    let a = match admit(&state, remote, &req, hop).await {
         Ok(a) => a,
         Err(Refused::Answer(refusal)) => return *refusal,
+        Err(Refused::Elsewhere(peer)) => {
+            return crate::peer::forward(&state, peer, remote, req).await;
+        }
         Err(Refused::Offline {
             route,
             client,
@@ -234,6 +257,8 @@ fn tunnel_gone() -> Response<RelayBody> {
 enum Refused {
     /// Answered as is.
     Answer(Box<Response<RelayBody>>),
+    /// Another node of the cluster holds the tunnel.
+    Elsewhere(twk_cluster::Peer),
     /// No client connected (after any hold): 503, and the request may be kept.
     Offline {
         route: Route,
@@ -317,6 +342,7 @@ async fn admit(
     state: &State,
     remote: SocketAddr,
     req: &Request<Incoming>,
+    hop: Hop,
 ) -> Result<Admitted, Refused> {
     if let Some(refusal) = refuse_target(req) {
         return Err(Box::new(refusal).into());
@@ -334,6 +360,9 @@ async fn admit(
         ))
         .into());
     };
+    if let Some(peer) = held_elsewhere(state, &route.name, hop) {
+        return Err(Refused::Elsewhere(peer));
+    }
     let client = state.abuse.client_addr(remote.ip(), req.headers());
     let limited = !state.abuse.exempt(client.ip);
     let (sender, dead, held) = match session_for(state, &route.name, limited).await {
@@ -372,6 +401,16 @@ async fn admit(
         uri,
         held,
     })
+}
+
+/// The cluster node holding `name`, when it is not connected here and the request may still
+/// move (it came from a sender, not from another node).
+fn held_elsewhere(state: &State, name: &str, hop: Hop) -> Option<twk_cluster::Peer> {
+    let cluster = state.cfg.cluster.as_ref()?;
+    if hop == Hop::FromPeer || state.registry.is_live(name) {
+        return None;
+    }
+    cluster.locate(name)
 }
 
 /// The session to send a request for `name` to, waiting for one that is finishing its

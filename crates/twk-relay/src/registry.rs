@@ -459,6 +459,11 @@ impl Registry {
         self.lock().get(name).and_then(|e| e.owner_key)
     }
 
+    /// Whether a session of `name` is connected to this relay.
+    pub(crate) fn is_live(&self, name: &str) -> bool {
+        self.lock().get(name).is_some_and(|e| e.live.is_some())
+    }
+
     /// Whether `name` is (still) held by `owner`.
     pub(crate) fn owned_by(&self, name: &str, owner: &str) -> bool {
         self.lock().get(name).is_some_and(|e| e.owner == owner)

@@ -50,6 +50,11 @@ pub(crate) struct State {
     pub(crate) tracker: TaskTracker,
     /// Requests kept while their tunnel's client is offline.
     pub(crate) keep: Option<crate::keep::KeepStore>,
+    /// Connections to the other nodes of a cluster.
+    pub(crate) peers: hyper_util::client::legacy::Client<
+        hyper_util::client::legacy::connect::HttpConnector,
+        Incoming,
+    >,
     /// Distinguishes request ids of this relay process from those of a previous one.
     request_prefix: String,
     next_request: AtomicU64,
@@ -80,6 +85,24 @@ pub async fn serve_with_metrics(
     cfg: RelayConfig,
     shutdown: CancellationToken,
 ) -> Result<(), RelayError> {
+    serve_node(listener, metrics, None, cfg, shutdown).await
+}
+
+/// [`serve_with_metrics`], plus the peer listener of a cluster node (`cfg.cluster`): where
+/// other nodes send requests for the tunnels this node holds. Only requests that present
+/// this node's secret are taken; it belongs on a private network between the nodes.
+pub async fn serve_node(
+    listener: TcpListener,
+    metrics: Option<TcpListener>,
+    peer: Option<TcpListener>,
+    cfg: RelayConfig,
+    shutdown: CancellationToken,
+) -> Result<(), RelayError> {
+    if peer.is_some() != cfg.cluster.is_some() {
+        return Err(RelayError::Config(
+            "a cluster node needs both the cluster and a peer listener".into(),
+        ));
+    }
     cfg.validate().map_err(RelayError::Config)?;
     let grace = cfg.shutdown_grace;
     let tls = cfg.tls.clone().map(tokio_rustls::TlsAcceptor::from);
@@ -119,6 +142,7 @@ pub async fn serve_with_metrics(
         sessions: CancellationToken::new(),
         tracker: TaskTracker::new(),
         keep: keep_store,
+        peers: crate::peer::client(),
         request_prefix: twk_protocol::random_name()[..6].to_string(),
         next_request: AtomicU64::new(0),
     });
@@ -127,6 +151,9 @@ pub async fn serve_with_metrics(
     }
     if let Some(m) = metrics {
         tokio::spawn(serve_metrics(m, state.clone(), shutdown.clone()));
+    }
+    if let Some(p) = peer {
+        tokio::spawn(serve_peers(p, state.clone(), shutdown.clone()));
     }
     // Ingress connections, drained on shutdown; tunnel sessions live in `state.tracker`.
     let conns = TaskTracker::new();
@@ -247,6 +274,56 @@ async fn serve_conn(
     };
     if let Err(e) = result {
         debug!(error = %e, "connection ended with an error");
+    }
+}
+
+/// Serves the peer listener: requests other nodes send for tunnels held here.
+async fn serve_peers(listener: TcpListener, state: Arc<State>, shutdown: CancellationToken) {
+    loop {
+        let tcp = tokio::select! {
+            r = listener.accept() => match r {
+                Ok((tcp, _)) => tcp,
+                Err(e) => {
+                    warn!(error = %e, "peer accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            _ = shutdown.cancelled() => return,
+        };
+        let _ = tcp.set_nodelay(true);
+        let state = state.clone();
+        let shutdown = shutdown.clone();
+        state.tracker.clone().spawn(async move {
+            let svc = service_fn(move |req: Request<Incoming>| {
+                let state = state.clone();
+                async move {
+                    let resp = match crate::peer::vouched_sender(&state, &req) {
+                        Some(sender) => {
+                            ingress::forward_as(state, sender, req, ingress::Hop::FromPeer).await
+                        }
+                        None => text(
+                            StatusCode::FORBIDDEN,
+                            "twk relay: not a node of this cluster\n",
+                        ),
+                    };
+                    Ok::<_, Infallible>(resp)
+                }
+            });
+            let conn = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(Duration::from_secs(10))
+                .keep_alive(true)
+                .serve_connection(TokioIo::new(tcp), svc);
+            let mut conn = std::pin::pin!(conn);
+            tokio::select! {
+                _ = conn.as_mut() => {}
+                _ = shutdown.cancelled() => {
+                    conn.as_mut().graceful_shutdown();
+                    let _ = conn.await;
+                }
+            }
+        });
     }
 }
 

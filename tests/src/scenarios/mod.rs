@@ -2,6 +2,7 @@
 
 mod acme;
 mod basic_auth;
+mod cluster;
 mod failures;
 mod forward;
 mod hardening;

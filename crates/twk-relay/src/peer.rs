@@ -1,0 +1,96 @@
+//! Requests between the nodes of a relay cluster (`twk-cluster`): a public request for a
+//! tunnel held by another node is sent there over plain HTTP/1.1 to that node's peer
+//! listener, streamed both ways, and the answer comes back unchanged; the holding node
+//! treats it as a public request from the original sender. The peer listener takes only
+//! requests that present its secret (published to the cluster through NATS), so it belongs on
+//! a private network between the nodes.
+
+use crate::body::RelayBody;
+use crate::server::{State, text};
+use http::{HeaderValue, Request, Response, StatusCode};
+use http_body_util::BodyExt as _;
+use hyper::body::Incoming;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use std::net::SocketAddr;
+use std::time::Duration;
+use tracing::debug;
+use twk_cluster::Peer;
+
+/// The peer secret, on a request from another node.
+pub(crate) const SECRET: &str = "x-twk-peer";
+/// The original sender's address, on a request from another node.
+pub(crate) const CLIENT: &str = "x-twk-peer-client";
+
+/// How long a node waits to connect to the holding node before answering 502: the issue's
+/// "owner node gone: 502 within 1 s".
+const CONNECT_TIMEOUT: Duration = Duration::from_millis(800);
+
+/// The pooled HTTP/1.1 client to other nodes.
+pub(crate) fn client() -> Client<HttpConnector, Incoming> {
+    let mut http = HttpConnector::new();
+    http.set_connect_timeout(Some(CONNECT_TIMEOUT));
+    http.set_nodelay(true);
+    Client::builder(TokioExecutor::new())
+        .pool_idle_timeout(Duration::from_secs(30))
+        .build(http)
+}
+
+/// Sends a public request to the node holding its tunnel and streams the answer back.
+pub(crate) async fn forward(
+    state: &State,
+    peer: Peer,
+    sender: SocketAddr,
+    req: Request<Incoming>,
+) -> Response<RelayBody> {
+    let (mut parts, body) = req.into_parts();
+    twk_protocol::strip_hop_by_hop(&mut parts.headers);
+    let target = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+    let Ok(uri) = format!("{}{target}", peer.url.trim_end_matches('/')).parse::<http::Uri>() else {
+        return unreachable_node(&peer, "its advertised URL is not usable");
+    };
+    parts.uri = uri;
+    let (Ok(secret), Ok(client)) = (
+        HeaderValue::from_str(&peer.secret),
+        HeaderValue::from_str(&sender.to_string()),
+    ) else {
+        return unreachable_node(&peer, "its secret is not a header value");
+    };
+    parts.headers.insert(SECRET, secret);
+    parts.headers.insert(CLIENT, client);
+    let wait = state.cfg.request_timeout + twk_protocol::limits::RELAY_DEADLINE_MARGIN * 2;
+    let sent = state.peers.request(Request::from_parts(parts, body));
+    match tokio::time::timeout(wait, sent).await {
+        Ok(Ok(resp)) => resp.map(|b| b.map_err(Into::into).boxed()),
+        Ok(Err(e)) => {
+            debug!(node = peer.node, error = %e, "request to the holding node failed");
+            unreachable_node(&peer, "it did not answer")
+        }
+        Err(_) => text(
+            StatusCode::GATEWAY_TIMEOUT,
+            "twk relay: the relay node holding this tunnel did not answer in time (relay side)\n",
+        ),
+    }
+}
+
+fn unreachable_node(peer: &Peer, why: &str) -> Response<RelayBody> {
+    debug!(node = peer.node, why, "holding node unreachable");
+    text(
+        StatusCode::BAD_GATEWAY,
+        format!(
+            "twk relay: the relay node holding this tunnel is unreachable: {why} (relay side)\n"
+        ),
+    )
+}
+
+/// The sender a peer request is from, when it presents this node's secret; `None` for
+/// anyone else (answered 403 by the peer listener).
+pub(crate) fn vouched_sender(state: &State, req: &Request<Incoming>) -> Option<SocketAddr> {
+    let cluster = state.cfg.cluster.as_ref()?;
+    let presented = req.headers().get(SECRET)?;
+    if !cluster.authorizes(presented.as_bytes()) {
+        return None;
+    }
+    req.headers().get(CLIENT)?.to_str().ok()?.parse().ok()
+}

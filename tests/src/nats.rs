@@ -1,0 +1,85 @@
+//! A real NATS server with JetStream for the cluster scenarios (Debian package
+//! `nats-server`), on a loopback port it picks itself, its store in a temporary directory.
+
+use std::process::Stdio;
+use std::time::Duration;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+/// A running `nats-server -js`.
+pub struct Nats {
+    /// `nats://127.0.0.1:<port>`.
+    pub url: String,
+    child: Child,
+    _dir: tempfile::TempDir,
+}
+
+impl Nats {
+    /// True when `nats-server` is installed (`.ci/run` installs it).
+    pub fn available() -> bool {
+        std::process::Command::new("nats-server")
+            .arg("--version")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    }
+
+    /// Starts one, or `None` (said loudly) when it is not installed on a developer machine;
+    /// in CI (`CI` set) a missing server fails the test.
+    pub async fn start_or_skip() -> Option<Nats> {
+        if !Nats::available() {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "nats-server must be installed in CI"
+            );
+            eprintln!("SKIPPED: nats-server is not installed (apt-get install nats-server)");
+            return None;
+        }
+        Some(Nats::start().await.expect("nats-server starts"))
+    }
+
+    /// Starts `nats-server -js` on a random loopback port and waits until it is ready.
+    pub async fn start() -> anyhow::Result<Nats> {
+        let dir = tempfile::tempdir()?;
+        let mut child = Command::new("nats-server")
+            .args(["-js", "-a", "127.0.0.1", "-p", "-1", "--http_port", "0"])
+            .arg("-sd")
+            .arg(dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()?;
+        let stderr = child
+            .stderr
+            .take()
+            .ok_or_else(|| anyhow::anyhow!("no stderr"))?;
+        let mut lines = BufReader::new(stderr).lines();
+        let mut port = None;
+        let ready = async {
+            while let Some(line) = lines.next_line().await? {
+                if let Some(rest) = line.split("Listening for client connections on ").nth(1) {
+                    port = rest.trim().rsplit(':').next().map(str::to_owned);
+                }
+                if line.contains("Server is ready") {
+                    return anyhow::Ok(());
+                }
+            }
+            anyhow::bail!("nats-server exited before it was ready")
+        };
+        tokio::time::timeout(Duration::from_secs(20), ready).await??;
+        // Keep reading so the server never blocks on a full pipe.
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        let port = port.ok_or_else(|| anyhow::anyhow!("nats-server did not say its port"))?;
+        Ok(Nats {
+            url: format!("nats://127.0.0.1:{port}"),
+            child,
+            _dir: dir,
+        })
+    }
+
+    /// Stops the server (SIGKILL) and waits for it.
+    pub async fn stop(mut self) {
+        let _ = self.child.kill().await;
+    }
+}

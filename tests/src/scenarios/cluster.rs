@@ -1,0 +1,242 @@
+//! Several relay nodes coordinated through a real NATS JetStream (`nats-server -js`):
+//! requests sent to any node reach the tunnel held by one of them, byte for byte, and a name
+//! is never granted to two owners.
+
+use crate::nats::Nats;
+use crate::*;
+use futures_util::future::join_all;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use twk_agent::{AgentError, ConnState};
+use twk_cluster::{Cluster, ClusterConfig};
+
+/// One node: the relay (serving on its own public and peer listeners) and its membership.
+struct Node {
+    relay: RelayHandle,
+    cluster: Arc<Cluster>,
+    peer: std::net::SocketAddr,
+}
+
+async fn node(nats: &Nats, auth: twk_relay::Auth) -> Node {
+    let public = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let peer = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = public.local_addr().unwrap();
+    let peer_addr = peer.local_addr().unwrap();
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let cluster = Cluster::join(
+        ClusterConfig {
+            servers: vec![nats.url.clone()],
+            creds: None,
+            ca: None,
+            advertise: format!("http://{}", peer.local_addr().unwrap()),
+            lease: Duration::from_secs(5),
+        },
+        shutdown.child_token(),
+    )
+    .await
+    .expect("joins the cluster");
+    let mut cfg = relay_config(auth);
+    // Every node serves the same public URLs (path style on one host name), as behind one
+    // load balancer.
+    cfg.domain = "hooks.test".into();
+    cfg.cluster = Some(cluster.clone());
+    let task = tokio::spawn(twk_relay::serve_node(
+        public,
+        None,
+        Some(peer),
+        cfg,
+        shutdown.clone(),
+    ));
+    Node {
+        relay: RelayHandle {
+            addr,
+            shutdown,
+            task,
+        },
+        cluster,
+        peer: peer_addr,
+    }
+}
+
+async fn three_nodes(nats: &Nats, auth: twk_relay::Auth) -> Vec<Node> {
+    let mut nodes = Vec::new();
+    for _ in 0..3 {
+        nodes.push(node(nats, auth.clone()).await);
+    }
+    nodes
+}
+
+/// Bytes that differ at every offset (a shifted or mixed-up chunk cannot look right).
+fn pattern(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_webhook_sent_to_any_node_reaches_the_tunnel_held_by_one() {
+    trace_init();
+    let Some(nats) = Nats::start_or_skip().await else {
+        return;
+    };
+    let nodes = three_nodes(&nats, tokens(&["alice-token"])).await;
+    let target = FakeTarget::echo().await;
+    let mut cfg = agent_config(&nodes[0].relay, target.addr);
+    cfg.token = Some("alice-token".into());
+    cfg.name = Some("shop".into());
+    let mut agent = spawn_agent(cfg);
+    agent.connected().await;
+    for other in &nodes[1..] {
+        let holder = other
+            .cluster
+            .await_holder("shop", Duration::from_secs(10))
+            .await
+            .expect("the other nodes learn who holds the name");
+        assert_eq!(holder.node, nodes[0].cluster.node());
+    }
+
+    // An 8 MiB body through each node, byte-identical both ways.
+    let big = pattern(8 << 20, 7);
+    for (i, n) in nodes.iter().enumerate() {
+        let path = format!("/t/shop/big/{i}");
+        let r = send(
+            n.relay.addr,
+            "POST",
+            &path,
+            &[("host", "hooks.test")],
+            big.clone(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(r.status, 200, "node {i}: {}", r.text());
+        assert_eq!(r.headers["x-echo-path"], format!("/big/{i}").as_str());
+        assert!(r.body == big, "node {i}: the 8 MiB body came back altered");
+    }
+
+    // 300 concurrent requests spread over the three nodes: each gets its own answer.
+    let client = pooled_client();
+    let sends = (0..300u64).map(|i| {
+        let (client, addr) = (client.clone(), nodes[(i % 3) as usize].relay.addr);
+        async move {
+            let body = pattern(1024 + (i as usize % 7) * 513, i);
+            let req = http::Request::post(format!("http://{addr}/t/shop/n/{i}"))
+                .header("host", "hooks.test")
+                .body(http_body_util::Full::new(bytes::Bytes::from(body.clone())))
+                .unwrap();
+            let resp = client.request(req).await.expect("answered");
+            let status = resp.status();
+            let path = resp.headers()["x-echo-path"].to_str().unwrap().to_owned();
+            let got = http_body_util::BodyExt::collect(resp.into_body())
+                .await
+                .unwrap()
+                .to_bytes();
+            (i, status, path, got == body)
+        }
+    });
+    for (i, status, path, same) in join_all(sends).await {
+        assert_eq!(status, 200, "request {i}");
+        assert_eq!(path, format!("/n/{i}"), "request {i} got another's answer");
+        assert!(same, "request {i}: body altered or mixed");
+    }
+
+    // A stranger cannot use a node's peer listener, with no secret or a wrong one.
+    for secret in [None, Some("not-the-secret")] {
+        let mut headers = vec![
+            ("host", "hooks.test"),
+            ("x-twk-peer-client", "203.0.113.9:1"),
+        ];
+        headers.extend(secret.map(|s| ("x-twk-peer", s)));
+        let r = send(nodes[0].peer, "POST", "/t/shop/x", &headers, "hi")
+            .await
+            .unwrap();
+        assert_eq!(r.status, 403, "{}", r.text());
+    }
+    agent.stop().await.unwrap();
+    for n in nodes {
+        n.relay.stop().await;
+    }
+    nats.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_tokens_racing_for_one_name_on_two_nodes_exactly_one_wins() {
+    trace_init();
+    let Some(nats) = Nats::start_or_skip().await else {
+        return;
+    };
+    let auth = tokens(&["alice-token", "mallory-token"]);
+    let nodes = three_nodes(&nats, auth).await;
+    let target = FakeTarget::echo().await;
+    for round in 0..5 {
+        let name = format!("race-{round}");
+        let agents: Vec<_> = [("alice-token", 0), ("mallory-token", 1)]
+            .into_iter()
+            .map(|(token, at)| {
+                let mut cfg = agent_config(&nodes[at].relay, target.addr);
+                cfg.token = Some(token.into());
+                cfg.name = Some(name.clone());
+                spawn_agent(cfg)
+            })
+            .collect();
+        let mut winners = Vec::new();
+        let mut losers = 0;
+        for mut agent in agents {
+            let state = agent
+                .state(|s| matches!(s, ConnState::Connected { .. } | ConnState::Stopped))
+                .await;
+            if matches!(state, ConnState::Connected { .. }) {
+                winners.push(agent);
+            } else {
+                let err = agent.task.await.unwrap().unwrap_err();
+                assert!(matches!(err, AgentError::NameTaken(_)), "{err}");
+                losers += 1;
+            }
+        }
+        assert_eq!((winners.len(), losers), (1, 1), "round {round}");
+        for w in winners {
+            w.stop().await.unwrap();
+        }
+    }
+    for n in nodes {
+        n.relay.stop().await;
+    }
+    nats.stop().await;
+}
+
+#[tokio::test]
+async fn a_node_that_cannot_reach_nats_refuses_to_start_with_a_clear_error() {
+    // A port nobody listens on (bound, then closed).
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let cfg = ClusterConfig {
+        servers: vec![format!("nats://127.0.0.1:{port}")],
+        creds: None,
+        ca: None,
+        advertise: "http://127.0.0.1:1".into(),
+        lease: Duration::from_secs(5),
+    };
+    let err = Cluster::join(cfg.clone(), Default::default())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, twk_cluster::ClusterError::Connect(_)),
+        "{err}"
+    );
+    assert!(err.to_string().contains("cannot connect to NATS"), "{err}");
+    let bad = ClusterConfig {
+        servers: vec!["not a url at all".into()],
+        ..cfg
+    };
+    let err = Cluster::join(bad, Default::default()).await.unwrap_err();
+    assert!(matches!(err, twk_cluster::ClusterError::Config(_)), "{err}");
+}
