@@ -43,6 +43,11 @@ pub(crate) struct Metrics {
     kept_handed_off: Counter,
     kept_refused: Counter,
     kept_skipped: Counter,
+    /// With `--cluster`: nodes registered now, names this node holds live, requests sent
+    /// to the node holding their tunnel.
+    cluster_nodes: Gauge,
+    cluster_names: Gauge,
+    pub(crate) peer_forwarded: Counter,
 }
 
 impl Default for Metrics {
@@ -141,7 +146,28 @@ impl Default for Metrics {
             "Kept requests a connecting client could not open (sealed to another key of its owner): left for that key",
             kept_skipped.clone(),
         );
+        let cluster_nodes = Gauge::default();
+        registry.register(
+            "cluster_nodes_seen",
+            "Relay nodes registered in the cluster now, this one included (0: not clustered)",
+            cluster_nodes.clone(),
+        );
+        let cluster_names = Gauge::default();
+        registry.register(
+            "cluster_names_held",
+            "Tunnel names this node holds live in the cluster",
+            cluster_names.clone(),
+        );
+        let peer_forwarded = Counter::default();
+        registry.register(
+            "cluster_forwarded",
+            "Public requests sent on to the cluster node holding their tunnel",
+            peer_forwarded.clone(),
+        );
         Metrics {
+            cluster_nodes,
+            cluster_names,
+            peer_forwarded,
             kept_skipped,
             kept_refused,
             kept,
@@ -226,8 +252,13 @@ impl Metrics {
     }
 
     /// The text exposition, with the tunnel gauge set to `tunnels` first.
-    pub(crate) fn encode(&self, tunnels: usize) -> String {
-        self.tunnels.set(i64::try_from(tunnels).unwrap_or(i64::MAX));
+    pub(crate) fn encode(&self, tunnels: usize, cluster: Option<&twk_cluster::Cluster>) -> String {
+        let gauge = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
+        self.tunnels.set(gauge(tunnels));
+        if let Some(c) = cluster {
+            self.cluster_nodes.set(gauge(c.nodes_seen()));
+            self.cluster_names.set(gauge(c.names_held()));
+        }
         let mut out = String::new();
         if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
             out.clear();
@@ -249,7 +280,7 @@ mod tests {
         m.request(413, Some("relay"), Duration::from_millis(1));
         m.refused("unauthorized");
         m.connected(true);
-        let text = m.encode(2);
+        let text = m.encode(2, None);
         assert!(text.contains("twk_relay_tunnels_connected 2"), "{text}");
         assert!(
             text.contains(r#"twk_relay_requests_total{class="2xx",side="none"} 1"#),

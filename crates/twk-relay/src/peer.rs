@@ -59,6 +59,7 @@ pub(crate) async fn forward(
     };
     parts.headers.insert(SECRET, secret);
     parts.headers.insert(CLIENT, client);
+    state.metrics.peer_forwarded.inc();
     let wait = state.cfg.request_timeout + twk_protocol::limits::RELAY_DEADLINE_MARGIN * 2;
     let sent = state.peers.request(Request::from_parts(parts, body));
     match tokio::time::timeout(wait, sent).await {

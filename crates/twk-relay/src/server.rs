@@ -347,8 +347,11 @@ async fn serve_metrics(listener: TcpListener, state: Arc<State>, shutdown: Cance
                 let state = state.clone();
                 async move {
                     let resp = if req.uri().path() == twk_protocol::METRICS_PATH {
-                        let mut r =
-                            Response::new(full(state.metrics.encode(state.registry.connected())));
+                        let mut r = Response::new(full(
+                            state
+                                .metrics
+                                .encode(state.registry.connected(), state.cfg.cluster.as_deref()),
+                        ));
                         r.headers_mut().insert(
                             http::header::CONTENT_TYPE,
                             http::HeaderValue::from_static(

@@ -16,6 +16,20 @@ struct Node {
     relay: RelayHandle,
     cluster: Arc<Cluster>,
     peer: std::net::SocketAddr,
+    metrics: std::net::SocketAddr,
+}
+
+impl Node {
+    /// The value of one line of the node's `/_twk/metrics`.
+    async fn metric(&self, name: &str) -> f64 {
+        let r = send(self.metrics, "GET", "/_twk/metrics", &[], "")
+            .await
+            .unwrap();
+        r.text()
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or_else(|| panic!("{name} missing from the metrics:\n{}", r.text()))
+    }
 }
 
 async fn node(nats: &Nats, auth: twk_relay::Auth) -> Node {
@@ -23,6 +37,8 @@ async fn node(nats: &Nats, auth: twk_relay::Auth) -> Node {
     let peer = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = public.local_addr().unwrap();
     let peer_addr = peer.local_addr().unwrap();
+    let metrics = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let metrics_addr = metrics.local_addr().unwrap();
     let shutdown = tokio_util::sync::CancellationToken::new();
     let cluster = Cluster::join(
         ClusterConfig {
@@ -43,7 +59,7 @@ async fn node(nats: &Nats, auth: twk_relay::Auth) -> Node {
     cfg.cluster = Some(cluster.clone());
     let task = tokio::spawn(twk_relay::serve_node(
         public,
-        None,
+        Some(metrics),
         Some(peer),
         cfg,
         shutdown.clone(),
@@ -56,6 +72,7 @@ async fn node(nats: &Nats, auth: twk_relay::Auth) -> Node {
         },
         cluster,
         peer: peer_addr,
+        metrics: metrics_addr,
     }
 }
 
@@ -145,6 +162,16 @@ async fn a_webhook_sent_to_any_node_reaches_the_tunnel_held_by_one() {
         assert_eq!(path, format!("/n/{i}"), "request {i} got another's answer");
         assert!(same, "request {i}: body altered or mixed");
     }
+
+    // The gauges: the holder holds one name; the nodes that passed requests on counted them.
+    assert_eq!(nodes[0].metric("twk_relay_cluster_names_held").await, 1.0);
+    assert_eq!(nodes[1].metric("twk_relay_cluster_names_held").await, 0.0);
+    assert!(nodes[1].metric("twk_relay_cluster_forwarded_total").await >= 101.0);
+    assert_eq!(
+        nodes[0].metric("twk_relay_cluster_forwarded_total").await,
+        0.0
+    );
+    assert!(nodes[1].metric("twk_relay_cluster_nodes_seen").await >= 2.0);
 
     // A stranger cannot use a node's peer listener, with no secret or a wrong one.
     for secret in [None, Some("not-the-secret")] {
