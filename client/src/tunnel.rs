@@ -31,10 +31,11 @@ pub struct TunnelArgs {
     /// Local target: a port (3000), host:port (localhost:3000) or a URL (http://localhost:3000).
     #[arg(value_name = "TARGET", required = true)]
     pub target: Option<String>,
-    /// Relay to connect to (wss://relay.example.com). Without it, an embedded relay runs on
-    /// 127.0.0.1.
-    #[arg(long, env = "TWK_RELAY")]
-    pub relay: Option<String>,
+    /// Relay to connect to (wss://relay.example.com). Several nodes of one relay cluster:
+    /// comma separated or repeated, tried in turn when one fails. Without it, an embedded
+    /// relay runs on 127.0.0.1.
+    #[arg(long, env = "TWK_RELAY", value_delimiter = ',')]
+    pub relay: Vec<String>,
     /// Tunnel token for the relay. Prefer env TWK_TOKEN or the config file: a --token on the
     /// command line is visible to every user of this machine in `ps`.
     #[arg(long, env = "TWK_TOKEN", hide_env_values = true)]
@@ -283,8 +284,10 @@ struct Settings {
     target: Target,
     secrets: Arc<twk_providers::Secrets>,
     mode: OutputMode,
-    /// `--relay`, or `None` for the embedded relay.
+    /// `--relay` (the first), or `None` for the embedded relay.
     relay: Option<RelayUrl>,
+    /// The other `--relay` URLs: nodes of the same cluster, tried in turn.
+    fallback_relays: Vec<RelayUrl>,
     basic_auth: Option<twk_agent::BasicAuth>,
     /// The `--relay-ca` file's PEM, certificates checked.
     relay_ca: Option<Vec<u8>>,
@@ -300,7 +303,15 @@ fn settings(mut args: TunnelArgs) -> anyhow::Result<Settings> {
     };
     let target = Target::parse(target).usage()?;
     let config = Config::load(args.config.as_deref()).usage()?;
-    args.relay = args.relay.take().or_else(|| config.relay.clone());
+    if args.relay.is_empty() {
+        args.relay = config
+            .relay
+            .iter()
+            .flat_map(|r| r.split(','))
+            .map(|r| r.trim().to_owned())
+            .filter(|r| !r.is_empty())
+            .collect();
+    }
     args.token = args
         .token
         .take()
@@ -316,10 +327,14 @@ fn settings(mut args: TunnelArgs) -> anyhow::Result<Settings> {
     let secrets = config
         .secrets(&args.secrets, basic.as_deref(), env)
         .usage()?;
-    let relay = match &args.relay {
-        Some(url) => Some(RelayUrl::parse(url).map_err(anyhow::Error::msg).usage()?),
-        None => None,
-    };
+    let mut relays = args
+        .relay
+        .iter()
+        .map(|url| RelayUrl::parse(url).map_err(anyhow::Error::msg).usage())
+        .collect::<anyhow::Result<Vec<_>>>()?
+        .into_iter();
+    let relay = relays.next();
+    let fallback_relays = relays.collect();
     let store = match args.no_capture {
         true => None,
         false => Some(config.store_options(args.data_dir.as_deref()).usage()?),
@@ -336,6 +351,7 @@ fn settings(mut args: TunnelArgs) -> anyhow::Result<Settings> {
         target,
         secrets: Arc::new(secrets),
         relay,
+        fallback_relays,
         store,
     })
 }
@@ -463,6 +479,7 @@ type EmbeddedRelay = tokio::task::JoinHandle<Result<(), twk_relay::RelayError>>;
 fn agent_config(s: &Settings, relay: RelayUrl, recorder: Option<&Recorder>) -> AgentConfig {
     let args = &s.args;
     let mut cfg = AgentConfig::new(relay, s.target.clone());
+    cfg.fallback_relays.clone_from(&s.fallback_relays);
     cfg.token = args.token.clone();
     cfg.name = args.name.clone();
     cfg.host_header = args.host_header();

@@ -242,22 +242,22 @@ pub(crate) struct ClusterArgs {
     /// repeated (nats://host:4222, tls://host:4222; user:password@ in the URL if needed).
     /// Without it the relay runs alone.
     #[arg(long = "cluster", env = "TWK_RELAY_CLUSTER", value_delimiter = ',')]
-    pub(crate) servers: Vec<String>,
+    pub(crate) cluster_servers: Vec<String>,
     /// The peer listener: other nodes send requests for tunnels held here to this address.
     /// Keep it on a private network between the nodes.
     #[arg(long = "cluster-listen", default_value = "127.0.0.1:0")]
-    pub(crate) listen: String,
+    pub(crate) cluster_listen: String,
     /// The URL other nodes reach the peer listener at (default: http://<bound address>).
     #[arg(long = "cluster-advertise")]
-    pub(crate) advertise: Option<String>,
+    pub(crate) cluster_advertise: Option<String>,
     /// A NATS credentials file (.creds).
     #[arg(long = "cluster-creds", env = "TWK_RELAY_CLUSTER_CREDS")]
-    pub(crate) creds: Option<std::path::PathBuf>,
+    pub(crate) cluster_creds: Option<std::path::PathBuf>,
     /// A CA certificate (PEM) for TLS to NATS.
     #[arg(long = "cluster-ca")]
-    pub(crate) ca: Option<std::path::PathBuf>,
+    pub(crate) cluster_ca: Option<std::path::PathBuf>,
     /// How long a tunnel name (and a node) stays registered without renewal: a dead node's
     /// names are free after this; renewed every third of it.
     #[arg(long = "cluster-lease", value_parser = humantime::parse_duration, default_value = "10s")]
-    pub(crate) lease: std::time::Duration,
+    pub(crate) cluster_lease: std::time::Duration,
 }

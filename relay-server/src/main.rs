@@ -87,24 +87,24 @@ async fn join_cluster(
     cfg: &mut RelayConfig,
     shutdown: &CancellationToken,
 ) -> anyhow::Result<Option<tokio::net::TcpListener>> {
-    if args.servers.is_empty() {
+    if args.cluster_servers.is_empty() {
         return Ok(None);
     }
-    let peer = tokio::net::TcpListener::bind(&args.listen)
+    let peer = tokio::net::TcpListener::bind(&args.cluster_listen)
         .await
-        .with_context(|| format!("binding the cluster peer address {}", args.listen))?;
+        .with_context(|| format!("binding the cluster peer address {}", args.cluster_listen))?;
     let bound = peer.local_addr().context("cluster peer address")?;
     let advertise = args
-        .advertise
+        .cluster_advertise
         .clone()
         .unwrap_or_else(|| format!("http://{bound}"));
     let cluster = twk_cluster::Cluster::join(
         twk_cluster::ClusterConfig {
-            servers: args.servers.clone(),
-            creds: args.creds.clone(),
-            ca: args.ca.clone(),
+            servers: args.cluster_servers.clone(),
+            creds: args.cluster_creds.clone(),
+            ca: args.cluster_ca.clone(),
             advertise,
-            lease: args.lease,
+            lease: args.cluster_lease,
         },
         shutdown.child_token(),
     )

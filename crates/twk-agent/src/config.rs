@@ -212,6 +212,9 @@ impl RelayUrl {
 pub struct AgentConfig {
     /// The relay to dial.
     pub relay: RelayUrl,
+    /// Other nodes of the same relay cluster (they serve the same public URLs): when the
+    /// relay in use cannot be reached or its session ends, the next one is dialed, in turn.
+    pub fallback_relays: Vec<RelayUrl>,
     /// Bearer token for the relay (never printed).
     pub token: Option<String>,
     /// Tunnel name to claim; the relay assigns one when `None`.
@@ -255,6 +258,7 @@ impl fmt::Debug for AgentConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("AgentConfig")
             .field("relay", &self.relay)
+            .field("fallback_relays", &self.fallback_relays)
             .field("token", &self.token.as_ref().map(|_| "***"))
             .field("name", &self.name)
             .field("target", &self.target)
@@ -271,6 +275,7 @@ impl AgentConfig {
     pub fn new(relay: RelayUrl, target: Target) -> Self {
         AgentConfig {
             relay,
+            fallback_relays: Vec::new(),
             token: None,
             name: None,
             target,

@@ -192,7 +192,12 @@ pub async fn run(
     observer: Arc<dyn Observer>,
     shutdown: CancellationToken,
 ) -> Result<(), AgentError> {
-    let tls = if cfg.relay.tls {
+    // The relay in use first, then the other nodes in turn (see `AgentConfig::fallback_relays`).
+    let relays: Vec<crate::RelayUrl> = std::iter::once(cfg.relay.clone())
+        .chain(cfg.fallback_relays.iter().cloned())
+        .collect();
+    let mut current = 0usize;
+    let tls = if relays.iter().any(|r| r.tls) {
         Some(tokio_rustls::TlsConnector::from(
             twk_transport::tls::client_config(cfg.extra_ca_pem.as_deref())?,
         ))
@@ -211,8 +216,10 @@ pub async fn run(
     let mut worked_once = false;
     loop {
         observer.connection(&ConnState::Connecting { attempt });
+        let leg = on_relay(&cfg, &relays[current]);
+        let leg_tls = tls.as_ref().filter(|_| leg.relay.tls);
         let connected = tokio::select! {
-            r = connect(&cfg, name.as_deref(), &client_id, tls.as_ref()) => r,
+            r = connect(&leg, name.as_deref(), &client_id, leg_tls) => r,
             _ = shutdown.cancelled() => break,
         };
         let reason = match connected {
@@ -249,6 +256,8 @@ pub async fn run(
             Err(ConnectError::Config(e)) => twk_sanitize::error_chain(&e),
             Err(ConnectError::Transient(reason)) => reason,
         };
+        // A node that failed or went away is probably going down: try the next one.
+        current = (current + 1) % relays.len();
         let delay = backoff.next_delay();
         // The observer tells the user; at WARN this would print every reconnect twice.
         info!(%reason, ?delay, "tunnel down; reconnecting");
@@ -313,6 +322,17 @@ async fn serve(
 
 fn header<'a>(resp: &'a http::Response<Option<Vec<u8>>>, name: &str) -> Option<&'a str> {
     resp.headers().get(name).and_then(|v| v.to_str().ok())
+}
+
+/// The configuration for one connection attempt to `relay` (the one in use, or a fallback).
+fn on_relay(cfg: &AgentConfig, relay: &crate::RelayUrl) -> AgentConfig {
+    if cfg.relay == *relay {
+        return cfg.clone();
+    }
+    AgentConfig {
+        relay: relay.clone(),
+        ..cfg.clone()
+    }
 }
 
 /// TCP, then TLS for `wss://`, to the relay.

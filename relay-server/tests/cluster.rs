@@ -1,0 +1,193 @@
+//! Relay nodes as real processes (`twk-relay --cluster`) over a real `nats-server -js`: the
+//! node holding a tunnel is SIGKILLed with a request in flight, and the tunnel client moves
+//! to another node with its name and public URL.
+#![allow(clippy::unwrap_used)]
+
+use http::{Request, Response};
+use http_body_util::{BodyExt as _, Full};
+use hyper::body::Incoming;
+use std::net::SocketAddr;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+use tokio::sync::mpsc;
+use twk_agent::{ConnState, RelayUrl};
+use twk_e2e::nats::Nats;
+use twk_e2e::*;
+
+const BIN: &str = env!("CARGO_BIN_EXE_twk-relay");
+
+/// A `twk-relay --cluster` process and its public address.
+struct NodeProc {
+    child: Child,
+    addr: SocketAddr,
+}
+
+impl NodeProc {
+    fn url(&self) -> RelayUrl {
+        RelayUrl::parse(&format!("http://{}", self.addr)).unwrap()
+    }
+
+    fn kill(&mut self) {
+        let pid = nix::unistd::Pid::from_raw(self.child.id().unwrap() as i32);
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL).unwrap();
+    }
+}
+
+/// Starts a node and waits for its two startup lines (public address, cluster membership).
+async fn node(nats: &Nats) -> NodeProc {
+    let mut child = Command::new(BIN)
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--domain",
+            "hooks.test",
+            "--url-style",
+            "path",
+            "--no-state-file",
+            "--cluster",
+            &nats.url,
+            "--cluster-lease",
+            "3s",
+        ])
+        .env("TWK_RELAY_TOKENS", "alice-token")
+        .env_remove("TWK_RELAY_CLUSTER")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut next = async || {
+        tokio::time::timeout(Duration::from_secs(20), lines.next_line())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap()
+    };
+    let first = next().await;
+    let addr = first
+        .strip_prefix("listening on ")
+        .expect(&first)
+        .parse()
+        .unwrap();
+    let second = next().await;
+    assert!(second.starts_with("cluster node n"), "{second}");
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    NodeProc { child, addr }
+}
+
+/// An app that echoes, except `/slow…`, which it reports on `arrived` and never answers.
+async fn app() -> (SocketAddr, mpsc::UnboundedReceiver<String>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, rx) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        loop {
+            let (tcp, _) = listener.accept().await.unwrap();
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
+                    let tx = tx.clone();
+                    async move {
+                        let path = req.uri().path().to_owned();
+                        let body = req.into_body().collect().await?.to_bytes();
+                        if path.starts_with("/slow") {
+                            let _ = tx.send(path);
+                            std::future::pending::<()>().await;
+                        }
+                        Ok::<_, hyper::Error>(Response::new(Full::new(body)))
+                    }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(tcp), svc)
+                    .await;
+            });
+        }
+    });
+    (addr, rx)
+}
+
+/// POSTs `body` to `/t/shop{path}` through `node`.
+async fn post(node: SocketAddr, path: &str, body: &'static str) -> anyhow::Result<Reply> {
+    send(
+        node,
+        "POST",
+        &format!("/t/shop{path}"),
+        &[("host", "hooks.test")],
+        body,
+    )
+    .await
+}
+
+/// Waits (up to 10 s) until `node` answers 200 for the tunnel: the node's tables follow the
+/// cluster's a moment after a claim, and this is a separate process.
+async fn until_served(node: SocketAddr) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match post(node, "/ping", "ping").await {
+            Ok(r) if r.status == 200 => return,
+            last => assert!(
+                Instant::now() < deadline,
+                "{node} never served the tunnel: {:?}",
+                last.map(|r| (r.status, r.text()))
+            ),
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_holding_node_killed_the_client_moves_and_its_url_works_through_every_node() {
+    trace_init();
+    let Some(nats) = Nats::start_or_skip().await else {
+        return;
+    };
+    let mut nodes = vec![node(&nats).await, node(&nats).await, node(&nats).await];
+    let (app, mut arrived) = app().await;
+    let mut cfg = twk_agent::AgentConfig::new(
+        nodes[0].url(),
+        twk_agent::Target::parse(&app.to_string()).unwrap(),
+    );
+    cfg.fallback_relays = vec![nodes[1].url(), nodes[2].url()];
+    cfg.token = Some("alice-token".into());
+    cfg.name = Some("shop".into());
+    let mut agent = spawn_agent(cfg);
+    let (_, url) = agent.connected().await;
+    assert_eq!(url, "http://hooks.test/t/shop");
+    for n in &nodes {
+        until_served(n.addr).await;
+    }
+
+    // A request through node 1 is in flight at the app (through node 0) when node 0 dies.
+    let entry = nodes[1].addr;
+    let in_flight = tokio::spawn(async move { post(entry, "/slow", "wait").await });
+    assert_eq!(arrived.recv().await.unwrap(), "/slow");
+    let killed = Instant::now();
+    nodes[0].kill();
+    let r = in_flight.await.unwrap().unwrap();
+    let took = killed.elapsed();
+    assert_eq!(r.status, 502, "{}", r.text());
+    assert!(
+        r.text().contains("node holding this tunnel"),
+        "{}",
+        r.text()
+    );
+    assert!(took <= Duration::from_secs(1), "502 after {took:?}");
+
+    // The client moves to another node, keeps its name and URL, and the URL works through
+    // every node still up.
+    agent
+        .state(|s| matches!(s, ConnState::Reconnecting { .. }))
+        .await;
+    let (_, again) = agent.connected().await;
+    assert_eq!(again, url);
+    for n in &nodes[1..] {
+        until_served(n.addr).await;
+        let r = post(n.addr, "/after", "moved").await.unwrap();
+        assert_eq!((r.status.as_u16(), r.text().as_str()), (200, "moved"));
+    }
+    agent.stop().await.unwrap();
+    nats.stop().await;
+}
