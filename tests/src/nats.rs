@@ -10,7 +10,8 @@ use tokio::process::{Child, Command};
 pub struct Nats {
     /// `nats://127.0.0.1:<port>`.
     pub url: String,
-    child: Child,
+    port: String,
+    child: Option<Child>,
     _dir: tempfile::TempDir,
 }
 
@@ -42,44 +43,66 @@ impl Nats {
     /// Starts `nats-server -js` on a random loopback port and waits until it is ready.
     pub async fn start() -> anyhow::Result<Nats> {
         let dir = tempfile::tempdir()?;
-        let mut child = Command::new("nats-server")
-            .args(["-js", "-a", "127.0.0.1", "-p", "-1", "--http_port", "0"])
-            .arg("-sd")
-            .arg(dir.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()?;
-        let stderr = child
-            .stderr
-            .take()
-            .ok_or_else(|| anyhow::anyhow!("no stderr"))?;
-        let mut lines = BufReader::new(stderr).lines();
-        let mut port = None;
-        let ready = async {
-            while let Some(line) = lines.next_line().await? {
-                if let Some(rest) = line.split("Listening for client connections on ").nth(1) {
-                    port = rest.trim().rsplit(':').next().map(str::to_owned);
-                }
-                if line.contains("Server is ready") {
-                    return anyhow::Ok(());
-                }
-            }
-            anyhow::bail!("nats-server exited before it was ready")
-        };
-        tokio::time::timeout(Duration::from_secs(20), ready).await??;
-        // Keep reading so the server never blocks on a full pipe.
-        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-        let port = port.ok_or_else(|| anyhow::anyhow!("nats-server did not say its port"))?;
+        let (child, port) = spawn(dir.path(), "-1").await?;
         Ok(Nats {
             url: format!("nats://127.0.0.1:{port}"),
-            child,
+            port,
+            child: Some(child),
             _dir: dir,
         })
     }
 
+    /// Kills the server (SIGKILL), keeping its port and store for [`Nats::resume`].
+    pub async fn pause(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill().await;
+        }
+    }
+
+    /// Starts the server again on the same port with the same store.
+    pub async fn resume(&mut self) -> anyhow::Result<()> {
+        let (child, _) = spawn(self._dir.path(), &self.port).await?;
+        self.child = Some(child);
+        Ok(())
+    }
+
     /// Stops the server (SIGKILL) and waits for it.
     pub async fn stop(mut self) {
-        let _ = self.child.kill().await;
+        self.pause().await;
     }
+}
+
+/// Runs `nats-server -js` on `port` (`-1`: any) with its store in `dir`; returns once it is
+/// ready, with the port it listens on.
+async fn spawn(dir: &std::path::Path, port: &str) -> anyhow::Result<(Child, String)> {
+    let mut child = Command::new("nats-server")
+        .args(["-js", "-a", "127.0.0.1", "-p", port, "--http_port", "0"])
+        .arg("-sd")
+        .arg(dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()?;
+    let stderr = child
+        .stderr
+        .take()
+        .ok_or_else(|| anyhow::anyhow!("no stderr"))?;
+    let mut lines = BufReader::new(stderr).lines();
+    let mut bound = None;
+    let ready = async {
+        while let Some(line) = lines.next_line().await? {
+            if let Some(rest) = line.split("Listening for client connections on ").nth(1) {
+                bound = rest.trim().rsplit(':').next().map(str::to_owned);
+            }
+            if line.contains("Server is ready") {
+                return anyhow::Ok(());
+            }
+        }
+        anyhow::bail!("nats-server exited before it was ready")
+    };
+    tokio::time::timeout(Duration::from_secs(20), ready).await??;
+    // Keep reading so the server never blocks on a full pipe.
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    let bound = bound.ok_or_else(|| anyhow::anyhow!("nats-server did not say its port"))?;
+    Ok((child, bound))
 }

@@ -267,3 +267,77 @@ async fn a_node_that_cannot_reach_nats_refuses_to_start_with_a_clear_error() {
     let err = Cluster::join(bad, Default::default()).await.unwrap_err();
     assert!(matches!(err, twk_cluster::ClusterError::Config(_)), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn with_nats_gone_nodes_serve_what_they_hold_refuse_new_names_and_recover() {
+    trace_init();
+    let Some(mut nats) = Nats::start_or_skip().await else {
+        return;
+    };
+    let auth = tokens(&["alice-token"]);
+    let nodes = vec![node(&nats, auth.clone()).await, node(&nats, auth).await];
+    let target = FakeTarget::echo().await;
+    let tunnel = |at: usize, name: &str| {
+        let mut cfg = agent_config(&nodes[at].relay, target.addr);
+        cfg.token = Some("alice-token".into());
+        cfg.name = Some(name.into());
+        spawn_agent(cfg)
+    };
+    let mut shop = tunnel(0, "shop");
+    shop.connected().await;
+    nodes[1]
+        .cluster
+        .await_holder("shop", Duration::from_secs(10))
+        .await
+        .expect("node 1 learns the holder");
+
+    nats.pause().await;
+    // The tunnel a node holds keeps working.
+    let r = send(
+        nodes[0].relay.addr,
+        "POST",
+        "/t/shop/a",
+        &[("host", "hooks.test")],
+        "a",
+    )
+    .await
+    .unwrap();
+    assert_eq!((r.status.as_u16(), r.text().as_str()), (200, "a"));
+    // A new name is refused, saying why (the client keeps trying).
+    let mut late = tunnel(1, "late");
+    let ConnState::Reconnecting { reason, .. } = late
+        .state(|s| matches!(s, ConnState::Reconnecting { .. }))
+        .await
+    else {
+        unreachable!()
+    };
+    assert!(reason.contains("503"), "{reason}");
+    assert!(reason.contains("cannot grant tunnel names"), "{reason}");
+
+    // NATS back: the waiting client gets its name, and both tunnels work through both nodes.
+    nats.resume().await.unwrap();
+    late.connected().await;
+    for (name, holder) in [("late", 1), ("shop", 0)] {
+        let other = &nodes[1 - holder];
+        other
+            .cluster
+            .await_holder(name, Duration::from_secs(10))
+            .await
+            .unwrap_or_else(|| panic!("{name} is located again after NATS returned"));
+        for n in &nodes {
+            let r = send(
+                n.relay.addr,
+                "POST",
+                &format!("/t/{name}/b"),
+                &[("host", "hooks.test")],
+                "b",
+            )
+            .await
+            .unwrap();
+            assert_eq!((r.status.as_u16(), r.text().as_str()), (200, "b"), "{name}");
+        }
+    }
+    shop.stop().await.unwrap();
+    late.stop().await.unwrap();
+    nats.stop().await;
+}
