@@ -1,6 +1,7 @@
 //! Relay nodes as real processes (`twk-relay --cluster`) over a real `nats-server -js`: the
 //! node holding a tunnel is SIGKILLed with a request in flight, and the tunnel client moves
-//! to another node with its name and public URL.
+//! to another node with its name and public URL; all three nodes restarted one after the
+//! other (SIGTERM: the node asks its clients to move first) under steady load lose nothing.
 #![allow(clippy::unwrap_used)]
 
 use http::{Request, Response};
@@ -30,17 +31,27 @@ impl NodeProc {
     }
 
     fn kill(&mut self) {
+        self.signal(nix::sys::signal::Signal::SIGKILL);
+    }
+
+    fn signal(&self, signal: nix::sys::signal::Signal) {
         let pid = nix::unistd::Pid::from_raw(self.child.id().unwrap() as i32);
-        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL).unwrap();
+        nix::sys::signal::kill(pid, signal).unwrap();
     }
 }
 
-/// Starts a node and waits for its two startup lines (public address, cluster membership).
+/// Starts a node on any free port and waits for its two startup lines.
 async fn node(nats: &Nats) -> NodeProc {
+    node_on(nats, "127.0.0.1:0").await
+}
+
+/// Starts a node on `listen` and waits for its two startup lines (public address, cluster
+/// membership).
+async fn node_on(nats: &Nats, listen: &str) -> NodeProc {
     let mut child = Command::new(BIN)
         .args([
             "--listen",
-            "127.0.0.1:0",
+            listen,
             "--domain",
             "hooks.test",
             "--url-style",
@@ -94,8 +105,12 @@ async fn app() -> (SocketAddr, mpsc::UnboundedReceiver<String>) {
                         let path = req.uri().path().to_owned();
                         let body = req.into_body().collect().await?.to_bytes();
                         if path.starts_with("/slow") {
-                            let _ = tx.send(path);
+                            let _ = tx.send(path.clone());
                             std::future::pending::<()>().await;
+                        }
+                        if path.starts_with("/wait") {
+                            let _ = tx.send(path.clone());
+                            tokio::time::sleep(Duration::from_millis(1500)).await;
                         }
                         Ok::<_, hyper::Error>(Response::new(Full::new(body)))
                     }
@@ -188,6 +203,158 @@ async fn the_holding_node_killed_the_client_moves_and_its_url_works_through_ever
         let r = post(n.addr, "/after", "moved").await.unwrap();
         assert_eq!((r.status.as_u16(), r.text().as_str()), (200, "moved"));
     }
+    agent.stop().await.unwrap();
+    nats.stop().await;
+}
+
+/// A port free a moment ago (a restarted node must come back where clients and senders
+/// expect it, as behind a load balancer's fixed backend list).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_rolling_restart_of_every_node_under_load_loses_no_request() {
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    use std::sync::{Arc, Mutex};
+    trace_init();
+    let Some(nats) = Nats::start_or_skip().await else {
+        return;
+    };
+    let ports = [free_port(), free_port(), free_port()];
+    let mut nodes = Vec::new();
+    for p in ports {
+        nodes.push(node_on(&nats, &format!("127.0.0.1:{p}")).await);
+    }
+    let (app, mut arrived) = app().await;
+    let mut cfg = twk_agent::AgentConfig::new(
+        nodes[0].url(),
+        twk_agent::Target::parse(&app.to_string()).unwrap(),
+    );
+    cfg.fallback_relays = vec![nodes[1].url(), nodes[2].url()];
+    cfg.token = Some("alice-token".into());
+    cfg.name = Some("shop".into());
+    let mut agent = spawn_agent(cfg);
+    let (_, url) = agent.connected().await;
+    for n in &nodes {
+        until_served(n.addr).await;
+    }
+
+    // Steady load through the nodes that are up (a load balancer takes a node out before it
+    // is stopped): each request's body is its number; the app echoes it.
+    let up: Arc<[AtomicBool; 3]> = Arc::new([true, true, true].map(AtomicBool::new));
+    let stop = Arc::new(AtomicBool::new(false));
+    let answers = Arc::new(Mutex::new(Vec::<(u64, u16, String)>::new()));
+    let next = Arc::new(AtomicU64::new(0));
+    let mut load = Vec::new();
+    for worker in 0..8usize {
+        let (up, stop, answers, next) = (up.clone(), stop.clone(), answers.clone(), next.clone());
+        load.push(tokio::spawn(async move {
+            let mut turn = worker;
+            while !stop.load(Ordering::Relaxed) {
+                turn += 1;
+                let i = turn % 3;
+                if !up[i].load(Ordering::Relaxed) {
+                    continue;
+                }
+                let n = next.fetch_add(1, Ordering::Relaxed);
+                let addr: SocketAddr = format!("127.0.0.1:{}", ports[i]).parse().unwrap();
+                let body = n.to_string();
+                let r = send(
+                    addr,
+                    "POST",
+                    "/t/shop/load",
+                    &[("host", "hooks.test")],
+                    body,
+                )
+                .await
+                .unwrap_or_else(|e| panic!("request {n} to node {i} got no answer: {e}"));
+                answers
+                    .lock()
+                    .unwrap()
+                    .push((n, r.status.as_u16(), format!("{i} {}", r.text())));
+            }
+        }));
+    }
+    let mut slow = Vec::new();
+    for i in 0..3 {
+        // Take node i out, let a slow request be in flight through another node, stop it
+        // (SIGTERM), and bring it back on the same port.
+        up[i].store(false, Ordering::Relaxed);
+        let entry: SocketAddr = format!("127.0.0.1:{}", ports[(i + 1) % 3]).parse().unwrap();
+        let mut in_flight = tokio::spawn(async move {
+            send(
+                entry,
+                "POST",
+                "/t/shop/wait",
+                &[("host", "hooks.test")],
+                "slow",
+            )
+            .await
+        });
+        tokio::select! {
+            a = arrived.recv() => assert_eq!(a.as_deref(), Some("/wait")),
+            r = &mut in_flight => panic!("the slow request never reached the app: {:?}",
+                r.unwrap().map(|r| (r.status, r.text()))),
+        }
+        slow.push(in_flight);
+        nodes[i].signal(nix::sys::signal::Signal::SIGTERM);
+        let status = tokio::time::timeout(Duration::from_secs(20), nodes[i].child.wait())
+            .await
+            .expect("the node stops within its grace period")
+            .unwrap();
+        assert!(status.success(), "node {i}: {status:?}");
+        nodes[i] = node_on(&nats, &format!("127.0.0.1:{}", ports[i])).await;
+        up[i].store(true, Ordering::Relaxed);
+    }
+    stop.store(true, Ordering::Relaxed);
+    for l in load {
+        l.await.unwrap();
+    }
+    for (i, s) in slow.into_iter().enumerate() {
+        let r = s.await.unwrap().unwrap();
+        assert_eq!(
+            (r.status.as_u16(), r.text().as_str()),
+            (200, "slow"),
+            "the request in flight while node {i} stopped"
+        );
+    }
+    // The client moved each time it was asked, and its URL never changed.
+    let mut moves = 0;
+    while let Ok(s) = agent.states.try_recv() {
+        match s {
+            ConnState::Connected { public_url, .. } => assert_eq!(public_url, url),
+            ConnState::Reconnecting { reason, .. } if reason.contains("moving") => moves += 1,
+            _ => {}
+        }
+    }
+    assert!(moves >= 1, "the client was never asked to move");
+
+    // Every 2xx is that request's own echo from the app (the relay never answers 2xx by
+    // itself); everything else is a 5xx the sender sees.
+    let answers = std::mem::take(&mut *answers.lock().unwrap());
+    let failed: Vec<_> = answers.iter().filter(|(_, s, _)| *s != 200).collect();
+    for (n, status, text) in answers.iter() {
+        match status {
+            200 => assert!(
+                text.ends_with(&format!(" {n}")),
+                "request {n} got another's answer"
+            ),
+            500..=599 => {}
+            other => panic!("request {n}: {other} {text}"),
+        }
+    }
+    eprintln!(
+        "rolling restart: {} requests, {} answered 5xx: {:?}",
+        answers.len(),
+        failed.len(),
+        failed.iter().take(5).collect::<Vec<_>>()
+    );
+    assert!(answers.len() > 100, "the load ran: {}", answers.len());
     agent.stop().await.unwrap();
     nats.stop().await;
 }

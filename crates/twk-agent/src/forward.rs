@@ -33,6 +33,10 @@ pub(crate) struct Shared {
     /// Requests the local target may have at once (each one is a connection to it, with
     /// hyper's buffers); the rest wait their turn, within their deadline.
     target_slots: Arc<tokio::sync::Semaphore>,
+    /// Bumped when the relay node asks this client to move to another node.
+    moves: tokio::sync::watch::Sender<u64>,
+    /// Bumped each time a session is up (a moved-from session may then close).
+    sessions: tokio::sync::watch::Sender<u64>,
 }
 
 impl Shared {
@@ -58,7 +62,29 @@ impl Shared {
             name: Mutex::new(String::new()),
             budget,
             target_slots,
+            moves: tokio::sync::watch::channel(0).0,
+            sessions: tokio::sync::watch::channel(0).0,
         }
+    }
+
+    /// The relay node asked this client to move ([`meta::MOVE`]).
+    pub(crate) fn request_move(&self) {
+        self.moves.send_modify(|n| *n += 1);
+    }
+
+    /// Changes when the relay node asks this client to move.
+    pub(crate) fn moves(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.moves.subscribe()
+    }
+
+    /// A session is up.
+    pub(crate) fn session_up(&self) {
+        self.sessions.send_modify(|n| *n += 1);
+    }
+
+    /// Changes when a session is up.
+    pub(crate) fn sessions(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.sessions.subscribe()
     }
 
     pub(crate) fn cfg(&self) -> &AgentConfig {
@@ -280,6 +306,11 @@ fn new_exchange(
 pub(crate) async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Response<AgentBody> {
     if req.headers().contains_key(meta::KEPT) {
         return crate::kept::receive(shared, req).await;
+    }
+    if req.headers().contains_key(meta::MOVE) {
+        tracing::info!("the relay node is going away: moving to another node");
+        shared.request_move();
+        return twk_transport::body::text_response(StatusCode::NO_CONTENT, "", "client");
     }
     let cfg = &shared.cfg;
     let (mut parts, body) = req.into_parts();

@@ -234,10 +234,20 @@ pub async fn run(
                     public_url: session.public_url.clone(),
                 });
                 info!(name = %session.name, public_url = %session.public_url, "tunnel connected");
+                shared.session_up();
                 let started = Instant::now();
-                let reason = serve(session, shared.clone(), &cfg, &shutdown).await;
+                let (reason, moving) = serve(session, shared.clone(), &leg, &shutdown).await;
                 if shutdown.is_cancelled() {
                     break;
+                }
+                if moving {
+                    // Make before break: the next node at once; this session drains behind.
+                    current = (current + 1) % relays.len();
+                    observer.connection(&ConnState::Reconnecting {
+                        delay: Duration::ZERO,
+                        reason,
+                    });
+                    continue;
                 }
                 if started.elapsed() >= limits::BACKOFF_RESET_AFTER {
                     backoff.reset();
@@ -277,8 +287,11 @@ async fn serve(
     shared: Arc<Shared>,
     cfg: &AgentConfig,
     shutdown: &CancellationToken,
-) -> String {
+) -> (String, bool) {
     let observer = shared.observer();
+    let mut moves = shared.moves();
+    moves.borrow_and_update();
+    let drain = (shared.sessions(), cfg.shutdown_grace);
     let io = TokioIo::new(
         WsIo::new(session.ws).with_rtt_probe(cfg.ping_interval, Arc::new(move |d| observer.rtt(d))),
     );
@@ -304,21 +317,43 @@ async fn serve(
     });
     let conn = twk_transport::h2_server_builder(cfg.ping_interval, cfg.ping_timeout)
         .serve_connection(io, svc);
-    let mut conn = std::pin::pin!(conn);
+    let mut conn = Box::pin(conn);
     tokio::select! {
         r = conn.as_mut() => match r {
-            Ok(()) => "the relay closed the tunnel".to_string(),
-            Err(e) => format!("tunnel lost: {e}"),
+            Ok(()) => ("the relay closed the tunnel".to_string(), false),
+            Err(e) => (format!("tunnel lost: {e}"), false),
         },
         _ = shutdown.cancelled() => {
             conn.as_mut().graceful_shutdown();
             if tokio::time::timeout(cfg.shutdown_grace, conn).await.is_err() {
                 warn!("in-flight requests did not finish within the grace period");
             }
-            "shutting down".to_string()
+            ("shutting down".to_string(), false)
+        }
+        _ = moves.changed() => {
+            // The old session keeps serving what is in flight (and what the node still sends)
+            // until the new session is up, then closes gracefully (GOAWAY).
+            let (mut up, grace) = drain;
+            up.borrow_and_update();
+            let shutdown = shutdown.clone();
+            tokio::spawn(async move {
+                tokio::select! {
+                    _ = conn.as_mut() => return,
+                    _ = up.changed() => {}
+                    _ = shutdown.cancelled() => {}
+                    _ = tokio::time::sleep(MOVE_WAIT) => {}
+                }
+                conn.as_mut().graceful_shutdown();
+                let _ = tokio::time::timeout(grace, conn).await;
+            });
+            ("the relay node is going away; moving to another node".to_string(), true)
         }
     }
 }
+
+/// How long a session whose node asked the client to move keeps serving while no new session
+/// comes up.
+const MOVE_WAIT: Duration = Duration::from_secs(30);
 
 fn header<'a>(resp: &'a http::Response<Option<Vec<u8>>>, name: &str) -> Option<&'a str> {
     resp.headers().get(name).and_then(|v| v.to_str().ok())

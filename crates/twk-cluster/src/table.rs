@@ -94,7 +94,9 @@ where
     let keep = max_age.max(Duration::from_secs(1)) * 2;
     let mut prune = tokio::time::interval(keep);
     while !stop.is_cancelled() {
-        match store.watch_all().await {
+        // The last value of every key first (a node that starts late learns what is held),
+        // then every change.
+        match store.watch_with_history(">").await {
             Ok(mut watch) => loop {
                 let next = tokio::select! {
                     _ = stop.cancelled() => return,

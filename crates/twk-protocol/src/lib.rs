@@ -75,6 +75,10 @@ pub mod meta {
     /// while the client was offline (the value is its request id); the body is the sealed
     /// [`crate::kept::KeptRequest`]. The client answers 2xx once it is recorded.
     pub const KEPT: &str = "x-twk-kept";
+    /// On a request from the relay (no sender behind it): this relay node is going away;
+    /// connect to another node of the cluster, then close this session once the new one is
+    /// up (requests in flight on it finish). The client answers 204.
+    pub const MOVE: &str = "x-twk-move";
     /// Prefix shared by all metadata headers.
     pub const PREFIX: &str = "x-twk-";
 

@@ -118,6 +118,8 @@ pub(crate) struct UntilDead<B> {
     inner: B,
     dead: Pin<Box<WaitForCancellationFutureOwned>>,
     bytes: Counter,
+    /// Keeps the session's in-flight count while the answer streams.
+    _inflight: Option<tokio_util::task::task_tracker::TaskTrackerToken>,
 }
 
 impl<B> UntilDead<B> {
@@ -127,7 +129,17 @@ impl<B> UntilDead<B> {
             inner,
             dead: Box::pin(dead.cancelled_owned()),
             bytes,
+            _inflight: None,
         }
+    }
+
+    /// Holds `token` until the body is done or dropped.
+    pub(crate) fn holding(
+        mut self,
+        token: tokio_util::task::task_tracker::TaskTrackerToken,
+    ) -> Self {
+        self._inflight = Some(token);
+        self
     }
 }
 

@@ -194,11 +194,12 @@ async fn upgrade_inner(
     let claim = state
         .registry
         .claim(&name, &owner, &client_id, &state.sessions, now_ms());
-    let (session, cancel, dead) = match claim {
+    let (session, cancel, dead, inflight) = match claim {
         Claim::Granted {
             session,
             cancel,
             dead,
+            inflight,
             reconnect,
         } => {
             state.metrics.connected(reconnect);
@@ -208,7 +209,7 @@ async fn upgrade_inner(
             {
                 state.registry.set_owner_key(&name, session, k);
             }
-            (session, cancel, dead)
+            (session, cancel, dead, inflight)
         }
         refused => return refuse_claim(&name, refused),
     };
@@ -221,11 +222,17 @@ async fn upgrade_inner(
     let on_upgrade = hyper::upgrade::on(req);
     let span = info_span!("tunnel", name = %name, session, peer = %client.ip);
     if let Some(lease) = &lease {
-        // Another node's session of the same owner took the name: this one closes.
-        let (lost, cancel) = (lease.lost(), cancel.clone());
+        // Another node's session of the same owner took the name: this one closes, unless
+        // this node is draining (its client moved as asked and closes this session itself
+        // once its requests in flight are done).
+        let (lost, cancel, st) = (lease.lost(), cancel.clone(), state.clone());
         tokio::spawn(async move {
             tokio::select! {
-                _ = lost.cancelled() => cancel.cancel(),
+                _ = lost.cancelled() => {
+                    if !st.draining.load(std::sync::atomic::Ordering::Relaxed) {
+                        cancel.cancel();
+                    }
+                }
                 _ = cancel.cancelled() => {}
             }
         });
@@ -235,6 +242,7 @@ async fn upgrade_inner(
         session,
         cancel,
         dead,
+        inflight,
         _lease: lease,
     };
     state
@@ -335,6 +343,8 @@ struct Session {
     session: u64,
     cancel: CancellationToken,
     dead: CancellationToken,
+    /// Requests in flight on the session.
+    inflight: tokio_util::task::TaskTracker,
     /// The cluster-wide lease of the name, ended when the session is (dropped with it).
     _lease: Option<twk_cluster::Lease>,
 }
@@ -343,18 +353,39 @@ async fn run_session(state: Arc<State>, s: Session, on_upgrade: hyper::upgrade::
     // However the session ends, requests in flight on it fail at once, and the name is
     // released (it stays reserved for its owner).
     let _dead = s.dead.clone().drop_guard();
-    run_session_inner(&state, &s, on_upgrade).await;
+    let ended = run_session_inner(&state, &s, on_upgrade).await;
     state.registry.release(&s.name, s.session, now_ms());
+    if ended == Ended::Gracefully {
+        // The client said goodbye (GOAWAY: shutting down, or moving to another node) and
+        // still answers what it accepted: hyper's connection future ends at the GOAWAY while
+        // those answers travel on, so the session is dead only once they are through.
+        s.inflight.close();
+        let wait = state.cfg.request_timeout + limits::RELAY_DEADLINE_MARGIN;
+        let _ = tokio::time::timeout(wait, s.inflight.wait()).await;
+    }
 }
 
-async fn run_session_inner(state: &Arc<State>, s: &Session, on_upgrade: hyper::upgrade::OnUpgrade) {
+/// How a session ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ended {
+    /// The client closed it with GOAWAY: requests it accepted are still answered.
+    Gracefully,
+    /// Lost, refused, or closed by this relay.
+    Abruptly,
+}
+
+async fn run_session_inner(
+    state: &Arc<State>,
+    s: &Session,
+    on_upgrade: hyper::upgrade::OnUpgrade,
+) -> Ended {
     let upgraded = tokio::select! {
         r = tokio::time::timeout(limits::HANDSHAKE_TIMEOUT, on_upgrade) => match r {
             Ok(Ok(u)) => u,
-            Ok(Err(e)) => { warn!(error = %e, "upgrade failed"); return; }
-            Err(_) => { warn!("upgrade timed out"); return; }
+            Ok(Err(e)) => { warn!(error = %e, "upgrade failed"); return Ended::Abruptly; }
+            Err(_) => { warn!("upgrade timed out"); return Ended::Abruptly; }
         },
-        _ = s.cancel.cancelled() => return,
+        _ = s.cancel.cancelled() => return Ended::Abruptly,
     };
     let ws = WebSocketStream::from_raw_socket(
         TokioIo::new(upgraded),
@@ -371,12 +402,12 @@ async fn run_session_inner(state: &Arc<State>, s: &Session, on_upgrade: hyper::u
         Ok(pair) => pair,
         Err(e) => {
             warn!(error = %e, "http/2 handshake over the tunnel failed");
-            return;
+            return Ended::Abruptly;
         }
     };
     if !state.registry.activate(&s.name, s.session, sender.clone()) {
         // Replaced before it became ready.
-        return;
+        return Ended::Abruptly;
     }
     info!("tunnel connected");
     if state.keep.is_some() {
@@ -385,9 +416,18 @@ async fn run_session_inner(state: &Arc<State>, s: &Session, on_upgrade: hyper::u
     }
     tokio::select! {
         r = conn => match r {
-            Ok(()) => info!("tunnel closed by the client"),
-            Err(e) => info!(error = %e, "tunnel lost"),
+            Ok(()) => {
+                info!("tunnel closed by the client");
+                Ended::Gracefully
+            }
+            Err(e) => {
+                info!(error = %e, "tunnel lost");
+                Ended::Abruptly
+            }
         },
-        _ = s.cancel.cancelled() => info!("tunnel session closed by the relay (replaced, taken over or shutting down)"),
+        _ = s.cancel.cancelled() => {
+            info!("tunnel session closed by the relay (replaced, taken over or shutting down)");
+            Ended::Abruptly
+        }
     }
 }

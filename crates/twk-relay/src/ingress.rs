@@ -134,6 +134,7 @@ struct Admitted {
     host: Option<String>,
     sender: SendRequest<RelayBody>,
     dead: CancellationToken,
+    inflight: tokio_util::task::TaskTracker,
     uri: http::Uri,
     /// How long the request waited for its client to come back.
     held: Duration,
@@ -147,6 +148,10 @@ pub(crate) enum Hop {
     /// Another node of the cluster, on the peer listener: served here or not at all.
     FromPeer,
 }
+
+/// How long an answer may take to surface once its session ended (see `forward_as`); a
+/// request the client never answered fails at once anyway (its stream is reset).
+const ANSWER_AFTER_END: Duration = Duration::from_millis(200);
 
 /// Forwards one public request through its tunnel.
 pub(crate) async fn forward(
@@ -199,15 +204,27 @@ pub(crate) async fn forward_as(
     let deadline = state.cfg.request_timeout.saturating_sub(a.held);
     let (out, fault) = tunnel_request(&state, req, a.uri, &a.route, &origin, deadline);
     let wait = deadline + limits::RELAY_DEADLINE_MARGIN;
+    // Held until the answer is through (or this request fails): the session is not over
+    // while the client still answers it.
+    let inflight = a.inflight.token();
     let mut sender = a.sender;
+    let send = tokio::time::timeout(wait, sender.send_request(out));
+    tokio::pin!(send);
     let result = tokio::select! {
         // An answer that arrived before the session ended wins (a client that answers, then
-        // closes, on shutdown).
+        // closes, on shutdown or when it moves to another node).
         biased;
-        r = tokio::time::timeout(wait, sender.send_request(out)) => r,
+        r = &mut send => r,
         _ = a.dead.cancelled() => {
-            info!(request_id, "tunnel lost with the request in flight");
-            return tunnel_gone();
+            // hyper hands a response over from a task of its own, which may run only after
+            // the connection's end was noticed: an answer already received still gets out.
+            match tokio::time::timeout(ANSWER_AFTER_END, &mut send).await {
+                Ok(r) => r,
+                Err(_) => {
+                    info!(request_id, "tunnel lost with the request in flight");
+                    return tunnel_gone();
+                }
+            }
         }
     };
     let fault = fault.lock().unwrap_or_else(|p| p.into_inner()).clone();
@@ -241,7 +258,12 @@ pub(crate) async fn forward_as(
             let (mut parts, body) = resp.into_parts();
             twk_protocol::strip_hop_by_hop(&mut parts.headers);
             let bytes = state.metrics.bytes_out.clone();
-            Response::from_parts(parts, UntilDead::new(body, a.dead, bytes).boxed())
+            Response::from_parts(
+                parts,
+                UntilDead::new(body, a.dead, bytes)
+                    .holding(inflight)
+                    .boxed(),
+            )
         }
     }
 }
@@ -365,7 +387,7 @@ async fn admit(
     }
     let client = state.abuse.client_addr(remote.ip(), req.headers());
     let limited = !state.abuse.exempt(client.ip);
-    let (sender, dead, held) = match session_for(state, &route.name, limited).await {
+    let (sender, dead, inflight, held) = match session_for(state, &route.name, limited).await {
         Ok(s) => s,
         Err(Some(answer)) => return Err(Refused::Answer(answer)),
         Err(None) => {
@@ -398,6 +420,7 @@ async fn admit(
         host,
         sender,
         dead,
+        inflight,
         uri,
         held,
     })
@@ -413,6 +436,15 @@ fn held_elsewhere(state: &State, name: &str, hop: Hop) -> Option<twk_cluster::Pe
     cluster.locate(name)
 }
 
+/// A session to send a request on: its sender, its end, its in-flight count, and how long the
+/// request was held for it.
+type Session = (
+    SendRequest<RelayBody>,
+    CancellationToken,
+    tokio_util::task::TaskTracker,
+    Duration,
+);
+
 /// The session to send a request for `name` to, waiting for one that is finishing its
 /// handshake, or (the hold) for a client that was connected within the last minute to come
 /// back; also how long the request was held. `Err(None)`: the tunnel is offline.
@@ -420,14 +452,17 @@ async fn session_for(
     state: &State,
     name: &str,
     limited: bool,
-) -> Result<(SendRequest<RelayBody>, CancellationToken, Duration), Option<Box<Response<RelayBody>>>>
-{
+) -> Result<Session, Option<Box<Response<RelayBody>>>> {
     // Only time spent held counts (and comes off the deadline), not a lookup's microseconds.
     let mut held = Duration::ZERO;
     let gone = || None;
     loop {
         match state.registry.lookup(name, Instant::now(), limited) {
-            Lookup::Ready { sender, dead } => return Ok((sender, dead, held)),
+            Lookup::Ready {
+                sender,
+                dead,
+                inflight,
+            } => return Ok((sender, dead, inflight, held)),
             Lookup::Offline => return Err(gone()),
             Lookup::RateLimited(wait) => return Err(Some(Box::new(over_rate(name, wait)))),
             // The client has its name and finishes the HTTP/2 handshake within milliseconds:

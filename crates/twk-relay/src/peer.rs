@@ -95,3 +95,33 @@ pub(crate) fn vouched_sender(state: &State, req: &Request<Incoming>) -> Option<S
     }
     req.headers().get(CLIENT)?.to_str().ok()?.parse().ok()
 }
+
+/// A cluster node going away asks each of its tunnel clients to move to another node
+/// ([`twk_protocol::meta::MOVE`]); they connect elsewhere first, then close their session
+/// here, so requests in flight finish and new ones go to the new node. Bounded: 2 s.
+pub(crate) async fn ask_clients_to_move(state: &State) {
+    let sessions = state.registry.ready_sessions();
+    if sessions.is_empty() {
+        return;
+    }
+    tracing::info!(
+        tunnels = sessions.len(),
+        "asking tunnel clients to move to another node"
+    );
+    let mut asks = tokio::task::JoinSet::new();
+    for (name, mut sender) in sessions {
+        asks.spawn(async move {
+            let ask = Request::post(format!("http://{name}.tunnel/"))
+                .header(twk_protocol::meta::MOVE, "1")
+                .body(crate::body::full(""));
+            let Ok(ask) = ask else { return };
+            if sender.ready().await.is_ok()
+                && let Err(e) = sender.send_request(ask).await
+            {
+                debug!(name, error = %e, "could not ask a client to move");
+            }
+        });
+    }
+    let all = async { while asks.join_next().await.is_some() {} };
+    let _ = tokio::time::timeout(Duration::from_secs(2), all).await;
+}

@@ -38,6 +38,8 @@ struct Live {
     cancel: CancellationToken,
     /// Cancelled once the session has ended, so requests in flight on it fail at once.
     dead: CancellationToken,
+    /// Requests in flight on the session (each holds a token until its answer is through).
+    inflight: tokio_util::task::TaskTracker,
     /// Requests-per-second budget of the tunnel.
     rate: Bucket,
     /// True once `sender` is set: requests that arrive during the HTTP/2 handshake wait for
@@ -70,6 +72,7 @@ pub(crate) enum Claim {
         session: u64,
         cancel: CancellationToken,
         dead: CancellationToken,
+        inflight: tokio_util::task::TaskTracker,
         /// The same token held this name before (a reconnect, not a first connect).
         reconnect: bool,
     },
@@ -91,6 +94,7 @@ pub(crate) enum Lookup {
     Ready {
         sender: SendRequest<RelayBody>,
         dead: CancellationToken,
+        inflight: tokio_util::task::TaskTracker,
     },
     /// The tunnel's request rate is used up; retry after this long.
     RateLimited(Duration),
@@ -224,12 +228,14 @@ impl Registry {
         let session = self.next_session.fetch_add(1, Ordering::Relaxed) + 1;
         let cancel = parent.child_token();
         let dead = CancellationToken::new();
+        let inflight = tokio_util::task::TaskTracker::new();
         let live = Live {
             session,
             client_id: client_id.to_string(),
             sender: None,
             cancel: cancel.clone(),
             dead: dead.clone(),
+            inflight: inflight.clone(),
             rate: Bucket::full(self.rules.tunnel_burst),
             ready: tokio::sync::watch::channel(false).0,
         };
@@ -264,6 +270,7 @@ impl Registry {
             session,
             cancel,
             dead,
+            inflight,
             reconnect,
         }
     }
@@ -432,6 +439,7 @@ impl Registry {
         Lookup::Ready {
             sender,
             dead: live.dead.clone(),
+            inflight: live.inflight.clone(),
         }
     }
 
@@ -459,9 +467,22 @@ impl Registry {
         self.lock().get(name).and_then(|e| e.owner_key)
     }
 
-    /// Whether a session of `name` is connected to this relay.
+    /// Whether a session of `name` is connected to this relay and takes requests (it is
+    /// setting up, or its client has not said it is going away).
     pub(crate) fn is_live(&self, name: &str) -> bool {
-        self.lock().get(name).is_some_and(|e| e.live.is_some())
+        self.lock().get(name).is_some_and(|e| {
+            e.live
+                .as_ref()
+                .is_some_and(|l| l.sender.as_ref().is_none_or(|s| !s.is_closed()))
+        })
+    }
+
+    /// Every ready session: its name and where to send it requests.
+    pub(crate) fn ready_sessions(&self) -> Vec<(String, SendRequest<RelayBody>)> {
+        self.lock()
+            .iter()
+            .filter_map(|(name, e)| Some((name.clone(), e.live.as_ref()?.sender.clone()?)))
+            .collect()
     }
 
     /// Whether `name` is (still) held by `owner`.

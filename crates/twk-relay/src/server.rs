@@ -55,6 +55,8 @@ pub(crate) struct State {
         hyper_util::client::legacy::connect::HttpConnector,
         Incoming,
     >,
+    /// Set when shutdown starts: a cluster node's sessions then end by their clients moving.
+    pub(crate) draining: std::sync::atomic::AtomicBool,
     /// Distinguishes request ids of this relay process from those of a previous one.
     request_prefix: String,
     next_request: AtomicU64,
@@ -143,6 +145,7 @@ pub async fn serve_node(
         tracker: TaskTracker::new(),
         keep: keep_store,
         peers: crate::peer::client(),
+        draining: std::sync::atomic::AtomicBool::new(false),
         request_prefix: twk_protocol::random_name()[..6].to_string(),
         next_request: AtomicU64::new(0),
     });
@@ -152,12 +155,14 @@ pub async fn serve_node(
     if let Some(m) = metrics {
         tokio::spawn(serve_metrics(m, state.clone(), shutdown.clone()));
     }
-    if let Some(p) = peer {
-        tokio::spawn(serve_peers(p, state.clone(), shutdown.clone()));
-    }
-    // Ingress connections, drained on shutdown; tunnel sessions live in `state.tracker`.
+    // Ingress connections (public, and other nodes' on the peer listener), drained on
+    // shutdown; tunnel sessions live in `state.tracker`.
     let conns = TaskTracker::new();
     let drain = CancellationToken::new();
+    if let Some(p) = peer {
+        // Other nodes keep reaching this one's tunnels while it drains, until its clients moved.
+        tokio::spawn(serve_peers(p, state.clone(), conns.clone(), drain.clone()));
+    }
     let mut accept_errors = 0u32;
     loop {
         let (tcp, remote) = tokio::select! {
@@ -183,6 +188,20 @@ pub async fn serve_node(
         );
     }
     drop(listener);
+    state.draining.store(true, Ordering::Relaxed);
+    if state.cfg.cluster.is_some() {
+        crate::peer::ask_clients_to_move(&state).await;
+        // They close their sessions here once their new one is up and what is in flight is
+        // answered; requests from other nodes keep coming in until then.
+        let moved = async {
+            while state.registry.connected() > 0 {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        };
+        if tokio::time::timeout(grace, moved).await.is_err() {
+            warn!("some tunnel clients did not move within the grace period");
+        }
+    }
     info!("shutting down: draining in-flight requests");
     drain.cancel();
     conns.close();
@@ -278,7 +297,12 @@ async fn serve_conn(
 }
 
 /// Serves the peer listener: requests other nodes send for tunnels held here.
-async fn serve_peers(listener: TcpListener, state: Arc<State>, shutdown: CancellationToken) {
+async fn serve_peers(
+    listener: TcpListener,
+    state: Arc<State>,
+    conns: TaskTracker,
+    shutdown: CancellationToken,
+) {
     loop {
         let tcp = tokio::select! {
             r = listener.accept() => match r {
@@ -294,7 +318,7 @@ async fn serve_peers(listener: TcpListener, state: Arc<State>, shutdown: Cancell
         let _ = tcp.set_nodelay(true);
         let state = state.clone();
         let shutdown = shutdown.clone();
-        state.tracker.clone().spawn(async move {
+        conns.spawn(async move {
             let svc = service_fn(move |req: Request<Incoming>| {
                 let state = state.clone();
                 async move {
