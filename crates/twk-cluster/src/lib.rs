@@ -265,6 +265,12 @@ impl Cluster {
         })
     }
 
+    /// Whether the tables have a record of `name` at all (held, or let go within a lease or
+    /// two): a request for it may be worth a moment's wait for its holder.
+    pub fn knows(&self, name: &str) -> bool {
+        self.name_table.contains(name)
+    }
+
     /// Waits up to `within` until the tables show another node holding `name` live (a
     /// claim on one node reaches the others' tables a moment later).
     pub async fn await_holder(&self, name: &str, within: Duration) -> Option<Peer> {

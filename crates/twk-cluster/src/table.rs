@@ -64,6 +64,10 @@ impl<T: Clone> Table<T> {
             .map(|(v, _)| v.clone())
     }
 
+    pub(crate) fn contains(&self, key: &str) -> bool {
+        self.read().contains_key(key)
+    }
+
     pub(crate) fn count_fresh(&self, max_age: Duration) -> usize {
         self.count_where(max_age, |_| true)
     }

@@ -145,8 +145,24 @@ struct Admitted {
 pub(crate) enum Hop {
     /// A sender on the public listener: may be sent on to the cluster node holding the tunnel.
     Public,
-    /// Another node of the cluster, on the peer listener: served here or not at all.
-    FromPeer,
+    /// Another node of the cluster, on the peer listener, after `hops` node-to-node hops: sent
+    /// on once more at most (its tunnel moved just before it arrived), then served here or
+    /// answered here.
+    FromPeer { hops: u8 },
+}
+
+impl Hop {
+    /// The most node-to-node hops a request makes (a loop between stale tables ends here).
+    const MAX_HOPS: u8 = 2;
+
+    /// The hop count the next node sees, if the request may move on.
+    pub(crate) fn next(self) -> Option<u8> {
+        match self {
+            Hop::Public => Some(1),
+            Hop::FromPeer { hops } if hops < Hop::MAX_HOPS => Some(hops + 1),
+            Hop::FromPeer { .. } => None,
+        }
+    }
 }
 
 /// How long an answer may take to surface once its session ended (see `forward_as`); a
@@ -174,8 +190,8 @@ pub(crate) async fn forward_as(
     let a = match admit(&state, remote, &req, hop).await {
         Ok(a) => a,
         Err(Refused::Answer(refusal)) => return *refusal,
-        Err(Refused::Elsewhere(peer)) => {
-            return crate::peer::forward(&state, peer, remote, req).await;
+        Err(Refused::Elsewhere(peer, hops)) => {
+            return crate::peer::forward(&state, peer, hops, remote, req).await;
         }
         Err(Refused::Offline {
             route,
@@ -279,8 +295,8 @@ fn tunnel_gone() -> Response<RelayBody> {
 enum Refused {
     /// Answered as is.
     Answer(Box<Response<RelayBody>>),
-    /// Another node of the cluster holds the tunnel.
-    Elsewhere(twk_cluster::Peer),
+    /// Another node of the cluster holds the tunnel: send it there as hop number `.1`.
+    Elsewhere(twk_cluster::Peer, u8),
     /// No client connected (after any hold): 503, and the request may be kept.
     Offline {
         route: Route,
@@ -382,8 +398,8 @@ async fn admit(
         ))
         .into());
     };
-    if let Some(peer) = held_elsewhere(state, &route.name, hop) {
-        return Err(Refused::Elsewhere(peer));
+    if let Some(moved) = held_elsewhere(state, &route.name, hop) {
+        return Err(moved);
     }
     let client = state.abuse.client_addr(remote.ip(), req.headers());
     let limited = !state.abuse.exempt(client.ip);
@@ -391,6 +407,9 @@ async fn admit(
         Ok(s) => s,
         Err(Some(answer)) => return Err(Refused::Answer(answer)),
         Err(None) => {
+            if let Some(moved) = coming_up_elsewhere(state, &route.name, hop).await {
+                return Err(moved);
+            }
             return Err(Refused::Offline {
                 route,
                 client,
@@ -427,13 +446,31 @@ async fn admit(
 }
 
 /// The cluster node holding `name`, when it is not connected here and the request may still
-/// move (it came from a sender, not from another node).
-fn held_elsewhere(state: &State, name: &str, hop: Hop) -> Option<twk_cluster::Peer> {
+/// move.
+fn held_elsewhere(state: &State, name: &str, hop: Hop) -> Option<Refused> {
     let cluster = state.cfg.cluster.as_ref()?;
-    if hop == Hop::FromPeer || state.registry.is_live(name) {
+    let hops = hop.next()?;
+    if state.registry.is_live(name) {
         return None;
     }
-    cluster.locate(name)
+    Some(Refused::Elsewhere(cluster.locate(name)?, hops))
+}
+
+/// How long a request for a tunnel the cluster knew of waits for a node to hold it again
+/// before its sender is told it is offline: the moment a client moves between nodes, or the
+/// claim on its new node reaches this one's tables.
+const MOVE_SETTLE: Duration = Duration::from_secs(1);
+
+/// For a name the cluster held recently but nobody holds live now: the node that holds it
+/// within [`MOVE_SETTLE`], if one does.
+async fn coming_up_elsewhere(state: &State, name: &str, hop: Hop) -> Option<Refused> {
+    let cluster = state.cfg.cluster.as_ref()?;
+    let hops = hop.next()?;
+    if !cluster.knows(name) {
+        return None;
+    }
+    let peer = cluster.await_holder(name, MOVE_SETTLE).await?;
+    Some(Refused::Elsewhere(peer, hops))
 }
 
 /// A session to send a request on: its sender, its end, its in-flight count, and how long the

@@ -22,6 +22,8 @@ use twk_cluster::Peer;
 pub(crate) const SECRET: &str = "x-twk-peer";
 /// The original sender's address, on a request from another node.
 pub(crate) const CLIENT: &str = "x-twk-peer-client";
+/// How many node-to-node hops the request has made (see `ingress::Hop`).
+pub(crate) const HOPS: &str = "x-twk-peer-hops";
 
 /// How long a node waits to connect to the holding node before answering 502: the issue's
 /// "owner node gone: 502 within 1 s".
@@ -41,6 +43,7 @@ pub(crate) fn client() -> Client<HttpConnector, Incoming> {
 pub(crate) async fn forward(
     state: &State,
     peer: Peer,
+    hops: u8,
     sender: SocketAddr,
     req: Request<Incoming>,
 ) -> Response<RelayBody> {
@@ -59,6 +62,9 @@ pub(crate) async fn forward(
     };
     parts.headers.insert(SECRET, secret);
     parts.headers.insert(CLIENT, client);
+    parts
+        .headers
+        .insert(HOPS, HeaderValue::from(u16::from(hops)));
     state.metrics.peer_forwarded.inc();
     let wait = state.cfg.request_timeout + twk_protocol::limits::RELAY_DEADLINE_MARGIN * 2;
     let sent = state.peers.request(Request::from_parts(parts, body));
@@ -85,15 +91,24 @@ fn unreachable_node(peer: &Peer, why: &str) -> Response<RelayBody> {
     )
 }
 
-/// The sender a peer request is from, when it presents this node's secret; `None` for
-/// anyone else (answered 403 by the peer listener).
-pub(crate) fn vouched_sender(state: &State, req: &Request<Incoming>) -> Option<SocketAddr> {
+/// The sender a peer request is from and its hop count, when it presents this node's
+/// secret; `None` for anyone else (answered 403 by the peer listener).
+pub(crate) fn vouched_sender(
+    state: &State,
+    req: &Request<Incoming>,
+) -> Option<(SocketAddr, crate::ingress::Hop)> {
     let cluster = state.cfg.cluster.as_ref()?;
     let presented = req.headers().get(SECRET)?;
     if !cluster.authorizes(presented.as_bytes()) {
         return None;
     }
-    req.headers().get(CLIENT)?.to_str().ok()?.parse().ok()
+    let sender = req.headers().get(CLIENT)?.to_str().ok()?.parse().ok()?;
+    let hops = req
+        .headers()
+        .get(HOPS)
+        .and_then(|v| v.to_str().ok()?.parse().ok())
+        .unwrap_or(1);
+    Some((sender, crate::ingress::Hop::FromPeer { hops }))
 }
 
 /// A cluster node going away asks each of its tunnel clients to move to another node

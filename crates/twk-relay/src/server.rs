@@ -323,9 +323,7 @@ async fn serve_peers(
                 let state = state.clone();
                 async move {
                     let resp = match crate::peer::vouched_sender(&state, &req) {
-                        Some(sender) => {
-                            ingress::forward_as(state, sender, req, ingress::Hop::FromPeer).await
-                        }
+                        Some((sender, hop)) => ingress::forward_as(state, sender, req, hop).await,
                         None => text(
                             StatusCode::FORBIDDEN,
                             "twk relay: not a node of this cluster\n",
