@@ -29,12 +29,14 @@ async fn run(
 ) -> anyhow::Result<()> {
     raise_open_files();
     let shutdown = CancellationToken::new();
+    let mut tokens_file = None;
     if let (twk_relay::Auth::Tokens(set), Some(path)) =
         (&cfg.auth, config::tokens_file(args.tokens_file.as_ref()))
     {
         // Tokens added or revoked with `twk-relay token` take effect without a restart.
         let (tx, rx) = tokio::sync::watch::channel(set.clone());
         cfg.token_updates = Some(rx);
+        tokens_file = Some((path.clone(), tx.clone()));
         tokio::spawn(token::watch_file(path, tx, shutdown.clone()));
     }
     let listener = tokio::net::TcpListener::bind(&args.listen)
@@ -75,6 +77,14 @@ async fn run(
         tokio::spawn(async move { acme.run(stop).await });
     }
     let peer = join_cluster(&args.cluster, &mut cfg, &shutdown).await?;
+    if let (Some(cluster), Some((path, tx))) = (&cfg.cluster, tokens_file) {
+        tokio::spawn(token::share_in_cluster(
+            cluster.clone(),
+            path,
+            tx,
+            shutdown.clone(),
+        ));
+    }
     twk_relay::serve_node(listener, metrics, peer, cfg, shutdown)
         .await
         .context("relay stopped")?;

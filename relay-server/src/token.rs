@@ -139,3 +139,76 @@ pub(crate) async fn watch_file(
         }
     }
 }
+
+/// In a cluster the tokens file is shared: a change made on any node (`token add`, `token
+/// revoke`, an edit) is published through NATS and written to every other node's file and
+/// applied at once (a revoked token's tunnels are closed). A node that joins takes the
+/// cluster's text; when two nodes change it at once, the last change wins. Only the file's
+/// text travels: token hashes and labels, never a token.
+pub(crate) async fn share_in_cluster(
+    cluster: std::sync::Arc<twk_cluster::Cluster>,
+    path: PathBuf,
+    tx: watch::Sender<TokenSet>,
+    stop: CancellationToken,
+) {
+    let mut changes = cluster.config_changes();
+    let mut synced = match cluster.shared_tokens().await {
+        Ok(Some(shared)) => {
+            adopt(&path, &shared, &tx);
+            Some(shared)
+        }
+        Ok(None) => None,
+        Err(e) => {
+            tracing::warn!(error = %e, "cluster: cannot read the shared tokens; sharing this node's");
+            None
+        }
+    };
+    let mut tick = tokio::time::interval(Duration::from_millis(250));
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = changes.changed() => {}
+            _ = tick.tick() => {}
+        }
+        let shared = cluster.tokens_text();
+        if let Some(s) = shared.filter(|s| Some(s) != synced.as_ref()) {
+            adopt(&path, &s, &tx);
+            synced = Some(s);
+            continue;
+        }
+        let Ok(local) = read_or_empty(&path) else {
+            continue;
+        };
+        if Some(&local) != synced.as_ref() {
+            match cluster.publish_tokens(&local).await {
+                Ok(()) => {
+                    tracing::info!("cluster: tokens file shared with every node");
+                    synced = Some(local);
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "cluster: sharing the tokens file failed; retrying")
+                }
+            }
+        }
+    }
+}
+
+/// Makes the cluster's tokens text this node's: the file (if it differs) and the tokens in
+/// force, now.
+fn adopt(path: &Path, shared: &str, tx: &watch::Sender<TokenSet>) {
+    if read_or_empty(path).ok().as_deref() != Some(shared)
+        && let Err(e) = write_private(path, shared)
+    {
+        tracing::warn!(error = %twk_sanitize::error_chain(e.as_ref()), "cluster: cannot write the shared tokens file");
+    }
+    let mut set = TokenSet::default();
+    set.extend_from_file(shared);
+    if let Ok(env) = std::env::var("TWK_RELAY_TOKENS") {
+        set.extend_from_text(&env);
+    }
+    tx.send_if_modified(|cur| {
+        let changed = *cur != set;
+        *cur = set;
+        changed
+    });
+}

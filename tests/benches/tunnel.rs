@@ -11,113 +11,12 @@
 #![allow(clippy::unwrap_used)]
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use hyper_util::rt::TokioIo;
+use http_body_util::Full;
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::process::Stdio;
-use std::time::{Duration, Instant};
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
+use tokio::process::Command;
+use twk_e2e::bench::{bin_dir, drive, first_line};
 use twk_e2e::procfs::{clk_tck, cpu_ticks, status_kib};
-
-fn bin_dir() -> PathBuf {
-    if let Ok(d) = std::env::var("TWK_BIN_DIR") {
-        return PathBuf::from(d);
-    }
-    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    manifest.parent().unwrap().join("target").join("release")
-}
-
-struct Stats {
-    requests: u64,
-    rps: f64,
-    p50: Duration,
-    p99: Duration,
-    errors: u64,
-}
-
-async fn drive(addr: SocketAddr, path: &str, conns: usize, secs: u64, body: Bytes) -> Stats {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    let started = Instant::now();
-    let mut tasks = Vec::new();
-    for _ in 0..conns {
-        let path = path.to_string();
-        let body = body.clone();
-        tasks.push(tokio::spawn(async move {
-            let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
-            tcp.set_nodelay(true).unwrap();
-            let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
-                .await
-                .unwrap();
-            tokio::spawn(conn);
-            let mut lat = Vec::new();
-            let mut errors = 0u64;
-            while Instant::now() < deadline {
-                let req = http::Request::post(path.as_str())
-                    .header("host", addr.to_string())
-                    .header("content-type", "application/json")
-                    .body(Full::new(body.clone()))
-                    .unwrap();
-                let t0 = Instant::now();
-                match sender.send_request(req).await {
-                    Ok(resp) => {
-                        let ok = resp.status() == 200;
-                        let _ = resp.into_body().collect().await;
-                        if ok {
-                            lat.push(t0.elapsed());
-                        } else {
-                            errors += 1;
-                        }
-                    }
-                    Err(_) => {
-                        errors += 1;
-                        break;
-                    }
-                }
-            }
-            (lat, errors)
-        }));
-    }
-    let mut all = Vec::new();
-    let mut errors = 0;
-    for t in tasks {
-        let (l, e) = t.await.unwrap();
-        all.extend(l);
-        errors += e;
-    }
-    let elapsed = started.elapsed();
-    all.sort();
-    let pct = |p: f64| {
-        if all.is_empty() {
-            Duration::ZERO
-        } else {
-            all[((all.len() as f64 - 1.0) * p) as usize]
-        }
-    };
-    Stats {
-        requests: all.len() as u64,
-        rps: all.len() as f64 / elapsed.as_secs_f64(),
-        p50: pct(0.50),
-        p99: pct(0.99),
-        errors,
-    }
-}
-
-async fn first_line(
-    child: &mut Child,
-) -> (
-    String,
-    tokio::io::Lines<BufReader<tokio::process::ChildStdout>>,
-) {
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let line = tokio::time::timeout(Duration::from_secs(20), lines.next_line())
-        .await
-        .expect("no first line within 20 s")
-        .unwrap()
-        .expect("process exited");
-    (line, lines)
-}
 
 #[tokio::main]
 async fn main() {

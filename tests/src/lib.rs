@@ -7,6 +7,7 @@
 //! This crate is test support: it is not shipped and has no binary.
 #![allow(clippy::unwrap_used)]
 
+pub mod bench;
 pub mod harness;
 pub mod nats;
 pub mod pebble;

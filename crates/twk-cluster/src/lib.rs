@@ -31,6 +31,10 @@ use tokio_util::sync::CancellationToken;
 const NAMES: &str = "twk_names";
 /// Bucket of node addresses.
 const NODES: &str = "twk_nodes";
+/// Bucket of what every node shares and keeps: the tokens file's text.
+const CONFIG: &str = "twk_config";
+/// The key of the tokens file's text in [`CONFIG`].
+const TOKENS: &str = "tokens";
 
 /// How to reach NATS and what this node tells the others.
 #[derive(Clone)]
@@ -135,6 +139,8 @@ pub struct Cluster {
     names: kv::Store,
     name_table: Table<NameRecord>,
     node_table: Table<NodeRecord>,
+    config: kv::Store,
+    config_table: Table<String>,
     stop: CancellationToken,
 }
 
@@ -157,6 +163,8 @@ impl Cluster {
         let js = async_nats::jetstream::new(client);
         let names = bucket(&js, NAMES, cfg.lease).await?;
         let nodes = bucket(&js, NODES, cfg.lease).await?;
+        // Kept until replaced (no age limit).
+        let config = bucket(&js, CONFIG, Duration::ZERO).await?;
         let node = format!("n{}", hex::encode(rand::random::<[u8; 6]>()));
         let secret = hex::encode(rand::random::<[u8; 32]>());
         let me = NodeRecord {
@@ -178,8 +186,15 @@ impl Cluster {
             names: names.clone(),
             name_table: Table::default(),
             node_table: Table::default(),
+            config: config.clone(),
+            config_table: Table::default(),
             stop: stop.clone(),
         });
+        tokio::spawn(table::follow(
+            config,
+            cluster.config_table.clone(),
+            stop.clone(),
+        ));
         tokio::spawn(table::follow(
             names,
             cluster.name_table.clone(),
@@ -287,6 +302,38 @@ impl Cluster {
             }
         };
         tokio::time::timeout(within, found).await.ok()
+    }
+
+    /// The tokens file's text as the cluster last shared it (hashes and labels, never a
+    /// token), if any node has shared one.
+    pub fn tokens_text(&self) -> Option<String> {
+        self.config_table.fresh(TOKENS, Duration::MAX)
+    }
+
+    /// Changes whenever the shared configuration (the tokens text) changes.
+    pub fn config_changes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.config_table.subscribe()
+    }
+
+    /// The tokens text the cluster holds now, read from NATS (not from the watched table,
+    /// which a node that just joined may not have filled yet).
+    pub async fn shared_tokens(&self) -> Result<Option<String>, ClaimError> {
+        let value = self
+            .config
+            .get(TOKENS)
+            .await
+            .map_err(|e| ClaimError::Unavailable(e.to_string()))?;
+        Ok(value.and_then(|v| serde_json::from_slice(&v).ok()))
+    }
+
+    /// Shares the tokens file's text with every node (they apply it within a moment).
+    pub async fn publish_tokens(&self, text: &str) -> Result<(), ClaimError> {
+        let body = serde_json::to_vec(text).unwrap_or_default();
+        self.config
+            .put(TOKENS, body.into())
+            .await
+            .map(|_| ())
+            .map_err(|e| ClaimError::Unavailable(e.to_string()))
     }
 
     /// Whether `presented` is this node's peer secret (compared in constant time).

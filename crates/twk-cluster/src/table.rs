@@ -95,7 +95,11 @@ where
         .await
         .map(|s| s.max_age())
         .unwrap_or(Duration::from_secs(60));
-    let keep = max_age.max(Duration::from_secs(1)) * 2;
+    // A bucket without an age limit keeps its entries: nothing to prune.
+    let keep = match max_age.is_zero() {
+        true => Duration::from_secs(365 * 24 * 3600),
+        false => max_age.max(Duration::from_secs(1)) * 2,
+    };
     let mut prune = tokio::time::interval(keep);
     while !stop.is_cancelled() {
         // The last value of every key first (a node that starts late learns what is held),
