@@ -380,9 +380,9 @@ impl Registry {
             let mut map = self.lock();
             match map.get_mut(name) {
                 Some(e) if e.live.as_ref().is_some_and(|l| l.session == session) => {
-                    if let Some(live) = e.live.take() {
-                        live.dead.cancel();
-                    }
+                    // Not `dead` here: the session's runner fires it once the requests its
+                    // client still answers are through (a client that said GOAWAY).
+                    e.live = None;
                     e.released_ms = now_ms;
                     let owner = e.owner.clone();
                     // Without reservations the entry still marks "reconnecting" for the hold
