@@ -148,6 +148,18 @@ async fn post(node: SocketAddr, path: &str, body: &'static str) -> anyhow::Resul
     .await
 }
 
+/// A client of tunnel `shop` (token `alice-token`) that knows every node, the first first.
+fn roaming_agent(nodes: &[NodeProc], app: SocketAddr) -> AgentHandle {
+    let mut cfg = twk_agent::AgentConfig::new(
+        nodes[0].url(),
+        twk_agent::Target::parse(&app.to_string()).unwrap(),
+    );
+    cfg.fallback_relays = nodes[1..].iter().map(NodeProc::url).collect();
+    cfg.token = Some("alice-token".into());
+    cfg.name = Some("shop".into());
+    spawn_agent(cfg)
+}
+
 /// Waits (up to 10 s) until `node` answers 200 for the tunnel: the node's tables follow the
 /// cluster's a moment after a claim, and this is a separate process.
 async fn until_served(node: SocketAddr) {
@@ -173,14 +185,7 @@ async fn the_holding_node_killed_the_client_moves_and_its_url_works_through_ever
     };
     let mut nodes = vec![node(&nats).await, node(&nats).await, node(&nats).await];
     let (app, mut arrived) = app().await;
-    let mut cfg = twk_agent::AgentConfig::new(
-        nodes[0].url(),
-        twk_agent::Target::parse(&app.to_string()).unwrap(),
-    );
-    cfg.fallback_relays = vec![nodes[1].url(), nodes[2].url()];
-    cfg.token = Some("alice-token".into());
-    cfg.name = Some("shop".into());
-    let mut agent = spawn_agent(cfg);
+    let mut agent = roaming_agent(&nodes, app);
     let (_, url) = agent.connected().await;
     assert_eq!(url, "http://hooks.test/t/shop");
     for n in &nodes {
@@ -243,14 +248,7 @@ async fn a_rolling_restart_of_every_node_under_load_loses_no_request() {
         nodes.push(node_on(&nats, &format!("127.0.0.1:{p}")).await);
     }
     let (app, mut arrived) = app().await;
-    let mut cfg = twk_agent::AgentConfig::new(
-        nodes[0].url(),
-        twk_agent::Target::parse(&app.to_string()).unwrap(),
-    );
-    cfg.fallback_relays = vec![nodes[1].url(), nodes[2].url()];
-    cfg.token = Some("alice-token".into());
-    cfg.name = Some("shop".into());
-    let mut agent = spawn_agent(cfg);
+    let mut agent = roaming_agent(&nodes, app);
     let (_, url) = agent.connected().await;
     for n in &nodes {
         until_served(n.addr).await;

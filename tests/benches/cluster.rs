@@ -18,7 +18,7 @@ use std::net::SocketAddr;
 use std::process::Stdio;
 use std::time::Duration;
 use tokio::process::{Child, Command};
-use twk_e2e::bench::{bin_dir, drive, first_line};
+use twk_e2e::bench::{bin_dir, drive, first_line, start_tunnel};
 use twk_e2e::nats::Nats;
 use twk_e2e::procfs::{clk_tck, cpu_ticks, status_kib};
 
@@ -87,26 +87,14 @@ async fn main() {
     let (a, a_addr) = node(&relay_bin, &nats).await;
     let (b, b_addr) = node(&relay_bin, &nats).await;
     let data = tempfile::tempdir().unwrap();
-    let mut tunnel = Command::new(&tunnel_bin)
-        .args([
-            "--relay",
-            &format!("http://{a_addr}"),
-            "--name",
-            "bench",
-            "--json",
-        ])
-        .args(["--no-capture", &target.addr.to_string()])
-        .env("TWK_DATA_DIR", data.path())
-        .env("XDG_CONFIG_HOME", data.path())
-        .env("TWK_TOKEN", "bench-token")
-        .env("TWK_LOG", "error")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let (ready, mut lines) = first_line(&mut tunnel).await;
-    assert!(ready.contains("\"ready\""), "{ready}");
+    let (tunnel, mut lines) = start_tunnel(
+        &tunnel_bin,
+        a_addr,
+        target.addr,
+        data.path(),
+        &["--no-capture"],
+    )
+    .await;
     tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
     // Node B must know where the tunnel is before its phase.
     let probe = drive(b_addr, "/t/bench/warm", 1, 1, Bytes::from_static(b"{}")).await;

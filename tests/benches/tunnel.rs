@@ -15,7 +15,7 @@ use http_body_util::Full;
 use std::net::SocketAddr;
 use std::process::Stdio;
 use tokio::process::Command;
-use twk_e2e::bench::{bin_dir, drive, first_line};
+use twk_e2e::bench::{bin_dir, drive, first_line, start_tunnel};
 use twk_e2e::procfs::{clk_tck, cpu_ticks, status_kib};
 
 #[tokio::main]
@@ -67,30 +67,9 @@ async fn main() {
     // TWK_BENCH_NO_CAPTURE=1).
     let data = tempfile::tempdir().unwrap();
     let no_capture = std::env::var("TWK_BENCH_NO_CAPTURE").is_ok_and(|v| v == "1");
-    let mut args = vec![
-        "--relay".to_string(),
-        format!("http://{relay_addr}"),
-        "--name".into(),
-        "bench".into(),
-        "--json".into(),
-        target.addr.to_string(),
-    ];
-    if no_capture {
-        args.push("--no-capture".into());
-    }
-    let mut tunnel = Command::new(&tunnel_bin)
-        .args(&args)
-        .env("TWK_DATA_DIR", data.path())
-        .env("XDG_CONFIG_HOME", data.path())
-        .env("TWK_TOKEN", "bench-token")
-        .env("TWK_LOG", "error")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let (ready, mut lines) = first_line(&mut tunnel).await;
-    assert!(ready.contains("\"ready\""), "{ready}");
+    let extra: &[&str] = if no_capture { &["--no-capture"] } else { &[] };
+    let (mut tunnel, mut lines) =
+        start_tunnel(&tunnel_bin, relay_addr, target.addr, data.path(), extra).await;
     // Drain the per-exchange NDJSON lines, as a consumer would.
     let drained = tokio::spawn(async move {
         let mut n = 0u64;

@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::Child;
+use tokio::process::{Child, ChildStdout, Command};
 
 /// `TWK_BIN_DIR`, or the workspace's `target/release`.
 pub fn bin_dir() -> PathBuf {
@@ -110,4 +110,37 @@ pub async fn first_line(
         .unwrap()
         .expect("process exited");
     (line, lines)
+}
+
+/// Starts the release `twk-tunnel` (`bin`) for tunnel `bench` on `relay` to `target`, its data
+/// in `data`, and waits for its `ready` line; returns it and its further NDJSON lines.
+pub async fn start_tunnel(
+    bin: &std::path::Path,
+    relay: SocketAddr,
+    target: SocketAddr,
+    data: &std::path::Path,
+    extra: &[&str],
+) -> (Child, tokio::io::Lines<BufReader<ChildStdout>>) {
+    let mut tunnel = Command::new(bin)
+        .args([
+            "--relay",
+            &format!("http://{relay}"),
+            "--name",
+            "bench",
+            "--json",
+        ])
+        .args(extra)
+        .arg(target.to_string())
+        .env("TWK_DATA_DIR", data)
+        .env("XDG_CONFIG_HOME", data)
+        .env("TWK_TOKEN", "bench-token")
+        .env("TWK_LOG", "error")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("twk-tunnel starts");
+    let (ready, lines) = first_line(&mut tunnel).await;
+    assert!(ready.contains("\"ready\""), "{ready}");
+    (tunnel, lines)
 }

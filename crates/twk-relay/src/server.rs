@@ -296,6 +296,27 @@ async fn serve_conn(
     }
 }
 
+/// The next connection on an operator's listener (peer, metrics), until `shutdown`; accept
+/// errors (EMFILE) are retried after a pause.
+async fn accept_until(
+    listener: &TcpListener,
+    what: &str,
+    shutdown: &CancellationToken,
+) -> Option<tokio::net::TcpStream> {
+    loop {
+        tokio::select! {
+            r = listener.accept() => match r {
+                Ok((tcp, _)) => return Some(tcp),
+                Err(e) => {
+                    warn!(error = %e, "{what} accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            },
+            _ = shutdown.cancelled() => return None,
+        }
+    }
+}
+
 /// Serves the peer listener: requests other nodes send for tunnels held here.
 async fn serve_peers(
     listener: TcpListener,
@@ -303,18 +324,7 @@ async fn serve_peers(
     conns: TaskTracker,
     shutdown: CancellationToken,
 ) {
-    loop {
-        let tcp = tokio::select! {
-            r = listener.accept() => match r {
-                Ok((tcp, _)) => tcp,
-                Err(e) => {
-                    warn!(error = %e, "peer accept failed");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            },
-            _ = shutdown.cancelled() => return,
-        };
+    while let Some(tcp) = accept_until(&listener, "peer", &shutdown).await {
         let _ = tcp.set_nodelay(true);
         let state = state.clone();
         let shutdown = shutdown.clone();
@@ -351,18 +361,7 @@ async fn serve_peers(
 
 /// Answers `GET /_twk/metrics` on the operator's metrics listener.
 async fn serve_metrics(listener: TcpListener, state: Arc<State>, shutdown: CancellationToken) {
-    loop {
-        let tcp = tokio::select! {
-            r = listener.accept() => match r {
-                Ok((tcp, _)) => tcp,
-                Err(e) => {
-                    warn!(error = %e, "metrics accept failed");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            },
-            _ = shutdown.cancelled() => return,
-        };
+    while let Some(tcp) = accept_until(&listener, "metrics", &shutdown).await {
         let state = state.clone();
         tokio::spawn(async move {
             let svc = service_fn(move |req: Request<Incoming>| {
