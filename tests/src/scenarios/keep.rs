@@ -50,8 +50,9 @@ fn files(dir: &Path) -> Vec<(std::path::PathBuf, Vec<u8>)> {
         let p = e.path();
         if p.is_dir() {
             out.extend(files(&p));
-        } else {
-            out.push((p.clone(), std::fs::read(&p).unwrap()));
+        } else if let Ok(bytes) = std::fs::read(&p) {
+            // A file the relay removes between the listing and the read is gone: not listed.
+            out.push((p.clone(), bytes));
         }
     }
     out
