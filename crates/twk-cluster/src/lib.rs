@@ -87,6 +87,10 @@ pub enum ClaimError {
     /// Another owner holds the name (connected, or within a lease of disconnecting).
     #[error("held by another token")]
     Taken,
+    /// This client process was displaced by a newer one of the same token (on any node):
+    /// it must stop rather than take the name back.
+    #[error("taken over by another client of the same token")]
+    TakenOver,
     /// NATS cannot be reached: no new name is granted until it returns.
     #[error("the cluster's NATS cannot be reached ({0}); no new tunnel names are granted")]
     Unavailable(String),
@@ -101,7 +105,16 @@ struct NameRecord {
     node: String,
     /// False once the session ended: the name stays the owner's until the lease runs out.
     live: bool,
+    /// The client process holding it (the same across its reconnects and moves).
+    #[serde(default)]
+    client: String,
+    /// Client processes of the same owner it was taken from, newest last.
+    #[serde(default)]
+    displaced: Vec<String>,
 }
+
+/// Client ids remembered per name as displaced.
+const MAX_DISPLACED: usize = 8;
 
 /// A node's record in the `twk_nodes` bucket.
 #[derive(Clone, serde::Serialize, serde::Deserialize)]
@@ -215,16 +228,18 @@ impl Cluster {
         &self.node
     }
 
-    /// Claims `name` for `owner` on this node: granted when nobody holds it, or when the
-    /// same owner holds it (here or on another node: the newest session wins, the other
-    /// node sees its lease taken and closes its session).
-    pub async fn claim(self: &Arc<Self>, name: &str, owner: &str) -> Result<Lease, ClaimError> {
-        let mine = NameRecord {
-            owner: owner.to_string(),
-            node: self.node.clone(),
-            live: true,
-        };
-        let body = bytes::Bytes::from(serde_json::to_vec(&mine).unwrap_or_default());
+    /// Claims `name` for `owner`'s client process `client` on this node: granted when nobody
+    /// holds it, or when the same owner holds it (here or on another node: the newest
+    /// session wins, the other node sees its lease taken and closes its session). A client
+    /// process that another one of the same owner displaced is refused
+    /// ([`ClaimError::TakenOver`]), on every node, so two processes never take the name
+    /// from each other in turn.
+    pub async fn claim(
+        self: &Arc<Self>,
+        name: &str,
+        owner: &str,
+        client: &str,
+    ) -> Result<Lease, ClaimError> {
         // A lost race is read again: the winner's record decides.
         for _ in 0..4 {
             let current = self
@@ -233,26 +248,26 @@ impl Cluster {
                 .await
                 .map_err(|e| ClaimError::Unavailable(e.to_string()))?;
             let held = current.filter(|e| e.operation == kv::Operation::Put);
+            let before: Option<NameRecord> = held
+                .as_ref()
+                .and_then(|e| serde_json::from_slice(&e.value).ok());
+            let mine = self.record(owner, client, before.as_ref())?;
+            let body = bytes::Bytes::from(serde_json::to_vec(&mine).unwrap_or_default());
             let attempt = match held {
                 None => self.names.create(name, body.clone()).await.map_err(|e| {
                     (e.kind() == kv::CreateErrorKind::AlreadyExists)
                         .then_some(())
                         .ok_or_else(|| ClaimError::Unavailable(e.to_string()))
                 }),
-                Some(e) => {
-                    let rec: Option<NameRecord> = serde_json::from_slice(&e.value).ok();
-                    if rec.is_some_and(|r| r.owner != owner) {
-                        return Err(ClaimError::Taken);
-                    }
-                    self.names
-                        .update(name, body.clone(), e.revision)
-                        .await
-                        .map_err(|e| {
-                            (e.kind() == kv::UpdateErrorKind::WrongLastRevision)
-                                .then_some(())
-                                .ok_or_else(|| ClaimError::Unavailable(e.to_string()))
-                        })
-                }
+                Some(e) => self
+                    .names
+                    .update(name, body.clone(), e.revision)
+                    .await
+                    .map_err(|e| {
+                        (e.kind() == kv::UpdateErrorKind::WrongLastRevision)
+                            .then_some(())
+                            .ok_or_else(|| ClaimError::Unavailable(e.to_string()))
+                    }),
             };
             match attempt {
                 Ok(revision) => {
@@ -264,6 +279,37 @@ impl Cluster {
             }
         }
         Err(ClaimError::Taken)
+    }
+
+    /// The record a claim by `owner`'s `client` writes over `before`, or why it may not.
+    fn record(
+        &self,
+        owner: &str,
+        client: &str,
+        before: Option<&NameRecord>,
+    ) -> Result<NameRecord, ClaimError> {
+        let mut displaced = Vec::new();
+        if let Some(b) = before {
+            if b.owner != owner {
+                return Err(ClaimError::Taken);
+            }
+            if b.displaced.iter().any(|c| c == client) {
+                return Err(ClaimError::TakenOver);
+            }
+            displaced.clone_from(&b.displaced);
+            if b.live && !b.client.is_empty() && b.client != client {
+                displaced.push(b.client.clone());
+                let excess = displaced.len().saturating_sub(MAX_DISPLACED);
+                displaced.drain(..excess);
+            }
+        }
+        Ok(NameRecord {
+            owner: owner.to_string(),
+            node: self.node.clone(),
+            live: true,
+            client: client.to_string(),
+            displaced,
+        })
     }
 
     /// The other node holding a live session of `name`, if the tables know one.

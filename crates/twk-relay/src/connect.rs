@@ -213,7 +213,7 @@ async fn upgrade_inner(
         }
         refused => return refuse_claim(&name, refused),
     };
-    let lease = match cluster_claim(&state, &name, &owner, session).await {
+    let lease = match cluster_claim(&state, &name, &owner, &client_id, session).await {
         Ok(lease) => lease,
         Err(refusal) => return refusal,
     };
@@ -257,14 +257,16 @@ async fn cluster_claim(
     state: &State,
     name: &str,
     owner: &str,
+    client_id: &str,
     session: u64,
 ) -> Result<Option<twk_cluster::Lease>, Response<RelayBody>> {
     let Some(cluster) = &state.cfg.cluster else {
         return Ok(None);
     };
-    let refusal = match cluster.claim(name, owner).await {
+    let refusal = match cluster.claim(name, owner, client_id).await {
         Ok(lease) => return Ok(Some(lease)),
         Err(twk_cluster::ClaimError::Taken) => refuse_claim(name, Claim::Taken),
+        Err(twk_cluster::ClaimError::TakenOver) => refuse_claim(name, Claim::TakenOver),
         Err(e @ twk_cluster::ClaimError::Unavailable(_)) => {
             warn!(name, error = %e, "cluster claim failed");
             refuse(

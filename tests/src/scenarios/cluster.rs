@@ -341,3 +341,53 @@ async fn with_nats_gone_nodes_serve_what_they_hold_refuse_new_names_and_recover(
     late.stop().await.unwrap();
     nats.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_second_client_of_the_same_token_on_another_node_takes_over_and_the_first_stops() {
+    trace_init();
+    let Some(nats) = Nats::start_or_skip().await else {
+        return;
+    };
+    let auth = tokens(&["alice-token"]);
+    let nodes = vec![node(&nats, auth.clone()).await, node(&nats, auth).await];
+    let target = FakeTarget::echo().await;
+    let client = |at: usize| {
+        // Each agent run is its own client process (its own client id).
+        let mut cfg = agent_config(&nodes[at].relay, target.addr);
+        cfg.token = Some("alice-token".into());
+        cfg.name = Some("shop".into());
+        spawn_agent(cfg)
+    };
+    let mut first = client(0);
+    first.connected().await;
+    let mut second = client(1);
+    second.connected().await;
+    // Node 0 sees its lease taken and closes the first client's session; the first client
+    // reconnects to node 0 and is refused for good, on this node as on any other.
+    let err = tokio::time::timeout(Duration::from_secs(15), first.task)
+        .await
+        .expect("the displaced client stops")
+        .unwrap()
+        .unwrap_err();
+    assert!(matches!(err, AgentError::TakenOver), "{err}");
+    // The name stays with the second client, reachable through both nodes.
+    nodes[0]
+        .cluster
+        .await_holder("shop", Duration::from_secs(10))
+        .await
+        .expect("node 0 routes to the second client's node");
+    for n in &nodes {
+        let r = send(
+            n.relay.addr,
+            "POST",
+            "/t/shop/x",
+            &[("host", "hooks.test")],
+            "x",
+        )
+        .await
+        .unwrap();
+        assert_eq!((r.status.as_u16(), r.text().as_str()), (200, "x"));
+    }
+    second.stop().await.unwrap();
+    nats.stop().await;
+}
