@@ -35,6 +35,16 @@ const NODES: &str = "twk_nodes";
 const CONFIG: &str = "twk_config";
 /// The key of the tokens file's text in [`CONFIG`].
 const TOKENS: &str = "tokens";
+/// Bucket of each name's owner key (the public key requests are sealed to while its client
+/// is offline), kept until replaced, so any node can keep a request for any tunnel.
+const KEYS: &str = "twk_owner_keys";
+
+/// A name's owner key in [`KEYS`].
+#[derive(Clone, serde::Serialize, serde::Deserialize)]
+struct OwnerKeyRecord {
+    owner: String,
+    key: String,
+}
 
 /// How to reach NATS and what this node tells the others.
 #[derive(Clone)]
@@ -154,6 +164,8 @@ pub struct Cluster {
     node_table: Table<NodeRecord>,
     config: kv::Store,
     config_table: Table<String>,
+    keys: kv::Store,
+    key_table: Table<OwnerKeyRecord>,
     stop: CancellationToken,
 }
 
@@ -178,6 +190,7 @@ impl Cluster {
         let nodes = bucket(&js, NODES, cfg.lease).await?;
         // Kept until replaced (no age limit).
         let config = bucket(&js, CONFIG, Duration::ZERO).await?;
+        let keys = bucket(&js, KEYS, Duration::ZERO).await?;
         let node = format!("n{}", hex::encode(rand::random::<[u8; 6]>()));
         let secret = hex::encode(rand::random::<[u8; 32]>());
         let me = NodeRecord {
@@ -201,8 +214,11 @@ impl Cluster {
             node_table: Table::default(),
             config: config.clone(),
             config_table: Table::default(),
+            keys: keys.clone(),
+            key_table: Table::default(),
             stop: stop.clone(),
         });
+        tokio::spawn(table::follow(keys, cluster.key_table.clone(), stop.clone()));
         tokio::spawn(table::follow(
             config,
             cluster.config_table.clone(),
@@ -345,6 +361,60 @@ impl Cluster {
                     _ = names.changed() => {}
                     _ = nodes.changed() => {}
                 }
+            }
+        };
+        tokio::time::timeout(within, found).await.ok()
+    }
+
+    /// Records `owner`'s public key (base64) for `name`: a node that receives a request for
+    /// it while its client is offline seals the request to this key.
+    pub async fn set_owner_key(
+        &self,
+        name: &str,
+        owner: &str,
+        key: &str,
+    ) -> Result<(), ClaimError> {
+        let rec = OwnerKeyRecord {
+            owner: owner.to_string(),
+            key: key.to_string(),
+        };
+        if self
+            .key_table
+            .fresh(name, Duration::MAX)
+            .is_some_and(|r| r.owner == rec.owner && r.key == rec.key)
+        {
+            return Ok(());
+        }
+        let body = serde_json::to_vec(&rec).unwrap_or_default();
+        self.keys
+            .put(name, body.into())
+            .await
+            .map(|_| ())
+            .map_err(|e| ClaimError::Unavailable(e.to_string()))?;
+        self.key_table.insert(name, rec);
+        Ok(())
+    }
+
+    /// The owner key (base64) to seal a request for `name` to, unless the name now belongs
+    /// to another owner than the key's.
+    pub fn owner_key(&self, name: &str) -> Option<String> {
+        let rec = self.key_table.fresh(name, Duration::MAX)?;
+        let holder = self.name_table.fresh(name, Duration::MAX);
+        if holder.is_some_and(|h| h.owner != rec.owner) {
+            return None;
+        }
+        Some(rec.key)
+    }
+
+    /// Waits up to `within` until the tables know an owner key for `name`.
+    pub async fn await_owner_key(&self, name: &str, within: Duration) -> Option<String> {
+        let mut changes = self.key_table.subscribe();
+        let found = async {
+            loop {
+                if let Some(k) = self.owner_key(name) {
+                    return k;
+                }
+                let _ = changes.changed().await;
             }
         };
         tokio::time::timeout(within, found).await.ok()

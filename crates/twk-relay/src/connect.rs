@@ -208,6 +208,7 @@ async fn upgrade_inner(
                 .and_then(|k| twk_protocol::kept::OwnerPublic::parse(k).ok())
             {
                 state.registry.set_owner_key(&name, session, k);
+                share_owner_key(&state, &name, &owner, &k);
             }
             (session, cancel, dead, inflight)
         }
@@ -249,6 +250,26 @@ async fn upgrade_inner(
         .tracker
         .spawn(run_session(state.clone(), s, on_upgrade).instrument(span));
     switching_protocols(&accept, &name, &public_url)
+}
+
+/// In a cluster, every node may have to keep a request for this tunnel while its client is
+/// offline: the owner's public key is shared (in the background; a failure only means fewer
+/// nodes can keep).
+fn share_owner_key(
+    state: &Arc<State>,
+    name: &str,
+    owner: &str,
+    key: &twk_protocol::kept::OwnerPublic,
+) {
+    let Some(cluster) = state.cfg.cluster.clone() else {
+        return;
+    };
+    let (name, owner, key) = (name.to_owned(), owner.to_owned(), key.to_base64());
+    tokio::spawn(async move {
+        if let Err(e) = cluster.set_owner_key(&name, &owner, &key).await {
+            warn!(name, error = %e, "cluster: could not share the owner key");
+        }
+    });
 }
 
 /// With a cluster, the name must also be granted cluster-wide (after the local rules passed);

@@ -320,7 +320,12 @@ async fn offline_keeping(
     route: &Route,
     origin: &Origin,
 ) -> Response<RelayBody> {
-    let (Some(store), Some(owner)) = (&state.keep, state.registry.owner_key(&route.name)) else {
+    // In a cluster the client may have connected to another node only: its key is shared.
+    let owner = state.registry.owner_key(&route.name).or_else(|| {
+        let key = state.cfg.cluster.as_ref()?.owner_key(&route.name)?;
+        twk_protocol::kept::OwnerPublic::parse(&key).ok()
+    });
+    let (Some(store), Some(owner)) = (&state.keep, owner) else {
         return offline(&route.name, "no tunnel client is connected");
     };
     if declared_len(&req).is_some_and(|n| n > state.cfg.max_body) {

@@ -140,6 +140,20 @@ impl KeepStore {
         Ok(dropped)
     }
 
+    /// The tunnels with kept requests here (names only; a directory that is not a valid
+    /// tunnel name is skipped).
+    pub(crate) fn names(&self) -> Vec<String> {
+        let Ok(entries) = fs::read_dir(&self.dir) else {
+            return Vec::new();
+        };
+        entries
+            .flatten()
+            .filter(|e| e.path().is_dir())
+            .filter_map(|e| e.file_name().into_string().ok())
+            .filter(|n| twk_protocol::validate_name(n).is_ok())
+            .collect()
+    }
+
     /// The kept requests of `name`, oldest first.
     pub(crate) fn list(&self, name: &str) -> std::io::Result<Vec<KeptFile>> {
         let entries = match fs::read_dir(self.tunnel_dir(name)) {
@@ -200,7 +214,67 @@ impl KeepStore {
 pub(crate) async fn hand_off(
     state: std::sync::Arc<crate::server::State>,
     name: String,
-    mut sender: hyper::client::conn::http2::SendRequest<crate::body::RelayBody>,
+    sender: hyper::client::conn::http2::SendRequest<crate::body::RelayBody>,
+) {
+    hand_over(state, name, Recipient::Session(sender)).await;
+}
+
+/// Where kept requests go: the tunnel's session on this node, or (in a cluster) the node
+/// whose session holds the tunnel now, through its peer listener.
+pub(crate) enum Recipient {
+    Session(hyper::client::conn::http2::SendRequest<crate::body::RelayBody>),
+    Peer(twk_cluster::Peer),
+}
+
+impl Recipient {
+    /// Sends one kept request; the client's answer status.
+    pub(crate) async fn deliver(
+        &mut self,
+        state: &crate::server::State,
+        request: http::Request<crate::body::RelayBody>,
+    ) -> Result<http::StatusCode, String> {
+        match self {
+            Recipient::Session(sender) => {
+                sender.ready().await.map_err(|e| e.to_string())?;
+                let r = sender
+                    .send_request(request)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                Ok(r.status())
+            }
+            Recipient::Peer(peer) => {
+                let (mut parts, body) = request.into_parts();
+                let name = parts
+                    .uri
+                    .host()
+                    .and_then(|h| h.strip_suffix(".tunnel"))
+                    .unwrap_or("");
+                parts.uri = format!(
+                    "{}{}{name}",
+                    peer.url.trim_end_matches('/'),
+                    crate::peer::KEPT_PATH
+                )
+                .parse()
+                .map_err(|e: http::uri::InvalidUri| e.to_string())?;
+                let secret =
+                    http::HeaderValue::from_str(&peer.secret).map_err(|e| e.to_string())?;
+                parts.headers.insert(crate::peer::SECRET, secret);
+                let r = state
+                    .peers
+                    .request(http::Request::from_parts(parts, body))
+                    .await
+                    .map_err(|e| e.to_string())?;
+                Ok(r.status())
+            }
+        }
+    }
+}
+
+/// [`hand_off`] to any [`Recipient`].
+pub(crate) async fn hand_over(
+    state: std::sync::Arc<crate::server::State>,
+    name: String,
+    mut to: Recipient,
 ) {
     let Some(store) = state.keep.clone() else {
         return;
@@ -227,24 +301,21 @@ pub(crate) async fn hand_off(
             .header(twk_protocol::meta::RECEIVED_AT, f.received_ms)
             .body(crate::body::full(sealed));
         let Ok(request) = request else { continue };
-        if sender.ready().await.is_err() {
-            return;
-        }
-        match sender.send_request(request).await {
-            Ok(r) if r.status().is_success() => {
+        match to.deliver(&state, request).await {
+            Ok(status) if status.is_success() => {
                 let path = f.path.clone();
                 let _ = tokio::task::spawn_blocking(move || fs::remove_file(path)).await;
                 state.metrics.kept_handed_off();
             }
             // Sealed to another key (the owner's other machine, or a key since replaced):
             // this client cannot read it, the other one still may. It stays, within the TTL.
-            Ok(r) if r.status() == http::StatusCode::UNPROCESSABLE_ENTITY => {
+            Ok(http::StatusCode::UNPROCESSABLE_ENTITY) => {
                 state.metrics.kept_skipped();
                 tracing::info!(request_id = %f.request_id, "kept request sealed to another key of the owner: left for it");
             }
-            Ok(r) => {
+            Ok(status) => {
                 return tracing::warn!(
-                    status = r.status().as_u16(),
+                    status = status.as_u16(),
                     "the client did not take a kept request; it stays kept"
                 );
             }

@@ -24,13 +24,17 @@ pub(crate) const SECRET: &str = "x-twk-peer";
 pub(crate) const CLIENT: &str = "x-twk-peer-client";
 /// How many node-to-node hops the request has made (see `ingress::Hop`).
 pub(crate) const HOPS: &str = "x-twk-peer-hops";
+/// Where another node hands over a request it kept for a tunnel held here now
+/// (`…/kept/<name>`, the sealed request as body, `x-twk-kept` and `x-twk-received-at` as on
+/// the tunnel).
+pub(crate) const KEPT_PATH: &str = "/_twk/peer/kept/";
 
 /// How long a node waits to connect to the holding node before answering 502: the issue's
 /// "owner node gone: 502 within 1 s".
 const CONNECT_TIMEOUT: Duration = Duration::from_millis(800);
 
 /// The pooled HTTP/1.1 client to other nodes.
-pub(crate) fn client() -> Client<HttpConnector, Incoming> {
+pub(crate) fn client() -> Client<HttpConnector, RelayBody> {
     let mut http = HttpConnector::new();
     http.set_connect_timeout(Some(CONNECT_TIMEOUT));
     http.set_nodelay(true);
@@ -67,6 +71,7 @@ pub(crate) async fn forward(
         .insert(HOPS, HeaderValue::from(u16::from(hops)));
     state.metrics.peer_forwarded.inc();
     let wait = state.cfg.request_timeout + twk_protocol::limits::RELAY_DEADLINE_MARGIN * 2;
+    let body = body.map_err(Into::into).boxed();
     let sent = state.peers.request(Request::from_parts(parts, body));
     match tokio::time::timeout(wait, sent).await {
         Ok(Ok(resp)) => resp.map(|b| b.map_err(Into::into).boxed()),
@@ -91,17 +96,18 @@ fn unreachable_node(peer: &Peer, why: &str) -> Response<RelayBody> {
     )
 }
 
-/// The sender a peer request is from and its hop count, when it presents this node's
-/// secret; `None` for anyone else (answered 403 by the peer listener).
-pub(crate) fn vouched_sender(
-    state: &State,
-    req: &Request<Incoming>,
-) -> Option<(SocketAddr, crate::ingress::Hop)> {
-    let cluster = state.cfg.cluster.as_ref()?;
-    let presented = req.headers().get(SECRET)?;
-    if !cluster.authorizes(presented.as_bytes()) {
-        return None;
-    }
+/// Whether a request on the peer listener presents this node's secret (anyone else is
+/// answered 403).
+pub(crate) fn vouched(state: &State, req: &Request<Incoming>) -> bool {
+    let (Some(cluster), Some(presented)) = (state.cfg.cluster.as_ref(), req.headers().get(SECRET))
+    else {
+        return false;
+    };
+    cluster.authorizes(presented.as_bytes())
+}
+
+/// The sender a vouched peer request is from and its hop count.
+pub(crate) fn sender_of(req: &Request<Incoming>) -> Option<(SocketAddr, crate::ingress::Hop)> {
     let sender = req.headers().get(CLIENT)?.to_str().ok()?.parse().ok()?;
     let hops = req
         .headers()
@@ -139,4 +145,101 @@ pub(crate) async fn ask_clients_to_move(state: &State) {
     }
     let all = async { while asks.join_next().await.is_some() {} };
     let _ = tokio::time::timeout(Duration::from_secs(2), all).await;
+}
+
+/// A kept request another node hands over for tunnel `name`, held here: passed to the
+/// session as that node's own hand-off would be; the client's status comes back.
+pub(crate) async fn receive_kept(state: &State, req: Request<Incoming>) -> Response<RelayBody> {
+    let name = req
+        .uri()
+        .path()
+        .strip_prefix(KEPT_PATH)
+        .unwrap_or("")
+        .to_owned();
+    if twk_protocol::validate_name(&name).is_err() {
+        return text(StatusCode::BAD_REQUEST, "twk relay: no such tunnel name\n");
+    }
+    let crate::registry::Lookup::Ready { sender, .. } =
+        state
+            .registry
+            .lookup(&name, std::time::Instant::now(), false)
+    else {
+        return text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "twk relay: the tunnel is not held here\n",
+        );
+    };
+    let (parts, body) = req.into_parts();
+    // A sealed request is the body in base64 plus its head: bounded by the relay's body cap.
+    let cap = usize::try_from(state.cfg.max_body)
+        .unwrap_or(usize::MAX)
+        .saturating_mul(2);
+    let Ok(sealed) = http_body_util::Limited::new(body, cap.saturating_add(1 << 20))
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+    else {
+        return text(
+            StatusCode::BAD_REQUEST,
+            "twk relay: the kept request did not arrive whole\n",
+        );
+    };
+    let mut request = Request::post(format!("http://{name}.tunnel/"));
+    for h in [twk_protocol::meta::KEPT, twk_protocol::meta::RECEIVED_AT] {
+        if let Some(v) = parts.headers.get(h) {
+            request = request.header(h, v);
+        }
+    }
+    let Ok(request) = request.body(crate::body::full(sealed)) else {
+        return text(
+            StatusCode::BAD_REQUEST,
+            "twk relay: bad kept request head\n",
+        );
+    };
+    let mut to = crate::keep::Recipient::Session(sender);
+    match to.deliver(state, request).await {
+        Ok(status) => {
+            let mut r = Response::new(crate::body::full(""));
+            *r.status_mut() = status;
+            r
+        }
+        Err(e) => {
+            debug!(name, error = %e, "a kept request from another node did not reach the client");
+            text(
+                StatusCode::BAD_GATEWAY,
+                "twk relay: the tunnel client did not take the kept request\n",
+            )
+        }
+    }
+}
+
+/// Hands requests this node kept for tunnels now held by another node to that node, once a
+/// second; they are deleted here once the tunnel's client took them.
+pub(crate) async fn carry_kept(
+    state: std::sync::Arc<State>,
+    stop: tokio_util::sync::CancellationToken,
+) {
+    let (Some(cluster), Some(store)) = (state.cfg.cluster.clone(), state.keep.clone()) else {
+        return;
+    };
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let s = store.clone();
+        let Ok(names) = tokio::task::spawn_blocking(move || s.names()).await else {
+            continue;
+        };
+        for name in names {
+            if state.registry.is_live(&name) {
+                continue;
+            }
+            if let Some(peer) = cluster.locate(&name) {
+                crate::keep::hand_over(state.clone(), name, crate::keep::Recipient::Peer(peer))
+                    .await;
+            }
+        }
+    }
 }

@@ -53,7 +53,7 @@ pub(crate) struct State {
     /// Connections to the other nodes of a cluster.
     pub(crate) peers: hyper_util::client::legacy::Client<
         hyper_util::client::legacy::connect::HttpConnector,
-        Incoming,
+        RelayBody,
     >,
     /// Set when shutdown starts: a cluster node's sessions then end by their clients moving.
     pub(crate) draining: std::sync::atomic::AtomicBool,
@@ -159,6 +159,9 @@ pub async fn serve_node(
     // shutdown; tunnel sessions live in `state.tracker`.
     let conns = TaskTracker::new();
     let drain = CancellationToken::new();
+    if state.cfg.cluster.is_some() && state.keep.is_some() {
+        tokio::spawn(crate::peer::carry_kept(state.clone(), shutdown.clone()));
+    }
     if let Some(p) = peer {
         // Other nodes keep reaching this one's tunnels while it drains, until its clients moved.
         tokio::spawn(serve_peers(p, state.clone(), conns.clone(), drain.clone()));
@@ -332,12 +335,20 @@ async fn serve_peers(
             let svc = service_fn(move |req: Request<Incoming>| {
                 let state = state.clone();
                 async move {
-                    let resp = match crate::peer::vouched_sender(&state, &req) {
-                        Some((sender, hop)) => ingress::forward_as(state, sender, req, hop).await,
-                        None => text(
+                    let resp = if !crate::peer::vouched(&state, &req) {
+                        text(
                             StatusCode::FORBIDDEN,
                             "twk relay: not a node of this cluster\n",
-                        ),
+                        )
+                    } else if req.uri().path().starts_with(crate::peer::KEPT_PATH) {
+                        crate::peer::receive_kept(&state, req).await
+                    } else if let Some((sender, hop)) = crate::peer::sender_of(&req) {
+                        ingress::forward_as(state, sender, req, hop).await
+                    } else {
+                        text(
+                            StatusCode::BAD_REQUEST,
+                            "twk relay: a peer request names no sender\n",
+                        )
                     };
                     Ok::<_, Infallible>(resp)
                 }

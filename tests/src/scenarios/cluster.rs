@@ -33,6 +33,11 @@ impl Node {
 }
 
 async fn node(nats: &Nats, auth: twk_relay::Auth) -> Node {
+    node_with(nats, relay_config(auth)).await
+}
+
+/// [`node`] with a configuration of the test's own.
+async fn node_with(nats: &Nats, mut cfg: twk_relay::RelayConfig) -> Node {
     let public = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let peer = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = public.local_addr().unwrap();
@@ -52,7 +57,6 @@ async fn node(nats: &Nats, auth: twk_relay::Auth) -> Node {
     )
     .await
     .expect("joins the cluster");
-    let mut cfg = relay_config(auth);
     // Every node serves the same public URLs (path style on one host name), as behind one
     // load balancer.
     cfg.domain = "hooks.test".into();
@@ -389,5 +393,81 @@ async fn a_second_client_of_the_same_token_on_another_node_takes_over_and_the_fi
         assert_eq!((r.status.as_u16(), r.text().as_str()), (200, "x"));
     }
     second.stop().await.unwrap();
+    nats.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_request_kept_on_one_node_reaches_the_client_back_on_another() {
+    trace_init();
+    let Some(nats) = Nats::start_or_skip().await else {
+        return;
+    };
+    let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
+    let mut nodes = Vec::new();
+    for d in &dirs {
+        let mut cfg = relay_config(tokens(&["alice-token"]));
+        // Past any hold: straight to "offline".
+        cfg.hold = Duration::ZERO;
+        cfg.keep_dir = Some(d.path().join("kept"));
+        nodes.push(node_with(&nats, cfg).await);
+    }
+    let target = FakeTarget::echo().await;
+    let key = twk_protocol::kept::OwnerKey::generate();
+    let client = |at: usize| {
+        let mut cfg = agent_config(&nodes[at].relay, target.addr);
+        cfg.token = Some("alice-token".into());
+        cfg.name = Some("away".into());
+        cfg.owner_key = Some(key.clone());
+        spawn_agent(cfg)
+    };
+    // The client connects to node 0 only; node 1 learns its key through the cluster.
+    let mut first = client(0);
+    first.connected().await;
+    nodes[1]
+        .cluster
+        .await_owner_key("away", Duration::from_secs(10))
+        .await
+        .expect("node 1 learns the owner key");
+    first.stop().await.unwrap();
+
+    // Offline: a webhook through node 1 is answered 503 and kept, sealed: by node 1, or by
+    // node 0 when node 1 still saw the tunnel there a moment ago.
+    let body = pattern(64 * 1024, 3);
+    let r = send(
+        nodes[1].relay.addr,
+        "POST",
+        "/t/away/hook?x=1",
+        &[("host", "hooks.test")],
+        body.clone(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status, 503, "{}", r.text());
+    assert!(r.text().contains("kept"), "{}", r.text());
+    let kept = |i: usize| {
+        std::fs::read_dir(dirs[i].path().join("kept").join("away")).map_or(0, |d| d.count())
+    };
+    let keeper = if kept(1) == 1 { 1 } else { 0 };
+    assert_eq!((kept(keeper), kept(1 - keeper)), (1, 0));
+
+    // The client comes back on the other node: the keeper hands the request over through it.
+    let mut back = client(1 - keeper);
+    back.connected().await;
+    let ex = back.exchange().await;
+    assert!(ex.missed, "{ex:?}");
+    assert_eq!(ex.path, "/hook?x=1");
+    assert!(
+        ex.request.body.bytes == body,
+        "the kept body came back altered"
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while kept(keeper) > 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the keeper kept its copy"
+        );
+        tokio::task::yield_now().await;
+    }
+    back.stop().await.unwrap();
     nats.stop().await;
 }
