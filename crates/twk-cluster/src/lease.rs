@@ -1,7 +1,7 @@
 //! A granted name: renewed while the session lives, marked not live when it ends, and
 //! reported lost when another node's session of the same owner took it over.
 
-use crate::{Cluster, NameRecord};
+use crate::{Cluster, NameRecord, encode};
 use async_nats::jetstream::kv;
 use std::sync::Arc;
 use std::time::Duration;
@@ -45,10 +45,6 @@ impl Drop for Lease {
     fn drop(&mut self) {
         self.end.cancel();
     }
-}
-
-fn encode(rec: &NameRecord) -> bytes::Bytes {
-    bytes::Bytes::from(serde_json::to_vec(rec).unwrap_or_default())
 }
 
 /// Renews the record every third of a lease (compare-and-set on the last revision) until the

@@ -197,7 +197,7 @@ impl Cluster {
             url: cfg.advertise.clone(),
             secret: secret.clone(),
         };
-        let body = bytes::Bytes::from(serde_json::to_vec(&me).unwrap_or_default());
+        let body = encode(&me);
         nodes
             .put(&node, body.clone())
             .await
@@ -258,22 +258,18 @@ impl Cluster {
     ) -> Result<Lease, ClaimError> {
         // A lost race is read again: the winner's record decides.
         for _ in 0..4 {
-            let current = self
-                .names
-                .entry(name)
-                .await
-                .map_err(|e| ClaimError::Unavailable(e.to_string()))?;
+            let current = self.names.entry(name).await.map_err(unavailable)?;
             let held = current.filter(|e| e.operation == kv::Operation::Put);
             let before: Option<NameRecord> = held
                 .as_ref()
                 .and_then(|e| serde_json::from_slice(&e.value).ok());
             let mine = self.record(owner, client, before.as_ref())?;
-            let body = bytes::Bytes::from(serde_json::to_vec(&mine).unwrap_or_default());
+            let body = encode(&mine);
             let attempt = match held {
                 None => self.names.create(name, body.clone()).await.map_err(|e| {
                     (e.kind() == kv::CreateErrorKind::AlreadyExists)
                         .then_some(())
-                        .ok_or_else(|| ClaimError::Unavailable(e.to_string()))
+                        .ok_or_else(|| unavailable(e))
                 }),
                 Some(e) => self
                     .names
@@ -282,7 +278,7 @@ impl Cluster {
                     .map_err(|e| {
                         (e.kind() == kv::UpdateErrorKind::WrongLastRevision)
                             .then_some(())
-                            .ok_or_else(|| ClaimError::Unavailable(e.to_string()))
+                            .ok_or_else(|| unavailable(e))
                     }),
             };
             match attempt {
@@ -351,19 +347,8 @@ impl Cluster {
     /// Waits up to `within` until the tables show another node holding `name` live (a
     /// claim on one node reaches the others' tables a moment later).
     pub async fn await_holder(&self, name: &str, within: Duration) -> Option<Peer> {
-        let (mut names, mut nodes) = (self.name_table.subscribe(), self.node_table.subscribe());
-        let found = async {
-            loop {
-                if let Some(peer) = self.locate(name) {
-                    return peer;
-                }
-                tokio::select! {
-                    _ = names.changed() => {}
-                    _ = nodes.changed() => {}
-                }
-            }
-        };
-        tokio::time::timeout(within, found).await.ok()
+        let tables = [self.name_table.subscribe(), self.node_table.subscribe()];
+        until(within, tables, || self.locate(name)).await
     }
 
     /// Records `owner`'s public key (base64) for `name`: a node that receives a request for
@@ -385,12 +370,11 @@ impl Cluster {
         {
             return Ok(());
         }
-        let body = serde_json::to_vec(&rec).unwrap_or_default();
         self.keys
-            .put(name, body.into())
+            .put(name, encode(&rec))
             .await
             .map(|_| ())
-            .map_err(|e| ClaimError::Unavailable(e.to_string()))?;
+            .map_err(unavailable)?;
         self.key_table.insert(name, rec);
         Ok(())
     }
@@ -408,16 +392,8 @@ impl Cluster {
 
     /// Waits up to `within` until the tables know an owner key for `name`.
     pub async fn await_owner_key(&self, name: &str, within: Duration) -> Option<String> {
-        let mut changes = self.key_table.subscribe();
-        let found = async {
-            loop {
-                if let Some(k) = self.owner_key(name) {
-                    return k;
-                }
-                let _ = changes.changed().await;
-            }
-        };
-        tokio::time::timeout(within, found).await.ok()
+        let tables = [self.key_table.subscribe(), self.name_table.subscribe()];
+        until(within, tables, || self.owner_key(name)).await
     }
 
     /// The tokens file's text as the cluster last shared it (hashes and labels, never a
@@ -434,22 +410,17 @@ impl Cluster {
     /// The tokens text the cluster holds now, read from NATS (not from the watched table,
     /// which a node that just joined may not have filled yet).
     pub async fn shared_tokens(&self) -> Result<Option<String>, ClaimError> {
-        let value = self
-            .config
-            .get(TOKENS)
-            .await
-            .map_err(|e| ClaimError::Unavailable(e.to_string()))?;
+        let value = self.config.get(TOKENS).await.map_err(unavailable)?;
         Ok(value.and_then(|v| serde_json::from_slice(&v).ok()))
     }
 
     /// Shares the tokens file's text with every node (they apply it within a moment).
     pub async fn publish_tokens(&self, text: &str) -> Result<(), ClaimError> {
-        let body = serde_json::to_vec(text).unwrap_or_default();
         self.config
-            .put(TOKENS, body.into())
+            .put(TOKENS, encode(text))
             .await
             .map(|_| ())
-            .map_err(|e| ClaimError::Unavailable(e.to_string()))
+            .map_err(unavailable)
     }
 
     /// Whether `presented` is this node's peer secret (compared in constant time).
@@ -483,6 +454,35 @@ impl Drop for Cluster {
     fn drop(&mut self) {
         self.stop.cancel();
     }
+}
+
+/// A record as a bucket stores it (JSON).
+pub(crate) fn encode<T: serde::Serialize + ?Sized>(value: &T) -> bytes::Bytes {
+    bytes::Bytes::from(serde_json::to_vec(value).unwrap_or_default())
+}
+
+/// NATS did not answer a call: what a claim or a shared write reports.
+fn unavailable(e: impl std::fmt::Display) -> ClaimError {
+    ClaimError::Unavailable(e.to_string())
+}
+
+/// Waits up to `within` for `probe` to find something, probing again whenever one of the
+/// `tables` changes.
+async fn until<T, const N: usize>(
+    within: Duration,
+    mut tables: [tokio::sync::watch::Receiver<u64>; N],
+    probe: impl Fn() -> Option<T>,
+) -> Option<T> {
+    let found = async {
+        loop {
+            if let Some(v) = probe() {
+                return v;
+            }
+            let changes = tables.iter_mut().map(|t| Box::pin(t.changed()));
+            let _ = futures_util::future::select_all(changes).await;
+        }
+    };
+    tokio::time::timeout(within, found).await.ok()
 }
 
 async fn connect(cfg: &ClusterConfig) -> Result<async_nats::Client, ClusterError> {
