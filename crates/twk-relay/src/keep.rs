@@ -231,6 +231,7 @@ impl Recipient {
     pub(crate) async fn deliver(
         &mut self,
         state: &crate::server::State,
+        name: &str,
         request: http::Request<crate::body::RelayBody>,
     ) -> Result<http::StatusCode, String> {
         match self {
@@ -244,21 +245,8 @@ impl Recipient {
             }
             Recipient::Peer(peer) => {
                 let (mut parts, body) = request.into_parts();
-                let name = parts
-                    .uri
-                    .host()
-                    .and_then(|h| h.strip_suffix(".tunnel"))
-                    .unwrap_or("");
-                parts.uri = format!(
-                    "{}{}{name}",
-                    peer.url.trim_end_matches('/'),
-                    crate::peer::KEPT_PATH
-                )
-                .parse()
-                .map_err(|e: http::uri::InvalidUri| e.to_string())?;
-                let secret =
-                    http::HeaderValue::from_str(&peer.secret).map_err(|e| e.to_string())?;
-                parts.headers.insert(crate::peer::SECRET, secret);
+                let path = format!("{}{name}", crate::peer::KEPT_PATH);
+                crate::peer::address(&mut parts, peer, &path)?;
                 let r = state
                     .peers
                     .request(http::Request::from_parts(parts, body))
@@ -301,7 +289,7 @@ pub(crate) async fn hand_over(
             .header(twk_protocol::meta::RECEIVED_AT, f.received_ms)
             .body(crate::body::full(sealed));
         let Ok(request) = request else { continue };
-        match to.deliver(&state, request).await {
+        match to.deliver(&state, &name, request).await {
             Ok(status) if status.is_success() => {
                 let path = f.path.clone();
                 let _ = tokio::task::spawn_blocking(move || fs::remove_file(path)).await;

@@ -53,18 +53,17 @@ pub(crate) async fn forward(
 ) -> Response<RelayBody> {
     let (mut parts, body) = req.into_parts();
     twk_protocol::strip_hop_by_hop(&mut parts.headers);
-    let target = parts.uri.path_and_query().map_or("/", |p| p.as_str());
-    let Ok(uri) = format!("{}{target}", peer.url.trim_end_matches('/')).parse::<http::Uri>() else {
-        return unreachable_node(&peer, "its advertised URL is not usable");
+    let target = parts
+        .uri
+        .path_and_query()
+        .map_or("/", |p| p.as_str())
+        .to_owned();
+    if let Err(why) = address(&mut parts, &peer, &target) {
+        return unreachable_node(&peer, why);
+    }
+    let Ok(client) = HeaderValue::from_str(&sender.to_string()) else {
+        return unreachable_node(&peer, "the sender's address is not a header value");
     };
-    parts.uri = uri;
-    let (Ok(secret), Ok(client)) = (
-        HeaderValue::from_str(&peer.secret),
-        HeaderValue::from_str(&sender.to_string()),
-    ) else {
-        return unreachable_node(&peer, "its secret is not a header value");
-    };
-    parts.headers.insert(SECRET, secret);
     parts.headers.insert(CLIENT, client);
     parts
         .headers
@@ -84,6 +83,21 @@ pub(crate) async fn forward(
             "twk relay: the relay node holding this tunnel did not answer in time (relay side)\n",
         ),
     }
+}
+
+/// Points a request at `path` on `peer`'s listener, with the secret it accepts.
+pub(crate) fn address(
+    parts: &mut http::request::Parts,
+    peer: &Peer,
+    path: &str,
+) -> Result<(), &'static str> {
+    parts.uri = format!("{}{path}", peer.url.trim_end_matches('/'))
+        .parse()
+        .map_err(|_| "its advertised URL is not usable")?;
+    let secret =
+        HeaderValue::from_str(&peer.secret).map_err(|_| "its secret is not a header value")?;
+    parts.headers.insert(SECRET, secret);
+    Ok(())
 }
 
 fn unreachable_node(peer: &Peer, why: &str) -> Response<RelayBody> {
@@ -197,7 +211,7 @@ pub(crate) async fn receive_kept(state: &State, req: Request<Incoming>) -> Respo
         );
     };
     let mut to = crate::keep::Recipient::Session(sender);
-    match to.deliver(state, request).await {
+    match to.deliver(state, &name, request).await {
         Ok(status) => {
             let mut r = Response::new(crate::body::full(""));
             *r.status_mut() = status;
