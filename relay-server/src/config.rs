@@ -32,20 +32,27 @@ pub(crate) fn tokens_file(named: Option<&PathBuf>) -> Option<PathBuf> {
 /// Reads the accepted tokens: the tokens file (which must exist when named) and
 /// TWK_RELAY_TOKENS.
 pub(crate) fn load_tokens(file: Option<&PathBuf>, must_exist: bool) -> anyhow::Result<TokenSet> {
-    let mut tokens = TokenSet::default();
-    if let Some(path) = file {
-        match std::fs::read_to_string(path) {
-            Ok(text) => tokens.extend_from_file(&text),
-            Err(e) if !must_exist && e.kind() == std::io::ErrorKind::NotFound => {}
+    let text = match file {
+        None => String::new(),
+        Some(path) => match std::fs::read_to_string(path) {
+            Ok(text) => text,
+            Err(e) if !must_exist && e.kind() == std::io::ErrorKind::NotFound => String::new(),
             Err(e) => {
                 return Err(e).with_context(|| format!("reading tokens file {}", path.display()));
             }
-        }
-    }
+        },
+    };
+    Ok(tokens_from(&text))
+}
+
+/// The accepted tokens given a tokens file's text: its entries and TWK_RELAY_TOKENS.
+pub(crate) fn tokens_from(file_text: &str) -> TokenSet {
+    let mut tokens = TokenSet::default();
+    tokens.extend_from_file(file_text);
     if let Ok(env) = std::env::var("TWK_RELAY_TOKENS") {
         tokens.extend_from_text(&env);
     }
-    Ok(tokens)
+    tokens
 }
 
 /// Where reservations go when no --state-file is given.

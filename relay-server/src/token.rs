@@ -125,13 +125,7 @@ pub(crate) async fn watch_file(
         }
         last = now;
         match load_tokens(Some(&path), false) {
-            Ok(set) => {
-                tx.send_if_modified(|cur| {
-                    let changed = *cur != set;
-                    *cur = set;
-                    changed
-                });
-            }
+            Ok(set) => put_in_force(&tx, set),
             Err(e) => tracing::warn!(
                 error = %twk_sanitize::error_chain(e.as_ref()),
                 "tokens file not reloaded"
@@ -201,11 +195,11 @@ fn adopt(path: &Path, shared: &str, tx: &watch::Sender<TokenSet>) {
     {
         tracing::warn!(error = %twk_sanitize::error_chain(e.as_ref()), "cluster: cannot write the shared tokens file");
     }
-    let mut set = TokenSet::default();
-    set.extend_from_file(shared);
-    if let Ok(env) = std::env::var("TWK_RELAY_TOKENS") {
-        set.extend_from_text(&env);
-    }
+    put_in_force(tx, crate::config::tokens_from(shared));
+}
+
+/// Makes `set` the tokens in force (the relay is told only when it differs).
+fn put_in_force(tx: &watch::Sender<TokenSet>, set: TokenSet) {
     tx.send_if_modified(|cur| {
         let changed = *cur != set;
         *cur = set;

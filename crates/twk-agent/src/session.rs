@@ -361,9 +361,6 @@ fn header<'a>(resp: &'a http::Response<Option<Vec<u8>>>, name: &str) -> Option<&
 
 /// The configuration for one connection attempt to `relay` (the one in use, or a fallback).
 fn on_relay(cfg: &AgentConfig, relay: &crate::RelayUrl) -> AgentConfig {
-    if cfg.relay == *relay {
-        return cfg.clone();
-    }
     AgentConfig {
         relay: relay.clone(),
         ..cfg.clone()
