@@ -80,6 +80,19 @@ async fn node_with(nats: &Nats, mut cfg: twk_relay::RelayConfig) -> Node {
     }
 }
 
+/// A client of tunnel `name` on `node` with `token`.
+fn tunnel_on(
+    node: &Node,
+    target: std::net::SocketAddr,
+    token: &str,
+    name: &str,
+) -> twk_agent::AgentConfig {
+    let mut cfg = agent_config(&node.relay, target);
+    cfg.token = Some(token.into());
+    cfg.name = Some(name.into());
+    cfg
+}
+
 async fn three_nodes(nats: &Nats, auth: twk_relay::Auth) -> Vec<Node> {
     let mut nodes = Vec::new();
     for _ in 0..3 {
@@ -109,10 +122,7 @@ async fn a_webhook_sent_to_any_node_reaches_the_tunnel_held_by_one() {
     };
     let nodes = three_nodes(&nats, tokens(&["alice-token"])).await;
     let target = FakeTarget::echo().await;
-    let mut cfg = agent_config(&nodes[0].relay, target.addr);
-    cfg.token = Some("alice-token".into());
-    cfg.name = Some("shop".into());
-    let mut agent = spawn_agent(cfg);
+    let mut agent = spawn_agent(tunnel_on(&nodes[0], target.addr, "alice-token", "shop"));
     agent.connected().await;
     for other in &nodes[1..] {
         let holder = other
@@ -209,12 +219,7 @@ async fn two_tokens_racing_for_one_name_on_two_nodes_exactly_one_wins() {
         let name = format!("race-{round}");
         let agents: Vec<_> = [("alice-token", 0), ("mallory-token", 1)]
             .into_iter()
-            .map(|(token, at)| {
-                let mut cfg = agent_config(&nodes[at].relay, target.addr);
-                cfg.token = Some(token.into());
-                cfg.name = Some(name.clone());
-                spawn_agent(cfg)
-            })
+            .map(|(token, at)| spawn_agent(tunnel_on(&nodes[at], target.addr, token, &name)))
             .collect();
         let mut winners = Vec::new();
         let mut losers = 0;
@@ -282,10 +287,7 @@ async fn with_nats_gone_nodes_serve_what_they_hold_refuse_new_names_and_recover(
     let nodes = vec![node(&nats, auth.clone()).await, node(&nats, auth).await];
     let target = FakeTarget::echo().await;
     let tunnel = |at: usize, name: &str| {
-        let mut cfg = agent_config(&nodes[at].relay, target.addr);
-        cfg.token = Some("alice-token".into());
-        cfg.name = Some(name.into());
-        spawn_agent(cfg)
+        spawn_agent(tunnel_on(&nodes[at], target.addr, "alice-token", name))
     };
     let mut shop = tunnel(0, "shop");
     shop.connected().await;
@@ -355,13 +357,8 @@ async fn a_second_client_of_the_same_token_on_another_node_takes_over_and_the_fi
     let auth = tokens(&["alice-token"]);
     let nodes = vec![node(&nats, auth.clone()).await, node(&nats, auth).await];
     let target = FakeTarget::echo().await;
-    let client = |at: usize| {
-        // Each agent run is its own client process (its own client id).
-        let mut cfg = agent_config(&nodes[at].relay, target.addr);
-        cfg.token = Some("alice-token".into());
-        cfg.name = Some("shop".into());
-        spawn_agent(cfg)
-    };
+    // Each agent run is its own client process (its own client id).
+    let client = |at: usize| spawn_agent(tunnel_on(&nodes[at], target.addr, "alice-token", "shop"));
     let mut first = client(0);
     first.connected().await;
     let mut second = client(1);
@@ -414,9 +411,7 @@ async fn a_request_kept_on_one_node_reaches_the_client_back_on_another() {
     let target = FakeTarget::echo().await;
     let key = twk_protocol::kept::OwnerKey::generate();
     let client = |at: usize| {
-        let mut cfg = agent_config(&nodes[at].relay, target.addr);
-        cfg.token = Some("alice-token".into());
-        cfg.name = Some("away".into());
+        let mut cfg = tunnel_on(&nodes[at], target.addr, "alice-token", "away");
         cfg.owner_key = Some(key.clone());
         spawn_agent(cfg)
     };
