@@ -11,13 +11,18 @@
 //! - Both buckets are watched into local tables, so routing a public request costs no round
 //!   trip to NATS; entries not renewed within a lease are ignored.
 //!
+//! - **Kept requests** (`twk_kept_<name>`, object stores): requests kept for an offline
+//!   tunnel, sealed to its owner, so the node its client reconnects to can hand them over.
+//!
 //! It is not the relay's HTTP, nor the node-to-node transport (`twk-relay` forwards requests
 //! to the holding node's peer listener); it does not start or configure NATS.
 #![forbid(unsafe_code)]
 
+mod kept;
 mod lease;
 mod table;
 
+pub use kept::KeptObject;
 pub use lease::Lease;
 
 use async_nats::jetstream::kv;
@@ -156,6 +161,7 @@ impl std::fmt::Debug for Peer {
 
 /// This node's membership of the cluster.
 pub struct Cluster {
+    js: async_nats::jetstream::Context,
     node: String,
     secret: String,
     lease: Duration,
@@ -206,6 +212,7 @@ impl Cluster {
                 reason: e.to_string(),
             })?;
         let cluster = Arc::new(Cluster {
+            js,
             node: node.clone(),
             secret,
             lease: cfg.lease,

@@ -227,8 +227,9 @@ pub(crate) async fn receive_kept(state: &State, req: Request<Incoming>) -> Respo
     }
 }
 
-/// Hands requests this node kept for tunnels now held by another node to that node, once a
-/// second; they are deleted here once the tunnel's client took them.
+/// Once a second, what this node's disk kept (while NATS could not take it) moves on: to
+/// the node that holds the tunnel now, or, while no node does, into JetStream. Deleted here
+/// once taken.
 pub(crate) async fn carry_kept(
     state: std::sync::Arc<State>,
     stop: tokio_util::sync::CancellationToken,
@@ -242,17 +243,20 @@ pub(crate) async fn carry_kept(
             _ = stop.cancelled() => return,
             _ = tick.tick() => {}
         }
-        let s = store.clone();
-        let Ok(names) = tokio::task::spawn_blocking(move || s.names()).await else {
+        let d = store.disk.clone();
+        let Ok(names) = tokio::task::spawn_blocking(move || d.names()).await else {
             continue;
         };
         for name in names {
             if state.registry.is_live(&name) {
                 continue;
             }
-            if let Some(peer) = cluster.locate(&name) {
-                crate::keep::hand_over(state.clone(), name, crate::keep::Recipient::Peer(peer))
-                    .await;
+            match cluster.locate(&name) {
+                Some(peer) => {
+                    let to = crate::keep::Recipient::Peer(peer);
+                    crate::keep::hand_over(state.clone(), name, to).await;
+                }
+                None => crate::keep::cluster::spool(&cluster, &store, &name).await,
             }
         }
     }

@@ -161,6 +161,8 @@ pub async fn serve_node(
     let drain = CancellationToken::new();
     if state.cfg.cluster.is_some() && state.keep.is_some() {
         tokio::spawn(crate::peer::carry_kept(state.clone(), shutdown.clone()));
+        let announced = crate::keep::cluster::deliver_announced(state.clone(), shutdown.clone());
+        tokio::spawn(announced);
     }
     if let Some(p) = peer {
         // Other nodes keep reaching this one's tunnels while it drains, until its clients moved.

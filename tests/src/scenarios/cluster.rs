@@ -393,76 +393,204 @@ async fn a_second_client_of_the_same_token_on_another_node_takes_over_and_the_fi
     nats.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_request_kept_on_one_node_reaches_the_client_back_on_another() {
-    trace_init();
-    let Some(nats) = Nats::start_or_skip().await else {
-        return;
-    };
-    let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
-    let mut nodes = Vec::new();
-    for d in &dirs {
+/// Nodes that keep requests for offline tunnels, each with a directory of its own (the
+/// fallback while NATS cannot take one).
+async fn keeping_nodes(nats: &Nats, n: usize) -> (Vec<Node>, Vec<tempfile::TempDir>) {
+    let (mut nodes, mut dirs) = (Vec::new(), Vec::new());
+    for _ in 0..n {
+        let d = tempfile::tempdir().unwrap();
         let mut cfg = relay_config(tokens(&["alice-token"]));
         // Past any hold: straight to "offline".
         cfg.hold = Duration::ZERO;
         cfg.keep_dir = Some(d.path().join("kept"));
-        nodes.push(node_with(&nats, cfg).await);
+        nodes.push(node_with(nats, cfg).await);
+        dirs.push(d);
     }
-    let target = FakeTarget::echo().await;
-    let key = twk_protocol::kept::OwnerKey::generate();
-    let client = |at: usize| {
-        let mut cfg = tunnel_on(&nodes[at], target.addr, "alice-token", "away");
-        cfg.owner_key = Some(key.clone());
-        spawn_agent(cfg)
-    };
-    // The client connects to node 0 only; node 1 learns its key through the cluster.
-    let mut first = client(0);
-    first.connected().await;
-    nodes[1]
-        .cluster
-        .await_owner_key("away", Duration::from_secs(10))
-        .await
-        .expect("node 1 learns the owner key");
-    first.stop().await.unwrap();
+    (nodes, dirs)
+}
 
-    // Offline: a webhook through node 1 is answered 503 and kept, sealed: by node 1, or by
-    // node 0 when node 1 still saw the tunnel there a moment ago.
-    let body = pattern(64 * 1024, 3);
+/// Files a node's disk keeps for tunnel `name`.
+fn kept_on_disk(dir: &tempfile::TempDir, name: &str) -> usize {
+    std::fs::read_dir(dir.path().join("kept").join(name)).map_or(0, |d| d.count())
+}
+
+/// Waits until the cluster's store keeps `n` requests for `name`.
+async fn kept_in_cluster(cluster: &Cluster, name: &str, n: usize) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let now = cluster.kept(name).await.map(|k| k.len());
+        if now.as_ref().is_ok_and(|k| *k == n) {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{name}: {now:?} kept in JetStream, expected {n}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A client of tunnel "away" on `node` with the owner key `key`.
+fn away_client(
+    node: &Node,
+    target: std::net::SocketAddr,
+    key: &twk_protocol::kept::OwnerKey,
+) -> AgentHandle {
+    let mut cfg = tunnel_on(node, target, "alice-token", "away");
+    cfg.owner_key = Some(key.clone());
+    spawn_agent(cfg)
+}
+
+/// Connects a client of "away" on node 0 once, so every node learns its owner key, and
+/// leaves: the tunnel is offline.
+async fn away_was_here(
+    nodes: &[Node],
+    target: std::net::SocketAddr,
+    key: &twk_protocol::kept::OwnerKey,
+) {
+    let mut first = away_client(&nodes[0], target, key);
+    first.connected().await;
+    for n in &nodes[1..] {
+        n.cluster
+            .await_owner_key("away", Duration::from_secs(10))
+            .await
+            .expect("every node learns the owner key");
+    }
+    first.stop().await.unwrap();
+}
+
+/// A webhook to the offline tunnel through `node`: answered 503 and kept.
+async fn webhook_kept(node: &Node, body: &[u8]) {
     let r = send(
-        nodes[1].relay.addr,
+        node.relay.addr,
         "POST",
         "/t/away/hook?x=1",
         &[("host", "hooks.test")],
-        body.clone(),
+        body.to_vec(),
     )
     .await
     .unwrap();
     assert_eq!(r.status, 503, "{}", r.text());
     assert!(r.text().contains("kept"), "{}", r.text());
-    let kept = |i: usize| {
-        std::fs::read_dir(dirs[i].path().join("kept").join("away")).map_or(0, |d| d.count())
-    };
-    let keeper = if kept(1) == 1 { 1 } else { 0 };
-    assert_eq!((kept(keeper), kept(1 - keeper)), (1, 0));
+}
 
-    // The client comes back on the other node: the keeper hands the request over through it.
-    let mut back = client(1 - keeper);
-    back.connected().await;
-    let ex = back.exchange().await;
+/// The client, back, records the kept request as missed, byte for byte (its length and
+/// SHA-256; the bytes themselves as far as the capture keeps them).
+async fn receives_kept(client: &mut AgentHandle, body: &[u8]) {
+    let ex = client.exchange().await;
     assert!(ex.missed, "{ex:?}");
     assert_eq!(ex.path, "/hook?x=1");
-    assert!(
-        ex.request.body.bytes == body,
+    let whole = twk_capture::CapturedBody::from_bytes(body);
+    let got = &ex.request.body;
+    assert_eq!(
+        (got.len, &got.sha256),
+        (whole.len, &whole.sha256),
         "the kept body came back altered"
     );
+    assert!(body.starts_with(&got.bytes) && !got.bytes.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_request_kept_in_jetstream_outlives_the_nodes_that_kept_it() {
+    trace_init();
+    let Some(nats) = Nats::start_or_skip().await else {
+        return;
+    };
+    let (nodes, dirs) = keeping_nodes(&nats, 3).await;
+    let target = FakeTarget::echo().await;
+    let key = twk_protocol::kept::OwnerKey::generate();
+    away_was_here(&nodes, target.addr, &key).await;
+
+    // Offline: kept, sealed, in JetStream (by node 1, or by node 0 when node 1 still saw the
+    // tunnel there a moment ago), not on any node's disk. A body over one NATS message.
+    let body = pattern(3 << 20, 3);
+    webhook_kept(&nodes[1], &body).await;
+    kept_in_cluster(&nodes[2].cluster, "away", 1).await;
+    assert!(dirs.iter().all(|d| kept_on_disk(d, "away") == 0));
+
+    // Both nodes that could have kept it go away for good; the client comes back on the
+    // third, which hands the request over from JetStream, then deletes it there.
+    let mut nodes = nodes;
+    let third = nodes.pop().unwrap();
+    for n in nodes {
+        n.relay.stop().await;
+    }
+    let mut back = away_client(&third, target.addr, &key);
+    back.connected().await;
+    receives_kept(&mut back, &body).await;
+    kept_in_cluster(&third.cluster, "away", 0).await;
+    back.stop().await.unwrap();
+    nats.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn kept_while_nats_is_away_it_waits_on_disk_then_moves_to_jetstream() {
+    trace_init();
+    let Some(mut nats) = Nats::start_or_skip().await else {
+        return;
+    };
+    let (nodes, dirs) = keeping_nodes(&nats, 2).await;
+    let target = FakeTarget::echo().await;
+    let key = twk_protocol::kept::OwnerKey::generate();
+    away_was_here(&nodes, target.addr, &key).await;
+
+    nats.pause().await;
+    let body = pattern(100_000, 5);
+    webhook_kept(&nodes[1], &body).await;
+    let on_disk = dirs.iter().map(|d| kept_on_disk(d, "away")).sum::<usize>();
+    assert_eq!(on_disk, 1, "kept on the node's disk while NATS is away");
+
+    nats.resume().await.unwrap();
+    kept_in_cluster(&nodes[0].cluster, "away", 1).await;
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while kept(keeper) > 0 {
+    while dirs.iter().any(|d| kept_on_disk(d, "away") > 0) {
         assert!(
             std::time::Instant::now() < deadline,
-            "the keeper kept its copy"
+            "the disk kept its copy"
         );
-        tokio::task::yield_now().await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    let mut back = away_client(&nodes[0], target.addr, &key);
+    back.connected().await;
+    receives_kept(&mut back, &body).await;
     back.stop().await.unwrap();
+    nats.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_request_kept_by_another_node_reaches_a_client_already_connected() {
+    trace_init();
+    let Some(nats) = Nats::start_or_skip().await else {
+        return;
+    };
+    let (nodes, _dirs) = keeping_nodes(&nats, 2).await;
+    let target = FakeTarget::echo().await;
+    let key = twk_protocol::kept::OwnerKey::generate();
+    let mut client = away_client(&nodes[1], target.addr, &key);
+    client.connected().await;
+    // Node 0 keeps one just as the client connected on node 1 (its table still said
+    // offline): stored and announced, node 1 hands it over without a reconnect.
+    let body = pattern(10_000, 9);
+    let request = twk_protocol::kept::KeptRequest {
+        request_id: "x1y2z3-7".into(),
+        received_ms: twk_protocol::now_ms(),
+        method: "POST".into(),
+        path: "/hook?x=1".into(),
+        public_url: "http://hooks.test/t/away/hook?x=1".into(),
+        remote_addr: "127.0.0.1:9".into(),
+        headers: vec![("content-type".into(), b"application/json".to_vec())],
+        body: body.clone(),
+        answered: 503,
+    };
+    let sealed = key.public().seal(&request).unwrap();
+    let object = format!("{:013}-{}", request.received_ms, request.request_id);
+    nodes[0]
+        .cluster
+        .put_kept("away", &object, &sealed, Duration::from_secs(3600))
+        .await
+        .unwrap();
+    receives_kept(&mut client, &body).await;
+    kept_in_cluster(&nodes[0].cluster, "away", 0).await;
+    client.stop().await.unwrap();
     nats.stop().await;
 }

@@ -1,0 +1,558 @@
+//! Requests kept while a tunnel's client is offline, sealed to the tunnel's owner
+//! (`twk_protocol::kept`), so the relay cannot read them back, and handed to the client when
+//! it connects again.
+//!
+//! Where they are kept: on this node's disk ([`disk`]) when the relay runs alone; in a
+//! cluster, in JetStream ([`cluster`]), so whichever node the client reconnects to hands them
+//! over, with this node's disk as the fallback while NATS cannot take them (moved to
+//! JetStream once it can, or carried to the node that holds the tunnel).
+//!
+//! Bounded per tunnel by count and bytes (the oldest are dropped, and counted) and by age
+//! (older than the TTL: dropped when next looked at).
+
+pub(crate) mod cluster;
+pub(crate) mod disk;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use twk_protocol::kept::{KeptRequest, OwnerPublic};
+
+/// Limits of the keep store.
+#[derive(Debug, Clone)]
+pub struct KeepLimits {
+    /// Requests per tunnel.
+    pub count: usize,
+    /// Sealed bytes per tunnel.
+    pub bytes: u64,
+    /// Age after which a kept request is dropped.
+    pub ttl: Duration,
+}
+
+impl Default for KeepLimits {
+    fn default() -> Self {
+        KeepLimits {
+            count: twk_protocol::limits::DEFAULT_KEEP_COUNT,
+            bytes: twk_protocol::limits::DEFAULT_KEEP_BYTES,
+            ttl: twk_protocol::limits::DEFAULT_KEEP_TTL,
+        }
+    }
+}
+
+/// Where one kept request is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Place {
+    /// A file on this node's disk.
+    Disk(PathBuf),
+    /// An object in the cluster's store, named by [`stem`].
+    Cluster,
+}
+
+/// One kept request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Kept {
+    pub(crate) place: Place,
+    pub(crate) received_ms: i64,
+    pub(crate) request_id: String,
+    /// Sealed length in bytes.
+    pub(crate) len: u64,
+}
+
+impl Kept {
+    /// Its name in either store (file stem or object name).
+    pub(crate) fn stem(&self) -> String {
+        stem(self.received_ms, &self.request_id)
+    }
+}
+
+/// A kept request's name: `<received_ms, 13 digits>-<request id>` (the id reduced to
+/// `[A-Za-z0-9-]`, 64 characters at most), so names sort by arrival.
+pub(crate) fn stem(received_ms: i64, request_id: &str) -> String {
+    let id: String = request_id
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
+        .take(64)
+        .collect();
+    format!("{:013}-{id}", received_ms.max(0))
+}
+
+/// The arrival time and request id in a [`stem`].
+pub(crate) fn parse_stem(stem: &str) -> Option<(i64, String)> {
+    let (ms, id) = stem.split_once('-')?;
+    Some((ms.parse().ok()?, id.to_owned()))
+}
+
+/// Sorts by arrival: the millisecond, then the relay's request counter (`<prefix>-<n>`,
+/// compared as a number: "-10" comes after "-9").
+pub(crate) fn arrival_order(kept: &mut [Kept]) {
+    let seq = |k: &Kept| {
+        k.request_id
+            .rsplit('-')
+            .next()
+            .and_then(|n| n.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    kept.sort_by(|a, b| {
+        (a.received_ms, seq(a), &a.request_id).cmp(&(b.received_ms, seq(b), &b.request_id))
+    });
+}
+
+/// Of `kept` (in arrival order), those to drop: every one past the TTL, then the oldest
+/// until the count and byte bounds hold.
+pub(crate) fn excess<'a>(kept: &'a [Kept], limits: &KeepLimits, now_ms: i64) -> Vec<&'a Kept> {
+    let ttl_ms = i64::try_from(limits.ttl.as_millis()).unwrap_or(i64::MAX);
+    let (fresh, expired): (Vec<&Kept>, Vec<&Kept>) = kept
+        .iter()
+        .partition(|k| now_ms.saturating_sub(k.received_ms) <= ttl_ms);
+    let mut out = expired;
+    let mut bytes: u64 = fresh.iter().map(|k| k.len).sum();
+    let mut count = fresh.len();
+    for k in fresh {
+        if count <= limits.count && bytes <= limits.bytes {
+            break;
+        }
+        count -= 1;
+        bytes -= k.len;
+        out.push(k);
+    }
+    out
+}
+
+/// Why a request was not kept.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum KeepError {
+    #[error("sealing failed: {0}")]
+    Seal(String),
+    #[error("larger than the per-tunnel keep bound")]
+    TooLarge,
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Seals `request` to `owner`; refused when it alone is over the byte bound.
+pub(crate) fn seal(
+    owner: &OwnerPublic,
+    request: &KeptRequest,
+    limits: &KeepLimits,
+) -> Result<Vec<u8>, KeepError> {
+    let sealed = owner
+        .seal(request)
+        .map_err(|e| KeepError::Seal(e.to_string()))?;
+    if sealed.len() as u64 > limits.bytes {
+        return Err(KeepError::TooLarge);
+    }
+    Ok(sealed)
+}
+
+/// Bodies read into memory at once to be kept, relay-wide: with `max_body` each, this is
+/// what keeping can cost in memory however many senders arrive for offline tunnels.
+const KEEPING_AT_ONCE: usize = 8;
+
+/// The relay's keeping: this node's directory, its limits, and the hand-offs running.
+#[derive(Debug, Clone)]
+pub(crate) struct KeepStore {
+    pub(crate) disk: disk::Disk,
+    pub(crate) limits: KeepLimits,
+    /// Room for bodies being read to be kept ([`KEEPING_AT_ONCE`]).
+    reading: Arc<tokio::sync::Semaphore>,
+    turns: Arc<Turns>,
+}
+
+impl KeepStore {
+    pub(crate) fn new(dir: PathBuf, limits: KeepLimits) -> KeepStore {
+        KeepStore {
+            disk: disk::Disk::new(dir),
+            limits,
+            reading: Arc::new(tokio::sync::Semaphore::new(KEEPING_AT_ONCE)),
+            turns: Arc::default(),
+        }
+    }
+}
+
+/// One hand-off per tunnel at a time on a node: a reason to hand off (a connect, a request
+/// kept by another node) that arrives during one makes it look once more when it ends.
+#[derive(Debug, Default)]
+struct Turns(Mutex<HashMap<String, bool>>);
+
+/// The running hand-off of one tunnel ([`Turns`]).
+struct Turn<'a> {
+    turns: &'a Turns,
+    name: String,
+    ended: bool,
+}
+
+impl Turns {
+    /// `None` when a hand-off of `name` runs already (it is told to look again).
+    fn begin(&self, name: &str) -> Option<Turn<'_>> {
+        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(again) = map.get_mut(name) {
+            *again = true;
+            return None;
+        }
+        map.insert(name.to_owned(), false);
+        Some(Turn {
+            turns: self,
+            name: name.to_owned(),
+            ended: false,
+        })
+    }
+}
+
+impl Turn<'_> {
+    /// Whether to look once more; when not, the turn ends here, under the same lock as a
+    /// [`Turns::begin`] that would otherwise find it still running and be lost.
+    fn again(&mut self) -> bool {
+        let mut map = self.turns.0.lock().unwrap_or_else(|p| p.into_inner());
+        match map.get_mut(&self.name) {
+            Some(again) if *again => {
+                *again = false;
+                true
+            }
+            _ => {
+                map.remove(&self.name);
+                self.ended = true;
+                false
+            }
+        }
+    }
+}
+
+impl Drop for Turn<'_> {
+    fn drop(&mut self) {
+        if !self.ended {
+            let mut map = self.turns.0.lock().unwrap_or_else(|p| p.into_inner());
+            map.remove(&self.name);
+        }
+    }
+}
+
+/// Hands tunnel `name`'s kept requests to its client that just connected (or that another
+/// node just kept one for), oldest first, one at a time: those on this node's disk and, in a
+/// cluster, those in JetStream. Each is deleted only once the client answered 2xx (it is
+/// recorded). One the client cannot open (422: sealed to another key of the owner) is
+/// skipped and stays for that key, within the TTL; any other answer, or the session ending,
+/// leaves the rest for the next connect.
+pub(crate) async fn hand_off(
+    state: Arc<crate::server::State>,
+    name: String,
+    sender: hyper::client::conn::http2::SendRequest<crate::body::RelayBody>,
+) {
+    let Some(store) = state.keep.clone() else {
+        return;
+    };
+    let Some(mut turn) = store.turns.begin(&name) else {
+        return;
+    };
+    loop {
+        let to = Recipient::Session(sender.clone());
+        hand_over(state.clone(), name.clone(), to).await;
+        if !turn.again() {
+            return;
+        }
+    }
+}
+
+/// Where kept requests go: the tunnel's session on this node, or (in a cluster) the node
+/// whose session holds the tunnel now, through its peer listener.
+pub(crate) enum Recipient {
+    Session(hyper::client::conn::http2::SendRequest<crate::body::RelayBody>),
+    Peer(twk_cluster::Peer),
+}
+
+impl Recipient {
+    /// Sends one kept request; the client's answer status.
+    pub(crate) async fn deliver(
+        &mut self,
+        state: &crate::server::State,
+        name: &str,
+        request: http::Request<crate::body::RelayBody>,
+    ) -> Result<http::StatusCode, String> {
+        match self {
+            Recipient::Session(sender) => {
+                sender.ready().await.map_err(|e| e.to_string())?;
+                let r = sender
+                    .send_request(request)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                Ok(r.status())
+            }
+            Recipient::Peer(peer) => {
+                let (mut parts, body) = request.into_parts();
+                let path = format!("{}{name}", crate::peer::KEPT_PATH);
+                crate::peer::address(&mut parts, peer, &path)?;
+                let r = state
+                    .peers
+                    .request(http::Request::from_parts(parts, body))
+                    .await
+                    .map_err(|e| e.to_string())?;
+                Ok(r.status())
+            }
+        }
+    }
+}
+
+/// Tunnel `name`'s kept requests, in arrival order: this node's disk, and with `shared`
+/// the cluster's store too.
+async fn listing(
+    state: &crate::server::State,
+    store: &KeepStore,
+    name: &str,
+    shared: bool,
+) -> Vec<Kept> {
+    let (d, n) = (store.disk.clone(), name.to_owned());
+    let mut kept = match tokio::task::spawn_blocking(move || d.list(&n)).await {
+        Ok(Ok(k)) => k,
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "cannot list kept requests");
+            Vec::new()
+        }
+        Err(_) => Vec::new(),
+    };
+    if let (true, Some(c)) = (shared, &state.cfg.cluster) {
+        kept.extend(cluster::list(c, name).await);
+    }
+    arrival_order(&mut kept);
+    kept
+}
+
+/// Reads one kept request's sealed bytes from where it is.
+async fn read(state: &crate::server::State, name: &str, k: &Kept) -> Option<Vec<u8>> {
+    match &k.place {
+        Place::Disk(path) => {
+            let path = path.clone();
+            tokio::task::spawn_blocking(move || disk::Disk::read(&path))
+                .await
+                .ok()?
+                .ok()
+        }
+        Place::Cluster => {
+            cluster::read(
+                state.cfg.cluster.as_ref()?,
+                name,
+                k,
+                &state.keep.as_ref()?.limits,
+            )
+            .await
+        }
+    }
+}
+
+/// Deletes one kept request from where it is.
+async fn remove(state: &crate::server::State, name: &str, k: &Kept) {
+    match &k.place {
+        Place::Disk(path) => {
+            let path = path.clone();
+            let _ = tokio::task::spawn_blocking(move || std::fs::remove_file(path)).await;
+        }
+        Place::Cluster => {
+            if let Some(c) = &state.cfg.cluster {
+                cluster::remove(c, name, k).await;
+            }
+        }
+    }
+}
+
+/// Hands `name`'s kept requests to `to`. To the tunnel's own session: everything kept for
+/// it; to another node: only what this node's disk kept (what is in JetStream, the holding
+/// node hands over itself).
+pub(crate) async fn hand_over(state: Arc<crate::server::State>, name: String, mut to: Recipient) {
+    let Some(store) = state.keep.clone() else {
+        return;
+    };
+    let shared = matches!(to, Recipient::Session(_));
+    let kept = listing(&state, &store, &name, shared).await;
+    if !kept.is_empty() {
+        tracing::info!(count = kept.len(), "handing kept requests to the client");
+    }
+    for k in kept {
+        let Some(sealed) = read(&state, &name, &k).await else {
+            continue;
+        };
+        let request = http::Request::builder()
+            .method(http::Method::POST)
+            .uri(format!("http://{name}.tunnel/"))
+            .header(twk_protocol::meta::KEPT, k.request_id.as_str())
+            .header(twk_protocol::meta::RECEIVED_AT, k.received_ms)
+            .body(crate::body::full(sealed));
+        let Ok(request) = request else { continue };
+        match to.deliver(&state, &name, request).await {
+            Ok(status) if status.is_success() => {
+                remove(&state, &name, &k).await;
+                state.metrics.kept_handed_off();
+            }
+            // Sealed to another key (the owner's other machine, or a key since replaced):
+            // this client cannot read it, the other one still may. It stays, within the TTL.
+            Ok(http::StatusCode::UNPROCESSABLE_ENTITY) => {
+                state.metrics.kept_skipped();
+                tracing::info!(request_id = %k.request_id, "kept request sealed to another key of the owner: left for it");
+            }
+            Ok(status) => {
+                return tracing::warn!(
+                    status = status.as_u16(),
+                    "the client did not take a kept request; it stays kept"
+                );
+            }
+            Err(e) => {
+                return tracing::info!(error = %e, "tunnel ended during the hand-off; the rest stays kept");
+            }
+        }
+    }
+}
+
+/// Keeps a request that found its tunnel offline, sealed to `owner`: reads the body (bounded
+/// by `max_body` and the request timeout), seals and stores it. Returns whether it was kept;
+/// the sender is answered 503 either way.
+pub(crate) async fn keep_offline(
+    state: &crate::server::State,
+    store: &KeepStore,
+    owner: OwnerPublic,
+    name: &str,
+    request: hyper::Request<hyper::body::Incoming>,
+    meta: KeptRequest,
+) -> bool {
+    use http_body_util::BodyExt as _;
+    // Memory stays bounded under a flood: past the bound the sender gets its 503 unkept
+    // (counted), never a queue of bodies.
+    let Ok(_reading) = store.reading.clone().try_acquire_owned() else {
+        state.metrics.kept_refused();
+        tracing::warn!(
+            name,
+            "too many requests being kept at once: this one is not kept"
+        );
+        return false;
+    };
+    let limited = http_body_util::Limited::new(
+        request.into_body(),
+        usize::try_from(state.cfg.max_body).unwrap_or(usize::MAX),
+    );
+    let body = match tokio::time::timeout(state.cfg.request_timeout, limited.collect()).await {
+        Ok(Ok(b)) => b.to_bytes(),
+        // Too large, cut short or too slow: nothing trustworthy to keep.
+        _ => return false,
+    };
+    let mut kept = meta;
+    kept.body = body.to_vec();
+    let id = kept.request_id.clone();
+    let stem = stem(kept.received_ms, &kept.request_id);
+    let result = match &state.cfg.cluster {
+        Some(c) => cluster::keep(c, store, name, &stem, owner, kept).await,
+        None => keep_on_disk(store, name, stem, owner, kept).await,
+    };
+    match result {
+        Ok(dropped) => {
+            state.metrics.kept(dropped);
+            tracing::info!(request_id = %id, dropped, "kept for the offline tunnel, sealed to its owner");
+            true
+        }
+        Err(e) => {
+            state.metrics.kept_refused();
+            tracing::warn!(request_id = %id, error = %e, "cannot keep the request");
+            false
+        }
+    }
+}
+
+/// Seals and writes one request to this node's disk (on the blocking pool); how many older
+/// ones were dropped.
+pub(crate) async fn keep_on_disk(
+    store: &KeepStore,
+    name: &str,
+    stem: String,
+    owner: OwnerPublic,
+    request: KeptRequest,
+) -> Result<usize, KeepError> {
+    let (store, name) = (store.clone(), name.to_owned());
+    let now = twk_protocol::now_ms();
+    tokio::task::spawn_blocking(move || {
+        let sealed = seal(&owner, &request, &store.limits)?;
+        Ok(store
+            .disk
+            .write(&name, &stem, &sealed, &store.limits, now)?)
+    })
+    .await
+    .map_err(|e| KeepError::Io(std::io::Error::other(e.to_string())))?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use twk_protocol::kept::OwnerKey;
+
+    fn kept(id: &str, ms: i64, len: u64) -> Kept {
+        Kept {
+            place: Place::Cluster,
+            received_ms: ms,
+            request_id: id.into(),
+            len,
+        }
+    }
+
+    #[test]
+    fn names_sort_by_arrival_and_read_back() {
+        let s = stem(1_700_000_000_000, "ab12-9/../x");
+        assert_eq!(s, "1700000000000-ab12-9x");
+        assert_eq!(parse_stem(&s), Some((1_700_000_000_000, "ab12-9x".into())));
+        assert_eq!(parse_stem("nodash"), None);
+        assert_eq!(parse_stem("12x-a"), None);
+        let mut ks = vec![kept("p-10", 5, 1), kept("p-9", 5, 1), kept("p-1", 4, 1)];
+        arrival_order(&mut ks);
+        let ids: Vec<&str> = ks.iter().map(|k| k.request_id.as_str()).collect();
+        assert_eq!(ids, ["p-1", "p-9", "p-10"]);
+    }
+
+    #[test]
+    fn the_expired_then_the_oldest_go_first() {
+        let limits = KeepLimits {
+            count: 2,
+            bytes: 100,
+            ttl: Duration::from_millis(1000),
+        };
+        let ks = vec![
+            kept("p-1", 0, 10),
+            kept("p-2", 5_000, 60),
+            kept("p-3", 5_001, 30),
+            kept("p-4", 5_002, 30),
+        ];
+        let ids =
+            |v: Vec<&Kept>| -> Vec<String> { v.iter().map(|k| k.request_id.clone()).collect() };
+        // p-1 expired; of the rest, 3 > count 2 and 120 > 100 bytes: p-2 goes.
+        assert_eq!(ids(excess(&ks, &limits, 5_500)), ["p-1", "p-2"]);
+        assert!(excess(&ks[1..3], &limits, 5_500).is_empty());
+    }
+
+    #[test]
+    fn a_request_larger_than_the_bound_is_refused_not_sealed_away() {
+        let limits = KeepLimits {
+            count: 3,
+            bytes: 100,
+            ttl: Duration::from_secs(3600),
+        };
+        let owner = OwnerKey::generate();
+        let r = KeptRequest {
+            request_id: "r".into(),
+            received_ms: 1,
+            method: "POST".into(),
+            path: "/".into(),
+            public_url: "http://relay.test/t/a/".into(),
+            remote_addr: "127.0.0.1:1".into(),
+            headers: Vec::new(),
+            body: vec![7; 200],
+            answered: 503,
+        };
+        assert!(matches!(
+            seal(&owner.public(), &r, &limits),
+            Err(KeepError::TooLarge)
+        ));
+        let small = KeptRequest {
+            body: vec![7; 2],
+            ..r
+        };
+        let big_bound = KeepLimits {
+            bytes: 1 << 20,
+            ..limits
+        };
+        let sealed = seal(&owner.public(), &small, &big_bound).expect("seal");
+        assert_eq!(owner.open(&sealed).expect("open").body, vec![7; 2]);
+    }
+}
