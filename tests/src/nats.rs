@@ -11,6 +11,8 @@ pub struct Nats {
     /// `nats://127.0.0.1:<port>`.
     pub url: String,
     port: String,
+    /// Options beyond `-js` (TLS, a user), kept for [`Nats::resume`].
+    extra: Vec<String>,
     child: Option<Child>,
     _dir: tempfile::TempDir,
 }
@@ -42,14 +44,26 @@ impl Nats {
 
     /// Starts `nats-server -js` on a random loopback port and waits until it is ready.
     pub async fn start() -> anyhow::Result<Nats> {
+        Nats::start_with(&[]).await
+    }
+
+    /// [`Nats::start`] with more `nats-server` options (`--tls`, `--user`, …).
+    pub async fn start_with(extra: &[&str]) -> anyhow::Result<Nats> {
         let dir = tempfile::tempdir()?;
-        let (child, port) = spawn(dir.path(), "-1").await?;
+        let extra: Vec<String> = extra.iter().map(|a| (*a).to_owned()).collect();
+        let (child, port) = spawn(dir.path(), "-1", &extra).await?;
         Ok(Nats {
             url: format!("nats://127.0.0.1:{port}"),
             port,
+            extra,
             child: Some(child),
             _dir: dir,
         })
+    }
+
+    /// The port it listens on.
+    pub fn port(&self) -> &str {
+        &self.port
     }
 
     /// Kills the server (SIGKILL), keeping its port and store for [`Nats::resume`].
@@ -61,7 +75,7 @@ impl Nats {
 
     /// Starts the server again on the same port with the same store.
     pub async fn resume(&mut self) -> anyhow::Result<()> {
-        let (child, _) = spawn(self._dir.path(), &self.port).await?;
+        let (child, _) = spawn(self._dir.path(), &self.port, &self.extra).await?;
         self.child = Some(child);
         Ok(())
     }
@@ -74,11 +88,16 @@ impl Nats {
 
 /// Runs `nats-server -js` on `port` (`-1`: any) with its store in `dir`; returns once it is
 /// ready, with the port it listens on.
-async fn spawn(dir: &std::path::Path, port: &str) -> anyhow::Result<(Child, String)> {
+async fn spawn(
+    dir: &std::path::Path,
+    port: &str,
+    extra: &[String],
+) -> anyhow::Result<(Child, String)> {
     let mut child = Command::new("nats-server")
         .args(["-js", "-a", "127.0.0.1", "-p", port, "--http_port", "0"])
         .arg("-sd")
         .arg(dir)
+        .args(extra)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .kill_on_drop(true)

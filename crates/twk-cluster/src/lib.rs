@@ -514,9 +514,33 @@ async fn connect(cfg: &ClusterConfig) -> Result<async_nats::Client, ClusterError
         .map(|s| s.parse())
         .collect::<Result<_, _>>()
         .map_err(|e| ClusterError::Config(format!("NATS server URL: {e}")))?;
+    opts = url_auth(opts, &addrs)?;
     opts.connect(addrs)
         .await
         .map_err(|e| ClusterError::Connect(e.to_string()))
+}
+
+/// The user and password (`nats://user:pass@host`) or token (`nats://token@host`) written in
+/// a server URL: async-nats parses them but does not send them, so they are given to it here
+/// (percent-decoded, from the first URL that has any).
+fn url_auth(
+    opts: async_nats::ConnectOptions,
+    addrs: &[async_nats::ServerAddr],
+) -> Result<async_nats::ConnectOptions, ClusterError> {
+    let decode = |s: &str| {
+        percent_encoding::percent_decode_str(s)
+            .decode_utf8()
+            .map(|d| d.into_owned())
+            .map_err(|_| ClusterError::Config("NATS server URL: credentials are not UTF-8".into()))
+    };
+    let Some(addr) = addrs.iter().find(|a| a.username().is_some()) else {
+        return Ok(opts);
+    };
+    let user = decode(addr.username().unwrap_or_default())?;
+    Ok(match addr.password() {
+        Some(pass) => opts.user_and_password(user, decode(pass)?),
+        None => opts.token(user),
+    })
 }
 
 async fn bucket(

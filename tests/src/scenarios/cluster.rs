@@ -37,7 +37,16 @@ async fn node(nats: &Nats, auth: twk_relay::Auth) -> Node {
 }
 
 /// [`node`] with a configuration of the test's own.
-async fn node_with(nats: &Nats, mut cfg: twk_relay::RelayConfig) -> Node {
+async fn node_with(nats: &Nats, cfg: twk_relay::RelayConfig) -> Node {
+    node_joining(vec![nats.url.clone()], None, cfg).await
+}
+
+/// A node that reaches NATS at `servers`, trusting `ca` for TLS.
+async fn node_joining(
+    servers: Vec<String>,
+    ca: Option<std::path::PathBuf>,
+    mut cfg: twk_relay::RelayConfig,
+) -> Node {
     let public = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let peer = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = public.local_addr().unwrap();
@@ -47,9 +56,9 @@ async fn node_with(nats: &Nats, mut cfg: twk_relay::RelayConfig) -> Node {
     let shutdown = tokio_util::sync::CancellationToken::new();
     let cluster = Cluster::join(
         ClusterConfig {
-            servers: vec![nats.url.clone()],
+            servers,
             creds: None,
-            ca: None,
+            ca,
             advertise: format!("http://{}", peer.local_addr().unwrap()),
             lease: Duration::from_secs(5),
         },
@@ -275,6 +284,78 @@ async fn a_node_that_cannot_reach_nats_refuses_to_start_with_a_clear_error() {
     };
     let err = Cluster::join(bad, Default::default()).await.unwrap_err();
     assert!(matches!(err, twk_cluster::ClusterError::Config(_)), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn nodes_reach_nats_over_tls_with_a_password_and_are_refused_without_either() {
+    trace_init();
+    if !Nats::available() {
+        let _ = Nats::start_or_skip().await;
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = self_signed();
+    let (cert_path, key_path) = (dir.path().join("nats.pem"), dir.path().join("nats.key"));
+    std::fs::write(&cert_path, cert).unwrap();
+    std::fs::write(&key_path, key).unwrap();
+    let (c, k) = (cert_path.to_str().unwrap(), key_path.to_str().unwrap());
+    let tls = ["--tls", "--tlscert", c, "--tlskey", k];
+    let nats = Nats::start_with(&[&tls[..], &["--user", "twk", "--pass", "s3cret"]].concat())
+        .await
+        .unwrap();
+    let url = |auth: &str| format!("tls://{auth}@127.0.0.1:{}", nats.port());
+    let join = |servers: String, ca: Option<std::path::PathBuf>| {
+        let cfg = ClusterConfig {
+            servers: vec![servers],
+            creds: None,
+            ca,
+            advertise: "http://127.0.0.1:1".into(),
+            lease: Duration::from_secs(5),
+        };
+        Cluster::join(cfg, Default::default())
+    };
+    // Not trusting the server's certificate, or with a wrong password: refused at start.
+    let err = join(url("twk:s3cret"), None).await.unwrap_err();
+    assert!(
+        matches!(err, twk_cluster::ClusterError::Connect(_)),
+        "{err}"
+    );
+    assert!(err.to_string().contains("certificate"), "{err}");
+    let err = join(url("twk:wrong"), Some(cert_path.clone()))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, twk_cluster::ClusterError::Connect(_)),
+        "{err}"
+    );
+    assert!(err.to_string().contains("authorization"), "{err}");
+    // Trusting it, with the password: two nodes form a cluster and route to each other.
+    let auth = tokens(&["alice-token"]);
+    let mut nodes = Vec::new();
+    for _ in 0..2 {
+        let cfg = relay_config(auth.clone());
+        nodes.push(node_joining(vec![url("twk:s3cret")], Some(cert_path.clone()), cfg).await);
+    }
+    let target = FakeTarget::echo().await;
+    let mut shop = spawn_agent(tunnel_on(&nodes[0], target.addr, "alice-token", "shop"));
+    shop.connected().await;
+    nodes[1]
+        .cluster
+        .await_holder("shop", Duration::from_secs(10))
+        .await
+        .expect("node 1 learns the holder over TLS");
+    let r = send(
+        nodes[1].relay.addr,
+        "POST",
+        "/t/shop/x",
+        &[("host", "hooks.test")],
+        "tls",
+    )
+    .await
+    .unwrap();
+    assert_eq!((r.status.as_u16(), r.text().as_str()), (200, "tls"));
+    shop.stop().await.unwrap();
+    nats.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
