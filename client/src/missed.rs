@@ -18,6 +18,9 @@ pub struct MissedPolicy {
     pub deliver: Option<twk_agent::replay::ReplayOptions>,
 }
 
+/// Serializes [`record`]'s check-then-insert.
+static RECORDING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// Records `exchange` (unless an earlier hand-off did), delivers it when asked, and answers
 /// `recorded` (true: the relay may delete its copy). Blocking: runs on the blocking pool.
 pub fn record(
@@ -34,6 +37,10 @@ pub fn record(
             return false;
         }
     };
+    // One hand-off at a time from looking the request id up to storing its row: two copies
+    // of one kept request handed over at once (a cluster node's disk copy and the JetStream
+    // one) would otherwise both find no row and both be recorded.
+    let once = RECORDING.lock().unwrap_or_else(|p| p.into_inner());
     let id = match store.missed_id(&exchange.request_id) {
         Ok(Some(id)) => id,
         Ok(None) => match store_row(recorder, printer, exchange) {
@@ -45,6 +52,7 @@ pub fn record(
             return false;
         }
     };
+    drop(once);
     if let Some(opts) = &policy.deliver {
         deliver(&store, recorder, printer, opts, runtime, id);
     }

@@ -11,15 +11,29 @@
 //! A node that stores one also announces the tunnel's name on a plain NATS subject, so the
 //! node holding the tunnel right then hands it over without waiting for a reconnect.
 
-use crate::{ClaimError, Cluster, unavailable};
+use crate::Cluster;
 use async_nats::jetstream::stream::LastRawMessageErrorKind;
 use async_nats::jetstream::{ErrorCode, context::GetStreamErrorKind, object_store};
+use base64::Engine as _;
 use futures_util::StreamExt as _;
 use std::time::Duration;
 use tokio::io::AsyncReadExt as _;
 
 /// Where storing a kept request for a tunnel is announced: `twk.kept.<name>`.
 const ANNOUNCE: &str = "twk.kept";
+
+/// Largest chunk of a stored object: half a NATS message, so a 16 MiB request is 32
+/// acknowledged publishes rather than 128 at the object store's default.
+const CHUNK: usize = 512 * 1024;
+
+/// Why the cluster's store of kept requests could not do something.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("the cluster's store of kept requests: {0}")]
+pub struct KeptError(String);
+
+fn failed(e: impl std::fmt::Display) -> KeptError {
+    KeptError(e.to_string())
+}
 
 /// One kept request in the cluster's store.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,25 +50,36 @@ fn bucket_of(name: &str) -> String {
 
 impl Cluster {
     /// Stores `sealed` as object `object` of tunnel `name`'s kept requests, making the
-    /// tunnel's bucket (expiring objects after `ttl`) when it has none; then announces it.
+    /// tunnel's bucket when it has none: objects expire after `ttl`, and the bucket holds at
+    /// most `max_bytes` (a put past it is refused, never an older object cut).
     pub async fn put_kept(
         &self,
         name: &str,
         object: &str,
         sealed: &[u8],
         ttl: Duration,
-    ) -> Result<(), ClaimError> {
-        let Some(store) = self.kept_store(name, Some(ttl)).await? else {
-            return Err(unavailable("the kept bucket was not made"));
+        max_bytes: u64,
+    ) -> Result<(), KeptError> {
+        let Some(store) = self.kept_store(name, Some((ttl, max_bytes))).await? else {
+            return Err(failed("the tunnel's bucket was not made"));
+        };
+        let meta = object_store::ObjectMetadata {
+            name: object.to_owned(),
+            chunk_size: Some(CHUNK),
+            ..Default::default()
         };
         let mut reader = sealed;
-        store.put(object, &mut reader).await.map_err(unavailable)?;
+        store.put(meta, &mut reader).await.map_err(failed)?;
+        Ok(())
+    }
+
+    /// Tells every node that tunnel `name` has a new kept request (best effort: the node
+    /// holding it also looks when its client connects).
+    pub async fn announce_kept(&self, name: &str) {
         let subject = format!("{ANNOUNCE}.{name}");
-        // Best effort: the holder also looks when its client connects.
         if let Err(e) = self.js.client().publish(subject, bytes::Bytes::new()).await {
             tracing::debug!(error = %e, "cluster: could not announce a kept request");
         }
-        Ok(())
     }
 
     /// Tunnel `name`'s kept requests in the cluster's store (in no particular order).
@@ -62,30 +87,30 @@ impl Cluster {
     /// Read with requests only (the stream's subjects, then each object's last meta
     /// message), not the object store's `list`: its consumer can wait forever when an
     /// object is deleted while it lists.
-    pub async fn kept(&self, name: &str) -> Result<Vec<KeptObject>, ClaimError> {
+    pub async fn kept(&self, name: &str) -> Result<Vec<KeptObject>, KeptError> {
         let bucket = bucket_of(name);
         let stream = match self.js.get_stream(format!("OBJ_{bucket}")).await {
             Ok(s) => s,
             Err(e) if is_not_found(e.kind()) => return Ok(Vec::new()),
-            Err(e) => return Err(unavailable(e)),
+            Err(e) => return Err(failed(e)),
         };
         let metas = format!("$O.{bucket}.M.>");
         let subjects: Vec<(String, usize)> = stream
             .info_with_subjects(&metas)
             .await
-            .map_err(unavailable)?
+            .map_err(failed)?
             .collect::<Vec<_>>()
             .await
             .into_iter()
             .collect::<Result<_, _>>()
-            .map_err(unavailable)?;
+            .map_err(failed)?;
         let mut out = Vec::new();
         for (subject, _) in subjects {
             let meta = match stream.get_last_raw_message_by_subject(&subject).await {
                 Ok(m) => m,
                 // Deleted (or expired) since the subjects were read.
                 Err(e) if e.kind() == LastRawMessageErrorKind::NoMessageFound => continue,
-                Err(e) => return Err(unavailable(e)),
+                Err(e) => return Err(failed(e)),
             };
             let Ok(info) = serde_json::from_slice::<object_store::ObjectInfo>(&meta.payload) else {
                 continue;
@@ -101,49 +126,66 @@ impl Cluster {
     }
 
     /// The sealed bytes of one kept request, at most `limit` of them (an object longer than
-    /// that is refused, not truncated).
+    /// that is refused, not truncated). `None` when it is gone (delivered or dropped by
+    /// another node meanwhile).
     pub async fn read_kept(
         &self,
         name: &str,
         object: &str,
         limit: u64,
-    ) -> Result<Vec<u8>, ClaimError> {
+    ) -> Result<Option<Vec<u8>>, KeptError> {
         let Some(store) = self.kept_store(name, None).await? else {
-            return Err(unavailable("no kept bucket for the tunnel"));
+            return Ok(None);
         };
-        let found = store.get(object).await.map_err(unavailable)?;
+        let found = match store.get(object).await {
+            Ok(f) => f,
+            Err(e) if e.kind() == object_store::GetErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(failed(e)),
+        };
         let mut bytes = Vec::new();
         found
             .take(limit.saturating_add(1))
             .read_to_end(&mut bytes)
             .await
-            .map_err(unavailable)?;
+            .map_err(failed)?;
         if bytes.len() as u64 > limit {
-            return Err(unavailable(
-                "a kept object is longer than the relay's bound",
-            ));
+            return Err(failed("an object is longer than the relay's bound"));
         }
-        Ok(bytes)
+        Ok(Some(bytes))
     }
 
-    /// Deletes one kept request (delivered, expired or over the tunnel's bounds).
-    pub async fn remove_kept(&self, name: &str, object: &str) -> Result<(), ClaimError> {
+    /// Deletes one kept request (delivered, expired or over the tunnel's bounds), leaving no
+    /// trace: the object store's delete leaves a "deleted" record until it expires, which
+    /// every listing would read again, so that record is purged too.
+    pub async fn remove_kept(&self, name: &str, object: &str) -> Result<(), KeptError> {
         let Some(store) = self.kept_store(name, None).await? else {
             return Ok(());
         };
-        store.delete(object).await.map_err(unavailable)
+        store.delete(object).await.map_err(failed)?;
+        let bucket = bucket_of(name);
+        let meta = format!(
+            "$O.{bucket}.M.{}",
+            base64::engine::general_purpose::URL_SAFE.encode(object)
+        );
+        let stream = self
+            .js
+            .get_stream(format!("OBJ_{bucket}"))
+            .await
+            .map_err(failed)?;
+        stream.purge().filter(meta).await.map_err(failed)?;
+        Ok(())
     }
 
     /// Names of tunnels another node (or this one) just kept a request for.
     pub async fn kept_announcements(
         &self,
-    ) -> Result<impl futures_util::Stream<Item = String> + use<>, ClaimError> {
+    ) -> Result<impl futures_util::Stream<Item = String> + use<>, KeptError> {
         let sub = self
             .js
             .client()
             .subscribe(format!("{ANNOUNCE}.*"))
             .await
-            .map_err(unavailable)?;
+            .map_err(failed)?;
         Ok(sub.filter_map(|m| async move {
             m.subject
                 .as_str()
@@ -153,38 +195,40 @@ impl Cluster {
         }))
     }
 
-    /// The tunnel's kept bucket; `None` when it has none and `create` is `None`.
+    /// The tunnel's kept bucket; `None` when it has none and `create` (its TTL and byte
+    /// bound) is `None`.
     async fn kept_store(
         &self,
         name: &str,
-        create: Option<Duration>,
-    ) -> Result<Option<object_store::ObjectStore>, ClaimError> {
+        create: Option<(Duration, u64)>,
+    ) -> Result<Option<object_store::ObjectStore>, KeptError> {
         let bucket = bucket_of(name);
-        let failed = match self.js.get_object_store(&bucket).await {
+        let missing = match self.js.get_object_store(&bucket).await {
             Ok(s) => return Ok(Some(s)),
             Err(e) => e,
         };
         // Tell "no bucket yet" from NATS not answering.
         match self.js.get_stream(format!("OBJ_{bucket}")).await {
             Err(e) if is_not_found(e.kind()) => {}
-            _ => return Err(unavailable(failed)),
+            _ => return Err(failed(missing)),
         }
-        let Some(ttl) = create else {
+        let Some((ttl, max_bytes)) = create else {
             return Ok(None);
         };
         let config = object_store::Config {
             bucket: bucket.clone(),
             max_age: ttl,
+            max_bytes: i64::try_from(max_bytes).unwrap_or(i64::MAX),
             storage: async_nats::jetstream::stream::StorageType::File,
             num_replicas: 1,
             ..Default::default()
         };
         match self.js.create_object_store(config).await {
             Ok(s) => Ok(Some(s)),
-            // Another node made it first, perhaps with its own TTL: use it as it is.
+            // Another node made it first, perhaps with its own bounds: used as it is.
             Err(e) => match self.js.get_object_store(&bucket).await {
                 Ok(s) => Ok(Some(s)),
-                Err(_) => Err(unavailable(e)),
+                Err(_) => Err(failed(e)),
             },
         }
     }

@@ -22,7 +22,7 @@ mod kept;
 mod lease;
 mod table;
 
-pub use kept::KeptObject;
+pub use kept::{KeptError, KeptObject};
 pub use lease::Lease;
 
 use async_nats::jetstream::kv;

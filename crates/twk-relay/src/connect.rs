@@ -434,7 +434,7 @@ async fn run_session_inner(
     }
     info!("tunnel connected");
     if state.keep.is_some() {
-        let hand_off = crate::keep::hand_off(state.clone(), s.name.clone(), sender);
+        let hand_off = crate::keep::hand_off(state.clone(), s.name.clone());
         state.tracker.spawn(hand_off.in_current_span());
     }
     tokio::select! {

@@ -228,8 +228,8 @@ pub(crate) async fn receive_kept(state: &State, req: Request<Incoming>) -> Respo
 }
 
 /// Once a second, what this node's disk kept (while NATS could not take it) moves on: to
-/// the node that holds the tunnel now, or, while no node does, into JetStream. Deleted here
-/// once taken.
+/// the tunnel's session here, to the node that holds the tunnel now, or, while no node
+/// does, into JetStream. Deleted here once taken.
 pub(crate) async fn carry_kept(
     state: std::sync::Arc<State>,
     stop: tokio_util::sync::CancellationToken,
@@ -248,7 +248,23 @@ pub(crate) async fn carry_kept(
             continue;
         };
         for name in names {
+            let (d, n) = (store.disk.clone(), name.clone());
+            let empty = tokio::task::spawn_blocking(move || {
+                let empty = d.list(&n).is_ok_and(|k| k.is_empty());
+                // Nothing left to look at every second.
+                if empty {
+                    let _ = d.remove_empty(&n);
+                }
+                empty
+            });
+            if empty.await.unwrap_or(true) {
+                continue;
+            }
             if state.registry.is_live(&name) {
+                // Its session here takes them (a no-op while a hand-off runs).
+                state
+                    .tracker
+                    .spawn(crate::keep::hand_off(state.clone(), name));
                 continue;
             }
             match cluster.locate(&name) {
@@ -256,7 +272,7 @@ pub(crate) async fn carry_kept(
                     let to = crate::keep::Recipient::Peer(peer);
                     crate::keep::hand_over(state.clone(), name, to).await;
                 }
-                None => crate::keep::cluster::spool(&cluster, &store, &name).await,
+                None => crate::keep::cluster::spool(&state, &cluster, &store, &name).await,
             }
         }
     }

@@ -477,6 +477,15 @@ async fn a_second_client_of_the_same_token_on_another_node_takes_over_and_the_fi
 /// Nodes that keep requests for offline tunnels, each with a directory of its own (the
 /// fallback while NATS cannot take one).
 async fn keeping_nodes(nats: &Nats, n: usize) -> (Vec<Node>, Vec<tempfile::TempDir>) {
+    keeping_nodes_at_most(nats, n, twk_relay::KeepLimits::default().count).await
+}
+
+/// [`keeping_nodes`] that keep at most `count` requests per tunnel.
+async fn keeping_nodes_at_most(
+    nats: &Nats,
+    n: usize,
+    count: usize,
+) -> (Vec<Node>, Vec<tempfile::TempDir>) {
     let (mut nodes, mut dirs) = (Vec::new(), Vec::new());
     for _ in 0..n {
         let d = tempfile::tempdir().unwrap();
@@ -484,6 +493,7 @@ async fn keeping_nodes(nats: &Nats, n: usize) -> (Vec<Node>, Vec<tempfile::TempD
         // Past any hold: straight to "offline".
         cfg.hold = Duration::ZERO;
         cfg.keep_dir = Some(d.path().join("kept"));
+        cfg.keep.count = count;
         nodes.push(node_with(nats, cfg).await);
         dirs.push(d);
     }
@@ -667,11 +677,56 @@ async fn a_request_kept_by_another_node_reaches_a_client_already_connected() {
     let object = format!("{:013}-{}", request.received_ms, request.request_id);
     nodes[0]
         .cluster
-        .put_kept("away", &object, &sealed, Duration::from_secs(3600))
+        .put_kept(
+            "away",
+            &object,
+            &sealed,
+            Duration::from_secs(3600),
+            64 << 20,
+        )
         .await
         .unwrap();
+    nodes[0].cluster.announce_kept("away").await;
     receives_kept(&mut client, &body).await;
     kept_in_cluster(&nodes[0].cluster, "away", 0).await;
     client.stop().await.unwrap();
+    nats.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn jetstream_keeps_a_tunnels_newest_requests_within_its_bound() {
+    trace_init();
+    let Some(nats) = Nats::start_or_skip().await else {
+        return;
+    };
+    let (nodes, _dirs) = keeping_nodes_at_most(&nats, 2, 2).await;
+    let target = FakeTarget::echo().await;
+    let key = twk_protocol::kept::OwnerKey::generate();
+    away_was_here(&nodes, target.addr, &key).await;
+    // Three kept through alternate nodes; the bound is two: the oldest goes.
+    for i in 0..3 {
+        let r = send(
+            nodes[i % 2].relay.addr,
+            "POST",
+            &format!("/t/away/n{i}"),
+            &[("host", "hooks.test")],
+            format!("body {i}"),
+        )
+        .await
+        .unwrap();
+        assert_eq!(r.status, 503, "{}", r.text());
+        kept_in_cluster(&nodes[0].cluster, "away", (i + 1).min(2)).await;
+    }
+    let mut back = away_client(&nodes[1], target.addr, &key);
+    back.connected().await;
+    let mut paths = Vec::new();
+    for _ in 0..2 {
+        let ex = back.exchange().await;
+        assert!(ex.missed, "{ex:?}");
+        paths.push(ex.path);
+    }
+    assert_eq!(paths, ["/n1", "/n2"], "the two newest, oldest first");
+    kept_in_cluster(&nodes[0].cluster, "away", 0).await;
+    back.stop().await.unwrap();
     nats.stop().await;
 }

@@ -7,16 +7,49 @@ use super::{KeepError, KeepStore, Kept, Place};
 use crate::server::State;
 use futures_util::StreamExt as _;
 use std::sync::Arc;
-use twk_cluster::Cluster;
+use std::time::Duration;
+use tracing::Instrument as _;
+use twk_cluster::{Cluster, KeptError};
 use twk_protocol::kept::{KeptRequest, OwnerPublic};
 
 /// How long the sender's answer waits for JetStream to store a kept request before it is
 /// kept on this node's disk instead. (Should both end up holding it, the client records
 /// its request id once.)
-const STORE_WITHIN: std::time::Duration = std::time::Duration::from_secs(5);
+const STORE_WITHIN: Duration = Duration::from_secs(5);
 
 /// How long reading one kept request from JetStream may take (16 MiB on a slow link).
-const READ_WITHIN: std::time::Duration = std::time::Duration::from_secs(60);
+const READ_WITHIN: Duration = Duration::from_secs(60);
+
+/// A tunnel's bucket holds at most this many times its byte bound: room for what a put
+/// refused or a crash left behind until it expires, never unbounded.
+const BUCKET_ROOM: u64 = 4;
+
+/// `call`, unless NATS takes longer than `within`.
+async fn bounded<T>(
+    within: Duration,
+    call: impl std::future::Future<Output = Result<T, KeptError>>,
+) -> Result<T, String> {
+    match tokio::time::timeout(within, call).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err(format!("NATS did not answer within {within:?}")),
+    }
+}
+
+/// Stores one sealed request of tunnel `name` in JetStream under `stem` and announces it.
+async fn store_sealed(
+    c: &Cluster,
+    store: &KeepStore,
+    name: &str,
+    stem: &str,
+    sealed: &[u8],
+) -> Result<(), String> {
+    let max = store.limits.bytes.saturating_mul(BUCKET_ROOM);
+    let put = c.put_kept(name, stem, sealed, store.limits.ttl, max);
+    bounded(STORE_WITHIN, put).await?;
+    c.announce_kept(name).await;
+    Ok(())
+}
 
 /// Seals `request` and stores it in JetStream under `stem`, then drops what is over the
 /// tunnel's bounds there; on this node's disk instead when NATS cannot take it.
@@ -29,30 +62,21 @@ pub(crate) async fn keep(
     request: KeptRequest,
 ) -> Result<usize, KeepError> {
     let limits = store.limits.clone();
-    let sealed = tokio::task::spawn_blocking(move || super::seal(&owner, &request, &limits))
-        .await
-        .map_err(|e| KeepError::Io(std::io::Error::other(e.to_string())))??;
-    let put = c.put_kept(name, stem, &sealed, store.limits.ttl);
-    let stored = tokio::time::timeout(STORE_WITHIN, put)
-        .await
-        .unwrap_or_else(|_| Err(twk_cluster::ClaimError::Unavailable("no answer".into())));
-    match stored {
+    let sealed = super::blocking(move || super::seal(&owner, &request, &limits)).await??;
+    match store_sealed(c, store, name, stem, &sealed).await {
         Ok(()) => Ok(enforce(c, store, name).await),
         Err(e) => {
             tracing::warn!(error = %e, "the cluster cannot store a kept request now: kept on this node's disk until it can");
-            let (s, n, stem) = (store.clone(), name.to_owned(), stem.to_owned());
-            let now = twk_protocol::now_ms();
-            tokio::task::spawn_blocking(move || s.disk.write(&n, &stem, &sealed, &s.limits, now))
-                .await
-                .map_err(|e| std::io::Error::other(e.to_string()))?
-                .map_err(KeepError::Io)
+            super::write_on_disk(store, name, stem.to_owned(), sealed).await
         }
     }
 }
 
 /// Drops what is over tunnel `name`'s bounds in JetStream; how many were dropped.
 async fn enforce(c: &Cluster, store: &KeepStore, name: &str) -> usize {
-    let kept = list(c, name).await;
+    let Some(kept) = list(c, name).await else {
+        return 0;
+    };
     let mut dropped = 0;
     for k in super::excess(&kept, &store.limits, twk_protocol::now_ms()) {
         if c.remove_kept(name, &k.stem()).await.is_ok() {
@@ -62,14 +86,14 @@ async fn enforce(c: &Cluster, store: &KeepStore, name: &str) -> usize {
     dropped
 }
 
-/// Tunnel `name`'s kept requests in JetStream, in arrival order (none when NATS cannot be
-/// asked: they stay for the next look).
-pub(crate) async fn list(c: &Cluster, name: &str) -> Vec<Kept> {
-    let objects = match c.kept(name).await {
+/// Tunnel `name`'s kept requests in JetStream, in arrival order; `None` when NATS cannot be
+/// asked now (they stay for the next look).
+pub(crate) async fn list(c: &Cluster, name: &str) -> Option<Vec<Kept>> {
+    let objects = match bounded(STORE_WITHIN, c.kept(name)).await {
         Ok(o) => o,
         Err(e) => {
             tracing::warn!(error = %e, "cannot list the tunnel's kept requests in the cluster");
-            return Vec::new();
+            return None;
         }
     };
     let mut kept: Vec<Kept> = objects
@@ -85,28 +109,24 @@ pub(crate) async fn list(c: &Cluster, name: &str) -> Vec<Kept> {
         })
         .collect();
     super::arrival_order(&mut kept);
-    kept
+    Some(kept)
 }
 
-/// One kept request's sealed bytes from JetStream.
+/// One kept request's sealed bytes from JetStream: `Ok(None)` when it is gone.
 pub(crate) async fn read(
     c: &Cluster,
     name: &str,
     k: &Kept,
     limits: &super::KeepLimits,
-) -> Option<Vec<u8>> {
+) -> Result<Option<Vec<u8>>, ()> {
     let object = k.stem();
-    let reading = c.read_kept(name, &object, limits.bytes);
     // Chunks deleted under the reader (another node dropping it over the bounds) would
-    // leave it waiting: it is left for the next hand-off instead.
-    let read = tokio::time::timeout(READ_WITHIN, reading)
-        .await
-        .unwrap_or_else(|_| Err(twk_cluster::ClaimError::Unavailable("no answer".into())));
-    match read {
-        Ok(b) => Some(b),
+    // leave it waiting: the bound leaves it for the next hand-off instead.
+    match bounded(READ_WITHIN, c.read_kept(name, &object, limits.bytes)).await {
+        Ok(b) => Ok(b),
         Err(e) => {
             tracing::warn!(request_id = %k.request_id, error = %e, "cannot read a kept request from the cluster");
-            None
+            Err(())
         }
     }
 }
@@ -114,35 +134,33 @@ pub(crate) async fn read(
 /// Deletes one kept request from JetStream (a failure leaves it to be handed over again;
 /// the client records a request id once).
 pub(crate) async fn remove(c: &Cluster, name: &str, k: &Kept) {
-    if let Err(e) = c.remove_kept(name, &k.stem()).await {
+    if let Err(e) = bounded(STORE_WITHIN, c.remove_kept(name, &k.stem())).await {
         tracing::warn!(request_id = %k.request_id, error = %e, "cannot delete a delivered kept request from the cluster");
     }
 }
 
 /// Moves what this node's disk kept for tunnel `name` (while NATS could not take it) into
 /// JetStream; a file is deleted once stored.
-pub(crate) async fn spool(c: &Cluster, store: &KeepStore, name: &str) {
+pub(crate) async fn spool(state: &State, c: &Cluster, store: &KeepStore, name: &str) {
     let (d, n) = (store.disk.clone(), name.to_owned());
-    let Ok(Ok(files)) = tokio::task::spawn_blocking(move || d.list(&n)).await else {
+    let Ok(Ok(files)) = super::blocking(move || d.list(&n)).await else {
         return;
     };
-    for k in files {
+    for k in &files {
         let Place::Disk(path) = &k.place else {
             continue;
         };
         let p = path.clone();
-        let Ok(Ok(sealed)) = tokio::task::spawn_blocking(move || super::disk::Disk::read(&p)).await
-        else {
+        let Ok(Ok(sealed)) = super::blocking(move || super::disk::Disk::read(&p)).await else {
             continue;
         };
-        if c.put_kept(name, &k.stem(), &sealed, store.limits.ttl)
+        if store_sealed(c, store, name, &k.stem(), &sealed)
             .await
             .is_err()
         {
             return;
         }
-        let p = path.clone();
-        let _ = tokio::task::spawn_blocking(move || std::fs::remove_file(p)).await;
+        super::handoff::remove(state, name, k).await;
     }
     enforce(c, store, name).await;
 }
@@ -170,16 +188,11 @@ pub(crate) async fn deliver_announced(
                 None => return,
             },
         };
-        if twk_protocol::validate_name(&name).is_err() {
+        if twk_protocol::validate_name(&name).is_err() || !state.registry.is_live(&name) {
             continue;
         }
-        let now = std::time::Instant::now();
-        if let crate::registry::Lookup::Ready { sender, .. } =
-            state.registry.lookup(&name, now, false)
-        {
-            state
-                .tracker
-                .spawn(super::hand_off(state.clone(), name, sender));
-        }
+        let span = tracing::info_span!("kept", name = %name);
+        let hand_off = super::hand_off(state.clone(), name);
+        state.tracker.spawn(hand_off.instrument(span));
     }
 }

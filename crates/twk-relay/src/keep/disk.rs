@@ -119,6 +119,11 @@ impl Disk {
         Ok(out)
     }
 
+    /// Removes tunnel `name`'s directory if it is empty (nothing to look at any more).
+    pub(crate) fn remove_empty(&self, name: &str) -> std::io::Result<()> {
+        fs::remove_dir(self.tunnel_dir(name))
+    }
+
     /// Reads one kept request's sealed bytes.
     pub(crate) fn read(path: &Path) -> std::io::Result<Vec<u8>> {
         fs::read(path)

@@ -12,10 +12,12 @@
 
 pub(crate) mod cluster;
 pub(crate) mod disk;
+mod handoff;
 
-use std::collections::HashMap;
+pub(crate) use handoff::{Recipient, hand_off, hand_over};
+
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 use twk_protocol::kept::{KeptRequest, OwnerPublic};
 
@@ -156,7 +158,10 @@ pub(crate) struct KeepStore {
     pub(crate) limits: KeepLimits,
     /// Room for bodies being read to be kept ([`KEEPING_AT_ONCE`]).
     reading: Arc<tokio::sync::Semaphore>,
-    turns: Arc<Turns>,
+    /// Room for kept requests being read to be handed over ([`KEEPING_AT_ONCE`]): a
+    /// draining node's clients all reconnect to the others at once.
+    handing: Arc<tokio::sync::Semaphore>,
+    turns: Arc<handoff::Turns>,
 }
 
 impl KeepStore {
@@ -165,237 +170,8 @@ impl KeepStore {
             disk: disk::Disk::new(dir),
             limits,
             reading: Arc::new(tokio::sync::Semaphore::new(KEEPING_AT_ONCE)),
+            handing: Arc::new(tokio::sync::Semaphore::new(KEEPING_AT_ONCE)),
             turns: Arc::default(),
-        }
-    }
-}
-
-/// One hand-off per tunnel at a time on a node: a reason to hand off (a connect, a request
-/// kept by another node) that arrives during one makes it look once more when it ends.
-#[derive(Debug, Default)]
-struct Turns(Mutex<HashMap<String, bool>>);
-
-/// The running hand-off of one tunnel ([`Turns`]).
-struct Turn<'a> {
-    turns: &'a Turns,
-    name: String,
-    ended: bool,
-}
-
-impl Turns {
-    /// `None` when a hand-off of `name` runs already (it is told to look again).
-    fn begin(&self, name: &str) -> Option<Turn<'_>> {
-        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(again) = map.get_mut(name) {
-            *again = true;
-            return None;
-        }
-        map.insert(name.to_owned(), false);
-        Some(Turn {
-            turns: self,
-            name: name.to_owned(),
-            ended: false,
-        })
-    }
-}
-
-impl Turn<'_> {
-    /// Whether to look once more; when not, the turn ends here, under the same lock as a
-    /// [`Turns::begin`] that would otherwise find it still running and be lost.
-    fn again(&mut self) -> bool {
-        let mut map = self.turns.0.lock().unwrap_or_else(|p| p.into_inner());
-        match map.get_mut(&self.name) {
-            Some(again) if *again => {
-                *again = false;
-                true
-            }
-            _ => {
-                map.remove(&self.name);
-                self.ended = true;
-                false
-            }
-        }
-    }
-}
-
-impl Drop for Turn<'_> {
-    fn drop(&mut self) {
-        if !self.ended {
-            let mut map = self.turns.0.lock().unwrap_or_else(|p| p.into_inner());
-            map.remove(&self.name);
-        }
-    }
-}
-
-/// Hands tunnel `name`'s kept requests to its client that just connected (or that another
-/// node just kept one for), oldest first, one at a time: those on this node's disk and, in a
-/// cluster, those in JetStream. Each is deleted only once the client answered 2xx (it is
-/// recorded). One the client cannot open (422: sealed to another key of the owner) is
-/// skipped and stays for that key, within the TTL; any other answer, or the session ending,
-/// leaves the rest for the next connect.
-pub(crate) async fn hand_off(
-    state: Arc<crate::server::State>,
-    name: String,
-    sender: hyper::client::conn::http2::SendRequest<crate::body::RelayBody>,
-) {
-    let Some(store) = state.keep.clone() else {
-        return;
-    };
-    let Some(mut turn) = store.turns.begin(&name) else {
-        return;
-    };
-    loop {
-        let to = Recipient::Session(sender.clone());
-        hand_over(state.clone(), name.clone(), to).await;
-        if !turn.again() {
-            return;
-        }
-    }
-}
-
-/// Where kept requests go: the tunnel's session on this node, or (in a cluster) the node
-/// whose session holds the tunnel now, through its peer listener.
-pub(crate) enum Recipient {
-    Session(hyper::client::conn::http2::SendRequest<crate::body::RelayBody>),
-    Peer(twk_cluster::Peer),
-}
-
-impl Recipient {
-    /// Sends one kept request; the client's answer status.
-    pub(crate) async fn deliver(
-        &mut self,
-        state: &crate::server::State,
-        name: &str,
-        request: http::Request<crate::body::RelayBody>,
-    ) -> Result<http::StatusCode, String> {
-        match self {
-            Recipient::Session(sender) => {
-                sender.ready().await.map_err(|e| e.to_string())?;
-                let r = sender
-                    .send_request(request)
-                    .await
-                    .map_err(|e| e.to_string())?;
-                Ok(r.status())
-            }
-            Recipient::Peer(peer) => {
-                let (mut parts, body) = request.into_parts();
-                let path = format!("{}{name}", crate::peer::KEPT_PATH);
-                crate::peer::address(&mut parts, peer, &path)?;
-                let r = state
-                    .peers
-                    .request(http::Request::from_parts(parts, body))
-                    .await
-                    .map_err(|e| e.to_string())?;
-                Ok(r.status())
-            }
-        }
-    }
-}
-
-/// Tunnel `name`'s kept requests, in arrival order: this node's disk, and with `shared`
-/// the cluster's store too.
-async fn listing(
-    state: &crate::server::State,
-    store: &KeepStore,
-    name: &str,
-    shared: bool,
-) -> Vec<Kept> {
-    let (d, n) = (store.disk.clone(), name.to_owned());
-    let mut kept = match tokio::task::spawn_blocking(move || d.list(&n)).await {
-        Ok(Ok(k)) => k,
-        Ok(Err(e)) => {
-            tracing::warn!(error = %e, "cannot list kept requests");
-            Vec::new()
-        }
-        Err(_) => Vec::new(),
-    };
-    if let (true, Some(c)) = (shared, &state.cfg.cluster) {
-        kept.extend(cluster::list(c, name).await);
-    }
-    arrival_order(&mut kept);
-    kept
-}
-
-/// Reads one kept request's sealed bytes from where it is.
-async fn read(state: &crate::server::State, name: &str, k: &Kept) -> Option<Vec<u8>> {
-    match &k.place {
-        Place::Disk(path) => {
-            let path = path.clone();
-            tokio::task::spawn_blocking(move || disk::Disk::read(&path))
-                .await
-                .ok()?
-                .ok()
-        }
-        Place::Cluster => {
-            cluster::read(
-                state.cfg.cluster.as_ref()?,
-                name,
-                k,
-                &state.keep.as_ref()?.limits,
-            )
-            .await
-        }
-    }
-}
-
-/// Deletes one kept request from where it is.
-async fn remove(state: &crate::server::State, name: &str, k: &Kept) {
-    match &k.place {
-        Place::Disk(path) => {
-            let path = path.clone();
-            let _ = tokio::task::spawn_blocking(move || std::fs::remove_file(path)).await;
-        }
-        Place::Cluster => {
-            if let Some(c) = &state.cfg.cluster {
-                cluster::remove(c, name, k).await;
-            }
-        }
-    }
-}
-
-/// Hands `name`'s kept requests to `to`. To the tunnel's own session: everything kept for
-/// it; to another node: only what this node's disk kept (what is in JetStream, the holding
-/// node hands over itself).
-pub(crate) async fn hand_over(state: Arc<crate::server::State>, name: String, mut to: Recipient) {
-    let Some(store) = state.keep.clone() else {
-        return;
-    };
-    let shared = matches!(to, Recipient::Session(_));
-    let kept = listing(&state, &store, &name, shared).await;
-    if !kept.is_empty() {
-        tracing::info!(count = kept.len(), "handing kept requests to the client");
-    }
-    for k in kept {
-        let Some(sealed) = read(&state, &name, &k).await else {
-            continue;
-        };
-        let request = http::Request::builder()
-            .method(http::Method::POST)
-            .uri(format!("http://{name}.tunnel/"))
-            .header(twk_protocol::meta::KEPT, k.request_id.as_str())
-            .header(twk_protocol::meta::RECEIVED_AT, k.received_ms)
-            .body(crate::body::full(sealed));
-        let Ok(request) = request else { continue };
-        match to.deliver(&state, &name, request).await {
-            Ok(status) if status.is_success() => {
-                remove(&state, &name, &k).await;
-                state.metrics.kept_handed_off();
-            }
-            // Sealed to another key (the owner's other machine, or a key since replaced):
-            // this client cannot read it, the other one still may. It stays, within the TTL.
-            Ok(http::StatusCode::UNPROCESSABLE_ENTITY) => {
-                state.metrics.kept_skipped();
-                tracing::info!(request_id = %k.request_id, "kept request sealed to another key of the owner: left for it");
-            }
-            Ok(status) => {
-                return tracing::warn!(
-                    status = status.as_u16(),
-                    "the client did not take a kept request; it stays kept"
-                );
-            }
-            Err(e) => {
-                return tracing::info!(error = %e, "tunnel ended during the hand-off; the rest stays kept");
-            }
         }
     }
 }
@@ -462,16 +238,30 @@ pub(crate) async fn keep_on_disk(
     owner: OwnerPublic,
     request: KeptRequest,
 ) -> Result<usize, KeepError> {
+    let limits = store.limits.clone();
+    let sealed = blocking(move || seal(&owner, &request, &limits)).await??;
+    write_on_disk(store, name, stem, sealed).await
+}
+
+/// Writes one sealed request to this node's disk and enforces the bounds there.
+pub(crate) async fn write_on_disk(
+    store: &KeepStore,
+    name: &str,
+    stem: String,
+    sealed: Vec<u8>,
+) -> Result<usize, KeepError> {
     let (store, name) = (store.clone(), name.to_owned());
     let now = twk_protocol::now_ms();
-    tokio::task::spawn_blocking(move || {
-        let sealed = seal(&owner, &request, &store.limits)?;
-        Ok(store
-            .disk
-            .write(&name, &stem, &sealed, &store.limits, now)?)
-    })
-    .await
-    .map_err(|e| KeepError::Io(std::io::Error::other(e.to_string())))?
+    Ok(blocking(move || store.disk.write(&name, &stem, &sealed, &store.limits, now)).await??)
+}
+
+/// Runs blocking work on the blocking pool.
+pub(crate) async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, KeepError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| KeepError::Io(std::io::Error::other(e.to_string())))
 }
 
 #[cfg(test)]

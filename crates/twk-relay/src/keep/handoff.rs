@@ -1,0 +1,279 @@
+//! Handing kept requests to the tunnel's client: oldest first, one at a time, each deleted
+//! only once the client answered 2xx (it is recorded). One hand-off per tunnel at a time on
+//! a node; one that could not finish (NATS did not answer, the client could not record)
+//! tries again, later, while the session lasts.
+
+use super::{Kept, Place, cluster, disk};
+use crate::server::State;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// First wait before a hand-off that could not finish looks again; doubled up to
+/// [`RETRY_MAX`].
+const RETRY_FIRST: Duration = Duration::from_secs(1);
+const RETRY_MAX: Duration = Duration::from_secs(60);
+
+/// One hand-off per tunnel at a time on a node: a reason to hand off (a connect, a request
+/// kept by another node) that arrives during one makes it look once more when it ends.
+#[derive(Debug, Default)]
+pub(super) struct Turns(Mutex<HashMap<String, bool>>);
+
+/// The running hand-off of one tunnel ([`Turns`]).
+struct Turn<'a> {
+    turns: &'a Turns,
+    name: String,
+    ended: bool,
+}
+
+impl Turns {
+    /// `None` when a hand-off of `name` runs already (it is told to look again).
+    fn begin(&self, name: &str) -> Option<Turn<'_>> {
+        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(again) = map.get_mut(name) {
+            *again = true;
+            return None;
+        }
+        map.insert(name.to_owned(), false);
+        Some(Turn {
+            turns: self,
+            name: name.to_owned(),
+            ended: false,
+        })
+    }
+}
+
+impl Turn<'_> {
+    /// Whether to look once more; when not, the turn ends here, under the same lock as a
+    /// [`Turns::begin`] that would otherwise find it still running and be lost.
+    fn again(&mut self) -> bool {
+        let mut map = self.turns.0.lock().unwrap_or_else(|p| p.into_inner());
+        match map.get_mut(&self.name) {
+            Some(again) if *again => {
+                *again = false;
+                true
+            }
+            _ => {
+                map.remove(&self.name);
+                self.ended = true;
+                false
+            }
+        }
+    }
+}
+
+impl Drop for Turn<'_> {
+    fn drop(&mut self) {
+        if !self.ended {
+            let mut map = self.turns.0.lock().unwrap_or_else(|p| p.into_inner());
+            map.remove(&self.name);
+        }
+    }
+}
+
+/// How one pass over a tunnel's kept requests ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Pass {
+    /// Everything there was went, or stays only for another key of the owner.
+    Done,
+    /// Something stays that this client could take later.
+    Incomplete,
+}
+
+/// Hands tunnel `name`'s kept requests to its client connected here (it just connected, or
+/// another node just kept one for it): those on this node's disk and, in a cluster, those
+/// in JetStream. Each pass takes the session as it is then, so a client that reconnected
+/// meanwhile gets what is left.
+pub(crate) async fn hand_off(state: Arc<State>, name: String) {
+    let Some(store) = state.keep.clone() else {
+        return;
+    };
+    let Some(mut turn) = store.turns.begin(&name) else {
+        return;
+    };
+    let mut wait = RETRY_FIRST;
+    loop {
+        let now = std::time::Instant::now();
+        let crate::registry::Lookup::Ready { sender, .. } =
+            state.registry.lookup(&name, now, false)
+        else {
+            return;
+        };
+        let pass = hand_over(state.clone(), name.clone(), Recipient::Session(sender)).await;
+        if pass == Pass::Incomplete {
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = state.sessions.cancelled() => return,
+            }
+            wait = (wait * 2).min(RETRY_MAX);
+            continue;
+        }
+        if !turn.again() {
+            return;
+        }
+    }
+}
+
+/// Where kept requests go: the tunnel's session on this node, or (in a cluster) the node
+/// whose session holds the tunnel now, through its peer listener.
+pub(crate) enum Recipient {
+    Session(hyper::client::conn::http2::SendRequest<crate::body::RelayBody>),
+    Peer(twk_cluster::Peer),
+}
+
+impl Recipient {
+    /// Sends one kept request; the client's answer status.
+    pub(crate) async fn deliver(
+        &mut self,
+        state: &State,
+        name: &str,
+        request: http::Request<crate::body::RelayBody>,
+    ) -> Result<http::StatusCode, String> {
+        match self {
+            Recipient::Session(sender) => {
+                sender.ready().await.map_err(|e| e.to_string())?;
+                let r = sender
+                    .send_request(request)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                Ok(r.status())
+            }
+            Recipient::Peer(peer) => {
+                let (mut parts, body) = request.into_parts();
+                let path = format!("{}{name}", crate::peer::KEPT_PATH);
+                crate::peer::address(&mut parts, peer, &path)?;
+                let r = state
+                    .peers
+                    .request(http::Request::from_parts(parts, body))
+                    .await
+                    .map_err(|e| e.to_string())?;
+                Ok(r.status())
+            }
+        }
+    }
+}
+
+/// Tunnel `name`'s kept requests, in arrival order: this node's disk, and with `shared`
+/// the cluster's store too; and whether the listing is whole.
+async fn listing(state: &State, name: &str, shared: bool) -> (Vec<Kept>, Pass) {
+    let Some(store) = &state.keep else {
+        return (Vec::new(), Pass::Done);
+    };
+    let mut pass = Pass::Done;
+    let (d, n) = (store.disk.clone(), name.to_owned());
+    let mut kept = match super::blocking(move || d.list(&n)).await {
+        Ok(Ok(k)) => k,
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "cannot list kept requests");
+            pass = Pass::Incomplete;
+            Vec::new()
+        }
+        Err(_) => Vec::new(),
+    };
+    if let (true, Some(c)) = (shared, &state.cfg.cluster) {
+        match cluster::list(c, name).await {
+            Some(k) => kept.extend(k),
+            None => pass = Pass::Incomplete,
+        }
+    }
+    super::arrival_order(&mut kept);
+    (kept, pass)
+}
+
+/// One kept request's sealed bytes: `Ok(None)` when it is gone (delivered or dropped by
+/// another node meanwhile), `Err` when it could not be read now.
+async fn read(state: &State, name: &str, k: &Kept) -> Result<Option<Vec<u8>>, ()> {
+    match &k.place {
+        Place::Disk(path) => {
+            let path = path.clone();
+            match super::blocking(move || disk::Disk::read(&path)).await {
+                Ok(Ok(b)) => Ok(Some(b)),
+                Ok(Err(e)) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+                _ => Err(()),
+            }
+        }
+        Place::Cluster => {
+            let (Some(c), Some(store)) = (&state.cfg.cluster, &state.keep) else {
+                return Err(());
+            };
+            cluster::read(c, name, k, &store.limits).await
+        }
+    }
+}
+
+/// Deletes one kept request from where it is.
+pub(super) async fn remove(state: &State, name: &str, k: &Kept) {
+    match &k.place {
+        Place::Disk(path) => {
+            let path = path.clone();
+            let _ = super::blocking(move || std::fs::remove_file(path)).await;
+        }
+        Place::Cluster => {
+            if let Some(c) = &state.cfg.cluster {
+                cluster::remove(c, name, k).await;
+            }
+        }
+    }
+}
+
+/// Hands `name`'s kept requests to `to`. To the tunnel's own session: everything kept for
+/// it; to another node: only what this node's disk kept (what is in JetStream, the holding
+/// node hands over itself).
+pub(crate) async fn hand_over(state: Arc<State>, name: String, mut to: Recipient) -> Pass {
+    let Some(store) = state.keep.clone() else {
+        return Pass::Done;
+    };
+    let shared = matches!(to, Recipient::Session(_));
+    let (kept, mut pass) = listing(&state, &name, shared).await;
+    if !kept.is_empty() {
+        tracing::info!(
+            count = kept.len(),
+            to = if shared { "client" } else { "the holding node" },
+            "handing kept requests over"
+        );
+    }
+    for k in kept {
+        let Ok(_room) = store.handing.clone().acquire_owned().await else {
+            return Pass::Incomplete;
+        };
+        let sealed = match read(&state, &name, &k).await {
+            Ok(Some(b)) => b,
+            Ok(None) => continue,
+            Err(()) => {
+                pass = Pass::Incomplete;
+                continue;
+            }
+        };
+        let request = http::Request::builder()
+            .method(http::Method::POST)
+            .uri(format!("http://{name}.tunnel/"))
+            .header(twk_protocol::meta::KEPT, k.request_id.as_str())
+            .header(twk_protocol::meta::RECEIVED_AT, k.received_ms)
+            .body(crate::body::full(sealed));
+        let Ok(request) = request else { continue };
+        match to.deliver(&state, &name, request).await {
+            Ok(status) if status.is_success() => {
+                remove(&state, &name, &k).await;
+                state.metrics.kept_handed_off();
+            }
+            // Sealed to another key (the owner's other machine, or a key since replaced):
+            // this client cannot read it, the other one still may. It stays, within the TTL.
+            Ok(http::StatusCode::UNPROCESSABLE_ENTITY) => {
+                state.metrics.kept_skipped();
+                tracing::info!(request_id = %k.request_id, "kept request sealed to another key of the owner: left for it");
+            }
+            Ok(status) => {
+                tracing::warn!(
+                    status = status.as_u16(),
+                    "the client did not take a kept request; it stays kept"
+                );
+                return Pass::Incomplete;
+            }
+            Err(e) => {
+                tracing::info!(error = %e, "tunnel ended during the hand-off; the rest stays kept");
+                return Pass::Incomplete;
+            }
+        }
+    }
+    pass
+}
