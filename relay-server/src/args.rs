@@ -239,9 +239,15 @@ pub(crate) struct Args {
 #[command(next_help_heading = "Cluster")]
 pub(crate) struct ClusterArgs {
     /// Join a relay cluster coordinated by NATS JetStream: server URLs, comma separated or
-    /// repeated (nats://host:4222, tls://host:4222; user:password@ in the URL if needed).
-    /// Without it the relay runs alone.
-    #[arg(long = "cluster", env = "TWK_RELAY_CLUSTER", value_delimiter = ',')]
+    /// repeated (nats://host:4222, tls://host:4222; user:password@ or token@ in the URL if
+    /// needed: then give it in TWK_RELAY_CLUSTER, not on the command line, which every local
+    /// user can read). Without it the relay runs alone.
+    #[arg(
+        long = "cluster",
+        env = "TWK_RELAY_CLUSTER",
+        hide_env_values = true,
+        value_delimiter = ','
+    )]
     pub(crate) cluster_servers: Vec<String>,
     /// The peer listener: other nodes send requests for tunnels held here to this address.
     /// Keep it on a private network between the nodes.

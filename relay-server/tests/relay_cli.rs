@@ -563,3 +563,20 @@ async fn completions_and_man_pages_are_generated() {
     let token = std::fs::read_to_string(dir.path().join("twk-relay-token-add.1")).unwrap();
     assert!(token.contains(".TH twk-relay-token-add 1 "), "{token}");
 }
+
+#[tokio::test]
+async fn help_never_shows_the_password_in_the_cluster_url() {
+    let out = Command::new(BIN)
+        .arg("--help")
+        .env(
+            "TWK_RELAY_CLUSTER",
+            "nats://twk:hunter2-secret@nats.internal:4222",
+        )
+        .output()
+        .await
+        .unwrap();
+    assert!(out.status.success());
+    let help = String::from_utf8_lossy(&out.stdout);
+    assert!(help.contains("TWK_RELAY_CLUSTER"), "{help}");
+    assert!(!help.contains("hunter2-secret"), "{help}");
+}
