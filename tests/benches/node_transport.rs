@@ -159,14 +159,7 @@ async fn load(t: &Arc<Transport>, body: &Bytes, conns: usize, run: Duration) -> 
     let tasks: Vec<_> = (0..conns)
         .map(|_| tokio::spawn(worker(t.clone(), body.clone(), deadline)))
         .collect();
-    let mut all = Vec::new();
-    let mut errors = 0;
-    for task in tasks {
-        let (lat, e) = task.await.unwrap();
-        all.extend(lat);
-        errors += e;
-    }
-    stats(all, errors, started.elapsed())
+    Stats::gather(tasks, started).await
 }
 
 async fn worker(t: Arc<Transport>, body: Bytes, deadline: Instant) -> (Vec<Duration>, u64) {
@@ -181,22 +174,6 @@ async fn worker(t: Arc<Transport>, body: Bytes, deadline: Instant) -> (Vec<Durat
         }
     }
     (lat, errors)
-}
-
-fn stats(mut all: Vec<Duration>, errors: u64, elapsed: Duration) -> Stats {
-    all.sort();
-    let pct = |p: f64| {
-        all.get(((all.len().max(1) - 1) as f64 * p) as usize)
-            .copied()
-            .unwrap_or_default()
-    };
-    Stats {
-        requests: all.len() as u64,
-        rps: all.len() as f64 / elapsed.as_secs_f64(),
-        p50: pct(0.50),
-        p99: pct(0.99),
-        errors,
-    }
 }
 
 /// CPU ticks so far of this process and of `server` (0 without one).

@@ -28,6 +28,37 @@ pub struct Stats {
     pub errors: u64,
 }
 
+impl Stats {
+    /// Joins load workers, each returning its latencies and error count, into the figures of
+    /// the phase that began at `started`.
+    pub async fn gather(
+        workers: Vec<tokio::task::JoinHandle<(Vec<Duration>, u64)>>,
+        started: std::time::Instant,
+    ) -> Stats {
+        let mut all = Vec::new();
+        let mut errors = 0;
+        for w in workers {
+            let (lat, e) = w.await.unwrap();
+            all.extend(lat);
+            errors += e;
+        }
+        let elapsed = started.elapsed();
+        all.sort();
+        let pct = |p: f64| {
+            all.get(((all.len().max(1) - 1) as f64 * p) as usize)
+                .copied()
+                .unwrap_or_default()
+        };
+        Stats {
+            requests: all.len() as u64,
+            rps: all.len() as f64 / elapsed.as_secs_f64(),
+            p50: pct(0.50),
+            p99: pct(0.99),
+            errors,
+        }
+    }
+}
+
 /// Sends POSTs of `body` to `path` on `conns` keep-alive connections for `secs` seconds.
 pub async fn drive(addr: SocketAddr, path: &str, conns: usize, secs: u64, body: Bytes) -> Stats {
     let deadline = Instant::now() + Duration::from_secs(secs);
@@ -71,29 +102,7 @@ pub async fn drive(addr: SocketAddr, path: &str, conns: usize, secs: u64, body: 
             (lat, errors)
         }));
     }
-    let mut all = Vec::new();
-    let mut errors = 0;
-    for t in tasks {
-        let (l, e) = t.await.unwrap();
-        all.extend(l);
-        errors += e;
-    }
-    let elapsed = started.elapsed();
-    all.sort();
-    let pct = |p: f64| {
-        if all.is_empty() {
-            Duration::ZERO
-        } else {
-            all[((all.len() as f64 - 1.0) * p) as usize]
-        }
-    };
-    Stats {
-        requests: all.len() as u64,
-        rps: all.len() as f64 / elapsed.as_secs_f64(),
-        p50: pct(0.50),
-        p99: pct(0.99),
-        errors,
-    }
+    Stats::gather(tasks, started).await
 }
 
 /// The child's first stdout line (within 20 s) and the rest of its lines.
