@@ -96,6 +96,11 @@ pub(crate) struct Args {
     /// Address to listen on, e.g. 0.0.0.0:443 or 127.0.0.1:8080.
     #[arg(long, env = "TWK_RELAY_LISTEN", default_value = "127.0.0.1:8080")]
     pub(crate) listen: String,
+    /// Threads serving requests (default: one per CPU core). On a small machine shared with
+    /// other busy processes, 1 answers faster: a request and its tunnel then never wait for
+    /// another thread to wake (docs/performance.md).
+    #[arg(long, env = "TWK_RELAY_WORKERS", value_name = "N")]
+    pub(crate) workers: Option<std::num::NonZeroUsize>,
     /// Public domain (with port if not the default), e.g. relay.example.com.
     #[arg(long, env = "TWK_RELAY_DOMAIN", required = true)]
     pub(crate) domain: Option<String>,

@@ -189,9 +189,23 @@ async fn serve_main(args: Args) -> ExitCode {
     }
 }
 
-#[tokio::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
     let cli = Cli::parse();
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    runtime.enable_all();
+    if let Some(n) = cli.serve.workers {
+        runtime.worker_threads(n.get());
+    }
+    match runtime.build() {
+        Ok(rt) => rt.block_on(dispatch(cli)),
+        Err(e) => {
+            report(&anyhow::Error::from(e).context("cannot start the async runtime"));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn dispatch(cli: Cli) -> ExitCode {
     let generated = match cli.command {
         Some(Command::Token(cmd)) => return token_main(cmd),
         Some(Command::Completions(a)) => twk_cli::completions(&a, Cli::command()),

@@ -580,3 +580,19 @@ async fn help_never_shows_the_password_in_the_cluster_url() {
     assert!(help.contains("TWK_RELAY_CLUSTER"), "{help}");
     assert!(!help.contains("hunter2-secret"), "{help}");
 }
+
+#[tokio::test]
+async fn workers_must_be_at_least_one_and_one_serves() {
+    let out = Command::new(BIN)
+        .args(["--domain", "relay.test", "--workers", "0"])
+        .env("TWK_RELAY_TOKENS", "tok-1234567890abcdef")
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--workers"), "{err}");
+    let (_child, addr) = start_traced(&["--workers", "1"], "tok-1234567890abcdef").await;
+    let r = send(addr, "GET", "/_twk/health", &[], "").await.unwrap();
+    assert_eq!(r.status, 200);
+}
