@@ -190,8 +190,11 @@ pub(crate) async fn forward_as(
     let a = match admit(&state, remote, &req, hop).await {
         Ok(a) => a,
         Err(Refused::Answer(refusal)) => return *refusal,
+        // The cold paths are boxed: an async fn's future is as large as its largest await,
+        // and every request in flight carries this one. Inline, keeping (with the cluster
+        // store's futures) cost each of 1,000 connections ~10 KiB (docs/performance.md).
         Err(Refused::Elsewhere(peer, hops)) => {
-            return crate::peer::forward(&state, peer, hops, remote, req).await;
+            return Box::pin(crate::peer::forward(&state, peer, hops, remote, req)).await;
         }
         Err(Refused::Offline {
             route,
@@ -205,7 +208,7 @@ pub(crate) async fn forward_as(
                 received_ms,
                 request_id: state.next_request_id(),
             };
-            return offline_keeping(&state, req, &route, &origin).await;
+            return Box::pin(offline_keeping(&state, req, &route, &origin)).await;
         }
     };
     let request_id = state.next_request_id();
