@@ -15,10 +15,9 @@
 use bytes::Bytes;
 use http_body_util::Full;
 use std::net::SocketAddr;
-use std::process::Stdio;
 use std::time::Duration;
-use tokio::process::{Child, Command};
-use twk_e2e::bench::{bin_dir, drive, first_line, start_tunnel};
+use tokio::process::Child;
+use twk_e2e::bench::{bin_dir, drive, start_relay, start_tunnel};
 use twk_e2e::nats::Nats;
 use twk_e2e::procfs::{clk_tck, cpu_ticks, status_kib};
 
@@ -31,29 +30,8 @@ fn env_or(name: &str, default: u64) -> u64 {
 
 /// A node and its public address (its other stdout lines are drained).
 async fn node(bin: &std::path::Path, nats: &Nats) -> (Child, SocketAddr) {
-    let mut child = Command::new(bin)
-        .args([
-            "--listen",
-            "127.0.0.1:0",
-            "--domain",
-            "bench.test",
-            "--url-style",
-            "path",
-            "--no-state-file",
-            "--max-tunnels-per-token",
-            "0",
-            "--cluster",
-            &nats.url,
-        ])
-        .env("TWK_RELAY_TOKENS", "bench-token")
-        .env("TWK_LOG", "error")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let (line, mut rest) = first_line(&mut child).await;
-    let addr = line.strip_prefix("listening on ").unwrap().parse().unwrap();
+    let extra = ["--max-tunnels-per-token", "0", "--cluster", &nats.url];
+    let (child, addr, mut rest) = start_relay(bin, &extra).await;
     let member = rest.next_line().await.unwrap().unwrap();
     assert!(member.starts_with("cluster node"), "{member}");
     tokio::spawn(async move { while let Ok(Some(_)) = rest.next_line().await {} });

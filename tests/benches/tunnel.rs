@@ -12,10 +12,7 @@
 
 use bytes::Bytes;
 use http_body_util::Full;
-use std::net::SocketAddr;
-use std::process::Stdio;
-use tokio::process::Command;
-use twk_e2e::bench::{bin_dir, drive, first_line, start_tunnel};
+use twk_e2e::bench::{bin_dir, drive, start_relay, start_tunnel};
 use twk_e2e::procfs::{clk_tck, cpu_ticks, status_kib};
 
 #[tokio::main]
@@ -43,26 +40,7 @@ async fn main() {
         http::Response::new(Full::new(Bytes::from_static(b"{\"ok\":true}")))
     })
     .await;
-    let mut relay = Command::new(&relay_bin)
-        .args([
-            "--listen",
-            "127.0.0.1:0",
-            "--domain",
-            "bench.test",
-            "--url-style",
-            "path",
-            // The bench's name and token must not linger in the user's own relay state.
-            "--no-state-file",
-        ])
-        .env("TWK_RELAY_TOKENS", "bench-token")
-        .env("TWK_LOG", "error")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let (line, _relay_lines) = first_line(&mut relay).await;
-    let relay_addr: SocketAddr = line.strip_prefix("listening on ").unwrap().parse().unwrap();
+    let (mut relay, relay_addr, _relay_lines) = start_relay(&relay_bin, &[]).await;
     // Captures go to a private directory (recording is on, as for a user, unless
     // TWK_BENCH_NO_CAPTURE=1).
     let data = tempfile::tempdir().unwrap();

@@ -121,6 +121,37 @@ pub async fn first_line(
     (line, lines)
 }
 
+/// Starts `twk-relay` on a free loopback port with the bench's token and no state file,
+/// path-style URLs on `bench.test`, plus `extra` arguments; returns it, its address and its
+/// further stdout lines.
+pub async fn start_relay(
+    bin: &std::path::Path,
+    extra: &[&str],
+) -> (Child, SocketAddr, tokio::io::Lines<BufReader<ChildStdout>>) {
+    let mut relay = Command::new(bin)
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--domain",
+            "bench.test",
+            "--url-style",
+            "path",
+            // The bench's name and token must not linger in the user's own relay state.
+            "--no-state-file",
+        ])
+        .args(extra)
+        .env("TWK_RELAY_TOKENS", "bench-token")
+        .env("TWK_LOG", "error")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("twk-relay starts");
+    let (line, lines) = first_line(&mut relay).await;
+    let addr = line.strip_prefix("listening on ").unwrap().parse().unwrap();
+    (relay, addr, lines)
+}
+
 /// Starts the release `twk-tunnel` (`bin`) for tunnel `bench` on `relay` to `target`, its data
 /// in `data`, and waits for its `ready` line; returns it and its further NDJSON lines.
 pub async fn start_tunnel(
