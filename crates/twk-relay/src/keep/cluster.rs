@@ -147,11 +147,7 @@ pub(crate) async fn spool(state: &State, c: &Cluster, store: &KeepStore, name: &
         return;
     };
     for k in &files {
-        let Place::Disk(path) = &k.place else {
-            continue;
-        };
-        let p = path.clone();
-        let Ok(Ok(sealed)) = super::blocking(move || super::disk::Disk::read(&p)).await else {
+        let Ok(Some(sealed)) = super::handoff::read(state, name, k).await else {
             continue;
         };
         if store_sealed(c, store, name, &k.stem(), &sealed)

@@ -182,7 +182,7 @@ async fn listing(state: &State, name: &str, shared: bool) -> (Vec<Kept>, Pass) {
 
 /// One kept request's sealed bytes: `Ok(None)` when it is gone (delivered or dropped by
 /// another node meanwhile), `Err` when it could not be read now.
-async fn read(state: &State, name: &str, k: &Kept) -> Result<Option<Vec<u8>>, ()> {
+pub(super) async fn read(state: &State, name: &str, k: &Kept) -> Result<Option<Vec<u8>>, ()> {
     match &k.place {
         Place::Disk(path) => {
             let path = path.clone();
