@@ -167,17 +167,16 @@ impl Exchange {
     /// captured, and `body` (the captured body, or an empty one where only a whole body will
     /// do).
     pub fn request_view<'a>(&'a self, body: &'a [u8]) -> twk_providers::RequestView<'a> {
-        twk_providers::RequestView {
-            method: &self.method,
-            url: &self.public_url,
-            headers: self
-                .request
+        twk_providers::RequestView::with_headers(
+            &self.method,
+            &self.public_url,
+            self.request
                 .headers
                 .iter()
                 .map(|h| (h.name.as_str(), h.value.as_slice()))
                 .collect(),
             body,
-        }
+        )
     }
 
     /// Duration from relay receipt to done, in milliseconds, when both are known.

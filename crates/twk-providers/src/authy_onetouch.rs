@@ -280,7 +280,7 @@ pub(crate) fn sign(
 
 /// Whether an unsigned request looks like a OneTouch callback.
 pub(crate) fn looks_like(req: &RequestView<'_>) -> bool {
-    parse_json(req.body)
+    req.json()
         .is_some_and(|v| v.get("callback_action").is_some() && v.get("authy_id").is_some())
 }
 

@@ -90,19 +90,27 @@ fn looks_like_jwt(s: &str) -> bool {
         .is_some_and(|v| v.get("alg").is_some())
 }
 
+/// How every compact JWT begins: its header is a JSON object, and `{` is `ey` in base64url.
+const JWT_START: &[u8] = b"ey";
+
 /// Finds the JWT: JSON or form field `body`, or the whole body.
 fn find_jwt(req: &RequestView<'_>) -> Option<(String, Envelope)> {
-    if let Ok(Value::Object(m)) = serde_json::from_slice::<Value>(req.body) {
+    if let Some(Value::Object(m)) = req.json() {
         if let Some(Value::String(s)) = m.get("body") {
             return Some((s.trim().to_owned(), Envelope::Json));
         }
         return None;
     }
-    let text = std::str::from_utf8(req.body).ok()?.trim();
-    if looks_like_jwt(text) {
+    // Every request that is not JSON comes through here: look at its first bytes before
+    // anything reads the whole body (a 1 MiB upload is neither a JWT nor a form with `body=`).
+    let body = req.body.trim_ascii();
+    if body.starts_with(JWT_START)
+        && let Ok(text) = std::str::from_utf8(body)
+        && looks_like_jwt(text)
+    {
         return Some((text.to_owned(), Envelope::Raw));
     }
-    if text.starts_with("body=") || text.contains("&body=") {
+    if body.starts_with(b"body=") || memchr::memmem::find(body, b"&body=").is_some() {
         return decode_pairs(req.body)
             .into_iter()
             .find(|(k, _)| k == "body")
@@ -121,7 +129,7 @@ pub(crate) fn looks_like(req: &RequestView<'_>) -> bool {
 pub(crate) fn carried_iat(req: &RequestView<'_>) -> Option<i64> {
     let claims = match find_jwt(req) {
         Some((jwt, _)) => peek_claims(&jwt)?,
-        None => serde_json::from_slice::<Value>(req.body).ok()?,
+        None => return req.json()?.get("iat")?.as_i64(),
     };
     claims.get("iat")?.as_i64()
 }
@@ -507,5 +515,49 @@ fn shift_times(m: &mut Map<String, Value>, ts: i64) {
         if let Some(t) = m.get(k).and_then(Value::as_i64) {
             m.insert(k.to_owned(), Value::from(t.saturating_add(delta)));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use base64::Engine as _;
+
+    fn jwt() -> String {
+        let b64 = |s: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s);
+        format!(
+            "{}.{}.sig",
+            b64(r#"{"alg":"HS256"}"#),
+            b64(r#"{"event":"x"}"#)
+        )
+    }
+
+    fn found(body: &[u8]) -> Option<(String, Envelope)> {
+        find_jwt(&RequestView::new("POST", "https://x.example/a", body))
+    }
+
+    #[test]
+    fn the_jwt_is_found_raw_in_a_form_or_in_json() {
+        let t = jwt();
+        assert_eq!(
+            found(format!(" {t}\n").as_bytes()),
+            Some((t.clone(), Envelope::Raw))
+        );
+        let form = format!("body={t}");
+        assert_eq!(found(form.as_bytes()), Some((t.clone(), Envelope::Form)));
+        // A form whose first key starts like a JWT is still read as a form.
+        let form = format!("eyes=2&body={t}");
+        assert_eq!(found(form.as_bytes()), Some((t.clone(), Envelope::Form)));
+        let json = format!(r#"{{"body":"{t}"}}"#);
+        assert_eq!(found(json.as_bytes()), Some((t, Envelope::Json)));
+    }
+
+    #[test]
+    fn large_bodies_that_are_no_jwt_are_not_taken_for_one() {
+        assert_eq!(found(&vec![b'x'; 1 << 20]), None);
+        let mut almost = b"eyJhbGciOiJIUzI1NiJ9".to_vec();
+        almost.extend(vec![b'.'; 1 << 20]);
+        assert_eq!(found(&almost), None);
+        assert_eq!(found(&[0xff; 64]), None);
     }
 }

@@ -63,7 +63,7 @@ pub(crate) fn looks_like(req: &RequestView<'_>) -> bool {
     {
         return true;
     }
-    match parse_json(req.body) {
+    match req.json() {
         Some(Value::Array(items)) => items.first().is_some_and(|e| {
             e.get("type")
                 .and_then(Value::as_str)

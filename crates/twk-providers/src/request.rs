@@ -13,17 +13,58 @@ pub struct RequestView<'a> {
     pub headers: Vec<(&'a str, &'a [u8])>,
     /// The raw body.
     pub body: &'a [u8],
+    /// The body parsed as JSON on first use: detection and the checks read it many times.
+    json: JsonOnce,
+}
+
+/// A body's JSON, parsed once. Two views of the same request are equal whether or not either
+/// has parsed it yet.
+#[derive(Clone, Default)]
+struct JsonOnce(std::cell::OnceCell<Option<serde_json::Value>>);
+
+impl PartialEq for JsonOnce {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for JsonOnce {}
+
+impl std::fmt::Debug for JsonOnce {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("..")
+    }
 }
 
 impl<'a> RequestView<'a> {
     /// A request without headers.
     pub fn new(method: &'a str, url: &'a str, body: &'a [u8]) -> Self {
+        Self::with_headers(method, url, Vec::new(), body)
+    }
+
+    /// A request with its headers in received order.
+    pub fn with_headers(
+        method: &'a str,
+        url: &'a str,
+        headers: Vec<(&'a str, &'a [u8])>,
+        body: &'a [u8],
+    ) -> Self {
         RequestView {
             method,
             url,
-            headers: Vec::new(),
+            headers,
             body,
+            json: JsonOnce::default(),
         }
+    }
+
+    /// The body as JSON (any JSON value), parsed on the first call only; `None` when it is not
+    /// JSON.
+    pub fn json(&self) -> Option<&serde_json::Value> {
+        self.json
+            .0
+            .get_or_init(|| serde_json::from_slice(self.body).ok())
+            .as_ref()
     }
 
     /// Appends a header (builder style).
@@ -134,16 +175,15 @@ impl OwnedRequest {
 
     /// A borrowed view of this request.
     pub fn view(&self) -> RequestView<'_> {
-        RequestView {
-            method: &self.method,
-            url: &self.url,
-            headers: self
-                .headers
+        RequestView::with_headers(
+            &self.method,
+            &self.url,
+            self.headers
                 .iter()
                 .map(|(n, v)| (n.as_str(), v.as_slice()))
                 .collect(),
-            body: &self.body,
-        }
+            &self.body,
+        )
     }
 }
 
@@ -164,5 +204,26 @@ pub fn set_header(headers: &mut Vec<(String, Vec<u8>)>, name: &str, value: Vec<u
     });
     if !placed {
         headers.push((name.to_owned(), value));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_json_is_parsed_once_and_does_not_change_equality() {
+        let parsed = RequestView::new("POST", "https://x.example/", br#"{"a":[1,2]}"#);
+        let fresh = parsed.clone();
+        let first = parsed.json().map(std::ptr::from_ref);
+        assert_eq!(parsed.json(), Some(&serde_json::json!({"a": [1, 2]})));
+        // The second call hands out the value the first one parsed.
+        assert_eq!(parsed.json().map(std::ptr::from_ref), first);
+        assert_eq!(parsed, fresh);
+        assert_eq!(RequestView::new("POST", "/", b"not json").json(), None);
+        assert_eq!(
+            RequestView::new("POST", "/", b" 7 ").json(),
+            Some(&serde_json::json!(7))
+        );
     }
 }

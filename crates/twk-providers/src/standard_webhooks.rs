@@ -7,9 +7,7 @@ use crate::analysis::{Analysis, Event, Provider, SignError, SignOptions, Signed,
 use crate::check::{self, Computed, Variant};
 use crate::request::RequestView;
 use crate::secret::Secret;
-use crate::util::{
-    b64, b64_decode_lenient, ct_eq, field, hmac_sha256, parse_json, parse_unix, sha256_hex,
-};
+use crate::util::{b64, b64_decode_lenient, ct_eq, field, hmac_sha256, parse_unix, sha256_hex};
 
 const DEFAULT_TOLERANCE: u64 = 300;
 
@@ -305,7 +303,7 @@ pub(crate) fn event(req: &RequestView<'_>, provider: Provider) -> Option<Event> 
         .header_str("svix-id")
         .or_else(|| req.header_str("webhook-id"))
         .map(str::to_owned);
-    let v = parse_json(req.body);
+    let v = req.json();
     let t = v
         .as_ref()
         .and_then(|v| field(v, "type").or_else(|| field(v, "eventType")))
@@ -321,7 +319,7 @@ pub(crate) fn event(req: &RequestView<'_>, provider: Provider) -> Option<Event> 
     let mut e = Event::new(name, summary);
     e.id = id;
     if let Some(serde_json::Value::Object(m)) = v {
-        e.details = m;
+        e.details = m.clone();
     }
     Some(e)
 }

@@ -6,7 +6,7 @@ use crate::analysis::{Analysis, Event, Provider, SignError, SignOptions, Signed,
 use crate::check::{self, Computed, Variant};
 use crate::request::RequestView;
 use crate::secret::Secret;
-use crate::util::{b64_decode_lenient, ct_eq, field, hmac_sha256, json_str, parse_json};
+use crate::util::{b64_decode_lenient, ct_eq, field, hmac_sha256, json_str};
 
 const HEADER: &str = "Stripe-Signature";
 /// The SDKs' default tolerance.
@@ -198,10 +198,10 @@ pub(crate) fn sign(
 
 /// `type` · `id` · object.
 pub(crate) fn event(req: &RequestView<'_>) -> Option<Event> {
-    let v = parse_json(req.body)?;
-    let t = field(&v, "type")?;
+    let v = req.json()?;
+    let t = field(v, "type")?;
     let mut summary = t.to_owned();
-    if let Some(id) = field(&v, "id") {
+    if let Some(id) = field(v, "id") {
         summary.push_str(&format!(" · {id}"));
     }
     if let Some(obj) = v.pointer("/data/object") {
@@ -214,9 +214,9 @@ pub(crate) fn event(req: &RequestView<'_>) -> Option<Event> {
         summary.push_str(" · test mode");
     }
     let mut e = Event::new(t, summary);
-    e.id = field(&v, "id").map(str::to_owned);
+    e.id = field(v, "id").map(str::to_owned);
     if let serde_json::Value::Object(m) = v {
-        e.details = m;
+        e.details = m.clone();
     }
     Some(e)
 }

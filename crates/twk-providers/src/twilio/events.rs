@@ -5,7 +5,7 @@ use crate::analysis::Event;
 use crate::form::decode_pairs;
 use crate::request::RequestView;
 use crate::url::UrlParts;
-use crate::util::{abbrev, parse_json};
+use crate::util::abbrev;
 use serde_json::{Map, Value};
 
 /// Verify Push event types (`type`).
@@ -74,8 +74,8 @@ fn form_or_query(req: &RequestView<'_>) -> Vec<(String, String)> {
 
 /// Names the event: Verify Push, messaging/call status, CloudEvents.
 pub(crate) fn event(req: &RequestView<'_>) -> Option<Event> {
-    if let Some(v) = parse_json(req.body) {
-        let first = match &v {
+    if let Some(v) = req.json() {
+        let first = match v {
             Value::Array(items) => items.first().cloned(),
             other => Some(other.clone()),
         };
