@@ -251,6 +251,11 @@ pub mod limits {
     /// times the 16 KiB default: a quarter of the frames for a large body, while a small
     /// response behind a large one still waits for 64 KiB at most, not a whole window.
     pub const H2_MAX_FRAME: u32 = 64 * 1024;
+    /// Most bytes one websocket read asks the socket for. tungstenite zeroes this much of its
+    /// buffer before every read, so its 128 KiB default cost each small message a 128 KiB
+    /// memset; 32 KiB measured 5 % more requests/s at 16 connections and no slower 1 MiB
+    /// bodies (docs/performance.md, fifth round).
+    pub const WS_READ_BUFFER: usize = 32 * 1024;
     /// Websocket write buffer hint.
     pub const WS_WRITE_BUFFER: usize = 128 * 1024;
     /// Hard cap on the websocket write buffer: a stuck peer errors out instead of growing memory.

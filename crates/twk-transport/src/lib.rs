@@ -28,6 +28,7 @@ pub fn ws_config() -> WebSocketConfig {
         .max_frame_size(Some(WS_MAX_MESSAGE))
         .write_buffer_size(WS_WRITE_BUFFER)
         .max_write_buffer_size(WS_MAX_WRITE_BUFFER)
+        .read_buffer_size(WS_READ_BUFFER)
 }
 
 /// The relay's side of the tunnel: an HTTP/2 client with every limit from
@@ -93,4 +94,20 @@ pub async fn cancel_on_signal(token: tokio_util::sync::CancellationToken) {
     }
     tracing::info!("signal received: shutting down");
     token.cancel();
+}
+
+#[cfg(test)]
+mod tests {
+    use twk_protocol::limits::*;
+
+    #[test]
+    fn the_websocket_config_takes_every_limit_from_the_protocol() {
+        let c = super::ws_config();
+        assert_eq!(c.max_message_size, Some(WS_MAX_MESSAGE));
+        assert_eq!(c.max_frame_size, Some(WS_MAX_MESSAGE));
+        assert_eq!(c.write_buffer_size, WS_WRITE_BUFFER);
+        assert_eq!(c.max_write_buffer_size, WS_MAX_WRITE_BUFFER);
+        // Not tungstenite's 128 KiB default, which it zeroes before every read.
+        assert_eq!(c.read_buffer_size, WS_READ_BUFFER);
+    }
 }
