@@ -13,8 +13,7 @@ use clap::{CommandFactory, Parser, Subcommand};
 use std::process::ExitCode;
 
 /// mimalloc rather than glibc's allocator: 10–25 % less CPU per forwarded request and ~35 %
-/// more requests/s at 1,000 connections, at the same peak memory (docs/performance.md). The
-/// relay keeps glibc's: with mimalloc its peak grew past its 48 MiB budget.
+/// more requests/s at 1,000 connections, at the same peak memory (docs/performance.md).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

@@ -13,6 +13,12 @@ use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 use twk_relay::RelayConfig;
 
+/// mimalloc, as the client: 3–7 % more requests/s and a lower peak at 1,000 connections
+/// (45.8 against 49.8 MiB) than glibc's allocator, whose free-list consolidation and arena
+/// locks showed in every profile (docs/performance.md, fifth round).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Raises the open-file soft limit to the hard limit: at the usual 1024, a thousand idle
 /// connections from one address starve real webhooks.
 fn raise_open_files() {
