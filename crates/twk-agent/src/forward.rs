@@ -5,6 +5,7 @@ use crate::config::{AgentConfig, HostHeader};
 use crate::now_ms;
 use crate::session::Observer;
 use crate::tap::{CaptureBudget, Lease, Tap, TapResult};
+use crate::target_io::TargetConnector;
 use http::{HeaderMap, HeaderValue, Request, Response, StatusCode, header};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
@@ -24,7 +25,7 @@ pub(crate) use twk_transport::body::{BoxError, TunnelBody as AgentBody};
 /// State shared by all requests of one agent.
 pub(crate) struct Shared {
     cfg: AgentConfig,
-    client: Client<HttpConnector, AgentBody>,
+    client: Client<TargetConnector, AgentBody>,
     observer: Arc<dyn Observer>,
     /// Name granted by the relay on the current session.
     name: Mutex<String>,
@@ -52,7 +53,7 @@ impl Shared {
             // Response bodies move through in chunks of this size; hyper's default (~400 KiB
             // per connection) was 25 MiB of client memory for 64 large answers at once.
             .http1_max_buf_size(twk_protocol::limits::TARGET_READ_BUF)
-            .build(connector);
+            .build(TargetConnector(connector));
         let budget = CaptureBudget::new(cfg.capture_budget);
         let target_slots = Arc::new(tokio::sync::Semaphore::new(cfg.max_target_requests.max(1)));
         Shared {

@@ -19,6 +19,7 @@ mod kept;
 pub mod replay;
 mod session;
 mod tap;
+mod target_io;
 
 pub use backoff::Backoff;
 pub use basic_auth::BasicAuth;
