@@ -18,6 +18,7 @@ use base64::Engine as _;
 use futures_util::StreamExt as _;
 use std::time::Duration;
 use tokio::io::AsyncReadExt as _;
+use tracing::{debug, info, warn};
 
 /// Where storing a kept request for a tunnel is announced: `twk.kept.<name>`.
 const ANNOUNCE: &str = "twk.kept";
@@ -204,7 +205,12 @@ impl Cluster {
     ) -> Result<Option<object_store::ObjectStore>, KeptError> {
         let bucket = bucket_of(name);
         let missing = match self.js.get_object_store(&bucket).await {
-            Ok(s) => return Ok(Some(s)),
+            Ok(s) => {
+                if let Some((ttl, max_bytes)) = create {
+                    self.align_bounds(&bucket, ttl, max_bytes).await;
+                }
+                return Ok(Some(s));
+            }
             Err(e) => e,
         };
         // Tell "no bucket yet" from NATS not answering.
@@ -231,6 +237,61 @@ impl Cluster {
                 Err(_) => Err(failed(e)),
             },
         }
+    }
+}
+
+impl Cluster {
+    /// Brings an existing bucket to the bounds this node keeps with: a bucket made under
+    /// an earlier `--keep-ttl` or `--keep-bytes` would otherwise keep its old ones for as
+    /// long as it exists, dropping requests sooner than promised or keeping them longer than
+    /// allowed. Best effort: the put goes ahead either way.
+    async fn align_bounds(&self, bucket: &str, ttl: Duration, max_bytes: u64) {
+        let max_bytes = i64::try_from(max_bytes).unwrap_or(i64::MAX);
+        let stream = format!("OBJ_{bucket}");
+        let info = match self.js.get_stream(&stream).await {
+            Ok(mut s) => s.info().await.map(|i| i.config.clone()).map_err(failed),
+            Err(e) => Err(failed(e)),
+        };
+        let config = match info {
+            Ok(c) => c,
+            Err(e) => {
+                debug!(bucket, error = %e, "kept bucket: its bounds cannot be read");
+                return;
+            }
+        };
+        if config.max_age == ttl && config.max_bytes == max_bytes {
+            return;
+        }
+        let (was_ttl, was_bytes) = (config.max_age, config.max_bytes);
+        let updated = async_nats::jetstream::stream::Config {
+            max_age: ttl,
+            max_bytes,
+            ..config
+        };
+        match self.js.update_stream(updated).await {
+            Ok(_) => info!(
+                bucket,
+                ?was_ttl,
+                ?ttl,
+                was_bytes,
+                max_bytes,
+                "kept bucket brought to this node's keep bounds"
+            ),
+            Err(e) => warn!(bucket, error = %e, "kept bucket's bounds could not be updated"),
+        }
+    }
+
+    /// The expiry and byte bound of tunnel `name`'s kept bucket, if it has one.
+    pub async fn kept_bounds(&self, name: &str) -> Result<Option<(Duration, u64)>, KeptError> {
+        let stream = format!("OBJ_{}", bucket_of(name));
+        let mut s = match self.js.get_stream(&stream).await {
+            Ok(s) => s,
+            Err(e) if is_not_found(e.kind()) => return Ok(None),
+            Err(e) => return Err(failed(e)),
+        };
+        let info = s.info().await.map_err(failed)?;
+        let bytes = u64::try_from(info.config.max_bytes).unwrap_or(u64::MAX);
+        Ok(Some((info.config.max_age, bytes)))
     }
 }
 

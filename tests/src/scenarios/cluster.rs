@@ -730,3 +730,44 @@ async fn jetstream_keeps_a_tunnels_newest_requests_within_its_bound() {
     back.stop().await.unwrap();
     nats.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_tunnels_kept_bucket_follows_a_changed_keep_ttl_and_bytes() {
+    trace_init();
+    let Some(nats) = Nats::start_or_skip().await else {
+        return;
+    };
+    let node_keeping = |ttl: u64, bytes: u64, dir: &tempfile::TempDir| {
+        let mut cfg = relay_config(tokens(&["alice-token"]));
+        cfg.hold = Duration::ZERO;
+        cfg.keep_dir = Some(dir.path().join("kept"));
+        cfg.keep.ttl = Duration::from_secs(ttl);
+        cfg.keep.bytes = bytes;
+        cfg
+    };
+    let (d0, d1) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let first = node_with(&nats, node_keeping(3600, 8 << 20, &d0)).await;
+    let target = FakeTarget::echo().await;
+    let key = twk_protocol::kept::OwnerKey::generate();
+    away_was_here(std::slice::from_ref(&first), target.addr, &key).await;
+    webhook_kept(&first, b"{\"n\":1}").await;
+    kept_in_cluster(&first.cluster, "away", 1).await;
+    let room = |bytes: u64| bytes * 4; // the bucket's room: 4x --keep-bytes
+    let bounds = first.cluster.kept_bounds("away").await.unwrap();
+    assert_eq!(bounds, Some((Duration::from_secs(3600), room(8 << 20))));
+
+    // The relay comes back with a longer --keep-ttl and a smaller --keep-bytes: the bucket
+    // made under the old ones follows at the next request kept, and keeps what it held.
+    first.relay.stop().await;
+    let again = node_with(&nats, node_keeping(7200, 2 << 20, &d1)).await;
+    again
+        .cluster
+        .await_owner_key("away", Duration::from_secs(10))
+        .await
+        .expect("the owner key is shared");
+    webhook_kept(&again, b"{\"n\":2}").await;
+    kept_in_cluster(&again.cluster, "away", 2).await;
+    let bounds = again.cluster.kept_bounds("away").await.unwrap();
+    assert_eq!(bounds, Some((Duration::from_secs(7200), room(2 << 20))));
+    nats.stop().await;
+}
