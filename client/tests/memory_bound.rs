@@ -6,6 +6,8 @@
 
 use bytes::Bytes;
 use std::process::Stdio;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Command;
@@ -26,15 +28,17 @@ fn kib(pid: u32, field: &str) -> u64 {
     twk_e2e::procfs::status_kib(pid, field).unwrap()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sixty_four_concurrent_8_mib_bodies_with_capture_keep_the_client_under_its_bound() {
-    trace_init();
-    let relay = spawn_relay(relay_config(tokens(&["tok"]))).await;
-    let target = FakeTarget::echo().await;
-    let home = tempfile::tempdir().unwrap();
+/// A `twk-tunnel --json` process with capture on, forwarding tunnel `name` to `target`;
+/// its stdout is read to the end (a consumer that keeps up) and its exchange lines counted.
+async fn tunnel(
+    relay: &RelayHandle,
+    target: std::net::SocketAddr,
+    name: &str,
+    home: &tempfile::TempDir,
+) -> Tunnel {
     let mut child = Command::new(BIN)
-        .args(["--relay", &relay.url(false), "--name", "big", "--json"])
-        .arg(target.addr.to_string())
+        .args(["--relay", &relay.url(false), "--name", name, "--json"])
+        .arg(target.to_string())
         .env("TWK_TOKEN", "tok")
         .env("XDG_DATA_HOME", home.path().join("data"))
         .env("XDG_CONFIG_HOME", home.path().join("config"))
@@ -54,14 +58,61 @@ async fn sixty_four_concurrent_8_mib_bodies_with_capture_keep_the_client_under_i
         .unwrap()
         .unwrap();
     assert!(ready.contains("\"ready\""), "{ready}");
-    // Every line is read (a consumer that keeps up), and the exchanges counted.
+    let seen = Arc::new(AtomicUsize::new(0));
+    let counted = seen.clone();
     let printed = tokio::spawn(async move {
-        let mut n = 0;
         while let Ok(Some(line)) = lines.next_line().await {
-            n += usize::from(line.contains("\"event\":\"exchange\""));
+            if line.contains("\"event\":\"exchange\"") {
+                counted.fetch_add(1, Ordering::Relaxed);
+            }
         }
-        n
+        counted.load(Ordering::Relaxed)
     });
+    Tunnel {
+        child,
+        pid,
+        seen,
+        printed,
+    }
+}
+
+struct Tunnel {
+    child: tokio::process::Child,
+    pid: u32,
+    /// Exchange lines printed so far.
+    seen: Arc<AtomicUsize>,
+    printed: tokio::task::JoinHandle<usize>,
+}
+
+/// Stops the client and returns how many exchanges it printed.
+async fn stop(t: Tunnel) -> usize {
+    let Tunnel {
+        mut child,
+        pid,
+        printed,
+        ..
+    } = t;
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let status = tokio::time::timeout(Duration::from_secs(20), child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(status.success(), "{status}");
+    printed.await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sixty_four_concurrent_8_mib_bodies_with_capture_keep_the_client_under_its_bound() {
+    trace_init();
+    let relay = spawn_relay(relay_config(tokens(&["tok"]))).await;
+    let target = FakeTarget::echo().await;
+    let home = tempfile::tempdir().unwrap();
+    let t = tunnel(&relay, target.addr, "big", &home).await;
+    let pid = t.pid;
     let idle = kib(pid, "VmRSS:");
 
     let body = Bytes::from((0..BODY).map(|i| (i % 251) as u8).collect::<Vec<u8>>());
@@ -95,16 +146,71 @@ async fn sixty_four_concurrent_8_mib_bodies_with_capture_keep_the_client_under_i
     );
 
     // Nothing was lost to the bound: every exchange was recorded (bodies shed, not rows).
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(pid as i32),
-        nix::sys::signal::Signal::SIGTERM,
-    )
-    .unwrap();
-    let status = tokio::time::timeout(Duration::from_secs(20), child.wait())
-        .await
-        .unwrap()
-        .unwrap();
-    assert!(status.success(), "{status}");
-    let exchanges = printed.await.unwrap();
-    assert_eq!(exchanges, REQUESTS, "an exchange line is missing");
+    assert_eq!(stop(t).await, REQUESTS, "an exchange line is missing");
+}
+
+/// Bodies that cost the analysis far more memory than their size: 1 MiB of JSON (its
+/// values, parsed, are ~20 times larger) and 1 MiB forms of a quarter million fields
+/// claiming to be Twilio's (whose check decodes every field).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_json_and_form_bodies_being_analysed_keep_the_client_under_its_bound() {
+    trace_init();
+    let relay = spawn_relay(relay_config(tokens(&["tok"]))).await;
+    let target = FakeTarget::echo().await;
+    let home = tempfile::tempdir().unwrap();
+    let t = tunnel(&relay, target.addr, "parse", &home).await;
+    let mut json = String::from("[");
+    while json.len() < 1 << 20 {
+        json.push_str(r#"{"id":"evt_123","n":42,"tags":["a","b"]},"#);
+    }
+    json.push_str("{}]");
+    let form = format!("AccountSid=AC1{}", "&a=1".repeat((1 << 20) / 4));
+    const EACH: usize = 16;
+    let sends: Vec<_> = (0..2 * EACH)
+        .map(|i| {
+            let addr = relay.addr;
+            let (body, headers): (String, &[(&str, &str)]) = if i % 2 == 0 {
+                (json.clone(), &[("content-type", "application/json")])
+            } else {
+                (
+                    form.clone(),
+                    &[
+                        ("content-type", "application/x-www-form-urlencoded"),
+                        ("x-twilio-signature", "c2lnbmF0dXJl"),
+                    ],
+                )
+            };
+            tokio::spawn(async move {
+                send(addr, "POST", &format!("/t/parse/hook/{i}"), headers, body)
+                    .await
+                    .unwrap()
+            })
+        })
+        .collect();
+    for s in sends {
+        let r = s.await.unwrap();
+        assert_eq!(r.status, 200, "{}", r.text());
+    }
+    // Every exchange is analysed and printed before the peak is read.
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    while t.seen.load(Ordering::Relaxed) < 2 * EACH {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "exchanges not all printed"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let peak = kib(t.pid, "VmHWM:");
+    assert_eq!(stop(t).await, 2 * EACH, "an exchange line is missing");
+    println!(
+        "client peak RSS analysing large bodies: {} MiB",
+        peak / 1024
+    );
+    assert!(
+        peak < LIMIT_KIB,
+        "client peak RSS {} MiB over {} MiB analysing {} large JSON and form bodies",
+        peak / 1024,
+        LIMIT_KIB / 1024,
+        2 * EACH
+    );
 }

@@ -31,6 +31,8 @@ pub(crate) struct Shared {
     name: Mutex<String>,
     /// Memory all in-flight body captures may hold together.
     budget: CaptureBudget,
+    /// Analyses of bodies over [`INLINE_ANALYSIS_BYTES`] running at once (one).
+    large_analyses: Arc<tokio::sync::Semaphore>,
     /// Requests the local target may have at once (each one is a connection to it, with
     /// hyper's buffers); the rest wait their turn, within their deadline.
     target_slots: Arc<tokio::sync::Semaphore>,
@@ -62,6 +64,7 @@ impl Shared {
             observer,
             name: Mutex::new(String::new()),
             budget,
+            large_analyses: Arc::new(tokio::sync::Semaphore::new(1)),
             target_slots,
             moves: tokio::sync::watch::channel(0).0,
             sessions: tokio::sync::watch::channel(0).0,
@@ -528,8 +531,14 @@ impl Pending {
         }
         if self.exchange.request.body.bytes.len() > INLINE_ANALYSIS_BYTES {
             // Parsing and checking a large body takes milliseconds: not on the threads that
-            // forward.
-            tokio::task::spawn_blocking(move || self.report());
+            // forward. One at a time: a 1 MiB JSON body parses into ~22 MB of values, and
+            // a form of a million fields into as much again; the exchanges waiting their turn
+            // hold only their capture leases, which the capture budget bounds.
+            let turn = self.shared.large_analyses.clone().acquire_owned().await;
+            tokio::task::spawn_blocking(move || {
+                let _turn = turn;
+                self.report();
+            });
         } else {
             self.report();
         }

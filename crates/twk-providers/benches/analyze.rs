@@ -1,12 +1,19 @@
 //! What analysing one request costs on the client (detection, event naming, signature check),
 //! for webhook-sized bodies and for the large bodies a tunnel also carries.
-//! `cargo bench -p twk-providers --bench analyze`; prints µs per request, never asserts.
+//! `cargo bench -p twk-providers --bench analyze [-- <label text>]`; prints µs per request,
+//! never asserts.
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 use twk_providers::{OwnedRequest, Secrets, VerifyOptions, analyze};
 
 fn time(label: &str, req: &OwnedRequest) {
+    // `cargo bench … -- <text>` runs only the cases whose label contains it.
+    if let Some(only) = std::env::args().nth(1).filter(|a| !a.starts_with('-'))
+        && !label.contains(&only)
+    {
+        return;
+    }
     let secrets = Secrets::new();
     let opts = VerifyOptions::at(1_700_000_000);
     let start = Instant::now();
@@ -56,6 +63,15 @@ fn main() {
     time(
         "8 KiB JSON, no provider",
         &OwnedRequest::new("POST", url, push).with_header("Content-Type", "application/json"),
+    );
+    time(
+        "1 MiB of tiny form fields (a&a&…)",
+        &OwnedRequest::new("POST", url, "a&".repeat(mib / 2))
+            .with_header("Content-Type", "application/x-www-form-urlencoded"),
+    );
+    time(
+        "1 MiB form with a body field (body=x&a=1&…)",
+        &OwnedRequest::new("POST", url, format!("body=x{}", "&a=1".repeat(mib / 4))),
     );
     let form = "AccountSid=AC123&CallSid=CA123&CallStatus=ringing&From=%2B15005550006";
     time(

@@ -9,7 +9,7 @@ use crate::form::{Encoding, Segment, decode_pairs, encode, flatten_json};
 use crate::request::RequestView;
 use crate::secret::Secret;
 use crate::url::UrlParts;
-use crate::util::{abbrev, b64, ct_eq, hmac_sha256, json_str, parse_json};
+use crate::util::{abbrev, b64, ct_eq, hmac_sha256, json_str};
 use serde_json::Value;
 
 const SIG: &str = "X-Authy-Signature";
@@ -286,8 +286,8 @@ pub(crate) fn looks_like(req: &RequestView<'_>) -> bool {
 
 /// `approval_request_status` callbacks: status, authy_id, request uuid.
 pub(crate) fn event(req: &RequestView<'_>) -> Option<Event> {
-    let v = parse_json(req.body).or_else(|| {
-        let pairs = decode_pairs(req.body);
+    let v = req.json().cloned().or_else(|| {
+        let pairs = crate::form::decode_pairs_upto(req.body, crate::form::NAMING_FIELDS);
         pairs.iter().any(|(k, _)| k == "callback_action").then(|| {
             Value::Object(
                 pairs

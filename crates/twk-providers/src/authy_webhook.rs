@@ -111,10 +111,8 @@ fn find_jwt(req: &RequestView<'_>) -> Option<(String, Envelope)> {
         return Some((text.to_owned(), Envelope::Raw));
     }
     if body.starts_with(b"body=") || memchr::memmem::find(body, b"&body=").is_some() {
-        return decode_pairs(req.body)
-            .into_iter()
-            .find(|(k, _)| k == "body")
-            .map(|(_, v)| (v.trim().to_owned(), Envelope::Form));
+        return crate::form::value_of(req.body, "body")
+            .map(|v| (v.trim().to_owned(), Envelope::Form));
     }
     None
 }

@@ -5,8 +5,19 @@ use serde_json::Value;
 /// Decodes a form body or query string into ordered pairs. Never fails: `+` is a space,
 /// invalid percent-escapes are kept literally, invalid UTF-8 becomes U+FFFD.
 pub(crate) fn decode_pairs(data: &[u8]) -> Vec<(String, String)> {
+    decode_pairs_upto(data, usize::MAX)
+}
+
+/// Fields decoded for naming an event and showing its details: webhooks send tens, and
+/// a hostile form of a million fields would otherwise cost ~100 bytes of memory per field.
+/// Signature checks decode every field ([`decode_pairs`]).
+pub(crate) const NAMING_FIELDS: usize = 1000;
+
+/// [`decode_pairs`], the first `max` fields only.
+pub(crate) fn decode_pairs_upto(data: &[u8], max: usize) -> Vec<(String, String)> {
     data.split(|&b| b == b'&')
         .filter(|part| !part.is_empty())
+        .take(max)
         .map(|part| {
             let (k, v) = match part.iter().position(|&b| b == b'=') {
                 Some(i) => (&part[..i], &part[i + 1..]),
@@ -17,15 +28,17 @@ pub(crate) fn decode_pairs(data: &[u8]) -> Vec<(String, String)> {
         .collect()
 }
 
-/// The decoded keys of a form body or query string, values skipped: what detection needs to
-/// recognise a sender, at a cost that does not grow with the values. A part longer than any
-/// key a sender uses is skipped undecoded (a 1 MiB binary body is one huge "key").
-pub(crate) fn decode_keys(data: &[u8]) -> Vec<String> {
+/// Calls `each` with every decoded key of a form body or query string, values skipped: what
+/// detection needs to recognise a sender, at a cost that does not grow with the values and
+/// without an allocation per key (1 MiB of `a&a&…` is half a million keys). A part longer than
+/// any key a sender uses is skipped undecoded (a 1 MiB binary body is one huge "key"). Keys
+/// are decoded as [`percent_decode`] does, without its lossy UTF-8 step.
+pub(crate) fn each_key(data: &[u8], mut each: impl FnMut(&[u8])) {
     const LONGEST_KEY: usize = 256;
+    let mut decoded = Vec::with_capacity(LONGEST_KEY);
+    let mut start = 0;
     // memchr, not a per-byte closure: a body that is not a form (a 1 MiB upload, an image)
     // goes through this check on every request, and the scan is then all it costs.
-    let mut keys = Vec::new();
-    let mut start = 0;
     for end in memchr::memchr_iter(b'&', data).chain(std::iter::once(data.len())) {
         let part = &data[start..end];
         start = end + 1;
@@ -36,15 +49,49 @@ pub(crate) fn decode_keys(data: &[u8]) -> Vec<String> {
             None => continue,
         };
         if !key.is_empty() {
-            keys.push(percent_decode(key));
+            decoded.clear();
+            percent_decode_into(&mut decoded, key);
+            each(&decoded);
         }
     }
-    keys
+}
+
+/// The decoded value of the first field named `name` in a form body, as [`decode_pairs`]
+/// would find it, without decoding the other fields (a hostile body of a million fields
+/// costs a scan, not a million strings).
+pub(crate) fn value_of(data: &[u8], name: &str) -> Option<String> {
+    // Each byte of a name is at most one `%XX` escape: a longer key cannot decode to it.
+    let longest = name.len() * 3;
+    let mut key = Vec::with_capacity(longest);
+    let mut start = 0;
+    for end in memchr::memchr_iter(b'&', data).chain(std::iter::once(data.len())) {
+        let part = &data[start..end];
+        start = end + 1;
+        let (k, v) = match memchr::memchr(b'=', part) {
+            Some(i) => (&part[..i], &part[i + 1..]),
+            None => (part, &part[..0]),
+        };
+        if part.is_empty() || k.len() > longest {
+            continue;
+        }
+        key.clear();
+        percent_decode_into(&mut key, k);
+        if key == name.as_bytes() {
+            return Some(percent_decode(v));
+        }
+    }
+    None
 }
 
 /// Decodes `%XX` escapes and `+` (form rules), lossy UTF-8.
 pub(crate) fn percent_decode(data: &[u8]) -> String {
     let mut out = Vec::with_capacity(data.len());
+    percent_decode_into(&mut out, data);
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Appends `data` with `%XX` escapes and `+` decoded (form rules) to `out`.
+fn percent_decode_into(out: &mut Vec<u8>, data: &[u8]) {
     let mut i = 0;
     while i < data.len() {
         match data[i] {
@@ -52,14 +99,13 @@ pub(crate) fn percent_decode(data: &[u8]) -> String {
                 out.push(b' ');
                 i += 1;
             }
-            b'%' => decode_escape(&mut out, data, &mut i),
+            b'%' => decode_escape(out, data, &mut i),
             b => {
                 out.push(b);
                 i += 1;
             }
         }
     }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// Handles a `%` at `data[*i]`: decodes `%XX` when two hex digits follow, else keeps `%`.
@@ -160,12 +206,33 @@ fn flatten_into(path: Vec<Segment>, v: &Value, out: &mut Vec<(Vec<Segment>, Stri
 mod tests {
     use super::*;
 
+    fn keys(data: &[u8]) -> Vec<String> {
+        let mut out = Vec::new();
+        each_key(data, |k| out.push(String::from_utf8_lossy(k).into_owned()));
+        out
+    }
+
     #[test]
     fn keys_are_decoded_without_the_values_and_oversized_parts_are_skipped() {
         let mut body = b"Account%53id=AC1&Call+Sid=".to_vec();
         body.extend(std::iter::repeat_n(b'x', 10_000));
         body.extend(b"&".iter().chain(std::iter::repeat_n(&b'y', 300)));
-        assert_eq!(decode_keys(&body), ["AccountSid", "Call Sid"]);
+        assert_eq!(keys(&body), ["AccountSid", "Call Sid"]);
+    }
+
+    proptest::proptest! {
+        /// One field's value is the one a full decode finds first.
+        #[test]
+        fn value_of_agrees_with_a_full_decode(
+            parts in proptest::collection::vec("(body|bo%64y|b|a)(=[a-z%+.]{0,5})?", 0..6)
+        ) {
+            let body = parts.join("&");
+            let full = decode_pairs(body.as_bytes())
+                .into_iter()
+                .find(|(k, _)| k == "body")
+                .map(|(_, v)| v);
+            proptest::prop_assert_eq!(value_of(body.as_bytes(), "body"), full);
+        }
     }
 
     proptest::proptest! {
@@ -182,8 +249,17 @@ mod tests {
                 .filter(|k| !k.is_empty() && k.len() <= 256)
                 .map(percent_decode)
                 .collect();
-            proptest::prop_assert_eq!(decode_keys(body.as_bytes()), plain);
+            proptest::prop_assert_eq!(keys(body.as_bytes()), plain);
         }
+    }
+
+    #[test]
+    fn naming_decodes_the_first_fields_only() {
+        let body = format!("MessageStatus=sent{}", "&a=1".repeat(5000));
+        let pairs = decode_pairs_upto(body.as_bytes(), NAMING_FIELDS);
+        assert_eq!(pairs.len(), NAMING_FIELDS);
+        assert_eq!(pairs[0], ("MessageStatus".into(), "sent".into()));
+        assert_eq!(decode_pairs(body.as_bytes()).len(), 5001);
     }
 
     #[test]

@@ -114,10 +114,8 @@ pub(crate) fn event(req: &RequestView<'_>) -> Option<Event> {
     let kind = req.header_str("x-github-event");
     let body = parse_json(req.body).or_else(|| {
         // application/x-www-form-urlencoded deliveries put the JSON in `payload`.
-        crate::form::decode_pairs(req.body)
-            .into_iter()
-            .find(|(k, _)| k == "payload")
-            .and_then(|(_, v)| serde_json::from_str::<Value>(&v).ok())
+        crate::form::value_of(req.body, "payload")
+            .and_then(|v| serde_json::from_str::<Value>(&v).ok())
     });
     if kind.is_none() && body.is_none() {
         return None;

@@ -4,7 +4,6 @@
 use crate::Cx;
 use crate::analysis::{Analysis, Event, Provider, SignError, SignOptions, Signed, Verdict};
 use crate::check::{self, Computed, Variant};
-use crate::form::decode_pairs;
 use crate::request::RequestView;
 use crate::secret::Secret;
 use crate::util::{ct_eq, field, hmac_sha256, parse_json, parse_unix};
@@ -122,7 +121,7 @@ pub(crate) fn event(req: &RequestView<'_>) -> Option<Event> {
     if let Some(v) = parse_json(req.body) {
         return json_event(v);
     }
-    let pairs = decode_pairs(req.body);
+    let pairs = crate::form::decode_pairs_upto(req.body, crate::form::NAMING_FIELDS);
     let get = |k: &str| {
         pairs
             .iter()

@@ -2,7 +2,6 @@
 //! Event Streams CloudEvents; and whether an unsigned request still looks like Twilio.
 
 use crate::analysis::Event;
-use crate::form::decode_pairs;
 use crate::request::RequestView;
 use crate::url::UrlParts;
 use crate::util::abbrev;
@@ -35,29 +34,39 @@ const V2_FIELDS: [&str; 6] = [
     "challenge_metadata",
 ];
 
-/// Whether a request without a signature still looks like Twilio.
+/// Whether a request without a signature still looks like Twilio: by its parameter names
+/// (values are never decoded, and no name is kept: a large body costs one pass).
 pub(crate) fn looks_like(req: &RequestView<'_>) -> bool {
     if req.has_header("i-twilio-idempotency-token") {
         return true;
     }
-    let keys = form_or_query_keys(req);
-    let has = |k: &str| keys.iter().any(|kk| kk == k);
-    (has("AccountSid") && (has("CallSid") || has("MessageSid") || has("SmsSid")))
-        || (has("account_sid") && has("service_sid") && has("type"))
-}
-
-/// The parameter names Twilio would have sent: detection looks at names only, so a large body
-/// costs one pass, not a decoded copy.
-fn form_or_query_keys(req: &RequestView<'_>) -> Vec<String> {
+    const NAMES: [&str; 7] = [
+        "AccountSid",
+        "CallSid",
+        "MessageSid",
+        "SmsSid",
+        "account_sid",
+        "service_sid",
+        "type",
+    ];
+    let mut seen = [false; NAMES.len()];
+    let mut note = |key: &[u8]| {
+        if let Some(i) = NAMES.iter().position(|n| n.as_bytes() == key) {
+            seen[i] = true;
+        }
+    };
     if req.is_get() {
-        UrlParts::parse(req.url)
-            .map(|p| p.query_pairs().into_iter().map(|(k, _)| k).collect())
+        for (k, _) in UrlParts::parse(req.url)
+            .map(|p| p.query_pairs())
             .unwrap_or_default()
-    } else if req.is_json() {
-        Vec::new()
-    } else {
-        crate::form::decode_keys(req.body)
+        {
+            note(k.as_bytes());
+        }
+    } else if !req.is_json() {
+        crate::form::each_key(req.body, note);
     }
+    let [account, call, message, sms, account_sid, service_sid, kind] = seen;
+    (account && (call || message || sms)) || (account_sid && service_sid && kind)
 }
 
 fn form_or_query(req: &RequestView<'_>) -> Vec<(String, String)> {
@@ -68,7 +77,7 @@ fn form_or_query(req: &RequestView<'_>) -> Vec<(String, String)> {
     } else if req.is_json() {
         Vec::new()
     } else {
-        decode_pairs(req.body)
+        crate::form::decode_pairs_upto(req.body, crate::form::NAMING_FIELDS)
     }
 }
 
