@@ -299,7 +299,9 @@ pub async fn replay(original: &Exchange, opts: &ReplayOptions) -> Result<Exchang
             .await
             .map_err(|e| format!("cannot connect to {authority}: {e}"))?;
         let _ = stream.set_nodelay(true);
-        let io = hyper_util::rt::TokioIo::new(stream);
+        // The connection live forwarding uses: an app that answers before reading the body
+        // is heard even if a write of the body fails first.
+        let io = crate::target_io::TargetStream::new(hyper_util::rt::TokioIo::new(stream));
         let (mut sender, conn) = hyper::client::conn::http1::handshake(io)
             .await
             .map_err(|e| format!("HTTP handshake with {authority} failed: {e}"))?;

@@ -34,12 +34,7 @@ impl tower_service::Service<http::Uri> for TargetConnector {
 
     fn call(&mut self, uri: http::Uri) -> Self::Future {
         let connecting = self.0.call(uri);
-        Box::pin(async move {
-            Ok(TargetStream {
-                io: connecting.await?,
-                discarding: false,
-            })
-        })
+        Box::pin(async move { Ok(TargetStream::new(connecting.await?)) })
     }
 }
 
@@ -51,6 +46,14 @@ pub(crate) struct TargetStream {
 }
 
 impl TargetStream {
+    /// Wraps a connection to the target.
+    pub(crate) fn new(io: TokioIo<TcpStream>) -> Self {
+        TargetStream {
+            io,
+            discarding: false,
+        }
+    }
+
     /// Whether `e` means the target closed after answering (its answer waits to be read).
     fn answered_then_closed(&self, e: &io::Error) -> bool {
         if !matches!(
