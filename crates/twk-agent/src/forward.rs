@@ -71,6 +71,11 @@ impl Shared {
         }
     }
 
+    /// A turn to analyse a body over [`INLINE_ANALYSIS_BYTES`] (one at a time).
+    pub(crate) async fn large_analysis_turn(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        self.large_analyses.clone().acquire_owned().await.ok()
+    }
+
     /// The relay node asked this client to move ([`meta::MOVE`]).
     pub(crate) fn request_move(&self) {
         self.moves.send_modify(|n| *n += 1);
@@ -425,7 +430,7 @@ pub(crate) async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Respo
 
 /// Request bodies up to this size are analysed on the runtime thread that finished them (a
 /// hand-off to another thread costs more than checking a webhook of a few KiB).
-const INLINE_ANALYSIS_BYTES: usize = 64 * 1024;
+pub(crate) const INLINE_ANALYSIS_BYTES: usize = 64 * 1024;
 
 fn text_body(s: &str) -> CapturedBody {
     CapturedBody::from_bytes(s.as_bytes())
@@ -534,7 +539,9 @@ impl Pending {
             // forward. One at a time: a 1 MiB JSON body parses into ~22 MB of values, and
             // a form of a million fields into as much again; the exchanges waiting their turn
             // hold only their capture leases, which the capture budget bounds.
-            let turn = self.shared.large_analyses.clone().acquire_owned().await;
+            // The target is done with this request: its turn there is not held while waiting.
+            drop(self.slot.take());
+            let turn = self.shared.large_analysis_turn().await;
             tokio::task::spawn_blocking(move || {
                 let _turn = turn;
                 self.report();

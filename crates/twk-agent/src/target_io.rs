@@ -8,6 +8,13 @@
 //! with bytes waiting to be read, is taken as "the target stopped reading": the rest of the
 //! body is dropped and the answer is read as usual. Without bytes waiting (the target died
 //! without answering) the error goes up unchanged.
+//!
+//! What that costs: the sender's whole body still comes through the tunnel (into nothing),
+//! and the capture records it as sent. Dropping stops once a read has met the end of the
+//! connection (the answer has been read by then), so writes fail again from there. A request
+//! hyper puts on the connection before that read (an answer without `Connection: close`
+//! lets it pool the connection) gets a 502, as on any keep-alive connection a target
+//! closes under a new request.
 
 use hyper::rt::{Read, ReadBufCursor, Write};
 use hyper_util::client::legacy::connect::{Connected, Connection, HttpConnector};
@@ -17,6 +24,7 @@ use std::io::{self, IoSlice};
 use std::mem::MaybeUninit;
 use std::pin::Pin;
 use std::task::{Context, Poll};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
 /// [`HttpConnector`] whose connections are [`TargetStream`]s.
@@ -39,32 +47,47 @@ impl tower_service::Service<http::Uri> for TargetConnector {
 }
 
 /// A connection to the target; see the module documentation.
-pub(crate) struct TargetStream {
-    io: TokioIo<TcpStream>,
-    /// The target stopped reading and answered: writes are dropped from here on.
-    discarding: bool,
-}
+pub(crate) struct TargetStream(TokioIo<Watched>);
 
 impl TargetStream {
     /// Wraps a connection to the target.
     pub(crate) fn new(io: TokioIo<TcpStream>) -> Self {
-        TargetStream {
-            io,
+        TargetStream(TokioIo::new(Watched {
+            tcp: io.into_inner(),
             discarding: false,
-        }
+            read_closed: false,
+        }))
+    }
+}
+
+/// The TCP stream under a [`TargetStream`], with what its reads and writes have met.
+struct Watched {
+    tcp: TcpStream,
+    /// The target stopped reading and answered: writes are dropped.
+    discarding: bool,
+    /// A read met the connection's end (EOF or an error): the answer has been read.
+    read_closed: bool,
+}
+
+impl Watched {
+    /// Whether writes are dropped now.
+    fn dropping(&self) -> bool {
+        self.discarding && !self.read_closed
     }
 
     /// Whether `e` means the target closed after answering (its answer waits to be read).
     fn answered_then_closed(&self, e: &io::Error) -> bool {
-        if !matches!(
-            e.kind(),
-            io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset
-        ) {
+        if self.read_closed
+            || !matches!(
+                e.kind(),
+                io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset
+            )
+        {
             return false;
         }
         // A direct peek at the socket: tokio's readiness may not have seen the answer yet.
         let mut probe = [MaybeUninit::<u8>::uninit(); 1];
-        socket2::SockRef::from(self.io.inner())
+        socket2::SockRef::from(&self.tcp)
             .peek(&mut probe)
             .is_ok_and(|n| n > 0)
     }
@@ -82,27 +105,37 @@ impl TargetStream {
     }
 }
 
-impl Read for TargetStream {
+impl AsyncRead for Watched {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-        buf: ReadBufCursor<'_>,
+        buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().io).poll_read(cx, buf)
+        let this = self.get_mut();
+        let (before, room) = (buf.filled().len(), buf.remaining());
+        let r = Pin::new(&mut this.tcp).poll_read(cx, buf);
+        match &r {
+            Poll::Ready(Ok(())) if room > 0 && buf.filled().len() == before => {
+                this.read_closed = true;
+            }
+            Poll::Ready(Err(_)) => this.read_closed = true,
+            _ => {}
+        }
+        r
     }
 }
 
-impl Write for TargetStream {
+impl AsyncWrite for Watched {
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
-        if this.discarding {
+        if this.dropping() {
             return Poll::Ready(Ok(buf.len()));
         }
-        let r = Pin::new(&mut this.io).poll_write(cx, buf);
+        let r = Pin::new(&mut this.tcp).poll_write(cx, buf);
         this.settle(r, buf.len())
     }
 
@@ -113,42 +146,74 @@ impl Write for TargetStream {
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
         let len = bufs.iter().map(|b| b.len()).sum();
-        if this.discarding {
+        if this.dropping() {
             return Poll::Ready(Ok(len));
         }
-        let r = Pin::new(&mut this.io).poll_write_vectored(cx, bufs);
+        let r = Pin::new(&mut this.tcp).poll_write_vectored(cx, bufs);
         this.settle(r, len)
     }
 
     fn is_write_vectored(&self) -> bool {
-        self.io.is_write_vectored()
+        self.tcp.is_write_vectored()
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        let this = self.get_mut();
-        if this.discarding {
-            return Poll::Ready(Ok(()));
-        }
-        match Pin::new(&mut this.io).poll_flush(cx) {
-            Poll::Ready(Err(e)) if this.answered_then_closed(&e) => {
-                this.discarding = true;
-                Poll::Ready(Ok(()))
-            }
-            other => other,
-        }
+        // A TCP stream has nothing to flush: its writes fail or not (above).
+        Pin::new(&mut self.get_mut().tcp).poll_flush(cx)
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         if this.discarding {
+            // The target already reset the connection: there is nothing left to shut down.
             return Poll::Ready(Ok(()));
         }
-        Pin::new(&mut this.io).poll_shutdown(cx)
+        Pin::new(&mut this.tcp).poll_shutdown(cx)
+    }
+}
+
+impl Read for TargetStream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: ReadBufCursor<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().0).poll_read(cx, buf)
+    }
+}
+
+impl Write for TargetStream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().0).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().0).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.0.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().0).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().0).poll_shutdown(cx)
     }
 }
 
 impl Connection for TargetStream {
     fn connected(&self) -> Connected {
-        self.io.connected()
+        self.0.inner().tcp.connected()
     }
 }

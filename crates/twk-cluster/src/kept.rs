@@ -231,7 +231,8 @@ impl Cluster {
         };
         match self.js.create_object_store(config).await {
             Ok(s) => Ok(Some(s)),
-            // Another node made it first, perhaps with its own bounds: used as it is.
+            // Another node made it first, perhaps with its own bounds: used as it is until
+            // this node's next put brings it to this node's bounds.
             Err(e) => match self.js.get_object_store(&bucket).await {
                 Ok(s) => Ok(Some(s)),
                 Err(_) => Err(failed(e)),
@@ -249,16 +250,18 @@ impl Cluster {
         let max_bytes = i64::try_from(max_bytes).unwrap_or(i64::MAX);
         let stream = format!("OBJ_{bucket}");
         let info = match self.js.get_stream(&stream).await {
-            Ok(mut s) => s.info().await.map(|i| i.config.clone()).map_err(failed),
-            Err(e) => Err(failed(e)),
-        };
-        let config = match info {
-            Ok(c) => c,
+            Ok(s) => s.cached_info().clone(),
             Err(e) => {
                 debug!(bucket, error = %e, "kept bucket: its bounds cannot be read");
                 return;
             }
         };
+        let config = info.config;
+        // Never below what it holds: with a smaller bound every put would be refused (the
+        // bucket discards new), and what is over --keep-bytes is dropped after a put, so the
+        // bound comes down at a later one.
+        let held = i64::try_from(info.state.bytes).unwrap_or(i64::MAX);
+        let max_bytes = max_bytes.max(held);
         if config.max_age == ttl && config.max_bytes == max_bytes {
             return;
         }
@@ -266,6 +269,12 @@ impl Cluster {
         let updated = async_nats::jetstream::stream::Config {
             max_age: ttl,
             max_bytes,
+            // NATS refuses a duplicate window longer than max_age (2 min by default).
+            duplicate_window: if ttl.is_zero() {
+                config.duplicate_window
+            } else {
+                config.duplicate_window.min(ttl)
+            },
             ..config
         };
         match self.js.update_stream(updated).await {
@@ -284,14 +293,14 @@ impl Cluster {
     /// The expiry and byte bound of tunnel `name`'s kept bucket, if it has one.
     pub async fn kept_bounds(&self, name: &str) -> Result<Option<(Duration, u64)>, KeptError> {
         let stream = format!("OBJ_{}", bucket_of(name));
-        let mut s = match self.js.get_stream(&stream).await {
+        let s = match self.js.get_stream(&stream).await {
             Ok(s) => s,
             Err(e) if is_not_found(e.kind()) => return Ok(None),
             Err(e) => return Err(failed(e)),
         };
-        let info = s.info().await.map_err(failed)?;
-        let bytes = u64::try_from(info.config.max_bytes).unwrap_or(u64::MAX);
-        Ok(Some((info.config.max_age, bytes)))
+        let config = &s.cached_info().config;
+        let bytes = u64::try_from(config.max_bytes).unwrap_or(u64::MAX);
+        Ok(Some((config.max_age, bytes)))
     }
 }
 

@@ -90,7 +90,8 @@ fn looks_like_jwt(s: &str) -> bool {
         .is_some_and(|v| v.get("alg").is_some())
 }
 
-/// How every compact JWT begins: its header is a JSON object, and `{` is `ey` in base64url.
+/// How every compact JWT begins: its header is a JSON object, and `{"` (or `{ `) is `eyJ`
+/// (`eyA`) in base64url. A header with other whitespace after `{` would not be found here.
 const JWT_START: &[u8] = b"ey";
 
 /// Finds the JWT: JSON or form field `body`, or the whole body.

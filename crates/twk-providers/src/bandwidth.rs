@@ -7,7 +7,7 @@ use crate::analysis::{Analysis, Diagnosis, Event, Provider, SignError, Signed, V
 use crate::request::RequestView;
 use crate::secret::Secret;
 use crate::url::UrlParts;
-use crate::util::{abbrev, b64, b64_decode_strict, ct_eq, json_str, parse_json};
+use crate::util::{abbrev, b64, b64_decode_strict, ct_eq, json_str};
 use serde_json::{Map, Value};
 
 /// North America vs international, as the 2FA platform classifies destinations.
@@ -83,18 +83,20 @@ pub(crate) fn looks_like(req: &RequestView<'_>) -> bool {
 
 /// Names the event.
 pub(crate) fn event(req: &RequestView<'_>) -> Option<Event> {
-    let v = if req.is_get() {
+    let from_query;
+    let v: &Value = if req.is_get() {
         let pairs = UrlParts::parse(req.url)?.query_pairs();
-        Value::Object(
+        from_query = Value::Object(
             pairs
                 .into_iter()
                 .map(|(k, v)| (k, Value::String(v)))
                 .collect(),
-        )
+        );
+        &from_query
     } else {
-        parse_json(req.body)?
+        req.json()?
     };
-    match &v {
+    match v {
         Value::Array(items) => {
             let first = items.first()?;
             let mut e = messaging_event(first, None)?;
@@ -110,14 +112,14 @@ pub(crate) fn event(req: &RequestView<'_>) -> Option<Event> {
                 .get("platform")
                 .and_then(Value::as_str)
                 .and_then(classify_platform);
-            let mut e = messaging_event(&v, region)?;
+            let mut e = messaging_event(v, region)?;
             e.details
                 .insert("kind".to_owned(), Value::String("2fa".to_owned()));
             Some(e)
         }
         Value::Object(o) if o.contains_key("eventType") => Some(voice_event(o)),
         Value::Object(o) if o.contains_key("type") && o.contains_key("message") => {
-            let mut e = messaging_event(&v, None)?;
+            let mut e = messaging_event(v, None)?;
             e.details.insert(
                 "warning".to_owned(),
                 Value::String("messaging callbacks are normally a JSON array".to_owned()),

@@ -4,7 +4,6 @@
 //! SID (the event's id) but are two deliveries, each with its own idempotency token.
 
 use crate::RequestView;
-use crate::form::decode_pairs;
 
 /// Longest header value taken as an identity (longer ones are not ids).
 const MAX_ID_LEN: usize = 512;
@@ -46,10 +45,16 @@ pub fn delivery_id(req: &RequestView<'_>) -> Option<String> {
             .starts_with("application/x-www-form-urlencoded")
     });
     if form {
-        return decode_pairs(req.body)
-            .into_iter()
-            .find(|(k, v)| k == "uuid" && !v.is_empty())
-            .map(|(_, v)| format!("uuid:{v}"));
+        // The first non-empty `uuid`, without a string per field (the capture writer runs
+        // this on every form it stores).
+        let mut start = 0;
+        while let Some(at) = crate::form::value_at(&req.body[start..], "uuid") {
+            let (value, next) = (at.value, start + at.end);
+            if !value.is_empty() {
+                return Some(format!("uuid:{value}"));
+            }
+            start = next;
+        }
     }
     None
 }
@@ -128,5 +133,14 @@ mod tests {
             b"a=1&uuid=u%2D1",
         );
         assert_eq!(delivery_id(&form).as_deref(), Some("uuid:u-1"));
+        // The first non-empty one, as a full decode would find it.
+        let ct: &[u8] = b"application/x-www-form-urlencoded";
+        let form = req(
+            vec![("content-type", ct)],
+            b"uuid=&a=1&uu%69d=second&uuid=third",
+        );
+        assert_eq!(delivery_id(&form).as_deref(), Some("uuid:second"));
+        let form = req(vec![("content-type", ct)], b"uuid=&uuid");
+        assert_eq!(delivery_id(&form), None);
     }
 }

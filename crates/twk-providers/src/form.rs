@@ -60,6 +60,19 @@ pub(crate) fn each_key(data: &[u8], mut each: impl FnMut(&[u8])) {
 /// would find it, without decoding the other fields (a hostile body of a million fields
 /// costs a scan, not a million strings).
 pub(crate) fn value_of(data: &[u8], name: &str) -> Option<String> {
+    value_at(data, name).map(|f| f.value)
+}
+
+/// A field found by [`value_at`].
+pub(crate) struct Field {
+    /// Its decoded value.
+    pub(crate) value: String,
+    /// Where the rest of the form starts, after this field.
+    pub(crate) end: usize,
+}
+
+/// [`value_of`], with where the field ends, to look for a later one of the same name.
+pub(crate) fn value_at(data: &[u8], name: &str) -> Option<Field> {
     // Each byte of a name is at most one `%XX` escape: a longer key cannot decode to it.
     let longest = name.len() * 3;
     let mut key = Vec::with_capacity(longest);
@@ -77,7 +90,10 @@ pub(crate) fn value_of(data: &[u8], name: &str) -> Option<String> {
         key.clear();
         percent_decode_into(&mut key, k);
         if key == name.as_bytes() {
-            return Some(percent_decode(v));
+            return Some(Field {
+                value: percent_decode(v),
+                end: start.min(data.len()),
+            });
         }
     }
     None

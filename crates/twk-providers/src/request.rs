@@ -14,13 +14,15 @@ pub struct RequestView<'a> {
     /// The raw body.
     pub body: &'a [u8],
     /// The body parsed as JSON on first use: detection and the checks read it many times.
+    /// It stays the JSON of the body the view was made with: make a new view for another
+    /// body rather than assigning to `body`.
     json: JsonOnce,
 }
 
 /// A body's JSON, parsed once. Two views of the same request are equal whether or not either
 /// has parsed it yet.
 #[derive(Clone, Default)]
-struct JsonOnce(std::cell::OnceCell<Option<serde_json::Value>>);
+struct JsonOnce(std::sync::OnceLock<Option<serde_json::Value>>);
 
 impl PartialEq for JsonOnce {
     fn eq(&self, _: &Self) -> bool {

@@ -769,5 +769,19 @@ async fn a_tunnels_kept_bucket_follows_a_changed_keep_ttl_and_bytes() {
     kept_in_cluster(&again.cluster, "away", 2).await;
     let bounds = again.cluster.kept_bounds("away").await.unwrap();
     assert_eq!(bounds, Some((Duration::from_secs(7200), room(2 << 20))));
+
+    // Below NATS's 2-minute duplicate window, which a stream's max_age may not undercut.
+    again.relay.stop().await;
+    let d2 = tempfile::tempdir().unwrap();
+    let short = node_with(&nats, node_keeping(60, 1 << 20, &d2)).await;
+    short
+        .cluster
+        .await_owner_key("away", Duration::from_secs(10))
+        .await
+        .expect("the owner key is shared");
+    webhook_kept(&short, b"{\"n\":3}").await;
+    kept_in_cluster(&short.cluster, "away", 3).await;
+    let bounds = short.cluster.kept_bounds("away").await.unwrap();
+    assert_eq!(bounds, Some((Duration::from_secs(60), room(1 << 20))));
     nats.stop().await;
 }

@@ -34,24 +34,26 @@ const V2_FIELDS: [&str; 6] = [
     "challenge_metadata",
 ];
 
+/// The parameter names [`looks_like`] looks for.
+const DETECTED_BY: [&str; 7] = [
+    "AccountSid",
+    "CallSid",
+    "MessageSid",
+    "SmsSid",
+    "account_sid",
+    "service_sid",
+    "type",
+];
+
 /// Whether a request without a signature still looks like Twilio: by its parameter names
 /// (values are never decoded, and no name is kept: a large body costs one pass).
 pub(crate) fn looks_like(req: &RequestView<'_>) -> bool {
     if req.has_header("i-twilio-idempotency-token") {
         return true;
     }
-    const NAMES: [&str; 7] = [
-        "AccountSid",
-        "CallSid",
-        "MessageSid",
-        "SmsSid",
-        "account_sid",
-        "service_sid",
-        "type",
-    ];
-    let mut seen = [false; NAMES.len()];
+    let mut seen = [false; DETECTED_BY.len()];
     let mut note = |key: &[u8]| {
-        if let Some(i) = NAMES.iter().position(|n| n.as_bytes() == key) {
+        if let Some(i) = DETECTED_BY.iter().position(|n| n.as_bytes() == key) {
             seen[i] = true;
         }
     };
