@@ -150,8 +150,8 @@ async fn sixty_four_concurrent_8_mib_bodies_with_capture_keep_the_client_under_i
 }
 
 /// Bodies that cost the analysis far more memory than their size: 1 MiB of JSON (its
-/// values, parsed, are ~20 times larger) and 1 MiB forms of a quarter million fields
-/// claiming to be Twilio's (whose check decodes every field).
+/// values, parsed, are ~20 times larger), some signed as Stripe events (named from the
+/// parsed body), and 1 MiB forms of a quarter million fields claiming to be Twilio's.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn large_json_and_form_bodies_being_analysed_keep_the_client_under_its_bound() {
     trace_init();
@@ -164,13 +164,24 @@ async fn large_json_and_form_bodies_being_analysed_keep_the_client_under_its_bou
         json.push_str(r#"{"id":"evt_123","n":42,"tags":["a","b"]},"#);
     }
     json.push_str("{}]");
+    let stripe = format!(
+        r#"{{"id":"evt_1","object":"event","type":"x","data":{}}}"#,
+        json
+    );
     let form = format!("AccountSid=AC1{}", "&a=1".repeat((1 << 20) / 4));
     const EACH: usize = 16;
     let sends: Vec<_> = (0..2 * EACH)
         .map(|i| {
             let addr = relay.addr;
-            let (body, headers): (String, &[(&str, &str)]) = if i % 2 == 0 {
+            let (body, headers): (String, &[(&str, &str)]) = if i % 4 == 0 {
                 (json.clone(), &[("content-type", "application/json")])
+            } else if i % 4 == 2 {
+                // Named as a Stripe event: its details come from the parsed body.
+                let signed = &[
+                    ("content-type", "application/json"),
+                    ("stripe-signature", "t=1,v1=00"),
+                ];
+                (stripe.clone(), signed)
             } else {
                 (
                     form.clone(),

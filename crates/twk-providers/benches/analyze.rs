@@ -47,7 +47,15 @@ fn main() {
     json.push_str("{}]}");
     time(
         "1 MiB JSON",
-        &OwnedRequest::new("POST", url, json).with_header("Content-Type", "application/json"),
+        &OwnedRequest::new("POST", url, json.clone())
+            .with_header("Content-Type", "application/json"),
+    );
+    let stripe = format!(r#"{{"id":"evt_1","object":"event","type":"x","data":{json}}}"#);
+    time(
+        "1 MiB Stripe event (JSON, signature header)",
+        &OwnedRequest::new("POST", url, stripe)
+            .with_header("Content-Type", "application/json")
+            .with_header("Stripe-Signature", "t=1700000000,v1=00"),
     );
     let mut push = String::from(r#"{"ref":"refs/heads/main","commits":["#);
     while push.len() < 8 * 1024 {

@@ -5,7 +5,7 @@ use crate::analysis::{Analysis, Event, Provider, Signed, Verdict};
 use crate::check::{self, Computed, Variant};
 use crate::request::RequestView;
 use crate::secret::Secret;
-use crate::util::{b64, b64_decode_strict, ct_eq, hmac_sha256, parse_json};
+use crate::util::{b64, b64_decode_strict, ct_eq, hmac_sha256};
 
 const HEADER: &str = "X-Shopify-Hmac-Sha256";
 
@@ -86,8 +86,8 @@ pub(crate) fn event(req: &RequestView<'_>) -> Option<Event> {
         .header_str("x-shopify-webhook-id")
         .or_else(|| req.header_str("x-shopify-event-id"))
         .map(str::to_owned);
-    if let Some(serde_json::Value::Object(m)) = parse_json(req.body) {
-        e.details = m;
+    if let Some(serde_json::Value::Object(m)) = req.json() {
+        e.details = crate::util::details_of(m, req.body);
     }
     Some(e)
 }

@@ -6,7 +6,7 @@ use crate::analysis::{Analysis, Event, Provider, SignError, SignOptions, Signed,
 use crate::check::{self, Computed, Variant};
 use crate::request::RequestView;
 use crate::secret::Secret;
-use crate::util::{ct_eq, field, hmac_sha256, parse_json, parse_unix};
+use crate::util::{ct_eq, field, hmac_sha256, parse_unix};
 use serde_json::{Map, Value};
 
 const SIG: &str = "X-Slack-Signature";
@@ -118,8 +118,8 @@ pub(crate) fn sign(
 
 /// Slash commands, interactive payloads, Events API callbacks.
 pub(crate) fn event(req: &RequestView<'_>) -> Option<Event> {
-    if let Some(v) = parse_json(req.body) {
-        return json_event(v);
+    if let Some(v) = req.json() {
+        return json_event(v, req.body);
     }
     let pairs = crate::form::decode_pairs_upto(req.body, crate::form::NAMING_FIELDS);
     let get = |k: &str| {
@@ -131,7 +131,7 @@ pub(crate) fn event(req: &RequestView<'_>) -> Option<Event> {
     if let Some(payload) = get("payload")
         && let Ok(v) = serde_json::from_str::<Value>(payload)
     {
-        return json_event(v);
+        return json_event(&v, payload.as_bytes());
     }
     let command = get("command")?;
     let mut summary = format!("slash_command {command}");
@@ -157,23 +157,24 @@ pub(crate) fn event(req: &RequestView<'_>) -> Option<Event> {
     Some(e)
 }
 
-fn json_event(v: Value) -> Option<Event> {
-    let t = field(&v, "type")?.to_owned();
+fn json_event(v: &Value, body: &[u8]) -> Option<Event> {
+    let t = field(v, "type")?.to_owned();
     let name = match (t.as_str(), v.pointer("/event/type").and_then(Value::as_str)) {
         ("event_callback", Some(inner)) => inner.to_owned(),
         _ => t.clone(),
     };
     let mut summary = name.clone();
     if let Some(team) =
-        field(&v, "team_id").or_else(|| v.pointer("/team/domain").and_then(Value::as_str))
+        field(v, "team_id").or_else(|| v.pointer("/team/domain").and_then(Value::as_str))
     {
         summary.push_str(&format!(" · {team}"));
     }
     let mut e = Event::new(name, summary);
-    e.id = field(&v, "event_id")
-        .or_else(|| field(&v, "trigger_id"))
+    e.id = field(v, "event_id")
+        .or_else(|| field(v, "trigger_id"))
         .map(str::to_owned);
-    if let Value::Object(mut m) = v {
+    if let Value::Object(m) = v {
+        let mut m = crate::util::details_of(m, body);
         m.remove("token");
         e.details = m;
     }

@@ -319,7 +319,7 @@ pub(crate) fn event(req: &RequestView<'_>, provider: Provider) -> Option<Event> 
     let mut e = Event::new(name, summary);
     e.id = id;
     if let Some(serde_json::Value::Object(m)) = v {
-        e.details = m.clone();
+        e.details = crate::util::details_of(m, req.body);
     }
     Some(e)
 }

@@ -216,7 +216,7 @@ pub(crate) fn event(req: &RequestView<'_>) -> Option<Event> {
     let mut e = Event::new(t, summary);
     e.id = field(v, "id").map(str::to_owned);
     if let serde_json::Value::Object(m) = v {
-        e.details = m.clone();
+        e.details = crate::util::details_of(m, req.body);
     }
     Some(e)
 }

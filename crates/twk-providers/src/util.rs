@@ -124,6 +124,25 @@ pub(crate) fn json_str(v: &serde_json::Value) -> Option<String> {
 }
 
 /// Parses the body as JSON, if it is.
+/// Bodies up to this size keep their whole JSON as an event's details.
+const WHOLE_DETAILS: usize = 64 * 1024;
+
+/// An event's details from a JSON object `body` parsed into `m`: all of it for a webhook-sized
+/// body; for a larger one its top-level strings, numbers and booleans only, since a copy of a
+/// 1 MiB body's values is ~22 MB while the body itself is kept with the exchange anyway.
+pub(crate) fn details_of(
+    m: &serde_json::Map<String, serde_json::Value>,
+    body: &[u8],
+) -> serde_json::Map<String, serde_json::Value> {
+    if body.len() <= WHOLE_DETAILS {
+        return m.clone();
+    }
+    m.iter()
+        .filter(|(_, v)| !(v.is_object() || v.is_array()))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
+}
+
 pub(crate) fn parse_json(body: &[u8]) -> Option<serde_json::Value> {
     serde_json::from_slice(body).ok()
 }
@@ -144,6 +163,16 @@ pub(crate) fn parse_unix(s: &str) -> Option<i64> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn a_large_bodys_details_keep_its_top_level_scalars_only() {
+        let v = serde_json::json!({"id": "evt_1", "n": 3, "ok": true, "data": {"big": [1, 2]}});
+        let m = v.as_object().cloned().unwrap_or_default();
+        assert_eq!(details_of(&m, b"{}").len(), 4);
+        let large = details_of(&m, &vec![b' '; 64 * 1024 + 1]);
+        let keys: Vec<&str> = large.keys().map(String::as_str).collect();
+        assert_eq!(keys, ["id", "n", "ok"]);
+    }
     use super::*;
 
     #[test]

@@ -87,8 +87,8 @@ fn form_or_query(req: &RequestView<'_>) -> Vec<(String, String)> {
 pub(crate) fn event(req: &RequestView<'_>) -> Option<Event> {
     if let Some(v) = req.json() {
         let first = match v {
-            Value::Array(items) => items.first().cloned(),
-            other => Some(other.clone()),
+            Value::Array(items) => items.first(),
+            other => Some(other),
         };
         if let Some(obj) = first
             && let Some(t) = obj.get("type").and_then(Value::as_str)
@@ -100,7 +100,7 @@ pub(crate) fn event(req: &RequestView<'_>) -> Option<Event> {
             }
             e.id = obj.get("id").and_then(Value::as_str).map(str::to_owned);
             if let Value::Object(m) = obj {
-                e.details = m;
+                e.details = crate::util::details_of(m, req.body);
             }
             return Some(e);
         }
