@@ -43,16 +43,10 @@ pub fn delivery_id(req: &RequestView<'_>) -> Option<String> {
             .starts_with("application/x-www-form-urlencoded")
     });
     if form {
-        // The first non-empty `uuid`, without a string per field (the capture writer runs
-        // this on every form it stores).
-        let mut start = 0;
-        while let Some(at) = crate::form::value_at(&req.body[start..], "uuid") {
-            let (value, next) = (at.value, start + at.end);
-            if !value.is_empty() {
-                return Some(format!("uuid:{value}"));
-            }
-            start = next;
-        }
+        // Without a string per field: the capture writer runs this on every form it stores.
+        return crate::form::values_of(req.body, "uuid")
+            .find(|v| !v.is_empty())
+            .map(|v| format!("uuid:{v}"));
     }
     None
 }

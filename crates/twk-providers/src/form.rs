@@ -15,17 +15,36 @@ pub(crate) const NAMING_FIELDS: usize = 1000;
 
 /// [`decode_pairs`], the first `max` fields only.
 pub(crate) fn decode_pairs_upto(data: &[u8], max: usize) -> Vec<(String, String)> {
-    data.split(|&b| b == b'&')
+    parts(data)
         .filter(|part| !part.is_empty())
         .take(max)
         .map(|part| {
-            let (k, v) = match part.iter().position(|&b| b == b'=') {
-                Some(i) => (&part[..i], &part[i + 1..]),
-                None => (part, &part[..0]),
-            };
+            let (k, v) = name_value(part);
             (percent_decode(k), percent_decode(v))
         })
         .collect()
+}
+
+/// The `&`-separated parts of a form body or query string. memchr, not a per-byte closure:
+/// a body that is not a form (a 1 MiB upload, an image) goes through detection on every
+/// request, and the scan is then all it costs.
+fn parts(data: &[u8]) -> impl Iterator<Item = &[u8]> {
+    let mut start = 0;
+    memchr::memchr_iter(b'&', data)
+        .chain(std::iter::once(data.len()))
+        .map(move |end| {
+            let part = &data[start..end];
+            start = end + 1;
+            part
+        })
+}
+
+/// A part's name and value, split at its first `=` (without one, the value is empty).
+fn name_value(part: &[u8]) -> (&[u8], &[u8]) {
+    match memchr::memchr(b'=', part) {
+        Some(i) => (&part[..i], &part[i + 1..]),
+        None => (part, &part[..0]),
+    }
 }
 
 /// Calls `each` with every decoded key of a form body or query string, values skipped: what
@@ -36,12 +55,7 @@ pub(crate) fn decode_pairs_upto(data: &[u8], max: usize) -> Vec<(String, String)
 pub(crate) fn each_key(data: &[u8], mut each: impl FnMut(&[u8])) {
     const LONGEST_KEY: usize = 256;
     let mut decoded = Vec::with_capacity(LONGEST_KEY);
-    let mut start = 0;
-    // memchr, not a per-byte closure: a body that is not a form (a 1 MiB upload, an image)
-    // goes through this check on every request, and the scan is then all it costs.
-    for end in memchr::memchr_iter(b'&', data).chain(std::iter::once(data.len())) {
-        let part = &data[start..end];
-        start = end + 1;
+    for part in parts(data) {
         let head = &part[..part.len().min(LONGEST_KEY + 1)];
         let key = match memchr::memchr(b'=', head) {
             Some(i) => &part[..i],
@@ -57,46 +71,28 @@ pub(crate) fn each_key(data: &[u8], mut each: impl FnMut(&[u8])) {
 }
 
 /// The decoded value of the first field named `name` in a form body, as [`decode_pairs`]
-/// would find it, without decoding the other fields (a hostile body of a million fields
-/// costs a scan, not a million strings).
+/// would find it.
 pub(crate) fn value_of(data: &[u8], name: &str) -> Option<String> {
-    value_at(data, name).map(|f| f.value)
+    values_of(data, name).next()
 }
 
-/// A field found by [`value_at`].
-pub(crate) struct Field {
-    /// Its decoded value.
-    pub(crate) value: String,
-    /// Where the rest of the form starts, after this field.
-    pub(crate) end: usize,
-}
-
-/// [`value_of`], with where the field ends, to look for a later one of the same name.
-pub(crate) fn value_at(data: &[u8], name: &str) -> Option<Field> {
+/// The decoded values of the fields named `name`, in order, without decoding the other
+/// fields (a hostile body of a million fields costs a scan, not a million strings).
+pub(crate) fn values_of<'d>(data: &'d [u8], name: &'d str) -> impl Iterator<Item = String> + 'd {
     // Each byte of a name is at most one `%XX` escape: a longer key cannot decode to it.
     let longest = name.len() * 3;
     let mut key = Vec::with_capacity(longest);
-    let mut start = 0;
-    for end in memchr::memchr_iter(b'&', data).chain(std::iter::once(data.len())) {
-        let part = &data[start..end];
-        start = end + 1;
-        let (k, v) = match memchr::memchr(b'=', part) {
-            Some(i) => (&part[..i], &part[i + 1..]),
-            None => (part, &part[..0]),
-        };
-        if part.is_empty() || k.len() > longest {
-            continue;
-        }
-        key.clear();
-        percent_decode_into(&mut key, k);
-        if key == name.as_bytes() {
-            return Some(Field {
-                value: percent_decode(v),
-                end: start.min(data.len()),
-            });
-        }
-    }
-    None
+    parts(data)
+        .filter(|part| !part.is_empty())
+        .filter_map(move |part| {
+            let (k, v) = name_value(part);
+            if k.len() > longest {
+                return None;
+            }
+            key.clear();
+            percent_decode_into(&mut key, k);
+            (key == name.as_bytes()).then(|| percent_decode(v))
+        })
 }
 
 /// Decodes `%XX` escapes and `+` (form rules), lossy UTF-8.
