@@ -11,6 +11,7 @@ use crate::secret::Secret;
 use crate::url::UrlParts;
 use crate::util::{abbrev, b64, ct_eq, hmac_sha256, json_str};
 use serde_json::Value;
+use std::borrow::Cow;
 
 const SIG: &str = "X-Authy-Signature";
 const NONCE: &str = "X-Authy-Signature-Nonce";
@@ -286,15 +287,15 @@ pub(crate) fn looks_like(req: &RequestView<'_>) -> bool {
 
 /// `approval_request_status` callbacks: status, authy_id, request uuid.
 pub(crate) fn event(req: &RequestView<'_>) -> Option<Event> {
-    let v = req.json().cloned().or_else(|| {
+    let v = req.json().map(Cow::Borrowed).or_else(|| {
         let pairs = crate::form::decode_pairs_upto(req.body, crate::form::NAMING_FIELDS);
         pairs.iter().any(|(k, _)| k == "callback_action").then(|| {
-            Value::Object(
+            Cow::Owned(Value::Object(
                 pairs
                     .into_iter()
                     .map(|(k, v)| (k, Value::String(v)))
                     .collect(),
-            )
+            ))
         })
     })?;
     let action = v.get("callback_action").and_then(json_str)?;
@@ -314,8 +315,8 @@ pub(crate) fn event(req: &RequestView<'_>) -> Option<Event> {
     }
     let mut e = Event::new(action, summary);
     e.id = v.get("uuid").and_then(json_str);
-    if let Value::Object(m) = v {
-        e.details = m;
+    if let Value::Object(m) = v.as_ref() {
+        e.details = crate::util::details_of(m, req.body);
     }
     Some(e)
 }

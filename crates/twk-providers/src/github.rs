@@ -6,8 +6,9 @@ use crate::analysis::{Analysis, Event, Provider, Signed, Verdict};
 use crate::check::{self, Computed, Variant};
 use crate::request::RequestView;
 use crate::secret::Secret;
-use crate::util::{ct_eq, field, hmac_sha1, hmac_sha256, parse_json};
+use crate::util::{ct_eq, field, hmac_sha1, hmac_sha256};
 use serde_json::Value;
+use std::borrow::Cow;
 
 const SHA256: &str = "X-Hub-Signature-256";
 const SHA1: &str = "X-Hub-Signature";
@@ -112,10 +113,11 @@ pub(crate) fn sign(req: &RequestView<'_>, secret: &Secret) -> Signed {
 /// `X-GitHub-Event` + `action` · repository · sender.
 pub(crate) fn event(req: &RequestView<'_>) -> Option<Event> {
     let kind = req.header_str("x-github-event");
-    let body = parse_json(req.body).or_else(|| {
+    let body = req.json().map(Cow::Borrowed).or_else(|| {
         // application/x-www-form-urlencoded deliveries put the JSON in `payload`.
         crate::form::value_of(req.body, "payload")
             .and_then(|v| serde_json::from_str::<Value>(&v).ok())
+            .map(Cow::Owned)
     });
     if kind.is_none() && body.is_none() {
         return None;
@@ -138,8 +140,8 @@ pub(crate) fn event(req: &RequestView<'_>) -> Option<Event> {
     }
     let mut e = Event::new(name, summary);
     e.id = req.header_str("x-github-delivery").map(str::to_owned);
-    if let Some(Value::Object(m)) = body {
-        e.details = m;
+    if let Some(Value::Object(m)) = body.as_deref() {
+        e.details = crate::util::details_of(m, req.body);
     }
     Some(e)
 }
