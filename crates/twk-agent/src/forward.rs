@@ -71,9 +71,25 @@ impl Shared {
         }
     }
 
-    /// A turn to analyse a body over [`INLINE_ANALYSIS_BYTES`] (one at a time).
-    pub(crate) async fn large_analysis_turn(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
-        self.large_analyses.clone().acquire_owned().await.ok()
+    /// Runs `analyse`, the analysis of a body of `len` bytes, where it belongs: inline up to
+    /// [`INLINE_ANALYSIS_BYTES`]; past it on the blocking pool, since parsing and checking a
+    /// large body takes milliseconds, and one at a time, since a 1 MiB JSON body parses into
+    /// ~22 MB of values (the exchanges waiting their turn hold only their capture leases, which
+    /// the capture budget bounds). `None` if the analysis panicked.
+    pub(crate) async fn analyse<T: Send + 'static>(
+        &self,
+        len: usize,
+        analyse: impl FnOnce() -> T + Send + 'static,
+    ) -> Option<T> {
+        if len <= INLINE_ANALYSIS_BYTES {
+            return Some(analyse());
+        }
+        let turn = self.large_analyses.clone().acquire_owned().await.ok();
+        let analysed = tokio::task::spawn_blocking(move || {
+            let _turn = turn;
+            analyse()
+        });
+        analysed.await.ok()
     }
 
     /// The relay node asked this client to move ([`meta::MOVE`]).
@@ -382,7 +398,7 @@ pub(crate) async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Respo
     let deadline = m.deadline.unwrap_or(cfg.request_timeout);
     let slots = shared.target_slots.clone();
     let sent = tokio::time::timeout(deadline, async {
-        // The slot is held until the exchange is reported (its response body has ended).
+        // The slot is held until the response body has ended, when the exchange is reported.
         record.slot = slots.acquire_owned().await.ok();
         shared.client.request(out).await
     });
@@ -430,7 +446,7 @@ pub(crate) async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Respo
 
 /// Request bodies up to this size are analysed on the runtime thread that finished them (a
 /// hand-off to another thread costs more than checking a webhook of a few KiB).
-pub(crate) const INLINE_ANALYSIS_BYTES: usize = 64 * 1024;
+const INLINE_ANALYSIS_BYTES: usize = 64 * 1024;
 
 fn text_body(s: &str) -> CapturedBody {
     CapturedBody::from_bytes(s.as_bytes())
@@ -534,21 +550,11 @@ impl Pending {
             }
             self.exchange.request.body = r.body;
         }
-        if self.exchange.request.body.bytes.len() > INLINE_ANALYSIS_BYTES {
-            // Parsing and checking a large body takes milliseconds: not on the threads that
-            // forward. One at a time: a 1 MiB JSON body parses into ~22 MB of values, and
-            // a form of a million fields into as much again; the exchanges waiting their turn
-            // hold only their capture leases, which the capture budget bounds.
-            // The target is done with this request: its turn there is not held while waiting.
-            drop(self.slot.take());
-            let turn = self.shared.large_analysis_turn().await;
-            tokio::task::spawn_blocking(move || {
-                let _turn = turn;
-                self.report();
-            });
-        } else {
-            self.report();
-        }
+        // The target is done with this request: its turn there is not held while a large
+        // analysis waits for its own.
+        drop(self.slot.take());
+        let (shared, len) = (self.shared.clone(), self.exchange.request.body.bytes.len());
+        shared.analyse(len, move || self.report()).await;
     }
 
     /// Analyses the finished exchange and hands it to the observer.

@@ -44,20 +44,12 @@ pub(crate) async fn receive(shared: Arc<Shared>, req: Request<Incoming>) -> Resp
         }
     };
     let request_id = kept.request_id.clone();
-    let ex = if kept.body.len() > crate::forward::INLINE_ANALYSIS_BYTES {
-        // As for live requests: off the forwarding thread, one large analysis at a time.
-        let turn = shared.large_analysis_turn().await;
-        let s = shared.clone();
-        let made = tokio::task::spawn_blocking(move || {
-            let _turn = turn;
-            exchange(&s, kept)
-        });
-        match made.await {
-            Ok(ex) => ex,
-            Err(_) => return answer(StatusCode::SERVICE_UNAVAILABLE, "not recorded; keep it"),
-        }
-    } else {
-        exchange(&shared, kept)
+    let s = shared.clone();
+    let Some(ex) = shared
+        .analyse(kept.body.len(), move || exchange(&s, kept))
+        .await
+    else {
+        return answer(StatusCode::SERVICE_UNAVAILABLE, "not recorded; keep it");
     };
     let (tx, rx) = tokio::sync::oneshot::channel();
     shared.observer().missed(ex, tx);
