@@ -301,7 +301,7 @@ pub async fn replay(original: &Exchange, opts: &ReplayOptions) -> Result<Exchang
         let _ = stream.set_nodelay(true);
         // The connection live forwarding uses: an app that answers before reading the body
         // is heard even if a write of the body fails first.
-        let io = crate::target_io::TargetStream::new(hyper_util::rt::TokioIo::new(stream));
+        let io = crate::target_io::TargetStream::new(stream);
         let (mut sender, conn) = hyper::client::conn::http1::handshake(io)
             .await
             .map_err(|e| format!("HTTP handshake with {authority} failed: {e}"))?;

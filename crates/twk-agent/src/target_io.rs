@@ -42,7 +42,7 @@ impl tower_service::Service<http::Uri> for TargetConnector {
 
     fn call(&mut self, uri: http::Uri) -> Self::Future {
         let connecting = self.0.call(uri);
-        Box::pin(async move { Ok(TargetStream::new(connecting.await?)) })
+        Box::pin(async move { Ok(TargetStream::new(connecting.await?.into_inner())) })
     }
 }
 
@@ -51,9 +51,9 @@ pub(crate) struct TargetStream(TokioIo<Watched>);
 
 impl TargetStream {
     /// Wraps a connection to the target.
-    pub(crate) fn new(io: TokioIo<TcpStream>) -> Self {
+    pub(crate) fn new(tcp: TcpStream) -> Self {
         TargetStream(TokioIo::new(Watched {
-            tcp: io.into_inner(),
+            tcp,
             discarding: false,
             read_closed: false,
         }))
