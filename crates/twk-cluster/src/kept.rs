@@ -49,6 +49,11 @@ fn bucket_of(name: &str) -> String {
     format!("twk_kept_{name}")
 }
 
+/// The JetStream stream behind object store `bucket` (async-nats names it so).
+fn stream_of(bucket: &str) -> String {
+    format!("OBJ_{bucket}")
+}
+
 impl Cluster {
     /// Stores `sealed` as object `object` of tunnel `name`'s kept requests, making the
     /// tunnel's bucket when it has none: objects expire after `ttl`, and the bucket holds at
@@ -90,7 +95,7 @@ impl Cluster {
     /// object is deleted while it lists.
     pub async fn kept(&self, name: &str) -> Result<Vec<KeptObject>, KeptError> {
         let bucket = bucket_of(name);
-        let stream = match self.js.get_stream(format!("OBJ_{bucket}")).await {
+        let stream = match self.js.get_stream(stream_of(&bucket)).await {
             Ok(s) => s,
             Err(e) if is_not_found(e.kind()) => return Ok(Vec::new()),
             Err(e) => return Err(failed(e)),
@@ -170,7 +175,7 @@ impl Cluster {
         );
         let stream = self
             .js
-            .get_stream(format!("OBJ_{bucket}"))
+            .get_stream(stream_of(&bucket))
             .await
             .map_err(failed)?;
         stream.purge().filter(meta).await.map_err(failed)?;
@@ -214,7 +219,7 @@ impl Cluster {
             Err(e) => e,
         };
         // Tell "no bucket yet" from NATS not answering.
-        match self.js.get_stream(format!("OBJ_{bucket}")).await {
+        match self.js.get_stream(stream_of(&bucket)).await {
             Err(e) if is_not_found(e.kind()) => {}
             _ => return Err(failed(missing)),
         }
@@ -248,7 +253,7 @@ impl Cluster {
     /// allowed. Best effort: the put goes ahead either way.
     async fn align_bounds(&self, bucket: &str, ttl: Duration, max_bytes: u64) {
         let max_bytes = i64::try_from(max_bytes).unwrap_or(i64::MAX);
-        let stream = format!("OBJ_{bucket}");
+        let stream = stream_of(bucket);
         let info = match self.js.get_stream(&stream).await {
             Ok(s) => s.cached_info().clone(),
             Err(e) => {
@@ -292,7 +297,7 @@ impl Cluster {
 
     /// The expiry and byte bound of tunnel `name`'s kept bucket, if it has one.
     pub async fn kept_bounds(&self, name: &str) -> Result<Option<(Duration, u64)>, KeptError> {
-        let stream = format!("OBJ_{}", bucket_of(name));
+        let stream = stream_of(&bucket_of(name));
         let s = match self.js.get_stream(&stream).await {
             Ok(s) => s,
             Err(e) if is_not_found(e.kind()) => return Ok(None),
