@@ -31,8 +31,9 @@ pub(crate) struct Shared {
     name: Mutex<String>,
     /// Memory all in-flight body captures may hold together.
     budget: CaptureBudget,
-    /// Analyses of bodies over [`INLINE_ANALYSIS_BYTES`] running at once (one).
-    large_analyses: Arc<tokio::sync::Semaphore>,
+    /// The thread analyses of bodies over [`INLINE_ANALYSIS_BYTES`] run on, one after
+    /// another (`None` if it could not be started: they then run inline).
+    analyst: Option<std::sync::mpsc::Sender<Job>>,
     /// Requests the local target may have at once (each one is a connection to it, with
     /// hyper's buffers); the rest wait their turn, within their deadline.
     target_slots: Arc<tokio::sync::Semaphore>,
@@ -64,7 +65,7 @@ impl Shared {
             observer,
             name: Mutex::new(String::new()),
             budget,
-            large_analyses: Arc::new(tokio::sync::Semaphore::new(1)),
+            analyst: start_analyst(),
             target_slots,
             moves: tokio::sync::watch::channel(0).0,
             sessions: tokio::sync::watch::channel(0).0,
@@ -72,23 +73,27 @@ impl Shared {
     }
 
     /// Runs `analyse`, the analysis of a body of `len` bytes, where it belongs: inline up to
-    /// [`INLINE_ANALYSIS_BYTES`]; past it on the blocking pool, since parsing and checking a
-    /// large body takes milliseconds, and one at a time, since a 1 MiB JSON body parses into
-    /// ~22 MB of values (the exchanges waiting their turn hold only their capture leases, which
-    /// the capture budget bounds). `None` if the analysis panicked.
+    /// [`INLINE_ANALYSIS_BYTES`]; past it on the analysis thread, since parsing and checking a
+    /// large body takes milliseconds, and a 1 MiB JSON body parses into ~22 MB of values
+    /// (the exchanges waiting their turn hold only their capture leases, which the capture
+    /// budget bounds). `None` if the analysis panicked.
     pub(crate) async fn analyse<T: Send + 'static>(
         &self,
         len: usize,
         analyse: impl FnOnce() -> T + Send + 'static,
     ) -> Option<T> {
-        if len <= INLINE_ANALYSIS_BYTES {
+        let Some(analyst) = self
+            .analyst
+            .as_ref()
+            .filter(|_| len > INLINE_ANALYSIS_BYTES)
+        else {
             return Some(analyse());
-        }
-        let turn = self.large_analyses.clone().acquire_owned().await.ok();
-        let analysed = tokio::task::spawn_blocking(move || {
-            let _turn = turn;
-            analyse()
+        };
+        let (done, analysed) = tokio::sync::oneshot::channel();
+        let job: Job = Box::new(move || {
+            let _ = done.send(analyse());
         });
+        analyst.send(job).ok()?;
         analysed.await.ok()
     }
 
@@ -440,6 +445,33 @@ pub(crate) async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Respo
                 deadline.as_millis()
             );
             record.answer(StatusCode::GATEWAY_TIMEOUT, Some(Side::Target), &msg, None)
+        }
+    }
+}
+
+/// An analysis waiting for the analysis thread.
+type Job = Box<dyn FnOnce() + Send>;
+
+/// Starts the thread large analyses run on. One thread, not the blocking pool with a turn
+/// each: the allocator keeps the memory a thread freed for that thread, so analyses taking
+/// turns on different pool threads each left ~22 MB resident behind them (the client's peak
+/// then varied from 70 to 130 MiB in `client/tests/memory_bound.rs`).
+fn start_analyst() -> Option<std::sync::mpsc::Sender<Job>> {
+    let (analyst, jobs) = std::sync::mpsc::channel::<Job>();
+    let started = std::thread::Builder::new()
+        .name("twk-analysis".into())
+        .spawn(move || {
+            for job in jobs {
+                // A panicking analysis loses its exchange (its result channel is dropped),
+                // not the thread.
+                let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job));
+            }
+        });
+    match started {
+        Ok(_) => Some(analyst),
+        Err(e) => {
+            tracing::warn!(error = %e, "no analysis thread: large bodies are analysed inline");
+            None
         }
     }
 }
