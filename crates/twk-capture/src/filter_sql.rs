@@ -79,7 +79,9 @@ pub(crate) fn where_clause(f: &Filter, now_ms: i64) -> (String, Vec<Value>) {
              OR e.summary LIKE # ESCAPE '\\' OR EXISTS (SELECT 1 FROM payloads p2 \
              WHERE p2.id = e.id AND (p2.req_headers LIKE # ESCAPE '\\' \
              OR p2.req_body LIKE # ESCAPE '\\' OR p2.resp_headers LIKE # ESCAPE '\\' \
-             OR p2.resp_body LIKE # ESCAPE '\\')))",
+             OR p2.resp_body LIKE # ESCAPE '\\' \
+             OR twk_body_file(p2.req_body_file) LIKE # ESCAPE '\\' \
+             OR twk_body_file(p2.resp_body_file) LIKE # ESCAPE '\\')))",
             Value::Text(pat),
             &mut conds,
         );

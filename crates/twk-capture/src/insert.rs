@@ -1,6 +1,7 @@
 //! Writing one batch of exchanges, step by step: delivery attempt, handshake pairing, the row
 //! (named columns), its payload, the partner's update. Retention is the store's last step.
 
+use crate::body_files::{BodyFiles, FILE_MIN};
 use crate::error::Result;
 use crate::exchange::{Exchange, ExchangeId, Message};
 use crate::grouping::{BODY_HASH_WINDOW_MS, GroupKey, group_key};
@@ -26,6 +27,11 @@ const INSERT_ROW: &str = "INSERT INTO exchanges (tunnel, request_id, received_ms
      :resp_body_truncated, :auth, :hs_leg, :hs_with, :hs_key, :hs_deadline_ms, :lints, \
      :lint_codes, :missed)";
 
+/// The bytes a payload column holds: none when the body is in a file.
+fn in_db<'b>(bytes: &'b [u8], file: &Option<String>) -> &'b [u8] {
+    if file.is_some() { &[] } else { bytes }
+}
+
 /// Where an exchange stands in a Basic-auth handshake as it is written.
 struct Pairing {
     /// Its handshake, when paired (or a leg 1 waiting).
@@ -43,6 +49,7 @@ struct Pairing {
 /// The statements of one batch, prepared once per transaction.
 pub(crate) struct Inserter<'c> {
     conn: &'c Connection,
+    files: &'c BodyFiles,
     cap: usize,
     now_ms: i64,
     row: CachedStatement<'c>,
@@ -56,17 +63,23 @@ pub(crate) struct Inserter<'c> {
 }
 
 impl<'c> Inserter<'c> {
-    pub(crate) fn prepare(conn: &'c Connection, cap: usize, now_ms: i64) -> Result<Self> {
+    pub(crate) fn prepare(
+        conn: &'c Connection,
+        files: &'c BodyFiles,
+        cap: usize,
+        now_ms: i64,
+    ) -> Result<Self> {
         // Open candidates only carry `hs_key`: both lookups are one probe of the partial
         // index `exchanges_hs_open (hs_key, received_ms)`.
         Ok(Inserter {
             conn,
+            files,
             cap,
             now_ms,
             row: conn.prepare_cached(INSERT_ROW)?,
             payload: conn.prepare_cached(
-                "INSERT INTO payloads (id, req_headers, req_body, resp_headers, resp_body) \
-                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                "INSERT INTO payloads (id, req_headers, req_body, resp_headers, resp_body, \
+                 req_body_file, resp_body_file) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
             )?,
             last_in_group: conn.prepare_cached(
                 "SELECT attempt, received_ms FROM exchanges WHERE group_key = ?1 \
@@ -129,12 +142,19 @@ impl<'c> Inserter<'c> {
             key.as_ref(),
             &pairing,
         )?;
+        let req_file = self.to_file(&req_body)?;
+        let resp_file = match &resp {
+            Some((_, b)) => self.to_file(b)?,
+            None => None,
+        };
         self.payload.execute(params![
             id,
             encode_headers(&ex.request.headers),
-            req_body.bytes,
+            in_db(req_body.bytes, &req_file),
             resp.as_ref().map(|(m, _)| encode_headers(&m.headers)),
-            resp.as_ref().map(|(_, b)| b.bytes),
+            resp.as_ref().map(|(_, b)| in_db(b.bytes, &resp_file)),
+            req_file,
+            resp_file,
         ])?;
         if let Some((p, role)) = pairing.partner {
             let leg = self.pair_partner(p, role, id)?;
@@ -159,6 +179,19 @@ impl<'c> Inserter<'c> {
             summary.lints.sort();
         }
         Ok(summary)
+    }
+
+    /// Writes a large stored body to its file and counts the reference; returns the file's
+    /// name, or `None` for a body that stays in the database.
+    fn to_file(&self, b: &CappedBody<'_>) -> Result<Option<String>> {
+        if b.bytes.len() < FILE_MIN {
+            return Ok(None);
+        }
+        // Untruncated, the stored bytes are the whole body and its SHA-256 is known.
+        let name = BodyFiles::name_of(b.bytes, (!b.truncated).then_some(&*b.sha256));
+        self.files.put(&name, b.bytes)?;
+        BodyFiles::add_ref(self.conn, &name, b.bytes.len())?;
+        Ok(Some(name))
     }
 
     /// The delivery attempt of `ex` within its group (1 = first); `None` for a replay.

@@ -19,9 +19,11 @@
 //! never truncates forwarded traffic — only the stored copy of a body is capped.
 //!
 //! Storage: `$XDG_DATA_HOME/twk/captures.sqlite3` (or `~/.local/share/twk/`), directory 0700,
-//! file 0600, WAL mode, schema versioned with `PRAGMA user_version`.
+//! file 0600, WAL mode, schema versioned with `PRAGMA user_version`. Stored bodies of 64 KiB
+//! and more are files in `bodies/` beside it, named by their SHA-256 (`body_files`).
 #![warn(missing_docs)]
 
+mod body_files;
 pub mod error;
 pub mod exchange;
 pub mod export;

@@ -306,6 +306,9 @@ struct Writer {
 
 impl Writer {
     fn run(mut self) {
+        if let Err(e) = self.store.sweep_body_files() {
+            tracing::warn!(error = %twk_sanitize::error_chain(&e), "cannot sweep unused body files");
+        }
         let mut batch: Vec<Exchange> = Vec::new();
         let mut waiters: Vec<oneshot::Sender<ExchangeId>> = Vec::new();
         let mut flushes: Vec<oneshot::Sender<()>> = Vec::new();

@@ -1,6 +1,7 @@
 //! Rows in and out of SQLite: header and lint encodings, and reading a row (by column name)
 //! into a [`Summary`] or a [`StoredExchange`].
 
+use crate::body_files::BodyFiles;
 use crate::error::{CaptureError, Result};
 use crate::exchange::*;
 use crate::handshake::{Handshake, Leg, Lint, LintCode};
@@ -140,7 +141,7 @@ pub(crate) fn decode_lints(id: ExchangeId, json: Option<&str>) -> Result<Vec<Lin
     }
 }
 
-pub(crate) fn read_full(r: &Row<'_>, now_ms: i64) -> Result<StoredExchange> {
+pub(crate) fn read_full(r: &Row<'_>, now_ms: i64, files: &BodyFiles) -> Result<StoredExchange> {
     let id: i64 = r.get("id")?;
     let json_col = |col: &str| -> Result<Option<serde_json::Value>> {
         match r.get::<_, Option<String>>(col)? {
@@ -168,12 +169,16 @@ pub(crate) fn read_full(r: &Row<'_>, now_ms: i64) -> Result<StoredExchange> {
     };
     let request = Message {
         headers: decode_headers(id, &r.get::<_, String>("req_headers")?)?,
-        body: CapturedBody {
-            bytes: r.get("req_body")?,
-            len: r.get::<_, i64>("req_body_len")?.max(0) as u64,
-            sha256: r.get("req_body_sha256")?,
-            truncated: r.get("req_body_truncated")?,
-        },
+        body: with_file(
+            CapturedBody {
+                bytes: r.get("req_body")?,
+                len: r.get::<_, i64>("req_body_len")?.max(0) as u64,
+                sha256: r.get("req_body_sha256")?,
+                truncated: r.get("req_body_truncated")?,
+            },
+            r.get("req_body_file")?,
+            files,
+        ),
     };
     let response = if r.get::<_, bool>("has_response")? {
         Some(Message {
@@ -182,21 +187,25 @@ pub(crate) fn read_full(r: &Row<'_>, now_ms: i64) -> Result<StoredExchange> {
                 &r.get::<_, Option<String>>("resp_headers")?
                     .unwrap_or_default(),
             )?,
-            body: CapturedBody {
-                bytes: r
-                    .get::<_, Option<Vec<u8>>>("resp_body")?
-                    .unwrap_or_default(),
-                len: r
-                    .get::<_, Option<i64>>("resp_body_len")?
-                    .unwrap_or(0)
-                    .max(0) as u64,
-                sha256: r
-                    .get::<_, Option<String>>("resp_body_sha256")?
-                    .unwrap_or_default(),
-                truncated: r
-                    .get::<_, Option<bool>>("resp_body_truncated")?
-                    .unwrap_or(false),
-            },
+            body: with_file(
+                CapturedBody {
+                    bytes: r
+                        .get::<_, Option<Vec<u8>>>("resp_body")?
+                        .unwrap_or_default(),
+                    len: r
+                        .get::<_, Option<i64>>("resp_body_len")?
+                        .unwrap_or(0)
+                        .max(0) as u64,
+                    sha256: r
+                        .get::<_, Option<String>>("resp_body_sha256")?
+                        .unwrap_or_default(),
+                    truncated: r
+                        .get::<_, Option<bool>>("resp_body_truncated")?
+                        .unwrap_or(false),
+                },
+                r.get("resp_body_file")?,
+                files,
+            ),
         })
     } else {
         None
@@ -257,4 +266,19 @@ pub(crate) fn read_full(r: &Row<'_>, now_ms: i64) -> Result<StoredExchange> {
 /// A verdict column: text in SQLite, typed everywhere else (an unknown word reads as none).
 pub(crate) fn verdict_col(text: Option<String>) -> Option<Verdict> {
     text.and_then(|t| t.parse().ok())
+}
+
+/// `body` with its bytes read from file `file` when it is kept in one. A file lost or
+/// altered leaves the body without bytes, marked truncated (its length and hash stay).
+fn with_file(mut body: CapturedBody, file: Option<String>, files: &BodyFiles) -> CapturedBody {
+    if let Some(name) = file {
+        match files.get(&name) {
+            Some(bytes) => body.bytes = bytes,
+            None => {
+                body.bytes = Vec::new();
+                body.truncated = true;
+            }
+        }
+    }
+    body
 }

@@ -110,6 +110,26 @@ DROP INDEX exchanges_verdict;
 DROP INDEX exchanges_status;
 DROP INDEX exchanges_class;
 "#,
+    // v6: bodies of 64 KiB and more are files beside the database, named by their SHA-256
+    // (see `crate::body_files`); the payload's BLOB is then empty. `body_files` counts the
+    // payload columns naming each file, so retention knows when a file may go.
+    r#"
+ALTER TABLE payloads ADD COLUMN req_body_file  TEXT;
+ALTER TABLE payloads ADD COLUMN resp_body_file TEXT;
+CREATE TABLE body_files (
+    name  TEXT PRIMARY KEY,
+    refs  INTEGER NOT NULL,
+    bytes INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX body_files_unused ON body_files (name) WHERE refs <= 0;
+-- Two statements, not `name IN (…)`: an echoed body names the same file twice.
+CREATE TRIGGER payloads_release_body_files AFTER DELETE ON payloads
+WHEN old.req_body_file IS NOT NULL OR old.resp_body_file IS NOT NULL
+BEGIN
+    UPDATE body_files SET refs = refs - 1 WHERE name = old.req_body_file;
+    UPDATE body_files SET refs = refs - 1 WHERE name = old.resp_body_file;
+END;
+"#,
 ];
 
 /// The schema version this build writes.

@@ -5,6 +5,7 @@
 //! as `log`, `export` and the inspector open their own `Store` and query it. WAL mode lets
 //! readers and the writer work at the same time.
 
+use crate::body_files::BodyFiles;
 use crate::error::{CaptureError, Result};
 use crate::exchange::{CapturedBody, Exchange, ExchangeId};
 use crate::filter_sql::{order_limit, where_clause};
@@ -85,6 +86,8 @@ impl StoreOptions {
 pub struct Store {
     conn: Connection,
     opts: StoreOptions,
+    /// Where bodies of 64 KiB and more are kept.
+    files: BodyFiles,
     /// Cached row counts per tunnel, for cheap retention checks. Cleared on any write error.
     tunnel_counts: HashMap<String, u64>,
     /// Fixed "now" for time-dependent lints; `None`: the system clock.
@@ -111,8 +114,8 @@ const FULL_COLS: &str = "e.id, e.tunnel, e.request_id, e.received_ms, e.forwarde
      e.analysis, e.replay_of, e.attempt, e.group_key, e.req_body_len, e.req_body_sha256, \
      e.req_body_truncated, e.has_response, e.resp_body_len, e.resp_body_sha256, \
      e.resp_body_truncated, e.hs_leg, e.lints, \
-     p.req_headers, p.req_body, p.resp_headers, p.resp_body, \
-     e.hs_with, e.hs_deadline_ms, e.auth, e.missed";
+     p.req_headers, p.req_body, p.resp_headers, p.resp_body, p.req_body_file, \
+     p.resp_body_file, e.hs_with, e.hs_deadline_ms, e.auth, e.missed";
 
 impl Store {
     /// Opens (creating if needed) the database described by `opts`: directory 0700, file 0600,
@@ -142,9 +145,12 @@ impl Store {
             let pages = (max / page.max(512) as u64).max(1);
             conn.pragma_update(None, "max_page_count", pages as i64)?;
         }
+        let files = BodyFiles::new(&opts.data_dir);
+        files.register_sql_function(&conn)?;
         let mut store = Store {
             conn,
             opts: opts.clone(),
+            files,
             tunnel_counts: HashMap::new(),
             now_ms: None,
         };
@@ -201,7 +207,7 @@ impl Store {
         let tx = self
             .conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        let out = Inserter::prepare(&tx, self.opts.body_cap, now)?.write_all(batch)?;
+        let out = Inserter::prepare(&tx, &self.files, self.opts.body_cap, now)?.write_all(batch)?;
         let mut added: HashMap<&str, u64> = HashMap::new();
         for ex in batch {
             *added.entry(ex.tunnel.as_str()).or_default() += 1;
@@ -209,6 +215,7 @@ impl Store {
         let retention = self.opts.retention_per_tunnel;
         if retention > 0 {
             apply_retention(&tx, &mut self.tunnel_counts, retention, added)?;
+            self.files.release_unused(&tx)?;
         }
         tx.commit()?;
         Ok(out)
@@ -230,7 +237,9 @@ impl Store {
         );
         let now = self.now_ms();
         let mut stmt = self.conn.prepare_cached(&sql)?;
-        let row = stmt.query_row([id], |r| Ok(read_full(r, now))).optional()?;
+        let row = stmt
+            .query_row([id], |r| Ok(read_full(r, now, &self.files)))
+            .optional()?;
         row.transpose()
     }
 
@@ -269,7 +278,7 @@ impl Store {
             .query(params_from_iter(args))
             .map_err(CaptureError::from)?;
         while let Some(r) = rows.next().map_err(CaptureError::from)? {
-            each(read_full(r, now)?)?;
+            each(read_full(r, now, &self.files)?)?;
         }
         Ok(())
     }
@@ -335,6 +344,12 @@ impl Store {
         Ok(self
             .conn
             .query_row("SELECT max(id) FROM exchanges", [], |r| r.get(0))?)
+    }
+
+    /// Removes body files that no row names and that are over an hour old (left by a crash
+    /// between writing a file and committing its row); the writer runs it at its start.
+    pub fn sweep_body_files(&self) -> Result<usize> {
+        self.files.sweep_orphans(&self.conn)
     }
 
     /// Sets this connection's page cache size.

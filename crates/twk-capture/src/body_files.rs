@@ -1,0 +1,284 @@
+//! Large bodies kept as files beside the database, named by the SHA-256 of their bytes.
+//!
+//! A stored body of at least [`FILE_MIN`] bytes is written once to
+//! `<data dir>/bodies/<first two hex digits>/<sha256>` (directories 0700, files 0600) and its
+//! payload row holds the name instead of the bytes. In the database a 1 MiB body is written
+//! twice (into the WAL, then again by the checkpoint), which was a quarter of the client's CPU
+//! per request for 1 MiB bodies with capture on; a file is written once.
+//!
+//! - **Reference counts**: `body_files` has a row per file with the number of payload
+//!   columns naming it (the same body twice, a retried webhook or an echo, is one file).
+//!   Inserts count up here; a trigger counts down when a payload row goes (retention); the
+//!   writer unlinks files no longer named in the same transaction.
+//! - **Crashes**: a file is written (to a temporary name, then renamed) before the row that
+//!   names it commits. A file whose row never committed is an orphan, removed by the writer
+//!   at its start once it is an hour old (another process may still be committing it).
+//! - **Reading** checks the file against its name: a file lost or cut short (a power loss
+//!   before the page cache reached the disk) reads as a body that was not kept
+//!   (`truncated`, no bytes), never as wrong bytes.
+//!
+//! It is not a general blob store: names are checked to be 64 lowercase hex digits, so a
+//! row can never make it open another path.
+
+use crate::error::{CaptureError, Result};
+use rusqlite::Connection;
+use sha2::{Digest, Sha256};
+use std::fs;
+use std::io::{ErrorKind, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime};
+
+/// Stored bodies at least this long go to files; shorter ones stay in the database, where a
+/// webhook-sized body costs less than a file.
+pub const FILE_MIN: usize = 64 * 1024;
+/// Directory of the body files, inside the data directory.
+pub const DIR_NAME: &str = "bodies";
+/// A file no row names is removed once it is this old: younger, another process may be
+/// about to commit the row that names it.
+const ORPHAN_AGE: Duration = Duration::from_secs(3600);
+/// Prefix of files being written (renamed to their name when complete).
+const TMP_PREFIX: &str = ".tmp-";
+
+/// The directory of body files of one data directory.
+#[derive(Debug, Clone)]
+pub(crate) struct BodyFiles {
+    dir: PathBuf,
+}
+
+impl BodyFiles {
+    pub(crate) fn new(data_dir: &Path) -> Self {
+        BodyFiles {
+            dir: data_dir.join(DIR_NAME),
+        }
+    }
+
+    /// The path of the file called `name`, when `name` is a SHA-256 in lowercase hex.
+    fn path_of(&self, name: &str) -> Option<PathBuf> {
+        let valid =
+            name.len() == 64 && name.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+        let fan = name.get(..2).filter(|_| valid)?;
+        Some(self.dir.join(fan).join(name))
+    }
+
+    /// The name `bytes` are stored under: `sha256` when it is the hash of exactly these bytes
+    /// (the caller knows), else computed.
+    pub(crate) fn name_of(bytes: &[u8], known_sha256: Option<&str>) -> String {
+        match known_sha256 {
+            Some(s)
+                if s.len() == 64 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) =>
+            {
+                s.to_owned()
+            }
+            _ => hex::encode(Sha256::digest(bytes)),
+        }
+    }
+
+    /// Makes sure the file `name` holds `bytes`: written to a temporary file and renamed,
+    /// unless a file of that name and length is there already.
+    pub(crate) fn put(&self, name: &str, bytes: &[u8]) -> Result<()> {
+        let path = self.path_of(name).ok_or_else(|| CaptureError::Corrupt {
+            id: 0,
+            what: format!("invalid body file name {name:?}"),
+        })?;
+        if fs::metadata(&path).is_ok_and(|m| m.len() == bytes.len() as u64) {
+            return Ok(());
+        }
+        let fan = path.parent().unwrap_or(&self.dir);
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(fan)
+            .map_err(|e| CaptureError::io("creating body directory", fan, e))?;
+        let tmp = fan.join(tmp_name(name));
+        let written = (|| {
+            let mut f = fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&tmp)?;
+            f.write_all(bytes)?;
+            fs::rename(&tmp, &path)
+        })();
+        written.map_err(|e| {
+            let _ = fs::remove_file(&tmp);
+            CaptureError::io("writing body file", &path, e)
+        })
+    }
+
+    /// The bytes of file `name` if they hash to its name; `None` when it is missing, cut
+    /// short or altered (logged).
+    pub(crate) fn get(&self, name: &str) -> Option<Vec<u8>> {
+        let path = self.path_of(name)?;
+        let bytes = match fs::read(&path) {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::warn!(file = %path.display(), error = %e, "stored body file cannot be read; shown as not kept");
+                return None;
+            }
+        };
+        if hex::encode(Sha256::digest(&bytes)) != name {
+            tracing::warn!(file = %path.display(), "stored body file does not match its name; shown as not kept");
+            return None;
+        }
+        Some(bytes)
+    }
+
+    /// Counts one more reference to file `name` of `len` bytes.
+    pub(crate) fn add_ref(conn: &Connection, name: &str, len: usize) -> Result<()> {
+        conn.prepare_cached(
+            "INSERT INTO body_files (name, refs, bytes) VALUES (?1, 1, ?2) \
+             ON CONFLICT(name) DO UPDATE SET refs = refs + 1",
+        )?
+        .execute(rusqlite::params![name, len as i64])?;
+        Ok(())
+    }
+
+    /// Forgets and unlinks the files no payload names any more; run inside the writing
+    /// transaction, so no other writer can name one again in between.
+    pub(crate) fn release_unused(&self, conn: &Connection) -> Result<usize> {
+        let names: Vec<String> = conn
+            .prepare_cached("DELETE FROM body_files WHERE refs <= 0 RETURNING name")?
+            .query_map([], |r| r.get(0))?
+            .collect::<rusqlite::Result<_>>()?;
+        for name in &names {
+            if let Some(path) = self.path_of(name) {
+                match fs::remove_file(&path) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == ErrorKind::NotFound => {}
+                    Err(e) => {
+                        tracing::warn!(file = %path.display(), error = %e, "cannot remove unused body file")
+                    }
+                }
+            }
+        }
+        Ok(names.len())
+    }
+
+    /// Removes files older than an hour that no row names (a crash between writing a file
+    /// and committing its row) and temporary files left by a crash. Returns how many.
+    pub(crate) fn sweep_orphans(&self, conn: &Connection) -> Result<usize> {
+        self.sweep_orphans_older_than(conn, SystemTime::now() - ORPHAN_AGE)
+    }
+
+    pub(crate) fn sweep_orphans_older_than(
+        &self,
+        conn: &Connection,
+        cutoff: SystemTime,
+    ) -> Result<usize> {
+        let Ok(fans) = fs::read_dir(&self.dir) else {
+            return Ok(0);
+        };
+        let mut known = conn.prepare_cached("SELECT 1 FROM body_files WHERE name = ?1")?;
+        let mut removed = 0;
+        for fan in fans.flatten() {
+            let Ok(files) = fs::read_dir(fan.path()) else {
+                continue;
+            };
+            for file in files.flatten() {
+                let old = file
+                    .metadata()
+                    .and_then(|m| m.modified())
+                    .is_ok_and(|t| t < cutoff);
+                let name = file.file_name();
+                let name = name.to_string_lossy();
+                let named = !name.starts_with(TMP_PREFIX) && known.exists([name.as_ref()])?;
+                if old && !named && fs::remove_file(file.path()).is_ok() {
+                    removed += 1;
+                }
+            }
+        }
+        if removed > 0 {
+            tracing::info!(removed, "removed body files that no capture row names");
+        }
+        Ok(removed)
+    }
+
+    /// Registers `twk_body_file(name)` on `conn`: the bytes of a body file, for `--grep`.
+    pub(crate) fn register_sql_function(&self, conn: &Connection) -> Result<()> {
+        use rusqlite::functions::FunctionFlags;
+        let files = self.clone();
+        conn.create_scalar_function(
+            "twk_body_file",
+            1,
+            FunctionFlags::SQLITE_UTF8 | FunctionFlags::SQLITE_DIRECTONLY,
+            move |ctx| {
+                let name: Option<String> = ctx.get(0)?;
+                Ok(name
+                    .and_then(|n| files.path_of(&n))
+                    .and_then(|p| fs::read(p).ok()))
+            },
+        )?;
+        Ok(())
+    }
+}
+
+/// A temporary name unique to this process and call.
+fn tmp_name(name: &str) -> String {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    format!(
+        "{TMP_PREFIX}{name}-{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_sha256_in_lowercase_hex_names_a_file() {
+        let files = BodyFiles::new(Path::new("/data"));
+        let good = "ab".repeat(32);
+        assert_eq!(
+            files.path_of(&good),
+            Some(PathBuf::from(format!("/data/bodies/ab/{good}")))
+        );
+        for bad in [
+            "",
+            "../../../../etc/passwd",
+            &"AB".repeat(32),
+            &"ab".repeat(31),
+            &format!("{}/x", "ab".repeat(31)),
+            &format!("..{}", "a".repeat(62)),
+            &"é".repeat(32),
+        ] {
+            assert_eq!(files.path_of(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn a_hostile_name_in_a_row_reads_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = BodyFiles::new(dir.path());
+        std::fs::write(dir.path().join("secret"), b"not a body").unwrap();
+        assert_eq!(files.get("../secret"), None);
+        let conn = Connection::open_in_memory().unwrap();
+        files.register_sql_function(&conn).unwrap();
+        let read: Option<Vec<u8>> = conn
+            .query_row("SELECT twk_body_file('../secret')", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(read, None);
+    }
+
+    #[test]
+    fn put_writes_once_and_names_what_it_wrote() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = BodyFiles::new(dir.path());
+        let bytes = b"a body".repeat(20_000);
+        let name = BodyFiles::name_of(&bytes, None);
+        assert_eq!(BodyFiles::name_of(&bytes, Some(&name)), name);
+        assert_eq!(BodyFiles::name_of(&bytes, Some("not-a-hash")), name);
+        files.put(&name, &bytes).unwrap();
+        files.put(&name, &bytes).unwrap();
+        assert_eq!(files.get(&name).as_deref(), Some(&bytes[..]));
+        let fan = dir.path().join(DIR_NAME).join(&name[..2]);
+        assert_eq!(
+            std::fs::read_dir(fan).unwrap().count(),
+            1,
+            "no temporary file left"
+        );
+    }
+}

@@ -1,0 +1,277 @@
+//! Bodies of 64 KiB and more are files beside the database, named by their SHA-256: read
+//! back byte for byte, shared by every row that stored the same bytes, removed with the last
+//! of them, searched by `--grep`, and never trusted when lost or altered.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use common::*;
+use sha2::{Digest, Sha256};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+use twk_capture::{Filter, Store, StoreOptions};
+
+/// `len` bytes that are not text and not all alike.
+fn noise(len: usize, seed: u8) -> Vec<u8> {
+    (0..len)
+        .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed) ^ (i >> 8) as u8)
+        .collect()
+}
+
+fn sha(b: &[u8]) -> String {
+    hex::encode(Sha256::digest(b))
+}
+
+fn bodies_dir(dir: &Path) -> PathBuf {
+    dir.join("twk").join("bodies")
+}
+
+fn file_of(dir: &Path, bytes: &[u8]) -> PathBuf {
+    let name = sha(bytes);
+    bodies_dir(dir).join(&name[..2]).join(name)
+}
+
+/// Every file under `bodies/` (temporary ones included).
+fn files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    if let Ok(fans) = std::fs::read_dir(bodies_dir(dir)) {
+        for fan in fans.flatten() {
+            for f in std::fs::read_dir(fan.path()).unwrap().flatten() {
+                out.push(f.path());
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// How many bytes the payload rows hold in the database itself.
+fn bytes_in_db(dir: &Path) -> i64 {
+    let conn = rusqlite::Connection::open(dir.join("twk").join("captures.sqlite3")).unwrap();
+    conn.query_row(
+        "SELECT coalesce(sum(length(req_body) + coalesce(length(resp_body), 0)), 0) FROM payloads",
+        [],
+        |r| r.get(0),
+    )
+    .unwrap()
+}
+
+fn store_with(dir: &Path, f: impl FnOnce(&mut StoreOptions)) -> Store {
+    let mut o = StoreOptions::new(dir.join("twk"));
+    f(&mut o);
+    Store::open(&o).unwrap()
+}
+
+#[test]
+fn large_bodies_are_private_files_read_back_byte_for_byte() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = open(dir.path());
+    let req = noise(200 * 1024, 1);
+    let resp = noise(100 * 1024, 2);
+    let mut ex = exchange("t", 1, "/upload", &req);
+    ex.response.as_mut().unwrap().body = body(&resp);
+    let id = s.insert(&ex).unwrap();
+
+    let got = s.get(id).unwrap().unwrap().exchange;
+    assert_eq!(got.request.body.bytes, req);
+    assert_eq!(got.request.body.len, req.len() as u64);
+    assert_eq!(got.request.body.sha256, sha(&req));
+    assert!(!got.request.body.truncated);
+    let got_resp = got.response.unwrap().body;
+    assert_eq!(got_resp.bytes, resp);
+    assert!(!got_resp.truncated);
+
+    assert_eq!(
+        files(dir.path()),
+        {
+            let mut v = vec![file_of(dir.path(), &req), file_of(dir.path(), &resp)];
+            v.sort();
+            v
+        },
+        "one file per body, named by its SHA-256"
+    );
+    assert_eq!(
+        bytes_in_db(dir.path()),
+        0,
+        "the bytes are not in the database too"
+    );
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&bodies_dir(dir.path())), 0o700);
+    assert_eq!(mode(file_of(dir.path(), &req).parent().unwrap()), 0o700);
+    assert_eq!(mode(&file_of(dir.path(), &req)), 0o600);
+}
+
+#[test]
+fn webhook_sized_bodies_stay_in_the_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = open(dir.path());
+    let small = noise(64 * 1024 - 1, 3);
+    let id = s.insert(&exchange("t", 1, "/", &small)).unwrap();
+    assert_eq!(
+        s.get(id).unwrap().unwrap().exchange.request.body.bytes,
+        small
+    );
+    assert!(files(dir.path()).is_empty());
+    assert_eq!(bytes_in_db(dir.path()), small.len() as i64 + 2);
+}
+
+#[test]
+fn one_file_serves_every_row_with_those_bytes_until_the_last_goes() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = store_with(dir.path(), |o| o.retention_per_tunnel = 2);
+    let big = noise(80 * 1024, 4);
+    // An echo: the response carries the same bytes as the request.
+    let mut echo = exchange("t", 1, "/", &big);
+    echo.response.as_mut().unwrap().body = body(&big);
+    let first = s.insert(&echo).unwrap();
+    let second = s.insert(&exchange("t", 2, "/", &big)).unwrap();
+    assert_eq!(files(dir.path()), vec![file_of(dir.path(), &big)]);
+
+    // Retention removes the echo: the second row still needs the file.
+    s.insert(&exchange("t", 3, "/", b"small")).unwrap();
+    assert!(s.get(first).unwrap().is_none());
+    assert_eq!(files(dir.path()), vec![file_of(dir.path(), &big)]);
+    assert_eq!(
+        s.get(second).unwrap().unwrap().exchange.request.body.bytes,
+        big
+    );
+
+    // And then the second: the file goes with it.
+    s.insert(&exchange("t", 4, "/", b"small")).unwrap();
+    assert!(s.get(second).unwrap().is_none());
+    assert!(files(dir.path()).is_empty(), "{:?}", files(dir.path()));
+
+    // The same bytes again are written again.
+    let third = s.insert(&exchange("t", 5, "/", &big)).unwrap();
+    assert_eq!(
+        s.get(third).unwrap().unwrap().exchange.request.body.bytes,
+        big
+    );
+}
+
+#[test]
+fn grep_searches_inside_body_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = open(dir.path());
+    // Text (LIKE stops at a NUL byte, in the database as in a file).
+    let text = |seed: u8| -> Vec<u8> {
+        noise(300 * 1024, seed)
+            .iter()
+            .map(|b| b'a' + b % 26)
+            .collect()
+    };
+    let mut big = text(5);
+    big[150_000..150_013].copy_from_slice(b"needle-7c1f9e");
+    let hit = s.insert(&exchange("t", 1, "/a", &big)).unwrap();
+    s.insert(&exchange("t", 2, "/b", &text(6))).unwrap();
+    let mut resp_hit = exchange("t", 3, "/c", b"{}");
+    resp_hit.response.as_mut().unwrap().body = body(&big);
+    let resp_hit = s.insert(&resp_hit).unwrap();
+
+    let found: Vec<i64> = s
+        .list(&Filter {
+            grep: Some("needle-7c1f9e".into()),
+            ..Default::default()
+        })
+        .unwrap()
+        .iter()
+        .map(|r| r.id)
+        .collect();
+    assert_eq!(found, vec![resp_hit, hit]);
+}
+
+#[test]
+fn a_body_cut_by_the_cap_is_a_file_of_the_kept_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = store_with(dir.path(), |o| o.body_cap = 96 * 1024);
+    let whole = noise(300 * 1024, 7);
+    let id = s.insert(&exchange("t", 1, "/", &whole)).unwrap();
+    let b = s.get(id).unwrap().unwrap().exchange.request.body;
+    assert_eq!(b.bytes, &whole[..96 * 1024]);
+    assert!(b.truncated);
+    assert_eq!(
+        (b.len, b.sha256.as_str()),
+        (whole.len() as u64, sha(&whole).as_str())
+    );
+    assert_eq!(
+        files(dir.path()),
+        vec![file_of(dir.path(), &whole[..96 * 1024])]
+    );
+}
+
+#[test]
+fn a_lost_or_altered_file_reads_as_a_body_not_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = open(dir.path());
+    let a = noise(70 * 1024, 8);
+    let b = noise(70 * 1024, 9);
+    let lost = s.insert(&exchange("t", 1, "/", &a)).unwrap();
+    let altered = s.insert(&exchange("t", 2, "/", &b)).unwrap();
+    std::fs::remove_file(file_of(dir.path(), &a)).unwrap();
+    let mut other = b.clone();
+    other[100] ^= 1;
+    std::fs::write(file_of(dir.path(), &b), &other).unwrap();
+
+    for (id, bytes) in [(lost, &a), (altered, &b)] {
+        let body = s.get(id).unwrap().unwrap().exchange.request.body;
+        assert!(body.bytes.is_empty(), "wrong bytes were served");
+        assert!(body.truncated);
+        assert_eq!(
+            (body.len, body.sha256.as_str()),
+            (bytes.len() as u64, sha(bytes).as_str())
+        );
+    }
+}
+
+#[test]
+fn the_writer_sweeps_old_orphans_and_leaves_fresh_or_named_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = open(dir.path());
+    let kept = noise(90 * 1024, 10);
+    let id = s.insert(&exchange("t", 1, "/", &kept)).unwrap();
+    let named = file_of(dir.path(), &kept);
+    let orphan = file_of(dir.path(), b"never committed");
+    let fresh = file_of(dir.path(), b"being committed by another process");
+    let tmp = named.with_file_name(".tmp-leftover-1-2");
+    for p in [&orphan, &fresh, &tmp] {
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, b"x").unwrap();
+    }
+    let two_hours_ago = SystemTime::now() - Duration::from_secs(7200);
+    for p in [&named, &orphan, &tmp] {
+        std::fs::File::options()
+            .write(true)
+            .open(p)
+            .unwrap()
+            .set_modified(two_hours_ago)
+            .unwrap();
+    }
+
+    assert_eq!(s.sweep_body_files().unwrap(), 2);
+    assert!(!orphan.exists() && !tmp.exists());
+    assert!(fresh.exists(), "a young file may still be committed");
+    assert_eq!(
+        s.get(id).unwrap().unwrap().exchange.request.body.bytes,
+        kept
+    );
+}
+
+#[test]
+fn a_database_from_before_body_files_reads_and_grows_as_before() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = open(dir.path());
+    let id = s.insert(&exchange("t", 1, "/", b"old row")).unwrap();
+    drop(s);
+    // A row as a v5 store wrote it: the body in the database, no file column set.
+    let conn = rusqlite::Connection::open(dir.path().join("twk").join("captures.sqlite3")).unwrap();
+    let big = noise(100 * 1024, 11);
+    conn.execute(
+        "UPDATE payloads SET req_body = ?1, req_body_file = NULL WHERE id = ?2",
+        rusqlite::params![big, id],
+    )
+    .unwrap();
+    drop(conn);
+    let s = open(dir.path());
+    assert_eq!(s.get(id).unwrap().unwrap().exchange.request.body.bytes, big);
+}
