@@ -491,6 +491,8 @@ fn agent_config(s: &Settings, relay: RelayUrl, recorder: Option<&Recorder>) -> A
     if let Some(r) = recorder {
         cfg.capture_cap = r.options().body_cap;
     }
+    // Only the capture store reads a body's hash.
+    cfg.hash_bodies = recorder.is_some();
     cfg
 }
 

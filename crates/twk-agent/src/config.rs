@@ -232,6 +232,10 @@ pub struct AgentConfig {
     pub request_timeout: Duration,
     /// How many body bytes of each request and response are kept for the observer.
     pub capture_cap: usize,
+    /// Whether each body's SHA-256 is computed while it streams. The capture store needs it
+    /// (retries grouped by body, handshakes paired, exports); without a store nothing reads
+    /// it, and for large bodies it was the client's largest cost.
+    pub hash_bodies: bool,
     /// How many captured body bytes the exchanges between tap and hand-off may hold together
     /// (default 16 MiB: sixteen 1 MiB bodies at once; beyond it copies are truncated, never
     /// forwarding slowed).
@@ -284,6 +288,7 @@ impl AgentConfig {
             connect_to: None,
             request_timeout: limits::DEFAULT_REQUEST_TIMEOUT,
             capture_cap: 1024 * 1024,
+            hash_bodies: true,
             capture_budget: 8 * 1024 * 1024,
             max_target_requests: limits::MAX_TARGET_REQUESTS,
             shutdown_grace: limits::SHUTDOWN_GRACE,

@@ -372,7 +372,10 @@ pub(crate) async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Respo
     let mut exchange = new_exchange(&shared, &m, parts.method.as_str(), &path, &parts.headers);
     exchange.auth = auth;
     shared.observer.started(&exchange);
-    let (tap, req_rx) = Tap::new(body, cfg.capture_cap);
+    let (mut tap, req_rx) = Tap::new(body, cfg.capture_cap);
+    if !cfg.hash_bodies {
+        tap = tap.without_hash();
+    }
     let tap = tap.with_budget(shared.budget.clone());
     let mut out = Request::new(tap.map_err(BoxError::from).boxed());
     *out.method_mut() = parts.method;
@@ -414,7 +417,10 @@ pub(crate) async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Respo
             twk_protocol::strip_hop_by_hop(&mut parts.headers);
             record.exchange.status = Some(parts.status.as_u16());
             let headers = headers_to_vec(&parts.headers);
-            let (tap, resp_rx) = Tap::new(body, cfg.capture_cap);
+            let (mut tap, resp_rx) = Tap::new(body, cfg.capture_cap);
+            if !cfg.hash_bodies {
+                tap = tap.without_hash();
+            }
             let tap = tap.with_budget(shared.budget.clone());
             tokio::spawn(record.finish(Some((headers, resp_rx))));
             Response::from_parts(parts, tap.map_err(BoxError::from).boxed())
