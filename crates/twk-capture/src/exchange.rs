@@ -71,6 +71,16 @@ impl CapturedBody {
             truncated: keep < bytes.len(),
         }
     }
+
+    /// Fills in the SHA-256 of a complete body whose producer left it out (the client's tap
+    /// leaves it to the capture writer, off the forwarding thread). A body cut short keeps
+    /// what its producer gave: its hash can only be taken while it streams.
+    pub fn ensure_sha256(&mut self) {
+        use sha2::Digest as _;
+        if self.sha256.is_empty() && !self.truncated && self.len == self.bytes.len() as u64 {
+            self.sha256 = hex::encode(sha2::Sha256::digest(&self.bytes));
+        }
+    }
 }
 
 /// Request or response head plus body.

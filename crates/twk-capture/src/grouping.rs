@@ -25,6 +25,12 @@ pub struct GroupKey {
 
 /// Computes the attempt group key of an exchange, if it has one.
 pub fn group_key(ex: &Exchange) -> Option<GroupKey> {
+    group_key_with(ex, &ex.request.body.sha256)
+}
+
+/// [`group_key`] with the request body's SHA-256 as the store computed it (the client's tap
+/// leaves a complete body's hash to the writer).
+pub(crate) fn group_key_with(ex: &Exchange, body_sha256: &str) -> Option<GroupKey> {
     if ex.replay_of.is_some() {
         return None;
     }
@@ -38,13 +44,13 @@ pub fn group_key(ex: &Exchange) -> Option<GroupKey> {
     if let Some(id) = twk_providers::delivery_id(&ex.request_view(complete)) {
         return Some(scoped(id));
     }
-    if body.len == 0 || body.sha256.is_empty() {
+    if body.len == 0 || body_sha256.is_empty() {
         return None;
     }
     Some(GroupKey {
         key: format!(
             "{}\u{1f}body:{} {}:{}",
-            ex.tunnel, ex.method, ex.path, body.sha256
+            ex.tunnel, ex.method, ex.path, body_sha256
         ),
         windowed: true,
     })

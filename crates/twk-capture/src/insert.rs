@@ -4,7 +4,7 @@
 use crate::body_files::{BodyFiles, FILE_MIN};
 use crate::error::Result;
 use crate::exchange::{Exchange, ExchangeId, Message};
-use crate::grouping::{BODY_HASH_WINDOW_MS, GroupKey, group_key};
+use crate::grouping::{BODY_HASH_WINDOW_MS, GroupKey, group_key_with};
 use crate::handshake::{self, HANDSHAKE_WINDOW_MS, Handshake, Leg, Lint, LintCode, Role};
 use crate::query::Summary;
 use crate::store::{
@@ -129,7 +129,7 @@ impl<'c> Inserter<'c> {
             .response
             .as_ref()
             .map(|m| (m, cap_body(&m.body, self.cap)));
-        let key = group_key(ex);
+        let key = group_key_with(ex, &req_body.sha256);
         let attempt = self.attempt(ex, key.as_ref())?;
         // Pairing: look for the partner before inserting, so this row is written in its
         // final state and only the partner needs an update.

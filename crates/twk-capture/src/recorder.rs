@@ -418,6 +418,8 @@ fn shed_bodies(ex: &mut Exchange) {
         std::iter::once(&mut ex.request.body).chain(ex.response.as_mut().map(|r| &mut r.body));
     for b in bodies {
         if b.bytes.len() > SHED_KEEP {
+            // The hash of the whole is kept: it can only be taken before the bytes go.
+            b.ensure_sha256();
             b.bytes.truncate(SHED_KEEP);
             b.bytes.shrink_to_fit();
             b.truncated = true;

@@ -4,6 +4,7 @@
 mod common;
 
 use common::*;
+use sha2::Digest as _;
 use std::os::unix::fs::PermissionsExt;
 use twk_capture::time::{Bound, parse_time};
 use twk_capture::{Filter, Order, Side, StatusFilter, Store, StoreOptions};
@@ -547,6 +548,29 @@ fn attempts_are_grouped() {
         ..Filter::default()
     };
     assert_eq!(s.list(&replays).unwrap().len(), 1);
+}
+
+#[test]
+fn a_body_hash_left_to_the_store_is_stored_and_groups_retries() {
+    // The client's tap leaves a complete body's SHA-256 to the store.
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = open(dir.path());
+    let unhashed = |at: i64| {
+        let mut e = exchange("t", at, "/plain", b"the same body");
+        e.request.body.sha256.clear();
+        e
+    };
+    let first = s.insert(&unhashed(10)).unwrap();
+    let retry = s.insert(&unhashed(20)).unwrap();
+    let got = s.get(retry).unwrap().unwrap();
+    assert_eq!(
+        got.exchange.request.body.sha256,
+        hex::encode(sha2::Sha256::digest(b"the same body"))
+    );
+    assert_eq!(
+        [first, retry].map(|id| s.get(id).unwrap().unwrap().attempt),
+        [Some(1), Some(2)]
+    );
 }
 
 #[test]
