@@ -275,3 +275,26 @@ fn a_database_from_before_body_files_reads_and_grows_as_before() {
     let s = open(dir.path());
     assert_eq!(s.get(id).unwrap().unwrap().exchange.request.body.bytes, big);
 }
+
+#[test]
+fn a_body_file_that_cannot_be_written_fails_the_write_whole_and_says_where() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = open(dir.path());
+    // A file where the bodies directory should be: no body file can be created.
+    std::fs::write(bodies_dir(dir.path()), b"in the way").unwrap();
+    let big = noise(100 * 1024, 12);
+    let err = s.insert(&exchange("t", 1, "/", &big)).unwrap_err();
+    let chain = twk_sanitize::error_chain(&err);
+    assert!(chain.contains("bodies"), "{chain}");
+    assert_eq!(
+        s.count(&Filter::default()).unwrap(),
+        0,
+        "no row without its body"
+    );
+    // Small bodies are still stored, and large ones again once the way is clear.
+    s.insert(&exchange("t", 2, "/", b"small")).unwrap();
+    std::fs::remove_file(bodies_dir(dir.path())).unwrap();
+    let id = s.insert(&exchange("t", 3, "/", &big)).unwrap();
+    assert_eq!(s.get(id).unwrap().unwrap().exchange.request.body.bytes, big);
+    assert_eq!(s.count(&Filter::default()).unwrap(), 2);
+}
