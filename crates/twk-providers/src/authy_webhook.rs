@@ -111,7 +111,9 @@ fn find_jwt(req: &RequestView<'_>) -> Option<(String, Envelope)> {
     {
         return Some((text.to_owned(), Envelope::Raw));
     }
-    if body.starts_with(b"body=") || memchr::memmem::find(body, b"&body=").is_some() {
+    if req.may_be_form()
+        && (body.starts_with(b"body=") || memchr::memmem::find(body, b"&body=").is_some())
+    {
         return crate::form::value_of(req.body, "body")
             .map(|v| (v.trim().to_owned(), Envelope::Form));
     }
@@ -549,6 +551,35 @@ mod tests {
         assert_eq!(found(form.as_bytes()), Some((t.clone(), Envelope::Form)));
         let json = format!(r#"{{"body":"{t}"}}"#);
         assert_eq!(found(json.as_bytes()), Some((t, Envelope::Json)));
+    }
+
+    #[test]
+    fn a_body_declared_as_something_other_than_a_form_has_no_form_field() {
+        let form = format!("a=1&body={}", jwt());
+        let with = |ct: &'static [u8]| {
+            find_jwt(&RequestView::with_headers(
+                "POST",
+                "https://x.example/a",
+                vec![("content-type", ct)],
+                form.as_bytes(),
+            ))
+            .map(|(_, e)| e)
+        };
+        assert_eq!(
+            with(b"application/x-www-form-urlencoded"),
+            Some(Envelope::Form)
+        );
+        assert_eq!(
+            with(b"Application/X-WWW-Form-Urlencoded; charset=utf-8"),
+            Some(Envelope::Form)
+        );
+        assert_eq!(with(b"application/octet-stream"), None);
+        assert_eq!(with(b"text/plain"), None);
+        assert_eq!(
+            found(form.as_bytes()).map(|(_, e)| e),
+            Some(Envelope::Form),
+            "no Content-Type"
+        );
     }
 
     #[test]

@@ -116,6 +116,14 @@ impl<'a> RequestView<'a> {
             .is_some_and(|m| m == "application/x-www-form-urlencoded")
     }
 
+    /// False when `Content-Type` names a media type other than a form: such a body carries no
+    /// form fields, and detection need not read it (a 1 MiB upload was scanned for `&body=`).
+    /// A request without `Content-Type` may still be a form.
+    pub fn may_be_form(&self) -> bool {
+        self.media_type()
+            .is_none_or(|m| m.is_empty() || m == "application/x-www-form-urlencoded")
+    }
+
     /// True for `GET` (any case).
     pub(crate) fn is_get(&self) -> bool {
         self.method.eq_ignore_ascii_case("GET")

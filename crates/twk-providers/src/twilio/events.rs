@@ -64,7 +64,7 @@ pub(crate) fn looks_like(req: &RequestView<'_>) -> bool {
         {
             note(k.as_bytes());
         }
-    } else if !req.is_json() {
+    } else if req.may_be_form() {
         crate::form::each_key(req.body, note);
     }
     let [account, call, message, sms, account_sid, service_sid, kind] = seen;
