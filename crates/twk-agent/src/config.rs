@@ -232,9 +232,10 @@ pub struct AgentConfig {
     pub request_timeout: Duration,
     /// How many body bytes of each request and response are kept for the observer.
     pub capture_cap: usize,
-    /// Whether each body's SHA-256 is computed while it streams. The capture store needs it
-    /// (retries grouped by body, handshakes paired, exports); without a store nothing reads
-    /// it, and for large bodies it was the client's largest cost.
+    /// Whether each body's SHA-256 is computed (reported exchanges carry it). The capture
+    /// store needs it (retries grouped by body, handshakes paired, exports); without a store
+    /// nothing reads it, and for large bodies it was the client's largest cost: `false`
+    /// leaves `sha256` empty.
     pub hash_bodies: bool,
     /// How many captured body bytes the exchanges between tap and hand-off may hold together
     /// (default 16 MiB: sixteen 1 MiB bodies at once; beyond it copies are truncated, never

@@ -591,13 +591,26 @@ impl Pending {
         // The target is done with this request: its turn there is not held while a large
         // analysis waits for its own.
         drop(self.slot.take());
-        let (shared, len) = (self.shared.clone(), self.exchange.request.body.bytes.len());
+        // Both copies count: the report hashes them (a 1 MiB response is no work for the
+        // forwarding thread either).
+        let ex = &self.exchange;
+        let len =
+            ex.request.body.bytes.len() + ex.response.as_ref().map_or(0, |r| r.body.bytes.len());
+        let shared = self.shared.clone();
         shared.analyse(len, move || self.report()).await;
     }
 
     /// Analyses the finished exchange and hands it to the observer.
     fn report(mut self) {
         let cfg = &self.shared.cfg;
+        if cfg.hash_bodies {
+            // The tap hashed only copies that fell short of their body; a complete copy is
+            // hashed here, where a large one is off the forwarding thread.
+            self.exchange.request.body.ensure_sha256();
+            if let Some(r) = &mut self.exchange.response {
+                r.body.ensure_sha256();
+            }
+        }
         let now = self.exchange.timings.received_ms / 1000;
         let opts = twk_providers::VerifyOptions::at(now);
         let mut analysis = analyze_exchange(&self.exchange, &cfg.secrets, opts);

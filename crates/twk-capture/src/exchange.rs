@@ -47,7 +47,8 @@ pub struct CapturedBody {
     pub bytes: Vec<u8>,
     /// Length of the complete body in bytes.
     pub len: u64,
-    /// Hex SHA-256 of the complete body.
+    /// Hex SHA-256 of the complete body; empty when nothing needed it (`--no-capture`) or
+    /// not yet computed ([`CapturedBody::ensure_sha256`]).
     pub sha256: String,
     /// True when `bytes` holds only a prefix of the body.
     pub truncated: bool,
@@ -73,8 +74,8 @@ impl CapturedBody {
     }
 
     /// Fills in the SHA-256 of a complete body whose producer left it out (the client's tap
-    /// leaves it to the capture writer, off the forwarding thread). A body cut short keeps
-    /// what its producer gave: its hash can only be taken while it streams.
+    /// leaves it for after forwarding). A body cut short keeps what its producer gave: its
+    /// hash can only be taken while it streams.
     pub fn ensure_sha256(&mut self) {
         use sha2::Digest as _;
         if self.sha256.is_empty() && !self.truncated && self.len == self.bytes.len() as u64 {

@@ -28,8 +28,8 @@ pub fn group_key(ex: &Exchange) -> Option<GroupKey> {
     group_key_with(ex, &ex.request.body.sha256)
 }
 
-/// [`group_key`] with the request body's SHA-256 as the store computed it (the client's tap
-/// leaves a complete body's hash to the writer).
+/// [`group_key`] with the request body's SHA-256 as the store computed it (a producer may
+/// leave a complete body's hash to the writer).
 pub(crate) fn group_key_with(ex: &Exchange, body_sha256: &str) -> Option<GroupKey> {
     if ex.replay_of.is_some() {
         return None;
