@@ -195,22 +195,10 @@ impl BodyFiles {
         Ok(removed)
     }
 
-    /// Registers `twk_body_file(name)` on `conn`: the bytes of a body file, for `--grep`.
-    pub(crate) fn register_sql_function(&self, conn: &Connection) -> Result<()> {
-        use rusqlite::functions::FunctionFlags;
-        let files = self.clone();
-        conn.create_scalar_function(
-            "twk_body_file",
-            1,
-            FunctionFlags::SQLITE_UTF8 | FunctionFlags::SQLITE_DIRECTONLY,
-            move |ctx| {
-                let name: Option<String> = ctx.get(0)?;
-                Ok(name
-                    .and_then(|n| files.path_of(&n))
-                    .and_then(|p| fs::read(p).ok()))
-            },
-        )?;
-        Ok(())
+    /// The body file `name`, open for reading; `None` for a name that is not a body file's
+    /// or a file that is gone.
+    pub(crate) fn open(&self, name: &str) -> Option<fs::File> {
+        fs::File::open(self.path_of(name)?).ok()
     }
 }
 
@@ -255,12 +243,7 @@ mod tests {
         let files = BodyFiles::new(dir.path());
         std::fs::write(dir.path().join("secret"), b"not a body").unwrap();
         assert_eq!(files.get("../secret"), None);
-        let conn = Connection::open_in_memory().unwrap();
-        files.register_sql_function(&conn).unwrap();
-        let read: Option<Vec<u8>> = conn
-            .query_row("SELECT twk_body_file('../secret')", [], |r| r.get(0))
-            .unwrap();
-        assert_eq!(read, None);
+        assert!(files.open("../secret").is_none());
     }
 
     #[test]

@@ -73,18 +73,20 @@ pub(crate) fn where_clause(f: &Filter, now_ms: i64) -> (String, Vec<Value>) {
         conds.push("(e.hs_leg IS NOT 1 OR e.hs_with IS NULL)".into());
     }
     if let Some(g) = f.grep.as_deref().filter(|g| !g.is_empty()) {
-        let pat = format!("%{}%", like_escape(g));
-        push(
-            "(e.public_url LIKE # ESCAPE '\\' OR e.path LIKE # ESCAPE '\\' \
-             OR e.summary LIKE # ESCAPE '\\' OR EXISTS (SELECT 1 FROM payloads p2 \
-             WHERE p2.id = e.id AND (p2.req_headers LIKE # ESCAPE '\\' \
-             OR p2.req_body LIKE # ESCAPE '\\' OR p2.resp_headers LIKE # ESCAPE '\\' \
-             OR p2.resp_body LIKE # ESCAPE '\\' \
-             OR twk_body_file(p2.req_body_file) LIKE # ESCAPE '\\' \
-             OR twk_body_file(p2.resp_body_file) LIKE # ESCAPE '\\')))",
-            Value::Text(pat),
-            &mut conds,
-        );
+        args.push(Value::Text(format!("%{}%", like_escape(g))));
+        let like = args.len();
+        args.push(Value::Text(g.to_owned()));
+        let raw = args.len();
+        // Bodies are bytes, searched by `twk_contains`: LIKE would stop at their first NUL.
+        conds.push(format!(
+            "(e.public_url LIKE ?{like} ESCAPE '\\' OR e.path LIKE ?{like} ESCAPE '\\' \
+             OR e.summary LIKE ?{like} ESCAPE '\\' OR EXISTS (SELECT 1 FROM payloads p2 \
+             WHERE p2.id = e.id AND (p2.req_headers LIKE ?{like} ESCAPE '\\' \
+             OR p2.resp_headers LIKE ?{like} ESCAPE '\\' \
+             OR twk_contains(p2.req_body, ?{raw}) OR twk_contains(p2.resp_body, ?{raw}) \
+             OR twk_file_contains(p2.req_body_file, ?{raw}) \
+             OR twk_file_contains(p2.resp_body_file, ?{raw}))))"
+        ));
     }
     let sql = if conds.is_empty() {
         String::new()

@@ -28,6 +28,7 @@ pub mod error;
 pub mod exchange;
 pub mod export;
 mod filter_sql;
+mod grep;
 pub mod grouping;
 pub mod handshake;
 mod insert;

@@ -146,7 +146,7 @@ impl Store {
             conn.pragma_update(None, "max_page_count", pages as i64)?;
         }
         let files = BodyFiles::new(&opts.data_dir);
-        files.register_sql_function(&conn)?;
+        crate::grep::register(&conn, &files)?;
         let mut store = Store {
             conn,
             opts: opts.clone(),

@@ -151,34 +151,44 @@ fn one_file_serves_every_row_with_those_bytes_until_the_last_goes() {
 }
 
 #[test]
-fn grep_searches_inside_body_files() {
+fn grep_searches_every_byte_of_bodies_in_files_and_in_the_database() {
     let dir = tempfile::tempdir().unwrap();
     let mut s = open(dir.path());
-    // Text (LIKE stops at a NUL byte, in the database as in a file).
-    let text = |seed: u8| -> Vec<u8> {
-        noise(300 * 1024, seed)
-            .iter()
-            .map(|b| b'a' + b % 26)
-            .collect()
-    };
-    let mut big = text(5);
-    big[150_000..150_013].copy_from_slice(b"needle-7c1f9e");
+    // Binary bodies: NUL bytes before the match (SQLite's LIKE stopped at the first one).
+    let mut big = noise(300 * 1024, 5);
+    assert!(big[..1000].contains(&0));
+    big[150_000..150_013].copy_from_slice(b"Needle-7c1f9e");
     let hit = s.insert(&exchange("t", 1, "/a", &big)).unwrap();
-    s.insert(&exchange("t", 2, "/b", &text(6))).unwrap();
+    s.insert(&exchange("t", 2, "/b", &noise(300 * 1024, 6)))
+        .unwrap();
     let mut resp_hit = exchange("t", 3, "/c", b"{}");
     resp_hit.response.as_mut().unwrap().body = body(&big);
     let resp_hit = s.insert(&resp_hit).unwrap();
+    let mut small = noise(2048, 7);
+    small[0] = 0;
+    small[1000..1013].copy_from_slice(b"needle-7C1F9E");
+    let small_hit = s.insert(&exchange("t", 4, "/d", &small)).unwrap();
+    // The needle split by a NUL is not a match.
+    s.insert(&exchange("t", 5, "/e", b"\0needle-7c1\0f9e"))
+        .unwrap();
 
-    let found: Vec<i64> = s
-        .list(&Filter {
-            grep: Some("needle-7c1f9e".into()),
+    let found = |needle: &str| -> Vec<i64> {
+        s.list(&Filter {
+            grep: Some(needle.into()),
             ..Default::default()
         })
         .unwrap()
         .iter()
         .map(|r| r.id)
-        .collect();
-    assert_eq!(found, vec![resp_hit, hit]);
+        .collect()
+    };
+    assert_eq!(found("needle-7c1f9e"), vec![small_hit, resp_hit, hit]);
+    assert_eq!(found("NEEDLE-7C1F9E"), vec![small_hit, resp_hit, hit]);
+    assert_eq!(
+        found("needle-7c1_9e"),
+        Vec::<i64>::new(),
+        "literal, no wildcards"
+    );
 }
 
 #[test]
