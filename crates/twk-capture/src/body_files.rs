@@ -8,11 +8,18 @@
 //!
 //! - **Reference counts**: `body_files` has a row per file with the number of payload
 //!   columns naming it (the same body twice, a retried webhook or an echo, is one file).
-//!   Inserts count up here; a trigger counts down when a payload row goes (retention); the
-//!   writer unlinks files no longer named in the same transaction.
-//! - **Crashes**: a file is written (to a temporary name, then renamed) before the row that
-//!   names it commits. A file whose row never committed is an orphan, removed by the writer
-//!   at its start once it is an hour old (another process may still be committing it).
+//!   Inserts count up here; a trigger counts down when a payload row goes (retention). The
+//!   writing transaction forgets the files no longer named, and they are unlinked once it
+//!   has committed, under the write lock and only if still unnamed (another writer may have
+//!   stored the same bytes again meanwhile).
+//! - **Failures and crashes**: a file is written (to a temporary name, then renamed) before
+//!   the row that names it commits. When the batch does not commit, the files it wrote are
+//!   removed. A file left by a crash is an orphan, removed by the writer at its start once
+//!   it is an hour old (another process may still be committing it), again under the write
+//!   lock.
+//! - **Readers** holding an older snapshot (an export running while retention goes on) may
+//!   find the file of a row that has since been deleted already gone: that body reads as not
+//!   kept.
 //! - **Reading** checks the file against its name: a file lost or cut short (a power loss
 //!   before the page cache reached the disk) reads as a body that was not kept
 //!   (`truncated`, no bytes), never as wrong bytes.
@@ -76,14 +83,15 @@ impl BodyFiles {
     }
 
     /// Makes sure the file `name` holds `bytes`: written to a temporary file and renamed,
-    /// unless a file of that name and length is there already.
-    pub(crate) fn put(&self, name: &str, bytes: &[u8]) -> Result<()> {
+    /// unless a file of that name and length is there already. True when it wrote the file
+    /// (then it is this transaction's to remove if the transaction does not commit).
+    pub(crate) fn put(&self, name: &str, bytes: &[u8]) -> Result<bool> {
         let path = self.path_of(name).ok_or_else(|| CaptureError::Corrupt {
             id: 0,
             what: format!("invalid body file name {name:?}"),
         })?;
         if fs::metadata(&path).is_ok_and(|m| m.len() == bytes.len() as u64) {
-            return Ok(());
+            return Ok(false);
         }
         let fan = path.parent().unwrap_or(&self.dir);
         fs::DirBuilder::new()
@@ -104,7 +112,8 @@ impl BodyFiles {
         written.map_err(|e| {
             let _ = fs::remove_file(&tmp);
             CaptureError::io("writing body file", &path, e)
-        })
+        })?;
+        Ok(true)
     }
 
     /// The bytes of file `name` if they hash to its name; `None` when it is missing, cut
@@ -135,25 +144,53 @@ impl BodyFiles {
         Ok(())
     }
 
-    /// Forgets and unlinks the files no payload names any more; run inside the writing
-    /// transaction, so no other writer can name one again in between.
-    pub(crate) fn release_unused(&self, conn: &Connection) -> Result<usize> {
-        let names: Vec<String> = conn
+    /// Forgets the files no payload names any more and returns their names, for
+    /// [`BodyFiles::unlink_unnamed`] once the transaction has committed: unlinked inside it, a
+    /// commit that then failed (disk full, a crash) would bring back rows whose files are gone.
+    pub(crate) fn release_unused(conn: &Connection) -> Result<Vec<String>> {
+        let names = conn
             .prepare_cached("DELETE FROM body_files WHERE refs <= 0 RETURNING name")?
             .query_map([], |r| r.get(0))?
             .collect::<rusqlite::Result<_>>()?;
-        for name in &names {
-            if let Some(path) = self.path_of(name) {
-                match fs::remove_file(&path) {
-                    Ok(()) => {}
-                    Err(e) if e.kind() == ErrorKind::NotFound => {}
-                    Err(e) => {
-                        tracing::warn!(file = %path.display(), error = %e, "cannot remove unused body file")
+        Ok(names)
+    }
+
+    /// Unlinks those of `names` that no row names, holding the write lock (`BEGIN
+    /// IMMEDIATE`): no writer, in this process or another, can be reusing one meanwhile. Run
+    /// outside a transaction. A file it cannot remove now is left to the sweep.
+    pub(crate) fn unlink_unnamed(&self, conn: &mut Connection, names: &[String]) {
+        if names.is_empty() {
+            return;
+        }
+        let unlinked = (|| -> Result<()> {
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            {
+                let mut named = tx.prepare_cached("SELECT 1 FROM body_files WHERE name = ?1")?;
+                for name in names {
+                    if !named.exists([name])? {
+                        self.remove(name);
                     }
                 }
             }
+            tx.commit()?;
+            Ok(())
+        })();
+        if let Err(e) = unlinked {
+            tracing::warn!(error = %twk_sanitize::error_chain(&e), files = names.len(), "cannot remove unused body files now; left to the sweep at the next start");
         }
-        Ok(names.len())
+    }
+
+    fn remove(&self, name: &str) {
+        let Some(path) = self.path_of(name) else {
+            return;
+        };
+        match fs::remove_file(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == ErrorKind::NotFound => {}
+            Err(e) => {
+                tracing::warn!(file = %path.display(), error = %e, "cannot remove unused body file")
+            }
+        }
     }
 
     /// Removes files older than an hour that no row names (a crash between writing a file
@@ -254,14 +291,41 @@ mod tests {
         let name = BodyFiles::name_of(&bytes, None);
         assert_eq!(BodyFiles::name_of(&bytes, Some(&name)), name);
         assert_eq!(BodyFiles::name_of(&bytes, Some("not-a-hash")), name);
-        files.put(&name, &bytes).unwrap();
-        files.put(&name, &bytes).unwrap();
+        assert!(files.put(&name, &bytes).unwrap(), "written");
+        assert!(!files.put(&name, &bytes).unwrap(), "reused");
         assert_eq!(files.get(&name).as_deref(), Some(&bytes[..]));
         let fan = dir.path().join(DIR_NAME).join(&name[..2]);
         assert_eq!(
             std::fs::read_dir(fan).unwrap().count(),
             1,
             "no temporary file left"
+        );
+    }
+
+    #[test]
+    fn a_released_file_is_unlinked_only_while_no_row_names_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = BodyFiles::new(dir.path());
+        let mut conn = Connection::open(dir.path().join("db")).unwrap();
+        conn.execute_batch(
+            "CREATE TABLE body_files (name TEXT PRIMARY KEY, refs INTEGER NOT NULL, \
+             bytes INTEGER NOT NULL) WITHOUT ROWID",
+        )
+        .unwrap();
+        let bytes = b"stored again".repeat(10_000);
+        let name = BodyFiles::name_of(&bytes, None);
+        files.put(&name, &bytes).unwrap();
+        let path = files.path_of(&name).unwrap();
+        // Released by one batch, stored again by another writer before the unlink.
+        BodyFiles::add_ref(&conn, &name, bytes.len()).unwrap();
+        files.unlink_unnamed(&mut conn, std::slice::from_ref(&name));
+        assert!(path.exists(), "a file a row names stays");
+        conn.execute("DELETE FROM body_files", []).unwrap();
+        files.unlink_unnamed(&mut conn, &[name, "../db".to_owned()]);
+        assert!(!path.exists());
+        assert!(
+            dir.path().join("db").exists(),
+            "a hostile name unlinks nothing"
         );
     }
 }

@@ -60,6 +60,8 @@ pub(crate) struct Inserter<'c> {
     pair_leg1: CachedStatement<'c>,
     pair_leg2: CachedStatement<'c>,
     lints_of: CachedStatement<'c>,
+    /// Body files this batch wrote (not ones it reused): to remove if it does not commit.
+    pub(crate) created: Vec<String>,
 }
 
 impl<'c> Inserter<'c> {
@@ -102,6 +104,7 @@ impl<'c> Inserter<'c> {
                  lint_codes = ?4 WHERE id = ?1",
             )?,
             lints_of: conn.prepare_cached("SELECT lints FROM exchanges WHERE id = ?1")?,
+            created: Vec::new(),
         })
     }
 
@@ -142,9 +145,9 @@ impl<'c> Inserter<'c> {
             key.as_ref(),
             &pairing,
         )?;
-        let req_file = self.to_file(&req_body)?;
+        let req_file = self.store_file(&req_body)?;
         let resp_file = match &resp {
-            Some((_, b)) => self.to_file(b)?,
+            Some((_, b)) => self.store_file(b)?,
             None => None,
         };
         self.payload.execute(params![
@@ -183,13 +186,15 @@ impl<'c> Inserter<'c> {
 
     /// Writes a large stored body to its file and counts the reference; returns the file's
     /// name, or `None` for a body that stays in the database.
-    fn to_file(&self, b: &CappedBody<'_>) -> Result<Option<String>> {
+    fn store_file(&mut self, b: &CappedBody<'_>) -> Result<Option<String>> {
         if b.bytes.len() < FILE_MIN {
             return Ok(None);
         }
         // Untruncated, the stored bytes are the whole body and its SHA-256 is known.
         let name = BodyFiles::name_of(b.bytes, (!b.truncated).then_some(&*b.sha256));
-        self.files.put(&name, b.bytes)?;
+        if self.files.put(&name, b.bytes)? {
+            self.created.push(name.clone());
+        }
         BodyFiles::add_ref(self.conn, &name, b.bytes.len())?;
         Ok(Some(name))
     }

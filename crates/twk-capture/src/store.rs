@@ -49,7 +49,8 @@ pub struct StoreOptions {
     /// How long a connection waits for a lock held by another connection.
     pub busy_timeout: Duration,
     /// Optional size limit of the database file in bytes (SQLite `max_page_count`); writes
-    /// beyond it fail like a full disk.
+    /// beyond it fail like a full disk. Body files (bodies of 64 KiB and more, beside the
+    /// database) are not counted: what bounds them is the retention and the body cap.
     pub max_db_bytes: Option<u64>,
 }
 
@@ -203,22 +204,48 @@ impl Store {
     }
 
     fn insert_batch_inner(&mut self, batch: &[Exchange]) -> Result<Vec<Summary>> {
+        let mut created = Vec::new();
+        match self.write_batch(batch, &mut created) {
+            Ok((out, released)) => {
+                self.files.unlink_unnamed(&mut self.conn, &released);
+                Ok(out)
+            }
+            Err(e) => {
+                // Rolled back: the files this batch wrote are named by no row.
+                self.files.unlink_unnamed(&mut self.conn, &created);
+                Err(e)
+            }
+        }
+    }
+
+    /// The batch's transaction; returns its summaries and the body files it released.
+    /// `created` receives the names of the files it wrote, whether or not it commits.
+    fn write_batch(
+        &mut self,
+        batch: &[Exchange],
+        created: &mut Vec<String>,
+    ) -> Result<(Vec<Summary>, Vec<String>)> {
         let now = self.now_ms();
         let tx = self
             .conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        let out = Inserter::prepare(&tx, &self.files, self.opts.body_cap, now)?.write_all(batch)?;
+        let mut inserter = Inserter::prepare(&tx, &self.files, self.opts.body_cap, now)?;
+        let out = inserter.write_all(batch);
+        created.append(&mut inserter.created);
+        drop(inserter);
+        let out = out?;
         let mut added: HashMap<&str, u64> = HashMap::new();
         for ex in batch {
             *added.entry(ex.tunnel.as_str()).or_default() += 1;
         }
         let retention = self.opts.retention_per_tunnel;
+        let mut released = Vec::new();
         if retention > 0 {
             apply_retention(&tx, &mut self.tunnel_counts, retention, added)?;
-            self.files.release_unused(&tx)?;
+            released = BodyFiles::release_unused(&tx)?;
         }
         tx.commit()?;
-        Ok(out)
+        Ok((out, released))
     }
 
     /// The row of a request kept by the relay while the client was offline, by its relay
@@ -348,8 +375,15 @@ impl Store {
 
     /// Removes body files that no row names and that are over an hour old (left by a crash
     /// between writing a file and committing its row); the writer runs it at its start.
-    pub fn sweep_body_files(&self) -> Result<usize> {
-        self.files.sweep_orphans(&self.conn)
+    /// Holds the write lock: a writer in another process may otherwise reuse a file (by its
+    /// name) between the check and the unlink.
+    pub fn sweep_body_files(&mut self) -> Result<usize> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let removed = self.files.sweep_orphans(&tx)?;
+        tx.commit()?;
+        Ok(removed)
     }
 
     /// Sets this connection's page cache size.

@@ -308,3 +308,33 @@ fn a_body_file_that_cannot_be_written_fails_the_write_whole_and_says_where() {
     assert_eq!(s.get(id).unwrap().unwrap().exchange.request.body.bytes, big);
     assert_eq!(s.count(&Filter::default()).unwrap(), 2);
 }
+
+#[test]
+fn a_batch_that_does_not_commit_leaves_no_file_behind() {
+    let dir = tempfile::tempdir().unwrap();
+    // Room for a few rows, not for a batch that also holds 60 KiB bodies in the database.
+    let mut s = store_with(dir.path(), |o| o.max_db_bytes = Some(512 * 1024));
+    let kept = noise(100 * 1024, 20);
+    let kept_id = s.insert(&exchange("t", 1, "/kept", &kept)).unwrap();
+    let mut batch = vec![
+        exchange("t", 2, "/big", &noise(200 * 1024, 21)),
+        exchange("t", 3, "/again", &kept),
+    ];
+    batch.extend((0..20).map(|i| exchange("t", 4 + i, "/fill", &noise(60 * 1024, i as u8))));
+    let err = s.insert_batch(&batch).unwrap_err();
+    assert!(
+        twk_sanitize::error_chain(&err).contains("full"),
+        "{}",
+        twk_sanitize::error_chain(&err)
+    );
+    assert_eq!(s.count(&Filter::default()).unwrap(), 1);
+    assert_eq!(
+        files(dir.path()),
+        vec![file_of(dir.path(), &kept)],
+        "the file the batch wrote is gone; the one it reused stays with its row"
+    );
+    assert_eq!(
+        s.get(kept_id).unwrap().unwrap().exchange.request.body.bytes,
+        kept
+    );
+}
