@@ -328,14 +328,18 @@ impl Writer {
                     next = self.rx.try_recv().ok();
                 }
             }
+            let full = batch.len() >= MAX_BATCH;
             self.write(&mut batch, &mut waiters, batch_bytes);
             for f in flushes.drain(..) {
                 let _ = f.send(());
             }
             // Group commit: under load, let exchanges gather for a moment rather than paying
             // a transaction (and a wake-up) for each. An idle tunnel's exchange is written at
-            // once; the pause comes after.
-            std::thread::sleep(GATHER);
+            // once; the pause comes after. After a full batch more is waiting already, and a
+            // pause would only let the queue overflow (at c1000 it dropped 4 % of exchanges).
+            if !full {
+                std::thread::sleep(GATHER);
+            }
         }
         if let Err(e) = self.store.optimize() {
             tracing::debug!(error = %twk_sanitize::error_chain(&e), "PRAGMA optimize at writer exit failed");

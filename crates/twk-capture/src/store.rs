@@ -485,8 +485,44 @@ mod tests {
                 value: vec![0xff, 0x80, b'z'],
             },
         ];
-        let s = encode_headers(&h);
+        let s = encode_headers(&h).unwrap();
         assert_eq!(decode_headers(1, &s).ok(), Some(h));
+    }
+
+    #[test]
+    fn header_encoding_is_the_text_stored_before() {
+        use base64::Engine as _;
+        let h = vec![
+            Header {
+                name: "content-type".into(),
+                value: b"application/json; charset=\"utf-8\"".to_vec(),
+            },
+            Header {
+                name: "x-ctl".into(),
+                value: "tab\t nl\n bell\u{7} \\ caf\u{e9} \u{2028}".into(),
+            },
+            Header {
+                name: "x-bin".into(),
+                value: vec![0xff, 0x00, b'z'],
+            },
+        ];
+        // How v0.1 to v6 wrote them (a `serde_json::Value` per header): rows already stored
+        // and rows written now must read, and grep, alike.
+        let before = serde_json::Value::Array(
+            h.iter()
+                .map(|h| match std::str::from_utf8(&h.value) {
+                    Ok(s) => serde_json::json!([h.name, s]),
+                    Err(_) => serde_json::json!([
+                        h.name,
+                        null,
+                        base64::engine::general_purpose::STANDARD.encode(&h.value)
+                    ]),
+                })
+                .collect(),
+        )
+        .to_string();
+        assert_eq!(encode_headers(&h).unwrap(), before);
+        assert_eq!(encode_headers(&[]).unwrap(), "[]");
     }
 
     fn plan(store: &Store, sql: &str, args: &[&dyn rusqlite::ToSql]) -> String {
