@@ -4,8 +4,8 @@
 //! - [`Recorder::record`] never blocks and never fails loudly. When the writer falls behind
 //!   and the queued body bytes reach their bound, new exchanges keep their heads, lengths
 //!   and hashes but shed their body bytes beyond a short prefix (counted, logged once); only
-//!   when the queue is full by count is an exchange dropped and counted (a warning is logged
-//!   once). When the database cannot be
+//!   when the queue is full, by count or by all the bytes it holds (heads included), is an
+//!   exchange dropped and counted (a warning is logged once). When the database cannot be
 //!   written (disk full, database locked by another process, I/O error) the batch is dropped,
 //!   counted, reported once with `tracing::error!`, and the [`RecorderStatus`] carries the
 //!   message for the UI until a later write succeeds.
@@ -106,13 +106,29 @@ impl PendingId {
 }
 
 enum Cmd {
-    Record(Box<Exchange>, oneshot::Sender<ExchangeId>),
+    Record(Queued),
     Flush(oneshot::Sender<()>),
+}
+
+/// An exchange in the queue, with what it counts against the queue's budgets.
+struct Queued {
+    exchange: Box<Exchange>,
+    held: Held,
+    id: oneshot::Sender<ExchangeId>,
+}
+
+/// Bytes held in the queue: body bytes (the shedding budget) and everything (the bound).
+#[derive(Debug, Clone, Copy, Default)]
+struct Held {
+    bodies: usize,
+    total: usize,
 }
 
 struct Shared {
     /// Body bytes of the exchanges waiting in the queue.
     queued_bytes: AtomicUsize,
+    /// All their bytes (heads, bodies, shed prefixes), as [`head_bytes`] estimates them.
+    queued_total: AtomicUsize,
     recorded: AtomicU64,
     dropped: AtomicU64,
     failed: AtomicU64,
@@ -141,6 +157,14 @@ impl std::fmt::Debug for Recorder {
     }
 }
 
+impl Shared {
+    /// Takes what a queued exchange held out of the budgets.
+    fn release(&self, held: Held) {
+        self.queued_bytes.fetch_sub(held.bodies, Ordering::AcqRel);
+        self.queued_total.fetch_sub(held.total, Ordering::AcqRel);
+    }
+}
+
 impl Recorder {
     /// Opens the store (creating it) and starts the writer thread. Fails only if the database
     /// cannot be opened at all; later write errors are reported through [`Recorder::status`].
@@ -155,6 +179,7 @@ impl Recorder {
             recorded: AtomicU64::new(0),
             dropped: AtomicU64::new(0),
             queued_bytes: AtomicUsize::new(0),
+            queued_total: AtomicUsize::new(0),
             failed: AtomicU64::new(0),
             drop_reported: AtomicBool::new(false),
             shed: AtomicU64::new(0),
@@ -182,31 +207,47 @@ impl Recorder {
         })
     }
 
-    /// Queues an exchange for storage without blocking. If the queue is full it is dropped
-    /// (counted in [`RecorderStatus::dropped`]; the first drop is logged).
+    /// Queues an exchange for storage without blocking. Past the body budget its bodies are
+    /// shed (counted; the first is logged); if the queue is full (by count or by all the
+    /// bytes it holds) it is dropped (counted in [`RecorderStatus::dropped`]; the first drop
+    /// is logged).
     pub fn record(&self, mut exchange: Exchange) -> PendingId {
         let (id_tx, id_rx) = oneshot::channel();
-        let mut size = body_bytes(&exchange);
-        let queued = self.shared.queued_bytes.fetch_add(size, Ordering::AcqRel);
-        if queued > 0 && queued.saturating_add(size) > self.opts.queue_bytes {
-            self.shared.queued_bytes.fetch_sub(size, Ordering::AcqRel);
-            shed_bodies(&mut exchange);
-            size = body_bytes(&exchange);
-            self.shared.queued_bytes.fetch_add(size, Ordering::AcqRel);
-            self.note_shed();
+        let sh = &self.shared;
+        let mut bodies = body_bytes(&exchange);
+        let queued = sh.queued_bytes.fetch_add(bodies, Ordering::AcqRel);
+        if queued > 0 && queued.saturating_add(bodies) > self.opts.queue_bytes {
+            sh.queued_bytes.fetch_sub(bodies, Ordering::AcqRel);
+            let cut = shed_bodies(&mut exchange);
+            bodies = body_bytes(&exchange);
+            sh.queued_bytes.fetch_add(bodies, Ordering::AcqRel);
+            if cut {
+                self.note_shed();
+            }
         }
-        let sent = self
-            .tx
-            .try_send(Cmd::Record(Box::new(exchange), id_tx))
-            .map_err(|e| match e {
-                mpsc::error::TrySendError::Full(_) => "capture queue is full",
-                mpsc::error::TrySendError::Closed(_) => "capture writer has stopped",
-            });
+        let held = Held {
+            bodies,
+            total: bodies.saturating_add(head_bytes(&exchange)),
+        };
+        let total = sh.queued_total.fetch_add(held.total, Ordering::AcqRel);
+        let sent = if total > 0 && total.saturating_add(held.total) > self.opts.queue_max_bytes {
+            Err("capture queue is full")
+        } else {
+            self.tx
+                .try_send(Cmd::Record(Queued {
+                    exchange: Box::new(exchange),
+                    held,
+                    id: id_tx,
+                }))
+                .map_err(|e| match e {
+                    mpsc::error::TrySendError::Full(_) => "capture queue is full",
+                    mpsc::error::TrySendError::Closed(_) => "capture writer has stopped",
+                })
+        };
         match sent {
             Ok(()) => PendingId(Some(id_rx)),
             Err(why) => {
-                self.shared.queued_bytes.fetch_sub(size, Ordering::AcqRel);
-                let sh = &self.shared;
+                sh.release(held);
                 let (n, first) = self.bump(&sh.dropped, &sh.drop_reported, |a| &mut a.dropped);
                 if first {
                     tracing::warn!(
@@ -313,14 +354,15 @@ impl Writer {
         let mut waiters: Vec<oneshot::Sender<ExchangeId>> = Vec::new();
         let mut flushes: Vec<oneshot::Sender<()>> = Vec::new();
         while let Some(first) = self.rx.blocking_recv() {
-            let mut batch_bytes = 0usize;
+            let mut held = Held::default();
             let mut next = Some(first);
             while let Some(cmd) = next.take() {
                 match cmd {
-                    Cmd::Record(ex, w) => {
-                        batch_bytes += body_bytes(&ex);
-                        batch.push(*ex);
-                        waiters.push(w);
+                    Cmd::Record(q) => {
+                        held.bodies += q.held.bodies;
+                        held.total += q.held.total;
+                        batch.push(*q.exchange);
+                        waiters.push(q.id);
                     }
                     Cmd::Flush(f) => flushes.push(f),
                 }
@@ -329,7 +371,7 @@ impl Writer {
                 }
             }
             let full = batch.len() >= MAX_BATCH;
-            self.write(&mut batch, &mut waiters, batch_bytes);
+            self.write(&mut batch, &mut waiters, held);
             for f in flushes.drain(..) {
                 let _ = f.send(());
             }
@@ -350,7 +392,7 @@ impl Writer {
         &mut self,
         batch: &mut Vec<Exchange>,
         waiters: &mut Vec<oneshot::Sender<ExchangeId>>,
-        batch_bytes: usize,
+        held: Held,
     ) {
         let n = batch.len() as u64;
         let result = if batch.is_empty() {
@@ -360,9 +402,7 @@ impl Writer {
         };
         // Written or failed, the batch's bytes leave the budget before any waiter hears of
         // it: someone told "done" may record again at once.
-        self.shared
-            .queued_bytes
-            .fetch_sub(batch_bytes, Ordering::AcqRel);
+        self.shared.release(held);
         if n == 0 {
             return;
         }
@@ -416,8 +456,9 @@ impl Writer {
 }
 
 /// Cuts both bodies to [`SHED_KEEP`] bytes (marked truncated; length and hash are of the
-/// whole body already) and gives the memory back.
-fn shed_bodies(ex: &mut Exchange) {
+/// whole body already) and gives the memory back. True when it cut anything.
+fn shed_bodies(ex: &mut Exchange) -> bool {
+    let mut cut = false;
     let bodies =
         std::iter::once(&mut ex.request.body).chain(ex.response.as_mut().map(|r| &mut r.body));
     for b in bodies {
@@ -427,11 +468,43 @@ fn shed_bodies(ex: &mut Exchange) {
             b.bytes.truncate(SHED_KEEP);
             b.bytes.shrink_to_fit();
             b.truncated = true;
+            cut = true;
         }
     }
+    cut
 }
 
 /// Body bytes an exchange holds in memory (what the queue's byte budget counts).
 fn body_bytes(ex: &Exchange) -> usize {
     ex.request.body.bytes.len() + ex.response.as_ref().map_or(0, |r| r.body.bytes.len())
+}
+
+/// What an exchange holds in memory besides its body bytes, estimated: header names and
+/// values, its strings, the analysis (derived from the body: counted as the body's size
+/// again, up to [`ANALYSIS_MAX`]), and allowances for the allocations around them.
+fn head_bytes(ex: &Exchange) -> usize {
+    const PER_EXCHANGE: usize = 1024;
+    const PER_HEADER: usize = 64;
+    const ANALYSIS_MAX: usize = 256 * 1024;
+    let headers = |m: &crate::exchange::Message| -> usize {
+        m.headers
+            .iter()
+            .map(|h| PER_HEADER + h.name.len() + h.value.len())
+            .sum()
+    };
+    let text = |s: &Option<String>| s.as_ref().map_or(0, String::len);
+    let analysis = ex
+        .analysis
+        .as_ref()
+        .map_or(0, |_| ex.request.body.bytes.len().min(ANALYSIS_MAX));
+    PER_EXCHANGE
+        + headers(&ex.request)
+        + ex.response.as_ref().map_or(0, headers)
+        + ex.public_url.len()
+        + ex.path.len()
+        + ex.target.len()
+        + ex.request_id.len()
+        + text(&ex.summary)
+        + text(&ex.event)
+        + analysis
 }

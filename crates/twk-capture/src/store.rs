@@ -24,13 +24,18 @@ use std::time::Duration;
 pub const DEFAULT_BODY_CAP: usize = 1024 * 1024;
 /// Default number of exchanges kept per tunnel name.
 pub const DEFAULT_RETENTION: u64 = 10_000;
-/// Default cap on the body bytes waiting in the recorder's queue (16 MiB): beyond it new
+/// Default cap on the body bytes waiting in the recorder's queue (8 MiB): beyond it new
 /// exchanges shed their bodies rather than grow memory while the disk catches up.
 pub const DEFAULT_QUEUE_BYTES: usize = 8 * 1024 * 1024;
-/// Default capacity of the recorder's queue: a burst of 1024 exchanges waits for the writer.
-/// A longer queue only delays the drops of a sustained overload (at 10k exchanges/s, 4096
-/// were 0.4 s of traffic) while holding ~13 KiB per exchange (measured at c1000: 55 MiB).
-pub const DEFAULT_QUEUE_CAPACITY: usize = 1024;
+/// Default cap on all the bytes waiting in the recorder's queue (heads, bodies and the
+/// prefixes of shed bodies): beyond it new exchanges are dropped (counted). It bounds the
+/// queue's memory whatever the heads hold (up to 64 KiB each from a stranger).
+pub const DEFAULT_QUEUE_MAX_BYTES: usize = 24 * 1024 * 1024;
+/// Default capacity of the recorder's queue, in exchanges. At 30,000 exchanges/s (wrk with
+/// 1000 connections through the tunnel on a 2-core machine) a queue of 1024 overflowed
+/// while the writer checkpointed, and 2-3 % of the exchanges were not recorded; with 4096
+/// none were, for 3-4 MiB more peak memory. [`DEFAULT_QUEUE_MAX_BYTES`] bounds it in bytes.
+pub const DEFAULT_QUEUE_CAPACITY: usize = 4096;
 
 /// Where the store lives and its limits.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,6 +51,9 @@ pub struct StoreOptions {
     /// Body bytes the queue may hold at once; beyond it new exchanges are queued with their
     /// bodies shed (counted), so a flood of large bodies on a slow disk cannot exhaust memory.
     pub queue_bytes: usize,
+    /// All the bytes the queue may hold (heads, bodies, shed prefixes); beyond it new
+    /// exchanges are dropped (counted), so large heads cannot exhaust memory either.
+    pub queue_max_bytes: usize,
     /// How long a connection waits for a lock held by another connection.
     pub busy_timeout: Duration,
     /// Optional size limit of the database file in bytes (SQLite `max_page_count`); writes
@@ -63,6 +71,7 @@ impl StoreOptions {
             retention_per_tunnel: DEFAULT_RETENTION,
             queue_capacity: DEFAULT_QUEUE_CAPACITY,
             queue_bytes: DEFAULT_QUEUE_BYTES,
+            queue_max_bytes: DEFAULT_QUEUE_MAX_BYTES,
             busy_timeout: Duration::from_secs(5),
             max_db_bytes: None,
         }

@@ -176,3 +176,43 @@ async fn full_disk_is_reported_and_does_not_block() {
     // Still accepting (and failing) without blocking; small rows may fit again.
     assert!(rec.record(exchange("t", 100, "/", &big)).accepted());
 }
+
+#[tokio::test]
+async fn large_heads_count_against_the_queue_so_memory_stays_bounded() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut o = opts(dir.path());
+    o.queue_max_bytes = 1024 * 1024;
+    let rec = Recorder::start(o.clone()).unwrap();
+    // A stuck writer, and strangers sending the largest heads the relay admits (64 KiB):
+    // without a byte bound the 4096-deep queue would hold 256 MiB of them.
+    let other = rusqlite::Connection::open(o.db_path()).unwrap();
+    other.execute_batch("BEGIN EXCLUSIVE").unwrap();
+    let big_head = |i: i64| {
+        let mut ex = exchange("t", i, "/h", b"{}");
+        ex.request.headers.push(twk_capture::Header {
+            name: "x-padding".into(),
+            value: vec![b'p'; 63 * 1024],
+        });
+        ex
+    };
+    let pending: Vec<_> = (0..100).map(|i| rec.record(big_head(i))).collect();
+    let kept = pending.iter().filter(|p| p.accepted()).count();
+    // 1 MiB holds 15 such exchanges (64 KiB and the allowances each), the 16th passes it.
+    assert!((14..=16).contains(&kept), "{kept} of 100 queued");
+    let st = rec.status();
+    assert_eq!(st.dropped, 100 - kept as u64);
+    assert_eq!(st.shed, 0, "nothing to shed: the bodies are small");
+    assert!(
+        pending[..kept].iter().all(|p| p.accepted()),
+        "the first ones fill the queue, the rest are refused"
+    );
+    other.execute_batch("COMMIT").unwrap();
+    for p in pending {
+        if p.accepted() {
+            p.id().await.expect("a queued exchange was not stored");
+        }
+    }
+    // Written, their bytes leave the queue: recording goes on.
+    let after = rec.record(exchange("t", 300, "/after", b"{}"));
+    assert!(after.id().await.is_some());
+}
