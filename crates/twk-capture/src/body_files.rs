@@ -120,7 +120,7 @@ impl BodyFiles {
     /// short or altered (logged).
     pub(crate) fn get(&self, name: &str) -> Option<Vec<u8>> {
         let path = self.path_of(name)?;
-        let bytes = match fs::read(&path) {
+        let bytes = match regular(&path).and_then(|()| fs::read(&path)) {
             Ok(b) => b,
             Err(e) => {
                 tracing::warn!(file = %path.display(), error = %e, "stored body file cannot be read; shown as not kept");
@@ -235,7 +235,21 @@ impl BodyFiles {
     /// The body file `name`, open for reading; `None` for a name that is not a body file's
     /// or a file that is gone.
     pub(crate) fn open(&self, name: &str) -> Option<fs::File> {
-        fs::File::open(self.path_of(name)?).ok()
+        let path = self.path_of(name)?;
+        regular(&path).and_then(|()| fs::File::open(&path)).ok()
+    }
+}
+
+/// Ok when `path` is a regular file itself: the writer only ever makes those, and a FIFO or a
+/// symbolic link (to `/dev/zero`, say) put there would hang or exhaust a reader.
+fn regular(path: &Path) -> std::io::Result<()> {
+    if fs::symlink_metadata(path)?.file_type().is_file() {
+        Ok(())
+    } else {
+        Err(std::io::Error::new(
+            ErrorKind::InvalidData,
+            "not a regular file",
+        ))
     }
 }
 
@@ -327,5 +341,23 @@ mod tests {
             dir.path().join("db").exists(),
             "a hostile name unlinks nothing"
         );
+    }
+
+    #[test]
+    fn only_a_regular_file_is_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = BodyFiles::new(dir.path());
+        let bytes = b"linked".repeat(20_000);
+        let name = BodyFiles::name_of(&bytes, None);
+        let path = files.path_of(&name).unwrap();
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        let real = dir.path().join("elsewhere");
+        std::fs::write(&real, &bytes).unwrap();
+        std::os::unix::fs::symlink(&real, &path).unwrap();
+        assert_eq!(files.get(&name), None, "a symbolic link is not followed");
+        assert!(files.open(&name).is_none());
+        std::fs::remove_file(&path).unwrap();
+        std::fs::write(&path, &bytes).unwrap();
+        assert_eq!(files.get(&name).as_deref(), Some(&bytes[..]));
     }
 }

@@ -4,7 +4,9 @@
 //! binary bytes before the match (a protobuf, a multipart upload, a gzip member) was never
 //! found. These functions search every byte, ASCII case-insensitively like `LIKE`, with the
 //! pattern compiled once per statement (SQLite keeps it as the argument's auxiliary data).
-//! They are not a regex engine: the needle is literal text.
+//! They are not a regex engine: the needle is literal text. A body file is searched as it
+//! is, without checking it against its name (that would hash every large body per search):
+//! a file altered on disk may match while the row's body then reads as not kept.
 
 use crate::body_files::BodyFiles;
 use aho_corasick::AhoCorasick;

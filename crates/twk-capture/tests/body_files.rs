@@ -268,7 +268,7 @@ fn the_writer_sweeps_old_orphans_and_leaves_fresh_or_named_files() {
 }
 
 #[test]
-fn a_database_from_before_body_files_reads_and_grows_as_before() {
+fn a_large_body_kept_in_the_database_by_an_older_store_reads_back() {
     let dir = tempfile::tempdir().unwrap();
     let mut s = open(dir.path());
     let id = s.insert(&exchange("t", 1, "/", b"old row")).unwrap();

@@ -223,3 +223,30 @@ fn verify_push_event(t: &str, params: &[(String, String)]) -> Event {
     e.details = details;
     e
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Twilio posts forms: a body declared as another media type is not read for form
+    /// fields (a 1 MiB upload was scanned for them), one without a Content-Type still is.
+    #[test]
+    fn form_fields_are_read_from_forms_and_undeclared_bodies_only() {
+        let form = b"AccountSid=AC123&MessageSid=SM456&MessageStatus=delivered";
+        let with = |ct: Option<&[u8]>| {
+            let headers = ct.map(|c| vec![("content-type", c)]).unwrap_or_default();
+            looks_like(&RequestView::with_headers(
+                "POST",
+                "https://x.example/status",
+                headers,
+                form,
+            ))
+        };
+        assert!(with(Some(
+            b"application/x-www-form-urlencoded; charset=UTF-8"
+        )));
+        assert!(with(None));
+        assert!(!with(Some(b"text/plain")));
+        assert!(!with(Some(b"multipart/form-data; boundary=x")));
+    }
+}
