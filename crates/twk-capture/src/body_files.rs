@@ -11,12 +11,15 @@
 //!   Inserts count up here; a trigger counts down when a payload row goes (retention). The
 //!   writing transaction forgets the files no longer named, and they are unlinked once it
 //!   has committed, under the write lock and only if still unnamed (another writer may have
-//!   stored the same bytes again meanwhile).
+//!   stored the same bytes again meanwhile); if another process holds the lock then, after
+//!   the next batch.
 //! - **Failures and crashes**: a file is written (to a temporary name, then renamed) before
 //!   the row that names it commits. When the batch does not commit, the files it wrote are
 //!   removed. A file left by a crash is an orphan, removed by the writer at its start once
 //!   it is an hour old (another process may still be committing it), again under the write
-//!   lock.
+//!   lock. A power loss (not a process crash) may undo the last transactions that committed
+//!   before it (`synchronous=NORMAL`) while their unlinks reached the disk: such a body then
+//!   reads as not kept, never as wrong bytes.
 //! - **Readers** holding an older snapshot (an export running while retention goes on) may
 //!   find the file of a row that has since been deleted already gone: that body reads as not
 //!   kept.
@@ -62,7 +65,7 @@ impl BodyFiles {
     }
 
     /// The path of the file called `name`, when `name` is a SHA-256 in lowercase hex.
-    fn path_of(&self, name: &str) -> Option<PathBuf> {
+    pub(crate) fn path_of(&self, name: &str) -> Option<PathBuf> {
         let valid =
             name.len() == 64 && name.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
         let fan = name.get(..2).filter(|_| valid)?;
@@ -120,7 +123,10 @@ impl BodyFiles {
     /// short or altered (logged).
     pub(crate) fn get(&self, name: &str) -> Option<Vec<u8>> {
         let path = self.path_of(name)?;
-        let bytes = match regular(&path).and_then(|()| fs::read(&path)) {
+        let bytes = match open_regular(&path).and_then(|mut f| {
+            let mut bytes = Vec::new();
+            std::io::Read::read_to_end(&mut f, &mut bytes).map(|_| bytes)
+        }) {
             Ok(b) => b,
             Err(e) => {
                 tracing::warn!(file = %path.display(), error = %e, "stored body file cannot be read; shown as not kept");
@@ -157,27 +163,20 @@ impl BodyFiles {
 
     /// Unlinks those of `names` that no row names, holding the write lock (`BEGIN
     /// IMMEDIATE`): no writer, in this process or another, can be reusing one meanwhile. Run
-    /// outside a transaction. A file it cannot remove now is left to the sweep.
-    pub(crate) fn unlink_unnamed(&self, conn: &mut Connection, names: &[String]) {
-        if names.is_empty() {
-            return;
-        }
-        let unlinked = (|| -> Result<()> {
-            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-            {
-                let mut named = tx.prepare_cached("SELECT 1 FROM body_files WHERE name = ?1")?;
-                for name in names {
-                    if !named.exists([name])? {
-                        self.remove(name);
-                    }
+    /// outside a transaction. After an error (the lock is taken) it may be called again with
+    /// the same names.
+    pub(crate) fn unlink_unnamed(&self, conn: &mut Connection, names: &[String]) -> Result<()> {
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        {
+            let mut named = tx.prepare_cached("SELECT 1 FROM body_files WHERE name = ?1")?;
+            for name in names {
+                if !named.exists([name])? {
+                    self.remove(name);
                 }
             }
-            tx.commit()?;
-            Ok(())
-        })();
-        if let Err(e) = unlinked {
-            tracing::warn!(error = %twk_sanitize::error_chain(&e), files = names.len(), "cannot remove unused body files now; left to the sweep at the next start");
         }
+        tx.commit()?;
+        Ok(())
     }
 
     fn remove(&self, name: &str) {
@@ -195,20 +194,51 @@ impl BodyFiles {
 
     /// Removes files older than an hour that no row names (a crash between writing a file
     /// and committing its row) and temporary files left by a crash. Returns how many.
-    pub(crate) fn sweep_orphans(&self, conn: &Connection) -> Result<usize> {
+    pub(crate) fn sweep_orphans(&self, conn: &mut Connection) -> Result<usize> {
         self.sweep_orphans_older_than(conn, SystemTime::now() - ORPHAN_AGE)
     }
 
+    /// Candidates are found without the write lock (the walk may be long on a cold disk, and
+    /// other processes' writers would wait for it), then checked again and removed under it
+    /// (`BEGIN IMMEDIATE`): a writer may have stored the same bytes meanwhile.
     pub(crate) fn sweep_orphans_older_than(
+        &self,
+        conn: &mut Connection,
+        cutoff: SystemTime,
+    ) -> Result<usize> {
+        let candidates = self.unnamed_older_than(conn, cutoff)?;
+        if candidates.is_empty() {
+            return Ok(0);
+        }
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let mut removed = 0;
+        {
+            let mut known = tx.prepare_cached("SELECT 1 FROM body_files WHERE name = ?1")?;
+            for (path, name) in &candidates {
+                let named = !name.starts_with(TMP_PREFIX) && known.exists([name])?;
+                if !named && fs::remove_file(path).is_ok() {
+                    removed += 1;
+                }
+            }
+        }
+        tx.commit()?;
+        if removed > 0 {
+            tracing::info!(removed, "removed body files that no capture row names");
+        }
+        Ok(removed)
+    }
+
+    /// Files older than `cutoff` that are temporary or that no row names now.
+    fn unnamed_older_than(
         &self,
         conn: &Connection,
         cutoff: SystemTime,
-    ) -> Result<usize> {
+    ) -> Result<Vec<(PathBuf, String)>> {
+        let mut out = Vec::new();
         let Ok(fans) = fs::read_dir(&self.dir) else {
-            return Ok(0);
+            return Ok(out);
         };
         let mut known = conn.prepare_cached("SELECT 1 FROM body_files WHERE name = ?1")?;
-        let mut removed = 0;
         for fan in fans.flatten() {
             let Ok(files) = fs::read_dir(fan.path()) else {
                 continue;
@@ -218,33 +248,33 @@ impl BodyFiles {
                     .metadata()
                     .and_then(|m| m.modified())
                     .is_ok_and(|t| t < cutoff);
-                let name = file.file_name();
-                let name = name.to_string_lossy();
-                let named = !name.starts_with(TMP_PREFIX) && known.exists([name.as_ref()])?;
-                if old && !named && fs::remove_file(file.path()).is_ok() {
-                    removed += 1;
+                let name = file.file_name().to_string_lossy().into_owned();
+                if old && (name.starts_with(TMP_PREFIX) || !known.exists([&name])?) {
+                    out.push((file.path(), name));
                 }
             }
         }
-        if removed > 0 {
-            tracing::info!(removed, "removed body files that no capture row names");
-        }
-        Ok(removed)
+        Ok(out)
     }
 
     /// The body file `name`, open for reading; `None` for a name that is not a body file's
     /// or a file that is gone.
     pub(crate) fn open(&self, name: &str) -> Option<fs::File> {
-        let path = self.path_of(name)?;
-        regular(&path).and_then(|()| fs::File::open(&path)).ok()
+        open_regular(&self.path_of(name)?).ok()
     }
 }
 
-/// Ok when `path` is a regular file itself: the writer only ever makes those, and a FIFO or a
-/// symbolic link (to `/dev/zero`, say) put there would hang or exhaust a reader.
-fn regular(path: &Path) -> std::io::Result<()> {
-    if fs::symlink_metadata(path)?.file_type().is_file() {
-        Ok(())
+/// Opens `path` for reading if it is a regular file itself: the writer only ever makes
+/// those, and a FIFO or a symbolic link (to `/dev/zero`, say) put there would hang or exhaust
+/// a reader. Not following links and not blocking on open, then checking the open file, leave
+/// no moment in which the path could be swapped.
+fn open_regular(path: &Path) -> std::io::Result<fs::File> {
+    let file = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)?;
+    if file.metadata()?.file_type().is_file() {
+        Ok(file)
     } else {
         Err(std::io::Error::new(
             ErrorKind::InvalidData,
@@ -332,10 +362,14 @@ mod tests {
         let path = files.path_of(&name).unwrap();
         // Released by one batch, stored again by another writer before the unlink.
         BodyFiles::add_ref(&conn, &name, bytes.len()).unwrap();
-        files.unlink_unnamed(&mut conn, std::slice::from_ref(&name));
+        files
+            .unlink_unnamed(&mut conn, std::slice::from_ref(&name))
+            .unwrap();
         assert!(path.exists(), "a file a row names stays");
         conn.execute("DELETE FROM body_files", []).unwrap();
-        files.unlink_unnamed(&mut conn, &[name, "../db".to_owned()]);
+        files
+            .unlink_unnamed(&mut conn, &[name, "../db".to_owned()])
+            .unwrap();
         assert!(!path.exists());
         assert!(
             dir.path().join("db").exists(),

@@ -215,15 +215,13 @@ impl Recorder {
         let (id_tx, id_rx) = oneshot::channel();
         let sh = &self.shared;
         let mut bodies = body_bytes(&exchange);
+        let mut cut = false;
         let queued = sh.queued_bytes.fetch_add(bodies, Ordering::AcqRel);
         if queued > 0 && queued.saturating_add(bodies) > self.opts.queue_bytes {
             sh.queued_bytes.fetch_sub(bodies, Ordering::AcqRel);
-            let cut = shed_bodies(&mut exchange);
+            cut = shed_bodies(&mut exchange);
             bodies = body_bytes(&exchange);
             sh.queued_bytes.fetch_add(bodies, Ordering::AcqRel);
-            if cut {
-                self.note_shed();
-            }
         }
         let held = Held {
             bodies,
@@ -245,7 +243,12 @@ impl Recorder {
                 })
         };
         match sent {
-            Ok(()) => PendingId(Some(id_rx)),
+            Ok(()) => {
+                if cut {
+                    self.note_shed();
+                }
+                PendingId(Some(id_rx))
+            }
             Err(why) => {
                 sh.release(held);
                 let (n, first) = self.bump(&sh.dropped, &sh.drop_reported, |a| &mut a.dropped);
@@ -400,8 +403,9 @@ impl Writer {
         } else {
             self.store.insert_batch(batch)
         };
-        // Written or failed, the batch's bytes leave the budget before any waiter hears of
-        // it: someone told "done" may record again at once.
+        // Written or failed, the batch's memory is freed and then its bytes leave the budget,
+        // before any waiter hears of it: someone told "done" may record again at once.
+        batch.clear();
         self.shared.release(held);
         if n == 0 {
             return;
@@ -480,12 +484,11 @@ fn body_bytes(ex: &Exchange) -> usize {
 }
 
 /// What an exchange holds in memory besides its body bytes, estimated: header names and
-/// values, its strings, the analysis (derived from the body: counted as the body's size
-/// again, up to [`ANALYSIS_MAX`]), and allowances for the allocations around them.
+/// values, its strings, its analysis (walked: a stranger's form or JSON can make it many
+/// times the body's size), and allowances for the allocations around them.
 fn head_bytes(ex: &Exchange) -> usize {
     const PER_EXCHANGE: usize = 1024;
     const PER_HEADER: usize = 64;
-    const ANALYSIS_MAX: usize = 256 * 1024;
     let headers = |m: &crate::exchange::Message| -> usize {
         m.headers
             .iter()
@@ -493,18 +496,43 @@ fn head_bytes(ex: &Exchange) -> usize {
             .sum()
     };
     let text = |s: &Option<String>| s.as_ref().map_or(0, String::len);
-    let analysis = ex
-        .analysis
-        .as_ref()
-        .map_or(0, |_| ex.request.body.bytes.len().min(ANALYSIS_MAX));
     PER_EXCHANGE
         + headers(&ex.request)
         + ex.response.as_ref().map_or(0, headers)
+        + ex.tunnel.len()
+        + ex.request_id.len()
         + ex.public_url.len()
+        + ex.method.len()
         + ex.path.len()
         + ex.target.len()
-        + ex.request_id.len()
-        + text(&ex.summary)
+        + text(&ex.remote_addr)
+        + ex.failure.as_ref().map_or(0, |f| f.message.len())
+        + text(&ex.provider)
         + text(&ex.event)
-        + analysis
+        + text(&ex.summary)
+        + ex.analysis.as_ref().map_or(0, value_bytes)
+}
+
+/// The memory a JSON value holds, roughly: its strings and keys, and a node's size for each
+/// value. Iterative: an analysis may nest as deep as the JSON it was made from.
+fn value_bytes(v: &serde_json::Value) -> usize {
+    use serde_json::Value;
+    const PER_NODE: usize = 48;
+    let mut total = 0;
+    let mut stack = vec![v];
+    while let Some(v) = stack.pop() {
+        total += PER_NODE;
+        match v {
+            Value::String(s) => total += s.len(),
+            Value::Array(items) => stack.extend(items),
+            Value::Object(map) => {
+                for (k, v) in map {
+                    total += k.len() + PER_NODE;
+                    stack.push(v);
+                }
+            }
+            Value::Null | Value::Bool(_) | Value::Number(_) => {}
+        }
+    }
+    total
 }

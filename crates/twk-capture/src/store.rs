@@ -100,6 +100,8 @@ pub struct Store {
     files: BodyFiles,
     /// Cached row counts per tunnel, for cheap retention checks. Cleared on any write error.
     tunnel_counts: HashMap<String, u64>,
+    /// Body files to unlink once no row names them (see [`Store::unlink_pending`]).
+    pending_unlink: Vec<String>,
     /// Fixed "now" for time-dependent lints; `None`: the system clock.
     now_ms: Option<i64>,
 }
@@ -162,6 +164,7 @@ impl Store {
             opts: opts.clone(),
             files,
             tunnel_counts: HashMap::new(),
+            pending_unlink: Vec::new(),
             now_ms: None,
         };
         crate::schema::migrate(&mut store.conn)?;
@@ -214,15 +217,43 @@ impl Store {
 
     fn insert_batch_inner(&mut self, batch: &[Exchange]) -> Result<Vec<Summary>> {
         let mut created = Vec::new();
-        match self.write_batch(batch, &mut created) {
+        let res = match self.write_batch(batch, &mut created) {
             Ok((out, released)) => {
-                self.files.unlink_unnamed(&mut self.conn, &released);
+                self.pending_unlink.extend(released);
                 Ok(out)
             }
             Err(e) => {
                 // Rolled back: the files this batch wrote are named by no row.
-                self.files.unlink_unnamed(&mut self.conn, &created);
+                self.pending_unlink.extend(created);
                 Err(e)
+            }
+        };
+        self.unlink_pending();
+        res
+    }
+
+    /// Unlinks the body files released or left by earlier batches, if the write lock is free
+    /// now: the writer does not wait for another process's transaction (its queue would
+    /// fill), it tries again after its next batch.
+    fn unlink_pending(&mut self) {
+        /// Beyond this many waiting names, they are left to the sweep at the next start.
+        const MAX_PENDING: usize = 100_000;
+        if self.pending_unlink.is_empty() {
+            return;
+        }
+        let _ = self.conn.busy_timeout(Duration::ZERO);
+        let res = self
+            .files
+            .unlink_unnamed(&mut self.conn, &self.pending_unlink);
+        let _ = self.conn.busy_timeout(self.opts.busy_timeout);
+        match res {
+            Ok(()) => self.pending_unlink.clear(),
+            Err(e) if self.pending_unlink.len() > MAX_PENDING => {
+                tracing::warn!(error = %twk_sanitize::error_chain(&e), files = self.pending_unlink.len(), "cannot remove unused body files; left to the sweep at the next start");
+                self.pending_unlink = Vec::new();
+            }
+            Err(e) => {
+                tracing::debug!(error = %twk_sanitize::error_chain(&e), files = self.pending_unlink.len(), "unused body files wait for the write lock");
             }
         }
     }
@@ -384,15 +415,10 @@ impl Store {
 
     /// Removes body files that no row names and that are over an hour old (left by a crash
     /// between writing a file and committing its row); the writer runs it at its start.
-    /// Holds the write lock: a writer in another process may otherwise reuse a file (by its
-    /// name) between the check and the unlink.
+    /// Removes under the write lock: a writer in another process may otherwise reuse a file
+    /// (by its name) between the check and the unlink.
     pub fn sweep_body_files(&mut self) -> Result<usize> {
-        let tx = self
-            .conn
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        let removed = self.files.sweep_orphans(&tx)?;
-        tx.commit()?;
-        Ok(removed)
+        self.files.sweep_orphans(&mut self.conn)
     }
 
     /// Sets this connection's page cache size.
@@ -478,9 +504,43 @@ pub(crate) fn cap_body(b: &CapturedBody, cap: usize) -> CappedBody<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::exchange::Header;
+    use crate::exchange::{CapturedBody, Exchange, Header, Message};
     use crate::handshake::LintCode;
     use crate::rows::decode_headers;
+
+    #[test]
+    fn unused_body_files_wait_for_a_free_write_lock_and_are_then_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut opts = StoreOptions::new(dir.path());
+        opts.retention_per_tunnel = 1;
+        let mut store = Store::open(&opts).unwrap();
+        let big = |seed: u8| Exchange {
+            tunnel: "t".into(),
+            request_id: format!("r{seed}"),
+            request: Message {
+                headers: Vec::new(),
+                body: CapturedBody::from_bytes(&vec![seed; 100 * 1024]),
+            },
+            ..Default::default()
+        };
+        store.insert(&big(1)).unwrap();
+        let first = store.files.path_of(&big(1).request.body.sha256).unwrap();
+        assert!(first.exists());
+        // Another process takes the write lock the moment the batch that released the file
+        // has committed: the writer does not wait for it, the file waits.
+        store.insert(&big(2)).unwrap();
+        store.pending_unlink.push(big(1).request.body.sha256);
+        std::fs::write(&first, vec![1; 100 * 1024]).unwrap();
+        let other = Connection::open(opts.db_path()).unwrap();
+        other.execute_batch("BEGIN IMMEDIATE").unwrap();
+        store.unlink_pending();
+        assert!(first.exists());
+        assert_eq!(store.pending_unlink.len(), 1);
+        other.execute_batch("COMMIT").unwrap();
+        store.unlink_pending();
+        assert!(!first.exists());
+        assert!(store.pending_unlink.is_empty());
+    }
 
     #[test]
     fn header_encoding_round_trips() {

@@ -216,3 +216,76 @@ async fn large_heads_count_against_the_queue_so_memory_stays_bounded() {
     let after = rec.record(exchange("t", 300, "/after", b"{}"));
     assert!(after.id().await.is_some());
 }
+
+#[tokio::test]
+async fn an_analysis_counts_against_the_queue_and_a_refused_exchange_is_not_also_shed() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut o = opts(dir.path());
+    o.queue_max_bytes = 1024 * 1024;
+    o.queue_bytes = 1;
+    let rec = Recorder::start(o.clone()).unwrap();
+    let other = rusqlite::Connection::open(o.db_path()).unwrap();
+    other.execute_batch("BEGIN EXCLUSIVE").unwrap();
+    // A stranger's form, every field of which the analysis repeats: 200 KiB of strings for
+    // a body that is shed to 4 KiB.
+    let fields: serde_json::Map<String, serde_json::Value> = (0..2000)
+        .map(|i| {
+            (
+                format!("Field{i}"),
+                serde_json::Value::String("v".repeat(100)),
+            )
+        })
+        .collect();
+    let pending: Vec<_> = (0..20)
+        .map(|i| {
+            let mut ex = exchange("t", i, "/form", &vec![b'f'; 64 * 1024]);
+            ex.analysis = Some(serde_json::json!({ "details": fields.clone() }));
+            rec.record(ex)
+        })
+        .collect();
+    let kept = pending.iter().filter(|p| p.accepted()).count();
+    // ~400 KiB each as estimated (2,000 strings, keys and nodes): two or three fit in 1 MiB.
+    assert!((2..=3).contains(&kept), "{kept} of 20 queued");
+    let st = rec.status();
+    assert_eq!(st.dropped, 20 - kept as u64);
+    assert_eq!(
+        st.shed,
+        kept as u64 - 1,
+        "shed: the queued ones after the first, not the refused ones"
+    );
+    other.execute_batch("COMMIT").unwrap();
+}
+
+#[tokio::test]
+async fn bodies_too_small_to_cut_are_not_counted_as_shed() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut o = opts(dir.path());
+    o.queue_bytes = 1;
+    let rec = Recorder::start(o.clone()).unwrap();
+    let other = rusqlite::Connection::open(o.db_path()).unwrap();
+    other.execute_batch("BEGIN EXCLUSIVE").unwrap();
+    let pending: Vec<_> = (0..50)
+        .map(|i| rec.record(exchange("t", i, "/small", &[b's'; 1024])))
+        .collect();
+    assert!(pending.iter().all(|p| p.accepted()));
+    let st = rec.status();
+    assert_eq!(
+        (st.shed, st.dropped),
+        (0, 0),
+        "over the body budget, nothing to cut"
+    );
+    other.execute_batch("COMMIT").unwrap();
+    for p in pending {
+        let id = p.id().await.unwrap();
+        let body = rec
+            .reader()
+            .unwrap()
+            .get(id)
+            .unwrap()
+            .unwrap()
+            .exchange
+            .request
+            .body;
+        assert_eq!((body.bytes.len(), body.truncated), (1024, false));
+    }
+}
