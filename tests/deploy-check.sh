@@ -16,15 +16,20 @@ check() { # $1 description, rest: command
   if "$@"; then passed=$((passed + 1)); echo "deploy-check: ok: $what"
   else failed=$((failed + 1)); echo "deploy-check: FAILED: $what" >&2; fi
 }
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+# N distinct free ports, all bound at once: one port at a time, closed before the next was
+# asked for, could come back twice (Pebble then held the relay's port: a flaky CI run).
+free_ports() {
+  python3 -c 'import socket,sys; ss=[socket.socket() for _ in range(int(sys.argv[1]))]
+for s in ss: s.bind(("127.0.0.1", 0))
+print(*(s.getsockname()[1] for s in ss))' "$1"
+}
 
 WORK=$(mktemp -d)
 PIDS=()
 cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$WORK"; }
 trap cleanup EXIT
 STATE=$WORK/var/lib/twk-relay
-RELAY_PORT=$(free_port)
-APP_PORT=$(free_port)
+read -r RELAY_PORT APP_PORT PEBBLE_PORT PEBBLE_MGMT PEBBLE_HTTP < <(free_ports 5)
 
 # The relay runs as an unprivileged user, as the systemd unit does (DynamicUser).
 RUN_AS=()
@@ -39,12 +44,10 @@ openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=127.0.0.1 \
   -addext "subjectAltName=IP:127.0.0.1,DNS:localhost" -addext "basicConstraints=critical,CA:FALSE" \
   -keyout "$WORK/pebble-key.pem" -out "$WORK/pebble-cert.pem" 2>/dev/null
 chmod 0644 "$WORK/pebble-cert.pem"
-PEBBLE_PORT=$(free_port)
-PEBBLE_MGMT=$(free_port)
 cat > "$WORK/pebble.json" <<JSON
 {"pebble": {"listenAddress": "127.0.0.1:$PEBBLE_PORT", "managementListenAddress": "127.0.0.1:$PEBBLE_MGMT",
   "certificate": "$WORK/pebble-cert.pem", "privateKey": "$WORK/pebble-key.pem",
-  "httpPort": $(free_port), "tlsPort": $RELAY_PORT, "ocspResponderURL": "", "externalAccountBindingRequired": false}}
+  "httpPort": $PEBBLE_HTTP, "tlsPort": $RELAY_PORT, "ocspResponderURL": "", "externalAccountBindingRequired": false}}
 JSON
 PEBBLE_VA_NOSLEEP=1 PEBBLE_WFE_NONCEREJECT=0 pebble -config "$WORK/pebble.json" -strict=false >"$WORK/pebble.log" 2>&1 &
 PIDS+=($!)
