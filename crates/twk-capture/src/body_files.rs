@@ -164,32 +164,20 @@ impl BodyFiles {
     /// Unlinks those of `names` that no row names, holding the write lock (`BEGIN
     /// IMMEDIATE`): no writer, in this process or another, can be reusing one meanwhile. Run
     /// outside a transaction. After an error (the lock is taken) it may be called again with
-    /// the same names.
-    pub(crate) fn unlink_unnamed(&self, conn: &mut Connection, names: &[String]) -> Result<()> {
+    /// the same names. Returns how many files it removed.
+    pub(crate) fn unlink_unnamed(&self, conn: &mut Connection, names: &[String]) -> Result<usize> {
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let mut removed = 0;
         {
             let mut named = tx.prepare_cached("SELECT 1 FROM body_files WHERE name = ?1")?;
             for name in names {
-                if !named.exists([name])? {
-                    self.remove(name);
+                if !named.exists([name])? && self.path_of(name).is_some_and(|p| remove(&p)) {
+                    removed += 1;
                 }
             }
         }
         tx.commit()?;
-        Ok(())
-    }
-
-    fn remove(&self, name: &str) {
-        let Some(path) = self.path_of(name) else {
-            return;
-        };
-        match fs::remove_file(&path) {
-            Ok(()) => {}
-            Err(e) if e.kind() == ErrorKind::NotFound => {}
-            Err(e) => {
-                tracing::warn!(file = %path.display(), error = %e, "cannot remove unused body file")
-            }
-        }
+        Ok(removed)
     }
 
     /// Removes files older than an hour that no row names (a crash between writing a file
@@ -200,43 +188,35 @@ impl BodyFiles {
 
     /// Candidates are found without the write lock (the walk may be long on a cold disk, and
     /// other processes' writers would wait for it), then checked again and removed under it
-    /// (`BEGIN IMMEDIATE`): a writer may have stored the same bytes meanwhile.
+    /// by [`BodyFiles::unlink_unnamed`]: a writer may have stored the same bytes meanwhile.
+    /// Temporary files, and anything else that is not where a body file of its name would be,
+    /// need no lock: no writer will ever use them.
     pub(crate) fn sweep_orphans_older_than(
         &self,
         conn: &mut Connection,
         cutoff: SystemTime,
     ) -> Result<usize> {
-        let candidates = self.unnamed_older_than(conn, cutoff)?;
-        if candidates.is_empty() {
-            return Ok(0);
+        let (strays, unnamed) = self.unnamed_older_than(conn, cutoff)?;
+        let mut removed = strays.iter().filter(|p| remove(p)).count();
+        if !unnamed.is_empty() {
+            removed += self.unlink_unnamed(conn, &unnamed)?;
         }
-        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        let mut removed = 0;
-        {
-            let mut known = tx.prepare_cached("SELECT 1 FROM body_files WHERE name = ?1")?;
-            for (path, name) in &candidates {
-                let named = !name.starts_with(TMP_PREFIX) && known.exists([name])?;
-                if !named && fs::remove_file(path).is_ok() {
-                    removed += 1;
-                }
-            }
-        }
-        tx.commit()?;
         if removed > 0 {
             tracing::info!(removed, "removed body files that no capture row names");
         }
         Ok(removed)
     }
 
-    /// Files older than `cutoff` that are temporary or that no row names now.
+    /// Files older than `cutoff`: the paths of temporary and stray ones, and the names of body
+    /// files no row names now.
     fn unnamed_older_than(
         &self,
         conn: &Connection,
         cutoff: SystemTime,
-    ) -> Result<Vec<(PathBuf, String)>> {
-        let mut out = Vec::new();
+    ) -> Result<(Vec<PathBuf>, Vec<String>)> {
+        let (mut strays, mut unnamed) = (Vec::new(), Vec::new());
         let Ok(fans) = fs::read_dir(&self.dir) else {
-            return Ok(out);
+            return Ok((strays, unnamed));
         };
         let mut known = conn.prepare_cached("SELECT 1 FROM body_files WHERE name = ?1")?;
         for fan in fans.flatten() {
@@ -248,19 +228,37 @@ impl BodyFiles {
                     .metadata()
                     .and_then(|m| m.modified())
                     .is_ok_and(|t| t < cutoff);
+                if !old {
+                    continue;
+                }
                 let name = file.file_name().to_string_lossy().into_owned();
-                if old && (name.starts_with(TMP_PREFIX) || !known.exists([&name])?) {
-                    out.push((file.path(), name));
+                let path = file.path();
+                if self.path_of(&name).as_ref() != Some(&path) {
+                    strays.push(path);
+                } else if !known.exists([&name])? {
+                    unnamed.push(name);
                 }
             }
         }
-        Ok(out)
+        Ok((strays, unnamed))
     }
 
     /// The body file `name`, open for reading; `None` for a name that is not a body file's
     /// or a file that is gone.
     pub(crate) fn open(&self, name: &str) -> Option<fs::File> {
         open_regular(&self.path_of(name)?).ok()
+    }
+}
+
+/// Removes the file at `path`; true when it did. A file already gone is no error.
+fn remove(path: &Path) -> bool {
+    match fs::remove_file(path) {
+        Ok(()) => true,
+        Err(e) if e.kind() == ErrorKind::NotFound => false,
+        Err(e) => {
+            tracing::warn!(file = %path.display(), error = %e, "cannot remove unused body file");
+            false
+        }
     }
 }
 

@@ -247,7 +247,7 @@ impl Store {
             .unlink_unnamed(&mut self.conn, &self.pending_unlink);
         let _ = self.conn.busy_timeout(self.opts.busy_timeout);
         match res {
-            Ok(()) => self.pending_unlink.clear(),
+            Ok(_) => self.pending_unlink.clear(),
             Err(e) if self.pending_unlink.len() > MAX_PENDING => {
                 tracing::warn!(error = %twk_sanitize::error_chain(&e), files = self.pending_unlink.len(), "cannot remove unused body files; left to the sweep at the next start");
                 self.pending_unlink = Vec::new();
