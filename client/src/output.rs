@@ -3,7 +3,7 @@
 use std::io::Write;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::mpsc::{SyncSender, TrySendError, sync_channel};
+use std::sync::mpsc::{Sender, channel};
 use twk_agent::{ConnState, Observer};
 use twk_capture::Exchange;
 
@@ -26,11 +26,13 @@ enum Out {
 }
 
 impl Out {
-    /// The text this message holds while queued (what the byte budget counts).
+    /// What this message costs the queue's budget: a line's text and its place in the queue,
+    /// so that many short lines are bounded as well as a few long ones. A flush is not counted
+    /// (it is sent once, at exit, and must not be dropped).
     fn bytes(&self) -> usize {
         match self {
-            Out::Line(line) => line.len(),
-            Out::Stored(Prepared::Plain(line) | Prepared::Json(line), _) => line.len(),
+            Out::Line(line) => line.len() + SLOT_BYTES,
+            Out::Stored(Prepared::Plain(line) | Prepared::Json(line), _) => line.len() + SLOT_BYTES,
             Out::Flush(_) => 0,
         }
     }
@@ -46,12 +48,18 @@ pub enum Prepared {
     Json(String),
 }
 
-/// Lines waiting for a slow stdout before new ones are dropped (and counted).
-const QUEUE_LINES: usize = 65_536;
-
-/// Bytes of text waiting for a slow stdout (or for the store's ids) before new lines are
-/// dropped (and counted): what the output may add to the tunnel's memory.
+/// Bytes waiting for a slow stdout (or for the store's ids) before new lines are dropped
+/// (and counted): what the output may add to the tunnel's memory. Each line counts its text
+/// and [`SLOT_BYTES`].
+///
+/// The queue itself is unbounded and grows in small blocks as lines arrive: a bounded
+/// channel of 65,536 lines allocated and initialized all of its slots up front, 3.5 MiB of
+/// an idle tunnel's 18 MiB.
 const QUEUE_BYTES: usize = 8 * 1024 * 1024;
+
+/// What a queued line costs besides its text (its slot in the channel and the pending store
+/// id): bounds the queue to ~130,000 short lines.
+const SLOT_BYTES: usize = 64;
 
 /// How long the output thread lets lines gather after a write (at most ~1000 writes a second).
 const COALESCE: std::time::Duration = std::time::Duration::from_millis(1);
@@ -119,8 +127,8 @@ pub struct Printer {
     ready: AtomicBool,
     /// Local sequence numbers for lines of exchanges the store did not take.
     next_id: Arc<AtomicU64>,
-    tx: SyncSender<Out>,
-    /// Bytes of text in the queue (see [`QUEUE_BYTES`]).
+    tx: Sender<Out>,
+    /// Bytes in the queue (see [`QUEUE_BYTES`]).
     queued: Arc<AtomicUsize>,
     dropped: AtomicU64,
 }
@@ -128,7 +136,7 @@ pub struct Printer {
 impl Printer {
     /// A printer for `target`.
     pub fn new(mode: OutputMode, target: String) -> Self {
-        let (tx, rx) = sync_channel::<Out>(QUEUE_LINES);
+        let (tx, rx) = channel::<Out>();
         let next_id = Arc::new(AtomicU64::new(1));
         let queued = Arc::new(AtomicUsize::new(0));
         let (thread_ids, thread_queued) = (next_id.clone(), queued.clone());
@@ -157,15 +165,9 @@ impl Printer {
             self.queued.fetch_sub(bytes, Ordering::Relaxed);
             return self.count_dropped();
         }
-        match self.tx.try_send(out) {
-            Ok(()) => {}
-            Err(TrySendError::Full(_)) => {
-                self.queued.fetch_sub(bytes, Ordering::Relaxed);
-                self.count_dropped();
-            }
-            Err(TrySendError::Disconnected(_)) => {
-                self.queued.fetch_sub(bytes, Ordering::Relaxed);
-            }
+        if self.tx.send(out).is_err() {
+            // The output thread is gone (it could not start): nothing to print to.
+            self.queued.fetch_sub(bytes, Ordering::Relaxed);
         }
     }
 
@@ -501,6 +503,30 @@ mod tests {
             printer.queued.load(Ordering::Relaxed),
             0,
             "nothing stays counted"
+        );
+    }
+
+    #[test]
+    fn short_lines_are_bounded_by_their_slots() {
+        // A stdout nobody reads: the output thread never takes a line off the queue.
+        let (tx, _rx) = channel::<Out>();
+        let printer = Printer {
+            mode: OutputMode::Plain,
+            target: "t".into(),
+            ready: AtomicBool::new(false),
+            next_id: Arc::new(AtomicU64::new(1)),
+            tx,
+            queued: Arc::new(AtomicUsize::new(0)),
+            dropped: AtomicU64::new(0),
+        };
+        let fits = QUEUE_BYTES / (SLOT_BYTES + 1);
+        for _ in 0..fits + 1000 {
+            printer.line("x");
+        }
+        assert_eq!(printer.dropped.load(Ordering::Relaxed), 1000);
+        assert_eq!(
+            printer.queued.load(Ordering::Relaxed),
+            fits * (SLOT_BYTES + 1)
         );
     }
 }
