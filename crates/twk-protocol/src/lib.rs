@@ -266,6 +266,15 @@ pub mod limits {
     pub const PING_TIMEOUT: Duration = Duration::from_secs(15);
     /// Maximum concurrent in-flight requests on one tunnel (HTTP/2 streams).
     pub const MAX_CONCURRENT_STREAMS: u32 = 1024;
+    /// Streams the relay may cancel before the tunnel has taken them up, at once, before the
+    /// tunnel closes the connection (HTTP/2's rapid-reset guard; h2's default is 20).
+    ///
+    /// The relay cancels a stream whenever its public sender goes away, so a burst of
+    /// departing senders (or a stranger opening and dropping requests) becomes a burst of
+    /// resets: with h2's default, 21 of them took the whole tunnel down for every sender.
+    /// Every stream the relay may have open, four times over; each costs the tunnel a few
+    /// hundred bytes until it is taken up and dropped.
+    pub const H2_MAX_PENDING_RESETS: usize = 4 * MAX_CONCURRENT_STREAMS as usize;
     /// HTTP/2 per-stream flow-control window.
     pub const H2_STREAM_WINDOW: u32 = 1024 * 1024;
     /// HTTP/2 connection flow-control window: what one tunnel may have in flight in each

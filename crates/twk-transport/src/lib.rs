@@ -63,6 +63,7 @@ pub fn h2_server_builder(
         .keep_alive_interval(ping)
         .keep_alive_timeout(timeout)
         .max_concurrent_streams(MAX_CONCURRENT_STREAMS)
+        .max_pending_accept_reset_streams(H2_MAX_PENDING_RESETS)
         .initial_stream_window_size(H2_STREAM_WINDOW)
         .initial_connection_window_size(H2_CONN_WINDOW)
         .max_send_buf_size(H2_MAX_SEND_BUF)
