@@ -665,6 +665,51 @@ async fn health_and_connect_tell_strangers_nothing_unless_the_operator_chooses()
     assert!(v["version"].is_string());
 }
 
+/// Senders that leave together: each connection sends a request and closes at once, so the
+/// relay opens a stream for it and cancels it straight away. h2's rapid-reset guard (20
+/// streams reset before the tunnel took them up) used to close the tunnel for everyone.
+/// Whether a burst reaches the tunnel before it takes the streams up depends on timing (without
+/// the fix this failed in about half the runs); `twk-transport`'s `resets` tests pin the
+/// bound itself deterministically.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn senders_dropping_requests_together_do_not_take_the_tunnel_down() {
+    use tokio::io::AsyncWriteExt;
+    const SENDERS: usize = 1000;
+    const ROUNDS: usize = 4;
+    let (relay, app) = open_relay_and_echo().await;
+    let mut agent = spawn_agent(agent_config(&relay, app.addr));
+    let (name, _) = agent.connected().await;
+    let head =
+        format!("POST /t/{name}/hook HTTP/1.1\r\nhost: relay\r\ncontent-length: 2\r\n\r\n{{}}");
+    for _ in 0..ROUNDS {
+        let leave: Vec<_> = (0..SENDERS)
+            .map(|_| {
+                let (addr, head) = (relay.addr, head.clone());
+                tokio::spawn(async move {
+                    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+                    s.write_all(head.as_bytes()).await.unwrap();
+                    // Gone before any answer: a reset, as from a sender that gives up.
+                    s.set_linger(Some(Duration::ZERO)).unwrap();
+                })
+            })
+            .collect();
+        for l in leave {
+            l.await.unwrap();
+        }
+    }
+    let r = send(relay.addr, "POST", &format!("/t/{name}/after"), &[], "x")
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
+    while let Ok(state) = agent.states.try_recv() {
+        assert!(
+            !matches!(state, ConnState::Reconnecting { .. }),
+            "the tunnel was lost: {state:?}"
+        );
+    }
+    agent.stop().await.unwrap();
+}
+
 // ---- smuggling corpus and proxy-shaped requests (the research notes' test list, items 19-20)
 
 /// Sends `bytes` (one or more pipelined requests, the last with `connection: close`) and
