@@ -689,7 +689,7 @@ async fn senders_dropping_requests_together_do_not_take_the_tunnel_down() {
                     let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
                     s.write_all(head.as_bytes()).await.unwrap();
                     // Gone before any answer: a reset, as from a sender that gives up.
-                    s.set_linger(Some(Duration::ZERO)).unwrap();
+                    s.set_zero_linger().unwrap();
                 })
             })
             .collect();
