@@ -31,8 +31,9 @@ impl Out {
     /// (it is sent once, at exit, and must not be dropped).
     fn bytes(&self) -> usize {
         match self {
-            Out::Line(line) => line.len() + SLOT_BYTES,
-            Out::Stored(Prepared::Plain(line) | Prepared::Json(line), _) => line.len() + SLOT_BYTES,
+            Out::Line(line) | Out::Stored(Prepared::Plain(line) | Prepared::Json(line), _) => {
+                line.len() + SLOT_BYTES
+            }
             Out::Flush(_) => 0,
         }
     }
