@@ -289,7 +289,10 @@ async fn signed_webhook_listed_with_verdict_details_and_replay() {
         .unwrap()
         .unwrap();
     assert_eq!(edited.body, body.replace("octo", "edited").as_bytes());
-    let screen = tmux.wait_for("the edited replay row", |s| s.contains("replayed #1 as #3"));
+    // The notice comes when the replay is answered; the row, once the exchange is recorded.
+    let screen = tmux.wait_for("the edited replay row", |s| {
+        row_with(s, &["/github", "↻1", "✗"]).is_some()
+    });
     let edited_row = row_with(&screen, &["/github", "↻1", "✗"]);
     assert!(
         edited_row.is_some(),
