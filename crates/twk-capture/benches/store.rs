@@ -262,4 +262,37 @@ fn main() {
     };
     time("log --limit 50 (newest)", || store.list(&latest).unwrap());
     time("get(id)", || store.get((n / 3) as i64 + 1).unwrap());
+    drop(store);
+    steady_state(dir.path(), base_ms);
+}
+
+/// 4. A tunnel at its retention cap, as under sustained load: every batch inserts its rows
+///    and deletes as many old ones. The cost per exchange by batch size shows what the
+///    writer's group commit (how long it lets exchanges gather) buys.
+fn steady_state(dir: &std::path::Path, base_ms: i64) {
+    const ROWS: u64 = 20_000;
+    println!(
+        "at the retention cap ({} rows), {ROWS} exchanges:",
+        twk_capture::DEFAULT_RETENTION
+    );
+    for size in [1u64, 8, 32, 128, 512] {
+        let opts = StoreOptions::new(dir.join(format!("steady-{size}")));
+        let mut store = Store::open(&opts).unwrap();
+        let fill: Vec<Exchange> = (0..twk_capture::DEFAULT_RETENTION)
+            .map(|k| exchange(k, base_ms))
+            .collect();
+        store.insert_batch(&fill).unwrap();
+        let start = twk_capture::DEFAULT_RETENTION;
+        let t = Instant::now();
+        let mut i = 0;
+        while i < ROWS {
+            let batch: Vec<Exchange> = (i..i + size)
+                .map(|k| exchange(start + k, base_ms))
+                .collect();
+            store.insert_batch(&batch).unwrap();
+            i += size;
+        }
+        let us = t.elapsed().as_secs_f64() * 1e6 / i as f64;
+        println!("  batches of {size:>4}: {us:>7.1} µs per exchange");
+    }
 }
