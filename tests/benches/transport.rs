@@ -37,15 +37,27 @@ async fn pair() -> (TcpStream, TcpStream) {
     (c, s)
 }
 
+/// The body of the large rows' POSTs and GET answers.
+const MIB: usize = 1024 * 1024;
+
 /// What every row's far end does: reads the body, as the client's forwarding reads it into
-/// the app, and answers 200 with a small JSON body.
+/// the app, and answers 200 with a small JSON body, or 1 MiB to a GET.
 async fn answer(
     req: http::Request<hyper::body::Incoming>,
 ) -> Result<http::Response<Full<Bytes>>, std::convert::Infallible> {
+    let get = req.method() == http::Method::GET;
     let _ = req.into_body().collect().await;
-    Ok(http::Response::new(Full::new(Bytes::from_static(
-        b"{\"ok\":true}",
-    ))))
+    let body = if get {
+        big_body()
+    } else {
+        Bytes::from_static(b"{\"ok\":true}")
+    };
+    Ok(http::Response::new(Full::new(body)))
+}
+
+fn big_body() -> Bytes {
+    static BODY: std::sync::OnceLock<Bytes> = std::sync::OnceLock::new();
+    BODY.get_or_init(|| Bytes::from(vec![b'x'; MIB])).clone()
 }
 
 /// Serves 200 "ok" over HTTP/2 on `io`, and returns a client for it over `io`'s peer.
@@ -74,8 +86,10 @@ async fn over_tcp() -> Sender {
 async fn over_websocket() -> Sender {
     let (c, s) = pair().await;
     let cfg = twk_transport::ws_config();
-    let c = WebSocketStream::from_raw_socket(c, Role::Client, Some(cfg)).await;
-    let s = WebSocketStream::from_raw_socket(s, Role::Server, Some(cfg)).await;
+    // As in twk: the relay, HTTP/2's client, accepted the websocket; the tunnel client,
+    // HTTP/2's server, dialled it (and masks what it sends).
+    let c = WebSocketStream::from_raw_socket(c, Role::Server, Some(cfg)).await;
+    let s = WebSocketStream::from_raw_socket(s, Role::Client, Some(cfg)).await;
     connect(WsIo::new(c), WsIo::new(s)).await
 }
 
@@ -243,6 +257,76 @@ async fn drive(sender: Sender, streams: usize, secs: u64) -> (u64, Duration) {
     summary(loops).await
 }
 
+/// Which way the large rows' megabyte travels.
+#[derive(Clone, Copy)]
+enum Large {
+    /// Up, from HTTP/2's client (the relay) to its server (the tunnel client).
+    Post,
+    /// Down, in the answer.
+    Get,
+}
+
+/// `streams` loops of 1 MiB exchanges over one HTTP/2 connection for `secs`: MiB moved.
+async fn drive_large(sender: Sender, large: Large, streams: usize, secs: u64) -> u64 {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    let loops: Vec<_> = (0..streams)
+        .map(|_| {
+            let mut sender = sender.clone();
+            tokio::spawn(async move {
+                let mut n = 0u64;
+                while Instant::now() < deadline {
+                    let req = match large {
+                        Large::Post => {
+                            http::Request::post("http://t/hook").body(Full::new(big_body()))
+                        }
+                        Large::Get => {
+                            http::Request::get("http://t/file").body(Full::new(Bytes::new()))
+                        }
+                    };
+                    let resp = sender.send_request(req.unwrap()).await.unwrap();
+                    let _ = resp.into_body().collect().await.unwrap();
+                    n += 1;
+                }
+                n
+            })
+        })
+        .collect();
+    let mut total = 0;
+    for l in loops {
+        total += l.await.unwrap();
+    }
+    total
+}
+
+/// The large rows: 1 MiB up and down, HTTP/2 over TCP against over the websocket.
+async fn large_rows(secs: u64, tck: f64) {
+    println!("\n1 MiB bodies, {secs} s per row");
+    println!(
+        "{:<22} {:>4} {:>7} {:>10} {:>11}",
+        "transport", "way", "streams", "MiB/s", "cpu us/MiB"
+    );
+    for (way, large) in [("POST", Large::Post), ("GET", Large::Get)] {
+        for streams in [1usize, 4] {
+            for (name, sender) in [
+                ("HTTP/2 over TCP", over_tcp().await),
+                ("HTTP/2 over websocket", over_websocket().await),
+            ] {
+                let t0 = own_cpu_ticks();
+                let n = drive_large(sender, large, streams, secs).await;
+                let cpu = (own_cpu_ticks() - t0) as f64 * 1e6 / tck / n.max(1) as f64;
+                println!(
+                    "{:<22} {:>4} {:>7} {:>10.0} {:>11.0}",
+                    name,
+                    way,
+                    streams,
+                    n as f64 / secs as f64,
+                    cpu
+                );
+            }
+        }
+    }
+}
+
 #[tokio::main]
 async fn main() {
     let secs: u64 = std::env::var("TWK_BENCH_SECS")
@@ -271,6 +355,7 @@ async fn main() {
         let cpu = (own_cpu_ticks() - t0) as f64 * 1e6 / tck / n.max(1) as f64;
         row("HTTP/1.1 over yamux", streams, n, p50, cpu, secs);
     }
+    large_rows(secs, tck).await;
 }
 
 fn row(name: &str, streams: usize, n: u64, p50: Duration, cpu: f64, secs: u64) {
