@@ -289,8 +289,13 @@ pub mod limits {
     pub const MAX_TARGET_REQUESTS: usize = 128;
     /// Largest read buffer of a connection to the local target (bounds a response head too).
     pub const TARGET_READ_BUF: usize = 64 * 1024;
-    /// Idle connections to the local target are kept this long for reuse.
-    pub const TARGET_POOL_IDLE: Duration = Duration::from_secs(30);
+    /// Idle connections to the local target are kept this long for reuse: less than the
+    /// idle timeouts of the servers apps run on (gunicorn 2 s, Node and uvicorn 5 s, Puma
+    /// 20 s). A server closes an idle connection on its own clock, and a request sent on it
+    /// at that moment fails with no answer (a 502 that was not the app's); a sender on a
+    /// 5 s cadence against Node comes close to that moment every time. A new connection to
+    /// the local app costs ~0.1 ms; under load none is idle this long.
+    pub const TARGET_POOL_IDLE: Duration = Duration::from_secs(1);
     /// Time allowed for the TLS and websocket handshakes.
     pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
     /// How long a request for a tunnel whose client is reconnecting waits for it to come back

@@ -295,21 +295,28 @@ async fn many_large_bodies_at_once_stay_within_the_capture_budget_and_forward_in
     }
 }
 
-/// A local app that answers every request after `hold` and records how many connections
-/// it had open at most.
-async fn counting_app(
-    hold: Duration,
-) -> (std::net::SocketAddr, Arc<std::sync::atomic::AtomicUsize>) {
+/// Connections a [`counting_app`] has seen.
+#[derive(Clone, Default)]
+struct Counts {
+    /// Most open at once.
+    max_open: Arc<std::sync::atomic::AtomicUsize>,
+    /// Accepted in all.
+    accepted: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+/// A local app that answers every request after `hold` and counts its connections.
+async fn counting_app(hold: Duration) -> (std::net::SocketAddr, Counts) {
     use std::sync::atomic::{AtomicUsize, Ordering};
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let open = Arc::new(AtomicUsize::new(0));
-    let max = Arc::new(AtomicUsize::new(0));
-    let seen = max.clone();
+    let counts = Counts::default();
+    let seen = counts.clone();
     tokio::spawn(async move {
         while let Ok((tcp, _)) = listener.accept().await {
+            counts.accepted.fetch_add(1, Ordering::SeqCst);
             let now = open.fetch_add(1, Ordering::SeqCst) + 1;
-            max.fetch_max(now, Ordering::SeqCst);
+            counts.max_open.fetch_max(now, Ordering::SeqCst);
             let open = open.clone();
             tokio::spawn(async move {
                 let svc = hyper::service::service_fn(move |_req| async move {
@@ -329,12 +336,41 @@ async fn counting_app(
 }
 
 #[tokio::test]
+async fn a_target_connection_is_reused_at_once_but_not_after_an_idle_second() {
+    // Apps' servers close idle connections on their own clock (Node after 5 s, gunicorn
+    // after 2): a request sent on one as it closes gets no answer. The client reuses a
+    // connection while it is busy and lets it go before any of those clocks runs out.
+    use std::sync::atomic::Ordering;
+    let (relay, _echo) = open_relay_and_echo().await;
+    let (app, counts) = counting_app(Duration::ZERO).await;
+    let mut agent = spawn_agent(agent_config(&relay, app));
+    let (name, _) = agent.connected().await;
+    let path = format!("/t/{name}/hook");
+    let post = || send(relay.addr, "POST", &path, &[], b"{}".to_vec());
+    assert_eq!(post().await.unwrap().status, 200);
+    assert_eq!(post().await.unwrap().status, 200);
+    assert_eq!(
+        counts.accepted.load(Ordering::SeqCst),
+        1,
+        "not reused at once"
+    );
+    // Waiting is the subject here: the pool's idle time has to run out.
+    tokio::time::sleep(twk_protocol::limits::TARGET_POOL_IDLE + Duration::from_millis(200)).await;
+    assert_eq!(post().await.unwrap().status, 200);
+    assert_eq!(
+        counts.accepted.load(Ordering::SeqCst),
+        2,
+        "an idle connection was reused"
+    );
+}
+
+#[tokio::test]
 async fn a_flood_of_senders_reaches_a_slow_app_over_a_bounded_number_of_connections() {
     // Hostile: 64 senders at once against an app that takes 200 ms per request, with room
     // for 8 at the app. Every one is answered, in turn; the app never sees more than 8
     // connections (each costs the client a connection's buffers). Unbounded, it saw all 64.
     let (relay, _echo) = open_relay_and_echo().await;
-    let (app, max_open) = counting_app(Duration::from_millis(200)).await;
+    let (app, counts) = counting_app(Duration::from_millis(200)).await;
     let mut cfg = agent_config(&relay, app);
     cfg.max_target_requests = 8;
     let mut agent = spawn_agent(cfg);
@@ -355,6 +391,6 @@ async fn a_flood_of_senders_reaches_a_slow_app_over_a_bounded_number_of_connecti
     for t in tasks {
         assert_eq!(t.await.unwrap(), 200);
     }
-    let max = max_open.load(std::sync::atomic::Ordering::SeqCst);
+    let max = counts.max_open.load(std::sync::atomic::Ordering::SeqCst);
     assert!(max <= 8, "the app saw {max} connections at once");
 }
