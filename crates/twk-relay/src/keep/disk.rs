@@ -49,8 +49,12 @@ impl Disk {
             .open(&tmp)?;
         f.write_all(sealed)?;
         f.sync_all()?;
-        fs::rename(&tmp, dir.join(&file))?;
-        self.enforce(name, limits, now_ms)
+        let path = dir.join(&file);
+        fs::rename(&tmp, &path)?;
+        self.enforce(name, limits, now_ms).inspect_err(|_| {
+            // Not kept after all: the bounds could not be enforced with it there.
+            let _ = fs::remove_file(&path);
+        })
     }
 
     /// Drops expired requests, then the oldest until the count and byte bounds hold;
@@ -65,8 +69,12 @@ impl Disk {
         let mut dropped = 0;
         for k in super::excess(&files, limits, now_ms) {
             if let Place::Disk(path) = &k.place {
-                fs::remove_file(path)?;
-                dropped += 1;
+                match fs::remove_file(path) {
+                    Ok(()) => dropped += 1,
+                    // Another writer enforcing at the same time dropped it first.
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(e),
+                }
             }
         }
         Ok(dropped)
@@ -190,5 +198,43 @@ mod tests {
         assert!(store.list("a").expect("list").is_empty());
         // Another tunnel's directory is its own.
         assert!(store.list("b").expect("list").is_empty());
+    }
+
+    #[test]
+    fn writers_at_once_all_keep_and_the_bounds_hold() {
+        // A flood for an offline tunnel keeps on several blocking threads at once: each
+        // enforces the bounds after its write, and may find that another already dropped an
+        // old request it meant to drop. Before that was allowed for, such a writer failed
+        // half-way: its request was kept but reported as not kept, and the bounds broke.
+        let tmp = tempfile::tempdir().expect("tmp");
+        let limits = KeepLimits {
+            count: 5,
+            bytes: 1 << 20,
+            ttl: Duration::from_secs(3600),
+        };
+        let store = Disk::new(tmp.path().join("kept"));
+        let now = 1_700_000_000_000;
+        let writers: Vec<_> = (0..8)
+            .map(|w| {
+                let (store, limits) = (store.clone(), limits.clone());
+                std::thread::spawn(move || {
+                    for i in 0..40 {
+                        let stem = crate::keep::stem(now, &format!("r-{}", w * 1000 + i));
+                        store
+                            .write("a", &stem, b"sealed", &limits, now)
+                            .expect("every write keeps its request");
+                    }
+                })
+            })
+            .collect();
+        for w in writers {
+            w.join().expect("writer");
+        }
+        let kept = store.list("a").expect("list");
+        assert!(kept.len() <= 5, "{} kept, over the bound of 5", kept.len());
+        assert!(
+            kept.iter().any(|k| k.request_id == "r-7039"),
+            "the newest was dropped"
+        );
     }
 }
