@@ -440,12 +440,12 @@ impl Store {
     }
 }
 
-/// Keeps at most `retention` exchanges per tunnel that `added` rows went to, oldest first to
-/// go; `counts` caches each tunnel's row count between batches.
 /// Deletes a tunnel's oldest rows (`?2` of them): one index walk of that length.
 const RETENTION_DELETE: &str = "DELETE FROM exchanges WHERE id IN (SELECT id FROM exchanges \
      WHERE tunnel = ?1 ORDER BY id ASC LIMIT ?2)";
 
+/// Keeps at most `retention` exchanges per tunnel that `added` rows went to, oldest first to
+/// go; `counts` caches each tunnel's row count between batches.
 fn apply_retention(
     conn: &Connection,
     counts: &mut HashMap<String, u64>,
