@@ -5,7 +5,7 @@ use crate::config::{AgentConfig, HostHeader};
 use crate::now_ms;
 use crate::session::Observer;
 use crate::tap::{CaptureBudget, Lease, Tap, TapResult};
-use crate::target_io::TargetConnector;
+use crate::target_io::{Checkout, TargetConnector};
 use http::{HeaderMap, HeaderValue, Request, Response, StatusCode, header};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
@@ -385,6 +385,7 @@ pub(crate) async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Respo
         shared: shared.clone(),
         exchange,
         req_rx: Some(req_rx),
+        req_complete: false,
         leases: Vec::new(),
         slot: None,
     };
@@ -405,54 +406,120 @@ pub(crate) async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Respo
     }
     let deadline = m.deadline.unwrap_or(cfg.request_timeout);
     let slots = shared.target_slots.clone();
+    let started = tokio::time::Instant::now();
     let sent = tokio::time::timeout(deadline, async {
         // The slot is held until the response body has ended, when the exchange is reported.
         record.slot = slots.acquire_owned().await.ok();
-        shared.client.request(out).await
+        crate::target_io::send(&shared.client, out).await
     });
     match sent.await {
-        Ok(Ok(resp)) => {
-            record.exchange.timings.first_byte_ms = Some(now_ms());
-            let (mut parts, body) = resp.into_parts();
-            twk_protocol::strip_hop_by_hop(&mut parts.headers);
-            record.exchange.status = Some(parts.status.as_u16());
-            let headers = headers_to_vec(&parts.headers);
-            let (mut tap, resp_rx) = Tap::new(body, cfg.capture_cap);
-            if !cfg.hash_bodies {
-                tap = tap.without_hash();
-            }
-            let tap = tap.with_budget(shared.budget.clone());
-            tokio::spawn(record.finish(Some((headers, resp_rx))));
-            Response::from_parts(parts, tap.map_err(BoxError::from).boxed())
+        Ok((Ok(resp), _)) => respond(cfg, &shared, record, resp),
+        Ok((Err(e), checkout)) => {
+            let left = deadline.saturating_sub(started.elapsed());
+            failed(&shared, record, e, checkout, left, deadline).await
         }
-        Ok(Err(e)) => {
-            // The relay cuts the request body off when the sender's was malformed or cut
-            // short: that is the sender's failure, not the target's.
-            if let Some(broken) = record.sender_body_error().await {
-                let msg = format!(
-                    "twk: the sender's request body is malformed or incomplete: {broken} (sender side)\n"
-                );
-                return record.answer(StatusCode::BAD_REQUEST, Some(Side::Sender), &msg, None);
-            }
-            let cause = root_cause(&e);
-            let target = &cfg.target;
-            let msg = if e.is_connect() {
-                format!("twk: local target {target} is unreachable: {cause} (target side)\n")
-            } else {
-                format!("twk: local target {target} failed: {cause} (target side)\n")
-            };
-            debug!(request_id = %m.request_id, error = %cause, "target failed");
-            record.answer(StatusCode::BAD_GATEWAY, Some(Side::Target), &msg, None)
-        }
-        Err(_) => {
-            let msg = format!(
-                "twk: local target {} did not respond within {} ms (target side)\n",
-                cfg.target,
-                deadline.as_millis()
-            );
-            record.answer(StatusCode::GATEWAY_TIMEOUT, Some(Side::Target), &msg, None)
-        }
+        Err(_) => too_late(cfg, record, deadline),
     }
+}
+
+/// Answers a request the target failed: a 400 when the sender's body broke, the target's
+/// answer when the request could be sent again (within `left` of `deadline`), a 502 else.
+async fn failed(
+    shared: &Arc<Shared>,
+    mut record: Pending,
+    e: hyper_util::client::legacy::Error,
+    checkout: Option<Checkout>,
+    left: Duration,
+    deadline: Duration,
+) -> Response<AgentBody> {
+    let cfg = &shared.cfg;
+    // The relay cuts the request body off when the sender's was malformed or cut short:
+    // that is the sender's failure, not the target's.
+    if let Some(broken) = record.sender_body_error().await {
+        let msg = format!(
+            "twk: the sender's request body is malformed or incomplete: {broken} (sender side)\n"
+        );
+        return record.answer(StatusCode::BAD_REQUEST, Some(Side::Sender), &msg, None);
+    }
+    let request_id = record.exchange.request_id.clone();
+    let e = match resend_request(cfg, checkout.as_ref(), &record) {
+        Some(again) => {
+            tracing::info!(%request_id, error = %root_cause(&e), "the local app closed a reused connection as the request arrived; sending it again");
+            match tokio::time::timeout(left, shared.client.request(again)).await {
+                Ok(Ok(resp)) => return respond(cfg, shared, record, resp),
+                Ok(Err(e)) => e,
+                Err(_) => return too_late(cfg, record, deadline),
+            }
+        }
+        None => e,
+    };
+    let cause = root_cause(&e);
+    let target = &cfg.target;
+    let msg = if e.is_connect() {
+        format!("twk: local target {target} is unreachable: {cause} (target side)\n")
+    } else {
+        format!("twk: local target {target} failed: {cause} (target side)\n")
+    };
+    debug!(%request_id, error = %cause, "target failed");
+    record.answer(StatusCode::BAD_GATEWAY, Some(Side::Target), &msg, None)
+}
+
+/// Streams the target's answer back, recording it as it goes.
+fn respond(
+    cfg: &AgentConfig,
+    shared: &Arc<Shared>,
+    mut record: Pending,
+    resp: Response<Incoming>,
+) -> Response<AgentBody> {
+    record.exchange.timings.first_byte_ms = Some(now_ms());
+    let (mut parts, body) = resp.into_parts();
+    twk_protocol::strip_hop_by_hop(&mut parts.headers);
+    record.exchange.status = Some(parts.status.as_u16());
+    let headers = headers_to_vec(&parts.headers);
+    let (mut tap, resp_rx) = Tap::new(body, cfg.capture_cap);
+    if !cfg.hash_bodies {
+        tap = tap.without_hash();
+    }
+    let tap = tap.with_budget(shared.budget.clone());
+    tokio::spawn(record.finish(Some((headers, resp_rx))));
+    Response::from_parts(parts, tap.map_err(BoxError::from).boxed())
+}
+
+/// The 504 of a target that did not answer within `deadline`.
+fn too_late(cfg: &AgentConfig, record: Pending, deadline: Duration) -> Response<AgentBody> {
+    let msg = format!(
+        "twk: local target {} did not respond within {} ms (target side)\n",
+        cfg.target,
+        deadline.as_millis()
+    );
+    record.answer(StatusCode::GATEWAY_TIMEOUT, Some(Side::Target), &msg, None)
+}
+
+/// The request again, as it was sent, when it failed on a connection the app's server
+/// closed as it arrived ([`Checkout::reused_and_unanswered`]: an idle connection timing out,
+/// not an app that took the request and died) and its whole body is at hand (captured, so
+/// not with `--no-capture` unless it had none). `None` otherwise.
+fn resend_request(
+    cfg: &AgentConfig,
+    checkout: Option<&Checkout>,
+    record: &Pending,
+) -> Option<Request<AgentBody>> {
+    let reused = checkout.is_some_and(Checkout::reused_and_unanswered);
+    let ex = &record.exchange;
+    if !reused || !record.req_complete || ex.request.body.truncated {
+        return None;
+    }
+    let mut headers = HeaderMap::with_capacity(ex.request.headers.len());
+    for h in &ex.request.headers {
+        let name = header::HeaderName::from_bytes(h.name.as_bytes()).ok()?;
+        headers.append(name, HeaderValue::from_bytes(&h.value).ok()?);
+    }
+    let body = http_body_util::Full::new(bytes::Bytes::from(ex.request.body.bytes.clone()));
+    let mut req = Request::new(body.map_err(|never| match never {}).boxed());
+    *req.method_mut() = http::Method::from_bytes(ex.method.as_bytes()).ok()?;
+    *req.uri_mut() = cfg.target.local_uri(&ex.path).ok()?;
+    *req.headers_mut() = headers;
+    Some(req)
 }
 
 /// An analysis waiting for the analysis thread.
@@ -496,6 +563,8 @@ struct Pending {
     exchange: Exchange,
     /// The request body's tap result; taken early when a failure needs it.
     req_rx: Option<oneshot::Receiver<TapResult>>,
+    /// The request body reached its end (known once `req_rx` is taken).
+    req_complete: bool,
     /// The captured copies' share of the capture budget, held until the exchange is handed on.
     leases: Vec<Lease>,
     /// This request's turn at the local target.
@@ -510,6 +579,7 @@ impl Pending {
         let mut r = self.req_rx.take()?.await.ok()?;
         self.leases.push(std::mem::take(&mut r.lease));
         self.exchange.request.body = r.body;
+        self.req_complete = r.complete;
         r.error.filter(|_| !r.complete)
     }
 

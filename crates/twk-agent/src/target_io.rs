@@ -15,14 +15,26 @@
 //! hyper puts on the connection before that read (an answer without `Connection: close`
 //! lets it pool the connection) gets a 502, as on any keep-alive connection a target
 //! closes under a new request.
+//!
+//! Each connection also counts the bytes read on it ([`ReadCount`], in hyper's connection
+//! metadata), and [`send`] notes the count as a connection is checked out for a request. A
+//! request that then fails having read nothing went out on a connection the app's server
+//! closed as it arrived (an idle timeout firing) if that connection had answered before:
+//! the request can be sent again, as browsers do.
 
+use hyper::body::Incoming;
 use hyper::rt::{Read, ReadBufCursor, Write};
-use hyper_util::client::legacy::connect::{Connected, Connection, HttpConnector};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::{
+    Connected, Connection, HttpConnector, capture_connection,
+};
 use hyper_util::rt::TokioIo;
 use std::future::Future;
 use std::io::{self, IoSlice};
 use std::mem::MaybeUninit;
 use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
@@ -46,6 +58,56 @@ impl tower_service::Service<http::Uri> for TargetConnector {
     }
 }
 
+/// Sends `req` to the target, noting the connection it goes out on as it is checked out.
+pub(crate) async fn send(
+    client: &Client<TargetConnector, crate::forward::AgentBody>,
+    mut req: http::Request<crate::forward::AgentBody>,
+) -> (
+    Result<http::Response<Incoming>, hyper_util::client::legacy::Error>,
+    Option<Checkout>,
+) {
+    let mut conn = capture_connection(&mut req);
+    let mut sent = std::pin::pin!(client.request(req));
+    // Checkout happens on the first poll of `sent`, before the request is written (that is
+    // the connection's own task), so the count is the connection's before this request.
+    let checkout = tokio::select! {
+        biased;
+        r = &mut sent => return (r, None),
+        meta = conn.wait_for_connection_metadata() => meta.as_ref().and_then(|c| {
+            let mut extras = http::Extensions::new();
+            c.get_extras(&mut extras);
+            let count = extras.get::<ReadCount>()?.clone();
+            Some(Checkout { at_checkout: count.get(), count })
+        }),
+    };
+    (sent.await, checkout)
+}
+
+/// The bytes read on one connection to the target so far.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct ReadCount(Arc<AtomicU64>);
+
+impl ReadCount {
+    fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// The connection a request went out on, as it was when checked out for it.
+#[derive(Debug)]
+pub(crate) struct Checkout {
+    count: ReadCount,
+    at_checkout: u64,
+}
+
+impl Checkout {
+    /// The connection had answered before (it was reused), and no byte of this request's
+    /// answer came back.
+    pub(crate) fn reused_and_unanswered(&self) -> bool {
+        self.at_checkout > 0 && self.count.get() == self.at_checkout
+    }
+}
+
 /// A connection to the target; see the module documentation.
 pub(crate) struct TargetStream(TokioIo<Watched>);
 
@@ -56,6 +118,7 @@ impl TargetStream {
             tcp,
             discarding: false,
             read_closed: false,
+            read: ReadCount::default(),
         }))
     }
 }
@@ -67,6 +130,7 @@ struct Watched {
     discarding: bool,
     /// A read met the connection's end (EOF or an error): the answer has been read.
     read_closed: bool,
+    read: ReadCount,
 }
 
 impl Watched {
@@ -117,6 +181,10 @@ impl AsyncRead for Watched {
         match &r {
             Poll::Ready(Ok(())) if room > 0 && buf.filled().len() == before => {
                 this.read_closed = true;
+            }
+            Poll::Ready(Ok(())) => {
+                let n = (buf.filled().len() - before) as u64;
+                this.read.0.fetch_add(n, Ordering::Relaxed);
             }
             Poll::Ready(Err(_)) => this.read_closed = true,
             _ => {}
@@ -214,6 +282,7 @@ impl Write for TargetStream {
 
 impl Connection for TargetStream {
     fn connected(&self) -> Connected {
-        self.0.inner().tcp.connected()
+        let inner = self.0.inner();
+        inner.tcp.connected().extra(inner.read.clone())
     }
 }

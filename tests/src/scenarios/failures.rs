@@ -1,6 +1,7 @@
 //! Every failure is explicit, fast, and names the side that failed.
 
 use crate::*;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -361,6 +362,148 @@ async fn a_target_that_closes_without_answering_is_still_a_502() {
     assert!(r.text().contains("target side"), "{}", r.text());
     let ex = agent.exchange().await;
     assert_eq!(ex.failure.unwrap().side, twk_capture::Side::Target);
+}
+
+/// One request read off a raw connection: its request line and body; `None` at the end.
+async fn read_request(conn: &mut tokio::net::TcpStream) -> Option<(String, Vec<u8>)> {
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 16 * 1024];
+    let head_end = loop {
+        if let Some(i) = seen.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i + 4;
+        }
+        match conn.read(&mut buf).await {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => seen.extend_from_slice(&buf[..n]),
+        }
+    };
+    let head = String::from_utf8_lossy(&seen[..head_end]).to_string();
+    let len: usize = head
+        .lines()
+        .find_map(|l| {
+            let (n, v) = l.split_once(':')?;
+            n.eq_ignore_ascii_case("content-length")
+                .then(|| v.trim().parse().ok())?
+        })
+        .unwrap_or(0);
+    let mut body = seen.split_off(head_end);
+    while body.len() < len {
+        match conn.read(&mut buf).await {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => body.extend_from_slice(&buf[..n]),
+        }
+    }
+    Some((head.lines().next().unwrap_or_default().to_string(), body))
+}
+
+/// An app whose server answers the first request on its first connection, then closes that
+/// connection as the next request arrives (as an idle timeout firing then would), without
+/// answering it; `broken` makes every later connection close on its first request too.
+/// Returns the requests it read: (connection, request line, body).
+async fn closes_a_reused_connection(
+    broken: bool,
+) -> (
+    std::net::SocketAddr,
+    Arc<std::sync::Mutex<Vec<(usize, String, Vec<u8>)>>>,
+) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = seen.clone();
+    tokio::spawn(async move {
+        let mut n = 0;
+        while let Ok((mut conn, _)) = listener.accept().await {
+            let (i, log) = (n, log.clone());
+            n += 1;
+            tokio::spawn(async move {
+                let mut served = 0;
+                while let Some((line, body)) = read_request(&mut conn).await {
+                    log.lock().unwrap().push((i, line, body));
+                    if (i == 0 && served == 1) || (i > 0 && broken) {
+                        // Reset, as a server closing its side with the request unread does.
+                        let _ = conn.set_zero_linger();
+                        return;
+                    }
+                    served += 1;
+                    let answer = format!("HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{i}\n");
+                    let _ = conn.write_all(answer.as_bytes()).await;
+                }
+            });
+        }
+    });
+    (addr, seen)
+}
+
+#[tokio::test]
+async fn a_request_meeting_a_reused_connection_as_the_app_closes_it_is_sent_again() {
+    trace_init();
+    let relay = spawn_relay(relay_config(twk_relay::Auth::Open)).await;
+    let (app, seen) = closes_a_reused_connection(false).await;
+    let mut agent = spawn_agent(agent_config(&relay, app));
+    let (name, _) = agent.connected().await;
+    let post = |path: &'static str| {
+        let url = format!("/t/{name}{path}");
+        async move {
+            send(relay.addr, "POST", &url, &[], "{\"n\":1}")
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(post("/first").await.text(), "0\n");
+    // Without the resend the sender got a 502 the app never sent.
+    let r = post("/second").await;
+    assert_eq!((r.status.as_u16(), r.text().as_str()), (200, "1\n"));
+    let seen = seen.lock().unwrap().clone();
+    let second: Vec<_> = seen.iter().filter(|s| s.1.contains("/second")).collect();
+    assert_eq!(second.len(), 2, "{seen:?}");
+    assert_eq!(
+        (second[0].0, second[1].0),
+        (0, 1),
+        "sent again on a new connection"
+    );
+    assert!(
+        second.iter().all(|s| s.2 == b"{\"n\":1}"),
+        "the same body both times"
+    );
+    agent.exchange().await;
+    let ex = agent.exchange().await;
+    assert_eq!((ex.status, ex.failure), (Some(200), None));
+}
+
+#[tokio::test]
+async fn a_request_an_app_closes_on_a_fresh_connection_is_not_sent_again() {
+    // The app took the request and died, or closed its connections after one request:
+    // sending it again could do the work twice. Only a reused connection is retried, once.
+    trace_init();
+    let relay = spawn_relay(relay_config(twk_relay::Auth::Open)).await;
+    let (app, seen) = closes_a_reused_connection(true).await;
+    let mut agent = spawn_agent(agent_config(&relay, app));
+    let (name, _) = agent.connected().await;
+    let post = |path: &'static str| {
+        let url = format!("/t/{name}{path}");
+        async move { send(relay.addr, "POST", &url, &[], "{}").await.unwrap() }
+    };
+    assert_eq!(post("/first").await.status, 200);
+    // Closed on the reused connection, sent again, closed again on the fresh one: a 502.
+    let r = post("/second").await;
+    assert_eq!(r.status, 502, "{}", r.text());
+    assert!(r.text().contains("target side"), "{}", r.text());
+    // A fresh connection closed on its first request: not sent again.
+    let r = post("/third").await;
+    assert_eq!(r.status, 502, "{}", r.text());
+    let seen = seen.lock().unwrap().clone();
+    let on = |path: &str| -> Vec<usize> {
+        seen.iter()
+            .filter(|s| s.1.contains(path))
+            .map(|s| s.0)
+            .collect()
+    };
+    assert_eq!(on("/second"), [0, 1], "sent twice at most: {seen:?}");
+    assert_eq!(
+        on("/third"),
+        [2],
+        "sent again on a fresh connection: {seen:?}"
+    );
 }
 
 #[tokio::test]
