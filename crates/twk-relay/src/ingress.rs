@@ -227,7 +227,9 @@ pub(crate) async fn forward_as(
     // while the client still answers it.
     let inflight = a.inflight.token();
     let mut sender = a.sender;
-    let send = tokio::time::timeout(wait, sender.send_request(out));
+    // `try_send_request`: a request the connection never took (its client said GOAWAY just
+    // before) comes back whole, to be kept like any request for an offline tunnel.
+    let send = tokio::time::timeout(wait, sender.try_send_request(out));
     tokio::pin!(send);
     let result = tokio::select! {
         // An answer that arrived before the session ended wins (a client that answers, then
@@ -258,18 +260,22 @@ pub(crate) async fn forward_as(
                 ),
             )
         }
-        Ok(Err(e)) => match fault {
-            Some(SenderFault::TooLarge) => too_large(state.cfg.max_body),
-            Some(SenderFault::Broken(why)) => broken_body(&request_id, &why),
-            None if never_processed(&e) => {
-                debug!(request_id, error = %e, "tunnel refused the request unprocessed");
-                offline(&a.route.name, "the tunnel client is going away")
+        Ok(Err(mut e)) => {
+            if let Some(unsent) = e.take_message() {
+                info!(
+                    request_id,
+                    "the tunnel's client went away before taking the request"
+                );
+                return Box::pin(keep_returned(&state, unsent, &a.route, &origin)).await;
             }
-            None => {
-                debug!(request_id, error = %e, "tunnel request failed");
-                tunnel_gone()
-            }
-        },
+            failed(
+                &request_id,
+                fault,
+                &e.into_error(),
+                &a.route.name,
+                state.cfg.max_body,
+            )
+        }
         Ok(Ok(resp)) => {
             if let Some(SenderFault::Broken(why)) = fault {
                 return broken_body(&request_id, &why);
@@ -283,6 +289,29 @@ pub(crate) async fn forward_as(
                     .holding(inflight)
                     .boxed(),
             )
+        }
+    }
+}
+
+/// The answer to a request the tunnel failed: the sender's fault first, then 503 when the
+/// client provably never processed it (it may be retried), else 502.
+fn failed(
+    request_id: &str,
+    fault: Option<SenderFault>,
+    e: &hyper::Error,
+    name: &str,
+    max_body: u64,
+) -> Response<RelayBody> {
+    match fault {
+        Some(SenderFault::TooLarge) => too_large(max_body),
+        Some(SenderFault::Broken(why)) => broken_body(request_id, &why),
+        None if never_processed(e) => {
+            debug!(request_id, error = %e, "tunnel refused the request unprocessed");
+            offline(name, "the tunnel client is going away")
+        }
+        None => {
+            debug!(request_id, error = %e, "tunnel request failed");
+            tunnel_gone()
         }
     }
 }
@@ -323,6 +352,43 @@ async fn offline_keeping(
     route: &Route,
     origin: &Origin,
 ) -> Response<RelayBody> {
+    if declared_len(req.headers()).is_some_and(|n| n > state.cfg.max_body) {
+        return too_large(state.cfg.max_body);
+    }
+    let public_url = public_url(state, origin, &req);
+    // Capped as a forwarded body is, counted apart: a kept body is not forwarded bytes.
+    let req = req.map(|b| {
+        let (capped, _) = Capped::new(b, state.cfg.max_body, Default::default());
+        capped.boxed()
+    });
+    keep_and_answer(state, req, route, origin, public_url).await
+}
+
+/// [`offline_keeping`] for a request the tunnel's connection gave back unsent (its client
+/// was going away): as the relay rewrote it, its public URL in twk's metadata.
+async fn keep_returned(
+    state: &State,
+    req: Request<RelayBody>,
+    route: &Route,
+    origin: &Origin,
+) -> Response<RelayBody> {
+    let public_url = req
+        .headers()
+        .get(meta::PUBLIC_URL)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    keep_and_answer(state, req, route, origin, public_url).await
+}
+
+/// Keeps `req` when the relay keeps requests and the tunnel's owner has a key; the 503.
+async fn keep_and_answer(
+    state: &State,
+    req: Request<RelayBody>,
+    route: &Route,
+    origin: &Origin,
+    public_url: String,
+) -> Response<RelayBody> {
     // In a cluster the client may have connected to another node only: its key is shared.
     let owner = state.registry.owner_key(&route.name).or_else(|| {
         let key = state.cfg.cluster.as_ref()?.owner_key(&route.name)?;
@@ -331,9 +397,6 @@ async fn offline_keeping(
     let (Some(store), Some(owner)) = (&state.keep, owner) else {
         return offline(&route.name, "no tunnel client is connected");
     };
-    if declared_len(&req).is_some_and(|n| n > state.cfg.max_body) {
-        return too_large(state.cfg.max_body);
-    }
     let mut headers = req.headers().clone();
     twk_protocol::strip_hop_by_hop(&mut headers);
     meta::strip_all(&mut headers);
@@ -342,7 +405,7 @@ async fn offline_keeping(
         received_ms: origin.received_ms,
         method: req.method().to_string(),
         path: route.path_and_query.clone(),
-        public_url: public_url(state, origin, &req),
+        public_url,
         remote_addr: remote_addr(origin),
         headers: headers
             .iter()
@@ -358,8 +421,8 @@ async fn offline_keeping(
     offline(&route.name, why)
 }
 
-fn declared_len(req: &Request<Incoming>) -> Option<u64> {
-    req.headers()
+fn declared_len(headers: &http::HeaderMap) -> Option<u64> {
+    headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<u64>().ok())
@@ -426,7 +489,7 @@ async fn admit(
         }
     };
     let max = state.cfg.max_body;
-    if declared_len(req).is_some_and(|n| n > max) {
+    if declared_len(req.headers()).is_some_and(|n| n > max) {
         // Answered before a byte of the body is read (no 100 Continue is sent).
         return Err(Box::new(too_large(max)).into());
     }

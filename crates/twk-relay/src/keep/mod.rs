@@ -184,7 +184,7 @@ pub(crate) async fn keep_offline(
     store: &KeepStore,
     owner: OwnerPublic,
     name: &str,
-    request: hyper::Request<hyper::body::Incoming>,
+    request: hyper::Request<crate::body::RelayBody>,
     meta: KeptRequest,
 ) -> bool {
     use http_body_util::BodyExt as _;
@@ -198,11 +198,9 @@ pub(crate) async fn keep_offline(
         );
         return false;
     };
-    let limited = http_body_util::Limited::new(
-        request.into_body(),
-        usize::try_from(state.cfg.max_body).unwrap_or(usize::MAX),
-    );
-    let body = match tokio::time::timeout(state.cfg.request_timeout, limited.collect()).await {
+    // The body is capped at `max_body` by its caller (`Capped`): past it, reading fails.
+    let body = request.into_body();
+    let body = match tokio::time::timeout(state.cfg.request_timeout, body.collect()).await {
         Ok(Ok(b)) => b.to_bytes(),
         // Too large, cut short or too slow: nothing trustworthy to keep.
         _ => return false,
