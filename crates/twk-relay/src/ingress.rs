@@ -352,9 +352,6 @@ async fn offline_keeping(
     route: &Route,
     origin: &Origin,
 ) -> Response<RelayBody> {
-    if declared_len(req.headers()).is_some_and(|n| n > state.cfg.max_body) {
-        return too_large(state.cfg.max_body);
-    }
     let public_url = public_url(state, origin, &req);
     // Capped as a forwarded body is, counted apart: a kept body is not forwarded bytes.
     let req = req.map(|b| {
@@ -397,6 +394,9 @@ async fn keep_and_answer(
     let (Some(store), Some(owner)) = (&state.keep, owner) else {
         return offline(&route.name, "no tunnel client is connected");
     };
+    if declared_len(req.headers()).is_some_and(|n| n > state.cfg.max_body) {
+        return too_large(state.cfg.max_body);
+    }
     let mut headers = req.headers().clone();
     twk_protocol::strip_hop_by_hop(&mut headers);
     meta::strip_all(&mut headers);
