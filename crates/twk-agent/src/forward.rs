@@ -413,7 +413,7 @@ pub(crate) async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Respo
         crate::target_io::send(&shared.client, out).await
     });
     match sent.await {
-        Ok((Ok(resp), _)) => respond(cfg, &shared, record, resp),
+        Ok((Ok(resp), _)) => respond(&shared, record, resp),
         Ok((Err(e), checkout)) => {
             let left = deadline.saturating_sub(started.elapsed());
             failed(&shared, record, e, checkout, left, deadline).await
@@ -446,7 +446,7 @@ async fn failed(
         Some(again) => {
             tracing::info!(%request_id, error = %root_cause(&e), "the local app closed a reused connection as the request arrived; sending it again");
             match tokio::time::timeout(left, shared.client.request(again)).await {
-                Ok(Ok(resp)) => return respond(cfg, shared, record, resp),
+                Ok(Ok(resp)) => return respond(shared, record, resp),
                 Ok(Err(e)) => e,
                 Err(_) => return too_late(cfg, record, deadline),
             }
@@ -466,11 +466,11 @@ async fn failed(
 
 /// Streams the target's answer back, recording it as it goes.
 fn respond(
-    cfg: &AgentConfig,
     shared: &Arc<Shared>,
     mut record: Pending,
     resp: Response<Incoming>,
 ) -> Response<AgentBody> {
+    let cfg = &shared.cfg;
     record.exchange.timings.first_byte_ms = Some(now_ms());
     let (mut parts, body) = resp.into_parts();
     twk_protocol::strip_hop_by_hop(&mut parts.headers);
@@ -514,8 +514,7 @@ fn resend_request(
         let name = header::HeaderName::from_bytes(h.name.as_bytes()).ok()?;
         headers.append(name, HeaderValue::from_bytes(&h.value).ok()?);
     }
-    let body = http_body_util::Full::new(bytes::Bytes::from(ex.request.body.bytes.clone()));
-    let mut req = Request::new(body.map_err(|never| match never {}).boxed());
+    let mut req = Request::new(twk_transport::body::full(ex.request.body.bytes.clone()));
     *req.method_mut() = http::Method::from_bytes(ex.method.as_bytes()).ok()?;
     *req.uri_mut() = cfg.target.local_uri(&ex.path).ok()?;
     *req.headers_mut() = headers;
