@@ -16,6 +16,7 @@
 //! [capture]                                # optional limits of the capture store
 //! body_cap = 1048576
 //! retention = 10000
+//! body_files_max_bytes = 1073741824        # bodies of 64 KiB and more, in all
 //! ```
 //!
 //! Unknown keys are errors (a typo must not silently disable a setting). Secrets are
@@ -57,6 +58,9 @@ pub struct CaptureConfig {
     pub body_cap: Option<usize>,
     /// Exchanges kept per tunnel name (default 10,000; 0 keeps everything).
     pub retention: Option<u64>,
+    /// Bytes of stored bodies of 64 KiB and more (files beside the database) kept in all
+    /// (default 1 GiB; 0 sets no bound); past it the oldest exchanges lose those bodies.
+    pub body_files_max_bytes: Option<u64>,
 }
 
 /// The whole file. Every key is optional.
@@ -168,6 +172,9 @@ impl Config {
         if let Some(r) = self.capture.retention {
             opts.retention_per_tunnel = r;
         }
+        if let Some(b) = self.capture.body_files_max_bytes {
+            opts.body_files_max_bytes = b;
+        }
         Ok(opts)
     }
 
@@ -272,6 +279,7 @@ twilio = "file-twilio"
 [capture]
 body_cap = 2048
 retention = 500
+body_files_max_bytes = 65536
 "#;
 
     fn tmp_file(name: &str, text: &str, mode: u32) -> PathBuf {
@@ -296,6 +304,9 @@ retention = 500
         assert_eq!(c.realm.as_deref(), Some("hooks"));
         assert_eq!(c.capture.body_cap, Some(2048));
         assert_eq!(c.capture.retention, Some(500));
+        assert_eq!(c.capture.body_files_max_bytes, Some(65536));
+        let opts = c.store_options(None).expect("store options");
+        assert_eq!(opts.body_files_max_bytes, 65536);
         assert_eq!(c.secrets.len(), 2);
         let dbg = format!("{c:?}");
         assert!(

@@ -13,6 +13,9 @@
 //!   has committed, under the write lock and only if still unnamed (another writer may have
 //!   stored the same bytes again meanwhile); if another process holds the lock then, after
 //!   the next batch.
+//! - **A bound in bytes**: past `StoreOptions::body_files_max_bytes`, the oldest payloads
+//!   forget their files (see `crate::file_bound`), which then go like the ones retention
+//!   releases.
 //! - **Failures and crashes**: a file is written (to a temporary name, then renamed) before
 //!   the row that names it commits. When the batch does not commit, the files it wrote are
 //!   removed. A file left by a crash is an orphan, removed by the writer at its start once
@@ -140,25 +143,29 @@ impl BodyFiles {
         Some(bytes)
     }
 
-    /// Counts one more reference to file `name` of `len` bytes.
-    pub(crate) fn add_ref(conn: &Connection, name: &str, len: usize) -> Result<()> {
-        conn.prepare_cached(
-            "INSERT INTO body_files (name, refs, bytes) VALUES (?1, 1, ?2) \
-             ON CONFLICT(name) DO UPDATE SET refs = refs + 1",
-        )?
-        .execute(rusqlite::params![name, len as i64])?;
-        Ok(())
+    /// Counts one more reference to file `name` of `len` bytes. Returns the bytes this adds
+    /// to the files rows name: `len` when no row named the file before, else 0.
+    pub(crate) fn add_ref(conn: &Connection, name: &str, len: usize) -> Result<u64> {
+        let refs: i64 = conn
+            .prepare_cached(
+                "INSERT INTO body_files (name, refs, bytes) VALUES (?1, 1, ?2) \
+                 ON CONFLICT(name) DO UPDATE SET refs = refs + 1 RETURNING refs",
+            )?
+            .query_row(rusqlite::params![name, len as i64], |r| r.get(0))?;
+        Ok(if refs == 1 { len as u64 } else { 0 })
     }
 
     /// Forgets the files no payload names any more and returns their names, for
     /// [`BodyFiles::unlink_unnamed`] once the transaction has committed: unlinked inside it, a
     /// commit that then failed (disk full, a crash) would bring back rows whose files are gone.
-    pub(crate) fn release_unused(conn: &Connection) -> Result<Vec<String>> {
-        let names = conn
-            .prepare_cached("DELETE FROM body_files WHERE refs <= 0 RETURNING name")?
-            .query_map([], |r| r.get(0))?
-            .collect::<rusqlite::Result<_>>()?;
-        Ok(names)
+    /// Also returns the bytes of those files.
+    pub(crate) fn release_unused(conn: &Connection) -> Result<(Vec<String>, u64)> {
+        let released = conn
+            .prepare_cached("DELETE FROM body_files WHERE refs <= 0 RETURNING name, bytes")?
+            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        let bytes = released.iter().map(|(_, b)| (*b).max(0) as u64).sum();
+        Ok((released.into_iter().map(|(n, _)| n).collect(), bytes))
     }
 
     /// Unlinks those of `names` that no row names, holding the write lock (`BEGIN

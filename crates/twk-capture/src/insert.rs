@@ -61,6 +61,8 @@ pub(crate) struct Inserter<'c> {
     lints_of: CachedStatement<'c>,
     /// Body files this batch wrote (not ones it reused): to remove if it does not commit.
     pub(crate) created: Vec<String>,
+    /// Bytes of the files this batch named that no row named before.
+    pub(crate) named_bytes: u64,
 }
 
 impl<'c> Inserter<'c> {
@@ -104,6 +106,7 @@ impl<'c> Inserter<'c> {
             )?,
             lints_of: conn.prepare_cached("SELECT lints FROM exchanges WHERE id = ?1")?,
             created: Vec::new(),
+            named_bytes: 0,
         })
     }
 
@@ -196,7 +199,8 @@ impl<'c> Inserter<'c> {
         if self.files.put(&name, b.bytes)? {
             self.created.push(name.clone());
         }
-        BodyFiles::add_ref(self.conn, &name, b.bytes.len())?;
+        let added = BodyFiles::add_ref(self.conn, &name, b.bytes.len())?;
+        self.named_bytes = self.named_bytes.saturating_add(added);
         Ok(Some(name))
     }
 

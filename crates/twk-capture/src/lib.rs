@@ -20,13 +20,17 @@
 //!
 //! Storage: `$XDG_DATA_HOME/twk/captures.sqlite3` (or `~/.local/share/twk/`), directory 0700,
 //! file 0600, WAL mode, schema versioned with `PRAGMA user_version`. Stored bodies of 64 KiB
-//! and more are files in `bodies/` beside it, named by their SHA-256 (`body_files`).
+//! and more are files in `bodies/` beside it, named by their SHA-256 (`body_files`). What is
+//! kept is bounded: rows by the retention per tunnel, each body by the body cap, the files
+//! in all by a byte bound past which the oldest exchanges lose their large bodies
+//! (`file_bound`).
 #![warn(missing_docs)]
 
 mod body_files;
 pub mod error;
 pub mod exchange;
 pub mod export;
+mod file_bound;
 mod filter_sql;
 mod grep;
 pub mod grouping;
@@ -50,4 +54,7 @@ pub use handshake::{
 pub use query::{Filter, Order, StatusFilter, StoredExchange, Summary};
 pub use recorder::{Alerts, Health, NewExchange, PendingId, Recorder, RecorderStatus, SHED_KEEP};
 pub use schema::SCHEMA_VERSION;
-pub use store::{DEFAULT_BODY_CAP, DEFAULT_QUEUE_CAPACITY, DEFAULT_RETENTION, Store, StoreOptions};
+pub use store::{
+    DEFAULT_BODY_CAP, DEFAULT_BODY_FILES_MAX_BYTES, DEFAULT_QUEUE_CAPACITY, DEFAULT_RETENTION,
+    Store, StoreOptions,
+};

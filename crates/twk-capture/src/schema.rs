@@ -130,6 +130,13 @@ BEGIN
     UPDATE body_files SET refs = refs - 1 WHERE name = old.resp_body_file;
 END;
 "#,
+    // v7: the payloads that name a body file, oldest first, for the bound on the bytes of
+    // body files (see `crate::file_bound`): its walk starts at the oldest such payload
+    // without scanning the rest.
+    r#"
+CREATE INDEX payloads_with_file ON payloads (id)
+    WHERE req_body_file IS NOT NULL OR resp_body_file IS NOT NULL;
+"#,
 ];
 
 /// The schema version this build writes.

@@ -8,6 +8,7 @@
 use crate::body_files::BodyFiles;
 use crate::error::{CaptureError, Result};
 use crate::exchange::{CapturedBody, Exchange, ExchangeId};
+use crate::file_bound::FileTally;
 use crate::filter_sql::{order_limit, where_clause};
 use crate::insert::Inserter;
 use crate::paths;
@@ -25,6 +26,9 @@ use std::time::Duration;
 pub const DEFAULT_BODY_CAP: usize = 1024 * 1024;
 /// Default number of exchanges kept per tunnel name.
 pub const DEFAULT_RETENTION: u64 = 10_000;
+/// Default bound on the bytes of body files (1 GiB: a thousand distinct 1 MiB bodies).
+pub const DEFAULT_BODY_FILES_MAX_BYTES: u64 = 1 << 30;
+
 /// Default cap on the body bytes waiting in the recorder's queue (8 MiB): beyond it new
 /// exchanges shed their bodies rather than grow memory while the disk catches up.
 pub const DEFAULT_QUEUE_BYTES: usize = 8 * 1024 * 1024;
@@ -59,8 +63,12 @@ pub struct StoreOptions {
     pub busy_timeout: Duration,
     /// Optional size limit of the database file in bytes (SQLite `max_page_count`); writes
     /// beyond it fail like a full disk. Body files (bodies of 64 KiB and more, beside the
-    /// database) are not counted: what bounds them is the retention and the body cap.
+    /// database) are not counted: they have their own bound, `body_files_max_bytes`.
     pub max_db_bytes: Option<u64>,
+    /// Bytes of body files (stored bodies of 64 KiB and more) kept in all; past it the
+    /// oldest exchanges' large bodies go, their rows stay (see `crate::file_bound`). `0`
+    /// sets no bound.
+    pub body_files_max_bytes: u64,
 }
 
 impl StoreOptions {
@@ -75,6 +83,7 @@ impl StoreOptions {
             queue_max_bytes: DEFAULT_QUEUE_MAX_BYTES,
             busy_timeout: Duration::from_secs(5),
             max_db_bytes: None,
+            body_files_max_bytes: DEFAULT_BODY_FILES_MAX_BYTES,
         }
     }
 
@@ -103,6 +112,8 @@ pub struct Store {
     tunnel_counts: HashMap<String, u64>,
     /// Body files to unlink once no row names them (see [`Store::unlink_pending`]).
     pending_unlink: Vec<String>,
+    /// The bytes of body files rows name, for their bound.
+    file_tally: FileTally,
     /// Fixed "now" for time-dependent lints; `None`: the system clock.
     now_ms: Option<i64>,
 }
@@ -171,6 +182,7 @@ impl Store {
             files,
             tunnel_counts: HashMap::new(),
             pending_unlink: Vec::new(),
+            file_tally: FileTally::default(),
             now_ms: None,
         };
         crate::schema::migrate(&mut store.conn)?;
@@ -217,6 +229,7 @@ impl Store {
         let res = self.insert_batch_inner(batch);
         if res.is_err() {
             self.tunnel_counts.clear();
+            self.file_tally.forget();
         }
         res
     }
@@ -278,6 +291,7 @@ impl Store {
         let mut inserter = Inserter::prepare(&tx, &self.files, self.opts.body_cap, now)?;
         let out = inserter.write_all(batch);
         created.append(&mut inserter.created);
+        let named = inserter.named_bytes;
         drop(inserter);
         let out = out?;
         let mut added: HashMap<&str, u64> = HashMap::new();
@@ -285,12 +299,17 @@ impl Store {
             *added.entry(ex.tunnel.as_str()).or_default() += 1;
         }
         let retention = self.opts.retention_per_tunnel;
-        let mut released = Vec::new();
+        let (mut released, mut freed) = (Vec::new(), 0);
         if retention > 0 {
             apply_retention(&tx, &mut self.tunnel_counts, retention, added)?;
-            released = BodyFiles::release_unused(&tx)?;
+            (released, freed) = BodyFiles::release_unused(&tx)?;
         }
+        let max = self.opts.body_files_max_bytes;
+        let file_bytes = self
+            .file_tally
+            .bound(&tx, max, named, freed, &mut released)?;
         tx.commit()?;
+        self.file_tally.committed(file_bytes);
         Ok((out, released))
     }
 
@@ -665,6 +684,9 @@ mod tests {
             &[&args[0] as &dyn rusqlite::ToSql],
         );
         assert!(p.contains("exchanges_hs_wait"), "{p}");
+        let p = plan(&store, crate::file_bound::OLDEST_WITH_FILES, &[&32i64]);
+        assert!(p.contains("payloads_with_file"), "{p}");
+        assert!(!p.contains("TEMP B-TREE"), "{p}");
     }
 
     #[test]

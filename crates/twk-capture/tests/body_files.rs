@@ -338,3 +338,140 @@ fn a_batch_that_does_not_commit_leaves_no_file_behind() {
         kept
     );
 }
+
+/// The bytes of every body file on disk.
+fn bytes_on_disk(dir: &Path) -> u64 {
+    files(dir)
+        .iter()
+        .map(|f| std::fs::metadata(f).unwrap().len())
+        .sum()
+}
+
+/// An exchange whose request and response are `len` distinct bytes each.
+fn large_exchange(at_ms: i64, len: usize) -> (twk_capture::Exchange, Vec<u8>, Vec<u8>) {
+    let mut req = noise(len, (at_ms * 2) as u8);
+    let mut resp = noise(len, (at_ms * 2 + 1) as u8);
+    // Distinct whatever the seed wraps to: the time is in the bytes.
+    req[..8].copy_from_slice(&at_ms.to_be_bytes());
+    resp[..8].copy_from_slice(&(-at_ms).to_be_bytes());
+    let mut ex = exchange("t", at_ms, "/upload", &req);
+    ex.response.as_mut().unwrap().body = body(&resp);
+    (ex, req, resp)
+}
+
+#[test]
+fn a_flood_of_distinct_large_bodies_keeps_the_files_within_their_bound_and_every_row() {
+    const KIB: usize = 1024;
+    const BOUND: u64 = 550 * 1024;
+    let dir = tempfile::tempdir().unwrap();
+    let bounded = |o: &mut StoreOptions| o.body_files_max_bytes = BOUND;
+    let mut s = store_with(dir.path(), bounded);
+    let mut sent = Vec::new();
+    let mut at = 0;
+    // Singles, then batches of 7 (one batch alone is over the bound), then singles again
+    // from a store opened afresh (its running total starts from a count).
+    for round in 0..4 {
+        if round == 3 {
+            drop(s);
+            s = store_with(dir.path(), bounded);
+        }
+        let size = if round % 2 == 1 { 7 } else { 1 };
+        for _ in 0..3 {
+            let batch: Vec<_> = (0..size)
+                .map(|_| {
+                    at += 1;
+                    large_exchange(at, 100 * KIB)
+                })
+                .collect();
+            let exs: Vec<_> = batch.iter().map(|(ex, _, _)| ex.clone()).collect();
+            let ids = s.insert_batch(&exs).unwrap();
+            for (row, (_, req, resp)) in ids.iter().zip(batch) {
+                sent.push((row.id, req, resp));
+            }
+            let on_disk = bytes_on_disk(dir.path());
+            assert!(on_disk <= BOUND, "{on_disk} bytes of body files after {at}");
+        }
+    }
+    assert_eq!(sent.len(), 48);
+    assert_eq!(s.count(&Filter::default()).unwrap(), 48, "every row stays");
+
+    // The newest bodies are whole; the oldest keep their length and hash, not their bytes.
+    let (mut whole, mut dropped) = (0, 0);
+    for (id, req, resp) in &sent {
+        let ex = s.get(*id).unwrap().unwrap().exchange;
+        let got_resp = ex.response.unwrap().body;
+        for (got, want) in [(ex.request.body, req), (got_resp, resp)] {
+            assert_eq!(got.len, want.len() as u64);
+            assert_eq!(got.sha256, sha(want));
+            if got.truncated {
+                assert!(got.bytes.is_empty());
+                dropped += 1;
+            } else {
+                assert!(&got.bytes == want, "a kept body reads back whole");
+                whole += 1;
+            }
+        }
+    }
+    // An exchange gives up both its bodies at once: 550 KiB hold the newest two exchanges'
+    // four 100 KiB bodies (a third exchange would take them to 600).
+    assert_eq!(whole, 4);
+    assert_eq!(dropped, 48 * 2 - 4);
+    let (last_id, last_req, _) = sent.last().unwrap();
+    let last = s.get(*last_id).unwrap().unwrap().exchange;
+    assert!(&last.request.body.bytes == last_req, "the newest are kept");
+    assert_eq!(files(dir.path()).len(), 4, "files no row names are gone");
+}
+
+#[test]
+fn a_file_several_rows_name_goes_only_when_the_last_of_them_lets_it_go() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = store_with(dir.path(), |o| o.body_files_max_bytes = 150 * 1024);
+    let a = noise(100 * 1024, 7);
+    let mut echo = exchange("t", 1, "/", &a);
+    echo.response.as_mut().unwrap().body = body(&a);
+    let first = s.insert(&echo).unwrap();
+    let second = s.insert(&exchange("t", 2, "/", &a)).unwrap();
+    assert_eq!(files(dir.path()), vec![file_of(dir.path(), &a)]);
+
+    // B takes the files to 200 KiB: A goes, though three bodies named it.
+    let b = noise(100 * 1024, 8);
+    let third = s.insert(&exchange("t", 3, "/", &b)).unwrap();
+    assert_eq!(files(dir.path()), vec![file_of(dir.path(), &b)]);
+    for id in [first, second] {
+        let ex = s.get(id).unwrap().unwrap().exchange;
+        assert!(ex.request.body.truncated && ex.request.body.bytes.is_empty());
+        assert_eq!(ex.request.body.sha256, sha(&a));
+    }
+    let echoed = s.get(first).unwrap().unwrap().exchange.response.unwrap();
+    assert!(echoed.body.truncated && echoed.body.bytes.is_empty());
+    let kept = s.get(third).unwrap().unwrap().exchange;
+    assert!(
+        kept.request.body.bytes == b,
+        "the newest body is kept whole"
+    );
+
+    // A again is written afresh; one file fits, so B, now the oldest, goes.
+    let fourth = s.insert(&exchange("t", 4, "/", &a)).unwrap();
+    let again = s.get(fourth).unwrap().unwrap().exchange.request.body;
+    assert!(again.bytes == a && !again.truncated);
+    assert!(
+        s.get(third)
+            .unwrap()
+            .unwrap()
+            .exchange
+            .request
+            .body
+            .truncated
+    );
+    assert_eq!(files(dir.path()), vec![file_of(dir.path(), &a)]);
+}
+
+#[test]
+fn with_no_bound_every_file_stays() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = store_with(dir.path(), |o| o.body_files_max_bytes = 0);
+    for at in 1..=6 {
+        s.insert(&large_exchange(at, 100 * 1024).0).unwrap();
+    }
+    assert_eq!(files(dir.path()).len(), 12);
+}
