@@ -15,7 +15,8 @@
 //!
 //! [capture]                                # optional limits of the capture store
 //! body_cap = 1048576
-//! retention = 10000
+//! retention = 10000                        # exchanges per tunnel name
+//! retention_total = 100000                 # exchanges in all
 //! body_files_max_bytes = 1073741824        # bodies of 64 KiB and more, in all
 //! ```
 //!
@@ -56,8 +57,11 @@ impl std::fmt::Debug for Masked {
 pub struct CaptureConfig {
     /// Stored bytes per body (default 1 MiB).
     pub body_cap: Option<usize>,
-    /// Exchanges kept per tunnel name (default 10,000; 0 keeps everything).
+    /// Exchanges kept per tunnel name (default 10,000; 0 sets no bound).
     pub retention: Option<u64>,
+    /// Exchanges kept in all, whatever their tunnel name (default 100,000; 0 sets no
+    /// bound): without `--name` every run has a new name.
+    pub retention_total: Option<u64>,
     /// Bytes of stored bodies of 64 KiB and more (files beside the database) kept in all
     /// (default 1 GiB; 0 sets no bound); past it the oldest exchanges lose those bodies.
     pub body_files_max_bytes: Option<u64>,
@@ -172,6 +176,9 @@ impl Config {
         if let Some(r) = self.capture.retention {
             opts.retention_per_tunnel = r;
         }
+        if let Some(t) = self.capture.retention_total {
+            opts.retention_total = t;
+        }
         if let Some(b) = self.capture.body_files_max_bytes {
             opts.body_files_max_bytes = b;
         }
@@ -279,6 +286,7 @@ twilio = "file-twilio"
 [capture]
 body_cap = 2048
 retention = 500
+retention_total = 5000
 body_files_max_bytes = 65536
 "#;
 
@@ -307,6 +315,7 @@ body_files_max_bytes = 65536
         assert_eq!(c.capture.body_files_max_bytes, Some(65536));
         let opts = c.store_options(None).expect("store options");
         assert_eq!(opts.body_files_max_bytes, 65536);
+        assert_eq!(opts.retention_total, 5000);
         assert_eq!(c.secrets.len(), 2);
         let dbg = format!("{c:?}");
         assert!(

@@ -16,6 +16,7 @@
 
 use crate::body_files::BodyFiles;
 use crate::error::Result;
+use crate::retention::Running;
 use rusqlite::{Connection, OptionalExtension, params};
 
 /// Payloads taken per walk step: the loop stops within one step of having freed enough.
@@ -24,28 +25,21 @@ const STEP: i64 = 32;
 /// `payloads_with_file`.
 pub(crate) const OLDEST_WITH_FILES: &str = "SELECT id, req_body_file, resp_body_file FROM payloads \
      WHERE req_body_file IS NOT NULL OR resp_body_file IS NOT NULL ORDER BY id LIMIT ?1";
-/// The running total is counted afresh after this many batches, so files another process
-/// named (a replay writes to the same store) are not left out of it for long.
-const RECOUNT_EVERY: u32 = 1024;
-
 /// The writer's running total of the bytes of body files rows name.
 #[derive(Debug, Default)]
 pub(crate) struct FileTally {
-    /// As of the last committed batch; `None`: to count afresh.
-    bytes: Option<u64>,
-    /// Batches since it was last counted afresh.
-    since_recount: u32,
+    bytes: Running,
 }
 
 impl FileTally {
     /// Counts afresh at the next batch (a batch failed: the total may be off).
     pub(crate) fn forget(&mut self) {
-        self.bytes = None;
+        self.bytes.forget();
     }
 
     /// The batch's transaction has committed with `total` named.
     pub(crate) fn committed(&mut self, total: Option<u64>) {
-        self.bytes = total;
+        self.bytes.committed(total);
     }
 
     /// Holds the files rows name to `max` bytes (`0`: no bound) within transaction `tx`,
@@ -63,16 +57,7 @@ impl FileTally {
         if max == 0 {
             return Ok(None);
         }
-        self.since_recount += 1;
-        let total = match self.bytes {
-            Some(t) if self.since_recount < RECOUNT_EVERY => {
-                t.saturating_add(named).saturating_sub(freed)
-            }
-            _ => {
-                self.since_recount = 0;
-                named_bytes(tx)?
-            }
-        };
+        let total = self.bytes.current(named, freed, || named_bytes(tx))?;
         if total <= max {
             return Ok(Some(total));
         }

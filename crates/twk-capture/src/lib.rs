@@ -21,9 +21,9 @@
 //! Storage: `$XDG_DATA_HOME/twk/captures.sqlite3` (or `~/.local/share/twk/`), directory 0700,
 //! file 0600, WAL mode, schema versioned with `PRAGMA user_version`. Stored bodies of 64 KiB
 //! and more are files in `bodies/` beside it, named by their SHA-256 (`body_files`). What is
-//! kept is bounded: rows by the retention per tunnel, each body by the body cap, the files
-//! in all by a byte bound past which the oldest exchanges lose their large bodies
-//! (`file_bound`).
+//! kept is bounded: rows per tunnel name and in all (`retention`), each body by the body
+//! cap, the files in all by a byte bound past which the oldest exchanges lose their large
+//! bodies (`file_bound`).
 #![warn(missing_docs)]
 
 mod body_files;
@@ -40,6 +40,7 @@ pub mod paths;
 pub mod query;
 pub mod recorder;
 pub mod redact;
+mod retention;
 mod rows;
 mod schema;
 mod store;
@@ -56,5 +57,5 @@ pub use recorder::{Alerts, Health, NewExchange, PendingId, Recorder, RecorderSta
 pub use schema::SCHEMA_VERSION;
 pub use store::{
     DEFAULT_BODY_CAP, DEFAULT_BODY_FILES_MAX_BYTES, DEFAULT_QUEUE_CAPACITY, DEFAULT_RETENTION,
-    Store, StoreOptions,
+    DEFAULT_RETENTION_TOTAL, Store, StoreOptions,
 };

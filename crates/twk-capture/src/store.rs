@@ -13,10 +13,11 @@ use crate::filter_sql::{order_limit, where_clause};
 use crate::insert::Inserter;
 use crate::paths;
 use crate::query::{Filter, StoredExchange, Summary};
+use crate::retention::Retention;
 pub(crate) use crate::rows::{decode_lints, encode_headers, encode_lints, side_str};
 use crate::rows::{read_full, read_summary};
 use rusqlite::config::DbConfig;
-use rusqlite::{Connection, OpenFlags, OptionalExtension, params, params_from_iter};
+use rusqlite::{Connection, OpenFlags, OptionalExtension, params_from_iter};
 use sha2::Digest as _;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -26,6 +27,9 @@ use std::time::Duration;
 pub const DEFAULT_BODY_CAP: usize = 1024 * 1024;
 /// Default number of exchanges kept per tunnel name.
 pub const DEFAULT_RETENTION: u64 = 10_000;
+/// Default number of exchanges kept in all, whatever their tunnel: ten tunnels' worth, so
+/// runs without `--name` (a new name each) do not add up for ever.
+pub const DEFAULT_RETENTION_TOTAL: u64 = 100_000;
 /// Default bound on the bytes of body files (1 GiB: a thousand distinct 1 MiB bodies).
 pub const DEFAULT_BODY_FILES_MAX_BYTES: u64 = 1 << 30;
 
@@ -49,8 +53,10 @@ pub struct StoreOptions {
     pub data_dir: PathBuf,
     /// Stored bytes per body; longer bodies are truncated (their true length and SHA-256 kept).
     pub body_cap: usize,
-    /// Exchanges kept per tunnel name; older ones are deleted on insert. `0` keeps everything.
+    /// Exchanges kept per tunnel name; older ones are deleted on insert. `0` sets no bound.
     pub retention_per_tunnel: u64,
+    /// Exchanges kept in all; the oldest are deleted on insert. `0` sets no bound.
+    pub retention_total: u64,
     /// Capacity of the recorder's queue; when full, new exchanges are dropped (and counted).
     pub queue_capacity: usize,
     /// Body bytes the queue may hold at once; beyond it new exchanges are queued with their
@@ -78,6 +84,7 @@ impl StoreOptions {
             data_dir: data_dir.into(),
             body_cap: DEFAULT_BODY_CAP,
             retention_per_tunnel: DEFAULT_RETENTION,
+            retention_total: DEFAULT_RETENTION_TOTAL,
             queue_capacity: DEFAULT_QUEUE_CAPACITY,
             queue_bytes: DEFAULT_QUEUE_BYTES,
             queue_max_bytes: DEFAULT_QUEUE_MAX_BYTES,
@@ -108,8 +115,8 @@ pub struct Store {
     opts: StoreOptions,
     /// Where bodies of 64 KiB and more are kept.
     files: BodyFiles,
-    /// Cached row counts per tunnel, for cheap retention checks. Cleared on any write error.
-    tunnel_counts: HashMap<String, u64>,
+    /// The row bounds and the counts they are checked against.
+    retention: Retention,
     /// Body files to unlink once no row names them (see [`Store::unlink_pending`]).
     pending_unlink: Vec<String>,
     /// The bytes of body files rows name, for their bound.
@@ -180,7 +187,7 @@ impl Store {
             conn,
             opts: opts.clone(),
             files,
-            tunnel_counts: HashMap::new(),
+            retention: Retention::default(),
             pending_unlink: Vec::new(),
             file_tally: FileTally::default(),
             now_ms: None,
@@ -228,7 +235,7 @@ impl Store {
     pub fn insert_batch(&mut self, batch: &[Exchange]) -> Result<Vec<Summary>> {
         let res = self.insert_batch_inner(batch);
         if res.is_err() {
-            self.tunnel_counts.clear();
+            self.retention.forget();
             self.file_tally.forget();
         }
         res
@@ -298,17 +305,15 @@ impl Store {
         for ex in batch {
             *added.entry(ex.tunnel.as_str()).or_default() += 1;
         }
-        let retention = self.opts.retention_per_tunnel;
-        let (mut released, mut freed) = (Vec::new(), 0);
-        if retention > 0 {
-            apply_retention(&tx, &mut self.tunnel_counts, retention, added)?;
-            (released, freed) = BodyFiles::release_unused(&tx)?;
-        }
+        let bounds = (self.opts.retention_per_tunnel, self.opts.retention_total);
+        let rows = self.retention.apply(&tx, bounds, added)?;
+        let (mut released, freed) = BodyFiles::release_unused(&tx)?;
         let max = self.opts.body_files_max_bytes;
         let file_bytes = self
             .file_tally
             .bound(&tx, max, named, freed, &mut released)?;
         tx.commit()?;
+        self.retention.committed(rows);
         self.file_tally.committed(file_bytes);
         Ok((out, released))
     }
@@ -459,42 +464,6 @@ impl Store {
     }
 }
 
-/// Deletes a tunnel's oldest rows (`?2` of them): one index walk of that length.
-const RETENTION_DELETE: &str = "DELETE FROM exchanges WHERE id IN (SELECT id FROM exchanges \
-     WHERE tunnel = ?1 ORDER BY id ASC LIMIT ?2)";
-
-/// Keeps at most `retention` exchanges per tunnel that `added` rows went to, oldest first to
-/// go; `counts` caches each tunnel's row count between batches.
-fn apply_retention(
-    conn: &Connection,
-    counts: &mut HashMap<String, u64>,
-    retention: u64,
-    added: HashMap<&str, u64>,
-) -> Result<()> {
-    for (tunnel, n) in added {
-        let count = match counts.get(tunnel) {
-            Some(c) => c.saturating_add(n),
-            None => conn
-                .prepare_cached("SELECT count(*) FROM exchanges WHERE tunnel = ?1")?
-                .query_row([tunnel], |r| r.get::<_, i64>(0))? as u64,
-        };
-        let count = if count > retention {
-            // The excess is the oldest `count - retention` rows (usually this batch's size):
-            // one index walk of that length, not a scan past every row kept.
-            // Prepared once: parsing it on every batch showed in the writer's profile.
-            let deleted = conn
-                .prepare_cached(RETENTION_DELETE)?
-                .execute(params![tunnel, clamp_i64(count - retention)])?;
-            tracing::debug!(tunnel, deleted, "retention cap applied");
-            count.saturating_sub(deleted as u64)
-        } else {
-            count
-        };
-        counts.insert(tunnel.to_owned(), count);
-    }
-    Ok(())
-}
-
 pub(crate) fn clamp_i64(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
 }
@@ -560,7 +529,10 @@ mod tests {
         };
         assert_eq!((count("a"), count("b")), (10, 10));
         // 40 batches ran the DELETE; before QPSG each one prepared it again.
-        let stmt = store.conn.prepare_cached(RETENTION_DELETE).unwrap();
+        let stmt = store
+            .conn
+            .prepare_cached(crate::retention::RETENTION_DELETE)
+            .unwrap();
         assert_eq!(stmt.get_status(rusqlite::StatementStatus::RePrepare), 0);
     }
 

@@ -423,6 +423,66 @@ fn retention_cap_holds_under_hostile_volume() {
 }
 
 #[test]
+fn runs_under_new_names_add_up_only_to_the_total_retention() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut opts = StoreOptions::new(dir.path().join("twk"));
+    opts.retention_per_tunnel = 50;
+    opts.retention_total = 100;
+    let mut s = Store::open(&opts).unwrap();
+    let count = |s: &Store, name: &str| {
+        let f = Filter {
+            name: Some(name.into()),
+            ..Filter::default()
+        };
+        s.count(&f).unwrap()
+    };
+    // Ten runs, each under a new name (no `--name`), 30 exchanges each: in batches and alone.
+    let mut at = 0;
+    for run in 0..10 {
+        let name = format!("run-{run}");
+        let mut batch = Vec::new();
+        for _ in 0..30 {
+            at += 1;
+            batch.push(exchange(&name, at, "/", b"{}"));
+            if run % 2 == 0 {
+                s.insert_batch(&std::mem::take(&mut batch)).unwrap();
+            }
+        }
+        if !batch.is_empty() {
+            s.insert_batch(&batch).unwrap();
+        }
+    }
+    assert_eq!(s.count(&Filter::default()).unwrap(), 100);
+    let kept: Vec<_> = (0..10).map(|r| count(&s, &format!("run-{r}"))).collect();
+    assert_eq!(
+        kept,
+        [0, 0, 0, 0, 0, 0, 10, 30, 30, 30],
+        "the oldest go first"
+    );
+
+    // run-6 lost 20 rows to the total: its own bound counts from 10, not 30.
+    let batch: Vec<_> = (0..45)
+        .map(|_| {
+            at += 1;
+            exchange("run-6", at, "/", b"{}")
+        })
+        .collect();
+    s.insert_batch(&batch).unwrap();
+    // run-6: 10 + 45 over 50, so its 5 oldest go; then the total is 140: the 40 oldest go
+    // (run-6's other 5 old rows, run-7, 5 of run-8).
+    let kept: Vec<_> = (6..10).map(|r| count(&s, &format!("run-{r}"))).collect();
+    assert_eq!(kept, [45, 0, 25, 30]);
+    assert_eq!(s.count(&Filter::default()).unwrap(), 100);
+
+    // Opened afresh, the counts start from the rows themselves.
+    drop(s);
+    let mut s = Store::open(&opts).unwrap();
+    s.insert(&exchange("fresh", at + 1, "/", b"{}")).unwrap();
+    assert_eq!(s.count(&Filter::default()).unwrap(), 100);
+    assert_eq!(count(&s, "run-8"), 24);
+}
+
+#[test]
 fn body_cap_truncates_store_only_and_keeps_len_and_hash() {
     let dir = tempfile::tempdir().unwrap();
     let mut opts = StoreOptions::new(dir.path().join("twk"));
