@@ -17,6 +17,7 @@
 //! body_cap = 1048576
 //! retention = 10000                        # exchanges per tunnel name
 //! retention_total = 100000                 # exchanges in all
+//! payloads_max_bytes = 1073741824          # heads and bodies in the database, in all
 //! body_files_max_bytes = 1073741824        # bodies of 64 KiB and more, in all
 //! ```
 //!
@@ -62,6 +63,9 @@ pub struct CaptureConfig {
     /// Exchanges kept in all, whatever their tunnel name (default 100,000; 0 sets no
     /// bound): without `--name` every run has a new name.
     pub retention_total: Option<u64>,
+    /// Bytes of heads and bodies kept in the database (bodies under 64 KiB) in all
+    /// (default 1 GiB; 0 sets no bound); past it the oldest exchanges go.
+    pub payloads_max_bytes: Option<u64>,
     /// Bytes of stored bodies of 64 KiB and more (files beside the database) kept in all
     /// (default 1 GiB; 0 sets no bound); past it the oldest exchanges lose those bodies.
     pub body_files_max_bytes: Option<u64>,
@@ -179,6 +183,9 @@ impl Config {
         if let Some(t) = self.capture.retention_total {
             opts.retention_total = t;
         }
+        if let Some(b) = self.capture.payloads_max_bytes {
+            opts.payloads_max_bytes = b;
+        }
         if let Some(b) = self.capture.body_files_max_bytes {
             opts.body_files_max_bytes = b;
         }
@@ -287,6 +294,7 @@ twilio = "file-twilio"
 body_cap = 2048
 retention = 500
 retention_total = 5000
+payloads_max_bytes = 32768
 body_files_max_bytes = 65536
 "#;
 
@@ -316,6 +324,7 @@ body_files_max_bytes = 65536
         let opts = c.store_options(None).expect("store options");
         assert_eq!(opts.body_files_max_bytes, 65536);
         assert_eq!(opts.retention_total, 5000);
+        assert_eq!(opts.payloads_max_bytes, 32768);
         assert_eq!(c.secrets.len(), 2);
         let dbg = format!("{c:?}");
         assert!(

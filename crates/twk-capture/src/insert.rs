@@ -15,16 +15,16 @@ use std::collections::HashMap;
 use twk_providers::Verdict;
 
 /// Values are bound by position, in the order of the column list: by name, SQLite looks up
-/// each of the 38 names in turn (`sqlite3_bind_parameter_index`), which was 7 % of the
+/// each of the 39 names in turn (`sqlite3_bind_parameter_index`), which was 7 % of the
 /// capture writer's time. `insert_row` lists them in the same order, one per line.
 const INSERT_ROW: &str = "INSERT INTO exchanges (tunnel, request_id, received_ms, forwarded_ms, \
      first_byte_ms, done_ms, duration_ms, method, public_url, path, target, remote_addr, status, \
      failure_side, failure_message, provider, event, summary, verdict, analysis, replay_of, \
      attempt, group_key, req_body_len, req_body_sha256, req_body_truncated, has_response, \
      resp_body_len, resp_body_sha256, resp_body_truncated, auth, hs_leg, hs_with, hs_key, \
-     hs_deadline_ms, lints, lint_codes, missed) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, \
-     ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, \
-     ?28, ?29, ?30, ?31, ?32, ?33, ?34, ?35, ?36, ?37, ?38)";
+     hs_deadline_ms, lints, lint_codes, missed, stored_bytes) VALUES (?1, ?2, ?3, ?4, ?5, ?6, \
+     ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, \
+     ?25, ?26, ?27, ?28, ?29, ?30, ?31, ?32, ?33, ?34, ?35, ?36, ?37, ?38, ?39)";
 
 /// The bytes a payload column holds: none when the body is in a file.
 fn in_db<'b>(bytes: &'b [u8], file: &Option<String>) -> &'b [u8] {
@@ -63,6 +63,8 @@ pub(crate) struct Inserter<'c> {
     pub(crate) created: Vec<String>,
     /// Bytes of the files this batch named that no row named before.
     pub(crate) named_bytes: u64,
+    /// Bytes of heads and bodies this batch kept in the database (`stored_bytes`).
+    pub(crate) stored_bytes: u64,
 }
 
 impl<'c> Inserter<'c> {
@@ -107,6 +109,7 @@ impl<'c> Inserter<'c> {
             lints_of: conn.prepare_cached("SELECT lints FROM exchanges WHERE id = ?1")?,
             created: Vec::new(),
             named_bytes: 0,
+            stored_bytes: 0,
         })
     }
 
@@ -139,29 +142,28 @@ impl<'c> Inserter<'c> {
         // Pairing: look for the partner before inserting, so this row is written in its
         // final state and only the partner needs an update.
         let pairing = self.pairing(ex, &req_body.sha256)?;
-        let id = self.insert_row(
-            ex,
-            &req_body,
-            resp.as_ref(),
-            attempt,
-            key.as_ref(),
-            &pairing,
-        )?;
         let req_file = self.store_file(&req_body)?;
         let resp_file = match &resp {
             Some((_, b)) => self.store_file(b)?,
             None => None,
         };
+        let req_head = encode_headers(&ex.request.headers)?;
+        let req_kept = in_db(req_body.bytes, &req_file);
+        let resp_head = resp
+            .as_ref()
+            .map(|(m, _)| encode_headers(&m.headers))
+            .transpose()?;
+        let resp_kept = resp.as_ref().map(|(_, b)| in_db(b.bytes, &resp_file));
+        let stored = req_head.len()
+            + req_kept.len()
+            + resp_head.as_ref().map_or(0, String::len)
+            + resp_kept.map_or(0, <[u8]>::len);
+        let stored = stored as u64;
+        let row = (attempt, key.as_ref(), stored);
+        let id = self.insert_row(ex, &req_body, resp.as_ref(), row, &pairing)?;
+        self.stored_bytes = self.stored_bytes.saturating_add(stored);
         self.payload.execute(params![
-            id,
-            encode_headers(&ex.request.headers)?,
-            in_db(req_body.bytes, &req_file),
-            resp.as_ref()
-                .map(|(m, _)| encode_headers(&m.headers))
-                .transpose()?,
-            resp.as_ref().map(|(_, b)| in_db(b.bytes, &resp_file)),
-            req_file,
-            resp_file,
+            id, req_head, req_kept, resp_head, resp_kept, req_file, resp_file,
         ])?;
         if let Some((p, role)) = pairing.partner {
             let leg = self.pair_partner(p, role, id)?;
@@ -284,14 +286,14 @@ impl<'c> Inserter<'c> {
         Ok(p)
     }
 
-    /// Inserts the exchange's row; returns its id.
+    /// Inserts the exchange's row, with its attempt, group key and the bytes its payload
+    /// keeps in the database; returns its id.
     fn insert_row(
         &mut self,
         ex: &Exchange,
         req_body: &CappedBody<'_>,
         resp: Option<&(&Message, CappedBody<'_>)>,
-        attempt: Option<u32>,
-        key: Option<&GroupKey>,
+        (attempt, key, stored): (Option<u32>, Option<&GroupKey>, u64),
         p: &Pairing,
     ) -> Result<ExchangeId> {
         let analysis = ex
@@ -341,6 +343,7 @@ impl<'c> Inserter<'c> {
             lints,                                           // lints
             lint_codes,                                      // lint_codes
             ex.missed,                                       // missed
+            clamp_i64(stored),                               // stored_bytes
         ])?;
         Ok(self.conn.last_insert_rowid())
     }

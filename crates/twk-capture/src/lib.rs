@@ -21,7 +21,8 @@
 //! Storage: `$XDG_DATA_HOME/twk/captures.sqlite3` (or `~/.local/share/twk/`), directory 0700,
 //! file 0600, WAL mode, schema versioned with `PRAGMA user_version`. Stored bodies of 64 KiB
 //! and more are files in `bodies/` beside it, named by their SHA-256 (`body_files`). What is
-//! kept is bounded: rows per tunnel name and in all (`retention`), each body by the body
+//! kept is bounded: rows per tunnel name, in all and by the bytes of their heads and bodies
+//! in the database (`retention`), each body by the body
 //! cap, the files in all by a byte bound past which the oldest exchanges lose their large
 //! bodies (`file_bound`).
 #![warn(missing_docs)]
@@ -56,6 +57,6 @@ pub use query::{Filter, Order, StatusFilter, StoredExchange, Summary};
 pub use recorder::{Alerts, Health, NewExchange, PendingId, Recorder, RecorderStatus, SHED_KEEP};
 pub use schema::SCHEMA_VERSION;
 pub use store::{
-    DEFAULT_BODY_CAP, DEFAULT_BODY_FILES_MAX_BYTES, DEFAULT_QUEUE_CAPACITY, DEFAULT_RETENTION,
-    DEFAULT_RETENTION_TOTAL, Store, StoreOptions,
+    DEFAULT_BODY_CAP, DEFAULT_BODY_FILES_MAX_BYTES, DEFAULT_PAYLOADS_MAX_BYTES,
+    DEFAULT_QUEUE_CAPACITY, DEFAULT_RETENTION, DEFAULT_RETENTION_TOTAL, Store, StoreOptions,
 };

@@ -1,14 +1,18 @@
 //! What the store keeps of its rows: at most `retention_per_tunnel` exchanges per tunnel
-//! name and `retention_total` in all, the oldest going first.
+//! name, `retention_total` in all, and `payloads_max_bytes` of heads and bodies in the
+//! database, the oldest going first.
 //!
 //! The bound per tunnel keeps a flood at one tunnel from erasing another's history. The
 //! total is what holds the store on disk: without `--name`, every run of the tunnel gets a
-//! new random name, so bounds per name alone let the runs add up for ever.
+//! new random name, so bounds per name alone let the runs add up for ever. The bytes bound
+//! holds what a stranger can make each row weigh (heads up to 64 KiB, bodies kept in the
+//! database up to 64 KiB each way): each row records its bytes (`stored_bytes`), so
+//! deleting it says what it freed.
 //!
-//! Both are kept by counts cached between batches (a `count(*)` is a walk of every row),
+//! All are kept by counts cached between batches (a `count(*)` is a walk of every row),
 //! counted afresh on first use, after a failed batch and every [`RECOUNT_EVERY`] batches, so
-//! rows another process wrote (a replay) are not left out for long. It is not the bound of
-//! bytes: see `crate::file_bound` for body files.
+//! rows another process wrote (a replay) are not left out for long. Body files are bounded
+//! apart, in `crate::file_bound`.
 
 use crate::error::Result;
 use crate::store::clamp_i64;
@@ -17,10 +21,16 @@ use std::collections::HashMap;
 
 /// The oldest `?2` rows of tunnel `?1`: one index walk of that length.
 pub(crate) const RETENTION_DELETE: &str = "DELETE FROM exchanges WHERE id IN (SELECT id FROM \
-     exchanges WHERE tunnel = ?1 ORDER BY id ASC LIMIT ?2)";
-/// The oldest `?1` rows of all, with their tunnels (their cached counts go down).
+     exchanges WHERE tunnel = ?1 ORDER BY id ASC LIMIT ?2) RETURNING stored_bytes";
+/// The oldest `?1` rows of all, with their tunnels (their cached counts go down) and bytes.
 const TOTAL_DELETE: &str = "DELETE FROM exchanges WHERE id IN (SELECT id FROM exchanges \
-     ORDER BY id ASC LIMIT ?1) RETURNING tunnel";
+     ORDER BY id ASC LIMIT ?1) RETURNING tunnel, stored_bytes";
+/// The oldest rows after `?1`, with the bytes each keeps: the bytes bound walks them to
+/// find how many to delete.
+const OLDEST_SIZES: &str =
+    "SELECT id, stored_bytes FROM exchanges WHERE id > ?1 ORDER BY id ASC LIMIT 64";
+/// Every row up to id `?1`, with their tunnels and bytes.
+const DELETE_THROUGH: &str = "DELETE FROM exchanges WHERE id <= ?1 RETURNING tunnel, stored_bytes";
 /// Batches after which a running count is counted afresh.
 pub(crate) const RECOUNT_EVERY: u32 = 1024;
 
@@ -65,13 +75,46 @@ impl Running {
     }
 }
 
-/// The store's row bounds (`0`: no bound) and what it knows of its counts.
+/// The store's bounds on rows (`0`: no bound).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Bounds {
+    /// Rows per tunnel name.
+    pub(crate) per_tunnel: u64,
+    /// Rows in all.
+    pub(crate) total: u64,
+    /// Bytes of heads and bodies in the database, in all.
+    pub(crate) bytes: u64,
+}
+
+/// What a batch added: rows per tunnel and the bytes their payloads keep.
+pub(crate) struct Added<'a> {
+    pub(crate) rows: HashMap<&'a str, u64>,
+    pub(crate) bytes: u64,
+}
+
+/// The counts a batch leaves, for [`Retention::committed`]; `None` where there is no bound.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Left {
+    rows: Option<u64>,
+    bytes: Option<u64>,
+}
+
+/// What the oldest rows a statement deleted freed.
+#[derive(Debug, Default)]
+struct Freed {
+    rows: u64,
+    bytes: u64,
+}
+
+/// The store's row bounds and what it knows of its counts.
 #[derive(Debug, Default)]
 pub(crate) struct Retention {
     /// Rows per tunnel name, cached by name. Cleared on any write error.
     per_tunnel: HashMap<String, u64>,
     /// Rows in all.
     total: Running,
+    /// Bytes of heads and bodies in the database.
+    bytes: Running,
 }
 
 impl Retention {
@@ -79,54 +122,55 @@ impl Retention {
     pub(crate) fn forget(&mut self) {
         self.per_tunnel.clear();
         self.total.forget();
+        self.bytes.forget();
     }
 
-    /// The batch's transaction has committed with `total` rows.
-    pub(crate) fn committed(&mut self, total: Option<u64>) {
-        self.total.committed(total);
+    /// The batch's transaction has committed, leaving `left`.
+    pub(crate) fn committed(&mut self, left: Left) {
+        self.total.committed(left.rows);
+        self.bytes.committed(left.bytes);
     }
 
-    /// Deletes the oldest rows over `per_tunnel` for each tunnel that `added` rows went to,
-    /// then the oldest over `total` in all. Returns the rows left in all (for
-    /// [`Retention::committed`]), `None` with no total bound.
-    pub(crate) fn apply(
-        &mut self,
-        conn: &Connection,
-        (per_tunnel, total): (u64, u64),
-        added: HashMap<&str, u64>,
-    ) -> Result<Option<u64>> {
-        let inserted = added.values().sum();
-        let mut deleted = 0;
-        if per_tunnel > 0 {
-            deleted = self.per_tunnel_bound(conn, per_tunnel, added)?;
+    /// Deletes the oldest rows over the bound per tunnel for each tunnel the batch `added`
+    /// rows to, then the oldest over the total, then the oldest over the bytes bound.
+    pub(crate) fn apply(&mut self, conn: &Connection, b: Bounds, added: Added<'_>) -> Result<Left> {
+        let inserted = added.rows.values().sum();
+        let mut freed = Freed::default();
+        if b.per_tunnel > 0 {
+            freed = self.per_tunnel_bound(conn, b.per_tunnel, added.rows)?;
         }
-        if total == 0 {
-            return Ok(None);
-        }
-        let count_all = || -> Result<u64> {
-            let n: i64 = conn
-                .prepare_cached("SELECT count(*) FROM exchanges")?
-                .query_row([], |r| r.get(0))?;
-            Ok(n.max(0) as u64)
+        let mut left = Left {
+            rows: None,
+            bytes: None,
         };
-        let rows = self.total.current(inserted, deleted, count_all)?;
-        if rows <= total {
-            return Ok(Some(rows));
+        if b.total > 0 {
+            let rows = self
+                .total
+                .current(inserted, freed.rows, || sum(conn, "count(*)"))?;
+            let over = self.delete_oldest(conn, rows.saturating_sub(b.total))?;
+            left.rows = Some(rows.saturating_sub(over.rows));
+            freed.rows += over.rows;
+            freed.bytes += over.bytes;
         }
-        let gone = self.delete_oldest(conn, rows - total)?;
-        tracing::debug!(deleted = gone, "total retention applied");
-        Ok(Some(rows.saturating_sub(gone)))
+        if b.bytes > 0 {
+            let bytes = self.bytes.current(added.bytes, freed.bytes, || {
+                sum(conn, "total(stored_bytes)")
+            })?;
+            let over = self.bytes_bound(conn, bytes, b.bytes)?;
+            left.bytes = Some(bytes.saturating_sub(over.bytes));
+            left.rows = left.rows.map(|r| r.saturating_sub(over.rows));
+        }
+        Ok(left)
     }
 
-    /// Keeps at most `retention` rows per tunnel that `added` rows went to; returns how many
-    /// it deleted.
+    /// Keeps at most `retention` rows per tunnel that `added` rows went to.
     fn per_tunnel_bound(
         &mut self,
         conn: &Connection,
         retention: u64,
         added: HashMap<&str, u64>,
-    ) -> Result<u64> {
-        let mut deleted_all = 0;
+    ) -> Result<Freed> {
+        let mut freed = Freed::default();
         for (tunnel, n) in added {
             let count = match self.per_tunnel.get(tunnel) {
                 Some(c) => c.saturating_add(n),
@@ -139,33 +183,86 @@ impl Retention {
                 // The excess is the oldest `count - retention` rows (usually this batch's
                 // size): one index walk of that length, not a scan past every row kept.
                 // Prepared once: parsing it on every batch showed in the writer's profile.
-                let deleted = conn
-                    .prepare_cached(RETENTION_DELETE)?
-                    .execute(params![tunnel, clamp_i64(count - retention)])?
-                    as u64;
+                let mut stmt = conn.prepare_cached(RETENTION_DELETE)?;
+                let mut rows = stmt.query(params![tunnel, clamp_i64(count - retention)])?;
+                let mut deleted = 0;
+                while let Some(row) = rows.next()? {
+                    freed.bytes += row.get::<_, i64>(0)?.max(0) as u64;
+                    deleted += 1;
+                }
                 tracing::debug!(tunnel, deleted, "retention cap applied");
-                deleted_all += deleted;
+                freed.rows += deleted;
                 count.saturating_sub(deleted)
             } else {
                 count
             };
             self.per_tunnel.insert(tunnel.to_owned(), count);
         }
-        Ok(deleted_all)
+        Ok(freed)
     }
 
-    /// Deletes the `n` oldest rows of all; returns how many it deleted.
-    fn delete_oldest(&mut self, conn: &Connection, n: u64) -> Result<u64> {
+    /// Deletes the fewest oldest rows that bring the payloads' `bytes` to `max` or under.
+    fn bytes_bound(&mut self, conn: &Connection, bytes: u64, max: u64) -> Result<Freed> {
+        let need = bytes.saturating_sub(max);
+        if need == 0 {
+            return Ok(Freed::default());
+        }
+        let mut oldest = conn.prepare_cached(OLDEST_SIZES)?;
+        let (mut sum, mut through) = (0u64, None);
+        'walk: loop {
+            let after = through.unwrap_or(i64::MIN);
+            let rows = oldest
+                .query_map([after], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?)))?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            if rows.is_empty() {
+                break;
+            }
+            for (id, size) in rows {
+                sum = sum.saturating_add(size.max(0) as u64);
+                through = Some(id);
+                if sum >= need {
+                    break 'walk;
+                }
+            }
+        }
+        let Some(through) = through else {
+            return Ok(Freed::default());
+        };
+        let mut stmt = conn.prepare_cached(DELETE_THROUGH)?;
+        let freed = self.count_deleted(stmt.query([through])?)?;
+        tracing::debug!(deleted = freed.rows, "bytes retention applied");
+        Ok(freed)
+    }
+
+    /// Deletes the `n` oldest rows of all.
+    fn delete_oldest(&mut self, conn: &Connection, n: u64) -> Result<Freed> {
+        if n == 0 {
+            return Ok(Freed::default());
+        }
         let mut stmt = conn.prepare_cached(TOTAL_DELETE)?;
-        let mut rows = stmt.query([clamp_i64(n)])?;
-        let mut gone = 0;
+        self.count_deleted(stmt.query([clamp_i64(n)])?)
+    }
+
+    /// Sums the `(tunnel, stored_bytes)` rows a delete returned; the tunnels' cached counts
+    /// go down.
+    fn count_deleted(&mut self, mut rows: rusqlite::Rows<'_>) -> Result<Freed> {
+        let mut freed = Freed::default();
         while let Some(row) = rows.next()? {
             let tunnel: String = row.get(0)?;
             if let Some(c) = self.per_tunnel.get_mut(&tunnel) {
                 *c = c.saturating_sub(1);
             }
-            gone += 1;
+            freed.rows += 1;
+            freed.bytes += row.get::<_, i64>(1)?.max(0) as u64;
         }
-        Ok(gone)
+        Ok(freed)
     }
+}
+
+/// `SELECT <what> FROM exchanges`, a count or a sum, as a `u64`.
+fn sum(conn: &Connection, what: &'static str) -> Result<u64> {
+    let v: f64 = conn
+        .prepare_cached(&format!("SELECT {what} FROM exchanges"))?
+        .query_row([], |r| r.get(0))?;
+    Ok(v.max(0.0) as u64)
 }

@@ -137,6 +137,15 @@ END;
 CREATE INDEX payloads_with_file ON payloads (id)
     WHERE req_body_file IS NOT NULL OR resp_body_file IS NOT NULL;
 "#,
+    // v8: the bytes of heads and bodies each exchange keeps in the database, so the bound on
+    // them (see `crate::retention`) knows what deleting a row frees (`RETURNING`) without
+    // reading its payload.
+    r#"
+ALTER TABLE exchanges ADD COLUMN stored_bytes INTEGER NOT NULL DEFAULT 0;
+UPDATE exchanges SET stored_bytes = coalesce((SELECT octet_length(p.req_headers)
+    + length(p.req_body) + coalesce(octet_length(p.resp_headers), 0)
+    + coalesce(length(p.resp_body), 0) FROM payloads p WHERE p.id = exchanges.id), 0);
+"#,
 ];
 
 /// The schema version this build writes.
@@ -237,6 +246,13 @@ mod tests {
         let mut opts = StoreOptions::new(dir.path());
         opts.retention_per_tunnel = 2;
         let mut store = Store::open(&opts).unwrap();
+        let stored: i64 = Connection::open(dir.path().join("captures.sqlite3"))
+            .unwrap()
+            .query_row("SELECT stored_bytes FROM exchanges WHERE id = 1", [], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        assert_eq!(stored, 2 + old.len() as i64, "v8 counts what the row keeps");
         let got = store.get(1).unwrap().unwrap().exchange;
         assert_eq!(
             (got.request.body.bytes, got.request.body.truncated),

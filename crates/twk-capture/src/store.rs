@@ -13,7 +13,7 @@ use crate::filter_sql::{order_limit, where_clause};
 use crate::insert::Inserter;
 use crate::paths;
 use crate::query::{Filter, StoredExchange, Summary};
-use crate::retention::Retention;
+use crate::retention::{Added, Bounds, Retention};
 pub(crate) use crate::rows::{decode_lints, encode_headers, encode_lints, side_str};
 use crate::rows::{read_full, read_summary};
 use rusqlite::config::DbConfig;
@@ -30,6 +30,8 @@ pub const DEFAULT_RETENTION: u64 = 10_000;
 /// Default number of exchanges kept in all, whatever their tunnel: ten tunnels' worth, so
 /// runs without `--name` (a new name each) do not add up for ever.
 pub const DEFAULT_RETENTION_TOTAL: u64 = 100_000;
+/// Default bound on the bytes of heads and bodies kept in the database (1 GiB).
+pub const DEFAULT_PAYLOADS_MAX_BYTES: u64 = 1 << 30;
 /// Default bound on the bytes of body files (1 GiB: a thousand distinct 1 MiB bodies).
 pub const DEFAULT_BODY_FILES_MAX_BYTES: u64 = 1 << 30;
 
@@ -57,6 +59,9 @@ pub struct StoreOptions {
     pub retention_per_tunnel: u64,
     /// Exchanges kept in all; the oldest are deleted on insert. `0` sets no bound.
     pub retention_total: u64,
+    /// Bytes of heads and bodies kept in the database (bodies under 64 KiB) in all; the
+    /// oldest exchanges are deleted on insert past it. `0` sets no bound.
+    pub payloads_max_bytes: u64,
     /// Capacity of the recorder's queue; when full, new exchanges are dropped (and counted).
     pub queue_capacity: usize,
     /// Body bytes the queue may hold at once; beyond it new exchanges are queued with their
@@ -85,6 +90,7 @@ impl StoreOptions {
             body_cap: DEFAULT_BODY_CAP,
             retention_per_tunnel: DEFAULT_RETENTION,
             retention_total: DEFAULT_RETENTION_TOTAL,
+            payloads_max_bytes: DEFAULT_PAYLOADS_MAX_BYTES,
             queue_capacity: DEFAULT_QUEUE_CAPACITY,
             queue_bytes: DEFAULT_QUEUE_BYTES,
             queue_max_bytes: DEFAULT_QUEUE_MAX_BYTES,
@@ -298,22 +304,30 @@ impl Store {
         let mut inserter = Inserter::prepare(&tx, &self.files, self.opts.body_cap, now)?;
         let out = inserter.write_all(batch);
         created.append(&mut inserter.created);
-        let named = inserter.named_bytes;
+        let (named, stored) = (inserter.named_bytes, inserter.stored_bytes);
         drop(inserter);
         let out = out?;
         let mut added: HashMap<&str, u64> = HashMap::new();
         for ex in batch {
             *added.entry(ex.tunnel.as_str()).or_default() += 1;
         }
-        let bounds = (self.opts.retention_per_tunnel, self.opts.retention_total);
-        let rows = self.retention.apply(&tx, bounds, added)?;
+        let bounds = Bounds {
+            per_tunnel: self.opts.retention_per_tunnel,
+            total: self.opts.retention_total,
+            bytes: self.opts.payloads_max_bytes,
+        };
+        let added = Added {
+            rows: added,
+            bytes: stored,
+        };
+        let left = self.retention.apply(&tx, bounds, added)?;
         let (mut released, freed) = BodyFiles::release_unused(&tx)?;
         let max = self.opts.body_files_max_bytes;
         let file_bytes = self
             .file_tally
             .bound(&tx, max, named, freed, &mut released)?;
         tx.commit()?;
-        self.retention.committed(rows);
+        self.retention.committed(left);
         self.file_tally.committed(file_bytes);
         Ok((out, released))
     }

@@ -482,6 +482,79 @@ fn runs_under_new_names_add_up_only_to_the_total_retention() {
     assert_eq!(count(&s, "run-8"), 24);
 }
 
+/// What the payloads keep in the database, and the rows whose `stored_bytes` disagree.
+fn payload_bytes(db: &std::path::Path) -> (i64, i64) {
+    let conn = rusqlite::Connection::open(db).unwrap();
+    let size = "octet_length(p.req_headers) + length(p.req_body) \
+                + coalesce(octet_length(p.resp_headers), 0) + coalesce(length(p.resp_body), 0)";
+    conn.query_row(
+        &format!(
+            "SELECT coalesce(sum({size}), 0), coalesce(sum(e.stored_bytes != {size}), 0) \
+             FROM exchanges e JOIN payloads p ON p.id = e.id"
+        ),
+        [],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )
+    .unwrap()
+}
+
+#[test]
+fn heavy_rows_from_a_stranger_keep_the_database_within_its_bytes_bound() {
+    const BOUND: i64 = 1024 * 1024;
+    let dir = tempfile::tempdir().unwrap();
+    let mut opts = StoreOptions::new(dir.path().join("twk"));
+    opts.payloads_max_bytes = BOUND as u64;
+    let mut s = Store::open(&opts).unwrap();
+    let quiet = s.insert(&exchange("quiet", 0, "/q", b"q")).unwrap();
+    // Each: a 60 KiB body (under the 64 KiB that go to files), a 16 KiB header with bytes
+    // that are not UTF-8 (kept as base64), a 30 KiB answer: ~114 KiB the database keeps.
+    let heavy = |at: i64| {
+        let mut ex = exchange("flood", at, "/", &vec![b'x'; 60 * 1024]);
+        let mut value = vec![0xff_u8; 16 * 1024];
+        value[..8].copy_from_slice(&at.to_be_bytes());
+        ex.request.headers.push(twk_capture::exchange::Header {
+            name: "x-pad".into(),
+            value,
+        });
+        ex.response.as_mut().unwrap().body = body(&vec![b'y'; 30 * 1024]);
+        ex
+    };
+    let mut at = 0;
+    let mut newest = 0;
+    for round in 0..6 {
+        if round == 4 {
+            drop(s);
+            s = Store::open(&opts).unwrap();
+        }
+        let batch: Vec<_> = (0..5)
+            .map(|_| {
+                at += 1;
+                heavy(at)
+            })
+            .collect();
+        newest = s.insert_batch(&batch).unwrap().last().unwrap().id;
+        let (bytes, wrong) = payload_bytes(&opts.db_path());
+        assert_eq!(wrong, 0, "every row knows what it keeps");
+        assert!(bytes <= BOUND, "{bytes} bytes of payloads after {at} rows");
+        if at > 10 {
+            // Full: what went is the fewest oldest rows (one is ~114 KiB).
+            assert!(bytes > BOUND - 115 * 1024, "more went than needed: {bytes}");
+        }
+    }
+    assert!(
+        s.get(quiet).unwrap().is_none(),
+        "the bound is the store's, oldest first"
+    );
+    let kept = s.list(&Filter::default()).unwrap();
+    assert_eq!(kept.first().unwrap().id, newest, "the newest are kept");
+    assert_eq!(kept.len(), 9, "rows of ~114 KiB in 1 MiB");
+    let flood = Filter {
+        name: Some("flood".into()),
+        ..Filter::default()
+    };
+    assert_eq!(s.count(&flood).unwrap(), kept.len() as u64);
+}
+
 #[test]
 fn body_cap_truncates_store_only_and_keeps_len_and_hash() {
     let dir = tempfile::tempdir().unwrap();
