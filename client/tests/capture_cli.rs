@@ -935,3 +935,76 @@ async fn log_says_when_rows_are_left_out_and_explains_auth_marks() {
     let (_, _, err) = cli(&home, &["log", "--limit", "101"]).await;
     assert!(err.is_empty(), "{err}");
 }
+
+/// The `[capture]` bounds of the config file hold for the real tunnel: distinct 100 KiB
+/// uploads from a stranger keep at most `retention_total` rows and `body_files_max_bytes`
+/// of body files; the oldest kept rows say their body was not kept, with its length and
+/// hash.
+#[tokio::test]
+async fn the_capture_bounds_of_the_config_file_hold_for_the_real_tunnel() {
+    trace_init();
+    let home_dir = tempfile::tempdir().unwrap();
+    let home: PathBuf = home_dir.path().to_path_buf();
+    write_config(
+        &home,
+        "[capture]\nretention_total = 4\nbody_files_max_bytes = 250000\n",
+    );
+    let relay = spawn_relay(relay_config(tokens(&["tok"]))).await;
+    let mut app = FakeTarget::with(|_| {
+        http::Response::builder()
+            .body(Full::new(Bytes::from_static(b"ok")))
+            .unwrap()
+    })
+    .await;
+    let mut tunnel = Tunnel::spawn(&relay, &app, &home, "bounds", &["--json"]);
+    let _ready = tunnel.json_line().await;
+    let upload = |i: usize| format!("{i:06}").repeat(100 * 1024 / 6 + 1);
+    for i in 0..6 {
+        let reply = send(relay.addr, "POST", "/t/bounds/upload", &[], upload(i))
+            .await
+            .unwrap();
+        assert_eq!(reply.status, 200);
+        assert_eq!(app.next().await.body.len(), upload(i).len());
+        let _line = tunnel.json_line().await;
+    }
+    tunnel.stop().await;
+
+    let rows = log_json(&home, &[]).await;
+    assert_eq!(rows.len(), 4, "retention_total = 4");
+    // Oldest first: two 100 KiB bodies fit in 250,000 bytes of files, the newest two.
+    let kept: Vec<bool> = rows
+        .iter()
+        .map(|r| !r["request"]["body_truncated"].as_bool().unwrap())
+        .collect();
+    assert_eq!(kept, [false, false, true, true]);
+    for (row, i) in rows.iter().zip([2, 3, 4, 5]) {
+        let req = &row["request"];
+        let body = upload(i);
+        assert_eq!(req["body_len"], body.len());
+        assert_eq!(
+            req["body_sha256"],
+            hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&body))
+        );
+        let got = req["body"].as_str().unwrap_or_default();
+        assert!(
+            got == body || got.is_empty(),
+            "row {i}: a body is whole or not kept"
+        );
+    }
+    let files = walkdir(&home.join("data").join("bodies"));
+    assert_eq!(files, 2, "files no row names are gone");
+}
+
+/// The regular files under `dir`, at any depth.
+fn walkdir(dir: &Path) -> usize {
+    std::fs::read_dir(dir).map_or(0, |entries| {
+        entries
+            .flatten()
+            .map(|e| match e.file_type() {
+                Ok(t) if t.is_dir() => walkdir(&e.path()),
+                Ok(t) if t.is_file() => 1,
+                _ => 0,
+            })
+            .sum()
+    })
+}
