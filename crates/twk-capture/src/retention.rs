@@ -11,8 +11,9 @@
 //!
 //! All are kept by counts cached between batches (a `count(*)` is a walk of every row),
 //! counted afresh on first use, after a failed batch and every [`RECOUNT_EVERY`] batches, so
-//! rows another process wrote (a replay) are not left out for long. Body files are bounded
-//! apart, in `crate::file_bound`.
+//! rows another process wrote (a replay) are not left out for long. A store far over the
+//! total or bytes bound comes down [`CATCH_UP`] rows a batch. Body files are bounded apart,
+//! in `crate::file_bound`.
 
 use crate::error::Result;
 use crate::store::clamp_i64;
@@ -31,6 +32,11 @@ const OLDEST_SIZES: &str =
     "SELECT id, stored_bytes FROM exchanges WHERE id > ?1 ORDER BY id ASC LIMIT 64";
 /// Every row up to id `?1`, with their tunnels and bytes.
 const DELETE_THROUGH: &str = "DELETE FROM exchanges WHERE id <= ?1 RETURNING tunnel, stored_bytes";
+/// Rows the total and bytes bounds delete per batch beyond what the batch added. A store
+/// far over them (the first batch after an upgrade, or after a bound was lowered) comes
+/// down over the next batches instead of in one transaction that would hold the writer for
+/// seconds (200,000 rows took 1.8 s) while the recorder's queue fills.
+pub(crate) const CATCH_UP: u64 = 4096;
 /// Batches after which a running count is counted afresh.
 pub(crate) const RECOUNT_EVERY: u32 = 1024;
 
@@ -147,7 +153,8 @@ impl Retention {
             let rows = self
                 .total
                 .current(inserted, freed.rows, || sum(conn, "count(*)"))?;
-            let over = self.delete_oldest(conn, rows.saturating_sub(b.total))?;
+            let excess = rows.saturating_sub(b.total);
+            let over = self.delete_oldest(conn, excess.min(inserted + CATCH_UP))?;
             left.rows = Some(rows.saturating_sub(over.rows));
             freed.rows += over.rows;
             freed.bytes += over.bytes;
@@ -156,7 +163,7 @@ impl Retention {
             let bytes = self.bytes.current(added.bytes, freed.bytes, || {
                 sum(conn, "total(stored_bytes)")
             })?;
-            let over = self.bytes_bound(conn, bytes, b.bytes)?;
+            let over = self.bytes_bound(conn, bytes, b.bytes, inserted + CATCH_UP)?;
             left.bytes = Some(bytes.saturating_sub(over.bytes));
             left.rows = left.rows.map(|r| r.saturating_sub(over.rows));
         }
@@ -201,15 +208,16 @@ impl Retention {
         Ok(freed)
     }
 
-    /// Deletes the fewest oldest rows that bring the payloads' `bytes` to `max` or under.
-    fn bytes_bound(&mut self, conn: &Connection, bytes: u64, max: u64) -> Result<Freed> {
+    /// Deletes the fewest oldest rows that bring the payloads' `bytes` to `max` or under,
+    /// at most `most` of them.
+    fn bytes_bound(&mut self, conn: &Connection, bytes: u64, max: u64, most: u64) -> Result<Freed> {
         let need = bytes.saturating_sub(max);
         if need == 0 {
             return Ok(Freed::default());
         }
         let mut oldest = conn.prepare_cached(OLDEST_SIZES)?;
-        let (mut sum, mut through) = (0u64, None);
-        'walk: loop {
+        let (mut sum, mut through, mut taken) = (0u64, None, 0u64);
+        'walk: while taken < most {
             let after = through.unwrap_or(i64::MIN);
             let rows = oldest
                 .query_map([after], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?)))?
@@ -220,7 +228,8 @@ impl Retention {
             for (id, size) in rows {
                 sum = sum.saturating_add(size.max(0) as u64);
                 through = Some(id);
-                if sum >= need {
+                taken += 1;
+                if sum >= need || taken >= most {
                     break 'walk;
                 }
             }

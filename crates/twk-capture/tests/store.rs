@@ -555,6 +555,63 @@ fn heavy_rows_from_a_stranger_keep_the_database_within_its_bytes_bound() {
     assert_eq!(s.count(&flood).unwrap(), kept.len() as u64);
 }
 
+/// A store of 10,000 rows under ten names, with no bound on rows or bytes.
+fn ten_thousand_rows(dir: &std::path::Path) -> (StoreOptions, i64) {
+    let mut opts = StoreOptions::new(dir.join("twk"));
+    opts.retention_per_tunnel = 0;
+    opts.retention_total = 0;
+    opts.payloads_max_bytes = 0;
+    let mut s = Store::open(&opts).unwrap();
+    let mut at = 0;
+    for run in 0..10 {
+        let batch: Vec<_> = (0..1000)
+            .map(|_| {
+                at += 1;
+                exchange(&format!("run-{run}"), at, "/", b"{}")
+            })
+            .collect();
+        s.insert_batch(&batch).unwrap();
+    }
+    (opts, at)
+}
+
+/// Inserts one row at a time and says how many rows there are after each.
+fn rows_after_inserts(s: &mut Store, at: &mut i64, n: usize) -> Vec<u64> {
+    (0..n)
+        .map(|_| {
+            *at += 1;
+            s.insert(&exchange("new", *at, "/", b"{}")).unwrap();
+            s.count(&Filter::default()).unwrap()
+        })
+        .collect()
+}
+
+#[test]
+fn a_store_far_over_its_bounds_comes_down_over_several_batches() {
+    // An upgrade, or a bound lowered: 10,000 rows against 1,000. Each batch deletes what it
+    // adds and 4,096 more, so no transaction holds the writer for long.
+    let dir = tempfile::tempdir().unwrap();
+    let (mut opts, mut at) = ten_thousand_rows(dir.path());
+    opts.retention_total = 1000;
+    let mut s = Store::open(&opts).unwrap();
+    let left = rows_after_inserts(&mut s, &mut at, 4);
+    assert_eq!(left, [10_001 - 4_097, 5_904 + 1 - 4_097, 1000, 1000]);
+    let newest = s.list(&Filter::default()).unwrap();
+    assert_eq!(newest.first().unwrap().tunnel, "new", "the newest are kept");
+
+    // The same for the bytes bound: 1,000 rows' worth (every row here keeps as many).
+    let dir = tempfile::tempdir().unwrap();
+    let (mut opts, mut at) = ten_thousand_rows(dir.path());
+    let row: i64 = rusqlite::Connection::open(opts.db_path())
+        .unwrap()
+        .query_row("SELECT max(stored_bytes) FROM exchanges", [], |r| r.get(0))
+        .unwrap();
+    opts.payloads_max_bytes = 1000 * row as u64;
+    let mut s = Store::open(&opts).unwrap();
+    let left = rows_after_inserts(&mut s, &mut at, 4);
+    assert_eq!(left, [10_001 - 4_097, 5_904 + 1 - 4_097, 1000, 1000]);
+}
+
 #[test]
 fn body_cap_truncates_store_only_and_keeps_len_and_hash() {
     let dir = tempfile::tempdir().unwrap();
