@@ -7,6 +7,10 @@
 //! connection as a stream of raw HTTP/1.1 bytes (keep-alive), parsed by hyper at the far
 //! end, as a relay that passed connections through without re-encoding them would.
 //!
+//! The fourth row drives the `h2` crate's client directly over the same websocket, to the
+//! same hyper server: what hyper's client wrapper costs the relay per request (its dispatch
+//! channel, and a task it spawns per request to carry the answer back).
+//!
 //! Run: `cargo bench -p twk-e2e --bench transport` (`TWK_BENCH_SECS`, default 3).
 #![allow(clippy::unwrap_used)]
 
@@ -91,6 +95,67 @@ async fn over_websocket() -> Sender {
     let c = WebSocketStream::from_raw_socket(c, Role::Server, Some(cfg)).await;
     let s = WebSocketStream::from_raw_socket(s, Role::Client, Some(cfg)).await;
     connect(WsIo::new(c), WsIo::new(s)).await
+}
+
+/// The `h2` crate's client over the websocket, as [`over_websocket`] with hyper's client
+/// wrapper taken away: the same settings, the same hyper server at the far end.
+async fn over_websocket_h2() -> h2::client::SendRequest<Bytes> {
+    use twk_protocol::limits::*;
+    let (c, s) = pair().await;
+    let cfg = twk_transport::ws_config();
+    let c = WebSocketStream::from_raw_socket(c, Role::Server, Some(cfg)).await;
+    let s = WebSocketStream::from_raw_socket(s, Role::Client, Some(cfg)).await;
+    let svc = hyper::service::service_fn(answer);
+    let server = twk_transport::h2_server_builder(PING_INTERVAL, PING_TIMEOUT);
+    tokio::spawn(async move {
+        server
+            .serve_connection(TokioIo::new(WsIo::new(s)), svc)
+            .await
+    });
+    let mut b = h2::client::Builder::new();
+    b.initial_window_size(H2_STREAM_WINDOW)
+        .initial_connection_window_size(H2_CONN_WINDOW)
+        .max_frame_size(H2_MAX_FRAME)
+        .max_header_list_size(H2_MAX_HEADER_LIST)
+        .max_send_buffer_size(H2_MAX_SEND_BUF);
+    let (sender, conn) = b.handshake(WsIo::new(c)).await.unwrap();
+    tokio::spawn(async move { conn.await.unwrap() });
+    sender
+}
+
+/// [`drive`] for the `h2` crate's client: each loop sends the head, then the 1 KiB body,
+/// awaits the answer and reads it, giving its flow-control window back.
+async fn drive_h2(
+    sender: h2::client::SendRequest<Bytes>,
+    streams: usize,
+    secs: u64,
+) -> (u64, Duration) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    let loops = (0..streams)
+        .map(|_| {
+            let sender = sender.clone();
+            tokio::spawn(async move {
+                let mut lat = Vec::new();
+                let mut sender = sender.ready().await.unwrap();
+                while Instant::now() < deadline {
+                    let t0 = Instant::now();
+                    let req = http::Request::post("http://t/hook").body(()).unwrap();
+                    sender = sender.ready().await.unwrap();
+                    let (resp, mut body) = sender.send_request(req, false).unwrap();
+                    body.send_data(Bytes::from_static(&[b'x'; 1024]), true)
+                        .unwrap();
+                    let mut answer = resp.await.unwrap().into_body();
+                    while let Some(chunk) = answer.data().await {
+                        let n = chunk.unwrap().len();
+                        answer.flow_control().release_capacity(n).unwrap();
+                    }
+                    lat.push(t0.elapsed());
+                }
+                lat
+            })
+        })
+        .collect();
+    summary(loops).await
 }
 
 /// A yamux connection over loopback: the server side serves HTTP/1.1 on every stream it
@@ -349,6 +414,10 @@ async fn main() {
             let cpu = (own_cpu_ticks() - t0) as f64 * 1e6 / tck / n.max(1) as f64;
             row(name, streams, n, p50, cpu, secs);
         }
+        let t0 = own_cpu_ticks();
+        let (n, p50) = drive_h2(over_websocket_h2().await, streams, secs).await;
+        let cpu = (own_cpu_ticks() - t0) as f64 * 1e6 / tck / n.max(1) as f64;
+        row("h2 over websocket", streams, n, p50, cpu, secs);
         let opener = over_yamux().await;
         let t0 = own_cpu_ticks();
         let (n, p50) = drive_yamux(opener, streams, secs).await;
