@@ -416,12 +416,7 @@ async fn run_session_inner(
         Some(twk_transport::ws_config()),
     )
     .await;
-    let io = TokioIo::new(WsIo::new(ws));
-    let handshake =
-        twk_transport::h2_client_builder(state.cfg.ping_interval, state.cfg.ping_timeout)
-            .handshake::<_, RelayBody>(io)
-            .await;
-    let (sender, conn) = match handshake {
+    let (sender, conn) = match crate::tunnel_h2::handshake(WsIo::new(ws)).await {
         Ok(pair) => pair,
         Err(e) => {
             warn!(error = %e, "http/2 handshake over the tunnel failed");
@@ -437,6 +432,7 @@ async fn run_session_inner(
         let hand_off = crate::keep::hand_off(state.clone(), s.name.clone());
         state.tracker.spawn(hand_off.in_current_span());
     }
+    let conn = crate::tunnel_h2::drive(conn, state.cfg.ping_interval, state.cfg.ping_timeout);
     tokio::select! {
         r = conn => match r {
             Ok(()) => {

@@ -5,10 +5,10 @@ use crate::body::{Capped, FaultCell, RelayBody, SenderFault, UntilDead};
 use crate::config::strip_port;
 use crate::registry::Lookup;
 use crate::server::{State, text};
+use crate::tunnel_h2::TunnelSender;
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
-use hyper::client::conn::http2::SendRequest;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -132,7 +132,7 @@ struct Admitted {
     route: Route,
     client: ClientAddr,
     host: Option<String>,
-    sender: SendRequest<RelayBody>,
+    sender: TunnelSender,
     dead: CancellationToken,
     inflight: tokio_util::task::TaskTracker,
     uri: http::Uri,
@@ -227,9 +227,9 @@ pub(crate) async fn forward_as(
     // while the client still answers it.
     let inflight = a.inflight.token();
     let mut sender = a.sender;
-    // `try_send_request`: a request the connection never took (its client said GOAWAY just
-    // before) comes back whole, to be kept like any request for an offline tunnel.
-    let send = tokio::time::timeout(wait, sender.try_send_request(out));
+    // A request the connection never took (its client said GOAWAY just before) comes back
+    // whole, to be kept like any request for an offline tunnel.
+    let send = tokio::time::timeout(wait, sender.send(out));
     tokio::pin!(send);
     let result = tokio::select! {
         // An answer that arrived before the session ended wins (a client that answers, then
@@ -260,8 +260,8 @@ pub(crate) async fn forward_as(
                 ),
             )
         }
-        Ok(Err(mut e)) => {
-            if let Some(unsent) = e.take_message() {
+        Ok(Err(e)) => {
+            if let Some(unsent) = e.unsent {
                 info!(
                     request_id,
                     "the tunnel's client went away before taking the request"
@@ -271,7 +271,7 @@ pub(crate) async fn forward_as(
             failed(
                 &request_id,
                 fault,
-                &e.into_error(),
+                &e.error,
                 &a.route.name,
                 state.cfg.max_body,
             )
@@ -298,7 +298,7 @@ pub(crate) async fn forward_as(
 fn failed(
     request_id: &str,
     fault: Option<SenderFault>,
-    e: &hyper::Error,
+    e: &h2::Error,
     name: &str,
     max_body: u64,
 ) -> Response<RelayBody> {
@@ -547,7 +547,7 @@ async fn coming_up_elsewhere(state: &State, name: &str, hop: Hop) -> Option<Refu
 /// A session to send a request on: its sender, its end, its in-flight count, and how long the
 /// request was held for it.
 type Session = (
-    SendRequest<RelayBody>,
+    TunnelSender,
     CancellationToken,
     tokio_util::task::TaskTracker,
     Duration,
@@ -629,21 +629,11 @@ fn broken_body(request_id: &str, why: &str) -> Response<RelayBody> {
 }
 
 /// True when the tunnel client provably never processed the request (RFC 9113 §8.7:
-/// REFUSED_STREAM, or a stream above a GOAWAY's last id, or never sent at all), so telling
-/// the sender to retry is safe.
-fn never_processed(e: &hyper::Error) -> bool {
-    if e.is_canceled() {
-        return true;
-    }
-    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
-    while let Some(err) = cur {
-        if let Some(h2) = err.downcast_ref::<h2::Error>() {
-            return h2.reason() == Some(h2::Reason::REFUSED_STREAM)
-                || (h2.is_go_away() && h2.reason() == Some(h2::Reason::NO_ERROR));
-        }
-        cur = err.source();
-    }
-    false
+/// REFUSED_STREAM, or a stream above a GOAWAY's last id), so telling the sender to retry is
+/// safe. A request the connection never took comes back whole instead (`SendError::unsent`).
+fn never_processed(e: &h2::Error) -> bool {
+    e.reason() == Some(h2::Reason::REFUSED_STREAM)
+        || (e.is_go_away() && e.reason() == Some(h2::Reason::NO_ERROR))
 }
 
 /// Where a request came from, as the relay saw it.

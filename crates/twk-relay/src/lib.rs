@@ -32,6 +32,7 @@ mod registry;
 mod reservations;
 mod server;
 mod tokens;
+mod tunnel_h2;
 
 pub use config::{AbuseLimits, Auth, RelayConfig, Scheme, UrlStyle};
 pub use keep::KeepLimits;

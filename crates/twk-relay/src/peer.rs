@@ -150,10 +150,8 @@ pub(crate) async fn ask_clients_to_move(state: &State) {
                 .header(twk_protocol::meta::MOVE, "1")
                 .body(crate::body::full(""));
             let Ok(ask) = ask else { return };
-            if sender.ready().await.is_ok()
-                && let Err(e) = sender.send_request(ask).await
-            {
-                debug!(name, error = %e, "could not ask a client to move");
+            if let Err(e) = sender.send(ask).await {
+                debug!(name, error = %e.error, "could not ask a client to move");
             }
         });
     }

@@ -11,9 +11,8 @@
 //!   the displaced client is closed, and its reconnects are refused with
 //!   [`Claim::TakenOver`], so two processes never split traffic or flap.
 
-use crate::body::RelayBody;
 use crate::reservations::{Reservation, Snapshot, Store};
-use hyper::client::conn::http2::SendRequest;
+use crate::tunnel_h2::TunnelSender;
 use std::collections::BTreeMap;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -33,7 +32,7 @@ struct Live {
     /// The client process's id, the same across its reconnects.
     client_id: String,
     /// Requests go here once the HTTP/2 handshake completed; `None` while it runs.
-    sender: Option<SendRequest<RelayBody>>,
+    sender: Option<TunnelSender>,
     /// Cancelled to close the session (replaced, taken over, revoked or shutdown).
     cancel: CancellationToken,
     /// Cancelled once the session has ended, so requests in flight on it fail at once.
@@ -92,7 +91,7 @@ pub(crate) enum Claim {
 pub(crate) enum Lookup {
     /// A connected session: send here; `dead` fires if the session ends first.
     Ready {
-        sender: SendRequest<RelayBody>,
+        sender: TunnelSender,
         dead: CancellationToken,
         inflight: tokio_util::task::TaskTracker,
     },
@@ -353,12 +352,7 @@ impl Registry {
     }
 
     /// Marks the session ready to carry requests.
-    pub(crate) fn activate(
-        &self,
-        name: &str,
-        session: u64,
-        sender: SendRequest<RelayBody>,
-    ) -> bool {
+    pub(crate) fn activate(&self, name: &str, session: u64, sender: TunnelSender) -> bool {
         let mut map = self.lock();
         let Some(e) = map.get_mut(name) else {
             return false;
@@ -478,7 +472,7 @@ impl Registry {
     }
 
     /// Every ready session: its name and where to send it requests.
-    pub(crate) fn ready_sessions(&self) -> Vec<(String, SendRequest<RelayBody>)> {
+    pub(crate) fn ready_sessions(&self) -> Vec<(String, TunnelSender)> {
         self.lock()
             .iter()
             .filter_map(|(name, e)| Some((name.clone(), e.live.as_ref()?.sender.clone()?)))

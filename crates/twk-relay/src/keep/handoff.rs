@@ -117,7 +117,7 @@ pub(crate) async fn hand_off(state: Arc<State>, name: String) {
 /// Where kept requests go: the tunnel's session on this node, or (in a cluster) the node
 /// whose session holds the tunnel now, through its peer listener.
 pub(crate) enum Recipient {
-    Session(hyper::client::conn::http2::SendRequest<crate::body::RelayBody>),
+    Session(crate::tunnel_h2::TunnelSender),
     Peer(twk_cluster::Peer),
 }
 
@@ -131,11 +131,10 @@ impl Recipient {
     ) -> Result<http::StatusCode, String> {
         match self {
             Recipient::Session(sender) => {
-                sender.ready().await.map_err(|e| e.to_string())?;
                 let r = sender
-                    .send_request(request)
+                    .send(request)
                     .await
-                    .map_err(|e| e.to_string())?;
+                    .map_err(|e| e.error.to_string())?;
                 Ok(r.status())
             }
             Recipient::Peer(peer) => {

@@ -1,0 +1,281 @@
+//! The relay's HTTP/2 client to a tunnel, on the `h2` crate directly.
+//!
+//! hyper's HTTP/2 client puts a dispatch channel between the caller and the connection's
+//! task, and spawns a task per request to carry the answer back (and one to pipe a body that
+//! is not all there at once). Each is a hop between tasks, often between threads: in the
+//! transport bench (`tests/benches/transport.rs`) they were 66 of 88 µs of CPU per request at
+//! one stream, and 6 of 24 at sixteen. Here the public connection's own task opens the
+//! stream, pipes the body and awaits the answer; only the connection itself is a task of its
+//! own ([`drive`]).
+//!
+//! What hyper's wrapper did and this module does instead: the body is piped under HTTP/2
+//! flow control (capacity reserved before a frame is pulled from the sender, so a slow
+//! tunnel slows the sender; trailers; the stream reset when the sender's body fails); the
+//! answer's body gives its window back as it is read ([`AnswerBody`]; `h2` checks its
+//! `Content-Length`); PINGs every `ping` and the connection dead without a PONG within
+//! `timeout`; a request the connection cannot take (the client said GOAWAY) comes back
+//! whole ([`SendError::unsent`]).
+//!
+//! It is not the tunnel client's side (hyper's HTTP/2 server there) nor a general client.
+
+use crate::body::RelayBody;
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body::{Body, Frame};
+use http_body_util::BodyExt;
+use std::future::poll_fn;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite};
+
+/// Why a tunnel's connection ended.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ConnError {
+    /// HTTP/2 (or the I/O under it) failed.
+    #[error(transparent)]
+    H2(#[from] h2::Error),
+    /// No PONG came back in time: the link is dead or the client stuck.
+    #[error("no answer to a ping within {0:?}")]
+    PingTimeout(Duration),
+}
+
+/// A request the tunnel did not answer.
+#[derive(Debug)]
+pub(crate) struct SendError {
+    /// What failed.
+    pub(crate) error: h2::Error,
+    /// The request itself, when the connection never took it (it was going away).
+    pub(crate) unsent: Option<Request<RelayBody>>,
+}
+
+/// Sends requests to one tunnel; cheap to clone.
+#[derive(Clone)]
+pub(crate) struct TunnelSender {
+    h2: h2::client::SendRequest<Bytes>,
+}
+
+impl std::fmt::Debug for TunnelSender {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TunnelSender")
+    }
+}
+
+/// Opens HTTP/2 over `io` with the limits of [`twk_protocol::limits`]: the sender, and the
+/// connection to run ([`drive`]) for as long as the session lasts.
+pub(crate) async fn handshake<T>(
+    io: T,
+) -> Result<(TunnelSender, h2::client::Connection<T, Bytes>), h2::Error>
+where
+    T: AsyncRead + AsyncWrite + Unpin,
+{
+    use twk_protocol::limits::*;
+    let mut b = h2::client::Builder::new();
+    // Until the client's SETTINGS say how many streams it takes, no more than hyper's client
+    // opened (a burst of held requests at connect time would be refused past the limit).
+    b.enable_push(false)
+        .initial_max_send_streams(100)
+        .initial_window_size(H2_STREAM_WINDOW)
+        .initial_connection_window_size(H2_CONN_WINDOW)
+        .max_frame_size(H2_MAX_FRAME)
+        .max_header_list_size(H2_MAX_HEADER_LIST)
+        .max_send_buffer_size(H2_MAX_SEND_BUF);
+    let (h2, conn) = b.handshake(io).await?;
+    Ok((TunnelSender { h2 }, conn))
+}
+
+/// Runs the connection until it ends, with a PING every `ping` that must be answered
+/// within `timeout`. `Ok` when it closed cleanly (the client's GOAWAY, then its end).
+pub(crate) async fn drive<T>(
+    mut conn: h2::client::Connection<T, Bytes>,
+    ping: Duration,
+    timeout: Duration,
+) -> Result<(), ConnError>
+where
+    T: AsyncRead + AsyncWrite + Unpin,
+{
+    let Some(mut pings) = conn.ping_pong() else {
+        return Ok(conn.await?);
+    };
+    let alive = async {
+        loop {
+            tokio::time::sleep(ping).await;
+            let pong = pings.ping(h2::Ping::opaque());
+            match tokio::time::timeout(timeout, pong).await {
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => return ConnError::H2(e),
+                Err(_) => return ConnError::PingTimeout(timeout),
+            }
+        }
+    };
+    tokio::select! {
+        r = &mut conn => Ok(r?),
+        e = alive => Err(e),
+    }
+}
+
+impl TunnelSender {
+    /// True once the connection takes no new request: the client said GOAWAY, or it ended.
+    pub(crate) fn is_closed(&self) -> bool {
+        let mut probe = self.h2.clone();
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        matches!(probe.poll_ready(&mut cx), Poll::Ready(Err(_)))
+    }
+
+    /// Sends `req` and returns the tunnel's answer once its head has come.
+    pub(crate) async fn send(
+        &mut self,
+        req: Request<RelayBody>,
+    ) -> Result<Response<AnswerBody>, SendError> {
+        let mut h2 = match self.h2.clone().ready().await {
+            Ok(h2) => h2,
+            Err(error) => {
+                return Err(SendError {
+                    error,
+                    unsent: Some(req),
+                });
+            }
+        };
+        let (parts, body) = req.into_parts();
+        let eos = body.is_end_stream();
+        let (answer, stream) = h2
+            .send_request(Request::from_parts(parts, ()), eos)
+            .map_err(|error| SendError {
+                error,
+                unsent: None,
+            })?;
+        let answer = if eos {
+            answer.await
+        } else {
+            with_body(answer, pipe(body, stream)).await
+        };
+        match answer {
+            Ok(resp) => Ok(resp.map(|recv| AnswerBody {
+                recv,
+                data_done: false,
+            })),
+            Err(error) => Err(SendError {
+                error,
+                unsent: None,
+            }),
+        }
+    }
+}
+
+/// Awaits `answer` while `pipe` sends the body. An answer that comes before the body is
+/// through (a 413 before reading it, say) returns at once, and the rest of the body goes on
+/// in a task of its own, as the tunnel may still read it.
+async fn with_body(
+    answer: h2::client::ResponseFuture,
+    pipe: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<Response<h2::RecvStream>, h2::Error> {
+    let mut pipe = Box::pin(pipe);
+    let mut answer = std::pin::pin!(answer);
+    tokio::select! {
+        biased;
+        r = &mut answer => {
+            tokio::spawn(pipe);
+            r
+        }
+        () = &mut pipe => answer.await,
+    }
+}
+
+/// Sends `body` on `tx`: room is reserved before each frame is pulled from the sender;
+/// the stream is reset when the sender's body fails (the sender's fault is recorded by the
+/// body itself, `Capped`).
+async fn pipe(mut body: RelayBody, mut tx: h2::SendStream<Bytes>) {
+    if let Err(e) = pipe_inner(&mut body, &mut tx).await {
+        tracing::debug!(error = %e, "request body not sent whole");
+        tx.send_reset(h2::Reason::INTERNAL_ERROR);
+    }
+}
+
+async fn pipe_inner(
+    body: &mut RelayBody,
+    tx: &mut h2::SendStream<Bytes>,
+) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    loop {
+        tx.reserve_capacity(1);
+        while tx.capacity() == 0 {
+            match poll_fn(|cx| tx.poll_capacity(cx)).await {
+                Some(Ok(_)) => {}
+                Some(Err(e)) => return Err(e.into()),
+                None => return Err("the tunnel closed the request's stream".into()),
+            }
+        }
+        let frame = tokio::select! {
+            biased;
+            reset = poll_fn(|cx| tx.poll_reset(cx)) => {
+                // The tunnel answered and wants no more of the body (NO_ERROR), or gave up.
+                return match reset {
+                    Ok(h2::Reason::NO_ERROR) => Ok(()),
+                    Ok(reason) => Err(format!("the tunnel reset the stream: {reason}").into()),
+                    Err(e) => Err(e.into()),
+                };
+            }
+            f = body.frame() => f,
+        };
+        match frame {
+            None => {
+                tx.send_data(Bytes::new(), true)?;
+                return Ok(());
+            }
+            Some(Err(e)) => return Err(e),
+            Some(Ok(frame)) => match frame.into_data() {
+                Ok(data) => {
+                    let eos = body.is_end_stream();
+                    tx.send_data(data, eos)?;
+                    if eos {
+                        return Ok(());
+                    }
+                }
+                Err(frame) => {
+                    if let Ok(trailers) = frame.into_trailers() {
+                        tx.send_trailers(trailers)?;
+                        return Ok(());
+                    }
+                }
+            },
+        }
+    }
+}
+
+/// The body of a tunnel's answer: gives its HTTP/2 window back as it is read.
+pub(crate) struct AnswerBody {
+    recv: h2::RecvStream,
+    /// The data is through; trailers (if any) are next.
+    data_done: bool,
+}
+
+impl Body for AnswerBody {
+    type Data = Bytes;
+    type Error = h2::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, h2::Error>>> {
+        let this = self.get_mut();
+        if !this.data_done {
+            match ready!(this.recv.poll_data(cx)) {
+                Some(Ok(data)) => {
+                    // The window goes back whole: the relay reads as fast as the sender does.
+                    let _ = this.recv.flow_control().release_capacity(data.len());
+                    return Poll::Ready(Some(Ok(Frame::data(data))));
+                }
+                Some(Err(e)) => return Poll::Ready(Some(Err(e))),
+                None => this.data_done = true,
+            }
+        }
+        match ready!(this.recv.poll_trailers(cx)) {
+            Ok(Some(trailers)) => Poll::Ready(Some(Ok(Frame::trailers(trailers)))),
+            Ok(None) => Poll::Ready(None),
+            Err(e) => Poll::Ready(Some(Err(e))),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.recv.is_end_stream()
+    }
+}
