@@ -242,6 +242,7 @@ async fn pipe_inner(
 }
 
 /// The body of a tunnel's answer: gives its HTTP/2 window back as it is read.
+#[derive(Debug)]
 pub(crate) struct AnswerBody {
     recv: h2::RecvStream,
     /// The data is through; trailers (if any) are next.
@@ -277,5 +278,133 @@ impl Body for AnswerBody {
 
     fn is_end_stream(&self) -> bool {
         self.recv.is_end_stream()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use http_body_util::{Full, StreamBody};
+    use hyper_util::rt::TokioIo;
+    use tokio::net::{TcpListener, TcpStream};
+    use twk_protocol::limits::{PING_INTERVAL, PING_TIMEOUT};
+
+    /// hyper's HTTP/2 server, as the tunnel client runs it, on a loopback socket answering
+    /// with `answer`; the relay's side connected to it, its connection driven until it ends
+    /// (`ended` fires then), and a way to make the server say GOAWAY.
+    async fn tunnel<F, Fut>(
+        answer: F,
+    ) -> (
+        TunnelSender,
+        tokio::sync::oneshot::Receiver<Result<(), ConnError>>,
+        tokio::sync::oneshot::Sender<()>,
+    )
+    where
+        F: Fn(Request<hyper::body::Incoming>) -> Fut + Send + Sync + 'static,
+        Fut: std::future::Future<Output = Response<Full<Bytes>>> + Send + 'static,
+    {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let c = TcpStream::connect(l.local_addr().unwrap()).await.unwrap();
+        let (s, _) = l.accept().await.unwrap();
+        let (goaway, mut go) = tokio::sync::oneshot::channel::<()>();
+        let answer = std::sync::Arc::new(answer);
+        tokio::spawn(async move {
+            let svc = hyper::service::service_fn(move |req| {
+                let answer = answer.clone();
+                async move { Ok::<_, std::convert::Infallible>(answer(req).await) }
+            });
+            let server = twk_transport::h2_server_builder(PING_INTERVAL, PING_TIMEOUT);
+            let conn = server.serve_connection(TokioIo::new(s), svc);
+            tokio::pin!(conn);
+            tokio::select! {
+                _ = &mut conn => return,
+                _ = &mut go => conn.as_mut().graceful_shutdown(),
+            }
+            let _ = conn.await;
+        });
+        let (sender, conn) = handshake(c).await.unwrap();
+        let (ended_tx, ended) = tokio::sync::oneshot::channel();
+        tokio::spawn(async move {
+            let _ = ended_tx.send(drive(conn, PING_INTERVAL, PING_TIMEOUT).await);
+        });
+        (sender, ended, goaway)
+    }
+
+    fn chunk(n: usize, b: u8) -> Result<Frame<Bytes>, crate::body::BoxError> {
+        Ok(Frame::data(Bytes::from(vec![b; n])))
+    }
+
+    /// A body that comes in pieces larger than the stream's window, then trailers, reaches
+    /// the tunnel whole, and the answer's body comes back whole.
+    #[tokio::test]
+    async fn a_streamed_body_with_trailers_goes_through_under_flow_control() {
+        let (mut sender, _ended, _goaway) = tunnel(|req: Request<hyper::body::Incoming>| async {
+            let got = req.into_body().collect().await.unwrap();
+            let trailer = got
+                .trailers()
+                .and_then(|t| t.get("x-sum"))
+                .map(|v| v.to_str().unwrap().to_owned())
+                .unwrap_or_default();
+            let bytes = got.to_bytes();
+            let text = format!(
+                "{} {} {trailer}",
+                bytes.len(),
+                bytes.iter().map(|&b| b as u64).sum::<u64>()
+            );
+            Response::new(Full::new(Bytes::from(text.repeat(10_000))))
+        })
+        .await;
+        let (tx, rx) = tokio::sync::mpsc::channel(4);
+        let stream = tokio_stream_of(rx);
+        let body = StreamBody::new(stream).boxed();
+        let req = Request::post("http://t.tunnel/up").body(body).unwrap();
+        let feed = tokio::spawn(async move {
+            for b in [1u8, 2, 3] {
+                tx.send(chunk(700 * 1024, b)).await.unwrap();
+            }
+            let mut t = http::HeaderMap::new();
+            t.insert("x-sum", http::HeaderValue::from_static("done"));
+            tx.send(Ok(Frame::trailers(t))).await.unwrap();
+        });
+        let resp = sender.send(req).await.unwrap();
+        feed.await.unwrap();
+        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        let want = format!("{} {} done", 3 * 700 * 1024, 6 * 700 * 1024).repeat(10_000);
+        assert_eq!(body.len(), want.len());
+        assert!(body == want.as_bytes());
+    }
+
+    /// After the tunnel's GOAWAY the sender says it is closed, and a request comes back
+    /// unsent, whole, to be kept.
+    #[tokio::test]
+    async fn after_the_clients_goaway_a_request_comes_back_unsent() {
+        let (mut sender, ended, goaway) =
+            tunnel(|_| async { Response::new(Full::new(Bytes::from_static(b"ok"))) }).await;
+        let ok = Request::get("http://t.tunnel/")
+            .body(crate::body::full(""))
+            .unwrap();
+        assert_eq!(sender.send(ok).await.unwrap().status(), 200);
+        assert!(!sender.is_closed());
+        goaway.send(()).unwrap();
+        assert!(ended.await.unwrap().is_ok(), "a GOAWAY is a clean end");
+        assert!(sender.is_closed());
+        let req = Request::post("http://t.tunnel/hook")
+            .header("x-id", "7")
+            .body(crate::body::full("kept"))
+            .unwrap();
+        let e = sender.send(req).await.unwrap_err();
+        let unsent = e.unsent.expect("the request comes back");
+        assert_eq!(unsent.headers()["x-id"], "7");
+        let body = unsent.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(body, "kept");
+    }
+
+    /// A channel's receiver as a stream of frames.
+    fn tokio_stream_of(
+        mut rx: tokio::sync::mpsc::Receiver<Result<Frame<Bytes>, crate::body::BoxError>>,
+    ) -> impl futures_util::Stream<Item = Result<Frame<Bytes>, crate::body::BoxError>> + Send + Sync
+    {
+        futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx))
     }
 }
