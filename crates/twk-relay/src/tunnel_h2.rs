@@ -61,6 +61,13 @@ impl std::fmt::Debug for TunnelSender {
     }
 }
 
+/// Bytes buffered per stream before back-pressure reaches the sender's body: one frame of
+/// [`twk_protocol::limits::H2_MAX_FRAME`], a quarter of hyper's setting
+/// ([`twk_protocol::limits::H2_MAX_SEND_BUF`]). Each buffered chunk pins the public
+/// connection's read buffer, and here every stream opens at once; 1 MiB uploads moved as fast
+/// with it (docs/performance.md, eleventh round).
+const SEND_BUF: usize = 64 * 1024;
+
 /// Opens HTTP/2 over `io` with the limits of [`twk_protocol::limits`]: the sender, and the
 /// connection to run ([`drive`]) for as long as the session lasts.
 pub(crate) async fn handshake<T>(
@@ -79,7 +86,7 @@ where
         .initial_connection_window_size(H2_CONN_WINDOW)
         .max_frame_size(H2_MAX_FRAME)
         .max_header_list_size(H2_MAX_HEADER_LIST)
-        .max_send_buffer_size(H2_MAX_SEND_BUF);
+        .max_send_buffer_size(SEND_BUF);
     let (h2, conn) = b.handshake(io).await?;
     Ok((TunnelSender { h2 }, conn))
 }
@@ -181,9 +188,10 @@ async fn with_body(
     }
 }
 
-/// Sends `body` on `tx`: room is reserved before each frame is pulled from the sender;
-/// the stream is reset when the sender's body fails (the sender's fault is recorded by the
-/// body itself, `Capped`).
+/// Sends `body` on `tx`, as hyper's client does: a frame is pulled from the sender, then
+/// room for it awaited before the next (so a slow tunnel slows the sender); the stream is
+/// reset when the sender's body fails (the sender's fault is recorded by the body itself,
+/// `Capped`).
 async fn pipe(mut body: RelayBody, mut tx: h2::SendStream<Bytes>) {
     if let Err(e) = pipe_inner(&mut body, &mut tx).await {
         tracing::debug!(error = %e, "request body not sent whole");
@@ -196,48 +204,66 @@ async fn pipe_inner(
     tx: &mut h2::SendStream<Bytes>,
 ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     loop {
-        tx.reserve_capacity(1);
-        while tx.capacity() == 0 {
-            match poll_fn(|cx| tx.poll_capacity(cx)).await {
-                Some(Ok(_)) => {}
-                Some(Err(e)) => return Err(e.into()),
-                None => return Err("the tunnel closed the request's stream".into()),
-            }
-        }
+        // The frame first, then capacity: reserving ahead of data would pin connection
+        // window on a stream whose sender is slow, and a peer that updates the window only
+        // once it is used up would then starve the other streams (hyperium/hyper#4003).
         let frame = tokio::select! {
             biased;
-            reset = poll_fn(|cx| tx.poll_reset(cx)) => {
-                // The tunnel answered and wants no more of the body (NO_ERROR), or gave up.
-                return match reset {
-                    Ok(h2::Reason::NO_ERROR) => Ok(()),
-                    Ok(reason) => Err(format!("the tunnel reset the stream: {reason}").into()),
-                    Err(e) => Err(e.into()),
-                };
-            }
+            reset = poll_fn(|cx| tx.poll_reset(cx)) => return stopped(reset),
             f = body.frame() => f,
         };
-        match frame {
+        let frame = match frame {
             None => {
                 tx.send_data(Bytes::new(), true)?;
                 return Ok(());
             }
-            Some(Err(e)) => return Err(e),
-            Some(Ok(frame)) => match frame.into_data() {
-                Ok(data) => {
-                    let eos = body.is_end_stream();
-                    tx.send_data(data, eos)?;
-                    if eos {
-                        return Ok(());
-                    }
+            Some(frame) => frame?,
+        };
+        let frame = match frame.into_data() {
+            Ok(data) => data,
+            Err(frame) => {
+                if let Ok(trailers) = frame.into_trailers() {
+                    tx.reserve_capacity(0);
+                    tx.send_trailers(trailers)?;
+                    return Ok(());
                 }
-                Err(frame) => {
-                    if let Ok(trailers) = frame.into_trailers() {
-                        tx.send_trailers(trailers)?;
-                        return Ok(());
-                    }
+                continue;
+            }
+        };
+        let eos = body.is_end_stream();
+        if !frame.is_empty() {
+            // A claim of one byte: h2 raises it to what is buffered once the data is in.
+            tx.reserve_capacity(1);
+            while tx.capacity() == 0 {
+                let room = poll_fn(|cx| match tx.poll_reset(cx) {
+                    Poll::Ready(reset) => Poll::Ready(Err(reset)),
+                    Poll::Pending => tx.poll_capacity(cx).map(Ok),
+                })
+                .await;
+                match room {
+                    Err(reset) => return stopped(reset),
+                    Ok(Some(Ok(_))) => {}
+                    Ok(Some(Err(e))) => return Err(e.into()),
+                    Ok(None) => return Err("the tunnel closed the request's stream".into()),
                 }
-            },
+            }
         }
+        tx.send_data(frame, eos)?;
+        if eos {
+            return Ok(());
+        }
+    }
+}
+
+/// The end of a pipe whose stream the tunnel reset: it answered and wants no more of the
+/// body (`NO_ERROR`), or it gave up.
+fn stopped(
+    reset: Result<h2::Reason, h2::Error>,
+) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    match reset {
+        Ok(h2::Reason::NO_ERROR) => Ok(()),
+        Ok(reason) => Err(format!("the tunnel reset the stream: {reason}").into()),
+        Err(e) => Err(e.into()),
     }
 }
 

@@ -31,8 +31,9 @@ pub fn ws_config() -> WebSocketConfig {
         .read_buffer_size(WS_READ_BUFFER)
 }
 
-/// The relay's side of the tunnel: an HTTP/2 client with every limit from
-/// [`twk_protocol::limits`] and PINGs every `ping` (dead after `timeout` more).
+/// hyper's HTTP/2 client with every limit from [`twk_protocol::limits`] and PINGs every
+/// `ping` (dead after `timeout` more): the transport bench's baseline. The relay drives `h2`
+/// directly instead (`twk-relay`'s `tunnel_h2`), with the same limits.
 pub fn h2_client_builder(
     ping: std::time::Duration,
     timeout: std::time::Duration,
