@@ -1,4 +1,9 @@
 //! `twk-relay`: the public side of twk. Accepts webhooks and tunnel clients on one port.
+//!
+//! It allocates with the system's allocator, not mimalloc as the client does: since the relay
+//! drives HTTP/2 itself, glibc's halves its peak under concurrent 1 MiB bodies (45 → 23 MiB)
+//! and lowers it at 1,000 connections, for ~5 % of throughput (docs/performance.md, eleventh
+//! round).
 
 mod args;
 mod config;
@@ -12,12 +17,6 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 use twk_relay::RelayConfig;
-
-/// mimalloc, as the client: 3–7 % more requests/s and a lower peak at 1,000 connections
-/// (45.8 against 49.8 MiB) than glibc's allocator, whose free-list consolidation and arena
-/// locks showed in every profile (docs/performance.md, fifth round).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// Raises the open-file soft limit to the hard limit: at the usual 1024, a thousand idle
 /// connections from one address starve real webhooks.
