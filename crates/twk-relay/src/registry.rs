@@ -414,7 +414,7 @@ impl Registry {
             }
             return Lookup::Offline;
         };
-        let Some(sender) = live.sender.clone() else {
+        let Some(sender) = live.sender.as_mut() else {
             return Lookup::Connecting(live.ready.subscribe());
         };
         // A session that is closing (the client sent GOAWAY on shutdown) takes no new
@@ -431,7 +431,7 @@ impl Registry {
             return Lookup::RateLimited(wait);
         }
         Lookup::Ready {
-            sender,
+            sender: sender.clone(),
             dead: live.dead.clone(),
             inflight: live.inflight.clone(),
         }
@@ -464,10 +464,10 @@ impl Registry {
     /// Whether a session of `name` is connected to this relay and takes requests (it is
     /// setting up, or its client has not said it is going away).
     pub(crate) fn is_live(&self, name: &str) -> bool {
-        self.lock().get(name).is_some_and(|e| {
+        self.lock().get_mut(name).is_some_and(|e| {
             e.live
-                .as_ref()
-                .is_some_and(|l| l.sender.as_ref().is_none_or(|s| !s.is_closed()))
+                .as_mut()
+                .is_some_and(|l| l.sender.as_mut().is_none_or(|s| !s.is_closed()))
         })
     }
 

@@ -123,10 +123,12 @@ where
 
 impl TunnelSender {
     /// True once the connection takes no new request: the client said GOAWAY, or it ended.
-    pub(crate) fn is_closed(&self) -> bool {
-        let mut probe = self.h2.clone();
+    /// On `&mut self`, not a probe clone: every clone and drop of `h2`'s handle takes the
+    /// connection's lock, which the public connections' tasks and the connection's own contend
+    /// for (docs/performance.md, eleventh round).
+    pub(crate) fn is_closed(&mut self) -> bool {
         let mut cx = Context::from_waker(std::task::Waker::noop());
-        matches!(probe.poll_ready(&mut cx), Poll::Ready(Err(_)))
+        matches!(self.h2.poll_ready(&mut cx), Poll::Ready(Err(_)))
     }
 
     /// Sends `req` and returns the tunnel's answer once its head has come.
@@ -134,18 +136,16 @@ impl TunnelSender {
         &mut self,
         req: Request<RelayBody>,
     ) -> Result<Response<AnswerBody>, SendError> {
-        let mut h2 = match self.h2.clone().ready().await {
-            Ok(h2) => h2,
-            Err(error) => {
-                return Err(SendError {
-                    error,
-                    unsent: Some(req),
-                });
-            }
-        };
+        if let Err(error) = poll_fn(|cx| self.h2.poll_ready(cx)).await {
+            return Err(SendError {
+                error,
+                unsent: Some(req),
+            });
+        }
         let (parts, body) = req.into_parts();
         let eos = body.is_end_stream();
-        let (answer, stream) = h2
+        let (answer, stream) = self
+            .h2
             .send_request(Request::from_parts(parts, ()), eos)
             .map_err(|error| SendError {
                 error,
