@@ -426,6 +426,75 @@ mod tests {
         assert_eq!(body, "kept");
     }
 
+    /// A sender whose body fails half-way: the tunnel sees its stream end in an error (not
+    /// a short body passed off as whole), and the connection carries the next request.
+    #[tokio::test]
+    async fn a_body_that_fails_resets_its_stream_and_the_connection_goes_on() {
+        let (seen_tx, mut seen) = tokio::sync::mpsc::unbounded_channel::<bool>();
+        let (mut sender, _ended, _goaway) = tunnel(move |req: Request<hyper::body::Incoming>| {
+            let seen_tx = seen_tx.clone();
+            async move {
+                let whole = req.into_body().collect().await.is_ok();
+                let _ = seen_tx.send(whole);
+                Response::new(Full::new(Bytes::from_static(b"ok")))
+            }
+        })
+        .await;
+        let (tx, rx) = tokio::sync::mpsc::channel(4);
+        let body = StreamBody::new(tokio_stream_of(rx)).boxed();
+        let req = Request::post("http://t.tunnel/up").body(body).unwrap();
+        tx.send(chunk(100 * 1024, 7)).await.unwrap();
+        tx.send(Err("the sender went away".into())).await.unwrap();
+        // The answer may win the race against the reset or lose it; what matters is what
+        // the tunnel saw.
+        let _ = sender.send(req).await;
+        assert_eq!(
+            seen.recv().await,
+            Some(false),
+            "the tunnel saw a whole body"
+        );
+        let mut next = sender.clone();
+        let ok = Request::post("http://t.tunnel/again")
+            .body(crate::body::full("x"))
+            .unwrap();
+        assert_eq!(next.send(ok).await.unwrap().status(), 200);
+        assert_eq!(seen.recv().await, Some(true));
+    }
+
+    /// A tunnel that answers before it has read the body (it streams, or refuses early):
+    /// the answer comes back at once, and the rest of the body still reaches it.
+    #[tokio::test]
+    async fn an_answer_before_the_body_is_through_comes_back_at_once() {
+        let (len_tx, mut len_rx) = tokio::sync::mpsc::unbounded_channel::<usize>();
+        let (mut sender, _ended, _goaway) = tunnel(move |req: Request<hyper::body::Incoming>| {
+            let len_tx = len_tx.clone();
+            async move {
+                tokio::spawn(async move {
+                    let got = req.into_body().collect().await.unwrap().to_bytes();
+                    let _ = len_tx.send(got.len());
+                });
+                Response::new(Full::new(Bytes::from_static(b"early")))
+            }
+        })
+        .await;
+        let (tx, rx) = tokio::sync::mpsc::channel(1);
+        let body = StreamBody::new(tokio_stream_of(rx)).boxed();
+        let req = Request::post("http://t.tunnel/up").body(body).unwrap();
+        tx.send(chunk(16 * 1024, 1)).await.unwrap();
+        // The body ends only after the answer is here: waiting for the body first would wait
+        // for ever (the timeout only turns such a hang into a failure).
+        let resp = tokio::time::timeout(Duration::from_secs(30), sender.send(req))
+            .await
+            .expect("the answer came back before the body was through")
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+        let text = resp.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(text, "early");
+        tx.send(chunk(100 * 1024, 2)).await.unwrap();
+        drop(tx);
+        assert_eq!(len_rx.recv().await, Some(116 * 1024));
+    }
+
     /// A channel's receiver as a stream of frames.
     fn tokio_stream_of(
         mut rx: tokio::sync::mpsc::Receiver<Result<Frame<Bytes>, crate::body::BoxError>>,
