@@ -4,15 +4,17 @@
 //! binary bytes before the match (a protobuf, a multipart upload, a gzip member) was never
 //! found. These functions search every byte, ASCII case-insensitively like `LIKE`, with the
 //! pattern compiled once per statement (SQLite keeps it as the argument's auxiliary data).
-//! They are not a regex engine: the needle is literal text. A body file is searched as it
-//! is, without checking it against its name (that would hash every large body per search):
-//! a file altered on disk may match while the row's body then reads as not kept.
+//! They are not a regex engine: the needle is literal text. A body file is hashed as it is
+//! searched, and a match counts only once the whole file hashes to its name: a file altered
+//! on disk reads as a body not kept, so it must not match either. Files without a match are
+//! not read past the end of the search, so a search costs a hash only per match.
 
 use crate::body_files::BodyFiles;
 use aho_corasick::AhoCorasick;
 use rusqlite::Connection;
 use rusqlite::functions::{Context, FunctionFlags};
 use rusqlite::types::ValueRef;
+use sha2::{Digest, Sha256};
 use std::sync::Arc;
 
 /// Registers on `conn`:
@@ -39,12 +41,39 @@ pub(crate) fn register(conn: &Connection, files: &BodyFiles) -> rusqlite::Result
         let Some(file) = files.open(&name) else {
             return Ok(false);
         };
-        Ok(finder
-            .stream_find_iter(std::io::BufReader::with_capacity(64 * 1024, file))
-            .next()
-            .is_some_and(|m| m.is_ok()))
+        Ok(file_matches(&finder, file, &name))
     })?;
     Ok(())
+}
+
+/// True when `file` holds the needle and is the body it is named for (its SHA-256).
+fn file_matches(finder: &AhoCorasick, file: std::fs::File, name: &str) -> bool {
+    let mut reader = Hashing {
+        inner: std::io::BufReader::with_capacity(64 * 1024, file),
+        hash: Sha256::new(),
+    };
+    let found = finder
+        .stream_find_iter(&mut reader)
+        .next()
+        .is_some_and(|m| m.is_ok());
+    // The search read up to (and a little past) the match; the rest is read to hash it.
+    found
+        && std::io::copy(&mut reader, &mut std::io::sink()).is_ok()
+        && hex::encode(reader.hash.finalize()) == name
+}
+
+/// A reader that hashes every byte read through it.
+struct Hashing<R> {
+    inner: R,
+    hash: Sha256,
+}
+
+impl<R: std::io::Read> std::io::Read for Hashing<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hash.update(buf.get(..n).unwrap_or_default());
+        Ok(n)
+    }
 }
 
 /// The compiled needle (argument 1), built on the first row and reused for the rest.

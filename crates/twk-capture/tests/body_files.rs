@@ -191,6 +191,33 @@ fn grep_searches_every_byte_of_bodies_in_files_and_in_the_database() {
     );
 }
 
+/// A file altered on disk reads as a body not kept, so `--grep` does not find text that was
+/// put into it; the untouched file beside it still matches.
+#[test]
+fn grep_does_not_match_text_put_into_an_altered_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = open(dir.path());
+    let mut kept = noise(200 * 1024, 3);
+    kept[100_000..100_013].copy_from_slice(b"needle-5a2b7d");
+    let kept_id = s.insert(&exchange("t", 1, "/kept", &kept)).unwrap();
+    let other = noise(200 * 1024, 4);
+    s.insert(&exchange("t", 2, "/other", &other)).unwrap();
+    let path = file_of(dir.path(), &other);
+    let mut altered = std::fs::read(&path).unwrap();
+    altered[50_000..50_013].copy_from_slice(b"needle-5a2b7d");
+    std::fs::write(&path, &altered).unwrap();
+    let found: Vec<i64> = s
+        .list(&Filter {
+            grep: Some("needle-5a2b7d".into()),
+            ..Default::default()
+        })
+        .unwrap()
+        .iter()
+        .map(|r| r.id)
+        .collect();
+    assert_eq!(found, vec![kept_id]);
+}
+
 #[test]
 fn a_body_cut_by_the_cap_is_a_file_of_the_kept_bytes() {
     let dir = tempfile::tempdir().unwrap();
