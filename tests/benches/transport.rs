@@ -97,8 +97,8 @@ async fn over_websocket() -> Sender {
     connect(WsIo::new(c), WsIo::new(s)).await
 }
 
-/// The `h2` crate's client over the websocket, as [`over_websocket`] with hyper's client
-/// wrapper taken away: the same settings, the same hyper server at the far end.
+/// The `h2` crate's client over the websocket, as the relay runs it, with [`over_websocket`]'s
+/// hyper client wrapper taken away: the same hyper server at the far end.
 async fn over_websocket_h2() -> h2::client::SendRequest<Bytes> {
     use twk_protocol::limits::*;
     let (c, s) = pair().await;
@@ -112,13 +112,10 @@ async fn over_websocket_h2() -> h2::client::SendRequest<Bytes> {
             .serve_connection(TokioIo::new(WsIo::new(s)), svc)
             .await
     });
-    let mut b = h2::client::Builder::new();
-    b.initial_window_size(H2_STREAM_WINDOW)
-        .initial_connection_window_size(H2_CONN_WINDOW)
-        .max_frame_size(H2_MAX_FRAME)
-        .max_header_list_size(H2_MAX_HEADER_LIST)
-        .max_send_buffer_size(H2_MAX_SEND_BUF);
-    let (sender, conn) = b.handshake(WsIo::new(c)).await.unwrap();
+    let (sender, conn) = twk_transport::h2_direct_client_builder()
+        .handshake(WsIo::new(c))
+        .await
+        .unwrap();
     tokio::spawn(async move { conn.await.unwrap() });
     sender
 }

@@ -9,8 +9,9 @@
 //! own ([`drive`]).
 //!
 //! What hyper's wrapper did and this module does instead: the body is piped under HTTP/2
-//! flow control (capacity reserved before a frame is pulled from the sender, so a slow
-//! tunnel slows the sender; trailers; the stream reset when the sender's body fails); the
+//! flow control (a frame is pulled from the sender, then room for it awaited before the
+//! next, so a slow tunnel slows the sender; trailers; the stream reset when the sender's
+//! body fails); the
 //! answer's body gives its window back as it is read ([`AnswerBody`]; `h2` checks its
 //! `Content-Length`); PINGs every `ping` and the connection dead without a PONG within
 //! `timeout`; a request the connection cannot take (the client said GOAWAY) comes back
@@ -61,33 +62,17 @@ impl std::fmt::Debug for TunnelSender {
     }
 }
 
-/// Bytes buffered per stream before back-pressure reaches the sender's body: one frame of
-/// [`twk_protocol::limits::H2_MAX_FRAME`], a quarter of hyper's setting
-/// ([`twk_protocol::limits::H2_MAX_SEND_BUF`]). Each buffered chunk pins the public
-/// connection's read buffer, and here every stream opens at once; 1 MiB uploads moved as fast
-/// with it (docs/performance.md, eleventh round).
-const SEND_BUF: usize = 64 * 1024;
-
-/// Opens HTTP/2 over `io` with the limits of [`twk_protocol::limits`]: the sender, and the
-/// connection to run ([`drive`]) for as long as the session lasts.
+/// Opens HTTP/2 over `io` with the limits of [`twk_transport::h2_direct_client_builder`]:
+/// the sender, and the connection to run ([`drive`]) for as long as the session lasts.
 pub(crate) async fn handshake<T>(
     io: T,
 ) -> Result<(TunnelSender, h2::client::Connection<T, Bytes>), h2::Error>
 where
     T: AsyncRead + AsyncWrite + Unpin,
 {
-    use twk_protocol::limits::*;
-    let mut b = h2::client::Builder::new();
-    // Until the client's SETTINGS say how many streams it takes, no more than hyper's client
-    // opened (a burst of held requests at connect time would be refused past the limit).
-    b.enable_push(false)
-        .initial_max_send_streams(100)
-        .initial_window_size(H2_STREAM_WINDOW)
-        .initial_connection_window_size(H2_CONN_WINDOW)
-        .max_frame_size(H2_MAX_FRAME)
-        .max_header_list_size(H2_MAX_HEADER_LIST)
-        .max_send_buffer_size(SEND_BUF);
-    let (h2, conn) = b.handshake(io).await?;
+    let (h2, conn) = twk_transport::h2_direct_client_builder()
+        .handshake(io)
+        .await?;
     Ok((TunnelSender { h2 }, conn))
 }
 

@@ -33,7 +33,7 @@ pub fn ws_config() -> WebSocketConfig {
 
 /// hyper's HTTP/2 client with every limit from [`twk_protocol::limits`] and PINGs every
 /// `ping` (dead after `timeout` more): the transport bench's baseline. The relay drives `h2`
-/// directly instead (`twk-relay`'s `tunnel_h2`), with the same limits.
+/// directly instead ([`h2_direct_client_builder`]).
 pub fn h2_client_builder(
     ping: std::time::Duration,
     timeout: std::time::Duration,
@@ -49,6 +49,30 @@ pub fn h2_client_builder(
         .max_send_buf_size(H2_MAX_SEND_BUF)
         .max_frame_size(H2_MAX_FRAME)
         .max_header_list_size(H2_MAX_HEADER_LIST);
+    b
+}
+
+/// The relay's side of the tunnel: the `h2` crate's client, driven directly (`twk-relay`'s
+/// `tunnel_h2`), with every limit from [`twk_protocol::limits`]. PINGs are the driver's.
+///
+/// Each stream buffers one frame ([`twk_protocol::limits::H2_MAX_FRAME`]) before
+/// back-pressure reaches the sender's body, a quarter of hyper's setting
+/// ([`twk_protocol::limits::H2_MAX_SEND_BUF`]): each buffered chunk pins the public
+/// connection's read buffer, and every stream opens at once here (hyper's client opened them
+/// one at a time through its task); 1 MiB uploads moved as fast (docs/performance.md,
+/// eleventh round). Until the client's SETTINGS say how many streams it takes, no more are
+/// opened than hyper's client opened (a burst of held requests at connect time would be
+/// refused past the limit).
+pub fn h2_direct_client_builder() -> h2::client::Builder {
+    use twk_protocol::limits::*;
+    let mut b = h2::client::Builder::new();
+    b.enable_push(false)
+        .initial_max_send_streams(100)
+        .initial_window_size(H2_STREAM_WINDOW)
+        .initial_connection_window_size(H2_CONN_WINDOW)
+        .max_frame_size(H2_MAX_FRAME)
+        .max_header_list_size(H2_MAX_HEADER_LIST)
+        .max_send_buffer_size(H2_MAX_FRAME as usize);
     b
 }
 
