@@ -366,10 +366,7 @@ mod tests {
             Response::new(Full::new(Bytes::from(text.repeat(10_000))))
         })
         .await;
-        let (tx, rx) = tokio::sync::mpsc::channel(4);
-        let stream = tokio_stream_of(rx);
-        let body = StreamBody::new(stream).boxed();
-        let req = Request::post("http://t.tunnel/up").body(body).unwrap();
+        let (tx, req) = streamed(4);
         let feed = tokio::spawn(async move {
             for b in [1u8, 2, 3] {
                 tx.send(chunk(700 * 1024, b)).await.unwrap();
@@ -425,9 +422,7 @@ mod tests {
             }
         })
         .await;
-        let (tx, rx) = tokio::sync::mpsc::channel(4);
-        let body = StreamBody::new(tokio_stream_of(rx)).boxed();
-        let req = Request::post("http://t.tunnel/up").body(body).unwrap();
+        let (tx, req) = streamed(4);
         tx.send(chunk(100 * 1024, 7)).await.unwrap();
         tx.send(Err("the sender went away".into())).await.unwrap();
         // The answer may win the race against the reset or lose it; what matters is what
@@ -462,9 +457,7 @@ mod tests {
             }
         })
         .await;
-        let (tx, rx) = tokio::sync::mpsc::channel(1);
-        let body = StreamBody::new(tokio_stream_of(rx)).boxed();
-        let req = Request::post("http://t.tunnel/up").body(body).unwrap();
+        let (tx, req) = streamed(1);
         tx.send(chunk(16 * 1024, 1)).await.unwrap();
         // The body ends only after the answer is here: waiting for the body first would wait
         // for ever (the timeout only turns such a hang into a failure).
@@ -480,11 +473,17 @@ mod tests {
         assert_eq!(len_rx.recv().await, Some(116 * 1024));
     }
 
-    /// A channel's receiver as a stream of frames.
-    fn tokio_stream_of(
-        mut rx: tokio::sync::mpsc::Receiver<Result<Frame<Bytes>, crate::body::BoxError>>,
-    ) -> impl futures_util::Stream<Item = Result<Frame<Bytes>, crate::body::BoxError>> + Send + Sync
-    {
-        futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx))
+    /// A POST whose body is what is sent on the channel (`depth` frames buffered), until it
+    /// is dropped.
+    fn streamed(
+        depth: usize,
+    ) -> (
+        tokio::sync::mpsc::Sender<Result<Frame<Bytes>, crate::body::BoxError>>,
+        Request<RelayBody>,
+    ) {
+        let (tx, mut rx) = tokio::sync::mpsc::channel(depth);
+        let frames = futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx));
+        let body = StreamBody::new(frames).boxed();
+        (tx, Request::post("http://t.tunnel/up").body(body).unwrap())
     }
 }
