@@ -136,7 +136,7 @@ impl BodyFiles {
                 return None;
             }
         };
-        if hex::encode(Sha256::digest(&bytes)) != name {
+        if !is_name_of(name, &Sha256::digest(&bytes)) {
             tracing::warn!(file = %path.display(), "stored body file does not match its name; shown as not kept");
             return None;
         }
@@ -255,6 +255,12 @@ impl BodyFiles {
     pub(crate) fn open(&self, name: &str) -> Option<fs::File> {
         open_regular(&self.path_of(name)?).ok()
     }
+}
+
+/// True when `name` is the name of bytes whose SHA-256 is `digest`: a body file is named by
+/// its hash, so one that hashes otherwise was altered (or cut short) on disk.
+pub(crate) fn is_name_of(name: &str, digest: &[u8]) -> bool {
+    hex::encode(digest) == name
 }
 
 /// Removes the file at `path`; true when it did. A file already gone is no error.

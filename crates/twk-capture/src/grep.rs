@@ -59,7 +59,7 @@ fn file_matches(finder: &AhoCorasick, file: std::fs::File, name: &str) -> bool {
     // The search read up to (and a little past) the match; the rest is read to hash it.
     found
         && std::io::copy(&mut reader, &mut std::io::sink()).is_ok()
-        && hex::encode(reader.hash.finalize()) == name
+        && crate::body_files::is_name_of(name, &reader.hash.finalize())
 }
 
 /// A reader that hashes every byte read through it.
