@@ -13,7 +13,7 @@
 use bytes::Bytes;
 use http_body_util::Full;
 use twk_e2e::bench::{bin_dir, drive, start_relay, start_tunnel};
-use twk_e2e::procfs::{clk_tck, cpu_ticks, status_kib};
+use twk_e2e::procfs::{clk_tck, context_switches, cpu_ticks, status_kib};
 
 #[tokio::main]
 async fn main() {
@@ -63,7 +63,7 @@ async fn main() {
         if no_capture { "off" } else { "on (SQLite)" }
     );
     println!(
-        "{:>5}  {:>12} {:>9} {:>9}  {:>12} {:>9} {:>9}  {:>9} {:>10} {:>8}",
+        "{:>5}  {:>12} {:>9} {:>9}  {:>12} {:>9} {:>9}  {:>9} {:>10} {:>10} {:>8}",
         "conns",
         "direct rps",
         "p50",
@@ -73,18 +73,28 @@ async fn main() {
         "p99",
         "rps ratio",
         "cpu us/req",
+        "csw/req",
         "errors"
     );
     let pids: Vec<u32> = [relay.id(), tunnel.id()].into_iter().flatten().collect();
     let ticks = || pids.iter().filter_map(|&p| cpu_ticks(p)).sum::<u64>();
+    // Sleeps and wake-ups of the tunnel's threads: the relay's workers waking each other
+    // were 18 % of its samples at c16 (docs/performance.md, twelfth round).
+    let switches = || {
+        pids.iter()
+            .filter_map(|&p| context_switches(p))
+            .sum::<u64>()
+    };
     let tck = clk_tck();
     for conns in [1usize, 16, 64] {
         let d = drive(target.addr, "/hook", conns, secs, body.clone()).await;
-        let before = ticks();
+        let (before, csw_before) = (ticks(), switches());
         let t = drive(relay_addr, "/t/bench/hook", conns, secs, body.clone()).await;
-        let cpu_us = (ticks() - before) as f64 * 1e6 / tck / t.requests.max(1) as f64;
+        let per_req = |n: u64| n as f64 / t.requests.max(1) as f64;
+        let cpu_us = per_req(ticks() - before) * 1e6 / tck;
+        let csw = per_req(switches().saturating_sub(csw_before));
         println!(
-            "{:>5}  {:>12.0} {:>9.2?} {:>9.2?}  {:>12.0} {:>9.2?} {:>9.2?}  {:>9.3} {:>10.1} {:>8}",
+            "{:>5}  {:>12.0} {:>9.2?} {:>9.2?}  {:>12.0} {:>9.2?} {:>9.2?}  {:>9.3} {:>10.1} {:>10.2} {:>8}",
             conns,
             d.rps,
             d.p50,
@@ -94,6 +104,7 @@ async fn main() {
             t.p99,
             t.rps / d.rps,
             cpu_us,
+            csw,
             d.errors + t.errors
         );
     }
