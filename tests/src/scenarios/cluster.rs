@@ -45,6 +45,16 @@ async fn node_with(nats: &Nats, cfg: twk_relay::RelayConfig) -> Node {
 async fn node_joining(
     servers: Vec<String>,
     ca: Option<std::path::PathBuf>,
+    cfg: twk_relay::RelayConfig,
+) -> Node {
+    node_joining_as(servers, ca, None, cfg).await
+}
+
+/// [`node_joining`], authenticating with the NATS credentials file `creds`.
+async fn node_joining_as(
+    servers: Vec<String>,
+    ca: Option<std::path::PathBuf>,
+    creds: Option<std::path::PathBuf>,
     mut cfg: twk_relay::RelayConfig,
 ) -> Node {
     let public = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -57,7 +67,7 @@ async fn node_joining(
     let cluster = Cluster::join(
         ClusterConfig {
             servers,
-            creds: None,
+            creds,
             ca,
             advertise: format!("http://{}", peer.local_addr().unwrap()),
             lease: Duration::from_secs(5),
@@ -354,6 +364,131 @@ async fn nodes_reach_nats_over_tls_with_a_password_and_are_refused_without_eithe
     .await
     .unwrap();
     assert_eq!((r.status.as_u16(), r.text().as_str()), (200, "tls"));
+    shop.stop().await.unwrap();
+    nats.stop().await;
+}
+
+/// A NATS user's credentials file (JWT and NKey seed), as `nsc` writes one.
+fn creds_file(path: &std::path::Path, jwt: &str, seed: &str) {
+    let text = format!(
+        "-----BEGIN NATS USER JWT-----\n{jwt}\n------END NATS USER JWT------\n\n\
+         -----BEGIN USER NKEY SEED-----\n{seed}\n------END USER NKEY SEED------\n"
+    );
+    std::fs::write(path, text).unwrap();
+}
+
+/// An account's JWT signed by `operator`, JetStream on (unlimited), and a user of it that
+/// must prove its key (not a bearer token): the user's credentials go to `creds`.
+fn account_and_user(operator: &nats_io_jwt::KeyPair, creds: &std::path::Path) -> (String, String) {
+    use nats_io_jwt::{Account, KeyPair, OperatorLimits, Token, User};
+    let account = KeyPair::new_account();
+    let claims: Account = Account::builder()
+        .limits(Some(OperatorLimits::default()))
+        .try_into()
+        .unwrap();
+    let account_jwt = Token::new(account.public_key())
+        .name("twk")
+        .claims(claims)
+        .sign(operator);
+    let user = KeyPair::new_user();
+    let claims: User = User::builder().bearer_token(false).try_into().unwrap();
+    let user_jwt = Token::new(user.public_key())
+        .name("twk-relay")
+        .claims(claims)
+        .sign(&account);
+    creds_file(creds, &user_jwt, &user.seed().unwrap());
+    (account.public_key(), account_jwt)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn nodes_reach_nats_in_operator_mode_with_a_creds_file_and_a_foreign_one_is_refused() {
+    trace_init();
+    if !Nats::available() {
+        let _ = Nats::start_or_skip().await;
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let operator = nats_io_jwt::KeyPair::new_operator();
+    let operator_jwt = nats_io_jwt::Token::new(operator.public_key())
+        .name("twk-test")
+        .claims(nats_io_jwt::Operator::default())
+        .sign(&operator);
+    let (good, foreign) = (
+        dir.path().join("twk.creds"),
+        dir.path().join("foreign.creds"),
+    );
+    let (account, account_jwt) = account_and_user(&operator, &good);
+    // An account of another operator, unknown to this server.
+    account_and_user(&nats_io_jwt::KeyPair::new_operator(), &foreign);
+    // JetStream needs the server's own (system) account.
+    let system = nats_io_jwt::KeyPair::new_account();
+    let system_jwt = nats_io_jwt::Token::new(system.public_key())
+        .name("SYS")
+        .claims(nats_io_jwt::Account::default())
+        .sign(&operator);
+    let system = system.public_key();
+    let config = dir.path().join("nats.conf");
+    std::fs::write(
+        &config,
+        format!(
+            "operator: {operator_jwt}\nsystem_account: {system}\nresolver: MEMORY\n\
+             resolver_preload: {{\n  {account}: {account_jwt}\n  {system}: {system_jwt}\n}}\n"
+        ),
+    )
+    .unwrap();
+    let nats = Nats::start_with(&["-c", config.to_str().unwrap()])
+        .await
+        .unwrap();
+    let join = |creds: Option<std::path::PathBuf>| {
+        let cfg = ClusterConfig {
+            servers: vec![nats.url.clone()],
+            creds,
+            ca: None,
+            advertise: "http://127.0.0.1:1".into(),
+            lease: Duration::from_secs(5),
+        };
+        Cluster::join(cfg, Default::default())
+    };
+    // Without credentials, or with a user the server cannot trace to its operator: refused.
+    for creds in [None, Some(foreign)] {
+        let err = join(creds).await.unwrap_err();
+        assert!(
+            matches!(err, twk_cluster::ClusterError::Connect(_)),
+            "{err}"
+        );
+        assert!(err.to_string().contains("authorization"), "{err}");
+    }
+    // A missing file is the configuration's error, said with its path.
+    let err = join(Some(dir.path().join("absent.creds")))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, twk_cluster::ClusterError::Config(_)), "{err}");
+    assert!(err.to_string().contains("absent.creds"), "{err}");
+    // With the account's user: two nodes form a cluster (JetStream included) and route.
+    let auth = tokens(&["alice-token"]);
+    let mut nodes = Vec::new();
+    for _ in 0..2 {
+        let cfg = relay_config(auth.clone());
+        nodes.push(node_joining_as(vec![nats.url.clone()], None, Some(good.clone()), cfg).await);
+    }
+    let target = FakeTarget::echo().await;
+    let mut shop = spawn_agent(tunnel_on(&nodes[0], target.addr, "alice-token", "shop"));
+    shop.connected().await;
+    nodes[1]
+        .cluster
+        .await_holder("shop", Duration::from_secs(10))
+        .await
+        .expect("node 1 learns the holder through the account");
+    let r = send(
+        nodes[1].relay.addr,
+        "POST",
+        "/t/shop/x",
+        &[("host", "hooks.test")],
+        "creds",
+    )
+    .await
+    .unwrap();
+    assert_eq!((r.status.as_u16(), r.text().as_str()), (200, "creds"));
     shop.stop().await.unwrap();
     nats.stop().await;
 }
