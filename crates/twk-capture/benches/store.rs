@@ -268,31 +268,43 @@ fn main() {
 
 /// 4. A tunnel at its retention cap, as under sustained load: every batch inserts its rows
 ///    and deletes as many old ones. The cost per exchange by batch size shows what the
-///    writer's group commit (how long it lets exchanges gather) buys.
+///    writer's group commit (how long it lets exchanges gather) buys; the same batches into a
+///    store without retention show what the deletes cost.
 fn steady_state(dir: &std::path::Path, base_ms: i64) {
     const ROWS: u64 = 20_000;
     println!(
-        "at the retention cap ({} rows), {ROWS} exchanges:",
+        "at the retention cap ({} rows), {ROWS} exchanges, µs per exchange:",
         twk_capture::DEFAULT_RETENTION
     );
+    println!("  batch size    at the cap    without retention");
     for size in [1u64, 8, 32, 128, 512] {
-        let opts = StoreOptions::new(dir.join(format!("steady-{size}")));
-        let mut store = Store::open(&opts).unwrap();
-        let fill: Vec<Exchange> = (0..twk_capture::DEFAULT_RETENTION)
-            .map(|k| exchange(k, base_ms))
-            .collect();
-        store.insert_batch(&fill).unwrap();
-        let start = twk_capture::DEFAULT_RETENTION;
-        let t = Instant::now();
-        let mut i = 0;
-        while i < ROWS {
-            let batch: Vec<Exchange> = (i..i + size)
-                .map(|k| exchange(start + k, base_ms))
-                .collect();
-            store.insert_batch(&batch).unwrap();
-            i += size;
-        }
-        let us = t.elapsed().as_secs_f64() * 1e6 / i as f64;
-        println!("  batches of {size:>4}: {us:>7.1} µs per exchange");
+        let at_cap = per_exchange(dir, base_ms, size, ROWS, true);
+        let unbounded = per_exchange(dir, base_ms, size, ROWS, false);
+        println!("  {size:>10}    {at_cap:>10.1}    {unbounded:>17.1}");
     }
+}
+
+/// µs per exchange of `rows` exchanges in batches of `size` into a store already holding
+/// the default retention's worth of rows, with that retention or none.
+fn per_exchange(dir: &std::path::Path, base_ms: i64, size: u64, rows: u64, retain: bool) -> f64 {
+    let mut opts = StoreOptions::new(dir.join(format!("steady-{size}-{retain}")));
+    if !retain {
+        opts.retention_per_tunnel = 0;
+    }
+    let mut store = Store::open(&opts).unwrap();
+    let fill: Vec<Exchange> = (0..twk_capture::DEFAULT_RETENTION)
+        .map(|k| exchange(k, base_ms))
+        .collect();
+    store.insert_batch(&fill).unwrap();
+    let start = twk_capture::DEFAULT_RETENTION;
+    let t = Instant::now();
+    let mut i = 0;
+    while i < rows {
+        let batch: Vec<Exchange> = (i..i + size)
+            .map(|k| exchange(start + k, base_ms))
+            .collect();
+        store.insert_batch(&batch).unwrap();
+        i += size;
+    }
+    t.elapsed().as_secs_f64() * 1e6 / i as f64
 }
