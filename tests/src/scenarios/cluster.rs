@@ -494,6 +494,51 @@ async fn nodes_reach_nats_in_operator_mode_with_a_creds_file_and_a_foreign_one_i
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_sealed_kept_bucket_refuses_puts_keeps_what_it_held_and_goes_only_sealed() {
+    trace_init();
+    let Some(nats) = Nats::start_or_skip().await else {
+        return;
+    };
+    let n = node(&nats, tokens(&["alice-token"])).await;
+    let c = &n.cluster;
+    let ttl = Duration::from_secs(600);
+    c.put_kept("shop", "a", b"first", ttl, 1 << 20)
+        .await
+        .unwrap();
+    let held = c.seal_kept("shop").await.unwrap().expect("a bucket");
+    assert_eq!(
+        held.iter().map(|k| k.object.as_str()).collect::<Vec<_>>(),
+        ["a"]
+    );
+    // Sealed: a put fails (the relay keeps it on disk), what it held still reads.
+    let late = c.put_kept("shop", "b", b"late", ttl, 1 << 20).await;
+    assert!(late.is_err(), "a put into a sealed bucket must fail");
+    assert_eq!(
+        c.read_kept("shop", "a", 1 << 20).await.unwrap().as_deref(),
+        Some(&b"first"[..])
+    );
+    assert_eq!(c.seal_kept("shop").await.unwrap().map(|k| k.len()), Some(1));
+    c.delete_sealed_kept("shop").await.unwrap();
+    assert_eq!(
+        c.kept_bounds("shop").await.unwrap(),
+        None,
+        "the bucket is gone"
+    );
+    assert_eq!(c.seal_kept("shop").await.unwrap(), None);
+    // The put that failed comes back into a new bucket, which is not deleted unsealed.
+    c.put_kept("shop", "b", b"late", ttl, 1 << 20)
+        .await
+        .unwrap();
+    assert!(c.delete_sealed_kept("shop").await.is_err());
+    let now: Vec<_> = c.kept("shop").await.unwrap();
+    assert_eq!(
+        now.iter().map(|k| k.object.as_str()).collect::<Vec<_>>(),
+        ["b"]
+    );
+    nats.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn with_nats_gone_nodes_serve_what_they_hold_refuse_new_names_and_recover() {
     trace_init();
     let Some(mut nats) = Nats::start_or_skip().await else {
@@ -746,6 +791,115 @@ async fn a_request_kept_in_jetstream_outlives_the_nodes_that_kept_it() {
     receives_kept(&mut back, &body).await;
     kept_in_cluster(&third.cluster, "away", 0).await;
     back.stop().await.unwrap();
+    nats.stop().await;
+}
+
+/// Waits until tunnel `name` has no kept bucket in JetStream.
+async fn bucket_gone(cluster: &Cluster, name: &str) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let now = cluster.kept_bounds(name).await;
+        if matches!(now, Ok(None)) {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{name}: its kept bucket is still there: {now:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The client records each of `bodies` as a missed request once, in any order (they come
+/// from different nodes).
+async fn receives_all_kept(client: &mut AgentHandle, bodies: &[&[u8]]) {
+    let mut want: Vec<String> = bodies
+        .iter()
+        .map(|b| twk_capture::CapturedBody::from_bytes(b).sha256)
+        .collect();
+    while !want.is_empty() {
+        let ex = client.exchange().await;
+        assert!(ex.missed, "{ex:?}");
+        let at = want.iter().position(|h| *h == ex.request.body.sha256);
+        let at = at.unwrap_or_else(|| panic!("an unexpected or repeated body: {ex:?}"));
+        want.swap_remove(at);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_drained_kept_bucket_is_deleted_and_a_request_kept_while_it_is_sealed_is_not_lost() {
+    trace_init();
+    let Some(nats) = Nats::start_or_skip().await else {
+        return;
+    };
+    let (nodes, dirs) = keeping_nodes(&nats, 2).await;
+    let target = FakeTarget::echo().await;
+    let key = twk_protocol::kept::OwnerKey::generate();
+    away_was_here(&nodes, target.addr, &key).await;
+
+    // Kept in JetStream, then the bucket is left sealed, as a node that stopped between
+    // sealing and deleting it leaves it.
+    let first = pattern(2_000, 1);
+    webhook_kept(&nodes[0], &first).await;
+    kept_in_cluster(&nodes[1].cluster, "away", 1).await;
+    let held = nodes[1].cluster.seal_kept("away").await.unwrap();
+    assert_eq!(held.map(|k| k.len()), Some(1));
+    // The sealed bucket refuses the next request: node 1 keeps it on its disk instead.
+    let second = pattern(3_000, 2);
+    webhook_kept(&nodes[1], &second).await;
+    assert_eq!(kept_on_disk(&dirs[1], "away"), 1);
+
+    // Back on node 0, the client gets both; node 0 finishes the sealed bucket and deletes it.
+    let mut back = away_client(&nodes[0], target.addr, &key);
+    back.connected().await;
+    receives_all_kept(&mut back, &[&first, &second]).await;
+    bucket_gone(&nodes[1].cluster, "away").await;
+    back.stop().await.unwrap();
+
+    // Offline again: a new bucket. Back on node 1: handed over, and that bucket, drained, is
+    // deleted too. Nothing stays on any disk.
+    let third = pattern(1_000, 3);
+    webhook_kept(&nodes[0], &third).await;
+    kept_in_cluster(&nodes[1].cluster, "away", 1).await;
+    let mut again = away_client(&nodes[1], target.addr, &key);
+    again.connected().await;
+    receives_kept(&mut again, &third).await;
+    bucket_gone(&nodes[0].cluster, "away").await;
+    assert!(dirs.iter().all(|d| kept_on_disk(d, "away") == 0));
+    again.stop().await.unwrap();
+    nats.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_sealed_bucket_holding_a_request_for_another_key_moves_it_to_disk_and_goes() {
+    trace_init();
+    let Some(nats) = Nats::start_or_skip().await else {
+        return;
+    };
+    let (nodes, dirs) = keeping_nodes(&nats, 2).await;
+    let target = FakeTarget::echo().await;
+    let old_key = twk_protocol::kept::OwnerKey::generate();
+    away_was_here(&nodes, target.addr, &old_key).await;
+    // Kept for the owner's old key, in a bucket left sealed.
+    let first = pattern(2_000, 1);
+    webhook_kept(&nodes[1], &first).await;
+    kept_in_cluster(&nodes[0].cluster, "away", 1).await;
+    nodes[0].cluster.seal_kept("away").await.unwrap();
+
+    // The owner comes back with another key: it cannot take the request, which stays for the
+    // old key, but not in a sealed bucket (one that no longer expires or takes requests):
+    // node 0 moves it to its disk and deletes the bucket.
+    let new_key = twk_protocol::kept::OwnerKey::generate();
+    let mut back = away_client(&nodes[0], target.addr, &new_key);
+    back.connected().await;
+    bucket_gone(&nodes[1].cluster, "away").await;
+    assert_eq!(kept_on_disk(&dirs[0], "away"), 1);
+    back.stop().await.unwrap();
+    // Offline again: the next request goes to a new bucket, where node 0's disk moves the
+    // old key's request too.
+    webhook_kept(&nodes[1], &pattern(1_000, 2)).await;
+    kept_in_cluster(&nodes[0].cluster, "away", 2).await;
+    assert!(!nodes[0].cluster.kept_sealed("away").await.unwrap());
     nats.stop().await;
 }
 
