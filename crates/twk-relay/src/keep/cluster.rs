@@ -161,60 +161,6 @@ pub(crate) async fn spool(state: &State, c: &Cluster, store: &KeepStore, name: &
     enforce(c, store, name).await;
 }
 
-/// Retires tunnel `name`'s bucket in JetStream once a hand-over to its client left nothing
-/// there (`complete`; `handed` is what it handed over from it), so that buckets do not pile
-/// up, one per tunnel that was ever offline.
-///
-/// The bucket is sealed, then what it holds that was not handed over (kept by another node
-/// since the hand-over listed it) moves to this node's disk, from where it is handed over
-/// like any request kept here, and only then is the bucket deleted: a request put into it
-/// meanwhile was refused by the seal and kept on its node's disk instead. A bucket found
-/// sealed (a node stopped between sealing and deleting) is finished whatever the hand-over
-/// left, as a sealed bucket no longer expires or takes requests. On any failure the bucket
-/// stays sealed for the next hand-over to finish; puts go to disk until then.
-///
-/// Two hand-overs retiring one bucket at once (only while a session moves between nodes)
-/// both move the same requests (the client records each once) and the second delete finds
-/// the bucket gone, or made again unsealed and left alone; a request put in the one round
-/// trip between its check and its delete is the case left open.
-pub(crate) async fn retire(
-    c: &Cluster,
-    store: &KeepStore,
-    name: &str,
-    handed: &std::collections::HashSet<String>,
-    complete: bool,
-) {
-    if !complete && !matches!(bounded(STORE_WITHIN, c.kept_sealed(name)).await, Ok(true)) {
-        return;
-    }
-    let held = match bounded(STORE_WITHIN, c.seal_kept(name)).await {
-        Ok(Some(held)) => held,
-        Ok(None) => return,
-        Err(e) => {
-            return tracing::warn!(error = %e, "cannot seal the tunnel's drained bucket in the cluster; it stays");
-        }
-    };
-    for object in held.into_iter().filter(|o| !handed.contains(&o.object)) {
-        let read = c.read_kept(name, &object.object, store.limits.bytes);
-        let sealed = match bounded(READ_WITHIN, read).await {
-            Ok(Some(b)) => b,
-            Ok(None) => continue,
-            Err(e) => {
-                return tracing::warn!(error = %e, "cannot move a request out of the tunnel's sealed bucket; it stays sealed for the next hand-over");
-            }
-        };
-        if let Err(e) = super::write_on_disk(store, name, object.object, sealed).await {
-            return tracing::warn!(error = %e, "cannot move a request out of the tunnel's sealed bucket; it stays sealed for the next hand-over");
-        }
-    }
-    match bounded(STORE_WITHIN, c.delete_sealed_kept(name)).await {
-        Ok(()) => tracing::debug!("the tunnel's drained bucket in the cluster is deleted"),
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot delete the tunnel's sealed bucket in the cluster; the next hand-over will")
-        }
-    }
-}
-
 /// Hands over what another node just kept for a tunnel held here (announced on NATS),
 /// without waiting for its client to reconnect.
 pub(crate) async fn deliver_announced(

@@ -231,10 +231,6 @@ pub(crate) async fn hand_over(state: Arc<State>, name: String, mut to: Recipient
             "handing kept requests over"
         );
     }
-    // Every request the cluster's store listed went to the client (none left for another
-    // key, none unread): then its bucket is retired.
-    let mut handed = std::collections::HashSet::new();
-    let mut all_handed = true;
     for k in kept {
         let Ok(_room) = store.handing.clone().acquire_owned().await else {
             return Pass::Incomplete;
@@ -258,14 +254,10 @@ pub(crate) async fn hand_over(state: Arc<State>, name: String, mut to: Recipient
             Ok(status) if status.is_success() => {
                 remove(&state, &name, &k).await;
                 state.metrics.kept_handed_off();
-                if k.place == Place::Cluster {
-                    handed.insert(k.stem());
-                }
             }
             // Sealed to another key (the owner's other machine, or a key since replaced):
             // this client cannot read it, the other one still may. It stays, within the TTL.
             Ok(http::StatusCode::UNPROCESSABLE_ENTITY) => {
-                all_handed &= k.place != Place::Cluster;
                 state.metrics.kept_skipped();
                 tracing::info!(request_id = %k.request_id, "kept request sealed to another key of the owner: left for it");
             }
@@ -281,10 +273,6 @@ pub(crate) async fn hand_over(state: Arc<State>, name: String, mut to: Recipient
                 return Pass::Incomplete;
             }
         }
-    }
-    if let (true, Some(c)) = (shared, &state.cfg.cluster) {
-        let complete = pass == Pass::Done && all_handed;
-        cluster::retire(c, &store, &name, &handed, complete).await;
     }
     pass
 }
