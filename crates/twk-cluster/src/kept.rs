@@ -5,8 +5,7 @@
 //! first request kept for it; each kept request is one object of sealed bytes, named by the
 //! relay. Objects, not stream messages: a sealed request can be 16 MiB and a NATS message is
 //! 1 MiB; the object store chunks it. The bucket's `max_age` is the keep TTL, so what nobody
-//! collects expires by itself; a drained bucket is sealed, then deleted
-//! ([`Cluster::seal_kept`]). What is kept, its bounds and its order are the relay's
+//! collects expires by itself. What is kept, its bounds and its order are the relay's
 //! business; this module only stores, lists, reads and deletes opaque sealed bytes.
 //!
 //! A node that stores one also announces the tunnel's name on a plain NATS subject, so the
@@ -263,10 +262,6 @@ impl Cluster {
             }
         };
         let config = info.config;
-        if config.sealed {
-            // Being retired ([`Cluster::seal_kept`]): the put that follows is refused.
-            return;
-        }
         // Never below what it holds: with a smaller bound every put would be refused (the
         // bucket discards new), and what is over --keep-bytes is dropped after a put, so the
         // bound comes down at a later one.
@@ -311,55 +306,6 @@ impl Cluster {
         let config = &s.cached_info().config;
         let bytes = u64::try_from(config.max_bytes).unwrap_or(u64::MAX);
         Ok(Some((config.max_age, bytes)))
-    }
-}
-
-/// Retiring a tunnel's drained bucket. JetStream cannot delete a stream "if it is still
-/// empty", and a node may be putting a request into it at that moment. So the bucket is
-/// sealed first (a sealed stream takes no new message and cannot be unsealed; a put then
-/// fails and the relay keeps the request on its disk, to come back once the bucket is gone),
-/// what it holds is read while nothing can be added, and only then is it deleted.
-impl Cluster {
-    /// True when tunnel `name`'s kept bucket is sealed (a retirement that did not finish).
-    pub async fn kept_sealed(&self, name: &str) -> Result<bool, KeptError> {
-        match self.js.get_stream(stream_of(&bucket_of(name))).await {
-            Ok(s) => Ok(s.cached_info().config.sealed),
-            Err(e) if is_not_found(e.kind()) => Ok(false),
-            Err(e) => Err(failed(e)),
-        }
-    }
-
-    /// Seals tunnel `name`'s kept bucket and lists what it holds now that nothing can be
-    /// added; `None` when it has no bucket.
-    pub async fn seal_kept(&self, name: &str) -> Result<Option<Vec<KeptObject>>, KeptError> {
-        let stream = stream_of(&bucket_of(name));
-        let info = match self.js.get_stream(&stream).await {
-            Ok(s) => s.cached_info().clone(),
-            Err(e) if is_not_found(e.kind()) => return Ok(None),
-            Err(e) => return Err(failed(e)),
-        };
-        if !info.config.sealed {
-            let sealed = async_nats::jetstream::stream::Config {
-                sealed: true,
-                ..info.config
-            };
-            self.js.update_stream(sealed).await.map_err(failed)?;
-        }
-        self.kept(name).await.map(Some)
-    }
-
-    /// Deletes tunnel `name`'s kept bucket if it is sealed ([`Cluster::seal_kept`]); a bucket
-    /// that is not (made again since) is left alone.
-    pub async fn delete_sealed_kept(&self, name: &str) -> Result<(), KeptError> {
-        let stream = stream_of(&bucket_of(name));
-        match self.js.get_stream(&stream).await {
-            Ok(s) if s.cached_info().config.sealed => {}
-            Ok(_) => return Err(failed("the tunnel's bucket is not sealed")),
-            Err(e) if is_not_found(e.kind()) => return Ok(()),
-            Err(e) => return Err(failed(e)),
-        }
-        self.js.delete_stream(&stream).await.map_err(failed)?;
-        Ok(())
     }
 }
 
