@@ -273,13 +273,7 @@ async fn a_node_that_cannot_reach_nats_refuses_to_start_with_a_clear_error() {
         .local_addr()
         .unwrap()
         .port();
-    let cfg = ClusterConfig {
-        servers: vec![format!("nats://127.0.0.1:{port}")],
-        creds: None,
-        ca: None,
-        advertise: "http://127.0.0.1:1".into(),
-        lease: Duration::from_secs(5),
-    };
+    let cfg = only_joining(format!("nats://127.0.0.1:{port}"), None, None);
     let err = Cluster::join(cfg.clone(), Default::default())
         .await
         .unwrap_err();
@@ -294,6 +288,57 @@ async fn a_node_that_cannot_reach_nats_refuses_to_start_with_a_clear_error() {
     };
     let err = Cluster::join(bad, Default::default()).await.unwrap_err();
     assert!(matches!(err, twk_cluster::ClusterError::Config(_)), "{err}");
+}
+
+/// The cluster configuration of a node that only joins (it serves nothing): NATS at
+/// `server`, trusting `ca`, with the credentials file `creds`.
+fn only_joining(
+    server: String,
+    ca: Option<std::path::PathBuf>,
+    creds: Option<std::path::PathBuf>,
+) -> ClusterConfig {
+    ClusterConfig {
+        servers: vec![server],
+        creds,
+        ca,
+        advertise: "http://127.0.0.1:1".into(),
+        lease: Duration::from_secs(5),
+    }
+}
+
+/// Two nodes that reach NATS at `servers` (trusting `ca`, with the credentials file `creds`)
+/// form a cluster: a tunnel held by node 0 answers `body` to a request sent to node 1.
+async fn two_nodes_route_a_request(
+    servers: Vec<String>,
+    ca: Option<std::path::PathBuf>,
+    creds: Option<std::path::PathBuf>,
+    body: &'static str,
+) {
+    let auth = tokens(&["alice-token"]);
+    let mut nodes = Vec::new();
+    for _ in 0..2 {
+        let cfg = relay_config(auth.clone());
+        nodes.push(node_joining_as(servers.clone(), ca.clone(), creds.clone(), cfg).await);
+    }
+    let target = FakeTarget::echo().await;
+    let mut shop = spawn_agent(tunnel_on(&nodes[0], target.addr, "alice-token", "shop"));
+    shop.connected().await;
+    nodes[1]
+        .cluster
+        .await_holder("shop", Duration::from_secs(10))
+        .await
+        .expect("node 1 learns the holder");
+    let r = send(
+        nodes[1].relay.addr,
+        "POST",
+        "/t/shop/x",
+        &[("host", "hooks.test")],
+        body,
+    )
+    .await
+    .unwrap();
+    assert_eq!((r.status.as_u16(), r.text().as_str()), (200, body));
+    shop.stop().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -315,14 +360,7 @@ async fn nodes_reach_nats_over_tls_with_a_password_and_are_refused_without_eithe
         .unwrap();
     let url = |auth: &str| format!("tls://{auth}@127.0.0.1:{}", nats.port());
     let join = |servers: String, ca: Option<std::path::PathBuf>| {
-        let cfg = ClusterConfig {
-            servers: vec![servers],
-            creds: None,
-            ca,
-            advertise: "http://127.0.0.1:1".into(),
-            lease: Duration::from_secs(5),
-        };
-        Cluster::join(cfg, Default::default())
+        Cluster::join(only_joining(servers, ca, None), Default::default())
     };
     // Not trusting the server's certificate, or with a wrong password: refused at start.
     let err = join(url("twk:s3cret"), None).await.unwrap_err();
@@ -340,31 +378,7 @@ async fn nodes_reach_nats_over_tls_with_a_password_and_are_refused_without_eithe
     );
     assert!(err.to_string().contains("authorization"), "{err}");
     // Trusting it, with the password: two nodes form a cluster and route to each other.
-    let auth = tokens(&["alice-token"]);
-    let mut nodes = Vec::new();
-    for _ in 0..2 {
-        let cfg = relay_config(auth.clone());
-        nodes.push(node_joining(vec![url("twk:s3cret")], Some(cert_path.clone()), cfg).await);
-    }
-    let target = FakeTarget::echo().await;
-    let mut shop = spawn_agent(tunnel_on(&nodes[0], target.addr, "alice-token", "shop"));
-    shop.connected().await;
-    nodes[1]
-        .cluster
-        .await_holder("shop", Duration::from_secs(10))
-        .await
-        .expect("node 1 learns the holder over TLS");
-    let r = send(
-        nodes[1].relay.addr,
-        "POST",
-        "/t/shop/x",
-        &[("host", "hooks.test")],
-        "tls",
-    )
-    .await
-    .unwrap();
-    assert_eq!((r.status.as_u16(), r.text().as_str()), (200, "tls"));
-    shop.stop().await.unwrap();
+    two_nodes_route_a_request(vec![url("twk:s3cret")], Some(cert_path), None, "tls").await;
     nats.stop().await;
 }
 
@@ -440,14 +454,10 @@ async fn nodes_reach_nats_in_operator_mode_with_a_creds_file_and_a_foreign_one_i
         .await
         .unwrap();
     let join = |creds: Option<std::path::PathBuf>| {
-        let cfg = ClusterConfig {
-            servers: vec![nats.url.clone()],
-            creds,
-            ca: None,
-            advertise: "http://127.0.0.1:1".into(),
-            lease: Duration::from_secs(5),
-        };
-        Cluster::join(cfg, Default::default())
+        Cluster::join(
+            only_joining(nats.url.clone(), None, creds),
+            Default::default(),
+        )
     };
     // Without credentials, or with a user the server cannot trace to its operator: refused.
     for creds in [None, Some(foreign)] {
@@ -465,31 +475,7 @@ async fn nodes_reach_nats_in_operator_mode_with_a_creds_file_and_a_foreign_one_i
     assert!(matches!(err, twk_cluster::ClusterError::Config(_)), "{err}");
     assert!(err.to_string().contains("absent.creds"), "{err}");
     // With the account's user: two nodes form a cluster (JetStream included) and route.
-    let auth = tokens(&["alice-token"]);
-    let mut nodes = Vec::new();
-    for _ in 0..2 {
-        let cfg = relay_config(auth.clone());
-        nodes.push(node_joining_as(vec![nats.url.clone()], None, Some(good.clone()), cfg).await);
-    }
-    let target = FakeTarget::echo().await;
-    let mut shop = spawn_agent(tunnel_on(&nodes[0], target.addr, "alice-token", "shop"));
-    shop.connected().await;
-    nodes[1]
-        .cluster
-        .await_holder("shop", Duration::from_secs(10))
-        .await
-        .expect("node 1 learns the holder through the account");
-    let r = send(
-        nodes[1].relay.addr,
-        "POST",
-        "/t/shop/x",
-        &[("host", "hooks.test")],
-        "creds",
-    )
-    .await
-    .unwrap();
-    assert_eq!((r.status.as_u16(), r.text().as_str()), (200, "creds"));
-    shop.stop().await.unwrap();
+    two_nodes_route_a_request(vec![nats.url.clone()], None, Some(good), "creds").await;
     nats.stop().await;
 }
 
