@@ -143,6 +143,9 @@ struct NodeRecord {
 pub struct Peer {
     /// The node's id.
     pub node: String,
+    /// The client process whose session the node holds (for [`Cluster::locate`]; empty
+    /// otherwise, and from nodes that do not record it).
+    pub client: String,
     /// Its peer listener's URL.
     pub url: String,
     /// What it accepts as proof that a request comes from a node of this cluster.
@@ -340,6 +343,7 @@ impl Cluster {
         let node = self.node_table.fresh(&rec.node, self.lease)?;
         Some(Peer {
             node: rec.node,
+            client: rec.client,
             url: node.url,
             secret: node.secret,
         })

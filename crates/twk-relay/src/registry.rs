@@ -471,6 +471,13 @@ impl Registry {
         })
     }
 
+    /// The client process holding `name`'s session, if one is connected.
+    pub(crate) fn client_of(&self, name: &str) -> Option<String> {
+        self.lock()
+            .get(name)
+            .and_then(|e| Some(e.live.as_ref()?.client_id.clone()))
+    }
+
     /// Every ready session: its name and where to send it requests.
     pub(crate) fn ready_sessions(&self) -> Vec<(String, TunnelSender)> {
         self.lock()

@@ -735,6 +735,82 @@ async fn a_request_kept_in_jetstream_outlives_the_nodes_that_kept_it() {
     nats.stop().await;
 }
 
+/// A request for tunnel "away" sealed to `key`, as a node keeps it: its name (stem) and
+/// sealed bytes.
+fn sealed_for(key: &twk_protocol::kept::OwnerKey, id: &str, body: &[u8]) -> (String, Vec<u8>) {
+    let received_ms = twk_protocol::now_ms();
+    let request = twk_protocol::kept::KeptRequest {
+        request_id: id.into(),
+        received_ms,
+        method: "POST".into(),
+        path: "/hook?x=1".into(),
+        public_url: "http://hooks.test/t/away/hook?x=1".into(),
+        remote_addr: "127.0.0.1:1".into(),
+        headers: Vec::new(),
+        body: body.to_vec(),
+        answered: 503,
+    };
+    let sealed = key.public().seal(&request).unwrap();
+    (format!("{received_ms:013}-{id}"), sealed)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_request_for_another_key_is_offered_once_to_a_client_process_not_every_second() {
+    trace_init();
+    let Some(nats) = Nats::start_or_skip().await else {
+        return;
+    };
+    let (nodes, dirs) = keeping_nodes(&nats, 1).await;
+    let target = FakeTarget::echo().await;
+    let (old_key, new_key) = (
+        twk_protocol::kept::OwnerKey::generate(),
+        twk_protocol::kept::OwnerKey::generate(),
+    );
+    // The owner's new machine is connected, and the node's disk holds a request sealed to
+    // the old machine's key (kept there while NATS could not take it).
+    let mut back = away_client(&nodes[0], target.addr, &new_key);
+    back.connected().await;
+    let (stem, sealed) = sealed_for(&old_key, "r-old", b"for the old key");
+    let dir = dirs[0].path().join("kept").join("away");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join(format!("{stem}.sealed")), sealed).unwrap();
+    // The node's loop over its disk offers it; the client cannot open it.
+    let skipped = "twk_relay_kept_skipped_total";
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    while nodes[0].metric(skipped).await < 1.0 {
+        assert!(std::time::Instant::now() < deadline, "never offered");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // A request it can open, kept in JetStream and announced: the hand-off that brings it
+    // does not offer the refused one again, nor does the loop, which ran meanwhile.
+    let (stem, sealed) = sealed_for(&new_key, "r-new", b"for the new key");
+    let ttl = Duration::from_secs(600);
+    let cluster = &nodes[0].cluster;
+    cluster
+        .put_kept("away", &stem, &sealed, ttl, 1 << 20)
+        .await
+        .unwrap();
+    cluster.announce_kept("away").await;
+    let ex = back.exchange().await;
+    assert!(ex.missed, "{ex:?}");
+    assert_eq!(ex.request.body.bytes, b"for the new key");
+    assert_eq!(nodes[0].metric(skipped).await, 1.0);
+    assert_eq!(
+        kept_on_disk(&dirs[0], "away"),
+        1,
+        "it stays for the old key"
+    );
+    back.stop().await.unwrap();
+    // The old machine's client, another process, is offered it and takes it.
+    let mut old = away_client(&nodes[0], target.addr, &old_key);
+    old.connected().await;
+    let ex = old.exchange().await;
+    assert!(ex.missed, "{ex:?}");
+    assert_eq!(ex.request.body.bytes, b"for the old key");
+    old.stop().await.unwrap();
+    nats.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn kept_while_nats_is_away_it_waits_on_disk_then_moves_to_jetstream() {
     trace_init();

@@ -5,7 +5,7 @@
 
 use super::{Kept, Place, cluster, disk};
 use crate::server::State;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -68,6 +68,42 @@ impl Drop for Turn<'_> {
             let mut map = self.turns.0.lock().unwrap_or_else(|p| p.into_inner());
             map.remove(&self.name);
         }
+    }
+}
+
+/// Kept requests a client process refused as sealed to another key of its owner, by tunnel:
+/// not offered to that process again (its reconnects have the same key), while another
+/// process (the owner's other machine) is offered them afresh. Without it, a node's loop
+/// over what its disk kept sent such a request to the client every second.
+#[derive(Debug, Default)]
+pub(super) struct Refused(Mutex<HashMap<String, (String, HashSet<String>)>>);
+
+impl Refused {
+    /// What `client` refused of tunnel `name`'s requests that are still `listed` (the rest
+    /// is forgotten, and so is what another client refused).
+    fn by(&self, name: &str, client: &str, listed: &HashSet<String>) -> HashSet<String> {
+        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        match map.get_mut(name) {
+            Some((c, stems)) if c == client => {
+                stems.retain(|s| listed.contains(s));
+                stems.clone()
+            }
+            _ => {
+                map.remove(name);
+                HashSet::new()
+            }
+        }
+    }
+
+    fn note(&self, name: &str, client: &str, stem: String) {
+        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let entry = map
+            .entry(name.to_owned())
+            .or_insert_with(|| (client.to_owned(), HashSet::new()));
+        if entry.0 != client {
+            *entry = (client.to_owned(), HashSet::new());
+        }
+        entry.1.insert(stem);
     }
 }
 
@@ -223,7 +259,14 @@ pub(crate) async fn hand_over(state: Arc<State>, name: String, mut to: Recipient
         return Pass::Done;
     };
     let shared = matches!(to, Recipient::Session(_));
-    let (kept, mut pass) = listing(&state, &name, shared).await;
+    let (mut kept, mut pass) = listing(&state, &name, shared).await;
+    let client = match &to {
+        Recipient::Session(_) => state.registry.client_of(&name).unwrap_or_default(),
+        Recipient::Peer(peer) => peer.client.clone(),
+    };
+    let listed: HashSet<String> = kept.iter().map(Kept::stem).collect();
+    let refused = store.refused.by(&name, &client, &listed);
+    kept.retain(|k| !refused.contains(&k.stem()));
     if !kept.is_empty() {
         tracing::info!(
             count = kept.len(),
@@ -258,6 +301,7 @@ pub(crate) async fn hand_over(state: Arc<State>, name: String, mut to: Recipient
             // Sealed to another key (the owner's other machine, or a key since replaced):
             // this client cannot read it, the other one still may. It stays, within the TTL.
             Ok(http::StatusCode::UNPROCESSABLE_ENTITY) => {
+                store.refused.note(&name, &client, k.stem());
                 state.metrics.kept_skipped();
                 tracing::info!(request_id = %k.request_id, "kept request sealed to another key of the owner: left for it");
             }

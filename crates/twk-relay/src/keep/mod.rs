@@ -162,6 +162,7 @@ pub(crate) struct KeepStore {
     /// draining node's clients all reconnect to the others at once.
     handing: Arc<tokio::sync::Semaphore>,
     turns: Arc<handoff::Turns>,
+    refused: Arc<handoff::Refused>,
 }
 
 impl KeepStore {
@@ -172,6 +173,7 @@ impl KeepStore {
             reading: Arc::new(tokio::sync::Semaphore::new(KEEPING_AT_ONCE)),
             handing: Arc::new(tokio::sync::Semaphore::new(KEEPING_AT_ONCE)),
             turns: Arc::default(),
+            refused: Arc::default(),
         }
     }
 }
