@@ -80,13 +80,18 @@ pub(super) struct Refused(Mutex<HashMap<String, (String, HashSet<String>)>>);
 
 impl Refused {
     /// What `client` refused of tunnel `name`'s requests that are still `listed` (the rest
-    /// is forgotten, and so is what another client refused).
+    /// is forgotten, and so is what another client refused). Nothing for a client whose id
+    /// is not known (a node that does not record it): every process would look the same.
     fn by(&self, name: &str, client: &str, listed: &HashSet<String>) -> HashSet<String> {
         let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
         match map.get_mut(name) {
-            Some((c, stems)) if c == client => {
+            Some((c, stems)) if c == client && !client.is_empty() => {
                 stems.retain(|s| listed.contains(s));
-                stems.clone()
+                let refused = stems.clone();
+                if refused.is_empty() {
+                    map.remove(name);
+                }
+                refused
             }
             _ => {
                 map.remove(name);
@@ -96,6 +101,9 @@ impl Refused {
     }
 
     fn note(&self, name: &str, client: &str, stem: String) {
+        if client.is_empty() {
+            return;
+        }
         let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
         let entry = map
             .entry(name.to_owned())
@@ -319,4 +327,36 @@ pub(crate) async fn hand_over(state: Arc<State>, name: String, mut to: Recipient
         }
     }
     pass
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn set(stems: &[&str]) -> HashSet<String> {
+        stems.iter().map(|s| (*s).to_owned()).collect()
+    }
+
+    #[test]
+    fn a_refusal_holds_for_its_client_process_only_and_while_the_request_is_there() {
+        let r = Refused::default();
+        let listed = set(&["a", "b"]);
+        r.note("shop", "laptop", "a".into());
+        assert_eq!(r.by("shop", "laptop", &listed), set(&["a"]));
+        assert_eq!(r.by("other", "laptop", &listed), set(&[]));
+        // Another process of the owner is offered it afresh, and the laptop's refusal goes.
+        assert_eq!(r.by("shop", "desktop", &listed), set(&[]));
+        assert_eq!(r.by("shop", "laptop", &listed), set(&[]));
+        // Gone from the listing (taken, expired): forgotten.
+        r.note("shop", "laptop", "a".into());
+        assert_eq!(r.by("shop", "laptop", &set(&["b"])), set(&[]));
+        assert_eq!(r.by("shop", "laptop", &listed), set(&[]));
+    }
+
+    #[test]
+    fn a_client_whose_id_is_unknown_is_never_skipped() {
+        let r = Refused::default();
+        r.note("shop", "", "a".into());
+        assert_eq!(r.by("shop", "", &set(&["a"])), set(&[]));
+    }
 }
