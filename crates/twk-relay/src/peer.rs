@@ -267,8 +267,9 @@ pub(crate) async fn carry_kept(
             }
             match cluster.locate(&name) {
                 Some(peer) => {
+                    let client = peer.client.clone();
                     let to = crate::keep::Recipient::Peer(peer);
-                    crate::keep::hand_over(state.clone(), name, to).await;
+                    crate::keep::hand_over(state.clone(), name, to, &client).await;
                 }
                 None => crate::keep::cluster::spool(&state, &cluster, &store, &name).await,
             }

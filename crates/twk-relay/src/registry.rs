@@ -471,11 +471,17 @@ impl Registry {
         })
     }
 
-    /// The client process holding `name`'s session, if one is connected.
-    pub(crate) fn client_of(&self, name: &str) -> Option<String> {
-        self.lock()
-            .get(name)
-            .and_then(|e| Some(e.live.as_ref()?.client_id.clone()))
+    /// `name`'s ready session (as [`Registry::lookup`] finds it, unmetered) and the client
+    /// process holding it, read together: a hand-off must not record what one process
+    /// refused under another's id.
+    pub(crate) fn ready_session(&self, name: &str) -> Option<(TunnelSender, String)> {
+        let mut map = self.lock();
+        let live = map.get_mut(name)?.live.as_mut()?;
+        let sender = live.sender.as_mut()?;
+        if sender.is_closed() {
+            return None;
+        }
+        Some((sender.clone(), live.client_id.clone()))
     }
 
     /// Every ready session: its name and where to send it requests.

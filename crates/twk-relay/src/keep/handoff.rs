@@ -71,6 +71,9 @@ impl Drop for Turn<'_> {
     }
 }
 
+/// Most tunnels whose refusals [`Refused`] remembers at once.
+const REFUSED_TUNNELS: usize = 4096;
+
 /// Kept requests a client process refused as sealed to another key of its owner, by tunnel:
 /// not offered to that process again (its reconnects have the same key), while another
 /// process (the owner's other machine) is offered them afresh. Without it, a node's loop
@@ -105,6 +108,12 @@ impl Refused {
             return;
         }
         let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        // Entries go only when their tunnel is handed over again: past this many tunnels
+        // (a token holder refusing everything under ever new names), all are forgotten,
+        // which costs each of them one more offer.
+        if map.len() >= REFUSED_TUNNELS && !map.contains_key(name) {
+            map.clear();
+        }
         let entry = map
             .entry(name.to_owned())
             .or_insert_with(|| (client.to_owned(), HashSet::new()));
@@ -137,13 +146,11 @@ pub(crate) async fn hand_off(state: Arc<State>, name: String) {
     };
     let mut wait = RETRY_FIRST;
     loop {
-        let now = std::time::Instant::now();
-        let crate::registry::Lookup::Ready { sender, .. } =
-            state.registry.lookup(&name, now, false)
-        else {
+        let Some((sender, client)) = state.registry.ready_session(&name) else {
             return;
         };
-        let pass = hand_over(state.clone(), name.clone(), Recipient::Session(sender)).await;
+        let to = Recipient::Session(sender);
+        let pass = hand_over(state.clone(), name.clone(), to, &client).await;
         if pass == Pass::Incomplete {
             tokio::select! {
                 _ = tokio::time::sleep(wait) => {}
@@ -262,18 +269,22 @@ pub(super) async fn remove(state: &State, name: &str, k: &Kept) {
 /// Hands `name`'s kept requests to `to`. To the tunnel's own session: everything kept for
 /// it; to another node: only what this node's disk kept (what is in JetStream, the holding
 /// node hands over itself).
-pub(crate) async fn hand_over(state: Arc<State>, name: String, mut to: Recipient) -> Pass {
+///
+/// `client` is the client process the recipient's session belongs to: what it refused
+/// before is not offered again ([`Refused`]).
+pub(crate) async fn hand_over(
+    state: Arc<State>,
+    name: String,
+    mut to: Recipient,
+    client: &str,
+) -> Pass {
     let Some(store) = state.keep.clone() else {
         return Pass::Done;
     };
     let shared = matches!(to, Recipient::Session(_));
     let (mut kept, mut pass) = listing(&state, &name, shared).await;
-    let client = match &to {
-        Recipient::Session(_) => state.registry.client_of(&name).unwrap_or_default(),
-        Recipient::Peer(peer) => peer.client.clone(),
-    };
     let listed: HashSet<String> = kept.iter().map(Kept::stem).collect();
-    let refused = store.refused.by(&name, &client, &listed);
+    let refused = store.refused.by(&name, client, &listed);
     kept.retain(|k| !refused.contains(&k.stem()));
     if !kept.is_empty() {
         tracing::info!(
@@ -309,7 +320,7 @@ pub(crate) async fn hand_over(state: Arc<State>, name: String, mut to: Recipient
             // Sealed to another key (the owner's other machine, or a key since replaced):
             // this client cannot read it, the other one still may. It stays, within the TTL.
             Ok(http::StatusCode::UNPROCESSABLE_ENTITY) => {
-                store.refused.note(&name, &client, k.stem());
+                store.refused.note(&name, client, k.stem());
                 state.metrics.kept_skipped();
                 tracing::info!(request_id = %k.request_id, "kept request sealed to another key of the owner: left for it");
             }
@@ -351,6 +362,18 @@ mod tests {
         r.note("shop", "laptop", "a".into());
         assert_eq!(r.by("shop", "laptop", &set(&["b"])), set(&[]));
         assert_eq!(r.by("shop", "laptop", &listed), set(&[]));
+    }
+
+    #[test]
+    fn refusals_are_remembered_for_a_bounded_number_of_tunnels() {
+        let r = Refused::default();
+        for i in 0..REFUSED_TUNNELS {
+            r.note(&format!("t{i}"), "laptop", "a".into());
+        }
+        assert_eq!(r.by("t0", "laptop", &set(&["a"])), set(&["a"]));
+        r.note("one-more", "laptop", "a".into());
+        assert_eq!(r.by("t1", "laptop", &set(&["a"])), set(&[]), "all forgotten");
+        assert_eq!(r.by("one-more", "laptop", &set(&["a"])), set(&["a"]));
     }
 
     #[test]
