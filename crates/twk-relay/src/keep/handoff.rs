@@ -372,7 +372,11 @@ mod tests {
         }
         assert_eq!(r.by("t0", "laptop", &set(&["a"])), set(&["a"]));
         r.note("one-more", "laptop", "a".into());
-        assert_eq!(r.by("t1", "laptop", &set(&["a"])), set(&[]), "all forgotten");
+        assert_eq!(
+            r.by("t1", "laptop", &set(&["a"])),
+            set(&[]),
+            "all forgotten"
+        );
         assert_eq!(r.by("one-more", "laptop", &set(&["a"])), set(&["a"]));
     }
 
