@@ -31,15 +31,24 @@ impl Nats {
     /// Starts one, or `None` (said loudly) when it is not installed on a developer machine;
     /// in CI (`CI` set) a missing server fails the test.
     pub async fn start_or_skip() -> Option<Nats> {
-        if !Nats::available() {
-            assert!(
-                std::env::var_os("CI").is_none(),
-                "nats-server must be installed in CI"
-            );
-            eprintln!("SKIPPED: nats-server is not installed (apt-get install nats-server)");
+        if !Nats::available_or_skip() {
             return None;
         }
         Some(Nats::start().await.expect("nats-server starts"))
+    }
+
+    /// [`Nats::available`], saying loudly that the test is skipped when it is not (and
+    /// failing it in CI): for tests that start the server with options of their own.
+    pub fn available_or_skip() -> bool {
+        if Nats::available() {
+            return true;
+        }
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "nats-server must be installed in CI"
+        );
+        eprintln!("SKIPPED: nats-server is not installed (apt-get install nats-server)");
+        false
     }
 
     /// Starts `nats-server -js` on a random loopback port and waits until it is ready.

@@ -277,11 +277,7 @@ async fn a_node_that_cannot_reach_nats_refuses_to_start_with_a_clear_error() {
     let err = Cluster::join(cfg.clone(), Default::default())
         .await
         .unwrap_err();
-    assert!(
-        matches!(err, twk_cluster::ClusterError::Connect(_)),
-        "{err}"
-    );
-    assert!(err.to_string().contains("cannot connect to NATS"), "{err}");
+    assert_refused(&err, "cannot connect to NATS");
     let bad = ClusterConfig {
         servers: vec!["not a url at all".into()],
         ..cfg
@@ -304,6 +300,15 @@ fn only_joining(
         advertise: "http://127.0.0.1:1".into(),
         lease: Duration::from_secs(5),
     }
+}
+
+/// A node that could not join NATS at start (not a configuration error), saying `why`.
+fn assert_refused(err: &twk_cluster::ClusterError, why: &str) {
+    assert!(
+        matches!(err, twk_cluster::ClusterError::Connect(_)),
+        "{err}"
+    );
+    assert!(err.to_string().contains(why), "{err}");
 }
 
 /// Two nodes that reach NATS at `servers` (trusting `ca`, with the credentials file `creds`)
@@ -344,8 +349,7 @@ async fn two_nodes_route_a_request(
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn nodes_reach_nats_over_tls_with_a_password_and_are_refused_without_either() {
     trace_init();
-    if !Nats::available() {
-        let _ = Nats::start_or_skip().await;
+    if !Nats::available_or_skip() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -364,19 +368,11 @@ async fn nodes_reach_nats_over_tls_with_a_password_and_are_refused_without_eithe
     };
     // Not trusting the server's certificate, or with a wrong password: refused at start.
     let err = join(url("twk:s3cret"), None).await.unwrap_err();
-    assert!(
-        matches!(err, twk_cluster::ClusterError::Connect(_)),
-        "{err}"
-    );
-    assert!(err.to_string().contains("certificate"), "{err}");
+    assert_refused(&err, "certificate");
     let err = join(url("twk:wrong"), Some(cert_path.clone()))
         .await
         .unwrap_err();
-    assert!(
-        matches!(err, twk_cluster::ClusterError::Connect(_)),
-        "{err}"
-    );
-    assert!(err.to_string().contains("authorization"), "{err}");
+    assert_refused(&err, "authorization");
     // Trusting it, with the password: two nodes form a cluster and route to each other.
     two_nodes_route_a_request(vec![url("twk:s3cret")], Some(cert_path), None, "tls").await;
     nats.stop().await;
@@ -417,8 +413,7 @@ fn account_and_user(operator: &nats_io_jwt::KeyPair, creds: &std::path::Path) ->
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn nodes_reach_nats_in_operator_mode_with_a_creds_file_and_a_foreign_one_is_refused() {
     trace_init();
-    if !Nats::available() {
-        let _ = Nats::start_or_skip().await;
+    if !Nats::available_or_skip() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -462,11 +457,7 @@ async fn nodes_reach_nats_in_operator_mode_with_a_creds_file_and_a_foreign_one_i
     // Without credentials, or with a user the server cannot trace to its operator: refused.
     for creds in [None, Some(foreign)] {
         let err = join(creds).await.unwrap_err();
-        assert!(
-            matches!(err, twk_cluster::ClusterError::Connect(_)),
-            "{err}"
-        );
-        assert!(err.to_string().contains("authorization"), "{err}");
+        assert_refused(&err, "authorization");
     }
     // A missing file is the configuration's error, said with its path.
     let err = join(Some(dir.path().join("absent.creds")))
@@ -745,8 +736,8 @@ fn sealed_for(key: &twk_protocol::kept::OwnerKey, id: &str, body: &[u8]) -> (Str
         method: "POST".into(),
         path: "/hook?x=1".into(),
         public_url: "http://hooks.test/t/away/hook?x=1".into(),
-        remote_addr: "127.0.0.1:1".into(),
-        headers: Vec::new(),
+        remote_addr: "127.0.0.1:9".into(),
+        headers: vec![("content-type".into(), b"application/json".to_vec())],
         body: body.to_vec(),
         answered: 503,
     };
@@ -791,9 +782,7 @@ async fn a_request_for_another_key_is_offered_once_to_a_client_process_not_every
         .await
         .unwrap();
     cluster.announce_kept("away").await;
-    let ex = back.exchange().await;
-    assert!(ex.missed, "{ex:?}");
-    assert_eq!(ex.request.body.bytes, b"for the new key");
+    receives_kept(&mut back, b"for the new key").await;
     assert_eq!(nodes[0].metric(skipped).await, 1.0);
     assert_eq!(
         kept_on_disk(&dirs[0], "away"),
@@ -804,9 +793,7 @@ async fn a_request_for_another_key_is_offered_once_to_a_client_process_not_every
     // The old machine's client, another process, is offered it and takes it.
     let mut old = away_client(&nodes[0], target.addr, &old_key);
     old.connected().await;
-    let ex = old.exchange().await;
-    assert!(ex.missed, "{ex:?}");
-    assert_eq!(ex.request.body.bytes, b"for the old key");
+    receives_kept(&mut old, b"for the old key").await;
     old.stop().await.unwrap();
     nats.stop().await;
 }
@@ -859,19 +846,7 @@ async fn a_request_kept_by_another_node_reaches_a_client_already_connected() {
     // Node 0 keeps one just as the client connected on node 1 (its table still said
     // offline): stored and announced, node 1 hands it over without a reconnect.
     let body = pattern(10_000, 9);
-    let request = twk_protocol::kept::KeptRequest {
-        request_id: "x1y2z3-7".into(),
-        received_ms: twk_protocol::now_ms(),
-        method: "POST".into(),
-        path: "/hook?x=1".into(),
-        public_url: "http://hooks.test/t/away/hook?x=1".into(),
-        remote_addr: "127.0.0.1:9".into(),
-        headers: vec![("content-type".into(), b"application/json".to_vec())],
-        body: body.clone(),
-        answered: 503,
-    };
-    let sealed = key.public().seal(&request).unwrap();
-    let object = format!("{:013}-{}", request.received_ms, request.request_id);
+    let (object, sealed) = sealed_for(&key, "x1y2z3-7", &body);
     nodes[0]
         .cluster
         .put_kept(
