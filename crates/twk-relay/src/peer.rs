@@ -28,6 +28,10 @@ pub(crate) const HOPS: &str = "x-twk-peer-hops";
 /// (`…/kept/<name>`, the sealed request as body, `x-twk-kept` and `x-twk-received-at` as on
 /// the tunnel).
 pub(crate) const KEPT_PATH: &str = "/_twk/peer/kept/";
+/// On a kept hand-over: the client process the sending node expects to hold the tunnel here
+/// (from the name's record). A refusal is remembered under that process's id, so a request
+/// must not reach another one in its place (`keep::handoff::Refused`).
+pub(crate) const EXPECT_CLIENT: &str = "x-twk-peer-expect-client";
 
 /// How long a node waits to connect to the holding node before answering 502: the issue's
 /// "owner node gone: 502 within 1 s".
@@ -171,16 +175,23 @@ pub(crate) async fn receive_kept(state: &State, req: Request<Incoming>) -> Respo
     if twk_protocol::validate_name(&name).is_err() {
         return text(StatusCode::BAD_REQUEST, "twk relay: no such tunnel name\n");
     }
-    let crate::registry::Lookup::Ready { sender, .. } =
-        state
-            .registry
-            .lookup(&name, std::time::Instant::now(), false)
-    else {
+    let Some((sender, client)) = state.registry.ready_session(&name) else {
         return text(
             StatusCode::SERVICE_UNAVAILABLE,
             "twk relay: the tunnel is not held here\n",
         );
     };
+    // The sender looked up the holder a moment ago; another process may have taken the
+    // tunnel over since. It asks again rather than have this one's refusal noted under the
+    // other's id. (A node that does not send the header is not checked.)
+    if let Some(expected) = req.headers().get(EXPECT_CLIENT)
+        && expected.as_bytes() != client.as_bytes()
+    {
+        return text(
+            StatusCode::CONFLICT,
+            "twk relay: another client process holds the tunnel here now\n",
+        );
+    }
     let (parts, body) = req.into_parts();
     // A sealed request is the body in base64 plus its head: bounded by the relay's body cap.
     let cap = usize::try_from(state.cfg.max_body)

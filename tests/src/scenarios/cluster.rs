@@ -745,6 +745,70 @@ fn sealed_for(key: &twk_protocol::kept::OwnerKey, id: &str, body: &[u8]) -> (Str
     (format!("{received_ms:013}-{id}"), sealed)
 }
 
+/// Another node hands the holding node a request it kept, for the client process it expects
+/// there (`expect`, when given): the holding node's answer.
+async fn hand_over_from_a_peer(
+    holder: &twk_cluster::Peer,
+    at: std::net::SocketAddr,
+    expect: Option<&str>,
+    key: &twk_protocol::kept::OwnerKey,
+    id: &str,
+    body: &[u8],
+) -> http::StatusCode {
+    let (stem, sealed) = sealed_for(key, id, body);
+    let received = stem.split('-').next().unwrap().to_owned();
+    let mut headers = vec![
+        ("x-twk-peer", holder.secret.as_str()),
+        (twk_protocol::meta::KEPT, id),
+        (twk_protocol::meta::RECEIVED_AT, received.as_str()),
+    ];
+    headers.extend(expect.map(|c| ("x-twk-peer-expect-client", c)));
+    let r = send(at, "POST", "/_twk/peer/kept/away", &headers, sealed)
+        .await
+        .unwrap();
+    r.status
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_kept_request_handed_over_for_one_client_process_never_reaches_another() {
+    trace_init();
+    let Some(nats) = Nats::start_or_skip().await else {
+        return;
+    };
+    let (nodes, _dirs) = keeping_nodes(&nats, 2).await;
+    let target = FakeTarget::echo().await;
+    let key = twk_protocol::kept::OwnerKey::generate();
+    let mut client = away_client(&nodes[0], target.addr, &key);
+    client.connected().await;
+    // What node 1 knows of the holder: node 0, and the client process whose session it is.
+    let holder = nodes[1]
+        .cluster
+        .await_holder("away", Duration::from_secs(10))
+        .await
+        .expect("node 1 learns who holds the tunnel");
+    assert!(
+        !holder.client.is_empty(),
+        "the holder's record names its client"
+    );
+    let at = nodes[0].peer;
+
+    // Handed over for another process (the tunnel changed hands since node 1 looked): 409,
+    // and the client is not offered it, so its refusal could not be noted under that id.
+    let status = hand_over_from_a_peer(&holder, at, Some("p-other"), &key, "r-1", b"first").await;
+    assert_eq!(status, 409);
+    // For the process that holds it: delivered, and it is the first the client receives.
+    let status =
+        hand_over_from_a_peer(&holder, at, Some(&holder.client), &key, "r-2", b"second").await;
+    assert_eq!(status, 204, "the client took it");
+    receives_kept(&mut client, b"second").await;
+    // From a node that does not name a process (an older version): delivered as before.
+    let status = hand_over_from_a_peer(&holder, at, None, &key, "r-3", b"third").await;
+    assert_eq!(status, 204, "the client took it");
+    receives_kept(&mut client, b"third").await;
+    client.stop().await.unwrap();
+    nats.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_request_for_another_key_is_offered_once_to_a_client_process_not_every_second() {
     trace_init();

@@ -192,6 +192,11 @@ impl Recipient {
                 let (mut parts, body) = request.into_parts();
                 let path = format!("{}{name}", crate::peer::KEPT_PATH);
                 crate::peer::address(&mut parts, peer, &path)?;
+                if !peer.client.is_empty() {
+                    let expected = http::HeaderValue::from_str(&peer.client)
+                        .map_err(|_| "the client id is not a header value".to_owned())?;
+                    parts.headers.insert(crate::peer::EXPECT_CLIENT, expected);
+                }
                 let r = state
                     .peers
                     .request(http::Request::from_parts(parts, body))
@@ -323,6 +328,13 @@ pub(crate) async fn hand_over(
                 store.refused.note(&name, client, k.stem());
                 state.metrics.kept_skipped();
                 tracing::info!(request_id = %k.request_id, "kept request sealed to another key of the owner: left for it");
+            }
+            // The node holds the tunnel for another process now: the next pass asks again.
+            Ok(http::StatusCode::CONFLICT) => {
+                tracing::info!(
+                    "the tunnel's client changed during the hand-off; the rest stays kept"
+                );
+                return Pass::Incomplete;
             }
             Ok(status) => {
                 tracing::warn!(
