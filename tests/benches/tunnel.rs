@@ -3,7 +3,8 @@
 //! Starts a local HTTP server, the real `twk-relay` and `twk-tunnel` binaries (release build),
 //! then drives the server directly and through the tunnel at 1, 16 and 64 concurrent
 //! keep-alive connections. Prints req/s, p50, p99, the tunnel/direct ratio, the CPU time the
-//! relay and client burnt per tunnelled request, and the peak RSS of both processes.
+//! relay and client burnt per tunnelled request, and the RSS of both processes: idle after one
+//! request, and at their peak.
 //!
 //! Run: `cargo build --release -p twk-relay-server -p twk-tunnel && cargo bench -p twk-e2e --bench tunnel`
 //! Env: `TWK_BENCH_SECS` (seconds per phase, default 3), `TWK_BIN_DIR` (default target/release),
@@ -58,6 +59,7 @@ async fn main() {
     });
 
     let body = Bytes::from(vec![b'x'; body_len]);
+    print_idle_rss(relay_addr, &relay, &tunnel).await;
     println!(
         "twk tunnel benchmark: {secs} s per phase, POST with a {body_len}-byte body, keep-alive connections, capture {}",
         if no_capture { "off" } else { "on (SQLite)" }
@@ -124,4 +126,32 @@ async fn main() {
     let lines = drained.await.unwrap_or(0);
     println!("client printed {lines} exchange lines");
     let _ = relay.start_kill();
+}
+
+/// What both processes hold once one request has passed and they idle (issue 14's goals:
+/// relay 8 MiB, client 16), mostly their code as mapped (docs/performance.md, thirteenth
+/// round).
+async fn print_idle_rss(
+    relay_addr: std::net::SocketAddr,
+    relay: &tokio::process::Child,
+    tunnel: &tokio::process::Child,
+) {
+    let r = twk_e2e::send(relay_addr, "POST", "/t/bench/hook", &[], "{}").await;
+    assert_eq!(
+        r.map(|r| r.status.as_u16()).ok(),
+        Some(200),
+        "one request through"
+    );
+    // Settled as peers.sh lets it (one second), not a synchronisation.
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    let mib = |c: &tokio::process::Child| {
+        c.id()
+            .and_then(|p| status_kib(p, "VmRSS:"))
+            .map_or("?".into(), |k| format!("{:.1}", k as f64 / 1024.0))
+    };
+    println!(
+        "idle RSS after one request: relay {} MiB, client {} MiB",
+        mib(relay),
+        mib(tunnel)
+    );
 }
