@@ -110,16 +110,10 @@ async fn main() {
             d.errors + t.errors
         );
     }
-    let relay_rss = relay.id().and_then(|p| status_kib(p, "VmHWM:"));
-    let tunnel_rss = tunnel.id().and_then(|p| status_kib(p, "VmHWM:"));
     println!(
         "peak RSS: relay {} MiB, client {} MiB",
-        relay_rss
-            .map(|k| format!("{:.1}", k as f64 / 1024.0))
-            .unwrap_or("?".into()),
-        tunnel_rss
-            .map(|k| format!("{:.1}", k as f64 / 1024.0))
-            .unwrap_or("?".into())
+        mib(&relay, "VmHWM:"),
+        mib(&tunnel, "VmHWM:")
     );
     let _ = tunnel.start_kill();
     let _ = tunnel.wait().await;
@@ -144,14 +138,17 @@ async fn print_idle_rss(
     );
     // Settled as peers.sh lets it (one second), not a synchronisation.
     tokio::time::sleep(std::time::Duration::from_secs(1)).await;
-    let mib = |c: &tokio::process::Child| {
-        c.id()
-            .and_then(|p| status_kib(p, "VmRSS:"))
-            .map_or("?".into(), |k| format!("{:.1}", k as f64 / 1024.0))
-    };
     println!(
         "idle RSS after one request: relay {} MiB, client {} MiB",
-        mib(relay),
-        mib(tunnel)
+        mib(relay, "VmRSS:"),
+        mib(tunnel, "VmRSS:")
     );
+}
+
+/// A process's `/proc/<pid>/status` memory field (`VmRSS:`, `VmHWM:`) in MiB, "?" once gone.
+fn mib(process: &tokio::process::Child, field: &str) -> String {
+    process
+        .id()
+        .and_then(|p| status_kib(p, field))
+        .map_or("?".into(), |k| format!("{:.1}", k as f64 / 1024.0))
 }

@@ -219,7 +219,7 @@ pub(crate) async fn receive_kept(state: &State, req: Request<Incoming>) -> Respo
             "twk relay: bad kept request head\n",
         );
     };
-    let mut to = crate::keep::Recipient::Session(sender);
+    let mut to = crate::keep::Recipient::Session { sender, client };
     match to.deliver(state, &name, request).await {
         Ok(status) => {
             let mut r = Response::new(crate::body::full(""));
@@ -278,9 +278,8 @@ pub(crate) async fn carry_kept(
             }
             match cluster.locate(&name) {
                 Some(peer) => {
-                    let client = peer.client.clone();
                     let to = crate::keep::Recipient::Peer(peer);
-                    crate::keep::hand_over(state.clone(), name, to, &client).await;
+                    crate::keep::hand_over(state.clone(), name, to).await;
                 }
                 None => crate::keep::cluster::spool(&state, &cluster, &store, &name).await,
             }

@@ -149,8 +149,8 @@ pub(crate) async fn hand_off(state: Arc<State>, name: String) {
         let Some((sender, client)) = state.registry.ready_session(&name) else {
             return;
         };
-        let to = Recipient::Session(sender);
-        let pass = hand_over(state.clone(), name.clone(), to, &client).await;
+        let to = Recipient::Session { sender, client };
+        let pass = hand_over(state.clone(), name.clone(), to).await;
         if pass == Pass::Incomplete {
             tokio::select! {
                 _ = tokio::time::sleep(wait) => {}
@@ -166,13 +166,26 @@ pub(crate) async fn hand_off(state: Arc<State>, name: String) {
 }
 
 /// Where kept requests go: the tunnel's session on this node, or (in a cluster) the node
-/// whose session holds the tunnel now, through its peer listener.
+/// whose session holds the tunnel now, through its peer listener. Each names the client
+/// process whose session it is: what that process refused is not offered again
+/// ([`Refused`]).
 pub(crate) enum Recipient {
-    Session(crate::tunnel_h2::TunnelSender),
+    Session {
+        sender: crate::tunnel_h2::TunnelSender,
+        client: String,
+    },
     Peer(twk_cluster::Peer),
 }
 
 impl Recipient {
+    /// The client process whose session takes the requests ("" when not known).
+    fn client(&self) -> &str {
+        match self {
+            Recipient::Session { client, .. } => client,
+            Recipient::Peer(peer) => &peer.client,
+        }
+    }
+
     /// Sends one kept request; the client's answer status.
     pub(crate) async fn deliver(
         &mut self,
@@ -181,7 +194,7 @@ impl Recipient {
         request: http::Request<crate::body::RelayBody>,
     ) -> Result<http::StatusCode, String> {
         match self {
-            Recipient::Session(sender) => {
+            Recipient::Session { sender, .. } => {
                 let r = sender
                     .send(request)
                     .await
@@ -273,23 +286,17 @@ pub(super) async fn remove(state: &State, name: &str, k: &Kept) {
 
 /// Hands `name`'s kept requests to `to`. To the tunnel's own session: everything kept for
 /// it; to another node: only what this node's disk kept (what is in JetStream, the holding
-/// node hands over itself).
-///
-/// `client` is the client process the recipient's session belongs to: what it refused
-/// before is not offered again ([`Refused`]).
-pub(crate) async fn hand_over(
-    state: Arc<State>,
-    name: String,
-    mut to: Recipient,
-    client: &str,
-) -> Pass {
+/// node hands over itself). What the recipient's client process refused before is not
+/// offered again ([`Refused`]).
+pub(crate) async fn hand_over(state: Arc<State>, name: String, mut to: Recipient) -> Pass {
     let Some(store) = state.keep.clone() else {
         return Pass::Done;
     };
-    let shared = matches!(to, Recipient::Session(_));
+    let shared = matches!(to, Recipient::Session { .. });
+    let client = to.client().to_owned();
     let (mut kept, mut pass) = listing(&state, &name, shared).await;
     let listed: HashSet<String> = kept.iter().map(Kept::stem).collect();
-    let refused = store.refused.by(&name, client, &listed);
+    let refused = store.refused.by(&name, &client, &listed);
     kept.retain(|k| !refused.contains(&k.stem()));
     if !kept.is_empty() {
         tracing::info!(
@@ -325,7 +332,7 @@ pub(crate) async fn hand_over(
             // Sealed to another key (the owner's other machine, or a key since replaced):
             // this client cannot read it, the other one still may. It stays, within the TTL.
             Ok(http::StatusCode::UNPROCESSABLE_ENTITY) => {
-                store.refused.note(&name, client, k.stem());
+                store.refused.note(&name, &client, k.stem());
                 state.metrics.kept_skipped();
                 tracing::info!(request_id = %k.request_id, "kept request sealed to another key of the owner: left for it");
             }
