@@ -2,6 +2,7 @@
 //! and report the exchange.
 
 use crate::config::{AgentConfig, HostHeader};
+use crate::hasher::Hasher;
 use crate::now_ms;
 use crate::session::Observer;
 use crate::tap::{CaptureBudget, Lease, Tap, TapResult};
@@ -34,6 +35,8 @@ pub(crate) struct Shared {
     /// The thread analyses of bodies over [`INLINE_ANALYSIS_BYTES`] run on, one after
     /// another (`None` if it could not be started: they then run inline).
     analyst: Option<std::sync::mpsc::Sender<Job>>,
+    /// The thread the rest of a body cut short is hashed on.
+    hasher: Hasher,
     /// Requests the local target may have at once (each one is a connection to it, with
     /// hyper's buffers); the rest wait their turn, within their deadline.
     target_slots: Arc<tokio::sync::Semaphore>,
@@ -58,6 +61,7 @@ impl Shared {
             .http1_max_buf_size(twk_protocol::limits::TARGET_READ_BUF)
             .build(TargetConnector(connector));
         let budget = CaptureBudget::new(cfg.capture_budget);
+        let hasher = Hasher::new(crate::hasher::QUEUE_BYTES);
         let target_slots = Arc::new(tokio::sync::Semaphore::new(cfg.max_target_requests.max(1)));
         Shared {
             cfg,
@@ -66,6 +70,7 @@ impl Shared {
             name: Mutex::new(String::new()),
             budget,
             analyst: start_analyst(),
+            hasher,
             target_slots,
             moves: tokio::sync::watch::channel(0).0,
             sessions: tokio::sync::watch::channel(0).0,
@@ -95,6 +100,17 @@ impl Shared {
         });
         analyst.send(job).ok()?;
         analysed.await.ok()
+    }
+
+    /// Sets a tap up as this agent records: the shared budget, and the hash if bodies are
+    /// hashed.
+    fn tap_options<B>(&self, tap: Tap<B>) -> Tap<B> {
+        let tap = tap.with_budget(self.budget.clone());
+        if self.cfg.hash_bodies {
+            tap.with_hasher(self.hasher.clone())
+        } else {
+            tap.without_hash()
+        }
     }
 
     /// The relay node asked this client to move ([`meta::MOVE`]).
@@ -372,11 +388,8 @@ pub(crate) async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Respo
     let mut exchange = new_exchange(&shared, &m, parts.method.as_str(), &path, &parts.headers);
     exchange.auth = auth;
     shared.observer.started(&exchange);
-    let (mut tap, req_rx) = Tap::new(body, cfg.capture_cap);
-    if !cfg.hash_bodies {
-        tap = tap.without_hash();
-    }
-    let tap = tap.with_budget(shared.budget.clone());
+    let (tap, req_rx) = Tap::new(body, cfg.capture_cap);
+    let tap = shared.tap_options(tap);
     let mut out = Request::new(tap.map_err(BoxError::from).boxed());
     *out.method_mut() = parts.method;
     *out.uri_mut() = uri;
@@ -476,11 +489,8 @@ fn respond(
     twk_protocol::strip_hop_by_hop(&mut parts.headers);
     record.exchange.status = Some(parts.status.as_u16());
     let headers = headers_to_vec(&parts.headers);
-    let (mut tap, resp_rx) = Tap::new(body, cfg.capture_cap);
-    if !cfg.hash_bodies {
-        tap = tap.without_hash();
-    }
-    let tap = tap.with_budget(shared.budget.clone());
+    let (tap, resp_rx) = Tap::new(body, cfg.capture_cap);
+    let tap = shared.tap_options(tap);
     tokio::spawn(record.finish(Some((headers, resp_rx))));
     Response::from_parts(parts, tap.map_err(BoxError::from).boxed())
 }

@@ -15,6 +15,7 @@ mod backoff;
 pub mod basic_auth;
 mod config;
 mod forward;
+mod hasher;
 mod kept;
 pub mod replay;
 mod session;
@@ -25,6 +26,7 @@ pub use backoff::Backoff;
 pub use basic_auth::BasicAuth;
 pub use config::{AgentConfig, HostHeader, RelayUrl, Target, TargetError};
 pub use forward::{analyze_exchange, annotate};
+pub use hasher::Hasher;
 pub use session::{AgentError, ConnState, Observer, run};
 pub use tap::{CaptureBudget, Lease, Tap, TapResult};
 
