@@ -2,7 +2,7 @@
 //! and report the exchange.
 
 use crate::config::{AgentConfig, HostHeader};
-use crate::hasher::Hasher;
+use crate::hasher::BodyHasher;
 use crate::now_ms;
 use crate::session::Observer;
 use crate::tap::{CaptureBudget, Lease, Tap, TapResult};
@@ -36,7 +36,7 @@ pub(crate) struct Shared {
     /// another (`None` if it could not be started: they then run inline).
     analyst: Option<std::sync::mpsc::Sender<Job>>,
     /// The thread the rest of a body cut short is hashed on.
-    hasher: Hasher,
+    hasher: BodyHasher,
     /// Requests the local target may have at once (each one is a connection to it, with
     /// hyper's buffers); the rest wait their turn, within their deadline.
     target_slots: Arc<tokio::sync::Semaphore>,
@@ -61,7 +61,7 @@ impl Shared {
             .http1_max_buf_size(twk_protocol::limits::TARGET_READ_BUF)
             .build(TargetConnector(connector));
         let budget = CaptureBudget::new(cfg.capture_budget);
-        let hasher = Hasher::new(crate::hasher::QUEUE_BYTES);
+        let hasher = BodyHasher::new(crate::hasher::QUEUE_BYTES);
         let target_slots = Arc::new(tokio::sync::Semaphore::new(cfg.max_target_requests.max(1)));
         Shared {
             cfg,
@@ -584,7 +584,9 @@ impl Pending {
     /// When the request body failed on the way in (an error from the relay's side, not the
     /// target hanging up), that error. Records the request body either way.
     async fn sender_body_error(&mut self) -> Option<String> {
-        // The client has dropped or finished the body when `request` returned: no wait.
+        // The client has dropped or finished the body when `request` returned: no wait but,
+        // for a body whose copy was cut short, the hashing thread's for its digest (at most
+        // its bounded backlog).
         let mut r = self.req_rx.take()?.await.ok()?;
         self.leases.push(std::mem::take(&mut r.lease));
         self.exchange.request.body = r.body;

@@ -5,14 +5,14 @@
 //! keeps streaming, and its hash must still cover every byte. Hashed where it streamed, it
 //! cost the forwarding thread ~0.5 ms per MiB (SHA-256 runs at ~2 GB/s even with SHA-NI):
 //! 30 % of that thread's time under 16 concurrent 1 MiB POSTs, whose copies spend the budget.
-//! Here the tap hands each chunk (a reference-counted [`Bytes`], not a copy) to the hashing
-//! thread instead.
+//! Here the tap hands each chunk (a reference-counted [`Bytes`], not a copy) to a hashing
+//! thread instead, which takes the bodies in turns of at most [`TURN_BYTES`].
 //!
-//! The chunks waiting for that thread are bounded in bytes ([`QUEUE_BYTES`]). Past the bound a
-//! tap hashes its body's backlog and the new chunk itself, in order: memory stays bounded and
-//! the hash exact, and forwarding pays for hashing only while the hashing thread is behind.
-//! The one exception is the body the thread is hashing at that moment: its chunks still
-//! queue, since its hash is on the thread, and the thread is already draining them.
+//! The chunks waiting for that thread are bounded in bytes ([`QUEUE_BYTES`]). Past the bound a tap hashes its body's backlog
+//! and the new chunk itself, in order, waiting at most for the thread's turn on that body to
+//! end: memory stays bounded and the digest exact, and forwarding pays for hashing only while
+//! the thread is behind. The count is of the chunks' lengths; a chunk may keep a larger
+//! receive buffer alive until it is hashed.
 //!
 //! The thread starts with the first body cut short, so an idle client does not have it.
 
@@ -25,18 +25,24 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock, mpsc};
 /// Bytes of chunks that may wait for the hashing thread, over all bodies.
 pub(crate) const QUEUE_BYTES: usize = 4 * 1024 * 1024;
 
+/// Bytes of one body the thread hashes before it turns to the next (~0.1 ms of SHA-256).
+const TURN_BYTES: usize = 256 * 1024;
+
+/// Larger chunks are queued in pieces of this size, so a turn stays near [`TURN_BYTES`].
+const PIECE_BYTES: usize = 64 * 1024;
+
 /// Receives a body's hex digest once the body has ended and every chunk of it is hashed.
 pub(crate) type OnDigest = Box<dyn FnOnce(String) + Send>;
 
 /// The hashing thread, started when the first body needs it (an idle client has none);
 /// cheap to clone.
 #[derive(Clone)]
-pub struct Hasher {
+pub struct BodyHasher {
     thread: Arc<OnceLock<Option<Queue>>>,
     bound: usize,
 }
 
-/// The hashing thread's queue.
+/// The hashing thread's queue of bodies with chunks waiting.
 #[derive(Clone)]
 struct Queue {
     jobs: mpsc::Sender<Arc<Stream>>,
@@ -47,32 +53,44 @@ struct Queue {
 /// One body's hash in progress.
 pub(crate) struct StreamHash {
     stream: Arc<Stream>,
-    hasher: Queue,
+    queue: Queue,
 }
 
-pub(crate) struct Stream {
-    state: Mutex<State>,
+/// Two locks, always taken in this order: `sha` is held while hashing, so a tap pushing a
+/// chunk (`waiting` only) never waits for a hash.
+struct Stream {
+    sha: Mutex<Sha256>,
+    waiting: Mutex<Waiting>,
 }
 
-struct State {
-    /// The running hash; `None` while the hashing thread works on it.
-    sha: Option<Sha256>,
+#[derive(Default)]
+struct Waiting {
     /// Chunks not hashed yet, in body order.
     chunks: VecDeque<Bytes>,
-    /// Sent to the hashing thread and not finished there yet.
+    /// In the thread's queue (sent, and its turns not over).
     scheduled: bool,
-    /// Set when the body has ended while chunks were still waiting.
+    /// Set when the body ended while it was scheduled.
     on_digest: Option<OnDigest>,
 }
 
-fn lock(stream: &Stream) -> MutexGuard<'_, State> {
-    stream.state.lock().unwrap_or_else(|p| p.into_inner())
+impl Drop for Waiting {
+    fn drop(&mut self) {
+        // Only if the thread died with this body queued: the exchange is still reported,
+        // its digest unknown (empty) rather than wrong.
+        if let Some(report) = self.on_digest.take() {
+            report(String::new());
+        }
+    }
 }
 
-impl Hasher {
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl BodyHasher {
     /// A hashing thread with at most `bound` bytes waiting for it, not started yet.
-    pub fn new(bound: usize) -> Hasher {
-        Hasher {
+    pub fn new(bound: usize) -> BodyHasher {
+        BodyHasher {
             thread: Arc::new(OnceLock::new()),
             bound,
         }
@@ -87,14 +105,10 @@ impl Hasher {
             .as_ref()?;
         Some(StreamHash {
             stream: Arc::new(Stream {
-                state: Mutex::new(State {
-                    sha: Some(sha),
-                    chunks: VecDeque::new(),
-                    scheduled: false,
-                    on_digest: None,
-                }),
+                sha: Mutex::new(sha),
+                waiting: Mutex::new(Waiting::default()),
             }),
-            hasher: queue.clone(),
+            queue: queue.clone(),
         })
     }
 
@@ -104,7 +118,7 @@ impl Hasher {
         self.thread
             .get()
             .and_then(Option::as_ref)
-            .map_or(0, |q| q.queued.load(Ordering::Acquire))
+            .map_or(0, |q| q.queued.load(Ordering::Relaxed))
     }
 }
 
@@ -115,11 +129,7 @@ impl Queue {
         let counter = queued.clone();
         let started = std::thread::Builder::new()
             .name("twk-hash".into())
-            .spawn(move || {
-                for stream in rx {
-                    work_on(&stream, &counter);
-                }
-            });
+            .spawn(move || run(&rx, &counter));
         match started {
             Ok(_) => Some(Queue {
                 jobs,
@@ -132,37 +142,70 @@ impl Queue {
             }
         }
     }
+
+    /// Counts `n` more bytes as waiting, if that stays within the bound.
+    fn reserve(&self, n: usize) -> bool {
+        let before = self.queued.fetch_add(n, Ordering::Relaxed);
+        if before.saturating_add(n) <= self.bound {
+            return true;
+        }
+        self.queued.fetch_sub(n, Ordering::Relaxed);
+        false
+    }
 }
 
-/// Hashes what `stream` has waiting until nothing is left; reports the digest if the body
-/// has ended.
-fn work_on(stream: &Stream, queued: &AtomicUsize) {
+/// The hashing thread: bodies take turns, so one long body delays no other's digest by more
+/// than a turn per body waiting.
+fn run(jobs: &mpsc::Receiver<Arc<Stream>>, queued: &AtomicUsize) {
+    let mut turns: VecDeque<Arc<Stream>> = VecDeque::new();
     loop {
-        let (mut sha, chunks) = {
-            let mut s = lock(stream);
-            let Some(sha) = s.sha.take() else { return };
-            (sha, std::mem::take(&mut s.chunks))
+        turns.extend(jobs.try_iter());
+        let stream = match turns.pop_front() {
+            Some(s) => s,
+            None => match jobs.recv() {
+                Ok(s) => s,
+                Err(_) => return,
+            },
         };
-        let mut n = 0;
-        for c in &chunks {
-            sha.update(c);
-            n += c.len();
+        // A panic (none is known) costs that body its digest, reported empty when the last
+        // reference to it goes, not the thread.
+        let more = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| turn(&stream, queued)));
+        if more.unwrap_or(false) {
+            turns.push_back(stream);
         }
-        queued.fetch_sub(n, Ordering::AcqRel);
-        let mut s = lock(stream);
-        if !s.chunks.is_empty() {
-            s.sha = Some(sha);
-            continue;
-        }
-        s.scheduled = false;
-        match s.on_digest.take() {
-            Some(report) => {
-                drop(s);
-                report(hex::encode(sha.finalize()));
+    }
+}
+
+/// Hashes up to [`TURN_BYTES`] of what `stream` has waiting; `true` if more is left. When
+/// nothing is left and the body has ended, reports its digest.
+fn turn(stream: &Stream, queued: &AtomicUsize) -> bool {
+    let mut sha = lock(&stream.sha);
+    let mut done = 0;
+    loop {
+        let mut w = lock(&stream.waiting);
+        let next = if done < TURN_BYTES {
+            w.chunks.pop_front()
+        } else {
+            None
+        };
+        let Some(chunk) = next else {
+            if !w.chunks.is_empty() {
+                return true;
             }
-            None => s.sha = Some(sha),
-        }
-        return;
+            w.scheduled = false;
+            let report = w.on_digest.take();
+            drop(w);
+            if let Some(report) = report {
+                let digest = std::mem::take(&mut *sha).finalize();
+                drop(sha);
+                report(hex::encode(digest));
+            }
+            return false;
+        };
+        drop(w);
+        sha.update(&chunk);
+        done += chunk.len();
+        queued.fetch_sub(chunk.len(), Ordering::Relaxed);
     }
 }
 
@@ -172,60 +215,76 @@ impl StreamHash {
         if chunk.is_empty() {
             return;
         }
-        let h = &self.hasher;
-        let mut s = lock(&self.stream);
-        let waiting = h.queued.load(Ordering::Acquire);
-        if waiting.saturating_add(chunk.len()) > h.bound && s.sha.is_some() {
-            // Behind: this body's backlog and chunk are hashed here, in order.
-            hash_backlog(&mut s, h);
-            if let Some(sha) = &mut s.sha {
-                sha.update(&chunk);
-            }
+        if !self.queue.reserve(chunk.len()) {
+            return self.hash_here(&chunk);
+        }
+        self.push(chunk);
+    }
+
+    /// Adds bytes the caller holds only by reference: copied for the thread when it has
+    /// room, else hashed here without the copy.
+    pub(crate) fn update_slice(&self, data: &[u8]) {
+        if data.is_empty() {
             return;
         }
-        h.queued.fetch_add(chunk.len(), Ordering::AcqRel);
-        s.chunks.push_back(chunk);
-        if !s.scheduled {
-            s.scheduled = true;
-            if h.jobs.send(self.stream.clone()).is_err() {
-                s.scheduled = false;
-                hash_backlog(&mut s, h);
+        if self.queue.reserve(data.len()) {
+            self.push(Bytes::copy_from_slice(data));
+        } else {
+            self.hash_here(data);
+        }
+    }
+
+    /// Queues `chunk` (its bytes already reserved) in pieces no larger than [`PIECE_BYTES`],
+    /// so that a turn ends near [`TURN_BYTES`]; schedules the body.
+    fn push(&self, mut chunk: Bytes) {
+        let mut w = lock(&self.stream.waiting);
+        while chunk.len() > PIECE_BYTES {
+            w.chunks.push_back(chunk.split_to(PIECE_BYTES));
+        }
+        w.chunks.push_back(chunk);
+        if !w.scheduled {
+            w.scheduled = true;
+            if self.queue.jobs.send(self.stream.clone()).is_err() {
+                w.scheduled = false;
+                drop(w);
+                self.hash_here(&[]);
             }
         }
     }
 
-    /// The body has ended: `report` receives its digest, here if nothing is waiting, else on
-    /// the hashing thread once the rest is hashed.
+    /// Hashes the backlog, then `data`, here (after the thread's turn on this body, if any).
+    fn hash_here(&self, data: &[u8]) {
+        let mut sha = lock(&self.stream.sha);
+        let backlog = std::mem::take(&mut lock(&self.stream.waiting).chunks);
+        let mut n = 0;
+        for c in &backlog {
+            sha.update(c);
+            n += c.len();
+        }
+        self.queue.queued.fetch_sub(n, Ordering::Relaxed);
+        sha.update(data);
+    }
+
+    /// The body has ended: `report` receives its digest, here if the body is not in the
+    /// thread's queue, else from the thread once the rest is hashed.
     pub(crate) fn end(self, report: OnDigest) {
-        let mut s = lock(&self.stream);
-        if s.scheduled {
-            s.on_digest = Some(report);
+        let mut w = lock(&self.stream.waiting);
+        if w.scheduled {
+            w.on_digest = Some(report);
             return;
         }
-        // Not scheduled: nothing is waiting and the hash is here.
-        hash_backlog(&mut s, &self.hasher);
-        let sha = s.sha.take().unwrap_or_default();
-        drop(s);
-        report(hex::encode(sha.finalize()));
+        drop(w);
+        self.hash_here(&[]);
+        let digest = std::mem::take(&mut *lock(&self.stream.sha)).finalize();
+        report(hex::encode(digest));
     }
-}
-
-/// Hashes the chunks waiting in `s`, here (its hash must be present).
-fn hash_backlog(s: &mut State, h: &Queue) {
-    let Some(sha) = &mut s.sha else { return };
-    let mut n = 0;
-    for c in s.chunks.drain(..) {
-        sha.update(&c);
-        n += c.len();
-    }
-    h.queued.fetch_sub(n, Ordering::AcqRel);
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn digest_via(h: &Hasher, chunks: &[Bytes]) -> std::sync::mpsc::Receiver<String> {
+    fn digest_via(h: &BodyHasher, chunks: &[Bytes]) -> std::sync::mpsc::Receiver<String> {
         let (tx, rx) = std::sync::mpsc::channel();
         let s = h.stream(Sha256::new()).expect("thread");
         for c in chunks {
@@ -250,7 +309,7 @@ mod tests {
 
     #[test]
     fn a_body_hashed_on_the_thread_has_the_digest_of_its_bytes_in_order() {
-        let h = Hasher::new(QUEUE_BYTES);
+        let h = BodyHasher::new(QUEUE_BYTES);
         let bodies: Vec<_> = (0..8).map(|i| chunks(40, 3000, i * 31)).collect();
         let pending: Vec<_> = bodies.iter().map(|(c, _)| digest_via(&h, c)).collect();
         for ((_, want), rx) in bodies.iter().zip(pending) {
@@ -260,9 +319,29 @@ mod tests {
     }
 
     #[test]
+    fn a_body_longer_than_a_turn_loses_no_chunk_and_one_beside_it_is_exact() {
+        let h = BodyHasher::new(QUEUE_BYTES);
+        // 3.5 MiB in 64 KiB chunks: fourteen turns.
+        let (long, long_want) = chunks(56, 64 * 1024, 3);
+        let (short, short_want) = chunks(2, 1000, 9);
+        let l = h.stream(Sha256::new()).expect("thread");
+        for c in &long {
+            l.update(c.clone());
+        }
+        let short_rx = digest_via(&h, &short);
+        let (tx, long_rx) = std::sync::mpsc::channel();
+        l.end(Box::new(move |d| {
+            let _ = tx.send(d);
+        }));
+        assert_eq!(short_rx.recv().expect("digest"), short_want);
+        assert_eq!(long_rx.recv().expect("digest"), long_want);
+        assert_eq!(h.queued(), 0);
+    }
+
+    #[test]
     fn past_the_bound_the_tap_hashes_the_backlog_itself_and_the_digest_is_the_same() {
         // A bound smaller than one chunk: every chunk is hashed by the caller.
-        let h = Hasher::new(100);
+        let h = BodyHasher::new(100);
         let (c, want) = chunks(20, 5000, 7);
         let s = h.stream(Sha256::new()).expect("thread");
         for x in &c {
@@ -282,7 +361,7 @@ mod tests {
 
     #[test]
     fn bodies_from_many_threads_at_once_are_each_hashed_exactly() {
-        let h = Hasher::new(64 * 1024);
+        let h = BodyHasher::new(64 * 1024);
         let workers: Vec<_> = (0..6u8)
             .map(|i| {
                 let h = h.clone();
@@ -302,7 +381,7 @@ mod tests {
 
     #[test]
     fn an_empty_rest_gives_the_digest_of_the_prefix() {
-        let h = Hasher::new(QUEUE_BYTES);
+        let h = BodyHasher::new(QUEUE_BYTES);
         assert!(
             h.thread.get().is_none(),
             "started before any body needed it"

@@ -1,6 +1,6 @@
 //! A body that streams through unchanged while keeping a capped copy and a SHA-256.
 
-use crate::hasher::{Hasher, StreamHash};
+use crate::hasher::{BodyHasher, StreamHash};
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use sha2::{Digest, Sha256};
@@ -68,7 +68,7 @@ pub struct Tap<B> {
     /// outgrows it, so the budget counts the memory actually held.
     allowance: usize,
     /// Where the rest of a body cut short is hashed (`None`: here, as it streams).
-    hasher: Option<Hasher>,
+    hasher: Option<BodyHasher>,
 }
 
 /// Bytes that all captured copies together may hold until handed on (see [`Lease`]), so that
@@ -150,7 +150,7 @@ impl<B> Tap<B> {
     }
 
     /// Hashes the rest of a body cut short on `hasher`'s thread rather than as it streams.
-    pub fn with_hasher(mut self, hasher: Hasher) -> Self {
+    pub fn with_hasher(mut self, hasher: BodyHasher) -> Self {
         self.hasher = Some(hasher);
         self
     }
@@ -209,8 +209,8 @@ impl<B> Tap<B> {
     /// hashed once the exchange is done, a large one on the analysis thread: for 1 MiB bodies
     /// the hash was 41 % of the forwarding thread's time.
     ///
-    /// With a [`Hasher`], the rest is hashed on its thread: the copy so far is copied for it
-    /// (a tenth of what hashing it costs) and the chunks are handed over by reference.
+    /// With a [`BodyHasher`], the rest is hashed on its thread: the chunks are handed over by
+    /// reference, and the copy so far is copied for it (a tenth of what hashing it costs).
     fn hash_on(&mut self, copied_before: usize, data: &Bytes) {
         match &mut self.hash {
             Hash::Off => {}
@@ -219,7 +219,7 @@ impl<B> Tap<B> {
             Hash::Deferred if (self.buf.len() as u64) < self.len => {
                 self.hash = match self.hasher.as_ref().and_then(|h| h.stream(Sha256::new())) {
                     Some(s) => {
-                        s.update(Bytes::copy_from_slice(&self.buf[..copied_before]));
+                        s.update_slice(&self.buf[..copied_before]);
                         s.update(data.clone());
                         Hash::Streaming(s)
                     }
@@ -384,7 +384,7 @@ mod tests {
     async fn a_cut_body_hashed_on_the_hashing_thread_has_the_whole_bodys_digest() {
         let data: Vec<u8> = (0..100_000u32).map(|i| (i * 13) as u8).collect();
         let whole = hex::encode(Sha256::digest(&data));
-        let hasher = Hasher::new(crate::hasher::QUEUE_BYTES);
+        let hasher = BodyHasher::new(crate::hasher::QUEUE_BYTES);
         // Cut by the cap, by the budget, and with a bound so small that the tap hashes it.
         for (cap, budget, bound) in [
             (3_500, 1 << 20, crate::hasher::QUEUE_BYTES),
@@ -392,7 +392,7 @@ mod tests {
             (3_500, 1 << 20, 10),
         ] {
             let hasher = if bound == 10 {
-                Hasher::new(bound)
+                BodyHasher::new(bound)
             } else {
                 hasher.clone()
             };
