@@ -8,10 +8,10 @@
 //! Here the tap hands each chunk (a reference-counted [`Bytes`], not a copy) to a hashing
 //! thread instead, which takes the bodies in turns of at most [`TURN_BYTES`].
 //!
-//! The chunks waiting for that thread are bounded in bytes ([`QUEUE_BYTES`]). Past the bound a tap hashes its body's backlog
-//! and the new chunk itself, in order, waiting at most for the thread's turn on that body to
-//! end: memory stays bounded and the digest exact, and forwarding pays for hashing only while
-//! the thread is behind. The count is of the chunks' lengths; a chunk may keep a larger
+//! The chunks waiting for that thread are bounded in bytes ([`QUEUE_BYTES`]). Past the bound a
+//! tap hashes its body's backlog and the new chunk itself, in order, waiting at most for the
+//! thread's turn on that body to end: memory stays bounded and the digest exact, and
+//! forwarding pays for hashing only while the thread is behind. The count is of the chunks' lengths; a chunk may keep a larger
 //! receive buffer alive until it is hashed.
 //!
 //! The thread starts with the first body cut short, so an idle client does not have it.
@@ -96,16 +96,16 @@ impl BodyHasher {
         }
     }
 
-    /// Continues `sha` (what was hashed so far) on the hashing thread; `None` if the thread
-    /// could not be started (the caller then hashes where the body streams).
-    pub(crate) fn stream(&self, sha: Sha256) -> Option<StreamHash> {
+    /// A body's hash, taken on the hashing thread; `None` if the thread could not be started
+    /// (the caller then hashes where the body streams).
+    pub(crate) fn stream(&self) -> Option<StreamHash> {
         let queue = self
             .thread
             .get_or_init(|| Queue::start(self.bound))
             .as_ref()?;
         Some(StreamHash {
             stream: Arc::new(Stream {
-                sha: Mutex::new(sha),
+                sha: Mutex::new(Sha256::new()),
                 waiting: Mutex::new(Waiting::default()),
             }),
             queue: queue.clone(),
@@ -286,7 +286,7 @@ mod tests {
 
     fn digest_via(h: &BodyHasher, chunks: &[Bytes]) -> std::sync::mpsc::Receiver<String> {
         let (tx, rx) = std::sync::mpsc::channel();
-        let s = h.stream(Sha256::new()).expect("thread");
+        let s = h.stream().expect("thread");
         for c in chunks {
             s.update(c.clone());
         }
@@ -324,7 +324,7 @@ mod tests {
         // 3.5 MiB in 64 KiB chunks: fourteen turns.
         let (long, long_want) = chunks(56, 64 * 1024, 3);
         let (short, short_want) = chunks(2, 1000, 9);
-        let l = h.stream(Sha256::new()).expect("thread");
+        let l = h.stream().expect("thread");
         for c in &long {
             l.update(c.clone());
         }
@@ -343,7 +343,7 @@ mod tests {
         // A bound smaller than one chunk: every chunk is hashed by the caller.
         let h = BodyHasher::new(100);
         let (c, want) = chunks(20, 5000, 7);
-        let s = h.stream(Sha256::new()).expect("thread");
+        let s = h.stream().expect("thread");
         for x in &c {
             s.update(x.clone());
             assert!(
@@ -386,9 +386,8 @@ mod tests {
             h.thread.get().is_none(),
             "started before any body needed it"
         );
-        let mut sha = Sha256::new();
-        sha.update(b"prefix");
-        let s = h.stream(sha).expect("thread");
+        let s = h.stream().expect("thread");
+        s.update_slice(b"prefix");
         s.update(Bytes::new());
         let (tx, rx) = std::sync::mpsc::channel();
         s.end(Box::new(move |d| {

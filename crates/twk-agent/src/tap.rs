@@ -210,14 +210,15 @@ impl<B> Tap<B> {
     /// the hash was 41 % of the forwarding thread's time.
     ///
     /// With a [`BodyHasher`], the rest is hashed on its thread: the chunks are handed over by
-    /// reference, and the copy so far is copied for it (a tenth of what hashing it costs).
+    /// reference, and the copy so far is copied for it when it has room (a tenth of what
+    /// hashing it costs).
     fn hash_on(&mut self, copied_before: usize, data: &Bytes) {
         match &mut self.hash {
             Hash::Off => {}
             Hash::Running(h) => h.update(data),
             Hash::Streaming(s) => s.update(data.clone()),
             Hash::Deferred if (self.buf.len() as u64) < self.len => {
-                self.hash = match self.hasher.as_ref().and_then(|h| h.stream(Sha256::new())) {
+                self.hash = match self.hasher.as_ref().and_then(BodyHasher::stream) {
                     Some(s) => {
                         s.update_slice(&self.buf[..copied_before]);
                         s.update(data.clone());
