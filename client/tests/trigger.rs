@@ -282,6 +282,29 @@ fn bandwidth_challenges_retries_and_loses_like_the_real_sender() {
     assert_eq!(r.attempts.len(), 4);
     assert_eq!(r.attempts[2]["next"], "retry");
     assert_eq!(app_count(&s, "/flaky/3"), 4);
+    // An app that never recovers: Bandwidth gives up 24 h after the first attempt in its own
+    // time (60 s doubling to 1 h: 29 attempts), here ~2.4 s, not one attempt a second forever.
+    let r = trigger(
+        &s,
+        &[
+            "bandwidth",
+            "2fa.message-failed",
+            "--path",
+            "/fail/na",
+            "--retry-speed",
+            "36000",
+        ],
+    );
+    assert_eq!(r.code, 1, "{:?}", r.attempts);
+    let last = r.attempts.last().unwrap();
+    assert_eq!(last["fate"], "lost", "{last}");
+    assert!(last["says"].as_str().unwrap().contains("24 h"), "{last}");
+    assert!(
+        (26..=31).contains(&r.attempts.len()),
+        "{}",
+        r.attempts.len()
+    );
+    assert_eq!(app_count(&s, "/fail/na"), r.attempts.len() as u64);
     // Without --retry-speed: said, not waited for.
     let r = trigger(&s, &["bandwidth", "2fa.message-failed", "--path", "/fail"]);
     assert_eq!(r.code, 1);

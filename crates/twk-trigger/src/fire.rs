@@ -144,7 +144,7 @@ pub async fn fire(
     } else {
         Leg::Plain
     };
-    let first_sent = Instant::now();
+    let mut clock = SenderClock::start();
     let (mut n, mut leg, mut retry) = (1u32, first_leg, None);
     loop {
         let auth = match leg {
@@ -156,7 +156,7 @@ pub async fn fire(
         let reply = attempt(&dest, tls.as_ref(), request, deadline).await;
         let challenged = leg == Leg::WithCredentials;
         let mut next = match opts.sender_behaviour {
-            true => sender.decide(n, first_sent.elapsed(), &reply.answer, challenged),
+            true => sender.decide(n, clock.elapsed(), &reply.answer, challenged),
             false => plain_next(&reply.answer),
         };
         if next == Next::Challenge && credentials.is_none() {
@@ -188,10 +188,43 @@ pub async fn fire(
             Step::End(fate) => return Ok(fate),
             Step::Challenge => leg = Leg::WithCredentials,
             Step::Wait(after, reason) => {
-                tokio::time::sleep(after.div_f64(opts.retry_speed.unwrap_or(1.0))).await;
+                clock.wait(after, opts.retry_speed.unwrap_or(1.0)).await;
                 (n, leg, retry) = (n + 1, first_leg, Some(reason));
             }
         }
+    }
+}
+
+/// The time the provider has spent on a delivery: the attempts as they ran, and each wait
+/// for a retry at the provider's length however much `retry_speed` shortened it here (so a
+/// horizon such as Bandwidth's 24 h ends after 24 s at 3600, not never).
+struct SenderClock {
+    started: Instant,
+    /// Real time spent waiting, and the provider's time those waits stand for.
+    slept: Duration,
+    stands_for: Duration,
+}
+
+impl SenderClock {
+    fn start() -> SenderClock {
+        SenderClock {
+            started: Instant::now(),
+            slept: Duration::ZERO,
+            stands_for: Duration::ZERO,
+        }
+    }
+
+    fn elapsed(&self) -> Duration {
+        let attempts = self.started.elapsed().saturating_sub(self.slept);
+        attempts.saturating_add(self.stands_for)
+    }
+
+    /// Waits for a retry `after` from now in the provider's time, `speed` times faster.
+    async fn wait(&mut self, after: Duration, speed: f64) {
+        let real = Instant::now();
+        tokio::time::sleep(after.div_f64(speed)).await;
+        self.slept = self.slept.saturating_add(real.elapsed());
+        self.stands_for = self.stands_for.saturating_add(after);
     }
 }
 
