@@ -188,14 +188,19 @@ async fn pipe_inner(
     body: &mut RelayBody,
     tx: &mut h2::SendStream<Bytes>,
 ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    // A frame read while gathering that is not data: it goes next.
+    let (mut held, mut small) = (None, 0u32);
     loop {
         // The frame first, then capacity: reserving ahead of data would pin connection
         // window on a stream whose sender is slow, and a peer that updates the window only
         // once it is used up would then starve the other streams (hyperium/hyper#4003).
-        let frame = tokio::select! {
-            biased;
-            reset = poll_fn(|cx| tx.poll_reset(cx)) => return stopped(reset),
-            f = body.frame() => f,
+        let frame = match held.take() {
+            Some(f) => f,
+            None => tokio::select! {
+                biased;
+                reset = poll_fn(|cx| tx.poll_reset(cx)) => return stopped(reset),
+                f = body.frame() => f,
+            },
         };
         let frame = match frame {
             None => {
@@ -205,6 +210,11 @@ async fn pipe_inner(
             Some(frame) => frame?,
         };
         let frame = match frame.into_data() {
+            Ok(data) if data.len() < MERGE_BELOW => {
+                small = small.saturating_add(1);
+                let patient = small > SMALL_FRAMES_AS_THEY_COME;
+                gather(body, data, &mut held, patient).await
+            }
             Ok(data) => data,
             Err(frame) => {
                 if let Ok(trailers) = frame.into_trailers() {
@@ -215,7 +225,10 @@ async fn pipe_inner(
                 continue;
             }
         };
-        let eos = body.is_end_stream();
+        let eos = matches!(held, Some(None)) || (held.is_none() && body.is_end_stream());
+        if eos {
+            held = None;
+        }
         if !frame.is_empty() {
             // A claim of one byte: h2 raises it to what is buffered once the data is in.
             tx.reserve_capacity(1);
@@ -238,6 +251,72 @@ async fn pipe_inner(
             return Ok(());
         }
     }
+}
+
+/// Data frames smaller than this are sent together with the frames behind them. A sender's
+/// chunked body arrives as one frame per chunk: 100,000 one-byte chunks (600 KB on the
+/// wire) were 100,000 DATA frames, and the client's HTTP/2 server, which bounds the small
+/// frames it holds unread (h2's `too_many_data_frames`), ended the whole session with
+/// GOAWAY, failing every request on it.
+const MERGE_BELOW: usize = 16 * 1024;
+
+/// Small data frames a body sends as they come before the rest are gathered ([`gather`]):
+/// a webhook's body is one frame or a few, and waits for nothing.
+const SMALL_FRAMES_AS_THEY_COME: u32 = 64;
+
+/// How long a body sending many small frames has its frames gathered before what was
+/// gathered goes: a slow stream of tiny chunks still moves, at most ~20 frames a second.
+const GATHER_FOR: Duration = Duration::from_millis(50);
+
+/// A frame of the body as `pipe_inner` takes it: `None` at the end.
+type Next = Option<Result<Frame<Bytes>, crate::body::BoxError>>;
+
+/// `first` and the data frames behind it, up to [`MERGE_BELOW`]: those already there, or,
+/// when `patient`, those that come within [`GATHER_FOR`]. A frame read that is not data
+/// (trailers, the end, an error) is left in `held`, to go next.
+async fn gather(
+    body: &mut RelayBody,
+    first: Bytes,
+    held: &mut Option<Next>,
+    patient: bool,
+) -> Bytes {
+    use futures_util::FutureExt as _;
+    let until = patient.then(|| tokio::time::Instant::now() + GATHER_FOR);
+    let mut merged: Option<bytes::BytesMut> = None;
+    loop {
+        let len = merged.as_ref().map_or(first.len(), |m| m.len());
+        if len >= MERGE_BELOW || body.is_end_stream() {
+            break;
+        }
+        let next = match until {
+            Some(until) => match tokio::time::timeout_at(until, body.frame()).await {
+                Ok(next) => next,
+                Err(_) => break,
+            },
+            None => match body.frame().now_or_never() {
+                Some(next) => next,
+                None => break,
+            },
+        };
+        match next.map(|f| f.map(Frame::into_data)) {
+            Some(Ok(Ok(data))) => merged
+                .get_or_insert_with(|| bytes::BytesMut::from(&first[..]))
+                .extend_from_slice(&data),
+            Some(Ok(Err(other))) => {
+                *held = Some(Some(Ok(other)));
+                break;
+            }
+            Some(Err(e)) => {
+                *held = Some(Some(Err(e)));
+                break;
+            }
+            None => {
+                *held = Some(None);
+                break;
+            }
+        }
+    }
+    merged.map_or(first, bytes::BytesMut::freeze)
 }
 
 /// The end of a pipe whose stream the tunnel reset: it answered and wants no more of the
@@ -471,6 +550,69 @@ mod tests {
         tx.send(chunk(100 * 1024, 2)).await.unwrap();
         drop(tx);
         assert_eq!(len_rx.recv().await, Some(116 * 1024));
+    }
+
+    /// hyper's HTTP/2 server answering with the number of DATA frames and bytes it got
+    /// (and the way to make it say GOAWAY, which it does once that is dropped).
+    async fn frame_counter() -> (TunnelSender, tokio::sync::oneshot::Sender<()>) {
+        let (sender, _ended, goaway) = tunnel(|req: Request<hyper::body::Incoming>| async {
+            let mut body = req.into_body();
+            let (mut frames, mut len) = (0usize, 0usize);
+            while let Some(f) = body.frame().await {
+                if let Some(d) = f.unwrap().data_ref() {
+                    frames += 1;
+                    len += d.len();
+                }
+            }
+            Response::new(Full::new(Bytes::from(format!("{frames} {len}"))))
+        })
+        .await;
+        (sender, goaway)
+    }
+
+    async fn frames_and_len(sender: &mut TunnelSender, req: Request<RelayBody>) -> (usize, usize) {
+        let resp = sender.send(req).await.unwrap();
+        let text = resp.into_body().collect().await.unwrap().to_bytes();
+        let (frames, len) = std::str::from_utf8(&text).unwrap().split_once(' ').unwrap();
+        (frames.parse().unwrap(), len.parse().unwrap())
+    }
+
+    /// A sender's 100,000 one-byte chunks reach the tunnel whole in few DATA frames, both
+    /// when they are all there at once and when they come one at a time (as hyper's HTTP/1
+    /// server hands a chunked body on): as 100,000 frames they made the client's HTTP/2
+    /// server end the session (`too_many_data_frames`), failing every request on it.
+    #[tokio::test]
+    async fn a_flood_of_tiny_chunks_goes_in_few_frames_and_the_session_lives() {
+        let (mut sender, _goaway) = frame_counter().await;
+        let n = 100_000;
+        let (tx, req) = streamed(n + 1);
+        for i in 0..n {
+            tx.try_send(chunk(1, i as u8)).unwrap();
+        }
+        drop(tx);
+        let (frames, len) = frames_and_len(&mut sender, req).await;
+        assert_eq!(len, n);
+        assert!(frames <= 1_000, "{frames} DATA frames, all there at once");
+        let (tx, req) = streamed(1);
+        let feed = tokio::spawn(async move {
+            for i in 0..n {
+                tx.send(chunk(1, i as u8)).await.unwrap();
+            }
+        });
+        let (frames, len) = frames_and_len(&mut sender, req).await;
+        feed.await.unwrap();
+        assert_eq!(len, n);
+        // 64 as they come, then 16 KiB at a time (or what came within 50 ms).
+        assert!(frames <= 1_000, "{frames} DATA frames, one at a time");
+        // A body of a few small frames goes as it comes, and the session carries on.
+        let (tx, req) = streamed(4);
+        let feed = tokio::spawn(async move {
+            for b in [1u8, 2, 3] {
+                tx.send(chunk(10, b)).await.unwrap();
+            }
+        });
+        assert_eq!(frames_and_len(&mut sender, req).await.1, 30);
+        feed.await.unwrap();
     }
 
     /// A POST whose body is what is sent on the channel (`depth` frames buffered), until it
