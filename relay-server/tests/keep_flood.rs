@@ -21,10 +21,18 @@ fn dir_bytes(dir: &std::path::Path) -> (usize, u64) {
     (n, bytes)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_flood_for_an_offline_tunnel_is_kept_within_bounds_and_memory_stays_flat() {
+/// The relay, with `--keep-bytes keep_bytes`, its pid, address and stdout, and the tunnel
+/// `flooded` that connected once (so its owner's key is known) and went away.
+async fn relay_with_an_offline_tunnel(
+    dir: &std::path::Path,
+    keep_bytes: &str,
+) -> (
+    tokio::process::Child,
+    u32,
+    std::net::SocketAddr,
+    tokio::io::Lines<BufReader<tokio::process::ChildStdout>>,
+) {
     trace_init();
-    let dir = tempfile::tempdir().unwrap();
     let mut child = Command::new(BIN)
         .args([
             "--listen",
@@ -38,14 +46,14 @@ async fn a_flood_for_an_offline_tunnel_is_kept_within_bounds_and_memory_stays_fl
             "--keep-max",
             "50",
             "--keep-bytes",
-            "4194304",
+            keep_bytes,
             "--tunnel-rate",
             "0",
             "--max-conns-per-ip",
             "0",
         ])
         .arg("--state-file")
-        .arg(dir.path().join("names.json"))
+        .arg(dir.join("names.json"))
         .env("TWK_RELAY_TOKENS", "flood-token")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -73,7 +81,13 @@ async fn a_flood_for_an_offline_tunnel_is_kept_within_bounds_and_memory_stays_fl
     let mut agent = spawn_agent(cfg);
     agent.connected().await;
     agent.stop().await.unwrap();
+    (child, pid, addr, lines)
+}
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_for_an_offline_tunnel_is_kept_within_bounds_and_memory_stays_flat() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut child, pid, addr, lines) = relay_with_an_offline_tunnel(dir.path(), "4194304").await;
     let body = vec![b'z'; 256 * 1024];
     // Warm up (allocator, first keeps), then measure the peak across the flood.
     for _ in 0..8 {
@@ -116,6 +130,49 @@ async fn a_flood_for_an_offline_tunnel_is_kept_within_bounds_and_memory_stays_fl
         "relay VmHWM {before} KiB → {after} KiB (+{grew} KiB) over 128 MiB of offline requests"
     );
     assert!(grew < 48 * 1024, "relay peak grew by {grew} KiB");
+    drop(lines);
+    let _ = child.kill().await;
+}
+
+/// Bodies no sealed record within `--keep-bytes` could hold are not read to be kept: 8
+/// senders of 25 MB once took the relay to 1 GB to keep nothing. Declared too large, they
+/// are not read at all; chunked, no more is read than could be kept. One that fits is kept.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bodies_too_large_to_keep_are_not_read_into_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    // 4 MiB sealed holds a body of ~3 MiB.
+    let (mut child, pid, addr, lines) = relay_with_an_offline_tunnel(dir.path(), "4194304").await;
+    let kept = || dir_bytes(&dir.path().join("kept/flooded")).0;
+    let r = send(addr, "POST", "/t/flooded/fits", &[], vec![b'k'; 2 << 20])
+        .await
+        .unwrap();
+    assert_eq!(r.status, 503);
+    assert_eq!(kept(), 1, "a 2 MiB body is kept");
+    let before = twk_e2e::procfs::status_kib(pid, "VmHWM:").unwrap();
+    let big = bytes::Bytes::from(vec![b'z'; 20 << 20]);
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..16 {
+        let big = big.clone();
+        tasks.spawn(async move {
+            let chunked: &[(&str, &str)] = &[("transfer-encoding", "chunked")];
+            let headers = if i % 2 == 0 { chunked } else { &[] };
+            send(addr, "POST", "/t/flooded/big", headers, big)
+                .await
+                .map(|r| r.status)
+        });
+    }
+    while let Some(r) = tasks.join_next().await {
+        // The relay may stop reading and close: either way nothing is a false 2xx.
+        if let Ok(status) = r.unwrap() {
+            assert_eq!(status, 503);
+        }
+    }
+    let after = twk_e2e::procfs::status_kib(pid, "VmHWM:").unwrap();
+    assert_eq!(kept(), 1, "nothing too large was kept");
+    let grew = after.saturating_sub(before);
+    eprintln!("relay VmHWM {before} KiB → {after} KiB (+{grew} KiB) over 16 × 20 MiB");
+    // 8 turns of at most 3 MiB each (32 MiB of room), read into one buffer each.
+    assert!(grew < 64 * 1024, "relay peak grew by {grew} KiB");
     drop(lines);
     let _ = child.kill().await;
 }

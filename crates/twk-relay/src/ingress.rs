@@ -421,7 +421,8 @@ async fn keep_and_answer(
     offline(&route.name, why)
 }
 
-fn declared_len(headers: &http::HeaderMap) -> Option<u64> {
+/// The request's `Content-Length`, when it has a valid one.
+pub(crate) fn declared_len(headers: &http::HeaderMap) -> Option<u64> {
     headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())

@@ -147,9 +147,59 @@ pub(crate) fn seal(
     Ok(sealed)
 }
 
-/// Bodies read into memory at once to be kept, relay-wide: with `max_body` each, this is
-/// what keeping can cost in memory however many senders arrive for offline tunnels.
+/// Bodies read into memory at once to be kept, relay-wide.
 const KEEPING_AT_ONCE: usize = 8;
+
+/// Body bytes read into memory at once to be kept, relay-wide, in KiB: with the copies
+/// sealing makes (the record's base64, the sealed box), this is what keeping can cost in
+/// memory however many senders arrive for offline tunnels.
+const KEEPING_KIB_AT_ONCE: usize = 32 * 1024;
+
+/// The largest body that, with `meta`'s head, a sealed record within `limits.bytes` can
+/// hold: the record carries the body and header values in base64 (4 bytes for 3), in JSON.
+fn keepable_body(limits: &KeepLimits, meta: &KeptRequest) -> u64 {
+    let head: usize = meta
+        .headers
+        .iter()
+        .map(|(k, v)| k.len() + v.len() * 4 / 3 + 16)
+        .sum::<usize>()
+        + meta.path.len()
+        + meta.public_url.len()
+        + meta.remote_addr.len()
+        + meta.method.len()
+        + 1024;
+    limits.bytes.saturating_sub(head as u64) / 4 * 3
+}
+
+fn usize_of(n: u64) -> usize {
+    usize::try_from(n).unwrap_or(usize::MAX)
+}
+
+/// `body` whole, read into one buffer, or `None` when it fails or passes `cap` bytes.
+async fn read_at_most(
+    mut body: crate::body::RelayBody,
+    declared: Option<u64>,
+    cap: u64,
+) -> Option<Vec<u8>> {
+    use http_body_util::BodyExt as _;
+    let mut out = Vec::with_capacity(usize_of(declared.unwrap_or(0).min(cap)));
+    while let Some(frame) = body.frame().await {
+        if let Ok(data) = frame.ok()?.into_data() {
+            if (out.len() + data.len()) as u64 > cap {
+                return None;
+            }
+            out.extend_from_slice(&data);
+        }
+    }
+    Some(out)
+}
+
+/// Room to read one body of up to `bytes` to keep it: a turn among [`KEEPING_AT_ONCE`] and
+/// its KiB among [`KEEPING_KIB_AT_ONCE`], both given back when dropped.
+struct Room(
+    #[allow(dead_code)] tokio::sync::OwnedSemaphorePermit,
+    #[allow(dead_code)] tokio::sync::OwnedSemaphorePermit,
+);
 
 /// The relay's keeping: this node's directory, its limits, and the hand-offs running.
 #[derive(Debug, Clone)]
@@ -158,6 +208,8 @@ pub(crate) struct KeepStore {
     pub(crate) limits: KeepLimits,
     /// Room for bodies being read to be kept ([`KEEPING_AT_ONCE`]).
     reading: Arc<tokio::sync::Semaphore>,
+    /// Room for their bytes ([`KEEPING_KIB_AT_ONCE`]).
+    reading_kib: Arc<tokio::sync::Semaphore>,
     /// Room for kept requests being read to be handed over ([`KEEPING_AT_ONCE`]): a
     /// draining node's clients all reconnect to the others at once.
     handing: Arc<tokio::sync::Semaphore>,
@@ -171,10 +223,22 @@ impl KeepStore {
             disk: disk::Disk::new(dir),
             limits,
             reading: Arc::new(tokio::sync::Semaphore::new(KEEPING_AT_ONCE)),
+            reading_kib: Arc::new(tokio::sync::Semaphore::new(KEEPING_KIB_AT_ONCE)),
             handing: Arc::new(tokio::sync::Semaphore::new(KEEPING_AT_ONCE)),
             turns: Arc::default(),
             refused: Arc::default(),
         }
+    }
+
+    /// Room to read a body of up to `bytes` to keep it, or `None` when the relay is already
+    /// reading as many as it reads at once. One body larger than the whole byte room takes all
+    /// of it.
+    fn room_for(&self, bytes: u64) -> Option<Room> {
+        let kib = usize_of(bytes.div_ceil(1024)).clamp(1, KEEPING_KIB_AT_ONCE);
+        let kib = u32::try_from(kib).unwrap_or(u32::MAX);
+        let turn = self.reading.clone().try_acquire_owned().ok()?;
+        let bytes = self.reading_kib.clone().try_acquire_many_owned(kib).ok()?;
+        Some(Room(turn, bytes))
     }
 }
 
@@ -189,10 +253,19 @@ pub(crate) async fn keep_offline(
     request: hyper::Request<crate::body::RelayBody>,
     meta: KeptRequest,
 ) -> bool {
-    use http_body_util::BodyExt as _;
-    // Memory stays bounded under a flood: past the bound the sender gets its 503 unkept
+    // A body the per-tunnel bound could not hold once sealed is not read at all, nor more
+    // of a chunked one than it could hold: 8 senders of 25 MB bodies once took the relay to
+    // 1 GB to keep nothing.
+    let cap = keepable_body(&store.limits, &meta);
+    let declared = crate::ingress::declared_len(request.headers());
+    if declared.is_some_and(|n| n > cap) {
+        state.metrics.kept_refused();
+        tracing::warn!(name, cap, "larger than the per-tunnel keep bound: not kept");
+        return false;
+    }
+    // Memory stays bounded under a flood: past either bound the sender gets its 503 unkept
     // (counted), never a queue of bodies.
-    let Ok(_reading) = store.reading.clone().try_acquire_owned() else {
+    let Some(_room) = store.room_for(declared.unwrap_or(cap)) else {
         state.metrics.kept_refused();
         tracing::warn!(
             name,
@@ -200,15 +273,15 @@ pub(crate) async fn keep_offline(
         );
         return false;
     };
-    // The body is capped at `max_body` by its caller (`Capped`): past it, reading fails.
-    let body = request.into_body();
-    let body = match tokio::time::timeout(state.cfg.request_timeout, body.collect()).await {
-        Ok(Ok(b)) => b.to_bytes(),
+    // The body is capped at `max_body` by its caller (`Capped`), and here at what can be kept.
+    let read = read_at_most(request.into_body(), declared, cap);
+    let body = match tokio::time::timeout(state.cfg.request_timeout, read).await {
+        Ok(Some(b)) => b,
         // Too large, cut short or too slow: nothing trustworthy to keep.
         _ => return false,
     };
     let mut kept = meta;
-    kept.body = body.to_vec();
+    kept.body = body;
     let id = kept.request_id.clone();
     let stem = stem(kept.received_ms, &kept.request_id);
     let result = match &state.cfg.cluster {
