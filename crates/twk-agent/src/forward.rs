@@ -390,7 +390,8 @@ pub(crate) async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Respo
     shared.observer.started(&exchange);
     let (tap, req_rx) = Tap::new(body, cfg.capture_cap);
     let tap = shared.tap_options(tap);
-    let mut out = Request::new(tap.map_err(BoxError::from).boxed());
+    let (body, mut unread) = crate::unread::Unread::new(tap.map_err(BoxError::from));
+    let mut out = Request::new(body.boxed());
     *out.method_mut() = parts.method;
     *out.uri_mut() = uri;
     *out.headers_mut() = parts.headers;
@@ -429,10 +430,27 @@ pub(crate) async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Respo
         Ok((Ok(resp), _)) => respond(&shared, record, resp),
         Ok((Err(e), checkout)) => {
             let left = deadline.saturating_sub(started.elapsed());
+            if let Ok(rest) = unread.try_recv() {
+                read_into_capture(rest, left).await;
+            }
             failed(&shared, record, e, checkout, left, deadline).await
         }
         Err(_) => too_late(cfg, record, deadline),
     }
+}
+
+/// Reads the rest of a request body the target's connection dropped unread (the app was
+/// not running), so the capture holds the whole body to replay once it is: read within
+/// `left`, the tap copies and hashes it as it would have streamed to the app.
+async fn read_into_capture(mut rest: crate::unread::Rest, left: Duration) {
+    let read = async {
+        while let Some(frame) = rest.frame().await {
+            if frame.is_err() {
+                return;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(left, read).await;
 }
 
 /// Answers a request the target failed: a 400 when the sender's body broke, the target's

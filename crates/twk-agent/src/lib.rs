@@ -21,6 +21,7 @@ pub mod replay;
 mod session;
 mod tap;
 mod target_io;
+mod unread;
 
 pub use backoff::Backoff;
 pub use basic_auth::BasicAuth;

@@ -40,9 +40,17 @@ async fn unreachable_target_answers_502_naming_the_target() {
         .unwrap();
     let mut agent = spawn_agent(agent_config(&relay, dead));
     let (name, _) = agent.connected().await;
-    let r = send(relay.addr, "POST", &format!("/t/{name}/x"), &[], "body")
-        .await
-        .unwrap();
+    // Larger than a frame, so most of it has not arrived when the connection is refused.
+    let body: Vec<u8> = (0..300 * 1024).map(|i| (i % 251) as u8).collect();
+    let r = send(
+        relay.addr,
+        "POST",
+        &format!("/t/{name}/x"),
+        &[],
+        body.clone(),
+    )
+    .await
+    .unwrap();
     assert_eq!(r.status, 502);
     assert!(r.text().contains(&dead.to_string()), "{}", r.text());
     assert!(r.text().contains("target side"), "{}", r.text());
@@ -51,6 +59,16 @@ async fn unreachable_target_answers_502_naming_the_target() {
     assert_eq!(ex.status, Some(502));
     let f = ex.failure.unwrap();
     assert_eq!(f.side, twk_capture::Side::Target);
+    // The body the app never read is captured whole, to replay once the app is up: hyper
+    // dropped it with the refused connection, and the capture had only what had passed.
+    let got = &ex.request.body;
+    assert_eq!(got.len, body.len() as u64);
+    assert!(!got.truncated);
+    assert!(got.bytes == body, "captured {} bytes", got.bytes.len());
+    assert_eq!(
+        got.sha256,
+        hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&body))
+    );
 }
 
 #[tokio::test]
