@@ -124,7 +124,7 @@ impl Config {
             }
         };
         if let Some(mode) = loose_mode(&path) {
-            eprintln!(
+            say!(
                 "twk-tunnel: warning: {} is readable by other users (mode {mode:o}); it holds \
                  secrets: chmod 600 it",
                 path.display()

@@ -1,5 +1,14 @@
 //! `twk-tunnel`: forwards webhooks from a twk relay to a local target, records and inspects them.
 
+/// `eprintln!` that never panics: a closed stderr (`2>&1 | head -1`) made the tunnel exit 101
+/// at its next status line, though forwarding needs no terminal.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
 mod cmd;
 mod config;
 mod missed;
@@ -111,12 +120,25 @@ async fn main() -> ExitCode {
     };
     match result {
         Ok(code) => code,
+        // A reader that stopped reading (`log --json | head`) is not an error.
+        Err(e) if broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!(
+            say!(
                 "twk-tunnel: {}",
                 twk_sanitize::clean(&twk_sanitize::error_chain(e.as_ref()))
             );
             usage::exit_code(&e)
         }
     }
+}
+
+/// True when `e` comes from writing to a pipe whose reader has gone.
+fn broken_pipe(e: &anyhow::Error) -> bool {
+    use std::io::ErrorKind::BrokenPipe;
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == BrokenPipe)
+            || c.downcast_ref::<serde_json::Error>()
+                .is_some_and(|j| j.io_error_kind() == Some(BrokenPipe))
+    })
 }

@@ -174,7 +174,7 @@ impl Printer {
 
     fn count_dropped(&self) {
         if self.dropped.fetch_add(1, Ordering::Relaxed) == 0 {
-            eprintln!(
+            say!(
                 "twk: stdout is not keeping up; output lines are being dropped (forwarding goes on)"
             );
         }
@@ -362,10 +362,10 @@ impl Observer for Printer {
                     self.line(&format!("Forwarding {public_url} -> {}", self.target));
                 }
                 ConnState::Connected { public_url, .. } => {
-                    eprintln!("twk: reconnected: {public_url}");
+                    say!("twk: reconnected: {public_url}");
                 }
                 ConnState::Reconnecting { delay, reason } => {
-                    eprintln!(
+                    say!(
                         "twk: {}; reconnecting in {:.1} s",
                         twk_sanitize::clean(reason),
                         delay.as_secs_f64()
@@ -383,7 +383,7 @@ impl Observer for Printer {
                     }),
                     _ if !self.ready.load(Ordering::SeqCst) => {
                         if let ConnState::Reconnecting { reason, .. } = state {
-                            eprintln!("twk: {}", twk_sanitize::clean(reason));
+                            say!("twk: {}", twk_sanitize::clean(reason));
                         }
                         return;
                     }

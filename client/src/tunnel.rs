@@ -426,7 +426,7 @@ fn start_recorder(s: &Settings) -> Option<Recorder> {
         Ok(r) => Some(r),
         Err(e) => {
             // Forwarding matters more than history: go on, and say so once.
-            eprintln!(
+            say!(
                 "twk: warning: captures will not be recorded: {} ({})",
                 twk_sanitize::clean(&twk_sanitize::error_chain(&e)),
                 opts.db_path().display()
@@ -460,7 +460,7 @@ async fn relay(
     // Only --request-timeout and --max-body come from the user here.
     cfg.validate().map_err(anyhow::Error::msg).usage()?;
     if !tui {
-        eprintln!(
+        say!(
             "twk: no relay configured (--relay / TWK_RELAY): using an embedded relay on {addr}. \
              It is loopback only: providers cannot reach this URL; run twk-relay on a server \
              (docs/deploy.md) and pass --relay."
@@ -633,7 +633,7 @@ async fn emulator(
     // Deliveries go to the tunnel's public URL: a relay with a private CA is trusted here too.
     cfg.extra_ca_pem.clone_from(&s.relay_ca);
     let started = crate::cmd::emulate::start(cfg).await?;
-    eprintln!("{}", crate::cmd::emulate::banner(&started.0));
+    say!("{}", crate::cmd::emulate::banner(&started.0));
     Ok(Some(started))
 }
 

@@ -934,6 +934,19 @@ async fn log_says_when_rows_are_left_out_and_explains_auth_marks() {
     assert!(!out.contains("AUTH:"), "{out}");
     let (_, _, err) = cli(&home, &["log", "--limit", "101"]).await;
     assert!(err.is_empty(), "{err}");
+    // A reader that has gone (`log --json | head`): no "Broken pipe" error, exit 0.
+    let mut cmd = Command::new(BIN);
+    cmd.args(["log", "--json", "--limit", "0"])
+        .env("TWK_DATA_DIR", home.join("data"))
+        .env("XDG_CONFIG_HOME", home.join("config"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().await.unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(!err.contains("Broken pipe"), "{err}");
 }
 
 /// The `[capture]` bounds of the config file hold for the real tunnel: distinct 100 KiB

@@ -75,7 +75,7 @@ pub fn config(
     ca: Option<&Path>,
 ) -> anyhow::Result<EmulatorConfig> {
     if !listen.ip().is_loopback() {
-        eprintln!(
+        say!(
             "twk: warning: the emulator listens on {listen}, not loopback: anyone who can \
              reach it can call its APIs with the printed credentials"
         );

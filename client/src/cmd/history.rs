@@ -214,7 +214,7 @@ fn open_existing(opts: &StoreOptions) -> anyhow::Result<Option<Store>> {
 }
 
 fn nothing_yet(opts: &StoreOptions) {
-    eprintln!(
+    say!(
         "twk-tunnel: no captures yet in {}",
         twk_sanitize::escape(&opts.data_dir.display().to_string())
     );
@@ -259,7 +259,7 @@ pub async fn run_log(args: LogArgs) -> anyhow::Result<ExitCode> {
     {
         let total = store.count(&filter)?;
         if total > shown as u64 {
-            eprintln!(
+            say!(
                 "{} of {} shown; --limit N for more (--limit 0 for all)",
                 twk_inspector::topbar::group(shown as u64),
                 twk_inspector::topbar::group(total)
@@ -508,7 +508,7 @@ fn print_replay(
     if let Some(verdict) = ex.verdict.filter(|v| !v.is_valid())
         && let Some(why) = diagnosis_summary(ex)
     {
-        eprintln!("twk-tunnel: {verdict}: {}", twk_sanitize::escape(why));
+        say!("twk-tunnel: {verdict}: {}", twk_sanitize::escape(why));
     }
     for h in redact_headers(&resp.headers, reveal_secrets).iter() {
         writeln!(
@@ -629,7 +629,7 @@ pub async fn run_export(args: ExportArgs) -> anyhow::Result<ExitCode> {
     })?;
     w.finish()?;
     if path != Path::new("-") {
-        eprintln!(
+        say!(
             "wrote {n} exchanges to {}",
             twk_sanitize::escape(&path.display().to_string())
         );

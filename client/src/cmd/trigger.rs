@@ -242,7 +242,7 @@ fn secret(args: &TriggerArgs, provider: Provider) -> anyhow::Result<Option<Secre
         return Ok(None);
     }
     let generated = twk_trigger::generated_secret(provider);
-    eprintln!(
+    say!(
         "twk: no {} secret configured: signed with a generated one, {generated}\n\
          twk: to have the tunnel and your app check it: export {}={generated} \
          (or --secret {}=… on the tunnel, or [secrets] {} = \"…\" in the config file)",

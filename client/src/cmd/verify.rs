@@ -424,7 +424,7 @@ pub fn run_sign(args: SignArgs) -> anyhow::Result<ExitCode> {
         println!("{n}: {v}");
     }
     if let Some(url) = &signed.url {
-        eprintln!(
+        say!(
             "twk-tunnel: note: {provider} signs this body through the URL; send it to {}",
             clean(url)
         );
