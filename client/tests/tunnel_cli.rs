@@ -395,6 +395,36 @@ async fn a_relay_url_that_leads_to_an_app_exits_1_saying_so() {
     assert!(!err.contains("reconnecting"), "{err}");
 }
 
+/// An HTTP/1.0 server (python's `http.server`) as the relay: exit 1 saying so, not a
+/// reconnect loop ("HTTP version must be 1.1 or higher; reconnecting", forever).
+#[tokio::test]
+async fn a_relay_url_that_leads_to_an_http_1_0_server_exits_1_saying_so() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    trace_init();
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = l.accept().await {
+            tokio::spawn(async move {
+                let mut head = [0u8; 4096];
+                let _ = s.read(&mut head).await;
+                let _ = s
+                    .write_all(b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nhi")
+                    .await;
+            });
+        }
+    });
+    let relay = format!("http://{addr}");
+    let (code, err) = run_to_end(&["--relay", &relay, "--no-tui", "3000"]).await;
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains(&format!("the server at ws://{addr} is not a twk relay")),
+        "{err}"
+    );
+    assert!(err.contains("check --relay"), "{err}");
+    assert!(!err.contains("reconnecting"), "{err}");
+}
+
 #[tokio::test]
 async fn wss_to_a_plain_http_relay_exits_1_saying_to_use_ws() {
     trace_init();

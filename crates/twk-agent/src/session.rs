@@ -12,6 +12,7 @@ use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 use tungstenite::client::IntoClientRequest;
+use tungstenite::error::ProtocolError;
 use twk_capture::Exchange;
 use twk_protocol::{RefusalCode, limits, upgrade};
 use twk_transport::{BoxedIo, WsIo};
@@ -110,6 +111,15 @@ pub enum AgentError {
         relay: String,
         /// The status it answered.
         status: u16,
+    },
+    /// The server at the relay URL answered in HTTP, but not as a websocket server would
+    /// (HTTP/1.0, or a 101 without the websocket's headers).
+    #[error("the server at {relay} is not a twk relay ({why}): check --relay")]
+    NotAWebsocket {
+        /// The relay URL dialled.
+        relay: String,
+        /// tungstenite's words.
+        why: String,
     },
     /// The server at the relay URL did not answer the upgrade in HTTP.
     #[error("the server at {relay} does not answer in HTTP{}", not_http_hint(*.tls))]
@@ -465,10 +475,23 @@ async fn connect(
         Ok(pair) => pair,
         Err(tungstenite::Error::Http(resp)) => return Err(refusal(&resp, relay)),
         // Not HTTP at all: typically a TLS server's alert in answer to plain text.
-        Err(tungstenite::Error::Protocol(tungstenite::error::ProtocolError::HttparseError(_))) => {
+        Err(tungstenite::Error::Protocol(ProtocolError::HttparseError(_))) => {
             return Err(ConnectError::Config(AgentError::NotHttp {
                 relay: relay.origin(),
                 tls: relay.tls,
+            }));
+        }
+        // An HTTP server that is no websocket server (python's http.server answers in
+        // HTTP/1.0): retrying forever would never fix it.
+        Err(tungstenite::Error::Protocol(
+            why @ (ProtocolError::WrongHttpVersion
+            | ProtocolError::MissingConnectionUpgradeHeader
+            | ProtocolError::MissingUpgradeWebSocketHeader
+            | ProtocolError::SecWebSocketAcceptKeyMismatch),
+        )) => {
+            return Err(ConnectError::Config(AgentError::NotAWebsocket {
+                relay: relay.origin(),
+                why: why.to_string(),
             }));
         }
         Err(e) => {
