@@ -230,6 +230,9 @@ pub mod limits {
     pub const RELAY_DEADLINE_MARGIN: Duration = Duration::from_secs(2);
     /// Time a sender has to send a complete request head.
     pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+    /// Time a public connection may read nothing the relay writes to it before it is closed:
+    /// an answer nobody reads holds its share of the tunnel's HTTP/2 window until then.
+    pub const SEND_STALL_TIMEOUT: Duration = Duration::from_secs(10);
     /// Maximum number of request headers (beyond: 431).
     pub const MAX_HEADERS: usize = 100;
     /// Maximum size of the HTTP/1 read buffer, bounding a request head (64 KiB).

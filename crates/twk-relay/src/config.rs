@@ -122,6 +122,9 @@ pub struct RelayConfig {
     pub request_timeout: Duration,
     /// Time a sender has to send its request head.
     pub header_read_timeout: Duration,
+    /// Time a public connection may read nothing of what the relay writes to it before it
+    /// is closed (its answer's share of the tunnel's window comes back).
+    pub send_stall_timeout: Duration,
     /// Maximum number of request headers.
     pub max_headers: usize,
     /// Maximum request head size in bytes.
@@ -180,6 +183,7 @@ impl RelayConfig {
             max_body: limits::DEFAULT_MAX_BODY,
             request_timeout: limits::DEFAULT_REQUEST_TIMEOUT,
             header_read_timeout: limits::HEADER_READ_TIMEOUT,
+            send_stall_timeout: limits::SEND_STALL_TIMEOUT,
             max_headers: limits::MAX_HEADERS,
             max_head_bytes: limits::MAX_HEAD_BYTES,
             max_tunnels: 10_000,

@@ -31,6 +31,7 @@ mod peer;
 mod registry;
 mod reservations;
 mod server;
+mod stall;
 mod tokens;
 mod tunnel_h2;
 

@@ -286,7 +286,13 @@ async fn serve_conn(
         .max_header_size(state.cfg.max_head_bytes)
         .max_buf_size(state.cfg.max_head_bytes.max(8192) * 2)
         .keep_alive(true)
-        .serve_connection(TokioIo::new(io), svc)
+        .serve_connection(
+            TokioIo::new(crate::stall::Stalling::new(
+                io,
+                state.cfg.send_stall_timeout,
+            )),
+            svc,
+        )
         .with_upgrades();
     let mut conn = std::pin::pin!(conn);
     let result = tokio::select! {

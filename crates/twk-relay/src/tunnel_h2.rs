@@ -212,8 +212,11 @@ async fn pipe_inner(
         let frame = match frame.into_data() {
             Ok(data) if data.len() < MERGE_BELOW => {
                 small = small.saturating_add(1);
-                let patient = small > SMALL_FRAMES_AS_THEY_COME;
-                gather(body, data, &mut held, patient).await
+                if small > SMALL_FRAMES_AS_THEY_COME {
+                    Box::pin(gather(body, data, &mut held)).await
+                } else {
+                    merge_ready(body, data, &mut held)
+                }
             }
             Ok(data) => data,
             Err(frame) => {
@@ -271,52 +274,82 @@ const GATHER_FOR: Duration = Duration::from_millis(50);
 /// A frame of the body as `pipe_inner` takes it: `None` at the end.
 type Next = Option<Result<Frame<Bytes>, crate::body::BoxError>>;
 
-/// `first` and the data frames behind it, up to [`MERGE_BELOW`]: those already there, or,
-/// when `patient`, those that come within [`GATHER_FOR`]. A frame read that is not data
-/// (trailers, the end, an error) is left in `held`, to go next.
-async fn gather(
-    body: &mut RelayBody,
-    first: Bytes,
-    held: &mut Option<Next>,
-    patient: bool,
-) -> Bytes {
+/// `first` and the data frames the body already has behind it, up to [`MERGE_BELOW`];
+/// never waits. A frame read that is not data (trailers, the end, an error) is left in
+/// `held`, to go next.
+fn merge_ready(body: &mut RelayBody, first: Bytes, held: &mut Option<Next>) -> Bytes {
     use futures_util::FutureExt as _;
-    let until = patient.then(|| tokio::time::Instant::now() + GATHER_FOR);
-    let mut merged: Option<bytes::BytesMut> = None;
-    loop {
-        let len = merged.as_ref().map_or(first.len(), |m| m.len());
-        if len >= MERGE_BELOW || body.is_end_stream() {
+    let mut merged = Merged::new(first);
+    while merged.wants_more(body) {
+        let Some(next) = body.frame().now_or_never() else {
+            break;
+        };
+        if !merged.take(next, held) {
             break;
         }
-        let next = match until {
-            Some(until) => match tokio::time::timeout_at(until, body.frame()).await {
-                Ok(next) => next,
-                Err(_) => break,
-            },
-            None => match body.frame().now_or_never() {
-                Some(next) => next,
-                None => break,
-            },
+    }
+    merged.done()
+}
+
+/// [`merge_ready`], also waiting up to [`GATHER_FOR`] for frames still to come. Boxed where
+/// it is awaited: every request's future would carry its timer otherwise.
+async fn gather(body: &mut RelayBody, first: Bytes, held: &mut Option<Next>) -> Bytes {
+    let until = tokio::time::Instant::now() + GATHER_FOR;
+    let mut merged = Merged::new(first);
+    while merged.wants_more(body) {
+        let Ok(next) = tokio::time::timeout_at(until, body.frame()).await else {
+            break;
         };
+        if !merged.take(next, held) {
+            break;
+        }
+    }
+    merged.done()
+}
+
+/// Data frames merged into one, the first kept as it is until a second comes.
+struct Merged {
+    first: Bytes,
+    more: Option<bytes::BytesMut>,
+}
+
+impl Merged {
+    fn new(first: Bytes) -> Merged {
+        Merged { first, more: None }
+    }
+
+    fn wants_more(&self, body: &RelayBody) -> bool {
+        let len = self.more.as_ref().map_or(self.first.len(), |m| m.len());
+        len < MERGE_BELOW && !body.is_end_stream()
+    }
+
+    /// Adds `next` if it is data (true: go on); anything else is left in `held`.
+    fn take(&mut self, next: Next, held: &mut Option<Next>) -> bool {
         match next.map(|f| f.map(Frame::into_data)) {
-            Some(Ok(Ok(data))) => merged
-                .get_or_insert_with(|| bytes::BytesMut::from(&first[..]))
-                .extend_from_slice(&data),
+            Some(Ok(Ok(data))) => {
+                self.more
+                    .get_or_insert_with(|| bytes::BytesMut::from(&self.first[..]))
+                    .extend_from_slice(&data);
+                true
+            }
             Some(Ok(Err(other))) => {
                 *held = Some(Some(Ok(other)));
-                break;
+                false
             }
             Some(Err(e)) => {
                 *held = Some(Some(Err(e)));
-                break;
+                false
             }
             None => {
                 *held = Some(None);
-                break;
+                false
             }
         }
     }
-    merged.map_or(first, bytes::BytesMut::freeze)
+
+    fn done(self) -> Bytes {
+        self.more.map_or(self.first, bytes::BytesMut::freeze)
+    }
 }
 
 /// The end of a pipe whose stream the tunnel reset: it answered and wants no more of the

@@ -606,6 +606,69 @@ async fn a_hostile_client_with_a_1_mib_response_head_gets_a_prompt_502() {
     );
 }
 
+/// Strangers who ask for a large answer and never read it: the tunnel's HTTP/2 window was
+/// theirs for as long as they kept their sockets, and every other webhook got its answer's
+/// head but never its body. A connection that reads nothing for `send_stall_timeout` is
+/// closed, its stream reset, and its share of the window comes back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn senders_who_never_read_their_answers_do_not_stall_the_tunnel() {
+    use tokio::io::AsyncWriteExt as _;
+    trace_init();
+    let mut cfg = relay_config(twk_relay::Auth::Open);
+    cfg.send_stall_timeout = Duration::from_millis(500);
+    let relay = spawn_relay(cfg).await;
+    let (asked_tx, mut asked) = tokio::sync::mpsc::unbounded_channel::<()>();
+    let large = bytes::Bytes::from(vec![b'b'; 64 << 20]);
+    let _client = raw_agent(relay.addr, &[("x-twk-name", "big")], move |req| {
+        let big = req.uri().path().ends_with("/big");
+        if big {
+            let _ = asked_tx.send(());
+        }
+        let body = if big {
+            large.clone()
+        } else {
+            bytes::Bytes::from_static(b"ok")
+        };
+        http::Response::new(http_body_util::Full::new(body))
+    })
+    .await
+    .unwrap();
+    // Eight 64 MiB answers against a 4 MiB window, none of them read; small socket buffers,
+    // so the kernel takes little of them off the relay's hands.
+    let mut stalled = Vec::new();
+    for _ in 0..8 {
+        let sock = tokio::net::TcpSocket::new_v4().unwrap();
+        sock.set_recv_buffer_size(4096).unwrap();
+        let mut s = sock.connect(relay.addr).await.unwrap();
+        s.write_all(b"GET /t/big/big HTTP/1.1\r\nhost: relay\r\n\r\n")
+            .await
+            .unwrap();
+        stalled.push(s);
+    }
+    for _ in 0..8 {
+        asked.recv().await.unwrap();
+    }
+    // Until the strangers hold the window (a probe's answer no longer comes within 100 ms);
+    // a webhook sent before that got through on what was left of it.
+    for _ in 0..300 {
+        let probe = send(relay.addr, "POST", "/t/big/probe", &[], "x");
+        match tokio::time::timeout(Duration::from_millis(100), probe).await {
+            Ok(r) => assert_eq!(r.unwrap().status, 200),
+            Err(_) => break,
+        }
+    }
+    let r = tokio::time::timeout(
+        Duration::from_secs(30),
+        send(relay.addr, "POST", "/t/big/hook", &[], "x"),
+    )
+    .await
+    .expect("the webhook's answer came through")
+    .unwrap();
+    assert_eq!(r.status, 200);
+    assert_eq!(r.text(), "ok");
+    drop(stalled);
+}
+
 #[tokio::test]
 async fn requests_on_a_session_declared_dead_fail_at_once() {
     trace_init();
