@@ -167,8 +167,12 @@ struct Meta {
 impl Meta {
     /// Reads and removes every `x-twk-*` header.
     fn take(headers: &mut HeaderMap) -> Meta {
-        let get =
-            |h: &HeaderMap, n: &str| h.get(n).and_then(|v| v.to_str().ok()).map(str::to_string);
+        // UTF-8, not just ASCII: the relay sends the public URL as the sender wrote it.
+        let get = |h: &HeaderMap, n: &str| {
+            h.get(n)
+                .and_then(|v| std::str::from_utf8(v.as_bytes()).ok())
+                .map(str::to_string)
+        };
         let m = Meta {
             request_id: get(headers, meta::REQUEST_ID).unwrap_or_default(),
             public_url: get(headers, meta::PUBLIC_URL).unwrap_or_default(),

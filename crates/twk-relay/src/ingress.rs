@@ -68,8 +68,10 @@ fn subdomain(host: &str, domain_host: &str) -> Option<String> {
     (!label.is_empty() && !label.contains('.')).then(|| label.to_string())
 }
 
+/// Sets `name` to `value`; UTF-8 beyond ASCII goes as is (a path a stranger sent raw must
+/// still reach the client as the public URL it was), control characters never.
 fn set(h: &mut http::HeaderMap, name: &'static str, value: &str) {
-    if let Ok(v) = HeaderValue::from_str(value) {
+    if let Ok(v) = HeaderValue::from_bytes(value.as_bytes()) {
         h.insert(name, v);
     }
 }

@@ -394,3 +394,22 @@ async fn a_flood_of_senders_reaches_a_slow_app_over_a_bounded_number_of_connecti
     let max = counts.max_open.load(std::sync::atomic::Ordering::SeqCst);
     assert!(max <= 8, "the app saw {max} connections at once");
 }
+
+/// A path a stranger sends as raw UTF-8 keeps its public URL (a signature over the URL
+/// needs it): the relay's header held only ASCII, and the exchange had no URL at all.
+#[tokio::test]
+async fn a_raw_utf_8_path_keeps_its_public_url() {
+    let (relay, _target, mut agent, name) = setup().await;
+    let req = format!(
+        "POST /t/{name}/caf\u{e9}/\u{202e} HTTP/1.1\r\nhost: relay\r\ncontent-length: 1\r\n\r\nx"
+    );
+    let answer = raw(relay.addr, req.as_bytes()).await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    let ex = agent.exchange().await;
+    assert!(
+        ex.public_url
+            .ends_with(&format!("/t/{name}/caf\u{e9}/\u{202e}")),
+        "{:?}",
+        ex.public_url
+    );
+}
