@@ -378,3 +378,43 @@ fn a_slow_app_is_the_provider_timing_out_and_no_tunnel_is_a_usage_error() {
     assert_eq!(r.code, 2);
     assert!(r.stderr.contains("trigger --list stripe"), "{}", r.stderr);
 }
+
+/// A `--to` that is no URL, or a zero `--deadline`, is a usage error (exit 2) found before
+/// anything is generated or sent; `localhost:3000` gets the URL it most likely meant.
+#[test]
+fn bad_flags_are_refused_before_anything_is_sent() {
+    let home = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| {
+        Command::new(BIN)
+            .arg("trigger")
+            .args(args)
+            .env("HOME", home.path())
+            .env("XDG_CONFIG_HOME", home.path().join("config"))
+            .env("TWK_DATA_DIR", home.path().join("data"))
+            .env_remove("STRIPE_WEBHOOK_SECRET")
+            .output()
+            .unwrap()
+    };
+    let out = run(&[
+        "stripe",
+        "payment_intent.succeeded",
+        "--to",
+        "localhost:3000",
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("e.g. http://localhost:3000"), "{err}");
+    assert!(out.stdout.is_empty(), "nothing was sent");
+    assert!(!err.contains("generated"), "no secret was generated: {err}");
+    let out = run(&[
+        "stripe",
+        "payment_intent.succeeded",
+        "--to",
+        "http://localhost:3000",
+        "--deadline",
+        "0s",
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("longer than 0"), "{err}");
+}

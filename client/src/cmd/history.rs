@@ -430,7 +430,7 @@ pub async fn run_replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
     };
     let original = store
         .get(args.id)?
-        .with_context(|| format!("no exchange with id {}", args.id))?
+        .with_context(|| format!("no exchange with id {} (see `twk-tunnel log`)", args.id))?
         .exchange;
     let mut headers = Vec::new();
     for h in &args.headers {
@@ -580,7 +580,7 @@ pub async fn run_export(args: ExportArgs) -> anyhow::Result<ExitCode> {
     if let Some(id) = args.curl {
         let x = store
             .get(id)?
-            .with_context(|| format!("no exchange with id {id}"))?;
+            .with_context(|| format!("no exchange with id {id} (see `twk-tunnel log`)"))?;
         let cmd = curl_command(
             &x.exchange,
             &CurlOptions {

@@ -32,7 +32,7 @@ pub struct TriggerArgs {
     list: bool,
     /// Send here instead of the running tunnel's public URL (any http:// or https:// URL,
     /// e.g. straight to the app).
-    #[arg(long, value_name = "URL")]
+    #[arg(long, value_name = "URL", value_parser = parse_to)]
     to: Option<String>,
     /// Path (and query) appended to the running tunnel's public URL.
     #[arg(long, value_name = "PATH", default_value = "/", conflicts_with = "to")]
@@ -70,7 +70,7 @@ pub struct TriggerArgs {
     #[arg(long, value_name = "FACTOR", value_parser = parse_speed)]
     retry_speed: Option<f64>,
     /// Override the sender's deadline (e.g. 2s).
-    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    #[arg(long, value_name = "DURATION", value_parser = parse_deadline)]
     deadline: Option<Duration>,
     /// Certificates (PEM) to trust for an https:// destination with a private CA.
     #[arg(long, value_name = "FILE")]
@@ -94,6 +94,27 @@ pub struct TriggerArgs {
 
 fn provider_ids() -> PossibleValuesParser {
     PossibleValuesParser::new(Provider::ALL.iter().map(|p| p.as_str()))
+}
+
+/// `--to`, checked before anything is sent (a usage error, exit 2); `localhost:3000` gets
+/// the URL it most likely meant as a hint.
+fn parse_to(s: &str) -> Result<String, String> {
+    twk_trigger::check_destination(s).map_err(|why| {
+        if s.contains("://") {
+            why
+        } else {
+            format!("{why} (e.g. http://{s})")
+        }
+    })?;
+    Ok(s.to_owned())
+}
+
+fn parse_deadline(s: &str) -> Result<Duration, String> {
+    match humantime::parse_duration(s) {
+        Ok(d) if d.is_zero() => Err("the deadline must be longer than 0".into()),
+        Ok(d) => Ok(d),
+        Err(e) => Err(e.to_string()),
+    }
 }
 
 fn parse_speed(s: &str) -> Result<f64, String> {

@@ -27,6 +27,16 @@ pub use catalog::{EventSpec, build, events, find};
 pub use draft::{Body, Draft, Set};
 pub use fire::{AttemptReport, Fate, FireOptions, Leg, fire};
 pub use http::{KEPT_BODY, Reply, shown_url};
+
+/// Checks a destination URL as `--to` takes it (http:// or https://, a host), saying why not.
+pub fn check_destination(url: &str) -> Result<(), String> {
+    http::Destination::parse(url)
+        .map(drop)
+        .map_err(|e| match e {
+            TriggerError::BadUrl { why, .. } => why,
+            other => other.to_string(),
+        })
+}
 pub use ids::generated_secret;
 pub use sender::{Answer, Next, Retry, RetryOn, RetryReason, Sender, human};
 
