@@ -229,6 +229,53 @@ fn append_list(h: &mut HeaderMap, name: header::HeaderName, mine: &str) {
     }
 }
 
+/// The `Host` the app gets (`--host-header`) and the forwarding headers that let it
+/// rebuild the public URL: what every request to the app carries, live or kept.
+fn for_the_target(cfg: &AgentConfig, headers: &mut HeaderMap, m: &Meta) {
+    let host = match cfg.host_header {
+        HostHeader::Rewrite => cfg.target.authority.clone(),
+        HostHeader::Preserve => m
+            .host
+            .clone()
+            .unwrap_or_else(|| cfg.target.authority.clone()),
+    };
+    put(headers, "host", &host);
+    add_forwarding_headers(headers, m);
+}
+
+/// `headers` of a request the relay kept (as the sender sent them) as a live one would have
+/// reached the app: a kept request delivered later is a replay of this, and an app that
+/// rebuilds the public URL or checks `Host` must see the same as for a live one.
+pub(crate) fn kept_for_the_target(
+    cfg: &AgentConfig,
+    headers: &mut HeaderMap,
+    public_url: &str,
+    path: &str,
+    remote_addr: &str,
+) {
+    let uri = public_url.parse::<http::Uri>().ok();
+    let public_path = uri.as_ref().map_or("", |u| u.path());
+    let local_path = path.split('?').next().unwrap_or("");
+    let prefix = public_path
+        .strip_suffix(local_path)
+        .filter(|p| !p.is_empty())
+        .map(str::to_string);
+    let m = Meta {
+        remote_addr: Some(remote_addr.to_owned()),
+        proto: uri
+            .as_ref()
+            .and_then(|u| u.scheme_str())
+            .map(str::to_string),
+        host: uri
+            .as_ref()
+            .and_then(|u| u.authority())
+            .map(|a| a.as_str().to_owned()),
+        prefix,
+        ..Meta::default()
+    };
+    for_the_target(cfg, headers, &m);
+}
+
 /// Adds `X-Forwarded-*` and `Forwarded` so the app can rebuild the public URL.
 fn add_forwarding_headers(h: &mut HeaderMap, m: &Meta) {
     let ip = m.remote_ip();
@@ -379,15 +426,7 @@ pub(crate) async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Respo
             );
         }
     };
-    let host = match cfg.host_header {
-        HostHeader::Rewrite => cfg.target.authority.clone(),
-        HostHeader::Preserve => m
-            .host
-            .clone()
-            .unwrap_or_else(|| cfg.target.authority.clone()),
-    };
-    put(&mut parts.headers, "host", &host);
-    add_forwarding_headers(&mut parts.headers, &m);
+    for_the_target(cfg, &mut parts.headers, &m);
     let (gate, auth) = basic_auth_gate(cfg, &mut parts.headers);
     let mut exchange = new_exchange(&shared, &m, parts.method.as_str(), &path, &parts.headers);
     exchange.auth = auth;

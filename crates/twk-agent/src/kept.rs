@@ -65,10 +65,35 @@ pub(crate) async fn receive(shared: Arc<Shared>, req: Request<Incoming>) -> Resp
     }
 }
 
+/// The kept request's headers as a live request's reach the app (`Host`, the forwarding
+/// headers), in order; a header the relay kept that `http` cannot hold goes as it was.
+fn as_for_the_target(cfg: &crate::AgentConfig, k: &KeptRequest) -> Vec<Header> {
+    let mut map = http::HeaderMap::with_capacity(k.headers.len());
+    for (name, value) in &k.headers {
+        let (Ok(n), Ok(v)) = (
+            http::HeaderName::from_bytes(name.as_bytes()),
+            http::HeaderValue::from_bytes(value),
+        ) else {
+            return k
+                .headers
+                .iter()
+                .map(|(name, value)| Header {
+                    name: name.clone(),
+                    value: value.clone(),
+                })
+                .collect();
+        };
+        map.append(n, v);
+    }
+    crate::forward::kept_for_the_target(cfg, &mut map, &k.public_url, &k.path, &k.remote_addr);
+    crate::forward::headers_to_vec(&map)
+}
+
 /// The exchange of a kept request: the sender's request as the relay received it, the 503
 /// it was answered, marked `missed`.
 fn exchange(shared: &Shared, k: KeptRequest) -> Exchange {
     let cfg = shared.cfg();
+    let headers = as_for_the_target(cfg, &k);
     let mut ex = Exchange {
         tunnel: shared.name(),
         request_id: k.request_id,
@@ -78,11 +103,7 @@ fn exchange(shared: &Shared, k: KeptRequest) -> Exchange {
         path: k.path,
         target: cfg.target.url(),
         request: Message {
-            headers: k
-                .headers
-                .into_iter()
-                .map(|(name, value)| Header { name, value })
-                .collect(),
+            headers,
             body: CapturedBody::capped(&k.body, cfg.capture_cap),
         },
         status: Some(k.answered),

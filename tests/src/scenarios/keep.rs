@@ -144,6 +144,25 @@ async fn offline_requests_are_kept_sealed_survive_a_relay_restart_and_reach_the_
         let want = hex::encode(sha2::Sha256::digest(body(i)));
         assert_eq!(ex.request.body.sha256, want, "byte-identical");
         assert_eq!(ex.request.body.bytes, body(i));
+        // The headers a live request reaches the app with, so delivering it later (a
+        // replay of this) gives the app the same Host and forwarding headers.
+        let h = |n: &str| {
+            let v = ex.request.headers.iter().find(|h| h.name == n);
+            v.map(|h| String::from_utf8_lossy(&h.value).into_owned())
+        };
+        assert_eq!(h("host").as_deref(), Some(app.addr.to_string().as_str()));
+        assert_eq!(h("x-forwarded-proto").as_deref(), Some("http"));
+        let public: http::Uri = ex.public_url.parse().unwrap();
+        assert_eq!(
+            h("x-forwarded-host").as_deref(),
+            public.authority().map(|a| a.as_str())
+        );
+        assert_eq!(h("x-forwarded-prefix").as_deref(), Some("/t/kept"));
+        assert_eq!(h("x-forwarded-for").as_deref(), Some("127.0.0.1"));
+        assert_eq!(
+            h("content-type").as_deref(),
+            Some("application/json").filter(|_| i < 3)
+        );
     }
     until_no_files(&dir.path().join("kept")).await;
     assert!(
