@@ -138,10 +138,12 @@ impl<'c> Inserter<'c> {
             .as_ref()
             .map(|m| (m, cap_body(&m.body, self.cap)));
         let key = group_key_with(ex, &req_body.sha256);
-        let attempt = self.attempt(ex, key.as_ref())?;
         // Pairing: look for the partner before inserting, so this row is written in its
         // final state and only the partner needs an update.
         let pairing = self.pairing(ex, &req_body.sha256)?;
+        // A handshake's retry (leg 2) is the same delivery as its leg 1, not another attempt.
+        let leg2 = matches!(pairing.partner, Some((_, Role::Leg1)));
+        let attempt = self.attempt(ex, key.as_ref(), leg2)?;
         let req_file = self.store_file(&req_body)?;
         let resp_file = match &resp {
             Some((_, b)) => self.store_file(b)?,
@@ -206,8 +208,14 @@ impl<'c> Inserter<'c> {
         Ok(Some(name))
     }
 
-    /// The delivery attempt of `ex` within its group (1 = first); `None` for a replay.
-    fn attempt(&mut self, ex: &Exchange, key: Option<&GroupKey>) -> Result<Option<u32>> {
+    /// The delivery attempt of `ex` within its group (1 = first); `None` for a replay. A
+    /// handshake's leg 2 (`same_delivery`) takes the attempt of the row before it, its leg 1.
+    fn attempt(
+        &mut self,
+        ex: &Exchange,
+        key: Option<&GroupKey>,
+        same_delivery: bool,
+    ) -> Result<Option<u32>> {
         let k = match (key, ex.replay_of) {
             (_, Some(_)) => return Ok(None),
             (None, None) => return Ok(Some(1)),
@@ -222,7 +230,12 @@ impl<'c> Inserter<'c> {
                 if !k.windowed
                     || ex.timings.received_ms.saturating_sub(at) <= BODY_HASH_WINDOW_MS =>
             {
-                u32::try_from(a).unwrap_or(u32::MAX - 1).saturating_add(1)
+                let a = u32::try_from(a).unwrap_or(u32::MAX - 1);
+                if same_delivery {
+                    a
+                } else {
+                    a.saturating_add(1)
+                }
             }
             _ => 1,
         }))

@@ -113,6 +113,21 @@ fn the_retry_pairs_with_the_challenged_leg_both_ways() {
     assert!(codes(&s, a).is_empty());
 }
 
+/// A handshake is one delivery: its retry (leg 2) has its leg 1's attempt, and the
+/// sender's next delivery of the same webhook (another handshake) is attempt 2.
+#[test]
+fn a_handshake_counts_as_one_delivery_attempt() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = store(&dir);
+    let attempt = |s: &Store, id| s.get(id).unwrap().unwrap().attempt;
+    let rows = s.insert_batch(&[leg1(T), leg2(T + 5)]).unwrap();
+    assert_eq!((rows[0].attempt, rows[1].attempt), (Some(1), Some(1)));
+    assert_eq!(attempt(&s, rows[1].id), Some(1));
+    let a = s.insert(&leg1(T + 60_000)).unwrap();
+    let b = s.insert(&leg2(T + 60_400)).unwrap();
+    assert_eq!((attempt(&s, a), attempt(&s, b)), (Some(2), Some(2)));
+}
+
 #[test]
 fn pairs_inside_one_batch_and_reports_it_in_the_returned_rows() {
     let dir = tempfile::tempdir().unwrap();

@@ -109,8 +109,11 @@ impl Loader {
                 summary: self.store.get(*id)?.map(|x| Box::new(x.summary())),
             }),
             Load::Counts(tunnel) => {
+                // Deliveries, as the list shows them: a Basic-auth handshake is one (its
+                // leg 1's 401 is the challenge doing its job, not an error).
                 let scoped = |f: Filter| Filter {
                     name: tunnel.clone(),
+                    collapse_handshakes: true,
                     ..f
                 };
                 let status = |s| {
@@ -128,7 +131,13 @@ impl Loader {
                 let max_id = self.store.max_id()?.unwrap_or(0);
                 let total = self.store.count(&scoped(Filter::default()))?;
                 let other = match tunnel {
-                    Some(_) => self.store.count(&Filter::default())? - total,
+                    Some(_) => {
+                        let all = Filter {
+                            collapse_handshakes: true,
+                            ..Filter::default()
+                        };
+                        self.store.count(&all)?.saturating_sub(total)
+                    }
                     None => 0,
                 };
                 Ok(Msg::Counts(Counts {

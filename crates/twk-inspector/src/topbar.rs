@@ -95,7 +95,7 @@ fn route(m: &Model) -> Vec<Span<'static>> {
     ]
 }
 
-/// `7 total · 1 errors · 2 invalid sig`.
+/// `7 total · 1 error · 2 invalid sig`: deliveries, a Basic-auth handshake one.
 fn counts(m: &Model) -> Line<'static> {
     let bar = bar();
     let c = m.counts;
@@ -103,7 +103,14 @@ fn counts(m: &Model) -> Line<'static> {
     Line::from(vec![
         Span::styled(format!(" {} total", group(c.total)), bar),
         Span::styled(" · ", bar.fg(Color::Gray)),
-        Span::styled(format!("{} errors", group(c.errors)), warn(c.errors)),
+        Span::styled(
+            format!(
+                "{} error{}",
+                group(c.errors),
+                if c.errors == 1 { "" } else { "s" }
+            ),
+            warn(c.errors),
+        ),
         Span::styled(" · ", bar.fg(Color::Gray)),
         Span::styled(
             format!("{} invalid sig ", group(c.invalid)),
