@@ -129,7 +129,8 @@ impl Config {
                  secrets: chmod 600 it",
                 path.display()
             );
-            tracing::warn!(path = %path.display(), mode = format_args!("{mode:o}"), "config file is not 0600");
+            // Said once, above; the log (the inspector's file) keeps it at debug.
+            tracing::debug!(path = %path.display(), mode = format_args!("{mode:o}"), "config file is not 0600");
         }
         Self::parse(&text).with_context(|| format!("in config {}", path.display()))
     }
@@ -250,10 +251,12 @@ impl Config {
             s.set_twilio_secondary(t.clone());
         }
         for f in flags {
-            // Never echo the value: name only the provider part.
-            let provider = f.split_once('=').map_or("?", |(p, _)| p);
-            s.insert_spec(f)
-                .with_context(|| format!("--secret {provider}=…"))?;
+            // Never echo the value: name only the provider part (a spec without `=` may be
+            // the secret itself, so it is not shown at all).
+            s.insert_spec(f).with_context(|| match f.split_once('=') {
+                Some((provider, _)) => format!("--secret {provider}=…"),
+                None => "--secret".to_owned(),
+            })?;
         }
         Ok(s)
     }

@@ -372,7 +372,7 @@ fn basic_auth(
         .or_else(|| config.realm.clone())
         .unwrap_or_else(|| "twk".to_string());
     let auth = twk_agent::BasicAuth::parse(spec, &realm, args.strip_auth)
-        .context("invalid --basic-auth (expected user:password)")?;
+        .context("invalid --basic-auth")?;
     Ok(Some(auth))
 }
 
