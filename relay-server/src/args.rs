@@ -145,7 +145,7 @@ pub(crate) struct Args {
     #[arg(long)]
     pub(crate) allow_anonymous: bool,
     /// Form of the public URLs given to clients (default: subdomain; path with ACME unless
-    /// --acme-dns-hook gives a wildcard certificate).
+    /// --acme-dns-hook gives a wildcard certificate, and when --domain is an IP address).
     #[arg(long, value_enum)]
     pub(crate) url_style: Option<Style>,
     /// Public URLs use https even though this listener is plain HTTP (behind a TLS proxy).

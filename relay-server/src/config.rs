@@ -111,7 +111,13 @@ pub(crate) fn config(args: &Args) -> anyhow::Result<(RelayConfig, Option<Arc<twk
     let mut cfg = RelayConfig::new(args.domain.clone().unwrap_or_default(), auth);
     let acme = acme(args)?;
     let wildcard = args.acme_dns_hook.is_some();
+    // An IP address has no subdomains: `shop.127.0.0.1` resolves nowhere.
+    let ip_domain = is_ip_literal(args.domain.as_deref().unwrap_or_default());
     cfg.url_style = match (args.url_style, &acme) {
+        (Some(Style::Subdomain), _) if ip_domain => bail!(
+            "subdomain URLs need a DNS name, and --domain is an IP address: use --url-style path"
+        ),
+        (None, _) if ip_domain => UrlStyle::Path,
         (Some(Style::Subdomain), Some(_)) if !wildcard => bail!(
             "subdomain URLs need a wildcard certificate: pass --acme-dns-hook, or use --url-style path"
         ),
@@ -175,4 +181,13 @@ pub(crate) fn config(args: &Args) -> anyhow::Result<(RelayConfig, Option<Arc<twk
     cfg.health_detail = args.health_detail;
     cfg.validate().map_err(anyhow::Error::msg)?;
     Ok((cfg, acme))
+}
+
+/// True when `domain` (with a port or not) is an IPv4 or IPv6 address, not a name.
+fn is_ip_literal(domain: &str) -> bool {
+    let host = match domain.strip_prefix('[') {
+        Some(rest) => rest.split(']').next().unwrap_or(rest),
+        None => domain.rsplit_once(':').map_or(domain, |(h, _)| h),
+    };
+    host.parse::<std::net::IpAddr>().is_ok() || domain.parse::<std::net::IpAddr>().is_ok()
 }

@@ -111,6 +111,47 @@ async fn refuses_to_start_without_tokens_and_with_a_bad_domain() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("invalid domain"));
+    // An IP address has no subdomains: asked for them, a usage error.
+    let out = Command::new(BIN)
+        .args(["--listen", "127.0.0.1:0", "--domain", "127.0.0.1:8080"])
+        .args([
+            "--url-style",
+            "subdomain",
+            "--allow-anonymous",
+            "--no-state-file",
+        ])
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--domain is an IP address"), "{err}");
+}
+
+/// With --domain an IP address and no --url-style, clients get path URLs
+/// (`http://127.0.0.1:8080/t/name`), not `http://name.127.0.0.1:8080`, which resolves nowhere.
+#[tokio::test]
+async fn an_ip_address_as_the_domain_gives_path_urls() {
+    trace_init();
+    let mut child = Command::new(BIN)
+        .args(["--listen", "127.0.0.1:0", "--domain", "127.0.0.1:8080"])
+        .args(["--allow-anonymous", "--no-state-file"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let addr = listening_addr(&mut child).await;
+    let target = FakeTarget::echo().await;
+    let mut cfg = twk_agent::AgentConfig::new(
+        twk_agent::RelayUrl::parse(&format!("http://{addr}")).unwrap(),
+        twk_agent::Target::parse(&target.addr.to_string()).unwrap(),
+    );
+    cfg.name = Some("ipname".into());
+    let mut agent = spawn_agent(cfg);
+    let (_, url) = agent.connected().await;
+    assert_eq!(url, "http://127.0.0.1:8080/t/ipname");
+    agent.stop().await.unwrap();
 }
 
 #[tokio::test]
