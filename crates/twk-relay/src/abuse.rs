@@ -1,8 +1,10 @@
 //! Limits per source address, and who the source address is behind a proxy.
 //!
 //! Per address the relay keeps: open connections, a budget of tunnel upgrade attempts and a
-//! budget of failed tokens. State is bounded ([`limits::MAX_TRACKED_ADDRS`]): when full, the
-//! addresses with nothing open and full budgets are forgotten first.
+//! budget of failed tokens. An IPv6 address counts as its /64, the block one host is given
+//! (one machine has 2^64 addresses to rotate through). State is bounded
+//! ([`limits::MAX_TRACKED_ADDRS`]): when full, the addresses with nothing open and full
+//! budgets are forgotten first.
 
 use crate::config::AbuseLimits;
 use crate::registry::Bucket;
@@ -46,9 +48,21 @@ pub(crate) struct ConnSlot {
 impl Drop for ConnSlot {
     fn drop(&mut self) {
         let mut addrs = self.abuse.lock();
-        if let Some(s) = addrs.get_mut(&self.ip) {
+        if let Some(s) = addrs.get_mut(&source(self.ip)) {
             s.conns = s.conns.saturating_sub(1);
         }
+    }
+}
+
+/// The source an address's limits count under: an IPv4 address (or one mapped into IPv6)
+/// itself, an IPv6 address its /64.
+fn source(ip: IpAddr) -> IpAddr {
+    match ip.to_canonical() {
+        IpAddr::V6(v6) => {
+            let bits = u128::from(v6) & !((1u128 << 64) - 1);
+            IpAddr::V6(std::net::Ipv6Addr::from(bits))
+        }
+        v4 => v4,
     }
 }
 
@@ -76,6 +90,7 @@ impl Abuse {
     }
 
     fn with_state<R>(&self, ip: IpAddr, now: Instant, f: impl FnOnce(&mut AddrState) -> R) -> R {
+        let ip = source(ip);
         let mut addrs = self.lock();
         if addrs.len() >= limits::MAX_TRACKED_ADDRS && !addrs.contains_key(&ip) {
             let c = &self.cfg;
@@ -271,6 +286,30 @@ mod tests {
         let proxy: IpAddr = "127.0.0.9".parse().unwrap();
         let held: Vec<_> = (0..10).map(|_| a.open_conn(proxy).unwrap()).collect();
         assert_eq!(held.len(), 10);
+    }
+
+    /// One host's IPv6 /64 is one source: rotating through its addresses gets no more
+    /// connections or guesses; another /64 is another source.
+    #[test]
+    fn an_ipv6_slash_64_is_one_source() {
+        let a = abuse(&[]);
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        let _s1 = a.open_conn(ip("2001:db8:1:2::1")).unwrap();
+        let _s2 = a.open_conn(ip("2001:db8:1:2:ffff::9")).unwrap();
+        assert!(a.open_conn(ip("2001:db8:1:2:abcd::42")).is_none());
+        assert!(a.open_conn(ip("2001:db8:1:3::1")).is_some());
+        let now = Instant::now();
+        for i in 0..5 {
+            let each = ip(&format!("2001:db8:9:9::{i}"));
+            a.upgrade_attempt(each, now).unwrap();
+            a.auth_failed(each, now);
+        }
+        assert!(matches!(
+            a.upgrade_attempt(ip("2001:db8:9:9::77"), now),
+            Err(Refusal::AuthFailures(_))
+        ));
+        // An IPv4 address mapped into IPv6 is that IPv4 address.
+        assert_eq!(source(ip("::ffff:192.0.2.7")), ip("192.0.2.7"));
     }
 
     #[test]

@@ -126,7 +126,26 @@ fn refuse_target(req: &Request<Incoming>) -> Option<Response<RelayBody>> {
             "twk relay: the request target must start with '/' (sender side)\n",
         ));
     }
+    if other_transfer_coding(req.headers()) {
+        return Some(closing(text(
+            StatusCode::NOT_IMPLEMENTED,
+            "twk relay: only the chunked transfer coding is accepted (sender side)\n",
+        )));
+    }
     None
+}
+
+/// True when `Transfer-Encoding` names a coding besides `chunked` (`gzip, chunked`): hyper
+/// undoes only `chunked`, and the header goes (it is hop-by-hop), so the app would get gzip
+/// bytes with nothing saying so. RFC 9112 §6.1: a server answers 501 to a coding it does
+/// not understand.
+fn other_transfer_coding(headers: &http::HeaderMap) -> bool {
+    headers
+        .get_all(header::TRANSFER_ENCODING)
+        .iter()
+        .flat_map(|v| v.as_bytes().split(|&b| b == b','))
+        .map(<[u8]>::trim_ascii)
+        .any(|c| !c.is_empty() && !c.eq_ignore_ascii_case(b"chunked"))
 }
 
 /// A request let through to a connected tunnel.

@@ -109,6 +109,24 @@ async fn malformed_chunked_bodies_are_refused_as_the_senders_fault() {
         assert!(answer.contains("sender side"), "{answer}");
         assert!(!answer.contains("disconnected"), "{answer}");
     }
+    // A coding besides chunked would reach the app undone and unannounced: 501 (RFC 9112).
+    for te in ["gzip, chunked", "deflate,chunked"] {
+        let req = format!(
+            "POST /t/{name}/hook HTTP/1.1\r\nhost: a\r\ntransfer-encoding: {te}\r\n\r\n\
+             5\r\nhello\r\n0\r\n\r\n"
+        );
+        let answer = raw(relay.addr, req.as_bytes()).await;
+        assert_eq!(status_of(&answer), 501, "{te}: {answer}");
+        assert!(
+            answer.contains("only the chunked transfer coding"),
+            "{answer}"
+        );
+    }
+    let req = format!(
+        "POST /t/{name}/hook HTTP/1.1\r\nhost: a\r\ntransfer-encoding: Chunked\r\n\r\n\
+         5\r\nhello\r\n0\r\n\r\n"
+    );
+    assert_eq!(status_of(&raw(relay.addr, req.as_bytes()).await), 200);
     // A body that breaks off after the app started reading it is recorded as the sender's
     // failure too: the head and a first chunk go out, the app sees them, then garbage.
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
