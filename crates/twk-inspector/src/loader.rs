@@ -108,6 +108,7 @@ impl Loader {
                 row: *row,
                 summary: self.store.get(*id)?.map(|x| Box::new(x.summary())),
             }),
+            Load::Poll => Ok(Msg::Polled(self.store.max_id()?.unwrap_or(0))),
             Load::Counts(tunnel) => {
                 // Deliveries, as the list shows them: a Basic-auth handshake is one (its
                 // leg 1's 401 is the challenge doing its job, not an error).

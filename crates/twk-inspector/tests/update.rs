@@ -617,7 +617,27 @@ fn a_retry_folds_its_leg1_row_live() {
         "leg 1 is now inside the handshake row"
     );
     assert_eq!(m.list.selected_id, Some(3), "following the newest");
-    assert_eq!(m.counts.total, 3);
+    // Two deliveries, as the list shows them: the handshake is one, its 401 no error.
+    assert_eq!((m.counts.total, m.counts.errors), (2, 0));
+}
+
+/// Rows another process writes (a `replay` in another terminal) appear within a poll of
+/// the store, with no key pressed.
+#[test]
+fn rows_another_process_writes_appear_within_a_poll() {
+    let (dir, data) = store(&mix());
+    let mut m = model(&data);
+    assert_eq!(m.list.selected_id, Some(7));
+    // Written by someone else: no Msg::Captured reaches this model.
+    let t = m.polled_ms;
+    data.dispatch(&mut m, Msg::Tick(t + 16));
+    let s = add(&dir, &plain(8, "POST", "/elsewhere", Some(200)));
+    data.dispatch(&mut m, Msg::Tick(t + 100));
+    assert_eq!(m.list.selected_id, Some(7), "not before the poll");
+    data.dispatch(&mut m, Msg::Tick(t + 1_000));
+    data.dispatch(&mut m, Msg::Tick(t + 1_016));
+    assert_eq!(m.list.selected_id, Some(s.id), "following the newest");
+    assert_eq!(m.counts.total, 8);
 }
 
 #[test]

@@ -32,6 +32,16 @@ impl Counts {
             self.other += 1;
             return;
         }
+        // A handshake's retry folds its leg 1 (counted when it came, a 401) into one
+        // delivery, as the list shows it.
+        if let Some(Handshake {
+            leg: twk_capture::Leg::Retry,
+            with: Some(_),
+        }) = s.handshake
+        {
+            self.total = self.total.saturating_sub(1);
+            self.errors = self.errors.saturating_sub(1);
+        }
         self.total += 1;
         if s.status.is_none_or(|c| c >= 400) {
             self.errors += 1;

@@ -32,6 +32,8 @@ pub const MAX_IN_FLIGHT: usize = 64;
 /// How long a finished request keeps its in-flight row when its stored row does not come
 /// (the recorder dropped it, or it is filtered out).
 pub const FINISHED_LINGER_MS: i64 = 1_500;
+/// How often the store is asked for rows another process wrote, ms.
+pub const STORE_POLL_MS: i64 = 1_000;
 /// An in-flight row older than this is dropped (its end was never heard of).
 pub const FLIGHT_MAX_MS: i64 = 600_000;
 
@@ -107,6 +109,9 @@ pub struct Model {
     pub help_scroll: usize,
     /// Status line message.
     pub notice: Option<Notice>,
+    /// When the store was last asked whether another process wrote rows (a `replay` in
+    /// another terminal, a second tunnel): the list shows them within a second.
+    pub polled_ms: i64,
     /// False once the user quit.
     pub running: bool,
 }
@@ -154,6 +159,7 @@ impl Model {
             help: false,
             help_scroll: 0,
             notice: None,
+            polled_ms: now_ms,
             running: true,
         }
     }

@@ -149,6 +149,11 @@ pub enum Load {
     },
     /// Totals for the top bar, of this tunnel (`Some(name)`) or of all.
     Counts(Option<String>),
+    /// The highest id stored: one indexed lookup, asked every [`STORE_POLL_MS`] so rows
+    /// another process wrote are found without counting everything each time.
+    ///
+    /// [`STORE_POLL_MS`]: crate::model::STORE_POLL_MS
+    Poll,
 }
 
 /// Where a row window starts.
@@ -281,6 +286,8 @@ pub enum Msg {
     DetailMissing(ExchangeId),
     /// Answer to [`Load::Counts`].
     Counts(Counts),
+    /// Answer to [`Load::Poll`]: the highest id stored.
+    Polled(ExchangeId),
     /// A message for the status line from the host (replay done, copy done, …).
     Notice(String, Level),
     /// The host's edited copy of `id` carries a signature that no longer matches it: ask

@@ -30,6 +30,11 @@ pub fn update(m: &mut Model, msg: Msg) -> Vec<Cmd> {
             if m.notice.as_ref().is_some_and(|n| n.until_ms <= now) {
                 m.notice = None;
             }
+            // Rows this process did not write reach it only from the store.
+            if now - m.polled_ms >= super::STORE_POLL_MS {
+                m.polled_ms = now;
+                out.push(Cmd::Load(Load::Poll));
+            }
             if m.list.stale && !m.list.loading {
                 m.refresh(&mut out);
             } else if let Some(id) = m.detail_wanted.take()
@@ -136,6 +141,14 @@ pub fn update(m: &mut Model, msg: Msg) -> Vec<Cmd> {
             }
         }
         Msg::Counts(c) => m.counts = c,
+        Msg::Polled(max_id) => {
+            // Higher than any row this process has seen: another process wrote it. The
+            // counts are taken again and the next frame reloads the list.
+            if max_id > m.counts.max_id {
+                out.push(Cmd::Load(Load::Counts(m.scope())));
+                m.list.stale = true;
+            }
+        }
         Msg::Notice(text, level) => m.notify(text, level),
         Msg::EditedStale(e) => m.stale_edit = Some(e),
         Msg::Started(f) => {
