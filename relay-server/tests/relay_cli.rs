@@ -81,48 +81,38 @@ async fn starts_serves_health_accepts_a_token_from_the_file_and_stops_on_sigterm
     assert!(status.success(), "{status:?}");
 }
 
-#[tokio::test]
-async fn refuses_to_start_without_tokens_and_with_a_bad_domain() {
-    let out = Command::new(BIN)
-        .args([
-            "--listen",
-            "127.0.0.1:0",
-            "--domain",
-            "relay.test",
-            "--no-state-file",
-        ])
+/// `twk-relay args` run to its end, without the tokens of the environment.
+async fn relay_output(args: &[&str]) -> std::process::Output {
+    Command::new(BIN)
+        .args(args)
         .env_remove("TWK_RELAY_TOKENS")
         .output()
         .await
-        .unwrap();
+        .unwrap()
+}
+
+#[tokio::test]
+async fn refuses_to_start_without_tokens_and_with_a_bad_domain() {
+    let listen = ["--listen", "127.0.0.1:0"];
+    let out =
+        relay_output(&[&listen[..], &["--domain", "relay.test", "--no-state-file"]].concat()).await;
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("no tunnel tokens configured"), "{err}");
-    let out = Command::new(BIN)
-        .args([
-            "--listen",
-            "127.0.0.1:0",
-            "--domain",
-            "bad domain",
-            "--allow-anonymous",
-        ])
-        .output()
-        .await
-        .unwrap();
+    let out = relay_output(
+        &[
+            &listen[..],
+            &["--domain", "bad domain", "--allow-anonymous"],
+        ]
+        .concat(),
+    )
+    .await;
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("invalid domain"));
     // An IP address has no subdomains: asked for them, a usage error.
-    let out = Command::new(BIN)
-        .args(["--listen", "127.0.0.1:0", "--domain", "127.0.0.1:8080"])
-        .args([
-            "--url-style",
-            "subdomain",
-            "--allow-anonymous",
-            "--no-state-file",
-        ])
-        .output()
-        .await
-        .unwrap();
+    let ip_subdomains = ["--domain", "127.0.0.1:8080", "--url-style", "subdomain"];
+    let anonymous = ["--allow-anonymous", "--no-state-file"];
+    let out = relay_output(&[&listen[..], &ip_subdomains, &anonymous].concat()).await;
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("--domain is an IP address"), "{err}");
