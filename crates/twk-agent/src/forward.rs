@@ -19,6 +19,7 @@ use tokio::sync::oneshot;
 use tracing::debug;
 use twk_capture::{AuthInfo, CapturedBody, Exchange, Failure, Header, Message, Side, Timings};
 use twk_protocol::meta;
+use twk_transport::gather::Gathered;
 
 /// Body type on the tunnel and towards the target.
 pub(crate) use twk_transport::body::{BoxError, TunnelBody as AgentBody};
@@ -538,6 +539,9 @@ async fn failed(
     record.answer(StatusCode::BAD_GATEWAY, Some(Side::Target), &msg, None)
 }
 
+/// How long an answer's small pieces wait for more before they go to the relay.
+const ANSWER_GATHER: Duration = Duration::from_millis(50);
+
 /// Streams the target's answer back, recording it as it goes.
 fn respond(
     shared: &Arc<Shared>,
@@ -553,7 +557,11 @@ fn respond(
     let (tap, resp_rx) = Tap::new(body, cfg.capture_cap);
     let tap = shared.tap_options(tap);
     tokio::spawn(record.finish(Some((headers, resp_rx))));
-    Response::from_parts(parts, tap.map_err(BoxError::from).boxed())
+    // The app's small pieces gathered (a stream of events goes within 50 ms): one HTTP/2
+    // DATA frame each, held unread by a sender who does not read, ended the relay's side of
+    // the session.
+    let body = Gathered::new(tap.map_err(BoxError::from), Some(ANSWER_GATHER));
+    Response::from_parts(parts, body.boxed())
 }
 
 /// The 504 of a target that did not answer within `deadline`.

@@ -283,6 +283,14 @@ pub mod limits {
     /// HTTP/2 connection flow-control window: what one tunnel may have in flight in each
     /// direction, all streams together, and so what a receiver may have to buffer.
     pub const H2_CONN_WINDOW: u32 = 4 * 1024 * 1024;
+    /// The relay's allowance for small DATA frames (under 256 bytes) held unread, in h2's
+    /// units (256 minus each frame's size): ~65,000 frames, 8 times h2's default for this
+    /// window. The client gathers an answer's small frames (after four, at most one each
+    /// 50 ms per stream), but strangers who ask an app for a stream of small events and never
+    /// read it hold them unread until the relay gives up on them (10 s): with the default,
+    /// 40 of them ended the tunnel's session for everyone. Each frame held costs the relay
+    /// ~100 bytes, so this is ~6 MiB at most per tunnel.
+    pub const H2_SMALL_FRAME_BUDGET: usize = 16 * 1024 * 1024;
     /// Time the client allows for connecting to the local target (a local app that does not
     /// accept within this is down, and the sender gets 502 well inside its own deadline).
     pub const TARGET_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);

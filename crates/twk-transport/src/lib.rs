@@ -6,11 +6,14 @@
 //!   messages and an unbounded write buffer).
 //! - [`tls`] builds rustls configurations (ring provider, no global state).
 //! - [`logging`] is the log filter of both binaries (it never passes the tunnel token).
+//! - [`gather::Gathered`] gathers a body's small frames before they become HTTP/2 DATA
+//!   frames (h2 ends a connection that holds too many small ones unread).
 //!
 //! It is not a multiplexer (HTTP/2 is) and holds no tunnel logic.
 #![warn(missing_docs)]
 
 pub mod body;
+pub mod gather;
 pub mod logging;
 pub mod tls;
 mod wsio;
@@ -60,7 +63,8 @@ pub fn h2_client_builder(
 /// ([`twk_protocol::limits::H2_MAX_SEND_BUF`]): each buffered chunk pins the public
 /// connection's read buffer, and every stream opens at once here (hyper's client opened them
 /// one at a time through its task); 1 MiB uploads moved as fast (docs/performance.md,
-/// eleventh round). Until the client's SETTINGS say how many streams it takes, no more are
+/// eleventh round). Answers may hold more small frames unread than h2's default allows
+/// ([`twk_protocol::limits::H2_SMALL_FRAME_BUDGET`]). Until the client's SETTINGS say how many streams it takes, no more are
 /// opened than hyper's client opened (a burst of held requests at connect time would be
 /// refused past the limit).
 pub fn h2_direct_client_builder() -> h2::client::Builder {
@@ -72,7 +76,8 @@ pub fn h2_direct_client_builder() -> h2::client::Builder {
         .initial_connection_window_size(H2_CONN_WINDOW)
         .max_frame_size(H2_MAX_FRAME)
         .max_header_list_size(H2_MAX_HEADER_LIST)
-        .max_send_buffer_size(H2_MAX_FRAME as usize);
+        .max_send_buffer_size(H2_MAX_FRAME as usize)
+        .data_frame_budget(H2_SMALL_FRAME_BUDGET);
     b
 }
 
