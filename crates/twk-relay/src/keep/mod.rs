@@ -19,6 +19,7 @@ pub(crate) use handoff::{Recipient, hand_off, hand_over};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::OwnedSemaphorePermit;
 use twk_protocol::kept::{KeptRequest, OwnerPublic};
 
 /// Limits of the keep store.
@@ -194,13 +195,6 @@ async fn read_at_most(
     Some(out)
 }
 
-/// Room to read one body of up to `bytes` to keep it: a turn among [`KEEPING_AT_ONCE`] and
-/// its KiB among [`KEEPING_KIB_AT_ONCE`], both given back when dropped.
-struct Room(
-    #[allow(dead_code)] tokio::sync::OwnedSemaphorePermit,
-    #[allow(dead_code)] tokio::sync::OwnedSemaphorePermit,
-);
-
 /// The relay's keeping: this node's directory, its limits, and the hand-offs running.
 #[derive(Debug, Clone)]
 pub(crate) struct KeepStore {
@@ -230,15 +224,16 @@ impl KeepStore {
         }
     }
 
-    /// Room to read a body of up to `bytes` to keep it, or `None` when the relay is already
-    /// reading as many as it reads at once. One body larger than the whole byte room takes all
-    /// of it.
-    fn room_for(&self, bytes: u64) -> Option<Room> {
+    /// Room to read a body of up to `bytes` to keep it: a turn among [`KEEPING_AT_ONCE`] and
+    /// its KiB among [`KEEPING_KIB_AT_ONCE`], both given back when dropped; `None` when the
+    /// relay is already reading as many as it reads at once. One body larger than the whole
+    /// byte room takes all of it.
+    fn room_for(&self, bytes: u64) -> Option<(OwnedSemaphorePermit, OwnedSemaphorePermit)> {
         let kib = usize_of(bytes.div_ceil(1024)).clamp(1, KEEPING_KIB_AT_ONCE);
         let kib = u32::try_from(kib).unwrap_or(u32::MAX);
         let turn = self.reading.clone().try_acquire_owned().ok()?;
         let bytes = self.reading_kib.clone().try_acquire_many_owned(kib).ok()?;
-        Some(Room(turn, bytes))
+        Some((turn, bytes))
     }
 }
 
