@@ -794,7 +794,16 @@ async fn a_kept_request_handed_over_for_one_client_process_never_reaches_another
 
     // Handed over for another process (the tunnel changed hands since node 1 looked): 409,
     // and the client is not offered it, so its refusal could not be noted under that id.
-    let status = hand_over_from_a_peer(&holder, at, Some("p-other"), &key, "r-1", b"first").await;
+    // Node 1 may learn the holder before node 0's registry has the session ready (503,
+    // "not held here"): asked again until node 0 answers for the session itself.
+    let mut status = http::StatusCode::SERVICE_UNAVAILABLE;
+    for _ in 0..100 {
+        status = hand_over_from_a_peer(&holder, at, Some("p-other"), &key, "r-1", b"first").await;
+        if status != http::StatusCode::SERVICE_UNAVAILABLE {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     assert_eq!(status, 409);
     // For the process that holds it: delivered, and it is the first the client receives.
     let status =
