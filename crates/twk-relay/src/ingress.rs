@@ -126,26 +126,51 @@ fn refuse_target(req: &Request<Incoming>) -> Option<Response<RelayBody>> {
             "twk relay: the request target must start with '/' (sender side)\n",
         ));
     }
-    if other_transfer_coding(req.headers()) {
-        return Some(closing(text(
+    match transfer_coding(req.headers()) {
+        TransferCoding::Other => Some(closing(text(
             StatusCode::NOT_IMPLEMENTED,
             "twk relay: only the chunked transfer coding is accepted (sender side)\n",
-        )));
+        ))),
+        TransferCoding::ChunkedTwice => Some(closing(text(
+            StatusCode::BAD_REQUEST,
+            "twk relay: chunked is applied more than once (sender side)\n",
+        ))),
+        TransferCoding::NoneOrChunked => None,
     }
-    None
 }
 
-/// True when `Transfer-Encoding` names a coding besides `chunked` (`gzip, chunked`): hyper
-/// undoes only `chunked`, and the header goes (it is hop-by-hop), so the app would get gzip
-/// bytes with nothing saying so. RFC 9112 §6.1: a server answers 501 to a coding it does
-/// not understand.
-fn other_transfer_coding(headers: &http::HeaderMap) -> bool {
-    headers
+/// What `Transfer-Encoding` asks of the relay.
+#[derive(Debug, PartialEq, Eq)]
+enum TransferCoding {
+    NoneOrChunked,
+    /// A coding besides `chunked` (`gzip, chunked`): hyper undoes only `chunked`, and the
+    /// header goes (it is hop-by-hop), so the app would get gzip bytes with nothing saying
+    /// so. RFC 9112 §6.1: a server answers 501 to a coding it does not understand.
+    Other,
+    /// `chunked, chunked`: hyper undoes one, and the app would get the other's framing as
+    /// its body. RFC 9112 §6.1 forbids applying it twice.
+    ChunkedTwice,
+}
+
+fn transfer_coding(headers: &http::HeaderMap) -> TransferCoding {
+    let mut chunked = 0;
+    let codings = headers
         .get_all(header::TRANSFER_ENCODING)
         .iter()
         .flat_map(|v| v.as_bytes().split(|&b| b == b','))
         .map(<[u8]>::trim_ascii)
-        .any(|c| !c.is_empty() && !c.eq_ignore_ascii_case(b"chunked"))
+        .filter(|c| !c.is_empty());
+    for c in codings {
+        if !c.eq_ignore_ascii_case(b"chunked") {
+            return TransferCoding::Other;
+        }
+        chunked += 1;
+    }
+    if chunked > 1 {
+        TransferCoding::ChunkedTwice
+    } else {
+        TransferCoding::NoneOrChunked
+    }
 }
 
 /// A request let through to a connected tunnel.

@@ -122,6 +122,20 @@ async fn malformed_chunked_bodies_are_refused_as_the_senders_fault() {
             "{answer}"
         );
     }
+    // Chunked twice would hand the app the outer framing as its body: 400 (RFC 9112 §6.1).
+    let twice = [
+        "transfer-encoding: chunked, chunked\r\n",
+        "transfer-encoding: chunked\r\ntransfer-encoding: chunked\r\n",
+    ];
+    for te in twice {
+        let req = format!(
+            "POST /t/{name}/hook HTTP/1.1\r\nhost: a\r\n{te}\r\n\
+             a\r\n5\r\nhello\r\n\r\n0\r\n\r\n"
+        );
+        let answer = raw(relay.addr, req.as_bytes()).await;
+        assert_eq!(status_of(&answer), 400, "{te}: {answer}");
+        assert!(answer.contains("more than once"), "{answer}");
+    }
     let req = format!(
         "POST /t/{name}/hook HTTP/1.1\r\nhost: a\r\ntransfer-encoding: Chunked\r\n\r\n\
          5\r\nhello\r\n0\r\n\r\n"
