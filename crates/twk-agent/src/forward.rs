@@ -4,6 +4,7 @@
 use crate::config::{AgentConfig, HostHeader};
 use crate::hasher::BodyHasher;
 use crate::now_ms;
+use crate::prefetch::{AheadBudget, Slots, Turn, read_ahead};
 use crate::session::Observer;
 use crate::tap::{CaptureBudget, Lease, Tap, TapResult};
 use crate::target_io::{Checkout, TargetConnector};
@@ -40,7 +41,9 @@ pub(crate) struct Shared {
     hasher: BodyHasher,
     /// Requests the local target may have at once (each one is a connection to it, with
     /// hyper's buffers); the rest wait their turn, within their deadline.
-    target_slots: Arc<tokio::sync::Semaphore>,
+    target_slots: Slots,
+    /// Request bodies read ahead before they take a slot, all requests together.
+    ahead: AheadBudget,
     /// Bumped when the relay node asks this client to move to another node.
     moves: tokio::sync::watch::Sender<u64>,
     /// Bumped each time a session is up (a moved-from session may then close).
@@ -63,7 +66,7 @@ impl Shared {
             .build(TargetConnector(connector));
         let budget = CaptureBudget::new(cfg.capture_budget);
         let hasher = BodyHasher::new(crate::hasher::QUEUE_BYTES);
-        let target_slots = Arc::new(tokio::sync::Semaphore::new(cfg.max_target_requests.max(1)));
+        let target_slots = Slots::new(cfg.max_target_requests);
         Shared {
             cfg,
             client,
@@ -73,6 +76,7 @@ impl Shared {
             analyst: start_analyst(),
             hasher,
             target_slots,
+            ahead: AheadBudget::default(),
             moves: tokio::sync::watch::channel(0).0,
             sessions: tokio::sync::watch::channel(0).0,
         }
@@ -463,12 +467,13 @@ pub(crate) async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Respo
         return record.answer(StatusCode::UNAUTHORIZED, None, msg, Some(&www_authenticate));
     }
     let deadline = m.deadline.unwrap_or(cfg.request_timeout);
-    let slots = shared.target_slots.clone();
     let started = tokio::time::Instant::now();
     let sent = tokio::time::timeout(deadline, async {
-        // The slot is held until the response body has ended, when the exchange is reported.
-        record.slot = slots.acquire_owned().await.ok();
-        crate::target_io::send(&shared.client, out).await
+        let (parts, body) = out.into_parts();
+        let (body, arrival) = read_ahead(body, &shared.ahead).await;
+        // The turn is held until the response body has ended, when the exchange is reported.
+        record.slot = shared.target_slots.turn(arrival).await;
+        crate::target_io::send(&shared.client, Request::from_parts(parts, body)).await
     });
     match sent.await {
         Ok((Ok(resp), _)) => respond(&shared, record, resp),
@@ -646,7 +651,7 @@ struct Pending {
     /// The captured copies' share of the capture budget, held until the exchange is handed on.
     leases: Vec<Lease>,
     /// This request's turn at the local target.
-    slot: Option<tokio::sync::OwnedSemaphorePermit>,
+    slot: Option<Turn>,
 }
 
 impl Pending {

@@ -17,6 +17,7 @@ mod config;
 mod forward;
 mod hasher;
 mod kept;
+mod prefetch;
 pub mod replay;
 mod session;
 mod tap;

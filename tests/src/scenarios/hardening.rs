@@ -495,6 +495,82 @@ async fn forwarded_for_is_believed_only_from_a_trusted_proxy() {
     assert!(ex.remote_addr.unwrap().starts_with("127.0.0.42:"));
 }
 
+/// An app that says each request's path as its head arrives, then reads the body and
+/// answers 200.
+async fn app_that_says_heads() -> (
+    std::net::SocketAddr,
+    tokio::sync::mpsc::UnboundedReceiver<String>,
+) {
+    use bytes::Bytes;
+    use http::{Request, Response};
+    use http_body_util::{BodyExt as _, Full};
+    use hyper::{body::Incoming, service::service_fn};
+    use hyper_util::rt::TokioIo;
+    use std::convert::Infallible;
+    use tokio::net::TcpListener;
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, heads) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                let svc = service_fn(move |req: Request<Incoming>| {
+                    let _ = tx.send(req.uri().path().to_owned());
+                    async move {
+                        let _ = req.into_body().collect().await;
+                        Ok::<_, Infallible>(Response::new(Full::new(Bytes::from("ok"))))
+                    }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(tcp), svc)
+                    .await;
+            });
+        }
+    });
+    (addr, heads)
+}
+
+/// Strangers who declare a body and send it a byte at a time take at most half the
+/// client's turns at the app, so a webhook that comes whole is forwarded beside them. Before,
+/// they took every turn, and it waited for one of them to reach its deadline.
+#[tokio::test]
+async fn slow_bodies_never_take_every_turn_at_the_app() {
+    use tokio::io::AsyncWriteExt;
+    let (relay, _) = open_relay_and_echo().await;
+    let (app, mut heads) = app_that_says_heads().await;
+    let mut cfg = agent_config(&relay, app);
+    cfg.max_target_requests = 4;
+    // Long enough that no slow request frees its turn by timing out during the test.
+    cfg.request_timeout = Duration::from_secs(300);
+    let mut agent = spawn_agent(cfg);
+    let (name, _) = agent.connected().await;
+    let mut slow = Vec::new();
+    for _ in 0..6 {
+        let mut s = tokio::net::TcpStream::connect(relay.addr).await.unwrap();
+        let head =
+            format!("POST /t/{name}/slow HTTP/1.1\r\nhost: a\r\ncontent-length: 1000\r\n\r\nx");
+        s.write_all(head.as_bytes()).await.unwrap();
+        slow.push(s);
+    }
+    for _ in 0..2 {
+        assert_eq!(heads.recv().await.unwrap(), "/slow");
+    }
+    let path = format!("/t/{name}/whole");
+    let whole = send(relay.addr, "POST", &path, &[], "{}");
+    let reply = tokio::time::timeout(Duration::from_secs(60), whole)
+        .await
+        .expect("a whole webhook waited behind the slow bodies")
+        .unwrap();
+    assert_eq!(reply.status, 200);
+    assert_eq!(heads.recv().await.unwrap(), "/whole");
+    assert!(
+        heads.try_recv().is_err(),
+        "more slow bodies reached the app than half its turns"
+    );
+    drop(slow);
+}
+
 // ---- 7. shutdown window ---------------------------------------------------------------------
 
 #[tokio::test]
