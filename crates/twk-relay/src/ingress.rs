@@ -6,6 +6,7 @@ use crate::config::strip_port;
 use crate::registry::Lookup;
 use crate::server::{State, text};
 use crate::tunnel_h2::TunnelSender;
+use crate::window::Reader;
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
@@ -220,8 +221,9 @@ pub(crate) async fn forward(
     state: Arc<State>,
     remote: SocketAddr,
     req: Request<Incoming>,
+    reader: Arc<Reader>,
 ) -> Response<RelayBody> {
-    forward_as(state, remote, req, Hop::Public).await
+    forward_as(state, remote, req, Hop::Public, Some(reader)).await
 }
 
 /// Forwards a request through its tunnel, here or (from the public side) on the cluster node
@@ -231,6 +233,7 @@ pub(crate) async fn forward_as(
     remote: SocketAddr,
     req: Request<Incoming>,
     hop: Hop,
+    reader: Option<Arc<Reader>>,
 ) -> Response<RelayBody> {
     let received_ms = now_ms();
     let a = match admit(&state, remote, &req, hop).await {
@@ -326,7 +329,8 @@ pub(crate) async fn forward_as(
             if let Some(SenderFault::Broken(why)) = fault {
                 return broken_body(&request_id, &why);
             }
-            let (mut parts, body) = resp.into_parts();
+            let (mut parts, mut body) = resp.into_parts();
+            body.read_by(reader);
             twk_protocol::strip_hop_by_hop(&mut parts.headers);
             let bytes = state.metrics.bytes_out.clone();
             Response::from_parts(
@@ -753,7 +757,7 @@ fn tunnel_request(
 mod tests {
 
     /// The size of a future returned by `f`, without calling it.
-    fn future_size<A, B, C, F: std::future::Future>(_: fn(A, B, C) -> F) -> usize {
+    fn future_size<A, B, C, D, F: std::future::Future>(_: fn(A, B, C, D) -> F) -> usize {
         std::mem::size_of::<F>()
     }
 

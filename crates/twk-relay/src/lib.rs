@@ -34,6 +34,7 @@ mod server;
 mod stall;
 mod tokens;
 mod tunnel_h2;
+mod window;
 
 pub use config::{AbuseLimits, Auth, RelayConfig, Scheme, UrlStyle};
 pub use keep::KeepLimits;

@@ -48,6 +48,9 @@ pub(crate) struct Metrics {
     cluster_nodes: Gauge,
     cluster_names: Gauge,
     pub(crate) peer_forwarded: Counter,
+    /// Public connections closed because readers blocked together held over half their
+    /// tunnel's HTTP/2 window (`window.rs`).
+    pub(crate) readers_evicted: Counter,
 }
 
 impl Default for Metrics {
@@ -164,7 +167,15 @@ impl Default for Metrics {
             "Public requests sent on to the cluster node holding their tunnel",
             peer_forwarded.clone(),
         );
+        let readers_evicted = Counter::default();
+        registry.register(
+            "readers_evicted",
+            "Public connections closed because slow readers, blocked together, held over half \
+             their tunnel's HTTP/2 window while other answers waited",
+            readers_evicted.clone(),
+        );
         Metrics {
+            readers_evicted,
             cluster_nodes,
             cluster_names,
             peer_forwarded,

@@ -5,6 +5,7 @@ use crate::body::{RelayBody, full};
 use crate::config::RelayConfig;
 use crate::registry::{Registry, Rules};
 use crate::reservations::Store;
+use crate::window::Reader;
 use crate::{connect, ingress};
 use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
@@ -278,7 +279,9 @@ async fn serve_conn(
         return;
     };
     let svc_state = state.clone();
-    let svc = service_fn(move |req| handle(svc_state.clone(), remote, req));
+    let reader = Reader::new();
+    let svc_reader = reader.clone();
+    let svc = service_fn(move |req| handle(svc_state.clone(), remote, req, svc_reader.clone()));
     let conn = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
         .header_read_timeout(state.cfg.header_read_timeout)
@@ -287,10 +290,10 @@ async fn serve_conn(
         .max_buf_size(state.cfg.max_head_bytes.max(8192) * 2)
         .keep_alive(true)
         .serve_connection(
-            TokioIo::new(crate::stall::Stalling::new(
-                io,
-                state.cfg.send_stall_timeout,
-            )),
+            TokioIo::new(
+                crate::stall::Stalling::new(io, state.cfg.send_stall_timeout)
+                    .telling(reader.clone()),
+            ),
             svc,
         )
         .with_upgrades();
@@ -300,6 +303,12 @@ async fn serve_conn(
         _ = drain.cancelled() => {
             conn.as_mut().graceful_shutdown();
             conn.await
+        }
+        // Dropped: its answer's stream is reset, and the window it held comes back.
+        () = reader.evicted().cancelled() => {
+            state.metrics.readers_evicted.inc();
+            info!(%remote, "a slow reader's connection closed: readers like it held the window its tunnel's other answers needed");
+            return;
         }
     };
     if let Err(e) = result {
@@ -351,7 +360,7 @@ async fn serve_peers(
                     } else if req.uri().path().starts_with(crate::peer::KEPT_PATH) {
                         crate::peer::receive_kept(&state, req).await
                     } else if let Some((sender, hop)) = crate::peer::sender_of(&req) {
-                        ingress::forward_as(state, sender, req, hop).await
+                        ingress::forward_as(state, sender, req, hop, None).await
                     } else {
                         text(
                             StatusCode::BAD_REQUEST,
@@ -472,6 +481,7 @@ async fn handle(
     state: Arc<State>,
     remote: SocketAddr,
     req: Request<Incoming>,
+    reader: Arc<Reader>,
 ) -> Result<Response<RelayBody>, Infallible> {
     // RFC 9112 §3.2: an HTTP/1.1 request with no Host, or more than one, is refused.
     if req.version() == http::Version::HTTP_11
@@ -491,7 +501,7 @@ async fn handle(
         text(StatusCode::NOT_FOUND, "twk relay: no such relay endpoint\n")
     } else {
         let t0 = std::time::Instant::now();
-        let resp = ingress::forward(state.clone(), remote, req).await;
+        let resp = ingress::forward(state.clone(), remote, req, reader).await;
         let source = resp
             .headers()
             .get(twk_protocol::ERROR_SOURCE_HEADER)

@@ -13,9 +13,12 @@
 use std::future::Future;
 use std::io::{self, IoSlice};
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+use crate::window::Reader;
 
 /// `io`, whose writes fail with `TimedOut` after `limit` without progress.
 pub(crate) struct Stalling<T> {
@@ -23,6 +26,8 @@ pub(crate) struct Stalling<T> {
     limit: Duration,
     /// Armed when a write finds the socket full, disarmed by any progress.
     since: Option<Pin<Box<tokio::time::Sleep>>>,
+    /// Told when writes block and move again, for its tunnel's window (`window.rs`).
+    reader: Option<Arc<Reader>>,
 }
 
 impl<T> Stalling<T> {
@@ -31,17 +36,33 @@ impl<T> Stalling<T> {
             io,
             limit,
             since: None,
+            reader: None,
         }
+    }
+
+    /// Tells `reader` when writes block and when they move again.
+    pub(crate) fn telling(mut self, reader: Arc<Reader>) -> Stalling<T> {
+        self.reader = Some(reader);
+        self
     }
 
     fn watch<R>(&mut self, cx: &mut Context<'_>, r: Poll<io::Result<R>>) -> Poll<io::Result<R>> {
         if r.is_ready() {
-            self.since = None;
+            if self.since.take().is_some()
+                && let Some(reader) = &self.reader
+            {
+                reader.unblocked();
+            }
             return r;
         }
         // A timer only for a write that finds the socket full: answers that fit in the
         // socket's buffer, nearly all of them, never make one.
         let limit = self.limit;
+        if self.since.is_none()
+            && let Some(reader) = &self.reader
+        {
+            reader.blocked();
+        }
         let since = self
             .since
             .get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));

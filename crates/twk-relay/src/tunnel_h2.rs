@@ -20,12 +20,14 @@
 //! It is not the tunnel client's side (hyper's HTTP/2 server there) nor a general client.
 
 use crate::body::RelayBody;
+use crate::window::{RECHECK, Reader, WATCH_AFTER, WindowShare};
 use bytes::Bytes;
 use http::{Request, Response};
 use http_body::{Body, Frame};
 use http_body_util::BodyExt;
-use std::future::poll_fn;
+use std::future::{Future as _, poll_fn};
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -55,6 +57,8 @@ pub(crate) struct SendError {
 #[derive(Clone)]
 pub(crate) struct TunnelSender {
     h2: h2::client::SendRequest<Bytes>,
+    /// Its answers' slow readers (`window.rs`).
+    share: Arc<WindowShare>,
 }
 
 impl std::fmt::Debug for TunnelSender {
@@ -74,7 +78,8 @@ where
     let (h2, conn) = twk_transport::h2_direct_client_builder()
         .handshake(io)
         .await?;
-    Ok((TunnelSender { h2 }, conn))
+    let share = Arc::default();
+    Ok((TunnelSender { h2, share }, conn))
 }
 
 /// Runs the connection until it ends, with a PING every `ping` that must be answered
@@ -128,6 +133,8 @@ impl TunnelSender {
                 unsent: Some(req),
             });
         }
+        // Slow readers evicted before this request's answer needs the window they hold.
+        self.share.relieve();
         let (parts, body) = req.into_parts();
         let eos = body.is_end_stream();
         let (answer, stream) = self
@@ -146,6 +153,10 @@ impl TunnelSender {
             Ok(resp) => Ok(resp.map(|recv| AnswerBody {
                 recv,
                 data_done: false,
+                share: self.share.clone(),
+                reader: None,
+                passed: 0,
+                recheck: None,
             })),
             Err(error) => Err(SendError {
                 error,
@@ -265,6 +276,60 @@ pub(crate) struct AnswerBody {
     recv: h2::RecvStream,
     /// The data is through; trailers (if any) are next.
     data_done: bool,
+    /// The tunnel's slow readers (`window.rs`).
+    share: Arc<WindowShare>,
+    /// Who reads this answer, if a public connection does; watched once it is large.
+    reader: Option<Arc<Reader>>,
+    passed: u64,
+    /// While data is awaited and readers are blocked on the tunnel: when to check them.
+    recheck: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl AnswerBody {
+    /// Says who reads this answer, so a slow reader of a large one can be evicted when the
+    /// tunnel's other answers need the window it holds.
+    pub(crate) fn read_by(&mut self, reader: Option<Arc<Reader>>) {
+        self.reader = reader;
+    }
+
+    fn passing(&mut self, n: usize) {
+        let before = self.passed;
+        self.passed = before.saturating_add(n as u64);
+        if before < WATCH_AFTER
+            && self.passed >= WATCH_AFTER
+            && let Some(reader) = &self.reader
+        {
+            reader.watch(self.recv.flow_control().clone(), self.share.clone());
+        }
+    }
+
+    /// Waiting for data: while readers are blocked on the tunnel, they are checked every
+    /// [`RECHECK`], since what this answer waits for may be the window they hold.
+    fn awaiting(&mut self, cx: &mut Context<'_>) {
+        if !self.share.any_blocked() {
+            self.recheck = None;
+            return;
+        }
+        let recheck = self
+            .recheck
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(RECHECK)));
+        while recheck.as_mut().poll(cx).is_ready() {
+            self.share.relieve();
+            recheck
+                .as_mut()
+                .reset(tokio::time::Instant::now() + RECHECK);
+        }
+    }
+}
+
+impl Drop for AnswerBody {
+    fn drop(&mut self) {
+        if self.passed >= WATCH_AFTER
+            && let Some(reader) = &self.reader
+        {
+            reader.unwatch();
+        }
+    }
 }
 
 impl Body for AnswerBody {
@@ -277,10 +342,15 @@ impl Body for AnswerBody {
     ) -> Poll<Option<Result<Frame<Bytes>, h2::Error>>> {
         let this = self.get_mut();
         if !this.data_done {
-            match ready!(this.recv.poll_data(cx)) {
+            let polled = this.recv.poll_data(cx);
+            if polled.is_pending() {
+                this.awaiting(cx);
+            }
+            match ready!(polled) {
                 Some(Ok(data)) => {
                     // The window goes back whole: the relay reads as fast as the sender does.
                     let _ = this.recv.flow_control().release_capacity(data.len());
+                    this.passing(data.len());
                     return Poll::Ready(Some(Ok(Frame::data(data))));
                 }
                 Some(Err(e)) => return Poll::Ready(Some(Err(e))),

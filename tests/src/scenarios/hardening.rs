@@ -720,11 +720,39 @@ async fn a_hostile_client_with_a_1_mib_response_head_gets_a_prompt_502() {
 /// closed, its stream reset, and its share of the window comes back.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn senders_who_never_read_their_answers_do_not_stall_the_tunnel() {
+    a_webhook_gets_through_readers_who_hold_the_window(8, Duration::from_millis(500)).await;
+}
+
+/// Readers who take a little now and then keep the stall timer from firing (a hostile
+/// re-check read 2 MB every 9 s), and four of them held the whole window. With the stall
+/// timer out of the way (an hour), readers blocked together on more than half the window
+/// are evicted, those holding most first, when another answer needs it (`window.rs`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readers_who_hold_the_window_together_are_evicted_when_others_need_it() {
+    let evicted =
+        a_webhook_gets_through_readers_who_hold_the_window(16, Duration::from_secs(3600)).await;
+    assert!(evicted > 0, "nobody was evicted");
+}
+
+/// The value of the relay's metric `name`.
+async fn metric(metrics: std::net::SocketAddr, name: &str) -> u64 {
+    let r = send(metrics, "GET", "/_twk/metrics", &[], "")
+        .await
+        .unwrap();
+    r.text()
+        .lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or_else(|| panic!("{name} missing:\n{}", r.text()))
+}
+
+/// `hogs` answers of 64 MiB against a 4 MiB window, none of them read, then a webhook:
+/// its answer comes through. Returns how many readers the relay evicted.
+async fn a_webhook_gets_through_readers_who_hold_the_window(hogs: usize, stall: Duration) -> u64 {
     use tokio::io::AsyncWriteExt as _;
     trace_init();
     let mut cfg = relay_config(twk_relay::Auth::Open);
-    cfg.send_stall_timeout = Duration::from_millis(500);
-    let relay = spawn_relay(cfg).await;
+    cfg.send_stall_timeout = stall;
+    let (relay, metrics) = spawn_relay_with_metrics(cfg).await;
     let (asked_tx, mut asked) = tokio::sync::mpsc::unbounded_channel::<()>();
     let large = bytes::Bytes::from(vec![b'b'; 64 << 20]);
     let _client = raw_agent(relay.addr, &[("x-twk-name", "big")], move |req| {
@@ -741,10 +769,9 @@ async fn senders_who_never_read_their_answers_do_not_stall_the_tunnel() {
     })
     .await
     .unwrap();
-    // Eight 64 MiB answers against a 4 MiB window, none of them read; small socket buffers,
-    // so the kernel takes little of them off the relay's hands.
+    // Small socket buffers, so the kernel takes little of the answers off the relay's hands.
     let mut stalled = Vec::new();
-    for _ in 0..8 {
+    for _ in 0..hogs {
         let sock = tokio::net::TcpSocket::new_v4().unwrap();
         sock.set_recv_buffer_size(4096).unwrap();
         let mut s = sock.connect(relay.addr).await.unwrap();
@@ -753,7 +780,7 @@ async fn senders_who_never_read_their_answers_do_not_stall_the_tunnel() {
             .unwrap();
         stalled.push(s);
     }
-    for _ in 0..8 {
+    for _ in 0..hogs {
         asked.recv().await.unwrap();
     }
     // Until the strangers hold the window (a probe's answer no longer comes within 100 ms);
@@ -766,7 +793,7 @@ async fn senders_who_never_read_their_answers_do_not_stall_the_tunnel() {
         }
     }
     let r = tokio::time::timeout(
-        Duration::from_secs(30),
+        Duration::from_secs(60),
         send(relay.addr, "POST", "/t/big/hook", &[], "x"),
     )
     .await
@@ -774,7 +801,57 @@ async fn senders_who_never_read_their_answers_do_not_stall_the_tunnel() {
     .unwrap();
     assert_eq!(r.status, 200);
     assert_eq!(r.text(), "ok");
+    let evicted = metric(metrics, "twk_relay_readers_evicted_total").await;
     drop(stalled);
+    evicted
+}
+
+/// Two slow readers hold at most half the window: never evicted, each gets all of its
+/// answer once it reads, while webhooks pass beside them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_few_slow_readers_are_never_evicted() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    trace_init();
+    let mut cfg = relay_config(twk_relay::Auth::Open);
+    cfg.send_stall_timeout = Duration::from_secs(3600);
+    let (relay, metrics) = spawn_relay_with_metrics(cfg).await;
+    let large = bytes::Bytes::from(vec![b'b'; 16 << 20]);
+    let _client = raw_agent(relay.addr, &[("x-twk-name", "big")], move |req| {
+        let body = if req.uri().path().ends_with("/big") {
+            large.clone()
+        } else {
+            bytes::Bytes::from_static(b"ok")
+        };
+        http::Response::new(http_body_util::Full::new(body))
+    })
+    .await
+    .unwrap();
+    let mut slow = Vec::new();
+    for _ in 0..2 {
+        let sock = tokio::net::TcpSocket::new_v4().unwrap();
+        sock.set_recv_buffer_size(4096).unwrap();
+        let mut s = sock.connect(relay.addr).await.unwrap();
+        s.write_all(b"GET /t/big/big HTTP/1.1\r\nhost: relay\r\nconnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        slow.push(s);
+    }
+    // Webhooks pass while the two sit blocked, for longer than a reader must be blocked to
+    // be evicted (each webhook checks the blocked readers as it goes to the tunnel).
+    let t0 = Instant::now();
+    while t0.elapsed() < Duration::from_secs(2) {
+        let r = send(relay.addr, "POST", "/t/big/hook", &[], "x")
+            .await
+            .unwrap();
+        assert_eq!(r.status, 200);
+    }
+    for mut s in slow {
+        let mut got = Vec::new();
+        s.read_to_end(&mut got).await.unwrap();
+        let body_at = got.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+        assert_eq!(got.len() - body_at, 16 << 20, "an answer cut short");
+    }
+    assert_eq!(metric(metrics, "twk_relay_readers_evicted_total").await, 0);
 }
 
 #[tokio::test]
