@@ -22,6 +22,7 @@ mod fire;
 mod http;
 pub mod ids;
 mod sender;
+pub mod test_secrets;
 
 pub use catalog::{EventSpec, build, events, find};
 pub use draft::{Body, Draft, Set};
@@ -39,6 +40,7 @@ pub fn check_destination(url: &str) -> Result<(), String> {
 }
 pub use ids::generated_secret;
 pub use sender::{Answer, Next, Retry, RetryOn, RetryReason, Sender, human};
+pub use test_secrets::{LiveTestSecrets, TestSecret, TestSecrets, TestSecretsError};
 
 /// The Verify Push event types of the seed, in its order.
 pub const VERIFY_PUSH_EVENTS: [&str; 5] = catalog::VERIFY_PUSH_EVENTS;
