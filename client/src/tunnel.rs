@@ -561,11 +561,12 @@ async fn drive(
         link: link_tx,
         flights: tui.then_some(flights_tx),
         target: s.target.url(),
+        // Absolute: `trigger` may run elsewhere than a relative `--data-dir` means.
         data_dir: s
             .test_secrets
             .as_ref()
             .and_then(|t| t.file().path().parent())
-            .map(Into::into),
+            .and_then(|d| std::path::absolute(d).ok()),
         published: std::sync::Mutex::new(None),
         missed: crate::missed::MissedPolicy {
             deliver: s
