@@ -9,6 +9,10 @@
 //! attempt and what the provider would make of it ("delivered", "Stripe will retry in
 //! ~1 h", "Bandwidth gives up: this callback is lost").
 //!
+//! It also keeps twk's test secrets ([`test_secrets`]): one signing secret per provider,
+//! which `trigger` signs with when none is configured and the tunnel checks such webhooks
+//! with.
+//!
 //! What it is **not**: it does not verify signatures (that is `twk-providers`), run a
 //! tunnel, or record anything: what it sends is recorded by the tunnel it goes through.
 //! Retry schedules that providers do not publish are approximations, marked as such in
