@@ -30,6 +30,7 @@ use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use twk_providers::{Provider, Secrets};
+use twk_trigger::TestSecrets;
 
 /// Environment variable holding the Basic-auth credentials (`user:pass`), like `--basic-auth`.
 pub const BASIC_AUTH_ENV: &str = "TWK_BASIC_AUTH";
@@ -193,6 +194,14 @@ impl Config {
         Ok(opts)
     }
 
+    /// twk's test secrets file (`twk_trigger::test_secrets`) of the data directory: `data_dir`
+    /// (a flag or env) over the file's `data_dir`, else the default location, as for the
+    /// capture store.
+    pub fn test_secrets(&self, data_dir: Option<&Path>) -> anyhow::Result<TestSecrets> {
+        let opts = self.store_options(data_dir)?;
+        Ok(TestSecrets::in_dir(&opts.data_dir))
+    }
+
     /// The Basic-auth credentials (`user:pass`) twk enforces on the public URL: the tunnel's
     /// `--basic-auth` flag, else the environment's `TWK_BASIC_AUTH`, else this file's
     /// `basic_auth`.
@@ -260,6 +269,21 @@ impl Config {
         }
         Ok(s)
     }
+}
+
+/// `secrets` with twk's test secrets of `file` added, for the commands that check signatures
+/// (they are tried only for providers with no secret configured). A file that cannot be used
+/// is said on stderr, naming it, and checking goes on without test secrets (a webhook signed
+/// with one is then `no_secret`, as before twk had them); only `trigger`, which would sign
+/// with one, fails on it.
+pub fn with_test_secrets(mut secrets: Secrets, file: &TestSecrets) -> Secrets {
+    if let Err(e) = file.add_to(&mut secrets) {
+        say!(
+            "twk-tunnel: warning: {}",
+            twk_sanitize::clean(&twk_sanitize::error_chain(&e))
+        );
+    }
+    secrets
 }
 
 fn default_path_from(xdg: Option<PathBuf>, home: Option<PathBuf>) -> Option<PathBuf> {

@@ -251,6 +251,9 @@ fn plain_line(ex: &Exchange) -> String {
     }
     if let Some(v) = ex.verdict {
         incoming.push(format!("{} {}", v.mark(), v.label()));
+        if ex.matched_secret == Some(twk_providers::SecretSource::TwkTest) {
+            incoming.push("(twk test secret)".to_owned());
+        }
     }
     let lints = twk_capture::lints_of(ex);
     if let Some(first) = lints.first() {
@@ -285,9 +288,10 @@ fn plain_line(ex: &Exchange) -> String {
 }
 
 /// The NDJSON object of an exchange after its leading `"event":"exchange"` and `id`. The
-/// first fields are the stable contract; `event_id`, `summary` and `lints`
-/// (`[{"code", "severity", "message"}]`, the exchange's own lints, as in `log --json`) came
-/// later. The event's name is `event_name`: `event` names the line.
+/// first fields are the stable contract; `event_id`, `summary`, `lints`
+/// (`[{"code", "severity", "message"}]`, the exchange's own lints, as in `log --json`) and
+/// `secret` (which secret a valid or stale signature held with: `configured`, `twk-test`,
+/// else null) came later. The event's name is `event_name`: `event` names the line.
 #[derive(serde::Serialize)]
 struct JsonRest<'a> {
     time: Option<String>,
@@ -304,6 +308,7 @@ struct JsonRest<'a> {
     event_id: Option<&'a str>,
     summary: Option<&'a str>,
     lints: Vec<JsonLint<'a>>,
+    secret: Option<twk_providers::SecretSource>,
 }
 
 #[derive(serde::Serialize)]
@@ -341,6 +346,7 @@ fn json_rest(ex: &Exchange) -> String {
                 message: &l.message,
             })
             .collect(),
+        secret: ex.matched_secret,
     };
     twk_sanitize::json_string(&rest).unwrap_or_else(|_| "{}".to_owned())
 }
@@ -493,6 +499,45 @@ mod tests {
         assert_eq!(v["event_id"], "m-1\u{9b}31m");
         assert_eq!(v["lints"][0]["code"], "401-without-www-authenticate");
         assert_eq!(v["lints"][0]["severity"], "error");
+        assert_eq!(v["secret"], serde_json::Value::Null);
+    }
+
+    #[test]
+    fn a_webhook_valid_with_twks_test_secret_says_so() {
+        let ex = Exchange {
+            method: "POST".into(),
+            path: "/hooks".into(),
+            status: Some(200),
+            provider: Some("stripe".into()),
+            event: Some("payment_intent.succeeded".into()),
+            verdict: Some(twk_providers::Verdict::Valid),
+            matched_secret: Some(twk_providers::SecretSource::TwkTest),
+            ..Exchange::default()
+        };
+        let line = plain_line(&ex);
+        assert!(
+            line.contains("payment_intent.succeeded ✓ valid (twk test secret) POST /hooks"),
+            "{line}"
+        );
+        let v: serde_json::Value = serde_json::from_str(&render(
+            Prepared::Json(json_rest(&ex)),
+            Some(1),
+            &AtomicU64::new(1),
+        ))
+        .expect("one JSON object");
+        assert_eq!(
+            (&v["verdict"], &v["secret"]),
+            (&"valid".into(), &"twk-test".into())
+        );
+        let configured = Exchange {
+            matched_secret: Some(twk_providers::SecretSource::Configured),
+            ..ex
+        };
+        assert!(!plain_line(&configured).contains("test secret"));
+        assert_eq!(
+            serde_json::from_str::<serde_json::Value>(&json_rest(&configured)).expect("json")["secret"],
+            "configured"
+        );
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! The running tunnels' public URLs and emulators' addresses, for `trigger` to find: each
-//! `twk-tunnel` writes `tunnel-<pid>.json` (name, public URL, target, pid) once connected,
-//! rewrites it on reconnect, and removes it on exit; a running emulator writes
+//! `twk-tunnel` writes `tunnel-<pid>.json` (name, public URL, target, pid, data directory)
+//! once connected, rewrites it on reconnect, and removes it on exit; a running emulator writes
 //! `emulator-<pid>.json` (base URL, control token, pid). Mode 0600 in a 0700 directory: the
 //! control token lets whoever reads it fire events. A file whose process is gone (a crash,
 //! a kill -9) is ignored and cleaned up by the next reader.
@@ -25,6 +25,10 @@ pub struct LiveTunnel {
     pub target: String,
     /// Its process.
     pub pid: u32,
+    /// Its data directory, where `trigger` finds the test secrets the tunnel checks (absent
+    /// in files of tunnels older than test secrets).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data_dir: Option<PathBuf>,
 }
 
 /// One running emulator as its runtime file says.
@@ -201,6 +205,7 @@ mod tests {
             public_url: "http://127.0.0.1:1/t/demo".into(),
             target: "http://localhost:3000".into(),
             pid: std::process::id(),
+            data_dir: Some(tmp.path().join("data")),
         };
         let published = Published::write_in(&dir, &me).expect("write");
         let mut gone = me.clone();

@@ -27,6 +27,9 @@ pub struct TuiContext {
     pub target: String,
     /// Provider secrets, for replay with re-signing.
     pub secrets: Arc<twk_providers::Secrets>,
+    /// twk's test secrets as they are now: `t` signs with them when no secret is
+    /// configured, and replays are checked with them.
+    pub test_secrets: Option<Arc<twk_trigger::LiveTestSecrets>>,
     /// Cancelled when the user quits (the tunnel then shuts down), or by a signal.
     pub shutdown: CancellationToken,
     /// The relay is the embedded loopback one (the top bar says providers cannot reach it).
@@ -36,6 +39,13 @@ pub struct TuiContext {
     /// `--emulate`: `t` on a Twilio Verify or Authy event fires through the emulator, to
     /// the webhooks registered with it.
     pub emulator: Option<twk_emulator::Handle>,
+}
+
+impl TuiContext {
+    /// The configured secrets with the test secrets as they are now.
+    fn secrets_now(&self) -> twk_providers::Secrets {
+        crate::tunnel::secrets_now(&self.secrets, self.test_secrets.as_deref())
+    }
 }
 
 /// How often the screen is redrawn (when something changed) and the clock advances.
@@ -336,7 +346,7 @@ impl Host<'_> {
         .context("redrawing after the editor")?;
         self.events = Some(EventStream::new());
         match edited {
-            Ok(ex) => match stale_signature(id, &ex, &self.ctx.secrets) {
+            Ok(ex) => match stale_signature(id, &ex, &self.ctx.secrets_now()) {
                 Some(stale) => {
                     self.pending_edit = Some((id, ex));
                     data.dispatch(model, Msg::EditedStale(stale));
@@ -415,7 +425,7 @@ fn deliver_missed(
         ));
     }
     let opts = twk_agent::replay::ReplayOptions {
-        secrets: (*ctx.secrets).clone(),
+        secrets: ctx.secrets_now(),
         capture_cap: ctx.recorder.options().body_cap,
         ..Default::default()
     };
@@ -441,6 +451,23 @@ fn deliver_missed(
         ));
     });
     None
+}
+
+/// twk's test secret for `p` (made now if it has none), as `trigger` signs with it.
+fn test_secret(
+    ctx: &TuiContext,
+    p: twk_providers::Provider,
+) -> Result<twk_providers::Secret, String> {
+    let live = ctx.test_secrets.as_ref().ok_or_else(|| {
+        format!(
+            "no {} secret configured, and no data directory for twk's test secrets",
+            p.display_name()
+        )
+    })?;
+    live.file()
+        .get_or_make(p)
+        .map(|t| t.secret)
+        .map_err(|e| format!("not sent: {}", twk_sanitize::error_chain(&e)))
 }
 
 /// Every event `trigger` knows, for the picker.
@@ -481,17 +508,19 @@ fn start_trigger(
         &draft.event,
     ));
     // With an emulator, Twilio's key is its account's auth token (the app checks with it);
-    // else the configured secret, or a throwaway one (the row then says "no secret").
+    // else the configured secret, or twk's test secret (the tunnel checks it: a ✓ row).
     let emulator_token = emulated
         .as_ref()
         .filter(|_| p == twk_providers::Provider::Twilio)
         .map(|(e, _)| e.auth_token().clone());
-    let secret = emulator_token
-        .or_else(|| ctx.secrets.get(p).cloned())
-        .or_else(|| {
-            (p != twk_providers::Provider::Bandwidth)
-                .then(|| twk_providers::Secret::new(twk_trigger::generated_secret(p)))
-        });
+    let secret = match emulator_token.or_else(|| ctx.secrets.get(p).cloned()) {
+        Some(s) => Some(s),
+        None if p == twk_providers::Provider::Bandwidth => None,
+        None => match test_secret(ctx, p) {
+            Ok(s) => Some(s),
+            Err(why) => return error(why),
+        },
+    };
     let opts = twk_trigger::FireOptions {
         url: format!("{}/", url.trim_end_matches('/')),
         secret,
@@ -589,7 +618,7 @@ fn start_replay(
     };
     let opts = twk_agent::replay::ReplayOptions {
         resign,
-        secrets: (*ctx.secrets).clone(),
+        secrets: ctx.secrets_now(),
         capture_cap: ctx.recorder.options().body_cap,
         ..Default::default()
     };

@@ -15,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 use twk_agent::{AgentConfig, AgentError, HostHeader, RelayUrl, Target};
 use twk_agent::{ConnState, Observer};
 use twk_capture::{Exchange, Recorder};
+use twk_trigger::LiveTestSecrets;
 
 /// How the Host header reaches the local target.
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -150,6 +151,8 @@ struct TunnelObserver {
     flights: Option<mpsc::Sender<twk_inspector::Msg>>,
     /// The local target, for the runtime file.
     target: String,
+    /// The data directory, for the runtime file (`trigger` signs with its test secrets).
+    data_dir: Option<PathBuf>,
     /// This tunnel's runtime file while connected (`trigger` finds the public URL there).
     published: std::sync::Mutex<Option<crate::runtime::Published>>,
     /// What happens to requests that arrived while offline.
@@ -169,6 +172,7 @@ impl TunnelObserver {
                     public_url: public_url.clone(),
                     target: self.target.clone(),
                     pid: std::process::id(),
+                    data_dir: self.data_dir.clone(),
                 };
                 let written = match slot.as_ref() {
                     Some(p) => p.rewrite(&live),
@@ -283,6 +287,9 @@ struct Settings {
     args: TunnelArgs,
     target: Target,
     secrets: Arc<twk_providers::Secrets>,
+    /// twk's test secrets of the data directory, as they are now; `None` when there is no
+    /// data directory at all (no HOME).
+    test_secrets: Option<Arc<LiveTestSecrets>>,
     mode: OutputMode,
     /// `--relay` (the first), or `None` for the embedded relay.
     relay: Option<RelayUrl>,
@@ -339,6 +346,10 @@ fn settings(mut args: TunnelArgs) -> anyhow::Result<Settings> {
         true => None,
         false => Some(config.store_options(args.data_dir.as_deref()).usage()?),
     };
+    let test_secrets = config
+        .test_secrets(args.data_dir.as_deref())
+        .ok()
+        .map(|file| Arc::new(watch_test_secrets(file)));
     Ok(Settings {
         basic_auth: basic_auth(basic.as_deref(), &args, &config).usage()?,
         relay_ca: args.relay_ca.as_deref().map(relay_ca).transpose().usage()?,
@@ -350,10 +361,37 @@ fn settings(mut args: TunnelArgs) -> anyhow::Result<Settings> {
         args,
         target,
         secrets: Arc::new(secrets),
+        test_secrets,
         relay,
         fallback_relays,
         store,
     })
+}
+
+/// twk's test secrets of `file` as they are now; a file that is there but cannot be used is
+/// said on stderr at start (naming it) and counts as none until it is fixed.
+fn watch_test_secrets(file: twk_trigger::TestSecrets) -> LiveTestSecrets {
+    if let Err(e) = file.load() {
+        say!(
+            "twk-tunnel: warning: {}; webhooks signed with a test secret show \"no secret\" \
+             until it is fixed",
+            twk_sanitize::clean(&twk_sanitize::error_chain(&e))
+        );
+    }
+    LiveTestSecrets::new(file)
+}
+
+/// The configured secrets with twk's test secrets as they are now: for replays, whose
+/// secrets are taken once.
+pub fn secrets_now(
+    configured: &twk_providers::Secrets,
+    test: Option<&LiveTestSecrets>,
+) -> twk_providers::Secrets {
+    let mut s = configured.clone();
+    for (p, secret) in test.map(|t| t.all()).iter().flat_map(|all| all.iter()) {
+        s.set_test_secret(*p, secret.clone());
+    }
+    s
 }
 
 /// The Basic-auth credentials twk enforces (`--basic-auth`, `TWK_BASIC_AUTH` or the config
@@ -485,6 +523,10 @@ fn agent_config(s: &Settings, relay: RelayUrl, recorder: Option<&Recorder>) -> A
     cfg.host_header = args.host_header();
     cfg.request_timeout = args.request_timeout;
     cfg.secrets = s.secrets.clone();
+    cfg.test_secrets = s
+        .test_secrets
+        .clone()
+        .map(|live| -> twk_agent::TestSecretLookup { Arc::new(move |p| live.get(p)) });
     cfg.basic_auth = s.basic_auth.clone();
     cfg.extra_ca_pem = s.relay_ca.clone();
     cfg.owner_key = owner_key(s);
@@ -519,13 +561,19 @@ async fn drive(
         link: link_tx,
         flights: tui.then_some(flights_tx),
         target: s.target.url(),
+        // Absolute: `trigger` may run elsewhere than a relative `--data-dir` means.
+        data_dir: s
+            .test_secrets
+            .as_ref()
+            .and_then(|t| t.file().path().parent())
+            .and_then(|d| std::path::absolute(d).ok()),
         published: std::sync::Mutex::new(None),
         missed: crate::missed::MissedPolicy {
             deliver: s
                 .args
                 .deliver_missed
                 .then(|| twk_agent::replay::ReplayOptions {
-                    secrets: (*s.secrets).clone(),
+                    secrets: secrets_now(&s.secrets, s.test_secrets.as_deref()),
                     capture_cap: recorder.as_ref().map_or(1 << 20, |r| r.options().body_cap),
                     ..Default::default()
                 }),
@@ -540,6 +588,7 @@ async fn drive(
                 flights: flights_rx,
                 target: s.target.url(),
                 secrets: s.secrets.clone(),
+                test_secrets: s.test_secrets.clone(),
                 shutdown: shutdown.clone(),
                 embedded,
                 relay_ca: s.relay_ca.clone(),

@@ -8,7 +8,10 @@
 //! - Bandwidth's sender: challenge then credentials (both legs paired in the capture), a
 //!   bare 401 loses the callback, North America retried on a compressed clock,
 //!   international never;
-//! - a slow app is reported as the provider timing out; no tunnel is a clear usage error.
+//! - a slow app is reported as the provider timing out; no tunnel is a clear usage error;
+//! - with no secret configured anywhere, `trigger` signs with twk's test secret (made once,
+//!   kept 0600) and the running tunnel records the webhook valid, marked `twk-test` (this
+//!   test needs no SDK venv: its app is an echo server).
 #![allow(clippy::unwrap_used)]
 
 #[path = "support/app.rs"]
@@ -405,7 +408,11 @@ fn bad_flags_are_refused_before_anything_is_sent() {
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(err.contains("e.g. http://localhost:3000"), "{err}");
     assert!(out.stdout.is_empty(), "nothing was sent");
-    assert!(!err.contains("generated"), "no secret was generated: {err}");
+    assert!(!err.contains("test secret"), "no secret was made: {err}");
+    assert!(
+        !home.path().join("data/test-secrets.toml").exists(),
+        "no secret was made"
+    );
     let out = run(&[
         "stripe",
         "payment_intent.succeeded",
@@ -417,4 +424,201 @@ fn bad_flags_are_refused_before_anything_is_sent() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(err.contains("longer than 0"), "{err}");
+}
+
+/// A `twk-tunnel` in `home` with no provider secret anywhere: none in the environment that
+/// runs the tests either.
+fn unconfigured(home: &Path) -> Command {
+    let mut c = home::command(BIN, home);
+    for p in Provider::ALL {
+        c.env_remove(p.secret_env_var());
+    }
+    for k in [
+        "TWILIO_SECONDARY_AUTH_TOKEN",
+        "WEBHOOK_SECRET",
+        "BANDWIDTH_CALLBACK_USERNAME",
+        "BANDWIDTH_CALLBACK_PASSWORD",
+    ] {
+        c.env_remove(k);
+    }
+    c
+}
+
+/// `trigger ARGS --json` through the tunnel of `home`: exit code, stderr.
+async fn trigger_unconfigured(home: &Path, args: &[&str]) -> (i32, String) {
+    let mut c = unconfigured(home);
+    c.arg("trigger").args(args).arg("--json");
+    let out = tokio::process::Command::from(c).output().await.unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// The secret a test-secret message names (`…for Stripe, whsec_… (…`).
+fn named_secret(stderr: &str) -> &str {
+    let at = stderr
+        .find("for Stripe, ")
+        .unwrap_or_else(|| panic!("{stderr}"))
+        + 12;
+    stderr[at..].split(' ').next().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_no_secret_configured_trigger_and_the_tunnel_share_twks_test_secret() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let app = twk_e2e::FakeTarget::echo().await;
+    let home = tempfile::tempdir().unwrap();
+    let mut tunnel = tokio::process::Command::from(unconfigured(home.path()))
+        .args([
+            &app.addr.port().to_string(),
+            "--json",
+            "--embedded-port",
+            "0",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines =
+        tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(tunnel.stdout.take().unwrap()));
+    let mut next = async || -> Value {
+        let line = tokio::time::timeout(std::time::Duration::from_secs(10), lines.next_line())
+            .await
+            .expect("a line within 10 s")
+            .unwrap()
+            .expect("the tunnel's output");
+        serde_json::from_str(&line).unwrap()
+    };
+    assert_eq!(next().await["event"], "ready");
+
+    // The first use makes the secret (after the tunnel started) and says so, once.
+    let (code, err) =
+        trigger_unconfigured(home.path(), &["stripe", "payment_intent.succeeded"]).await;
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("no Stripe webhook secret configured"), "{err}");
+    assert!(err.contains("made now"), "{err}");
+    assert!(err.contains("twk-tunnel checks it already"), "{err}");
+    let secret = named_secret(&err).to_owned();
+    assert!(secret.starts_with("whsec_"), "{err}");
+    assert!(
+        err.contains(&format!("STRIPE_WEBHOOK_SECRET={secret}")),
+        "{err}"
+    );
+    let file = home.path().join("data/twk/test-secrets.toml");
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&file), 0o600);
+    assert_eq!(mode(file.parent().unwrap()), 0o700);
+    assert!(
+        std::fs::read_to_string(&file)
+            .unwrap()
+            .contains(&format!("stripe = \"{secret}\""))
+    );
+    let ex = next().await;
+    assert_eq!(
+        (&ex["verdict"], &ex["secret"]),
+        (&"valid".into(), &"twk-test".into()),
+        "{ex}"
+    );
+
+    // Later uses reuse it.
+    let (code, err) = trigger_unconfigured(home.path(), &["stripe", "charge.refunded"]).await;
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(named_secret(&err), secret, "{err}");
+    assert!(!err.contains("made now"), "{err}");
+    let ex = next().await;
+    assert_eq!(
+        (&ex["verdict"], &ex["secret"]),
+        (&"valid".into(), &"twk-test".into()),
+        "{ex}"
+    );
+
+    // Signed with another secret (a real Stripe's): not invalid, just no secret.
+    let other = [
+        "stripe",
+        "invoice.paid",
+        "--secret",
+        "whsec_someone_elses_secret",
+    ];
+    let (code, err) = trigger_unconfigured(home.path(), &other).await;
+    assert_eq!(code, 0, "{err}");
+    assert!(!err.contains("test secret"), "{err}");
+    let ex = next().await;
+    assert_eq!(
+        (&ex["verdict"], &ex["secret"]),
+        (&"no_secret".into(), &Value::Null),
+        "{ex}"
+    );
+
+    // Bandwidth with no credentials configured sends none, and gets no test secret.
+    let (code, err) = trigger_unconfigured(home.path(), &["bandwidth", "message-delivered"]).await;
+    assert_eq!(code, 0, "{err}");
+    assert!(!err.contains("test secret"), "{err}");
+    assert!(
+        !std::fs::read_to_string(&file)
+            .unwrap()
+            .contains("bandwidth")
+    );
+    next().await;
+
+    // The history says the same, and `verify` agrees.
+    let mut log = unconfigured(home.path());
+    log.args(["log", "--json", "--limit", "0"]);
+    let rows = ndjson::lines(&tokio::process::Command::from(log).output().await.unwrap());
+    let got: Vec<(&Value, &Value)> = rows.iter().map(|r| (&r["verdict"], &r["secret"])).collect();
+    let (valid, test, none) = (
+        Value::from("valid"),
+        Value::from("twk-test"),
+        Value::from("no_secret"),
+    );
+    assert_eq!(
+        got[..3],
+        [(&valid, &test), (&valid, &test), (&none, &Value::Null)],
+        "{rows:?}"
+    );
+    let mut table = unconfigured(home.path());
+    table.arg("log");
+    let out = tokio::process::Command::from(table).output().await.unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).contains("valid (twk-test)"));
+    let first = rows[0]["id"].to_string();
+    let mut verify = unconfigured(home.path());
+    verify.args(["verify", &first]);
+    let out = tokio::process::Command::from(verify)
+        .output()
+        .await
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(text.contains("twk's test secret"), "{text}");
+    tunnel.kill().await.unwrap();
+}
+
+/// A test secrets file twk cannot parse is an error naming it (exit 2), never replaced.
+#[test]
+fn a_corrupt_test_secrets_file_is_a_usage_error_naming_it() {
+    let home = tempfile::tempdir().unwrap();
+    let file = home.path().join("data/twk/test-secrets.toml");
+    std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+    std::fs::write(&file, "stripe = \"whsec_x\"\ngarbage\n").unwrap();
+    let out = unconfigured(home.path())
+        .args([
+            "trigger",
+            "stripe",
+            "invoice.paid",
+            "--to",
+            "http://127.0.0.1:9/",
+        ])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains(&file.display().to_string()), "{err}");
+    assert!(!err.contains("whsec_x"), "{err}");
+    assert_eq!(
+        std::fs::read_to_string(&file).unwrap(),
+        "stripe = \"whsec_x\"\ngarbage\n"
+    );
+    assert!(out.stdout.is_empty(), "nothing was sent");
 }

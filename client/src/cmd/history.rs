@@ -1,9 +1,10 @@
 //! `twk-tunnel log`, `replay` and `export`: the capture history on the developer's disk.
 
-use crate::config::Config;
+use crate::config::{Config, with_test_secrets};
 use twk_agent::replay::{ReplayOptions, replay};
 use twk_capture::redact::redact_headers;
-use twk_providers::Verdict;
+use twk_providers::{SecretSource, Verdict};
+use twk_trigger::TestSecrets;
 
 use crate::usage::{UsageExt, usage_error};
 use anyhow::Context;
@@ -349,7 +350,7 @@ fn write_table(out: &mut impl Write, rows: &[Summary]) -> std::io::Result<()> {
                     18,
                 ),
                 clip(&twk_sanitize::escape(r.event.as_deref().unwrap_or("-")), 32),
-                r.verdict.map_or("-", Verdict::as_str).to_string(),
+                verdict_cell(r.verdict, r.matched_secret),
                 att,
                 auth_cell(r),
                 clip(&twk_sanitize::escape(&r.path), 60),
@@ -412,6 +413,16 @@ fn write_table(out: &mut impl Write, rows: &[Summary]) -> std::io::Result<()> {
     Ok(())
 }
 
+/// A verdict as `log` and `replay` print it: its id, and `(twk-test)` after one that holds
+/// only with twk's test secret (none configured); `-` when there is none.
+fn verdict_cell(verdict: Option<Verdict>, secret: Option<SecretSource>) -> String {
+    match (verdict, secret) {
+        (None, _) => "-".to_owned(),
+        (Some(v), Some(s @ SecretSource::TwkTest)) => format!("{v} ({s})"),
+        (Some(v), _) => v.as_str().to_owned(),
+    }
+}
+
 fn clip(s: &str, max: usize) -> String {
     if s.chars().count() <= max {
         return s.to_owned();
@@ -443,6 +454,8 @@ pub async fn run_replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
     let secrets = config
         .secrets(&args.secrets, None, |k| std::env::var(k).ok())
         .usage()?;
+    // The replay's verdict as the tunnel would give it: test secrets too.
+    let secrets = with_test_secrets(secrets, &TestSecrets::in_dir(&opts.data_dir));
     let ropts = ReplayOptions {
         to: args.to.clone(),
         keep_host: args.keep_host,
@@ -503,7 +516,7 @@ fn print_replay(
         twk_sanitize::escape(&ex.target),
         status,
         twk_capture::export::har::reason(status),
-        ex.verdict.map_or("-", Verdict::as_str)
+        verdict_cell(ex.verdict, ex.matched_secret)
     )?;
     if let Some(verdict) = ex.verdict.filter(|v| !v.is_valid())
         && let Some(why) = diagnosis_summary(ex)
@@ -672,6 +685,7 @@ mod tests {
             event: None,
             summary: None,
             verdict: None,
+            matched_secret: None,
             attempt: Some(1),
             replay_of: None,
             missed: false,
@@ -680,6 +694,21 @@ mod tests {
             handshake: None,
             lints: vec![],
         }
+    }
+
+    #[test]
+    fn the_verdict_cell_says_when_only_twks_test_secret_held() {
+        let mut r = row(3);
+        r.verdict = Some(Verdict::Valid);
+        r.matched_secret = Some(SecretSource::TwkTest);
+        let mut out = Vec::new();
+        write_table(&mut out, &[r.clone()]).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.contains("valid (twk-test)"), "{text}");
+        r.matched_secret = Some(SecretSource::Configured);
+        assert_eq!(verdict_cell(r.verdict, r.matched_secret), "valid");
+        assert_eq!(verdict_cell(Some(Verdict::NoSecret), None), "no_secret");
+        assert_eq!(verdict_cell(None, None), "-");
     }
 
     #[test]

@@ -11,7 +11,7 @@ use crate::usage::{UsageExt as _, usage_error};
 use anyhow::Context as _;
 use clap::builder::PossibleValuesParser;
 use serde_json::{Value, json};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 use twk_providers::{Provider, Secret};
@@ -47,8 +47,9 @@ pub struct TriggerArgs {
     #[arg(long = "set", value_name = "FIELD=VALUE")]
     sets: Vec<String>,
     /// The secret to sign with (else the provider's environment variable, then the config
-    /// file's [secrets], as for `verify`; else a generated one, printed with where to put
-    /// it). Bandwidth: the callback's `user:password`.
+    /// file's [secrets], as for `verify`; else twk's test secret for the provider, made once
+    /// and kept in the data directory, which the tunnel checks too; it is printed). Bandwidth:
+    /// the callback's `user:password` (none configured: no credentials).
     #[arg(
         long,
         value_name = "[PROVIDER=]SECRET",
@@ -90,6 +91,10 @@ pub struct TriggerArgs {
     /// Config file with [secrets] (default: $XDG_CONFIG_HOME/twk/config.toml).
     #[arg(long, value_name = "FILE", env = "TWK_CONFIG")]
     config: Option<PathBuf>,
+    /// Data directory whose test secrets to sign with when no secret is configured (default:
+    /// the running tunnel's, else `data_dir` from the config, else $XDG_DATA_HOME/twk).
+    #[arg(long, value_name = "DIR", env = "TWK_DATA_DIR")]
+    data_dir: Option<PathBuf>,
 }
 
 fn provider_ids() -> PossibleValuesParser {
@@ -150,7 +155,7 @@ pub async fn run(args: TriggerArgs) -> anyhow::Result<ExitCode> {
     }
     let draft = twk_trigger::build(&spec, sets, super::verify::now_unix()).usage()?;
     let (url, via) = destination(&args)?;
-    let secret = secret(&args, provider)?;
+    let secret = secret(&args, provider, via.as_ref())?;
     let extra_ca_pem = match &args.ca {
         Some(p) => Some(
             std::fs::read(p)
@@ -174,7 +179,7 @@ pub async fn run(args: TriggerArgs) -> anyhow::Result<ExitCode> {
             clean(&draft.event),
             clean(&draft.id),
             clean(&twk_trigger::shown_url(&opts.url)),
-            via.map(|v| format!("  (tunnel {})", clean(&v)))
+            via.map(|v| format!("  (tunnel {})", clean(&v.name)))
                 .unwrap_or_default()
         );
     }
@@ -197,8 +202,8 @@ pub async fn run(args: TriggerArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
-/// `--to`, or the running tunnel's public URL and path (with its name).
-fn destination(args: &TriggerArgs) -> anyhow::Result<(String, Option<String>)> {
+/// `--to`, or the running tunnel's public URL and path (with the tunnel).
+fn destination(args: &TriggerArgs) -> anyhow::Result<(String, Option<LiveTunnel>)> {
     if let Some(to) = &args.to {
         return Ok((to.clone(), None));
     }
@@ -210,7 +215,7 @@ fn destination(args: &TriggerArgs) -> anyhow::Result<(String, Option<String>)> {
     } else {
         format!("/{}", args.path)
     };
-    Ok((format!("{base}{path}"), Some(pick.name.clone())))
+    Ok((format!("{base}{path}"), Some(pick.clone())))
 }
 
 fn pick_tunnel<'a>(live: &'a [LiveTunnel], name: Option<&str>) -> anyhow::Result<&'a LiveTunnel> {
@@ -243,9 +248,13 @@ fn pick_tunnel<'a>(live: &'a [LiveTunnel], name: Option<&str>) -> anyhow::Result
     }
 }
 
-/// The secret for `provider` from the shared loader, or a generated one (said on stderr
-/// with where to put it). Bandwidth without credentials sends none.
-fn secret(args: &TriggerArgs, provider: Provider) -> anyhow::Result<Option<Secret>> {
+/// The secret for `provider` from the shared loader, else twk's test secret for it (said on
+/// stderr). Bandwidth without credentials sends none.
+fn secret(
+    args: &TriggerArgs,
+    provider: Provider,
+    via: Option<&LiveTunnel>,
+) -> anyhow::Result<Option<Secret>> {
     let config = Config::load(args.config.as_deref()).usage()?;
     let (named, bare): (Vec<String>, Vec<String>) = args.secret.iter().cloned().partition(|v| {
         v.split_once('=')
@@ -262,17 +271,49 @@ fn secret(args: &TriggerArgs, provider: Provider) -> anyhow::Result<Option<Secre
     if provider == Provider::Bandwidth {
         return Ok(None);
     }
-    let generated = twk_trigger::generated_secret(provider);
-    say!(
-        "twk: no {} secret configured: signed with a generated one, {generated}\n\
-         twk: to have the tunnel and your app check it: export {}={generated} \
-         (or --secret {}=… on the tunnel, or [secrets] {} = \"…\" in the config file)",
-        provider.display_name(),
-        provider.secret_env_var(),
-        provider.as_str(),
-        provider.as_str(),
-    );
-    Ok(Some(Secret::new(generated)))
+    let file = test_secrets_file(args, &config, via)?;
+    // A file twk cannot read or parse is the user's to fix (exit 2); one it cannot write
+    // is a failure at run time.
+    let test = match file.get_or_make(provider) {
+        Ok(t) => t,
+        Err(e @ twk_trigger::TestSecretsError::Write { .. }) => return Err(e.into()),
+        Err(e) => return Err(e).usage(),
+    };
+    say!("{}", test_secret_message(provider, &test, file.path()));
+    Ok(Some(test.secret))
+}
+
+/// Whose test secrets: `--data-dir` (or `TWK_DATA_DIR`), else the tunnel's it goes through
+/// (so that the tunnel checks the same secret), else the config's `data_dir` or the default.
+fn test_secrets_file(
+    args: &TriggerArgs,
+    config: &Config,
+    via: Option<&LiveTunnel>,
+) -> anyhow::Result<twk_trigger::TestSecrets> {
+    let published = via.and_then(|t| t.data_dir.as_deref());
+    match (&args.data_dir, published) {
+        (None, Some(dir)) => Ok(twk_trigger::TestSecrets::in_dir(dir)),
+        (flag, _) => config
+            .test_secrets(flag.as_deref())
+            .context("locating twk's test secrets (set HOME, or pass --data-dir or --secret)")
+            .usage(),
+    }
+}
+
+/// The one stderr message of a webhook signed with twk's test secret: the provider, the
+/// secret (the app needs it), where it is kept, and that the tunnel checks it already.
+fn test_secret_message(provider: Provider, test: &twk_trigger::TestSecret, path: &Path) -> String {
+    let value = clean(test.secret.expose_str().unwrap_or_default());
+    format!(
+        "twk: no {name} {what} configured: signed with twk's test secret for {name}, {value} \
+         ({made}kept in {path}); twk-tunnel checks it already; give your app the same one \
+         (e.g. {var}={value})",
+        name = provider.display_name(),
+        what = provider.secret_name(),
+        made = if test.made_now { "made now, " } else { "" },
+        path = twk_sanitize::escape(&path.display().to_string()),
+        var = provider.secret_env_var(),
+    )
 }
 
 fn leg_label(leg: Leg) -> &'static str {
@@ -385,6 +426,7 @@ mod tests {
             public_url: format!("http://127.0.0.1:1/t/{name}"),
             target: "http://localhost:3000".into(),
             pid,
+            data_dir: None,
         };
         assert!(pick_tunnel(&[], None).is_err());
         let one = [t("a", 1)];
@@ -394,6 +436,32 @@ mod tests {
         assert!(e.contains("--name") && e.contains("b (http"), "{e}");
         assert_eq!(pick_tunnel(&two, Some("b")).expect("b").name, "b");
         assert!(pick_tunnel(&two, Some("c")).is_err());
+    }
+
+    #[test]
+    fn the_test_secret_message_names_the_provider_the_secret_and_the_tunnel() {
+        let test = twk_trigger::TestSecret {
+            secret: Secret::new("whsec_abc123"),
+            made_now: true,
+        };
+        let path = Path::new("/home/u/.local/share/twk/test-secrets.toml");
+        let m = test_secret_message(Provider::Stripe, &test, path);
+        assert_eq!(
+            m,
+            "twk: no Stripe webhook secret configured: signed with twk's test secret for \
+             Stripe, whsec_abc123 (made now, kept in /home/u/.local/share/twk/test-secrets.toml); \
+             twk-tunnel checks it already; give your app the same one (e.g. \
+             STRIPE_WEBHOOK_SECRET=whsec_abc123)"
+        );
+        let again = twk_trigger::TestSecret {
+            made_now: false,
+            ..test
+        };
+        assert!(
+            test_secret_message(Provider::Stripe, &again, path)
+                .contains("whsec_abc123 (kept in /home/u/")
+        );
+        assert!(!m.contains('\n'), "one line");
     }
 
     #[test]

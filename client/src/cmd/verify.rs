@@ -12,7 +12,7 @@
 //! request or secret cannot be signed.
 
 use crate::cmd::history::StoreArgs;
-use crate::config::Config;
+use crate::config::{Config, with_test_secrets};
 use crate::usage::{UsageExt as _, usage_error};
 use anyhow::Context as _;
 use clap::builder::{PossibleValuesParser, TypedValueParser as _};
@@ -20,8 +20,8 @@ use std::io::Read as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use twk_providers::{
-    Analysis, OwnedRequest, Provider, Secret, Secrets, SecretsError, SignOptions, Verdict,
-    VerifyOptions,
+    Analysis, OwnedRequest, Provider, Secret, SecretSource, Secrets, SecretsError, SignOptions,
+    Verdict, VerifyOptions,
 };
 use twk_sanitize::clean;
 
@@ -237,6 +237,17 @@ fn secrets(args: &RequestArgs, config: &Config) -> anyhow::Result<Secrets> {
     Ok(s)
 }
 
+/// The secrets of `verify`: [`secrets`], and twk's test secrets of the data directory for
+/// the providers they leave without one (as the tunnel checks).
+fn verify_secrets(args: &VerifyArgs, config: &Config) -> anyhow::Result<Secrets> {
+    let s = secrets(&args.request, config).usage()?;
+    Ok(match config.test_secrets(args.store.data_dir.as_deref()) {
+        Ok(file) => with_test_secrets(s, &file),
+        // No data directory at all (no HOME): no test secrets either.
+        Err(_) => s,
+    })
+}
+
 /// Runs `verify`.
 pub fn run_verify(args: VerifyArgs) -> anyhow::Result<ExitCode> {
     let checked = match args.id {
@@ -277,7 +288,7 @@ fn check_given(args: &VerifyArgs) -> anyhow::Result<Analysis> {
         .or_else(|| twk_providers::detect(&req.view()));
     require_url(&args.request, provider)?;
     let config = Config::load(args.store.config.as_deref()).usage()?;
-    let secrets = secrets(&args.request, &config).usage()?;
+    let secrets = verify_secrets(args, &config)?;
     let opts = verify_options(args, now_unix(), args.request.provider.0);
     Ok(twk_providers::analyze(&req.view(), &secrets, &opts))
 }
@@ -310,7 +321,7 @@ fn check_stored(args: &VerifyArgs, id: i64) -> anyhow::Result<Analysis> {
         .provider
         .0
         .or_else(|| ex.provider.as_deref().and_then(|p| p.parse().ok()));
-    let secrets = secrets(&args.request, &config).usage()?;
+    let secrets = verify_secrets(args, &config)?;
     let at = verify_options(args, ex.timings.received_ms / 1000, provider);
     Ok(twk_agent::analyze_exchange(&ex, &secrets, at))
 }
@@ -333,6 +344,13 @@ fn render(a: &Analysis) -> String {
         verdict.push_str(&format!(" (matched: {v})"));
     }
     line("verdict", &verdict);
+    if a.matched_secret == Some(SecretSource::TwkTest) {
+        line(
+            "secret",
+            "twk's test secret for this provider (no secret configured for it; `twk-tunnel \
+             trigger` signs with it)",
+        );
+    }
     if let Some(skew) = a.skew_secs
         && a.verdict == Verdict::Stale
     {

@@ -247,6 +247,10 @@ pub struct AgentConfig {
     pub shutdown_grace: Duration,
     /// Provider secrets for signature checks (masked in Debug).
     pub secrets: std::sync::Arc<twk_providers::Secrets>,
+    /// twk's test secrets as they are now (they appear while the tunnel runs: `trigger`
+    /// makes one the first time a provider needs it), tried for a provider `secrets` has
+    /// none for. `None`: no test secrets.
+    pub test_secrets: Option<TestSecretLookup>,
     /// Basic-auth credentials twk enforces itself (the 401 challenge), if any.
     pub basic_auth: Option<crate::BasicAuth>,
     /// HTTP/2 PING interval on the tunnel.
@@ -258,6 +262,10 @@ pub struct AgentConfig {
     /// ([`crate::Observer::missed`]). `None`: nothing is kept for this client.
     pub owner_key: Option<twk_protocol::kept::OwnerKey>,
 }
+
+/// The test secret of a provider now, if it has one (see [`AgentConfig::test_secrets`]).
+pub type TestSecretLookup =
+    std::sync::Arc<dyn Fn(twk_providers::Provider) -> Option<twk_providers::Secret> + Send + Sync>;
 
 impl fmt::Debug for AgentConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -271,6 +279,7 @@ impl fmt::Debug for AgentConfig {
             .field("request_timeout", &self.request_timeout)
             .field("capture_cap", &self.capture_cap)
             .field("basic_auth", &self.basic_auth)
+            .field("test_secrets", &self.test_secrets.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -294,6 +303,7 @@ impl AgentConfig {
             max_target_requests: limits::MAX_TARGET_REQUESTS,
             shutdown_grace: limits::SHUTDOWN_GRACE,
             secrets: Default::default(),
+            test_secrets: None,
             basic_auth: None,
             ping_interval: limits::PING_INTERVAL,
             ping_timeout: limits::PING_TIMEOUT,

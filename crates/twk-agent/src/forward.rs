@@ -768,11 +768,40 @@ impl Pending {
         }
         let now = self.exchange.timings.received_ms / 1000;
         let opts = twk_providers::VerifyOptions::at(now);
-        let mut analysis = analyze_exchange(&self.exchange, &cfg.secrets, opts);
+        let mut analysis = analyze_live(&self.exchange, cfg, opts);
         credit_stripped_credentials(&mut analysis, &self.exchange, cfg);
         record_analysis(&mut self.exchange, analysis);
         self.shared.observer.exchange(self.exchange);
     }
+}
+
+/// The tunnel's analysis of an exchange: with `cfg.secrets`, then, when that found no secret
+/// for the provider, with twk's test secret for it as it is now. Test secrets are looked up
+/// only then: other requests (most of them) cost no look-up.
+pub(crate) fn analyze_live(
+    ex: &Exchange,
+    cfg: &crate::AgentConfig,
+    opts: twk_providers::VerifyOptions,
+) -> twk_providers::Analysis {
+    let analysis = analyze_exchange(ex, &cfg.secrets, opts.clone());
+    let (twk_providers::Verdict::NoSecret, Some(p), Some(lookup)) =
+        (analysis.verdict, analysis.provider, &cfg.test_secrets)
+    else {
+        return analysis;
+    };
+    match lookup(p) {
+        Some(test) => {
+            let secrets = (*cfg.secrets).clone().with_test_secret(p, test);
+            analyze_exchange(ex, &secrets, opts.with_provider(Some(p)))
+        }
+        None => analysis,
+    }
+}
+
+/// [`annotate`] as the tunnel analyses ([`analyze_live`]).
+pub(crate) fn annotate_live(ex: &mut Exchange, cfg: &crate::AgentConfig, now_unix: i64) {
+    let analysis = analyze_live(ex, cfg, twk_providers::VerifyOptions::at(now_unix));
+    record_analysis(ex, analysis);
 }
 
 /// Names the provider and event of an exchange and checks its signature against `secrets`,
@@ -800,6 +829,7 @@ fn record_analysis(ex: &mut Exchange, analysis: twk_providers::Analysis) {
         .provider
         .filter(|_| !unreliable)
         .map(|_| analysis.verdict);
+    ex.matched_secret = ex.verdict.and(analysis.matched_secret);
     ex.analysis = serde_json::to_value(&analysis).ok();
 }
 
@@ -820,6 +850,7 @@ fn credit_stripped_credentials(
         .is_some_and(|(b, secret)| b.is(secret));
     if a.provider == Some(Provider::Bandwidth) && a.verdict == Verdict::Unsigned && passed && same {
         a.verdict = Verdict::Valid;
+        a.matched_secret = Some(twk_providers::SecretSource::Configured);
         a.matched_variant = Some(
             "twk's --basic-auth check (Authorization removed by --strip-auth before capture)"
                 .to_owned(),

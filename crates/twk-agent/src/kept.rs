@@ -123,6 +123,6 @@ fn exchange(shared: &Shared, k: KeptRequest) -> Exchange {
         ..Exchange::default()
     };
     // Checked as of when it arrived: a timestamped signature was fresh then.
-    crate::forward::annotate(&mut ex, &cfg.secrets, k.received_ms / 1000, None);
+    crate::forward::annotate_live(&mut ex, cfg, k.received_ms / 1000);
     ex
 }

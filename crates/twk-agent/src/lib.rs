@@ -26,7 +26,7 @@ mod unread;
 
 pub use backoff::Backoff;
 pub use basic_auth::BasicAuth;
-pub use config::{AgentConfig, HostHeader, RelayUrl, Target, TargetError};
+pub use config::{AgentConfig, HostHeader, RelayUrl, Target, TargetError, TestSecretLookup};
 pub use forward::{analyze_exchange, annotate};
 pub use hasher::BodyHasher;
 pub use session::{AgentError, ConnState, Observer, run};

@@ -143,6 +143,10 @@ pub struct Exchange {
     pub summary: Option<String>,
     /// Signature verdict (text only at the SQLite boundary).
     pub verdict: Option<twk_providers::Verdict>,
+    /// For a `valid` or `stale` verdict: which secret the signature held with (the
+    /// analysis's `matched_secret`); `None` otherwise.
+    #[serde(default)]
+    pub matched_secret: Option<twk_providers::SecretSource>,
     /// The provider crate's full analysis (verdict details, diagnosis), as JSON.
     pub analysis: Option<serde_json::Value>,
     /// For replays: the id of the exchange this one replays.

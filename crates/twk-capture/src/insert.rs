@@ -12,19 +12,20 @@ use crate::store::{
 };
 use rusqlite::{CachedStatement, Connection, OptionalExtension, params};
 use std::collections::HashMap;
-use twk_providers::Verdict;
+use twk_providers::{SecretSource, Verdict};
 
 /// Values are bound by position, in the order of the column list: by name, SQLite looks up
-/// each of the 39 names in turn (`sqlite3_bind_parameter_index`), which was 7 % of the
+/// each of the 40 names in turn (`sqlite3_bind_parameter_index`), which was 7 % of the
 /// capture writer's time. `insert_row` lists them in the same order, one per line.
 const INSERT_ROW: &str = "INSERT INTO exchanges (tunnel, request_id, received_ms, forwarded_ms, \
      first_byte_ms, done_ms, duration_ms, method, public_url, path, target, remote_addr, status, \
      failure_side, failure_message, provider, event, summary, verdict, analysis, replay_of, \
      attempt, group_key, req_body_len, req_body_sha256, req_body_truncated, has_response, \
      resp_body_len, resp_body_sha256, resp_body_truncated, auth, hs_leg, hs_with, hs_key, \
-     hs_deadline_ms, lints, lint_codes, missed, stored_bytes) VALUES (?1, ?2, ?3, ?4, ?5, ?6, \
-     ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, \
-     ?25, ?26, ?27, ?28, ?29, ?30, ?31, ?32, ?33, ?34, ?35, ?36, ?37, ?38, ?39)";
+     hs_deadline_ms, lints, lint_codes, missed, stored_bytes, matched_secret) VALUES (?1, ?2, \
+     ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, \
+     ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30, ?31, ?32, ?33, ?34, ?35, ?36, ?37, ?38, ?39, \
+     ?40)";
 
 /// The bytes a payload column holds: none when the body is in a file.
 fn in_db<'b>(bytes: &'b [u8], file: &Option<String>) -> &'b [u8] {
@@ -357,6 +358,7 @@ impl<'c> Inserter<'c> {
             lint_codes,                                      // lint_codes
             ex.missed,                                       // missed
             clamp_i64(stored),                               // stored_bytes
+            ex.matched_secret.map(SecretSource::as_str),     // matched_secret
         ])?;
         Ok(self.conn.last_insert_rowid())
     }

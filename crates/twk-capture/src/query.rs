@@ -131,6 +131,9 @@ pub struct Summary {
     pub summary: Option<String>,
     /// Signature verdict.
     pub verdict: Option<twk_providers::Verdict>,
+    /// Which secret a `valid` or `stale` signature held with.
+    #[serde(default)]
+    pub matched_secret: Option<twk_providers::SecretSource>,
     /// Delivery attempt number within its group (1 = first); `None` for replays.
     pub attempt: Option<u32>,
     /// The exchange this one replays.
@@ -167,6 +170,7 @@ impl Summary {
             event: ex.event.clone(),
             summary: ex.summary.clone(),
             verdict: ex.verdict,
+            matched_secret: ex.matched_secret,
             attempt,
             replay_of: ex.replay_of,
             missed: ex.missed,

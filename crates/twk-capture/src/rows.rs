@@ -126,6 +126,7 @@ pub(crate) fn read_summary(r: &Row<'_>, now_ms: i64) -> rusqlite::Result<Summary
         event: r.get("event")?,
         summary: r.get("summary")?,
         verdict: verdict_col(r.get("verdict")?),
+        matched_secret: secret_col(r.get("matched_secret")?),
         attempt: r.get("attempt")?,
         replay_of: r.get("replay_of")?,
         missed: r.get("missed")?,
@@ -261,6 +262,7 @@ pub(crate) fn read_full(r: &Row<'_>, now_ms: i64, files: &BodyFiles) -> Result<S
             event: r.get("event")?,
             summary: r.get("summary")?,
             verdict: verdict_col(r.get("verdict")?),
+            matched_secret: secret_col(r.get("matched_secret")?),
             analysis: json_col("analysis")?,
             replay_of: r.get("replay_of")?,
             missed: r.get("missed")?,
@@ -294,6 +296,11 @@ pub(crate) fn read_full(r: &Row<'_>, now_ms: i64, files: &BodyFiles) -> Result<S
 
 /// A verdict column: text in SQLite, typed everywhere else (an unknown word reads as none).
 pub(crate) fn verdict_col(text: Option<String>) -> Option<Verdict> {
+    text.and_then(|t| t.parse().ok())
+}
+
+/// A matched-secret column, like [`verdict_col`].
+pub(crate) fn secret_col(text: Option<String>) -> Option<twk_providers::SecretSource> {
     text.and_then(|t| t.parse().ok())
 }
 

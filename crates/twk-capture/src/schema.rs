@@ -146,6 +146,12 @@ UPDATE exchanges SET stored_bytes = coalesce((SELECT octet_length(p.req_headers)
     + length(p.req_body) + coalesce(octet_length(p.resp_headers), 0)
     + coalesce(length(p.resp_body), 0) FROM payloads p WHERE p.id = exchanges.id), 0);
 "#,
+    // v9: which secret a valid or stale signature held with (`configured`, `twk-test`:
+    // twk's test secret, for a provider with none configured), for the list and `log`.
+    // NULL for every other verdict and for rows stored before.
+    r#"
+ALTER TABLE exchanges ADD COLUMN matched_secret TEXT;
+"#,
 ];
 
 /// The schema version this build writes.

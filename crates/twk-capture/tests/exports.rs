@@ -120,6 +120,7 @@ fn log_json_shape() {
     assert_eq!(v["provider"], "stripe");
     assert_eq!(v["event"], "invoice.paid");
     assert_eq!(v["verdict"], "valid");
+    assert_eq!(v["secret"], serde_json::Value::Null);
     assert_eq!(v["attempt"], 1);
     assert_eq!(v["replay_of"], 3);
     assert_eq!(
@@ -130,6 +131,9 @@ fn log_json_shape() {
     assert!(v["request"].get("body_base64").is_none());
     assert_eq!(v["response"]["body_base64"], "/wAB");
     assert!(v["response"].get("body").is_none());
+    let mut ex = secret_exchange();
+    ex.matched_secret = Some(twk_providers::SecretSource::TwkTest);
+    assert_eq!(exchange_json(&stored(ex), false)["secret"], "twk-test");
 }
 
 #[test]

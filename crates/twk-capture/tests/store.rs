@@ -44,6 +44,7 @@ fn full_exchange_round_trips() {
         "valid",
     );
     ex.summary = Some("invoice paid".into());
+    ex.matched_secret = Some(twk_providers::SecretSource::TwkTest);
     ex.analysis = Some(serde_json::json!({"verdict": "valid", "details": [1, 2]}));
     ex.request.headers.push(twk_capture::Header {
         name: "x-bin".into(),
@@ -64,6 +65,13 @@ fn full_exchange_round_trips() {
     assert_eq!(got.exchange, expected);
     assert_eq!(got.attempt, Some(1));
     assert!(got.handshake.is_none() && got.lints.is_none());
+    // The list row says which secret held too (the inspector's list and `log` show it).
+    let rows = s.list(&Filter::default()).unwrap();
+    let row = rows.iter().find(|r| r.id == id).unwrap();
+    assert_eq!(
+        row.matched_secret,
+        Some(twk_providers::SecretSource::TwkTest)
+    );
 
     let f = failed(exchange("t", JAN_2018 + 5, "/down", b""), Side::Target);
     let fid = s.insert(&f).unwrap();

@@ -19,6 +19,7 @@ use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Cell, Paragraph, Row, Table, TableState, Tabs};
 use twk_capture::Summary;
+use twk_providers::SecretSource;
 
 /// Draws the whole screen.
 pub fn view(m: &Model, f: &mut Frame) {
@@ -46,6 +47,11 @@ pub const MISSED: &str = "⊘ missed";
 /// The lock of a Basic-auth handshake row (two columns wide: U+1F512 is an emoji).
 pub const LOCK: &str = "\u{1f512}";
 
+/// The mark of a verdict that holds only with twk's test secret (no secret configured for
+/// the provider: `trigger` signed with twk's own), and its narrow-screen form.
+pub const TEST_MARK: &str = "twk-test";
+const TEST_MARK_COMPACT: &str = "t";
+
 /// How a row takes part in a Basic-auth handshake, for the marks column.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Fold {
@@ -59,8 +65,9 @@ enum Fold {
 
 /// The marks column: the Basic-auth lock (`🔒▸` a handshake of two legs, expandable with
 /// space; `🔒▾` expanded; `🔒1` a leg 1 alone or the leg-1 line; `🔒2` a leg 2 whose leg 1
-/// is gone), the first (most severe) lint as `⚠ label` (`+N` more), then attempt and replay
-/// marks (a handshake counts as one delivery attempt).
+/// is gone), the first (most severe) lint as `⚠ label` (`+N` more), `twk-test` when the
+/// signature held with twk's test secret, then attempt and replay marks (a handshake counts
+/// as one delivery attempt).
 fn marks(s: &Summary, fold: Fold, compact: bool) -> Line<'static> {
     let mut spans: Vec<Span<'static>> = Vec::new();
     let sep = |spans: &mut Vec<Span<'static>>| {
@@ -97,6 +104,16 @@ fn marks(s: &Summary, fold: Fold, compact: bool) -> Line<'static> {
                 lint_style(*first),
             ));
         }
+    }
+    if s.matched_secret == Some(SecretSource::TwkTest) {
+        sep(&mut spans);
+        // Which secret held: twk's own, not one the developer configured.
+        let text = if compact {
+            TEST_MARK_COMPACT
+        } else {
+            TEST_MARK
+        };
+        spans.push(Span::styled(text, Style::new().fg(Color::Green)));
     }
     let magenta = Style::new().fg(Color::Magenta);
     // A handshake's retry is the same delivery as its leg 1 (the store counts it as the next

@@ -549,3 +549,45 @@ fn a_missed_row_carries_its_mark() {
     assert!(text.contains(twk_inspector::view::MISSED), "{text}");
     assert_clean(&buf);
 }
+
+/// A Stripe webhook `trigger` signed with twk's test secret (none configured): ✓ with a
+/// `twk-test` mark in the list, and the Signature tab says which secret held.
+#[test]
+fn a_webhook_valid_with_twks_test_secret_is_marked_in_the_list_and_the_detail() {
+    const TEST: &str = "whsec_twk_test_secret_for_stripe";
+    let mut ex = stripe(1, TEST, "/hooks/stripe");
+    let mut view =
+        twk_providers::RequestView::new(&ex.method, &ex.public_url, &ex.request.body.bytes);
+    for hd in &ex.request.headers {
+        view = view.with_header(&hd.name, &hd.value);
+    }
+    let secrets = twk_providers::Secrets::new().with_test_secret(
+        twk_providers::Provider::Stripe,
+        twk_providers::Secret::new(TEST),
+    );
+    let a = twk_providers::analyze(
+        &view,
+        &secrets,
+        &twk_providers::VerifyOptions::at(T0 / 1000 + 60),
+    );
+    assert_eq!(a.matched_secret, Some(twk_providers::SecretSource::TwkTest));
+    ex.verdict = Some(a.verdict);
+    ex.matched_secret = a.matched_secret;
+    ex.analysis = serde_json::to_value(&a).ok();
+    let (_d, data) = store(&[ex]);
+    let mut m = model(&data);
+    let (text, buf) = render(&m);
+    assert!(text.contains(twk_inspector::view::TEST_MARK), "{text}");
+    assert_clean(&buf);
+    data.dispatch(&mut m, code(KeyCode::Enter));
+    press(&data, &mut m, "3");
+    let (text, _) = render(&m);
+    assert!(
+        text.contains("valid: the signature matches (twk's test secret)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("twk's test secret for this provider"),
+        "{text}"
+    );
+}

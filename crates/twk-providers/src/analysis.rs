@@ -275,6 +275,58 @@ impl fmt::Display for Verdict {
     }
 }
 
+/// Which secret a signature held with, for `valid` and `stale` ([`Analysis::matched_secret`]).
+/// Serialized as its [`SecretSource::as_str`] id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SecretSource {
+    /// A secret given to twk for the provider (`--secret`, its environment variable, the
+    /// config file).
+    Configured,
+    /// twk's own test secret for a provider with none configured (see
+    /// [`crate::Secrets::set_test_secret`]): what `twk-tunnel trigger` signs with then.
+    TwkTest,
+}
+
+impl SecretSource {
+    /// Both sources.
+    pub const ALL: [SecretSource; 2] = [SecretSource::Configured, SecretSource::TwkTest];
+
+    /// The stable id: `configured` or `twk-test`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            SecretSource::Configured => "configured",
+            SecretSource::TwkTest => "twk-test",
+        }
+    }
+
+    /// In words for people: `configured secret`, `twk test secret`.
+    pub const fn label(self) -> &'static str {
+        match self {
+            SecretSource::Configured => "configured secret",
+            SecretSource::TwkTest => "twk test secret",
+        }
+    }
+}
+
+impl fmt::Display for SecretSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for SecretSource {
+    type Err = String;
+
+    /// The id, as [`SecretSource::as_str`] writes it (stored as text).
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        SecretSource::ALL
+            .into_iter()
+            .find(|v| v.as_str() == s)
+            .ok_or_else(|| format!("unknown secret source {s:?}: expected configured or twk-test"))
+    }
+}
+
 /// What the webhook is about.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Event {
@@ -331,6 +383,10 @@ pub struct Analysis {
     /// For `valid` and `stale`: which accepted variant matched (e.g. `as-is`,
     /// `port-stripped`, `v1`).
     pub matched_variant: Option<String>,
+    /// For `valid` and `stale`: which secret the signature held with; `None` for the other
+    /// verdicts (and in analyses stored before twk had test secrets).
+    #[serde(default)]
+    pub matched_secret: Option<SecretSource>,
     /// The exact signed string (escaped like [`Diagnosis::signed_string`]) of the matched
     /// variant, or of the primary variant when nothing matched.
     pub signed_string: Option<String>,
@@ -349,6 +405,7 @@ impl Analysis {
             event,
             verdict: Verdict::Unsigned,
             matched_variant: None,
+            matched_secret: None,
             signed_string: None,
             skew_secs: None,
             diagnosis: None,

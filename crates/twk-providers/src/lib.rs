@@ -68,8 +68,8 @@ mod svix;
 mod twilio;
 
 pub use analysis::{
-    Analysis, Diagnosis, Event, ParseProviderError, Provider, SignError, SignOptions, Signed,
-    Verdict, VerifyOptions,
+    Analysis, Diagnosis, Event, ParseProviderError, Provider, SecretSource, SignError, SignOptions,
+    Signed, Verdict, VerifyOptions,
 };
 pub use delivery::delivery_id;
 pub use detect::detect;
@@ -105,6 +105,11 @@ pub(crate) struct Cx<'a, 'r> {
 /// [`Analysis`] (`malformed`, `unsigned`, …). When `opts.provider` is `None` the provider is
 /// detected with [`detect`]; when nothing matches, [`Analysis::provider`] is `None` and the
 /// verdict is `unsigned`.
+///
+/// A provider with no secret in `secrets` but a test secret ([`Secrets::set_test_secret`])
+/// is checked with that: `valid` (or `stale`) when the signature holds with it, with
+/// [`Analysis::matched_secret`] saying so; otherwise exactly what it would be without it
+/// (`no_secret`).
 pub fn analyze(req: &RequestView<'_>, secrets: &Secrets, opts: &VerifyOptions) -> Analysis {
     let Some(provider) = opts.provider.or_else(|| detect(req)) else {
         let mut a = Analysis::new(None, None);
@@ -115,25 +120,68 @@ pub fn analyze(req: &RequestView<'_>, secrets: &Secrets, opts: &VerifyOptions) -
         );
         return a;
     };
-    let cx = Cx { req, secrets, opts };
-    let analysis = match provider {
-        Provider::Twilio => twilio::analyze(&cx),
-        Provider::AuthyOnetouch => authy_onetouch::analyze(&cx),
-        Provider::AuthyWebhook => authy_webhook::analyze(&cx),
-        Provider::Bandwidth => bandwidth::analyze(&cx),
-        Provider::Stripe => stripe::analyze(&cx),
-        Provider::Github => github::analyze(&cx),
-        Provider::Slack => slack::analyze(&cx),
-        Provider::Shopify => shopify::analyze(&cx),
-        Provider::StandardWebhooks => standard_webhooks::analyze(&cx),
-        Provider::Svix => svix::analyze(&cx),
+    let test = secrets
+        .test_secret(provider)
+        .filter(|_| secrets.get(provider).is_none());
+    let analysis = match test.and_then(|t| held_with_test_secret(provider, req, t, opts)) {
+        Some(a) => a,
+        None => {
+            let a = analyze_as(provider, &Cx { req, secrets, opts });
+            held_with(a, SecretSource::Configured)
+        }
     };
     tracing::debug!(
         provider = provider.as_str(),
         verdict = analysis.verdict.as_str(),
+        secret = analysis.matched_secret.map(SecretSource::as_str),
         "analyzed webhook"
     );
     analysis
+}
+
+fn analyze_as(provider: Provider, cx: &Cx<'_, '_>) -> Analysis {
+    match provider {
+        Provider::Twilio => twilio::analyze(cx),
+        Provider::AuthyOnetouch => authy_onetouch::analyze(cx),
+        Provider::AuthyWebhook => authy_webhook::analyze(cx),
+        Provider::Bandwidth => bandwidth::analyze(cx),
+        Provider::Stripe => stripe::analyze(cx),
+        Provider::Github => github::analyze(cx),
+        Provider::Slack => slack::analyze(cx),
+        Provider::Shopify => shopify::analyze(cx),
+        Provider::StandardWebhooks => standard_webhooks::analyze(cx),
+        Provider::Svix => svix::analyze(cx),
+    }
+}
+
+/// `a`, saying which secret its signature held with when it held (`valid`, `stale`).
+fn held_with(mut a: Analysis, source: SecretSource) -> Analysis {
+    if matches!(a.verdict, Verdict::Valid | Verdict::Stale) {
+        a.matched_secret = Some(source);
+    }
+    a
+}
+
+/// The analysis with twk's test secret as the provider's only secret, when the signature
+/// holds with it. Anything else (`invalid`, unsigned, …) is thrown away: the secret was
+/// never the developer's, so a mismatch only means the webhook came from elsewhere.
+fn held_with_test_secret(
+    provider: Provider,
+    req: &RequestView<'_>,
+    test: &Secret,
+    opts: &VerifyOptions,
+) -> Option<Analysis> {
+    let only = Secrets::new().with(provider, test.clone());
+    let a = analyze_as(
+        provider,
+        &Cx {
+            req,
+            secrets: &only,
+            opts,
+        },
+    );
+    let a = held_with(a, SecretSource::TwkTest);
+    a.matched_secret.is_some().then_some(a)
 }
 
 /// Produces the signature header(s) that make `req` valid for `provider`, using the secret

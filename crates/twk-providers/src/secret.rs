@@ -159,7 +159,8 @@ pub fn no_secret_message(provider: Provider) -> String {
     m
 }
 
-/// Per-provider secrets, plus an optional Twilio secondary auth token.
+/// Per-provider secrets, plus an optional Twilio secondary auth token, plus twk's own test
+/// secrets (see [`Secrets::set_test_secret`]).
 ///
 /// Deserializes from a table whose keys are provider ids (TOML `[secrets] stripe = "whsec_…"`),
 /// with `twilio-secondary` for the secondary token and `bandwidth = "user:pass"`.
@@ -168,6 +169,7 @@ pub fn no_secret_message(provider: Provider) -> String {
 pub struct Secrets {
     by_provider: BTreeMap<Provider, Secret>,
     twilio_secondary: Option<Secret>,
+    test: BTreeMap<Provider, Secret>,
 }
 
 impl Secrets {
@@ -219,12 +221,34 @@ impl Secrets {
         self.twilio_secondary = Some(secret);
     }
 
-    /// Providers that have a secret.
+    /// Adds twk's test secret for `provider`: the one `twk-tunnel trigger` signs with when no
+    /// secret is configured for it. [`crate::analyze`] tries it only for a provider with no
+    /// secret of its own ([`Secrets::get`] is `None`) and believes it only when the signature
+    /// holds with it (`valid` or `stale`, marked [`crate::SecretSource::TwkTest`]); otherwise
+    /// the verdict stays `no_secret`, so a real provider's webhook is never called invalid
+    /// for not being signed with twk's secret. Signing never uses it.
+    pub fn set_test_secret(&mut self, provider: Provider, secret: Secret) {
+        self.test.insert(provider, secret);
+    }
+
+    /// Builder-style [`Secrets::set_test_secret`].
+    #[must_use]
+    pub fn with_test_secret(mut self, provider: Provider, secret: Secret) -> Self {
+        self.set_test_secret(provider, secret);
+        self
+    }
+
+    /// twk's test secret for `provider`, whether or not a secret is configured for it.
+    pub fn test_secret(&self, provider: Provider) -> Option<&Secret> {
+        self.test.get(&provider)
+    }
+
+    /// Providers that have a secret (test secrets are not counted).
     pub fn configured(&self) -> impl Iterator<Item = Provider> + '_ {
         self.by_provider.keys().copied()
     }
 
-    /// True when no secret at all is configured.
+    /// True when no secret at all is configured (test secrets are not counted).
     pub fn is_empty(&self) -> bool {
         self.by_provider.is_empty() && self.twilio_secondary.is_none()
     }

@@ -9,6 +9,10 @@
 //! attempt and what the provider would make of it ("delivered", "Stripe will retry in
 //! ~1 h", "Bandwidth gives up: this callback is lost").
 //!
+//! It also keeps twk's test secrets ([`test_secrets`]): one signing secret per provider,
+//! which `trigger` signs with when none is configured and the tunnel checks such webhooks
+//! with.
+//!
 //! What it is **not**: it does not verify signatures (that is `twk-providers`), run a
 //! tunnel, or record anything: what it sends is recorded by the tunnel it goes through.
 //! Retry schedules that providers do not publish are approximations, marked as such in
@@ -22,6 +26,7 @@ mod fire;
 mod http;
 pub mod ids;
 mod sender;
+pub mod test_secrets;
 
 pub use catalog::{EventSpec, build, events, find};
 pub use draft::{Body, Draft, Set};
@@ -39,6 +44,7 @@ pub fn check_destination(url: &str) -> Result<(), String> {
 }
 pub use ids::generated_secret;
 pub use sender::{Answer, Next, Retry, RetryOn, RetryReason, Sender, human};
+pub use test_secrets::{LiveTestSecrets, TestSecret, TestSecrets, TestSecretsError};
 
 /// The Verify Push event types of the seed, in its order.
 pub const VERIFY_PUSH_EVENTS: [&str; 5] = catalog::VERIFY_PUSH_EVENTS;

@@ -10,3 +10,4 @@ mod hold;
 mod keep;
 mod metrics;
 mod sessions;
+mod test_secret;

@@ -3,6 +3,8 @@
 //! Shape (stable; fields may be added):
 //! `id`, `time` (RFC 3339), `name`, `method`, `url` (public URL), `path`, `target`,
 //! `remote_addr`, `status`, `duration_ms`, `provider`, `event`, `summary`, `verdict`,
+//! `secret` (which secret a `valid` or `stale` signature held with: `configured`, or
+//! `twk-test` for twk's test secret of a provider with none configured; else null),
 //! `attempt`, `replay_of`, `missed` (true: kept by the relay while the client was offline),
 //! `failure` ({`side`, `message`} or null), `timings` (Unix ms),
 //! `request` and `response` (null when none came back), each
@@ -41,6 +43,7 @@ pub fn exchange_json(sx: &StoredExchange, reveal_secrets: bool) -> Value {
         "event": ex.event,
         "summary": ex.summary,
         "verdict": ex.verdict,
+        "secret": ex.matched_secret,
         "attempt": sx.attempt,
         "replay_of": ex.replay_of,
         "missed": ex.missed,

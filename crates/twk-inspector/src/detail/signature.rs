@@ -6,7 +6,7 @@ use crate::style::{PROSE_WIDTH, dim, key, kv, verdict_mark, wrapped};
 use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::{Line, Span};
 use twk_capture::Exchange;
-use twk_providers::{Analysis, Verdict};
+use twk_providers::{Analysis, SecretSource, Verdict};
 
 fn verdict_words(v: Verdict) -> &'static str {
     match v {
@@ -19,15 +19,25 @@ fn verdict_words(v: Verdict) -> &'static str {
     }
 }
 
+/// What the headline adds when the signature held with twk's test secret only.
+const TEST_SECRET_WORDS: &str = " (twk's test secret)";
+
+/// Where that secret comes from, for the `secret` line.
+const TEST_SECRET_NOTE: &str = "twk's test secret for this provider: no secret is configured \
+     for it, and `twk-tunnel trigger` signs with this one (kept in test-secrets.toml in twk's \
+     data directory; it prints it). Your app needs the same one.";
+
 pub(super) fn signature_tab(ex: &Exchange) -> Vec<Line<'static>> {
     let verdict = ex.verdict;
     let (mark, style) = verdict_mark(verdict);
+    let test_secret = ex.matched_secret == Some(SecretSource::TwkTest);
+    let mut words = verdict.map_or("not checked", verdict_words).to_owned();
+    if test_secret {
+        words.push_str(TEST_SECRET_WORDS);
+    }
     let mut out = vec![Line::from(vec![
         Span::styled(format!("{mark} "), style),
-        Span::styled(
-            verdict.map_or("not checked", verdict_words).to_owned(),
-            style.add_modifier(Modifier::BOLD),
-        ),
+        Span::styled(words, style.add_modifier(Modifier::BOLD)),
     ])];
     let Some(json) = &ex.analysis else {
         out.push(Line::raw(""));
@@ -67,6 +77,9 @@ pub(super) fn signature_tab(ex: &Exchange) -> Vec<Line<'static>> {
     }
     if let Some(v) = &a.matched_variant {
         out.push(kv("matched", v));
+    }
+    if test_secret {
+        out.extend(wrapped("secret", TEST_SECRET_NOTE, Style::new()));
     }
     if let Some(s) = a.skew_secs {
         out.push(kv("clock skew", &format!("{s} s (now − signed timestamp)")));
