@@ -94,8 +94,16 @@ pub fn lint_style(code: LintCode) -> Style {
     }
 }
 
-/// Width prose (diagnosis, hints, notes) is wrapped at.
+/// Widest prose (diagnosis, hints, notes) is wrapped at, however wide the pane: lines
+/// longer than this are hard to read.
 pub const PROSE_WIDTH: usize = 100;
+
+/// The width prose indented `indent` columns is wrapped at in a pane `pane` columns wide:
+/// inside its border and the indent, at most [`PROSE_WIDTH`]. An 80-column terminal once
+/// clipped the diagnosis at column 78 (found by a new user's walk-through).
+pub fn prose_width(pane: u16, indent: u16) -> usize {
+    usize::from(pane.saturating_sub(2 + indent)).clamp(20, PROSE_WIDTH)
+}
 
 /// Word-wraps one display line at `width` characters (long words are split).
 pub fn wrap(line: &str, width: usize) -> Vec<String> {
@@ -134,13 +142,13 @@ pub fn wrap(line: &str, width: usize) -> Vec<String> {
     out
 }
 
-/// `label:` then `text` sanitized, wrapped at [`PROSE_WIDTH`] and indented.
-pub fn wrapped(label: &str, text: &str, style: Style) -> Vec<Line<'static>> {
+/// `label:` then `text` sanitized, wrapped at `width` and indented.
+pub fn wrapped(label: &str, text: &str, style: Style, width: usize) -> Vec<Line<'static>> {
     let mut out = vec![Line::styled(format!("{label}:"), key())];
     out.extend(
         clean_lines(text)
             .iter()
-            .flat_map(|l| wrap(l, PROSE_WIDTH))
+            .flat_map(|l| wrap(l, width))
             .map(|l| Line::styled(format!("  {l}"), style)),
     );
     out

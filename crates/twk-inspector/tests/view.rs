@@ -591,3 +591,41 @@ fn a_webhook_valid_with_twks_test_secret_is_marked_in_the_list_and_the_detail() 
         "{text}"
     );
 }
+
+/// On an 80-column terminal the Signature tab's prose is wrapped inside the pane, never cut
+/// at its edge: the whole diagnosis reads on screen, word for word. Resizing wraps it again.
+#[test]
+fn prose_is_wrapped_at_the_panes_width() {
+    let mut m = detail_of(3, '3');
+    let summary = m
+        .detail
+        .as_ref()
+        .and_then(|d| d.stored.exchange.analysis.as_ref())
+        .and_then(|a| a["diagnosis"]["summary"].as_str())
+        .unwrap()
+        .to_owned();
+    assert!(
+        summary.len() > 80,
+        "the fixture's diagnosis is short: {summary}"
+    );
+    for (w, h) in [(80, 60), (60, 60), (120, 60)] {
+        let (_d, data) = store(&[]);
+        data.dispatch(&mut m, Msg::Resize(w, h));
+        let (text, buf) = render(&m);
+        assert_clean(&buf);
+        // The lines under `diagnosis:`, indented two columns inside the pane's border.
+        let words: Vec<&str> = text
+            .lines()
+            .map(|l| l.trim_start_matches('│').trim_end_matches([' ', '│']))
+            .skip_while(|l| l.trim() != "diagnosis:")
+            .skip(1)
+            .take_while(|l| l.starts_with("  "))
+            .flat_map(str::split_whitespace)
+            .collect();
+        assert_eq!(
+            words.join(" "),
+            summary.split_whitespace().collect::<Vec<_>>().join(" "),
+            "at {w} columns:\n{text}"
+        );
+    }
+}

@@ -3,7 +3,7 @@
 
 use crate::sanitize::{clean_line, clean_lines};
 use crate::style::{
-    PROSE_WIDTH, bold, clock, dim, key, kv, lint_style, millis, section, severity_mark,
+    bold, clock, dim, key, kv, lint_style, millis, prose_width, section, severity_mark,
     status_span, wrap,
 };
 use base64::Engine as _;
@@ -208,7 +208,7 @@ fn leg2_lines(label: &str, st: &StoredExchange, tz: &TimeZone) -> Vec<Line<'stat
     out
 }
 
-fn lint_lines(title: &str, lints: &[Lint]) -> Vec<Line<'static>> {
+fn lint_lines(title: &str, lints: &[Lint], pane: u16) -> Vec<Line<'static>> {
     if lints.is_empty() {
         return vec![Line::from(vec![
             Span::styled(format!("{title:<14}"), bold()),
@@ -230,17 +230,19 @@ fn lint_lines(title: &str, lints: &[Lint]) -> Vec<Line<'static>> {
         out.extend(
             clean_lines(&l.message)
                 .iter()
-                .flat_map(|m| wrap(m, PROSE_WIDTH))
+                .flat_map(|m| wrap(m, prose_width(pane, 6)))
                 .map(|m| Line::raw(format!("      {m}"))),
         );
     }
     out
 }
 
+/// The Auth tab, its lints' prose wrapped to fit a pane `pane` columns wide.
 pub(super) fn auth_tab(
     stored: &StoredExchange,
     partner: Option<&StoredExchange>,
     tz: &TimeZone,
+    pane: u16,
 ) -> Vec<Line<'static>> {
     let mut out = match stored.handshake {
         Some(h) => handshake_lines(stored, partner, h, tz),
@@ -250,6 +252,7 @@ pub(super) fn auth_tab(
     out.extend(lint_lines(
         "Lints",
         stored.lints.as_deref().unwrap_or_default(),
+        pane,
     ));
     if let (Some(p), Some(h)) = (partner, stored.handshake)
         && let Some(l) = p.lints.as_deref()
@@ -258,6 +261,7 @@ pub(super) fn auth_tab(
         out.extend(lint_lines(
             &format!("Lints of leg {} (#{})", h.leg.other(), p.id()),
             l,
+            pane,
         ));
     }
     out

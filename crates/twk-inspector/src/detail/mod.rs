@@ -89,16 +89,20 @@ pub struct Detail {
     /// The exchange's lints for the pane title (`⚠ code +N`), shown on every tab.
     pub lint_badge: Option<Span<'static>>,
     tz: TimeZone,
+    /// The pane's width, which prose is wrapped to fit ([`crate::style::prose_width`]).
+    pane: u16,
     rendered: [OnceCell<Vec<Line<'static>>>; Tab::ALL.len()],
 }
 
 impl Detail {
-    /// The detail of `stored`; `partner` is the other leg of its Basic-auth handshake.
+    /// The detail of `stored`; `partner` is the other leg of its Basic-auth handshake; its
+    /// prose wrapped to fit a pane `pane` columns wide.
     pub fn build(
         stored: StoredExchange,
         partner: Option<StoredExchange>,
         revealed: bool,
         tz: &TimeZone,
+        pane: u16,
     ) -> Detail {
         let ex = &stored.exchange;
         let title = clean_line(
@@ -119,7 +123,17 @@ impl Detail {
             stored,
             partner,
             tz: tz.clone(),
+            pane,
             rendered: Default::default(),
+        }
+    }
+
+    /// Wraps prose to fit a pane `pane` columns wide from now on (the terminal was resized):
+    /// the tabs are rendered again when next shown.
+    pub fn set_pane(&mut self, pane: u16) {
+        if pane != self.pane {
+            self.pane = pane;
+            self.rendered = Default::default();
         }
     }
 
@@ -133,8 +147,8 @@ impl Detail {
         match tab {
             Tab::Request => http::request_tab(ex, self.revealed),
             Tab::Response => http::response_tab(ex, self.revealed),
-            Tab::Signature => signature::signature_tab(ex),
-            Tab::Auth => auth::auth_tab(&self.stored, self.partner.as_ref(), &self.tz),
+            Tab::Signature => signature::signature_tab(ex, self.pane),
+            Tab::Auth => auth::auth_tab(&self.stored, self.partner.as_ref(), &self.tz, self.pane),
             Tab::Timing => timing::timing_tab(&self.stored, &self.tz),
         }
     }

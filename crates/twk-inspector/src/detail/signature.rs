@@ -2,7 +2,7 @@
 //! mismatch (what was checked, the likely cause, the signed string).
 
 use crate::sanitize::clean_lines;
-use crate::style::{PROSE_WIDTH, dim, key, kv, verdict_mark, wrapped};
+use crate::style::{dim, key, kv, prose_width, verdict_mark, wrapped};
 use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::{Line, Span};
 use twk_capture::Exchange;
@@ -27,7 +27,9 @@ const TEST_SECRET_NOTE: &str = "twk's test secret for this provider: no secret i
      for it, and `twk-tunnel trigger` signs with this one (kept in test-secrets.toml in twk's \
      data directory; it prints it). Your app needs the same one.";
 
-pub(super) fn signature_tab(ex: &Exchange) -> Vec<Line<'static>> {
+/// The Signature tab, its prose wrapped to fit a pane `pane` columns wide.
+pub(super) fn signature_tab(ex: &Exchange, pane: u16) -> Vec<Line<'static>> {
+    let width = prose_width(pane, 2);
     let verdict = ex.verdict;
     let (mark, style) = verdict_mark(verdict);
     let test_secret = ex.matched_secret == Some(SecretSource::TwkTest);
@@ -79,7 +81,7 @@ pub(super) fn signature_tab(ex: &Exchange) -> Vec<Line<'static>> {
         out.push(kv("matched", v));
     }
     if test_secret {
-        out.extend(wrapped("secret", TEST_SECRET_NOTE, Style::new()));
+        out.extend(wrapped("secret", TEST_SECRET_NOTE, Style::new(), width));
     }
     if let Some(s) = a.skew_secs {
         out.push(kv("clock skew", &format!("{s} s (now − signed timestamp)")));
@@ -87,10 +89,15 @@ pub(super) fn signature_tab(ex: &Exchange) -> Vec<Line<'static>> {
     if let Some(d) = &a.diagnosis {
         out.push(Line::raw(""));
         if !d.summary.is_empty() {
-            out.extend(wrapped("diagnosis", &d.summary, Style::new()));
+            out.extend(wrapped("diagnosis", &d.summary, Style::new(), width));
         }
         if let Some(s) = &d.likely_cause {
-            out.extend(wrapped("likely cause", s, Style::new().fg(Color::Yellow)));
+            out.extend(wrapped(
+                "likely cause",
+                s,
+                Style::new().fg(Color::Yellow),
+                width,
+            ));
         }
         if let Some(s) = &d.expected {
             out.push(kv("expected", s));
@@ -99,7 +106,7 @@ pub(super) fn signature_tab(ex: &Exchange) -> Vec<Line<'static>> {
             out.push(kv("received", s));
         }
         for h in &d.hints {
-            out.extend(wrapped("hint", h, dim()));
+            out.extend(wrapped("hint", h, dim(), width));
         }
         if !d.checked.is_empty() {
             out.push(kv("checked", &d.checked.join(", ")));
@@ -113,12 +120,12 @@ pub(super) fn signature_tab(ex: &Exchange) -> Vec<Line<'static>> {
         out.push(Line::raw(""));
         // Cut at a fixed width, never at spaces, so every character stays visible.
         out.push(Line::styled(
-            "signed string (escaped; cut every 100 characters):",
+            format!("signed string (escaped; cut every {width} characters):"),
             key(),
         ));
         for l in clean_lines(s) {
             let chars: Vec<char> = l.chars().collect();
-            for chunk in chars.chunks(PROSE_WIDTH) {
+            for chunk in chars.chunks(width) {
                 out.push(Line::styled(
                     format!("  {}", chunk.iter().collect::<String>()),
                     Style::new().fg(Color::Gray),
@@ -127,7 +134,7 @@ pub(super) fn signature_tab(ex: &Exchange) -> Vec<Line<'static>> {
         }
     }
     for n in &a.notes {
-        out.extend(wrapped("note", n, dim()));
+        out.extend(wrapped("note", n, dim(), width));
     }
     if Some(a.verdict) != verdict {
         out.push(kv("stored verdict", verdict.map_or("-", Verdict::as_str)));

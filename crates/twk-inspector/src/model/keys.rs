@@ -341,6 +341,7 @@ impl Model {
                 d.partner,
                 self.reveal,
                 &self.tz,
+                self.detail_width(),
             )));
         }
         self.notify(

@@ -209,6 +209,11 @@ impl Model {
         usize::from(self.areas().detail_rows())
     }
 
+    /// The detail pane's width for the current size (its prose is wrapped to fit).
+    pub fn detail_width(&self) -> u16 {
+        self.areas().detail.width
+    }
+
     /// The screen regions for the current size, focus and top bar.
     pub fn areas(&self) -> layout::Areas {
         layout::areas(

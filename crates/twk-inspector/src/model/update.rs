@@ -12,6 +12,10 @@ pub fn update(m: &mut Model, msg: Msg) -> Vec<Cmd> {
         Msg::Mouse(e) => m.on_mouse(e, &mut out),
         Msg::Resize(w, h) => {
             m.size = (w, h);
+            let pane = m.detail_width();
+            if let Some(d) = m.detail.as_mut() {
+                d.set_pane(pane);
+            }
             m.after_move(&mut out, false);
         }
         Msg::Tick(now) => {
@@ -114,6 +118,7 @@ pub fn update(m: &mut Model, msg: Msg) -> Vec<Cmd> {
                     partner.map(|p| *p),
                     m.reveal,
                     &m.tz,
+                    m.detail_width(),
                 )));
                 m.detail_wanted = None;
             }
