@@ -1,7 +1,7 @@
 //! The `twk-relay` binary under a flood aimed at an offline tunnel whose requests are kept
 //! (issue 16): every sender gets 503 + Retry-After, what is kept stays within the per-tunnel
 //! bounds on disk, and the relay's peak memory (VmHWM, measured) stays flat: bodies are read
-//! a few at a time, never queued.
+//! within a bounded room, never queued.
 #![allow(clippy::unwrap_used)]
 
 use std::process::Stdio;
@@ -123,8 +123,8 @@ async fn a_flood_for_an_offline_tunnel_is_kept_within_bounds_and_memory_stays_fl
     let (files, bytes) = dir_bytes(&dir.path().join("kept/flooded"));
     assert!(files <= 50, "{files} files kept");
     assert!(bytes <= 4 * 1024 * 1024, "{bytes} bytes kept");
-    // 512 × 256 KiB = 128 MiB went through; at most 8 bodies (plus their sealed copies) are
-    // in memory at once.
+    // 512 × 256 KiB = 128 MiB went through; at most 16 MiB of bodies are read at once, and
+    // 8 of them sealed (with their copies).
     let grew = after.saturating_sub(before);
     eprintln!(
         "relay VmHWM {before} KiB → {after} KiB (+{grew} KiB) over 128 MiB of offline requests"
@@ -171,7 +171,7 @@ async fn bodies_too_large_to_keep_are_not_read_into_memory() {
     assert_eq!(kept(), 1, "nothing too large was kept");
     let grew = after.saturating_sub(before);
     eprintln!("relay VmHWM {before} KiB → {after} KiB (+{grew} KiB) over 16 × 20 MiB");
-    // 8 turns of at most 3 MiB each (32 MiB of room), read into one buffer each.
+    // At most 16 MiB of room for bodies being read, none past the 3 MiB that can be kept.
     assert!(grew < 64 * 1024, "relay peak grew by {grew} KiB");
     drop(lines);
     let _ = child.kill().await;

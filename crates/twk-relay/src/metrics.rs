@@ -43,6 +43,8 @@ pub(crate) struct Metrics {
     kept_handed_off: Counter,
     kept_refused: Counter,
     kept_skipped: Counter,
+    /// Requests for offline tunnels whose bodies are being read to be kept now.
+    pub(crate) kept_reading: Gauge,
     /// With `--cluster`: nodes registered now, names this node holds live, requests sent
     /// to the node holding their tunnel.
     cluster_nodes: Gauge,
@@ -167,6 +169,12 @@ impl Default for Metrics {
             "Public requests sent on to the cluster node holding their tunnel",
             peer_forwarded.clone(),
         );
+        let kept_reading = Gauge::default();
+        registry.register(
+            "kept_reading",
+            "Requests for offline tunnels whose bodies are being read to be kept now",
+            kept_reading.clone(),
+        );
         let readers_evicted = Counter::default();
         registry.register(
             "readers_evicted",
@@ -175,6 +183,7 @@ impl Default for Metrics {
             readers_evicted.clone(),
         );
         Metrics {
+            kept_reading,
             readers_evicted,
             cluster_nodes,
             cluster_names,

@@ -22,13 +22,7 @@ struct Node {
 impl Node {
     /// The value of one line of the node's `/_twk/metrics`.
     async fn metric(&self, name: &str) -> f64 {
-        let r = send(self.metrics, "GET", "/_twk/metrics", &[], "")
-            .await
-            .unwrap();
-        r.text()
-            .lines()
-            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
-            .unwrap_or_else(|| panic!("{name} missing from the metrics:\n{}", r.text()))
+        scrape_metric(self.metrics, name).await
     }
 }
 

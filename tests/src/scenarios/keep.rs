@@ -250,3 +250,49 @@ async fn a_client_with_another_key_leaves_them_for_the_key_they_were_sealed_to()
     back.stop().await.unwrap();
     relay.stop().await;
 }
+
+/// Senders for an offline tunnel who declare a body and send it a byte at a time hold no
+/// turn while they do: 8 of them once held every one, and a webhook arriving meanwhile was
+/// answered unkept. Here 12 of them are being read, and a whole webhook is still kept.
+#[tokio::test]
+async fn slow_senders_never_keep_others_from_being_kept() {
+    use tokio::io::AsyncWriteExt as _;
+    trace_init();
+    let dir = tempfile::tempdir().unwrap();
+    let app = FakeTarget::echo().await;
+    let key = OwnerKey::generate();
+    let (relay, metrics) = spawn_relay_with_metrics(relay_cfg(dir.path(), 100)).await;
+    let mut a = spawn_agent(agent(relay.addr, app.addr, "t", "dribbled", &key));
+    a.connected().await;
+    a.stop().await.unwrap();
+    let mut slow = Vec::new();
+    for _ in 0..12 {
+        let mut s = tokio::net::TcpStream::connect(relay.addr).await.unwrap();
+        s.write_all(b"POST /t/dribbled/slow HTTP/1.1\r\nhost: a\r\ncontent-length: 100\r\n\r\nx")
+            .await
+            .unwrap();
+        slow.push(s);
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while scrape_metric(metrics, "twk_relay_kept_reading").await < 12.0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the slow ones never arrived"
+        );
+        tokio::task::yield_now().await;
+    }
+    let r = send(relay.addr, "POST", "/t/dribbled/hook", &[], body(1))
+        .await
+        .unwrap();
+    assert_eq!(r.status, 503);
+    assert_eq!(
+        files(&dir.path().join("kept")).len(),
+        1,
+        "the webhook was not kept"
+    );
+    assert_eq!(
+        scrape_metric(metrics, "twk_relay_kept_refused_total").await,
+        0.0
+    );
+    drop(slow);
+}

@@ -148,13 +148,14 @@ pub(crate) fn seal(
     Ok(sealed)
 }
 
-/// Bodies read into memory at once to be kept, relay-wide.
+/// Bodies sealed at once to be kept, relay-wide: with their copies (the record's base64,
+/// the sealed box), each costs up to three times its size while it is sealed.
 const KEEPING_AT_ONCE: usize = 8;
 
-/// Body bytes read into memory at once to be kept, relay-wide, in KiB: with the copies
-/// sealing makes (the record's base64, the sealed box), this is what keeping can cost in
-/// memory however many senders arrive for offline tunnels.
-const KEEPING_KIB_AT_ONCE: usize = 32 * 1024;
+/// Body bytes read into memory at once to be kept, relay-wide, in KiB: what keeping can
+/// hold of senders' bodies however many arrive for offline tunnels. A body holds room for
+/// what it has sent, grown as more comes, so slow senders hold next to none of it.
+const KEEPING_KIB_AT_ONCE: usize = 16 * 1024;
 
 /// The largest body that, with `meta`'s head, a sealed record within `limits.bytes` can
 /// hold: the record carries the body and header values in base64 (4 bytes for 3), in JSON.
@@ -176,23 +177,115 @@ fn usize_of(n: u64) -> usize {
     usize::try_from(n).unwrap_or(usize::MAX)
 }
 
-/// `body` whole, read into one buffer, or `None` when it fails or passes `cap` bytes.
+/// Why a body was not read whole to be kept.
+#[derive(Debug, PartialEq, Eq)]
+enum NotRead {
+    /// The relay is holding as many bodies' bytes as it holds at once.
+    NoRoom,
+    /// More than could be kept, broken, or cut short: nothing trustworthy to keep.
+    Unkeepable,
+}
+
+/// `body` whole, read into one buffer holding `room` for its bytes as they come.
 async fn read_at_most(
     mut body: crate::body::RelayBody,
     declared: Option<u64>,
     cap: u64,
-) -> Option<Vec<u8>> {
+    room: &mut Room,
+) -> Result<Vec<u8>, NotRead> {
     use http_body_util::BodyExt as _;
     let mut out = Vec::with_capacity(usize_of(declared.unwrap_or(0).min(cap)));
     while let Some(frame) = body.frame().await {
-        if let Ok(data) = frame.ok()?.into_data() {
-            if (out.len() + data.len()) as u64 > cap {
-                return None;
+        let Ok(frame) = frame else {
+            return Err(NotRead::Unkeepable);
+        };
+        if let Ok(data) = frame.into_data() {
+            let len = (out.len() + data.len()) as u64;
+            if len > cap {
+                return Err(NotRead::Unkeepable);
+            }
+            // Grown by at least doubling: a few semaphore calls per body, not one per frame.
+            if !room.hold(len.max(room.held_bytes().saturating_mul(2)).min(cap)) && !room.hold(len)
+            {
+                return Err(NotRead::NoRoom);
             }
             out.extend_from_slice(&data);
         }
     }
-    Some(out)
+    Ok(out)
+}
+
+/// One body being read to be kept, counted in a gauge while it lasts.
+struct Reading(prometheus_client::metrics::gauge::Gauge);
+
+impl Reading {
+    fn counted(gauge: &prometheus_client::metrics::gauge::Gauge) -> Reading {
+        gauge.inc();
+        Reading(gauge.clone())
+    }
+}
+
+impl Drop for Reading {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
+/// The body to keep, and the room it holds until it is kept. Memory stays bounded under a
+/// flood: past the room the sender gets its 503 unkept (counted), never a queue of bodies.
+/// Room is held for what a body declares, or has sent so far, so slow senders hold next to
+/// none (8 of them once held every keeping turn).
+async fn read_to_keep(
+    store: &KeepStore,
+    request: hyper::Request<crate::body::RelayBody>,
+    declared: Option<u64>,
+    cap: u64,
+) -> Result<(Vec<u8>, Room), NotRead> {
+    let mut room = store.room();
+    if !room.hold(declared.unwrap_or(0)) {
+        return Err(NotRead::NoRoom);
+    }
+    // Capped at `max_body` by the caller (`Capped`), and here at what can be kept.
+    let body = read_at_most(request.into_body(), declared, cap, &mut room).await?;
+    Ok((body, room))
+}
+
+/// A body's room among [`KEEPING_KIB_AT_ONCE`], held until it is kept or given up.
+struct Room {
+    kib: Arc<tokio::sync::Semaphore>,
+    held: Option<OwnedSemaphorePermit>,
+}
+
+impl Room {
+    fn held_bytes(&self) -> u64 {
+        self.held
+            .as_ref()
+            .map_or(0, |p| p.num_permits() as u64 * 1024)
+    }
+
+    /// Holds room for `bytes` in all (more if needed, never less); false when there is not
+    /// that much left. One body larger than the whole room takes all of it.
+    fn hold(&mut self, bytes: u64) -> bool {
+        let want = usize_of(bytes.div_ceil(1024)).clamp(1, KEEPING_KIB_AT_ONCE);
+        let have = self
+            .held
+            .as_ref()
+            .map_or(0, OwnedSemaphorePermit::num_permits);
+        let Some(more) = want.checked_sub(have).filter(|&m| m > 0) else {
+            return true;
+        };
+        let more = u32::try_from(more).unwrap_or(u32::MAX);
+        match self.kib.clone().try_acquire_many_owned(more) {
+            Ok(p) => {
+                match &mut self.held {
+                    Some(h) => h.merge(p),
+                    None => self.held = Some(p),
+                }
+                true
+            }
+            Err(_) => false,
+        }
+    }
 }
 
 /// The relay's keeping: this node's directory, its limits, and the hand-offs running.
@@ -200,9 +293,9 @@ async fn read_at_most(
 pub(crate) struct KeepStore {
     pub(crate) disk: disk::Disk,
     pub(crate) limits: KeepLimits,
-    /// Room for bodies being read to be kept ([`KEEPING_AT_ONCE`]).
-    reading: Arc<tokio::sync::Semaphore>,
-    /// Room for their bytes ([`KEEPING_KIB_AT_ONCE`]).
+    /// Turns to seal bodies read to be kept ([`KEEPING_AT_ONCE`]).
+    sealing: Arc<tokio::sync::Semaphore>,
+    /// Room for their bytes while they are read and kept ([`KEEPING_KIB_AT_ONCE`]).
     reading_kib: Arc<tokio::sync::Semaphore>,
     /// Room for kept requests being read to be handed over ([`KEEPING_AT_ONCE`]): a
     /// draining node's clients all reconnect to the others at once.
@@ -216,7 +309,7 @@ impl KeepStore {
         KeepStore {
             disk: disk::Disk::new(dir),
             limits,
-            reading: Arc::new(tokio::sync::Semaphore::new(KEEPING_AT_ONCE)),
+            sealing: Arc::new(tokio::sync::Semaphore::new(KEEPING_AT_ONCE)),
             reading_kib: Arc::new(tokio::sync::Semaphore::new(KEEPING_KIB_AT_ONCE)),
             handing: Arc::new(tokio::sync::Semaphore::new(KEEPING_AT_ONCE)),
             turns: Arc::default(),
@@ -224,16 +317,12 @@ impl KeepStore {
         }
     }
 
-    /// Room to read a body of up to `bytes` to keep it: a turn among [`KEEPING_AT_ONCE`] and
-    /// its KiB among [`KEEPING_KIB_AT_ONCE`], both given back when dropped; `None` when the
-    /// relay is already reading as many as it reads at once. One body larger than the whole
-    /// byte room takes all of it.
-    fn room_for(&self, bytes: u64) -> Option<(OwnedSemaphorePermit, OwnedSemaphorePermit)> {
-        let kib = usize_of(bytes.div_ceil(1024)).clamp(1, KEEPING_KIB_AT_ONCE);
-        let kib = u32::try_from(kib).unwrap_or(u32::MAX);
-        let turn = self.reading.clone().try_acquire_owned().ok()?;
-        let bytes = self.reading_kib.clone().try_acquire_many_owned(kib).ok()?;
-        Some((turn, bytes))
+    /// Room to read a body to keep it, holding none yet.
+    fn room(&self) -> Room {
+        Room {
+            kib: self.reading_kib.clone(),
+            held: None,
+        }
     }
 }
 
@@ -258,22 +347,27 @@ pub(crate) async fn keep_offline(
         tracing::warn!(name, cap, "larger than the per-tunnel keep bound: not kept");
         return false;
     }
-    // Memory stays bounded under a flood: past either bound the sender gets its 503 unkept
-    // (counted), never a queue of bodies.
-    let Some(_room) = store.room_for(declared.unwrap_or(cap)) else {
-        state.metrics.kept_refused();
-        tracing::warn!(
-            name,
-            "too many requests being kept at once: this one is not kept"
-        );
-        return false;
-    };
-    // The body is capped at `max_body` by its caller (`Capped`), and here at what can be kept.
-    let read = read_at_most(request.into_body(), declared, cap);
-    let body = match tokio::time::timeout(state.cfg.request_timeout, read).await {
-        Ok(Some(b)) => b,
+    let reading = Reading::counted(&state.metrics.kept_reading);
+    let read = read_to_keep(store, request, declared, cap);
+    let (body, _room) = match tokio::time::timeout(state.cfg.request_timeout, read).await {
+        Ok(Ok(read)) => read,
+        Ok(Err(NotRead::NoRoom)) => {
+            state.metrics.kept_refused();
+            tracing::warn!(
+                name,
+                "too many bodies being kept at once: this one is not kept"
+            );
+            return false;
+        }
         // Too large, cut short or too slow: nothing trustworthy to keep.
-        _ => return false,
+        Ok(Err(NotRead::Unkeepable)) | Err(_) => return false,
+    };
+    drop(reading);
+    // Sealing copies the body twice more: a few at a time, within the sender's deadline.
+    let turn = store.sealing.clone().acquire_owned();
+    let Ok(Ok(_turn)) = tokio::time::timeout(state.cfg.request_timeout, turn).await else {
+        state.metrics.kept_refused();
+        return false;
     };
     let mut kept = meta;
     kept.body = body;
