@@ -123,8 +123,8 @@ async fn a_flood_for_an_offline_tunnel_is_kept_within_bounds_and_memory_stays_fl
     let (files, bytes) = dir_bytes(&dir.path().join("kept/flooded"));
     assert!(files <= 50, "{files} files kept");
     assert!(bytes <= 4 * 1024 * 1024, "{bytes} bytes kept");
-    // 512 × 256 KiB = 128 MiB went through; at most 16 MiB of bodies are read at once, and
-    // 8 of them sealed (with their copies).
+    // 512 × 256 KiB = 128 MiB went through; at most 8 MiB of bodies are read or wait to be
+    // sealed at once, and 2 of them are sealed (with their copies).
     let grew = after.saturating_sub(before);
     eprintln!(
         "relay VmHWM {before} KiB → {after} KiB (+{grew} KiB) over 128 MiB of offline requests"
@@ -171,7 +171,7 @@ async fn bodies_too_large_to_keep_are_not_read_into_memory() {
     assert_eq!(kept(), 1, "nothing too large was kept");
     let grew = after.saturating_sub(before);
     eprintln!("relay VmHWM {before} KiB → {after} KiB (+{grew} KiB) over 16 × 20 MiB");
-    // At most 16 MiB of room for bodies being read, none past the 3 MiB that can be kept.
+    // At most 8 MiB of room for bodies being read, none past the 3 MiB that can be kept.
     assert!(grew < 64 * 1024, "relay peak grew by {grew} KiB");
     drop(lines);
     let _ = child.kill().await;

@@ -252,8 +252,9 @@ async fn a_client_with_another_key_leaves_them_for_the_key_they_were_sealed_to()
 }
 
 /// Senders for an offline tunnel who declare a body and send it a byte at a time hold no
-/// turn while they do: 8 of them once held every one, and a webhook arriving meanwhile was
-/// answered unkept. Here 12 of them are being read, and a whole webhook is still kept.
+/// turn and no room for what they only declared: 8 of them once held every turn, and a
+/// webhook arriving meanwhile was answered unkept. Here 12 of them, declaring 36 MiB in all,
+/// are being read, and a whole webhook is still kept.
 #[tokio::test]
 async fn slow_senders_never_keep_others_from_being_kept() {
     use tokio::io::AsyncWriteExt as _;
@@ -268,9 +269,12 @@ async fn slow_senders_never_keep_others_from_being_kept() {
     let mut slow = Vec::new();
     for _ in 0..12 {
         let mut s = tokio::net::TcpStream::connect(relay.addr).await.unwrap();
-        s.write_all(b"POST /t/dribbled/slow HTTP/1.1\r\nhost: a\r\ncontent-length: 100\r\n\r\nx")
-            .await
-            .unwrap();
+        // 3 MiB declared: within what can be kept, and 12 of them over the room.
+        s.write_all(
+            b"POST /t/dribbled/slow HTTP/1.1\r\nhost: a\r\ncontent-length: 3145728\r\n\r\nx",
+        )
+        .await
+        .unwrap();
         slow.push(s);
     }
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
