@@ -734,22 +734,20 @@ async fn readers_who_hold_the_window_together_are_evicted_when_others_need_it() 
     assert!(evicted > 0.0, "nobody was evicted");
 }
 
-/// `hogs` answers of 64 MiB against a 4 MiB window, none of them read, then a webhook:
-/// its answer comes through. Returns how many readers the relay evicted.
-async fn a_webhook_gets_through_readers_who_hold_the_window(hogs: usize, stall: Duration) -> f64 {
-    use tokio::io::AsyncWriteExt as _;
-    trace_init();
-    let mut cfg = relay_config(twk_relay::Auth::Open);
-    cfg.send_stall_timeout = stall;
-    let (relay, metrics) = spawn_relay_with_metrics(cfg).await;
-    let (asked_tx, mut asked) = tokio::sync::mpsc::unbounded_channel::<()>();
-    let large = bytes::Bytes::from(vec![b'b'; 64 << 20]);
-    let _client = raw_agent(relay.addr, &[("x-twk-name", "big")], move |req| {
-        let big = req.uri().path().ends_with("/big");
-        if big {
+/// A tunnel client named `big` answering `/…/big` with `size` bytes (each such request said
+/// on the receiver) and anything else with `ok`.
+async fn big_answers(
+    relay: std::net::SocketAddr,
+    size: usize,
+) -> (
+    tokio::task::JoinHandle<()>,
+    tokio::sync::mpsc::UnboundedReceiver<()>,
+) {
+    let (asked_tx, asked) = tokio::sync::mpsc::unbounded_channel::<()>();
+    let large = bytes::Bytes::from(vec![b'b'; size]);
+    let client = raw_agent(relay, &[("x-twk-name", "big")], move |req| {
+        let body = if req.uri().path().ends_with("/big") {
             let _ = asked_tx.send(());
-        }
-        let body = if big {
             large.clone()
         } else {
             bytes::Bytes::from_static(b"ok")
@@ -758,6 +756,18 @@ async fn a_webhook_gets_through_readers_who_hold_the_window(hogs: usize, stall: 
     })
     .await
     .unwrap();
+    (client, asked)
+}
+
+/// `hogs` answers of 64 MiB against a 4 MiB window, none of them read, then a webhook:
+/// its answer comes through. Returns how many readers the relay evicted.
+async fn a_webhook_gets_through_readers_who_hold_the_window(hogs: usize, stall: Duration) -> f64 {
+    use tokio::io::AsyncWriteExt as _;
+    trace_init();
+    let mut cfg = relay_config(twk_relay::Auth::Open);
+    cfg.send_stall_timeout = stall;
+    let (relay, metrics) = spawn_relay_with_metrics(cfg).await;
+    let (_client, mut asked) = big_answers(relay.addr, 64 << 20).await;
     // Small socket buffers, so the kernel takes little of the answers off the relay's hands.
     let mut stalled = Vec::new();
     for _ in 0..hogs {
@@ -804,17 +814,7 @@ async fn a_few_slow_readers_are_never_evicted() {
     let mut cfg = relay_config(twk_relay::Auth::Open);
     cfg.send_stall_timeout = Duration::from_secs(3600);
     let (relay, metrics) = spawn_relay_with_metrics(cfg).await;
-    let large = bytes::Bytes::from(vec![b'b'; 16 << 20]);
-    let _client = raw_agent(relay.addr, &[("x-twk-name", "big")], move |req| {
-        let body = if req.uri().path().ends_with("/big") {
-            large.clone()
-        } else {
-            bytes::Bytes::from_static(b"ok")
-        };
-        http::Response::new(http_body_util::Full::new(body))
-    })
-    .await
-    .unwrap();
+    let (_client, _asked) = big_answers(relay.addr, 16 << 20).await;
     let mut slow = Vec::new();
     for _ in 0..2 {
         let sock = tokio::net::TcpSocket::new_v4().unwrap();
