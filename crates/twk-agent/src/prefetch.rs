@@ -9,9 +9,9 @@
 //! So before a request asks for a slot, what of its body is there already is read ahead, up
 //! to [`AHEAD_BYTES`] and for at most [`AHEAD_WAIT`]. A webhook's body nearly always comes
 //! whole with its head, so it is [`Arrival::Whole`] and takes a slot as before. A body still
-//! coming ([`Arrival::Streaming`]) takes a slot only with a permit from a pool half the
-//! slots' size, so slow bodies never hold more than half of them, and whole ones always find
-//! the other half.
+//! coming ([`Arrival::Streaming`]) takes a slot only with a permit from a pool three quarters
+//! the slots' size, so slow bodies never hold more than that, and whole ones always find
+//! the last quarter.
 //!
 //! It is not a timeout: a slow body is forwarded as it comes, within its deadline.
 
@@ -33,6 +33,11 @@ pub(crate) const AHEAD_BYTES: usize = 64 * 1024;
 /// Most bytes read ahead for all requests together, so read-ahead never grows the client
 /// by more than this; past it a body is counted as still coming.
 pub(crate) const AHEAD_BUDGET: usize = 8 * 1024 * 1024;
+/// Bytes of each body read ahead even when the budget is spent, so a small webhook is still
+/// seen whole: 300 strangers sending 64 KiB each and then a byte now and then spent the
+/// budget, and every webhook behind them waited for a streaming turn (a hostile re-check).
+/// At most 1,024 streams × 8 KiB beyond the budget.
+pub(crate) const AHEAD_ALWAYS: usize = 8 * 1024;
 /// How long a body that has not come whole with its head is waited for.
 pub(crate) const AHEAD_WAIT: Duration = Duration::from_millis(50);
 
@@ -63,7 +68,7 @@ impl Slots {
         let n = n.max(1);
         Slots {
             all: Arc::new(Semaphore::new(n)),
-            streaming: Arc::new(Semaphore::new(n.div_ceil(2))),
+            streaming: Arc::new(Semaphore::new(streaming_turns(n))),
         }
     }
 
@@ -79,6 +84,15 @@ impl Slots {
             _streaming: streaming,
         })
     }
+}
+
+/// Turns for bodies still coming: three quarters, so whole ones always find a quarter. Half
+/// was a cheaper target for senders who send a large part of a body and stop: their unread
+/// rest fills the tunnel's HTTP/2 window while they wait for a turn, and a webhook's own
+/// body then cannot arrive to be seen whole (70 such senders delayed webhooks ~3 s where
+/// the client before these pools took over 128; a hostile re-check).
+fn streaming_turns(n: usize) -> usize {
+    (n * 3 / 4).max(1)
 }
 
 /// Bytes read ahead by all requests together.
@@ -113,6 +127,7 @@ pub(crate) async fn read_ahead(mut body: AgentBody, budget: &AheadBudget) -> (Ag
     let mut ahead = Ahead {
         frames: VecDeque::new(),
         held: 0,
+        free: 0,
         budget: budget.clone(),
         end: None,
     };
@@ -137,6 +152,8 @@ enum End {
 struct Ahead {
     frames: VecDeque<Frame<Bytes>>,
     held: usize,
+    /// Bytes read ahead outside the budget ([`AHEAD_ALWAYS`]).
+    free: usize,
     budget: AheadBudget,
     end: Option<End>,
 }
@@ -149,7 +166,7 @@ impl Ahead {
         cx: &mut Context<'_>,
     ) -> Poll<Arrival> {
         loop {
-            if self.held >= AHEAD_BYTES {
+            if self.held + self.free >= AHEAD_BYTES {
                 return Poll::Ready(Arrival::Streaming);
             }
             match Pin::new(&mut *body).poll_frame(cx) {
@@ -163,14 +180,16 @@ impl Ahead {
                 }
                 Poll::Ready(Some(Ok(frame))) => {
                     let n = frame.data_ref().map_or(0, Bytes::len);
-                    let kept = self.budget.take(n);
-                    // A frame past the budget is still yielded first; it is only not
-                    // counted, and the reading ahead stops.
                     self.frames.push_back(frame);
-                    if !kept {
+                    if self.free + n <= AHEAD_ALWAYS {
+                        self.free += n;
+                    } else if self.budget.take(n) {
+                        self.held += n;
+                    } else {
+                        // A frame past the budget is still yielded first; it is only not
+                        // counted, and the reading ahead stops.
                         return Poll::Ready(Arrival::Streaming);
                     }
-                    self.held += n;
                 }
                 // A timer only for a body that is not there whole: most never make one.
                 Poll::Pending => {
@@ -301,7 +320,7 @@ mod tests {
         drop(tx);
         let (body, arrival) = read_ahead(body, &budget).await;
         assert_eq!(arrival, Arrival::Whole);
-        assert_eq!(budget.held(), 8);
+        assert_eq!(budget.held(), 0, "a small body needs none of the budget");
         assert_eq!(body.size_hint().exact(), Some(8));
         let got = body.collect().await.unwrap();
         assert!(got.trailers().is_some());
@@ -376,41 +395,52 @@ mod tests {
     }
 
     /// Past the shared budget, reading ahead stops: nothing is lost, and the body counts as
-    /// streaming. Dropped unread, its share comes back.
+    /// streaming; but a small body is still seen whole. Dropped unread, its share comes back.
     #[tokio::test]
     async fn the_shared_budget_bounds_reading_ahead() {
         let budget = AheadBudget::default();
         assert!(budget.take(AHEAD_BUDGET - 10));
         let (tx, body) = fed();
-        data(&tx, &[1; 100]).await;
+        data(&tx, &[1; 10_000]).await;
         drop(tx);
         let (body, arrival) = read_ahead(body, &budget).await;
         assert_eq!(arrival, Arrival::Streaming);
         assert_eq!(budget.held(), AHEAD_BUDGET - 10);
+        assert_eq!(body.collect().await.unwrap().to_bytes().len(), 10_000);
+        let (tx, body) = fed();
+        data(&tx, &[1; 100]).await;
+        drop(tx);
+        let (body, arrival) = read_ahead(body, &budget).await;
+        assert_eq!(
+            arrival,
+            Arrival::Whole,
+            "a small webhook, whatever the budget"
+        );
         assert_eq!(body.collect().await.unwrap().to_bytes().len(), 100);
         budget.give_back(AHEAD_BUDGET - 10);
         let (tx, body) = fed();
-        data(&tx, &[1; 100]).await;
+        data(&tx, &[1; 10_000]).await;
         let (body, _) = read_ahead(body, &budget).await;
-        assert_eq!(budget.held(), 100);
+        assert_eq!(budget.held(), 10_000);
         drop(body);
         assert_eq!(budget.held(), 0);
     }
 
-    /// Bodies still coming hold half the slots at most; a whole one finds a slot beside them.
+    /// Bodies still coming hold three quarters of the turns at most; a whole one finds a
+    /// turn beside them.
     #[tokio::test]
-    async fn streaming_bodies_hold_at_most_half_the_slots() {
+    async fn streaming_bodies_hold_at_most_three_quarters_of_the_turns() {
         let slots = Slots::new(4);
         let a = slots.turn(Arrival::Streaming).await.unwrap();
         let b = slots.turn(Arrival::Streaming).await.unwrap();
-        let third = slots.turn(Arrival::Streaming);
-        tokio::pin!(third);
+        let c = slots.turn(Arrival::Streaming).await.unwrap();
+        let fourth = slots.turn(Arrival::Streaming);
+        tokio::pin!(fourth);
         assert!(
-            futures_poll_once(third.as_mut()).await.is_none(),
-            "a third streaming turn"
+            futures_poll_once(fourth.as_mut()).await.is_none(),
+            "a fourth streaming turn"
         );
         let w1 = slots.turn(Arrival::Whole).await.unwrap();
-        let w2 = slots.turn(Arrival::Whole).await.unwrap();
         // Every slot taken now; a whole request waits like any other.
         let w3 = slots.turn(Arrival::Whole);
         tokio::pin!(w3);
@@ -418,8 +448,8 @@ mod tests {
         drop(w1);
         assert!(w3.await.is_some());
         drop(a);
-        assert!(third.await.is_some());
-        drop((b, w2));
+        assert!(fourth.await.is_some());
+        drop((b, c));
     }
 
     async fn futures_poll_once<F: std::future::Future + Unpin>(f: F) -> Option<F::Output> {
