@@ -133,8 +133,6 @@ impl TunnelSender {
                 unsent: Some(req),
             });
         }
-        // Slow readers evicted before this request's answer needs the window they hold.
-        self.share.relieve();
         let (parts, body) = req.into_parts();
         let eos = body.is_end_stream();
         let (answer, stream) = self
