@@ -42,7 +42,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 #[derive(Debug, Default)]
 pub(crate) struct WindowShare {
     blocked: Mutex<Vec<Blocked>>,
-    /// `blocked.len()`, read without the lock on every request.
+    /// `blocked.len()`, read without the lock by every answer that waits for data.
     count: AtomicUsize,
 }
 
@@ -75,10 +75,10 @@ impl WindowShare {
     }
 
     /// Evicts the readers holding most, of those blocked for [`BLOCKED_FOR`], until those
-    /// left hold at most [`MOST_HELD`]. Returns how many went.
-    pub(crate) fn relieve(&self) -> usize {
+    /// left hold at most [`MOST_HELD`].
+    pub(crate) fn relieve(&self) {
         if !self.any_blocked() {
-            return 0;
+            return;
         }
         let now = Instant::now();
         let mut blocked = lock(&self.blocked);
@@ -90,7 +90,7 @@ impl WindowShare {
             .collect();
         let mut total: usize = held.iter().map(|(n, _)| n).sum();
         if total <= MOST_HELD {
-            return 0;
+            return;
         }
         held.sort_unstable_by(|a, b| b.cmp(a));
         let mut gone = Vec::new();
@@ -106,12 +106,11 @@ impl WindowShare {
             let b = blocked.swap_remove(*i);
             tracing::debug!(
                 held = b.flow.used_capacity(),
-                "a blocked reader evicted: readers blocked together held over half the tunnel's window"
+                "a blocked reader evicted: readers blocked together held over three quarters of the tunnel's window"
             );
             b.evict.cancel();
         }
         self.count.store(blocked.len(), Ordering::Release);
-        gone.len()
     }
 }
 

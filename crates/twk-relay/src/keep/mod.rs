@@ -155,6 +155,10 @@ pub(crate) fn seal(
 /// relay peak from +37 to +24–28 MiB against eight.
 const KEEPING_AT_ONCE: usize = 2;
 
+/// Kept requests read at once to be handed over, relay-wide: a draining node's clients all
+/// reconnect to the others at once.
+const HANDING_AT_ONCE: usize = 8;
+
 /// Body bytes read into memory at once to be kept, relay-wide, in KiB: what keeping can
 /// hold of senders' bodies however many arrive for offline tunnels, those waiting to be
 /// sealed included. A body holds room for what it has sent, grown as more comes, so slow
@@ -202,6 +206,7 @@ async fn read_at_most(
     // are resident only as the body fills them (allocated as it came, reallocations took a
     // flood of 256 KiB bodies from +21 to +47 MiB of relay peak).
     let mut out = Vec::with_capacity(usize_of(declared.unwrap_or(0).min(cap)));
+    let most = declared.unwrap_or(cap).min(cap);
     while let Some(frame) = body.frame().await {
         let Ok(frame) = frame else {
             return Err(NotRead::Unkeepable);
@@ -213,7 +218,6 @@ async fn read_at_most(
             }
             // Grown by at least doubling, to no more than it declared: a few semaphore calls
             // per body, not one per frame.
-            let most = declared.unwrap_or(cap).min(cap);
             let ahead = len.max(room.held_bytes().saturating_mul(2)).min(most);
             if !room.hold(ahead) && !room.hold(len) {
                 return Err(NotRead::NoRoom);
@@ -303,8 +307,7 @@ pub(crate) struct KeepStore {
     sealing: Arc<tokio::sync::Semaphore>,
     /// Room for their bytes while they are read and kept ([`KEEPING_KIB_AT_ONCE`]).
     reading_kib: Arc<tokio::sync::Semaphore>,
-    /// Room for kept requests being read to be handed over ([`KEEPING_AT_ONCE`]): a
-    /// draining node's clients all reconnect to the others at once.
+    /// Room for kept requests being read to be handed over ([`HANDING_AT_ONCE`]).
     handing: Arc<tokio::sync::Semaphore>,
     turns: Arc<handoff::Turns>,
     refused: Arc<handoff::Refused>,
@@ -317,7 +320,7 @@ impl KeepStore {
             limits,
             sealing: Arc::new(tokio::sync::Semaphore::new(KEEPING_AT_ONCE)),
             reading_kib: Arc::new(tokio::sync::Semaphore::new(KEEPING_KIB_AT_ONCE)),
-            handing: Arc::new(tokio::sync::Semaphore::new(KEEPING_AT_ONCE)),
+            handing: Arc::new(tokio::sync::Semaphore::new(HANDING_AT_ONCE)),
             turns: Arc::default(),
             refused: Arc::default(),
         }
