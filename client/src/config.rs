@@ -141,17 +141,8 @@ impl Config {
         // toml's own Display quotes the offending source line, which may hold a secret:
         // report only the message and the line number.
         let c: Config = toml::from_str(text).map_err(|e| {
-            let line = e.span().map(|r| {
-                text.get(..r.start)
-                    .unwrap_or_default()
-                    .matches('\n')
-                    .count()
-                    + 1
-            });
-            match line {
-                Some(l) => anyhow::anyhow!("line {l}: {}", e.message()),
-                None => anyhow::anyhow!("{}", e.message()),
-            }
+            let at = e.span().map(|r| r.start);
+            anyhow::anyhow!("{}", twk_sanitize::at_line(text, at, e.message()))
         })?;
         let mut check = Secrets::new();
         for (k, v) in &c.secrets {

@@ -18,6 +18,8 @@
 //! - [`json_to_writer`], [`json_string`]: JSON with those characters as `\uXXXX`.
 //! - [`error_chain`]: an error and its causes as one line, each cause once (for the same
 //!   outputs; pass it through [`clean`] before a terminal).
+//! - [`at_line`]: a parse error in a file that holds secrets, by line number, never quoting
+//!   the file.
 //!
 //! ```
 //! use twk_sanitize::clean;
@@ -203,6 +205,25 @@ pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
         next = cause.source();
     }
     out
+}
+
+/// A parse error in a file that holds secrets, said without quoting the file: `message` at
+/// the line of byte `offset` in `text` (`line 3: expected …`), or `message` alone. Parsers'
+/// own Display (toml's) quotes the offending line, which may hold a secret.
+///
+/// ```
+/// assert_eq!(twk_sanitize::at_line("a = 1\nb = \"sec", Some(6), "unterminated string"),
+///            "line 2: unterminated string");
+/// assert_eq!(twk_sanitize::at_line("", None, "empty"), "empty");
+/// ```
+pub fn at_line(text: &str, offset: Option<usize>, message: &str) -> String {
+    match offset {
+        Some(at) => {
+            let line = text.get(..at).unwrap_or_default().matches('\n').count() + 1;
+            format!("line {line}: {message}")
+        }
+        None => message.to_owned(),
+    }
 }
 
 /// JSON output (`--json`, NDJSON) that is safe to print: every character [`is_unsafe`] is

@@ -220,17 +220,8 @@ fn parse(text: &str) -> Result<Entries, Malformed> {
     // toml's Display quotes the offending line, which may hold a secret: the message and
     // the line number only.
     let entries: Entries = toml::from_str(text).map_err(|e| {
-        let line = e.span().map(|r| {
-            text.get(..r.start)
-                .unwrap_or_default()
-                .matches('\n')
-                .count()
-                + 1
-        });
-        Malformed(match line {
-            Some(l) => format!("line {l}: {}", e.message().trim_end()),
-            None => e.message().trim_end().to_owned(),
-        })
+        let at = e.span().map(|r| r.start);
+        Malformed(twk_sanitize::at_line(text, at, e.message().trim_end()))
     })?;
     if let Some((k, _)) = entries.iter().find(|(_, v)| v.is_empty()) {
         return Err(Malformed(format!("the secret of {k:?} is empty")));
