@@ -291,7 +291,7 @@ fn plain_line(ex: &Exchange) -> String {
 /// first fields are the stable contract; `event_id`, `summary`, `lints`
 /// (`[{"code", "severity", "message"}]`, the exchange's own lints, as in `log --json`) and
 /// `secret` (which secret a valid or stale signature held with: `configured`, `twk-test`,
-/// else null) came later. The event's name is `event_name`: `event` names the line.
+/// else null) and `refused` (the relay answered it itself and never forwarded it) came later. The event's name is `event_name`: `event` names the line.
 #[derive(serde::Serialize)]
 struct JsonRest<'a> {
     time: Option<String>,
@@ -309,6 +309,7 @@ struct JsonRest<'a> {
     summary: Option<&'a str>,
     lints: Vec<JsonLint<'a>>,
     secret: Option<twk_providers::SecretSource>,
+    refused: bool,
 }
 
 #[derive(serde::Serialize)]
@@ -347,6 +348,7 @@ fn json_rest(ex: &Exchange) -> String {
             })
             .collect(),
         secret: ex.matched_secret,
+        refused: ex.refused,
     };
     twk_sanitize::json_string(&rest).unwrap_or_else(|_| "{}".to_owned())
 }

@@ -5,7 +5,9 @@
 //! - offline past the hold, senders get 503 and the restarted client records every request,
 //!   byte-identical, as missed (`log --missed --json`);
 //! - a hand-off repeated after the client died between recording and acknowledging (the
-//!   relay still has the request) is not recorded twice.
+//!   relay still has the request) is not recorded twice;
+//! - a request the relay refuses itself (over the tunnel's rate) is in the tunnel's `--json`
+//!   output and its log (`log --refused`), never at the app.
 #![allow(clippy::unwrap_used)]
 
 #[path = "support/ndjson.rs"]
@@ -264,4 +266,77 @@ async fn deliver_missed_replays_each_to_the_app_once_even_when_handed_over_twice
     until_taken(dir.path()).await;
     assert!(app.received.try_recv().is_err(), "delivered twice");
     assert_eq!(log(home.path(), &[]).len(), 4);
+}
+
+/// A webhook the relay refuses itself (here: over the tunnel's request rate) never reaches the
+/// app, and the tunnel says so: a `--json` line with `"refused":true` and the relay's 429,
+/// and a row `log --refused` finds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_the_relay_refuses_is_in_the_tunnels_output_and_its_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = tempfile::tempdir().unwrap();
+    let mut cfg = relay_cfg(dir.path(), Duration::from_secs(5));
+    cfg.abuse = twk_relay::AbuseLimits {
+        exempt_loopback: false,
+        tunnel_rate: 0.001,
+        tunnel_burst: 1.0,
+        ..twk_relay::AbuseLimits::none()
+    };
+    let relay = spawn_relay(cfg).await;
+    let app = FakeTarget::echo().await;
+    let mut child = Command::new(BIN)
+        .args(["--relay", &relay.url(false), "--name", "away", "--json"])
+        .arg(app.addr.to_string())
+        .env("TWK_TOKEN", "t")
+        .env("XDG_DATA_HOME", home.path().join("data"))
+        .env("XDG_CONFIG_HOME", home.path().join("config"))
+        .env("XDG_RUNTIME_DIR", home.path().join("run"))
+        .env_remove("TWK_DATA_DIR")
+        .env_remove("TWK_RELAY")
+        .env_remove("TWK_NAME")
+        .env_remove("TWK_CONFIG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    let lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    std::thread::spawn(move || lines.map_while(Result::ok).for_each(|l| drop(tx.send(l))));
+    let _t = Tunnel(child);
+    let next = |what: &str| loop {
+        let line = rx
+            .recv_timeout(Duration::from_secs(10))
+            .unwrap_or_else(|_| panic!("no {what} line from the tunnel"));
+        if line.contains(what) {
+            return serde_json::from_str::<Value>(&line).unwrap();
+        }
+    };
+    next("\"ready\"");
+    let hook = [("x-github-event", "ping"), ("x-github-delivery", "d-7")];
+    let ok = send(relay.addr, "POST", "/t/away/gh", &hook, "{}")
+        .await
+        .unwrap();
+    assert_eq!(ok.status, 200);
+    let over = send(relay.addr, "POST", "/t/away/gh", &hook, "{}")
+        .await
+        .unwrap();
+    assert_eq!(over.status, 429);
+
+    let line = next("\"refused\":true");
+    assert_eq!(line["status"], 429);
+    assert_eq!(line["path"], "/gh");
+    assert_eq!(line["provider"], "github");
+    assert_eq!(line["failure"]["side"], "sender");
+    let forwarded = log(home.path(), &[]);
+    let refused = log(home.path(), &["--refused"]);
+    assert_eq!(forwarded.len(), 2, "both are recorded: {forwarded:?}");
+    assert_eq!(refused.len(), 1, "{refused:?}");
+    assert_eq!(refused[0]["status"], 429);
+    assert_eq!(refused[0]["refused"], true);
+    let headers = refused[0]["request"]["headers"].as_array().unwrap();
+    assert!(
+        headers.contains(&serde_json::json!(["x-github-delivery", "d-7"])),
+        "the head the relay refused is kept: {headers:?}"
+    );
 }

@@ -62,6 +62,10 @@ pub struct FilterArgs {
     /// kept them, sealed, until the tunnel reconnected).
     #[arg(long)]
     pub missed: bool,
+    /// Only requests the relay refused itself and never forwarded (over the tunnel's rate: 429;
+    /// a body declared over the relay's cap: 413), recorded from the relay's notices.
+    #[arg(long)]
+    pub refused: bool,
     /// Only exchanges with this lint: 401-without-www-authenticate, www-authenticate-not-basic,
     /// credentials-mismatch, retry-never-came, port-not-accepted, preemptive-credentials.
     #[arg(long, value_name = "CODE", value_parser = parse_lint)]
@@ -102,6 +106,7 @@ impl FilterArgs {
             grep: self.grep.clone(),
             lint: self.lint,
             missed: self.missed,
+            refused: self.refused,
             limit: match self.limit {
                 Some(0) => None,
                 Some(n) => Some(n),
@@ -689,6 +694,7 @@ mod tests {
             attempt: Some(1),
             replay_of: None,
             missed: false,
+            refused: false,
             failure_side: None,
             request_body_len: 0,
             handshake: None,
@@ -775,6 +781,7 @@ mod tests {
             limit: Some(0),
             lint: Some(LintCode::RetryNeverCame),
             missed: true,
+            refused: true,
         }
         .to_filter(Some(100))
         .ok();
@@ -782,6 +789,7 @@ mod tests {
         assert_eq!(f.limit, None);
         assert_eq!(f.lint, Some(LintCode::RetryNeverCame));
         assert!(f.missed);
+        assert!(f.refused);
         assert_eq!(f.since_ms, Some(1_514_764_800_000));
         assert_eq!(f.until_ms, Some(1_517_443_199_999));
         assert!(
@@ -799,6 +807,7 @@ mod tests {
                     limit: None,
                     lint: None,
                     missed: false,
+                    refused: false,
                 }
             }
             .to_filter(None)

@@ -409,6 +409,9 @@ pub(crate) async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Respo
     if req.headers().contains_key(meta::KEPT) {
         return crate::kept::receive(shared, req).await;
     }
+    if req.headers().contains_key(meta::REFUSED) {
+        return crate::refused::receive(shared, req).await;
+    }
     if req.headers().contains_key(meta::MOVE) {
         tracing::info!("the relay node is going away: moving to another node");
         shared.request_move();
@@ -872,7 +875,13 @@ pub fn analyze_exchange(
     opts.alternate_urls
         .push(format!("{}{}", ex.target, ex.path));
     let mut analysis = twk_providers::analyze(&req, secrets, &opts);
-    if ex.request.body.truncated {
+    if ex.refused {
+        analysis.notes.push(
+            "the relay refused this request before reading its body: a signature over the body \
+             cannot be checked"
+                .to_owned(),
+        );
+    } else if ex.request.body.truncated {
         // The stored body is a prefix: a body signature cannot be checked from it.
         analysis.notes.push(format!(
             "the body ({} bytes) is larger than the capture cap; the signature was checked \

@@ -18,6 +18,7 @@ mod forward;
 mod hasher;
 mod kept;
 mod prefetch;
+mod refused;
 pub mod replay;
 mod session;
 mod tap;

@@ -432,6 +432,10 @@ fn upgrade_request(
     if let Ok(v) = http::HeaderValue::from_str(client_id) {
         h.insert(upgrade::CLIENT_ID, v);
     }
+    h.insert(
+        upgrade::ACCEPTS,
+        http::HeaderValue::from_static(upgrade::ACCEPTS_REFUSED),
+    );
     if let Some(k) = &cfg.owner_key
         && let Ok(v) = http::HeaderValue::from_str(&k.public().to_base64())
     {

@@ -159,6 +159,11 @@ pub struct Exchange {
     /// answered the sender 503; it was handed over on reconnect, never forwarded to the app.
     #[serde(default)]
     pub missed: bool,
+    /// The relay answered it itself and never forwarded it (over the tunnel's rate, a body
+    /// declared over the relay's cap): recorded from the relay's notice, head only, the app
+    /// never saw it.
+    #[serde(default)]
+    pub refused: bool,
 }
 
 /// The outcome of twk's Basic-auth check on one request (`twk-tunnel --basic-auth`).

@@ -55,6 +55,9 @@ pub(crate) fn where_clause(f: &Filter, now_ms: i64) -> (String, Vec<Value>) {
     if f.missed {
         conds.push("e.missed = 1".into());
     }
+    if f.refused {
+        conds.push("e.refused = 1".into());
+    }
     if let Some(a) = f.after_id {
         push("e.id > #", Value::Integer(a), &mut conds);
     }

@@ -22,10 +22,10 @@ const INSERT_ROW: &str = "INSERT INTO exchanges (tunnel, request_id, received_ms
      failure_side, failure_message, provider, event, summary, verdict, analysis, replay_of, \
      attempt, group_key, req_body_len, req_body_sha256, req_body_truncated, has_response, \
      resp_body_len, resp_body_sha256, resp_body_truncated, auth, hs_leg, hs_with, hs_key, \
-     hs_deadline_ms, lints, lint_codes, missed, stored_bytes, matched_secret) VALUES (?1, ?2, \
-     ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, \
-     ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30, ?31, ?32, ?33, ?34, ?35, ?36, ?37, ?38, ?39, \
-     ?40)";
+     hs_deadline_ms, lints, lint_codes, missed, stored_bytes, matched_secret, refused) VALUES \
+     (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, \
+     ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30, ?31, ?32, ?33, ?34, ?35, ?36, ?37, ?38, \
+     ?39, ?40, ?41)";
 
 /// The bytes a payload column holds: none when the body is in a file.
 fn in_db<'b>(bytes: &'b [u8], file: &Option<String>) -> &'b [u8] {
@@ -359,6 +359,7 @@ impl<'c> Inserter<'c> {
             ex.missed,                                       // missed
             clamp_i64(stored),                               // stored_bytes
             ex.matched_secret.map(SecretSource::as_str),     // matched_secret
+            ex.refused,                                      // refused
         ])?;
         Ok(self.conn.last_insert_rowid())
     }

@@ -78,6 +78,8 @@ pub struct Filter {
     pub replay_of: Option<ExchangeId>,
     /// Only requests that arrived while the client was offline (kept by the relay).
     pub missed: bool,
+    /// Only requests the relay refused itself (never forwarded).
+    pub refused: bool,
     /// Only exchanges with an id above this (for "what's new since").
     pub after_id: Option<ExchangeId>,
     /// Only exchanges carrying this lint (`retry-never-came` is judged against now).
@@ -141,6 +143,9 @@ pub struct Summary {
     /// It arrived while the client was offline (kept by the relay, recorded on reconnect).
     #[serde(default)]
     pub missed: bool,
+    /// The relay refused it itself; the app never saw it.
+    #[serde(default)]
+    pub refused: bool,
     /// Which side failed, if any.
     pub failure_side: Option<Side>,
     /// Full length of the request body.
@@ -174,6 +179,7 @@ impl Summary {
             attempt,
             replay_of: ex.replay_of,
             missed: ex.missed,
+            refused: ex.refused,
             failure_side: ex.failure.as_ref().map(|f| f.side),
             request_body_len: ex.request.body.len,
             handshake: None,

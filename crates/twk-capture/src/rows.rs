@@ -130,6 +130,7 @@ pub(crate) fn read_summary(r: &Row<'_>, now_ms: i64) -> rusqlite::Result<Summary
         attempt: r.get("attempt")?,
         replay_of: r.get("replay_of")?,
         missed: r.get("missed")?,
+        refused: r.get("refused")?,
         failure_side: r
             .get::<_, Option<String>>("failure_side")?
             .as_deref()
@@ -266,6 +267,7 @@ pub(crate) fn read_full(r: &Row<'_>, now_ms: i64, files: &BodyFiles) -> Result<S
             analysis: json_col("analysis")?,
             replay_of: r.get("replay_of")?,
             missed: r.get("missed")?,
+            refused: r.get("refused")?,
             request,
             response,
             auth: match r.get::<_, Option<String>>("auth")? {

@@ -152,6 +152,12 @@ UPDATE exchanges SET stored_bytes = coalesce((SELECT octet_length(p.req_headers)
     r#"
 ALTER TABLE exchanges ADD COLUMN matched_secret TEXT;
 "#,
+    // v10: requests the relay refused itself (over the tunnel's rate, a body declared over
+    // its cap), recorded from its notices: head only, never forwarded to the app.
+    r#"
+ALTER TABLE exchanges ADD COLUMN refused INTEGER NOT NULL DEFAULT 0;
+CREATE INDEX exchanges_refused ON exchanges (id) WHERE refused = 1;
+"#,
 ];
 
 /// The schema version this build writes.

@@ -143,7 +143,7 @@ impl std::fmt::Debug for Store {
 const SUMMARY_COLS: &str = "e.id, e.tunnel, e.received_ms, e.method, e.path, e.status, \
      e.duration_ms, e.provider, e.event, e.summary, e.verdict, e.attempt, e.replay_of, \
      e.failure_side, e.req_body_len, e.hs_leg, e.hs_with, e.lint_codes, e.hs_deadline_ms, \
-     e.missed, e.matched_secret";
+     e.missed, e.matched_secret, e.refused";
 
 const FULL_COLS: &str = "e.id, e.tunnel, e.request_id, e.received_ms, e.forwarded_ms, \
      e.first_byte_ms, e.done_ms, e.method, e.public_url, e.path, e.target, e.remote_addr, \
@@ -152,7 +152,8 @@ const FULL_COLS: &str = "e.id, e.tunnel, e.request_id, e.received_ms, e.forwarde
      e.req_body_truncated, e.has_response, e.resp_body_len, e.resp_body_sha256, \
      e.resp_body_truncated, e.hs_leg, e.lints, \
      p.req_headers, p.req_body, p.resp_headers, p.resp_body, p.req_body_file, \
-     p.resp_body_file, e.hs_with, e.hs_deadline_ms, e.auth, e.missed, e.matched_secret";
+     p.resp_body_file, e.hs_with, e.hs_deadline_ms, e.auth, e.missed, e.matched_secret, \
+     e.refused";
 
 impl Store {
     /// Opens (creating if needed) the database described by `opts`: directory 0700, file 0600,

@@ -74,6 +74,10 @@ pub const MARKS: &[(&str, &str)] = &[
         "arrived while twk-tunnel was offline: the sender got 503, the relay kept it",
     ),
     (
+        "⊘ refused",
+        "the relay refused it (over rate: 429, too large: 413); the app never saw it",
+    ),
+    (
         "🔒▸ 🔒▾",
         "Basic-auth handshake, both legs (space: expand / collapse)",
     ),

@@ -44,6 +44,9 @@ fn duration(ms: Option<i64>) -> String {
 /// The mark of a request that arrived while the tunnel was offline (kept by the relay).
 pub const MISSED: &str = "⊘ missed";
 
+/// The mark of a request the relay refused itself (429, 413): the app never saw it.
+pub const REFUSED: &str = "⊘ refused";
+
 /// The lock of a Basic-auth handshake row (two columns wide: U+1F512 is an emoji).
 pub const LOCK: &str = "\u{1f512}";
 
@@ -135,6 +138,10 @@ fn marks(s: &Summary, fold: Fold, compact: bool) -> Line<'static> {
     if s.missed {
         sep(&mut spans);
         spans.push(Span::styled(MISSED, Style::new().fg(Color::Yellow)));
+    }
+    if s.refused {
+        sep(&mut spans);
+        spans.push(Span::styled(REFUSED, Style::new().fg(Color::Red)));
     }
     Line::from(spans)
 }

@@ -550,6 +550,24 @@ fn a_missed_row_carries_its_mark() {
     assert_clean(&buf);
 }
 
+/// A request the relay refused itself is marked in the list, so it is not taken for the
+/// app's own 429; it comes back from the store with its mark.
+#[test]
+fn a_refused_row_carries_its_mark() {
+    let mut ex = plain(1, "POST", "/too-fast", Some(429));
+    ex.refused = true;
+    let app = plain(2, "POST", "/app-says-429", Some(429));
+    let (_d, data) = store(&[ex, app]);
+    let m = model(&data);
+    let (text, buf) = render(&m);
+    assert_eq!(
+        text.matches(twk_inspector::view::REFUSED).count(),
+        1,
+        "only the relay's refusal is marked: {text}"
+    );
+    assert_clean(&buf);
+}
+
 /// A Stripe webhook `trigger` signed with twk's test secret (none configured): ✓ with a
 /// `twk-test` mark in the list, and the Signature tab says which secret held.
 #[test]

@@ -147,12 +147,12 @@ mod bytes_b64 {
     }
 }
 
-mod pairs_b64 {
+pub(crate) mod pairs_b64 {
     use super::B64;
     use base64::Engine as _;
     use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-    pub(super) fn serialize<S: Serializer>(
+    pub(crate) fn serialize<S: Serializer>(
         h: &[(String, Vec<u8>)],
         s: S,
     ) -> Result<S::Ok, S::Error> {
@@ -160,7 +160,7 @@ mod pairs_b64 {
         v.serialize(s)
     }
 
-    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(
         d: D,
     ) -> Result<Vec<(String, Vec<u8>)>, D::Error> {
         let v: Vec<(String, String)> = Vec::deserialize(d)?;

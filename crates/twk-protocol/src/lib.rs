@@ -14,6 +14,7 @@ use std::time::Duration;
 
 pub mod kept;
 pub mod names;
+pub mod refused;
 
 pub use names::{NameError, random_name, validate_name};
 
@@ -50,6 +51,17 @@ pub mod upgrade {
     /// Request: the client's public key ([`crate::kept::OwnerPublic`], base64): requests that
     /// arrive while it is offline are kept sealed to it.
     pub const OWNER_KEY: &str = "x-twk-owner-key";
+    /// Request: what the client takes besides forwarded requests, comma-separated
+    /// ([`ACCEPTS_REFUSED`]). A relay sends nothing of a kind the client did not name: an
+    /// older client would forward it to its app as if a sender had.
+    pub const ACCEPTS: &str = "x-twk-accepts";
+    /// In [`ACCEPTS`]: notices of requests the relay refused itself ([`crate::refused`]).
+    pub const ACCEPTS_REFUSED: &str = "refused";
+
+    /// True when an [`ACCEPTS`] value names `what`.
+    pub fn accepts(value: Option<&str>, what: &str) -> bool {
+        value.is_some_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(what)))
+    }
 }
 
 /// Metadata headers that the relay adds to every request it forwards over the tunnel.
@@ -79,6 +91,12 @@ pub mod meta {
     /// connect to another node of the cluster, then close this session once the new one is
     /// up (requests in flight on it finish). The client answers 204.
     pub const MOVE: &str = "x-twk-move";
+    /// On a request from the relay (no sender behind it): the body is a
+    /// [`crate::refused::RefusedBatch`], requests for this tunnel the relay answered itself
+    /// (over the tunnel's rate, a body declared over the cap) that the app never saw. The
+    /// value is how many the batch lists. Sent only to clients that accept them
+    /// ([`crate::upgrade::ACCEPTS_REFUSED`]); the client answers 204.
+    pub const REFUSED: &str = "x-twk-refused";
     /// Prefix shared by all metadata headers.
     pub const PREFIX: &str = "x-twk-";
 

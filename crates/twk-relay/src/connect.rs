@@ -220,6 +220,8 @@ async fn upgrade_inner(
     };
     let accept = tungstenite::handshake::derive_accept_key(key.as_bytes());
     let public_url = state.cfg.public_url(&name);
+    let notices = upgrade::accepts(header_str(&req, upgrade::ACCEPTS), upgrade::ACCEPTS_REFUSED)
+        .then(Arc::default);
     let on_upgrade = hyper::upgrade::on(req);
     let span = info_span!("tunnel", name = %name, session, peer = %client.ip);
     if let Some(lease) = &lease {
@@ -241,6 +243,7 @@ async fn upgrade_inner(
     let s = Session {
         name: name.clone(),
         session,
+        notices,
         cancel,
         dead,
         inflight,
@@ -370,6 +373,8 @@ struct Session {
     inflight: tokio_util::task::TaskTracker,
     /// The cluster-wide lease of the name, ended when the session is (dropped with it).
     _lease: Option<twk_cluster::Lease>,
+    /// Requests the relay refuses itself, listed for the client (when it takes them).
+    notices: Option<Arc<crate::notices::Notices>>,
 }
 
 async fn run_session(state: Arc<State>, s: Session, on_upgrade: hyper::upgrade::OnUpgrade) {
@@ -423,11 +428,24 @@ async fn run_session_inner(
             return Ended::Abruptly;
         }
     };
-    if !state.registry.activate(&s.name, s.session, sender.clone()) {
+    if !state
+        .registry
+        .activate(&s.name, s.session, sender.clone(), s.notices.clone())
+    {
         // Replaced before it became ready.
         return Ended::Abruptly;
     }
     info!("tunnel connected");
+    if let Some(notices) = &s.notices {
+        let told = crate::notices::run(
+            notices.clone(),
+            sender.clone(),
+            s.name.clone(),
+            s.dead.clone(),
+            state.clone(),
+        );
+        state.tracker.spawn(told.in_current_span());
+    }
     if state.keep.is_some() {
         let hand_off = crate::keep::hand_off(state.clone(), s.name.clone());
         state.tracker.spawn(hand_off.in_current_span());

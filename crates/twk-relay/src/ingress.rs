@@ -3,6 +3,7 @@
 use crate::abuse::ClientAddr;
 use crate::body::{Capped, FaultCell, RelayBody, SenderFault, UntilDead};
 use crate::config::strip_port;
+use crate::notices::Notices;
 use crate::registry::Lookup;
 use crate::server::{State, text};
 use crate::tunnel_h2::TunnelSender;
@@ -16,6 +17,7 @@ use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info};
 use twk_protocol::now_ms;
+use twk_protocol::refused::{RefusedFor, RefusedRequest};
 use twk_protocol::{PATH_ROUTE_PREFIX, limits, meta};
 
 /// Where a public request goes.
@@ -99,11 +101,12 @@ fn offline(name: &str, why: &str) -> Response<RelayBody> {
     )
 }
 
+fn too_large_text(max: u64) -> String {
+    format!("twk relay: request body exceeds the cap of {max} bytes (sender side)\n")
+}
+
 fn too_large(max: u64) -> Response<RelayBody> {
-    closing(text(
-        StatusCode::PAYLOAD_TOO_LARGE,
-        format!("twk relay: request body exceeds the cap of {max} bytes (sender side)\n"),
-    ))
+    closing(text(StatusCode::PAYLOAD_TOO_LARGE, too_large_text(max)))
 }
 
 /// Refuses what a webhook never is: proxy requests and targets other than `/…`.
@@ -236,7 +239,7 @@ pub(crate) async fn forward_as(
     reader: Option<Arc<Reader>>,
 ) -> Response<RelayBody> {
     let received_ms = now_ms();
-    let a = match admit(&state, remote, &req, hop).await {
+    let a = match admit(&state, remote, &req, hop, received_ms).await {
         Ok(a) => a,
         Err(Refused::Answer(refusal)) => return *refusal,
         // The cold paths are boxed: an async fn's future is as large as its largest await,
@@ -503,6 +506,7 @@ async fn admit(
     remote: SocketAddr,
     req: &Request<Incoming>,
     hop: Hop,
+    received_ms: i64,
 ) -> Result<Admitted, Refused> {
     if let Some(refusal) = refuse_target(req) {
         return Err(Box::new(refusal).into());
@@ -527,8 +531,17 @@ async fn admit(
     let limited = !state.abuse.exempt(client.ip);
     let (sender, dead, inflight, held) = match session_for(state, &route.name, limited).await {
         Ok(s) => s,
-        Err(Some(answer)) => return Err(Refused::Answer(answer)),
-        Err(None) => {
+        Err(NoSession::OverRate(wait, notices)) => {
+            let answer = over_rate_text(&route.name);
+            let retry_after_secs = retry_after(wait);
+            if let Some(n) = notices {
+                let refused_for = RefusedFor::OverRate { retry_after_secs };
+                let at = Refusal::new(remote, client, host, received_ms, refused_for);
+                n.refused(|| at.describe(state, req, &route, &answer));
+            }
+            return Err(Box::new(over_rate(answer, retry_after_secs)).into());
+        }
+        Err(NoSession::Offline) => {
             if let Some(moved) = coming_up_elsewhere(state, &route.name, hop).await {
                 return Err(moved);
             }
@@ -542,6 +555,11 @@ async fn admit(
     let max = state.cfg.max_body;
     if declared_len(req.headers()).is_some_and(|n| n > max) {
         // Answered before a byte of the body is read (no 100 Continue is sent).
+        if let Some(n) = state.registry.notices(&route.name) {
+            let refused_for = RefusedFor::BodyTooLarge { cap: max };
+            let at = Refusal::new(remote, client, host, received_ms, refused_for);
+            n.refused(|| at.describe(state, req, &route, &too_large_text(max)));
+        }
         return Err(Box::new(too_large(max)).into());
     }
     let uri = http::Uri::builder()
@@ -607,14 +625,10 @@ type Session = (
 /// The session to send a request for `name` to, waiting for one that is finishing its
 /// handshake, or (the hold) for a client that was connected within the last minute to come
 /// back; also how long the request was held. `Err(None)`: the tunnel is offline.
-async fn session_for(
-    state: &State,
-    name: &str,
-    limited: bool,
-) -> Result<Session, Option<Box<Response<RelayBody>>>> {
+async fn session_for(state: &State, name: &str, limited: bool) -> Result<Session, NoSession> {
     // Only time spent held counts (and comes off the deadline), not a lookup's microseconds.
     let mut held = Duration::ZERO;
-    let gone = || None;
+    let gone = || NoSession::Offline;
     loop {
         match state.registry.lookup(name, Instant::now(), limited) {
             Lookup::Ready {
@@ -623,7 +637,7 @@ async fn session_for(
                 inflight,
             } => return Ok((sender, dead, inflight, held)),
             Lookup::Offline => return Err(gone()),
-            Lookup::RateLimited(wait) => return Err(Some(Box::new(over_rate(name, wait)))),
+            Lookup::RateLimited(wait, notices) => return Err(NoSession::OverRate(wait, notices)),
             // The client has its name and finishes the HTTP/2 handshake within milliseconds:
             // a webhook arriving now waits for it rather than being told "offline".
             Lookup::Connecting(mut ready) => {
@@ -659,15 +673,27 @@ async fn session_for(
     }
 }
 
-fn over_rate(name: &str, wait: std::time::Duration) -> Response<RelayBody> {
+/// Why [`session_for`] has no session to send on.
+enum NoSession {
+    /// The tunnel is offline (or stayed so while the request was held).
+    Offline,
+    /// The tunnel is over its request rate: retry after this long; the session's notices,
+    /// when its client takes them.
+    OverRate(Duration, Option<Arc<Notices>>),
+}
+
+fn retry_after(wait: Duration) -> u64 {
+    (wait.as_secs_f64().ceil() as u64).max(1)
+}
+
+fn over_rate_text(name: &str) -> String {
+    format!("twk relay: tunnel '{name}' is over its request rate (sender side); retry later\n")
+}
+
+fn over_rate(answer: String, retry_after_secs: u64) -> Response<RelayBody> {
     with_retry_after(
-        text(
-            StatusCode::TOO_MANY_REQUESTS,
-            format!(
-                "twk relay: tunnel '{name}' is over its request rate (sender side); retry later\n"
-            ),
-        ),
-        wait.as_secs_f64().ceil() as u64,
+        text(StatusCode::TOO_MANY_REQUESTS, answer),
+        retry_after_secs,
     )
 }
 
@@ -685,6 +711,78 @@ fn broken_body(request_id: &str, why: &str) -> Response<RelayBody> {
 fn never_processed(e: &h2::Error) -> bool {
     e.reason() == Some(h2::Reason::REFUSED_STREAM)
         || (e.is_go_away() && e.reason() == Some(h2::Reason::NO_ERROR))
+}
+
+/// A request the relay refuses itself, to be listed for its tunnel's client (`notices.rs`).
+struct Refusal {
+    remote: SocketAddr,
+    client: ClientAddr,
+    host: Option<String>,
+    received_ms: i64,
+    refused_for: RefusedFor,
+}
+
+impl Refusal {
+    fn new(
+        remote: SocketAddr,
+        client: ClientAddr,
+        host: Option<String>,
+        received_ms: i64,
+        refused_for: RefusedFor,
+    ) -> Self {
+        Refusal {
+            remote,
+            client,
+            host,
+            received_ms,
+            refused_for,
+        }
+    }
+
+    /// The notice of it: the request's head as a forwarded one would carry it (no hop-by-hop
+    /// or forged `x-twk-*` headers), within the notice's bound.
+    fn describe(
+        self,
+        state: &State,
+        req: &Request<Incoming>,
+        route: &Route,
+        answer: &str,
+    ) -> RefusedRequest {
+        let origin = Origin {
+            client: self.client,
+            remote: self.remote,
+            host: self.host,
+            received_ms: self.received_ms,
+            request_id: state.next_request_id(),
+        };
+        let mut headers = req.headers().clone();
+        twk_protocol::strip_hop_by_hop(&mut headers);
+        meta::strip_all(&mut headers);
+        let (headers, headers_cut) = twk_protocol::refused::head_within(
+            headers.iter().map(|(k, v)| (k.as_str(), v.as_bytes())),
+        );
+        info!(
+            request_id = origin.request_id,
+            status = self.refused_for.status(),
+            "refused a request; listed for the tunnel's client"
+        );
+        RefusedRequest {
+            public_url: public_url(state, &origin, req),
+            remote_addr: remote_addr(&origin),
+            request_id: origin.request_id,
+            received_ms: origin.received_ms,
+            method: req.method().to_string(),
+            path: route.path_and_query.clone(),
+            headers,
+            headers_cut,
+            declared_len: declared_len(req.headers()).or_else(|| {
+                // Neither length nor chunked: the request has no body.
+                (!req.headers().contains_key(header::TRANSFER_ENCODING)).then_some(0)
+            }),
+            refused_for: self.refused_for,
+            answer: answer.to_owned(),
+        }
+    }
 }
 
 /// Where a request came from, as the relay saw it.

@@ -27,6 +27,7 @@ mod connect;
 mod ingress;
 mod keep;
 mod metrics;
+mod notices;
 mod peer;
 mod registry;
 mod reservations;

@@ -50,9 +50,13 @@ pub(crate) struct Metrics {
     cluster_nodes: Gauge,
     cluster_names: Gauge,
     pub(crate) peer_forwarded: Counter,
-    /// Public connections closed because readers blocked together held over half their
+    /// Public connections closed because readers blocked together held over three quarters of their
     /// tunnel's HTTP/2 window (`window.rs`).
     pub(crate) readers_evicted: Counter,
+    /// Requests the relay refused itself (429, 413) and listed to their tunnel's client, and
+    /// those only counted to it (past a notice's list; `notices.rs`).
+    refusals_listed: Counter,
+    refusals_unlisted: Counter,
 }
 
 impl Default for Metrics {
@@ -178,11 +182,27 @@ impl Default for Metrics {
         let readers_evicted = Counter::default();
         registry.register(
             "readers_evicted",
-            "Public connections closed because slow readers, blocked together, held over half \
-             their tunnel's HTTP/2 window while other answers waited",
+            "Public connections closed because slow readers, blocked together, held over three \
+             quarters of their tunnel's HTTP/2 window while other answers waited",
             readers_evicted.clone(),
         );
+        let refusals_listed = Counter::default();
+        registry.register(
+            "refusals_listed",
+            "Requests the relay refused itself (over the tunnel's rate, body over the cap), \
+             listed to their tunnel's client",
+            refusals_listed.clone(),
+        );
+        let refusals_unlisted = Counter::default();
+        registry.register(
+            "refusals_unlisted",
+            "Requests the relay refused itself that their tunnel's client was told only the \
+             number of (past a notice's list)",
+            refusals_unlisted.clone(),
+        );
         Metrics {
+            refusals_listed,
+            refusals_unlisted,
             kept_reading,
             readers_evicted,
             cluster_nodes,
@@ -250,6 +270,12 @@ impl Metrics {
     /// Counts a request that could not be kept.
     pub(crate) fn kept_refused(&self) {
         self.kept_refused.inc();
+    }
+
+    /// Counts the refusals of a notice the client took.
+    pub(crate) fn refusals_told(&self, listed: u64, unlisted: u64) {
+        self.refusals_listed.inc_by(listed);
+        self.refusals_unlisted.inc_by(unlisted);
     }
 
     /// Counts a kept request handed to its client.

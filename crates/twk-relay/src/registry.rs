@@ -11,6 +11,7 @@
 //!   the displaced client is closed, and its reconnects are refused with
 //!   [`Claim::TakenOver`], so two processes never split traffic or flap.
 
+use crate::notices::Notices;
 use crate::reservations::{Reservation, Snapshot, Store};
 use crate::tunnel_h2::TunnelSender;
 use std::collections::BTreeMap;
@@ -41,6 +42,9 @@ struct Live {
     inflight: tokio_util::task::TaskTracker,
     /// Requests-per-second budget of the tunnel.
     rate: Bucket,
+    /// Where requests the relay refuses itself are listed for the client, when it accepts
+    /// notices of them (set with the sender).
+    notices: Option<Arc<Notices>>,
     /// True once `sender` is set: requests that arrive during the HTTP/2 handshake wait for
     /// it instead of being told the tunnel is offline.
     ready: tokio::sync::watch::Sender<bool>,
@@ -95,8 +99,9 @@ pub(crate) enum Lookup {
         dead: CancellationToken,
         inflight: tokio_util::task::TaskTracker,
     },
-    /// The tunnel's request rate is used up; retry after this long.
-    RateLimited(Duration),
+    /// The tunnel's request rate is used up; retry after this long. The session's notices,
+    /// when its client takes them, list the refusal.
+    RateLimited(Duration, Option<Arc<Notices>>),
     /// The session is being set up (its HTTP/2 handshake runs); wait for this to turn true.
     Connecting(tokio::sync::watch::Receiver<bool>),
     /// No session is connected, but one was within [`limits::RECONNECT_WINDOW`]: hold the
@@ -236,6 +241,7 @@ impl Registry {
             dead: dead.clone(),
             inflight: inflight.clone(),
             rate: Bucket::full(self.rules.tunnel_burst),
+            notices: None,
             ready: tokio::sync::watch::channel(false).0,
         };
         // Held requests keep waiting on the same signal across sessions of the name; the
@@ -352,7 +358,13 @@ impl Registry {
     }
 
     /// Marks the session ready to carry requests.
-    pub(crate) fn activate(&self, name: &str, session: u64, sender: TunnelSender) -> bool {
+    pub(crate) fn activate(
+        &self,
+        name: &str,
+        session: u64,
+        sender: TunnelSender,
+        notices: Option<Arc<Notices>>,
+    ) -> bool {
         let mut map = self.lock();
         let Some(e) = map.get_mut(name) else {
             return false;
@@ -360,6 +372,7 @@ impl Registry {
         match e.live.as_mut() {
             Some(live) if live.session == session => {
                 live.sender = Some(sender);
+                live.notices = notices;
                 live.ready.send_replace(true);
                 e.back.send_modify(|n| *n += 1);
                 true
@@ -428,7 +441,7 @@ impl Registry {
                 live.rate
                     .take(now, self.rules.tunnel_rate, self.rules.tunnel_burst, 1.0)
         {
-            return Lookup::RateLimited(wait);
+            return Lookup::RateLimited(wait, live.notices.clone());
         }
         Lookup::Ready {
             sender: sender.clone(),
@@ -459,6 +472,14 @@ impl Registry {
     /// The key to seal a request for `name` to, while its owner is offline.
     pub(crate) fn owner_key(&self, name: &str) -> Option<OwnerPublic> {
         self.lock().get(name).and_then(|e| e.owner_key)
+    }
+
+    /// Where the live session of `name` lists requests the relay refuses itself, when its
+    /// client takes notices of them.
+    pub(crate) fn notices(&self, name: &str) -> Option<Arc<Notices>> {
+        self.lock()
+            .get(name)
+            .and_then(|e| e.live.as_ref()?.notices.clone())
     }
 
     /// Whether a session of `name` is connected to this relay and takes requests (it is

@@ -9,5 +9,6 @@ mod hardening;
 mod hold;
 mod keep;
 mod metrics;
+mod refused;
 mod sessions;
 mod test_secret;

@@ -47,6 +47,7 @@ pub fn exchange_json(sx: &StoredExchange, reveal_secrets: bool) -> Value {
         "attempt": sx.attempt,
         "replay_of": ex.replay_of,
         "missed": ex.missed,
+        "refused": ex.refused,
         "failure": ex.failure.as_ref().map(|f| json!({"side": f.side, "message": f.message})),
         "timings": {
             "received_ms": ex.timings.received_ms,

@@ -1,0 +1,153 @@
+//! Requests the relay refused itself (`twk_protocol::refused`), told to this client in a batch:
+//! each becomes an exchange marked `refused` (its head as the relay received it, the answer
+//! the sender got, no body), so that a webhook the app never saw is in the log, the inspector
+//! and `--json` like any other. Never forwarded to the target.
+
+use crate::forward::{AgentBody, Shared};
+use http::{Request, Response, StatusCode};
+use http_body_util::BodyExt as _;
+use hyper::body::Incoming;
+use std::sync::Arc;
+use twk_capture::{CapturedBody, Exchange, Failure, Header, Message, Side, Timings};
+use twk_protocol::refused::{MAX_BATCH_BYTES, RefusedBatch, RefusedFor, RefusedRequest};
+
+fn answer(status: StatusCode, why: &str) -> Response<AgentBody> {
+    twk_transport::body::text_response(status, format!("twk: {why}\n"), "client")
+}
+
+/// Handles one batch from the relay.
+pub(crate) async fn receive(shared: Arc<Shared>, req: Request<Incoming>) -> Response<AgentBody> {
+    let body = match http_body_util::Limited::new(req.into_body(), MAX_BATCH_BYTES)
+        .collect()
+        .await
+    {
+        Ok(b) => b.to_bytes(),
+        Err(_) => return answer(StatusCode::BAD_REQUEST, "the notice did not arrive whole"),
+    };
+    let batch: RefusedBatch = match serde_json::from_slice(&body) {
+        Ok(b) => b,
+        Err(e) => {
+            tracing::warn!(error = %e, "the relay's notice of refused requests is malformed");
+            return answer(StatusCode::BAD_REQUEST, "malformed notice");
+        }
+    };
+    if batch.unlisted > 0 {
+        tracing::warn!(
+            listed = batch.refused.len(),
+            unlisted = batch.unlisted,
+            "the relay refused more requests for this tunnel than its notice lists"
+        );
+    }
+    let last = batch.refused.len().saturating_sub(1);
+    for (i, r) in batch.refused.into_iter().enumerate() {
+        let unlisted = if i == last { batch.unlisted } else { 0 };
+        shared.observer().exchange(exchange(&shared, r, unlisted));
+    }
+    answer(StatusCode::NO_CONTENT, "recorded")
+}
+
+/// The exchange of a refused request: its head, the relay's answer, marked `refused`; the
+/// last of a batch says how many more the relay refused without listing them.
+fn exchange(shared: &Shared, r: RefusedRequest, unlisted: u64) -> Exchange {
+    let cfg = shared.cfg();
+    let status = r.refused_for.status();
+    let mut message = r.refused_for.explain(r.declared_len);
+    if r.headers_cut {
+        message.push_str("; some of its headers were left out of the relay's notice");
+    }
+    if unlisted > 0 {
+        message.push_str(&format!(
+            "; {unlisted} more requests were refused with it and not listed"
+        ));
+    }
+    let mut ex = Exchange {
+        tunnel: shared.name(),
+        request_id: r.request_id,
+        public_url: r.public_url,
+        remote_addr: Some(r.remote_addr),
+        method: r.method,
+        path: r.path,
+        target: cfg.target.url(),
+        request: Message {
+            headers: pairs(r.headers),
+            body: unread_body(r.declared_len),
+        },
+        status: Some(status),
+        response: Some(Message {
+            headers: answer_headers(r.refused_for),
+            body: CapturedBody::from_bytes(r.answer.as_bytes()),
+        }),
+        timings: Timings {
+            received_ms: r.received_ms,
+            forwarded_ms: None,
+            first_byte_ms: Some(r.received_ms),
+            done_ms: Some(r.received_ms),
+        },
+        failure: Some(Failure {
+            side: Side::Sender,
+            message,
+        }),
+        refused: true,
+        ..Exchange::default()
+    };
+    // Provider and event from the head; a body signature cannot be checked without the body.
+    crate::forward::annotate_live(&mut ex, cfg, r.received_ms / 1000);
+    ex
+}
+
+/// The body the relay never read: its declared length, none of its bytes (`truncated`, so no
+/// signature over it is judged); an empty body is known whole.
+fn unread_body(declared: Option<u64>) -> CapturedBody {
+    match declared {
+        Some(0) => CapturedBody::from_bytes(b""),
+        n => CapturedBody {
+            bytes: Vec::new(),
+            len: n.unwrap_or(0),
+            sha256: String::new(),
+            truncated: true,
+        },
+    }
+}
+
+fn pairs(headers: Vec<(String, Vec<u8>)>) -> Vec<Header> {
+    headers
+        .into_iter()
+        .map(|(name, value)| Header { name, value })
+        .collect()
+}
+
+/// The headers of the relay's answer, as it sent them.
+fn answer_headers(why: RefusedFor) -> Vec<Header> {
+    let h = |name: &str, value: String| Header {
+        name: name.to_owned(),
+        value: value.into_bytes(),
+    };
+    let mut v = vec![
+        h("content-type", "text/plain; charset=utf-8".to_owned()),
+        h(twk_protocol::ERROR_SOURCE_HEADER, "relay".to_owned()),
+    ];
+    match why {
+        RefusedFor::OverRate { retry_after_secs } => {
+            v.push(h("retry-after", retry_after_secs.to_string()));
+        }
+        RefusedFor::BodyTooLarge { .. } => v.push(h("connection", "close".to_owned())),
+    }
+    v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unread_body_is_judged_by_nobody_but_an_empty_one_is_whole() {
+        let big = unread_body(Some(30_000_000));
+        assert!(big.truncated && big.bytes.is_empty());
+        assert_eq!(big.len, 30_000_000);
+        let chunked = unread_body(None);
+        assert!(chunked.truncated, "length unknown: never judged whole");
+        let empty = unread_body(Some(0));
+        assert!(!empty.truncated);
+        assert_eq!(empty.sha256, CapturedBody::from_bytes(b"").sha256);
+    }
+}
