@@ -67,7 +67,8 @@ pub struct FilterArgs {
     #[arg(long)]
     pub refused: bool,
     /// Only exchanges with this lint: 401-without-www-authenticate, www-authenticate-not-basic,
-    /// credentials-mismatch, retry-never-came, port-not-accepted, preemptive-credentials.
+    /// credentials-mismatch, retry-never-came, port-not-accepted, preemptive-credentials,
+    /// slow-answer.
     #[arg(long, value_name = "CODE", value_parser = parse_lint)]
     pub lint: Option<LintCode>,
 }

@@ -142,6 +142,7 @@ impl Severity {
 /// | `retry-never-came` | warning | a leg 1 with a Basic challenge and no leg 2 within 60 s (read time) |
 /// | `port-not-accepted` | warning | public URL port not 80, 443 or ≥ 1024, on a Bandwidth request or one taking part in a Basic-auth challenge |
 /// | `preemptive-credentials` | info | Basic credentials sent with no challenge before (an unpaired leg 2) |
+/// | `slow-answer` | warning | the app's answer to a provider's webhook came after the provider stops waiting ([`twk_providers::Provider::answer_limit`]; Slack 3 s, Shopify 5 s, GitHub and Bandwidth 10 s, Twilio and Standard Webhooks 15 s) |
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum LintCode {
     /// `401-without-www-authenticate`.
@@ -162,17 +163,21 @@ pub enum LintCode {
     /// `preemptive-credentials`.
     #[serde(rename = "preemptive-credentials")]
     PreemptiveCredentials,
+    /// `slow-answer`.
+    #[serde(rename = "slow-answer")]
+    SlowAnswer,
 }
 
 impl LintCode {
     /// Every code, in display order.
-    pub const ALL: [LintCode; 6] = [
+    pub const ALL: [LintCode; 7] = [
         LintCode::Unauthorized401WithoutChallenge,
         LintCode::ChallengeNotBasic,
         LintCode::CredentialsMismatch,
         LintCode::RetryNeverCame,
         LintCode::PortNotAccepted,
         LintCode::PreemptiveCredentials,
+        LintCode::SlowAnswer,
     ];
 
     /// The stable code text.
@@ -184,6 +189,7 @@ impl LintCode {
             LintCode::RetryNeverCame => "retry-never-came",
             LintCode::PortNotAccepted => "port-not-accepted",
             LintCode::PreemptiveCredentials => "preemptive-credentials",
+            LintCode::SlowAnswer => "slow-answer",
         }
     }
 
@@ -193,7 +199,9 @@ impl LintCode {
             LintCode::Unauthorized401WithoutChallenge
             | LintCode::ChallengeNotBasic
             | LintCode::CredentialsMismatch => Severity::Error,
-            LintCode::RetryNeverCame | LintCode::PortNotAccepted => Severity::Warning,
+            LintCode::RetryNeverCame | LintCode::PortNotAccepted | LintCode::SlowAnswer => {
+                Severity::Warning
+            }
             LintCode::PreemptiveCredentials => Severity::Info,
         }
     }
@@ -208,6 +216,7 @@ impl LintCode {
             LintCode::RetryNeverCame => "no retry",
             LintCode::PortNotAccepted => "port",
             LintCode::PreemptiveCredentials => "preemptive",
+            LintCode::SlowAnswer => "slow",
         }
     }
 
@@ -226,7 +235,7 @@ impl fmt::Display for LintCode {
 /// An unknown lint code.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
-    "unknown lint code {0:?}; known: 401-without-www-authenticate, www-authenticate-not-basic, credentials-mismatch, retry-never-came, port-not-accepted, preemptive-credentials"
+    "unknown lint code {0:?}; known: 401-without-www-authenticate, www-authenticate-not-basic, credentials-mismatch, retry-never-came, port-not-accepted, preemptive-credentials, slow-answer"
 )]
 pub struct UnknownLint(pub String);
 
@@ -255,7 +264,7 @@ pub struct Lint {
 }
 
 impl Lint {
-    fn new(code: LintCode, message: String) -> Lint {
+    pub(crate) fn new(code: LintCode, message: String) -> Lint {
         Lint {
             code,
             severity: code.severity(),
@@ -451,6 +460,8 @@ pub(crate) fn analyze(ex: &Exchange, body_sha256: &str) -> Analysis {
             ),
         ));
     }
+
+    lints.extend(crate::answer_time::slow_answer(ex));
 
     let pairable = ex.replay_of.is_none() && ex.remote_addr.is_some();
     // A leg 1 is a 401 to a sender that answers challenges, or (sender unknown) a 401 with a

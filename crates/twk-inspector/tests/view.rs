@@ -647,3 +647,30 @@ fn prose_is_wrapped_at_the_panes_width() {
         );
     }
 }
+
+/// A Slack event the app answered in 4.2 s: fine through twk (its deadline is 9 s), but Slack
+/// gives up at 3 s and sends it again. The row carries the `slow-answer` lint, and the Timing
+/// tab says how long Slack waits and what it does then.
+#[test]
+fn an_answer_slower_than_the_provider_waits_is_linted_in_the_list_and_the_timing_tab() {
+    let mut ex = plain(1, "POST", "/slack/events", Some(200));
+    ex.provider = Some("slack".into());
+    let forwarded = ex.timings.received_ms + 2;
+    ex.timings.forwarded_ms = Some(forwarded);
+    ex.timings.first_byte_ms = Some(forwarded + 4_200);
+    ex.timings.done_ms = Some(forwarded + 4_201);
+    let (_d, data) = store(&[ex]);
+    let mut m = model(&data);
+    let (list, _) = render(&m);
+    assert!(list.contains("⚠ slow"), "{list}");
+    data.dispatch(&mut m, code(KeyCode::Enter));
+    press(&data, &mut m, "5");
+    let (text, buf) = render(&m);
+    assert!(
+        text.contains("answer within 3 s: Slack stops waiting then"),
+        "{text}"
+    );
+    assert!(text.contains("slow-answer"), "{text}");
+    assert!(text.contains("the app took 4200 ms"), "{text}");
+    assert_clean(&buf);
+}

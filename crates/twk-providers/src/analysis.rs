@@ -135,6 +135,51 @@ impl Provider {
         }
     }
 
+    /// How long the provider waits for the answer to a webhook, and what it does when none
+    /// comes in time; `None` where twk's sources give no figure (Stripe, Authy).
+    pub const fn answer_limit(self) -> Option<AnswerLimit> {
+        const fn limit(secs: u64, otherwise: &'static str) -> Option<AnswerLimit> {
+            Some(AnswerLimit {
+                within: std::time::Duration::from_secs(secs),
+                otherwise,
+            })
+        }
+        match self {
+            Provider::Slack => limit(
+                3,
+                "Slack counts the event failed and sends it again, up to 3 times \
+                 (X-Slack-Retry-Num, X-Slack-Retry-Reason: http_timeout): answer first, \
+                 then do the work",
+            ),
+            Provider::Shopify => limit(
+                5,
+                "Shopify counts the delivery failed (1 s to connect, 5 s in all) and retries \
+                 it, 8 times over 4 h",
+            ),
+            Provider::Github => limit(
+                10,
+                "GitHub counts the delivery failed and does not redeliver it by itself",
+            ),
+            Provider::Bandwidth => limit(
+                10,
+                "Bandwidth counts the callback failed: messaging and North-American 2FA \
+                 callbacks are retried for 24 h, international 2FA callbacks never (voice \
+                 callbacks wait callbackTimeout, 15 s by default, then go to the fallback URL)",
+            ),
+            Provider::Twilio => limit(
+                15,
+                "Twilio gives up (error 11200, its default read timeout; #rt= in the URL \
+                 changes it) and uses the fallback URL; it does not retry by default",
+            ),
+            Provider::StandardWebhooks | Provider::Svix => limit(
+                15,
+                "the sender may count the delivery failed and retry it (the specification \
+                 recommends waiting 15 to 30 s)",
+            ),
+            Provider::Stripe | Provider::AuthyOnetouch | Provider::AuthyWebhook => None,
+        }
+    }
+
     /// Whether the scheme carries a timestamp checked against a tolerance.
     pub const fn is_timestamped(self) -> bool {
         matches!(
@@ -142,6 +187,15 @@ impl Provider {
             Provider::Stripe | Provider::Slack | Provider::StandardWebhooks | Provider::Svix
         )
     }
+}
+
+/// How long a provider waits for a webhook's answer ([`Provider::answer_limit`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AnswerLimit {
+    /// The longest the provider waits.
+    pub within: std::time::Duration,
+    /// What it does when the answer comes later, in words.
+    pub otherwise: &'static str,
 }
 
 impl fmt::Display for Provider {

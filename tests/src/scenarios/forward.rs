@@ -413,3 +413,32 @@ async fn a_raw_utf_8_path_keeps_its_public_url() {
         ex.public_url
     );
 }
+
+/// A Slack event the app answers in 3.2 s reaches Slack's sender through twk (whose deadline
+/// is 9 s), but Slack stops waiting at 3 s: the exchange the tunnel records has the client's
+/// own timings, and they give it the `slow-answer` lint.
+#[tokio::test]
+async fn an_answer_slower_than_slack_waits_is_linted() {
+    trace_init();
+    let relay = spawn_relay(relay_config(twk_relay::Auth::Open)).await;
+    let app = FakeTarget::slow(Duration::from_millis(3_200)).await;
+    let mut agent = spawn_agent(agent_config(&relay, app.addr));
+    let (name, _) = agent.connected().await;
+    let slack = [
+        ("x-slack-request-timestamp", "1700000000"),
+        ("x-slack-signature", "v0=00"),
+        ("content-type", "application/json"),
+    ];
+    let path = format!("/t/{name}/slow/events");
+    let r = send(relay.addr, "POST", &path, &slack, "{}").await.unwrap();
+    assert_eq!(r.status, 200, "twk's own deadline is longer than Slack's");
+    let ex = agent.exchange().await;
+    assert_eq!(ex.provider.as_deref(), Some("slack"));
+    let lints = twk_capture::lints_of(&ex);
+    let slow = lints
+        .iter()
+        .find(|l| l.code == twk_capture::LintCode::SlowAnswer)
+        .unwrap_or_else(|| panic!("no slow-answer lint: {lints:?}"));
+    assert!(slow.message.contains("Slack waits 3 s"), "{}", slow.message);
+    agent.stop().await.unwrap();
+}

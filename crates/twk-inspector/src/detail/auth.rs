@@ -208,7 +208,7 @@ fn leg2_lines(label: &str, st: &StoredExchange, tz: &TimeZone) -> Vec<Line<'stat
     out
 }
 
-fn lint_lines(title: &str, lints: &[Lint], pane: u16) -> Vec<Line<'static>> {
+pub(super) fn lint_lines(title: &str, lints: &[Lint], pane: u16) -> Vec<Line<'static>> {
     if lints.is_empty() {
         return vec![Line::from(vec![
             Span::styled(format!("{title:<14}"), bold()),

@@ -149,7 +149,7 @@ impl Detail {
             Tab::Response => http::response_tab(ex, self.revealed),
             Tab::Signature => signature::signature_tab(ex, self.pane),
             Tab::Auth => auth::auth_tab(&self.stored, self.partner.as_ref(), &self.tz, self.pane),
-            Tab::Timing => timing::timing_tab(&self.stored, &self.tz),
+            Tab::Timing => timing::timing_tab(&self.stored, &self.tz, self.pane),
         }
     }
 

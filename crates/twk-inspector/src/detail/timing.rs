@@ -1,4 +1,6 @@
-//! The Timing tab: when each step happened, as a small timeline, and the delivery attempt.
+//! The Timing tab: when each step happened, as a small timeline, how long the provider waits
+//! for the answer (and the `slow-answer` lint when the app took longer), and the delivery
+//! attempt.
 
 use crate::style::{clock, key, kv};
 use jiff::tz::TimeZone;
@@ -6,7 +8,7 @@ use ratatui::style::{Color, Style};
 use ratatui::text::{Line, Span};
 use twk_capture::StoredExchange;
 
-pub(super) fn timing_tab(stored: &StoredExchange, tz: &TimeZone) -> Vec<Line<'static>> {
+pub(super) fn timing_tab(stored: &StoredExchange, tz: &TimeZone, pane: u16) -> Vec<Line<'static>> {
     let ex = &stored.exchange;
     let t = &ex.timings;
     let date = jiff::Timestamp::from_millisecond(t.received_ms)
@@ -44,6 +46,27 @@ pub(super) fn timing_tab(stored: &StoredExchange, tz: &TimeZone) -> Vec<Line<'st
         &ex.duration_ms()
             .map_or("-".to_owned(), |d| format!("{d} ms")),
     ));
+    if let Some((name, limit)) = ex
+        .provider
+        .as_deref()
+        .and_then(|p| p.parse::<twk_providers::Provider>().ok())
+        .and_then(|p| Some((p.display_name(), p.answer_limit()?)))
+    {
+        out.push(kv(
+            "answer within",
+            &format!("{} s: {name} stops waiting then", limit.within.as_secs()),
+        ));
+    }
+    let slow: Vec<twk_capture::Lint> = stored
+        .lints
+        .iter()
+        .flatten()
+        .filter(|l| l.code == twk_capture::LintCode::SlowAnswer)
+        .cloned()
+        .collect();
+    if !slow.is_empty() {
+        out.extend(super::auth::lint_lines("Lints", &slow, pane));
+    }
     out.push(kv("tunnel", &ex.tunnel));
     out.push(kv("request id", &ex.request_id));
     // The group key itself is internal (tunnel, separator, delivery id or body hash): the
