@@ -414,6 +414,55 @@ impl Observer for Printer {
         let id = ex.id;
         self.emit(self.prepare(&ex), id);
     }
+
+    fn unkept(&self, u: &twk_protocol::refused::Unkept) {
+        match self.mode {
+            OutputMode::Plain => say!("twk: {}", unkept_words(u)),
+            OutputMode::Json => {
+                let at = |ms: i64| {
+                    jiff::Timestamp::from_millisecond(ms)
+                        .ok()
+                        .map(|t| t.to_string())
+                };
+                let v = serde_json::json!({
+                    "event": "unkept",
+                    "not_kept": u.not_kept,
+                    "dropped": u.dropped,
+                    "first": at(u.first_ms),
+                    "last": at(u.last_ms),
+                });
+                self.line(&twk_sanitize::json_string(&v).unwrap_or_default());
+            }
+        }
+    }
+}
+
+/// What the relay could not keep while the tunnel was offline, in words (the plain line and
+/// the inspector's notice).
+pub fn unkept_words(u: &twk_protocol::refused::Unkept) -> String {
+    let mut parts = Vec::new();
+    if u.not_kept > 0 {
+        parts.push(format!(
+            "answered {} request{} 503 without keeping {}",
+            u.not_kept,
+            if u.not_kept == 1 { "" } else { "s" },
+            if u.not_kept == 1 { "it" } else { "them" },
+        ));
+    }
+    if u.dropped > 0 {
+        parts.push(format!(
+            "dropped {} kept request{} for newer ones (--keep-max, --keep-bytes)",
+            u.dropped,
+            if u.dropped == 1 { "" } else { "s" },
+        ));
+    }
+    format!(
+        "while this tunnel was offline ({}–{} UTC) the relay {}; the senders were told to retry, \
+         but these are not in the log",
+        clock(u.first_ms),
+        clock(u.last_ms),
+        parts.join(" and "),
+    )
 }
 
 #[cfg(test)]
@@ -502,6 +551,24 @@ mod tests {
         assert_eq!(v["lints"][0]["code"], "401-without-www-authenticate");
         assert_eq!(v["lints"][0]["severity"], "error");
         assert_eq!(v["secret"], serde_json::Value::Null);
+    }
+
+    #[test]
+    fn what_the_relay_could_not_keep_is_said_in_words() {
+        let u = twk_protocol::refused::Unkept {
+            not_kept: 1,
+            dropped: 40,
+            first_ms: 1_700_000_000_000,
+            last_ms: 1_700_000_060_000,
+        };
+        let words = unkept_words(&u);
+        assert!(
+            words.contains("(22:13:20–22:14:20 UTC)")
+                && words.contains("answered 1 request 503 without keeping it and dropped 40 kept requests for newer ones"),
+            "{words}"
+        );
+        let only_dropped = twk_protocol::refused::Unkept { not_kept: 0, ..u };
+        assert!(!unkept_words(&only_dropped).contains("answered"));
     }
 
     #[test]

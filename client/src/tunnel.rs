@@ -231,6 +231,18 @@ impl Observer for TunnelObserver {
         });
     }
 
+    fn unkept(&self, unkept: &twk_protocol::refused::Unkept) {
+        if let Some(p) = &self.printer {
+            p.unkept(unkept);
+        }
+        if let Some(tx) = &self.flights {
+            let _ = tx.try_send(twk_inspector::Msg::Unkept {
+                words: crate::output::unkept_words(unkept),
+                count: unkept.not_kept.saturating_add(unkept.dropped),
+            });
+        }
+    }
+
     fn started(&self, exchange: &Exchange) {
         if let Some(tx) = &self.flights {
             let _ = tx.try_send(twk_inspector::Msg::Started(Box::new(in_flight(exchange))));

@@ -116,6 +116,7 @@ struct ChannelObserver {
     states: mpsc::UnboundedSender<ConnState>,
     exchanges: mpsc::UnboundedSender<Exchange>,
     rtts: mpsc::UnboundedSender<Duration>,
+    unkept: mpsc::UnboundedSender<twk_protocol::refused::Unkept>,
 }
 
 impl Observer for ChannelObserver {
@@ -127,6 +128,9 @@ impl Observer for ChannelObserver {
     }
     fn rtt(&self, rtt: Duration) {
         let _ = self.rtts.send(rtt);
+    }
+    fn unkept(&self, unkept: &twk_protocol::refused::Unkept) {
+        let _ = self.unkept.send(*unkept);
     }
 }
 
@@ -140,6 +144,8 @@ pub struct AgentHandle {
     pub exchanges: mpsc::UnboundedReceiver<Exchange>,
     /// Measured relay round trips.
     pub rtts: mpsc::UnboundedReceiver<Duration>,
+    /// What the relay could not keep while the agent was offline, as each session told it.
+    pub unkept: mpsc::UnboundedReceiver<twk_protocol::refused::Unkept>,
     /// The run task.
     pub task: JoinHandle<Result<(), AgentError>>,
 }
@@ -205,10 +211,12 @@ pub fn spawn_agent(cfg: AgentConfig) -> AgentHandle {
     let (stx, states) = mpsc::unbounded_channel();
     let (etx, exchanges) = mpsc::unbounded_channel();
     let (rtx, rtts) = mpsc::unbounded_channel();
+    let (utx, unkept) = mpsc::unbounded_channel();
     let observer = Arc::new(ChannelObserver {
         states: stx,
         exchanges: etx,
         rtts: rtx,
+        unkept: utx,
     });
     let shutdown = CancellationToken::new();
     let task = tokio::spawn(twk_agent::run(cfg, observer, shutdown.clone()));
@@ -217,6 +225,7 @@ pub fn spawn_agent(cfg: AgentConfig) -> AgentHandle {
         states,
         exchanges,
         rtts,
+        unkept,
         task,
     }
 }

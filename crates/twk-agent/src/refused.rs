@@ -31,6 +31,9 @@ pub(crate) async fn receive(shared: Arc<Shared>, req: Request<Incoming>) -> Resp
             return answer(StatusCode::BAD_REQUEST, "malformed notice");
         }
     };
+    if let Some(u) = &batch.unkept {
+        shared.observer().unkept(u);
+    }
     if batch.unlisted > 0 {
         tracing::warn!(
             listed = batch.refused.len(),

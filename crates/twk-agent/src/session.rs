@@ -76,6 +76,16 @@ pub trait Observer: Send + Sync + 'static {
         self.exchange(exchange);
         let _ = recorded.send(true);
     }
+    /// Requests that arrived while this client was offline and are not among the missed
+    /// ones handed over: the relay answered them 503 without keeping them, or dropped kept
+    /// ones for newer ones. Told once, at the start of a session. The default logs it.
+    fn unkept(&self, unkept: &twk_protocol::refused::Unkept) {
+        tracing::warn!(
+            not_kept = unkept.not_kept,
+            dropped = unkept.dropped,
+            "the relay could not keep every request that arrived while this tunnel was offline"
+        );
+    }
 }
 
 /// Errors that stop the agent: retrying cannot fix them.

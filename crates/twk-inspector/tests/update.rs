@@ -984,3 +984,34 @@ fn missed_rows_are_counted_in_a_notice_and_d_asks_to_deliver_them() {
     );
     assert_eq!(m.missed_since_connect, 0);
 }
+
+/// What the relay could not keep is told at once, and the missed rows' notice that follows
+/// (which replaces it in the status line) still says it.
+#[test]
+fn what_the_relay_could_not_keep_is_in_the_notice_of_the_missed_rows() {
+    let (dir, data) = store(&[]);
+    let mut m = model(&data);
+    data.dispatch(
+        &mut m,
+        Msg::Unkept {
+            words: "the relay answered 3 requests 503 without keeping them".into(),
+            count: 3,
+        },
+    );
+    assert!(
+        m.notice
+            .as_ref()
+            .unwrap()
+            .text
+            .contains("without keeping them")
+    );
+    let mut ex = plain(1, "POST", "/while-away", Some(503));
+    ex.missed = true;
+    data.dispatch(&mut m, Msg::Captured(Box::new(add(&dir, &ex))));
+    let text = &m.notice.as_ref().unwrap().text;
+    assert!(
+        text.contains("1 webhook arrived while you were offline"),
+        "{text}"
+    );
+    assert!(text.contains("the relay could not keep 3 more"), "{text}");
+}

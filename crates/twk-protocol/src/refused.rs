@@ -105,6 +105,42 @@ pub struct RefusedBatch {
     pub refused: Vec<RefusedRequest>,
     /// Requests refused besides those listed (past [`MAX_LISTED`] in one interval).
     pub unlisted: u64,
+    /// In the first batch of a session: what the relay could not keep while the tunnel was
+    /// offline before it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unkept: Option<Unkept>,
+}
+
+/// Requests for a tunnel that arrived while its client was offline and are not among those
+/// handed over: answered 503 without being kept, or kept and later dropped by the tunnel's
+/// bounds. Counted by the relay node that answered them, in memory only.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Unkept {
+    /// Answered 503 and not kept (keeping off, no owner key yet, too large, no room).
+    pub not_kept: u64,
+    /// Kept, then dropped to make room for newer ones (`--keep-max`, `--keep-bytes`).
+    pub dropped: u64,
+    /// When the first and the last of them arrived or were dropped, Unix ms.
+    pub first_ms: i64,
+    /// See `first_ms`.
+    pub last_ms: i64,
+}
+
+impl Unkept {
+    /// Counts `not_kept` and `dropped` more at `now_ms`.
+    pub fn add(&mut self, not_kept: u64, dropped: u64, now_ms: i64) {
+        if self.not_kept == 0 && self.dropped == 0 {
+            self.first_ms = now_ms;
+        }
+        self.not_kept = self.not_kept.saturating_add(not_kept);
+        self.dropped = self.dropped.saturating_add(dropped);
+        self.last_ms = now_ms;
+    }
+
+    /// Whether nothing was counted.
+    pub fn is_empty(&self) -> bool {
+        self.not_kept == 0 && self.dropped == 0
+    }
 }
 
 /// The headers a notice carries: in order, while names and values together fit
@@ -147,6 +183,7 @@ mod tests {
                 answer: "twk relay: too large\n".into(),
             }],
             unlisted: 3,
+            unkept: None,
         };
         let json = serde_json::to_vec(&batch).expect("json");
         assert!(
@@ -157,6 +194,21 @@ mod tests {
             serde_json::from_slice::<RefusedBatch>(&json).expect("parse"),
             batch
         );
+    }
+
+    #[test]
+    fn an_unkept_tally_counts_from_its_first_to_its_last() {
+        let mut u = Unkept::default();
+        assert!(u.is_empty());
+        u.add(1, 0, 100);
+        u.add(0, 3, 250);
+        assert_eq!(
+            (u.not_kept, u.dropped, u.first_ms, u.last_ms),
+            (1, 3, 100, 250)
+        );
+        let old: RefusedBatch =
+            serde_json::from_str(r#"{"refused":[],"unlisted":0}"#).expect("old");
+        assert_eq!(old.unkept, None, "a batch without the field still parses");
     }
 
     #[test]

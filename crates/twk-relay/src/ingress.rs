@@ -445,9 +445,11 @@ async fn keep_and_answer(
         twk_protocol::kept::OwnerPublic::parse(&key).ok()
     });
     let (Some(store), Some(owner)) = (&state.keep, owner) else {
+        state.registry.note_unkept(&route.name, 1, 0);
         return offline(&route.name, "no tunnel client is connected");
     };
     if declared_len(req.headers()).is_some_and(|n| n > state.cfg.max_body) {
+        state.registry.note_unkept(&route.name, 1, 0);
         return too_large(state.cfg.max_body);
     }
     let mut headers = req.headers().clone();
@@ -469,7 +471,10 @@ async fn keep_and_answer(
     };
     let why = match crate::keep::keep_offline(state, store, owner, &route.name, req, meta).await {
         true => "no tunnel client is connected (the request is kept for it)",
-        false => "no tunnel client is connected",
+        false => {
+            state.registry.note_unkept(&route.name, 1, 0);
+            "no tunnel client is connected"
+        }
     };
     offline(&route.name, why)
 }

@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
-use twk_protocol::refused::{self, RefusedBatch, RefusedRequest};
+use twk_protocol::refused::{self, RefusedBatch, RefusedRequest, Unkept};
 
 /// How long the client has to take a batch.
 const TAKE_WITHIN: Duration = Duration::from_secs(10);
@@ -48,10 +48,23 @@ impl Notices {
         self.wake.notify_one();
     }
 
+    /// Tells what the relay could not keep while the tunnel was offline (the session's first
+    /// batch carries it).
+    pub(crate) fn unkept(&self, unkept: Unkept) {
+        if unkept.is_empty() {
+            return;
+        }
+        self.pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .unkept = Some(unkept);
+        self.wake.notify_one();
+    }
+
     /// What was refused since the last batch, if anything.
     fn take(&self) -> Option<RefusedBatch> {
         let mut p = self.pending.lock().unwrap_or_else(|p| p.into_inner());
-        if p.refused.is_empty() && p.unlisted == 0 {
+        if p.refused.is_empty() && p.unlisted == 0 && p.unkept.is_none() {
             return None;
         }
         Some(std::mem::take(&mut *p))

@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 use twk_protocol::kept::OwnerPublic;
 use twk_protocol::limits;
+use twk_protocol::refused::Unkept;
 
 /// Client ids displaced by a takeover that are remembered per name.
 const MAX_DISPLACED: usize = 8;
@@ -66,6 +67,9 @@ struct Entry {
     released_ms: i64,
     /// Client ids whose sessions were taken over by a newer client of the same token.
     displaced: Vec<String>,
+    /// What this node could not keep for the name while its owner was offline; told to the
+    /// owner's next session that takes notices.
+    unkept: Unkept,
 }
 
 /// Outcome of a claim.
@@ -166,6 +170,7 @@ impl Registry {
                             // A name live when the relay stopped is held from the restart on.
                             released_ms: r.released_ms.unwrap_or(now_ms),
                             displaced: Vec::new(),
+                            unkept: Unkept::default(),
                         },
                     );
                 }
@@ -246,16 +251,21 @@ impl Registry {
         };
         // Held requests keep waiting on the same signal across sessions of the name; the
         // owner's key stays until the owner changes (set again by the new session).
-        let (back, held, owner_key) = match map.get(name) {
+        let (back, held, owner_key, unkept) = match map.get(name) {
             Some(e) => (
                 e.back.clone(),
                 e.held.clone(),
                 e.owner_key.filter(|_| e.owner == owner),
+                // What was not kept for another owner is not this one's news.
+                Some(e.unkept)
+                    .filter(|_| e.owner == owner)
+                    .unwrap_or_default(),
             ),
             None => (
                 Arc::new(tokio::sync::watch::channel(0).0),
                 Arc::new(tokio::sync::Semaphore::new(self.rules.hold_max)),
                 None,
+                Unkept::default(),
             ),
         };
         map.insert(
@@ -268,6 +278,7 @@ impl Registry {
                 live: Some(live),
                 released_ms: now_ms,
                 displaced,
+                unkept,
             },
         );
         self.evict_reservations(map, owner);
@@ -372,6 +383,9 @@ impl Registry {
         match e.live.as_mut() {
             Some(live) if live.session == session => {
                 live.sender = Some(sender);
+                if let Some(n) = &notices {
+                    n.unkept(std::mem::take(&mut e.unkept));
+                }
                 live.notices = notices;
                 live.ready.send_replace(true);
                 e.back.send_modify(|n| *n += 1);
@@ -472,6 +486,18 @@ impl Registry {
     /// The key to seal a request for `name` to, while its owner is offline.
     pub(crate) fn owner_key(&self, name: &str) -> Option<OwnerPublic> {
         self.lock().get(name).and_then(|e| e.owner_key)
+    }
+
+    /// Counts requests for `name` that arrived while its owner was offline and were answered
+    /// 503 without being kept (`not_kept`), or kept and then dropped for newer ones
+    /// (`dropped`). Nothing for a name this node does not know.
+    pub(crate) fn note_unkept(&self, name: &str, not_kept: u64, dropped: u64) {
+        if not_kept == 0 && dropped == 0 {
+            return;
+        }
+        if let Some(e) = self.lock().get_mut(name) {
+            e.unkept.add(not_kept, dropped, twk_protocol::now_ms());
+        }
     }
 
     /// Where the live session of `name` lists requests the relay refuses itself, when its

@@ -175,7 +175,8 @@ async fn offline_requests_are_kept_sealed_survive_a_relay_restart_and_reach_the_
 }
 
 #[tokio::test]
-async fn past_the_bound_the_oldest_are_dropped_and_without_a_key_nothing_is_kept() {
+async fn past_the_bound_the_oldest_are_dropped_and_without_a_key_nothing_is_kept_and_the_owner_is_told()
+ {
     trace_init();
     let dir = tempfile::tempdir().unwrap();
     let app = FakeTarget::echo().await;
@@ -195,6 +196,9 @@ async fn past_the_bound_the_oldest_are_dropped_and_without_a_key_nothing_is_kept
     b.connected().await;
     assert_eq!(b.exchange().await.path, "/2", "the two oldest were dropped");
     assert_eq!(b.exchange().await.path, "/3");
+    let told = recv_unkept(&mut b).await;
+    assert_eq!((told.not_kept, told.dropped), (0, 2), "{told:?}");
+    assert!(told.first_ms <= told.last_ms);
     until_no_files(&dir.path().join("kept")).await;
     b.stop().await.unwrap();
 
@@ -210,7 +214,36 @@ async fn past_the_bound_the_oldest_are_dropped_and_without_a_key_nothing_is_kept
         .unwrap();
     assert_eq!(r.status, 503);
     assert!(files(&dir.path().join("kept")).is_empty());
+    // Its next session is told what could not be kept, once.
+    let mut c = agent_config(&relay, app.addr);
+    c.token = Some("t".into());
+    c.name = Some("keyless".into());
+    let mut keyless = spawn_agent(c);
+    keyless.connected().await;
+    let told = recv_unkept(&mut keyless).await;
+    assert_eq!((told.not_kept, told.dropped), (1, 0), "{told:?}");
+    keyless.stop().await.unwrap();
+    let mut c = agent_config(&relay, app.addr);
+    c.token = Some("t".into());
+    c.name = Some("keyless".into());
+    let mut again = spawn_agent(c);
+    again.connected().await;
+    // A forwarded request after connecting: had a second notice come, it came before it.
+    let r = send(relay.addr, "POST", "/t/keyless/after", &[], "x")
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200);
+    assert_eq!(again.exchange().await.path, "/after");
+    assert!(again.unkept.try_recv().is_err(), "told once, not again");
+    again.stop().await.unwrap();
     relay.stop().await;
+}
+
+async fn recv_unkept(a: &mut AgentHandle) -> twk_protocol::refused::Unkept {
+    tokio::time::timeout(Duration::from_secs(10), a.unkept.recv())
+        .await
+        .expect("no word of what the relay could not keep")
+        .expect("agent gone")
 }
 
 #[tokio::test]

@@ -101,6 +101,9 @@ pub struct Model {
     /// Missed requests (kept by the relay while offline) handed over since the tunnel last
     /// connected: the notice says how many.
     pub missed_since_connect: u64,
+    /// Requests the relay could not keep while the tunnel was offline, told at this session's
+    /// start ([`Msg::Unkept`]).
+    pub unkept_since_connect: u64,
     /// The trigger picker, while open.
     pub picker: Option<crate::picker::Picker>,
     /// Help overlay shown.
@@ -155,6 +158,7 @@ impl Model {
             stale_edit: None,
             triggers: Vec::new(),
             missed_since_connect: 0,
+            unkept_since_connect: 0,
             picker: None,
             help: false,
             help_scroll: 0,

@@ -290,6 +290,14 @@ pub enum Msg {
     Polled(ExchangeId),
     /// A message for the status line from the host (replay done, copy done, …).
     Notice(String, Level),
+    /// The relay could not keep `count` requests that arrived while the tunnel was offline
+    /// (`words` says what happened to them); told at the start of a session.
+    Unkept {
+        /// What happened, in words.
+        words: String,
+        /// How many.
+        count: u64,
+    },
     /// The host's edited copy of `id` carries a signature that no longer matches it: ask
     /// whether to re-sign before sending.
     EditedStale(StaleEdit),

@@ -57,9 +57,14 @@ pub fn update(m: &mut Model, msg: Msg) -> Vec<Cmd> {
                 m.missed_since_connect += 1;
                 let n = m.missed_since_connect;
                 let what = if n == 1 { "webhook" } else { "webhooks" };
+                let lost = match m.unkept_since_connect {
+                    0 => String::new(),
+                    u => format!("; the relay could not keep {u} more"),
+                };
                 m.notify(
                     format!(
-                        "{n} {what} arrived while you were offline (⊘): D delivers them to the app"
+                        "{n} {what} arrived while you were offline (⊘): D delivers them to the \
+                         app{lost}"
                     ),
                     Level::Error,
                 );
@@ -76,11 +81,16 @@ pub fn update(m: &mut Model, msg: Msg) -> Vec<Cmd> {
                 // A new session: the missed requests it hands over are counted afresh.
                 if !matches!(m.conn, Conn::Connected { .. }) {
                     m.missed_since_connect = 0;
+                    m.unkept_since_connect = 0;
                 }
             }
             m.conn = c;
         }
         Msg::Rtt(ms) => m.rtt_ms = Some(ms),
+        Msg::Unkept { words, count } => {
+            m.unkept_since_connect = m.unkept_since_connect.saturating_add(count);
+            m.notify(words, Level::Error);
+        }
         Msg::Recorder { error, dropped } => {
             m.recorder_error = error;
             m.dropped = dropped;
