@@ -690,6 +690,52 @@ async fn replay_resign_with_no_secret_configured_signs_with_twks_test_secret() {
     tunnel.child.kill().await.unwrap();
 }
 
+/// `trigger` signs with the test secret of the tunnel it goes through even when
+/// `TWK_DATA_DIR` in its own environment names another directory (the tunnel would never
+/// check that one); an explicit `--data-dir` still wins over the tunnel's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trigger_signs_with_the_tunnels_test_secret_over_twk_data_dir_but_not_over_the_flag() {
+    let app = twk_e2e::FakeTarget::echo().await;
+    let home = tempfile::tempdir().unwrap();
+    let mut tunnel = UnconfiguredTunnel::start(home.path(), app.addr.port()).await;
+    let elsewhere = home.path().join("elsewhere");
+    let mut c = unconfigured(home.path());
+    c.args(["trigger", "stripe", "invoice.paid", "--json"])
+        .env("TWK_DATA_DIR", &elsewhere);
+    let out = tokio::process::Command::from(c).output().await.unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    let tunnels = home.path().join("data/twk/test-secrets.toml");
+    assert!(err.contains(&tunnels.display().to_string()), "{err}");
+    assert!(
+        !elsewhere.exists(),
+        "nothing is made where the tunnel does not look"
+    );
+    let ex = tunnel.next().await;
+    assert_eq!(
+        (&ex["verdict"], &ex["secret"]),
+        (&"valid".into(), &"twk-test".into()),
+        "{ex}"
+    );
+
+    let flag = home.path().join("flag");
+    let args = [
+        "stripe",
+        "invoice.paid",
+        "--data-dir",
+        flag.to_str().unwrap(),
+    ];
+    let (code, err) = trigger_unconfigured(home.path(), &args).await;
+    assert_eq!(code, 0, "{err}");
+    assert!(flag.join("test-secrets.toml").exists(), "{err}");
+    let ex = tunnel.next().await;
+    assert_eq!(
+        ex["verdict"], "no_secret",
+        "the tunnel checks its own: {ex}"
+    );
+    tunnel.child.kill().await.unwrap();
+}
+
 /// A test secrets file twk cannot parse is an error naming it (exit 2), never replaced.
 #[test]
 fn a_corrupt_test_secrets_file_is_a_usage_error_naming_it() {
