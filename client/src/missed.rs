@@ -14,8 +14,25 @@ use twk_capture::{Exchange, ExchangeId, Filter, Recorder, Store};
 /// What to do with missed requests besides recording them.
 #[derive(Clone)]
 pub struct MissedPolicy {
-    /// Replay each missed request to the local target once (`--deliver-missed`).
+    /// Replay each missed request to the local target once (`--deliver-missed`), with these
+    /// options; their secrets are the configured ones ([`MissedPolicy::replay_options`] adds
+    /// twk's test secrets).
     pub deliver: Option<twk_agent::replay::ReplayOptions>,
+    /// twk's test secrets, as the tunnel checks live requests with them.
+    pub test_secrets: Option<Arc<twk_trigger::LiveTestSecrets>>,
+}
+
+impl MissedPolicy {
+    /// The options of a delivery made now, `None` without `--deliver-missed`. The test
+    /// secrets are read now, not when the tunnel started: one `trigger` made since must give
+    /// the replay the verdict it gives a live request.
+    fn replay_options(&self) -> Option<twk_agent::replay::ReplayOptions> {
+        let base = self.deliver.as_ref()?;
+        Some(twk_agent::replay::ReplayOptions {
+            secrets: crate::tunnel::secrets_now(&base.secrets, self.test_secrets.as_deref()),
+            ..base.clone()
+        })
+    }
 }
 
 /// Serializes [`record`]'s check-then-insert.
@@ -53,8 +70,8 @@ pub fn record(
         }
     };
     drop(once);
-    if let Some(opts) = &policy.deliver {
-        deliver(&store, recorder, printer, opts, runtime, id);
+    if let Some(opts) = policy.replay_options() {
+        deliver(&store, recorder, printer, &opts, runtime, id);
     }
     true
 }

@@ -385,7 +385,7 @@ fn stale_signature(
         _ => Some(twk_inspector::StaleEdit {
             id,
             provider: provider.as_str().to_owned(),
-            can_resign: secrets.get(provider).is_some(),
+            can_resign: twk_agent::replay::resign_secret(secrets, provider).is_some(),
         }),
     }
 }
@@ -722,4 +722,55 @@ fn copy_text(text: &str, what: &str) -> Msg {
         ),
         Level::Info,
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use twk_providers::{Provider, Secret, Secrets};
+
+    /// A Stripe webhook signed with `secret`, then its body edited: its signature is stale.
+    fn edited_stripe(secret: &Secret) -> Exchange {
+        let body = br#"{"id":"evt_1","object":"event","type":"invoice.paid"}"#;
+        let url = "https://t.example/hook";
+        let view = twk_providers::RequestView::new("POST", url, body);
+        let opts = twk_providers::SignOptions {
+            timestamp: Some(twk_agent::now_ms() / 1000),
+            id: None,
+        };
+        let signed = twk_providers::sign_with_secret(Provider::Stripe, &view, secret, &opts)
+            .expect("signed");
+        let headers = signed
+            .headers
+            .into_iter()
+            .map(|(name, value)| twk_capture::Header {
+                name,
+                value: value.into_bytes(),
+            })
+            .collect();
+        let edited = br#"{"id":"evt_1","object":"event","type":"invoice.edited"}"#;
+        Exchange {
+            method: "POST".into(),
+            public_url: url.into(),
+            path: "/hook".into(),
+            target: "http://127.0.0.1:3000".into(),
+            request: twk_capture::Message {
+                headers,
+                body: twk_capture::CapturedBody::from_bytes(edited),
+            },
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_stale_edit_can_be_re_signed_with_twks_test_secret_when_none_is_configured() {
+        let test = Secret::new("whsec_twk_test");
+        let ex = edited_stripe(&test);
+        let with_test = Secrets::new().with_test_secret(Provider::Stripe, test);
+        let stale = stale_signature(7, &ex, &with_test).expect("stale");
+        assert_eq!((stale.id, stale.provider.as_str()), (7, "stripe"));
+        assert!(stale.can_resign, "R re-signs with the test secret");
+        let none = stale_signature(7, &ex, &Secrets::new()).expect("stale");
+        assert!(!none.can_resign, "no secret at all: R is not offered");
+    }
 }

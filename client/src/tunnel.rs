@@ -585,10 +585,11 @@ async fn drive(
                 .args
                 .deliver_missed
                 .then(|| twk_agent::replay::ReplayOptions {
-                    secrets: secrets_now(&s.secrets, s.test_secrets.as_deref()),
+                    secrets: (*s.secrets).clone(),
                     capture_cap: recorder.as_ref().map_or(1 << 20, |r| r.options().body_cap),
                     ..Default::default()
                 }),
+            test_secrets: s.test_secrets.clone(),
         },
     });
     let agent = forward_on_own_thread(cfg, observer, shutdown.clone())?;

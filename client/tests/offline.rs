@@ -6,6 +6,8 @@
 //!   byte-identical, as missed (`log --missed --json`);
 //! - a hand-off repeated after the client died between recording and acknowledging (the
 //!   relay still has the request) is not recorded twice;
+//! - `--deliver-missed` replays each once, its verdict checked with twk's test secrets as
+//!   they are at delivery (a relay restarted around the running client hands them over);
 //! - a request the relay refuses itself (over the tunnel's rate) is in the tunnel's `--json`
 //!   output and its log (`log --refused`), never at the app.
 #![allow(clippy::unwrap_used)]
@@ -22,12 +24,32 @@ use twk_e2e::*;
 
 const BIN: &str = env!("CARGO_BIN_EXE_twk-tunnel");
 
-struct Tunnel(Child);
+struct Tunnel {
+    child: Child,
+    /// Its `--json` lines after `ready`.
+    lines: tokio::sync::mpsc::UnboundedReceiver<String>,
+}
+
+impl Tunnel {
+    /// Its next line that `pick` accepts.
+    async fn line_where(&mut self, pick: impl Fn(&Value) -> bool) -> Value {
+        loop {
+            let line = tokio::time::timeout(Duration::from_secs(60), self.lines.recv())
+                .await
+                .expect("a line within 60 s")
+                .expect("the tunnel's output");
+            let v: Value = serde_json::from_str(&line).unwrap();
+            if pick(&v) {
+                return v;
+            }
+        }
+    }
+}
 
 impl Drop for Tunnel {
     fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
@@ -69,8 +91,14 @@ fn tunnel_with(
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let ready = lines.next().unwrap().unwrap();
     assert!(ready.contains("\"ready\""), "{ready}");
-    std::thread::spawn(move || lines.for_each(drop));
-    Tunnel(child)
+    // Keep reading: a full pipe would stall the tunnel's printer.
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    std::thread::spawn(move || {
+        for line in lines.map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    Tunnel { child, lines: rx }
 }
 
 /// Kills the tunnel (SIGKILL: no goodbye) and waits until the relay has seen it go.
@@ -268,6 +296,67 @@ async fn deliver_missed_replays_each_to_the_app_once_even_when_handed_over_twice
     assert_eq!(log(home.path(), &[]).len(), 4);
 }
 
+/// With `--deliver-missed`, a delivered replay is checked with twk's test secrets as the file
+/// is when it is delivered: one `trigger` made after the tunnel started counts, as it does
+/// for live requests.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deliver_missed_checks_with_a_test_secret_made_after_the_tunnel_started() {
+    use twk_providers::Provider;
+    let dir = tempfile::tempdir().unwrap();
+    let home = tempfile::tempdir().unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let relay = spawn_relay_on(listener, relay_cfg(dir.path(), Duration::ZERO));
+    let mut app = FakeTarget::echo().await;
+    let mut t = tunnel_with(home.path(), &relay, app.addr, &["--deliver-missed"]);
+    // Made now, as `trigger` makes it, in the data directory the tunnel reads.
+    let test = twk_trigger::TestSecrets::in_dir(&home.path().join("data/twk"))
+        .get_or_make(Provider::Stripe)
+        .unwrap();
+    assert!(test.made_now);
+
+    // The relay goes away; while the tunnel cannot reach it, another relay with the same
+    // names and kept requests keeps a webhook signed with the test secret for it.
+    relay.stop().await;
+    let other = spawn_relay(relay_cfg(dir.path(), Duration::ZERO)).await;
+    let body = r#"{"id":"evt_1","object":"event","type":"invoice.paid"}"#;
+    let url = format!("{}/t/away/stripe", other.url(false));
+    let view = twk_providers::RequestView::new("POST", &url, body.as_bytes());
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let opts = twk_providers::SignOptions {
+        timestamp: Some(now),
+        id: None,
+    };
+    let signed =
+        twk_providers::sign_with_secret(Provider::Stripe, &view, &test.secret, &opts).unwrap();
+    let mut headers = vec![("content-type", "application/json")];
+    headers.extend(signed.headers.iter().map(|(n, v)| (n.as_str(), v.as_str())));
+    let r = send(other.addr, "POST", "/t/away/stripe", &headers, body)
+        .await
+        .unwrap();
+    assert_eq!(r.status, 503);
+    other.stop().await;
+
+    // Back where the tunnel looks for it: the webhook is handed over and delivered.
+    let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
+    let _relay = spawn_relay_on(listener, relay_cfg(dir.path(), Duration::ZERO));
+    let is_replay = |v: &Value| {
+        v["request_id"]
+            .as_str()
+            .is_some_and(|id| id.starts_with("replay-"))
+    };
+    let replay = t.line_where(is_replay).await;
+    assert_eq!(&app.next().await.body[..], body.as_bytes());
+    assert_eq!(
+        (&replay["status"], &replay["verdict"], &replay["secret"]),
+        (&200.into(), &"valid".into(), &"twk-test".into()),
+        "{replay}"
+    );
+}
+
 /// A webhook the relay refuses itself (here: over the tunnel's request rate) never reaches the
 /// app, and the tunnel says so: a `--json` line with `"refused":true` and the relay's 429,
 /// and a row `log --refused` finds.
@@ -284,35 +373,7 @@ async fn a_request_the_relay_refuses_is_in_the_tunnels_output_and_its_log() {
     };
     let relay = spawn_relay(cfg).await;
     let app = FakeTarget::echo().await;
-    let mut child = Command::new(BIN)
-        .args(["--relay", &relay.url(false), "--name", "away", "--json"])
-        .arg(app.addr.to_string())
-        .env("TWK_TOKEN", "t")
-        .env("XDG_DATA_HOME", home.path().join("data"))
-        .env("XDG_CONFIG_HOME", home.path().join("config"))
-        .env("XDG_RUNTIME_DIR", home.path().join("run"))
-        .env_remove("TWK_DATA_DIR")
-        .env_remove("TWK_RELAY")
-        .env_remove("TWK_NAME")
-        .env_remove("TWK_CONFIG")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let (tx, rx) = std::sync::mpsc::channel::<String>();
-    let lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    std::thread::spawn(move || lines.map_while(Result::ok).for_each(|l| drop(tx.send(l))));
-    let _t = Tunnel(child);
-    let next = |what: &str| loop {
-        let line = rx
-            .recv_timeout(Duration::from_secs(10))
-            .unwrap_or_else(|_| panic!("no {what} line from the tunnel"));
-        if line.contains(what) {
-            return serde_json::from_str::<Value>(&line).unwrap();
-        }
-    };
-    next("\"ready\"");
+    let mut t = tunnel(home.path(), &relay, app.addr);
     let hook = [("x-github-event", "ping"), ("x-github-delivery", "d-7")];
     let ok = send(relay.addr, "POST", "/t/away/gh", &hook, "{}")
         .await
@@ -323,7 +384,7 @@ async fn a_request_the_relay_refuses_is_in_the_tunnels_output_and_its_log() {
         .unwrap();
     assert_eq!(over.status, 429);
 
-    let line = next("\"refused\":true");
+    let line = t.line_where(|v| v["refused"] == true).await;
     assert_eq!(line["status"], 429);
     assert_eq!(line["path"], "/gh");
     assert_eq!(line["provider"], "github");

@@ -464,34 +464,48 @@ fn named_secret(stderr: &str) -> &str {
     stderr[at..].split(' ').next().unwrap()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn with_no_secret_configured_trigger_and_the_tunnel_share_twks_test_secret() {
-    use std::os::unix::fs::PermissionsExt as _;
-    let app = twk_e2e::FakeTarget::echo().await;
-    let home = tempfile::tempdir().unwrap();
-    let mut tunnel = tokio::process::Command::from(unconfigured(home.path()))
-        .args([
-            &app.addr.port().to_string(),
-            "--json",
-            "--embedded-port",
-            "0",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut lines =
-        tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(tunnel.stdout.take().unwrap()));
-    let mut next = async || -> Value {
-        let line = tokio::time::timeout(std::time::Duration::from_secs(10), lines.next_line())
+/// A tunnel in `home` with no secret configured, on its embedded relay, in front of the
+/// app on `port`; its NDJSON lines one by one.
+struct UnconfiguredTunnel {
+    child: tokio::process::Child,
+    lines: tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStdout>>,
+}
+
+impl UnconfiguredTunnel {
+    /// Starts it and waits for `ready` (its runtime file is written by then).
+    async fn start(home: &Path, port: u16) -> UnconfiguredTunnel {
+        let mut child = tokio::process::Command::from(unconfigured(home))
+            .args([&port.to_string(), "--json", "--embedded-port", "0"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let lines = tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(
+            child.stdout.take().unwrap(),
+        ));
+        let mut t = UnconfiguredTunnel { child, lines };
+        assert_eq!(t.next().await["event"], "ready");
+        t
+    }
+
+    /// Its next line.
+    async fn next(&mut self) -> Value {
+        let line = tokio::time::timeout(std::time::Duration::from_secs(10), self.lines.next_line())
             .await
             .expect("a line within 10 s")
             .unwrap()
             .expect("the tunnel's output");
         serde_json::from_str(&line).unwrap()
-    };
-    assert_eq!(next().await["event"], "ready");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_no_secret_configured_trigger_and_the_tunnel_share_twks_test_secret() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let app = twk_e2e::FakeTarget::echo().await;
+    let home = tempfile::tempdir().unwrap();
+    let mut tunnel = UnconfiguredTunnel::start(home.path(), app.addr.port()).await;
 
     // The first use makes the secret (after the tunnel started) and says so, once.
     let (code, err) =
@@ -516,7 +530,7 @@ async fn with_no_secret_configured_trigger_and_the_tunnel_share_twks_test_secret
             .unwrap()
             .contains(&format!("stripe = \"{secret}\""))
     );
-    let ex = next().await;
+    let ex = tunnel.next().await;
     assert_eq!(
         (&ex["verdict"], &ex["secret"]),
         (&"valid".into(), &"twk-test".into()),
@@ -528,7 +542,7 @@ async fn with_no_secret_configured_trigger_and_the_tunnel_share_twks_test_secret
     assert_eq!(code, 0, "{err}");
     assert_eq!(named_secret(&err), secret, "{err}");
     assert!(!err.contains("made now"), "{err}");
-    let ex = next().await;
+    let ex = tunnel.next().await;
     assert_eq!(
         (&ex["verdict"], &ex["secret"]),
         (&"valid".into(), &"twk-test".into()),
@@ -545,7 +559,7 @@ async fn with_no_secret_configured_trigger_and_the_tunnel_share_twks_test_secret
     let (code, err) = trigger_unconfigured(home.path(), &other).await;
     assert_eq!(code, 0, "{err}");
     assert!(!err.contains("test secret"), "{err}");
-    let ex = next().await;
+    let ex = tunnel.next().await;
     assert_eq!(
         (&ex["verdict"], &ex["secret"]),
         (&"no_secret".into(), &Value::Null),
@@ -561,7 +575,7 @@ async fn with_no_secret_configured_trigger_and_the_tunnel_share_twks_test_secret
             .unwrap()
             .contains("bandwidth")
     );
-    next().await;
+    tunnel.next().await;
 
     // The history says the same, and `verify` agrees.
     let mut log = unconfigured(home.path());
@@ -592,7 +606,134 @@ async fn with_no_secret_configured_trigger_and_the_tunnel_share_twks_test_secret
     let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{text}");
     assert!(text.contains("twk's test secret"), "{text}");
-    tunnel.kill().await.unwrap();
+    tunnel.child.kill().await.unwrap();
+}
+
+/// `twk-tunnel ARGS` in `home` with no secret configured: exit code, stdout, stderr.
+async fn run_unconfigured(home: &Path, args: &[&str]) -> (i32, String, String) {
+    let mut c = unconfigured(home);
+    c.args(args);
+    let out = tokio::process::Command::from(c).output().await.unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// The verdict `secret` gives a Stripe webhook the app received.
+fn stripe_verdict(got: &twk_e2e::Received, secret: &str) -> String {
+    let mut view = twk_providers::RequestView::new("POST", "http://app/", &got.body);
+    for (n, v) in &got.headers {
+        view = view.with_header(n, v);
+    }
+    let secrets =
+        twk_providers::Secrets::new().with(Provider::Stripe, twk_providers::Secret::new(secret));
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let opts = twk_providers::VerifyOptions::at(now);
+    twk_providers::analyze(&view, &secrets, &opts)
+        .verdict
+        .as_str()
+        .to_owned()
+}
+
+/// A webhook `trigger` signed with twk's test secret, edited and replayed with `--resign`,
+/// is re-signed with that secret (no secret configured), so the replay is as valid as the
+/// original was; a configured secret wins over it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replay_resign_with_no_secret_configured_signs_with_twks_test_secret() {
+    let mut app = twk_e2e::FakeTarget::echo().await;
+    let home = tempfile::tempdir().unwrap();
+    let mut tunnel = UnconfiguredTunnel::start(home.path(), app.addr.port()).await;
+    let (code, err) =
+        trigger_unconfigured(home.path(), &["stripe", "payment_intent.succeeded"]).await;
+    assert_eq!(code, 0, "{err}");
+    let test = named_secret(&err).to_owned();
+    let original = tunnel.next().await;
+    assert_eq!(original["secret"], "twk-test", "{original}");
+    let _ = app.next().await;
+
+    let id = original["id"].to_string();
+    let edited = home.path().join("edited.json");
+    std::fs::write(&edited, r#"{"id":"evt_1","type":"invoice.paid"}"#).unwrap();
+    let edited = edited.to_str().unwrap();
+    let replay = ["replay", &id, "--body-file", edited, "--resign", "--json"];
+    let (code, out, err) = run_unconfigured(home.path(), &replay).await;
+    assert_eq!(code, 0, "{err}");
+    let v: Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(
+        (&v["verdict"], &v["secret"], &v["replay_of"]),
+        (&"valid".into(), &"twk-test".into(), &original["id"]),
+        "{v}"
+    );
+    let got = app.next().await;
+    assert_eq!(&got.body[..], std::fs::read(edited).unwrap().as_slice());
+    assert_eq!(stripe_verdict(&got, &test), "valid");
+
+    // A configured secret wins: the replay is signed with it, not with the test secret.
+    let configured = "whsec_configured_for_this_replay";
+    let flag = format!("stripe={configured}");
+    let (code, out, err) =
+        run_unconfigured(home.path(), &[&replay[..], &["--secret", &flag]].concat()).await;
+    assert_eq!(code, 0, "{err}");
+    let v: Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(
+        (&v["verdict"], &v["secret"]),
+        (&"valid".into(), &"configured".into())
+    );
+    let got = app.next().await;
+    assert_eq!(stripe_verdict(&got, configured), "valid");
+    assert_eq!(stripe_verdict(&got, &test), "invalid");
+    tunnel.child.kill().await.unwrap();
+}
+
+/// `trigger` signs with the test secret of the tunnel it goes through even when
+/// `TWK_DATA_DIR` in its own environment names another directory (the tunnel would never
+/// check that one); an explicit `--data-dir` still wins over the tunnel's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trigger_signs_with_the_tunnels_test_secret_over_twk_data_dir_but_not_over_the_flag() {
+    let app = twk_e2e::FakeTarget::echo().await;
+    let home = tempfile::tempdir().unwrap();
+    let mut tunnel = UnconfiguredTunnel::start(home.path(), app.addr.port()).await;
+    let elsewhere = home.path().join("elsewhere");
+    let mut c = unconfigured(home.path());
+    c.args(["trigger", "stripe", "invoice.paid", "--json"])
+        .env("TWK_DATA_DIR", &elsewhere);
+    let out = tokio::process::Command::from(c).output().await.unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    let tunnels = home.path().join("data/twk/test-secrets.toml");
+    assert!(err.contains(&tunnels.display().to_string()), "{err}");
+    assert!(
+        !elsewhere.exists(),
+        "nothing is made where the tunnel does not look"
+    );
+    let ex = tunnel.next().await;
+    assert_eq!(
+        (&ex["verdict"], &ex["secret"]),
+        (&"valid".into(), &"twk-test".into()),
+        "{ex}"
+    );
+
+    let flag = home.path().join("flag");
+    let args = [
+        "stripe",
+        "invoice.paid",
+        "--data-dir",
+        flag.to_str().unwrap(),
+    ];
+    let (code, err) = trigger_unconfigured(home.path(), &args).await;
+    assert_eq!(code, 0, "{err}");
+    assert!(flag.join("test-secrets.toml").exists(), "{err}");
+    let ex = tunnel.next().await;
+    assert_eq!(
+        ex["verdict"], "no_secret",
+        "the tunnel checks its own: {ex}"
+    );
+    tunnel.child.kill().await.unwrap();
 }
 
 /// A test secrets file twk cannot parse is an error naming it (exit 2), never replaced.

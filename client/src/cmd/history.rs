@@ -153,7 +153,9 @@ pub struct ReplayArgs {
     /// Replace the body with this file's bytes (`-` reads stdin).
     #[arg(long, value_name = "FILE")]
     body_file: Option<PathBuf>,
-    /// Recompute the provider signature (fresh timestamp) with the configured secret.
+    /// Recompute the provider signature (fresh timestamp) with the configured secret; with
+    /// none configured for the provider, with twk's test secret for it when one exists (as
+    /// `trigger` signs), never made here.
     #[arg(long)]
     resign: bool,
     /// Provider secret PROVIDER=VALUE (overrides env and config). Repeatable.

@@ -91,9 +91,12 @@ pub struct TriggerArgs {
     /// Config file with [secrets] (default: $XDG_CONFIG_HOME/twk/config.toml).
     #[arg(long, value_name = "FILE", env = "TWK_CONFIG")]
     config: Option<PathBuf>,
-    /// Data directory whose test secrets to sign with when no secret is configured (default:
-    /// the running tunnel's, else `data_dir` from the config, else $XDG_DATA_HOME/twk).
-    #[arg(long, value_name = "DIR", env = "TWK_DATA_DIR")]
+    /// Data directory whose test secrets to sign with when no secret is configured. Without
+    /// it: the data directory of the running tunnel the webhook goes through (so that the
+    /// tunnel checks the same secret), else $TWK_DATA_DIR, else `data_dir` from the config,
+    /// else $XDG_DATA_HOME/twk.
+    // No `env`: clap would make TWK_DATA_DIR count as this flag, over the tunnel's directory.
+    #[arg(long, value_name = "DIR")]
     data_dir: Option<PathBuf>,
 }
 
@@ -271,7 +274,7 @@ fn secret(
     if provider == Provider::Bandwidth {
         return Ok(None);
     }
-    let file = test_secrets_file(args, &config, via)?;
+    let file = test_secrets_file(args, &config, via, env)?;
     // A file twk cannot read or parse is the user's to fix (exit 2); one it cannot write
     // is a failure at run time.
     let test = match file.get_or_make(provider) {
@@ -283,21 +286,30 @@ fn secret(
     Ok(Some(test.secret))
 }
 
-/// Whose test secrets: `--data-dir` (or `TWK_DATA_DIR`), else the tunnel's it goes through
-/// (so that the tunnel checks the same secret), else the config's `data_dir` or the default.
+/// The environment variable naming the data directory.
+const DATA_DIR_ENV: &str = "TWK_DATA_DIR";
+
+/// Whose test secrets: `--data-dir`, else the tunnel's it goes through (so that the tunnel
+/// checks the same secret, whatever `TWK_DATA_DIR` says in this shell), else `TWK_DATA_DIR`
+/// (`env` looks it up), else the config's `data_dir` or the default.
 fn test_secrets_file(
     args: &TriggerArgs,
     config: &Config,
     via: Option<&LiveTunnel>,
+    env: impl Fn(&str) -> Option<String>,
 ) -> anyhow::Result<twk_trigger::TestSecrets> {
     let published = via.and_then(|t| t.data_dir.as_deref());
-    match (&args.data_dir, published) {
-        (None, Some(dir)) => Ok(twk_trigger::TestSecrets::in_dir(dir)),
-        (flag, _) => config
-            .test_secrets(flag.as_deref())
-            .context("locating twk's test secrets (set HOME, or pass --data-dir or --secret)")
-            .usage(),
-    }
+    let dir = match (&args.data_dir, published) {
+        (Some(flag), _) => Some(flag.clone()),
+        (None, Some(dir)) => return Ok(twk_trigger::TestSecrets::in_dir(dir)),
+        (None, None) => env(DATA_DIR_ENV)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from),
+    };
+    config
+        .test_secrets(dir.as_deref())
+        .context("locating twk's test secrets (set HOME, or pass --data-dir or --secret)")
+        .usage()
 }
 
 /// The one stderr message of a webhook signed with twk's test secret: the provider, the
@@ -462,6 +474,40 @@ mod tests {
                 .contains("whsec_abc123 (kept in /home/u/")
         );
         assert!(!m.contains('\n'), "one line");
+    }
+
+    #[test]
+    fn the_data_dir_flag_wins_then_the_tunnels_then_twk_data_dir() {
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            args: TriggerArgs,
+        }
+        let args = |extra: &[&str]| {
+            let argv = [&["trigger", "stripe", "invoice.paid"][..], extra].concat();
+            <Cli as clap::Parser>::try_parse_from(argv)
+                .expect("parsed")
+                .args
+        };
+        let tunnel = LiveTunnel {
+            name: "t".into(),
+            public_url: "http://127.0.0.1:1/t/t".into(),
+            target: "http://localhost:3000".into(),
+            pid: 1,
+            data_dir: Some("/tunnel".into()),
+        };
+        let env = |k: &str| (k == DATA_DIR_ENV).then(|| "/env".to_owned());
+        let dir = |args: &TriggerArgs, via: Option<&LiveTunnel>| {
+            test_secrets_file(args, &Config::default(), via, env)
+                .expect("located")
+                .path()
+                .parent()
+                .map(Path::to_path_buf)
+        };
+        let flag = args(&["--data-dir", "/flag"]);
+        assert_eq!(dir(&flag, Some(&tunnel)), Some("/flag".into()));
+        assert_eq!(dir(&args(&[]), Some(&tunnel)), Some("/tunnel".into()));
+        assert_eq!(dir(&args(&[]), None), Some("/env".into()));
     }
 
     #[test]

@@ -25,7 +25,7 @@ use http_body_util::{BodyExt, Full};
 use sha2::Digest as _;
 use std::time::Duration;
 use twk_capture::{CapturedBody, Exchange, Failure, Message, Side, Timings};
-use twk_providers::{Provider, RequestView, Secrets, SignOptions};
+use twk_providers::{Provider, RequestView, Secret, Secrets, SignOptions};
 
 /// Default deadline for the whole replay (connect, send, response complete).
 pub const DEFAULT_REPLAY_TIMEOUT: Duration = Duration::from_secs(30);
@@ -42,8 +42,8 @@ pub struct ReplayOptions {
     pub headers: Vec<(String, Option<String>)>,
     /// Replacement body.
     pub body: Option<Vec<u8>>,
-    /// Recompute the provider's signature for the (edited) request with `secrets` and a
-    /// fresh timestamp.
+    /// Recompute the provider's signature for the (edited) request with a fresh timestamp
+    /// and the provider's secret in `secrets`: the configured one, else twk's test secret.
     pub resign: bool,
     /// Provider secrets: used for `resign`, and to give the replay its own verdict.
     pub secrets: Secrets,
@@ -177,7 +177,9 @@ pub fn prepare(original: &Exchange, opts: &ReplayOptions) -> Result<PreparedRepl
             timestamp: Some(crate::now_ms() / 1000),
             id: None,
         };
-        let signed = twk_providers::sign_request(provider, &view, &opts.secrets, &sign_opts)?;
+        let secret = resign_secret(&opts.secrets, provider)
+            .ok_or(twk_providers::SignError::NoSecret(provider))?;
+        let signed = twk_providers::sign_with_secret(provider, &view, secret, &sign_opts)?;
         for (n, v) in &signed.headers {
             twk_providers::set_header(&mut headers, n, v.as_bytes().to_vec());
         }
@@ -369,6 +371,17 @@ pub async fn replay(original: &Exchange, opts: &ReplayOptions) -> Result<Exchang
         }
     }
     Ok(ex)
+}
+
+/// The secret a re-signed replay of `provider` is signed with ([`ReplayOptions::resign`]):
+/// the configured one, else twk's test secret; `None` when there is neither. A webhook
+/// `trigger` signed with the test secret (none configured) must be re-signed with it too, or
+/// the replay of an edit would not be valid where the original was; a configured secret
+/// always wins, as it does when checking.
+pub fn resign_secret(secrets: &Secrets, provider: Provider) -> Option<&Secret> {
+    secrets
+        .get(provider)
+        .or_else(|| secrets.test_secret(provider))
 }
 
 /// Gives the replay its own verdict (as the app will judge it now), as the original's provider.
@@ -638,6 +651,44 @@ mod tests {
             &twk_providers::VerifyOptions::at(crate::now_ms() / 1000),
         );
         assert_eq!(a.verdict, twk_providers::Verdict::Valid, "{a:?}");
+    }
+
+    /// The verdict `secrets` give the request `opts` prepares from the test's original.
+    fn verdict_of(opts: &ReplayOptions, secrets: &Secrets) -> twk_providers::Analysis {
+        let p = prepare(&original("http://127.0.0.1:3000"), opts).expect("prepared");
+        let body = opts.body.clone().unwrap_or_default();
+        let mut view = RequestView::new("POST", &p.public_url, &body);
+        for (n, v) in p.request.headers() {
+            view = view.with_header(n.as_str(), v.as_bytes());
+        }
+        twk_providers::analyze(
+            &view,
+            secrets,
+            &twk_providers::VerifyOptions::at(crate::now_ms() / 1000),
+        )
+    }
+
+    #[test]
+    fn resign_with_no_secret_configured_uses_twks_test_secret_and_a_configured_one_wins() {
+        let test = twk_providers::Secret::new("whsec_twk_test");
+        let edited = b"{\"id\":\"evt_1\",\"object\":\"event\",\"type\":\"x\"}".to_vec();
+        let mut opts = ReplayOptions {
+            resign: true,
+            body: Some(edited),
+            secrets: Secrets::new().with_test_secret(Provider::Stripe, test.clone()),
+            ..ReplayOptions::default()
+        };
+        let a = verdict_of(&opts, &opts.secrets);
+        assert_eq!(a.verdict, twk_providers::Verdict::Valid, "{a:?}");
+        assert_eq!(a.matched_secret, Some(twk_providers::SecretSource::TwkTest));
+
+        let configured = twk_providers::Secret::new("whsec_configured");
+        opts.secrets.set(Provider::Stripe, configured.clone());
+        let only = |s: twk_providers::Secret| Secrets::new().with(Provider::Stripe, s);
+        let a = verdict_of(&opts, &only(configured));
+        assert_eq!(a.verdict, twk_providers::Verdict::Valid, "{a:?}");
+        let a = verdict_of(&opts, &only(test));
+        assert_eq!(a.verdict, twk_providers::Verdict::Invalid, "{a:?}");
     }
 
     /// One raw HTTP/1.1 exchange on 127.0.0.1:0: returns the bytes received; answers 302.

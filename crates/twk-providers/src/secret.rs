@@ -226,7 +226,8 @@ impl Secrets {
     /// secret of its own ([`Secrets::get`] is `None`) and believes it only when the signature
     /// holds with it (`valid` or `stale`, marked [`crate::SecretSource::TwkTest`]); otherwise
     /// the verdict stays `no_secret`, so a real provider's webhook is never called invalid
-    /// for not being signed with twk's secret. Signing never uses it.
+    /// for not being signed with twk's secret. [`crate::sign_request`] never uses it: a caller
+    /// that means to sign with it (a re-signed replay) asks for [`Secrets::test_secret`].
     pub fn set_test_secret(&mut self, provider: Provider, secret: Secret) {
         self.test.insert(provider, secret);
     }
