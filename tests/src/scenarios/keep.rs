@@ -114,7 +114,14 @@ async fn offline_requests_are_kept_sealed_survive_a_relay_restart_and_reach_the_
         );
     }
 
-    // A restart in between: the files and the owner's key (state file) carry over.
+    // A restart in between: the files and the owner's key (state file) carry over. Kept
+    // requests are ordered by arrival millisecond, then by the relay's request sequence,
+    // which starts again at a restart: what arrives next must come in a later millisecond
+    // than the last one before it, or its place among them is not decided by arrival.
+    let before = twk_protocol::now_ms();
+    while twk_protocol::now_ms() <= before {
+        std::hint::spin_loop();
+    }
     relay.stop().await;
     let relay = spawn_relay(relay_cfg(dir.path(), 100)).await;
     // It still knows whom to seal to: what arrives now is kept too.
