@@ -210,10 +210,7 @@ async fn past_the_bound_the_oldest_are_dropped_and_without_a_key_nothing_is_kept
     b.stop().await.unwrap();
 
     // A client that never sent a key: nothing can be sealed, so nothing is kept.
-    let mut c = agent_config(&relay, app.addr);
-    c.token = Some("t".into());
-    c.name = Some("keyless".into());
-    let mut keyless = spawn_agent(c);
+    let mut keyless = spawn_agent(keyless_agent(&relay, app.addr));
     keyless.connected().await;
     keyless.stop().await.unwrap();
     let r = send(relay.addr, "POST", "/t/keyless/x", &[], "x")
@@ -222,18 +219,12 @@ async fn past_the_bound_the_oldest_are_dropped_and_without_a_key_nothing_is_kept
     assert_eq!(r.status, 503);
     assert!(files(&dir.path().join("kept")).is_empty());
     // Its next session is told what could not be kept, once.
-    let mut c = agent_config(&relay, app.addr);
-    c.token = Some("t".into());
-    c.name = Some("keyless".into());
-    let mut keyless = spawn_agent(c);
+    let mut keyless = spawn_agent(keyless_agent(&relay, app.addr));
     keyless.connected().await;
     let told = recv_unkept(&mut keyless).await;
     assert_eq!((told.not_kept, told.dropped), (1, 0), "{told:?}");
     keyless.stop().await.unwrap();
-    let mut c = agent_config(&relay, app.addr);
-    c.token = Some("t".into());
-    c.name = Some("keyless".into());
-    let mut again = spawn_agent(c);
+    let mut again = spawn_agent(keyless_agent(&relay, app.addr));
     again.connected().await;
     // A forwarded request after connecting: had a second notice come, it came before it.
     let r = send(relay.addr, "POST", "/t/keyless/after", &[], "x")
@@ -244,6 +235,14 @@ async fn past_the_bound_the_oldest_are_dropped_and_without_a_key_nothing_is_kept
     assert!(again.unkept.try_recv().is_err(), "told once, not again");
     again.stop().await.unwrap();
     relay.stop().await;
+}
+
+/// An agent for tunnel `keyless` of token `t` that sends no owner key.
+fn keyless_agent(relay: &RelayHandle, app: std::net::SocketAddr) -> twk_agent::AgentConfig {
+    let mut c = agent_config(relay, app);
+    c.token = Some("t".into());
+    c.name = Some("keyless".into());
+    c
 }
 
 async fn recv_unkept(a: &mut AgentHandle) -> twk_protocol::refused::Unkept {
