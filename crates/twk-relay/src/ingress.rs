@@ -537,13 +537,15 @@ async fn admit(
     let (sender, dead, inflight, held) = match session_for(state, &route.name, limited).await {
         Ok(s) => s,
         Err(NoSession::OverRate(wait, notices)) => {
-            let answer = over_rate_text(&route.name);
-            let retry_after_secs = retry_after(wait);
-            if let Some(n) = notices {
-                let refused_for = RefusedFor::OverRate { retry_after_secs };
-                let at = Refusal::new(remote, client, host, received_ms, refused_for);
-                n.refused(|| at.describe(state, req, &route, &answer));
-            }
+            let (answer, retry_after_secs) = (over_rate_text(&route.name), retry_after(wait));
+            let why = RefusedFor::OverRate { retry_after_secs };
+            Refusal::new(remote, client, host, received_ms, why).tell(
+                notices.as_deref(),
+                state,
+                req,
+                &route,
+                &answer,
+            );
             return Err(Box::new(over_rate(answer, retry_after_secs)).into());
         }
         Err(NoSession::Offline) => {
@@ -560,11 +562,15 @@ async fn admit(
     let max = state.cfg.max_body;
     if declared_len(req.headers()).is_some_and(|n| n > max) {
         // Answered before a byte of the body is read (no 100 Continue is sent).
-        if let Some(n) = state.registry.notices(&route.name) {
-            let refused_for = RefusedFor::BodyTooLarge { cap: max };
-            let at = Refusal::new(remote, client, host, received_ms, refused_for);
-            n.refused(|| at.describe(state, req, &route, &too_large_text(max)));
-        }
+        let notices = state.registry.notices(&route.name);
+        Refusal::new(
+            remote,
+            client,
+            host,
+            received_ms,
+            RefusedFor::BodyTooLarge { cap: max },
+        )
+        .tell(notices.as_deref(), state, req, &route, &too_large_text(max));
         return Err(Box::new(too_large(max)).into());
     }
     let uri = http::Uri::builder()
@@ -629,7 +635,7 @@ type Session = (
 
 /// The session to send a request for `name` to, waiting for one that is finishing its
 /// handshake, or (the hold) for a client that was connected within the last minute to come
-/// back; also how long the request was held. `Err(None)`: the tunnel is offline.
+/// back; also how long the request was held.
 async fn session_for(state: &State, name: &str, limited: bool) -> Result<Session, NoSession> {
     // Only time spent held counts (and comes off the deadline), not a lookup's microseconds.
     let mut held = Duration::ZERO;
@@ -741,6 +747,20 @@ impl Refusal {
             host,
             received_ms,
             refused_for,
+        }
+    }
+
+    /// Lists it for the tunnel's client, when its session takes notices.
+    fn tell(
+        self,
+        notices: Option<&Notices>,
+        state: &State,
+        req: &Request<Incoming>,
+        route: &Route,
+        answer: &str,
+    ) {
+        if let Some(n) = notices {
+            n.refused(|| self.describe(state, req, route, answer));
         }
     }
 
