@@ -9,7 +9,9 @@ use http_body_util::BodyExt as _;
 use hyper::body::Incoming;
 use std::sync::Arc;
 use twk_capture::{CapturedBody, Exchange, Failure, Header, Message, Side, Timings};
-use twk_protocol::refused::{MAX_BATCH_BYTES, RefusedBatch, RefusedFor, RefusedRequest};
+use twk_protocol::refused::{
+    MAX_BATCH_BYTES, MAX_LISTED, RefusedBatch, RefusedFor, RefusedRequest,
+};
 
 fn answer(status: StatusCode, why: &str) -> Response<AgentBody> {
     twk_transport::body::text_response(status, format!("twk: {why}\n"), "client")
@@ -24,13 +26,20 @@ pub(crate) async fn receive(shared: Arc<Shared>, req: Request<Incoming>) -> Resp
         Ok(b) => b.to_bytes(),
         Err(_) => return answer(StatusCode::BAD_REQUEST, "the notice did not arrive whole"),
     };
-    let batch: RefusedBatch = match serde_json::from_slice(&body) {
+    let mut batch: RefusedBatch = match serde_json::from_slice(&body) {
         Ok(b) => b,
         Err(e) => {
             tracing::warn!(error = %e, "the relay's notice of refused requests is malformed");
             return answer(StatusCode::BAD_REQUEST, "malformed notice");
         }
     };
+    // The relay lists at most this many; past it (a relay that does not keep to it) the rest
+    // are counted, not recorded.
+    if batch.refused.len() > MAX_LISTED {
+        let over = batch.refused.len() - MAX_LISTED;
+        batch.refused.truncate(MAX_LISTED);
+        batch.unlisted = batch.unlisted.saturating_add(over as u64);
+    }
     if let Some(u) = &batch.unkept {
         shared.observer().unkept(u);
     }
