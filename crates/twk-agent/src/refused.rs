@@ -33,13 +33,7 @@ pub(crate) async fn receive(shared: Arc<Shared>, req: Request<Incoming>) -> Resp
             return answer(StatusCode::BAD_REQUEST, "malformed notice");
         }
     };
-    // The relay lists at most this many; past it (a relay that does not keep to it) the rest
-    // are counted, not recorded.
-    if batch.refused.len() > MAX_LISTED {
-        let over = batch.refused.len() - MAX_LISTED;
-        batch.refused.truncate(MAX_LISTED);
-        batch.unlisted = batch.unlisted.saturating_add(over as u64);
-    }
+    within_bound(&mut batch);
     if let Some(u) = &batch.unkept {
         shared.observer().unkept(u);
     }
@@ -56,6 +50,16 @@ pub(crate) async fn receive(shared: Arc<Shared>, req: Request<Incoming>) -> Resp
         shared.observer().exchange(exchange(&shared, r, unlisted));
     }
     answer(StatusCode::NO_CONTENT, "recorded")
+}
+
+/// The relay lists at most [`MAX_LISTED`] requests a batch; past it (a relay that does not
+/// keep to it) the rest are counted, not recorded.
+fn within_bound(batch: &mut RefusedBatch) {
+    if batch.refused.len() > MAX_LISTED {
+        let over = batch.refused.len() - MAX_LISTED;
+        batch.refused.truncate(MAX_LISTED);
+        batch.unlisted = batch.unlisted.saturating_add(over as u64);
+    }
 }
 
 /// The exchange of a refused request: its head, the relay's answer, marked `refused`; the
@@ -150,6 +154,33 @@ fn answer_headers(why: RefusedFor) -> Vec<Header> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_batch_past_the_bound_records_the_bound_and_counts_the_rest() {
+        let one = RefusedRequest {
+            request_id: "r".into(),
+            received_ms: 1,
+            method: "GET".into(),
+            path: "/".into(),
+            public_url: "http://relay.test/t/a/".into(),
+            remote_addr: "127.0.0.1:1".into(),
+            headers: Vec::new(),
+            headers_cut: false,
+            declared_len: Some(0),
+            refused_for: RefusedFor::OverRate {
+                retry_after_secs: 1,
+            },
+            answer: String::new(),
+        };
+        let mut batch = RefusedBatch {
+            refused: vec![one; MAX_LISTED + 9],
+            unlisted: 5,
+            unkept: None,
+        };
+        within_bound(&mut batch);
+        assert_eq!(batch.refused.len(), MAX_LISTED);
+        assert_eq!(batch.unlisted, 14);
+    }
 
     #[test]
     fn an_unread_body_is_judged_by_nobody_but_an_empty_one_is_whole() {
