@@ -327,6 +327,21 @@ fn cell_width(s: &str) -> usize {
         .sum()
 }
 
+/// The `STATUS` cell: the status, and who answered when the app never saw the request
+/// (`503 missed`: kept while the tunnel was offline; `429 refused`: the relay answered it).
+fn status_cell(r: &Summary) -> String {
+    let status = match (r.status, r.failure_side) {
+        (Some(s), _) => s.to_string(),
+        (None, Some(side)) => format!("ERR:{}", format!("{side:?}").to_lowercase()),
+        (None, None) => "-".into(),
+    };
+    match (r.missed, r.refused) {
+        (true, _) => format!("{status} missed"),
+        (_, true) => format!("{status} refused"),
+        _ => status,
+    }
+}
+
 fn write_table(out: &mut impl Write, rows: &[Summary]) -> std::io::Result<()> {
     let header = [
         "ID", "TIME", "NAME", "METHOD", "STATUS", "MS", "PROVIDER", "EVENT", "VERDICT", "ATT",
@@ -335,11 +350,7 @@ fn write_table(out: &mut impl Write, rows: &[Summary]) -> std::io::Result<()> {
     let cells: Vec<[String; 12]> = rows
         .iter()
         .map(|r| {
-            let status = match (r.status, r.failure_side) {
-                (Some(s), _) => s.to_string(),
-                (None, Some(side)) => format!("ERR:{}", format!("{side:?}").to_lowercase()),
-                (None, None) => "-".into(),
-            };
+            let status = status_cell(r);
             let att = match (r.replay_of, r.attempt) {
                 (Some(o), _) => format!("r#{o}"),
                 (None, Some(a)) => a.to_string(),
@@ -718,6 +729,19 @@ mod tests {
         assert_eq!(verdict_cell(r.verdict, r.matched_secret), "valid");
         assert_eq!(verdict_cell(Some(Verdict::NoSecret), None), "no_secret");
         assert_eq!(verdict_cell(None, None), "-");
+    }
+
+    #[test]
+    fn the_status_says_when_the_app_never_saw_the_request() {
+        let mut missed = row(1);
+        missed.status = Some(503);
+        missed.missed = true;
+        let mut refused = row(2);
+        refused.status = Some(429);
+        refused.refused = true;
+        assert_eq!(status_cell(&missed), "503 missed");
+        assert_eq!(status_cell(&refused), "429 refused");
+        assert_eq!(status_cell(&row(3)), "401");
     }
 
     #[test]
