@@ -576,6 +576,66 @@ where
     }))
 }
 
+/// A tunnel client named `big` answering `/…/big` with `size` bytes (each such request said
+/// on the receiver) and anything else with `ok`.
+pub async fn big_answers(
+    relay: std::net::SocketAddr,
+    size: usize,
+) -> (
+    tokio::task::JoinHandle<()>,
+    tokio::sync::mpsc::UnboundedReceiver<()>,
+) {
+    let (asked_tx, asked) = tokio::sync::mpsc::unbounded_channel::<()>();
+    let large = bytes::Bytes::from(vec![b'b'; size]);
+    let client = raw_agent(relay, &[("x-twk-name", "big")], move |req| {
+        let body = if req.uri().path().ends_with("/big") {
+            let _ = asked_tx.send(());
+            large.clone()
+        } else {
+            bytes::Bytes::from_static(b"ok")
+        };
+        http::Response::new(http_body_util::Full::new(body))
+    })
+    .await
+    .unwrap();
+    (client, asked)
+}
+
+/// `n` connections to `entry`, each asking `GET path` and never reading the answer; their
+/// receive buffers are small, so the kernel takes little of the answers off the relay's hands.
+pub async fn unread_answers(entry: SocketAddr, path: &str, n: usize) -> Vec<tokio::net::TcpStream> {
+    use tokio::io::AsyncWriteExt as _;
+    let mut out = Vec::new();
+    for _ in 0..n {
+        let sock = tokio::net::TcpSocket::new_v4().unwrap();
+        sock.set_recv_buffer_size(4096).unwrap();
+        let mut s = sock.connect(entry).await.unwrap();
+        s.write_all(format!("GET {path} HTTP/1.1\r\nhost: relay\r\n\r\n").as_bytes())
+            .await
+            .unwrap();
+        out.push(s);
+    }
+    out
+}
+
+/// Until three probes in a row through `entry` get no answer within 100 ms (at most 300
+/// tries): readers who do not read hold the tunnel's window. A webhook sent before that got
+/// through on what was left of it; one slow answer alone may be a busy machine.
+pub async fn until_answers_wait(entry: SocketAddr, probe: &str) {
+    let mut waited = 0;
+    for _ in 0..300 {
+        let r = send(entry, "POST", probe, &[], "x");
+        match tokio::time::timeout(Duration::from_millis(100), r).await {
+            Ok(r) => {
+                assert_eq!(r.unwrap().status, 200);
+                waited = 0;
+            }
+            Err(_) if waited == 2 => return,
+            Err(_) => waited += 1,
+        }
+    }
+}
+
 /// Sends raw bytes on a fresh connection from `from` (any 127.0.0.0/8 address) and returns
 /// what came back until the relay closed or 5 s passed.
 pub async fn raw_from(from: std::net::IpAddr, addr: SocketAddr, bytes: &[u8]) -> String {

@@ -349,8 +349,13 @@ async fn serve_peers(
         let state = state.clone();
         let shutdown = shutdown.clone();
         conns.spawn(async move {
+            // The node sending on a request streams its answer to a sender there: a slow
+            // sender slows this connection, and its answer holds this tunnel's window as a
+            // public reader here would. It is watched and evicted alike (`window.rs`).
+            let reader = Reader::new();
+            let (svc_state, svc_reader) = (state.clone(), reader.clone());
             let svc = service_fn(move |req: Request<Incoming>| {
-                let state = state.clone();
+                let (state, reader) = (svc_state.clone(), svc_reader.clone());
                 async move {
                     let resp = if !crate::peer::vouched(&state, &req) {
                         text(
@@ -360,7 +365,7 @@ async fn serve_peers(
                     } else if req.uri().path().starts_with(crate::peer::KEPT_PATH) {
                         crate::peer::receive_kept(&state, req).await
                     } else if let Some((sender, hop)) = crate::peer::sender_of(&req) {
-                        ingress::forward_as(state, sender, req, hop, None).await
+                        ingress::forward_as(state, sender, req, hop, Some(reader)).await
                     } else {
                         text(
                             StatusCode::BAD_REQUEST,
@@ -370,17 +375,23 @@ async fn serve_peers(
                     Ok::<_, Infallible>(resp)
                 }
             });
+            let io = crate::stall::Stalling::new(tcp, state.cfg.send_stall_timeout)
+                .telling(reader.clone());
             let conn = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
                 .header_read_timeout(Duration::from_secs(10))
                 .keep_alive(true)
-                .serve_connection(TokioIo::new(tcp), svc);
+                .serve_connection(TokioIo::new(io), svc);
             let mut conn = std::pin::pin!(conn);
             tokio::select! {
                 _ = conn.as_mut() => {}
                 _ = shutdown.cancelled() => {
                     conn.as_mut().graceful_shutdown();
                     let _ = conn.await;
+                }
+                () = reader.evicted().cancelled() => {
+                    state.metrics.readers_evicted.inc();
+                    info!("a peer node's connection closed: its slow senders held the window this tunnel's other answers needed");
                 }
             }
         });

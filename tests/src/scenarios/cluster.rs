@@ -1015,3 +1015,44 @@ async fn a_tunnels_kept_bucket_follows_a_changed_keep_ttl_and_bytes() {
     }
     nats.stop().await;
 }
+
+/// Readers who never read, on a node that does not hold the tunnel, hold its window on the
+/// node that does through the peer connections their answers travel on: those connections
+/// are watched and evicted there as public readers are, and a webhook gets through.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn readers_on_another_node_who_hold_the_window_are_evicted_on_the_tunnels_node() {
+    trace_init();
+    let Some(nats) = Nats::start_or_skip().await else {
+        return;
+    };
+    let mut cfg = relay_config(twk_relay::Auth::Open);
+    // The stall timer out of the way: eviction is what is tested.
+    cfg.send_stall_timeout = Duration::from_secs(3600);
+    let entry = node_with(&nats, cfg.clone()).await;
+    let holder = node_with(&nats, cfg).await;
+    let (_client, mut asked) = big_answers(holder.relay.addr, 64 << 20).await;
+    entry
+        .cluster
+        .await_holder("big", Duration::from_secs(10))
+        .await
+        .expect("the entry node learns who holds the tunnel");
+    let stalled = unread_answers(entry.relay.addr, "/t/big/big", 16).await;
+    for _ in 0..16 {
+        asked.recv().await.unwrap();
+    }
+    until_answers_wait(entry.relay.addr, "/t/big/probe").await;
+    let r = tokio::time::timeout(
+        Duration::from_secs(60),
+        send(entry.relay.addr, "POST", "/t/big/hook", &[], "x"),
+    )
+    .await
+    .expect("the webhook's answer came through")
+    .unwrap();
+    assert_eq!(r.status, 200);
+    assert_eq!(r.text(), "ok");
+    assert!(
+        holder.metric("twk_relay_readers_evicted_total").await > 0.0,
+        "the holding node evicted none of the peer connections"
+    );
+    drop(stalled);
+}

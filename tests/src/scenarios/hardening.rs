@@ -735,63 +735,19 @@ async fn readers_who_hold_the_window_together_are_evicted_when_others_need_it() 
     assert!(evicted > 0.0, "nobody was evicted");
 }
 
-/// A tunnel client named `big` answering `/…/big` with `size` bytes (each such request said
-/// on the receiver) and anything else with `ok`.
-async fn big_answers(
-    relay: std::net::SocketAddr,
-    size: usize,
-) -> (
-    tokio::task::JoinHandle<()>,
-    tokio::sync::mpsc::UnboundedReceiver<()>,
-) {
-    let (asked_tx, asked) = tokio::sync::mpsc::unbounded_channel::<()>();
-    let large = bytes::Bytes::from(vec![b'b'; size]);
-    let client = raw_agent(relay, &[("x-twk-name", "big")], move |req| {
-        let body = if req.uri().path().ends_with("/big") {
-            let _ = asked_tx.send(());
-            large.clone()
-        } else {
-            bytes::Bytes::from_static(b"ok")
-        };
-        http::Response::new(http_body_util::Full::new(body))
-    })
-    .await
-    .unwrap();
-    (client, asked)
-}
-
 /// `hogs` answers of 64 MiB against a 4 MiB window, none of them read, then a webhook:
 /// its answer comes through. Returns how many readers the relay evicted.
 async fn a_webhook_gets_through_readers_who_hold_the_window(hogs: usize, stall: Duration) -> f64 {
-    use tokio::io::AsyncWriteExt as _;
     trace_init();
     let mut cfg = relay_config(twk_relay::Auth::Open);
     cfg.send_stall_timeout = stall;
     let (relay, metrics) = spawn_relay_with_metrics(cfg).await;
     let (_client, mut asked) = big_answers(relay.addr, 64 << 20).await;
-    // Small socket buffers, so the kernel takes little of the answers off the relay's hands.
-    let mut stalled = Vec::new();
-    for _ in 0..hogs {
-        let sock = tokio::net::TcpSocket::new_v4().unwrap();
-        sock.set_recv_buffer_size(4096).unwrap();
-        let mut s = sock.connect(relay.addr).await.unwrap();
-        s.write_all(b"GET /t/big/big HTTP/1.1\r\nhost: relay\r\n\r\n")
-            .await
-            .unwrap();
-        stalled.push(s);
-    }
+    let stalled = unread_answers(relay.addr, "/t/big/big", hogs).await;
     for _ in 0..hogs {
         asked.recv().await.unwrap();
     }
-    // Until the strangers hold the window (a probe's answer no longer comes within 100 ms);
-    // a webhook sent before that got through on what was left of it.
-    for _ in 0..300 {
-        let probe = send(relay.addr, "POST", "/t/big/probe", &[], "x");
-        match tokio::time::timeout(Duration::from_millis(100), probe).await {
-            Ok(r) => assert_eq!(r.unwrap().status, 200),
-            Err(_) => break,
-        }
-    }
+    until_answers_wait(relay.addr, "/t/big/probe").await;
     let r = tokio::time::timeout(
         Duration::from_secs(60),
         send(relay.addr, "POST", "/t/big/hook", &[], "x"),
