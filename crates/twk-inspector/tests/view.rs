@@ -674,3 +674,41 @@ fn an_answer_slower_than_the_provider_waits_is_linted_in_the_list_and_the_timing
     assert!(text.contains("the app took 4200 ms"), "{text}");
     assert_clean(&buf);
 }
+
+/// A refused row's detail: the Request tab says the relay never read the body (not that the
+/// capture store cut it), and the Response tab's failure is wrapped whole inside the pane.
+#[test]
+fn a_refused_rows_detail_says_the_body_was_never_read_and_why() {
+    let mut ex = plain(1, "POST", "/too-big", Some(413));
+    ex.refused = true;
+    ex.request.body = twk_capture::CapturedBody {
+        bytes: Vec::new(),
+        len: 30_000_000,
+        sha256: String::new(),
+        truncated: true,
+    };
+    ex.failure = Some(twk_capture::Failure {
+        side: twk_capture::Side::Sender,
+        message: "refused by the relay, never forwarded: its body (30000000 bytes declared) is \
+                  over the relay's cap of 26214400 bytes (twk-relay --max-body)"
+            .into(),
+    });
+    let (_d, data) = store(&[ex]);
+    let mut m = model(&data);
+    data.dispatch(&mut m, code(KeyCode::Enter));
+    let (request, _) = render(&m);
+    assert!(
+        request.contains(
+            "(not read: the relay refused the request before its body; 30000000 bytes declared)"
+        ),
+        "{request}"
+    );
+    assert!(!request.contains("capture store"), "{request}");
+    press(&data, &mut m, "2");
+    let (response, buf) = render(&m);
+    assert!(
+        response.contains("(twk-relay --max-body)"),
+        "cut: {response}"
+    );
+    assert_clean(&buf);
+}

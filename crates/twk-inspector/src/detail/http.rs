@@ -3,7 +3,7 @@
 
 use crate::body::{self, BodyKind};
 use crate::sanitize::{clean, clean_line};
-use crate::style::{bold, dim, key, kv, section, status_span};
+use crate::style::{bold, dim, key, kv, prose_width, section, status_span, wrap};
 use ratatui::style::{Color, Style};
 use ratatui::text::{Line, Span};
 use twk_capture::{Exchange, Header, Message, redact};
@@ -38,7 +38,7 @@ fn header_lines(headers: &[Header], revealed: bool) -> Vec<Line<'static>> {
         .collect()
 }
 
-fn message_lines(m: &Message, revealed: bool) -> Vec<Line<'static>> {
+fn head_lines(m: &Message, revealed: bool) -> Vec<Line<'static>> {
     let mut out = vec![section(&format!("Headers ({})", m.headers.len()))];
     out.extend(header_lines(&m.headers, revealed));
     if !revealed && m.headers.iter().any(|h| redact::is_secret_header(&h.name)) {
@@ -48,6 +48,27 @@ fn message_lines(m: &Message, revealed: bool) -> Vec<Line<'static>> {
         ));
     }
     out.push(Line::raw(""));
+    out
+}
+
+/// The head of a request the relay refused, and why there is no body (it never read it).
+fn refused_request_lines(m: &Message, revealed: bool) -> Vec<Line<'static>> {
+    let mut out = head_lines(m, revealed);
+    out.push(section("Body"));
+    let declared = match m.body.len {
+        0 if !m.body.truncated => "none".to_owned(),
+        0 => "its length unknown (chunked)".to_owned(),
+        n => format!("{n} bytes declared"),
+    };
+    out.push(Line::styled(
+        format!("(not read: the relay refused the request before its body; {declared})"),
+        Style::new().fg(Color::Yellow),
+    ));
+    out
+}
+
+fn message_lines(m: &Message, revealed: bool) -> Vec<Line<'static>> {
+    let mut out = head_lines(m, revealed);
     let (kind, lines) = body::render(&m.headers, &m.body);
     let label = if kind == BodyKind::Empty {
         "Body".to_owned()
@@ -74,11 +95,16 @@ pub(super) fn request_tab(ex: &Exchange, revealed: bool) -> Vec<Line<'static>> {
         out.push(kv("replay of", &format!("#{of}")));
     }
     out.push(Line::raw(""));
-    out.extend(message_lines(&ex.request, revealed));
+    if ex.refused {
+        out.extend(refused_request_lines(&ex.request, revealed));
+    } else {
+        out.extend(message_lines(&ex.request, revealed));
+    }
     out
 }
 
-pub(super) fn response_tab(ex: &Exchange, revealed: bool) -> Vec<Line<'static>> {
+/// The Response tab; the failure's prose wrapped to fit a pane `pane` columns wide.
+pub(super) fn response_tab(ex: &Exchange, revealed: bool, pane: u16) -> Vec<Line<'static>> {
     let mut out = Vec::new();
     if let Some(f) = &ex.failure {
         let side = match f.side {
@@ -86,10 +112,12 @@ pub(super) fn response_tab(ex: &Exchange, revealed: bool) -> Vec<Line<'static>> 
             twk_capture::Side::Tunnel => "tunnel",
             twk_capture::Side::Target => "local target",
         };
-        out.push(Line::styled(
-            format!("failed ({side}): {}", clean(&f.message)),
-            Style::new().fg(Color::Red),
-        ));
+        let text = format!("failed ({side}): {}", clean(&f.message));
+        out.extend(
+            wrap(&text, prose_width(pane, 0))
+                .into_iter()
+                .map(|l| Line::styled(l, Style::new().fg(Color::Red))),
+        );
         out.push(Line::raw(""));
     }
     match (&ex.response, ex.status) {

@@ -146,7 +146,7 @@ impl Detail {
         let ex = &self.stored.exchange;
         match tab {
             Tab::Request => http::request_tab(ex, self.revealed),
-            Tab::Response => http::response_tab(ex, self.revealed),
+            Tab::Response => http::response_tab(ex, self.revealed, self.pane),
             Tab::Signature => signature::signature_tab(ex, self.pane),
             Tab::Auth => auth::auth_tab(&self.stored, self.partner.as_ref(), &self.tz, self.pane),
             Tab::Timing => timing::timing_tab(&self.stored, &self.tz, self.pane),
