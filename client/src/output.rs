@@ -415,6 +415,16 @@ impl Observer for Printer {
         self.emit(self.prepare(&ex), id);
     }
 
+    fn refused_unlisted(&self, count: u64) {
+        match self.mode {
+            OutputMode::Plain => say!("twk: {}", unlisted_words(count)),
+            OutputMode::Json => {
+                let v = serde_json::json!({"event": "refused_unlisted", "count": count});
+                self.line(&twk_sanitize::json_string(&v).unwrap_or_default());
+            }
+        }
+    }
+
     fn unkept(&self, u: &twk_protocol::refused::Unkept) {
         match self.mode {
             OutputMode::Plain => say!("twk: {}", unkept_words(u)),
@@ -427,6 +437,7 @@ impl Observer for Printer {
                 let v = serde_json::json!({
                     "event": "unkept",
                     "not_kept": u.not_kept,
+                    "too_large": u.too_large,
                     "dropped": u.dropped,
                     "first": at(u.first_ms),
                     "last": at(u.last_ms),
@@ -437,31 +448,47 @@ impl Observer for Printer {
     }
 }
 
+/// Refused requests the relay only counted, in words (the plain line and the inspector's
+/// notice).
+pub fn unlisted_words(count: u64) -> String {
+    let what = if count == 1 { "request" } else { "requests" };
+    format!(
+        "the relay refused {count} more {what} for this tunnel without listing them (it lists \
+         a sender once a minute, and 16 a second at most)"
+    )
+}
+
 /// What the relay could not keep while the tunnel was offline, in words (the plain line and
 /// the inspector's notice).
 pub fn unkept_words(u: &twk_protocol::refused::Unkept) -> String {
+    let n = |count: u64, one: &str, many: &str| {
+        format!("{count} {}", if count == 1 { one } else { many })
+    };
     let mut parts = Vec::new();
     if u.not_kept > 0 {
         parts.push(format!(
-            "answered {} request{} 503 without keeping {}",
-            u.not_kept,
-            if u.not_kept == 1 { "" } else { "s" },
+            "answered {} 503 without keeping {} (the senders were told to retry)",
+            n(u.not_kept, "request", "requests"),
             if u.not_kept == 1 { "it" } else { "them" },
+        ));
+    }
+    if u.too_large > 0 {
+        parts.push(format!(
+            "refused {} with 413, the body over its cap (not retried)",
+            n(u.too_large, "request", "requests"),
         ));
     }
     if u.dropped > 0 {
         parts.push(format!(
-            "dropped {} kept request{} for newer ones (--keep-max, --keep-bytes)",
-            u.dropped,
-            if u.dropped == 1 { "" } else { "s" },
+            "dropped {} for newer ones (--keep-max, --keep-bytes)",
+            n(u.dropped, "kept request", "kept requests"),
         ));
     }
     format!(
-        "while this tunnel was offline ({}–{} UTC) the relay {}; the senders were told to retry, \
-         but these are not in the log",
+        "while this tunnel was offline ({}–{} UTC) the relay {}; these are not in the log",
         clock(u.first_ms),
         clock(u.last_ms),
-        parts.join(" and "),
+        parts.join("; "),
     )
 }
 
@@ -557,6 +584,7 @@ mod tests {
     fn what_the_relay_could_not_keep_is_said_in_words() {
         let u = twk_protocol::refused::Unkept {
             not_kept: 1,
+            too_large: 2,
             dropped: 40,
             first_ms: 1_700_000_000_000,
             last_ms: 1_700_000_060_000,
@@ -564,7 +592,11 @@ mod tests {
         let words = unkept_words(&u);
         assert!(
             words.contains("(22:13:20–22:14:20 UTC)")
-                && words.contains("answered 1 request 503 without keeping it and dropped 40 kept requests for newer ones"),
+                && words.contains(
+                    "answered 1 request 503 without keeping it (the senders were told to retry); \
+                     refused 2 requests with 413, the body over its cap (not retried); dropped 40 \
+                     kept requests for newer ones"
+                ),
             "{words}"
         );
         let only_dropped = twk_protocol::refused::Unkept { not_kept: 0, ..u };

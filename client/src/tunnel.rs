@@ -231,6 +231,18 @@ impl Observer for TunnelObserver {
         });
     }
 
+    fn refused_unlisted(&self, count: u64) {
+        if let Some(p) = &self.printer {
+            p.refused_unlisted(count);
+        }
+        if let Some(tx) = &self.flights {
+            let _ = tx.try_send(twk_inspector::Msg::Notice(
+                crate::output::unlisted_words(count),
+                twk_inspector::Level::Error,
+            ));
+        }
+    }
+
     fn unkept(&self, unkept: &twk_protocol::refused::Unkept) {
         if let Some(p) = &self.printer {
             p.unkept(unkept);

@@ -117,6 +117,7 @@ struct ChannelObserver {
     exchanges: mpsc::UnboundedSender<Exchange>,
     rtts: mpsc::UnboundedSender<Duration>,
     unkept: mpsc::UnboundedSender<twk_protocol::refused::Unkept>,
+    unlisted: mpsc::UnboundedSender<u64>,
 }
 
 impl Observer for ChannelObserver {
@@ -132,6 +133,9 @@ impl Observer for ChannelObserver {
     fn unkept(&self, unkept: &twk_protocol::refused::Unkept) {
         let _ = self.unkept.send(*unkept);
     }
+    fn refused_unlisted(&self, count: u64) {
+        let _ = self.unlisted.send(count);
+    }
 }
 
 /// A running agent.
@@ -146,6 +150,8 @@ pub struct AgentHandle {
     pub rtts: mpsc::UnboundedReceiver<Duration>,
     /// What the relay could not keep while the agent was offline, as each session told it.
     pub unkept: mpsc::UnboundedReceiver<twk_protocol::refused::Unkept>,
+    /// Refused requests the relay only counted, as each notice told them.
+    pub unlisted: mpsc::UnboundedReceiver<u64>,
     /// The run task.
     pub task: JoinHandle<Result<(), AgentError>>,
 }
@@ -212,11 +218,13 @@ pub fn spawn_agent(cfg: AgentConfig) -> AgentHandle {
     let (etx, exchanges) = mpsc::unbounded_channel();
     let (rtx, rtts) = mpsc::unbounded_channel();
     let (utx, unkept) = mpsc::unbounded_channel();
+    let (ltx, unlisted) = mpsc::unbounded_channel();
     let observer = Arc::new(ChannelObserver {
         states: stx,
         exchanges: etx,
         rtts: rtx,
         unkept: utx,
+        unlisted: ltx,
     });
     let shutdown = CancellationToken::new();
     let task = tokio::spawn(twk_agent::run(cfg, observer, shutdown.clone()));
@@ -226,6 +234,7 @@ pub fn spawn_agent(cfg: AgentConfig) -> AgentHandle {
         exchanges,
         rtts,
         unkept,
+        unlisted,
         task,
     }
 }

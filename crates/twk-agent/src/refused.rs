@@ -37,17 +37,11 @@ pub(crate) async fn receive(shared: Arc<Shared>, req: Request<Incoming>) -> Resp
     if let Some(u) = &batch.unkept {
         shared.observer().unkept(u);
     }
-    if batch.unlisted > 0 {
-        tracing::warn!(
-            listed = batch.refused.len(),
-            unlisted = batch.unlisted,
-            "the relay refused more requests for this tunnel than its notice lists"
-        );
+    for r in batch.refused {
+        shared.observer().exchange(exchange(&shared, r));
     }
-    let last = batch.refused.len().saturating_sub(1);
-    for (i, r) in batch.refused.into_iter().enumerate() {
-        let unlisted = if i == last { batch.unlisted } else { 0 };
-        shared.observer().exchange(exchange(&shared, r, unlisted));
+    if batch.unlisted > 0 {
+        shared.observer().refused_unlisted(batch.unlisted);
     }
     answer(StatusCode::NO_CONTENT, "recorded")
 }
@@ -62,19 +56,13 @@ fn within_bound(batch: &mut RefusedBatch) {
     }
 }
 
-/// The exchange of a refused request: its head, the relay's answer, marked `refused`; the
-/// last of a batch says how many more the relay refused without listing them.
-fn exchange(shared: &Shared, r: RefusedRequest, unlisted: u64) -> Exchange {
+/// The exchange of a refused request: its head, the relay's answer, marked `refused`.
+fn exchange(shared: &Shared, r: RefusedRequest) -> Exchange {
     let cfg = shared.cfg();
     let status = r.refused_for.status();
     let mut message = r.refused_for.explain(r.declared_len);
     if r.headers_cut {
         message.push_str("; some of its headers were left out of the relay's notice");
-    }
-    if unlisted > 0 {
-        message.push_str(&format!(
-            "; {unlisted} more requests were refused with it and not listed"
-        ));
     }
     let mut ex = Exchange {
         tunnel: shared.name(),
@@ -180,6 +168,21 @@ mod tests {
         within_bound(&mut batch);
         assert_eq!(batch.refused.len(), MAX_LISTED);
         assert_eq!(batch.unlisted, 14);
+    }
+
+    #[test]
+    fn the_relay_knows_every_providers_signature_header() {
+        use twk_protocol::refused::looks_signed;
+        for p in twk_providers::Provider::ALL {
+            for h in p.signature_headers() {
+                assert!(looks_signed([*h].into_iter()), "{p}: {h}");
+            }
+        }
+        assert!(
+            looks_signed(["Authorization"].into_iter()),
+            "Bandwidth's Basic auth"
+        );
+        assert!(!looks_signed(["content-type", "user-agent"].into_iter()));
     }
 
     #[test]

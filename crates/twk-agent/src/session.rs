@@ -76,6 +76,14 @@ pub trait Observer: Send + Sync + 'static {
         self.exchange(exchange);
         let _ = recorded.send(true);
     }
+    /// The relay refused `count` requests for this tunnel that its notice did not list (past
+    /// its list, or from a sender listed in the last minute): only their number is known.
+    fn refused_unlisted(&self, count: u64) {
+        tracing::debug!(
+            count,
+            "the relay refused requests for this tunnel it did not list"
+        );
+    }
     /// Requests that arrived while this client was offline and are not among the missed
     /// ones handed over: the relay answered them 503 without keeping them, or dropped kept
     /// ones for newer ones. Told once, at the start of a session. The default logs it.

@@ -32,6 +32,15 @@ const OLDEST_SIZES: &str =
     "SELECT id, stored_bytes FROM exchanges WHERE id > ?1 ORDER BY id ASC LIMIT 64";
 /// Every row up to id `?1`, with their tunnels and bytes.
 const DELETE_THROUGH: &str = "DELETE FROM exchanges WHERE id <= ?1 RETURNING tunnel, stored_bytes";
+/// Rows of requests the relay refused itself (`refused`), at most, in all: past it the
+/// oldest of them go first. A stranger's flood of refusals then erases at most this many
+/// rows of history (a tenth of `retention_total` when that is smaller, 10 at least).
+pub(crate) const REFUSED_KEPT: u64 = 1000;
+/// The refused rows: a walk of their partial index.
+const REFUSED_COUNT: &str = "SELECT count(*) FROM exchanges WHERE refused = 1";
+/// The oldest `?1` refused rows, with their tunnels and bytes.
+const REFUSED_DELETE: &str = "DELETE FROM exchanges WHERE id IN (SELECT id FROM exchanges \
+     WHERE refused = 1 ORDER BY id ASC LIMIT ?1) RETURNING tunnel, stored_bytes";
 /// Rows the total and bytes bounds delete per batch beyond what the batch added. A store
 /// far over them (the first batch after an upgrade, or after a bound was lowered) comes
 /// down over the next batches instead of in one transaction that would hold the writer for
@@ -92,10 +101,12 @@ pub(crate) struct Bounds {
     pub(crate) bytes: u64,
 }
 
-/// What a batch added: rows per tunnel and the bytes their payloads keep.
+/// What a batch added: rows per tunnel, the bytes their payloads keep, and how many of
+/// them are refused rows.
 pub(crate) struct Added<'a> {
     pub(crate) rows: HashMap<&'a str, u64>,
     pub(crate) bytes: u64,
+    pub(crate) refused: u64,
 }
 
 /// The counts a batch leaves, for [`Retention::committed`]; `None` where there is no bound.
@@ -142,8 +153,13 @@ impl Retention {
     pub(crate) fn apply(&mut self, conn: &Connection, b: Bounds, added: Added<'_>) -> Result<Left> {
         let inserted = added.rows.values().sum();
         let mut freed = Freed::default();
+        if added.refused > 0 {
+            freed = self.refused_bound(conn, b.total)?;
+        }
         if b.per_tunnel > 0 {
-            freed = self.per_tunnel_bound(conn, b.per_tunnel, added.rows)?;
+            let f = self.per_tunnel_bound(conn, b.per_tunnel, added.rows)?;
+            freed.rows += f.rows;
+            freed.bytes += f.bytes;
         }
         let mut left = Left {
             rows: None,
@@ -168,6 +184,26 @@ impl Retention {
             left.rows = left.rows.map(|r| r.saturating_sub(over.rows));
         }
         Ok(left)
+    }
+
+    /// Keeps at most [`REFUSED_KEPT`] refused rows (fewer when `total`, the bound on all
+    /// rows, is small).
+    fn refused_bound(&mut self, conn: &Connection, total: u64) -> Result<Freed> {
+        let most = match total {
+            0 => REFUSED_KEPT,
+            t => (t / 10).clamp(10, REFUSED_KEPT),
+        };
+        let count = conn
+            .prepare_cached(REFUSED_COUNT)?
+            .query_row([], |r| r.get::<_, i64>(0))?
+            .max(0) as u64;
+        if count <= most {
+            return Ok(Freed::default());
+        }
+        let mut stmt = conn.prepare_cached(REFUSED_DELETE)?;
+        let freed = self.count_deleted(stmt.query([clamp_i64(count - most)])?)?;
+        tracing::debug!(deleted = freed.rows, "refused rows bounded");
+        Ok(freed)
     }
 
     /// Keeps at most `retention` rows per tunnel that `added` rows went to.

@@ -320,6 +320,7 @@ impl Store {
         let added = Added {
             rows: added,
             bytes: stored,
+            refused: batch.iter().filter(|ex| ex.refused).count() as u64,
         };
         let left = self.retention.apply(&tx, bounds, added)?;
         let (mut released, freed) = BodyFiles::release_unused(&tx)?;

@@ -490,6 +490,56 @@ fn runs_under_new_names_add_up_only_to_the_total_retention() {
     assert_eq!(count(&s, "run-8"), 24);
 }
 
+/// A stranger's flood of requests the relay refused (recorded from its notices) erases at
+/// most a bounded number of rows of history: past it the oldest refused rows go first.
+#[test]
+fn refused_rows_are_bounded_apart_so_a_flood_of_them_keeps_the_history() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut opts = StoreOptions::new(dir.path().join("twk"));
+    opts.retention_total = 100;
+    let mut s = Store::open(&opts).unwrap();
+    let mut at = 0;
+    let history: Vec<_> = (0..60)
+        .map(|_| {
+            at += 1;
+            exchange("shop", at, "/hooks", b"{}")
+        })
+        .collect();
+    s.insert_batch(&history).unwrap();
+    for _ in 0..20 {
+        let flood: Vec<_> = (0..50)
+            .map(|_| {
+                at += 1;
+                let mut ex = exchange("shop", at, "/flood", b"");
+                ex.refused = true;
+                ex.status = Some(429);
+                ex
+            })
+            .collect();
+        s.insert_batch(&flood).unwrap();
+    }
+    let refused = Filter {
+        refused: true,
+        ..Filter::default()
+    };
+    assert_eq!(
+        s.count(&refused).unwrap(),
+        10,
+        "a tenth of the total of 100"
+    );
+    assert_eq!(
+        s.count(&Filter::default()).unwrap(),
+        70,
+        "the 60 rows of history stay whole beside 10 refused"
+    );
+    let newest = ids(&s, refused);
+    assert_eq!(newest.len(), 10);
+    assert!(
+        newest.iter().all(|id| *id > at - 10),
+        "the newest refused stay: {newest:?}"
+    );
+}
+
 /// What the payloads keep in the database, and the rows whose `stored_bytes` disagree.
 fn payload_bytes(db: &std::path::Path) -> (i64, i64) {
     let conn = rusqlite::Connection::open(db).unwrap();

@@ -26,6 +26,34 @@ pub const MAX_HEAD_BYTES: usize = 8 * 1024;
 /// with room for the rest of each record.
 pub const MAX_BATCH_BYTES: usize = 512 * 1024;
 
+/// How long after listing a request from one sender address the relay lists no other from
+/// it that carries no signature header (it counts them instead): a stranger's flood from one
+/// address is one row a minute.
+pub const RELIST_AFTER: Duration = Duration::from_secs(60);
+
+/// The headers that carry a provider's signature or credentials (every provider twk knows;
+/// `twk-providers` checks this list against its own). A refused request with one is listed
+/// before one without, and once per batch from its address rather than once a minute: a
+/// stranger's flood rarely bothers to carry one, a provider's webhook always does.
+pub const SIGNATURE_HEADERS: &[&str] = &[
+    "stripe-signature",
+    "x-hub-signature-256",
+    "x-hub-signature",
+    "x-twilio-signature",
+    "x-authy-signature",
+    "x-slack-signature",
+    "x-shopify-hmac-sha256",
+    "x-bandwidth-signature-hmac-sha256",
+    "webhook-signature",
+    "svix-signature",
+    "authorization",
+];
+
+/// Whether headers named `names` carry a provider's signature or credentials.
+pub fn looks_signed<'a>(mut names: impl Iterator<Item = &'a str>) -> bool {
+    names.any(|n| SIGNATURE_HEADERS.iter().any(|s| n.eq_ignore_ascii_case(s)))
+}
+
 /// Why the relay refused a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
@@ -116,8 +144,11 @@ pub struct RefusedBatch {
 /// bounds. Counted by the relay node that answered them, in memory only.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Unkept {
-    /// Answered 503 and not kept (keeping off, no owner key yet, too large, no room).
+    /// Answered 503 and not kept (keeping off, no owner key yet, too large to keep, no room).
     pub not_kept: u64,
+    /// Answered 413: its `Content-Length` was over the relay's body cap (not retried).
+    #[serde(default)]
+    pub too_large: u64,
     /// Kept, then dropped to make room for newer ones (`--keep-max`, `--keep-bytes`).
     pub dropped: u64,
     /// When the first and the last of them arrived or were dropped, Unix ms.
@@ -126,20 +157,34 @@ pub struct Unkept {
     pub last_ms: i64,
 }
 
+/// What became of requests for an offline tunnel that are not handed over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lost {
+    /// Answered 503 and not kept.
+    NotKept,
+    /// Answered 413 (body over the cap).
+    TooLarge,
+    /// This many kept ones dropped for newer ones.
+    Dropped(u64),
+}
+
 impl Unkept {
-    /// Counts `not_kept` and `dropped` more at `now_ms`.
-    pub fn add(&mut self, not_kept: u64, dropped: u64, now_ms: i64) {
-        if self.not_kept == 0 && self.dropped == 0 {
+    /// Counts `lost` at `now_ms`.
+    pub fn add(&mut self, lost: Lost, now_ms: i64) {
+        if self.is_empty() {
             self.first_ms = now_ms;
         }
-        self.not_kept = self.not_kept.saturating_add(not_kept);
-        self.dropped = self.dropped.saturating_add(dropped);
+        match lost {
+            Lost::NotKept => self.not_kept = self.not_kept.saturating_add(1),
+            Lost::TooLarge => self.too_large = self.too_large.saturating_add(1),
+            Lost::Dropped(n) => self.dropped = self.dropped.saturating_add(n),
+        }
         self.last_ms = now_ms;
     }
 
     /// Whether nothing was counted.
     pub fn is_empty(&self) -> bool {
-        self.not_kept == 0 && self.dropped == 0
+        self.not_kept == 0 && self.too_large == 0 && self.dropped == 0
     }
 }
 
@@ -200,11 +245,12 @@ mod tests {
     fn an_unkept_tally_counts_from_its_first_to_its_last() {
         let mut u = Unkept::default();
         assert!(u.is_empty());
-        u.add(1, 0, 100);
-        u.add(0, 3, 250);
+        u.add(Lost::NotKept, 100);
+        u.add(Lost::Dropped(3), 200);
+        u.add(Lost::TooLarge, 250);
         assert_eq!(
-            (u.not_kept, u.dropped, u.first_ms, u.last_ms),
-            (1, 3, 100, 250)
+            (u.not_kept, u.too_large, u.dropped, u.first_ms, u.last_ms),
+            (1, 1, 3, 100, 250)
         );
         let old: RefusedBatch =
             serde_json::from_str(r#"{"refused":[],"unlisted":0}"#).expect("old");

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info};
 use twk_protocol::now_ms;
-use twk_protocol::refused::{RefusedFor, RefusedRequest};
+use twk_protocol::refused::{Lost, RefusedFor, RefusedRequest};
 use twk_protocol::{PATH_ROUTE_PREFIX, limits, meta};
 
 /// Where a public request goes.
@@ -445,11 +445,11 @@ async fn keep_and_answer(
         twk_protocol::kept::OwnerPublic::parse(&key).ok()
     });
     let (Some(store), Some(owner)) = (&state.keep, owner) else {
-        state.registry.note_unkept(&route.name, 1, 0);
+        state.registry.note_unkept(&route.name, Lost::NotKept);
         return offline(&route.name, "no tunnel client is connected");
     };
     if declared_len(req.headers()).is_some_and(|n| n > state.cfg.max_body) {
-        state.registry.note_unkept(&route.name, 1, 0);
+        state.registry.note_unkept(&route.name, Lost::TooLarge);
         return too_large(state.cfg.max_body);
     }
     let mut headers = req.headers().clone();
@@ -472,7 +472,7 @@ async fn keep_and_answer(
     let why = match crate::keep::keep_offline(state, store, owner, &route.name, req, meta).await {
         true => "no tunnel client is connected (the request is kept for it)",
         false => {
-            state.registry.note_unkept(&route.name, 1, 0);
+            state.registry.note_unkept(&route.name, Lost::NotKept);
             "no tunnel client is connected"
         }
     };
@@ -760,7 +760,13 @@ impl Refusal {
         answer: &str,
     ) {
         if let Some(n) = notices {
-            n.refused(|| self.describe(state, req, route, answer));
+            let from = crate::notices::Sender {
+                ip: self.client.ip,
+                signed: twk_protocol::refused::looks_signed(
+                    req.headers().keys().map(http::HeaderName::as_str),
+                ),
+            };
+            n.refused(from, || self.describe(state, req, route, answer));
         }
     }
 
@@ -786,7 +792,7 @@ impl Refusal {
         let (headers, headers_cut) = twk_protocol::refused::head_within(
             headers.iter().map(|(k, v)| (k.as_str(), v.as_bytes())),
         );
-        info!(
+        debug!(
             request_id = origin.request_id,
             status = self.refused_for.status(),
             "refused a request; listed for the tunnel's client"

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 use twk_protocol::kept::OwnerPublic;
 use twk_protocol::limits;
-use twk_protocol::refused::Unkept;
+use twk_protocol::refused::{Lost, Unkept};
 
 /// Client ids displaced by a takeover that are remembered per name.
 const MAX_DISPLACED: usize = 8;
@@ -488,15 +488,14 @@ impl Registry {
         self.lock().get(name).and_then(|e| e.owner_key)
     }
 
-    /// Counts requests for `name` that arrived while its owner was offline and were answered
-    /// 503 without being kept (`not_kept`), or kept and then dropped for newer ones
-    /// (`dropped`). Nothing for a name this node does not know.
-    pub(crate) fn note_unkept(&self, name: &str, not_kept: u64, dropped: u64) {
-        if not_kept == 0 && dropped == 0 {
+    /// Counts a request (or kept ones dropped) for `name` that arrived while its owner was
+    /// offline and will not be handed over. Nothing for a name this node does not know.
+    pub(crate) fn note_unkept(&self, name: &str, lost: Lost) {
+        if lost == Lost::Dropped(0) {
             return;
         }
         if let Some(e) = self.lock().get_mut(name) {
-            e.unkept.add(not_kept, dropped, twk_protocol::now_ms());
+            e.unkept.add(lost, twk_protocol::now_ms());
         }
     }
 

@@ -199,12 +199,22 @@ async fn past_the_bound_the_oldest_are_dropped_and_without_a_key_nothing_is_kept
         assert_eq!(r.status, 503);
     }
     assert_eq!(files(&dir.path().join("kept")).len(), 2);
+    let big = raw(
+        relay.addr,
+        b"POST /t/bounded/big HTTP/1.1\r\nhost: relay\r\ncontent-length: 999999999\r\n\r\n",
+    )
+    .await;
+    assert!(big.starts_with("HTTP/1.1 413"), "{big}");
     let mut b = spawn_agent(agent(relay.addr, app.addr, "t", "bounded", &key));
     b.connected().await;
     assert_eq!(b.exchange().await.path, "/2", "the two oldest were dropped");
     assert_eq!(b.exchange().await.path, "/3");
     let told = recv_unkept(&mut b).await;
-    assert_eq!((told.not_kept, told.dropped), (0, 2), "{told:?}");
+    assert_eq!(
+        (told.not_kept, told.too_large, told.dropped),
+        (0, 1, 2),
+        "{told:?}"
+    );
     assert!(told.first_ms <= told.last_ms);
     until_no_files(&dir.path().join("kept")).await;
     b.stop().await.unwrap();

@@ -389,7 +389,9 @@ pub(crate) async fn keep_offline(
     match result {
         Ok(dropped) => {
             state.metrics.kept(dropped);
-            state.registry.note_unkept(name, 0, dropped as u64);
+            state
+                .registry
+                .note_unkept(name, twk_protocol::refused::Lost::Dropped(dropped as u64));
             tracing::info!(request_id = %id, dropped, "kept for the offline tunnel, sealed to its owner");
             true
         }
