@@ -400,7 +400,7 @@ fn deliver_missed(
     notices: mpsc::UnboundedSender<Msg>,
 ) -> Option<Msg> {
     let filter = twk_capture::Filter {
-        missed: true,
+        missed: Some(true),
         name: model.scope(),
         order: twk_capture::Order::OldestFirst,
         ..twk_capture::Filter::default()

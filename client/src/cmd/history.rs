@@ -106,8 +106,8 @@ impl FilterArgs {
             verdict: self.verdict,
             grep: self.grep.clone(),
             lint: self.lint,
-            missed: self.missed,
-            refused: self.refused,
+            missed: self.missed.then_some(true),
+            refused: self.refused.then_some(true),
             limit: match self.limit {
                 Some(0) => None,
                 Some(n) => Some(n),
@@ -302,9 +302,11 @@ fn auth_cell(r: &Summary) -> String {
         }
         None => String::new(),
     };
+    // The handshake's lints; `slow-answer` is marked beside the time (`MS`).
     let marks: String = r
         .lints
         .iter()
+        .filter(|c| **c != LintCode::SlowAnswer)
         .map(|c| match c.severity() {
             Severity::Error => '!',
             Severity::Warning => '?',
@@ -325,6 +327,17 @@ fn cell_width(s: &str) -> usize {
     s.chars()
         .map(|c| if c == '\u{1f512}' { 2 } else { 1 })
         .sum()
+}
+
+/// The `MS` cell: the duration, and `slow` when the app answered after the provider stops
+/// waiting (`slow-answer`).
+fn ms_cell(r: &Summary) -> String {
+    let ms = r.duration_ms.map_or("-".into(), |d| d.to_string());
+    if r.lints.contains(&LintCode::SlowAnswer) {
+        format!("{ms} slow")
+    } else {
+        ms
+    }
 }
 
 /// The `STATUS` cell: the status, and who answered when the app never saw the request
@@ -363,7 +376,7 @@ fn write_table(out: &mut impl Write, rows: &[Summary]) -> std::io::Result<()> {
                 clip(&twk_sanitize::escape(&r.tunnel), 16),
                 clip(&twk_sanitize::escape(&r.method), 7),
                 status,
-                r.duration_ms.map_or("-".into(), |d| d.to_string()),
+                ms_cell(r),
                 clip(
                     &twk_sanitize::escape(r.provider.as_deref().unwrap_or("-")),
                     18,
@@ -745,6 +758,15 @@ mod tests {
     }
 
     #[test]
+    fn a_slow_answer_is_marked_by_its_time_not_as_a_handshake_lint() {
+        let mut r = row(4);
+        r.duration_ms = Some(4_200);
+        r.lints = vec![LintCode::SlowAnswer];
+        assert_eq!(ms_cell(&r), "4200 slow");
+        assert_eq!(auth_cell(&r), "-");
+    }
+
+    #[test]
     fn table_shows_handshake_locks_and_lint_marks() {
         use twk_capture::Handshake;
         let mut a = row(6);
@@ -815,8 +837,7 @@ mod tests {
         let f = f.unwrap_or_default();
         assert_eq!(f.limit, None);
         assert_eq!(f.lint, Some(LintCode::RetryNeverCame));
-        assert!(f.missed);
-        assert!(f.refused);
+        assert_eq!((f.missed, f.refused), (Some(true), Some(true)));
         assert_eq!(f.since_ms, Some(1_514_764_800_000));
         assert_eq!(f.until_ms, Some(1_517_443_199_999));
         assert!(

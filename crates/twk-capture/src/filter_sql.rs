@@ -52,11 +52,10 @@ pub(crate) fn where_clause(f: &Filter, now_ms: i64) -> (String, Vec<Value>) {
     if let Some(r) = f.replay_of {
         push("e.replay_of = #", Value::Integer(r), &mut conds);
     }
-    if f.missed {
-        conds.push("e.missed = 1".into());
-    }
-    if f.refused {
-        conds.push("e.refused = 1".into());
+    for (want, col) in [(f.missed, "e.missed"), (f.refused, "e.refused")] {
+        if let Some(w) = want {
+            conds.push(format!("{col} = {}", u8::from(w)));
+        }
     }
     if let Some(a) = f.after_id {
         push("e.id > #", Value::Integer(a), &mut conds);

@@ -76,10 +76,12 @@ pub struct Filter {
     pub grep: Option<String>,
     /// Only replays of this exchange.
     pub replay_of: Option<ExchangeId>,
-    /// Only requests that arrived while the client was offline (kept by the relay).
-    pub missed: bool,
-    /// Only requests the relay refused itself (never forwarded).
-    pub refused: bool,
+    /// `Some(true)`: only requests that arrived while the client was offline (kept by the
+    /// relay); `Some(false)`: none of them.
+    pub missed: Option<bool>,
+    /// `Some(true)`: only requests the relay refused itself (never forwarded);
+    /// `Some(false)`: none of them.
+    pub refused: Option<bool>,
     /// Only exchanges with an id above this (for "what's new since").
     pub after_id: Option<ExchangeId>,
     /// Only exchanges carrying this lint (`retry-never-came` is judged against now).

@@ -519,7 +519,7 @@ fn refused_rows_are_bounded_apart_so_a_flood_of_them_keeps_the_history() {
         s.insert_batch(&flood).unwrap();
     }
     let refused = Filter {
-        refused: true,
+        refused: Some(true),
         ..Filter::default()
     };
     assert_eq!(

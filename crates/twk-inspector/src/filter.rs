@@ -40,10 +40,26 @@ pub enum FilterError {
     #[error("{0}: given twice")]
     Twice(String),
     /// `lint:` needs a lint code.
-    #[error(
-        "lint:{0} is not a lint code (use 401-without-www-authenticate, www-authenticate-not-basic, credentials-mismatch, retry-never-came, port-not-accepted or preemptive-credentials)"
-    )]
+    #[error("lint:{0} is not a lint code (use {codes})", codes = lint_codes())]
     BadLint(String),
+    /// `refused:` and `missed:` need yes or no.
+    #[error("{0}:{1} is not yes or no")]
+    BadYesNo(String, String),
+}
+
+/// Every lint code, for [`FilterError::BadLint`].
+fn lint_codes() -> String {
+    let codes: Vec<&str> = LintCode::ALL.iter().map(|c| c.as_str()).collect();
+    codes.join(", ")
+}
+
+/// `yes`/`no` (also `true`/`false`, `1`/`0`), as typed in a filter.
+fn yes_no(key: &str, v: &str) -> Result<bool, FilterError> {
+    match v.to_ascii_lowercase().as_str() {
+        "yes" | "true" | "1" => Ok(true),
+        "no" | "false" | "0" => Ok(false),
+        _ => Err(FilterError::BadYesNo(key.to_owned(), v.to_owned())),
+    }
 }
 
 /// A verdict as typed in a filter: its id (`valid`, `no_secret`, `no-secret`) or a shorthand
@@ -58,8 +74,8 @@ fn verdict(v: &str) -> Option<Verdict> {
     }
 }
 
-/// Parses filter text. Recognised `key:value` terms (keys case-insensitive) set the matching
-/// field; every other word is free text, matched as one substring (words joined by single
+/// Parses filter text. Recognised `key:value` terms (keys case-insensitive: `provider`,
+/// `event`, `status`, `verdict`, `lint`, `tunnel`, `refused`, `missed`) set the matching field; every other word is free text, matched as one substring (words joined by single
 /// spaces) against URL, path, summary, headers and bodies. Empty text selects everything.
 pub fn parse(text: &str) -> Result<Filter, FilterError> {
     let mut f = Filter::default();
@@ -72,7 +88,7 @@ pub fn parse(text: &str) -> Result<Filter, FilterError> {
         let key_l = key.to_ascii_lowercase();
         if !matches!(
             key_l.as_str(),
-            "provider" | "event" | "status" | "verdict" | "lint" | "tunnel"
+            "provider" | "event" | "status" | "verdict" | "lint" | "tunnel" | "refused" | "missed"
         ) {
             free.push(word);
             continue;
@@ -86,6 +102,8 @@ pub fn parse(text: &str) -> Result<Filter, FilterError> {
             "status" => f.status.is_some(),
             "lint" => f.lint.is_some(),
             "tunnel" => f.name.is_some(),
+            "refused" => f.refused.is_some(),
+            "missed" => f.missed.is_some(),
             _ => f.verdict.is_some(),
         };
         if slot_taken {
@@ -98,6 +116,8 @@ pub fn parse(text: &str) -> Result<Filter, FilterError> {
                 f.name = Some(ALL_TUNNELS.to_owned())
             }
             "tunnel" => f.name = Some(value.to_owned()),
+            "refused" => f.refused = Some(yes_no(&key_l, value)?),
+            "missed" => f.missed = Some(yes_no(&key_l, value)?),
             "status" => {
                 f.status = Some(
                     StatusFilter::from_str(value)
@@ -154,6 +174,8 @@ pub fn matches(f: &Filter, s: &Summary) -> Option<bool> {
             && f.since_ms.is_none_or(|t| s.received_ms >= t)
             && f.until_ms.is_none_or(|t| s.received_ms <= t)
             && f.lint.is_none_or(|c| s.lints.contains(&c))
+            && f.refused.is_none_or(|w| s.refused == w)
+            && f.missed.is_none_or(|w| s.missed == w)
             && !(f.collapse_handshakes
                 && s.handshake
                     .is_some_and(|h| h.leg == twk_capture::Leg::Challenge && h.with.is_some()))
@@ -164,6 +186,35 @@ pub fn matches(f: &Filter, s: &Summary) -> Option<bool> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn refused_and_missed_take_yes_or_no_and_match_the_rows() {
+        let f = parse("refused:no missed:YES").unwrap_or_default();
+        assert_eq!((f.refused, f.missed), (Some(false), Some(true)));
+        assert_eq!(
+            parse("refused:maybe"),
+            Err(FilterError::BadYesNo("refused".into(), "maybe".into()))
+        );
+        let ex = twk_capture::Exchange {
+            refused: true,
+            ..twk_capture::Exchange::default()
+        };
+        let s = Summary::of(1, &ex, None);
+        let only = parse("refused:yes").unwrap_or_default();
+        let hide = parse("refused:no").unwrap_or_default();
+        assert_eq!(
+            (matches(&only, &s), matches(&hide, &s)),
+            (Some(true), Some(false))
+        );
+        let e = parse("lint:nope")
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(
+            e.contains("slow-answer") && e.contains("preemptive-credentials"),
+            "{e}"
+        );
+    }
 
     #[test]
     fn terms_and_free_text() {

@@ -32,7 +32,7 @@ pub const KEYS: &[(&str, &str)] = &[
     ),
     (
         "/",
-        "filter: text, provider:, event:, status:, verdict:, lint:, tunnel:",
+        "filter: text, provider:, event:, status:, verdict:, lint:, tunnel:, refused:",
     ),
     (
         "c",

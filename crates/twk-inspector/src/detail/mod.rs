@@ -167,8 +167,19 @@ fn lint_badge(lints: &[Lint]) -> Option<Span<'static>> {
         0 | 1 => String::new(),
         n => format!(" +{}", n - 1),
     };
+    // Where its prose is: the timing lint on the Timing tab, the others (the Basic-auth
+    // handshake's) on the Auth tab, which lists them all.
+    let tab = match first.code {
+        twk_capture::LintCode::SlowAnswer => Tab::Timing,
+        _ => Tab::Auth,
+    };
     Some(Span::styled(
-        format!("{glyph} {}{more} (4 Auth) ", first.code),
+        format!(
+            "{glyph} {}{more} ({} {}) ",
+            first.code,
+            tab.index() + 1,
+            tab.title()
+        ),
         lint_style(first.code),
     ))
 }
@@ -176,6 +187,24 @@ fn lint_badge(lints: &[Lint]) -> Option<Span<'static>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_lint_badge_names_the_tab_its_prose_is_on() {
+        let lint = |code: twk_capture::LintCode| Lint {
+            code,
+            severity: code.severity(),
+            message: String::new(),
+        };
+        let badge = |l: &[Lint]| lint_badge(l).map(|s| s.content.to_string());
+        assert_eq!(
+            badge(&[lint(twk_capture::LintCode::SlowAnswer)]).as_deref(),
+            Some("⚠ slow-answer (5 Timing) ")
+        );
+        assert_eq!(
+            badge(&[lint(twk_capture::LintCode::RetryNeverCame)]).as_deref(),
+            Some("⚠ retry-never-came (4 Auth) ")
+        );
+    }
 
     #[test]
     fn tabs_cycle() {
