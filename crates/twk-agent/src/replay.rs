@@ -96,6 +96,14 @@ pub enum ReplayError {
         /// True length.
         len: u64,
     },
+    /// The relay refused the request before reading its body: only its head is known.
+    #[error(
+        "the relay refused this request before reading its body ({declared}): pass a body file to replay it"
+    )]
+    BodyNeverRead {
+        /// How long it said it was, in words.
+        declared: String,
+    },
     /// Re-signing was asked but the provider is unknown.
     #[error("cannot re-sign: no provider recorded or detected for this exchange")]
     UnknownProvider,
@@ -130,6 +138,13 @@ pub fn prepare(original: &Exchange, opts: &ReplayOptions) -> Result<PreparedRepl
         Some(b) => b.clone(),
         None => {
             let b = &original.request.body;
+            if original.refused && b.truncated {
+                let declared = match b.len {
+                    0 => "its length unknown".to_owned(),
+                    n => format!("{n} bytes declared"),
+                };
+                return Err(ReplayError::BodyNeverRead { declared });
+            }
             if b.truncated || (b.bytes.len() as u64) < b.len {
                 return Err(ReplayError::TruncatedBody {
                     stored: b.bytes.len(),
@@ -572,6 +587,26 @@ mod tests {
             parse_target("127.0.0.1:3000").ok(),
             Some(("127.0.0.1:3000".to_owned(), String::new()))
         );
+    }
+
+    #[test]
+    fn a_refused_request_replays_when_its_body_is_known_and_says_why_not_otherwise() {
+        let mut o = original("http://127.0.0.1:3000");
+        o.refused = true;
+        o.request.body = CapturedBody {
+            bytes: Vec::new(),
+            len: 30_000_000,
+            sha256: String::new(),
+            truncated: true,
+        };
+        let err = prepare(&o, &ReplayOptions::default()).err();
+        assert!(
+            matches!(&err, Some(ReplayError::BodyNeverRead { declared }) if declared == "30000000 bytes declared"),
+            "{err:?}"
+        );
+        // A 429'd GET: no body, known whole; the app never saw it, and may now.
+        o.request.body = CapturedBody::from_bytes(b"");
+        assert!(prepare(&o, &ReplayOptions::default()).is_ok());
     }
 
     #[test]

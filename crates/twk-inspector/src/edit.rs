@@ -27,6 +27,11 @@ pub enum EditError {
     /// The captured body is only a prefix of the original.
     #[error("the captured body was truncated; editing it would send a different body")]
     TruncatedBody,
+    /// The relay refused the request before reading its body.
+    #[error(
+        "the relay refused this request before reading its body (use `twk-tunnel replay --body-file`)"
+    )]
+    BodyNeverRead,
     /// The first line is not `METHOD /path [HTTP/1.1]`.
     #[error("line 1 must be `METHOD /path HTTP/1.1`, found {0:?}")]
     RequestLine(String),
@@ -102,6 +107,9 @@ impl Edited {
 /// out: it is recomputed on send.
 pub fn to_message(ex: &Exchange) -> Result<String, EditError> {
     let body = &ex.request.body;
+    if ex.refused && body.truncated {
+        return Err(EditError::BodyNeverRead);
+    }
     if body.truncated || (body.bytes.len() as u64) < body.len {
         return Err(EditError::TruncatedBody);
     }
