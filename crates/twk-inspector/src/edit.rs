@@ -246,6 +246,21 @@ mod tests {
     }
 
     #[test]
+    fn a_body_the_relay_never_read_cannot_be_edited_and_says_so() {
+        let mut ex = Exchange {
+            method: "POST".into(),
+            path: "/hooks".into(),
+            refused: true,
+            ..Exchange::default()
+        };
+        ex.request.body.len = 30_000_000;
+        ex.request.body.truncated = true;
+        assert_eq!(to_message(&ex), Err(EditError::BodyNeverRead));
+        ex.refused = false;
+        assert_eq!(to_message(&ex), Err(EditError::TruncatedBody));
+    }
+
+    #[test]
     fn invalid_edits_are_refused() {
         assert!(matches!(parse(""), Err(EditError::Empty)));
         assert!(matches!(parse("POST"), Err(EditError::RequestLine(_))));
