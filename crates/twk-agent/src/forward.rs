@@ -453,6 +453,7 @@ pub(crate) async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Respo
         req_complete: false,
         leases: Vec::new(),
         slot: None,
+        timed_out_after: None,
     };
     if let Gate::Challenge {
         missing,
@@ -573,7 +574,8 @@ fn respond(
 }
 
 /// The 504 of a target that did not answer within `deadline`.
-fn too_late(cfg: &AgentConfig, record: Pending, deadline: Duration) -> Response<AgentBody> {
+fn too_late(cfg: &AgentConfig, mut record: Pending, deadline: Duration) -> Response<AgentBody> {
+    record.timed_out_after = Some(deadline);
     let msg = format!(
         "twk: local target {} did not respond within {} ms (target side)\n",
         cfg.target,
@@ -655,6 +657,8 @@ struct Pending {
     leases: Vec<Lease>,
     /// This request's turn at the local target.
     slot: Option<Turn>,
+    /// twk answered 504 after this deadline (the target was too slow).
+    timed_out_after: Option<Duration>,
 }
 
 impl Pending {
@@ -774,7 +778,33 @@ impl Pending {
         let mut analysis = analyze_live(&self.exchange, cfg, opts);
         credit_stripped_credentials(&mut analysis, &self.exchange, cfg);
         record_analysis(&mut self.exchange, analysis);
+        if let Some(deadline) = self.timed_out_after {
+            waited_less_than_the_provider(&mut self.exchange, deadline);
+        }
         self.shared.observer.exchange(self.exchange);
+    }
+}
+
+/// A 504 twk gave before the provider would have stopped waiting (GitHub waits 10 s, twk 9
+/// by default): the failure says so, and which deadline to raise.
+fn waited_less_than_the_provider(ex: &mut Exchange, deadline: Duration) {
+    let Some(p) = ex
+        .provider
+        .as_deref()
+        .and_then(|p| p.parse::<twk_providers::Provider>().ok())
+    else {
+        return;
+    };
+    let (Some(limit), Some(f)) = (p.answer_limit(), ex.failure.as_mut()) else {
+        return;
+    };
+    if limit.within > deadline {
+        f.message.push_str(&format!(
+            "; {} waits {} s, so the app had time left: raise --request-timeout \
+             (twk-tunnel's with its embedded relay, twk-relay's on a remote one)",
+            p.display_name(),
+            limit.within.as_secs()
+        ));
     }
 }
 
@@ -895,6 +925,29 @@ pub fn analyze_exchange(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_504_before_the_provider_stops_waiting_says_which_deadline_to_raise() {
+        let timed_out = |provider: &str| {
+            let mut ex = Exchange {
+                provider: Some(provider.into()),
+                failure: Some(Failure {
+                    side: Side::Target,
+                    message: "twk: local target did not respond within 9000 ms".into(),
+                }),
+                ..Exchange::default()
+            };
+            waited_less_than_the_provider(&mut ex, Duration::from_secs(9));
+            ex.failure.map(|f| f.message).unwrap_or_default()
+        };
+        let github = timed_out("github");
+        assert!(
+            github.contains("GitHub waits 10 s") && github.contains("raise --request-timeout"),
+            "{github}"
+        );
+        assert!(!timed_out("slack").contains("waits"), "Slack gave up before twk");
+        assert!(!timed_out("stripe").contains("waits"), "no figure for Stripe");
+    }
 
     #[test]
     fn forwarding_headers_append_to_what_earlier_proxies_set() {
