@@ -945,8 +945,14 @@ mod tests {
             github.contains("GitHub waits 10 s") && github.contains("raise --request-timeout"),
             "{github}"
         );
-        assert!(!timed_out("slack").contains("waits"), "Slack gave up before twk");
-        assert!(!timed_out("stripe").contains("waits"), "no figure for Stripe");
+        assert!(
+            !timed_out("slack").contains("waits"),
+            "Slack gave up before twk"
+        );
+        assert!(
+            !timed_out("stripe").contains("waits"),
+            "no figure for Stripe"
+        );
     }
 
     #[test]
