@@ -34,7 +34,8 @@ const OLDEST_SIZES: &str =
 const DELETE_THROUGH: &str = "DELETE FROM exchanges WHERE id <= ?1 RETURNING tunnel, stored_bytes";
 /// Rows of requests the relay refused itself (`refused`), at most, in all: past it the
 /// oldest of them go first. A stranger's flood of refusals then erases at most this many
-/// rows of history (a tenth of `retention_total` when that is smaller, 10 at least).
+/// rows of history (a tenth of `retention_total` or of `retention_per_tunnel` when that is
+/// smaller, 10 at least).
 pub(crate) const REFUSED_KEPT: u64 = 1000;
 /// The refused rows: a walk of their partial index.
 const REFUSED_COUNT: &str = "SELECT count(*) FROM exchanges WHERE refused = 1";
@@ -154,7 +155,7 @@ impl Retention {
         let inserted = added.rows.values().sum();
         let mut freed = Freed::default();
         if added.refused > 0 {
-            freed = self.refused_bound(conn, b.total)?;
+            freed = self.refused_bound(conn, b)?;
         }
         if b.per_tunnel > 0 {
             let f = self.per_tunnel_bound(conn, b.per_tunnel, added.rows)?;
@@ -186,13 +187,13 @@ impl Retention {
         Ok(left)
     }
 
-    /// Keeps at most [`REFUSED_KEPT`] refused rows (fewer when `total`, the bound on all
-    /// rows, is small).
-    fn refused_bound(&mut self, conn: &Connection, total: u64) -> Result<Freed> {
-        let most = match total {
-            0 => REFUSED_KEPT,
-            t => (t / 10).clamp(10, REFUSED_KEPT),
-        };
+    /// Keeps at most [`REFUSED_KEPT`] refused rows (fewer when a row bound is small).
+    fn refused_bound(&mut self, conn: &Connection, b: Bounds) -> Result<Freed> {
+        let most = [b.total, b.per_tunnel]
+            .into_iter()
+            .filter(|n| *n > 0)
+            .map(|n| (n / 10).max(10))
+            .fold(REFUSED_KEPT, u64::min);
         let count = conn
             .prepare_cached(REFUSED_COUNT)?
             .query_row([], |r| r.get::<_, i64>(0))?

@@ -532,12 +532,32 @@ fn refused_rows_are_bounded_apart_so_a_flood_of_them_keeps_the_history() {
         70,
         "the 60 rows of history stay whole beside 10 refused"
     );
-    let newest = ids(&s, refused);
+    let newest = ids(&s, refused.clone());
     assert_eq!(newest.len(), 10);
     assert!(
         newest.iter().all(|id| *id > at - 10),
         "the newest refused stay: {newest:?}"
     );
+
+    // The bound per tunnel counts too (a review set `retention = 100` and lost every row).
+    let dir = tempfile::tempdir().unwrap();
+    let mut opts = StoreOptions::new(dir.path().join("twk"));
+    opts.retention_per_tunnel = 100;
+    let mut s = Store::open(&opts).unwrap();
+    s.insert_batch(&history).unwrap();
+    for _ in 0..20 {
+        let flood: Vec<_> = (0..50)
+            .map(|_| {
+                at += 1;
+                let mut ex = exchange("shop", at, "/flood", b"");
+                ex.refused = true;
+                ex
+            })
+            .collect();
+        s.insert_batch(&flood).unwrap();
+    }
+    assert_eq!(s.count(&refused).unwrap(), 10);
+    assert_eq!(s.count(&Filter::default()).unwrap(), 70);
 }
 
 /// What the payloads keep in the database, and the rows whose `stored_bytes` disagree.

@@ -56,7 +56,7 @@ impl Drop for ConnSlot {
 
 /// The source an address's limits count under: an IPv4 address (or one mapped into IPv6)
 /// itself, an IPv6 address its /64.
-fn source(ip: IpAddr) -> IpAddr {
+pub(crate) fn source(ip: IpAddr) -> IpAddr {
     match ip.to_canonical() {
         IpAddr::V6(v6) => {
             let bits = u128::from(v6) & !((1u128 << 64) - 1);

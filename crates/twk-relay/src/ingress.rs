@@ -760,13 +760,11 @@ impl Refusal {
         answer: &str,
     ) {
         if let Some(n) = notices {
-            let from = crate::notices::Sender {
-                ip: self.client.ip,
-                signed: twk_protocol::refused::looks_signed(
-                    req.headers().keys().map(http::HeaderName::as_str),
-                ),
-            };
-            n.refused(from, || self.describe(state, req, route, answer));
+            let signed =
+                || twk_protocol::refused::looks_signed(req.headers().keys().map(|k| k.as_str()));
+            n.refused(self.client.ip, signed, || {
+                self.describe(state, req, route, answer)
+            });
         }
     }
 

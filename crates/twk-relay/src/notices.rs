@@ -33,62 +33,81 @@ pub(crate) struct Notices {
 #[derive(Default)]
 struct Pending {
     batch: RefusedBatch,
-    /// For each listed request: its sender's address and whether it carried a signature.
-    listed: Vec<(IpAddr, bool)>,
-    /// When a request from each address was last listed (bounded: [`RECENT_MOST`]).
-    recent: HashMap<IpAddr, Instant>,
+    /// For each listed request: its sender's source and its rank.
+    listed: Vec<(IpAddr, Rank)>,
+    /// How often each source was listed lately (bounded: [`RECENT_MOST`]).
+    recent: HashMap<IpAddr, Lately>,
 }
 
-/// The most sender addresses remembered for [`refused::RELIST_AFTER`].
+/// How often a source was listed in the minute from `since`.
+#[derive(Debug, Clone, Copy)]
+struct Lately {
+    since: Instant,
+    times: u32,
+}
+
+/// Which of two refused requests a full list keeps: one carrying a signature header before
+/// one without, then the one whose source was listed less often lately. A real webhook in a
+/// flood from many addresses that forge signature headers still finds a place: those
+/// addresses are listed every second, a provider's rarely.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct Rank {
+    signed: bool,
+    rarely: std::cmp::Reverse<u32>,
+}
+
+/// The most sender sources remembered for [`refused::RELIST_AFTER`].
 const RECENT_MOST: usize = 4096;
 
-/// Who sent a refused request, as far as choosing which ones to list goes.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Sender {
-    /// The sender's address.
-    pub(crate) ip: IpAddr,
-    /// It carried a provider's signature or credentials header.
-    pub(crate) signed: bool,
-}
-
 impl Pending {
-    /// Whether a request from `from` may take a place in the list: one per address in a
-    /// batch, and without a signature one per address a minute. A stranger's flood lists
-    /// little, and a real webhook arriving in it still finds a place.
-    fn may_list(&self, from: Sender, now: Instant) -> bool {
-        let in_batch = self.listed.iter().any(|(ip, _)| *ip == from.ip);
-        let lately = self
-            .recent
-            .get(&from.ip)
-            .is_some_and(|t| now.duration_since(*t) < refused::RELIST_AFTER);
-        !in_batch && (from.signed || !lately)
+    /// How often `source` was listed in the last minute (`None`: not in it).
+    fn lately(&self, source: IpAddr, now: Instant) -> Option<u32> {
+        self.recent
+            .get(&source)
+            .filter(|l| now.duration_since(l.since) < refused::RELIST_AFTER)
+            .map(|l| l.times)
     }
 
-    /// Where a request from `from` goes in the list: the end while there is room, else (a
-    /// signed one) the place of the newest unsigned one, which is then only counted.
-    fn place(&mut self, from: Sender) -> Option<usize> {
+    /// Where a request of `rank` goes in the list: the end while there is room, else the
+    /// place of the lowest-ranked one if it ranks below (which is then only counted).
+    fn place(&mut self, rank: Rank) -> Option<usize> {
         if self.batch.refused.len() < refused::MAX_LISTED {
             return Some(self.batch.refused.len());
         }
-        if !from.signed {
+        let (i, lowest) = self
+            .listed
+            .iter()
+            .enumerate()
+            .min_by_key(|(_, (_, r))| *r)
+            .map(|(i, (_, r))| (i, *r))?;
+        if rank <= lowest {
             return None;
         }
-        let i = self.listed.iter().rposition(|(_, signed)| !signed)?;
         self.batch.refused.remove(i);
         self.listed.remove(i);
         self.batch.unlisted = self.batch.unlisted.saturating_add(1);
         Some(self.batch.refused.len())
     }
 
-    fn remember(&mut self, ip: IpAddr, now: Instant) {
-        if self.recent.len() >= RECENT_MOST {
+    fn remember(&mut self, source: IpAddr, now: Instant) {
+        if self.recent.len() >= RECENT_MOST && !self.recent.contains_key(&source) {
             self.recent
-                .retain(|_, t| now.duration_since(*t) < refused::RELIST_AFTER);
+                .retain(|_, l| now.duration_since(l.since) < refused::RELIST_AFTER);
             if self.recent.len() >= RECENT_MOST {
                 self.recent.clear();
             }
         }
-        self.recent.insert(ip, now);
+        let l = self.recent.entry(source).or_insert(Lately {
+            since: now,
+            times: 0,
+        });
+        if now.duration_since(l.since) >= refused::RELIST_AFTER {
+            *l = Lately {
+                since: now,
+                times: 0,
+            };
+        }
+        l.times = l.times.saturating_add(1);
     }
 }
 
@@ -99,17 +118,41 @@ impl std::fmt::Debug for Notices {
 }
 
 impl Notices {
-    /// Lists a refusal, or only counts it ([`Pending::may_list`], [`Pending::place`]):
-    /// `describe` (which copies the head) runs only for a request that will be listed.
-    pub(crate) fn refused(&self, from: Sender, describe: impl FnOnce() -> RefusedRequest) {
+    /// Lists a refusal, or only counts it: one per source a batch; from a source listed in
+    /// the last minute only one carrying a signature header (`signed`, asked only then);
+    /// in a full list it takes the place of one that ranks below it ([`Rank`]). `describe`
+    /// (which copies the head) runs only for a request that will be listed.
+    pub(crate) fn refused(
+        &self,
+        from: IpAddr,
+        signed: impl FnOnce() -> bool,
+        describe: impl FnOnce() -> RefusedRequest,
+    ) {
         {
             let now = Instant::now();
+            // An IPv6 sender counts as its /64, as for the relay's per-address limits.
+            let source = crate::abuse::source(from);
             let mut p = self.pending.lock().unwrap_or_else(|p| p.into_inner());
-            match p.may_list(from, now).then(|| p.place(from)).flatten() {
-                Some(_) => {
+            let in_batch = p.listed.iter().any(|(s, _)| *s == source);
+            let listed = match (in_batch, p.lately(source, now)) {
+                (true, _) => None,
+                (false, lately) => {
+                    let signed = signed();
+                    let rank = Rank {
+                        signed,
+                        rarely: std::cmp::Reverse(lately.unwrap_or(0)),
+                    };
+                    (signed || lately.is_none())
+                        .then(|| p.place(rank))
+                        .flatten()
+                        .map(|_| rank)
+                }
+            };
+            match listed {
+                Some(rank) => {
                     p.batch.refused.push(describe());
-                    p.listed.push((from.ip, from.signed));
-                    p.remember(from.ip, now);
+                    p.listed.push((source, rank));
+                    p.remember(source, now);
                 }
                 None => p.batch.unlisted = p.batch.unlisted.saturating_add(1),
             }
@@ -224,24 +267,31 @@ mod tests {
         }
     }
 
-    fn from(last: u8, signed: bool) -> Sender {
-        Sender {
-            ip: IpAddr::from([198, 51, 100, last]),
-            signed,
-        }
+    fn from(last: u8) -> IpAddr {
+        IpAddr::from([198, 51, 100, last])
+    }
+
+    /// Offers `n` a refusal from `ip`; whether it described (listed) it.
+    fn offer(n: &Notices, ip: IpAddr, signed: bool, id: usize) -> bool {
+        let mut described = false;
+        n.refused(
+            ip,
+            || signed,
+            || {
+                described = true;
+                request(id)
+            },
+        );
+        described
     }
 
     #[test]
     fn past_the_list_refusals_are_counted_not_described_and_a_batch_empties_it() {
         let n = Notices::default();
         assert!(n.take().is_none());
-        let mut described = 0;
-        for i in 0..refused::MAX_LISTED + 5 {
-            n.refused(from(i as u8, false), || {
-                described += 1;
-                request(i)
-            });
-        }
+        let described = (0..refused::MAX_LISTED + 5)
+            .filter(|i| offer(&n, from(*i as u8), false, *i))
+            .count();
         assert_eq!(described, refused::MAX_LISTED);
         let batch = n.take().expect("a batch");
         assert_eq!(batch.refused.len(), refused::MAX_LISTED);
@@ -254,21 +304,18 @@ mod tests {
     fn one_address_is_listed_once_a_batch_and_unsigned_once_a_minute() {
         let n = Notices::default();
         for i in 0..50 {
-            n.refused(from(7, false), || request(i));
+            offer(&n, from(7), false, i);
         }
         let first = n.take().expect("a batch");
         assert_eq!((first.refused.len(), first.unlisted), (1, 49));
-        n.refused(from(7, false), || request(50));
-        let next = n.take().expect("a batch");
-        assert_eq!(
-            (next.refused.len(), next.unlisted),
-            (0, 1),
+        assert!(
+            !offer(&n, from(7), false, 50),
             "not again within the minute"
         );
-        n.refused(from(7, true), || request(51));
-        n.refused(from(7, true), || request(52));
+        assert_eq!(n.take().map(|b| b.unlisted), Some(1));
+        assert!(offer(&n, from(7), true, 51));
+        assert!(!offer(&n, from(7), true, 52), "once a batch");
         let signed = n.take().expect("a batch");
-        assert_eq!((signed.refused.len(), signed.unlisted), (1, 1));
         assert_eq!(signed.refused[0].request_id, "r-51");
     }
 
@@ -276,14 +323,45 @@ mod tests {
     fn a_signed_request_takes_the_place_of_an_unsigned_one_in_a_full_list() {
         let n = Notices::default();
         for i in 0..refused::MAX_LISTED {
-            n.refused(from(i as u8, false), || request(i));
+            offer(&n, from(i as u8), false, i);
         }
-        n.refused(from(200, true), || request(99));
-        n.refused(from(201, false), || request(100));
+        assert!(offer(&n, from(200), true, 99));
+        assert!(!offer(&n, from(201), false, 100));
         let batch = n.take().expect("a batch");
         assert_eq!(batch.refused.len(), refused::MAX_LISTED);
         assert!(batch.refused.iter().any(|r| r.request_id == "r-99"));
-        assert!(!batch.refused.iter().any(|r| r.request_id == "r-100"));
         assert_eq!(batch.unlisted, 2, "the one displaced and the one after");
+    }
+
+    /// Strangers forging signature headers from more addresses than a list holds fill it
+    /// every second; a provider's webhook from an address seldom listed still gets a place.
+    #[test]
+    fn a_rarely_listed_sender_beats_a_flood_that_forges_signatures_from_many_addresses() {
+        let n = Notices::default();
+        for round in 0..3 {
+            for a in 0..40u8 {
+                offer(&n, from(a), true, usize::from(a) + round * 100);
+            }
+            if round < 2 {
+                n.take();
+            }
+        }
+        assert!(
+            offer(&n, from(250), true, 7_777),
+            "the provider displaces one"
+        );
+        let batch = n.take().expect("a batch");
+        assert!(batch.refused.iter().any(|r| r.request_id == "r-7777"));
+    }
+
+    #[test]
+    fn one_hosts_ipv6_addresses_are_one_sender() {
+        let n = Notices::default();
+        let a: IpAddr = "2001:db8:1:2::1".parse().expect("v6");
+        let b: IpAddr = "2001:db8:1:2::ffff".parse().expect("v6");
+        let other: IpAddr = "2001:db8:1:3::1".parse().expect("v6");
+        assert!(offer(&n, a, false, 1));
+        assert!(!offer(&n, b, false, 2), "the same /64");
+        assert!(offer(&n, other, false, 3));
     }
 }
