@@ -454,7 +454,8 @@ pub fn unlisted_words(count: u64) -> String {
     let what = if count == 1 { "request" } else { "requests" };
     format!(
         "the relay refused {count} more {what} for this tunnel without listing them (it lists \
-         a sender once a minute, and 16 a second at most)"
+         16 a second at most, a sender once a second, and once a minute without a signature \
+         header)"
     )
 }
 
