@@ -453,8 +453,7 @@ async fn keep_and_answer(
         return too_large(state.cfg.max_body);
     }
     let mut headers = req.headers().clone();
-    twk_protocol::strip_hop_by_hop(&mut headers);
-    meta::strip_all(&mut headers);
+    strip_ours(&mut headers);
     let meta = twk_protocol::kept::KeptRequest {
         request_id: origin.request_id.clone(),
         received_ms: origin.received_ms,
@@ -485,6 +484,14 @@ pub(crate) fn declared_len(headers: &http::HeaderMap) -> Option<u64> {
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<u64>().ok())
+}
+
+/// Removes what a sender's headers must not carry on: hop-by-hop headers, and any `x-twk-*`
+/// (a sender must not be able to forge twk's own metadata). The same for a forwarded, a kept
+/// and a refused request.
+fn strip_ours(headers: &mut http::HeaderMap) {
+    twk_protocol::strip_hop_by_hop(headers);
+    meta::strip_all(headers);
 }
 
 /// The exact public URL the sender used.
@@ -785,8 +792,7 @@ impl Refusal {
             request_id: state.next_request_id(),
         };
         let mut headers = req.headers().clone();
-        twk_protocol::strip_hop_by_hop(&mut headers);
-        meta::strip_all(&mut headers);
+        strip_ours(&mut headers);
         let (headers, headers_cut) = twk_protocol::refused::head_within(
             headers.iter().map(|(k, v)| (k.as_str(), v.as_bytes())),
         );
@@ -841,9 +847,7 @@ fn tunnel_request(
     let public_url = public_url(state, origin, &req);
     let (parts, body) = req.into_parts();
     let mut headers = parts.headers;
-    twk_protocol::strip_hop_by_hop(&mut headers);
-    // A sender must not be able to forge twk's own metadata.
-    meta::strip_all(&mut headers);
+    strip_ours(&mut headers);
     headers.remove(header::EXPECT);
     let client = &origin.client;
     if client.via_proxy {

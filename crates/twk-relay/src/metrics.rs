@@ -50,8 +50,8 @@ pub(crate) struct Metrics {
     cluster_nodes: Gauge,
     cluster_names: Gauge,
     pub(crate) peer_forwarded: Counter,
-    /// Public connections closed because readers blocked together held over three quarters of their
-    /// tunnel's HTTP/2 window (`window.rs`).
+    /// Public and peer connections closed because readers blocked together held over three
+    /// quarters of their tunnel's HTTP/2 window (`window.rs`).
     pub(crate) readers_evicted: Counter,
     /// Requests the relay refused itself (429, 413) and listed to their tunnel's client, and
     /// those only counted to it (past a notice's list; `notices.rs`).
@@ -197,7 +197,7 @@ impl Default for Metrics {
         registry.register(
             "refusals_unlisted",
             "Requests the relay refused itself that their tunnel's client was told only the \
-             number of (past a notice's list)",
+             number of (past a notice's list, or from a sender listed lately)",
             refusals_unlisted.clone(),
         );
         Metrics {

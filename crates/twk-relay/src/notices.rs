@@ -47,9 +47,9 @@ struct Lately {
 }
 
 /// Which of two refused requests a full list keeps: one carrying a signature header before
-/// one without, then the one whose source was listed less often lately. A real webhook in a
-/// flood from many addresses that forge signature headers still finds a place: those
-/// addresses are listed every second, a provider's rarely.
+/// one without, then the one whose source was listed less often lately. In a flood from many
+/// addresses that forge signature headers, a source not listed lately takes a place at once,
+/// and one sending all along gets its share of the places.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 struct Rank {
     signed: bool,
@@ -68,25 +68,28 @@ impl Pending {
             .map(|l| l.times)
     }
 
-    /// Where a request of `rank` goes in the list: the end while there is room, else the
-    /// place of the lowest-ranked one if it ranks below (which is then only counted).
-    fn place(&mut self, rank: Rank) -> Option<usize> {
+    /// Whether a request of `rank` has a place in the list: while there is room, or in the
+    /// place of the lowest-ranked one if that ranks below it (which is then only counted).
+    fn make_room(&mut self, rank: Rank) -> bool {
         if self.batch.refused.len() < refused::MAX_LISTED {
-            return Some(self.batch.refused.len());
+            return true;
         }
-        let (i, lowest) = self
+        let Some((i, lowest)) = self
             .listed
             .iter()
             .enumerate()
             .min_by_key(|(_, (_, r))| *r)
-            .map(|(i, (_, r))| (i, *r))?;
+            .map(|(i, (_, r))| (i, *r))
+        else {
+            return false;
+        };
         if rank <= lowest {
-            return None;
+            return false;
         }
         self.batch.refused.remove(i);
         self.listed.remove(i);
         self.batch.unlisted = self.batch.unlisted.saturating_add(1);
-        Some(self.batch.refused.len())
+        true
     }
 
     fn remember(&mut self, source: IpAddr, now: Instant) {
@@ -133,22 +136,18 @@ impl Notices {
             // An IPv6 sender counts as its /64, as for the relay's per-address limits.
             let source = crate::abuse::source(from);
             let mut p = self.pending.lock().unwrap_or_else(|p| p.into_inner());
-            let in_batch = p.listed.iter().any(|(s, _)| *s == source);
-            let listed = match (in_batch, p.lately(source, now)) {
-                (true, _) => None,
-                (false, lately) => {
-                    let signed = signed();
-                    let rank = Rank {
-                        signed,
-                        rarely: std::cmp::Reverse(lately.unwrap_or(0)),
-                    };
-                    (signed || lately.is_none())
-                        .then(|| p.place(rank))
-                        .flatten()
-                        .map(|_| rank)
-                }
+            let rank = if p.listed.iter().any(|(s, _)| *s == source) {
+                None
+            } else {
+                let lately = p.lately(source, now);
+                let signed = signed();
+                let rank = Rank {
+                    signed,
+                    rarely: std::cmp::Reverse(lately.unwrap_or(0)),
+                };
+                ((signed || lately.is_none()) && p.make_room(rank)).then_some(rank)
             };
-            match listed {
+            match rank {
                 Some(rank) => {
                     p.batch.refused.push(describe());
                     p.listed.push((source, rank));

@@ -257,9 +257,11 @@ impl Registry {
                 e.held.clone(),
                 e.owner_key.filter(|_| e.owner == owner),
                 // What was not kept for another owner is not this one's news.
-                Some(e.unkept)
-                    .filter(|_| e.owner == owner)
-                    .unwrap_or_default(),
+                if e.owner == owner {
+                    e.unkept
+                } else {
+                    Unkept::default()
+                },
             ),
             None => (
                 Arc::new(tokio::sync::watch::channel(0).0),
