@@ -291,7 +291,8 @@ fn plain_line(ex: &Exchange) -> String {
 /// first fields are the stable contract; `event_id`, `summary`, `lints`
 /// (`[{"code", "severity", "message"}]`, the exchange's own lints, as in `log --json`) and
 /// `secret` (which secret a valid or stale signature held with: `configured`, `twk-test`,
-/// else null) and `refused` (the relay answered it itself and never forwarded it) came later. The event's name is `event_name`: `event` names the line.
+/// else null) and `refused` (the relay answered it itself and never forwarded it) came later.
+/// The event's name is `event_name`: `event` names the line.
 #[derive(serde::Serialize)]
 struct JsonRest<'a> {
     time: Option<String>,
@@ -429,11 +430,7 @@ impl Observer for Printer {
         match self.mode {
             OutputMode::Plain => say!("twk: {}", unkept_words(u)),
             OutputMode::Json => {
-                let at = |ms: i64| {
-                    jiff::Timestamp::from_millisecond(ms)
-                        .ok()
-                        .map(|t| t.to_string())
-                };
+                let at = twk_capture::time::rfc3339_ms;
                 let v = serde_json::json!({
                     "event": "unkept",
                     "not_kept": u.not_kept,

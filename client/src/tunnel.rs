@@ -250,7 +250,7 @@ impl Observer for TunnelObserver {
         if let Some(tx) = &self.flights {
             let _ = tx.try_send(twk_inspector::Msg::Unkept {
                 words: crate::output::unkept_words(unkept),
-                count: unkept.not_kept.saturating_add(unkept.dropped),
+                count: unkept.total(),
             });
         }
     }

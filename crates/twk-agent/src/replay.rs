@@ -139,11 +139,9 @@ pub fn prepare(original: &Exchange, opts: &ReplayOptions) -> Result<PreparedRepl
         None => {
             let b = &original.request.body;
             if original.refused && b.truncated {
-                let declared = match b.len {
-                    0 => "its length unknown".to_owned(),
-                    n => format!("{n} bytes declared"),
-                };
-                return Err(ReplayError::BodyNeverRead { declared });
+                return Err(ReplayError::BodyNeverRead {
+                    declared: b.unread_len_words(),
+                });
             }
             if b.truncated || (b.bytes.len() as u64) < b.len {
                 return Err(ReplayError::TruncatedBody {

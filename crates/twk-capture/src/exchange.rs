@@ -73,6 +73,16 @@ impl CapturedBody {
         }
     }
 
+    /// The length of a body nobody read (a request the relay refused before its body), in
+    /// words: `none`, `its length unknown (chunked)` or `N bytes declared`.
+    pub fn unread_len_words(&self) -> String {
+        match self.len {
+            0 if !self.truncated => "none".to_owned(),
+            0 => "its length unknown (chunked)".to_owned(),
+            n => format!("{n} bytes declared"),
+        }
+    }
+
     /// Fills in the SHA-256 of a complete body whose producer left it out (the client's tap
     /// leaves it for after forwarding). A body cut short keeps what its producer gave: its
     /// hash can only be taken while it streams.

@@ -182,9 +182,16 @@ impl Unkept {
         self.last_ms = now_ms;
     }
 
+    /// How many in all.
+    pub fn total(&self) -> u64 {
+        self.not_kept
+            .saturating_add(self.too_large)
+            .saturating_add(self.dropped)
+    }
+
     /// Whether nothing was counted.
     pub fn is_empty(&self) -> bool {
-        self.not_kept == 0 && self.too_large == 0 && self.dropped == 0
+        self.total() == 0
     }
 }
 
@@ -252,6 +259,7 @@ mod tests {
             (u.not_kept, u.too_large, u.dropped, u.first_ms, u.last_ms),
             (1, 1, 3, 100, 250)
         );
+        assert_eq!(u.total(), 5);
         let old: RefusedBatch =
             serde_json::from_str(r#"{"refused":[],"unlisted":0}"#).expect("old");
         assert_eq!(old.unkept, None, "a batch without the field still parses");

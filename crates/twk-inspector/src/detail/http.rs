@@ -55,13 +55,11 @@ fn head_lines(m: &Message, revealed: bool) -> Vec<Line<'static>> {
 fn refused_request_lines(m: &Message, revealed: bool) -> Vec<Line<'static>> {
     let mut out = head_lines(m, revealed);
     out.push(section("Body"));
-    let declared = match m.body.len {
-        0 if !m.body.truncated => "none".to_owned(),
-        0 => "its length unknown (chunked)".to_owned(),
-        n => format!("{n} bytes declared"),
-    };
     out.push(Line::styled(
-        format!("(not read: the relay refused the request before its body; {declared})"),
+        format!(
+            "(not read: the relay refused the request before its body; {})",
+            m.body.unread_len_words()
+        ),
         Style::new().fg(Color::Yellow),
     ));
     out
