@@ -788,11 +788,7 @@ impl Pending {
 /// A 504 twk gave before the provider would have stopped waiting (GitHub waits 10 s, twk 9
 /// by default): the failure says so, and which deadline to raise.
 fn waited_less_than_the_provider(ex: &mut Exchange, deadline: Duration) {
-    let Some(p) = ex
-        .provider
-        .as_deref()
-        .and_then(|p| p.parse::<twk_providers::Provider>().ok())
-    else {
+    let Some(p) = ex.known_provider() else {
         return;
     };
     let (Some(limit), Some(f)) = (p.answer_limit(), ex.failure.as_mut()) else {

@@ -178,10 +178,7 @@ pub fn prepare(original: &Exchange, opts: &ReplayOptions) -> Result<PreparedRepl
     let mut public_url = original.public_url.clone();
     let mut body = body;
     if opts.resign {
-        let provider = match original.provider.as_deref() {
-            Some(p) => p.parse::<Provider>().ok(),
-            None => None,
-        };
+        let provider = original.known_provider();
         let view = view_of(&method, &public_url, &headers, &body);
         let provider = provider
             .or_else(|| twk_providers::detect(&view))
@@ -399,10 +396,7 @@ pub fn resign_secret(secrets: &Secrets, provider: Provider) -> Option<&Secret> {
 
 /// Gives the replay its own verdict (as the app will judge it now), as the original's provider.
 fn analyze_into(ex: &mut Exchange, secrets: &Secrets) {
-    let provider = ex
-        .provider
-        .as_deref()
-        .and_then(|p| p.parse::<Provider>().ok());
+    let provider = ex.known_provider();
     crate::annotate(ex, secrets, crate::now_ms() / 1000, provider);
 }
 

@@ -11,14 +11,13 @@
 
 use crate::exchange::Exchange;
 use crate::handshake::{Lint, LintCode};
-use twk_providers::Provider;
 
 /// The lint of an answer later than its provider waits, if it was.
 pub(crate) fn slow_answer(ex: &Exchange) -> Option<Lint> {
     if ex.replay_of.is_some() || ex.missed || ex.refused {
         return None;
     }
-    let provider: Provider = ex.provider.as_deref()?.parse().ok()?;
+    let provider = ex.known_provider()?;
     let limit = provider.answer_limit()?;
     let took = ex
         .timings

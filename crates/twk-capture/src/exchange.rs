@@ -193,6 +193,12 @@ pub struct AuthInfo {
 }
 
 impl Exchange {
+    /// The provider it was recorded as, when that is one twk knows (`provider` holds
+    /// [`twk_providers::Provider::as_str`]).
+    pub fn known_provider(&self) -> Option<twk_providers::Provider> {
+        self.provider.as_deref()?.parse().ok()
+    }
+
     /// The request as the sender sent it, for `twk-providers`: the public URL, the headers as
     /// captured, and `body` (the captured body, or an empty one where only a whole body will
     /// do).

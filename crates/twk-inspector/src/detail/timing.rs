@@ -47,9 +47,7 @@ pub(super) fn timing_tab(stored: &StoredExchange, tz: &TimeZone, pane: u16) -> V
             .map_or("-".to_owned(), |d| format!("{d} ms")),
     ));
     if let Some((name, limit)) = ex
-        .provider
-        .as_deref()
-        .and_then(|p| p.parse::<twk_providers::Provider>().ok())
+        .known_provider()
         .and_then(|p| Some((p.display_name(), p.answer_limit()?)))
     {
         out.push(kv(
