@@ -15,8 +15,28 @@ use twk_protocol::kept::KeptRequest;
 /// The largest sealed hand-off accepted (a kept body is base64 inside the box).
 const MAX_SEALED: usize = 96 * 1024 * 1024;
 
-fn answer(status: StatusCode, why: &str) -> Response<AgentBody> {
+/// The client's answer to a request from the relay itself (a hand-off, a notice).
+pub(crate) fn answer(status: StatusCode, why: &str) -> Response<AgentBody> {
     twk_transport::body::text_response(status, format!("twk: {why}\n"), "client")
+}
+
+/// The whole body of a request from the relay itself, at most `max` bytes; else the 400 that
+/// says `what` did not arrive whole.
+pub(crate) async fn whole_body(
+    req: Request<Incoming>,
+    max: usize,
+    what: &str,
+) -> Result<bytes::Bytes, Response<AgentBody>> {
+    match http_body_util::Limited::new(req.into_body(), max)
+        .collect()
+        .await
+    {
+        Ok(b) => Ok(b.to_bytes()),
+        Err(_) => Err(answer(
+            StatusCode::BAD_REQUEST,
+            &format!("{what} did not arrive whole"),
+        )),
+    }
 }
 
 /// Handles one hand-off from the relay.
@@ -24,17 +44,9 @@ pub(crate) async fn receive(shared: Arc<Shared>, req: Request<Incoming>) -> Resp
     let Some(key) = shared.cfg().owner_key.as_ref() else {
         return answer(StatusCode::UNPROCESSABLE_ENTITY, "this client keeps no key");
     };
-    let sealed = match http_body_util::Limited::new(req.into_body(), MAX_SEALED)
-        .collect()
-        .await
-    {
-        Ok(b) => b.to_bytes(),
-        Err(_) => {
-            return answer(
-                StatusCode::BAD_REQUEST,
-                "the kept request did not arrive whole",
-            );
-        }
+    let sealed = match whole_body(req, MAX_SEALED, "the kept request").await {
+        Ok(b) => b,
+        Err(refusal) => return refusal,
     };
     let kept = match key.open(&sealed) {
         Ok(k) => k,

@@ -4,8 +4,8 @@
 //! and `--json` like any other. Never forwarded to the target.
 
 use crate::forward::{AgentBody, Shared};
+use crate::kept::{answer, whole_body};
 use http::{Request, Response, StatusCode};
-use http_body_util::BodyExt as _;
 use hyper::body::Incoming;
 use std::sync::Arc;
 use twk_capture::{CapturedBody, Exchange, Failure, Header, Message, Side, Timings};
@@ -13,18 +13,11 @@ use twk_protocol::refused::{
     MAX_BATCH_BYTES, MAX_LISTED, RefusedBatch, RefusedFor, RefusedRequest,
 };
 
-fn answer(status: StatusCode, why: &str) -> Response<AgentBody> {
-    twk_transport::body::text_response(status, format!("twk: {why}\n"), "client")
-}
-
 /// Handles one batch from the relay.
 pub(crate) async fn receive(shared: Arc<Shared>, req: Request<Incoming>) -> Response<AgentBody> {
-    let body = match http_body_util::Limited::new(req.into_body(), MAX_BATCH_BYTES)
-        .collect()
-        .await
-    {
-        Ok(b) => b.to_bytes(),
-        Err(_) => return answer(StatusCode::BAD_REQUEST, "the notice did not arrive whole"),
+    let body = match whole_body(req, MAX_BATCH_BYTES, "the notice").await {
+        Ok(b) => b,
+        Err(refusal) => return refusal,
     };
     let mut batch: RefusedBatch = match serde_json::from_slice(&body) {
         Ok(b) => b,
