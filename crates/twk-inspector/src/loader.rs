@@ -117,12 +117,24 @@ impl Loader {
                     collapse_handshakes: true,
                     ..f
                 };
+                // The relay's own answers (refused, missed) are counted apart from the errors.
                 let status = |s| {
                     scoped(Filter {
                         status: Some(s),
+                        refused: Some(false),
+                        missed: Some(false),
                         ..Filter::default()
                     })
                 };
+                let refused = scoped(Filter {
+                    refused: Some(true),
+                    ..Filter::default()
+                });
+                let missed = scoped(Filter {
+                    missed: Some(true),
+                    refused: Some(false),
+                    ..Filter::default()
+                });
                 let verdict = |v: Verdict| {
                     scoped(Filter {
                         verdict: Some(v),
@@ -146,6 +158,8 @@ impl Loader {
                     errors: self.store.count(&status(StatusFilter::Class(4)))?
                         + self.store.count(&status(StatusFilter::Class(5)))?
                         + self.store.count(&status(StatusFilter::NoResponse))?,
+                    refused: self.store.count(&refused)?,
+                    missed: self.store.count(&missed)?,
                     invalid: self.store.count(&verdict(Verdict::Invalid))?
                         + self.store.count(&verdict(Verdict::Malformed))?,
                     max_id,

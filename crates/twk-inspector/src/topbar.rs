@@ -95,12 +95,13 @@ fn route(m: &Model) -> Vec<Span<'static>> {
     ]
 }
 
-/// `7 total · 1 error · 2 invalid sig`: deliveries, a Basic-auth handshake one.
+/// `7 total · 1 error · 2 refused · 2 invalid sig`: deliveries, a Basic-auth handshake one;
+/// `refused` and `missed` only when there are any.
 fn counts(m: &Model) -> Line<'static> {
     let bar = bar();
     let c = m.counts;
     let warn = |n: u64| if n > 0 { bar.fg(Color::Red) } else { bar };
-    Line::from(vec![
+    let mut spans = vec![
         Span::styled(format!(" {} total", group(c.total)), bar),
         Span::styled(" · ", bar.fg(Color::Gray)),
         Span::styled(
@@ -111,12 +112,20 @@ fn counts(m: &Model) -> Line<'static> {
             ),
             warn(c.errors),
         ),
-        Span::styled(" · ", bar.fg(Color::Gray)),
-        Span::styled(
-            format!("{} invalid sig ", group(c.invalid)),
-            warn(c.invalid),
-        ),
-    ])
+    ];
+    // The relay's own answers, only when there are any: most sessions have none.
+    for (n, what) in [(c.refused, "refused"), (c.missed, "missed")] {
+        if n > 0 {
+            spans.push(Span::styled(" · ", bar.fg(Color::Gray)));
+            spans.push(Span::styled(format!("{} {what}", group(n)), warn(n)));
+        }
+    }
+    spans.push(Span::styled(" · ", bar.fg(Color::Gray)));
+    spans.push(Span::styled(
+        format!("{} invalid sig ", group(c.invalid)),
+        warn(c.invalid),
+    ));
+    Line::from(spans)
 }
 
 /// Lines the top bar needs at `width` columns: 1 when status, URL, route and counts fit

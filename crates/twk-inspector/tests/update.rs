@@ -1015,3 +1015,38 @@ fn what_the_relay_could_not_keep_is_in_the_notice_of_the_missed_rows() {
     );
     assert!(text.contains("the relay could not keep 3 more"), "{text}");
 }
+
+/// The relay's own answers are not the app's errors: a refused row (the relay's 429) and a
+/// missed row (its 503 while the tunnel was offline) are counted apart, both when the store
+/// is loaded and when they arrive live; the app's own 429 stays an error.
+#[test]
+fn refused_and_missed_rows_are_counted_apart_from_errors() {
+    let mut refused = plain(1, "POST", "/too-fast", Some(429));
+    refused.refused = true;
+    let mut missed = plain(2, "POST", "/while-away", Some(503));
+    missed.missed = true;
+    let app = plain(3, "POST", "/app-says-429", Some(429));
+    let (dir, data) = store(&[refused, missed, app]);
+    let mut m = model(&data);
+    let c = m.counts;
+    assert_eq!(
+        (c.total, c.errors, c.refused, c.missed),
+        (3, 1, 1, 1),
+        "{c:?}"
+    );
+
+    let mut live = plain(4, "POST", "/too-fast", Some(429));
+    live.refused = true;
+    let s = add(&dir, &live);
+    data.dispatch(&mut m, Msg::Captured(Box::new(s)));
+    let mut away = plain(5, "POST", "/while-away", Some(503));
+    away.missed = true;
+    let s = add(&dir, &away);
+    data.dispatch(&mut m, Msg::Captured(Box::new(s)));
+    let c = m.counts;
+    assert_eq!(
+        (c.total, c.errors, c.refused, c.missed),
+        (5, 1, 2, 2),
+        "{c:?}"
+    );
+}

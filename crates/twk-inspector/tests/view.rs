@@ -547,6 +547,10 @@ fn a_missed_row_carries_its_mark() {
     let m = model(&data);
     let (text, buf) = render(&m);
     assert!(text.contains(twk_inspector::view::MISSED), "{text}");
+    assert!(
+        text.contains("1 total · 0 errors · 1 missed · 0 invalid sig"),
+        "{text}"
+    );
     assert_clean(&buf);
 }
 
@@ -564,6 +568,10 @@ fn a_refused_row_carries_its_mark() {
         text.matches(twk_inspector::view::REFUSED).count(),
         1,
         "only the relay's refusal is marked: {text}"
+    );
+    assert!(
+        text.contains("2 total · 1 error · 1 refused · 0 invalid sig"),
+        "the relay's refusal is not the app's error: {text}"
     );
     assert_clean(&buf);
 }

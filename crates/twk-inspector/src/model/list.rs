@@ -11,8 +11,13 @@ use twk_providers::Verdict;
 pub struct Counts {
     /// Exchanges stored.
     pub total: u64,
-    /// Status ≥ 400 or no response.
+    /// Status ≥ 400 or no response, from the app or on the way to it: not the relay's
+    /// own answers to senders, which are counted in `refused` and `missed`.
     pub errors: u64,
+    /// Requests the relay refused itself (429, 413) and told the tunnel of.
+    pub refused: u64,
+    /// Requests that came while the tunnel was offline, answered 503 by the relay.
+    pub missed: u64,
     /// Verdict `invalid` or `malformed`.
     pub invalid: u64,
     /// Highest id counted (rows at or below it are already in the totals).
@@ -43,7 +48,11 @@ impl Counts {
             self.errors = self.errors.saturating_sub(1);
         }
         self.total += 1;
-        if s.status.is_none_or(|c| c >= 400) {
+        if s.refused {
+            self.refused += 1;
+        } else if s.missed {
+            self.missed += 1;
+        } else if s.status.is_none_or(|c| c >= 400) {
             self.errors += 1;
         }
         if matches!(s.verdict, Some(Verdict::Invalid | Verdict::Malformed)) {
