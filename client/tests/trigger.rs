@@ -763,3 +763,86 @@ fn a_corrupt_test_secrets_file_is_a_usage_error_naming_it() {
     );
     assert!(out.stdout.is_empty(), "nothing was sent");
 }
+
+/// The app's answer to a call's webhook, as Bandwidth and Twilio run it: a JSON answer to
+/// Bandwidth's `initiate` and `<say>` to Twilio's incoming call are errors the tunnel names
+/// (`invalid-bxml`, `invalid-twiml`), with what the provider then does; BXML that Bandwidth
+/// can run, an ignored status callback's JSON and an SMS answered with text/plain (which
+/// Twilio would send back as a reply) are told apart. `log --lint` finds them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn answers_to_call_webhooks_that_the_provider_cannot_run_are_named() {
+    use http_body_util::Full;
+    let app = twk_e2e::FakeTarget::with(|r: &twk_e2e::Received| {
+        let (ct, body): (&str, &str) = match r.path_and_query.as_str() {
+            "/bw-good" => (
+                "application/xml",
+                "<?xml version=\"1.0\"?><Response><SpeakSentence>Hi</SpeakSentence></Response>",
+            ),
+            "/tw-say" => ("text/xml", "<Response><say>Hi</say></Response>"),
+            "/tw-sms" => ("text/plain", "OK"),
+            _ => ("application/json", "{\"ok\":true}"),
+        };
+        let mut resp = http::Response::new(Full::new(bytes::Bytes::from(body)));
+        resp.headers_mut()
+            .insert("content-type", ct.parse().unwrap());
+        resp
+    })
+    .await;
+    let home = tempfile::tempdir().unwrap();
+    let mut tunnel = UnconfiguredTunnel::start(home.path(), app.addr.port()).await;
+    let mut lints_of = async |args: &[&str]| {
+        let (code, err) = trigger_unconfigured(home.path(), args).await;
+        assert_eq!(code, 0, "{args:?}: {err}");
+        let line = tunnel.next().await;
+        let lints: Vec<(String, String)> = line["lints"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .map(|l| {
+                        let s = |k: &str| l[k].as_str().unwrap_or_default().to_owned();
+                        (s("code"), s("message"))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        lints
+    };
+
+    let bw = lints_of(&["bandwidth", "voice.initiate", "--path", "/bw-json"]).await;
+    assert_eq!(bw.len(), 1, "{bw:?}");
+    assert_eq!(bw[0].0, "invalid-bxml");
+    assert!(
+        bw[0].1.contains("(initiate)")
+            && bw[0].1.contains("application/json, not XML")
+            && bw[0].1.contains("invalid-bxml or callback-error"),
+        "{}",
+        bw[0].1
+    );
+    let good = lints_of(&["bandwidth", "voice.answer", "--path", "/bw-good"]).await;
+    assert!(good.is_empty(), "{good:?}");
+    let ignored = lints_of(&["bandwidth", "voice.disconnect", "--path", "/bw-json"]).await;
+    assert!(
+        ignored.is_empty(),
+        "a disconnect's answer is ignored: {ignored:?}"
+    );
+    let tw = lints_of(&["twilio", "call.ringing", "--path", "/tw-say"]).await;
+    assert_eq!(tw.len(), 1, "{tw:?}");
+    assert_eq!(tw[0].0, "invalid-twiml");
+    assert!(tw[0].1.contains("case-sensitive: <Say>"), "{}", tw[0].1);
+    let sms = lints_of(&["twilio", "message.received", "--path", "/tw-sms"]).await;
+    assert!(sms.len() == 1 && sms[0].1.contains("SMS reply"), "{sms:?}");
+    let status = lints_of(&["twilio", "call.completed", "--path", "/tw-sms"]).await;
+    assert!(
+        status.is_empty(),
+        "a status callback's answer is not run: {status:?}"
+    );
+
+    let mut log = unconfigured(home.path());
+    log.args(["log", "--lint", "invalid-twiml"]);
+    let out = tokio::process::Command::from(log).output().await.unwrap();
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{table}");
+    assert_eq!(table.matches("bad TwiML").count(), 2, "{table}");
+    assert!(!table.contains("bad BXML"), "{table}");
+    tunnel.child.kill().await.unwrap();
+}

@@ -68,7 +68,7 @@ pub struct FilterArgs {
     pub refused: bool,
     /// Only exchanges with this lint: 401-without-www-authenticate, www-authenticate-not-basic,
     /// credentials-mismatch, retry-never-came, port-not-accepted, preemptive-credentials,
-    /// slow-answer.
+    /// slow-answer, invalid-bxml, invalid-twiml.
     #[arg(long, value_name = "CODE", value_parser = parse_lint)]
     pub lint: Option<LintCode>,
 }
@@ -302,11 +302,12 @@ fn auth_cell(r: &Summary) -> String {
         }
         None => String::new(),
     };
-    // The handshake's lints; `slow-answer` is marked beside the time (`MS`).
+    // The handshake's lints; `slow-answer` is marked beside the time (`MS`), the answer's
+    // document beside the status (`STATUS`).
     let marks: String = r
         .lints
         .iter()
-        .filter(|c| **c != LintCode::SlowAnswer)
+        .filter(|c| **c != LintCode::SlowAnswer && !c.about_the_answer_document())
         .map(|c| match c.severity() {
             Severity::Error => '!',
             Severity::Warning => '?',
@@ -341,7 +342,8 @@ fn ms_cell(r: &Summary) -> String {
 }
 
 /// The `STATUS` cell: the status, and who answered when the app never saw the request
-/// (`503 missed`: kept while the tunnel was offline; `429 refused`: the relay answered it).
+/// (`503 missed`: kept while the tunnel was offline; `429 refused`: the relay answered it),
+/// or what the provider makes of the app's answer (`200 bad BXML`, `200 bad TwiML`).
 fn status_cell(r: &Summary) -> String {
     let status = match (r.status, r.failure_side) {
         (Some(s), _) => s.to_string(),
@@ -351,7 +353,10 @@ fn status_cell(r: &Summary) -> String {
     match (r.missed, r.refused) {
         (true, _) => format!("{status} missed"),
         (_, true) => format!("{status} refused"),
-        _ => status,
+        _ => match r.lints.iter().find(|c| c.about_the_answer_document()) {
+            Some(c) => format!("{status} {}", c.label()),
+            None => status,
+        },
     }
 }
 
@@ -745,7 +750,7 @@ mod tests {
     }
 
     #[test]
-    fn the_status_says_when_the_app_never_saw_the_request() {
+    fn the_status_says_when_the_app_never_saw_the_request_or_answered_what_cannot_run() {
         let mut missed = row(1);
         missed.status = Some(503);
         missed.missed = true;
@@ -755,6 +760,11 @@ mod tests {
         assert_eq!(status_cell(&missed), "503 missed");
         assert_eq!(status_cell(&refused), "429 refused");
         assert_eq!(status_cell(&row(3)), "401");
+        let mut json_to_a_call = row(4);
+        json_to_a_call.status = Some(200);
+        json_to_a_call.lints = vec![LintCode::InvalidBxml];
+        assert_eq!(status_cell(&json_to_a_call), "200 bad BXML");
+        assert_eq!(auth_cell(&json_to_a_call), "-", "not a handshake lint");
     }
 
     #[test]

@@ -791,7 +791,9 @@ fn waited_less_than_the_provider(ex: &mut Exchange, deadline: Duration) {
     let Some(p) = ex.known_provider() else {
         return;
     };
-    let (Some(limit), Some(f)) = (p.answer_limit(), ex.failure.as_mut()) else {
+    // A rare path (a 504): the request says which wait applies (Bandwidth voice or messaging).
+    let limit = twk_providers::answer::answer_limit(p, &ex.request_view(&ex.request.body.bytes));
+    let (Some(limit), Some(f)) = (limit, ex.failure.as_mut()) else {
         return;
     };
     if limit.within > deadline {

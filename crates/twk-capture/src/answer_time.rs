@@ -1,6 +1,7 @@
 //! The `slow-answer` lint: the app answered a provider's webhook after the provider stops
-//! waiting for it ([`twk_providers::Provider::answer_limit`]). twk's own deadline (9 s by
-//! default, `--request-timeout`) is longer than Slack's 3 s and Shopify's 5 s, so such an
+//! waiting for it ([`twk_providers::answer::answer_limit`]: the provider's figure, or 15 s
+//! for Bandwidth's voice callbacks). twk's own deadline (9 s by default,
+//! `--request-timeout`) is longer than Slack's 3 s and Shopify's 5 s, so such an
 //! answer still reaches twk's sender while the real provider would have given up and, for
 //! most, sent the webhook again: a handler that works before it answers looks fine through
 //! the tunnel and fails in production.
@@ -18,7 +19,9 @@ pub(crate) fn slow_answer(ex: &Exchange) -> Option<Lint> {
         return None;
     }
     let provider = ex.known_provider()?;
-    let limit = provider.answer_limit()?;
+    // Bandwidth's voice callbacks wait longer than its messaging ones: the request says which.
+    let limit =
+        twk_providers::answer::answer_limit(provider, &ex.request_view(&ex.request.body.bytes))?;
     let took = ex
         .timings
         .first_byte_ms?
@@ -71,6 +74,33 @@ mod tests {
         assert_eq!(slow_answer(&answered("slack", 3_000)), None);
         assert!(slow_answer(&answered("shopify", 5_500)).is_some());
         assert_eq!(slow_answer(&answered("github", 9_000)), None);
+    }
+
+    /// Bandwidth's voice callbacks wait `callbackTimeout` (15 s by default), its messaging
+    /// callbacks 10 s: the request's body says which it is.
+    #[test]
+    fn bandwidth_voice_callbacks_get_15_s_and_messaging_callbacks_10() {
+        let with_body = |took: i64, body: &str| {
+            let mut ex = answered("bandwidth", took);
+            ex.request.body = crate::exchange::CapturedBody::from_bytes(body.as_bytes());
+            ex
+        };
+        let voice = r#"{"eventType":"answer","callId":"c-1","accountId":"9"}"#;
+        let messaging = r#"[{"type":"message-delivered","message":{"id":"m"}}]"#;
+        assert_eq!(slow_answer(&with_body(12_000, voice)), None);
+        let late = slow_answer(&with_body(15_001, voice)).expect("a lint");
+        assert!(
+            late.message.contains("Bandwidth waits 15 s"),
+            "{}",
+            late.message
+        );
+        assert!(late.message.contains("callbackTimeout"), "{}", late.message);
+        let late = slow_answer(&with_body(12_000, messaging)).expect("a lint");
+        assert!(
+            late.message.contains("Bandwidth waits 10 s"),
+            "{}",
+            late.message
+        );
     }
 
     #[test]

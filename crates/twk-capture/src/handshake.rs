@@ -142,7 +142,9 @@ impl Severity {
 /// | `retry-never-came` | warning | a leg 1 with a Basic challenge and no leg 2 within 60 s (read time) |
 /// | `port-not-accepted` | warning | public URL port not 80, 443 or ≥ 1024, on a Bandwidth request or one taking part in a Basic-auth challenge |
 /// | `preemptive-credentials` | info | Basic credentials sent with no challenge before (an unpaired leg 2) |
-/// | `slow-answer` | warning | the app's answer to a provider's webhook came after the provider stops waiting ([`twk_providers::Provider::answer_limit`]; Slack 3 s, Shopify 5 s, GitHub and Bandwidth 10 s, Twilio and Standard Webhooks 15 s) |
+/// | `slow-answer` | warning | the app's answer to a provider's webhook came after the provider stops waiting ([`twk_providers::answer::answer_limit`]; Slack 3 s, Shopify 5 s, GitHub and Bandwidth messaging 10 s, Bandwidth voice, Twilio and Standard Webhooks 15 s) |
+/// | `invalid-bxml` | error | the app's answer to a Bandwidth synchronous voice callback is not BXML Bandwidth can run ([`twk_providers::answer`]) |
+/// | `invalid-twiml` | error | the app's answer to a Twilio voice or incoming-message webhook is not TwiML Twilio can run |
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum LintCode {
     /// `401-without-www-authenticate`.
@@ -166,11 +168,17 @@ pub enum LintCode {
     /// `slow-answer`.
     #[serde(rename = "slow-answer")]
     SlowAnswer,
+    /// `invalid-bxml`.
+    #[serde(rename = "invalid-bxml")]
+    InvalidBxml,
+    /// `invalid-twiml`.
+    #[serde(rename = "invalid-twiml")]
+    InvalidTwiml,
 }
 
 impl LintCode {
     /// Every code, in display order.
-    pub const ALL: [LintCode; 7] = [
+    pub const ALL: [LintCode; 9] = [
         LintCode::Unauthorized401WithoutChallenge,
         LintCode::ChallengeNotBasic,
         LintCode::CredentialsMismatch,
@@ -178,6 +186,8 @@ impl LintCode {
         LintCode::PortNotAccepted,
         LintCode::PreemptiveCredentials,
         LintCode::SlowAnswer,
+        LintCode::InvalidBxml,
+        LintCode::InvalidTwiml,
     ];
 
     /// The stable code text.
@@ -190,6 +200,8 @@ impl LintCode {
             LintCode::PortNotAccepted => "port-not-accepted",
             LintCode::PreemptiveCredentials => "preemptive-credentials",
             LintCode::SlowAnswer => "slow-answer",
+            LintCode::InvalidBxml => "invalid-bxml",
+            LintCode::InvalidTwiml => "invalid-twiml",
         }
     }
 
@@ -198,7 +210,9 @@ impl LintCode {
         match self {
             LintCode::Unauthorized401WithoutChallenge
             | LintCode::ChallengeNotBasic
-            | LintCode::CredentialsMismatch => Severity::Error,
+            | LintCode::CredentialsMismatch
+            | LintCode::InvalidBxml
+            | LintCode::InvalidTwiml => Severity::Error,
             LintCode::RetryNeverCame | LintCode::PortNotAccepted | LintCode::SlowAnswer => {
                 Severity::Warning
             }
@@ -217,7 +231,15 @@ impl LintCode {
             LintCode::PortNotAccepted => "port",
             LintCode::PreemptiveCredentials => "preemptive",
             LintCode::SlowAnswer => "slow",
+            LintCode::InvalidBxml => "bad BXML",
+            LintCode::InvalidTwiml => "bad TwiML",
         }
+    }
+
+    /// Whether the lint is about the answer as a document the provider runs (BXML, TwiML):
+    /// its prose belongs beside the response.
+    pub const fn about_the_answer_document(self) -> bool {
+        matches!(self, LintCode::InvalidBxml | LintCode::InvalidTwiml)
     }
 
     /// Whether the lint depends on the exchange's pairing (recomputed when one arrives).
@@ -235,7 +257,7 @@ impl fmt::Display for LintCode {
 /// An unknown lint code.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
-    "unknown lint code {0:?}; known: 401-without-www-authenticate, www-authenticate-not-basic, credentials-mismatch, retry-never-came, port-not-accepted, preemptive-credentials, slow-answer"
+    "unknown lint code {0:?}; known: 401-without-www-authenticate, www-authenticate-not-basic, credentials-mismatch, retry-never-came, port-not-accepted, preemptive-credentials, slow-answer, invalid-bxml, invalid-twiml"
 )]
 pub struct UnknownLint(pub String);
 
@@ -462,6 +484,7 @@ pub(crate) fn analyze(ex: &Exchange, body_sha256: &str) -> Analysis {
     }
 
     lints.extend(crate::answer_time::slow_answer(ex));
+    lints.extend(crate::answer_markup::invalid_answer(ex));
 
     let pairable = ex.replay_of.is_none() && ex.remote_addr.is_some();
     // A leg 1 is a 401 to a sender that answers challenges, or (sender unknown) a 401 with a

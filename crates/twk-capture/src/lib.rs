@@ -27,6 +27,7 @@
 //! bodies (`file_bound`).
 #![warn(missing_docs)]
 
+mod answer_markup;
 mod answer_time;
 mod body_files;
 pub mod error;

@@ -683,6 +683,38 @@ fn an_answer_slower_than_the_provider_waits_is_linted_in_the_list_and_the_timing
     assert_clean(&buf);
 }
 
+/// A Bandwidth `initiate` callback the app answered with JSON: Bandwidth fails the call. The
+/// row is marked `bad BXML`, the detail's badge names the Response tab, and the Response tab
+/// says what is wrong before the answer itself.
+#[test]
+fn an_answer_bandwidth_cannot_run_is_named_in_the_list_and_the_response_tab() {
+    let mut ex = plain(1, "POST", "/bandwidth/voice", Some(200));
+    ex.provider = Some("bandwidth".into());
+    ex.event = Some("initiate".into());
+    ex.request.headers = vec![h("content-type", b"application/json")];
+    ex.request.body = body(br#"{"eventType":"initiate","callId":"c-1","accountId":"9"}"#);
+    let answer = ex.response.as_mut().expect("an answer");
+    answer.headers = vec![h("content-type", b"application/json")];
+    answer.body = body(br#"{"ok":true}"#);
+    let (_d, data) = store(&[ex]);
+    let mut m = model(&data);
+    let (list, _) = render(&m);
+    assert!(list.contains("bad BXML"), "{list}");
+    data.dispatch(&mut m, code(KeyCode::Enter));
+    let (request, _) = render(&m);
+    assert!(request.contains("invalid-bxml (2 Response)"), "{request}");
+    press(&data, &mut m, "2");
+    let (text, buf) = render(&m);
+    assert!(
+        text.contains("runs the answer as BXML: the answer is application/json, not"),
+        "{text}"
+    );
+    let lint_at = text.find("invalid-bxml").expect("the lint");
+    let body_at = text.find(r#""ok": true"#).expect("the answer");
+    assert!(lint_at < body_at, "the lint comes first: {text}");
+    assert_clean(&buf);
+}
+
 /// A refused row's detail: the Request tab says the relay never read the body (not that the
 /// capture store cut it), and the Response tab's failure is wrapped whole inside the pane.
 #[test]

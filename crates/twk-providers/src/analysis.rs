@@ -164,7 +164,7 @@ impl Provider {
                 10,
                 "Bandwidth counts the callback failed: messaging and North-American 2FA \
                  callbacks are retried for 24 h, international 2FA callbacks never (voice \
-                 callbacks wait callbackTimeout, 15 s by default, then go to the fallback URL)",
+                 callbacks wait 15 s: answer::answer_limit)",
             ),
             Provider::Twilio => limit(
                 15,

@@ -7,7 +7,9 @@
 //! and which plausible mistake (http vs https, a port, the localhost URL instead of the public
 //! one, a missing path prefix, a re-encoded body, the wrong key handling, a secondary token)
 //! would have matched. It also produces the signature header(s) for every scheme, which
-//! `twk-tunnel sign` and `replay --resign` use.
+//! `twk-tunnel sign` and `replay --resign` use. For the telephony callbacks whose answer the
+//! provider runs (Bandwidth's BXML, Twilio's TwiML) it also says what the answer must be and
+//! what is wrong with the one given ([`answer`]), and how long each provider waits for it.
 //!
 //! Providers: Twilio (`X-Twilio-Signature`, including Verify Push webhooks), Authy OneTouch
 //! callbacks (`X-Authy-Signature`), Authy event webhooks (HS256 JWT in the `body` field),
@@ -46,6 +48,7 @@
 #![warn(missing_docs)]
 
 mod analysis;
+pub mod answer;
 mod carried;
 mod check;
 mod delivery;
@@ -68,8 +71,8 @@ mod svix;
 mod twilio;
 
 pub use analysis::{
-    Analysis, Diagnosis, Event, ParseProviderError, Provider, SecretSource, SignError, SignOptions,
-    Signed, Verdict, VerifyOptions,
+    Analysis, AnswerLimit, Diagnosis, Event, ParseProviderError, Provider, SecretSource, SignError,
+    SignOptions, Signed, Verdict, VerifyOptions,
 };
 pub use delivery::delivery_id;
 pub use detect::detect;

@@ -146,7 +146,23 @@ impl Sender {
             challenge,
             retry,
         };
+        let bandwidth_voice = draft.field("eventType");
         match draft.provider {
+            // Voice callbacks wait callbackTimeout (15 s unless set) and are not resent for
+            // 24 h like messaging ones (`voice/webhooks/about.mdx`).
+            Provider::Bandwidth if let Some(event) = bandwidth_voice => s(
+                15,
+                true,
+                Retry::Never {
+                    why: if twk_providers::answer::bandwidth_sync(&event).is_some() {
+                        "Bandwidth does not resend a synchronous voice callback: it tries the \
+                         fallback URL, or fails the call"
+                    } else {
+                        "Bandwidth resends an asynchronous voice callback once, and only after \
+                         a failed connection"
+                    },
+                },
+            ),
             Provider::Bandwidth if draft.field("platform").as_deref() == Some("GlobalSMS") => s(
                 10,
                 true,

@@ -102,7 +102,12 @@ pub(super) fn request_tab(ex: &Exchange, revealed: bool) -> Vec<Line<'static>> {
 }
 
 /// The Response tab; the failure's prose wrapped to fit a pane `pane` columns wide.
-pub(super) fn response_tab(ex: &Exchange, revealed: bool, pane: u16) -> Vec<Line<'static>> {
+pub(super) fn response_tab(
+    stored: &twk_capture::StoredExchange,
+    revealed: bool,
+    pane: u16,
+) -> Vec<Line<'static>> {
+    let ex = &stored.exchange;
     let mut out = Vec::new();
     if let Some(f) = &ex.failure {
         let side = match f.side {
@@ -116,6 +121,19 @@ pub(super) fn response_tab(ex: &Exchange, revealed: bool, pane: u16) -> Vec<Line
                 .into_iter()
                 .map(|l| Line::styled(l, Style::new().fg(Color::Red))),
         );
+        out.push(Line::raw(""));
+    }
+    // What the provider will make of the answer (`invalid-bxml`, `invalid-twiml`) comes
+    // before the answer itself.
+    let about_answer: Vec<twk_capture::Lint> = stored
+        .lints
+        .iter()
+        .flatten()
+        .filter(|l| l.code.about_the_answer_document())
+        .cloned()
+        .collect();
+    if !about_answer.is_empty() {
+        out.extend(super::auth::lint_lines("Lints", &about_answer, pane));
         out.push(Line::raw(""));
     }
     match (&ex.response, ex.status) {

@@ -146,7 +146,7 @@ impl Detail {
         let ex = &self.stored.exchange;
         match tab {
             Tab::Request => http::request_tab(ex, self.revealed),
-            Tab::Response => http::response_tab(ex, self.revealed, self.pane),
+            Tab::Response => http::response_tab(&self.stored, self.revealed, self.pane),
             Tab::Signature => signature::signature_tab(ex, self.pane),
             Tab::Auth => auth::auth_tab(&self.stored, self.partner.as_ref(), &self.tz, self.pane),
             Tab::Timing => timing::timing_tab(&self.stored, &self.tz, self.pane),
@@ -167,10 +167,12 @@ fn lint_badge(lints: &[Lint]) -> Option<Span<'static>> {
         0 | 1 => String::new(),
         n => format!(" +{}", n - 1),
     };
-    // Where its prose is: the timing lint on the Timing tab, the others (the Basic-auth
-    // handshake's) on the Auth tab, which lists them all.
+    // Where its prose is: the timing lint on the Timing tab, the answer's document on the
+    // Response tab, the others (the Basic-auth handshake's) on the Auth tab, which lists
+    // them all.
     let tab = match first.code {
         twk_capture::LintCode::SlowAnswer => Tab::Timing,
+        c if c.about_the_answer_document() => Tab::Response,
         _ => Tab::Auth,
     };
     Some(Span::styled(

@@ -46,10 +46,11 @@ pub(super) fn timing_tab(stored: &StoredExchange, tz: &TimeZone, pane: u16) -> V
         &ex.duration_ms()
             .map_or("-".to_owned(), |d| format!("{d} ms")),
     ));
-    if let Some((name, limit)) = ex
-        .known_provider()
-        .and_then(|p| Some((p.display_name(), p.answer_limit()?)))
-    {
+    if let Some((name, limit)) = ex.known_provider().and_then(|p| {
+        let limit =
+            twk_providers::answer::answer_limit(p, &ex.request_view(&ex.request.body.bytes))?;
+        Some((p.display_name(), limit))
+    }) {
         out.push(kv(
             "answer within",
             &format!("{} s: {name} stops waiting then", limit.within.as_secs()),

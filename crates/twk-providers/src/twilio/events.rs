@@ -71,7 +71,7 @@ pub(crate) fn looks_like(req: &RequestView<'_>) -> bool {
     (account && (call || message || sms)) || (account_sid && service_sid && kind)
 }
 
-fn form_or_query(req: &RequestView<'_>) -> Vec<(String, String)> {
+pub(crate) fn form_or_query(req: &RequestView<'_>) -> Vec<(String, String)> {
     if req.is_get() {
         UrlParts::parse(req.url)
             .map(|p| p.query_pairs())

@@ -17,7 +17,7 @@ mod events;
 
 use algorithm::{Algorithm, Settings};
 
-pub(crate) use events::{event, looks_like};
+pub(crate) use events::{event, form_or_query, looks_like};
 
 const HEADER: &str = "X-Twilio-Signature";
 

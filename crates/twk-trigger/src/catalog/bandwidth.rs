@@ -1,6 +1,7 @@
 //! Bandwidth: messaging callbacks (always a JSON list of callbacks, `User-Agent:
-//! BandwidthAPI/v2`) and 2FA callbacks (one standardized object with a `platform`; seeds
-//! `bandwidth-2fa-webhooks.txt`, `bandwidth-callbacks-basic-auth.txt`).
+//! BandwidthAPI/v2`), 2FA callbacks (one standardized object with a `platform`; seeds
+//! `bandwidth-2fa-webhooks.txt`, `bandwidth-callbacks-basic-auth.txt`) and voice callbacks
+//! (one object with an `eventType`; `Bandwidth/api-docs` `site/docs/voice/webhooks/`).
 
 use super::{Build, EventSpec};
 use crate::TriggerError;
@@ -49,7 +50,74 @@ pub(super) fn events() -> Vec<EventSpec> {
             two_factor,
         )
         .with_params("to=+E164 (default +1…: North America)"),
+        EventSpec::new(
+            p,
+            "voice.initiate",
+            "An inbound call: Bandwidth runs the BXML the app answers (callbackTimeout 15 s)",
+            voice,
+        ),
+        EventSpec::new(
+            p,
+            "voice.answer",
+            "An outbound call was answered: Bandwidth runs the BXML the app answers",
+            voice,
+        ),
+        EventSpec::new(
+            p,
+            "voice.gather",
+            "The caller pressed digits for a Gather: Bandwidth runs the BXML the app answers",
+            voice,
+        ),
+        EventSpec::new(
+            p,
+            "voice.disconnect",
+            "The call ended (asynchronous: the answer's body is ignored)",
+            voice,
+        ),
     ]
+}
+
+/// A voice callback (`voice/webhooks/*.mdx`): one JSON object named by `eventType`, with the
+/// fields every voice event carries and those of its own.
+fn voice(b: &mut Build<'_>) -> Result<Draft, TriggerError> {
+    let event_type = b.event.trim_start_matches("voice.");
+    let call_id = format!("c-{}", crate::ids::guid());
+    let account = digits(7);
+    let inbound = event_type == "initiate";
+    let (from, to) = (na_number(), na_number());
+    let mut cb = json!({
+        "eventType": event_type,
+        "eventTime": rfc3339_ms(b.now),
+        "accountId": account,
+        "applicationId": crate::ids::guid(),
+        "from": from,
+        "to": to,
+        "direction": if inbound { "inbound" } else { "outbound" },
+        "callId": call_id,
+        "callUrl": format!("https://voice.bandwidth.com/api/v2/accounts/{account}/calls/{call_id}"),
+        "startTime": rfc3339_ms(b.now - 3),
+        "tag": "twk-trigger",
+    });
+    if !inbound {
+        cb["answerTime"] = json!(rfc3339_ms(b.now - 2));
+    }
+    match event_type {
+        "gather" => {
+            cb["digits"] = json!("1");
+            cb["terminatingDigit"] = json!("#");
+        }
+        "disconnect" => {
+            cb["endTime"] = json!(rfc3339_ms(b.now));
+            cb["cause"] = json!("hangup");
+        }
+        _ => {}
+    }
+    let id = format!("{call_id}:{event_type}");
+    Ok(
+        Draft::post(Provider::Bandwidth, b.event, id, Body::Json(cb))
+            .header("User-Agent", UA)
+            .with_content_type("application/json; charset=utf-8"),
+    )
 }
 
 fn na_number() -> String {

@@ -12,7 +12,7 @@ const URL: &str = "https://relay.example.com/t/demo/hooks?x=1";
 fn detected_name(spec: &EventSpec) -> &'static str {
     match (spec.provider, spec.name) {
         (Provider::AuthyOnetouch, _) => "approval_request_status",
-        (Provider::Bandwidth, n) => n.trim_start_matches("2fa."),
+        (Provider::Bandwidth, n) => n.trim_start_matches("2fa.").trim_start_matches("voice."),
         (_, n) => n,
     }
 }

@@ -68,6 +68,12 @@ pub(super) fn events() -> Vec<EventSpec> {
         ),
         EventSpec::new(
             p,
+            "call.ringing",
+            "An incoming call: Twilio asks the Voice URL for TwiML",
+            incoming_call,
+        ),
+        EventSpec::new(
+            p,
             "call.completed",
             "Voice status callback: the call ended",
             call_status,
@@ -183,6 +189,28 @@ fn message_received(b: &mut Build<'_>) -> Result<Draft, TriggerError> {
         pair("AccountSid", twilio_sid("AC")),
         pair("From", phone()),
         pair("ApiVersion", "2010-04-01"),
+    ];
+    Ok(
+        Draft::post(Provider::Twilio, b.event, sid, Body::Form(form))
+            .header("User-Agent", UA)
+            .header("I-Twilio-Idempotency-Token", crate::ids::guid()),
+    )
+}
+
+/// The request to a number's Voice URL when a call comes in: Twilio runs the TwiML answered.
+fn incoming_call(b: &mut Build<'_>) -> Result<Draft, TriggerError> {
+    let sid = twilio_sid("CA");
+    let (from, to) = (phone(), phone());
+    let form = vec![
+        pair("AccountSid", twilio_sid("AC")),
+        pair("ApiVersion", "2010-04-01"),
+        pair("CallSid", sid.clone()),
+        pair("CallStatus", "ringing"),
+        pair("Called", to.clone()),
+        pair("Caller", from.clone()),
+        pair("Direction", "inbound"),
+        pair("From", from),
+        pair("To", to),
     ];
     Ok(
         Draft::post(Provider::Twilio, b.event, sid, Body::Form(form))

@@ -147,3 +147,30 @@ fn delays_read_as_people_say_them() {
     assert_eq!(human(Duration::from_secs(3600)), "~1 h");
     assert_eq!(human(Duration::from_secs(86_400)), "~24 h");
 }
+
+/// Bandwidth's voice callbacks wait 15 s and are not resent for 24 h like its messaging
+/// callbacks: a synchronous one goes to the fallback URL, an asynchronous one is resent only
+/// after a failed connection. The Basic-auth challenge is the same.
+#[test]
+fn bandwidth_voice_callbacks_wait_15_s_and_are_not_resent_for_a_day() {
+    let s = Sender::for_draft(&draft(
+        Provider::Bandwidth,
+        json!({"eventType": "initiate", "callId": "c-1"}),
+    ));
+    assert_eq!(s.deadline, Duration::from_secs(15));
+    assert!(s.challenge);
+    match s.decide(1, T0, &status(500, None), false) {
+        Next::GivesUp { why } => assert!(why.contains("fallback URL"), "{why}"),
+        other => panic!("{other:?}"),
+    }
+    let challenge = status(401, Some("Basic realm=\"twk\""));
+    assert_eq!(s.decide(1, T0, &challenge, false), Next::Challenge);
+    let s = Sender::for_draft(&draft(
+        Provider::Bandwidth,
+        json!({"eventType": "disconnect", "callId": "c-1"}),
+    ));
+    match s.decide(1, T0, &Answer::TimedOut, false) {
+        Next::GivesUp { why } => assert!(why.contains("asynchronous"), "{why}"),
+        other => panic!("{other:?}"),
+    }
+}

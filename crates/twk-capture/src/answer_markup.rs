@@ -1,0 +1,138 @@
+//! The `invalid-bxml` and `invalid-twiml` lints: the app answered a callback whose answer
+//! the provider runs (Bandwidth's synchronous voice callbacks, Twilio's voice and
+//! incoming-message webhooks) with something that is not a document it can run: JSON, an
+//! empty body, `text/plain`, broken XML, `<Bxml>` or `<response>` as the root, an unknown or
+//! misplaced verb ([`twk_providers::answer`]). Through a tunnel every one of these is a 200.
+//!
+//! Only the provider's own deliveries are judged: not replays (sent by twk), missed or refused
+//! rows (the app never answered), nor a request whose captured body was cut short.
+
+use crate::exchange::Exchange;
+use crate::handshake::{Lint, LintCode};
+use twk_providers::answer::{self, Answer, Expected};
+
+/// Problems named in the message at most; the rest are counted.
+const SHOWN: usize = 3;
+
+/// The lint of an answer the provider cannot run, if it was one.
+pub(crate) fn invalid_answer(ex: &Exchange) -> Option<Lint> {
+    if ex.replay_of.is_some() || ex.missed || ex.refused || ex.request.body.truncated {
+        return None;
+    }
+    let provider = ex.known_provider()?;
+    let expected = answer::expected_answer(provider, &ex.request_view(&ex.request.body.bytes))?;
+    let status = ex.status?;
+    let response = ex.response.as_ref()?;
+    let content_type = response
+        .headers
+        .iter()
+        .find(|h| h.name.eq_ignore_ascii_case("content-type"))
+        .map(|h| h.value.as_slice());
+    let problems = answer::check(
+        expected,
+        &Answer {
+            status,
+            content_type,
+            body: &response.body.bytes,
+            len: response.body.len,
+        },
+    );
+    if problems.is_empty() {
+        return None;
+    }
+    let code = match expected {
+        Expected::Bxml(_) => LintCode::InvalidBxml,
+        Expected::TwimlVoice | Expected::TwimlMessaging => LintCode::InvalidTwiml,
+    };
+    let event = ex
+        .event
+        .as_deref()
+        .map(|e| format!(" ({e})"))
+        .unwrap_or_default();
+    Some(Lint::new(
+        code,
+        format!(
+            "a {expected}{event} runs the answer as {markup}: {what}. {otherwise}",
+            markup = expected.markup(),
+            what = answer::describe(&problems, SHOWN),
+            otherwise = expected.otherwise(),
+        ),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::exchange::{CapturedBody, Header, Message};
+
+    fn call(answer_type: &str, answer: &str) -> Exchange {
+        let header = |n: &str, v: &str| Header {
+            name: n.into(),
+            value: v.as_bytes().to_vec(),
+        };
+        Exchange {
+            provider: Some("bandwidth".into()),
+            event: Some("answer".into()),
+            method: "POST".into(),
+            public_url: "https://relay.example/t/demo/voice".into(),
+            request: Message {
+                headers: vec![header("content-type", "application/json")],
+                body: CapturedBody::from_bytes(br#"{"eventType":"answer","callId":"c-1"}"#),
+            },
+            status: Some(200),
+            response: Some(Message {
+                headers: vec![header("Content-Type", answer_type)],
+                body: CapturedBody::from_bytes(answer.as_bytes()),
+            }),
+            ..Exchange::default()
+        }
+    }
+
+    #[test]
+    fn a_json_answer_to_a_voice_callback_is_linted_with_what_bandwidth_does() {
+        let lint = invalid_answer(&call("application/json", r#"{"ok":true}"#)).expect("a lint");
+        assert_eq!(lint.code, LintCode::InvalidBxml);
+        assert_eq!(
+            lint.message,
+            "a Bandwidth voice callback (answer) runs the answer as BXML: the answer is \
+             application/json, not XML. Bandwidth fails the call on invalid BXML or a failed \
+             callback (a disconnect event with cause invalid-bxml or callback-error), or tries \
+             the fallback URL"
+        );
+        assert_eq!(
+            invalid_answer(&call("application/xml", "<Response/>")),
+            None
+        );
+    }
+
+    #[test]
+    fn only_the_providers_own_deliveries_with_whole_bodies_are_judged() {
+        let bad = || call("application/json", "{}");
+        let mut replay = bad();
+        replay.replay_of = Some(1);
+        let mut missed = bad();
+        missed.missed = true;
+        let mut refused = bad();
+        refused.refused = true;
+        let mut cut = bad();
+        cut.request.body.truncated = true;
+        let mut other = bad();
+        other.provider = Some("stripe".into());
+        let mut status = bad();
+        status.request.body = CapturedBody::from_bytes(br#"{"eventType":"disconnect"}"#);
+        for ex in [replay, missed, refused, cut, other, status] {
+            assert_eq!(invalid_answer(&ex), None, "{ex:?}");
+        }
+        let twiml = Exchange {
+            provider: Some("twilio".into()),
+            request: Message {
+                headers: Vec::new(),
+                body: CapturedBody::from_bytes(b"AccountSid=AC1&CallSid=CA1&CallStatus=ringing"),
+            },
+            ..call("text/xml", "<Response><say>Hi</say></Response>")
+        };
+        let lint = invalid_answer(&twiml).expect("a lint");
+        assert_eq!(lint.code, LintCode::InvalidTwiml);
+        assert!(lint.message.contains("<Say>"), "{}", lint.message);
+    }
+}
