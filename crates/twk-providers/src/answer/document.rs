@@ -157,8 +157,11 @@ fn document(expected: Expected, body: &[u8], problems: &mut Vec<Problem>) {
         Ok(d) => d,
         // More elements than any real answer holds: not judged rather than called broken.
         Err(roxmltree::Error::NodesLimitReached) => return,
+        // The parser's words quote the offending character, which may be a control one.
         Err(e) => {
-            problems.push(Problem::NotXml(e.to_string()));
+            problems.push(Problem::NotXml(crate::util::escape_bytes(
+                e.to_string().as_bytes(),
+            )));
             return;
         }
     };
@@ -244,12 +247,14 @@ fn not_for_event(expected: Expected, verb: &'static str) -> Option<Problem> {
     refused.then_some(Problem::NotForEvent { name: verb, event })
 }
 
-/// At most [`NAME_MAX`] characters of a name or type from the answer.
+/// At most [`NAME_MAX`] characters of a name or type from the answer, escaped: XML names
+/// admit invisible characters, and a media type is whatever the app sent.
 fn short(s: &str) -> String {
-    match s.char_indices().nth(NAME_MAX) {
+    let cut = match s.char_indices().nth(NAME_MAX) {
         Some((i, _)) => format!("{}…", &s[..i]),
         None => s.to_owned(),
-    }
+    };
+    crate::util::escape_bytes(cut.as_bytes())
 }
 
 impl fmt::Display for Problem {

@@ -318,6 +318,22 @@ fn hostile_answers_cost_a_bounded_parse_and_a_bounded_message() {
         ..xml("<Response><Spea")
     };
     assert_eq!(problems(CALL, &cut), "", "a captured prefix is not judged");
+    // roxmltree quotes the byte it did not expect, raw: `expected '>' not '\x1b'`.
+    let escape = problems(
+        CALL,
+        &xml("<Response><Say>x</Sa\u{1b}]0;owned\u{7}y></Response>"),
+    );
+    assert!(
+        !escape.chars().any(char::is_control),
+        "the parser's words are escaped: {escape:?}"
+    );
+    let bidi = problems(CALL, &xml("<Response><A\u{200f}B/></Response>"));
+    assert!(!bidi.contains('\u{200f}'), "{bidi:?}");
+    let ct = Answer {
+        content_type: Some(b"application/json\x1b[2J"),
+        ..xml("{}")
+    };
+    assert!(!problems(CALL, &ct).chars().any(char::is_control));
     let binary = Answer {
         body: &[0xff, 0xfe, 0x00],
         len: 3,
