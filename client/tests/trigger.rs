@@ -837,12 +837,51 @@ async fn answers_to_call_webhooks_that_the_provider_cannot_run_are_named() {
         "a status callback's answer is not run: {status:?}"
     );
 
+    // The sender says it too: delivered (exit 0), but Bandwidth cannot run it.
+    let mut c = unconfigured(home.path());
+    c.args(["trigger", "bandwidth", "voice.gather", "--path", "/tw-say"]);
+    let out = tokio::process::Command::from(c).output().await.unwrap();
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{said}");
+    assert!(
+        said.contains(
+            "⚠ delivered, but Bandwidth cannot run the answer as BXML: <say> is not a verb"
+        ),
+        "{said}"
+    );
+    tunnel.next().await;
+    let mut c = unconfigured(home.path());
+    c.args([
+        "trigger",
+        "twilio",
+        "call.ringing",
+        "--path",
+        "/bw-good",
+        "--json",
+    ]);
+    let out = tokio::process::Command::from(c).output().await.unwrap();
+    let attempt: Value = ndjson::lines(&out).pop().unwrap();
+    assert_eq!(attempt["fate"], "delivered");
+    assert_eq!(
+        attempt["answer_problems"][0],
+        "Twilio cannot run the answer as TwiML: <SpeakSentence> is not a verb",
+        "{attempt}"
+    );
+    tunnel.next().await;
+    let (code, _) = trigger_unconfigured(
+        home.path(),
+        &["bandwidth", "voice.answer", "--path", "/bw-good"],
+    )
+    .await;
+    assert_eq!(code, 0);
+    tunnel.next().await;
+
     let mut log = unconfigured(home.path());
     log.args(["log", "--lint", "invalid-twiml"]);
     let out = tokio::process::Command::from(log).output().await.unwrap();
     let table = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{table}");
-    assert_eq!(table.matches("bad TwiML").count(), 2, "{table}");
+    assert_eq!(table.matches("bad TwiML").count(), 3, "{table}");
     assert!(!table.contains("bad BXML"), "{table}");
     tunnel.child.kill().await.unwrap();
 }

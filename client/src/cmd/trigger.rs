@@ -187,17 +187,19 @@ pub async fn run(args: TriggerArgs) -> anyhow::Result<ExitCode> {
         );
     }
     let json = args.json;
+    let mut unusable = Vec::new();
     let fate = twk_trigger::fire(&draft, &opts, |a| {
         if json {
             println!("{}", attempt_json(&draft, a));
         } else {
             println!("{}", attempt_line(a));
         }
+        unusable.clone_from(&a.answer_problems);
     })
     .await
     .context("sending the webhook")?;
     if !json {
-        println!("{}", fate_line(&fate));
+        println!("{}", fate_line(&fate, &unusable));
     }
     Ok(match fate {
         Fate::Delivered => ExitCode::SUCCESS,
@@ -351,9 +353,20 @@ fn attempt_line(a: &AttemptReport) -> String {
     )
 }
 
-fn fate_line(fate: &Fate) -> String {
+/// The last line: the fate, and for a delivered call or message the provider could not run
+/// the answer of, every problem (the first names the provider and the document).
+fn fate_line(fate: &Fate, unusable: &[String]) -> String {
     match fate {
-        Fate::Delivered => "✓ delivered".to_owned(),
+        Fate::Delivered => match unusable.split_first() {
+            Some((first, rest)) => {
+                let mut line = format!("⚠ delivered, but {}", clean(first));
+                for more in rest {
+                    line.push_str(&format!("\n  also: {}", clean(more)));
+                }
+                line
+            }
+            None => "✓ delivered".to_owned(),
+        },
         Fate::WillRetry { after } => format!(
             "… not delivered yet: the provider retries in {}",
             twk_trigger::human(*after)
@@ -398,6 +411,10 @@ fn attempt_json(draft: &twk_trigger::Draft, a: &AttemptReport) -> String {
         ("error", error.map(Value::from)),
         ("retry_in_ms", retry_in_ms.map(Value::from)),
         ("fate", fate.map(Value::from)),
+        (
+            "answer_problems",
+            (!a.answer_problems.is_empty()).then(|| Value::from(a.answer_problems.clone())),
+        ),
     ];
     for (k, val) in extra {
         if let Some(val) = val {

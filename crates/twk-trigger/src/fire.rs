@@ -105,6 +105,9 @@ pub struct AttemptReport {
     pub says: String,
     /// How the delivery ended, when this attempt ended it.
     pub fate: Option<Fate>,
+    /// What the provider could not run in a 2xx answer to a callback whose answer it runs
+    /// (BXML, TwiML): empty when it can, or when it does not run the answer.
+    pub answer_problems: Vec<String>,
 }
 
 fn unix_ms() -> u64 {
@@ -169,7 +172,14 @@ pub async fn fire(
             };
         }
         let step = step(&next, opts.retry_speed);
-        let says = says(&sender, &reply, &next, &step, deadline);
+        let answer_problems = match next {
+            Next::Delivered => answer_problems(draft, &reply),
+            _ => Vec::new(),
+        };
+        let mut says = says(&sender, &reply, &next, &step, deadline);
+        if let Some(first) = answer_problems.first() {
+            says = format!("{says}, but {first}");
+        }
         report(&AttemptReport {
             n,
             leg,
@@ -183,6 +193,7 @@ pub async fn fire(
                 Step::End(f) => Some(f.clone()),
                 Step::Challenge | Step::Wait(..) => None,
             },
+            answer_problems,
         });
         match step {
             Step::End(fate) => return Ok(fate),
@@ -193,6 +204,41 @@ pub async fn fire(
             }
         }
     }
+}
+
+/// What the provider would not be able to run in `reply`, a 2xx answer to `draft`, as
+/// sentences: the first says who and what, the rest are the other problems.
+fn answer_problems(draft: &Draft, reply: &Reply) -> Vec<String> {
+    let Answer::Status { code, .. } = reply.answer else {
+        return Vec::new();
+    };
+    let Ok(body) = draft.body_bytes() else {
+        return Vec::new();
+    };
+    let mut view = twk_providers::RequestView::new(draft.method, "https://trigger.invalid/", &body);
+    for (k, v) in &draft.headers {
+        view = view.with_header(k, v.as_bytes());
+    }
+    let Some(expected) = twk_providers::answer::expected_answer(draft.provider, &view) else {
+        return Vec::new();
+    };
+    let answer = twk_providers::answer::Answer {
+        status: code,
+        content_type: reply.content_type.as_deref(),
+        body: &reply.body,
+        len: reply.body_len,
+    };
+    let problems = twk_providers::answer::check(expected, &answer);
+    let Some((first, rest)) = problems.split_first() else {
+        return Vec::new();
+    };
+    let mut out = vec![format!(
+        "{} cannot run the answer as {}: {first}",
+        draft.provider.display_name(),
+        expected.markup()
+    )];
+    out.extend(rest.iter().map(ToString::to_string));
+    out
 }
 
 /// The time the provider has spent on a delivery: the attempts as they ran, and each wait

@@ -11,8 +11,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::net::TcpStream;
 
-/// The most of an answer's body kept to show (the rest is read and dropped).
-pub const KEPT_BODY: usize = 4096;
+/// The most of an answer's body kept (the rest is read, counted and dropped): a whole BXML
+/// document (64 KB at most) and more, so the answer to a call can be judged.
+pub const KEPT_BODY: usize = 64 * 1024 + 1;
 
 /// Where attempts go.
 #[derive(Debug, Clone)]
@@ -91,8 +92,32 @@ pub struct Reply {
     pub answer: Answer,
     /// The answer's body, up to [`KEPT_BODY`] bytes.
     pub body: Vec<u8>,
+    /// The whole body's length, which `body` may be shorter than.
+    pub body_len: u64,
+    /// The answer's `Content-Type`.
+    pub content_type: Option<Vec<u8>>,
     /// Time to the complete answer (or to the failure).
     pub took: Duration,
+}
+
+impl Reply {
+    fn none(answer: Answer, took: Duration) -> Reply {
+        Reply {
+            answer,
+            body: Vec::new(),
+            body_len: 0,
+            content_type: None,
+            took,
+        }
+    }
+}
+
+/// A whole answer as read.
+struct Got {
+    answer: Answer,
+    body: Vec<u8>,
+    len: u64,
+    content_type: Option<Vec<u8>>,
 }
 
 /// Sends one request and waits for the whole answer until `deadline`.
@@ -106,17 +131,15 @@ pub async fn attempt(
     let outcome = tokio::time::timeout(deadline, exchange(dest, tls, request)).await;
     let took = start.elapsed();
     match outcome {
-        Ok(Ok((answer, body))) => Reply { answer, body, took },
-        Ok(Err(why)) => Reply {
-            answer: Answer::ConnectFailed(why),
-            body: Vec::new(),
+        Ok(Ok(got)) => Reply {
+            answer: got.answer,
+            body: got.body,
+            body_len: got.len,
+            content_type: got.content_type,
             took,
         },
-        Err(_) => Reply {
-            answer: Answer::TimedOut,
-            body: Vec::new(),
-            took,
-        },
+        Ok(Err(why)) => Reply::none(Answer::ConnectFailed(why), took),
+        Err(_) => Reply::none(Answer::TimedOut, took),
     }
 }
 
@@ -124,7 +147,7 @@ async fn exchange(
     dest: &Destination,
     tls: Option<&Arc<rustls::ClientConfig>>,
     request: Request<Full<Bytes>>,
-) -> Result<(Answer, Vec<u8>), String> {
+) -> Result<Got, String> {
     let tcp = TcpStream::connect((dest.host.as_str(), dest.port))
         .await
         .map_err(|e| format!("cannot connect to {}:{}: {e}", dest.host, dest.port))?;
@@ -144,7 +167,7 @@ async fn exchange(
     }
 }
 
-async fn send<I>(io: I, request: Request<Full<Bytes>>) -> Result<(Answer, Vec<u8>), String>
+async fn send<I>(io: I, request: Request<Full<Bytes>>) -> Result<Got, String>
 where
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
@@ -164,24 +187,30 @@ where
     let no_retry = headers
         .get("x-slack-no-retry")
         .is_some_and(|v| v.as_bytes() == b"1");
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .map(|v| v.as_bytes().to_vec());
     let mut body = response.into_body();
-    let mut kept = Vec::new();
+    let (mut kept, mut len) = (Vec::new(), 0u64);
     while let Some(frame) = body.frame().await {
         let frame = frame.map_err(|e| format!("the answer's body broke off: {e}"))?;
         if let Some(data) = frame.data_ref() {
             let room = KEPT_BODY.saturating_sub(kept.len());
             kept.extend_from_slice(&data[..data.len().min(room)]);
+            len = len.saturating_add(data.len() as u64);
         }
     }
     driver.abort();
-    Ok((
-        Answer::Status {
+    Ok(Got {
+        answer: Answer::Status {
             code,
             www_authenticate,
             no_retry,
         },
-        kept,
-    ))
+        body: kept,
+        len,
+        content_type,
+    })
 }
 
 #[cfg(test)]
