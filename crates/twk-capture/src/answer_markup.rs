@@ -4,8 +4,9 @@
 //! empty body, `text/plain`, broken XML, `<Bxml>` or `<response>` as the root, an unknown or
 //! misplaced verb ([`twk_providers::answer`]). Through a tunnel every one of these is a 200.
 //!
-//! Only the provider's own deliveries are judged: not replays (sent by twk), missed or refused
-//! rows (the app never answered), nor a request whose captured body was cut short.
+//! Replays are judged like the provider's deliveries (a fixed handler is checked by replaying
+//! the call's webhook); missed and refused rows are not (the app never answered), nor a
+//! request whose captured body was cut short.
 
 use crate::exchange::Exchange;
 use crate::handshake::{Lint, LintCode};
@@ -16,7 +17,7 @@ const SHOWN: usize = 3;
 
 /// The lint of an answer the provider cannot run, if it was one.
 pub(crate) fn invalid_answer(ex: &Exchange) -> Option<Lint> {
-    if ex.replay_of.is_some() || ex.missed || ex.refused || ex.request.body.truncated {
+    if ex.missed || ex.refused || ex.request.body.truncated {
         return None;
     }
     let provider = ex.known_provider()?;
@@ -106,10 +107,11 @@ mod tests {
     }
 
     #[test]
-    fn only_the_providers_own_deliveries_with_whole_bodies_are_judged() {
+    fn answers_the_app_gave_to_whole_requests_are_judged_replays_too() {
         let bad = || call("application/json", "{}");
         let mut replay = bad();
         replay.replay_of = Some(1);
+        assert!(invalid_answer(&replay).is_some(), "a replay checks a fix");
         let mut missed = bad();
         missed.missed = true;
         let mut refused = bad();
@@ -120,7 +122,7 @@ mod tests {
         other.provider = Some("stripe".into());
         let mut status = bad();
         status.request.body = CapturedBody::from_bytes(br#"{"eventType":"disconnect"}"#);
-        for ex in [replay, missed, refused, cut, other, status] {
+        for ex in [missed, refused, cut, other, status] {
             assert_eq!(invalid_answer(&ex), None, "{ex:?}");
         }
         let twiml = Exchange {
