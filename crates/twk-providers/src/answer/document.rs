@@ -8,8 +8,6 @@ use std::fmt;
 const BXML_MAX: u64 = 64 * 1024;
 /// Larger answers are not parsed (the providers' own limits are far below it).
 const PARSE_MAX: usize = 1024 * 1024;
-/// Elements parsed at most: a hostile or runaway answer costs a bounded tree.
-const NODES_MAX: u32 = 20_000;
 /// Element names are shown this long at most.
 const NAME_MAX: usize = 40;
 
@@ -149,79 +147,220 @@ fn document(expected: Expected, body: &[u8], problems: &mut Vec<Problem>) {
         problems.push(Problem::NotText);
         return;
     };
-    let opts = roxmltree::ParsingOptions {
-        allow_dtd: false,
-        nodes_limit: NODES_MAX,
-    };
-    let doc = match roxmltree::Document::parse_with_options(text, opts) {
-        Ok(d) => d,
-        // More elements than any real answer holds: not judged rather than called broken.
-        Err(roxmltree::Error::NodesLimitReached) => return,
-        // The parser's words quote the offending character, which may be a control one.
-        Err(e) => {
-            problems.push(Problem::NotXml(crate::util::escape_bytes(
-                e.to_string().as_bytes(),
-            )));
-            return;
-        }
-    };
-    let root = doc.root_element();
-    let name = root.tag_name().name();
-    if name != "Response" {
-        problems.push(if name == "Bxml" && matches!(expected, Expected::Bxml(_)) {
-            Problem::BxmlRoot
-        } else {
-            Problem::Root(short(name))
-        });
-        return;
-    }
-    verbs(expected, root, problems);
-}
-
-fn verbs(expected: Expected, root: roxmltree::Node<'_, '_>, problems: &mut Vec<Problem>) {
     let schema: &Schema = match expected {
         Expected::Bxml(_) => &schema::BXML,
         Expected::TwimlVoice => &schema::TWIML_VOICE,
         Expected::TwimlMessaging => &schema::TWIML_MESSAGING,
     };
-    if root
-        .children()
-        .any(|n| n.is_text() && n.text().is_some_and(|t| !t.trim().is_empty()))
-    {
-        problems.push(Problem::StrayText);
+    let mut walk = Walk {
+        expected,
+        schema,
+        depth: 0,
+        verb: None,
+        roots: 0,
+        stray_text: false,
+        after_redirect: None,
+        problems: Vec::new(),
+    };
+    if let Err(e) = walk.run(text) {
+        problems.push(e);
+        return;
     }
-    let mut after_redirect = None::<usize>;
-    for verb in root.children().filter(roxmltree::Node::is_element) {
-        if let Some(n) = after_redirect.as_mut() {
-            *n += 1;
-        }
-        let name = verb.tag_name().name();
-        let Some(known) = schema.top.iter().find(|k| **k == name) else {
-            problems.push(unknown(schema, name));
-            continue;
-        };
-        if let Some(p) = not_for_event(expected, known) {
-            problems.push(p);
-        }
-        if *known == "Redirect" && after_redirect.is_none() {
-            after_redirect = Some(0);
-        }
-        let Some(allowed) = schema.children_of(known) else {
-            continue;
-        };
-        for child in verb.children().filter(roxmltree::Node::is_element) {
-            let c = child.tag_name().name();
-            if !allowed.contains(&c) {
-                problems.push(Problem::Misplaced {
-                    name: short(c),
-                    parent: known,
-                });
+    problems.extend(walk.problems);
+}
+
+/// One pass over the answer's events (a pull parser: nesting costs no stack, so a hostile
+/// answer nested a million deep is just long), judging the root, its verbs and what each verb
+/// holds.
+struct Walk<'s> {
+    expected: Expected,
+    schema: &'s Schema,
+    /// Elements open now.
+    depth: usize,
+    /// The verb open at depth 2 and the elements it may hold, when twk checks them.
+    verb: Option<(&'static str, Option<&'static [&'static str]>)>,
+    /// Root elements seen.
+    roots: usize,
+    stray_text: bool,
+    /// Verbs after `<Redirect>`, once one came.
+    after_redirect: Option<usize>,
+    problems: Vec<Problem>,
+}
+
+impl Walk<'_> {
+    /// Judges `text`; `Err` is what makes it no document at all.
+    fn run(&mut self, text: &str) -> Result<(), Problem> {
+        use quick_xml::events::Event;
+        let mut reader = quick_xml::Reader::from_str(text.strip_prefix('\u{feff}').unwrap_or(text));
+        let mut first = true;
+        loop {
+            let event = reader
+                .read_event()
+                .map_err(|e| not_xml(text, reader.error_position(), &e.to_string()))?;
+            let was_first = std::mem::replace(&mut first, false);
+            match event {
+                // Twilio's 12100 names "a leading space, or an empty line, before the XML
+                // type header"; XML itself wants it first.
+                Event::Decl(_) if !was_first => {
+                    return Err(not_xml(
+                        text,
+                        0,
+                        "the XML declaration is not at the very start",
+                    ));
+                }
+                Event::Start(e) => {
+                    self.element(&e, text, &reader)?;
+                    self.depth += 1;
+                }
+                Event::Empty(e) => {
+                    self.element(&e, text, &reader)?;
+                    if self.depth == 1 {
+                        self.verb = None;
+                    }
+                }
+                Event::End(_) => {
+                    self.depth = self.depth.saturating_sub(1);
+                    if self.depth == 1 {
+                        self.verb = None;
+                    }
+                }
+                Event::Text(t) if t.trim().is_empty() => {}
+                Event::Text(_) | Event::CData(_) | Event::GeneralRef(_) if self.depth == 0 => {
+                    return Err(not_xml(
+                        text,
+                        reader.buffer_position(),
+                        "text outside the root element",
+                    ));
+                }
+                Event::Text(_) | Event::CData(_) => self.text(),
+                Event::GeneralRef(r) => {
+                    let known = matches!(&*r, "amp" | "lt" | "gt" | "quot" | "apos")
+                        || r.resolve_char_ref().is_ok_and(|c| c.is_some());
+                    if !known {
+                        return Err(not_xml(
+                            text,
+                            reader.buffer_position(),
+                            "an entity that is not defined",
+                        ));
+                    }
+                    self.text();
+                }
+                Event::Eof if self.depth > 0 => {
+                    return Err(not_xml(
+                        text,
+                        text.len() as u64,
+                        "an element is never closed",
+                    ));
+                }
+                Event::Eof if self.roots == 0 => {
+                    return Err(not_xml(text, 0, "no root element"));
+                }
+                Event::Eof => break,
+                Event::Comment(_) | Event::Decl(_) | Event::PI(_) | Event::DocType(_) => {}
             }
         }
+        if let Some(n) = self.after_redirect.filter(|n| *n > 0) {
+            self.problems.push(Problem::AfterRedirect(n));
+        }
+        Ok(())
     }
-    if let Some(n) = after_redirect.filter(|n| *n > 0) {
-        problems.push(Problem::AfterRedirect(n));
+
+    fn text(&mut self) {
+        if self.depth == 1 && !self.stray_text {
+            self.stray_text = true;
+            self.problems.push(Problem::StrayText);
+        }
     }
+
+    /// An element opening at the current depth.
+    fn element(
+        &mut self,
+        e: &quick_xml::events::BytesStart<'_>,
+        text: &str,
+        reader: &quick_xml::Reader<&[u8]>,
+    ) -> Result<(), Problem> {
+        for a in e.attributes().with_checks(true) {
+            a.map_err(|err| not_xml(text, reader.buffer_position(), &err.to_string()))?;
+        }
+        let name = e.name().as_ref().to_owned();
+        match self.depth {
+            0 => self.root(&name, text, reader),
+            1 => {
+                self.top(&name);
+                Ok(())
+            }
+            2 => {
+                if let Some((parent, Some(allowed))) = self.verb
+                    && !allowed.contains(&name.as_str())
+                {
+                    self.problems.push(Problem::Misplaced {
+                        name: short(&name),
+                        parent,
+                    });
+                }
+                Ok(())
+            }
+            _ => Ok(()),
+        }
+    }
+
+    fn root(
+        &mut self,
+        name: &str,
+        text: &str,
+        reader: &quick_xml::Reader<&[u8]>,
+    ) -> Result<(), Problem> {
+        self.roots += 1;
+        if self.roots > 1 {
+            return Err(not_xml(
+                text,
+                reader.buffer_position(),
+                "a second root element",
+            ));
+        }
+        if name == "Response" {
+            return Ok(());
+        }
+        Err(
+            if name == "Bxml" && matches!(self.expected, Expected::Bxml(_)) {
+                Problem::BxmlRoot
+            } else {
+                Problem::Root(short(name))
+            },
+        )
+    }
+
+    /// A verb directly under `<Response>`.
+    fn top(&mut self, name: &str) {
+        if let Some(n) = self.after_redirect.as_mut() {
+            *n += 1;
+        }
+        let Some(known) = self.schema.top.iter().find(|k| **k == name) else {
+            self.problems.push(unknown(self.schema, name));
+            self.verb = None;
+            return;
+        };
+        if let Some(p) = not_for_event(self.expected, known) {
+            self.problems.push(p);
+        }
+        if *known == "Redirect" && self.after_redirect.is_none() {
+            self.after_redirect = Some(0);
+        }
+        self.verb = Some((known, self.schema.children_of(known)));
+    }
+}
+
+/// The parser's words, escaped (they quote the byte they did not expect, raw), with the line
+/// and column of `at` (a byte offset into `text`).
+fn not_xml(text: &str, at: u64, why: &str) -> Problem {
+    let at = usize::try_from(at).unwrap_or(usize::MAX).min(text.len());
+    let before = text.get(..at).unwrap_or(text);
+    let line = before.matches('\n').count() + 1;
+    let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    Problem::NotXml(format!(
+        "{} at {line}:{col}",
+        crate::util::escape_bytes(why.as_bytes())
+    ))
 }
 
 fn unknown(schema: &Schema, name: &str) -> Problem {

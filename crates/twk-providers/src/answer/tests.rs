@@ -270,9 +270,40 @@ fn wrong_documents_say_where_and_what() {
     );
     let unclosed = problems(Expected::TwimlVoice, &xml("<Response><Say>Hi</Response>"));
     assert!(
-        unclosed.starts_with("the answer is not well-formed XML:") && unclosed.contains("1:"),
+        unclosed.starts_with("the answer is not well-formed XML:") && unclosed.contains(" at 1:"),
         "{unclosed}"
     );
+    let multi = problems(CALL, &xml("<Response>\n  <Gather>\n</Response>"));
+    assert!(multi.ends_with(" at 3:1"), "{multi}");
+    assert_eq!(
+        problems(
+            Expected::TwimlVoice,
+            &xml("\n<?xml version=\"1.0\"?><Response/>")
+        ),
+        "the answer is not well-formed XML: the XML declaration is not at the very start at 1:1"
+    );
+    assert!(
+        problems(
+            Expected::TwimlVoice,
+            &xml("\u{feff}<?xml version=\"1.0\"?><Response/>")
+        )
+        .is_empty(),
+        "a byte-order mark is fine"
+    );
+    assert!(
+        problems(Expected::TwimlVoice, &xml("OK")).contains("text outside the root element"),
+        "text/xml that is not XML"
+    );
+    assert!(problems(CALL, &xml("<Response/><Response/>")).contains("a second root element"));
+    assert!(problems(CALL, &xml("<Response>&nbsp;</Response>")).contains("not defined"));
+    assert_eq!(
+        problems(
+            CALL,
+            &xml("<Response><SpeakSentence>a &amp; b &#233;</SpeakSentence></Response>")
+        ),
+        ""
+    );
+    assert!(problems(CALL, &xml("<Response><Pause length=5/></Response>")).contains("attribute"));
     assert_eq!(
         problems(Expected::TwimlVoice, &xml("<response/>")),
         "the root element is <response>, not <Response>"
@@ -305,8 +336,18 @@ fn hostile_answers_cost_a_bounded_parse_and_a_bounded_message() {
     assert_eq!(
         problems(Expected::TwimlVoice, &xml(&deep)),
         "",
-        "not judged"
+        "30,000 Pauses"
     );
+    // Nesting costs no stack: 330,000 levels on a 64 KiB thread (a recursive parser
+    // overflowed its stack, and aborted the tunnel, at a few thousand).
+    let nested = format!("<Response>{}", "<a>".repeat(330_000));
+    let judged = std::thread::Builder::new()
+        .stack_size(64 * 1024)
+        .spawn(move || problems(Expected::TwimlVoice, &xml(&nested)))
+        .expect("a thread")
+        .join()
+        .expect("no overflow");
+    assert!(judged.contains("never closed"), "{judged}");
     let long = format!("<Response><{0}/></Response>", "X".repeat(5_000));
     let said = problems(CALL, &xml(&long));
     assert!(said.len() < 200, "{said}");
@@ -318,7 +359,7 @@ fn hostile_answers_cost_a_bounded_parse_and_a_bounded_message() {
         ..xml("<Response><Spea")
     };
     assert_eq!(problems(CALL, &cut), "", "a captured prefix is not judged");
-    // roxmltree quotes the byte it did not expect, raw: `expected '>' not '\x1b'`.
+    // The parser quotes what it did not expect, raw.
     let escape = problems(
         CALL,
         &xml("<Response><Say>x</Sa\u{1b}]0;owned\u{7}y></Response>"),
