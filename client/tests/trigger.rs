@@ -814,7 +814,7 @@ async fn answers_to_call_webhooks_that_the_provider_cannot_run_are_named() {
     assert!(
         bw[0].1.contains("(initiate)")
             && bw[0].1.contains("application/json, not XML")
-            && bw[0].1.contains("invalid-bxml or callback-error"),
+            && bw[0].1.contains("cause invalid-bxml"),
         "{}",
         bw[0].1
     );
@@ -864,7 +864,8 @@ async fn answers_to_call_webhooks_that_the_provider_cannot_run_are_named() {
     assert_eq!(attempt["fate"], "delivered");
     assert_eq!(
         attempt["answer_problems"][0],
-        "Twilio cannot run the answer as TwiML: <SpeakSentence> is not a verb",
+        "Twilio cannot run the answer as TwiML: <SpeakSentence> is not a verb (that is BXML: \
+         TwiML says <Say>)",
         "{attempt}"
     );
     tunnel.next().await;

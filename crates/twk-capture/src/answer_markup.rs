@@ -5,8 +5,9 @@
 //! misplaced verb ([`twk_providers::answer`]). Through a tunnel every one of these is a 200.
 //!
 //! Replays are judged like the provider's deliveries (a fixed handler is checked by replaying
-//! the call's webhook); missed and refused rows are not (the app never answered), nor a
-//! request whose captured body was cut short.
+//! the call's webhook); missed and refused rows, exchanges that failed on twk's side (502,
+//! 504: the app never answered), requests whose signature is invalid and requests whose
+//! captured body was cut short are not.
 
 use crate::exchange::Exchange;
 use crate::handshake::{Lint, LintCode};
@@ -17,7 +18,13 @@ const SHOWN: usize = 3;
 
 /// The lint of an answer the provider cannot run, if it was one.
 pub(crate) fn invalid_answer(ex: &Exchange) -> Option<Lint> {
-    if ex.missed || ex.refused || ex.request.body.truncated {
+    // twk's own 502/504 are not the app's answer; a forged request's answer is not worth
+    // the parse (a stranger could aim it at any route of the app that returns XML).
+    let forged = matches!(
+        ex.verdict,
+        Some(twk_providers::Verdict::Invalid | twk_providers::Verdict::Malformed)
+    );
+    if ex.missed || ex.refused || ex.request.body.truncated || ex.failure.is_some() || forged {
         return None;
     }
     let provider = ex.known_provider()?;
@@ -50,15 +57,15 @@ pub(crate) fn invalid_answer(ex: &Exchange) -> Option<Lint> {
         .as_deref()
         .map(|e| format!(" ({e})"))
         .unwrap_or_default();
-    Some(Lint::new(
-        code,
-        format!(
-            "a {expected}{event} runs the answer as {markup}: {what}. {otherwise}",
-            markup = expected.markup(),
-            what = answer::describe(&problems, SHOWN),
-            otherwise = expected.otherwise(),
-        ),
-    ))
+    let mut message = format!(
+        "a {expected}{event} runs the answer as {markup}: {what}",
+        markup = expected.markup(),
+        what = answer::describe(&problems, SHOWN),
+    );
+    if let Some(otherwise) = problems.first().and_then(|p| expected.otherwise(p)) {
+        message.push_str(&format!(". {otherwise}"));
+    }
+    Some(Lint::new(code, message))
 }
 
 #[cfg(test)]
@@ -96,9 +103,8 @@ mod tests {
         assert_eq!(
             lint.message,
             "a Bandwidth voice callback (answer) runs the answer as BXML: the answer is \
-             application/json, not XML. Bandwidth fails the call on invalid BXML or a failed \
-             callback (a disconnect event with cause invalid-bxml or callback-error), or tries \
-             the fallback URL"
+             application/json, not XML. Bandwidth fails the call on invalid BXML (a disconnect \
+             event with cause invalid-bxml)"
         );
         assert_eq!(
             invalid_answer(&call("application/xml", "<Response/>")),
@@ -120,9 +126,17 @@ mod tests {
         cut.request.body.truncated = true;
         let mut other = bad();
         other.provider = Some("stripe".into());
+        let mut timed_out = bad();
+        timed_out.status = Some(504);
+        timed_out.failure = Some(crate::exchange::Failure {
+            side: crate::exchange::Side::Target,
+            message: "the local target did not answer within 9 s".into(),
+        });
+        let mut forged = bad();
+        forged.verdict = Some(twk_providers::Verdict::Invalid);
         let mut status = bad();
         status.request.body = CapturedBody::from_bytes(br#"{"eventType":"disconnect"}"#);
-        for ex in [missed, refused, cut, other, status] {
+        for ex in [missed, refused, cut, other, status, timed_out, forged] {
             assert_eq!(invalid_answer(&ex), None, "{ex:?}");
         }
         let twiml = Exchange {

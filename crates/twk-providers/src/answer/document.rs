@@ -10,11 +10,16 @@ const BXML_MAX: u64 = 64 * 1024;
 const PARSE_MAX: usize = 1024 * 1024;
 /// Element names are shown this long at most.
 const NAME_MAX: usize = 40;
+/// The parser's words are shown this long at most (they quote names, which can be long).
+const WHY_MAX: usize = 200;
+/// Attributes of one element checked at most: the duplicate check is quadratic, and no verb
+/// has a tenth as many.
+const ATTRS_MAX: usize = 64;
 
 /// One thing wrong with an answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Problem {
-    /// A status other than 2xx (and 401).
+    /// A status of 400 or more (other than 401).
     Status(u16),
     /// No body where a document is required.
     Empty,
@@ -28,8 +33,6 @@ pub enum Problem {
     PlainSpoken,
     /// `text/plain` to an incoming message: sent back as the reply.
     PlainReplied,
-    /// Not UTF-8.
-    NotText,
     /// Not well-formed XML; the parser's words, with where.
     NotXml(String),
     /// The root is not `<Response>`.
@@ -60,8 +63,6 @@ pub enum Problem {
         /// Which callback.
         event: BxmlEvent,
     },
-    /// Verbs after `<Redirect>`, which never run.
-    AfterRedirect(usize),
 }
 
 /// What an unknown element probably meant.
@@ -71,14 +72,20 @@ pub enum Hint {
     Spelled(&'static str),
     /// It goes inside this verb.
     Inside(&'static str),
+    /// It is the other provider's verb, or a voice verb in a message's answer: what to use.
+    Instead(&'static str),
 }
 
 pub(super) fn check(expected: Expected, a: &Answer<'_>) -> Vec<Problem> {
     if a.status == 401 {
         return Vec::new();
     }
-    if !(200..300).contains(&a.status) {
+    // A redirect may be followed (not documented either way): not judged.
+    if a.status >= 400 {
         return vec![Problem::Status(a.status)];
+    }
+    if !(200..300).contains(&a.status) {
+        return Vec::new();
     }
     if a.len == 0 {
         return match expected {
@@ -119,8 +126,10 @@ fn content_type(expected: Expected, ct: Option<&[u8]>, problems: &mut Vec<Proble
         .unwrap_or("")
         .trim()
         .to_ascii_lowercase();
+    // Twilio names these three; Bandwidth's pages show application/xml and say nothing of
+    // the others.
     let xml = matches!(media.as_str(), "text/xml" | "application/xml" | "text/html")
-        || media.ends_with("+xml");
+        || (!twilio && media.ends_with("+xml"));
     if xml {
         return false;
     }
@@ -143,8 +152,8 @@ fn content_type(expected: Expected, ct: Option<&[u8]>, problems: &mut Vec<Proble
 }
 
 fn document(expected: Expected, body: &[u8], problems: &mut Vec<Problem>) {
+    // Another encoding may be declared (ISO-8859-1, UTF-16 with a BOM): not judged.
     let Ok(text) = std::str::from_utf8(body) else {
-        problems.push(Problem::NotText);
         return;
     };
     let schema: &Schema = match expected {
@@ -159,7 +168,6 @@ fn document(expected: Expected, body: &[u8], problems: &mut Vec<Problem>) {
         verb: None,
         roots: 0,
         stray_text: false,
-        after_redirect: None,
         problems: Vec::new(),
     };
     if let Err(e) = walk.run(text) {
@@ -182,8 +190,6 @@ struct Walk<'s> {
     /// Root elements seen.
     roots: usize,
     stray_text: bool,
-    /// Verbs after `<Redirect>`, once one came.
-    after_redirect: Option<usize>,
     problems: Vec<Problem>,
 }
 
@@ -259,9 +265,6 @@ impl Walk<'_> {
                 Event::Comment(_) | Event::Decl(_) | Event::PI(_) | Event::DocType(_) => {}
             }
         }
-        if let Some(n) = self.after_redirect.filter(|n| *n > 0) {
-            self.problems.push(Problem::AfterRedirect(n));
-        }
         Ok(())
     }
 
@@ -279,7 +282,7 @@ impl Walk<'_> {
         text: &str,
         reader: &quick_xml::Reader<&[u8]>,
     ) -> Result<(), Problem> {
-        for a in e.attributes().with_checks(true) {
+        for a in e.attributes().with_checks(true).take(ATTRS_MAX) {
             a.map_err(|err| not_xml(text, reader.buffer_position(), &err.to_string()))?;
         }
         let name = e.name().as_ref().to_owned();
@@ -332,9 +335,6 @@ impl Walk<'_> {
 
     /// A verb directly under `<Response>`.
     fn top(&mut self, name: &str) {
-        if let Some(n) = self.after_redirect.as_mut() {
-            *n += 1;
-        }
         let Some(known) = self.schema.top.iter().find(|k| **k == name) else {
             self.problems.push(unknown(self.schema, name));
             self.verb = None;
@@ -342,9 +342,6 @@ impl Walk<'_> {
         };
         if let Some(p) = not_for_event(self.expected, known) {
             self.problems.push(p);
-        }
-        if *known == "Redirect" && self.after_redirect.is_none() {
-            self.after_redirect = Some(0);
         }
         self.verb = Some((known, self.schema.children_of(known)));
     }
@@ -357,6 +354,10 @@ fn not_xml(text: &str, at: u64, why: &str) -> Problem {
     let before = text.get(..at).unwrap_or(text);
     let line = before.matches('\n').count() + 1;
     let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    let why = match why.char_indices().nth(WHY_MAX) {
+        Some((i, _)) => format!("{}…", &why[..i]),
+        None => why.to_owned(),
+    };
     Problem::NotXml(format!(
         "{} at {line}:{col}",
         crate::util::escape_bytes(why.as_bytes())
@@ -367,7 +368,8 @@ fn unknown(schema: &Schema, name: &str) -> Problem {
     let hint = schema
         .same_but_case(name)
         .map(Hint::Spelled)
-        .or_else(|| schema.home_of(name).map(Hint::Inside));
+        .or_else(|| schema.home_of(name).map(Hint::Inside))
+        .or_else(|| schema.instead_of(name).map(Hint::Instead));
     Problem::Unknown {
         name: short(name),
         hint,
@@ -422,7 +424,6 @@ impl fmt::Display for Problem {
                 "the answer is text/plain: Twilio sends it back to the sender as an SMS reply \
                  (answer <Response/> with text/xml for no reply)"
             ),
-            Problem::NotText => write!(f, "the answer is not UTF-8 text"),
             Problem::NotXml(e) => write!(f, "the answer is not well-formed XML: {e}"),
             Problem::Root(r) => write!(f, "the root element is <{r}>, not <Response>"),
             Problem::BxmlRoot => write!(
@@ -436,6 +437,7 @@ impl fmt::Display for Problem {
                 match hint {
                     Some(Hint::Spelled(k)) => write!(f, " (names are case-sensitive: <{k}>)"),
                     Some(Hint::Inside(p)) => write!(f, " (it goes inside <{p}>)"),
+                    Some(Hint::Instead(w)) => write!(f, " ({w})"),
                     None => Ok(()),
                 }
             }
@@ -454,12 +456,6 @@ impl fmt::Display for Problem {
                      called party only"
                 ),
             },
-            Problem::AfterRedirect(n) => write!(
-                f,
-                "{n} verb{} after <Redirect> never run{}",
-                if *n == 1 { "" } else { "s" },
-                if *n == 1 { "s" } else { "" }
-            ),
         }
     }
 }

@@ -56,23 +56,40 @@ impl Expected {
         }
     }
 
-    /// What the provider does with an answer it cannot use, in words.
-    pub const fn otherwise(self) -> &'static str {
-        match self {
-            Expected::Bxml(_) => {
-                "Bandwidth fails the call on invalid BXML or a failed callback (a disconnect \
-                 event with cause invalid-bxml or callback-error), or tries the fallback URL"
-            }
-            Expected::TwimlVoice => {
-                "Twilio logs the error (12100 parse failure, 12200 unknown element, 12300 \
-                 content type, 11200 HTTP failure) and the caller hears an application error, \
-                 unless a fallback URL answers"
-            }
-            Expected::TwimlMessaging => {
-                "Twilio logs the error (12100 parse failure, 12200 unknown element, 12300 \
-                 content type, 11200 HTTP failure) and sends no reply"
-            }
+    /// What the provider does with an answer whose first problem is `first`, in words;
+    /// `None` when the problem says it already (`text/plain` read aloud or sent as a reply).
+    pub fn otherwise(self, first: &Problem) -> Option<String> {
+        if let Expected::Bxml(_) = self {
+            return Some(match first {
+                Problem::Status(_) => "Bandwidth counts the callback failed: it tries the \
+                                       fallback URL, or fails the call (a disconnect event with \
+                                       cause callback-error)"
+                    .to_owned(),
+                _ => "Bandwidth fails the call on invalid BXML (a disconnect event with cause \
+                      invalid-bxml)"
+                    .to_owned(),
+            });
         }
+        let logs = match first {
+            Problem::PlainSpoken | Problem::PlainReplied => return None,
+            Problem::Status(_) => "error 11200 (HTTP retrieval failure)",
+            Problem::NoContentType | Problem::ContentType(_) => {
+                "error 12300 (invalid Content-Type)"
+            }
+            Problem::Unknown { .. } | Problem::Misplaced { .. } => {
+                return Some(
+                    "Twilio logs warning 12200 (schema validation) and does not run it".to_owned(),
+                );
+            }
+            _ => "error 12100 (document parse failure)",
+        };
+        Some(match self {
+            Expected::TwimlMessaging => format!("Twilio logs {logs} and sends no reply"),
+            _ => format!(
+                "Twilio logs {logs} and the caller hears an application error, unless a \
+                 fallback URL answers"
+            ),
+        })
     }
 }
 
@@ -169,10 +186,20 @@ fn twilio_expected(req: &RequestView<'_>) -> Option<Expected> {
         let status = get("CallStatus")?;
         return (!TWILIO_CALL_OVER.contains(&status)).then_some(Expected::TwimlVoice);
     }
-    let incoming = |k: &str| get(k).is_none_or(|s| s == "received");
+    // An incoming SMS, MMS or WhatsApp message carries the legacy `SmsStatus=received` /
+    // `SmsMessageSid`; Conversations webhooks (`EventType`, `ConversationSid`) also carry
+    // `MessageSid` and `Body`, and their pre-event hooks answer JSON.
+    if get("EventType").is_some() || get("ConversationSid").is_some() {
+        return None;
+    }
+    let incoming = get("SmsStatus") == Some("received")
+        || (get("SmsMessageSid").is_some() && get("SmsStatus").is_none_or(|s| s == "received"));
     let message = get("MessageSid").or_else(|| get("SmsSid")).is_some();
-    (message && get("Body").is_some() && incoming("MessageStatus") && incoming("SmsStatus"))
-        .then_some(Expected::TwimlMessaging)
+    (message
+        && incoming
+        && get("Body").is_some()
+        && get("MessageStatus").is_none_or(|s| s == "received"))
+    .then_some(Expected::TwimlMessaging)
 }
 
 /// The app's answer, as captured.

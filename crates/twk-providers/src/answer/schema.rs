@@ -15,6 +15,9 @@ pub(super) struct Schema {
     pub top: &'static [&'static str],
     /// A verb and the elements it may hold.
     pub nesting: &'static [(&'static str, &'static [&'static str])],
+    /// Names from elsewhere (the other provider's verbs, voice verbs in a message's answer)
+    /// and what to say instead.
+    pub instead: &'static [(&'static str, &'static str)],
 }
 
 impl Schema {
@@ -36,6 +39,14 @@ impl Schema {
             .iter()
             .find(|(p, c)| c.contains(&name) && !self.is_top(name) && self.is_top(p))
             .map(|(p, _)| *p)
+    }
+
+    /// What to use instead of `name`, when it belongs to another document kind.
+    pub(super) fn instead_of(&self, name: &str) -> Option<&'static str> {
+        self.instead
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, w)| *w)
     }
 
     /// The known name that differs from `name` only in letter case (names are
@@ -75,15 +86,22 @@ pub(super) const BXML: Schema = Schema {
         "StopRecording",
         "StopStream",
         "StopTranscription",
+        "Refer",
         "Tag",
         "Transfer",
     ],
     nesting: &[
         ("Transfer", &["PhoneNumber", "SipUri"]),
+        ("Refer", &["SipUri"]),
         ("StartStream", &["StreamParam"]),
         ("StartTranscription", &["CustomParam"]),
         ("Connect", &["Endpoint"]),
         ("Gather", &["SpeakSentence", "PlayAudio"]),
+    ],
+    instead: &[
+        ("Say", "that is TwiML: BXML says <SpeakSentence>"),
+        ("Play", "that is TwiML: BXML says <PlayAudio>"),
+        ("Dial", "that is TwiML: BXML says <Transfer>"),
     ],
 };
 
@@ -147,12 +165,25 @@ pub(super) const TWIML_VOICE: Schema = Schema {
         ("Hangup", &["Parameter"]),
         ("Refer", &["Sip"]),
     ],
+    instead: &[
+        ("SpeakSentence", "that is BXML: TwiML says <Say>"),
+        ("PlayAudio", "that is BXML: TwiML says <Play>"),
+        ("Transfer", "that is BXML: TwiML says <Dial>"),
+        ("Message", "a messaging verb: a voice answer says <Say>"),
+    ],
 };
 
 /// Twilio's TwiML for incoming-message webhooks.
 pub(super) const TWIML_MESSAGING: Schema = Schema {
     top: &["Message", "Redirect"],
     nesting: &[("Message", &["Body", "Media"])],
+    instead: &[
+        ("Say", "a voice verb: a reply is <Message>"),
+        ("Play", "a voice verb: a reply is <Message>"),
+        ("Gather", "a voice verb: a reply is <Message>"),
+        ("Dial", "a voice verb: a reply is <Message>"),
+        ("Sms", "a voice verb: a reply is <Message>"),
+    ],
 };
 
 #[cfg(test)]
