@@ -449,13 +449,6 @@ fn what_providers_accept_is_not_flagged_and_the_other_products_verbs_are_named()
         ),
         "<SpeakSentence> is not a verb (that is BXML: TwiML says <Say>)"
     );
-    assert_eq!(
-        problems(
-            Expected::TwimlMessaging,
-            &xml("<Response><Say>Hi</Say></Response>")
-        ),
-        "<Say> is not a verb (a voice verb: a reply is <Message>)"
-    );
 }
 
 /// What the provider then does follows from the first problem, not one sentence for all.
