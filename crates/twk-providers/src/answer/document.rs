@@ -354,10 +354,7 @@ fn not_xml(text: &str, at: u64, why: &str) -> Problem {
     let before = text.get(..at).unwrap_or(text);
     let line = before.matches('\n').count() + 1;
     let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
-    let why = match why.char_indices().nth(WHY_MAX) {
-        Some((i, _)) => format!("{}…", &why[..i]),
-        None => why.to_owned(),
-    };
+    let why = crate::util::abbrev(why, WHY_MAX);
     Problem::NotXml(format!(
         "{} at {line}:{col}",
         crate::util::escape_bytes(why.as_bytes())
@@ -391,11 +388,7 @@ fn not_for_event(expected: Expected, verb: &'static str) -> Option<Problem> {
 /// At most [`NAME_MAX`] characters of a name or type from the answer, escaped: XML names
 /// admit invisible characters, and a media type is whatever the app sent.
 fn short(s: &str) -> String {
-    let cut = match s.char_indices().nth(NAME_MAX) {
-        Some((i, _)) => format!("{}…", &s[..i]),
-        None => s.to_owned(),
-    };
-    crate::util::escape_bytes(cut.as_bytes())
+    crate::util::escape_bytes(crate::util::abbrev(s, NAME_MAX).as_bytes())
 }
 
 impl fmt::Display for Problem {
