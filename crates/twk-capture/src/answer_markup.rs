@@ -12,12 +12,17 @@
 use crate::exchange::Exchange;
 use crate::handshake::{Lint, LintCode};
 use twk_providers::answer::{self, Answer, Expected};
+use twk_providers::{Provider, RequestView};
 
 /// Problems named in the message at most; the rest are counted.
 const SHOWN: usize = 3;
 
-/// The lint of an answer the provider cannot run, if it was one.
-pub(crate) fn invalid_answer(ex: &Exchange) -> Option<Lint> {
+/// The lint of an answer `provider` cannot run, if it was one; `req` is `ex`'s request.
+pub(crate) fn invalid_answer(
+    ex: &Exchange,
+    provider: Provider,
+    req: &RequestView<'_>,
+) -> Option<Lint> {
     // twk's own 502/504 are not the app's answer; a forged request's answer is not worth
     // the parse (a stranger could aim it at any route of the app that returns XML).
     let forged = matches!(
@@ -27,8 +32,7 @@ pub(crate) fn invalid_answer(ex: &Exchange) -> Option<Lint> {
     if ex.missed || ex.refused || ex.request.body.truncated || ex.failure.is_some() || forged {
         return None;
     }
-    let provider = ex.known_provider()?;
-    let expected = answer::expected_answer(provider, &ex.request_view(&ex.request.body.bytes))?;
+    let expected = answer::expected_answer(provider, req)?;
     let status = ex.status?;
     let response = ex.response.as_ref()?;
     let content_type = response
@@ -72,6 +76,12 @@ pub(crate) fn invalid_answer(ex: &Exchange) -> Option<Lint> {
 mod tests {
     use super::*;
     use crate::exchange::{CapturedBody, Header, Message};
+
+    /// As `handshake::analyze` calls it.
+    fn invalid_answer(ex: &Exchange) -> Option<Lint> {
+        let provider = ex.known_provider()?;
+        super::invalid_answer(ex, provider, &ex.request_view(&ex.request.body.bytes))
+    }
 
     fn call(answer_type: &str, answer: &str) -> Exchange {
         let header = |n: &str, v: &str| Header {

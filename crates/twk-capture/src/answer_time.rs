@@ -12,16 +12,19 @@
 
 use crate::exchange::Exchange;
 use crate::handshake::{Lint, LintCode};
+use twk_providers::{Provider, RequestView};
 
-/// The lint of an answer later than its provider waits, if it was.
-pub(crate) fn slow_answer(ex: &Exchange) -> Option<Lint> {
+/// The lint of an answer later than `provider` waits, if it was; `req` is `ex`'s request.
+pub(crate) fn slow_answer(
+    ex: &Exchange,
+    provider: Provider,
+    req: &RequestView<'_>,
+) -> Option<Lint> {
     if ex.replay_of.is_some() || ex.missed || ex.refused {
         return None;
     }
-    let provider = ex.known_provider()?;
     // Bandwidth's voice callbacks wait longer than its messaging ones: the request says which.
-    let limit =
-        twk_providers::answer::answer_limit(provider, &ex.request_view(&ex.request.body.bytes))?;
+    let limit = twk_providers::answer::answer_limit(provider, req)?;
     let took = ex
         .timings
         .first_byte_ms?
@@ -45,6 +48,12 @@ pub(crate) fn slow_answer(ex: &Exchange) -> Option<Lint> {
 mod tests {
     use super::*;
     use crate::exchange::Timings;
+
+    /// As `handshake::analyze` calls it.
+    fn slow_answer(ex: &Exchange) -> Option<Lint> {
+        let provider = ex.known_provider()?;
+        super::slow_answer(ex, provider, &ex.request_view(&ex.request.body.bytes))
+    }
 
     fn answered(provider: &str, took_ms: i64) -> Exchange {
         Exchange {

@@ -483,8 +483,13 @@ pub(crate) fn analyze(ex: &Exchange, body_sha256: &str) -> Analysis {
         ));
     }
 
-    lints.extend(crate::answer_time::slow_answer(ex));
-    lints.extend(crate::answer_markup::invalid_answer(ex));
+    // The provider's own lints read the request: one view serves both, so a body's JSON is
+    // parsed once, and only for a provider twk knows (not on other requests).
+    if let Some(provider) = ex.known_provider() {
+        let req = ex.request_view(&ex.request.body.bytes);
+        lints.extend(crate::answer_time::slow_answer(ex, provider, &req));
+        lints.extend(crate::answer_markup::invalid_answer(ex, provider, &req));
+    }
 
     let pairable = ex.replay_of.is_none() && ex.remote_addr.is_some();
     // A leg 1 is a 401 to a sender that answers challenges, or (sender unknown) a 401 with a
