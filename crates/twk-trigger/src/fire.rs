@@ -123,6 +123,7 @@ pub async fn fire(
     mut report: impl FnMut(&AttemptReport),
 ) -> Result<Fate, TriggerError> {
     let sender = Sender::for_draft(draft);
+    let expected = expected_answer(draft, &opts.url)?;
     let dest = Destination::parse(&opts.url)?;
     let tls = match dest.tls {
         true => Some(
@@ -173,7 +174,9 @@ pub async fn fire(
         }
         let step = step(&next, opts.retry_speed);
         let answer_problems = match next {
-            Next::Delivered => answer_problems(draft, &reply),
+            Next::Delivered => expected
+                .map(|e| answer_problems(draft.provider, e, &reply))
+                .unwrap_or_default(),
             _ => Vec::new(),
         };
         let mut says = says(&sender, &reply, &next, &step, deadline);
@@ -206,20 +209,33 @@ pub async fn fire(
     }
 }
 
-/// What the provider would not be able to run in `reply`, a 2xx answer to `draft`, as
-/// sentences: the first says who and what, the rest are the other problems.
-fn answer_problems(draft: &Draft, reply: &Reply) -> Vec<String> {
+/// The document the provider runs `draft`'s answer as, when it runs it (a call's or an
+/// incoming message's webhook): the same for every attempt.
+fn expected_answer(
+    draft: &Draft,
+    url: &str,
+) -> Result<Option<twk_providers::answer::Expected>, TriggerError> {
+    let body = draft.body_bytes()?;
+    let headers = draft
+        .headers
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_bytes()))
+        .collect();
+    let view = RequestView::with_headers(draft.method, url, headers, &body);
+    Ok(twk_providers::answer::expected_answer(
+        draft.provider,
+        &view,
+    ))
+}
+
+/// What `provider` would not be able to run in `reply`, a 2xx answer it runs as `expected`,
+/// as sentences: the first says who and what, the rest are the other problems.
+fn answer_problems(
+    provider: Provider,
+    expected: twk_providers::answer::Expected,
+    reply: &Reply,
+) -> Vec<String> {
     let Answer::Status { code, .. } = reply.answer else {
-        return Vec::new();
-    };
-    let Ok(body) = draft.body_bytes() else {
-        return Vec::new();
-    };
-    let mut view = twk_providers::RequestView::new(draft.method, "https://trigger.invalid/", &body);
-    for (k, v) in &draft.headers {
-        view = view.with_header(k, v.as_bytes());
-    }
-    let Some(expected) = twk_providers::answer::expected_answer(draft.provider, &view) else {
         return Vec::new();
     };
     let answer = twk_providers::answer::Answer {
@@ -234,7 +250,7 @@ fn answer_problems(draft: &Draft, reply: &Reply) -> Vec<String> {
     };
     let mut out = vec![format!(
         "{} cannot run the answer as {}: {first}",
-        draft.provider.display_name(),
+        provider.display_name(),
         expected.markup()
     )];
     out.extend(rest.iter().map(ToString::to_string));
@@ -401,10 +417,15 @@ fn signed_request(
             id: matches!(draft.provider, Provider::StandardWebhooks | Provider::Svix)
                 .then(|| draft.id.clone()),
         };
-        let mut view = RequestView::new(draft.method, &url, &body);
-        for (k, v) in &headers {
-            view = view.with_header(k, v.as_bytes());
-        }
+        let view = RequestView::with_headers(
+            draft.method,
+            &url,
+            headers
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_bytes()))
+                .collect(),
+            &body,
+        );
         let signed = sign_with_secret(draft.provider, &view, secret, &sign_opts)
             .map_err(|e| TriggerError::Sign(e.to_string()))?;
         for (k, v) in signed.headers {
