@@ -208,6 +208,26 @@ fn leg2_lines(label: &str, st: &StoredExchange, tz: &TimeZone) -> Vec<Line<'stat
     out
 }
 
+/// The stored lints `which` picks, as a `Lints` block; nothing when it picks none (a tab
+/// that shows some of an exchange's lints says nothing of the others).
+pub(super) fn lints_block(
+    stored: &StoredExchange,
+    which: impl Fn(LintCode) -> bool,
+    pane: u16,
+) -> Vec<Line<'static>> {
+    let picked: Vec<Lint> = stored
+        .lints
+        .iter()
+        .flatten()
+        .filter(|l| which(l.code))
+        .cloned()
+        .collect();
+    if picked.is_empty() {
+        return Vec::new();
+    }
+    lint_lines("Lints", &picked, pane)
+}
+
 pub(super) fn lint_lines(title: &str, lints: &[Lint], pane: u16) -> Vec<Line<'static>> {
     if lints.is_empty() {
         return vec![Line::from(vec![

@@ -125,15 +125,13 @@ pub(super) fn response_tab(
     }
     // What the provider will make of the answer (`invalid-bxml`, `invalid-twiml`) comes
     // before the answer itself.
-    let about_answer: Vec<twk_capture::Lint> = stored
-        .lints
-        .iter()
-        .flatten()
-        .filter(|l| l.code.about_the_answer_document())
-        .cloned()
-        .collect();
+    let about_answer = super::auth::lints_block(
+        stored,
+        twk_capture::LintCode::about_the_answer_document,
+        pane,
+    );
     if !about_answer.is_empty() {
-        out.extend(super::auth::lint_lines("Lints", &about_answer, pane));
+        out.extend(about_answer);
         out.push(Line::raw(""));
     }
     match (&ex.response, ex.status) {

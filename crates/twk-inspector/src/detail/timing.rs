@@ -56,16 +56,11 @@ pub(super) fn timing_tab(stored: &StoredExchange, tz: &TimeZone, pane: u16) -> V
             &format!("{} s: {name} stops waiting then", limit.within.as_secs()),
         ));
     }
-    let slow: Vec<twk_capture::Lint> = stored
-        .lints
-        .iter()
-        .flatten()
-        .filter(|l| l.code == twk_capture::LintCode::SlowAnswer)
-        .cloned()
-        .collect();
-    if !slow.is_empty() {
-        out.extend(super::auth::lint_lines("Lints", &slow, pane));
-    }
+    out.extend(super::auth::lints_block(
+        stored,
+        |c| c == twk_capture::LintCode::SlowAnswer,
+        pane,
+    ));
     out.push(kv("tunnel", &ex.tunnel));
     out.push(kv("request id", &ex.request_id));
     // The group key itself is internal (tunnel, separator, delivery id or body hash): the
