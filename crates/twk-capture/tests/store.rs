@@ -490,6 +490,22 @@ fn runs_under_new_names_add_up_only_to_the_total_retention() {
     assert_eq!(count(&s, "run-8"), 24);
 }
 
+/// 1,000 requests the relay refused (429), recorded in 20 batches of 50, after `at`.
+fn refused_flood(s: &mut Store, at: &mut i64) {
+    for _ in 0..20 {
+        let flood: Vec<_> = (0..50)
+            .map(|_| {
+                *at += 1;
+                let mut ex = exchange("shop", *at, "/flood", b"");
+                ex.refused = true;
+                ex.status = Some(429);
+                ex
+            })
+            .collect();
+        s.insert_batch(&flood).unwrap();
+    }
+}
+
 /// A stranger's flood of requests the relay refused (recorded from its notices) erases at
 /// most a bounded number of rows of history: past it the oldest refused rows go first.
 #[test]
@@ -506,18 +522,7 @@ fn refused_rows_are_bounded_apart_so_a_flood_of_them_keeps_the_history() {
         })
         .collect();
     s.insert_batch(&history).unwrap();
-    for _ in 0..20 {
-        let flood: Vec<_> = (0..50)
-            .map(|_| {
-                at += 1;
-                let mut ex = exchange("shop", at, "/flood", b"");
-                ex.refused = true;
-                ex.status = Some(429);
-                ex
-            })
-            .collect();
-        s.insert_batch(&flood).unwrap();
-    }
+    refused_flood(&mut s, &mut at);
     let refused = Filter {
         refused: Some(true),
         ..Filter::default()
@@ -545,17 +550,7 @@ fn refused_rows_are_bounded_apart_so_a_flood_of_them_keeps_the_history() {
     opts.retention_per_tunnel = 100;
     let mut s = Store::open(&opts).unwrap();
     s.insert_batch(&history).unwrap();
-    for _ in 0..20 {
-        let flood: Vec<_> = (0..50)
-            .map(|_| {
-                at += 1;
-                let mut ex = exchange("shop", at, "/flood", b"");
-                ex.refused = true;
-                ex
-            })
-            .collect();
-        s.insert_batch(&flood).unwrap();
-    }
+    refused_flood(&mut s, &mut at);
     assert_eq!(s.count(&refused).unwrap(), 10);
     assert_eq!(s.count(&Filter::default()).unwrap(), 70);
 }
