@@ -192,8 +192,7 @@ fn twilio_expected(req: &RequestView<'_>) -> Option<Expected> {
     if get("EventType").is_some() || get("ConversationSid").is_some() {
         return None;
     }
-    let incoming = get("SmsStatus") == Some("received")
-        || (get("SmsMessageSid").is_some() && get("SmsStatus").is_none_or(|s| s == "received"));
+    let incoming = get("SmsStatus").map_or(get("SmsMessageSid").is_some(), |s| s == "received");
     let message = get("MessageSid").or_else(|| get("SmsSid")).is_some();
     (message
         && incoming
