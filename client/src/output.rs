@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{Sender, channel};
 use twk_agent::{ConnState, Observer};
-use twk_capture::Exchange;
+use twk_capture::{Exchange, Severity};
 
 /// Output format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -237,6 +237,7 @@ fn event_id(ex: &Exchange) -> Option<&str> {
 /// `[id]`, the verdict as a mark and a word, the first lint), then what went back (`<--`
 /// status, time), e.g.
 /// `12:00:01  --> stripe payment_intent.succeeded [evt_1] ✓ valid  POST /hooks  <-- 200 8 ms`.
+/// An error lint adds an indented line with its code and why (`⚠ invalid-twiml: …`).
 /// Every piece the sender controls goes through the sanitizer.
 fn plain_line(ex: &Exchange) -> String {
     let mut incoming = Vec::new();
@@ -284,8 +285,21 @@ fn plain_line(ex: &Exchange) -> String {
     if let Some(f) = &ex.failure {
         line.push_str(&format!("  ({})", twk_sanitize::clean(&f.message)));
     }
+    // An error lint means the callback is lost or the call fails: say why right under it,
+    // not only as a label (the message is cut; `log ID` and the inspector have it all).
+    if let Some(err) = lints.iter().find(|l| l.severity == Severity::Error) {
+        line.push_str(&format!(
+            "\n          {} {}: {}",
+            err.severity.mark(),
+            err.code.as_str(),
+            twk_sanitize::clean_line(&err.message, LINT_MESSAGE_CHARS)
+        ));
+    }
     line
 }
+
+/// Where an error lint's message under a `--no-tui` line is cut.
+const LINT_MESSAGE_CHARS: usize = 400;
 
 /// The NDJSON object of an exchange after its leading `"event":"exchange"` and `id`. The
 /// first fields are the stable contract; `event_id`, `summary`, `lints`
@@ -523,9 +537,18 @@ mod tests {
         );
         assert!(line.contains(" [m-1"), "{line}");
         assert!(line.contains("? no secret ⚠ bare 401 POST /cb"), "{line}");
-        assert!(line.ends_with("<-- 401 8 ms"), "{line}");
+        let (first, why) = line.split_once('\n').expect("the error lint's line");
+        assert!(first.ends_with("<-- 401 8 ms"), "{line}");
         assert!(
-            !line.chars().any(twk_sanitize::is_unsafe),
+            why.starts_with("          ⚠ 401-without-www-authenticate: "),
+            "{line}"
+        );
+        assert!(why.contains("WWW-Authenticate"), "{line}");
+        assert!(
+            !line
+                .lines()
+                .flat_map(str::chars)
+                .any(twk_sanitize::is_unsafe),
             "unsafe character reached the line: {line:?}"
         );
         let plain = Exchange {

@@ -686,6 +686,13 @@ async fn no_tui_lines_name_the_event_and_its_verdict() {
         bare.contains("⚠ bare 401 POST /cb/bare  <-- 401 "),
         "{bare}"
     );
+    // And says why under it, not only as a label.
+    let why = tunnel.line().await;
+    assert!(
+        why.starts_with("          ⚠ 401-without-www-authenticate: 401 without a WWW-Authenticate"),
+        "{why}"
+    );
+    assert!(why.contains("this callback is lost"), "{why}");
     tunnel.stop().await;
 }
 

@@ -242,6 +242,12 @@ impl LintCode {
         matches!(self, LintCode::InvalidBxml | LintCode::InvalidTwiml)
     }
 
+    /// Whether the lint makes a 2xx a failed delivery: the provider cannot use the answer
+    /// (TwiML Twilio cannot run). The other error lints come with a 401.
+    pub const fn spoils_a_success(self) -> bool {
+        matches!(self.severity(), Severity::Error) && self.about_the_answer_document()
+    }
+
     /// Whether the lint depends on the exchange's pairing (recomputed when one arrives).
     const fn pairing_dependent(self) -> bool {
         matches!(self, LintCode::PreemptiveCredentials)

@@ -3,7 +3,7 @@
 
 use crate::InspectorError;
 use crate::model::{Cmd, Counts, Intent, Load, Model, Msg, Start, update};
-use twk_capture::{Filter, Order, StatusFilter, Store, Summary};
+use twk_capture::{Filter, LintCode, Order, StatusFilter, Store, Summary};
 use twk_providers::Verdict;
 
 /// A read connection to the capture store.
@@ -153,11 +153,24 @@ impl Loader {
                     }
                     None => 0,
                 };
+                // A 2xx the provider cannot use (TwiML it cannot run) is an error too.
+                let mut errors = 0;
+                for code in LintCode::ALL.into_iter().filter(|c| c.spoils_a_success()) {
+                    errors += self.store.count(&Filter {
+                        lint: Some(code),
+                        ..status(StatusFilter::Class(2))
+                    })?;
+                }
+                for s in [
+                    StatusFilter::Class(4),
+                    StatusFilter::Class(5),
+                    StatusFilter::NoResponse,
+                ] {
+                    errors += self.store.count(&status(s))?;
+                }
                 Ok(Msg::Counts(Counts {
                     total,
-                    errors: self.store.count(&status(StatusFilter::Class(4)))?
-                        + self.store.count(&status(StatusFilter::Class(5)))?
-                        + self.store.count(&status(StatusFilter::NoResponse))?,
+                    errors,
                     refused: self.store.count(&refused)?,
                     missed: self.store.count(&missed)?,
                     invalid: self.store.count(&verdict(Verdict::Invalid))?

@@ -1050,3 +1050,21 @@ fn refused_and_missed_rows_are_counted_apart_from_errors() {
         "{c:?}"
     );
 }
+
+/// A 200 the provider cannot use is a failed delivery: an answer Bandwidth cannot run as
+/// BXML counts as an error in the top bar, loaded and live, beside a good 200.
+#[test]
+fn an_answer_the_provider_cannot_run_counts_as_an_error() {
+    let (dir, data) = store(&[bad_bxml(1), plain(2, "POST", "/ok", Some(200))]);
+    let mut m = model(&data);
+    assert_eq!((m.counts.total, m.counts.errors), (2, 1), "{:?}", m.counts);
+    let s = add(&dir, &bad_bxml(3));
+    assert!(
+        s.lints.contains(&twk_capture::LintCode::InvalidBxml),
+        "{s:?}"
+    );
+    data.dispatch(&mut m, Msg::Captured(Box::new(s)));
+    assert_eq!((m.counts.total, m.counts.errors), (3, 2), "{:?}", m.counts);
+    let (text, _) = render(&m);
+    assert!(text.contains("3 total · 2 errors"), "{text}");
+}

@@ -688,15 +688,7 @@ fn an_answer_slower_than_the_provider_waits_is_linted_in_the_list_and_the_timing
 /// says what is wrong before the answer itself.
 #[test]
 fn an_answer_bandwidth_cannot_run_is_named_in_the_list_and_the_response_tab() {
-    let mut ex = plain(1, "POST", "/bandwidth/voice", Some(200));
-    ex.provider = Some("bandwidth".into());
-    ex.event = Some("initiate".into());
-    ex.request.headers = vec![h("content-type", b"application/json")];
-    ex.request.body = body(br#"{"eventType":"initiate","callId":"c-1","accountId":"9"}"#);
-    let answer = ex.response.as_mut().expect("an answer");
-    answer.headers = vec![h("content-type", b"application/json")];
-    answer.body = body(br#"{"ok":true}"#);
-    let (_d, data) = store(&[ex]);
+    let (_d, data) = store(&[bad_bxml(1)]);
     let mut m = model(&data);
     let (list, _) = render(&m);
     assert!(list.contains("bad BXML"), "{list}");

@@ -11,8 +11,9 @@ use twk_providers::Verdict;
 pub struct Counts {
     /// Exchanges stored.
     pub total: u64,
-    /// Status ≥ 400 or no response, from the app or on the way to it: not the relay's
-    /// own answers to senders, which are counted in `refused` and `missed`.
+    /// Status ≥ 400 or no response, from the app or on the way to it, and answers the
+    /// provider cannot use (a 200 with an error lint, such as TwiML Twilio cannot run): not
+    /// the relay's own answers to senders, which are counted in `refused` and `missed`.
     pub errors: u64,
     /// Requests the relay refused itself (429, 413) and told the tunnel of.
     pub refused: u64,
@@ -52,7 +53,8 @@ impl Counts {
             self.refused += 1;
         } else if s.missed {
             self.missed += 1;
-        } else if s.status.is_none_or(|c| c >= 400) {
+        } else if s.status.is_none_or(|c| c >= 400) || s.lints.iter().any(|c| c.spoils_a_success())
+        {
             self.errors += 1;
         }
         if matches!(s.verdict, Some(Verdict::Invalid | Verdict::Malformed)) {

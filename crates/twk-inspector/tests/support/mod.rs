@@ -175,6 +175,20 @@ pub fn twilio_form(i: i64) -> Exchange {
     ex
 }
 
+/// A Bandwidth `initiate` callback the app answered 200 with JSON: Bandwidth cannot run it
+/// as BXML (`invalid-bxml`, an error on a 200).
+pub fn bad_bxml(i: i64) -> Exchange {
+    let mut ex = plain(i, "POST", "/bandwidth/voice", Some(200));
+    ex.provider = Some("bandwidth".into());
+    ex.event = Some("initiate".into());
+    ex.request.headers = vec![h("content-type", b"application/json")];
+    ex.request.body = body(br#"{"eventType":"initiate","callId":"c-1","accountId":"9"}"#);
+    let answer = ex.response.as_mut().expect("an answer");
+    answer.headers = vec![h("content-type", b"application/json")];
+    answer.body = body(br#"{"ok":true}"#);
+    ex
+}
+
 /// A request to a local app that failed.
 pub fn failed(i: i64) -> Exchange {
     let mut ex = plain(i, "POST", "/hooks/stripe", None);
