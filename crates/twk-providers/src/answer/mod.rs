@@ -112,23 +112,43 @@ const BANDWIDTH_SYNC: [(&str, BxmlEvent); 14] = [
     ("conferenceRedirect", BxmlEvent::Conference),
 ];
 
+/// Bandwidth's answer to `<Refer>`: synchronous when the REFER failed, else not.
+const REFER_COMPLETE: &str = "referComplete";
+
+/// An answer the whole BXML verb set may be run from.
+const CALL: Expected = Expected::Bxml(BxmlEvent::Call);
+
 /// Call states after which a Twilio request about the call is a status callback.
 const TWILIO_CALL_OVER: [&str; 5] = ["completed", "busy", "failed", "no-answer", "canceled"];
 
 /// Parameters only Twilio's status callbacks carry (call progress, recordings,
-/// transcriptions), whose answers Twilio does not run.
-const TWILIO_STATUS_ONLY: [&str; 4] = [
+/// transcriptions, `<Gather>`'s partial speech results), whose answers Twilio does not run.
+/// The call-progress markers are the Call resource's (`CallbackSource` is always
+/// `call-progress-events` there); the voice webhook's parameters (TwiML "Request parameters")
+/// have none of them.
+const TWILIO_STATUS_ONLY: [&str; 5] = [
     "CallbackSource",
     "SequenceNumber",
     "RecordingStatus",
     "TranscriptionStatus",
+    "UnstableSpeechResult",
 ];
 
 /// The document `req`'s answer must be, when `provider` runs its answer; `None` for
 /// callbacks whose answer body is ignored and for everything else.
 pub fn expected_answer(provider: Provider, req: &RequestView<'_>) -> Option<Expected> {
     match provider {
-        Provider::Bandwidth => bandwidth_sync(&bandwidth_voice_event(req)?).map(Expected::Bxml),
+        Provider::Bandwidth => {
+            let event = bandwidth_voice_event(req)?;
+            if event == REFER_COMPLETE {
+                // A failed REFER leaves the call up and runs the answer; after a successful
+                // one the call has gone elsewhere and the answer is ignored
+                // (`referComplete`'s page; `referCallStatus` is `success` or `failure`).
+                let status = bandwidth_field(req, "referCallStatus");
+                return (status.as_deref() != Some("success")).then_some(CALL);
+            }
+            bandwidth_sync(&event).map(Expected::Bxml)
+        }
         Provider::Twilio => twilio_expected(req),
         _ => None,
     }
@@ -160,15 +180,20 @@ pub fn answer_limit(provider: Provider, req: &RequestView<'_>) -> Option<AnswerL
 
 /// A Bandwidth voice callback's `eventType`: a JSON object (or, for `GET`, the query).
 fn bandwidth_voice_event(req: &RequestView<'_>) -> Option<String> {
+    bandwidth_field(req, "eventType")
+}
+
+/// A string field of a Bandwidth voice callback: the JSON object's (the query's for `GET`).
+fn bandwidth_field(req: &RequestView<'_>, name: &str) -> Option<String> {
     if req.is_get() {
         return UrlParts::parse(req.url)?
             .query_pairs()
             .into_iter()
-            .find(|(k, _)| k == "eventType")
+            .find(|(k, _)| k == name)
             .map(|(_, v)| v);
     }
     match req.json()? {
-        Value::Object(o) => o.get("eventType")?.as_str().map(str::to_owned),
+        Value::Object(o) => o.get(name)?.as_str().map(str::to_owned),
         _ => None,
     }
 }

@@ -117,7 +117,8 @@ pub(super) const BXML_CONFERENCE: &[&str] = &[
 ];
 
 /// The verbs an answer to `transferAnswer` may not hold (`transferAnswer.mdx`'s table: it runs
-/// for the called party only).
+/// for the called party only). The table is older than `<StartStream>`, `<StartTranscription>`,
+/// `<Connect>` and `<Refer>`, whose place there is not documented: they pass.
 pub(super) const BXML_NOT_ON_TRANSFER_ANSWER: &[&str] =
     &["Bridge", "Conference", "Forward", "Transfer"];
 

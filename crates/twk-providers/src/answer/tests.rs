@@ -31,8 +31,6 @@ fn problems(expected: Expected, answer: &Answer<'_>) -> String {
     describe(&check(expected, answer), 10)
 }
 
-const CALL: Expected = Expected::Bxml(BxmlEvent::Call);
-
 #[test]
 fn bandwidth_sync_voice_events_expect_bxml_and_the_others_nothing() {
     for (event, want) in [
@@ -74,6 +72,36 @@ fn bandwidth_sync_voice_events_expect_bxml_and_the_others_nothing() {
     );
 }
 
+/// `referComplete` (the `<Refer>` verb's callback) runs its answer only when the REFER
+/// failed: the call is still up. After a successful one the answer is ignored.
+#[test]
+fn a_failed_refer_runs_its_answer_and_a_successful_one_does_not() {
+    let refer = |status: &str| {
+        bw("referComplete").replace(
+            r#""tag""#,
+            &format!(r#""referCallStatus":"{status}","referSipResponseCode":202,"tag""#),
+        )
+    };
+    let (failed, done) = (refer("failure"), refer("success"));
+    assert_eq!(
+        expected_answer(Provider::Bandwidth, &post(&failed)),
+        Some(CALL)
+    );
+    assert_eq!(expected_answer(Provider::Bandwidth, &post(&done)), None);
+    // No status said: judged, as the failure it may be.
+    let bare = bw("referComplete");
+    assert_eq!(
+        expected_answer(Provider::Bandwidth, &post(&bare)),
+        Some(CALL)
+    );
+    let get = RequestView::new(
+        "GET",
+        "https://relay.example/t/demo/voice?eventType=referComplete&referCallStatus=success",
+        b"",
+    );
+    assert_eq!(expected_answer(Provider::Bandwidth, &get), None);
+}
+
 #[test]
 fn bandwidth_voice_callbacks_wait_15_s_and_messaging_10() {
     let voice = answer_limit(Provider::Bandwidth, &post(&bw("disconnect"))).expect("a limit");
@@ -100,6 +128,10 @@ fn twilio_voice_and_incoming_messages_expect_twiml_and_status_callbacks_nothing(
     let over = "AccountSid=AC1&CallSid=CA1&CallStatus=completed&CallDuration=42";
     let progress = "AccountSid=AC1&CallSid=CA1&CallStatus=ringing&CallbackSource=call-progress-events&SequenceNumber=0";
     let recording = "AccountSid=AC1&CallSid=CA1&CallStatus=in-progress&RecordingStatus=completed";
+    // `<Gather partialResultCallback>`: "They don't accept any TwiML documents in response."
+    let partial =
+        "AccountSid=AC1&CallSid=CA1&CallStatus=in-progress&UnstableSpeechResult=hel&Stability=0.5";
+    let dial_action = "AccountSid=AC1&CallSid=CA1&CallStatus=in-progress&DialCallStatus=no-answer";
     let sms = "AccountSid=AC1&MessageSid=SM1&SmsSid=SM1&SmsStatus=received&Body=hi&NumMedia=0";
     let delivered = "AccountSid=AC1&MessageSid=SM1&MessageStatus=delivered&SmsStatus=delivered";
     let conversation =
@@ -111,6 +143,8 @@ fn twilio_voice_and_incoming_messages_expect_twiml_and_status_callbacks_nothing(
         (over, None),
         (progress, None),
         (recording, None),
+        (partial, None),
+        (dial_action, Some(Expected::TwimlVoice)),
         (sms, Some(Expected::TwimlMessaging)),
         (delivered, None),
         (conversation, None),
