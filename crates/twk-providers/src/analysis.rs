@@ -168,8 +168,8 @@ impl Provider {
             ),
             Provider::Twilio => limit(
                 15,
-                "Twilio gives up (error 11200, its default read timeout; #rt= in the URL \
-                 changes it) and uses the fallback URL; it does not retry by default",
+                "Twilio gives up after 15 s in all, connecting included (error 11205; #rt= \
+                 and #tt= in the URL change it) and uses the fallback URL",
             ),
             Provider::StandardWebhooks | Provider::Svix => limit(
                 15,
