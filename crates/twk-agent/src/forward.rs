@@ -4,9 +4,9 @@
 use crate::config::{AgentConfig, HostHeader};
 use crate::hasher::BodyHasher;
 use crate::now_ms;
-use crate::prefetch::{AheadBudget, Slots, Turn, read_ahead};
+use crate::prefetch::{AheadBudget, Arrival, Slots, Turn, read_ahead};
 use crate::session::Observer;
-use crate::tap::{CaptureBudget, Lease, Tap, TapResult};
+use crate::tap::{BodyFault, CaptureBudget, Lease, Tap, TapResult};
 use crate::target_io::{Checkout, TargetConnector};
 use http::{HeaderMap, HeaderValue, Request, Response, StatusCode, header};
 use http_body_util::BodyExt;
@@ -475,13 +475,20 @@ pub(crate) async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Respo
     let sent = tokio::time::timeout(deadline, async {
         let (parts, body) = out.into_parts();
         let (body, arrival) = read_ahead(body, &shared.ahead).await;
+        if arrival == Arrival::Broken {
+            return None;
+        }
         // The turn is held until the response body has ended, when the exchange is reported.
         record.slot = shared.target_slots.turn(arrival).await;
-        crate::target_io::send(&shared.client, Request::from_parts(parts, body)).await
+        Some(crate::target_io::send(&shared.client, Request::from_parts(parts, body)).await)
     });
     match sent.await {
-        Ok((Ok(resp), _)) => respond(&shared, record, resp),
-        Ok((Err(e), checkout)) => {
+        Ok(None) => match record.sender_body_error().await {
+            Some(fault) => record.never_forwarded(fault),
+            None => record.blame_sender(BodyFault::Broken("the relay reset its stream".into())),
+        },
+        Ok(Some((Ok(resp), _))) => respond(&shared, record, resp),
+        Ok(Some((Err(e), checkout))) => {
             let left = deadline.saturating_sub(started.elapsed());
             if let Ok(rest) = unread.try_recv() {
                 read_into_capture(rest, left).await;
@@ -519,11 +526,8 @@ async fn failed(
     let cfg = &shared.cfg;
     // The relay cuts the request body off when the sender's was malformed or cut short:
     // that is the sender's failure, not the target's.
-    if let Some(broken) = record.sender_body_error().await {
-        let msg = format!(
-            "twk: the sender's request body is malformed or incomplete: {broken} (sender side)\n"
-        );
-        return record.answer(StatusCode::BAD_REQUEST, Some(Side::Sender), &msg, None);
+    if let Some(fault) = record.sender_body_error().await {
+        return record.blame_sender(fault);
     }
     let request_id = record.exchange.request_id.clone();
     let e = match resend_request(cfg, checkout.as_ref(), &record) {
@@ -664,7 +668,7 @@ struct Pending {
 impl Pending {
     /// When the request body failed on the way in (an error from the relay's side, not the
     /// target hanging up), that error. Records the request body either way.
-    async fn sender_body_error(&mut self) -> Option<String> {
+    async fn sender_body_error(&mut self) -> Option<BodyFault> {
         // The client has dropped or finished the body when `request` returned: no wait but,
         // for a body whose copy was cut short, the hashing thread's for its digest (at most
         // its bounded backlog).
@@ -673,6 +677,25 @@ impl Pending {
         self.exchange.request.body = r.body;
         self.req_complete = r.complete;
         r.error.filter(|_| !r.complete)
+    }
+
+    /// Answers for a sender whose body failed on its way (the relay cut it off, or it was
+    /// malformed or cut short): the sender's fault, as the relay told the sender.
+    fn blame_sender(self, fault: BodyFault) -> Response<AgentBody> {
+        let status = match fault {
+            BodyFault::OverRelayCap => StatusCode::PAYLOAD_TOO_LARGE,
+            BodyFault::Broken(_) => StatusCode::BAD_REQUEST,
+        };
+        let msg =
+            format!("twk: the sender's request body did not come whole: {fault} (sender side)\n");
+        self.answer(status, Some(Side::Sender), &msg, None)
+    }
+
+    /// [`Self::blame_sender`] for a request whose body failed before any of it came: the
+    /// app never saw it, and a body over the relay's cap was the relay's refusal.
+    fn never_forwarded(mut self, fault: BodyFault) -> Response<AgentBody> {
+        self.exchange.refused = fault == BodyFault::OverRelayCap;
+        self.blame_sender(fault)
     }
 
     /// twk answers the sender itself (`status`, `msg`, and a `WWW-Authenticate` challenge if

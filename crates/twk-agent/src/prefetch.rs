@@ -48,6 +48,10 @@ pub(crate) enum Arrival {
     Whole,
     /// Some or none of it; more is coming, or it is too large to read ahead.
     Streaming,
+    /// None of it: it failed before its first byte (the relay reset the stream: a chunked
+    /// body over its cap, a malformed one). Not to be forwarded: the app would get an empty
+    /// request nobody made.
+    Broken,
 }
 
 /// The local target's slots: every request takes one; a request whose body is still
@@ -75,7 +79,7 @@ impl Slots {
     /// Waits for a turn (`None` only if the semaphores were closed, which they never are).
     pub(crate) async fn turn(&self, arrival: Arrival) -> Option<Turn> {
         let streaming = match arrival {
-            Arrival::Whole => None,
+            Arrival::Whole | Arrival::Broken => None,
             Arrival::Streaming => Some(self.streaming.clone().acquire_owned().await.ok()?),
         };
         let slot = self.all.clone().acquire_owned().await.ok()?;
@@ -122,7 +126,21 @@ impl AheadBudget {
 /// frames, with how it had arrived. A body with nothing to read comes back as it was.
 pub(crate) async fn read_ahead(mut body: AgentBody, budget: &AheadBudget) -> (AgentBody, Arrival) {
     if body.is_end_stream() {
-        return (body, Arrival::Whole);
+        // A stream reset before any of its body also reads as ended: it fails when read,
+        // at once (nothing more can come, so this never waits).
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        let broken = matches!(
+            Pin::new(&mut body).poll_frame(&mut cx),
+            Poll::Ready(Some(Err(_)))
+        );
+        return (
+            body,
+            if broken {
+                Arrival::Broken
+            } else {
+                Arrival::Whole
+            },
+        );
     }
     let mut ahead = Ahead {
         frames: VecDeque::new(),
@@ -133,8 +151,12 @@ pub(crate) async fn read_ahead(mut body: AgentBody, budget: &AheadBudget) -> (Ag
     };
     let mut wait: Option<Pin<Box<tokio::time::Sleep>>> = None;
     let arrival = poll_fn(|cx| ahead.fill(&mut body, &mut wait, cx)).await;
-    if ahead.frames.is_empty() && ahead.end.is_none() {
-        return (body, arrival);
+    if ahead.frames.is_empty() {
+        match ahead.end {
+            None => return (body, arrival),
+            Some(End::Failed(_)) => return (body, Arrival::Broken),
+            Some(End::Clean) => {}
+        }
     }
     let rest = ahead.end.is_none().then_some(body);
     (Prefetched { ahead, rest }.boxed(), arrival)
@@ -392,6 +414,17 @@ mod tests {
         );
         let e = body.frame().await.unwrap().unwrap_err();
         assert_eq!(e.to_string(), "cut short");
+    }
+
+    /// A body that breaks before its first byte is not to be forwarded at all.
+    #[tokio::test]
+    async fn a_body_broken_before_its_first_byte_is_broken() {
+        let budget = AheadBudget::default();
+        let (tx, body) = fed();
+        tx.send(Err("reset".into())).await.unwrap();
+        let (_, arrival) = read_ahead(body, &budget).await;
+        assert_eq!(arrival, Arrival::Broken);
+        assert_eq!(budget.held(), 0);
     }
 
     /// Past the shared budget, reading ahead stops: nothing is lost, and the body counts as

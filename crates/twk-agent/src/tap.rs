@@ -17,9 +17,43 @@ pub struct TapResult {
     /// True when the body reached its end (false: dropped or failed midway).
     pub complete: bool,
     /// The error that ended the body, if any.
-    pub error: Option<String>,
+    pub error: Option<BodyFault>,
     /// The copy's bytes, still counted against the tap's budget until this is dropped.
     pub lease: Lease,
+}
+
+/// Why a body ended before its end.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BodyFault {
+    /// The relay cut the sender's body off as it passed the relay's cap (the sender got
+    /// 413; [`twk_protocol::reset::BODY_OVER_CAP`]).
+    OverRelayCap,
+    /// Anything else, as its error says.
+    Broken(String),
+}
+
+impl BodyFault {
+    fn of(e: &(dyn std::error::Error + 'static)) -> Self {
+        let over_cap = h2::Reason::from(twk_protocol::reset::BODY_OVER_CAP);
+        let reset = std::iter::successors(Some(e), |e| e.source())
+            .find_map(|e| e.downcast_ref::<h2::Error>()?.reason());
+        if reset == Some(over_cap) {
+            BodyFault::OverRelayCap
+        } else {
+            BodyFault::Broken(e.to_string())
+        }
+    }
+}
+
+impl std::fmt::Display for BodyFault {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            BodyFault::OverRelayCap => {
+                f.write_str("the relay cut it off: over its cap (twk-relay --max-body)")
+            }
+            BodyFault::Broken(e) => f.write_str(e),
+        }
+    }
 }
 
 /// Bytes drawn from a [`CaptureBudget`], given back when dropped. A captured copy counts
@@ -155,7 +189,7 @@ impl<B> Tap<B> {
         self
     }
 
-    fn finish(&mut self, complete: bool, error: Option<String>) {
+    fn finish(&mut self, complete: bool, error: Option<BodyFault>) {
         let Some(tx) = self.done.take() else { return };
         let lease = Lease {
             budget: self.budget.clone(),
@@ -264,7 +298,7 @@ impl<B> Drop for Tap<B> {
 impl<B> Body for Tap<B>
 where
     B: Body<Data = Bytes> + Unpin,
-    B::Error: std::fmt::Display,
+    B::Error: std::error::Error + 'static,
 {
     type Data = Bytes;
     type Error = B::Error;
@@ -289,7 +323,7 @@ where
                 Poll::Ready(Some(Ok(frame)))
             }
             Poll::Ready(Some(Err(e))) => {
-                this.finish(false, Some(e.to_string()));
+                this.finish(false, Some(BodyFault::of(&e)));
                 Poll::Ready(Some(Err(e)))
             }
             Poll::Ready(None) => {

@@ -64,6 +64,15 @@ pub mod upgrade {
     }
 }
 
+/// HTTP/2 error codes the relay resets a request's stream with, beside the standard ones.
+/// A peer that does not know a code takes it as `INTERNAL_ERROR` (RFC 9113 §7), so an older
+/// client reads it as any broken body.
+pub mod reset {
+    /// The sender's body passed the relay's cap (`twk-relay --max-body`) while it streamed;
+    /// the relay answered the sender 413. (A body broken otherwise: `INTERNAL_ERROR`.)
+    pub const BODY_OVER_CAP: u32 = 0x7477_6b01;
+}
+
 /// Metadata headers that the relay adds to every request it forwards over the tunnel.
 /// The client reads them and strips every `x-twk-*` header before forwarding to the target.
 pub mod meta {

@@ -19,7 +19,7 @@
 //!
 //! It is not the tunnel client's side (hyper's HTTP/2 server there) nor a general client.
 
-use crate::body::RelayBody;
+use crate::body::{RelayBody, TooLarge};
 use crate::window::{RECHECK, Reader, WATCH_AFTER, WindowShare};
 use bytes::Bytes;
 use http::{Request, Response};
@@ -192,8 +192,19 @@ async fn pipe(body: RelayBody, mut tx: h2::SendStream<Bytes>) {
     let mut body = Gathered::new(body, None);
     if let Err(e) = pipe_inner(&mut body, &mut tx).await {
         tracing::debug!(error = %e, "request body not sent whole");
-        tx.send_reset(h2::Reason::INTERNAL_ERROR);
+        // The client tells a body over the cap (the sender got 413) from a broken one.
+        let reason = if over_cap(&*e) {
+            h2::Reason::from(twk_protocol::reset::BODY_OVER_CAP)
+        } else {
+            h2::Reason::INTERNAL_ERROR
+        };
+        tx.send_reset(reason);
     }
+}
+
+/// Whether `e` is, or was caused by, the sender's body passing the relay's cap.
+fn over_cap(e: &(dyn std::error::Error + 'static)) -> bool {
+    std::iter::successors(Some(e), |e| e.source()).any(|e| e.is::<TooLarge>())
 }
 
 async fn pipe_inner(

@@ -163,6 +163,63 @@ async fn body_over_the_cap_is_refused_with_413_before_it_is_read() {
     let _ = target.next().await;
 }
 
+/// A chunked body over the cap in its first chunk: the relay answers 413 and resets the
+/// stream before any of the body went on. The app never gets the request (it once got an
+/// empty POST, answered it, and the log said 200), and the tunnel records the relay's
+/// refusal; a malformed first chunk is likewise never forwarded.
+#[tokio::test]
+async fn a_chunked_body_over_the_cap_at_once_never_reaches_the_app() {
+    trace_init();
+    let mut cfg = relay_config(twk_relay::Auth::Open);
+    cfg.max_body = 1000;
+    let relay = spawn_relay(cfg).await;
+    let mut target = FakeTarget::echo().await;
+    let mut agent = spawn_agent(agent_config(&relay, target.addr));
+    let (name, _) = agent.connected().await;
+
+    let big = format!(
+        "POST /t/{name}/over HTTP/1.1\r\nhost: a\r\ntransfer-encoding: chunked\r\n\r\n\
+         5dc\r\n{}\r\n0\r\n\r\n",
+        "z".repeat(1500)
+    );
+    let r = raw(relay.addr, big.as_bytes()).await;
+    assert!(r.starts_with("HTTP/1.1 413"), "{r}");
+    let ex = agent.exchange().await;
+    assert_eq!(
+        (ex.path.as_str(), ex.status),
+        ("/over", Some(413)),
+        "{ex:?}"
+    );
+    assert!(ex.refused, "the relay's refusal: {ex:?}");
+    let failure = ex.failure.expect("a failure");
+    assert_eq!(failure.side, twk_capture::Side::Sender);
+    assert!(
+        failure.message.contains("--max-body"),
+        "{}",
+        failure.message
+    );
+
+    let bad = format!(
+        "POST /t/{name}/bad HTTP/1.1\r\nhost: a\r\ntransfer-encoding: chunked\r\n\r\nzz\r\n"
+    );
+    let r = raw(relay.addr, bad.as_bytes()).await;
+    assert!(r.starts_with("HTTP/1.1 400"), "{r}");
+    let ex = agent.exchange().await;
+    assert_eq!((ex.path.as_str(), ex.status), ("/bad", Some(400)), "{ex:?}");
+    assert!(
+        !ex.refused,
+        "a broken body is not the relay's refusal: {ex:?}"
+    );
+
+    // The first request the app sees is the next one.
+    let ok = send(relay.addr, "POST", &format!("/t/{name}/ok"), &[], "{}")
+        .await
+        .unwrap();
+    assert_eq!(ok.status, 200);
+    assert_eq!(target.next().await.path_and_query, "/ok");
+    assert_eq!(agent.exchange().await.status, Some(200));
+}
+
 #[tokio::test]
 async fn hostile_requests_are_refused_clearly() {
     let (relay, target) = open_relay_and_echo().await;
