@@ -4,12 +4,12 @@
 //!
 //! Exactly once, as far as a crash allows: a hand-off is acknowledged only after the row is
 //! stored (the relay keeps its copy until then), a repeated hand-off of the same relay
-//! request id finds its row and records nothing, and a missed row is delivered only while it
-//! has no replay yet.
+//! request id finds its row and records nothing, and a missed row is delivered only while no
+//! replay of it got a 2xx.
 
 use crate::output::Printer;
 use std::sync::Arc;
-use twk_capture::{Exchange, ExchangeId, Filter, Recorder, Store};
+use twk_capture::{Exchange, ExchangeId, Filter, Recorder, StatusFilter, Store};
 
 /// What to do with missed requests besides recording them.
 #[derive(Clone)]
@@ -89,11 +89,13 @@ fn store_row(
     id
 }
 
-/// Missed row `id`'s request, unless it was delivered already (it has a replay) or cannot be
-/// read.
+/// Missed row `id`'s request, unless it was delivered already (a replay of it got a 2xx) or
+/// cannot be read. A delivery the app did not take (it was down: twk's 502; it failed: its
+/// 5xx) leaves it waiting, as a provider would send it again.
 pub fn undelivered(store: &Store, id: ExchangeId) -> Option<Exchange> {
     let replayed = Filter {
         replay_of: Some(id),
+        status: Some(StatusFilter::Class(2)),
         limit: Some(1),
         ..Filter::default()
     };

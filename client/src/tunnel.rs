@@ -597,6 +597,10 @@ async fn drive(
                 .args
                 .deliver_missed
                 .then(|| twk_agent::replay::ReplayOptions {
+                    // The app this tunnel forwards to now: a row whose delivery failed is
+                    // delivered again at a later hand-off, maybe to a tunnel on another port.
+                    to: Some(s.target.url()),
+                    keep_host: s.args.host_header() == HostHeader::Preserve,
                     secrets: (*s.secrets).clone(),
                     capture_cap: recorder.as_ref().map_or(1 << 20, |r| r.options().body_cap),
                     ..Default::default()

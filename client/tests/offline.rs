@@ -296,6 +296,40 @@ async fn deliver_missed_replays_each_to_the_app_once_even_when_handed_over_twice
     assert_eq!(log(home.path(), &[]).len(), 4);
 }
 
+/// A delivery the app did not take (it was down: no answer) leaves the missed row waiting:
+/// the next hand-off of it delivers it, where it once counted as delivered for good.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missed_request_the_app_could_not_take_is_delivered_later() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = tempfile::tempdir().unwrap();
+    let relay = spawn_relay(relay_cfg(dir.path(), Duration::ZERO)).await;
+    let mut app = FakeTarget::echo().await;
+    let t = tunnel(home.path(), &relay, app.addr);
+    kill(t, &relay).await;
+    let r = send(relay.addr, "POST", "/t/away/late", &[], "late")
+        .await
+        .unwrap();
+    assert_eq!(r.status, 503);
+    let copies = kept_copies(dir.path());
+    let down = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let back = tunnel_with(home.path(), &relay, down, &["--deliver-missed"]);
+    until_taken(dir.path()).await;
+    let all = log(home.path(), &[]);
+    let failed: Vec<&Value> = all.iter().filter(|r| !r["replay_of"].is_null()).collect();
+    assert_eq!(failed.len(), 1, "{all:?}");
+    assert!(failed[0]["status"].is_null(), "{all:?}");
+    assert_eq!(failed[0]["failure"]["side"], "target", "{all:?}");
+    kill(back, &relay).await;
+
+    restore(&copies);
+    let _up = tunnel_with(home.path(), &relay, app.addr, &["--deliver-missed"]);
+    assert_eq!(&app.next().await.body[..], b"late");
+    until_taken(dir.path()).await;
+}
+
 /// With `--deliver-missed`, a delivered replay is checked with twk's test secrets as the file
 /// is when it is delivered: one `trigger` made after the tunnel started counts, as it does
 /// for live requests.

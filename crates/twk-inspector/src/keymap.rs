@@ -51,7 +51,7 @@ pub const KEYS: &[(&str, &str)] = &[
     ),
     (
         "D",
-        "deliver every missed request (arrived while offline) to the app, in order, once",
+        "deliver every missed request (arrived while offline) to the app, in order, until it takes it (2xx)",
     ),
     ("p", "pause / resume following the newest exchange"),
     ("?", "this help"),
