@@ -167,6 +167,13 @@ impl Config {
         let dir = data_dir.or(self.data_dir.as_deref());
         let mut opts =
             twk_capture::StoreOptions::at(dir).context("locating the capture directory")?;
+        // A file there is a mistake to say at once, not a store to run without.
+        if opts.data_dir.exists() && !opts.data_dir.is_dir() {
+            anyhow::bail!(
+                "the data directory {} is not a directory (--data-dir, or data_dir in the config)",
+                twk_sanitize::clean(&opts.data_dir.display().to_string())
+            );
+        }
         if let Some(cap) = self.capture.body_cap {
             opts.body_cap = cap;
         }

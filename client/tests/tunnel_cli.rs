@@ -1,6 +1,7 @@
 //! The `twk-tunnel` binary end to end: real processes, real relay, real signals.
 #![allow(clippy::unwrap_used)]
 
+use std::os::unix::fs::PermissionsExt;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncBufReadExt, BufReader};
@@ -218,6 +219,26 @@ async fn usage_errors_exit_2() {
         .await
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
+
+    // A file named as the data directory is a mistake said at once, and left as it was (it
+    // was once chmod-ed 0700 and the tunnel ran without capture).
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("afile");
+    std::fs::write(&file, "mine").unwrap();
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let file_arg = file.to_str().unwrap();
+    for args in [
+        &["--no-tui", "--data-dir", file_arg, "3000"][..],
+        &["log", "--data-dir", file_arg],
+    ] {
+        let out = Command::new(BIN).args(args).output().await.unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains("is not a directory"), "{stderr}");
+    }
+    let mode = std::fs::metadata(&file).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o644);
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), "mine");
 }
 
 #[tokio::test]

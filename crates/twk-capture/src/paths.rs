@@ -47,6 +47,11 @@ pub(crate) fn ensure_private_dir(dir: &Path) -> Result<()> {
         return Ok(());
     }
     let meta = fs::metadata(dir).map_err(|e| CaptureError::io("reading data directory", dir, e))?;
+    if !meta.is_dir() {
+        // Never tighten (or write into) a file that was named by mistake.
+        let e = std::io::Error::from(std::io::ErrorKind::NotADirectory);
+        return Err(CaptureError::io("opening data directory", dir, e));
+    }
     let mode = meta.permissions().mode() & 0o777;
     if mode & 0o077 != 0 {
         tracing::warn!(
