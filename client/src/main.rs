@@ -9,6 +9,20 @@ macro_rules! say {
     }};
 }
 
+/// `println!` that returns the write's error instead of panicking: a reader that stopped
+/// reading (`sign … | head -1`) ends the command quietly (`broken_pipe`), where `println!`
+/// panicked (exit 101). `out!(raw …)` writes without the newline, as `print!`.
+macro_rules! out {
+    (raw $($arg:tt)*) => {{
+        use std::io::Write as _;
+        write!(std::io::stdout(), $($arg)*)
+    }};
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        writeln!(std::io::stdout(), $($arg)*)
+    }};
+}
+
 mod cmd;
 mod config;
 mod missed;

@@ -550,3 +550,47 @@ fn sign_reproduces_a_given_request() {
     let v = sign_json(&["--provider", "slack", "--secret", "s", "--body", "a=b"]);
     assert_eq!(v["headers"]["X-Slack-Request-Timestamp"], "1700000000");
 }
+
+/// A reader that stopped reading (`H=$(twk-tunnel sign … | head -1)`) ends the command
+/// quietly: its output once panicked on the closed pipe (exit 101). The pipe here is closed
+/// before the command starts, so every write meets it.
+#[test]
+fn a_closed_stdout_is_not_a_panic() {
+    for args in [
+        &[
+            "sign",
+            "--provider",
+            "github",
+            "--secret",
+            "s",
+            "--body",
+            "x",
+        ][..],
+        &["trigger", "--list"],
+        &[
+            "verify",
+            "--provider",
+            "github",
+            "--secret",
+            "s",
+            "--body",
+            "x",
+        ],
+    ] {
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let out = Command::new(BIN)
+            .args(args)
+            .env("XDG_CONFIG_HOME", "/nonexistent/twk-verify-cli")
+            .stdin(Stdio::null())
+            .stdout(writer)
+            .stderr(Stdio::piped())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+        // `verify`'s exit code is still its verdict (1: unsigned), not the pipe's fate.
+        let want = if args[0] == "verify" { 1 } else { 0 };
+        assert_eq!(out.status.code(), Some(want), "{args:?}: {stderr}");
+    }
+}

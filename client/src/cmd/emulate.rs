@@ -185,12 +185,12 @@ pub async fn run(args: EmulateArgs) -> anyhow::Result<ExitCode> {
     )?;
     if args.credentials {
         let c = twk_emulator::stored_credentials(&cfg).context("reading the emulator's state")?;
-        print!("{}", env_lines(&c));
+        out!(raw "{}", env_lines(&c))?;
         return Ok(ExitCode::SUCCESS);
     }
     let (emulator, _published) = start(cfg).await?;
-    println!("{}", banner(&emulator));
-    println!("ready");
+    out!("{}", banner(&emulator))?;
+    out!("ready")?;
     tokio::signal::ctrl_c()
         .await
         .context("waiting for Ctrl-C")?;
@@ -257,7 +257,7 @@ pub async fn trigger(
         Err(e @ twk_emulator::EmulatorError::Refused(_)) => return Err(usage_error(e.to_string())),
         Err(e) => return Err(anyhow::Error::new(e).context("firing through the emulator")),
     };
-    print_fired(provider, &em.base_url, &fired, json);
+    print_fired(provider, &em.base_url, &fired, json)?;
     let all =
         !fired.deliveries.is_empty() && fired.deliveries.iter().all(|d| d.fate == "delivered");
     Ok(if all {
@@ -267,29 +267,29 @@ pub async fn trigger(
     })
 }
 
-fn print_fired(provider: Provider, base: &str, f: &Fired, json: bool) {
+fn print_fired(provider: Provider, base: &str, f: &Fired, json: bool) -> std::io::Result<()> {
     if json {
         for d in &f.deliveries {
             let mut v = serde_json::to_value(d).unwrap_or_default();
             v["provider"] = provider.as_str().into();
             v["event"] = f.event.clone().into();
             v["request_id"] = f.request_id.clone().into();
-            println!("{}", twk_sanitize::json_string(&v).unwrap_or_default());
+            out!("{}", twk_sanitize::json_string(&v).unwrap_or_default())?;
         }
-        return;
+        return Ok(());
     }
-    println!(
+    out!(
         "→ {} {} via the emulator ({}), event {}",
         provider.as_str(),
         clean(&f.event),
         clean(base),
         clean(&f.request_id)
-    );
+    )?;
     for d in &f.deliveries {
         let status = d
             .status
             .map_or_else(|| "no answer".to_owned(), |s| s.to_string());
-        println!(
+        out!(
             "  {} {}{} {} → {status}: {}",
             clean(&d.webhook),
             d.method,
@@ -299,10 +299,10 @@ fn print_fired(provider: Provider, base: &str, f: &Fired, json: bool) {
                 .unwrap_or_default(),
             clean(&d.url),
             clean(&d.says)
-        );
+        )?;
     }
     match f.deliveries.len() {
-        0 => println!(
+        0 => out!(
             "✗ no enabled webhook is subscribed to {}: nothing was sent",
             clean(&f.event)
         ),
@@ -312,10 +312,10 @@ fn print_fired(provider: Provider, base: &str, f: &Fired, json: bool) {
                 .iter()
                 .filter(|d| d.fate == "delivered")
                 .count();
-            println!(
+            out!(
                 "{} delivered to {ok} of {n} webhooks",
                 if ok == n { "✓" } else { "✗" }
-            );
+            )
         }
     }
 }

@@ -640,7 +640,7 @@ pub async fn run_export(args: ExportArgs) -> anyhow::Result<ExitCode> {
                 keep_host: args.keep_host,
             },
         );
-        print!("{cmd}");
+        out!(raw "{cmd}")?;
         return Ok(ExitCode::SUCCESS);
     }
     let Some(path) = &args.har else {

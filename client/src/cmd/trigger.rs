@@ -136,7 +136,7 @@ fn parse_speed(s: &str) -> Result<f64, String> {
 pub async fn run(args: TriggerArgs) -> anyhow::Result<ExitCode> {
     let provider: Option<Provider> = args.provider.as_deref().and_then(|p| p.parse().ok());
     if args.list {
-        print!("{}", list(provider));
+        out!(raw "{}", list(provider))?;
         return Ok(ExitCode::SUCCESS);
     }
     let (Some(provider), Some(event)) = (provider, args.event.as_deref()) else {
@@ -176,7 +176,7 @@ pub async fn run(args: TriggerArgs) -> anyhow::Result<ExitCode> {
         extra_ca_pem,
     };
     if !args.json {
-        println!(
+        out!(
             "→ {} {} {} → {}{}",
             provider.as_str(),
             clean(&draft.event),
@@ -184,22 +184,24 @@ pub async fn run(args: TriggerArgs) -> anyhow::Result<ExitCode> {
             clean(&twk_trigger::shown_url(&opts.url)),
             via.map(|v| format!("  (tunnel {})", clean(&v.name)))
                 .unwrap_or_default()
-        );
+        )?;
     }
     let json = args.json;
     let mut unusable = Vec::new();
     let fate = twk_trigger::fire(&draft, &opts, |a| {
-        if json {
-            println!("{}", attempt_json(&draft, a));
+        // A reader gone mid-way does not stop the provider's sender: its fate still counts.
+        let _ = if json {
+            out!("{}", attempt_json(&draft, a))
         } else {
-            println!("{}", attempt_line(a));
-        }
+            out!("{}", attempt_line(a))
+        };
         unusable.clone_from(&a.answer_problems);
     })
     .await
     .context("sending the webhook")?;
     if !json {
-        println!("{}", fate_line(&fate, &unusable));
+        // The exit code is the fate, whether or not the reader stayed to read it.
+        let _ = out!("{}", fate_line(&fate, &unusable));
     }
     Ok(match fate {
         Fate::Delivered => ExitCode::SUCCESS,

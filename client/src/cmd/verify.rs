@@ -255,14 +255,15 @@ pub fn run_verify(args: VerifyArgs) -> anyhow::Result<ExitCode> {
         None => check_given(&args),
     };
     let analysis = checked?;
-    if args.json {
-        println!(
+    // The exit code is the verdict, whether or not the reader stayed to read it.
+    let _ = if args.json {
+        out!(
             "{}",
             twk_sanitize::json_string(&analysis).context("serialising the analysis")?
-        );
+        )
     } else {
-        print!("{}", render(&analysis));
-    }
+        out!(raw "{}", render(&analysis))
+    };
     Ok(if analysis.verdict == Verdict::Valid {
         ExitCode::SUCCESS
     } else {
@@ -435,11 +436,11 @@ pub fn run_sign(args: SignArgs) -> anyhow::Result<ExitCode> {
             "url": signed.url,
             "body": body,
         });
-        println!("{v}");
+        out!("{v}")?;
         return Ok(ExitCode::SUCCESS);
     }
     for (n, v) in &signed.headers {
-        println!("{n}: {v}");
+        out!("{n}: {v}")?;
     }
     if let Some(url) = &signed.url {
         say!(
@@ -450,8 +451,8 @@ pub fn run_sign(args: SignArgs) -> anyhow::Result<ExitCode> {
     if let Some(body) = &signed.body {
         // The signature lives in the body (Authy event webhooks): print the new body after a
         // blank line, like an HTTP message.
-        println!();
-        println!("{}", String::from_utf8_lossy(body));
+        out!()?;
+        out!("{}", String::from_utf8_lossy(body))?;
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -406,11 +406,20 @@ fn curl_export_warns_about_truncated_bodies() {
     let mut ex = exchange("t", 1, "/big", b"prefix");
     ex.request.body.len = 10_000;
     ex.request.body.truncated = true;
+    ex.request.headers = headers(&[("host", "h"), ("content-length", "10000")]);
     let cmd = curl_command(&ex, &CurlOptions::default());
     assert!(
         cmd.starts_with("# WARNING: the captured body was truncated"),
         "{cmd}"
     );
+    // It sends the prefix with the prefix's length: with the recorded 10000, curl and the app
+    // waited for the rest forever.
+    assert!(!cmd.contains("content-length: 10000"), "{cmd}");
+    if curl_available() {
+        let got = String::from_utf8(run_curl(&ex)).unwrap();
+        assert!(got.ends_with("\r\n\r\nprefix"), "{got}");
+        assert!(got.contains("Content-Length: 6\r\n"), "{got}");
+    }
 }
 
 /// Issue 12 item 12: the `Host` of an export agrees with the URL it names. The recorded

@@ -41,7 +41,7 @@ pub fn curl_command(ex: &Exchange, opts: &CurlOptions) -> String {
     if body.truncated {
         let _ = writeln!(
             out,
-            "# WARNING: the captured body was truncated ({} of {} bytes stored); this sends only the stored part",
+            "# WARNING: the captured body was truncated ({} of {} bytes stored); this sends only the stored part, with its own Content-Length",
             body.bytes.len(),
             body.len
         );
@@ -53,10 +53,17 @@ pub fn curl_command(ex: &Exchange, opts: &CurlOptions) -> String {
         Some(authority) => super::with_host(&ex.request.headers, authority).into(),
         None => ex.request.headers.as_slice().into(),
     };
-    let headers = redact_headers(&captured, opts.reveal_secrets);
+    let mut headers = redact_headers(&captured, opts.reveal_secrets);
+    if body.truncated {
+        // The recorded length is the whole body's: with only its prefix to send, curl and the
+        // app would wait forever for the rest. curl counts what it sends.
+        headers
+            .to_mut()
+            .retain(|h| !h.name.eq_ignore_ascii_case("content-length"));
+    }
     if !opts.reveal_secrets && ex.request.headers.iter().any(|h| is_secret_header(&h.name)) {
         out.push_str(
-            "# secret headers are redacted: export with --reveal-secrets to reproduce them\n",
+            "# secret headers are redacted: export them (without --redact) to reproduce them\n",
         );
     }
     let has = |name: &str| headers.iter().any(|h| h.name.eq_ignore_ascii_case(name));
