@@ -782,7 +782,13 @@ async fn answers_to_call_webhooks_that_the_provider_cannot_run_are_named() {
             "/tw-sms" => ("text/plain", "OK"),
             _ => ("application/json", "{\"ok\":true}"),
         };
-        let mut resp = http::Response::new(Full::new(bytes::Bytes::from(body)));
+        let mut body = bytes::Bytes::from(body);
+        if r.path_and_query == "/slack-echo" {
+            // Slack's Request URL check answered as its docs say: the challenge, as text.
+            let v: Value = serde_json::from_slice(&r.body).unwrap_or_default();
+            body = bytes::Bytes::from(v["challenge"].as_str().unwrap_or_default().to_owned());
+        }
+        let mut resp = http::Response::new(Full::new(body));
         resp.headers_mut()
             .insert("content-type", ct.parse().unwrap());
         resp
@@ -869,6 +875,28 @@ async fn answers_to_call_webhooks_that_the_provider_cannot_run_are_named() {
         "{attempt}"
     );
     tunnel.next().await;
+    // Slack's Request URL check: an answer without the challenge leaves the URL unverified.
+    for (path, problem) in [("/bw-json", true), ("/slack-echo", false)] {
+        let mut c = unconfigured(home.path());
+        c.args([
+            "trigger",
+            "slack",
+            "url_verification",
+            "--path",
+            path,
+            "--json",
+        ]);
+        let out = tokio::process::Command::from(c).output().await.unwrap();
+        let attempt: Value = ndjson::lines(&out).pop().unwrap();
+        assert_eq!(attempt["fate"], "delivered", "{attempt}");
+        let said = attempt["answer_problems"][0].as_str().unwrap_or_default();
+        assert_eq!(
+            said.starts_with("Slack does not verify the Request URL") && said.contains("`{"),
+            problem,
+            "{path}: {attempt}"
+        );
+        tunnel.next().await;
+    }
     let (code, _) = trigger_unconfigured(
         home.path(),
         &["bandwidth", "voice.answer", "--path", "/bw-good"],

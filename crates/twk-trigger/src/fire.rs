@@ -123,7 +123,7 @@ pub async fn fire(
     mut report: impl FnMut(&AttemptReport),
 ) -> Result<Fate, TriggerError> {
     let sender = Sender::for_draft(draft);
-    let expected = expected_answer(draft, &opts.url)?;
+    let expected = answer_check(draft, &opts.url)?;
     let dest = Destination::parse(&opts.url)?;
     let tls = match dest.tls {
         true => Some(
@@ -175,6 +175,7 @@ pub async fn fire(
         let step = step(&next, opts.retry_speed);
         let answer_problems = match next {
             Next::Delivered => expected
+                .as_ref()
                 .map(|e| answer_problems(draft.provider, e, &reply))
                 .unwrap_or_default(),
             _ => Vec::new(),
@@ -209,12 +210,16 @@ pub async fn fire(
     }
 }
 
-/// The document the provider runs `draft`'s answer as, when it runs it (a call's or an
-/// incoming message's webhook): the same for every attempt.
-fn expected_answer(
-    draft: &Draft,
-    url: &str,
-) -> Result<Option<twk_providers::answer::Expected>, TriggerError> {
+/// What the provider needs of a 2xx answer to `draft`, besides its status.
+enum AnswerCheck {
+    /// A document it runs (a call's or an incoming message's webhook).
+    Document(twk_providers::answer::Expected),
+    /// Slack's Request URL check: its challenge given back.
+    SlackChallenge(String),
+}
+
+/// The check of `draft`'s answer, when the provider reads it: the same for every attempt.
+fn answer_check(draft: &Draft, url: &str) -> Result<Option<AnswerCheck>, TriggerError> {
     let body = draft.body_bytes()?;
     let headers = draft
         .headers
@@ -222,19 +227,16 @@ fn expected_answer(
         .map(|(k, v)| (k.as_str(), v.as_bytes()))
         .collect();
     let view = RequestView::with_headers(draft.method, url, headers, &body);
-    Ok(twk_providers::answer::expected_answer(
-        draft.provider,
-        &view,
-    ))
+    if draft.provider == Provider::Slack {
+        let challenge = twk_providers::answer::url_verification_challenge(&view);
+        return Ok(challenge.map(AnswerCheck::SlackChallenge));
+    }
+    Ok(twk_providers::answer::expected_answer(draft.provider, &view).map(AnswerCheck::Document))
 }
 
-/// What `provider` would not be able to run in `reply`, a 2xx answer it runs as `expected`,
-/// as sentences: the first says who and what, the rest are the other problems.
-fn answer_problems(
-    provider: Provider,
-    expected: twk_providers::answer::Expected,
-    reply: &Reply,
-) -> Vec<String> {
+/// What `provider` would not be able to use in `reply`, a 2xx answer, as sentences: the first
+/// says who and what, the rest are the other problems.
+fn answer_problems(provider: Provider, check: &AnswerCheck, reply: &Reply) -> Vec<String> {
     let Answer::Status { code, .. } = reply.answer else {
         return Vec::new();
     };
@@ -243,6 +245,14 @@ fn answer_problems(
         content_type: reply.content_type.as_deref(),
         body: &reply.body,
         len: reply.body_len,
+    };
+    let expected = match check {
+        AnswerCheck::Document(e) => *e,
+        AnswerCheck::SlackChallenge(c) => {
+            return twk_providers::answer::challenge_problem(c, &answer)
+                .into_iter()
+                .collect();
+        }
     };
     let problems = twk_providers::answer::check(expected, &answer);
     let Some((first, rest)) = problems.split_first() else {

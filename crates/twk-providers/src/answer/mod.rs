@@ -4,7 +4,9 @@
 //! TwiML of its voice and incoming-message webhooks (anchors.md gap 10): a JSON answer, an
 //! empty one, `<say>` for `<Say>` or `<Bxml>` for `<Response>` fails the call, while every
 //! tunnel shows a 200. [`expected_answer`] says which requests expect a document and
-//! [`check`] what is wrong with the answer given.
+//! [`check`] what is wrong with the answer given. Slack's Request URL check, whose answer
+//! must give its challenge back, is [`url_verification_challenge`] and
+//! [`challenge_problem`].
 //!
 //! What it is not: a validator of attributes and values (Twilio's 12200 also covers those),
 //! of SSML inside `<Say>`/`<SpeakSentence>`, or of nouns below the first level of nesting;
@@ -13,6 +15,7 @@
 
 mod document;
 mod schema;
+mod slack;
 
 use crate::analysis::{AnswerLimit, Provider};
 use crate::request::RequestView;
@@ -22,6 +25,7 @@ use std::fmt;
 use std::time::Duration;
 
 pub use document::Problem;
+pub use slack::{challenge_problem, url_verification_challenge};
 
 /// A callback whose answer the provider runs as a document.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
