@@ -176,8 +176,14 @@ pub async fn run(args: TriggerArgs) -> anyhow::Result<ExitCode> {
         extra_ca_pem,
     };
     if !args.json {
+        // `log --event` matches the name twk records, which may not be the catalog's.
+        let recorded = draft
+            .recorded_event()
+            .filter(|e| *e != draft.event)
+            .map(|e| format!("  (recorded as event {})", clean(&e)))
+            .unwrap_or_default();
         out!(
-            "→ {} {} {} → {}{}",
+            "→ {} {} {} → {}{}{recorded}",
             provider.as_str(),
             clean(&draft.event),
             clean(&draft.id),
@@ -397,6 +403,7 @@ fn attempt_json(draft: &twk_trigger::Draft, a: &AttemptReport) -> String {
     let mut v = json!({
         "provider": draft.provider.as_str(),
         "event": draft.event,
+        "recorded_event": draft.recorded_event(),
         "id": draft.id,
         "attempt": a.n,
         "leg": a.leg.as_str(),

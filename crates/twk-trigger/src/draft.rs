@@ -93,6 +93,32 @@ impl Draft {
         encoded.map_err(|e| TriggerError::Encode(e.to_string()))
     }
 
+    /// The event name twk records for this webhook, which `log --event` matches: the
+    /// provider's own name in it, which may differ from the catalog's (`voice.initiate` is
+    /// Bandwidth's `initiate`). `None` when twk names none (or the body is signed later).
+    pub fn recorded_event(&self) -> Option<String> {
+        if matches!(self.body, Body::JwtClaims(_)) {
+            return None;
+        }
+        let body = self.body_bytes().ok()?;
+        let headers = self
+            .headers
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_bytes()))
+            .collect();
+        let view = twk_providers::RequestView::with_headers(
+            self.method,
+            "https://twk.invalid/",
+            headers,
+            &body,
+        );
+        let secrets = twk_providers::Secrets::new();
+        // The event's name does not depend on the time or the signature.
+        let opts = twk_providers::VerifyOptions::at(0).with_provider(Some(self.provider));
+        let analysis = twk_providers::analyze(&view, &secrets, &opts);
+        analysis.event.map(|e| e.name)
+    }
+
     /// A field's value: a dot path into JSON, a key of a form.
     pub fn field(&self, path: &str) -> Option<String> {
         match &self.body {

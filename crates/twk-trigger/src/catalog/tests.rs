@@ -64,6 +64,11 @@ fn every_event_is_detected_named_and_valid() {
             assert_eq!(a.verdict, Verdict::Valid, "{what}: {a:?}");
             let event = a.event.as_ref().map(|e| e.name.as_str());
             assert_eq!(event, Some(detected_name(&spec)), "{what}");
+            // What `trigger` says twk records (`log --event` matches it), before signing.
+            if p != Provider::AuthyWebhook {
+                let said = draft.recorded_event();
+                assert_eq!(said.as_deref(), Some(detected_name(&spec)), "{what}");
+            }
             count += 1;
         }
     }
