@@ -95,6 +95,41 @@ fn acme(args: &Args) -> anyhow::Result<Option<Arc<twk_acme::Acme>>> {
     Ok(Some(Arc::new(acme)))
 }
 
+/// Subdomain URLs served with `cert` need it to be for `*.domain`: a tunnel URL it does not
+/// cover fails every sender's TLS handshake. Without `--url-style`, path URLs then; asked for
+/// subdomains (`explicit`), an error.
+fn subdomains_need_a_wildcard(
+    cfg: &mut RelayConfig,
+    cert: &std::path::Path,
+    explicit: bool,
+) -> anyhow::Result<()> {
+    if cfg.url_style != UrlStyle::Subdomain {
+        return Ok(());
+    }
+    let names = twk_transport::tls::certificate_names(cert)
+        .context("reading the TLS certificate's names")?;
+    let wildcard = format!("*.{}", cfg.domain_host());
+    if names.contains(&wildcard) {
+        return Ok(());
+    }
+    let shown = twk_sanitize::clean(&names.join(", "));
+    if explicit {
+        bail!(
+            "subdomain URLs need a certificate for {wildcard}, and {} is for {shown}: use a \
+             wildcard certificate or --url-style path",
+            cert.display()
+        );
+    }
+    cfg.url_style = UrlStyle::Path;
+    eprintln!(
+        "twk-relay: {} is for {shown}, not {wildcard}: tunnels get path URLs ({}); \
+         subdomain URLs need a wildcard certificate",
+        cert.display(),
+        cfg.public_url("NAME")
+    );
+    Ok(())
+}
+
 /// The relay configuration, and the ACME manager that serves its certificate, if any.
 pub(crate) fn config(args: &Args) -> anyhow::Result<(RelayConfig, Option<Arc<twk_acme::Acme>>)> {
     let file = tokens_file(args.tokens_file.as_ref());
@@ -134,6 +169,7 @@ pub(crate) fn config(args: &Args) -> anyhow::Result<(RelayConfig, Option<Arc<twk
             twk_transport::tls::server_config_from_files(cert, key)
                 .context("loading the TLS certificate and key")?,
         );
+        subdomains_need_a_wildcard(&mut cfg, cert, args.url_style.is_some())?;
     }
     if let Some(acme) = &acme {
         cfg.tls = Some(acme.server_config().context("ACME TLS configuration")?);

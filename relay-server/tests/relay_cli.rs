@@ -258,8 +258,75 @@ async fn serves_https_with_a_generated_certificate() {
     cfg.token = Some("b".into());
     cfg.extra_ca_pem = Some(cert.into_bytes());
     let mut agent = spawn_agent(cfg);
-    let (_, url) = agent.connected().await;
-    assert!(url.starts_with("https://"), "{url}");
+    let (name, url) = agent.connected().await;
+    // The certificate is for `localhost`, not `*.localhost`: a subdomain URL would fail every
+    // sender's handshake, so the URL is a path one.
+    assert_eq!(url, format!("https://localhost/t/{name}"));
+    agent.stop().await.unwrap();
+}
+
+/// Subdomain URLs need a certificate for `*.domain`: asked for without one, the relay says
+/// so and does not start; with one, they are what clients get.
+#[tokio::test]
+async fn subdomain_urls_need_a_wildcard_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, names: &[&str]| {
+        let (cert, key) = self_signed_for(names);
+        let (c, k) = (
+            dir.path().join(format!("{name}.pem")),
+            dir.path().join(format!("{name}.key")),
+        );
+        std::fs::write(&c, cert).unwrap();
+        std::fs::write(&k, key).unwrap();
+        (c, k)
+    };
+    let (plain, plain_key) = write("plain", &["hooks.test"]);
+    let out = Command::new(BIN)
+        .args(["--listen", "127.0.0.1:0", "--domain", "hooks.test"])
+        .args([
+            "--allow-anonymous",
+            "--no-state-file",
+            "--url-style",
+            "subdomain",
+        ])
+        .arg("--tls-cert")
+        .arg(&plain)
+        .arg("--tls-key")
+        .arg(&plain_key)
+        .output()
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("need a certificate for *.hooks.test")
+            && stderr.contains("is for hooks.test"),
+        "{stderr}"
+    );
+
+    let (wild, wild_key) = write("wild", &["hooks.test", "*.hooks.test"]);
+    let mut child = Command::new(BIN)
+        .args(["--listen", "127.0.0.1:0", "--domain", "hooks.test"])
+        .args(["--allow-anonymous", "--no-state-file"])
+        .arg("--tls-cert")
+        .arg(&wild)
+        .arg("--tls-key")
+        .arg(&wild_key)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let addr = listening_addr(&mut child).await;
+    let mut cfg = twk_agent::AgentConfig::new(
+        twk_agent::RelayUrl::parse(&format!("wss://hooks.test:{}", addr.port())).unwrap(),
+        twk_agent::Target::parse("3000").unwrap(),
+    );
+    cfg.extra_ca_pem = Some(std::fs::read(&wild).unwrap());
+    cfg.connect_to = Some(addr);
+    let mut agent = spawn_agent(cfg);
+    let (name, url) = agent.connected().await;
+    assert_eq!(url, format!("https://{name}.hooks.test"));
     agent.stop().await.unwrap();
 }
 

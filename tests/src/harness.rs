@@ -463,8 +463,13 @@ pub fn pooled_client() -> hyper_util::client::legacy::Client<
 
 /// A self-signed certificate for `localhost` and 127.0.0.1: (cert PEM, key PEM).
 pub fn self_signed() -> (String, String) {
-    let ck =
-        rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()]).unwrap();
+    self_signed_for(&["localhost", "127.0.0.1"])
+}
+
+/// A self-signed certificate for `names` (wildcards as `*.localhost`): (cert PEM, key PEM).
+pub fn self_signed_for(names: &[&str]) -> (String, String) {
+    let names = names.iter().map(|n| (*n).to_owned()).collect::<Vec<_>>();
+    let ck = rcgen::generate_simple_self_signed(names).unwrap();
     (ck.cert.pem(), ck.signing_key.serialize_pem())
 }
 

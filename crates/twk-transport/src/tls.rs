@@ -79,6 +79,30 @@ pub fn server_config_from_files(
     server_config_from_pem(&read(cert)?, &read(key)?)
 }
 
+/// The DNS names the first certificate of the PEM file `cert` is for: its subjectAltName
+/// entries, lowercased, wildcards as written (`*.example.com`).
+pub fn certificate_names(cert: &Path) -> Result<Vec<String>, TlsError> {
+    use x509_parser::prelude::{FromDer as _, GeneralName};
+    let certs = certs_from_pem(&read(cert)?)?;
+    let (_, parsed) = x509_parser::certificate::X509Certificate::from_der(certs[0].as_ref())
+        .map_err(|e| TlsError::Content(format!("bad certificate: {e}")))?;
+    let san = parsed
+        .subject_alternative_name()
+        .map_err(|e| TlsError::Content(format!("bad subjectAltName: {e}")))?;
+    Ok(san
+        .map(|ext| {
+            ext.value
+                .general_names
+                .iter()
+                .filter_map(|n| match n {
+                    GeneralName::DNSName(d) => Some(d.to_ascii_lowercase()),
+                    _ => None,
+                })
+                .collect()
+        })
+        .unwrap_or_default())
+}
+
 /// A client configuration trusting the Mozilla roots plus, optionally, extra certificates
 /// (PEM): CAs, or a private relay's self-signed certificate, which is then trusted as itself
 /// (see [`PinnedOrWebPki`]).
