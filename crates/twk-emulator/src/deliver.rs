@@ -150,6 +150,19 @@ fn prepare(sh: &Shared, req: &FireRequest) -> Result<(Draft, EventRecord), Emula
         sets.push(set("app_id", &sh.creds.authy_app_id));
     } else {
         sets.push(set("version", "v2"));
+        // The reporting API names the event's service: the one asked for, else that of the
+        // first webhook it goes to (each delivery carries its own webhook's), never a made-up
+        // one.
+        let service = match &req.service_sid {
+            Some(s) => Some(s.clone()),
+            None => verify_hooks(sh, None, &req.event)?
+                .into_iter()
+                .next()
+                .map(|w| w.service_sid),
+        };
+        if let Some(s) = service {
+            sets.push(set("service_sid", &s));
+        }
     }
     // A Verify event's shape is each webhook's `version`, not the caller's.
     let own = |k: &str| req.api == Api::Verify && k == "version";

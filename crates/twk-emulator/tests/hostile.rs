@@ -240,3 +240,38 @@ async fn authy_refusals_before_routing_keep_authys_shape() {
     );
     assert!(v["message"].as_str().unwrap().contains("64 KiB"), "{v}");
 }
+
+/// The reporting API names a Verify event's service: the one its webhooks belong to, not a
+/// made-up `VA…` nobody has (found by a first-user review).
+#[tokio::test]
+async fn a_reported_verify_event_names_the_service_of_its_webhooks() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = start(dir.path()).await;
+    let va = service(&e).await;
+    let hooks = format!("/v2/Services/{va}/Webhooks");
+    let hook = b"FriendlyName=a&EventTypes=*&WebhookUrl=http://127.0.0.1:9/x";
+    assert_eq!(raw(&e, &form(&hooks), hook).await.0, 201);
+    e.fire(FireRequest {
+        api: Api::Verify,
+        event: "challenge.approved".into(),
+        sets: vec![],
+        service_sid: None,
+    })
+    .await
+    .unwrap();
+    let key = e
+        .credentials()
+        .authy_api_key
+        .expose_str()
+        .unwrap()
+        .to_owned();
+    let head = format!("GET /protected/json/reporting/events HTTP/1.1\r\nX-Authy-API-Key: {key}");
+    let (status, v) = raw(&e, &head, b"").await;
+    assert_eq!(status, 200, "{v}");
+    let event = v["events"]
+        .as_array()
+        .and_then(|a| a.iter().find(|ev| ev["event"] == "challenge.approved"))
+        .unwrap_or_else(|| panic!("{v}"))
+        .clone();
+    assert_eq!(event["objects"]["service_sid"], va.as_str(), "{event}");
+}
