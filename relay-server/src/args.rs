@@ -165,7 +165,8 @@ pub(crate) struct Args {
     pub(crate) max_tunnels: usize,
     /// How long a request waits for a tunnel client that was connected within the last
     /// minute to come back (a laptop waking, Wi-Fi switching, `twk-tunnel` restarting);
-    /// then 503 + Retry-After. 0 turns it off; at most 8s (below senders' 10 s deadlines).
+    /// then 503 + Retry-After. 0 turns it off; at most 8s (below GitHub's and Bandwidth's 10 s
+    /// deadlines; Slack and Shopify, at 3 s and 5 s, may give up first and send it again).
     #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
     pub(crate) hold: Duration,
     /// Requests held at once per tunnel; more get 503 at once.

@@ -337,8 +337,9 @@ pub mod limits {
     /// Time allowed for the TLS and websocket handshakes.
     pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
     /// How long a request for a tunnel whose client is reconnecting waits for it to come back
-    /// (the hold), by default. Kept well below the shortest sender deadline (Bandwidth's and
-    /// GitHub's 10 s) minus the app's own time.
+    /// (the hold), by default. Kept well below Bandwidth's and GitHub's 10 s deadlines minus
+    /// the app's own time. Slack (3 s) and Shopify (5 s) may give up on a held request sooner;
+    /// they send it again, as they would after the 503 it would otherwise get at once.
     pub const DEFAULT_HOLD: Duration = Duration::from_secs(5);
     /// The longest hold the relay accepts.
     pub const MAX_HOLD: Duration = Duration::from_secs(8);

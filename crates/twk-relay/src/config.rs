@@ -224,8 +224,8 @@ impl RelayConfig {
         }
         if self.hold > limits::MAX_HOLD {
             return Err(format!(
-                "hold must be at most {} s: a held request must still be answered within the \
-                 shortest sender deadline (10 s)",
+                "hold must be at most {} s: a held request must still be answered within \
+                 GitHub's and Bandwidth's 10 s deadlines",
                 limits::MAX_HOLD.as_secs()
             ));
         }
