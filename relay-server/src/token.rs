@@ -62,6 +62,18 @@ fn list(files: &TokenFiles, json: bool) -> anyhow::Result<()> {
     let mut set = TokenSet::default();
     set.extend_from_file(&read_or_empty(&path)?);
     let state = files.state_file.clone().or_else(default_state_file);
+    // No state file there: a relay running with another --state-file (or none) keeps its
+    // last uses elsewhere, so "never" would be a guess.
+    let known = state.as_ref().is_some_and(|s| s.exists());
+    if !known {
+        eprintln!(
+            "twk-relay: no state file at {}: when each token was last used is unknown (pass \
+             the relay's --state-file)",
+            state
+                .as_ref()
+                .map_or_else(|| "(none)".into(), |s| s.display().to_string())
+        );
+    }
     let used = state.map(|s| twk_relay::last_used(&s)).unwrap_or_default();
     let last = |owner: &str| {
         used.get(owner).map(|&ms| {
@@ -82,7 +94,8 @@ fn list(files: &TokenFiles, json: bool) -> anyhow::Result<()> {
                 serde_json::json!({"label": e.label, "created": e.created, "last_used": last_used});
             writeln!(out, "{v}")?;
         } else {
-            let last_used = last_used.unwrap_or_else(|| "never".into());
+            let none = if known { "never" } else { "unknown" };
+            let last_used = last_used.unwrap_or_else(|| none.into());
             writeln!(out, "{label:<24} {created:<22} {last_used}")?;
         }
     }
