@@ -17,6 +17,9 @@ use twk_agent::{ConnState, Observer};
 use twk_capture::{Exchange, Recorder};
 use twk_trigger::LiveTestSecrets;
 
+/// `--request-timeout`'s default (its `default_value`).
+const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(9);
+
 /// How the Host header reaches the local target.
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum HostHeaderArg {
@@ -505,6 +508,27 @@ async fn relay(
     shutdown: &CancellationToken,
 ) -> anyhow::Result<(RelayUrl, Option<EmbeddedRelay>)> {
     if let Some(url) = &s.relay {
+        // Flags for the embedded relay only: a remote relay sets its own.
+        let ignored: Vec<&str> = [
+            (
+                s.args.request_timeout != DEFAULT_REQUEST_TIMEOUT,
+                "--request-timeout",
+            ),
+            (
+                s.args.max_body != twk_protocol::limits::DEFAULT_MAX_BODY,
+                "--max-body",
+            ),
+        ]
+        .into_iter()
+        .filter_map(|(set, flag)| set.then_some(flag))
+        .collect();
+        if !ignored.is_empty() {
+            say!(
+                "twk-tunnel: {} set the embedded relay's limits and do nothing with --relay: \
+                 the relay's own (twk-relay --request-timeout, --max-body) apply",
+                ignored.join(" and ")
+            );
+        }
         return Ok((url.clone(), None));
     }
     let listener = bind_embedded(s.args.embedded_port).await?;

@@ -209,6 +209,39 @@ async fn plain_output_on_the_embedded_relay_and_graceful_sigterm() {
     );
 }
 
+/// `--max-body` and `--request-timeout` set the embedded relay's limits: with `--relay` they
+/// do nothing, and the tunnel says so rather than ignoring them silently.
+#[tokio::test]
+async fn embedded_relay_limits_with_a_remote_relay_are_said_to_do_nothing() {
+    let relay = spawn_relay(relay_config(twk_relay::Auth::Open)).await;
+    let target = FakeTarget::echo().await;
+    let relay_url = relay.url(false);
+    let target_arg = target.addr.to_string();
+    let mut run = spawn(
+        &[
+            "--relay",
+            &relay_url,
+            "--no-tui",
+            "--max-body",
+            "1000",
+            &target_arg,
+        ],
+        &[],
+    );
+    let stderr = drain_stderr(&mut run.child);
+    let first = run.line().await;
+    assert!(first.starts_with("Forwarding "), "{first}");
+    let pid = nix::unistd::Pid::from_raw(run.child.id().unwrap() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    let _ = stderr_of(run.child).await;
+    let log = stderr.await.unwrap();
+    assert!(
+        log.contains("--max-body set the embedded relay's limits and do nothing with --relay"),
+        "{log}"
+    );
+    assert!(!log.contains("--request-timeout and"), "{log}");
+}
+
 #[tokio::test]
 async fn usage_errors_exit_2() {
     let out = Command::new(BIN).output().await.unwrap();
