@@ -335,6 +335,13 @@ pub(crate) async fn forward_as(
             let (mut parts, mut body) = resp.into_parts();
             body.read_by(reader);
             twk_protocol::strip_hop_by_hop(&mut parts.headers);
+            if parts.status.canonical_reason().is_none() {
+                // HTTP/2 carries no reason phrase; for a code without a standard one hyper
+                // would write `<none>`. An empty one is what an app's own `299` sends.
+                parts
+                    .extensions
+                    .insert(hyper::ext::ReasonPhrase::from_static(b""));
+            }
             let bytes = state.metrics.bytes_out.clone();
             Response::from_parts(
                 parts,

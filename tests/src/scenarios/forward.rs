@@ -115,6 +115,28 @@ async fn response_status_headers_and_body_come_back_unchanged_and_redirects_are_
     assert_eq!(r.body.as_ref(), b"moved\x00\xff");
 }
 
+/// A status without a standard reason phrase reaches the sender with an empty one, as the
+/// app sent it; hyper wrote `<none>`.
+#[tokio::test]
+async fn a_status_without_a_standard_reason_phrase_gets_an_empty_one() {
+    trace_init();
+    let relay = spawn_relay(relay_config(twk_relay::Auth::Open)).await;
+    let target = FakeTarget::with(|_| {
+        http::Response::builder()
+            .status(299)
+            .body(http_body_util::Full::new(bytes::Bytes::from_static(b"ok")))
+            .unwrap()
+    })
+    .await;
+    let mut agent = spawn_agent(agent_config(&relay, target.addr));
+    let (name, _) = agent.connected().await;
+    let head = format!("GET /t/{name}/ HTTP/1.1\r\nhost: a\r\nconnection: close\r\n\r\n");
+    let r = raw(relay.addr, head.as_bytes()).await;
+    assert!(r.starts_with("HTTP/1.1 299 \r\n"), "{r:?}");
+    let ok = raw(relay.addr, head.replace("/ HTTP", "/x HTTP").as_bytes()).await;
+    assert!(!ok.contains("<none>"), "{ok:?}");
+}
+
 #[tokio::test]
 async fn subdomain_routing_and_host_preserve() {
     trace_init();
