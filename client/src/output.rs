@@ -339,9 +339,10 @@ struct JsonLint<'a> {
 fn json_rest(ex: &Exchange) -> String {
     let lints = twk_capture::lints_of(ex);
     let rest = JsonRest {
+        // Always milliseconds, as `log --json`: `…25.730Z`, never `…25.73Z`.
         time: jiff::Timestamp::from_millisecond(ex.timings.received_ms)
             .ok()
-            .map(|t| t.to_string()),
+            .map(|t| format!("{t:.3}")),
         method: &ex.method,
         path: &ex.path,
         url: &ex.public_url,
@@ -594,6 +595,12 @@ mod tests {
         }
         assert_eq!(v["event"], "exchange");
         assert_eq!(v["id"], 7);
+        // Milliseconds always, as `log --json` writes them.
+        let mut at = bare_401();
+        at.timings.received_ms = 1_700_000_000_730;
+        let at: serde_json::Value = serde_json::from_str(&json_rest(&at)).expect("JSON");
+        assert_eq!(at["time"], "2023-11-14T22:13:20.730Z");
+        assert_eq!(v["time"], "1970-01-01T00:00:00.000Z");
         assert_eq!(v["verdict"], "no_secret");
         assert_eq!(v["event_id"], "m-1\u{9b}31m");
         assert_eq!(v["lints"][0]["code"], "401-without-www-authenticate");
