@@ -217,6 +217,18 @@ pub async fn run(args: TriggerArgs) -> anyhow::Result<ExitCode> {
 
 /// `--to`, or the running tunnel's public URL and path (with the tunnel).
 fn destination(args: &TriggerArgs) -> anyhow::Result<(String, Option<LiveTunnel>)> {
+    // A fragment is never sent: signed over it (Twilio signs the URL), the request would
+    // arrive with a signature for a URL it does not carry.
+    for (flag, v) in [
+        ("--path", Some(args.path.as_str())),
+        ("--to", args.to.as_deref()),
+    ] {
+        if v.is_some_and(|v| v.contains('#')) {
+            return Err(usage_error(format!(
+                "{flag} has a fragment (`#…`), which no HTTP request carries: leave it out"
+            )));
+        }
+    }
     if let Some(to) = &args.to {
         return Ok((to.clone(), None));
     }
@@ -239,16 +251,25 @@ fn pick_tunnel<'a>(live: &'a [LiveTunnel], name: Option<&str>) -> anyhow::Result
             .join(", ")
     };
     match (name, live) {
-        (Some(n), _) => live.iter().find(|t| t.name == n).ok_or_else(|| {
-            usage_error(format!(
-                "no running tunnel is named {n:?}; running: {}",
-                if live.is_empty() {
-                    "none".to_owned()
-                } else {
+        (Some(n), _) => {
+            let mut named = live.iter().filter(|t| t.name == n);
+            match (named.next(), named.next()) {
+                (Some(one), None) => Ok(one),
+                (Some(_), Some(_)) => Err(usage_error(format!(
+                    "several running tunnels are named {n:?} (on different relays): pass --to \
+                     with the URL of the one to send to ({})",
                     names()
-                }
-            ))
-        }),
+                ))),
+                (None, _) => Err(usage_error(format!(
+                    "no running tunnel is named {n:?}; running: {}",
+                    if live.is_empty() {
+                        "none".to_owned()
+                    } else {
+                        names()
+                    }
+                ))),
+            }
+        }
         (None, []) => Err(usage_error(
             "no running twk-tunnel to send through: start one (`twk-tunnel 3000`) or pass \
              --to URL",
@@ -474,6 +495,34 @@ mod tests {
         assert!(e.contains("--name") && e.contains("b (http"), "{e}");
         assert_eq!(pick_tunnel(&two, Some("b")).expect("b").name, "b");
         assert!(pick_tunnel(&two, Some("c")).is_err());
+        // Two tunnels of one name (two embedded relays): which one is not guessed.
+        let mut same = [t("a", 1), t("a", 2)];
+        same[1].public_url = "http://127.0.0.1:2/t/a".into();
+        let e = pick_tunnel(&same, Some("a"))
+            .expect_err("ambiguous")
+            .to_string();
+        assert!(
+            e.contains("several running tunnels are named") && e.contains("--to"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_fragment_is_refused_as_no_request_carries_it() {
+        use clap::Parser as _;
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            args: TriggerArgs,
+        }
+        for argv in [
+            &["t", "stripe", "x", "--to", "http://127.0.0.1:9/h#frag"][..],
+            &["t", "stripe", "x", "--path", "/h#f"],
+        ] {
+            let cli = Cli::try_parse_from(argv).expect("parses");
+            let e = destination(&cli.args).expect_err("a fragment").to_string();
+            assert!(e.contains("fragment"), "{e}");
+        }
     }
 
     #[test]
