@@ -281,21 +281,22 @@ async fn subdomain_urls_need_a_wildcard_certificate() {
         (c, k)
     };
     let (plain, plain_key) = write("plain", &["hooks.test"]);
-    let out = Command::new(BIN)
-        .args(["--listen", "127.0.0.1:0", "--domain", "hooks.test"])
-        .args([
-            "--allow-anonymous",
-            "--no-state-file",
-            "--url-style",
-            "subdomain",
-        ])
-        .arg("--tls-cert")
-        .arg(&plain)
-        .arg("--tls-key")
-        .arg(&plain_key)
-        .output()
-        .await
-        .unwrap();
+    let (cert, key) = (plain.to_str().unwrap(), plain_key.to_str().unwrap());
+    let out = relay_output(&[
+        "--listen",
+        "127.0.0.1:0",
+        "--domain",
+        "hooks.test",
+        "--allow-anonymous",
+        "--no-state-file",
+        "--url-style",
+        "subdomain",
+        "--tls-cert",
+        cert,
+        "--tls-key",
+        key,
+    ])
+    .await;
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(
