@@ -148,6 +148,20 @@ async fn body_over_the_cap_is_refused_with_413_before_it_is_read() {
     let resp = sender.send_request(req).await.unwrap();
     assert_eq!(resp.status(), 413);
     drop(client);
+    // The tunnel's row says what the sender got: the relay's cap, not a malformed body. (The
+    // declared one's `⊘ refused` row comes in the relay's notice, in either order.)
+    let mut rows = vec![agent.exchange().await, agent.exchange().await];
+    rows.sort_by(|a, b| a.path.cmp(&b.path));
+    let [declared, cut] = <[_; 2]>::try_from(rows).unwrap();
+    assert_eq!((declared.path.as_str(), declared.refused), ("/x", true));
+    assert_eq!(
+        (cut.path.as_str(), cut.status),
+        ("/y", Some(413)),
+        "{cut:?}"
+    );
+    let why = cut.failure.expect("a failure").message;
+    assert!(why.contains("over its cap (twk-relay --max-body)"), "{why}");
+    assert!(!cut.refused, "part of it went on to the app: not a refusal");
     // Nothing over the cap was recorded as a complete delivery.
     let within = send(
         relay.addr,
@@ -159,7 +173,7 @@ async fn body_over_the_cap_is_refused_with_413_before_it_is_read() {
     .await
     .unwrap();
     assert_eq!(within.status, 200);
-    let _ = agent.exchange().await;
+    assert_eq!(agent.exchange().await.status, Some(200));
     let _ = target.next().await;
 }
 
