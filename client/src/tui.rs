@@ -25,6 +25,8 @@ pub struct TuiContext {
     pub flights: mpsc::Receiver<Msg>,
     /// The local target URL (e.g. `http://localhost:3000`).
     pub target: String,
+    /// `--host-header preserve`: requests keep the Host the sender used.
+    pub keep_host: bool,
     /// Provider secrets, for replay with re-signing.
     pub secrets: Arc<twk_providers::Secrets>,
     /// twk's test secrets as they are now: `t` signs with them when no secret is
@@ -425,6 +427,9 @@ fn deliver_missed(
         ));
     }
     let opts = twk_agent::replay::ReplayOptions {
+        // The app this tunnel forwards to now, as a live request would reach it.
+        to: Some(ctx.target.clone()),
+        keep_host: ctx.keep_host,
         secrets: ctx.secrets_now(),
         capture_cap: ctx.recorder.options().body_cap,
         ..Default::default()

@@ -621,8 +621,8 @@ async fn drive(
                 .args
                 .deliver_missed
                 .then(|| twk_agent::replay::ReplayOptions {
-                    // The app this tunnel forwards to now: a row whose delivery failed is
-                    // delivered again at a later hand-off, maybe to a tunnel on another port.
+                    // The app this tunnel forwards to now, as a live request would reach it
+                    // (the row records the target of the hand-off, as `D` replays it).
                     to: Some(s.target.url()),
                     keep_host: s.args.host_header() == HostHeader::Preserve,
                     secrets: (*s.secrets).clone(),
@@ -640,6 +640,7 @@ async fn drive(
                 link: link_rx,
                 flights: flights_rx,
                 target: s.target.url(),
+                keep_host: s.args.host_header() == HostHeader::Preserve,
                 secrets: s.secrets.clone(),
                 test_secrets: s.test_secrets.clone(),
                 shutdown: shutdown.clone(),

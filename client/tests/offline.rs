@@ -297,7 +297,8 @@ async fn deliver_missed_replays_each_to_the_app_once_even_when_handed_over_twice
 }
 
 /// A delivery the app did not take (it was down: no answer) leaves the missed row waiting:
-/// the next hand-off of it delivers it, where it once counted as delivered for good.
+/// handed over again (the client died before the relay heard back), it is delivered, where
+/// it once counted as delivered for good.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_missed_request_the_app_could_not_take_is_delivered_later() {
     let dir = tempfile::tempdir().unwrap();

@@ -95,9 +95,10 @@ fn acme(args: &Args) -> anyhow::Result<Option<Arc<twk_acme::Acme>>> {
     Ok(Some(Arc::new(acme)))
 }
 
-/// Subdomain URLs served with `cert` need it to be for `*.domain`: a tunnel URL it does not
-/// cover fails every sender's TLS handshake. Without `--url-style`, path URLs then; asked for
-/// subdomains (`explicit`), an error.
+/// Subdomain URLs served with `cert` need it to be for `*.domain`, or at least for some
+/// `name.domain`: a tunnel URL it does not cover fails every sender's TLS handshake. With no
+/// name under the domain, path URLs without `--url-style`, an error when subdomains were asked
+/// for (`explicit`); with some names only, subdomain URLs and a line naming them.
 fn subdomains_need_a_wildcard(
     cfg: &mut RelayConfig,
     cert: &std::path::Path,
@@ -113,6 +114,15 @@ fn subdomains_need_a_wildcard(
         return Ok(());
     }
     let shown = twk_sanitize::clean(&names.join(", "));
+    let suffix = format!(".{}", cfg.domain_host());
+    if names.iter().any(|n| n.ends_with(&suffix)) {
+        eprintln!(
+            "twk-relay: {} is for {shown}, not {wildcard}: only tunnels of those names have a \
+             URL senders can reach",
+            cert.display()
+        );
+        return Ok(());
+    }
     if explicit {
         bail!(
             "subdomain URLs need a certificate for {wildcard}, and {} is for {shown}: use a \

@@ -305,6 +305,33 @@ async fn subdomain_urls_need_a_wildcard_certificate() {
         "{stderr}"
     );
 
+    // A certificate for some tunnel names only keeps subdomain URLs (those names work).
+    let (some, some_key) = write("some", &["hooks.test", "shop.hooks.test"]);
+    let mut child = Command::new(BIN)
+        .args(["--listen", "127.0.0.1:0", "--domain", "hooks.test"])
+        .args(["--allow-anonymous", "--no-state-file"])
+        .arg("--tls-cert")
+        .arg(&some)
+        .arg("--tls-key")
+        .arg(&some_key)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let addr = listening_addr(&mut child).await;
+    let mut cfg = twk_agent::AgentConfig::new(
+        twk_agent::RelayUrl::parse(&format!("wss://hooks.test:{}", addr.port())).unwrap(),
+        twk_agent::Target::parse("3000").unwrap(),
+    );
+    cfg.extra_ca_pem = Some(std::fs::read(&some).unwrap());
+    cfg.connect_to = Some(addr);
+    cfg.name = Some("shop".into());
+    let mut agent = spawn_agent(cfg);
+    assert_eq!(agent.connected().await.1, "https://shop.hooks.test");
+    agent.stop().await.unwrap();
+    drop(child);
+
     let (wild, wild_key) = write("wild", &["hooks.test", "*.hooks.test"]);
     let mut child = Command::new(BIN)
         .args(["--listen", "127.0.0.1:0", "--domain", "hooks.test"])

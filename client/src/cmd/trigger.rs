@@ -182,7 +182,8 @@ pub async fn run(args: TriggerArgs) -> anyhow::Result<ExitCode> {
             .filter(|e| *e != draft.event)
             .map(|e| format!("  (recorded as event {})", clean(&e)))
             .unwrap_or_default();
-        out!(
+        // Sent either way: a reader gone already changes nothing for the provider's sender.
+        let _ = out!(
             "→ {} {} {} → {}{}{recorded}",
             provider.as_str(),
             clean(&draft.event),
@@ -190,7 +191,7 @@ pub async fn run(args: TriggerArgs) -> anyhow::Result<ExitCode> {
             clean(&twk_trigger::shown_url(&opts.url)),
             via.map(|v| format!("  (tunnel {})", clean(&v.name)))
                 .unwrap_or_default()
-        )?;
+        );
     }
     let json = args.json;
     let mut unusable = Vec::new();

@@ -462,7 +462,11 @@ pub(crate) async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Respo
     {
         // Answer the challenge ourselves; the local app never sees this leg. The body is read
         // (and hashed) first so the two legs of the handshake can be paired by body hash.
+        // One the relay cut off got the relay's 413 or 400, not this 401.
         let _ = out.into_body().collect().await;
+        if let Some(fault) = record.sender_body_error().await {
+            return record.never_forwarded(fault);
+        }
         let msg = if missing {
             "twk: authentication required\n"
         } else {
@@ -691,10 +695,14 @@ impl Pending {
         self.answer(status, Some(Side::Sender), &msg, None)
     }
 
-    /// [`Self::blame_sender`] for a request whose body failed before any of it came: the
-    /// app never saw it, and a body over the relay's cap was the relay's refusal.
+    /// [`Self::blame_sender`] for a request whose body failed before the app saw it: not
+    /// forwarded, and a body over the relay's cap was the relay's refusal. What came of the
+    /// body is kept as cut short, so that neither a replay nor a signature check takes it
+    /// for the whole body.
     fn never_forwarded(mut self, fault: BodyFault) -> Response<AgentBody> {
         self.exchange.refused = fault == BodyFault::OverRelayCap;
+        self.exchange.timings.forwarded_ms = None;
+        self.exchange.request.body.truncated = true;
         self.blame_sender(fault)
     }
 

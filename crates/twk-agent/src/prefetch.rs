@@ -126,21 +126,7 @@ impl AheadBudget {
 /// frames, with how it had arrived. A body with nothing to read comes back as it was.
 pub(crate) async fn read_ahead(mut body: AgentBody, budget: &AheadBudget) -> (AgentBody, Arrival) {
     if body.is_end_stream() {
-        // A stream reset before any of its body also reads as ended: it fails when read,
-        // at once (nothing more can come, so this never waits).
-        let mut cx = Context::from_waker(std::task::Waker::noop());
-        let broken = matches!(
-            Pin::new(&mut body).poll_frame(&mut cx),
-            Poll::Ready(Some(Err(_)))
-        );
-        return (
-            body,
-            if broken {
-                Arrival::Broken
-            } else {
-                Arrival::Whole
-            },
-        );
+        return (body, Arrival::Whole);
     }
     let mut ahead = Ahead {
         frames: VecDeque::new(),

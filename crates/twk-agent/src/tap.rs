@@ -103,6 +103,8 @@ pub struct Tap<B> {
     allowance: usize,
     /// Where the rest of a body cut short is hashed (`None`: here, as it streams).
     hasher: Option<BodyHasher>,
+    /// The body had ended before it was wrapped (a GET's): dropped unread, it is still whole.
+    empty: bool,
 }
 
 /// Bytes that all captured copies together may hold until handed on (see [`Lease`]), so that
@@ -153,10 +155,14 @@ impl CaptureBudget {
 
 impl<B> Tap<B> {
     /// Wraps `inner`, keeping at most `cap` bytes.
-    pub fn new(inner: B, cap: usize) -> (Self, oneshot::Receiver<TapResult>) {
+    pub fn new(inner: B, cap: usize) -> (Self, oneshot::Receiver<TapResult>)
+    where
+        B: Body,
+    {
         let (tx, rx) = oneshot::channel();
         (
             Tap {
+                empty: inner.is_end_stream(),
                 inner,
                 cap,
                 buf: Vec::new(),
@@ -291,7 +297,9 @@ impl<B> Tap<B> {
 
 impl<B> Drop for Tap<B> {
     fn drop(&mut self) {
-        self.finish(false, None);
+        // A body with nothing to read (a GET's) is dropped unread, and is whole: a request
+        // sent again after the app closed a reused connection needs to know it is.
+        self.finish(self.empty, None);
     }
 }
 

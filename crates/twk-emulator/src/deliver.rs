@@ -151,8 +151,8 @@ fn prepare(sh: &Shared, req: &FireRequest) -> Result<(Draft, EventRecord), Emula
     } else {
         sets.push(set("version", "v2"));
         // The reporting API names the event's service: the one asked for, else that of the
-        // first webhook it goes to (each delivery carries its own webhook's), never a made-up
-        // one.
+        // first webhook it goes to (each delivery carries its own webhook's); an event that
+        // goes to none keeps the catalog's placeholder.
         let service = match &req.service_sid {
             Some(s) => Some(s.clone()),
             None => verify_hooks(sh, None, &req.event)?

@@ -191,12 +191,14 @@ async fn a_chunked_body_over_the_cap_at_once_never_reaches_the_app() {
     let mut agent = spawn_agent(agent_config(&relay, target.addr));
     let (name, _) = agent.connected().await;
 
-    let big = format!(
-        "POST /t/{name}/over HTTP/1.1\r\nhost: a\r\ntransfer-encoding: chunked\r\n\r\n\
-         5dc\r\n{}\r\n0\r\n\r\n",
-        "z".repeat(1500)
-    );
-    let r = raw(relay.addr, big.as_bytes()).await;
+    let over = |name: &str| {
+        format!(
+            "POST /t/{name}/over HTTP/1.1\r\nhost: a\r\ntransfer-encoding: chunked\r\n\r\n\
+             5dc\r\n{}\r\n0\r\n\r\n",
+            "z".repeat(1500)
+        )
+    };
+    let r = raw(relay.addr, over(&name).as_bytes()).await;
     assert!(r.starts_with("HTTP/1.1 413"), "{r}");
     let ex = agent.exchange().await;
     assert_eq!(
@@ -205,6 +207,10 @@ async fn a_chunked_body_over_the_cap_at_once_never_reaches_the_app() {
         "{ex:?}"
     );
     assert!(ex.refused, "the relay's refusal: {ex:?}");
+    // Not taken for a whole, empty body (a replay would send one, a signature check fail on
+    // it), and never forwarded.
+    assert!(ex.request.body.truncated, "{ex:?}");
+    assert_eq!(ex.timings.forwarded_ms, None);
     let failure = ex.failure.expect("a failure");
     assert_eq!(failure.side, twk_capture::Side::Sender);
     assert!(
@@ -232,6 +238,18 @@ async fn a_chunked_body_over_the_cap_at_once_never_reaches_the_app() {
     assert_eq!(ok.status, 200);
     assert_eq!(target.next().await.path_and_query, "/ok");
     assert_eq!(agent.exchange().await.status, Some(200));
+    agent.stop().await.unwrap();
+
+    // With twk answering the Basic-auth challenge, such a body is still the relay's 413,
+    // not a 401 leg 1 whose retry never comes.
+    let mut cfg = agent_config(&relay, target.addr);
+    cfg.basic_auth = Some(twk_agent::BasicAuth::parse("u:p", "twk", true).unwrap());
+    let mut agent = spawn_agent(cfg);
+    let (name, _) = agent.connected().await;
+    let r = raw(relay.addr, over(&name).as_bytes()).await;
+    assert!(r.starts_with("HTTP/1.1 413"), "{r}");
+    let ex = agent.exchange().await;
+    assert_eq!((ex.status, ex.refused), (Some(413), true), "{ex:?}");
 }
 
 #[tokio::test]
