@@ -175,12 +175,14 @@ pub async fn run(args: TriggerArgs) -> anyhow::Result<ExitCode> {
         deadline: args.deadline,
         extra_ca_pem,
     };
+    // `log --event` matches the name twk records, which may not be the catalog's: found once,
+    // not per attempt (it takes an analysis of the request).
+    let recorded_event = draft.recorded_event();
     if !args.json {
-        // `log --event` matches the name twk records, which may not be the catalog's.
-        let recorded = draft
-            .recorded_event()
-            .filter(|e| *e != draft.event)
-            .map(|e| format!("  (recorded as event {})", clean(&e)))
+        let recorded = recorded_event
+            .as_ref()
+            .filter(|e| **e != draft.event)
+            .map(|e| format!("  (recorded as event {})", clean(e)))
             .unwrap_or_default();
         // Sent either way: a reader gone already changes nothing for the provider's sender.
         let _ = out!(
@@ -198,7 +200,7 @@ pub async fn run(args: TriggerArgs) -> anyhow::Result<ExitCode> {
     let fate = twk_trigger::fire(&draft, &opts, |a| {
         // A reader gone mid-way does not stop the provider's sender: its fate still counts.
         let _ = if json {
-            out!("{}", attempt_json(&draft, a))
+            out!("{}", attempt_json(&draft, recorded_event.as_deref(), a))
         } else {
             out!("{}", attempt_line(a))
         };
@@ -406,7 +408,11 @@ fn fate_line(fate: &Fate, unusable: &[String]) -> String {
 }
 
 /// One NDJSON object per attempt; the last carries `fate`.
-fn attempt_json(draft: &twk_trigger::Draft, a: &AttemptReport) -> String {
+fn attempt_json(
+    draft: &twk_trigger::Draft,
+    recorded_event: Option<&str>,
+    a: &AttemptReport,
+) -> String {
     let (outcome, status, error) = match &a.reply.answer {
         twk_trigger::Answer::Status { code, .. } => ("answered", Some(*code), None),
         twk_trigger::Answer::TimedOut => ("timeout", None, None),
@@ -425,7 +431,7 @@ fn attempt_json(draft: &twk_trigger::Draft, a: &AttemptReport) -> String {
     let mut v = json!({
         "provider": draft.provider.as_str(),
         "event": draft.event,
-        "recorded_event": draft.recorded_event(),
+        "recorded_event": recorded_event,
         "id": draft.id,
         "attempt": a.n,
         "leg": a.leg.as_str(),

@@ -93,6 +93,14 @@ impl Draft {
         encoded.map_err(|e| TriggerError::Encode(e.to_string()))
     }
 
+    /// The headers as a request view takes them.
+    pub fn header_pairs(&self) -> Vec<(&str, &[u8])> {
+        self.headers
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_bytes()))
+            .collect()
+    }
+
     /// The event name twk records for this webhook, which `log --event` matches: the
     /// provider's own name in it, which may differ from the catalog's (`voice.initiate` is
     /// Bandwidth's `initiate`). `None` when twk names none (or the body is signed later).
@@ -101,15 +109,10 @@ impl Draft {
             return None;
         }
         let body = self.body_bytes().ok()?;
-        let headers = self
-            .headers
-            .iter()
-            .map(|(k, v)| (k.as_str(), v.as_bytes()))
-            .collect();
         let view = twk_providers::RequestView::with_headers(
             self.method,
             "https://twk.invalid/",
-            headers,
+            self.header_pairs(),
             &body,
         );
         let secrets = twk_providers::Secrets::new();

@@ -221,12 +221,7 @@ enum AnswerCheck {
 /// The check of `draft`'s answer, when the provider reads it: the same for every attempt.
 fn answer_check(draft: &Draft, url: &str) -> Result<Option<AnswerCheck>, TriggerError> {
     let body = draft.body_bytes()?;
-    let headers = draft
-        .headers
-        .iter()
-        .map(|(k, v)| (k.as_str(), v.as_bytes()))
-        .collect();
-    let view = RequestView::with_headers(draft.method, url, headers, &body);
+    let view = RequestView::with_headers(draft.method, url, draft.header_pairs(), &body);
     if draft.provider == Provider::Slack {
         let challenge = twk_providers::answer::url_verification_challenge(&view);
         return Ok(challenge.map(AnswerCheck::SlackChallenge));
