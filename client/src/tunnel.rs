@@ -17,9 +17,6 @@ use twk_agent::{ConnState, Observer};
 use twk_capture::{Exchange, Recorder};
 use twk_trigger::LiveTestSecrets;
 
-/// `--request-timeout`'s default (its `default_value`).
-const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(9);
-
 /// How the Host header reaches the local target.
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum HostHeaderArg {
@@ -511,7 +508,7 @@ async fn relay(
         // Flags for the embedded relay only: a remote relay sets its own.
         let ignored: Vec<&str> = [
             (
-                s.args.request_timeout != DEFAULT_REQUEST_TIMEOUT,
+                s.args.request_timeout != twk_protocol::limits::DEFAULT_REQUEST_TIMEOUT,
                 "--request-timeout",
             ),
             (
@@ -597,6 +594,8 @@ async fn drive(
     emulator: Option<twk_emulator::Handle>,
     shutdown: &CancellationToken,
 ) -> anyhow::Result<(Result<(), AgentError>, Option<Arc<Printer>>)> {
+    // Missed requests delivered later reach the app with the Host a live one would have.
+    let keep_host = cfg.host_header == HostHeader::Preserve;
     let (link_tx, link_rx) = watch::channel(Link {
         conn: ConnState::Connecting { attempt: 0 },
         rtt_ms: None,
@@ -624,7 +623,7 @@ async fn drive(
                     // The app this tunnel forwards to now, as a live request would reach it
                     // (the row records the target of the hand-off, as `D` replays it).
                     to: Some(s.target.url()),
-                    keep_host: s.args.host_header() == HostHeader::Preserve,
+                    keep_host,
                     secrets: (*s.secrets).clone(),
                     capture_cap: recorder.as_ref().map_or(1 << 20, |r| r.options().body_cap),
                     ..Default::default()
@@ -640,7 +639,7 @@ async fn drive(
                 link: link_rx,
                 flights: flights_rx,
                 target: s.target.url(),
-                keep_host: s.args.host_header() == HostHeader::Preserve,
+                keep_host,
                 secrets: s.secrets.clone(),
                 test_secrets: s.test_secrets.clone(),
                 shutdown: shutdown.clone(),
