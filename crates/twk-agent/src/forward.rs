@@ -487,10 +487,12 @@ pub(crate) async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Respo
         Some(crate::target_io::send(&shared.client, Request::from_parts(parts, body)).await)
     });
     match sent.await {
-        Ok(None) => match record.sender_body_error().await {
-            Some(fault) => record.never_forwarded(fault),
-            None => record.blame_sender(BodyFault::Broken("the relay reset its stream".into())),
-        },
+        Ok(None) => {
+            let fault = record.sender_body_error().await;
+            record.never_forwarded(
+                fault.unwrap_or_else(|| BodyFault::Broken("the relay reset its stream".into())),
+            )
+        }
         Ok(Some((Ok(resp), _))) => respond(&shared, record, resp),
         Ok(Some((Err(e), checkout))) => {
             let left = deadline.saturating_sub(started.elapsed());
