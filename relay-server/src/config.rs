@@ -109,12 +109,12 @@ fn subdomains_need_a_wildcard(
     }
     let names = twk_transport::tls::certificate_names(cert)
         .context("reading the TLS certificate's names")?;
-    let wildcard = format!("*.{}", cfg.domain_host());
+    let suffix = format!(".{}", cfg.domain_host());
+    let wildcard = format!("*{suffix}");
     if names.contains(&wildcard) {
         return Ok(());
     }
     let shown = twk_sanitize::clean(&names.join(", "));
-    let suffix = format!(".{}", cfg.domain_host());
     if names.iter().any(|n| n.ends_with(&suffix)) {
         eprintln!(
             "twk-relay: {} is for {shown}, not {wildcard}: only tunnels of those names have a \

@@ -5,6 +5,7 @@
 
 use super::Answer;
 use crate::request::RequestView;
+use crate::util::field;
 use serde_json::Value;
 
 /// Form fields read from an answer looking for `challenge`.
@@ -13,10 +14,10 @@ const FORM_FIELDS: usize = 16;
 /// The challenge of `req` when it is Slack's `url_verification` request.
 pub fn url_verification_challenge(req: &RequestView<'_>) -> Option<String> {
     let v = req.json()?;
-    if v.get("type")?.as_str()? != "url_verification" {
+    if field(v, "type")? != "url_verification" {
         return None;
     }
-    v.get("challenge")?.as_str().map(str::to_owned)
+    field(v, "challenge").map(str::to_owned)
 }
 
 /// What is wrong with `answer` to a `url_verification` request carrying `challenge`: `None`
@@ -40,8 +41,8 @@ fn gives_back(challenge: &str, body: &[u8]) -> bool {
     if std::str::from_utf8(body).is_ok_and(|t| t.trim() == challenge) {
         return true;
     }
-    if let Ok(Value::Object(o)) = serde_json::from_slice::<Value>(body) {
-        return o.get("challenge").and_then(Value::as_str) == Some(challenge);
+    if let Ok(v @ Value::Object(_)) = serde_json::from_slice::<Value>(body) {
+        return field(&v, "challenge") == Some(challenge);
     }
     crate::form::decode_pairs_upto(body, FORM_FIELDS)
         .iter()
