@@ -307,13 +307,27 @@ async fn subdomain_urls_need_a_wildcard_certificate() {
 
     // A certificate for some tunnel names only keeps subdomain URLs (those names work).
     let (some, some_key) = write("some", &["hooks.test", "shop.hooks.test"]);
+    let (_, url) = tls_tunnel_url(&some, &some_key, Some("shop")).await;
+    assert_eq!(url, "https://shop.hooks.test");
+
+    let (wild, wild_key) = write("wild", &["hooks.test", "*.hooks.test"]);
+    let (name, url) = tls_tunnel_url(&wild, &wild_key, None).await;
+    assert_eq!(url, format!("https://{name}.hooks.test"));
+}
+
+/// The (name, public URL) a tunnel gets from a relay for `hooks.test` serving `cert`.
+async fn tls_tunnel_url(
+    cert: &std::path::Path,
+    key: &std::path::Path,
+    name: Option<&str>,
+) -> (String, String) {
     let mut child = Command::new(BIN)
         .args(["--listen", "127.0.0.1:0", "--domain", "hooks.test"])
         .args(["--allow-anonymous", "--no-state-file"])
         .arg("--tls-cert")
-        .arg(&some)
+        .arg(cert)
         .arg("--tls-key")
-        .arg(&some_key)
+        .arg(key)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .kill_on_drop(true)
@@ -324,38 +338,13 @@ async fn subdomain_urls_need_a_wildcard_certificate() {
         twk_agent::RelayUrl::parse(&format!("wss://hooks.test:{}", addr.port())).unwrap(),
         twk_agent::Target::parse("3000").unwrap(),
     );
-    cfg.extra_ca_pem = Some(std::fs::read(&some).unwrap());
+    cfg.extra_ca_pem = Some(std::fs::read(cert).unwrap());
     cfg.connect_to = Some(addr);
-    cfg.name = Some("shop".into());
+    cfg.name = name.map(str::to_owned);
     let mut agent = spawn_agent(cfg);
-    assert_eq!(agent.connected().await.1, "https://shop.hooks.test");
+    let got = agent.connected().await;
     agent.stop().await.unwrap();
-    drop(child);
-
-    let (wild, wild_key) = write("wild", &["hooks.test", "*.hooks.test"]);
-    let mut child = Command::new(BIN)
-        .args(["--listen", "127.0.0.1:0", "--domain", "hooks.test"])
-        .args(["--allow-anonymous", "--no-state-file"])
-        .arg("--tls-cert")
-        .arg(&wild)
-        .arg("--tls-key")
-        .arg(&wild_key)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let addr = listening_addr(&mut child).await;
-    let mut cfg = twk_agent::AgentConfig::new(
-        twk_agent::RelayUrl::parse(&format!("wss://hooks.test:{}", addr.port())).unwrap(),
-        twk_agent::Target::parse("3000").unwrap(),
-    );
-    cfg.extra_ca_pem = Some(std::fs::read(&wild).unwrap());
-    cfg.connect_to = Some(addr);
-    let mut agent = spawn_agent(cfg);
-    let (name, url) = agent.connected().await;
-    assert_eq!(url, format!("https://{name}.hooks.test"));
-    agent.stop().await.unwrap();
+    got
 }
 
 /// Starts the binary with `args` and TWK_LOG=trace; returns it and its address.
