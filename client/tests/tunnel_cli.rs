@@ -17,6 +17,12 @@ struct Running {
 }
 
 impl Running {
+    /// Sends SIGTERM, as systemd or Ctrl-C's kill would.
+    fn sigterm(&self) {
+        let pid = nix::unistd::Pid::from_raw(self.child.id().unwrap() as i32);
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    }
+
     async fn line(&mut self) -> String {
         tokio::time::timeout(Duration::from_secs(10), self.lines.next_line())
             .await
@@ -198,8 +204,7 @@ async fn plain_output_on_the_embedded_relay_and_graceful_sigterm() {
         line.contains("PUT") && line.contains("/plain?q=1") && line.contains("200"),
         "{line}"
     );
-    let pid = nix::unistd::Pid::from_raw(run.child.id().unwrap() as i32);
-    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    run.sigterm();
     let (code, stderr) = stderr_of(run.child).await;
     assert_eq!(code, Some(0), "{stderr}");
     assert!(stderr.contains("embedded relay"), "{stderr}");
@@ -231,8 +236,7 @@ async fn embedded_relay_limits_with_a_remote_relay_are_said_to_do_nothing() {
     let stderr = drain_stderr(&mut run.child);
     let first = run.line().await;
     assert!(first.starts_with("Forwarding "), "{first}");
-    let pid = nix::unistd::Pid::from_raw(run.child.id().unwrap() as i32);
-    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    run.sigterm();
     let _ = stderr_of(run.child).await;
     let log = stderr.await.unwrap();
     assert!(
@@ -309,8 +313,7 @@ async fn the_token_never_reaches_the_client_log_even_at_trace_level() {
     assert_eq!(r.status, 200);
     let _ = target.next().await;
     let _ = run.line().await;
-    let pid = nix::unistd::Pid::from_raw(run.child.id().unwrap() as i32);
-    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    run.sigterm();
     let (code, _) = stderr_of(run.child).await;
     let log = stderr.await.unwrap();
     assert_eq!(code, Some(0), "{log}");
@@ -349,8 +352,7 @@ async fn a_client_displaced_by_another_with_the_same_token_exits_1_and_says_why(
         ),
         "{err}"
     );
-    let pid = nix::unistd::Pid::from_raw(second.child.id().unwrap() as i32);
-    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    second.sigterm();
     let (code, _) = stderr_of(second.child).await;
     assert_eq!(code, Some(0));
 }
@@ -408,8 +410,7 @@ async fn each_reconnect_is_reported_once_in_plain_mode() {
         assert!(l.starts_with("twk: "), "{l}");
         assert!(!l.contains("WARN"), "{l}");
     }
-    let pid = nix::unistd::Pid::from_raw(run.child.id().unwrap() as i32);
-    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    run.sigterm();
     let _ = run.child.wait().await;
 }
 
@@ -538,8 +539,7 @@ async fn a_self_signed_ca_flagged_relay_certificate_given_with_relay_ca_connects
             relay.addr
         )
     );
-    let pid = nix::unistd::Pid::from_raw(run.child.id().unwrap() as i32);
-    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    run.sigterm();
     let (code, err) = stderr_of(run.child).await;
     assert_eq!(code, Some(0), "{err}");
 }
