@@ -650,6 +650,35 @@ pub async fn until_answers_wait(entry: SocketAddr, probe: &str) {
     }
 }
 
+/// Up to `tries` times: [`until_answers_wait`], then a webhook (`POST path` through `entry`),
+/// which must be answered 200 "ok" within 60 s; stops once the relay serving `metrics` counts
+/// an evicted reader, and returns that count. The probes only time the window's hold: on a
+/// loaded machine three slow answers can pass for a held window, and a webhook sent then gets
+/// through on what is left of it, with nobody waiting behind the readers to evict them.
+/// Readers who never read fill the window in the end, so a later webhook waits behind them.
+pub async fn webhooks_until_evicted(
+    entry: SocketAddr,
+    path: &str,
+    metrics: SocketAddr,
+    tries: usize,
+) -> f64 {
+    let mut evicted = 0.0;
+    for _ in 0..tries {
+        until_answers_wait(entry, "/t/big/probe").await;
+        let r = tokio::time::timeout(Duration::from_secs(60), send(entry, "POST", path, &[], "x"))
+            .await
+            .expect("the webhook's answer came through")
+            .unwrap();
+        assert_eq!(r.status, 200);
+        assert_eq!(r.text(), "ok");
+        evicted = scrape_metric(metrics, "twk_relay_readers_evicted_total").await;
+        if evicted > 0.0 {
+            break;
+        }
+    }
+    evicted
+}
+
 /// Sends raw bytes on a fresh connection from `from` (any 127.0.0.0/8 address) and returns
 /// what came back until the relay closed or 5 s passed.
 pub async fn raw_from(from: std::net::IpAddr, addr: SocketAddr, bytes: &[u8]) -> String {
