@@ -8,7 +8,7 @@ use crate::prefetch::{AheadBudget, Arrival, Slots, Turn, read_ahead};
 use crate::session::Observer;
 use crate::tap::{BodyFault, CaptureBudget, Lease, Tap, TapResult};
 use crate::target_io::{Checkout, TargetConnector};
-use http::{HeaderMap, HeaderValue, Request, Response, StatusCode, header};
+use http::{HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode, header};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
@@ -170,23 +170,24 @@ struct Meta {
 }
 
 impl Meta {
-    /// Reads and removes every `x-twk-*` header.
+    /// Reads and removes every `x-twk-*` header: those it reads as it reads them, the rest
+    /// in one pass, which finds none unless a relay sends a name this client does not know.
     fn take(headers: &mut HeaderMap) -> Meta {
         // UTF-8, not just ASCII: the relay sends the public URL as the sender wrote it.
-        let get = |h: &HeaderMap, n: &str| {
-            h.get(n)
-                .and_then(|v| std::str::from_utf8(v.as_bytes()).ok())
-                .map(str::to_string)
+        let mut take = |n: &HeaderName| {
+            headers
+                .remove(n)
+                .and_then(|v| String::from_utf8(v.as_bytes().to_vec()).ok())
         };
         let m = Meta {
-            request_id: get(headers, meta::REQUEST_ID).unwrap_or_default(),
-            public_url: get(headers, meta::PUBLIC_URL).unwrap_or_default(),
-            remote_addr: get(headers, meta::REMOTE_ADDR),
-            received_ms: get(headers, meta::RECEIVED_AT).and_then(|v| v.parse().ok()),
-            proto: get(headers, meta::PROTO),
-            host: get(headers, meta::HOST),
-            prefix: get(headers, meta::FORWARDED_PREFIX),
-            deadline: get(headers, meta::DEADLINE_MS)
+            request_id: take(&meta::REQUEST_ID).unwrap_or_default(),
+            public_url: take(&meta::PUBLIC_URL).unwrap_or_default(),
+            remote_addr: take(&meta::REMOTE_ADDR),
+            received_ms: take(&meta::RECEIVED_AT).and_then(|v| v.parse().ok()),
+            proto: take(&meta::PROTO),
+            host: take(&meta::HOST),
+            prefix: take(&meta::FORWARDED_PREFIX),
+            deadline: take(&meta::DEADLINE_MS)
                 .and_then(|v| v.parse::<u64>().ok())
                 .filter(|&ms| ms > 0)
                 .map(Duration::from_millis),
@@ -214,7 +215,13 @@ pub(crate) fn headers_to_vec(h: &HeaderMap) -> Vec<Header> {
         .collect()
 }
 
-fn put(h: &mut HeaderMap, name: &'static str, value: &str) {
+/// Forwarding headers' names, made once (a `&str` name is parsed again on every insert).
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+const X_FORWARDED_PREFIX: HeaderName = HeaderName::from_static("x-forwarded-prefix");
+
+fn put(h: &mut HeaderMap, name: HeaderName, value: &str) {
     if let Ok(v) = HeaderValue::from_str(value) {
         h.insert(name, v);
     }
@@ -244,7 +251,7 @@ fn for_the_target(cfg: &AgentConfig, headers: &mut HeaderMap, m: &Meta) {
             .clone()
             .unwrap_or_else(|| cfg.target.authority.clone()),
     };
-    put(headers, "host", &host);
+    put(headers, header::HOST, &host);
     add_forwarding_headers(headers, m);
 }
 
@@ -285,16 +292,16 @@ pub(crate) fn kept_for_the_target(
 fn add_forwarding_headers(h: &mut HeaderMap, m: &Meta) {
     let ip = m.remote_ip();
     if let Some(ip) = &ip {
-        append_list(h, header::HeaderName::from_static("x-forwarded-for"), ip);
+        append_list(h, X_FORWARDED_FOR, ip);
     }
     if let Some(p) = &m.proto {
-        put(h, "x-forwarded-proto", p);
+        put(h, X_FORWARDED_PROTO, p);
     }
     if let Some(host) = &m.host {
-        put(h, "x-forwarded-host", host);
+        put(h, X_FORWARDED_HOST, host);
     }
     if let Some(prefix) = &m.prefix {
-        put(h, "x-forwarded-prefix", prefix);
+        put(h, X_FORWARDED_PREFIX, prefix);
     }
     let mut parts = Vec::new();
     if let Some(ip) = &ip {

@@ -208,7 +208,7 @@ pub(crate) async fn receive_kept(state: &State, req: Request<Incoming>) -> Respo
         );
     };
     let mut request = Request::post(format!("http://{name}.tunnel/"));
-    for h in [twk_protocol::meta::KEPT, twk_protocol::meta::RECEIVED_AT] {
+    for h in &[twk_protocol::meta::KEPT, twk_protocol::meta::RECEIVED_AT] {
         if let Some(v) = parts.headers.get(h) {
             request = request.header(h, v);
         }

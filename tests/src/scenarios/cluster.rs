@@ -751,10 +751,11 @@ async fn hand_over_from_a_peer(
 ) -> http::StatusCode {
     let (stem, sealed) = sealed_for(key, id, body);
     let received = stem.split('-').next().unwrap().to_owned();
+    let (kept, at_ms) = (twk_protocol::meta::KEPT, twk_protocol::meta::RECEIVED_AT);
     let mut headers = vec![
         ("x-twk-peer", holder.secret.as_str()),
-        (twk_protocol::meta::KEPT, id),
-        (twk_protocol::meta::RECEIVED_AT, received.as_str()),
+        (kept.as_str(), id),
+        (at_ms.as_str(), received.as_str()),
     ];
     headers.extend(expect.map(|c| ("x-twk-peer-expect-client", c)));
     let r = send(at, "POST", "/_twk/peer/kept/away", &headers, sealed)
