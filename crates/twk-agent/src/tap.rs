@@ -325,7 +325,9 @@ where
                     this.keep(data, rest);
                     this.hash_on(before, data);
                 }
-                if this.inner.is_end_stream() {
+                // Trailers are a body's last frame: whoever forwards them polls no further,
+                // so the body is whole here or never said to be.
+                if frame.is_trailers() || this.inner.is_end_stream() {
                     this.finish(true, None);
                 }
                 Poll::Ready(Some(Ok(frame)))

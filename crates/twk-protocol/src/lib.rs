@@ -213,15 +213,15 @@ pub fn check_version(announced: Option<&str>) -> Result<(), String> {
 
 /// Hop-by-hop headers (RFC 9110 §7.6.1) and framing headers that are never forwarded: the
 /// receiving HTTP stack re-frames the message itself. Headers named in `Connection` are removed
-/// too (see [`strip_hop_by_hop`]).
-pub const HOP_BY_HOP: [http::HeaderName; 9] = [
+/// too (see [`strip_hop_by_hop`]). `Trailer` is not among them: it is end to end (RFC 9110
+/// §6.6.2), and hyper sends only the trailer fields it names.
+pub const HOP_BY_HOP: [http::HeaderName; 8] = [
     http::header::CONNECTION,
     http::HeaderName::from_static("keep-alive"),
     http::HeaderName::from_static("proxy-connection"),
     http::header::PROXY_AUTHENTICATE,
     http::header::PROXY_AUTHORIZATION,
     http::header::TE,
-    http::header::TRAILER,
     http::header::TRANSFER_ENCODING,
     http::header::UPGRADE,
 ];

@@ -464,3 +464,76 @@ async fn an_answer_slower_than_slack_waits_is_linted() {
     assert!(slow.message.contains("Slack waits 3 s"), "{}", slow.message);
     agent.stop().await.unwrap();
 }
+
+/// An app that answers every request chunked with a trailer field, after reading the whole
+/// chunked request (its trailers included); sends what it read on `seen`.
+async fn answers_with_trailers() -> (
+    std::net::SocketAddr,
+    tokio::sync::mpsc::UnboundedReceiver<String>,
+) {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (seen_tx, seen) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Ok((mut conn, _)) = listener.accept().await {
+            let seen_tx = seen_tx.clone();
+            tokio::spawn(async move {
+                let mut got = Vec::new();
+                let mut buf = [0u8; 16 * 1024];
+                // The head, then a chunked body up to its last chunk and trailer section.
+                while !String::from_utf8_lossy(&got).contains("\r\n0\r\n")
+                    || !got.ends_with(b"\r\n\r\n")
+                {
+                    match conn.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => got.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let _ = seen_tx.send(String::from_utf8_lossy(&got).into_owned());
+                let answer =
+                    b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\ntrailer: x-t\r\n\r\n\
+                    3\r\nabc\r\n0\r\nx-t: yes\r\n\r\n";
+                let _ = conn.write_all(answer).await;
+            });
+        }
+    });
+    (addr, seen)
+}
+
+/// Trailer fields go through both ways (to a sender who said `TE: trailers`, as hyper's
+/// server requires), and an answer that ends with them is recorded whole: `Trailer` was
+/// stripped as if hop-by-hop, so hyper sent none on, and the capture, which waited for an
+/// end that never came after the trailers, said the sender had gone away.
+#[tokio::test]
+async fn trailers_go_through_both_ways_and_an_answer_with_them_is_whole() {
+    trace_init();
+    let relay = spawn_relay(relay_config(twk_relay::Auth::Open)).await;
+    let (app, mut seen) = answers_with_trailers().await;
+    let mut agent = spawn_agent(agent_config(&relay, app));
+    let (name, _) = agent.connected().await;
+    let request = format!(
+        "POST /t/{name}/hook HTTP/1.1\r\nhost: a\r\nconnection: close\r\n\
+         te: trailers\r\ntransfer-encoding: chunked\r\ntrailer: x-sum\r\n\r\n\
+         5\r\nhello\r\n0\r\nx-sum: 5d41\r\n\r\n"
+    );
+    let answer = raw(relay.addr, request.as_bytes()).await;
+    assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{answer:?}");
+    let answer = answer.to_ascii_lowercase();
+    assert!(
+        answer.contains("\r\n3\r\nabc\r\n0\r\nx-t: yes\r\n"),
+        "{answer:?}"
+    );
+    let at_app = seen.recv().await.unwrap().to_ascii_lowercase();
+    assert!(
+        at_app.contains("hello\r\n0\r\nx-sum: 5d41\r\n"),
+        "{at_app:?}"
+    );
+    let ex = agent.exchange().await;
+    assert_eq!(ex.status, Some(200));
+    assert!(ex.failure.is_none(), "{:?}", ex.failure);
+    let response = ex.response.expect("the answer is recorded");
+    assert_eq!(response.body.bytes.as_slice(), b"abc");
+    assert!(!response.body.truncated && !ex.request.body.truncated);
+    assert_eq!(ex.request.body.bytes.as_slice(), b"hello");
+}
