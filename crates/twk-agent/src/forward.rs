@@ -694,7 +694,10 @@ impl Pending {
 
     /// Answers for a sender whose body failed on its way (the relay cut it off, or it was
     /// malformed or cut short): the sender's fault, as the relay told the sender.
-    fn blame_sender(self, fault: BodyFault) -> Response<AgentBody> {
+    /// What came of the body is kept as cut short, so that neither a replay nor a signature
+    /// check takes it for the whole body.
+    fn blame_sender(mut self, fault: BodyFault) -> Response<AgentBody> {
+        self.exchange.request.body.truncated = true;
         let status = match fault {
             BodyFault::OverRelayCap => StatusCode::PAYLOAD_TOO_LARGE,
             BodyFault::Broken(_) => StatusCode::BAD_REQUEST,
@@ -705,13 +708,10 @@ impl Pending {
     }
 
     /// [`Self::blame_sender`] for a request whose body failed before the app saw it: not
-    /// forwarded, and a body over the relay's cap was the relay's refusal. What came of the
-    /// body is kept as cut short, so that neither a replay nor a signature check takes it
-    /// for the whole body.
+    /// forwarded, and a body over the relay's cap was the relay's refusal.
     fn never_forwarded(mut self, fault: BodyFault) -> Response<AgentBody> {
         self.exchange.refused = fault == BodyFault::OverRelayCap;
         self.exchange.timings.forwarded_ms = None;
-        self.exchange.request.body.truncated = true;
         self.blame_sender(fault)
     }
 
@@ -788,7 +788,11 @@ impl Pending {
                 // The target answered without reading the whole body; that is its right.
                 debug!("target answered before reading the whole request body");
             }
+            // A body that did not reach its end is kept as cut short (replay and the
+            // signature check must not take it for the whole), however it was cut.
+            let complete = r.complete;
             self.exchange.request.body = r.body;
+            self.exchange.request.body.truncated |= !complete;
         }
         // The target is done with this request: its turn there is not held while a large
         // analysis waits for its own.
@@ -949,6 +953,14 @@ pub fn analyze_exchange(
              cannot be checked"
                 .to_owned(),
         );
+    } else if ex.request.body.truncated && ex.request.body.bytes.len() as u64 == ex.request.body.len
+    {
+        // Every byte that came is stored: the body itself was cut short on its way.
+        analysis.notes.push(format!(
+            "the body did not come whole ({} bytes arrived); the signature was checked \
+             against what came and is not reliable",
+            ex.request.body.len
+        ));
     } else if ex.request.body.truncated {
         // The stored body is a prefix: a body signature cannot be checked from it.
         analysis.notes.push(format!(

@@ -252,6 +252,49 @@ async fn a_chunked_body_over_the_cap_at_once_never_reaches_the_app() {
     assert_eq!((ex.status, ex.refused), (Some(413), true), "{ex:?}");
 }
 
+/// A sender who hangs up after part of its body, once the app has the request: the sender's
+/// failure, and what came is kept as cut short. It was kept as a whole body, so `replay`
+/// sent the part as a complete request and the signature check said the secret was wrong.
+#[tokio::test]
+async fn a_body_cut_short_after_it_was_forwarded_is_kept_as_cut_short() {
+    trace_init();
+    let relay = spawn_relay(relay_config(twk_relay::Auth::Open)).await;
+    let target = FakeTarget::echo().await;
+    let mut agent = spawn_agent(agent_config(&relay, target.addr));
+    let (name, _) = agent.connected().await;
+    let mut s = tokio::net::TcpStream::connect(relay.addr).await.unwrap();
+    let head = format!(
+        "POST /t/{name}/cut HTTP/1.1\r\nhost: a\r\nx-github-event: ping\r\n\
+         x-hub-signature-256: sha256=00\r\ncontent-length: 100\r\n\r\n"
+    );
+    s.write_all(head.as_bytes()).await.unwrap();
+    s.write_all(&[b'y'; 60]).await.unwrap();
+    drop(s);
+    let ex = agent.exchange().await;
+    assert_eq!(ex.path, "/cut");
+    assert_eq!(ex.status, Some(400), "{ex:?}");
+    let failure = ex.failure.as_ref().expect("a failure");
+    assert_eq!(
+        failure.side,
+        twk_capture::Side::Sender,
+        "{}",
+        failure.message
+    );
+    assert!(ex.timings.forwarded_ms.is_some(), "the app had the request");
+    assert!(ex.request.body.truncated, "{:?}", ex.request.body);
+    assert_eq!(ex.request.body.bytes.as_slice(), &[b'y'; 60][..]);
+    let notes = ex
+        .analysis
+        .as_ref()
+        .and_then(|a| a.get("notes"))
+        .map(ToString::to_string)
+        .unwrap_or_default();
+    assert!(
+        notes.contains("did not come whole (60 bytes arrived)"),
+        "{notes}"
+    );
+}
+
 #[tokio::test]
 async fn hostile_requests_are_refused_clearly() {
     let (relay, target) = open_relay_and_echo().await;
