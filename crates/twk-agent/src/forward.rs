@@ -576,6 +576,16 @@ fn respond(
 ) -> Response<AgentBody> {
     let cfg = &shared.cfg;
     record.exchange.timings.first_byte_ms = Some(now_ms());
+    if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
+        // HTTP/2 has no 101 (RFC 9113 §8.6): it reset the stream, and the relay told the
+        // sender the tunnel had gone. The app asked to switch protocols, which twk does not.
+        let msg = format!(
+            "twk: local target {} answered 101 Switching Protocols: upgrades (websockets) are \
+             not tunnelled (target side)\n",
+            cfg.target
+        );
+        return record.answer(StatusCode::BAD_GATEWAY, Some(Side::Target), &msg, None);
+    }
     let (mut parts, body) = resp.into_parts();
     twk_protocol::strip_hop_by_hop(&mut parts.headers);
     record.exchange.status = Some(parts.status.as_u16());

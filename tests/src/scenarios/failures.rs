@@ -295,6 +295,55 @@ async fn a_body_cut_short_after_it_was_forwarded_is_kept_as_cut_short() {
     );
 }
 
+/// An app that answers 101 Switching Protocols: HTTP/2 has no 101, so the stream was
+/// reset and the sender told the tunnel had gone while twk recorded a clean 101. The
+/// sender gets a 502 that says why, and that is what is recorded.
+#[tokio::test]
+async fn an_app_switching_protocols_gets_the_sender_a_502_that_says_so() {
+    trace_init();
+    let relay = spawn_relay(relay_config(twk_relay::Auth::Open)).await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let app = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut conn, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut seen = Vec::new();
+                let mut buf = [0u8; 4096];
+                while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match conn.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => seen.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let answer = b"HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\n\
+                    connection: upgrade\r\n\r\n";
+                let _ = conn.write_all(answer).await;
+                let _ = conn.read(&mut buf).await;
+            });
+        }
+    });
+    let mut agent = spawn_agent(agent_config(&relay, app));
+    let (name, _) = agent.connected().await;
+    let r = send(relay.addr, "GET", &format!("/t/{name}/ws"), &[], "")
+        .await
+        .unwrap();
+    assert_eq!(r.status, 502, "{}", r.text());
+    assert!(
+        r.text().contains("answered 101 Switching Protocols"),
+        "{}",
+        r.text()
+    );
+    let ex = agent.exchange().await;
+    assert_eq!(ex.status, Some(502));
+    let failure = ex.failure.expect("a failure");
+    assert_eq!(failure.side, twk_capture::Side::Target);
+    assert!(
+        failure.message.contains("not tunnelled"),
+        "{}",
+        failure.message
+    );
+}
+
 #[tokio::test]
 async fn hostile_requests_are_refused_clearly() {
     let (relay, target) = open_relay_and_echo().await;
