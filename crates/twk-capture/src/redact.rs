@@ -22,20 +22,35 @@ const SECRET_HEADERS: &[&str] = &[
     "x-auth-token",
 ];
 
+/// Parts of a header name that mark it secret (see [`is_secret_header`]).
+const SECRET_FRAGMENTS: &[&str] = &[
+    "signature",
+    "hmac",
+    "secret",
+    "password",
+    "passwd",
+    "apikey",
+    "api-key",
+    "access-key",
+    "private-key",
+];
+
 /// Whether a header with this name carries a secret (case-insensitive).
 ///
 /// Besides the fixed list and the providers' signature headers, this matches any name
-/// containing `signature`, `hmac`, `secret`,
-/// `password` or `passwd`, which covers the `X-*-Signature*` family.
+/// containing `signature`, `hmac`, `secret`, `password`, `passwd`, `apikey`, `api-key`,
+/// `access-key` or `private-key`, and any ending in `token` (GitLab sends its webhook secret
+/// as `X-Gitlab-Token`, Google Channels `X-Goog-Channel-Token`) but an idempotency token
+/// (Twilio's `I-Twilio-Idempotency-Token` names a delivery). A bare `-key` is not enough:
+/// `Idempotency-Key` is worth seeing.
 pub fn is_secret_header(name: &str) -> bool {
     let lower = name.trim().to_ascii_lowercase();
     SECRET_HEADERS.contains(&lower.as_str())
         || twk_providers::Provider::ALL
             .iter()
             .any(|p| p.signature_headers().contains(&lower.as_str()))
-        || ["signature", "hmac", "secret", "password", "passwd"]
-            .iter()
-            .any(|frag| lower.contains(frag))
+        || SECRET_FRAGMENTS.iter().any(|frag| lower.contains(frag))
+        || (lower.ends_with("token") && !lower.contains("idempotency"))
 }
 
 /// The value to show for header `name`: unchanged unless secret; a secret
@@ -110,6 +125,11 @@ mod tests {
             "svix-signature",
             "X-Custom-Signature-V2",
             "X-Webhook-Secret",
+            "X-Gitlab-Token",
+            "X-Goog-Channel-Token",
+            "X-Vault-Token",
+            "X-Apikey",
+            "X-Access-Key",
         ] {
             assert!(is_secret_header(n), "{n}");
         }
@@ -117,6 +137,8 @@ mod tests {
             "Content-Type",
             "X-GitHub-Delivery",
             "I-Twilio-Idempotency-Token",
+            "Idempotency-Key",
+            "X-Token-Count",
             "webhook-id",
             "X-Slack-Request-Timestamp",
         ] {

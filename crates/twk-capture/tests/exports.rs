@@ -470,3 +470,41 @@ fn exports_name_the_host_of_their_url() {
     let cmd = curl_command(&ex, &to(true));
     assert!(cmd.contains("-H 'host: localhost:3000'"), "{cmd}");
 }
+
+/// A HAR goes to a terminal as often as to a file: a sender's bidi, C1 and invisible
+/// characters are written as `\uXXXX` (the same document), as `log --json` writes them, and
+/// the curl export spells them as escapes. A QA review saw `export --har -` print them raw.
+#[test]
+fn exports_never_write_a_senders_control_characters_raw() {
+    let hostile = "a\u{202e}b\u{2066}c\u{9b}2J\u{2028}d\u{61c}e\u{ad}f\u{e0041}g";
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = open(dir.path());
+    let mut ex = exchange("t", 1_700_000_000_000, "/x", hostile.as_bytes());
+    ex.request.headers.push(Header {
+        name: "x-note".into(),
+        value: hostile.as_bytes().to_vec(),
+    });
+    let id = s.insert(&ex).unwrap();
+    let x = s.get(id).unwrap().unwrap();
+    // Line ends are the exports' own.
+    let raw = |out: &str| out.chars().any(|c| c != '\n' && twk_sanitize::is_unsafe(c));
+
+    let mut har = Vec::new();
+    let mut w = HarWriter::new(&mut har, HarOptions::default()).unwrap();
+    w.push(&x).unwrap();
+    w.finish().unwrap();
+    let text = String::from_utf8(har.clone()).unwrap();
+    assert!(!raw(&text), "{text}");
+    let v: serde_json::Value = serde_json::from_slice(&har).unwrap();
+    let request = &v["log"]["entries"][0]["request"];
+    assert_eq!(request["postData"]["text"], hostile);
+    let note = request["headers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|h| h["name"] == "x-note");
+    assert_eq!(note.unwrap()["value"], hostile);
+
+    let curl = curl_command(&x.exchange, &CurlOptions::default());
+    assert!(!raw(&curl), "{curl}");
+}

@@ -41,7 +41,12 @@ const TAB: &str = "    ";
 /// Unsafe: C0 controls (including `\t`, `\n`, `\r`), DEL, C1 controls (`U+0080`–`U+009F`, e.g.
 /// the 8-bit CSI `U+009B`), bidi controls (`U+061C`, `U+200E`/`U+200F`, `U+202A`–`U+202E`,
 /// `U+2066`–`U+2069`), line/paragraph separators (`U+2028`/`U+2029`), and invisible
-/// zero-width characters (`U+200B`, `U+2060`, `U+FEFF`).
+/// characters: zero-width ones (`U+200B`, `U+2060`, `U+FEFF`), the soft hyphen (`U+00AD`),
+/// the combining grapheme joiner (`U+034F`), fillers that render blank (`U+115F`, `U+1160`,
+/// `U+17B4`, `U+17B5`, `U+180E`, `U+3164`, `U+FFA0`), invisible operators and deprecated
+/// format characters (`U+2061`–`U+2064`, `U+206A`–`U+206F`), interlinear annotation marks
+/// (`U+FFF9`–`U+FFFB`) and tag characters (`U+E0000`–`U+E007F`, which hide ASCII text).
+/// Joiners (`U+200C`, `U+200D`) and variation selectors stay: scripts and emoji need them.
 pub fn placeholder(c: char) -> Option<char> {
     Some(match c {
         '\u{1b}' => '␛',
@@ -57,7 +62,21 @@ pub fn placeholder(c: char) -> Option<char> {
         | '\u{200f}'
         | '\u{061c}' => '�',
         '\u{2028}' | '\u{2029}' => '␤',
-        '\u{200b}' | '\u{2060}' | '\u{feff}' => '·',
+        '\u{200b}'
+        | '\u{2060}'..='\u{2064}'
+        | '\u{206a}'..='\u{206f}'
+        | '\u{feff}'
+        | '\u{ad}'
+        | '\u{34f}'
+        | '\u{115f}'
+        | '\u{1160}'
+        | '\u{17b4}'
+        | '\u{17b5}'
+        | '\u{180e}'
+        | '\u{3164}'
+        | '\u{ffa0}'
+        | '\u{fff9}'..='\u{fffb}'
+        | '\u{e0000}'..='\u{e007f}' => '·',
         _ => return None,
     })
 }
@@ -283,6 +302,32 @@ mod tests {
 
     fn safe(s: &str) -> bool {
         s.chars().all(|c| !c.is_control() && !is_unsafe(c))
+    }
+
+    #[test]
+    fn invisible_characters_become_visible_and_json_escapes_them() {
+        // A QA review found these passing raw; tag characters smuggle hidden ASCII.
+        for c in [
+            '\u{ad}',
+            '\u{34f}',
+            '\u{180e}',
+            '\u{3164}',
+            '\u{2062}',
+            '\u{206b}',
+            '\u{fffa}',
+            '\u{e0041}',
+            '\u{e007f}',
+        ] {
+            let text = format!("a{c}b");
+            assert_eq!(clean(&text), "a·b", "{:x}", c as u32);
+            let json = json_string(&text).unwrap();
+            assert!(json.contains("\\u"), "{json}");
+            assert_eq!(serde_json::from_str::<String>(&json).unwrap(), text);
+        }
+        // What scripts and emoji need stays.
+        for kept in ["\u{200d}", "\u{200c}", "\u{fe0f}", "é", "日本"] {
+            assert_eq!(clean(kept), kept);
+        }
     }
 
     #[test]

@@ -123,10 +123,10 @@ fn header_arg(h: &Header) -> String {
     quote(&line)
 }
 
-/// Whether a char may appear literally in shell output shown on a terminal.
+/// Whether a char may appear literally in shell output shown on a terminal: what the one
+/// sanitizer passes (its own list here missed `U+061C`, `U+2028`/`U+2029` and more).
 fn display_safe(c: char) -> bool {
-    !c.is_control()
-        && !matches!(c, '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' | '\u{feff}')
+    !c.is_control() && !twk_sanitize::is_unsafe(c)
 }
 
 /// Quotes bytes for a POSIX shell: `'…'` when every char is display-safe text, else bash

@@ -256,7 +256,10 @@ impl<W: Write> HarWriter<W> {
         }
         self.first = false;
         self.out.write_all(b"\n")?;
-        serde_json::to_writer(&mut self.out, &entry(x, self.opts)).map_err(std::io::Error::other)
+        // The one sanitizer's JSON: a HAR goes to a terminal as often as to a file, and it
+        // carries a sender's bytes (bidi, C1 and invisible characters as `\uXXXX`).
+        twk_sanitize::json_to_writer(&mut self.out, &entry(x, self.opts))
+            .map_err(std::io::Error::other)
     }
 
     /// Closes the document and returns the writer.
