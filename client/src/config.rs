@@ -293,9 +293,14 @@ fn default_path_from(xdg: Option<PathBuf>, home: Option<PathBuf>) -> Option<Path
 }
 
 /// The permission bits when group or others have any access.
+/// The mode of a config file others may read. Only a regular file: `/dev/null` or a pipe
+/// (`--config <(…)`) holds nothing to protect, and "chmod 600 /dev/null" is harmful advice.
 fn loose_mode(path: &Path) -> Option<u32> {
     use std::os::unix::fs::PermissionsExt;
-    let mode = std::fs::metadata(path).ok()?.permissions().mode() & 0o777;
+    let meta = std::fs::metadata(path)
+        .ok()
+        .filter(std::fs::Metadata::is_file)?;
+    let mode = meta.permissions().mode() & 0o777;
     (mode & 0o077 != 0).then_some(mode)
 }
 
@@ -456,5 +461,7 @@ body_files_max_bytes = 65536
         );
         let p = tmp_file("tight", "name = \"x\"\n", 0o600);
         assert_eq!(loose_mode(&p), None);
+        // Not a file: nothing to chmod (a QA review was told to chmod /dev/null).
+        assert_eq!(loose_mode(Path::new("/dev/null")), None);
     }
 }

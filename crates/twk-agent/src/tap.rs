@@ -48,9 +48,10 @@ impl BodyFault {
 impl std::fmt::Display for BodyFault {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            BodyFault::OverRelayCap => {
-                f.write_str("the relay cut it off: over its cap (twk-relay --max-body)")
-            }
+            BodyFault::OverRelayCap => f.write_str(
+                "the relay cut it off: over its cap (--max-body: twk-tunnel's with its embedded \
+                     relay, twk-relay's on a remote one)",
+            ),
             BodyFault::Broken(e) => f.write_str(e),
         }
     }

@@ -85,7 +85,8 @@ impl RefusedFor {
         match self {
             RefusedFor::BodyTooLarge { cap } => format!(
                 "refused by the relay, never forwarded: its body ({} bytes declared) is over the \
-                 relay's cap of {cap} bytes (twk-relay --max-body)",
+                 relay's cap of {cap} bytes (--max-body: twk-tunnel's with its embedded relay, \
+                 twk-relay's on a remote one)",
                 declared.map_or_else(|| "?".to_owned(), |n| n.to_string())
             ),
             RefusedFor::OverRate { retry_after_secs } => format!(

@@ -160,7 +160,10 @@ async fn body_over_the_cap_is_refused_with_413_before_it_is_read() {
         "{cut:?}"
     );
     let why = cut.failure.expect("a failure").message;
-    assert!(why.contains("over its cap (twk-relay --max-body)"), "{why}");
+    assert!(
+        why.contains("over its cap (--max-body: twk-tunnel's with its embedded relay"),
+        "{why}"
+    );
     assert!(!cut.refused, "part of it went on to the app: not a refusal");
     // Nothing over the cap was recorded as a complete delivery.
     let within = send(
