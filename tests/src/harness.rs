@@ -650,6 +650,42 @@ pub async fn until_answers_wait(entry: SocketAddr, probe: &str) {
     }
 }
 
+/// An app on a raw socket, for answers hyper would not write (a 101, trailer fields, an
+/// answer before the body): reads each connection until `done` says the request is in,
+/// sends what it read on the returned channel, writes `answer` and closes.
+pub async fn raw_app(
+    answer: &'static [u8],
+    done: fn(&[u8]) -> bool,
+) -> (SocketAddr, tokio::sync::mpsc::UnboundedReceiver<Vec<u8>>) {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (seen_tx, seen) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Ok((mut conn, _)) = listener.accept().await {
+            let seen_tx = seen_tx.clone();
+            tokio::spawn(async move {
+                let mut got = Vec::new();
+                let mut buf = [0u8; 16 * 1024];
+                while !done(&got) {
+                    match conn.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => got.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let _ = seen_tx.send(got);
+                let _ = conn.write_all(answer).await;
+            });
+        }
+    });
+    (addr, seen)
+}
+
+/// For [`raw_app`]: the request's head is in.
+pub fn head_in(got: &[u8]) -> bool {
+    got.windows(4).any(|w| w == b"\r\n\r\n")
+}
+
 /// Up to `tries` times: [`until_answers_wait`], then a webhook (`POST path` through `entry`),
 /// which must be answered 200 "ok" within 60 s; stops once the relay serving `metrics` counts
 /// an evicted reader, and returns that count. The probes only time the window's hold: on a

@@ -305,26 +305,9 @@ async fn a_body_cut_short_after_it_was_forwarded_is_kept_as_cut_short() {
 async fn an_app_switching_protocols_gets_the_sender_a_502_that_says_so() {
     trace_init();
     let relay = spawn_relay(relay_config(twk_relay::Auth::Open)).await;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let app = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        while let Ok((mut conn, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let mut seen = Vec::new();
-                let mut buf = [0u8; 4096];
-                while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match conn.read(&mut buf).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => seen.extend_from_slice(&buf[..n]),
-                    }
-                }
-                let answer = b"HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\n\
-                    connection: upgrade\r\n\r\n";
-                let _ = conn.write_all(answer).await;
-                let _ = conn.read(&mut buf).await;
-            });
-        }
-    });
+    let answer =
+        b"HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: upgrade\r\n\r\n";
+    let (app, _seen) = raw_app(answer, head_in).await;
     let mut agent = spawn_agent(agent_config(&relay, app));
     let (name, _) = agent.connected().await;
     let r = send(relay.addr, "GET", &format!("/t/{name}/ws"), &[], "")
@@ -491,33 +474,19 @@ async fn client_gone_mid_request_answers_502_within_a_second() {
 
 /// A target that answers from the head alone, then closes with the body unread (so its
 /// kernel resets the connection), as an app rejecting a request early often does.
-async fn answers_early_then_closes() -> (std::net::SocketAddr, tokio::task::JoinHandle<()>) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let task = tokio::spawn(async move {
-        while let Ok((mut conn, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let mut seen = Vec::new();
-                let mut buf = [0u8; 16 * 1024];
-                while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match conn.read(&mut buf).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => seen.extend_from_slice(&buf[..n]),
-                    }
-                }
-                let answer = b"HTTP/1.1 404 Not Found\r\ncontent-length: 5\r\nconnection: close\r\n\r\nnope\n";
-                let _ = conn.write_all(answer).await;
-            });
-        }
-    });
-    (addr, task)
+async fn answers_early_then_closes() -> (
+    std::net::SocketAddr,
+    tokio::sync::mpsc::UnboundedReceiver<Vec<u8>>,
+) {
+    let answer = b"HTTP/1.1 404 Not Found\r\ncontent-length: 5\r\nconnection: close\r\n\r\nnope\n";
+    raw_app(answer, head_in).await
 }
 
 #[tokio::test]
 async fn a_target_that_answers_before_reading_the_body_is_heard() {
     trace_init();
     let relay = spawn_relay(relay_config(twk_relay::Auth::Open)).await;
-    let (target, _task) = answers_early_then_closes().await;
+    let (target, _seen) = answers_early_then_closes().await;
     let mut agent = spawn_agent(agent_config(&relay, target));
     let (name, _) = agent.connected().await;
     let body = bytes::Bytes::from(vec![b'x'; 4 << 20]);
@@ -711,7 +680,7 @@ async fn a_request_an_app_closes_on_a_fresh_connection_is_not_sent_again() {
 #[tokio::test]
 async fn a_replay_to_a_target_that_answers_before_reading_the_body_gets_its_answer() {
     trace_init();
-    let (target, _task) = answers_early_then_closes().await;
+    let (target, _seen) = answers_early_then_closes().await;
     let original = twk_capture::Exchange {
         method: "POST".into(),
         path: "/hook".into(),

@@ -465,40 +465,18 @@ async fn an_answer_slower_than_slack_waits_is_linted() {
     agent.stop().await.unwrap();
 }
 
-/// An app that answers every request chunked with a trailer field, after reading the whole
-/// chunked request (its trailers included); sends what it read on `seen`.
+/// An app that answers chunked with a trailer field, once it has a whole chunked request
+/// (its trailer section included).
 async fn answers_with_trailers() -> (
     std::net::SocketAddr,
-    tokio::sync::mpsc::UnboundedReceiver<String>,
+    tokio::sync::mpsc::UnboundedReceiver<Vec<u8>>,
 ) {
-    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (seen_tx, seen) = tokio::sync::mpsc::unbounded_channel();
-    tokio::spawn(async move {
-        while let Ok((mut conn, _)) = listener.accept().await {
-            let seen_tx = seen_tx.clone();
-            tokio::spawn(async move {
-                let mut got = Vec::new();
-                let mut buf = [0u8; 16 * 1024];
-                // The head, then a chunked body up to its last chunk and trailer section.
-                while !String::from_utf8_lossy(&got).contains("\r\n0\r\n")
-                    || !got.ends_with(b"\r\n\r\n")
-                {
-                    match conn.read(&mut buf).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => got.extend_from_slice(&buf[..n]),
-                    }
-                }
-                let _ = seen_tx.send(String::from_utf8_lossy(&got).into_owned());
-                let answer =
-                    b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\ntrailer: x-t\r\n\r\n\
-                    3\r\nabc\r\n0\r\nx-t: yes\r\n\r\n";
-                let _ = conn.write_all(answer).await;
-            });
-        }
-    });
-    (addr, seen)
+    let answer = b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\ntrailer: x-t\r\n\r\n\
+        3\r\nabc\r\n0\r\nx-t: yes\r\n\r\n";
+    let chunked_in = |got: &[u8]| {
+        String::from_utf8_lossy(got).contains("\r\n0\r\n") && got.ends_with(b"\r\n\r\n")
+    };
+    raw_app(answer, chunked_in).await
 }
 
 /// Trailer fields go through both ways (to a sender who said `TE: trailers`, as hyper's
@@ -524,7 +502,7 @@ async fn trailers_go_through_both_ways_and_an_answer_with_them_is_whole() {
         answer.contains("\r\n3\r\nabc\r\n0\r\nx-t: yes\r\n"),
         "{answer:?}"
     );
-    let at_app = seen.recv().await.unwrap().to_ascii_lowercase();
+    let at_app = String::from_utf8_lossy(&seen.recv().await.unwrap()).to_ascii_lowercase();
     assert!(
         at_app.contains("hello\r\n0\r\nx-sum: 5d41\r\n"),
         "{at_app:?}"
