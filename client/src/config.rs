@@ -292,8 +292,8 @@ fn default_path_from(xdg: Option<PathBuf>, home: Option<PathBuf>) -> Option<Path
         .map(|h| h.join(".config").join("twk").join("config.toml"))
 }
 
-/// The permission bits when group or others have any access.
-/// The mode of a config file others may read. Only a regular file: `/dev/null` or a pipe
+/// The permission bits when group or others have any access, for a regular file only:
+/// `/dev/null` or a pipe
 /// (`--config <(…)`) holds nothing to protect, and "chmod 600 /dev/null" is harmful advice.
 fn loose_mode(path: &Path) -> Option<u32> {
     use std::os::unix::fs::PermissionsExt;

@@ -449,6 +449,14 @@ pub(crate) async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Respo
     let (tap, req_rx) = Tap::new(body, cfg.capture_cap);
     let tap = shared.tap_options(tap);
     let (body, mut unread) = crate::unread::Unread::new(tap.map_err(BoxError::from));
+    if parts.headers.contains_key(header::TRAILER) {
+        // Trailer fields go only with a chunked body; one read ahead whole has an exact size,
+        // and hyper would send Content-Length and leave them out (or, for a GET, no body).
+        parts.headers.insert(
+            header::TRANSFER_ENCODING,
+            HeaderValue::from_static("chunked"),
+        );
+    }
     let mut out = Request::new(body.boxed());
     *out.method_mut() = parts.method;
     *out.uri_mut() = uri;
@@ -596,7 +604,16 @@ fn respond(
     // The app's small pieces gathered (a stream of events goes within 50 ms): one HTTP/2
     // DATA frame each, held unread by a sender who does not read, ended the relay's side of
     // the session.
-    let body = Gathered::new(tap.map_err(BoxError::from), Some(ANSWER_GATHER));
+    let tap = tap
+        .map_err(BoxError::from)
+        .map_frame(|f| match f.into_trailers() {
+            Ok(mut trailers) => {
+                twk_protocol::strip_trailer_fields(&mut trailers);
+                http_body::Frame::trailers(trailers)
+            }
+            Err(f) => f,
+        });
+    let body = Gathered::new(tap, Some(ANSWER_GATHER));
     Response::from_parts(parts, body.boxed())
 }
 
@@ -698,6 +715,8 @@ impl Pending {
         let mut r = self.req_rx.take()?.await.ok()?;
         self.leases.push(std::mem::take(&mut r.lease));
         self.exchange.request.body = r.body;
+        // Not its end, however it was cut: kept as cut short (see `finish`).
+        self.exchange.request.body.truncated |= !r.complete;
         self.req_complete = r.complete;
         r.error.filter(|_| !r.complete)
     }
@@ -965,10 +984,12 @@ pub fn analyze_exchange(
         );
     } else if ex.request.body.truncated && ex.request.body.bytes.len() as u64 == ex.request.body.len
     {
-        // Every byte that came is stored: the body itself was cut short on its way.
+        // Every byte seen is stored: the body was cut short on its way, or the app answered
+        // before reading it all (then the rest was never read).
         analysis.notes.push(format!(
-            "the body did not come whole ({} bytes arrived); the signature was checked \
-             against what came and is not reliable",
+            "the body was not read to its end ({} bytes seen: cut short on its way, or the \
+             app answered before reading it all); the signature was checked against what \
+             came and is not reliable",
             ex.request.body.len
         ));
     } else if ex.request.body.truncated {

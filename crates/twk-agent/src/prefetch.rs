@@ -278,20 +278,9 @@ impl Body for Prefetched {
                 }
                 out
             }
-            // Trailer fields go only with a chunked body: an exact size would have hyper
-            // send `Content-Length` and leave them out.
-            None if self.ahead.frames.iter().any(has_trailer_fields) => {
-                let mut out = SizeHint::new();
-                out.set_lower(ahead);
-                out
-            }
             None => SizeHint::with_exact(ahead),
         }
     }
-}
-
-fn has_trailer_fields(frame: &Frame<Bytes>) -> bool {
-    frame.trailers_ref().is_some_and(|t| !t.is_empty())
 }
 
 #[cfg(test)]
@@ -344,19 +333,6 @@ mod tests {
         let got = body.collect().await.unwrap();
         assert!(got.trailers().is_some());
         assert_eq!(&got.to_bytes()[..], b"{\"id\":1}");
-        // Trailer fields: no exact size, so the body goes chunked and they go with it.
-        let (tx, body) = fed();
-        data(&tx, b"hello").await;
-        let mut fields = http::HeaderMap::new();
-        fields.insert("x-sum", http::HeaderValue::from_static("5d41"));
-        tx.send(Ok(Frame::trailers(fields))).await.unwrap();
-        drop(tx);
-        let (body, arrival) = read_ahead(body, &budget).await;
-        assert_eq!(arrival, Arrival::Whole);
-        assert_eq!(body.size_hint().exact(), None);
-        assert_eq!(body.size_hint().lower(), 5);
-        let got = body.collect().await.unwrap();
-        assert_eq!(got.trailers().unwrap()["x-sum"], "5d41");
         assert_eq!(budget.held(), 0, "the budget came back");
         // No body at all: whole, untouched.
         let (body, arrival) = read_ahead(crate::forward::AgentBody::default(), &budget).await;

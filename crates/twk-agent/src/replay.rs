@@ -7,7 +7,7 @@
 //! - the request is built with `http` types: a header name or value with CR, LF, NUL or other
 //!   forbidden bytes is rejected, so nothing can be smuggled into the HTTP/1 stream;
 //! - hop-by-hop headers (`Connection` and what it lists, `Keep-Alive`, `Proxy-*`, `TE`,
-//!   `Trailer`, `Transfer-Encoding`, `Upgrade`) are stripped and `Content-Length` is recomputed;
+//!   `Transfer-Encoding`, `Upgrade`) are stripped and `Content-Length` is recomputed;
 //! - the only host contacted is the recorded local target or the explicit `to` URL
 //!   (plain `http://`), once: redirects are returned, never followed;
 //! - verbatim by default (the original signature headers are kept); re-signing happens only
@@ -87,14 +87,10 @@ pub enum ReplayError {
     #[error("method {0:?} cannot be sent")]
     BadMethod(String),
     /// The stored body is only a prefix of the original; replaying it would not be verbatim.
-    #[error(
-        "the captured body was truncated ({stored} of {len} bytes stored): pass a body file to replay it"
-    )]
+    #[error("the captured body is not the whole body ({why}): pass a body file to replay it")]
     TruncatedBody {
-        /// Bytes stored.
-        stored: usize,
-        /// True length.
-        len: u64,
+        /// Why ([`twk_capture::CapturedBody::shortfall`]).
+        why: String,
     },
     /// The relay refused the request before reading its body: only its head is known.
     #[error(
@@ -143,11 +139,8 @@ pub fn prepare(original: &Exchange, opts: &ReplayOptions) -> Result<PreparedRepl
                     declared: b.unread_len_words(),
                 });
             }
-            if b.truncated || (b.bytes.len() as u64) < b.len {
-                return Err(ReplayError::TruncatedBody {
-                    stored: b.bytes.len(),
-                    len: b.len,
-                });
+            if let Some(why) = b.shortfall() {
+                return Err(ReplayError::TruncatedBody { why });
             }
             b.bytes.clone()
         }

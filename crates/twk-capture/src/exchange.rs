@@ -73,6 +73,25 @@ impl CapturedBody {
         }
     }
 
+    /// Why the stored bytes are not the whole body, in words, or `None` when they are: the
+    /// capture store's cap, or a body not read to its end (every byte seen is stored).
+    pub fn shortfall(&self) -> Option<String> {
+        let stored = self.bytes.len() as u64;
+        if stored < self.len {
+            Some(format!(
+                "truncated by the capture store: {stored} of {} bytes stored",
+                self.len
+            ))
+        } else if self.truncated {
+            Some(format!(
+                "not read to its end: the {} bytes seen are stored, the rest never came",
+                self.len
+            ))
+        } else {
+            None
+        }
+    }
+
     /// The length of a body nobody read (a request the relay refused before its body), in
     /// words: `none`, `its length unknown (chunked)` or `N bytes declared`.
     pub fn unread_len_words(&self) -> String {

@@ -94,13 +94,9 @@ pub fn render(headers: &[Header], body: &CapturedBody) -> (BodyKind, Vec<Line<'s
         lines.truncate(MAX_BODY_LINES);
         lines.push(Line::styled(format!("… {more} more lines"), dim()));
     }
-    if body.truncated || (bytes.len() as u64) < body.len {
+    if let Some(why) = body.shortfall() {
         lines.push(Line::styled(
-            format!(
-                "… body truncated by the capture store: {} of {} bytes stored",
-                bytes.len(),
-                body.len
-            ),
+            format!("… body {why}"),
             Style::new().fg(Color::Yellow),
         ));
     }

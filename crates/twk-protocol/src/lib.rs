@@ -251,6 +251,29 @@ pub fn strip_hop_by_hop(headers: &mut http::HeaderMap) {
     }
 }
 
+/// Removes from trailer fields what may not travel there: hop-by-hop and framing names (h2
+/// refuses some and resets the stream), twk's metadata and the forwarding headers, which a
+/// sender must not forge (the relay strips them from headers too). `Trailer` passes, so
+/// trailer fields do; these never reach the app or the sender.
+pub fn strip_trailer_fields(trailers: &mut http::HeaderMap) {
+    let banned: Vec<http::HeaderName> = trailers
+        .keys()
+        .filter(|k| {
+            let n = k.as_str();
+            HOP_BY_HOP.contains(k)
+                || *k == http::header::TE
+                || n.starts_with(meta::PREFIX)
+                || n.starts_with("x-forwarded-")
+                || n == "forwarded"
+                || n.starts_with("proxy-")
+        })
+        .cloned()
+        .collect();
+    for k in banned {
+        trailers.remove(k);
+    }
+}
+
 /// Limits and timeouts. Every one is set explicitly on the library that enforces it.
 pub mod limits {
     use super::Duration;
@@ -405,6 +428,28 @@ mod tests {
         let e = check_version(Some("7")).unwrap_err();
         assert!(e.contains("speaks 1") && e.contains("speaks 7"), "{e}");
         assert!(check_version(None).is_err());
+    }
+
+    #[test]
+    fn trailer_fields_keep_only_what_may_travel_there() {
+        let mut t = http::HeaderMap::new();
+        for (n, v) in [
+            ("x-sum", "5d41"),
+            ("grpc-status", "0"),
+            ("x-twk-remote-addr", "6.6.6.6:1"),
+            ("x-forwarded-for", "6.6.6.6"),
+            ("forwarded", "for=6.6.6.6"),
+            ("proxy-authorization", "Basic eA=="),
+            ("keep-alive", "5"),
+            ("connection", "close"),
+            ("te", "gzip"),
+            ("transfer-encoding", "chunked"),
+        ] {
+            t.append(n, v.parse().unwrap());
+        }
+        strip_trailer_fields(&mut t);
+        let left: Vec<&str> = t.keys().map(http::HeaderName::as_str).collect();
+        assert_eq!(left, ["x-sum", "grpc-status"]);
     }
 
     #[test]

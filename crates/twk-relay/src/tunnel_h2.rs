@@ -230,7 +230,8 @@ async fn pipe_inner(
         let frame = match frame.into_data() {
             Ok(data) => data,
             Err(frame) => {
-                if let Ok(trailers) = frame.into_trailers() {
+                if let Ok(mut trailers) = frame.into_trailers() {
+                    twk_protocol::strip_trailer_fields(&mut trailers);
                     tx.reserve_capacity(0);
                     tx.send_trailers(trailers)?;
                     return Ok(());

@@ -47,6 +47,9 @@ const TAB: &str = "    ";
 /// format characters (`U+2061`–`U+2064`, `U+206A`–`U+206F`), interlinear annotation marks
 /// (`U+FFF9`–`U+FFFB`) and tag characters (`U+E0000`–`U+E007F`, which hide ASCII text).
 /// Joiners (`U+200C`, `U+200D`) and variation selectors stay: scripts and emoji need them.
+/// The price, on screen only: tag characters also spell the subdivision flags (🏴 England
+/// shows as 🏴 and dots), and the soft hyphen and `U+180E` occur in real text; never hiding
+/// text comes first. JSON and curl exports keep every character, as an escape.
 pub fn placeholder(c: char) -> Option<char> {
     Some(match c {
         '\u{1b}' => '␛',

@@ -38,12 +38,10 @@ pub struct CurlOptions {
 pub fn curl_command(ex: &Exchange, opts: &CurlOptions) -> String {
     let mut out = String::new();
     let body = &ex.request.body;
-    if body.truncated {
+    if let Some(why) = body.shortfall() {
         let _ = writeln!(
             out,
-            "# WARNING: the captured body was truncated ({} of {} bytes stored); this sends only the stored part, with its own Content-Length",
-            body.bytes.len(),
-            body.len
+            "# WARNING: the captured body was truncated ({why}); this sends only the stored part, with its own Content-Length"
         );
     }
     let base = opts.base_url.as_deref().unwrap_or(&ex.target);
