@@ -293,7 +293,7 @@ async fn a_body_cut_short_after_it_was_forwarded_is_kept_as_cut_short() {
         .map(ToString::to_string)
         .unwrap_or_default();
     assert!(
-        notes.contains("did not come whole (60 bytes arrived)"),
+        notes.contains("not read to its end (60 bytes seen"),
         "{notes}"
     );
 }
