@@ -427,6 +427,7 @@ pub(crate) async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Respo
     let cfg = &shared.cfg;
     let (mut parts, body) = req.into_parts();
     let m = Meta::take(&mut parts.headers);
+    let trailers = twk_protocol::accepts_trailers(&parts.headers);
     twk_protocol::strip_hop_by_hop(&mut parts.headers);
     let path = parts
         .uri
@@ -449,6 +450,16 @@ pub(crate) async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Respo
     let (tap, req_rx) = Tap::new(body, cfg.capture_cap);
     let tap = shared.tap_options(tap);
     let (body, mut unread) = crate::unread::Unread::new(tap.map_err(BoxError::from));
+    if trailers {
+        // The sender takes trailer fields: an app (hyper's server among them) sends some only
+        // when asked, and `TE` is hop-by-hop, so it is asked again here.
+        parts
+            .headers
+            .insert(header::TE, HeaderValue::from_static("trailers"));
+        parts
+            .headers
+            .insert(header::CONNECTION, HeaderValue::from_static("te"));
+    }
     if parts.headers.contains_key(header::TRAILER) {
         // Trailer fields go only with a chunked body; one read ahead whole has an exact size,
         // and hyper would send Content-Length and leave them out (or, for a GET, no body).

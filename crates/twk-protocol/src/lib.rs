@@ -251,6 +251,20 @@ pub fn strip_hop_by_hop(headers: &mut http::HeaderMap) {
     }
 }
 
+/// Whether a request's `TE` names `trailers`: the sender takes trailer fields in the answer.
+/// `TE` is hop-by-hop, so each leg says it again (HTTP/2 allows exactly `te: trailers`).
+pub fn accepts_trailers(headers: &http::HeaderMap) -> bool {
+    headers
+        .get_all(http::header::TE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| {
+            let t = t.split(';').next().unwrap_or_default();
+            t.trim().eq_ignore_ascii_case("trailers")
+        })
+}
+
 /// Removes from trailer fields what may not travel there: hop-by-hop and framing names (h2
 /// refuses some and resets the stream), twk's metadata and the forwarding headers, which a
 /// sender must not forge (the relay strips them from headers too). `Trailer` passes, so
@@ -428,6 +442,21 @@ mod tests {
         let e = check_version(Some("7")).unwrap_err();
         assert!(e.contains("speaks 1") && e.contains("speaks 7"), "{e}");
         assert!(check_version(None).is_err());
+    }
+
+    #[test]
+    fn te_trailers_is_read_among_other_codings() {
+        let te = |v: &str| {
+            let mut h = http::HeaderMap::new();
+            h.insert(http::header::TE, v.parse().unwrap());
+            accepts_trailers(&h)
+        };
+        assert!(te("trailers"));
+        assert!(te("gzip, Trailers"));
+        assert!(te("deflate;q=0.5, trailers;q=1"));
+        assert!(!te("gzip"));
+        assert!(!te("trailersx"));
+        assert!(!accepts_trailers(&http::HeaderMap::new()));
     }
 
     #[test]

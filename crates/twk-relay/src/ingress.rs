@@ -856,8 +856,12 @@ fn tunnel_request(
     let public_url = public_url(state, origin, &req);
     let (parts, body) = req.into_parts();
     let mut headers = parts.headers;
+    let trailers = twk_protocol::accepts_trailers(&headers);
     strip_ours(&mut headers);
     headers.remove(header::EXPECT);
+    if trailers {
+        headers.insert(header::TE, http::HeaderValue::from_static("trailers"));
+    }
     let client = &origin.client;
     if client.via_proxy {
         // The trusted proxies' own entries end here; the sender's claims travel on.
