@@ -293,8 +293,8 @@ fn default_path_from(xdg: Option<PathBuf>, home: Option<PathBuf>) -> Option<Path
 }
 
 /// The permission bits when group or others have any access, for a regular file only:
-/// `/dev/null` or a pipe
-/// (`--config <(…)`) holds nothing to protect, and "chmod 600 /dev/null" is harmful advice.
+/// `/dev/null` or a pipe (`--config <(…)`) holds nothing to protect, and "chmod 600
+/// /dev/null" is harmful advice.
 fn loose_mode(path: &Path) -> Option<u32> {
     use std::os::unix::fs::PermissionsExt;
     let meta = std::fs::metadata(path)

@@ -18,7 +18,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::oneshot;
 use tracing::debug;
-use twk_capture::{AuthInfo, CapturedBody, Exchange, Failure, Header, Message, Side, Timings};
+use twk_capture::{
+    AuthInfo, CapturedBody, Exchange, Failure, Header, Message, Shortfall, Side, Timings,
+};
 use twk_protocol::meta;
 use twk_transport::gather::Gathered;
 
@@ -216,7 +218,6 @@ pub(crate) fn headers_to_vec(h: &HeaderMap) -> Vec<Header> {
 }
 
 /// Forwarding headers' names, made once (a `&str` name is parsed again on every insert).
-const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 const X_FORWARDED_PREFIX: HeaderName = HeaderName::from_static("x-forwarded-prefix");
@@ -292,7 +293,7 @@ pub(crate) fn kept_for_the_target(
 fn add_forwarding_headers(h: &mut HeaderMap, m: &Meta) {
     let ip = m.remote_ip();
     if let Some(ip) = &ip {
-        append_list(h, X_FORWARDED_FOR, ip);
+        append_list(h, twk_protocol::X_FORWARDED_FOR, ip);
     }
     if let Some(p) = &m.proto {
         put(h, X_FORWARDED_PROTO, p);
@@ -723,13 +724,21 @@ impl Pending {
         // The client has dropped or finished the body when `request` returned: no wait but,
         // for a body whose copy was cut short, the hashing thread's for its digest (at most
         // its bounded backlog).
-        let mut r = self.req_rx.take()?.await.ok()?;
+        let r = self.req_rx.take()?.await.ok()?;
+        let (complete, error) = self.keep_request_body(r);
+        self.req_complete = complete;
+        error.filter(|_| !complete)
+    }
+
+    /// Keeps the request body's tap result (its copy, and its lease until the exchange is
+    /// handed on) and returns whether the body reached its end, and what ended it. A body
+    /// that did not reach its end is kept as cut short, however it was cut: neither a replay
+    /// nor the signature check may take it for the whole.
+    fn keep_request_body(&mut self, mut r: TapResult) -> (bool, Option<BodyFault>) {
         self.leases.push(std::mem::take(&mut r.lease));
         self.exchange.request.body = r.body;
-        // Not its end, however it was cut: kept as cut short (see `finish`).
         self.exchange.request.body.truncated |= !r.complete;
-        self.req_complete = r.complete;
-        r.error.filter(|_| !r.complete)
+        (r.complete, r.error)
     }
 
     /// Answers for a sender whose body failed on its way (the relay cut it off, or it was
@@ -822,17 +831,12 @@ impl Pending {
             Some(rx) => rx.await.ok(),
             None => None,
         };
-        if let Some(mut r) = req {
-            self.leases.push(std::mem::take(&mut r.lease));
-            if !r.complete && self.exchange.failure.is_none() && self.exchange.status.is_some() {
+        if let Some(r) = req {
+            let (complete, _) = self.keep_request_body(r);
+            if !complete && self.exchange.failure.is_none() && self.exchange.status.is_some() {
                 // The target answered without reading the whole body; that is its right.
                 debug!("target answered before reading the whole request body");
             }
-            // A body that did not reach its end is kept as cut short (replay and the
-            // signature check must not take it for the whole), however it was cut.
-            let complete = r.complete;
-            self.exchange.request.body = r.body;
-            self.exchange.request.body.truncated |= !complete;
         }
         // The target is done with this request: its turn there is not held while a large
         // analysis waits for its own.
@@ -993,23 +997,24 @@ pub fn analyze_exchange(
              cannot be checked"
                 .to_owned(),
         );
-    } else if ex.request.body.truncated && ex.request.body.bytes.len() as u64 == ex.request.body.len
+    } else if let Some(short) = ex
+        .request
+        .body
+        .shortfall()
+        .filter(|_| ex.request.body.truncated)
     {
-        // Every byte seen is stored: the body was cut short on its way, or the app answered
-        // before reading it all (then the rest was never read).
-        analysis.notes.push(format!(
-            "the body was not read to its end ({} bytes seen: cut short on its way, or the \
-             app answered before reading it all); the signature was checked against what \
-             came and is not reliable",
-            ex.request.body.len
-        ));
-    } else if ex.request.body.truncated {
-        // The stored body is a prefix: a body signature cannot be checked from it.
-        analysis.notes.push(format!(
-            "the body ({} bytes) is larger than the capture cap; the signature was checked \
-             against a truncated copy and is not reliable",
-            ex.request.body.len
-        ));
+        analysis.notes.push(match short {
+            // The stored body is a prefix: a body signature cannot be checked from it.
+            Shortfall::Capped { len, .. } => format!(
+                "the body ({len} bytes) is larger than the capture cap; the signature was \
+                 checked against a truncated copy and is not reliable"
+            ),
+            Shortfall::NotReadToEnd { len } => format!(
+                "the body was not read to its end ({len} bytes seen: cut short on its way, or \
+                 the app answered before reading it all); the signature was checked against \
+                 what came and is not reliable"
+            ),
+        });
     }
     analysis
 }

@@ -89,8 +89,8 @@ pub enum ReplayError {
     /// The stored body is only a prefix of the original; replaying it would not be verbatim.
     #[error("the captured body is not the whole body ({why}): pass a body file to replay it")]
     TruncatedBody {
-        /// Why ([`twk_capture::CapturedBody::shortfall`]).
-        why: String,
+        /// Why.
+        why: twk_capture::Shortfall,
     },
     /// The relay refused the request before reading its body: only its head is known.
     #[error(

@@ -39,6 +39,40 @@ pub struct Header {
     pub value: Vec<u8>,
 }
 
+/// Why a captured body's stored bytes are not the whole body ([`CapturedBody::shortfall`]);
+/// displayed as the words the inspector, `replay` and `export --curl` give.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shortfall {
+    /// The capture store kept a prefix: `stored` of the body's `len` bytes.
+    Capped {
+        /// Bytes stored.
+        stored: u64,
+        /// The body's length.
+        len: u64,
+    },
+    /// Every byte seen is stored, but the body did not reach its end: cut short on its way,
+    /// or the app answered before reading it all.
+    NotReadToEnd {
+        /// Bytes seen.
+        len: u64,
+    },
+}
+
+impl std::fmt::Display for Shortfall {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Shortfall::Capped { stored, len } => write!(
+                f,
+                "truncated by the capture store: {stored} of {len} bytes stored"
+            ),
+            Shortfall::NotReadToEnd { len } => write!(
+                f,
+                "not read to its end: the {len} bytes seen are stored, the rest never came"
+            ),
+        }
+    }
+}
+
 /// A captured body: the stored bytes (possibly truncated to the store's cap), the true length
 /// and the SHA-256 of the complete body as it was forwarded.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -73,20 +107,16 @@ impl CapturedBody {
         }
     }
 
-    /// Why the stored bytes are not the whole body, in words, or `None` when they are: the
-    /// capture store's cap, or a body not read to its end (every byte seen is stored).
-    pub fn shortfall(&self) -> Option<String> {
+    /// Why the stored bytes are not the whole body, or `None` when they are.
+    pub fn shortfall(&self) -> Option<Shortfall> {
         let stored = self.bytes.len() as u64;
         if stored < self.len {
-            Some(format!(
-                "truncated by the capture store: {stored} of {} bytes stored",
-                self.len
-            ))
+            Some(Shortfall::Capped {
+                stored,
+                len: self.len,
+            })
         } else if self.truncated {
-            Some(format!(
-                "not read to its end: the {} bytes seen are stored, the rest never came",
-                self.len
-            ))
+            Some(Shortfall::NotReadToEnd { len: self.len })
         } else {
             None
         }

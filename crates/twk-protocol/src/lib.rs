@@ -226,6 +226,10 @@ pub const HOP_BY_HOP: [http::HeaderName; 8] = [
     http::header::UPGRADE,
 ];
 
+/// `X-Forwarded-For`, which the relay passes on from trusted proxies and the client appends
+/// the sender's address to: one name for both ends, made once.
+pub const X_FORWARDED_FOR: http::HeaderName = http::HeaderName::from_static("x-forwarded-for");
+
 /// Removes hop-by-hop headers, and every header listed in `Connection`, from `headers`.
 pub fn strip_hop_by_hop(headers: &mut http::HeaderMap) {
     let listed: Vec<String> = headers
@@ -275,7 +279,6 @@ pub fn strip_trailer_fields(trailers: &mut http::HeaderMap) {
         .filter(|k| {
             let n = k.as_str();
             HOP_BY_HOP.contains(k)
-                || *k == http::header::TE
                 || n.starts_with(meta::PREFIX)
                 || n.starts_with("x-forwarded-")
                 || n == "forwarded"

@@ -185,7 +185,7 @@ impl Abuse {
             };
         }
         let entries: Vec<&str> = headers
-            .get_all("x-forwarded-for")
+            .get_all(twk_protocol::X_FORWARDED_FOR)
             .iter()
             .filter_map(|v| v.to_str().ok())
             .flat_map(|v| v.split(','))

@@ -73,8 +73,6 @@ fn subdomain(host: &str, domain_host: &str) -> Option<String> {
 
 /// Sets `name` to `value`; UTF-8 beyond ASCII goes as is (a path a stranger sent raw must
 /// still reach the client as the public URL it was), control characters never.
-const X_FORWARDED_FOR: http::HeaderName = http::HeaderName::from_static("x-forwarded-for");
-
 fn set(h: &mut http::HeaderMap, name: http::HeaderName, value: &str) {
     if let Ok(v) = HeaderValue::from_bytes(value.as_bytes()) {
         h.insert(name, v);
@@ -865,9 +863,9 @@ fn tunnel_request(
     let client = &origin.client;
     if client.via_proxy {
         // The trusted proxies' own entries end here; the sender's claims travel on.
-        headers.remove(X_FORWARDED_FOR);
+        headers.remove(twk_protocol::X_FORWARDED_FOR);
         if let Some(rest) = client.forwarded_rest.as_deref().filter(|r| !r.is_empty()) {
-            set(&mut headers, X_FORWARDED_FOR, rest);
+            set(&mut headers, twk_protocol::X_FORWARDED_FOR, rest);
         }
     }
     let remote_addr = remote_addr(origin);
