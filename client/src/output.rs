@@ -225,9 +225,11 @@ fn render(line: Prepared, id: Option<i64>, next_id: &AtomicU64) -> String {
 
 /// The provider's id of the event (`evt_…`, a delivery id), from the stored analysis.
 fn event_id(ex: &Exchange) -> Option<&str> {
+    // Not `pointer("/event/id")`, which allocates each of its tokens again.
     ex.analysis
         .as_ref()?
-        .pointer("/event/id")?
+        .get("event")?
+        .get("id")?
         .as_str()
         .filter(|s| !s.is_empty())
 }

@@ -14,6 +14,7 @@ use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
+use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::oneshot;
@@ -158,16 +159,17 @@ impl Shared {
     }
 }
 
-/// The relay's metadata about one request, taken from the `x-twk-*` headers.
+/// The relay's metadata about one request, taken from the `x-twk-*` headers. What only goes
+/// on to the app's headers stays a [`HeaderValue`]: it moves there without a copy.
 #[derive(Debug, Default)]
 struct Meta {
     request_id: String,
     public_url: String,
     remote_addr: Option<String>,
     received_ms: Option<i64>,
-    proto: Option<String>,
-    host: Option<String>,
-    prefix: Option<String>,
+    proto: Option<HeaderValue>,
+    host: Option<HeaderValue>,
+    prefix: Option<HeaderValue>,
     deadline: Option<Duration>,
 }
 
@@ -179,19 +181,23 @@ impl Meta {
         let mut take = |n: &HeaderName| {
             headers
                 .remove(n)
-                .and_then(|v| String::from_utf8(v.as_bytes().to_vec()).ok())
+                .filter(|v| std::str::from_utf8(v.as_bytes()).is_ok())
         };
+        let text = |v: HeaderValue| String::from_utf8(v.as_bytes().to_vec()).ok();
+        fn number<T: std::str::FromStr>(v: HeaderValue) -> Option<T> {
+            std::str::from_utf8(v.as_bytes()).ok()?.parse().ok()
+        }
         let m = Meta {
-            request_id: take(&meta::REQUEST_ID).unwrap_or_default(),
-            public_url: take(&meta::PUBLIC_URL).unwrap_or_default(),
-            remote_addr: take(&meta::REMOTE_ADDR),
-            received_ms: take(&meta::RECEIVED_AT).and_then(|v| v.parse().ok()),
+            request_id: take(&meta::REQUEST_ID).and_then(text).unwrap_or_default(),
+            public_url: take(&meta::PUBLIC_URL).and_then(text).unwrap_or_default(),
+            remote_addr: take(&meta::REMOTE_ADDR).and_then(text),
+            received_ms: take(&meta::RECEIVED_AT).and_then(number),
             proto: take(&meta::PROTO),
             host: take(&meta::HOST),
             prefix: take(&meta::FORWARDED_PREFIX),
             deadline: take(&meta::DEADLINE_MS)
-                .and_then(|v| v.parse::<u64>().ok())
-                .filter(|&ms| ms > 0)
+                .and_then(number)
+                .filter(|&ms: &u64| ms > 0)
                 .map(Duration::from_millis),
         };
         meta::strip_all(headers);
@@ -230,14 +236,21 @@ fn put(h: &mut HeaderMap, name: HeaderName, value: &str) {
 
 /// Appends `mine` to a list-valued header (`X-Forwarded-For`, `Forwarded`), keeping what
 /// proxies before twk put there, as one comma-separated value.
-fn append_list(h: &mut HeaderMap, name: header::HeaderName, mine: &str) {
-    let mut values: Vec<&str> = h
-        .get_all(&name)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .collect();
-    values.push(mine);
-    if let Ok(v) = HeaderValue::from_str(&values.join(", ")) {
+fn append_list(h: &mut HeaderMap, name: header::HeaderName, mine: String) {
+    let mut values = h.get_all(&name).iter().filter_map(|v| v.to_str().ok());
+    // Most requests come straight from their sender: nothing to keep, nothing to join.
+    let Some(first) = values.next() else {
+        if let Ok(v) = HeaderValue::from_maybe_shared(bytes::Bytes::from(mine)) {
+            h.insert(name, v);
+        }
+        return;
+    };
+    let mut list = first.to_owned();
+    for v in values.chain(std::iter::once(mine.as_str())) {
+        list.push_str(", ");
+        list.push_str(v);
+    }
+    if let Ok(v) = HeaderValue::from_maybe_shared(bytes::Bytes::from(list)) {
         h.insert(name, v);
     }
 }
@@ -245,14 +258,12 @@ fn append_list(h: &mut HeaderMap, name: header::HeaderName, mine: &str) {
 /// The `Host` the app gets (`--host-header`) and the forwarding headers that let it
 /// rebuild the public URL: what every request to the app carries, live or kept.
 fn for_the_target(cfg: &AgentConfig, headers: &mut HeaderMap, m: &Meta) {
-    let host = match cfg.host_header {
-        HostHeader::Rewrite => cfg.target.authority.clone(),
-        HostHeader::Preserve => m
-            .host
-            .clone()
-            .unwrap_or_else(|| cfg.target.authority.clone()),
-    };
-    put(headers, header::HOST, &host);
+    match (cfg.host_header, &m.host) {
+        (HostHeader::Preserve, Some(host)) => {
+            headers.insert(header::HOST, host.clone());
+        }
+        _ => put(headers, header::HOST, &cfg.target.authority),
+    }
     add_forwarding_headers(headers, m);
 }
 
@@ -271,19 +282,18 @@ pub(crate) fn kept_for_the_target(
     let local_path = path.split('?').next().unwrap_or("");
     let prefix = public_path
         .strip_suffix(local_path)
-        .filter(|p| !p.is_empty())
-        .map(str::to_string);
+        .filter(|p| !p.is_empty());
     let m = Meta {
         remote_addr: Some(remote_addr.to_owned()),
         proto: uri
             .as_ref()
             .and_then(|u| u.scheme_str())
-            .map(str::to_string),
+            .and_then(|s| HeaderValue::from_str(s).ok()),
         host: uri
             .as_ref()
             .and_then(|u| u.authority())
-            .map(|a| a.as_str().to_owned()),
-        prefix,
+            .and_then(|a| HeaderValue::from_str(a.as_str()).ok()),
+        prefix: prefix.and_then(|p| HeaderValue::from_str(p).ok()),
         ..Meta::default()
     };
     for_the_target(cfg, headers, &m);
@@ -291,36 +301,47 @@ pub(crate) fn kept_for_the_target(
 
 /// Adds `X-Forwarded-*` and `Forwarded` so the app can rebuild the public URL.
 fn add_forwarding_headers(h: &mut HeaderMap, m: &Meta) {
+    use std::fmt::Write as _;
     let ip = m.remote_ip();
     if let Some(ip) = &ip {
-        append_list(h, twk_protocol::X_FORWARDED_FOR, ip);
+        append_list(h, twk_protocol::X_FORWARDED_FOR, ip.clone());
     }
-    if let Some(p) = &m.proto {
-        put(h, X_FORWARDED_PROTO, p);
+    for (name, value) in [
+        (X_FORWARDED_PROTO, &m.proto),
+        (X_FORWARDED_HOST, &m.host),
+        (X_FORWARDED_PREFIX, &m.prefix),
+    ] {
+        if let Some(v) = value {
+            h.insert(name, v.clone());
+        }
     }
-    if let Some(host) = &m.host {
-        put(h, X_FORWARDED_HOST, host);
-    }
-    if let Some(prefix) = &m.prefix {
-        put(h, X_FORWARDED_PREFIX, prefix);
-    }
-    let mut parts = Vec::new();
+    let mut forwarded = String::new();
     if let Some(ip) = &ip {
         // RFC 7239 §6: IPv6 addresses are bracketed and quoted.
         if ip.contains(':') {
-            parts.push(format!("for=\"[{ip}]\""));
+            let _ = write!(forwarded, "for=\"[{ip}]\"");
         } else {
-            parts.push(format!("for={ip}"));
+            let _ = write!(forwarded, "for={ip}");
         }
     }
-    if let Some(host) = &m.host {
-        parts.push(format!("host=\"{}\"", host.replace(['"', '\\'], "")));
+    let text = |v: &Option<HeaderValue>| {
+        v.as_ref()
+            .and_then(|v| std::str::from_utf8(v.as_bytes()).ok().map(str::to_owned))
+    };
+    let mut part = |p: std::fmt::Arguments<'_>| {
+        if !forwarded.is_empty() {
+            forwarded.push(';');
+        }
+        let _ = forwarded.write_fmt(p);
+    };
+    if let Some(host) = text(&m.host) {
+        part(format_args!("host=\"{}\"", host.replace(['"', '\\'], "")));
     }
-    if let Some(p) = &m.proto {
-        parts.push(format!("proto={p}"));
+    if let Some(p) = text(&m.proto) {
+        part(format_args!("proto={p}"));
     }
-    if !parts.is_empty() {
-        append_list(h, header::FORWARDED, &parts.join(";"));
+    if !forwarded.is_empty() {
+        append_list(h, header::FORWARDED, forwarded);
     }
 }
 
@@ -386,18 +407,18 @@ fn basic_auth_gate(cfg: &AgentConfig, headers: &mut HeaderMap) -> (Gate, Option<
 /// The exchange as recorded from the moment the request is forwarded.
 fn new_exchange(
     shared: &Shared,
-    m: &Meta,
+    m: Meta,
     method: &str,
-    path: &str,
+    path: String,
     headers: &HeaderMap,
 ) -> Exchange {
     Exchange {
         tunnel: shared.name(),
-        request_id: m.request_id.clone(),
-        public_url: m.public_url.clone(),
-        remote_addr: m.remote_addr.clone(),
+        request_id: m.request_id,
+        public_url: m.public_url,
+        remote_addr: m.remote_addr,
         method: method.to_string(),
-        path: path.to_string(),
+        path,
         target: shared.cfg.target.url(),
         request: Message {
             headers: headers_to_vec(headers),
@@ -412,124 +433,200 @@ fn new_exchange(
     }
 }
 
-/// Handles one request arriving over the tunnel.
-pub(crate) async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Response<AgentBody> {
+/// What a request arriving over the tunnel needs, decided before its task is spawned.
+// Consumed as soon as it is made; boxing `Live` would cost each request an allocation.
+#[allow(clippy::large_enum_variant)]
+pub(crate) enum Arrived {
+    /// A webhook for the local target, with its record started: [`Live::forward`].
+    Live(Live),
+    /// Answered at once.
+    Answered(Response<AgentBody>),
+    /// A request of the relay's own (a kept or refused request, a move), boxed: each
+    /// request's task is as large as its future, allocated and moved whole, so the rare
+    /// paths do not make every request's larger (docs/performance.md).
+    Other(std::pin::Pin<Box<dyn Future<Output = Response<AgentBody>> + Send>>),
+}
+
+/// Sorts one request arriving over the tunnel and, for a webhook, readies it.
+pub(crate) fn arrive(shared: Arc<Shared>, req: Request<Incoming>) -> Arrived {
     if req.headers().contains_key(meta::KEPT) {
-        return crate::kept::receive(shared, req).await;
+        return Arrived::Other(Box::pin(crate::kept::receive(shared, req)));
     }
     if req.headers().contains_key(meta::REFUSED) {
-        return crate::refused::receive(shared, req).await;
+        return Arrived::Other(Box::pin(crate::refused::receive(shared, req)));
     }
     if req.headers().contains_key(meta::MOVE) {
         tracing::info!("the relay node is going away: moving to another node");
         shared.request_move();
-        return twk_transport::body::text_response(StatusCode::NO_CONTENT, "", "client");
+        return Arrived::Answered(twk_transport::body::text_response(
+            StatusCode::NO_CONTENT,
+            "",
+            "client",
+        ));
     }
-    let cfg = &shared.cfg;
-    let (mut parts, body) = req.into_parts();
-    let m = Meta::take(&mut parts.headers);
-    let trailers = twk_protocol::accepts_trailers(&parts.headers);
-    twk_protocol::strip_hop_by_hop(&mut parts.headers);
-    let path = parts
-        .uri
-        .path_and_query()
-        .map_or_else(|| "/".to_string(), |p| p.as_str().to_string());
-    let uri = match cfg.target.local_uri(&path) {
-        Ok(u) => u,
-        Err(e) => {
-            return twk_text(
+    match Live::start(&shared, req) {
+        Ok(live) => Arrived::Live(live),
+        Err(answer) => Arrived::Answered(*answer),
+    }
+}
+
+/// A request from the tunnel made ready for the local target, with its record started.
+/// Built by a plain function, so that what it takes to build lives on the stack, not in
+/// the request's future.
+pub(crate) struct Live {
+    out: Request<AgentBody>,
+    record: Pending,
+    gate: Gate,
+    deadline: Duration,
+    unread: oneshot::Receiver<crate::unread::Rest>,
+}
+
+impl Live {
+    fn start(
+        shared: &Arc<Shared>,
+        req: Request<Incoming>,
+    ) -> Result<Live, Box<Response<AgentBody>>> {
+        let cfg = &shared.cfg;
+        let (mut parts, body) = req.into_parts();
+        let m = Meta::take(&mut parts.headers);
+        let trailers = twk_protocol::accepts_trailers(&parts.headers);
+        twk_protocol::strip_hop_by_hop(&mut parts.headers);
+        let path = parts
+            .uri
+            .path_and_query()
+            .map_or_else(|| "/".to_string(), |p| p.as_str().to_string());
+        let uri = cfg.target.local_uri(&path).map_err(|e| {
+            Box::new(twk_text(
                 StatusCode::BAD_REQUEST,
                 format!("twk: cannot forward this request target: {e} (sender side)\n"),
+            ))
+        })?;
+        for_the_target(cfg, &mut parts.headers, &m);
+        let (gate, auth) = basic_auth_gate(cfg, &mut parts.headers);
+        let deadline = m.deadline.unwrap_or(cfg.request_timeout);
+        let mut exchange = new_exchange(shared, m, parts.method.as_str(), path, &parts.headers);
+        exchange.auth = auth;
+        shared.observer.started(&exchange);
+        let (tap, req_rx) = Tap::new(body, cfg.capture_cap);
+        let tap = shared.tap_options(tap);
+        let (body, unread) = crate::unread::Unread::new(tap.map_err(BoxError::from));
+        if trailers {
+            // The sender takes trailer fields: an app (hyper's server among them) sends some
+            // only when asked, and `TE` is hop-by-hop, so it is asked again here.
+            parts
+                .headers
+                .insert(header::TE, HeaderValue::from_static("trailers"));
+            parts
+                .headers
+                .insert(header::CONNECTION, HeaderValue::from_static("te"));
+        }
+        if parts.headers.contains_key(header::TRAILER) {
+            // Trailer fields go only with a chunked body; one read ahead whole has an exact
+            // size, and hyper would send Content-Length and leave them out (or, for a GET,
+            // no body).
+            parts.headers.insert(
+                header::TRANSFER_ENCODING,
+                HeaderValue::from_static("chunked"),
             );
         }
-    };
-    for_the_target(cfg, &mut parts.headers, &m);
-    let (gate, auth) = basic_auth_gate(cfg, &mut parts.headers);
-    let mut exchange = new_exchange(&shared, &m, parts.method.as_str(), &path, &parts.headers);
-    exchange.auth = auth;
-    shared.observer.started(&exchange);
-    let (tap, req_rx) = Tap::new(body, cfg.capture_cap);
-    let tap = shared.tap_options(tap);
-    let (body, mut unread) = crate::unread::Unread::new(tap.map_err(BoxError::from));
-    if trailers {
-        // The sender takes trailer fields: an app (hyper's server among them) sends some only
-        // when asked, and `TE` is hop-by-hop, so it is asked again here.
-        parts
-            .headers
-            .insert(header::TE, HeaderValue::from_static("trailers"));
-        parts
-            .headers
-            .insert(header::CONNECTION, HeaderValue::from_static("te"));
-    }
-    if parts.headers.contains_key(header::TRAILER) {
-        // Trailer fields go only with a chunked body; one read ahead whole has an exact size,
-        // and hyper would send Content-Length and leave them out (or, for a GET, no body).
-        parts.headers.insert(
-            header::TRANSFER_ENCODING,
-            HeaderValue::from_static("chunked"),
-        );
-    }
-    let mut out = Request::new(body.boxed());
-    *out.method_mut() = parts.method;
-    *out.uri_mut() = uri;
-    *out.headers_mut() = parts.headers;
-    let mut record = Pending {
-        shared: shared.clone(),
-        exchange,
-        req_rx: Some(req_rx),
-        req_complete: false,
-        leases: Vec::new(),
-        slot: None,
-        timed_out_after: None,
-    };
-    if let Gate::Challenge {
-        missing,
-        www_authenticate,
-    } = gate
-    {
-        // Answer the challenge ourselves; the local app never sees this leg. The body is read
-        // (and hashed) first so the two legs of the handshake can be paired by body hash.
-        // One the relay cut off got the relay's 413 or 400, not this 401.
-        let _ = out.into_body().collect().await;
-        if let Some(fault) = record.sender_body_error().await {
-            return record.never_forwarded(fault);
-        }
-        let msg = if missing {
-            "twk: authentication required\n"
-        } else {
-            "twk: wrong credentials\n"
+        let mut out = Request::new(body.boxed());
+        *out.method_mut() = parts.method;
+        *out.uri_mut() = uri;
+        *out.headers_mut() = parts.headers;
+        let record = Pending {
+            shared: shared.clone(),
+            exchange,
+            req_rx: Some(req_rx),
+            req_complete: false,
+            leases: Vec::new(),
+            slot: None,
+            timed_out_after: None,
         };
-        return record.answer(StatusCode::UNAUTHORIZED, None, msg, Some(&www_authenticate));
+        Ok(Live {
+            out,
+            record,
+            gate,
+            deadline,
+            unread,
+        })
     }
-    let deadline = m.deadline.unwrap_or(cfg.request_timeout);
-    let started = tokio::time::Instant::now();
-    let sent = tokio::time::timeout(deadline, async {
-        let (parts, body) = out.into_parts();
-        let (body, arrival) = read_ahead(body, &shared.ahead).await;
-        if arrival == Arrival::Broken {
-            return None;
-        }
-        // The turn is held until the response body has ended, when the exchange is reported.
-        record.slot = shared.target_slots.turn(arrival).await;
-        Some(crate::target_io::send(&shared.client, Request::from_parts(parts, body)).await)
-    });
-    match sent.await {
-        Ok(None) => {
-            let fault = record.sender_body_error().await;
-            record.never_forwarded(
-                fault.unwrap_or_else(|| BodyFault::Broken("the relay reset its stream".into())),
-            )
-        }
-        Ok(Some((Ok(resp), _))) => respond(&shared, record, resp),
-        Ok(Some((Err(e), checkout))) => {
-            let left = deadline.saturating_sub(started.elapsed());
-            if let Ok(rest) = unread.try_recv() {
-                read_into_capture(rest, left).await;
+
+    /// Forwards the request to the local target and answers with what it answered. Not an
+    /// `async fn`: the block uses `self`'s fields where they are, where an `async fn` would
+    /// hold its argument twice (rust-lang/rust#62958).
+    #[allow(clippy::manual_async_fn)]
+    pub(crate) fn forward(mut self) -> impl Future<Output = Response<AgentBody>> + Send {
+        async move {
+            if let Gate::Challenge {
+                missing,
+                www_authenticate,
+            } = std::mem::replace(&mut self.gate, Gate::Open)
+            {
+                return Box::pin(challenge(self.record, self.out, missing, &www_authenticate))
+                    .await;
             }
-            failed(&shared, record, e, checkout, left, deadline).await
+            let shared = self.record.shared.clone();
+            let deadline = self.deadline;
+            let started = tokio::time::Instant::now();
+            let record = &mut self.record;
+            let out = self.out;
+            let sent = tokio::time::timeout(deadline, async {
+                let (parts, body) = out.into_parts();
+                let (body, arrival) = read_ahead(body, &shared.ahead).await;
+                if arrival == Arrival::Broken {
+                    return None;
+                }
+                // The turn is held until the response body has ended, when the exchange is
+                // reported.
+                record.slot = shared.target_slots.turn(arrival).await;
+                Some(crate::target_io::send(&shared.client, Request::from_parts(parts, body)).await)
+            });
+            match sent.await {
+                Ok(None) => {
+                    let fault = self.record.sender_body_error().await;
+                    self.record.never_forwarded(
+                        fault.unwrap_or_else(|| {
+                            BodyFault::Broken("the relay reset its stream".into())
+                        }),
+                    )
+                }
+                Ok(Some((Ok(resp), _))) => respond(&shared, self.record, resp),
+                Ok(Some((Err(e), checkout))) => {
+                    let left = deadline.saturating_sub(started.elapsed());
+                    let (record, mut unread) = (self.record, self.unread);
+                    Box::pin(async move {
+                        if let Ok(rest) = unread.try_recv() {
+                            read_into_capture(rest, left).await;
+                        }
+                        failed(&shared, record, e, checkout, left, deadline).await
+                    })
+                    .await
+                }
+                Err(_) => too_late(&shared.cfg, self.record, deadline),
+            }
         }
-        Err(_) => too_late(cfg, record, deadline),
     }
+}
+
+/// Answers the Basic-auth challenge ourselves; the local app never sees this leg. The body
+/// is read (and hashed) first so the two legs of the handshake can be paired by body hash.
+/// One the relay cut off got the relay's 413 or 400, not this 401.
+async fn challenge(
+    mut record: Pending,
+    out: Request<AgentBody>,
+    missing: bool,
+    www_authenticate: &str,
+) -> Response<AgentBody> {
+    let _ = out.into_body().collect().await;
+    if let Some(fault) = record.sender_body_error().await {
+        return record.never_forwarded(fault);
+    }
+    let msg = if missing {
+        "twk: authentication required\n"
+    } else {
+        "twk: wrong credentials\n"
+    };
+    record.answer(StatusCode::UNAUTHORIZED, None, msg, Some(www_authenticate))
 }
 
 /// Reads the rest of a request body the target's connection dropped unread (the app was
@@ -1060,9 +1157,9 @@ mod tests {
         h.append("forwarded", HeaderValue::from_static("for=10.0.0.1"));
         let m = Meta {
             remote_addr: Some("[2001:db8::1]:443".into()),
-            proto: Some("https".into()),
-            host: Some("a.relay.example".into()),
-            prefix: Some("/t/a".into()),
+            proto: Some(HeaderValue::from_static("https")),
+            host: Some(HeaderValue::from_static("a.relay.example")),
+            prefix: Some(HeaderValue::from_static("/t/a")),
             ..Meta::default()
         };
         add_forwarding_headers(&mut h, &m);

@@ -329,7 +329,12 @@ async fn serve(
             // Its own task: when the relay resets the stream (the sender went away, or sent a
             // broken body), hyper drops this future, but the exchange still finishes and is
             // recorded with the side that failed.
-            let resp = match tokio::spawn(forward::handle(shared, req)).await {
+            let handled = match forward::arrive(shared, req) {
+                forward::Arrived::Live(live) => tokio::spawn(live.forward()),
+                forward::Arrived::Other(other) => tokio::spawn(other),
+                forward::Arrived::Answered(answer) => return Ok::<_, Infallible>(answer),
+            };
+            let resp = match handled.await {
                 Ok(resp) => resp,
                 Err(e) => {
                     warn!(error = %e, "request handler failed");
