@@ -95,11 +95,7 @@ impl Shared {
         len: usize,
         analyse: impl FnOnce() -> T + Send + 'static,
     ) -> Option<T> {
-        let Some(analyst) = self
-            .analyst
-            .as_ref()
-            .filter(|_| len > INLINE_ANALYSIS_BYTES)
-        else {
+        let Some(analyst) = self.analyst.as_ref().filter(|_| !self.analyses_inline(len)) else {
             return Some(analyse());
         };
         let (done, analysed) = tokio::sync::oneshot::channel();
@@ -108,6 +104,11 @@ impl Shared {
         });
         analyst.send(job).ok()?;
         analysed.await.ok()
+    }
+
+    /// Whether the analysis of a body of `len` bytes runs where it is asked for.
+    pub(crate) fn analyses_inline(&self, len: usize) -> bool {
+        self.analyst.is_none() || len <= INLINE_ANALYSIS_BYTES
     }
 
     /// Sets a tap up as this agent records: the shared budget, and the hash if bodies are
@@ -892,59 +893,72 @@ impl Pending {
         resp
     }
 
-    async fn finish(mut self, response: Option<(Vec<Header>, oneshot::Receiver<TapResult>)>) {
-        if let Some((headers, rx)) = response {
-            let mut r = rx.await.ok();
-            if let Some(r) = &mut r {
-                self.leases.push(std::mem::take(&mut r.lease));
-            }
-            self.exchange.timings.done_ms = Some(now_ms());
-            if let Some(r) = &r
-                && !r.complete
-                && self.exchange.failure.is_none()
-            {
-                // An error inside the body came from the target's connection; a body dropped
-                // unfinished means the relay stopped reading (the sender or tunnel went away).
-                self.exchange.failure = Some(match &r.error {
-                    Some(e) => Failure {
-                        side: Side::Target,
-                        message: format!("the local target broke off its response: {e}"),
-                    },
-                    None => Failure {
-                        side: Side::Tunnel,
-                        message: "response body not delivered: the sender or the tunnel went away"
-                            .into(),
-                    },
+    /// Waits for the copies of both bodies, then reports the exchange. Spawned for each
+    /// request, so not an `async fn` (see [`Live::forward`]).
+    #[allow(clippy::manual_async_fn)]
+    fn finish(
+        mut self,
+        response: Option<(Vec<Header>, oneshot::Receiver<TapResult>)>,
+    ) -> impl Future<Output = ()> + Send {
+        async move {
+            if let Some((headers, rx)) = response {
+                let mut r = rx.await.ok();
+                if let Some(r) = &mut r {
+                    self.leases.push(std::mem::take(&mut r.lease));
+                }
+                self.exchange.timings.done_ms = Some(now_ms());
+                if let Some(r) = &r
+                    && !r.complete
+                    && self.exchange.failure.is_none()
+                {
+                    // An error inside the body came from the target's connection; a body dropped
+                    // unfinished means the relay stopped reading (the sender or tunnel went away).
+                    self.exchange.failure = Some(match &r.error {
+                        Some(e) => Failure {
+                            side: Side::Target,
+                            message: format!("the local target broke off its response: {e}"),
+                        },
+                        None => Failure {
+                            side: Side::Tunnel,
+                            message:
+                                "response body not delivered: the sender or the tunnel went away"
+                                    .into(),
+                        },
+                    });
+                }
+                self.exchange.response = Some(Message {
+                    headers,
+                    body: r.map(|r| r.body).unwrap_or_default(),
                 });
+            } else {
+                self.exchange.timings.done_ms = Some(now_ms());
             }
-            self.exchange.response = Some(Message {
-                headers,
-                body: r.map(|r| r.body).unwrap_or_default(),
-            });
-        } else {
-            self.exchange.timings.done_ms = Some(now_ms());
-        }
-        let req = match self.req_rx.take() {
-            Some(rx) => rx.await.ok(),
-            None => None,
-        };
-        if let Some(r) = req {
-            let (complete, _) = self.keep_request_body(r);
-            if !complete && self.exchange.failure.is_none() && self.exchange.status.is_some() {
-                // The target answered without reading the whole body; that is its right.
-                debug!("target answered before reading the whole request body");
+            let req = match self.req_rx.take() {
+                Some(rx) => rx.await.ok(),
+                None => None,
+            };
+            if let Some(r) = req {
+                let (complete, _) = self.keep_request_body(r);
+                if !complete && self.exchange.failure.is_none() && self.exchange.status.is_some() {
+                    // The target answered without reading the whole body; that is its right.
+                    debug!("target answered before reading the whole request body");
+                }
+            }
+            // The target is done with this request: its turn there is not held while a large
+            // analysis waits for its own.
+            drop(self.slot.take());
+            // Both copies count: the report hashes them (a 1 MiB response is no work for the
+            // forwarding thread either).
+            let ex = &self.exchange;
+            let len = ex.request.body.bytes.len()
+                + ex.response.as_ref().map_or(0, |r| r.body.bytes.len());
+            let shared = self.shared.clone();
+            if shared.analyses_inline(len) {
+                self.report();
+            } else {
+                Box::pin(shared.analyse(len, move || self.report())).await;
             }
         }
-        // The target is done with this request: its turn there is not held while a large
-        // analysis waits for its own.
-        drop(self.slot.take());
-        // Both copies count: the report hashes them (a 1 MiB response is no work for the
-        // forwarding thread either).
-        let ex = &self.exchange;
-        let len =
-            ex.request.body.bytes.len() + ex.response.as_ref().map_or(0, |r| r.body.bytes.len());
-        let shared = self.shared.clone();
-        shared.analyse(len, move || self.report()).await;
     }
 
     /// Analyses the finished exchange and hands it to the observer.

@@ -220,13 +220,14 @@ impl Hop {
 const ANSWER_AFTER_END: Duration = Duration::from_millis(200);
 
 /// Forwards one public request through its tunnel.
-pub(crate) async fn forward(
+pub(crate) fn forward(
     state: Arc<State>,
     remote: SocketAddr,
     req: Request<Incoming>,
     reader: Arc<Reader>,
-) -> Response<RelayBody> {
-    forward_as(state, remote, req, Hop::Public, Some(reader)).await
+) -> impl Future<Output = Response<RelayBody>> + Send {
+    // `forward_as`'s own future, not one more around it holding the request again.
+    forward_as(state, remote, req, Hop::Public, Some(reader))
 }
 
 /// Forwards a request through its tunnel, here or (from the public side) on the cluster node

@@ -488,41 +488,54 @@ async fn refuse_connection(io: BoxedIo, header_read_timeout: Duration) {
     let _ = tokio::time::timeout(header_read_timeout, conn).await;
 }
 
-async fn handle(
+fn handle(
     state: Arc<State>,
     remote: SocketAddr,
     req: Request<Incoming>,
     reader: Arc<Reader>,
-) -> Result<Response<RelayBody>, Infallible> {
+) -> impl Future<Output = Result<Response<RelayBody>, Infallible>> + Send {
+    use futures_util::future::{Either, FutureExt, ready};
+    // Not an `async fn`: hyper moves each request's future whole into place, and an
+    // `async fn` wrapping the webhook's would hold the request twice more and the tunnel's
+    // upgrade inline (rust-lang/rust#62958). A webhook's future is `forward_as`'s, mapped.
+    let answer = |resp| Either::Left(ready(Ok(resp)));
     // RFC 9112 §3.2: an HTTP/1.1 request with no Host, or more than one, is refused.
     if req.version() == http::Version::HTTP_11
         && req.headers().get_all(http::header::HOST).iter().count() != 1
     {
-        return Ok(text(
+        return answer(text(
             StatusCode::BAD_REQUEST,
             "twk relay: an HTTP/1.1 request needs exactly one Host header (sender side)\n",
         ));
     }
     let path = req.uri().path();
-    let resp = if path == HEALTH_PATH {
-        health(&state)
-    } else if path == CONNECT_PATH {
-        connect::upgrade(state, remote, req).await
-    } else if path.starts_with(RESERVED_PREFIX) {
-        text(StatusCode::NOT_FOUND, "twk relay: no such relay endpoint\n")
-    } else {
-        let t0 = std::time::Instant::now();
-        let resp = ingress::forward(state.clone(), remote, req, reader).await;
+    if path == HEALTH_PATH {
+        return answer(health(&state));
+    }
+    if path == CONNECT_PATH {
+        let upgrade: std::pin::Pin<Box<dyn Future<Output = _> + Send>> =
+            Box::pin(connect::upgrade(state, remote, req).map(Ok));
+        return Either::Right(Either::Left(upgrade));
+    }
+    if path.starts_with(RESERVED_PREFIX) {
+        return answer(text(
+            StatusCode::NOT_FOUND,
+            "twk relay: no such relay endpoint\n",
+        ));
+    }
+    let t0 = std::time::Instant::now();
+    let metrics = state.clone();
+    let forwarded = ingress::forward(state, remote, req, reader).map(move |resp| {
         let source = resp
             .headers()
             .get(twk_protocol::ERROR_SOURCE_HEADER)
             .and_then(|v| v.to_str().ok());
-        state
+        metrics
             .metrics
             .request(resp.status().as_u16(), source, t0.elapsed());
-        resp
-    };
-    Ok(resp)
+        Ok(resp)
+    });
+    Either::Right(Either::Right(forwarded))
 }
 
 fn health(state: &State) -> Response<RelayBody> {
