@@ -1,7 +1,10 @@
 //! The one redaction rule shared by `log --json`, HAR and curl exports (and the inspector).
 //!
 //! Secret-bearing headers keep their name (and for `Authorization`-style headers the scheme,
-//! e.g. `Basic`) but their value is replaced by [`REDACTED`]. Bodies are not redacted.
+//! e.g. `Basic`) but their value is replaced by [`REDACTED`]. So do secret-bearing query
+//! parameters of a URL or request target ([`redact_query`]): a receiver that takes its
+//! shared secret as `?token=…` or `?key=…` would otherwise give it away in every export.
+//! Bodies are not redacted.
 
 use crate::exchange::Header;
 use std::borrow::Cow;
@@ -77,6 +80,80 @@ pub fn redact_value<'a>(name: &str, value: &'a [u8]) -> Cow<'a, [u8]> {
     Cow::Owned(REDACTED.as_bytes().to_vec())
 }
 
+/// Query parameter names (lowercase, `_` read as `-`) whose values are secret, besides
+/// those [`is_secret_header`] matches (`access_token`, `client_secret`, `api_key`…).
+const SECRET_PARAMS: &[&str] = &[
+    "key",
+    "sig",
+    "auth",
+    "pass",
+    "pwd",
+    "code",
+    "jwt",
+    "credential",
+    "credentials",
+];
+
+/// Whether a query parameter with this (percent-decoded) name carries a secret: what
+/// [`is_secret_header`] matches (`token`, `*_token`, `*secret*`, `*signature*`, `api_key`…),
+/// and `key`, `sig`, `auth`, `pass`, `pwd`, `code` (an OAuth code), `jwt`, `credential(s)`.
+pub fn is_secret_param(name: &str) -> bool {
+    let name = name.trim().to_ascii_lowercase().replace('_', "-");
+    SECRET_PARAMS.contains(&name.as_str()) || is_secret_header(&name)
+}
+
+/// `target` (a URL, or a path with its query) with the value of each secret query
+/// parameter ([`is_secret_param`]) replaced by `%5BREDACTED%5D`, which decodes to
+/// [`REDACTED`]; unchanged if `reveal` is set or nothing is secret. Names, order, separators
+/// and the fragment stay as they came.
+pub fn redact_query(target: &str, reveal: bool) -> Cow<'_, str> {
+    let Some((head, rest)) = target.split_once('?') else {
+        return Cow::Borrowed(target);
+    };
+    let (query, fragment) = match rest.split_once('#') {
+        Some((q, f)) => (q, Some(f)),
+        None => (rest, None),
+    };
+    let secret = |pair: &&str| {
+        let name = pair.split_once('=').map_or(*pair, |(n, _)| n);
+        let name = String::from_utf8_lossy(&form_decode(name.as_bytes())).into_owned();
+        pair.contains('=') && is_secret_param(&name)
+    };
+    if reveal || !query.split('&').any(|p| secret(&p)) {
+        return Cow::Borrowed(target);
+    }
+    let mut out = String::with_capacity(target.len());
+    out.push_str(head);
+    out.push('?');
+    for (i, pair) in query.split('&').enumerate() {
+        if i > 0 {
+            out.push('&');
+        }
+        match pair.split_once('=') {
+            Some((name, _)) if secret(&pair) => {
+                out.push_str(name);
+                out.push_str("=%5BREDACTED%5D");
+            }
+            _ => out.push_str(pair),
+        }
+    }
+    if let Some(f) = fragment {
+        out.push('#');
+        out.push_str(f);
+    }
+    Cow::Owned(out)
+}
+
+/// Decodes a query's `%XX` escapes and `+` (form encoding). Invalid escapes are kept
+/// literally.
+pub(crate) fn form_decode(s: &[u8]) -> Vec<u8> {
+    let plus: Vec<u8> = s
+        .iter()
+        .map(|&b| if b == b'+' { b' ' } else { b })
+        .collect();
+    percent_encoding::percent_decode(&plus).collect()
+}
+
 /// Redacts a header list, unless `reveal` is set (then it is returned unchanged).
 pub fn redact_headers<'a>(headers: &'a [Header], reveal: bool) -> Cow<'a, [Header]> {
     if reveal || !headers.iter().any(|h| is_secret_header(&h.name)) {
@@ -96,6 +173,66 @@ pub fn redact_headers<'a>(headers: &'a [Header], reveal: bool) -> Cow<'a, [Heade
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn secret_query_values_are_redacted_and_the_rest_kept_byte_for_byte() {
+        let url = "https://h.example/hook?id=7&token=s3cr3t&API_KEY=k&x=a%3Db&access%5Ftoken=t\
+                   &sig=ab&flag&code=xyz&key&empty=#frag?token=no";
+        assert_eq!(
+            redact_query(url, false),
+            "https://h.example/hook?id=7&token=%5BREDACTED%5D&API_KEY=%5BREDACTED%5D&x=a%3Db\
+             &access%5Ftoken=%5BREDACTED%5D&sig=%5BREDACTED%5D&flag&code=%5BREDACTED%5D&key\
+             &empty=#frag?token=no"
+        );
+        assert_eq!(redact_query(url, true), url);
+        for plain in [
+            "/hook",
+            "/hook?",
+            "/hook?a=1&b=2",
+            "/hook?tokens_left=3&keyword=x",
+        ] {
+            assert!(
+                matches!(redact_query(plain, false), Cow::Borrowed(_)),
+                "{plain}"
+            );
+        }
+        // Hostile: separators only, a name that decodes to nothing valid, a huge query.
+        assert_eq!(redact_query("/?&&=&%ff=1&%=2", false), "/?&&=&%ff=1&%=2");
+        let long = format!("/h?{}token=1", "a=1&".repeat(50_000));
+        assert!(redact_query(&long, false).ends_with("&token=%5BREDACTED%5D"));
+    }
+
+    #[test]
+    fn secret_params_are_the_secret_headers_and_a_few_query_words() {
+        for n in [
+            "token",
+            "access_token",
+            "Client_Secret",
+            "api_key",
+            "apikey",
+            "key",
+            "sig",
+            "signature",
+            "password",
+            "pwd",
+            "code",
+            "hub.verify_token",
+            "X-Goog-Channel-Token",
+        ] {
+            assert!(is_secret_param(n), "{n}");
+        }
+        for n in [
+            "id",
+            "event",
+            "keyword",
+            "page",
+            "idempotency_token",
+            "hub.mode",
+            "state",
+        ] {
+            assert!(!is_secret_param(n), "{n}");
+        }
+    }
 
     #[test]
     fn every_providers_signature_headers_are_secret() {

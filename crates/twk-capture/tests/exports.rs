@@ -62,6 +62,79 @@ fn stored(mut ex: Exchange) -> StoredExchange {
 }
 
 #[test]
+fn secret_query_parameters_are_redacted_in_every_export_unless_revealed() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = open(dir.path());
+    let path = format!("/hook?id=7&token={SECRET}&api_key={SECRET}x&q=a%20b");
+    let id = s
+        .insert(&exchange("t", 1_700_000_000_123, &path, b""))
+        .unwrap();
+    let sx = s.get(id).unwrap().unwrap();
+    let kept = "/hook?id=7&token=%5BREDACTED%5D&api_key=%5BREDACTED%5D&q=a%20b";
+
+    let json = exchange_json(&sx, false);
+    assert_eq!(json["path"], kept);
+    assert_eq!(json["url"], format!("https://t.twk.example{kept}"));
+    let har = serde_json::to_value(Har::of([&sx], HarOptions::default())).unwrap();
+    let req = &har["log"]["entries"][0]["request"];
+    assert_eq!(req["url"], format!("https://t.twk.example{kept}"));
+    let query: Vec<(String, String)> = req["queryString"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                p["name"].as_str().unwrap().into(),
+                p["value"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    let pairs = [
+        ("id", "7"),
+        ("token", "[REDACTED]"),
+        ("api_key", "[REDACTED]"),
+        ("q", "a b"),
+    ];
+    assert_eq!(query, pairs.map(|(n, v)| (n.to_owned(), v.to_owned())));
+    assert_eq!(har["log"]["entries"][0]["_twk"]["path"], kept);
+    let curl = curl_command(&sx.exchange, &CurlOptions::default());
+    assert!(
+        curl.starts_with("# secret query parameters are redacted"),
+        "{curl}"
+    );
+    assert!(
+        curl.contains(&format!("--url 'http://127.0.0.1:3000{kept}'")),
+        "{curl}"
+    );
+    for text in [json.to_string(), har.to_string(), curl] {
+        assert!(!text.contains(SECRET), "leaks the secret:\n{text}");
+    }
+
+    let revealed = HarOptions {
+        reveal_secrets: true,
+        ..HarOptions::default()
+    };
+    let curl = curl_command(
+        &sx.exchange,
+        &CurlOptions {
+            reveal_secrets: true,
+            ..Default::default()
+        },
+    );
+    assert!(!curl.starts_with('#'), "{curl}");
+    for text in [
+        exchange_json(&sx, true).to_string(),
+        serde_json::to_string(&Har::of([&sx], revealed)).unwrap(),
+        curl,
+    ] {
+        assert!(
+            text.contains(&format!("token={SECRET}&api_key={SECRET}x")),
+            "{text}"
+        );
+    }
+}
+
+#[test]
 fn secrets_are_redacted_in_every_export_unless_revealed() {
     let dir = tempfile::tempdir().unwrap();
     let mut s = open(dir.path());

@@ -19,6 +19,7 @@ use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Cell, Paragraph, Row, Table, TableState, Tabs};
 use twk_capture::Summary;
+use twk_capture::redact;
 use twk_providers::SecretSource;
 
 /// Draws the whole screen.
@@ -182,7 +183,8 @@ fn flight_row(m: &Model, f: &InFlight, cols: Cols) -> Row<'static> {
             clean_line(&f.method, 7),
             Style::new().add_modifier(Modifier::BOLD),
         )),
-        Cell::from(clean_line(&f.path, 512)),
+        // The list has no reveal key: a secret query value shows only in a revealed detail.
+        Cell::from(clean_line(&redact::redact_query(&f.path, false), 512)),
         Cell::from(Span::styled(
             if f.done_ms.is_some() {
                 "✓"
@@ -287,7 +289,7 @@ fn row<'a>(m: &Model, s: &'a Summary, fold: Fold, cols: Cols) -> Row<'a> {
             clean_line(&s.method, 7),
             Style::new().add_modifier(Modifier::BOLD),
         )),
-        Cell::from(clean_line(&s.path, 512)),
+        Cell::from(clean_line(&redact::redact_query(&s.path, false), 512)),
         Cell::from(status_span(s.status)),
         Cell::from(
             Line::from(Span::styled(

@@ -19,7 +19,7 @@
 //! truncated body can only be sent as its stored prefix. Both cases add a `#` comment line.
 
 use crate::exchange::{Exchange, Header};
-use crate::redact::{is_secret_header, redact_headers};
+use crate::redact::{is_secret_header, redact_headers, redact_query};
 use std::fmt::Write as _;
 
 /// Options of [`curl_command`].
@@ -59,9 +59,25 @@ pub fn curl_command(ex: &Exchange, opts: &CurlOptions) -> String {
             .to_mut()
             .retain(|h| !h.name.eq_ignore_ascii_case("content-length"));
     }
-    if !opts.reveal_secrets && ex.request.headers.iter().any(|h| is_secret_header(&h.name)) {
-        out.push_str(
-            "# secret headers are redacted: export them (without --redact) to reproduce them\n",
+    let path = if ex.path.is_empty() {
+        "/"
+    } else {
+        ex.path.as_str()
+    };
+    let path = redact_query(path, opts.reveal_secrets);
+    let headers_redacted =
+        !opts.reveal_secrets && ex.request.headers.iter().any(|h| is_secret_header(&h.name));
+    let query_redacted = matches!(path, std::borrow::Cow::Owned(_));
+    let what = match (headers_redacted, query_redacted) {
+        (true, true) => Some("secret headers and query parameters are"),
+        (true, false) => Some("secret headers are"),
+        (false, true) => Some("secret query parameters are"),
+        (false, false) => None,
+    };
+    if let Some(what) = what {
+        let _ = writeln!(
+            out,
+            "# {what} redacted: export them (without --redact) to reproduce them"
         );
     }
     let has = |name: &str| headers.iter().any(|h| h.name.eq_ignore_ascii_case(name));
@@ -96,11 +112,6 @@ pub fn curl_command(ex: &Exchange, opts: &CurlOptions) -> String {
     if send_body {
         out.push_str(" \\\n  --data-binary @-");
     }
-    let path = if ex.path.is_empty() {
-        "/"
-    } else {
-        ex.path.as_str()
-    };
     let url = format!("{}{}", base.trim_end_matches('/'), path);
     out.push_str(" \\\n  --url ");
     out.push_str(&quote(url.as_bytes()));

@@ -14,7 +14,7 @@
 use super::{BodyText, body_text};
 use crate::exchange::{Header, Message};
 use crate::query::StoredExchange;
-use crate::redact::redact_headers;
+use crate::redact::{form_decode, redact_headers, redact_query};
 use crate::time::rfc3339_ms;
 use serde::{Deserialize, Serialize};
 use std::io::Write;
@@ -294,6 +294,7 @@ pub fn entry(x: &StoredExchange, opts: HarOptions) -> Entry {
     } else {
         ex.public_url.clone()
     };
+    let url = redact_query(&url, reveal_secrets).into_owned();
     let req_headers = match super::authority_of(&url).filter(|_| !opts.keep_host) {
         Some(authority) => name_values(
             &super::with_host(&ex.request.headers, authority),
@@ -368,7 +369,7 @@ pub fn entry(x: &StoredExchange, opts: HarOptions) -> Entry {
         twk: Some(serde_json::json!({
             "id": ex.id,
             "name": ex.tunnel,
-            "path": ex.path,
+            "path": redact_query(&ex.path, reveal_secrets),
             "target": ex.target,
             "provider": ex.provider,
             "event": ex.event,
@@ -441,8 +442,8 @@ fn query_string(url: &str) -> Vec<NameValue> {
         .map(|p| {
             let (k, v) = p.split_once('=').unwrap_or((p, ""));
             NameValue {
-                name: String::from_utf8_lossy(&percent_decode(k.as_bytes())).into_owned(),
-                value: String::from_utf8_lossy(&percent_decode(v.as_bytes())).into_owned(),
+                name: String::from_utf8_lossy(&form_decode(k.as_bytes())).into_owned(),
+                value: String::from_utf8_lossy(&form_decode(v.as_bytes())).into_owned(),
             }
         })
         .collect()
@@ -482,28 +483,4 @@ pub fn reason(status: u16) -> &'static str {
         504 => "Gateway Timeout",
         _ => "",
     }
-}
-/// Decodes `%XX` escapes and `+` (form encoding). Invalid escapes are kept literally.
-fn percent_decode(s: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(s.len());
-    let mut i = 0;
-    while let Some(&b) = s.get(i) {
-        match b {
-            b'+' => out.push(b' '),
-            b'%' => {
-                let hex = s
-                    .get(i + 1..i + 3)
-                    .and_then(|h| std::str::from_utf8(h).ok());
-                if let Some(v) = hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
-                    out.push(v);
-                    i += 3;
-                    continue;
-                }
-                out.push(b'%');
-            }
-            _ => out.push(b),
-        }
-        i += 1;
-    }
-    out
 }

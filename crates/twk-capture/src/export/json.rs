@@ -21,7 +21,7 @@
 use super::{BodyText, body_text};
 use crate::exchange::Message;
 use crate::query::StoredExchange;
-use crate::redact::redact_headers;
+use crate::redact::{redact_headers, redact_query};
 use crate::time::rfc3339_ms;
 use serde_json::{Map, Value, json};
 
@@ -33,8 +33,8 @@ pub fn exchange_json(sx: &StoredExchange, reveal_secrets: bool) -> Value {
         "time": rfc3339_ms(ex.timings.received_ms),
         "name": ex.tunnel,
         "method": ex.method,
-        "url": ex.public_url,
-        "path": ex.path,
+        "url": redact_query(&ex.public_url, reveal_secrets),
+        "path": redact_query(&ex.path, reveal_secrets),
         "target": ex.target,
         "remote_addr": ex.remote_addr,
         "status": ex.status,

@@ -62,7 +62,10 @@ fn leg_head(label: &str, st: &StoredExchange, tz: &TimeZone) -> Line<'static> {
         Span::raw(format!("{}  ", clock(ex.timings.received_ms, tz, true))),
         Span::styled(clean_line(&ex.method, 16), bold()),
         Span::raw(" "),
-        Span::raw(clean_line(&ex.path, 200)),
+        Span::raw(clean_line(
+            &twk_capture::redact::redact_query(&ex.path, false),
+            200,
+        )),
         Span::raw(" → "),
         status_span(ex.status),
     ])

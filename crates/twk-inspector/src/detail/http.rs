@@ -83,9 +83,12 @@ pub(super) fn request_tab(ex: &Exchange, revealed: bool) -> Vec<Line<'static>> {
         Line::from(vec![
             Span::styled(clean_line(&ex.method, 32), bold()),
             Span::raw(" "),
-            Span::raw(clean(&ex.path)),
+            Span::raw(clean(&redact::redact_query(&ex.path, revealed))),
         ]),
-        kv("public URL", &ex.public_url),
+        kv(
+            "public URL",
+            &redact::redact_query(&ex.public_url, revealed),
+        ),
         kv("from", ex.remote_addr.as_deref().unwrap_or("-")),
         kv("target", &ex.target),
     ];

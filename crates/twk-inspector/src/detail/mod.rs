@@ -110,7 +110,7 @@ impl Detail {
                 "#{} {} {} → {}",
                 stored.id(),
                 ex.method,
-                ex.path,
+                twk_capture::redact::redact_query(&ex.path, revealed),
                 ex.status
                     .map_or("no response".to_owned(), |s| s.to_string())
             ),
