@@ -348,10 +348,18 @@ fn secrets_toggle_rebuilds_the_detail() {
 #[test]
 fn secret_query_values_are_masked_on_screen_until_revealed() {
     let secret = "q-s3cr3t-9d1e";
-    let (_d, data) = store(&[plain(1, "POST", &format!("/hook?id=7&token={secret}"), Some(200))]);
+    let (_d, data) = store(&[plain(
+        1,
+        "POST",
+        &format!("/hook?id=7&token={secret}"),
+        Some(200),
+    )]);
     let mut m = model(&data);
     let (screen, _) = render(&m);
-    assert!(screen.contains("/hook?id=7&token=%5BREDACTED%5D"), "{screen}");
+    assert!(
+        screen.contains("/hook?id=7&token=%5BREDACTED%5D"),
+        "{screen}"
+    );
     assert!(!screen.contains(secret), "{screen}");
     let request = |m: &twk_inspector::Model| {
         twk_inspector::body::lines_text(m.detail.as_ref().unwrap().lines(Tab::Request)).join("\n")
@@ -361,7 +369,10 @@ fn secret_query_values_are_masked_on_screen_until_revealed() {
     assert!(request(&m).contains(&format!("/hook?id=7&token={secret}")));
     // The list has no reveal key: only the revealed detail shows the value.
     let (screen, _) = render(&m);
-    assert!(screen.contains("/hook?id=7&token=%5BREDACTED%5D"), "{screen}");
+    assert!(
+        screen.contains("/hook?id=7&token=%5BREDACTED%5D"),
+        "{screen}"
+    );
 }
 
 #[test]

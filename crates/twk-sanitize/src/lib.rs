@@ -51,6 +51,11 @@ const TAB: &str = "    ";
 /// shows as 🏴 and dots), and the soft hyphen and `U+180E` occur in real text; never hiding
 /// text comes first. JSON and curl exports keep every character, as an escape.
 pub fn placeholder(c: char) -> Option<char> {
+    // Most text is printable ASCII: answered before the match's range tests, which cost
+    // each character of every `--json` line ~36 instructions (docs/performance.md).
+    if (' '..='~').contains(&c) {
+        return None;
+    }
     Some(match c {
         '\u{1b}' => '␛',
         '\t' => '␉',
@@ -271,8 +276,9 @@ pub fn json_to_writer<W: std::io::Write, T: serde::Serialize + ?Sized>(
 pub fn json_string<T: serde::Serialize + ?Sized>(value: &T) -> serde_json::Result<String> {
     let mut out = Vec::new();
     json_to_writer(&mut out, value)?;
-    // serde_json writes UTF-8 only.
-    Ok(String::from_utf8_lossy(&out).into_owned())
+    // serde_json writes UTF-8 only: taken as it is, not checked and copied again.
+    Ok(String::from_utf8(out)
+        .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()))
 }
 
 /// A compact serde_json formatter that escapes what [`is_unsafe`] names.
@@ -284,24 +290,59 @@ impl serde_json::ser::Formatter for SafeJson {
         writer: &mut W,
         fragment: &str,
     ) -> std::io::Result<()> {
-        let mut start = 0;
-        for (i, c) in fragment.char_indices() {
+        let bytes = fragment.as_bytes();
+        let (mut start, mut at) = (0, 0);
+        // Printable ASCII is skipped a byte at a time; only the rest is decoded and looked
+        // up. Each stop is a character's first byte: a stop skips its whole character.
+        while let Some(skip) = bytes
+            .get(at..)
+            .and_then(|rest| rest.iter().position(|b| !(b' '..=b'~').contains(b)))
+        {
+            at += skip;
+            let Some(c) = fragment.get(at..).and_then(|rest| rest.chars().next()) else {
+                break;
+            };
             if is_unsafe(c) {
-                writer.write_all(&fragment.as_bytes()[start..i])?;
+                writer.write_all(bytes.get(start..at).unwrap_or_default())?;
                 let mut units = [0u16; 2];
                 for u in c.encode_utf16(&mut units) {
                     write!(writer, "\\u{u:04x}")?;
                 }
-                start = i + c.len_utf8();
+                start = at + c.len_utf8();
             }
+            at += c.len_utf8();
         }
-        writer.write_all(&fragment.as_bytes()[start..])
+        writer.write_all(bytes.get(start..).unwrap_or_default())
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn json_escapes_every_unsafe_character_between_any_others() {
+        // The writer skips printable ASCII by bytes: multi-byte characters before, between
+        // and after unsafe ones must come out whole, and every unsafe one escaped.
+        for s in [
+            "",
+            "plain ~ text",
+            "\u{7f}",
+            "é\u{9b}é",
+            "日本\u{202e}x\u{202c}",
+            "a\u{e0041}b🏴\u{e0067}",
+            "\u{ad}\u{ad}",
+            "ok\u{2028}",
+            "\u{1b}[2J\u{9b}31m",
+        ] {
+            let json = json_string(s).unwrap();
+            assert!(
+                !json.chars().any(|c| c.is_control() || is_unsafe(c)),
+                "{json}"
+            );
+            assert_eq!(serde_json::from_str::<String>(&json).unwrap(), s);
+        }
+    }
 
     fn safe(s: &str) -> bool {
         s.chars().all(|c| !c.is_control() && !is_unsafe(c))
