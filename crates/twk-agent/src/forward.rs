@@ -706,6 +706,7 @@ fn respond(
     }
     let (mut parts, body) = resp.into_parts();
     twk_protocol::strip_hop_by_hop(&mut parts.headers);
+    twk_protocol::mark_secret_headers(&mut parts.headers);
     record.exchange.status = Some(parts.status.as_u16());
     let headers = headers_to_vec(&parts.headers);
     let (tap, resp_rx) = Tap::new(body, cfg.capture_cap);

@@ -12,35 +12,10 @@ use std::borrow::Cow;
 /// The text that replaces a secret value.
 pub const REDACTED: &str = "[REDACTED]";
 
-/// Header names (lowercase) whose values are always secret, besides every provider's
-/// signature headers ([`twk_providers::Provider::signature_headers`]).
-const SECRET_HEADERS: &[&str] = &[
-    "authorization",
-    "proxy-authorization",
-    "cookie",
-    "set-cookie",
-    "x-twk-token",
-    "x-api-key",
-    "api-key",
-    "x-auth-token",
-];
-
-/// Parts of a header name that mark it secret (see [`is_secret_header`]).
-const SECRET_FRAGMENTS: &[&str] = &[
-    "signature",
-    "hmac",
-    "secret",
-    "password",
-    "passwd",
-    "apikey",
-    "api-key",
-    "access-key",
-    "private-key",
-];
-
 /// Whether a header with this name carries a secret (case-insensitive).
 ///
-/// Besides the fixed list and the providers' signature headers, this matches any name
+/// The relay's rule ([`twk_protocol::is_secret_header`], which it uses to keep credentials
+/// out of HPACK's tables) and every provider's signature headers: the fixed list, any name
 /// containing `signature`, `hmac`, `secret`, `password`, `passwd`, `apikey`, `api-key`,
 /// `access-key` or `private-key`, and any ending in `token` (GitLab sends its webhook secret
 /// as `X-Gitlab-Token`, Google Channels `X-Goog-Channel-Token`) but an idempotency token
@@ -48,12 +23,10 @@ const SECRET_FRAGMENTS: &[&str] = &[
 /// `Idempotency-Key` is worth seeing.
 pub fn is_secret_header(name: &str) -> bool {
     let lower = name.trim().to_ascii_lowercase();
-    SECRET_HEADERS.contains(&lower.as_str())
+    twk_protocol::is_secret_header(&lower)
         || twk_providers::Provider::ALL
             .iter()
             .any(|p| p.signature_headers().contains(&lower.as_str()))
-        || SECRET_FRAGMENTS.iter().any(|frag| lower.contains(frag))
-        || (lower.ends_with("token") && !lower.contains("idempotency"))
 }
 
 /// The value to show for header `name`: unchanged unless secret; a secret

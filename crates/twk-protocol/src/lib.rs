@@ -291,6 +291,57 @@ pub fn strip_trailer_fields(trailers: &mut http::HeaderMap) {
     }
 }
 
+/// Header names (lowercase) whose values are always secret.
+const SECRET_HEADERS: &[&str] = &[
+    "authorization",
+    "proxy-authorization",
+    "cookie",
+    "set-cookie",
+    "x-twk-token",
+    "x-api-key",
+    "api-key",
+    "x-auth-token",
+];
+
+/// Parts of a header name that mark it secret (see [`is_secret_header`]).
+const SECRET_FRAGMENTS: &[&str] = &[
+    "signature",
+    "hmac",
+    "secret",
+    "password",
+    "passwd",
+    "apikey",
+    "api-key",
+    "access-key",
+    "private-key",
+];
+
+/// Whether a header with this name (lowercase, as `http::HeaderName` keeps it) carries a
+/// secret: the fixed list (`authorization`, cookies…), any name containing `signature`,
+/// `hmac`, `secret`, `password`, `passwd`, `apikey`, `api-key`, `access-key` or
+/// `private-key`, and any ending in `token` but an idempotency token (which names a
+/// delivery). A bare `-key` is not enough: `Idempotency-Key` is worth seeing. The capture's
+/// redaction adds every provider's signature headers to this.
+pub fn is_secret_header(lowercase_name: &str) -> bool {
+    let n = lowercase_name;
+    SECRET_HEADERS.contains(&n)
+        || SECRET_FRAGMENTS.iter().any(|frag| n.contains(frag))
+        || (n.ends_with("token") && !n.contains("idempotency"))
+}
+
+/// Marks secret header values ([`is_secret_header`]) so HPACK sends them as literals never
+/// indexed (RFC 7541 §7.1.3). One tunnel's HTTP/2 connection carries every sender's
+/// requests: an indexed credential would let a sender who sees the tunnel's encrypted record
+/// sizes test guesses of another sender's (the compression attacks of RFC 7541 §7.1.1), and
+/// values that change on every request (signatures) would only churn the table.
+pub fn mark_secret_headers(headers: &mut http::HeaderMap) {
+    for (name, value) in headers.iter_mut() {
+        if is_secret_header(name.as_str()) {
+            value.set_sensitive(true);
+        }
+    }
+}
+
 /// Limits and timeouts. Every one is set explicitly on the library that enforces it.
 pub mod limits {
     use super::Duration;
@@ -438,6 +489,42 @@ pub mod limits {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn secret_headers_are_never_indexed_and_the_rest_are() {
+        let mut h = http::HeaderMap::new();
+        for (n, v) in [
+            ("authorization", "Basic dTpw"),
+            ("stripe-signature", "t=1,v1=ab"),
+            ("x-shopify-hmac-sha256", "ab"),
+            ("x-gitlab-token", "t"),
+            ("cookie", "a=b"),
+            ("content-type", "application/json"),
+            ("idempotency-key", "k"),
+            ("i-twilio-idempotency-token", "t"),
+        ] {
+            h.insert(
+                http::HeaderName::from_static(n),
+                http::HeaderValue::from_static(v),
+            );
+        }
+        mark_secret_headers(&mut h);
+        let sensitive: Vec<&str> = h
+            .iter()
+            .filter(|(_, v)| v.is_sensitive())
+            .map(|(n, _)| n.as_str())
+            .collect();
+        assert_eq!(
+            sensitive,
+            [
+                "authorization",
+                "stripe-signature",
+                "x-shopify-hmac-sha256",
+                "x-gitlab-token",
+                "cookie"
+            ]
+        );
+    }
 
     #[test]
     fn version_check_is_human() {

@@ -79,6 +79,16 @@ fn set(h: &mut http::HeaderMap, name: http::HeaderName, value: &str) {
     }
 }
 
+/// [`set`] for a value no other request carries: marked so that HPACK sends it as a
+/// literal never indexed (RFC 7541 §6.2.3) instead of adding it to both ends' dynamic
+/// tables, where each such entry evicts one that later requests would have reused.
+fn set_unique(h: &mut http::HeaderMap, name: http::HeaderName, value: &str) {
+    if let Ok(mut v) = HeaderValue::from_bytes(value.as_bytes()) {
+        v.set_sensitive(true);
+        h.insert(name, v);
+    }
+}
+
 fn with_retry_after(mut r: Response<RelayBody>, secs: u64) -> Response<RelayBody> {
     r.headers_mut()
         .insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
@@ -870,10 +880,10 @@ fn tunnel_request(
         }
     }
     let remote_addr = remote_addr(origin);
-    set(&mut headers, meta::REQUEST_ID, &origin.request_id);
+    set_unique(&mut headers, meta::REQUEST_ID, &origin.request_id);
     set(&mut headers, meta::PUBLIC_URL, &public_url);
     set(&mut headers, meta::REMOTE_ADDR, &remote_addr);
-    set(
+    set_unique(
         &mut headers,
         meta::RECEIVED_AT,
         &origin.received_ms.to_string(),
@@ -888,6 +898,7 @@ fn tunnel_request(
     if let Some(p) = &route.prefix {
         set(&mut headers, meta::FORWARDED_PREFIX, p);
     }
+    twk_protocol::mark_secret_headers(&mut headers);
     let (capped, fault) = Capped::new(body, state.cfg.max_body, state.metrics.bytes_in.clone());
     let mut out = Request::new(capped.boxed());
     *out.method_mut() = parts.method;
