@@ -323,9 +323,17 @@ const SECRET_FRAGMENTS: &[&str] = &[
 /// delivery). A bare `-key` is not enough: `Idempotency-Key` is worth seeing. The capture's
 /// redaction adds every provider's signature headers to this.
 pub fn is_secret_header(lowercase_name: &str) -> bool {
+    // One automaton for the fragments: nine `str::contains` searches cost each header the
+    // relay forwards ~2,000 instructions (docs/performance.md, twenty-first round).
+    static FRAGMENTS: std::sync::LazyLock<Option<aho_corasick::AhoCorasick>> =
+        std::sync::LazyLock::new(|| aho_corasick::AhoCorasick::new(SECRET_FRAGMENTS).ok());
     let n = lowercase_name;
+    let has_fragment = match FRAGMENTS.as_ref() {
+        Some(ac) => ac.is_match(n),
+        None => SECRET_FRAGMENTS.iter().any(|frag| n.contains(frag)),
+    };
     SECRET_HEADERS.contains(&n)
-        || SECRET_FRAGMENTS.iter().any(|frag| n.contains(frag))
+        || has_fragment
         || (n.ends_with("token") && !n.contains("idempotency"))
 }
 
