@@ -80,22 +80,18 @@ pub fn is_secret_param(name: &str) -> bool {
 /// [`REDACTED`]; unchanged if `reveal` is set or nothing is secret. Names, order, separators
 /// and the fragment stay as they came.
 pub fn redact_query(target: &str, reveal: bool) -> Cow<'_, str> {
-    let Some((head, rest)) = target.split_once('?') else {
+    let Some((head, rest)) = target.split_once('?').filter(|_| !reveal) else {
         return Cow::Borrowed(target);
     };
     let (query, fragment) = match rest.split_once('#') {
         Some((q, f)) => (q, Some(f)),
         None => (rest, None),
     };
-    let secret = |pair: &&str| {
-        let name = pair.split_once('=').map_or(*pair, |(n, _)| n);
-        let name = String::from_utf8_lossy(&form_decode(name.as_bytes())).into_owned();
-        pair.contains('=') && is_secret_param(&name)
-    };
-    if reveal || !query.split('&').any(|p| secret(&p)) {
-        return Cow::Borrowed(target);
-    }
+    // Each name is decoded and looked up once, on one pass that writes as it goes.
+    let secret =
+        |name: &str| is_secret_param(&String::from_utf8_lossy(&form_decode(name.as_bytes())));
     let mut out = String::with_capacity(target.len());
+    let mut redacted = false;
     out.push_str(head);
     out.push('?');
     for (i, pair) in query.split('&').enumerate() {
@@ -103,12 +99,16 @@ pub fn redact_query(target: &str, reveal: bool) -> Cow<'_, str> {
             out.push('&');
         }
         match pair.split_once('=') {
-            Some((name, _)) if secret(&pair) => {
+            Some((name, _)) if secret(name) => {
+                redacted = true;
                 out.push_str(name);
                 out.push_str("=%5BREDACTED%5D");
             }
             _ => out.push_str(pair),
         }
+    }
+    if !redacted {
+        return Cow::Borrowed(target);
     }
     if let Some(f) = fragment {
         out.push('#');
