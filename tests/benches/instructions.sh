@@ -5,11 +5,15 @@
 #
 #   tests/benches/instructions.sh [client|relay] [extra twk-tunnel flags...]
 #   TWK_BIN=target/release SECS=10 tests/benches/instructions.sh client --no-capture
+#   RETENTION=1024 tests/benches/instructions.sh client   # the capture store at its cap
 #
 # One process runs under callgrind (all its threads), the other natively; wrk sends GETs
 # with 4 connections for SECS seconds to nginx through them. The process is run twice, with
 # no load and with load, and the difference is divided by wrk's request count, so start-up
 # does not count. Needs valgrind, nginx, wrk and curl (Debian packages of those names).
+# With RETENTION=N the client keeps N exchanges (its config file's `[capture] retention`):
+# once past it, every batch also deletes as many old rows as it adds, as a store at its
+# default cap of 10,000 does under load (peers.sh reaches it within a second or two).
 # Under callgrind a process runs ~50 times slower: counts are exact, times are not.
 set -euo pipefail
 WHO=${1:-client}
@@ -40,9 +44,12 @@ http { access_log off; keepalive_requests 10000000;
   server { listen 127.0.0.1:$origin; location / { return 200 '{"ok":true}\n'; } } }
 EOF
   nginx -c "$dir/nginx.conf" -p "$dir" & pids+=($!)
+  mkdir -p "$dir/config/twk"
+  [[ -n ${RETENTION:-} ]] && printf '[capture]\nretention = %d\n' "$RETENTION" > "$dir/config/twk/config.toml"
+  chmod -R go-rwx "$dir/config"
   local cg=(valgrind --tool=callgrind "--callgrind-out-file=$dir/callgrind.out")
   # Exported, not given through `env`: callgrind must run the binary itself, not `env`.
-  export TWK_RELAY_TOKENS=bench-token-0123456789 RUST_LOG=warn
+  export TWK_RELAY_TOKENS=bench-token-0123456789 RUST_LOG=warn XDG_CONFIG_HOME=$dir/config
   local relay=("$BIN/twk-relay" --listen "127.0.0.1:$relay_port" --domain twk.test --url-style path)
   local tunnel=("$BIN/twk-tunnel" --relay "ws://127.0.0.1:$relay_port"
     --token bench-token-0123456789 --name bench --no-tui --json --data-dir "$dir/data" "$@"
@@ -73,6 +80,6 @@ EOF
 
 read -r _ idle < <(run 0 "$@")
 read -r n busy < <(run "$SECS" "$@")
-awk -v who="$WHO" -v n="$n" -v idle="$idle" -v busy="$busy" -v flags="$*" 'BEGIN {
+awk -v who="$WHO" -v retention="${RETENTION:+ retention $RETENTION}" -v n="$n" -v idle="$idle" -v busy="$busy" -v flags="$*" 'BEGIN {
   printf "%s %s: %d requests, %.1f k instructions per request (start-up %.1f M excluded)\n",
-    who, (flags == "" ? "(capture)" : flags), n, (busy - idle) / n / 1000, idle / 1e6 }'
+    who, (flags == "" ? "(capture)" : flags) retention, n, (busy - idle) / n / 1000, idle / 1e6 }'

@@ -198,7 +198,7 @@ fn turn(stream: &Stream, queued: &AtomicUsize) -> bool {
             if let Some(report) = report {
                 let digest = std::mem::take(&mut *sha).finalize();
                 drop(sha);
-                report(hex::encode(digest));
+                report(twk_capture::lower_hex(&digest));
             }
             return false;
         };
@@ -276,7 +276,7 @@ impl StreamHash {
         drop(w);
         self.hash_here(&[]);
         let digest = std::mem::take(&mut *lock(&self.stream.sha)).finalize();
-        report(hex::encode(digest));
+        report(twk_capture::lower_hex(&digest));
     }
 }
 

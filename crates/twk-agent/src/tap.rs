@@ -215,7 +215,7 @@ impl<B> Tap<B> {
             lease,
         };
         match std::mem::replace(&mut self.hash, Hash::Off) {
-            Hash::Running(h) => result.body.sha256 = hex::encode(h.finalize()),
+            Hash::Running(h) => result.body.sha256 = twk_capture::lower_hex(&h.finalize()),
             Hash::Streaming(s) => {
                 // Reported once the hashing thread has the rest: the exchange waits for it.
                 return s.end(Box::new(move |sha256| {

@@ -84,7 +84,7 @@ impl BodyFiles {
             {
                 s.to_owned()
             }
-            _ => hex::encode(Sha256::digest(bytes)),
+            _ => crate::exchange::lower_hex(&Sha256::digest(bytes)),
         }
     }
 
@@ -159,11 +159,19 @@ impl BodyFiles {
     /// [`BodyFiles::unlink_unnamed`] once the transaction has committed: unlinked inside it, a
     /// commit that then failed (disk full, a crash) would bring back rows whose files are gone.
     /// Also returns the bytes of those files.
+    ///
+    /// Read first, deleted only when there is something: run after every batch, and there
+    /// usually is nothing, while `DELETE … RETURNING` builds a temporary table on each run
+    /// (34k instructions a batch, as much as its commit).
     pub(crate) fn release_unused(conn: &Connection) -> Result<(Vec<String>, u64)> {
         let released = conn
-            .prepare_cached("DELETE FROM body_files WHERE refs <= 0 RETURNING name, bytes")?
+            .prepare_cached("SELECT name, bytes FROM body_files WHERE refs <= 0")?
             .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?
             .collect::<rusqlite::Result<Vec<_>>>()?;
+        if !released.is_empty() {
+            conn.prepare_cached("DELETE FROM body_files WHERE refs <= 0")?
+                .execute([])?;
+        }
         let bytes = released.iter().map(|(_, b)| (*b).max(0) as u64).sum();
         Ok((released.into_iter().map(|(n, _)| n).collect(), bytes))
     }

@@ -569,7 +569,7 @@ fn pair_key(role: Role, ex: &Exchange, body_sha256: &str) -> String {
         h.update((part.len() as u64).to_le_bytes());
         h.update(part);
     }
-    let digest = hex::encode(h.finalize());
+    let digest = crate::exchange::lower_hex(&h.finalize());
     let tag = match role {
         Role::Leg1 => '1',
         Role::Leg2 => '2',

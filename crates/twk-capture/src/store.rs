@@ -499,7 +499,7 @@ pub(crate) fn cap_body(b: &CapturedBody, cap: usize) -> CappedBody<'_> {
     let stored = b.bytes.len();
     let len = b.len.max(stored as u64);
     let sha256 = if b.sha256.is_empty() && !b.truncated && len == stored as u64 {
-        hex::encode(sha2::Sha256::digest(&b.bytes)).into()
+        crate::exchange::lower_hex(&sha2::Sha256::digest(&b.bytes)).into()
     } else {
         b.sha256.as_str().into()
     };

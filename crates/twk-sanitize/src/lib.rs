@@ -274,7 +274,8 @@ pub fn json_to_writer<W: std::io::Write, T: serde::Serialize + ?Sized>(
 
 /// [`json_to_writer`] into a `String`.
 pub fn json_string<T: serde::Serialize + ?Sized>(value: &T) -> serde_json::Result<String> {
-    let mut out = Vec::new();
+    // Room for a typical NDJSON line at once, rather than seven doublings from empty.
+    let mut out = Vec::with_capacity(512);
     json_to_writer(&mut out, value)?;
     // serde_json writes UTF-8 only: taken as it is, not checked and copied again.
     Ok(String::from_utf8(out)
