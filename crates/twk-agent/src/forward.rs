@@ -955,6 +955,11 @@ impl Pending {
                 + ex.response.as_ref().map_or(0, |r| r.body.bytes.len());
             let shared = self.shared.clone();
             if shared.analyses_inline(len) {
+                // The tap wakes this task when it passes the response's last bytes on, and
+                // only then does HTTP/2 queue them for the tunnel's connection task: reporting
+                // now would analyse and record ahead of that task's write, on the response's
+                // time. Yielding puts the report behind it.
+                tokio::task::yield_now().await;
                 self.report();
             } else {
                 Box::pin(shared.analyse(len, move || self.report())).await;

@@ -537,3 +537,77 @@ async fn trailers_go_through_both_ways_and_an_answer_with_them_is_whole() {
     );
     assert!(!at_app.contains("\r\nte:"), "not asked: {at_app:?}");
 }
+
+/// An observer that reports nothing until the test says the response arrived: on the
+/// forwarding thread, as the capture's analysis and recording are.
+struct ReportsAfterTheAnswer {
+    states: tokio::sync::mpsc::UnboundedSender<twk_agent::ConnState>,
+    arrived: std::sync::Mutex<std::sync::mpsc::Receiver<()>>,
+    reported: std::sync::mpsc::Sender<bool>,
+}
+
+impl twk_agent::Observer for ReportsAfterTheAnswer {
+    fn connection(&self, state: &twk_agent::ConnState) {
+        let _ = self.states.send(state.clone());
+    }
+    fn exchange(&self, _: twk_capture::Exchange) {
+        let arrived = self.arrived.lock().unwrap();
+        let waited = arrived.recv_timeout(Duration::from_secs(20)).is_ok();
+        let _ = self.reported.send(waited);
+    }
+}
+
+/// The response leaves before the exchange is analysed and recorded: reporting first put
+/// the analysis, the `--json` line and the store's hand-off on every response's time. The
+/// agent runs on one thread, as twk-tunnel's forwarding does, so an observer still waiting
+/// holds up whatever has not been written yet.
+#[tokio::test]
+async fn the_response_leaves_before_the_exchange_is_reported() {
+    let (relay, target) = open_relay_and_echo().await;
+    let (arrived, arrived_rx) = std::sync::mpsc::channel();
+    let (reported_tx, reported) = std::sync::mpsc::channel();
+    let (states_tx, mut states) = tokio::sync::mpsc::unbounded_channel();
+    let observer = Arc::new(ReportsAfterTheAnswer {
+        states: states_tx,
+        arrived: std::sync::Mutex::new(arrived_rx),
+        reported: reported_tx,
+    });
+    let cfg = agent_config(&relay, target.addr);
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let stop = shutdown.clone();
+    let forwarding = std::thread::spawn(move || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(twk_agent::run(cfg, observer, stop))
+    });
+    let name = loop {
+        match states.recv().await.expect("agent stopped") {
+            twk_agent::ConnState::Connected { name, .. } => break name,
+            _ => continue,
+        }
+    };
+    let reply = tokio::time::timeout(
+        Duration::from_secs(10),
+        send(relay.addr, "POST", &format!("/t/{name}/hook"), &[], "x"),
+    )
+    .await
+    .expect("the response waited for the exchange's report")
+    .unwrap();
+    assert_eq!(reply.status, 200);
+    assert_eq!(reply.body.as_ref(), b"x");
+    arrived.send(()).unwrap();
+    let waited =
+        tokio::task::spawn_blocking(move || reported.recv_timeout(Duration::from_secs(30)))
+            .await
+            .unwrap();
+    assert_eq!(
+        waited,
+        Ok(true),
+        "the exchange was reported before its response left"
+    );
+    shutdown.cancel();
+    relay.stop().await;
+    forwarding.join().unwrap().unwrap();
+}
