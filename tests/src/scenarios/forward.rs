@@ -582,12 +582,17 @@ async fn the_response_leaves_before_the_exchange_is_reported() {
             .unwrap()
             .block_on(twk_agent::run(cfg, observer, stop))
     });
-    let name = loop {
-        match states.recv().await.expect("agent stopped") {
-            twk_agent::ConnState::Connected { name, .. } => break name,
-            _ => continue,
+    let connected = async {
+        loop {
+            match states.recv().await.expect("agent stopped") {
+                twk_agent::ConnState::Connected { name, .. } => break name,
+                _ => continue,
+            }
         }
     };
+    let name = tokio::time::timeout(Duration::from_secs(10), connected)
+        .await
+        .expect("agent did not connect within 10 s");
     let reply = tokio::time::timeout(
         Duration::from_secs(10),
         send(relay.addr, "POST", &format!("/t/{name}/hook"), &[], "x"),
