@@ -51,6 +51,10 @@ pub(crate) struct Shared {
     moves: tokio::sync::watch::Sender<u64>,
     /// Bumped each time a session is up (a moved-from session may then close).
     sessions: tokio::sync::watch::Sender<u64>,
+    /// The tasks that finish exchanges: a response is written before its exchange is
+    /// analysed and recorded, so the agent waits for these before it returns (twk-tunnel's
+    /// forwarding runtime, and any task still on it, ends with the agent).
+    reports: tokio_util::task::TaskTracker,
 }
 
 impl Shared {
@@ -82,6 +86,22 @@ impl Shared {
             ahead: AheadBudget::default(),
             moves: tokio::sync::watch::channel(0).0,
             sessions: tokio::sync::watch::channel(0).0,
+            reports: tokio_util::task::TaskTracker::new(),
+        }
+    }
+
+    /// Waits, up to `grace`, for the exchanges already answered to be reported; then no
+    /// more are waited for.
+    pub(crate) async fn drain_reports(&self, grace: Duration) {
+        self.reports.close();
+        if tokio::time::timeout(grace, self.reports.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                left = self.reports.len(),
+                "exchanges answered before shutdown were still being analysed; not recorded"
+            );
         }
     }
 
@@ -711,7 +731,9 @@ fn respond(
     let headers = headers_to_vec(&parts.headers);
     let (tap, resp_rx) = Tap::new(body, cfg.capture_cap);
     let tap = shared.tap_options(tap);
-    tokio::spawn(record.finish(Some((headers, resp_rx))));
+    shared
+        .reports
+        .spawn(record.finish(Some((headers, resp_rx))));
     // The app's small pieces gathered (a stream of events goes within 50 ms): one HTTP/2
     // DATA frame each, held unread by a sender who does not read, ended the relay's side of
     // the session.
@@ -890,7 +912,8 @@ impl Pending {
             headers: headers_to_vec(resp.headers()),
             body: text_body(msg),
         });
-        tokio::spawn(self.finish(None));
+        let reports = self.shared.reports.clone();
+        reports.spawn(self.finish(None));
         resp
     }
 

@@ -284,6 +284,7 @@ pub async fn run(
                 reason
             }
             Err(ConnectError::Fatal(e)) => {
+                shared.drain_reports(cfg.shutdown_grace).await;
                 observer.connection(&ConnState::Stopped);
                 return Err(e);
             }
@@ -306,6 +307,7 @@ pub async fn run(
         }
         attempt = attempt.saturating_add(1);
     }
+    shared.drain_reports(cfg.shutdown_grace).await;
     observer.connection(&ConnState::Stopped);
     Ok(())
 }

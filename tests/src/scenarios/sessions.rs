@@ -352,3 +352,70 @@ async fn an_app_in_place_of_the_relay_ends_the_first_attempt() {
         "{err}"
     );
 }
+
+/// Sends each finished exchange on a std channel: read after the agent's thread has ended.
+struct Reported {
+    states: tokio::sync::mpsc::UnboundedSender<twk_agent::ConnState>,
+    exchanges: std::sync::Mutex<std::sync::mpsc::Sender<twk_capture::Exchange>>,
+}
+
+impl twk_agent::Observer for Reported {
+    fn connection(&self, state: &twk_agent::ConnState) {
+        let _ = self.states.send(state.clone());
+    }
+    fn exchange(&self, exchange: twk_capture::Exchange) {
+        let _ = self.exchanges.lock().unwrap().send(exchange);
+    }
+}
+
+/// A request in flight when the client is told to stop is answered and also recorded, even
+/// though twk-tunnel's forwarding runtime is dropped as soon as the agent returns: the
+/// exchange is reported after its response is written, so the agent waits for its report.
+#[tokio::test]
+async fn shutdown_reports_the_exchanges_it_drained() {
+    trace_init();
+    let relay = spawn_relay(relay_config(twk_relay::Auth::Open)).await;
+    let mut target = FakeTarget::slow(Duration::from_millis(300)).await;
+    let (states_tx, mut states) = tokio::sync::mpsc::unbounded_channel();
+    let (exchanges_tx, exchanges) = std::sync::mpsc::channel();
+    let observer = std::sync::Arc::new(Reported {
+        states: states_tx,
+        exchanges: std::sync::Mutex::new(exchanges_tx),
+    });
+    let cfg = agent_config(&relay, target.addr);
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let stop = shutdown.clone();
+    // As twk-tunnel runs it: a thread of its own whose runtime ends with the agent.
+    let forwarding = std::thread::spawn(move || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(twk_agent::run(cfg, observer, stop))
+    });
+    let connected = async {
+        loop {
+            match states.recv().await.expect("agent stopped") {
+                ConnState::Connected { name, .. } => break name,
+                _ => continue,
+            }
+        }
+    };
+    let name = tokio::time::timeout(Duration::from_secs(10), connected)
+        .await
+        .expect("agent did not connect within 10 s");
+    let addr = relay.addr;
+    let inflight =
+        tokio::spawn(async move { send(addr, "POST", &format!("/t/{name}/slow"), &[], "").await });
+    let _ = target.next().await;
+    shutdown.cancel();
+    let r = inflight.await.unwrap().unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
+    let ended = tokio::task::spawn_blocking(move || forwarding.join().unwrap());
+    ended.await.unwrap().unwrap();
+    let ex = exchanges
+        .try_recv()
+        .expect("the drained exchange was never reported");
+    assert_eq!(ex.status, Some(200));
+    relay.stop().await;
+}
