@@ -239,6 +239,36 @@ pub fn spawn_agent(cfg: AgentConfig) -> AgentHandle {
     }
 }
 
+/// An agent run as twk-tunnel runs it: on a thread of its own, whose single-threaded runtime
+/// ends when the agent returns (tasks still on it end with it). Returns once it is connected,
+/// with the thread and the tunnel's name; `observer` must send its states on `states`.
+pub async fn agent_on_own_thread(
+    cfg: AgentConfig,
+    observer: Arc<dyn Observer>,
+    states: &mut mpsc::UnboundedReceiver<ConnState>,
+    shutdown: CancellationToken,
+) -> (std::thread::JoinHandle<Result<(), AgentError>>, String) {
+    let thread = std::thread::spawn(move || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(twk_agent::run(cfg, observer, shutdown))
+    });
+    let connected = async {
+        loop {
+            match states.recv().await.expect("agent stopped") {
+                ConnState::Connected { name, .. } => break name,
+                _ => continue,
+            }
+        }
+    };
+    let name = tokio::time::timeout(Duration::from_secs(10), connected)
+        .await
+        .expect("agent did not connect within 10 s");
+    (thread, name)
+}
+
 /// What a local target received.
 #[derive(Debug, Clone)]
 pub struct Received {

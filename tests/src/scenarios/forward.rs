@@ -574,25 +574,8 @@ async fn the_response_leaves_before_the_exchange_is_reported() {
     });
     let cfg = agent_config(&relay, target.addr);
     let shutdown = tokio_util::sync::CancellationToken::new();
-    let stop = shutdown.clone();
-    let forwarding = std::thread::spawn(move || {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap()
-            .block_on(twk_agent::run(cfg, observer, stop))
-    });
-    let connected = async {
-        loop {
-            match states.recv().await.expect("agent stopped") {
-                twk_agent::ConnState::Connected { name, .. } => break name,
-                _ => continue,
-            }
-        }
-    };
-    let name = tokio::time::timeout(Duration::from_secs(10), connected)
-        .await
-        .expect("agent did not connect within 10 s");
+    let (forwarding, name) =
+        agent_on_own_thread(cfg, observer, &mut states, shutdown.clone()).await;
     let reply = tokio::time::timeout(
         Duration::from_secs(10),
         send(relay.addr, "POST", &format!("/t/{name}/hook"), &[], "x"),

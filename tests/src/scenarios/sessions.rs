@@ -384,26 +384,8 @@ async fn shutdown_reports_the_exchanges_it_drained() {
     });
     let cfg = agent_config(&relay, target.addr);
     let shutdown = tokio_util::sync::CancellationToken::new();
-    let stop = shutdown.clone();
-    // As twk-tunnel runs it: a thread of its own whose runtime ends with the agent.
-    let forwarding = std::thread::spawn(move || {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap()
-            .block_on(twk_agent::run(cfg, observer, stop))
-    });
-    let connected = async {
-        loop {
-            match states.recv().await.expect("agent stopped") {
-                ConnState::Connected { name, .. } => break name,
-                _ => continue,
-            }
-        }
-    };
-    let name = tokio::time::timeout(Duration::from_secs(10), connected)
-        .await
-        .expect("agent did not connect within 10 s");
+    let (forwarding, name) =
+        agent_on_own_thread(cfg, observer, &mut states, shutdown.clone()).await;
     let addr = relay.addr;
     let inflight =
         tokio::spawn(async move { send(addr, "POST", &format!("/t/{name}/slow"), &[], "").await });
