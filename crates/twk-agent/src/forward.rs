@@ -198,12 +198,10 @@ impl Meta {
     /// Reads and removes every `x-twk-*` header: those it reads as it reads them, the rest
     /// in one pass, which finds none unless a relay sends a name this client does not know.
     fn take(headers: &mut HeaderMap) -> Meta {
-        // UTF-8, not just ASCII: the relay sends the public URL as the sender wrote it.
-        let mut take = |n: &HeaderName| {
-            headers
-                .remove(n)
-                .filter(|v| std::str::from_utf8(v.as_bytes()).is_ok())
-        };
+        // UTF-8, not just ASCII: the relay sends the public URL as the sender wrote it. Each
+        // value is checked once: as it is read, or before it goes on as a header.
+        let mut take = |n: &HeaderName| headers.remove(n);
+        let utf8 = |v: &HeaderValue| std::str::from_utf8(v.as_bytes()).is_ok();
         let text = |v: HeaderValue| String::from_utf8(v.as_bytes().to_vec()).ok();
         fn number<T: std::str::FromStr>(v: HeaderValue) -> Option<T> {
             std::str::from_utf8(v.as_bytes()).ok()?.parse().ok()
@@ -213,9 +211,9 @@ impl Meta {
             public_url: take(&meta::PUBLIC_URL).and_then(text).unwrap_or_default(),
             remote_addr: take(&meta::REMOTE_ADDR).and_then(text),
             received_ms: take(&meta::RECEIVED_AT).and_then(number),
-            proto: take(&meta::PROTO),
-            host: take(&meta::HOST),
-            prefix: take(&meta::FORWARDED_PREFIX),
+            proto: take(&meta::PROTO).filter(utf8),
+            host: take(&meta::HOST).filter(utf8),
+            prefix: take(&meta::FORWARDED_PREFIX).filter(utf8),
             deadline: take(&meta::DEADLINE_MS)
                 .and_then(number)
                 .filter(|&ms: &u64| ms > 0)
@@ -345,10 +343,10 @@ fn add_forwarding_headers(h: &mut HeaderMap, m: &Meta) {
             let _ = write!(forwarded, "for={ip}");
         }
     }
-    let text = |v: &Option<HeaderValue>| {
+    fn text(v: &Option<HeaderValue>) -> Option<&str> {
         v.as_ref()
-            .and_then(|v| std::str::from_utf8(v.as_bytes()).ok().map(str::to_owned))
-    };
+            .and_then(|v| std::str::from_utf8(v.as_bytes()).ok())
+    }
     let mut part = |p: std::fmt::Arguments<'_>| {
         if !forwarded.is_empty() {
             forwarded.push(';');
@@ -976,8 +974,7 @@ impl Pending {
             let ex = &self.exchange;
             let len = ex.request.body.bytes.len()
                 + ex.response.as_ref().map_or(0, |r| r.body.bytes.len());
-            let shared = self.shared.clone();
-            if shared.analyses_inline(len) {
+            if self.shared.analyses_inline(len) {
                 // The tap wakes this task when it passes the response's last bytes on, and
                 // only then does HTTP/2 queue them for the tunnel's connection task: reporting
                 // now would analyse and record ahead of that task's write, on the response's
@@ -985,6 +982,7 @@ impl Pending {
                 tokio::task::yield_now().await;
                 self.report();
             } else {
+                let shared = self.shared.clone();
                 Box::pin(shared.analyse(len, move || self.report())).await;
             }
         }

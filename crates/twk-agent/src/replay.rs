@@ -338,7 +338,7 @@ pub async fn replay(original: &Exchange, opts: &ReplayOptions) -> Result<Exchang
             CapturedBody {
                 bytes: kept,
                 len,
-                sha256: hex::encode(hasher.finalize()),
+                sha256: twk_capture::lower_hex(&hasher.finalize()),
                 truncated,
             },
         ))

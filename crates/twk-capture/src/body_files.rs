@@ -268,7 +268,7 @@ impl BodyFiles {
 /// True when `name` is the name of bytes whose SHA-256 is `digest`: a body file is named by
 /// its hash, so one that hashes otherwise was altered (or cut short) on disk.
 pub(crate) fn is_name_of(name: &str, digest: &[u8]) -> bool {
-    hex::encode(digest) == name
+    crate::exchange::lower_hex(digest) == name
 }
 
 /// Removes the file at `path`; true when it did. A file already gone is no error.

@@ -22,11 +22,15 @@ pub const REDACTED: &str = "[REDACTED]";
 /// (Twilio's `I-Twilio-Idempotency-Token` names a delivery). A bare `-key` is not enough:
 /// `Idempotency-Key` is worth seeing.
 pub fn is_secret_header(name: &str) -> bool {
-    let lower = name.trim().to_ascii_lowercase();
-    twk_protocol::is_secret_header(&lower)
+    is_secret_lowercase(&name.trim().to_ascii_lowercase())
+}
+
+/// [`is_secret_header`] for a name already trimmed and lowercased.
+fn is_secret_lowercase(lower: &str) -> bool {
+    twk_protocol::is_secret_header(lower)
         || twk_providers::Provider::ALL
             .iter()
-            .any(|p| p.signature_headers().contains(&lower.as_str()))
+            .any(|p| p.signature_headers().contains(&lower))
 }
 
 /// The value to show for header `name`: unchanged unless secret; a secret
@@ -72,7 +76,7 @@ const SECRET_PARAMS: &[&str] = &[
 /// and `key`, `sig`, `auth`, `pass`, `pwd`, `code` (an OAuth code), `jwt`, `credential(s)`.
 pub fn is_secret_param(name: &str) -> bool {
     let name = name.trim().to_ascii_lowercase().replace('_', "-");
-    SECRET_PARAMS.contains(&name.as_str()) || is_secret_header(&name)
+    SECRET_PARAMS.contains(&name.as_str()) || is_secret_lowercase(&name)
 }
 
 /// `target` (a URL, or a path with its query) with the value of each secret query
