@@ -232,27 +232,61 @@ pub const X_FORWARDED_FOR: http::HeaderName = http::HeaderName::from_static("x-f
 
 /// Removes hop-by-hop headers, and every header listed in `Connection`, from `headers`.
 pub fn strip_hop_by_hop(headers: &mut http::HeaderMap) {
-    let listed: Vec<String> = headers
+    // One walk over the head's distinct names finds what goes. A lookup for each of the eight
+    // names hashed every one of them, found or not: 18 lookups and ~3k instructions per
+    // request at the client (docs/performance.md, twenty-third round). Most heads hold at
+    // most `Connection`.
+    let mut hop: Vec<http::HeaderName> = Vec::new();
+    for name in headers.keys() {
+        if is_hop_by_hop(name) {
+            hop.push(name.clone());
+        }
+    }
+    if hop.is_empty() {
+        return;
+    }
+    // The values are `Bytes` shared with the read buffer: taken without a copy, and each
+    // listed name is looked up as it is written (a lookup lowercases on the stack).
+    let listed: Vec<http::HeaderValue> = headers
         .get_all(http::header::CONNECTION)
         .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(|s| s.trim().to_ascii_lowercase())
-        .filter(|s| !s.is_empty())
+        .cloned()
         .collect();
-    for name in listed {
-        // Never let a sender strip the forwarding headers twk adds (Traefik CVE-2024-45410).
-        if name.starts_with("x-forwarded-") || name == "forwarded" || name.starts_with(meta::PREFIX)
-        {
-            continue;
+    for value in &listed {
+        let Ok(value) = value.to_str() else { continue };
+        for name in value.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+            // Never let a sender strip the forwarding headers twk adds (Traefik
+            // CVE-2024-45410).
+            if !is_forwarding_name(name) {
+                headers.remove(name);
+            }
         }
-        headers.remove(name.as_str());
     }
-    // Names made at compile time: a `&str` is parsed again on every call, four times a
-    // request, which was 3 % of the relay's time with the metadata names (issue 14).
-    for h in &HOP_BY_HOP {
+    for h in hop {
         headers.remove(h);
     }
+}
+
+/// A forwarding header, or twk's metadata, in any case: `Connection` may not name them.
+fn is_forwarding_name(name: &str) -> bool {
+    let starts = |prefix: &str| {
+        name.get(..prefix.len())
+            .is_some_and(|p| p.eq_ignore_ascii_case(prefix))
+    };
+    starts("x-forwarded-") || name.eq_ignore_ascii_case("forwarded") || starts(meta::PREFIX)
+}
+
+/// One of [`HOP_BY_HOP`]. Compared in place: a standard name is its tag, and the two others
+/// are told apart by length before their bytes.
+fn is_hop_by_hop(name: &http::HeaderName) -> bool {
+    use http::header;
+    name == header::CONNECTION
+        || name == header::TRANSFER_ENCODING
+        || name == header::TE
+        || name == header::UPGRADE
+        || name == header::PROXY_AUTHENTICATE
+        || name == header::PROXY_AUTHORIZATION
+        || matches!(name.as_str(), "keep-alive" | "proxy-connection")
 }
 
 /// Whether a request's `TE` names `trailers`: the sender takes trailer fields in the answer.
@@ -278,7 +312,7 @@ pub fn strip_trailer_fields(trailers: &mut http::HeaderMap) {
         .keys()
         .filter(|k| {
             let n = k.as_str();
-            HOP_BY_HOP.contains(k)
+            is_hop_by_hop(k)
                 || n.starts_with(meta::PREFIX)
                 || n.starts_with("x-forwarded-")
                 || n == "forwarded"
@@ -586,8 +620,14 @@ mod tests {
         let mut h = http::HeaderMap::new();
         h.insert(
             "connection",
-            "close, x-secret, x-forwarded-for".parse().unwrap(),
+            "close, X-Secret, X-Forwarded-For, X-TWK-Host,, Forwarded, x-{bad}"
+                .parse()
+                .unwrap(),
         );
+        h.append("connection", "\t x-other ".parse().unwrap());
+        h.insert("x-other", "1".parse().unwrap());
+        h.insert("forwarded", "for=1.2.3.4".parse().unwrap());
+        h.insert(meta::HOST, "h.example".parse().unwrap());
         h.insert("x-secret", "1".parse().unwrap());
         h.insert("x-forwarded-for", "1.2.3.4".parse().unwrap());
         h.insert("transfer-encoding", "chunked".parse().unwrap());
@@ -595,11 +635,51 @@ mod tests {
         h.insert("content-type", "text/plain".parse().unwrap());
         strip_hop_by_hop(&mut h);
         assert!(h.get("x-secret").is_none());
+        assert!(
+            h.get("x-other").is_none(),
+            "a second Connection value counts too"
+        );
+        assert_eq!(h.get("forwarded").unwrap(), "for=1.2.3.4");
+        assert_eq!(h.get(meta::HOST).unwrap(), "h.example");
         assert!(h.get("transfer-encoding").is_none());
         assert!(h.get("upgrade").is_none());
         assert!(h.get("connection").is_none());
         assert_eq!(h.get("x-forwarded-for").unwrap(), "1.2.3.4");
         assert_eq!(h.get("content-type").unwrap(), "text/plain");
+    }
+
+    #[test]
+    fn every_hop_by_hop_name_and_only_those_is_one() {
+        for name in &HOP_BY_HOP {
+            assert!(is_hop_by_hop(name), "{name}");
+        }
+        for name in [
+            "content-type",
+            "trailer",
+            "keep-alivex",
+            "proxy-connectio",
+            "x-twk-host",
+        ] {
+            assert!(!is_hop_by_hop(&name.parse().unwrap()), "{name}");
+        }
+        // Stripping: each of them, however it was written, with other names around it.
+        let mut h = http::HeaderMap::new();
+        for name in &HOP_BY_HOP {
+            h.append(
+                name.as_str()
+                    .to_uppercase()
+                    .as_str()
+                    .parse::<http::HeaderName>()
+                    .unwrap(),
+                "1".parse().unwrap(),
+            );
+        }
+        h.insert("trailer", "x-sum".parse().unwrap());
+        h.insert("date", "now".parse().unwrap());
+        strip_hop_by_hop(&mut h);
+        let mut left: Vec<&str> = h.keys().map(http::HeaderName::as_str).collect();
+        left.sort_unstable();
+        assert_eq!(left, ["date", "trailer"]);
     }
 
     #[test]
