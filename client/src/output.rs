@@ -225,13 +225,7 @@ fn render(line: Prepared, id: Option<i64>, next_id: &AtomicU64) -> String {
 
 /// The provider's id of the event (`evt_…`, a delivery id), from the stored analysis.
 fn event_id(ex: &Exchange) -> Option<&str> {
-    // Not `pointer("/event/id")`, which allocates each of its tokens again.
-    ex.analysis
-        .as_ref()?
-        .get("event")?
-        .get("id")?
-        .as_str()
-        .filter(|s| !s.is_empty())
+    ex.analysis.as_ref()?.event_id().filter(|s| !s.is_empty())
 }
 
 /// One line per exchange, written when it is complete (the verdict needs the whole body, so
@@ -521,7 +515,9 @@ mod tests {
             provider: Some("bandwidth".into()),
             event: Some("message-delivered\u{202e}".into()),
             verdict: Some(twk_providers::Verdict::NoSecret),
-            analysis: Some(serde_json::json!({"event": {"id": "m-1\u{9b}31m"}})),
+            analysis: twk_capture::AnalysisJson::from_value(
+                &serde_json::json!({"event": {"id": "m-1\u{9b}31m"}}),
+            ),
             timings: Timings {
                 received_ms: 0,
                 done_ms: Some(8),

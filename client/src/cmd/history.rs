@@ -558,7 +558,7 @@ fn print_replay(
     if let Some(verdict) = ex.verdict.filter(|v| !v.is_valid())
         && let Some(why) = diagnosis_summary(ex)
     {
-        say!("twk-tunnel: {verdict}: {}", twk_sanitize::escape(why));
+        say!("twk-tunnel: {verdict}: {}", twk_sanitize::escape(&why));
     }
     for h in redact_headers(&resp.headers, reveal_secrets).iter() {
         writeln!(
@@ -580,11 +580,17 @@ fn print_replay(
 }
 
 /// The one-line reason of a verdict, from the analysis stored with the exchange.
-fn diagnosis_summary(ex: &twk_capture::Exchange) -> Option<&str> {
-    ex.analysis
+fn diagnosis_summary(ex: &twk_capture::Exchange) -> Option<String> {
+    match ex
+        .analysis
         .as_ref()?
-        .pointer("/diagnosis/summary")?
-        .as_str()
+        .value()
+        .pointer_mut("/diagnosis/summary")?
+        .take()
+    {
+        serde_json::Value::String(s) => Some(s),
+        _ => None,
+    }
 }
 
 /// `Name: value` → set; `Name:` → remove; `Name;` → empty value.

@@ -1087,7 +1087,14 @@ fn record_analysis(ex: &mut Exchange, analysis: twk_providers::Analysis) {
         .filter(|_| !unreliable)
         .map(|_| analysis.verdict);
     ex.matched_secret = ex.verdict.and(analysis.matched_secret);
-    ex.analysis = serde_json::to_value(&analysis).ok();
+    // Not kept when it says only that no provider was recognised: the provider, `None`,
+    // says so, and the note was ~300 bytes of every such row (and 3.6k instructions to
+    // write out per request).
+    ex.analysis = if analysis.is_unrecognised() {
+        None
+    } else {
+        twk_capture::AnalysisJson::of(&analysis)
+    };
 }
 
 /// With `--strip-auth` the captured retry no longer carries the credentials twk checked, so

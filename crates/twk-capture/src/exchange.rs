@@ -218,8 +218,8 @@ pub struct Exchange {
     /// analysis's `matched_secret`); `None` otherwise.
     #[serde(default)]
     pub matched_secret: Option<twk_providers::SecretSource>,
-    /// The provider crate's full analysis (verdict details, diagnosis), as JSON.
-    pub analysis: Option<serde_json::Value>,
+    /// The provider crate's full analysis (verdict details, diagnosis), as JSON text.
+    pub analysis: Option<crate::AnalysisJson>,
     /// For replays: the id of the exchange this one replays.
     pub replay_of: Option<ExchangeId>,
     /// What twk's own Basic-auth check (`--basic-auth`) saw; `None` when twk did not enforce

@@ -310,11 +310,7 @@ impl<'c> Inserter<'c> {
         (attempt, key, stored): (Option<u32>, Option<&GroupKey>, u64),
         p: &Pairing,
     ) -> Result<ExchangeId> {
-        let analysis = ex
-            .analysis
-            .as_ref()
-            .map(serde_json::to_string)
-            .transpose()?;
+        let analysis = ex.analysis.as_ref().map(crate::AnalysisJson::text);
         let auth = ex.auth.as_ref().map(serde_json::to_string).transpose()?;
         let (lints, lint_codes) = encode_lints(&p.lints)?;
         let resp_body = resp.map(|(_, b)| b);

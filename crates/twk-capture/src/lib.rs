@@ -27,6 +27,7 @@
 //! bodies (`file_bound`).
 #![warn(missing_docs)]
 
+mod analysis_json;
 mod answer_markup;
 mod answer_time;
 mod body_files;
@@ -49,6 +50,7 @@ mod schema;
 mod store;
 pub mod time;
 
+pub use analysis_json::AnalysisJson;
 pub use error::{CaptureError, Result};
 pub use exchange::*;
 pub use handshake::{

@@ -484,8 +484,8 @@ fn body_bytes(ex: &Exchange) -> usize {
 }
 
 /// What an exchange holds in memory besides its body bytes, estimated: header names and
-/// values, its strings, its analysis (walked: a stranger's form or JSON can make it many
-/// times the body's size), and allowances for the allocations around them.
+/// values, its strings, its analysis (its JSON text: a stranger's form or JSON can make it
+/// many times the body's size), and allowances for the allocations around them.
 fn head_bytes(ex: &Exchange) -> usize {
     const PER_EXCHANGE: usize = 1024;
     const PER_HEADER: usize = 64;
@@ -510,29 +510,5 @@ fn head_bytes(ex: &Exchange) -> usize {
         + text(&ex.provider)
         + text(&ex.event)
         + text(&ex.summary)
-        + ex.analysis.as_ref().map_or(0, value_bytes)
-}
-
-/// The memory a JSON value holds, roughly: its strings and keys, and a node's size for each
-/// value. Iterative: an analysis may nest as deep as the JSON it was made from.
-fn value_bytes(v: &serde_json::Value) -> usize {
-    use serde_json::Value;
-    const PER_NODE: usize = 48;
-    let mut total = 0;
-    let mut stack = vec![v];
-    while let Some(v) = stack.pop() {
-        total += PER_NODE;
-        match v {
-            Value::String(s) => total += s.len(),
-            Value::Array(items) => stack.extend(items),
-            Value::Object(map) => {
-                for (k, v) in map {
-                    total += k.len() + PER_NODE;
-                    stack.push(v);
-                }
-            }
-            Value::Null | Value::Bool(_) | Value::Number(_) => {}
-        }
-    }
-    total
+        + ex.analysis.as_ref().map_or(0, |a| a.text().len())
 }

@@ -174,16 +174,14 @@ pub(crate) fn decode_lints(id: ExchangeId, json: Option<&str>) -> Result<Vec<Lin
 
 pub(crate) fn read_full(r: &Row<'_>, now_ms: i64, files: &BodyFiles) -> Result<StoredExchange> {
     let id: i64 = r.get("id")?;
-    let json_col = |col: &str| -> Result<Option<serde_json::Value>> {
-        match r.get::<_, Option<String>>(col)? {
-            Some(s) => serde_json::from_str(&s)
-                .map(Some)
-                .map_err(|e| CaptureError::Corrupt {
-                    id,
-                    what: e.to_string(),
-                }),
-            None => Ok(None),
-        }
+    let analysis = match r.get::<_, Option<String>>("analysis")? {
+        Some(s) => Some(
+            crate::AnalysisJson::parse(s).map_err(|e| CaptureError::Corrupt {
+                id,
+                what: e.to_string(),
+            })?,
+        ),
+        None => None,
     };
     let failure = match r
         .get::<_, Option<String>>("failure_side")?
@@ -264,7 +262,7 @@ pub(crate) fn read_full(r: &Row<'_>, now_ms: i64, files: &BodyFiles) -> Result<S
             summary: r.get("summary")?,
             verdict: verdict_col(r.get("verdict")?),
             matched_secret: secret_col(r.get("matched_secret")?),
-            analysis: json_col("analysis")?,
+            analysis,
             replay_of: r.get("replay_of")?,
             missed: r.get("missed")?,
             refused: r.get("refused")?,

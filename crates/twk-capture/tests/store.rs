@@ -7,7 +7,7 @@ use common::*;
 use sha2::Digest as _;
 use std::os::unix::fs::PermissionsExt;
 use twk_capture::time::{Bound, parse_time};
-use twk_capture::{Filter, Order, Side, StatusFilter, Store, StoreOptions};
+use twk_capture::{AnalysisJson, Filter, Order, Side, StatusFilter, Store, StoreOptions};
 
 const JAN_2018: i64 = 1_514_764_800_000; // 2018-01-01T00:00:00Z
 const HOUR: i64 = 3_600_000;
@@ -45,7 +45,8 @@ fn full_exchange_round_trips() {
     );
     ex.summary = Some("invoice paid".into());
     ex.matched_secret = Some(twk_providers::SecretSource::TwkTest);
-    ex.analysis = Some(serde_json::json!({"verdict": "valid", "details": [1, 2]}));
+    ex.analysis =
+        AnalysisJson::from_value(&serde_json::json!({"verdict": "valid", "details": [1, 2]}));
     ex.request.headers.push(twk_capture::Header {
         name: "x-bin".into(),
         value: vec![0xff, 0xfe, b'a'],

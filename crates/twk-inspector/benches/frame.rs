@@ -91,7 +91,9 @@ fn exchange(i: usize) -> Exchange {
             "signed_string": format!("{i}.{{\"id\":\"evt_{i}\"}}"),
             "diagnosis": {"summary": "The signature does not match.", "expected": "v1=00", "received": "v1=11", "hints": [], "checked": ["v1"]},
             "notes": []
-        })),
+        }))
+        .as_ref()
+        .and_then(twk_capture::AnalysisJson::from_value),
         ..Default::default()
     }
 }

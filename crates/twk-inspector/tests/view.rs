@@ -599,7 +599,7 @@ fn a_webhook_valid_with_twks_test_secret_is_marked_in_the_list_and_the_detail() 
     assert_eq!(a.matched_secret, Some(twk_providers::SecretSource::TwkTest));
     ex.verdict = Some(a.verdict);
     ex.matched_secret = a.matched_secret;
-    ex.analysis = serde_json::to_value(&a).ok();
+    ex.analysis = twk_capture::AnalysisJson::of(&a);
     let (_d, data) = store(&[ex]);
     let mut m = model(&data);
     let (text, buf) = render(&m);
@@ -627,9 +627,12 @@ fn prose_is_wrapped_at_the_panes_width() {
         .detail
         .as_ref()
         .and_then(|d| d.stored.exchange.analysis.as_ref())
-        .and_then(|a| a["diagnosis"]["summary"].as_str())
-        .unwrap()
-        .to_owned();
+        .and_then(|a| {
+            a.value()["diagnosis"]["summary"]
+                .as_str()
+                .map(str::to_owned)
+        })
+        .unwrap();
     assert!(
         summary.len() > 80,
         "the fixture's diagnosis is short: {summary}"

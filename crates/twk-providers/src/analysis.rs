@@ -452,7 +452,23 @@ pub struct Analysis {
     pub notes: Vec<String>,
 }
 
+/// The note of an analysis that recognised no provider, and all it says.
+pub const UNRECOGNISED: &str = "no known webhook provider recognised from the headers or body; \
+                                pass a provider explicitly to check it anyway";
+
 impl Analysis {
+    /// It says only that no provider was recognised (the exchange's provider, `None`, says
+    /// as much): a store need not keep it with every request that is not a known webhook.
+    pub fn is_unrecognised(&self) -> bool {
+        self.provider.is_none()
+            && self.event.is_none()
+            && self.matched_variant.is_none()
+            && self.signed_string.is_none()
+            && self.skew_secs.is_none()
+            && self.diagnosis.is_none()
+            && matches!(self.notes.as_slice(), [note] if note == UNRECOGNISED)
+    }
+
     pub(crate) fn new(provider: Option<Provider>, event: Option<Event>) -> Self {
         Analysis {
             provider,

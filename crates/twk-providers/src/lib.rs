@@ -72,7 +72,7 @@ mod twilio;
 
 pub use analysis::{
     Analysis, AnswerLimit, Diagnosis, Event, ParseProviderError, Provider, SecretSource, SignError,
-    SignOptions, Signed, Verdict, VerifyOptions,
+    SignOptions, Signed, UNRECOGNISED, Verdict, VerifyOptions,
 };
 pub use delivery::delivery_id;
 pub use detect::detect;
@@ -116,11 +116,7 @@ pub(crate) struct Cx<'a, 'r> {
 pub fn analyze(req: &RequestView<'_>, secrets: &Secrets, opts: &VerifyOptions) -> Analysis {
     let Some(provider) = opts.provider.or_else(|| detect(req)) else {
         let mut a = Analysis::new(None, None);
-        a.notes.push(
-            "no known webhook provider recognised from the headers or body; pass a provider \
-             explicitly to check it anyway"
-                .to_owned(),
-        );
+        a.notes.push(analysis::UNRECOGNISED.to_owned());
         return a;
     };
     let test = secrets

@@ -743,3 +743,21 @@ fn checked_lists_each_label_once() {
         );
     }
 }
+
+#[test]
+fn an_unrecognised_request_says_only_that() {
+    let opts = || VerifyOptions::at(NOW);
+    let plain = OwnedRequest::new("GET", "https://h.example/x", "");
+    let a = check(&plain, &Secrets::default(), opts());
+    assert!(a.is_unrecognised(), "{a:?}");
+    assert_eq!(a.notes, [twk_providers::UNRECOGNISED]);
+    // Anything more is worth keeping: a note added after, or a provider named.
+    let mut more = a.clone();
+    more.notes.push("the relay refused this request".into());
+    assert!(!more.is_unrecognised());
+    let mut named = opts();
+    named.provider = Some(Provider::Stripe);
+    assert!(!check(&plain, &Secrets::default(), named).is_unrecognised());
+    let twilio = form_request("https://h.example/sms").with_header("X-Twilio-Signature", "x");
+    assert!(!check(&twilio, &Secrets::default(), opts()).is_unrecognised());
+}

@@ -315,11 +315,40 @@ impl serde_json::ser::Formatter for SafeJson {
         }
         writer.write_all(bytes.get(start..).unwrap_or_default())
     }
+
+    /// A `serde_json::value::RawValue`: JSON text kept as it was written (an analysis). It is
+    /// valid JSON, so an unsafe character can only stand inside one of its strings, where its
+    /// escape means the same character. Outside them JSON has only ASCII punctuation, digits,
+    /// literals and whitespace: tabs and line breaks, which a string cannot hold raw, are left
+    /// out, so the text stays on the one line of its NDJSON record.
+    fn write_raw_fragment<W: ?Sized + std::io::Write>(
+        &mut self,
+        writer: &mut W,
+        fragment: &str,
+    ) -> std::io::Result<()> {
+        fragment
+            .split(['\t', '\n', '\r'])
+            .try_for_each(|piece| self.write_string_fragment(writer, piece))
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn raw_json_is_escaped_inside_its_strings_and_kept_on_one_line() {
+        let text = "{\"a\": [1,\r\n\t\"x\u{9b}31m \u{202e}y\"],\n \"b\": \"\\u001b\"}";
+        let raw = serde_json::value::RawValue::from_string(text.to_owned()).unwrap();
+        let json = json_string(&raw).unwrap();
+        assert!(
+            !json.chars().any(|c| c.is_control() || is_unsafe(c)),
+            "{json}"
+        );
+        let read = |s: &str| serde_json::from_str::<serde_json::Value>(s).unwrap();
+        assert_eq!(read(&json), read(text));
+        assert_eq!(json, r#"{"a": [1,"x\u009b31m \u202ey"], "b": "\u001b"}"#);
+    }
 
     #[test]
     fn json_escapes_every_unsafe_character_between_any_others() {

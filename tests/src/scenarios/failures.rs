@@ -289,8 +289,7 @@ async fn a_body_cut_short_after_it_was_forwarded_is_kept_as_cut_short() {
     let notes = ex
         .analysis
         .as_ref()
-        .and_then(|a| a.get("notes"))
-        .map(ToString::to_string)
+        .and_then(|a| a.value().get("notes").map(ToString::to_string))
         .unwrap_or_default();
     assert!(
         notes.contains("not read to its end (60 bytes seen"),

@@ -92,7 +92,10 @@ async fn a_webhook_signed_with_the_test_secret_is_valid_and_says_so() {
     let ex = deliver(&relay, &mut agent, &name, Some(&signed_test)).await;
     assert_eq!(ex.verdict, Some(Verdict::Valid));
     assert_eq!(ex.matched_secret, Some(SecretSource::TwkTest));
-    assert_eq!(ex.analysis.as_ref().unwrap()["matched_secret"], "twk-test");
+    assert_eq!(
+        ex.analysis.as_ref().unwrap().value()["matched_secret"],
+        "twk-test"
+    );
 
     // The real GitHub signs with its own secret: not invalid, just no secret.
     let ex = deliver(&relay, &mut agent, &name, Some(&github_signature(OTHER))).await;

@@ -51,11 +51,11 @@ pub(super) fn signature_tab(ex: &Exchange, pane: u16) -> Vec<Line<'static>> {
     };
     // The provider crate's own type: a row stored by another version that does not read
     // back is shown raw.
-    let a: Analysis = match serde_json::from_value(json.clone()) {
+    let a: Analysis = match serde_json::from_str(json.text()) {
         Ok(a) => a,
         Err(_) => {
             out.push(Line::styled("analysis (raw):", key()));
-            let pretty = serde_json::to_string_pretty(json).unwrap_or_default();
+            let pretty = serde_json::to_string_pretty(&json.value()).unwrap_or_default();
             out.extend(clean_lines(&pretty).into_iter().map(Line::from));
             return out;
         }

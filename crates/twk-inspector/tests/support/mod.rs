@@ -91,7 +91,7 @@ pub fn analyze(ex: &mut Exchange) {
     ex.event = a.event.as_ref().map(|e| e.name.clone());
     ex.summary = a.event.as_ref().map(|e| e.summary.clone());
     ex.verdict = Some(a.verdict);
-    ex.analysis = serde_json::to_value(&a).ok();
+    ex.analysis = twk_capture::AnalysisJson::of(&a);
 }
 
 /// A GitHub `push` webhook, signed with `secret`.
@@ -222,7 +222,7 @@ pub fn hostile(i: i64) -> Exchange {
     ex.summary = Some(format!("sum{nasty}"));
     // The analysis is the provider crate's type: its provider is an enum, every text in it
     // is hostile.
-    ex.analysis = Some(serde_json::json!({
+    ex.analysis = twk_capture::AnalysisJson::from_value(&serde_json::json!({
         "provider": "github",
         "event": {"name": format!("ev{nasty}"), "summary": format!("sum{nasty}"), "id": nasty, "details": {}},
         "matched_variant": nasty,
