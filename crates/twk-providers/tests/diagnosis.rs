@@ -760,4 +760,9 @@ fn an_unrecognised_request_says_only_that() {
     assert!(!check(&plain, &Secrets::default(), named).is_unrecognised());
     let twilio = form_request("https://h.example/sms").with_header("X-Twilio-Signature", "x");
     assert!(!check(&twilio, &Secrets::default(), opts()).is_unrecognised());
+    // A GET status callback is known by its query alone; without one, by nothing.
+    let get = OwnedRequest::new("GET", "https://h.example/s?AccountSid=AC1&CallSid=CA1", "");
+    assert_eq!(twk_providers::detect(&get.view()), Some(Provider::Twilio));
+    let bare = OwnedRequest::new("GET", "https://h.example/s/AccountSid=AC1&CallSid=CA1", "");
+    assert_eq!(twk_providers::detect(&bare.view()), None);
 }

@@ -58,6 +58,11 @@ pub(crate) fn looks_like(req: &RequestView<'_>) -> bool {
         }
     };
     if req.is_get() {
+        // A GET without a query has nothing to look at: its URL is not parsed (~1.4k
+        // instructions of every such request, twenty-third round).
+        if !req.url.contains('?') {
+            return false;
+        }
         for (k, _) in UrlParts::parse(req.url)
             .map(|p| p.query_pairs())
             .unwrap_or_default()
