@@ -618,6 +618,28 @@ fn a_webhook_valid_with_twks_test_secret_is_marked_in_the_list_and_the_detail() 
     );
 }
 
+/// A request no provider is recognised in keeps no analysis: the Signature tab says so and
+/// how to check it as a given provider's, with its id.
+#[test]
+fn a_request_of_no_known_provider_says_how_to_check_it_as_one() {
+    let ex = plain(1, "POST", "/hooks/mine", Some(200));
+    assert!(ex.provider.is_none() && ex.analysis.is_none());
+    let (_d, data) = store(&[ex]);
+    let mut m = model(&data);
+    data.dispatch(&mut m, code(KeyCode::Enter));
+    press(&data, &mut m, "3");
+    let (text, buf) = render(&m);
+    assert!(
+        text.contains("No analysis stored for this exchange"),
+        "{text}"
+    );
+    assert!(
+        text.contains("twk-tunnel verify 1 --provider NAME"),
+        "{text}"
+    );
+    assert_clean(&buf);
+}
+
 /// On an 80-column terminal the Signature tab's prose is wrapped inside the pane, never cut
 /// at its edge: the whole diagnosis reads on screen, word for word. Resizing wraps it again.
 #[test]

@@ -47,6 +47,13 @@ pub(super) fn signature_tab(ex: &Exchange, pane: u16) -> Vec<Line<'static>> {
             "No analysis stored for this exchange (no provider recognised, or recorded without one).",
             dim(),
         ));
+        // What the analysis of such a request said, now that it is not stored with it.
+        if ex.provider.is_none() {
+            let id = ex.id.map_or_else(|| "ID".to_owned(), |id| id.to_string());
+            let how =
+                format!("`twk-tunnel verify {id} --provider NAME` checks it as that provider's.");
+            out.extend(wrapped("hint", &how, dim(), width));
+        }
         return out;
     };
     // The provider crate's own type: a row stored by another version that does not read
