@@ -3,10 +3,10 @@
 //! Every exchange carries its analysis to the store and, for one field (the provider's event
 //! id), to the `--json` line; only the views that show an analysis whole (the inspector's
 //! signature tab, `log ID`) read it back. As a `serde_json::Value` it was built for each
-//! exchange (a map per object, its keys hashed with SipHash and each one a `String`),
-//! walked to weigh it, written out again to text for the store and dropped: ~8k instructions
-//! per exchange of the client's ~120k (docs/performance.md, twenty-third round). As text it is
-//! written once, where the typed analysis is, and stored as it is.
+//! exchange (a map per object, its keys hashed with SipHash and each one a `String`: 4.5k
+//! instructions), walked to weigh it, written out again to text for the store (3.5k) and
+//! dropped (docs/performance.md, twenty-third round). As text it is written once, where the
+//! typed analysis is (3.6k), and stored as it is.
 //!
 //! It is not a sanitizer: the text is the analysis as it was, untrusted characters included.
 //! Serialized through `twk_sanitize`'s JSON writer it is escaped like any other string.
