@@ -43,7 +43,16 @@ fn empty() {
 }
 
 fn detail_of(id_from_top: usize, tab: char) -> twk_inspector::Model {
-    let (_d, data) = store(&mix());
+    detail_in(&mix(), id_from_top, tab)
+}
+
+/// [`detail_of`] over a store of `exchanges`.
+fn detail_in(
+    exchanges: &[twk_capture::Exchange],
+    id_from_top: usize,
+    tab: char,
+) -> twk_inspector::Model {
+    let (_d, data) = store(exchanges);
     let mut m = model(&data);
     for _ in 0..id_from_top {
         press(&data, &mut m, "j");
@@ -624,11 +633,7 @@ fn a_webhook_valid_with_twks_test_secret_is_marked_in_the_list_and_the_detail() 
 fn a_request_of_no_known_provider_says_how_to_check_it_as_one() {
     let ex = plain(1, "POST", "/hooks/mine", Some(200));
     assert!(ex.provider.is_none() && ex.analysis.is_none());
-    let (_d, data) = store(&[ex]);
-    let mut m = model(&data);
-    data.dispatch(&mut m, code(KeyCode::Enter));
-    press(&data, &mut m, "3");
-    let (text, buf) = render(&m);
+    let (text, buf) = render(&detail_in(&[ex], 0, '3'));
     assert!(
         text.contains("No analysis stored for this exchange"),
         "{text}"
