@@ -52,11 +52,15 @@ impl AnalysisJson {
 
     /// Text read back from the store: it must be JSON.
     pub fn parse(text: String) -> serde_json::Result<Self> {
-        let text = RawValue::from_string(text)?;
+        RawValue::from_string(text).map(Self::with_event_id)
+    }
+
+    /// JSON text already checked, with its `event.id` read out of it.
+    fn with_event_id(text: Box<RawValue>) -> Self {
         let event_id = serde_json::from_str::<EventIdOnly>(text.get())
             .ok()
             .and_then(|e| e.event?.id);
-        Ok(AnalysisJson { text, event_id })
+        AnalysisJson { text, event_id }
     }
 
     /// The JSON text.
@@ -91,8 +95,7 @@ impl Serialize for AnalysisJson {
 
 impl<'de> Deserialize<'de> for AnalysisJson {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let text = Box::<RawValue>::deserialize(d)?;
-        Self::parse(text.get().to_owned()).map_err(serde::de::Error::custom)
+        Box::<RawValue>::deserialize(d).map(Self::with_event_id)
     }
 }
 

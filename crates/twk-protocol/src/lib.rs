@@ -267,7 +267,8 @@ pub fn strip_hop_by_hop(headers: &mut http::HeaderMap) {
     }
 }
 
-/// A forwarding header, or twk's metadata, in any case: `Connection` may not name them.
+/// A forwarding header, or twk's metadata, in any case: `Connection` may not name them,
+/// and no trailer field may carry them.
 fn is_forwarding_name(name: &str) -> bool {
     let starts = |prefix: &str| {
         name.get(..prefix.len())
@@ -312,11 +313,7 @@ pub fn strip_trailer_fields(trailers: &mut http::HeaderMap) {
         .keys()
         .filter(|k| {
             let n = k.as_str();
-            is_hop_by_hop(k)
-                || n.starts_with(meta::PREFIX)
-                || n.starts_with("x-forwarded-")
-                || n == "forwarded"
-                || n.starts_with("proxy-")
+            is_hop_by_hop(k) || is_forwarding_name(n) || n.starts_with("proxy-")
         })
         .cloned()
         .collect();
