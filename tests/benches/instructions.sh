@@ -49,7 +49,11 @@ EOF
   chmod -R go-rwx "$dir/config"
   local cg=(valgrind --tool=callgrind "--callgrind-out-file=$dir/callgrind.out")
   # Exported, not given through `env`: callgrind must run the binary itself, not `env`.
-  export TWK_RELAY_TOKENS=bench-token-0123456789 RUST_LOG=warn XDG_CONFIG_HOME=$dir/config
+  # A state directory of its own: the relay's default one keeps the names it reserved and
+  # the requests it kept across runs, and every run would hand the last runs' to a client
+  # that cannot open them (an x25519 each), counted as requests' work.
+  export TWK_RELAY_TOKENS=bench-token-0123456789 RUST_LOG=warn XDG_CONFIG_HOME=$dir/config \
+    XDG_STATE_HOME=$dir/state
   local relay=("$BIN/twk-relay" --listen "127.0.0.1:$relay_port" --domain twk.test --url-style path)
   local tunnel=("$BIN/twk-tunnel" --relay "ws://127.0.0.1:$relay_port"
     --token bench-token-0123456789 --name bench --no-tui --json --data-dir "$dir/data" "$@"
