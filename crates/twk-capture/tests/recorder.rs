@@ -44,6 +44,42 @@ async fn records_announces_and_hands_back_ids() {
     assert_eq!(reader.get(ids[7]).unwrap().unwrap().exchange.path, "/p7");
 }
 
+/// Exchanges that arrive while the writer gathers (a trickle, as under load) are all stored,
+/// with ids in record order, in fewer transactions than exchanges; a flush is answered.
+#[test]
+fn a_trickle_is_gathered_into_batches_and_every_exchange_stored_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let rec = Recorder::start(opts(dir.path())).unwrap();
+    let pending: Vec<_> = (0..200)
+        .map(|i| {
+            std::thread::sleep(Duration::from_micros(300));
+            rec.record(exchange("t", i, &format!("/p{i}"), b"{}"))
+        })
+        .collect();
+    let ids: Vec<_> = pending
+        .into_iter()
+        .map(|p| p.blocking_id().unwrap())
+        .collect();
+    assert!(ids.windows(2).all(|w| w[0] < w[1]), "ids in record order");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    rt.block_on(rec.flush());
+    let st = rec.status();
+    assert_eq!((st.recorded, st.dropped, st.failed), (200, 0, 0));
+    assert!(
+        (1..200).contains(&st.batches),
+        "{} transactions for 200 exchanges",
+        st.batches
+    );
+    let reader = rec.reader().unwrap();
+    assert_eq!(reader.count(&Filter::default()).unwrap(), 200);
+    assert_eq!(
+        reader.get(ids[150]).unwrap().unwrap().exchange.path,
+        "/p150"
+    );
+}
+
 #[tokio::test]
 async fn locked_database_is_reported_and_recording_resumes() {
     let dir = tempfile::tempdir().unwrap();
