@@ -750,6 +750,7 @@ pub async fn run(args: TunnelArgs) -> anyhow::Result<ExitCode> {
     tokio::spawn(twk_transport::cancel_on_signal(shutdown.clone()));
     let (relay, embedded) = relay(&s, tui, &shutdown).await?;
     let cfg = agent_config(&s, relay, recorder.as_ref());
+    let store = recorder.clone();
     let (result, printer) = drive(
         &s,
         cfg,
@@ -764,6 +765,11 @@ pub async fn run(args: TunnelArgs) -> anyhow::Result<ExitCode> {
     shutdown.cancel();
     if let Some(p) = &printer {
         p.flush();
+    }
+    // The writer may be gathering the last exchanges (up to 10 ms): the process must not end
+    // before they are stored. Lines already waited for theirs; the inspector has none.
+    if let Some(r) = &store {
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(2), r.flush()).await;
     }
     if let Some(task) = embedded {
         let _ = task.await;

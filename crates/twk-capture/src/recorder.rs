@@ -384,6 +384,11 @@ impl Writer {
                 self.gather(&mut batch);
             }
         }
+        tracing::debug!(
+            recorded = self.shared.recorded.load(Ordering::Relaxed),
+            transactions = self.shared.batches.load(Ordering::Relaxed),
+            "capture writer stopping"
+        );
         if let Err(e) = self.store.optimize() {
             tracing::debug!(error = %twk_sanitize::error_chain(&e), "PRAGMA optimize at writer exit failed");
         }
