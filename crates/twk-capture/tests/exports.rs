@@ -581,3 +581,27 @@ fn exports_never_write_a_senders_control_characters_raw() {
     let curl = curl_command(&x.exchange, &CurlOptions::default());
     assert!(!raw(&curl), "{curl}");
 }
+
+/// A header value that is not UTF-8 keeps its bytes in `log --json`: shown lossily, with the
+/// bytes in base64 as a third element; UTF-8 values stay `[name, value]`.
+#[test]
+fn a_header_value_that_is_not_utf8_keeps_its_bytes_in_the_json_export() {
+    let mut ex = exchange("t", 1_700_000_000_123, "/hook", b"{}");
+    let raw = b"caf\xe9 \xff\x01".to_vec();
+    ex.request.headers.push(Header {
+        name: "X-Latin1".into(),
+        value: raw.clone(),
+    });
+    let json = exchange_json(&stored(ex), false);
+    let headers = json["request"]["headers"].as_array().unwrap();
+    let latin = headers.iter().find(|h| h[0] == "X-Latin1").unwrap();
+    assert_eq!(latin.as_array().unwrap().len(), 3);
+    assert_eq!(latin[1], String::from_utf8_lossy(&raw).as_ref());
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(latin[2].as_str().unwrap())
+        .unwrap();
+    assert_eq!(bytes, raw);
+    let ctype = headers.iter().find(|h| h[0] == "content-type").unwrap();
+    assert_eq!(ctype.as_array().unwrap().len(), 2);
+    assert_eq!(ctype[1], "application/json");
+}

@@ -15,14 +15,16 @@
 //! `lints` (always an array, `[]` when none: `[{"code", "severity", "message"}]`, with
 //! `retry-never-came` judged at export time) and `auth` (twk's own Basic-auth check:
 //! `{"user", "matched"}`, or `null` when twk did not enforce; never a password).
-//! Header values that are not UTF-8 are shown lossily; secret headers are redacted unless
-//! `reveal_secrets`.
+//! A header value that is not UTF-8 is shown lossily, with its bytes in base64 as a third
+//! element (`[name, lossy, base64]`), so that the export stays byte-exact; secret headers
+//! are redacted unless `reveal_secrets`.
 
 use super::{BodyText, body_text};
 use crate::exchange::Message;
 use crate::query::StoredExchange;
 use crate::redact::{redact_headers, redact_query};
 use crate::time::rfc3339_ms;
+use base64::Engine as _;
 use serde_json::{Map, Value, json};
 
 /// Builds the JSON object of one exchange.
@@ -71,7 +73,14 @@ pub fn exchange_json(sx: &StoredExchange, reveal_secrets: bool) -> Value {
 pub fn message_json(m: &Message, reveal_secrets: bool) -> Value {
     let headers: Vec<Value> = redact_headers(&m.headers, reveal_secrets)
         .iter()
-        .map(|h| json!([h.name, String::from_utf8_lossy(&h.value)]))
+        .map(|h| match std::str::from_utf8(&h.value) {
+            Ok(v) => json!([h.name, v]),
+            Err(_) => json!([
+                h.name,
+                String::from_utf8_lossy(&h.value),
+                base64::engine::general_purpose::STANDARD.encode(&h.value)
+            ]),
+        })
         .collect();
     let mut o = Map::new();
     o.insert("headers".into(), Value::Array(headers));
