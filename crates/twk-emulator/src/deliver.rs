@@ -94,34 +94,40 @@ const AT_ONCE: usize = 8;
 /// subscribed webhook, [`AT_ONCE`] at a time; a webhook that cannot be sent to is a `lost`
 /// delivery, not a failure of the others.
 pub(crate) async fn fire(sh: &Shared, req: FireRequest) -> Result<Fired, EmulatorError> {
-    let (base, record) = prepare(sh, &req)?;
-    finish(sh, &req, &base, record).await
+    let (base, record, to) = prepare(sh, &req)?;
+    finish(sh, &base, record, to).await
 }
 
 /// Like [`fire`], but only the recording is waited for: the deliveries go on in the
 /// background (an API call that causes an event answers at once, as Authy's do).
 pub(crate) fn fire_detached(sh: &Arc<Shared>, req: FireRequest) -> Result<String, EmulatorError> {
-    let (base, record) = prepare(sh, &req)?;
+    let (base, record, to) = prepare(sh, &req)?;
     let id = record.request_id.clone();
     let sh = Arc::clone(sh);
     tokio::spawn(async move {
-        if let Err(e) = finish(&sh, &req, &base, record).await {
+        if let Err(e) = finish(&sh, &base, record, to).await {
             tracing::warn!(error = %e, "emulator delivery");
         }
     });
     Ok(id)
 }
 
+/// The webhooks an event goes to, read once when it is fired.
+enum Recipients {
+    Verify(Vec<crate::model::Webhook>),
+    Authy(Vec<crate::model::AuthyWebhook>),
+}
+
 /// Delivers a prepared event and records how each delivery went.
 async fn finish(
     sh: &Shared,
-    req: &FireRequest,
     base: &Draft,
     record: EventRecord,
+    to: Recipients,
 ) -> Result<Fired, EmulatorError> {
-    let deliveries = match req.api {
-        Api::Verify => verify(sh, base, req.service_sid.as_deref()).await?,
-        Api::Authy => authy(sh, base).await?,
+    let deliveries = match to {
+        Recipients::Verify(hooks) => verify(sh, base, &hooks).await?,
+        Recipients::Authy(hooks) => authy(sh, base, hooks).await,
     };
     let done = serde_json::to_value(&deliveries).unwrap_or(Value::Null);
     sh.with_store(|st| st.set_deliveries(&record.request_id, &done))?;
@@ -133,8 +139,12 @@ async fn finish(
     })
 }
 
-/// Builds the event once and records it (its deliveries still empty).
-fn prepare(sh: &Shared, req: &FireRequest) -> Result<(Draft, EventRecord), EmulatorError> {
+/// Builds the event once and records it (its deliveries still empty), with the webhooks it
+/// goes to.
+fn prepare(
+    sh: &Shared,
+    req: &FireRequest,
+) -> Result<(Draft, EventRecord, Recipients), EmulatorError> {
     let provider = req.api.provider();
     if Api::serving(provider, &req.event) != Some(req.api) {
         return Err(fire_error(format!(
@@ -146,24 +156,24 @@ fn prepare(sh: &Shared, req: &FireRequest) -> Result<(Draft, EventRecord), Emula
     let spec = twk_trigger::find(provider, &req.event).map_err(fire_error)?;
     let now = now_ms();
     let mut sets = vec![set("account_sid", &sh.creds.account_sid)];
-    if req.api == Api::Authy {
+    let to = if req.api == Api::Authy {
         sets.push(set("app_id", &sh.creds.authy_app_id));
+        Recipients::Authy(authy_hooks(sh, &req.event)?)
     } else {
         sets.push(set("version", "v2"));
+        let hooks = verify_hooks(sh, req.service_sid.as_deref(), &req.event)?;
         // The reporting API names the event's service: the one asked for, else that of the
         // first webhook it goes to (each delivery carries its own webhook's); an event that
         // goes to none keeps the catalog's placeholder.
         let service = match &req.service_sid {
             Some(s) => Some(s.clone()),
-            None => verify_hooks(sh, None, &req.event)?
-                .into_iter()
-                .next()
-                .map(|w| w.service_sid),
+            None => hooks.first().map(|w| w.service_sid.clone()),
         };
         if let Some(s) = service {
             sets.push(set("service_sid", &s));
         }
-    }
+        Recipients::Verify(hooks)
+    };
     // A Verify event's shape is each webhook's `version`, not the caller's.
     let own = |k: &str| req.api == Api::Verify && k == "version";
     sets.extend(
@@ -182,7 +192,7 @@ fn prepare(sh: &Shared, req: &FireRequest) -> Result<(Draft, EventRecord), Emula
         deliveries: Value::Array(Vec::new()),
     };
     sh.with_store(|st| st.insert_event(&record))?;
-    Ok((base, record))
+    Ok((base, record, to))
 }
 
 /// How many webhooks `event` would go to now (the inspector falls back to a direct send
@@ -246,10 +256,10 @@ struct Job {
 async fn verify(
     sh: &Shared,
     base: &Draft,
-    service: Option<&str>,
+    hooks: &[crate::model::Webhook],
 ) -> Result<Vec<Delivery>, EmulatorError> {
     let mut jobs = Vec::new();
-    for w in &verify_hooks(sh, service, &base.event)? {
+    for w in hooks {
         let mut d = base.clone();
         let uuid = guid();
         d.set(&set("service_sid", &w.service_sid))
@@ -282,8 +292,8 @@ async fn verify(
     Ok(deliver_all(sh, jobs).await)
 }
 
-async fn authy(sh: &Shared, base: &Draft) -> Result<Vec<Delivery>, EmulatorError> {
-    let jobs = authy_hooks(sh, &base.event)?
+async fn authy(sh: &Shared, base: &Draft, hooks: Vec<crate::model::AuthyWebhook>) -> Vec<Delivery> {
+    let jobs = hooks
         .into_iter()
         .map(|w| Job {
             draft: base.clone(),
@@ -293,7 +303,7 @@ async fn authy(sh: &Shared, base: &Draft) -> Result<Vec<Delivery>, EmulatorError
             version: None,
         })
         .collect();
-    Ok(deliver_all(sh, jobs).await)
+    deliver_all(sh, jobs).await
 }
 
 /// Sends every job, [`AT_ONCE`] at a time; results in the jobs' order.
