@@ -24,7 +24,6 @@ use crate::exchange::Message;
 use crate::query::StoredExchange;
 use crate::redact::{redact_headers, redact_query};
 use crate::time::rfc3339_ms;
-use base64::Engine as _;
 use serde_json::{Map, Value, json};
 
 /// Builds the JSON object of one exchange.
@@ -73,13 +72,9 @@ pub fn exchange_json(sx: &StoredExchange, reveal_secrets: bool) -> Value {
 pub fn message_json(m: &Message, reveal_secrets: bool) -> Value {
     let headers: Vec<Value> = redact_headers(&m.headers, reveal_secrets)
         .iter()
-        .map(|h| match std::str::from_utf8(&h.value) {
-            Ok(v) => json!([h.name, v]),
-            Err(_) => json!([
-                h.name,
-                String::from_utf8_lossy(&h.value),
-                base64::engine::general_purpose::STANDARD.encode(&h.value)
-            ]),
+        .map(|h| match body_text(&h.value) {
+            BodyText::Text(v) => json!([h.name, v]),
+            BodyText::Base64(b) => json!([h.name, String::from_utf8_lossy(&h.value), b]),
         })
         .collect();
     let mut o = Map::new();

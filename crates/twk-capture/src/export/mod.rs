@@ -10,7 +10,7 @@ pub mod json;
 use crate::exchange::Header;
 use base64::Engine as _;
 
-/// A body as text when it is valid UTF-8, else base64.
+/// Bytes (a body, a header value) as text when they are valid UTF-8, else base64.
 pub(crate) enum BodyText {
     Text(String),
     Base64(String),
