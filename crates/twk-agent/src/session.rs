@@ -323,10 +323,7 @@ async fn serve(
     moves.borrow_and_update();
     let drain = (shared.sessions(), cfg.shutdown_grace);
     let io = TokioIo::new(
-        WsIo::new(session.ws)
-            .with_rtt_probe(cfg.ping_interval, Arc::new(move |d| observer.rtt(d)))
-            // twk-tunnel allocates with mimalloc.
-            .placing_messages(),
+        WsIo::new(session.ws).with_rtt_probe(cfg.ping_interval, Arc::new(move |d| observer.rtt(d))),
     );
     let svc = service_fn(move |req| {
         let shared = shared.clone();

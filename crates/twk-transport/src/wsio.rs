@@ -26,7 +26,6 @@ pub struct WsIo<S> {
     out: BytesMut,
     eof: bool,
     probe: Option<RttProbe>,
-    placed: bool,
 }
 
 /// Measures the round trip to the peer with websocket pings carrying a send time. The peer's
@@ -47,24 +46,7 @@ impl<S> WsIo<S> {
             out: BytesMut::new(),
             eof: false,
             probe: None,
-            placed: false,
         }
-    }
-
-    /// Starts each message of [`MIN_BLOCK`] bytes or more half a page into its page.
-    ///
-    /// For a process whose allocator serves large blocks at page boundaries, as mimalloc
-    /// (the client's) does. A message's bytes are copied into this buffer from HTTP/2's
-    /// writes, and from it into tungstenite's write buffer; with all three at page
-    /// boundaries, each copy's destination sat a few bytes past its source modulo 4 KiB.
-    /// glibc's `memmove` copies such a pair with `rep movsb` from an aligned source, which
-    /// on AMD EPYC ran at 2.3 GB/s against 30 GB/s half a page apart, and those two copies
-    /// were half of the client's CPU in 1 MiB downloads (docs/performance.md, twenty-fifth
-    /// round). Under glibc's allocator (the relay's) large blocks start anywhere in a page,
-    /// and a fixed place would as often make the alias as avoid it.
-    pub fn placing_messages(mut self) -> Self {
-        self.placed = true;
-        self
     }
 
     /// Sends a timestamped ping at most every `every`, piggybacked on writes (HTTP/2 writes at
@@ -166,7 +148,18 @@ const MIN_BLOCK: usize = 4096;
 /// The page size that memory copies alias on.
 const PAGE: usize = 4096;
 
-/// Where in its page a placed message starts ([`WsIo::placing_messages`]).
+/// Where in its page a message of [`MIN_BLOCK`] bytes or more starts.
+///
+/// A message's bytes are copied twice here: into this buffer from HTTP/2's writes, and from
+/// it into tungstenite's write buffer, behind the frame's head (14 bytes for a large masked
+/// one). Under mimalloc (the client's allocator) all three buffers start at page
+/// boundaries, so each copy's destination sat a few bytes past its source modulo 4 KiB.
+/// glibc's `memmove` copies such a pair with `rep movsb`, which on AMD EPYC ran at 1.3–2.6
+/// GB/s with the destination 1 to 31 bytes past the source, against 24–45 GB/s at every
+/// other distance measured (`cargo bench -p twk-e2e --bench memmove`); those two copies were
+/// half of the client's CPU in 1 MiB downloads (docs/performance.md, twenty-fifth round).
+/// Half a page is as far as a message can be from either buffer's start. Under glibc's
+/// allocator (the relay's) blocks start anywhere in a page: there it changes nothing.
 const PAGE_OFFSET: usize = PAGE / 2;
 
 /// An empty buffer for at least `need` bytes whose first byte sits at [`PAGE_OFFSET`] in
@@ -206,7 +199,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WsIo<S> {
         let room = chunk - self.out.len();
         let need = want.min(room);
         if self.out.capacity() - self.out.len() < need {
-            if self.placed && self.out.is_empty() && need >= MIN_BLOCK {
+            if self.out.is_empty() && need >= MIN_BLOCK {
                 self.out = placed_block(need);
             } else {
                 self.out.reserve(need.max(MIN_BLOCK));
@@ -280,35 +273,30 @@ mod tests {
 
     #[tokio::test]
     async fn bytes_round_trip_in_order_over_a_duplex_websocket() {
-        for placed in [false, true] {
-            let (a, b) = tokio::io::duplex(64 * 1024);
-            let cfg = crate::ws_config();
-            let wa = WebSocketStream::from_raw_socket(a, Role::Client, Some(cfg)).await;
-            let wb = WebSocketStream::from_raw_socket(b, Role::Server, Some(cfg)).await;
-            let mut ia = WsIo::new(wa);
-            if placed {
-                ia = ia.placing_messages();
+        let (a, b) = tokio::io::duplex(64 * 1024);
+        let cfg = crate::ws_config();
+        let wa = WebSocketStream::from_raw_socket(a, Role::Client, Some(cfg)).await;
+        let wb = WebSocketStream::from_raw_socket(b, Role::Server, Some(cfg)).await;
+        let mut ia = WsIo::new(wa);
+        let mut ib = WsIo::new(wb);
+        // Small writes, then large ones: messages that start small, and placed ones.
+        let data: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+        let expect = data.clone();
+        let writer = tokio::spawn(async move {
+            for piece in data[..2_000].chunks(100) {
+                ia.write_all(piece).await.unwrap();
             }
-            let mut ib = WsIo::new(wb);
-            // Small writes, then large ones: messages started small and placed ones.
-            let data: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
-            let expect = data.clone();
-            let writer = tokio::spawn(async move {
-                for piece in data[..2_000].chunks(100) {
-                    ia.write_all(piece).await.unwrap();
-                }
+            ia.flush().await.unwrap();
+            for piece in data[2_000..].chunks(70_000) {
+                ia.write_all(piece).await.unwrap();
                 ia.flush().await.unwrap();
-                for piece in data[2_000..].chunks(70_000) {
-                    ia.write_all(piece).await.unwrap();
-                    ia.flush().await.unwrap();
-                }
-                ia.shutdown().await.unwrap();
-            });
-            let mut got = Vec::new();
-            ib.read_to_end(&mut got).await.unwrap();
-            writer.await.unwrap();
-            assert_eq!(got, expect, "placed: {placed}");
-        }
+            }
+            ia.shutdown().await.unwrap();
+        });
+        let mut got = Vec::new();
+        ib.read_to_end(&mut got).await.unwrap();
+        writer.await.unwrap();
+        assert_eq!(got, expect);
     }
 
     #[tokio::test]
