@@ -98,6 +98,16 @@ impl OwnerPublic {
         B64.encode(self.0)
     }
 
+    /// The key's 32 bytes.
+    pub fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+
+    /// The key from its 32 bytes.
+    pub fn from_bytes(bytes: [u8; 32]) -> OwnerPublic {
+        OwnerPublic(bytes)
+    }
+
     /// Seals `request` so that only the owner's secret key opens it.
     pub fn seal(&self, request: &KeptRequest) -> Result<Vec<u8>, KeptError> {
         let plain = serde_json::to_vec(request).map_err(KeptError::Malformed)?;

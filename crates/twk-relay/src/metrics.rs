@@ -43,6 +43,7 @@ pub(crate) struct Metrics {
     kept_handed_off: Counter,
     kept_refused: Counter,
     kept_skipped: Counter,
+    kept_withheld: Counter,
     /// Requests for offline tunnels whose bodies are being read to be kept now.
     pub(crate) kept_reading: Gauge,
     /// With `--cluster`: nodes registered now, names this node holds live, requests sent
@@ -155,6 +156,12 @@ impl Default for Metrics {
             "Kept requests a connecting client could not open (sealed to another key of its owner): left for that key",
             kept_skipped.clone(),
         );
+        let kept_withheld = Counter::default();
+        registry.register(
+            "kept_withheld",
+            "Kept requests not sent to a connecting client: the record names another key of its owner, which it was sealed to",
+            kept_withheld.clone(),
+        );
         let cluster_nodes = Gauge::default();
         registry.register(
             "cluster_nodes_seen",
@@ -209,6 +216,7 @@ impl Default for Metrics {
             cluster_names,
             peer_forwarded,
             kept_skipped,
+            kept_withheld,
             kept_refused,
             kept,
             kept_dropped,
@@ -262,9 +270,15 @@ impl Metrics {
             .inc_by(u64::try_from(dropped).unwrap_or(u64::MAX));
     }
 
-    /// Counts a kept request left for another key of its owner.
+    /// Counts a kept request left for another key of its owner, as the client found.
     pub(crate) fn kept_skipped(&self) {
         self.kept_skipped.inc();
+    }
+
+    /// Counts a kept request left for another key of its owner, as its record says: the
+    /// client was not sent it.
+    pub(crate) fn kept_withheld(&self) {
+        self.kept_withheld.inc();
     }
 
     /// Counts a request that could not be kept.

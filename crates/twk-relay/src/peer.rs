@@ -175,7 +175,7 @@ pub(crate) async fn receive_kept(state: &State, req: Request<Incoming>) -> Respo
     if twk_protocol::validate_name(&name).is_err() {
         return text(StatusCode::BAD_REQUEST, "twk relay: no such tunnel name\n");
     }
-    let Some((sender, client)) = state.registry.ready_session(&name) else {
+    let Some(session) = state.registry.ready_session(&name) else {
         return text(
             StatusCode::SERVICE_UNAVAILABLE,
             "twk relay: the tunnel is not held here\n",
@@ -185,7 +185,7 @@ pub(crate) async fn receive_kept(state: &State, req: Request<Incoming>) -> Respo
     // tunnel over since. It asks again rather than have this one's refusal noted under the
     // other's id. (A node that does not send the header is not checked.)
     if let Some(expected) = req.headers().get(EXPECT_CLIENT)
-        && expected.as_bytes() != client.as_bytes()
+        && expected.as_bytes() != session.client.as_bytes()
     {
         return text(
             StatusCode::CONFLICT,
@@ -219,7 +219,13 @@ pub(crate) async fn receive_kept(state: &State, req: Request<Incoming>) -> Respo
             "twk relay: bad kept request head\n",
         );
     };
-    let mut to = crate::keep::Recipient::Session { sender, client };
+    // Another node sends the sealed box alone, as a relay before records named their key
+    // did: this node's client answers whether it opens it.
+    let mut to = crate::keep::Recipient::Session {
+        sender: session.sender,
+        client: session.client,
+        key: None,
+    };
     match to.deliver(state, &name, request).await {
         Ok(status) => {
             let mut r = Response::new(crate::body::full(""));

@@ -43,6 +43,9 @@ struct Live {
     inflight: tokio_util::task::TaskTracker,
     /// Requests-per-second budget of the tunnel.
     rate: Bucket,
+    /// The public key this session's client sent, if it sent one: kept requests sealed to
+    /// another key are not handed to it.
+    owner_key: Option<OwnerPublic>,
     /// Where requests the relay refuses itself are listed for the client, when it accepts
     /// notices of them (set with the sender).
     notices: Option<Arc<Notices>>,
@@ -146,6 +149,16 @@ pub(crate) struct Registry {
     last_used: Mutex<BTreeMap<String, i64>>,
 }
 
+/// A ready session of a tunnel ([`Registry::ready_session`]).
+pub(crate) struct ReadySession {
+    /// Where its requests go.
+    pub(crate) sender: TunnelSender,
+    /// The client process's id.
+    pub(crate) client: String,
+    /// The key its client sent, if any.
+    pub(crate) owner_key: Option<OwnerPublic>,
+}
+
 impl Registry {
     /// A registry that persists reservations in `store` (if any), loading what it holds.
     pub(crate) fn new(rules: Rules, store: Option<Store>, now_ms: i64) -> Self {
@@ -246,6 +259,7 @@ impl Registry {
             dead: dead.clone(),
             inflight: inflight.clone(),
             rate: Bucket::full(self.rules.tunnel_burst),
+            owner_key: None,
             notices: None,
             ready: tokio::sync::watch::channel(false).0,
         };
@@ -472,12 +486,16 @@ impl Registry {
         let changed = {
             let mut map = self.lock();
             match map.get_mut(name) {
-                Some(e) if e.live.as_ref().is_some_and(|l| l.session == session) => {
-                    let changed = e.owner_key != Some(key);
-                    e.owner_key = Some(key);
-                    changed
-                }
-                _ => false,
+                Some(e) => match e.live.as_mut().filter(|l| l.session == session) {
+                    Some(live) => {
+                        live.owner_key = Some(key);
+                        let changed = e.owner_key != Some(key);
+                        e.owner_key = Some(key);
+                        changed
+                    }
+                    None => false,
+                },
+                None => false,
             }
         };
         if changed {
@@ -519,17 +537,21 @@ impl Registry {
         })
     }
 
-    /// `name`'s ready session (as [`Registry::lookup`] finds it, unmetered) and the client
-    /// process holding it, read together: a hand-off must not record what one process
-    /// refused under another's id.
-    pub(crate) fn ready_session(&self, name: &str) -> Option<(TunnelSender, String)> {
+    /// `name`'s ready session (as [`Registry::lookup`] finds it, unmetered), the client
+    /// process holding it and the key it sent, read together: a hand-off must not record
+    /// what one process refused under another's id.
+    pub(crate) fn ready_session(&self, name: &str) -> Option<ReadySession> {
         let mut map = self.lock();
         let live = map.get_mut(name)?.live.as_mut()?;
         let sender = live.sender.as_mut()?;
         if sender.is_closed() {
             return None;
         }
-        Some((sender.clone(), live.client_id.clone()))
+        Some(ReadySession {
+            sender: sender.clone(),
+            client: live.client_id.clone(),
+            owner_key: live.owner_key,
+        })
     }
 
     /// Every ready session: its name and where to send it requests.

@@ -278,14 +278,20 @@ async fn a_client_with_another_key_leaves_them_for_the_key_they_were_sealed_to()
         .unwrap();
     assert_eq!(r.status, 503);
     // The same owner on another machine (another key) cannot read it: nothing recorded
-    // there, nothing deleted; it is left for the key it was sealed to.
+    // there, nothing deleted; it is left for the key it was sealed to. The relay knows
+    // which key that is and does not send it at all (the client would have refused it:
+    // counted as skipped).
     let mut other = spawn_agent(agent(addr, app.addr, "t", "shared", &desktop));
     other.connected().await;
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while scrape_metric(maddr, "twk_relay_kept_skipped_total").await < 1.0 {
-        assert!(std::time::Instant::now() < deadline, "never offered");
+    while scrape_metric(maddr, "twk_relay_kept_withheld_total").await < 1.0 {
+        assert!(std::time::Instant::now() < deadline, "never looked at");
         tokio::task::yield_now().await;
     }
+    assert_eq!(
+        scrape_metric(maddr, "twk_relay_kept_skipped_total").await,
+        0.0
+    );
     assert!(other.exchanges.try_recv().is_err());
     other.stop().await.unwrap();
     assert_eq!(files(&dir.path().join("kept")).len(), 1);

@@ -146,10 +146,14 @@ pub(crate) async fn hand_off(state: Arc<State>, name: String) {
     };
     let mut wait = RETRY_FIRST;
     loop {
-        let Some((sender, client)) = state.registry.ready_session(&name) else {
+        let Some(session) = state.registry.ready_session(&name) else {
             return;
         };
-        let to = Recipient::Session { sender, client };
+        let to = Recipient::Session {
+            sender: session.sender,
+            client: session.client,
+            key: session.owner_key,
+        };
         let pass = hand_over(state.clone(), name.clone(), to).await;
         if pass == Pass::Incomplete {
             tokio::select! {
@@ -168,11 +172,13 @@ pub(crate) async fn hand_off(state: Arc<State>, name: String) {
 /// Where kept requests go: the tunnel's session on this node, or (in a cluster) the node
 /// whose session holds the tunnel now, through its peer listener. Each names the client
 /// process whose session it is: what that process refused is not offered again
-/// ([`Refused`]).
+/// ([`Refused`]). A session here also names the key its client sent: what was sealed to
+/// another key is not sent to it at all.
 pub(crate) enum Recipient {
     Session {
         sender: crate::tunnel_h2::TunnelSender,
         client: String,
+        key: Option<twk_protocol::kept::OwnerPublic>,
     },
     Peer(twk_cluster::Peer),
 }
@@ -183,6 +189,16 @@ impl Recipient {
         match self {
             Recipient::Session { client, .. } => client,
             Recipient::Peer(peer) => &peer.client,
+        }
+    }
+
+    /// Whether the client holds a key other than `sealed_to`: it could not open the request.
+    /// Not known for another node's session (its client answers for itself), nor for a
+    /// record that does not name its key.
+    fn cannot_open(&self, sealed_to: Option<&twk_protocol::kept::OwnerPublic>) -> bool {
+        match (self, sealed_to) {
+            (Recipient::Session { key: Some(key), .. }, Some(sealed_to)) => key != sealed_to,
+            _ => false,
         }
     }
 
@@ -309,7 +325,7 @@ pub(crate) async fn hand_over(state: Arc<State>, name: String, mut to: Recipient
         let Ok(_room) = store.handing.clone().acquire_owned().await else {
             return Pass::Incomplete;
         };
-        let sealed = match read(&state, &name, &k).await {
+        let kept = match read(&state, &name, &k).await {
             Ok(Some(b)) => b,
             Ok(None) => continue,
             Err(()) => {
@@ -317,6 +333,14 @@ pub(crate) async fn hand_over(state: Arc<State>, name: String, mut to: Recipient
                 continue;
             }
         };
+        let kept = bytes::Bytes::from(kept);
+        let (sealed_to, sealed) = super::stored::unwrap(&kept);
+        let sealed = kept.slice(kept.len() - sealed.len()..);
+        if to.cannot_open(sealed_to.as_ref()) {
+            state.metrics.kept_withheld();
+            left_for_another_key(&store, &name, &client, &k);
+            continue;
+        }
         let request = http::Request::builder()
             .method(http::Method::POST)
             .uri(format!("http://{name}.tunnel/"))
@@ -329,12 +353,11 @@ pub(crate) async fn hand_over(state: Arc<State>, name: String, mut to: Recipient
                 remove(&state, &name, &k).await;
                 state.metrics.kept_handed_off();
             }
-            // Sealed to another key (the owner's other machine, or a key since replaced):
-            // this client cannot read it, the other one still may. It stays, within the TTL.
+            // Sealed to another key, as the client found (a record that does not name its
+            // key, or another node's client).
             Ok(http::StatusCode::UNPROCESSABLE_ENTITY) => {
-                store.refused.note(&name, &client, k.stem());
                 state.metrics.kept_skipped();
-                tracing::info!(request_id = %k.request_id, "kept request sealed to another key of the owner: left for it");
+                left_for_another_key(&store, &name, &client, &k);
             }
             // The node holds the tunnel for another process now: the next pass asks again.
             Ok(http::StatusCode::CONFLICT) => {
@@ -357,6 +380,14 @@ pub(crate) async fn hand_over(state: Arc<State>, name: String, mut to: Recipient
         }
     }
     pass
+}
+
+/// A kept request sealed to another key of the owner (their other machine, or a key since
+/// replaced): this client cannot read it, the other one still may. It stays, within the
+/// TTL, and is not offered to this client process again.
+fn left_for_another_key(store: &super::KeepStore, name: &str, client: &str, k: &Kept) {
+    store.refused.note(name, client, k.stem());
+    tracing::info!(request_id = %k.request_id, "kept request sealed to another key of the owner: left for it");
 }
 
 #[cfg(test)]

@@ -133,7 +133,8 @@ pub(crate) enum KeepError {
     Io(#[from] std::io::Error),
 }
 
-/// Seals `request` to `owner`; refused when it alone is over the byte bound.
+/// Seals `request` to `owner`, in its [stored](stored) form; refused when it alone is over
+/// the byte bound.
 pub(crate) fn seal(
     owner: &OwnerPublic,
     request: &KeptRequest,
@@ -142,10 +143,45 @@ pub(crate) fn seal(
     let sealed = owner
         .seal(request)
         .map_err(|e| KeepError::Seal(e.to_string()))?;
-    if sealed.len() as u64 > limits.bytes {
+    let stored = stored::wrap(owner, &sealed);
+    if stored.len() as u64 > limits.bytes {
         return Err(KeepError::TooLarge);
     }
-    Ok(sealed)
+    Ok(stored)
+}
+
+/// What the relay stores of a kept request: a head naming the public key it was sealed to,
+/// then the sealed box, which alone goes to a client.
+///
+/// The head lets the relay hand a client only what its key opens. Without it, every new
+/// client process of the owner (another machine, a fresh data directory) was sent each
+/// request sealed to the owner's other keys, opened it (an x25519 each), and refused it. A
+/// record without the head (kept by an older relay) is offered to every client, as before.
+pub(crate) mod stored {
+    use twk_protocol::kept::OwnerPublic;
+
+    /// The head's first bytes; a sealed box starts with a random public key instead.
+    const MAGIC: &[u8; 8] = b"twk-kpt1";
+
+    /// `sealed` behind a head naming `owner`.
+    pub(crate) fn wrap(owner: &OwnerPublic, sealed: &[u8]) -> Vec<u8> {
+        let mut out = Vec::with_capacity(MAGIC.len() + 32 + sealed.len());
+        out.extend_from_slice(MAGIC);
+        out.extend_from_slice(owner.as_bytes());
+        out.extend_from_slice(sealed);
+        out
+    }
+
+    /// The key a stored record was sealed to, when it names one, and its sealed box.
+    pub(crate) fn unwrap(stored: &[u8]) -> (Option<OwnerPublic>, &[u8]) {
+        let Some(rest) = stored.strip_prefix(MAGIC) else {
+            return (None, stored);
+        };
+        match rest.split_first_chunk::<32>() {
+            Some((key, sealed)) => (Some(OwnerPublic::from_bytes(*key)), sealed),
+            None => (None, stored),
+        }
+    }
 }
 
 /// Bodies sealed at once to be kept, relay-wide: with their copies (the record's base64,
@@ -516,7 +552,23 @@ mod tests {
             bytes: 1 << 20,
             ..limits
         };
-        let sealed = seal(&owner.public(), &small, &big_bound).expect("seal");
-        assert_eq!(owner.open(&sealed).expect("open").body, vec![7; 2]);
+        let kept = seal(&owner.public(), &small, &big_bound).expect("seal");
+        let (key, sealed) = stored::unwrap(&kept);
+        assert_eq!(key, Some(owner.public()));
+        assert_eq!(owner.open(sealed).expect("open").body, vec![7; 2]);
+    }
+
+    #[test]
+    fn a_stored_record_names_its_key_and_an_older_one_is_a_bare_box() {
+        let owner = OwnerKey::generate();
+        let wrapped = stored::wrap(&owner.public(), b"box");
+        assert_eq!(
+            stored::unwrap(&wrapped),
+            (Some(owner.public()), &b"box"[..])
+        );
+        // An older relay stored the box alone; a head cut short is not one.
+        for bare in [&b"a sealed box of any length"[..], b"", b"twk-kpt1 short"] {
+            assert_eq!(stored::unwrap(bare), (None, bare));
+        }
     }
 }
