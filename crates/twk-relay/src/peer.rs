@@ -219,8 +219,8 @@ pub(crate) async fn receive_kept(state: &State, req: Request<Incoming>) -> Respo
             "twk relay: bad kept request head\n",
         );
     };
-    // Another node sends the sealed box alone, as a relay before records named their key
-    // did: this node's client answers whether it opens it.
+    // Another node sends the sealed box without its record's head, so this node cannot
+    // tell its key: the client answers whether it opens it.
     let mut to = crate::keep::Recipient::Session {
         sender: session.sender,
         client: session.client,

@@ -485,18 +485,14 @@ impl Registry {
     pub(crate) fn set_owner_key(&self, name: &str, session: u64, key: OwnerPublic) {
         let changed = {
             let mut map = self.lock();
-            match map.get_mut(name) {
-                Some(e) => match e.live.as_mut().filter(|l| l.session == session) {
-                    Some(live) => {
-                        live.owner_key = Some(key);
-                        let changed = e.owner_key != Some(key);
-                        e.owner_key = Some(key);
-                        changed
-                    }
-                    None => false,
-                },
-                None => false,
-            }
+            let Some(e) = map.get_mut(name) else { return };
+            let Some(live) = e.live.as_mut().filter(|l| l.session == session) else {
+                return;
+            };
+            live.owner_key = Some(key);
+            let changed = e.owner_key != Some(key);
+            e.owner_key = Some(key);
+            changed
         };
         if changed {
             self.persist();
