@@ -143,7 +143,7 @@ pub(crate) fn seal(
     let sealed = owner
         .seal(request)
         .map_err(|e| KeepError::Seal(e.to_string()))?;
-    let stored = stored::wrap(owner, &sealed);
+    let stored = stored::wrap(owner, sealed);
     if stored.len() as u64 > limits.bytes {
         return Err(KeepError::TooLarge);
     }
@@ -163,13 +163,12 @@ pub(crate) mod stored {
     /// The head's first bytes; a sealed box starts with a random public key instead.
     const MAGIC: &[u8; 8] = b"twk-kpt1";
 
-    /// `sealed` behind a head naming `owner`.
-    pub(crate) fn wrap(owner: &OwnerPublic, sealed: &[u8]) -> Vec<u8> {
-        let mut out = Vec::with_capacity(MAGIC.len() + 32 + sealed.len());
-        out.extend_from_slice(MAGIC);
-        out.extend_from_slice(owner.as_bytes());
-        out.extend_from_slice(sealed);
-        out
+    /// `sealed` behind a head naming `owner`. In place: a record is as large as the keep
+    /// bound allows, and a copy beside it would double what sealing one holds at its peak.
+    pub(crate) fn wrap(owner: &OwnerPublic, mut sealed: Vec<u8>) -> Vec<u8> {
+        let head = MAGIC.iter().chain(owner.as_bytes()).copied();
+        sealed.splice(0..0, head);
+        sealed
     }
 
     /// The key a stored record was sealed to, when it names one, and its sealed box.
@@ -561,7 +560,7 @@ mod tests {
     #[test]
     fn a_stored_record_names_its_key_and_an_older_one_is_a_bare_box() {
         let owner = OwnerKey::generate();
-        let wrapped = stored::wrap(&owner.public(), b"box");
+        let wrapped = stored::wrap(&owner.public(), b"box".to_vec());
         assert_eq!(
             stored::unwrap(&wrapped),
             (Some(owner.public()), &b"box"[..])
