@@ -27,6 +27,7 @@ mod cmd;
 mod config;
 mod missed;
 mod output;
+mod owner_key;
 mod runtime;
 mod tui;
 mod tunnel;

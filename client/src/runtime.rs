@@ -10,8 +10,6 @@
 
 use anyhow::Context as _;
 use serde::{Deserialize, Serialize};
-use std::io::Write as _;
-use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _};
 use std::path::{Path, PathBuf};
 
 /// One live tunnel as its runtime file says.
@@ -120,29 +118,11 @@ impl Published {
 
 /// Writes `entry`'s file in `dir` (created 0700), atomically; returns its path.
 fn write_file<K: Kind>(dir: &Path, entry: &K) -> anyhow::Result<PathBuf> {
-    {
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(dir)
-            .with_context(|| format!("creating {}", dir.display()))?;
-        let (prefix, pid) = (K::PREFIX, entry.pid());
-        let path = dir.join(format!("{prefix}-{pid}.json"));
-        let tmp = dir.join(format!(".{prefix}-{pid}.json.tmp"));
-        let json = serde_json::to_vec(entry).context("encoding the runtime file")?;
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&tmp)
-            .with_context(|| format!("writing {}", tmp.display()))?;
-        f.write_all(&json)
-            .with_context(|| format!("writing {}", tmp.display()))?;
-        // Readers see the old file or the new one, never half of one.
-        std::fs::rename(&tmp, &path).with_context(|| format!("writing {}", path.display()))?;
-        Ok(path)
-    }
+    let path = dir.join(format!("{}-{}.json", K::PREFIX, entry.pid()));
+    let json = serde_json::to_vec(entry).context("encoding the runtime file")?;
+    // Readers see the old file or the new one, never half of one.
+    twk_files::replace(&path, &json).with_context(|| format!("writing {}", path.display()))?;
+    Ok(path)
 }
 
 impl Drop for Published {

@@ -447,38 +447,16 @@ fn relay_ca(path: &std::path::Path) -> anyhow::Result<Vec<u8>> {
     Ok(pem)
 }
 
-/// This client's key for requests the relay keeps while it is offline: `owner.key` (0600)
-/// in the capture directory, made on first use. Only with a capture store (kept requests are
-/// recorded there); a failure costs only that feature.
+/// This client's key for requests the relay keeps while it is offline ([`crate::owner_key`]).
+/// Only with a capture store (kept requests are recorded there); a failure costs only that
+/// feature.
 fn owner_key(s: &Settings) -> Option<twk_protocol::kept::OwnerKey> {
-    use std::io::Write as _;
-    use std::os::unix::fs::OpenOptionsExt as _;
     let path = s.store.as_ref()?.data_dir.join("owner.key");
-    if let Ok(text) = std::fs::read_to_string(&path) {
-        match twk_protocol::kept::OwnerKey::from_base64(&text) {
-            Ok(k) => return Some(k),
-            Err(e) => {
-                tracing::warn!(path = %path.display(), error = %e, "unreadable owner key; making a new one")
-            }
-        }
-    }
-    let key = twk_protocol::kept::OwnerKey::generate();
-    let written = std::fs::create_dir_all(path.parent()?).and_then(|()| {
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&path)?;
-        f.write_all(key.to_base64().as_bytes())
-    });
-    match written {
-        Ok(()) => Some(key),
-        Err(e) => {
-            tracing::warn!(path = %path.display(), error = %e, "cannot store the owner key: nothing will be kept while offline");
-            None
-        }
-    }
+    crate::owner_key::load_or_make(&path)
+        .inspect_err(|e| {
+            tracing::warn!(error = %twk_sanitize::error_chain(e.as_ref()), "no owner key: nothing will be kept while offline");
+        })
+        .ok()
 }
 
 /// The capture store's writer, unless `--no-capture` or it cannot start (then a warning).

@@ -17,8 +17,7 @@ fn file_of(files: &TokenFiles) -> anyhow::Result<PathBuf> {
 
 /// Replaces the tokens file atomically (0600, owner kept).
 fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
-    twk_relay::write_private(path, text.as_bytes())
-        .with_context(|| format!("writing {}", path.display()))
+    twk_files::replace(path, text.as_bytes()).with_context(|| format!("writing {}", path.display()))
 }
 
 fn read_or_empty(path: &Path) -> anyhow::Result<String> {

@@ -1,12 +1,11 @@
 //! The on-disk cache: ACME account credentials, certificate chain and private key.
 //!
-//! One directory (0700); every file 0600, replaced atomically (temporary file + rename). Files
+//! One directory (0700); every file 0600, replaced atomically and durably (`twk_files`). Files
 //! are keyed by CA directory URL and domain, so switching from staging to production, or to
 //! another domain, never serves a certificate from the wrong place.
 
 use crate::AcmeError;
 use sha2::{Digest, Sha256};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 pub(crate) struct Cache {
@@ -66,12 +65,7 @@ impl Cache {
             path: path.display().to_string(),
             source,
         };
-        // tempfile creates 0600 files in the same directory, so the rename is atomic.
-        let mut tmp = tempfile::NamedTempFile::new_in(&self.dir).map_err(io)?;
-        tmp.write_all(text.as_bytes()).map_err(io)?;
-        tmp.as_file().sync_all().map_err(io)?;
-        tmp.persist(&path).map_err(|e| io(e.error))?;
-        Ok(())
+        twk_files::replace(&path, text.as_bytes()).map_err(io)
     }
 }
 

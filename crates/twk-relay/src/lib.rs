@@ -39,6 +39,6 @@ mod window;
 
 pub use config::{AbuseLimits, Auth, RelayConfig, Scheme, UrlStyle};
 pub use keep::KeepLimits;
-pub use reservations::{last_used, write_private};
+pub use reservations::last_used;
 pub use server::{RelayError, serve, serve_node, serve_with_metrics};
 pub use tokens::{TokenEntry, TokenFileError, TokenSet, file_add, file_revoke};

@@ -1,8 +1,8 @@
 //! Name reservations on disk, so a relay restart does not free every name.
 //!
-//! One small JSON file, mode 0600, replaced atomically (write a temporary file in the same
-//! directory, then rename), so a crash leaves either the old or the new version. It holds
-//! token fingerprints, never tokens.
+//! One small JSON file, mode 0600, replaced atomically and durably (`twk_files::replace`), so
+//! a crash leaves either the old or the new version. It holds token fingerprints, never
+//! tokens.
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -48,29 +48,6 @@ pub fn last_used(path: &Path) -> BTreeMap<String, i64> {
         .and_then(|t| serde_json::from_str::<File>(&t).ok())
         .map(|f| f.last_used)
         .unwrap_or_default()
-}
-
-/// Replaces `path` atomically with `bytes`, mode 0600: a temporary file in the same
-/// directory (created if missing), then a rename, so a crash leaves the old or the new file.
-/// An existing file keeps its owner: root editing the relay's file (`twk-relay token`) must
-/// not lock the running, unprivileged relay out of it.
-pub fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    let dir = path
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir)?;
-    // tempfile creates the file 0600 and in the same directory, so the rename is atomic.
-    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
-    if let Ok(old) = std::fs::metadata(path) {
-        use std::os::unix::fs::MetadataExt;
-        let _ = std::os::unix::fs::chown(tmp.path(), Some(old.uid()), Some(old.gid()));
-    }
-    tmp.write_all(bytes)?;
-    tmp.as_file().sync_all()?;
-    tmp.persist(path).map_err(|e| e.error)?;
-    Ok(())
 }
 
 /// The state file. Saves are serialised and the newest snapshot always lands last.
@@ -167,7 +144,7 @@ impl Store {
             last_used: snapshot.last_used.clone(),
         })
         .map_err(std::io::Error::other)?;
-        write_private(&self.path, &body)
+        twk_files::replace(&self.path, &body)
     }
 
     /// Waits until every snapshot handed to `save` so far has been written (or its write

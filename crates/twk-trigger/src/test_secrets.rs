@@ -18,8 +18,7 @@
 //! the developer's app may hold the old ones.
 
 use std::collections::BTreeMap;
-use std::io::Write as _;
-use std::os::unix::fs::{DirBuilderExt as _, MetadataExt as _, OpenOptionsExt as _};
+use std::os::unix::fs::{MetadataExt as _, OpenOptionsExt as _};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 use twk_providers::{Provider, Secret, Secrets};
@@ -170,11 +169,7 @@ impl TestSecrets {
             let path = path.to_owned();
             move |source| TestSecretsError::Write { path, source }
         };
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(dir)
-            .map_err(write_err(dir))?;
+        twk_files::private_dir(dir).map_err(write_err(dir))?;
         let lock_path = dir.join(LOCK_FILE_NAME);
         let lock = std::fs::OpenOptions::new()
             .write(true)
@@ -188,30 +183,17 @@ impl TestSecrets {
         Ok(lock)
     }
 
-    /// Writes `entries` to a temporary file (0600, synced) and renames it over the file.
-    /// Called with the lock held.
+    /// Replaces the file with `entries`. Called with the lock held.
     fn replace(&self, entries: &Entries) -> Result<(), TestSecretsError> {
-        let tmp = self.path.with_extension("toml.tmp");
-        let write_err = |path: &Path| {
-            let path = path.to_owned();
-            move |source| TestSecretsError::Write { path, source }
+        let write_err = |source| TestSecretsError::Write {
+            path: self.path.clone(),
+            source,
         };
         let body = toml::to_string(entries)
-            .map_err(|e| write_err(&self.path)(std::io::Error::other(e.to_string())))?;
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&tmp)
-            .map_err(write_err(&tmp))?;
-        // Synced before the rename: after a crash the file is the old one or the new one,
-        // never an empty one (which would read as "no secrets" and make new ones).
-        f.write_all(HEADER.as_bytes())
-            .and_then(|()| f.write_all(body.as_bytes()))
-            .and_then(|()| f.sync_all())
-            .map_err(write_err(&tmp))?;
-        std::fs::rename(&tmp, &self.path).map_err(write_err(&self.path))
+            .map_err(|e| write_err(std::io::Error::other(e.to_string())))?;
+        // Atomic and synced: after a crash the file is the old one or the new one, never an
+        // empty one (which would read as "no secrets" and make new ones).
+        twk_files::replace(&self.path, format!("{HEADER}{body}").as_bytes()).map_err(write_err)
     }
 }
 

@@ -5,8 +5,6 @@
 
 use super::{KeepLimits, Kept, Place};
 use std::fs;
-use std::io::Write as _;
-use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _};
 use std::path::{Path, PathBuf};
 
 /// The directory of kept requests.
@@ -35,22 +33,9 @@ impl Disk {
         limits: &KeepLimits,
         now_ms: i64,
     ) -> std::io::Result<usize> {
-        let dir = self.tunnel_dir(name);
-        fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(&dir)?;
-        let file = format!("{stem}.sealed");
-        let tmp = dir.join(format!(".{file}.tmp"));
-        let mut f = fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&tmp)?;
-        f.write_all(sealed)?;
-        f.sync_all()?;
-        let path = dir.join(&file);
-        fs::rename(&tmp, &path)?;
+        // Synced, file and directory: a kept request outlives a power cut, not only a restart.
+        let path = self.tunnel_dir(name).join(format!("{stem}.sealed"));
+        twk_files::replace(&path, sealed)?;
         self.enforce(name, limits, now_ms).inspect_err(|_| {
             // Not kept after all: the bounds could not be enforced with it there.
             let _ = fs::remove_file(&path);

@@ -1,0 +1,105 @@
+//! `owner.key` in the capture directory: this client's key for the requests the relay keeps
+//! while it is offline. Made on first use and never overwritten: requests kept while offline
+//! were sealed to the key the file holds, so losing it loses them.
+
+use anyhow::Context as _;
+use std::path::{Path, PathBuf};
+use twk_files::Created;
+use twk_protocol::kept::OwnerKey;
+
+/// The key in `path`, made (0600, whole, synced) if there is none. Clients starting at once on
+/// one data directory all get the key the first of them made. A file that does not hold a key
+/// is moved aside to [`aside`], not overwritten, and a new key is made.
+pub(crate) fn load_or_make(path: &Path) -> anyhow::Result<OwnerKey> {
+    // Twice at most: a key another client made after this one looked is read the second time.
+    for _ in 0..2 {
+        match std::fs::read_to_string(path) {
+            Ok(text) => match OwnerKey::from_base64(&text) {
+                Ok(key) => return Ok(key),
+                Err(e) => set_aside(path, &e)?,
+            },
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+        }
+        let key = OwnerKey::generate();
+        let made = twk_files::create(path, key.to_base64().as_bytes())
+            .with_context(|| format!("writing {}", path.display()))?;
+        if made == Created::New {
+            return Ok(key);
+        }
+    }
+    anyhow::bail!("{} keeps changing under this client", path.display())
+}
+
+/// Where an unreadable key file goes.
+pub(crate) fn aside(path: &Path) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(".unreadable");
+    PathBuf::from(name)
+}
+
+fn set_aside(path: &Path, why: &dyn std::error::Error) -> anyhow::Result<()> {
+    let to = aside(path);
+    tracing::warn!(path = %path.display(), error = %why, aside = %to.display(), "unreadable owner key: moved aside; making a new one");
+    match std::fs::rename(path, &to) {
+        // Another client starting at the same time moved it first.
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            Err(e).with_context(|| format!("moving {} aside", path.display()))
+        }
+        _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt as _;
+
+    #[test]
+    fn a_key_is_made_once_then_read_back() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("data/owner.key");
+        let made = load_or_make(&path).expect("made");
+        let read = load_or_make(&path).expect("read");
+        assert_eq!(made.public().to_base64(), read.public().to_base64());
+        let mode = std::fs::metadata(&path).expect("stat").permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+
+    #[test]
+    fn clients_starting_at_once_share_one_key() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("owner.key");
+        let barrier = std::sync::Barrier::new(6);
+        let keys: Vec<String> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..6)
+                .map(|_| {
+                    s.spawn(|| {
+                        barrier.wait();
+                        load_or_make(&path).expect("key").public().to_base64()
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().expect("join"))
+                .collect()
+        });
+        let on_disk = load_or_make(&path).expect("read").public().to_base64();
+        assert!(keys.iter().all(|k| *k == on_disk), "{keys:?} vs {on_disk}");
+    }
+
+    #[test]
+    fn an_unreadable_file_is_moved_aside_not_overwritten() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("owner.key");
+        std::fs::write(&path, "not a key\n").expect("write");
+        let key = load_or_make(&path).expect("new key");
+        assert_eq!(
+            std::fs::read_to_string(aside(&path)).expect("aside"),
+            "not a key\n"
+        );
+        let again = load_or_make(&path).expect("read");
+        assert_eq!(key.public().to_base64(), again.public().to_base64());
+    }
+}
