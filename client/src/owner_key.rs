@@ -28,7 +28,10 @@ pub(crate) fn load_or_make(path: &Path) -> anyhow::Result<OwnerKey> {
             return Ok(key);
         }
     }
-    anyhow::bail!("{} keeps changing under this client", path.display())
+    anyhow::bail!(
+        "{} is there but cannot be read (a dangling link, or another process replacing it)",
+        path.display()
+    )
 }
 
 /// Where an unreadable key file goes.
@@ -87,6 +90,19 @@ mod tests {
         });
         let on_disk = load_or_make(&path).expect("read").public().to_base64();
         assert!(keys.iter().all(|k| *k == on_disk), "{keys:?} vs {on_disk}");
+    }
+
+    #[test]
+    fn a_dangling_link_is_an_error_not_a_loop() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("owner.key");
+        std::os::unix::fs::symlink(dir.path().join("gone"), &path).expect("symlink");
+        let err = load_or_make(&path).expect_err("no key");
+        assert!(err.to_string().contains("cannot be read"), "{err:#}");
+        assert!(
+            !dir.path().join("gone").exists(),
+            "the link is not followed to write"
+        );
     }
 
     #[test]
