@@ -1,23 +1,29 @@
 //! `owner.key` in the capture directory: this client's key for the requests the relay keeps
-//! while it is offline. Made on first use and never overwritten: requests kept while offline
-//! were sealed to the key the file holds, so losing it loses them.
+//! while it is offline. Made on first use and never overwritten or moved: requests kept while
+//! offline were sealed to the key the file holds, so losing it loses them.
 
 use anyhow::Context as _;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use twk_files::Created;
 use twk_protocol::kept::OwnerKey;
 
 /// The key in `path`, made (0600, whole, synced) if there is none. Clients starting at once on
 /// one data directory all get the key the first of them made. A file that does not hold a key
-/// is moved aside to [`aside`], not overwritten, and a new key is made.
+/// is an error that says what to do: twk does not move it itself, since another client
+/// starting at the same moment could have just replaced it with a good one.
 pub(crate) fn load_or_make(path: &Path) -> anyhow::Result<OwnerKey> {
     // Twice at most: a key another client made after this one looked is read the second time.
     for _ in 0..2 {
         match std::fs::read_to_string(path) {
-            Ok(text) => match OwnerKey::from_base64(&text) {
-                Ok(key) => return Ok(key),
-                Err(e) => set_aside(path, &e)?,
-            },
+            Ok(text) => {
+                return OwnerKey::from_base64(&text).with_context(|| {
+                    format!(
+                        "{} holds no key: move it away and twk makes a new one (requests kept \
+                         for the old key cannot be opened)",
+                        path.display()
+                    )
+                });
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
         }
@@ -32,25 +38,6 @@ pub(crate) fn load_or_make(path: &Path) -> anyhow::Result<OwnerKey> {
         "{} is there but cannot be read (a dangling link, or another process replacing it)",
         path.display()
     )
-}
-
-/// Where an unreadable key file goes.
-pub(crate) fn aside(path: &Path) -> PathBuf {
-    let mut name = path.as_os_str().to_owned();
-    name.push(".unreadable");
-    PathBuf::from(name)
-}
-
-fn set_aside(path: &Path, why: &dyn std::error::Error) -> anyhow::Result<()> {
-    let to = aside(path);
-    tracing::warn!(path = %path.display(), error = %why, aside = %to.display(), "unreadable owner key: moved aside; making a new one");
-    match std::fs::rename(path, &to) {
-        // Another client starting at the same time moved it first.
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-            Err(e).with_context(|| format!("moving {} aside", path.display()))
-        }
-        _ => Ok(()),
-    }
 }
 
 #[cfg(test)]
@@ -106,16 +93,14 @@ mod tests {
     }
 
     #[test]
-    fn an_unreadable_file_is_moved_aside_not_overwritten() {
+    fn a_file_without_a_key_is_an_error_and_stays_as_it_is() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("owner.key");
         std::fs::write(&path, "not a key\n").expect("write");
-        let key = load_or_make(&path).expect("new key");
-        assert_eq!(
-            std::fs::read_to_string(aside(&path)).expect("aside"),
-            "not a key\n"
-        );
-        let again = load_or_make(&path).expect("read");
-        assert_eq!(key.public().to_base64(), again.public().to_base64());
+        let err = load_or_make(&path).expect_err("no key");
+        assert!(format!("{err:#}").contains("move it away"), "{err:#}");
+        assert_eq!(std::fs::read_to_string(&path).expect("kept"), "not a key\n");
+        std::fs::remove_file(&path).expect("moved away");
+        load_or_make(&path).expect("a new key");
     }
 }

@@ -454,7 +454,11 @@ fn owner_key(s: &Settings) -> Option<twk_protocol::kept::OwnerKey> {
     let path = s.store.as_ref()?.data_dir.join("owner.key");
     crate::owner_key::load_or_make(&path)
         .inspect_err(|e| {
-            tracing::warn!(error = %twk_sanitize::error_chain(e.as_ref()), "no owner key: nothing will be kept while offline");
+            // Said, not logged: forwarding goes on, and the fix is the user's (move the file).
+            say!(
+                "twk: warning: nothing will be kept while offline: {}",
+                twk_sanitize::clean(&twk_sanitize::error_chain(e.as_ref()))
+            );
         })
         .ok()
 }

@@ -9,7 +9,8 @@
 //! - `--deliver-missed` replays each once, its verdict checked with twk's test secrets as
 //!   they are at delivery (a relay restarted around the running client hands them over);
 //! - a request the relay refuses itself (over the tunnel's rate) is in the tunnel's `--json`
-//!   output and its log (`log --refused`), never at the app.
+//!   output and its log (`log --refused`), never at the app;
+//! - an `owner.key` that holds no key is reported and left as it is, and forwarding goes on.
 #![allow(clippy::unwrap_used)]
 
 #[path = "support/ndjson.rs"]
@@ -434,5 +435,50 @@ async fn a_request_the_relay_refuses_is_in_the_tunnels_output_and_its_log() {
     assert!(
         headers.contains(&serde_json::json!(["x-github-delivery", "d-7"])),
         "the head the relay refused is kept: {headers:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_file_without_a_key_is_reported_left_alone_and_forwarding_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = tempfile::tempdir().unwrap();
+    let key = home.path().join("data/twk/owner.key");
+    std::fs::create_dir_all(key.parent().unwrap()).unwrap();
+    std::fs::write(&key, "torn\n").unwrap();
+    let relay = spawn_relay(relay_cfg(dir.path(), Duration::ZERO)).await;
+    let mut app = FakeTarget::echo().await;
+    let mut child = Command::new(BIN)
+        .args(["--relay", &relay.url(false), "--name", "away", "--json"])
+        .arg(app.addr.to_string())
+        .env("TWK_TOKEN", "t")
+        .env("XDG_DATA_HOME", home.path().join("data"))
+        .env("XDG_CONFIG_HOME", home.path().join("config"))
+        .env("XDG_RUNTIME_DIR", home.path().join("run"))
+        .env_remove("TWK_DATA_DIR")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap()).lines();
+    let ready = out.next().unwrap().unwrap();
+    assert!(ready.contains("\"ready\""), "{ready}");
+    let r = send(relay.addr, "POST", "/t/away/hook", &[], "still forwarded")
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(&app.next().await.body[..], b"still forwarded");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+    assert!(
+        err.contains("nothing will be kept while offline") && err.contains("move it away"),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&key).unwrap(),
+        "torn\n",
+        "left as it was"
     );
 }
