@@ -9,8 +9,8 @@ use twk_protocol::kept::OwnerKey;
 
 /// The key in `path`, made (0600, whole, synced) if there is none. Clients starting at once on
 /// one data directory all get the key the first of them made. A file that does not hold a key
-/// is an error that says what to do: twk does not move it itself, since another client
-/// starting at the same moment could have just replaced it with a good one.
+/// is an error that says what to do. twk does not move it itself: of two clients starting at
+/// once, one could move away the good key the other had just made in its place.
 pub(crate) fn load_or_make(path: &Path) -> anyhow::Result<OwnerKey> {
     // Twice at most: a key another client made after this one looked is read the second time.
     for _ in 0..2 {
