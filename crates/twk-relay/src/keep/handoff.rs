@@ -335,7 +335,7 @@ pub(crate) async fn hand_over(state: Arc<State>, name: String, mut to: Recipient
         };
         let kept = bytes::Bytes::from(kept);
         let (sealed_to, sealed) = super::stored::unwrap(&kept);
-        let sealed = kept.slice(kept.len() - sealed.len()..);
+        let sealed = kept.slice_ref(sealed);
         if to.cannot_open(sealed_to.as_ref()) {
             state.metrics.kept_withheld();
             left_for_another_key(&store, &name, &client, &k);
