@@ -54,8 +54,26 @@ impl Drop for Tunnel {
     }
 }
 
-/// Starts `twk-tunnel` against `relay` as token `t`, name `away`, data under `home`; returns
-/// once it printed `ready`.
+/// `twk-tunnel` against `relay` as token `t`, name `away`, data under `home`, its `--json`
+/// lines on a pipe; no setting from the environment running the tests.
+fn command(home: &Path, relay: &RelayHandle, app: std::net::SocketAddr) -> Command {
+    let mut c = Command::new(BIN);
+    c.args(["--relay", &relay.url(false), "--name", "away", "--json"])
+        .arg(app.to_string())
+        .env("TWK_TOKEN", "t")
+        .env("XDG_DATA_HOME", home.join("data"))
+        .env("XDG_CONFIG_HOME", home.join("config"))
+        .env("XDG_RUNTIME_DIR", home.join("run"))
+        .env_remove("TWK_DATA_DIR")
+        .env_remove("TWK_RELAY")
+        .env_remove("TWK_NAME")
+        .env_remove("TWK_CONFIG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped());
+    c
+}
+
+/// Starts `twk-tunnel` ([`command`]); returns once it printed `ready`.
 fn tunnel(home: &Path, relay: &RelayHandle, app: std::net::SocketAddr) -> Tunnel {
     tunnel_with(home, relay, app, &[])
 }
@@ -66,26 +84,8 @@ fn tunnel_with(
     app: std::net::SocketAddr,
     extra: &[&str],
 ) -> Tunnel {
-    let mut child = Command::new(BIN)
-        .args([
-            "--relay",
-            &relay.url(false),
-            "--name",
-            "away",
-            "--json",
-            &app.to_string(),
-        ])
+    let mut child = command(home, relay, app)
         .args(extra)
-        .env("TWK_TOKEN", "t")
-        .env("XDG_DATA_HOME", home.join("data"))
-        .env("XDG_CONFIG_HOME", home.join("config"))
-        .env("XDG_RUNTIME_DIR", home.join("run"))
-        .env_remove("TWK_DATA_DIR")
-        .env_remove("TWK_RELAY")
-        .env_remove("TWK_NAME")
-        .env_remove("TWK_CONFIG")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
@@ -447,16 +447,7 @@ async fn a_key_file_without_a_key_is_reported_left_alone_and_forwarding_goes_on(
     std::fs::write(&key, "torn\n").unwrap();
     let relay = spawn_relay(relay_cfg(dir.path(), Duration::ZERO)).await;
     let mut app = FakeTarget::echo().await;
-    let mut child = Command::new(BIN)
-        .args(["--relay", &relay.url(false), "--name", "away", "--json"])
-        .arg(app.addr.to_string())
-        .env("TWK_TOKEN", "t")
-        .env("XDG_DATA_HOME", home.path().join("data"))
-        .env("XDG_CONFIG_HOME", home.path().join("config"))
-        .env("XDG_RUNTIME_DIR", home.path().join("run"))
-        .env_remove("TWK_DATA_DIR")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
+    let mut child = command(home.path(), &relay, app.addr)
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
