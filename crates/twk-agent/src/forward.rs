@@ -7,13 +7,10 @@ use crate::now_ms;
 use crate::prefetch::{AheadBudget, Arrival, Slots, Turn, read_ahead};
 use crate::session::Observer;
 use crate::tap::{BodyFault, CaptureBudget, Lease, Tap, TapResult};
-use crate::target_io::{Checkout, TargetConnector};
+use crate::target_pool::{Checkout, PooledBody, SendError, TargetPool};
 use http::{HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode, header};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -31,7 +28,7 @@ pub(crate) use twk_transport::body::{BoxError, TunnelBody as AgentBody};
 /// State shared by all requests of one agent.
 pub(crate) struct Shared {
     cfg: AgentConfig,
-    client: Client<TargetConnector, AgentBody>,
+    target: TargetPool,
     observer: Arc<dyn Observer>,
     /// Name granted by the relay on the current session.
     name: Mutex<String>,
@@ -59,24 +56,15 @@ pub(crate) struct Shared {
 
 impl Shared {
     pub(crate) fn new(cfg: AgentConfig, observer: Arc<dyn Observer>) -> Self {
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        connector.enforce_http(true);
-        connector.set_connect_timeout(Some(twk_protocol::limits::TARGET_CONNECT_TIMEOUT));
-        let client = Client::builder(TokioExecutor::new())
-            .pool_timer(TokioTimer::new())
-            .timer(TokioTimer::new())
-            .pool_idle_timeout(twk_protocol::limits::TARGET_POOL_IDLE)
-            // Response bodies move through in chunks of this size; hyper's default (~400 KiB
-            // per connection) was 25 MiB of client memory for 64 large answers at once.
-            .http1_max_buf_size(twk_protocol::limits::TARGET_READ_BUF)
-            .build(TargetConnector(connector));
+        // Response bodies move through in chunks of this size; hyper's default (~400 KiB per
+        // connection) was 25 MiB of client memory for 64 large answers at once.
+        let target = TargetPool::new(&cfg.target.authority, twk_protocol::limits::TARGET_READ_BUF);
         let budget = CaptureBudget::new(cfg.capture_budget);
         let hasher = BodyHasher::new(crate::hasher::QUEUE_BYTES);
         let target_slots = Slots::new(cfg.max_target_requests);
         Shared {
             cfg,
-            client,
+            target,
             observer,
             name: Mutex::new(String::new()),
             budget,
@@ -598,7 +586,7 @@ impl Live {
                 // The turn is held until the response body has ended, when the exchange is
                 // reported.
                 record.slot = shared.target_slots.turn(arrival).await;
-                Some(crate::target_io::send(&shared.client, Request::from_parts(parts, body)).await)
+                Some(shared.target.send(Request::from_parts(parts, body)).await)
             });
             match sent.await {
                 Ok(None) => {
@@ -667,7 +655,7 @@ async fn read_into_capture(mut rest: crate::unread::Rest, left: Duration) {
 async fn failed(
     shared: &Arc<Shared>,
     mut record: Pending,
-    e: hyper_util::client::legacy::Error,
+    e: SendError,
     checkout: Option<Checkout>,
     left: Duration,
     deadline: Duration,
@@ -682,9 +670,9 @@ async fn failed(
     let e = match resend_request(cfg, checkout.as_ref(), &record) {
         Some(again) => {
             tracing::info!(%request_id, error = %root_cause(&e), "the local app closed a reused connection as the request arrived; sending it again");
-            match tokio::time::timeout(left, shared.client.request(again)).await {
-                Ok(Ok(resp)) => return respond(shared, record, resp),
-                Ok(Err(e)) => e,
+            match tokio::time::timeout(left, shared.target.send(again)).await {
+                Ok((Ok(resp), _)) => return respond(shared, record, resp),
+                Ok((Err(e), _)) => e,
                 Err(_) => return too_late(cfg, record, deadline),
             }
         }
@@ -708,7 +696,7 @@ const ANSWER_GATHER: Duration = Duration::from_millis(50);
 fn respond(
     shared: &Arc<Shared>,
     mut record: Pending,
-    resp: Response<Incoming>,
+    resp: Response<PooledBody>,
 ) -> Response<AgentBody> {
     let cfg = &shared.cfg;
     record.exchange.timings.first_byte_ms = Some(now_ms());
@@ -760,7 +748,7 @@ fn too_late(cfg: &AgentConfig, mut record: Pending, deadline: Duration) -> Respo
 }
 
 /// The request again, as it was sent, when it failed on a connection the app's server
-/// closed as it arrived ([`Checkout::reused_and_unanswered`]: an idle connection timing out,
+/// closed as it arrived ([`Checkout::unanswered`]: an idle connection timing out,
 /// not an app that took the request and died) and its whole body is at hand (captured, so
 /// not with `--no-capture` unless it had none). `None` otherwise.
 fn resend_request(
@@ -768,7 +756,7 @@ fn resend_request(
     checkout: Option<&Checkout>,
     record: &Pending,
 ) -> Option<Request<AgentBody>> {
-    let reused = checkout.is_some_and(Checkout::reused_and_unanswered);
+    let reused = checkout.is_some_and(Checkout::unanswered);
     let ex = &record.exchange;
     if !reused || !record.req_complete || ex.request.body.truncated {
         return None;

@@ -2,9 +2,9 @@
 //!
 //! [`run`] dials the relay (`ws://` or `wss://`), authenticates, claims a tunnel name and then
 //! serves HTTP/2 over the websocket: every stream is one webhook, forwarded to the local target
-//! with a hyper client, its response streamed back. It reconnects forever with full-jitter
-//! backoff, reports connection states and finished exchanges to an [`Observer`], and stops
-//! gracefully on its shutdown token.
+//! over HTTP/1.1 connections it keeps for reuse, its response streamed back. It reconnects
+//! forever with full-jitter backoff, reports connection states and finished exchanges to an
+//! [`Observer`], and stops gracefully on its shutdown token.
 //!
 //! It does not draw anything (see `twk-inspector`), does not store anything itself (the
 //! observer does, e.g. into `twk-capture`), and never contacts any host but the relay and the
@@ -23,6 +23,7 @@ pub mod replay;
 mod session;
 mod tap;
 mod target_io;
+mod target_pool;
 mod unread;
 
 pub use backoff::Backoff;

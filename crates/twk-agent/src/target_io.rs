@@ -16,20 +16,13 @@
 //! lets it pool the connection) gets a 502, as on any keep-alive connection a target
 //! closes under a new request.
 //!
-//! Each connection also counts the bytes read on it ([`ReadCount`], in hyper's connection
-//! metadata), and [`send`] notes the count as a connection is checked out for a request. A
-//! request that then fails having read nothing went out on a connection the app's server
-//! closed as it arrived (an idle timeout firing) if that connection had answered before:
-//! the request can be sent again, as browsers do.
+//! Each connection also counts the bytes read on it ([`ReadCount`]); the pool notes the count
+//! as it reuses a connection for a request (`target_pool::Checkout`). A request that then
+//! fails having read nothing went out on a connection the app's server closed as it arrived
+//! (an idle timeout firing): the request can be sent again, as browsers do.
 
-use hyper::body::Incoming;
 use hyper::rt::{Read, ReadBufCursor, Write};
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::{
-    Connected, Connection, HttpConnector, capture_connection,
-};
 use hyper_util::rt::TokioIo;
-use std::future::Future;
 use std::io::{self, IoSlice};
 use std::mem::MaybeUninit;
 use std::pin::Pin;
@@ -39,72 +32,13 @@ use std::task::{Context, Poll};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
-/// [`HttpConnector`] whose connections are [`TargetStream`]s.
-#[derive(Clone)]
-pub(crate) struct TargetConnector(pub(crate) HttpConnector);
-
-impl tower_service::Service<http::Uri> for TargetConnector {
-    type Response = TargetStream;
-    type Error = <HttpConnector as tower_service::Service<http::Uri>>::Error;
-    type Future = Pin<Box<dyn Future<Output = Result<TargetStream, Self::Error>> + Send + 'static>>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.0.poll_ready(cx)
-    }
-
-    fn call(&mut self, uri: http::Uri) -> Self::Future {
-        let connecting = self.0.call(uri);
-        Box::pin(async move { Ok(TargetStream::new(connecting.await?.into_inner())) })
-    }
-}
-
-/// Sends `req` to the target, noting the connection it goes out on as it is checked out.
-pub(crate) async fn send(
-    client: &Client<TargetConnector, crate::forward::AgentBody>,
-    mut req: http::Request<crate::forward::AgentBody>,
-) -> (
-    Result<http::Response<Incoming>, hyper_util::client::legacy::Error>,
-    Option<Checkout>,
-) {
-    let mut conn = capture_connection(&mut req);
-    let mut sent = std::pin::pin!(client.request(req));
-    // Checkout happens on the first poll of `sent`, before the request is written (that is
-    // the connection's own task), so the count is the connection's before this request.
-    let checkout = tokio::select! {
-        biased;
-        r = &mut sent => return (r, None),
-        meta = conn.wait_for_connection_metadata() => meta.as_ref().and_then(|c| {
-            let mut extras = http::Extensions::new();
-            c.get_extras(&mut extras);
-            let count = extras.get::<ReadCount>()?.clone();
-            Some(Checkout { at_checkout: count.get(), count })
-        }),
-    };
-    (sent.await, checkout)
-}
-
 /// The bytes read on one connection to the target so far.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct ReadCount(Arc<AtomicU64>);
 
 impl ReadCount {
-    fn get(&self) -> u64 {
+    pub(crate) fn get(&self) -> u64 {
         self.0.load(Ordering::Relaxed)
-    }
-}
-
-/// The connection a request went out on, as it was when checked out for it.
-#[derive(Debug)]
-pub(crate) struct Checkout {
-    count: ReadCount,
-    at_checkout: u64,
-}
-
-impl Checkout {
-    /// The connection had answered before (it was reused), and no byte of this request's
-    /// answer came back.
-    pub(crate) fn reused_and_unanswered(&self) -> bool {
-        self.at_checkout > 0 && self.count.get() == self.at_checkout
     }
 }
 
@@ -120,6 +54,11 @@ impl TargetStream {
             read_closed: false,
             read: ReadCount::default(),
         }))
+    }
+
+    /// The count of bytes read on this connection, as it grows.
+    pub(crate) fn read_count(&self) -> ReadCount {
+        self.0.inner().read.clone()
     }
 }
 
@@ -277,12 +216,5 @@ impl Write for TargetStream {
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.get_mut().0).poll_shutdown(cx)
-    }
-}
-
-impl Connection for TargetStream {
-    fn connected(&self) -> Connected {
-        let inner = self.0.inner();
-        inner.tcp.connected().extra(inner.read.clone())
     }
 }
