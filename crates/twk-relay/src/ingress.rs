@@ -60,7 +60,7 @@ pub(crate) fn route(path_and_query: &str, host: Option<&str>, domain_host: &str)
     Some(Route {
         name: name.to_string(),
         path_and_query,
-        prefix: Some(format!("{PATH_ROUTE_PREFIX}{name}")),
+        prefix: Some([PATH_ROUTE_PREFIX, name].concat()),
     })
 }
 
@@ -75,6 +75,13 @@ fn subdomain(host: &str, domain_host: &str) -> Option<String> {
 /// still reach the client as the public URL it was), control characters never.
 fn set(h: &mut http::HeaderMap, name: http::HeaderName, value: &str) {
     if let Ok(v) = HeaderValue::from_bytes(value.as_bytes()) {
+        h.insert(name, v);
+    }
+}
+
+/// [`set`] for a value made for this request: it becomes the header's bytes, not copied.
+fn set_owned(h: &mut http::HeaderMap, name: http::HeaderName, value: String) {
+    if let Ok(v) = HeaderValue::from_maybe_shared(bytes::Bytes::from(value)) {
         h.insert(name, v);
     }
 }
@@ -517,7 +524,7 @@ fn public_url(state: &State, origin: &Origin, req: &Request<Incoming>) -> String
     let scheme = state.cfg.scheme().as_str();
     let host = origin.host.as_deref().unwrap_or(&state.cfg.domain);
     let target = req.uri().path_and_query().map_or("/", |p| p.as_str());
-    format!("{scheme}://{host}{target}")
+    [scheme, "://", host, target].concat()
 }
 
 /// The sender's address: behind a trusted proxy, the one it reported.
@@ -600,7 +607,7 @@ async fn admit(
     }
     let uri = http::Uri::builder()
         .scheme("http")
-        .authority(format!("{}.tunnel", route.name).as_str())
+        .authority([&route.name, ".tunnel"].concat().as_str())
         .path_and_query(route.path_and_query.as_str())
         .build()
         .map_err(|_| {
@@ -879,26 +886,27 @@ fn tunnel_request(
             set(&mut headers, twk_protocol::X_FORWARDED_FOR, rest);
         }
     }
-    let remote_addr = remote_addr(origin);
+    // The sender's headers only: twk's own below are never secret (those unique to this
+    // request are marked as they are set).
+    twk_protocol::mark_secret_headers(&mut headers);
     set_unique(&mut headers, meta::REQUEST_ID, &origin.request_id);
-    set(&mut headers, meta::PUBLIC_URL, &public_url);
-    set(&mut headers, meta::REMOTE_ADDR, &remote_addr);
+    set_owned(&mut headers, meta::PUBLIC_URL, public_url);
+    set_owned(&mut headers, meta::REMOTE_ADDR, remote_addr(origin));
     set_unique(
         &mut headers,
         meta::RECEIVED_AT,
         &origin.received_ms.to_string(),
     );
     set(&mut headers, meta::PROTO, scheme);
-    set(&mut headers, meta::HOST, &public_host);
-    set(
+    set_owned(&mut headers, meta::HOST, public_host);
+    set_owned(
         &mut headers,
         meta::DEADLINE_MS,
-        &deadline.as_millis().to_string(),
+        deadline.as_millis().to_string(),
     );
     if let Some(p) = &route.prefix {
         set(&mut headers, meta::FORWARDED_PREFIX, p);
     }
-    twk_protocol::mark_secret_headers(&mut headers);
     let (capped, fault) = Capped::new(body, state.cfg.max_body, state.metrics.bytes_in.clone());
     let mut out = Request::new(capped.boxed());
     *out.method_mut() = parts.method;
