@@ -211,11 +211,24 @@ impl Meta {
         m
     }
 
-    fn remote_ip(&self) -> Option<String> {
+    /// The sender's IP address: the relay sends `ip:port` (`[v6]:port`), or an IP alone
+    /// when a trusted proxy reported it. Sliced out of the text, not formatted again.
+    fn remote_ip(&self) -> Option<&str> {
         let addr = self.remote_addr.as_deref()?;
-        Some(match addr.parse::<std::net::SocketAddr>() {
-            Ok(sa) => sa.ip().to_string(),
-            Err(_) => addr.to_string(),
+        if addr.parse::<std::net::IpAddr>().is_ok() {
+            return Some(addr);
+        }
+        let ip = match addr.rsplit_once(':') {
+            Some((ip, port)) if port.parse::<u16>().is_ok() => ip
+                .strip_prefix('[')
+                .and_then(|v6| v6.strip_suffix(']'))
+                .unwrap_or(ip),
+            _ => addr,
+        };
+        Some(if ip.parse::<std::net::IpAddr>().is_ok() {
+            ip
+        } else {
+            addr
         })
     }
 }
@@ -308,10 +321,9 @@ pub(crate) fn kept_for_the_target(
 
 /// Adds `X-Forwarded-*` and `Forwarded` so the app can rebuild the public URL.
 fn add_forwarding_headers(h: &mut HeaderMap, m: &Meta) {
-    use std::fmt::Write as _;
     let ip = m.remote_ip();
-    if let Some(ip) = &ip {
-        append_list(h, twk_protocol::X_FORWARDED_FOR, ip.clone());
+    if let Some(ip) = ip {
+        append_list(h, twk_protocol::X_FORWARDED_FOR, ip.to_owned());
     }
     for (name, value) in [
         (X_FORWARDED_PROTO, &m.proto),
@@ -322,30 +334,40 @@ fn add_forwarding_headers(h: &mut HeaderMap, m: &Meta) {
             h.insert(name, v.clone());
         }
     }
-    let mut forwarded = String::new();
-    if let Some(ip) = &ip {
+    let mut forwarded = String::with_capacity(64);
+    if let Some(ip) = ip {
         // RFC 7239 §6: IPv6 addresses are bracketed and quoted.
-        if ip.contains(':') {
-            let _ = write!(forwarded, "for=\"[{ip}]\"");
-        } else {
-            let _ = write!(forwarded, "for={ip}");
+        let v6 = ip.contains(':');
+        for piece in [
+            "for=",
+            if v6 { "\"[" } else { "" },
+            ip,
+            if v6 { "]\"" } else { "" },
+        ] {
+            forwarded.push_str(piece);
         }
     }
     fn text(v: &Option<HeaderValue>) -> Option<&str> {
         v.as_ref()
             .and_then(|v| std::str::from_utf8(v.as_bytes()).ok())
     }
-    let mut part = |p: std::fmt::Arguments<'_>| {
+    let mut part = |pieces: &[&str]| {
         if !forwarded.is_empty() {
             forwarded.push(';');
         }
-        let _ = forwarded.write_fmt(p);
+        pieces.iter().for_each(|p| forwarded.push_str(p));
     };
     if let Some(host) = text(&m.host) {
-        part(format_args!("host=\"{}\"", host.replace(['"', '\\'], "")));
+        // A quoted-string: the host's own quotes and backslashes left out.
+        let host: std::borrow::Cow<'_, str> = if host.contains(['"', '\\']) {
+            host.replace(['"', '\\'], "").into()
+        } else {
+            host.into()
+        };
+        part(&["host=\"", &host, "\""]);
     }
     if let Some(p) = text(&m.proto) {
-        part(format_args!("proto={p}"));
+        part(&["proto=", p]);
     }
     if !forwarded.is_empty() {
         append_list(h, header::FORWARDED, forwarded);
@@ -1208,5 +1230,34 @@ mod tests {
         assert_eq!(h["x-forwarded-host"], "a.relay.example");
         assert_eq!(h["x-forwarded-prefix"], "/t/a");
         assert_eq!(h.get_all("x-forwarded-for").iter().count(), 1);
+    }
+
+    #[test]
+    fn the_senders_ip_is_read_from_every_form_the_relay_sends() {
+        let ip = |addr: &str| {
+            let m = Meta {
+                remote_addr: Some(addr.into()),
+                ..Meta::default()
+            };
+            m.remote_ip().map(str::to_owned)
+        };
+        assert_eq!(ip("203.0.113.7:51000").as_deref(), Some("203.0.113.7"));
+        assert_eq!(ip("[2001:db8::1]:443").as_deref(), Some("2001:db8::1"));
+        // An address a trusted proxy reported comes without a port.
+        assert_eq!(ip("203.0.113.7").as_deref(), Some("203.0.113.7"));
+        assert_eq!(ip("2001:db8::1").as_deref(), Some("2001:db8::1"));
+        assert_eq!(ip("::1").as_deref(), Some("::1"));
+        // Anything else goes on as it came (it was a header value already).
+        assert_eq!(ip("not-an-ip:80").as_deref(), Some("not-an-ip:80"));
+        assert_eq!(ip("[::1]:99999").as_deref(), Some("[::1]:99999"));
+        let mut h = HeaderMap::new();
+        let m = Meta {
+            remote_addr: Some("203.0.113.7:51000".into()),
+            host: Some(HeaderValue::from_static("a\"b\\c.example")),
+            ..Meta::default()
+        };
+        add_forwarding_headers(&mut h, &m);
+        assert_eq!(h["x-forwarded-for"], "203.0.113.7");
+        assert_eq!(h["forwarded"], "for=203.0.113.7;host=\"abc.example\"");
     }
 }
