@@ -185,18 +185,54 @@ struct Meta {
 impl Meta {
     /// Reads and removes every `x-twk-*` header: those it reads as it reads them, the rest
     /// in one pass, which finds none unless a relay sends a name this client does not know.
+    /// A relay sends the metadata in one header ([`meta::BUNDLE`]) when the client asked for
+    /// it, one header each otherwise (a relay before the bundle).
     fn take(headers: &mut HeaderMap) -> Meta {
-        // UTF-8, not just ASCII: the relay sends the public URL as the sender wrote it. Each
-        // value is checked once: as it is read, or before it goes on as a header.
+        // UTF-8, not just ASCII: the relay sends the public URL as the sender wrote it.
+        let text = |v: HeaderValue| String::from_utf8(v.as_bytes().to_vec()).ok();
+        let public_url = headers.remove(meta::PUBLIC_URL).and_then(text);
+        let mut m = match headers.remove(meta::BUNDLE) {
+            Some(v) => Meta::unbundle(&v),
+            None => Meta::one_by_one(headers),
+        };
+        m.public_url = public_url.unwrap_or_default();
+        meta::strip_all(headers);
+        m
+    }
+
+    fn unbundle(v: &HeaderValue) -> Meta {
+        let b = match twk_protocol::bundle::Bundle::decode(v.as_bytes()) {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::warn!(error = %e, "the relay's metadata of a request is unreadable");
+                return Meta::default();
+            }
+        };
+        // As sent: UTF-8 beyond ASCII too, as the one-by-one headers carry it.
+        let value = |s: &str| HeaderValue::from_bytes(s.as_bytes()).ok();
+        Meta {
+            request_id: b.request_id.to_owned(),
+            public_url: String::new(),
+            remote_addr: Some(b.remote_addr.to_owned()),
+            received_ms: Some(b.received_ms),
+            proto: value(b.proto),
+            host: value(b.host),
+            prefix: b.prefix.and_then(value),
+            deadline: Some(Duration::from_millis(b.deadline_ms)).filter(|d| !d.is_zero()),
+        }
+    }
+
+    fn one_by_one(headers: &mut HeaderMap) -> Meta {
+        // Each value is checked once: as it is read, or before it goes on as a header.
         let mut take = |n: &HeaderName| headers.remove(n);
         let utf8 = |v: &HeaderValue| std::str::from_utf8(v.as_bytes()).is_ok();
         let text = |v: HeaderValue| String::from_utf8(v.as_bytes().to_vec()).ok();
         fn number<T: std::str::FromStr>(v: HeaderValue) -> Option<T> {
             std::str::from_utf8(v.as_bytes()).ok()?.parse().ok()
         }
-        let m = Meta {
+        Meta {
             request_id: take(&meta::REQUEST_ID).and_then(text).unwrap_or_default(),
-            public_url: take(&meta::PUBLIC_URL).and_then(text).unwrap_or_default(),
+            public_url: String::new(),
             remote_addr: take(&meta::REMOTE_ADDR).and_then(text),
             received_ms: take(&meta::RECEIVED_AT).and_then(number),
             proto: take(&meta::PROTO).filter(utf8),
@@ -206,9 +242,7 @@ impl Meta {
                 .and_then(number)
                 .filter(|&ms: &u64| ms > 0)
                 .map(Duration::from_millis),
-        };
-        meta::strip_all(headers);
-        m
+        }
     }
 
     /// The sender's IP address: the relay sends `ip:port` (`[v6]:port`), or an IP alone
@@ -1230,6 +1264,54 @@ mod tests {
         assert_eq!(h["x-forwarded-host"], "a.relay.example");
         assert_eq!(h["x-forwarded-prefix"], "/t/a");
         assert_eq!(h.get_all("x-forwarded-for").iter().count(), 1);
+    }
+
+    #[test]
+    fn metadata_reads_the_same_bundled_or_one_header_each() {
+        use twk_protocol::bundle::Bundle;
+        let b = Bundle {
+            request_id: "r-7",
+            received_ms: 1_765_000_000_123,
+            deadline_ms: 4_000,
+            remote_addr: "203.0.113.7:5100",
+            proto: "https",
+            host: "a.relay.example",
+            prefix: Some("/t/a"),
+        };
+        let url = HeaderValue::from_static("https://a.relay.example/t/a/x");
+        let mut bundled = HeaderMap::new();
+        bundled.insert(meta::PUBLIC_URL, url.clone());
+        bundled.insert(meta::BUNDLE, HeaderValue::from_bytes(&b.encode()).unwrap());
+        bundled.insert("x-app", HeaderValue::from_static("1"));
+        let mut each = HeaderMap::new();
+        for (name, value) in [
+            (meta::PUBLIC_URL, "https://a.relay.example/t/a/x"),
+            (meta::REQUEST_ID, "r-7"),
+            (meta::RECEIVED_AT, "1765000000123"),
+            (meta::DEADLINE_MS, "4000"),
+            (meta::REMOTE_ADDR, "203.0.113.7:5100"),
+            (meta::PROTO, "https"),
+            (meta::HOST, "a.relay.example"),
+            (meta::FORWARDED_PREFIX, "/t/a"),
+        ] {
+            each.insert(name, HeaderValue::from_static(value));
+        }
+        each.insert("x-app", HeaderValue::from_static("1"));
+        let (one, other) = (Meta::take(&mut bundled), Meta::take(&mut each));
+        assert_eq!(format!("{one:?}"), format!("{other:?}"));
+        assert_eq!(one.request_id, "r-7");
+        assert_eq!(one.public_url, "https://a.relay.example/t/a/x");
+        assert_eq!(one.deadline, Some(Duration::from_secs(4)));
+        // Only the app's own header is left.
+        assert_eq!((bundled.len(), each.len()), (1, 1));
+        // An unreadable bundle is no metadata, and still goes no further.
+        let mut broken = HeaderMap::new();
+        broken.insert(meta::PUBLIC_URL, url);
+        broken.insert(meta::BUNDLE, HeaderValue::from_static("1:1x"));
+        let m = Meta::take(&mut broken);
+        assert_eq!((m.request_id.as_str(), m.received_ms), ("", None));
+        assert_eq!(m.public_url, "https://a.relay.example/t/a/x");
+        assert!(broken.is_empty());
     }
 
     #[test]

@@ -457,10 +457,10 @@ fn upgrade_request(
     if let Ok(v) = http::HeaderValue::from_str(client_id) {
         h.insert(upgrade::CLIENT_ID, v);
     }
-    h.insert(
-        upgrade::ACCEPTS,
-        http::HeaderValue::from_static(upgrade::ACCEPTS_REFUSED),
-    );
+    let accepts = [upgrade::ACCEPTS_REFUSED, upgrade::ACCEPTS_BUNDLED_META].join(", ");
+    if let Ok(v) = http::HeaderValue::from_str(&accepts) {
+        h.insert(upgrade::ACCEPTS, v);
+    }
     if let Some(k) = &cfg.owner_key
         && let Ok(v) = http::HeaderValue::from_str(&k.public().to_base64())
     {

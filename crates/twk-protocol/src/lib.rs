@@ -12,6 +12,7 @@
 
 use std::time::Duration;
 
+pub mod bundle;
 pub mod kept;
 pub mod names;
 pub mod refused;
@@ -57,6 +58,9 @@ pub mod upgrade {
     pub const ACCEPTS: &str = "x-twk-accepts";
     /// In [`ACCEPTS`]: notices of requests the relay refused itself ([`crate::refused`]).
     pub const ACCEPTS_REFUSED: &str = "refused";
+    /// In [`ACCEPTS`]: a forwarded request's metadata in one header ([`crate::bundle`]), not
+    /// one header each (what a relay sends a client that does not name this).
+    pub const ACCEPTS_BUNDLED_META: &str = "bundled-meta";
 
     /// True when an [`ACCEPTS`] value names `what`.
     pub fn accepts(value: Option<&str>, what: &str) -> bool {
@@ -96,6 +100,9 @@ pub mod meta {
     pub const HOST: HeaderName = HeaderName::from_static("x-twk-host");
     /// Deadline for the local target, in milliseconds (the relay's per-request deadline).
     pub const DEADLINE_MS: HeaderName = HeaderName::from_static("x-twk-deadline-ms");
+    /// Everything above but the public URL, in one value ([`crate::bundle`]), to a client
+    /// that accepts it ([`crate::upgrade::ACCEPTS_BUNDLED_META`]).
+    pub const BUNDLE: HeaderName = HeaderName::from_static("x-twk-meta");
     /// On a request the relay hands over on reconnect: it is not a live request but one kept
     /// while the client was offline (the value is its request id); the body is the sealed
     /// [`crate::kept::KeptRequest`]. The client answers 2xx once it is recorded.

@@ -220,8 +220,9 @@ async fn upgrade_inner(
     };
     let accept = tungstenite::handshake::derive_accept_key(key.as_bytes());
     let public_url = state.cfg.public_url(&name);
-    let notices = upgrade::accepts(header_str(&req, upgrade::ACCEPTS), upgrade::ACCEPTS_REFUSED)
-        .then(Arc::default);
+    let accepts = header_str(&req, upgrade::ACCEPTS);
+    let notices = upgrade::accepts(accepts, upgrade::ACCEPTS_REFUSED).then(Arc::default);
+    let bundled_meta = upgrade::accepts(accepts, upgrade::ACCEPTS_BUNDLED_META);
     let on_upgrade = hyper::upgrade::on(req);
     let span = info_span!("tunnel", name = %name, session, peer = %client.ip);
     if let Some(lease) = &lease {
@@ -244,6 +245,7 @@ async fn upgrade_inner(
         name: name.clone(),
         session,
         notices,
+        bundled_meta,
         cancel,
         dead,
         inflight,
@@ -375,6 +377,8 @@ struct Session {
     _lease: Option<twk_cluster::Lease>,
     /// Requests the relay refuses itself, listed for the client (when it takes them).
     notices: Option<Arc<crate::notices::Notices>>,
+    /// The client reads a request's metadata in one header.
+    bundled_meta: bool,
 }
 
 async fn run_session(state: Arc<State>, s: Session, on_upgrade: hyper::upgrade::OnUpgrade) {
@@ -421,13 +425,16 @@ async fn run_session_inner(
         Some(twk_transport::ws_config()),
     )
     .await;
-    let (sender, conn) = match crate::tunnel_h2::handshake(WsIo::new(ws)).await {
+    let (mut sender, conn) = match crate::tunnel_h2::handshake(WsIo::new(ws)).await {
         Ok(pair) => pair,
         Err(e) => {
             warn!(error = %e, "http/2 handshake over the tunnel failed");
             return Ended::Abruptly;
         }
     };
+    if s.bundled_meta {
+        sender.bundle_meta();
+    }
     if !state
         .registry
         .activate(&s.name, s.session, sender.clone(), s.notices.clone())

@@ -96,6 +96,33 @@ fn set_unique(h: &mut http::HeaderMap, name: http::HeaderName, value: &str) {
     }
 }
 
+/// A request's metadata in one never-indexed header: all of it changes with the request
+/// id, which is unique.
+fn set_bundle(h: &mut http::HeaderMap, b: &twk_protocol::bundle::Bundle<'_>) {
+    match HeaderValue::from_maybe_shared(bytes::Bytes::from(b.encode())) {
+        Ok(mut v) => {
+            v.set_sensitive(true);
+            h.insert(meta::BUNDLE, v);
+        }
+        // Each field is valid in a header value, so is their sum; were one not, the others
+        // still go, as they would one by one.
+        Err(_) => set_each(h, b),
+    }
+}
+
+/// A request's metadata one header each (but the public URL, set already).
+fn set_each(h: &mut http::HeaderMap, b: &twk_protocol::bundle::Bundle<'_>) {
+    set_unique(h, meta::REQUEST_ID, b.request_id);
+    set(h, meta::REMOTE_ADDR, b.remote_addr);
+    set_unique(h, meta::RECEIVED_AT, &b.received_ms.to_string());
+    set(h, meta::PROTO, b.proto);
+    set(h, meta::HOST, b.host);
+    set_owned(h, meta::DEADLINE_MS, b.deadline_ms.to_string());
+    if let Some(p) = b.prefix {
+        set(h, meta::FORWARDED_PREFIX, p);
+    }
+}
+
 fn with_retry_after(mut r: Response<RelayBody>, secs: u64) -> Response<RelayBody> {
     r.headers_mut()
         .insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
@@ -291,7 +318,12 @@ pub(crate) async fn forward_as(
     };
     // Time spent held comes off the deadline: the sender's own clock kept running.
     let deadline = state.cfg.request_timeout.saturating_sub(a.held);
-    let (out, fault) = tunnel_request(&state, req, a.uri, &a.route, &origin, deadline);
+    let meta = if a.sender.bundles_meta() {
+        MetaForm::Bundle
+    } else {
+        MetaForm::Headers
+    };
+    let (out, fault) = tunnel_request(&state, req, a.uri, &a.route, &origin, deadline, meta);
     let wait = deadline + limits::RELAY_DEADLINE_MARGIN;
     // Held until the answer is through (or this request fails): the session is not over
     // while the client still answers it.
@@ -854,6 +886,15 @@ struct Origin {
     request_id: String,
 }
 
+/// How a request's metadata goes to its client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum MetaForm {
+    /// One `x-twk-*` header each (what every client reads).
+    Headers,
+    /// The public URL, and the rest in one header (`twk_protocol::bundle`).
+    Bundle,
+}
+
 /// Builds the request that goes over the tunnel to `uri`: twk's metadata, no hop-by-hop
 /// headers, the body streamed through the cap.
 fn tunnel_request(
@@ -863,6 +904,7 @@ fn tunnel_request(
     route: &Route,
     origin: &Origin,
     deadline: Duration,
+    form: MetaForm,
 ) -> (Request<RelayBody>, FaultCell) {
     let scheme = state.cfg.scheme().as_str();
     let public_host = origin
@@ -889,23 +931,20 @@ fn tunnel_request(
     // The sender's headers only: twk's own below are never secret (those unique to this
     // request are marked as they are set).
     twk_protocol::mark_secret_headers(&mut headers);
-    set_unique(&mut headers, meta::REQUEST_ID, &origin.request_id);
     set_owned(&mut headers, meta::PUBLIC_URL, public_url);
-    set_owned(&mut headers, meta::REMOTE_ADDR, remote_addr(origin));
-    set_unique(
-        &mut headers,
-        meta::RECEIVED_AT,
-        &origin.received_ms.to_string(),
-    );
-    set(&mut headers, meta::PROTO, scheme);
-    set_owned(&mut headers, meta::HOST, public_host);
-    set_owned(
-        &mut headers,
-        meta::DEADLINE_MS,
-        deadline.as_millis().to_string(),
-    );
-    if let Some(p) = &route.prefix {
-        set(&mut headers, meta::FORWARDED_PREFIX, p);
+    let remote_addr = remote_addr(origin);
+    let bundle = twk_protocol::bundle::Bundle {
+        request_id: &origin.request_id,
+        received_ms: origin.received_ms,
+        deadline_ms: u64::try_from(deadline.as_millis()).unwrap_or(u64::MAX),
+        remote_addr: &remote_addr,
+        proto: scheme,
+        host: &public_host,
+        prefix: route.prefix.as_deref(),
+    };
+    match form {
+        MetaForm::Bundle => set_bundle(&mut headers, &bundle),
+        MetaForm::Headers => set_each(&mut headers, &bundle),
     }
     let (capped, fault) = Capped::new(body, state.cfg.max_body, state.metrics.bytes_in.clone());
     let mut out = Request::new(capped.boxed());

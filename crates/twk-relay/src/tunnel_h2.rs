@@ -59,6 +59,8 @@ pub(crate) struct TunnelSender {
     h2: h2::client::SendRequest<Bytes>,
     /// Its answers' slow readers (`window.rs`).
     share: Arc<WindowShare>,
+    /// The client reads a request's metadata in one header (`twk_protocol::bundle`).
+    bundles_meta: bool,
 }
 
 impl std::fmt::Debug for TunnelSender {
@@ -79,7 +81,15 @@ where
         .handshake(io)
         .await?;
     let share = Arc::default();
-    Ok((TunnelSender { h2, share }, conn))
+    let bundles_meta = false;
+    Ok((
+        TunnelSender {
+            h2,
+            share,
+            bundles_meta,
+        },
+        conn,
+    ))
 }
 
 /// Runs the connection until it ends, with a PING every `ping` that must be answered
@@ -113,6 +123,17 @@ where
 }
 
 impl TunnelSender {
+    /// Sends requests' metadata in one header from now on: the client named
+    /// `twk_protocol::upgrade::ACCEPTS_BUNDLED_META`.
+    pub(crate) fn bundle_meta(&mut self) {
+        self.bundles_meta = true;
+    }
+
+    /// Whether requests' metadata goes in one header.
+    pub(crate) fn bundles_meta(&self) -> bool {
+        self.bundles_meta
+    }
+
     /// True once the connection takes no new request: the client said GOAWAY, or it ended.
     /// On `&mut self`, not a probe clone: every clone and drop of `h2`'s handle takes the
     /// connection's lock, which the public connections' tasks and the connection's own contend

@@ -599,3 +599,74 @@ async fn the_response_leaves_before_the_exchange_is_reported() {
     relay.stop().await;
     forwarding.join().unwrap().unwrap();
 }
+
+/// What the relay sent a hand-made client naming `accepts` (or nothing) for one request.
+async fn metadata_sent_to(accepts: Option<&str>, name: &str) -> http::HeaderMap {
+    let relay = spawn_relay(relay_config(twk_relay::Auth::Open)).await;
+    let (seen_tx, mut seen) = tokio::sync::mpsc::unbounded_channel();
+    let mut headers = vec![("x-twk-name", name)];
+    headers.extend(accepts.map(|a| ("x-twk-accepts", a)));
+    let _client = raw_agent(relay.addr, &headers, move |req| {
+        let _ = seen_tx.send(req.headers().clone());
+        http::Response::new(Full::new(Bytes::from_static(b"ok")))
+    })
+    .await
+    .unwrap();
+    let path = format!("/t/{name}/hook?x=1");
+    let host = ("host", "Relay.Example:8080\"x");
+    let r = send(relay.addr, "POST", &path, &[host], "{}")
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200);
+    seen.recv().await.unwrap()
+}
+
+#[tokio::test]
+async fn a_client_that_names_bundled_meta_gets_its_metadata_in_one_header() {
+    use twk_protocol::{bundle::Bundle, meta};
+    trace_init();
+    let h = metadata_sent_to(Some("refused, bundled-meta"), "bundled").await;
+    let ours: Vec<_> = h
+        .keys()
+        .filter(|k| k.as_str().starts_with("x-twk-"))
+        .collect();
+    assert_eq!(ours.len(), 2, "{ours:?}");
+    assert_eq!(
+        h[meta::PUBLIC_URL],
+        "http://Relay.Example:8080\"x/t/bundled/hook?x=1"
+    );
+    let b = Bundle::decode(h[meta::BUNDLE].as_bytes()).unwrap();
+    assert!(b.request_id.contains('-'), "{b:?}");
+    assert!(b.received_ms > 1_700_000_000_000, "{b:?}");
+    assert_eq!(b.deadline_ms, 9_000);
+    assert!(b.remote_addr.starts_with("127.0.0.1:"), "{b:?}");
+    assert_eq!(
+        (b.proto, b.host, b.prefix),
+        ("http", "Relay.Example:8080\"x", Some("/t/bundled"))
+    );
+}
+
+#[tokio::test]
+async fn a_client_that_does_not_name_bundled_meta_gets_one_header_each() {
+    use twk_protocol::meta;
+    trace_init();
+    let h = metadata_sent_to(Some("refused"), "older").await;
+    assert!(!h.contains_key(meta::BUNDLE));
+    for name in [
+        meta::REQUEST_ID,
+        meta::PUBLIC_URL,
+        meta::REMOTE_ADDR,
+        meta::RECEIVED_AT,
+        meta::PROTO,
+        meta::HOST,
+        meta::FORWARDED_PREFIX,
+        meta::DEADLINE_MS,
+    ] {
+        assert!(h.contains_key(&name), "{name} missing: {h:?}");
+    }
+    assert_eq!(h[meta::HOST], "Relay.Example:8080\"x");
+    assert_eq!(h[meta::DEADLINE_MS], "9000");
+    let none = metadata_sent_to(None, "oldest").await;
+    assert!(!none.contains_key(meta::BUNDLE));
+    assert!(none.contains_key(meta::REQUEST_ID));
+}
