@@ -111,15 +111,19 @@ fn number<T: std::str::FromStr>((n, f): (usize, &[u8])) -> Result<T, BundleError
 
 /// `<len>:<bytes>` at the start of `s`: the bytes and what follows them.
 fn split_field(s: &[u8]) -> Option<(&[u8], &[u8])> {
+    let mut len = 0usize;
     // A length of more than six digits is no field of a header value.
-    let colon = s.iter().take(7).position(|&b| b == b':')?;
-    let digits = s.get(..colon).filter(|d| !d.is_empty())?;
-    if !digits.iter().all(u8::is_ascii_digit) {
-        return None;
+    for (i, &b) in s.iter().enumerate().take(7) {
+        match b {
+            b'0'..=b'9' => len = len * 10 + usize::from(b - b'0'),
+            b':' if i > 0 => {
+                let body = s.get(i + 1..)?;
+                return Some((body.get(..len)?, body.get(len..)?));
+            }
+            _ => return None,
+        }
     }
-    let len: usize = std::str::from_utf8(digits).ok()?.parse().ok()?;
-    let body = s.get(colon + 1..)?;
-    Some((body.get(..len)?, body.get(len..)?))
+    None
 }
 
 #[cfg(test)]
