@@ -6,7 +6,7 @@ use crate::config::strip_port;
 use crate::notices::Notices;
 use crate::registry::Lookup;
 use crate::server::{State, text};
-use crate::tunnel_h2::TunnelSender;
+use crate::tunnel_h2::{MetaForm, TunnelSender};
 use crate::window::Reader;
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use http_body_util::BodyExt;
@@ -318,11 +318,7 @@ pub(crate) async fn forward_as(
     };
     // Time spent held comes off the deadline: the sender's own clock kept running.
     let deadline = state.cfg.request_timeout.saturating_sub(a.held);
-    let meta = if a.sender.bundles_meta() {
-        MetaForm::Bundle
-    } else {
-        MetaForm::Headers
-    };
+    let meta = a.sender.meta_form();
     let (out, fault) = tunnel_request(&state, req, a.uri, &a.route, &origin, deadline, meta);
     let wait = deadline + limits::RELAY_DEADLINE_MARGIN;
     // Held until the answer is through (or this request fails): the session is not over
@@ -884,15 +880,6 @@ struct Origin {
     host: Option<String>,
     received_ms: i64,
     request_id: String,
-}
-
-/// How a request's metadata goes to its client.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum MetaForm {
-    /// One `x-twk-*` header each (what every client reads).
-    Headers,
-    /// The public URL, and the rest in one header (`twk_protocol::bundle`).
-    Bundle,
 }
 
 /// Builds the request that goes over the tunnel to `uri`: twk's metadata, no hop-by-hop

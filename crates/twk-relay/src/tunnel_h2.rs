@@ -59,8 +59,17 @@ pub(crate) struct TunnelSender {
     h2: h2::client::SendRequest<Bytes>,
     /// Its answers' slow readers (`window.rs`).
     share: Arc<WindowShare>,
-    /// The client reads a request's metadata in one header (`twk_protocol::bundle`).
-    bundles_meta: bool,
+    /// How requests' metadata goes to the client.
+    meta: MetaForm,
+}
+
+/// How a request's metadata goes to its client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum MetaForm {
+    /// One `x-twk-*` header each (what every client reads).
+    Headers,
+    /// The public URL, and the rest in one header (`twk_protocol::bundle`).
+    Bundle,
 }
 
 impl std::fmt::Debug for TunnelSender {
@@ -81,15 +90,8 @@ where
         .handshake(io)
         .await?;
     let share = Arc::default();
-    let bundles_meta = false;
-    Ok((
-        TunnelSender {
-            h2,
-            share,
-            bundles_meta,
-        },
-        conn,
-    ))
+    let meta = MetaForm::Headers;
+    Ok((TunnelSender { h2, share, meta }, conn))
 }
 
 /// Runs the connection until it ends, with a PING every `ping` that must be answered
@@ -126,12 +128,12 @@ impl TunnelSender {
     /// Sends requests' metadata in one header from now on: the client named
     /// `twk_protocol::upgrade::ACCEPTS_BUNDLED_META`.
     pub(crate) fn bundle_meta(&mut self) {
-        self.bundles_meta = true;
+        self.meta = MetaForm::Bundle;
     }
 
-    /// Whether requests' metadata goes in one header.
-    pub(crate) fn bundles_meta(&self) -> bool {
-        self.bundles_meta
+    /// How requests' metadata goes to the client.
+    pub(crate) fn meta_form(&self) -> MetaForm {
+        self.meta
     }
 
     /// True once the connection takes no new request: the client said GOAWAY, or it ended.
