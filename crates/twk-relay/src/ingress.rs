@@ -65,10 +65,16 @@ pub(crate) fn route(path_and_query: &str, host: Option<&str>, domain_host: &str)
 }
 
 /// `abc.relay.test:8443` under `relay.test` → `abc`; a deeper or foreign host → `None`.
+/// Names compare without regard to case, as DNS names do; the label comes back lowercased.
 fn subdomain(host: &str, domain_host: &str) -> Option<String> {
-    let host = strip_port(host).to_ascii_lowercase();
-    let label = host.strip_suffix(domain_host)?.strip_suffix('.')?;
-    (!label.is_empty() && !label.contains('.')).then(|| label.to_string())
+    let host = strip_port(host);
+    let cut = host.len().checked_sub(domain_host.len())?;
+    let (label, suffix) = (host.get(..cut)?, host.get(cut..)?);
+    if !suffix.eq_ignore_ascii_case(domain_host) {
+        return None;
+    }
+    let label = label.strip_suffix('.')?;
+    (!label.is_empty() && !label.contains('.')).then(|| label.to_ascii_lowercase())
 }
 
 /// Sets `name` to `value`; UTF-8 beyond ASCII goes as is (a path a stranger sent raw must
@@ -582,7 +588,8 @@ async fn admit(
         .get(header::HOST)
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
-    let Some(route) = route(path_and_query, host.as_deref(), &state.cfg.domain_host()) else {
+    let domain_host = strip_port(&state.cfg.domain);
+    let Some(route) = route(path_and_query, host.as_deref(), domain_host) else {
         return Err(Box::new(text(
             StatusCode::NOT_FOUND,
             "twk relay: no tunnel at this address; use https://<name>.<domain>/… or /t/<name>/…\n",
@@ -984,6 +991,13 @@ mod tests {
         assert!(route("/", Some("a.b.relay.test"), "relay.test").is_none());
         assert!(route("/", Some("abcrelay.test"), "relay.test").is_none());
         assert!(route("/", Some("evil.test"), "relay.test").is_none());
+        // DNS names compare without regard to case, on either side.
+        let r = route("/", Some("ABC.Relay.Test"), "relay.test").unwrap();
+        assert_eq!(r.name, "abc");
+        let r = route("/", Some("abc.relay.test"), "Relay.TEST").unwrap();
+        assert_eq!(r.name, "abc");
+        assert!(route("/", Some("é.relay.test"), "relay.test").is_none());
+        assert!(route("/", Some("relay.tesé"), "relay.test").is_none());
         assert!(route("/", None, "relay.test").is_none());
     }
 
