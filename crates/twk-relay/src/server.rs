@@ -66,7 +66,7 @@ pub(crate) struct State {
 impl State {
     pub(crate) fn next_request_id(&self) -> String {
         let n = self.next_request.fetch_add(1, Ordering::Relaxed) + 1;
-        format!("{}-{n}", self.request_prefix)
+        [&self.request_prefix, "-", itoa::Buffer::new().format(n)].concat()
     }
 }
 
