@@ -553,10 +553,15 @@ fn strip_ours(headers: &mut http::HeaderMap) {
     meta::strip_all(headers);
 }
 
+/// The host the sender addressed: its `Host`, else the relay's domain.
+fn public_host<'a>(state: &'a State, origin: &'a Origin) -> &'a str {
+    origin.host.as_deref().unwrap_or(&state.cfg.domain)
+}
+
 /// The exact public URL the sender used.
 fn public_url(state: &State, origin: &Origin, req: &Request<Incoming>) -> String {
     let scheme = state.cfg.scheme().as_str();
-    let host = origin.host.as_deref().unwrap_or(&state.cfg.domain);
+    let host = public_host(state, origin);
     let target = req.uri().path_and_query().map_or("/", |p| p.as_str());
     [scheme, "://", host, target].concat()
 }
@@ -901,10 +906,6 @@ fn tunnel_request(
     form: MetaForm,
 ) -> (Request<RelayBody>, FaultCell) {
     let scheme = state.cfg.scheme().as_str();
-    let public_host = origin
-        .host
-        .clone()
-        .unwrap_or_else(|| state.cfg.domain.clone());
     let public_url = public_url(state, origin, &req);
     let (parts, body) = req.into_parts();
     let mut headers = parts.headers;
@@ -933,7 +934,7 @@ fn tunnel_request(
         deadline_ms: u64::try_from(deadline.as_millis()).unwrap_or(u64::MAX),
         remote_addr: &remote_addr,
         proto: scheme,
-        host: &public_host,
+        host: public_host(state, origin),
         prefix: route.prefix.as_deref(),
     };
     match form {
