@@ -188,8 +188,6 @@ impl Meta {
     /// A relay sends the metadata in one header ([`meta::BUNDLE`]) when the client asked for
     /// it, one header each otherwise (a relay before the bundle).
     fn take(headers: &mut HeaderMap) -> Meta {
-        // UTF-8, not just ASCII: the relay sends the public URL as the sender wrote it.
-        let text = |v: HeaderValue| String::from_utf8(v.as_bytes().to_vec()).ok();
         let public_url = headers.remove(meta::PUBLIC_URL).and_then(text);
         let mut m = match headers.remove(meta::BUNDLE) {
             Some(v) => Meta::unbundle(&v),
@@ -226,7 +224,6 @@ impl Meta {
         // Each value is checked once: as it is read, or before it goes on as a header.
         let mut take = |n: &HeaderName| headers.remove(n);
         let utf8 = |v: &HeaderValue| std::str::from_utf8(v.as_bytes()).is_ok();
-        let text = |v: HeaderValue| String::from_utf8(v.as_bytes().to_vec()).ok();
         fn number<T: std::str::FromStr>(v: HeaderValue) -> Option<T> {
             std::str::from_utf8(v.as_bytes()).ok()?.parse().ok()
         }
@@ -265,6 +262,12 @@ impl Meta {
             addr
         })
     }
+}
+
+/// A metadata value as text: UTF-8, not just ASCII (the relay sends the public URL as the
+/// sender wrote it).
+fn text(v: HeaderValue) -> Option<String> {
+    String::from_utf8(v.as_bytes().to_vec()).ok()
 }
 
 /// Copies headers in order, one entry per value.
