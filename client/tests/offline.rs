@@ -84,14 +84,9 @@ fn tunnel_with(
     app: std::net::SocketAddr,
     extra: &[&str],
 ) -> Tunnel {
-    let mut child = command(home, relay, app)
-        .args(extra)
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let ready = lines.next().unwrap().unwrap();
-    assert!(ready.contains("\"ready\""), "{ready}");
+    let mut c = command(home, relay, app);
+    c.args(extra).stderr(Stdio::null());
+    let (child, lines) = spawn_ready(c);
     // Keep reading: a full pipe would stall the tunnel's printer.
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
     std::thread::spawn(move || {
@@ -100,6 +95,15 @@ fn tunnel_with(
         }
     });
     Tunnel { child, lines: rx }
+}
+
+/// Spawns `c` and waits for its `ready` line: the child, and the rest of its stdout.
+fn spawn_ready(mut c: Command) -> (Child, std::io::Lines<BufReader<std::process::ChildStdout>>) {
+    let mut child = c.spawn().unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let ready = lines.next().unwrap().unwrap();
+    assert!(ready.contains("\"ready\""), "{ready}");
+    (child, lines)
 }
 
 /// Kills the tunnel (SIGKILL: no goodbye) and waits until the relay has seen it go.
@@ -447,13 +451,9 @@ async fn a_key_file_without_a_key_is_reported_left_alone_and_forwarding_goes_on(
     std::fs::write(&key, "torn\n").unwrap();
     let relay = spawn_relay(relay_cfg(dir.path(), Duration::ZERO)).await;
     let mut app = FakeTarget::echo().await;
-    let mut child = command(home.path(), &relay, app.addr)
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut out = BufReader::new(child.stdout.take().unwrap()).lines();
-    let ready = out.next().unwrap().unwrap();
-    assert!(ready.contains("\"ready\""), "{ready}");
+    let mut c = command(home.path(), &relay, app.addr);
+    c.stderr(Stdio::piped());
+    let (mut child, _out) = spawn_ready(c);
     let r = send(relay.addr, "POST", "/t/away/hook", &[], "still forwarded")
         .await
         .unwrap();
