@@ -128,23 +128,33 @@ impl Target {
     /// assert_eq!(u.path(), "//evil.example:80/x");
     /// ```
     pub fn local_uri(&self, path_and_query: &str) -> Result<http::Uri, http::Error> {
+        http::Uri::builder()
+            .scheme(http::uri::Scheme::HTTP)
+            .authority(self.authority.as_str())
+            .path_and_query(self.local_path(path_and_query)?)
+            .build()
+    }
+
+    /// The path and query of [`Target::local_uri`]: the base path, then `path_and_query`,
+    /// parsed only as a path. As an origin-form URI it is what the request line to the
+    /// target carries, without building and parsing the authority for each request.
+    pub fn local_path(
+        &self,
+        path_and_query: &str,
+    ) -> Result<http::uri::PathAndQuery, http::uri::InvalidUri> {
         let mut pq = String::with_capacity(self.base_path.len() + path_and_query.len() + 1);
         pq.push_str(&self.base_path);
         if !path_and_query.starts_with('/') {
             pq.push('/');
         }
         pq.push_str(path_and_query);
-        let pq: http::uri::PathAndQuery = pq.parse()?;
-        http::Uri::builder()
-            .scheme(http::uri::Scheme::HTTP)
-            .authority(self.authority.as_str())
-            .path_and_query(pq)
-            .build()
+        pq.parse()
     }
 
     /// `http://host:port[/base]`.
     pub fn url(&self) -> String {
-        format!("http://{}{}", self.authority, self.base_path)
+        // Joined, not `format!`ted: every exchange's record names its target.
+        ["http://", &self.authority, &self.base_path].concat()
     }
 }
 

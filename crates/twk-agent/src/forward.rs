@@ -561,12 +561,17 @@ impl Live {
             .uri
             .path_and_query()
             .map_or_else(|| "/".to_string(), |p| p.as_str().to_string());
-        let uri = cfg.target.local_uri(&path).map_err(|e| {
-            Box::new(twk_text(
-                StatusCode::BAD_REQUEST,
-                format!("twk: cannot forward this request target: {e} (sender side)\n"),
-            ))
-        })?;
+        // Origin form: the target pool writes only the path and query on the request line.
+        let uri = cfg
+            .target
+            .local_path(&path)
+            .map(http::Uri::from)
+            .map_err(|e| {
+                Box::new(twk_text(
+                    StatusCode::BAD_REQUEST,
+                    format!("twk: cannot forward this request target: {e} (sender side)\n"),
+                ))
+            })?;
         for_the_target(cfg, &mut parts.headers, &m);
         let (gate, auth) = basic_auth_gate(cfg, &mut parts.headers);
         let deadline = m.deadline.unwrap_or(cfg.request_timeout);
@@ -1180,8 +1185,7 @@ pub fn analyze_exchange(
     mut opts: twk_providers::VerifyOptions,
 ) -> twk_providers::Analysis {
     let req = ex.request_view(&ex.request.body.bytes);
-    opts.alternate_urls
-        .push(format!("{}{}", ex.target, ex.path));
+    opts.alternate_urls.push([&*ex.target, &ex.path].concat());
     let mut analysis = twk_providers::analyze(&req, secrets, &opts);
     if ex.refused {
         analysis.notes.push(
