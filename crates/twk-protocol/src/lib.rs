@@ -222,7 +222,7 @@ pub fn check_version(announced: Option<&str>) -> Result<(), String> {
 /// receiving HTTP stack re-frames the message itself. Headers named in `Connection` are removed
 /// too (see [`strip_hop_by_hop`]). `Trailer` is not among them: it is end to end (RFC 9110
 /// §6.6.2), and hyper sends only the trailer fields it names.
-pub const HOP_BY_HOP: [http::HeaderName; 8] = [
+pub const HOP_BY_HOP: [http::HeaderName; HOP_BY_HOP_LEN] = [
     http::header::CONNECTION,
     http::HeaderName::from_static("keep-alive"),
     http::HeaderName::from_static("proxy-connection"),
@@ -232,6 +232,11 @@ pub const HOP_BY_HOP: [http::HeaderName; 8] = [
     http::header::TRANSFER_ENCODING,
     http::header::UPGRADE,
 ];
+
+const HOP_BY_HOP_LEN: usize = 8;
+
+/// [`HOP_BY_HOP`] in one place: a `const` array used by reference is built anew each time.
+static HOP_BY_HOP_NAMES: [http::HeaderName; HOP_BY_HOP_LEN] = HOP_BY_HOP;
 
 /// `X-Forwarded-For`, which the relay passes on from trusted proxies and the client appends
 /// the sender's address to: one name for both ends, made once.
@@ -243,34 +248,33 @@ pub fn strip_hop_by_hop(headers: &mut http::HeaderMap) {
     // names hashed every one of them, found or not: 18 lookups and ~3k instructions per
     // request at the client (docs/performance.md, twenty-third round). Most heads hold at
     // most `Connection`.
-    let mut hop: Vec<http::HeaderName> = Vec::new();
-    for name in headers.keys() {
-        if is_hop_by_hop(name) {
-            hop.push(name.clone());
+    let mut found = [false; HOP_BY_HOP_LEN];
+    for name in headers.keys().filter(|n| is_hop_by_hop(n)) {
+        if let Some(i) = HOP_BY_HOP_NAMES.iter().position(|h| h == name) {
+            found[i] = true;
         }
     }
-    if hop.is_empty() {
+    if !found.contains(&true) {
         return;
     }
-    // The values are `Bytes` shared with the read buffer: taken without a copy, and each
-    // listed name is looked up as it is written (a lookup lowercases on the stack).
-    let listed: Vec<http::HeaderValue> = headers
+    // What `Connection` lists beyond the hop-by-hop names (its usual `keep-alive`, removed
+    // below when present): most heads list nothing else, and then nothing is copied or
+    // looked up (twenty-eighth round).
+    let listed: Vec<String> = headers
         .get_all(http::header::CONNECTION)
         .iter()
-        .cloned()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        // Never let a sender strip the forwarding headers twk adds (Traefik CVE-2024-45410).
+        .filter(|n| !n.is_empty() && !is_hop_by_hop_text(n) && !is_forwarding_name(n))
+        .map(str::to_owned)
         .collect();
-    for value in &listed {
-        let Ok(value) = value.to_str() else { continue };
-        for name in value.split(',').map(str::trim).filter(|n| !n.is_empty()) {
-            // Never let a sender strip the forwarding headers twk adds (Traefik
-            // CVE-2024-45410).
-            if !is_forwarding_name(name) {
-                headers.remove(name);
-            }
-        }
+    for name in listed {
+        headers.remove(name.as_str());
     }
-    for h in hop {
-        headers.remove(h);
+    for (name, _) in HOP_BY_HOP_NAMES.iter().zip(found).filter(|(_, f)| *f) {
+        headers.remove(name);
     }
 }
 
@@ -295,6 +299,13 @@ fn is_hop_by_hop(name: &http::HeaderName) -> bool {
         || name == header::PROXY_AUTHENTICATE
         || name == header::PROXY_AUTHORIZATION
         || matches!(name.as_str(), "keep-alive" | "proxy-connection")
+}
+
+/// Whether `name`, in any case, is one of [`HOP_BY_HOP`].
+fn is_hop_by_hop_text(name: &str) -> bool {
+    HOP_BY_HOP_NAMES
+        .iter()
+        .any(|h| h.as_str().eq_ignore_ascii_case(name))
 }
 
 /// Whether a request's `TE` names `trailers`: the sender takes trailer fields in the answer.
@@ -656,6 +667,7 @@ mod tests {
     fn every_hop_by_hop_name_and_only_those_is_one() {
         for name in &HOP_BY_HOP {
             assert!(is_hop_by_hop(name), "{name}");
+            assert!(is_hop_by_hop_text(&name.as_str().to_ascii_uppercase()));
         }
         for name in [
             "content-type",
@@ -665,6 +677,7 @@ mod tests {
             "x-twk-host",
         ] {
             assert!(!is_hop_by_hop(&name.parse().unwrap()), "{name}");
+            assert!(!is_hop_by_hop_text(name), "{name}");
         }
         // Stripping: each of them, however it was written, with other names around it.
         let mut h = http::HeaderMap::new();
