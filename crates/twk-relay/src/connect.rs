@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio_tungstenite::WebSocketStream;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::AbortOnDropHandle;
 use tracing::{Instrument, info, info_span, warn};
 use tungstenite::protocol::Role;
 use twk_protocol::now_ms;
@@ -457,15 +458,25 @@ async fn run_session_inner(
         let hand_off = crate::keep::hand_off(state.clone(), s.name.clone());
         state.tracker.spawn(hand_off.in_current_span());
     }
+    // The connection is its own task, outside this session's span: it is polled at every
+    // frame of every request, and here each poll entered and left the span and polled the
+    // cancellation (~0.8k instructions a request; docs/performance.md, twenty-eighth
+    // round). Its future holds no log lines: how it ended is said below. Dropping the
+    // handle ends it, as dropping the future did.
     let conn = crate::tunnel_h2::drive(conn, state.cfg.ping_interval, state.cfg.ping_timeout);
+    let conn = AbortOnDropHandle::new(state.tracker.spawn(conn));
     tokio::select! {
         r = conn => match r {
-            Ok(()) => {
+            Ok(Ok(())) => {
                 info!("tunnel closed by the client");
                 Ended::Gracefully
             }
-            Err(e) => {
+            Ok(Err(e)) => {
                 info!(error = %e, "tunnel lost");
+                Ended::Abruptly
+            }
+            Err(e) => {
+                warn!(error = %e, "tunnel connection task failed");
                 Ended::Abruptly
             }
         },
