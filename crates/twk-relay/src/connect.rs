@@ -461,7 +461,7 @@ async fn run_session_inner(
     // The connection is its own task, outside this session's span: it is polled at every
     // frame of every request, and here each poll entered and left the span and polled the
     // cancellation (~0.8k instructions a request; docs/performance.md, twenty-eighth
-    // round). Its future holds no log lines: how it ended is said below. Dropping the
+    // round). It logs nothing of its own: how it ended is said below. Dropping the
     // handle ends it, as dropping the future did.
     let conn = crate::tunnel_h2::drive(conn, state.cfg.ping_interval, state.cfg.ping_timeout);
     let conn = AbortOnDropHandle::new(state.tracker.spawn(conn));
