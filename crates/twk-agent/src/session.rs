@@ -353,14 +353,12 @@ async fn serve(
     let conn = twk_transport::h2_server_builder(cfg.ping_interval, cfg.ping_timeout)
         .serve_connection(io, svc);
     let mut conn = Box::pin(conn);
-    // Polled at each of this task's wake-ups: the wait that takes no lock once registered.
-    let shut = twk_transport::cancelled::Cancelled::new(shutdown);
     tokio::select! {
         r = conn.as_mut() => match r {
             Ok(()) => ("the relay closed the tunnel".to_string(), false),
             Err(e) => (format!("tunnel lost: {e}"), false),
         },
-        () = shut => {
+        _ = shutdown.cancelled() => {
             conn.as_mut().graceful_shutdown();
             if tokio::time::timeout(cfg.shutdown_grace, conn).await.is_err() {
                 warn!("in-flight requests did not finish within the grace period");

@@ -22,7 +22,6 @@ use tokio_util::task::TaskTracker;
 use tracing::{Instrument, debug, info, info_span, warn};
 use twk_protocol::{CONNECT_PATH, HEALTH_PATH, RESERVED_PREFIX};
 use twk_transport::BoxedIo;
-use twk_transport::cancelled::Cancelled;
 
 /// Errors that stop the relay.
 #[derive(Debug, thiserror::Error)]
@@ -299,16 +298,14 @@ async fn serve_conn(
         )
         .with_upgrades();
     let mut conn = std::pin::pin!(conn);
-    // Polled at each of this task's wake-ups: the waits that cost no lock once registered.
-    let (drained, evicted) = (Cancelled::new(&drain), Cancelled::new(reader.evicted()));
     let result = tokio::select! {
         r = conn.as_mut() => r,
-        () = drained => {
+        _ = drain.cancelled() => {
             conn.as_mut().graceful_shutdown();
             conn.await
         }
         // Dropped: its answer's stream is reset, and the window it held comes back.
-        () = evicted => {
+        () = reader.evicted().cancelled() => {
             state.metrics.readers_evicted.inc();
             info!(%remote, "a slow reader's connection closed: readers like it held the window its tunnel's other answers needed");
             return;

@@ -6,8 +6,6 @@
 //!   messages and an unbounded write buffer).
 //! - [`tls`] builds rustls configurations (ring provider, no global state).
 //! - [`logging`] is the log filter of both binaries (it never passes the tunnel token).
-//! - [`cancelled::Cancelled`] waits for a cancellation token in a task polled at every
-//!   request, without the two locks each poll of `token.cancelled()` takes.
 //! - [`gather::Gathered`] gathers a body's small frames before they become HTTP/2 DATA
 //!   frames (h2 ends a connection that holds too many small ones unread).
 //!
@@ -15,7 +13,6 @@
 #![warn(missing_docs)]
 
 pub mod body;
-pub mod cancelled;
 pub mod gather;
 pub mod logging;
 pub mod tls;
