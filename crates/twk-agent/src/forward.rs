@@ -510,7 +510,7 @@ pub(crate) enum Arrived {
     /// A request of the relay's own (a kept or refused request, a move), boxed: each
     /// request's task is as large as its future, allocated and moved whole, so the rare
     /// paths do not make every request's larger (docs/performance.md).
-    Other(std::pin::Pin<Box<dyn Future<Output = Response<AgentBody>> + Send>>),
+    Other(crate::detached::Handling),
 }
 
 /// Sorts one request arriving over the tunnel and, for a webhook, readies it.

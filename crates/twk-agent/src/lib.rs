@@ -14,6 +14,7 @@
 mod backoff;
 pub mod basic_auth;
 mod config;
+mod detached;
 mod forward;
 mod hasher;
 mod kept;

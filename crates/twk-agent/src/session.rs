@@ -2,6 +2,7 @@
 
 use crate::backoff::Backoff;
 use crate::config::{AgentConfig, RelayUrl};
+use crate::detached::Detached;
 use crate::forward::{self, Shared};
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
@@ -328,26 +329,15 @@ async fn serve(
     let svc = service_fn(move |req| {
         let shared = shared.clone();
         async move {
-            // Its own task: when the relay resets the stream (the sender went away, or sent a
-            // broken body), hyper drops this future, but the exchange still finishes and is
-            // recorded with the side that failed.
-            let handled = match forward::arrive(shared, req) {
-                forward::Arrived::Live(live) => tokio::spawn(live.forward()),
-                forward::Arrived::Other(other) => tokio::spawn(other),
+            // When the relay resets the stream (the sender went away, or sent a broken body),
+            // hyper drops this future; `Detached` then finishes the handling in a task of its
+            // own, so the exchange is still recorded with the side that failed.
+            let handling = match forward::arrive(shared, req) {
+                forward::Arrived::Live(live) => Box::pin(live.forward()),
+                forward::Arrived::Other(other) => other,
                 forward::Arrived::Answered(answer) => return Ok::<_, Infallible>(answer),
             };
-            let resp = match handled.await {
-                Ok(resp) => resp,
-                Err(e) => {
-                    warn!(error = %e, "request handler failed");
-                    twk_transport::body::text_response(
-                        http::StatusCode::INTERNAL_SERVER_ERROR,
-                        "twk: the tunnel client failed while handling this request (tunnel side)\n",
-                        "client",
-                    )
-                }
-            };
-            Ok::<_, Infallible>(resp)
+            Ok::<_, Infallible>(Detached::new(handling).await)
         }
     });
     let conn = twk_transport::h2_server_builder(cfg.ping_interval, cfg.ping_timeout)
