@@ -38,9 +38,10 @@ impl Future for Detached {
     type Output = Response<AgentBody>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let Some(handling) = self.handling.as_mut() else {
-            return Poll::Pending;
-        };
+        let handling = self
+            .handling
+            .as_mut()
+            .expect("a request's handling polled after it answered");
         // A panic answers 500, as the task's `JoinError` did, rather than unwinding through
         // hyper's stream task.
         let answer = match std::panic::catch_unwind(AssertUnwindSafe(|| handling.as_mut().poll(cx)))

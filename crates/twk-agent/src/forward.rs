@@ -507,9 +507,8 @@ pub(crate) enum Arrived {
     Live(Live),
     /// Answered at once.
     Answered(Response<AgentBody>),
-    /// A request of the relay's own (a kept or refused request, a move), boxed: each
-    /// request's task is as large as its future, allocated and moved whole, so the rare
-    /// paths do not make every request's larger (docs/performance.md).
+    /// A request of the relay's own (a kept or refused request, a move), boxed as every
+    /// handling is ([`crate::detached`]).
     Other(crate::detached::Handling),
 }
 
