@@ -12,6 +12,9 @@
 //! channel, and a task it spawns per request to carry the answer back).
 //!
 //! Run: `cargo bench -p twk-e2e --bench transport` (`TWK_BENCH_SECS`, default 3).
+//! `TWK_BENCH_ROWS=yamux` runs only the small rows whose transport's name holds that text
+//! (`TCP`, `websocket`, `h2`, `yamux`), and `TWK_BENCH_STREAMS=16` only that many streams, so
+//! that one row can run under callgrind (`valgrind --tool=callgrind`) and be counted alone.
 #![allow(clippy::unwrap_used)]
 
 use bytes::Bytes;
@@ -401,27 +404,44 @@ async fn main() {
         "{:<22} {:>7} {:>10} {:>9} {:>11}",
         "transport", "streams", "req/s", "p50", "cpu us/req"
     );
-    for streams in [1usize, 16, 64] {
-        for (name, sender) in [
-            ("HTTP/2 over TCP", over_tcp().await),
-            ("HTTP/2 over websocket", over_websocket().await),
-        ] {
+    let only = std::env::var("TWK_BENCH_ROWS").ok();
+    let runs = |name: &str| only.as_deref().is_none_or(|o| name.contains(o));
+    let streams_of: Vec<usize> = match std::env::var("TWK_BENCH_STREAMS") {
+        Ok(v) => v.split(',').map(|s| s.trim().parse().unwrap()).collect(),
+        Err(_) => vec![1, 16, 64],
+    };
+    for streams in streams_of {
+        for name in ["HTTP/2 over TCP", "HTTP/2 over websocket"] {
+            if !runs(name) {
+                continue;
+            }
+            let sender = if name.contains("TCP") {
+                over_tcp().await
+            } else {
+                over_websocket().await
+            };
             let t0 = own_cpu_ticks();
             let (n, p50) = drive(sender, streams, secs).await;
             let cpu = (own_cpu_ticks() - t0) as f64 * 1e6 / tck / n.max(1) as f64;
             row(name, streams, n, p50, cpu, secs);
         }
-        let t0 = own_cpu_ticks();
-        let (n, p50) = drive_h2(over_websocket_h2().await, streams, secs).await;
-        let cpu = (own_cpu_ticks() - t0) as f64 * 1e6 / tck / n.max(1) as f64;
-        row("h2 over websocket", streams, n, p50, cpu, secs);
-        let opener = over_yamux().await;
-        let t0 = own_cpu_ticks();
-        let (n, p50) = drive_yamux(opener, streams, secs).await;
-        let cpu = (own_cpu_ticks() - t0) as f64 * 1e6 / tck / n.max(1) as f64;
-        row("HTTP/1.1 over yamux", streams, n, p50, cpu, secs);
+        if runs("h2 over websocket") {
+            let t0 = own_cpu_ticks();
+            let (n, p50) = drive_h2(over_websocket_h2().await, streams, secs).await;
+            let cpu = (own_cpu_ticks() - t0) as f64 * 1e6 / tck / n.max(1) as f64;
+            row("h2 over websocket", streams, n, p50, cpu, secs);
+        }
+        if runs("HTTP/1.1 over yamux") {
+            let opener = over_yamux().await;
+            let t0 = own_cpu_ticks();
+            let (n, p50) = drive_yamux(opener, streams, secs).await;
+            let cpu = (own_cpu_ticks() - t0) as f64 * 1e6 / tck / n.max(1) as f64;
+            row("HTTP/1.1 over yamux", streams, n, p50, cpu, secs);
+        }
     }
-    large_rows(secs, tck).await;
+    if only.is_none() {
+        large_rows(secs, tck).await;
+    }
 }
 
 fn row(name: &str, streams: usize, n: u64, p50: Duration, cpu: f64, secs: u64) {
