@@ -411,37 +411,40 @@ async fn main() {
         Err(_) => vec![1, 16, 64],
     };
     for streams in streams_of {
-        for name in ["HTTP/2 over TCP", "HTTP/2 over websocket"] {
-            if !runs(name) {
-                continue;
-            }
-            let sender = if name.contains("TCP") {
-                over_tcp().await
-            } else {
-                over_websocket().await
-            };
-            let t0 = own_cpu_ticks();
-            let (n, p50) = drive(sender, streams, secs).await;
-            let cpu = (own_cpu_ticks() - t0) as f64 * 1e6 / tck / n.max(1) as f64;
-            row(name, streams, n, p50, cpu, secs);
+        if runs("HTTP/2 over TCP") {
+            let run = drive(over_tcp().await, streams, secs);
+            measured("HTTP/2 over TCP", streams, secs, tck, run).await;
+        }
+        if runs("HTTP/2 over websocket") {
+            let run = drive(over_websocket().await, streams, secs);
+            measured("HTTP/2 over websocket", streams, secs, tck, run).await;
         }
         if runs("h2 over websocket") {
-            let t0 = own_cpu_ticks();
-            let (n, p50) = drive_h2(over_websocket_h2().await, streams, secs).await;
-            let cpu = (own_cpu_ticks() - t0) as f64 * 1e6 / tck / n.max(1) as f64;
-            row("h2 over websocket", streams, n, p50, cpu, secs);
+            let run = drive_h2(over_websocket_h2().await, streams, secs);
+            measured("h2 over websocket", streams, secs, tck, run).await;
         }
         if runs("HTTP/1.1 over yamux") {
-            let opener = over_yamux().await;
-            let t0 = own_cpu_ticks();
-            let (n, p50) = drive_yamux(opener, streams, secs).await;
-            let cpu = (own_cpu_ticks() - t0) as f64 * 1e6 / tck / n.max(1) as f64;
-            row("HTTP/1.1 over yamux", streams, n, p50, cpu, secs);
+            let run = drive_yamux(over_yamux().await, streams, secs);
+            measured("HTTP/1.1 over yamux", streams, secs, tck, run).await;
         }
     }
     if only.is_none() {
         large_rows(secs, tck).await;
     }
+}
+
+/// Runs one small row (its connection already made) and prints it with its CPU per request.
+async fn measured(
+    name: &str,
+    streams: usize,
+    secs: u64,
+    tck: f64,
+    run: impl std::future::Future<Output = (u64, Duration)>,
+) {
+    let t0 = own_cpu_ticks();
+    let (n, p50) = run.await;
+    let cpu = (own_cpu_ticks() - t0) as f64 * 1e6 / tck / n.max(1) as f64;
+    row(name, streams, n, p50, cpu, secs);
 }
 
 fn row(name: &str, streams: usize, n: u64, p50: Duration, cpu: f64, secs: u64) {
