@@ -199,7 +199,6 @@ fn main() {
 
     // 3. Queries on N rows (fresh connection: cold statement cache).
     let store = Store::open(&opts).unwrap();
-    store.optimize().unwrap();
     println!("queries on {n} rows:");
     let ev = Filter {
         event: Some("device_registration_completed".into()),

@@ -389,9 +389,6 @@ impl Writer {
             transactions = self.shared.batches.load(Ordering::Relaxed),
             "capture writer stopping"
         );
-        if let Err(e) = self.store.optimize() {
-            tracing::debug!(error = %twk_sanitize::error_chain(&e), "PRAGMA optimize at writer exit failed");
-        }
     }
 
     /// Moves what is queued into `batch`, up to [`MAX_BATCH`] exchanges.

@@ -187,6 +187,33 @@ pub(crate) fn migrate(conn: &mut Connection) -> Result<()> {
     Ok(())
 }
 
+/// Removes the planner's statistics (`sqlite_stat1`, `sqlite_stat4`), which earlier versions
+/// gathered with `PRAGMA optimize` at every open, and gathers none.
+///
+/// Statistics describe the table as it was when they were taken, and this store's tables
+/// swing between empty and their retention bound within one run. Taken on a store of one
+/// row (the second run of a new tunnel), they told the planner for the rest of that run that
+/// scanning `exchanges` cost one row. So the retention DELETE scanned the whole table
+/// (10,000 rows) in every batch at the cap, and the capture writer spent 2-3 times its CPU
+/// per exchange (docs/performance.md, thirtieth round). Without statistics SQLite assumes
+/// large tables, which is what this store's statements are written and indexed for, and
+/// every plan is the same at any size. True when there were statistics to drop.
+pub(crate) fn drop_statistics(conn: &Connection) -> Result<bool> {
+    let found: bool = conn.query_row(
+        "SELECT EXISTS (SELECT 1 FROM sqlite_schema \
+         WHERE name IN ('sqlite_stat1', 'sqlite_stat4'))",
+        [],
+        |r| r.get(0),
+    )?;
+    if found {
+        tracing::info!("dropping the capture database's planner statistics");
+        conn.execute_batch(
+            "DROP TABLE IF EXISTS sqlite_stat1; DROP TABLE IF EXISTS sqlite_stat4;",
+        )?;
+    }
+    Ok(found)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -157,8 +157,20 @@ const FULL_COLS: &str = "e.id, e.tunnel, e.request_id, e.received_ms, e.forwarde
 
 impl Store {
     /// Opens (creating if needed) the database described by `opts`: directory 0700, file 0600,
-    /// WAL mode, schema migrated to the current version.
+    /// WAL mode, schema migrated to the current version, no planner statistics.
     pub fn open(opts: &StoreOptions) -> Result<Store> {
+        let store = Store::connect(opts)?;
+        if crate::schema::drop_statistics(&store.conn)? {
+            // This connection loaded them with the schema and keeps planning with them after
+            // the tables are gone: a new one reads the schema without them.
+            drop(store);
+            return Store::connect(opts);
+        }
+        Ok(store)
+    }
+
+    /// [`Store::open`] but for the planner statistics.
+    fn connect(opts: &StoreOptions) -> Result<Store> {
         paths::ensure_private_dir(&opts.data_dir)?;
         let path = opts.db_path();
         paths::ensure_private_file(&path)?;
@@ -200,11 +212,6 @@ impl Store {
             now_ms: None,
         };
         crate::schema::migrate(&mut store.conn)?;
-        // Keep planner statistics fresh (bounded work: analysis_limit), as SQLite recommends
-        // for connections opened on a database that may have grown.
-        store
-            .conn
-            .execute_batch("PRAGMA analysis_limit=1000; PRAGMA optimize=0x10002;")?;
         // WAL and SHM exist now: make sure they are private too.
         paths::ensure_private_file(&path)?;
         Ok(store)
@@ -472,12 +479,6 @@ impl Store {
         self.conn.pragma_update(None, "cache_size", -kib)?;
         Ok(())
     }
-
-    /// Runs SQLite's `PRAGMA optimize` (refreshes planner statistics; cheap).
-    pub fn optimize(&self) -> Result<()> {
-        self.conn.execute_batch("PRAGMA optimize")?;
-        Ok(())
-    }
 }
 
 pub(crate) fn clamp_i64(v: u64) -> i64 {
@@ -518,6 +519,54 @@ mod tests {
     use crate::exchange::{CapturedBody, Exchange, Header, Message};
     use crate::handshake::LintCode;
     use crate::rows::decode_headers;
+
+    /// Statistics taken on a store of one row (earlier versions took them at every open)
+    /// made the retention DELETE scan the whole table in every batch. They are dropped at
+    /// open, and nothing takes them again.
+    #[test]
+    fn statistics_of_a_small_store_are_dropped_so_retention_never_scans_the_table() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut opts = StoreOptions::new(dir.path());
+        opts.retention_per_tunnel = 1024;
+        let ex = |i: usize| Exchange {
+            tunnel: "t".into(),
+            request_id: format!("r{i}"),
+            ..Default::default()
+        };
+        let statistics = |store: &Store| -> i64 {
+            let q = "SELECT count(*) FROM sqlite_schema WHERE name LIKE 'sqlite_stat%'";
+            store.conn.query_row(q, [], |r| r.get(0)).unwrap()
+        };
+        let mut store = Store::open(&opts).unwrap();
+        store.insert_batch(&[ex(0)]).unwrap();
+        store.conn.execute_batch("ANALYZE").unwrap();
+        assert!(statistics(&store) > 0, "an earlier version's statistics");
+        drop(store);
+
+        let mut store = Store::open(&opts).unwrap();
+        assert_eq!(statistics(&store), 0);
+        for i in 0..110 {
+            let batch: Vec<_> = (0..10).map(|j| ex(1 + i * 10 + j)).collect();
+            store.insert_batch(&batch).unwrap();
+        }
+        let rows: i64 = store
+            .conn
+            .query_row("SELECT count(*) FROM exchanges", [], |r| r.get(0))
+            .unwrap();
+        assert!(
+            (1008..=1024).contains(&rows),
+            "{rows} rows: the bound applied"
+        );
+        let stmt = store
+            .conn
+            .prepare_cached(crate::retention::RETENTION_DELETE)
+            .unwrap();
+        assert_eq!(stmt.get_status(rusqlite::StatementStatus::FullscanStep), 0);
+        drop(stmt);
+        drop(store);
+        let store = Store::open(&opts).unwrap();
+        assert_eq!(statistics(&store), 0, "no statistics taken since");
+    }
 
     #[test]
     fn the_retention_delete_is_planned_once_not_on_every_batch() {
