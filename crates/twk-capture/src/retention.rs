@@ -14,11 +14,6 @@
 //! rows another process wrote (a replay) are not left out for long. A store far over the
 //! total or bytes bound comes down [`CATCH_UP`] rows a batch. Body files are bounded apart,
 //! in `crate::file_bound`.
-//!
-//! A row bound of [`CHUNKED_FROM`] rows or more, once passed, comes down a [`margin`] below
-//! itself, so the batches after delete nothing until it is passed again: the store keeps
-//! between the bound less its margin and the bound (9,844 to 10,000 rows per tunnel by
-//! default), never more.
 
 use crate::error::Result;
 use crate::store::clamp_i64;
@@ -54,29 +49,6 @@ const REFUSED_DELETE: &str = "DELETE FROM exchanges WHERE id IN (SELECT id FROM 
 pub(crate) const CATCH_UP: u64 = 4096;
 /// Batches after which a running count is counted afresh.
 pub(crate) const RECOUNT_EVERY: u32 = 1024;
-/// The smallest row bound that comes down in chunks; a smaller one is kept exactly (someone
-/// who set `retention = 100` sees the last 100).
-const CHUNKED_FROM: u64 = 1024;
-/// The most rows a chunk takes beyond a bound's excess.
-const CHUNK_MAX: u64 = 256;
-
-/// The rows a row bound of `bound` deletes beyond its excess once it is passed: a
-/// sixty-fourth of it, at most [`CHUNK_MAX`], none under [`CHUNKED_FROM`].
-///
-/// At a bound, deleting each batch's excess made every transaction rewrite the pages at the
-/// oldest end of the table, of its indexes and of the payloads beside the pages it wrote at
-/// the newest end; the writer's transactions under load hold a few to a few dozen exchanges,
-/// so that was up to half its work. Deleted a chunk at a time, each of those pages is written
-/// once per chunk. Measured on the tunnel at its cap of 10,000 (docs/performance.md,
-/// thirtieth round): the writer's CPU per exchange went from 150–187 to 66–87 µs at one
-/// connection and from 83–87 to 55–58 µs at 16.
-fn margin(bound: u64) -> u64 {
-    if bound < CHUNKED_FROM {
-        0
-    } else {
-        (bound / 64).min(CHUNK_MAX)
-    }
-}
 
 /// A count kept across batches, counted afresh now and then.
 #[derive(Debug, Default)]
@@ -198,10 +170,7 @@ impl Retention {
             let rows = self
                 .total
                 .current(inserted, freed.rows, || sum(conn, "count(*)"))?;
-            let excess = match rows.saturating_sub(b.total) {
-                0 => 0,
-                n => n + margin(b.total),
-            };
+            let excess = rows.saturating_sub(b.total);
             let over = self.delete_oldest(conn, excess.min(inserted + CATCH_UP))?;
             left.rows = Some(rows.saturating_sub(over.rows));
             freed.rows += over.rows;
@@ -255,12 +224,11 @@ impl Retention {
                     .max(0) as u64,
             };
             let count = if count > retention {
-                // The oldest `count - retention` rows and the margin: one index walk of that
-                // length, not a scan past every row kept. Prepared once: parsing it on every
-                // batch showed in the writer's profile.
+                // The excess is the oldest `count - retention` rows (usually this batch's
+                // size): one index walk of that length, not a scan past every row kept.
+                // Prepared once: parsing it on every batch showed in the writer's profile.
                 let mut stmt = conn.prepare_cached(RETENTION_DELETE)?;
-                let excess = count - retention + margin(retention);
-                let mut rows = stmt.query(params![tunnel, clamp_i64(excess)])?;
+                let mut rows = stmt.query(params![tunnel, clamp_i64(count - retention)])?;
                 let mut deleted = 0;
                 while let Some(row) = rows.next()? {
                     freed.bytes += row.get::<_, i64>(0)?.max(0) as u64;

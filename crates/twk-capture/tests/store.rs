@@ -491,57 +491,6 @@ fn runs_under_new_names_add_up_only_to_the_total_retention() {
     assert_eq!(count(&s, "run-8"), 24);
 }
 
-/// A row bound of 1,024 or more, once passed, comes down a sixty-fourth below itself (at
-/// most 256 rows), so the batches after it delete nothing until it is passed again: it is
-/// never exceeded, and the oldest go first. Smaller bounds are exact (the tests above).
-#[test]
-fn large_row_bounds_come_down_in_chunks_and_are_never_passed() {
-    for (per_tunnel, total) in [(2048, 0), (0, 2048)] {
-        let dir = tempfile::tempdir().unwrap();
-        let mut opts = StoreOptions::new(dir.path().join("twk"));
-        opts.retention_per_tunnel = per_tunnel;
-        opts.retention_total = total;
-        let mut s = Store::open(&opts).unwrap();
-        let mut at = 0;
-        let mut next = |n: usize| -> Vec<_> {
-            (0..n)
-                .map(|_| {
-                    at += 1;
-                    exchange("t", at, "/", b"{}")
-                })
-                .collect()
-        };
-        // (rows, newest id, oldest id)
-        let kept = |s: &Store| {
-            let end = |order| {
-                let f = Filter {
-                    order,
-                    limit: Some(1),
-                    ..Filter::default()
-                };
-                s.list(&f).unwrap()[0].id
-            };
-            let count = s.count(&Filter::default()).unwrap();
-            (count, end(Order::NewestFirst), end(Order::OldestFirst))
-        };
-        s.insert_batch(&next(2048)).unwrap();
-        assert_eq!(kept(&s), (2048, 2048, 1), "at the bound, nothing goes");
-        // One over: its excess and the margin (2048 / 64) go, the oldest first.
-        s.insert_batch(&next(1)).unwrap();
-        assert_eq!(kept(&s), (2048 - 32, 2049, 34), "{per_tunnel} / {total}");
-        // The next 32 delete nothing; the one after them comes down again.
-        for i in 1..=32 {
-            s.insert_batch(&next(1)).unwrap();
-            assert_eq!(kept(&s), (2016 + i, 2049 + i as i64, 34));
-        }
-        s.insert_batch(&next(1)).unwrap();
-        assert_eq!(kept(&s), (2016, 2082, 67));
-        // A batch far over: the excess of the whole batch and the margin, in one go.
-        s.insert_batch(&next(100)).unwrap();
-        assert_eq!(kept(&s), (2016, 2182, 167));
-    }
-}
-
 /// 1,000 requests the relay refused (429), recorded in 20 batches of 50, after `at`.
 fn refused_flood(s: &mut Store, at: &mut i64) {
     for _ in 0..20 {
