@@ -197,7 +197,10 @@ pub(crate) fn migrate(conn: &mut Connection) -> Result<()> {
 /// (10,000 rows) in every batch at the cap, and the capture writer spent 2-3 times its CPU
 /// per exchange (docs/performance.md, thirtieth round). Without statistics SQLite assumes
 /// large tables, which is what this store's statements are written and indexed for, and
-/// every plan is the same at any size. True when there were statistics to drop.
+/// every plan is the same at any size. True when it dropped some.
+///
+/// Dropping takes the write lock: a reader (`twk log`) that cannot have it in time opens
+/// the store with them, and a later open drops them.
 pub(crate) fn drop_statistics(conn: &Connection) -> Result<bool> {
     let found: bool = conn.query_row(
         "SELECT EXISTS (SELECT 1 FROM sqlite_schema \
@@ -205,13 +208,21 @@ pub(crate) fn drop_statistics(conn: &Connection) -> Result<bool> {
         [],
         |r| r.get(0),
     )?;
-    if found {
-        tracing::info!("dropping the capture database's planner statistics");
-        conn.execute_batch(
-            "DROP TABLE IF EXISTS sqlite_stat1; DROP TABLE IF EXISTS sqlite_stat4;",
-        )?;
+    if !found {
+        return Ok(false);
     }
-    Ok(found)
+    match conn
+        .execute_batch("DROP TABLE IF EXISTS sqlite_stat1; DROP TABLE IF EXISTS sqlite_stat4;")
+    {
+        Ok(()) => {
+            tracing::info!("dropped the capture database's planner statistics");
+            Ok(true)
+        }
+        Err(e) => {
+            tracing::warn!(error = %twk_sanitize::error_chain(&e), "cannot drop the capture database's planner statistics yet");
+            Ok(false)
+        }
+    }
 }
 
 #[cfg(test)]
