@@ -565,6 +565,30 @@ mod tests {
         assert_eq!(statistics(&store), 0, "no statistics taken since");
     }
 
+    /// A reader opening while another connection writes cannot drop the statistics in
+    /// time: it opens with them, and a later open drops them.
+    #[test]
+    fn a_store_opened_while_another_writes_keeps_the_statistics_until_later() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut opts = StoreOptions::new(dir.path());
+        let mut store = Store::open(&opts).unwrap();
+        store.insert(&Exchange::default()).unwrap();
+        store.conn.execute_batch("ANALYZE").unwrap();
+        drop(store);
+        let statistics = |store: &Store| -> i64 {
+            let q = "SELECT count(*) FROM sqlite_schema WHERE name LIKE 'sqlite_stat%'";
+            store.conn.query_row(q, [], |r| r.get(0)).unwrap()
+        };
+        let writer = Connection::open(opts.db_path()).unwrap();
+        writer.execute_batch("BEGIN IMMEDIATE").unwrap();
+        opts.busy_timeout = Duration::from_millis(20);
+        let store = Store::open(&opts).expect("opens while another connection writes");
+        assert!(statistics(&store) > 0);
+        writer.execute_batch("COMMIT").unwrap();
+        drop(store);
+        assert_eq!(statistics(&Store::open(&opts).unwrap()), 0);
+    }
+
     #[test]
     fn the_retention_delete_is_planned_once_not_on_every_batch() {
         let dir = tempfile::tempdir().unwrap();
