@@ -6,6 +6,7 @@
 #   tests/benches/instructions.sh [client|relay] [extra twk-tunnel flags...]
 #   TWK_BIN=target/release SECS=10 tests/benches/instructions.sh client --no-capture
 #   RETENTION=1024 tests/benches/instructions.sh client   # the capture store at its cap
+#   REOPEN=1 RETENTION=1024 tests/benches/instructions.sh client   # a store opened before
 #
 # One process runs under callgrind (all its threads), the other natively; wrk sends GETs
 # with 4 connections for SECS seconds to nginx through them. The process is run twice, with
@@ -14,6 +15,9 @@
 # With RETENTION=N the client keeps N exchanges (its config file's `[capture] retention`):
 # once past it, every batch also deletes as many old rows as it adds, as a store at its
 # default cap of 10,000 does under load (peers.sh reaches it within a second or two).
+# With REOPEN=1 a tunnel runs first (natively) on the same data directory until its first
+# exchange, and stops: the measured one opens a store a tunnel has opened before, as every
+# run after a user's first does (docs/performance.md, thirtieth round).
 # Under callgrind a process runs ~50 times slower: counts are exact, times are not.
 set -euo pipefail
 WHO=${1:-client}
@@ -28,6 +32,14 @@ done
 case "$WHO" in client | relay) ;; *) echo "instructions.sh: client or relay, not $WHO" >&2; exit 2 ;; esac
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+# Waits until URL answers 200 through the tunnel.
+ready() {
+  for _ in $(seq 600); do
+    [[ $(curl -s -o /dev/null -w '%{http_code}' "$1") == 200 ]] && return
+    sleep 0.2
+  done
+}
 
 # Prints "requests instructions" for one run of LOAD seconds (0: no requests but the check).
 run() {
@@ -58,17 +70,22 @@ EOF
   local tunnel=("$BIN/twk-tunnel" --relay "ws://127.0.0.1:$relay_port"
     --token bench-token-0123456789 --name bench --no-tui --json --data-dir "$dir/data" "$@"
     "127.0.0.1:$origin")
+  local first=("${tunnel[@]}")
   if [[ $WHO == relay ]]; then relay=("${cg[@]}" "${relay[@]}"); else tunnel=("${cg[@]}" "${tunnel[@]}"); fi
   "${relay[@]}" > "$dir/relay.log" 2>&1 & pids+=($!)
   [[ $WHO == relay ]] && counted=$! || true
   for _ in $(seq 600); do (exec 3<> "/dev/tcp/127.0.0.1/$relay_port") 2> /dev/null && break; sleep 0.2; done
-  "${tunnel[@]}" > /dev/null 2> "$dir/tunnel.log" & pids+=($!)
-  [[ $WHO == client ]] && counted=$! || true
   local url="http://127.0.0.1:$relay_port/t/bench/"
-  for _ in $(seq 600); do
-    [[ $(curl -s -o /dev/null -w '%{http_code}' "$url") == 200 ]] && break
-    sleep 0.2
-  done
+  if [[ -n ${REOPEN:-} ]]; then
+    "${first[@]}" > /dev/null 2>> "$dir/tunnel.log" &
+    local pid=$!
+    ready "$url"
+    kill -INT "$pid"
+    wait "$pid" 2> /dev/null || true
+  fi
+  "${tunnel[@]}" > /dev/null 2>> "$dir/tunnel.log" & pids+=($!)
+  [[ $WHO == client ]] && counted=$! || true
+  ready "$url"
   if [[ $load != 0 ]]; then
     n=$(wrk -t1 -c4 "-d$load" "$url" | awk '/requests in/ {print $1}')
   fi
@@ -84,6 +101,6 @@ EOF
 
 read -r _ idle < <(run 0 "$@")
 read -r n busy < <(run "$SECS" "$@")
-awk -v who="$WHO" -v retention="${RETENTION:+ retention $RETENTION}" -v n="$n" -v idle="$idle" -v busy="$busy" -v flags="$*" 'BEGIN {
+awk -v who="$WHO" -v retention="${RETENTION:+ retention $RETENTION}${REOPEN:+, reopened}" -v n="$n" -v idle="$idle" -v busy="$busy" -v flags="$*" 'BEGIN {
   printf "%s %s: %d requests, %.1f k instructions per request (start-up %.1f M excluded)\n",
     who, (flags == "" ? "(capture)" : flags) retention, n, (busy - idle) / n / 1000, idle / 1e6 }'
