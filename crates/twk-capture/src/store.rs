@@ -520,6 +520,12 @@ mod tests {
     use crate::handshake::LintCode;
     use crate::rows::decode_headers;
 
+    /// The planner-statistics tables the store's database holds.
+    fn statistics(store: &Store) -> i64 {
+        let q = "SELECT count(*) FROM sqlite_schema WHERE name LIKE 'sqlite_stat%'";
+        store.conn.query_row(q, [], |r| r.get(0)).unwrap()
+    }
+
     /// Statistics taken on a store of one row (earlier versions took them at every open)
     /// made the retention DELETE scan the whole table in every batch. They are dropped at
     /// open, and nothing takes them again.
@@ -532,10 +538,6 @@ mod tests {
             tunnel: "t".into(),
             request_id: format!("r{i}"),
             ..Default::default()
-        };
-        let statistics = |store: &Store| -> i64 {
-            let q = "SELECT count(*) FROM sqlite_schema WHERE name LIKE 'sqlite_stat%'";
-            store.conn.query_row(q, [], |r| r.get(0)).unwrap()
         };
         let mut store = Store::open(&opts).unwrap();
         store.insert_batch(&[ex(0)]).unwrap();
@@ -575,10 +577,6 @@ mod tests {
         store.insert(&Exchange::default()).unwrap();
         store.conn.execute_batch("ANALYZE").unwrap();
         drop(store);
-        let statistics = |store: &Store| -> i64 {
-            let q = "SELECT count(*) FROM sqlite_schema WHERE name LIKE 'sqlite_stat%'";
-            store.conn.query_row(q, [], |r| r.get(0)).unwrap()
-        };
         let writer = Connection::open(opts.db_path()).unwrap();
         writer.execute_batch("BEGIN IMMEDIATE").unwrap();
         opts.busy_timeout = Duration::from_millis(20);
