@@ -131,6 +131,13 @@ fn main() {
         .unwrap_or(1_000_000);
     let dir = tempfile::tempdir().unwrap();
     let base_ms = 1_514_764_800_000; // 2018-01-01
+    if let Some((size, rows)) = cap_only() {
+        let us = per_exchange(dir.path(), base_ms, size, rows, true);
+        println!(
+            "at the retention cap, batches of {size}, {rows} exchanges: {us:.1} µs per exchange"
+        );
+        return;
+    }
     println!(
         "twk-capture store benchmark, N = {n} (db in {})",
         dir.path().display()
@@ -281,6 +288,15 @@ fn steady_state(dir: &std::path::Path, base_ms: i64) {
         let unbounded = per_exchange(dir, base_ms, size, ROWS, false);
         println!("  {size:>10}    {at_cap:>10.1}    {unbounded:>17.1}");
     }
+}
+
+/// `TWK_BENCH_CAP=SIZE[xROWS]`: only one case of section 4, at the cap, so that it can run
+/// alone under callgrind (`valgrind --tool=callgrind --toggle-collect='*insert_batch*'`;
+/// two runs with different ROWS, and their difference, leave the fill out).
+fn cap_only() -> Option<(u64, u64)> {
+    let spec = std::env::var("TWK_BENCH_CAP").ok()?;
+    let (size, rows) = spec.split_once('x').unwrap_or((&spec, "20000"));
+    Some((size.parse().unwrap(), rows.parse().unwrap()))
 }
 
 /// µs per exchange of `rows` exchanges in batches of `size` into a store already holding

@@ -8,7 +8,7 @@
 //!
 //! - **Reference counts**: `body_files` has a row per file with the number of payload
 //!   columns naming it (the same body twice, a retried webhook or an echo, is one file).
-//!   Inserts count up here; a trigger counts down when a payload row goes (retention). The
+//!   Inserts count up here; retention counts down before it deletes the payload rows. The
 //!   writing transaction forgets the files no longer named, and they are unlinked once it
 //!   has committed, under the write lock and only if still unnamed (another writer may have
 //!   stored the same bytes again meanwhile); if another process holds the lock then, after

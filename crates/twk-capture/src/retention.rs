@@ -17,21 +17,85 @@
 
 use crate::error::Result;
 use crate::store::clamp_i64;
-use rusqlite::{Connection, params};
+use rusqlite::{Connection, ToSql};
 use std::collections::HashMap;
 
+/// The statements that delete the rows a selection over `exchanges` gives, in the batch's
+/// transaction ([`Retention::delete`]): what the rows kept is read; the body files their
+/// payloads name are released, only when a payload as old as the newest of them names one
+/// (few do); then the payloads and the rows go. When the rows are the oldest of all, as
+/// they are with one tunnel, those two are ranges of ids; otherwise the selection is run
+/// again for each. The store has no delete triggers (schema v11): a trigger ran a program
+/// of its own for each row, which cost the writer more than the row itself
+/// (docs/performance.md, thirty-first round).
+pub(crate) struct Deletion {
+    /// What each row kept: `(id, tunnel, stored_bytes)`.
+    kept: &'static str,
+    /// The body files the payloads name (a name twice when a payload names it twice).
+    files: &'static str,
+    /// The payloads.
+    payloads: &'static str,
+    /// The rows.
+    rows: &'static str,
+}
+
+impl Deletion {
+    /// The statements it may run.
+    #[cfg(test)]
+    pub(crate) fn statements(&self) -> [&'static str; 8] {
+        [
+            self.kept,
+            OLDEST_FILE,
+            self.files,
+            COUNT_THROUGH,
+            PAYLOADS_THROUGH,
+            ROWS_THROUGH,
+            self.payloads,
+            self.rows,
+        ]
+    }
+}
+
+/// The oldest payload that names a body file: one step into its partial index.
+const OLDEST_FILE: &str = "SELECT min(id) FROM payloads \
+     WHERE req_body_file IS NOT NULL OR resp_body_file IS NOT NULL";
+
+/// A [`Deletion`] of the rows of `exchanges` that the literal `WHERE … ORDER BY … LIMIT …`
+/// selects.
+macro_rules! deletion {
+    ($rows:literal) => {
+        Deletion {
+            kept: concat!("SELECT id, tunnel, stored_bytes FROM exchanges ", $rows),
+            files: concat!(
+                "SELECT req_body_file, resp_body_file FROM payloads WHERE id IN (SELECT id \
+                 FROM exchanges ",
+                $rows,
+                ") AND (req_body_file IS NOT NULL OR resp_body_file IS NOT NULL)"
+            ),
+            payloads: concat!(
+                "DELETE FROM payloads WHERE id IN (SELECT id FROM exchanges ",
+                $rows,
+                ")"
+            ),
+            rows: concat!(
+                "DELETE FROM exchanges WHERE id IN (SELECT id FROM exchanges ",
+                $rows,
+                ")"
+            ),
+        }
+    };
+}
+
 /// The oldest `?2` rows of tunnel `?1`: one index walk of that length.
-pub(crate) const RETENTION_DELETE: &str = "DELETE FROM exchanges WHERE id IN (SELECT id FROM \
-     exchanges WHERE tunnel = ?1 ORDER BY id ASC LIMIT ?2) RETURNING stored_bytes";
-/// The oldest `?1` rows of all, with their tunnels (their cached counts go down) and bytes.
-const TOTAL_DELETE: &str = "DELETE FROM exchanges WHERE id IN (SELECT id FROM exchanges \
-     ORDER BY id ASC LIMIT ?1) RETURNING tunnel, stored_bytes";
+pub(crate) const PER_TUNNEL: Deletion = deletion!("WHERE tunnel = ?1 ORDER BY id ASC LIMIT ?2");
+/// The oldest `?1` rows of all.
+const OLDEST: Deletion = deletion!("ORDER BY id ASC LIMIT ?1");
 /// The oldest rows after `?1`, with the bytes each keeps: the bytes bound walks them to
 /// find how many to delete.
 const OLDEST_SIZES: &str =
     "SELECT id, stored_bytes FROM exchanges WHERE id > ?1 ORDER BY id ASC LIMIT 64";
-/// Every row up to id `?1`, with their tunnels and bytes.
-const DELETE_THROUGH: &str = "DELETE FROM exchanges WHERE id <= ?1 RETURNING tunnel, stored_bytes";
+/// Every row up to id `?1`.
+const THROUGH: Deletion = deletion!("WHERE id <= ?1");
 /// Rows of requests the relay refused itself (`refused`), at most, in all: past it the
 /// oldest of them go first. A stranger's flood of refusals then erases at most this many
 /// rows of history (a tenth of `retention_total` or of `retention_per_tunnel` when that is
@@ -39,9 +103,16 @@ const DELETE_THROUGH: &str = "DELETE FROM exchanges WHERE id <= ?1 RETURNING tun
 pub(crate) const REFUSED_KEPT: u64 = 1000;
 /// The refused rows: a walk of their partial index.
 const REFUSED_COUNT: &str = "SELECT count(*) FROM exchanges WHERE refused = 1";
-/// The oldest `?1` refused rows, with their tunnels and bytes.
-const REFUSED_DELETE: &str = "DELETE FROM exchanges WHERE id IN (SELECT id FROM exchanges \
-     WHERE refused = 1 ORDER BY id ASC LIMIT ?1) RETURNING tunnel, stored_bytes";
+/// The oldest `?1` refused rows.
+const REFUSED: Deletion = deletion!("WHERE refused = 1 ORDER BY id ASC LIMIT ?1");
+/// Rows up to id `?1`.
+const COUNT_THROUGH: &str = "SELECT count(*) FROM exchanges WHERE id <= ?1";
+/// Payloads up to id `?1`.
+const PAYLOADS_THROUGH: &str = "DELETE FROM payloads WHERE id <= ?1";
+/// Rows up to id `?1`.
+const ROWS_THROUGH: &str = "DELETE FROM exchanges WHERE id <= ?1";
+/// A body file a deleted payload named is named once less (`crate::body_files`).
+const RELEASE_FILE: &str = "UPDATE body_files SET refs = refs - 1 WHERE name = ?1";
 /// Rows the total and bytes bounds delete per batch beyond what the batch added. A store
 /// far over them (the first batch after an upgrade, or after a bound was lowered) comes
 /// down over the next batches instead of in one transaction that would hold the writer for
@@ -201,8 +272,7 @@ impl Retention {
         if count <= most {
             return Ok(Freed::default());
         }
-        let mut stmt = conn.prepare_cached(REFUSED_DELETE)?;
-        let freed = self.count_deleted(stmt.query([clamp_i64(count - most)])?)?;
+        let freed = self.delete(conn, &REFUSED, &[&clamp_i64(count - most)])?;
         tracing::debug!(deleted = freed.rows, "refused rows bounded");
         Ok(freed)
     }
@@ -227,16 +297,12 @@ impl Retention {
                 // The excess is the oldest `count - retention` rows (usually this batch's
                 // size): one index walk of that length, not a scan past every row kept.
                 // Prepared once: parsing it on every batch showed in the writer's profile.
-                let mut stmt = conn.prepare_cached(RETENTION_DELETE)?;
-                let mut rows = stmt.query(params![tunnel, clamp_i64(count - retention)])?;
-                let mut deleted = 0;
-                while let Some(row) = rows.next()? {
-                    freed.bytes += row.get::<_, i64>(0)?.max(0) as u64;
-                    deleted += 1;
-                }
-                tracing::debug!(tunnel, deleted, "retention cap applied");
-                freed.rows += deleted;
-                count.saturating_sub(deleted)
+                let excess = clamp_i64(count - retention);
+                let f = self.delete(conn, &PER_TUNNEL, &[&tunnel, &excess])?;
+                tracing::debug!(tunnel, deleted = f.rows, "retention cap applied");
+                freed.rows += f.rows;
+                freed.bytes += f.bytes;
+                count.saturating_sub(f.rows)
             } else {
                 count
             };
@@ -274,8 +340,7 @@ impl Retention {
         let Some(through) = through else {
             return Ok(Freed::default());
         };
-        let mut stmt = conn.prepare_cached(DELETE_THROUGH)?;
-        let freed = self.count_deleted(stmt.query([through])?)?;
+        let freed = self.delete(conn, &THROUGH, &[&through])?;
         tracing::debug!(deleted = freed.rows, "bytes retention applied");
         Ok(freed)
     }
@@ -285,24 +350,74 @@ impl Retention {
         if n == 0 {
             return Ok(Freed::default());
         }
-        let mut stmt = conn.prepare_cached(TOTAL_DELETE)?;
-        self.count_deleted(stmt.query([clamp_i64(n)])?)
+        self.delete(conn, &OLDEST, &[&clamp_i64(n)])
     }
 
-    /// Sums the `(tunnel, stored_bytes)` rows a delete returned; the tunnels' cached counts
-    /// go down.
-    fn count_deleted(&mut self, mut rows: rusqlite::Rows<'_>) -> Result<Freed> {
+    /// Runs `deletion` with `params`. The tunnels' cached counts go down by the rows it
+    /// deleted of each.
+    fn delete(
+        &mut self,
+        conn: &Connection,
+        deletion: &Deletion,
+        params: &[&dyn ToSql],
+    ) -> Result<Freed> {
         let mut freed = Freed::default();
+        let mut newest = i64::MIN;
+        let mut kept = conn.prepare_cached(deletion.kept)?;
+        let mut rows = kept.query(params)?;
         while let Some(row) = rows.next()? {
-            let tunnel: String = row.get(0)?;
-            if let Some(c) = self.per_tunnel.get_mut(&tunnel) {
+            newest = newest.max(row.get(0)?);
+            if let Some(c) = text(row, 1)?.and_then(|t| self.per_tunnel.get_mut(t)) {
                 *c = c.saturating_sub(1);
             }
             freed.rows += 1;
-            freed.bytes += row.get::<_, i64>(1)?.max(0) as u64;
+            freed.bytes += row.get::<_, i64>(2)?.max(0) as u64;
+        }
+        if freed.rows == 0 {
+            return Ok(freed);
+        }
+        let oldest_file: Option<i64> = conn
+            .prepare_cached(OLDEST_FILE)?
+            .query_row([], |r| r.get(0))?;
+        if oldest_file.is_some_and(|id| id <= newest) {
+            release_files(conn, deletion, params)?;
+        }
+        let through: i64 = conn
+            .prepare_cached(COUNT_THROUGH)?
+            .query_row([newest], |r| r.get(0))?;
+        if through as u64 == freed.rows {
+            // The oldest rows of all, as usual with one tunnel: ranges of the two tables.
+            conn.prepare_cached(PAYLOADS_THROUGH)?.execute([newest])?;
+            conn.prepare_cached(ROWS_THROUGH)?.execute([newest])?;
+        } else {
+            conn.prepare_cached(deletion.payloads)?.execute(params)?;
+            conn.prepare_cached(deletion.rows)?.execute(params)?;
         }
         Ok(freed)
     }
+}
+
+/// Each body file the payloads of `deletion` name is named once less.
+fn release_files(conn: &Connection, deletion: &Deletion, params: &[&dyn ToSql]) -> Result<()> {
+    let mut release = conn.prepare_cached(RELEASE_FILE)?;
+    let mut files = conn.prepare_cached(deletion.files)?;
+    let mut named = files.query(params)?;
+    while let Some(row) = named.next()? {
+        for column in [0, 1] {
+            if let Some(name) = text(row, column)? {
+                release.execute([name])?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Column `i` of `row` when it is text, borrowed (no `String` per deleted row).
+fn text<'r>(row: &'r rusqlite::Row<'_>, i: usize) -> Result<Option<&'r str>> {
+    Ok(match row.get_ref(i)? {
+        rusqlite::types::ValueRef::Text(bytes) => std::str::from_utf8(bytes).ok(),
+        _ => None,
+    })
 }
 
 /// `SELECT <what> FROM exchanges`, a count or a sum, as a `u64`.

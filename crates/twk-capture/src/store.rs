@@ -526,6 +526,12 @@ mod tests {
         store.conn.query_row(q, [], |r| r.get(0)).unwrap()
     }
 
+    /// Payloads whose exchange is gone: retention deletes both (there are no triggers).
+    fn orphans(store: &Store) -> i64 {
+        let q = "SELECT count(*) FROM payloads WHERE id NOT IN (SELECT id FROM exchanges)";
+        store.conn.query_row(q, [], |r| r.get(0)).unwrap()
+    }
+
     /// Statistics taken on a store of one row (earlier versions took them at every open)
     /// made the retention DELETE scan the whole table in every batch. They are dropped at
     /// open, and nothing takes them again.
@@ -556,12 +562,16 @@ mod tests {
             .query_row("SELECT count(*) FROM exchanges", [], |r| r.get(0))
             .unwrap();
         assert_eq!(rows, 1024, "the bound applied");
-        let stmt = store
-            .conn
-            .prepare_cached(crate::retention::RETENTION_DELETE)
-            .unwrap();
-        assert_eq!(stmt.get_status(rusqlite::StatementStatus::FullscanStep), 0);
-        drop(stmt);
+        assert_eq!(
+            orphans(&store),
+            0,
+            "one tunnel: its oldest rows and payloads by range"
+        );
+        for sql in crate::retention::PER_TUNNEL.statements() {
+            let stmt = store.conn.prepare_cached(sql).unwrap();
+            let scanned = stmt.get_status(rusqlite::StatementStatus::FullscanStep);
+            assert_eq!(scanned, 0, "{sql}");
+        }
         drop(store);
         let store = Store::open(&opts).unwrap();
         assert_eq!(statistics(&store), 0, "no statistics taken since");
@@ -612,12 +622,15 @@ mod tests {
                 .unwrap()
         };
         assert_eq!((count("a"), count("b")), (10, 10));
-        // 40 batches ran the DELETE; before QPSG each one prepared it again.
-        let stmt = store
-            .conn
-            .prepare_cached(crate::retention::RETENTION_DELETE)
-            .unwrap();
-        assert_eq!(stmt.get_status(rusqlite::StatementStatus::RePrepare), 0);
+        // The rows of "a" and "b" alternate, so no deletion was of the oldest rows of all:
+        // each deleted its payloads by their ids, and left none behind.
+        assert_eq!(orphans(&store), 0);
+        // 40 batches ran the deletion; before QPSG each one prepared its statements again.
+        for sql in crate::retention::PER_TUNNEL.statements() {
+            let stmt = store.conn.prepare_cached(sql).unwrap();
+            let prepared = stmt.get_status(rusqlite::StatementStatus::RePrepare);
+            assert_eq!(prepared, 0, "{sql}");
+        }
     }
 
     #[test]
