@@ -105,8 +105,9 @@ pub(crate) const REFUSED_KEPT: u64 = 1000;
 const REFUSED_COUNT: &str = "SELECT count(*) FROM exchanges WHERE refused = 1";
 /// The oldest `?1` refused rows.
 const REFUSED: Deletion = deletion!("WHERE refused = 1 ORDER BY id ASC LIMIT ?1");
-/// Rows up to id `?1`.
-const COUNT_THROUGH: &str = "SELECT count(*) FROM exchanges WHERE id <= ?1";
+/// Rows up to id `?1`, counted up to `?2`.
+pub(crate) const COUNT_THROUGH: &str =
+    "SELECT count(*) FROM (SELECT 1 FROM exchanges WHERE id <= ?1 LIMIT ?2)";
 /// Payloads up to id `?1`.
 const PAYLOADS_THROUGH: &str = "DELETE FROM payloads WHERE id <= ?1";
 /// Rows up to id `?1`.
@@ -361,8 +362,41 @@ impl Retention {
         deletion: &Deletion,
         params: &[&dyn ToSql],
     ) -> Result<Freed> {
-        let mut freed = Freed::default();
-        let mut newest = i64::MIN;
+        let (freed, newest) = self.read_kept(conn, deletion, params)?;
+        if freed.rows == 0 {
+            return Ok(freed);
+        }
+        let oldest_file: Option<i64> = conn
+            .prepare_cached(OLDEST_FILE)?
+            .query_row([], |r| r.get(0))?;
+        if oldest_file.is_some_and(|id| id <= newest) {
+            release_files(conn, deletion, params)?;
+        }
+        // Counted no further than one row past them: with another tunnel's older rows kept,
+        // a count of every row up to the newest would walk all of those in every batch.
+        let through: i64 = conn
+            .prepare_cached(COUNT_THROUGH)?
+            .query_row([newest, clamp_i64(freed.rows + 1)], |r| r.get(0))?;
+        if through as u64 == freed.rows {
+            // The oldest rows of all, as usual with one tunnel: ranges of the two tables.
+            conn.prepare_cached(PAYLOADS_THROUGH)?.execute([newest])?;
+            conn.prepare_cached(ROWS_THROUGH)?.execute([newest])?;
+        } else {
+            conn.prepare_cached(deletion.payloads)?.execute(params)?;
+            conn.prepare_cached(deletion.rows)?.execute(params)?;
+        }
+        Ok(freed)
+    }
+
+    /// What the rows `deletion` selects kept, and the newest of their ids; the tunnels'
+    /// cached counts go down by them.
+    fn read_kept(
+        &mut self,
+        conn: &Connection,
+        deletion: &Deletion,
+        params: &[&dyn ToSql],
+    ) -> Result<(Freed, i64)> {
+        let (mut freed, mut newest) = (Freed::default(), i64::MIN);
         let mut kept = conn.prepare_cached(deletion.kept)?;
         let mut rows = kept.query(params)?;
         while let Some(row) = rows.next()? {
@@ -373,27 +407,7 @@ impl Retention {
             freed.rows += 1;
             freed.bytes += row.get::<_, i64>(2)?.max(0) as u64;
         }
-        if freed.rows == 0 {
-            return Ok(freed);
-        }
-        let oldest_file: Option<i64> = conn
-            .prepare_cached(OLDEST_FILE)?
-            .query_row([], |r| r.get(0))?;
-        if oldest_file.is_some_and(|id| id <= newest) {
-            release_files(conn, deletion, params)?;
-        }
-        let through: i64 = conn
-            .prepare_cached(COUNT_THROUGH)?
-            .query_row([newest], |r| r.get(0))?;
-        if through as u64 == freed.rows {
-            // The oldest rows of all, as usual with one tunnel: ranges of the two tables.
-            conn.prepare_cached(PAYLOADS_THROUGH)?.execute([newest])?;
-            conn.prepare_cached(ROWS_THROUGH)?.execute([newest])?;
-        } else {
-            conn.prepare_cached(deletion.payloads)?.execute(params)?;
-            conn.prepare_cached(deletion.rows)?.execute(params)?;
-        }
-        Ok(freed)
+        Ok((freed, newest))
     }
 }
 
