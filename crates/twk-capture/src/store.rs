@@ -599,7 +599,8 @@ mod tests {
 
     /// Deleting a tunnel's oldest rows checks whether they are the oldest of all by counting
     /// rows up to the newest of them. Another tunnel's older rows, kept, must not be walked
-    /// in every batch: the count stops one row past the rows deleted.
+    /// in every batch: the count stops one row past the rows deleted. Here they are not the
+    /// oldest, so their payloads go by the selection, not by a range, and none is left.
     #[test]
     fn another_tunnels_older_rows_are_not_walked_in_every_batch() {
         let dir = tempfile::tempdir().unwrap();
@@ -660,8 +661,6 @@ mod tests {
                 .unwrap()
         };
         assert_eq!((count("a"), count("b")), (10, 10));
-        // The rows of "a" and "b" alternate, so no deletion was of the oldest rows of all:
-        // each deleted its payloads by their ids, and left none behind.
         assert_eq!(orphans(&store), 0);
         // 40 batches ran the deletion; before QPSG each one prepared its statements again.
         for sql in crate::retention::PER_TUNNEL.statements() {
