@@ -532,6 +532,12 @@ mod tests {
         store.conn.query_row(q, [], |r| r.get(0)).unwrap()
     }
 
+    /// The rows tunnel `t` holds.
+    fn tunnel_rows(store: &Store, t: &str) -> i64 {
+        let q = "SELECT count(*) FROM exchanges WHERE tunnel = ?1";
+        store.conn.query_row(q, [t], |r| r.get(0)).unwrap()
+    }
+
     /// Statistics taken on a store of one row (earlier versions took them at every open)
     /// made the retention DELETE scan the whole table in every batch. They are dropped at
     /// open, and nothing takes them again.
@@ -629,11 +635,8 @@ mod tests {
         assert!(steps < 10_000, "{steps} VM steps");
         drop(stmt);
         assert_eq!(orphans(&store), 0);
-        let rows = |t: &str| -> i64 {
-            let q = "SELECT count(*) FROM exchanges WHERE tunnel = ?1";
-            store.conn.query_row(q, [t], |r| r.get(0)).unwrap()
-        };
-        assert_eq!((rows("old"), rows("new")), (1000, 1000));
+        let rows = (tunnel_rows(&store, "old"), tunnel_rows(&store, "new"));
+        assert_eq!(rows, (1000, 1000));
     }
 
     #[test]
@@ -650,17 +653,8 @@ mod tests {
             };
             store.insert_batch(&[ex]).unwrap();
         }
-        let count = |t: &str| -> i64 {
-            store
-                .conn
-                .query_row(
-                    "SELECT count(*) FROM exchanges WHERE tunnel = ?1",
-                    [t],
-                    |r| r.get(0),
-                )
-                .unwrap()
-        };
-        assert_eq!((count("a"), count("b")), (10, 10));
+        let rows = (tunnel_rows(&store, "a"), tunnel_rows(&store, "b"));
+        assert_eq!(rows, (10, 10));
         assert_eq!(orphans(&store), 0);
         // 40 batches ran the deletion; before QPSG each one prepared its statements again.
         for sql in crate::retention::PER_TUNNEL.statements() {
