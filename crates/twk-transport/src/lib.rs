@@ -18,7 +18,7 @@ pub mod logging;
 pub mod tls;
 mod wsio;
 
-pub use wsio::WsIo;
+pub use wsio::{InFlight, InFlightGuard, WsIo};
 
 use tokio::io::{AsyncRead, AsyncWrite};
 use tungstenite::protocol::WebSocketConfig;
