@@ -342,12 +342,21 @@ mod tests {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tungstenite::protocol::Role;
 
-    #[tokio::test]
-    async fn bytes_round_trip_in_order_over_a_duplex_websocket() {
+    /// Both ends of a websocket over an in-memory pipe, with twk's limits.
+    async fn ws_pair() -> (
+        WebSocketStream<tokio::io::DuplexStream>,
+        WebSocketStream<tokio::io::DuplexStream>,
+    ) {
         let (a, b) = tokio::io::duplex(64 * 1024);
         let cfg = crate::ws_config();
         let wa = WebSocketStream::from_raw_socket(a, Role::Client, Some(cfg)).await;
         let wb = WebSocketStream::from_raw_socket(b, Role::Server, Some(cfg)).await;
+        (wa, wb)
+    }
+
+    #[tokio::test]
+    async fn bytes_round_trip_in_order_over_a_duplex_websocket() {
+        let (wa, wb) = ws_pair().await;
         let mut ia = WsIo::new(wa);
         let mut ib = WsIo::new(wb);
         // Small writes, then large ones: messages that start small, and placed ones.
@@ -397,10 +406,7 @@ mod tests {
 
     #[tokio::test]
     async fn concurrent_requests_frames_leave_in_one_message_and_a_lone_one_at_once() {
-        let (a, b) = tokio::io::duplex(64 * 1024);
-        let cfg = crate::ws_config();
-        let wa = WebSocketStream::from_raw_socket(a, Role::Client, Some(cfg)).await;
-        let mut wb = WebSocketStream::from_raw_socket(b, Role::Server, Some(cfg)).await;
+        let (wa, mut wb) = ws_pair().await;
         let in_flight = Arc::new(InFlight::default());
         let mut ia = WsIo::new(wa).coalescing(in_flight.clone());
 
@@ -424,6 +430,7 @@ mod tests {
 
         // Nothing gathered: nothing to wait for.
         assert!(flushed_at_once(&mut ia));
+
         // The wait is a turn of the runtime: the task is woken again and the flush ends.
         ia.write_all(b"five").await.unwrap();
         let flush = tokio::time::timeout(Duration::from_secs(10), ia.flush());
@@ -432,19 +439,17 @@ mod tests {
             .expect("the waiting flush was never woken")
             .unwrap();
         assert_eq!(messages(&mut wb), [Bytes::from_static(b"five")]);
+        // Both answered: alone again, nothing waits.
         drop((first, second));
         assert_eq!(in_flight.count(), 0);
-        ia.write_all(b"four").await.unwrap();
+        ia.write_all(b"six").await.unwrap();
         assert!(flushed_at_once(&mut ia));
-        assert_eq!(messages(&mut wb), [Bytes::from_static(b"four")]);
+        assert_eq!(messages(&mut wb), [Bytes::from_static(b"six")]);
     }
 
     #[tokio::test]
     async fn a_websocket_without_coalescing_never_waits() {
-        let (a, b) = tokio::io::duplex(64 * 1024);
-        let cfg = crate::ws_config();
-        let wa = WebSocketStream::from_raw_socket(a, Role::Client, Some(cfg)).await;
-        let mut wb = WebSocketStream::from_raw_socket(b, Role::Server, Some(cfg)).await;
+        let (wa, mut wb) = ws_pair().await;
         let mut ia = WsIo::new(wa);
         for piece in [&b"a"[..], b"b"] {
             ia.write_all(piece).await.unwrap();
@@ -456,10 +461,7 @@ mod tests {
 
     #[tokio::test]
     async fn the_rtt_probe_reports_a_round_trip() {
-        let (a, b) = tokio::io::duplex(64 * 1024);
-        let cfg = crate::ws_config();
-        let wa = WebSocketStream::from_raw_socket(a, Role::Client, Some(cfg)).await;
-        let wb = WebSocketStream::from_raw_socket(b, Role::Server, Some(cfg)).await;
+        let (wa, wb) = ws_pair().await;
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
         let mut ia = WsIo::new(wa).with_rtt_probe(
             Duration::from_secs(10),
