@@ -391,6 +391,16 @@ mod tests {
         }
     }
 
+    /// Whether a task was woken.
+    #[derive(Default)]
+    struct Woken(std::sync::atomic::AtomicBool);
+
+    impl std::task::Wake for Woken {
+        fn wake(self: Arc<Self>) {
+            self.0.store(true, Ordering::SeqCst);
+        }
+    }
+
     /// The binary messages `ws` holds received now (each flush here wrote into the duplex
     /// before it returned, so they are all there).
     fn messages<S: AsyncRead + AsyncWrite + Unpin>(ws: &mut WebSocketStream<S>) -> Vec<Bytes> {
@@ -431,13 +441,19 @@ mod tests {
         // Nothing gathered: nothing to wait for.
         assert!(flushed_at_once(&mut ia));
 
-        // The wait is a turn of the runtime: the task is woken again and the flush ends.
+        // The wait is a turn of the runtime: the flush's task is woken once the runtime has
+        // run its other tasks (here, this test's own yield), and the flush then ends.
         ia.write_all(b"five").await.unwrap();
-        let flush = tokio::time::timeout(Duration::from_secs(10), ia.flush());
-        flush
-            .await
-            .expect("the waiting flush was never woken")
-            .unwrap();
+        let woken = Arc::new(Woken::default());
+        let waker = std::task::Waker::from(woken.clone());
+        let pending = Pin::new(&mut ia).poll_flush(&mut Context::from_waker(&waker));
+        assert!(pending.is_pending());
+        tokio::task::yield_now().await;
+        assert!(
+            woken.0.load(Ordering::SeqCst),
+            "a waiting flush was never woken"
+        );
+        assert!(flushed_at_once(&mut ia));
         assert_eq!(messages(&mut wb), [Bytes::from_static(b"five")]);
         // Both answered: alone again, nothing waits.
         drop((first, second));
