@@ -426,9 +426,8 @@ async fn run_session_inner(
         Some(twk_transport::ws_config()),
     )
     .await;
-    let in_flight = Arc::new(twk_transport::InFlight::default());
-    let io = WsIo::new(ws).coalescing(in_flight.clone());
-    let (mut sender, conn) = match crate::tunnel_h2::handshake(io, in_flight).await {
+    let io = WsIo::new(ws).coalescing(s.inflight.clone());
+    let (mut sender, conn) = match crate::tunnel_h2::handshake(io).await {
         Ok(pair) => pair,
         Err(e) => {
             warn!(error = %e, "http/2 handshake over the tunnel failed");

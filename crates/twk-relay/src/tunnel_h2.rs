@@ -32,7 +32,6 @@ use std::task::{Context, Poll, ready};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
 use twk_transport::gather::Gathered;
-use twk_transport::{InFlight, InFlightGuard};
 
 /// Why a tunnel's connection ended.
 #[derive(Debug, thiserror::Error)]
@@ -62,9 +61,6 @@ pub(crate) struct TunnelSender {
     share: Arc<WindowShare>,
     /// How requests' metadata goes to the client.
     meta: MetaForm,
-    /// Its requests in flight, which the websocket under it coalesces by
-    /// (`twk_transport::WsIo::coalescing`).
-    in_flight: Arc<InFlight>,
 }
 
 /// How a request's metadata goes to its client.
@@ -83,11 +79,9 @@ impl std::fmt::Debug for TunnelSender {
 }
 
 /// Opens HTTP/2 over `io` with the limits of [`twk_transport::h2_direct_client_builder`]:
-/// the sender, and the connection to run ([`drive`]) for as long as the session lasts. The
-/// sender counts its requests in `in_flight`.
+/// the sender, and the connection to run ([`drive`]) for as long as the session lasts.
 pub(crate) async fn handshake<T>(
     io: T,
-    in_flight: Arc<InFlight>,
 ) -> Result<(TunnelSender, h2::client::Connection<T, Bytes>), h2::Error>
 where
     T: AsyncRead + AsyncWrite + Unpin,
@@ -97,13 +91,7 @@ where
         .await?;
     let share = Arc::default();
     let meta = MetaForm::Headers;
-    let sender = TunnelSender {
-        h2,
-        share,
-        meta,
-        in_flight,
-    };
-    Ok((sender, conn))
+    Ok((TunnelSender { h2, share, meta }, conn))
 }
 
 /// Runs the connection until it ends, with a PING every `ping` that must be answered
@@ -162,7 +150,6 @@ impl TunnelSender {
         &mut self,
         req: Request<RelayBody>,
     ) -> Result<Response<AnswerBody>, SendError> {
-        let counted = self.in_flight.enter();
         if let Err(error) = poll_fn(|cx| self.h2.poll_ready(cx)).await {
             return Err(SendError {
                 error,
@@ -191,7 +178,6 @@ impl TunnelSender {
                 reader: None,
                 passed: 0,
                 recheck: None,
-                _counted: counted,
             })),
             Err(error) => Err(SendError {
                 error,
@@ -330,9 +316,6 @@ pub(crate) struct AnswerBody {
     passed: u64,
     /// While data is awaited and readers are blocked on the tunnel: when to check them.
     recheck: Option<Pin<Box<tokio::time::Sleep>>>,
-    /// Its request, counted in flight (`TunnelSender::in_flight`) until this answer is
-    /// read whole or dropped.
-    _counted: InFlightGuard,
 }
 
 impl AnswerBody {
@@ -461,7 +444,7 @@ mod tests {
             }
             let _ = conn.await;
         });
-        let (sender, conn) = handshake(c, Arc::default()).await.unwrap();
+        let (sender, conn) = handshake(c).await.unwrap();
         let (ended_tx, ended) = tokio::sync::oneshot::channel();
         tokio::spawn(async move {
             let _ = ended_tx.send(drive(conn, PING_INTERVAL, PING_TIMEOUT).await);
@@ -508,44 +491,6 @@ mod tests {
         let want = format!("{} {} done", 3 * 700 * 1024, 6 * 700 * 1024).repeat(10_000);
         assert_eq!(body.len(), want.len());
         assert!(body == want.as_bytes());
-    }
-
-    /// The websocket coalesces by this count: a request counts until its answer is read
-    /// whole or dropped, and one given up (its sender went away) stops counting.
-    #[tokio::test]
-    async fn a_request_counts_in_flight_until_its_answer_is_read_or_given_up() {
-        let (release, hold) = tokio::sync::watch::channel(false);
-        let (mut sender, _ended, _goaway) = tunnel(move |req: Request<hyper::body::Incoming>| {
-            let mut hold = hold.clone();
-            async move {
-                if req.uri().path() == "/slow" {
-                    let _ = hold.wait_for(|go| *go).await;
-                }
-                Response::new(Full::new(Bytes::from_static(b"ok")))
-            }
-        })
-        .await;
-        let get = |path: &str| {
-            Request::get(format!("http://t.tunnel{path}"))
-                .body(crate::body::full(""))
-                .unwrap()
-        };
-        let in_flight = sender.in_flight.clone();
-        let answer = sender.send(get("/")).await.unwrap();
-        assert_eq!(in_flight.count(), 1, "its answer is not read yet");
-        let body = answer.into_body().collect().await.unwrap().to_bytes();
-        assert_eq!(body, "ok");
-        assert_eq!(in_flight.count(), 0);
-
-        let mut other = sender.clone();
-        let slow = tokio::spawn(async move { other.send(get("/slow")).await.map(|_| ()) });
-        while in_flight.count() == 0 {
-            tokio::task::yield_now().await;
-        }
-        slow.abort();
-        assert!(slow.await.unwrap_err().is_cancelled());
-        assert_eq!(in_flight.count(), 0, "a request given up still counts");
-        release.send(true).unwrap();
     }
 
     /// After the tunnel's GOAWAY the sender says it is closed, and a request comes back

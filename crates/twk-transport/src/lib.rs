@@ -18,7 +18,7 @@ pub mod logging;
 pub mod tls;
 mod wsio;
 
-pub use wsio::{InFlight, InFlightGuard, WsIo};
+pub use wsio::WsIo;
 
 use tokio::io::{AsyncRead, AsyncWrite};
 use tungstenite::protocol::WebSocketConfig;

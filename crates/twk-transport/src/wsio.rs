@@ -6,11 +6,11 @@ use std::future::Future as _;
 use std::io;
 use std::pin::{Pin, pin};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll, ready};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio_tungstenite::WebSocketStream;
+use tokio_util::task::TaskTracker;
 use tungstenite::Message;
 
 /// Carries an ordered byte stream in binary websocket messages.
@@ -29,41 +29,10 @@ pub struct WsIo<S> {
     out: BytesMut,
     eof: bool,
     probe: Option<RttProbe>,
-    coalesce: Option<Arc<InFlight>>,
+    /// The requests in flight on the connection (see [`WsIo::coalescing`]).
+    coalesce: Option<TaskTracker>,
     /// This flush already waited its turn.
     waited: bool,
-}
-
-/// The requests in flight on one connection, for [`WsIo::coalescing`]: count one with
-/// [`InFlight::enter`] from when it is sent until its answer has been read whole.
-#[derive(Debug, Default)]
-pub struct InFlight(AtomicUsize);
-
-impl InFlight {
-    /// Counts a request until the guard drops (answered, failed, or given up).
-    pub fn enter(self: &Arc<Self>) -> InFlightGuard {
-        self.0.fetch_add(1, Ordering::Relaxed);
-        InFlightGuard(self.clone())
-    }
-
-    /// Requests counted now.
-    pub fn count(&self) -> usize {
-        self.0.load(Ordering::Relaxed)
-    }
-
-    fn concurrent(&self) -> bool {
-        self.count() > 1
-    }
-}
-
-/// One request counted in an [`InFlight`].
-#[derive(Debug)]
-pub struct InFlightGuard(Arc<InFlight>);
-
-impl Drop for InFlightGuard {
-    fn drop(&mut self) {
-        self.0.0.fetch_sub(1, Ordering::Relaxed);
-    }
 }
 
 /// Measures the round trip to the peer with websocket pings carrying a send time. The peer's
@@ -89,7 +58,8 @@ impl<S> WsIo<S> {
         }
     }
 
-    /// While `in_flight` counts two requests or more, a flush first lets the runtime run its
+    /// While `in_flight` tracks two requests or more (a token each, held from when it is
+    /// sent until its answer is through), a flush first lets the runtime run its
     /// other ready tasks once (`tokio::task::yield_now`): the requests those tasks are
     /// sending, and those whose bytes the socket already holds, leave in the same message
     /// instead of a message and a syscall each. One request alone is sent at once: with
@@ -97,7 +67,7 @@ impl<S> WsIo<S> {
     /// takes the task back, and finding it wakes an idle worker; that cost a lone request
     /// 16 µs of the relay's CPU and 25 µs of latency (docs/performance.md, thirty-second
     /// round).
-    pub fn coalescing(mut self, in_flight: Arc<InFlight>) -> Self {
+    pub fn coalescing(mut self, in_flight: TaskTracker) -> Self {
         self.coalesce = Some(in_flight);
         self
     }
@@ -241,7 +211,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WsIo<S> {
     /// Whether this flush waits a turn of the runtime first (see [`WsIo::coalescing`]); at
     /// most one turn per message.
     fn wait_a_turn(&mut self, cx: &mut Context<'_>) -> bool {
-        let concurrent = self.coalesce.as_deref().is_some_and(InFlight::concurrent);
+        let concurrent = self.coalesce.as_ref().is_some_and(|t| t.len() > 1);
         if self.waited || self.out.is_empty() || !concurrent {
             self.waited = false;
             return false;
@@ -339,6 +309,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for WsIo<S> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::atomic::{AtomicBool, Ordering};
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tungstenite::protocol::Role;
 
@@ -393,7 +364,7 @@ mod tests {
 
     /// Whether a task was woken.
     #[derive(Default)]
-    struct Woken(std::sync::atomic::AtomicBool);
+    struct Woken(AtomicBool);
 
     impl std::task::Wake for Woken {
         fn wake(self: Arc<Self>) {
@@ -417,18 +388,18 @@ mod tests {
     #[tokio::test]
     async fn concurrent_requests_frames_leave_in_one_message_and_a_lone_one_at_once() {
         let (wa, mut wb) = ws_pair().await;
-        let in_flight = Arc::new(InFlight::default());
+        let in_flight = TaskTracker::new();
         let mut ia = WsIo::new(wa).coalescing(in_flight.clone());
 
         // One request: its flush is not held back.
-        let first = in_flight.enter();
+        let first = in_flight.token();
         ia.write_all(b"one").await.unwrap();
         assert!(flushed_at_once(&mut ia), "a lone request waited");
         assert_eq!(messages(&mut wb), [Bytes::from_static(b"one")]);
 
         // Two: the first flush waits a turn, and what is written meanwhile goes with it.
-        let second = in_flight.enter();
-        assert_eq!(in_flight.count(), 2);
+        let second = in_flight.token();
+        assert_eq!(in_flight.len(), 2);
         ia.write_all(b"two").await.unwrap();
         assert!(
             !flushed_at_once(&mut ia),
@@ -457,7 +428,7 @@ mod tests {
         assert_eq!(messages(&mut wb), [Bytes::from_static(b"five")]);
         // Both answered: alone again, nothing waits.
         drop((first, second));
-        assert_eq!(in_flight.count(), 0);
+        assert_eq!(in_flight.len(), 0);
         ia.write_all(b"six").await.unwrap();
         assert!(flushed_at_once(&mut ia));
         assert_eq!(messages(&mut wb), [Bytes::from_static(b"six")]);
